@@ -1,0 +1,759 @@
+//! Lax decoding of one captured frame.
+//!
+//! Contract: [`decode`] accepts any byte sequence and never panics. It returns
+//! every layer it could decode plus at most one [`DecodeError`] naming the
+//! layer that stopped it, so callers count malformed traffic by reason
+//! instead of dropping it.
+//!
+//! Link, VLAN and IP layers (IPv4 options, IPv6 extension headers) are sliced
+//! by `etherparse`'s lax parser. Transport headers are read here from the IP
+//! payload, because that parser skips the transport layer of *every* fragment
+//! while a flow meter needs the ports of the *first* fragment, and because a
+//! snaplen-truncated TCP header still carries usable ports and flags.
+//!
+//! A frame cut by the snaplen (captured length below wire length) is not an
+//! error as long as the headers moni needs are complete: monitoring ports are
+//! often captured with a small snaplen on purpose.
+
+use std::net::IpAddr;
+
+use etherparse::err::{packet::SliceError, Layer};
+use etherparse::{ether_type, EtherType, Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket};
+
+/// The link-layer framing of a capture (libpcap's DLT / LINKTYPE values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkType {
+    /// Ethernet II, optionally with up to three 802.1Q/802.1ad tags.
+    Ethernet,
+    /// Linux cooked capture v1 (`any` device), 16-byte header.
+    LinuxSll,
+    /// Linux cooked capture v2, 20-byte header.
+    LinuxSll2,
+    /// Raw IP: the frame starts with an IPv4 or IPv6 header.
+    RawIp,
+    /// BSD loopback: a 4-byte address family in host byte order, then IP.
+    Null,
+    /// OpenBSD loopback: a 4-byte address family in network byte order.
+    Loop,
+}
+
+impl LinkType {
+    /// Maps a libpcap data-link type to a link type moni decodes, or `None`
+    /// for one it does not.
+    pub fn from_dlt(dlt: i32) -> Option<LinkType> {
+        match dlt {
+            1 => Some(LinkType::Ethernet),
+            113 => Some(LinkType::LinuxSll),
+            276 => Some(LinkType::LinuxSll2),
+            // DLT_RAW is 12 on most systems and 14 on OpenBSD; LINKTYPE_RAW
+            // is 101; 228/229 are IPv4-only/IPv6-only raw.
+            12 | 14 | 101 | 228 | 229 => Some(LinkType::RawIp),
+            0 => Some(LinkType::Null),
+            108 => Some(LinkType::Loop),
+            _ => None,
+        }
+    }
+}
+
+/// Why decoding stopped early, by layer. Counted per reason by the caller.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DecodeError {
+    /// The capture's link type is not one moni decodes.
+    UnsupportedLinkType,
+    /// Shorter than an Ethernet II header.
+    EthernetTruncated,
+    /// Shorter than a Linux cooked (SLL/SLL2) header.
+    SllTruncated,
+    /// Shorter than the 4-byte loopback header, or an unknown address family.
+    LoopbackInvalid,
+    /// A VLAN tag was cut off.
+    VlanTruncated,
+    /// More than three stacked VLAN tags.
+    TooManyVlanTags,
+    /// The IP header was cut off.
+    IpTruncated,
+    /// The IP header is malformed (bad version, IHL below 5, ...).
+    IpInvalid,
+    /// An IPv6 extension header or IP authentication header was cut off.
+    IpExtTruncated,
+    /// An IPv6 extension header or IP authentication header is malformed.
+    IpExtInvalid,
+    /// The TCP header was cut off before its end.
+    TcpTruncated,
+    /// The TCP data offset is below 5 words or beyond the segment.
+    TcpInvalid,
+    /// The UDP header was cut off.
+    UdpTruncated,
+    /// The ICMP or ICMPv6 header was cut off.
+    IcmpTruncated,
+    /// A link-layer error etherparse reported that fits no other reason.
+    LinkInvalid,
+}
+
+impl DecodeError {
+    /// Every reason, in a stable order (the index of a reason in this list
+    /// is what [`DecodeErrorCounts`] uses).
+    pub const ALL: [DecodeError; 15] = [
+        DecodeError::UnsupportedLinkType,
+        DecodeError::EthernetTruncated,
+        DecodeError::SllTruncated,
+        DecodeError::LoopbackInvalid,
+        DecodeError::VlanTruncated,
+        DecodeError::TooManyVlanTags,
+        DecodeError::IpTruncated,
+        DecodeError::IpInvalid,
+        DecodeError::IpExtTruncated,
+        DecodeError::IpExtInvalid,
+        DecodeError::TcpTruncated,
+        DecodeError::TcpInvalid,
+        DecodeError::UdpTruncated,
+        DecodeError::IcmpTruncated,
+        DecodeError::LinkInvalid,
+    ];
+
+    /// Stable snake_case name, used in summaries, JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecodeError::UnsupportedLinkType => "unsupported_link_type",
+            DecodeError::EthernetTruncated => "ethernet_truncated",
+            DecodeError::SllTruncated => "sll_truncated",
+            DecodeError::LoopbackInvalid => "loopback_invalid",
+            DecodeError::VlanTruncated => "vlan_truncated",
+            DecodeError::TooManyVlanTags => "too_many_vlan_tags",
+            DecodeError::IpTruncated => "ip_truncated",
+            DecodeError::IpInvalid => "ip_invalid",
+            DecodeError::IpExtTruncated => "ip_ext_truncated",
+            DecodeError::IpExtInvalid => "ip_ext_invalid",
+            DecodeError::TcpTruncated => "tcp_truncated",
+            DecodeError::TcpInvalid => "tcp_invalid",
+            DecodeError::UdpTruncated => "udp_truncated",
+            DecodeError::IcmpTruncated => "icmp_truncated",
+            DecodeError::LinkInvalid => "link_invalid",
+        }
+    }
+
+    /// The layer the reason belongs to: `link`, `vlan`, `ip` or `transport`.
+    pub fn layer(self) -> &'static str {
+        match self {
+            DecodeError::UnsupportedLinkType
+            | DecodeError::EthernetTruncated
+            | DecodeError::SllTruncated
+            | DecodeError::LoopbackInvalid
+            | DecodeError::LinkInvalid => "link",
+            DecodeError::VlanTruncated | DecodeError::TooManyVlanTags => "vlan",
+            DecodeError::IpTruncated
+            | DecodeError::IpInvalid
+            | DecodeError::IpExtTruncated
+            | DecodeError::IpExtInvalid => "ip",
+            DecodeError::TcpTruncated
+            | DecodeError::TcpInvalid
+            | DecodeError::UdpTruncated
+            | DecodeError::IcmpTruncated => "transport",
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|e| *e == self).unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Decode errors counted by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DecodeErrorCounts([u64; DecodeError::ALL.len()]);
+
+impl DecodeErrorCounts {
+    pub fn add(&mut self, error: DecodeError) {
+        self.0[error.index()] += 1;
+    }
+
+    pub fn get(&self, error: DecodeError) -> u64 {
+        self.0[error.index()]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub fn merge(&mut self, other: &DecodeErrorCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Non-zero counts with their reason, in [`DecodeError::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (DecodeError, u64)> + '_ {
+        DecodeError::ALL
+            .iter()
+            .zip(self.0.iter())
+            .filter(|(_, n)| **n > 0)
+            .map(|(e, n)| (*e, *n))
+    }
+}
+
+/// Where an IP packet sits in a fragmented datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fragment {
+    /// Not fragmented.
+    None,
+    /// Offset zero with more fragments: carries the transport header.
+    First { id: u32 },
+    /// A later fragment: no transport header.
+    Later { id: u32 },
+}
+
+/// The decoded IP layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpLayer {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IANA protocol number of the payload (after IPv6 extension headers).
+    pub protocol: u8,
+    pub fragment: Fragment,
+}
+
+/// The decoded transport layer (possibly partial, see [`Decoded::error`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    None,
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        /// The eight classic flag bits (CWR ECE URG ACK PSH RST SYN FIN).
+        flags: u8,
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+    },
+    Icmp {
+        icmp_type: u8,
+        code: u8,
+        /// Identifier of an echo request or reply, which pairs the two.
+        echo_id: Option<u16>,
+    },
+}
+
+/// TCP flag bits as they appear in byte 13 of the TCP header.
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+}
+
+/// Everything decoded from one frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decoded<'a> {
+    /// VLAN ids, outermost first; `vlan_count` of them are valid.
+    pub vlan_ids: [u16; 3],
+    pub vlan_count: u8,
+    /// EtherType of the network layer, when the link layer carried one.
+    pub ether_type: Option<u16>,
+    pub ip: Option<IpLayer>,
+    pub transport: Transport,
+    /// Transport payload as captured (may be cut by the snaplen).
+    pub payload: &'a [u8],
+    /// The reason decoding stopped early, if it did.
+    pub error: Option<DecodeError>,
+}
+
+impl<'a> Decoded<'a> {
+    fn empty() -> Self {
+        Decoded {
+            vlan_ids: [0; 3],
+            vlan_count: 0,
+            ether_type: None,
+            ip: None,
+            transport: Transport::None,
+            payload: &[],
+            error: None,
+        }
+    }
+
+    fn failed(error: DecodeError) -> Self {
+        let mut d = Decoded::empty();
+        d.error = Some(error);
+        d
+    }
+
+    /// The VLAN ids present, outermost first.
+    pub fn vlans(&self) -> &[u16] {
+        &self.vlan_ids[..usize::from(self.vlan_count).min(3)]
+    }
+
+    /// The outermost VLAN id, if the frame was tagged.
+    pub fn outer_vlan(&self) -> Option<u16> {
+        self.vlans().first().copied()
+    }
+
+    /// Source and destination ports for TCP and UDP; `None` otherwise.
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        match self.transport {
+            Transport::Tcp {
+                src_port, dst_port, ..
+            }
+            | Transport::Udp { src_port, dst_port } => Some((src_port, dst_port)),
+            _ => None,
+        }
+    }
+
+    /// TCP flags of a TCP segment, 0 otherwise.
+    pub fn tcp_flags(&self) -> u8 {
+        match self.transport {
+            Transport::Tcp { flags, .. } => flags,
+            _ => 0,
+        }
+    }
+}
+
+/// Decodes one frame of the given link type. Never panics.
+pub fn decode(link: LinkType, frame: &[u8]) -> Decoded<'_> {
+    match link {
+        LinkType::Ethernet => match LaxSlicedPacket::from_ethernet(frame) {
+            Ok(p) => from_sliced(p),
+            Err(_) => Decoded::failed(DecodeError::EthernetTruncated),
+        },
+        LinkType::LinuxSll => match (frame.get(14..16), frame.get(16..)) {
+            (Some(proto), Some(rest)) => from_ether_type(be16(proto), rest),
+            _ => Decoded::failed(DecodeError::SllTruncated),
+        },
+        LinkType::LinuxSll2 => match (frame.get(0..2), frame.get(20..)) {
+            (Some(proto), Some(rest)) => from_ether_type(be16(proto), rest),
+            _ => Decoded::failed(DecodeError::SllTruncated),
+        },
+        LinkType::RawIp => match frame.first().map(|b| b >> 4) {
+            Some(4) => from_ether_type(ether_type::IPV4.0, frame),
+            Some(6) => from_ether_type(ether_type::IPV6.0, frame),
+            Some(_) => Decoded::failed(DecodeError::IpInvalid),
+            None => Decoded::failed(DecodeError::IpTruncated),
+        },
+        LinkType::Null | LinkType::Loop => {
+            let Some(family) = frame.get(0..4) else {
+                return Decoded::failed(DecodeError::LoopbackInvalid);
+            };
+            let bytes = [family[0], family[1], family[2], family[3]];
+            let family = if link == LinkType::Null {
+                // Host byte order of the capturing machine: accept either.
+                let le = u32::from_le_bytes(bytes);
+                if le < 256 {
+                    le
+                } else {
+                    u32::from_be_bytes(bytes)
+                }
+            } else {
+                u32::from_be_bytes(bytes)
+            };
+            let rest = &frame[4..];
+            match family {
+                2 => from_ether_type(ether_type::IPV4.0, rest),
+                // AF_INET6 differs per BSD: 10, 24, 28, 30.
+                10 | 24 | 28 | 30 => from_ether_type(ether_type::IPV6.0, rest),
+                _ => Decoded::failed(DecodeError::LoopbackInvalid),
+            }
+        }
+    }
+}
+
+fn from_ether_type(ether_type: u16, rest: &[u8]) -> Decoded<'_> {
+    from_sliced(LaxSlicedPacket::from_ether_type(EtherType(ether_type), rest))
+}
+
+fn be16(b: &[u8]) -> u16 {
+    match b {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    }
+}
+
+fn is_vlan_ether_type(t: EtherType) -> bool {
+    matches!(
+        t,
+        ether_type::VLAN_TAGGED_FRAME
+            | ether_type::PROVIDER_BRIDGING
+            | ether_type::VLAN_DOUBLE_TAGGED_FRAME
+    )
+}
+
+fn from_sliced(p: LaxSlicedPacket<'_>) -> Decoded<'_> {
+    let mut d = Decoded::empty();
+
+    for ext in p.link_exts.iter() {
+        if let etherparse::LaxLinkExtSlice::Vlan(v) = ext {
+            if let Some(slot) = d.vlan_ids.get_mut(usize::from(d.vlan_count)) {
+                *slot = v.vlan_identifier().value();
+                d.vlan_count += 1;
+            }
+        }
+    }
+    let inner_type = p.ether_payload().map(|e| e.ether_type);
+    d.ether_type = inner_type.map(|t| t.0);
+
+    if let Some((err, layer)) = &p.stop_err {
+        let error = map_stop_error(err, *layer);
+        // Transport errors are re-derived below from the IP payload.
+        if error.layer() != "transport" {
+            d.error = Some(error);
+        }
+    } else if p.link_exts.len() == LaxSlicedPacket::LINK_EXTS_CAP
+        && p.net.is_none()
+        && inner_type.is_some_and(is_vlan_ether_type)
+    {
+        d.error = Some(DecodeError::TooManyVlanTags);
+    }
+
+    let (src, dst, payload, fragment) = match &p.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            let fragment = if v4.payload().fragmented {
+                let id = u32::from(h.identification());
+                if h.fragments_offset().value() == 0 {
+                    Fragment::First { id }
+                } else {
+                    Fragment::Later { id }
+                }
+            } else {
+                Fragment::None
+            };
+            (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+                v4.payload(),
+                fragment,
+            )
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            let mut fragment = Fragment::None;
+            if v6.payload().fragmented {
+                for ext in v6.extensions().clone() {
+                    if let Ipv6ExtensionSlice::Fragment(f) = ext {
+                        let id = f.identification();
+                        fragment = if f.fragment_offset().value() == 0 {
+                            Fragment::First { id }
+                        } else {
+                            Fragment::Later { id }
+                        };
+                    }
+                }
+                if fragment == Fragment::None {
+                    // Marked fragmented but the header was not found:
+                    // treat as a later fragment so no ports are invented.
+                    fragment = Fragment::Later { id: 0 };
+                }
+            }
+            (
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+                v6.payload(),
+                fragment,
+            )
+        }
+        _ => return d,
+    };
+    d.ip = Some(IpLayer {
+        src,
+        dst,
+        protocol: payload.ip_number.0,
+        fragment,
+    });
+    // An error in the IP extension headers leaves the payload's start unknown.
+    if d.error.is_some() || matches!(fragment, Fragment::Later { .. }) {
+        return d;
+    }
+    let (transport, l4_payload, error) = decode_transport(payload.ip_number.0, payload.payload);
+    d.transport = transport;
+    d.payload = l4_payload;
+    d.error = error;
+    d
+}
+
+fn map_stop_error(err: &SliceError, layer: Layer) -> DecodeError {
+    let truncated = matches!(err, SliceError::Len(_));
+    match layer {
+        Layer::VlanHeader => DecodeError::VlanTruncated,
+        Layer::LinuxSllHeader => DecodeError::SllTruncated,
+        Layer::Ethernet2Header | Layer::EtherPayload => DecodeError::EthernetTruncated,
+        Layer::IpHeader
+        | Layer::Ipv4Header
+        | Layer::Ipv4Packet
+        | Layer::Ipv6Header
+        | Layer::Ipv6Packet => {
+            if truncated {
+                DecodeError::IpTruncated
+            } else {
+                DecodeError::IpInvalid
+            }
+        }
+        Layer::IpAuthHeader
+        | Layer::Ipv6ExtHeader
+        | Layer::Ipv6HopByHopHeader
+        | Layer::Ipv6DestOptionsHeader
+        | Layer::Ipv6RouteHeader
+        | Layer::Ipv6FragHeader => {
+            if truncated {
+                DecodeError::IpExtTruncated
+            } else {
+                DecodeError::IpExtInvalid
+            }
+        }
+        Layer::TcpHeader => {
+            if truncated {
+                DecodeError::TcpTruncated
+            } else {
+                DecodeError::TcpInvalid
+            }
+        }
+        Layer::UdpHeader | Layer::UdpPayload => DecodeError::UdpTruncated,
+        Layer::Icmpv4 | Layer::Icmpv6 => DecodeError::IcmpTruncated,
+        _ => DecodeError::LinkInvalid,
+    }
+}
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMP: u8 = 1;
+const ICMPV6: u8 = 58;
+
+/// Reads the transport header from an IP payload, keeping whatever fields
+/// were captured when the header is cut short.
+fn decode_transport(protocol: u8, b: &[u8]) -> (Transport, &[u8], Option<DecodeError>) {
+    let port = |at: usize| b.get(at..at + 2).map(be16);
+    match protocol {
+        TCP => {
+            let (Some(src_port), Some(dst_port)) = (port(0), port(2)) else {
+                return (Transport::None, &[], Some(DecodeError::TcpTruncated));
+            };
+            let flags = b.get(13).copied().unwrap_or(0);
+            let t = Transport::Tcp {
+                src_port,
+                dst_port,
+                flags,
+            };
+            if b.len() < 20 {
+                return (t, &[], Some(DecodeError::TcpTruncated));
+            }
+            let header_len = usize::from(b[12] >> 4) * 4;
+            if header_len < 20 {
+                return (t, &[], Some(DecodeError::TcpInvalid));
+            }
+            match b.get(header_len..) {
+                Some(payload) => (t, payload, None),
+                // Options cut by the snaplen: ports and flags are known.
+                None => (t, &[], Some(DecodeError::TcpTruncated)),
+            }
+        }
+        UDP => {
+            let (Some(src_port), Some(dst_port)) = (port(0), port(2)) else {
+                return (Transport::None, &[], Some(DecodeError::UdpTruncated));
+            };
+            let t = Transport::Udp { src_port, dst_port };
+            if b.len() < 8 {
+                return (t, &[], Some(DecodeError::UdpTruncated));
+            }
+            // Trust the UDP length only when it is consistent.
+            let udp_len = usize::from(be16(&b[4..6]));
+            let end = if udp_len >= 8 {
+                udp_len.min(b.len())
+            } else {
+                b.len()
+            };
+            (t, &b[8..end], None)
+        }
+        ICMP | ICMPV6 => {
+            let (Some(&icmp_type), Some(&code)) = (b.first(), b.get(1)) else {
+                return (Transport::None, &[], Some(DecodeError::IcmpTruncated));
+            };
+            let is_echo = if protocol == ICMP {
+                icmp_type == 8 || icmp_type == 0
+            } else {
+                icmp_type == 128 || icmp_type == 129
+            };
+            let echo_id = if is_echo { port(4) } else { None };
+            let t = Transport::Icmp {
+                icmp_type,
+                code,
+                echo_id,
+            };
+            match b.get(8..) {
+                Some(payload) => (t, payload, None),
+                None => (t, &[], Some(DecodeError::IcmpTruncated)),
+            }
+        }
+        _ => (Transport::None, b, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Ethernet + IPv4 + TCP SYN from 10.0.0.1:1234 to 10.0.0.2:80.
+    fn eth_ipv4_tcp_syn() -> Vec<u8> {
+        let mut f = vec![
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00, // ethernet
+            0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // ipv4
+        ];
+        f.extend_from_slice(&[
+            0x04, 0xd2, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
+        f
+    }
+
+    fn with_vlans(frame: &[u8], vlans: &[u16]) -> Vec<u8> {
+        let mut out = frame[..12].to_vec();
+        for (i, v) in vlans.iter().enumerate() {
+            let tpid: u16 = if i == 0 && vlans.len() > 1 { 0x88a8 } else { 0x8100 };
+            out.extend_from_slice(&tpid.to_be_bytes());
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(&frame[12..]);
+        out
+    }
+
+    #[test]
+    fn decodes_tcp_syn() {
+        let f = eth_ipv4_tcp_syn();
+        let d = decode(LinkType::Ethernet, &f);
+        assert_eq!(d.error, None);
+        let ip = d.ip.expect("ip");
+        assert_eq!(ip.src.to_string(), "10.0.0.1");
+        assert_eq!(ip.protocol, 6);
+        assert_eq!(d.ports(), Some((1234, 80)));
+        assert_eq!(d.tcp_flags(), tcp_flags::SYN);
+    }
+
+    #[test]
+    fn decodes_three_stacked_vlans() {
+        let f = with_vlans(&eth_ipv4_tcp_syn(), &[100, 200, 300]);
+        let d = decode(LinkType::Ethernet, &f);
+        assert_eq!(d.vlans(), &[100, 200, 300]);
+        assert_eq!(d.ports(), Some((1234, 80)));
+        assert_eq!(d.error, None);
+    }
+
+    #[test]
+    fn four_vlans_are_counted() {
+        let f = with_vlans(&eth_ipv4_tcp_syn(), &[1, 2, 3, 4]);
+        let d = decode(LinkType::Ethernet, &f);
+        assert_eq!(d.vlans(), &[1, 2, 3]);
+        assert_eq!(d.error, Some(DecodeError::TooManyVlanTags));
+    }
+
+    #[test]
+    fn truncated_tcp_keeps_ports() {
+        let f = eth_ipv4_tcp_syn();
+        let d = decode(LinkType::Ethernet, &f[..14 + 20 + 8]);
+        assert_eq!(d.ports(), Some((1234, 80)));
+        assert_eq!(d.error, Some(DecodeError::TcpTruncated));
+    }
+
+    #[test]
+    fn truncated_ip_is_counted() {
+        let f = eth_ipv4_tcp_syn();
+        let d = decode(LinkType::Ethernet, &f[..14 + 10]);
+        assert_eq!(d.ip, None);
+        assert_eq!(d.error, Some(DecodeError::IpTruncated));
+        assert_eq!(
+            decode(LinkType::Ethernet, &f[..5]).error,
+            Some(DecodeError::EthernetTruncated)
+        );
+    }
+
+    #[test]
+    fn first_fragment_has_ports_later_does_not() {
+        let mut f = eth_ipv4_tcp_syn();
+        f[14 + 6] = 0x20; // more fragments, offset 0
+        let d = decode(LinkType::Ethernet, &f);
+        assert_eq!(d.ip.map(|i| i.fragment), Some(Fragment::First { id: 1 }));
+        assert_eq!(d.ports(), Some((1234, 80)));
+        f[14 + 7] = 0x10; // offset 16 * 8 bytes
+        let d = decode(LinkType::Ethernet, &f);
+        assert_eq!(d.ip.map(|i| i.fragment), Some(Fragment::Later { id: 1 }));
+        assert_eq!(d.ports(), None);
+        assert_eq!(d.error, None);
+    }
+
+    #[test]
+    fn linux_sll_carries_ip() {
+        let eth = eth_ipv4_tcp_syn();
+        let mut f = vec![0u8; 14];
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&eth[14..]);
+        let d = decode(LinkType::LinuxSll, &f);
+        assert_eq!(d.ports(), Some((1234, 80)));
+        assert_eq!(
+            decode(LinkType::LinuxSll, &f[..10]).error,
+            Some(DecodeError::SllTruncated)
+        );
+    }
+
+    #[test]
+    fn icmp_echo_id_is_read() {
+        let mut f = eth_ipv4_tcp_syn()[..34].to_vec();
+        f[14 + 9] = 1;
+        f.extend_from_slice(&[8, 0, 0, 0, 0x12, 0x34, 0, 1]);
+        let d = decode(LinkType::Ethernet, &f);
+        assert_eq!(
+            d.transport,
+            Transport::Icmp {
+                icmp_type: 8,
+                code: 0,
+                echo_id: Some(0x1234)
+            }
+        );
+    }
+
+    #[test]
+    fn error_counts_by_reason() {
+        let mut c = DecodeErrorCounts::default();
+        c.add(DecodeError::TcpTruncated);
+        c.add(DecodeError::TcpTruncated);
+        c.add(DecodeError::IpInvalid);
+        assert_eq!(c.get(DecodeError::TcpTruncated), 2);
+        assert_eq!(c.total(), 3);
+        assert_eq!(c.iter().count(), 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            for link in [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2,
+                         LinkType::RawIp, LinkType::Null, LinkType::Loop] {
+                let d = decode(link, &bytes);
+                prop_assert!(d.vlan_count <= 3);
+            }
+        }
+
+        #[test]
+        fn any_truncation_of_a_valid_frame_never_panics(cut in 0usize..80, vlans in 0usize..5) {
+            let ids: Vec<u16> = (1..=vlans as u16).collect();
+            let f = with_vlans(&eth_ipv4_tcp_syn(), &ids);
+            let cut = cut.min(f.len());
+            let d = decode(LinkType::Ethernet, &f[..cut]);
+            if cut < f.len() && vlans <= 3 {
+                prop_assert!(d.error.is_some());
+            }
+        }
+
+        #[test]
+        fn mutated_valid_frames_never_panic(pos in 0usize..54, byte in any::<u8>()) {
+            let mut f = eth_ipv4_tcp_syn();
+            f[pos] = byte;
+            let _ = decode(LinkType::Ethernet, &f);
+        }
+    }
+}

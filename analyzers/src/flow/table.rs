@@ -1,0 +1,568 @@
+//! The flow table: capped, LRU-ordered, expired on packet time.
+//!
+//! Flows live in a slab of slots linked in least-recently-seen order, with a
+//! hash map from [`FlowKey`] to slot. Every packet moves its flow to the
+//! tail, so the head is always the flow idle the longest:
+//!
+//! - idle expiry pops from the head while the head has been idle for the
+//!   idle timeout (amortised O(1) per packet);
+//! - a full table evicts the head (counted, and exported with end reason
+//!   `evicted`, so nothing is lost), which bounds memory under a SYN flood
+//!   of spoofed sources;
+//! - the active timeout is checked when a flow's packet arrives: the old
+//!   record is exported and the packet opens a new one;
+//! - a TCP flow that saw FIN in both directions or a RST is exported after
+//!   a short linger (to keep the last ACK in it), or at once when a new SYN
+//!   reuses its ports.
+//!
+//! The hash map uses a randomly seeded hasher: flow keys are chosen by
+//! whoever sends packets.
+
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
+
+use super::fragments::FragmentTracker;
+use super::key::{Endpoint, FlowKey};
+use crate::decode::{tcp_flags, Decoded, Fragment, Transport};
+use crate::record::{DirectionStats, EndReason, FlowRecord};
+use crate::time::Timestamp;
+use crate::vnet::VnetId;
+
+/// Flow metering settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// A flow with no packet for this long is exported (`idle`). Default 60 s.
+    pub idle_timeout_secs: u64,
+    /// A flow older than this is exported at its next packet (`active`),
+    /// which opens a new record. Default 300 s.
+    pub active_timeout_secs: u64,
+    /// Time kept after a TCP close (FIN both ways, or RST) so the final ACK
+    /// lands in the same record. Default 2 s.
+    pub tcp_end_linger_secs: u64,
+    /// Hard cap on live flows; the least recently seen is evicted beyond it.
+    /// Default 1,000,000.
+    pub max_flows: usize,
+    /// How many fragmented datagrams' ports are remembered. Default 65,536.
+    pub max_fragmented_datagrams: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            idle_timeout_secs: 60,
+            active_timeout_secs: 300,
+            tcp_end_linger_secs: 2,
+            max_flows: 1_000_000,
+            max_fragmented_datagrams: 65_536,
+        }
+    }
+}
+
+/// Counters of the flow table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Flows opened.
+    pub created: u64,
+    /// Records exported, by [`EndReason::index`].
+    pub exported: [u64; 5],
+    /// Highest number of live flows at once.
+    pub peak_active: u64,
+    /// Later IP fragments whose first fragment was not seen.
+    pub fragments_unmatched: u64,
+    /// Fragmented datagrams forgotten because the fragment tracker was full.
+    pub fragments_evicted: u64,
+}
+
+impl FlowStats {
+    pub fn exported_total(&self) -> u64 {
+        self.exported.iter().sum()
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.exported[EndReason::Evicted.index()]
+    }
+}
+
+/// The fields of a packet the flow table needs.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowPacket {
+    pub ts: Timestamp,
+    pub wire_len: u32,
+    pub vnet: VnetId,
+    pub vlan_id: Option<u16>,
+}
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug)]
+struct FlowState {
+    initiator_is_lo: bool,
+    vlan_id: Option<u16>,
+    start: Timestamp,
+    last_seen: Timestamp,
+    fwd: DirectionStats,
+    rev: DirectionStats,
+    fragments: u64,
+    fin_fwd: bool,
+    fin_rev: bool,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    key: FlowKey,
+    state: FlowState,
+    prev: u32,
+    next: u32,
+    generation: u32,
+    occupied: bool,
+}
+
+/// The flow table. Feed it packets in capture order with [`FlowTable::observe`];
+/// finished flows are appended to the caller's output vector.
+#[derive(Debug)]
+pub struct FlowTable {
+    config: FlowConfig,
+    idle_us: i64,
+    active_us: i64,
+    linger_us: i64,
+    map: HashMap<FlowKey, u32, foldhash::fast::RandomState>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    head: u32,
+    tail: u32,
+    closing: VecDeque<(Timestamp, u32, u32)>,
+    fragments: FragmentTracker,
+    stats: FlowStats,
+}
+
+fn secs_to_us(secs: u64) -> i64 {
+    i64::try_from(secs)
+        .unwrap_or(i64::MAX / 1_000_000)
+        .saturating_mul(1_000_000)
+}
+
+impl FlowTable {
+    pub fn new(config: FlowConfig) -> Self {
+        FlowTable {
+            idle_us: secs_to_us(config.idle_timeout_secs),
+            active_us: secs_to_us(config.active_timeout_secs),
+            linger_us: secs_to_us(config.tcp_end_linger_secs),
+            map: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            closing: VecDeque::new(),
+            fragments: FragmentTracker::new(config.max_fragmented_datagrams),
+            stats: FlowStats::default(),
+            config: FlowConfig {
+                max_flows: config.max_flows.clamp(1, NIL as usize - 1),
+                ..config
+            },
+        }
+    }
+
+    pub fn config(&self) -> &FlowConfig {
+        &self.config
+    }
+
+    /// Changes timeouts and caps without dropping state (a smaller cap takes
+    /// effect as new flows arrive).
+    pub fn reconfigure(&mut self, config: FlowConfig) {
+        self.idle_us = secs_to_us(config.idle_timeout_secs);
+        self.active_us = secs_to_us(config.active_timeout_secs);
+        self.linger_us = secs_to_us(config.tcp_end_linger_secs);
+        self.config = FlowConfig {
+            max_flows: config.max_flows.clamp(1, NIL as usize - 1),
+            ..config
+        };
+    }
+
+    pub fn stats(&self) -> FlowStats {
+        let mut s = self.stats.clone();
+        s.fragments_unmatched = self.fragments.unmatched;
+        s.fragments_evicted = self.fragments.evicted;
+        s
+    }
+
+    /// Number of live flows.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Counts one decoded packet. Packets without an IP layer are ignored.
+    pub fn observe(&mut self, pkt: FlowPacket, d: &Decoded<'_>, out: &mut Vec<FlowRecord>) {
+        let Some(ip) = d.ip else { return };
+        self.advance(pkt.ts, out);
+
+        let is_fragment = ip.fragment != Fragment::None;
+        let (src_port, dst_port) = match (d.transport, ip.fragment) {
+            (_, Fragment::Later { id }) => self
+                .fragments
+                .later((pkt.vnet, ip.src, ip.dst, ip.protocol, id))
+                .unwrap_or((0, 0)),
+            (
+                Transport::Tcp {
+                    src_port, dst_port, ..
+                }
+                | Transport::Udp { src_port, dst_port },
+                fragment,
+            ) => {
+                if let Fragment::First { id } = fragment {
+                    self.fragments.first(
+                        (pkt.vnet, ip.src, ip.dst, ip.protocol, id),
+                        (src_port, dst_port),
+                    );
+                }
+                (src_port, dst_port)
+            }
+            (
+                Transport::Icmp {
+                    icmp_type,
+                    code,
+                    echo_id,
+                },
+                _,
+            ) => match echo_id {
+                Some(id) => (id, id),
+                None => (0, u16::from(icmp_type) << 8 | u16::from(code)),
+            },
+            _ => (0, 0),
+        };
+        let flags = d.tcp_flags();
+        let (key, src_is_lo) = FlowKey::new(
+            pkt.vnet,
+            ip.protocol,
+            Endpoint {
+                addr: ip.src,
+                port: src_port,
+            },
+            Endpoint {
+                addr: ip.dst,
+                port: dst_port,
+            },
+        );
+
+        let idx = match self.map.get(&key) {
+            Some(&idx) => {
+                let st = &self.slots[idx as usize].state;
+                let new_syn = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+                if st.closed && new_syn {
+                    self.export(idx, EndReason::TcpEnd, out);
+                    self.insert(key, src_is_lo, pkt, out)
+                } else if pkt.ts.micros_since(st.start) >= self.active_us {
+                    self.export(idx, EndReason::Active, out);
+                    self.insert(key, src_is_lo, pkt, out)
+                } else {
+                    self.touch(idx);
+                    idx
+                }
+            }
+            None => self.insert(key, src_is_lo, pkt, out),
+        };
+
+        let slot = &mut self.slots[idx as usize];
+        let st = &mut slot.state;
+        let forward = src_is_lo == st.initiator_is_lo;
+        if forward {
+            st.fwd.add(pkt.ts, pkt.wire_len, flags);
+        } else {
+            st.rev.add(pkt.ts, pkt.wire_len, flags);
+        }
+        st.last_seen = st.last_seen.max(pkt.ts);
+        if is_fragment {
+            st.fragments += 1;
+        }
+        if ip.protocol == 6 && !st.closed {
+            if flags & tcp_flags::FIN != 0 {
+                if forward {
+                    st.fin_fwd = true;
+                } else {
+                    st.fin_rev = true;
+                }
+            }
+            if flags & tcp_flags::RST != 0 || (st.fin_fwd && st.fin_rev) {
+                st.closed = true;
+                let generation = slot.generation;
+                self.closing.push_back((pkt.ts, idx, generation));
+            }
+        }
+    }
+
+    /// Exports flows that expired by `now` (idle, or TCP-closed past the
+    /// linger). Called on every packet; call it on a timer too when live
+    /// traffic may stop.
+    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
+        while self.head != NIL {
+            let head = self.head;
+            let last = self.slots[head as usize].state.last_seen;
+            if now.micros_since(last) < self.idle_us {
+                break;
+            }
+            self.export(head, EndReason::Idle, out);
+        }
+        while let Some(&(closed_at, idx, generation)) = self.closing.front() {
+            if now.micros_since(closed_at) < self.linger_us {
+                break;
+            }
+            self.closing.pop_front();
+            let slot = &self.slots[idx as usize];
+            if !slot.occupied || slot.generation != generation || !slot.state.closed {
+                continue;
+            }
+            let last = slot.state.last_seen;
+            if now.micros_since(last) >= self.linger_us {
+                self.export(idx, EndReason::TcpEnd, out);
+            } else {
+                self.closing.push_back((last, idx, generation));
+            }
+        }
+    }
+
+    /// Exports every live flow with end reason `end_of_input`, oldest first.
+    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
+        while self.head != NIL {
+            self.export(self.head, EndReason::EndOfInput, out);
+        }
+        self.closing.clear();
+    }
+
+    fn insert(
+        &mut self,
+        key: FlowKey,
+        src_is_lo: bool,
+        pkt: FlowPacket,
+        out: &mut Vec<FlowRecord>,
+    ) -> u32 {
+        while self.map.len() >= self.config.max_flows && self.head != NIL {
+            self.export(self.head, EndReason::Evicted, out);
+        }
+        let state = FlowState {
+            initiator_is_lo: src_is_lo,
+            vlan_id: pkt.vlan_id,
+            start: pkt.ts,
+            last_seen: pkt.ts,
+            fwd: DirectionStats::default(),
+            rev: DirectionStats::default(),
+            fragments: 0,
+            fin_fwd: false,
+            fin_rev: false,
+            closed: false,
+        };
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                let slot = &mut self.slots[idx as usize];
+                slot.key = key;
+                slot.state = state;
+                slot.generation = slot.generation.wrapping_add(1);
+                slot.occupied = true;
+                idx
+            }
+            None => {
+                self.slots.push(Slot {
+                    key,
+                    state,
+                    prev: NIL,
+                    next: NIL,
+                    generation: 0,
+                    occupied: true,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.link_tail(idx);
+        self.map.insert(key, idx);
+        self.stats.created += 1;
+        self.stats.peak_active = self.stats.peak_active.max(self.map.len() as u64);
+        idx
+    }
+
+    fn export(&mut self, idx: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
+        self.unlink(idx);
+        let slot = &mut self.slots[idx as usize];
+        slot.occupied = false;
+        self.map.remove(&slot.key);
+        self.free.push(idx);
+        self.stats.exported[reason.index()] += 1;
+        let (k, st) = (&slot.key, &slot.state);
+        let (src, dst) = if st.initiator_is_lo {
+            (k.lo, k.hi)
+        } else {
+            (k.hi, k.lo)
+        };
+        out.push(FlowRecord {
+            vnet: k.vnet,
+            vlan_id: st.vlan_id,
+            src_addr: src.addr,
+            dst_addr: dst.addr,
+            src_port: src.port,
+            dst_port: dst.port,
+            protocol: k.protocol,
+            fwd: st.fwd,
+            rev: st.rev,
+            fragments: st.fragments,
+            end_reason: reason,
+        });
+    }
+
+    fn touch(&mut self, idx: u32) {
+        if self.tail != idx {
+            self.unlink(idx);
+            self.link_tail(idx);
+        }
+    }
+
+    fn link_tail(&mut self, idx: u32) {
+        let old_tail = self.tail;
+        {
+            let s = &mut self.slots[idx as usize];
+            s.prev = old_tail;
+            s.next = NIL;
+        }
+        if old_tail != NIL {
+            self.slots[old_tail as usize].next = idx;
+        } else {
+            self.head = idx;
+        }
+        self.tail = idx;
+    }
+
+    fn unlink(&mut self, idx: u32) {
+        let (prev, next) = {
+            let s = &self.slots[idx as usize];
+            (s.prev, s.next)
+        };
+        if prev != NIL {
+            self.slots[prev as usize].next = next;
+        } else {
+            self.head = next;
+        }
+        if next != NIL {
+            self.slots[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
+        }
+        let s = &mut self.slots[idx as usize];
+        s.prev = NIL;
+        s.next = NIL;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode, LinkType};
+
+    fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        f
+    }
+
+    const C: [u8; 4] = [10, 0, 0, 9];
+    const S: [u8; 4] = [10, 0, 0, 1];
+
+    fn feed(t: &mut FlowTable, secs: f64, frame: &[u8], out: &mut Vec<FlowRecord>) {
+        let d = decode(LinkType::Ethernet, frame);
+        let pkt = FlowPacket {
+            ts: Timestamp((secs * 1e6) as i64),
+            wire_len: frame.len() as u32,
+            vnet: VnetId(0),
+            vlan_id: None,
+        };
+        t.observe(pkt, &d, out);
+    }
+
+    #[test]
+    fn tcp_session_is_one_flow_with_initiator_forward() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        feed(&mut t, 0.0, &tcp(C, 40000, S, 80, 0x02), &mut out);
+        feed(&mut t, 0.1, &tcp(S, 80, C, 40000, 0x12), &mut out);
+        feed(&mut t, 0.2, &tcp(C, 40000, S, 80, 0x10), &mut out);
+        feed(&mut t, 0.3, &tcp(C, 40000, S, 80, 0x11), &mut out);
+        feed(&mut t, 0.4, &tcp(S, 80, C, 40000, 0x11), &mut out);
+        feed(&mut t, 0.5, &tcp(C, 40000, S, 80, 0x10), &mut out);
+        assert!(out.is_empty(), "linger keeps the last ACK");
+        feed(&mut t, 10.0, &tcp(C, 1, S, 2, 0x02), &mut out);
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!(r.end_reason, EndReason::TcpEnd);
+        assert_eq!(r.src_port, 40000);
+        assert_eq!((r.fwd.packets, r.rev.packets), (4, 2));
+        assert_eq!(r.fwd.bytes, 4 * 54);
+        assert_eq!(r.tcp_flags(), 0x13);
+        assert_eq!(r.end_time(), Timestamp(500_000));
+    }
+
+    #[test]
+    fn idle_and_active_timeouts_on_packet_time() {
+        let cfg = FlowConfig {
+            idle_timeout_secs: 10,
+            active_timeout_secs: 30,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg);
+        let mut out = Vec::new();
+        for i in 0..8 {
+            feed(&mut t, f64::from(i) * 5.0, &tcp(C, 1000, S, 80, 0x10), &mut out);
+        }
+        // 0..35 s every 5 s: the packet at 30 s closes the first record.
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end_reason, EndReason::Active);
+        assert_eq!(out[0].fwd.packets, 6);
+        feed(&mut t, 100.0, &tcp(C, 2000, S, 80, 0x10), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].end_reason, EndReason::Idle);
+        assert_eq!(out[1].fwd.packets, 2);
+        t.flush(&mut out);
+        assert_eq!(out[2].end_reason, EndReason::EndOfInput);
+        assert_eq!(t.stats().exported_total(), 3);
+    }
+
+    #[test]
+    fn cap_evicts_least_recently_seen_and_counts() {
+        let cfg = FlowConfig {
+            max_flows: 100,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg);
+        let mut out = Vec::new();
+        for i in 0..10_000u32 {
+            let src = [172, 16, (i >> 8) as u8, i as u8];
+            feed(&mut t, f64::from(i) * 1e-4, &tcp(src, 1234, S, 80, 0x02), &mut out);
+        }
+        assert_eq!(t.len(), 100);
+        assert_eq!(t.stats().evicted(), 9_900);
+        assert_eq!(out.len(), 9_900);
+        assert!(out.iter().all(|r| r.end_reason == EndReason::Evicted));
+        // Oldest first: the first evicted flow is the first one seen.
+        assert_eq!(out[0].src_addr.to_string(), "172.16.0.0");
+        t.flush(&mut out);
+        let total: u64 = out.iter().map(|r| r.packets()).sum();
+        assert_eq!(total, 10_000, "eviction loses no packet");
+    }
+
+    #[test]
+    fn syn_reusing_closed_ports_opens_a_new_flow() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        feed(&mut t, 0.0, &tcp(C, 5, S, 80, 0x02), &mut out);
+        feed(&mut t, 0.1, &tcp(S, 80, C, 5, 0x14), &mut out);
+        feed(&mut t, 0.2, &tcp(C, 5, S, 80, 0x02), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end_reason, EndReason::TcpEnd);
+        assert_eq!(out[0].packets(), 2);
+    }
+}

@@ -1,0 +1,313 @@
+//! Arrow schemas of every record moni writes, and the conversion of records
+//! into Arrow record batches.
+//!
+//! Column names are snake_case and stable; changing one is a schema version
+//! bump. Each column carries, in its Arrow field metadata, the IPFIX
+//! information element it corresponds to where one exists (`ipfix_name`,
+//! `ipfix_id`), so IPFIX-minded tooling can map columns. Each schema carries
+//! `moni.dataset` and `moni.schema_version` in its metadata.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt16Array, UInt32Array,
+    UInt64Array, UInt8Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+
+use crate::record::{BinRecord, FlowRecord};
+use crate::vnet::VnetMap;
+
+/// Version of the record schemas, stored in every file's metadata.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Metadata key naming the dataset of a file.
+pub const META_DATASET: &str = "moni.dataset";
+/// Metadata key holding [`SCHEMA_VERSION`].
+pub const META_SCHEMA_VERSION: &str = "moni.schema_version";
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn field(name: &str, dt: DataType, nullable: bool, ipfix: Option<(&str, &str)>) -> Field {
+    let f = Field::new(name, dt, nullable);
+    match ipfix {
+        Some((ie, id)) => f.with_metadata(HashMap::from([
+            ("ipfix_name".to_string(), ie.to_string()),
+            ("ipfix_id".to_string(), id.to_string()),
+        ])),
+        None => f,
+    }
+}
+
+fn schema(dataset: &str, fields: Vec<Field>) -> SchemaRef {
+    Arc::new(Schema::new(fields).with_metadata(HashMap::from([
+        (META_DATASET.to_string(), dataset.to_string()),
+        (META_SCHEMA_VERSION.to_string(), SCHEMA_VERSION.to_string()),
+    ])))
+}
+
+/// Schema of the `flows` dataset: one row per exported bidirectional flow.
+pub fn flows_schema() -> SchemaRef {
+    use DataType::*;
+    schema(
+        "flows",
+        vec![
+            field("vnet", Utf8, false, None),
+            field("role", Utf8, false, None),
+            field("vlan_id", UInt16, true, Some(("vlanId", "58"))),
+            field("ip_version", UInt8, false, Some(("ipVersion", "60"))),
+            field(
+                "src_addr",
+                Utf8,
+                false,
+                Some(("sourceIPv4Address/sourceIPv6Address", "8/27")),
+            ),
+            field(
+                "dst_addr",
+                Utf8,
+                false,
+                Some(("destinationIPv4Address/destinationIPv6Address", "12/28")),
+            ),
+            field("src_port", UInt16, false, Some(("sourceTransportPort", "7"))),
+            field(
+                "dst_port",
+                UInt16,
+                false,
+                Some(("destinationTransportPort", "11")),
+            ),
+            field("protocol", UInt8, false, Some(("protocolIdentifier", "4"))),
+            field(
+                "start_time",
+                ts_type(),
+                false,
+                Some(("flowStartMicroseconds", "154")),
+            ),
+            field(
+                "end_time",
+                ts_type(),
+                false,
+                Some(("flowEndMicroseconds", "155")),
+            ),
+            field(
+                "packets_fwd",
+                UInt64,
+                false,
+                Some(("packetTotalCount", "86")),
+            ),
+            field("bytes_fwd", UInt64, false, Some(("octetTotalCount", "85"))),
+            field(
+                "packets_rev",
+                UInt64,
+                false,
+                Some(("reversePacketTotalCount", "29305/86")),
+            ),
+            field(
+                "bytes_rev",
+                UInt64,
+                false,
+                Some(("reverseOctetTotalCount", "29305/85")),
+            ),
+            field("start_time_fwd", ts_type(), false, None),
+            field("end_time_fwd", ts_type(), false, None),
+            field("start_time_rev", ts_type(), true, None),
+            field("end_time_rev", ts_type(), true, None),
+            field("tcp_flags", UInt8, false, Some(("tcpControlBits", "6"))),
+            field("tcp_flags_fwd", UInt8, false, None),
+            field(
+                "tcp_flags_rev",
+                UInt8,
+                false,
+                Some(("reverseTcpControlBits", "29305/6")),
+            ),
+            field("fragments", UInt64, false, None),
+            field("end_reason", Utf8, false, Some(("flowEndReason", "136"))),
+        ],
+    )
+}
+
+/// Schema of the `bins` dataset: one row per VNet and time bin.
+pub fn bins_schema() -> SchemaRef {
+    use DataType::*;
+    let mut fields = vec![
+        field("vnet", Utf8, false, None),
+        field("role", Utf8, false, None),
+        field("bin_start", ts_type(), false, None),
+        field("bin_secs", UInt32, false, None),
+        field("packets", UInt64, false, Some(("packetDeltaCount", "2"))),
+        field("bytes", UInt64, false, Some(("octetDeltaCount", "1"))),
+    ];
+    for proto in ["tcp", "udp", "icmp", "other"] {
+        fields.push(field(&format!("{proto}_packets"), UInt64, false, None));
+        fields.push(field(&format!("{proto}_bytes"), UInt64, false, None));
+    }
+    fields.push(field("decode_errors", UInt64, false, None));
+    schema("bins", fields)
+}
+
+fn ts_col(v: Vec<i64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+}
+
+fn ts_opt_col(v: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+}
+
+fn u64_col(records: &[impl Sized], f: impl Fn(usize) -> u64) -> ArrayRef {
+    Arc::new(UInt64Array::from_iter_values((0..records.len()).map(f)))
+}
+
+/// Converts flow records into a batch of [`flows_schema`].
+pub fn flows_batch(records: &[FlowRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
+    let r = records;
+    let rev_time = |f: fn(&FlowRecord) -> i64| -> ArrayRef {
+        ts_opt_col(
+            r.iter()
+                .map(|x| (x.rev.packets > 0).then(|| f(x)))
+                .collect(),
+        )
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| vnets.get(x.vnet).name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| vnets.get(x.vnet).role.as_str()),
+        )),
+        Arc::new(UInt16Array::from(
+            r.iter().map(|x| x.vlan_id).collect::<Vec<_>>(),
+        )),
+        Arc::new(UInt8Array::from_iter_values(r.iter().map(|x| {
+            if x.src_addr.is_ipv4() {
+                4
+            } else {
+                6
+            }
+        }))),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.src_addr.to_string()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.dst_addr.to_string()),
+        )),
+        Arc::new(UInt16Array::from_iter_values(r.iter().map(|x| x.src_port))),
+        Arc::new(UInt16Array::from_iter_values(r.iter().map(|x| x.dst_port))),
+        Arc::new(UInt8Array::from_iter_values(r.iter().map(|x| x.protocol))),
+        ts_col(r.iter().map(|x| x.start_time().micros()).collect()),
+        ts_col(r.iter().map(|x| x.end_time().micros()).collect()),
+        u64_col(r, |i| r[i].fwd.packets),
+        u64_col(r, |i| r[i].fwd.bytes),
+        u64_col(r, |i| r[i].rev.packets),
+        u64_col(r, |i| r[i].rev.bytes),
+        ts_col(r.iter().map(|x| x.fwd.first.micros()).collect()),
+        ts_col(r.iter().map(|x| x.fwd.last.micros()).collect()),
+        rev_time(|x| x.rev.first.micros()),
+        rev_time(|x| x.rev.last.micros()),
+        Arc::new(UInt8Array::from_iter_values(r.iter().map(|x| x.tcp_flags()))),
+        Arc::new(UInt8Array::from_iter_values(
+            r.iter().map(|x| x.fwd.tcp_flags),
+        )),
+        Arc::new(UInt8Array::from_iter_values(
+            r.iter().map(|x| x.rev.tcp_flags),
+        )),
+        u64_col(r, |i| r[i].fragments),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.end_reason.as_str()),
+        )),
+    ];
+    RecordBatch::try_new(flows_schema(), columns)
+}
+
+/// Converts bin records into a batch of [`bins_schema`].
+pub fn bins_batch(records: &[BinRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
+    let r = records;
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| vnets.get(x.vnet).name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| vnets.get(x.vnet).role.as_str()),
+        )),
+        ts_col(r.iter().map(|x| x.bin_start.micros()).collect()),
+        Arc::new(UInt32Array::from_iter_values(r.iter().map(|x| x.bin_secs))),
+        u64_col(r, |i| r[i].total.packets),
+        u64_col(r, |i| r[i].total.bytes),
+    ];
+    for proto in [
+        |b: &BinRecord| b.tcp,
+        |b: &BinRecord| b.udp,
+        |b: &BinRecord| b.icmp,
+        |b: &BinRecord| b.other,
+    ] {
+        columns.push(u64_col(r, |i| proto(&r[i]).packets));
+        columns.push(u64_col(r, |i| proto(&r[i]).bytes));
+    }
+    columns.push(u64_col(r, |i| r[i].decode_errors));
+    RecordBatch::try_new(bins_schema(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Counts, DirectionStats, EndReason};
+    use crate::time::Timestamp;
+    use crate::vnet::VnetId;
+
+    #[test]
+    fn flow_batch_matches_schema_and_nulls_empty_reverse() {
+        let rec = FlowRecord {
+            vnet: VnetId(0),
+            vlan_id: None,
+            src_addr: "10.0.0.1".parse().expect("addr"),
+            dst_addr: "::1".parse().expect("addr"),
+            src_port: 1,
+            dst_port: 2,
+            protocol: 17,
+            fwd: DirectionStats {
+                packets: 1,
+                bytes: 60,
+                first: Timestamp(5),
+                last: Timestamp(5),
+                tcp_flags: 0,
+            },
+            rev: DirectionStats::default(),
+            fragments: 0,
+            end_reason: EndReason::Idle,
+        };
+        let b = flows_batch(&[rec], &VnetMap::default()).expect("batch");
+        assert_eq!(b.num_rows(), 1);
+        let rev = b.column_by_name("start_time_rev").expect("column");
+        assert_eq!(rev.null_count(), 1);
+        let meta = b.schema();
+        let f = meta.field_with_name("src_port").expect("field");
+        assert_eq!(
+            f.metadata().get("ipfix_name").map(String::as_str),
+            Some("sourceTransportPort")
+        );
+        assert_eq!(
+            meta.metadata().get(META_SCHEMA_VERSION).map(String::as_str),
+            Some(SCHEMA_VERSION)
+        );
+    }
+
+    #[test]
+    fn bin_batch_has_protocol_columns() {
+        let rec = BinRecord {
+            tcp: Counts {
+                packets: 3,
+                bytes: 300,
+            },
+            ..BinRecord::default()
+        };
+        let b = bins_batch(&[rec], &VnetMap::default()).expect("batch");
+        let col = b.column_by_name("tcp_bytes").expect("tcp_bytes");
+        let col = col
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .expect("u64 column");
+        assert_eq!(col.value(0), 300);
+    }
+}
