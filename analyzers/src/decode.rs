@@ -281,7 +281,8 @@ impl<'a> Decoded<'a> {
         }
     }
 
-    fn failed(error: DecodeError) -> Self {
+    /// A frame of which nothing decoded, for `error`.
+    pub fn failed(error: DecodeError) -> Self {
         let mut d = Decoded::empty();
         d.error = Some(error);
         d

@@ -325,10 +325,17 @@ impl FlowTable {
         }
     }
 
-    /// Exports every live flow with end reason `end_of_input`, oldest first.
+    /// Exports every live flow, oldest first: with end reason `tcp_end` if
+    /// it was a closed TCP flow waiting out its linger, `end_of_input`
+    /// otherwise.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
         while self.head != NIL {
-            self.export(self.head, EndReason::EndOfInput, out);
+            let reason = if self.slots[self.head as usize].state.closed {
+                EndReason::TcpEnd
+            } else {
+                EndReason::EndOfInput
+            };
+            self.export(self.head, reason, out);
         }
         self.closing.clear();
     }

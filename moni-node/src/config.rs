@@ -1,0 +1,322 @@
+//! Node configuration: a TOML file deserialized into typed structs with
+//! documented defaults, unknown keys rejected, then validated into the
+//! settings the analyzers take. Every error names the offending key.
+//!
+//! ```toml
+//! [vnets]
+//! default_vnet = "default"      # VNet of traffic no mapping matches
+//! default_role = "production"
+//! map = ["100=A:production", "200=B:shadow"]   # VLAN=NAME:ROLE
+//!
+//! [flows]
+//! idle_timeout_secs = 60
+//! active_timeout_secs = 300
+//! tcp_end_linger_secs = 2
+//! max_flows = 1000000
+//! max_fragmented_datagrams = 65536
+//!
+//! [bins]
+//! bin_secs = 1
+//! max_open_bins = 4096
+//!
+//! [output]
+//! dir = "moni-out"
+//! rotate_secs = 60
+//! rotate_max_bytes = 134217728
+//! zstd_level = 3
+//! row_group_rows = 65536
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use analyzers::bins::BinConfig;
+use analyzers::flow::FlowConfig;
+use analyzers::vnet::{parse_vnet_map_spec, Role, VlanMapping, VnetMap};
+use serde::Deserialize;
+
+/// Errors loading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The whole node configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    pub vnets: VnetsConfig,
+    pub flows: FlowsConfig,
+    pub bins: BinsConfig,
+    pub output: OutputConfig,
+}
+
+/// `[vnets]`: how packets are tagged with a VNet and role.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VnetsConfig {
+    /// VNet of traffic that no VLAN mapping or source matches. Default `default`.
+    pub default_vnet: String,
+    /// Role of the default VNet. Default `production`.
+    pub default_role: Role,
+    /// VLAN mappings, each `"VLAN=NAME:ROLE"`. Default none.
+    pub map: Vec<String>,
+}
+
+impl Default for VnetsConfig {
+    fn default() -> Self {
+        VnetsConfig {
+            default_vnet: "default".into(),
+            default_role: Role::Production,
+            map: Vec::new(),
+        }
+    }
+}
+
+/// `[flows]`: flow metering timeouts (seconds of packet time) and caps.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsConfig {
+    /// Export a flow after this many seconds without a packet. Default 60.
+    pub idle_timeout_secs: u64,
+    /// Export a flow older than this at its next packet. Default 300.
+    pub active_timeout_secs: u64,
+    /// Seconds kept after a TCP close for the last ACK. Default 2.
+    pub tcp_end_linger_secs: u64,
+    /// Hard cap on live flows; the least recently seen is evicted. Default 1,000,000.
+    pub max_flows: usize,
+    /// Fragmented datagrams whose ports are remembered. Default 65,536.
+    pub max_fragmented_datagrams: usize,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        let d = FlowConfig::default();
+        FlowsConfig {
+            idle_timeout_secs: d.idle_timeout_secs,
+            active_timeout_secs: d.active_timeout_secs,
+            tcp_end_linger_secs: d.tcp_end_linger_secs,
+            max_flows: d.max_flows,
+            max_fragmented_datagrams: d.max_fragmented_datagrams,
+        }
+    }
+}
+
+/// `[bins]`: time bins.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BinsConfig {
+    /// Width of a bin in seconds. Default 1.
+    pub bin_secs: u32,
+    /// Cap on bins open at once. Default 4096.
+    pub max_open_bins: usize,
+}
+
+impl Default for BinsConfig {
+    fn default() -> Self {
+        let d = BinConfig::default();
+        BinsConfig {
+            bin_secs: d.bin_secs,
+            max_open_bins: d.max_open_bins,
+        }
+    }
+}
+
+/// `[output]`: the Parquet datasets.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Directory holding one folder per dataset. Default `moni-out`.
+    pub dir: PathBuf,
+    /// Close a file and start the next after this many seconds of wall
+    /// time. Default 60.
+    pub rotate_secs: u64,
+    /// Close a file once it holds about this many bytes. Default 128 MiB.
+    pub rotate_max_bytes: u64,
+    /// zstd compression level (1-22). Default 3.
+    pub zstd_level: i32,
+    /// Rows per Parquet row group (bounds writer memory). Default 65,536.
+    pub row_group_rows: usize,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            dir: PathBuf::from("moni-out"),
+            rotate_secs: 60,
+            rotate_max_bytes: 128 * 1024 * 1024,
+            zstd_level: 3,
+            row_group_rows: 65_536,
+        }
+    }
+}
+
+/// The validated settings the node runs with.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub vnets: VnetMap,
+    pub flows: FlowConfig,
+    pub bins: BinConfig,
+    pub output: OutputConfig,
+}
+
+impl NodeConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error is toml's message, which names the key
+    /// and line, flattened to one line.
+    pub fn parse(text: &str) -> Result<NodeConfig, String> {
+        toml::from_str(text).map_err(|e| {
+            e.to_string()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^'))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }
+
+    /// Validates into [`Resolved`]. `vnet_map_override` (the command line's
+    /// `--vnet-map`) replaces `vnets.map` when given.
+    pub fn resolve(&self, vnet_map_override: Option<&str>) -> Result<Resolved, ConfigError> {
+        let mut mappings: Vec<VlanMapping> = Vec::new();
+        match vnet_map_override {
+            Some(spec) => {
+                mappings = parse_vnet_map_spec(spec)
+                    .map_err(|e| invalid("--vnet-map", e.to_string()))?;
+            }
+            None => {
+                for entry in &self.vnets.map {
+                    mappings.extend(
+                        parse_vnet_map_spec(entry)
+                            .map_err(|e| invalid("vnets.map", e.to_string()))?,
+                    );
+                }
+            }
+        }
+        let vnets = VnetMap::new(
+            &mappings,
+            &self.vnets.default_vnet,
+            self.vnets.default_role,
+        )
+        .map_err(|e| invalid("vnets", e.to_string()))?;
+
+        let f = &self.flows;
+        if f.idle_timeout_secs == 0 {
+            return Err(invalid("flows.idle_timeout_secs", "must be at least 1"));
+        }
+        if f.active_timeout_secs < f.idle_timeout_secs {
+            return Err(invalid(
+                "flows.active_timeout_secs",
+                format!(
+                    "must be at least flows.idle_timeout_secs ({})",
+                    f.idle_timeout_secs
+                ),
+            ));
+        }
+        if f.max_flows == 0 || f.max_flows > 100_000_000 {
+            return Err(invalid("flows.max_flows", "must be between 1 and 100000000"));
+        }
+        if f.max_fragmented_datagrams == 0 {
+            return Err(invalid("flows.max_fragmented_datagrams", "must be at least 1"));
+        }
+        if self.bins.bin_secs == 0 || self.bins.bin_secs > 86_400 {
+            return Err(invalid("bins.bin_secs", "must be between 1 and 86400"));
+        }
+        if self.bins.max_open_bins == 0 {
+            return Err(invalid("bins.max_open_bins", "must be at least 1"));
+        }
+        let o = &self.output;
+        if o.rotate_secs == 0 {
+            return Err(invalid("output.rotate_secs", "must be at least 1"));
+        }
+        if o.rotate_max_bytes < 1024 {
+            return Err(invalid("output.rotate_max_bytes", "must be at least 1024"));
+        }
+        if !(1..=22).contains(&o.zstd_level) {
+            return Err(invalid("output.zstd_level", "must be between 1 and 22"));
+        }
+        if o.row_group_rows == 0 {
+            return Err(invalid("output.row_group_rows", "must be at least 1"));
+        }
+        Ok(Resolved {
+            vnets,
+            flows: FlowConfig {
+                idle_timeout_secs: f.idle_timeout_secs,
+                active_timeout_secs: f.active_timeout_secs,
+                tcp_end_linger_secs: f.tcp_end_linger_secs,
+                max_flows: f.max_flows,
+                max_fragmented_datagrams: f.max_fragmented_datagrams,
+            },
+            bins: BinConfig {
+                bin_secs: self.bins.bin_secs,
+                max_open_bins: self.bins.max_open_bins,
+            },
+            output: self.output.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = NodeConfig::parse("").expect("parse");
+        let r = c.resolve(None).expect("resolve");
+        assert_eq!(r.flows, FlowConfig::default());
+        assert_eq!(r.bins.bin_secs, 1);
+        assert_eq!(r.output.rotate_secs, 60);
+        assert_eq!(r.vnets.len(), 1);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = NodeConfig::parse("[flows]\nidle_timeout = 5\n").expect_err("unknown key");
+        assert!(err.contains("idle_timeout"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let c = NodeConfig::parse("[flows]\nmax_flows = 0\n").expect("parse");
+        let err = c.resolve(None).expect_err("invalid").to_string();
+        assert!(err.contains("flows.max_flows"), "{err}");
+        let c = NodeConfig::parse("[vnets]\nmap = [\"100=A\"]\n").expect("parse");
+        let err = c.resolve(None).expect_err("invalid").to_string();
+        assert!(err.contains("vnets.map"), "{err}");
+    }
+
+    #[test]
+    fn cli_map_replaces_file_map() {
+        let c = NodeConfig::parse("[vnets]\nmap = [\"100=A:production\"]\n").expect("parse");
+        let r = c.resolve(Some("200=B:shadow")).expect("resolve");
+        let names: Vec<_> = r.vnets.iter().map(|(_, v)| v.name.clone()).collect();
+        assert_eq!(names, vec!["default", "B"]);
+    }
+}

@@ -1,0 +1,259 @@
+//! Parquet datasets on disk.
+//!
+//! Each dataset is a folder under the output directory (`OUT/flows/`,
+//! `OUT/bins/`). A file is written under a hidden temporary name
+//! (`.NAME.parquet.tmp`, ignored by `*.parquet` globs), fsynced, and renamed
+//! to `NAME.parquet` only when complete, so a reader never sees a partial
+//! file. Files rotate after `rotate_secs` of wall time or about
+//! `rotate_max_bytes`, whichever comes first. Row groups hold at most
+//! `row_group_rows` rows, which bounds the writer's memory.
+//!
+//! File names are `DATASET-YYYYmmddTHHMMSSZ-PID-SEQ.parquet`: unique per
+//! process and sortable by creation time.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use analyzers::schema::{META_DATASET, META_SCHEMA_VERSION, SCHEMA_VERSION};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::config::OutputConfig;
+
+/// Errors writing a dataset, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{dataset}: bad output settings: {message}")]
+    Settings { dataset: String, message: String },
+}
+
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    tmp_path: PathBuf,
+    final_path: PathBuf,
+    opened: Instant,
+}
+
+/// A rotating writer for one dataset.
+pub struct DatasetWriter {
+    dataset: &'static str,
+    dir: PathBuf,
+    schema: SchemaRef,
+    props: WriterProperties,
+    rotate_secs: u64,
+    rotate_max_bytes: u64,
+    current: Option<OpenFile>,
+    seq: u64,
+    /// Completed files, in order.
+    pub files: Vec<PathBuf>,
+    pub rows_written: u64,
+}
+
+impl DatasetWriter {
+    /// Prepares `OUT/<dataset>/`; no file is created until rows arrive.
+    pub fn new(
+        out_dir: &Path,
+        dataset: &'static str,
+        schema: SchemaRef,
+        config: &OutputConfig,
+    ) -> Result<DatasetWriter, ExportError> {
+        let dir = out_dir.join(dataset);
+        fs::create_dir_all(&dir).map_err(|source| ExportError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let level =
+            ZstdLevel::try_new(config.zstd_level).map_err(|e| ExportError::Settings {
+                dataset: dataset.to_string(),
+                message: e.to_string(),
+            })?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(config.row_group_rows))
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new(META_DATASET.to_string(), dataset.to_string()),
+                KeyValue::new(
+                    META_SCHEMA_VERSION.to_string(),
+                    SCHEMA_VERSION.to_string(),
+                ),
+                KeyValue::new(
+                    "moni.writer".to_string(),
+                    format!("moni-node {}", env!("CARGO_PKG_VERSION")),
+                ),
+            ]))
+            .build();
+        Ok(DatasetWriter {
+            dataset,
+            dir,
+            schema,
+            props,
+            rotate_secs: config.rotate_secs,
+            rotate_max_bytes: config.rotate_max_bytes,
+            current: None,
+            seq: 0,
+            files: Vec::new(),
+            rows_written: 0,
+        })
+    }
+
+    pub fn dataset(&self) -> &'static str {
+        self.dataset
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a batch, opening or rotating files as needed.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ExportError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.current.is_none() {
+            self.open()?;
+        }
+        let Some(f) = self.current.as_mut() else {
+            return Ok(());
+        };
+        f.writer
+            .write(batch)
+            .map_err(|source| ExportError::Parquet {
+                path: f.tmp_path.clone(),
+                source,
+            })?;
+        self.rows_written += batch.num_rows() as u64;
+        let size = (f.writer.bytes_written() + f.writer.in_progress_size()) as u64;
+        if size >= self.rotate_max_bytes || f.opened.elapsed().as_secs() >= self.rotate_secs {
+            self.close_current()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the current file if it is older than the rotation interval
+    /// (call periodically when rows arrive slowly).
+    pub fn rotate_if_due(&mut self) -> Result<(), ExportError> {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|f| f.opened.elapsed().as_secs() >= self.rotate_secs)
+        {
+            self.close_current()?;
+        }
+        Ok(())
+    }
+
+    /// Completes the open file, if any: footer, fsync, rename.
+    pub fn close_current(&mut self) -> Result<(), ExportError> {
+        let Some(f) = self.current.take() else {
+            return Ok(());
+        };
+        let tmp = f.tmp_path.clone();
+        let file = f
+            .writer
+            .into_inner()
+            .map_err(|source| ExportError::Parquet {
+                path: tmp.clone(),
+                source,
+            })?;
+        file.sync_all().map_err(|source| ExportError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        fs::rename(&tmp, &f.final_path).map_err(|source| ExportError::Io {
+            path: f.final_path.clone(),
+            source,
+        })?;
+        self.files.push(f.final_path);
+        Ok(())
+    }
+
+    fn open(&mut self) -> Result<(), ExportError> {
+        self.seq += 1;
+        let name = format!(
+            "{}-{}-{}-{:06}.parquet",
+            self.dataset,
+            utc_compact(SystemTime::now()),
+            std::process::id(),
+            self.seq
+        );
+        let final_path = self.dir.join(&name);
+        let tmp_path = self.dir.join(format!(".{name}.tmp"));
+        let file = File::create(&tmp_path).map_err(|source| ExportError::Io {
+            path: tmp_path.clone(),
+            source,
+        })?;
+        let writer = ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(self.props.clone()))
+            .map_err(|source| ExportError::Parquet {
+                path: tmp_path.clone(),
+                source,
+            })?;
+        self.current = Some(OpenFile {
+            writer,
+            tmp_path,
+            final_path,
+            opened: Instant::now(),
+        });
+        Ok(())
+    }
+}
+
+/// `YYYYmmddTHHMMSSZ` for a wall-clock time (UTC, proleptic Gregorian).
+pub fn utc_compact(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_675), (2023, 11, 14));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(utc_compact(t), "20231114T221320Z");
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    moni_node::cli::main()
+}

@@ -1,0 +1,177 @@
+//! The replay summary: printed for people, or as JSON (`--json`) for tools.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FileSummary {
+    pub path: String,
+    pub packets: u64,
+    /// `ok` or `error`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FileSummary {
+    pub fn ok(path: &Path, packets: u64) -> Self {
+        FileSummary {
+            path: path.display().to_string(),
+            packets,
+            status: "ok",
+            error: None,
+        }
+    }
+
+    pub fn failed(path: &Path, packets: u64, error: String) -> Self {
+        FileSummary {
+            path: path.display().to_string(),
+            packets,
+            status: "error",
+            error: Some(error),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowSummary {
+    pub exported: u64,
+    pub by_end_reason: BTreeMap<String, u64>,
+    pub evicted: u64,
+    pub peak_active: u64,
+    pub max_flows: u64,
+    pub fragments_unmatched: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VnetSummary {
+    pub vnet: String,
+    pub role: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DatasetSummary {
+    pub dataset: String,
+    pub dir: String,
+    pub files: Vec<String>,
+    pub rows: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub files: Vec<FileSummary>,
+    pub packets: u64,
+    /// Wire bytes.
+    pub bytes: u64,
+    pub decode_errors_total: u64,
+    pub decode_errors: BTreeMap<String, u64>,
+    pub flows: FlowSummary,
+    pub vnets: Vec<VnetSummary>,
+    pub late_bin_rows: u64,
+    pub output_dir: String,
+    pub datasets: Vec<DatasetSummary>,
+    pub elapsed_secs: f64,
+    pub packets_per_sec: f64,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl Summary {
+    /// Files that failed.
+    pub fn failed_files(&self) -> impl Iterator<Item = &FileSummary> {
+        self.files.iter().filter(|f| f.error.is_some())
+    }
+
+    /// The summary for people.
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "replayed {} file(s): {} packets, {} on the wire, in {:.2} s ({:.0} packets/s)",
+            self.files.len(),
+            self.packets,
+            bytes(self.bytes),
+            self.elapsed_secs,
+            self.packets_per_sec
+        );
+        let reasons = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = if self.decode_errors_total == 0 {
+            writeln!(s, "  decode errors: none")
+        } else {
+            writeln!(
+                s,
+                "  decode errors: {} ({})",
+                self.decode_errors_total,
+                reasons(&self.decode_errors)
+            )
+        };
+        let f = &self.flows;
+        let _ = writeln!(
+            s,
+            "  flows: {} exported ({}); {} evicted at the cap of {}; peak {} live",
+            f.exported,
+            reasons(&f.by_end_reason),
+            f.evicted,
+            f.max_flows,
+            f.peak_active
+        );
+        for v in &self.vnets {
+            let _ = writeln!(
+                s,
+                "  vnet {} ({}): {} packets, {}, {} flows",
+                v.vnet,
+                v.role,
+                v.packets,
+                bytes(v.bytes),
+                v.flows
+            );
+        }
+        for d in &self.datasets {
+            let _ = writeln!(
+                s,
+                "  {}: {} rows in {} file(s) under {}",
+                d.dataset,
+                d.rows,
+                d.files.len(),
+                d.dir
+            );
+        }
+        if let Some(rss) = self.peak_rss_bytes {
+            let _ = writeln!(s, "  peak RSS: {}", bytes(rss));
+        }
+        for file in self.failed_files() {
+            let _ = writeln!(
+                s,
+                "  FAILED {}",
+                file.error.as_deref().unwrap_or(&file.path)
+            );
+        }
+        s
+    }
+}
+
+/// Human-readable byte count (powers of 1024).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
