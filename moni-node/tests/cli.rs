@@ -1,0 +1,208 @@
+//! The `moni-node` binary as a user runs it: exit codes, one-line errors,
+//! JSON summary, bad inputs, and arbitrary truncations and corruptions of
+//! the samples (no panic, nothing decoded before the damage is lost).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use proptest::prelude::*;
+
+fn moni(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moni-node"))
+        .args(args)
+        .output()
+        .expect("run moni-node")
+}
+
+fn stderr_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn json_summary_reports_totals_per_vnet() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = moni(&[
+        "replay",
+        "--json",
+        "--out",
+        p(out.path()),
+        "--vnet-map",
+        "100=A:production,200=B:shadow",
+        p(&sample("vlan-shadow.pcap")),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json summary");
+    assert_eq!(j["packets"], 2892);
+    assert_eq!(j["decode_errors"]["tcp_truncated"], 2);
+    let vnets = j["vnets"].as_array().expect("vnets");
+    assert_eq!(vnets.len(), 2);
+    assert_eq!(vnets[0]["vnet"], "A");
+    assert_eq!(vnets[1]["role"], "shadow");
+    assert_eq!(vnets[0]["packets"], vnets[1]["packets"]);
+    assert_eq!(j["flows"]["exported"], 216);
+    assert_eq!(j["datasets"][0]["rows"], 216);
+}
+
+#[test]
+fn human_summary_names_vnets_and_output() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = moni(&["replay", "--out", p(out.path()), p(&sample("background.pcap"))]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("1446 packets"), "{text}");
+    assert!(text.contains("vnet default (production)"), "{text}");
+    assert!(text.contains("tcp_truncated 1"), "{text}");
+    assert!(text.contains(&format!("under {}", out.path().join("flows").display())));
+}
+
+#[test]
+fn missing_file_is_one_error_line_and_others_still_replay() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = moni(&[
+        "replay",
+        "--json",
+        "--out",
+        p(out.path()),
+        "/nonexistent/x.pcap",
+        p(&sample("background.pcap")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let lines = stderr_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("error: /nonexistent/x.pcap: cannot open"), "{lines:?}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(j["packets"], 1446);
+}
+
+#[test]
+fn a_file_that_is_not_a_capture_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bogus = dir.path().join("notes.txt");
+    std::fs::write(&bogus, "this is not a capture, just some text\n").expect("write");
+    let o = moni(&["replay", "--out", p(&dir.path().join("out")), p(&bogus)]);
+    assert_eq!(o.status.code(), Some(1));
+    let lines = stderr_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("notes.txt: not a pcap or pcapng capture"), "{lines:?}");
+}
+
+#[test]
+fn truncated_capture_keeps_what_was_decoded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = std::fs::read(sample("background.pcap")).expect("sample");
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &data[..data.len() / 2 + 7]).expect("write");
+    let out = dir.path().join("out");
+    let o = moni(&["replay", "--json", "--out", p(&out), p(&cut)]);
+    assert_eq!(o.status.code(), Some(1));
+    let lines = stderr_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("truncated capture after"), "{lines:?}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let decoded = j["packets"].as_u64().expect("packets");
+    assert!(decoded > 500 && decoded < 1446, "{decoded}");
+    let flows = flows_as_truth(&read_dataset(&out.join("flows")));
+    let bins = bins_as_truth(&read_dataset(&out.join("bins")));
+    assert_eq!(bins.iter().map(|b| b.packets).sum::<u64>(), decoded);
+    let non_ip: u64 = bins.iter().map(|b| b.other_packets).sum();
+    let in_flows: u64 = flows.iter().map(|f| f.packets_fwd + f.packets_rev).sum();
+    assert_eq!(in_flows + non_ip, decoded);
+}
+
+#[test]
+fn bad_vnet_map_and_config_are_one_line_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = moni(&["replay", "--vnet-map", "100=A", p(&sample("background.pcap"))]);
+    assert_eq!(o.status.code(), Some(2));
+    let lines = stderr_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("--vnet-map") && lines[0].contains("100=A"), "{lines:?}");
+
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(&cfg, "[flows]\nidle_timeout_secs = \"soon\"\n").expect("write");
+    let o = moni(&["check-config", p(&cfg)]);
+    assert_eq!(o.status.code(), Some(2));
+    let lines = stderr_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("idle_timeout_secs"), "{lines:?}");
+
+    std::fs::write(&cfg, "[output]\nzstd_level = 99\n").expect("write");
+    let o = moni(&["check-config", p(&cfg)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr_lines(&o)[0].contains("output.zstd_level"));
+}
+
+#[test]
+fn example_configs_load() {
+    let dir = root().join("samples/config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("samples/config") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let o = moni(&["check-config", p(&path)]);
+            assert!(o.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&o.stderr));
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn bpf_filter_is_applied() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = moni(&[
+        "replay",
+        "--json",
+        "--filter",
+        "udp port 53",
+        "--out",
+        p(out.path()),
+        p(&sample("background.pcap")),
+    ]);
+    assert!(o.status.success());
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    // 50 IPv4 and 5 IPv6 DNS exchanges of two packets each.
+    assert_eq!(j["packets"], 110);
+    let o = moni(&["replay", "--filter", "udp port", p(&sample("background.pcap"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr_lines(&o)[0].contains("bad BPF filter"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn any_truncation_or_corruption_of_a_sample_never_panics(
+        cut_frac in 0.0f64..1.0,
+        flips in proptest::collection::vec((0.0f64..1.0, any::<u8>()), 0..8),
+    ) {
+        let data = std::fs::read(sample("vlan-shadow.pcap")).expect("sample");
+        let mut damaged = data[..(data.len() as f64 * cut_frac) as usize].to_vec();
+        let len = damaged.len();
+        for (at, byte) in flips {
+            if len > 0 {
+                damaged[((len - 1) as f64 * at) as usize] = byte;
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("damaged.pcap");
+        std::fs::write(&file, &damaged).expect("write");
+        let out = dir.path().join("out");
+        let summary = replay_files(&[file], Some("100=A:production,200=B:shadow"), &out, "");
+        prop_assert!(summary.packets <= 2892 + 8);
+        let bins = bins_as_truth(&read_dataset(&out.join("bins")));
+        prop_assert_eq!(bins.iter().map(|b| b.packets).sum::<u64>(), summary.packets);
+        let flows = flows_as_truth(&read_dataset(&out.join("flows")));
+        prop_assert_eq!(flows.len() as u64, summary.flows.exported);
+    }
+}
