@@ -202,38 +202,32 @@ impl FlowTable {
         self.advance(pkt.ts, out);
 
         let is_fragment = ip.fragment != Fragment::None;
-        let (src_port, dst_port) = match (d.transport, ip.fragment) {
-            (_, Fragment::Later { id }) => self
-                .fragments
-                .later((pkt.vnet, ip.src, ip.dst, ip.protocol, id))
-                .unwrap_or((0, 0)),
-            (
-                Transport::Tcp {
-                    src_port, dst_port, ..
-                }
-                | Transport::Udp { src_port, dst_port },
-                fragment,
-            ) => {
-                if let Fragment::First { id } = fragment {
-                    self.fragments.first(
-                        (pkt.vnet, ip.src, ip.dst, ip.protocol, id),
-                        (src_port, dst_port),
-                    );
-                }
-                (src_port, dst_port)
+        let transport_ports = match d.transport {
+            Transport::Tcp {
+                src_port, dst_port, ..
             }
-            (
-                Transport::Icmp {
-                    icmp_type,
-                    code,
-                    echo_id,
-                },
-                _,
-            ) => match echo_id {
+            | Transport::Udp { src_port, dst_port } => (src_port, dst_port),
+            Transport::Icmp {
+                icmp_type,
+                code,
+                echo_id,
+            } => match echo_id {
                 Some(id) => (id, id),
                 None => (0, u16::from(icmp_type) << 8 | u16::from(code)),
             },
-            _ => (0, 0),
+            Transport::None => (0, 0),
+        };
+        let (src_port, dst_port) = match ip.fragment {
+            Fragment::None => transport_ports,
+            Fragment::First { id } => {
+                let key = (pkt.vnet, ip.src, ip.dst, ip.protocol, id);
+                self.fragments.first(key, transport_ports);
+                transport_ports
+            }
+            Fragment::Later { id } => self
+                .fragments
+                .later((pkt.vnet, ip.src, ip.dst, ip.protocol, id))
+                .unwrap_or((0, 0)),
         };
         let flags = d.tcp_flags();
         let (key, src_is_lo) = FlowKey::new(

@@ -1,0 +1,151 @@
+//! Real captures from public projects (`../shared/corpus`): every one
+//! replays without a crash and with consistent counts, the special cases
+//! (VLAN, SLL, IPv6, fragments, caplen < len) decode as they should, and
+//! flows on the `general/` captures agree with tshark's conversation table.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn captures(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "pcap" || x == "pcapng" || x == "cap")
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_corpus_capture_replays_with_consistent_counts() {
+    let Some(corpus) = corpus() else { return };
+    let files = captures(&corpus);
+    assert!(files.len() >= 20, "found {} captures", files.len());
+    for f in files {
+        let out = tempfile::tempdir().expect("tempdir");
+        let s = replay_files(std::slice::from_ref(&f), None, out.path(), "");
+        assert!(s.failed_files().next().is_none(), "{}: {:?}", f.display(), s.files);
+        assert!(s.packets > 0, "{}", f.display());
+        let bins = bins_as_truth(&read_dataset(&out.path().join("bins")));
+        let flows = flows_as_truth(&read_dataset(&out.path().join("flows")));
+        let binned: u64 = bins.iter().map(|b| b.packets).sum();
+        assert_eq!(binned, s.packets, "{}", f.display());
+        let errors: u64 = bins.iter().map(|b| b.decode_errors).sum();
+        assert_eq!(errors, s.decode_errors_total, "{}", f.display());
+        let in_flows: u64 = flows.iter().map(|f| f.packets_fwd + f.packets_rev).sum();
+        assert!(in_flows <= s.packets);
+        assert!(!s.decode_errors.contains_key("unsupported_link_type"), "{}", f.display());
+    }
+}
+
+fn replay_one(corpus: &Path, rel: &str) -> (moni_node::summary::Summary, Vec<moni_samples::truth::TruthFlow>) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let s = replay_files(&[corpus.join(rel)], None, out.path(), "");
+    let flows = flows_as_truth(&read_dataset(&out.path().join("flows")));
+    (s, flows)
+}
+
+#[test]
+fn special_link_and_network_cases_decode() {
+    let Some(c) = corpus() else { return };
+
+    // 802.1Q VLAN 3136 on part of the frames: tagged flows carry the id.
+    let (_, flows) = replay_one(&c, "general/vlan3136-http-syn-retransmit.pcap");
+    assert!(flows.iter().any(|f| f.vlan_id == Some(3136)));
+
+    // Linux cooked capture with IPv6 fragment headers (SIP over UDP).
+    let (s, flows) = replay_one(&c, "voip/sip-ipv6-frag-sll.pcap");
+    assert_eq!(s.decode_errors_total, 0, "{:?}", s.decode_errors);
+    assert!(flows.iter().any(|f| f.src_addr.contains(':') && f.protocol == 17));
+    assert!(flows.iter().any(|f| f.fragments > 0));
+    assert_eq!(s.flows.fragments_unmatched, 0);
+
+    // IPv4 fragments of one ICMP echo: all in the echo's flow.
+    let (s, flows) = replay_one(&c, "general/ip_frag_source.pcapng");
+    assert_eq!(s.flows.fragments_unmatched, 0);
+    let frags: u64 = flows.iter().map(|f| f.fragments).sum();
+    assert!(frags >= 4, "{flows:?}");
+
+    // IPv6 fragments (ICMPv6 echo).
+    let (_, flows) = replay_one(&c, "general/ipv6_fragments.pcapng");
+    assert!(flows.iter().any(|f| f.protocol == 58 && f.fragments > 0));
+
+    // caplen < wire length on 45 frames: bytes are wire bytes, no errors.
+    let (s, flows) = replay_one(&c, "general/TLPW1-http-caplen-lt-len.pcap");
+    let flow_bytes: u64 = flows.iter().map(|f| f.bytes_fwd + f.bytes_rev).sum();
+    assert!(flow_bytes > 75 * 1342, "wire length, not captured length: {flow_bytes}");
+    assert_eq!(s.decode_errors_total, 0, "{:?}", s.decode_errors);
+
+    // A SYN flood with spoofed sources and destinations: one flow per SYN.
+    let (s, flows) = replay_one(&c, "attack/dosattack-synflood.pcap");
+    assert_eq!(s.packets, 100);
+    assert!(flows.len() >= 95 && flows.iter().all(|f| f.tcp_flags & 0x02 != 0));
+}
+
+/// Frames per unordered (endpoint, endpoint) pair from `tshark -z conv,tcp/udp`.
+fn tshark_conversations(file: &Path) -> BTreeMap<(u8, String, String), u64> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(file)
+        .args(["-q", "-z", "conv,tcp", "-z", "conv,udp"])
+        .output()
+        .expect("tshark is installed (.ci/run installs it)");
+    assert!(out.status.success(), "tshark failed on {}", file.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut proto = 0u8;
+    let mut map = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with("TCP Conversations") {
+            proto = 6;
+        } else if line.starts_with("UDP Conversations") {
+            proto = 17;
+        }
+        let tok: Vec<&str> = line.split_whitespace().collect();
+        if let Some(i) = tok.iter().position(|t| *t == "<->") {
+            let frames: u64 = tok[i + 8].parse().expect("total frames column");
+            let (a, b) = (tok[i - 1].to_string(), tok[i + 1].to_string());
+            let key = if a <= b { (proto, a, b) } else { (proto, b, a) };
+            *map.entry(key).or_insert(0) += frames;
+        }
+    }
+    map
+}
+
+fn endpoint(addr: &str, port: u16) -> String {
+    format!("{addr}:{port}")
+}
+
+#[test]
+fn flows_agree_with_tshark_conversations_on_general_captures() {
+    let Some(c) = corpus() else { return };
+    for f in captures(&c.join("general")) {
+        let want = tshark_conversations(&f);
+        let out = tempfile::tempdir().expect("tempdir");
+        replay_files(std::slice::from_ref(&f), None, out.path(), "");
+        let mut got = BTreeMap::new();
+        for fl in flows_as_truth(&read_dataset(&out.path().join("flows"))) {
+            if fl.protocol != 6 && fl.protocol != 17 {
+                continue;
+            }
+            let (a, b) = (endpoint(&fl.src_addr, fl.src_port), endpoint(&fl.dst_addr, fl.dst_port));
+            let key = if a <= b { (fl.protocol, a, b) } else { (fl.protocol, b, a) };
+            *got.entry(key).or_insert(0u64) += fl.packets_fwd + fl.packets_rev;
+        }
+        assert_eq!(got, want, "{}", f.display());
+    }
+}
