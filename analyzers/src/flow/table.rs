@@ -1,14 +1,22 @@
-//! The flow table: capped, LRU-ordered, expired on packet time.
+//! The flow table: capped, expired on packet time.
 //!
-//! Flows live in a slab of slots linked in least-recently-seen order, with a
-//! hash map from [`FlowKey`] to slot. Every packet moves its flow to the
-//! tail, so the head is always the flow idle the longest:
+//! Flows live in a slab of slots with a hash map from [`FlowKey`] to slot.
+//! Expiry order comes from a lazy second-chance queue rather than a linked
+//! LRU list, because relinking on every packet costs two cache misses on
+//! random neighbours: each live flow has one queue entry holding the time it
+//! was queued; a packet only updates its flow's `last_seen`. When an entry
+//! reaches the front and its flow was seen since it was queued, it is
+//! queued again with its `last_seen`. So:
 //!
-//! - idle expiry pops from the head while the head has been idle for the
-//!   idle timeout (amortised O(1) per packet);
-//! - a full table evicts the head (counted, and exported with end reason
-//!   `evicted`, so nothing is lost), which bounds memory under a SYN flood
-//!   of spoofed sources;
+//! - idle expiry pops from the front while the front was queued at least
+//!   the idle timeout ago (amortised O(1) per packet), exporting the flows
+//!   really idle. Re-queued entries make the queue only roughly ordered, so
+//!   a flow may be exported up to one idle timeout late; a packet arriving
+//!   for a flow idle that long still opens a new record;
+//! - a full table evicts the first flow at the front not seen since it was
+//!   queued: the least recently seen flow, up to the re-queueing order
+//!   (counted, and exported with end reason `evicted`, so nothing is lost),
+//!   which bounds memory under a SYN flood of spoofed sources;
 //! - the active timeout is checked when a flow's packet arrives: the old
 //!   record is exported and the packet opens a new one;
 //! - a TCP flow that saw FIN in both directions or a RST is exported after
@@ -93,7 +101,8 @@ pub struct FlowPacket {
     pub vlan_id: Option<u16>,
 }
 
-const NIL: u32 = u32::MAX;
+/// Largest slot index; the flow cap is clamped below it.
+const MAX_SLOTS: usize = u32::MAX as usize - 1;
 
 #[derive(Debug)]
 struct FlowState {
@@ -113,11 +122,13 @@ struct FlowState {
 struct Slot {
     key: FlowKey,
     state: FlowState,
-    prev: u32,
-    next: u32,
     generation: u32,
     occupied: bool,
 }
+
+/// A queue entry: when it was queued, the slot, and the slot's generation
+/// (an entry whose generation no longer matches is stale and skipped).
+type Entry = (Timestamp, u32, u32);
 
 /// The flow table. Feed it packets in capture order with [`FlowTable::observe`];
 /// finished flows are appended to the caller's output vector.
@@ -130,9 +141,8 @@ pub struct FlowTable {
     map: HashMap<FlowKey, u32, foldhash::fast::RandomState>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    head: u32,
-    tail: u32,
-    closing: VecDeque<(Timestamp, u32, u32)>,
+    queue: VecDeque<Entry>,
+    closing: VecDeque<Entry>,
     fragments: FragmentTracker,
     stats: FlowStats,
 }
@@ -152,13 +162,12 @@ impl FlowTable {
             map: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
-            head: NIL,
-            tail: NIL,
+            queue: VecDeque::new(),
             closing: VecDeque::new(),
             fragments: FragmentTracker::new(config.max_fragmented_datagrams),
             stats: FlowStats::default(),
             config: FlowConfig {
-                max_flows: config.max_flows.clamp(1, NIL as usize - 1),
+                max_flows: config.max_flows.clamp(1, MAX_SLOTS),
                 ..config
             },
         }
@@ -175,7 +184,7 @@ impl FlowTable {
         self.active_us = secs_to_us(config.active_timeout_secs);
         self.linger_us = secs_to_us(config.tcp_end_linger_secs);
         self.config = FlowConfig {
-            max_flows: config.max_flows.clamp(1, NIL as usize - 1),
+            max_flows: config.max_flows.clamp(1, MAX_SLOTS),
             ..config
         };
     }
@@ -233,14 +242,9 @@ impl FlowTable {
         let (key, src_is_lo) = FlowKey::new(
             pkt.vnet,
             ip.protocol,
-            Endpoint {
-                addr: ip.src,
-                port: src_port,
-            },
-            Endpoint {
-                addr: ip.dst,
-                port: dst_port,
-            },
+            ip.src.is_ipv6(),
+            Endpoint::new(ip.src, src_port),
+            Endpoint::new(ip.dst, dst_port),
         );
 
         let idx = match self.map.get(&key) {
@@ -250,11 +254,14 @@ impl FlowTable {
                 if st.closed && new_syn {
                     self.export(idx, EndReason::TcpEnd, out);
                     self.insert(key, src_is_lo, pkt, out)
+                } else if pkt.ts.micros_since(st.last_seen) >= self.idle_us {
+                    // Idle already, though its queue entry is not due yet.
+                    self.export(idx, EndReason::Idle, out);
+                    self.insert(key, src_is_lo, pkt, out)
                 } else if pkt.ts.micros_since(st.start) >= self.active_us {
                     self.export(idx, EndReason::Active, out);
                     self.insert(key, src_is_lo, pkt, out)
                 } else {
-                    self.touch(idx);
                     idx
                 }
             }
@@ -293,24 +300,32 @@ impl FlowTable {
     /// linger). Called on every packet; call it on a timer too when live
     /// traffic may stop.
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
-        while self.head != NIL {
-            let head = self.head;
-            let last = self.slots[head as usize].state.last_seen;
-            if now.micros_since(last) < self.idle_us {
+        while let Some(&(queued, idx, generation)) = self.queue.front() {
+            if now.micros_since(queued) < self.idle_us {
                 break;
             }
-            self.export(head, EndReason::Idle, out);
+            self.queue.pop_front();
+            let Some(last) = self.live(idx, generation).map(|st| st.last_seen) else {
+                continue;
+            };
+            if now.micros_since(last) >= self.idle_us {
+                self.export(idx, EndReason::Idle, out);
+            } else {
+                self.queue.push_back((last, idx, generation));
+            }
         }
         while let Some(&(closed_at, idx, generation)) = self.closing.front() {
             if now.micros_since(closed_at) < self.linger_us {
                 break;
             }
             self.closing.pop_front();
-            let slot = &self.slots[idx as usize];
-            if !slot.occupied || slot.generation != generation || !slot.state.closed {
+            let Some(st) = self.live(idx, generation) else {
+                continue;
+            };
+            if !st.closed {
                 continue;
             }
-            let last = slot.state.last_seen;
+            let last = st.last_seen;
             if now.micros_since(last) >= self.linger_us {
                 self.export(idx, EndReason::TcpEnd, out);
             } else {
@@ -323,15 +338,59 @@ impl FlowTable {
     /// it was a closed TCP flow waiting out its linger, `end_of_input`
     /// otherwise.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
-        while self.head != NIL {
-            let reason = if self.slots[self.head as usize].state.closed {
+        while let Some((_, idx, generation)) = self.queue.pop_front() {
+            let Some(st) = self.live(idx, generation) else {
+                continue;
+            };
+            let reason = if st.closed {
                 EndReason::TcpEnd
             } else {
                 EndReason::EndOfInput
             };
-            self.export(self.head, reason, out);
+            self.export(idx, reason, out);
         }
         self.closing.clear();
+    }
+
+    /// The state of the flow in `idx` if the slot still holds the flow of
+    /// `generation`.
+    fn live(&self, idx: u32, generation: u32) -> Option<&FlowState> {
+        let slot = self.slots.get(idx as usize)?;
+        (slot.occupied && slot.generation == generation).then_some(&slot.state)
+    }
+
+    /// Exports the least recently seen flow (see the module doc).
+    fn evict_one(&mut self, out: &mut Vec<FlowRecord>) {
+        while let Some((queued, idx, generation)) = self.queue.pop_front() {
+            let Some(last) = self.live(idx, generation).map(|st| st.last_seen) else {
+                continue;
+            };
+            if last > queued {
+                self.queue.push_back((last, idx, generation));
+            } else {
+                self.export(idx, EndReason::Evicted, out);
+                return;
+            }
+        }
+    }
+
+    /// Drops stale entries once they outnumber live flows, so queues stay
+    /// proportional to the table even when flows end by TCP close or the
+    /// active timeout (which leave their entry behind).
+    fn compact_queues(&mut self) {
+        let limit = 2 * self.map.len() + 1024;
+        let slots = &self.slots;
+        let live = |&(_, idx, generation): &Entry| {
+            slots
+                .get(idx as usize)
+                .is_some_and(|s| s.occupied && s.generation == generation)
+        };
+        if self.queue.len() > limit {
+            self.queue.retain(live);
+        }
+        if self.closing.len() > limit {
+            self.closing.retain(live);
+        }
     }
 
     fn insert(
@@ -341,9 +400,10 @@ impl FlowTable {
         pkt: FlowPacket,
         out: &mut Vec<FlowRecord>,
     ) -> u32 {
-        while self.map.len() >= self.config.max_flows && self.head != NIL {
-            self.export(self.head, EndReason::Evicted, out);
+        while self.map.len() >= self.config.max_flows && !self.map.is_empty() {
+            self.evict_one(out);
         }
+        self.compact_queues();
         let state = FlowState {
             initiator_is_lo: src_is_lo,
             vlan_id: pkt.vlan_id,
@@ -369,15 +429,14 @@ impl FlowTable {
                 self.slots.push(Slot {
                     key,
                     state,
-                    prev: NIL,
-                    next: NIL,
                     generation: 0,
                     occupied: true,
                 });
                 (self.slots.len() - 1) as u32
             }
         };
-        self.link_tail(idx);
+        let generation = self.slots[idx as usize].generation;
+        self.queue.push_back((pkt.ts, idx, generation));
         self.map.insert(key, idx);
         self.stats.created += 1;
         self.stats.peak_active = self.stats.peak_active.max(self.map.len() as u64);
@@ -385,7 +444,6 @@ impl FlowTable {
     }
 
     fn export(&mut self, idx: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
-        self.unlink(idx);
         let slot = &mut self.slots[idx as usize];
         slot.occupied = false;
         self.map.remove(&slot.key);
@@ -400,8 +458,8 @@ impl FlowTable {
         out.push(FlowRecord {
             vnet: k.vnet,
             vlan_id: st.vlan_id,
-            src_addr: src.addr,
-            dst_addr: dst.addr,
+            src_addr: src.ip(k.v6),
+            dst_addr: dst.ip(k.v6),
             src_port: src.port,
             dst_port: dst.port,
             protocol: k.protocol,
@@ -410,48 +468,6 @@ impl FlowTable {
             fragments: st.fragments,
             end_reason: reason,
         });
-    }
-
-    fn touch(&mut self, idx: u32) {
-        if self.tail != idx {
-            self.unlink(idx);
-            self.link_tail(idx);
-        }
-    }
-
-    fn link_tail(&mut self, idx: u32) {
-        let old_tail = self.tail;
-        {
-            let s = &mut self.slots[idx as usize];
-            s.prev = old_tail;
-            s.next = NIL;
-        }
-        if old_tail != NIL {
-            self.slots[old_tail as usize].next = idx;
-        } else {
-            self.head = idx;
-        }
-        self.tail = idx;
-    }
-
-    fn unlink(&mut self, idx: u32) {
-        let (prev, next) = {
-            let s = &self.slots[idx as usize];
-            (s.prev, s.next)
-        };
-        if prev != NIL {
-            self.slots[prev as usize].next = next;
-        } else {
-            self.head = next;
-        }
-        if next != NIL {
-            self.slots[next as usize].prev = prev;
-        } else {
-            self.tail = prev;
-        }
-        let s = &mut self.slots[idx as usize];
-        s.prev = NIL;
-        s.next = NIL;
     }
 }
 
@@ -565,5 +581,27 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].end_reason, EndReason::TcpEnd);
         assert_eq!(out[0].packets(), 2);
+    }
+
+    #[test]
+    fn idle_gap_splits_a_flow_even_when_its_queue_entry_was_requeued() {
+        let cfg = FlowConfig {
+            idle_timeout_secs: 60,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg);
+        let mut out = Vec::new();
+        // Flow X at 0 s and 50 s; flow Y at 10..14 s; at 61 s X is
+        // re-queued behind Y's entry; Y's next packet comes at 100 s.
+        feed(&mut t, 0.0, &tcp(C, 1, S, 2, 0x10), &mut out);
+        feed(&mut t, 10.0, &tcp(C, 3, S, 4, 0x10), &mut out);
+        feed(&mut t, 14.0, &tcp(C, 3, S, 4, 0x10), &mut out);
+        feed(&mut t, 50.0, &tcp(C, 1, S, 2, 0x10), &mut out);
+        feed(&mut t, 61.0, &tcp(C, 5, S, 6, 0x10), &mut out);
+        feed(&mut t, 100.0, &tcp(C, 3, S, 4, 0x10), &mut out);
+        let y: Vec<_> = out.iter().filter(|r| r.src_port == 3).collect();
+        assert_eq!(y.len(), 1);
+        assert_eq!(y[0].end_reason, EndReason::Idle);
+        assert_eq!(y[0].fwd.packets, 2);
     }
 }

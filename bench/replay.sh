@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Benchmark: moni-node replay against the libpcap read floor (tcpdump) and
+# tshark, on the same generated capture, in one run.
+#
+#   bench/replay.sh [PACKETS]        (default 5,000,000)
+#
+# Prints packets per second of each tool and moni's ratio to each. The goal
+# of the foundation issue: moni-node (Parquet output on) >= 0.5x the tcpdump
+# floor and >= 20x tshark. Each tool reads the file once before timing so all
+# three start from the page cache. Timing is wall clock of the whole command
+# (best of 3 for tcpdump and moni-node; tshark once, it is slow).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PACKETS="${1:-5000000}"
+bash scripts/install-deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --release -q -p moni-node -p moni-samples
+BIN="$CARGO_TARGET_DIR/release"
+WORK="${BENCH_DIR:-$(mktemp -d)}"
+trap '[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"' EXIT
+CAP="$WORK/bench-$PACKETS.pcap"
+[ -f "$CAP" ] || "$BIN/moni-gen" bench --packets "$PACKETS" --out "$CAP" >/dev/null
+cat "$CAP" >/dev/null
+
+secs() { # best wall time of N runs of a command, in seconds
+  local n=$1; shift; local best=""
+  for _ in $(seq "$n"); do
+    local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
+    best=$(python3 -c "b='$best'; t=$t1-$t0; print(t if not b else min(float(b), t))")
+  done
+  echo "$best"
+}
+
+T_TCPDUMP=$(secs 3 tcpdump -nr "$CAP" -w /dev/null)
+T_MONI=$(secs 3 "$BIN/moni-node" replay --no-progress --out "$WORK/out" "$CAP")
+T_TSHARK=$(secs 1 tshark -n -r "$CAP" -q -z conv,ip)
+
+python3 - "$PACKETS" "$T_TCPDUMP" "$T_TSHARK" "$T_MONI" "$(du -h "$CAP" | cut -f1)" <<'PY'
+import sys
+n, tcpdump, tshark, moni, size = int(sys.argv[1]), *map(float, sys.argv[2:5]), sys.argv[5]
+pps = lambda t: n / t
+print(f"capture: {n:,} packets ({size})")
+for name, t in (("tcpdump -w /dev/null", tcpdump), ("tshark -z conv,ip", tshark), ("moni-node replay", moni)):
+    print(f"  {name:22s} {t:8.2f} s  {pps(t):14,.0f} packets/s")
+print(f"moni-node / tcpdump floor: {tcpdump / moni:.2f}x  (goal >= 0.5x)")
+print(f"moni-node / tshark:        {tshark / moni:.1f}x  (goal >= 20x)")
+PY

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what building and testing moni needs on a fresh Debian machine
+# with Rust: libpcap (the capture library moni links), tshark and tcpdump
+# (the independent judges in tests and benchmarks), and the Python packages
+# the analyst-side tests use (duckdb, pyarrow). Skips what is already there.
+set -euo pipefail
+need_apt=()
+dpkg -s libpcap-dev >/dev/null 2>&1 || need_apt+=(libpcap-dev)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+if [ "${1:-}" != "--build-only" ]; then
+  command -v tshark >/dev/null || need_apt+=(tshark)
+  command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
+fi
+if [ "${1:-}" != "--build-only" ]; then
+  python3 -c "import duckdb, pyarrow" 2>/dev/null || python3 -m pip install -q duckdb pyarrow
+fi

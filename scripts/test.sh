@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every moni test: formatting, clippy with warnings denied, the Rust
+# unit/integration/property tests, and the DuckDB/pyarrow tests of the
+# Parquet output. Installs missing system and Python packages first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "${MONI_SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
+
+echo "== python: DuckDB and pyarrow read moni's Parquet"
+cargo build -q -p moni-node
+MONI_NODE_BIN="$CARGO_TARGET_DIR/debug/moni-node" python3 -m unittest discover -v -s tests/python -p 'test_*.py'
