@@ -10,8 +10,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use analyzers::record::EndReason;
+use analyzers::LinkType;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::capture::batch::PacketBatch;
 use crate::capture::file::FileSource;
 use crate::capture::PacketSource;
 use crate::config::Resolved;
@@ -34,8 +36,24 @@ pub struct ReplayOptions {
     pub progress: bool,
 }
 
+/// Batches in flight between the reader thread and the analysis thread.
+const QUEUE_DEPTH: usize = 16;
+
+/// What the reader thread sends.
+enum ReaderMsg {
+    Batch {
+        link: Option<LinkType>,
+        batch: PacketBatch,
+    },
+    FileDone(FileSummary),
+}
+
 /// Replays the files. Per-file problems are in the summary; `Err` means the
 /// output could not be written.
+///
+/// A reader thread runs libpcap and copies packets into batches; this thread
+/// runs the analyzers and writes Parquet. Replay never drops: a full queue
+/// makes the reader wait (a live source drops and counts instead).
 pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, ExportError> {
     let started = Instant::now();
     let mut engine = Engine::new(config);
@@ -43,53 +61,35 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     let mut files = Vec::new();
     let show_progress = opts.progress && std::io::stderr().is_terminal();
 
-    for path in &opts.files {
-        let before = engine.counters().packets;
-        let mut source = match FileSource::open(path, opts.filter.as_deref()) {
-            Ok(s) => s,
-            Err(e) => {
-                files.push(FileSummary::failed(path, 0, e.to_string()));
-                continue;
-            }
-        };
-        let bar = show_progress.then(|| progress_bar(&source));
-        let link = source.link_type();
-        let mut error = None;
-        let mut n: u64 = 0;
-        loop {
-            match source.next_packet() {
-                Ok(Some(pkt)) => {
-                    engine.process(link, &pkt, None);
-                    n += 1;
-                    if n % 65_536 == 0 {
-                        if let Some(b) = &bar {
-                            b.set_position(source.progress().0);
-                        }
-                        out.rotate_if_due()?;
+    let (tx, rx) = crossbeam_channel::bounded::<ReaderMsg>(QUEUE_DEPTH);
+    let (free_tx, free_rx) = crossbeam_channel::bounded::<PacketBatch>(QUEUE_DEPTH + 2);
+    let result: Result<(), ExportError> = std::thread::scope(|scope| {
+        scope.spawn(move || read_files(opts, show_progress, &tx, &free_rx));
+        // Owned here so that returning early (an output error) drops it,
+        // which makes the reader's next send fail and the reader stop.
+        let rx = rx;
+        for msg in rx.iter() {
+            match msg {
+                ReaderMsg::Batch { link, mut batch } => {
+                    for pkt in batch.iter() {
+                        engine.process(link, &pkt, None);
                     }
+                    batch.clear();
+                    let _ = free_tx.try_send(batch);
                     if engine.pending_flows() >= FLOW_BATCH {
                         out.write_flows(&engine.take_flows(), engine.vnets())?;
                     }
                     if engine.pending_bins() >= BIN_BATCH {
                         out.write_bins(&engine.take_bins(), engine.vnets())?;
                     }
+                    out.rotate_if_due()?;
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    error = Some(e.to_string());
-                    break;
-                }
+                ReaderMsg::FileDone(f) => files.push(f),
             }
         }
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        let packets = engine.counters().packets - before;
-        files.push(match error {
-            Some(e) => FileSummary::failed(path, packets, e),
-            None => FileSummary::ok(path, packets),
-        });
-    }
+        Ok(())
+    });
+    result?;
 
     engine.finish();
     out.write_flows(&engine.take_flows(), engine.vnets())?;
@@ -167,4 +167,66 @@ fn progress_bar(source: &FileSource) -> ProgressBar {
     }
     bar.set_message(source.name().to_string());
     bar
+}
+
+/// The reader thread: opens each file in turn and sends its packets in
+/// batches, then one [`ReaderMsg::FileDone`] per file. Returns early when
+/// the analysis side hung up.
+fn read_files(
+    opts: &ReplayOptions,
+    show_progress: bool,
+    tx: &crossbeam_channel::Sender<ReaderMsg>,
+    free: &crossbeam_channel::Receiver<PacketBatch>,
+) {
+    let new_batch = || free.try_recv().unwrap_or_else(|_| PacketBatch::with_capacity());
+    for path in &opts.files {
+        let mut source = match FileSource::open(path, opts.filter.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                if tx
+                    .send(ReaderMsg::FileDone(FileSummary::failed(path, 0, e.to_string())))
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        let bar = show_progress.then(|| progress_bar(&source));
+        let link = source.link_type();
+        let mut batch = new_batch();
+        let mut packets: u64 = 0;
+        let error = loop {
+            match source.next_packet() {
+                Ok(Some(pkt)) => {
+                    batch.push(&pkt);
+                    packets += 1;
+                    if batch.is_full() {
+                        let full = std::mem::replace(&mut batch, new_batch());
+                        if tx.send(ReaderMsg::Batch { link, batch: full }).is_err() {
+                            return;
+                        }
+                        if let Some(b) = &bar {
+                            b.set_position(source.progress().0);
+                        }
+                    }
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        if !batch.is_empty() && tx.send(ReaderMsg::Batch { link, batch }).is_err() {
+            return;
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        let summary = match error {
+            Some(e) => FileSummary::failed(path, packets, e),
+            None => FileSummary::ok(path, packets),
+        };
+        if tx.send(ReaderMsg::FileDone(summary)).is_err() {
+            return;
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Packet sources. Live capture and file replay share one pipeline behind
 //! [`PacketSource`]: the engine does not know where packets come from.
 
+pub mod batch;
 pub mod file;
 
 use analyzers::{LinkType, Timestamp};
