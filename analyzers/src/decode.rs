@@ -367,7 +367,10 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Decoded<'_> {
 }
 
 fn from_ether_type(ether_type: u16, rest: &[u8]) -> Decoded<'_> {
-    from_sliced(LaxSlicedPacket::from_ether_type(EtherType(ether_type), rest))
+    from_sliced(LaxSlicedPacket::from_ether_type(
+        EtherType(ether_type),
+        rest,
+    ))
 }
 
 fn be16(b: &[u8]) -> u16 {
@@ -615,7 +618,11 @@ mod tests {
     fn with_vlans(frame: &[u8], vlans: &[u16]) -> Vec<u8> {
         let mut out = frame[..12].to_vec();
         for (i, v) in vlans.iter().enumerate() {
-            let tpid: u16 = if i == 0 && vlans.len() > 1 { 0x88a8 } else { 0x8100 };
+            let tpid: u16 = if i == 0 && vlans.len() > 1 {
+                0x88a8
+            } else {
+                0x8100
+            };
             out.extend_from_slice(&tpid.to_be_bytes());
             out.extend_from_slice(&v.to_be_bytes());
         }

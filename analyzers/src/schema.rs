@@ -72,7 +72,12 @@ pub fn flows_schema() -> SchemaRef {
                 false,
                 Some(("destinationIPv4Address/destinationIPv6Address", "12/28")),
             ),
-            field("src_port", UInt16, false, Some(("sourceTransportPort", "7"))),
+            field(
+                "src_port",
+                UInt16,
+                false,
+                Some(("sourceTransportPort", "7")),
+            ),
             field(
                 "dst_port",
                 UInt16,
@@ -206,7 +211,9 @@ pub fn flows_batch(records: &[FlowRecord], vnets: &VnetMap) -> Result<RecordBatc
         ts_col(r.iter().map(|x| x.fwd.last.micros()).collect()),
         rev_time(|x| x.rev.first.micros()),
         rev_time(|x| x.rev.last.micros()),
-        Arc::new(UInt8Array::from_iter_values(r.iter().map(|x| x.tcp_flags()))),
+        Arc::new(UInt8Array::from_iter_values(
+            r.iter().map(|x| x.tcp_flags()),
+        )),
         Arc::new(UInt8Array::from_iter_values(
             r.iter().map(|x| x.fwd.tcp_flags),
         )),

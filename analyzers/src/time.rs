@@ -40,7 +40,10 @@ impl Timestamp {
 
     pub fn add_secs(self, secs: u64) -> Timestamp {
         let secs = i64::try_from(secs).unwrap_or(i64::MAX);
-        Timestamp(self.0.saturating_add(secs.saturating_mul(Self::MICROS_PER_SEC)))
+        Timestamp(
+            self.0
+                .saturating_add(secs.saturating_mul(Self::MICROS_PER_SEC)),
+        )
     }
 }
 

@@ -3,7 +3,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "moni-collector", version, about = "moni's central collector (skeleton: ingest arrives in a later release)")]
+#[command(
+    name = "moni-collector",
+    version,
+    about = "moni's central collector (skeleton: ingest arrives in a later release)"
+)]
 struct Cli {}
 
 fn main() -> anyhow::Result<()> {

@@ -12,7 +12,11 @@ use crate::config::NodeConfig;
 use crate::replay::{replay, ReplayOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "moni-node", version, about = "moni's probe: analyses mirrored traffic and writes reduced Parquet")]
+#[command(
+    name = "moni-node",
+    version,
+    about = "moni's probe: analyses mirrored traffic and writes reduced Parquet"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Command,

@@ -206,8 +206,8 @@ impl NodeConfig {
         let mut mappings: Vec<VlanMapping> = Vec::new();
         match vnet_map_override {
             Some(spec) => {
-                mappings = parse_vnet_map_spec(spec)
-                    .map_err(|e| invalid("--vnet-map", e.to_string()))?;
+                mappings =
+                    parse_vnet_map_spec(spec).map_err(|e| invalid("--vnet-map", e.to_string()))?;
             }
             None => {
                 for entry in &self.vnets.map {
@@ -218,12 +218,8 @@ impl NodeConfig {
                 }
             }
         }
-        let vnets = VnetMap::new(
-            &mappings,
-            &self.vnets.default_vnet,
-            self.vnets.default_role,
-        )
-        .map_err(|e| invalid("vnets", e.to_string()))?;
+        let vnets = VnetMap::new(&mappings, &self.vnets.default_vnet, self.vnets.default_role)
+            .map_err(|e| invalid("vnets", e.to_string()))?;
 
         let f = &self.flows;
         if f.idle_timeout_secs == 0 {
@@ -239,10 +235,16 @@ impl NodeConfig {
             ));
         }
         if f.max_flows == 0 || f.max_flows > 100_000_000 {
-            return Err(invalid("flows.max_flows", "must be between 1 and 100000000"));
+            return Err(invalid(
+                "flows.max_flows",
+                "must be between 1 and 100000000",
+            ));
         }
         if f.max_fragmented_datagrams == 0 {
-            return Err(invalid("flows.max_fragmented_datagrams", "must be at least 1"));
+            return Err(invalid(
+                "flows.max_fragmented_datagrams",
+                "must be at least 1",
+            ));
         }
         if self.bins.bin_secs == 0 || self.bins.bin_secs > 86_400 {
             return Err(invalid("bins.bin_secs", "must be between 1 and 86400"));

@@ -178,13 +178,20 @@ fn read_files(
     tx: &crossbeam_channel::Sender<ReaderMsg>,
     free: &crossbeam_channel::Receiver<PacketBatch>,
 ) {
-    let new_batch = || free.try_recv().unwrap_or_else(|_| PacketBatch::with_capacity());
+    let new_batch = || {
+        free.try_recv()
+            .unwrap_or_else(|_| PacketBatch::with_capacity())
+    };
     for path in &opts.files {
         let mut source = match FileSource::open(path, opts.filter.as_deref()) {
             Ok(s) => s,
             Err(e) => {
                 if tx
-                    .send(ReaderMsg::FileDone(FileSummary::failed(path, 0, e.to_string())))
+                    .send(ReaderMsg::FileDone(FileSummary::failed(
+                        path,
+                        0,
+                        e.to_string(),
+                    )))
                     .is_err()
                 {
                     return;

@@ -56,7 +56,12 @@ fn json_summary_reports_totals_per_vnet() {
 #[test]
 fn human_summary_names_vnets_and_output() {
     let out = tempfile::tempdir().expect("tempdir");
-    let o = moni(&["replay", "--out", p(out.path()), p(&sample("background.pcap"))]);
+    let o = moni(&[
+        "replay",
+        "--out",
+        p(out.path()),
+        p(&sample("background.pcap")),
+    ]);
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("1446 packets"), "{text}");
@@ -79,7 +84,10 @@ fn missing_file_is_one_error_line_and_others_still_replay() {
     assert_eq!(o.status.code(), Some(1));
     let lines = stderr_lines(&o);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with("error: /nonexistent/x.pcap: cannot open"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("error: /nonexistent/x.pcap: cannot open"),
+        "{lines:?}"
+    );
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(j["packets"], 1446);
 }
@@ -93,7 +101,10 @@ fn a_file_that_is_not_a_capture_is_named() {
     assert_eq!(o.status.code(), Some(1));
     let lines = stderr_lines(&o);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("notes.txt: not a pcap or pcapng capture"), "{lines:?}");
+    assert!(
+        lines[0].contains("notes.txt: not a pcap or pcapng capture"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -122,11 +133,19 @@ fn truncated_capture_keeps_what_was_decoded() {
 #[test]
 fn bad_vnet_map_and_config_are_one_line_naming_the_problem() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let o = moni(&["replay", "--vnet-map", "100=A", p(&sample("background.pcap"))]);
+    let o = moni(&[
+        "replay",
+        "--vnet-map",
+        "100=A",
+        p(&sample("background.pcap")),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let lines = stderr_lines(&o);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("--vnet-map") && lines[0].contains("100=A"), "{lines:?}");
+    assert!(
+        lines[0].contains("--vnet-map") && lines[0].contains("100=A"),
+        "{lines:?}"
+    );
 
     let cfg = dir.path().join("node.toml");
     std::fs::write(&cfg, "[flows]\nidle_timeout_secs = \"soon\"\n").expect("write");
@@ -150,7 +169,12 @@ fn example_configs_load() {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "toml") {
             let o = moni(&["check-config", p(&path)]);
-            assert!(o.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
             n += 1;
         }
     }
@@ -173,7 +197,12 @@ fn bpf_filter_is_applied() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     // 50 IPv4 and 5 IPv6 DNS exchanges of two packets each.
     assert_eq!(j["packets"], 110);
-    let o = moni(&["replay", "--filter", "udp port", p(&sample("background.pcap"))]);
+    let o = moni(&[
+        "replay",
+        "--filter",
+        "udp port",
+        p(&sample("background.pcap")),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr_lines(&o)[0].contains("bad BPF filter"));
 }

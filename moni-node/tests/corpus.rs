@@ -39,7 +39,12 @@ fn every_corpus_capture_replays_with_consistent_counts() {
     for f in files {
         let out = tempfile::tempdir().expect("tempdir");
         let s = replay_files(std::slice::from_ref(&f), None, out.path(), "");
-        assert!(s.failed_files().next().is_none(), "{}: {:?}", f.display(), s.files);
+        assert!(
+            s.failed_files().next().is_none(),
+            "{}: {:?}",
+            f.display(),
+            s.files
+        );
         assert!(s.packets > 0, "{}", f.display());
         let bins = bins_as_truth(&read_dataset(&out.path().join("bins")));
         let flows = flows_as_truth(&read_dataset(&out.path().join("flows")));
@@ -49,11 +54,21 @@ fn every_corpus_capture_replays_with_consistent_counts() {
         assert_eq!(errors, s.decode_errors_total, "{}", f.display());
         let in_flows: u64 = flows.iter().map(|f| f.packets_fwd + f.packets_rev).sum();
         assert!(in_flows <= s.packets);
-        assert!(!s.decode_errors.contains_key("unsupported_link_type"), "{}", f.display());
+        assert!(
+            !s.decode_errors.contains_key("unsupported_link_type"),
+            "{}",
+            f.display()
+        );
     }
 }
 
-fn replay_one(corpus: &Path, rel: &str) -> (moni_node::summary::Summary, Vec<moni_samples::truth::TruthFlow>) {
+fn replay_one(
+    corpus: &Path,
+    rel: &str,
+) -> (
+    moni_node::summary::Summary,
+    Vec<moni_samples::truth::TruthFlow>,
+) {
     let out = tempfile::tempdir().expect("tempdir");
     let s = replay_files(&[corpus.join(rel)], None, out.path(), "");
     let flows = flows_as_truth(&read_dataset(&out.path().join("flows")));
@@ -71,7 +86,9 @@ fn special_link_and_network_cases_decode() {
     // Linux cooked capture with IPv6 fragment headers (SIP over UDP).
     let (s, flows) = replay_one(&c, "voip/sip-ipv6-frag-sll.pcap");
     assert_eq!(s.decode_errors_total, 0, "{:?}", s.decode_errors);
-    assert!(flows.iter().any(|f| f.src_addr.contains(':') && f.protocol == 17));
+    assert!(flows
+        .iter()
+        .any(|f| f.src_addr.contains(':') && f.protocol == 17));
     assert!(flows.iter().any(|f| f.fragments > 0));
     assert_eq!(s.flows.fragments_unmatched, 0);
 
@@ -88,7 +105,10 @@ fn special_link_and_network_cases_decode() {
     // caplen < wire length on 45 frames: bytes are wire bytes, no errors.
     let (s, flows) = replay_one(&c, "general/TLPW1-http-caplen-lt-len.pcap");
     let flow_bytes: u64 = flows.iter().map(|f| f.bytes_fwd + f.bytes_rev).sum();
-    assert!(flow_bytes > 75 * 1342, "wire length, not captured length: {flow_bytes}");
+    assert!(
+        flow_bytes > 75 * 1342,
+        "wire length, not captured length: {flow_bytes}"
+    );
     assert_eq!(s.decode_errors_total, 0, "{:?}", s.decode_errors);
 
     // A SYN flood with spoofed sources and destinations: one flow per SYN.
@@ -142,8 +162,15 @@ fn flows_agree_with_tshark_conversations_on_general_captures() {
             if fl.protocol != 6 && fl.protocol != 17 {
                 continue;
             }
-            let (a, b) = (endpoint(&fl.src_addr, fl.src_port), endpoint(&fl.dst_addr, fl.dst_port));
-            let key = if a <= b { (fl.protocol, a, b) } else { (fl.protocol, b, a) };
+            let (a, b) = (
+                endpoint(&fl.src_addr, fl.src_port),
+                endpoint(&fl.dst_addr, fl.dst_port),
+            );
+            let key = if a <= b {
+                (fl.protocol, a, b)
+            } else {
+                (fl.protocol, b, a)
+            };
             *got.entry(key).or_insert(0u64) += fl.packets_fwd + fl.packets_rev;
         }
         assert_eq!(got, want, "{}", f.display());

@@ -15,8 +15,22 @@ fn load_truth(name: &str) -> Truth {
 
 fn sort_flows(mut v: Vec<TruthFlow>) -> Vec<TruthFlow> {
     v.sort_by(|a, b| {
-        (&a.vnet, a.start_time_us, &a.src_addr, a.src_port, &a.dst_addr, a.dst_port)
-            .cmp(&(&b.vnet, b.start_time_us, &b.src_addr, b.src_port, &b.dst_addr, b.dst_port))
+        (
+            &a.vnet,
+            a.start_time_us,
+            &a.src_addr,
+            a.src_port,
+            &a.dst_addr,
+            a.dst_port,
+        )
+            .cmp(&(
+                &b.vnet,
+                b.start_time_us,
+                &b.src_addr,
+                b.src_port,
+                &b.dst_addr,
+                b.dst_port,
+            ))
     });
     v
 }
@@ -102,7 +116,10 @@ fn committed_samples_are_what_the_generator_makes() {
         write_pcap(&s, &path).expect("write");
         let fresh = std::fs::read(&path).expect("read");
         let committed = std::fs::read(sample(&format!("{name}.pcap"))).expect("committed");
-        assert!(fresh == committed, "{name}.pcap differs from the generator's output");
+        assert!(
+            fresh == committed,
+            "{name}.pcap differs from the generator's output"
+        );
         assert_eq!(truth(&s), load_truth(&format!("{name}.truth.json")));
     }
 }

@@ -17,14 +17,21 @@ fn million_spoofed_sources_stay_under_200_mb_with_evictions_reported() {
         .arg(&pcap)
         .output()
         .expect("run moni-node");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(j["packets"], 1_000_000);
     assert_eq!(j["flows"]["peak_active"], 100_000);
     assert_eq!(j["flows"]["evicted"], 900_000);
     assert_eq!(j["flows"]["by_end_reason"]["evicted"], 900_000);
     assert_eq!(j["flows"]["exported"], 1_000_000);
-    assert_eq!(j["datasets"][0]["rows"], 1_000_000, "evicted flows are written, not lost");
+    assert_eq!(
+        j["datasets"][0]["rows"], 1_000_000,
+        "evicted flows are written, not lost"
+    );
     let rss = j["peak_rss_bytes"].as_u64().expect("peak RSS measured");
     eprintln!("peak RSS {:.1} MiB", rss as f64 / 1048576.0);
     assert!(rss < 200 * 1000 * 1000, "peak RSS {rss} bytes");

@@ -83,11 +83,29 @@ mod tests {
 
     #[test]
     fn both_directions_share_a_key() {
-        let (k1, d1) = FlowKey::new(VnetId(0), 6, false, ep("10.0.0.2", 80), ep("10.0.0.1", 5000));
-        let (k2, d2) = FlowKey::new(VnetId(0), 6, false, ep("10.0.0.1", 5000), ep("10.0.0.2", 80));
+        let (k1, d1) = FlowKey::new(
+            VnetId(0),
+            6,
+            false,
+            ep("10.0.0.2", 80),
+            ep("10.0.0.1", 5000),
+        );
+        let (k2, d2) = FlowKey::new(
+            VnetId(0),
+            6,
+            false,
+            ep("10.0.0.1", 5000),
+            ep("10.0.0.2", 80),
+        );
         assert_eq!(k1, k2);
         assert_ne!(d1, d2);
-        let (k3, _) = FlowKey::new(VnetId(1), 6, false, ep("10.0.0.1", 5000), ep("10.0.0.2", 80));
+        let (k3, _) = FlowKey::new(
+            VnetId(1),
+            6,
+            false,
+            ep("10.0.0.1", 5000),
+            ep("10.0.0.2", 80),
+        );
         assert_ne!(k1, k3, "the VNet is part of the key");
     }
 

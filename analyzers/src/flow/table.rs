@@ -533,7 +533,12 @@ mod tests {
         let mut t = FlowTable::new(cfg);
         let mut out = Vec::new();
         for i in 0..8 {
-            feed(&mut t, f64::from(i) * 5.0, &tcp(C, 1000, S, 80, 0x10), &mut out);
+            feed(
+                &mut t,
+                f64::from(i) * 5.0,
+                &tcp(C, 1000, S, 80, 0x10),
+                &mut out,
+            );
         }
         // 0..35 s every 5 s: the packet at 30 s closes the first record.
         assert_eq!(out.len(), 1);
@@ -558,7 +563,12 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..10_000u32 {
             let src = [172, 16, (i >> 8) as u8, i as u8];
-            feed(&mut t, f64::from(i) * 1e-4, &tcp(src, 1234, S, 80, 0x02), &mut out);
+            feed(
+                &mut t,
+                f64::from(i) * 1e-4,
+                &tcp(src, 1234, S, 80, 0x02),
+                &mut out,
+            );
         }
         assert_eq!(t.len(), 100);
         assert_eq!(t.stats().evicted(), 9_900);

@@ -49,14 +49,16 @@ impl PacketBatch {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = RawPacket<'_>> {
-        self.meta.iter().map(|&(ts, wire_len, offset, len)| RawPacket {
-            ts,
-            wire_len,
-            data: self
-                .data
-                .get(offset as usize..(offset + len) as usize)
-                .unwrap_or(&[]),
-        })
+        self.meta
+            .iter()
+            .map(|&(ts, wire_len, offset, len)| RawPacket {
+                ts,
+                wire_len,
+                data: self
+                    .data
+                    .get(offset as usize..(offset + len) as usize)
+                    .unwrap_or(&[]),
+            })
     }
 }
 
@@ -74,7 +76,10 @@ mod tests {
                 data: &[i; 5],
             });
         }
-        let got: Vec<_> = b.iter().map(|p| (p.ts.0, p.data[0], p.data.len())).collect();
+        let got: Vec<_> = b
+            .iter()
+            .map(|p| (p.ts.0, p.data[0], p.data.len()))
+            .collect();
         assert_eq!(got, vec![(0, 0, 5), (1, 1, 5), (2, 2, 5)]);
         b.clear();
         assert!(b.is_empty());

@@ -32,8 +32,7 @@ impl FileSource {
         }
         let mut cap = pcap::Capture::from_file(path).map_err(|e| {
             let message = e.to_string();
-            if message.contains("unknown file format") || message.contains("truncated dump file")
-            {
+            if message.contains("unknown file format") || message.contains("truncated dump file") {
                 CaptureError::NotACapture {
                     source_name: name.clone(),
                     message,

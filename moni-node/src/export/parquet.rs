@@ -78,20 +78,16 @@ impl DatasetWriter {
             path: dir.clone(),
             source,
         })?;
-        let level =
-            ZstdLevel::try_new(config.zstd_level).map_err(|e| ExportError::Settings {
-                dataset: dataset.to_string(),
-                message: e.to_string(),
-            })?;
+        let level = ZstdLevel::try_new(config.zstd_level).map_err(|e| ExportError::Settings {
+            dataset: dataset.to_string(),
+            message: e.to_string(),
+        })?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(META_DATASET.to_string(), dataset.to_string()),
-                KeyValue::new(
-                    META_SCHEMA_VERSION.to_string(),
-                    SCHEMA_VERSION.to_string(),
-                ),
+                KeyValue::new(META_SCHEMA_VERSION.to_string(), SCHEMA_VERSION.to_string()),
                 KeyValue::new(
                     "moni.writer".to_string(),
                     format!("moni-node {}", env!("CARGO_PKG_VERSION")),

@@ -43,7 +43,12 @@ pub fn corpus() -> Option<PathBuf> {
     None
 }
 
-pub fn replay_files(files: &[PathBuf], vnet_map: Option<&str>, out: &Path, config: &str) -> Summary {
+pub fn replay_files(
+    files: &[PathBuf],
+    vnet_map: Option<&str>,
+    out: &Path,
+    config: &str,
+) -> Summary {
     let cfg = NodeConfig::parse(config)
         .expect("config parses")
         .resolve(vnet_map)

@@ -71,7 +71,9 @@ fn l4_bytes(l4: &L4<'_>, v6: bool) -> (u8, Vec<u8>) {
             let mut b = Vec::with_capacity(20 + payload.len());
             b.extend_from_slice(&sport.to_be_bytes());
             b.extend_from_slice(&dport.to_be_bytes());
-            b.extend_from_slice(&[0, 0, 0x10, 0, 0, 0, 0x20, 0, 0x50, flags, 0xfa, 0xf0, 0, 0, 0, 0]);
+            b.extend_from_slice(&[
+                0, 0, 0x10, 0, 0, 0, 0x20, 0, 0x50, flags, 0xfa, 0xf0, 0, 0, 0, 0,
+            ]);
             b.extend_from_slice(payload);
             (TCP, b)
         }
@@ -128,7 +130,14 @@ pub fn packet(vlans: &[u16], src: IpAddr, dst: IpAddr, ip_id: u16, l4: &L4<'_>) 
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let (proto, body) = l4_bytes(l4, false);
             let mut f = ethernet(vlans, 0x0800);
-            f.extend(ipv4_header(s.octets(), d.octets(), proto, 20 + body.len(), ip_id, 0x4000));
+            f.extend(ipv4_header(
+                s.octets(),
+                d.octets(),
+                proto,
+                20 + body.len(),
+                ip_id,
+                0x4000,
+            ));
             f.extend(body);
             f
         }
@@ -169,7 +178,14 @@ pub fn ipv4_fragments(
             let more = if i + 1 < n { 0x2000 } else { 0 };
             let offset = ((i * step) / 8) as u16;
             let mut f = ethernet(vlans, 0x0800);
-            f.extend(ipv4_header(src, dst, proto, 20 + c.len(), ip_id, more | offset));
+            f.extend(ipv4_header(
+                src,
+                dst,
+                proto,
+                20 + c.len(),
+                ip_id,
+                more | offset,
+            ));
             f.extend_from_slice(c);
             f
         })

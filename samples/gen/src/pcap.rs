@@ -31,7 +31,8 @@ impl<W: Write> PcapWriter<W> {
         self.out.write_all(&secs.to_le_bytes())?;
         self.out.write_all(&micros.to_le_bytes())?;
         self.out.write_all(&(caplen as u32).to_le_bytes())?;
-        self.out.write_all(&orig_len.max(caplen as u32).to_le_bytes())?;
+        self.out
+            .write_all(&orig_len.max(caplen as u32).to_le_bytes())?;
         self.out.write_all(&frame[..caplen])
     }
 

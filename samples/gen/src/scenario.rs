@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::frame::{self, L4, ICMP, ICMPV6, TCP, UDP};
+use crate::frame::{self, ICMP, ICMPV6, L4, TCP, UDP};
 use crate::rng::Rng;
 
 /// The epoch all samples start at (2023-11-14T22:13:20Z).
@@ -146,7 +146,11 @@ impl Builder {
     /// direction.
     fn emit(&mut self, flow: usize, forward: bool, ts_us: i64, l4: L4<'_>) {
         let f = &self.s.flows[flow];
-        let (src, dst) = if forward { (f.src, f.dst) } else { (f.dst, f.src) };
+        let (src, dst) = if forward {
+            (f.src, f.dst)
+        } else {
+            (f.dst, f.src)
+        };
         self.ip_id = self.ip_id.wrapping_add(1);
         let bytes = frame::packet(&[], src, dst, self.ip_id, &l4);
         let (class, flags) = match l4 {
@@ -332,7 +336,13 @@ pub fn background(seed: u64) -> Scenario {
         b.tcp_session(t, v6(0x100 + i), v6(0x443), 443, Close::Fin);
     }
     // Opened near the end and never closed: end_of_input.
-    b.tcp_session(T0_US + 395_000_000, v4(10, 0, 0, 99), server4, 8080, Close::Open);
+    b.tcp_session(
+        T0_US + 395_000_000,
+        v4(10, 0, 0, 99),
+        server4,
+        8080,
+        Close::Open,
+    );
     for i in 0..50u8 {
         let t = T0_US + b.rng.range(0, 399_000_000) as i64;
         b.dns(t, v4(10, 0, 0, 10 + (i % 30)), dns4);
@@ -343,7 +353,13 @@ pub fn background(seed: u64) -> Scenario {
     }
     for i in 0..8u16 {
         let t = T0_US + b.rng.range(0, 390_000_000) as i64;
-        b.ping(t, v4(10, 0, 0, 50), v4(198, 51, 100, i as u8 + 1), 0x100 + i, 4);
+        b.ping(
+            t,
+            v4(10, 0, 0, 50),
+            v4(198, 51, 100, i as u8 + 1),
+            0x100 + i,
+            4,
+        );
     }
     for i in 0..2u16 {
         let t = T0_US + b.rng.range(0, 390_000_000) as i64;
@@ -359,7 +375,11 @@ pub fn background(seed: u64) -> Scenario {
     let voice = vec![0xd5u8; 160];
     for i in 0..660i64 {
         let t = start + i * 500_000;
-        let f = if t - start >= 300_000_000 { second } else { first };
+        let f = if t - start >= 300_000_000 {
+            second
+        } else {
+            first
+        };
         b.udp(f, true, t, &voice);
     }
 
@@ -368,20 +388,23 @@ pub fn background(seed: u64) -> Scenario {
     let before = b.flow(p, q, 5000, 5001, UDP, None);
     let after = b.flow(p, q, 5000, 5001, UDP, None);
     for i in 0..5i64 {
-        b.udp(before, i % 2 == 0, T0_US + 10_000_000 + i * 1_000_000, &[1; 20]);
-        b.udp(after, i % 2 == 0, T0_US + 100_000_000 + i * 1_000_000, &[2; 20]);
+        b.udp(
+            before,
+            i % 2 == 0,
+            T0_US + 10_000_000 + i * 1_000_000,
+            &[1; 20],
+        );
+        b.udp(
+            after,
+            i % 2 == 0,
+            T0_US + 100_000_000 + i * 1_000_000,
+            &[2; 20],
+        );
     }
 
     // One UDP datagram in three IPv4 fragments, then an unfragmented reply.
     let (fa, fz) = ([10, 0, 3, 1], [10, 0, 3, 2]);
-    let frag_flow = b.flow(
-        IpAddr::from(fa),
-        IpAddr::from(fz),
-        7000,
-        7001,
-        UDP,
-        None,
-    );
+    let frag_flow = b.flow(IpAddr::from(fa), IpAddr::from(fz), 7000, 7001, UDP, None);
     let big = vec![0x5a; 3000];
     let frags = frame::ipv4_fragments(
         &[],
@@ -416,12 +439,11 @@ pub fn background(seed: u64) -> Scenario {
     // the wire length, and counted as a tcp_truncated decode error.
     let tc = v4(10, 0, 4, 1);
     b.tcp_session(T0_US + 250_000_000, tc, server4, 80, Close::Fin);
-    if let Some(pkt) = b
-        .s
-        .packets
-        .iter_mut()
-        .rev()
-        .find(|p| p.frame.len() > 200 && p.class == Class::Tcp)
+    if let Some(pkt) =
+        b.s.packets
+            .iter_mut()
+            .rev()
+            .find(|p| p.frame.len() > 200 && p.class == Class::Tcp)
     {
         pkt.frame.truncate(14 + 20 + 10);
         pkt.decode_error = Some("tcp_truncated");

@@ -26,7 +26,11 @@ pub struct StreamTruth {
 /// spoofed address (198.18.0.0/15 and up) and random port, 10 µs apart.
 pub fn syn_flood(path: &Path, sources: u32, seed: u64) -> io::Result<StreamTruth> {
     let mut rng = Rng::new(seed);
-    let mut w = PcapWriter::new(BufWriter::new(File::create(path)?), 65_535, LINKTYPE_ETHERNET)?;
+    let mut w = PcapWriter::new(
+        BufWriter::new(File::create(path)?),
+        65_535,
+        LINKTYPE_ETHERNET,
+    )?;
     let dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 80));
     let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
     let mut bytes = 0u64;
@@ -62,15 +66,26 @@ pub fn syn_flood(path: &Path, sources: u32, seed: u64) -> io::Result<StreamTruth
 /// bytes on the wire), 2 µs apart.
 pub fn bench(path: &Path, packets: u64, concurrent: usize, seed: u64) -> io::Result<StreamTruth> {
     let mut rng = Rng::new(seed);
-    let mut w = PcapWriter::new(BufWriter::new(File::create(path)?), 65_535, LINKTYPE_ETHERNET)?;
+    let mut w = PcapWriter::new(
+        BufWriter::new(File::create(path)?),
+        65_535,
+        LINKTYPE_ETHERNET,
+    )?;
     let concurrent = concurrent.max(1);
     let mut next = 0u32;
     let mut new_flow = |rng: &mut Rng| {
         next += 1;
         let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + (next % 60_000));
-        let dst = Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 16, 0, 0)) + rng.range(0, 4096) as u32);
+        let dst =
+            Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 16, 0, 0)) + rng.range(0, 4096) as u32);
         let udp = rng.chance(30);
-        (IpAddr::V4(src), IpAddr::V4(dst), 1024 + (next % 60_000) as u16, rng.range(1, 1024) as u16, udp)
+        (
+            IpAddr::V4(src),
+            IpAddr::V4(dst),
+            1024 + (next % 60_000) as u16,
+            rng.range(1, 1024) as u16,
+            udp,
+        )
     };
     let mut pool: Vec<_> = (0..concurrent).map(|_| new_flow(&mut rng)).collect();
     let mut flows = concurrent as u64;
@@ -84,21 +99,39 @@ pub fn bench(path: &Path, packets: u64, concurrent: usize, seed: u64) -> io::Res
         }
         let (src, dst, sport, dport, udp) = pool[slot];
         let forward = rng.chance(60);
-        let (s, d, sp, dp) = if forward { (src, dst, sport, dport) } else { (dst, src, dport, sport) };
+        let (s, d, sp, dp) = if forward {
+            (src, dst, sport, dport)
+        } else {
+            (dst, src, dport, sport)
+        };
         let wire = match rng.range(0, 12) {
             0..=6 => 64usize,
             7..=10 => 594,
             _ => 1518,
         } - 4; // without FCS, as captures store frames
         let l4 = if udp {
-            L4::Udp { sport: sp, dport: dp, payload: &payload[..wire - 42] }
+            L4::Udp {
+                sport: sp,
+                dport: dp,
+                payload: &payload[..wire - 42],
+            }
         } else {
-            L4::Tcp { sport: sp, dport: dp, flags: 0x18, payload: &payload[..wire - 54] }
+            L4::Tcp {
+                sport: sp,
+                dport: dp,
+                flags: 0x18,
+                payload: &payload[..wire - 54],
+            }
         };
         let f = frame::packet(&[], s, d, i as u16, &l4);
         bytes += f.len() as u64;
         w.write(T0_US + i as i64 * 2, &f, f.len() as u32)?;
     }
     w.finish()?;
-    Ok(StreamTruth { scenario: "bench".into(), packets, bytes, flows })
+    Ok(StreamTruth {
+        scenario: "bench".into(),
+        packets,
+        bytes,
+        flows,
+    })
 }

@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 use moni_samples::{scenario, stream, truth, write_pcap};
 
 #[derive(Parser)]
-#[command(version, about = "Deterministic capture generator for moni's samples and benchmarks")]
+#[command(
+    version,
+    about = "Deterministic capture generator for moni's samples and benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
