@@ -84,7 +84,17 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
                     }
                     out.rotate_if_due()?;
                 }
-                ReaderMsg::FileDone(f) => files.push(f),
+                ReaderMsg::FileDone(f) => {
+                    match &f.error {
+                        Some(error) => {
+                            tracing::info!(%error, file = %f.path, "Capture file failed.")
+                        }
+                        None => {
+                            tracing::info!(file = %f.path, packets = f.packets, "Capture file replayed.")
+                        }
+                    }
+                    files.push(f);
+                }
             }
         }
         Ok(())

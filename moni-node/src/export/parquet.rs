@@ -175,6 +175,7 @@ impl DatasetWriter {
             path: f.final_path.clone(),
             source,
         })?;
+        tracing::debug!(file = %f.final_path.display(), dataset = self.dataset, "Parquet file complete.");
         self.files.push(f.final_path);
         Ok(())
     }
