@@ -3,6 +3,7 @@
 # unit/integration/property tests, and the DuckDB/pyarrow tests of the
 # Parquet output. Installs missing system and Python packages first.
 set -euo pipefail
+# (pipefail makes a failing unittest fail the script through the tee below)
 cd "$(dirname "$0")/.."
 [ "${MONI_SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -13,4 +14,9 @@ cargo test --workspace
 
 echo "== python: DuckDB and pyarrow read moni's Parquet"
 cargo build -q -p moni-node
-MONI_NODE_BIN="$CARGO_TARGET_DIR/debug/moni-node" python3 -m unittest discover -v -s tests/python -p 'test_*.py'
+log=$(mktemp)
+MONI_NODE_BIN="$CARGO_TARGET_DIR/debug/moni-node" \
+  python3 -m unittest discover -v -s tests/python -p 'test_*.py' 2>&1 | tee "$log"
+ran=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\} in .*/\1/p' "$log")
+rm -f "$log"
+echo "python: ${ran:-0} passed, 0 failed"
