@@ -44,7 +44,10 @@ fn million_spoofed_sources_stay_under_200_mb_with_evictions_reported() {
     let mut on_disk = 0;
     for e in std::fs::read_dir(&flows_dir).expect("flows dir") {
         let name = e.expect("entry").file_name().to_string_lossy().to_string();
-        assert!(name.ends_with(".parquet") && !name.starts_with('.'), "left behind: {name}");
+        assert!(
+            name.ends_with(".parquet") && !name.starts_with('.'),
+            "left behind: {name}"
+        );
         on_disk += 1;
     }
     assert_eq!(on_disk, files.len());

@@ -223,15 +223,18 @@ impl Builder {
         }
     }
 
+    /// Source and destination ports of a packet of flow `f` in a direction.
+    fn ports(&self, f: usize, forward: bool) -> (u16, u16) {
+        let fl = &self.s.flows[f];
+        if forward {
+            (fl.sport, fl.dport)
+        } else {
+            (fl.dport, fl.sport)
+        }
+    }
+
     fn tcp(&mut self, f: usize, forward: bool, ts: i64, flags: u8, payload: &[u8]) {
-        let (sport, dport) = {
-            let fl = &self.s.flows[f];
-            if forward {
-                (fl.sport, fl.dport)
-            } else {
-                (fl.dport, fl.sport)
-            }
-        };
+        let (sport, dport) = self.ports(f, forward);
         self.emit(
             f,
             forward,
@@ -246,14 +249,7 @@ impl Builder {
     }
 
     fn udp(&mut self, f: usize, forward: bool, ts: i64, payload: &[u8]) {
-        let (sport, dport) = {
-            let fl = &self.s.flows[f];
-            if forward {
-                (fl.sport, fl.dport)
-            } else {
-                (fl.dport, fl.sport)
-            }
-        };
+        let (sport, dport) = self.ports(f, forward);
         self.emit(
             f,
             forward,
