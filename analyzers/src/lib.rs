@@ -25,6 +25,7 @@ pub mod record;
 pub mod schema;
 pub mod time;
 pub mod vnet;
+pub mod voip;
 
 pub use decode::{decode, DecodeError, Decoded, LinkType};
 pub use time::Timestamp;

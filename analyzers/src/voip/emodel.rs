@@ -1,0 +1,271 @@
+//! ITU-T G.107 E-model (narrowband), pure and deterministic.
+//!
+//! `R = Ro − Is − Id − Ie,eff + A` with the full equations of G.107 §7
+//! (7-1 … 7-29) and the R → MOS mapping of Annex B (B-4), so moni can state
+//! its formula and export every input beside the score. With the Table 3
+//! defaults, R = 93.206208 (G.107 §7.7: "R = 93.2"). The passive-monitoring
+//! convention for delay: the caller sets T = Ta (one-way mouth-to-ear delay)
+//! and Tr = 2·Ta; see [`Params::with_one_way_delay`].
+
+/// The E-model inputs (G.107 Table 3 names and units).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Params {
+    /// Send and receive loudness ratings, dB.
+    pub slr: f64,
+    pub rlr: f64,
+    /// Sidetone masking rating and listener sidetone rating, dB.
+    pub stmr: f64,
+    pub lstr: f64,
+    /// D-values of telephone send and receive sides.
+    pub ds: f64,
+    pub dr: f64,
+    /// Talker echo loudness rating, dB; weighted echo path loss, dB.
+    pub telr: f64,
+    pub wepl: f64,
+    /// Mean one-way delay of the echo path, round-trip delay of the
+    /// 4-wire loop, absolute one-way delay; all ms.
+    pub t_ms: f64,
+    pub tr_ms: f64,
+    pub ta_ms: f64,
+    /// Quantizing distortion units.
+    pub qdu: f64,
+    /// Equipment impairment factor and packet-loss robustness factor of the
+    /// codec (G.113 Appendix I).
+    pub ie: f64,
+    pub bpl: f64,
+    /// Packet-loss probability in percent, and the burst ratio (1 = random).
+    pub ppl_percent: f64,
+    pub burst_r: f64,
+    /// Circuit noise at the 0 dBr point, dBm0p; noise floor, dBmp.
+    pub nc: f64,
+    pub nfor: f64,
+    /// Room noise at send and receive side, dB(A).
+    pub ps: f64,
+    pub pr: f64,
+    /// Advantage factor.
+    pub a: f64,
+    /// Delay sensitivity: minimum perceivable delay (ms) and sensitivity
+    /// (G.107 06/2015 default class: 100 ms, 1).
+    pub m_t: f64,
+    pub s_t: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            slr: 8.0,
+            rlr: 2.0,
+            stmr: 15.0,
+            lstr: 18.0,
+            ds: 3.0,
+            dr: 3.0,
+            telr: 65.0,
+            wepl: 110.0,
+            t_ms: 0.0,
+            tr_ms: 0.0,
+            ta_ms: 0.0,
+            qdu: 1.0,
+            ie: 0.0,
+            bpl: 1.0,
+            ppl_percent: 0.0,
+            burst_r: 1.0,
+            nc: -70.0,
+            nfor: -64.0,
+            ps: 35.0,
+            pr: 35.0,
+            a: 0.0,
+            m_t: 100.0,
+            s_t: 1.0,
+        }
+    }
+}
+
+impl Params {
+    /// Sets T = Ta = `delay_ms` and Tr = 2·Ta, the usual choice when only
+    /// the one-way delay is known and echo control is assumed perfect.
+    pub fn with_one_way_delay(mut self, delay_ms: f64) -> Self {
+        let d = delay_ms.max(0.0);
+        self.t_ms = d;
+        self.ta_ms = d;
+        self.tr_ms = 2.0 * d;
+        self
+    }
+}
+
+/// The rating and its components, exported beside the score.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rating {
+    pub ro: f64,
+    pub is: f64,
+    pub id: f64,
+    pub ie_eff: f64,
+    pub r: f64,
+    pub mos: f64,
+}
+
+fn lg(x: f64) -> f64 {
+    x.log10()
+}
+
+/// Computes R and MOS from the parameters.
+pub fn rate(p: &Params) -> Rating {
+    let olr = p.slr + p.rlr;
+    // Ro, eqs 7-2..7-7.
+    let nfo = p.nfor + p.rlr;
+    let pre = p.pr + 10.0 * lg(1.0 + 10f64.powf((10.0 - p.lstr) / 10.0));
+    let nor = p.rlr - 121.0 + pre + 0.008 * (pre - 35.0).powi(2);
+    let nos = p.ps - p.slr - p.ds - 100.0 + 0.004 * (p.ps - olr - p.ds - 14.0).powi(2);
+    let no = 10.0
+        * lg(10f64.powf(p.nc / 10.0)
+            + 10f64.powf(nos / 10.0)
+            + 10f64.powf(nor / 10.0)
+            + 10f64.powf(nfo / 10.0));
+    let ro = 15.0 - 1.5 * (p.slr + no);
+
+    // Is, eqs 7-8..7-17.
+    let xolr = olr + 0.2 * (64.0 + no - p.rlr);
+    let iolr = 20.0 * ((1.0 + (xolr / 8.0).powi(8)).powf(1.0 / 8.0) - xolr / 8.0);
+    let stmro =
+        -10.0 * lg(10f64.powf(-p.stmr / 10.0) + (-p.t_ms / 4.0).exp() * 10f64.powf(-p.telr / 10.0));
+    let ist = 12.0 * (1.0 + ((stmro - 13.0) / 6.0).powi(8)).powf(1.0 / 8.0)
+        - 28.0 * (1.0 + ((stmro + 1.0) / 19.4).powi(35)).powf(1.0 / 35.0)
+        - 13.0 * (1.0 + ((stmro - 3.0) / 33.0).powi(13)).powf(1.0 / 13.0)
+        + 29.0;
+    let q = 37.0 - 15.0 * lg(p.qdu);
+    let g = 1.07 + 0.258 * q + 0.0602 * q * q;
+    let y = (ro - 100.0) / 15.0 + 46.0 / 8.4 - g / 9.0;
+    let z = 46.0 / 30.0 - g / 40.0;
+    let iq = 15.0 * lg(1.0 + 10f64.powf(y) + 10f64.powf(z));
+    let is = iolr + ist + iq;
+
+    // Id, eqs 7-18..7-28.
+    let t = p.t_ms;
+    let mut terv =
+        p.telr - 40.0 * lg((1.0 + t / 10.0) / (1.0 + t / 150.0)) + 6.0 * (-0.3 * t * t).exp();
+    if p.stmr < 9.0 {
+        terv += ist / 2.0;
+    }
+    let roe = -1.5 * (no - p.rlr);
+    let re = 80.0 + 2.5 * (terv - 14.0);
+    let mut idte =
+        ((roe - re) / 2.0 + ((roe - re).powi(2) / 4.0 + 100.0).sqrt() - 1.0) * (1.0 - (-t).exp());
+    if p.stmr > 20.0 {
+        idte = (idte * idte + ist * ist).sqrt();
+    }
+    let rle = 10.5 * (p.wepl + 7.0) * (p.tr_ms + 1.0).powf(-0.25);
+    let idle = (ro - rle) / 2.0 + ((ro - rle).powi(2) / 4.0 + 169.0).sqrt();
+    let idd = if p.ta_ms <= p.m_t {
+        0.0
+    } else {
+        let x = lg(p.ta_ms / p.m_t) / lg(2.0);
+        let k = 6.0 * p.s_t;
+        25.0 * ((1.0 + x.powf(k)).powf(1.0 / k) - 3.0 * (1.0 + (x / 3.0).powf(k)).powf(1.0 / k)
+            + 2.0)
+    };
+    let id = idte + idle + idd;
+
+    // Ie,eff, eq 7-29.
+    let ppl = p.ppl_percent.clamp(0.0, 100.0);
+    let burst_r = p.burst_r.max(1.0);
+    let ie_eff = p.ie + (95.0 - p.ie) * ppl / (ppl / burst_r + p.bpl.max(f64::MIN_POSITIVE));
+
+    let r = ro - is - id - ie_eff + p.a;
+    Rating {
+        ro,
+        is,
+        id,
+        ie_eff,
+        r,
+        mos: mos_from_r(r),
+    }
+}
+
+/// G.107 Annex B (B-4), with the cubic's dip below 1 for R < 6.5 clamped.
+pub fn mos_from_r(r: f64) -> f64 {
+    if r.is_nan() || r < 0.0 {
+        1.0
+    } else if r > 100.0 {
+        4.5
+    } else {
+        (1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6).max(1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn close(a: f64, b: f64, eps: f64) -> bool {
+        (a - b).abs() < eps
+    }
+
+    #[test]
+    fn defaults_give_the_g107_reference_values() {
+        let r = rate(&Params::default());
+        assert!(close(r.ro, 94.768822, 1e-5), "Ro {}", r.ro);
+        assert!(close(r.is, 1.413568, 1e-5), "Is {}", r.is);
+        assert!(close(r.id, 0.149046, 1e-5), "Id {}", r.id);
+        assert!(close(r.r, 93.206208, 1e-5), "R {}", r.r);
+        assert!(close(r.mos, 4.41, 0.005), "MOS {}", r.mos);
+    }
+
+    #[test]
+    fn mos_bands_of_annex_b() {
+        for (r, mos) in [
+            (90.0, 4.34),
+            (80.0, 4.03),
+            (70.0, 3.60),
+            (60.0, 3.10),
+            (50.0, 2.58),
+        ] {
+            assert!(close(mos_from_r(r), mos, 0.01), "R {r}: {}", mos_from_r(r));
+        }
+        assert_eq!(mos_from_r(3.0), 1.0);
+        assert_eq!(mos_from_r(120.0), 4.5);
+    }
+
+    #[test]
+    fn ten_percent_loss_is_neither_stuck_high_nor_floored() {
+        // G.711 with PLC (Bpl 25.1), 10 % random loss:
+        // Ie,eff = 95 * 10 / (10 + 25.1) = 27.07.
+        let p = Params {
+            bpl: 25.1,
+            ppl_percent: 10.0,
+            ..Params::default()
+        };
+        let r = rate(&p);
+        assert!(close(r.ie_eff, 27.065527, 1e-5), "{}", r.ie_eff);
+        assert!(r.mos > 3.0 && r.mos < 3.6, "MOS {}", r.mos);
+        // Bursty loss of the same amount is worse.
+        let bursty = rate(&Params { burst_r: 2.0, ..p });
+        assert!(bursty.mos < r.mos);
+    }
+
+    #[test]
+    fn long_one_way_delay_costs_rating() {
+        let near = rate(&Params::default().with_one_way_delay(50.0));
+        let far = rate(&Params::default().with_one_way_delay(400.0));
+        assert!(far.id > near.id + 10.0, "{} vs {}", far.id, near.id);
+        assert!(far.mos < near.mos);
+    }
+
+    proptest! {
+        #[test]
+        fn more_loss_never_raises_mos(ppl in 0.0f64..60.0, extra in 0.0f64..40.0,
+                                      burst in 1.0f64..4.0, delay in 0.0f64..600.0) {
+            let p = Params { bpl: 25.1, ppl_percent: ppl, burst_r: burst,
+                             ..Params::default().with_one_way_delay(delay) };
+            let worse = Params { ppl_percent: ppl + extra, ..p };
+            prop_assert!(rate(&worse).mos <= rate(&p).mos + 1e-12);
+            prop_assert!((1.0..=4.5).contains(&rate(&p).mos));
+        }
+
+        #[test]
+        fn more_delay_never_raises_mos(delay in 0.0f64..800.0, extra in 0.0f64..400.0) {
+            let a = rate(&Params::default().with_one_way_delay(delay));
+            let b = rate(&Params::default().with_one_way_delay(delay + extra));
+            prop_assert!(b.r <= a.r + 1e-9, "{} > {}", b.r, a.r);
+        }
+    }
+}
