@@ -211,6 +211,22 @@ mod tests {
     }
 
     #[test]
+    fn published_reference_points() {
+        let d = rate(&Params::default());
+        assert!(close(d.mos, 4.4094, 5e-5), "MOS {}", d.mos);
+        let loss = rate(&Params {
+            bpl: 25.1,
+            ppl_percent: 1.0,
+            ..Params::default()
+        });
+        assert!(close(loss.r, 89.5664, 5e-5), "R {}", loss.r);
+        assert!(close(loss.mos, 4.3282, 5e-5), "MOS {}", loss.mos);
+        let delay = rate(&Params::default().with_one_way_delay(150.0));
+        assert!(close(delay.r, 89.5391, 5e-5), "R {}", delay.r);
+        assert!(close(delay.mos, 4.3275, 5e-5), "MOS {}", delay.mos);
+    }
+
+    #[test]
     fn mos_bands_of_annex_b() {
         for (r, mos) in [
             (90.0, 4.34),
