@@ -1,0 +1,389 @@
+//! Receiver statistics of one RTP stream (one SSRC in one direction), as
+//! RFC 3550 defines them, computed on packet arrival time.
+//!
+//! - Sequence numbers follow appendix A.1: 16-bit wraparound counted in
+//!   `cycles`; a jump of at least `MAX_DROPOUT` ahead or more than
+//!   `MAX_MISORDER` behind is a candidate restart, confirmed when the next
+//!   packet follows it (counted in `seq_resets`). The stream is created by a
+//!   detector that already saw it in sequence, so there is no probation here.
+//! - `expected` = extended highest sequence − base + 1 (A.3), summed over
+//!   restarts; `lost` = expected − received, signed: duplicates make it
+//!   negative.
+//! - Duplicates are found with a bitmap of the last 512 sequence numbers;
+//!   a packet behind the highest that was not seen is `reordered`.
+//! - Interarrival jitter per A.8 with gain 1/16, in ms, computed as tshark's
+//!   RTP analysis does (so tshark can judge it): every packet updates the
+//!   jitter, but the maximum and the mean, like the max delta, only take
+//!   "regular" packets: not the first, not marked, not comfort noise, not
+//!   right after comfort noise, and not with a timestamp going backwards.
+//!   The mean is tshark's running mean over all packets so far.
+
+use crate::time::Timestamp;
+use crate::voip::rtp::{is_comfort_noise, RtpHeader};
+
+const MAX_DROPOUT: u16 = 3000;
+const MAX_MISORDER: u16 = 100;
+const SEQ_MOD: i64 = 1 << 16;
+const WINDOW: i64 = 512;
+/// Sequence numbers this far behind the highest are final for loss runs.
+const REORDER_HORIZON: i64 = 100;
+
+/// Statistics of one stream.
+#[derive(Clone, Debug)]
+pub struct StreamStats {
+    pub payload_type: u8,
+    /// RTP clock rate in Hz, when known (static PT or SDP rtpmap).
+    pub clock_rate: Option<u32>,
+    pub first_arrival: Timestamp,
+    pub last_arrival: Timestamp,
+    /// Packets received, duplicates included.
+    pub packets: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub seq_resets: u64,
+    /// Loss runs (consecutive missing sequence numbers), counted once the
+    /// highest sequence is `REORDER_HORIZON` past them, so a packet that
+    /// arrives late within that horizon is not counted as a loss: number of
+    /// runs and packets in them.
+    pub loss_runs: u64,
+    pub loss_run_packets: u64,
+    /// Histogram of loss-run lengths: 1, 2, 3, 4, 5-8, 9-16, 17+.
+    pub loss_run_hist: [u64; 7],
+    pub jitter_ms: f64,
+    pub max_jitter_ms: f64,
+    pub mean_jitter_ms: f64,
+    pub max_delta_ms: f64,
+    // sequence state
+    max_seq: u16,
+    cycles: i64,
+    base_ext: i64,
+    max_ext: i64,
+    expected_before_reset: i64,
+    bad_seq: Option<u16>,
+    seen: [u64; (WINDOW / 64) as usize],
+    finalized: i64,
+    open_run: u64,
+    // timing state
+    prev_arrival_us: i64,
+    prev_ts: u32,
+    prev_cn: bool,
+}
+
+impl StreamStats {
+    /// Starts a stream with its first packet.
+    pub fn new(arrival: Timestamp, h: &RtpHeader, clock_rate: Option<u32>) -> StreamStats {
+        let mut s = StreamStats {
+            payload_type: h.payload_type,
+            clock_rate,
+            first_arrival: arrival,
+            last_arrival: arrival,
+            packets: 1,
+            duplicates: 0,
+            reordered: 0,
+            seq_resets: 0,
+            loss_runs: 0,
+            loss_run_packets: 0,
+            loss_run_hist: [0; 7],
+            jitter_ms: 0.0,
+            max_jitter_ms: 0.0,
+            mean_jitter_ms: 0.0,
+            max_delta_ms: 0.0,
+            max_seq: h.sequence,
+            cycles: 0,
+            base_ext: i64::from(h.sequence),
+            max_ext: i64::from(h.sequence),
+            expected_before_reset: 0,
+            bad_seq: None,
+            seen: [0; (WINDOW / 64) as usize],
+            finalized: i64::from(h.sequence) - 1,
+            open_run: 0,
+            prev_arrival_us: arrival.micros(),
+            prev_ts: h.timestamp,
+            prev_cn: is_comfort_noise(h.payload_type),
+        };
+        s.mark_seen(s.max_ext);
+        s
+    }
+
+    /// Packets expected from the sequence numbers (A.3).
+    pub fn expected(&self) -> i64 {
+        self.expected_before_reset + self.max_ext - self.base_ext + 1
+    }
+
+    /// expected − received; negative with duplicates.
+    pub fn lost(&self) -> i64 {
+        self.expected() - self.packets as i64
+    }
+
+    /// Extended highest sequence number received.
+    pub fn extended_max(&self) -> i64 {
+        self.max_ext
+    }
+
+    /// Counts one more packet of the stream.
+    pub fn observe(&mut self, arrival: Timestamp, h: &RtpHeader) {
+        let total_before = self.packets;
+        self.packets += 1;
+        self.last_arrival = self.last_arrival.max(arrival);
+        self.observe_seq(h.sequence);
+
+        // Timing, in arrival order (see the module doc).
+        let delta_ms = (arrival.micros() - self.prev_arrival_us) as f64 / 1000.0;
+        let ts_diff = h.timestamp.wrapping_sub(self.prev_ts) as i32;
+        if let Some(rate) = self.clock_rate.filter(|r| *r > 0) {
+            let nominal_ms = f64::from(ts_diff) * 1000.0 / f64::from(rate);
+            let d = (delta_ms - nominal_ms).abs();
+            self.jitter_ms = (15.0 * self.jitter_ms + d) / 16.0;
+        }
+        let cn = is_comfort_noise(h.payload_type);
+        let regular = !h.marker && !cn && !self.prev_cn && ts_diff >= 0;
+        if regular {
+            self.max_delta_ms = self.max_delta_ms.max(delta_ms);
+            if self.clock_rate.is_some() {
+                self.max_jitter_ms = self.max_jitter_ms.max(self.jitter_ms);
+                self.mean_jitter_ms = (self.mean_jitter_ms * total_before as f64 + self.jitter_ms)
+                    / (total_before + 1) as f64;
+            }
+        }
+        self.prev_cn = cn;
+        self.prev_arrival_us = arrival.micros();
+        self.prev_ts = h.timestamp;
+    }
+
+    fn observe_seq(&mut self, seq: u16) {
+        let udelta = seq.wrapping_sub(self.max_seq);
+        if udelta == 0 {
+            self.duplicates += 1;
+        } else if udelta < MAX_DROPOUT {
+            if seq < self.max_seq {
+                self.cycles += SEQ_MOD;
+            }
+            self.max_seq = seq;
+            self.advance_to(self.cycles + i64::from(seq));
+            self.bad_seq = None;
+        } else if udelta <= u16::MAX - MAX_MISORDER + 1 {
+            // A big jump: restart only if the next packet confirms it.
+            if self.bad_seq == Some(seq) {
+                // The previous packet (seq - 1) announced the restart: the
+                // new segment starts there.
+                self.seq_resets += 1;
+                self.finalize_to(self.max_ext);
+                self.expected_before_reset += self.max_ext - self.base_ext + 1;
+                self.cycles = 0;
+                self.max_seq = seq;
+                self.base_ext = i64::from(seq) - 1;
+                self.max_ext = i64::from(seq);
+                self.seen = [0; (WINDOW / 64) as usize];
+                self.mark_seen(self.base_ext);
+                self.mark_seen(self.max_ext);
+                self.finalized = self.base_ext - 1;
+                self.bad_seq = None;
+            } else {
+                self.bad_seq = Some(seq.wrapping_add(1));
+            }
+        } else {
+            // Behind the highest: a late (reordered) packet or a duplicate.
+            let wrap = if seq > self.max_seq { SEQ_MOD } else { 0 };
+            let ext = self.cycles + i64::from(seq) - wrap;
+            if ext <= self.max_ext - WINDOW || ext < self.base_ext {
+                self.reordered += 1;
+            } else if self.is_seen(ext) {
+                self.duplicates += 1;
+            } else {
+                self.reordered += 1;
+                self.mark_seen(ext);
+            }
+        }
+    }
+
+    /// A new highest extended sequence number.
+    fn advance_to(&mut self, ext: i64) {
+        let gap = ext - self.max_ext - 1;
+        if gap + 1 >= WINDOW {
+            // The bitmap cannot hold the gap: settle everything before it.
+            self.finalize_to(self.max_ext);
+            self.open_run += gap as u64;
+            self.finalized = ext - 1;
+            self.seen = [0; (WINDOW / 64) as usize];
+        } else {
+            for e in self.max_ext + 1..ext {
+                self.clear_seen(e);
+            }
+        }
+        self.max_ext = ext;
+        self.mark_seen(ext);
+        self.finalize_to(ext - REORDER_HORIZON);
+    }
+
+    /// Settles loss runs up to `upto` (inclusive) from the bitmap.
+    fn finalize_to(&mut self, upto: i64) {
+        for e in self.finalized + 1..=upto {
+            if self.is_seen(e) {
+                self.close_run();
+            } else {
+                self.open_run += 1;
+            }
+        }
+        self.finalized = self.finalized.max(upto);
+    }
+
+    fn close_run(&mut self) {
+        let run = self.open_run;
+        if run == 0 {
+            return;
+        }
+        self.open_run = 0;
+        self.loss_runs += 1;
+        self.loss_run_packets += run;
+        let bucket = match run {
+            1..=4 => (run - 1) as usize,
+            5..=8 => 4,
+            9..=16 => 5,
+            _ => 6,
+        };
+        self.loss_run_hist[bucket] += 1;
+    }
+
+    /// Settles every loss run (end of the stream or of a report): packets
+    /// arriving later still count as received or reordered.
+    pub fn settle(&mut self) {
+        self.finalize_to(self.max_ext);
+        self.close_run();
+    }
+
+    fn slot(ext: i64) -> (usize, u64) {
+        let i = ext.rem_euclid(WINDOW) as usize;
+        (i / 64, 1u64 << (i % 64))
+    }
+
+    fn mark_seen(&mut self, ext: i64) {
+        let (w, bit) = Self::slot(ext);
+        self.seen[w] |= bit;
+    }
+
+    fn clear_seen(&mut self, ext: i64) {
+        let (w, bit) = Self::slot(ext);
+        self.seen[w] &= !bit;
+    }
+
+    fn is_seen(&self, ext: i64) -> bool {
+        let (w, bit) = Self::slot(ext);
+        self.seen[w] & bit != 0
+    }
+
+    /// RFC 3611 / G.107 burst ratio: mean observed loss-run length over the
+    /// mean expected for random loss at the same rate; 1 without loss,
+    /// never below 1.
+    pub fn burst_ratio(&self) -> f64 {
+        let expected = self.expected();
+        if self.loss_runs == 0 || expected <= 0 {
+            return 1.0;
+        }
+        let ppl = (self.loss_run_packets as f64 / expected as f64).min(1.0);
+        let mean_run = self.loss_run_packets as f64 / self.loss_runs as f64;
+        (mean_run * (1.0 - ppl)).max(1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(seq: u16, ts: u32) -> RtpHeader {
+        RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: seq,
+            timestamp: ts,
+            ssrc: 1,
+            header_len: 12,
+        }
+    }
+
+    /// Feeds packets (seq, arrival ms), timestamps 160 per sequence number.
+    fn run(pkts: &[(u16, f64)]) -> StreamStats {
+        let at = |ms: f64| Timestamp((ms * 1000.0) as i64);
+        let ts = |seq: u16| u32::from(seq).wrapping_mul(160);
+        let mut s = StreamStats::new(at(pkts[0].1), &h(pkts[0].0, ts(pkts[0].0)), Some(8000));
+        for &(seq, ms) in &pkts[1..] {
+            s.observe(at(ms), &h(seq, ts(seq)));
+        }
+        s
+    }
+
+    #[test]
+    fn clean_stream_has_no_loss_and_no_jitter() {
+        let pkts: Vec<_> = (0..100u16).map(|i| (i, f64::from(i) * 20.0)).collect();
+        let s = run(&pkts);
+        assert_eq!((s.packets, s.expected(), s.lost()), (100, 100, 0));
+        assert!(s.jitter_ms.abs() < 1e-9);
+        assert!((s.max_delta_ms - 20.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn wraparound_loss_duplicates_and_reordering() {
+        // 65530..65535, 0..9 with 2 and 3 lost, 5 duplicated, 8 and 7 swapped.
+        let mut seqs: Vec<u16> = (65530..=65535).collect();
+        seqs.extend([0, 1, 4, 5, 5, 6, 8, 7, 9]);
+        let pkts: Vec<_> = seqs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, i as f64 * 20.0))
+            .collect();
+        let mut s = run(&pkts);
+        s.settle();
+        assert_eq!(s.expected(), 16);
+        assert_eq!(s.packets, 15);
+        assert_eq!(s.duplicates, 1);
+        assert_eq!(s.reordered, 1);
+        assert_eq!(s.lost(), 1, "2 lost, minus 1 duplicate");
+        assert_eq!(s.loss_runs, 1);
+        assert_eq!(s.loss_run_hist[1], 1, "one run of two");
+        assert_eq!(s.extended_max(), 65536 + 9);
+    }
+
+    #[test]
+    fn confirmed_jump_is_a_restart() {
+        let s = run(&[
+            (10, 0.0),
+            (11, 20.0),
+            (40_000, 40.0),
+            (40_001, 60.0),
+            (40_002, 80.0),
+        ]);
+        assert_eq!(s.seq_resets, 1);
+        assert_eq!(s.expected(), 5);
+        assert_eq!(s.lost(), 0);
+    }
+
+    #[test]
+    fn jitter_follows_a8() {
+        // Every other packet 5 ms late: D alternates 5 and 5 (both edges).
+        let pkts: Vec<_> = (0..200u16)
+            .map(|i| (i, f64::from(i) * 20.0 + if i % 2 == 1 { 5.0 } else { 0.0 }))
+            .collect();
+        let s = run(&pkts);
+        // J converges to 5 ms.
+        assert!((s.jitter_ms - 5.0).abs() < 0.01, "{}", s.jitter_ms);
+        assert!((s.max_delta_ms - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn burst_ratio_is_one_for_single_losses_and_more_for_bursts() {
+        let single: Vec<_> = (0..100u16)
+            .filter(|i| i % 10 != 5)
+            .map(|i| (i, f64::from(i) * 20.0))
+            .collect();
+        let settled = |p: &[(u16, f64)]| {
+            let mut s = run(p);
+            s.settle();
+            s
+        };
+        assert!((settled(&single).burst_ratio() - 1.0).abs() < 1e-9);
+        let burst: Vec<_> = (0..100u16)
+            .filter(|i| !(40..50).contains(i))
+            .map(|i| (i, f64::from(i) * 20.0))
+            .collect();
+        assert!(settled(&burst).burst_ratio() > 8.0);
+    }
+}
