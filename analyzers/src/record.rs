@@ -153,3 +153,79 @@ pub struct BinRecord {
     /// Frames whose decoding stopped early (counted by reason elsewhere).
     pub decode_errors: u64,
 }
+
+/// Identity of an RTP stream: one SSRC in one direction of one VNet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtpStreamId {
+    pub vnet: VnetId,
+    pub ssrc: u32,
+    pub src_addr: IpAddr,
+    pub src_port: u16,
+    pub dst_addr: IpAddr,
+    pub dst_port: u16,
+    pub payload_type: u8,
+    /// Encoding name (static table or SDP rtpmap), `unknown` otherwise.
+    pub codec: String,
+    /// Call-ID of the SIP call that announced the stream, if seen.
+    pub call_id: Option<String>,
+}
+
+/// Loss, jitter and quality over a period (a window or a stream's life).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RtpQuality {
+    pub packets_received: u64,
+    pub packets_expected: i64,
+    /// expected − received; negative with duplicates.
+    pub packets_lost: i64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// Packets later than the emulated fixed jitter buffer allows.
+    pub jb_discards: u64,
+    /// RFC 3550 interarrival jitter at the end of the period, ms.
+    pub jitter_ms: f64,
+    pub jitter_max_ms: f64,
+    pub max_delta_ms: f64,
+    /// (lost + jitter-buffer discards) / expected, 0..1.
+    pub loss_ratio: f64,
+    pub burst_r: f64,
+    /// E-model R and MOS without delay (listening quality) and with the
+    /// estimated one-way delay (conversational quality).
+    pub r_factor: f64,
+    pub mos_lq: f64,
+    pub mos_cq: f64,
+    /// One-way delay used for `mos_cq`, ms.
+    pub one_way_delay_ms: f64,
+}
+
+/// One RTP stream over its whole life.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RtpStreamRecord {
+    pub id: RtpStreamId,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub quality: RtpQuality,
+    pub jitter_mean_ms: f64,
+    pub seq_resets: u64,
+    pub loss_runs: u64,
+    /// Loss-run length histogram: 1, 2, 3, 4, 5-8, 9-16, 17+.
+    pub loss_run_hist: [u64; 7],
+    /// Window MOS (conversational): minimum, mean weighted by window
+    /// duration, and last window's.
+    pub mos_min: f64,
+    pub mos_mean: f64,
+    pub mos_last: f64,
+    pub end_reason: EndReason,
+}
+
+/// One RTP stream in one window of packet time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RtpWindowRecord {
+    pub id: RtpStreamId,
+    pub window_start: Timestamp,
+    pub window_secs: u32,
+    pub quality: RtpQuality,
+    /// Packets the probe itself failed to capture in this window (kernel,
+    /// interface and queue drops of its source; 0 in replay), so loss on
+    /// the mirror is never mistaken for loss in the network.
+    pub capture_drops: u64,
+}

@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt16Array, UInt32Array,
-    UInt64Array, UInt8Array,
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
-use crate::record::{BinRecord, FlowRecord};
+use crate::record::{BinRecord, FlowRecord, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord};
 use crate::vnet::VnetMap;
 
 /// Version of the record schemas, stored in every file's metadata.
@@ -151,6 +151,143 @@ pub fn bins_schema() -> SchemaRef {
     }
     fields.push(field("decode_errors", UInt64, false, None));
     schema("bins", fields)
+}
+
+/// Identity columns shared by the RTP datasets.
+fn rtp_id_fields() -> Vec<Field> {
+    use DataType::*;
+    vec![
+        field("vnet", Utf8, false, None),
+        field("role", Utf8, false, None),
+        field("ssrc", UInt32, false, None),
+        field("src_addr", Utf8, false, Some(("sourceIPv4Address/sourceIPv6Address", "8/27"))),
+        field("src_port", UInt16, false, Some(("sourceTransportPort", "7"))),
+        field("dst_addr", Utf8, false, Some(("destinationIPv4Address/destinationIPv6Address", "12/28"))),
+        field("dst_port", UInt16, false, Some(("destinationTransportPort", "11"))),
+        field("payload_type", UInt8, false, None),
+        field("codec", Utf8, false, None),
+        field("call_id", Utf8, true, None),
+    ]
+}
+
+/// Quality columns shared by the RTP datasets.
+fn rtp_quality_fields() -> Vec<Field> {
+    use DataType::*;
+    vec![
+        field("packets_received", UInt64, false, None),
+        field("packets_expected", Int64, false, None),
+        field("packets_lost", Int64, false, None),
+        field("duplicates", UInt64, false, None),
+        field("reordered", UInt64, false, None),
+        field("jb_discards", UInt64, false, None),
+        field("jitter_ms", Float64, false, None),
+        field("jitter_max_ms", Float64, false, None),
+        field("max_delta_ms", Float64, false, None),
+        field("loss_ratio", Float64, false, None),
+        field("burst_r", Float64, false, None),
+        field("r_factor", Float64, false, None),
+        field("mos_lq", Float64, false, None),
+        field("mos_cq", Float64, false, None),
+        field("one_way_delay_ms", Float64, false, None),
+    ]
+}
+
+/// Schema of `rtp_streams`: one row per RTP stream (SSRC and direction).
+pub fn rtp_streams_schema() -> SchemaRef {
+    use DataType::*;
+    let mut f = rtp_id_fields();
+    f.push(field("start_time", ts_type(), false, None));
+    f.push(field("end_time", ts_type(), false, None));
+    f.extend(rtp_quality_fields());
+    f.extend([
+        field("jitter_mean_ms", Float64, false, None),
+        field("seq_resets", UInt64, false, None),
+        field("loss_runs", UInt64, false, None),
+        field("mos_min", Float64, true, None),
+        field("mos_mean", Float64, true, None),
+        field("mos_last", Float64, true, None),
+        field("end_reason", Utf8, false, None),
+    ]);
+    schema("rtp_streams", f)
+}
+
+/// Schema of `rtp_windows`: one row per stream and window of packet time.
+pub fn rtp_windows_schema() -> SchemaRef {
+    use DataType::*;
+    let mut f = rtp_id_fields();
+    f.push(field("window_start", ts_type(), false, None));
+    f.push(field("window_secs", UInt32, false, None));
+    f.extend(rtp_quality_fields());
+    f.push(field("capture_drops", UInt64, false, None));
+    schema("rtp_windows", f)
+}
+
+fn rtp_id_columns<'a>(ids: impl Iterator<Item = &'a RtpStreamId> + Clone, vnets: &VnetMap) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(StringArray::from_iter_values(ids.clone().map(|x| vnets.get(x.vnet).name.as_str()))),
+        Arc::new(StringArray::from_iter_values(ids.clone().map(|x| vnets.get(x.vnet).role.as_str()))),
+        Arc::new(UInt32Array::from_iter_values(ids.clone().map(|x| x.ssrc))),
+        Arc::new(StringArray::from_iter_values(ids.clone().map(|x| x.src_addr.to_string()))),
+        Arc::new(UInt16Array::from_iter_values(ids.clone().map(|x| x.src_port))),
+        Arc::new(StringArray::from_iter_values(ids.clone().map(|x| x.dst_addr.to_string()))),
+        Arc::new(UInt16Array::from_iter_values(ids.clone().map(|x| x.dst_port))),
+        Arc::new(UInt8Array::from_iter_values(ids.clone().map(|x| x.payload_type))),
+        Arc::new(StringArray::from_iter_values(ids.clone().map(|x| x.codec.as_str()))),
+        Arc::new(StringArray::from(ids.map(|x| x.call_id.clone()).collect::<Vec<_>>())),
+    ]
+}
+
+fn rtp_quality_columns<'a>(q: impl Iterator<Item = &'a RtpQuality> + Clone) -> Vec<ArrayRef> {
+    let f = |g: fn(&RtpQuality) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(q.clone().map(g)))
+    };
+    vec![
+        Arc::new(UInt64Array::from_iter_values(q.clone().map(|x| x.packets_received))),
+        Arc::new(Int64Array::from_iter_values(q.clone().map(|x| x.packets_expected))),
+        Arc::new(Int64Array::from_iter_values(q.clone().map(|x| x.packets_lost))),
+        Arc::new(UInt64Array::from_iter_values(q.clone().map(|x| x.duplicates))),
+        Arc::new(UInt64Array::from_iter_values(q.clone().map(|x| x.reordered))),
+        Arc::new(UInt64Array::from_iter_values(q.clone().map(|x| x.jb_discards))),
+        f(|x| x.jitter_ms),
+        f(|x| x.jitter_max_ms),
+        f(|x| x.max_delta_ms),
+        f(|x| x.loss_ratio),
+        f(|x| x.burst_r),
+        f(|x| x.r_factor),
+        f(|x| x.mos_lq),
+        f(|x| x.mos_cq),
+        f(|x| x.one_way_delay_ms),
+    ]
+}
+
+fn nan_to_null(v: impl Iterator<Item = f64>) -> ArrayRef {
+    Arc::new(Float64Array::from(v.map(|x| (!x.is_nan()).then_some(x)).collect::<Vec<_>>()))
+}
+
+/// Converts stream records into a batch of [`rtp_streams_schema`].
+pub fn rtp_streams_batch(r: &[RtpStreamRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
+    let mut c = rtp_id_columns(r.iter().map(|x| &x.id), vnets);
+    c.push(ts_col(r.iter().map(|x| x.start.micros()).collect()));
+    c.push(ts_col(r.iter().map(|x| x.end.micros()).collect()));
+    c.extend(rtp_quality_columns(r.iter().map(|x| &x.quality)));
+    c.push(Arc::new(Float64Array::from_iter_values(r.iter().map(|x| x.jitter_mean_ms))));
+    c.push(u64_col(r, |i| r[i].seq_resets));
+    c.push(u64_col(r, |i| r[i].loss_runs));
+    c.push(nan_to_null(r.iter().map(|x| x.mos_min)));
+    c.push(nan_to_null(r.iter().map(|x| x.mos_mean)));
+    c.push(nan_to_null(r.iter().map(|x| x.mos_last)));
+    c.push(Arc::new(StringArray::from_iter_values(r.iter().map(|x| x.end_reason.as_str()))));
+    RecordBatch::try_new(rtp_streams_schema(), c)
+}
+
+/// Converts window records into a batch of [`rtp_windows_schema`].
+pub fn rtp_windows_batch(r: &[RtpWindowRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
+    let mut c = rtp_id_columns(r.iter().map(|x| &x.id), vnets);
+    c.push(ts_col(r.iter().map(|x| x.window_start.micros()).collect()));
+    c.push(Arc::new(UInt32Array::from_iter_values(r.iter().map(|x| x.window_secs))));
+    c.extend(rtp_quality_columns(r.iter().map(|x| &x.quality)));
+    c.push(u64_col(r, |i| r[i].capture_drops));
+    RecordBatch::try_new(rtp_windows_schema(), c)
 }
 
 fn ts_col(v: Vec<i64>) -> ArrayRef {

@@ -19,6 +19,20 @@
 //! bin_secs = 1
 //! max_open_bins = 4096
 //!
+//! [rtp]
+//! sip_ports = [5060]
+//! window_secs = 10
+//! confirm_packets = 4
+//! stream_idle_secs = 30
+//! max_streams = 50000
+//! max_candidates = 65536
+//! max_announced = 65536
+//! jitter_buffer_ms = 60.0
+//! network_delay_ms = 20.0
+//! g711_plc = true
+//! unknown_codec_ie = 10.0
+//! unknown_codec_bpl = 10.0
+//!
 //! [output]
 //! dir = "moni-out"
 //! rotate_secs = 60
@@ -32,6 +46,8 @@ use std::path::{Path, PathBuf};
 use analyzers::bins::BinConfig;
 use analyzers::flow::FlowConfig;
 use analyzers::vnet::{parse_vnet_map_spec, Role, VlanMapping, VnetMap};
+use analyzers::voip::codec::Impairment;
+use analyzers::voip::RtpConfig;
 use serde::Deserialize;
 
 /// Errors loading or validating a configuration.
@@ -62,7 +78,55 @@ pub struct NodeConfig {
     pub vnets: VnetsConfig,
     pub flows: FlowsConfig,
     pub bins: BinsConfig,
+    pub rtp: RtpSection,
     pub output: OutputConfig,
+}
+
+/// `[rtp]`: SIP/SDP and RTP stream analysis and scoring.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtpSection {
+    /// UDP ports carrying SIP. Default [5060].
+    pub sip_ports: Vec<u16>,
+    /// Scoring window in seconds of packet time. Default 10.
+    pub window_secs: u32,
+    /// In-sequence packets before an unannounced stream is believed. Default 4.
+    pub confirm_packets: usize,
+    /// A stream without packets this long ends. Default 30.
+    pub stream_idle_secs: u64,
+    /// Caps on streams, detection candidates and SDP endpoints.
+    pub max_streams: usize,
+    pub max_candidates: usize,
+    pub max_announced: usize,
+    /// Emulated fixed jitter buffer, ms. Default 60.
+    pub jitter_buffer_ms: f64,
+    /// One-way network delay assumed for MOS-CQ, ms. Default 20.
+    pub network_delay_ms: f64,
+    /// Whether G.711 receivers conceal loss (Bpl 25.1, else 4.3). Default true.
+    pub g711_plc: bool,
+    /// E-model Ie and Bpl of codecs G.113 does not list. Default 10 and 10.
+    pub unknown_codec_ie: f64,
+    pub unknown_codec_bpl: f64,
+}
+
+impl Default for RtpSection {
+    fn default() -> Self {
+        let d = RtpConfig::default();
+        RtpSection {
+            sip_ports: d.sip_ports,
+            window_secs: d.window_secs,
+            confirm_packets: d.confirm_packets,
+            stream_idle_secs: d.stream_idle_secs,
+            max_streams: d.max_streams,
+            max_candidates: d.max_candidates,
+            max_announced: d.max_announced,
+            jitter_buffer_ms: d.jitter_buffer_ms,
+            network_delay_ms: d.network_delay_ms,
+            g711_plc: d.g711_plc,
+            unknown_codec_ie: d.unknown_codec.ie,
+            unknown_codec_bpl: d.unknown_codec.bpl,
+        }
+    }
 }
 
 /// `[vnets]`: how packets are tagged with a VNet and role.
@@ -171,6 +235,7 @@ pub struct Resolved {
     pub vnets: VnetMap,
     pub flows: FlowConfig,
     pub bins: BinConfig,
+    pub rtp: RtpConfig,
     pub output: OutputConfig,
 }
 
@@ -252,6 +317,39 @@ impl NodeConfig {
         if self.bins.max_open_bins == 0 {
             return Err(invalid("bins.max_open_bins", "must be at least 1"));
         }
+        let r = &self.rtp;
+        if r.window_secs == 0 || r.window_secs > 3600 {
+            return Err(invalid("rtp.window_secs", "must be between 1 and 3600"));
+        }
+        if r.confirm_packets == 0 || r.confirm_packets > 64 {
+            return Err(invalid("rtp.confirm_packets", "must be between 1 and 64"));
+        }
+        if r.stream_idle_secs == 0 {
+            return Err(invalid("rtp.stream_idle_secs", "must be at least 1"));
+        }
+        for (key, v) in [
+            ("rtp.max_streams", r.max_streams),
+            ("rtp.max_candidates", r.max_candidates),
+            ("rtp.max_announced", r.max_announced),
+        ] {
+            if v == 0 || v > 10_000_000 {
+                return Err(invalid(key, "must be between 1 and 10000000"));
+            }
+        }
+        for (key, v) in [
+            ("rtp.jitter_buffer_ms", r.jitter_buffer_ms),
+            ("rtp.network_delay_ms", r.network_delay_ms),
+        ] {
+            if !(0.0..=10_000.0).contains(&v) {
+                return Err(invalid(key, "must be between 0 and 10000"));
+            }
+        }
+        if !(0.0..=95.0).contains(&r.unknown_codec_ie) {
+            return Err(invalid("rtp.unknown_codec_ie", "must be between 0 and 95"));
+        }
+        if !(r.unknown_codec_bpl > 0.0 && r.unknown_codec_bpl <= 100.0) {
+            return Err(invalid("rtp.unknown_codec_bpl", "must be above 0 and at most 100"));
+        }
         let o = &self.output;
         if o.rotate_secs == 0 {
             return Err(invalid("output.rotate_secs", "must be at least 1"));
@@ -277,6 +375,22 @@ impl NodeConfig {
             bins: BinConfig {
                 bin_secs: self.bins.bin_secs,
                 max_open_bins: self.bins.max_open_bins,
+            },
+            rtp: RtpConfig {
+                sip_ports: r.sip_ports.clone(),
+                window_secs: r.window_secs,
+                confirm_packets: r.confirm_packets,
+                stream_idle_secs: r.stream_idle_secs,
+                max_streams: r.max_streams,
+                max_candidates: r.max_candidates,
+                max_announced: r.max_announced,
+                jitter_buffer_ms: r.jitter_buffer_ms,
+                network_delay_ms: r.network_delay_ms,
+                g711_plc: r.g711_plc,
+                unknown_codec: Impairment {
+                    ie: r.unknown_codec_ie,
+                    bpl: r.unknown_codec_bpl,
+                },
             },
             output: self.output.clone(),
         })

@@ -5,7 +5,8 @@
 use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
-use analyzers::record::{BinRecord, FlowRecord};
+use analyzers::record::{BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
+use analyzers::voip::{RtpStats, RtpTracker};
 use analyzers::vnet::{VnetId, VnetMap};
 use analyzers::{decode, DecodeError, Decoded, LinkType};
 
@@ -36,9 +37,12 @@ pub struct Engine {
     vnets: VnetMap,
     flows: FlowTable,
     bins: Binner,
+    rtp: RtpTracker,
     counters: Counters,
     flow_out: Vec<FlowRecord>,
     bin_out: Vec<BinRecord>,
+    rtp_window_out: Vec<RtpWindowRecord>,
+    rtp_stream_out: Vec<RtpStreamRecord>,
 }
 
 impl Engine {
@@ -51,8 +55,11 @@ impl Engine {
             vnets: config.vnets.clone(),
             flows: FlowTable::new(config.flows.clone()),
             bins: Binner::new(config.bins.clone()),
+            rtp: RtpTracker::new(config.rtp.clone()),
             flow_out: Vec::new(),
             bin_out: Vec::new(),
+            rtp_window_out: Vec::new(),
+            rtp_stream_out: Vec::new(),
         }
     }
 
@@ -96,12 +103,37 @@ impl Engine {
             &d,
             &mut self.flow_out,
         );
+        self.rtp.observe(
+            pkt.ts,
+            vnet,
+            &d,
+            &mut self.rtp_window_out,
+            &mut self.rtp_stream_out,
+        );
     }
 
     /// Ends the input: every open flow and bin becomes a record.
     pub fn finish(&mut self) {
         self.flows.flush(&mut self.flow_out);
         self.bins.flush(&mut self.bin_out);
+        self.rtp
+            .flush(&mut self.rtp_window_out, &mut self.rtp_stream_out);
+    }
+
+    /// RTP window and stream records waiting to be written.
+    pub fn pending_rtp(&self) -> usize {
+        self.rtp_window_out.len() + self.rtp_stream_out.len()
+    }
+
+    pub fn take_rtp(&mut self) -> (Vec<RtpWindowRecord>, Vec<RtpStreamRecord>) {
+        (
+            std::mem::take(&mut self.rtp_window_out),
+            std::mem::take(&mut self.rtp_stream_out),
+        )
+    }
+
+    pub fn rtp_stats(&self) -> &RtpStats {
+        self.rtp.stats()
     }
 
     /// Flow records waiting to be written.

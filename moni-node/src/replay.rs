@@ -82,6 +82,10 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
                     if engine.pending_bins() >= BIN_BATCH {
                         out.write_bins(&engine.take_bins(), engine.vnets())?;
                     }
+                    if engine.pending_rtp() >= BIN_BATCH {
+                        let (w, s) = engine.take_rtp();
+                        out.write_rtp(&w, &s, engine.vnets())?;
+                    }
                     out.rotate_if_due()?;
                 }
                 ReaderMsg::FileDone(f) => {
@@ -104,7 +108,10 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     engine.finish();
     out.write_flows(&engine.take_flows(), engine.vnets())?;
     out.write_bins(&engine.take_bins(), engine.vnets())?;
+    let (rtp_windows, rtp_streams) = engine.take_rtp();
+    out.write_rtp(&rtp_windows, &rtp_streams, engine.vnets())?;
     out.close()?;
+    let voip = crate::summary::voip_summary(&rtp_streams, engine.vnets(), engine.rtp_stats());
 
     let elapsed = started.elapsed().as_secs_f64();
     let c = engine.counters();
@@ -148,7 +155,9 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
             .collect(),
         late_bin_rows: engine.late_bin_rows(),
         output_dir: opts.out_dir.display().to_string(),
-        datasets: [&out.flows, &out.bins]
+        voip,
+        datasets: out
+            .all()
             .iter()
             .map(|w| DatasetSummary {
                 dataset: w.dataset().to_string(),

@@ -55,6 +55,66 @@ pub struct VnetSummary {
     pub flows: u64,
 }
 
+/// RTP streams of one VNet.
+#[derive(Clone, Debug, Serialize)]
+pub struct VoipVnetSummary {
+    pub vnet: String,
+    pub role: String,
+    pub streams: u64,
+    pub packets_received: u64,
+    pub packets_lost: i64,
+    /// Mean of the streams' whole-life MOS-CQ.
+    pub mos_cq_mean: Option<f64>,
+    pub mos_cq_min: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VoipSummary {
+    pub sip_messages: u64,
+    pub rtp_packets: u64,
+    pub rtcp_packets: u64,
+    pub streams: u64,
+    pub streams_evicted: u64,
+    pub candidates_evicted: u64,
+    pub vnets: Vec<VoipVnetSummary>,
+}
+
+/// Summarises finished RTP streams per VNet.
+pub fn voip_summary(
+    streams: &[analyzers::record::RtpStreamRecord],
+    vnets: &analyzers::vnet::VnetMap,
+    stats: &analyzers::voip::RtpStats,
+) -> VoipSummary {
+    let per_vnet = vnets
+        .iter()
+        .filter_map(|(id, v)| {
+            let mine: Vec<_> = streams.iter().filter(|s| s.id.vnet == id).collect();
+            if mine.is_empty() {
+                return None;
+            }
+            let mos: Vec<f64> = mine.iter().map(|s| s.quality.mos_cq).collect();
+            Some(VoipVnetSummary {
+                vnet: v.name.clone(),
+                role: v.role.as_str().to_string(),
+                streams: mine.len() as u64,
+                packets_received: mine.iter().map(|s| s.quality.packets_received).sum(),
+                packets_lost: mine.iter().map(|s| s.quality.packets_lost).sum(),
+                mos_cq_mean: Some(mos.iter().sum::<f64>() / mos.len() as f64),
+                mos_cq_min: mos.iter().copied().reduce(f64::min),
+            })
+        })
+        .collect();
+    VoipSummary {
+        sip_messages: stats.sip_messages,
+        rtp_packets: stats.rtp_packets,
+        rtcp_packets: stats.rtcp_packets,
+        streams: streams.len() as u64,
+        streams_evicted: stats.streams_evicted,
+        candidates_evicted: stats.candidates_evicted,
+        vnets: per_vnet,
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct DatasetSummary {
     pub dataset: String,
@@ -74,6 +134,7 @@ pub struct Summary {
     pub flows: FlowSummary,
     pub vnets: Vec<VnetSummary>,
     pub late_bin_rows: u64,
+    pub voip: VoipSummary,
     pub output_dir: String,
     pub datasets: Vec<DatasetSummary>,
     pub elapsed_secs: f64,
@@ -135,6 +196,27 @@ impl Summary {
                 bytes(v.bytes),
                 v.flows
             );
+        }
+        let v = &self.voip;
+        if v.streams > 0 || v.sip_messages > 0 {
+            let _ = writeln!(
+                s,
+                "  voip: {} SIP messages, {} RTP streams ({} evicted), {} RTCP packets",
+                v.sip_messages, v.streams, v.streams_evicted, v.rtcp_packets
+            );
+            for x in &v.vnets {
+                let _ = writeln!(
+                    s,
+                    "    vnet {} ({}): {} streams, {} packets, {} lost, MOS-CQ mean {:.2} min {:.2}",
+                    x.vnet,
+                    x.role,
+                    x.streams,
+                    x.packets_received,
+                    x.packets_lost,
+                    x.mos_cq_mean.unwrap_or(f64::NAN),
+                    x.mos_cq_min.unwrap_or(f64::NAN)
+                );
+            }
         }
         for d in &self.datasets {
             let _ = writeln!(

@@ -1,8 +1,13 @@
-//! Voice quality (work in progress towards the VoIP issue): RTP/RTCP wire
-//! views, RFC 3550 receiver statistics per stream, and the ITU-T G.107
-//! E-model. SIP/SDP call tracking, windows and the shadow/production
-//! comparison will join them here.
+//! Voice quality (work in progress towards the VoIP issue): SIP/SDP media
+//! announcements, RTP/RTCP wire views, RFC 3550 receiver statistics per
+//! stream, windowed E-model scoring, and the ITU-T G.107 E-model itself.
+//! Call records and the shadow/production comparison will join them here.
 
+pub mod codec;
 pub mod emodel;
 pub mod rtp;
+pub mod sdp;
 pub mod stream;
+pub mod tracker;
+
+pub use tracker::{RtpConfig, RtpStats, RtpTracker};

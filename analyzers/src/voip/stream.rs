@@ -16,7 +16,7 @@
 //!   jitter, but the maximum and the mean, like the max delta, only take
 //!   "regular" packets: not the first, not marked, not comfort noise, not
 //!   right after comfort noise, and not with a timestamp going backwards.
-//!   The mean is tshark's running mean over all packets so far.
+//!   The mean is over those regular packets, as tshark reports it.
 
 use crate::time::Timestamp;
 use crate::voip::rtp::{is_comfort_noise, RtpHeader};
@@ -53,6 +53,11 @@ pub struct StreamStats {
     pub max_jitter_ms: f64,
     pub mean_jitter_ms: f64,
     pub max_delta_ms: f64,
+    /// Arrival delta of the last packet if it was a regular one (see the
+    /// module doc), for per-window maxima.
+    pub last_regular_delta_ms: Option<f64>,
+    /// Regular packets with a known clock rate (the mean jitter's count).
+    regular_packets: u64,
     // sequence state
     max_seq: u16,
     cycles: i64,
@@ -88,6 +93,8 @@ impl StreamStats {
             max_jitter_ms: 0.0,
             mean_jitter_ms: 0.0,
             max_delta_ms: 0.0,
+            last_regular_delta_ms: None,
+            regular_packets: 0,
             max_seq: h.sequence,
             cycles: 0,
             base_ext: i64::from(h.sequence),
@@ -122,7 +129,6 @@ impl StreamStats {
 
     /// Counts one more packet of the stream.
     pub fn observe(&mut self, arrival: Timestamp, h: &RtpHeader) {
-        let total_before = self.packets;
         self.packets += 1;
         self.last_arrival = self.last_arrival.max(arrival);
         self.observe_seq(h.sequence);
@@ -137,12 +143,14 @@ impl StreamStats {
         }
         let cn = is_comfort_noise(h.payload_type);
         let regular = !h.marker && !cn && !self.prev_cn && ts_diff >= 0;
+        self.last_regular_delta_ms = regular.then_some(delta_ms);
         if regular {
             self.max_delta_ms = self.max_delta_ms.max(delta_ms);
             if self.clock_rate.is_some() {
                 self.max_jitter_ms = self.max_jitter_ms.max(self.jitter_ms);
-                self.mean_jitter_ms = (self.mean_jitter_ms * total_before as f64 + self.jitter_ms)
-                    / (total_before + 1) as f64;
+                let n = self.regular_packets as f64;
+                self.mean_jitter_ms = (self.mean_jitter_ms * n + self.jitter_ms) / (n + 1.0);
+                self.regular_packets += 1;
             }
         }
         self.prev_cn = cn;

@@ -4,7 +4,7 @@ pub mod parquet;
 
 use std::path::Path;
 
-use analyzers::record::{BinRecord, FlowRecord};
+use analyzers::record::{BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
 use analyzers::schema;
 use analyzers::vnet::VnetMap;
 
@@ -15,6 +15,8 @@ pub use parquet::{DatasetWriter, ExportError};
 pub struct Datasets {
     pub flows: DatasetWriter,
     pub bins: DatasetWriter,
+    pub rtp_streams: DatasetWriter,
+    pub rtp_windows: DatasetWriter,
 }
 
 impl Datasets {
@@ -22,7 +24,43 @@ impl Datasets {
         Ok(Datasets {
             flows: DatasetWriter::new(out_dir, "flows", schema::flows_schema(), config)?,
             bins: DatasetWriter::new(out_dir, "bins", schema::bins_schema(), config)?,
+            rtp_streams: DatasetWriter::new(
+                out_dir,
+                "rtp_streams",
+                schema::rtp_streams_schema(),
+                config,
+            )?,
+            rtp_windows: DatasetWriter::new(
+                out_dir,
+                "rtp_windows",
+                schema::rtp_windows_schema(),
+                config,
+            )?,
         })
+    }
+
+    /// Every dataset, in a stable order.
+    pub fn all(&self) -> [&DatasetWriter; 4] {
+        [&self.flows, &self.bins, &self.rtp_streams, &self.rtp_windows]
+    }
+
+    pub fn write_rtp(
+        &mut self,
+        windows: &[RtpWindowRecord],
+        streams: &[RtpStreamRecord],
+        vnets: &VnetMap,
+    ) -> Result<(), ExportError> {
+        if !windows.is_empty() {
+            let b = schema::rtp_windows_batch(windows, vnets)
+                .map_err(|e| arrow_error("rtp_windows", e))?;
+            self.rtp_windows.write(&b)?;
+        }
+        if !streams.is_empty() {
+            let b = schema::rtp_streams_batch(streams, vnets)
+                .map_err(|e| arrow_error("rtp_streams", e))?;
+            self.rtp_streams.write(&b)?;
+        }
+        Ok(())
     }
 
     pub fn write_flows(&mut self, r: &[FlowRecord], vnets: &VnetMap) -> Result<(), ExportError> {
@@ -43,13 +81,17 @@ impl Datasets {
 
     pub fn rotate_if_due(&mut self) -> Result<(), ExportError> {
         self.flows.rotate_if_due()?;
-        self.bins.rotate_if_due()
+        self.bins.rotate_if_due()?;
+        self.rtp_streams.rotate_if_due()?;
+        self.rtp_windows.rotate_if_due()
     }
 
     /// Completes every open file.
     pub fn close(&mut self) -> Result<(), ExportError> {
         self.flows.close_current()?;
-        self.bins.close_current()
+        self.bins.close_current()?;
+        self.rtp_streams.close_current()?;
+        self.rtp_windows.close_current()
     }
 }
 

@@ -1,0 +1,237 @@
+//! Just enough SIP and SDP to learn which media endpoints a call announces.
+//!
+//! Tolerant by design: any byte sequence is accepted; lines may end in CRLF
+//! or LF; header names are case-insensitive and compact forms are known
+//! (`i` Call-ID, `c` Content-Type, `l` Content-Length). Only the SDP media
+//! lines moni needs are read: `c=`, `m=audio`, `a=rtpmap`, `a=ptime`,
+//! `a=rtcp-mux`.
+
+use std::net::IpAddr;
+
+/// What one SIP message says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SipMessage {
+    /// Request method (`INVITE`, `BYE`, ...) or `None` for a response.
+    pub method: Option<String>,
+    /// Response status code.
+    pub status: Option<u16>,
+    pub call_id: Option<String>,
+    /// CSeq number and method.
+    pub cseq: Option<(u32, String)>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub media: Vec<Media>,
+}
+
+/// One `m=audio` section of an SDP body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Media {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub payload_types: Vec<u8>,
+    /// `a=rtpmap` entries: payload type, encoding name, clock rate.
+    pub rtpmap: Vec<(u8, String, u32)>,
+    pub ptime_ms: Option<u32>,
+    pub rtcp_mux: bool,
+}
+
+impl Media {
+    /// Clock rate and encoding name of a payload type, from rtpmap.
+    pub fn rtpmap_of(&self, pt: u8) -> Option<(&str, u32)> {
+        self.rtpmap
+            .iter()
+            .find(|(p, _, _)| *p == pt)
+            .map(|(_, n, r)| (n.as_str(), *r))
+    }
+}
+
+const METHODS: [&str; 14] = [
+    "INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "PRACK", "UPDATE", "INFO",
+    "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
+];
+
+/// Parses a SIP message from a UDP payload or TCP segment; `None` if it
+/// does not start like one.
+pub fn parse_sip(b: &[u8]) -> Option<SipMessage> {
+    let text = String::from_utf8_lossy(b);
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let start = lines.next()?;
+    let mut msg = SipMessage::default();
+    if let Some(rest) = start.strip_prefix("SIP/2.0 ") {
+        msg.status = rest.get(..3)?.parse().ok();
+        msg.status?;
+    } else {
+        let (method, rest) = start.split_once(' ')?;
+        if !METHODS.contains(&method) || !rest.trim_end().ends_with("SIP/2.0") {
+            return None;
+        }
+        msg.method = Some(method.to_string());
+    }
+    // Headers, with folded continuation lines joined.
+    let mut headers: Vec<String> = Vec::new();
+    let mut body_lines = Vec::new();
+    let mut in_body = false;
+    for line in lines {
+        if in_body {
+            body_lines.push(line);
+        } else if line.is_empty() {
+            in_body = true;
+        } else if line.starts_with([' ', '\t']) {
+            if let Some(last) = headers.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+        } else {
+            headers.push(line.to_string());
+        }
+    }
+    for h in &headers {
+        let Some((name, value)) = h.split_once(':') else {
+            continue;
+        };
+        let value = value.trim().to_string();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "call-id" | "i" => msg.call_id = Some(value),
+            "from" | "f" => msg.from = Some(value),
+            "to" | "t" => msg.to = Some(value),
+            "cseq" => {
+                let mut it = value.split_whitespace();
+                if let (Some(n), Some(m)) = (it.next().and_then(|n| n.parse().ok()), it.next()) {
+                    msg.cseq = Some((n, m.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    msg.media = parse_sdp(&body_lines);
+    Some(msg)
+}
+
+/// Reads the audio media sections of an SDP body.
+pub fn parse_sdp(lines: &[&str]) -> Vec<Media> {
+    let mut session_addr: Option<IpAddr> = None;
+    let mut media: Vec<Media> = Vec::new();
+    let mut current: Option<Media> = None;
+    let mut in_audio = false;
+    for line in lines {
+        let line = line.trim();
+        if let Some(c) = line.strip_prefix("c=") {
+            let addr = c
+                .split_whitespace()
+                .nth(2)
+                .and_then(|a| a.split('/').next())
+                .and_then(|a| a.parse::<IpAddr>().ok());
+            match (&mut current, addr) {
+                (Some(m), Some(a)) if in_audio => m.addr = a,
+                (None, Some(a)) => session_addr = Some(a),
+                _ => {}
+            }
+        } else if let Some(m) = line.strip_prefix("m=") {
+            if let Some(done) = current.take() {
+                media.push(done);
+            }
+            let mut it = m.split_whitespace();
+            in_audio = it.next() == Some("audio");
+            let port = it
+                .next()
+                .and_then(|p| p.split('/').next())
+                .and_then(|p| p.parse::<u16>().ok());
+            let _proto = it.next();
+            let pts = it.filter_map(|p| p.parse::<u8>().ok()).collect();
+            if let (true, Some(port)) = (in_audio, port) {
+                current = Some(Media {
+                    addr: session_addr.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                    port,
+                    payload_types: pts,
+                    rtpmap: Vec::new(),
+                    ptime_ms: None,
+                    rtcp_mux: false,
+                });
+            }
+        } else if let (Some(m), Some(a)) = (current.as_mut(), line.strip_prefix("a=")) {
+            if let Some(map) = a.strip_prefix("rtpmap:") {
+                let mut it = map.split_whitespace();
+                let pt = it.next().and_then(|p| p.parse::<u8>().ok());
+                let enc = it.next().map(|e| e.split('/').collect::<Vec<_>>());
+                if let (Some(pt), Some(enc)) = (pt, enc) {
+                    if let (Some(name), Some(rate)) =
+                        (enc.first(), enc.get(1).and_then(|r| r.parse::<u32>().ok()))
+                    {
+                        m.rtpmap.push((pt, name.to_string(), rate));
+                    }
+                }
+            } else if let Some(p) = a.strip_prefix("ptime:") {
+                m.ptime_ms = p.trim().parse().ok();
+            } else if a == "rtcp-mux" {
+                m.rtcp_mux = true;
+            }
+        }
+    }
+    if let Some(done) = current {
+        media.push(done);
+    }
+    // A session-level c= after m= lines is invalid SDP; keep what we have.
+    media.retain(|m| m.port != 0 && !m.addr.is_unspecified());
+    media
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060\r\n\
+f: <sip:alice@example.com>;tag=1\r\n\
+To: <sip:bob@example.com>\r\n\
+i: abc@10.0.0.1\r\n\
+CSeq: 1\r\n INVITE\r\n\
+c: application/sdp\r\n\
+\r\n\
+v=0\r\n\
+o=- 1 1 IN IP4 10.0.0.1\r\n\
+c=IN IP4 10.0.0.1\r\n\
+m=audio 40000 RTP/AVP 0 8 101\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=ptime:20\r\n\
+m=video 40002 RTP/AVP 96\r\n";
+
+    #[test]
+    fn reads_compact_and_folded_headers_and_the_audio_media() {
+        let m = parse_sip(INVITE.as_bytes()).expect("sip");
+        assert_eq!(m.method.as_deref(), Some("INVITE"));
+        assert_eq!(m.call_id.as_deref(), Some("abc@10.0.0.1"));
+        assert_eq!(m.cseq, Some((1, "INVITE".to_string())));
+        assert!(m.from.as_deref().is_some_and(|f| f.contains("tag=1")));
+        assert_eq!(m.media.len(), 1);
+        let a = &m.media[0];
+        assert_eq!(a.addr.to_string(), "10.0.0.1");
+        assert_eq!((a.port, a.ptime_ms), (40000, Some(20)));
+        assert_eq!(a.payload_types, vec![0, 8, 101]);
+        assert_eq!(a.rtpmap_of(101), Some(("telephone-event", 8000)));
+    }
+
+    #[test]
+    fn responses_and_garbage() {
+        let r = parse_sip(b"SIP/2.0 180 Ringing\nCall-ID: x\n\n").expect("response");
+        assert_eq!(r.status, Some(180));
+        assert!(r.media.is_empty());
+        assert!(parse_sip(b"GET / HTTP/1.1\r\n\r\n").is_none());
+        assert!(parse_sip(b"SIP/2.0 abc\r\n").is_none());
+        assert!(parse_sip(&[0xff, 0xfe, 0x00]).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_sip(&b);
+        }
+
+        #[test]
+        fn any_truncation_of_an_invite_never_panics(cut in 0usize..400) {
+            let b = INVITE.as_bytes();
+            let _ = parse_sip(&b[..cut.min(b.len())]);
+        }
+    }
+}

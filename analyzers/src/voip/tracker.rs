@@ -1,0 +1,553 @@
+//! Finds RTP streams in UDP traffic and keeps their statistics, bounded.
+//!
+//! - SIP on the configured ports (UDP) announces media endpoints through
+//!   SDP; a stream to or from an announced endpoint is tracked from its
+//!   first packet, with the rtpmap's codec and clock rate.
+//! - Other streams are found by a heuristic: both ports ≥ 1024, a valid
+//!   version-2 header with a static audio payload type, and
+//!   `confirm_packets` packets of one SSRC whose sequence numbers step by
+//!   one and whose timestamps advance by at most one second of audio each.
+//!   Candidate packets are kept and replayed into the stream when it is
+//!   confirmed, so no packet is lost to detection. DNS, random UDP and
+//!   encrypted noise fail this almost surely.
+//! - Each stream is scored per window of packet time (`window_secs`) and
+//!   over its life; loss per window is that window's, never cumulative.
+//! - Memory is bounded: at most `max_streams` streams, `max_candidates`
+//!   candidates and `max_announced` announced endpoints, each evicting its
+//!   oldest with a counter. Streams idle for `stream_idle_secs` end.
+
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
+
+use crate::decode::{Decoded, Transport};
+use crate::flow::key::Endpoint;
+use crate::record::{EndReason, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord};
+use crate::time::Timestamp;
+use crate::vnet::VnetId;
+use crate::voip::codec::{self, Impairment};
+use crate::voip::emodel::{self, Params};
+use crate::voip::rtp::{self, RtpHeader};
+use crate::voip::sdp;
+use crate::voip::stream::StreamStats;
+
+/// RTP analysis settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RtpConfig {
+    /// UDP ports carrying SIP. Default [5060].
+    pub sip_ports: Vec<u16>,
+    /// Scoring window, seconds of packet time. Default 10.
+    pub window_secs: u32,
+    /// Packets of one SSRC in sequence before an unannounced stream is
+    /// believed. Default 4.
+    pub confirm_packets: usize,
+    /// A stream without packets this long ends. Default 30 s.
+    pub stream_idle_secs: u64,
+    /// Caps. Defaults 50,000 streams, 65,536 candidates, 65,536 endpoints.
+    pub max_streams: usize,
+    pub max_candidates: usize,
+    pub max_announced: usize,
+    /// Emulated fixed jitter buffer: a packet later than this behind the
+    /// fastest one counts as lost for quality. Default 60 ms.
+    pub jitter_buffer_ms: f64,
+    /// One-way network delay assumed for MOS-CQ when RTCP gives none.
+    /// Default 20 ms.
+    pub network_delay_ms: f64,
+    /// Whether G.711 receivers conceal loss (Bpl 25.1) or not (4.3).
+    /// Default true.
+    pub g711_plc: bool,
+    /// Impairment of codecs G.113 does not list. Default Ie 10, Bpl 10.
+    pub unknown_codec: Impairment,
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig {
+            sip_ports: vec![5060],
+            window_secs: 10,
+            confirm_packets: 4,
+            stream_idle_secs: 30,
+            max_streams: 50_000,
+            max_candidates: 65_536,
+            max_announced: 65_536,
+            jitter_buffer_ms: 60.0,
+            network_delay_ms: 20.0,
+            g711_plc: true,
+            unknown_codec: Impairment { ie: 10.0, bpl: 10.0 },
+        }
+    }
+}
+
+/// Counters of the tracker.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RtpStats {
+    pub sip_messages: u64,
+    pub streams_started: u64,
+    pub streams_evicted: u64,
+    pub candidates_evicted: u64,
+    pub announced_evicted: u64,
+    pub rtcp_packets: u64,
+    pub rtp_packets: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct StreamKey {
+    vnet: VnetId,
+    src: Endpoint,
+    dst: Endpoint,
+    v6: bool,
+    ssrc: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Announced {
+    rtpmap: Vec<(u8, String, u32)>,
+    call_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct WindowStart {
+    index: i64,
+    packets: u64,
+    expected: i64,
+    duplicates: u64,
+    reordered: u64,
+    discards: u64,
+    runs: u64,
+    run_packets: u64,
+    max_jitter_ms: f64,
+    max_delta_ms: f64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: RtpStreamId,
+    stats: StreamStats,
+    impairment: Impairment,
+    window: WindowStart,
+    min_transit_ms: f64,
+    jb_discards: u64,
+    mos_min: f64,
+    mos_weighted: f64,
+    mos_weight: f64,
+    mos_last: f64,
+}
+
+#[derive(Debug, Default)]
+struct Candidate {
+    packets: Vec<(Timestamp, RtpHeader)>,
+}
+
+pub struct RtpTracker {
+    config: RtpConfig,
+    streams: HashMap<StreamKey, Entry, foldhash::fast::RandomState>,
+    queue: VecDeque<(Timestamp, StreamKey)>,
+    candidates: HashMap<StreamKey, Candidate, foldhash::fast::RandomState>,
+    candidate_order: VecDeque<StreamKey>,
+    announced: HashMap<(VnetId, Endpoint), Announced, foldhash::fast::RandomState>,
+    announced_order: VecDeque<(VnetId, Endpoint)>,
+    stats: RtpStats,
+}
+
+fn window_index(ts: Timestamp, secs: u32) -> i64 {
+    ts.secs_floor().div_euclid(i64::from(secs.max(1)))
+}
+
+impl RtpTracker {
+    pub fn new(config: RtpConfig) -> Self {
+        RtpTracker {
+            config,
+            streams: HashMap::default(),
+            queue: VecDeque::new(),
+            candidates: HashMap::default(),
+            candidate_order: VecDeque::new(),
+            announced: HashMap::default(),
+            announced_order: VecDeque::new(),
+            stats: RtpStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &RtpStats {
+        &self.stats
+    }
+
+    pub fn active_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Looks at one decoded packet; finished windows and streams are
+    /// appended to the outputs.
+    pub fn observe(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        windows: &mut Vec<RtpWindowRecord>,
+        streams: &mut Vec<RtpStreamRecord>,
+    ) {
+        self.expire(ts, windows, streams);
+        let (Some(ip), Transport::Udp { src_port, dst_port }) = (d.ip, d.transport) else {
+            return;
+        };
+        let payload = d.payload;
+        if self.config.sip_ports.contains(&src_port) || self.config.sip_ports.contains(&dst_port)
+        {
+            if let Some(msg) = sdp::parse_sip(payload) {
+                self.stats.sip_messages += 1;
+                for m in msg.media {
+                    self.announce(vnet, m, msg.call_id.clone());
+                }
+            }
+            return;
+        }
+        if rtp::looks_like_rtcp(payload) {
+            self.stats.rtcp_packets += 1;
+            return;
+        }
+        let Some(h) = RtpHeader::parse(payload) else {
+            return;
+        };
+        let key = StreamKey {
+            vnet,
+            src: Endpoint::new(ip.src, src_port),
+            dst: Endpoint::new(ip.dst, dst_port),
+            v6: ip.src.is_ipv6(),
+            ssrc: h.ssrc,
+        };
+        if self.streams.contains_key(&key) {
+            self.stats.rtp_packets += 1;
+            self.update(key, ts, &h, windows);
+            return;
+        }
+        let announced = self
+            .announced
+            .get(&(vnet, key.dst))
+            .or_else(|| self.announced.get(&(vnet, key.src)))
+            .cloned();
+        if let Some(a) = announced {
+            self.stats.rtp_packets += 1;
+            self.start(key, ts, &h, Some(a), windows, streams);
+            return;
+        }
+        if src_port < 1024 || dst_port < 1024 || rtp::static_clock_rate(h.payload_type).is_none()
+        {
+            return;
+        }
+        let confirm = self.config.confirm_packets.max(1);
+        let confirmed = {
+            if !self.candidates.contains_key(&key) {
+                if self.candidates.len() >= self.config.max_candidates {
+                    self.evict_candidate();
+                }
+                self.candidates.insert(key, Candidate::default());
+                self.candidate_order.push_back(key);
+            }
+            let Some(c) = self.candidates.get_mut(&key) else {
+                return;
+            };
+            let plausible = c.packets.last().is_none_or(|(_, prev)| {
+                let ts_step = h.timestamp.wrapping_sub(prev.timestamp);
+                h.sequence == prev.sequence.wrapping_add(1) && ts_step <= 48_000
+            });
+            if !plausible {
+                c.packets.clear();
+            }
+            c.packets.push((ts, h));
+            c.packets.len() >= confirm
+        };
+        if confirmed {
+            if let Some(c) = self.candidates.remove(&key) {
+                let mut packets = c.packets.into_iter();
+                if let Some((t0, h0)) = packets.next() {
+                    self.stats.rtp_packets += 1;
+                    self.start(key, t0, &h0, None, windows, streams);
+                    for (t, h) in packets {
+                        self.stats.rtp_packets += 1;
+                        self.update(key, t, &h, windows);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends every stream (end of input).
+    pub fn flush(&mut self, windows: &mut Vec<RtpWindowRecord>, streams: &mut Vec<RtpStreamRecord>) {
+        let keys: Vec<StreamKey> = self.queue.drain(..).map(|(_, k)| k).collect();
+        for k in keys {
+            self.finish(k, EndReason::EndOfInput, windows, streams);
+        }
+        // Streams not in the queue cannot exist, but be sure nothing is lost.
+        let rest: Vec<StreamKey> = self.streams.keys().copied().collect();
+        for k in rest {
+            self.finish(k, EndReason::EndOfInput, windows, streams);
+        }
+    }
+
+    fn announce(&mut self, vnet: VnetId, m: sdp::Media, call_id: Option<String>) {
+        let key = (vnet, Endpoint::new(m.addr, m.port));
+        if !self.announced.contains_key(&key) {
+            if self.announced.len() >= self.config.max_announced {
+                if let Some(old) = self.announced_order.pop_front() {
+                    self.announced.remove(&old);
+                    self.stats.announced_evicted += 1;
+                }
+            }
+            self.announced_order.push_back(key);
+        }
+        self.announced.insert(
+            key,
+            Announced {
+                rtpmap: m.rtpmap,
+                call_id,
+            },
+        );
+    }
+
+    fn evict_candidate(&mut self) {
+        while let Some(old) = self.candidate_order.pop_front() {
+            if self.candidates.remove(&old).is_some() {
+                self.stats.candidates_evicted += 1;
+                return;
+            }
+        }
+    }
+
+    fn start(
+        &mut self,
+        key: StreamKey,
+        ts: Timestamp,
+        h: &RtpHeader,
+        announced: Option<Announced>,
+        windows: &mut Vec<RtpWindowRecord>,
+        streams: &mut Vec<RtpStreamRecord>,
+    ) {
+        while self.streams.len() >= self.config.max_streams.max(1) {
+            match self.queue.pop_front() {
+                Some((_, old)) => {
+                    if self.streams.contains_key(&old) {
+                        self.stats.streams_evicted += 1;
+                        self.finish(old, EndReason::Evicted, windows, streams);
+                    }
+                }
+                None => break,
+            }
+        }
+        let mapped = announced
+            .as_ref()
+            .and_then(|a| a.rtpmap.iter().find(|(pt, _, _)| *pt == h.payload_type));
+        let (codec_name, clock) = match mapped {
+            Some((_, name, rate)) => (name.clone(), Some(*rate)),
+            None => (
+                rtp::static_codec_name(h.payload_type)
+                    .unwrap_or("unknown")
+                    .to_string(),
+                rtp::static_clock_rate(h.payload_type),
+            ),
+        };
+        let impairment =
+            codec::impairment(&codec_name, self.config.g711_plc).unwrap_or(self.config.unknown_codec);
+        let stats = StreamStats::new(ts, h, clock);
+        let entry = Entry {
+            id: RtpStreamId {
+                vnet: key.vnet,
+                ssrc: key.ssrc,
+                src_addr: key.src.ip(key.v6),
+                src_port: key.src.port,
+                dst_addr: key.dst.ip(key.v6),
+                dst_port: key.dst.port,
+                payload_type: h.payload_type,
+                codec: codec_name,
+                call_id: announced.and_then(|a| a.call_id),
+            },
+            window: WindowStart {
+                index: window_index(ts, self.config.window_secs),
+                ..WindowStart::default()
+            },
+            min_transit_ms: transit_ms(ts, h, clock),
+            jb_discards: 0,
+            impairment,
+            stats,
+            mos_min: f64::INFINITY,
+            mos_weighted: 0.0,
+            mos_weight: 0.0,
+            mos_last: f64::NAN,
+        };
+        self.streams.insert(key, entry);
+        self.queue.push_back((ts, key));
+        self.stats.streams_started += 1;
+    }
+
+    fn update(&mut self, key: StreamKey, ts: Timestamp, h: &RtpHeader, windows: &mut Vec<RtpWindowRecord>) {
+        let config = self.config.clone();
+        let Some(e) = self.streams.get_mut(&key) else {
+            return;
+        };
+        let index = window_index(ts, config.window_secs);
+        if index > e.window.index {
+            close_window(e, &config, windows);
+            e.window = snapshot(e, index);
+        }
+        e.stats.observe(ts, h);
+        if let Some(d) = e.stats.last_regular_delta_ms {
+            e.window.max_delta_ms = e.window.max_delta_ms.max(d);
+            if e.stats.clock_rate.is_some() {
+                e.window.max_jitter_ms = e.window.max_jitter_ms.max(e.stats.jitter_ms);
+            }
+        }
+        let transit = transit_ms(ts, h, e.stats.clock_rate);
+        if transit < e.min_transit_ms {
+            e.min_transit_ms = transit;
+        } else if transit - e.min_transit_ms > config.jitter_buffer_ms {
+            e.jb_discards += 1;
+        }
+    }
+
+    fn expire(&mut self, now: Timestamp, windows: &mut Vec<RtpWindowRecord>, streams: &mut Vec<RtpStreamRecord>) {
+        let idle_us = i64::try_from(self.config.stream_idle_secs)
+            .unwrap_or(i64::MAX / 1_000_000)
+            .saturating_mul(1_000_000);
+        while let Some(&(queued, key)) = self.queue.front() {
+            if now.micros_since(queued) < idle_us {
+                break;
+            }
+            self.queue.pop_front();
+            let Some(last) = self.streams.get(&key).map(|e| e.stats.last_arrival) else {
+                continue;
+            };
+            if now.micros_since(last) >= idle_us {
+                self.finish(key, EndReason::Idle, windows, streams);
+            } else {
+                self.queue.push_back((last, key));
+            }
+        }
+    }
+
+    fn finish(
+        &mut self,
+        key: StreamKey,
+        reason: EndReason,
+        windows: &mut Vec<RtpWindowRecord>,
+        streams: &mut Vec<RtpStreamRecord>,
+    ) {
+        let Some(mut e) = self.streams.remove(&key) else {
+            return;
+        };
+        e.stats.settle();
+        close_window(&mut e, &self.config, windows);
+        let whole = quality(
+            &e,
+            &WindowStart {
+                max_jitter_ms: e.stats.max_jitter_ms,
+                max_delta_ms: e.stats.max_delta_ms,
+                ..WindowStart::default()
+            },
+            &self.config,
+        );
+        streams.push(RtpStreamRecord {
+            start: e.stats.first_arrival,
+            end: e.stats.last_arrival,
+            quality: whole,
+            jitter_mean_ms: e.stats.mean_jitter_ms,
+            seq_resets: e.stats.seq_resets,
+            loss_runs: e.stats.loss_runs,
+            loss_run_hist: e.stats.loss_run_hist,
+            mos_min: if e.mos_min.is_finite() { e.mos_min } else { f64::NAN },
+            mos_mean: if e.mos_weight > 0.0 {
+                e.mos_weighted / e.mos_weight
+            } else {
+                f64::NAN
+            },
+            mos_last: e.mos_last,
+            end_reason: reason,
+            id: e.id,
+        });
+    }
+}
+
+/// Transit time (arrival minus media time) in ms, for the jitter buffer.
+fn transit_ms(ts: Timestamp, h: &RtpHeader, clock: Option<u32>) -> f64 {
+    let rate = f64::from(clock.unwrap_or(8000).max(1));
+    ts.micros() as f64 / 1000.0 - f64::from(h.timestamp) * 1000.0 / rate
+}
+
+fn snapshot(e: &Entry, index: i64) -> WindowStart {
+    WindowStart {
+        index,
+        packets: e.stats.packets,
+        expected: e.stats.expected(),
+        duplicates: e.stats.duplicates,
+        reordered: e.stats.reordered,
+        discards: e.jb_discards,
+        runs: e.stats.loss_runs,
+        run_packets: e.stats.loss_run_packets,
+        max_jitter_ms: 0.0,
+        max_delta_ms: 0.0,
+    }
+}
+
+/// Quality since `from` (a window start, or the zero start for a whole life).
+fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQuality {
+    let s = &e.stats;
+    let received = s.packets - from.packets;
+    let expected = s.expected() - from.expected;
+    let lost = expected - received as i64;
+    let discards = e.jb_discards - from.discards;
+    let loss_ratio = if expected > 0 {
+        ((lost.max(0) as f64 + discards as f64) / expected as f64).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let runs = s.loss_runs - from.runs;
+    let run_packets = s.loss_run_packets - from.run_packets;
+    let burst_r = if runs > 0 {
+        (run_packets as f64 / runs as f64 * (1.0 - loss_ratio)).max(1.0)
+    } else {
+        1.0
+    };
+    let base = Params {
+        ie: e.impairment.ie,
+        bpl: e.impairment.bpl,
+        ppl_percent: loss_ratio * 100.0,
+        burst_r,
+        ..Params::default()
+    };
+    let lq = emodel::rate(&base);
+    let delay = config.network_delay_ms + config.jitter_buffer_ms + 20.0;
+    let cq = emodel::rate(&base.with_one_way_delay(delay));
+    RtpQuality {
+        packets_received: received,
+        packets_expected: expected,
+        packets_lost: lost,
+        duplicates: s.duplicates - from.duplicates,
+        reordered: s.reordered - from.reordered,
+        jb_discards: discards,
+        jitter_ms: s.jitter_ms,
+        jitter_max_ms: from.max_jitter_ms,
+        max_delta_ms: from.max_delta_ms,
+        loss_ratio,
+        burst_r,
+        r_factor: cq.r,
+        mos_lq: lq.mos,
+        mos_cq: cq.mos,
+        one_way_delay_ms: delay,
+    }
+}
+
+fn close_window(e: &mut Entry, config: &RtpConfig, out: &mut Vec<RtpWindowRecord>) {
+    if e.stats.packets == e.window.packets {
+        return;
+    }
+    let q = quality(e, &e.window, config);
+    let weight = f64::from(config.window_secs.max(1));
+    e.mos_min = e.mos_min.min(q.mos_cq);
+    e.mos_weighted += q.mos_cq * weight;
+    e.mos_weight += weight;
+    e.mos_last = q.mos_cq;
+    out.push(RtpWindowRecord {
+        id: e.id.clone(),
+        window_start: Timestamp::from_secs(e.window.index * i64::from(config.window_secs.max(1))),
+        window_secs: config.window_secs,
+        quality: q,
+        capture_drops: 0,
+    });
+}
