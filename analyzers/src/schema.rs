@@ -17,7 +17,9 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
-use crate::record::{BinRecord, FlowRecord, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord};
+use crate::record::{
+    BinRecord, FlowRecord, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord,
+};
 use crate::vnet::VnetMap;
 
 /// Version of the record schemas, stored in every file's metadata.
@@ -160,10 +162,30 @@ fn rtp_id_fields() -> Vec<Field> {
         field("vnet", Utf8, false, None),
         field("role", Utf8, false, None),
         field("ssrc", UInt32, false, None),
-        field("src_addr", Utf8, false, Some(("sourceIPv4Address/sourceIPv6Address", "8/27"))),
-        field("src_port", UInt16, false, Some(("sourceTransportPort", "7"))),
-        field("dst_addr", Utf8, false, Some(("destinationIPv4Address/destinationIPv6Address", "12/28"))),
-        field("dst_port", UInt16, false, Some(("destinationTransportPort", "11"))),
+        field(
+            "src_addr",
+            Utf8,
+            false,
+            Some(("sourceIPv4Address/sourceIPv6Address", "8/27")),
+        ),
+        field(
+            "src_port",
+            UInt16,
+            false,
+            Some(("sourceTransportPort", "7")),
+        ),
+        field(
+            "dst_addr",
+            Utf8,
+            false,
+            Some(("destinationIPv4Address/destinationIPv6Address", "12/28")),
+        ),
+        field(
+            "dst_port",
+            UInt16,
+            false,
+            Some(("destinationTransportPort", "11")),
+        ),
         field("payload_type", UInt8, false, None),
         field("codec", Utf8, false, None),
         field("call_id", Utf8, true, None),
@@ -222,18 +244,39 @@ pub fn rtp_windows_schema() -> SchemaRef {
     schema("rtp_windows", f)
 }
 
-fn rtp_id_columns<'a>(ids: impl Iterator<Item = &'a RtpStreamId> + Clone, vnets: &VnetMap) -> Vec<ArrayRef> {
+fn rtp_id_columns<'a>(
+    ids: impl Iterator<Item = &'a RtpStreamId> + Clone,
+    vnets: &VnetMap,
+) -> Vec<ArrayRef> {
     vec![
-        Arc::new(StringArray::from_iter_values(ids.clone().map(|x| vnets.get(x.vnet).name.as_str()))),
-        Arc::new(StringArray::from_iter_values(ids.clone().map(|x| vnets.get(x.vnet).role.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            ids.clone().map(|x| vnets.get(x.vnet).name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            ids.clone().map(|x| vnets.get(x.vnet).role.as_str()),
+        )),
         Arc::new(UInt32Array::from_iter_values(ids.clone().map(|x| x.ssrc))),
-        Arc::new(StringArray::from_iter_values(ids.clone().map(|x| x.src_addr.to_string()))),
-        Arc::new(UInt16Array::from_iter_values(ids.clone().map(|x| x.src_port))),
-        Arc::new(StringArray::from_iter_values(ids.clone().map(|x| x.dst_addr.to_string()))),
-        Arc::new(UInt16Array::from_iter_values(ids.clone().map(|x| x.dst_port))),
-        Arc::new(UInt8Array::from_iter_values(ids.clone().map(|x| x.payload_type))),
-        Arc::new(StringArray::from_iter_values(ids.clone().map(|x| x.codec.as_str()))),
-        Arc::new(StringArray::from(ids.map(|x| x.call_id.clone()).collect::<Vec<_>>())),
+        Arc::new(StringArray::from_iter_values(
+            ids.clone().map(|x| x.src_addr.to_string()),
+        )),
+        Arc::new(UInt16Array::from_iter_values(
+            ids.clone().map(|x| x.src_port),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            ids.clone().map(|x| x.dst_addr.to_string()),
+        )),
+        Arc::new(UInt16Array::from_iter_values(
+            ids.clone().map(|x| x.dst_port),
+        )),
+        Arc::new(UInt8Array::from_iter_values(
+            ids.clone().map(|x| x.payload_type),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            ids.clone().map(|x| x.codec.as_str()),
+        )),
+        Arc::new(StringArray::from(
+            ids.map(|x| x.call_id.clone()).collect::<Vec<_>>(),
+        )),
     ]
 }
 
@@ -242,12 +285,24 @@ fn rtp_quality_columns<'a>(q: impl Iterator<Item = &'a RtpQuality> + Clone) -> V
         Arc::new(Float64Array::from_iter_values(q.clone().map(g)))
     };
     vec![
-        Arc::new(UInt64Array::from_iter_values(q.clone().map(|x| x.packets_received))),
-        Arc::new(Int64Array::from_iter_values(q.clone().map(|x| x.packets_expected))),
-        Arc::new(Int64Array::from_iter_values(q.clone().map(|x| x.packets_lost))),
-        Arc::new(UInt64Array::from_iter_values(q.clone().map(|x| x.duplicates))),
-        Arc::new(UInt64Array::from_iter_values(q.clone().map(|x| x.reordered))),
-        Arc::new(UInt64Array::from_iter_values(q.clone().map(|x| x.jb_discards))),
+        Arc::new(UInt64Array::from_iter_values(
+            q.clone().map(|x| x.packets_received),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            q.clone().map(|x| x.packets_expected),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            q.clone().map(|x| x.packets_lost),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            q.clone().map(|x| x.duplicates),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            q.clone().map(|x| x.reordered),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            q.clone().map(|x| x.jb_discards),
+        )),
         f(|x| x.jitter_ms),
         f(|x| x.jitter_max_ms),
         f(|x| x.max_delta_ms),
@@ -261,30 +316,44 @@ fn rtp_quality_columns<'a>(q: impl Iterator<Item = &'a RtpQuality> + Clone) -> V
 }
 
 fn nan_to_null(v: impl Iterator<Item = f64>) -> ArrayRef {
-    Arc::new(Float64Array::from(v.map(|x| (!x.is_nan()).then_some(x)).collect::<Vec<_>>()))
+    Arc::new(Float64Array::from(
+        v.map(|x| (!x.is_nan()).then_some(x)).collect::<Vec<_>>(),
+    ))
 }
 
 /// Converts stream records into a batch of [`rtp_streams_schema`].
-pub fn rtp_streams_batch(r: &[RtpStreamRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
+pub fn rtp_streams_batch(
+    r: &[RtpStreamRecord],
+    vnets: &VnetMap,
+) -> Result<RecordBatch, ArrowError> {
     let mut c = rtp_id_columns(r.iter().map(|x| &x.id), vnets);
     c.push(ts_col(r.iter().map(|x| x.start.micros()).collect()));
     c.push(ts_col(r.iter().map(|x| x.end.micros()).collect()));
     c.extend(rtp_quality_columns(r.iter().map(|x| &x.quality)));
-    c.push(Arc::new(Float64Array::from_iter_values(r.iter().map(|x| x.jitter_mean_ms))));
+    c.push(Arc::new(Float64Array::from_iter_values(
+        r.iter().map(|x| x.jitter_mean_ms),
+    )));
     c.push(u64_col(r, |i| r[i].seq_resets));
     c.push(u64_col(r, |i| r[i].loss_runs));
     c.push(nan_to_null(r.iter().map(|x| x.mos_min)));
     c.push(nan_to_null(r.iter().map(|x| x.mos_mean)));
     c.push(nan_to_null(r.iter().map(|x| x.mos_last)));
-    c.push(Arc::new(StringArray::from_iter_values(r.iter().map(|x| x.end_reason.as_str()))));
+    c.push(Arc::new(StringArray::from_iter_values(
+        r.iter().map(|x| x.end_reason.as_str()),
+    )));
     RecordBatch::try_new(rtp_streams_schema(), c)
 }
 
 /// Converts window records into a batch of [`rtp_windows_schema`].
-pub fn rtp_windows_batch(r: &[RtpWindowRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
+pub fn rtp_windows_batch(
+    r: &[RtpWindowRecord],
+    vnets: &VnetMap,
+) -> Result<RecordBatch, ArrowError> {
     let mut c = rtp_id_columns(r.iter().map(|x| &x.id), vnets);
     c.push(ts_col(r.iter().map(|x| x.window_start.micros()).collect()));
-    c.push(Arc::new(UInt32Array::from_iter_values(r.iter().map(|x| x.window_secs))));
+    c.push(Arc::new(UInt32Array::from_iter_values(
+        r.iter().map(|x| x.window_secs),
+    )));
     c.extend(rtp_quality_columns(r.iter().map(|x| &x.quality)));
     c.push(u64_col(r, |i| r[i].capture_drops));
     RecordBatch::try_new(rtp_windows_schema(), c)

@@ -348,7 +348,10 @@ impl NodeConfig {
             return Err(invalid("rtp.unknown_codec_ie", "must be between 0 and 95"));
         }
         if !(r.unknown_codec_bpl > 0.0 && r.unknown_codec_bpl <= 100.0) {
-            return Err(invalid("rtp.unknown_codec_bpl", "must be above 0 and at most 100"));
+            return Err(invalid(
+                "rtp.unknown_codec_bpl",
+                "must be above 0 and at most 100",
+            ));
         }
         let o = &self.output;
         if o.rotate_secs == 0 {

@@ -6,8 +6,8 @@ use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
 use analyzers::record::{BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
-use analyzers::voip::{RtpStats, RtpTracker};
 use analyzers::vnet::{VnetId, VnetMap};
+use analyzers::voip::{RtpStats, RtpTracker};
 use analyzers::{decode, DecodeError, Decoded, LinkType};
 
 use crate::capture::RawPacket;

@@ -12,8 +12,14 @@ pub struct Impairment {
 pub const G711_PLC: Impairment = Impairment { ie: 0.0, bpl: 25.1 };
 /// G.711 without concealment (silence insertion).
 pub const G711_NO_PLC: Impairment = Impairment { ie: 0.0, bpl: 4.3 };
-pub const G729A: Impairment = Impairment { ie: 11.0, bpl: 19.0 };
-pub const G723_1_6K3: Impairment = Impairment { ie: 15.0, bpl: 16.1 };
+pub const G729A: Impairment = Impairment {
+    ie: 11.0,
+    bpl: 19.0,
+};
+pub const G723_1_6K3: Impairment = Impairment {
+    ie: 15.0,
+    bpl: 16.1,
+};
 pub const GSM_EFR: Impairment = Impairment { ie: 5.0, bpl: 10.0 };
 
 /// The impairment of an encoding name (case-insensitive), `None` if G.113
@@ -37,7 +43,10 @@ mod tests {
     fn g113_values() {
         assert_eq!(impairment("pcmu", true), Some(G711_PLC));
         assert_eq!(impairment("PCMA", false).map(|i| i.bpl), Some(4.3));
-        assert_eq!(impairment("G729", true).map(|i| (i.ie, i.bpl)), Some((11.0, 19.0)));
+        assert_eq!(
+            impairment("G729", true).map(|i| (i.ie, i.bpl)),
+            Some((11.0, 19.0))
+        );
         assert_eq!(impairment("opus", true), None);
     }
 }

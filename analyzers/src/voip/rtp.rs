@@ -54,8 +54,8 @@ pub fn looks_like_rtcp(b: &[u8]) -> bool {
     b.len() >= 8 && b[0] >> 6 == 2 && (200..=207).contains(&b[1])
 }
 
-/// RTP clock rate of a static payload type (RFC 3551 table 4), if audio
-/// and known. G.722 uses 8000 by RFC 3551's historical error.
+/// RTP clock rate of a static payload type (RFC 3551 tables 4 and 5), if
+/// known. G.722 uses 8000 by RFC 3551's historical error.
 pub fn static_clock_rate(payload_type: u8) -> Option<u32> {
     match payload_type {
         0 | 3 | 4 | 5 | 7 | 8 | 9 | 12 | 13 | 15 | 18 => Some(8000),
@@ -63,6 +63,8 @@ pub fn static_clock_rate(payload_type: u8) -> Option<u32> {
         10 | 11 => Some(44100),
         16 => Some(11025),
         17 => Some(22050),
+        // Video: CelB, JPEG, nv, H261, MPV, MP2T, H263.
+        25 | 26 | 28 | 31 | 32 | 33 | 34 => Some(90_000),
         _ => None,
     }
 }
@@ -77,6 +79,8 @@ pub fn static_codec_name(payload_type: u8) -> Option<&'static str> {
         9 => "G722",
         13 => "CN",
         18 => "G729",
+        31 => "H261",
+        34 => "H263",
         _ => return None,
     })
 }

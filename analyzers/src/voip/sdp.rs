@@ -46,8 +46,20 @@ impl Media {
 }
 
 const METHODS: [&str; 14] = [
-    "INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "PRACK", "UPDATE", "INFO",
-    "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "PRACK",
+    "UPDATE",
+    "INFO",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
 ];
 
 /// Parses a SIP message from a UDP payload or TCP segment; `None` if it

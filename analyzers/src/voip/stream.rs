@@ -16,7 +16,10 @@
 //!   jitter, but the maximum and the mean, like the max delta, only take
 //!   "regular" packets: not the first, not marked, not comfort noise, not
 //!   right after comfort noise, and not with a timestamp going backwards.
-//!   The mean is over those regular packets, as tshark reports it.
+//!   The mean is tshark's: a running mean weighted by all packets after
+//!   the first, updated on regular packets. Packets whose payload type has
+//!   no clock rate (telephone-event, as tshark treats it) do not touch the
+//!   jitter nor its media-time reference.
 
 use crate::time::Timestamp;
 use crate::voip::rtp::{is_comfort_noise, RtpHeader};
@@ -56,8 +59,6 @@ pub struct StreamStats {
     /// Arrival delta of the last packet if it was a regular one (see the
     /// module doc), for per-window maxima.
     pub last_regular_delta_ms: Option<f64>,
-    /// Regular packets with a known clock rate (the mean jitter's count).
-    regular_packets: u64,
     // sequence state
     max_seq: u16,
     cycles: i64,
@@ -70,7 +71,10 @@ pub struct StreamStats {
     open_run: u64,
     // timing state
     prev_arrival_us: i64,
+    /// Media time of the last packet with a known clock (jitter reference).
     prev_ts: u32,
+    has_clocked: bool,
+    prev_any_ts: u32,
     prev_cn: bool,
 }
 
@@ -94,7 +98,6 @@ impl StreamStats {
             mean_jitter_ms: 0.0,
             max_delta_ms: 0.0,
             last_regular_delta_ms: None,
-            regular_packets: 0,
             max_seq: h.sequence,
             cycles: 0,
             base_ext: i64::from(h.sequence),
@@ -106,6 +109,8 @@ impl StreamStats {
             open_run: 0,
             prev_arrival_us: arrival.micros(),
             prev_ts: h.timestamp,
+            has_clocked: clock_rate.is_some(),
+            prev_any_ts: h.timestamp,
             prev_cn: is_comfort_noise(h.payload_type),
         };
         s.mark_seen(s.max_ext);
@@ -127,35 +132,45 @@ impl StreamStats {
         self.max_ext
     }
 
-    /// Counts one more packet of the stream.
-    pub fn observe(&mut self, arrival: Timestamp, h: &RtpHeader) {
+    /// Counts one more packet of the stream. `clock` is the clock rate of
+    /// this packet's payload type: `None` (e.g. telephone-event, as tshark
+    /// treats it) leaves the jitter and its media-time reference alone.
+    pub fn observe(&mut self, arrival: Timestamp, h: &RtpHeader, clock: Option<u32>) {
+        let after_first = self.packets - 1;
         self.packets += 1;
         self.last_arrival = self.last_arrival.max(arrival);
         self.observe_seq(h.sequence);
 
         // Timing, in arrival order (see the module doc).
         let delta_ms = (arrival.micros() - self.prev_arrival_us) as f64 / 1000.0;
-        let ts_diff = h.timestamp.wrapping_sub(self.prev_ts) as i32;
-        if let Some(rate) = self.clock_rate.filter(|r| *r > 0) {
-            let nominal_ms = f64::from(ts_diff) * 1000.0 / f64::from(rate);
-            let d = (delta_ms - nominal_ms).abs();
-            self.jitter_ms = (15.0 * self.jitter_ms + d) / 16.0;
+        let backwards = (h.timestamp.wrapping_sub(self.prev_any_ts) as i32) < 0;
+        let clock = clock.filter(|r| *r > 0);
+        if let Some(rate) = clock {
+            if self.has_clocked {
+                let ts_diff = h.timestamp.wrapping_sub(self.prev_ts) as i32;
+                let nominal_ms = f64::from(ts_diff) * 1000.0 / f64::from(rate);
+                let d = (delta_ms - nominal_ms).abs();
+                self.jitter_ms = (15.0 * self.jitter_ms + d) / 16.0;
+            }
+            self.has_clocked = true;
+            self.prev_ts = h.timestamp;
         }
         let cn = is_comfort_noise(h.payload_type);
-        let regular = !h.marker && !cn && !self.prev_cn && ts_diff >= 0;
+        let regular = !h.marker && !cn && !self.prev_cn && !backwards;
         self.last_regular_delta_ms = regular.then_some(delta_ms);
         if regular {
             self.max_delta_ms = self.max_delta_ms.max(delta_ms);
-            if self.clock_rate.is_some() {
+            if clock.is_some() {
                 self.max_jitter_ms = self.max_jitter_ms.max(self.jitter_ms);
-                let n = self.regular_packets as f64;
+                // tshark's running mean: weighted by all packets after the
+                // first, updated on regular clocked ones.
+                let n = after_first as f64;
                 self.mean_jitter_ms = (self.mean_jitter_ms * n + self.jitter_ms) / (n + 1.0);
-                self.regular_packets += 1;
             }
         }
         self.prev_cn = cn;
         self.prev_arrival_us = arrival.micros();
-        self.prev_ts = h.timestamp;
+        self.prev_any_ts = h.timestamp;
     }
 
     fn observe_seq(&mut self, seq: u16) {
@@ -314,7 +329,7 @@ mod tests {
         let ts = |seq: u16| u32::from(seq).wrapping_mul(160);
         let mut s = StreamStats::new(at(pkts[0].1), &h(pkts[0].0, ts(pkts[0].0)), Some(8000));
         for &(seq, ms) in &pkts[1..] {
-            s.observe(at(ms), &h(seq, ts(seq)));
+            s.observe(at(ms), &h(seq, ts(seq)), Some(8000));
         }
         s
     }

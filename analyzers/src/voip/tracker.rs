@@ -73,7 +73,10 @@ impl Default for RtpConfig {
             jitter_buffer_ms: 60.0,
             network_delay_ms: 20.0,
             g711_plc: true,
-            unknown_codec: Impairment { ie: 10.0, bpl: 10.0 },
+            unknown_codec: Impairment {
+                ie: 10.0,
+                bpl: 10.0,
+            },
         }
     }
 }
@@ -122,6 +125,7 @@ struct WindowStart {
 #[derive(Debug)]
 struct Entry {
     id: RtpStreamId,
+    rtpmap: Vec<(u8, String, u32)>,
     stats: StreamStats,
     impairment: Impairment,
     window: WindowStart,
@@ -190,8 +194,7 @@ impl RtpTracker {
             return;
         };
         let payload = d.payload;
-        if self.config.sip_ports.contains(&src_port) || self.config.sip_ports.contains(&dst_port)
-        {
+        if self.config.sip_ports.contains(&src_port) || self.config.sip_ports.contains(&dst_port) {
             if let Some(msg) = sdp::parse_sip(payload) {
                 self.stats.sip_messages += 1;
                 for m in msg.media {
@@ -229,8 +232,7 @@ impl RtpTracker {
             self.start(key, ts, &h, Some(a), windows, streams);
             return;
         }
-        if src_port < 1024 || dst_port < 1024 || rtp::static_clock_rate(h.payload_type).is_none()
-        {
+        if src_port < 1024 || dst_port < 1024 || rtp::static_clock_rate(h.payload_type).is_none() {
             return;
         }
         let confirm = self.config.confirm_packets.max(1);
@@ -271,7 +273,11 @@ impl RtpTracker {
     }
 
     /// Ends every stream (end of input).
-    pub fn flush(&mut self, windows: &mut Vec<RtpWindowRecord>, streams: &mut Vec<RtpStreamRecord>) {
+    pub fn flush(
+        &mut self,
+        windows: &mut Vec<RtpWindowRecord>,
+        streams: &mut Vec<RtpStreamRecord>,
+    ) {
         let keys: Vec<StreamKey> = self.queue.drain(..).map(|(_, k)| k).collect();
         for k in keys {
             self.finish(k, EndReason::EndOfInput, windows, streams);
@@ -344,10 +350,15 @@ impl RtpTracker {
                 rtp::static_clock_rate(h.payload_type),
             ),
         };
-        let impairment =
-            codec::impairment(&codec_name, self.config.g711_plc).unwrap_or(self.config.unknown_codec);
+        let impairment = codec::impairment(&codec_name, self.config.g711_plc)
+            .unwrap_or(self.config.unknown_codec);
         let stats = StreamStats::new(ts, h, clock);
+        let rtpmap = announced
+            .as_ref()
+            .map(|a| a.rtpmap.clone())
+            .unwrap_or_default();
         let entry = Entry {
+            rtpmap,
             id: RtpStreamId {
                 vnet: key.vnet,
                 ssrc: key.ssrc,
@@ -377,7 +388,13 @@ impl RtpTracker {
         self.stats.streams_started += 1;
     }
 
-    fn update(&mut self, key: StreamKey, ts: Timestamp, h: &RtpHeader, windows: &mut Vec<RtpWindowRecord>) {
+    fn update(
+        &mut self,
+        key: StreamKey,
+        ts: Timestamp,
+        h: &RtpHeader,
+        windows: &mut Vec<RtpWindowRecord>,
+    ) {
         let config = self.config.clone();
         let Some(e) = self.streams.get_mut(&key) else {
             return;
@@ -387,7 +404,8 @@ impl RtpTracker {
             close_window(e, &config, windows);
             e.window = snapshot(e, index);
         }
-        e.stats.observe(ts, h);
+        let clock = packet_clock(e, h.payload_type);
+        e.stats.observe(ts, h, clock);
         if let Some(d) = e.stats.last_regular_delta_ms {
             e.window.max_delta_ms = e.window.max_delta_ms.max(d);
             if e.stats.clock_rate.is_some() {
@@ -402,7 +420,12 @@ impl RtpTracker {
         }
     }
 
-    fn expire(&mut self, now: Timestamp, windows: &mut Vec<RtpWindowRecord>, streams: &mut Vec<RtpStreamRecord>) {
+    fn expire(
+        &mut self,
+        now: Timestamp,
+        windows: &mut Vec<RtpWindowRecord>,
+        streams: &mut Vec<RtpStreamRecord>,
+    ) {
         let idle_us = i64::try_from(self.config.stream_idle_secs)
             .unwrap_or(i64::MAX / 1_000_000)
             .saturating_mul(1_000_000);
@@ -451,7 +474,11 @@ impl RtpTracker {
             seq_resets: e.stats.seq_resets,
             loss_runs: e.stats.loss_runs,
             loss_run_hist: e.stats.loss_run_hist,
-            mos_min: if e.mos_min.is_finite() { e.mos_min } else { f64::NAN },
+            mos_min: if e.mos_min.is_finite() {
+                e.mos_min
+            } else {
+                f64::NAN
+            },
             mos_mean: if e.mos_weight > 0.0 {
                 e.mos_weighted / e.mos_weight
             } else {
@@ -461,6 +488,20 @@ impl RtpTracker {
             end_reason: reason,
             id: e.id,
         });
+    }
+}
+
+/// Clock rate of a packet's payload type within its stream: the rtpmap's,
+/// else the static table's; none for telephone-event (RFC 4733), whose
+/// timestamps mark event starts rather than media time.
+fn packet_clock(e: &Entry, pt: u8) -> Option<u32> {
+    if pt == e.id.payload_type {
+        return e.stats.clock_rate;
+    }
+    match e.rtpmap.iter().find(|(p, _, _)| *p == pt) {
+        Some((_, name, _)) if name.eq_ignore_ascii_case("telephone-event") => None,
+        Some((_, _, rate)) => Some(*rate),
+        None => rtp::static_clock_rate(pt),
     }
 }
 

@@ -41,7 +41,12 @@ impl Datasets {
 
     /// Every dataset, in a stable order.
     pub fn all(&self) -> [&DatasetWriter; 4] {
-        [&self.flows, &self.bins, &self.rtp_streams, &self.rtp_windows]
+        [
+            &self.flows,
+            &self.bins,
+            &self.rtp_streams,
+            &self.rtp_windows,
+        ]
     }
 
     pub fn write_rtp(

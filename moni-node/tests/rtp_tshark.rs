@@ -1,0 +1,170 @@
+//! tshark is the independent judge of RTP statistics: on every real VoIP
+//! capture of the corpus, moni's `rtp_streams` must list the same streams
+//! as `tshark -q -z rtp,streams` (with SDP and its RTP heuristic on) and
+//! agree per stream on packets, loss, max delta and max/mean jitter.
+//!
+//! Streams tshark finds whose payload type is dynamic and announced by no
+//! SDP are left out: moni's heuristic only believes known or rtpmap'd
+//! payload types (their clock rate is unknown, so tshark reports no jitter
+//! for them either).
+//!
+//! Loss: tshark computes expected packets from the *last* sequence number
+//! seen, RFC 3550 (and moni) from the *highest*; the two differ only when
+//! the last packet of a stream arrived reordered, which none of these
+//! captures has, so loss must be equal.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use arrow::array::{Float64Array, Int64Array, StringArray, UInt16Array, UInt32Array, UInt64Array};
+use common::*;
+
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    payload: String,
+    packets: u64,
+    lost: i64,
+    max_delta_ms: f64,
+    mean_jitter_ms: f64,
+    max_jitter_ms: f64,
+}
+
+type Key = (String, u16, String, u16, u32);
+
+fn tshark_streams(file: &Path) -> BTreeMap<Key, Row> {
+    let out = Command::new("tshark")
+        .args([
+            "-n",
+            "-q",
+            "-o",
+            "rtp.heuristic_rtp:TRUE",
+            "-z",
+            "rtp,streams",
+            "-r",
+        ])
+        .arg(file)
+        .output()
+        .expect("tshark is installed (.ci/run installs it)");
+    assert!(out.status.success(), "tshark failed on {}", file.display());
+    let mut rows = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let tok: Vec<&str> = line.split_whitespace().collect();
+        let Some(ssrc_at) = tok.iter().position(|t| t.starts_with("0x")) else {
+            continue;
+        };
+        let Some(pct_at) = tok
+            .iter()
+            .position(|t| t.starts_with('(') && t.ends_with("%)"))
+        else {
+            continue;
+        };
+        let num = |i: usize| -> f64 { tok[i].parse().expect("number column") };
+        let key = (
+            tok[ssrc_at - 4].to_string(),
+            tok[ssrc_at - 3].parse().expect("port"),
+            tok[ssrc_at - 2].to_string(),
+            tok[ssrc_at - 1].parse().expect("port"),
+            u32::from_str_radix(&tok[ssrc_at][2..], 16).expect("ssrc"),
+        );
+        rows.insert(
+            key,
+            Row {
+                payload: tok[ssrc_at + 1..pct_at - 2].join(" "),
+                packets: tok[pct_at - 2].parse().expect("packets"),
+                lost: tok[pct_at - 1].parse().expect("lost"),
+                max_delta_ms: num(pct_at + 3),
+                mean_jitter_ms: num(pct_at + 5),
+                max_jitter_ms: num(pct_at + 6),
+            },
+        );
+    }
+    rows
+}
+
+fn moni_streams(file: &Path) -> BTreeMap<Key, Row> {
+    let out = tempfile::tempdir().expect("tempdir");
+    replay_files(&[file.to_path_buf()], None, out.path(), "");
+    let mut rows = BTreeMap::new();
+    for b in read_dataset(&out.path().join("rtp_streams")) {
+        let s = |n| col::<StringArray>(&b, n);
+        let p = |n| col::<UInt16Array>(&b, n);
+        let f = |n| col::<Float64Array>(&b, n);
+        for i in 0..b.num_rows() {
+            let key = (
+                s("src_addr").value(i).to_string(),
+                p("src_port").value(i),
+                s("dst_addr").value(i).to_string(),
+                p("dst_port").value(i),
+                col::<UInt32Array>(&b, "ssrc").value(i),
+            );
+            rows.insert(
+                key,
+                Row {
+                    payload: s("codec").value(i).to_string(),
+                    packets: col::<UInt64Array>(&b, "packets_received").value(i),
+                    lost: col::<Int64Array>(&b, "packets_lost").value(i),
+                    max_delta_ms: f("max_delta_ms").value(i),
+                    mean_jitter_ms: f("jitter_mean_ms").value(i),
+                    max_jitter_ms: f("jitter_max_ms").value(i),
+                },
+            );
+        }
+    }
+    rows
+}
+
+fn close(a: f64, b: f64) -> bool {
+    // tshark prints 3 decimals.
+    (a - b).abs() <= 0.0015 || (a - b).abs() <= 0.01 * b.abs()
+}
+
+#[test]
+fn rtp_streams_agree_with_tshark_on_the_corpus() {
+    let Some(c) = corpus() else { return };
+    let mut compared = 0;
+    for name in [
+        "SIP_CALL_RTP_G711.pcap",
+        "sip-rtp-g711.pcap",
+        "SIP_DTMF2.pcap",
+        "rtp-protocol-g711a-cn.pcap",
+        "aaa.pcap",
+        "Asterisk_ZFONE_XLITE.pcap",
+        "sipp-g711a-rtponly.pcap",
+        "ndpi-rtp-vlan.pcapng",
+        "DTMFsipinfo.pcap",
+        "sip-ipv6-frag-sll.pcap",
+    ] {
+        let file = c.join("voip").join(name);
+        let mut want = tshark_streams(&file);
+        // Dynamic payload types without SDP: unknown to moni by design.
+        want.retain(|_, r| !r.payload.starts_with("RTPType-") && r.payload != "rtpevent");
+        let got = moni_streams(&file);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{name}: streams"
+        );
+        for (k, w) in &want {
+            let g = &got[k];
+            assert_eq!(g.packets, w.packets, "{name} {k:?} packets");
+            assert_eq!(g.lost, w.lost, "{name} {k:?} lost");
+            assert!(
+                close(g.max_delta_ms, w.max_delta_ms),
+                "{name} {k:?} max delta {g:?} vs {w:?}"
+            );
+            assert!(
+                close(g.max_jitter_ms, w.max_jitter_ms),
+                "{name} {k:?} max jitter {g:?} vs {w:?}"
+            );
+            assert!(
+                close(g.mean_jitter_ms, w.mean_jitter_ms),
+                "{name} {k:?} mean jitter {g:?} vs {w:?}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 15, "compared {compared} streams");
+}
