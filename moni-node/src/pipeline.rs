@@ -22,6 +22,29 @@ pub struct VnetCounters {
     pub flows: u64,
 }
 
+/// Finished RTP streams of one VNet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VoipCounters {
+    pub streams: u64,
+    pub packets_received: u64,
+    pub packets_lost: i64,
+    /// Sum and minimum of the streams' whole-life MOS-CQ.
+    pub mos_cq_sum: f64,
+    pub mos_cq_min: f64,
+}
+
+impl Default for VoipCounters {
+    fn default() -> Self {
+        VoipCounters {
+            streams: 0,
+            packets_received: 0,
+            packets_lost: 0,
+            mos_cq_sum: 0.0,
+            mos_cq_min: f64::INFINITY,
+        }
+    }
+}
+
 /// Counters of everything the engine saw.
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
@@ -31,6 +54,8 @@ pub struct Counters {
     pub decode_errors: DecodeErrorCounts,
     /// Indexed by [`VnetId`].
     pub vnets: Vec<VnetCounters>,
+    /// Indexed by [`VnetId`].
+    pub voip: Vec<VoipCounters>,
 }
 
 pub struct Engine {
@@ -50,6 +75,7 @@ impl Engine {
         Engine {
             counters: Counters {
                 vnets: vec![VnetCounters::default(); config.vnets.len()],
+                voip: vec![VoipCounters::default(); config.vnets.len()],
                 ..Counters::default()
             },
             vnets: config.vnets.clone(),
@@ -125,7 +151,17 @@ impl Engine {
         self.rtp_window_out.len() + self.rtp_stream_out.len()
     }
 
+    /// Takes the finished RTP records (streams counted per VNet here).
     pub fn take_rtp(&mut self) -> (Vec<RtpWindowRecord>, Vec<RtpStreamRecord>) {
+        for r in &self.rtp_stream_out {
+            if let Some(v) = self.counters.voip.get_mut(usize::from(r.id.vnet.0)) {
+                v.streams += 1;
+                v.packets_received += r.quality.packets_received;
+                v.packets_lost += r.quality.packets_lost;
+                v.mos_cq_sum += r.quality.mos_cq;
+                v.mos_cq_min = v.mos_cq_min.min(r.quality.mos_cq);
+            }
+        }
         (
             std::mem::take(&mut self.rtp_window_out),
             std::mem::take(&mut self.rtp_stream_out),

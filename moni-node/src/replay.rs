@@ -111,7 +111,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     let (rtp_windows, rtp_streams) = engine.take_rtp();
     out.write_rtp(&rtp_windows, &rtp_streams, engine.vnets())?;
     out.close()?;
-    let voip = crate::summary::voip_summary(&rtp_streams, engine.vnets(), engine.rtp_stats());
+    let voip = crate::summary::voip_summary(engine.counters(), engine.vnets(), engine.rtp_stats());
 
     let elapsed = started.elapsed().as_secs_f64();
     let c = engine.counters();

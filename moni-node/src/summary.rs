@@ -79,28 +79,24 @@ pub struct VoipSummary {
     pub vnets: Vec<VoipVnetSummary>,
 }
 
-/// Summarises finished RTP streams per VNet.
+/// Summarises the finished RTP streams per VNet.
 pub fn voip_summary(
-    streams: &[analyzers::record::RtpStreamRecord],
+    counters: &crate::pipeline::Counters,
     vnets: &analyzers::vnet::VnetMap,
     stats: &analyzers::voip::RtpStats,
 ) -> VoipSummary {
-    let per_vnet = vnets
+    let per_vnet: Vec<VoipVnetSummary> = vnets
         .iter()
         .filter_map(|(id, v)| {
-            let mine: Vec<_> = streams.iter().filter(|s| s.id.vnet == id).collect();
-            if mine.is_empty() {
-                return None;
-            }
-            let mos: Vec<f64> = mine.iter().map(|s| s.quality.mos_cq).collect();
-            Some(VoipVnetSummary {
+            let c = counters.voip.get(usize::from(id.0))?;
+            (c.streams > 0).then(|| VoipVnetSummary {
                 vnet: v.name.clone(),
                 role: v.role.as_str().to_string(),
-                streams: mine.len() as u64,
-                packets_received: mine.iter().map(|s| s.quality.packets_received).sum(),
-                packets_lost: mine.iter().map(|s| s.quality.packets_lost).sum(),
-                mos_cq_mean: Some(mos.iter().sum::<f64>() / mos.len() as f64),
-                mos_cq_min: mos.iter().copied().reduce(f64::min),
+                streams: c.streams,
+                packets_received: c.packets_received,
+                packets_lost: c.packets_lost,
+                mos_cq_mean: Some(c.mos_cq_sum / c.streams as f64),
+                mos_cq_min: Some(c.mos_cq_min),
             })
         })
         .collect();
@@ -108,7 +104,7 @@ pub fn voip_summary(
         sip_messages: stats.sip_messages,
         rtp_packets: stats.rtp_packets,
         rtcp_packets: stats.rtcp_packets,
-        streams: streams.len() as u64,
+        streams: per_vnet.iter().map(|v| v.streams).sum(),
         streams_evicted: stats.streams_evicted,
         candidates_evicted: stats.candidates_evicted,
         vnets: per_vnet,

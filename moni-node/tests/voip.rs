@@ -1,0 +1,154 @@
+//! VoIP analysis beyond tshark's judgement: no false streams on traffic
+//! without RTP, bounded state under a flood of fake RTP flows, and the
+//! datasets' content.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+
+use common::*;
+use moni_samples::frame::{self, L4};
+use moni_samples::pcap::{PcapWriter, LINKTYPE_ETHERNET};
+
+#[test]
+fn no_false_streams_on_traffic_without_rtp() {
+    let out = tempfile::tempdir().expect("tempdir");
+    for f in ["background.pcap", "vlan-shadow.pcap"] {
+        let s = replay_files(&[sample(f)], None, &out.path().join(f), "");
+        assert_eq!(s.voip.streams, 0, "{f}");
+    }
+    let Some(c) = corpus() else { return };
+    for f in [
+        "general/ndpi-http_ipv6.pcap",
+        "general/TLPW1-http-caplen-lt-len.pcap",
+        "general/vlan3136-http-syn-retransmit.pcap",
+        "attack/synscan.pcapng",
+        "attack/dosattack-synflood.pcap",
+        "voip/DTMFsipinfo.pcap",
+    ] {
+        let s = replay_files(
+            &[c.join(f)],
+            None,
+            &out.path().join(f.replace('/', "_")),
+            "",
+        );
+        assert_eq!(s.voip.streams, 0, "{f}");
+    }
+}
+
+fn rtp_payload(seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
+    let mut b = vec![0x80, 0];
+    b.extend_from_slice(&seq.to_be_bytes());
+    b.extend_from_slice(&ts.to_be_bytes());
+    b.extend_from_slice(&ssrc.to_be_bytes());
+    b.extend_from_slice(&[0xff; 160]);
+    b
+}
+
+#[test]
+fn a_flood_of_short_fake_rtp_flows_stays_bounded() {
+    // 100,000 flows of 2 packets (candidates) and 20,000 of 5 (streams),
+    // against caps of 10,000 candidates and 5,000 streams.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("fake-rtp.pcap");
+    let file = std::io::BufWriter::new(std::fs::File::create(&pcap).expect("create"));
+    let mut w = PcapWriter::new(file, 65535, LINKTYPE_ETHERNET).expect("pcap");
+    let dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+    let mut t: i64 = 1_700_000_000_000_000;
+    for (flows, per_flow, base) in [(100_000u32, 2u16, 0x0a00_0000u32), (20_000, 5, 0x0b00_0000)] {
+        for i in 0..flows {
+            let src = IpAddr::V4(Ipv4Addr::from(base + i));
+            for k in 0..per_flow {
+                let payload = rtp_payload(k, u32::from(k) * 160, i);
+                let l4 = L4::Udp {
+                    sport: 20_000,
+                    dport: 30_000,
+                    payload: &payload,
+                };
+                let f = frame::packet(&[], src, dst, 1, &l4);
+                w.write(t, &f, f.len() as u32).expect("write");
+                t += 5;
+            }
+        }
+    }
+    w.finish().expect("finish");
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(&cfg, "[rtp]\nmax_candidates = 10000\nmax_streams = 5000\n").expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_moni-node"))
+        .args(["replay", "--json", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg(&pcap)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = &j["voip"];
+    assert_eq!(v["streams"], 20_000, "every confirmed stream is written");
+    assert_eq!(v["streams_evicted"], 15_000);
+    assert!(v["candidates_evicted"].as_u64().expect("count") >= 90_000);
+    let rss = j["peak_rss_bytes"].as_u64().expect("rss");
+    assert!(rss < 200 * 1000 * 1000, "peak RSS {rss}");
+}
+
+#[test]
+fn stream_and_window_rows_carry_quality_and_ids() {
+    let Some(c) = corpus() else { return };
+    let out = tempfile::tempdir().expect("tempdir");
+    replay_files(&[c.join("voip/SIP_DTMF2.pcap")], None, out.path(), "");
+    use arrow::array::{Array, Float64Array, Int64Array, StringArray, UInt64Array};
+    let streams = read_dataset(&out.path().join("rtp_streams"));
+    let windows = read_dataset(&out.path().join("rtp_windows"));
+    let total_window_packets: u64 = windows
+        .iter()
+        .map(|b| {
+            col::<UInt64Array>(b, "packets_received")
+                .values()
+                .iter()
+                .sum::<u64>()
+        })
+        .sum();
+    let total_stream_packets: u64 = streams
+        .iter()
+        .map(|b| {
+            col::<UInt64Array>(b, "packets_received")
+                .values()
+                .iter()
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(
+        total_window_packets, total_stream_packets,
+        "windows partition the streams"
+    );
+    let window_lost: i64 = windows
+        .iter()
+        .map(|b| {
+            col::<Int64Array>(b, "packets_lost")
+                .values()
+                .iter()
+                .sum::<i64>()
+        })
+        .sum();
+    assert_eq!(
+        window_lost, 2,
+        "the two lost packets of 0x9A7B5382, per window, not cumulative"
+    );
+    for b in &streams {
+        let call = col::<StringArray>(b, "call_id");
+        let mos = col::<Float64Array>(b, "mos_lq");
+        for i in 0..b.num_rows() {
+            assert!(
+                !call.is_null(i),
+                "SDP-announced streams carry their Call-ID"
+            );
+            assert!((1.0..=4.5).contains(&mos.value(i)));
+        }
+    }
+}
