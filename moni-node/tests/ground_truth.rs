@@ -122,4 +122,23 @@ fn committed_samples_are_what_the_generator_makes() {
         );
         assert_eq!(truth(&s), load_truth(&format!("{name}.truth.json")));
     }
+    for (name, (s, t)) in [
+        ("voip-impairments", moni_samples::voip::impaired_calls(1)),
+        ("paper-miniature", moni_samples::voip::paper_miniature(1)),
+    ] {
+        let path = dir.path().join(format!("{name}.pcap"));
+        write_pcap(&s, &path).expect("write");
+        let fresh = std::fs::read(&path).expect("read");
+        let committed = std::fs::read(sample(&format!("{name}.pcap"))).expect("committed");
+        assert!(
+            fresh == committed,
+            "{name}.pcap differs from the generator's output"
+        );
+        let text = std::fs::read_to_string(sample(&format!("{name}.truth.json"))).expect("truth");
+        let committed: moni_samples::voip::VoipTruth = serde_json::from_str(&text).expect("json");
+        // Compare through the same JSON round trip (floats parse inexactly).
+        let fresh: moni_samples::voip::VoipTruth =
+            serde_json::from_str(&serde_json::to_string(&t).expect("encode")).expect("json");
+        assert_eq!(fresh, committed, "{name}.truth.json");
+    }
 }

@@ -152,3 +152,67 @@ fn stream_and_window_rows_carry_quality_and_ids() {
         }
     }
 }
+
+#[test]
+fn generated_impairments_match_the_ground_truth() {
+    use arrow::array::{
+        Float64Array, Int64Array, StringArray, UInt16Array, UInt32Array, UInt64Array,
+    };
+    let truth: moni_samples::voip::VoipTruth = serde_json::from_str(
+        &std::fs::read_to_string(sample("voip-impairments.truth.json")).expect("truth"),
+    )
+    .expect("json");
+    let out = tempfile::tempdir().expect("tempdir");
+    replay_files(&[sample("voip-impairments.pcap")], None, out.path(), "");
+    let batches = read_dataset(&out.path().join("rtp_streams"));
+    let mut matched = 0;
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            let ssrc = col::<UInt32Array>(b, "ssrc").value(i);
+            let t = truth
+                .streams
+                .iter()
+                .find(|t| t.ssrc == ssrc)
+                .unwrap_or_else(|| panic!("stream {ssrc:#x} not in truth"));
+            assert_eq!(col::<StringArray>(b, "src_addr").value(i), t.src_addr);
+            assert_eq!(col::<UInt16Array>(b, "dst_port").value(i), t.dst_port);
+            assert_eq!(col::<StringArray>(b, "call_id").value(i), t.call_id);
+            assert_eq!(
+                col::<UInt64Array>(b, "packets_received").value(i),
+                t.packets_received,
+                "{}",
+                t.call_id
+            );
+            assert_eq!(
+                col::<Int64Array>(b, "packets_expected").value(i),
+                t.packets_expected,
+                "{}",
+                t.call_id
+            );
+            assert_eq!(
+                col::<Int64Array>(b, "packets_lost").value(i),
+                t.packets_lost,
+                "{}",
+                t.call_id
+            );
+            assert_eq!(
+                col::<UInt64Array>(b, "duplicates").value(i),
+                t.duplicates,
+                "{}",
+                t.call_id
+            );
+            let j = col::<Float64Array>(b, "jitter_ms").value(i);
+            assert!(
+                (j - t.jitter_ms).abs() <= (0.01 * t.jitter_ms).max(0.01),
+                "{}: jitter {j} vs {}",
+                t.call_id,
+                t.jitter_ms
+            );
+            matched += 1;
+        }
+    }
+    assert_eq!(matched, truth.streams.len());
+    // The impairments are real: some loss, duplicates and a wraparound.
+    assert!(truth.streams.iter().any(|t| t.packets_lost > 10));
+    assert!(truth.streams.iter().any(|t| t.duplicates > 0));
+}

@@ -14,8 +14,8 @@
 //! - Interarrival jitter per A.8 with gain 1/16, in ms, computed as tshark's
 //!   RTP analysis does (so tshark can judge it): every packet updates the
 //!   jitter, but the maximum and the mean, like the max delta, only take
-//!   "regular" packets: not the first, not marked, not comfort noise, not
-//!   right after comfort noise, and not with a timestamp going backwards.
+//!   "regular" packets: not the first, not marked, not comfort noise, and
+//!   not right after comfort noise (a reordered packet is regular).
 //!   The mean is tshark's: a running mean weighted by all packets after
 //!   the first, updated on regular packets. Packets whose payload type has
 //!   no clock rate (telephone-event, as tshark treats it) do not touch the
@@ -74,7 +74,6 @@ pub struct StreamStats {
     /// Media time of the last packet with a known clock (jitter reference).
     prev_ts: u32,
     has_clocked: bool,
-    prev_any_ts: u32,
     prev_cn: bool,
 }
 
@@ -110,7 +109,6 @@ impl StreamStats {
             prev_arrival_us: arrival.micros(),
             prev_ts: h.timestamp,
             has_clocked: clock_rate.is_some(),
-            prev_any_ts: h.timestamp,
             prev_cn: is_comfort_noise(h.payload_type),
         };
         s.mark_seen(s.max_ext);
@@ -143,7 +141,6 @@ impl StreamStats {
 
         // Timing, in arrival order (see the module doc).
         let delta_ms = (arrival.micros() - self.prev_arrival_us) as f64 / 1000.0;
-        let backwards = (h.timestamp.wrapping_sub(self.prev_any_ts) as i32) < 0;
         let clock = clock.filter(|r| *r > 0);
         if let Some(rate) = clock {
             if self.has_clocked {
@@ -156,7 +153,9 @@ impl StreamStats {
             self.prev_ts = h.timestamp;
         }
         let cn = is_comfort_noise(h.payload_type);
-        let regular = !h.marker && !cn && !self.prev_cn && !backwards;
+        // tshark flags a backwards timestamp only on marked packets, which
+        // are irregular anyway; a reordered packet stays regular.
+        let regular = !h.marker && !cn && !self.prev_cn;
         self.last_regular_delta_ms = regular.then_some(delta_ms);
         if regular {
             self.max_delta_ms = self.max_delta_ms.max(delta_ms);
@@ -170,7 +169,6 @@ impl StreamStats {
         }
         self.prev_cn = cn;
         self.prev_arrival_us = arrival.micros();
-        self.prev_any_ts = h.timestamp;
     }
 
     fn observe_seq(&mut self, seq: u16) {

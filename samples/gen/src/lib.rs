@@ -12,6 +12,7 @@ pub mod rng;
 pub mod scenario;
 pub mod stream;
 pub mod truth;
+pub mod voip;
 
 use std::fs::File;
 use std::io::BufWriter;

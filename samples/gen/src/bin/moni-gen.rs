@@ -24,6 +24,11 @@ enum Cmd {
     /// The background traffic duplicated into VLAN 100 (A, production) and
     /// VLAN 200 (B, shadow), with ground truth.
     VlanShadow(Out),
+    /// SIP calls with G.711 media under every impairment kind, with truth.
+    Voip(Out),
+    /// The paper's Table 1 in miniature: one call through VNets A and B
+    /// (and the receiver's view) over six 10 s phases, with truth.
+    Paper(Out),
     /// A SYN flood from distinct spoofed sources.
     SynFlood {
         #[arg(long)]
@@ -73,10 +78,36 @@ fn write_scenario(s: &scenario::Scenario, out: &Out) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn write_voip(
+    s: &scenario::Scenario,
+    t: &moni_samples::voip::VoipTruth,
+    out: &Out,
+) -> anyhow::Result<()> {
+    write_pcap(s, &out.out).with_context(|| format!("writing {}", out.out.display()))?;
+    fs::write(&out.truth, serde_json::to_string_pretty(t)? + "\n")
+        .with_context(|| format!("writing {}", out.truth.display()))?;
+    println!(
+        "{}: {} packets, {} RTP streams -> {}",
+        t.scenario,
+        s.packets.len(),
+        t.streams.len(),
+        out.out.display()
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Background(o) => write_scenario(&scenario::background(o.seed), &o),
         Cmd::VlanShadow(o) => write_scenario(&scenario::vlan_shadow(o.seed), &o),
+        Cmd::Voip(o) => {
+            let (s, t) = moni_samples::voip::impaired_calls(o.seed);
+            write_voip(&s, &t, &o)
+        }
+        Cmd::Paper(o) => {
+            let (s, t) = moni_samples::voip::paper_miniature(o.seed);
+            write_voip(&s, &t, &o)
+        }
         Cmd::SynFlood { out, sources, seed } => {
             let t = stream::syn_flood(&out, sources, seed)
                 .with_context(|| format!("writing {}", out.display()))?;
