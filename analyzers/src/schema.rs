@@ -359,6 +359,80 @@ pub fn rtp_windows_batch(
     RecordBatch::try_new(rtp_windows_schema(), c)
 }
 
+/// Schema of `rtp_compare`: one row per stream and window seen in both a
+/// production and a shadow VNet.
+pub fn rtp_compare_schema() -> SchemaRef {
+    use DataType::*;
+    schema(
+        "rtp_compare",
+        vec![
+            field("production_vnet", Utf8, false, None),
+            field("shadow_vnet", Utf8, false, None),
+            field("ssrc", UInt32, false, None),
+            field("src_addr", Utf8, false, None),
+            field("src_port", UInt16, false, None),
+            field("dst_addr", Utf8, false, None),
+            field("dst_port", UInt16, false, None),
+            field("call_id", Utf8, true, None),
+            field("window_start", ts_type(), false, None),
+            field("window_secs", UInt32, false, None),
+            field("mos_production", Float64, false, None),
+            field("mos_shadow", Float64, false, None),
+            field("mos_diff", Float64, false, None),
+            field("loss_production", Float64, false, None),
+            field("loss_shadow", Float64, false, None),
+            field("jitter_production_ms", Float64, false, None),
+            field("jitter_shadow_ms", Float64, false, None),
+            field("verdict", Utf8, false, None),
+        ],
+    )
+}
+
+/// Converts comparison records into a batch of [`rtp_compare_schema`].
+pub fn rtp_compare_batch(
+    r: &[crate::voip::compare::RtpCompareRecord],
+    vnets: &VnetMap,
+) -> Result<RecordBatch, ArrowError> {
+    let f = |g: fn(&crate::voip::compare::RtpCompareRecord) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(r.iter().map(g)))
+    };
+    let c: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| vnets.get(x.production).name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| vnets.get(x.shadow).name.as_str()),
+        )),
+        Arc::new(UInt32Array::from_iter_values(r.iter().map(|x| x.ssrc))),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.src_addr.to_string()),
+        )),
+        Arc::new(UInt16Array::from_iter_values(r.iter().map(|x| x.src_port))),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.dst_addr.to_string()),
+        )),
+        Arc::new(UInt16Array::from_iter_values(r.iter().map(|x| x.dst_port))),
+        Arc::new(StringArray::from(
+            r.iter().map(|x| x.call_id.clone()).collect::<Vec<_>>(),
+        )),
+        ts_col(r.iter().map(|x| x.window_start.micros()).collect()),
+        Arc::new(UInt32Array::from_iter_values(
+            r.iter().map(|x| x.window_secs),
+        )),
+        f(|x| x.mos_production),
+        f(|x| x.mos_shadow),
+        f(|x| x.mos_diff),
+        f(|x| x.loss_production),
+        f(|x| x.loss_shadow),
+        f(|x| x.jitter_production_ms),
+        f(|x| x.jitter_shadow_ms),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.verdict.as_str()),
+        )),
+    ];
+    RecordBatch::try_new(rtp_compare_schema(), c)
+}
+
 fn ts_col(v: Vec<i64>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
 }

@@ -32,6 +32,7 @@
 //! g711_plc = true
 //! unknown_codec_ie = 10.0
 //! unknown_codec_bpl = 10.0
+//! compare_tolerance = 0.1
 //!
 //! [output]
 //! dir = "moni-out"
@@ -107,6 +108,9 @@ pub struct RtpSection {
     /// E-model Ie and Bpl of codecs G.113 does not list. Default 10 and 10.
     pub unknown_codec_ie: f64,
     pub unknown_codec_bpl: f64,
+    /// Shadow and production windows whose MOS differ by at most this are
+    /// `equal`. Default 0.1.
+    pub compare_tolerance: f64,
 }
 
 impl Default for RtpSection {
@@ -125,6 +129,7 @@ impl Default for RtpSection {
             g711_plc: d.g711_plc,
             unknown_codec_ie: d.unknown_codec.ie,
             unknown_codec_bpl: d.unknown_codec.bpl,
+            compare_tolerance: 0.1,
         }
     }
 }
@@ -236,6 +241,7 @@ pub struct Resolved {
     pub flows: FlowConfig,
     pub bins: BinConfig,
     pub rtp: RtpConfig,
+    pub compare_tolerance: f64,
     pub output: OutputConfig,
 }
 
@@ -353,6 +359,9 @@ impl NodeConfig {
                 "must be above 0 and at most 100",
             ));
         }
+        if !(0.0..=4.0).contains(&r.compare_tolerance) {
+            return Err(invalid("rtp.compare_tolerance", "must be between 0 and 4"));
+        }
         let o = &self.output;
         if o.rotate_secs == 0 {
             return Err(invalid("output.rotate_secs", "must be at least 1"));
@@ -395,6 +404,7 @@ impl NodeConfig {
                     bpl: r.unknown_codec_bpl,
                 },
             },
+            compare_tolerance: r.compare_tolerance,
             output: self.output.clone(),
         })
     }

@@ -9,7 +9,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use analyzers::record::EndReason;
+use analyzers::record::{EndReason, RtpWindowRecord};
+use analyzers::vnet::Role;
+use analyzers::voip::compare;
 use analyzers::LinkType;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -36,6 +38,29 @@ pub struct ReplayOptions {
     pub progress: bool,
 }
 
+/// Window records kept in memory for the shadow/production comparison.
+const MAX_COMPARE_WINDOWS: usize = 2_000_000;
+
+/// Keeps the windows of production and shadow VNets for the comparison at
+/// the end, up to [`MAX_COMPARE_WINDOWS`] (the rest are counted).
+fn keep_for_compare(
+    kept: &mut Vec<RtpWindowRecord>,
+    dropped: &mut u64,
+    windows: Vec<RtpWindowRecord>,
+    vnets: &analyzers::vnet::VnetMap,
+) {
+    for w in windows {
+        if !matches!(vnets.get(w.id.vnet).role, Role::Production | Role::Shadow) {
+            continue;
+        }
+        if kept.len() < MAX_COMPARE_WINDOWS {
+            kept.push(w);
+        } else {
+            *dropped += 1;
+        }
+    }
+}
+
 /// Batches in flight between the reader thread and the analysis thread.
 const QUEUE_DEPTH: usize = 16;
 
@@ -59,6 +84,8 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     let mut engine = Engine::new(config);
     let mut out = Datasets::create(&opts.out_dir, &config.output)?;
     let mut files = Vec::new();
+    let mut compare_windows: Vec<RtpWindowRecord> = Vec::new();
+    let mut compare_dropped: u64 = 0;
     let show_progress = opts.progress && std::io::stderr().is_terminal();
 
     let (tx, rx) = crossbeam_channel::bounded::<ReaderMsg>(QUEUE_DEPTH);
@@ -85,6 +112,12 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
                     if engine.pending_rtp() >= BIN_BATCH {
                         let (w, s) = engine.take_rtp();
                         out.write_rtp(&w, &s, engine.vnets())?;
+                        keep_for_compare(
+                            &mut compare_windows,
+                            &mut compare_dropped,
+                            w,
+                            engine.vnets(),
+                        );
                     }
                     out.rotate_if_due()?;
                 }
@@ -110,6 +143,21 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     out.write_bins(&engine.take_bins(), engine.vnets())?;
     let (rtp_windows, rtp_streams) = engine.take_rtp();
     out.write_rtp(&rtp_windows, &rtp_streams, engine.vnets())?;
+    keep_for_compare(
+        &mut compare_windows,
+        &mut compare_dropped,
+        rtp_windows,
+        engine.vnets(),
+    );
+    let tolerance = config.compare_tolerance;
+    let pairs = compare::compare_windows(&compare_windows, engine.vnets(), tolerance);
+    out.write_compare(&pairs, engine.vnets())?;
+    let comparison = crate::summary::comparison_summary(
+        &compare::per_window(&pairs, tolerance),
+        engine.vnets(),
+        tolerance,
+        compare_dropped,
+    );
     out.close()?;
     let voip = crate::summary::voip_summary(engine.counters(), engine.vnets(), engine.rtp_stats());
 
@@ -156,6 +204,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         late_bin_rows: engine.late_bin_rows(),
         output_dir: opts.out_dir.display().to_string(),
         voip,
+        comparison,
         datasets: out
             .all()
             .iter()

@@ -111,6 +111,62 @@ pub fn voip_summary(
     }
 }
 
+/// One window of the shadow/production comparison (mean over streams).
+#[derive(Clone, Debug, Serialize)]
+pub struct ComparisonWindow {
+    pub production: String,
+    pub shadow: String,
+    pub window_start_us: i64,
+    pub streams: u64,
+    pub mos_production: f64,
+    pub mos_shadow: f64,
+    pub loss_production: f64,
+    pub loss_shadow: f64,
+    pub verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ComparisonSummary {
+    pub tolerance: f64,
+    pub windows: Vec<ComparisonWindow>,
+    pub shadow_better: u64,
+    pub production_better: u64,
+    pub equal: u64,
+    /// Window records beyond the in-memory cap, not compared.
+    pub windows_not_compared: u64,
+}
+
+pub fn comparison_summary(
+    per_window: &[analyzers::voip::compare::WindowVerdict],
+    vnets: &analyzers::vnet::VnetMap,
+    tolerance: f64,
+    dropped: u64,
+) -> ComparisonSummary {
+    use analyzers::voip::compare::Verdict;
+    let count = |v: Verdict| per_window.iter().filter(|w| w.verdict == v).count() as u64;
+    ComparisonSummary {
+        tolerance,
+        shadow_better: count(Verdict::ShadowBetter),
+        production_better: count(Verdict::ProductionBetter),
+        equal: count(Verdict::Equal),
+        windows_not_compared: dropped,
+        windows: per_window
+            .iter()
+            .map(|w| ComparisonWindow {
+                production: vnets.get(w.production).name.clone(),
+                shadow: vnets.get(w.shadow).name.clone(),
+                window_start_us: w.window_start.micros(),
+                streams: w.streams,
+                mos_production: w.mos_production,
+                mos_shadow: w.mos_shadow,
+                loss_production: w.loss_production,
+                loss_shadow: w.loss_shadow,
+                verdict: w.verdict.as_str(),
+            })
+            .collect(),
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct DatasetSummary {
     pub dataset: String,
@@ -131,6 +187,7 @@ pub struct Summary {
     pub vnets: Vec<VnetSummary>,
     pub late_bin_rows: u64,
     pub voip: VoipSummary,
+    pub comparison: ComparisonSummary,
     pub output_dir: String,
     pub datasets: Vec<DatasetSummary>,
     pub elapsed_secs: f64,
@@ -213,6 +270,37 @@ impl Summary {
                     x.mos_cq_min.unwrap_or(f64::NAN)
                 );
             }
+        }
+        let c = &self.comparison;
+        if !c.windows.is_empty() {
+            let _ = writeln!(
+                s,
+                "  shadow vs production (MOS-CQ per window, mean over streams; equal within {}):",
+                c.tolerance
+            );
+            let _ = writeln!(
+                s,
+                "    {:<20} {:>12} {:>8} {:>8} {:>7} {:>7}  verdict",
+                "window (UTC s)", "vnets", "MOS prod", "MOS shad", "loss P", "loss S"
+            );
+            for w in &c.windows {
+                let _ = writeln!(
+                    s,
+                    "    {:<20} {:>12} {:>8.2} {:>8.2} {:>6.1}% {:>6.1}%  {}",
+                    w.window_start_us / 1_000_000,
+                    format!("{}/{}", w.production, w.shadow),
+                    w.mos_production,
+                    w.mos_shadow,
+                    w.loss_production * 100.0,
+                    w.loss_shadow * 100.0,
+                    w.verdict
+                );
+            }
+            let _ = writeln!(
+                s,
+                "    windows: {} shadow better, {} production better, {} equal",
+                c.shadow_better, c.production_better, c.equal
+            );
         }
         for d in &self.datasets {
             let _ = writeln!(

@@ -4,6 +4,7 @@
 //! Call records and the shadow/production comparison will join them here.
 
 pub mod codec;
+pub mod compare;
 pub mod emodel;
 pub mod rtp;
 pub mod sdp;

@@ -17,6 +17,7 @@ pub struct Datasets {
     pub bins: DatasetWriter,
     pub rtp_streams: DatasetWriter,
     pub rtp_windows: DatasetWriter,
+    pub rtp_compare: DatasetWriter,
 }
 
 impl Datasets {
@@ -36,17 +37,36 @@ impl Datasets {
                 schema::rtp_windows_schema(),
                 config,
             )?,
+            rtp_compare: DatasetWriter::new(
+                out_dir,
+                "rtp_compare",
+                schema::rtp_compare_schema(),
+                config,
+            )?,
         })
     }
 
     /// Every dataset, in a stable order.
-    pub fn all(&self) -> [&DatasetWriter; 4] {
+    pub fn all(&self) -> [&DatasetWriter; 5] {
         [
             &self.flows,
             &self.bins,
             &self.rtp_streams,
             &self.rtp_windows,
+            &self.rtp_compare,
         ]
+    }
+
+    pub fn write_compare(
+        &mut self,
+        r: &[analyzers::voip::compare::RtpCompareRecord],
+        vnets: &VnetMap,
+    ) -> Result<(), ExportError> {
+        if r.is_empty() {
+            return Ok(());
+        }
+        let b = schema::rtp_compare_batch(r, vnets).map_err(|e| arrow_error("rtp_compare", e))?;
+        self.rtp_compare.write(&b)
     }
 
     pub fn write_rtp(
@@ -88,7 +108,8 @@ impl Datasets {
         self.flows.rotate_if_due()?;
         self.bins.rotate_if_due()?;
         self.rtp_streams.rotate_if_due()?;
-        self.rtp_windows.rotate_if_due()
+        self.rtp_windows.rotate_if_due()?;
+        self.rtp_compare.rotate_if_due()
     }
 
     /// Completes every open file.
@@ -96,7 +117,8 @@ impl Datasets {
         self.flows.close_current()?;
         self.bins.close_current()?;
         self.rtp_streams.close_current()?;
-        self.rtp_windows.close_current()
+        self.rtp_windows.close_current()?;
+        self.rtp_compare.close_current()
     }
 }
 

@@ -1,0 +1,245 @@
+//! Shadow versus production: the same duplicated call seen in a production
+//! VNet and a shadow VNet (same SSRC, same inner 5-tuple) is paired window
+//! by window, and each pair gets a verdict.
+//!
+//! MOS here is the conversational MOS-CQ of each window. Two windows are
+//! `equal` when their MOS differs by at most the tolerance (default 0.1,
+//! about the resolution at which listeners tell calls apart); otherwise the
+//! higher wins. Both the node and the collector use this module.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::record::RtpWindowRecord;
+use crate::time::Timestamp;
+use crate::vnet::{Role, VnetId, VnetMap};
+
+/// Verdict of one window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    ShadowBetter,
+    ProductionBetter,
+    Equal,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::ShadowBetter => "shadow_better",
+            Verdict::ProductionBetter => "production_better",
+            Verdict::Equal => "equal",
+        }
+    }
+
+    /// The verdict for MOS values of the two VNets.
+    pub fn of(mos_production: f64, mos_shadow: f64, tolerance: f64) -> Verdict {
+        let diff = mos_shadow - mos_production;
+        if diff.abs() <= tolerance {
+            Verdict::Equal
+        } else if diff > 0.0 {
+            Verdict::ShadowBetter
+        } else {
+            Verdict::ProductionBetter
+        }
+    }
+}
+
+/// One stream's window in both VNets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RtpCompareRecord {
+    pub production: VnetId,
+    pub shadow: VnetId,
+    pub ssrc: u32,
+    pub src_addr: IpAddr,
+    pub src_port: u16,
+    pub dst_addr: IpAddr,
+    pub dst_port: u16,
+    pub call_id: Option<String>,
+    pub window_start: Timestamp,
+    pub window_secs: u32,
+    pub mos_production: f64,
+    pub mos_shadow: f64,
+    /// Shadow minus production.
+    pub mos_diff: f64,
+    pub loss_production: f64,
+    pub loss_shadow: f64,
+    pub jitter_production_ms: f64,
+    pub jitter_shadow_ms: f64,
+    pub verdict: Verdict,
+}
+
+type PairKey = (i64, u32, IpAddr, u16, IpAddr, u16);
+
+fn key(w: &RtpWindowRecord) -> PairKey {
+    (
+        w.window_start.micros(),
+        w.id.ssrc,
+        w.id.src_addr,
+        w.id.src_port,
+        w.id.dst_addr,
+        w.id.dst_port,
+    )
+}
+
+/// Pairs the windows of every production VNet with those of every shadow
+/// VNet. Output is ordered by window, then stream.
+pub fn compare_windows(
+    windows: &[RtpWindowRecord],
+    vnets: &VnetMap,
+    tolerance: f64,
+) -> Vec<RtpCompareRecord> {
+    let role = |v: VnetId| vnets.get(v).role;
+    let mut by_vnet: BTreeMap<VnetId, BTreeMap<PairKey, &RtpWindowRecord>> = BTreeMap::new();
+    for w in windows {
+        if matches!(role(w.id.vnet), Role::Production | Role::Shadow) {
+            by_vnet.entry(w.id.vnet).or_default().insert(key(w), w);
+        }
+    }
+    let mut out = Vec::new();
+    for (p, pw) in by_vnet
+        .iter()
+        .filter(|(v, _)| role(**v) == Role::Production)
+    {
+        for (s, sw) in by_vnet.iter().filter(|(v, _)| role(**v) == Role::Shadow) {
+            for (k, a) in pw {
+                let Some(b) = sw.get(k) else { continue };
+                let (mp, ms) = (a.quality.mos_cq, b.quality.mos_cq);
+                out.push(RtpCompareRecord {
+                    production: *p,
+                    shadow: *s,
+                    ssrc: a.id.ssrc,
+                    src_addr: a.id.src_addr,
+                    src_port: a.id.src_port,
+                    dst_addr: a.id.dst_addr,
+                    dst_port: a.id.dst_port,
+                    call_id: a.id.call_id.clone().or_else(|| b.id.call_id.clone()),
+                    window_start: a.window_start,
+                    window_secs: a.window_secs,
+                    mos_production: mp,
+                    mos_shadow: ms,
+                    mos_diff: ms - mp,
+                    loss_production: a.quality.loss_ratio,
+                    loss_shadow: b.quality.loss_ratio,
+                    jitter_production_ms: a.quality.jitter_ms,
+                    jitter_shadow_ms: b.quality.jitter_ms,
+                    verdict: Verdict::of(mp, ms, tolerance),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.window_start, a.production, a.shadow, a.ssrc, a.src_port).cmp(&(
+            b.window_start,
+            b.production,
+            b.shadow,
+            b.ssrc,
+            b.src_port,
+        ))
+    });
+    out
+}
+
+/// One row per window across all paired streams: mean MOS per VNet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowVerdict {
+    pub production: VnetId,
+    pub shadow: VnetId,
+    pub window_start: Timestamp,
+    pub streams: u64,
+    pub mos_production: f64,
+    pub mos_shadow: f64,
+    pub loss_production: f64,
+    pub loss_shadow: f64,
+    pub verdict: Verdict,
+}
+
+/// Aggregates paired records per window (mean over streams).
+pub fn per_window(records: &[RtpCompareRecord], tolerance: f64) -> Vec<WindowVerdict> {
+    let mut acc: BTreeMap<(i64, VnetId, VnetId), (u64, f64, f64, f64, f64)> = BTreeMap::new();
+    for r in records {
+        let e = acc
+            .entry((r.window_start.micros(), r.production, r.shadow))
+            .or_default();
+        e.0 += 1;
+        e.1 += r.mos_production;
+        e.2 += r.mos_shadow;
+        e.3 += r.loss_production;
+        e.4 += r.loss_shadow;
+    }
+    acc.into_iter()
+        .map(|((t, p, s), (n, mp, ms, lp, ls))| {
+            let n_f = n as f64;
+            let (mp, ms) = (mp / n_f, ms / n_f);
+            WindowVerdict {
+                production: p,
+                shadow: s,
+                window_start: Timestamp(t),
+                streams: n,
+                mos_production: mp,
+                mos_shadow: ms,
+                loss_production: lp / n_f,
+                loss_shadow: ls / n_f,
+                verdict: Verdict::of(mp, ms, tolerance),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{RtpQuality, RtpStreamId};
+    use crate::vnet::parse_vnet_map_spec;
+
+    fn window(vnet: u16, t: i64, mos: f64) -> RtpWindowRecord {
+        RtpWindowRecord {
+            id: RtpStreamId {
+                vnet: VnetId(vnet),
+                ssrc: 7,
+                src_addr: "10.0.0.1".parse().expect("addr"),
+                src_port: 4000,
+                dst_addr: "10.0.0.2".parse().expect("addr"),
+                dst_port: 5000,
+                payload_type: 0,
+                codec: "PCMU".into(),
+                call_id: None,
+            },
+            window_start: Timestamp::from_secs(t),
+            window_secs: 10,
+            quality: RtpQuality {
+                mos_cq: mos,
+                ..RtpQuality::default()
+            },
+            capture_drops: 0,
+        }
+    }
+
+    #[test]
+    fn pairs_windows_and_judges_them() {
+        let m = parse_vnet_map_spec("100=A:production,200=B:shadow").expect("spec");
+        let vnets = VnetMap::new(&m, "default", Role::Monitor).expect("map");
+        // VnetIds: 0 default, 1 A, 2 B.
+        let w = vec![
+            window(1, 0, 4.3),
+            window(2, 0, 4.35),
+            window(1, 10, 3.2),
+            window(2, 10, 4.3),
+            window(1, 20, 4.4),
+            window(2, 20, 3.9),
+            window(1, 30, 4.0), // no shadow counterpart
+            window(0, 0, 1.0),  // not production or shadow
+        ];
+        let r = compare_windows(&w, &vnets, 0.1);
+        let verdicts: Vec<_> = r.iter().map(|x| x.verdict).collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                Verdict::Equal,
+                Verdict::ShadowBetter,
+                Verdict::ProductionBetter
+            ]
+        );
+        assert!((r[1].mos_diff - 1.1).abs() < 1e-9);
+        assert_eq!(per_window(&r, 0.1).len(), 3);
+    }
+}
