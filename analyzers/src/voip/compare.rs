@@ -155,7 +155,9 @@ pub struct WindowVerdict {
 
 /// Aggregates paired records per window (mean over streams).
 pub fn per_window(records: &[RtpCompareRecord], tolerance: f64) -> Vec<WindowVerdict> {
-    let mut acc: BTreeMap<(i64, VnetId, VnetId), (u64, f64, f64, f64, f64)> = BTreeMap::new();
+    // (window, production, shadow) -> (streams, sums of MOS P, MOS S, loss P, loss S)
+    type Sums = (u64, f64, f64, f64, f64);
+    let mut acc: BTreeMap<(i64, VnetId, VnetId), Sums> = BTreeMap::new();
     for r in records {
         let e = acc
             .entry((r.window_start.micros(), r.production, r.shadow))
