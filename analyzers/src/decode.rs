@@ -322,7 +322,17 @@ impl<'a> Decoded<'a> {
 pub fn decode(link: LinkType, frame: &[u8]) -> Decoded<'_> {
     match link {
         LinkType::Ethernet => match LaxSlicedPacket::from_ethernet(frame) {
-            Ok(p) => from_sliced(p),
+            Ok(p) => match pppoe_session(&p) {
+                // PPPoE: decode the PPP payload, keeping the VLAN tags.
+                Some((ether_type, inner)) => {
+                    let mut d = from_ether_type(ether_type, inner);
+                    let outer = from_sliced(p);
+                    d.vlan_ids = outer.vlan_ids;
+                    d.vlan_count = outer.vlan_count;
+                    d
+                }
+                None => from_sliced(p),
+            },
             Err(_) => Decoded::failed(DecodeError::EthernetTruncated),
         },
         LinkType::LinuxSll => match (frame.get(14..16), frame.get(16..)) {
@@ -363,6 +373,24 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Decoded<'_> {
                 _ => Decoded::failed(DecodeError::LoopbackInvalid),
             }
         }
+    }
+}
+
+/// The IP payload of a PPPoE session frame (EtherType 0x8864): a 6-byte
+/// PPPoE header, then the PPP protocol (0x0021 IPv4, 0x0057 IPv6).
+fn pppoe_session<'a>(p: &LaxSlicedPacket<'a>) -> Option<(u16, &'a [u8])> {
+    if p.net.is_some() {
+        return None;
+    }
+    let e = p.ether_payload()?;
+    if e.ether_type.0 != 0x8864 {
+        return None;
+    }
+    let inner = e.payload.get(8..)?;
+    match be16(e.payload.get(6..8)?) {
+        0x0021 => Some((ether_type::IPV4.0, inner)),
+        0x0057 => Some((ether_type::IPV6.0, inner)),
+        _ => None,
     }
 }
 
@@ -705,6 +733,17 @@ mod tests {
             decode(LinkType::LinuxSll, &f[..10]).error,
             Some(DecodeError::SllTruncated)
         );
+    }
+
+    #[test]
+    fn pppoe_session_carries_ip() {
+        let eth = eth_ipv4_tcp_syn();
+        let mut f = eth[..12].to_vec();
+        f.extend_from_slice(&[0x88, 0x64, 0x11, 0x00, 0x18, 0xe5, 0x00, 0x2a, 0x00, 0x21]);
+        f.extend_from_slice(&eth[14..]);
+        let d = decode(LinkType::Ethernet, &f);
+        assert_eq!(d.ports(), Some((1234, 80)));
+        assert_eq!(d.error, None);
     }
 
     #[test]

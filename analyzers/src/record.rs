@@ -229,3 +229,24 @@ pub struct RtpWindowRecord {
     /// the mirror is never mistaken for loss in the network.
     pub capture_drops: u64,
 }
+
+/// One SIP call (dialog established by an INVITE), as the signalling shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallRecord {
+    pub vnet: VnetId,
+    pub call_id: String,
+    /// From and To header values of the INVITE.
+    pub caller: String,
+    pub callee: String,
+    pub invite_time: Timestamp,
+    /// 200 OK to the INVITE.
+    pub answer_time: Option<Timestamp>,
+    pub end_time: Option<Timestamp>,
+    /// `bye`, `cancel`, `rejected_<code>`, `idle`, `end_of_input`, `evicted`.
+    pub end_reason: String,
+    /// INVITE to the first 180/183, ms.
+    pub post_dial_delay_ms: Option<f64>,
+    /// Media endpoints announced in SDP, `addr:port` comma-separated.
+    pub media: String,
+    pub sip_messages: u64,
+}

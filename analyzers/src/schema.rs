@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 use crate::record::{
-    BinRecord, FlowRecord, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord,
+    BinRecord, CallRecord, FlowRecord, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord,
 };
 use crate::vnet::VnetMap;
 
@@ -431,6 +431,67 @@ pub fn rtp_compare_batch(
         )),
     ];
     RecordBatch::try_new(rtp_compare_schema(), c)
+}
+
+/// Schema of `calls`: one row per SIP call.
+pub fn calls_schema() -> SchemaRef {
+    use DataType::*;
+    schema(
+        "calls",
+        vec![
+            field("vnet", Utf8, false, None),
+            field("role", Utf8, false, None),
+            field("call_id", Utf8, false, None),
+            field("caller", Utf8, false, None),
+            field("callee", Utf8, false, None),
+            field("invite_time", ts_type(), false, None),
+            field("answer_time", ts_type(), true, None),
+            field("end_time", ts_type(), true, None),
+            field("end_reason", Utf8, false, None),
+            field("post_dial_delay_ms", Float64, true, None),
+            field("media", Utf8, false, None),
+            field("sip_messages", UInt64, false, None),
+        ],
+    )
+}
+
+/// Converts call records into a batch of [`calls_schema`].
+pub fn calls_batch(r: &[CallRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
+    let c: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| vnets.get(x.vnet).name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| vnets.get(x.vnet).role.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.call_id.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.caller.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.callee.as_str()),
+        )),
+        ts_col(r.iter().map(|x| x.invite_time.micros()).collect()),
+        ts_opt_col(
+            r.iter()
+                .map(|x| x.answer_time.map(|t| t.micros()))
+                .collect(),
+        ),
+        ts_opt_col(r.iter().map(|x| x.end_time.map(|t| t.micros())).collect()),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.end_reason.as_str()),
+        )),
+        Arc::new(Float64Array::from(
+            r.iter().map(|x| x.post_dial_delay_ms).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.media.as_str()),
+        )),
+        u64_col(r, |i| r[i].sip_messages),
+    ];
+    RecordBatch::try_new(calls_schema(), c)
 }
 
 fn ts_col(v: Vec<i64>) -> ArrayRef {

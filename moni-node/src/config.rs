@@ -27,6 +27,7 @@
 //! max_streams = 50000
 //! max_candidates = 65536
 //! max_announced = 65536
+//! max_calls = 50000
 //! jitter_buffer_ms = 60.0
 //! network_delay_ms = 20.0
 //! g711_plc = true
@@ -99,6 +100,7 @@ pub struct RtpSection {
     pub max_streams: usize,
     pub max_candidates: usize,
     pub max_announced: usize,
+    pub max_calls: usize,
     /// Emulated fixed jitter buffer, ms. Default 60.
     pub jitter_buffer_ms: f64,
     /// One-way network delay assumed for MOS-CQ, ms. Default 20.
@@ -124,6 +126,7 @@ impl Default for RtpSection {
             max_streams: d.max_streams,
             max_candidates: d.max_candidates,
             max_announced: d.max_announced,
+            max_calls: d.max_calls,
             jitter_buffer_ms: d.jitter_buffer_ms,
             network_delay_ms: d.network_delay_ms,
             g711_plc: d.g711_plc,
@@ -337,6 +340,7 @@ impl NodeConfig {
             ("rtp.max_streams", r.max_streams),
             ("rtp.max_candidates", r.max_candidates),
             ("rtp.max_announced", r.max_announced),
+            ("rtp.max_calls", r.max_calls),
         ] {
             if v == 0 || v > 10_000_000 {
                 return Err(invalid(key, "must be between 1 and 10000000"));
@@ -396,6 +400,7 @@ impl NodeConfig {
                 max_streams: r.max_streams,
                 max_candidates: r.max_candidates,
                 max_announced: r.max_announced,
+                max_calls: r.max_calls,
                 jitter_buffer_ms: r.jitter_buffer_ms,
                 network_delay_ms: r.network_delay_ms,
                 g711_plc: r.g711_plc,

@@ -168,6 +168,11 @@ impl Engine {
         )
     }
 
+    /// Takes the finished SIP call records.
+    pub fn take_calls(&mut self) -> Vec<analyzers::record::CallRecord> {
+        self.rtp.take_calls()
+    }
+
     pub fn rtp_stats(&self) -> &RtpStats {
         self.rtp.stats()
     }

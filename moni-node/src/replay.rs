@@ -109,6 +109,8 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
                     if engine.pending_bins() >= BIN_BATCH {
                         out.write_bins(&engine.take_bins(), engine.vnets())?;
                     }
+                    let calls = engine.take_calls();
+                    out.write_calls(&calls, engine.vnets())?;
                     if engine.pending_rtp() >= BIN_BATCH {
                         let (w, s) = engine.take_rtp();
                         out.write_rtp(&w, &s, engine.vnets())?;
@@ -143,6 +145,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     out.write_bins(&engine.take_bins(), engine.vnets())?;
     let (rtp_windows, rtp_streams) = engine.take_rtp();
     out.write_rtp(&rtp_windows, &rtp_streams, engine.vnets())?;
+    out.write_calls(&engine.take_calls(), engine.vnets())?;
     keep_for_compare(
         &mut compare_windows,
         &mut compare_dropped,

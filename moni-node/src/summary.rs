@@ -71,6 +71,7 @@ pub struct VoipVnetSummary {
 #[derive(Clone, Debug, Serialize)]
 pub struct VoipSummary {
     pub sip_messages: u64,
+    pub calls: u64,
     pub rtp_packets: u64,
     pub rtcp_packets: u64,
     pub streams: u64,
@@ -102,6 +103,7 @@ pub fn voip_summary(
         .collect();
     VoipSummary {
         sip_messages: stats.sip_messages,
+        calls: stats.calls_started,
         rtp_packets: stats.rtp_packets,
         rtcp_packets: stats.rtcp_packets,
         streams: per_vnet.iter().map(|v| v.streams).sum(),
@@ -254,8 +256,8 @@ impl Summary {
         if v.streams > 0 || v.sip_messages > 0 {
             let _ = writeln!(
                 s,
-                "  voip: {} SIP messages, {} RTP streams ({} evicted), {} RTCP packets",
-                v.sip_messages, v.streams, v.streams_evicted, v.rtcp_packets
+                "  voip: {} SIP messages, {} calls, {} RTP streams ({} evicted), {} RTCP packets",
+                v.sip_messages, v.calls, v.streams, v.streams_evicted, v.rtcp_packets
             );
             for x in &v.vnets {
                 let _ = writeln!(

@@ -201,3 +201,72 @@ fn rtp_streams_agree_with_tshark_on_the_corpus() {
     }
     assert!(compared >= 15, "compared {compared} streams");
 }
+
+/// Distinct Call-IDs of INVITEs, as tshark dissects them.
+fn tshark_invite_call_ids(file: &Path, sip_ports: &[u16]) -> std::collections::BTreeSet<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r"]).arg(file);
+    for p in sip_ports {
+        cmd.args(["-d", &format!("udp.port=={p},sip")]);
+    }
+    let out = cmd
+        .args([
+            "-Y",
+            "sip.Method == \"INVITE\"",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Call-ID",
+        ])
+        .output()
+        .expect("tshark");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_call_in_the_sip_captures_is_found() {
+    let Some(c) = corpus() else { return };
+    for (name, ports) in [
+        ("SIP_CALL_RTP_G711.pcap", vec![5060u16]),
+        ("sip-rtp-g711.pcap", vec![5060]),
+        ("SIP_DTMF2.pcap", vec![5060]),
+        ("rtp-protocol-g711a-cn.pcap", vec![5060]),
+        ("aaa.pcap", vec![5060]),
+        ("Asterisk_ZFONE_XLITE.pcap", vec![5060]),
+        ("DTMFsipinfo.pcap", vec![5060]),
+        ("metasploit-sip-invite-spoof.pcap", vec![5060, 10270]),
+        ("sip-ipv6-frag-sll.pcap", vec![5062, 15060, 25060]),
+    ] {
+        let file = if name.starts_with("metasploit") {
+            c.join("attack").join(name)
+        } else {
+            c.join("voip").join(name)
+        };
+        let want = tshark_invite_call_ids(&file, &ports);
+        assert!(!want.is_empty(), "{name}: tshark found no INVITE");
+        let out = tempfile::tempdir().expect("tempdir");
+        let ports_list = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        replay_files(
+            &[file],
+            None,
+            out.path(),
+            &format!("[rtp]\nsip_ports = [{ports_list}]\n"),
+        );
+        let mut got = std::collections::BTreeSet::new();
+        for b in read_dataset(&out.path().join("calls")) {
+            let ids = col::<StringArray>(&b, "call_id");
+            for i in 0..b.num_rows() {
+                got.insert(ids.value(i).to_string());
+            }
+        }
+        assert_eq!(got, want, "{name}");
+    }
+}

@@ -22,7 +22,9 @@ use hashbrown::HashMap;
 
 use crate::decode::{Decoded, Transport};
 use crate::flow::key::Endpoint;
-use crate::record::{EndReason, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord};
+use crate::record::{
+    CallRecord, EndReason, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord,
+};
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
 use crate::voip::codec::{self, Impairment};
@@ -43,8 +45,10 @@ pub struct RtpConfig {
     pub confirm_packets: usize,
     /// A stream without packets this long ends. Default 30 s.
     pub stream_idle_secs: u64,
-    /// Caps. Defaults 50,000 streams, 65,536 candidates, 65,536 endpoints.
+    /// Caps. Defaults 50,000 streams, 65,536 candidates, 65,536 endpoints,
+    /// 50,000 calls.
     pub max_streams: usize,
+    pub max_calls: usize,
     pub max_candidates: usize,
     pub max_announced: usize,
     /// Emulated fixed jitter buffer: a packet later than this behind the
@@ -68,6 +72,7 @@ impl Default for RtpConfig {
             confirm_packets: 4,
             stream_idle_secs: 30,
             max_streams: 50_000,
+            max_calls: 50_000,
             max_candidates: 65_536,
             max_announced: 65_536,
             jitter_buffer_ms: 60.0,
@@ -91,6 +96,8 @@ pub struct RtpStats {
     pub announced_evicted: u64,
     pub rtcp_packets: u64,
     pub rtp_packets: u64,
+    pub calls_started: u64,
+    pub calls_evicted: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -150,6 +157,9 @@ pub struct RtpTracker {
     candidate_order: VecDeque<StreamKey>,
     announced: HashMap<(VnetId, Endpoint), Announced, foldhash::fast::RandomState>,
     announced_order: VecDeque<(VnetId, Endpoint)>,
+    calls: HashMap<(VnetId, String), CallRecord, foldhash::fast::RandomState>,
+    call_order: VecDeque<(VnetId, String)>,
+    finished_calls: Vec<CallRecord>,
     stats: RtpStats,
 }
 
@@ -167,6 +177,9 @@ impl RtpTracker {
             candidate_order: VecDeque::new(),
             announced: HashMap::default(),
             announced_order: VecDeque::new(),
+            calls: HashMap::default(),
+            call_order: VecDeque::new(),
+            finished_calls: Vec::new(),
             stats: RtpStats::default(),
         }
     }
@@ -190,19 +203,27 @@ impl RtpTracker {
         streams: &mut Vec<RtpStreamRecord>,
     ) {
         self.expire(ts, windows, streams);
+        let sip_port = |p: &u16| self.config.sip_ports.contains(p);
+        match (d.ip, d.transport) {
+            // SIP over TCP: one message per segment (no stream reassembly).
+            (
+                Some(_),
+                Transport::Tcp {
+                    src_port, dst_port, ..
+                }
+                | Transport::Udp { src_port, dst_port },
+            ) if sip_port(&src_port) || sip_port(&dst_port) => {
+                if let Some(msg) = sdp::parse_sip(d.payload) {
+                    self.signalling(ts, vnet, msg);
+                }
+                return;
+            }
+            _ => {}
+        }
         let (Some(ip), Transport::Udp { src_port, dst_port }) = (d.ip, d.transport) else {
             return;
         };
         let payload = d.payload;
-        if self.config.sip_ports.contains(&src_port) || self.config.sip_ports.contains(&dst_port) {
-            if let Some(msg) = sdp::parse_sip(payload) {
-                self.stats.sip_messages += 1;
-                for m in msg.media {
-                    self.announce(vnet, m, msg.call_id.clone());
-                }
-            }
-            return;
-        }
         if rtp::looks_like_rtcp(payload) {
             self.stats.rtcp_packets += 1;
             return;
@@ -272,12 +293,120 @@ impl RtpTracker {
         }
     }
 
-    /// Ends every stream (end of input).
+    /// Takes the finished call records.
+    pub fn take_calls(&mut self) -> Vec<CallRecord> {
+        std::mem::take(&mut self.finished_calls)
+    }
+
+    /// Follows a call's signalling: INVITE opens it, 18x gives the
+    /// post-dial delay, 200 the answer, BYE/CANCEL/final errors end it.
+    fn signalling(&mut self, ts: Timestamp, vnet: VnetId, msg: sdp::SipMessage) {
+        self.stats.sip_messages += 1;
+        for m in &msg.media {
+            self.announce(vnet, m.clone(), msg.call_id.clone());
+        }
+        let Some(call_id) = msg.call_id.clone() else {
+            return;
+        };
+        let key = (vnet, call_id);
+        let method = msg.method.as_deref();
+        let cseq_method = msg.cseq.as_ref().map(|(_, m)| m.as_str());
+        if method == Some("INVITE") && !self.calls.contains_key(&key) {
+            if self.calls.len() >= self.config.max_calls.max(1) {
+                self.evict_call();
+            }
+            self.stats.calls_started += 1;
+            if self.call_order.len() > 2 * self.calls.len() + 1024 {
+                let calls = &self.calls;
+                self.call_order.retain(|k| calls.contains_key(k));
+            }
+            self.call_order.push_back(key.clone());
+            self.calls.insert(
+                key.clone(),
+                CallRecord {
+                    vnet,
+                    call_id: key.1.clone(),
+                    caller: msg.from.clone().unwrap_or_default(),
+                    callee: msg.to.clone().unwrap_or_default(),
+                    invite_time: ts,
+                    answer_time: None,
+                    end_time: None,
+                    end_reason: String::new(),
+                    post_dial_delay_ms: None,
+                    media: String::new(),
+                    sip_messages: 0,
+                },
+            );
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.sip_messages += 1;
+        for m in &msg.media {
+            let ep = format!("{}:{}", m.addr, m.port);
+            if !call.media.split(',').any(|e| e == ep) {
+                if !call.media.is_empty() {
+                    call.media.push(',');
+                }
+                call.media.push_str(&ep);
+            }
+        }
+        let since_invite = ts.micros_since(call.invite_time) as f64 / 1000.0;
+        let end = match (method, msg.status, cseq_method) {
+            (_, Some(180 | 183), Some("INVITE")) => {
+                call.post_dial_delay_ms.get_or_insert(since_invite);
+                None
+            }
+            (_, Some(200..=299), Some("INVITE")) => {
+                call.answer_time.get_or_insert(ts);
+                None
+            }
+            // 401/407 challenge the INVITE; the caller retries in the
+            // same call with credentials.
+            (_, Some(401 | 407), Some("INVITE")) => None,
+            (_, Some(code @ 300..=699), Some("INVITE")) if call.answer_time.is_none() => {
+                Some(if code == 487 {
+                    "cancel".to_string()
+                } else {
+                    format!("rejected_{code}")
+                })
+            }
+            (Some("BYE"), _, _) => Some("bye".to_string()),
+            (Some("CANCEL"), _, _) => Some("cancel".to_string()),
+            _ => None,
+        };
+        if let Some(reason) = end {
+            if let Some(mut c) = self.calls.remove(&key) {
+                c.end_time = Some(ts);
+                c.end_reason = reason;
+                self.finished_calls.push(c);
+            }
+        }
+    }
+
+    fn evict_call(&mut self) {
+        while let Some(old) = self.call_order.pop_front() {
+            if let Some(mut c) = self.calls.remove(&old) {
+                c.end_reason = "evicted".into();
+                self.finished_calls.push(c);
+                self.stats.calls_evicted += 1;
+                return;
+            }
+        }
+    }
+
+    /// Ends every stream and call (end of input).
     pub fn flush(
         &mut self,
         windows: &mut Vec<RtpWindowRecord>,
         streams: &mut Vec<RtpStreamRecord>,
     ) {
+        for key in std::mem::take(&mut self.call_order) {
+            if let Some(mut c) = self.calls.remove(&key) {
+                c.end_reason = "end_of_input".into();
+                self.finished_calls.push(c);
+            }
+        }
         let keys: Vec<StreamKey> = self.queue.drain(..).map(|(_, k)| k).collect();
         for k in keys {
             self.finish(k, EndReason::EndOfInput, windows, streams);

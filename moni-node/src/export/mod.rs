@@ -18,6 +18,7 @@ pub struct Datasets {
     pub rtp_streams: DatasetWriter,
     pub rtp_windows: DatasetWriter,
     pub rtp_compare: DatasetWriter,
+    pub calls: DatasetWriter,
 }
 
 impl Datasets {
@@ -43,18 +44,32 @@ impl Datasets {
                 schema::rtp_compare_schema(),
                 config,
             )?,
+            calls: DatasetWriter::new(out_dir, "calls", schema::calls_schema(), config)?,
         })
     }
 
     /// Every dataset, in a stable order.
-    pub fn all(&self) -> [&DatasetWriter; 5] {
+    pub fn all(&self) -> [&DatasetWriter; 6] {
         [
             &self.flows,
             &self.bins,
             &self.rtp_streams,
             &self.rtp_windows,
             &self.rtp_compare,
+            &self.calls,
         ]
+    }
+
+    pub fn write_calls(
+        &mut self,
+        r: &[analyzers::record::CallRecord],
+        vnets: &VnetMap,
+    ) -> Result<(), ExportError> {
+        if r.is_empty() {
+            return Ok(());
+        }
+        let b = schema::calls_batch(r, vnets).map_err(|e| arrow_error("calls", e))?;
+        self.calls.write(&b)
     }
 
     pub fn write_compare(
@@ -109,7 +124,8 @@ impl Datasets {
         self.bins.rotate_if_due()?;
         self.rtp_streams.rotate_if_due()?;
         self.rtp_windows.rotate_if_due()?;
-        self.rtp_compare.rotate_if_due()
+        self.rtp_compare.rotate_if_due()?;
+        self.calls.rotate_if_due()
     }
 
     /// Completes every open file.
@@ -118,7 +134,8 @@ impl Datasets {
         self.bins.close_current()?;
         self.rtp_streams.close_current()?;
         self.rtp_windows.close_current()?;
-        self.rtp_compare.close_current()
+        self.rtp_compare.close_current()?;
+        self.calls.close_current()
     }
 }
 
