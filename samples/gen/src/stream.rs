@@ -135,3 +135,85 @@ pub fn bench(path: &Path, packets: u64, concurrent: usize, seed: u64) -> io::Res
         flows,
     })
 }
+
+/// VoIP throughput input: `calls` concurrent G.711 calls (SIP INVITE, 200
+/// with SDP, ACK, then `secs` of 20 ms media each way), written in time
+/// order. Media captured with a 96-byte snaplen, as a probe would.
+pub fn calls(path: &Path, calls: u32, secs: u32, seed: u64) -> io::Result<StreamTruth> {
+    let mut rng = Rng::new(seed);
+    let mut w = PcapWriter::new(
+        BufWriter::new(File::create(path)?),
+        65_535,
+        LINKTYPE_ETHERNET,
+    )?;
+    let addr = |base: u32, i: u32| IpAddr::V4(Ipv4Addr::from(base + i));
+    let (a_base, b_base) = (
+        u32::from(Ipv4Addr::new(10, 100, 0, 0)),
+        u32::from(Ipv4Addr::new(10, 200, 0, 0)),
+    );
+    let mut packets = 0u64;
+    let mut bytes = 0u64;
+    let mut emit =
+        |w: &mut PcapWriter<BufWriter<File>>, t: i64, f: Vec<u8>, snap: usize| -> io::Result<()> {
+            packets += 1;
+            bytes += f.len() as u64;
+            w.write(t, &f[..snap.min(f.len())], f.len() as u32)
+        };
+    // Signalling: one call every 250 µs.
+    for i in 0..calls {
+        let (a, b) = (addr(a_base, i), addr(b_base, i));
+        let t = T0_US + i64::from(i) * 250;
+        for (k, (src, dst, text)) in [
+            (a, b, format!("INVITE sip:b@{b} SIP/2.0\r\nCall-ID: bench-{i}\r\nCSeq: 1 INVITE\r\nFrom: <sip:a@{a}>;tag=1\r\nTo: <sip:b@{b}>\r\nContent-Type: application/sdp\r\n\r\nv=0\r\nc=IN IP4 {a}\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")),
+            (b, a, format!("SIP/2.0 200 OK\r\nCall-ID: bench-{i}\r\nCSeq: 1 INVITE\r\nFrom: <sip:a@{a}>;tag=1\r\nTo: <sip:b@{b}>;tag=2\r\nContent-Type: application/sdp\r\n\r\nv=0\r\nc=IN IP4 {b}\r\nm=audio 50000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")),
+            (a, b, format!("ACK sip:b@{b} SIP/2.0\r\nCall-ID: bench-{i}\r\nCSeq: 1 ACK\r\n\r\n")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let l4 = L4::Udp { sport: 5060, dport: 5060, payload: text.as_bytes() };
+            emit(&mut w, t + k as i64 * 50, frame::packet(&[], src, dst, 1, &l4), usize::MAX)?;
+        }
+    }
+    // Media: every 20 ms, each call sends one packet each way.
+    let media_start = T0_US + 1_000_000;
+    let payload = [0xffu8; 160];
+    let ticks = secs * 50;
+    for k in 0..ticks {
+        for i in 0..calls {
+            let t =
+                media_start + i64::from(k) * 20_000 + i64::from(i) * 7 + rng.range(0, 500) as i64;
+            for (dir, (src, dst, sport, dport)) in [
+                (addr(a_base, i), addr(b_base, i), 40000u16, 50000u16),
+                (addr(b_base, i), addr(a_base, i), 50000, 40000),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let mut rtp = vec![0x80, 0];
+                rtp.extend_from_slice(&(k as u16).to_be_bytes());
+                rtp.extend_from_slice(&(k * 160).to_be_bytes());
+                rtp.extend_from_slice(&(i * 2 + dir as u32).to_be_bytes());
+                rtp.extend_from_slice(&payload);
+                let l4 = L4::Udp {
+                    sport,
+                    dport,
+                    payload: &rtp,
+                };
+                emit(
+                    &mut w,
+                    t + dir as i64 * 3,
+                    frame::packet(&[], src, dst, 1, &l4),
+                    96,
+                )?;
+            }
+        }
+    }
+    w.finish()?;
+    Ok(StreamTruth {
+        scenario: "calls".into(),
+        packets,
+        bytes,
+        flows: u64::from(calls) * 3,
+    })
+}

@@ -38,6 +38,17 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// VoIP throughput input: concurrent G.711 calls with SIP/SDP.
+    Calls {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        calls: u32,
+        #[arg(long, default_value_t = 15)]
+        secs: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Throughput input with an IMIX size mix over churning flows.
     Bench {
         #[arg(long)]
@@ -110,6 +121,17 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::SynFlood { out, sources, seed } => {
             let t = stream::syn_flood(&out, sources, seed)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("{}", serde_json::to_string(&t)?);
+            Ok(())
+        }
+        Cmd::Calls {
+            out,
+            calls,
+            secs,
+            seed,
+        } => {
+            let t = stream::calls(&out, calls, secs, seed)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!("{}", serde_json::to_string(&t)?);
             Ok(())

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Benchmark: moni-node replay (SIP/SDP, RTP statistics, windows, E-model,
+# Parquet on) against tshark's RTP stream analysis on the same generated
+# capture, in one run.
+#
+#   bench/voip.sh [CALLS] [SECS]      (default 2000 concurrent calls, 15 s:
+#                                      3,006,000 packets)
+#
+# Goal of the VoIP issue: moni-node >= 30x tshark's throughput.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CALLS="${1:-2000}"
+SECS="${2:-15}"
+bash scripts/install-deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --release -q -p moni-node -p moni-samples
+BIN="$CARGO_TARGET_DIR/release"
+WORK="${BENCH_DIR:-$(mktemp -d)}"
+trap '[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"' EXIT
+CAP="$WORK/calls-$CALLS-$SECS.pcap"
+[ -f "$CAP" ] || "$BIN/moni-gen" calls --calls "$CALLS" --secs "$SECS" --out "$CAP" >/dev/null
+PACKETS=$(capinfos -c -M "$CAP" | awk '/Number of packets/ {print $NF}')
+cat "$CAP" >/dev/null
+
+t() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); python3 -c "print($t1-$t0)"; }
+T_MONI=$(t "$BIN/moni-node" replay --no-progress --out "$WORK/out" "$CAP")
+STREAMS=$("$BIN/moni-node" replay --json --no-progress --out "$WORK/out2" "$CAP" | python3 -c "import json,sys; print(json.load(sys.stdin)['voip']['streams'])")
+T_TSHARK=$(t tshark -n -r "$CAP" -q -o rtp.heuristic_rtp:TRUE -z rtp,streams)
+
+python3 - "$PACKETS" "$CALLS" "$STREAMS" "$T_MONI" "$T_TSHARK" <<'PY'
+import sys
+n, calls, streams = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+moni, tshark = float(sys.argv[4]), float(sys.argv[5])
+print(f"capture: {n:,} packets, {calls} concurrent calls; moni found {streams} RTP streams")
+print(f"  moni-node replay                  {moni:8.2f} s  {n / moni:12,.0f} packets/s")
+print(f"  tshark -z rtp,streams (heuristic) {tshark:8.2f} s  {n / tshark:12,.0f} packets/s")
+print(f"moni-node / tshark: {tshark / moni:.1f}x  (goal >= 30x)")
+PY
