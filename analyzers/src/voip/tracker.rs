@@ -151,7 +151,11 @@ struct Candidate {
 
 pub struct RtpTracker {
     config: RtpConfig,
-    streams: HashMap<StreamKey, Entry, foldhash::fast::RandomState>,
+    /// Stream key to slot in `slab`: a compact index keeps the hash table
+    /// small and cache-friendly; entries live in the slab.
+    streams: HashMap<StreamKey, u32, foldhash::fast::RandomState>,
+    slab: Vec<Option<Entry>>,
+    free: Vec<u32>,
     queue: VecDeque<(Timestamp, StreamKey)>,
     candidates: HashMap<StreamKey, Candidate, foldhash::fast::RandomState>,
     candidate_order: VecDeque<StreamKey>,
@@ -172,6 +176,8 @@ impl RtpTracker {
         RtpTracker {
             config,
             streams: HashMap::default(),
+            slab: Vec::new(),
+            free: Vec::new(),
             queue: VecDeque::new(),
             candidates: HashMap::default(),
             candidate_order: VecDeque::new(),
@@ -238,10 +244,12 @@ impl RtpTracker {
             v6: ip.src.is_ipv6(),
             ssrc: h.ssrc,
         };
-        if self.streams.contains_key(&key) {
-            self.stats.rtp_packets += 1;
-            self.update(key, ts, &h, windows);
-            return;
+        if let Some(&i) = self.streams.get(&key) {
+            if let Some(Some(e)) = self.slab.get_mut(i as usize) {
+                self.stats.rtp_packets += 1;
+                update_entry(e, &self.config, ts, &h, windows);
+                return;
+            }
         }
         let announced = self
             .announced
@@ -512,7 +520,17 @@ impl RtpTracker {
             mos_weight: 0.0,
             mos_last: f64::NAN,
         };
-        self.streams.insert(key, entry);
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = Some(entry);
+                i
+            }
+            None => {
+                self.slab.push(Some(entry));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.streams.insert(key, idx);
         self.queue.push_back((ts, key));
         self.stats.streams_started += 1;
     }
@@ -524,28 +542,10 @@ impl RtpTracker {
         h: &RtpHeader,
         windows: &mut Vec<RtpWindowRecord>,
     ) {
-        let config = self.config.clone();
-        let Some(e) = self.streams.get_mut(&key) else {
-            return;
-        };
-        let index = window_index(ts, config.window_secs);
-        if index > e.window.index {
-            close_window(e, &config, windows);
-            e.window = snapshot(e, index);
-        }
-        let clock = packet_clock(e, h.payload_type);
-        e.stats.observe(ts, h, clock);
-        if let Some(d) = e.stats.last_regular_delta_ms {
-            e.window.max_delta_ms = e.window.max_delta_ms.max(d);
-            if e.stats.clock_rate.is_some() {
-                e.window.max_jitter_ms = e.window.max_jitter_ms.max(e.stats.jitter_ms);
+        if let Some(&i) = self.streams.get(&key) {
+            if let Some(Some(e)) = self.slab.get_mut(i as usize) {
+                update_entry(e, &self.config, ts, h, windows);
             }
-        }
-        let transit = transit_ms(ts, h, e.stats.clock_rate);
-        if transit < e.min_transit_ms {
-            e.min_transit_ms = transit;
-        } else if transit - e.min_transit_ms > config.jitter_buffer_ms {
-            e.jb_discards += 1;
         }
     }
 
@@ -563,7 +563,11 @@ impl RtpTracker {
                 break;
             }
             self.queue.pop_front();
-            let Some(last) = self.streams.get(&key).map(|e| e.stats.last_arrival) else {
+            let entry = self
+                .streams
+                .get(&key)
+                .and_then(|&i| self.slab.get(i as usize));
+            let Some(Some(last)) = entry.map(|e| e.as_ref().map(|e| e.stats.last_arrival)) else {
                 continue;
             };
             if now.micros_since(last) >= idle_us {
@@ -581,9 +585,13 @@ impl RtpTracker {
         windows: &mut Vec<RtpWindowRecord>,
         streams: &mut Vec<RtpStreamRecord>,
     ) {
-        let Some(mut e) = self.streams.remove(&key) else {
+        let Some(i) = self.streams.remove(&key) else {
             return;
         };
+        let Some(mut e) = self.slab.get_mut(i as usize).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(i);
         e.stats.settle();
         close_window(&mut e, &self.config, windows);
         let whole = quality(
@@ -617,6 +625,35 @@ impl RtpTracker {
             end_reason: reason,
             id: e.id,
         });
+    }
+}
+
+/// Counts one packet of a known stream.
+fn update_entry(
+    e: &mut Entry,
+    config: &RtpConfig,
+    ts: Timestamp,
+    h: &RtpHeader,
+    windows: &mut Vec<RtpWindowRecord>,
+) {
+    let index = window_index(ts, config.window_secs);
+    if index > e.window.index {
+        close_window(e, config, windows);
+        e.window = snapshot(e, index);
+    }
+    let clock = packet_clock(e, h.payload_type);
+    e.stats.observe(ts, h, clock);
+    if let Some(d) = e.stats.last_regular_delta_ms {
+        e.window.max_delta_ms = e.window.max_delta_ms.max(d);
+        if e.stats.clock_rate.is_some() {
+            e.window.max_jitter_ms = e.window.max_jitter_ms.max(e.stats.jitter_ms);
+        }
+    }
+    let transit = transit_ms(ts, h, e.stats.clock_rate);
+    if transit < e.min_transit_ms {
+        e.min_transit_ms = transit;
+    } else if transit - e.min_transit_ms > config.jitter_buffer_ms {
+        e.jb_discards += 1;
     }
 }
 
