@@ -215,6 +215,23 @@ pub struct RtpStreamRecord {
     pub mos_mean: f64,
     pub mos_last: f64,
     pub end_reason: EndReason,
+    /// What RTCP said about this stream, when it was seen.
+    pub rtcp: RtcpView,
+}
+
+/// The far end's view of a stream from RTCP, and the round trip time
+/// derived from its report blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RtcpView {
+    /// Round trip between the probe and the receiver of the stream:
+    /// capture time of the RR − capture time of the SR it echoes − DLSR.
+    pub rtt_ms: Option<f64>,
+    /// Last fraction lost reported by the receiver, 0..1.
+    pub remote_fraction_lost: Option<f64>,
+    pub remote_cumulative_lost: Option<i64>,
+    pub remote_jitter_ms: Option<f64>,
+    /// MOS-CQ the receiver itself reported in an XR VoIP metrics block.
+    pub remote_mos_cq: Option<f64>,
 }
 
 /// One RTP stream in one window of packet time.

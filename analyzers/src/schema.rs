@@ -229,6 +229,11 @@ pub fn rtp_streams_schema() -> SchemaRef {
         field("mos_mean", Float64, true, None),
         field("mos_last", Float64, true, None),
         field("end_reason", Utf8, false, None),
+        field("rtt_ms", Float64, true, None),
+        field("remote_fraction_lost", Float64, true, None),
+        field("remote_cumulative_lost", Int64, true, None),
+        field("remote_jitter_ms", Float64, true, None),
+        field("remote_mos_cq", Float64, true, None),
     ]);
     schema("rtp_streams", f)
 }
@@ -341,6 +346,18 @@ pub fn rtp_streams_batch(
     c.push(Arc::new(StringArray::from_iter_values(
         r.iter().map(|x| x.end_reason.as_str()),
     )));
+    let opt = |g: fn(&RtpStreamRecord) -> Option<f64>| -> ArrayRef {
+        Arc::new(Float64Array::from(r.iter().map(g).collect::<Vec<_>>()))
+    };
+    c.push(opt(|x| x.rtcp.rtt_ms));
+    c.push(opt(|x| x.rtcp.remote_fraction_lost));
+    c.push(Arc::new(Int64Array::from(
+        r.iter()
+            .map(|x| x.rtcp.remote_cumulative_lost)
+            .collect::<Vec<_>>(),
+    )));
+    c.push(opt(|x| x.rtcp.remote_jitter_ms));
+    c.push(opt(|x| x.rtcp.remote_mos_cq));
     RecordBatch::try_new(rtp_streams_schema(), c)
 }
 

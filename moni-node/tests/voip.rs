@@ -292,3 +292,37 @@ fn paper_miniature_reproduces_table_1_qualitatively() {
         "2 streams x 6 windows"
     );
 }
+
+#[test]
+fn rtcp_reports_give_round_trip_and_far_end_view() {
+    use arrow::array::{Array, Float64Array, Int64Array, UInt32Array};
+    let Some(c) = corpus() else { return };
+    let out = tempfile::tempdir().expect("tempdir");
+    let s = replay_files(
+        &[c.join("voip/SIP_CALL_RTP_G711.pcap")],
+        None,
+        out.path(),
+        "",
+    );
+    assert_eq!(s.voip.rtcp_packets, 28);
+    let mut with_rtt = 0;
+    for b in read_dataset(&out.path().join("rtp_streams")) {
+        let ssrc = col::<UInt32Array>(&b, "ssrc");
+        let rtt = col::<Float64Array>(&b, "rtt_ms");
+        let lost = col::<Int64Array>(&b, "remote_cumulative_lost");
+        let delay = col::<Float64Array>(&b, "one_way_delay_ms");
+        for i in 0..b.num_rows() {
+            if ssrc.value(i) == 0xD2BD_4E3E {
+                // The RR echoing this sender's SR came back within a few ms.
+                assert!(!rtt.is_null(i));
+                let r = rtt.value(i);
+                assert!((0.0..50.0).contains(&r), "rtt {r}");
+                assert_eq!(lost.value(i), 0, "the far end reports no loss");
+                // MOS-CQ then uses RTT/2 instead of the configured 20 ms.
+                assert!((delay.value(i) - (r / 2.0 + 60.0 + 20.0)).abs() < 1e-6);
+                with_rtt += 1;
+            }
+        }
+    }
+    assert_eq!(with_rtt, 2, "both copies of the stream");
+}

@@ -23,12 +23,13 @@ use hashbrown::HashMap;
 use crate::decode::{Decoded, Transport};
 use crate::flow::key::Endpoint;
 use crate::record::{
-    CallRecord, EndReason, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord,
+    CallRecord, EndReason, RtcpView, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord,
 };
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
 use crate::voip::codec::{self, Impairment};
 use crate::voip::emodel::{self, Params};
+use crate::voip::rtcp;
 use crate::voip::rtp::{self, RtpHeader};
 use crate::voip::sdp;
 use crate::voip::stream::StreamStats;
@@ -142,6 +143,8 @@ struct Entry {
     mos_weighted: f64,
     mos_weight: f64,
     mos_last: f64,
+    /// Latest RTCP round trip for this stream, used for the delay.
+    rtt_ms: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -164,7 +167,19 @@ pub struct RtpTracker {
     calls: HashMap<(VnetId, String), CallRecord, foldhash::fast::RandomState>,
     call_order: VecDeque<(VnetId, String)>,
     finished_calls: Vec<CallRecord>,
+    /// RTCP state per (VNet, media SSRC): capture times of its recent
+    /// sender reports (by NTP middle 32 bits) and the latest view.
+    rtcp: HashMap<(VnetId, u32), RtcpState, foldhash::fast::RandomState>,
+    rtcp_order: VecDeque<(VnetId, u32)>,
     stats: RtpStats,
+}
+
+#[derive(Clone, Debug, Default)]
+struct RtcpState {
+    sender_reports: VecDeque<(u32, Timestamp)>,
+    view: RtcpView,
+    /// Jitter in timestamp units, converted with the stream's clock.
+    remote_jitter_units: Option<u32>,
 }
 
 fn window_index(ts: Timestamp, secs: u32) -> i64 {
@@ -186,6 +201,8 @@ impl RtpTracker {
             calls: HashMap::default(),
             call_order: VecDeque::new(),
             finished_calls: Vec::new(),
+            rtcp: HashMap::default(),
+            rtcp_order: VecDeque::new(),
             stats: RtpStats::default(),
         }
     }
@@ -232,6 +249,7 @@ impl RtpTracker {
         let payload = d.payload;
         if rtp::looks_like_rtcp(payload) {
             self.stats.rtcp_packets += 1;
+            self.rtcp_report(ts, vnet, &rtcp::parse_compound(payload));
             return;
         }
         let Some(h) = RtpHeader::parse(payload) else {
@@ -247,6 +265,15 @@ impl RtpTracker {
         if let Some(&i) = self.streams.get(&key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
                 self.stats.rtp_packets += 1;
+                if window_index(ts, self.config.window_secs) > e.window.index
+                    && !self.rtcp.is_empty()
+                {
+                    e.rtt_ms = self
+                        .rtcp
+                        .get(&(vnet, h.ssrc))
+                        .and_then(|st| st.view.rtt_ms)
+                        .or(e.rtt_ms);
+                }
                 update_entry(e, &self.config, ts, &h, windows);
                 return;
             }
@@ -392,6 +419,67 @@ impl RtpTracker {
         }
     }
 
+    fn rtcp_state(&mut self, key: (VnetId, u32)) -> &mut RtcpState {
+        if !self.rtcp.contains_key(&key) {
+            if self.rtcp.len() >= self.config.max_streams.max(1) {
+                while let Some(old) = self.rtcp_order.pop_front() {
+                    if self.rtcp.remove(&old).is_some() {
+                        break;
+                    }
+                }
+            }
+            self.rtcp_order.push_back(key);
+        }
+        self.rtcp.entry(key).or_default()
+    }
+
+    /// Learns from an RTCP compound packet: sender reports are remembered
+    /// by their NTP time; a report block echoing one gives the round trip
+    /// (RFC 3550 §6.4.1, measured at the probe), plus the far end's loss
+    /// and jitter; an XR VoIP metrics block gives its own MOS.
+    fn rtcp_report(&mut self, ts: Timestamp, vnet: VnetId, r: &rtcp::Rtcp) {
+        for &(ssrc, ntp) in &r.sender_reports {
+            let st = self.rtcp_state((vnet, ssrc));
+            st.sender_reports.push_back((ntp, ts));
+            if st.sender_reports.len() > 8 {
+                st.sender_reports.pop_front();
+            }
+        }
+        for b in &r.blocks {
+            let st = self.rtcp_state((vnet, b.source));
+            if b.lsr != 0 {
+                if let Some(&(_, t_sr)) = st.sender_reports.iter().find(|(n, _)| *n == b.lsr) {
+                    let rtt_ms = ts.micros_since(t_sr) as f64 / 1000.0
+                        - f64::from(b.dlsr) * 1000.0 / 65536.0;
+                    if rtt_ms >= 0.0 {
+                        st.view.rtt_ms = Some(rtt_ms);
+                    }
+                }
+            }
+            st.view.remote_fraction_lost = Some(b.fraction_lost);
+            st.view.remote_cumulative_lost = Some(i64::from(b.cumulative_lost));
+            st.remote_jitter_units = Some(b.jitter);
+        }
+        for &(_, source, _, _, mos_cq) in &r.voip_metrics {
+            if let Some(m) = mos_cq {
+                self.rtcp_state((vnet, source)).view.remote_mos_cq = Some(m);
+            }
+        }
+    }
+
+    /// The RTCP view of a stream, jitter converted with its clock rate.
+    fn rtcp_view(&self, vnet: VnetId, ssrc: u32, clock: Option<u32>) -> RtcpView {
+        let Some(st) = self.rtcp.get(&(vnet, ssrc)) else {
+            return RtcpView::default();
+        };
+        let mut v = st.view;
+        v.remote_jitter_ms = match (st.remote_jitter_units, clock) {
+            (Some(j), Some(rate)) if rate > 0 => Some(f64::from(j) * 1000.0 / f64::from(rate)),
+            _ => None,
+        };
+        v
+    }
+
     fn evict_call(&mut self) {
         while let Some(old) = self.call_order.pop_front() {
             if let Some(mut c) = self.calls.remove(&old) {
@@ -519,6 +607,7 @@ impl RtpTracker {
             mos_weighted: 0.0,
             mos_weight: 0.0,
             mos_last: f64::NAN,
+            rtt_ms: None,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -592,6 +681,8 @@ impl RtpTracker {
             return;
         };
         self.free.push(i);
+        let view = self.rtcp_view(e.id.vnet, e.id.ssrc, e.stats.clock_rate);
+        e.rtt_ms = view.rtt_ms;
         e.stats.settle();
         close_window(&mut e, &self.config, windows);
         let whole = quality(
@@ -623,6 +714,7 @@ impl RtpTracker {
             },
             mos_last: e.mos_last,
             end_reason: reason,
+            rtcp: view,
             id: e.id,
         });
     }
@@ -719,7 +811,9 @@ fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQuality {
         ..Params::default()
     };
     let lq = emodel::rate(&base);
-    let delay = config.network_delay_ms + config.jitter_buffer_ms + 20.0;
+    // One-way network delay: half the RTCP round trip when known.
+    let network = e.rtt_ms.map_or(config.network_delay_ms, |rtt| rtt / 2.0);
+    let delay = network + config.jitter_buffer_ms + 20.0;
     let cq = emodel::rate(&base.with_one_way_delay(delay));
     RtpQuality {
         packets_received: received,
