@@ -29,10 +29,13 @@ pub struct Rtcp {
     /// Sender reports: (sender SSRC, middle 32 bits of its NTP time).
     pub sender_reports: Vec<(u32, u32)>,
     pub blocks: Vec<ReportBlock>,
-    /// XR VoIP metrics (RFC 3611 §4.7): (reporter, source, R factor,
-    /// MOS-LQ, MOS-CQ), with 127 (unavailable) as `None`.
-    pub voip_metrics: Vec<(u32, u32, Option<u8>, Option<f64>, Option<f64>)>,
+    pub voip_metrics: Vec<VoipMetrics>,
 }
+
+/// The quality part of an XR VoIP metrics block (RFC 3611 §4.7); 127
+/// (unavailable) reads as `None`: (reporter, source, R factor, MOS-LQ,
+/// MOS-CQ).
+pub type VoipMetrics = (u32, u32, Option<u8>, Option<f64>, Option<f64>);
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
     b.get(at..at + 4)
