@@ -209,6 +209,11 @@ pub struct RtpStreamRecord {
     pub loss_runs: u64,
     /// Loss-run length histogram: 1, 2, 3, 4, 5-8, 9-16, 17+.
     pub loss_run_hist: [u64; 7],
+    /// RFC 3611 bursts (Gmin 16), and the loss density inside bursts and
+    /// gaps.
+    pub bursts: u64,
+    pub burst_density: f64,
+    pub gap_density: f64,
     /// Window MOS (conversational): minimum, mean weighted by window
     /// duration, and last window's.
     pub mos_min: f64,

@@ -225,6 +225,10 @@ pub fn rtp_streams_schema() -> SchemaRef {
         field("jitter_mean_ms", Float64, false, None),
         field("seq_resets", UInt64, false, None),
         field("loss_runs", UInt64, false, None),
+        field("loss_run_hist", Utf8, false, None),
+        field("bursts", UInt64, false, None),
+        field("burst_density", Float64, false, None),
+        field("gap_density", Float64, false, None),
         field("mos_min", Float64, true, None),
         field("mos_mean", Float64, true, None),
         field("mos_last", Float64, true, None),
@@ -340,6 +344,20 @@ pub fn rtp_streams_batch(
     )));
     c.push(u64_col(r, |i| r[i].seq_resets));
     c.push(u64_col(r, |i| r[i].loss_runs));
+    c.push(Arc::new(StringArray::from_iter_values(r.iter().map(|x| {
+        x.loss_run_hist
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }))));
+    c.push(u64_col(r, |i| r[i].bursts));
+    c.push(Arc::new(Float64Array::from_iter_values(
+        r.iter().map(|x| x.burst_density),
+    )));
+    c.push(Arc::new(Float64Array::from_iter_values(
+        r.iter().map(|x| x.gap_density),
+    )));
     c.push(nan_to_null(r.iter().map(|x| x.mos_min)));
     c.push(nan_to_null(r.iter().map(|x| x.mos_mean)));
     c.push(nan_to_null(r.iter().map(|x| x.mos_last)));

@@ -278,6 +278,14 @@ mod tests {
         }
 
         #[test]
+        fn more_burstiness_never_raises_mos(ppl in 0.0f64..40.0, burst in 1.0f64..8.0,
+                                            extra in 0.0f64..8.0, bpl in 1.0f64..30.0) {
+            let p = Params { bpl, ppl_percent: ppl, burst_r: burst, ..Params::default() };
+            let worse = Params { burst_r: burst + extra, ..p };
+            prop_assert!(rate(&worse).mos <= rate(&p).mos + 1e-12);
+        }
+
+        #[test]
         fn more_delay_never_raises_mos(delay in 0.0f64..800.0, extra in 0.0f64..400.0) {
             let a = rate(&Params::default().with_one_way_delay(delay));
             let b = rate(&Params::default().with_one_way_delay(delay + extra));

@@ -28,6 +28,9 @@ const MAX_DROPOUT: u16 = 3000;
 const MAX_MISORDER: u16 = 100;
 const SEQ_MOD: i64 = 1 << 16;
 const WINDOW: i64 = 512;
+/// RFC 3611 Gmin: losses separated by fewer received packets belong to
+/// one burst.
+pub const GMIN: u64 = 16;
 /// Sequence numbers this far behind the highest are final for loss runs.
 const REORDER_HORIZON: i64 = 100;
 
@@ -52,6 +55,13 @@ pub struct StreamStats {
     pub loss_run_packets: u64,
     /// Histogram of loss-run lengths: 1, 2, 3, 4, 5-8, 9-16, 17+.
     pub loss_run_hist: [u64; 7],
+    /// RFC 3611 §4.7.2 burst/gap split with Gmin 16 (settled positions):
+    /// packets (received or lost) and losses in bursts and in gaps.
+    pub bursts: u64,
+    pub burst_packets: u64,
+    pub burst_lost: u64,
+    pub gap_packets: u64,
+    pub gap_lost: u64,
     pub jitter_ms: f64,
     pub max_jitter_ms: f64,
     pub mean_jitter_ms: f64,
@@ -69,6 +79,8 @@ pub struct StreamStats {
     seen: [u64; (WINDOW / 64) as usize],
     finalized: i64,
     open_run: u64,
+    since_loss: u64,
+    candidate: Option<(u64, u64)>,
     // timing state
     prev_arrival_us: i64,
     /// Media time of the last packet with a known clock (jitter reference).
@@ -92,6 +104,11 @@ impl StreamStats {
             loss_runs: 0,
             loss_run_packets: 0,
             loss_run_hist: [0; 7],
+            bursts: 0,
+            burst_packets: 0,
+            burst_lost: 0,
+            gap_packets: 0,
+            gap_lost: 0,
             jitter_ms: 0.0,
             max_jitter_ms: 0.0,
             mean_jitter_ms: 0.0,
@@ -106,6 +123,8 @@ impl StreamStats {
             seen: [0; (WINDOW / 64) as usize],
             finalized: i64::from(h.sequence) - 1,
             open_run: 0,
+            since_loss: 0,
+            candidate: None,
             prev_arrival_us: arrival.micros(),
             prev_ts: h.timestamp,
             has_clocked: clock_rate.is_some(),
@@ -241,8 +260,10 @@ impl StreamStats {
         for e in self.finalized + 1..=upto {
             if self.is_seen(e) {
                 self.close_run();
+                self.burst_gap_received();
             } else {
                 self.open_run += 1;
+                self.burst_gap_lost();
             }
         }
         self.finalized = self.finalized.max(upto);
@@ -265,11 +286,68 @@ impl StreamStats {
         self.loss_run_hist[bucket] += 1;
     }
 
-    /// Settles every loss run (end of the stream or of a report): packets
-    /// arriving later still count as received or reordered.
+    /// Settles every loss run (end of the stream): packets arriving later
+    /// still count as received or reordered.
     pub fn settle(&mut self) {
         self.finalize_to(self.max_ext);
         self.close_run();
+        self.close_candidate();
+        self.gap_packets += self.since_loss;
+        self.since_loss = 0;
+    }
+
+    /// A lost position: it joins the open candidate burst if fewer than
+    /// Gmin packets arrived since the last loss, else opens one (the
+    /// received packets before it were gap).
+    fn burst_gap_lost(&mut self) {
+        match self.candidate.as_mut() {
+            Some((packets, lost)) => {
+                *packets += self.since_loss + 1;
+                *lost += 1;
+            }
+            None => {
+                self.gap_packets += self.since_loss;
+                self.candidate = Some((1, 1));
+            }
+        }
+        self.since_loss = 0;
+    }
+
+    fn burst_gap_received(&mut self) {
+        self.since_loss += 1;
+        if self.since_loss == GMIN {
+            self.close_candidate();
+        }
+    }
+
+    /// A candidate with two or more losses is a burst; a lone loss is a
+    /// gap loss.
+    fn close_candidate(&mut self) {
+        if let Some((packets, lost)) = self.candidate.take() {
+            if lost >= 2 {
+                self.bursts += 1;
+                self.burst_packets += packets;
+                self.burst_lost += lost;
+            } else {
+                self.gap_packets += packets;
+                self.gap_lost += lost;
+            }
+        }
+    }
+
+    /// Fraction of packets lost within bursts and within gaps (RFC 3611).
+    pub fn burst_gap_density(&self) -> (f64, f64) {
+        let d = |lost: u64, packets: u64| {
+            if packets == 0 {
+                0.0
+            } else {
+                lost as f64 / packets as f64
+            }
+        };
+        (
+            d(self.burst_lost, self.burst_packets),
+            d(self.gap_lost, self.gap_packets),
+        )
     }
 
     fn slot(ext: i64) -> (usize, u64) {
@@ -361,6 +439,25 @@ mod tests {
         assert_eq!(s.loss_runs, 1);
         assert_eq!(s.loss_run_hist[1], 1, "one run of two");
         assert_eq!(s.extended_max(), 65536 + 9);
+    }
+
+    #[test]
+    fn burst_and_gap_follow_gmin() {
+        // 200 packets: a lone loss at 20 (gap), losses at 100, 105, 110
+        // (one burst: 11 positions, 3 lost), the rest received.
+        let lost = [20u16, 100, 105, 110];
+        let pkts: Vec<_> = (0..200u16)
+            .filter(|i| !lost.contains(i))
+            .map(|i| (i, f64::from(i) * 20.0))
+            .collect();
+        let mut s = run(&pkts);
+        s.settle();
+        assert_eq!(s.bursts, 1);
+        assert_eq!((s.burst_packets, s.burst_lost), (11, 3));
+        assert_eq!((s.gap_packets, s.gap_lost), (189, 1));
+        let (bd, gd) = s.burst_gap_density();
+        assert!((bd - 3.0 / 11.0).abs() < 1e-12);
+        assert!((gd - 1.0 / 189.0).abs() < 1e-12);
     }
 
     #[test]

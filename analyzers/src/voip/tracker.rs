@@ -702,6 +702,9 @@ impl RtpTracker {
             seq_resets: e.stats.seq_resets,
             loss_runs: e.stats.loss_runs,
             loss_run_hist: e.stats.loss_run_hist,
+            bursts: e.stats.bursts,
+            burst_density: e.stats.burst_gap_density().0,
+            gap_density: e.stats.burst_gap_density().1,
             mos_min: if e.mos_min.is_finite() {
                 e.mos_min
             } else {
