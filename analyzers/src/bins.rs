@@ -8,8 +8,6 @@
 //! (vnet, bin_start) when reading. At most `max_open_bins` bins are open; on
 //! overflow the oldest are emitted early (same rule).
 
-use std::collections::BTreeMap;
-
 use crate::decode::Decoded;
 use crate::record::BinRecord;
 use crate::time::Timestamp;
@@ -37,10 +35,12 @@ impl Default for BinConfig {
 #[derive(Debug)]
 pub struct Binner {
     config: BinConfig,
-    open: BTreeMap<(i64, VnetId), BinRecord>,
+    /// Open bins, unsorted: there are few (VNets × 2), so a short scan
+    /// beats a tree lookup on every packet.
+    open: Vec<((i64, VnetId), BinRecord)>,
     newest_bin: i64,
-    /// Cache of the last bin touched (most packets hit the same one).
-    last_key: Option<(i64, VnetId)>,
+    /// Index of the last bin touched (most packets hit the same one).
+    last: Option<usize>,
     /// Rows emitted for a bin that had already been emitted once.
     pub late_rows: u64,
     emitted_below: i64,
@@ -53,9 +53,9 @@ impl Binner {
                 bin_secs: config.bin_secs.max(1),
                 max_open_bins: config.max_open_bins.max(1),
             },
-            open: BTreeMap::new(),
+            open: Vec::new(),
             newest_bin: i64::MIN,
-            last_key: None,
+            last: None,
             late_rows: 0,
             emitted_below: i64::MIN,
         }
@@ -80,27 +80,37 @@ impl Binner {
             self.emit_before(bin - 1, out);
         }
         let key = (bin, vnet);
-        if self.last_key != Some(key) && !self.open.contains_key(&key) {
-            if self.open.len() >= self.config.max_open_bins {
-                if let Some((&(oldest, _), _)) = self.open.iter().next() {
-                    self.emit_before(oldest + 1, out);
+        let idx = match self
+            .last
+            .filter(|&i| self.open.get(i).is_some_and(|(k, _)| *k == key))
+        {
+            Some(i) => i,
+            None => match self.open.iter().rposition(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    if self.open.len() >= self.config.max_open_bins {
+                        if let Some(oldest) = self.open.iter().map(|(k, _)| k.0).min() {
+                            self.emit_before(oldest + 1, out);
+                        }
+                    }
+                    if bin < self.emitted_below {
+                        self.late_rows += 1;
+                    }
+                    self.open.push((
+                        key,
+                        BinRecord {
+                            vnet,
+                            bin_start: Timestamp::from_secs(bin * i64::from(self.config.bin_secs)),
+                            bin_secs: self.config.bin_secs,
+                            ..BinRecord::default()
+                        },
+                    ));
+                    self.open.len() - 1
                 }
-            }
-            if bin < self.emitted_below {
-                self.late_rows += 1;
-            }
-            self.open.insert(
-                key,
-                BinRecord {
-                    vnet,
-                    bin_start: Timestamp::from_secs(bin * i64::from(self.config.bin_secs)),
-                    bin_secs: self.config.bin_secs,
-                    ..BinRecord::default()
-                },
-            );
-        }
-        self.last_key = Some(key);
-        let Some(rec) = self.open.get_mut(&key) else {
+            },
+        };
+        self.last = Some(idx);
+        let Some((_, rec)) = self.open.get_mut(idx) else {
             return;
         };
         rec.total.add(wire_len);
@@ -121,14 +131,13 @@ impl Binner {
     }
 
     fn emit_before(&mut self, bin: i64, out: &mut Vec<BinRecord>) {
-        while let Some(entry) = self.open.first_entry() {
-            if entry.key().0 >= bin {
-                break;
-            }
-            out.push(entry.remove());
+        if self.open.iter().any(|(k, _)| k.0 < bin) {
+            self.open.sort_by_key(|(k, _)| *k);
+            let split = self.open.partition_point(|(k, _)| k.0 < bin);
+            out.extend(self.open.drain(..split).map(|(_, r)| r));
         }
+        self.last = None;
         self.emitted_below = self.emitted_below.max(bin);
-        self.last_key = None;
     }
 }
 

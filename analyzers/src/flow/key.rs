@@ -2,7 +2,7 @@
 //!
 //! Invariant: both directions of a conversation map to the same key. The two
 //! endpoints are ordered (address, port) ascending; `lo` is the smaller.
-//! Addresses are stored as 128-bit integers (IPv4 in the IPv4-mapped form,
+//! Addresses are stored as 128-bit values (IPv4 in the IPv4-mapped form,
 //! with the IP version in the key) so hashing and comparing a key is a few
 //! integer operations on the hot path.
 
@@ -10,10 +10,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::vnet::VnetId;
 
-/// One end of a conversation.
+/// One end of a conversation. The 128-bit address is kept as two `u64`
+/// halves (high first, so ordering equals the integer's): a `u128` would
+/// force 16-byte alignment and make every key and table slot larger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint {
-    pub addr: u128,
+    pub addr_hi: u64,
+    pub addr_lo: u64,
     pub port: u16,
 }
 
@@ -23,12 +26,16 @@ impl Endpoint {
             IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
             IpAddr::V6(a) => u128::from(a),
         };
-        Endpoint { addr, port }
+        Endpoint {
+            addr_hi: (addr >> 64) as u64,
+            addr_lo: addr as u64,
+            port,
+        }
     }
 
     /// The address in its original version.
     pub fn ip(&self, v6: bool) -> IpAddr {
-        let a = Ipv6Addr::from(self.addr);
+        let a = Ipv6Addr::from(u128::from(self.addr_hi) << 64 | u128::from(self.addr_lo));
         if v6 {
             IpAddr::V6(a)
         } else {
@@ -107,6 +114,19 @@ mod tests {
             ep("10.0.0.2", 80),
         );
         assert_ne!(k1, k3, "the VNet is part of the key");
+    }
+
+    #[test]
+    fn keys_stay_small() {
+        assert!(std::mem::size_of::<FlowKey>() <= 56);
+    }
+
+    #[test]
+    fn endpoint_order_is_address_order() {
+        let a = ep("10.0.0.1", 9);
+        let b = ep("2001:db8::1", 1);
+        let c = ep("10.0.0.2", 1);
+        assert!(a < c && c < b);
     }
 
     #[test]

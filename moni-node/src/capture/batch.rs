@@ -15,7 +15,10 @@ pub struct PacketBatch {
 }
 
 impl PacketBatch {
-    pub const CAPACITY: usize = 512;
+    pub const CAPACITY: usize = 1024;
+    /// A batch also closes at this many bytes of packet data, which bounds
+    /// the memory of the queue (its depth times this).
+    pub const MAX_BYTES: usize = 1 << 20;
 
     pub fn with_capacity() -> Self {
         PacketBatch {
@@ -32,7 +35,7 @@ impl PacketBatch {
     }
 
     pub fn is_full(&self) -> bool {
-        self.meta.len() >= Self::CAPACITY || self.data.len() >= Self::CAPACITY * 2048
+        self.meta.len() >= Self::CAPACITY || self.data.len() >= Self::MAX_BYTES
     }
 
     pub fn len(&self) -> usize {
