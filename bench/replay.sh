@@ -11,11 +11,12 @@
 # (best of 3 for tcpdump and moni-node; tshark once, it is slow).
 #
 # Measured 2026-11-25 on the 2-core development machine (5,000,000 packets,
-# 1.8 GB, IMIX sizes, ~45,000 flows):
-#   tcpdump -w /dev/null   0.93 s  5,360,592 packets/s
-#   tshark -z conv,ip     71.91 s     69,529 packets/s
-#   moni-node replay       1.34 s  3,738,808 packets/s
-#   moni-node / tcpdump floor 0.70x, moni-node / tshark 53.8x
+# 1.8 GB, IMIX sizes, ~45,000 flows), with the VoIP analyzers in the path:
+#   tcpdump -w /dev/null   0.91 s  5,515,738 packets/s
+#   tshark -z conv,ip     68.98 s     72,489 packets/s
+#   moni-node replay       1.45 s  3,436,582 packets/s
+#   moni-node / tcpdump floor 0.62x, moni-node / tshark 47.4x
+# (before the VoIP analyzers existed: 0.70x and 53.8x)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"

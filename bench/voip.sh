@@ -10,8 +10,8 @@
 # time is the best of 3 runs, tshark's a single run (it is slow).
 #
 # Measured 2026-11-25 on the 2-core development machine (3,006,000 packets,
-# 4,000 streams): moni-node 1.28 s (2.34 Mpps), tshark 29.6 s (101 kpps):
-# 23.1x, short of the 30x goal.
+# 4,000 streams): moni-node 0.85 s (3.54 Mpps), tshark 22.2 s (136 kpps):
+# 26.1x, short of the 30x goal (runs vary: 0.78-1.1 s for moni-node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS="${1:-2000}"
