@@ -258,12 +258,8 @@ fn rtp_id_columns<'a>(
     vnets: &VnetMap,
 ) -> Vec<ArrayRef> {
     vec![
-        Arc::new(StringArray::from_iter_values(
-            ids.clone().map(|x| vnets.get(x.vnet).name.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            ids.clone().map(|x| vnets.get(x.vnet).role.as_str()),
-        )),
+        vnet_column(ids.clone().map(|x| x.vnet), vnets),
+        role_column(ids.clone().map(|x| x.vnet), vnets),
         Arc::new(UInt32Array::from_iter_values(ids.clone().map(|x| x.ssrc))),
         Arc::new(StringArray::from_iter_values(
             ids.clone().map(|x| x.src_addr.to_string()),
@@ -493,12 +489,8 @@ pub fn calls_schema() -> SchemaRef {
 /// Converts call records into a batch of [`calls_schema`].
 pub fn calls_batch(r: &[CallRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
     let c: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            r.iter().map(|x| vnets.get(x.vnet).name.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            r.iter().map(|x| vnets.get(x.vnet).role.as_str()),
-        )),
+        vnet_column(r.iter().map(|x| x.vnet), vnets),
+        role_column(r.iter().map(|x| x.vnet), vnets),
         Arc::new(StringArray::from_iter_values(
             r.iter().map(|x| x.call_id.as_str()),
         )),
@@ -529,6 +521,20 @@ pub fn calls_batch(r: &[CallRecord], vnets: &VnetMap) -> Result<RecordBatch, Arr
     RecordBatch::try_new(calls_schema(), c)
 }
 
+/// The `vnet` column: the name of each record's VNet.
+fn vnet_column(ids: impl Iterator<Item = crate::vnet::VnetId>, vnets: &VnetMap) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(
+        ids.map(|v| vnets.get(v).name.as_str()),
+    ))
+}
+
+/// The `role` column: the role of each record's VNet.
+fn role_column(ids: impl Iterator<Item = crate::vnet::VnetId>, vnets: &VnetMap) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(
+        ids.map(|v| vnets.get(v).role.as_str()),
+    ))
+}
+
 fn ts_col(v: Vec<i64>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
 }
@@ -552,12 +558,8 @@ pub fn flows_batch(records: &[FlowRecord], vnets: &VnetMap) -> Result<RecordBatc
         )
     };
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            r.iter().map(|x| vnets.get(x.vnet).name.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            r.iter().map(|x| vnets.get(x.vnet).role.as_str()),
-        )),
+        vnet_column(r.iter().map(|x| x.vnet), vnets),
+        role_column(r.iter().map(|x| x.vnet), vnets),
         Arc::new(UInt16Array::from(
             r.iter().map(|x| x.vlan_id).collect::<Vec<_>>(),
         )),
@@ -608,12 +610,8 @@ pub fn flows_batch(records: &[FlowRecord], vnets: &VnetMap) -> Result<RecordBatc
 pub fn bins_batch(records: &[BinRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
     let r = records;
     let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            r.iter().map(|x| vnets.get(x.vnet).name.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            r.iter().map(|x| vnets.get(x.vnet).role.as_str()),
-        )),
+        vnet_column(r.iter().map(|x| x.vnet), vnets),
+        role_column(r.iter().map(|x| x.vnet), vnets),
         ts_col(r.iter().map(|x| x.bin_start.micros()).collect()),
         Arc::new(UInt32Array::from_iter_values(r.iter().map(|x| x.bin_secs))),
         u64_col(r, |i| r[i].total.packets),

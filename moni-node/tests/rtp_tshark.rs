@@ -11,7 +11,8 @@
 //! Loss: tshark computes expected packets from the *last* sequence number
 //! seen, RFC 3550 (and moni) from the *highest*; the two differ only when
 //! the last packet of a stream arrived reordered, which none of these
-//! captures has, so loss must be equal.
+//! captures has (the generator keeps stream edges clean), so loss must be
+//! equal.
 
 mod common;
 
@@ -121,37 +122,42 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 0.0015 || (a - b).abs() <= 0.01 * b.abs()
 }
 
+/// Asserts that moni lists the same streams as tshark and agrees on each;
+/// returns how many streams were compared.
+fn assert_agree(name: &str, got: &BTreeMap<Key, Row>, want: &BTreeMap<Key, Row>) -> usize {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{name}: streams"
+    );
+    for (k, w) in want {
+        let g = &got[k];
+        assert_eq!(g.packets, w.packets, "{name} {k:?} packets");
+        // tshark's Lost uses the last sequence seen and moni's the highest
+        // (RFC 3550): they differ only if the last packet was reordered,
+        // which no compared capture has.
+        assert_eq!(g.lost, w.lost, "{name} {k:?} lost");
+        for (what, a, b) in [
+            ("max delta", g.max_delta_ms, w.max_delta_ms),
+            ("max jitter", g.max_jitter_ms, w.max_jitter_ms),
+            ("mean jitter", g.mean_jitter_ms, w.mean_jitter_ms),
+        ] {
+            assert!(close(a, b), "{name} {k:?} {what}: {g:?} vs {w:?}");
+        }
+    }
+    want.len()
+}
+
 #[test]
 fn rtp_streams_agree_with_tshark_on_the_generated_impairments() {
     // Untagged, so tshark's stream keys (which ignore VLANs) match moni's.
     let file = sample("voip-impairments.pcap");
-    let want = tshark_streams(&file);
-    let got = moni_streams(&file);
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>()
+    let n = assert_agree(
+        "voip-impairments",
+        &moni_streams(&file),
+        &tshark_streams(&file),
     );
-    assert_eq!(want.len(), 12);
-    for (k, w) in &want {
-        let g = &got[k];
-        assert_eq!(g.packets, w.packets, "{k:?} packets");
-        assert!(
-            close(g.max_delta_ms, w.max_delta_ms),
-            "{k:?} max delta {g:?} vs {w:?}"
-        );
-        assert!(
-            close(g.max_jitter_ms, w.max_jitter_ms),
-            "{k:?} max jitter {g:?} vs {w:?}"
-        );
-        assert!(
-            close(g.mean_jitter_ms, w.mean_jitter_ms),
-            "{k:?} mean jitter {g:?} vs {w:?}"
-        );
-        // tshark's Lost uses the last sequence seen and moni's the highest
-        // (RFC 3550): they differ only if the last packet was reordered,
-        // which the generator never does (the edges are kept clean).
-        assert_eq!(g.lost, w.lost, "{k:?} lost");
-    }
+    assert_eq!(n, 12);
 }
 
 #[test]
@@ -174,30 +180,7 @@ fn rtp_streams_agree_with_tshark_on_the_corpus() {
         let mut want = tshark_streams(&file);
         // Dynamic payload types without SDP: unknown to moni by design.
         want.retain(|_, r| !r.payload.starts_with("RTPType-") && r.payload != "rtpevent");
-        let got = moni_streams(&file);
-        assert_eq!(
-            got.keys().collect::<Vec<_>>(),
-            want.keys().collect::<Vec<_>>(),
-            "{name}: streams"
-        );
-        for (k, w) in &want {
-            let g = &got[k];
-            assert_eq!(g.packets, w.packets, "{name} {k:?} packets");
-            assert_eq!(g.lost, w.lost, "{name} {k:?} lost");
-            assert!(
-                close(g.max_delta_ms, w.max_delta_ms),
-                "{name} {k:?} max delta {g:?} vs {w:?}"
-            );
-            assert!(
-                close(g.max_jitter_ms, w.max_jitter_ms),
-                "{name} {k:?} max jitter {g:?} vs {w:?}"
-            );
-            assert!(
-                close(g.mean_jitter_ms, w.mean_jitter_ms),
-                "{name} {k:?} mean jitter {g:?} vs {w:?}"
-            );
-            compared += 1;
-        }
+        compared += assert_agree(name, &moni_streams(&file), &want);
     }
     assert!(compared >= 15, "compared {compared} streams");
 }
