@@ -265,8 +265,8 @@ impl RtpTracker {
         if let Some(&i) = self.streams.get(&key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
                 self.stats.rtp_packets += 1;
-                if window_index(ts, self.config.window_secs) > e.window.index
-                    && !self.rtcp.is_empty()
+                if !self.rtcp.is_empty()
+                    && window_index(ts, self.config.window_secs) > e.window.index
                 {
                     e.rtt_ms = self
                         .rtcp

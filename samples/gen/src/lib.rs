@@ -14,17 +14,11 @@ pub mod stream;
 pub mod truth;
 pub mod voip;
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::Path;
 
 /// Writes a scenario's packets as a classic pcap file.
 pub fn write_pcap(s: &scenario::Scenario, path: &Path) -> std::io::Result<()> {
-    let mut w = pcap::PcapWriter::new(
-        BufWriter::new(File::create(path)?),
-        65_535,
-        pcap::LINKTYPE_ETHERNET,
-    )?;
+    let mut w = pcap::PcapWriter::create(path)?;
     for p in &s.packets {
         w.write(p.ts_us, &p.frame, p.orig_len)?;
     }

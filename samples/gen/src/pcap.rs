@@ -1,7 +1,9 @@
 //! A minimal classic-pcap writer (microsecond timestamps). Written by hand so
 //! the samples do not depend on libpcap, which moni itself reads them with.
 
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
 
 pub const LINKTYPE_ETHERNET: u32 = 1;
 
@@ -39,5 +41,17 @@ impl<W: Write> PcapWriter<W> {
     pub fn finish(mut self) -> io::Result<W> {
         self.out.flush()?;
         Ok(self.out)
+    }
+}
+
+impl PcapWriter<BufWriter<File>> {
+    /// A buffered Ethernet capture file at `path` with a 65,535-byte snaplen
+    /// (callers cut frames themselves where a smaller capture is wanted).
+    pub fn create(path: &Path) -> io::Result<Self> {
+        PcapWriter::new(
+            BufWriter::new(File::create(path)?),
+            65_535,
+            LINKTYPE_ETHERNET,
+        )
     }
 }

@@ -59,6 +59,16 @@ pub struct VnetSpec {
     pub vlan: Option<u16>,
 }
 
+impl VnetSpec {
+    pub fn new(name: &str, role: &str, vlan: Option<u16>) -> Self {
+        VnetSpec {
+            name: name.into(),
+            role: role.into(),
+            vlan,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Scenario {
     pub name: String,
@@ -101,11 +111,7 @@ impl Builder {
             rng: Rng::new(seed),
             s: Scenario {
                 name: name.to_string(),
-                vnets: vec![VnetSpec {
-                    name: "default".into(),
-                    role: "production".into(),
-                    vlan: None,
-                }],
+                vnets: vec![VnetSpec::new("default", "production", None)],
                 ..Scenario::default()
             },
             ip_id: 1,
@@ -481,16 +487,8 @@ pub fn vlan_shadow(seed: u64) -> Scenario {
     let mut s = Scenario {
         name: "vlan-shadow".into(),
         vnets: vec![
-            VnetSpec {
-                name: "A".into(),
-                role: "production".into(),
-                vlan: Some(100),
-            },
-            VnetSpec {
-                name: "B".into(),
-                role: "shadow".into(),
-                vlan: Some(200),
-            },
+            VnetSpec::new("A", "production", Some(100)),
+            VnetSpec::new("B", "shadow", Some(200)),
         ],
         ..Scenario::default()
     };

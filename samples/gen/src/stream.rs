@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::frame::{self, L4};
-use crate::pcap::{PcapWriter, LINKTYPE_ETHERNET};
+use crate::pcap::PcapWriter;
 use crate::rng::Rng;
 use crate::scenario::T0_US;
 
@@ -26,11 +26,7 @@ pub struct StreamTruth {
 /// spoofed address (198.18.0.0/15 and up) and random port, 10 µs apart.
 pub fn syn_flood(path: &Path, sources: u32, seed: u64) -> io::Result<StreamTruth> {
     let mut rng = Rng::new(seed);
-    let mut w = PcapWriter::new(
-        BufWriter::new(File::create(path)?),
-        65_535,
-        LINKTYPE_ETHERNET,
-    )?;
+    let mut w = PcapWriter::create(path)?;
     let dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 80));
     let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
     let mut bytes = 0u64;
@@ -66,11 +62,7 @@ pub fn syn_flood(path: &Path, sources: u32, seed: u64) -> io::Result<StreamTruth
 /// bytes on the wire), 2 µs apart.
 pub fn bench(path: &Path, packets: u64, concurrent: usize, seed: u64) -> io::Result<StreamTruth> {
     let mut rng = Rng::new(seed);
-    let mut w = PcapWriter::new(
-        BufWriter::new(File::create(path)?),
-        65_535,
-        LINKTYPE_ETHERNET,
-    )?;
+    let mut w = PcapWriter::create(path)?;
     let concurrent = concurrent.max(1);
     let mut next = 0u32;
     let mut new_flow = |rng: &mut Rng| {
@@ -141,11 +133,7 @@ pub fn bench(path: &Path, packets: u64, concurrent: usize, seed: u64) -> io::Res
 /// order. Media captured with a 96-byte snaplen, as a probe would.
 pub fn calls(path: &Path, calls: u32, secs: u32, seed: u64) -> io::Result<StreamTruth> {
     let mut rng = Rng::new(seed);
-    let mut w = PcapWriter::new(
-        BufWriter::new(File::create(path)?),
-        65_535,
-        LINKTYPE_ETHERNET,
-    )?;
+    let mut w = PcapWriter::create(path)?;
     let addr = |base: u32, i: u32| IpAddr::V4(Ipv4Addr::from(base + i));
     let (a_base, b_base) = (
         u32::from(Ipv4Addr::new(10, 100, 0, 0)),

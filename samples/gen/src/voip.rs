@@ -334,11 +334,7 @@ pub fn impaired_calls(seed: u64) -> (Scenario, VoipTruth) {
     let mut rng = Rng::new(seed);
     let mut s = Scenario {
         name: "voip-impairments".into(),
-        vnets: vec![VnetSpec {
-            name: "default".into(),
-            role: "production".into(),
-            vlan: None,
-        }],
+        vnets: vec![VnetSpec::new("default", "production", None)],
         ..Scenario::default()
     };
     let cases: [(&str, Impairment); 6] = [
@@ -440,21 +436,9 @@ pub fn paper_miniature(seed: u64) -> (Scenario, VoipTruth) {
     let mut s = Scenario {
         name: "paper-miniature".into(),
         vnets: vec![
-            VnetSpec {
-                name: "A".into(),
-                role: "production".into(),
-                vlan: Some(100),
-            },
-            VnetSpec {
-                name: "B".into(),
-                role: "shadow".into(),
-                vlan: Some(200),
-            },
-            VnetSpec {
-                name: "rx".into(),
-                role: "monitor".into(),
-                vlan: Some(300),
-            },
+            VnetSpec::new("A", "production", Some(100)),
+            VnetSpec::new("B", "shadow", Some(200)),
+            VnetSpec::new("rx", "monitor", Some(300)),
         ],
         ..Scenario::default()
     };
