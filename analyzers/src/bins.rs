@@ -125,6 +125,17 @@ impl Binner {
         }
     }
 
+    /// Closes bins by the clock when packets stop (live capture): every bin
+    /// ending more than one bin width before `now` is emitted, the same
+    /// grace a newer packet would give it.
+    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<BinRecord>) {
+        let bin = now.secs_floor().div_euclid(i64::from(self.config.bin_secs));
+        if bin > self.newest_bin {
+            self.newest_bin = bin;
+            self.emit_before(bin - 1, out);
+        }
+    }
+
     /// Emits every open bin (end of input).
     pub fn flush(&mut self, out: &mut Vec<BinRecord>) {
         self.emit_before(i64::MAX, out);

@@ -174,6 +174,30 @@ impl VnetMap {
         Ok(map)
     }
 
+    /// A new map with other VLAN mappings that keeps every VNet of this one
+    /// at its id (a reload must not renumber the VNets that live state and
+    /// records refer to). A VNet cannot change its role.
+    pub fn remap(
+        &self,
+        mappings: &[VlanMapping],
+        default_name: &str,
+        default_role: Role,
+    ) -> Result<Self, VnetMapError> {
+        let mut map = VnetMap {
+            vnets: self.vnets.clone(),
+            by_vlan: HashMap::new(),
+            default: self.default,
+        };
+        map.default = map.intern(default_name, default_role)?;
+        for m in mappings {
+            let id = map.intern(&m.vnet, m.role)?;
+            if map.by_vlan.insert(m.vlan, id).is_some() {
+                return Err(VnetMapError::DuplicateVlan(m.vlan));
+            }
+        }
+        Ok(map)
+    }
+
     /// Returns the id of VNet `name`, adding it if new. A VNet has one role.
     pub fn intern(&mut self, name: &str, role: Role) -> Result<VnetId, VnetMapError> {
         if !valid_name(name) {

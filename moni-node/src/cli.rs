@@ -26,11 +26,24 @@ pub struct Cli {
 pub enum Command {
     /// Replay pcap/pcapng files through the analyzers into Parquet datasets.
     Replay(ReplayArgs),
+    /// Run the probe: capture the configured sources live, analyse, serve
+    /// /metrics, write Parquet; SIGTERM/SIGINT drain and stop, SIGHUP reloads.
+    Run(RunArgs),
     /// Validate a node configuration file without starting anything.
     CheckConfig {
         /// The TOML file to check.
         file: PathBuf,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Node configuration (TOML) with at least one [[sources]] entry.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output directory (overrides output.dir).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -72,9 +85,11 @@ pub fn main() -> ExitCode {
             match NodeConfig::load(&file).and_then(|c| c.resolve(None).map(|r| (c, r))) {
                 Ok((_, r)) => {
                     println!(
-                        "{}: ok ({} VNets, flow cap {}, {} s bins, output {})",
+                        "{}: ok ({} VNets, {} sources, {} workers, flow cap {}, {} s bins, output {})",
                         file.display(),
                         r.vnets.len(),
+                        r.sources.len(),
+                        r.node.workers,
                         r.flows.max_flows,
                         r.bins.bin_secs,
                         r.output.dir.display()
@@ -88,6 +103,39 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Replay(args) => run_replay(args),
+        Command::Run(args) => run_node(args),
+    }
+}
+
+fn run_node(args: RunArgs) -> ExitCode {
+    use crate::run::{run, RunError};
+    match run(&args.config, args.out) {
+        Ok(summary) => {
+            match serde_json::to_string(&summary) {
+                Ok(j) => println!("{j}"),
+                Err(e) => eprintln!("error: cannot encode summary: {e}"),
+            }
+            if let Some(e) = &summary.writer.error {
+                eprintln!("error: writing the Parquet output: {e}");
+                return ExitCode::from(3);
+            }
+            if summary.sources.iter().any(|s| s.error.is_some()) {
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ RunError::Config(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e @ RunError::Source(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(e @ RunError::Output(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(3)
+        }
     }
 }
 

@@ -3,6 +3,33 @@
 //! settings the analyzers take. Every error names the offending key.
 //!
 //! ```toml
+//! [node]                        # `moni-node run` only
+//! name = "moni"                 # the `node` label of every metric
+//! workers = 1                   # analyzer threads (flows sharded by a symmetric hash)
+//! queue_batches = 64            # batches queued per worker; a full queue drops and counts
+//! batch_flush_ms = 50           # a partly filled batch leaves the capture thread after this
+//! tick_ms = 1000                # clock tick: idle flows, bins, metrics, file rotation
+//! nice = 0                      # scheduling niceness of the whole process (-20..19)
+//! capture_cpus = []             # CPUs to pin capture threads to (round robin); empty: no pinning
+//! worker_cpus = []              # CPUs to pin worker threads to
+//!
+//! [metrics]
+//! listen = "127.0.0.1:9464"     # Prometheus /metrics and /healthz; "" disables
+//!
+//! [[sources]]                   # one per mirrored port (or capture file)
+//! interface = "eth1"            # live capture (libpcap) ...
+//! # file = "x.pcap"             # ... or a capture replayed at its recorded pace
+//! name = "eth1"                 # `source` label; default: interface or file name
+//! vnet = "A"                    # VNet of this source's traffic (VLAN map wins)
+//! role = "production"
+//! promiscuous = true
+//! snaplen = 262144
+//! buffer_bytes = 16777216       # kernel capture buffer
+//! filter = ""                   # BPF
+//! timestamp_precision = "micro" # or "nano"
+//! immediate = false             # deliver packets at once instead of in kernel blocks
+//! speed = 1.0                   # files: replay pace (2.0 = twice as fast)
+//!
 //! [vnets]
 //! default_vnet = "default"      # VNet of traffic no mapping matches
 //! default_role = "production"
@@ -77,11 +104,152 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
+    pub node: NodeSection,
+    pub metrics: MetricsSection,
+    pub sources: Vec<SourceSection>,
     pub vnets: VnetsConfig,
     pub flows: FlowsConfig,
     pub bins: BinsConfig,
     pub rtp: RtpSection,
     pub output: OutputConfig,
+}
+
+/// `[node]`: the long-running probe (`moni-node run`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Value of the `node` label. Default `moni`.
+    pub name: String,
+    /// Analyzer worker threads. Default 1.
+    pub workers: usize,
+    /// Batches queued per worker before the capture thread drops. Default 64.
+    pub queue_batches: usize,
+    /// A partly filled batch is sent after this many ms. Default 50.
+    pub batch_flush_ms: u64,
+    /// Clock tick in ms (idle expiry, metrics, rotation). Default 1000.
+    pub tick_ms: u64,
+    /// Niceness of the process. Default 0 (unchanged).
+    pub nice: i32,
+    /// CPUs for capture threads and worker threads. Default none (no pinning).
+    pub capture_cpus: Vec<usize>,
+    pub worker_cpus: Vec<usize>,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            name: "moni".into(),
+            workers: 1,
+            queue_batches: 64,
+            batch_flush_ms: 50,
+            tick_ms: 1000,
+            nice: 0,
+            capture_cpus: Vec::new(),
+            worker_cpus: Vec::new(),
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Address of `/metrics` and `/healthz`; empty disables. Default
+    /// `127.0.0.1:9464`.
+    pub listen: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// Timestamp precision asked of libpcap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Micro,
+    Nano,
+}
+
+/// `[[sources]]`: one capture source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceSection {
+    pub name: Option<String>,
+    pub interface: Option<String>,
+    pub file: Option<PathBuf>,
+    pub vnet: Option<String>,
+    pub role: Option<Role>,
+    pub promiscuous: bool,
+    pub snaplen: i32,
+    pub buffer_bytes: i32,
+    pub filter: Option<String>,
+    pub timestamp_precision: Precision,
+    pub immediate: bool,
+    pub speed: f64,
+}
+
+impl Default for SourceSection {
+    fn default() -> Self {
+        SourceSection {
+            name: None,
+            interface: None,
+            file: None,
+            vnet: None,
+            role: None,
+            promiscuous: true,
+            snaplen: 262_144,
+            buffer_bytes: 16 * 1024 * 1024,
+            filter: None,
+            timestamp_precision: Precision::Micro,
+            immediate: false,
+            speed: 1.0,
+        }
+    }
+}
+
+/// Where a source reads from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceKind {
+    Interface(String),
+    /// A capture file replayed at `speed` times its recorded pace.
+    File {
+        path: PathBuf,
+        speed: f64,
+    },
+}
+
+/// A validated capture source.
+#[derive(Clone, Debug)]
+pub struct SourceSettings {
+    pub name: String,
+    pub kind: SourceKind,
+    pub vnet: Option<analyzers::vnet::VnetId>,
+    pub promiscuous: bool,
+    pub snaplen: i32,
+    pub buffer_bytes: i32,
+    pub filter: Option<String>,
+    pub precision: Precision,
+    pub immediate: bool,
+}
+
+/// Validated `[node]` and `[metrics]` settings.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub name: String,
+    pub workers: usize,
+    pub queue_batches: usize,
+    pub batch_flush: std::time::Duration,
+    pub tick: std::time::Duration,
+    pub nice: i32,
+    pub capture_cpus: Vec<usize>,
+    pub worker_cpus: Vec<usize>,
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `[rtp]`: SIP/SDP and RTP stream analysis and scoring.
@@ -246,6 +414,8 @@ pub struct Resolved {
     pub rtp: RtpConfig,
     pub compare_tolerance: f64,
     pub output: OutputConfig,
+    pub node: NodeSettings,
+    pub sources: Vec<SourceSettings>,
 }
 
 impl NodeConfig {
@@ -292,8 +462,10 @@ impl NodeConfig {
                 }
             }
         }
-        let vnets = VnetMap::new(&mappings, &self.vnets.default_vnet, self.vnets.default_role)
+        let mut vnets = VnetMap::new(&mappings, &self.vnets.default_vnet, self.vnets.default_role)
             .map_err(|e| invalid("vnets", e.to_string()))?;
+        let node = self.node_settings()?;
+        let sources = self.source_settings(&mut vnets)?;
 
         let f = &self.flows;
         if f.idle_timeout_secs == 0 {
@@ -411,7 +583,162 @@ impl NodeConfig {
             },
             compare_tolerance: r.compare_tolerance,
             output: self.output.clone(),
+            node,
+            sources,
         })
+    }
+
+    /// The VLAN map alone, rebuilt on top of `current` so that every VNet
+    /// keeps its id (SIGHUP reload).
+    pub fn remap_vnets(&self, current: &VnetMap) -> Result<VnetMap, ConfigError> {
+        let mut mappings: Vec<VlanMapping> = Vec::new();
+        for entry in &self.vnets.map {
+            mappings.extend(
+                parse_vnet_map_spec(entry).map_err(|e| invalid("vnets.map", e.to_string()))?,
+            );
+        }
+        let mut map = current
+            .remap(&mappings, &self.vnets.default_vnet, self.vnets.default_role)
+            .map_err(|e| invalid("vnets", e.to_string()))?;
+        self.source_settings(&mut map)?;
+        Ok(map)
+    }
+
+    fn node_settings(&self) -> Result<NodeSettings, ConfigError> {
+        let n = &self.node;
+        if n.name.is_empty()
+            || n.name.len() > 64
+            || !n
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(invalid(
+                "node.name",
+                "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if n.workers == 0 || n.workers > 256 {
+            return Err(invalid("node.workers", "must be between 1 and 256"));
+        }
+        if n.queue_batches == 0 || n.queue_batches > 65_536 {
+            return Err(invalid("node.queue_batches", "must be between 1 and 65536"));
+        }
+        if n.batch_flush_ms == 0 || n.batch_flush_ms > 10_000 {
+            return Err(invalid(
+                "node.batch_flush_ms",
+                "must be between 1 and 10000",
+            ));
+        }
+        if n.tick_ms < 10 || n.tick_ms > 60_000 {
+            return Err(invalid("node.tick_ms", "must be between 10 and 60000"));
+        }
+        if !(-20..=19).contains(&n.nice) {
+            return Err(invalid("node.nice", "must be between -20 and 19"));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for (key, list) in [
+            ("node.capture_cpus", &n.capture_cpus),
+            ("node.worker_cpus", &n.worker_cpus),
+        ] {
+            if let Some(c) = list.iter().find(|&&c| c >= cpus.max(1024)) {
+                return Err(invalid(key, format!("CPU {c} does not exist")));
+            }
+        }
+        let listen = self.metrics.listen.trim();
+        let metrics_listen = if listen.is_empty() {
+            None
+        } else {
+            Some(listen.parse().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    format!("{listen:?} is not an address:port like 127.0.0.1:9464"),
+                )
+            })?)
+        };
+        Ok(NodeSettings {
+            name: n.name.clone(),
+            workers: n.workers,
+            queue_batches: n.queue_batches,
+            batch_flush: std::time::Duration::from_millis(n.batch_flush_ms),
+            tick: std::time::Duration::from_millis(n.tick_ms),
+            nice: n.nice,
+            capture_cpus: n.capture_cpus.clone(),
+            worker_cpus: n.worker_cpus.clone(),
+            metrics_listen,
+        })
+    }
+
+    fn source_settings(&self, vnets: &mut VnetMap) -> Result<Vec<SourceSettings>, ConfigError> {
+        let mut out: Vec<SourceSettings> = Vec::new();
+        for s in &self.sources {
+            let kind = match (&s.interface, &s.file) {
+                (Some(i), None) if !i.is_empty() => SourceKind::Interface(i.clone()),
+                (None, Some(f)) => {
+                    if !(s.speed > 0.0 && s.speed <= 1_000_000.0) {
+                        return Err(invalid("sources.speed", "must be above 0"));
+                    }
+                    SourceKind::File {
+                        path: f.clone(),
+                        speed: s.speed,
+                    }
+                }
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "sources.interface",
+                        "give either interface or file, not both",
+                    ))
+                }
+                _ => {
+                    return Err(invalid(
+                        "sources.interface",
+                        "each source needs an interface or a file",
+                    ))
+                }
+            };
+            let name = s.name.clone().unwrap_or_else(|| match &kind {
+                SourceKind::Interface(i) => i.clone(),
+                SourceKind::File { path, .. } => path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into(),
+                ),
+            });
+            if out.iter().any(|o| o.name == name) {
+                return Err(invalid(
+                    "sources.name",
+                    format!("two sources are named {name:?}"),
+                ));
+            }
+            let vnet = match (&s.vnet, s.role) {
+                (Some(v), role) => Some(
+                    vnets
+                        .intern(v, role.unwrap_or(Role::Production))
+                        .map_err(|e| invalid("sources.vnet", e.to_string()))?,
+                ),
+                (None, Some(_)) => {
+                    return Err(invalid("sources.role", "a role needs a vnet"));
+                }
+                (None, None) => None,
+            };
+            if !(64..=262_144).contains(&s.snaplen) {
+                return Err(invalid("sources.snaplen", "must be between 64 and 262144"));
+            }
+            if s.buffer_bytes < 65_536 {
+                return Err(invalid("sources.buffer_bytes", "must be at least 65536"));
+            }
+            out.push(SourceSettings {
+                name,
+                kind,
+                vnet,
+                promiscuous: s.promiscuous,
+                snaplen: s.snaplen,
+                buffer_bytes: s.buffer_bytes,
+                filter: s.filter.clone().filter(|f| !f.trim().is_empty()),
+                precision: s.timestamp_precision,
+                immediate: s.immediate,
+            });
+        }
+        Ok(out)
     }
 }
 

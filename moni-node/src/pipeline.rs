@@ -138,6 +138,56 @@ impl Engine {
         );
     }
 
+    /// Learns the media a SIP packet announces without counting the packet
+    /// (the copy a sharded probe gives to the workers that do not own it).
+    pub fn learn_signalling(
+        &mut self,
+        link: Option<LinkType>,
+        pkt: &RawPacket<'_>,
+        source_vnet: Option<VnetId>,
+    ) {
+        let Some(link) = link else { return };
+        let d = decode(link, pkt.data);
+        let vnet = self.vnets.resolve(d.vlans(), source_vnet);
+        self.rtp.learn_media(vnet, &d);
+    }
+
+    /// Lets time pass without packets (live capture, on a clock tick):
+    /// flows idle at `now`, bins that ended and idle streams become records.
+    pub fn advance(&mut self, now: analyzers::Timestamp) {
+        self.flows.advance(now, &mut self.flow_out);
+        self.bins.advance(now, &mut self.bin_out);
+        self.rtp
+            .advance(now, &mut self.rtp_window_out, &mut self.rtp_stream_out);
+    }
+
+    /// Live flows per VNet (indexed by VNet id; may be shorter).
+    pub fn active_flows_by_vnet(&self) -> &[u64] {
+        self.flows.active_by_vnet()
+    }
+
+    /// Open RTP streams and SIP calls per VNet.
+    pub fn voip_active_by_vnet(&self) -> (Vec<u64>, Vec<u64>) {
+        self.rtp.active_by_vnet(self.vnets.len())
+    }
+
+    /// RTP windows finished but not yet taken.
+    pub fn pending_rtp_windows(&self) -> &[RtpWindowRecord] {
+        &self.rtp_window_out
+    }
+
+    /// Replaces the VNet map and the flow timeouts without dropping state
+    /// (SIGHUP). The new map must keep every existing VNet at its id.
+    pub fn reconfigure(&mut self, vnets: VnetMap, flows: analyzers::flow::FlowConfig) {
+        self.vnets = vnets;
+        let n = self.vnets.len();
+        if self.counters.vnets.len() < n {
+            self.counters.vnets.resize(n, VnetCounters::default());
+            self.counters.voip.resize(n, VoipCounters::default());
+        }
+        self.flows.reconfigure(flows);
+    }
+
     /// Ends the input: every open flow and bin becomes a record.
     pub fn finish(&mut self) {
         self.flows.flush(&mut self.flow_out);

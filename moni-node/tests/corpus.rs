@@ -176,3 +176,32 @@ fn flows_agree_with_tshark_conversations_on_general_captures() {
         assert_eq!(got, want, "{}", f.display());
     }
 }
+
+/// `decode`'s fast path (Ethernet, ≤ 2 VLAN tags, plain IPv4) must give
+/// exactly what the general `etherparse` path gives, on every frame of every
+/// corpus capture and of the committed samples.
+#[test]
+fn fast_decode_path_agrees_with_the_general_path_on_every_frame() {
+    let mut files: Vec<PathBuf> = captures(&root().join("samples/pcap"));
+    if let Some(corpus) = corpus() {
+        files.extend(captures(&corpus));
+    }
+    assert!(!files.is_empty());
+    let mut frames = 0u64;
+    for f in &files {
+        let mut cap = pcap::Capture::from_file(f).expect("open capture");
+        let Some(link) = analyzers::LinkType::from_dlt(cap.get_datalink().0) else {
+            continue;
+        };
+        while let Ok(p) = cap.next_packet() {
+            frames += 1;
+            assert_eq!(
+                analyzers::decode(link, p.data),
+                analyzers::decode::decode_general(link, p.data),
+                "{} frame {frames}",
+                f.display()
+            );
+        }
+    }
+    assert!(frames > 10_000, "only {frames} frames");
+}

@@ -145,6 +145,8 @@ pub struct FlowTable {
     closing: VecDeque<Entry>,
     fragments: FragmentTracker,
     stats: FlowStats,
+    /// Live flows per VNet (indexed by [`VnetId`]), for the active-flows gauge.
+    active_by_vnet: Vec<u64>,
 }
 
 fn secs_to_us(secs: u64) -> i64 {
@@ -166,6 +168,7 @@ impl FlowTable {
             closing: VecDeque::new(),
             fragments: FragmentTracker::new(config.max_fragmented_datagrams),
             stats: FlowStats::default(),
+            active_by_vnet: Vec::new(),
             config: FlowConfig {
                 max_flows: config.max_flows.clamp(1, MAX_SLOTS),
                 ..config
@@ -203,6 +206,12 @@ impl FlowTable {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Live flows per VNet, indexed by [`VnetId`] (shorter than the VNet
+    /// map when the last VNets have never had a flow).
+    pub fn active_by_vnet(&self) -> &[u64] {
+        &self.active_by_vnet
     }
 
     /// Counts one decoded packet. Packets without an IP layer are ignored.
@@ -438,6 +447,11 @@ impl FlowTable {
         let generation = self.slots[idx as usize].generation;
         self.queue.push_back((pkt.ts, idx, generation));
         self.map.insert(key, idx);
+        let v = usize::from(key.vnet.0);
+        if self.active_by_vnet.len() <= v {
+            self.active_by_vnet.resize(v + 1, 0);
+        }
+        self.active_by_vnet[v] += 1;
         self.stats.created += 1;
         self.stats.peak_active = self.stats.peak_active.max(self.map.len() as u64);
         idx
@@ -447,6 +461,9 @@ impl FlowTable {
         let slot = &mut self.slots[idx as usize];
         slot.occupied = false;
         self.map.remove(&slot.key);
+        if let Some(n) = self.active_by_vnet.get_mut(usize::from(slot.key.vnet.0)) {
+            *n = n.saturating_sub(1);
+        }
         self.free.push(idx);
         self.stats.exported[reason.index()] += 1;
         let (k, st) = (&slot.key, &slot.state);

@@ -328,6 +328,73 @@ impl RtpTracker {
         }
     }
 
+    /// Ends streams idle at `now` although no packet arrived to notice it
+    /// (live capture calls this on a clock tick).
+    pub fn advance(
+        &mut self,
+        now: Timestamp,
+        windows: &mut Vec<RtpWindowRecord>,
+        streams: &mut Vec<RtpStreamRecord>,
+    ) {
+        self.expire(now, windows, streams);
+    }
+
+    /// Learns only the media endpoints a SIP message announces, without
+    /// counting it or opening a call. A sharded probe gives every worker a
+    /// copy of each SIP message this way, so that media whose addresses
+    /// differ from the signalling's (a proxy in the path) is still tracked
+    /// from its first packet by the worker that owns it.
+    pub fn learn_media(&mut self, vnet: VnetId, d: &Decoded<'_>) {
+        if !self.is_sip(d) {
+            return;
+        }
+        if let Some(msg) = sdp::parse_sip(d.payload) {
+            for m in &msg.media {
+                self.announce(vnet, m.clone(), msg.call_id.clone());
+            }
+        }
+    }
+
+    /// Whether a decoded packet is SIP on the configured ports.
+    pub fn is_sip(&self, d: &Decoded<'_>) -> bool {
+        match (d.ip, d.transport) {
+            (
+                Some(_),
+                Transport::Tcp {
+                    src_port, dst_port, ..
+                }
+                | Transport::Udp { src_port, dst_port },
+            ) => {
+                self.config.sip_ports.contains(&src_port)
+                    || self.config.sip_ports.contains(&dst_port)
+            }
+            _ => false,
+        }
+    }
+
+    /// Calls open now.
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Open streams and calls per VNet, indexed by [`VnetId`] (`vnets`
+    /// entries). A scan of the tables: call it on a clock tick, not per packet.
+    pub fn active_by_vnet(&self, vnets: usize) -> (Vec<u64>, Vec<u64>) {
+        let mut streams = vec![0u64; vnets];
+        let mut calls = vec![0u64; vnets];
+        for k in self.streams.keys() {
+            if let Some(n) = streams.get_mut(usize::from(k.vnet.0)) {
+                *n += 1;
+            }
+        }
+        for (vnet, _) in self.calls.keys() {
+            if let Some(n) = calls.get_mut(usize::from(vnet.0)) {
+                *n += 1;
+            }
+        }
+        (streams, calls)
+    }
+
     /// Takes the finished call records.
     pub fn take_calls(&mut self) -> Vec<CallRecord> {
         std::mem::take(&mut self.finished_calls)

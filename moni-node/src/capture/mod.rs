@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod file;
+pub mod live;
 
 use analyzers::{LinkType, Timestamp};
 

@@ -1,0 +1,138 @@
+//! Live capture of a (mirrored) interface through libpcap.
+//!
+//! The probe only ever reads: the handle is opened for capture, never for
+//! injection, so it cannot affect the production path it watches.
+
+use analyzers::{LinkType, Timestamp};
+
+use super::{CaptureError, RawPacket};
+use crate::config::{Precision, SourceSettings};
+
+/// Drop counters of a live source, accumulated into 64 bits.
+///
+/// libpcap's counters are 32-bit and wrap on a busy mirror port; each poll
+/// adds the wrapping difference to the previous reading, so the totals stay
+/// right as long as they are polled at least once per 2^32 packets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropTotals {
+    /// Packets the kernel dropped because the capture buffer was full.
+    pub kernel: u64,
+    /// Packets the interface (driver) dropped.
+    pub interface: u64,
+}
+
+/// An open live capture.
+pub struct LiveSource {
+    name: String,
+    cap: pcap::Capture<pcap::Active>,
+    link: Option<LinkType>,
+    nanos: bool,
+    last: Option<(u32, u32)>,
+    totals: DropTotals,
+}
+
+/// What reading a live source gave.
+pub enum LiveRead<'a> {
+    Packet(RawPacket<'a>),
+    /// The read timeout passed without a packet.
+    Idle,
+}
+
+impl LiveSource {
+    pub fn open(s: &SourceSettings, interface: &str) -> Result<LiveSource, CaptureError> {
+        let open_err = |e: pcap::Error| CaptureError::Open {
+            source_name: s.name.clone(),
+            message: format!("interface {interface}: {e}"),
+        };
+        let cap = pcap::Capture::from_device(interface)
+            .map_err(open_err)?
+            .promisc(s.promiscuous)
+            .snaplen(s.snaplen)
+            .buffer_size(s.buffer_bytes)
+            // Bounds how long a stop request waits for a quiet port.
+            .timeout(100)
+            .immediate_mode(s.immediate)
+            .precision(match s.precision {
+                Precision::Micro => pcap::Precision::Micro,
+                Precision::Nano => pcap::Precision::Nano,
+            });
+        let mut cap = cap.open().map_err(open_err)?;
+        if let Some(f) = &s.filter {
+            cap.filter(f, true).map_err(|e| CaptureError::Filter {
+                source_name: s.name.clone(),
+                filter: f.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let link = LinkType::from_dlt(cap.get_datalink().0);
+        Ok(LiveSource {
+            name: s.name.clone(),
+            cap,
+            link,
+            nanos: s.precision == Precision::Nano,
+            last: None,
+            totals: DropTotals::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn link_type(&self) -> Option<LinkType> {
+        self.link
+    }
+
+    /// The next packet, or `Idle` after the read timeout.
+    pub fn read(&mut self) -> Result<LiveRead<'_>, CaptureError> {
+        match self.cap.next_packet() {
+            Ok(p) => {
+                let sub = p.header.ts.tv_usec;
+                let micros = if self.nanos { sub / 1000 } else { sub };
+                Ok(LiveRead::Packet(RawPacket {
+                    ts: Timestamp::from_secs_micros(p.header.ts.tv_sec, micros),
+                    wire_len: p.header.len.max(p.header.caplen),
+                    data: p.data,
+                }))
+            }
+            Err(pcap::Error::TimeoutExpired) => Ok(LiveRead::Idle),
+            Err(e) => Err(CaptureError::Read {
+                source_name: self.name.clone(),
+                packets: 0,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Polls libpcap's drop counters and returns the 64-bit totals.
+    pub fn drops(&mut self) -> DropTotals {
+        if let Ok(s) = self.cap.stats() {
+            let (mut k, mut i) = self.last.unwrap_or((0, 0));
+            accumulate_u32(&mut self.totals.kernel, &mut k, s.dropped);
+            accumulate_u32(&mut self.totals.interface, &mut i, s.if_dropped);
+            self.last = Some((k, i));
+        }
+        self.totals
+    }
+}
+
+/// Adds the wrapping difference between two readings of a 32-bit counter.
+pub fn accumulate_u32(total: &mut u64, last: &mut u32, now: u32) {
+    *total += u64::from(now.wrapping_sub(*last));
+    *last = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_counters_accumulate_into_64_bits() {
+        let (mut total, mut last) = (0u64, 0u32);
+        for now in [10u32, u32::MAX - 5, 4, 4, 100] {
+            accumulate_u32(&mut total, &mut last, now);
+        }
+        // 10, then up to MAX-5, then across the wrap to 4 (10 more), then 96.
+        assert_eq!(total, u64::from(u32::MAX - 5) + 10 + 96);
+    }
+}

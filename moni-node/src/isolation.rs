@@ -1,0 +1,33 @@
+//! Keeping the probe out of production's way: niceness and CPU pinning.
+//!
+//! The only unsafe code of the node: two libc calls with plain integer
+//! arguments and no pointers kept by the kernel.
+#![allow(unsafe_code)]
+
+/// Sets the niceness of the whole process (0 leaves it unchanged).
+pub fn set_nice(nice: i32) -> anyhow::Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    // SAFETY: setpriority takes integers only; PRIO_PROCESS with who = 0
+    // means this process.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc != 0 {
+        anyhow::bail!(
+            "node.nice {nice}: cannot set: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Pins the calling thread to `cpus[index % len]`; no-op for an empty list.
+pub fn pin_current_thread(cpus: &[usize], index: usize, what: &str) {
+    if cpus.is_empty() {
+        return;
+    }
+    let cpu = cpus[index % cpus.len()];
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        tracing::warn!(cpu, thread = what, "Could not pin thread to CPU.");
+    }
+}

@@ -1,0 +1,258 @@
+//! The node's Prometheus metrics.
+//!
+//! Naming follows Prometheus conventions: `moni_` prefix, base units
+//! (`_bytes`, `_seconds`), `_total` on counters, `_ratio` for 0..1 values.
+//! Labels are bounded: `node` (on every series), `source`, `vnet`, `role`,
+//! `reason`, `dataset`, `worker`; never addresses, ports or SSRCs.
+
+use std::collections::HashMap;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric the node exports.
+pub struct Metrics {
+    registry: Registry,
+    pub source_packets: IntCounterVec,
+    pub source_bytes: IntCounterVec,
+    pub source_kernel_drops: IntCounterVec,
+    pub source_interface_drops: IntCounterVec,
+    pub source_queue_drops: IntCounterVec,
+    pub source_up: IntGaugeVec,
+    pub vnet_packets: IntCounterVec,
+    pub vnet_bytes: IntCounterVec,
+    pub vnet_active_flows: IntGaugeVec,
+    pub vnet_flows: IntCounterVec,
+    pub vnet_flow_evictions: IntCounterVec,
+    pub decode_errors: IntCounterVec,
+    pub worker_busy: GaugeVec,
+    pub worker_packets: IntCounterVec,
+    pub parquet_files: IntCounterVec,
+    pub parquet_rows: IntCounterVec,
+    pub voip_active_streams: IntGaugeVec,
+    pub voip_active_calls: IntGaugeVec,
+    pub voip_streams: IntCounterVec,
+    pub voip_window_mos: HistogramVec,
+    pub voip_last_window_mos: GaugeVec,
+    pub voip_last_window_loss: GaugeVec,
+    pub voip_last_window_jitter: GaugeVec,
+    pub voip_evictions: IntCounterVec,
+    pub rss: IntGaugeVec,
+}
+
+fn counter(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn fgauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
+    let g = GaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+const SRC: &[&str] = &["source"];
+const VNET: &[&str] = &["vnet", "role"];
+
+impl Metrics {
+    pub fn new(node: &str) -> prometheus::Result<Metrics> {
+        let labels = HashMap::from([("node".to_string(), node.to_string())]);
+        let r = Registry::new_custom(None, Some(labels))?;
+        let build = gauge(
+            &r,
+            "moni_build_info",
+            "Build of the running moni-node (value 1).",
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let h = HistogramOpts::new(
+            "moni_voip_window_mos",
+            "MOS-CQ (ITU-T G.107) of finished RTP scoring windows.",
+        )
+        .buckets(vec![
+            1.0, 1.5, 2.0, 2.5, 3.0, 3.3, 3.6, 3.8, 4.0, 4.2, 4.3, 4.4, 4.5,
+        ]);
+        let voip_window_mos = HistogramVec::new(h, VNET)?;
+        r.register(Box::new(voip_window_mos.clone()))?;
+        Ok(Metrics {
+            source_packets: counter(
+                &r,
+                "moni_source_packets_total",
+                "Packets libpcap delivered from the source.",
+                SRC,
+            )?,
+            source_bytes: counter(
+                &r,
+                "moni_source_bytes_total",
+                "Wire bytes of the packets delivered from the source.",
+                SRC,
+            )?,
+            source_kernel_drops: counter(
+                &r,
+                "moni_source_kernel_drops_total",
+                "Packets the kernel dropped for the source (capture buffer full).",
+                SRC,
+            )?,
+            source_interface_drops: counter(
+                &r,
+                "moni_source_interface_drops_total",
+                "Packets the interface dropped, as libpcap reports.",
+                SRC,
+            )?,
+            source_queue_drops: counter(
+                &r,
+                "moni_source_queue_drops_total",
+                "Packets dropped because a worker queue was full.",
+                SRC,
+            )?,
+            source_up: gauge(
+                &r,
+                "moni_source_up",
+                "1 while the source is capturing, 0 after it ended or failed.",
+                SRC,
+            )?,
+            vnet_packets: counter(
+                &r,
+                "moni_vnet_packets_total",
+                "Packets analysed per VNet.",
+                VNET,
+            )?,
+            vnet_bytes: counter(
+                &r,
+                "moni_vnet_bytes_total",
+                "Wire bytes analysed per VNet.",
+                VNET,
+            )?,
+            vnet_active_flows: gauge(
+                &r,
+                "moni_vnet_active_flows",
+                "Flows open now per VNet.",
+                VNET,
+            )?,
+            vnet_flows: counter(
+                &r,
+                "moni_vnet_flows_total",
+                "Flow records exported per VNet.",
+                VNET,
+            )?,
+            vnet_flow_evictions: counter(
+                &r,
+                "moni_vnet_flow_evictions_total",
+                "Flows exported early because the flow table was full.",
+                VNET,
+            )?,
+            decode_errors: counter(
+                &r,
+                "moni_decode_errors_total",
+                "Frames whose decoding stopped early, by reason.",
+                &["reason"],
+            )?,
+            worker_busy: fgauge(
+                &r,
+                "moni_worker_busy_ratio",
+                "Share of the last tick the worker spent analysing packets.",
+                &["worker"],
+            )?,
+            worker_packets: counter(
+                &r,
+                "moni_worker_packets_total",
+                "Packets analysed per worker.",
+                &["worker"],
+            )?,
+            parquet_files: counter(
+                &r,
+                "moni_parquet_files_total",
+                "Parquet files completed per dataset.",
+                &["dataset"],
+            )?,
+            parquet_rows: counter(
+                &r,
+                "moni_parquet_rows_total",
+                "Rows written per dataset.",
+                &["dataset"],
+            )?,
+            voip_active_streams: gauge(
+                &r,
+                "moni_voip_active_streams",
+                "RTP streams tracked now per VNet.",
+                VNET,
+            )?,
+            voip_active_calls: gauge(
+                &r,
+                "moni_voip_active_calls",
+                "SIP calls open now per VNet.",
+                VNET,
+            )?,
+            voip_streams: counter(
+                &r,
+                "moni_voip_streams_total",
+                "RTP streams finished per VNet.",
+                VNET,
+            )?,
+            voip_window_mos,
+            voip_last_window_mos: fgauge(
+                &r,
+                "moni_voip_last_window_mos",
+                "MOS-CQ of the latest finished RTP window per VNet and role.",
+                VNET,
+            )?,
+            voip_last_window_loss: fgauge(
+                &r,
+                "moni_voip_last_window_loss_ratio",
+                "Packet loss ratio of the latest finished RTP window.",
+                VNET,
+            )?,
+            voip_last_window_jitter: fgauge(
+                &r,
+                "moni_voip_last_window_jitter_seconds",
+                "RFC 3550 jitter at the end of the latest finished RTP window.",
+                VNET,
+            )?,
+            voip_evictions: counter(
+                &r,
+                "moni_voip_evictions_total",
+                "Calls, streams and candidates evicted at their caps.",
+                &["reason"],
+            )?,
+            rss: gauge(
+                &r,
+                "moni_process_peak_resident_memory_bytes",
+                "Peak resident set size of moni-node.",
+                &[],
+            )?,
+            registry: r,
+        })
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        if let Some(peak) = crate::telemetry::peak_rss_bytes() {
+            self.rss
+                .with_label_values(&[] as &[&str])
+                .set(i64::try_from(peak).unwrap_or(i64::MAX));
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "Encoding metrics failed.");
+        }
+        out
+    }
+}

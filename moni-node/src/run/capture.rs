@@ -1,0 +1,329 @@
+//! A capture thread: reads one source, shards its packets into per-worker
+//! batches and hands full (or old enough) batches to the workers.
+//!
+//! It never blocks on a worker: when a worker's queue is full the batch is
+//! dropped and its packets counted in `moni_source_queue_drops_total`, so a
+//! slow analysis shows up as counted loss instead of kernel drops that
+//! would hide where the time went.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use analyzers::vnet::VnetId;
+use analyzers::{decode, LinkType, Timestamp};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::capture::batch::PacketBatch;
+use crate::capture::file::FileSource;
+use crate::capture::live::{LiveRead, LiveSource};
+use crate::capture::{PacketSource, RawPacket};
+use crate::config::{SourceKind, SourceSettings};
+use crate::metrics::Metrics;
+
+use super::shard::worker_for;
+
+/// What a capture thread sends a worker.
+pub struct WorkItem {
+    pub link: Option<LinkType>,
+    pub source_vnet: Option<VnetId>,
+    pub packets: PacketBatch,
+    /// Copies of SIP messages another worker owns: only their SDP is learnt.
+    pub signalling: Option<PacketBatch>,
+}
+
+/// Everything a capture thread needs.
+pub struct CaptureCtx {
+    pub settings: SourceSettings,
+    pub workers: Vec<Sender<WorkItem>>,
+    pub free: Receiver<PacketBatch>,
+    pub stop: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
+    pub batch_flush: Duration,
+    pub tick: Duration,
+    pub sip_ports: Vec<u16>,
+}
+
+/// Per-worker batch being filled.
+struct Pending {
+    batch: PacketBatch,
+    signalling: Option<PacketBatch>,
+    since: Option<Instant>,
+}
+
+struct Dispatcher<'a> {
+    ctx: &'a CaptureCtx,
+    link: Option<LinkType>,
+    pending: Vec<Pending>,
+    packets: u64,
+    bytes: u64,
+    queue_drops: u64,
+    published: (u64, u64, u64),
+}
+
+impl<'a> Dispatcher<'a> {
+    fn new(ctx: &'a CaptureCtx, link: Option<LinkType>) -> Self {
+        Dispatcher {
+            pending: (0..ctx.workers.len())
+                .map(|_| Pending {
+                    batch: PacketBatch::with_capacity(),
+                    signalling: None,
+                    since: None,
+                })
+                .collect(),
+            ctx,
+            link,
+            packets: 0,
+            bytes: 0,
+            queue_drops: 0,
+            published: (0, 0, 0),
+        }
+    }
+
+    fn new_batch(&self) -> PacketBatch {
+        self.ctx
+            .free
+            .try_recv()
+            .unwrap_or_else(|_| PacketBatch::with_capacity())
+    }
+
+    #[inline]
+    fn push(&mut self, pkt: &RawPacket<'_>) {
+        self.packets += 1;
+        self.bytes += u64::from(pkt.wire_len);
+        let n = self.pending.len();
+        let w = if n > 1 {
+            match self.link {
+                Some(link) => {
+                    let d = decode(link, pkt.data);
+                    let w = worker_for(&d, n);
+                    if let Some((sp, dp)) = d.ports() {
+                        if self.ctx.sip_ports.contains(&sp) || self.ctx.sip_ports.contains(&dp) {
+                            for (i, p) in self.pending.iter_mut().enumerate() {
+                                if i != w {
+                                    p.signalling
+                                        .get_or_insert_with(PacketBatch::with_capacity)
+                                        .push(pkt);
+                                }
+                            }
+                        }
+                    }
+                    w
+                }
+                None => 0,
+            }
+        } else {
+            0
+        };
+        let p = &mut self.pending[w];
+        if p.since.is_none() {
+            p.since = Some(Instant::now());
+        }
+        p.batch.push(pkt);
+        if p.batch.is_full() {
+            self.send(w);
+        }
+    }
+
+    /// Sends worker `w`'s batch; a full queue drops it (counted).
+    fn send(&mut self, w: usize) {
+        let fresh = self.new_batch();
+        let p = &mut self.pending[w];
+        p.since = None;
+        let packets = std::mem::replace(&mut p.batch, fresh);
+        let item = WorkItem {
+            link: self.link,
+            source_vnet: self.ctx.settings.vnet,
+            packets,
+            signalling: p.signalling.take(),
+        };
+        match self.ctx.workers[w].try_send(item) {
+            Ok(()) => {}
+            Err(TrySendError::Full(item)) | Err(TrySendError::Disconnected(item)) => {
+                self.queue_drops += item.packets.len() as u64;
+            }
+        }
+    }
+
+    /// Sends batches that waited longer than the flush interval (or all).
+    fn flush_old(&mut self, all: bool) {
+        let now = Instant::now();
+        for w in 0..self.pending.len() {
+            let p = &self.pending[w];
+            let old = p
+                .since
+                .is_some_and(|t| now.duration_since(t) >= self.ctx.batch_flush);
+            if (all || old) && (!p.batch.is_empty() || p.signalling.is_some()) {
+                self.send(w);
+            }
+        }
+    }
+
+    /// Final batches at shutdown: wait (bounded) for queue space instead of
+    /// dropping, since nothing new arrives any more.
+    fn drain(&mut self) {
+        for w in 0..self.pending.len() {
+            let p = &mut self.pending[w];
+            if p.batch.is_empty() && p.signalling.is_none() {
+                continue;
+            }
+            let item = WorkItem {
+                link: self.link,
+                source_vnet: self.ctx.settings.vnet,
+                packets: std::mem::take(&mut p.batch),
+                signalling: p.signalling.take(),
+            };
+            if let Err(e) = self.ctx.workers[w].send_timeout(item, Duration::from_secs(5)) {
+                let item = e.into_inner();
+                self.queue_drops += item.packets.len() as u64;
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let name = [self.ctx.settings.name.as_str()];
+        let m = &self.ctx.metrics;
+        let (p, b, q) = self.published;
+        m.source_packets
+            .with_label_values(&name)
+            .inc_by(self.packets - p);
+        m.source_bytes
+            .with_label_values(&name)
+            .inc_by(self.bytes - b);
+        m.source_queue_drops
+            .with_label_values(&name)
+            .inc_by(self.queue_drops - q);
+        self.published = (self.packets, self.bytes, self.queue_drops);
+    }
+}
+
+/// Runs one source until it ends, fails or `stop` is set. Returns the
+/// error that ended it, if any.
+pub fn run_source(ctx: CaptureCtx) -> Option<String> {
+    let name = [ctx.settings.name.as_str()];
+    ctx.metrics.source_up.with_label_values(&name).set(1);
+    let result = match ctx.settings.kind.clone() {
+        SourceKind::Interface(iface) => run_live(&ctx, &iface),
+        SourceKind::File { path, speed } => run_file(&ctx, &path, speed),
+    };
+    ctx.metrics.source_up.with_label_values(&name).set(0);
+    result.err()
+}
+
+fn run_live(ctx: &CaptureCtx, iface: &str) -> Result<(), String> {
+    let mut src = LiveSource::open(&ctx.settings, iface).map_err(|e| e.to_string())?;
+    let mut d = Dispatcher::new(ctx, src.link_type());
+    let name = [ctx.settings.name.as_str()];
+    let mut published_drops = (0u64, 0u64);
+    let mut next_tick = Instant::now() + ctx.tick.min(Duration::from_millis(250));
+    let mut since_check = 0u32;
+    let mut result = Ok(());
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let idle = match src.read() {
+            Ok(LiveRead::Packet(p)) => {
+                d.push(&p);
+                false
+            }
+            Ok(LiveRead::Idle) => true,
+            Err(e) => {
+                result = Err(e.to_string());
+                break;
+            }
+        };
+        since_check += 1;
+        if idle || since_check >= 256 {
+            since_check = 0;
+            d.flush_old(false);
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + ctx.tick.min(Duration::from_millis(250));
+                d.publish();
+                let drops = src.drops();
+                ctx.metrics
+                    .source_kernel_drops
+                    .with_label_values(&name)
+                    .inc_by(drops.kernel - published_drops.0);
+                ctx.metrics
+                    .source_interface_drops
+                    .with_label_values(&name)
+                    .inc_by(drops.interface - published_drops.1);
+                published_drops = (drops.kernel, drops.interface);
+            }
+        }
+    }
+    // Packets libpcap still holds are read before stopping, so a stop loses
+    // nothing that had reached the probe.
+    let deadline = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < deadline {
+        match src.read() {
+            Ok(LiveRead::Packet(p)) => d.push(&p),
+            _ => break,
+        }
+    }
+    d.drain();
+    d.publish();
+    let drops = src.drops();
+    ctx.metrics
+        .source_kernel_drops
+        .with_label_values(&name)
+        .inc_by(drops.kernel - published_drops.0);
+    ctx.metrics
+        .source_interface_drops
+        .with_label_values(&name)
+        .inc_by(drops.interface - published_drops.1);
+    result
+}
+
+/// Replays a file at `speed` times its recorded pace, with timestamps moved
+/// to now so that it behaves like a live port.
+fn run_file(ctx: &CaptureCtx, path: &std::path::Path, speed: f64) -> Result<(), String> {
+    let mut src =
+        FileSource::open(path, ctx.settings.filter.as_deref()).map_err(|e| e.to_string())?;
+    let link = src.link_type();
+    let mut d = Dispatcher::new(ctx, link);
+    let wall0 = Instant::now();
+    let epoch0 = Timestamp(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+    );
+    let mut first: Option<Timestamp> = None;
+    let mut next_tick = Instant::now() + ctx.tick;
+    let mut result = Ok(());
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let pkt = match src.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(e) => {
+                result = Err(e.to_string());
+                break;
+            }
+        };
+        let t0 = *first.get_or_insert(pkt.ts);
+        let offset_us = (pkt.ts.micros_since(t0).max(0) as f64 / speed) as i64;
+        let due = wall0 + Duration::from_micros(offset_us as u64);
+        // Sleep in short slices so that stop and batch flushing stay prompt.
+        loop {
+            let now = Instant::now();
+            if now >= due || ctx.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            d.flush_old(false);
+            std::thread::sleep((due - now).min(Duration::from_millis(20)));
+        }
+        let moved = RawPacket {
+            ts: Timestamp(epoch0.0 + offset_us),
+            ..pkt
+        };
+        d.push(&moved);
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick = now + ctx.tick;
+            d.flush_old(false);
+            d.publish();
+        }
+    }
+    d.drain();
+    d.publish();
+    result
+}

@@ -1,0 +1,294 @@
+//! `moni-node run`: the long-running probe.
+//!
+//! Data path, one thread per box:
+//!
+//! ```text
+//! source 1 ─ capture thread ─┐  per-worker bounded queues   ┌─ worker 1 ─┐
+//! source 2 ─ capture thread ─┼─ (symmetric address hash) ───┼─ worker N ─┼─ writer ─ Parquet
+//!                            └─ full queue: drop + count     └────────────┘
+//! HTTP thread: /metrics, /healthz          main thread: signals, reload
+//! ```
+//!
+//! SIGINT/SIGTERM stop the capture threads; each sends what it holds, the
+//! workers drain their queues and flush every open record, the writer
+//! completes its files, and the process exits 0. SIGHUP reloads the VNet
+//! map and the flow timeouts from the config file without dropping state.
+//! When every source is a file and all have ended, the node stops the same
+//! way.
+
+pub mod capture;
+pub mod shard;
+pub mod worker;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::capture::batch::PacketBatch;
+use crate::config::{NodeConfig, Resolved};
+use crate::export::Datasets;
+use crate::metrics::Metrics;
+
+use capture::{CaptureCtx, WorkItem};
+use worker::{Control, WorkerCtx};
+use writer::{Records, WriterSummary};
+
+/// Why `run` could not start (exit 2) or failed (exit 1/3).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Source(String),
+    #[error("{0:#}")]
+    Output(anyhow::Error),
+}
+
+/// Per-source totals at exit.
+#[derive(Debug, Serialize)]
+pub struct SourceTotals {
+    pub source: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub kernel_drops: u64,
+    pub interface_drops: u64,
+    pub queue_drops: u64,
+    pub error: Option<String>,
+}
+
+/// What `moni-node run` prints as JSON when it stops.
+#[derive(Debug, Serialize)]
+pub struct RunSummary {
+    pub node: String,
+    pub sources: Vec<SourceTotals>,
+    /// Packets the workers analysed (delivered minus queue drops).
+    pub packets_analysed: u64,
+    pub reloads: u64,
+    pub writer: WriterSummary,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+fn load(path: &Path) -> Result<(NodeConfig, Resolved), RunError> {
+    let c = NodeConfig::load(path).map_err(|e| RunError::Config(e.to_string()))?;
+    let r = c
+        .resolve(None)
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    Ok((c, r))
+}
+
+/// Runs the probe until a signal (or the end of every file source).
+pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSummary, RunError> {
+    let (_, mut config) = load(config_path)?;
+    if let Some(o) = out_override {
+        config.output.dir = o;
+    }
+    if config.sources.is_empty() {
+        return Err(RunError::Config(
+            "config key sources: at least one [[sources]] entry is needed".into(),
+        ));
+    }
+    let node = config.node.clone();
+    crate::isolation::set_nice(node.nice).map_err(|e| RunError::Config(e.to_string()))?;
+    let metrics = Arc::new(Metrics::new(&node.name).map_err(|e| RunError::Config(e.to_string()))?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let healthy = Arc::new(AtomicBool::new(true));
+    let listener = match node.metrics_listen {
+        Some(a) => Some(crate::http::bind(a).map_err(|e| RunError::Config(format!("{e:#}")))?),
+        None => None,
+    };
+    let out = Datasets::create(&config.output.dir, &config.output)
+        .context("creating the output datasets")
+        .map_err(RunError::Output)?;
+
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&term))
+            .map_err(|e| RunError::Config(format!("cannot install signal handler: {e}")))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(|e| RunError::Config(format!("cannot install signal handler: {e}")))?;
+
+    let workers = node.workers;
+    let pool = workers * (node.queue_batches + 2) * config.sources.len().max(1);
+    let (free_tx, free_rx) = crossbeam_channel::bounded::<PacketBatch>(pool.min(4096));
+    let (writer_tx, writer_rx) = crossbeam_channel::bounded::<Records>(256);
+    let mut work_tx = Vec::new();
+    let mut control_tx = Vec::new();
+    let mut worker_ctx = Vec::new();
+    for index in 0..workers {
+        let (tx, rx) = crossbeam_channel::bounded::<WorkItem>(node.queue_batches);
+        let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Control>();
+        work_tx.push(tx);
+        control_tx.push(ctl_tx);
+        worker_ctx.push(WorkerCtx {
+            index,
+            config: config.clone(),
+            input: rx,
+            control: ctl_rx,
+            free: free_tx.clone(),
+            writer: writer_tx.clone(),
+            metrics: Arc::clone(&metrics),
+            tick: node.tick,
+        });
+    }
+    drop(writer_tx);
+
+    let mut reloads = 0u64;
+    let (summary_writer, source_errors) = std::thread::scope(|scope| {
+        let http = listener.map(|l| {
+            let (m, s, h) = (
+                Arc::clone(&metrics),
+                Arc::clone(&stop),
+                Arc::clone(&healthy),
+            );
+            scope.spawn(move || crate::http::serve(l, m, s, h))
+        });
+        let writer = {
+            let (m, h) = (Arc::clone(&metrics), Arc::clone(&healthy));
+            let tick = node.tick;
+            scope.spawn(move || writer::run_writer(out, writer_rx, m, h, tick))
+        };
+        let mut worker_handles = Vec::new();
+        for ctx in worker_ctx {
+            let cpus = node.worker_cpus.clone();
+            worker_handles.push(scope.spawn(move || {
+                crate::isolation::pin_current_thread(&cpus, ctx.index, "worker");
+                worker::run_worker(ctx)
+            }));
+        }
+        let mut captures = Vec::new();
+        for (i, s) in config.sources.iter().enumerate() {
+            let ctx = CaptureCtx {
+                settings: s.clone(),
+                workers: work_tx.clone(),
+                free: free_rx.clone(),
+                stop: Arc::clone(&stop),
+                metrics: Arc::clone(&metrics),
+                batch_flush: node.batch_flush,
+                tick: node.tick,
+                sip_ports: config.rtp.sip_ports.clone(),
+            };
+            let cpus = node.capture_cpus.clone();
+            let healthy = Arc::clone(&healthy);
+            let name = s.name.clone();
+            captures.push((
+                name.clone(),
+                scope.spawn(move || {
+                    crate::isolation::pin_current_thread(&cpus, i, "capture");
+                    let err = capture::run_source(ctx);
+                    if let Some(e) = &err {
+                        tracing::error!(source = %name, error = %e, "Capture source failed.");
+                        eprintln!("error: {e}");
+                        healthy.store(false, Ordering::Relaxed);
+                    }
+                    err
+                }),
+            ));
+        }
+        drop(work_tx);
+        tracing::info!(node = %node.name, sources = captures.len(), workers, "moni-node running.");
+
+        let mut current_vnets = config.vnets.clone();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            if term.load(Ordering::Relaxed) {
+                tracing::info!("Stop requested; draining.");
+                break;
+            }
+            if captures.iter().all(|(_, h)| h.is_finished()) {
+                break;
+            }
+            if hup.swap(false, Ordering::Relaxed) {
+                match reload(config_path, &current_vnets) {
+                    Ok((vnets, flows)) => {
+                        reloads += 1;
+                        current_vnets = vnets.clone();
+                        let vnets = Arc::new(vnets);
+                        for c in &control_tx {
+                            let _ = c.send(Control::Reload {
+                                vnets: Arc::clone(&vnets),
+                                flows: flows.clone(),
+                            });
+                        }
+                        tracing::warn!(vnets = current_vnets.len(), "Configuration reloaded.");
+                    }
+                    Err(e) => {
+                        eprintln!("error: reload ignored, the running configuration stays: {e}");
+                    }
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let errors: Vec<(String, Option<String>)> = captures
+            .into_iter()
+            .map(|(n, h)| {
+                (
+                    n,
+                    h.join().unwrap_or(Some("capture thread panicked".into())),
+                )
+            })
+            .collect();
+        for h in worker_handles {
+            let _ = h.join();
+        }
+        let w = writer.join().unwrap_or_else(|_| WriterSummary {
+            error: Some("writer thread panicked".into()),
+            ..WriterSummary::default()
+        });
+        if let Some(h) = http {
+            let _ = h.join();
+        }
+        (w, errors)
+    });
+
+    let sources = source_errors
+        .into_iter()
+        .map(|(name, error)| {
+            let l = [name.as_str()];
+            SourceTotals {
+                packets: metrics.source_packets.with_label_values(&l).get(),
+                bytes: metrics.source_bytes.with_label_values(&l).get(),
+                kernel_drops: metrics.source_kernel_drops.with_label_values(&l).get(),
+                interface_drops: metrics.source_interface_drops.with_label_values(&l).get(),
+                queue_drops: metrics.source_queue_drops.with_label_values(&l).get(),
+                source: name,
+                error,
+            }
+        })
+        .collect();
+    let packets_analysed = (0..workers)
+        .map(|w| {
+            metrics
+                .worker_packets
+                .with_label_values(&[w.to_string()])
+                .get()
+        })
+        .sum();
+    Ok(RunSummary {
+        node: node.name,
+        sources,
+        packets_analysed,
+        reloads,
+        writer: summary_writer,
+        peak_rss_bytes: crate::telemetry::peak_rss_bytes(),
+    })
+}
+
+/// Reads the config file again; only the VNet map and flow settings are
+/// taken (sources, workers and output need a restart).
+fn reload(
+    path: &Path,
+    current: &analyzers::vnet::VnetMap,
+) -> Result<(analyzers::vnet::VnetMap, analyzers::flow::FlowConfig), RunError> {
+    let (c, r) = load(path)?;
+    let vnets = c
+        .remap_vnets(current)
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    Ok((vnets, r.flows))
+}

@@ -1,0 +1,90 @@
+//! Which worker analyses a packet.
+//!
+//! The hash is symmetric in the two IP addresses and ignores ports and
+//! VLANs: both directions of a flow, the later fragments of a datagram
+//! (which carry no ports), RTP with its RTCP, and the copies of one call in
+//! a production and a shadow VNet (same inner addresses, other VLAN) all
+//! meet in one worker, which is what flows, fragments and the
+//! shadow/production comparison need.
+
+use std::net::IpAddr;
+
+use analyzers::Decoded;
+
+fn fold(addr: IpAddr) -> u64 {
+    match addr {
+        IpAddr::V4(v) => u64::from(u32::from(v)),
+        IpAddr::V6(v) => {
+            let x = u128::from(v);
+            (x as u64) ^ ((x >> 64) as u64).rotate_left(29)
+        }
+    }
+}
+
+/// splitmix64's finaliser: spreads neighbouring addresses over workers.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The worker (0..workers) for a decoded packet; frames without IP go to 0.
+pub fn worker_for(d: &Decoded<'_>, workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
+    }
+    let Some(ip) = d.ip else { return 0 };
+    let h = mix(fold(ip.src)).wrapping_add(mix(fold(ip.dst)));
+    ((u128::from(h) * workers as u128) >> 64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use analyzers::decode::Fragment;
+    use analyzers::decode::{IpLayer, Transport};
+
+    fn packet(src: &str, dst: &str, vlan: u16) -> Decoded<'static> {
+        let mut d = Decoded::failed(analyzers::DecodeError::IpInvalid);
+        d.error = None;
+        d.vlan_ids = [vlan, 0, 0];
+        d.vlan_count = 1;
+        d.ip = Some(IpLayer {
+            src: src.parse().expect("addr"),
+            dst: dst.parse().expect("addr"),
+            protocol: 17,
+            fragment: Fragment::None,
+        });
+        d.transport = Transport::Udp {
+            src_port: 4000,
+            dst_port: 5000,
+        };
+        d
+    }
+
+    #[test]
+    fn both_directions_and_both_vnets_meet() {
+        for w in [2, 3, 8] {
+            for i in 0..200u32 {
+                let a = format!("10.0.{}.{}", i / 250, i % 250);
+                let b = format!("2001:db8::{i:x}");
+                let c = "192.0.2.7";
+                let x = worker_for(&packet(&a, c, 100), w);
+                assert_eq!(x, worker_for(&packet(c, &a, 200), w));
+                assert!(x < w);
+                let y = worker_for(&packet(&b, "2001:db8::1", 100), w);
+                assert_eq!(y, worker_for(&packet("2001:db8::1", &b, 300), w));
+            }
+        }
+    }
+
+    #[test]
+    fn load_spreads_over_workers() {
+        let mut counts = [0usize; 4];
+        for i in 0..4000u32 {
+            let a = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+            counts[worker_for(&packet(&a, "10.255.0.1", 1), 4)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+}

@@ -1,0 +1,276 @@
+//! An analyzer worker: runs its share of the packets through an [`Engine`],
+//! lets time pass on a clock tick when the port is quiet, publishes its
+//! counters as metric deltas and hands finished records to the writer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use analyzers::flow::FlowConfig;
+use analyzers::record::{EndReason, FlowRecord, RtpWindowRecord};
+use analyzers::vnet::VnetMap;
+use analyzers::Timestamp;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::capture::batch::PacketBatch;
+use crate::config::Resolved;
+use crate::metrics::Metrics;
+use crate::pipeline::Engine;
+
+use super::capture::WorkItem;
+use super::writer::Records;
+
+/// Configuration changes a worker applies without dropping state.
+pub enum Control {
+    Reload {
+        vnets: Arc<VnetMap>,
+        flows: FlowConfig,
+    },
+}
+
+pub struct WorkerCtx {
+    pub index: usize,
+    pub config: Resolved,
+    pub input: Receiver<WorkItem>,
+    pub control: Receiver<Control>,
+    pub free: Sender<PacketBatch>,
+    pub writer: Sender<Records>,
+    pub metrics: Arc<Metrics>,
+    pub tick: Duration,
+}
+
+/// Metric values already published, so that each tick adds the difference.
+#[derive(Default)]
+struct Published {
+    packets: u64,
+    vnet: Vec<(u64, u64)>,
+    active_flows: Vec<i64>,
+    active_streams: Vec<i64>,
+    active_calls: Vec<i64>,
+    decode_errors: Vec<u64>,
+    evictions: [u64; 4],
+}
+
+fn now_ts() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+    )
+}
+
+/// How far behind the clock a tick lets time pass: packets still in
+/// batches and queues must not find their flow or bin already closed.
+const TICK_SLACK_US: i64 = 3_000_000;
+
+pub fn run_worker(ctx: WorkerCtx) {
+    let mut engine = Engine::new(&ctx.config);
+    let mut vnets = Arc::new(ctx.config.vnets.clone());
+    let mut published = Published::default();
+    let worker = ctx.index.to_string();
+    let busy_gauge = ctx
+        .metrics
+        .worker_busy
+        .with_label_values(&[worker.as_str()]);
+    let mut busy = Duration::ZERO;
+    let mut tick_start = Instant::now();
+    let mut newest_packet = Timestamp(i64::MIN);
+    loop {
+        let wait = ctx.tick.saturating_sub(tick_start.elapsed());
+        match ctx.input.recv_timeout(wait) {
+            Ok(item) => {
+                let t = Instant::now();
+                if let Some(sig) = &item.signalling {
+                    for pkt in sig.iter() {
+                        engine.learn_signalling(item.link, &pkt, item.source_vnet);
+                    }
+                }
+                for pkt in item.packets.iter() {
+                    newest_packet = newest_packet.max(pkt.ts);
+                    engine.process(item.link, &pkt, item.source_vnet);
+                }
+                let mut batch = item.packets;
+                batch.clear();
+                let _ = ctx.free.try_send(batch);
+                busy += t.elapsed();
+                if engine.pending_flows() >= 4096 || engine.pending_rtp() >= 1024 {
+                    send_records(&mut engine, &vnets, &ctx, &mut published);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        while let Ok(Control::Reload { vnets: v, flows }) = ctx.control.try_recv() {
+            engine.reconfigure((*v).clone(), flows);
+            vnets = v;
+        }
+        if tick_start.elapsed() >= ctx.tick {
+            let elapsed = tick_start.elapsed();
+            busy_gauge.set(busy.as_secs_f64() / elapsed.as_secs_f64().max(1e-9));
+            busy = Duration::ZERO;
+            tick_start = Instant::now();
+            // Never move time backwards past packets already seen (a file
+            // source's clock, or a capture clock ahead of ours).
+            let now = Timestamp(now_ts().0 - TICK_SLACK_US);
+            if now > newest_packet && newest_packet.0 != i64::MIN {
+                engine.advance(now);
+            }
+            send_records(&mut engine, &vnets, &ctx, &mut published);
+        }
+    }
+    engine.finish();
+    send_records(&mut engine, &vnets, &ctx, &mut published);
+    busy_gauge.set(0.0);
+}
+
+/// Publishes metric deltas and sends finished records to the writer.
+fn send_records(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, p: &mut Published) {
+    let m = &ctx.metrics;
+    let labels: Vec<[String; 2]> = vnets
+        .iter()
+        .map(|(_, v)| [v.name.clone(), v.role.as_str().to_string()])
+        .collect();
+    let lv =
+        |i: usize| -> Option<[&str; 2]> { labels.get(i).map(|l| [l[0].as_str(), l[1].as_str()]) };
+
+    let flows: Vec<FlowRecord> = engine.take_flows();
+    let mut evicted = vec![0u64; labels.len()];
+    let mut exported = vec![0u64; labels.len()];
+    for f in &flows {
+        let i = usize::from(f.vnet.0);
+        if let Some(n) = exported.get_mut(i) {
+            *n += 1;
+        }
+        if f.end_reason == EndReason::Evicted {
+            if let Some(n) = evicted.get_mut(i) {
+                *n += 1;
+            }
+        }
+    }
+    let (rtp_windows, rtp_streams) = engine.take_rtp();
+    observe_windows(m, &rtp_windows, &lv);
+    let mut streams_done = vec![0u64; labels.len()];
+    for s in &rtp_streams {
+        if let Some(n) = streams_done.get_mut(usize::from(s.id.vnet.0)) {
+            *n += 1;
+        }
+    }
+    let c = engine.counters();
+    m.worker_packets
+        .with_label_values(&[ctx.index.to_string()])
+        .inc_by(c.packets - p.packets);
+    p.packets = c.packets;
+    p.vnet.resize(labels.len(), (0, 0));
+    p.active_flows.resize(labels.len(), 0);
+    p.active_streams.resize(labels.len(), 0);
+    p.active_calls.resize(labels.len(), 0);
+    let active = engine.active_flows_by_vnet();
+    let (streams, calls) = engine.voip_active_by_vnet();
+    for i in 0..labels.len() {
+        let Some(l) = lv(i) else { continue };
+        let vc = c.vnets.get(i).cloned().unwrap_or_default();
+        let (pp, pb) = p.vnet[i];
+        if vc.packets > pp {
+            m.vnet_packets.with_label_values(&l).inc_by(vc.packets - pp);
+            m.vnet_bytes.with_label_values(&l).inc_by(vc.bytes - pb);
+        }
+        p.vnet[i] = (vc.packets, vc.bytes);
+        let a = active.get(i).copied().unwrap_or(0) as i64;
+        let s = streams.get(i).copied().unwrap_or(0) as i64;
+        let k = calls.get(i).copied().unwrap_or(0) as i64;
+        if a != p.active_flows[i] {
+            m.vnet_active_flows
+                .with_label_values(&l)
+                .add(a - p.active_flows[i]);
+            p.active_flows[i] = a;
+        }
+        if s != p.active_streams[i] {
+            m.voip_active_streams
+                .with_label_values(&l)
+                .add(s - p.active_streams[i]);
+            p.active_streams[i] = s;
+        }
+        if k != p.active_calls[i] {
+            m.voip_active_calls
+                .with_label_values(&l)
+                .add(k - p.active_calls[i]);
+            p.active_calls[i] = k;
+        }
+        if exported[i] > 0 {
+            m.vnet_flows.with_label_values(&l).inc_by(exported[i]);
+        }
+        if evicted[i] > 0 {
+            m.vnet_flow_evictions
+                .with_label_values(&l)
+                .inc_by(evicted[i]);
+        }
+        if streams_done[i] > 0 {
+            m.voip_streams.with_label_values(&l).inc_by(streams_done[i]);
+        }
+    }
+    let errors: Vec<(analyzers::DecodeError, u64)> = c.decode_errors.iter().collect();
+    p.decode_errors.resize(analyzers::DecodeError::ALL.len(), 0);
+    for (e, n) in errors {
+        let i = analyzers::DecodeError::ALL
+            .iter()
+            .position(|x| *x == e)
+            .unwrap_or(0);
+        if let Some(prev) = p.decode_errors.get_mut(i) {
+            if n > *prev {
+                m.decode_errors
+                    .with_label_values(&[e.as_str()])
+                    .inc_by(n - *prev);
+                *prev = n;
+            }
+        }
+    }
+    let st = engine.rtp_stats();
+    let ev = [
+        ("stream_cap", st.streams_evicted),
+        ("candidate_cap", st.candidates_evicted),
+        ("announced_cap", st.announced_evicted),
+        ("call_cap", st.calls_evicted),
+    ];
+    for (i, (reason, n)) in ev.iter().enumerate() {
+        if *n > p.evictions[i] {
+            m.voip_evictions
+                .with_label_values(&[*reason])
+                .inc_by(n - p.evictions[i]);
+            p.evictions[i] = *n;
+        }
+    }
+    let records = Records {
+        vnets: vnets.clone(),
+        flows,
+        bins: engine.take_bins(),
+        rtp_windows,
+        rtp_streams,
+        calls: engine.take_calls(),
+    };
+    if !records.is_empty() && ctx.writer.send(records).is_err() {
+        tracing::warn!(
+            worker = ctx.index,
+            "The Parquet writer is gone; records dropped."
+        );
+    }
+}
+
+fn observe_windows<'a>(
+    m: &Metrics,
+    windows: &[RtpWindowRecord],
+    lv: &impl Fn(usize) -> Option<[&'a str; 2]>,
+) {
+    for w in windows {
+        let Some(l) = lv(usize::from(w.id.vnet.0)) else {
+            continue;
+        };
+        let q = &w.quality;
+        m.voip_window_mos.with_label_values(&l).observe(q.mos_cq);
+        m.voip_last_window_mos.with_label_values(&l).set(q.mos_cq);
+        m.voip_last_window_loss
+            .with_label_values(&l)
+            .set(q.loss_ratio);
+        m.voip_last_window_jitter
+            .with_label_values(&l)
+            .set(q.jitter_ms / 1000.0);
+    }
+}
