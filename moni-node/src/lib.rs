@@ -11,7 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod export;
 pub mod http;
-pub mod isolation;
+pub mod sys;
 pub mod metrics;
 pub mod pipeline;
 pub mod replay;

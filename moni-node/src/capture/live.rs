@@ -25,6 +25,9 @@ pub struct DropTotals {
 pub struct LiveSource {
     name: String,
     cap: pcap::Capture<pcap::Active>,
+    fd: std::os::fd::RawFd,
+    /// The last read found the ring empty.
+    drained: bool,
     link: Option<LinkType>,
     nanos: bool,
     last: Option<(u32, u32)>,
@@ -56,7 +59,10 @@ impl LiveSource {
                 Precision::Micro => pcap::Precision::Micro,
                 Precision::Nano => pcap::Precision::Nano,
             });
-        let mut cap = cap.open().map_err(open_err)?;
+        // Non-blocking, with our own poll: libpcap's blocking read with
+        // immediate mode on TPACKET_V3 never returns on a quiet port, so a
+        // stop request or a batch flush would wait for the next packet.
+        let mut cap = cap.open().map_err(open_err)?.setnonblock().map_err(open_err)?;
         if let Some(f) = &s.filter {
             cap.filter(f, true).map_err(|e| CaptureError::Filter {
                 source_name: s.name.clone(),
@@ -65,9 +71,12 @@ impl LiveSource {
             })?;
         }
         let link = LinkType::from_dlt(cap.get_datalink().0);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
         Ok(LiveSource {
             name: s.name.clone(),
             cap,
+            fd,
+            drained: false,
             link,
             nanos: s.precision == Precision::Nano,
             last: None,
@@ -83,8 +92,16 @@ impl LiveSource {
         self.link
     }
 
-    /// The next packet, or `Idle` after the read timeout.
+    /// The next packet, or `Idle` after about 100 ms without one.
     pub fn read(&mut self) -> Result<LiveRead<'_>, CaptureError> {
+        // Only after the ring came up empty do we wait on the descriptor:
+        // while packets flow, reading costs no system call per packet.
+        if self.drained {
+            if !crate::sys::wait_readable(self.fd, 100) {
+                return Ok(LiveRead::Idle);
+            }
+            self.drained = false;
+        }
         match self.cap.next_packet() {
             Ok(p) => {
                 let sub = p.header.ts.tv_usec;
@@ -95,7 +112,10 @@ impl LiveSource {
                     data: p.data,
                 }))
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(LiveRead::Idle),
+            Err(pcap::Error::TimeoutExpired) => {
+                self.drained = true;
+                Ok(LiveRead::Idle)
+            }
             Err(e) => Err(CaptureError::Read {
                 source_name: self.name.clone(),
                 packets: 0,

@@ -93,7 +93,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         ));
     }
     let node = config.node.clone();
-    crate::isolation::set_nice(node.nice).map_err(|e| RunError::Config(e.to_string()))?;
+    crate::sys::set_nice(node.nice).map_err(|e| RunError::Config(e.to_string()))?;
     let metrics = Arc::new(Metrics::new(&node.name).map_err(|e| RunError::Config(e.to_string()))?);
     let stop = Arc::new(AtomicBool::new(false));
     let healthy = Arc::new(AtomicBool::new(true));
@@ -158,7 +158,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         for ctx in worker_ctx {
             let cpus = node.worker_cpus.clone();
             worker_handles.push(scope.spawn(move || {
-                crate::isolation::pin_current_thread(&cpus, ctx.index, "worker");
+                crate::sys::pin_current_thread(&cpus, ctx.index, "worker");
                 worker::run_worker(ctx)
             }));
         }
@@ -180,7 +180,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             captures.push((
                 name.clone(),
                 scope.spawn(move || {
-                    crate::isolation::pin_current_thread(&cpus, i, "capture");
+                    crate::sys::pin_current_thread(&cpus, i, "capture");
                     let err = capture::run_source(ctx);
                     if let Some(e) = &err {
                         tracing::error!(source = %name, error = %e, "Capture source failed.");

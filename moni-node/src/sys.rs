@@ -1,7 +1,9 @@
-//! Keeping the probe out of production's way: niceness and CPU pinning.
+//! Operating-system calls the crates do not wrap: niceness and CPU pinning
+//! (keeping the probe out of production's way) and waiting on a capture
+//! descriptor.
 //!
-//! The only unsafe code of the node: two libc calls with plain integer
-//! arguments and no pointers kept by the kernel.
+//! The only unsafe code of the node: libc calls whose arguments are plain
+//! integers or a pointer to a local that outlives the call.
 #![allow(unsafe_code)]
 
 /// Sets the niceness of the whole process (0 leaves it unchanged).
@@ -30,4 +32,17 @@ pub fn pin_current_thread(cpus: &[usize], index: usize, what: &str) {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
         tracing::warn!(cpu, thread = what, "Could not pin thread to CPU.");
     }
+}
+
+/// Waits until `fd` is readable or `timeout_ms` passed; true if readable.
+pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is a valid pollfd on this stack frame for the whole
+    // call, and nfds is 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    rc > 0
 }
