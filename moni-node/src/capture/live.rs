@@ -62,7 +62,11 @@ impl LiveSource {
         // Non-blocking, with our own poll: libpcap's blocking read with
         // immediate mode on TPACKET_V3 never returns on a quiet port, so a
         // stop request or a batch flush would wait for the next packet.
-        let mut cap = cap.open().map_err(open_err)?.setnonblock().map_err(open_err)?;
+        let mut cap = cap
+            .open()
+            .map_err(open_err)?
+            .setnonblock()
+            .map_err(open_err)?;
         if let Some(f) = &s.filter {
             cap.filter(f, true).map_err(|e| CaptureError::Filter {
                 source_name: s.name.clone(),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod lab;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
