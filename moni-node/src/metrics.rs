@@ -40,6 +40,7 @@ pub struct Metrics {
     pub voip_last_window_jitter: GaugeVec,
     pub voip_evictions: IntCounterVec,
     pub rss: IntGaugeVec,
+    pub reloads: IntCounterVec,
 }
 
 fn counter(
@@ -237,6 +238,12 @@ impl Metrics {
                 "moni_process_peak_resident_memory_bytes",
                 "Peak resident set size of moni-node.",
                 &[],
+            )?,
+            reloads: counter(
+                &r,
+                "moni_config_reloads_total",
+                "SIGHUP reloads of the configuration, by result (ok, error).",
+                &["result"],
             )?,
             registry: r,
         })

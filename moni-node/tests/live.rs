@@ -200,3 +200,211 @@ fn mirrored_traffic_is_counted_exactly_in_parquet_and_metrics() {
     }
     assert_eq!(found, 1, "one RTP stream");
 }
+
+/// A real Prometheus server scrapes the node; the series read back through
+/// its HTTP API equal what crossed production, and promtool finds nothing
+/// to complain about in the exposition.
+#[test]
+fn prometheus_scrapes_the_node_and_promtool_accepts_the_metrics() {
+    let Some(mut lab) = Lab::create("prom") else {
+        return;
+    };
+    if std::process::Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("MONI_REQUIRE_NETNS").is_err(),
+            "prometheus is not installed"
+        );
+        eprintln!("skipping: prometheus not installed");
+        return;
+    }
+    lab.start_sink();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node = start_node(&lab, tmp.path(), "");
+    let prom_cfg = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: moni\n    static_configs:\n      - targets: ['127.0.0.1:19464']\n",
+    )
+    .expect("write prometheus.yml");
+    let mut prom = lab
+        .cmd(&lab.moni, "prometheus")
+        .arg(format!("--config.file={}", prom_cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            tmp.path().join("tsdb").display()
+        ))
+        .arg("--web.listen-address=127.0.0.1:19090")
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let before = lab.production_packets();
+    lab.traffic(&["send", "--udp", "500", "--size", "64", "--pps", "5000"]);
+    let sent = lab.production_packets() - before;
+    let text = wait_analysed(&lab, sent);
+
+    // promtool lints the exposition (names, units, help, types).
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = check.wait_with_output().expect("promtool output");
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && complaints.trim().is_empty(),
+        "promtool: {complaints}"
+    );
+
+    // The same numbers, read back through Prometheus's query API.
+    let query = |q: &str| -> Option<f64> {
+        let body = lab.http_get(
+            &lab.moni,
+            &format!("http://127.0.0.1:19090/api/v1/query?query={q}"),
+        )?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    };
+    let t0 = Instant::now();
+    let mut got = (None, None, None);
+    while t0.elapsed() < Duration::from_secs(30) {
+        got = (
+            query("up%7Bjob%3D%22moni%22%7D"),
+            query("sum(moni_source_packets_total)"),
+            query("sum(moni_vnet_packets_total%7Bvnet%3D%22A%22%7D)"),
+        );
+        if got.1 == Some(sent as f64) && got.2 == Some(sent as f64) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert_eq!(got, (Some(1.0), Some(sent as f64), Some(sent as f64)));
+    assert_eq!(
+        lab.http_get(&lab.moni, "http://127.0.0.1:19464/healthz")
+            .as_deref(),
+        Some("ok\n")
+    );
+    assert!(lab
+        .http_get(&lab.moni, "http://127.0.0.1:19464/nothing")
+        .is_none());
+    stop_node(node);
+}
+
+/// SIGHUP reloads the VLAN map without dropping state: traffic on VLAN 100
+/// counts in VNet A (the source's) before and in VNet B after the reload;
+/// a broken config is refused with one error line and changes nothing.
+#[test]
+fn sighup_reloads_the_vnet_map_and_refuses_a_bad_config() {
+    let Some(mut lab) = Lab::create("hup") else {
+        return;
+    };
+    lab.start_sink();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node = start_node(&lab, tmp.path(), "");
+    let send = |n: &str| {
+        lab.traffic(&["vlan", "--udp", n, "--vlan", "100", "--size", "50"]);
+    };
+    send("100");
+    wait_analysed(&lab, 100);
+    let config = tmp.path().join("node.toml");
+    let original = std::fs::read_to_string(&config).expect("config");
+    let hup = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &node.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    // A broken file first: refused, counted, the node keeps running.
+    std::fs::write(
+        &config,
+        format!("{original}\n[flows]\nidle_timeout_secs = 0\n"),
+    )
+    .expect("write");
+    hup();
+    let t0 = Instant::now();
+    while metric(
+        &scrape(&lab),
+        "moni_config_reloads_total",
+        &[("result", "error")],
+    )
+    .is_none()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "bad reload not counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(
+        &config,
+        format!("{original}\n[vnets]\nmap = [\"100=B:shadow\"]\n"),
+    )
+    .expect("write");
+    hup();
+    let t0 = Instant::now();
+    while metric(
+        &scrape(&lab),
+        "moni_config_reloads_total",
+        &[("result", "ok")],
+    )
+    .is_none()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "reload not applied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    send("60");
+    let text = wait_analysed(&lab, 160);
+    assert_eq!(
+        metric(&text, "moni_vnet_packets_total", &[("vnet", "A")]),
+        Some(100.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "moni_vnet_packets_total",
+            &[("vnet", "B"), ("role", "shadow")]
+        ),
+        Some(60.0)
+    );
+    // State survived: the VNet A flow is still open (not flushed by the
+    // reload); its packets and VNet B's are in two flows at the end.
+    assert_eq!(
+        metric(&text, "moni_vnet_active_flows", &[("vnet", "A")]),
+        Some(1.0)
+    );
+    let summary = stop_node(node);
+    assert_eq!(summary["reloads"], 1);
+    let flows = flows_as_truth(&read_dataset(&tmp.path().join("out/flows")));
+    let by_vnet = |v: &str| -> u64 {
+        flows
+            .iter()
+            .filter(|f| f.vnet == v)
+            .map(|f| f.packets_fwd + f.packets_rev)
+            .sum()
+    };
+    assert_eq!((by_vnet("A"), by_vnet("B")), (100, 60));
+    assert!(flows.iter().all(|f| f.vlan_id == Some(100)));
+}

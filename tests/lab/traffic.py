@@ -9,6 +9,8 @@
                                        stream of N PCMU packets (SSRC
                                        0x1234abcd, sequence wrapping) from
                                        port 40002 to port 40000
+  traffic.py vlan --udp N --vlan V     N raw 802.1Q-tagged UDP frames on p0
+                                       (10.78.0.1:5556 -> 10.78.0.2:9000)
   traffic.py flood --secs T            UDP as fast as possible for T seconds
                                        from many source ports; prints the count
 
@@ -85,6 +87,32 @@ def send(a):
     print("sent", flush=True)
 
 
+def checksum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def vlan(a):
+    """Tagged frames written straight onto p0 (no VLAN device needed)."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind(("p0", 0))
+    src_mac = open("/sys/class/net/p0/address").read().strip()
+    mac = bytes.fromhex(src_mac.replace(":", ""))
+    payload = b"v" * a.size
+    udp = struct.pack("!HHHH", 5556, 9000, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0x4000, 64, 17, 0,
+                     socket.inet_aton("10.78.0.1"), socket.inet_aton("10.78.0.2"))
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    frame = b"\xff" * 6 + mac + struct.pack("!HH", 0x8100, a.vlan) + b"\x08\x00" + ip + udp
+    for _ in range(a.udp):
+        s.send(frame)
+    print("sent", flush=True)
+
+
 def flood(a):
     socks = []
     for p in range(20000, 20000 + a.flows):
@@ -104,7 +132,8 @@ def flood(a):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["sink", "send", "flood"])
+    p.add_argument("mode", choices=["sink", "send", "vlan", "flood"])
+    p.add_argument("--vlan", type=int, default=100)
     p.add_argument("--udp", type=int, default=0)
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--tcp", type=int, default=0)
@@ -113,7 +142,7 @@ def main():
     p.add_argument("--secs", type=float, default=1.0)
     p.add_argument("--flows", type=int, default=16)
     a = p.parse_args()
-    {"sink": lambda: sink(), "send": lambda: send(a), "flood": lambda: flood(a)}[a.mode]()
+    {"sink": lambda: sink(), "send": lambda: send(a), "vlan": lambda: vlan(a), "flood": lambda: flood(a)}[a.mode]()
 
 
 if __name__ == "__main__":

@@ -216,9 +216,11 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
                                 flows: flows.clone(),
                             });
                         }
-                        tracing::warn!(vnets = current_vnets.len(), "Configuration reloaded.");
+                        metrics.reloads.with_label_values(&["ok"]).inc();
+                        tracing::info!(vnets = current_vnets.len(), "Configuration reloaded.");
                     }
                     Err(e) => {
+                        metrics.reloads.with_label_values(&["error"]).inc();
                         eprintln!("error: reload ignored, the running configuration stays: {e}");
                     }
                 }
