@@ -235,3 +235,43 @@ proptest! {
         prop_assert_eq!(flows.len() as u64, summary.flows.exported);
     }
 }
+
+/// `moni-node run` refuses bad configurations with one line naming the key
+/// (exit 2) and an interface that does not exist with one line naming the
+/// source (exit 1).
+#[test]
+fn run_reports_bad_configs_and_sources_in_one_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cases: [(&str, i32, &str); 5] = [
+        ("[node]\nname = \"x\"\n", 2, "sources"),
+        ("[metrics]\nlisten = \"nowhere\"\n[[sources]]\ninterface = \"lo\"\n", 2, "metrics.listen"),
+        ("[[sources]]\ninterface = \"lo\"\nfile = \"a.pcap\"\n", 2, "sources.interface"),
+        ("[node]\nworkers = 0\n[[sources]]\ninterface = \"lo\"\n", 2, "node.workers"),
+        (
+            "[metrics]\nlisten = \"\"\n[[sources]]\ninterface = \"no-such-if0\"\nname = \"ghost\"\n",
+            1,
+            "ghost",
+        ),
+    ];
+    for (i, (config, code, needle)) in cases.iter().enumerate() {
+        let path = tmp.path().join(format!("c{i}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "{config}[output]\ndir = \"{}\"\n",
+                tmp.path().join("o").display()
+            ),
+        )
+        .expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_moni-node"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{config}: {err}");
+        let lines: Vec<_> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(lines.len(), 1, "{config}: {err}");
+        assert!(lines[0].contains(needle), "{config}: {err}");
+    }
+}

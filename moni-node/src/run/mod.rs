@@ -176,14 +176,12 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             };
             let cpus = node.capture_cpus.clone();
             let healthy = Arc::clone(&healthy);
-            let name = s.name.clone();
             captures.push((
-                name.clone(),
+                s.name.clone(),
                 scope.spawn(move || {
                     crate::sys::pin_current_thread(&cpus, i, "capture");
                     let err = capture::run_source(ctx);
                     if let Some(e) = &err {
-                        tracing::error!(source = %name, error = %e, "Capture source failed.");
                         eprintln!("error: {e}");
                         healthy.store(false, Ordering::Relaxed);
                     }
