@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing moni needs on a fresh Debian machine
 # with Rust: libpcap (the capture library moni links), tshark and tcpdump
-# (the independent judges in tests and benchmarks), and the Python packages
+# (the independent judges in tests and benchmarks), Prometheus and promtool
+# and iproute2 (the live tests: a real scrape, network namespaces), and the
+# Python packages
 # the analyst-side tests use (duckdb, pyarrow). Skips what is already there.
 set -euo pipefail
 need_apt=()
@@ -10,6 +12,8 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 if [ "${1:-}" != "--build-only" ]; then
   command -v tshark >/dev/null || need_apt+=(tshark)
   command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+  command -v prometheus >/dev/null || need_apt+=(prometheus)
+  command -v tc >/dev/null || need_apt+=(iproute2)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

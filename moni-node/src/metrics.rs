@@ -41,6 +41,7 @@ pub struct Metrics {
     pub voip_evictions: IntCounterVec,
     pub rss: IntGaugeVec,
     pub reloads: IntCounterVec,
+    pub voip_compare_windows: IntCounterVec,
 }
 
 fn counter(
@@ -244,6 +245,12 @@ impl Metrics {
                 "moni_config_reloads_total",
                 "SIGHUP reloads of the configuration, by result (ok, error).",
                 &["result"],
+            )?,
+            voip_compare_windows: counter(
+                &r,
+                "moni_voip_compare_windows_total",
+                "Shadow vs production window comparisons, by verdict.",
+                &["verdict"],
             )?,
             registry: r,
         })

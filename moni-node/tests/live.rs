@@ -490,6 +490,15 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
                 .expect("flood")
         })
         .collect();
+    // A call's media during the flood: its windows must carry the probe's
+    // own losses, so that mirror loss is not mistaken for network loss.
+    let mut rtp = lab
+        .cmd(&lab.src, "python3")
+        .arg(common::lab::traffic_py())
+        .args(["send", "--rtp", "120"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("rtp");
     // The node answers /metrics while flooded.
     std::thread::sleep(Duration::from_millis(1500));
     let during = lab.http_get(&lab.moni, "http://127.0.0.1:19464/metrics");
@@ -497,6 +506,7 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
     for mut f in floods {
         assert!(f.wait().expect("flood").success());
     }
+    assert!(rtp.wait().expect("rtp").success());
     let sent = lab.production_packets() - before;
     let m0 = link_counters(&lab, &lab.src, "m0");
     let mirror_link_drops = m0.3 - m0_before.3;
@@ -517,6 +527,20 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
     assert!(kernel + queue > 0, "no overload happened");
     let rss = summary["peak_rss_bytes"].as_u64().expect("rss");
     assert!(rss < 100 * 1024 * 1024, "peak RSS {rss}");
+    let windows = read_dataset(&tmp.path().join("out/rtp_windows"));
+    let mut window_drops = 0;
+    for b in &windows {
+        let d = col::<UInt64Array>(b, "capture_drops");
+        for i in 0..b.num_rows() {
+            assert!(d.value(i) <= kernel + interface + queue);
+            window_drops += d.value(i);
+        }
+    }
+    assert!(
+        !windows.is_empty(),
+        "the RTP stream was found despite the drops"
+    );
+    assert!(window_drops > 0, "windows carry the probe's drops");
     // What was analysed is all in the flows.
     let flows = flows_as_truth(&read_dataset(&tmp.path().join("out/flows")));
     assert_eq!(

@@ -187,6 +187,106 @@ pub fn per_window(records: &[RtpCompareRecord], tolerance: f64) -> Vec<WindowVer
         .collect()
 }
 
+/// Identity of a window for pairing: stream (without the VNet) and start.
+type PairId = (u32, IpAddr, u16, IpAddr, u16, i64);
+
+/// Pairs production and shadow windows as they finish, for a probe that
+/// runs for ever and cannot wait for the end of its input.
+///
+/// The two copies of a window finish at about the same time (at the first
+/// packet after the window in each VNet), but not always in the same batch,
+/// so a window waits here until its twin arrives, for at most three window
+/// lengths behind the newest window. Windows that never find a twin are
+/// counted in `unpaired_expired`; at most `cap` windows wait at once.
+#[derive(Debug)]
+pub struct LiveComparer {
+    pending: Vec<RtpWindowRecord>,
+    cap: usize,
+    newest: i64,
+    pub unpaired_expired: u64,
+}
+
+impl LiveComparer {
+    pub fn new(cap: usize) -> Self {
+        LiveComparer {
+            pending: Vec::new(),
+            cap: cap.max(2),
+            newest: i64::MIN,
+            unpaired_expired: 0,
+        }
+    }
+
+    /// Windows waiting for their twin.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Adds finished windows; returns the comparisons now complete.
+    pub fn push(
+        &mut self,
+        windows: &[RtpWindowRecord],
+        vnets: &VnetMap,
+        tolerance: f64,
+    ) -> Vec<RtpCompareRecord> {
+        let before = self.pending.len();
+        self.pending.extend(
+            windows
+                .iter()
+                .filter(|w| matches!(vnets.get(w.id.vnet).role, Role::Production | Role::Shadow))
+                .cloned(),
+        );
+        if self.pending.len() == before {
+            return Vec::new();
+        }
+        if let Some(n) = self.pending[before..]
+            .iter()
+            .map(|w| w.window_start.0)
+            .max()
+        {
+            self.newest = self.newest.max(n);
+        }
+        let out = compare_windows(&self.pending, vnets, tolerance);
+        let id = |w: &RtpWindowRecord| -> PairId {
+            (
+                w.id.ssrc,
+                w.id.src_addr,
+                w.id.src_port,
+                w.id.dst_addr,
+                w.id.dst_port,
+                w.window_start.0,
+            )
+        };
+        let paired: std::collections::HashSet<PairId> = out
+            .iter()
+            .map(|r| {
+                (
+                    r.ssrc,
+                    r.src_addr,
+                    r.src_port,
+                    r.dst_addr,
+                    r.dst_port,
+                    r.window_start.0,
+                )
+            })
+            .collect();
+        self.pending.retain(|w| !paired.contains(&id(w)));
+        {
+            let (newest, n) = (self.newest, self.pending.len());
+            self.pending.retain(|w| {
+                newest - w.window_start.0 <= 3 * i64::from(w.window_secs.max(1)) * 1_000_000
+            });
+            self.unpaired_expired += (n - self.pending.len()) as u64;
+        }
+        if self.pending.len() > self.cap {
+            self.pending.sort_by_key(|w| w.window_start);
+            let excess = self.pending.len() - self.cap;
+            self.pending.drain(..excess);
+            self.unpaired_expired += excess as u64;
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +314,26 @@ mod tests {
             },
             capture_drops: 0,
         }
+    }
+
+    #[test]
+    fn live_comparer_pairs_twins_across_pushes_and_expires_orphans() {
+        let m = parse_vnet_map_spec("100=A:production,200=B:shadow").expect("spec");
+        let vnets = VnetMap::new(&m, "default", Role::Monitor).expect("map");
+        let mut c = LiveComparer::new(1000);
+        // Production's window 0 finishes first, the shadow's in a later batch.
+        assert!(c.push(&[window(1, 0, 3.0)], &vnets, 0.1).is_empty());
+        let r = c.push(&[window(2, 0, 4.2), window(1, 10, 4.0)], &vnets, 0.1);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].verdict, Verdict::ShadowBetter);
+        assert_eq!(c.pending(), 1, "window 10 waits for its twin");
+        // Not paired twice, and a monitor-role window is ignored.
+        assert!(c.push(&[window(0, 10, 1.0)], &vnets, 0.1).is_empty());
+        // Window 10 never gets a twin: it expires three windows later.
+        let r = c.push(&[window(1, 50, 4.0), window(2, 50, 4.0)], &vnets, 0.1);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].verdict, Verdict::Equal);
+        assert_eq!((c.pending(), c.unpaired_expired), (0, 1));
     }
 
     #[test]

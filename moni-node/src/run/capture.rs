@@ -42,6 +42,9 @@ pub struct CaptureCtx {
     pub batch_flush: Duration,
     pub tick: Duration,
     pub sip_ports: Vec<u16>,
+    /// The node's running total of lost packets (all sources), which the
+    /// workers put on each RTP window.
+    pub capture_drops: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Per-worker batch being filled.
@@ -193,6 +196,9 @@ impl<'a> Dispatcher<'a> {
         m.source_queue_drops
             .with_label_values(&name)
             .inc_by(self.queue_drops - q);
+        self.ctx
+            .capture_drops
+            .fetch_add(self.queue_drops - q, Ordering::Relaxed);
         self.published = (self.packets, self.bytes, self.queue_drops);
     }
 }
@@ -213,7 +219,6 @@ pub fn run_source(ctx: CaptureCtx) -> Option<String> {
 fn run_live(ctx: &CaptureCtx, iface: &str) -> Result<(), String> {
     let mut src = LiveSource::open(&ctx.settings, iface).map_err(|e| e.to_string())?;
     let mut d = Dispatcher::new(ctx, src.link_type());
-    let name = [ctx.settings.name.as_str()];
     let mut published_drops = (0u64, 0u64);
     let mut next_tick = Instant::now() + ctx.tick.min(Duration::from_millis(250));
     let mut since_check = 0u32;
@@ -238,16 +243,7 @@ fn run_live(ctx: &CaptureCtx, iface: &str) -> Result<(), String> {
             if now >= next_tick {
                 next_tick = now + ctx.tick.min(Duration::from_millis(250));
                 d.publish();
-                let drops = src.drops();
-                ctx.metrics
-                    .source_kernel_drops
-                    .with_label_values(&name)
-                    .inc_by(drops.kernel - published_drops.0);
-                ctx.metrics
-                    .source_interface_drops
-                    .with_label_values(&name)
-                    .inc_by(drops.interface - published_drops.1);
-                published_drops = (drops.kernel, drops.interface);
+                publish_drops(ctx, &mut src, &mut published_drops);
             }
         }
     }
@@ -262,20 +258,32 @@ fn run_live(ctx: &CaptureCtx, iface: &str) -> Result<(), String> {
     }
     d.drain();
     d.publish();
-    let drops = src.drops();
-    ctx.metrics
-        .source_kernel_drops
-        .with_label_values(&name)
-        .inc_by(drops.kernel - published_drops.0);
-    ctx.metrics
-        .source_interface_drops
-        .with_label_values(&name)
-        .inc_by(drops.interface - published_drops.1);
+    publish_drops(ctx, &mut src, &mut published_drops);
     result
 }
 
+/// Adds the source's new kernel and interface drops to the metrics and to
+/// the node's running total.
+fn publish_drops(ctx: &CaptureCtx, src: &mut LiveSource, published: &mut (u64, u64)) {
+    let name = [ctx.settings.name.as_str()];
+    let drops = src.drops();
+    let (k, i) = (drops.kernel - published.0, drops.interface - published.1);
+    ctx.metrics
+        .source_kernel_drops
+        .with_label_values(&name)
+        .inc_by(k);
+    ctx.metrics
+        .source_interface_drops
+        .with_label_values(&name)
+        .inc_by(i);
+    ctx.capture_drops.fetch_add(k + i, Ordering::Relaxed);
+    *published = (drops.kernel, drops.interface);
+}
+
+const MINUTE_US: i64 = 60_000_000;
+
 /// Replays a file at `speed` times its recorded pace, with timestamps moved
-/// to now so that it behaves like a live port.
+/// (by whole minutes) to now so that it behaves like a live port.
 fn run_file(ctx: &CaptureCtx, path: &std::path::Path, speed: f64) -> Result<(), String> {
     let mut src =
         FileSource::open(path, ctx.settings.filter.as_deref()).map_err(|e| e.to_string())?;
@@ -288,6 +296,7 @@ fn run_file(ctx: &CaptureCtx, path: &std::path::Path, speed: f64) -> Result<(), 
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
     );
     let mut first: Option<Timestamp> = None;
+    let mut shift: Option<i64> = None;
     let mut next_tick = Instant::now() + ctx.tick;
     let mut result = Ok(());
     while !ctx.stop.load(Ordering::Relaxed) {
@@ -300,7 +309,10 @@ fn run_file(ctx: &CaptureCtx, path: &std::path::Path, speed: f64) -> Result<(), 
             }
         };
         let t0 = *first.get_or_insert(pkt.ts);
-        let offset_us = (pkt.ts.micros_since(t0).max(0) as f64 / speed) as i64;
+        // Packet time keeps the recorded spacing (jitter and windows stay
+        // true); only the wall-clock pace is scaled.
+        let recorded_us = pkt.ts.micros_since(t0).max(0);
+        let offset_us = (recorded_us as f64 / speed) as i64;
         let due = wall0 + Duration::from_micros(offset_us as u64);
         // Sleep in short slices so that stop and batch flushing stay prompt.
         loop {
@@ -311,8 +323,14 @@ fn run_file(ctx: &CaptureCtx, path: &std::path::Path, speed: f64) -> Result<(), 
             d.flush_old(false);
             std::thread::sleep((due - now).min(Duration::from_millis(20)));
         }
+        // Whole minutes to now: windows and bins (which divide a minute)
+        // fall on the same boundaries as in `replay` of the same file.
+        let shift = *shift.get_or_insert_with(|| {
+            let gap = epoch0.0 - t0.0;
+            (gap + MINUTE_US - 1).div_euclid(MINUTE_US) * MINUTE_US
+        });
         let moved = RawPacket {
-            ts: Timestamp(epoch0.0 + offset_us),
+            ts: Timestamp(pkt.ts.0 + shift),
             ..pkt
         };
         d.push(&moved);

@@ -121,6 +121,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
     let mut work_tx = Vec::new();
     let mut control_tx = Vec::new();
     let mut worker_ctx = Vec::new();
+    let capture_drops = Arc::new(std::sync::atomic::AtomicU64::new(0));
     for index in 0..workers {
         let (tx, rx) = crossbeam_channel::bounded::<WorkItem>(node.queue_batches);
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Control>();
@@ -128,6 +129,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         control_tx.push(ctl_tx);
         worker_ctx.push(WorkerCtx {
             index,
+            capture_drops: Arc::clone(&capture_drops),
             config: config.clone(),
             input: rx,
             control: ctl_rx,
@@ -173,6 +175,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
                 batch_flush: node.batch_flush,
                 tick: node.tick,
                 sip_ports: config.rtp.sip_ports.clone(),
+                capture_drops: Arc::clone(&capture_drops),
             };
             let cpus = node.capture_cpus.clone();
             let healthy = Arc::clone(&healthy);

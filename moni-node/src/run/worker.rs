@@ -2,12 +2,14 @@
 //! lets time pass on a clock tick when the port is quiet, publishes its
 //! counters as metric deltas and hands finished records to the writer.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use analyzers::flow::FlowConfig;
 use analyzers::record::{EndReason, FlowRecord, RtpWindowRecord};
 use analyzers::vnet::VnetMap;
+use analyzers::voip::compare::LiveComparer;
 use analyzers::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -29,6 +31,9 @@ pub enum Control {
 
 pub struct WorkerCtx {
     pub index: usize,
+    /// Packets the node's sources lost so far (kernel, interface and queue
+    /// drops of every source), for each RTP window's `capture_drops`.
+    pub capture_drops: Arc<std::sync::atomic::AtomicU64>,
     pub config: Resolved,
     pub input: Receiver<WorkItem>,
     pub control: Receiver<Control>,
@@ -65,7 +70,6 @@ const TICK_SLACK_US: i64 = 3_000_000;
 pub fn run_worker(ctx: WorkerCtx) {
     let mut engine = Engine::new(&ctx.config);
     let mut vnets = Arc::new(ctx.config.vnets.clone());
-    let mut published = Published::default();
     let worker = ctx.index.to_string();
     let busy_gauge = ctx
         .metrics
@@ -74,6 +78,14 @@ pub fn run_worker(ctx: WorkerCtx) {
     let mut busy = Duration::ZERO;
     let mut tick_start = Instant::now();
     let mut newest_packet = Timestamp(i64::MIN);
+    let mut state = State {
+        comparer: LiveComparer::new(200_000),
+        drops: DropHistory::default(),
+        published: Published::default(),
+    };
+    state
+        .drops
+        .sample(now_ts(), ctx.capture_drops.load(Ordering::Relaxed));
     loop {
         let wait = ctx.tick.saturating_sub(tick_start.elapsed());
         match ctx.input.recv_timeout(wait) {
@@ -93,7 +105,7 @@ pub fn run_worker(ctx: WorkerCtx) {
                 let _ = ctx.free.try_send(batch);
                 busy += t.elapsed();
                 if engine.pending_flows() >= 4096 || engine.pending_rtp() >= 1024 {
-                    send_records(&mut engine, &vnets, &ctx, &mut published);
+                    send_records(&mut engine, &vnets, &ctx, &mut state);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -110,21 +122,74 @@ pub fn run_worker(ctx: WorkerCtx) {
             tick_start = Instant::now();
             // Never move time backwards past packets already seen (a file
             // source's clock, or a capture clock ahead of ours).
+            state
+                .drops
+                .sample(now_ts(), ctx.capture_drops.load(Ordering::Relaxed));
             let now = Timestamp(now_ts().0 - TICK_SLACK_US);
             if now > newest_packet && newest_packet.0 != i64::MIN {
                 engine.advance(now);
             }
-            send_records(&mut engine, &vnets, &ctx, &mut published);
+            send_records(&mut engine, &vnets, &ctx, &mut state);
         }
     }
     engine.finish();
-    send_records(&mut engine, &vnets, &ctx, &mut published);
+    state
+        .drops
+        .sample(now_ts(), ctx.capture_drops.load(Ordering::Relaxed));
+    send_records(&mut engine, &vnets, &ctx, &mut state);
     busy_gauge.set(0.0);
 }
 
+/// The worker's own bookkeeping beside the engine.
+struct State {
+    comparer: LiveComparer,
+    drops: DropHistory,
+    published: Published,
+}
+
+/// Samples of the node's capture-drop total over time, so that a finished
+/// RTP window can carry the drops that happened while it was open.
+#[derive(Default)]
+struct DropHistory {
+    samples: std::collections::VecDeque<(Timestamp, u64)>,
+}
+
+impl DropHistory {
+    const KEEP: usize = 4096;
+
+    fn sample(&mut self, at: Timestamp, total: u64) {
+        if self.samples.back().is_some_and(|&(_, t)| t == total) && self.samples.len() > 1 {
+            // Unchanged: move the last sample's time forward instead of growing.
+            if let Some(last) = self.samples.back_mut() {
+                last.0 = at;
+            }
+            return;
+        }
+        self.samples.push_back((at, total));
+        if self.samples.len() > Self::KEEP {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The total as of time `t` (the last sample at or before it).
+    fn at(&self, t: Timestamp) -> u64 {
+        let i = self.samples.partition_point(|&(at, _)| at <= t);
+        match i {
+            0 => self.samples.front().map_or(0, |s| s.1),
+            i => self.samples[i - 1].1,
+        }
+    }
+
+    /// Drops between `start` and `end`.
+    fn between(&self, start: Timestamp, end: Timestamp) -> u64 {
+        self.at(end).saturating_sub(self.at(start))
+    }
+}
+
 /// Publishes metric deltas and sends finished records to the writer.
-fn send_records(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, p: &mut Published) {
+fn send_records(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, state: &mut State) {
     let m = &ctx.metrics;
+    let p = &mut state.published;
     let labels: Vec<[String; 2]> = vnets
         .iter()
         .map(|(_, v)| [v.name.clone(), v.role.as_str().to_string()])
@@ -146,8 +211,20 @@ fn send_records(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, p: &
             }
         }
     }
-    let (rtp_windows, rtp_streams) = engine.take_rtp();
+    let (mut rtp_windows, rtp_streams) = engine.take_rtp();
+    for w in &mut rtp_windows {
+        let end = Timestamp(w.window_start.0 + i64::from(w.window_secs) * 1_000_000);
+        w.capture_drops = state.drops.between(w.window_start, end);
+    }
     observe_windows(m, &rtp_windows, &lv);
+    let rtp_compare = state
+        .comparer
+        .push(&rtp_windows, vnets, ctx.config.compare_tolerance);
+    for r in &rtp_compare {
+        m.voip_compare_windows
+            .with_label_values(&[r.verdict.as_str()])
+            .inc();
+    }
     let mut streams_done = vec![0u64; labels.len()];
     for s in &rtp_streams {
         if let Some(n) = streams_done.get_mut(usize::from(s.id.vnet.0)) {
@@ -244,6 +321,7 @@ fn send_records(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, p: &
         bins: engine.take_bins(),
         rtp_windows,
         rtp_streams,
+        rtp_compare,
         calls: engine.take_calls(),
     };
     if !records.is_empty() && ctx.writer.send(records).is_err() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use analyzers::record::{BinRecord, CallRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
 use analyzers::vnet::VnetMap;
+use analyzers::voip::compare::RtpCompareRecord;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::export::{Datasets, ExportError};
@@ -19,6 +20,7 @@ pub struct Records {
     pub bins: Vec<BinRecord>,
     pub rtp_windows: Vec<RtpWindowRecord>,
     pub rtp_streams: Vec<RtpStreamRecord>,
+    pub rtp_compare: Vec<RtpCompareRecord>,
     pub calls: Vec<CallRecord>,
 }
 
@@ -28,6 +30,7 @@ impl Records {
             && self.bins.is_empty()
             && self.rtp_windows.is_empty()
             && self.rtp_streams.is_empty()
+            && self.rtp_compare.is_empty()
             && self.calls.is_empty()
     }
 }
@@ -93,6 +96,7 @@ fn write(out: &mut Datasets, r: &Records) -> Result<(), ExportError> {
     out.write_flows(&r.flows, &r.vnets)?;
     out.write_bins(&r.bins, &r.vnets)?;
     out.write_rtp(&r.rtp_windows, &r.rtp_streams, &r.vnets)?;
+    out.write_compare(&r.rtp_compare, &r.vnets)?;
     out.write_calls(&r.calls, &r.vnets)
 }
 
