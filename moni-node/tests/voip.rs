@@ -156,7 +156,7 @@ fn stream_and_window_rows_carry_quality_and_ids() {
 #[test]
 fn generated_impairments_match_the_ground_truth() {
     use arrow::array::{
-        Float64Array, Int64Array, StringArray, UInt16Array, UInt32Array, UInt64Array,
+        Array, Float64Array, Int64Array, StringArray, UInt16Array, UInt32Array, UInt64Array,
     };
     let truth: moni_samples::voip::VoipTruth = serde_json::from_str(
         &std::fs::read_to_string(sample("voip-impairments.truth.json")).expect("truth"),
@@ -212,6 +212,42 @@ fn generated_impairments_match_the_ground_truth() {
         }
     }
     assert_eq!(matched, truth.streams.len());
+    // RTCP: the round trip measured at the probe from SR and RR capture
+    // times and the DLSR, and the far end's own report, per stream.
+    let mut rtcp_matched = 0;
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            let ssrc = col::<UInt32Array>(b, "ssrc").value(i);
+            let rtt = col::<Float64Array>(b, "rtt_ms");
+            let Some(t) = truth.rtcp.iter().find(|t| t.ssrc == ssrc) else {
+                assert!(rtt.is_null(i), "{ssrc:#x} has no RTCP");
+                continue;
+            };
+            assert!(
+                (rtt.value(i) - t.rtt_ms).abs() < 0.01,
+                "{} vs {}",
+                rtt.value(i),
+                t.rtt_ms
+            );
+            let frac = col::<Float64Array>(b, "remote_fraction_lost").value(i);
+            assert!((frac - t.remote_fraction_lost).abs() < 1e-9);
+            assert_eq!(
+                col::<Int64Array>(b, "remote_cumulative_lost").value(i),
+                t.remote_cumulative_lost
+            );
+            let j = col::<Float64Array>(b, "remote_jitter_ms").value(i);
+            assert!((j - t.remote_jitter_ms).abs() < 1e-9, "{j}");
+            // MOS-CQ's delay uses RTT/2 (+ jitter buffer and packetization).
+            let delay = col::<Float64Array>(b, "one_way_delay_ms").value(i);
+            assert!(
+                (delay - (t.rtt_ms / 2.0 + 60.0 + 20.0)).abs() < 0.01,
+                "{delay}"
+            );
+            rtcp_matched += 1;
+        }
+    }
+    assert_eq!(rtcp_matched, truth.rtcp.len());
+    assert_eq!(truth.rtcp.len(), 2);
     // The impairments are real: some loss, duplicates and a wraparound.
     assert!(truth.streams.iter().any(|t| t.packets_lost > 10));
     assert!(truth.streams.iter().any(|t| t.duplicates > 0));

@@ -321,6 +321,96 @@ pub struct VoipTruth {
     pub scenario: String,
     pub vnet_map: String,
     pub streams: Vec<TruthStream>,
+    /// What RTCP tells about some streams.
+    #[serde(default)]
+    pub rtcp: Vec<TruthRtcp>,
+}
+
+/// Truth of the RTCP exchange about one stream (the caller's media): the
+/// round trip the probe measures and the far end's report.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TruthRtcp {
+    pub ssrc: u32,
+    pub rtt_ms: f64,
+    pub remote_fraction_lost: f64,
+    pub remote_cumulative_lost: i64,
+    pub remote_jitter_ms: f64,
+}
+
+/// Emits a call's RTCP on the RTP ports + 1: every 5 s of media the caller
+/// sends a sender report, and the callee answers `2 × one_way_ms` plus a
+/// 0.5 s hold later (as seen at the probe) with a receiver report about the
+/// caller's stream that echoes it (LSR) and states the 0.5 s (DLSR), its
+/// loss (`fraction`/256, `cumulative`) and jitter (`jitter_units` at
+/// 8 kHz). The probe must then measure a round trip of `2 × one_way_ms`.
+pub fn emit_rtcp(
+    s: &mut Scenario,
+    vnet: usize,
+    vlan: Option<u16>,
+    c: &CallSpec,
+    one_way_ms: f64,
+    report: (u8, i32, u32),
+) -> TruthRtcp {
+    let vlans: Vec<u16> = vlan.into_iter().collect();
+    let (fraction, cumulative, jitter_units) = report;
+    let (sport, dport) = (c.caller_rtp + 1, c.callee_rtp + 1);
+    let flow = push_flow(s, vnet, vlan, c.caller, c.callee, sport, dport, 17);
+    let media_start = c.start_us + 1_050_000;
+    let mut k: u32 = 1;
+    while f64::from(k) * 5.0 < c.secs {
+        let t_sr = media_start + i64::from(k) * 5_000_000 + 300_000;
+        // NTP time of the report (seconds since 1900 and a 2^-32 fraction).
+        let ntp_secs = ((t_sr / 1_000_000) as u64 + 2_208_988_800) as u32;
+        let ntp_frac = (((t_sr % 1_000_000) as u64) << 32) / 1_000_000;
+        let middle = (ntp_secs << 16) | (ntp_frac >> 16) as u32;
+        let mut sr = vec![0x80, 200, 0, 6];
+        sr.extend_from_slice(&c.ssrc[0].to_be_bytes());
+        sr.extend_from_slice(&ntp_secs.to_be_bytes());
+        sr.extend_from_slice(&(ntp_frac as u32).to_be_bytes());
+        sr.extend_from_slice(&(160 * 250 * k).to_be_bytes()); // RTP timestamp
+        sr.extend_from_slice(&(250 * k).to_be_bytes()); // packets sent
+        sr.extend_from_slice(&(250 * 160 * k).to_be_bytes()); // octets sent
+        let mut rr = vec![0x81, 201, 0, 7];
+        rr.extend_from_slice(&c.ssrc[1].to_be_bytes());
+        rr.extend_from_slice(&c.ssrc[0].to_be_bytes());
+        let lost = (u32::from(fraction) << 24) | (cumulative as u32 & 0x00ff_ffff);
+        rr.extend_from_slice(&lost.to_be_bytes());
+        let highest = u32::from(c.first_seq[0]) + 250 * k;
+        rr.extend_from_slice(&highest.to_be_bytes());
+        rr.extend_from_slice(&jitter_units.to_be_bytes());
+        rr.extend_from_slice(&middle.to_be_bytes());
+        rr.extend_from_slice(&32_768u32.to_be_bytes()); // DLSR: 0.5 s
+        let t_rr = t_sr + (2.0 * one_way_ms * 1000.0) as i64 + 500_000;
+        for (t, fwd, payload) in [(t_sr, true, sr), (t_rr, false, rr)] {
+            let (a, b, sp, dp) = if fwd {
+                (c.caller, c.callee, sport, dport)
+            } else {
+                (c.callee, c.caller, dport, sport)
+            };
+            let l4 = L4::Udp {
+                sport: sp,
+                dport: dp,
+                payload: &payload,
+            };
+            push(
+                s,
+                vnet,
+                flow,
+                fwd,
+                t,
+                frame::packet(&vlans, a, b, 1, &l4),
+                usize::MAX,
+            );
+        }
+        k += 1;
+    }
+    TruthRtcp {
+        ssrc: c.ssrc[0],
+        rtt_ms: 2.0 * one_way_ms,
+        remote_fraction_lost: f64::from(fraction) / 256.0,
+        remote_cumulative_lost: i64::from(cumulative),
+        remote_jitter_ms: f64::from(jitter_units) / 8.0,
+    }
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -382,6 +472,7 @@ pub fn impaired_calls(seed: u64) -> (Scenario, VoipTruth) {
         ),
     ];
     let mut streams = Vec::new();
+    let mut rtcp = Vec::new();
     for (i, (name, im)) in cases.iter().enumerate() {
         let i16 = i as u16;
         let call = CallSpec {
@@ -411,12 +502,19 @@ pub fn impaired_calls(seed: u64) -> (Scenario, VoipTruth) {
             &|_, _| im,
             96,
         ));
+        // RTCP on two calls: a clean one and one whose far end reports loss.
+        match *name {
+            "clean" => rtcp.push(emit_rtcp(&mut s, 0, None, &call, 10.0, (0, 0, 24))),
+            "random-loss" => rtcp.push(emit_rtcp(&mut s, 0, None, &call, 35.0, (8, 18, 80))),
+            _ => {}
+        }
     }
     s.packets.sort_by_key(|p| p.ts_us);
     let truth = VoipTruth {
         scenario: s.name.clone(),
         vnet_map: String::new(),
         streams,
+        rtcp,
     };
     (s, truth)
 }
@@ -560,6 +658,7 @@ pub fn paper_miniature(seed: u64) -> (Scenario, VoipTruth) {
         scenario: s.name.clone(),
         vnet_map,
         streams,
+        rtcp: Vec::new(),
     };
     (s, truth)
 }
