@@ -377,7 +377,12 @@ fn fast_ethernet_ipv4(frame: &[u8]) -> Option<Decoded<'_>> {
     }
     // Cut by the snaplen (the usual small-snaplen mirror): what was captured.
     let end = total_len.min(ip.len());
+    // TCP, UDP and ICMP only: etherparse treats some other numbers (AH)
+    // as IPv4 extension headers, which is the general path's business.
     let protocol = header[9];
+    if !matches!(protocol, TCP | UDP | ICMP) {
+        return None;
+    }
     let src = std::net::Ipv4Addr::new(header[12], header[13], header[14], header[15]);
     let dst = std::net::Ipv4Addr::new(header[16], header[17], header[18], header[19]);
     d.ether_type = Some(0x0800);

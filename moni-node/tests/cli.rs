@@ -276,6 +276,29 @@ fn run_reports_bad_configs_and_sources_in_one_line() {
     }
 }
 
+/// Runs `moni-node run` on one capture file as its source (200x its pace,
+/// two workers, no metrics endpoint) writing to `out`; returns the JSON
+/// summary after asserting a clean exit.
+fn run_file_source(capture: &Path, extra: &str, dir: &Path, out: &Path) -> serde_json::Value {
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nworkers = 2\ntick_ms = 100\n[metrics]\nlisten = \"\"\n[[sources]]\nfile = \"{}\"\nspeed = 200.0\n{extra}[output]\ndir = \"{}\"\n",
+            capture.display(),
+            out.display()
+        ),
+    )
+    .expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_moni-node"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("JSON summary on stdout")
+}
+
 /// `moni-node run` with a file source replays it at pace through the same
 /// sharded pipeline as a live port and stops at its end: every packet is
 /// analysed and lands in flows and bins, and the RTP streams are the ones
@@ -284,28 +307,7 @@ fn run_reports_bad_configs_and_sources_in_one_line() {
 fn run_with_a_file_source_analyses_every_packet_and_stops_at_its_end() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let capture = sample("voip-impairments.pcap");
-    let config = tmp.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\nworkers = 2\ntick_ms = 100\n[metrics]\nlisten = \"\"\n[[sources]]\nfile = \"{}\"\nspeed = 200.0\n[output]\ndir = \"{}\"\n",
-            capture.display(),
-            tmp.path().join("run").display()
-        ),
-    )
-    .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_moni-node"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
+    let summary = run_file_source(&capture, "", tmp.path(), &tmp.path().join("run"));
     let replayed = replay_files(&[capture], None, &tmp.path().join("replay"), "");
     assert_eq!(summary["packets_analysed"], replayed.packets);
     assert_eq!(summary["sources"][0]["packets"], replayed.packets);
@@ -342,26 +344,7 @@ fn run_compares_shadow_and_production_windows_as_they_finish() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let capture = sample("paper-miniature.pcap");
     let map = "[vnets]\nmap = [\"100=A:production\", \"200=B:shadow\", \"300=rx:monitor\"]\n";
-    let config = tmp.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\nworkers = 2\ntick_ms = 100\n[metrics]\nlisten = \"\"\n[[sources]]\nfile = \"{}\"\nspeed = 200.0\n{map}[output]\ndir = \"{}\"\n",
-            capture.display(),
-            tmp.path().join("run").display()
-        ),
-    )
-    .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_moni-node"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_file_source(&capture, map, tmp.path(), &tmp.path().join("run"));
     replay_files(
         &[capture],
         Some("100=A:production,200=B:shadow,300=rx:monitor"),

@@ -314,7 +314,7 @@ fn prometheus_scrapes_the_node_and_promtool_accepts_the_metrics() {
             query("sum(moni_source_packets_total)"),
             query("sum(moni_vnet_packets_total%7Bvnet%3D%22A%22%7D)"),
         );
-        if got.1 == Some(sent as f64) && got.2 == Some(sent as f64) {
+        if got == (Some(1.0), Some(sent as f64), Some(sent as f64)) {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -331,6 +331,24 @@ fn prometheus_scrapes_the_node_and_promtool_accepts_the_metrics() {
         .http_get(&lab.moni, "http://127.0.0.1:19464/nothing")
         .is_none());
     stop_node(node);
+}
+
+/// Waits until the node has counted a reload with `result`.
+fn wait_reload(lab: &Lab, result: &str) {
+    let t0 = Instant::now();
+    while metric(
+        &scrape(lab),
+        "moni_config_reloads_total",
+        &[("result", result)],
+    )
+    .is_none()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no {result} reload counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// SIGHUP reloads the VLAN map without dropping state: traffic on VLAN 100
@@ -366,37 +384,14 @@ fn sighup_reloads_the_vnet_map_and_refuses_a_bad_config() {
     )
     .expect("write");
     hup();
-    let t0 = Instant::now();
-    while metric(
-        &scrape(&lab),
-        "moni_config_reloads_total",
-        &[("result", "error")],
-    )
-    .is_none()
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "bad reload not counted"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_reload(&lab, "error");
     std::fs::write(
         &config,
         format!("{original}\n[vnets]\nmap = [\"100=B:shadow\"]\n"),
     )
     .expect("write");
     hup();
-    let t0 = Instant::now();
-    while metric(
-        &scrape(&lab),
-        "moni_config_reloads_total",
-        &[("result", "ok")],
-    )
-    .is_none()
-    {
-        assert!(t0.elapsed() < Duration::from_secs(10), "reload not applied");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_reload(&lab, "ok");
     std::thread::sleep(Duration::from_millis(300));
     send("60");
     let text = wait_analysed(&lab, 160);
@@ -433,28 +428,6 @@ fn sighup_reloads_the_vnet_map_and_refuses_a_bad_config() {
     assert!(flows.iter().all(|f| f.vlan_id == Some(100)));
 }
 
-/// Packet counters of an interface in a namespace: (rx, tx, rx_dropped, tx_dropped).
-fn link_counters(lab: &Lab, ns: &str, dev: &str) -> (u64, u64, u64, u64) {
-    let out = lab
-        .cmd(ns, "cat")
-        .arg("/proc/net/dev")
-        .output()
-        .expect("proc");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{dev}:")))
-        .expect("device");
-    let f: Vec<u64> = line
-        .split(':')
-        .nth(1)
-        .expect("fields")
-        .split_whitespace()
-        .map(|x| x.parse().expect("number"))
-        .collect();
-    (f[1], f[9], f[3], f[11])
-}
-
 /// Far more than one worker with a one-batch queue can take: every packet
 /// that crossed production is either analysed or counted as dropped
 /// (kernel, interface, queue, or on the mirror link itself), memory stays
@@ -479,7 +452,7 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
     );
 
     let before = lab.production_packets();
-    let m0_before = link_counters(&lab, &lab.src, "m0");
+    let m0_before = lab.link_counters(&lab.src, "m0");
     let floods: Vec<Child> = (0..3)
         .map(|_| {
             lab.cmd(&lab.src, "python3")
@@ -508,7 +481,7 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
     }
     assert!(rtp.wait().expect("rtp").success());
     let sent = lab.production_packets() - before;
-    let m0 = link_counters(&lab, &lab.src, "m0");
+    let m0 = lab.link_counters(&lab.src, "m0");
     let mirror_link_drops = m0.3 - m0_before.3;
     std::thread::sleep(Duration::from_secs(1));
     let summary = stop_node(node);

@@ -134,16 +134,23 @@ ip netns exec {s} tc filter add dev p0 ingress protocol all u32 match u32 0 0 ac
     /// Packets that crossed the production veth p0 (both directions): what
     /// the mirror copied.
     pub fn production_packets(&self) -> u64 {
+        let (rx, tx, _, _) = self.link_counters(&self.src, "p0");
+        rx + tx
+    }
+
+    /// Counters of interface `dev` in namespace `ns` from /proc/net/dev:
+    /// (rx packets, tx packets, rx dropped, tx dropped).
+    pub fn link_counters(&self, ns: &str, dev: &str) -> (u64, u64, u64, u64) {
         let out = self
-            .cmd(&self.src, "cat")
+            .cmd(ns, "cat")
             .arg("/proc/net/dev")
             .output()
             .expect("read /proc/net/dev");
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text
             .lines()
-            .find(|l| l.trim_start().starts_with("p0:"))
-            .expect("p0 in /proc/net/dev");
+            .find(|l| l.trim_start().starts_with(&format!("{dev}:")))
+            .unwrap_or_else(|| panic!("{dev} not in /proc/net/dev of {ns}"));
         let f: Vec<u64> = line
             .split(':')
             .nth(1)
@@ -151,8 +158,7 @@ ip netns exec {s} tc filter add dev p0 ingress protocol all u32 match u32 0 0 ac
             .split_whitespace()
             .map(|x| x.parse().expect("number"))
             .collect();
-        // rx_packets is the 2nd field, tx_packets the 10th.
-        f[1] + f[9]
+        (f[1], f[9], f[3], f[11])
     }
 
     /// GET `url` from inside namespace `ns` (where the node's loopback is).
