@@ -52,6 +52,43 @@ fn schema(dataset: &str, fields: Vec<Field>) -> SchemaRef {
     ])))
 }
 
+/// Every dataset a node writes, in a stable order.
+pub const DATASETS: [&str; 6] = [
+    "flows",
+    "bins",
+    "rtp_streams",
+    "rtp_windows",
+    "rtp_compare",
+    "calls",
+];
+
+/// The schema of dataset `name`, if it is one of [`DATASETS`].
+pub fn for_dataset(name: &str) -> Option<SchemaRef> {
+    Some(match name {
+        "flows" => flows_schema(),
+        "bins" => bins_schema(),
+        "rtp_streams" => rtp_streams_schema(),
+        "rtp_windows" => rtp_windows_schema(),
+        "rtp_compare" => rtp_compare_schema(),
+        "calls" => calls_schema(),
+        _ => return None,
+    })
+}
+
+/// The columns a collector partitions dataset `name` by: the VNet (string)
+/// and the record's time (timestamp, µs UTC).
+pub fn partition_columns(name: &str) -> Option<(&'static str, &'static str)> {
+    Some(match name {
+        "flows" => ("vnet", "start_time"),
+        "bins" => ("vnet", "bin_start"),
+        "rtp_streams" => ("vnet", "start_time"),
+        "rtp_windows" => ("vnet", "window_start"),
+        "rtp_compare" => ("production_vnet", "window_start"),
+        "calls" => ("vnet", "invite_time"),
+        _ => return None,
+    })
+}
+
 /// Schema of the `flows` dataset: one row per exported bidirectional flow.
 pub fn flows_schema() -> SchemaRef {
     use DataType::*;
