@@ -47,6 +47,34 @@ impl Timestamp {
     }
 }
 
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar; Howard Hinnant's `civil_from_days`.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl Timestamp {
+    /// The UTC date (`YYYY-MM-DD`) and hour (`HH`) of this instant, as a
+    /// Hive layout partitions by.
+    pub fn utc_date_hour(self) -> (String, String) {
+        let secs = self.secs_floor();
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        (
+            format!("{y:04}-{m:02}-{d:02}"),
+            format!("{:02}", secs.rem_euclid(86_400) / 3600),
+        )
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -1,14 +1,12 @@
-//! moni-collector: the central service that will ingest reduced Parquet from
-//! many moni-nodes into a Hive-partitioned dataset and compare shadow and
-//! production VNets fleet-wide. This crate holds its skeleton: the record
-//! schemas it will validate uploads against come from `analyzers`.
+//! moni-collector: the central service of the Monitoring VNets.
+//!
+//! Nodes upload their reduced Parquet files ([`server`]); each upload is
+//! validated and stored durably in a Hive-partitioned dataset ([`store`])
+//! that DuckDB, Spark or Trino read directly; [`compare`] answers whether a
+//! shadow VNet is ready to replace production, from the collected windows.
 
-use analyzers::schema;
-
-/// The datasets the collector accepts, with their schema version.
-pub fn accepted_datasets() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("flows", schema::SCHEMA_VERSION),
-        ("bins", schema::SCHEMA_VERSION),
-    ]
-}
+pub mod compare;
+pub mod config;
+pub mod metrics;
+pub mod server;
+pub mod store;

@@ -1,19 +1,156 @@
-//! moni-collector skeleton: lists the datasets it will accept.
+//! `moni-collector serve | compare | check-config`.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use moni_collector::compare::{self, CompareQuery};
+use moni_collector::config::CollectorConfig;
 
 #[derive(Parser)]
 #[command(
     name = "moni-collector",
     version,
-    about = "moni's central collector (skeleton: ingest arrives in a later release)"
+    about = "moni's central collector: ingest of reduced Parquet from many nodes, shadow vs production comparison"
 )]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
 
-fn main() -> anyhow::Result<()> {
-    Cli::parse();
-    for (dataset, version) in moni_collector::accepted_datasets() {
-        println!("{dataset}\tschema version {version}");
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve ingest, /metrics, /healthz and /v1/compare until SIGTERM.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a collector configuration file.
+    CheckConfig { file: PathBuf },
+    /// Compare a shadow VNet with production from collected RTP windows.
+    Compare {
+        /// The collector's data directory (or a node's output directory).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        production: String,
+        #[arg(long)]
+        shadow: String,
+        /// Only windows from this time (Unix seconds or YYYY-MM-DDTHH:MM:SSZ).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only windows before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this node's windows.
+        #[arg(long)]
+        node: Option<String>,
+        /// table, json or csv.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Windows whose MOS differ by at most this are `equal`.
+        #[arg(long, default_value_t = 0.1)]
+        tolerance: f64,
+        /// Also write MOS over time, shaded by verdict, as SVG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MONI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    match Cli::parse().cmd {
+        Cmd::CheckConfig { file } => match CollectorConfig::load(&file).and_then(|c| c.resolve()) {
+            Ok(s) => {
+                println!(
+                    "{}: ok ({} nodes, listen {}, data {})",
+                    file.display(),
+                    s.tokens.len(),
+                    s.listen,
+                    s.data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Serve { config } => {
+            let settings = match CollectorConfig::load(&config).and_then(|c| c.resolve()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match rt.block_on(moni_collector::server::serve(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Compare {
+            data,
+            production,
+            shadow,
+            from,
+            to,
+            node,
+            format,
+            tolerance,
+            plot,
+        } => {
+            let q = CompareQuery {
+                production,
+                shadow,
+                from,
+                to,
+                node,
+                format: Some(format.clone()),
+                tolerance: Some(tolerance),
+            };
+            let r = match compare::report(&data, &q) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let text = match format.as_str() {
+                "table" => r.table(),
+                "csv" => r.csv(),
+                "json" => serde_json::to_string_pretty(&r).unwrap_or_default(),
+                other => {
+                    eprintln!("error: --format {other:?}: use table, json or csv");
+                    return ExitCode::from(2);
+                }
+            };
+            print!("{text}");
+            if let Some(p) = plot {
+                if let Err(e) = std::fs::write(&p, r.svg()) {
+                    eprintln!("error: --plot {}: {e}", p.display());
+                    return ExitCode::from(3);
+                }
+            }
+            ExitCode::SUCCESS
+        }
     }
-    Ok(())
 }

@@ -1,0 +1,163 @@
+//! Collector configuration: TOML into typed structs with defaults, unknown
+//! keys rejected, every error naming its key.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:9470"       # ingest, /metrics, /healthz, /v1/compare
+//! data_dir = "moni-data"          # the Hive-partitioned dataset
+//! max_body_bytes = 268435456      # larger uploads get 413
+//!
+//! [[nodes]]                       # one per node allowed to upload
+//! id = "node-1"                   # becomes node=<id> in the layout
+//! token = "a long random secret"  # or token_file = "/etc/moni/node-1.token"
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    pub server: ServerSection,
+    pub nodes: Vec<NodeEntry>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub max_body_bytes: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:9470".into(),
+            data_dir: PathBuf::from("moni-data"),
+            max_body_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeEntry {
+    pub id: String,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub max_body_bytes: u64,
+    /// Bearer token → node id.
+    pub tokens: HashMap<String, String>,
+}
+
+/// A node id or VNet name safe to use as one path component.
+pub fn safe_component(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl CollectorConfig {
+    pub fn load(path: &Path) -> Result<CollectorConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e
+                .to_string()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^'))
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+    }
+
+    pub fn resolve(&self) -> Result<Settings, ConfigError> {
+        let listen = self.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("{:?} is not an address:port", self.server.listen),
+            )
+        })?;
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.nodes.is_empty() {
+            return Err(invalid("nodes", "at least one [[nodes]] entry is needed"));
+        }
+        let mut tokens = HashMap::new();
+        for n in &self.nodes {
+            if !safe_component(&n.id) {
+                return Err(invalid(
+                    "nodes.id",
+                    format!("{:?}: 1-64 letters, digits, '-', '_' or '.'", n.id),
+                ));
+            }
+            let token = match (&n.token, &n.token_file) {
+                (Some(t), None) => t.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|e| invalid("nodes.token_file", format!("{}: {e}", f.display())))?
+                    .trim()
+                    .to_string(),
+                _ => {
+                    return Err(invalid(
+                        "nodes.token",
+                        format!("node {}: give token or token_file", n.id),
+                    ))
+                }
+            };
+            if token.len() < 16 {
+                return Err(invalid(
+                    "nodes.token",
+                    format!("node {}: at least 16 characters", n.id),
+                ));
+            }
+            if tokens.insert(token, n.id.clone()).is_some() {
+                return Err(invalid("nodes.token", "two nodes share a token"));
+            }
+        }
+        Ok(Settings {
+            listen,
+            data_dir: self.server.data_dir.clone(),
+            max_body_bytes: self.server.max_body_bytes,
+            tokens,
+        })
+    }
+}

@@ -1,0 +1,255 @@
+//! `moni-collector serve`: the HTTP service.
+//!
+//! - `POST /v1/ingest/{dataset}` with `Authorization: Bearer <token>` and
+//!   the Parquet file as body (optionally `X-Content-Sha256`): 201 once
+//!   every part is durably stored, with a JSON body; 401 bad token, 400
+//!   unknown dataset / bad name / hash mismatch, 413 too large, 422 not
+//!   Parquet or wrong schema. Every refusal is one JSON `error` line.
+//! - `GET /v1/compare?production=A&shadow=B[&from=&to=&format=json|csv|table]`
+//! - `GET /metrics`, `GET /healthz`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::compare::{self, CompareQuery};
+use crate::config::Settings;
+use crate::metrics::CollectorMetrics;
+use crate::store::{self, IngestError};
+
+struct AppState {
+    settings: Settings,
+    metrics: CollectorMetrics,
+    seq: AtomicU64,
+}
+
+fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    let body = serde_json::json!({ "error": message.to_string() }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Runs until SIGINT/SIGTERM.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|e| anyhow::anyhow!("server.data_dir {}: {e}", settings.data_dir.display()))?;
+    let cleaned = store::clean_incoming(&settings.data_dir)?;
+    if cleaned > 0 {
+        tracing::warn!(
+            files = cleaned,
+            "Removed temporary files of interrupted uploads."
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("server.listen {}: cannot listen: {e}", settings.listen))?;
+    let state = Arc::new(AppState {
+        settings,
+        metrics: CollectorMetrics::new()?,
+        seq: AtomicU64::new(0),
+    });
+    let app = Router::new()
+        .route("/v1/ingest/{dataset}", post(ingest))
+        .route("/v1/compare", get(compare_http))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let term = async {
+                if let Ok(mut s) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
+                    s.recv().await;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn compare_http(State(st): State<Arc<AppState>>, Query(q): Query<CompareQuery>) -> Response {
+    let data = st.settings.data_dir.clone();
+    let res = tokio::task::spawn_blocking(move || compare::run_query(&data, &q)).await;
+    match res {
+        Ok(Ok((ctype, body))) => ([(header::CONTENT_TYPE, ctype)], body).into_response(),
+        Ok(Err(e)) => json_error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn ingest(
+    State(st): State<Arc<AppState>>,
+    Path(dataset): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let reject = |status: StatusCode, reason: &str, message: String| {
+        st.metrics.rejected.with_label_values(&[reason]).inc();
+        json_error(status, message)
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(node) = token.and_then(|t| st.settings.tokens.get(t)).cloned() else {
+        return reject(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown bearer token".into(),
+        );
+    };
+    if analyzers::schema::for_dataset(&dataset).is_none() {
+        let e = IngestError::UnknownDataset(dataset.chars().take(64).collect());
+        return reject(StatusCode::BAD_REQUEST, e.reason(), e.to_string());
+    }
+    let max = st.settings.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("body over {max} bytes"),
+        );
+    }
+    let seq = st.seq.fetch_add(1, Ordering::Relaxed);
+    let tmp: PathBuf = store::incoming_dir(&st.settings.data_dir)
+        .join(format!("upload-{}-{seq}.tmp", std::process::id()));
+    let received = receive(body, &tmp, max).await;
+    let hash = match received {
+        Ok(h) => h,
+        Err(Receive::TooLarge) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("body over {max} bytes"),
+            );
+        }
+        Err(Receive::Failed(e)) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "body",
+                format!("reading the body: {e}"),
+            );
+        }
+    };
+    let t0 = Instant::now();
+    if let Some(h) = headers
+        .get("x-content-sha256")
+        .and_then(|v| v.to_str().ok())
+    {
+        if !h.eq_ignore_ascii_case(&hash) {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            let e = IngestError::HashMismatch {
+                header: h.chars().take(64).collect(),
+                body: hash,
+            };
+            return reject(StatusCode::BAD_REQUEST, e.reason(), e.to_string());
+        }
+    }
+    let data = st.settings.data_dir.clone();
+    let (ds, nd, tp, hs) = (dataset.clone(), node.clone(), tmp.clone(), hash.clone());
+    let res = tokio::task::spawn_blocking(move || store::ingest(&data, &ds, &nd, &tp, &hs)).await;
+    let _ = tokio::fs::remove_file(&tmp).await;
+    let stored = match res {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            tracing::info!(node = %node, dataset = %dataset, error = %e, "Upload refused.");
+            return reject(status, e.reason(), e.to_string());
+        }
+        Err(e) => return reject(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
+    };
+    let m = &st.metrics;
+    let l = [node.as_str(), dataset.as_str()];
+    m.uploads.with_label_values(&l).inc();
+    if stored.parts > 0 && stored.already_stored == stored.parts {
+        m.duplicates.with_label_values(&l).inc();
+    } else {
+        m.rows.with_label_values(&l).inc_by(stored.rows);
+    }
+    m.bytes_stored.with_label_values(&l).inc_by(stored.bytes);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    m.last_seen.with_label_values(&[node.as_str()]).set(now);
+    for (vnet, role, mos) in &stored.latest_mos {
+        m.window_mos
+            .with_label_values(&[node.as_str(), vnet.as_str(), role.as_str()])
+            .set(*mos);
+    }
+    m.upload_seconds
+        .with_label_values(&[dataset.as_str()])
+        .observe(t0.elapsed().as_secs_f64());
+    let body = serde_json::json!({
+        "node": node, "dataset": dataset, "sha256": hash,
+        "rows": stored.rows, "parts": stored.parts, "already_stored": stored.already_stored,
+    });
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+enum Receive {
+    TooLarge,
+    Failed(String),
+}
+
+/// Streams the body into `tmp` (never all in memory), hashing it.
+async fn receive(body: Body, tmp: &std::path::Path, max: u64) -> Result<String, Receive> {
+    let mut f = tokio::fs::File::create(tmp)
+        .await
+        .map_err(|e| Receive::Failed(e.to_string()))?;
+    let mut hasher = Sha256::new();
+    let mut n: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Receive::Failed(e.to_string()))?;
+        n += chunk.len() as u64;
+        if n > max {
+            return Err(Receive::TooLarge);
+        }
+        hasher.update(&chunk);
+        f.write_all(&chunk)
+            .await
+            .map_err(|e| Receive::Failed(e.to_string()))?;
+    }
+    f.flush()
+        .await
+        .map_err(|e| Receive::Failed(e.to_string()))?;
+    Ok(hex::encode(hasher.finalize()))
+}
