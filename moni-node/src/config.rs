@@ -30,6 +30,14 @@
 //! immediate = false             # deliver packets at once instead of in kernel blocks
 //! speed = 1.0                   # files: replay pace (2.0 = twice as fast)
 //!
+//! [ship]                        # upload completed files to moni-collector (run only)
+//! collectors = []               # e.g. ["http://10.0.0.5:9470"]; several: fail over in order
+//! token = ""                    # bearer token of this node (or token_file = "...")
+//! spool_max_bytes = 1073741824  # completed files waiting to ship, at most
+//! when_full = "drop_oldest"     # or "stop_writing": new records are dropped and counted
+//! retry_max_secs = 30           # exponential backoff cap between attempts
+//! keep_shipped = false          # keep acknowledged files (moved to OUT/shipped/)
+//!
 //! [vnets]
 //! default_vnet = "default"      # VNet of traffic no mapping matches
 //! default_role = "production"
@@ -105,6 +113,7 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     pub node: NodeSection,
+    pub ship: ShipSection,
     pub metrics: MetricsSection,
     pub sources: Vec<SourceSection>,
     pub vnets: VnetsConfig,
@@ -148,6 +157,55 @@ impl Default for NodeSection {
             worker_cpus: Vec::new(),
         }
     }
+}
+
+/// What the shipper does when the spool is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Delete the oldest spooled files (their bytes are counted).
+    #[default]
+    DropOldest,
+    /// Keep what is spooled; new records are dropped (rows counted).
+    StopWriting,
+}
+
+/// `[ship]`: uploads to moni-collector.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShipSection {
+    pub collectors: Vec<String>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub spool_max_bytes: u64,
+    pub when_full: WhenFull,
+    pub retry_max_secs: u64,
+    pub keep_shipped: bool,
+}
+
+impl Default for ShipSection {
+    fn default() -> Self {
+        ShipSection {
+            collectors: Vec::new(),
+            token: None,
+            token_file: None,
+            spool_max_bytes: 1 << 30,
+            when_full: WhenFull::DropOldest,
+            retry_max_secs: 30,
+            keep_shipped: false,
+        }
+    }
+}
+
+/// Validated `[ship]`; `None` in [`Resolved`] when no collector is set.
+#[derive(Clone, Debug)]
+pub struct ShipSettings {
+    pub collectors: Vec<String>,
+    pub token: String,
+    pub spool_max_bytes: u64,
+    pub when_full: WhenFull,
+    pub retry_max: std::time::Duration,
+    pub keep_shipped: bool,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -416,6 +474,7 @@ pub struct Resolved {
     pub output: OutputConfig,
     pub node: NodeSettings,
     pub sources: Vec<SourceSettings>,
+    pub ship: Option<ShipSettings>,
 }
 
 impl NodeConfig {
@@ -466,6 +525,7 @@ impl NodeConfig {
             .map_err(|e| invalid("vnets", e.to_string()))?;
         let node = self.node_settings()?;
         let sources = self.source_settings(&mut vnets)?;
+        let ship = self.ship_settings()?;
 
         let f = &self.flows;
         if f.idle_timeout_secs == 0 {
@@ -585,7 +645,57 @@ impl NodeConfig {
             output: self.output.clone(),
             node,
             sources,
+            ship,
         })
+    }
+
+    fn ship_settings(&self) -> Result<Option<ShipSettings>, ConfigError> {
+        let s = &self.ship;
+        if s.collectors.is_empty() {
+            return Ok(None);
+        }
+        for c in &s.collectors {
+            if !(c.starts_with("http://") || c.starts_with("https://")) || c.len() < 10 {
+                return Err(invalid(
+                    "ship.collectors",
+                    format!("{c:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        let token = match (&s.token, &s.token_file) {
+            (Some(t), None) => t.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| invalid("ship.token_file", format!("{}: {e}", f.display())))?
+                .trim()
+                .to_string(),
+            _ => {
+                return Err(invalid(
+                    "ship.token",
+                    "give token or token_file (not both) when collectors are set",
+                ))
+            }
+        };
+        if token.len() < 16 {
+            return Err(invalid("ship.token", "must be at least 16 characters"));
+        }
+        if s.spool_max_bytes < 1 << 20 {
+            return Err(invalid("ship.spool_max_bytes", "must be at least 1048576"));
+        }
+        if s.retry_max_secs == 0 || s.retry_max_secs > 3600 {
+            return Err(invalid("ship.retry_max_secs", "must be between 1 and 3600"));
+        }
+        Ok(Some(ShipSettings {
+            collectors: s
+                .collectors
+                .iter()
+                .map(|c| c.trim_end_matches('/').to_string())
+                .collect(),
+            token,
+            spool_max_bytes: s.spool_max_bytes,
+            when_full: s.when_full,
+            retry_max: std::time::Duration::from_secs(s.retry_max_secs),
+            keep_shipped: s.keep_shipped,
+        }))
     }
 
     /// The VLAN map alone, rebuilt on top of `current` so that every VNet

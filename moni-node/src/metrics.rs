@@ -42,6 +42,14 @@ pub struct Metrics {
     pub rss: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub voip_compare_windows: IntCounterVec,
+    pub ship_files: IntCounterVec,
+    pub ship_bytes: IntCounterVec,
+    pub ship_failures: IntCounterVec,
+    pub spool_bytes: IntGaugeVec,
+    pub spool_files: IntGaugeVec,
+    pub spool_dropped_bytes: IntCounterVec,
+    pub spool_dropped_rows: IntCounterVec,
+    pub spool_discarded_temp_files: IntCounterVec,
 }
 
 fn counter(
@@ -252,6 +260,14 @@ impl Metrics {
                 "Shadow vs production window comparisons, by verdict.",
                 &["verdict"],
             )?,
+            ship_files: counter(&r, "moni_ship_files_total", "Parquet files the collector acknowledged, by dataset.", &["dataset"])?,
+            ship_bytes: counter(&r, "moni_ship_bytes_total", "Bytes of Parquet the collector acknowledged, by dataset.", &["dataset"])?,
+            ship_failures: counter(&r, "moni_ship_failures_total", "Failed uploads, by reason (unavailable: retried; rejected: moved to OUT/rejected).", &["reason"])?,
+            spool_bytes: gauge(&r, "moni_spool_bytes", "Bytes of completed Parquet waiting to ship.", &[])?,
+            spool_files: gauge(&r, "moni_spool_files", "Completed Parquet files waiting to ship.", &[])?,
+            spool_dropped_bytes: counter(&r, "moni_spool_dropped_bytes_total", "Bytes of spooled files deleted because the spool was full (drop_oldest).", &[])?,
+            spool_dropped_rows: counter(&r, "moni_spool_dropped_rows_total", "Records not written because the spool was full (stop_writing).", &[])?,
+            spool_discarded_temp_files: counter(&r, "moni_spool_discarded_temp_files_total", "Incomplete temporary files removed at start (writes a crash interrupted).", &[])?,
             registry: r,
         })
     }

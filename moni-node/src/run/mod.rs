@@ -18,6 +18,7 @@
 
 pub mod capture;
 pub mod shard;
+pub mod ship;
 pub mod worker;
 pub mod writer;
 
@@ -70,6 +71,8 @@ pub struct RunSummary {
     pub packets_analysed: u64,
     pub reloads: u64,
     pub writer: WriterSummary,
+    /// Present when shipping to a collector is configured.
+    pub ship: Option<ship::ShipSummary>,
     pub peak_rss_bytes: Option<u64>,
 }
 
@@ -101,6 +104,19 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         Some(a) => Some(crate::http::bind(a).map_err(|e| RunError::Config(format!("{e:#}")))?),
         None => None,
     };
+    if config.ship.is_some() {
+        let n = ship::discard_incomplete(&config.output.dir);
+        if n > 0 {
+            tracing::warn!(
+                files = n,
+                "Discarded temporary files of interrupted writes."
+            );
+            metrics
+                .spool_discarded_temp_files
+                .with_label_values(&[] as &[&str])
+                .inc_by(n as u64);
+        }
+    }
     let out = Datasets::create(&config.output.dir, &config.output)
         .context("creating the output datasets")
         .map_err(RunError::Output)?;
@@ -142,7 +158,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
     drop(writer_tx);
 
     let mut reloads = 0u64;
-    let (summary_writer, source_errors) = std::thread::scope(|scope| {
+    let (summary_writer, source_errors, ship_summary) = std::thread::scope(|scope| {
         let http = listener.map(|l| {
             let (m, s, h) = (
                 Arc::clone(&metrics),
@@ -151,11 +167,27 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             );
             scope.spawn(move || crate::http::serve(l, m, s, h))
         });
+        let writers_done = Arc::new(AtomicBool::new(false));
+        let spool_full = Arc::new(AtomicBool::new(false));
         let writer = {
-            let (m, h) = (Arc::clone(&metrics), Arc::clone(&healthy));
+            let (m, h, f) = (
+                Arc::clone(&metrics),
+                Arc::clone(&healthy),
+                Arc::clone(&spool_full),
+            );
             let tick = node.tick;
-            scope.spawn(move || writer::run_writer(out, writer_rx, m, h, tick))
+            scope.spawn(move || writer::run_writer(out, writer_rx, m, h, f, tick))
         };
+        let shipper = config.ship.clone().map(|settings| {
+            let ctx = ship::ShipCtx {
+                settings,
+                out_dir: config.output.dir.clone(),
+                writers_done: Arc::clone(&writers_done),
+                spool_full: Arc::clone(&spool_full),
+                metrics: Arc::clone(&metrics),
+            };
+            scope.spawn(move || ship::run_shipper(ctx))
+        });
         let mut worker_handles = Vec::new();
         for ctx in worker_ctx {
             let cpus = node.worker_cpus.clone();
@@ -244,10 +276,12 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             error: Some("writer thread panicked".into()),
             ..WriterSummary::default()
         });
+        writers_done.store(true, Ordering::Relaxed);
+        let shipped = shipper.map(|h| h.join().unwrap_or_default());
         if let Some(h) = http {
             let _ = h.join();
         }
-        (w, errors)
+        (w, errors, shipped)
     });
 
     let sources = source_errors
@@ -279,6 +313,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         packets_analysed,
         reloads,
         writer: summary_writer,
+        ship: ship_summary,
         peak_rss_bytes: crate::telemetry::peak_rss_bytes(),
     })
 }

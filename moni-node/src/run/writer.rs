@@ -25,6 +25,15 @@ pub struct Records {
 }
 
 impl Records {
+    pub fn rows(&self) -> u64 {
+        (self.flows.len()
+            + self.bins.len()
+            + self.rtp_windows.len()
+            + self.rtp_streams.len()
+            + self.rtp_compare.len()
+            + self.calls.len()) as u64
+    }
+
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
             && self.bins.is_empty()
@@ -50,6 +59,7 @@ pub fn run_writer(
     input: Receiver<Records>,
     metrics: Arc<Metrics>,
     healthy: Arc<AtomicBool>,
+    spool_full: Arc<AtomicBool>,
     tick: Duration,
 ) -> WriterSummary {
     let mut error: Option<ExportError> = None;
@@ -57,7 +67,13 @@ pub fn run_writer(
     loop {
         match input.recv_timeout(tick) {
             Ok(r) => {
-                if error.is_none() {
+                if spool_full.load(Ordering::Relaxed) {
+                    // stop_writing: the spool is over its cap; count what is lost.
+                    metrics
+                        .spool_dropped_rows
+                        .with_label_values(&[] as &[&str])
+                        .inc_by(r.rows());
+                } else if error.is_none() {
                     if let Err(e) = write(&mut out, &r) {
                         tracing::error!(error = %e, "Writing Parquet failed; records are dropped from now on.");
                         healthy.store(false, Ordering::Relaxed);
