@@ -179,6 +179,9 @@ fn with_vnet(file: &[u8], name: &str) -> Vec<u8> {
     out
 }
 
+/// (what, dataset, body, token, expected status, text in the error)
+type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+
 #[test]
 fn every_refusal_is_clear_stores_nothing_and_the_collector_keeps_serving() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -187,7 +190,7 @@ fn every_refusal_is_clear_stores_nothing_and_the_collector_keeps_serving() {
     let flows = one_file(&out, "flows");
     let bins = one_file(&out, "bins");
     let big = one_file(&out, "bins").repeat(1 + 70 * 1024 / bins.len().max(1));
-    let cases: Vec<(&str, &str, Vec<u8>, Option<&str>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("no token", "flows", flows.clone(), None, 401, "token"),
         (
             "wrong token",
