@@ -16,8 +16,10 @@ echo "== python: DuckDB and pyarrow read moni's Parquet"
 # `cargo test` above built the binary (integration tests run it); building
 # it alone would resolve features differently and recompile parquet.
 test -x "$CARGO_TARGET_DIR/debug/moni-node"
+test -x "$CARGO_TARGET_DIR/debug/moni-collector"
 log=$(mktemp)
 MONI_NODE_BIN="$CARGO_TARGET_DIR/debug/moni-node" \
+MONI_COLLECTOR_BIN="$CARGO_TARGET_DIR/debug/moni-collector" \
   python3 -m unittest discover -v -s tests/python -p 'test_*.py' 2>&1 | tee "$log"
 ran=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\} in .*/\1/p' "$log")
 rm -f "$log"
