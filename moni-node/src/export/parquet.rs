@@ -92,6 +92,10 @@ impl DatasetWriter {
                     "moni.writer".to_string(),
                     format!("moni-node {}", env!("CARGO_PKG_VERSION")),
                 ),
+                // Distinguishes this process's files from a rerun's that
+                // hold the same rows (a capture replayed twice): a collector
+                // stores by content hash, and only a retry may match.
+                KeyValue::new("moni.run".to_string(), run_id().to_string()),
             ]))
             .build();
         Ok(DatasetWriter {
@@ -208,6 +212,17 @@ impl DatasetWriter {
         });
         Ok(())
     }
+}
+
+/// This process's run: pid and start time (ns since the epoch).
+fn run_id() -> &'static str {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{ns}", std::process::id())
+    })
 }
 
 /// `YYYYmmddTHHMMSSZ` for a wall-clock time (UTC, proleptic Gregorian).
