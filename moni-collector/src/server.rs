@@ -32,6 +32,10 @@ struct AppState {
     settings: Settings,
     metrics: CollectorMetrics,
     seq: AtomicU64,
+    /// Bounds the uploads being validated and written at once: each holds
+    /// its file's rows in memory, so this bounds the collector's memory
+    /// (bodies still stream to disk concurrently).
+    ingest_slots: tokio::sync::Semaphore,
 }
 
 fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -57,6 +61,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings,
         metrics: CollectorMetrics::new()?,
         seq: AtomicU64::new(0),
+        ingest_slots: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
+        ),
     });
     let app = Router::new()
         .route("/v1/ingest/{dataset}", post(ingest))
@@ -180,6 +187,14 @@ async fn ingest(
     }
     let data = st.settings.data_dir.clone();
     let (ds, nd, tp, hs) = (dataset.clone(), node.clone(), tmp.clone(), hash.clone());
+    let Ok(_slot) = st.ingest_slots.acquire().await else {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "shutting down".into(),
+        );
+    };
     let res = tokio::task::spawn_blocking(move || store::ingest(&data, &ds, &nd, &tp, &hs)).await;
     let _ = tokio::fs::remove_file(&tmp).await;
     let stored = match res {
