@@ -1,7 +1,8 @@
 """Nodes ship to the collector and nothing is lost or stored twice.
 
 Starts moni-collector and two moni-node probes (file sources replayed at
-pace, shipping with `keep_shipped`, so every file a node completed and had
+pace, shipping with `keep_shipped`; one lists a dead collector first and
+must fail over, so every file a node completed and had
 acknowledged stays beside it as the record of what it produced). Mid-run the
 collector is stopped for a while and one node is killed with SIGKILL and
 restarted. At the end DuckDB compares, per node and dataset, every row the
@@ -66,6 +67,10 @@ class NodesShipToTheCollector(unittest.TestCase):
             f'[server]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{self.data}"\n{nodes}')
         self.procs = []
         self.node_cfg = {}
+        # node-1 lists a collector that is never up first: it must fail over.
+        dead = free_port()
+        urls = {"node-1": f'"http://127.0.0.1:{dead}", "http://127.0.0.1:{self.port}"',
+                "node-2": f'"http://127.0.0.1:{self.port}"'}
         for name, capture, speed in [("node-1", "paper-miniature.pcap", 6),
                                      ("node-2", "voip-impairments.pcap", 4)]:
             cfg = self.dir / f"{name}.toml"
@@ -74,7 +79,7 @@ class NodesShipToTheCollector(unittest.TestCase):
                 f'[metrics]\nlisten = ""\n'
                 f'[[sources]]\nfile = "{ROOT / "samples" / "pcap" / capture}"\nspeed = {speed}.0\n'
                 f'[vnets]\nmap = ["100=A:production", "200=B:shadow", "300=rx:monitor"]\n'
-                f'[ship]\ncollectors = ["http://127.0.0.1:{self.port}"]\n'
+                f'[ship]\ncollectors = [{urls[name]}]\n'
                 f'token = "{tokens[name]}"\nretry_max_secs = 1\nkeep_shipped = true\n'
                 f'[output]\ndir = "{self.dir / name}"\nrotate_secs = 1\n')
             self.node_cfg[name] = cfg

@@ -1,0 +1,137 @@
+//! `moni-collector compare` on the paper's Table 1 in miniature: the
+//! per-phase picture (A degraded in the congested phases, B good, then
+//! equal once production moved to B), the same answer over HTTP, and a
+//! well-formed SVG plot with one shaded band per window.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+fn node_bin() -> PathBuf {
+    std::env::var("MONI_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_BIN_EXE_moni-collector")).with_file_name("moni-node")
+        })
+}
+
+fn replay_miniature(out: &Path) {
+    let ok = Command::new(node_bin())
+        .args([
+            "replay",
+            "--no-progress",
+            "--vnet-map",
+            "100=A:production,200=B:shadow,300=rx:monitor",
+            "--out",
+        ])
+        .arg(out)
+        .arg(root().join("samples/pcap/paper-miniature.pcap"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("moni-node replay");
+    assert!(ok.success());
+}
+
+#[test]
+fn compare_prints_the_per_phase_picture_and_a_readable_plot() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    replay_miniature(&out);
+    let svg = tmp.path().join("fig.svg");
+    let o = Command::new(env!("CARGO_BIN_EXE_moni-collector"))
+        .args([
+            "compare",
+            "--production",
+            "A",
+            "--shadow",
+            "B",
+            "--format",
+            "json",
+            "--data",
+        ])
+        .arg(&out)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .expect("compare");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let windows = r["windows"].as_array().expect("windows");
+    let verdicts: Vec<&str> = windows
+        .iter()
+        .map(|w| w["verdict"].as_str().unwrap_or(""))
+        .collect();
+    // Six 10 s phases: light load, rising load, three congested phases
+    // where A degrades and B (voice priority) does not, then production
+    // on B.
+    assert_eq!(
+        verdicts,
+        [
+            "equal",
+            "equal",
+            "shadow_better",
+            "shadow_better",
+            "shadow_better",
+            "equal"
+        ]
+    );
+    for (i, w) in windows.iter().enumerate() {
+        let (a, b) = (
+            w["mos_production"].as_f64().unwrap_or(0.0),
+            w["mos_shadow"].as_f64().unwrap_or(0.0),
+        );
+        assert!(b > 4.0, "B stays good in window {i}: {b}");
+        if (2..5).contains(&i) {
+            assert!(a < 3.6, "A degraded in window {i}: {a}");
+        }
+    }
+    assert!((r["summary"]["shadow_better"].as_f64().unwrap_or(0.0) - 0.5).abs() < 1e-9);
+    // Per stream rows carry jitter too.
+    assert!(r["streams"].as_array().is_some_and(|s| s.len() == 12));
+
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(text.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(text.trim_end().ends_with("</svg>"));
+    assert_eq!(text.matches("<polyline").count(), 2, "one line per VNet");
+    assert_eq!(
+        text.matches("#d8f0d8\"><title>").count(),
+        3,
+        "three shadow-better bands"
+    );
+    // Well-formed: every element opened is closed (a small XML check).
+    let opens = text.matches("<rect").count()
+        + text.matches("<polyline").count()
+        + text.matches("<text").count();
+    let closes = text.matches("/>").count()
+        + text.matches("</rect>").count()
+        + text.matches("</polyline>").count()
+        + text.matches("</text>").count();
+    assert!(closes >= opens, "{opens} opened, {closes} closed");
+
+    // Table output names the VNets and prints the summary line.
+    let o = Command::new(env!("CARGO_BIN_EXE_moni-collector"))
+        .args(["compare", "--production", "A", "--shadow", "B", "--data"])
+        .arg(&out)
+        .output()
+        .expect("compare");
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("production A vs shadow B"), "{table}");
+    assert!(
+        table.contains("6 windows: shadow better 50%, production better 0%, equal 50%"),
+        "{table}"
+    );
+    // A bad question is one error line.
+    let o = Command::new(env!("CARGO_BIN_EXE_moni-collector"))
+        .args(["compare", "--production", "A", "--shadow", "A", "--data"])
+        .arg(&out)
+        .output()
+        .expect("compare");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
+}
