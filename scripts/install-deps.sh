@@ -21,5 +21,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
 fi
 if [ "${1:-}" != "--build-only" ]; then
-  python3 -c "import duckdb, pyarrow" 2>/dev/null || python3 -m pip install -q duckdb pyarrow
+  python3 -c "import duckdb, pyarrow, boto3" 2>/dev/null && command -v moto_server >/dev/null ||
+    python3 -m pip install -q duckdb pyarrow boto3 "moto[server]"
 fi

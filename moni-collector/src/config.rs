@@ -7,6 +7,15 @@
 //! data_dir = "moni-data"          # the Hive-partitioned dataset
 //! max_body_bytes = 268435456      # larger uploads get 413
 //!
+//! [storage]
+//! kind = "local"                  # the dataset under data_dir; or "s3":
+//! # bucket = "moni"               # any S3-compatible store (AWS, MinIO, Ceph, ...)
+//! # prefix = "moni/"              # key prefix inside the bucket
+//! # endpoint = "http://127.0.0.1:9000"   # omit for AWS
+//! # region = "us-east-1"
+//! # allow_http = false
+//! # access_key_id / secret_access_key: or AWS_* environment variables
+//!
 //! [[nodes]]                       # one per node allowed to upload
 //! id = "node-1"                   # becomes node=<id> in the layout
 //! token = "a long random secret"  # or token_file = "/etc/moni/node-1.token"
@@ -42,7 +51,51 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorConfig {
     pub server: ServerSection,
+    pub storage: StorageSection,
     pub nodes: Vec<NodeEntry>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    pub kind: String,
+    pub bucket: Option<String>,
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub allow_http: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            kind: "local".into(),
+            bucket: None,
+            prefix: String::new(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            allow_http: false,
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
+}
+
+/// Validated `[storage]`.
+#[derive(Clone, Debug)]
+pub enum StorageSettings {
+    Local,
+    S3 {
+        bucket: String,
+        prefix: String,
+        endpoint: Option<String>,
+        region: String,
+        allow_http: bool,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -79,6 +132,7 @@ pub struct Settings {
     pub max_body_bytes: u64,
     /// Bearer token → node id.
     pub tokens: HashMap<String, String>,
+    pub storage: StorageSettings,
 }
 
 /// A node id or VNet name safe to use as one path component.
@@ -153,11 +207,47 @@ impl CollectorConfig {
                 return Err(invalid("nodes.token", "two nodes share a token"));
             }
         }
+        let st = &self.storage;
+        let storage = match st.kind.as_str() {
+            "local" => StorageSettings::Local,
+            "s3" => {
+                let bucket = st
+                    .bucket
+                    .clone()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| invalid("storage.bucket", "needed with kind = \"s3\""))?;
+                if !st.prefix.is_empty() && !st.prefix.ends_with('/') {
+                    return Err(invalid("storage.prefix", "must end with '/'"));
+                }
+                if st.access_key_id.is_some() != st.secret_access_key.is_some() {
+                    return Err(invalid(
+                        "storage.access_key_id",
+                        "give both access_key_id and secret_access_key, or neither",
+                    ));
+                }
+                StorageSettings::S3 {
+                    bucket,
+                    prefix: st.prefix.clone(),
+                    endpoint: st.endpoint.clone(),
+                    region: st.region.clone(),
+                    allow_http: st.allow_http,
+                    access_key_id: st.access_key_id.clone(),
+                    secret_access_key: st.secret_access_key.clone(),
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "storage.kind",
+                    format!("{other:?}: use \"local\" or \"s3\""),
+                ))
+            }
+        };
         Ok(Settings {
             listen,
             data_dir: self.server.data_dir.clone(),
             max_body_bytes: self.server.max_body_bytes,
             tokens,
+            storage,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! that DuckDB, Spark or Trino read directly; [`compare`] answers whether a
 //! shadow VNet is ready to replace production, from the collected windows.
 
+pub mod backend;
 pub mod compare;
 pub mod config;
 pub mod metrics;

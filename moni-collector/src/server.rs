@@ -23,6 +23,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use crate::backend::Backend;
 use crate::compare::{self, CompareQuery};
 use crate::config::Settings;
 use crate::metrics::CollectorMetrics;
@@ -30,6 +31,7 @@ use crate::store::{self, IngestError};
 
 struct AppState {
     settings: Settings,
+    backend: Backend,
     metrics: CollectorMetrics,
     seq: AtomicU64,
     /// Bounds the uploads being validated and written at once: each holds
@@ -57,7 +59,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("server.listen {}: cannot listen: {e}", settings.listen))?;
+    let backend = Backend::from_settings(settings.data_dir.clone(), &settings.storage)?;
+    tracing::info!(store = %backend.describe(), "Collector storing.");
     let state = Arc::new(AppState {
+        backend,
         settings,
         metrics: CollectorMetrics::new()?,
         seq: AtomicU64::new(0),
@@ -185,7 +190,6 @@ async fn ingest(
             return reject(StatusCode::BAD_REQUEST, e.reason(), e.to_string());
         }
     }
-    let data = st.settings.data_dir.clone();
     let (ds, nd, tp, hs) = (dataset.clone(), node.clone(), tmp.clone(), hash.clone());
     let Ok(_slot) = st.ingest_slots.acquire().await else {
         let _ = tokio::fs::remove_file(&tmp).await;
@@ -195,16 +199,32 @@ async fn ingest(
             "shutting down".into(),
         );
     };
-    let res = tokio::task::spawn_blocking(move || store::ingest(&data, &ds, &nd, &tp, &hs)).await;
+    let prepared = tokio::task::spawn_blocking(move || store::prepare(&ds, &nd, &tp, &hs)).await;
     let _ = tokio::fs::remove_file(&tmp).await;
+    let res = match prepared {
+        Ok(Ok(p)) => {
+            let (rows, latest_mos) = (p.rows, p.latest_mos);
+            st.backend
+                .put(p.parts)
+                .await
+                .map(|(parts, already_stored, bytes)| store::Stored {
+                    rows,
+                    parts,
+                    already_stored,
+                    bytes,
+                    latest_mos,
+                })
+        }
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(IngestError::Io(e.to_string())),
+    };
     let stored = match res {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+        Ok(s) => s,
+        Err(e) => {
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
             tracing::info!(node = %node, dataset = %dataset, error = %e, "Upload refused.");
             return reject(status, e.reason(), e.to_string());
         }
-        Err(e) => return reject(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
     };
     let m = &st.metrics;
     let l = [node.as_str(), dataset.as_str()];

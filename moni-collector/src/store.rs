@@ -145,20 +145,32 @@ fn check_schema(dataset: &str, got: &arrow::datatypes::Schema) -> Result<(), Ing
     Ok(())
 }
 
-/// Validates the uploaded file at `tmp` and stores it; `hash` is its
-/// SHA-256 (hex). The caller removes `tmp` afterwards.
-pub fn ingest(
-    data: &Path,
-    dataset: &str,
-    node: &str,
-    tmp: &Path,
-    hash: &str,
-) -> Result<Stored, IngestError> {
+/// One partition of an upload, encoded and ready to store under `key`
+/// (relative to the dataset root, `/`-separated).
+pub struct Part {
+    pub key: String,
+    pub bytes: Vec<u8>,
+}
+
+/// An upload validated and split into partitions.
+pub struct Prepared {
+    pub parts: Vec<Part>,
+    pub rows: u64,
+    /// For `rtp_windows`: the MOS-CQ of the latest window per (VNet, role).
+    pub latest_mos: Vec<(String, String, f64)>,
+}
+
+/// Validates the uploaded file at `tmp` (SHA-256 `hash`) and splits it by
+/// VNet and hour into Parquet parts named by the hash.
+pub fn prepare(dataset: &str, node: &str, tmp: &Path, hash: &str) -> Result<Prepared, IngestError> {
     let Some((vnet_col, time_col)) = schema::partition_columns(dataset) else {
         return Err(IngestError::UnknownDataset(dataset.to_string()));
     };
     if !safe_component(node) {
         return Err(IngestError::BadName(node.to_string()));
+    }
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(IngestError::BadName(hash.to_string()));
     }
     let file = File::open(tmp).map_err(io)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -192,11 +204,11 @@ pub fn ingest(
 
     // Rows grouped by partition (VNet, date, hour).
     let mut parts: BTreeMap<(String, String, String), Vec<RecordBatch>> = BTreeMap::new();
-    let mut stored = Stored::default();
+    let mut rows_total = 0u64;
     let mut latest: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
     for batch in reader {
         let batch = batch.map_err(|e| IngestError::NotParquet(e.to_string()))?;
-        stored.rows += batch.num_rows() as u64;
+        rows_total += batch.num_rows() as u64;
         let vnets = column::<StringArray>(&batch, vnet_col)?;
         let times = column::<TimestampMicrosecondArray>(&batch, time_col)?;
         let mut rows: BTreeMap<(String, String, String), Vec<u32>> = BTreeMap::new();
@@ -233,28 +245,49 @@ pub fn ingest(
             parts.entry(key).or_default().push(part);
         }
     }
-    stored.latest_mos = latest
-        .into_iter()
-        .map(|((v, r), (_, m))| (v, r, m))
-        .collect();
+    let mut out = Vec::new();
     for ((vnet, date, hour), batches) in parts {
-        let dir = data
-            .join(dataset)
-            .join(format!("node={node}"))
-            .join(format!("vnet={vnet}"))
-            .join(format!("date={date}"))
-            .join(format!("hour={hour}"));
-        let path = dir.join(format!("{hash}.parquet"));
-        stored.parts += 1;
-        if path.exists() {
-            stored.already_stored += 1;
-            continue;
-        }
         let Some(first) = batches.first() else {
             continue;
         };
         let all = concat_batches(&first.schema(), &batches).map_err(io)?;
-        stored.bytes += write_part(data, dataset, &dir, &path, &all)?;
+        out.push(Part {
+            key: format!(
+                "{dataset}/node={node}/vnet={vnet}/date={date}/hour={hour}/{hash}.parquet"
+            ),
+            bytes: encode(dataset, &all)?,
+        });
+    }
+    Ok(Prepared {
+        parts: out,
+        rows: rows_total,
+        latest_mos: latest
+            .into_iter()
+            .map(|((v, r), (_, m))| (v, r, m))
+            .collect(),
+    })
+}
+
+/// Validates and stores an upload in a local data directory.
+pub fn ingest(
+    data: &Path,
+    dataset: &str,
+    node: &str,
+    tmp: &Path,
+    hash: &str,
+) -> Result<Stored, IngestError> {
+    let p = prepare(dataset, node, tmp, hash)?;
+    let mut stored = Stored {
+        rows: p.rows,
+        latest_mos: p.latest_mos,
+        ..Stored::default()
+    };
+    for part in &p.parts {
+        stored.parts += 1;
+        match store_local(data, part)? {
+            Some(n) => stored.bytes += n,
+            None => stored.already_stored += 1,
+        }
     }
     Ok(stored)
 }
@@ -268,24 +301,7 @@ fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, Inges
         })
 }
 
-/// Writes one partition file: temporary file, fsync, rename, fsync of the
-/// directory. Returns its size.
-fn write_part(
-    data: &Path,
-    dataset: &str,
-    dir: &Path,
-    path: &Path,
-    batch: &RecordBatch,
-) -> Result<u64, IngestError> {
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = incoming_dir(data).join(format!("{}-{seq}-{name}.tmp", std::process::id()));
-    let file = File::create(&tmp).map_err(io)?;
+fn encode(dataset: &str, batch: &RecordBatch) -> Result<Vec<u8>, IngestError> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(io)?))
         .set_key_value_metadata(Some(vec![
@@ -293,12 +309,32 @@ fn write_part(
             KeyValue::new(META_SCHEMA_VERSION.to_string(), SCHEMA_VERSION.to_string()),
         ]))
         .build();
-    let mut w = ArrowWriter::try_new(file, Arc::clone(&batch.schema()), Some(props)).map_err(io)?;
+    let mut out = Vec::new();
+    let mut w =
+        ArrowWriter::try_new(&mut out, Arc::clone(&batch.schema()), Some(props)).map_err(io)?;
     w.write(batch).map_err(io)?;
-    let file = w.into_inner().map_err(io)?;
+    w.close().map_err(io)?;
+    Ok(out)
+}
+
+/// Stores one part under `data`: temporary file, fsync, rename, fsync of
+/// the directory. `None` when it was already there (a retried upload).
+pub fn store_local(data: &Path, part: &Part) -> Result<Option<u64>, IngestError> {
+    let path = data.join(&part.key);
+    if path.exists() {
+        return Ok(None);
+    }
+    let Some(dir) = path.parent() else {
+        return Err(IngestError::BadName(part.key.clone()));
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = incoming_dir(data).join(format!("{}-{seq}.part.tmp", std::process::id()));
+    let mut file = File::create(&tmp).map_err(io)?;
+    std::io::Write::write_all(&mut file, &part.bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
-    std::fs::rename(&tmp, path).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    Ok(size)
+    Ok(Some(part.bytes.len() as u64))
 }
