@@ -4,7 +4,8 @@
 # (the independent judges in tests and benchmarks), Prometheus and promtool
 # and iproute2 (the live tests: a real scrape, network namespaces), and the
 # Python packages
-# the analyst-side tests use (duckdb, pyarrow). Skips what is already there.
+# the analyst-side tests use (duckdb, pyarrow; boto3 and moto for the
+# collector's S3 test). Skips what is already there.
 set -euo pipefail
 need_apt=()
 dpkg -s libpcap-dev >/dev/null 2>&1 || need_apt+=(libpcap-dev)
