@@ -37,6 +37,7 @@
 //! when_full = "drop_oldest"     # or "stop_writing": new records are dropped and counted
 //! retry_max_secs = 30           # exponential backoff cap between attempts
 //! keep_shipped = false          # keep acknowledged files (moved to OUT/shipped/)
+//! drain_secs = 15               # at stop, keep shipping this long; the rest ships at next start
 //!
 //! [vnets]
 //! default_vnet = "default"      # VNet of traffic no mapping matches
@@ -181,6 +182,7 @@ pub struct ShipSection {
     pub when_full: WhenFull,
     pub retry_max_secs: u64,
     pub keep_shipped: bool,
+    pub drain_secs: u64,
 }
 
 impl Default for ShipSection {
@@ -193,6 +195,7 @@ impl Default for ShipSection {
             when_full: WhenFull::DropOldest,
             retry_max_secs: 30,
             keep_shipped: false,
+            drain_secs: 15,
         }
     }
 }
@@ -206,6 +209,7 @@ pub struct ShipSettings {
     pub when_full: WhenFull,
     pub retry_max: std::time::Duration,
     pub keep_shipped: bool,
+    pub drain: std::time::Duration,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -678,8 +682,11 @@ impl NodeConfig {
         if token.len() < 16 {
             return Err(invalid("ship.token", "must be at least 16 characters"));
         }
-        if s.spool_max_bytes < 1 << 20 {
-            return Err(invalid("ship.spool_max_bytes", "must be at least 1048576"));
+        if s.spool_max_bytes < 1 << 16 {
+            return Err(invalid("ship.spool_max_bytes", "must be at least 65536"));
+        }
+        if s.drain_secs > 3600 {
+            return Err(invalid("ship.drain_secs", "must be at most 3600"));
         }
         if s.retry_max_secs == 0 || s.retry_max_secs > 3600 {
             return Err(invalid("ship.retry_max_secs", "must be between 1 and 3600"));
@@ -695,6 +702,7 @@ impl NodeConfig {
             when_full: s.when_full,
             retry_max: std::time::Duration::from_secs(s.retry_max_secs),
             keep_shipped: s.keep_shipped,
+            drain: std::time::Duration::from_secs(s.drain_secs),
         }))
     }
 

@@ -6,6 +6,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::*;
 use proptest::prelude::*;
@@ -372,4 +373,94 @@ fn run_compares_shadow_and_production_windows_as_they_finish() {
     assert!(live.len() >= 6, "{live:?}");
     assert!(live.iter().any(|(_, _, x)| x == "shadow_better"));
     assert_eq!(live, verdicts("replay/rtp_compare"));
+}
+
+/// Fills a spool with `n` copies of a real flows file (oldest first), plus
+/// the temporary file of a write a crash interrupted.
+fn prefill_spool(out: &Path, n: usize) -> u64 {
+    let src = tempfile::tempdir().expect("tempdir");
+    replay_files(&[sample("background.pcap")], None, src.path(), "");
+    let file = std::fs::read_dir(src.path().join("flows"))
+        .expect("flows")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .expect("a flows file");
+    let dir = out.join("flows");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut total = 0;
+    for i in 0..n {
+        let to = dir.join(format!("flows-old-{i:03}.parquet"));
+        std::fs::copy(&file, &to).expect("copy");
+        total += std::fs::metadata(&to).expect("meta").len();
+        std::thread::sleep(Duration::from_millis(20)); // distinct mtimes
+    }
+    std::fs::write(dir.join(".flows-crashed.parquet.tmp"), b"half a file").expect("tmp");
+    total
+}
+
+/// Runs a node that cannot reach its collector, with a 64 KiB spool.
+fn run_unshipped(out: &Path, when_full: &str) -> serde_json::Value {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let ship = format!(
+        "[ship]\ncollectors = [\"http://127.0.0.1:{dead}\"]\ntoken = \"token-0123456789abcdef\"\n\
+         spool_max_bytes = 65536\nwhen_full = \"{when_full}\"\nretry_max_secs = 1\ndrain_secs = 1\n"
+    );
+    run_file_source(
+        &sample("voip-impairments.pcap"),
+        &ship,
+        out.parent().expect("parent"),
+        out,
+    )
+}
+
+/// A full spool under `drop_oldest` loses the oldest files, counted in
+/// bytes; under `stop_writing` it keeps them and counts the records it did
+/// not write. Either way a crash's temporary file is discarded at start and
+/// nothing is shipped to a collector that is down.
+#[test]
+fn a_full_spool_drops_by_its_policy_and_counts_what_it_dropped() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("drop");
+    let prefilled = prefill_spool(&out, 8);
+    assert!(
+        prefilled > 65_536,
+        "prefill {prefilled} must exceed the cap"
+    );
+    let s = run_unshipped(&out, "drop_oldest");
+    let ship = &s["ship"];
+    assert_eq!(ship["files_shipped"], 0);
+    assert!(ship["failures"].as_u64().unwrap_or(0) > 0, "{ship}");
+    let dropped = ship["bytes_dropped"].as_u64().unwrap_or(0);
+    assert!(dropped > 0, "{ship}");
+    assert!(
+        !out.join("flows/flows-old-000.parquet").exists(),
+        "the oldest went first"
+    );
+    assert!(!out.join("flows/.flows-crashed.parquet.tmp").exists());
+    let left: u64 = ["flows", "bins", "rtp_streams", "rtp_windows", "calls"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(out.join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    assert!(left > 0);
+    assert_eq!(s["writer"]["rows_dropped_spool_full"], 0);
+
+    let out = tmp.path().join("stop");
+    prefill_spool(&out, 8);
+    let s = run_unshipped(&out, "stop_writing");
+    assert_eq!(s["ship"]["files_dropped"], 0);
+    assert!(out.join("flows/flows-old-000.parquet").exists(), "kept");
+    assert!(!out.join("flows/.flows-crashed.parquet.tmp").exists());
+    let rows = s["writer"]["rows_dropped_spool_full"].as_u64().unwrap_or(0);
+    assert!(rows > 0, "{}", s["writer"]);
 }

@@ -126,6 +126,19 @@ class NodesShipToTheCollector(unittest.TestCase):
         self.assertGreater(ship["failures"], 0, ship)
         self.assertGreater(ship["files_shipped"], 0, ship)
         self.assertEqual((ship["files_left"], ship["files_rejected"], ship["files_dropped"]), (0, 0, 0))
+        # The comparison over HTTP, from what node-1 shipped (the Table 1
+        # miniature): the congested phases favour the shadow.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(b"GET /v1/compare?production=A&shadow=B&format=json HTTP/1.0\r\n\r\n")
+            raw = b""
+            while chunk := s.recv(65536):
+                raw += chunk
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.assertIn(b"200 OK", head)
+        report = json.loads(body)
+        verdicts = [w["verdict"] for w in report["windows"]]
+        self.assertIn("shadow_better", verdicts)
+        self.assertNotIn("production_better", verdicts)
         collector.send_signal(signal.SIGTERM)
         self.assertEqual(collector.wait(timeout=20), 0)
 

@@ -51,9 +51,6 @@ pub struct ShipSummary {
     pub files_left: usize,
 }
 
-/// How long the shipper keeps trying after the writer finished.
-const DRAIN: Duration = Duration::from_secs(15);
-
 /// Completed files waiting in the spool, oldest first: (dataset, path, size).
 pub fn spooled(out_dir: &Path) -> Vec<(String, PathBuf, u64, SystemTime)> {
     let mut out = Vec::new();
@@ -170,8 +167,9 @@ fn pause(d: Duration, done: &AtomicBool) {
     }
 }
 
-/// Ships until the writer is done and the spool is empty (or `DRAIN` has
-/// passed since the writer finished: what is left ships at the next start).
+/// Ships until the writer is done and the spool is empty (or the configured
+/// `drain` has passed since the writer finished: the rest ships at the next
+/// start).
 pub fn run_shipper(ctx: ShipCtx) -> ShipSummary {
     let s = &ctx.settings;
     let m = &ctx.metrics;
@@ -230,7 +228,7 @@ pub fn run_shipper(ctx: ShipCtx) -> ShipSummary {
             pause(Duration::from_millis(200), &ctx.writers_done);
             continue;
         }
-        if done_at.is_some_and(|t| t.elapsed() > DRAIN) {
+        if done_at.is_some_and(|t| t.elapsed() > s.drain) {
             sum.files_left = files.len();
             break;
         }

@@ -49,6 +49,8 @@ impl Records {
 pub struct WriterSummary {
     pub datasets: Vec<(String, u64, usize)>,
     pub error: Option<String>,
+    /// Records not written because the spool was full (`stop_writing`).
+    pub rows_dropped_spool_full: u64,
 }
 
 /// Writes until every worker has hung up, then completes the open files.
@@ -64,6 +66,7 @@ pub fn run_writer(
 ) -> WriterSummary {
     let mut error: Option<ExportError> = None;
     let mut published: Vec<(u64, usize)> = vec![(0, 0); out.all().len()];
+    let mut rows_dropped = 0u64;
     loop {
         match input.recv_timeout(tick) {
             Ok(r) => {
@@ -73,6 +76,7 @@ pub fn run_writer(
                         .spool_dropped_rows
                         .with_label_values(&[] as &[&str])
                         .inc_by(r.rows());
+                    rows_dropped += r.rows();
                 } else if error.is_none() {
                     if let Err(e) = write(&mut out, &r) {
                         tracing::error!(error = %e, "Writing Parquet failed; records are dropped from now on.");
@@ -105,6 +109,7 @@ pub fn run_writer(
             .map(|w| (w.dataset().to_string(), w.rows_written, w.files.len()))
             .collect(),
         error: error.map(|e| e.to_string()),
+        rows_dropped_spool_full: rows_dropped,
     }
 }
 
