@@ -151,7 +151,47 @@ fn mirrored_traffic_is_counted_exactly_in_parquet_and_metrics() {
     };
     lab.start_sink();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let node = start_node(&lab, tmp.path(), NodeOpts::default());
+    // Isolation settings on: the probe yields the CPU and its threads are
+    // pinned (capture on the last CPU, workers on the first).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let node_keys = format!(
+        "workers = 2\nnice = 5\ncapture_cpus = [{}]\nworker_cpus = [0]",
+        cpus - 1
+    );
+    let node = start_node(
+        &lab,
+        tmp.path(),
+        NodeOpts {
+            node: Some(&node_keys),
+            ..NodeOpts::default()
+        },
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", node.id())).expect("stat");
+    let after_comm = stat.rsplit_once(')').expect("comm").1;
+    let nice: i64 = after_comm
+        .split_whitespace()
+        .nth(16)
+        .and_then(|x| x.parse().ok())
+        .expect("nice field");
+    assert_eq!(nice, 5);
+    let mut allowed = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{}/task", node.id()))
+        .expect("tasks")
+        .flatten()
+    {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        if let Some(l) = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")) {
+            allowed.push(l.split_whitespace().nth(1).unwrap_or("").to_string());
+        }
+    }
+    assert!(
+        allowed.iter().any(|a| a == "0"),
+        "a worker pinned to CPU 0: {allowed:?}"
+    );
+    assert!(
+        allowed.iter().any(|a| *a == (cpus - 1).to_string()),
+        "the capture thread pinned: {allowed:?}"
+    );
     let before = lab.production_packets();
     let (udp, size, rtp) = (3000u64, 200u64, 150u64);
     lab.traffic(&[
