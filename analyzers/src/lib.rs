@@ -21,6 +21,7 @@
 pub mod bins;
 pub mod decode;
 pub mod flow;
+pub mod ids;
 pub mod record;
 pub mod schema;
 pub mod time;

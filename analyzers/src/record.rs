@@ -272,3 +272,28 @@ pub struct CallRecord {
     pub media: String,
     pub sip_messages: u64,
 }
+
+/// An IDS alert: what was seen, by whom (or to whom, for floods), when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertRecord {
+    /// First packet of the episode in the detector's window.
+    pub time: Timestamp,
+    /// The packet that crossed the threshold.
+    pub end: Timestamp,
+    pub vnet: VnetId,
+    /// `port_scan`, `host_sweep`, `syn_flood`, `udp_flood`, `icmp_flood`,
+    /// `dns_nxdomain_storm`, `dns_tunnel`.
+    pub kind: &'static str,
+    pub signature_id: u32,
+    pub signature: String,
+    pub category: &'static str,
+    /// 1 (high) to 3 (low), as Suricata.
+    pub severity: u8,
+    pub src_addr: Option<IpAddr>,
+    pub src_port: Option<u16>,
+    pub dst_addr: Option<IpAddr>,
+    pub dst_port: Option<u16>,
+    pub protocol: u8,
+    /// JSON object: counts, threshold, window.
+    pub details: String,
+}

@@ -18,7 +18,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 use crate::record::{
-    BinRecord, CallRecord, FlowRecord, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord,
+    AlertRecord, BinRecord, CallRecord, FlowRecord, RtpQuality, RtpStreamId, RtpStreamRecord,
+    RtpWindowRecord,
 };
 use crate::vnet::VnetMap;
 
@@ -53,13 +54,14 @@ fn schema(dataset: &str, fields: Vec<Field>) -> SchemaRef {
 }
 
 /// Every dataset a node writes, in a stable order.
-pub const DATASETS: [&str; 6] = [
+pub const DATASETS: [&str; 7] = [
     "flows",
     "bins",
     "rtp_streams",
     "rtp_windows",
     "rtp_compare",
     "calls",
+    "alerts",
 ];
 
 /// The schema of dataset `name`, if it is one of [`DATASETS`].
@@ -71,6 +73,7 @@ pub fn for_dataset(name: &str) -> Option<SchemaRef> {
         "rtp_windows" => rtp_windows_schema(),
         "rtp_compare" => rtp_compare_schema(),
         "calls" => calls_schema(),
+        "alerts" => alerts_schema(),
         _ => return None,
     })
 }
@@ -85,6 +88,7 @@ pub fn partition_columns(name: &str) -> Option<(&'static str, &'static str)> {
         "rtp_windows" => ("vnet", "window_start"),
         "rtp_compare" => ("production_vnet", "window_start"),
         "calls" => ("vnet", "invite_time"),
+        "alerts" => ("vnet", "time"),
         _ => return None,
     })
 }
@@ -665,6 +669,143 @@ pub fn bins_batch(records: &[BinRecord], vnets: &VnetMap) -> Result<RecordBatch,
     }
     columns.push(u64_col(r, |i| r[i].decode_errors));
     RecordBatch::try_new(bins_schema(), columns)
+}
+
+/// Schema of the `alerts` dataset.
+pub fn alerts_schema() -> SchemaRef {
+    use DataType::*;
+    schema(
+        "alerts",
+        vec![
+            field("time", ts_type(), false, None),
+            field("end_time", ts_type(), false, None),
+            field("vnet", Utf8, false, None),
+            field("role", Utf8, false, None),
+            field("kind", Utf8, false, None),
+            field("signature_id", UInt32, false, None),
+            field("signature", Utf8, false, None),
+            field("category", Utf8, false, None),
+            field("severity", UInt8, false, None),
+            field("src_addr", Utf8, true, Some(("sourceIPv4Address", "8"))),
+            field("src_port", UInt16, true, Some(("sourceTransportPort", "7"))),
+            field(
+                "dst_addr",
+                Utf8,
+                true,
+                Some(("destinationIPv4Address", "12")),
+            ),
+            field(
+                "dst_port",
+                UInt16,
+                true,
+                Some(("destinationTransportPort", "11")),
+            ),
+            field("protocol", UInt8, false, Some(("protocolIdentifier", "4"))),
+            field("details", Utf8, false, None),
+        ],
+    )
+}
+
+/// Converts alerts into a batch of [`alerts_schema`].
+pub fn alerts_batch(r: &[AlertRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
+    let c: Vec<ArrayRef> = vec![
+        ts_col(r.iter().map(|x| x.time.micros()).collect()),
+        ts_col(r.iter().map(|x| x.end.micros()).collect()),
+        vnet_column(r.iter().map(|x| x.vnet), vnets),
+        role_column(r.iter().map(|x| x.vnet), vnets),
+        Arc::new(StringArray::from_iter_values(r.iter().map(|x| x.kind))),
+        Arc::new(UInt32Array::from_iter_values(
+            r.iter().map(|x| x.signature_id),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.signature.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(r.iter().map(|x| x.category))),
+        Arc::new(UInt8Array::from_iter_values(r.iter().map(|x| x.severity))),
+        Arc::new(StringArray::from(
+            r.iter()
+                .map(|x| x.src_addr.map(|a| a.to_string()))
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(UInt16Array::from(
+            r.iter().map(|x| x.src_port).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            r.iter()
+                .map(|x| x.dst_addr.map(|a| a.to_string()))
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(UInt16Array::from(
+            r.iter().map(|x| x.dst_port).collect::<Vec<_>>(),
+        )),
+        Arc::new(UInt8Array::from_iter_values(r.iter().map(|x| x.protocol))),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.details.as_str()),
+        )),
+    ];
+    RecordBatch::try_new(alerts_schema(), c)
+}
+
+/// One alert as an EVE-JSON line (Suricata's `eve.json` alert event), which
+/// Filebeat's Suricata module and EveBox ingest unchanged; `vnet` and
+/// `moni` (kind, details, episode start) are extra fields.
+pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str) -> String {
+    let ts = |t: crate::time::Timestamp| {
+        let s = t.secs_floor();
+        let (y, m, d) = crate::time::civil_from_days(s.div_euclid(86_400));
+        let r = s.rem_euclid(86_400);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}+0000",
+            r / 3600,
+            (r / 60) % 60,
+            r % 60,
+            t.micros().rem_euclid(1_000_000)
+        )
+    };
+    let proto = match a.protocol {
+        6 => "TCP".to_string(),
+        17 => "UDP".to_string(),
+        1 => "ICMP".to_string(),
+        58 => "IPv6-ICMP".to_string(),
+        p => p.to_string(),
+    };
+    let mut v = serde_json::json!({
+        "timestamp": ts(a.end),
+        "event_type": "alert",
+        "in_iface": iface,
+        "host": host,
+        "vnet": vnets.get(a.vnet).name,
+        "proto": proto,
+        "alert": {
+            "action": "allowed",
+            "gid": 1,
+            "signature_id": a.signature_id,
+            "rev": 1,
+            "signature": a.signature,
+            "category": a.category,
+            "severity": a.severity,
+        },
+        "moni": {
+            "kind": a.kind,
+            "start": ts(a.time),
+            "details": serde_json::from_str::<serde_json::Value>(&a.details).unwrap_or(serde_json::Value::Null),
+        },
+    });
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(x) = a.src_addr {
+            obj.insert("src_ip".into(), x.to_string().into());
+        }
+        if let Some(x) = a.src_port {
+            obj.insert("src_port".into(), x.into());
+        }
+        if let Some(x) = a.dst_addr {
+            obj.insert("dest_ip".into(), x.to_string().into());
+        }
+        if let Some(x) = a.dst_port {
+            obj.insert("dest_port".into(), x.into());
+        }
+    }
+    v.to_string()
 }
 
 #[cfg(test)]

@@ -71,6 +71,28 @@
 //! unknown_codec_bpl = 10.0
 //! compare_tolerance = 0.1
 //!
+//! [ids]                         # behavioural detectors (analyzers::ids)
+//! enabled = true
+//! scan_window_secs = 60         # port scan: distinct ports of one host from one source
+//! scan_ports = 20
+//! stealth_ports = 3             # FIN/NULL/Xmas probes to this many ports already count
+//! sweep_window_secs = 60        # sweep: distinct hosts on one port (or ICMP echo)
+//! sweep_hosts = 20
+//! flood_window_secs = 1
+//! syn_rate = 100                # SYNs/s to one destination ...
+//! syn_half_open = 0.8           # ... at least this share never completing
+//! vnet_syn_rate = 100           # SYNs/s across a VNet to >= vnet_syn_destinations hosts
+//! vnet_syn_destinations = 50
+//! udp_rate = 20000              # packets/s to one destination
+//! icmp_rate = 2000
+//! dns_window_secs = 60
+//! nxdomain_per_client = 50
+//! dns_name_max = 100            # longer query names: tunnelling
+//! dns_entropy = 4.0             # bits/char, for names of at least dns_entropy_min_len
+//! dns_entropy_min_len = 40
+//! max_tracked = 50000           # keys per detector table (oldest evicted, counted)
+//! cooldown_secs = 60            # one alert per episode
+//!
 //! [output]
 //! dir = "moni-out"
 //! rotate_secs = 60
@@ -83,6 +105,7 @@ use std::path::{Path, PathBuf};
 
 use analyzers::bins::BinConfig;
 use analyzers::flow::FlowConfig;
+use analyzers::ids::IdsConfig;
 use analyzers::vnet::{parse_vnet_map_spec, Role, VlanMapping, VnetMap};
 use analyzers::voip::codec::Impairment;
 use analyzers::voip::RtpConfig;
@@ -121,7 +144,114 @@ pub struct NodeConfig {
     pub flows: FlowsConfig,
     pub bins: BinsConfig,
     pub rtp: RtpSection,
+    pub ids: IdsSection,
     pub output: OutputConfig,
+}
+
+/// `[ids]`: the behavioural detectors (see `analyzers::ids`); every key is
+/// a field of `IdsConfig` with the same name and default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdsSection {
+    pub enabled: bool,
+    pub scan_window_secs: u32,
+    pub scan_ports: u32,
+    pub stealth_ports: u32,
+    pub sweep_window_secs: u32,
+    pub sweep_hosts: u32,
+    pub flood_window_secs: u32,
+    pub syn_rate: u32,
+    pub syn_half_open: f64,
+    pub vnet_syn_rate: u32,
+    pub vnet_syn_destinations: u32,
+    pub udp_rate: u32,
+    pub icmp_rate: u32,
+    pub dns_window_secs: u32,
+    pub nxdomain_per_client: u32,
+    pub dns_name_max: usize,
+    pub dns_entropy: f64,
+    pub dns_entropy_min_len: usize,
+    pub max_tracked: usize,
+    pub cooldown_secs: u32,
+}
+
+impl Default for IdsSection {
+    fn default() -> Self {
+        let d = IdsConfig::default();
+        IdsSection {
+            enabled: d.enabled,
+            scan_window_secs: d.scan_window_secs,
+            scan_ports: d.scan_ports,
+            stealth_ports: d.stealth_ports,
+            sweep_window_secs: d.sweep_window_secs,
+            sweep_hosts: d.sweep_hosts,
+            flood_window_secs: d.flood_window_secs,
+            syn_rate: d.syn_rate,
+            syn_half_open: d.syn_half_open,
+            vnet_syn_rate: d.vnet_syn_rate,
+            vnet_syn_destinations: d.vnet_syn_destinations,
+            udp_rate: d.udp_rate,
+            icmp_rate: d.icmp_rate,
+            dns_window_secs: d.dns_window_secs,
+            nxdomain_per_client: d.nxdomain_per_client,
+            dns_name_max: d.dns_name_max,
+            dns_entropy: d.dns_entropy,
+            dns_entropy_min_len: d.dns_entropy_min_len,
+            max_tracked: d.max_tracked,
+            cooldown_secs: d.cooldown_secs,
+        }
+    }
+}
+
+impl IdsSection {
+    fn resolve(&self) -> Result<IdsConfig, ConfigError> {
+        for (key, v) in [
+            ("ids.scan_window_secs", self.scan_window_secs),
+            ("ids.scan_ports", self.scan_ports),
+            ("ids.stealth_ports", self.stealth_ports),
+            ("ids.sweep_window_secs", self.sweep_window_secs),
+            ("ids.sweep_hosts", self.sweep_hosts),
+            ("ids.flood_window_secs", self.flood_window_secs),
+            ("ids.syn_rate", self.syn_rate),
+            ("ids.vnet_syn_rate", self.vnet_syn_rate),
+            ("ids.udp_rate", self.udp_rate),
+            ("ids.icmp_rate", self.icmp_rate),
+            ("ids.dns_window_secs", self.dns_window_secs),
+            ("ids.nxdomain_per_client", self.nxdomain_per_client),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.syn_half_open) {
+            return Err(invalid("ids.syn_half_open", "must be between 0 and 1"));
+        }
+        if self.max_tracked == 0 || self.max_tracked > 10_000_000 {
+            return Err(invalid("ids.max_tracked", "must be between 1 and 10000000"));
+        }
+        Ok(IdsConfig {
+            enabled: self.enabled,
+            scan_window_secs: self.scan_window_secs,
+            scan_ports: self.scan_ports,
+            stealth_ports: self.stealth_ports,
+            sweep_window_secs: self.sweep_window_secs,
+            sweep_hosts: self.sweep_hosts,
+            flood_window_secs: self.flood_window_secs,
+            syn_rate: self.syn_rate,
+            syn_half_open: self.syn_half_open,
+            vnet_syn_rate: self.vnet_syn_rate,
+            vnet_syn_destinations: self.vnet_syn_destinations,
+            udp_rate: self.udp_rate,
+            icmp_rate: self.icmp_rate,
+            dns_window_secs: self.dns_window_secs,
+            nxdomain_per_client: self.nxdomain_per_client,
+            dns_name_max: self.dns_name_max,
+            dns_entropy: self.dns_entropy,
+            dns_entropy_min_len: self.dns_entropy_min_len,
+            max_tracked: self.max_tracked,
+            cooldown_secs: self.cooldown_secs,
+        })
+    }
 }
 
 /// `[node]`: the long-running probe (`moni-node run`).
@@ -474,6 +604,7 @@ pub struct Resolved {
     pub flows: FlowConfig,
     pub bins: BinConfig,
     pub rtp: RtpConfig,
+    pub ids: IdsConfig,
     pub compare_tolerance: f64,
     pub output: OutputConfig,
     pub node: NodeSettings,
@@ -530,6 +661,7 @@ impl NodeConfig {
         let node = self.node_settings()?;
         let sources = self.source_settings(&mut vnets)?;
         let ship = self.ship_settings()?;
+        let ids = self.ids.resolve()?;
 
         let f = &self.flows;
         if f.idle_timeout_secs == 0 {
@@ -646,6 +778,7 @@ impl NodeConfig {
                 },
             },
             compare_tolerance: r.compare_tolerance,
+            ids,
             output: self.output.clone(),
             node,
             sources,

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub spool_dropped_bytes: IntCounterVec,
     pub spool_dropped_rows: IntCounterVec,
     pub spool_discarded_temp_files: IntCounterVec,
+    pub ids_alerts: IntCounterVec,
+    pub ids_suppressed: IntCounterVec,
+    pub ids_state_keys: IntGaugeVec,
+    pub ids_evictions: IntCounterVec,
 }
 
 fn counter(
@@ -268,6 +272,10 @@ impl Metrics {
             spool_dropped_bytes: counter(&r, "moni_spool_dropped_bytes_total", "Bytes of spooled files deleted because the spool was full (drop_oldest).", &[])?,
             spool_dropped_rows: counter(&r, "moni_spool_dropped_rows_total", "Records not written because the spool was full (stop_writing).", &[])?,
             spool_discarded_temp_files: counter(&r, "moni_spool_discarded_temp_files_total", "Incomplete temporary files removed at start (writes a crash interrupted).", &[])?,
+            ids_alerts: counter(&r, "moni_ids_alerts_total", "IDS alerts raised, by kind and severity (1 high .. 3 low).", &["kind", "severity"])?,
+            ids_suppressed: counter(&r, "moni_ids_suppressed_alerts_total", "Repeated alerts of an episode, suppressed.", &["worker"])?,
+            ids_state_keys: gauge(&r, "moni_ids_state_keys", "Keys held by each IDS detector.", &["detector", "worker"])?,
+            ids_evictions: counter(&r, "moni_ids_state_evictions_total", "Keys an IDS detector evicted at its cap.", &["detector", "worker"])?,
             registry: r,
         })
     }

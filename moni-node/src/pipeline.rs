@@ -5,7 +5,8 @@
 use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
-use analyzers::record::{BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
+use analyzers::ids::Ids;
+use analyzers::record::{AlertRecord, BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
 use analyzers::vnet::{VnetId, VnetMap};
 use analyzers::voip::{RtpStats, RtpTracker};
 use analyzers::{decode, DecodeError, Decoded, LinkType};
@@ -56,6 +57,8 @@ pub struct Counters {
     pub vnets: Vec<VnetCounters>,
     /// Indexed by [`VnetId`].
     pub voip: Vec<VoipCounters>,
+    /// IDS alerts taken, by kind.
+    pub alerts: std::collections::BTreeMap<&'static str, u64>,
 }
 
 pub struct Engine {
@@ -68,6 +71,8 @@ pub struct Engine {
     bin_out: Vec<BinRecord>,
     rtp_window_out: Vec<RtpWindowRecord>,
     rtp_stream_out: Vec<RtpStreamRecord>,
+    ids: Option<Ids>,
+    alert_out: Vec<AlertRecord>,
 }
 
 impl Engine {
@@ -86,6 +91,8 @@ impl Engine {
             bin_out: Vec::new(),
             rtp_window_out: Vec::new(),
             rtp_stream_out: Vec::new(),
+            ids: config.ids.enabled.then(|| Ids::new(&config.ids)),
+            alert_out: Vec::new(),
         }
     }
 
@@ -136,6 +143,22 @@ impl Engine {
             &mut self.rtp_window_out,
             &mut self.rtp_stream_out,
         );
+        if let Some(ids) = &mut self.ids {
+            ids.observe(pkt.ts, vnet, &d, &mut self.alert_out);
+        }
+    }
+
+    /// Takes the alerts raised so far (counted by kind here).
+    pub fn take_alerts(&mut self) -> Vec<AlertRecord> {
+        for a in &self.alert_out {
+            *self.counters.alerts.entry(a.kind).or_default() += 1;
+        }
+        std::mem::take(&mut self.alert_out)
+    }
+
+    /// The detectors' counters and state sizes, if IDS is on.
+    pub fn ids(&self) -> Option<&Ids> {
+        self.ids.as_ref()
     }
 
     /// Learns the media a SIP packet announces without counting the packet
@@ -159,6 +182,9 @@ impl Engine {
         self.bins.advance(now, &mut self.bin_out);
         self.rtp
             .advance(now, &mut self.rtp_window_out, &mut self.rtp_stream_out);
+        if let Some(ids) = &mut self.ids {
+            ids.advance(now);
+        }
     }
 
     /// Live flows per VNet (indexed by VNet id; may be shorter).

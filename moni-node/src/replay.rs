@@ -111,6 +111,8 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
                     }
                     let calls = engine.take_calls();
                     out.write_calls(&calls, engine.vnets())?;
+                    let alerts = engine.take_alerts();
+                    out.write_alerts(&alerts, engine.vnets())?;
                     if engine.pending_rtp() >= BIN_BATCH {
                         let (w, s) = engine.take_rtp();
                         out.write_rtp(&w, &s, engine.vnets())?;
@@ -146,6 +148,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     let (rtp_windows, rtp_streams) = engine.take_rtp();
     out.write_rtp(&rtp_windows, &rtp_streams, engine.vnets())?;
     out.write_calls(&engine.take_calls(), engine.vnets())?;
+    out.write_alerts(&engine.take_alerts(), engine.vnets())?;
     keep_for_compare(
         &mut compare_windows,
         &mut compare_dropped,
@@ -205,6 +208,12 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
             .filter(|v| v.packets > 0)
             .collect(),
         late_bin_rows: engine.late_bin_rows(),
+        alerts: c
+            .alerts
+            .iter()
+            .map(|(k, n)| ((*k).to_string(), *n))
+            .collect(),
+        alerts_suppressed: engine.ids().map_or(0, |i| i.stats().suppressed),
         output_dir: opts.out_dir.display().to_string(),
         voip,
         comparison,

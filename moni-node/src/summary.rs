@@ -190,6 +190,10 @@ pub struct Summary {
     pub late_bin_rows: u64,
     pub voip: VoipSummary,
     pub comparison: ComparisonSummary,
+    /// IDS alerts by kind (also in `alerts` and `eve.json`).
+    pub alerts: BTreeMap<String, u64>,
+    /// Further crossings of an alerted episode, suppressed.
+    pub alerts_suppressed: u64,
     pub output_dir: String,
     pub datasets: Vec<DatasetSummary>,
     pub elapsed_secs: f64,
@@ -302,6 +306,21 @@ impl Summary {
                 s,
                 "    windows: {} shadow better, {} production better, {} equal",
                 c.shadow_better, c.production_better, c.equal
+            );
+        }
+        if self.alerts.is_empty() {
+            let _ = writeln!(s, "  IDS alerts: none");
+        } else {
+            let list: Vec<String> = self
+                .alerts
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  IDS alerts: {} ({} repeats suppressed); details in alerts/ and eve.json",
+                list.join(", "),
+                self.alerts_suppressed
             );
         }
         for d in &self.datasets {

@@ -19,6 +19,14 @@ pub struct Datasets {
     pub rtp_windows: DatasetWriter,
     pub rtp_compare: DatasetWriter,
     pub calls: DatasetWriter,
+    pub alerts: DatasetWriter,
+    /// `OUT/eve.json`: alerts as Suricata EVE-JSON lines, opened at the
+    /// first alert.
+    eve: Option<std::io::BufWriter<std::fs::File>>,
+    eve_path: std::path::PathBuf,
+    /// `host` and `in_iface` of EVE lines.
+    pub eve_host: String,
+    pub eve_iface: String,
 }
 
 impl Datasets {
@@ -45,11 +53,16 @@ impl Datasets {
                 config,
             )?,
             calls: DatasetWriter::new(out_dir, "calls", schema::calls_schema(), config)?,
+            alerts: DatasetWriter::new(out_dir, "alerts", schema::alerts_schema(), config)?,
+            eve: None,
+            eve_path: out_dir.join("eve.json"),
+            eve_host: "moni".into(),
+            eve_iface: String::new(),
         })
     }
 
     /// Every dataset, in a stable order.
-    pub fn all(&self) -> [&DatasetWriter; 6] {
+    pub fn all(&self) -> [&DatasetWriter; 7] {
         [
             &self.flows,
             &self.bins,
@@ -57,7 +70,42 @@ impl Datasets {
             &self.rtp_windows,
             &self.rtp_compare,
             &self.calls,
+            &self.alerts,
         ]
+    }
+
+    /// Writes alerts to the `alerts` dataset and as EVE-JSON lines.
+    pub fn write_alerts(
+        &mut self,
+        r: &[analyzers::record::AlertRecord],
+        vnets: &VnetMap,
+    ) -> Result<(), ExportError> {
+        if r.is_empty() {
+            return Ok(());
+        }
+        let b = schema::alerts_batch(r, vnets).map_err(|e| arrow_error("alerts", e))?;
+        self.alerts.write(&b)?;
+        use std::io::Write;
+        let io = |path: &std::path::Path, source| ExportError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if self.eve.is_none() {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.eve_path)
+                .map_err(|e| io(&self.eve_path, e))?;
+            self.eve = Some(std::io::BufWriter::new(f));
+        }
+        if let Some(w) = self.eve.as_mut() {
+            for a in r {
+                let line = schema::alert_eve_json(a, vnets, &self.eve_host, &self.eve_iface);
+                writeln!(w, "{line}").map_err(|e| io(&self.eve_path, e))?;
+            }
+            w.flush().map_err(|e| io(&self.eve_path, e))?;
+        }
+        Ok(())
     }
 
     pub fn write_calls(
@@ -125,7 +173,8 @@ impl Datasets {
         self.rtp_streams.rotate_if_due()?;
         self.rtp_windows.rotate_if_due()?;
         self.rtp_compare.rotate_if_due()?;
-        self.calls.rotate_if_due()
+        self.calls.rotate_if_due()?;
+        self.alerts.rotate_if_due()
     }
 
     /// Completes every open file.
@@ -135,7 +184,16 @@ impl Datasets {
         self.rtp_streams.close_current()?;
         self.rtp_windows.close_current()?;
         self.rtp_compare.close_current()?;
-        self.calls.close_current()
+        self.calls.close_current()?;
+        self.alerts.close_current()?;
+        if let Some(w) = self.eve.as_mut() {
+            use std::io::Write;
+            w.flush().map_err(|source| ExportError::Io {
+                path: self.eve_path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 }
 

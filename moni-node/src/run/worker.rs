@@ -315,6 +315,30 @@ fn send_records(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, stat
             p.evictions[i] = *n;
         }
     }
+    let alerts = engine.take_alerts();
+    for a in &alerts {
+        m.ids_alerts
+            .with_label_values(&[a.kind, &a.severity.to_string()])
+            .inc();
+    }
+    if let Some(ids) = engine.ids() {
+        for (det, keys, evicted) in ids.state() {
+            m.ids_state_keys
+                .with_label_values(&[det, &ctx.index.to_string()])
+                .set(keys as i64);
+            let c = m
+                .ids_evictions
+                .with_label_values(&[det, &ctx.index.to_string()]);
+            if evicted > c.get() {
+                c.inc_by(evicted - c.get());
+            }
+        }
+        let c = m.ids_suppressed.with_label_values(&[ctx.index.to_string()]);
+        let n = ids.stats().suppressed;
+        if n > c.get() {
+            c.inc_by(n - c.get());
+        }
+    }
     let records = Records {
         vnets: vnets.clone(),
         flows,
@@ -323,6 +347,7 @@ fn send_records(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, stat
         rtp_streams,
         rtp_compare,
         calls: engine.take_calls(),
+        alerts,
     };
     if !records.is_empty() && ctx.writer.send(records).is_err() {
         tracing::warn!(

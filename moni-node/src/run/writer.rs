@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use analyzers::record::{BinRecord, CallRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
+use analyzers::record::{
+    AlertRecord, BinRecord, CallRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord,
+};
 use analyzers::vnet::VnetMap;
 use analyzers::voip::compare::RtpCompareRecord;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -22,6 +24,7 @@ pub struct Records {
     pub rtp_streams: Vec<RtpStreamRecord>,
     pub rtp_compare: Vec<RtpCompareRecord>,
     pub calls: Vec<CallRecord>,
+    pub alerts: Vec<AlertRecord>,
 }
 
 impl Records {
@@ -31,7 +34,8 @@ impl Records {
             + self.rtp_windows.len()
             + self.rtp_streams.len()
             + self.rtp_compare.len()
-            + self.calls.len()) as u64
+            + self.calls.len()
+            + self.alerts.len()) as u64
     }
 
     pub fn is_empty(&self) -> bool {
@@ -41,6 +45,7 @@ impl Records {
             && self.rtp_streams.is_empty()
             && self.rtp_compare.is_empty()
             && self.calls.is_empty()
+            && self.alerts.is_empty()
     }
 }
 
@@ -118,6 +123,7 @@ fn write(out: &mut Datasets, r: &Records) -> Result<(), ExportError> {
     out.write_bins(&r.bins, &r.vnets)?;
     out.write_rtp(&r.rtp_windows, &r.rtp_streams, &r.vnets)?;
     out.write_compare(&r.rtp_compare, &r.vnets)?;
+    out.write_alerts(&r.alerts, &r.vnets)?;
     out.write_calls(&r.calls, &r.vnets)
 }
 

@@ -1,0 +1,255 @@
+//! IDS-style behavioural detectors on mirrored traffic, on packet time and
+//! in bounded memory.
+//!
+//! - [`scan`]: vertical port scans (one source, many ports of one host, by
+//!   SYN, FIN, NULL, Xmas or UDP probes; answers by RST or ICMP unreachable
+//!   counted) and horizontal sweeps (one source, one port or ICMP echo,
+//!   many hosts).
+//! - [`flood`]: SYN floods judged at the victim (half-open ratio and rate,
+//!   not by source, since sources are spoofed) and per VNet (random spoofed
+//!   destinations too), UDP and ICMP floods by rate per destination.
+//! - [`dns`]: NXDOMAIN storms per client and very long or high-entropy
+//!   query names (tunnelling).
+//!
+//! Every detector implements [`Detector`]. Alerts name the attacker (or the
+//! victim for floods), the target, the time span, the counts and the
+//! threshold crossed (`details`, JSON). An episode alerts once: further
+//! crossings for the same key within `cooldown_secs` are suppressed and
+//! counted. Every keyed table is capped (`max_tracked`), evicting its
+//! oldest key with a counter; distinct sources are HyperLogLog-counted.
+
+pub mod dns;
+pub mod flood;
+pub mod scan;
+pub mod state;
+
+use std::net::IpAddr;
+
+use crate::decode::Decoded;
+use crate::record::AlertRecord;
+use crate::time::Timestamp;
+use crate::vnet::VnetId;
+
+use state::Bounded;
+
+/// Thresholds and windows of the behavioural detectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdsConfig {
+    pub enabled: bool,
+    /// Port scan: distinct ports of one host from one source within the
+    /// window. Default 20 in 60 s.
+    pub scan_window_secs: u32,
+    pub scan_ports: u32,
+    /// Stealth probes (FIN, NULL, Xmas: never seen in legitimate traffic)
+    /// to this many distinct ports already make a scan. Default 3.
+    pub stealth_ports: u32,
+    /// Sweep: distinct hosts on one port (or ICMP echo) from one source.
+    /// Default 20 in 60 s.
+    pub sweep_window_secs: u32,
+    pub sweep_hosts: u32,
+    /// Floods: window and rates per second. Defaults 1 s; SYN 100/s to one
+    /// destination with at least 80% half-open, or 100/s across a VNet to
+    /// at least 50 destinations (random spoofed destinations); UDP 20,000/s
+    /// and ICMP 2,000/s to one destination.
+    pub flood_window_secs: u32,
+    pub syn_rate: u32,
+    pub syn_half_open: f64,
+    pub vnet_syn_rate: u32,
+    pub vnet_syn_destinations: u32,
+    pub udp_rate: u32,
+    pub icmp_rate: u32,
+    /// DNS: NXDOMAIN answers to one client within the window; query names
+    /// longer than `dns_name_max` or with entropy above `dns_entropy`
+    /// bits/char once longer than `dns_entropy_min_len`. Defaults 50 in
+    /// 60 s, 100, 4.0, 40.
+    pub dns_window_secs: u32,
+    pub nxdomain_per_client: u32,
+    pub dns_name_max: usize,
+    pub dns_entropy: f64,
+    pub dns_entropy_min_len: usize,
+    /// Cap on keys in every detector table. Default 50,000.
+    pub max_tracked: usize,
+    /// An episode alerts once per this long. Default 60 s.
+    pub cooldown_secs: u32,
+}
+
+impl Default for IdsConfig {
+    fn default() -> Self {
+        IdsConfig {
+            enabled: true,
+            scan_window_secs: 60,
+            scan_ports: 20,
+            stealth_ports: 3,
+            sweep_window_secs: 60,
+            sweep_hosts: 20,
+            flood_window_secs: 1,
+            syn_rate: 100,
+            syn_half_open: 0.8,
+            vnet_syn_rate: 100,
+            vnet_syn_destinations: 50,
+            udp_rate: 20_000,
+            icmp_rate: 2_000,
+            dns_window_secs: 60,
+            nxdomain_per_client: 50,
+            dns_name_max: 100,
+            dns_entropy: 4.0,
+            dns_entropy_min_len: 40,
+            max_tracked: 50_000,
+            cooldown_secs: 60,
+        }
+    }
+}
+
+/// One behavioural detector.
+pub trait Detector {
+    fn name(&self) -> &'static str;
+    /// Looks at one decoded packet; alerts go to `out`.
+    fn observe(&mut self, ts: Timestamp, vnet: VnetId, d: &Decoded<'_>, out: &mut Vec<AlertRecord>);
+    /// Lets time pass (drops state of finished windows).
+    fn advance(&mut self, now: Timestamp);
+    /// Keys held now, and keys evicted at the cap so far.
+    fn state(&self) -> (usize, u64);
+}
+
+/// Counters of the detectors.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdsStats {
+    pub alerts: u64,
+    pub suppressed: u64,
+}
+
+/// What identifies an episode: kind, VNet, source, destination, port.
+type EpisodeKey = (&'static str, VnetId, Option<IpAddr>, Option<IpAddr>, u16);
+
+/// Alert de-duplication: one alert per (kind, key) episode.
+#[derive(Debug)]
+pub struct Suppressor {
+    last: Bounded<EpisodeKey, Timestamp>,
+    cooldown_us: i64,
+    pub suppressed: u64,
+}
+
+impl Suppressor {
+    pub fn new(cooldown_secs: u32, cap: usize) -> Self {
+        Suppressor {
+            last: Bounded::new(cap),
+            cooldown_us: i64::from(cooldown_secs) * 1_000_000,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether an alert for this key may be raised at `ts`.
+    pub fn allow(
+        &mut self,
+        kind: &'static str,
+        vnet: VnetId,
+        a: Option<IpAddr>,
+        b: Option<IpAddr>,
+        port: u16,
+        ts: Timestamp,
+    ) -> bool {
+        let cooldown = self.cooldown_us;
+        let last = self
+            .last
+            .entry(&(kind, vnet, a, b, port), || Timestamp(i64::MIN));
+        if last.0 != i64::MIN && ts.micros_since(*last) < cooldown {
+            self.suppressed += 1;
+            *last = ts;
+            return false;
+        }
+        *last = ts;
+        true
+    }
+}
+
+/// All behavioural detectors behind one entry point.
+pub struct Ids {
+    detectors: Vec<Box<dyn Detector + Send>>,
+    suppressor: Suppressor,
+    pending: Vec<AlertRecord>,
+    stats: IdsStats,
+}
+
+impl Ids {
+    pub fn new(config: &IdsConfig) -> Ids {
+        Ids {
+            detectors: vec![
+                Box::new(scan::PortScan::new(config)),
+                Box::new(scan::Sweep::new(config)),
+                Box::new(flood::Floods::new(config)),
+                Box::new(dns::DnsAnomalies::new(config)),
+            ],
+            suppressor: Suppressor::new(config.cooldown_secs, config.max_tracked),
+            pending: Vec::new(),
+            stats: IdsStats::default(),
+        }
+    }
+
+    pub fn observe(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        out: &mut Vec<AlertRecord>,
+    ) {
+        if d.ip.is_none() {
+            return;
+        }
+        for det in &mut self.detectors {
+            det.observe(ts, vnet, d, &mut self.pending);
+        }
+        self.emit(out);
+    }
+
+    pub fn advance(&mut self, now: Timestamp) {
+        for det in &mut self.detectors {
+            det.advance(now);
+        }
+    }
+
+    fn emit(&mut self, out: &mut Vec<AlertRecord>) {
+        for a in self.pending.drain(..) {
+            // A flood is one episode whatever port the crossing packet had.
+            let port = if a.kind.ends_with("_flood") {
+                0
+            } else {
+                a.dst_port.unwrap_or(0)
+            };
+            if self
+                .suppressor
+                .allow(a.kind, a.vnet, a.src_addr, a.dst_addr, port, a.time)
+            {
+                self.stats.alerts += 1;
+                out.push(a);
+            }
+        }
+        self.stats.suppressed = self.suppressor.suppressed;
+    }
+
+    pub fn stats(&self) -> &IdsStats {
+        &self.stats
+    }
+
+    /// (detector, keys held, keys evicted) of every detector.
+    pub fn state(&self) -> Vec<(&'static str, usize, u64)> {
+        self.detectors
+            .iter()
+            .map(|d| {
+                let (n, e) = d.state();
+                (d.name(), n, e)
+            })
+            .collect()
+    }
+}
+
+/// Builds an alert's JSON `details` from key/value pairs.
+pub(crate) fn details(pairs: &[(&str, serde_json::Value)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,301 @@
+//! Detectors on constructed traffic with known attacker, victim and span.
+
+use std::net::Ipv4Addr;
+
+use super::*;
+use crate::decode::{decode, LinkType};
+
+fn frame(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00];
+    let total = (20 + l4.len()) as u16;
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        proto,
+        0,
+        0,
+    ]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(l4);
+    f
+}
+
+fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[12] = 0x50;
+    t[13] = flags;
+    t
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    u
+}
+
+fn ip(a: u32) -> Ipv4Addr {
+    Ipv4Addr::from(a)
+}
+
+struct Run {
+    ids: Ids,
+    out: Vec<AlertRecord>,
+}
+
+impl Run {
+    fn new(c: &IdsConfig) -> Run {
+        Run {
+            ids: Ids::new(c),
+            out: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, us: i64, f: &[u8]) {
+        let d = decode(LinkType::Ethernet, f);
+        self.ids
+            .observe(Timestamp(us), VnetId(0), &d, &mut self.out);
+    }
+
+    fn kinds(&self) -> Vec<&'static str> {
+        self.out.iter().map(|a| a.kind).collect()
+    }
+}
+
+const ATTACKER: u32 = 0x0a00_0063; // 10.0.0.99
+const VICTIM: u32 = 0x0a00_0001; // 10.0.0.1
+
+#[test]
+fn syn_port_scan_names_attacker_victim_span_and_answers() {
+    let mut r = Run::new(&IdsConfig::default());
+    for p in 0..30u16 {
+        let t = i64::from(p) * 100_000;
+        r.feed(
+            t,
+            &frame(ip(ATTACKER), ip(VICTIM), 6, &tcp(40000, 1000 + p, 0x02)),
+        );
+        // Closed ports answer RST, ports 1000-1001 SYN-ACK.
+        let flags = if p < 2 { 0x12 } else { 0x14 };
+        r.feed(
+            t + 1000,
+            &frame(ip(VICTIM), ip(ATTACKER), 6, &tcp(1000 + p, 40000, flags)),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["port_scan"]);
+    let a = &r.out[0];
+    assert_eq!(a.src_addr, Some(ip(ATTACKER).into()));
+    assert_eq!(a.dst_addr, Some(ip(VICTIM).into()));
+    assert_eq!((a.time, a.end), (Timestamp(0), Timestamp(19 * 100_000)));
+    let d: serde_json::Value = serde_json::from_str(&a.details).expect("json");
+    assert_eq!(d["distinct"], 20);
+    assert_eq!(d["answered_open"], 2);
+    assert_eq!(d["answered_closed"], 17);
+}
+
+#[test]
+fn udp_scan_shows_through_port_unreachables() {
+    let mut r = Run::new(&IdsConfig::default());
+    for p in 0..25u16 {
+        let probe = frame(ip(ATTACKER), ip(VICTIM), 17, &udp(5000, 2000 + p, b""));
+        r.feed(i64::from(p) * 1000, &probe);
+        // ICMP port unreachable quoting the probe's IP header + 8 bytes.
+        let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&probe[14..14 + 28]);
+        r.feed(
+            i64::from(p) * 1000 + 10,
+            &frame(ip(VICTIM), ip(ATTACKER), 1, &icmp),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["port_scan"]);
+    assert_eq!(r.out[0].protocol, 17);
+    assert_eq!(r.out[0].src_addr, Some(ip(ATTACKER).into()));
+}
+
+#[test]
+fn ping_and_syn_sweeps_name_the_source() {
+    let mut r = Run::new(&IdsConfig::default());
+    for h in 0..25u32 {
+        let mut echo = vec![8, 0, 0, 0, 0, 7, 0, 1];
+        echo.extend_from_slice(b"ping");
+        r.feed(
+            i64::from(h) * 10_000,
+            &frame(ip(ATTACKER), ip(0x0a01_0000 + h), 1, &echo),
+        );
+        r.feed(
+            i64::from(h) * 10_000 + 5,
+            &frame(ip(ATTACKER), ip(0x0a02_0000 + h), 6, &tcp(40001, 443, 0x02)),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["host_sweep", "host_sweep"]);
+    assert!(r
+        .out
+        .iter()
+        .all(|a| a.src_addr == Some(ip(ATTACKER).into())));
+    assert_eq!(r.out[1].dst_port, Some(443));
+}
+
+#[test]
+fn spoofed_syn_flood_is_judged_at_the_victim() {
+    let mut r = Run::new(&IdsConfig::default());
+    for i in 0..500u32 {
+        let f = frame(
+            ip(0x0b00_0000 + i * 7919),
+            ip(VICTIM),
+            6,
+            &tcp(1024 + i as u16, 80, 0x02),
+        );
+        r.feed(i64::from(i) * 1000, &f);
+    }
+    assert_eq!(
+        r.kinds(),
+        vec!["syn_flood"],
+        "one episode, repeats suppressed"
+    );
+    let a = &r.out[0];
+    assert_eq!(
+        (a.src_addr, a.dst_addr, a.dst_port),
+        (None, Some(ip(VICTIM).into()), Some(80))
+    );
+    assert!(
+        r.ids.stats().suppressed == 0,
+        "the episode alerts once per window crossing"
+    );
+}
+
+#[test]
+fn busy_but_healthy_server_is_no_flood() {
+    let mut r = Run::new(&IdsConfig::default());
+    for i in 0..2000u32 {
+        let client = ip(0x0b00_0000 + i);
+        r.feed(
+            i64::from(i) * 400,
+            &frame(client, ip(VICTIM), 6, &tcp(1024, 80, 0x02)),
+        );
+        r.feed(
+            i64::from(i) * 400 + 100,
+            &frame(ip(VICTIM), client, 6, &tcp(80, 1024, 0x12)),
+        );
+        r.feed(
+            i64::from(i) * 400 + 200,
+            &frame(client, ip(VICTIM), 6, &tcp(1024, 80, 0x10)),
+        );
+    }
+    assert_eq!(r.kinds(), Vec::<&str>::new());
+}
+
+#[test]
+fn udp_and_icmp_floods_by_rate() {
+    let mut r = Run::new(&IdsConfig::default());
+    for i in 0..25_000u32 {
+        r.feed(
+            i64::from(i) * 30,
+            &frame(
+                ip(0x0c00_0000 + (i % 5000)),
+                ip(VICTIM),
+                17,
+                &udp(1234, 9999, b"x"),
+            ),
+        );
+    }
+    for i in 0..2_500u32 {
+        r.feed(
+            2_000_000 + i64::from(i) * 100,
+            &frame(ip(ATTACKER), ip(VICTIM), 1, &[8, 0, 0, 0, 0, 1, 0, 1]),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["udp_flood", "icmp_flood"]);
+}
+
+fn dns(id: u16, response: bool, rcode: u8, name: &str) -> Vec<u8> {
+    let mut m = id.to_be_bytes().to_vec();
+    m.extend_from_slice(&[
+        if response { 0x81 } else { 0x01 },
+        if response { 0x80 | rcode } else { 0 },
+    ]);
+    m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m
+}
+
+#[test]
+fn nxdomain_storm_and_tunnel_names() {
+    let mut r = Run::new(&IdsConfig::default());
+    let resolver = ip(0x0a00_0035);
+    for i in 0..60u16 {
+        let name = format!("host{i}.example.invalid");
+        r.feed(
+            i64::from(i) * 1000,
+            &frame(
+                resolver,
+                ip(VICTIM),
+                17,
+                &udp(53, 33000 + i, &dns(i, true, 3, &name)),
+            ),
+        );
+        // Ordinary names are no tunnel.
+        r.feed(
+            i64::from(i) * 1000 + 1,
+            &frame(
+                ip(VICTIM),
+                resolver,
+                17,
+                &udp(33000 + i, 53, &dns(i, false, 0, &name)),
+            ),
+        );
+    }
+    let tunnel = "mzxw6ytboi4dqnrqgq3tmnzygqztcmjrgiydonjtg4ydmmbsgqyq.t.example.com";
+    r.feed(
+        100_000,
+        &frame(
+            ip(ATTACKER),
+            resolver,
+            17,
+            &udp(40000, 53, &dns(7, false, 0, tunnel)),
+        ),
+    );
+    assert_eq!(r.kinds(), vec!["dns_nxdomain_storm", "dns_tunnel"]);
+    assert_eq!(r.out[0].src_addr, Some(ip(VICTIM).into()), "the client");
+    assert_eq!(r.out[1].src_addr, Some(ip(ATTACKER).into()));
+}
+
+#[test]
+fn millions_of_spoofed_sources_stay_within_the_caps() {
+    let c = IdsConfig {
+        max_tracked: 10_000,
+        ..IdsConfig::default()
+    };
+    let mut r = Run::new(&c);
+    for i in 0..1_000_000u32 {
+        // Spoofed sources sweeping random targets: every detector keys on it.
+        let f = frame(
+            ip(0x0b00_0000 ^ i.wrapping_mul(2_654_435_761)),
+            ip(0x0d00_0000 + (i % 65_536)),
+            6,
+            &tcp(1024, (i % 1000) as u16, 0x02),
+        );
+        r.feed(i64::from(i), &f);
+    }
+    for (det, keys, evicted) in r.ids.state() {
+        assert!(keys <= 10_000 + 4096, "{det}: {keys}");
+        if det == "port_scan" || det == "host_sweep" {
+            assert!(evicted > 900_000, "{det}: {evicted}");
+        }
+    }
+}
