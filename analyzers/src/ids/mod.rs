@@ -25,7 +25,7 @@ pub mod state;
 
 use std::net::IpAddr;
 
-use crate::decode::Decoded;
+use crate::decode::{Decoded, Transport};
 use crate::record::AlertRecord;
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
@@ -162,9 +162,13 @@ impl Suppressor {
     }
 }
 
-/// All behavioural detectors behind one entry point.
+/// All behavioural detectors behind one entry point (held by type, not
+/// boxed: the per-packet calls inline).
 pub struct Ids {
-    detectors: Vec<Box<dyn Detector + Send>>,
+    scan: scan::PortScan,
+    sweep: scan::Sweep,
+    floods: flood::Floods,
+    dns: dns::DnsAnomalies,
     suppressor: Suppressor,
     pending: Vec<AlertRecord>,
     stats: IdsStats,
@@ -173,12 +177,10 @@ pub struct Ids {
 impl Ids {
     pub fn new(config: &IdsConfig) -> Ids {
         Ids {
-            detectors: vec![
-                Box::new(scan::PortScan::new(config)),
-                Box::new(scan::Sweep::new(config)),
-                Box::new(flood::Floods::new(config)),
-                Box::new(dns::DnsAnomalies::new(config)),
-            ],
+            scan: scan::PortScan::new(config),
+            sweep: scan::Sweep::new(config),
+            floods: flood::Floods::new(config),
+            dns: dns::DnsAnomalies::new(config),
             suppressor: Suppressor::new(config.cooldown_secs, config.max_tracked),
             pending: Vec::new(),
             stats: IdsStats::default(),
@@ -195,16 +197,25 @@ impl Ids {
         if d.ip.is_none() {
             return;
         }
-        for det in &mut self.detectors {
-            det.observe(ts, vnet, d, &mut self.pending);
+        self.floods.observe(ts, vnet, d, &mut self.pending);
+        if !matches!(d.transport, Transport::Udp { .. }) {
+            // Scans and sweeps are TCP and ICMP (UDP scans show through
+            // ICMP unreachables).
+            self.scan.observe(ts, vnet, d, &mut self.pending);
+            self.sweep.observe(ts, vnet, d, &mut self.pending);
+        } else if d.ports().is_some_and(|(a, b)| a == 53 || b == 53) {
+            self.dns.observe(ts, vnet, d, &mut self.pending);
         }
-        self.emit(out);
+        if !self.pending.is_empty() {
+            self.emit(out);
+        }
     }
 
     pub fn advance(&mut self, now: Timestamp) {
-        for det in &mut self.detectors {
-            det.advance(now);
-        }
+        self.scan.advance(now);
+        self.sweep.advance(now);
+        self.floods.advance(now);
+        self.dns.advance(now);
     }
 
     fn emit(&mut self, out: &mut Vec<AlertRecord>) {
@@ -232,8 +243,8 @@ impl Ids {
 
     /// (detector, keys held, keys evicted) of every detector.
     pub fn state(&self) -> Vec<(&'static str, usize, u64)> {
-        self.detectors
-            .iter()
+        let dets: [&dyn Detector; 4] = [&self.scan, &self.sweep, &self.floods, &self.dns];
+        dets.iter()
             .map(|d| {
                 let (n, e) = d.state();
                 (d.name(), n, e)
