@@ -11,13 +11,14 @@
 # (best of 3 for tcpdump and moni-node; tshark once, it is slow).
 #
 # Measured 2026-11-26 on the 2-core development machine (5,000,000 packets,
-# 1.8 GB, IMIX sizes, ~45,000 flows), VoIP analyzers and decode fast path on:
-#   tcpdump -w /dev/null   0.90 s  5,574,127 packets/s
-#   tshark -z conv,ip     59.86 s     83,528 packets/s
-#   moni-node replay       1.32 s  3,775,494 packets/s
-#   moni-node / tcpdump floor 0.68x, moni-node / tshark 45.2x
-# (2026-11-25 before the fast path: 0.62x and 47.4x; before the VoIP
-# analyzers: 0.70x and 53.8x)
+# 1.8 GB, IMIX sizes, ~45,000 flows), with VoIP and the IDS detectors on:
+#   tcpdump -w /dev/null   0.81 s  6,141,534 packets/s
+#   tshark -z conv,ip     51.31 s     97,451 packets/s
+#   moni-node replay       0.97 s  5,143,240 packets/s
+#   moni-node / tcpdump floor 0.84x, moni-node / tshark 52.8x
+# (earlier that day, before IDS: 0.68x and 45.2x; 2026-11-25 before the
+# decode fast path: 0.62x and 47.4x; before the VoIP analyzers: 0.70x and
+# 53.8x. Runs on this VM vary by +-20%.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"

@@ -11,8 +11,9 @@
 #
 # Measured 2026-11-26 on the 2-core development machine (3,006,000 packets,
 # 4,000 streams), after the decode fast path: moni-node 0.47 s (6.40 Mpps),
-# tshark 17.9 s (168 kpps): 38.1x (goal 30x: met). Before it (2026-11-25):
-# 0.85 s, 26.1x.
+# tshark 17.9 s (168 kpps): 38.1x (goal 30x: met). With the IDS detectors
+# on as well: 0.51 s vs 17.2 s, 33.5x; another run 0.58 s, 29.4x (this VM's
+# runs vary by +-15%). Before the fast path (2026-11-25): 0.85 s, 26.1x.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS="${1:-2000}"
