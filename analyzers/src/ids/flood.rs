@@ -190,7 +190,12 @@ impl Detector for Floods {
         if !(syn || ack || udp || icmp) {
             return;
         }
-        let h = self.hasher.hash_one(ip.dst);
+        // One u128 write hashes faster than the IpAddr enum.
+        let key: u128 = match ip.dst {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a) ^ (1 << 127),
+        };
+        let h = self.hasher.hash_one(key);
         let i = match self.by_vnet.get(self.last_vnet) {
             Some((id, _)) if *id == vnet => self.last_vnet,
             _ => match self.by_vnet.iter().position(|(id, _)| *id == vnet) {
