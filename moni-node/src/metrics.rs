@@ -54,6 +54,7 @@ pub struct Metrics {
     pub ids_suppressed: IntCounterVec,
     pub ids_state_keys: IntGaugeVec,
     pub ids_evictions: IntCounterVec,
+    pub ids_dropped_alerts: IntCounterVec,
 }
 
 fn counter(
@@ -274,8 +275,9 @@ impl Metrics {
             spool_discarded_temp_files: counter(&r, "moni_spool_discarded_temp_files_total", "Incomplete temporary files removed at start (writes a crash interrupted).", &[])?,
             ids_alerts: counter(&r, "moni_ids_alerts_total", "IDS alerts raised, by kind and severity (1 high .. 3 low).", &["kind", "severity"])?,
             ids_suppressed: counter(&r, "moni_ids_suppressed_alerts_total", "Repeated alerts of an episode, suppressed.", &["worker"])?,
-            ids_state_keys: gauge(&r, "moni_ids_state_keys", "Keys held by each IDS detector.", &["detector", "worker"])?,
+            ids_state_keys: gauge(&r, "moni_ids_state_keys", "Keys held by each IDS detector (worker index, or capture:SOURCE when IDS runs in the capture thread).", &["detector", "worker"])?,
             ids_evictions: counter(&r, "moni_ids_state_evictions_total", "Keys an IDS detector evicted at its cap.", &["detector", "worker"])?,
+            ids_dropped_alerts: counter(&r, "moni_ids_dropped_alerts_total", "Alerts lost because the writer's queue was full.", &[])?,
             registry: r,
         })
     }

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use analyzers::vnet::VnetId;
+use analyzers::ids::Ids;
+use analyzers::record::AlertRecord;
+use analyzers::vnet::{VnetId, VnetMap};
 use analyzers::{decode, LinkType, Timestamp};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -45,6 +47,12 @@ pub struct CaptureCtx {
     /// The node's running total of lost packets (all sources), which the
     /// workers put on each RTP window.
     pub capture_drops: Arc<std::sync::atomic::AtomicU64>,
+    /// With more than one worker the IDS detectors run here, on every
+    /// packet of the source: a sweep's or a flood's packets spread over
+    /// workers by the address hash, so no single worker would see them all.
+    pub ids: Option<(analyzers::ids::IdsConfig, Arc<analyzers::vnet::VnetMap>)>,
+    /// Where this thread's alerts go.
+    pub writer: Sender<super::writer::Records>,
 }
 
 /// Per-worker batch being filled.
@@ -62,6 +70,8 @@ struct Dispatcher<'a> {
     bytes: u64,
     queue_drops: u64,
     published: (u64, u64, u64),
+    ids: Option<(Ids, Arc<VnetMap>)>,
+    alerts: Vec<AlertRecord>,
 }
 
 impl<'a> Dispatcher<'a> {
@@ -80,6 +90,11 @@ impl<'a> Dispatcher<'a> {
             bytes: 0,
             queue_drops: 0,
             published: (0, 0, 0),
+            ids: match (&ctx.ids, ctx.workers.len() > 1) {
+                (Some((config, vnets)), true) => Some((Ids::new(config), Arc::clone(vnets))),
+                _ => None,
+            },
+            alerts: Vec::new(),
         }
     }
 
@@ -100,6 +115,10 @@ impl<'a> Dispatcher<'a> {
                 Some(link) => {
                     let d = decode(link, pkt.data);
                     let w = worker_for(&d, n);
+                    if let Some((ids, vnets)) = &mut self.ids {
+                        let vnet = vnets.resolve(d.vlans(), self.ctx.settings.vnet);
+                        ids.observe(pkt.ts, vnet, &d, &mut self.alerts);
+                    }
                     if let Some((sp, dp)) = d.ports() {
                         if self.ctx.sip_ports.contains(&sp) || self.ctx.sip_ports.contains(&dp) {
                             for (i, p) in self.pending.iter_mut().enumerate() {
@@ -183,7 +202,61 @@ impl<'a> Dispatcher<'a> {
         }
     }
 
+    /// Hands this thread's alerts to the writer (never blocking: a full
+    /// writer queue drops them, counted).
+    fn send_alerts(&mut self) {
+        let Some((_, vnets)) = &self.ids else {
+            return;
+        };
+        if self.alerts.is_empty() {
+            return;
+        }
+        let alerts = std::mem::take(&mut self.alerts);
+        for a in &alerts {
+            self.ctx
+                .metrics
+                .ids_alerts
+                .with_label_values(&[a.kind, &a.severity.to_string()])
+                .inc();
+        }
+        let n = alerts.len() as u64;
+        if self
+            .ctx
+            .writer
+            .try_send(super::writer::Records::alerts_only(
+                Arc::clone(vnets),
+                alerts,
+            ))
+            .is_err()
+        {
+            self.ctx
+                .metrics
+                .ids_dropped_alerts
+                .with_label_values(&[] as &[&str])
+                .inc_by(n);
+        }
+    }
+
     fn publish(&mut self) {
+        self.send_alerts();
+        if let Some((ids, _)) = &self.ids {
+            let src = format!("capture:{}", self.ctx.settings.name);
+            for (det, keys, evicted) in ids.state() {
+                self.ctx
+                    .metrics
+                    .ids_state_keys
+                    .with_label_values(&[det, src.as_str()])
+                    .set(keys as i64);
+                let c = self
+                    .ctx
+                    .metrics
+                    .ids_evictions
+                    .with_label_values(&[det, src.as_str()]);
+                if evicted > c.get() {
+                    c.inc_by(evicted - c.get());
+                }
+            }
+        }
         let name = [self.ctx.settings.name.as_str()];
         let m = &self.ctx.metrics;
         let (p, b, q) = self.published;

@@ -146,7 +146,12 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         worker_ctx.push(WorkerCtx {
             index,
             capture_drops: Arc::clone(&capture_drops),
-            config: config.clone(),
+            // With several workers the IDS runs in the capture threads.
+            config: {
+                let mut c = config.clone();
+                c.ids.enabled = c.ids.enabled && workers == 1;
+                c
+            },
             input: rx,
             control: ctl_rx,
             free: free_tx.clone(),
@@ -155,6 +160,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             tick: node.tick,
         });
     }
+    let ids_writer = writer_tx.clone();
     drop(writer_tx);
 
     let mut reloads = 0u64;
@@ -208,6 +214,11 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
                 tick: node.tick,
                 sip_ports: config.rtp.sip_ports.clone(),
                 capture_drops: Arc::clone(&capture_drops),
+                ids: config
+                    .ids
+                    .enabled
+                    .then(|| (config.ids.clone(), Arc::new(config.vnets.clone()))),
+                writer: ids_writer.clone(),
             };
             let cpus = node.capture_cpus.clone();
             let healthy = Arc::clone(&healthy);
@@ -225,6 +236,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             ));
         }
         drop(work_tx);
+        drop(ids_writer);
         tracing::info!(node = %node.name, sources = captures.len(), workers, "moni-node running.");
 
         let mut current_vnets = config.vnets.clone();

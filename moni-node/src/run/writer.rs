@@ -28,6 +28,20 @@ pub struct Records {
 }
 
 impl Records {
+    /// Alerts alone (from a capture thread's IDS).
+    pub fn alerts_only(vnets: Arc<VnetMap>, alerts: Vec<AlertRecord>) -> Records {
+        Records {
+            vnets,
+            flows: Vec::new(),
+            bins: Vec::new(),
+            rtp_windows: Vec::new(),
+            rtp_streams: Vec::new(),
+            rtp_compare: Vec::new(),
+            calls: Vec::new(),
+            alerts,
+        }
+    }
+
     pub fn rows(&self) -> u64 {
         (self.flows.len()
             + self.bins.len()
