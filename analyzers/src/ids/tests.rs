@@ -299,3 +299,42 @@ fn millions_of_spoofed_sources_stay_within_the_caps() {
         }
     }
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Any bytes, as Ethernet frames and as the payload of port 53 or
+        /// an ICMP unreachable, never panic a detector.
+        #[test]
+        fn arbitrary_frames_never_panic(
+            frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 1..20),
+            proto in prop_oneof![Just(1u8), Just(6u8), Just(17u8)],
+        ) {
+            let mut r = Run::new(&IdsConfig { max_tracked: 64, ..IdsConfig::default() });
+            for (i, bytes) in frames.iter().enumerate() {
+                r.feed(i as i64, bytes);
+                let l4 = match proto {
+                    17 => udp(53, 53, bytes),
+                    6 => {
+                        let mut t = tcp(1, 2, bytes.first().copied().unwrap_or(0));
+                        t.extend_from_slice(bytes);
+                        t
+                    }
+                    _ => {
+                        let mut m = vec![3, 3, 0, 0, 0, 0, 0, 0];
+                        m.extend_from_slice(bytes);
+                        m
+                    }
+                };
+                r.feed(i as i64, &frame(ip(ATTACKER), ip(VICTIM), proto, &l4));
+            }
+            for (_, keys, _) in r.ids.state() {
+                prop_assert!(keys <= 64 + 64);
+            }
+        }
+    }
+}
