@@ -359,9 +359,16 @@ fn prometheus_scrapes_the_node_and_promtool_accepts_the_metrics() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    let dashboards = check_dashboards(&lab, &text);
     let _ = prom.kill();
     let _ = prom.wait();
     assert_eq!(got, (Some(1.0), Some(sent as f64), Some(sent as f64)));
+    let (parsed, with_data) = dashboards;
+    assert!(parsed >= 25, "only {parsed} dashboard expressions");
+    assert!(
+        with_data >= 12,
+        "only {with_data} expressions returned data"
+    );
     assert_eq!(
         lab.http_get(&lab.moni, "http://127.0.0.1:19464/healthz")
             .as_deref(),
@@ -389,6 +396,84 @@ fn wait_reload(lab: &Lab, result: &str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Percent-encodes a query string value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Evaluates every PromQL expression of every Grafana dashboard through
+/// the Prometheus API: each must parse; each whose metrics the node
+/// exported (`exposition`) must return data. Returns (parsed, with data).
+fn check_dashboards(lab: &Lab, exposition: &str) -> (usize, usize) {
+    let dir = root().join("grafana/dashboards");
+    let (mut parsed, mut with_data) = (0, 0);
+    for e in std::fs::read_dir(&dir)
+        .expect("grafana/dashboards")
+        .flatten()
+    {
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(e.path()).expect("read")).expect("json");
+        assert!(d["uid"].as_str().is_some_and(|u| u.starts_with("moni-")));
+        for panel in d["panels"].as_array().expect("panels") {
+            for t in panel["targets"].as_array().expect("targets") {
+                let expr = t["expr"].as_str().expect("expr");
+                let q = expr
+                    .replace("$__rate_interval", "1m")
+                    .replace("$node", ".*")
+                    .replace("$vnet", ".*");
+                let names: Vec<&str> = q
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("moni_") || w.starts_with("process_"))
+                    .collect();
+                let exported = names.iter().all(|n| {
+                    exposition
+                        .lines()
+                        .any(|l| !l.starts_with('#') && l.starts_with(n))
+                });
+                let t0 = Instant::now();
+                loop {
+                    let body = lab
+                        .http_get(
+                            &lab.moni,
+                            &format!(
+                                "http://127.0.0.1:19090/api/v1/query?query={}",
+                                urlencode(&q)
+                            ),
+                        )
+                        .unwrap_or_default();
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    assert_eq!(
+                        v["status"],
+                        "success",
+                        "{}: {expr}: {body}",
+                        e.path().display()
+                    );
+                    let n = v["data"]["result"].as_array().map_or(0, |r| r.len());
+                    if !exported || n > 0 {
+                        parsed += 1;
+                        with_data += usize::from(n > 0);
+                        break;
+                    }
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(20),
+                        "{}: no data for {expr}",
+                        e.path().display()
+                    );
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+    (parsed, with_data)
 }
 
 /// SIGHUP reloads the VLAN map without dropping state: traffic on VLAN 100
