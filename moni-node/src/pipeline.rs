@@ -202,9 +202,20 @@ impl Engine {
         &self.rtp_window_out
     }
 
-    /// Replaces the VNet map and the flow timeouts without dropping state
-    /// (SIGHUP). The new map must keep every existing VNet at its id.
-    pub fn reconfigure(&mut self, vnets: VnetMap, flows: analyzers::flow::FlowConfig) {
+    /// Replaces the VNet map and the flow, RTP and IDS thresholds without
+    /// dropping state (SIGHUP). The new map must keep every existing VNet at
+    /// its id.
+    pub fn reconfigure(
+        &mut self,
+        vnets: VnetMap,
+        flows: analyzers::flow::FlowConfig,
+        rtp: analyzers::voip::RtpConfig,
+        ids: &analyzers::ids::IdsConfig,
+    ) {
+        self.rtp.reconfigure(rtp);
+        if let Some(d) = &mut self.ids {
+            d.reconfigure(ids);
+        }
         self.vnets = vnets;
         let n = self.vnets.len();
         if self.counters.vnets.len() < n {

@@ -91,6 +91,15 @@ impl DnsAnomalies {
     }
 }
 
+impl DnsAnomalies {
+    /// New thresholds, same state (SIGHUP).
+    pub fn reconfigure(&mut self, c: &IdsConfig) {
+        let storms = std::mem::replace(&mut self.storms, Bounded::new(1));
+        *self = DnsAnomalies::new(c);
+        self.storms = storms;
+    }
+}
+
 impl Detector for DnsAnomalies {
     fn name(&self) -> &'static str {
         "dns"

@@ -129,6 +129,20 @@ impl Floods {
     }
 }
 
+impl Floods {
+    /// New thresholds, same state (SIGHUP).
+    pub fn reconfigure(&mut self, c: &IdsConfig) {
+        let by_dst = std::mem::replace(&mut self.by_dst, Bounded::new(1));
+        let by_vnet = std::mem::take(&mut self.by_vnet);
+        let (last, evicted) = (self.last_vnet, self.vnets_evicted);
+        *self = Floods::new(c);
+        self.by_dst = by_dst;
+        self.by_vnet = by_vnet;
+        self.last_vnet = last;
+        self.vnets_evicted = evicted;
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // the alert's fields
 fn alert(
     kind: &'static str,

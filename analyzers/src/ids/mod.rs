@@ -211,6 +211,15 @@ impl Ids {
         }
     }
 
+    /// New thresholds and windows without dropping state (SIGHUP). Table
+    /// caps and the cooldown keep their start-up values.
+    pub fn reconfigure(&mut self, config: &IdsConfig) {
+        self.scan.reconfigure(config);
+        self.sweep.reconfigure(config);
+        self.floods.reconfigure(config);
+        self.dns.reconfigure(config);
+    }
+
     pub fn advance(&mut self, now: Timestamp) {
         self.scan.advance(now);
         self.sweep.advance(now);

@@ -121,6 +121,13 @@ impl PortScan {
         }
     }
 
+    /// New thresholds, same state (SIGHUP).
+    pub fn reconfigure(&mut self, c: &IdsConfig) {
+        let t = std::mem::replace(&mut self.t, Bounded::new(1));
+        *self = PortScan::new(c);
+        self.t = t;
+    }
+
     fn state(&mut self, vnet: VnetId, src: IpAddr, dst: IpAddr, ts: Timestamp) -> &mut ScanState {
         let w = self.window_us;
         let s = self.t.entry(&(vnet, src, dst), || ScanState::new(ts));
@@ -278,6 +285,15 @@ impl Sweep {
             window_us: i64::from(c.sweep_window_secs) * 1_000_000,
             hosts: c.sweep_hosts as usize,
         }
+    }
+}
+
+impl Sweep {
+    /// New thresholds, same state (SIGHUP).
+    pub fn reconfigure(&mut self, c: &IdsConfig) {
+        let t = std::mem::replace(&mut self.t, Bounded::new(1));
+        *self = Sweep::new(c);
+        self.t = t;
     }
 }
 

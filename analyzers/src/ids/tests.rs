@@ -106,6 +106,28 @@ fn syn_port_scan_names_attacker_victim_span_and_answers() {
 }
 
 #[test]
+fn reconfigure_applies_new_thresholds_to_kept_state() {
+    let mut r = Run::new(&IdsConfig::default());
+    for p in 0..4u16 {
+        r.feed(
+            i64::from(p),
+            &frame(ip(ATTACKER), ip(VICTIM), 6, &tcp(40000, 1000 + p, 0x02)),
+        );
+    }
+    assert!(r.out.is_empty());
+    r.ids.reconfigure(&IdsConfig {
+        scan_ports: 5,
+        ..IdsConfig::default()
+    });
+    // The four ports seen before the reload still count: the fifth alerts.
+    r.feed(
+        10,
+        &frame(ip(ATTACKER), ip(VICTIM), 6, &tcp(40000, 2000, 0x02)),
+    );
+    assert_eq!(r.kinds(), vec!["port_scan"]);
+}
+
+#[test]
 fn udp_scan_shows_through_port_unreachables() {
     let mut r = Run::new(&IdsConfig::default());
     for p in 0..25u16 {

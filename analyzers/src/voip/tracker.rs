@@ -211,6 +211,18 @@ impl RtpTracker {
         &self.stats
     }
 
+    /// New thresholds without dropping streams or calls (SIGHUP): SIP
+    /// ports, confirmation, idle timeout, caps (for new entries), jitter
+    /// buffer, delay, PLC and unknown-codec impairment. The scoring window
+    /// keeps its length, since open windows are measured in it.
+    pub fn reconfigure(&mut self, config: RtpConfig) {
+        let window_secs = self.config.window_secs;
+        self.config = RtpConfig {
+            window_secs,
+            ..config
+        };
+    }
+
     pub fn active_streams(&self) -> usize {
         self.streams.len()
     }

@@ -251,14 +251,16 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             }
             if hup.swap(false, Ordering::Relaxed) {
                 match reload(config_path, &current_vnets) {
-                    Ok((vnets, flows)) => {
+                    Ok(new) => {
                         reloads += 1;
-                        current_vnets = vnets.clone();
-                        let vnets = Arc::new(vnets);
+                        current_vnets = new.vnets.clone();
+                        let vnets = Arc::new(new.vnets);
                         for c in &control_tx {
                             let _ = c.send(Control::Reload {
                                 vnets: Arc::clone(&vnets),
-                                flows: flows.clone(),
+                                flows: new.flows.clone(),
+                                rtp: new.rtp.clone(),
+                                ids: new.ids.clone(),
                             });
                         }
                         metrics.reloads.with_label_values(&["ok"]).inc();
@@ -330,15 +332,26 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
     })
 }
 
-/// Reads the config file again; only the VNet map and flow settings are
-/// taken (sources, workers and output need a restart).
-fn reload(
-    path: &Path,
-    current: &analyzers::vnet::VnetMap,
-) -> Result<(analyzers::vnet::VnetMap, analyzers::flow::FlowConfig), RunError> {
+/// Reads the config file again; the VNet map and the flow, RTP and IDS
+/// thresholds are taken (sources, workers, output, shipping and table caps
+/// need a restart).
+fn reload(path: &Path, current: &analyzers::vnet::VnetMap) -> Result<Reloaded, RunError> {
     let (c, r) = load(path)?;
     let vnets = c
         .remap_vnets(current)
         .map_err(|e| RunError::Config(e.to_string()))?;
-    Ok((vnets, r.flows))
+    Ok(Reloaded {
+        vnets,
+        flows: r.flows,
+        rtp: r.rtp,
+        ids: r.ids,
+    })
+}
+
+/// What a SIGHUP applies.
+struct Reloaded {
+    vnets: analyzers::vnet::VnetMap,
+    flows: analyzers::flow::FlowConfig,
+    rtp: analyzers::voip::RtpConfig,
+    ids: analyzers::ids::IdsConfig,
 }

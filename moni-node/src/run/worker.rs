@@ -26,6 +26,8 @@ pub enum Control {
     Reload {
         vnets: Arc<VnetMap>,
         flows: FlowConfig,
+        rtp: analyzers::voip::RtpConfig,
+        ids: analyzers::ids::IdsConfig,
     },
 }
 
@@ -111,8 +113,14 @@ pub fn run_worker(ctx: WorkerCtx) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        while let Ok(Control::Reload { vnets: v, flows }) = ctx.control.try_recv() {
-            engine.reconfigure((*v).clone(), flows);
+        while let Ok(Control::Reload {
+            vnets: v,
+            flows,
+            rtp,
+            ids,
+        }) = ctx.control.try_recv()
+        {
+            engine.reconfigure((*v).clone(), flows, rtp, &ids);
             vnets = v;
         }
         if tick_start.elapsed() >= ctx.tick {
