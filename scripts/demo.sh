@@ -7,12 +7,13 @@
 # production verdicts and where the Parquet went. Finally the long-running
 # probe, `moni-node run`, takes the same miniature as if it were a live
 # mirror port (at 10x its pace) and the demo reads its Prometheus /metrics
-# while it runs. Pass capture files to replay those instead.
+# while it runs; moni-collector's comparison answers whether B is ready and
+# draws MOS over time as SVG. Pass capture files to replay those instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --build-only
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release -q -p moni-node
+cargo build --release -q -p moni-node -p moni-collector
 out="${MONI_OUT:-moni-out}"
 map=100=A:production,200=B:shadow,300=rx:monitor
 rm -rf "$out" "$out-table1" moni-out-live
@@ -45,6 +46,11 @@ PY
   wait "$node"
   echo "-- run summary: $(cat moni-out-live.summary.json)"
   rm -f moni-out-live.summary.json
+  echo
+  echo "== moni-collector compare: the operator's question, with the paper's Fig. 7/8 as SVG"
+  "$CARGO_TARGET_DIR/release/moni-collector" compare --data "$out-table1" \
+    --production A --shadow B --plot "$out-table1/compare.svg"
+  echo "plot: $out-table1/compare.svg"
 fi
 echo
 echo "Parquet written:"
