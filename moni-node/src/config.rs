@@ -144,114 +144,38 @@ pub struct NodeConfig {
     pub flows: FlowsConfig,
     pub bins: BinsConfig,
     pub rtp: RtpSection,
-    pub ids: IdsSection,
+    pub ids: IdsConfig,
     pub output: OutputConfig,
 }
 
-/// `[ids]`: the behavioural detectors (see `analyzers::ids`); every key is
-/// a field of `IdsConfig` with the same name and default.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IdsSection {
-    pub enabled: bool,
-    pub scan_window_secs: u32,
-    pub scan_ports: u32,
-    pub stealth_ports: u32,
-    pub sweep_window_secs: u32,
-    pub sweep_hosts: u32,
-    pub flood_window_secs: u32,
-    pub syn_rate: u32,
-    pub syn_half_open: f64,
-    pub vnet_syn_rate: u32,
-    pub vnet_syn_destinations: u32,
-    pub udp_rate: u32,
-    pub icmp_rate: u32,
-    pub dns_window_secs: u32,
-    pub nxdomain_per_client: u32,
-    pub dns_name_max: usize,
-    pub dns_entropy: f64,
-    pub dns_entropy_min_len: usize,
-    pub max_tracked: usize,
-    pub cooldown_secs: u32,
-}
-
-impl Default for IdsSection {
-    fn default() -> Self {
-        let d = IdsConfig::default();
-        IdsSection {
-            enabled: d.enabled,
-            scan_window_secs: d.scan_window_secs,
-            scan_ports: d.scan_ports,
-            stealth_ports: d.stealth_ports,
-            sweep_window_secs: d.sweep_window_secs,
-            sweep_hosts: d.sweep_hosts,
-            flood_window_secs: d.flood_window_secs,
-            syn_rate: d.syn_rate,
-            syn_half_open: d.syn_half_open,
-            vnet_syn_rate: d.vnet_syn_rate,
-            vnet_syn_destinations: d.vnet_syn_destinations,
-            udp_rate: d.udp_rate,
-            icmp_rate: d.icmp_rate,
-            dns_window_secs: d.dns_window_secs,
-            nxdomain_per_client: d.nxdomain_per_client,
-            dns_name_max: d.dns_name_max,
-            dns_entropy: d.dns_entropy,
-            dns_entropy_min_len: d.dns_entropy_min_len,
-            max_tracked: d.max_tracked,
-            cooldown_secs: d.cooldown_secs,
+/// Validates `[ids]` (the section deserializes straight into
+/// [`IdsConfig`]).
+fn validate_ids(c: &IdsConfig) -> Result<IdsConfig, ConfigError> {
+    for (key, v) in [
+        ("ids.scan_window_secs", c.scan_window_secs),
+        ("ids.scan_ports", c.scan_ports),
+        ("ids.stealth_ports", c.stealth_ports),
+        ("ids.sweep_window_secs", c.sweep_window_secs),
+        ("ids.sweep_hosts", c.sweep_hosts),
+        ("ids.flood_window_secs", c.flood_window_secs),
+        ("ids.syn_rate", c.syn_rate),
+        ("ids.vnet_syn_rate", c.vnet_syn_rate),
+        ("ids.udp_rate", c.udp_rate),
+        ("ids.icmp_rate", c.icmp_rate),
+        ("ids.dns_window_secs", c.dns_window_secs),
+        ("ids.nxdomain_per_client", c.nxdomain_per_client),
+    ] {
+        if v == 0 {
+            return Err(invalid(key, "must be at least 1"));
         }
     }
-}
-
-impl IdsSection {
-    fn resolve(&self) -> Result<IdsConfig, ConfigError> {
-        for (key, v) in [
-            ("ids.scan_window_secs", self.scan_window_secs),
-            ("ids.scan_ports", self.scan_ports),
-            ("ids.stealth_ports", self.stealth_ports),
-            ("ids.sweep_window_secs", self.sweep_window_secs),
-            ("ids.sweep_hosts", self.sweep_hosts),
-            ("ids.flood_window_secs", self.flood_window_secs),
-            ("ids.syn_rate", self.syn_rate),
-            ("ids.vnet_syn_rate", self.vnet_syn_rate),
-            ("ids.udp_rate", self.udp_rate),
-            ("ids.icmp_rate", self.icmp_rate),
-            ("ids.dns_window_secs", self.dns_window_secs),
-            ("ids.nxdomain_per_client", self.nxdomain_per_client),
-        ] {
-            if v == 0 {
-                return Err(invalid(key, "must be at least 1"));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.syn_half_open) {
-            return Err(invalid("ids.syn_half_open", "must be between 0 and 1"));
-        }
-        if self.max_tracked == 0 || self.max_tracked > 10_000_000 {
-            return Err(invalid("ids.max_tracked", "must be between 1 and 10000000"));
-        }
-        Ok(IdsConfig {
-            enabled: self.enabled,
-            scan_window_secs: self.scan_window_secs,
-            scan_ports: self.scan_ports,
-            stealth_ports: self.stealth_ports,
-            sweep_window_secs: self.sweep_window_secs,
-            sweep_hosts: self.sweep_hosts,
-            flood_window_secs: self.flood_window_secs,
-            syn_rate: self.syn_rate,
-            syn_half_open: self.syn_half_open,
-            vnet_syn_rate: self.vnet_syn_rate,
-            vnet_syn_destinations: self.vnet_syn_destinations,
-            udp_rate: self.udp_rate,
-            icmp_rate: self.icmp_rate,
-            dns_window_secs: self.dns_window_secs,
-            nxdomain_per_client: self.nxdomain_per_client,
-            dns_name_max: self.dns_name_max,
-            dns_entropy: self.dns_entropy,
-            dns_entropy_min_len: self.dns_entropy_min_len,
-            max_tracked: self.max_tracked,
-            cooldown_secs: self.cooldown_secs,
-        })
+    if !(0.0..=1.0).contains(&c.syn_half_open) {
+        return Err(invalid("ids.syn_half_open", "must be between 0 and 1"));
     }
+    if c.max_tracked == 0 || c.max_tracked > 10_000_000 {
+        return Err(invalid("ids.max_tracked", "must be between 1 and 10000000"));
+    }
+    Ok(c.clone())
 }
 
 /// `[node]`: the long-running probe (`moni-node run`).
@@ -661,7 +585,7 @@ impl NodeConfig {
         let node = self.node_settings()?;
         let sources = self.source_settings(&mut vnets)?;
         let ship = self.ship_settings()?;
-        let ids = self.ids.resolve()?;
+        let ids = validate_ids(&self.ids)?;
 
         let f = &self.flows;
         if f.idle_timeout_secs == 0 {
@@ -1022,6 +946,19 @@ mod tests {
         let c = NodeConfig::parse("[vnets]\nmap = [\"100=A\"]\n").expect("parse");
         let err = c.resolve(None).expect_err("invalid").to_string();
         assert!(err.contains("vnets.map"), "{err}");
+    }
+
+    #[test]
+    fn ids_section_deserializes_validates_and_rejects_unknown_keys() {
+        let c = NodeConfig::parse("[ids]\nscan_ports = 7\n").expect("parse");
+        let r = c.resolve(None).expect("resolve");
+        assert_eq!(r.ids.scan_ports, 7);
+        assert_eq!(r.ids.sweep_hosts, IdsConfig::default().sweep_hosts);
+        let err = NodeConfig::parse("[ids]\nscan_port = 7\n").expect_err("unknown key");
+        assert!(err.contains("scan_port"), "{err}");
+        let c = NodeConfig::parse("[ids]\nsyn_half_open = 1.5\n").expect("parse");
+        let err = c.resolve(None).expect_err("invalid").to_string();
+        assert!(err.contains("ids.syn_half_open"), "{err}");
     }
 
     #[test]

@@ -32,8 +32,11 @@ use crate::vnet::VnetId;
 
 use state::Bounded;
 
-/// Thresholds and windows of the behavioural detectors.
-#[derive(Clone, Debug, PartialEq)]
+/// Thresholds and windows of the behavioural detectors; also the `[ids]`
+/// section of a node's config file (every key optional, unknown keys
+/// rejected).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct IdsConfig {
     pub enabled: bool,
     /// Port scan: distinct ports of one host from one source within the
