@@ -751,15 +751,10 @@ pub fn alerts_batch(r: &[AlertRecord], vnets: &VnetMap) -> Result<RecordBatch, A
 /// `moni` (kind, details, episode start) are extra fields.
 pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str) -> String {
     let ts = |t: crate::time::Timestamp| {
-        let s = t.secs_floor();
-        let (y, m, d) = crate::time::civil_from_days(s.div_euclid(86_400));
-        let r = s.rem_euclid(86_400);
+        let u = t.utc();
         format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}+0000",
-            r / 3600,
-            (r / 60) % 60,
-            r % 60,
-            t.micros().rem_euclid(1_000_000)
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000",
+            u.year, u.month, u.day, u.hour, u.minute, u.second, u.micros
         )
     };
     let proto = match a.protocol {

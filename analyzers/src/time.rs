@@ -62,15 +62,43 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// An instant broken down in UTC (proleptic Gregorian calendar).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Utc {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: i64,
+    pub minute: i64,
+    pub second: i64,
+    pub micros: i64,
+}
+
 impl Timestamp {
+    /// This instant's UTC calendar fields: the one place every human or
+    /// partition time format starts from.
+    pub fn utc(self) -> Utc {
+        let secs = self.secs_floor();
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        let r = secs.rem_euclid(86_400);
+        Utc {
+            year,
+            month,
+            day,
+            hour: r / 3600,
+            minute: (r / 60) % 60,
+            second: r % 60,
+            micros: self.0.rem_euclid(Self::MICROS_PER_SEC),
+        }
+    }
+
     /// The UTC date (`YYYY-MM-DD`) and hour (`HH`) of this instant, as a
     /// Hive layout partitions by.
     pub fn utc_date_hour(self) -> (String, String) {
-        let secs = self.secs_floor();
-        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let u = self.utc();
         (
-            format!("{y:04}-{m:02}-{d:02}"),
-            format!("{:02}", secs.rem_euclid(86_400) / 3600),
+            format!("{:04}-{:02}-{:02}", u.year, u.month, u.day),
+            format!("{:02}", u.hour),
         )
     }
 }

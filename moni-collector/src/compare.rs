@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use analyzers::record::{RtpQuality, RtpStreamId, RtpWindowRecord};
-use analyzers::vnet::{Role, VlanMapping, VnetMap};
+use analyzers::vnet::{Role, VnetMap};
 use analyzers::voip::compare::{
     compare_windows, per_window, RtpCompareRecord, Verdict, WindowVerdict,
 };
@@ -88,14 +88,10 @@ pub struct Summary {
 
 /// `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn fmt_time(t: Timestamp) -> String {
-    let s = t.secs_floor();
-    let (y, m, d) = analyzers::time::civil_from_days(s.div_euclid(86_400));
-    let r = s.rem_euclid(86_400);
+    let u = t.utc();
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        r / 3600,
-        (r / 60) % 60,
-        r % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        u.year, u.month, u.day, u.hour, u.minute, u.second
     )
 }
 
@@ -169,25 +165,12 @@ pub fn load_windows(
     if q.production == q.shadow || q.production.is_empty() || q.shadow.is_empty() {
         bail!("give two different VNets: --production A --shadow B");
     }
-    let map = VnetMap::new(
-        &[
-            VlanMapping {
-                vlan: 1,
-                vnet: q.production.clone(),
-                role: Role::Production,
-            },
-            VlanMapping {
-                vlan: 2,
-                vnet: q.shadow.clone(),
-                role: Role::Shadow,
-            },
-        ],
-        "other",
-        Role::Monitor,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let id_p = map.resolve(&[1], None);
-    let id_s = map.resolve(&[2], None);
+    let vnet_err = |e: analyzers::vnet::VnetMapError| anyhow::anyhow!("{e}");
+    let mut map = VnetMap::new(&[], "other", Role::Monitor).map_err(vnet_err)?;
+    let id_p = map
+        .intern(&q.production, Role::Production)
+        .map_err(vnet_err)?;
+    let id_s = map.intern(&q.shadow, Role::Shadow).map_err(vnet_err)?;
     let from = q.from.as_deref().map(parse_time).transpose()?;
     let to = q.to.as_deref().map(parse_time).transpose()?;
     let root = data.join("rtp_windows");

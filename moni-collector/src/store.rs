@@ -268,30 +268,6 @@ pub fn prepare(dataset: &str, node: &str, tmp: &Path, hash: &str) -> Result<Prep
     })
 }
 
-/// Validates and stores an upload in a local data directory.
-pub fn ingest(
-    data: &Path,
-    dataset: &str,
-    node: &str,
-    tmp: &Path,
-    hash: &str,
-) -> Result<Stored, IngestError> {
-    let p = prepare(dataset, node, tmp, hash)?;
-    let mut stored = Stored {
-        rows: p.rows,
-        latest_mos: p.latest_mos,
-        ..Stored::default()
-    };
-    for part in &p.parts {
-        stored.parts += 1;
-        match store_local(data, part)? {
-            Some(n) => stored.bytes += n,
-            None => stored.already_stored += 1,
-        }
-    }
-    Ok(stored)
-}
-
 fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, IngestError> {
     b.column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())

@@ -238,22 +238,12 @@ impl RtpTracker {
         streams: &mut Vec<RtpStreamRecord>,
     ) {
         self.expire(ts, windows, streams);
-        let sip_port = |p: &u16| self.config.sip_ports.contains(p);
-        match (d.ip, d.transport) {
-            // SIP over TCP: one message per segment (no stream reassembly).
-            (
-                Some(_),
-                Transport::Tcp {
-                    src_port, dst_port, ..
-                }
-                | Transport::Udp { src_port, dst_port },
-            ) if sip_port(&src_port) || sip_port(&dst_port) => {
-                if let Some(msg) = sdp::parse_sip(d.payload) {
-                    self.signalling(ts, vnet, msg);
-                }
-                return;
+        // SIP over TCP: one message per segment (no stream reassembly).
+        if self.is_sip(d) {
+            if let Some(msg) = sdp::parse_sip(d.payload) {
+                self.signalling(ts, vnet, msg);
             }
-            _ => {}
+            return;
         }
         let (Some(ip), Transport::Udp { src_port, dst_port }) = (d.ip, d.transport) else {
             return;

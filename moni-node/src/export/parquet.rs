@@ -231,21 +231,17 @@ pub fn utc_compact(t: SystemTime) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let u = analyzers::Timestamp::from_secs(secs).utc();
     format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        u.year, u.month, u.day, u.hour, u.minute, u.second
     )
 }
-
-pub use analyzers::time::civil_from_days;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use analyzers::time::civil_from_days;
     use std::time::Duration;
 
     #[test]
