@@ -107,7 +107,7 @@ pub fn run_worker(ctx: WorkerCtx) {
                 let _ = ctx.free.try_send(batch);
                 busy += t.elapsed();
                 if engine.pending_flows() >= 4096 || engine.pending_rtp() >= 1024 {
-                    send_records(&mut engine, &vnets, &ctx, &mut state);
+                    send_records(&mut engine, &vnets, &ctx, &mut state, false);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -137,14 +137,14 @@ pub fn run_worker(ctx: WorkerCtx) {
             if now > newest_packet && newest_packet.0 != i64::MIN {
                 engine.advance(now);
             }
-            send_records(&mut engine, &vnets, &ctx, &mut state);
+            send_records(&mut engine, &vnets, &ctx, &mut state, true);
         }
     }
     engine.finish();
     state
         .drops
         .sample(now_ts(), ctx.capture_drops.load(Ordering::Relaxed));
-    send_records(&mut engine, &vnets, &ctx, &mut state);
+    send_records(&mut engine, &vnets, &ctx, &mut state, true);
     busy_gauge.set(0.0);
 }
 
@@ -195,7 +195,16 @@ impl DropHistory {
 }
 
 /// Publishes metric deltas and sends finished records to the writer.
-fn send_records(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, state: &mut State) {
+/// `on_tick`: also refresh the open-streams and open-calls gauges, which
+/// scan the RTP tables (records also leave between ticks, whenever many are
+/// pending, and that path must stay cheap).
+fn send_records(
+    engine: &mut Engine,
+    vnets: &Arc<VnetMap>,
+    ctx: &WorkerCtx,
+    state: &mut State,
+    on_tick: bool,
+) {
     let m = &ctx.metrics;
     let p = &mut state.published;
     let labels: Vec<[String; 2]> = vnets
@@ -249,7 +258,7 @@ fn send_records(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, stat
     p.active_streams.resize(labels.len(), 0);
     p.active_calls.resize(labels.len(), 0);
     let active = engine.active_flows_by_vnet();
-    let (streams, calls) = engine.voip_active_by_vnet();
+    let voip_active = on_tick.then(|| engine.voip_active_by_vnet());
     for i in 0..labels.len() {
         let Some(l) = lv(i) else { continue };
         let vc = c.vnets.get(i).cloned().unwrap_or_default();
@@ -260,14 +269,19 @@ fn send_records(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, stat
         }
         p.vnet[i] = (vc.packets, vc.bytes);
         let a = active.get(i).copied().unwrap_or(0) as i64;
-        let s = streams.get(i).copied().unwrap_or(0) as i64;
-        let k = calls.get(i).copied().unwrap_or(0) as i64;
         if a != p.active_flows[i] {
             m.vnet_active_flows
                 .with_label_values(&l)
                 .add(a - p.active_flows[i]);
             p.active_flows[i] = a;
         }
+        let (s, k) = match &voip_active {
+            Some((streams, calls)) => (
+                streams.get(i).copied().unwrap_or(0) as i64,
+                calls.get(i).copied().unwrap_or(0) as i64,
+            ),
+            None => (p.active_streams[i], p.active_calls[i]),
+        };
         if s != p.active_streams[i] {
             m.voip_active_streams
                 .with_label_values(&l)
