@@ -77,6 +77,9 @@ impl DirectionStats {
 /// the source of the first packet seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
+    /// Hash of the key and start time, the same on every run of a capture;
+    /// alerts carry it to join their flow.
+    pub flow_id: u64,
     pub vnet: VnetId,
     /// Outermost VLAN id of the first packet, if tagged.
     pub vlan_id: Option<u16>,
@@ -285,8 +288,11 @@ pub struct AlertRecord {
     /// `dns_nxdomain_storm`, `dns_tunnel`.
     pub kind: &'static str,
     pub signature_id: u32,
+    /// The signature's revision (1 for the behavioural detectors).
+    pub rev: u32,
     pub signature: String,
-    pub category: &'static str,
+    /// Suricata's classtype description (the EVE `alert.category`).
+    pub category: std::borrow::Cow<'static, str>,
     /// 1 (high) to 3 (low), as Suricata.
     pub severity: u8,
     pub src_addr: Option<IpAddr>,
@@ -294,6 +300,13 @@ pub struct AlertRecord {
     pub dst_addr: Option<IpAddr>,
     pub dst_port: Option<u16>,
     pub protocol: u8,
+    /// The flow of the packet that raised a signature alert
+    /// ([`FlowRecord::flow_id`]); none for behavioural alerts, which span
+    /// many flows.
+    pub flow_id: Option<u64>,
+    /// VLAN ids of the packet that raised a signature alert, outermost
+    /// first (EVE's `vlan`); empty for behavioural alerts.
+    pub vlans: Vec<u16>,
     /// JSON object: counts, threshold, window.
     pub details: String,
 }

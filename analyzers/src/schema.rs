@@ -24,7 +24,7 @@ use crate::record::{
 use crate::vnet::VnetMap;
 
 /// Version of the record schemas, stored in every file's metadata.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 /// Metadata key naming the dataset of a file.
 pub const META_DATASET: &str = "moni.dataset";
@@ -173,6 +173,7 @@ pub fn flows_schema() -> SchemaRef {
             ),
             field("fragments", UInt64, false, None),
             field("end_reason", Utf8, false, Some(("flowEndReason", "136"))),
+            field("flow_id", Int64, false, Some(("flowId", "148"))),
         ],
     )
 }
@@ -643,6 +644,9 @@ pub fn flows_batch(records: &[FlowRecord], vnets: &VnetMap) -> Result<RecordBatc
         Arc::new(StringArray::from_iter_values(
             r.iter().map(|x| x.end_reason.as_str()),
         )),
+        Arc::new(Int64Array::from_iter_values(
+            r.iter().map(|x| x.flow_id as i64),
+        )),
     ];
     RecordBatch::try_new(flows_schema(), columns)
 }
@@ -701,6 +705,8 @@ pub fn alerts_schema() -> SchemaRef {
                 Some(("destinationTransportPort", "11")),
             ),
             field("protocol", UInt8, false, Some(("protocolIdentifier", "4"))),
+            field("flow_id", Int64, true, Some(("flowId", "148"))),
+            field("signature_rev", UInt32, false, None),
             field("details", Utf8, false, None),
         ],
     )
@@ -720,7 +726,9 @@ pub fn alerts_batch(r: &[AlertRecord], vnets: &VnetMap) -> Result<RecordBatch, A
         Arc::new(StringArray::from_iter_values(
             r.iter().map(|x| x.signature.as_str()),
         )),
-        Arc::new(StringArray::from_iter_values(r.iter().map(|x| x.category))),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.category.as_ref()),
+        )),
         Arc::new(UInt8Array::from_iter_values(r.iter().map(|x| x.severity))),
         Arc::new(StringArray::from(
             r.iter()
@@ -739,6 +747,12 @@ pub fn alerts_batch(r: &[AlertRecord], vnets: &VnetMap) -> Result<RecordBatch, A
             r.iter().map(|x| x.dst_port).collect::<Vec<_>>(),
         )),
         Arc::new(UInt8Array::from_iter_values(r.iter().map(|x| x.protocol))),
+        Arc::new(Int64Array::from(
+            r.iter()
+                .map(|x| x.flow_id.map(|f| f as i64))
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(UInt32Array::from_iter_values(r.iter().map(|x| x.rev))),
         Arc::new(StringArray::from_iter_values(
             r.iter().map(|x| x.details.as_str()),
         )),
@@ -775,7 +789,7 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
             "action": "allowed",
             "gid": 1,
             "signature_id": a.signature_id,
-            "rev": 1,
+            "rev": a.rev,
             "signature": a.signature,
             "category": a.category,
             "severity": a.severity,
@@ -787,6 +801,12 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
         },
     });
     if let Some(obj) = v.as_object_mut() {
+        if let Some(x) = a.flow_id {
+            obj.insert("flow_id".into(), x.into());
+        }
+        if !a.vlans.is_empty() {
+            obj.insert("vlan".into(), a.vlans.clone().into());
+        }
         if let Some(x) = a.src_addr {
             obj.insert("src_ip".into(), x.to_string().into());
         }
@@ -813,6 +833,7 @@ mod tests {
     #[test]
     fn flow_batch_matches_schema_and_nulls_empty_reverse() {
         let rec = FlowRecord {
+            flow_id: 7,
             vnet: VnetId(0),
             vlan_id: None,
             src_addr: "10.0.0.1".parse().expect("addr"),

@@ -34,6 +34,25 @@ pub enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Load signature files and report every rule skipped (outside the
+    /// supported Suricata subset) with its line and the reason.
+    CheckRules(CheckRulesArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckRulesArgs {
+    /// Node configuration whose [ids.vars] set the rule variables.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A rule variable, e.g. HOME_NET=[10.0.0.0/8] (repeatable; overrides the config).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Exit 1 if any rule was skipped.
+    #[arg(long)]
+    pub strict: bool,
+    /// Rule files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,6 +88,12 @@ pub struct ReplayArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Signature file (Suricata subset), added to ids.rules (repeatable).
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// A rule variable, e.g. HOME_NET=[10.0.0.0/8] (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
     /// Capture files (pcap or pcapng), replayed in order as one input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -104,7 +129,70 @@ pub fn main() -> ExitCode {
         }
         Command::Replay(args) => run_replay(args),
         Command::Run(args) => run_node(args),
+        Command::CheckRules(args) => check_rules(args),
     }
+}
+
+/// Applies `NAME=VALUE` rule variables to a config.
+fn set_vars(c: &mut NodeConfig, vars: &[String]) -> Result<(), String> {
+    for v in vars {
+        let (k, val) = v
+            .split_once('=')
+            .ok_or_else(|| format!("--var {v:?}: want NAME=VALUE"))?;
+        c.ids
+            .vars
+            .insert(k.trim().to_string(), val.trim().to_string());
+    }
+    Ok(())
+}
+
+fn check_rules(args: CheckRulesArgs) -> ExitCode {
+    use analyzers::ids::rules::{RuleSet, Vars};
+    let mut config = match &args.config {
+        Some(p) => match NodeConfig::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => NodeConfig::default(),
+    };
+    if let Err(e) = set_vars(&mut config, &args.vars) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let vars = Vars::with(&config.ids.vars);
+    if let Err(e) = vars.check() {
+        eprintln!("error: rule variable {e}");
+        return ExitCode::from(2);
+    }
+    let mut set = RuleSet::default();
+    for f in &args.files {
+        match std::fs::read_to_string(f) {
+            Ok(text) => set.add(&f.display().to_string(), &text, &vars),
+            Err(e) => {
+                eprintln!("error: cannot read rules {}: {e}", f.display());
+                return ExitCode::from(1);
+            }
+        }
+    }
+    for (file, s) in &set.skipped {
+        let sid = s
+            .sid
+            .map_or_else(|| "sid ?".to_string(), |n| format!("sid {n}"));
+        println!("{file}:{}: {sid} skipped: {}", s.line, s.reason);
+    }
+    println!(
+        "{} rules loaded, {} skipped, from {} files",
+        set.rules.len(),
+        set.skipped.len(),
+        args.files.len()
+    );
+    if args.strict && !set.skipped.is_empty() {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }
 
 fn run_node(args: RunArgs) -> ExitCode {
@@ -151,6 +239,14 @@ fn run_replay(args: ReplayArgs) -> ExitCode {
         if let Some(out) = &args.out {
             c.output.dir = out.clone();
         }
+        let cwd = std::env::current_dir().unwrap_or_default();
+        for r in &args.rules {
+            c.ids.rules.push(cwd.join(r).display().to_string());
+        }
+        set_vars(&mut c, &args.vars).map_err(|message| crate::config::ConfigError::Invalid {
+            key: "--var",
+            message,
+        })?;
         c.resolve(args.vnet_map.as_deref())
     });
     let config = match resolved {

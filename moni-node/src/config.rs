@@ -92,6 +92,10 @@
 //! dns_entropy_min_len = 40
 //! max_tracked = 50000           # keys per detector table (oldest evicted, counted)
 //! cooldown_secs = 60            # one alert per episode
+//! rules = []                    # signature files (Suricata subset), relative to this file
+//! [ids.vars]                    # rule variables; unset ones keep Suricata's defaults
+//! HOME_NET = "[192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]"
+//! EXTERNAL_NET = "!$HOME_NET"
 //!
 //! [output]
 //! dir = "moni-out"
@@ -136,6 +140,10 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
+    /// Directory of the file the config was loaded from (for relative
+    /// paths such as `ids.rules`).
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
     pub node: NodeSection,
     pub ship: ShipSection,
     pub metrics: MetricsSection,
@@ -529,6 +537,8 @@ pub struct Resolved {
     pub bins: BinConfig,
     pub rtp: RtpConfig,
     pub ids: IdsConfig,
+    /// The signatures of `ids.rules`, with the report of rules skipped.
+    pub rules: std::sync::Arc<analyzers::ids::rules::RuleSet>,
     pub compare_tolerance: f64,
     pub output: OutputConfig,
     pub node: NodeSettings,
@@ -543,10 +553,30 @@ impl NodeConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse {
+        let mut c = Self::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_path_buf(),
             message,
-        })
+        })?;
+        c.base_dir = path.parent().map(Path::to_path_buf);
+        Ok(c)
+    }
+
+    /// Reads and parses the signature files of `[ids] rules`.
+    fn load_rules(&self, ids: &IdsConfig) -> Result<analyzers::ids::rules::RuleSet, ConfigError> {
+        let vars = analyzers::ids::rules::Vars::with(&ids.vars);
+        vars.check().map_err(|e| invalid("ids.vars", e))?;
+        let mut set = analyzers::ids::rules::RuleSet::default();
+        for file in &ids.rules {
+            let path = match &self.base_dir {
+                Some(dir) if Path::new(file).is_relative() => dir.join(file),
+                _ => PathBuf::from(file),
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                invalid("ids.rules", format!("cannot read {}: {e}", path.display()))
+            })?;
+            set.add(&path.display().to_string(), &text, &vars);
+        }
+        Ok(set)
     }
 
     /// Parses TOML text; the error is toml's message, which names the key
@@ -586,6 +616,7 @@ impl NodeConfig {
         let sources = self.source_settings(&mut vnets)?;
         let ship = self.ship_settings()?;
         let ids = validate_ids(&self.ids)?;
+        let rules = std::sync::Arc::new(self.load_rules(&ids)?);
 
         let f = &self.flows;
         if f.idle_timeout_secs == 0 {
@@ -703,6 +734,7 @@ impl NodeConfig {
             },
             compare_tolerance: r.compare_tolerance,
             ids,
+            rules,
             output: self.output.clone(),
             node,
             sources,

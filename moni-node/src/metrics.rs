@@ -55,6 +55,7 @@ pub struct Metrics {
     pub ids_state_keys: IntGaugeVec,
     pub ids_evictions: IntCounterVec,
     pub ids_dropped_alerts: IntCounterVec,
+    pub ids_rules: IntGaugeVec,
 }
 
 fn counter(
@@ -278,8 +279,20 @@ impl Metrics {
             ids_state_keys: gauge(&r, "moni_ids_state_keys", "Keys held by each IDS detector (worker index, or capture:SOURCE when IDS runs in the capture thread).", &["detector", "worker"])?,
             ids_evictions: counter(&r, "moni_ids_state_evictions_total", "Keys an IDS detector evicted at its cap.", &["detector", "worker"])?,
             ids_dropped_alerts: counter(&r, "moni_ids_dropped_alerts_total", "Alerts lost because the writer's queue was full.", &[])?,
+            ids_rules: gauge(&r, "moni_ids_rules", "Signature rules of [ids] rules, by state (loaded, skipped: outside the supported subset, see moni-node check-rules).", &["state"])?,
             registry: r,
         })
+    }
+
+    /// Publishes the rule counts of the running rule set.
+    pub fn set_rules(&self, rules: &analyzers::ids::rules::RuleSet) {
+        let n = |x: usize| i64::try_from(x).unwrap_or(i64::MAX);
+        self.ids_rules
+            .with_label_values(&["loaded"])
+            .set(n(rules.rules.len()));
+        self.ids_rules
+            .with_label_values(&["skipped"])
+            .set(n(rules.skipped.len()));
     }
 
     /// The text exposition of every metric.

@@ -5,6 +5,9 @@
 use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
+use std::sync::Arc;
+
+use analyzers::ids::rules::{RuleSet, Signatures};
 use analyzers::ids::Ids;
 use analyzers::record::{AlertRecord, BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
 use analyzers::vnet::{VnetId, VnetMap};
@@ -72,7 +75,15 @@ pub struct Engine {
     rtp_window_out: Vec<RtpWindowRecord>,
     rtp_stream_out: Vec<RtpStreamRecord>,
     ids: Option<Ids>,
+    /// The signature engine, when rules are loaded (with the rule set it
+    /// was compiled from, to tell whether a reload changed it).
+    sigs: Option<(Signatures, Arc<RuleSet>)>,
+    max_tracked: usize,
     alert_out: Vec<AlertRecord>,
+}
+
+fn compile(rules: &Arc<RuleSet>, max_tracked: usize) -> Option<(Signatures, Arc<RuleSet>)> {
+    (!rules.rules.is_empty()).then(|| (Signatures::new(rules, max_tracked), Arc::clone(rules)))
 }
 
 impl Engine {
@@ -92,6 +103,8 @@ impl Engine {
             rtp_window_out: Vec::new(),
             rtp_stream_out: Vec::new(),
             ids: config.ids.enabled.then(|| Ids::new(&config.ids)),
+            sigs: compile(&config.rules, config.ids.max_tracked),
+            max_tracked: config.ids.max_tracked,
             alert_out: Vec::new(),
         }
     }
@@ -126,7 +139,7 @@ impl Engine {
         }
         self.bins
             .observe(pkt.ts, pkt.wire_len, vnet, &d, &mut self.bin_out);
-        self.flows.observe(
+        let flow = self.flows.observe(
             FlowPacket {
                 ts: pkt.ts,
                 wire_len: pkt.wire_len,
@@ -146,6 +159,14 @@ impl Engine {
         if let Some(ids) = &mut self.ids {
             ids.observe(pkt.ts, vnet, &d, &mut self.alert_out);
         }
+        if let Some((sigs, _)) = &mut self.sigs {
+            sigs.observe(pkt.ts, vnet, &d, flow, &mut self.alert_out);
+        }
+    }
+
+    /// The signature engine, if rules are loaded.
+    pub fn signatures(&self) -> Option<&Signatures> {
+        self.sigs.as_ref().map(|(s, _)| s)
     }
 
     /// Takes the alerts raised so far (counted by kind here).
@@ -211,7 +232,16 @@ impl Engine {
         flows: analyzers::flow::FlowConfig,
         rtp: analyzers::voip::RtpConfig,
         ids: &analyzers::ids::IdsConfig,
+        rules: &Arc<RuleSet>,
     ) {
+        if !self
+            .sigs
+            .as_ref()
+            .is_some_and(|(_, old)| Arc::ptr_eq(old, rules))
+        {
+            // New rules: recompiled, threshold state starts afresh.
+            self.sigs = compile(rules, self.max_tracked);
+        }
         self.rtp.reconfigure(rtp);
         if let Some(d) = &mut self.ids {
             d.reconfigure(ids);

@@ -11,4 +11,4 @@ pub mod key;
 pub mod table;
 
 pub use key::FlowKey;
-pub use table::{FlowConfig, FlowPacket, FlowStats, FlowTable};
+pub use table::{FlowConfig, FlowPacket, FlowStats, FlowTable, PacketFlow};

@@ -101,12 +101,56 @@ pub struct FlowPacket {
     pub vlan_id: Option<u16>,
 }
 
+/// What the flow table knows of one packet's flow, for the signature
+/// engine's `flow:` keyword and for joining alerts to flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketFlow {
+    /// The flow's [`FlowRecord::flow_id`].
+    pub id: u64,
+    /// Sent by the flow's initiator (Suricata's `to_server`).
+    pub to_server: bool,
+    /// TCP: the three-way handshake was seen (this packet may be its final
+    /// ACK). Other protocols: both directions have carried packets.
+    pub established: bool,
+}
+
+/// A flow's id: a hash of its key and first-packet time, so the same
+/// capture gives the same ids on every run; positive as an `Int64` (like
+/// Suricata's `flow_id`).
+fn flow_id(key: &FlowKey, start: Timestamp) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let words = [
+        key.lo.addr_hi,
+        key.lo.addr_lo,
+        u64::from(key.lo.port) << 16 | u64::from(key.hi.port),
+        key.hi.addr_hi,
+        key.hi.addr_lo,
+        u64::from(key.vnet.0) << 16 | u64::from(key.protocol) << 1 | u64::from(key.v6),
+        start.micros() as u64,
+    ];
+    let h = words
+        .iter()
+        .fold(0x9E37_79B9_7F4A_7C15u64, |h, &w| mix(h.wrapping_add(w)));
+    (h & (i64::MAX as u64)).max(1)
+}
+
+/// TCP handshake progress bits of [`FlowState::handshake`].
+const SYN_SEEN: u8 = 1;
+const SYN_ACK_SEEN: u8 = 2;
+const ESTABLISHED: u8 = 4;
+
 /// Largest slot index; the flow cap is clamped below it.
 const MAX_SLOTS: usize = u32::MAX as usize - 1;
 
 #[derive(Debug)]
 struct FlowState {
+    id: u64,
     initiator_is_lo: bool,
+    handshake: u8,
     vlan_id: Option<u16>,
     start: Timestamp,
     last_seen: Timestamp,
@@ -214,9 +258,15 @@ impl FlowTable {
         &self.active_by_vnet
     }
 
-    /// Counts one decoded packet. Packets without an IP layer are ignored.
-    pub fn observe(&mut self, pkt: FlowPacket, d: &Decoded<'_>, out: &mut Vec<FlowRecord>) {
-        let Some(ip) = d.ip else { return };
+    /// Counts one decoded packet and tells its flow. Packets without an IP
+    /// layer are ignored.
+    pub fn observe(
+        &mut self,
+        pkt: FlowPacket,
+        d: &Decoded<'_>,
+        out: &mut Vec<FlowRecord>,
+    ) -> Option<PacketFlow> {
+        let ip = d.ip?;
         self.advance(pkt.ts, out);
 
         let is_fragment = ip.fragment != Fragment::None;
@@ -289,6 +339,26 @@ impl FlowTable {
         if is_fragment {
             st.fragments += 1;
         }
+        if ip.protocol == 6 {
+            let syn_ack = flags & (tcp_flags::SYN | tcp_flags::ACK);
+            st.handshake |= match (forward, syn_ack) {
+                (true, tcp_flags::SYN) => SYN_SEEN,
+                (false, s)
+                    if s == tcp_flags::SYN | tcp_flags::ACK && st.handshake & SYN_SEEN != 0 =>
+                {
+                    SYN_ACK_SEEN
+                }
+                (true, tcp_flags::ACK) if st.handshake & SYN_ACK_SEEN != 0 => ESTABLISHED,
+                _ => 0,
+            };
+        } else if st.rev.packets > 0 {
+            st.handshake |= ESTABLISHED;
+        }
+        let seen = PacketFlow {
+            id: st.id,
+            to_server: forward,
+            established: st.handshake & ESTABLISHED != 0,
+        };
         if ip.protocol == 6 && !st.closed {
             if flags & tcp_flags::FIN != 0 {
                 if forward {
@@ -303,6 +373,7 @@ impl FlowTable {
                 self.closing.push_back((pkt.ts, idx, generation));
             }
         }
+        Some(seen)
     }
 
     /// Exports flows that expired by `now` (idle, or TCP-closed past the
@@ -414,7 +485,9 @@ impl FlowTable {
         }
         self.compact_queues();
         let state = FlowState {
+            id: flow_id(&key, pkt.ts),
             initiator_is_lo: src_is_lo,
+            handshake: 0,
             vlan_id: pkt.vlan_id,
             start: pkt.ts,
             last_seen: pkt.ts,
@@ -473,6 +546,7 @@ impl FlowTable {
             (k.hi, k.lo)
         };
         out.push(FlowRecord {
+            flow_id: st.id,
             vnet: k.vnet,
             vlan_id: st.vlan_id,
             src_addr: src.ip(k.v6),

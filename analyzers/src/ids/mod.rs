@@ -20,6 +20,7 @@
 
 pub mod dns;
 pub mod flood;
+pub mod rules;
 pub mod scan;
 pub mod state;
 
@@ -74,6 +75,12 @@ pub struct IdsConfig {
     pub max_tracked: usize,
     /// An episode alerts once per this long. Default 60 s.
     pub cooldown_secs: u32,
+    /// Signature files (the Suricata subset of [`rules`]); a relative path
+    /// is taken from the config file's directory. Default none.
+    pub rules: Vec<String>,
+    /// Rule variables such as `HOME_NET = "[10.0.0.0/8]"` or
+    /// `HTTP_PORTS = "[80,8080]"`; unset ones keep Suricata's defaults.
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for IdsConfig {
@@ -99,6 +106,8 @@ impl Default for IdsConfig {
             dns_entropy_min_len: 40,
             max_tracked: 50_000,
             cooldown_secs: 60,
+            rules: Vec::new(),
+            vars: Default::default(),
         }
     }
 }

@@ -240,6 +240,18 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         tracing::info!(node = %node.name, sources = captures.len(), workers, "moni-node running.");
 
         let mut current_vnets = config.vnets.clone();
+        let mut current_rules = Arc::clone(&config.rules);
+        metrics.set_rules(&current_rules);
+        for (file, s) in &current_rules.skipped {
+            tracing::debug!(file, line = s.line, sid = ?s.sid, reason = %s.reason, "Rule skipped.");
+        }
+        if !current_rules.rules.is_empty() || !current_rules.skipped.is_empty() {
+            tracing::info!(
+                loaded = current_rules.rules.len(),
+                skipped = current_rules.skipped.len(),
+                "Signature rules loaded (moni-node check-rules FILE lists the skipped ones)."
+            );
+        }
         loop {
             std::thread::sleep(Duration::from_millis(50));
             if term.load(Ordering::Relaxed) {
@@ -254,6 +266,12 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
                     Ok(new) => {
                         reloads += 1;
                         current_vnets = new.vnets.clone();
+                        // Unchanged rules keep their compiled engines (and
+                        // threshold state).
+                        if new.rules.rules != current_rules.rules {
+                            current_rules = Arc::new(new.rules);
+                            metrics.set_rules(&current_rules);
+                        }
                         let vnets = Arc::new(new.vnets);
                         for c in &control_tx {
                             let _ = c.send(Control::Reload {
@@ -261,6 +279,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
                                 flows: new.flows.clone(),
                                 rtp: new.rtp.clone(),
                                 ids: new.ids.clone(),
+                                rules: Arc::clone(&current_rules),
                             });
                         }
                         metrics.reloads.with_label_values(&["ok"]).inc();
@@ -345,6 +364,7 @@ fn reload(path: &Path, current: &analyzers::vnet::VnetMap) -> Result<Reloaded, R
         flows: r.flows,
         rtp: r.rtp,
         ids: r.ids,
+        rules: Arc::unwrap_or_clone(r.rules),
     })
 }
 
@@ -354,4 +374,5 @@ struct Reloaded {
     flows: analyzers::flow::FlowConfig,
     rtp: analyzers::voip::RtpConfig,
     ids: analyzers::ids::IdsConfig,
+    rules: analyzers::ids::rules::RuleSet,
 }

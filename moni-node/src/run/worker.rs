@@ -28,6 +28,7 @@ pub enum Control {
         flows: FlowConfig,
         rtp: analyzers::voip::RtpConfig,
         ids: analyzers::ids::IdsConfig,
+        rules: Arc<analyzers::ids::rules::RuleSet>,
     },
 }
 
@@ -118,9 +119,10 @@ pub fn run_worker(ctx: WorkerCtx) {
             flows,
             rtp,
             ids,
+            rules,
         }) = ctx.control.try_recv()
         {
-            engine.reconfigure((*v).clone(), flows, rtp, &ids);
+            engine.reconfigure((*v).clone(), flows, rtp, &ids, &rules);
             vnets = v;
         }
         if tick_start.elapsed() >= ctx.tick {
@@ -359,6 +361,15 @@ fn send_records(
         let n = ids.stats().suppressed;
         if n > c.get() {
             c.inc_by(n - c.get());
+        }
+    }
+    if let Some(sigs) = engine.signatures() {
+        let (keys, evicted) = sigs.state();
+        let l = ["signature_thresholds", &ctx.index.to_string()];
+        m.ids_state_keys.with_label_values(&l).set(keys as i64);
+        let c = m.ids_evictions.with_label_values(&l);
+        if evicted > c.get() {
+            c.inc_by(evicted - c.get());
         }
     }
     let records = Records {

@@ -1,0 +1,387 @@
+//! The compiled rule set and its per-packet matching.
+//!
+//! A packet's candidate rules are (a) the rules of its protocol without a
+//! positive content, and (b) the rules whose fast pattern the Aho-Corasick
+//! automaton finds in its payload (one pass, case-insensitive; the exact
+//! case is checked afterwards). Each candidate is then checked in full:
+//! header, `flow`, `flags`, `dsize`, ICMP type/code, contents, thresholds.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use super::parse::{parse_rule, rule_lines, Skipped, Vars};
+use super::threshold::{self, TrackKey, Window};
+use super::{classtype, content, Proto, Rule};
+use crate::decode::{Decoded, Transport};
+use crate::flow::PacketFlow;
+use crate::ids::state::Bounded;
+use crate::record::AlertRecord;
+use crate::time::Timestamp;
+use crate::vnet::VnetId;
+
+/// Rules parsed from one or more files, with the report of those skipped.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    /// (file name, skipped rule).
+    pub skipped: Vec<(String, Skipped)>,
+}
+
+impl RuleSet {
+    /// Adds the rules of one file's text; `name` labels its skip entries.
+    pub fn add(&mut self, name: &str, text: &str, vars: &Vars) {
+        let mut sids: HashSet<(u32, u32)> = self.rules.iter().map(|r| (r.gid, r.sid)).collect();
+        for (line, rule) in rule_lines(text) {
+            match parse_rule(&rule, line, vars) {
+                Ok(r) if !sids.insert((r.gid, r.sid)) => self.skipped.push((
+                    name.to_string(),
+                    Skipped {
+                        line,
+                        sid: Some(r.sid),
+                        reason: format!("duplicate sid {} (the first one is kept)", r.sid),
+                    },
+                )),
+                Ok(r) => self.rules.push(r),
+                Err(s) => self.skipped.push((name.to_string(), s)),
+            }
+        }
+    }
+
+    pub fn parse(name: &str, text: &str, vars: &Vars) -> RuleSet {
+        let mut s = RuleSet::default();
+        s.add(name, text, vars);
+        s
+    }
+}
+
+/// Counters of the signature engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignatureStats {
+    /// Packets with an IP layer looked at.
+    pub packets: u64,
+    /// Candidate rules checked in full.
+    pub candidates: u64,
+    /// Rule matches (before thresholds).
+    pub matches: u64,
+    pub alerts: u64,
+    /// Matches held back by `threshold` / `detection_filter`.
+    pub thresholded: u64,
+}
+
+/// Protocol classes a packet falls in, for the per-protocol rule lists.
+const TCP: usize = 0;
+const UDP: usize = 1;
+const ICMP: usize = 2;
+const OTHER: usize = 3;
+
+fn class_of(protocol: u8) -> usize {
+    match protocol {
+        6 => TCP,
+        17 => UDP,
+        1 | 58 => ICMP,
+        _ => OTHER,
+    }
+}
+
+fn applies(proto: Proto, class: usize) -> bool {
+    match proto {
+        Proto::Ip => true,
+        Proto::Tcp => class == TCP,
+        Proto::Udp => class == UDP,
+        Proto::Icmp => class == ICMP,
+    }
+}
+
+/// The compiled rules.
+pub struct Signatures {
+    rules: Vec<Rule>,
+    /// Per rule: EVE category and severity.
+    meta: Vec<(String, u8)>,
+    prefilter: Option<AhoCorasick>,
+    /// Per automaton pattern: the rules (and their protocol class mask)
+    /// whose fast pattern it is.
+    pattern_rules: Vec<Vec<u32>>,
+    /// Per protocol class: rules checked on every packet.
+    always: [Vec<u32>; 4],
+    /// Candidate de-duplication: `seen[rule] == stamp` once queued.
+    seen: Vec<u32>,
+    stamp: u32,
+    candidates: Vec<u32>,
+    thresholds: Bounded<TrackKey, Window>,
+    stats: SignatureStats,
+}
+
+impl Signatures {
+    /// Compiles `set`; `max_tracked` caps the threshold table.
+    pub fn new(set: &RuleSet, max_tracked: usize) -> Signatures {
+        let rules = set.rules.clone();
+        let meta = rules
+            .iter()
+            .map(|r| {
+                let (desc, prio) = r.classtype.as_deref().map_or(("", 3), classtype);
+                let category = match (desc, &r.classtype) {
+                    ("", Some(name)) => name.clone(),
+                    (d, _) => d.to_string(),
+                };
+                (category, r.priority.unwrap_or(prio))
+            })
+            .collect();
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+        let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
+        let mut always: [Vec<u32>; 4] = Default::default();
+        for (i, r) in rules.iter().enumerate() {
+            match r.fast_pattern.and_then(|f| r.contents.get(f)) {
+                Some(c) if !c.negated => {
+                    let p = c.pattern.to_ascii_lowercase();
+                    let id = *index.entry(p.clone()).or_insert_with(|| {
+                        patterns.push(p);
+                        pattern_rules.push(Vec::new());
+                        patterns.len() - 1
+                    });
+                    pattern_rules[id].push(i as u32);
+                }
+                _ => {
+                    for (class, list) in always.iter_mut().enumerate() {
+                        if applies(r.proto, class) {
+                            list.push(i as u32);
+                        }
+                    }
+                }
+            }
+        }
+        let prefilter = if patterns.is_empty() {
+            None
+        } else {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&patterns)
+                .ok()
+        };
+        Signatures {
+            seen: vec![0; rules.len()],
+            rules,
+            meta,
+            prefilter,
+            pattern_rules,
+            always,
+            stamp: 0,
+            candidates: Vec::new(),
+            thresholds: Bounded::new(max_tracked),
+            stats: SignatureStats::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn stats(&self) -> &SignatureStats {
+        &self.stats
+    }
+
+    /// Threshold keys held, and evicted at the cap so far.
+    pub fn state(&self) -> (usize, u64) {
+        (self.thresholds.len(), self.thresholds.evicted)
+    }
+
+    /// Matches one packet; alerts go to `out`. `flow` is what the flow
+    /// table knows of the packet's flow (needed by `flow:` and for the
+    /// alert's `flow_id`).
+    pub fn observe(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        flow: Option<PacketFlow>,
+        out: &mut Vec<AlertRecord>,
+    ) {
+        let Some(ip) = d.ip else { return };
+        self.stats.packets += 1;
+        let class = class_of(ip.protocol);
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.seen.fill(0);
+            self.stamp = 1;
+        }
+        self.candidates.clear();
+        self.candidates.extend_from_slice(&self.always[class]);
+        if let (Some(ac), false) = (&self.prefilter, d.payload.is_empty()) {
+            for m in ac.find_overlapping_iter(d.payload) {
+                for &r in &self.pattern_rules[m.pattern().as_usize()] {
+                    let seen = &mut self.seen[r as usize];
+                    if *seen != self.stamp && applies(self.rules[r as usize].proto, class) {
+                        *seen = self.stamp;
+                        self.candidates.push(r);
+                    }
+                }
+            }
+        }
+        if self.candidates.is_empty() {
+            return;
+        }
+        // Rule order, so alerts come out in file order whatever the
+        // pattern order was.
+        self.candidates.sort_unstable();
+        let ports = d.ports();
+        for i in 0..self.candidates.len() {
+            let r = self.candidates[i];
+            self.stats.candidates += 1;
+            if !self.check(r as usize, d, flow) {
+                continue;
+            }
+            self.stats.matches += 1;
+            if !self.pass_thresholds(r, ts, ip.src, ip.dst, ports.map(|p| p.1)) {
+                self.stats.thresholded += 1;
+                continue;
+            }
+            self.stats.alerts += 1;
+            out.push(self.alert(r as usize, ts, vnet, d, flow));
+        }
+    }
+
+    /// Everything but thresholds.
+    fn check(&self, r: usize, d: &Decoded<'_>, flow: Option<PacketFlow>) -> bool {
+        let rule = &self.rules[r];
+        let Some(ip) = d.ip else { return false };
+        let (sport, dport) = d.ports().map_or((None, None), |(a, b)| (Some(a), Some(b)));
+        let forward = rule.src.matches(ip.src)
+            && rule.dst.matches(ip.dst)
+            && rule.src_ports.matches(sport)
+            && rule.dst_ports.matches(dport);
+        let header = forward
+            || (rule.bidirectional
+                && rule.src.matches(ip.dst)
+                && rule.dst.matches(ip.src)
+                && rule.src_ports.matches(dport)
+                && rule.dst_ports.matches(sport));
+        if !header {
+            return false;
+        }
+        if let Some(want) = rule.flow.to_server {
+            if flow.is_none_or(|f| f.to_server != want) {
+                return false;
+            }
+        }
+        if let Some(want) = rule.flow.established {
+            if flow.is_none_or(|f| f.established != want) {
+                return false;
+            }
+        }
+        if let Some(f) = rule.flags {
+            match d.transport {
+                Transport::Tcp { flags, .. } if f.test(flags) => {}
+                _ => return false,
+            }
+        }
+        if rule.itype.is_some() || rule.icode.is_some() {
+            let Transport::Icmp {
+                icmp_type, code, ..
+            } = d.transport
+            else {
+                return false;
+            };
+            if rule.itype.is_some_and(|c| !c.test(u32::from(icmp_type)))
+                || rule.icode.is_some_and(|c| !c.test(u32::from(code)))
+            {
+                return false;
+            }
+        }
+        if !rule.vlan.iter().all(|t| t.test(d.vlans())) {
+            return false;
+        }
+        if let Some(c) = rule.dsize {
+            if !c.test(d.payload.len() as u32) {
+                return false;
+            }
+        }
+        rule.contents.is_empty() || content::matches(&rule.contents, d.payload)
+    }
+
+    fn pass_thresholds(
+        &mut self,
+        r: u32,
+        ts: Timestamp,
+        src: IpAddr,
+        dst: IpAddr,
+        dport: Option<u16>,
+    ) -> bool {
+        let rule = &self.rules[r as usize];
+        for t in [rule.detection_filter, rule.threshold]
+            .into_iter()
+            .flatten()
+        {
+            let port = match t.unique_on_dst_port {
+                Some(false) => None,
+                _ => dport,
+            };
+            let key = threshold::key(r, &t, src, dst);
+            if !threshold::check(&mut self.thresholds, &key, &t, ts, port) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn alert(
+        &self,
+        r: usize,
+        ts: Timestamp,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        flow: Option<PacketFlow>,
+    ) -> AlertRecord {
+        let rule = &self.rules[r];
+        let (category, severity) = &self.meta[r];
+        let ip = d.ip;
+        let ports = d.ports();
+        let mut details = serde_json::json!({
+            "gid": rule.gid,
+            "payload_len": d.payload.len(),
+        });
+        if let Some(obj) = details.as_object_mut() {
+            if let Some(c) = &rule.classtype {
+                obj.insert("classtype".into(), c.clone().into());
+            }
+            if !rule.references.is_empty() {
+                obj.insert("references".into(), rule.references.clone().into());
+            }
+            if !rule.metadata.is_empty() {
+                obj.insert("metadata".into(), rule.metadata.clone().into());
+            }
+            if let Transport::Icmp {
+                icmp_type, code, ..
+            } = d.transport
+            {
+                obj.insert("icmp_type".into(), icmp_type.into());
+                obj.insert("icmp_code".into(), code.into());
+            }
+        }
+        AlertRecord {
+            time: ts,
+            end: ts,
+            vnet,
+            kind: "signature",
+            signature_id: rule.sid,
+            rev: rule.rev,
+            signature: rule.msg.clone(),
+            category: category.clone().into(),
+            severity: *severity,
+            src_addr: ip.map(|i| i.src),
+            src_port: ports.map(|p| p.0),
+            dst_addr: ip.map(|i| i.dst),
+            dst_port: ports.map(|p| p.1),
+            protocol: ip.map_or(0, |i| i.protocol),
+            flow_id: flow.map(|f| f.id),
+            vlans: d.vlans().to_vec(),
+            details: details.to_string(),
+        }
+    }
+}

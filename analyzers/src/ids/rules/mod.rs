@@ -1,0 +1,431 @@
+//! Signature engine for a practical subset of the Suricata/Snort rule
+//! language, matched per packet.
+//!
+//! - [`parse`]: rule text to [`Rule`]; every rule outside the subset is
+//!   reported ([`Skipped`]) with its line and the reason.
+//! - [`content`]: `content` matching with `nocase`, `offset`, `depth`,
+//!   `distance` and `within`, backtracking over earlier matches like
+//!   Suricata does for relative chains.
+//! - [`threshold`]: `threshold` (limit, threshold, both) and
+//!   `detection_filter` per tracked address, in a capped table.
+//! - [`engine`]: [`Signatures`], the compiled rule set: an Aho-Corasick
+//!   prefilter over every rule's fast pattern picks the candidate rules of
+//!   a packet, so the cost of a packet grows with the patterns that occur
+//!   in it rather than with the number of rules.
+//!
+//! Supported: `alert` rules on `ip`, `tcp`, `udp`, `icmp`; address and port
+//! lists with negation, ranges and variables (`$HOME_NET`, ...); `->` and
+//! `<>`; options `msg`, `sid`, `rev`, `gid`, `classtype`, `priority`,
+//! `reference`, `metadata`, `target`, `content` (also negated, with
+//! `|hex|`) and its modifiers `nocase`, `offset`, `depth`, `distance`,
+//! `within`, `fast_pattern`, `rawbytes`; `dsize`, `itype`, `icode`,
+//! `flags`, `vlan.id`, `flow` (`to_server`, `to_client`, `established`,
+//! `not_established`, `stateless`), `threshold` and `detection_filter`
+//! (with `unique_on`).
+//!
+//! Payloads are matched one packet at a time: there is no TCP stream
+//! reassembly yet, so a pattern split across two segments is missed.
+
+pub mod content;
+pub mod engine;
+pub mod parse;
+pub mod threshold;
+
+use std::net::IpAddr;
+
+pub use engine::{RuleSet, SignatureStats, Signatures};
+pub use parse::{Skipped, Vars};
+
+/// The protocol a rule applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Ip,
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+/// An address prefix; IPv4 is held IPv4-mapped, with its version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: u128,
+    mask: u128,
+    v6: bool,
+}
+
+fn to_u128(a: IpAddr) -> (u128, bool) {
+    match a {
+        IpAddr::V4(v4) => (u128::from(v4.to_ipv6_mapped()), false),
+        IpAddr::V6(v6) => (u128::from(v6), true),
+    }
+}
+
+impl Cidr {
+    pub fn new(addr: IpAddr, len: u8) -> Cidr {
+        let (a, v6) = to_u128(addr);
+        let bits = if v6 {
+            u32::from(len)
+        } else {
+            u32::from(len) + 96
+        };
+        let mask = if bits == 0 {
+            0
+        } else {
+            u128::MAX << (128 - bits.min(128))
+        };
+        Cidr {
+            net: a & mask,
+            mask,
+            v6,
+        }
+    }
+
+    pub fn contains(&self, a: IpAddr) -> bool {
+        let (x, v6) = to_u128(a);
+        v6 == self.v6 && x & self.mask == self.net
+    }
+}
+
+/// An address list: in `any` or one of `pos`, and in none of `neg`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddrSpec {
+    pub any: bool,
+    pub pos: Vec<Cidr>,
+    pub neg: Vec<Cidr>,
+}
+
+impl AddrSpec {
+    pub fn matches(&self, a: IpAddr) -> bool {
+        (self.any || self.pos.iter().any(|c| c.contains(a)))
+            && !self.neg.iter().any(|c| c.contains(a))
+    }
+}
+
+/// A port list of inclusive ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortSpec {
+    pub any: bool,
+    pub pos: Vec<(u16, u16)>,
+    pub neg: Vec<(u16, u16)>,
+}
+
+impl PortSpec {
+    /// Whether `port` matches; a packet without ports (ICMP, later
+    /// fragments) matches only `any`.
+    pub fn matches(&self, port: Option<u16>) -> bool {
+        let Some(p) = port else {
+            return self.is_any();
+        };
+        let within = |r: &(u16, u16)| r.0 <= p && p <= r.1;
+        (self.any || self.pos.iter().any(within)) && !self.neg.iter().any(within)
+    }
+
+    fn is_any(&self) -> bool {
+        self.any && self.neg.is_empty()
+    }
+}
+
+/// One `content` with its modifiers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Content {
+    pub pattern: Vec<u8>,
+    pub negated: bool,
+    pub nocase: bool,
+    pub offset: Option<u32>,
+    pub depth: Option<u32>,
+    pub distance: Option<i32>,
+    pub within: Option<u32>,
+}
+
+impl Content {
+    /// Positioned after the previous content's match.
+    pub fn relative(&self) -> bool {
+        self.distance.is_some() || self.within.is_some()
+    }
+}
+
+/// A numeric test (`dsize`, `itype`, `icode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NumCmp {
+    Eq(u32),
+    Ne(u32),
+    Lt(u32),
+    Gt(u32),
+    Le(u32),
+    Ge(u32),
+    /// `a<>b`: strictly between.
+    Between(u32, u32),
+    /// `a-b`: strictly between too, as in Suricata's integer keywords.
+    Range(u32, u32),
+}
+
+impl NumCmp {
+    pub fn test(self, x: u32) -> bool {
+        match self {
+            NumCmp::Eq(n) => x == n,
+            NumCmp::Ne(n) => x != n,
+            NumCmp::Lt(n) => x < n,
+            NumCmp::Gt(n) => x > n,
+            NumCmp::Le(n) => x <= n,
+            NumCmp::Ge(n) => x >= n,
+            NumCmp::Between(a, b) | NumCmp::Range(a, b) => a < x && x < b,
+        }
+    }
+}
+
+/// `flags`: the bits, the bits to ignore, and the modifier (`=` exactly,
+/// `+` at least these, `*` any of these, `!` none of these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlagsSpec {
+    pub bits: u8,
+    pub ignore: u8,
+    pub modifier: u8,
+}
+
+impl FlagsSpec {
+    pub fn test(self, flags: u8) -> bool {
+        let f = flags & !self.ignore;
+        match self.modifier {
+            b'+' => f & self.bits == self.bits,
+            b'*' => f & self.bits != 0,
+            b'!' => f & self.bits == 0,
+            _ => f == self.bits,
+        }
+    }
+}
+
+/// Which VLAN layer a `vlan.id` test looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VlanLayer {
+    /// Any layer may match.
+    Any,
+    /// Every layer must match (and there must be one).
+    All,
+    /// Layer 0 is the outermost; negative counts from the innermost.
+    Index(i8),
+}
+
+/// `vlan.id:[!|<|>|..]N[,layer]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VlanTest {
+    pub cmp: NumCmp,
+    pub layer: VlanLayer,
+}
+
+impl VlanTest {
+    pub fn test(self, vlans: &[u16]) -> bool {
+        let ok = |v: &u16| self.cmp.test(u32::from(*v));
+        match self.layer {
+            VlanLayer::Any => vlans.iter().any(ok),
+            VlanLayer::All => !vlans.is_empty() && vlans.iter().all(ok),
+            VlanLayer::Index(i) => {
+                let idx = if i < 0 {
+                    vlans.len().checked_sub(usize::from(i.unsigned_abs()))
+                } else {
+                    Some(i as usize)
+                };
+                idx.and_then(|i| vlans.get(i)).is_some_and(ok)
+            }
+        }
+    }
+}
+
+/// `flow`: direction and state, when the rule asks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSpec {
+    pub to_server: Option<bool>,
+    pub established: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThresholdKind {
+    /// Alert on the first `count` matches of each window.
+    Limit,
+    /// Alert on every `count`-th match within a window.
+    Threshold,
+    /// Alert once per window, at the `count`-th match.
+    Both,
+    /// Alert on every match after the first `count` of a window.
+    DetectionFilter,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Track {
+    Src,
+    Dst,
+    Rule,
+    Both,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Threshold {
+    pub kind: ThresholdKind,
+    pub track: Track,
+    pub count: u32,
+    pub seconds: u32,
+    /// `unique_on`: count distinct destination (true) or source (false)
+    /// ports instead of matches.
+    pub unique_on_dst_port: Option<bool>,
+}
+
+/// One parsed rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Line of the rule in its file (1-based).
+    pub line: usize,
+    pub sid: u32,
+    pub rev: u32,
+    pub gid: u32,
+    pub msg: String,
+    pub classtype: Option<String>,
+    pub priority: Option<u8>,
+    pub proto: Proto,
+    pub src: AddrSpec,
+    pub src_ports: PortSpec,
+    pub dst: AddrSpec,
+    pub dst_ports: PortSpec,
+    pub bidirectional: bool,
+    pub contents: Vec<Content>,
+    pub dsize: Option<NumCmp>,
+    pub flags: Option<FlagsSpec>,
+    pub flow: FlowSpec,
+    pub itype: Option<NumCmp>,
+    pub icode: Option<NumCmp>,
+    pub vlan: Vec<VlanTest>,
+    pub threshold: Option<Threshold>,
+    pub detection_filter: Option<Threshold>,
+    pub references: Vec<String>,
+    pub metadata: Vec<String>,
+    /// Index into `contents` of the prefilter pattern (none: the rule is
+    /// checked on every packet of its protocol).
+    pub fast_pattern: Option<usize>,
+}
+
+/// Suricata's `classification.config`: classtype to (description,
+/// priority). Unknown classtypes keep their name and priority 3.
+pub fn classtype(name: &str) -> (&'static str, u8) {
+    const TABLE: &[(&str, &str, u8)] = &[
+        ("not-suspicious", "Not Suspicious Traffic", 3),
+        ("unknown", "Unknown Traffic", 3),
+        ("bad-unknown", "Potentially Bad Traffic", 2),
+        ("attempted-recon", "Attempted Information Leak", 2),
+        ("successful-recon-limited", "Information Leak", 2),
+        (
+            "successful-recon-largescale",
+            "Large Scale Information Leak",
+            2,
+        ),
+        ("attempted-dos", "Attempted Denial of Service", 2),
+        ("successful-dos", "Denial of Service", 2),
+        ("attempted-user", "Attempted User Privilege Gain", 1),
+        ("unsuccessful-user", "Unsuccessful User Privilege Gain", 1),
+        ("successful-user", "Successful User Privilege Gain", 1),
+        (
+            "attempted-admin",
+            "Attempted Administrator Privilege Gain",
+            1,
+        ),
+        (
+            "successful-admin",
+            "Successful Administrator Privilege Gain",
+            1,
+        ),
+        ("rpc-portmap-decode", "Decode of an RPC Query", 2),
+        ("shellcode-detect", "Executable code was detected", 1),
+        ("string-detect", "A suspicious string was detected", 3),
+        (
+            "suspicious-filename-detect",
+            "A suspicious filename was detected",
+            2,
+        ),
+        (
+            "suspicious-login",
+            "An attempted login using a suspicious username was detected",
+            2,
+        ),
+        ("system-call-detect", "A system call was detected", 2),
+        ("tcp-connection", "A TCP connection was detected", 4),
+        ("trojan-activity", "A Network Trojan was detected", 1),
+        (
+            "unusual-client-port-connection",
+            "A client was using an unusual port",
+            2,
+        ),
+        ("network-scan", "Detection of a Network Scan", 3),
+        (
+            "denial-of-service",
+            "Detection of a Denial of Service Attack",
+            2,
+        ),
+        (
+            "non-standard-protocol",
+            "Detection of a non-standard protocol or event",
+            2,
+        ),
+        (
+            "protocol-command-decode",
+            "Generic Protocol Command Decode",
+            3,
+        ),
+        (
+            "web-application-activity",
+            "access to a potentially vulnerable web application",
+            2,
+        ),
+        ("web-application-attack", "Web Application Attack", 1),
+        ("misc-activity", "Misc activity", 3),
+        ("misc-attack", "Misc Attack", 2),
+        ("icmp-event", "Generic ICMP event", 3),
+        (
+            "inappropriate-content",
+            "Inappropriate Content was Detected",
+            1,
+        ),
+        (
+            "policy-violation",
+            "Potential Corporate Privacy Violation",
+            1,
+        ),
+        (
+            "default-login-attempt",
+            "Attempt to login by a default username and password",
+            2,
+        ),
+        (
+            "targeted-activity",
+            "Targeted Malicious Activity was Detected",
+            1,
+        ),
+        ("exploit-kit", "Exploit Kit Activity Detected", 1),
+        (
+            "external-ip-check",
+            "Device Retrieving External IP Address Detected",
+            2,
+        ),
+        ("domain-c2", "Domain Observed Used for C2 Detected", 1),
+        ("pup-activity", "Possibly Unwanted Program Detected", 2),
+        (
+            "credential-theft",
+            "Successful Credential Theft Detected",
+            1,
+        ),
+        (
+            "social-engineering",
+            "Possible Social Engineering Attempted",
+            2,
+        ),
+        ("coin-mining", "Crypto Currency Mining Activity Detected", 2),
+        (
+            "command-and-control",
+            "Malware Command and Control Activity Detected",
+            1,
+        ),
+    ];
+    TABLE
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map_or(("", 3), |(_, d, p)| (*d, *p))
+}
+
+#[cfg(test)]
+mod tests;

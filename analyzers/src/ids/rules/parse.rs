@@ -1,0 +1,833 @@
+//! Parser for the supported subset of the Suricata/Snort rule language.
+//!
+//! A rules file is read line by line (a trailing `\` continues a line;
+//! `#` starts a comment). Every rule either compiles or is reported in a
+//! [`Skipped`] entry with its line and the reason, so a file full of
+//! keywords we do not support still loads everything we do.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::{
+    AddrSpec, Cidr, Content, FlagsSpec, FlowSpec, NumCmp, PortSpec, Proto, Rule, Threshold,
+    ThresholdKind, Track, VlanLayer, VlanTest,
+};
+
+/// A rule that did not load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// 1-based line of the rule's start in its file.
+    pub line: usize,
+    pub sid: Option<u32>,
+    pub reason: String,
+}
+
+/// Address and port variables (`HOME_NET` without the `$`), with
+/// Suricata's defaults for the ones a config leaves out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vars(pub BTreeMap<String, String>);
+
+impl Default for Vars {
+    fn default() -> Self {
+        Vars::with(&BTreeMap::new())
+    }
+}
+
+impl Vars {
+    /// Suricata's `suricata.yaml` defaults, overridden by `set`.
+    pub fn with(set: &BTreeMap<String, String>) -> Vars {
+        let mut m = BTreeMap::new();
+        let home = "[192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]";
+        m.insert("HOME_NET".into(), home.into());
+        m.insert("EXTERNAL_NET".into(), "!$HOME_NET".into());
+        for server in [
+            "HTTP_SERVERS",
+            "SMTP_SERVERS",
+            "SQL_SERVERS",
+            "DNS_SERVERS",
+            "TELNET_SERVERS",
+            "AIM_SERVERS",
+            "DC_SERVERS",
+            "DNP3_SERVER",
+            "DNP3_CLIENT",
+            "MODBUS_CLIENT",
+            "MODBUS_SERVER",
+            "ENIP_CLIENT",
+            "ENIP_SERVER",
+            "SIP_SERVERS",
+        ] {
+            m.insert(server.into(), "$HOME_NET".into());
+        }
+        for (k, v) in [
+            ("HTTP_PORTS", "80"),
+            ("SHELLCODE_PORTS", "!80"),
+            ("ORACLE_PORTS", "1521"),
+            ("SSH_PORTS", "22"),
+            ("DNP3_PORTS", "20000"),
+            ("MODBUS_PORTS", "502"),
+            ("FILE_DATA_PORTS", "[$HTTP_PORTS,110,143]"),
+            ("FTP_PORTS", "21"),
+            ("GENEVE_PORTS", "6081"),
+            ("VXLAN_PORTS", "4789"),
+            ("TEREDO_PORTS", "3544"),
+            ("SIP_PORTS", "[5060,5061]"),
+        ] {
+            m.insert(k.into(), v.into());
+        }
+        for (k, v) in set {
+            m.insert(k.trim_start_matches('$').to_string(), v.clone());
+        }
+        Vars(m)
+    }
+}
+
+impl Vars {
+    /// Checks that every variable parses: as a port list if its name ends
+    /// in `_PORTS`, as an address list otherwise.
+    pub fn check(&self) -> Result<(), String> {
+        for (k, v) in &self.0 {
+            let var = format!("${k}");
+            let r = if k.ends_with("_PORTS") {
+                parse_ports(&var, self).map(drop)
+            } else {
+                parse_addrs(&var, self).map(drop)
+            };
+            r.map_err(|e| format!("{k} = {v:?}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits a rules text into (line number, rule text) pairs: comments and
+/// blank lines dropped, `\`-continued lines joined.
+pub fn rule_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_end();
+        let (start, mut acc) = match pending.take() {
+            Some(p) => p,
+            None => {
+                let t = line.trim_start();
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                (i + 1, String::new())
+            }
+        };
+        if let Some(body) = line.strip_suffix('\\') {
+            acc.push_str(body);
+            pending = Some((start, acc));
+        } else {
+            acc.push_str(line);
+            out.push((start, acc.trim().to_string()));
+        }
+    }
+    if let Some((start, acc)) = pending {
+        out.push((start, acc.trim().to_string()));
+    }
+    out
+}
+
+/// Parses one rule.
+pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped> {
+    let fail = |sid: Option<u32>, reason: String| Skipped { line, sid, reason };
+    let sid_hint = find_sid(text);
+    let open = text
+        .find('(')
+        .ok_or_else(|| fail(sid_hint, "no option list '(...)'".into()))?;
+    let close = text
+        .rfind(')')
+        .filter(|&c| c > open)
+        .ok_or_else(|| fail(sid_hint, "option list not closed with ')'".into()))?;
+    if !text[close + 1..].trim().is_empty() {
+        return Err(fail(sid_hint, "text after the closing ')'".into()));
+    }
+    let header: Vec<&str> = text[..open].split_whitespace().collect();
+    let r = |reason: String| fail(sid_hint, reason);
+    let [action, proto, src, sport, dir, dst, dport] = header[..] else {
+        return Err(r(format!(
+            "header has {} fields, want 7 (action proto src sport -> dst dport)",
+            header.len()
+        )));
+    };
+    if action != "alert" {
+        return Err(r(format!("action '{action}' (only alert is supported)")));
+    }
+    let proto = match proto.to_ascii_lowercase().as_str() {
+        "ip" | "pkthdr" => Proto::Ip,
+        "tcp" | "tcp-pkt" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        "icmp" => Proto::Icmp,
+        other => return Err(r(format!(
+            "protocol '{other}' needs an application-layer parser (supported: ip, tcp, udp, icmp)"
+        ))),
+    };
+    let bidirectional = match dir {
+        "->" => false,
+        "<>" => true,
+        other => return Err(r(format!("direction '{other}' (want -> or <>)"))),
+    };
+    let mut rule = Rule {
+        line,
+        sid: 0,
+        rev: 1,
+        gid: 1,
+        msg: String::new(),
+        classtype: None,
+        priority: None,
+        proto,
+        src: parse_addrs(src, vars).map_err(|e| r(format!("source address: {e}")))?,
+        src_ports: parse_ports(sport, vars).map_err(|e| r(format!("source port: {e}")))?,
+        dst: parse_addrs(dst, vars).map_err(|e| r(format!("destination address: {e}")))?,
+        dst_ports: parse_ports(dport, vars).map_err(|e| r(format!("destination port: {e}")))?,
+        bidirectional,
+        contents: Vec::new(),
+        dsize: None,
+        flags: None,
+        flow: FlowSpec::default(),
+        itype: None,
+        icode: None,
+        vlan: Vec::new(),
+        threshold: None,
+        detection_filter: None,
+        references: Vec::new(),
+        metadata: Vec::new(),
+        fast_pattern: None,
+    };
+    for opt in split_options(&text[open + 1..close]).map_err(r)? {
+        let (key, value) = match opt.split_once(':') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (opt.trim(), None),
+        };
+        apply_option(&mut rule, key, value).map_err(|e| fail(sid_hint, e))?;
+    }
+    if rule.sid == 0 {
+        return Err(r("no sid".into()));
+    }
+    if rule.msg.is_empty() {
+        rule.msg = format!("sid {}", rule.sid);
+    }
+    if rule.fast_pattern.is_none() {
+        // The longest positive content is the most selective prefilter.
+        rule.fast_pattern = rule
+            .contents
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.negated)
+            .max_by_key(|(_, c)| c.pattern.len())
+            .map(|(i, _)| i);
+    }
+    Ok(rule)
+}
+
+/// The sid of a rule, read loosely (for the skip report of rules that fail
+/// before their options are parsed).
+fn find_sid(text: &str) -> Option<u32> {
+    let at = text.find("sid:")?;
+    let rest = text[at + 4..].trim_start();
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Splits the option list at `;` outside quotes (`\;` and `\"` escape).
+fn split_options(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                cur.push(c);
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ';' if !quoted => {
+                if !cur.trim().is_empty() {
+                    out.push(cur.trim().to_string());
+                }
+                cur.clear();
+            }
+            _ => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err("unterminated quoted string".into());
+    }
+    if !cur.trim().is_empty() {
+        return Err(format!("option '{}' not ended with ';'", cur.trim()));
+    }
+    Ok(out)
+}
+
+/// Removes surrounding quotes and `\` escapes.
+fn unquote(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let inner = v
+        .strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .unwrap_or(v);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(n) => out.push(n),
+                None => return Err("string ends in '\\'".into()),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// Content bytes: text with `|41 42|` hex runs and `\` escapes.
+fn content_bytes(v: &str) -> Result<Vec<u8>, String> {
+    let v = v.trim();
+    let inner = v
+        .strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .ok_or("content must be quoted")?;
+    let mut out = Vec::new();
+    let mut hex = false;
+    let mut digits = String::new();
+    let mut bytes = inner.bytes();
+    while let Some(b) = bytes.next() {
+        if hex {
+            match b {
+                b'|' => {
+                    if !digits.is_empty() {
+                        return Err(format!("odd hex digit '{digits}' in content"));
+                    }
+                    hex = false;
+                }
+                b' ' | b'\t' => {}
+                _ if b.is_ascii_hexdigit() => {
+                    digits.push(char::from(b));
+                    if digits.len() == 2 {
+                        let byte = u8::from_str_radix(&digits, 16)
+                            .map_err(|_| format!("bad hex byte '{digits}'"))?;
+                        out.push(byte);
+                        digits.clear();
+                    }
+                }
+                _ => return Err(format!("'{}' inside |hex| of content", char::from(b))),
+            }
+        } else {
+            match b {
+                b'|' => hex = true,
+                b'\\' => match bytes.next() {
+                    Some(n) => out.push(n),
+                    None => return Err("content ends in '\\'".into()),
+                },
+                _ => out.push(b),
+            }
+        }
+    }
+    if hex {
+        return Err("unterminated |hex| in content".into());
+    }
+    if out.is_empty() {
+        return Err("empty content".into());
+    }
+    Ok(out)
+}
+
+fn int<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+    let v = v.trim();
+    let parsed = if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16)
+            .ok()
+            .and_then(|n| n.to_string().parse().ok())
+    } else {
+        v.parse().ok()
+    };
+    parsed.ok_or_else(|| format!("{key}: '{v}' is not a valid number"))
+}
+
+fn need<'a>(key: &str, v: Option<&'a str>) -> Result<&'a str, String> {
+    v.ok_or_else(|| format!("{key} needs a value"))
+}
+
+/// The content the position modifiers apply to.
+fn last_content<'a>(rule: &'a mut Rule, key: &str) -> Result<&'a mut Content, String> {
+    rule.contents
+        .last_mut()
+        .ok_or_else(|| format!("{key} without a preceding content"))
+}
+
+fn apply_option(rule: &mut Rule, key: &str, value: Option<&str>) -> Result<(), String> {
+    match key {
+        "msg" => rule.msg = unquote(need(key, value)?)?,
+        "sid" => rule.sid = int(key, need(key, value)?)?,
+        "rev" => rule.rev = int(key, need(key, value)?)?,
+        "gid" => rule.gid = int(key, need(key, value)?)?,
+        "classtype" => rule.classtype = Some(need(key, value)?.to_string()),
+        "priority" => {
+            let p: u8 = int(key, need(key, value)?)?;
+            if p == 0 {
+                return Err("priority must be 1 to 255".into());
+            }
+            rule.priority = Some(p);
+        }
+        "reference" => rule.references.push(need(key, value)?.to_string()),
+        "metadata" => rule.metadata.push(need(key, value)?.to_string()),
+        // Informational: accepted and ignored.
+        "target" | "tag" => {}
+        "content" => {
+            let v = need(key, value)?.trim();
+            let (negated, v) = match v.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, v),
+            };
+            rule.contents.push(Content {
+                pattern: content_bytes(v)?,
+                negated,
+                nocase: false,
+                offset: None,
+                depth: None,
+                distance: None,
+                within: None,
+            });
+        }
+        "nocase" => last_content(rule, key)?.nocase = true,
+        "rawbytes" => {
+            last_content(rule, key)?;
+        }
+        "fast_pattern" => {
+            if value.is_some_and(|v| v.contains(',')) {
+                return Err("fast_pattern with offset,length is not supported".into());
+            }
+            if value.is_some_and(|v| v.trim() == "only") {
+                // Suricata 5 "fast_pattern:only": the content is matched by the
+                // prefilter alone, which is what we do anyway.
+            }
+            last_content(rule, key)?;
+            rule.fast_pattern = Some(rule.contents.len() - 1);
+        }
+        "offset" => {
+            let n: u32 = int(key, need(key, value)?)?;
+            let c = last_content(rule, key)?;
+            if c.distance.is_some() || c.within.is_some() {
+                return Err("offset mixed with distance/within on one content".into());
+            }
+            c.offset = Some(n);
+        }
+        "depth" => {
+            let n: u32 = int(key, need(key, value)?)?;
+            let c = last_content(rule, key)?;
+            if c.distance.is_some() || c.within.is_some() {
+                return Err("depth mixed with distance/within on one content".into());
+            }
+            if (n as usize) < c.pattern.len() {
+                return Err(format!(
+                    "depth {n} is shorter than its content ({} bytes)",
+                    c.pattern.len()
+                ));
+            }
+            c.depth = Some(n);
+        }
+        "distance" => {
+            let n: i32 = int(key, need(key, value)?)?;
+            let c = last_content(rule, key)?;
+            if c.offset.is_some() || c.depth.is_some() {
+                return Err("distance mixed with offset/depth on one content".into());
+            }
+            c.distance = Some(n);
+        }
+        "within" => {
+            let n: u32 = int(key, need(key, value)?)?;
+            let c = last_content(rule, key)?;
+            if c.offset.is_some() || c.depth.is_some() {
+                return Err("within mixed with offset/depth on one content".into());
+            }
+            if (n as usize) < c.pattern.len() {
+                return Err(format!(
+                    "within {n} is shorter than its content ({} bytes)",
+                    c.pattern.len()
+                ));
+            }
+            c.within = Some(n);
+        }
+        "dsize" => rule.dsize = Some(parse_cmp(key, need(key, value)?)?),
+        "itype" => rule.itype = Some(parse_cmp(key, need(key, value)?)?),
+        "icode" => rule.icode = Some(parse_cmp(key, need(key, value)?)?),
+        "flags" => rule.flags = Some(parse_flags(need(key, value)?)?),
+        "vlan.id" => {
+            let v = need(key, value)?;
+            let (cmp, layer) = match v.split_once(',') {
+                Some((c, l)) => (c, Some(l.trim())),
+                None => (v, None),
+            };
+            let layer = match layer {
+                None => VlanLayer::Any,
+                Some("all") => VlanLayer::All,
+                Some(l) => {
+                    let i: i8 = l.parse().map_err(|_| format!("vlan.id: bad layer '{l}'"))?;
+                    if !(-3..=2).contains(&i) {
+                        return Err(format!("vlan.id: layer {i} out of -3..2"));
+                    }
+                    VlanLayer::Index(i)
+                }
+            };
+            rule.vlan.push(VlanTest {
+                cmp: parse_cmp(key, cmp)?,
+                layer,
+            });
+        }
+        // A hint to Suricata's prefilter engine; ours needs none.
+        "prefilter" => {}
+        "flow" => rule.flow = parse_flow(need(key, value)?)?,
+        "threshold" => rule.threshold = Some(parse_threshold(key, need(key, value)?)?),
+        "detection_filter" => {
+            let mut t = parse_threshold(key, need(key, value)?)?;
+            t.kind = ThresholdKind::DetectionFilter;
+            rule.detection_filter = Some(t);
+        }
+        other => {
+            return Err(match other {
+                "pcre" => "pcre is not supported (no regex engine)".into(),
+                "flowbits" | "xbits" | "flowint" => {
+                    format!("{other} needs cross-packet flow variables (not supported)")
+                }
+                _ if other.contains('.')
+                    || other.starts_with("http_")
+                    || other.starts_with("dns_") =>
+                {
+                    format!("sticky buffer or app-layer keyword '{other}' (no app-layer parsers)")
+                }
+                _ => format!("unsupported keyword '{other}'"),
+            })
+        }
+    }
+    Ok(())
+}
+
+/// `N`, `<N`, `>N`, `<=N`, `>=N`, `!N`, `A<>B` (exclusive), `A-B` (inclusive).
+fn parse_cmp(key: &str, v: &str) -> Result<NumCmp, String> {
+    let v = v.trim();
+    if let Some((a, b)) = v.split_once("<>") {
+        return Ok(NumCmp::Between(int(key, a)?, int(key, b)?));
+    }
+    if let Some(rest) = v.strip_prefix("<=") {
+        return Ok(NumCmp::Le(int(key, rest)?));
+    }
+    if let Some(rest) = v.strip_prefix(">=") {
+        return Ok(NumCmp::Ge(int(key, rest)?));
+    }
+    if let Some(rest) = v.strip_prefix('<') {
+        return Ok(NumCmp::Lt(int(key, rest)?));
+    }
+    if let Some(rest) = v.strip_prefix('>') {
+        return Ok(NumCmp::Gt(int(key, rest)?));
+    }
+    if let Some(rest) = v.strip_prefix('!') {
+        return Ok(NumCmp::Ne(int(key, rest)?));
+    }
+    if let Some((a, b)) = v.split_once('-').filter(|(a, _)| !a.is_empty()) {
+        return Ok(NumCmp::Range(int(key, a)?, int(key, b)?));
+    }
+    Ok(NumCmp::Eq(int(key, v)?))
+}
+
+fn flag_bit(c: char) -> Option<u8> {
+    use crate::decode::tcp_flags::*;
+    Some(match c.to_ascii_uppercase() {
+        'F' => FIN,
+        'S' => SYN,
+        'R' => RST,
+        'P' => PSH,
+        'A' => ACK,
+        'U' => URG,
+        'C' | '1' => CWR,
+        'E' | '2' => ECE,
+        _ => return None,
+    })
+}
+
+/// `flags:[!|*|+]FSRPAUCE0[,mask]`.
+fn parse_flags(v: &str) -> Result<FlagsSpec, String> {
+    let (spec, mask) = match v.split_once(',') {
+        Some((s, m)) => (s.trim(), Some(m.trim())),
+        None => (v.trim(), None),
+    };
+    let mut f = FlagsSpec {
+        bits: 0,
+        ignore: 0,
+        modifier: b'=',
+    };
+    for c in spec.chars() {
+        match c {
+            '!' | '*' | '+' => f.modifier = c as u8,
+            '0' => {}
+            _ => f.bits |= flag_bit(c).ok_or_else(|| format!("flags: unknown flag '{c}'"))?,
+        }
+    }
+    for c in mask.unwrap_or("").chars() {
+        f.ignore |= flag_bit(c).ok_or_else(|| format!("flags: unknown mask flag '{c}'"))?;
+    }
+    Ok(f)
+}
+
+fn parse_flow(v: &str) -> Result<FlowSpec, String> {
+    let mut f = FlowSpec::default();
+    for part in v.split(',').map(str::trim) {
+        match part {
+            "to_server" | "from_client" => f.to_server = Some(true),
+            "to_client" | "from_server" => f.to_server = Some(false),
+            "established" => f.established = Some(true),
+            "not_established" => f.established = Some(false),
+            "stateless" => {}
+            other => return Err(format!("flow option '{other}' is not supported")),
+        }
+    }
+    Ok(f)
+}
+
+/// `type limit|threshold|both, track by_src|by_dst|by_rule|by_both, count
+/// N, seconds S[, unique_on dst_port|src_port]`.
+fn parse_threshold(key: &str, v: &str) -> Result<Threshold, String> {
+    let mut kind = None;
+    let mut track = None;
+    let mut count = None;
+    let mut seconds = None;
+    let mut unique_on = None;
+    for part in v.split(',') {
+        let mut it = part.split_whitespace();
+        let (Some(k), Some(val), None) = (it.next(), it.next(), it.next()) else {
+            return Err(format!("{key}: '{}' is not 'name value'", part.trim()));
+        };
+        match k {
+            "type" => {
+                kind = Some(match val {
+                    "limit" => ThresholdKind::Limit,
+                    "threshold" => ThresholdKind::Threshold,
+                    "both" => ThresholdKind::Both,
+                    _ => return Err(format!("{key}: unknown type '{val}'")),
+                })
+            }
+            "track" => {
+                track = Some(match val {
+                    "by_src" => Track::Src,
+                    "by_dst" => Track::Dst,
+                    "by_rule" => Track::Rule,
+                    "by_both" => Track::Both,
+                    _ => return Err(format!("{key}: unknown track '{val}'")),
+                })
+            }
+            "count" => count = Some(int::<u32>(key, val)?),
+            "seconds" => seconds = Some(int::<u32>(key, val)?),
+            "unique_on" => {
+                unique_on = Some(match val {
+                    "dst_port" => true,
+                    "src_port" => false,
+                    _ => return Err(format!("{key}: unique_on '{val}' is not supported")),
+                })
+            }
+            _ => return Err(format!("{key}: unknown setting '{k}'")),
+        }
+    }
+    let kind = match (key, kind) {
+        ("detection_filter", None) => ThresholdKind::DetectionFilter,
+        ("detection_filter", Some(_)) => return Err("detection_filter takes no type".into()),
+        (_, Some(k)) => k,
+        (_, None) => return Err(format!("{key}: missing type")),
+    };
+    Ok(Threshold {
+        kind,
+        track: track.ok_or_else(|| format!("{key}: missing track"))?,
+        count: count.ok_or_else(|| format!("{key}: missing count"))?,
+        seconds: seconds.ok_or_else(|| format!("{key}: missing seconds"))?,
+        unique_on_dst_port: unique_on,
+    })
+}
+
+const MAX_VAR_DEPTH: usize = 16;
+
+/// Expands `$VAR`s in an address or port spec (recursively, bounded).
+fn expand(s: &str, vars: &Vars, depth: usize) -> Result<String, String> {
+    if depth > MAX_VAR_DEPTH {
+        return Err("variables nest too deep (a cycle?)".into());
+    }
+    if !s.contains('$') {
+        return Ok(s.to_string());
+    }
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let name = &after[..end];
+        let value = vars
+            .0
+            .get(name)
+            .ok_or_else(|| format!("variable ${name} is not set"))?;
+        out.push('[');
+        out.push_str(&expand(value, vars, depth + 1)?);
+        out.push(']');
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Splits a `[a,b,[c,d]]` list body at top-level commas.
+fn split_list(s: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("unbalanced ']'".into());
+                }
+            }
+            ',' if depth == 0 => {
+                out.push(s[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced '['".into());
+    }
+    out.push(s[start..].trim());
+    Ok(out)
+}
+
+/// Walks a (var-expanded) list, calling `leaf(negated, item)` on each item.
+fn walk<'a>(
+    s: &'a str,
+    negated: bool,
+    leaf: &mut dyn FnMut(bool, &'a str) -> Result<(), String>,
+) -> Result<(), String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty list item".into());
+    }
+    if let Some(rest) = s.strip_prefix('!') {
+        return walk(rest, !negated, leaf);
+    }
+    if let Some(inner) = s.strip_prefix('[') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or_else(|| format!("'{s}' is missing its ']'"))?;
+        for item in split_list(inner)? {
+            walk(item, negated, leaf)?;
+        }
+        return Ok(());
+    }
+    leaf(negated, s)
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: IpAddr = a.parse().map_err(|_| format!("'{s}' is not an address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        // A dotted netmask (a.b.c.d/255.255.0.0).
+        Some(l) if l.contains('.') => {
+            let m: std::net::Ipv4Addr = l.parse().map_err(|_| format!("bad netmask in '{s}'"))?;
+            u32::from(m).count_ones() as u8
+        }
+        Some(l) => l
+            .parse()
+            .map_err(|_| format!("bad prefix length in '{s}'"))?,
+        None => max,
+    };
+    if len > max {
+        return Err(format!("prefix length {len} too long in '{s}'"));
+    }
+    Ok(Cidr::new(addr, len))
+}
+
+pub(crate) fn parse_addrs(s: &str, vars: &Vars) -> Result<AddrSpec, String> {
+    let expanded = expand(s, vars, 0)?;
+    let mut spec = AddrSpec::default();
+    walk(&expanded, false, &mut |neg, item| {
+        if item.eq_ignore_ascii_case("any") {
+            if neg {
+                return Err("'!any' matches nothing".into());
+            }
+            spec.any = true;
+            return Ok(());
+        }
+        let c = parse_cidr(item)?;
+        if neg {
+            spec.neg.push(c);
+        } else {
+            spec.pos.push(c);
+        }
+        Ok(())
+    })?;
+    if spec.pos.is_empty() {
+        // Only negations: everything except them.
+        spec.any = true;
+    }
+    Ok(spec)
+}
+
+pub(crate) fn parse_ports(s: &str, vars: &Vars) -> Result<PortSpec, String> {
+    let expanded = expand(s, vars, 0)?;
+    let mut spec = PortSpec::default();
+    walk(&expanded, false, &mut |neg, item| {
+        if item.eq_ignore_ascii_case("any") {
+            if neg {
+                return Err("'!any' matches nothing".into());
+            }
+            spec.any = true;
+            return Ok(());
+        }
+        let range = match item.split_once(':') {
+            Some((a, b)) => {
+                let lo = if a.is_empty() {
+                    0
+                } else {
+                    int::<u16>("port", a)?
+                };
+                let hi = if b.is_empty() {
+                    u16::MAX
+                } else {
+                    int::<u16>("port", b)?
+                };
+                if lo > hi {
+                    return Err(format!("port range '{item}' is reversed"));
+                }
+                (lo, hi)
+            }
+            None => {
+                let p = int::<u16>("port", item)?;
+                (p, p)
+            }
+        };
+        if neg {
+            spec.neg.push(range);
+        } else {
+            spec.pos.push(range);
+        }
+        Ok(())
+    })?;
+    if spec.pos.is_empty() {
+        spec.any = true;
+    }
+    Ok(spec)
+}

@@ -1,0 +1,80 @@
+//! `threshold` and `detection_filter`, with Suricata's semantics
+//! (detect-engine-threshold.c): a window opens at the first match of a
+//! tracked key and lasts `seconds`; a match after it opens a new one.
+
+use std::net::IpAddr;
+
+use super::{Threshold, ThresholdKind, Track};
+use crate::ids::state::Bounded;
+use crate::time::Timestamp;
+
+/// What a threshold counts for: the rule, and the tracked address(es).
+pub type TrackKey = (u32, Option<IpAddr>, Option<IpAddr>);
+
+/// Largest `unique_on` set kept per key (all 65,536 ports, as Suricata's
+/// 8 KiB bitmap; most counts stop far earlier).
+const MAX_UNIQUE: usize = 65_536;
+
+#[derive(Debug)]
+pub struct Window {
+    first: Timestamp,
+    count: u32,
+    /// Distinct ports seen (sorted), for `unique_on`.
+    ports: Vec<u16>,
+}
+
+/// The key a threshold tracks a packet by.
+pub fn key(rule: u32, t: &Threshold, src: IpAddr, dst: IpAddr) -> TrackKey {
+    match t.track {
+        Track::Src => (rule, Some(src), None),
+        Track::Dst => (rule, None, Some(dst)),
+        Track::Rule => (rule, None, None),
+        Track::Both => (rule, Some(src), Some(dst)),
+    }
+}
+
+/// Whether this match alerts, updating the key's window.
+pub fn check(
+    table: &mut Bounded<TrackKey, Window>,
+    key: &TrackKey,
+    t: &Threshold,
+    ts: Timestamp,
+    port: Option<u16>,
+) -> bool {
+    let seconds_us = i64::from(t.seconds) * 1_000_000;
+    let w = table.entry(key, || Window {
+        first: Timestamp(i64::MIN),
+        count: 0,
+        ports: Vec::new(),
+    });
+    let fresh = w.first.0 == i64::MIN || ts.micros_since(w.first) >= seconds_us;
+    if fresh {
+        w.first = ts;
+        w.count = 0;
+        w.ports.clear();
+    }
+    if t.unique_on_dst_port.is_some() {
+        // Distinct ports instead of matches.
+        let Some(p) = port else { return false };
+        if let Err(at) = w.ports.binary_search(&p) {
+            if w.ports.len() < MAX_UNIQUE.min(t.count as usize + 1) {
+                w.ports.insert(at, p);
+            }
+        }
+        return w.ports.len() > t.count as usize;
+    }
+    w.count = w.count.saturating_add(1);
+    match t.kind {
+        ThresholdKind::Limit => w.count <= t.count,
+        ThresholdKind::Threshold => {
+            if w.count >= t.count {
+                w.count = 0;
+                true
+            } else {
+                false
+            }
+        }
+        ThresholdKind::Both => w.count == t.count,
+        ThresholdKind::DetectionFilter => w.count > t.count,
+    }
+}
