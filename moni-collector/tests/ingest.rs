@@ -167,7 +167,10 @@ fn with_vnet(file: &[u8], name: &str) -> Vec<u8> {
     let props = parquet::file::properties::WriterProperties::builder()
         .set_key_value_metadata(Some(vec![
             parquet::file::metadata::KeyValue::new("moni.dataset".into(), "flows".to_string()),
-            parquet::file::metadata::KeyValue::new("moni.schema_version".into(), "1".to_string()),
+            parquet::file::metadata::KeyValue::new(
+                "moni.schema_version".into(),
+                analyzers::schema::SCHEMA_VERSION.to_string(),
+            ),
         ]))
         .build();
     let mut out = Vec::new();

@@ -159,9 +159,11 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
         "tcp" | "tcp-pkt" => Proto::Tcp,
         "udp" => Proto::Udp,
         "icmp" => Proto::Icmp,
-        other => return Err(r(format!(
+        other => {
+            return Err(r(format!(
             "protocol '{other}' needs an application-layer parser (supported: ip, tcp, udp, icmp)"
-        ))),
+        )))
+        }
     };
     let bidirectional = match dir {
         "->" => false,

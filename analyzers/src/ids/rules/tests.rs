@@ -1,1 +1,453 @@
+use std::net::Ipv4Addr;
 
+use super::*;
+use crate::decode::{decode, LinkType};
+use crate::flow::{FlowConfig, FlowPacket, FlowTable};
+use crate::record::{AlertRecord, FlowRecord};
+use crate::time::Timestamp;
+use crate::vnet::VnetId;
+
+fn frame(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8], vlans: &[u16]) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    for v in vlans {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&v.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + l4.len()) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0, 0, 64, proto, 0, 0]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(l4);
+    f
+}
+
+fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    t
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    u
+}
+
+fn icmp(t: u8, code: u8) -> Vec<u8> {
+    vec![t, code, 0, 0, 0, 1, 0, 1, b'p', b'i', b'n', b'g']
+}
+
+const C: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);
+const S: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+/// A rule set fed packets through a flow table, as the node does.
+struct Run {
+    sigs: Signatures,
+    flows: FlowTable,
+    alerts: Vec<AlertRecord>,
+    done: Vec<FlowRecord>,
+}
+
+impl Run {
+    fn new(rules: &str) -> Run {
+        Run::with_vars(rules, &Vars::default())
+    }
+
+    fn with_vars(rules: &str, vars: &Vars) -> Run {
+        let set = RuleSet::parse("test.rules", rules, vars);
+        assert!(set.skipped.is_empty(), "skipped: {:?}", set.skipped);
+        Run {
+            sigs: Signatures::new(&set, 1000),
+            flows: FlowTable::new(FlowConfig::default()),
+            alerts: Vec::new(),
+            done: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, secs: f64, f: &[u8]) {
+        let d = decode(LinkType::Ethernet, f);
+        let ts = Timestamp((secs * 1e6) as i64);
+        let flow = self.flows.observe(
+            FlowPacket {
+                ts,
+                wire_len: f.len() as u32,
+                vnet: VnetId(0),
+                vlan_id: d.outer_vlan(),
+            },
+            &d,
+            &mut self.done,
+        );
+        self.sigs.observe(ts, VnetId(0), &d, flow, &mut self.alerts);
+    }
+
+    /// Sids of the alerts so far, then forgets them.
+    fn sids(&mut self) -> Vec<u32> {
+        self.alerts.drain(..).map(|a| a.signature_id).collect()
+    }
+}
+
+fn payload_tcp(payload: &[u8]) -> Vec<u8> {
+    frame(C, S, 6, &tcp(40000, 80, 0x18, payload), &[])
+}
+
+#[test]
+fn hex_content_nocase_offset_and_depth() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (msg:"hex"; content:"uid=0|28|root|29|"; sid:1; rev:3;)
+alert tcp any any -> any any (msg:"nocase"; content:"GET"; nocase; sid:2;)
+alert tcp any any -> any any (msg:"case"; content:"GET"; sid:3;)
+alert tcp any any -> any any (msg:"offset"; content:"abc"; offset:2; depth:3; sid:4;)
+alert tcp any any -> any any (msg:"hex only"; content:"|00 01 FF|"; sid:5;)
+"#,
+    );
+    r.feed(0.0, &payload_tcp(b"xx uid=0(root) gid=0"));
+    assert_eq!(r.sids(), vec![1]);
+    r.feed(0.1, &payload_tcp(b"get /"));
+    assert_eq!(r.sids(), vec![2]);
+    r.feed(0.2, &payload_tcp(b"GET /"));
+    assert_eq!(r.sids(), vec![2, 3]);
+    // "abc" must start at 2 and end by 5.
+    r.feed(0.3, &payload_tcp(b"..abc"));
+    assert_eq!(r.sids(), vec![4]);
+    r.feed(0.4, &payload_tcp(b"...abc"));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    r.feed(0.5, &payload_tcp(b"abc.."));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    r.feed(0.6, &payload_tcp(&[9, 0, 1, 0xff]));
+    let a = r.alerts.pop().expect("hex alert");
+    assert_eq!((a.signature_id, a.rev, a.kind), (5, 1, "signature"));
+}
+
+#[test]
+fn distance_within_chains_backtrack() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (msg:"chain"; content:"A"; content:"BC"; distance:1; within:3; sid:1;)
+alert tcp any any -> any any (msg:"neg distance"; content:"XY"; content:"W"; distance:-3; within:2; sid:2;)
+alert tcp any any -> any any (msg:"three"; content:"k1"; content:"k2"; distance:0; content:"k3"; within:2; sid:3;)
+"#,
+    );
+    // The first "A" is followed by "BC" too far away; the second is right
+    // (one byte gap, ends within 3): backtracking must find it.
+    r.feed(0.0, &payload_tcp(b"A....A.BC"));
+    assert_eq!(r.sids(), vec![1]);
+    // "BC" directly after "A" violates distance:1.
+    r.feed(0.1, &payload_tcp(b"ABC"));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    // `within` counts from the end of "A" plus the distance (as Suricata):
+    // "BC" must end by byte 1 + 1 + 3 = 5.
+    r.feed(0.2, &payload_tcp(b"A..BC"));
+    assert_eq!(r.sids(), vec![1]);
+    r.feed(0.25, &payload_tcp(b"A...BC"));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    // W starts 3 bytes before the end of "XY": one byte before X.
+    r.feed(0.3, &payload_tcp(b"WXY"));
+    assert_eq!(r.sids(), vec![2]);
+    r.feed(0.4, &payload_tcp(b"k1 k2k3"));
+    assert_eq!(r.sids(), vec![3]);
+    r.feed(0.5, &payload_tcp(b"k1 k2 .k3"));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    r.feed(0.6, &payload_tcp(b"k2 k1 k3"));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+}
+
+#[test]
+fn negated_content_and_dsize() {
+    let mut r = Run::new(
+        r#"alert udp any any -> any 53 (msg:"not this"; content:"good"; content:!"evil"; sid:1;)
+alert udp any any -> any 53 (msg:"only neg"; content:!"x"; dsize:>3; sid:2;)
+alert udp any any -> any 53 (msg:"dsize range"; dsize:2<>5; sid:3;)
+alert udp any any -> any 53 (msg:"dsize eq"; dsize:4; sid:4;)
+"#,
+    );
+    r.feed(0.0, &frame(C, S, 17, &udp(1000, 53, b"good"), &[]));
+    assert_eq!(r.sids(), vec![1, 2, 3, 4]);
+    r.feed(0.1, &frame(C, S, 17, &udp(1000, 53, b"good evil"), &[]));
+    assert_eq!(r.sids(), vec![2]);
+    // dsize 2<>5 is exclusive: 3 matches, 2 and 5 do not.
+    r.feed(0.2, &frame(C, S, 17, &udp(1000, 53, b"xyz"), &[]));
+    assert_eq!(r.sids(), vec![3]);
+    r.feed(0.25, &frame(C, S, 17, &udp(1000, 53, b"xy"), &[]));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    r.feed(0.3, &frame(C, S, 17, &udp(1000, 53, b"12345"), &[]));
+    assert_eq!(r.sids(), vec![2]);
+}
+
+#[test]
+fn addresses_ports_negation_variables_and_direction() {
+    let mut vars = std::collections::BTreeMap::new();
+    vars.insert("HOME_NET".to_string(), "[192.0.2.0/24]".to_string());
+    vars.insert("WEB_PORTS".to_string(), "[80,8000:8080]".to_string());
+    let vars = Vars::with(&vars);
+    let mut r = Run::with_vars(
+        r#"alert tcp $EXTERNAL_NET any -> $HOME_NET $WEB_PORTS (msg:"in"; flags:S; sid:1;)
+alert tcp !$HOME_NET any -> [192.0.2.0/24,!192.0.2.7] !8080 (msg:"neg"; flags:S; sid:2;)
+alert tcp $HOME_NET 80 <> 10.0.0.0/8 1024: (msg:"bidir"; flags:S; sid:3;)
+alert tcp any :1023 -> any any (msg:"low src"; flags:S; sid:4;)
+alert ip [10.0.0.0/8,!10.0.0.9] any -> any any (msg:"ip neg"; sid:5;)
+"#,
+        &vars,
+    );
+    // External client to home port 80: also the reverse of sid 3.
+    r.feed(0.0, &frame(C, S, 6, &tcp(40000, 80, 0x02, b""), &[]));
+    assert_eq!(r.sids(), vec![1, 2, 3]);
+    r.feed(0.1, &frame(C, S, 6, &tcp(40000, 8080, 0x02, b""), &[]));
+    assert_eq!(r.sids(), vec![1]);
+    r.feed(0.2, &frame(C, S, 6, &tcp(40000, 9000, 0x02, b""), &[]));
+    assert_eq!(r.sids(), vec![2]);
+    let s7 = Ipv4Addr::new(192, 0, 2, 7);
+    r.feed(0.3, &frame(C, s7, 6, &tcp(40000, 80, 0x02, b""), &[]));
+    assert_eq!(r.sids(), vec![1, 3]);
+    // Home to 10/8 port >= 1024 and back: <> matches both ways.
+    r.feed(0.4, &frame(S, C, 6, &tcp(80, 2000, 0x02, b""), &[]));
+    assert_eq!(r.sids(), vec![3, 4]);
+    r.feed(0.5, &frame(C, S, 6, &tcp(2000, 80, 0x02, b""), &[]));
+    assert_eq!(r.sids(), vec![1, 2, 3]);
+    let other = Ipv4Addr::new(10, 0, 0, 5);
+    r.feed(0.6, &frame(other, S, 17, &udp(5, 6, b""), &[]));
+    assert_eq!(r.sids(), vec![5]);
+}
+
+#[test]
+fn tcp_flags_with_modifiers_and_mask() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (msg:"syn only"; flags:S,12; sid:1;)
+alert tcp any any -> any any (msg:"xmas"; flags:FPU; sid:2;)
+alert tcp any any -> any any (msg:"null"; flags:0; sid:3;)
+alert tcp any any -> any any (msg:"syn plus"; flags:S+; sid:4;)
+alert tcp any any -> any any (msg:"any fin rst"; flags:*FR; sid:5;)
+alert tcp any any -> any any (msg:"no ack"; flags:!A; sid:6;)
+"#,
+    );
+    let f = |flags| frame(C, S, 6, &tcp(1, 2, flags, b""), &[]);
+    r.feed(0.0, &f(0x02));
+    assert_eq!(r.sids(), vec![1, 4, 6]);
+    // SYN with ECE+CWR: still "S" with 1,2 masked, not exactly S.
+    r.feed(0.1, &f(0xC2));
+    assert_eq!(r.sids(), vec![1, 4, 6]);
+    r.feed(0.2, &f(0x29));
+    assert_eq!(r.sids(), vec![2, 5, 6]);
+    r.feed(0.3, &f(0x00));
+    assert_eq!(r.sids(), vec![3, 6]);
+    r.feed(0.4, &f(0x12));
+    assert_eq!(r.sids(), vec![4]);
+    // Not TCP: flags never match.
+    r.feed(0.5, &frame(C, S, 17, &udp(1, 2, b""), &[]));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+}
+
+#[test]
+fn flow_direction_and_established() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (msg:"req"; flow:to_server,established; content:"GET"; sid:1;)
+alert tcp any any -> any any (msg:"resp"; flow:established,to_client; content:"200"; sid:2;)
+alert tcp any any -> any any (msg:"early"; flow:not_established; content:"GET"; sid:3;)
+alert udp any any -> any any (msg:"udp est"; flow:established; sid:4;)
+"#,
+    );
+    let c2s = |flags, p: &[u8]| frame(C, S, 6, &tcp(40000, 80, flags, p), &[]);
+    let s2c = |flags, p: &[u8]| frame(S, C, 6, &tcp(80, 40000, flags, p), &[]);
+    // Data before the handshake completes is not established.
+    r.feed(0.0, &c2s(0x02, b""));
+    r.feed(0.01, &c2s(0x18, b"GET /early"));
+    assert_eq!(r.sids(), vec![3]);
+    r.feed(0.02, &s2c(0x12, b""));
+    r.feed(0.03, &c2s(0x10, b""));
+    r.feed(0.04, &c2s(0x18, b"GET / HTTP/1.1"));
+    r.feed(0.05, &s2c(0x18, b"HTTP/1.1 200 OK"));
+    // "GET" from the server and "200" from the client: wrong direction.
+    r.feed(0.06, &s2c(0x18, b"GET"));
+    r.feed(0.07, &c2s(0x18, b"200"));
+    assert_eq!(r.sids(), vec![1, 2]);
+    // The alert carries its flow's id, which the flow record repeats.
+    r.feed(0.08, &c2s(0x18, b"GET again"));
+    let a = r.alerts.pop().expect("alert");
+    r.flows.flush(&mut r.done);
+    let f = r.done.iter().find(|f| f.protocol == 6).expect("tcp flow");
+    assert_eq!(a.flow_id, Some(f.flow_id));
+    // UDP: established once both directions carried packets.
+    r.feed(1.0, &frame(C, S, 17, &udp(5000, 5001, b"a"), &[]));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    r.feed(1.1, &frame(S, C, 17, &udp(5001, 5000, b"b"), &[]));
+    assert_eq!(r.sids(), vec![4]);
+}
+
+#[test]
+fn icmp_type_and_code_and_vlan_id() {
+    let mut r = Run::new(
+        r#"alert icmp any any -> any any (msg:"echo"; itype:8; icode:0; sid:1;)
+alert icmp any any -> any any (msg:"unreach"; itype:3; icode:>2; sid:2;)
+alert ip any any -> any any (msg:"vlan"; vlan.id:300,1; sid:3;)
+alert ip any any -> any any (msg:"vlan all"; vlan.id:>150,all; sid:4;)
+"#,
+    );
+    r.feed(0.0, &frame(C, S, 1, &icmp(8, 0), &[]));
+    assert_eq!(r.sids(), vec![1]);
+    r.feed(0.1, &frame(C, S, 1, &icmp(3, 3), &[]));
+    assert_eq!(r.sids(), vec![2]);
+    r.feed(0.2, &frame(C, S, 1, &icmp(3, 1), &[]));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    r.feed(0.3, &frame(C, S, 17, &udp(1, 2, b""), &[200, 300]));
+    assert_eq!(r.sids(), vec![3, 4]);
+    r.feed(0.4, &frame(C, S, 17, &udp(1, 2, b""), &[100, 300]));
+    assert_eq!(r.sids(), vec![3]);
+    let a_vlans = {
+        r.feed(0.5, &frame(C, S, 17, &udp(1, 2, b""), &[200, 300]));
+        r.alerts[0].vlans.clone()
+    };
+    assert_eq!(a_vlans, vec![200, 300]);
+}
+
+#[test]
+fn thresholds_limit_threshold_both_and_detection_filter() {
+    let mut r = Run::new(
+        r#"alert icmp any any -> any any (msg:"limit"; itype:8; threshold: type limit, track by_src, count 2, seconds 10; sid:1;)
+alert icmp any any -> any any (msg:"threshold"; itype:8; threshold:type threshold, track by_dst, count 3, seconds 10; sid:2;)
+alert icmp any any -> any any (msg:"both"; itype:8; threshold:type both, track by_src, count 3, seconds 10; sid:3;)
+alert icmp any any -> any any (msg:"df"; itype:8; detection_filter:track by_src, count 4, seconds 10; sid:4;)
+alert tcp any any -> any any (msg:"ports"; flags:S; detection_filter:track by_src, count 2, seconds 60, unique_on dst_port; sid:5;)
+"#,
+    );
+    let mut by_sid = std::collections::BTreeMap::<u32, Vec<usize>>::new();
+    for i in 0..7 {
+        r.feed(i as f64, &frame(C, S, 1, &icmp(8, 0), &[]));
+        for s in r.sids() {
+            by_sid.entry(s).or_default().push(i + 1);
+        }
+    }
+    assert_eq!(by_sid[&1], vec![1, 2], "limit: first two");
+    assert_eq!(by_sid[&2], vec![3, 6], "threshold: every third");
+    assert_eq!(by_sid[&3], vec![3], "both: once at the third");
+    assert_eq!(by_sid[&4], vec![5, 6, 7], "detection_filter: after four");
+    // A new window 10 s after the first match: limit alerts again.
+    r.feed(11.0, &frame(C, S, 1, &icmp(8, 0), &[]));
+    assert_eq!(r.sids(), vec![1]);
+    // Another source has its own count.
+    r.feed(11.5, &frame(S, C, 1, &icmp(8, 0), &[]));
+    assert_eq!(r.sids(), vec![1]);
+    // unique_on: the same port again does not count.
+    for (i, port) in [80u16, 80, 81, 81, 82, 83].iter().enumerate() {
+        r.feed(
+            20.0 + i as f64,
+            &frame(C, S, 6, &tcp(999, *port, 0x02, b""), &[]),
+        );
+    }
+    assert_eq!(r.sids(), vec![5, 5], "third and fourth distinct port");
+    let (keys, _) = r.sigs.state();
+    assert!(keys > 0);
+}
+
+#[test]
+fn metadata_reference_classtype_priority_are_kept() {
+    let mut r = Run::new(
+        r#"alert udp any any -> any any (msg:"ET TEST \"quoted\"\; semi"; content:"zz"; reference:url,example.com/x; reference:cve,2020-1; classtype:attempted-recon; metadata:created_at 2024_01_01, former_category SCAN; sid:2000001; rev:4;)
+alert udp any any -> any any (msg:"prio"; content:"yy"; classtype:attempted-recon; priority:1; sid:2;)
+"#,
+    );
+    r.feed(0.0, &frame(C, S, 17, &udp(1, 2, b"zz yy"), &[]));
+    let a = &r.alerts;
+    assert_eq!(a.len(), 2);
+    assert_eq!(a[0].signature, "ET TEST \"quoted\"; semi");
+    assert_eq!(a[0].category, "Attempted Information Leak");
+    assert_eq!((a[0].severity, a[0].rev), (2, 4));
+    let d: serde_json::Value = serde_json::from_str(&a[0].details).expect("json");
+    assert_eq!(d["references"][1], "cve,2020-1");
+    assert_eq!(d["classtype"], "attempted-recon");
+    assert!(d["metadata"][0]
+        .as_str()
+        .is_some_and(|m| m.contains("former_category SCAN")));
+    assert_eq!(a[1].severity, 1);
+}
+
+#[test]
+fn unsupported_rules_are_reported_with_line_and_reason() {
+    let text = "# comment\n\
+alert tcp any any -> any any (msg:\"ok\"; content:\"a\"; sid:1;)\n\
+\n\
+alert http any any -> any any (msg:\"app\"; sid:2;)\n\
+alert tcp any any -> any any (msg:\"pcre\"; pcre:\"/x/\"; sid:3;)\n\
+drop tcp any any -> any any (msg:\"drop\"; sid:4;)\n\
+alert tcp any any -> any any (msg:\"dup\"; sid:1;)\n\
+alert tcp any any -> any any (msg:\"multi\"; \\\n  content:\"b\"; sid:5;)\n\
+alert tcp $NOPE any -> any any (sid:6;)\n\
+alert tcp any any -> any any (msg:\"no sid\";)\n\
+alert tcp any any -> any any (content:\"|4|\"; sid:7;)\n\
+alert tcp any any -> any any (content:\"abc\"; depth:2; sid:8;)\n\
+alert tcp any any -> any any (dns.query; content:\"x\"; sid:9;)\n\
+alert tcp any any -> any any (msg:\"unterminated; sid:10;)\n\
+garbage\n";
+    let set = RuleSet::parse("f.rules", text, &Vars::default());
+    let sids: Vec<u32> = set.rules.iter().map(|r| r.sid).collect();
+    assert_eq!(sids, vec![1, 5]);
+    assert_eq!(set.rules[1].line, 8);
+    let report: Vec<(usize, Option<u32>, &str)> = set
+        .skipped
+        .iter()
+        .map(|(_, s)| (s.line, s.sid, s.reason.as_str()))
+        .collect();
+    let lines: Vec<usize> = report.iter().map(|r| r.0).collect();
+    assert_eq!(lines, vec![4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16]);
+    let reason = |line: usize| report.iter().find(|r| r.0 == line).map_or("", |r| r.2);
+    assert!(reason(4).contains("'http'"), "{}", reason(4));
+    assert!(reason(5).contains("pcre"));
+    assert!(reason(6).contains("action 'drop'"));
+    assert!(reason(7).contains("duplicate sid 1"));
+    assert!(reason(10).contains("$NOPE"));
+    assert!(reason(11).contains("no sid"));
+    assert!(reason(12).contains("hex"));
+    assert!(reason(13).contains("depth 2"));
+    assert!(reason(14).contains("dns.query"));
+    assert!(reason(15).contains("unterminated"));
+    assert!(reason(16).contains("option list"));
+    assert_eq!(report[0].1, Some(2));
+}
+
+#[test]
+fn prefilter_finds_every_rule_sharing_or_overlapping_patterns() {
+    // Patterns that overlap ("abcd" contains "bc"), repeat across rules
+    // and differ in case must all be found in one pass.
+    let mut rules = String::new();
+    for (i, p) in ["abcd", "bc", "BC", "cd", "abcd"].iter().enumerate() {
+        rules.push_str(&format!(
+            "alert tcp any any -> any any (content:\"{p}\"; sid:{};)\n",
+            i + 1
+        ));
+    }
+    let mut r = Run::new(&rules);
+    r.feed(0.0, &payload_tcp(b"xxabcdxx"));
+    assert_eq!(r.sids(), vec![1, 2, 4, 5]);
+    r.feed(0.1, &payload_tcp(b"xBCx"));
+    assert_eq!(r.sids(), vec![3]);
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_rule_text_never_panics(s in "\\PC{0,200}") {
+        let _ = RuleSet::parse("fuzz", &s, &Vars::default());
+        let _ = RuleSet::parse("fuzz", &format!("alert tcp any any -> any any ({s})"), &Vars::default());
+        let _ = RuleSet::parse("fuzz", &format!("alert tcp any any -> any any (content:\"{s}\"; sid:1;)"), &Vars::default());
+    }
+
+    #[test]
+    fn arbitrary_payloads_never_panic(
+        payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        d in -20i32..20, w in 1u32..20,
+    ) {
+        let rules = format!(
+            "alert tcp any any -> any any (content:\"a\"; content:\"b\"; distance:{d}; within:{}; content:!\"c\"; sid:1;)\n\
+             alert tcp any any -> any any (content:\"|00|\"; offset:3; depth:4; dsize:<100; sid:2;)",
+            w.max(1)
+        );
+        let mut r = Run::new(&rules);
+        r.feed(0.0, &payload_tcp(&payload));
+    }
+}

@@ -1,0 +1,341 @@
+//! The signature engine judged by others: Suricata's own test suite
+//! (`../shared/corpus/suricata-verify`, each case's `test.yaml` says which
+//! alerts Suricata raises on its pcap) and the Emerging Threats Open rules
+//! (every rule loaded or skipped with a reason; the loaded scan rules fire
+//! on a real nmap scan and stay quiet on clean captures). Alerts join their
+//! flows on `flow_id`.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use analyzers::ids::rules::{RuleSet, Vars};
+use arrow::array::{Array, Int64Array, StringArray, UInt16Array, UInt32Array};
+use common::*;
+
+/// One `filter` check of a suricata-verify `test.yaml`.
+#[derive(Debug, Default)]
+struct Filter {
+    count: usize,
+    matches: Vec<(String, String)>,
+}
+
+/// The `filter` checks of a `test.yaml`, and how many other checks
+/// (`shell`, ...) it has, which this harness does not run.
+fn filters(yaml: &str) -> (Vec<Filter>, usize) {
+    let mut out: Vec<Filter> = Vec::new();
+    let mut others = 0;
+    let mut in_filter = false;
+    let mut in_checks = false;
+    for line in yaml.lines() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if !line.starts_with(' ') && !line.starts_with('-') {
+            in_checks = t == "checks:";
+            in_filter = false;
+            continue;
+        }
+        if !in_checks {
+            continue;
+        }
+        if let Some(rest) = t.strip_prefix("- ") {
+            in_filter = rest.trim() == "filter:";
+            if in_filter {
+                out.push(Filter::default());
+            } else {
+                others += 1;
+            }
+            continue;
+        }
+        if !in_filter {
+            continue;
+        }
+        let Some((k, v)) = t.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        let f = out.last_mut().expect("filter");
+        match k {
+            "count" => f.count = v.parse().expect("count"),
+            "match" => {}
+            _ => f
+                .matches
+                .push((k.to_string(), v.trim_matches('"').to_string())),
+        }
+    }
+    (out, others)
+}
+
+/// The value at a dotted path with `[i]` indexes, e.g. `vlan[0]`.
+fn lookup<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    let mut cur = v;
+    for part in path.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((n, i)) => (n, Some(i.trim_end_matches(']').parse::<usize>().ok()?)),
+            None => (part, None),
+        };
+        cur = cur.get(name)?;
+        if let Some(i) = index {
+            cur = cur.get(i)?;
+        }
+    }
+    Some(cur)
+}
+
+fn filter_matches(f: &Filter, e: &serde_json::Value) -> bool {
+    f.matches.iter().all(|(k, want)| {
+        if k == "has-key" {
+            return lookup(e, want).is_some();
+        }
+        match lookup(e, k) {
+            Some(serde_json::Value::String(s)) => s == want,
+            Some(v) => want.as_str() == v.to_string().as_str(),
+            None => false,
+        }
+    })
+}
+
+fn eve(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("eve.json"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("EVE line is JSON"))
+        .collect()
+}
+
+/// Replays `pcap` with only the signature engine (behavioural detectors
+/// off: Suricata has none) and `rules`.
+fn replay_rules(
+    pcap: &Path,
+    rules: &Path,
+    vars: &str,
+) -> (tempfile::TempDir, Vec<serde_json::Value>) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "[ids]\nenabled = false\nrules = [{:?}]\n[ids.vars]\n{vars}\n",
+        rules.display().to_string()
+    );
+    replay_files(&[pcap.to_path_buf()], None, out.path(), &config);
+    let events = eve(out.path());
+    (out, events)
+}
+
+fn the_capture(dir: &Path) -> Option<PathBuf> {
+    let mut caps: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("case dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    caps.sort();
+    caps.pop()
+}
+
+#[test]
+fn suricata_verify_cases_raise_exactly_the_alerts_suricata_does() {
+    let Some(corpus) = corpus() else { return };
+    let root = corpus.join("suricata-verify");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("suricata-verify")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    let mut passed = BTreeSet::new();
+    let mut outside = BTreeMap::new();
+    for case in &cases {
+        let name = case
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        let rules_path = case.join("test.rules");
+        let text = std::fs::read_to_string(&rules_path).expect("test.rules");
+        let set = RuleSet::parse("test.rules", &text, &Vars::default());
+        if !set.skipped.is_empty() {
+            let reasons: Vec<String> = set
+                .skipped
+                .iter()
+                .map(|(_, s)| format!("line {}: {}", s.line, s.reason))
+                .collect();
+            outside.insert(name, reasons);
+            continue;
+        }
+        let pcap = the_capture(case).unwrap_or_else(|| panic!("{name}: no capture"));
+        let yaml = std::fs::read_to_string(case.join("test.yaml")).expect("test.yaml");
+        let (checks, unchecked) = filters(&yaml);
+        let (_out, events) = replay_rules(&pcap, &rules_path, "");
+        let mut checked = 0;
+        for f in &checks {
+            // Our events are all alerts: a filter on another event type
+            // is not ours to check; one without a type applies to them.
+            let alert_filter = !f
+                .matches
+                .iter()
+                .any(|(k, v)| k == "event_type" && v != "alert");
+            if !alert_filter {
+                // stats, flow, http ... events: not ours to produce.
+                println!("{name}: not checked (not an alert filter): {:?}", f.matches);
+                continue;
+            }
+            let n = events.iter().filter(|e| filter_matches(f, e)).count();
+            assert_eq!(n, f.count, "{name}: filter {:?}", f.matches);
+            checked += 1;
+        }
+        assert!(checked > 0, "{name}: no alert filter checked");
+        println!(
+            "{name}: {checked} alert filters hold ({} EVE alerts; {unchecked} non-filter checks such as fast.log not run)",
+            events.len()
+        );
+        passed.insert(name);
+    }
+    for (name, reasons) in &outside {
+        println!(
+            "{name}: outside the supported subset: {}",
+            reasons.join("; ")
+        );
+    }
+    let want: BTreeSet<String> = [
+        "alert-testmyids",
+        "detect-itype",
+        "detect-vlan-id",
+        "detection_filter-distinct-dstport",
+        "detection_filter-rule-hostsrc",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(passed, want);
+    let outside: BTreeSet<&str> = outside.keys().map(String::as_str).collect();
+    assert_eq!(outside, BTreeSet::from(["bug-4376", "sip-method"]));
+}
+
+#[test]
+fn emerging_threats_rules_load_or_are_skipped_with_a_reason() {
+    let Some(corpus) = corpus() else { return };
+    let mut total = (0, 0);
+    for name in [
+        "emerging-scan.rules",
+        "emerging-voip.rules",
+        "emerging-dns.rules",
+    ] {
+        let path = corpus.join("rules").join(name);
+        let text = std::fs::read_to_string(&path).expect("rules");
+        let set = RuleSet::parse(name, &text, &Vars::default());
+        let lines: Vec<&str> = text.lines().collect();
+        let enabled = lines.iter().filter(|l| l.starts_with("alert ")).count();
+        assert_eq!(
+            set.rules.len() + set.skipped.len(),
+            enabled,
+            "{name}: every enabled rule is loaded or skipped"
+        );
+        for (_, s) in &set.skipped {
+            assert!(!s.reason.is_empty());
+            assert!(lines[s.line - 1].starts_with("alert "), "{name}:{}", s.line);
+            assert!(s.sid.is_some(), "{name}:{} {}", s.line, s.reason);
+        }
+        for r in &set.rules {
+            assert!(lines[r.line - 1].contains(&format!("sid:{};", r.sid)));
+        }
+        total.0 += set.rules.len();
+        total.1 += set.skipped.len();
+    }
+    println!("ET Open: {} rules loaded, {} skipped", total.0, total.1);
+    assert!(total.0 >= 100, "{total:?}");
+}
+
+#[test]
+fn et_scan_rules_fire_on_a_real_nmap_scan_and_not_on_clean_captures() {
+    let Some(corpus) = corpus() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("et.rules");
+    let mut all = String::new();
+    for name in [
+        "emerging-scan.rules",
+        "emerging-voip.rules",
+        "emerging-dns.rules",
+    ] {
+        all.push_str(&std::fs::read_to_string(corpus.join("rules").join(name)).expect("rules"));
+    }
+    std::fs::write(&rules, all).expect("write");
+    // The scanned host is "home"; the scanner anywhere else.
+    let (_out, events) = replay_rules(
+        &corpus.join("attack/synscan.pcapng"),
+        &rules,
+        "HOME_NET = \"[64.13.134.52/32]\"\nEXTERNAL_NET = \"any\"",
+    );
+    let mut by_sid: BTreeMap<u64, usize> = BTreeMap::new();
+    for e in &events {
+        assert_eq!(e["src_ip"], "172.16.0.8");
+        assert_eq!(e["dest_ip"], "64.13.134.52");
+        assert!(e["flow_id"].as_u64().is_some());
+        *by_sid
+            .entry(e["alert"]["signature_id"].as_u64().expect("sid"))
+            .or_default() += 1;
+    }
+    println!("ET alerts on synscan: {by_sid:?}");
+    // VNC 5800-5820 / 5900-5920 and MSSQL, Oracle, MySQL, PostgreSQL
+    // inbound-SYN rules (ET's threshold limits keep each to a few).
+    for sid in [2002910, 2002911, 2010935, 2010936, 2010937, 2010939] {
+        assert!(by_sid.contains_key(&sid), "sid {sid} missing: {by_sid:?}");
+    }
+    assert!(by_sid.values().all(|&n| n <= 5), "{by_sid:?}");
+    for clean in [
+        "voip/SIP_CALL_RTP_G711.pcap",
+        "voip/sip-rtp-g711.pcap",
+        "general/http_ip4and6.pcapng",
+        "general/ndpi-http_ipv6.pcap",
+    ] {
+        let (_o, events) = replay_rules(&corpus.join(clean), &rules, "EXTERNAL_NET = \"any\"");
+        assert!(events.is_empty(), "{clean}: {events:?}");
+    }
+}
+
+#[test]
+fn alerts_join_their_flows_on_flow_id() {
+    let Some(corpus) = corpus() else { return };
+    let case = corpus.join("suricata-verify/alert-testmyids");
+    let (out, events) = replay_rules(&case.join("input.pcap"), &case.join("test.rules"), "");
+    assert_eq!(events.len(), 1);
+    let flows = read_dataset(&out.path().join("flows"));
+    let mut by_id: HashMap<i64, (String, String, u16, u16)> = HashMap::new();
+    for b in &flows {
+        let id = col::<Int64Array>(b, "flow_id");
+        let src = col::<StringArray>(b, "src_addr");
+        let dst = col::<StringArray>(b, "dst_addr");
+        let sp = col::<UInt16Array>(b, "src_port");
+        let dp = col::<UInt16Array>(b, "dst_port");
+        for i in 0..b.num_rows() {
+            assert!(id.value(i) > 0);
+            let prev = by_id.insert(
+                id.value(i),
+                (
+                    src.value(i).to_string(),
+                    dst.value(i).to_string(),
+                    sp.value(i),
+                    dp.value(i),
+                ),
+            );
+            assert!(prev.is_none(), "flow ids are unique");
+        }
+    }
+    let alerts = read_dataset(&out.path().join("alerts"));
+    let b = &alerts[0];
+    let id = col::<Int64Array>(b, "flow_id");
+    assert!(!id.is_null(0));
+    assert_eq!(col::<UInt32Array>(b, "signature_id").value(0), 2100498);
+    assert_eq!(col::<StringArray>(b, "kind").value(0), "signature");
+    let flow = by_id.get(&id.value(0)).expect("alert's flow is in flows");
+    // The alert is the server's answer; the flow is keyed by its client.
+    assert_eq!(
+        (flow.1.as_str(), flow.3),
+        (
+            col::<StringArray>(b, "src_addr").value(0),
+            col::<UInt16Array>(b, "src_port").value(0)
+        )
+    );
+    assert_eq!(events[0]["flow_id"].as_i64(), Some(id.value(0)));
+    assert_eq!(events[0]["alert"]["category"], "Potentially Bad Traffic");
+}
