@@ -2,7 +2,8 @@
 # Installs what building and testing moni needs on a fresh Debian machine
 # with Rust: libpcap (the capture library moni links), tshark and tcpdump
 # (the independent judges in tests and benchmarks), Prometheus and promtool
-# and iproute2 (the live tests: a real scrape, network namespaces), and the
+# and iproute2 (the live tests: a real scrape, network namespaces), nmap,
+# hping3 and iperf3 (real attacks and load in those namespaces), and the
 # Python packages
 # the analyst-side tests use (duckdb, pyarrow; boto3 and moto for the
 # collector's S3 test). Skips what is already there.
@@ -15,6 +16,9 @@ if [ "${1:-}" != "--build-only" ]; then
   command -v tcpdump >/dev/null || need_apt+=(tcpdump)
   command -v prometheus >/dev/null || need_apt+=(prometheus)
   command -v tc >/dev/null || need_apt+=(iproute2)
+  command -v nmap >/dev/null || need_apt+=(nmap)
+  command -v hping3 >/dev/null || need_apt+=(hping3)
+  command -v iperf3 >/dev/null || need_apt+=(iperf3)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -693,3 +693,139 @@ fn sigterm_mid_capture_leaves_complete_parquet_with_every_flow() {
     let bins = bins_as_truth(&read_dataset(&out.join("bins")));
     assert_eq!(bins.iter().map(|b| b.packets).sum::<u64>(), analysed);
 }
+
+/// Real attack tools against the lab's own namespaces: `nmap -sS` (a SYN
+/// port scan), `nmap -sn` (a ping sweep of a routed /26) and `hping3
+/// --flood -S --rand-source` (a spoofed SYN flood), each bounded in ports,
+/// hosts or time. `moni-node run` on the mirror port must name each.
+#[test]
+fn nmap_and_hping3_attacks_are_detected_on_the_mirror_port() {
+    let _g = serial();
+    let tools = std::process::Command::new("sh")
+        .args(["-c", "command -v nmap && command -v hping3"])
+        .output()
+        .expect("sh");
+    if !tools.status.success() {
+        assert!(
+            !std::env::var("MONI_REQUIRE_NETNS").is_ok_and(|v| v == "1"),
+            "MONI_REQUIRE_NETNS=1 but nmap or hping3 is missing"
+        );
+        eprintln!("skipping: nmap and hping3 are needed");
+        return;
+    }
+    let Some(lab) = Lab::create("atk") else {
+        return;
+    };
+    // Hosts of 10.78.0.0/24 are reached through the destination's MAC, so
+    // the sweep's probes cross the mirrored link (no ARP to answer).
+    let route = lab
+        .cmd(&lab.src, "ip")
+        .args(["route", "add", "10.78.0.0/24", "via", "10.77.0.2"])
+        .status()
+        .expect("ip route");
+    assert!(route.success());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_node(
+        &lab,
+        dir.path(),
+        NodeOpts {
+            node: Some("workers = 2"),
+            extra: "[ids]\nsweep_hosts = 20\nscan_ports = 20\n",
+            ..NodeOpts::default()
+        },
+    );
+    let run = |program: &str, args: &[&str]| {
+        let out = lab
+            .cmd(&lab.src, "timeout")
+            .args(["-s", "INT", "60", program])
+            .args(args)
+            .output()
+            .expect("run attack tool");
+        eprintln!(
+            "{program} {}: {:?}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout).lines().last()
+        );
+    };
+    run(
+        "nmap",
+        &[
+            "-sS",
+            "-n",
+            "-Pn",
+            "--send-ip",
+            "-T5",
+            "--max-retries",
+            "0",
+            "-p",
+            "1-200",
+            "10.77.0.2",
+        ],
+    );
+    run(
+        "nmap",
+        &["-sn", "-n", "-T5", "--max-retries", "0", "10.78.0.0/26"],
+    );
+    let flood = lab
+        .cmd(&lab.src, "timeout")
+        .args([
+            "-s",
+            "INT",
+            "2",
+            "hping3",
+            "--flood",
+            "-S",
+            "--rand-source",
+            "-p",
+            "80",
+            "10.77.0.2",
+        ])
+        .output()
+        .expect("hping3");
+    eprintln!("hping3: {}", String::from_utf8_lossy(&flood.stderr).trim());
+    let t0 = Instant::now();
+    let mut text = scrape(&lab);
+    while ["port_scan", "host_sweep", "syn_flood"]
+        .iter()
+        .any(|k| metric(&text, "moni_ids_alerts_total", &[("kind", k)]).unwrap_or(0.0) < 1.0)
+        && t0.elapsed() < Duration::from_secs(15)
+    {
+        std::thread::sleep(Duration::from_millis(300));
+        text = scrape(&lab);
+    }
+    let summary = stop_node(node);
+    eprintln!("node summary: {summary}");
+    let mut seen: Vec<(String, String, String)> = Vec::new();
+    for b in read_dataset(&dir.path().join("out/alerts")) {
+        let kind = col::<StringArray>(&b, "kind");
+        let src = col::<StringArray>(&b, "src_addr");
+        let dst = col::<StringArray>(&b, "dst_addr");
+        for i in 0..b.num_rows() {
+            let s = |a: &StringArray| {
+                if a.is_null(i) {
+                    "-".to_string()
+                } else {
+                    a.value(i).to_string()
+                }
+            };
+            seen.push((kind.value(i).to_string(), s(src), s(dst)));
+        }
+    }
+    eprintln!("alerts: {seen:?}");
+    let has = |kind: &str, src: Option<&str>, dst: Option<&str>| {
+        seen.iter()
+            .any(|(k, s, d)| k == kind && src.is_none_or(|x| x == s) && dst.is_none_or(|x| x == d))
+    };
+    assert!(
+        has("port_scan", Some("10.77.0.1"), Some("10.77.0.2")),
+        "nmap -sS not reported: {seen:?}"
+    );
+    assert!(
+        has("host_sweep", Some("10.77.0.1"), None),
+        "nmap -sn not reported: {seen:?}"
+    );
+    assert!(
+        has("syn_flood", None, Some("10.77.0.2")),
+        "hping3 flood not reported: {seen:?}"
+    );
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Benchmark: the cost of signatures. moni-node replay of one generated
+# capture with 0, 100 and 1,000 content rules loaded, next to the libpcap
+# read floor (tcpdump) and, when it is installed, Suricata with the same
+# 1,000 rules on the same file, all in one run.
+#
+#   bench/rules.sh [PACKETS]        (default 2,000,000)
+#
+# The rules are generated (bench/gen_rules.py, fixed seed): TCP and UDP
+# content rules with 6-12 byte patterns, a fifth nocase, a fifth with a
+# second content chained by distance/within, some with port lists, so the
+# Aho-Corasick prefilter and the verifier both work. Goal of the IDS issue:
+# 1,000 rules cost less than half of the no-rule throughput (ratio >= 0.5).
+# Timing is the wall clock of the whole command, best of 3 (Suricata once).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PACKETS="${1:-2000000}"
+bash scripts/install-deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --release -q -p moni-node -p moni-samples
+BIN="$CARGO_TARGET_DIR/release"
+WORK="${BENCH_DIR:-$(mktemp -d)}"
+trap '[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"' EXIT
+CAP="$WORK/bench-$PACKETS.pcap"
+[ -f "$CAP" ] || "$BIN/moni-gen" bench --packets "$PACKETS" --out "$CAP" >/dev/null
+cat "$CAP" >/dev/null
+for n in 100 1000; do python3 bench/gen_rules.py "$n" > "$WORK/bench-$n.rules"; done
+printf '[ids]\nenabled = false\n' > "$WORK/sigs-only.toml"
+
+secs() { # best wall time of N runs of a command, in seconds
+  local n=$1; shift; local best=""
+  for _ in $(seq "$n"); do
+    local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
+    best=$(python3 -c "b='$best'; t=$t1-$t0; print(t if not b else min(float(b), t))")
+  done
+  echo "$best"
+}
+
+T_TCPDUMP=$(secs 3 tcpdump -nr "$CAP" -w /dev/null)
+T_0=$(secs 3 "$BIN/moni-node" replay --config "$WORK/sigs-only.toml" --no-progress --out "$WORK/o0" "$CAP")
+T_100=$(secs 3 "$BIN/moni-node" replay --config "$WORK/sigs-only.toml" --rules "$WORK/bench-100.rules" --no-progress --out "$WORK/o100" "$CAP")
+T_1000=$(secs 3 "$BIN/moni-node" replay --config "$WORK/sigs-only.toml" --rules "$WORK/bench-1000.rules" --no-progress --out "$WORK/o1000" "$CAP")
+T_SURI=""
+if command -v suricata >/dev/null; then
+  mkdir -p "$WORK/suri"
+  T_SURI=$(secs 1 suricata -r "$CAP" -S "$WORK/bench-1000.rules" -k none -l "$WORK/suri" --runmode single)
+fi
+"$BIN/moni-node" check-rules "$WORK/bench-1000.rules" | tail -1
+
+python3 - "$PACKETS" "$T_TCPDUMP" "$T_0" "$T_100" "$T_1000" "$T_SURI" <<'PY'
+import sys
+n = int(sys.argv[1])
+tcpdump, t0, t100, t1000 = map(float, sys.argv[2:6])
+suri = float(sys.argv[6]) if sys.argv[6] else None
+pps = lambda t: n / t
+print(f"capture: {n:,} packets")
+rows = [("tcpdump -w /dev/null", tcpdump), ("moni-node, no rules", t0),
+        ("moni-node, 100 rules", t100), ("moni-node, 1,000 rules", t1000)]
+if suri:
+    rows.append(("suricata, 1,000 rules", suri))
+for name, t in rows:
+    print(f"  {name:24s} {t:8.2f} s  {pps(t):14,.0f} packets/s")
+print(f"1,000 rules / no rules:     {t0 / t1000:.2f}x of the throughput  (goal >= 0.5x)")
+print(f"100 rules / no rules:       {t0 / t100:.2f}x")
+print(f"moni-node 1,000 rules / tcpdump floor: {tcpdump / t1000:.2f}x")
+if suri:
+    print(f"moni-node / suricata (1,000 rules, single thread): {suri / t1000:.1f}x")
+PY
