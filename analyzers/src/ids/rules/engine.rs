@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::parse::{parse_rule, rule_lines, Skipped, Vars};
 use super::threshold::{self, TrackKey, Window};
@@ -155,10 +155,22 @@ impl Signatures {
         let prefilter = if patterns.is_empty() {
             None
         } else {
+            // A DFA: one table lookup per payload byte whatever the number
+            // of patterns (the NFA the crate would pick for large sets costs
+            // several times that). Falls back to the crate's choice if the
+            // DFA would be too big.
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
+                .byte_classes(true)
                 .build(&patterns)
+                .or_else(|_| {
+                    AhoCorasickBuilder::new()
+                        .ascii_case_insensitive(true)
+                        .match_kind(MatchKind::Standard)
+                        .build(&patterns)
+                })
                 .ok()
         };
         Signatures {
