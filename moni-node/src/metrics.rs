@@ -284,6 +284,26 @@ impl Metrics {
         })
     }
 
+    /// Creates, at zero, the labelled series that only count rare events
+    /// (decode errors by reason, flow evictions per VNet, IDS alerts by
+    /// kind), so that a rate over them is 0 rather than no data, and
+    /// dashboards and alert rules see them before the first event.
+    pub fn init_zero_series(&self, vnets: &analyzers::vnet::VnetMap, ids: bool) {
+        for e in analyzers::DecodeError::ALL {
+            self.decode_errors.with_label_values(&[e.as_str()]);
+        }
+        for (_, v) in vnets.iter() {
+            self.vnet_flow_evictions
+                .with_label_values(&[v.name.as_str(), v.role.as_str()]);
+        }
+        if ids {
+            for (kind, severity) in analyzers::ids::ALERT_KINDS {
+                self.ids_alerts
+                    .with_label_values(&[*kind, &severity.to_string()]);
+            }
+        }
+    }
+
     /// Publishes the rule counts of the running rule set.
     pub fn set_rules(&self, rules: &analyzers::ids::rules::RuleSet) {
         let n = |x: usize| i64::try_from(x).unwrap_or(i64::MAX);

@@ -112,6 +112,19 @@ impl Default for IdsConfig {
     }
 }
 
+/// Every alert kind with its severity (1 high .. 3 low): what a node's
+/// `moni_ids_alerts_total` starts at zero for, so dashboards and rates have
+/// a series before the first alert.
+pub const ALERT_KINDS: &[(&str, u8)] = &[
+    ("port_scan", 2),
+    ("host_sweep", 2),
+    ("syn_flood", 1),
+    ("udp_flood", 2),
+    ("icmp_flood", 2),
+    ("dns_nxdomain_storm", 2),
+    ("dns_tunnel", 3),
+];
+
 /// One behavioural detector.
 pub trait Detector {
     fn name(&self) -> &'static str;

@@ -343,8 +343,15 @@ fn ten_million_spoofed_sources_stay_within_the_caps() {
     }
     let (keys, evicted) = sigs.state();
     assert!(keys <= 10_000 + 1, "signature thresholds: {keys}");
-    assert!(evicted > 9_000_000, "signature thresholds evicted {evicted}");
-    assert_eq!(sigs.stats().matches, 2 * u64::from(n), "both rules match every SYN");
+    assert!(
+        evicted > 9_000_000,
+        "signature thresholds evicted {evicted}"
+    );
+    assert_eq!(
+        sigs.stats().matches,
+        2 * u64::from(n),
+        "both rules match every SYN"
+    );
 }
 
 mod fuzz {

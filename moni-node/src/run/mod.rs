@@ -242,6 +242,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         let mut current_vnets = config.vnets.clone();
         let mut current_rules = Arc::clone(&config.rules);
         metrics.set_rules(&current_rules);
+        metrics.init_zero_series(&config.vnets, config.ids.enabled);
         for (file, s) in &current_rules.skipped {
             tracing::debug!(file, line = s.line, sid = ?s.sid, reason = %s.reason, "Rule skipped.");
         }

@@ -1,17 +1,16 @@
 //! The compiled rule set and its per-packet matching.
 //!
 //! A packet's candidate rules are (a) the rules of its protocol without a
-//! positive content, and (b) the rules whose fast pattern the Aho-Corasick
-//! automaton finds in its payload (one pass, case-insensitive; the exact
-//! case is checked afterwards). Each candidate is then checked in full:
+//! positive content, and (b) the rules whose fast pattern the
+//! [`Prefilter`] finds in its payload (one pass, case-insensitive; the
+//! exact case is checked afterwards). Each candidate is then checked in full:
 //! header, `flow`, `flags`, `dsize`, ICMP type/code, contents, thresholds.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-
 use super::parse::{parse_rule, rule_lines, Skipped, Vars};
+use super::prefilter::Prefilter;
 use super::threshold::{self, TrackKey, Window};
 use super::{classtype, content, Proto, Rule};
 use crate::decode::{Decoded, Transport};
@@ -99,7 +98,7 @@ pub struct Signatures {
     rules: Vec<Rule>,
     /// Per rule: EVE category and severity.
     meta: Vec<(String, u8)>,
-    prefilter: Option<AhoCorasick>,
+    prefilter: Option<Prefilter>,
     /// Per automaton pattern: the rules (and their protocol class mask)
     /// whose fast pattern it is.
     pattern_rules: Vec<Vec<u32>>,
@@ -152,27 +151,7 @@ impl Signatures {
                 }
             }
         }
-        let prefilter = if patterns.is_empty() {
-            None
-        } else {
-            // A DFA: one table lookup per payload byte whatever the number
-            // of patterns (the NFA the crate would pick for large sets costs
-            // several times that). Falls back to the crate's choice if the
-            // DFA would be too big.
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::DFA))
-                .byte_classes(true)
-                .build(&patterns)
-                .or_else(|_| {
-                    AhoCorasickBuilder::new()
-                        .ascii_case_insensitive(true)
-                        .match_kind(MatchKind::Standard)
-                        .build(&patterns)
-                })
-                .ok()
-        };
+        let prefilter = (!patterns.is_empty()).then(|| Prefilter::new(&patterns));
         Signatures {
             seen: vec![0; rules.len()],
             rules,
@@ -225,16 +204,18 @@ impl Signatures {
         }
         self.candidates.clear();
         self.candidates.extend_from_slice(&self.always[class]);
-        if let (Some(ac), false) = (&self.prefilter, d.payload.is_empty()) {
-            for m in ac.find_overlapping_iter(d.payload) {
-                for &r in &self.pattern_rules[m.pattern().as_usize()] {
-                    let seen = &mut self.seen[r as usize];
-                    if *seen != self.stamp && applies(self.rules[r as usize].proto, class) {
-                        *seen = self.stamp;
-                        self.candidates.push(r);
+        if let (Some(pf), false) = (&self.prefilter, d.payload.is_empty()) {
+            let (rules, seen, stamp) = (&self.rules, &mut self.seen, self.stamp);
+            let (pattern_rules, candidates) = (&self.pattern_rules, &mut self.candidates);
+            pf.scan(d.payload, |id| {
+                for &r in &pattern_rules[id as usize] {
+                    let s = &mut seen[r as usize];
+                    if *s != stamp && applies(rules[r as usize].proto, class) {
+                        *s = stamp;
+                        candidates.push(r);
                     }
                 }
-            }
+            });
         }
         if self.candidates.is_empty() {
             return;

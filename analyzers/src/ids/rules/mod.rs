@@ -8,10 +8,11 @@
 //!   Suricata does for relative chains.
 //! - [`threshold`]: `threshold` (limit, threshold, both) and
 //!   `detection_filter` per tracked address, in a capped table.
-//! - [`engine`]: [`Signatures`], the compiled rule set: an Aho-Corasick
-//!   prefilter over every rule's fast pattern picks the candidate rules of
-//!   a packet, so the cost of a packet grows with the patterns that occur
-//!   in it rather than with the number of rules.
+//! - [`prefilter`]: an Aho-Corasick DFA over every rule's fast pattern that
+//!   finds, in one pass over a payload, which patterns occur.
+//! - [`engine`]: [`Signatures`], the compiled rule set: the prefilter picks
+//!   the candidate rules of a packet, so its cost grows with the patterns
+//!   that occur in it rather than with the number of rules.
 //!
 //! Supported: `alert` rules on `ip`, `tcp`, `udp`, `icmp`; address and port
 //! lists with negation, ranges and variables (`$HOME_NET`, ...); `->` and
@@ -29,6 +30,7 @@
 pub mod content;
 pub mod engine;
 pub mod parse;
+pub mod prefilter;
 pub mod threshold;
 
 use std::net::IpAddr;

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the paper's experiments in network namespaces (root):
+#
+#   sudo scripts/lab.sh shadow [--phase-secs 20] [--prometheus] [--plot FILE]
+#   sudo scripts/lab.sh probe-effect [--secs 10] [--rate 300M]
+#   sudo scripts/lab.sh cleanup
+#
+# Installs what it needs (iproute2, iperf3, prometheus, pyarrow), builds
+# moni-node and moni-collector (release) and hands over to
+# samples/lab/lab.py; see its header for the topology.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "${MONI_SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --release -q -p moni-node -p moni-collector
+exec python3 samples/lab/lab.py "$@" --bin-dir "$CARGO_TARGET_DIR/release"
