@@ -167,10 +167,10 @@ def voice(secs, dst):
 
 def background(secs, phase_secs, dst, seed, dst_mac=None):
     """Internet load on the VNets: L = a steady 22 % of the link; H = a
-    6 Mbit/s floor plus on/off bursts at +30 Mbit/s with bounded-Pareto
-    on and off times (heavy-tailed, self-similar in aggregate): about 90 %
-    of the link offered on average (60-85 % carried, as the paper's H),
-    and far above it while a burst lasts. One malformed frame per second
+    4 Mbit/s floor plus on/off bursts at +50 Mbit/s with bounded-Pareto
+    on and off times (heavy-tailed, self-similar in aggregate): about 80 %
+    of the link on average (the paper's H is 60-86 %), and 2.7 times the
+    link while a burst lasts, as congestion looks to a FIFO. One malformed frame per second
     (an IPv4 header claiming 16 bytes) exercises decode-error accounting.
     The load switches from L to H in the middle of phase 2."""
     rng = random.Random(seed)
@@ -191,6 +191,7 @@ def background(secs, phase_secs, dst, seed, dst_mac=None):
         bad = bytes.fromhex(dst_mac.replace(":", "")) + bytes(6) + b"\x08\x00" + b"\x44" + bytes(45)
     last_bad = -1
     t0 = time.monotonic()
+    prev = 0.0
     credit = 0.0
     burst_until = off_until = 0.0
     sent = 0
@@ -202,13 +203,15 @@ def background(secs, phase_secs, dst, seed, dst_mac=None):
             rate = 0.22 * LINK_MBIT * 1e6
         else:
             if now >= burst_until and now >= off_until:
-                burst_until = now + pareto(0.08, 0.8)
-                off_until = burst_until + pareto(0.10, 1.0)
-            rate = 6e6 + (30e6 if now < burst_until else 0.0)
+                burst_until = now + pareto(0.05, 0.5)
+                off_until = burst_until + pareto(0.12, 1.0)
+            rate = 4e6 + (50e6 if now < burst_until else 0.0)
         if raw and int(now) != last_bad:
             last_bad = int(now)
             raw.send(bad)
-        credit += rate * tick / bits
+        # Credit by the time that really passed (sleeps overshoot).
+        credit += rate * (now - prev) / bits
+        prev = now
         while credit >= 1:
             try:
                 s.sendto(pkt, (dst, 9000))
@@ -250,6 +253,11 @@ class Shadow:
             "nud", "permanent"], ns=self.vs)
         sh(["ip", "neigh", "replace", BG_DST, "lladdr", mac(self.br, "eth0"), "dev", "eth0",
             "nud", "permanent"], ns=self.bs)
+        # The background generator writes in 2 ms batches; a token bucket
+        # at its access link spreads them into a continuous stream, as a
+        # burst of many TCP senders arrives at a bottleneck.
+        tc(self.bs, "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "60mbit", "burst",
+           "4kb", "latency", "50ms")
         for ns, devs in ((self.n1, ("vs", "bs")), (self.n2, ("ai", "bi")), (self.n3, ("a", "b"))):
             for d in devs:
                 tc(ns, "qdisc", "add", "dev", d, "clsact")
@@ -365,9 +373,9 @@ def summarise(rows, starts, phase_secs):
         lo, hi = starts[i], starts[i] + phase_secs
         res = {"phase": i + 1, **p, "mos": {}, "loss": {}, "windows": {}}
         for vnet in ("A", "B", "rx"):
-            # Whole windows inside the phase (the first second after a
-            # change is left out: queues settle).
-            w = [r for r in rows if r[0] == vnet and r[1] >= lo + 1.0 and r[1] + r[2] <= hi + 0.5
+            # Whole windows inside the phase (starting at least 0.5 s
+            # after the change: queues settle).
+            w = [r for r in rows if r[0] == vnet and r[1] >= lo + 0.5 and r[1] + r[2] <= hi
                  and r[5] >= 10]
             if w:
                 res["mos"][vnet] = round(statistics.mean(r[3] for r in w), 2)
