@@ -3,7 +3,7 @@ real kernel networking, the real moni-node and moni-collector, and a real
 Prometheus; root only (CI runs as root and sets MONI_REQUIRE_NETNS=1 so
 these never silently skip there).
 
-- `lab shadow` (phases shortened to 8 s): MOS in production VNet A falls
+- `lab shadow` (phases shortened to 10 s): MOS in production VNet A falls
   below 3.6 under high load while shadow B with QoS stays above 4.0, and
   the receiver's MOS follows the production VNet across the switch in
   phase 5; every PromQL expression of every Grafana dashboard returns data
@@ -70,7 +70,7 @@ class Lab(unittest.TestCase):
 
     def test_shadow_reproduces_the_papers_result_and_every_dashboard_has_data(self):
         report_path = self.dir / "shadow.json"
-        self.run_lab("shadow", "--phase-secs", "8", "--prometheus", "--json", str(report_path))
+        self.run_lab("shadow", "--phase-secs", "10", "--prometheus", "--json", str(report_path))
         report = json.loads(report_path.read_text())
         ph = {p["phase"]: p for p in report["phases"]}
         mos = lambda n, v: ph[n]["mos"].get(v)
@@ -121,7 +121,7 @@ class Lab(unittest.TestCase):
                 break
         self.assertGreater(len(set(lab_namespaces()) - self.before), 5, "the lab was up")
         p.send_signal(signal.SIGINT)
-        p.wait(timeout=60)
+        p.communicate(timeout=60)
         self.assertEqual(set(lab_namespaces()) - self.before, set())
         # Nothing of the lab in the root namespace either.
         links = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True).stdout
