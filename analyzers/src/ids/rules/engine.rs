@@ -151,7 +151,7 @@ impl Signatures {
                 }
             }
         }
-        let prefilter = (!patterns.is_empty()).then(|| Prefilter::new(&patterns));
+        let prefilter = Prefilter::new(&patterns);
         Signatures {
             seen: vec![0; rules.len()],
             rules,
