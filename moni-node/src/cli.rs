@@ -110,13 +110,15 @@ pub fn main() -> ExitCode {
             match NodeConfig::load(&file).and_then(|c| c.resolve(None).map(|r| (c, r))) {
                 Ok((_, r)) => {
                     println!(
-                        "{}: ok ({} VNets, {} sources, {} workers, flow cap {}, {} s bins, output {})",
+                        "{}: ok ({} VNets, {} sources, {} workers, flow cap {}, {} s bins, {} signature rules ({} skipped: see check-rules), output {})",
                         file.display(),
                         r.vnets.len(),
                         r.sources.len(),
                         r.node.workers,
                         r.flows.max_flows,
                         r.bins.bin_secs,
+                        r.rules.rules.len(),
+                        r.rules.skipped.len(),
                         r.output.dir.display()
                     );
                     ExitCode::SUCCESS

@@ -994,6 +994,41 @@ mod tests {
     }
 
     #[test]
+    fn ids_rules_load_relative_to_the_config_and_bad_vars_or_files_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("local.rules"),
+            "alert tcp $EXTERNAL_NET any -> $HOME_NET 22 (msg:\"ssh\"; flags:S; sid:1;)\n\
+             alert http any any -> any any (msg:\"app\"; sid:2;)\n",
+        )
+        .expect("write");
+        let cfg = dir.path().join("node.toml");
+        std::fs::write(
+            &cfg,
+            "[ids]\nrules = [\"local.rules\"]\n[ids.vars]\nHOME_NET = \"[192.0.2.0/24]\"\n",
+        )
+        .expect("write");
+        let r = NodeConfig::load(&cfg)
+            .and_then(|c| c.resolve(None))
+            .expect("resolves");
+        assert_eq!(r.rules.rules.len(), 1);
+        assert_eq!(r.rules.skipped.len(), 1);
+        assert!(r.rules.rules[0]
+            .dst
+            .matches("192.0.2.9".parse().expect("ip")));
+        let bad = NodeConfig::parse("[ids.vars]\nHOME_NET = \"[10.0.0.0/33]\"\n").expect("parse");
+        let err = bad.resolve(None).expect_err("bad var").to_string();
+        assert!(err.contains("ids.vars: HOME_NET"), "{err}");
+        let missing =
+            NodeConfig::parse("[ids]\nrules = [\"/nonexistent.rules\"]\n").expect("parse");
+        let err = missing.resolve(None).expect_err("missing").to_string();
+        assert!(
+            err.contains("ids.rules") && err.contains("/nonexistent.rules"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn cli_map_replaces_file_map() {
         let c = NodeConfig::parse("[vnets]\nmap = [\"100=A:production\"]\n").expect("parse");
         let r = c.resolve(Some("200=B:shadow")).expect("resolve");

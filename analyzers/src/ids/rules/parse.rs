@@ -85,7 +85,11 @@ impl Vars {
     /// Checks that every variable parses: as a port list if its name ends
     /// in `_PORTS`, as an address list otherwise.
     pub fn check(&self) -> Result<(), String> {
-        for (k, v) in &self.0 {
+        // Plain values first, so a bad HOME_NET is named itself rather
+        // than through a variable that refers to it.
+        let mut order: Vec<(&String, &String)> = self.0.iter().collect();
+        order.sort_by_key(|(_, v)| v.contains('$'));
+        for (k, v) in order {
             let var = format!("${k}");
             let r = if k.ends_with("_PORTS") {
                 parse_ports(&var, self).map(drop)
@@ -416,49 +420,8 @@ fn apply_option(rule: &mut Rule, key: &str, value: Option<&str>) -> Result<(), S
             last_content(rule, key)?;
             rule.fast_pattern = Some(rule.contents.len() - 1);
         }
-        "offset" => {
-            let n: u32 = int(key, need(key, value)?)?;
-            let c = last_content(rule, key)?;
-            if c.distance.is_some() || c.within.is_some() {
-                return Err("offset mixed with distance/within on one content".into());
-            }
-            c.offset = Some(n);
-        }
-        "depth" => {
-            let n: u32 = int(key, need(key, value)?)?;
-            let c = last_content(rule, key)?;
-            if c.distance.is_some() || c.within.is_some() {
-                return Err("depth mixed with distance/within on one content".into());
-            }
-            if (n as usize) < c.pattern.len() {
-                return Err(format!(
-                    "depth {n} is shorter than its content ({} bytes)",
-                    c.pattern.len()
-                ));
-            }
-            c.depth = Some(n);
-        }
-        "distance" => {
-            let n: i32 = int(key, need(key, value)?)?;
-            let c = last_content(rule, key)?;
-            if c.offset.is_some() || c.depth.is_some() {
-                return Err("distance mixed with offset/depth on one content".into());
-            }
-            c.distance = Some(n);
-        }
-        "within" => {
-            let n: u32 = int(key, need(key, value)?)?;
-            let c = last_content(rule, key)?;
-            if c.offset.is_some() || c.depth.is_some() {
-                return Err("within mixed with offset/depth on one content".into());
-            }
-            if (n as usize) < c.pattern.len() {
-                return Err(format!(
-                    "within {n} is shorter than its content ({} bytes)",
-                    c.pattern.len()
-                ));
-            }
-            c.within = Some(n);
+        "offset" | "depth" | "distance" | "within" => {
+            position_modifier(last_content(rule, key)?, key, need(key, value)?)?
         }
         "dsize" => rule.dsize = Some(parse_cmp(key, need(key, value)?)?),
         "itype" => rule.itype = Some(parse_cmp(key, need(key, value)?)?),
@@ -514,7 +477,42 @@ fn apply_option(rule: &mut Rule, key: &str, value: Option<&str>) -> Result<(), S
     Ok(())
 }
 
-/// `N`, `<N`, `>N`, `<=N`, `>=N`, `!N`, `A<>B` (exclusive), `A-B` (inclusive).
+/// Applies `offset`/`depth` (absolute) or `distance`/`within` (relative
+/// to the previous content's match) to a content; the two kinds do not mix
+/// on one content, and a window shorter than the pattern could never match.
+fn position_modifier(c: &mut Content, key: &str, v: &str) -> Result<(), String> {
+    let relative = matches!(key, "distance" | "within");
+    let (mixed, other) = if relative {
+        (c.offset.is_some() || c.depth.is_some(), "offset/depth")
+    } else {
+        (
+            c.distance.is_some() || c.within.is_some(),
+            "distance/within",
+        )
+    };
+    if mixed {
+        return Err(format!("{key} mixed with {other} on one content"));
+    }
+    if key == "distance" {
+        c.distance = Some(int(key, v)?);
+        return Ok(());
+    }
+    let n: u32 = int(key, v)?;
+    if matches!(key, "depth" | "within") && (n as usize) < c.pattern.len() {
+        return Err(format!(
+            "{key} {n} is shorter than its content ({} bytes)",
+            c.pattern.len()
+        ));
+    }
+    match key {
+        "offset" => c.offset = Some(n),
+        "depth" => c.depth = Some(n),
+        _ => c.within = Some(n),
+    }
+    Ok(())
+}
+
+/// `N`, `<N`, `>N`, `<=N`, `>=N`, `!N`, `A<>B` and `A-B` (both exclusive).
 fn parse_cmp(key: &str, v: &str) -> Result<NumCmp, String> {
     let v = v.trim();
     if let Some((a, b)) = v.split_once("<>") {

@@ -384,7 +384,9 @@ alert tcp any any -> any any (content:\"|4|\"; sid:7;)\n\
 alert tcp any any -> any any (content:\"abc\"; depth:2; sid:8;)\n\
 alert tcp any any -> any any (dns.query; content:\"x\"; sid:9;)\n\
 alert tcp any any -> any any (msg:\"unterminated; sid:10;)\n\
-garbage\n";
+garbage\n\
+alert tcp any any -> any any (content:\"ab\"; offset:1; distance:2; sid:11;)\n\
+alert tcp any any -> any any (content:\"a\"; content:\"bcd\"; within:2; sid:12;)\n";
     let set = RuleSet::parse("f.rules", text, &Vars::default());
     let sids: Vec<u32> = set.rules.iter().map(|r| r.sid).collect();
     assert_eq!(sids, vec![1, 5]);
@@ -395,7 +397,7 @@ garbage\n";
         .map(|(_, s)| (s.line, s.sid, s.reason.as_str()))
         .collect();
     let lines: Vec<usize> = report.iter().map(|r| r.0).collect();
-    assert_eq!(lines, vec![4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16]);
+    assert_eq!(lines, vec![4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
     let reason = |line: usize| report.iter().find(|r| r.0 == line).map_or("", |r| r.2);
     assert!(reason(4).contains("'http'"), "{}", reason(4));
     assert!(reason(5).contains("pcre"));
@@ -408,6 +410,8 @@ garbage\n";
     assert!(reason(14).contains("dns.query"));
     assert!(reason(15).contains("unterminated"));
     assert!(reason(16).contains("option list"));
+    assert!(reason(17).contains("distance mixed with offset/depth"));
+    assert!(reason(18).contains("within 2 is shorter"));
     assert_eq!(report[0].1, Some(2));
 }
 
