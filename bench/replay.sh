@@ -32,14 +32,7 @@ CAP="$WORK/bench-$PACKETS.pcap"
 [ -f "$CAP" ] || "$BIN/moni-gen" bench --packets "$PACKETS" --out "$CAP" >/dev/null
 cat "$CAP" >/dev/null
 
-secs() { # best wall time of N runs of a command, in seconds
-  local n=$1; shift; local best=""
-  for _ in $(seq "$n"); do
-    local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
-    best=$(python3 -c "b='$best'; t=$t1-$t0; print(t if not b else min(float(b), t))")
-  done
-  echo "$best"
-}
+source bench/lib.sh
 
 T_TCPDUMP=$(secs 3 tcpdump -nr "$CAP" -w /dev/null)
 T_MONI=$(secs 3 "$BIN/moni-node" replay --no-progress --out "$WORK/out" "$CAP")

@@ -47,14 +47,7 @@ cat "$CAP" >/dev/null
 for n in 100 1000; do python3 bench/gen_rules.py "$n" > "$WORK/bench-$n.rules"; done
 printf '[ids]\nenabled = false\n' > "$WORK/sigs-only.toml"
 
-secs() { # best wall time of N runs of a command, in seconds
-  local n=$1; shift; local best=""
-  for _ in $(seq "$n"); do
-    local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
-    best=$(python3 -c "b='$best'; t=$t1-$t0; print(t if not b else min(float(b), t))")
-  done
-  echo "$best"
-}
+source bench/lib.sh
 
 T_TCPDUMP=$(secs 3 tcpdump -nr "$CAP" -w /dev/null)
 T_0=$(secs 3 "$BIN/moni-node" replay --config "$WORK/sigs-only.toml" --no-progress --out "$WORK/o0" "$CAP")

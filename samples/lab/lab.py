@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import socket
 import statistics
@@ -98,15 +99,14 @@ def tc(ns, *args, check=True):
     return sh(["tc", *args], ns=ns, check=check)
 
 
-def cleanup(prefix=None):
-    """Deletes the lab's namespaces (all `ml*-` ones with `prefix=""`)."""
+def cleanup(every=False):
+    """Deletes the lab's namespaces; with `every`, all `ml<PID>-*` ones
+    (what killed labs left behind)."""
     names = list(created)
-    if prefix is not None:
+    if every:
         out = sh(["ip", "netns", "list"], capture=True, check=False) or ""
-        names = [l.split()[0] for l in out.splitlines()
-                 if l.split() and l.split()[0].startswith("ml") and "-" in l.split()[0]
-                 and l.split()[0].split("-")[0][2:].isdigit()
-                 and l.split()[0].startswith(prefix)]
+        names = [w[0] for w in (l.split() for l in out.splitlines())
+                 if w and re.match(r"ml\d+-", w[0])]
     for n in names:
         # Processes left inside would keep the namespace's devices alive.
         pids = sh(["ip", "netns", "pids", n], capture=True, check=False) or ""
@@ -646,7 +646,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("error: the lab needs root (network namespaces and tc)")
     if a.cmd == "cleanup":
-        cleanup(prefix="ml")
+        cleanup(every=True)
         return
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -760,74 +760,59 @@ fn parse_cidr(s: &str) -> Result<Cidr, String> {
     Ok(Cidr::new(addr, len))
 }
 
-pub(crate) fn parse_addrs(s: &str, vars: &Vars) -> Result<AddrSpec, String> {
+/// An address or port list: its `any`, positive and negated items. A list
+/// of negations only means everything except them.
+fn parse_list<T>(
+    s: &str,
+    vars: &Vars,
+    item: impl Fn(&str) -> Result<T, String>,
+) -> Result<(bool, Vec<T>, Vec<T>), String> {
     let expanded = expand(s, vars, 0)?;
-    let mut spec = AddrSpec::default();
-    walk(&expanded, false, &mut |neg, item| {
-        if item.eq_ignore_ascii_case("any") {
-            if neg {
+    let (mut any, mut pos, mut neg) = (false, Vec::new(), Vec::new());
+    walk(&expanded, false, &mut |negated, x| {
+        if x.eq_ignore_ascii_case("any") {
+            if negated {
                 return Err("'!any' matches nothing".into());
             }
-            spec.any = true;
-            return Ok(());
-        }
-        let c = parse_cidr(item)?;
-        if neg {
-            spec.neg.push(c);
+            any = true;
+        } else if negated {
+            neg.push(item(x)?);
         } else {
-            spec.pos.push(c);
+            pos.push(item(x)?);
         }
         Ok(())
     })?;
-    if spec.pos.is_empty() {
-        // Only negations: everything except them.
-        spec.any = true;
+    Ok((any || pos.is_empty(), pos, neg))
+}
+
+pub(crate) fn parse_addrs(s: &str, vars: &Vars) -> Result<AddrSpec, String> {
+    let (any, pos, neg) = parse_list(s, vars, parse_cidr)?;
+    Ok(AddrSpec { any, pos, neg })
+}
+
+/// `80`, `1024:`, `:1023`, `8000:8080`.
+fn parse_port_range(item: &str) -> Result<(u16, u16), String> {
+    let Some((a, b)) = item.split_once(':') else {
+        let p = int::<u16>("port", item)?;
+        return Ok((p, p));
+    };
+    let lo = if a.is_empty() {
+        0
+    } else {
+        int::<u16>("port", a)?
+    };
+    let hi = if b.is_empty() {
+        u16::MAX
+    } else {
+        int::<u16>("port", b)?
+    };
+    if lo > hi {
+        return Err(format!("port range '{item}' is reversed"));
     }
-    Ok(spec)
+    Ok((lo, hi))
 }
 
 pub(crate) fn parse_ports(s: &str, vars: &Vars) -> Result<PortSpec, String> {
-    let expanded = expand(s, vars, 0)?;
-    let mut spec = PortSpec::default();
-    walk(&expanded, false, &mut |neg, item| {
-        if item.eq_ignore_ascii_case("any") {
-            if neg {
-                return Err("'!any' matches nothing".into());
-            }
-            spec.any = true;
-            return Ok(());
-        }
-        let range = match item.split_once(':') {
-            Some((a, b)) => {
-                let lo = if a.is_empty() {
-                    0
-                } else {
-                    int::<u16>("port", a)?
-                };
-                let hi = if b.is_empty() {
-                    u16::MAX
-                } else {
-                    int::<u16>("port", b)?
-                };
-                if lo > hi {
-                    return Err(format!("port range '{item}' is reversed"));
-                }
-                (lo, hi)
-            }
-            None => {
-                let p = int::<u16>("port", item)?;
-                (p, p)
-            }
-        };
-        if neg {
-            spec.neg.push(range);
-        } else {
-            spec.pos.push(range);
-        }
-        Ok(())
-    })?;
-    if spec.pos.is_empty() {
-        spec.any = true;
-    }
-    Ok(spec)
+    let (any, pos, neg) = parse_list(s, vars, parse_port_range)?;
+    Ok(PortSpec { any, pos, neg })
 }
