@@ -86,7 +86,17 @@ fn wait_analysed(lab: &Lab, want: u64) -> String {
     let t0 = Instant::now();
     loop {
         let text = scrape(lab);
-        let got = metric(&text, "moni_vnet_packets_total", &[]).unwrap_or(0.0) as u64;
+        // The capture thread publishes its counters on its tick (250 ms)
+        // while workers count as they go: wait for every counter to settle.
+        let got = [
+            "moni_vnet_packets_total",
+            "moni_source_packets_total",
+            "moni_worker_packets_total",
+        ]
+        .iter()
+        .map(|n| metric(&text, n, &[]).map_or(0, |v| v as u64))
+        .min()
+        .unwrap_or(0);
         if got >= want || t0.elapsed() > Duration::from_secs(15) {
             return text;
         }
