@@ -50,9 +50,12 @@ printf '[ids]\nenabled = false\n' > "$WORK/sigs-only.toml"
 source bench/lib.sh
 
 T_TCPDUMP=$(secs 3 tcpdump -nr "$CAP" -w /dev/null)
-T_0=$(secs 3 "$BIN/moni-node" replay --config "$WORK/sigs-only.toml" --no-progress --out "$WORK/o0" "$CAP")
-T_100=$(secs 3 "$BIN/moni-node" replay --config "$WORK/sigs-only.toml" --rules "$WORK/bench-100.rules" --no-progress --out "$WORK/o100" "$CAP")
-T_1000=$(secs 3 "$BIN/moni-node" replay --config "$WORK/sigs-only.toml" --rules "$WORK/bench-1000.rules" --no-progress --out "$WORK/o1000" "$CAP")
+REPLAY=("$BIN/moni-node" replay --config "$WORK/sigs-only.toml" --no-progress)
+T_0=$(secs 5 "${REPLAY[@]}" --out "$WORK/o0" "$CAP")
+T_100=$(secs 5 "${REPLAY[@]}" --rules "$WORK/bench-100.rules" --out "$WORK/o100" "$CAP")
+T_1000=$(secs 5 "${REPLAY[@]}" --rules "$WORK/bench-1000.rules" --out "$WORK/o1000" "$CAP")
+C_0=$(cpu_secs 3 "${REPLAY[@]}" --out "$WORK/o0" "$CAP")
+C_1000=$(cpu_secs 3 "${REPLAY[@]}" --rules "$WORK/bench-1000.rules" --out "$WORK/o1000" "$CAP")
 T_SURI=""
 if command -v suricata >/dev/null; then
   mkdir -p "$WORK/suri"
@@ -60,11 +63,11 @@ if command -v suricata >/dev/null; then
 fi
 "$BIN/moni-node" check-rules "$WORK/bench-1000.rules" | tail -1
 
-python3 - "$PACKETS" "$T_TCPDUMP" "$T_0" "$T_100" "$T_1000" "$T_SURI" <<'PY'
+python3 - "$PACKETS" "$T_TCPDUMP" "$T_0" "$T_100" "$T_1000" "$C_0" "$C_1000" "$T_SURI" <<'PY'
 import sys
 n = int(sys.argv[1])
-tcpdump, t0, t100, t1000 = map(float, sys.argv[2:6])
-suri = float(sys.argv[6]) if sys.argv[6] else None
+tcpdump, t0, t100, t1000, c0, c1000 = map(float, sys.argv[2:8])
+suri = float(sys.argv[8]) if sys.argv[8] else None
 pps = lambda t: n / t
 print(f"capture: {n:,} packets")
 rows = [("tcpdump -w /dev/null", tcpdump), ("moni-node, no rules", t0),
@@ -75,6 +78,8 @@ for name, t in rows:
     print(f"  {name:24s} {t:8.2f} s  {pps(t):14,.0f} packets/s")
 print(f"1,000 rules / no rules:     {t0 / t1000:.2f}x of the throughput  (goal >= 0.5x)")
 print(f"100 rules / no rules:       {t0 / t100:.2f}x")
+print(f"CPU seconds (user + system, all threads): no rules {c0:.2f}, 1,000 rules {c1000:.2f}"
+      f" -> {c0 / c1000:.2f}x of the throughput per CPU second")
 print(f"moni-node 1,000 rules / tcpdump floor: {tcpdump / t1000:.2f}x")
 if suri:
     print(f"moni-node / suricata (1,000 rules, single thread): {suri / t1000:.1f}x")

@@ -80,6 +80,18 @@ pub struct Engine {
     sigs: Option<(Signatures, Arc<RuleSet>)>,
     max_tracked: usize,
     alert_out: Vec<AlertRecord>,
+    /// Set once the signatures were handed to their own thread
+    /// ([`Engine::detach_signatures`]): per packet, what they need from
+    /// this engine, in packet order.
+    sig_tags: Option<Vec<SigTag>>,
+}
+
+/// What the signature stage needs of one packet besides its bytes: the
+/// packet's VNet and what the flow table knows of its flow.
+#[derive(Clone, Copy, Debug)]
+pub struct SigTag {
+    pub vnet: VnetId,
+    pub flow: Option<analyzers::flow::PacketFlow>,
 }
 
 fn compile(rules: &Arc<RuleSet>, max_tracked: usize) -> Option<(Signatures, Arc<RuleSet>)> {
@@ -106,6 +118,7 @@ impl Engine {
             sigs: compile(&config.rules, config.ids.max_tracked),
             max_tracked: config.ids.max_tracked,
             alert_out: Vec::new(),
+            sig_tags: None,
         }
     }
 
@@ -159,9 +172,37 @@ impl Engine {
         if let Some(ids) = &mut self.ids {
             ids.observe(pkt.ts, vnet, &d, &mut self.alert_out);
         }
-        if let Some((sigs, _)) = &mut self.sigs {
+        if let Some(tags) = &mut self.sig_tags {
+            tags.push(SigTag { vnet, flow });
+        } else if let Some((sigs, _)) = &mut self.sigs {
             sigs.observe(pkt.ts, vnet, &d, flow, &mut self.alert_out);
         }
+    }
+
+    /// Takes the signatures out of the engine so another thread can run
+    /// them (payload matching is the costliest analyzer and needs nothing
+    /// of this thread's state but each packet's VNet and flow). From now on
+    /// [`Engine::take_sig_tags`] gives, per packet processed, that
+    /// [`SigTag`]; the other thread hands its alerts back through
+    /// [`Engine::add_alerts`]. `None` (and nothing changes) without rules.
+    pub fn detach_signatures(&mut self) -> Option<Signatures> {
+        let (sigs, _) = self.sigs.take()?;
+        self.sig_tags = Some(Vec::new());
+        Some(sigs)
+    }
+
+    /// The tags of the packets processed since the last call, in order.
+    pub fn take_sig_tags(&mut self) -> Vec<SigTag> {
+        self.sig_tags
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Alerts raised elsewhere (the detached signatures), to be taken and
+    /// counted with this engine's own.
+    pub fn add_alerts(&mut self, alerts: Vec<AlertRecord>) {
+        self.alert_out.extend(alerts);
     }
 
     /// The signature engine, if rules are loaded.

@@ -9,7 +9,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use analyzers::record::{EndReason, RtpWindowRecord};
+use analyzers::ids::rules::Signatures;
+use analyzers::record::{AlertRecord, EndReason, RtpWindowRecord};
 use analyzers::vnet::Role;
 use analyzers::voip::compare;
 use analyzers::LinkType;
@@ -20,7 +21,7 @@ use crate::capture::file::FileSource;
 use crate::capture::PacketSource;
 use crate::config::Resolved;
 use crate::export::{Datasets, ExportError};
-use crate::pipeline::Engine;
+use crate::pipeline::{Engine, SigTag};
 use crate::summary::{DatasetSummary, FileSummary, FlowSummary, Summary, VnetSummary};
 use crate::telemetry;
 
@@ -64,6 +65,44 @@ fn keep_for_compare(
 /// Batches in flight between the reader thread and the analysis thread.
 const QUEUE_DEPTH: usize = 16;
 
+/// A batch the engine is done with, for the signature thread.
+struct SigJob {
+    link: Option<LinkType>,
+    batch: PacketBatch,
+    /// Per packet of `batch`, in order.
+    tags: Vec<SigTag>,
+}
+
+/// The signature thread: decodes each packet again (cheaper than sending
+/// the decoded form) and matches it; alerts go back per batch, batches to
+/// the reader's free list.
+fn match_signatures(
+    mut sigs: Signatures,
+    jobs: &crossbeam_channel::Receiver<SigJob>,
+    alerts: &crossbeam_channel::Sender<Vec<AlertRecord>>,
+    free: &crossbeam_channel::Sender<PacketBatch>,
+) {
+    let mut out = Vec::new();
+    for SigJob {
+        link,
+        mut batch,
+        tags,
+    } in jobs.iter()
+    {
+        if let Some(link) = link {
+            for (pkt, tag) in batch.iter().zip(&tags) {
+                let d = analyzers::decode(link, pkt.data);
+                sigs.observe(pkt.ts, tag.vnet, &d, tag.flow, &mut out);
+            }
+        }
+        if !out.is_empty() && alerts.send(std::mem::take(&mut out)).is_err() {
+            return;
+        }
+        batch.clear();
+        let _ = free.try_send(batch);
+    }
+}
+
 /// What the reader thread sends.
 enum ReaderMsg {
     Batch {
@@ -89,20 +128,40 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     let show_progress = opts.progress && std::io::stderr().is_terminal();
 
     let (tx, rx) = crossbeam_channel::bounded::<ReaderMsg>(QUEUE_DEPTH);
-    let (free_tx, free_rx) = crossbeam_channel::bounded::<PacketBatch>(QUEUE_DEPTH + 2);
+    let (free_tx, free_rx) = crossbeam_channel::bounded::<PacketBatch>(2 * QUEUE_DEPTH + 2);
+    // With rules loaded, payload matching runs on its own thread, behind
+    // this one: it gets each batch after the engine, with every packet's
+    // VNet and flow, and hands its alerts back.
+    let sigs = engine.detach_signatures();
+    let (sig_tx, sig_rx) = crossbeam_channel::bounded::<SigJob>(QUEUE_DEPTH);
+    let (alert_tx, alert_rx) = crossbeam_channel::unbounded::<Vec<AlertRecord>>();
     let result: Result<(), ExportError> = std::thread::scope(|scope| {
         scope.spawn(move || read_files(opts, show_progress, &tx, &free_rx));
-        // Owned here so that returning early (an output error) drops it,
+        let sig_thread = sigs.map(|sigs| {
+            let free_tx = free_tx.clone();
+            scope.spawn(move || match_signatures(sigs, &sig_rx, &alert_tx, &free_tx))
+        });
+        // Owned here so that returning early (an output error) drops them,
         // which makes the reader's next send fail and the reader stop.
-        let rx = rx;
+        let (rx, sig_tx) = (rx, sig_tx);
         for msg in rx.iter() {
             match msg {
                 ReaderMsg::Batch { link, mut batch } => {
                     for pkt in batch.iter() {
                         engine.process(link, &pkt, None);
                     }
-                    batch.clear();
-                    let _ = free_tx.try_send(batch);
+                    if sig_thread.is_some() {
+                        let tags = engine.take_sig_tags();
+                        // The signature thread ends only when this sender
+                        // is dropped, so a failed send cannot happen.
+                        let _ = sig_tx.send(SigJob { link, batch, tags });
+                        for alerts in alert_rx.try_iter() {
+                            engine.add_alerts(alerts);
+                        }
+                    } else {
+                        batch.clear();
+                        let _ = free_tx.try_send(batch);
+                    }
                     if engine.pending_flows() >= FLOW_BATCH {
                         out.write_flows(&engine.take_flows(), engine.vnets())?;
                     }
@@ -136,6 +195,14 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
                     }
                     files.push(f);
                 }
+            }
+        }
+        drop(sig_tx);
+        if let Some(t) = sig_thread {
+            // Every batch matched: the last alerts are in the channel.
+            let _ = t.join();
+            for alerts in alert_rx.try_iter() {
+                engine.add_alerts(alerts);
             }
         }
         Ok(())
