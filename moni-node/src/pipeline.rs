@@ -193,10 +193,11 @@ impl Engine {
 
     /// The tags of the packets processed since the last call, in order.
     pub fn take_sig_tags(&mut self) -> Vec<SigTag> {
-        self.sig_tags
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
+        let Some(tags) = &mut self.sig_tags else {
+            return Vec::new();
+        };
+        let next = Vec::with_capacity(tags.len());
+        std::mem::replace(tags, next)
     }
 
     /// Alerts raised elsewhere (the detached signatures), to be taken and

@@ -1,15 +1,24 @@
-//! Replay of pcap and pcapng files through libpcap.
+//! Replay of pcap and pcapng files: libpcap opens every file; the records
+//! of plain pcap files are then read by [`super::classic`] (much cheaper
+//! than libpcap's 4 KiB stdio reads), the rest by libpcap.
 
 use std::path::Path;
 
 use analyzers::{LinkType, Timestamp};
 
+use super::classic::ClassicPcap;
 use super::{CaptureError, PacketSource, RawPacket};
+
+/// Who reads the records.
+enum Records {
+    Libpcap(pcap::Capture<pcap::Offline>),
+    Classic(ClassicPcap<std::fs::File>),
+}
 
 /// A capture file opened with libpcap (which reads pcap and pcapng).
 pub struct FileSource {
     name: String,
-    cap: pcap::Capture<pcap::Offline>,
+    records: Records,
     link: Option<LinkType>,
     packets: u64,
     bytes_read: u64,
@@ -52,9 +61,19 @@ impl FileSource {
             })?;
         }
         let link = LinkType::from_dlt(cap.get_datalink().0);
+        // A plain pcap file without a filter: libpcap validated it, we read
+        // its records. (Link types moni does not decode stay with libpcap,
+        // whose length limits differ for some of them.)
+        let classic = (filter.is_none() && link.is_some())
+            .then(|| std::fs::File::open(path).ok().and_then(ClassicPcap::open))
+            .flatten();
+        let records = match classic {
+            Some(c) => Records::Classic(c),
+            None => Records::Libpcap(cap),
+        };
         Ok(FileSource {
             name,
-            cap,
+            records,
             link,
             packets: 0,
             bytes_read: 24,
@@ -73,34 +92,47 @@ impl PacketSource for FileSource {
     }
 
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
-        match self.cap.next_packet() {
-            Ok(p) => {
-                self.packets += 1;
-                self.bytes_read += 16 + u64::from(p.header.caplen);
-                let ts = Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
-                Ok(Some(RawPacket {
-                    ts,
-                    wire_len: p.header.len.max(p.header.caplen),
-                    data: p.data,
-                }))
-            }
-            Err(pcap::Error::NoMorePackets) => Ok(None),
-            Err(e) => {
-                let message = e.to_string();
-                if message.contains("truncated") {
-                    Err(CaptureError::Truncated {
-                        source_name: self.name.clone(),
-                        packets: self.packets,
-                        message,
-                    })
-                } else {
-                    Err(CaptureError::Read {
-                        source_name: self.name.clone(),
-                        packets: self.packets,
-                        message,
-                    })
+        let message = match &mut self.records {
+            Records::Classic(c) => match c.next_record() {
+                Ok(Some(r)) => {
+                    self.packets += 1;
+                    self.bytes_read += 16 + r.data.len() as u64;
+                    return Ok(Some(RawPacket {
+                        ts: Timestamp::from_secs_micros(r.secs, r.micros),
+                        wire_len: r.orig_len.max(r.data.len() as u32),
+                        data: r.data,
+                    }));
                 }
-            }
+                Ok(None) => return Ok(None),
+                Err(e) => e.0,
+            },
+            Records::Libpcap(cap) => match cap.next_packet() {
+                Ok(p) => {
+                    self.packets += 1;
+                    self.bytes_read += 16 + u64::from(p.header.caplen);
+                    let ts = Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
+                    return Ok(Some(RawPacket {
+                        ts,
+                        wire_len: p.header.len.max(p.header.caplen),
+                        data: p.data,
+                    }));
+                }
+                Err(pcap::Error::NoMorePackets) => return Ok(None),
+                Err(e) => e.to_string(),
+            },
+        };
+        if message.contains("truncated") {
+            Err(CaptureError::Truncated {
+                source_name: self.name.clone(),
+                packets: self.packets,
+                message,
+            })
+        } else {
+            Err(CaptureError::Read {
+                source_name: self.name.clone(),
+                packets: self.packets,
+                message,
+            })
         }
     }
 

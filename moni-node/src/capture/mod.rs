@@ -2,6 +2,7 @@
 //! [`PacketSource`]: the engine does not know where packets come from.
 
 pub mod batch;
+mod classic;
 pub mod file;
 pub mod live;
 

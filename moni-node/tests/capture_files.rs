@@ -1,0 +1,154 @@
+//! Our reader of plain pcap records against libpcap, the judge: every
+//! capture of the samples and the corpus, rewritten into the other byte
+//! order and nanosecond precision, and cut short at many places, must give
+//! the same packets and the same end (clean, truncated or corrupt).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use moni_node::capture::file::FileSource;
+use moni_node::capture::{CaptureError, PacketSource};
+
+/// (microsecond timestamp, wire length, bytes) of every packet, and how
+/// the file ended: `None` cleanly, else whether libpcap called it
+/// truncated.
+type Read = (Vec<(i64, u32, Vec<u8>)>, Option<bool>);
+
+fn ours(path: &Path) -> Read {
+    let mut src = FileSource::open(path, None).expect("opens");
+    let mut out = Vec::new();
+    loop {
+        match src.next_packet() {
+            Ok(Some(p)) => out.push((p.ts.0, p.wire_len, p.data.to_vec())),
+            Ok(None) => return (out, None),
+            Err(CaptureError::Truncated { .. }) => return (out, Some(true)),
+            Err(_) => return (out, Some(false)),
+        }
+    }
+}
+
+fn libpcap(path: &Path) -> Read {
+    let mut cap = pcap::Capture::from_file(path).expect("libpcap opens");
+    let mut out = Vec::new();
+    loop {
+        match cap.next_packet() {
+            Ok(p) => out.push((
+                p.header.ts.tv_sec * 1_000_000 + p.header.ts.tv_usec,
+                p.header.len.max(p.header.caplen),
+                p.data.to_vec(),
+            )),
+            Err(pcap::Error::NoMorePackets) => return (out, None),
+            Err(e) => return (out, Some(e.to_string().contains("truncated"))),
+        }
+    }
+}
+
+/// The file rewritten big-endian and/or with nanosecond timestamps.
+fn rewrite(bytes: &[u8], big_endian: bool, nanos: bool) -> Vec<u8> {
+    let le = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let put32 = |out: &mut Vec<u8>, v: u32| {
+        out.extend_from_slice(&if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        })
+    };
+    let mut out = Vec::new();
+    put32(&mut out, if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 });
+    for at in [4, 6] {
+        let v = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+        out.extend_from_slice(&if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        });
+    }
+    for at in [8, 12, 16, 20] {
+        put32(&mut out, le(at));
+    }
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let caplen = le(at + 8) as usize;
+        put32(&mut out, le(at));
+        put32(&mut out, if nanos { le(at + 4) * 1000 } else { le(at + 4) });
+        put32(&mut out, le(at + 8));
+        put32(&mut out, le(at + 12));
+        let end = (at + 16 + caplen).min(bytes.len());
+        out.extend_from_slice(&bytes[at + 16..end]);
+        at = end;
+    }
+    out
+}
+
+fn captures() -> Vec<PathBuf> {
+    let mut dirs = vec![common::root().join("samples/pcap")];
+    dirs.extend(common::corpus());
+    let mut files = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.starts_with(&[0xd4, 0xc3, 0xb2, 0xa1])) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn every_plain_pcap_reads_as_libpcap_reads_it() {
+    let files = captures();
+    assert!(files.len() >= 4, "{files:?}");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut packets = 0;
+    for f in &files {
+        let want = libpcap(f);
+        assert_eq!(ours(f), want, "{}", f.display());
+        packets += want.0.len();
+        let bytes = std::fs::read(f).expect("read");
+        for (big, nanos) in [(true, false), (false, true), (true, true)] {
+            let variant = tmp.path().join("variant.pcap");
+            std::fs::write(&variant, rewrite(&bytes, big, nanos)).expect("write");
+            let got = ours(&variant);
+            assert_eq!(
+                got,
+                libpcap(&variant),
+                "{} big={big} nanos={nanos}",
+                f.display()
+            );
+            assert_eq!(got.0.len(), want.0.len());
+        }
+    }
+    eprintln!("{} captures, {packets} packets read alike", files.len());
+}
+
+#[test]
+fn cut_and_corrupt_files_end_as_libpcap_says() {
+    let bytes = std::fs::read(common::sample("voip-impairments.pcap")).expect("sample");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("cut.pcap");
+    let mut truncated = 0;
+    // Every cut in the first records, then a spread over the file.
+    let cuts = (25..400).chain((400..bytes.len()).step_by(997));
+    for cut in cuts {
+        std::fs::write(&path, &bytes[..cut]).expect("write");
+        let got = ours(&path);
+        assert_eq!(got, libpcap(&path), "cut at {cut}");
+        truncated += usize::from(got.1 == Some(true));
+    }
+    assert!(truncated > 300, "{truncated}");
+    // A record claiming more than libpcap's maximum is corrupt, not cut.
+    let mut bad = bytes[..24].to_vec();
+    bad.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+    bad.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    bad.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    bad.extend_from_slice(&[0; 64]);
+    std::fs::write(&path, &bad).expect("write");
+    let got = ours(&path);
+    assert_eq!(got, libpcap(&path));
+    assert_eq!(got, (Vec::new(), Some(false)));
+}
