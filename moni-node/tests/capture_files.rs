@@ -152,3 +152,25 @@ fn cut_and_corrupt_files_end_as_libpcap_says() {
     assert_eq!(got, libpcap(&path));
     assert_eq!(got, (Vec::new(), Some(false)));
 }
+
+#[test]
+fn a_pipe_is_left_to_libpcap_and_loses_nothing() {
+    let sample = common::sample("voip-impairments.pcap");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fifo = tmp.path().join("fifo.pcap");
+    let ok = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(ok.success());
+    let bytes = std::fs::read(&sample).expect("sample");
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, bytes))
+    };
+    let got = ours(&fifo);
+    writer.join().expect("writer").expect("write fifo");
+    let want = libpcap(&sample);
+    assert!(!want.0.is_empty());
+    assert_eq!(got, want);
+}

@@ -64,7 +64,9 @@ impl FileSource {
         // A plain pcap file without a filter: libpcap validated it, we read
         // its records. (Link types moni does not decode stay with libpcap,
         // whose length limits differ for some of them.)
-        let classic = (filter.is_none() && link.is_some())
+        // Only a regular file can be opened a second time from its start
+        // (a pipe would lose what libpcap already read).
+        let classic = (filter.is_none() && link.is_some() && meta.is_file())
             .then(|| std::fs::File::open(path).ok().and_then(ClassicPcap::open))
             .flatten();
         let records = match classic {
