@@ -19,6 +19,12 @@
 # (earlier that day, before IDS: 0.68x and 45.2x; 2026-11-25 before the
 # decode fast path: 0.62x and 47.4x; before the VoIP analyzers: 0.70x and
 # 53.8x. Runs on this VM vary by +-20%.)
+# Later the same day this VM ran memory-bound work much slower: the
+# commit that measured 0.97 s above took 1.95-2.02 s on the same file,
+# and the code of then (signatures, flow ids) 2.1-2.4 s, 0.41x of tcpdump.
+# After replay got its own pcap record reader and the flow table's slots
+# were laid out by cache line: 1.43 s, 0.55x of tcpdump (0.79 s) and 38.1x
+# of tshark (54.33 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
