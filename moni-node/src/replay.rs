@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use analyzers::ids::rules::Signatures;
+use analyzers::ids::rules::{SignatureStats, Signatures};
 use analyzers::record::{AlertRecord, EndReason, RtpWindowRecord};
 use analyzers::vnet::Role;
 use analyzers::voip::compare;
@@ -22,7 +22,9 @@ use crate::capture::PacketSource;
 use crate::config::Resolved;
 use crate::export::{Datasets, ExportError};
 use crate::pipeline::{Engine, SigTag};
-use crate::summary::{DatasetSummary, FileSummary, FlowSummary, Summary, VnetSummary};
+use crate::summary::{
+    DatasetSummary, FileSummary, FlowSummary, SignatureSummary, Summary, VnetSummary,
+};
 use crate::telemetry;
 
 /// Flow records are written in batches of this many rows.
@@ -81,7 +83,7 @@ fn match_signatures(
     jobs: &crossbeam_channel::Receiver<SigJob>,
     alerts: &crossbeam_channel::Sender<Vec<AlertRecord>>,
     free: &crossbeam_channel::Sender<PacketBatch>,
-) {
+) -> SignatureStats {
     let mut out = Vec::new();
     for SigJob {
         link,
@@ -96,11 +98,12 @@ fn match_signatures(
             }
         }
         if !out.is_empty() && alerts.send(std::mem::take(&mut out)).is_err() {
-            return;
+            break;
         }
         batch.clear();
         let _ = free.try_send(batch);
     }
+    sigs.stats().clone()
 }
 
 /// What the reader thread sends.
@@ -135,6 +138,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     let sigs = engine.detach_signatures();
     let (sig_tx, sig_rx) = crossbeam_channel::bounded::<SigJob>(QUEUE_DEPTH);
     let (alert_tx, alert_rx) = crossbeam_channel::unbounded::<Vec<AlertRecord>>();
+    let mut sig_stats = None;
     let result: Result<(), ExportError> = std::thread::scope(|scope| {
         scope.spawn(move || read_files(opts, show_progress, &tx, &free_rx));
         let sig_thread = sigs.map(|sigs| {
@@ -200,7 +204,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         drop(sig_tx);
         if let Some(t) = sig_thread {
             // Every batch matched: the last alerts are in the channel.
-            let _ = t.join();
+            sig_stats = t.join().ok();
             for alerts in alert_rx.try_iter() {
                 engine.add_alerts(alerts);
             }
@@ -281,6 +285,18 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
             .map(|(k, n)| ((*k).to_string(), *n))
             .collect(),
         alerts_suppressed: engine.ids().map_or(0, |i| i.stats().suppressed),
+        signatures: (!config.rules.rules.is_empty()).then(|| {
+            let st = sig_stats.unwrap_or_default();
+            SignatureSummary {
+                rules_loaded: config.rules.rules.len() as u64,
+                rules_skipped: config.rules.skipped.len() as u64,
+                packets: st.packets,
+                candidates: st.candidates,
+                matches: st.matches,
+                thresholded: st.thresholded,
+                alerts: st.alerts,
+            }
+        }),
         output_dir: opts.out_dir.display().to_string(),
         voip,
         comparison,

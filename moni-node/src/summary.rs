@@ -36,6 +36,22 @@ impl FileSummary {
     }
 }
 
+/// What the signature engine did (present when rules were loaded).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct SignatureSummary {
+    pub rules_loaded: u64,
+    pub rules_skipped: u64,
+    /// IP packets matched against the rules.
+    pub packets: u64,
+    /// Candidate rules (picked by the prefilter or without content)
+    /// checked in full.
+    pub candidates: u64,
+    pub matches: u64,
+    /// Matches held back by `threshold` / `detection_filter`.
+    pub thresholded: u64,
+    pub alerts: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct FlowSummary {
     pub exported: u64,
@@ -194,6 +210,7 @@ pub struct Summary {
     pub alerts: BTreeMap<String, u64>,
     /// Further crossings of an alerted episode, suppressed.
     pub alerts_suppressed: u64,
+    pub signatures: Option<SignatureSummary>,
     pub output_dir: String,
     pub datasets: Vec<DatasetSummary>,
     pub elapsed_secs: f64,
@@ -321,6 +338,20 @@ impl Summary {
                 "  IDS alerts: {} ({} repeats suppressed); details in alerts/ and eve.json",
                 list.join(", "),
                 self.alerts_suppressed
+            );
+        }
+        if let Some(g) = &self.signatures {
+            let _ = writeln!(
+                s,
+                "  signatures: {} rules loaded, {} skipped; {} packets matched against them, \
+                 {} candidate rules checked, {} matches, {} held back by thresholds, {} alerts",
+                g.rules_loaded,
+                g.rules_skipped,
+                g.packets,
+                g.candidates,
+                g.matches,
+                g.thresholded,
+                g.alerts
             );
         }
         for d in &self.datasets {

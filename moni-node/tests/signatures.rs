@@ -113,14 +113,27 @@ fn replay_rules(
     rules: &Path,
     vars: &str,
 ) -> (tempfile::TempDir, Vec<serde_json::Value>) {
+    let (out, events, _) = replay_rules_summary(pcap, rules, vars);
+    (out, events)
+}
+
+fn replay_rules_summary(
+    pcap: &Path,
+    rules: &Path,
+    vars: &str,
+) -> (
+    tempfile::TempDir,
+    Vec<serde_json::Value>,
+    moni_node::summary::Summary,
+) {
     let out = tempfile::tempdir().expect("tempdir");
     let config = format!(
         "[ids]\nenabled = false\nrules = [{:?}]\n[ids.vars]\n{vars}\n",
         rules.display().to_string()
     );
-    replay_files(&[pcap.to_path_buf()], None, out.path(), &config);
+    let summary = replay_files(&[pcap.to_path_buf()], None, out.path(), &config);
     let events = eve(out.path());
-    (out, events)
+    (out, events, summary)
 }
 
 fn the_capture(dir: &Path) -> Option<PathBuf> {
@@ -261,10 +274,25 @@ fn et_scan_rules_fire_on_a_real_nmap_scan_and_not_on_clean_captures() {
     }
     std::fs::write(&rules, all).expect("write");
     // The scanned host is "home"; the scanner anywhere else.
-    let (_out, events) = replay_rules(
+    let (_out, events, summary) = replay_rules_summary(
         &corpus.join("attack/synscan.pcapng"),
         &rules,
         "HOME_NET = \"[64.13.134.52/32]\"\nEXTERNAL_NET = \"any\"",
+    );
+    // The summary accounts for every rule and every match.
+    let g = summary.signatures.clone().expect("signature summary");
+    assert_eq!((g.rules_loaded, g.rules_skipped), (102, 227), "{g:?}");
+    assert_eq!(g.alerts, events.len() as u64, "{g:?}");
+    assert_eq!(g.matches, g.alerts + g.thresholded, "{g:?}");
+    assert!(g.thresholded > 0 && g.candidates >= g.matches, "{g:?}");
+    assert!(g.packets > 0 && g.packets <= summary.packets, "{g:?}");
+    println!(
+        "{}",
+        summary
+            .human()
+            .lines()
+            .find(|l| l.contains("signatures:"))
+            .unwrap_or("")
     );
     let mut by_sid: BTreeMap<u64, usize> = BTreeMap::new();
     for e in &events {
