@@ -209,6 +209,11 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         if let Some(t) = sig_thread {
             // Every batch matched: the last alerts are in the channel.
             sig_stats = t.join().ok();
+            if sig_stats.is_none() {
+                // A bug, not an input problem: say that signature alerts
+                // may be missing rather than let the summary look whole.
+                tracing::error!("The signature thread failed; signature alerts may be missing.");
+            }
             for alerts in alert_rx.try_iter() {
                 engine.add_alerts(alerts);
             }
