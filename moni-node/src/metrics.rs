@@ -297,9 +297,9 @@ impl Metrics {
                 .with_label_values(&[v.name.as_str(), v.role.as_str()]);
         }
         if ids {
-            for (kind, severity) in analyzers::ids::ALERT_KINDS {
+            for k in analyzers::ids::ALERT_KINDS {
                 self.ids_alerts
-                    .with_label_values(&[*kind, &severity.to_string()]);
+                    .with_label_values(&[k.name, &k.severity.to_string()]);
             }
         }
     }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde_json::json;
 
 use super::state::Bounded;
-use super::{details, Detector, IdsConfig};
+use super::{details, Detector, IdsConfig, DNS_NXDOMAIN_STORM, DNS_TUNNEL};
 use crate::decode::{Decoded, Transport};
 use crate::record::AlertRecord;
 use crate::time::Timestamp;
@@ -131,7 +131,7 @@ impl Detector for DnsAnomalies {
                     time: ts,
                     end: ts,
                     vnet,
-                    kind: "dns_tunnel",
+                    kind: DNS_TUNNEL.name,
                     signature_id: 9_000_008,
                     signature: format!(
                         "moni DNS query name {} from {}",
@@ -142,7 +142,7 @@ impl Detector for DnsAnomalies {
                     rev: 1,
                     flow_id: None,
                     vlans: Vec::new(),
-                    severity: 2,
+                    severity: DNS_TUNNEL.severity,
                     src_addr: Some(ip.src),
                     src_port: Some(src_port),
                     dst_addr: Some(ip.dst),
@@ -185,14 +185,14 @@ impl Detector for DnsAnomalies {
                 time: s.start,
                 end: ts,
                 vnet,
-                kind: "dns_nxdomain_storm",
+                kind: DNS_NXDOMAIN_STORM.name,
                 signature_id: 9_000_007,
                 signature: format!("moni NXDOMAIN storm at {}", ip.dst),
                 category: "Misc activity".into(),
                 rev: 1,
                 flow_id: None,
                 vlans: Vec::new(),
-                severity: 3,
+                severity: DNS_NXDOMAIN_STORM.severity,
                 src_addr: Some(ip.dst),
                 src_port: None,
                 dst_addr: Some(ip.src),

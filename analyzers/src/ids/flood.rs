@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use serde_json::json;
 
 use super::state::{Bounded, Hll};
-use super::{details, Detector, IdsConfig};
+use super::{details, AlertKind, Detector, IdsConfig, ICMP_FLOOD, SYN_FLOOD, UDP_FLOOD};
 use crate::decode::{tcp_flags as f, Decoded, Transport};
 use crate::record::AlertRecord;
 use crate::time::Timestamp;
@@ -145,9 +145,8 @@ impl Floods {
 
 #[allow(clippy::too_many_arguments)] // the alert's fields
 fn alert(
-    kind: &'static str,
+    kind: AlertKind,
     sid: u32,
-    severity: u8,
     vnet: VnetId,
     start: Timestamp,
     ts: Timestamp,
@@ -161,14 +160,14 @@ fn alert(
         time: start,
         end: ts,
         vnet,
-        kind,
+        kind: kind.name,
         signature_id: sid,
         signature: what,
         category: "Attempted Denial of Service".into(),
         rev: 1,
         flow_id: None,
         vlans: Vec::new(),
-        severity,
+        severity: kind.severity,
         src_addr: None,
         src_port: None,
         dst_addr: victim,
@@ -251,9 +250,8 @@ impl Detector for Floods {
         if udp {
             if v.udp.add(h) == self.udp {
                 out.push(alert(
-                    "udp_flood",
+                    UDP_FLOOD,
                     9_000_004,
-                    2,
                     vnet,
                     start,
                     ts,
@@ -273,9 +271,8 @@ impl Detector for Floods {
         if icmp {
             if v.icmp.add(h) == self.icmp {
                 out.push(alert(
-                    "icmp_flood",
+                    ICMP_FLOOD,
                     9_000_005,
-                    2,
                     vnet,
                     start,
                     ts,
@@ -303,9 +300,8 @@ impl Detector for Floods {
             if half_open >= self.half_open && dsts >= self.vnet_dsts {
                 v.alerted = true;
                 out.push(alert(
-                    "syn_flood",
+                    SYN_FLOOD,
                     9_000_006,
-                    1,
                     vnet,
                     start,
                     ts,
@@ -349,9 +345,8 @@ impl Detector for Floods {
         if half_open >= self.half_open && !scan_like {
             w.alerted = true;
             out.push(alert(
-                "syn_flood",
+                SYN_FLOOD,
                 9_000_003,
-                1,
                 vnet,
                 w.start,
                 ts,

@@ -112,17 +112,54 @@ impl Default for IdsConfig {
     }
 }
 
-/// Every alert kind with its severity (1 high .. 3 low): what a node's
-/// `moni_ids_alerts_total` starts at zero for, so dashboards and rates have
-/// a series before the first alert.
-pub const ALERT_KINDS: &[(&str, u8)] = &[
-    ("port_scan", 2),
-    ("host_sweep", 2),
-    ("syn_flood", 1),
-    ("udp_flood", 2),
-    ("icmp_flood", 2),
-    ("dns_nxdomain_storm", 2),
-    ("dns_tunnel", 3),
+/// A behavioural alert kind: the `kind` column and its severity (1 high
+/// .. 3 low). The detectors raise alerts with these, and a node's
+/// `moni_ids_alerts_total` starts at zero for each of [`ALERT_KINDS`], so
+/// the two cannot drift apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlertKind {
+    pub name: &'static str,
+    pub severity: u8,
+}
+
+pub const PORT_SCAN: AlertKind = AlertKind {
+    name: "port_scan",
+    severity: 2,
+};
+pub const HOST_SWEEP: AlertKind = AlertKind {
+    name: "host_sweep",
+    severity: 2,
+};
+pub const SYN_FLOOD: AlertKind = AlertKind {
+    name: "syn_flood",
+    severity: 1,
+};
+pub const UDP_FLOOD: AlertKind = AlertKind {
+    name: "udp_flood",
+    severity: 2,
+};
+pub const ICMP_FLOOD: AlertKind = AlertKind {
+    name: "icmp_flood",
+    severity: 2,
+};
+pub const DNS_NXDOMAIN_STORM: AlertKind = AlertKind {
+    name: "dns_nxdomain_storm",
+    severity: 3,
+};
+pub const DNS_TUNNEL: AlertKind = AlertKind {
+    name: "dns_tunnel",
+    severity: 2,
+};
+
+/// Every behavioural alert kind.
+pub const ALERT_KINDS: &[AlertKind] = &[
+    PORT_SCAN,
+    HOST_SWEEP,
+    SYN_FLOOD,
+    UDP_FLOOD,
+    ICMP_FLOOD,
+    DNS_NXDOMAIN_STORM,
+    DNS_TUNNEL,
 ];
 
 /// One behavioural detector.

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use serde_json::json;
 
 use super::state::Bounded;
-use super::{details, Detector, IdsConfig};
+use super::{details, Detector, IdsConfig, HOST_SWEEP, PORT_SCAN};
 use crate::decode::{tcp_flags as f, Decoded, Fragment, Transport};
 use crate::record::AlertRecord;
 use crate::time::Timestamp;
@@ -227,7 +227,7 @@ impl Detector for PortScan {
             time: s.start,
             end: ts,
             vnet,
-            kind: "port_scan",
+            kind: PORT_SCAN.name,
             signature_id: 9_000_001,
             signature: format!(
                 "moni port scan ({}) of {dst} from {src}",
@@ -237,7 +237,7 @@ impl Detector for PortScan {
             rev: 1,
             flow_id: None,
             vlans: Vec::new(),
-            severity: 2,
+            severity: PORT_SCAN.severity,
             src_addr: Some(src),
             src_port: None,
             dst_addr: Some(dst),
@@ -353,14 +353,14 @@ impl Detector for Sweep {
             time: s.start,
             end: ts,
             vnet,
-            kind: "host_sweep",
+            kind: HOST_SWEEP.name,
             signature_id: 9_000_002,
             signature: format!("moni host sweep ({what}) from {}", ip.src),
             category: "Attempted Information Leak".into(),
             rev: 1,
             flow_id: None,
             vlans: Vec::new(),
-            severity: 2,
+            severity: HOST_SWEEP.severity,
             src_addr: Some(ip.src),
             src_port: None,
             dst_addr: None,
