@@ -33,10 +33,15 @@ pub struct Record<'a> {
     pub data: &'a [u8],
 }
 
-/// Why reading stopped early (the message follows libpcap's wording, so
-/// that truncation is told apart the same way for both readers).
+/// Why reading stopped early (messages in libpcap's wording, so both
+/// readers report a file alike).
 #[derive(Debug, PartialEq, Eq)]
-pub struct ReadError(pub String);
+pub enum ReadError {
+    /// The file ends inside a record.
+    Truncated(String),
+    /// A record libpcap would refuse, or the read itself failed.
+    Invalid(String),
+}
 
 pub struct ClassicPcap<R> {
     input: R,
@@ -49,6 +54,16 @@ pub struct ClassicPcap<R> {
     /// The header's snapshot length (libpcap's limits applied): longer
     /// records are cut to it, as libpcap does.
     snaplen: u32,
+}
+
+/// The `u32` at `at` of `b`, byte-swapped or not.
+fn u32_at(b: &[u8], at: usize, swapped: bool) -> u32 {
+    let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+    if swapped {
+        u32::from_be_bytes(v)
+    } else {
+        u32::from_le_bytes(v)
+    }
 }
 
 /// The byte order and precision of a classic pcap magic number, if it is
@@ -72,28 +87,19 @@ impl<R: Read> ClassicPcap<R> {
         let mut header = [0u8; 24];
         input.read_exact(&mut header).ok()?;
         let (swapped, nanos) = classify([header[0], header[1], header[2], header[3]])?;
-        let u16_at = |at: usize| {
-            let b = [header[at], header[at + 1]];
-            if swapped {
-                u16::from_be_bytes(b)
-            } else {
-                u16::from_le_bytes(b)
-            }
-        };
-        let snaplen = {
-            let b = [header[16], header[17], header[18], header[19]];
-            if swapped {
-                u32::from_be_bytes(b)
-            } else {
-                u32::from_le_bytes(b)
-            }
-        };
-        let snaplen = if snaplen == 0 || snaplen > MAX_CAPLEN {
-            MAX_CAPLEN
+        // Major and minor version are two u16s: read as one u32, the major
+        // is its low half little-endian and its high half big-endian.
+        let version = u32_at(&header, 4, swapped);
+        let (major, minor) = if swapped {
+            (version >> 16, version & 0xffff)
         } else {
-            snaplen
+            (version & 0xffff, version >> 16)
         };
-        (u16_at(4) == 2 && u16_at(6) >= 3).then(|| ClassicPcap {
+        let snaplen = match u32_at(&header, 16, swapped) {
+            0 => MAX_CAPLEN,
+            n => n.min(MAX_CAPLEN),
+        };
+        (major == 2 && minor >= 3).then(|| ClassicPcap {
             input,
             buf: vec![0; CHUNK],
             pos: 0,
@@ -103,20 +109,6 @@ impl<R: Read> ClassicPcap<R> {
             nanos,
             snaplen,
         })
-    }
-
-    fn u32_at(&self, at: usize) -> u32 {
-        let b = [
-            self.buf[at],
-            self.buf[at + 1],
-            self.buf[at + 2],
-            self.buf[at + 3],
-        ];
-        if self.swapped {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        }
     }
 
     /// Makes `want` bytes available at `pos`, short only at the end of the
@@ -139,7 +131,7 @@ impl<R: Read> ClassicPcap<R> {
                 }
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ReadError(e.to_string())),
+                Err(e) => return Err(ReadError::Invalid(e.to_string())),
             }
         }
         Ok((self.end - self.pos).min(want))
@@ -151,25 +143,25 @@ impl<R: Read> ClassicPcap<R> {
             0 => return Ok(None),
             16 => {}
             got => {
-                return Err(ReadError(format!(
+                return Err(ReadError::Truncated(format!(
                     "truncated dump file; tried to read 16 header bytes, only got {got}"
                 )))
             }
         }
-        let at = self.pos;
-        let secs = self.u32_at(at);
-        let frac = self.u32_at(at + 4);
-        let caplen = self.u32_at(at + 8);
-        let orig_len = self.u32_at(at + 12);
+        let (at, swapped) = (self.pos, self.swapped);
+        let secs = u32_at(&self.buf, at, swapped);
+        let frac = u32_at(&self.buf, at + 4, swapped);
+        let caplen = u32_at(&self.buf, at + 8, swapped);
+        let orig_len = u32_at(&self.buf, at + 12, swapped);
         if caplen > MAX_CAPLEN {
-            return Err(ReadError(format!(
+            return Err(ReadError::Invalid(format!(
                 "invalid packet capture length {caplen}, bigger than maximum of {MAX_CAPLEN}"
             )));
         }
         let caplen = caplen as usize;
         let got = self.fill(16 + caplen)?;
         if got < 16 + caplen {
-            return Err(ReadError(format!(
+            return Err(ReadError::Truncated(format!(
                 "truncated dump file; tried to read {caplen} captured bytes, only got {}",
                 got - 16
             )));
@@ -286,23 +278,26 @@ mod tests {
         let (pkts, err) = all(&f[..good + 10]);
         assert_eq!(pkts.len(), 1);
         assert_eq!(
-            err.expect("error").0,
-            "truncated dump file; tried to read 16 header bytes, only got 10"
+            err,
+            Some(ReadError::Truncated(
+                "truncated dump file; tried to read 16 header bytes, only got 10".into()
+            ))
         );
         let (pkts, err) = all(&f[..good + 16 + 40]);
         assert_eq!(pkts.len(), 1);
         assert_eq!(
-            err.expect("error").0,
-            "truncated dump file; tried to read 100 captured bytes, only got 40"
+            err,
+            Some(ReadError::Truncated(
+                "truncated dump file; tried to read 100 captured bytes, only got 40".into()
+            ))
         );
         let mut big = f[..good].to_vec();
         record(&mut big, false, [3, 0, MAX_CAPLEN + 1, 0], &[]);
         let (pkts, err) = all(&big);
         assert_eq!(pkts.len(), 1);
-        assert!(err
-            .expect("error")
-            .0
-            .starts_with("invalid packet capture length"));
+        assert!(
+            matches!(err, Some(ReadError::Invalid(m)) if m.starts_with("invalid packet capture length"))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use analyzers::{LinkType, Timestamp};
 
-use super::classic::ClassicPcap;
+use super::classic::{ClassicPcap, ReadError};
 use super::{CaptureError, PacketSource, RawPacket};
 
 /// Who reads the records.
@@ -62,10 +62,9 @@ impl FileSource {
         }
         let link = LinkType::from_dlt(cap.get_datalink().0);
         // A plain pcap file without a filter: libpcap validated it, we read
-        // its records. (Link types moni does not decode stay with libpcap,
-        // whose length limits differ for some of them.)
-        // Only a regular file can be opened a second time from its start
-        // (a pipe would lose what libpcap already read).
+        // its records. Link types moni does not decode stay with libpcap
+        // (its length limits differ for some), and so does anything but a
+        // regular file (a pipe cannot be read again from its start).
         let classic = (filter.is_none() && link.is_some() && meta.is_file())
             .then(|| std::fs::File::open(path).ok().and_then(ClassicPcap::open))
             .flatten();
@@ -94,7 +93,7 @@ impl PacketSource for FileSource {
     }
 
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
-        let message = match &mut self.records {
+        let (truncated, message) = match &mut self.records {
             Records::Classic(c) => match c.next_record() {
                 Ok(Some(r)) => {
                     self.packets += 1;
@@ -106,7 +105,8 @@ impl PacketSource for FileSource {
                     }));
                 }
                 Ok(None) => return Ok(None),
-                Err(e) => e.0,
+                Err(ReadError::Truncated(m)) => (true, m),
+                Err(ReadError::Invalid(m)) => (false, m),
             },
             Records::Libpcap(cap) => match cap.next_packet() {
                 Ok(p) => {
@@ -120,10 +120,13 @@ impl PacketSource for FileSource {
                     }));
                 }
                 Err(pcap::Error::NoMorePackets) => return Ok(None),
-                Err(e) => e.to_string(),
+                Err(e) => {
+                    let m = e.to_string();
+                    (m.contains("truncated"), m)
+                }
             },
         };
-        if message.contains("truncated") {
+        if truncated {
             Err(CaptureError::Truncated {
                 source_name: self.name.clone(),
                 packets: self.packets,
