@@ -294,17 +294,10 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
             .map(|(k, n)| ((*k).to_string(), *n))
             .collect(),
         alerts_suppressed: engine.ids().map_or(0, |i| i.stats().suppressed),
-        signatures: (!config.rules.rules.is_empty()).then(|| {
-            let st = sig_stats.unwrap_or_default();
-            SignatureSummary {
-                rules_loaded: config.rules.rules.len() as u64,
-                rules_skipped: config.rules.skipped.len() as u64,
-                packets: st.packets,
-                candidates: st.candidates,
-                matches: st.matches,
-                thresholded: st.thresholded,
-                alerts: st.alerts,
-            }
+        signatures: (!config.rules.rules.is_empty()).then(|| SignatureSummary {
+            rules_loaded: config.rules.rules.len() as u64,
+            rules_skipped: config.rules.skipped.len() as u64,
+            engine: sig_stats.unwrap_or_default(),
         }),
         output_dir: opts.out_dir.display().to_string(),
         voip,

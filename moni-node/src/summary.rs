@@ -41,15 +41,9 @@ impl FileSummary {
 pub struct SignatureSummary {
     pub rules_loaded: u64,
     pub rules_skipped: u64,
-    /// IP packets matched against the rules.
-    pub packets: u64,
-    /// Candidate rules (picked by the prefilter or without content)
-    /// checked in full.
-    pub candidates: u64,
-    pub matches: u64,
-    /// Matches held back by `threshold` / `detection_filter`.
-    pub thresholded: u64,
-    pub alerts: u64,
+    /// Packets, candidate rules checked, matches, thresholded, alerts.
+    #[serde(flatten)]
+    pub engine: analyzers::ids::rules::SignatureStats,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -347,11 +341,11 @@ impl Summary {
                  {} candidate rules checked, {} matches, {} held back by thresholds, {} alerts",
                 g.rules_loaded,
                 g.rules_skipped,
-                g.packets,
-                g.candidates,
-                g.matches,
-                g.thresholded,
-                g.alerts
+                g.engine.packets,
+                g.engine.candidates,
+                g.engine.matches,
+                g.engine.thresholded,
+                g.engine.alerts
             );
         }
         for d in &self.datasets {

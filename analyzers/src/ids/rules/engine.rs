@@ -56,7 +56,7 @@ impl RuleSet {
 }
 
 /// Counters of the signature engine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SignatureStats {
     /// Packets with an IP layer looked at.
     pub packets: u64,
