@@ -18,7 +18,7 @@
 use std::net::IpAddr;
 
 use etherparse::err::{packet::SliceError, Layer};
-use etherparse::{ether_type, EtherType, Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket};
+use etherparse::{ether_type, EtherType, LaxNetSlice, LaxSlicedPacket};
 
 /// The link-layer framing of a capture (libpcap's DLT / LINKTYPE values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -550,24 +550,16 @@ fn from_sliced(p: LaxSlicedPacket<'_>) -> Decoded<'_> {
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
             let h = v6.header();
-            let mut fragment = Fragment::None;
-            if v6.payload().fragmented {
-                for ext in v6.extensions().clone() {
-                    if let Ipv6ExtensionSlice::Fragment(f) = ext {
-                        let id = f.identification();
-                        fragment = if f.fragment_offset().value() == 0 {
-                            Fragment::First { id }
-                        } else {
-                            Fragment::Later { id }
-                        };
-                    }
-                }
-                if fragment == Fragment::None {
+            let exts = v6.extensions();
+            let fragment = if v6.payload().fragmented {
+                exts.first_header()
+                    .and_then(|first| ipv6_fragment(first.0, exts.slice()))
                     // Marked fragmented but the header was not found:
                     // treat as a later fragment so no ports are invented.
-                    fragment = Fragment::Later { id: 0 };
-                }
-            }
+                    .unwrap_or(Fragment::Later { id: 0 })
+            } else {
+                Fragment::None
+            };
             (
                 IpAddr::V6(h.source_addr()),
                 IpAddr::V6(h.destination_addr()),
@@ -592,6 +584,48 @@ fn from_sliced(p: LaxSlicedPacket<'_>) -> Decoded<'_> {
     d.payload = l4_payload;
     d.error = error;
     d
+}
+
+/// The first fragment header among the IPv6 extension headers `exts`, whose
+/// first header has protocol number `first`.
+///
+/// This walks the bytes itself, bounds-checked, instead of using
+/// `etherparse`'s extension iterator: after a lax parse that stopped at a
+/// broken header, that iterator goes on past the validated bytes into the
+/// broken one (an out-of-bounds `get_unchecked`, found by the fuzz test).
+fn ipv6_fragment(first: u8, exts: &[u8]) -> Option<Fragment> {
+    const HOP_BY_HOP: u8 = 0;
+    const ROUTE: u8 = 43;
+    const FRAG: u8 = 44;
+    const AUTH: u8 = 51;
+    const DEST_OPTIONS: u8 = 60;
+    let mut next = first;
+    let mut rest = exts;
+    loop {
+        let len = match next {
+            HOP_BY_HOP | ROUTE | DEST_OPTIONS => (usize::from(*rest.get(1)?) + 1) * 8,
+            FRAG => 8,
+            AUTH => (usize::from(*rest.get(1)?) + 2) * 4,
+            _ => return None,
+        };
+        let header = rest.get(..len)?;
+        if next == FRAG {
+            let offset_flags = u16::from_be_bytes([header[2], header[3]]);
+            let offset = offset_flags >> 3;
+            let more = offset_flags & 1 == 1;
+            let id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+            // An atomic fragment (offset 0, no more fragments) fragments
+            // nothing; a later header may.
+            if offset != 0 {
+                return Some(Fragment::Later { id });
+            }
+            if more {
+                return Some(Fragment::First { id });
+            }
+        }
+        next = header[0];
+        rest = &rest[len..];
+    }
 }
 
 fn map_stop_error(err: &SliceError, layer: Layer) -> DecodeError {
@@ -805,6 +839,52 @@ mod tests {
         assert_eq!(d.error, None);
     }
 
+    /// IPv6 with the given extension bytes (first header `next`) and a UDP
+    /// header behind them.
+    fn eth_ipv6(next: u8, exts: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        let payload_len = (exts.len() + 8) as u16;
+        f.extend_from_slice(&payload_len.to_be_bytes());
+        f.extend_from_slice(&[next, 64]);
+        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        f.extend_from_slice(exts);
+        f.extend_from_slice(&[0x13, 0xc4, 0x13, 0xc4, 0, 8, 0, 0]);
+        f
+    }
+
+    #[test]
+    fn ipv6_fragment_header_is_found_behind_other_extensions() {
+        // Destination options (8 bytes), then a first fragment (M=1), then UDP.
+        let exts = [44, 0, 1, 4, 0, 0, 0, 0, 17, 0, 0x00, 0x01, 0, 0, 0, 7];
+        let first = eth_ipv6(60, &exts);
+        let d = decode(LinkType::Ethernet, &first);
+        assert_eq!(d.ip.map(|i| i.fragment), Some(Fragment::First { id: 7 }));
+        assert_eq!(d.ports(), Some((5060, 5060)));
+        // The same header at offset 8 bytes is a later fragment, without ports.
+        let mut later = exts;
+        later[11] = 0x09;
+        let later = eth_ipv6(60, &later);
+        let d = decode(LinkType::Ethernet, &later);
+        assert_eq!(d.ip.map(|i| i.fragment), Some(Fragment::Later { id: 7 }));
+        assert_eq!(d.ports(), None);
+    }
+
+    /// Regression: a fragment header followed by a cut authentication header
+    /// made `etherparse`'s extension iterator index past the validated bytes
+    /// (undefined behaviour; a debug build aborts). The fuzz test found it.
+    #[test]
+    fn ipv6_fragment_then_broken_auth_header_is_an_error_not_a_crash() {
+        let frag_then_auth = [51, 0, 0x00, 0x01, 0, 0, 0, 9];
+        let mut f = eth_ipv6(44, &frag_then_auth);
+        f.truncate(14 + 40 + 8 + 1); // one byte of the auth header
+        let d = decode(LinkType::Ethernet, &f);
+        assert!(d.error.is_some());
+        assert_eq!(d.ip.map(|i| i.fragment), Some(Fragment::First { id: 9 }));
+        assert_eq!(d.ports(), None);
+    }
+
     #[test]
     fn linux_sll_carries_ip() {
         let eth = eth_ipv4_tcp_syn();
@@ -858,7 +938,11 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4096))]
+        // At least 4096 cases; `PROPTEST_CASES` raises it for a deeper hunt.
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(4096),
+            ..ProptestConfig::default()
+        })]
 
         #[test]
         fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -866,6 +950,26 @@ mod tests {
                          LinkType::RawIp, LinkType::Null, LinkType::Loop] {
                 let d = decode(link, &bytes);
                 prop_assert!(d.vlan_count <= 3);
+            }
+        }
+
+        /// Random IPv6 extension chains: random bytes alone rarely build
+        /// one, and a broken chain is where the extension iterator read
+        /// out of bounds.
+        #[test]
+        fn any_ipv6_extension_chain_never_panics(
+            first in prop::sample::select(vec![0u8, 6, 17, 43, 44, 51, 58, 59, 60]),
+            exts in proptest::collection::vec(
+                prop_oneof![Just(0u8), Just(1), Just(17), Just(43), Just(44), Just(51), Just(60), any::<u8>()],
+                0..64,
+            ),
+        ) {
+            let f = eth_ipv6(first, &exts);
+            for cut in [f.len(), f.len().saturating_sub(9), 14 + 40 + exts.len() / 2] {
+                let cut = cut.max(14 + 40);
+                let d = decode(LinkType::Ethernet, &f[..cut]);
+                // The fixed header is whole, so the addresses are always known.
+                prop_assert!(d.ip.is_some());
             }
         }
 
