@@ -122,34 +122,19 @@ pub struct AlertKind {
     pub severity: u8,
 }
 
-pub const PORT_SCAN: AlertKind = AlertKind {
-    name: "port_scan",
-    severity: 2,
-};
-pub const HOST_SWEEP: AlertKind = AlertKind {
-    name: "host_sweep",
-    severity: 2,
-};
-pub const SYN_FLOOD: AlertKind = AlertKind {
-    name: "syn_flood",
-    severity: 1,
-};
-pub const UDP_FLOOD: AlertKind = AlertKind {
-    name: "udp_flood",
-    severity: 2,
-};
-pub const ICMP_FLOOD: AlertKind = AlertKind {
-    name: "icmp_flood",
-    severity: 2,
-};
-pub const DNS_NXDOMAIN_STORM: AlertKind = AlertKind {
-    name: "dns_nxdomain_storm",
-    severity: 3,
-};
-pub const DNS_TUNNEL: AlertKind = AlertKind {
-    name: "dns_tunnel",
-    severity: 2,
-};
+impl AlertKind {
+    const fn new(name: &'static str, severity: u8) -> Self {
+        AlertKind { name, severity }
+    }
+}
+
+pub const PORT_SCAN: AlertKind = AlertKind::new("port_scan", 2);
+pub const HOST_SWEEP: AlertKind = AlertKind::new("host_sweep", 2);
+pub const SYN_FLOOD: AlertKind = AlertKind::new("syn_flood", 1);
+pub const UDP_FLOOD: AlertKind = AlertKind::new("udp_flood", 2);
+pub const ICMP_FLOOD: AlertKind = AlertKind::new("icmp_flood", 2);
+pub const DNS_NXDOMAIN_STORM: AlertKind = AlertKind::new("dns_nxdomain_storm", 3);
+pub const DNS_TUNNEL: AlertKind = AlertKind::new("dns_tunnel", 2);
 
 /// Every behavioural alert kind.
 pub const ALERT_KINDS: &[AlertKind] = &[

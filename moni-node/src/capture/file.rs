@@ -15,6 +15,36 @@ enum Records {
     Classic(ClassicPcap<std::fs::File>),
 }
 
+impl Records {
+    /// The next packet, `Ok(None)` at the end; libpcap's errors are typed
+    /// by their wording, ours by construction.
+    fn next(&mut self) -> Result<Option<RawPacket<'_>>, ReadError> {
+        match self {
+            Records::Classic(c) => Ok(c.next_record()?.map(|r| RawPacket {
+                ts: Timestamp::from_secs_micros(r.secs, r.micros),
+                wire_len: r.orig_len.max(r.data.len() as u32),
+                data: r.data,
+            })),
+            Records::Libpcap(cap) => match cap.next_packet() {
+                Ok(p) => Ok(Some(RawPacket {
+                    ts: Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec),
+                    wire_len: p.header.len.max(p.header.caplen),
+                    data: p.data,
+                })),
+                Err(pcap::Error::NoMorePackets) => Ok(None),
+                Err(e) => {
+                    let m = e.to_string();
+                    Err(if m.contains("truncated") {
+                        ReadError::Truncated(m)
+                    } else {
+                        ReadError::Invalid(m)
+                    })
+                }
+            },
+        }
+    }
+}
+
 /// A capture file opened with libpcap (which reads pcap and pcapng).
 pub struct FileSource {
     name: String,
@@ -93,51 +123,23 @@ impl PacketSource for FileSource {
     }
 
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
-        let (truncated, message) = match &mut self.records {
-            Records::Classic(c) => match c.next_record() {
-                Ok(Some(r)) => {
-                    self.packets += 1;
-                    self.bytes_read += 16 + r.data.len() as u64;
-                    return Ok(Some(RawPacket {
-                        ts: Timestamp::from_secs_micros(r.secs, r.micros),
-                        wire_len: r.orig_len.max(r.data.len() as u32),
-                        data: r.data,
-                    }));
-                }
-                Ok(None) => return Ok(None),
-                Err(ReadError::Truncated(m)) => (true, m),
-                Err(ReadError::Invalid(m)) => (false, m),
-            },
-            Records::Libpcap(cap) => match cap.next_packet() {
-                Ok(p) => {
-                    self.packets += 1;
-                    self.bytes_read += 16 + u64::from(p.header.caplen);
-                    let ts = Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
-                    return Ok(Some(RawPacket {
-                        ts,
-                        wire_len: p.header.len.max(p.header.caplen),
-                        data: p.data,
-                    }));
-                }
-                Err(pcap::Error::NoMorePackets) => return Ok(None),
-                Err(e) => {
-                    let m = e.to_string();
-                    (m.contains("truncated"), m)
-                }
-            },
-        };
-        if truncated {
-            Err(CaptureError::Truncated {
+        match self.records.next() {
+            Ok(Some(p)) => {
+                self.packets += 1;
+                self.bytes_read += 16 + p.data.len() as u64;
+                Ok(Some(p))
+            }
+            Ok(None) => Ok(None),
+            Err(ReadError::Truncated(message)) => Err(CaptureError::Truncated {
                 source_name: self.name.clone(),
                 packets: self.packets,
                 message,
-            })
-        } else {
-            Err(CaptureError::Read {
+            }),
+            Err(ReadError::Invalid(message)) => Err(CaptureError::Read {
                 source_name: self.name.clone(),
                 packets: self.packets,
                 message,
-            })
+            }),
         }
     }
 
