@@ -35,6 +35,9 @@ pub enum LinkType {
     Null,
     /// OpenBSD loopback: a 4-byte address family in network byte order.
     Loop,
+    /// Linux netfilter log (NFLOG): a 4-byte header, then TLVs, one of
+    /// which (type 9) holds the IP packet.
+    Nflog,
 }
 
 impl LinkType {
@@ -50,6 +53,7 @@ impl LinkType {
             12 | 14 | 101 | 228 | 229 => Some(LinkType::RawIp),
             0 => Some(LinkType::Null),
             108 => Some(LinkType::Loop),
+            239 => Some(LinkType::Nflog),
             _ => None,
         }
     }
@@ -433,6 +437,11 @@ fn decode_non_ethernet(link: LinkType, frame: &[u8]) -> Decoded<'_> {
             Some(_) => Decoded::failed(DecodeError::IpInvalid),
             None => Decoded::failed(DecodeError::IpTruncated),
         },
+        LinkType::Nflog => match nflog_payload(frame) {
+            Some((2, packet)) => from_ether_type(ether_type::IPV4.0, packet),
+            Some((10, packet)) => from_ether_type(ether_type::IPV6.0, packet),
+            _ => Decoded::failed(DecodeError::LinkInvalid),
+        },
         LinkType::Null | LinkType::Loop => {
             let Some(family) = frame.get(0..4) else {
                 return Decoded::failed(DecodeError::LoopbackInvalid);
@@ -458,6 +467,33 @@ fn decode_non_ethernet(link: LinkType, frame: &[u8]) -> Decoded<'_> {
             }
         }
     }
+}
+
+/// The address family and packet of an NFLOG frame: after the 4-byte
+/// header (family, version, resource id) come TLVs of a 2-byte length
+/// (header included) and a 2-byte type, each padded to 4 bytes, in the
+/// capturing host's byte order (little-endian on every host seen; a length
+/// that does not fit is read big-endian). The payload TLV has type 9.
+fn nflog_payload(frame: &[u8]) -> Option<(u8, &[u8])> {
+    let family = *frame.first()?;
+    let mut at = 4;
+    while let Some(tlv) = frame.get(at..at + 4) {
+        let rest = frame.len() - at;
+        let le = usize::from(u16::from_le_bytes([tlv[0], tlv[1]]));
+        let (len, kind) = if (4..=rest).contains(&le) {
+            (le, u16::from_le_bytes([tlv[2], tlv[3]]))
+        } else {
+            (usize::from(be16(&tlv[0..2])), be16(&tlv[2..4]))
+        };
+        if len < 4 || len > rest {
+            return None;
+        }
+        if kind == 9 {
+            return Some((family, &frame[at + 4..at + len]));
+        }
+        at += (len + 3) & !3;
+    }
+    None
 }
 
 /// The IP payload of a PPPoE session frame (EtherType 0x8864): a 6-byte
@@ -927,6 +963,28 @@ mod tests {
     }
 
     #[test]
+    fn nflog_payload_tlv_is_decoded() {
+        // Header (AF_INET, version 0, group 40), a prefix TLV of 5 bytes
+        // padded to 8, then the payload TLV holding an IPv4 TCP SYN.
+        let ip = &eth_ipv4_tcp_syn()[14..];
+        let mut f = vec![2, 0, 0, 40, 5, 0, 10, 0, b'a', 0, 0, 0];
+        let len = u16::try_from(ip.len() + 4).expect("short frame");
+        f.extend_from_slice(&len.to_le_bytes());
+        f.extend_from_slice(&9u16.to_le_bytes());
+        f.extend_from_slice(ip);
+        let d = decode(LinkType::Nflog, &f);
+        assert_eq!(d.error, None);
+        assert_eq!(d.ports(), Some((1234, 80)));
+        // A TLV whose length runs past the frame: a link error, no panic.
+        f[4] = 200;
+        f[5] = 200;
+        assert_eq!(
+            decode(LinkType::Nflog, &f).error,
+            Some(DecodeError::LinkInvalid)
+        );
+    }
+
+    #[test]
     fn error_counts_by_reason() {
         let mut c = DecodeErrorCounts::default();
         c.add(DecodeError::TcpTruncated);
@@ -947,7 +1005,7 @@ mod tests {
         #[test]
         fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             for link in [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2,
-                         LinkType::RawIp, LinkType::Null, LinkType::Loop] {
+                         LinkType::RawIp, LinkType::Null, LinkType::Loop, LinkType::Nflog] {
                 let d = decode(link, &bytes);
                 prop_assert!(d.vlan_count <= 3);
             }

@@ -3,6 +3,7 @@
 //! clean samples and the real general and VoIP captures raise none. Alerts
 //! land in the `alerts` dataset and as EVE-JSON lines.
 
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;

@@ -274,7 +274,9 @@ struct SweepState {
     alerted: bool,
 }
 
-/// One source probing one port (or ICMP echo) on many hosts.
+/// One source probing one port (or ICMP echo) on many hosts. A TCP host
+/// that answers with SYN-ACK leaves the count: only unanswered or refused
+/// SYNs make a sweep.
 pub struct Sweep {
     t: Bounded<(VnetId, IpAddr, u8, u16), SweepState>,
     window_us: i64,
@@ -314,6 +316,20 @@ impl Detector for Sweep {
     ) {
         let Some(ip) = d.ip else { return };
         let (proto, port) = match d.transport {
+            Transport::Tcp {
+                src_port, flags, ..
+            } if flags & (f::SYN | f::ACK | f::RST) == f::SYN | f::ACK => {
+                // The host accepted the connection: an answered SYN is a
+                // client at work (a browser opening 60 connections to 29
+                // CDN hosts), not a probe. Refused (RST) and unanswered
+                // SYNs keep counting.
+                if let Some(s) = self.t.get_mut(&(vnet, ip.dst, 6, src_port)) {
+                    if !s.alerted {
+                        s.hosts.retain(|h| *h != ip.src);
+                    }
+                }
+                return;
+            }
             Transport::Tcp {
                 dst_port, flags, ..
             } if flags & (f::SYN | f::ACK | f::RST) == f::SYN => (6u8, dst_port),

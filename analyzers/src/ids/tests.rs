@@ -170,6 +170,37 @@ fn ping_and_syn_sweeps_name_the_source() {
 }
 
 #[test]
+fn answered_connections_to_many_hosts_are_no_sweep() {
+    // A browser: SYNs to 30 hosts on 443, each answered by SYN-ACK.
+    let mut r = Run::new(&IdsConfig::default());
+    for h in 0..30u32 {
+        let server = ip(0x0a02_0000 + h);
+        r.feed(
+            i64::from(h) * 10_000,
+            &frame(ip(ATTACKER), server, 6, &tcp(40000 + h as u16, 443, 0x02)),
+        );
+        r.feed(
+            i64::from(h) * 10_000 + 3_000,
+            &frame(server, ip(ATTACKER), 6, &tcp(443, 40000 + h as u16, 0x12)),
+        );
+    }
+    assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+    // Refused (RST) SYNs still make a sweep.
+    for h in 0..25u32 {
+        let host = ip(0x0a03_0000 + h);
+        r.feed(
+            400_000 + i64::from(h) * 10_000,
+            &frame(ip(ATTACKER), host, 6, &tcp(41000, 22, 0x02)),
+        );
+        r.feed(
+            400_000 + i64::from(h) * 10_000 + 3_000,
+            &frame(host, ip(ATTACKER), 6, &tcp(22, 41000, 0x14)),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["host_sweep"]);
+}
+
+#[test]
 fn spoofed_syn_flood_is_judged_at_the_victim() {
     let mut r = Run::new(&IdsConfig::default());
     for i in 0..500u32 {

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use super::parse::{parse_rule, rule_lines, Skipped, Vars};
 use super::prefilter::Prefilter;
 use super::threshold::{self, TrackKey, Window};
-use super::{classtype, content, Proto, Rule};
+use super::{classtype, content, NumCmp, Proto, Rule};
 use crate::decode::{Decoded, Transport};
 use crate::flow::PacketFlow;
 use crate::ids::state::Bounded;
@@ -231,7 +231,7 @@ impl Signatures {
                 continue;
             }
             self.stats.matches += 1;
-            if !self.pass_thresholds(r, ts, ip.src, ip.dst, ports.map(|p| p.1)) {
+            if !self.pass_thresholds(r, ts, ip.src, ip.dst, ports) {
                 self.stats.thresholded += 1;
                 continue;
             }
@@ -291,7 +291,10 @@ impl Signatures {
             return false;
         }
         if let Some(c) = rule.dsize {
-            if !c.test(d.payload.len() as u32) {
+            // Suricata's `dsize:!N` never matches a packet without payload
+            // (suricata-verify `test-dsize-values`); `<N` and `0` do.
+            let len = d.payload.len() as u32;
+            if !c.test(len) || (len == 0 && matches!(c, NumCmp::Ne(_))) {
                 return false;
             }
         }
@@ -304,16 +307,18 @@ impl Signatures {
         ts: Timestamp,
         src: IpAddr,
         dst: IpAddr,
-        dport: Option<u16>,
+        ports: Option<(u16, u16)>,
     ) -> bool {
         let rule = &self.rules[r as usize];
         for t in [rule.detection_filter, rule.threshold]
             .into_iter()
             .flatten()
         {
+            // `unique_on src_port` counts distinct source ports; every
+            // other threshold keys on the destination port.
             let port = match t.unique_on_dst_port {
-                Some(false) => None,
-                _ => dport,
+                Some(false) => ports.map(|p| p.0),
+                _ => ports.map(|p| p.1),
             };
             let key = threshold::key(r, &t, src, dst);
             if !threshold::check(&mut self.thresholds, &key, &t, ts, port) {

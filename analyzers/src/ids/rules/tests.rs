@@ -183,6 +183,41 @@ alert udp any any -> any 53 (msg:"dsize eq"; dsize:4; sid:4;)
 }
 
 #[test]
+fn dsize_not_equal_needs_a_payload_and_less_than_does_not() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (msg:"ne"; dsize:!9; sid:1;)
+alert tcp any any -> any any (msg:"lt"; dsize:<10; sid:2;)
+alert tcp any any -> any any (msg:"eq0"; dsize:0; sid:3;)
+"#,
+    );
+    r.feed(0.0, &frame(C, S, 6, &tcp(999, 80, 0x02, b""), &[]));
+    assert_eq!(r.sids(), vec![2, 3], "no payload: only <10 and 0");
+    r.feed(
+        0.1,
+        &frame(C, S, 6, &tcp(999, 80, 0x18, b"0123456789"), &[]),
+    );
+    assert_eq!(r.sids(), vec![1]);
+}
+
+#[test]
+fn detection_filter_unique_on_src_port_counts_source_ports() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (msg:"sports"; flags:S; detection_filter:track by_src, count 1, seconds 60, unique_on src_port; sid:1;)
+"#,
+    );
+    let mut fired = Vec::new();
+    for (i, sport) in [2000u16, 2000, 2001, 2002].iter().enumerate() {
+        r.feed(i as f64, &frame(C, S, 6, &tcp(*sport, 80, 0x02, b""), &[]));
+        fired.push(r.sids().len());
+    }
+    assert_eq!(
+        fired,
+        vec![0, 0, 1, 1],
+        "from the second distinct source port"
+    );
+}
+
+#[test]
 fn addresses_ports_negation_variables_and_direction() {
     let mut vars = std::collections::BTreeMap::new();
     vars.insert("HOME_NET".to_string(), "[192.0.2.0/24]".to_string());
