@@ -285,8 +285,14 @@ pub struct Recovered {
 /// safe components (a manifest is read back from disk: trust nothing).
 fn safe_key(key: &str) -> bool {
     let parts: Vec<&str> = key.split('/').collect();
-    parts.len() == 6
-        && parts.iter().all(|p| {
+    let [dirs @ .., file] = parts.as_slice() else {
+        return false;
+    };
+    let hash = file.strip_suffix(".parquet").unwrap_or_default();
+    dirs.len() == 5
+        && hash.len() == 64
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && dirs.iter().all(|p| {
             let v = p.split_once('=').map_or(*p, |(_, v)| v);
             safe_component(v) && !p.starts_with('.')
         })
@@ -686,7 +692,7 @@ fn writer_props(dataset: &str) -> Result<WriterProperties, IngestError> {
     let level = ZstdLevel::try_new(3).map_err(|e| IngestError::Io(e.to_string()))?;
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
-        .set_max_row_group_size(1 << 20)
+        .set_max_row_group_row_count(Some(1 << 20))
         .set_key_value_metadata(Some(vec![
             KeyValue::new(META_DATASET.to_string(), dataset.to_string()),
             KeyValue::new(META_SCHEMA_VERSION.to_string(), SCHEMA_VERSION.to_string()),
