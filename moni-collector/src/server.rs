@@ -39,8 +39,9 @@ struct AppState {
     metrics: CollectorMetrics,
     seq: AtomicU64,
     /// Bounds the uploads being validated and written at once: each holds
-    /// its file's rows in memory, so this bounds the collector's memory
-    /// (bodies still stream to disk concurrently).
+    /// one decoded batch and its partitions' unflushed row groups, so this
+    /// bounds the collector's memory (bodies still stream to disk
+    /// concurrently).
     ingest_slots: tokio::sync::Semaphore,
     /// VNet names stored per node, for `max_vnets_per_node`.
     vnets: std::sync::Mutex<HashMap<String, BTreeSet<String>>>,

@@ -463,6 +463,8 @@ impl Drop for Writers {
 const FLUSH_ONE: usize = 4 << 20;
 const FLUSH_ALL: usize = 64 << 20;
 const HOUR_US: i64 = 3_600_000_000;
+/// Rows decoded at a time (16 Ki rows of 1 kB strings: 16 MB).
+const BATCH_ROWS: usize = 16_384;
 
 /// Validates the uploaded file at `upload` (SHA-256 `hash`) and splits it
 /// by VNet and hour into Parquet parts named by the hash, written under
@@ -520,7 +522,7 @@ pub fn prepare(
         });
     }
     let reader = builder
-        .with_batch_size(65_536)
+        .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| IngestError::NotParquet(e.to_string()))?;
     // The stored files carry the collector's schema (its nullability).
