@@ -13,7 +13,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::config::StorageSettings;
-use crate::store::{self, IngestError, Part};
+use crate::store::{self, IngestError, PutResult, Staged};
 
 pub enum Backend {
     Local(PathBuf),
@@ -22,9 +22,6 @@ pub enum Backend {
         prefix: String,
     },
 }
-
-/// (parts, of which already stored, bytes written)
-pub type PutResult = (usize, usize, u64);
 
 impl Backend {
     pub fn from_settings(data_dir: PathBuf, s: &StorageSettings) -> anyhow::Result<Backend> {
@@ -67,28 +64,21 @@ impl Backend {
         }
     }
 
-    /// Stores every part, skipping those already there.
-    pub async fn put(&self, parts: Vec<Part>) -> Result<PutResult, IngestError> {
+    /// Stores every part of a staged upload, skipping those already
+    /// there. Local storage commits all or none ([`store::commit_local`]);
+    /// on S3 each PUT is atomic but the parts of one upload appear one by
+    /// one (a failed upload may leave some; its retry completes them).
+    pub async fn put(&self, staged: Staged) -> Result<PutResult, IngestError> {
         match self {
             Backend::Local(data) => {
                 let data = data.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut r = (0, 0, 0);
-                    for p in &parts {
-                        r.0 += 1;
-                        match store::store_local(&data, p)? {
-                            Some(n) => r.2 += n,
-                            None => r.1 += 1,
-                        }
-                    }
-                    Ok(r)
-                })
-                .await
-                .map_err(|e| IngestError::Io(e.to_string()))?
+                tokio::task::spawn_blocking(move || store::commit_local(&data, &staged))
+                    .await
+                    .map_err(|e| IngestError::Io(e.to_string()))?
             }
             Backend::S3 { store, prefix } => {
                 let mut r = (0, 0, 0);
-                for p in parts {
+                for p in &staged.parts {
                     r.0 += 1;
                     let path = ObjectPath::from(format!("{prefix}{}", p.key));
                     match store.head(&path).await {
@@ -99,9 +89,12 @@ impl Backend {
                         Err(object_store::Error::NotFound { .. }) => {}
                         Err(e) => return Err(IngestError::Io(format!("object store: {e}"))),
                     }
-                    let n = p.bytes.len() as u64;
+                    let bytes = tokio::fs::read(&p.tmp)
+                        .await
+                        .map_err(|e| IngestError::storage(&e))?;
+                    let n = bytes.len() as u64;
                     store
-                        .put(&path, PutPayload::from(p.bytes))
+                        .put(&path, PutPayload::from(bytes))
                         .await
                         .map_err(|e| IngestError::Io(format!("object store: {e}")))?;
                     r.2 += n;

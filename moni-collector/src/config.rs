@@ -6,6 +6,10 @@
 //! listen = "127.0.0.1:9470"       # ingest, /metrics, /healthz, /v1/compare
 //! data_dir = "moni-data"          # the Hive-partitioned dataset
 //! max_body_bytes = 268435456      # larger uploads get 413
+//! max_rows_per_upload = 16777216  # more rows in one upload: 413
+//! max_decoded_bytes = 4294967296  # more decoded (Arrow, in memory) bytes: 413
+//! max_partitions_per_upload = 256 # more VNet x hour partitions in one upload: 422
+//! max_vnets_per_node = 1024       # more distinct VNet names stored for one node: 422
 //!
 //! [storage]
 //! kind = "local"                  # the dataset under data_dir; or "s3":
@@ -26,6 +30,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::store::Limits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -104,14 +110,23 @@ pub struct ServerSection {
     pub listen: String,
     pub data_dir: PathBuf,
     pub max_body_bytes: u64,
+    pub max_rows_per_upload: u64,
+    pub max_decoded_bytes: u64,
+    pub max_partitions_per_upload: usize,
+    pub max_vnets_per_node: usize,
 }
 
 impl Default for ServerSection {
     fn default() -> Self {
+        let limits = Limits::default();
         ServerSection {
             listen: "127.0.0.1:9470".into(),
             data_dir: PathBuf::from("moni-data"),
             max_body_bytes: 256 * 1024 * 1024,
+            max_rows_per_upload: limits.max_rows,
+            max_decoded_bytes: limits.max_decoded_bytes,
+            max_partitions_per_upload: limits.max_partitions,
+            max_vnets_per_node: 1024,
         }
     }
 }
@@ -130,6 +145,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub max_body_bytes: u64,
+    /// Rows, decoded bytes and partitions per upload.
+    pub limits: Limits,
+    /// Distinct VNet names one node may have in the dataset.
+    pub max_vnets_per_node: usize,
     /// Bearer token → node id.
     pub tokens: HashMap<String, String>,
     pub storage: StorageSettings,
@@ -173,15 +192,41 @@ impl CollectorConfig {
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }
+        for (key, v) in [
+            (
+                "server.max_rows_per_upload",
+                self.server.max_rows_per_upload,
+            ),
+            ("server.max_decoded_bytes", self.server.max_decoded_bytes),
+            (
+                "server.max_partitions_per_upload",
+                self.server.max_partitions_per_upload as u64,
+            ),
+            (
+                "server.max_vnets_per_node",
+                self.server.max_vnets_per_node as u64,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         if self.nodes.is_empty() {
             return Err(invalid("nodes", "at least one [[nodes]] entry is needed"));
         }
         let mut tokens = HashMap::new();
+        let mut ids = std::collections::HashSet::new();
         for n in &self.nodes {
             if !safe_component(&n.id) {
                 return Err(invalid(
                     "nodes.id",
                     format!("{:?}: 1-64 letters, digits, '-', '_' or '.'", n.id),
+                ));
+            }
+            if !ids.insert(n.id.as_str()) {
+                return Err(invalid(
+                    "nodes.id",
+                    format!("{:?} is given to two [[nodes]] entries", n.id),
                 ));
             }
             let token = match (&n.token, &n.token_file) {
@@ -246,8 +291,57 @@ impl CollectorConfig {
             listen,
             data_dir: self.server.data_dir.clone(),
             max_body_bytes: self.server.max_body_bytes,
+            limits: Limits {
+                max_rows: self.server.max_rows_per_upload,
+                max_decoded_bytes: self.server.max_decoded_bytes,
+                max_partitions: self.server.max_partitions_per_upload,
+            },
+            max_vnets_per_node: self.server.max_vnets_per_node,
             tokens,
             storage,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<Settings, ConfigError> {
+        toml::from_str::<CollectorConfig>(text)
+            .map_err(|e| ConfigError::Parse {
+                path: PathBuf::from("test.toml"),
+                message: e.to_string(),
+            })?
+            .resolve()
+    }
+
+    #[test]
+    fn two_nodes_sharing_an_id_are_refused_naming_the_key() {
+        let e = resolve(
+            "[[nodes]]\nid = \"n1\"\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\n\
+             [[nodes]]\nid = \"n1\"\ntoken = \"bbbbbbbbbbbbbbbbbbbb\"\n",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert_eq!(
+            e,
+            "config key nodes.id: \"n1\" is given to two [[nodes]] entries"
+        );
+    }
+
+    #[test]
+    fn upload_limits_have_defaults_and_zero_is_refused() {
+        let node = "[[nodes]]\nid = \"n1\"\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\n";
+        let s = resolve(node).expect("defaults");
+        assert_eq!(s.limits.max_partitions, 256);
+        assert_eq!(s.limits.max_rows, 16 * 1024 * 1024);
+        assert_eq!(s.max_vnets_per_node, 1024);
+        let e = resolve(&format!("[server]\nmax_partitions_per_upload = 0\n{node}"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("server.max_partitions_per_upload"), "{e}");
     }
 }

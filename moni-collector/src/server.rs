@@ -3,11 +3,15 @@
 //! - `POST /v1/ingest/{dataset}` with `Authorization: Bearer <token>` and
 //!   the Parquet file as body (optionally `X-Content-Sha256`): 201 once
 //!   every part is durably stored, with a JSON body; 401 bad token, 400
-//!   unknown dataset / bad name / hash mismatch, 413 too large, 422 not
-//!   Parquet or wrong schema. Every refusal is one JSON `error` line.
+//!   unknown dataset / bad name / hash mismatch, 413 too large (body, rows,
+//!   decoded bytes), 422 not Parquet, wrong schema, nulls in a NOT NULL
+//!   column, too many partitions or VNets; 507 storage full and 503 other
+//!   storage failures (both with `Retry-After`: the node retries them).
+//!   Every refusal is one JSON `error` line.
 //! - `GET /v1/compare?production=A&shadow=B[&from=&to=&format=json|csv|table]`
 //! - `GET /metrics`, `GET /healthz`.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,9 +39,12 @@ struct AppState {
     metrics: CollectorMetrics,
     seq: AtomicU64,
     /// Bounds the uploads being validated and written at once: each holds
-    /// its file's rows in memory, so this bounds the collector's memory
-    /// (bodies still stream to disk concurrently).
+    /// one decoded batch and its partitions' unflushed row groups, so this
+    /// bounds the collector's memory (bodies still stream to disk
+    /// concurrently).
     ingest_slots: tokio::sync::Semaphore,
+    /// VNet names stored per node, for `max_vnets_per_node`.
+    vnets: std::sync::Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -49,13 +56,23 @@ fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| anyhow::anyhow!("server.data_dir {}: {e}", settings.data_dir.display()))?;
-    let cleaned = store::clean_incoming(&settings.data_dir)?;
-    if cleaned > 0 {
+    // Held until serve returns: a second collector on this data_dir must
+    // not touch our `.incoming`.
+    let _lock = store::lock_data_dir(&settings.data_dir)?;
+    let recovered = store::recover(&settings.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "server.data_dir {}: recovering .incoming: {e}",
+            settings.data_dir.display()
+        )
+    })?;
+    if recovered != store::Recovered::default() {
         tracing::warn!(
-            files = cleaned,
-            "Removed temporary files of interrupted uploads."
+            commits_finished = recovered.commits_finished,
+            files_removed = recovered.files_removed,
+            "Finished interrupted commits and removed temporary files of interrupted uploads."
         );
     }
+    let known_vnets = store::known_vnets(&settings.data_dir);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("server.listen {}: cannot listen: {e}", settings.listen))?;
@@ -66,6 +83,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings,
         metrics: CollectorMetrics::new()?,
         seq: AtomicU64::new(0),
+        vnets: std::sync::Mutex::new(known_vnets),
         ingest_slots: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
         ),
@@ -154,8 +172,8 @@ async fn ingest(
         );
     }
     let seq = st.seq.fetch_add(1, Ordering::Relaxed);
-    let tmp: PathBuf = store::incoming_dir(&st.settings.data_dir)
-        .join(format!("upload-{}-{seq}.tmp", std::process::id()));
+    let incoming = store::incoming_dir(&st.settings.data_dir);
+    let tmp: PathBuf = incoming.join(format!("upload-{}-{seq}.tmp", std::process::id()));
     let received = receive(body, &tmp, max).await;
     let hash = match received {
         Ok(h) => h,
@@ -167,13 +185,18 @@ async fn ingest(
                 format!("body over {max} bytes"),
             );
         }
-        Err(Receive::Failed(e)) => {
+        Err(Receive::Client(e)) => {
             let _ = tokio::fs::remove_file(&tmp).await;
             return reject(
                 StatusCode::BAD_REQUEST,
                 "body",
                 format!("reading the body: {e}"),
             );
+        }
+        Err(Receive::Storage(e)) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            tracing::warn!(node = %node, dataset = %dataset, error = %e, "Storing an upload's body failed.");
+            return storage_refusal(&st, &e);
         }
     };
     let t0 = Instant::now();
@@ -191,6 +214,7 @@ async fn ingest(
         }
     }
     let (ds, nd, tp, hs) = (dataset.clone(), node.clone(), tmp.clone(), hash.clone());
+    let limits = st.settings.limits;
     let Ok(_slot) = st.ingest_slots.acquire().await else {
         let _ = tokio::fs::remove_file(&tmp).await;
         return reject(
@@ -199,31 +223,35 @@ async fn ingest(
             "shutting down".into(),
         );
     };
-    let prepared = tokio::task::spawn_blocking(move || store::prepare(&ds, &nd, &tp, &hs)).await;
+    let prepared =
+        tokio::task::spawn_blocking(move || store::prepare(&ds, &nd, &tp, &hs, &incoming, &limits))
+            .await;
     let _ = tokio::fs::remove_file(&tmp).await;
     let res = match prepared {
-        Ok(Ok(p)) => {
-            let (rows, latest_mos) = (p.rows, p.latest_mos);
-            st.backend
-                .put(p.parts)
-                .await
-                .map(|(parts, already_stored, bytes)| store::Stored {
-                    rows,
-                    parts,
-                    already_stored,
-                    bytes,
-                    latest_mos,
-                })
-        }
+        Ok(Ok(p)) => match admit_vnets(&st, &node, &p.vnets) {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let (rows, latest_mos) = (p.rows, p.latest_mos.clone());
+                st.backend
+                    .put(p)
+                    .await
+                    .map(|(parts, already_stored, bytes)| store::Stored {
+                        rows,
+                        parts,
+                        already_stored,
+                        bytes,
+                        latest_mos,
+                    })
+            }
+        },
         Ok(Err(e)) => Err(e),
         Err(e) => Err(IngestError::Io(e.to_string())),
     };
     let stored = match res {
         Ok(s) => s,
         Err(e) => {
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
             tracing::info!(node = %node, dataset = %dataset, error = %e, "Upload refused.");
-            return reject(status, e.reason(), e.to_string());
+            return refusal(&st, &e);
         }
     };
     let m = &st.metrics;
@@ -259,32 +287,98 @@ async fn ingest(
         .into_response()
 }
 
-enum Receive {
-    TooLarge,
-    Failed(String),
+/// Seconds a node is asked to wait after a storage failure.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// The answer to a refused upload: counted by reason; a storage failure
+/// (5xx) carries `Retry-After` so the node retries it later.
+fn refusal(st: &AppState, e: &IngestError) -> Response {
+    st.metrics.rejected.with_label_values(&[e.reason()]).inc();
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut r = json_error(status, e);
+    if status.is_server_error() {
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    r
 }
 
-/// Streams the body into `tmp` (never all in memory), hashing it.
+fn storage_refusal(st: &AppState, e: &std::io::Error) -> Response {
+    refusal(st, &IngestError::storage(e))
+}
+
+/// Admits the VNets of an upload under `max_vnets_per_node` (and records
+/// the new ones).
+fn admit_vnets(st: &AppState, node: &str, vnets: &BTreeSet<String>) -> Result<(), IngestError> {
+    let limit = st.settings.max_vnets_per_node;
+    let mut all = st
+        .vnets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let known = all.entry(node.to_string()).or_default();
+    let new: Vec<&String> = vnets.iter().filter(|v| !known.contains(*v)).collect();
+    if known.len() + new.len() > limit {
+        return Err(IngestError::TooManyVnets {
+            node: node.to_string(),
+            limit,
+            new: new
+                .iter()
+                .take(3)
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    known.extend(new.into_iter().cloned());
+    Ok(())
+}
+
+enum Receive {
+    TooLarge,
+    /// The client's body stream failed (4xx; the client is gone anyway).
+    Client(String),
+    /// Writing the body failed (ENOSPC, EIO, ...): a 5xx.
+    Storage(std::io::Error),
+}
+
+/// Streams the body into `tmp` (never all in memory), hashing it. After a
+/// write error the rest of the body (at most `max`) is read and dropped, so
+/// the client gets the 5xx answer instead of a broken connection.
 async fn receive(body: Body, tmp: &std::path::Path, max: u64) -> Result<String, Receive> {
-    let mut f = tokio::fs::File::create(tmp)
-        .await
-        .map_err(|e| Receive::Failed(e.to_string()))?;
+    let mut failed: Option<std::io::Error> = None;
+    let mut f = match tokio::fs::File::create(tmp).await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            failed = Some(e);
+            None
+        }
+    };
     let mut hasher = Sha256::new();
     let mut n: u64 = 0;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Receive::Failed(e.to_string()))?;
+        let chunk = chunk.map_err(|e| Receive::Client(e.to_string()))?;
         n += chunk.len() as u64;
         if n > max {
             return Err(Receive::TooLarge);
         }
         hasher.update(&chunk);
-        f.write_all(&chunk)
-            .await
-            .map_err(|e| Receive::Failed(e.to_string()))?;
+        if let Some(file) = f.as_mut() {
+            if let Err(e) = file.write_all(&chunk).await {
+                failed = Some(e);
+                f = None;
+            }
+        }
     }
-    f.flush()
-        .await
-        .map_err(|e| Receive::Failed(e.to_string()))?;
-    Ok(hex::encode(hasher.finalize()))
+    if let Some(mut file) = f {
+        if let Err(e) = file.flush().await {
+            failed = Some(e);
+        }
+    }
+    match failed {
+        Some(e) => Err(Receive::Storage(e)),
+        None => Ok(hex::encode(hasher.finalize())),
+    }
 }

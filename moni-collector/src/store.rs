@@ -2,25 +2,39 @@
 //! `DATA/<dataset>/node=<id>/vnet=<name>/date=YYYY-MM-DD/hour=HH/<hash>.parquet`.
 //!
 //! An upload is validated (a Parquet file of a known dataset, with that
-//! dataset's schema and schema version), split by VNet and hour, and each
-//! part is written under `DATA/.incoming/`, fsynced, then renamed into its
-//! partition, whose directory is fsynced too. Only then does the server
-//! acknowledge. A part is named by the content hash of the upload, so a
-//! retried upload (lost acknowledgement) finds its parts already there and
-//! stores nothing twice; a crash mid-way leaves only hidden temporary files
-//! and the retry completes the missing parts.
+//! dataset's schema and schema version, no nulls in NOT NULL columns) and
+//! split by VNet and hour **as it is read**: batch by batch, each batch's
+//! rows go to an open Parquet writer per partition under `DATA/.incoming/`,
+//! which flushes its row group once it holds a few MiB. Memory therefore
+//! grows with the upload's row groups, not with its decoded rows. Rows,
+//! decoded bytes and partitions per upload are capped ([`Limits`]).
+//!
+//! Commit ([`commit_local`]) makes the parts visible all or none: every
+//! part is already written and fsynced under `.incoming`; the partition
+//! directories are created (new ones fsynced in their parents); a manifest
+//! (`.incoming/*.commit`) naming every part is written and fsynced; the
+//! parts are renamed in one pass and their directories fsynced; the
+//! manifest is removed. A failure before the manifest removes every
+//! temporary part (nothing visible); a rename failure renames the moved
+//! parts back. After a crash, [`recover`] finishes every commit whose
+//! manifest exists and removes all other temporary files, so an upload
+//! interrupted by kill -9 is either fully stored or not at all once the
+//! collector is back. A part named by the upload's hash that already
+//! exists is not written again, so a retry stores nothing twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use analyzers::schema::{self, META_DATASET, META_SCHEMA_VERSION, SCHEMA_VERSION};
 use analyzers::Timestamp;
-use arrow::array::{
-    Array, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
-};
-use arrow::compute::{concat_batches, take};
+use arrow::array::UInt32Array;
+use arrow::array::{Array, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::compute::take;
+use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -43,22 +57,54 @@ pub enum IngestError {
     SchemaVersion { found: String },
     #[error("schema does not match dataset {dataset}: {detail}")]
     SchemaMismatch { dataset: String, detail: String },
+    #[error("column {column} is NOT NULL in dataset {dataset} but holds nulls")]
+    NullInRequired { dataset: String, column: String },
     #[error("name {0:?} is not allowed in a path")]
     BadName(String),
     #[error("content hash mismatch: header {header}, body {body}")]
     HashMismatch { header: String, body: String },
+    #[error("upload has more than {limit} rows (server.max_rows_per_upload)")]
+    TooManyRows { limit: u64 },
+    #[error("upload decodes to more than {limit} bytes (server.max_decoded_bytes)")]
+    TooManyDecodedBytes { limit: u64 },
+    #[error(
+        "upload spans more than {limit} partitions (VNet x hour) (server.max_partitions_per_upload)"
+    )]
+    TooManyPartitions { limit: usize },
+    #[error(
+        "node {node} would have more than {limit} VNets (server.max_vnets_per_node); new: {new}"
+    )]
+    TooManyVnets {
+        node: String,
+        limit: usize,
+        new: String,
+    },
+    /// The collector's storage is full (ENOSPC, EDQUOT): 507, retry later.
+    #[error("storage full: {0}")]
+    NoSpace(String),
+    /// Any other storage failure: 503, retry later.
     #[error("storage error: {0}")]
     Io(String),
 }
 
 impl IngestError {
+    /// 4xx judge the upload (the node must not retry it), 5xx the collector
+    /// (the node retries).
     pub fn status(&self) -> u16 {
         match self {
             IngestError::UnknownDataset(_)
             | IngestError::BadName(_)
             | IngestError::HashMismatch { .. } => 400,
-            IngestError::Io(_) => 500,
-            _ => 422,
+            IngestError::TooManyRows { .. } | IngestError::TooManyDecodedBytes { .. } => 413,
+            IngestError::NoSpace(_) => 507,
+            IngestError::Io(_) => 503,
+            IngestError::NotParquet(_)
+            | IngestError::WrongDataset { .. }
+            | IngestError::SchemaVersion { .. }
+            | IngestError::SchemaMismatch { .. }
+            | IngestError::NullInRequired { .. }
+            | IngestError::TooManyPartitions { .. }
+            | IngestError::TooManyVnets { .. } => 422,
         }
     }
 
@@ -70,15 +116,81 @@ impl IngestError {
             IngestError::WrongDataset { .. } => "wrong_dataset",
             IngestError::SchemaVersion { .. } => "schema_version",
             IngestError::SchemaMismatch { .. } => "schema_mismatch",
+            IngestError::NullInRequired { .. } => "null_in_required",
             IngestError::BadName(_) => "bad_name",
             IngestError::HashMismatch { .. } => "hash_mismatch",
+            IngestError::TooManyRows { .. } => "too_many_rows",
+            IngestError::TooManyDecodedBytes { .. } => "too_many_decoded_bytes",
+            IngestError::TooManyPartitions { .. } => "too_many_partitions",
+            IngestError::TooManyVnets { .. } => "too_many_vnets",
+            IngestError::NoSpace(_) => "no_space",
             IngestError::Io(_) => "storage",
+        }
+    }
+
+    /// A storage failure from an I/O error: `NoSpace` for ENOSPC / EDQUOT.
+    pub fn storage(e: &std::io::Error) -> IngestError {
+        if is_no_space(e) {
+            IngestError::NoSpace(e.to_string())
+        } else {
+            IngestError::Io(e.to_string())
         }
     }
 }
 
-fn io(e: impl std::fmt::Display) -> IngestError {
-    IngestError::Io(e.to_string())
+/// ENOSPC or EDQUOT.
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
+fn io(e: std::io::Error) -> IngestError {
+    IngestError::storage(&e)
+}
+
+/// A storage failure from any error (a Parquet or Arrow writer error wraps
+/// the I/O error that caused it).
+fn storage_err(e: &(dyn std::error::Error + 'static)) -> IngestError {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(ioe) = err.downcast_ref::<std::io::Error>() {
+            return IngestError::storage(ioe);
+        }
+        if let Some(parquet::errors::ParquetError::External(inner)) =
+            err.downcast_ref::<parquet::errors::ParquetError>()
+        {
+            if let Some(ioe) = inner.downcast_ref::<std::io::Error>() {
+                return IngestError::storage(ioe);
+            }
+        }
+        cur = err.source();
+    }
+    let msg = e.to_string();
+    if msg.contains("No space left on device") || msg.contains("Disk quota exceeded") {
+        IngestError::NoSpace(msg)
+    } else {
+        IngestError::Io(msg)
+    }
+}
+
+/// Per-upload bounds (`[server]` keys of the same names).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_rows: u64,
+    pub max_decoded_bytes: u64,
+    pub max_partitions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_rows: 16 * 1024 * 1024,
+            max_decoded_bytes: 4 * 1024 * 1024 * 1024,
+            max_partitions: 256,
+        }
+    }
 }
 
 /// What one upload stored.
@@ -101,19 +213,169 @@ pub fn incoming_dir(data: &Path) -> PathBuf {
     data.join(".incoming")
 }
 
-/// Removes temporary files left by a crash (called at start).
-pub fn clean_incoming(data: &Path) -> std::io::Result<usize> {
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh name under `.incoming` ending in `suffix`.
+fn incoming_name(suffix: &str) -> String {
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{seq}{suffix}", std::process::id())
+}
+
+/// The exclusive lock on a data directory, held while the value lives.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("server.data_dir {dir}: in use by another moni-collector (lock {lock} is held)")]
+    Held { dir: PathBuf, lock: PathBuf },
+    #[error("server.data_dir {dir}: cannot lock {lock}: {source}")]
+    Io {
+        dir: PathBuf,
+        lock: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Takes an exclusive `flock` on `DATA/.lock` without waiting. A second
+/// collector on the same directory gets [`LockError::Held`]; the lock goes
+/// with the process (also on kill -9).
+pub fn lock_data_dir(data: &Path) -> Result<DataDirLock, LockError> {
+    let lock = data.join(".lock");
+    let err = |source: std::io::Error| LockError::Io {
+        dir: data.to_path_buf(),
+        lock: lock.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(err)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(LockError::Held {
+            dir: data.to_path_buf(),
+            lock,
+        }),
+        Err(e) => Err(err(e.into())),
+    }
+}
+
+/// One entry of a commit manifest: a part under `.incoming` and its key.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ManifestEntry {
+    tmp: String,
+    key: String,
+}
+
+/// What [`recover`] did at start.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Interrupted commits finished (their parts made visible).
+    pub commits_finished: usize,
+    /// Temporary files of interrupted uploads removed.
+    pub files_removed: usize,
+}
+
+/// A key is `dataset/node=…/vnet=…/date=…/hour=…/<hash>.parquet` made of
+/// safe components (a manifest is read back from disk: trust nothing).
+fn safe_key(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('/').collect();
+    let [dirs @ .., file] = parts.as_slice() else {
+        return false;
+    };
+    let hash = file.strip_suffix(".parquet").unwrap_or_default();
+    dirs.len() == 5
+        && hash.len() == 64
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && dirs.iter().all(|p| {
+            let v = p.split_once('=').map_or(*p, |(_, v)| v);
+            safe_component(v) && !p.starts_with('.')
+        })
+}
+
+/// At start (with the data directory locked): finishes every commit whose
+/// manifest was written, then removes every other temporary file.
+pub fn recover(data: &Path) -> std::io::Result<Recovered> {
     let dir = incoming_dir(data);
     std::fs::create_dir_all(&dir)?;
-    let mut n = 0;
+    let mut r = Recovered::default();
+    for e in std::fs::read_dir(&dir)? {
+        let p = e?.path();
+        if !p.to_string_lossy().ends_with(".commit") {
+            continue;
+        }
+        let entries: Vec<ManifestEntry> = std::fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut dirs = BTreeSet::new();
+        for m in entries {
+            let tmp = dir.join(&m.tmp);
+            if !safe_component(&m.tmp) || !safe_key(&m.key) || !tmp.is_file() {
+                continue;
+            }
+            let path = data.join(&m.key);
+            if path.exists() {
+                continue;
+            }
+            let Some(parent) = path.parent() else {
+                continue;
+            };
+            for d in create_dirs(data, parent)? {
+                if let Some(pp) = d.parent() {
+                    dirs.insert(pp.to_path_buf());
+                }
+            }
+            std::fs::rename(&tmp, &path)?;
+            dirs.insert(parent.to_path_buf());
+        }
+        for d in &dirs {
+            fsync_dir(d)?;
+        }
+        std::fs::remove_file(&p)?;
+        r.commits_finished += 1;
+    }
     for e in std::fs::read_dir(&dir)? {
         let p = e?.path();
         if p.is_file() {
             std::fs::remove_file(&p)?;
-            n += 1;
+            r.files_removed += 1;
         }
     }
-    Ok(n)
+    fsync_dir(&dir)?;
+    Ok(r)
+}
+
+/// Names of the VNets each node already has in the dataset:
+/// `DATA/<dataset>/node=<id>/vnet=<name>` (local storage), for the
+/// `max_vnets_per_node` cap.
+pub fn known_vnets(data: &Path) -> HashMap<String, BTreeSet<String>> {
+    let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let list = |d: &Path, prefix: &str| -> Vec<(PathBuf, String)> {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let v = name.strip_prefix(prefix)?.to_string();
+                Some((e.path(), v))
+            })
+            .collect()
+    };
+    for dataset in schema::DATASETS {
+        for (node_dir, node) in list(&data.join(dataset), "node=") {
+            for (_, vnet) in list(&node_dir, "vnet=") {
+                out.entry(node.clone()).or_default().insert(vnet);
+            }
+        }
+    }
+    out
 }
 
 fn check_schema(dataset: &str, got: &arrow::datatypes::Schema) -> Result<(), IngestError> {
@@ -145,25 +407,80 @@ fn check_schema(dataset: &str, got: &arrow::datatypes::Schema) -> Result<(), Ing
     Ok(())
 }
 
-/// One partition of an upload, encoded and ready to store under `key`
-/// (relative to the dataset root, `/`-separated).
-pub struct Part {
+/// One partition of an upload, written and fsynced under `.incoming`,
+/// waiting to be committed under `key` (relative to the data root,
+/// `/`-separated).
+#[derive(Debug)]
+pub struct StagedPart {
     pub key: String,
-    pub bytes: Vec<u8>,
+    pub tmp: PathBuf,
+    pub bytes: u64,
 }
 
-/// An upload validated and split into partitions.
-pub struct Prepared {
-    pub parts: Vec<Part>,
+/// An upload validated and split into partitions under `.incoming`. Its
+/// temporary files are removed when it is dropped (committed or not).
+#[derive(Debug)]
+pub struct Staged {
+    pub parts: Vec<StagedPart>,
     pub rows: u64,
+    /// VNet names of the upload's rows.
+    pub vnets: BTreeSet<String>,
     /// For `rtp_windows`: the MOS-CQ of the latest window per (VNet, role).
     pub latest_mos: Vec<(String, String, f64)>,
 }
 
-/// Validates the uploaded file at `tmp` (SHA-256 `hash`) and splits it by
-/// VNet and hour into Parquet parts named by the hash.
-pub fn prepare(dataset: &str, node: &str, tmp: &Path, hash: &str) -> Result<Prepared, IngestError> {
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for p in &self.parts {
+            let _ = std::fs::remove_file(&p.tmp);
+        }
+    }
+}
+
+/// A partition being written.
+struct PartWriter {
+    key: String,
+    tmp: PathBuf,
+    writer: Option<ArrowWriter<File>>,
+}
+
+/// Temporary files of an upload being split, removed on any failure.
+struct Writers {
+    open: HashMap<(String, i64), PartWriter>,
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        for w in self.open.values_mut() {
+            drop(w.writer.take());
+            let _ = std::fs::remove_file(&w.tmp);
+        }
+    }
+}
+
+/// A writer's in-progress row group is flushed beyond this many bytes, and
+/// every writer's once they hold this much together.
+const FLUSH_ONE: usize = 4 << 20;
+const FLUSH_ALL: usize = 64 << 20;
+const HOUR_US: i64 = 3_600_000_000;
+/// Rows decoded at a time (16 Ki rows of 1 kB strings: 16 MB).
+const BATCH_ROWS: usize = 16_384;
+
+/// Validates the uploaded file at `upload` (SHA-256 `hash`) and splits it
+/// by VNet and hour into Parquet parts named by the hash, written under
+/// `incoming`.
+pub fn prepare(
+    dataset: &str,
+    node: &str,
+    upload: &Path,
+    hash: &str,
+    incoming: &Path,
+    limits: &Limits,
+) -> Result<Staged, IngestError> {
     let Some((vnet_col, time_col)) = schema::partition_columns(dataset) else {
+        return Err(IngestError::UnknownDataset(dataset.to_string()));
+    };
+    let Some(want) = schema::for_dataset(dataset) else {
         return Err(IngestError::UnknownDataset(dataset.to_string()));
     };
     if !safe_component(node) {
@@ -172,7 +489,7 @@ pub fn prepare(dataset: &str, node: &str, tmp: &Path, hash: &str) -> Result<Prep
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(IngestError::BadName(hash.to_string()));
     }
-    let file = File::open(tmp).map_err(io)?;
+    let file = File::open(upload).map_err(io)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| IngestError::NotParquet(e.to_string()))?;
     let meta = |key: &str| -> Option<String> {
@@ -197,30 +514,61 @@ pub fn prepare(dataset: &str, node: &str, tmp: &Path, hash: &str) -> Result<Prep
         return Err(IngestError::SchemaVersion { found: version });
     }
     check_schema(dataset, builder.schema())?;
+    // The footer's row count refuses a huge upload before decoding it.
+    let declared = builder.metadata().file_metadata().num_rows();
+    if u64::try_from(declared).unwrap_or(u64::MAX) > limits.max_rows {
+        return Err(IngestError::TooManyRows {
+            limit: limits.max_rows,
+        });
+    }
     let reader = builder
-        .with_batch_size(65_536)
+        .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| IngestError::NotParquet(e.to_string()))?;
+    // The stored files carry the collector's schema (its nullability).
+    let out_schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(want.fields().clone()));
+    let props = writer_props(dataset)?;
 
-    // Rows grouped by partition (VNet, date, hour).
-    let mut parts: BTreeMap<(String, String, String), Vec<RecordBatch>> = BTreeMap::new();
+    let mut w = Writers {
+        open: HashMap::new(),
+    };
     let mut rows_total = 0u64;
+    let mut decoded = 0u64;
     let mut latest: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
     for batch in reader {
         let batch = batch.map_err(|e| IngestError::NotParquet(e.to_string()))?;
         rows_total += batch.num_rows() as u64;
+        if rows_total > limits.max_rows {
+            return Err(IngestError::TooManyRows {
+                limit: limits.max_rows,
+            });
+        }
+        decoded += batch.get_array_memory_size() as u64;
+        if decoded > limits.max_decoded_bytes {
+            return Err(IngestError::TooManyDecodedBytes {
+                limit: limits.max_decoded_bytes,
+            });
+        }
+        for (f, c) in want.fields().iter().zip(batch.columns()) {
+            if !f.is_nullable() && c.null_count() > 0 {
+                return Err(IngestError::NullInRequired {
+                    dataset: dataset.to_string(),
+                    column: f.name().clone(),
+                });
+            }
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&out_schema), batch.columns().to_vec())
+            .map_err(|e| IngestError::SchemaMismatch {
+                dataset: dataset.to_string(),
+                detail: e.to_string(),
+            })?;
         let vnets = column::<StringArray>(&batch, vnet_col)?;
         let times = column::<TimestampMicrosecondArray>(&batch, time_col)?;
-        let mut rows: BTreeMap<(String, String, String), Vec<u32>> = BTreeMap::new();
+        // Rows by partition (VNet, hour since the epoch).
+        let mut groups: HashMap<(&str, i64), Vec<u32>> = HashMap::new();
         for i in 0..batch.num_rows() {
-            let vnet = vnets.value(i);
-            if !safe_component(vnet) {
-                return Err(IngestError::BadName(vnet.to_string()));
-            }
-            let (date, hour) = Timestamp(times.value(i)).utc_date_hour();
-            rows.entry((vnet.to_string(), date, hour))
-                .or_default()
-                .push(i as u32);
+            let k = (vnets.value(i), times.value(i).div_euclid(HOUR_US));
+            groups.entry(k).or_default().push(i as u32);
         }
         if dataset == "rtp_windows" {
             let roles = column::<StringArray>(&batch, "role")?;
@@ -233,34 +581,99 @@ pub fn prepare(dataset: &str, node: &str, tmp: &Path, hash: &str) -> Result<Prep
                 }
             }
         }
-        for (key, idx) in rows {
-            let idx = UInt32Array::from(idx);
-            let cols = batch
-                .columns()
-                .iter()
-                .map(|c| take(c, &idx, None))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(io)?;
-            let part = RecordBatch::try_new(batch.schema(), cols).map_err(io)?;
-            parts.entry(key).or_default().push(part);
+        let whole = groups.len() == 1;
+        for ((vnet, hour), idx) in groups {
+            let key = (vnet.to_string(), hour);
+            if !w.open.contains_key(&key) {
+                if !safe_component(vnet) {
+                    return Err(IngestError::BadName(vnet.to_string()));
+                }
+                if w.open.len() >= limits.max_partitions {
+                    return Err(IngestError::TooManyPartitions {
+                        limit: limits.max_partitions,
+                    });
+                }
+                let (date, hh) = Timestamp(hour.saturating_mul(HOUR_US)).utc_date_hour();
+                let tmp = incoming.join(incoming_name(".part.tmp"));
+                let pw = PartWriter {
+                    key: format!(
+                        "{dataset}/node={node}/vnet={vnet}/date={date}/hour={hh}/{hash}.parquet"
+                    ),
+                    writer: None,
+                    tmp,
+                };
+                // Registered before the file exists, so a failure removes it.
+                w.open.insert(key.clone(), pw);
+                let Some(pw) = w.open.get_mut(&key) else {
+                    continue;
+                };
+                let f = File::create(&pw.tmp).map_err(io)?;
+                pw.writer = Some(
+                    ArrowWriter::try_new(f, Arc::clone(&out_schema), Some(props.clone()))
+                        .map_err(|e| storage_err(&e))?,
+                );
+            }
+            let Some(writer) = w.open.get_mut(&key).and_then(|p| p.writer.as_mut()) else {
+                continue;
+            };
+            if whole {
+                writer.write(&batch).map_err(|e| storage_err(&e))?;
+            } else {
+                let idx = UInt32Array::from(idx);
+                let cols = batch
+                    .columns()
+                    .iter()
+                    .map(|c| take(c, &idx, None))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| storage_err(&e))?;
+                let part = RecordBatch::try_new(Arc::clone(&out_schema), cols)
+                    .map_err(|e| storage_err(&e))?;
+                writer.write(&part).map_err(|e| storage_err(&e))?;
+            }
+            if writer.in_progress_size() > FLUSH_ONE {
+                writer.flush().map_err(|e| storage_err(&e))?;
+            }
+        }
+        let held: usize = w
+            .open
+            .values()
+            .filter_map(|p| p.writer.as_ref())
+            .map(|x| x.in_progress_size())
+            .sum();
+        if held > FLUSH_ALL {
+            for x in w.open.values_mut().filter_map(|p| p.writer.as_mut()) {
+                x.flush().map_err(|e| storage_err(&e))?;
+            }
         }
     }
-    let mut out = Vec::new();
-    for ((vnet, date, hour), batches) in parts {
-        let Some(first) = batches.first() else {
+    // Finish every part: footer, fsync.
+    let mut parts = Vec::with_capacity(w.open.len());
+    let mut vnets = BTreeSet::new();
+    let mut keys: Vec<(String, i64)> = w.open.keys().cloned().collect();
+    keys.sort();
+    for k in keys {
+        let Some(pw) = w.open.get_mut(&k) else {
             continue;
         };
-        let all = concat_batches(&first.schema(), &batches).map_err(io)?;
-        out.push(Part {
-            key: format!(
-                "{dataset}/node={node}/vnet={vnet}/date={date}/hour={hour}/{hash}.parquet"
-            ),
-            bytes: encode(dataset, &all)?,
+        let Some(writer) = pw.writer.take() else {
+            continue;
+        };
+        let f = writer.into_inner().map_err(|e| storage_err(&e))?;
+        f.sync_all().map_err(io)?;
+        let bytes = f.metadata().map_err(io)?.len();
+        parts.push(StagedPart {
+            key: pw.key.clone(),
+            tmp: pw.tmp.clone(),
+            bytes,
         });
+        vnets.insert(k.0);
     }
-    Ok(Prepared {
-        parts: out,
+    // The parts now belong to `Staged` (whose drop removes them).
+    w.open.clear();
+    Ok(Staged {
+        parts,
         rows: rows_total,
+        vnets,
         latest_mos: latest
             .into_iter()
             .map(|((v, r), (_, m))| (v, r, m))
@@ -277,40 +690,207 @@ fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, Inges
         })
 }
 
-fn encode(dataset: &str, batch: &RecordBatch) -> Result<Vec<u8>, IngestError> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(io)?))
+fn writer_props(dataset: &str) -> Result<WriterProperties, IngestError> {
+    let level = ZstdLevel::try_new(3).map_err(|e| IngestError::Io(e.to_string()))?;
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(1 << 20))
         .set_key_value_metadata(Some(vec![
             KeyValue::new(META_DATASET.to_string(), dataset.to_string()),
             KeyValue::new(META_SCHEMA_VERSION.to_string(), SCHEMA_VERSION.to_string()),
         ]))
-        .build();
-    let mut out = Vec::new();
-    let mut w =
-        ArrowWriter::try_new(&mut out, Arc::clone(&batch.schema()), Some(props)).map_err(io)?;
-    w.write(batch).map_err(io)?;
-    w.close().map_err(io)?;
-    Ok(out)
+        .build())
 }
 
-/// Stores one part under `data`: temporary file, fsync, rename, fsync of
-/// the directory. `None` when it was already there (a retried upload).
-pub fn store_local(data: &Path, part: &Part) -> Result<Option<u64>, IngestError> {
-    let path = data.join(&part.key);
-    if path.exists() {
-        return Ok(None);
+fn fsync_dir(d: &Path) -> std::io::Result<()> {
+    File::open(d)?.sync_all()
+}
+
+/// Creates `dir` and its missing ancestors below `root` one by one and
+/// returns the directories it created (outermost first), so the caller can
+/// fsync each in its parent.
+pub fn create_dirs(root: &Path, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d == root || d.is_dir() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cur = d.parent();
     }
-    let Some(dir) = path.parent() else {
-        return Err(IngestError::BadName(part.key.clone()));
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = incoming_dir(data).join(format!("{}-{seq}.part.tmp", std::process::id()));
-    let mut file = File::create(&tmp).map_err(io)?;
-    std::io::Write::write_all(&mut file, &part.bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    Ok(Some(part.bytes.len() as u64))
+    missing.reverse();
+    let mut created = Vec::new();
+    for d in missing {
+        match std::fs::create_dir(&d) {
+            Ok(()) => created.push(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(created)
+}
+
+/// (parts, of which already stored, bytes written)
+pub type PutResult = (usize, usize, u64);
+
+/// Makes every staged part visible under `data`, all or none (see the
+/// module documentation).
+pub fn commit_local(data: &Path, staged: &Staged) -> Result<PutResult, IngestError> {
+    let incoming = incoming_dir(data);
+    let mut todo = Vec::new();
+    let mut already = 0;
+    for p in &staged.parts {
+        let path = data.join(&p.key);
+        if path.exists() {
+            already += 1;
+        } else {
+            todo.push((p, path));
+        }
+    }
+    if todo.is_empty() {
+        return Ok((staged.parts.len(), already, 0));
+    }
+    // Directories first (a new one is fsynced in its parent).
+    let mut synced = BTreeSet::new();
+    for (p, path) in &todo {
+        let Some(dir) = path.parent() else {
+            return Err(IngestError::BadName(p.key.clone()));
+        };
+        for d in create_dirs(data, dir).map_err(io)? {
+            if let Some(parent) = d.parent() {
+                synced.insert(parent.to_path_buf());
+            }
+        }
+    }
+    for d in &synced {
+        fsync_dir(d).map_err(io)?;
+    }
+    // The manifest: from here on a crash finishes the commit at restart.
+    let entries: Vec<ManifestEntry> = todo
+        .iter()
+        .map(|(p, _)| ManifestEntry {
+            tmp: p
+                .tmp
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            key: p.key.clone(),
+        })
+        .collect();
+    let json = serde_json::to_vec(&entries).map_err(|e| IngestError::Io(e.to_string()))?;
+    let name = incoming_name(".commit");
+    let manifest = incoming.join(&name);
+    let manifest_tmp = incoming.join(format!("{name}.tmp"));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = File::create(&manifest_tmp)?;
+        f.write_all(&json)?;
+        f.sync_all()?;
+        std::fs::rename(&manifest_tmp, &manifest)?;
+        fsync_dir(&incoming)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&manifest_tmp);
+        let _ = std::fs::remove_file(&manifest);
+        return Err(io(e));
+    }
+    // One pass of renames; on failure, move the renamed parts back.
+    for (i, (p, path)) in todo.iter().enumerate() {
+        if let Err(e) = std::fs::rename(&p.tmp, path) {
+            let mut back = true;
+            for (q, qpath) in &todo[..i] {
+                back &= std::fs::rename(qpath, &q.tmp).is_ok();
+            }
+            if back {
+                let _ = std::fs::remove_file(&manifest);
+            } else {
+                tracing::error!(manifest = %manifest.display(), "A failed commit could not be rolled back; it is finished at the next start.");
+            }
+            return Err(io(e));
+        }
+    }
+    let dirs: BTreeSet<&Path> = todo.iter().filter_map(|(_, path)| path.parent()).collect();
+    for d in dirs {
+        fsync_dir(d).map_err(io)?;
+    }
+    let _ = std::fs::remove_file(&manifest);
+    let bytes = todo.iter().map(|(p, _)| p.bytes).sum();
+    Ok((staged.parts.len(), already, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_dirs_reports_each_directory_it_created() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path();
+        std::fs::create_dir_all(root.join("flows/node=a")).expect("mkdir");
+        let made = create_dirs(
+            root,
+            &root.join("flows/node=a/vnet=A/date=2026-01-01/hour=03"),
+        )
+        .expect("create");
+        assert_eq!(
+            made,
+            vec![
+                root.join("flows/node=a/vnet=A"),
+                root.join("flows/node=a/vnet=A/date=2026-01-01"),
+                root.join("flows/node=a/vnet=A/date=2026-01-01/hour=03"),
+            ]
+        );
+        assert!(create_dirs(root, &root.join("flows/node=a/vnet=A"))
+            .expect("again")
+            .is_empty());
+    }
+
+    #[test]
+    fn recover_finishes_a_commit_with_a_manifest_and_removes_the_rest() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let data = t.path();
+        let inc = incoming_dir(data);
+        std::fs::create_dir_all(&inc).expect("mkdir");
+        let key = format!(
+            "bins/node=n/vnet=A/date=2026-01-01/hour=00/{}.parquet",
+            "a".repeat(64)
+        );
+        std::fs::write(inc.join("1-1.part.tmp"), b"part").expect("part");
+        std::fs::write(inc.join("1-2.part.tmp"), b"orphan").expect("orphan");
+        let m = vec![
+            ManifestEntry {
+                tmp: "1-1.part.tmp".into(),
+                key: key.clone(),
+            },
+            ManifestEntry {
+                tmp: "1-9.part.tmp".into(),
+                key: "../../etc/passwd".into(),
+            },
+        ];
+        std::fs::write(
+            inc.join("1-3.commit"),
+            serde_json::to_vec(&m).expect("json"),
+        )
+        .expect("manifest");
+        let r = recover(data).expect("recover");
+        assert_eq!(
+            r,
+            Recovered {
+                commits_finished: 1,
+                files_removed: 1
+            }
+        );
+        assert_eq!(std::fs::read(data.join(&key)).expect("stored"), b"part");
+        assert_eq!(std::fs::read_dir(&inc).expect("inc").count(), 0);
+    }
+
+    #[test]
+    fn storage_errors_are_5xx_and_no_space_is_507() {
+        let e = std::io::Error::from_raw_os_error(28);
+        assert_eq!(IngestError::storage(&e).status(), 507);
+        let e = std::io::Error::from_raw_os_error(5);
+        assert_eq!(IngestError::storage(&e).status(), 503);
+        let pe = parquet::errors::ParquetError::from(std::io::Error::from_raw_os_error(28));
+        assert_eq!(storage_err(&pe).status(), 507);
+    }
 }

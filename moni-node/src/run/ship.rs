@@ -6,9 +6,12 @@
 //! oldest first, with the file's SHA-256 (the collector stores by it, so a
 //! retry after a lost acknowledgement stores nothing twice), and deletes a
 //! file only after a 2xx, which the collector sends once the data is
-//! fsynced in its dataset. Connection errors and 5xx/401 answers are
-//! retried with exponential backoff, failing over through the configured
-//! collectors; a file the collector refuses as bad (400, 413, 422) moves to
+//! fsynced in its dataset. Connection errors, every 5xx (507 storage full,
+//! 503 with `Retry-After`, ...), 401, 403, 408, 429 and any other answer
+//! that does not judge the file are retried with exponential backoff (at
+//! least the collector's `Retry-After`, at most `retry_max`), failing over
+//! through the configured collectors. Only a file the collector refuses by
+//! its content (400 bad data, 413 too large, 422 invalid) moves to
 //! `OUT/rejected/` and is counted, never retried for ever.
 //!
 //! The spool is capped (`spool_max_bytes`): `drop_oldest` deletes the oldest
@@ -95,11 +98,34 @@ pub fn discard_incomplete(out_dir: &Path) -> usize {
     n
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Failure {
-    /// Retry later (network, 5xx, 401).
-    Transient(String),
+    /// Retry later (network, 5xx, 401, 429, ...), waiting at least the
+    /// collector's `Retry-After` when it gave one.
+    Transient(String, Option<Duration>),
     /// The collector refused this file as bad.
     Rejected(String),
+}
+
+/// A collector's non-2xx answer: only the statuses that judge the file's
+/// content reject it; everything else (storage full, overload, auth,
+/// rate limits, unknown statuses) is retried.
+fn classify(status: u16, retry_after: Option<Duration>, msg: String) -> Failure {
+    match status {
+        400 | 413 | 422 => Failure::Rejected(msg),
+        _ => Failure::Transient(msg, retry_after),
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is ignored).
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    h.get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 fn sha256_file(path: &Path) -> std::io::Result<String> {
@@ -123,13 +149,13 @@ fn upload(
     dataset: &str,
     path: &Path,
 ) -> Result<(), Failure> {
-    let hash =
-        sha256_file(path).map_err(|e| Failure::Transient(format!("{}: {e}", path.display())))?;
-    let file =
-        File::open(path).map_err(|e| Failure::Transient(format!("{}: {e}", path.display())))?;
+    let hash = sha256_file(path)
+        .map_err(|e| Failure::Transient(format!("{}: {e}", path.display()), None))?;
+    let file = File::open(path)
+        .map_err(|e| Failure::Transient(format!("{}: {e}", path.display()), None))?;
     let len = file
         .metadata()
-        .map_err(|e| Failure::Transient(e.to_string()))?
+        .map_err(|e| Failure::Transient(e.to_string(), None))?
         .len();
     let resp = client
         .post(format!("{base}/v1/ingest/{dataset}"))
@@ -141,17 +167,15 @@ fn upload(
         )
         .body(reqwest::blocking::Body::sized(file, len))
         .send()
-        .map_err(|e| Failure::Transient(format!("{base}: {e}")))?;
+        .map_err(|e| Failure::Transient(format!("{base}: {e}"), None))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
     }
+    let after = retry_after(resp.headers());
     let body: String = resp.text().unwrap_or_default().chars().take(300).collect();
     let msg = format!("{base}: {status}: {}", body.trim());
-    match status.as_u16() {
-        400 | 413 | 422 => Err(Failure::Rejected(msg)),
-        _ => Err(Failure::Transient(msg)),
-    }
+    Err(classify(status.as_u16(), after, msg))
 }
 
 /// Sleeps up to `d`, returning early once the writer is done (so a stop
@@ -264,12 +288,13 @@ pub fn run_shipper(ctx: ShipCtx) -> ShipSummary {
                     sum.files_rejected += 1;
                     m.ship_failures.with_label_values(&["rejected"]).inc();
                 }
-                Err(Failure::Transient(msg)) => {
+                Err(Failure::Transient(msg, after)) => {
                     tracing::warn!(error = %msg, "Upload failed; retrying with backoff.");
                     sum.failures += 1;
                     m.ship_failures.with_label_values(&["unavailable"]).inc();
                     collector += 1;
-                    pause(backoff, &ctx.writers_done);
+                    let wait = backoff.max(after.unwrap_or_default().min(s.retry_max));
+                    pause(wait, &ctx.writers_done);
                     backoff = (backoff * 2).min(s.retry_max);
                     break;
                 }
@@ -280,4 +305,43 @@ pub fn run_shipper(ctx: ShipCtx) -> ShipSummary {
         .with_label_values(&[] as &[&str])
         .set(sum.files_left as i64);
     sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_content_refusals_reject_a_file() {
+        for status in [400, 413, 422] {
+            assert_eq!(
+                classify(status, None, "m".into()),
+                Failure::Rejected("m".into()),
+                "{status}"
+            );
+        }
+        for status in [401, 403, 404, 408, 409, 429, 500, 502, 503, 504, 507] {
+            assert_eq!(
+                classify(status, Some(Duration::from_secs(5)), "m".into()),
+                Failure::Transient("m".into(), Some(Duration::from_secs(5))),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            reqwest::header::HeaderValue::from_static("7"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            reqwest::header::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
 }
