@@ -224,7 +224,7 @@ impl Conn {
         }
     }
 
-    async fn run<I>(mut self, io: I, peer: PeerNames)
+    async fn run<I>(self, io: I, peer: PeerNames)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -244,13 +244,18 @@ impl Conn {
             .keep_alive(self.keep_alive)
             .serve_connection(TokioIo::new(io), svc);
         tokio::pin!(conn);
+        let mut stop = self.stop;
+        let stopping = async move {
+            // (the guard wait_for returns must not live across an await)
+            let _ = stop.wait_for(|s| *s).await.is_ok();
+        };
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended");
                 }
             }
-            _ = self.stop.wait_for(|s| *s) => {
+            () = stopping => {
                 conn.as_mut().graceful_shutdown();
                 let _ = conn.await;
             }

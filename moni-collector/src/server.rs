@@ -103,8 +103,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("server.listen {}: cannot listen: {e}", settings.listen))?;
     let backend = Backend::from_settings(settings.data_dir.clone(), &settings.storage)?;
     tracing::info!(store = %backend.describe(), tls = tls.is_some(), max_connections, "Collector storing.");
-    let metrics = CollectorMetrics::new()?;
-    let conn_metrics = http::ConnMetrics::register(metrics.registry())?;
+    let collector_metrics = CollectorMetrics::new()?;
+    let conn_metrics = http::ConnMetrics::register(collector_metrics.registry())?;
     let limits = http::ConnLimits {
         max_connections,
         header_timeout: settings.limits.header_timeout,
@@ -114,7 +114,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         backend,
         compare_slots: tokio::sync::Semaphore::new(settings.limits.compare_max_concurrent),
         settings,
-        metrics,
+        metrics: collector_metrics,
         seq: AtomicU64::new(0),
         ingest_slots: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
