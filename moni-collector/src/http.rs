@@ -6,8 +6,8 @@
 //!   that they fit under the fd limit, see [`crate::limits`]). Beyond it a
 //!   small pool of [`PROBE_SLOTS`] connections answers only `/healthz` and
 //!   `/metrics` (everything else 503 + `Retry-After`), with a
-//!   [`PROBE_HEADER_TIMEOUT`]; when it is full the oldest of them is closed
-//!   for the newest. So a flood of slow or idle connections cannot starve
+//!   [`PROBE_HEADER_TIMEOUT`]; when it is full the oldest of them still
+//!   waiting for its request head is closed for the newest. So a flood of slow or idle connections cannot starve
 //!   health checks and scrapes, and the accept loop never waits on a
 //!   connection.
 //! - The request line and headers (and the TLS handshake, and the pause
@@ -81,14 +81,23 @@ impl ConnMetrics {
     }
 }
 
-/// Connections served beyond the cap; when all [`PROBE_SLOTS`] are taken,
-/// the oldest is closed for the newest (a health check sends its request
-/// at once and is served in a millisecond; a slow client holding a slot is
-/// the one to go).
+/// A connection of the probe pool: its id, how to close it, and whether
+/// its request head has arrived (then it is being answered and stays).
+struct ProbeSlot {
+    id: u64,
+    evict: Arc<Notify>,
+    answering: Arc<AtomicBool>,
+}
+
+/// Connections served beyond the cap. When all [`PROBE_SLOTS`] are taken,
+/// the oldest that has not sent its request head yet is closed for the
+/// newest (a health check sends its request at once; a slow client holding
+/// a slot is the one to go); when every slot is answering, the newest is
+/// closed instead.
 #[derive(Default)]
 struct ProbePool {
     next_id: u64,
-    live: std::collections::VecDeque<(u64, Arc<Notify>)>,
+    live: std::collections::VecDeque<ProbeSlot>,
 }
 
 fn lock(pool: &Mutex<ProbePool>) -> std::sync::MutexGuard<'_, ProbePool> {
@@ -136,6 +145,7 @@ pub async fn serve(
                 header_timeout: limits.header_timeout,
                 keep_alive: true,
                 stop: stop_rx.clone(),
+                answering: None,
             };
             tokio::spawn(async move {
                 let _permit = permit;
@@ -147,16 +157,29 @@ pub async fn serve(
         }
         metrics.refused.with_label_values(&["over_capacity"]).inc();
         let evict = Arc::new(Notify::new());
+        let answering = Arc::new(AtomicBool::new(false));
         let id = {
             let mut pool = lock(&probes);
             if pool.live.len() >= PROBE_SLOTS {
-                if let Some((_, oldest)) = pool.live.pop_front() {
-                    oldest.notify_one();
+                let idle = pool
+                    .live
+                    .iter()
+                    .position(|p| !p.answering.load(Ordering::Relaxed));
+                match idle.and_then(|i| pool.live.remove(i)) {
+                    Some(oldest) => oldest.evict.notify_one(),
+                    None => {
+                        drop(stream);
+                        continue;
+                    }
                 }
             }
             pool.next_id += 1;
             let id = pool.next_id;
-            pool.live.push_back((id, evict.clone()));
+            pool.live.push_back(ProbeSlot {
+                id,
+                evict: evict.clone(),
+                answering: answering.clone(),
+            });
             id
         };
         let conn = Conn {
@@ -164,6 +187,7 @@ pub async fn serve(
             header_timeout: PROBE_HEADER_TIMEOUT,
             keep_alive: false,
             stop: stop_rx.clone(),
+            answering: Some(answering),
         };
         let pool = probes.clone();
         tokio::spawn(async move {
@@ -171,7 +195,7 @@ pub async fn serve(
                 () = conn.handshake_and_run(stream, tls, &metrics) => {}
                 () = evict.notified() => {}
             }
-            lock(&pool).live.retain(|(i, _)| *i != id);
+            lock(&pool).live.retain(|p| p.id != id);
         });
     }
     drop(listener);
@@ -190,6 +214,8 @@ struct Conn {
     header_timeout: Duration,
     keep_alive: bool,
     stop: watch::Receiver<bool>,
+    /// Set when a request head has arrived (probe pool only).
+    answering: Option<Arc<AtomicBool>>,
 }
 
 impl Conn {
@@ -229,7 +255,11 @@ impl Conn {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let router = self.router;
+        let answering = self.answering;
         let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            if let Some(a) = &answering {
+                a.store(true, Ordering::Relaxed);
+            }
             req.extensions_mut().insert(peer.clone());
             let mut r = router.clone();
             async move {

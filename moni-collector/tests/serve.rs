@@ -203,7 +203,7 @@ fn compare_needs_a_token_and_bounds_the_rows_and_the_queries_it_runs() {
     let _c = Collector::start(
         tmp.path(),
         port,
-        &config(port, &data, "compare_max_concurrent = 1\n", ""),
+        &config(port, &data, "compare_max_concurrent = 1\n", &reader()),
         None,
     );
     let get = |auth: Option<&str>, query: &str| {
@@ -257,7 +257,7 @@ fn compare_needs_a_token_and_bounds_the_rows_and_the_queries_it_runs() {
     let _c = Collector::start(
         tmp.path(),
         port,
-        &config(port, &data, "max_compare_rows = 10\n", ""),
+        &config(port, &data, "max_compare_rows = 10\n", &reader()),
         None,
     );
     let (status, body) = raw_request(

@@ -27,6 +27,11 @@ pub fn node_bin() -> PathBuf {
         })
 }
 
+/// A `[[readers]]` entry with [`READER`].
+pub fn reader() -> String {
+    format!("[[readers]]\nname = \"grafana\"\ntoken = \"{READER}\"\n")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -34,14 +39,13 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// The `[server]` head of a config plus two nodes and a reader; `extra`
-/// is appended (more `[server]` keys first, then other sections).
+/// The `[server]` head of a config plus two nodes; `server_extra` adds
+/// `[server]` keys, `extra` other sections.
 pub fn config(port: u16, data: &Path, server_extra: &str, extra: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{server_extra}\n\
          [[nodes]]\nid = \"node-1\"\ntoken = \"{TOKEN}\"\n\
-         [[nodes]]\nid = \"node-2\"\ntoken = \"{TOKEN_2}\"\n\
-         [[readers]]\nname = \"grafana\"\ntoken = \"{READER}\"\n{extra}",
+         [[nodes]]\nid = \"node-2\"\ntoken = \"{TOKEN_2}\"\n{extra}",
         data.display()
     )
 }
