@@ -362,15 +362,28 @@ impl CollectorConfig {
                     format!("{:?}: 1-64 letters, digits, '-', '_' or '.'", n.id),
                 ));
             }
-            let token = read_token("nodes.token", &format!("node {}", n.id), &n.token, &n.token_file)?;
+            let token = read_token(
+                "nodes.token",
+                &format!("node {}", n.id),
+                &n.token,
+                &n.token_file,
+            )?;
             if tokens.insert(token, n.id.clone()).is_some() {
                 return Err(invalid("nodes.token", "two nodes share a token"));
             }
         }
         let mut readers = HashMap::new();
         for (i, r) in self.readers.iter().enumerate() {
-            let name = r.name.clone().unwrap_or_else(|| format!("reader-{}", i + 1));
-            let token = read_token("readers.token", &format!("reader {name}"), &r.token, &r.token_file)?;
+            let name = r
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("reader-{}", i + 1));
+            let token = read_token(
+                "readers.token",
+                &format!("reader {name}"),
+                &r.token,
+                &r.token_file,
+            )?;
             if tokens.contains_key(&token) || readers.insert(token, name).is_some() {
                 return Err(invalid("readers.token", "a token is used twice"));
             }

@@ -66,11 +66,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| anyhow::anyhow!("server.data_dir {}: {e}", settings.data_dir.display()))?;
     let fd_limit = limits::raise_fd_limit();
-    let max_connections = limits::connection_cap(
-        settings.limits.max_connections,
-        http::PROBE_SLOTS,
-        fd_limit,
-    );
+    let max_connections =
+        limits::connection_cap(settings.limits.max_connections, http::PROBE_SLOTS, fd_limit);
     if max_connections < 8 {
         anyhow::bail!(
             "server.max_connections: the file-descriptor limit ({}) leaves room for {max_connections} connections; raise it (ulimit -n, LimitNOFILE=)",
@@ -138,7 +135,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(t) = tls.clone() {
         tokio::spawn(reload_on_sighup(t));
     }
-    http::serve(listener, app, probe, limits, tls, conn_metrics, shutdown_signal()).await;
+    http::serve(
+        listener,
+        app,
+        probe,
+        limits,
+        tls,
+        conn_metrics,
+        shutdown_signal(),
+    )
+    .await;
     Ok(())
 }
 
@@ -183,7 +189,9 @@ async fn reload_on_sighup(tls: Arc<tls::Reloadable>) {
     while hup.recv().await.is_some() {
         match tls.reload() {
             Ok(()) => tracing::info!("TLS certificates reloaded."),
-            Err(e) => tracing::error!(key = e.key(), error = %e, "TLS reload failed; the old certificates stay."),
+            Err(e) => {
+                tracing::error!(key = e.key(), error = %e, "TLS reload failed; the old certificates stay.")
+            }
         }
     }
 }
@@ -238,9 +246,8 @@ async fn compare_http(
     headers: HeaderMap,
     Query(q): Query<CompareQuery>,
 ) -> Response {
-    let authorized = bearer(&headers).is_some_and(|t| {
-        st.settings.readers.contains_key(t) || st.settings.tokens.contains_key(t)
-    });
+    let authorized = bearer(&headers)
+        .is_some_and(|t| st.settings.readers.contains_key(t) || st.settings.tokens.contains_key(t));
     if !authorized {
         let mut r = json_error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
         r.headers_mut()

@@ -19,7 +19,8 @@ const FLOOD_SECS: u64 = 12;
 /// byte a second and never finishes it; when the server closes it, counts
 /// that and connects again a second later.
 async fn slowloris(port: u16, until: Instant, closed: Arc<AtomicU64>, refused: Arc<AtomicU64>) {
-    let head = b"POST /v1/ingest/flows HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let head =
+        b"POST /v1/ingest/flows HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     while Instant::now() < until {
         let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
             refused.fetch_add(1, Ordering::Relaxed);
@@ -49,7 +50,10 @@ async fn slowloris(port: u16, until: Instant, closed: Arc<AtomicU64>, refused: A
 fn a_slowloris_of_1000_connections_leaves_healthz_answering_within_a_second() {
     // The test needs 1,000+ descriptors itself.
     let own = moni_collector::limits::raise_fd_limit().expect("fd limit");
-    assert!(own > 1200, "the test needs an fd limit above 1200, has {own}");
+    assert!(
+        own > 1200,
+        "the test needs an fd limit above 1200, has {own}"
+    );
     let tmp = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     // 512 descriptors in all (soft and hard): fewer than the flood, so the
@@ -67,7 +71,11 @@ fn a_slowloris_of_1000_connections_leaves_healthz_answering_within_a_second() {
         Some(512),
     );
     assert_eq!(
-        raw_request(port, "GET /healthz HTTP/1.0\r\n\r\n", Duration::from_secs(5)),
+        raw_request(
+            port,
+            "GET /healthz HTTP/1.0\r\n\r\n",
+            Duration::from_secs(5)
+        ),
         Some((200, "ok\n".to_string()))
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -88,7 +96,11 @@ fn a_slowloris_of_1000_connections_leaves_healthz_answering_within_a_second() {
     let mut slowest = Duration::ZERO;
     while Instant::now() + Duration::from_secs(1) < until {
         let t0 = Instant::now();
-        let got = raw_request(port, "GET /healthz HTTP/1.0\r\n\r\n", Duration::from_secs(1));
+        let got = raw_request(
+            port,
+            "GET /healthz HTTP/1.0\r\n\r\n",
+            Duration::from_secs(1),
+        );
         assert_eq!(
             got,
             Some((200, "ok\n".to_string())),
@@ -97,8 +109,12 @@ fn a_slowloris_of_1000_connections_leaves_healthz_answering_within_a_second() {
         slowest = slowest.max(t0.elapsed());
         checks += 1;
         if checks % 8 == 0 {
-            let m = raw_request(port, "GET /metrics HTTP/1.0\r\n\r\n", Duration::from_secs(1))
-                .expect("metrics during the flood");
+            let m = raw_request(
+                port,
+                "GET /metrics HTTP/1.0\r\n\r\n",
+                Duration::from_secs(1),
+            )
+            .expect("metrics during the flood");
             assert_eq!(m.0, 200);
             assert!(m.1.contains("moni_collector_open_connections"));
         }
@@ -119,12 +135,18 @@ fn a_slowloris_of_1000_connections_leaves_healthz_answering_within_a_second() {
     assert_eq!(refused.load(Ordering::Relaxed), 0);
     // The collector is at its cap (512 fds - 128 reserve - 32 probe slots)
     // and counted the connections beyond it.
-    let (status, m) = raw_request(port, "GET /metrics HTTP/1.0\r\n\r\n", Duration::from_secs(2))
-        .expect("metrics");
+    let (status, m) = raw_request(
+        port,
+        "GET /metrics HTTP/1.0\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .expect("metrics");
     assert_eq!(status, 200);
     let over: f64 = m
         .lines()
-        .find(|l| l.starts_with("moni_collector_refused_connections_total{reason=\"over_capacity\"}"))
+        .find(|l| {
+            l.starts_with("moni_collector_refused_connections_total{reason=\"over_capacity\"}")
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .expect("over_capacity counter");
@@ -275,19 +297,39 @@ fn check_config_names_the_key_of_a_bad_serving_limit() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     for (server, extra, key) in [
-        ("header_timeout_secs = 0\n", "", "server.header_timeout_secs"),
-        ("body_idle_timeout_secs = 0\n", "", "server.body_idle_timeout_secs"),
+        (
+            "header_timeout_secs = 0\n",
+            "",
+            "server.header_timeout_secs",
+        ),
+        (
+            "body_idle_timeout_secs = 0\n",
+            "",
+            "server.body_idle_timeout_secs",
+        ),
         ("max_connections = 2\n", "", "server.max_connections"),
-        ("compare_max_concurrent = 0\n", "", "server.compare_max_concurrent"),
+        (
+            "compare_max_concurrent = 0\n",
+            "",
+            "server.compare_max_concurrent",
+        ),
         ("max_compare_rows = 0\n", "", "server.max_compare_rows"),
         ("", "[[readers]]\ntoken = \"short\"\n", "readers.token"),
-        ("", "[tls]\ncert_file = \"/nonexistent.crt\"\n", "tls.key_file"),
+        (
+            "",
+            "[tls]\ncert_file = \"/nonexistent.crt\"\n",
+            "tls.key_file",
+        ),
         (
             "",
             "[tls]\ncert_file = \"/nonexistent.crt\"\nkey_file = \"/nonexistent.key\"\n",
             "tls.cert_file",
         ),
-        ("", "[tls]\nclient_ca_file = \"/x.crt\"\n", "tls.client_ca_file"),
+        (
+            "",
+            "[tls]\nclient_ca_file = \"/x.crt\"\n",
+            "tls.client_ca_file",
+        ),
     ] {
         let path = tmp.path().join("c.toml");
         std::fs::write(&path, config(1, &data, server, extra)).expect("write");

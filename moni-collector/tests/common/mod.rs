@@ -202,10 +202,9 @@ impl Ca {
     /// in 2020.
     pub fn leaf(&self, cn: &str, sans: &[&str], client: bool, expired: bool) -> Leaf {
         let key = rcgen::KeyPair::generate().expect("key");
-        let mut p = rcgen::CertificateParams::new(
-            sans.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .expect("params");
+        let mut p =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
         p.distinguished_name
             .push(rcgen::DnType::CommonName, cn.to_string());
         p.extended_key_usages = vec![if client {
