@@ -284,3 +284,56 @@ fn sighup_loads_new_certificates_and_keeps_the_old_ones_when_the_new_are_bad() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(ok(&new_ca));
 }
+
+#[test]
+fn node_check_config_names_the_tls_key_at_fault() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let ca = Ca::new("moni test CA");
+    let ca_file = secret(dir, "ca.crt", &ca.pem);
+    let junk = secret(dir, "junk.pem", "not a certificate\n");
+    let leaf = ca.leaf("node-1", &[], true, false);
+    let cert = secret(dir, "node.crt", &leaf.cert);
+    for (ship, key) in [
+        ("ca_file = \"/nonexistent/ca.crt\"", Some("ship.ca_file")),
+        (
+            &format!("ca_file = \"{}\"", junk.display()),
+            Some("ship.ca_file"),
+        ),
+        (
+            &format!("cert_file = \"{}\"", cert.display()),
+            Some("ship.key_file"),
+        ),
+        (
+            &format!(
+                "cert_file = \"{}\"\nkey_file = \"{}\"",
+                cert.display(),
+                junk.display()
+            ),
+            Some("ship.key_file"),
+        ),
+        (&format!("ca_file = \"{}\"", ca_file.display()), None),
+    ] {
+        let cfg = dir.join("node.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[ship]\ncollectors = [\"https://127.0.0.1:1\"]\ntoken = \"{TOKEN}\"\n{ship}\n"
+            ),
+        )
+        .expect("write");
+        let o = std::process::Command::new(node_bin())
+            .arg("check-config")
+            .arg(&cfg)
+            .output()
+            .expect("moni-node check-config");
+        let err = String::from_utf8_lossy(&o.stderr);
+        match key {
+            Some(key) => {
+                assert_eq!(o.status.code(), Some(2), "{ship}: {err}");
+                assert!(err.contains(key), "{ship}: {err}");
+            }
+            None => assert!(o.status.success(), "{ship}: {err}"),
+        }
+    }
+}
