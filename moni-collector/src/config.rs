@@ -9,7 +9,7 @@
 //! header_timeout_secs = 10        # request line + headers must arrive within this (also the
 //!                                 # TLS handshake and the idle time between keep-alive requests)
 //! body_idle_timeout_secs = 30     # an upload body silent this long is cut (408)
-//! max_connections = 1024          # connections served at once; at most the fd limit - 128
+//! max_connections = 1024          # connections served at once; lowered to fd limit - 160
 //! compare_max_concurrent = 2      # /v1/compare queries at once; more get 503 + Retry-After
 //! max_compare_rows = 1000000      # RTP windows one /v1/compare may load; more get 413
 //!
@@ -21,6 +21,7 @@
 //! #                               # is the node id its token names (403 otherwise)
 //!
 //! [[readers]]                     # tokens allowed to read /v1/compare (node tokens may too)
+//! # name = "grafana"              # shown in logs
 //! # token_file = "/etc/moni/grafana.token"  # or token = "..."; at least 16 characters
 //!
 //! [storage]
