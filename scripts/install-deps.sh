@@ -6,7 +6,8 @@
 # hping3 and iperf3 (real attacks and load in those namespaces), and the
 # Python packages
 # the analyst-side tests use (duckdb, pyarrow; boto3 and moto for the
-# collector's S3 test). Skips what is already there.
+# collector's S3 test; cryptography for the TLS test's throwaway CA).
+# Skips what is already there.
 set -euo pipefail
 need_apt=()
 dpkg -s libpcap-dev >/dev/null 2>&1 || need_apt+=(libpcap-dev)
@@ -26,6 +27,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
 fi
 if [ "${1:-}" != "--build-only" ]; then
-  python3 -c "import duckdb, pyarrow, boto3" 2>/dev/null && command -v moto_server >/dev/null ||
-    python3 -m pip install -q duckdb pyarrow boto3 "moto[server]"
+  python3 -c "import duckdb, pyarrow, boto3, cryptography" 2>/dev/null && command -v moto_server >/dev/null ||
+    python3 -m pip install -q duckdb pyarrow boto3 "moto[server]" cryptography
 fi

@@ -156,11 +156,26 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a T> 
         .with_context(|| format!("column {name} missing or of another type"))
 }
 
+/// A query that would load more windows than allowed (HTTP 413).
+#[derive(Debug, thiserror::Error)]
+#[error("the query would load more than {0} RTP windows: narrow it with from, to or node")]
+pub struct TooManyRows(pub usize);
+
 /// The windows of the two VNets in `data` (a collector's data directory or
 /// a node's output directory), with a map naming them.
 pub fn load_windows(
     data: &Path,
     q: &CompareQuery,
+) -> anyhow::Result<(Vec<RtpWindowRecord>, VnetMap)> {
+    load_windows_limited(data, q, usize::MAX)
+}
+
+/// [`load_windows`], failing with [`TooManyRows`] once more than
+/// `max_rows` windows match.
+pub fn load_windows_limited(
+    data: &Path,
+    q: &CompareQuery,
+    max_rows: usize,
 ) -> anyhow::Result<(Vec<RtpWindowRecord>, VnetMap)> {
     if q.production == q.shadow || q.production.is_empty() || q.shadow.is_empty() {
         bail!("give two different VNets: --production A --shadow B");
@@ -223,6 +238,9 @@ pub fn load_windows(
                 let (Ok(sa), Ok(da)) = (src.value(i).parse(), dst.value(i).parse()) else {
                     continue;
                 };
+                if out.len() >= max_rows {
+                    return Err(TooManyRows(max_rows).into());
+                }
                 out.push(RtpWindowRecord {
                     id: RtpStreamId {
                         vnet: id,
@@ -253,11 +271,16 @@ pub fn load_windows(
 
 /// Runs the comparison.
 pub fn report(data: &Path, q: &CompareQuery) -> anyhow::Result<Report> {
+    report_limited(data, q, usize::MAX)
+}
+
+/// [`report`] loading at most `max_rows` windows ([`TooManyRows`] beyond).
+pub fn report_limited(data: &Path, q: &CompareQuery, max_rows: usize) -> anyhow::Result<Report> {
     let tolerance = q.tolerance.unwrap_or(0.1);
     if !(0.0..=4.0).contains(&tolerance) {
         bail!("tolerance must be between 0 and 4");
     }
-    let (windows, map) = load_windows(data, q)?;
+    let (windows, map) = load_windows_limited(data, q, max_rows)?;
     let pairs = compare_windows(&windows, &map, tolerance);
     let per = per_window(&pairs, tolerance);
     Ok(build_report(q, tolerance, &pairs, &per))
@@ -512,7 +535,16 @@ fn esc(s: &str) -> String {
 
 /// The HTTP endpoint's answer: (content type, body).
 pub fn run_query(data: &Path, q: &CompareQuery) -> anyhow::Result<(&'static str, String)> {
-    let r = report(data, q)?;
+    run_query_limited(data, q, usize::MAX)
+}
+
+/// [`run_query`] loading at most `max_rows` windows.
+pub fn run_query_limited(
+    data: &Path,
+    q: &CompareQuery,
+    max_rows: usize,
+) -> anyhow::Result<(&'static str, String)> {
+    let r = report_limited(data, q, max_rows)?;
     Ok(match q.format.as_deref().unwrap_or("json") {
         "json" => ("application/json", serde_json::to_string_pretty(&r)?),
         "csv" => ("text/csv", r.csv()),

@@ -10,6 +10,23 @@
 //! max_decoded_bytes = 4294967296  # more decoded (Arrow, in memory) bytes: 413
 //! max_partitions_per_upload = 256 # more VNet x hour partitions in one upload: 422
 //! max_vnets_per_node = 1024       # more distinct VNet names stored for one node: 422
+//! header_timeout_secs = 10        # request line + headers must arrive within this (also the
+//!                                 # TLS handshake and the idle time between keep-alive requests)
+//! body_idle_timeout_secs = 30     # an upload body silent this long is cut (408)
+//! max_connections = 1024          # connections served at once; lowered to fd limit - 160
+//! compare_max_concurrent = 2      # /v1/compare queries at once; more get 503 + Retry-After
+//! max_compare_rows = 1000000      # RTP windows one /v1/compare may load; more get 413
+//!
+//! [tls]                           # HTTPS instead of HTTP when cert_file is set
+//! # cert_file = "/etc/moni/collector.crt"   # PEM chain, leaf first (reloaded on SIGHUP)
+//! # key_file = "/etc/moni/collector.key"    # PEM private key (PKCS#8, PKCS#1 or SEC1)
+//! # client_ca_file = "/etc/moni/nodes-ca.crt"  # mutual TLS: uploads need a client
+//! #                               # certificate of this CA whose subject CN or a DNS SAN
+//! #                               # is the node id its token names (403 otherwise)
+//!
+//! [[readers]]                     # tokens allowed to read /v1/compare (node tokens may too)
+//! # name = "grafana"              # shown in logs
+//! # token_file = "/etc/moni/grafana.token"  # or token = "..."; at least 16 characters
 //!
 //! [storage]
 //! kind = "local"                  # the dataset under data_dir; or "s3":
@@ -59,6 +76,8 @@ pub struct CollectorConfig {
     pub server: ServerSection,
     pub storage: StorageSection,
     pub nodes: Vec<NodeEntry>,
+    pub readers: Vec<ReaderEntry>,
+    pub tls: TlsSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -114,6 +133,11 @@ pub struct ServerSection {
     pub max_decoded_bytes: u64,
     pub max_partitions_per_upload: usize,
     pub max_vnets_per_node: usize,
+    pub header_timeout_secs: u64,
+    pub body_idle_timeout_secs: u64,
+    pub max_connections: usize,
+    pub compare_max_concurrent: usize,
+    pub max_compare_rows: usize,
 }
 
 impl Default for ServerSection {
@@ -127,8 +151,52 @@ impl Default for ServerSection {
             max_decoded_bytes: limits.max_decoded_bytes,
             max_partitions_per_upload: limits.max_partitions,
             max_vnets_per_node: 1024,
+            header_timeout_secs: 10,
+            body_idle_timeout_secs: 30,
+            max_connections: 1024,
+            compare_max_concurrent: 2,
+            max_compare_rows: 1_000_000,
         }
     }
+}
+
+/// `[[readers]]`: a token that may read `/v1/compare` (and nothing else).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReaderEntry {
+    /// Shown in logs; defaults to `reader-<n>`.
+    pub name: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[tls]`: HTTPS (rustls) when `cert_file` is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Validated `[tls]`: the files are read (and re-read on SIGHUP) by
+/// [`crate::tls`].
+#[derive(Clone, Debug)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Validated limits of the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct ServeLimits {
+    pub header_timeout: std::time::Duration,
+    pub body_idle_timeout: std::time::Duration,
+    /// As configured; [`crate::limits`] lowers it below the fd limit.
+    pub max_connections: usize,
+    pub compare_max_concurrent: usize,
+    pub max_compare_rows: usize,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -146,12 +214,123 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub max_body_bytes: u64,
     /// Rows, decoded bytes and partitions per upload.
-    pub limits: Limits,
+    pub upload_limits: Limits,
     /// Distinct VNet names one node may have in the dataset.
     pub max_vnets_per_node: usize,
     /// Bearer token → node id.
     pub tokens: HashMap<String, String>,
+    /// Bearer token → reader name (`[[readers]]`).
+    pub readers: HashMap<String, String>,
     pub storage: StorageSettings,
+    pub limits: ServeLimits,
+    pub tls: Option<TlsSettings>,
+}
+
+/// Reads a token given inline or in a file (trimmed); `key` names the
+/// entry in errors.
+fn read_token(
+    key: &'static str,
+    who: &str,
+    token: &Option<String>,
+    token_file: &Option<PathBuf>,
+) -> Result<String, ConfigError> {
+    let token = match (token, token_file) {
+        (Some(t), None) => t.clone(),
+        (None, Some(f)) => {
+            warn_if_readable_by_others(f);
+            std::fs::read_to_string(f)
+                .map_err(|e| invalid(key, format!("{who}: {}: {e}", f.display())))?
+                .trim()
+                .to_string()
+        }
+        _ => return Err(invalid(key, format!("{who}: give token or token_file"))),
+    };
+    if token.len() < 16 {
+        return Err(invalid(key, format!("{who}: at least 16 characters")));
+    }
+    Ok(token)
+}
+
+/// Secrets (token files, the TLS key) should be mode 0600: warns otherwise.
+pub fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "Secret file is readable by group or others; use mode 0600."
+            );
+        }
+    }
+}
+
+impl ServerSection {
+    fn limits(&self) -> Result<ServeLimits, ConfigError> {
+        if !(1..=3600).contains(&self.header_timeout_secs) {
+            return Err(invalid(
+                "server.header_timeout_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(1..=3600).contains(&self.body_idle_timeout_secs) {
+            return Err(invalid(
+                "server.body_idle_timeout_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(8..=1_000_000).contains(&self.max_connections) {
+            return Err(invalid(
+                "server.max_connections",
+                "must be between 8 and 1000000",
+            ));
+        }
+        if !(1..=256).contains(&self.compare_max_concurrent) {
+            return Err(invalid(
+                "server.compare_max_concurrent",
+                "must be between 1 and 256",
+            ));
+        }
+        if self.max_compare_rows == 0 {
+            return Err(invalid("server.max_compare_rows", "must be at least 1"));
+        }
+        Ok(ServeLimits {
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+            body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout_secs),
+            max_connections: self.max_connections,
+            compare_max_concurrent: self.compare_max_concurrent,
+            max_compare_rows: self.max_compare_rows,
+        })
+    }
+}
+
+impl TlsSection {
+    /// Checks the keys and that the files load (so `check-config` and a
+    /// start fail with the key named, not at the first handshake).
+    fn settings(&self) -> Result<Option<TlsSettings>, ConfigError> {
+        let (cert_file, key_file) = match (&self.cert_file, &self.key_file) {
+            (None, None) => {
+                if self.client_ca_file.is_some() {
+                    return Err(invalid(
+                        "tls.client_ca_file",
+                        "needs tls.cert_file and tls.key_file",
+                    ));
+                }
+                return Ok(None);
+            }
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            (Some(_), None) => return Err(invalid("tls.key_file", "needed with tls.cert_file")),
+            (None, Some(_)) => return Err(invalid("tls.cert_file", "needed with tls.key_file")),
+        };
+        let s = TlsSettings {
+            cert_file,
+            key_file,
+            client_ca_file: self.client_ca_file.clone(),
+        };
+        crate::tls::server_config(&s).map_err(|e| invalid(e.key(), e.to_string()))?;
+        Ok(Some(s))
+    }
 }
 
 /// A node id or VNet name safe to use as one path component.
@@ -229,29 +408,34 @@ impl CollectorConfig {
                     format!("{:?} is given to two [[nodes]] entries", n.id),
                 ));
             }
-            let token = match (&n.token, &n.token_file) {
-                (Some(t), None) => t.clone(),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map_err(|e| invalid("nodes.token_file", format!("{}: {e}", f.display())))?
-                    .trim()
-                    .to_string(),
-                _ => {
-                    return Err(invalid(
-                        "nodes.token",
-                        format!("node {}: give token or token_file", n.id),
-                    ))
-                }
-            };
-            if token.len() < 16 {
-                return Err(invalid(
-                    "nodes.token",
-                    format!("node {}: at least 16 characters", n.id),
-                ));
-            }
+            let token = read_token(
+                "nodes.token",
+                &format!("node {}", n.id),
+                &n.token,
+                &n.token_file,
+            )?;
             if tokens.insert(token, n.id.clone()).is_some() {
                 return Err(invalid("nodes.token", "two nodes share a token"));
             }
         }
+        let mut readers = HashMap::new();
+        for (i, r) in self.readers.iter().enumerate() {
+            let name = r
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("reader-{}", i + 1));
+            let token = read_token(
+                "readers.token",
+                &format!("reader {name}"),
+                &r.token,
+                &r.token_file,
+            )?;
+            if tokens.contains_key(&token) || readers.insert(token, name).is_some() {
+                return Err(invalid("readers.token", "a token is used twice"));
+            }
+        }
+        let limits = self.server.limits()?;
+        let tls = self.tls.settings()?;
         let st = &self.storage;
         let storage = match st.kind.as_str() {
             "local" => StorageSettings::Local,
@@ -291,14 +475,17 @@ impl CollectorConfig {
             listen,
             data_dir: self.server.data_dir.clone(),
             max_body_bytes: self.server.max_body_bytes,
-            limits: Limits {
+            upload_limits: Limits {
                 max_rows: self.server.max_rows_per_upload,
                 max_decoded_bytes: self.server.max_decoded_bytes,
                 max_partitions: self.server.max_partitions_per_upload,
             },
             max_vnets_per_node: self.server.max_vnets_per_node,
             tokens,
+            readers,
             storage,
+            limits,
+            tls,
         })
     }
 }
@@ -335,8 +522,8 @@ mod tests {
     fn upload_limits_have_defaults_and_zero_is_refused() {
         let node = "[[nodes]]\nid = \"n1\"\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\n";
         let s = resolve(node).expect("defaults");
-        assert_eq!(s.limits.max_partitions, 256);
-        assert_eq!(s.limits.max_rows, 16 * 1024 * 1024);
+        assert_eq!(s.upload_limits.max_partitions, 256);
+        assert_eq!(s.upload_limits.max_rows, 16 * 1024 * 1024);
         assert_eq!(s.max_vnets_per_node, 1024);
         let e = resolve(&format!("[server]\nmax_partitions_per_upload = 0\n{node}"))
             .err()

@@ -8,6 +8,9 @@
 pub mod backend;
 pub mod compare;
 pub mod config;
+pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -94,6 +94,11 @@ impl CollectorMetrics {
         })
     }
 
+    /// The registry, for metrics registered elsewhere (the connection layer).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

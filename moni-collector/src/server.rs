@@ -8,30 +8,42 @@
 //!   column, too many partitions or VNets; 507 storage full and 503 other
 //!   storage failures (both with `Retry-After`: the node retries them).
 //!   Every refusal is one JSON `error` line.
-//! - `GET /v1/compare?production=A&shadow=B[&from=&to=&format=json|csv|table]`
-//! - `GET /metrics`, `GET /healthz`.
+//! - `GET /v1/compare?production=A&shadow=B[&from=&to=&node=&format=json|csv|table|svg]`
+//!   with `Authorization: Bearer <token>` of a `[[readers]]` entry or any
+//!   node: 401 without; at most `compare_max_concurrent` at once (503 with
+//!   `Retry-After` beyond); 413 when the query would load more than
+//!   `max_compare_rows` windows.
+//! - `GET /metrics`, `GET /healthz`: no token; still answered when the
+//!   connection cap is reached (see [`crate::http`]).
+//!
+//! With `[tls] client_ca_file`, an upload must come over a connection
+//! whose client certificate names the token's node (CN or DNS SAN): 403
+//! otherwise.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::backend::Backend;
 use crate::compare::{self, CompareQuery};
 use crate::config::Settings;
 use crate::metrics::CollectorMetrics;
 use crate::store::{self, IngestError};
+use crate::{http, limits, tls};
 
 struct AppState {
     settings: Settings,
@@ -45,6 +57,10 @@ struct AppState {
     ingest_slots: tokio::sync::Semaphore,
     /// VNet names stored per node, for `max_vnets_per_node`.
     vnets: std::sync::Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Bounds the `/v1/compare` queries running at once (each loads windows).
+    compare_slots: tokio::sync::Semaphore,
+    /// `[tls] client_ca_file` is set: uploads need a matching certificate.
+    mutual_tls: bool,
 }
 
 fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -52,10 +68,33 @@ fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Runs until SIGINT/SIGTERM.
+/// Runs until SIGINT/SIGTERM; SIGHUP reloads the TLS certificates.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| anyhow::anyhow!("server.data_dir {}: {e}", settings.data_dir.display()))?;
+    let fd_limit = limits::raise_fd_limit();
+    let max_connections =
+        limits::connection_cap(settings.limits.max_connections, http::PROBE_SLOTS, fd_limit);
+    if max_connections < 8 {
+        anyhow::bail!(
+            "server.max_connections: the file-descriptor limit ({}) leaves room for {max_connections} connections; raise it (ulimit -n, LimitNOFILE=)",
+            fd_limit.unwrap_or(0)
+        );
+    }
+    if max_connections < settings.limits.max_connections {
+        tracing::warn!(
+            configured = settings.limits.max_connections,
+            used = max_connections,
+            fd_limit = fd_limit.unwrap_or(0),
+            "server.max_connections lowered to fit the file-descriptor limit."
+        );
+    }
+    let tls = match &settings.tls {
+        Some(t) => Some(Arc::new(
+            tls::Reloadable::new(t.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", e.key()))?,
+        )),
+        None => None,
+    };
     // Held until serve returns: a second collector on this data_dir must
     // not touch our `.incoming`.
     let _lock = store::lock_data_dir(&settings.data_dir)?;
@@ -77,40 +116,136 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("server.listen {}: cannot listen: {e}", settings.listen))?;
     let backend = Backend::from_settings(settings.data_dir.clone(), &settings.storage)?;
-    tracing::info!(store = %backend.describe(), "Collector storing.");
+    tracing::info!(store = %backend.describe(), tls = tls.is_some(), max_connections, "Collector storing.");
+    let collector_metrics = CollectorMetrics::new()?;
+    let conn_metrics = http::ConnMetrics::register(collector_metrics.registry())?;
+    let limits = http::ConnLimits {
+        max_connections,
+        header_timeout: settings.limits.header_timeout,
+    };
+    let body_idle = settings.limits.body_idle_timeout;
     let state = Arc::new(AppState {
         backend,
+        compare_slots: tokio::sync::Semaphore::new(settings.limits.compare_max_concurrent),
         settings,
-        metrics: CollectorMetrics::new()?,
+        metrics: collector_metrics,
         seq: AtomicU64::new(0),
         vnets: std::sync::Mutex::new(known_vnets),
         ingest_slots: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
         ),
+        mutual_tls: tls.as_ref().is_some_and(|t| t.mutual()),
     });
-    let app = Router::new()
-        .route("/v1/ingest/{dataset}", post(ingest))
+    let app = router(state.clone(), body_idle);
+    let probe = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async {
+            let mut r = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "at the connection limit: only /healthz and /metrics are served",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        })
+        .with_state(state);
+    if let Some(t) = tls.clone() {
+        tokio::spawn(reload_on_sighup(t));
+    }
+    http::serve(
+        listener,
+        app,
+        probe,
+        limits,
+        tls,
+        conn_metrics,
+        shutdown_signal(),
+    )
+    .await;
+    Ok(())
+}
+
+/// The routes: ingest (client certificate checked with mutual TLS, body
+/// idle timeout), compare, metrics, health.
+fn router(state: Arc<AppState>, body_idle: Duration) -> Router {
+    let ingest_route = post(ingest)
+        .layer(middleware::from_fn_with_state(
+            body_idle,
+            http::body_idle_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_client_cert,
+        ));
+    Router::new()
+        .route("/v1/ingest/{dataset}", ingest_route)
         .route("/v1/compare", get(compare_http))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::disable())
-        .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let term = async {
-                if let Ok(mut s) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                {
-                    s.recv().await;
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
+        .with_state(state)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        if let Ok(mut s) = signal(SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+async fn reload_on_sighup(tls: Arc<tls::Reloadable>) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("Cannot listen for SIGHUP: TLS certificates will not reload.");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("TLS certificates reloaded."),
+            Err(e) => {
+                tracing::error!(key = e.key(), error = %e, "TLS reload failed; the old certificates stay.")
             }
-        })
-        .await?;
-    Ok(())
+        }
+    }
+}
+
+/// The bearer token of a request.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// With mutual TLS: the upload's token must name a node that the client
+/// certificate names too (403 otherwise). An unknown token passes on to
+/// the handler's 401.
+async fn require_client_cert(
+    State(st): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if st.mutual_tls {
+        if let Some(node) = bearer(req.headers()).and_then(|t| st.settings.tokens.get(t)) {
+            let names = req.extensions().get::<tls::PeerNames>();
+            if !names.is_some_and(|n| n.contains(node)) {
+                st.metrics
+                    .rejected
+                    .with_label_values(&["client_certificate"])
+                    .inc();
+                return json_error(
+                    StatusCode::FORBIDDEN,
+                    format!("the client certificate does not name node {node}"),
+                );
+            }
+        }
+    }
+    next.run(req).await
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
@@ -124,11 +259,40 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn compare_http(State(st): State<Arc<AppState>>, Query(q): Query<CompareQuery>) -> Response {
+async fn compare_http(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<CompareQuery>,
+) -> Response {
+    let authorized = bearer(&headers)
+        .is_some_and(|t| st.settings.readers.contains_key(t) || st.settings.tokens.contains_key(t));
+    if !authorized {
+        let mut r = json_error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    let Ok(_slot) = st.compare_slots.try_acquire() else {
+        let mut r = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} comparisons already running; retry later",
+                st.settings.limits.compare_max_concurrent
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    };
     let data = st.settings.data_dir.clone();
-    let res = tokio::task::spawn_blocking(move || compare::run_query(&data, &q)).await;
+    let max_rows = st.settings.limits.max_compare_rows;
+    let res =
+        tokio::task::spawn_blocking(move || compare::run_query_limited(&data, &q, max_rows)).await;
     match res {
         Ok(Ok((ctype, body))) => ([(header::CONTENT_TYPE, ctype)], body).into_response(),
+        Ok(Err(e)) if e.downcast_ref::<compare::TooManyRows>().is_some() => {
+            json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("{e:#}"))
+        }
         Ok(Err(e)) => json_error(StatusCode::BAD_REQUEST, format!("{e:#}")),
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
@@ -214,7 +378,7 @@ async fn ingest(
         }
     }
     let (ds, nd, tp, hs) = (dataset.clone(), node.clone(), tmp.clone(), hash.clone());
-    let limits = st.settings.limits;
+    let limits = st.settings.upload_limits;
     let Ok(_slot) = st.ingest_slots.acquire().await else {
         let _ = tokio::fs::remove_file(&tmp).await;
         return reject(

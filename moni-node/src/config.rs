@@ -38,6 +38,9 @@
 //! retry_max_secs = 30           # exponential backoff cap between attempts
 //! keep_shipped = false          # keep acknowledged files (moved to OUT/shipped/)
 //! drain_secs = 15               # at stop, keep shipping this long; the rest ships at next start
+//! ca_file = ""                  # https://: trust only this CA (PEM); default: the system's roots
+//! cert_file = ""                # client certificate (PEM) for a collector with mutual TLS,
+//! key_file = ""                 # and its key; CN or a DNS SAN must be this node's id there
 //!
 //! [vnets]
 //! default_vnet = "default"      # VNet of traffic no mapping matches
@@ -245,6 +248,9 @@ pub struct ShipSection {
     pub retry_max_secs: u64,
     pub keep_shipped: bool,
     pub drain_secs: u64,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for ShipSection {
@@ -258,6 +264,9 @@ impl Default for ShipSection {
             retry_max_secs: 30,
             keep_shipped: false,
             drain_secs: 15,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -272,6 +281,60 @@ pub struct ShipSettings {
     pub retry_max: std::time::Duration,
     pub keep_shipped: bool,
     pub drain: std::time::Duration,
+    pub tls: ShipTls,
+}
+
+/// TLS of the uploads: the CA to trust (PEM; `None`: the system's roots)
+/// and the client certificate + key (PEM, concatenated) for mutual TLS.
+#[derive(Clone, Debug, Default)]
+pub struct ShipTls {
+    pub ca_pem: Option<Vec<u8>>,
+    pub identity_pem: Option<Vec<u8>>,
+}
+
+impl ShipSection {
+    fn tls(&self) -> Result<ShipTls, ConfigError> {
+        let read = |key: &'static str, f: &Path| {
+            std::fs::read(f).map_err(|e| invalid(key, format!("{}: {e}", f.display())))
+        };
+        let ca_pem = match self.ca_file.as_deref() {
+            None => None,
+            Some(f) => {
+                let pem = read("ship.ca_file", f)?;
+                match reqwest::Certificate::from_pem_bundle(&pem) {
+                    Ok(c) if !c.is_empty() => Some(pem),
+                    Ok(_) => {
+                        return Err(invalid(
+                            "ship.ca_file",
+                            format!("{}: no PEM certificate", f.display()),
+                        ))
+                    }
+                    Err(e) => return Err(invalid("ship.ca_file", format!("{}: {e}", f.display()))),
+                }
+            }
+        };
+        let identity_pem = match (self.cert_file.as_deref(), self.key_file.as_deref()) {
+            (None, None) => None,
+            (Some(c), Some(k)) => {
+                let mut pem = read("ship.cert_file", c)?;
+                pem.push(b'\n');
+                pem.extend(read("ship.key_file", k)?);
+                if let Err(e) = reqwest::Identity::from_pem(&pem) {
+                    return Err(invalid(
+                        "ship.key_file",
+                        format!("{} with {}: {e}", c.display(), k.display()),
+                    ));
+                }
+                Some(pem)
+            }
+            (Some(_), None) => return Err(invalid("ship.key_file", "needed with ship.cert_file")),
+            (None, Some(_)) => return Err(invalid("ship.cert_file", "needed with ship.key_file")),
+        };
+        Ok(ShipTls {
+            ca_pem,
+            identity_pem,
+        })
+    }
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -792,6 +855,7 @@ impl NodeConfig {
             retry_max: std::time::Duration::from_secs(s.retry_max_secs),
             keep_shipped: s.keep_shipped,
             drain: std::time::Duration::from_secs(s.drain_secs),
+            tls: s.tls()?,
         }))
     }
 

@@ -19,6 +19,7 @@
 pub mod capture;
 pub mod shard;
 pub mod ship;
+pub mod ship_tls;
 pub mod worker;
 pub mod writer;
 

@@ -198,11 +198,7 @@ pub fn run_shipper(ctx: ShipCtx) -> ShipSummary {
     let s = &ctx.settings;
     let m = &ctx.metrics;
     let mut sum = ShipSummary::default();
-    let client = match reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(300))
-        .build()
-    {
+    let client = match super::ship_tls::client(s) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: ship: cannot build the HTTP client: {e}");

@@ -1,0 +1,348 @@
+//! The collector's connection layer: accept loop, connection cap, timeouts,
+//! TLS handshakes and graceful shutdown (hyper HTTP/1.1 under axum's
+//! router).
+//!
+//! - At most `max_connections` connections are served at once (lowered so
+//!   that they fit under the fd limit, see [`crate::limits`]). Beyond it a
+//!   small pool of [`PROBE_SLOTS`] connections answers only `/healthz` and
+//!   `/metrics` (everything else 503 + `Retry-After`), with a
+//!   [`PROBE_HEADER_TIMEOUT`]; when it is full the oldest of them still
+//!   waiting for its request head is closed for the newest. So a flood of slow or idle connections cannot starve
+//!   health checks and scrapes, and the accept loop never waits on a
+//!   connection.
+//! - The request line and headers (and the TLS handshake, and the pause
+//!   between keep-alive requests) must arrive within `header_timeout`;
+//!   a request body silent for `body_idle_timeout` is cut ([`idle_body`],
+//!   answered 408). Handlers check the token before reading a body, so an
+//!   unauthenticated request costs at most its headers.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use futures_util::StreamExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::tls::{PeerNames, Reloadable};
+
+/// Connections served beyond the cap, for `/healthz` and `/metrics` only.
+pub const PROBE_SLOTS: usize = 32;
+/// Header timeout of those connections: a probe sends its request at once.
+pub const PROBE_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a stop waits for requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Limits of the connection layer (validated and fd-capped).
+#[derive(Clone, Debug)]
+pub struct ConnLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+}
+
+/// Metrics of the connection layer.
+#[derive(Clone)]
+pub struct ConnMetrics {
+    pub open: IntGauge,
+    pub refused: IntCounterVec,
+}
+
+impl ConnMetrics {
+    pub fn register(r: &Registry) -> prometheus::Result<ConnMetrics> {
+        let open = IntGauge::new(
+            "moni_collector_open_connections",
+            "Connections being served (within max_connections).",
+        )?;
+        r.register(Box::new(open.clone()))?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "moni_collector_refused_connections_total",
+                "Connections beyond max_connections (over_capacity: served \
+                 /healthz and /metrics only) and TLS handshakes that failed or \
+                 timed out (tls_handshake).",
+            ),
+            &["reason"],
+        )?;
+        r.register(Box::new(refused.clone()))?;
+        for reason in ["over_capacity", "tls_handshake"] {
+            refused.with_label_values(&[reason]);
+        }
+        Ok(ConnMetrics { open, refused })
+    }
+}
+
+/// A connection of the probe pool: its id, how to close it, and whether
+/// its request head has arrived (then it is being answered and stays).
+struct ProbeSlot {
+    id: u64,
+    evict: Arc<Notify>,
+    answering: Arc<AtomicBool>,
+}
+
+/// Connections served beyond the cap. When all [`PROBE_SLOTS`] are taken,
+/// the oldest that has not sent its request head yet is closed for the
+/// newest (a health check sends its request at once; a slow client holding
+/// a slot is the one to go); when every slot is answering, the newest is
+/// closed instead.
+#[derive(Default)]
+struct ProbePool {
+    next_id: u64,
+    live: std::collections::VecDeque<ProbeSlot>,
+}
+
+fn lock(pool: &Mutex<ProbePool>) -> std::sync::MutexGuard<'_, ProbePool> {
+    match pool.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets
+/// requests in flight finish (at most [`SHUTDOWN_GRACE`]).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    probe: Router,
+    limits: ConnLimits,
+    tls: Option<Arc<Reloadable>>,
+    metrics: ConnMetrics,
+    shutdown: impl Future<Output = ()>,
+) {
+    let conns = Arc::new(Semaphore::new(limits.max_connections));
+    let probes = Arc::new(Mutex::new(ProbePool::default()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // EMFILE and friends: the cap should prevent them; do not spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let tls = tls.as_ref().map(|t| t.current());
+        let metrics = metrics.clone();
+        if let Ok(permit) = conns.clone().try_acquire_owned() {
+            let conn = Conn {
+                router: app.clone(),
+                header_timeout: limits.header_timeout,
+                keep_alive: true,
+                stop: stop_rx.clone(),
+                answering: None,
+            };
+            tokio::spawn(async move {
+                let _permit = permit;
+                metrics.open.inc();
+                conn.handshake_and_run(stream, tls, &metrics).await;
+                metrics.open.dec();
+            });
+            continue;
+        }
+        metrics.refused.with_label_values(&["over_capacity"]).inc();
+        let evict = Arc::new(Notify::new());
+        let answering = Arc::new(AtomicBool::new(false));
+        let id = {
+            let mut pool = lock(&probes);
+            if pool.live.len() >= PROBE_SLOTS {
+                let idle = pool
+                    .live
+                    .iter()
+                    .position(|p| !p.answering.load(Ordering::Relaxed));
+                match idle.and_then(|i| pool.live.remove(i)) {
+                    Some(oldest) => oldest.evict.notify_one(),
+                    None => {
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
+            pool.next_id += 1;
+            let id = pool.next_id;
+            pool.live.push_back(ProbeSlot {
+                id,
+                evict: evict.clone(),
+                answering: answering.clone(),
+            });
+            id
+        };
+        let conn = Conn {
+            router: probe.clone(),
+            header_timeout: PROBE_HEADER_TIMEOUT,
+            keep_alive: false,
+            stop: stop_rx.clone(),
+            answering: Some(answering),
+        };
+        let pool = probes.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = conn.handshake_and_run(stream, tls, &metrics) => {}
+                () = evict.notified() => {}
+            }
+            lock(&pool).live.retain(|p| p.id != id);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let n = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(SHUTDOWN_GRACE, conns.acquire_many(n))
+        .await
+        .is_err()
+    {
+        tracing::warn!("Requests still in flight after the shutdown grace period; stopping.");
+    }
+}
+
+struct Conn {
+    router: Router,
+    header_timeout: Duration,
+    keep_alive: bool,
+    stop: watch::Receiver<bool>,
+    /// Set when a request head has arrived (probe pool only).
+    answering: Option<Arc<AtomicBool>>,
+}
+
+impl Conn {
+    async fn handshake_and_run(
+        self,
+        stream: tokio::net::TcpStream,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        metrics: &ConnMetrics,
+    ) {
+        let Some(cfg) = tls else {
+            return self.run(stream, PeerNames::default()).await;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        match tokio::time::timeout(self.header_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => {
+                let peer = s
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(PeerNames::from_der)
+                    .unwrap_or_default();
+                self.run(s, peer).await;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                metrics.refused.with_label_values(&["tls_handshake"]).inc();
+            }
+            Err(_) => {
+                metrics.refused.with_label_values(&["tls_handshake"]).inc();
+            }
+        }
+    }
+
+    async fn run<I>(self, io: I, peer: PeerNames)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let router = self.router;
+        let answering = self.answering;
+        let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            if let Some(a) = &answering {
+                a.store(true, Ordering::Relaxed);
+            }
+            req.extensions_mut().insert(peer.clone());
+            let mut r = router.clone();
+            async move {
+                let resp: Result<Response, Infallible> =
+                    tower_service::Service::call(&mut r, req).await;
+                resp
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .keep_alive(self.keep_alive)
+            .serve_connection(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        let mut stop = self.stop;
+        let stopping = async move {
+            // (the guard wait_for returns must not live across an await)
+            let _ = stop.wait_for(|s| *s).await.is_ok();
+        };
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+            }
+            () = stopping => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+}
+
+/// Error of a request body silent for longer than its idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("request body idle for more than {0:?}")]
+pub struct BodyIdle(pub Duration);
+
+/// `body` with an idle timeout between its chunks; the flag is set when it
+/// fired (the handler then sees a body error, the answer becomes 408).
+pub fn idle_body(body: Body, idle: Duration) -> (Body, Arc<AtomicBool>) {
+    let fired = Arc::new(AtomicBool::new(false));
+    let flag = fired.clone();
+    let stream = body.into_data_stream();
+    let s = futures_util::stream::unfold(Some(stream), move |state| {
+        let flag = flag.clone();
+        async move {
+            let mut stream = state?;
+            match tokio::time::timeout(idle, stream.next()).await {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
+                Ok(Some(Err(e))) => Some((Err(axum::Error::new(e)), None)),
+                Ok(None) => None,
+                Err(_) => {
+                    flag.store(true, Ordering::Relaxed);
+                    Some((Err(axum::Error::new(BodyIdle(idle))), None))
+                }
+            }
+        }
+    });
+    (Body::from_stream(s), fired)
+}
+
+/// Middleware: applies [`idle_body`] and turns a fired timeout into 408
+/// with `Connection: close` (the client is told to retry; a node does).
+pub async fn body_idle_timeout(
+    axum::extract::State(idle): axum::extract::State<Duration>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let (body, fired) = idle_body(body, idle);
+    let resp = next.run(Request::from_parts(parts, body)).await;
+    if fired.load(Ordering::Relaxed) {
+        let msg = serde_json::json!({ "error": BodyIdle(idle).to_string() }).to_string();
+        let mut r = (
+            StatusCode::REQUEST_TIMEOUT,
+            [(header::CONTENT_TYPE, "application/json")],
+            msg,
+        )
+            .into_response();
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    resp
+}
