@@ -167,7 +167,7 @@ fn upload(
         )
         .body(reqwest::blocking::Body::sized(file, len))
         .send()
-        .map_err(|e| Failure::Transient(format!("{base}: {e}"), None))?;
+        .map_err(|e| Failure::Transient(format!("{base}: {}", error_chain(&e)), None))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
@@ -301,6 +301,24 @@ pub fn run_shipper(ctx: ShipCtx) -> ShipSummary {
         .with_label_values(&[] as &[&str])
         .set(sum.files_left as i64);
     sum
+}
+
+
+/// An error with its causes ("error sending request: ...: invalid peer
+/// certificate: Expired"): reqwest's own message alone hides why a TLS
+/// handshake or a connection failed.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let c_s = c.to_string();
+        if !s.contains(&c_s) {
+            s.push_str(": ");
+            s.push_str(&c_s);
+        }
+        cause = c.source();
+    }
+    s
 }
 
 #[cfg(test)]
