@@ -456,11 +456,22 @@ proptest::proptest! {
     }
 }
 
+/// CPU time of the calling thread (Linux), to time work that other tests
+/// running at once would slow down by the wall clock.
+fn thread_cpu() -> Option<std::time::Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(std::time::Duration::from_nanos(ns))
+}
+
 /// Issue 14, defect 2: a 70,000-byte content and 100,000 rules load (parse
-/// and compile) in under 2 s; the long content is skipped with a reason
+/// and compile) in under 2 s of CPU; the long content is skipped with a reason
 /// naming the keyword and the limit. The build runs on its own thread so
 /// that a build that never ends (the old cubic containment loop took
 /// forever on this set) fails the test at the deadline instead of hanging.
+/// Measured in a debug build: about 0.5 s to parse and 0.5 s to compile
+/// (the crate's DFA alone took 3.5 s before it gave way to its NFA for
+/// sets this large).
 #[test]
 fn a_huge_content_and_100k_rules_load_in_under_two_seconds() {
     let mut text = String::with_capacity(8 << 20);
@@ -488,15 +499,20 @@ fn a_huge_content_and_100k_rules_load_in_under_two_seconds() {
     let (tx, rx) = std::sync::mpsc::channel();
     let started = std::time::Instant::now();
     std::thread::spawn(move || {
+        let cpu = thread_cpu();
         let set = RuleSet::parse("big.rules", &text, &Vars::default());
         let sigs = Signatures::new(&set, 1000);
-        let _ = tx.send((set, sigs));
+        let cpu = thread_cpu().zip(cpu).map(|(b, a)| b - a);
+        let _ = tx.send((set, sigs, cpu));
     });
-    let (set, mut sigs) = rx
-        .recv_timeout(std::time::Duration::from_secs(2))
-        .expect("100k rules and a 70,000-byte content load within 2 s");
-    let took = started.elapsed();
-    assert!(took.as_secs_f64() < 2.0, "took {took:?}");
+    // A generous wall-clock deadline only catches a build that never ends
+    // (other tests share the CPUs); the bound is on the thread's CPU time.
+    let (set, mut sigs, cpu) = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("100k rules and a 70,000-byte content load at all");
+    let took = cpu.unwrap_or_else(|| started.elapsed());
+    eprintln!("parsed and compiled in {took:?} of CPU");
+    assert!(took.as_secs_f64() < 2.0, "took {took:?} of CPU");
     assert_eq!(set.rules.len(), 100_001);
     assert_eq!(sigs.len(), 100_001);
     assert_eq!(set.skipped.len(), 1, "{:?}", set.skipped);
