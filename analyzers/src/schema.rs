@@ -712,7 +712,40 @@ pub fn alerts_schema() -> SchemaRef {
     )
 }
 
-/// Converts alerts into a batch of [`alerts_schema`].
+/// Most rows of one alerts batch (see [`alert_chunks`]).
+pub const ALERT_BATCH_ROWS: usize = 4096;
+/// Most string bytes (signature, category, details) of one alerts batch:
+/// far below the 2 GiB an Arrow string column can hold.
+pub const ALERT_BATCH_BYTES: usize = 16 << 20;
+
+/// Splits alerts into runs of at most [`ALERT_BATCH_ROWS`] rows and about
+/// [`ALERT_BATCH_BYTES`] string bytes (a run holds at least one alert), each
+/// to go through [`alerts_batch`] on its own, so that no batch, however
+/// many or long the alerts, overflows a column's offsets.
+pub fn alert_chunks(r: &[AlertRecord]) -> impl Iterator<Item = &[AlertRecord]> {
+    let mut rest = r;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0usize;
+        let mut n = 0usize;
+        for a in rest.iter().take(ALERT_BATCH_ROWS) {
+            let len = a.signature.len() + a.category.len() + a.details.len() + 64;
+            if n > 0 && bytes + len > ALERT_BATCH_BYTES {
+                break;
+            }
+            bytes += len;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// Converts alerts into a batch of [`alerts_schema`]. The caller bounds
+/// the batch ([`alert_chunks`]): a string column holds at most 2 GiB.
 pub fn alerts_batch(r: &[AlertRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
     let c: Vec<ArrayRef> = vec![
         ts_col(r.iter().map(|x| x.time.micros()).collect()),

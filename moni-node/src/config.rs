@@ -11,7 +11,7 @@
 //! tick_ms = 1000                # clock tick: idle flows, bins, metrics, file rotation
 //! nice = 0                      # scheduling niceness of the whole process (-20..19)
 //! capture_cpus = []             # CPUs to pin capture threads to (round robin); empty: no pinning
-//! worker_cpus = []              # CPUs to pin worker threads to
+//! worker_cpus = []              # CPUs to pin worker threads to (each must be in the affinity mask)
 //!
 //! [metrics]
 //! listen = "127.0.0.1:9464"     # Prometheus /metrics and /healthz; "" disables
@@ -91,17 +91,20 @@
 //! dns_window_secs = 60
 //! nxdomain_per_client = 50
 //! dns_name_max = 100            # longer query names: tunnelling
-//! dns_entropy = 4.0             # bits/char, for names of at least dns_entropy_min_len
+//! dns_entropy = 4.0             # bits/char (0-8), for names of at least dns_entropy_min_len
 //! dns_entropy_min_len = 40
 //! max_tracked = 50000           # keys per detector table (oldest evicted, counted)
 //! cooldown_secs = 60            # one alert per episode
 //! rules = []                    # signature files (Suricata subset), relative to this file
+//! max_alerts_per_packet = 15    # signature alerts per packet; more are dropped and counted
+//! max_alerts_per_second = 10000 # signature alerts per second of packet time (per worker)
+//! reload_timeout_secs = 10      # SIGHUP: a reload still loading rules after this is abandoned
 //! [ids.vars]                    # rule variables; unset ones keep Suricata's defaults
 //! HOME_NET = "[192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]"
 //! EXTERNAL_NET = "!$HOME_NET"
 //!
 //! [output]
-//! dir = "moni-out"
+//! dir = "moni-out"              # must not be empty
 //! rotate_secs = 60
 //! rotate_max_bytes = 134217728
 //! zstd_level = 3
@@ -183,10 +186,37 @@ fn validate_ids(c: &IdsConfig) -> Result<IdsConfig, ConfigError> {
     if !(0.0..=1.0).contains(&c.syn_half_open) {
         return Err(invalid("ids.syn_half_open", "must be between 0 and 1"));
     }
+    // NaN and infinities fail the range test too.
+    if !(0.0..=8.0).contains(&c.dns_entropy) {
+        return Err(invalid(
+            "ids.dns_entropy",
+            format!("{} is not a number of bits per character between 0 and 8", c.dns_entropy),
+        ));
+    }
+    for (key, v) in [
+        ("ids.max_alerts_per_packet", c.max_alerts_per_packet),
+        ("ids.max_alerts_per_second", c.max_alerts_per_second),
+    ] {
+        if v == 0 || v > 1_000_000 {
+            return Err(invalid(key, "must be between 1 and 1000000"));
+        }
+    }
+    if c.reload_timeout_secs == 0 || c.reload_timeout_secs > 3600 {
+        return Err(invalid("ids.reload_timeout_secs", "must be between 1 and 3600"));
+    }
     if c.max_tracked == 0 || c.max_tracked > 10_000_000 {
         return Err(invalid("ids.max_tracked", "must be between 1 and 10000000"));
     }
     Ok(c.clone())
+}
+
+/// The CPUs this process may be pinned to: its affinity mask, or, where
+/// that cannot be read, 0 up to the available parallelism.
+fn usable_cpus() -> Vec<usize> {
+    match core_affinity::get_core_ids() {
+        Some(ids) if !ids.is_empty() => ids.into_iter().map(|c| c.id).collect(),
+        _ => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
 }
 
 /// `[node]`: the long-running probe (`moni-node run`).
@@ -753,6 +783,12 @@ impl NodeConfig {
             return Err(invalid("rtp.compare_tolerance", "must be between 0 and 4"));
         }
         let o = &self.output;
+        if o.dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "output.dir",
+                "must not be empty (\".\" names the current directory)",
+            ));
+        }
         if o.rotate_secs == 0 {
             return Err(invalid("output.rotate_secs", "must be at least 1"));
         }
@@ -907,13 +943,25 @@ impl NodeConfig {
         if !(-20..=19).contains(&n.nice) {
             return Err(invalid("node.nice", "must be between -20 and 19"));
         }
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        for (key, list) in [
-            ("node.capture_cpus", &n.capture_cpus),
-            ("node.worker_cpus", &n.worker_cpus),
-        ] {
-            if let Some(c) = list.iter().find(|&&c| c >= cpus.max(1024)) {
-                return Err(invalid(key, format!("CPU {c} does not exist")));
+        if !n.capture_cpus.is_empty() || !n.worker_cpus.is_empty() {
+            let usable = usable_cpus();
+            for (key, list) in [
+                ("node.capture_cpus", &n.capture_cpus),
+                ("node.worker_cpus", &n.worker_cpus),
+            ] {
+                if let Some(c) = list.iter().find(|c| !usable.contains(c)) {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "CPU {c} is not one this process may run on (usable: {})",
+                            usable
+                                .iter()
+                                .map(usize::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
             }
         }
         let listen = self.metrics.listen.trim();
@@ -1090,6 +1138,69 @@ mod tests {
             err.contains("ids.rules") && err.contains("/nonexistent.rules"),
             "{err}"
         );
+    }
+
+    /// Issue 14, defect 9: NaN and infinite entropies, an empty output
+    /// directory and a CPU the machine does not have are refused, each
+    /// naming its key.
+    #[test]
+    fn nan_entropy_empty_output_dir_and_missing_cpus_are_refused() {
+        let err = |text: &str| {
+            NodeConfig::parse(text)
+                .expect("parse")
+                .resolve(None)
+                .expect_err(text)
+                .to_string()
+        };
+        for v in ["nan", "-inf", "inf", "-1.0", "8.5"] {
+            let e = err(&format!("[ids]\ndns_entropy = {v}\n"));
+            assert!(e.starts_with("config key ids.dns_entropy: "), "{v}: {e}");
+        }
+        let ok = NodeConfig::parse("[ids]\ndns_entropy = 3.5\n").expect("parse");
+        assert_eq!(ok.resolve(None).expect("valid").ids.dns_entropy, 3.5);
+        assert_eq!(
+            err("[output]\ndir = \"\"\n"),
+            "config key output.dir: must not be empty (\".\" names the current directory)"
+        );
+        let e = err("[node]\nworker_cpus = [1000]\n");
+        assert!(
+            e.starts_with("config key node.worker_cpus: CPU 1000 is not one this process may run on"),
+            "{e}"
+        );
+        let e = err("[node]\ncapture_cpus = [0, 1023]\n");
+        assert!(e.starts_with("config key node.capture_cpus: CPU 1023"), "{e}");
+        // Every CPU of the affinity mask is fine.
+        let cpus = usable_cpus();
+        let text = format!("[node]\nworker_cpus = {cpus:?}\n");
+        let r = NodeConfig::parse(&text).expect("parse").resolve(None);
+        assert_eq!(r.expect("usable CPUs").node.worker_cpus, cpus);
+    }
+
+    #[test]
+    fn alert_caps_and_reload_timeout_are_read_and_validated() {
+        let c = NodeConfig::parse(
+            "[ids]\nmax_alerts_per_packet = 3\nmax_alerts_per_second = 50\nreload_timeout_secs = 2\n",
+        )
+        .expect("parse");
+        let r = c.resolve(None).expect("resolve");
+        assert_eq!(
+            (r.ids.max_alerts_per_packet, r.ids.max_alerts_per_second, r.ids.reload_timeout_secs),
+            (3, 50, 2)
+        );
+        let d = NodeConfig::parse("").expect("parse").resolve(None).expect("defaults");
+        assert_eq!(
+            (d.ids.max_alerts_per_packet, d.ids.max_alerts_per_second, d.ids.reload_timeout_secs),
+            (15, 10_000, 10)
+        );
+        for (text, key) in [
+            ("max_alerts_per_packet = 0", "ids.max_alerts_per_packet"),
+            ("max_alerts_per_second = 0", "ids.max_alerts_per_second"),
+            ("reload_timeout_secs = 0", "ids.reload_timeout_secs"),
+        ] {
+            let c = NodeConfig::parse(&format!("[ids]\n{text}\n")).expect("parse");
+            let e = c.resolve(None).expect_err(text).to_string();
+            assert!(e.starts_with(&format!("config key {key}: ")), "{e}");
+        }
     }
 
     #[test]

@@ -257,7 +257,7 @@ impl Metrics {
             reloads: counter(
                 &r,
                 "moni_config_reloads_total",
-                "SIGHUP reloads of the configuration, by result (ok, error).",
+                "SIGHUP reloads of the configuration, by result (ok, error, timeout: abandoned after ids.reload_timeout_secs).",
                 &["result"],
             )?,
             voip_compare_windows: counter(
@@ -278,7 +278,7 @@ impl Metrics {
             ids_suppressed: counter(&r, "moni_ids_suppressed_alerts_total", "Repeated alerts of an episode, suppressed.", &["worker"])?,
             ids_state_keys: gauge(&r, "moni_ids_state_keys", "Keys held by each IDS detector (worker index, or capture:SOURCE when IDS runs in the capture thread).", &["detector", "worker"])?,
             ids_evictions: counter(&r, "moni_ids_state_evictions_total", "Keys an IDS detector evicted at its cap.", &["detector", "worker"])?,
-            ids_dropped_alerts: counter(&r, "moni_ids_dropped_alerts_total", "Alerts lost because the writer's queue was full.", &[])?,
+            ids_dropped_alerts: counter(&r, "moni_ids_dropped_alerts_total", "Alerts dropped, by reason (writer_queue_full: a capture thread's IDS could not queue them; per_packet, per_second: signature alerts past ids.max_alerts_per_packet or ids.max_alerts_per_second).", &["reason"])?,
             ids_rules: gauge(&r, "moni_ids_rules", "Signature rules of [ids] rules, by state (loaded, skipped: outside the supported subset, see moni-node check-rules).", &["state"])?,
             registry: r,
         })
@@ -295,6 +295,9 @@ impl Metrics {
         for (_, v) in vnets.iter() {
             self.vnet_flow_evictions
                 .with_label_values(&[v.name.as_str(), v.role.as_str()]);
+        }
+        for reason in ["writer_queue_full", "per_packet", "per_second"] {
+            self.ids_dropped_alerts.with_label_values(&[reason]);
         }
         if ids {
             for k in analyzers::ids::ALERT_KINDS {

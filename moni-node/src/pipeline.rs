@@ -5,7 +5,6 @@
 use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
-use std::sync::Arc;
 
 use analyzers::ids::rules::{RuleSet, Signatures};
 use analyzers::ids::Ids;
@@ -75,10 +74,8 @@ pub struct Engine {
     rtp_window_out: Vec<RtpWindowRecord>,
     rtp_stream_out: Vec<RtpStreamRecord>,
     ids: Option<Ids>,
-    /// The signature engine, when rules are loaded (with the rule set it
-    /// was compiled from, to tell whether a reload changed it).
-    sigs: Option<(Signatures, Arc<RuleSet>)>,
-    max_tracked: usize,
+    /// The signature engine, when rules are loaded.
+    sigs: Option<Signatures>,
     alert_out: Vec<AlertRecord>,
     /// Set once the signatures were handed to their own thread
     /// ([`Engine::detach_signatures`]): per packet, what they need from
@@ -94,8 +91,12 @@ pub struct SigTag {
     pub flow: Option<analyzers::flow::PacketFlow>,
 }
 
-fn compile(rules: &Arc<RuleSet>, max_tracked: usize) -> Option<(Signatures, Arc<RuleSet>)> {
-    (!rules.rules.is_empty()).then(|| (Signatures::new(rules, max_tracked), Arc::clone(rules)))
+/// Compiles the rules of `rules` with the caps of `ids` (`None` without
+/// rules). Called off the analysis thread on a reload: a large rule set
+/// takes a while.
+pub fn compile(rules: &RuleSet, ids: &analyzers::ids::IdsConfig) -> Option<Signatures> {
+    (!rules.rules.is_empty())
+        .then(|| Signatures::new(rules, ids.max_tracked).with_limits(ids.alert_limits()))
 }
 
 impl Engine {
@@ -115,8 +116,7 @@ impl Engine {
             rtp_window_out: Vec::new(),
             rtp_stream_out: Vec::new(),
             ids: config.ids.enabled.then(|| Ids::new(&config.ids)),
-            sigs: compile(&config.rules, config.ids.max_tracked),
-            max_tracked: config.ids.max_tracked,
+            sigs: compile(&config.rules, &config.ids),
             alert_out: Vec::new(),
             sig_tags: None,
         }
@@ -174,7 +174,7 @@ impl Engine {
         }
         if let Some(tags) = &mut self.sig_tags {
             tags.push(SigTag { vnet, flow });
-        } else if let Some((sigs, _)) = &mut self.sigs {
+        } else if let Some(sigs) = &mut self.sigs {
             sigs.observe(pkt.ts, vnet, &d, flow, &mut self.alert_out);
         }
     }
@@ -186,7 +186,7 @@ impl Engine {
     /// [`SigTag`]; the other thread hands its alerts back through
     /// [`Engine::add_alerts`]. `None` (and nothing changes) without rules.
     pub fn detach_signatures(&mut self) -> Option<Signatures> {
-        let (sigs, _) = self.sigs.take()?;
+        let sigs = self.sigs.take()?;
         self.sig_tags = Some(Vec::new());
         Some(sigs)
     }
@@ -208,7 +208,12 @@ impl Engine {
 
     /// The signature engine, if rules are loaded.
     pub fn signatures(&self) -> Option<&Signatures> {
-        self.sigs.as_ref().map(|(s, _)| s)
+        self.sigs.as_ref()
+    }
+
+    /// Alerts raised but not yet taken.
+    pub fn pending_alerts(&self) -> usize {
+        self.alert_out.len()
     }
 
     /// Takes the alerts raised so far (counted by kind here).
@@ -267,22 +272,24 @@ impl Engine {
 
     /// Replaces the VNet map and the flow, RTP and IDS thresholds without
     /// dropping state (SIGHUP). The new map must keep every existing VNet at
-    /// its id.
+    /// its id. `new_sigs`: `Some` when the rules changed, holding the
+    /// signatures compiled elsewhere (threshold state starts afresh);
+    /// `None` keeps the running ones with the new alert caps.
     pub fn reconfigure(
         &mut self,
         vnets: VnetMap,
         flows: analyzers::flow::FlowConfig,
         rtp: analyzers::voip::RtpConfig,
         ids: &analyzers::ids::IdsConfig,
-        rules: &Arc<RuleSet>,
+        new_sigs: Option<Option<Signatures>>,
     ) {
-        if !self
-            .sigs
-            .as_ref()
-            .is_some_and(|(_, old)| Arc::ptr_eq(old, rules))
-        {
-            // New rules: recompiled, threshold state starts afresh.
-            self.sigs = compile(rules, self.max_tracked);
+        match new_sigs {
+            Some(s) => self.sigs = s,
+            None => {
+                if let Some(s) = &mut self.sigs {
+                    s.set_limits(ids.alert_limits());
+                }
+            }
         }
         self.rtp.reconfigure(rtp);
         if let Some(d) = &mut self.ids {

@@ -41,7 +41,8 @@ impl FileSummary {
 pub struct SignatureSummary {
     pub rules_loaded: u64,
     pub rules_skipped: u64,
-    /// Packets, candidate rules checked, matches, thresholded, alerts.
+    /// Packets, candidate rules checked, matches, thresholded, alerts,
+    /// alerts dropped at the per-packet and per-second caps.
     #[serde(flatten)]
     pub engine: analyzers::ids::rules::SignatureStats,
 }
@@ -338,14 +339,17 @@ impl Summary {
             let _ = writeln!(
                 s,
                 "  signatures: {} rules loaded, {} skipped; {} packets matched against them, \
-                 {} candidate rules checked, {} matches, {} held back by thresholds, {} alerts",
+                 {} candidate rules checked, {} matches, {} held back by thresholds, {} alerts \
+                 ({} dropped at ids.max_alerts_per_packet, {} at ids.max_alerts_per_second)",
                 g.rules_loaded,
                 g.rules_skipped,
                 g.engine.packets,
                 g.engine.candidates,
                 g.engine.matches,
                 g.engine.thresholded,
-                g.engine.alerts
+                g.engine.alerts,
+                g.engine.dropped_per_packet,
+                g.engine.dropped_per_second
             );
         }
         for d in &self.datasets {

@@ -490,3 +490,233 @@ fn run_with_several_workers_sees_attacks_whole() {
         assert_eq!(eve.lines().count(), 1);
     }
 }
+
+/// Issue 14, defect 7: a rule with a 3 MB `msg` (it matches every packet)
+/// is skipped at load with a reason, and the replay writes every other
+/// output (it used to die in the alerts batch and lose every file).
+#[test]
+fn a_3_mb_msg_rule_is_skipped_and_replay_writes_every_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("long-msg.rules");
+    std::fs::write(
+        &rules,
+        format!(
+            "alert ip any any -> any any (msg:\"{}\"; sid:1;)\n\
+             alert udp any any -> any any (msg:\"any udp\"; threshold:type limit, track by_rule, count 3, seconds 3600; sid:2;)\n",
+            "A".repeat(3 << 20)
+        ),
+    )
+    .expect("write");
+    let out = dir.path().join("out");
+    let o = moni(&[
+        "replay",
+        "--json",
+        "--rules",
+        p(&rules),
+        "--out",
+        p(&out),
+        p(&sample("voip-impairments.pcap")),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json summary");
+    assert_eq!(j["signatures"]["rules_loaded"], 1);
+    assert_eq!(j["signatures"]["rules_skipped"], 1);
+    assert_eq!(j["signatures"]["alerts"], 3);
+    let rows: std::collections::BTreeMap<String, u64> = j["datasets"]
+        .as_array()
+        .expect("datasets")
+        .iter()
+        .map(|d| {
+            (
+                d["dataset"].as_str().expect("name").to_string(),
+                d["rows"].as_u64().expect("rows"),
+            )
+        })
+        .collect();
+    assert_eq!(rows["alerts"], 3);
+    for d in ["flows", "bins", "rtp_streams", "rtp_windows", "calls"] {
+        assert!(rows[d] > 0, "{d}: {rows:?}");
+        assert!(!read_dataset(&out.join(d)).is_empty(), "{d} on disk");
+    }
+    let check = moni(&["check-rules", p(&rules)]);
+    let text = String::from_utf8_lossy(&check.stdout).to_string()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(
+        text.contains("sid 1 skipped: msg of 3145728 bytes is longer than the limit of 1024 bytes"),
+        "{text}"
+    );
+}
+
+/// Issue 14, defect 7: 5,000 one-byte `nocase` rules on a real capture
+/// (they used to raise 1.66 M alerts from 976 packets) raise at most
+/// `max_alerts_per_packet` alerts a packet; the rest are counted.
+#[test]
+fn thousands_of_one_byte_rules_raise_a_bounded_number_of_alerts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("one-byte.rules");
+    let mut text = String::new();
+    for i in 0..5_000u32 {
+        let c = format!("|{:02x}|", b'a' + (i % 26) as u8);
+        text.push_str(&format!(
+            "alert ip any any -> any any (msg:\"byte {i}\"; content:\"{c}\"; nocase; sid:{};)\n",
+            i + 1
+        ));
+    }
+    std::fs::write(&rules, text).expect("write");
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[ids]\nenabled = false\nmax_alerts_per_packet = 4\n").expect("write");
+    let o = moni(&[
+        "replay",
+        "--json",
+        "--config",
+        p(&config),
+        "--rules",
+        p(&rules),
+        "--out",
+        p(&dir.path().join("out")),
+        p(&sample("background.pcap")),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json summary");
+    let s = &j["signatures"];
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+    assert_eq!(n("rules_loaded"), 5_000);
+    let packets = n("packets");
+    assert!(packets > 500, "{s}");
+    assert!(n("matches") > 100 * packets, "{s}");
+    assert!(n("alerts") <= 4 * packets, "{s}");
+    assert!(n("alerts") > 0, "{s}");
+    assert_eq!(
+        n("alerts") + n("dropped_per_packet") + n("dropped_per_second") + n("thresholded"),
+        n("matches"),
+        "{s}"
+    );
+    let rows = j["datasets"]
+        .as_array()
+        .expect("datasets")
+        .iter()
+        .find(|d| d["dataset"] == "alerts")
+        .map(|d| d["rows"].as_u64().expect("rows"));
+    assert_eq!(rows, Some(n("alerts")));
+}
+
+/// Issue 14, defect 9: `check-config` refuses a CPU the process cannot run
+/// on, NaN entropy and an empty output directory, one line naming the key.
+#[test]
+fn check_config_refuses_missing_cpus_nan_entropy_and_an_empty_output_dir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("node.toml");
+    for (text, key) in [
+        ("[node]\nworker_cpus = [1000]\n", "node.worker_cpus"),
+        ("[ids]\ndns_entropy = nan\n", "ids.dns_entropy"),
+        ("[ids]\ndns_entropy = -inf\n", "ids.dns_entropy"),
+        ("[output]\ndir = \"\"\n", "output.dir"),
+    ] {
+        std::fs::write(&cfg, text).expect("write");
+        let o = moni(&["check-config", p(&cfg)]);
+        assert_eq!(o.status.code(), Some(2), "{text}");
+        let lines = stderr_lines(&o);
+        assert_eq!(lines.len(), 1, "{text}: {lines:?}");
+        assert!(
+            lines[0].starts_with(&format!("error: config key {key}: ")),
+            "{text}: {lines:?}"
+        );
+    }
+}
+
+/// Issue 14, defect 2: a SIGHUP reload that cannot finish (its rules file
+/// is a FIFO nobody writes: the read never returns) is abandoned after
+/// `ids.reload_timeout_secs`, the node keeps its rules, a later reload
+/// works, and SIGTERM still stops the node at once (it used to hang the
+/// node's main loop, so only SIGKILL ended it).
+#[test]
+fn a_reload_that_hangs_is_abandoned_and_sigterm_still_stops_the_node() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("a.rules"),
+        "alert udp any any -> any any (msg:\"a\"; sid:1;)\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("b.rules"),
+        "alert udp any any -> any any (msg:\"b\"; sid:2;)\n",
+    )
+    .expect("write");
+    let fifo = dir.path().join("stuck.rules");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let config = dir.path().join("node.toml");
+    let write_config = |rules: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[metrics]\nlisten = \"\"\n[[sources]]\nfile = \"{}\"\nspeed = 0.01\n\
+                 [ids]\nreload_timeout_secs = 1\nrules = [\"{rules}\"]\n[output]\ndir = \"{}\"\n",
+                sample("voip-impairments.pcap").display(),
+                dir.path().join("out").display()
+            ),
+        )
+        .expect("write config");
+    };
+    write_config("a.rules");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moni-node"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start moni-node run");
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    write_config("stuck.rules");
+    signal("-HUP");
+    std::thread::sleep(Duration::from_millis(2500));
+    write_config("b.rules");
+    signal("-HUP");
+    std::thread::sleep(Duration::from_millis(1500));
+    signal("-TERM");
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("moni-node run did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    assert!(status.success(), "{status:?}: {err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        vec![
+            "error: reload abandoned after ids.reload_timeout_secs (1 s); \
+             the running configuration and rules stay"
+        ],
+        "{err}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON summary");
+    assert_eq!(summary["reloads"], 1, "{summary}");
+}

@@ -81,6 +81,25 @@ pub struct IdsConfig {
     /// Rule variables such as `HOME_NET = "[10.0.0.0/8]"` or
     /// `HTTP_PORTS = "[80,8080]"`; unset ones keep Suricata's defaults.
     pub vars: std::collections::BTreeMap<String, String>,
+    /// Signature alerts per packet and per second of packet time (per
+    /// worker); past them alerts are dropped and counted. Defaults 15 and
+    /// 10,000 ([`rules::AlertLimits`]).
+    pub max_alerts_per_packet: u32,
+    pub max_alerts_per_second: u32,
+    /// `moni-node run`: a SIGHUP reload whose rules take longer than this
+    /// to load and compile is abandoned (the running rules stay).
+    /// Default 10.
+    pub reload_timeout_secs: u64,
+}
+
+impl IdsConfig {
+    /// The signature alert caps of this configuration.
+    pub fn alert_limits(&self) -> rules::AlertLimits {
+        rules::AlertLimits {
+            per_packet: self.max_alerts_per_packet,
+            per_second: self.max_alerts_per_second,
+        }
+    }
 }
 
 impl Default for IdsConfig {
@@ -108,6 +127,9 @@ impl Default for IdsConfig {
             cooldown_secs: 60,
             rules: Vec::new(),
             vars: Default::default(),
+            max_alerts_per_packet: rules::AlertLimits::default().per_packet,
+            max_alerts_per_second: rules::AlertLimits::default().per_second,
+            reload_timeout_secs: 10,
         }
     }
 }

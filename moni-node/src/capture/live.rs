@@ -32,6 +32,8 @@ pub struct LiveSource {
     nanos: bool,
     last: Option<(u32, u32)>,
     totals: DropTotals,
+    /// Packets read so far (a read error says how many came before it).
+    packets: u64,
 }
 
 /// What reading a live source gave.
@@ -85,6 +87,7 @@ impl LiveSource {
             nanos: s.precision == Precision::Nano,
             last: None,
             totals: DropTotals::default(),
+            packets: 0,
         })
     }
 
@@ -108,6 +111,7 @@ impl LiveSource {
         }
         match self.cap.next_packet() {
             Ok(p) => {
+                self.packets += 1;
                 let sub = p.header.ts.tv_usec;
                 let micros = if self.nanos { sub / 1000 } else { sub };
                 Ok(LiveRead::Packet(RawPacket {
@@ -120,12 +124,13 @@ impl LiveSource {
                 self.drained = true;
                 Ok(LiveRead::Idle)
             }
-            Err(e) => Err(CaptureError::Read {
-                source_name: self.name.clone(),
-                packets: 0,
-                message: e.to_string(),
-            }),
+            Err(e) => Err(read_error(&self.name, self.packets, &e)),
         }
+    }
+
+    /// Packets read so far.
+    pub fn packets(&self) -> u64 {
+        self.packets
     }
 
     /// Polls libpcap's drop counters and returns the 64-bit totals.
@@ -140,6 +145,15 @@ impl LiveSource {
     }
 }
 
+/// A failed read of `name` after `packets` packets.
+fn read_error(name: &str, packets: u64, e: &pcap::Error) -> CaptureError {
+    CaptureError::Read {
+        source_name: name.to_string(),
+        packets,
+        message: e.to_string(),
+    }
+}
+
 /// Adds the wrapping difference between two readings of a 32-bit counter.
 pub fn accumulate_u32(total: &mut u64, last: &mut u32, now: u32) {
     *total += u64::from(now.wrapping_sub(*last));
@@ -149,6 +163,21 @@ pub fn accumulate_u32(total: &mut u64, last: &mut u32, now: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14, defect 9: the message counts the packets read before the
+    /// error (it said "after 0 packets" whatever had been captured).
+    #[test]
+    fn a_read_error_says_how_many_packets_came_before_it() {
+        let e = read_error(
+            "eth1",
+            377,
+            &pcap::Error::PcapError("The interface went down".into()),
+        );
+        assert_eq!(
+            e.to_string(),
+            "eth1: read error after 377 packets: libpcap error: The interface went down"
+        );
+    }
 
     #[test]
     fn wrapping_counters_accumulate_into_64_bits() {

@@ -1,4 +1,5 @@
-//! Where records go: the Parquet datasets (`flows`, `bins`).
+//! Where records go: the Parquet datasets (`flows`, `bins`, ...) and
+//! `eve.json`.
 
 pub mod parquet;
 
@@ -74,7 +75,8 @@ impl Datasets {
         ]
     }
 
-    /// Writes alerts to the `alerts` dataset and as EVE-JSON lines.
+    /// Writes alerts to the `alerts` dataset (in batches bounded in rows
+    /// and bytes) and as EVE-JSON lines.
     pub fn write_alerts(
         &mut self,
         r: &[analyzers::record::AlertRecord],
@@ -83,8 +85,10 @@ impl Datasets {
         if r.is_empty() {
             return Ok(());
         }
-        let b = schema::alerts_batch(r, vnets).map_err(|e| arrow_error("alerts", e))?;
-        self.alerts.write(&b)?;
+        for chunk in schema::alert_chunks(r) {
+            let b = schema::alerts_batch(chunk, vnets).map_err(|e| arrow_error("alerts", e))?;
+            self.alerts.write(&b)?;
+        }
         use std::io::Write;
         let io = |path: &std::path::Path, source| ExportError::Io {
             path: path.to_path_buf(),

@@ -6,7 +6,7 @@
 //! to `NAME.parquet` only when complete, so a reader never sees a partial
 //! file. Files rotate after `rotate_secs` of wall time or about
 //! `rotate_max_bytes`, whichever comes first. Row groups hold at most
-//! `row_group_rows` rows, which bounds the writer's memory.
+//! `row_group_rows` rows or about 64 MiB, which bounds the writer's memory.
 //!
 //! File names are `DATASET-YYYYmmddTHHMMSSZ-PID-SEQ.parquet`: unique per
 //! process and sortable by creation time.
@@ -42,6 +42,10 @@ pub enum ExportError {
     #[error("{dataset}: bad output settings: {message}")]
     Settings { dataset: String, message: String },
 }
+
+/// A row group is closed once the writer buffers this many bytes, even
+/// before `row_group_rows` rows.
+const ROW_GROUP_MAX_BYTES: usize = 64 << 20;
 
 struct OpenFile {
     writer: ArrowWriter<File>,
@@ -138,6 +142,14 @@ impl DatasetWriter {
                 source,
             })?;
         self.rows_written += batch.num_rows() as u64;
+        if f.writer.in_progress_size() >= ROW_GROUP_MAX_BYTES {
+            // A row group of long rows (alerts with long messages) ends
+            // early: what the writer buffers stays bounded in bytes too.
+            f.writer.flush().map_err(|source| ExportError::Parquet {
+                path: f.tmp_path.clone(),
+                source,
+            })?;
+        }
         let size = (f.writer.bytes_written() + f.writer.in_progress_size()) as u64;
         if size >= self.rotate_max_bytes || f.opened.elapsed().as_secs() >= self.rotate_secs {
             self.close_current()?;

@@ -232,7 +232,7 @@ impl<'a> Dispatcher<'a> {
             self.ctx
                 .metrics
                 .ids_dropped_alerts
-                .with_label_values(&[] as &[&str])
+                .with_label_values(&["writer_queue_full"])
                 .inc_by(n);
         }
     }

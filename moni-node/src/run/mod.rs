@@ -12,7 +12,11 @@
 //! SIGINT/SIGTERM stop the capture threads; each sends what it holds, the
 //! workers drain their queues and flush every open record, the writer
 //! completes its files, and the process exits 0. SIGHUP reloads the VNet
-//! map and the flow timeouts from the config file without dropping state.
+//! map, the flow timeouts and the rules from the config file without
+//! dropping state: the file is read and the rules compiled on a thread of
+//! their own, and the workers swap in the result; a reload that takes
+//! longer than `ids.reload_timeout_secs` is abandoned (the running
+//! configuration stays) and a stop never waits for one.
 //! When every source is a file and all have ended, the node stops the same
 //! way.
 
@@ -89,6 +93,9 @@ fn load(path: &Path) -> Result<(NodeConfig, Resolved), RunError> {
 pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSummary, RunError> {
     let (_, mut config) = load(config_path)?;
     if let Some(o) = out_override {
+        if o.as_os_str().is_empty() {
+            return Err(RunError::Config("--out: must not be empty".into()));
+        }
         config.output.dir = o;
     }
     if config.sources.is_empty() {
@@ -254,6 +261,10 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
                 "Signature rules loaded (moni-node check-rules FILE lists the skipped ones)."
             );
         }
+        let mut reload_timeout = Duration::from_secs(config.ids.reload_timeout_secs);
+        // A reload in progress: when it started and where its result comes.
+        let mut pending: Option<(std::time::Instant, crossbeam_channel::Receiver<ReloadResult>)> =
+            None;
         loop {
             std::thread::sleep(Duration::from_millis(50));
             if term.load(Ordering::Relaxed) {
@@ -263,34 +274,65 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             if captures.iter().all(|(_, h)| h.is_finished()) {
                 break;
             }
-            if hup.swap(false, Ordering::Relaxed) {
-                match reload(config_path, &current_vnets) {
-                    Ok(new) => {
-                        reloads += 1;
-                        current_vnets = new.vnets.clone();
-                        // Unchanged rules keep their compiled engines (and
-                        // threshold state).
-                        if new.rules.rules != current_rules.rules {
-                            current_rules = Arc::new(new.rules);
-                            metrics.set_rules(&current_rules);
-                        }
-                        let vnets = Arc::new(new.vnets);
-                        for c in &control_tx {
-                            let _ = c.send(Control::Reload {
-                                vnets: Arc::clone(&vnets),
-                                flows: new.flows.clone(),
-                                rtp: new.rtp.clone(),
-                                ids: new.ids.clone(),
-                                rules: Arc::clone(&current_rules),
-                            });
-                        }
-                        metrics.reloads.with_label_values(&["ok"]).inc();
-                        tracing::info!(vnets = current_vnets.len(), "Configuration reloaded.");
+            if pending.is_none() && hup.swap(false, Ordering::Relaxed) {
+                pending = Some((
+                    std::time::Instant::now(),
+                    start_reload(config_path, &current_vnets, &current_rules),
+                ));
+            }
+            let Some((started, rx)) = &pending else {
+                continue;
+            };
+            let result = match rx.try_recv() {
+                Ok(r) => r,
+                Err(crossbeam_channel::TryRecvError::Empty) if started.elapsed() < reload_timeout => {
+                    continue;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    // The loading thread is left to finish on its own; its
+                    // result goes nowhere.
+                    pending = None;
+                    metrics.reloads.with_label_values(&["timeout"]).inc();
+                    eprintln!(
+                        "error: reload abandoned after ids.reload_timeout_secs ({} s); \
+                         the running configuration and rules stay",
+                        reload_timeout.as_secs()
+                    );
+                    continue;
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    Err(RunError::Config("the reload thread failed".into()))
+                }
+            };
+            pending = None;
+            match result {
+                Ok(new) => {
+                    reloads += 1;
+                    current_vnets = new.vnets.clone();
+                    reload_timeout = Duration::from_secs(new.ids.reload_timeout_secs);
+                    // Unchanged rules keep their compiled engines (and
+                    // threshold state).
+                    let sigs = new.rules.map(|(set, sigs)| {
+                        current_rules = Arc::new(set);
+                        metrics.set_rules(&current_rules);
+                        sigs
+                    });
+                    let vnets = Arc::new(new.vnets);
+                    for c in &control_tx {
+                        let _ = c.send(Control::Reload {
+                            vnets: Arc::clone(&vnets),
+                            flows: new.flows.clone(),
+                            rtp: new.rtp.clone(),
+                            ids: new.ids.clone(),
+                            sigs: sigs.as_ref().map(|s| s.as_ref().map(|s| s.fresh())),
+                        });
                     }
-                    Err(e) => {
-                        metrics.reloads.with_label_values(&["error"]).inc();
-                        eprintln!("error: reload ignored, the running configuration stays: {e}");
-                    }
+                    metrics.reloads.with_label_values(&["ok"]).inc();
+                    tracing::info!(vnets = current_vnets.len(), "Configuration reloaded.");
+                }
+                Err(e) => {
+                    metrics.reloads.with_label_values(&["error"]).inc();
+                    eprintln!("error: reload ignored, the running configuration stays: {e}");
                 }
             }
         }
@@ -355,20 +397,58 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
 
 /// Reads the config file again; the VNet map and the flow, RTP and IDS
 /// thresholds are taken (sources, workers, output, shipping and table caps
-/// need a restart).
-fn reload(path: &Path, current: &analyzers::vnet::VnetMap) -> Result<Reloaded, RunError> {
+/// need a restart). Rules that differ from `current_rules` are compiled
+/// here, once; each worker gets a fresh copy.
+fn reload(
+    path: &Path,
+    current: &analyzers::vnet::VnetMap,
+    current_rules: &analyzers::ids::rules::RuleSet,
+) -> ReloadResult {
     let (c, r) = load(path)?;
     let vnets = c
         .remap_vnets(current)
         .map_err(|e| RunError::Config(e.to_string()))?;
+    let rules = (r.rules.rules != current_rules.rules).then(|| {
+        let sigs = crate::pipeline::compile(&r.rules, &r.ids);
+        (Arc::unwrap_or_clone(r.rules), sigs)
+    });
     Ok(Reloaded {
         vnets,
         flows: r.flows,
         rtp: r.rtp,
         ids: r.ids,
-        rules: Arc::unwrap_or_clone(r.rules),
+        rules,
     })
 }
+
+/// Runs [`reload`] on a thread of its own, outside the scope of the
+/// node's threads, so that a reload that takes too long can be abandoned
+/// (and never delays a stop): the result arrives on the returned channel.
+fn start_reload(
+    path: &Path,
+    current: &analyzers::vnet::VnetMap,
+    current_rules: &Arc<analyzers::ids::rules::RuleSet>,
+) -> crossbeam_channel::Receiver<ReloadResult> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (path, current, rules) = (
+        path.to_path_buf(),
+        current.clone(),
+        Arc::clone(current_rules),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            let _ = tx.send(reload(&path, &current, &rules));
+        });
+    if let Err(e) = spawned {
+        // The sender is gone with the closure: the caller sees the
+        // channel disconnected and reports the reload as failed.
+        tracing::error!(error = %e, "Cannot start the reload thread.");
+    }
+    rx
+}
+
+type ReloadResult = Result<Reloaded, RunError>;
 
 /// What a SIGHUP applies.
 struct Reloaded {
@@ -376,5 +456,10 @@ struct Reloaded {
     flows: analyzers::flow::FlowConfig,
     rtp: analyzers::voip::RtpConfig,
     ids: analyzers::ids::IdsConfig,
-    rules: analyzers::ids::rules::RuleSet,
+    /// `Some` when the rules changed: the new set and its compiled
+    /// signatures (`None` inside: the new set has no rules).
+    rules: Option<(
+        analyzers::ids::rules::RuleSet,
+        Option<analyzers::ids::rules::Signatures>,
+    )>,
 }

@@ -28,9 +28,15 @@ pub enum Control {
         flows: FlowConfig,
         rtp: analyzers::voip::RtpConfig,
         ids: analyzers::ids::IdsConfig,
-        rules: Arc<analyzers::ids::rules::RuleSet>,
+        /// `Some` when the rules changed: this worker's copy of the
+        /// signatures, compiled off the worker (`None` inside: no rules).
+        sigs: Option<Option<analyzers::ids::rules::Signatures>>,
     },
 }
+
+/// Alerts a worker holds before handing them to the writer (besides every
+/// clock tick), so an alert storm leaves in bounded batches.
+const ALERT_BATCH: usize = 1024;
 
 pub struct WorkerCtx {
     pub index: usize,
@@ -56,6 +62,9 @@ struct Published {
     active_calls: Vec<i64>,
     decode_errors: Vec<u64>,
     evictions: [u64; 4],
+    /// Signature alerts dropped per packet and per second (reset with
+    /// new rules).
+    sig_dropped: [u64; 2],
 }
 
 fn now_ts() -> Timestamp {
@@ -107,7 +116,10 @@ pub fn run_worker(ctx: WorkerCtx) {
                 batch.clear();
                 let _ = ctx.free.try_send(batch);
                 busy += t.elapsed();
-                if engine.pending_flows() >= 4096 || engine.pending_rtp() >= 1024 {
+                if engine.pending_flows() >= 4096
+                    || engine.pending_rtp() >= 1024
+                    || engine.pending_alerts() >= ALERT_BATCH
+                {
                     send_records(&mut engine, &vnets, &ctx, &mut state, false);
                 }
             }
@@ -119,10 +131,10 @@ pub fn run_worker(ctx: WorkerCtx) {
             flows,
             rtp,
             ids,
-            rules,
+            sigs,
         }) = ctx.control.try_recv()
         {
-            engine.reconfigure((*v).clone(), flows, rtp, &ids, &rules);
+            engine.reconfigure((*v).clone(), flows, rtp, &ids, sigs);
             vnets = v;
         }
         if tick_start.elapsed() >= ctx.tick {
@@ -370,6 +382,26 @@ fn send_records(
         let c = m.ids_evictions.with_label_values(&l);
         if evicted > c.get() {
             c.inc_by(evicted - c.get());
+        }
+        let st = sigs.stats();
+        for (i, (reason, n)) in [
+            ("per_packet", st.dropped_per_packet),
+            ("per_second", st.dropped_per_second),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let prev = &mut p.sig_dropped[i];
+            if n < *prev {
+                // New rules, new counters.
+                *prev = 0;
+            }
+            if n > *prev {
+                m.ids_dropped_alerts
+                    .with_label_values(&[reason])
+                    .inc_by(n - *prev);
+                *prev = n;
+            }
         }
     }
     let records = Records {

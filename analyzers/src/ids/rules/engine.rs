@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::parse::{parse_rule, rule_lines, Skipped, Vars};
 use super::prefilter::Prefilter;
@@ -67,6 +68,30 @@ pub struct SignatureStats {
     pub alerts: u64,
     /// Matches held back by `threshold` / `detection_filter`.
     pub thresholded: u64,
+    /// Alerts dropped at [`AlertLimits::per_packet`].
+    pub dropped_per_packet: u64,
+    /// Alerts dropped at [`AlertLimits::per_second`].
+    pub dropped_per_second: u64,
+}
+
+/// Caps on the alerts the signatures raise, so that a rule matching
+/// everything (or thousands of rules matching one packet) cannot flood the
+/// output: alerts past a cap are dropped and counted in [`SignatureStats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlertLimits {
+    /// Alerts per packet (Suricata's `packet-alert-max` is 15). Default 15.
+    pub per_packet: u32,
+    /// Alerts per second of packet time. Default 10,000.
+    pub per_second: u32,
+}
+
+impl Default for AlertLimits {
+    fn default() -> Self {
+        AlertLimits {
+            per_packet: 15,
+            per_second: 10_000,
+        }
+    }
 }
 
 /// Protocol classes a packet falls in, for the per-protocol rule lists.
@@ -93,8 +118,9 @@ fn applies(proto: Proto, class: usize) -> bool {
     }
 }
 
-/// The compiled rules.
-pub struct Signatures {
+/// The compiled, read-only part of a rule set (shared by the copies a
+/// reload hands to each worker).
+struct Compiled {
     rules: Vec<Rule>,
     /// Per rule: EVE category and severity.
     meta: Vec<(String, u8)>,
@@ -104,16 +130,27 @@ pub struct Signatures {
     pattern_rules: Vec<Vec<u32>>,
     /// Per protocol class: rules checked on every packet.
     always: [Vec<u32>; 4],
+}
+
+/// The compiled rules, with their matching state.
+pub struct Signatures {
+    c: Arc<Compiled>,
     /// Candidate de-duplication: `seen[rule] == stamp` once queued.
     seen: Vec<u32>,
     stamp: u32,
     candidates: Vec<u32>,
+    max_tracked: usize,
     thresholds: Bounded<TrackKey, Window>,
     stats: SignatureStats,
+    limits: AlertLimits,
+    /// The second of packet time being counted, and its alerts so far.
+    second: i64,
+    in_second: u32,
 }
 
 impl Signatures {
-    /// Compiles `set`; `max_tracked` caps the threshold table.
+    /// Compiles `set`; `max_tracked` caps the threshold table. Alerts are
+    /// capped at [`AlertLimits::default`] (see [`Signatures::with_limits`]).
     pub fn new(set: &RuleSet, max_tracked: usize) -> Signatures {
         let rules = set.rules.clone();
         let meta = rules
@@ -152,26 +189,54 @@ impl Signatures {
             }
         }
         let prefilter = Prefilter::new(&patterns);
-        Signatures {
-            seen: vec![0; rules.len()],
+        let compiled = Compiled {
             rules,
             meta,
             prefilter,
             pattern_rules,
             always,
+        };
+        Signatures::fresh_from(Arc::new(compiled), max_tracked, AlertLimits::default())
+    }
+
+    fn fresh_from(c: Arc<Compiled>, max_tracked: usize, limits: AlertLimits) -> Signatures {
+        Signatures {
+            seen: vec![0; c.rules.len()],
+            c,
             stamp: 0,
             candidates: Vec::new(),
+            max_tracked,
             thresholds: Bounded::new(max_tracked),
             stats: SignatureStats::default(),
+            limits,
+            second: i64::MIN,
+            in_second: 0,
         }
     }
 
+    /// The same rules with their own, empty matching state (thresholds,
+    /// counters): one per worker, without compiling again.
+    pub fn fresh(&self) -> Signatures {
+        Signatures::fresh_from(Arc::clone(&self.c), self.max_tracked, self.limits)
+    }
+
+    /// Caps the alerts raised per packet and per second of packet time.
+    pub fn with_limits(mut self, limits: AlertLimits) -> Signatures {
+        self.limits = limits;
+        self
+    }
+
+    /// New caps, keeping the state (a reload with unchanged rules).
+    pub fn set_limits(&mut self, limits: AlertLimits) {
+        self.limits = limits;
+    }
+
     pub fn len(&self) -> usize {
-        self.rules.len()
+        self.c.rules.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.c.rules.is_empty()
     }
 
     pub fn stats(&self) -> &SignatureStats {
@@ -203,10 +268,11 @@ impl Signatures {
             self.stamp = 1;
         }
         self.candidates.clear();
-        self.candidates.extend_from_slice(&self.always[class]);
-        if let (Some(pf), false) = (&self.prefilter, d.payload.is_empty()) {
-            let (rules, seen, stamp) = (&self.rules, &mut self.seen, self.stamp);
-            let (pattern_rules, candidates) = (&self.pattern_rules, &mut self.candidates);
+        let c = &*self.c;
+        self.candidates.extend_from_slice(&c.always[class]);
+        if let (Some(pf), false) = (&c.prefilter, d.payload.is_empty()) {
+            let (rules, seen, stamp) = (&c.rules, &mut self.seen, self.stamp);
+            let (pattern_rules, candidates) = (&c.pattern_rules, &mut self.candidates);
             pf.scan(d.payload, |id| {
                 for &r in &pattern_rules[id as usize] {
                     let s = &mut seen[r as usize];
@@ -224,6 +290,12 @@ impl Signatures {
         // pattern order was.
         self.candidates.sort_unstable();
         let ports = d.ports();
+        let second = ts.0.div_euclid(1_000_000);
+        if second != self.second {
+            self.second = second;
+            self.in_second = 0;
+        }
+        let mut in_packet = 0u32;
         for i in 0..self.candidates.len() {
             let r = self.candidates[i];
             self.stats.candidates += 1;
@@ -235,6 +307,18 @@ impl Signatures {
                 self.stats.thresholded += 1;
                 continue;
             }
+            // The packet's cap first: what it drops never counts against
+            // the second's.
+            if in_packet >= self.limits.per_packet {
+                self.stats.dropped_per_packet += 1;
+                continue;
+            }
+            in_packet += 1;
+            if self.in_second >= self.limits.per_second {
+                self.stats.dropped_per_second += 1;
+                continue;
+            }
+            self.in_second += 1;
             self.stats.alerts += 1;
             out.push(self.alert(r as usize, ts, vnet, d, flow));
         }
@@ -242,7 +326,7 @@ impl Signatures {
 
     /// Everything but thresholds.
     fn check(&self, r: usize, d: &Decoded<'_>, flow: Option<PacketFlow>) -> bool {
-        let rule = &self.rules[r];
+        let rule = &self.c.rules[r];
         let Some(ip) = d.ip else { return false };
         let (sport, dport) = d.ports().map_or((None, None), |(a, b)| (Some(a), Some(b)));
         let forward = rule.src.matches(ip.src)
@@ -309,7 +393,7 @@ impl Signatures {
         dst: IpAddr,
         ports: Option<(u16, u16)>,
     ) -> bool {
-        let rule = &self.rules[r as usize];
+        let rule = &self.c.rules[r as usize];
         for t in [rule.detection_filter, rule.threshold]
             .into_iter()
             .flatten()
@@ -336,8 +420,8 @@ impl Signatures {
         d: &Decoded<'_>,
         flow: Option<PacketFlow>,
     ) -> AlertRecord {
-        let rule = &self.rules[r];
-        let (category, severity) = &self.meta[r];
+        let rule = &self.c.rules[r];
+        let (category, severity) = &self.c.meta[r];
         let ip = d.ip;
         let ports = d.ports();
         let mut details = serde_json::json!({

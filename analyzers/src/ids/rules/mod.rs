@@ -35,7 +35,7 @@ pub mod threshold;
 
 use std::net::IpAddr;
 
-pub use engine::{RuleSet, SignatureStats, Signatures};
+pub use engine::{AlertLimits, RuleSet, SignatureStats, Signatures};
 pub use parse::{Skipped, Vars};
 
 /// The protocol a rule applies to.

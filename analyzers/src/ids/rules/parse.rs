@@ -13,6 +13,21 @@ use super::{
     ThresholdKind, Track, VlanLayer, VlanTest,
 };
 
+/// Longest `content` in bytes (after `|hex|` and escapes are decoded).
+/// Real rule sets stay far below it (the longest in the Emerging Threats
+/// files of the corpus is 255 bytes); a longer content is skipped, which
+/// also bounds the prefilter's build time and memory.
+pub const MAX_CONTENT_BYTES: usize = 4096;
+/// Longest `msg` in bytes: it is copied into every alert.
+pub const MAX_MSG_BYTES: usize = 1024;
+/// Longest single `reference`, `metadata` and `classtype` value in bytes
+/// (references and metadata go into every alert's `details`).
+pub const MAX_REFERENCE_BYTES: usize = 1024;
+pub const MAX_METADATA_BYTES: usize = 4096;
+pub const MAX_CLASSTYPE_BYTES: usize = 256;
+/// Most `reference` (and, separately, `metadata`) options of one rule.
+pub const MAX_REFERENCES: usize = 64;
+
 /// A rule that did not load.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skipped {
@@ -348,6 +363,18 @@ fn content_bytes(v: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// `v` if it is at most `max` bytes long; else the skip reason, naming
+/// the keyword and the limit (not the value, which may be megabytes).
+fn bounded(key: &str, v: String, max: usize) -> Result<String, String> {
+    if v.len() > max {
+        return Err(format!(
+            "{key} of {} bytes is longer than the limit of {max} bytes",
+            v.len()
+        ));
+    }
+    Ok(v)
+}
+
 fn int<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
     let v = v.trim();
     let parsed = if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
@@ -373,11 +400,14 @@ fn last_content<'a>(rule: &'a mut Rule, key: &str) -> Result<&'a mut Content, St
 
 fn apply_option(rule: &mut Rule, key: &str, value: Option<&str>) -> Result<(), String> {
     match key {
-        "msg" => rule.msg = unquote(need(key, value)?)?,
+        "msg" => rule.msg = bounded(key, unquote(need(key, value)?)?, MAX_MSG_BYTES)?,
         "sid" => rule.sid = int(key, need(key, value)?)?,
         "rev" => rule.rev = int(key, need(key, value)?)?,
         "gid" => rule.gid = int(key, need(key, value)?)?,
-        "classtype" => rule.classtype = Some(need(key, value)?.to_string()),
+        "classtype" => {
+            let v = need(key, value)?.to_string();
+            rule.classtype = Some(bounded(key, v, MAX_CLASSTYPE_BYTES)?);
+        }
         "priority" => {
             let p: u8 = int(key, need(key, value)?)?;
             if p == 0 {
@@ -385,8 +415,19 @@ fn apply_option(rule: &mut Rule, key: &str, value: Option<&str>) -> Result<(), S
             }
             rule.priority = Some(p);
         }
-        "reference" => rule.references.push(need(key, value)?.to_string()),
-        "metadata" => rule.metadata.push(need(key, value)?.to_string()),
+        "reference" | "metadata" => {
+            let (list, max) = if key == "reference" {
+                (&mut rule.references, MAX_REFERENCE_BYTES)
+            } else {
+                (&mut rule.metadata, MAX_METADATA_BYTES)
+            };
+            if list.len() == MAX_REFERENCES {
+                return Err(format!(
+                    "more than {MAX_REFERENCES} {key} options (the limit)"
+                ));
+            }
+            list.push(bounded(key, need(key, value)?.to_string(), max)?);
+        }
         // Informational: accepted and ignored.
         "target" | "tag" => {}
         "content" => {
@@ -395,8 +436,15 @@ fn apply_option(rule: &mut Rule, key: &str, value: Option<&str>) -> Result<(), S
                 Some(rest) => (true, rest.trim()),
                 None => (false, v),
             };
+            let pattern = content_bytes(v)?;
+            if pattern.len() > MAX_CONTENT_BYTES {
+                return Err(format!(
+                    "content of {} bytes is longer than the limit of {MAX_CONTENT_BYTES} bytes",
+                    pattern.len()
+                ));
+            }
             rule.contents.push(Content {
-                pattern: content_bytes(v)?,
+                pattern,
                 negated,
                 nocase: false,
                 offset: None,

@@ -9,19 +9,22 @@
 //! `aho-corasick` crate's DFA search on this machine (bench/rules.sh),
 //! whose general search loop checks for special states and prefilters.
 //! Rule sets whose table would pass [`MAX_STATES`] states (about 64 MiB)
-//! use the crate instead: leftmost-longest, restarted one byte after the
-//! start of each match, with every pattern contained in another listed
-//! with it, so every pattern that occurs is still reported.
+//! use the crate instead, with an overlapping search (every occurrence of
+//! every pattern is reported). Both build in time near-linear in the total
+//! pattern bytes (the DFA: states times 256), and the engine caps a
+//! pattern at 4,096 bytes ([`super::parse::MAX_CONTENT_BYTES`]).
 //!
 //! Matching is case-insensitive here; the engine checks the exact case
 //! (and every other condition) of each candidate rule afterwards.
 
-use std::collections::HashMap;
-
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 /// Largest DFA we build ourselves (states of 1 KiB each).
 pub const MAX_STATES: usize = 65_536;
+
+/// Pattern bytes up to which the crate builds its DFA (above: its
+/// contiguous NFA).
+const MAX_CRATE_DFA_BYTES: usize = 262_144;
 
 /// Compiled patterns.
 pub enum Prefilter {
@@ -34,7 +37,12 @@ pub struct Dfa {
     /// `u16` states (at most [`MAX_STATES`]): half the cache footprint.
     trans: Vec<u16>,
     first_out: u32,
-    outputs: Vec<Vec<u32>>,
+    /// Per output state: the patterns ending exactly there, and the next
+    /// output state along its suffix links (its longest proper suffix
+    /// where some pattern ends), [`NO_LINK`] if none. Outputs are not
+    /// copied down the suffix links, so a set of nested patterns (`a`,
+    /// `aa`, ... ) costs memory linear in its states, not quadratic.
+    outputs: Vec<(Vec<u32>, u32)>,
     /// Longest pattern: how far the interleaved lanes overlap.
     max_len: usize,
 }
@@ -45,10 +53,12 @@ const LANES: usize = 4;
 /// Output states noted per scan before falling back to reporting inline.
 const HITS: usize = 64;
 
+/// End of a chain of output states.
+const NO_LINK: u32 = u32::MAX;
+
 /// The `aho-corasick` crate, for very large rule sets.
 pub struct Crate {
     ac: AhoCorasick,
-    contained: Vec<Vec<u32>>,
 }
 
 impl Dfa {
@@ -75,10 +85,12 @@ impl Dfa {
             }
             out[u].push(id as u32);
         }
-        // Breadth first: failure links, merged outputs, full transitions.
+        // Breadth first: failure links, suffix links to the next state
+        // with an output, full transitions.
         let n = children.len();
         let mut delta = vec![0u32; n * 256];
         let mut fail = vec![0u32; n];
+        let mut dict = vec![NO_LINK; n];
         let mut order = std::collections::VecDeque::from([0usize]);
         while let Some(u) = order.pop_front() {
             for byte in 0..=255u8 {
@@ -94,9 +106,13 @@ impl Dfa {
                         delta[u * 256 + usize::from(byte)] = v;
                         if byte == key {
                             // First visit of this child (its lower-case byte).
+                            // `via_fail` is shallower: its own link is set.
                             fail[v as usize] = via_fail;
-                            let inherited = out[via_fail as usize].clone();
-                            out[v as usize].extend(inherited);
+                            dict[v as usize] = if out[via_fail as usize].is_empty() {
+                                dict[via_fail as usize]
+                            } else {
+                                via_fail
+                            };
                             order.push_back(v as usize);
                         }
                     }
@@ -104,23 +120,37 @@ impl Dfa {
                 }
             }
         }
-        // Renumber: states with outputs last.
+        // Renumber: states with outputs (their own or along the suffix
+        // links) last.
+        let has_out: Vec<bool> = (0..n)
+            .map(|s| !out[s].is_empty() || dict[s] != NO_LINK)
+            .collect();
         let mut map = vec![0u32; n];
-        let (mut next, mut outputs) = (0u32, Vec::new());
-        for (s, o) in out.iter().enumerate() {
-            if o.is_empty() {
+        let mut next = 0u32;
+        for s in 0..n {
+            if !has_out[s] {
                 map[s] = next;
                 next += 1;
             }
         }
         let first_out = next;
-        for (s, o) in out.iter_mut().enumerate() {
-            if !o.is_empty() {
+        for s in 0..n {
+            if has_out[s] {
                 map[s] = next;
                 next += 1;
-                o.sort_unstable();
-                o.dedup();
-                outputs.push(std::mem::take(o));
+            }
+        }
+        let mut outputs = Vec::with_capacity((next - first_out) as usize);
+        for s in 0..n {
+            if has_out[s] {
+                let mut own = std::mem::take(&mut out[s]);
+                own.sort_unstable();
+                own.dedup();
+                let link = match dict[s] {
+                    NO_LINK => NO_LINK,
+                    d => map[d as usize] - first_out,
+                };
+                outputs.push((own, link));
             }
         }
         let mut trans = vec![0u16; n * 256];
@@ -209,69 +239,59 @@ impl Dfa {
             for &b in hay {
                 s = u32::from(self.trans[(s as usize) << 8 | usize::from(b)]);
                 if s >= self.first_out {
-                    for &id in &self.outputs[(s - self.first_out) as usize] {
-                        found(id);
-                    }
+                    self.report(s, found);
                 }
             }
             return;
         }
         for &s in &hits[..n] {
-            for &id in &self.outputs[(s - self.first_out) as usize] {
+            self.report(s, found);
+        }
+    }
+
+    /// Every pattern ending at output state `s`: its own, then those of
+    /// the output states along its suffix links.
+    #[inline]
+    fn report(&self, s: u32, found: &mut impl FnMut(u32)) {
+        let mut k = s - self.first_out;
+        while let Some((own, link)) = self.outputs.get(k as usize) {
+            for &id in own {
                 found(id);
             }
+            k = *link;
         }
     }
 }
 
 impl Crate {
     fn new(lower: &[Vec<u8>]) -> Option<Crate> {
-        let mut index: HashMap<&[u8], Vec<u32>> = HashMap::new();
-        for (i, p) in lower.iter().enumerate() {
-            index.entry(p.as_slice()).or_default().push(i as u32);
-        }
-        let contained = lower
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let mut inner: Vec<u32> = Vec::new();
-                for a in 0..p.len() {
-                    for b in a + 1..=p.len() {
-                        if let Some(v) = index.get(&p[a..b]) {
-                            inner.extend(v.iter().filter(|&&x| x as usize != i));
-                        }
-                    }
-                }
-                inner.sort_unstable();
-                inner.dedup();
-                inner
-            })
-            .collect();
+        // The crate's DFA searches fastest, but its build time and memory
+        // grow with states times byte classes (3.5 s and over 100 MiB for
+        // 100,000 short patterns); past a few hundred thousand states the
+        // contiguous NFA builds in a fraction of that. Standard match
+        // semantics: an overlapping search reports every occurrence of
+        // every pattern, nested ones included, in time linear in the
+        // payload plus the matches.
+        let bytes: usize = lower.iter().map(Vec::len).sum();
+        let kind = if bytes <= MAX_CRATE_DFA_BYTES {
+            AhoCorasickKind::DFA
+        } else {
+            AhoCorasickKind::ContiguousNFA
+        };
         let build = |kind| {
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
-                .match_kind(MatchKind::LeftmostLongest)
+                .match_kind(MatchKind::Standard)
                 .kind(kind)
                 .build(lower)
         };
-        let ac = build(Some(AhoCorasickKind::DFA))
-            .or_else(|_| build(None))
-            .ok()?;
-        Some(Crate { ac, contained })
+        let ac = build(Some(kind)).or_else(|_| build(None)).ok()?;
+        Some(Crate { ac })
     }
 
     fn scan(&self, hay: &[u8], found: &mut impl FnMut(u32)) {
-        let mut at = 0;
-        while at < hay.len() {
-            let Some(m) = self.ac.find(Input::new(hay).range(at..)) else {
-                return;
-            };
-            let id = m.pattern().as_u32();
-            found(id);
-            for &c in &self.contained[id as usize] {
-                found(c);
-            }
-            at = m.start() + 1;
+        for m in self.ac.find_overlapping_iter(hay) {
+            found(m.pattern().as_u32());
         }
     }
 }
