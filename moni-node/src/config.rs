@@ -190,7 +190,10 @@ fn validate_ids(c: &IdsConfig) -> Result<IdsConfig, ConfigError> {
     if !(0.0..=8.0).contains(&c.dns_entropy) {
         return Err(invalid(
             "ids.dns_entropy",
-            format!("{} is not a number of bits per character between 0 and 8", c.dns_entropy),
+            format!(
+                "{} is not a number of bits per character between 0 and 8",
+                c.dns_entropy
+            ),
         ));
     }
     for (key, v) in [
@@ -202,7 +205,10 @@ fn validate_ids(c: &IdsConfig) -> Result<IdsConfig, ConfigError> {
         }
     }
     if c.reload_timeout_secs == 0 || c.reload_timeout_secs > 3600 {
-        return Err(invalid("ids.reload_timeout_secs", "must be between 1 and 3600"));
+        return Err(invalid(
+            "ids.reload_timeout_secs",
+            "must be between 1 and 3600",
+        ));
     }
     if c.max_tracked == 0 || c.max_tracked > 10_000_000 {
         return Err(invalid("ids.max_tracked", "must be between 1 and 10000000"));
@@ -1164,11 +1170,16 @@ mod tests {
         );
         let e = err("[node]\nworker_cpus = [1000]\n");
         assert!(
-            e.starts_with("config key node.worker_cpus: CPU 1000 is not one this process may run on"),
+            e.starts_with(
+                "config key node.worker_cpus: CPU 1000 is not one this process may run on"
+            ),
             "{e}"
         );
         let e = err("[node]\ncapture_cpus = [0, 1023]\n");
-        assert!(e.starts_with("config key node.capture_cpus: CPU 1023"), "{e}");
+        assert!(
+            e.starts_with("config key node.capture_cpus: CPU 1023"),
+            "{e}"
+        );
         // Every CPU of the affinity mask is fine.
         let cpus = usable_cpus();
         let text = format!("[node]\nworker_cpus = {cpus:?}\n");
@@ -1184,12 +1195,23 @@ mod tests {
         .expect("parse");
         let r = c.resolve(None).expect("resolve");
         assert_eq!(
-            (r.ids.max_alerts_per_packet, r.ids.max_alerts_per_second, r.ids.reload_timeout_secs),
+            (
+                r.ids.max_alerts_per_packet,
+                r.ids.max_alerts_per_second,
+                r.ids.reload_timeout_secs
+            ),
             (3, 50, 2)
         );
-        let d = NodeConfig::parse("").expect("parse").resolve(None).expect("defaults");
+        let d = NodeConfig::parse("")
+            .expect("parse")
+            .resolve(None)
+            .expect("defaults");
         assert_eq!(
-            (d.ids.max_alerts_per_packet, d.ids.max_alerts_per_second, d.ids.reload_timeout_secs),
+            (
+                d.ids.max_alerts_per_packet,
+                d.ids.max_alerts_per_second,
+                d.ids.reload_timeout_secs
+            ),
             (15, 10_000, 10)
         );
         for (text, key) in [

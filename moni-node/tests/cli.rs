@@ -564,7 +564,11 @@ fn thousands_of_one_byte_rules_raise_a_bounded_number_of_alerts() {
     }
     std::fs::write(&rules, text).expect("write");
     let config = dir.path().join("node.toml");
-    std::fs::write(&config, "[ids]\nenabled = false\nmax_alerts_per_packet = 4\n").expect("write");
+    std::fs::write(
+        &config,
+        "[ids]\nenabled = false\nmax_alerts_per_packet = 4\n",
+    )
+    .expect("write");
     let o = moni(&[
         "replay",
         "--json",

@@ -263,8 +263,10 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         }
         let mut reload_timeout = Duration::from_secs(config.ids.reload_timeout_secs);
         // A reload in progress: when it started and where its result comes.
-        let mut pending: Option<(std::time::Instant, crossbeam_channel::Receiver<ReloadResult>)> =
-            None;
+        let mut pending: Option<(
+            std::time::Instant,
+            crossbeam_channel::Receiver<ReloadResult>,
+        )> = None;
         loop {
             std::thread::sleep(Duration::from_millis(50));
             if term.load(Ordering::Relaxed) {
@@ -285,7 +287,9 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             };
             let result = match rx.try_recv() {
                 Ok(r) => r,
-                Err(crossbeam_channel::TryRecvError::Empty) if started.elapsed() < reload_timeout => {
+                Err(crossbeam_channel::TryRecvError::Empty)
+                    if started.elapsed() < reload_timeout =>
+                {
                     continue;
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => {

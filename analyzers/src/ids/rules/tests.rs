@@ -570,12 +570,27 @@ fn a_huge_content_and_100k_rules_load_in_under_two_seconds() {
     let mut long = b"..".to_vec();
     long.extend_from_slice(&[b'X'; parse::MAX_CONTENT_BYTES]);
     let f = payload_tcp(&long);
-    sigs.observe(Timestamp(1), VnetId(0), &decode(LinkType::Ethernet, &f), None, &mut alerts);
+    sigs.observe(
+        Timestamp(1),
+        VnetId(0),
+        &decode(LinkType::Ethernet, &f),
+        None,
+        &mut alerts,
+    );
     assert!(alerts.is_empty(), "content is case-sensitive");
     long.make_ascii_lowercase();
     let f = payload_tcp(&long);
-    sigs.observe(Timestamp(2), VnetId(0), &decode(LinkType::Ethernet, &f), None, &mut alerts);
-    assert_eq!(alerts.iter().map(|a| a.signature_id).collect::<Vec<_>>(), vec![200_000]);
+    sigs.observe(
+        Timestamp(2),
+        VnetId(0),
+        &decode(LinkType::Ethernet, &f),
+        None,
+        &mut alerts,
+    );
+    assert_eq!(
+        alerts.iter().map(|a| a.signature_id).collect::<Vec<_>>(),
+        vec![200_000]
+    );
 }
 
 /// Issue 14, defect 7: `msg`, `reference`, `metadata` and `classtype` are
@@ -670,7 +685,10 @@ fn alerts_are_capped_per_packet_and_per_second_and_the_drops_counted() {
     // Per second: 100 alerts, then 5 of the 7th packet and 15 of each of
     // the last three.
     assert_eq!(st.dropped_per_second, 2 * 50);
-    assert_eq!(st.alerts + st.dropped_per_packet + st.dropped_per_second, st.matches);
+    assert_eq!(
+        st.alerts + st.dropped_per_packet + st.dropped_per_second,
+        st.matches
+    );
     // Rule order: the first 15 matching rules of the packet.
     let first: Vec<u32> = alerts[..15].iter().map(|a| a.signature_id).collect();
     assert_eq!(first, (1..=15).collect::<Vec<_>>());
