@@ -303,7 +303,6 @@ pub fn run_shipper(ctx: ShipCtx) -> ShipSummary {
     sum
 }
 
-
 /// An error with its causes ("error sending request: ...: invalid peer
 /// certificate: Expired"): reqwest's own message alone hides why a TLS
 /// handshake or a connection failed.
