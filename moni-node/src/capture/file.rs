@@ -94,8 +94,11 @@ impl FileSource {
         // A plain pcap file without a filter: libpcap validated it, we read
         // its records. Link types moni does not decode stay with libpcap
         // (its length limits differ for some), and so does anything but a
-        // regular file (a pipe cannot be read again from its start).
-        let classic = (filter.is_none() && link.is_some() && meta.is_file())
+        // regular file (a pipe cannot be read again from its start). NFLOG
+        // stays with libpcap too: its TLV headers are in the capturing
+        // host's byte order, which libpcap swaps in a byte-swapped file.
+        let ours = link.is_some_and(|l| l != LinkType::Nflog);
+        let classic = (filter.is_none() && ours && meta.is_file())
             .then(|| std::fs::File::open(path).ok().and_then(ClassicPcap::open))
             .flatten();
         let records = match classic {
