@@ -6,8 +6,12 @@
 //!   that they fit under the fd limit, see [`crate::limits`]). Beyond it a
 //!   small pool of [`PROBE_SLOTS`] connections answers only `/healthz` and
 //!   `/metrics` (everything else 503 + `Retry-After`), with a
-//!   [`PROBE_HEADER_TIMEOUT`]; when it is full the oldest of them still
-//!   waiting for its request head is closed for the newest. So a flood of slow or idle connections cannot starve
+//!   [`PROBE_HEADER_TIMEOUT`]; when the pool is full, the oldest of them
+//!   still waiting for its request is closed for the newest, taking first
+//!   those whose request head had not arrived whole when they were
+//!   accepted (a check sends it at once, a slowloris trickles it), and a
+//!   new connection without a whole head is closed (`probe_too_slow`)
+//!   rather than push out one with it. So a flood of slow or idle connections cannot starve
 //!   health checks and scrapes, and the accept loop never waits on a
 //!   connection.
 //! - The request line and headers (and the TLS handshake, and the pause
@@ -68,13 +72,14 @@ impl ConnMetrics {
             Opts::new(
                 "moni_collector_refused_connections_total",
                 "Connections beyond max_connections (over_capacity: served \
-                 /healthz and /metrics only) and TLS handshakes that failed or \
-                 timed out (tls_handshake).",
+                 /healthz and /metrics only; probe_too_slow: closed beyond \
+                 them because its request head had not arrived whole) and TLS handshakes \
+                 that failed or timed out (tls_handshake).",
             ),
             &["reason"],
         )?;
         r.register(Box::new(refused.clone()))?;
-        for reason in ["over_capacity", "tls_handshake"] {
+        for reason in ["over_capacity", "probe_too_slow", "tls_handshake"] {
             refused.with_label_values(&[reason]);
         }
         Ok(ConnMetrics { open, refused })
@@ -87,6 +92,8 @@ struct ProbeSlot {
     id: u64,
     evict: Arc<Notify>,
     answering: Arc<AtomicBool>,
+    /// Its whole request head was waiting when it was accepted.
+    complete: bool,
 }
 
 /// Connections served beyond the cap. When all [`PROBE_SLOTS`] are taken,
@@ -156,18 +163,27 @@ pub async fn serve(
             continue;
         }
         metrics.refused.with_label_values(&["over_capacity"]).inc();
+        // A health check or scrape sends its whole request head (or TLS
+        // ClientHello) right after connecting, so it is already waiting
+        // when the accept loop reaches it; a slowloris trickles its head.
+        // A slot is taken from a connection without a whole head first,
+        // so a flood of new slow connections cannot push checks out.
+        let complete = head_waiting(&stream, tls.is_some());
         let evict = Arc::new(Notify::new());
         let answering = Arc::new(AtomicBool::new(false));
         let id = {
             let mut pool = lock(&probes);
             if pool.live.len() >= PROBE_SLOTS {
-                let idle = pool
+                let idle = |p: &ProbeSlot| !p.answering.load(Ordering::Relaxed);
+                let victim = pool
                     .live
                     .iter()
-                    .position(|p| !p.answering.load(Ordering::Relaxed));
-                match idle.and_then(|i| pool.live.remove(i)) {
+                    .position(|p| idle(p) && !p.complete)
+                    .or_else(|| complete.then(|| pool.live.iter().position(idle)).flatten());
+                match victim.and_then(|i| pool.live.remove(i)) {
                     Some(oldest) => oldest.evict.notify_one(),
                     None => {
+                        metrics.refused.with_label_values(&["probe_too_slow"]).inc();
                         drop(stream);
                         continue;
                     }
@@ -179,6 +195,7 @@ pub async fn serve(
                 id,
                 evict: evict.clone(),
                 answering: answering.clone(),
+                complete,
             });
             id
         };
@@ -206,6 +223,24 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("Requests still in flight after the shutdown grace period; stopping.");
+    }
+}
+
+/// Whether a whole request head (plain HTTP: up to the blank line) or a
+/// whole first TLS record is already waiting in the socket. Peeks without
+/// waiting: the bytes stay for hyper or rustls.
+fn head_waiting(stream: &tokio::net::TcpStream, tls: bool) -> bool {
+    use rustix::net::{recv, RecvFlags};
+    let mut buf = [0u8; 4096];
+    let Ok((n, _)) = recv(stream, &mut buf[..], RecvFlags::PEEK | RecvFlags::DONTWAIT) else {
+        return false;
+    };
+    let b = &buf[..n];
+    if tls {
+        b.len() >= 5
+            && b.len() >= (5 + usize::from(u16::from_be_bytes([b[3], b[4]]))).min(buf.len())
+    } else {
+        b.windows(4).any(|w| w == b"\r\n\r\n")
     }
 }
 
