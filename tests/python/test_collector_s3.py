@@ -128,9 +128,11 @@ class CollectorOnS3(unittest.TestCase):
         status, body = self.upload("flows", b"PAR1 not really")
         self.assertEqual(status, 422, body)
         self.assertEqual(self.objects(), keys)
-        # Nothing but the (empty) scratch directory is kept locally.
-        local = [p for p in (self.dir / "scratch").rglob("*") if p.is_file()]
-        self.assertEqual(local, [])
+        # Nothing but the scratch directory and its lock (one collector per
+        # data_dir) is kept locally.
+        scratch = self.dir / "scratch"
+        local = [p for p in scratch.rglob("*") if p.is_file()]
+        self.assertEqual(local, [scratch / ".lock"])
 
 
 if __name__ == "__main__":
