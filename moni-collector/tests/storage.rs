@@ -19,24 +19,13 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
+mod common;
+use common::{free_port, node_bin, root, visible_files};
+
 const TOKEN: &str = "test-token-0123456789abcdef";
 const HOUR_US: i64 = 3_600_000_000;
 /// 2026-01-01T00:00:00Z in µs.
 const T0: i64 = 1_767_225_600_000_000;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -105,7 +94,7 @@ impl Collector {
     }
 
     fn stored_files(&self) -> Vec<PathBuf> {
-        files_under(&self.data)
+        visible_files(&self.data)
     }
 
     fn incoming(&self) -> Vec<PathBuf> {
@@ -151,30 +140,6 @@ fn config_text(port: u16, data: &Path, extra: &str) -> String {
         "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{extra}\n[[nodes]]\nid = \"node-1\"\ntoken = \"{TOKEN}\"\n",
         data.display()
     )
-}
-
-/// Visible (not hidden) files under `dir`, sorted.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if e.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.is_file() {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn rows_in(files: &[PathBuf]) -> u64 {
@@ -388,19 +353,11 @@ fn a_full_disk_is_507_and_an_upload_is_stored_all_or_none() {
     drop(c);
 }
 
-fn node_bin() -> PathBuf {
-    std::env::var("MONI_NODE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_BIN_EXE_moni-collector")).with_file_name("moni-node")
-        })
-}
-
 /// Rows of every dataset under `dir/<dataset>/`, by dataset.
 fn rows_by_dataset(dir: &Path) -> Vec<(String, u64)> {
     analyzers::schema::DATASETS
         .iter()
-        .map(|d| (d.to_string(), rows_in(&files_under(&dir.join(d)))))
+        .map(|d| (d.to_string(), rows_in(&visible_files(&dir.join(d)))))
         .filter(|(_, n)| *n > 0)
         .collect()
 }
@@ -454,7 +411,7 @@ fn a_node_retries_a_full_collector_and_every_row_is_stored_once() {
         assert!(t0.elapsed() < Duration::from_secs(90), "no 507 seen");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(files_under(&out.join("rejected")).is_empty());
+    assert!(visible_files(&out.join("rejected")).is_empty());
     assert!(c.stored_files().is_empty());
     std::fs::remove_file(&filler).expect("free the disk");
     // It ships everything and stops.
@@ -481,7 +438,7 @@ fn a_node_retries_a_full_collector_and_every_row_is_stored_once() {
     assert_eq!(s["ship"]["files_rejected"], 0, "{}", s["ship"]);
     assert_eq!(s["ship"]["files_left"], 0, "{}", s["ship"]);
     assert!(s["ship"]["failures"].as_u64().unwrap_or(0) >= 4);
-    assert!(files_under(&out.join("rejected")).is_empty());
+    assert!(visible_files(&out.join("rejected")).is_empty());
     let shipped = rows_by_dataset(&out.join("shipped"));
     assert!(
         shipped.iter().any(|(d, n)| d == "flows" && *n > 0),

@@ -142,8 +142,9 @@ pub fn replay_miniature(out: &Path) {
     assert!(ok.success());
 }
 
-/// Parquet files under `dir` (not hidden), recursively.
-pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+/// Files under `dir` (not hidden, nor under a hidden directory such as
+/// `.incoming`), recursively, sorted.
+pub fn visible_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -157,13 +158,21 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
             }
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
+            } else if p.is_file() {
                 out.push(p);
             }
         }
     }
     out.sort();
     out
+}
+
+/// Parquet files under `dir` (not hidden), recursively, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    visible_files(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect()
 }
 
 /// A throwaway certificate authority.
