@@ -3,40 +3,10 @@
 //! equal once production moved to B), the same answer over HTTP, and a
 //! well-formed SVG plot with one shaded band per window.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
-
-fn node_bin() -> PathBuf {
-    std::env::var("MONI_NODE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_BIN_EXE_moni-collector")).with_file_name("moni-node")
-        })
-}
-
-fn replay_miniature(out: &Path) {
-    let ok = Command::new(node_bin())
-        .args([
-            "replay",
-            "--no-progress",
-            "--vnet-map",
-            "100=A:production,200=B:shadow,300=rx:monitor",
-            "--out",
-        ])
-        .arg(out)
-        .arg(root().join("samples/pcap/paper-miniature.pcap"))
-        .stdout(Stdio::null())
-        .status()
-        .expect("moni-node replay");
-    assert!(ok.success());
-}
+mod common;
+use common::replay_miniature;
 
 #[test]
 fn compare_prints_the_per_phase_picture_and_a_readable_plot() {

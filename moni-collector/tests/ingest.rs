@@ -12,21 +12,10 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 
+mod common;
+use common::{free_port, replay_miniature};
+
 const TOKEN: &str = "test-token-0123456789abcdef";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 struct Collector {
     child: Child,
@@ -117,25 +106,7 @@ impl Drop for Collector {
 /// Parquet files of a `moni-node replay` of a sample, by dataset.
 fn node_files(dir: &Path) -> PathBuf {
     let out = dir.join("node-out");
-    let node = std::env::var("MONI_NODE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_BIN_EXE_moni-collector")).with_file_name("moni-node")
-        });
-    let ok = Command::new(&node)
-        .args([
-            "replay",
-            "--no-progress",
-            "--vnet-map",
-            "100=A:production,200=B:shadow,300=rx:monitor",
-            "--out",
-        ])
-        .arg(&out)
-        .arg(root().join("samples/pcap/paper-miniature.pcap"))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("run {}: {e} (build moni-node first)", node.display()));
-    assert!(ok.success());
+    replay_miniature(&out);
     out
 }
 
