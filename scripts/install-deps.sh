@@ -5,8 +5,10 @@
 # and iproute2 (the live tests: a real scrape, network namespaces), nmap,
 # hping3 and iperf3 (real attacks and load in those namespaces), and the
 # Python packages
-# the analyst-side tests use (duckdb, pyarrow; boto3 and moto for the
-# collector's S3 test; cryptography for the TLS test's throwaway CA).
+# the analyst-side tests use (duckdb, pyarrow, pandas and polars: the
+# readers that must open the collected store; jsonschema to validate EVE
+# lines against Suricata's schema; boto3 and moto for the collector's S3
+# test; cryptography for the TLS test's throwaway CA).
 # Skips what is already there.
 set -euo pipefail
 need_apt=()
@@ -27,6 +29,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
 fi
 if [ "${1:-}" != "--build-only" ]; then
-  python3 -c "import duckdb, pyarrow, boto3, cryptography" 2>/dev/null && command -v moto_server >/dev/null ||
-    python3 -m pip install -q duckdb pyarrow boto3 "moto[server]" cryptography
+  python3 -c "import duckdb, pyarrow, pandas, polars, jsonschema, boto3, cryptography" 2>/dev/null &&
+    command -v moto_server >/dev/null ||
+    python3 -m pip install -q duckdb pyarrow pandas polars jsonschema boto3 "moto[server]" cryptography
 fi

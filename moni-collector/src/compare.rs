@@ -150,6 +150,15 @@ fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The value of the Hive directory level `key` (`vnet=`) in `path`.
+fn path_value(path: &Path, key: &str) -> Option<String> {
+    path.parent()?
+        .components()
+        .filter_map(|c| c.as_os_str().to_str()?.strip_prefix(key))
+        .next_back()
+        .map(str::to_string)
+}
+
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a T> {
     b.column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
@@ -207,9 +216,15 @@ pub fn load_windows_limited(
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.build())
             .with_context(|| format!("{}", f.display()))?;
+        // A collector's part keeps its VNet in the path (`vnet=NAME/`), a
+        // node's file in the `vnet` column.
+        let path_vnet = path_value(&f, "vnet=");
         for b in reader {
             let b = b.with_context(|| format!("{}", f.display()))?;
-            let vnet = col::<StringArray>(&b, "vnet")?;
+            let vnet_col = match &path_vnet {
+                Some(_) if b.column_by_name("vnet").is_none() => None,
+                _ => Some(col::<StringArray>(&b, "vnet")?),
+            };
             let ssrc = col::<UInt32Array>(&b, "ssrc")?;
             let src = col::<StringArray>(&b, "src_addr")?;
             let sport = col::<UInt16Array>(&b, "src_port")?;
@@ -224,9 +239,14 @@ pub fn load_windows_limited(
             let loss = col::<Float64Array>(&b, "loss_ratio")?;
             let jitter = col::<Float64Array>(&b, "jitter_ms")?;
             for i in 0..b.num_rows() {
-                let id = if vnet.value(i) == q.production {
+                let vnet = match (vnet_col, &path_vnet) {
+                    (Some(c), _) => c.value(i),
+                    (None, Some(v)) => v.as_str(),
+                    (None, None) => continue,
+                };
+                let id = if vnet == q.production {
                     id_p
-                } else if vnet.value(i) == q.shadow {
+                } else if vnet == q.shadow {
                     id_s
                 } else {
                     continue;

@@ -1,6 +1,15 @@
 //! Durable storage of uploads in the Hive layout
 //! `DATA/<dataset>/node=<id>/vnet=<name>/date=YYYY-MM-DD/hour=HH/<hash>.parquet`.
 //!
+//! As in the tables Hive and Spark write, a part file does not repeat its
+//! partition columns: the `vnet` column of a node's file is the `vnet=`
+//! directory here and is left out of the part ([`stored_schema`]). A reader
+//! that merges the file schema with the partition keys (pandas, pyarrow,
+//! Polars, Spark, DuckDB with `hive_partitioning`) would otherwise find
+//! `vnet` twice with two types and refuse the directory. `rtp_compare` is
+//! partitioned by `production_vnet` under the same `vnet=` level and keeps
+//! its columns (no name clashes there).
+//!
 //! An upload is validated (a Parquet file of a known dataset, with that
 //! dataset's schema and schema version, no nulls in NOT NULL columns) and
 //! split by VNet and hour **as it is read**: batch by batch, each batch's
@@ -378,6 +387,26 @@ pub fn known_vnets(data: &Path) -> HashMap<String, BTreeSet<String>> {
     out
 }
 
+/// The schema of `dataset`'s part files in the store: the dataset's
+/// schema without the columns that are directory levels of the layout
+/// (`vnet`, for every dataset partitioned by a column of that name).
+pub fn stored_schema(dataset: &str) -> Option<SchemaRef> {
+    let want = schema::for_dataset(dataset)?;
+    let keep = stored_columns(dataset, &want);
+    want.project(&keep).ok().map(Arc::new)
+}
+
+/// Indices of the dataset's columns that part files keep.
+fn stored_columns(dataset: &str, want: &arrow::datatypes::Schema) -> Vec<usize> {
+    let in_path = match schema::partition_columns(dataset) {
+        Some(("vnet", _)) => Some("vnet"),
+        _ => None,
+    };
+    (0..want.fields().len())
+        .filter(|&i| Some(want.field(i).name().as_str()) != in_path)
+        .collect()
+}
+
 fn check_schema(dataset: &str, got: &arrow::datatypes::Schema) -> Result<(), IngestError> {
     let Some(want) = schema::for_dataset(dataset) else {
         return Err(IngestError::UnknownDataset(dataset.to_string()));
@@ -525,8 +554,19 @@ pub fn prepare(
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| IngestError::NotParquet(e.to_string()))?;
-    // The stored files carry the collector's schema (its nullability).
-    let out_schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(want.fields().clone()));
+    // The stored files carry the collector's schema (its nullability)
+    // without the columns that are directory levels.
+    let full_schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(want.fields().clone()));
+    let keep = stored_columns(dataset, &want);
+    let out_schema: SchemaRef =
+        Arc::new(
+            full_schema
+                .project(&keep)
+                .map_err(|e| IngestError::SchemaMismatch {
+                    dataset: dataset.to_string(),
+                    detail: e.to_string(),
+                })?,
+        );
     let props = writer_props(dataset)?;
 
     let mut w = Writers {
@@ -557,13 +597,19 @@ pub fn prepare(
                 });
             }
         }
-        let batch = RecordBatch::try_new(Arc::clone(&out_schema), batch.columns().to_vec())
+        let full = RecordBatch::try_new(Arc::clone(&full_schema), batch.columns().to_vec())
             .map_err(|e| IngestError::SchemaMismatch {
                 dataset: dataset.to_string(),
                 detail: e.to_string(),
             })?;
-        let vnets = column::<StringArray>(&batch, vnet_col)?;
-        let times = column::<TimestampMicrosecondArray>(&batch, time_col)?;
+        let batch = full
+            .project(&keep)
+            .map_err(|e| IngestError::SchemaMismatch {
+                dataset: dataset.to_string(),
+                detail: e.to_string(),
+            })?;
+        let vnets = column::<StringArray>(&full, vnet_col)?;
+        let times = column::<TimestampMicrosecondArray>(&full, time_col)?;
         // Rows by partition (VNet, hour since the epoch).
         let mut groups: HashMap<(&str, i64), Vec<u32>> = HashMap::new();
         for i in 0..batch.num_rows() {
@@ -571,8 +617,8 @@ pub fn prepare(
             groups.entry(k).or_default().push(i as u32);
         }
         if dataset == "rtp_windows" {
-            let roles = column::<StringArray>(&batch, "role")?;
-            let mos = column::<Float64Array>(&batch, "mos_cq")?;
+            let roles = column::<StringArray>(&full, "role")?;
+            let mos = column::<Float64Array>(&full, "mos_cq")?;
             for i in 0..batch.num_rows() {
                 let k = (vnets.value(i).to_string(), roles.value(i).to_string());
                 let e = latest.entry(k).or_insert((i64::MIN, 0.0));
