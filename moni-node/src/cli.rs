@@ -94,9 +94,64 @@ pub struct ReplayArgs {
     /// A rule variable, e.g. HOME_NET=[10.0.0.0/8] (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
+    /// Add to an output directory that already holds files (a second
+    /// file set beside the first).
+    #[arg(long, conflicts_with = "overwrite")]
+    pub append: bool,
+    /// Remove moni's datasets and eve.json from the output directory
+    /// first (other files in it are left alone).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Capture files (pcap or pcapng), replayed in order as one input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// Refuses a non-empty output directory unless `append` or `overwrite`
+/// says what to do with it: a replay into a used directory would silently
+/// add a second file set, and every query would count both. `overwrite`
+/// removes only what a replay writes (the dataset directories and
+/// `eve.json`), never the user's other files.
+fn prepare_out_dir(dir: &std::path::Path, append: bool, overwrite: bool) -> Result<(), String> {
+    let entries: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("output directory {}: {e}", dir.display())),
+    };
+    if entries.is_empty() || append {
+        return Ok(());
+    }
+    if overwrite {
+        for name in analyzers::schema::DATASETS {
+            let d = dir.join(name);
+            if d.is_dir() {
+                std::fs::remove_dir_all(&d)
+                    .map_err(|e| format!("removing {}: {e}", d.display()))?;
+            }
+        }
+        let eve = dir.join(crate::export::EVE_FILE);
+        if eve.exists() {
+            std::fs::remove_file(&eve).map_err(|e| format!("removing {}: {e}", eve.display()))?;
+        }
+        return Ok(());
+    }
+    let mut shown: Vec<String> = entries.into_iter().collect();
+    shown.sort();
+    let more = shown.len().saturating_sub(3);
+    shown.truncate(3);
+    let more = if more > 0 {
+        format!(", and {more} more")
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "output directory {} is not empty ({}{more}): pass --append to add to it or --overwrite to replace moni's files in it",
+        dir.display(),
+        shown.join(", ")
+    ))
 }
 
 /// Runs the command line; the exit code is 0 on success, 1 if any input
@@ -258,6 +313,10 @@ fn run_replay(args: ReplayArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = prepare_out_dir(&config.output.dir, args.append, args.overwrite) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let opts = ReplayOptions {
         files: args.files,
         filter: args.filter,

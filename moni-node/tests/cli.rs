@@ -724,3 +724,74 @@ fn a_reload_that_hangs_is_abandoned_and_sigterm_still_stops_the_node() {
     let summary: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON summary");
     assert_eq!(summary["reloads"], 1, "{summary}");
 }
+
+/// Parquet files in every dataset directory under `out`.
+fn parquet_count(out: &Path) -> usize {
+    std::fs::read_dir(out)
+        .expect("out dir")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .flat_map(|d| std::fs::read_dir(d.path()).expect("dataset dir").flatten())
+        .filter(|f| f.path().extension().is_some_and(|x| x == "parquet"))
+        .count()
+}
+
+#[test]
+fn replay_refuses_a_used_output_directory_unless_told_append_or_overwrite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let capture = sample("vlan-shadow.pcap");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["replay", "--json", "--out", p(&out)];
+        args.extend_from_slice(extra);
+        args.push(p(&capture));
+        moni(&args)
+    };
+    let first = run(&[]);
+    assert!(first.status.success(), "{:?}", stderr_lines(&first));
+    let once = parquet_count(&out);
+    assert!(once >= 2, "{once}");
+    // Alone again: one line, exit 2, nothing written.
+    let again = run(&[]);
+    assert_eq!(again.status.code(), Some(2));
+    let lines = stderr_lines(&again);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("is not empty") && lines[0].contains("--append"),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains("--overwrite"), "{lines:?}");
+    assert_eq!(parquet_count(&out), once);
+    // --append: a second file set beside the first.
+    let appended = run(&["--append"]);
+    assert!(appended.status.success(), "{:?}", stderr_lines(&appended));
+    assert_eq!(parquet_count(&out), 2 * once);
+    // --overwrite: one file set again; the user's own file stays.
+    std::fs::write(out.join("notes.txt"), "mine").expect("write");
+    let replaced = run(&["--overwrite"]);
+    assert!(replaced.status.success(), "{:?}", stderr_lines(&replaced));
+    assert_eq!(parquet_count(&out), once);
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).expect("kept"),
+        "mine"
+    );
+    let flows = flows_as_truth(&read_dataset(&out.join("flows")));
+    assert_eq!(flows.len(), 108);
+    // Both at once is a usage error.
+    let both = run(&["--append", "--overwrite"]);
+    assert_eq!(both.status.code(), Some(2));
+}
+
+#[test]
+fn eve_json_exists_even_when_nothing_alerts() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = moni(&[
+        "replay",
+        "--out",
+        p(out.path()),
+        p(&sample("vlan-shadow.pcap")),
+    ]);
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let eve = std::fs::metadata(out.path().join("eve.json")).expect("eve.json is there");
+    assert_eq!(eve.len(), 0);
+}

@@ -12,6 +12,9 @@ use analyzers::vnet::VnetMap;
 use crate::config::OutputConfig;
 pub use parquet::{DatasetWriter, ExportError};
 
+/// The EVE-JSON file in the output directory.
+pub const EVE_FILE: &str = "eve.json";
+
 /// The node's datasets.
 pub struct Datasets {
     pub flows: DatasetWriter,
@@ -21,8 +24,9 @@ pub struct Datasets {
     pub rtp_compare: DatasetWriter,
     pub calls: DatasetWriter,
     pub alerts: DatasetWriter,
-    /// `OUT/eve.json`: alerts as Suricata EVE-JSON lines, opened at the
-    /// first alert.
+    /// `OUT/eve.json`: alerts as Suricata EVE-JSON lines. Created at start
+    /// (empty when nothing alerts), so a tool tailing it, like Suricata's
+    /// own, finds the file from the first moment.
     eve: Option<std::io::BufWriter<std::fs::File>>,
     eve_path: std::path::PathBuf,
     /// `host` and `in_iface` of EVE lines.
@@ -32,6 +36,19 @@ pub struct Datasets {
 
 impl Datasets {
     pub fn create(out_dir: &Path, config: &OutputConfig) -> Result<Datasets, ExportError> {
+        let eve_path = out_dir.join(EVE_FILE);
+        std::fs::create_dir_all(out_dir).map_err(|source| ExportError::Io {
+            path: out_dir.to_path_buf(),
+            source,
+        })?;
+        let eve_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&eve_path)
+            .map_err(|source| ExportError::Io {
+                path: eve_path.clone(),
+                source,
+            })?;
         Ok(Datasets {
             flows: DatasetWriter::new(out_dir, "flows", schema::flows_schema(), config)?,
             bins: DatasetWriter::new(out_dir, "bins", schema::bins_schema(), config)?,
@@ -55,8 +72,8 @@ impl Datasets {
             )?,
             calls: DatasetWriter::new(out_dir, "calls", schema::calls_schema(), config)?,
             alerts: DatasetWriter::new(out_dir, "alerts", schema::alerts_schema(), config)?,
-            eve: None,
-            eve_path: out_dir.join("eve.json"),
+            eve: Some(std::io::BufWriter::new(eve_file)),
+            eve_path,
             eve_host: "moni".into(),
             eve_iface: String::new(),
         })
