@@ -309,4 +309,12 @@ pub struct AlertRecord {
     pub vlans: Vec<u16>,
     /// JSON object: counts, threshold, window.
     pub details: String,
+    /// (source, destination) of the packet that raised the alert, for an
+    /// alert without a single source or target (a flood's spoofed
+    /// sources, a sweep's many hosts): EVE's `src_ip`/`dest_ip`, which
+    /// Suricata always writes from the alerting packet. Not in Parquet.
+    pub trigger: Option<(IpAddr, IpAddr)>,
+    /// A signature alert's packet went from the flow's initiator
+    /// (`to_server`) or back; EVE's `direction`. Not in Parquet.
+    pub to_server: Option<bool>,
 }

@@ -793,10 +793,24 @@ pub fn alerts_batch(r: &[AlertRecord], vnets: &VnetMap) -> Result<RecordBatch, A
     RecordBatch::try_new(alerts_schema(), c)
 }
 
-/// One alert as an EVE-JSON line (Suricata's `eve.json` alert event), which
-/// Filebeat's Suricata module and EveBox ingest unchanged; `vnet` and
-/// `moni` (kind, details, episode start) are extra fields.
+/// One alert as an EVE-JSON line (Suricata's `eve.json` alert event), valid
+/// against Suricata's own EVE schema (no field it does not know): Filebeat's
+/// Suricata module, EveBox and Kibana ingest it unchanged.
+///
+/// - `flow_id` is the Parquet `flows.flow_id` of the alerting packet's flow
+///   (below 2^51, as Suricata's, so JavaScript tools and `jq` keep it exact
+///   and alerts join their flow).
+/// - `src_ip`/`dest_ip` are always there: the alert's own addresses, or for
+///   an alert without a single source or target (a flood's spoofed
+///   sources, a sweep's many hosts) the alerting packet's; `alert.source`
+///   and `alert.target` say who attacks whom, as Suricata 7 does for rules
+///   with `target:`.
+/// - `alert.metadata` holds the rule's `metadata` as Suricata writes it (an
+///   object of string arrays), plus moni's own keys: `moni_vnet`,
+///   `moni_kind`, `moni_start` (first packet of the episode) and
+///   `moni_details` (the `alerts.details` JSON).
 pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str) -> String {
+    use serde_json::{json, Map, Value};
     let ts = |t: crate::time::Timestamp| {
         let u = t.utc();
         format!(
@@ -811,42 +825,95 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
         58 => "IPv6-ICMP".to_string(),
         p => p.to_string(),
     };
-    let mut v = serde_json::json!({
+    let mut details = serde_json::from_str::<Value>(&a.details).unwrap_or(Value::Null);
+    // Rule metadata "key value" strings become {"key": ["value", ...]}.
+    let mut metadata: Map<String, Value> = Map::new();
+    if let Some(list) = details
+        .as_object_mut()
+        .and_then(|d| d.remove("metadata"))
+        .and_then(|m| m.as_array().cloned())
+    {
+        for item in list.iter().filter_map(Value::as_str) {
+            let item = item.trim();
+            let (k, v) = item.split_once(char::is_whitespace).unwrap_or((item, ""));
+            if k.is_empty() {
+                continue;
+            }
+            if let Value::Array(vals) = metadata
+                .entry(k.to_string())
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                vals.push(v.trim().into());
+            }
+        }
+    }
+    metadata.insert("moni_vnet".into(), json!([vnets.get(a.vnet).name]));
+    metadata.insert("moni_kind".into(), json!([a.kind]));
+    metadata.insert("moni_start".into(), json!([ts(a.time)]));
+    metadata.insert("moni_details".into(), json!([details.to_string()]));
+    let src = a.src_addr.or(a.trigger.map(|t| t.0));
+    let dst = a.dst_addr.or(a.trigger.map(|t| t.1));
+    let mut alert = json!({
+        "action": "allowed",
+        "gid": 1,
+        "signature_id": a.signature_id,
+        "rev": a.rev,
+        "signature": a.signature,
+        "category": a.category,
+        "severity": a.severity,
+        "metadata": metadata,
+    });
+    let endpoint = |ip: Option<std::net::IpAddr>, port: Option<u16>| {
+        let mut e = Map::new();
+        if let Some(ip) = ip {
+            e.insert("ip".into(), ip.to_string().into());
+        }
+        if let Some(p) = port {
+            e.insert("port".into(), p.into());
+        }
+        Value::Object(e)
+    };
+    if a.kind != "signature" {
+        // Behavioural alerts: the attacker (when known) and the target
+        // (the victim of a flood, the scanned host).
+        if let Some(obj) = alert.as_object_mut() {
+            if a.src_addr.is_some() {
+                obj.insert("source".into(), endpoint(a.src_addr, a.src_port));
+            }
+            if a.dst_addr.is_some() {
+                obj.insert("target".into(), endpoint(a.dst_addr, a.dst_port));
+            }
+        }
+    }
+    let mut v = json!({
         "timestamp": ts(a.end),
         "event_type": "alert",
         "in_iface": iface,
+        "pkt_src": "wire/pcap",
         "host": host,
-        "vnet": vnets.get(a.vnet).name,
         "proto": proto,
-        "alert": {
-            "action": "allowed",
-            "gid": 1,
-            "signature_id": a.signature_id,
-            "rev": a.rev,
-            "signature": a.signature,
-            "category": a.category,
-            "severity": a.severity,
-        },
-        "moni": {
-            "kind": a.kind,
-            "start": ts(a.time),
-            "details": serde_json::from_str::<serde_json::Value>(&a.details).unwrap_or(serde_json::Value::Null),
-        },
+        "alert": alert,
     });
     if let Some(obj) = v.as_object_mut() {
         if let Some(x) = a.flow_id {
             obj.insert("flow_id".into(), x.into());
         }
+        if let Some(up) = a.to_server {
+            obj.insert(
+                "direction".into(),
+                if up { "to_server" } else { "to_client" }.into(),
+            );
+        }
         if !a.vlans.is_empty() {
             obj.insert("vlan".into(), a.vlans.clone().into());
         }
-        if let Some(x) = a.src_addr {
+        if let Some(x) = src {
             obj.insert("src_ip".into(), x.to_string().into());
         }
         if let Some(x) = a.src_port {
             obj.insert("src_port".into(), x.into());
         }
-        if let Some(x) = a.dst_addr {
+        if let Some(x) = dst {
             obj.insert("dest_ip".into(), x.to_string().into());
         }
         if let Some(x) = a.dst_port {

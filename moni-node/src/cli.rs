@@ -313,6 +313,16 @@ fn run_replay(args: ReplayArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(filter) = &args.filter {
+        // A filter libpcap cannot compile is bad usage: refuse it before
+        // opening anything (not one failed file and an empty summary).
+        let compiled = pcap::Capture::dead(pcap::Linktype::ETHERNET)
+            .and_then(|mut c| c.compile(filter, true).map(|_| ()));
+        if let Err(e) = compiled {
+            eprintln!("error: --filter: bad BPF filter {filter:?}: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if let Err(e) = prepare_out_dir(&config.output.dir, args.append, args.overwrite) {
         eprintln!("error: {e}");
         return ExitCode::from(2);

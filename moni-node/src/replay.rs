@@ -129,6 +129,18 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     let started = Instant::now();
     let mut engine = Engine::new(config);
     let mut out = Datasets::create(&opts.out_dir, &config.output)?;
+    // EVE's `in_iface`: the capture file(s), as the packets' source.
+    out.eve_iface = opts
+        .files
+        .iter()
+        .map(|f| {
+            f.file_name().map_or_else(
+                || f.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
     let mut files = Vec::new();
     let mut compare_windows: Vec<RtpWindowRecord> = Vec::new();
     let mut compare_dropped: u64 = 0;

@@ -198,14 +198,23 @@ fn bpf_filter_is_applied() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     // 50 IPv4 and 5 IPv6 DNS exchanges of two packets each.
     assert_eq!(j["packets"], 110);
+    // A filter libpcap cannot compile is bad usage: exit 2, one line, no
+    // summary, nothing written.
+    let unused = out.path().join("unused");
     let o = moni(&[
         "replay",
         "--filter",
         "udp port",
+        "--out",
+        p(&unused),
         p(&sample("background.pcap")),
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr_lines(&o)[0].contains("bad BPF filter"));
+    assert_eq!(o.status.code(), Some(2));
+    let lines = stderr_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("bad BPF filter"), "{lines:?}");
+    assert!(o.stdout.is_empty());
+    assert!(!unused.exists());
 }
 
 proptest! {

@@ -82,10 +82,17 @@ fn corpus_attacks_raise_the_matching_alerts() {
     assert_eq!(line["proto"], "TCP");
     assert_eq!(line["alert"]["signature_id"], 9_000_001);
     assert_eq!(line["alert"]["action"], "allowed");
-    let kinds = line["moni"]["details"]["probe_kinds"]
-        .as_array()
-        .expect("kinds")
-        .len();
+    // moni's own fields travel as Suricata rule metadata (string arrays).
+    assert_eq!(line["alert"]["metadata"]["moni_kind"][0], "port_scan");
+    assert_eq!(line["alert"]["source"]["ip"], "192.168.1.178");
+    assert_eq!(line["alert"]["target"]["ip"], "192.168.1.2");
+    let details: serde_json::Value = serde_json::from_str(
+        line["alert"]["metadata"]["moni_details"][0]
+            .as_str()
+            .expect("details"),
+    )
+    .expect("details JSON");
+    let kinds = details["probe_kinds"].as_array().expect("kinds").len();
     assert_eq!(kinds, 4, "syn, fin, null, xmas");
     // hping-style SYN flood with spoofed sources and destinations.
     let (out, s) = replay_one(&c.join("attack/dosattack-synflood.pcap"));
@@ -96,6 +103,17 @@ fn corpus_attacks_raise_the_matching_alerts() {
         ("syn_flood", None, None)
     );
     assert_eq!(s.alerts.get("syn_flood"), Some(&1));
+    // EVE still names both ends: the packet that raised the alert, as
+    // Suricata always does.
+    let eve = std::fs::read_to_string(out.path().join("eve.json")).expect("eve.json");
+    let line: serde_json::Value =
+        serde_json::from_str(eve.lines().next().expect("a line")).expect("json");
+    let ip = |k: &str| {
+        line[k]
+            .as_str()
+            .and_then(|x| x.parse::<std::net::IpAddr>().ok())
+    };
+    assert!(ip("src_ip").is_some() && ip("dest_ip").is_some(), "{line}");
     // A spoofed INVITE is no scan or flood.
     let (out, _) = replay_one(&c.join("attack/metasploit-sip-invite-spoof.pcap"));
     assert!(alerts(out.path()).is_empty());
@@ -131,6 +149,7 @@ fn clean_traffic_raises_no_alert() {
             alerts(out.path())
         );
         assert!(s.alerts.is_empty());
-        assert!(!out.path().join("eve.json").exists());
+        let eve = std::fs::metadata(out.path().join("eve.json")).expect("eve.json");
+        assert_eq!(eve.len(), 0, "{}", f.display());
     }
 }

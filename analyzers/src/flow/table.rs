@@ -115,8 +115,10 @@ pub struct PacketFlow {
 }
 
 /// A flow's id: a hash of its key and first-packet time, so the same
-/// capture gives the same ids on every run; positive as an `Int64` (like
-/// Suricata's `flow_id`).
+/// capture gives the same ids on every run. Kept below 2^51 like
+/// Suricata's `flow_id`: JSON readers that hold numbers as doubles
+/// (JavaScript tools such as EveBox and Kibana, `jq`) keep it exact, so an
+/// EVE alert still joins its flow.
 fn flow_id(key: &FlowKey, start: Timestamp) -> u64 {
     fn mix(mut z: u64) -> u64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -135,8 +137,11 @@ fn flow_id(key: &FlowKey, start: Timestamp) -> u64 {
     let h = words
         .iter()
         .fold(0x9E37_79B9_7F4A_7C15u64, |h, &w| mix(h.wrapping_add(w)));
-    (h & (i64::MAX as u64)).max(1)
+    (h & FLOW_ID_MASK).max(1)
 }
+
+/// 51 bits, as Suricata's `FlowGetId`.
+const FLOW_ID_MASK: u64 = (1 << 51) - 1;
 
 /// TCP handshake progress bits of [`FlowState::handshake`].
 const SYN_SEEN: u8 = 1;

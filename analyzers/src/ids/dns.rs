@@ -132,6 +132,8 @@ impl Detector for DnsAnomalies {
                     end: ts,
                     vnet,
                     kind: DNS_TUNNEL.name,
+                    trigger: None,
+                    to_server: None,
                     signature_id: 9_000_008,
                     signature: format!(
                         "moni DNS query name {} from {}",
@@ -186,6 +188,8 @@ impl Detector for DnsAnomalies {
                 end: ts,
                 vnet,
                 kind: DNS_NXDOMAIN_STORM.name,
+                trigger: None,
+                to_server: None,
                 signature_id: 9_000_007,
                 signature: format!("moni NXDOMAIN storm at {}", ip.dst),
                 category: "Misc activity".into(),

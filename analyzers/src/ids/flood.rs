@@ -155,6 +155,7 @@ fn alert(
     protocol: u8,
     what: String,
     d: &[(&str, serde_json::Value)],
+    trigger: (IpAddr, IpAddr),
 ) -> AlertRecord {
     AlertRecord {
         time: start,
@@ -174,6 +175,8 @@ fn alert(
         dst_port: port,
         protocol,
         details: details(d),
+        trigger: Some(trigger),
+        to_server: None,
     }
 }
 
@@ -264,6 +267,7 @@ impl Detector for Floods {
                         ("threshold_packets", json!(self.udp)),
                         ("window_secs", json!(secs)),
                     ],
+                    (ip.src, ip.dst),
                 ));
             }
             return;
@@ -285,6 +289,7 @@ impl Detector for Floods {
                         ("threshold_packets", json!(self.icmp)),
                         ("window_secs", json!(secs)),
                     ],
+                    (ip.src, ip.dst),
                 ));
             }
             return;
@@ -318,6 +323,7 @@ impl Detector for Floods {
                         ("threshold_syns", json!(self.vnet_syn)),
                         ("window_secs", json!(secs)),
                     ],
+                    (ip.src, ip.dst),
                 ));
             }
         }
@@ -363,6 +369,7 @@ impl Detector for Floods {
                     ("threshold_syns", json!(self.syn)),
                     ("window_secs", json!(secs)),
                 ],
+                (ip.src, ip.dst),
             ));
         }
     }

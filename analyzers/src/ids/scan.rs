@@ -228,6 +228,8 @@ impl Detector for PortScan {
             end: ts,
             vnet,
             kind: PORT_SCAN.name,
+            trigger: None,
+            to_server: None,
             signature_id: 9_000_001,
             signature: format!(
                 "moni port scan ({}) of {dst} from {src}",
@@ -370,6 +372,8 @@ impl Detector for Sweep {
             end: ts,
             vnet,
             kind: HOST_SWEEP.name,
+            trigger: Some((ip.src, ip.dst)),
+            to_server: None,
             signature_id: 9_000_002,
             signature: format!("moni host sweep ({what}) from {}", ip.src),
             category: "Attempted Information Leak".into(),

@@ -125,9 +125,20 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
                 .inc_by(n as u64);
         }
     }
-    let out = Datasets::create(&config.output.dir, &config.output)
+    let mut out = Datasets::create(&config.output.dir, &config.output)
         .context("creating the output datasets")
         .map_err(RunError::Output)?;
+    // EVE's `host` and `in_iface`: the node and its capture source(s).
+    out.eve_host = config.node.name.clone();
+    out.eve_iface = config
+        .sources
+        .iter()
+        .map(|s| match &s.kind {
+            crate::config::SourceKind::Interface(i) => i.clone(),
+            crate::config::SourceKind::File { .. } => s.name.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
 
     let term = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));

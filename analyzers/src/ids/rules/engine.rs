@@ -451,6 +451,8 @@ impl Signatures {
             end: ts,
             vnet,
             kind: "signature",
+            trigger: None,
+            to_server: flow.map(|f| f.to_server),
             signature_id: rule.sid,
             rev: rule.rev,
             signature: rule.msg.clone(),
