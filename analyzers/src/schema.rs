@@ -833,7 +833,12 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
         .and_then(|d| d.remove("metadata"))
         .and_then(|m| m.as_array().cloned())
     {
-        for item in list.iter().filter_map(Value::as_str) {
+        // One string per `metadata:` keyword, its pairs comma-separated.
+        for item in list
+            .iter()
+            .filter_map(Value::as_str)
+            .flat_map(|m| m.split(','))
+        {
             let item = item.trim();
             let (k, v) = item.split_once(char::is_whitespace).unwrap_or((item, ""));
             if k.is_empty() {

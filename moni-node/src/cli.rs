@@ -317,7 +317,7 @@ fn run_replay(args: ReplayArgs) -> ExitCode {
         // A filter libpcap cannot compile is bad usage: refuse it before
         // opening anything (not one failed file and an empty summary).
         let compiled = pcap::Capture::dead(pcap::Linktype::ETHERNET)
-            .and_then(|mut c| c.compile(filter, true).map(|_| ()));
+            .and_then(|c| c.compile(filter, true).map(|_| ()));
         if let Err(e) = compiled {
             eprintln!("error: --filter: bad BPF filter {filter:?}: {e}");
             return ExitCode::from(2);
