@@ -205,6 +205,9 @@ pub fn load_windows_limited(
     parquet_files(&root, &mut files);
     files.sort();
     let mut out = Vec::new();
+    // Every VNet with windows in the data (any node, any time), to name
+    // them when one asked for is not there.
+    let mut present = std::collections::BTreeSet::new();
     for f in files {
         let s = f.to_string_lossy();
         if let Some(node) = &q.node {
@@ -244,6 +247,9 @@ pub fn load_windows_limited(
                     (None, Some(v)) => v.as_str(),
                     (None, None) => continue,
                 };
+                if !present.contains(vnet) {
+                    present.insert(vnet.to_string());
+                }
                 let id = if vnet == q.production {
                     id_p
                 } else if vnet == q.shadow {
@@ -286,7 +292,27 @@ pub fn load_windows_limited(
             }
         }
     }
+    let missing: Vec<&str> = [q.production.as_str(), q.shadow.as_str()]
+        .into_iter()
+        .filter(|v| !present.contains(*v))
+        .collect();
+    if !missing.is_empty() {
+        return Err(UnknownVnet {
+            missing: missing.iter().map(|v| v.to_string()).collect(),
+            present: present.into_iter().collect(),
+        }
+        .into());
+    }
     Ok((out, map))
+}
+
+/// A VNet asked for has no RTP windows in the data at all (a typo, or the
+/// wrong data directory): named with the VNets that are there.
+#[derive(Debug, thiserror::Error)]
+#[error("no RTP windows for VNet {} in this data; VNets present: {}", .missing.join(", "), if .present.is_empty() { "none".to_string() } else { .present.join(", ") })]
+pub struct UnknownVnet {
+    pub missing: Vec<String>,
+    pub present: Vec<String>,
 }
 
 /// Runs the comparison.

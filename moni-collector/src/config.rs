@@ -490,6 +490,15 @@ impl CollectorConfig {
     }
 }
 
+/// "1 node", "2 nodes": a count with its noun, for one-line reports.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

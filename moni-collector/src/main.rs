@@ -22,18 +22,24 @@ struct Cli {
 enum Cmd {
     /// Serve ingest, /metrics, /healthz and /v1/compare until SIGTERM.
     Serve {
+        /// Collector configuration (TOML); see samples/config/collector.example.toml.
         #[arg(long)]
         config: PathBuf,
     },
     /// Validate a collector configuration file.
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
     /// Compare a shadow VNet with production from collected RTP windows.
     Compare {
         /// The collector's data directory (or a node's output directory).
         #[arg(long)]
         data: PathBuf,
+        /// The production VNet (the `vnet` name the nodes map it to).
         #[arg(long)]
         production: String,
+        /// The shadow VNet that may replace production.
         #[arg(long)]
         shadow: String,
         /// Only windows from this time (Unix seconds or YYYY-MM-DDTHH:MM:SSZ).
@@ -57,20 +63,38 @@ enum Cmd {
     },
 }
 
-fn main() -> ExitCode {
+/// Logs to stderr: `MONI_LOG` filters (default `info` for `serve`, so its
+/// start line shows, `warn` otherwise), colours only on a terminal, one
+/// JSON object per line with `MONI_LOG_FORMAT=json`.
+fn init_logging(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MONI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
-    match Cli::parse().cmd {
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if std::env::var("MONI_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        fmt.json().try_init()
+    } else {
+        fmt.try_init()
+    };
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(if matches!(cli.cmd, Cmd::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
+    match cli.cmd {
         Cmd::CheckConfig { file } => match CollectorConfig::load(&file).and_then(|c| c.resolve()) {
             Ok(s) => {
                 println!(
-                    "{}: ok ({} nodes, listen {}, data {})",
+                    "{}: ok ({}, listen {}, data {})",
                     file.display(),
-                    s.tokens.len(),
+                    moni_collector::config::count(s.tokens.len(), "node"),
                     s.listen,
                     s.data_dir.display()
                 );

@@ -116,7 +116,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("server.listen {}: cannot listen: {e}", settings.listen))?;
     let backend = Backend::from_settings(settings.data_dir.clone(), &settings.storage)?;
-    tracing::info!(store = %backend.describe(), tls = tls.is_some(), max_connections, "Collector storing.");
+    tracing::info!(
+        listen = %settings.listen,
+        store = %backend.describe(),
+        nodes = settings.tokens.len(),
+        tls = tls.is_some(),
+        max_connections,
+        "Collector listening."
+    );
     let collector_metrics = CollectorMetrics::new()?;
     let conn_metrics = http::ConnMetrics::register(collector_metrics.registry())?;
     let limits = http::ConnLimits {

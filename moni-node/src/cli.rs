@@ -165,14 +165,14 @@ pub fn main() -> ExitCode {
             match NodeConfig::load(&file).and_then(|c| c.resolve(None).map(|r| (c, r))) {
                 Ok((_, r)) => {
                     println!(
-                        "{}: ok ({} VNets, {} sources, {} workers, flow cap {}, {} s bins, {} signature rules ({} skipped: see check-rules), output {})",
+                        "{}: ok ({}, {}, {}, flow cap {}, {} s bins, {} ({} skipped: see check-rules), output {})",
                         file.display(),
-                        r.vnets.len(),
-                        r.sources.len(),
-                        r.node.workers,
+                        count(r.vnets.len(), "VNet"),
+                        count(r.sources.len(), "source"),
+                        count(r.node.workers, "worker"),
                         r.flows.max_flows,
                         r.bins.bin_secs,
-                        r.rules.rules.len(),
+                        count(r.rules.rules.len(), "signature rule"),
                         r.rules.skipped.len(),
                         r.output.dir.display()
                     );
@@ -187,6 +187,15 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => run_replay(args),
         Command::Run(args) => run_node(args),
         Command::CheckRules(args) => check_rules(args),
+    }
+}
+
+/// "1 source", "2 sources": a count with its noun, for one-line reports.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -358,11 +367,19 @@ fn run_replay(args: ReplayArgs) -> ExitCode {
     }
 }
 
+/// Logs to stderr: `MONI_LOG` filters (default `warn`), colours only on a
+/// terminal, one JSON object per line with `MONI_LOG_FORMAT=json`.
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MONI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if std::env::var("MONI_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        fmt.json().try_init()
+    } else {
+        fmt.try_init()
+    };
 }
