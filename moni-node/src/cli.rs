@@ -102,7 +102,8 @@ pub struct ReplayArgs {
     /// first (other files in it are left alone).
     #[arg(long)]
     pub overwrite: bool,
-    /// Capture files (pcap or pcapng), replayed in order as one input.
+    /// Capture files (pcap or pcapng), replayed in order as one input; `-`
+    /// reads one from standard input (`tcpdump -w - | moni-node replay -`).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }

@@ -804,3 +804,87 @@ fn eve_json_exists_even_when_nothing_alerts() {
     let eve = std::fs::metadata(out.path().join("eve.json")).expect("eve.json is there");
     assert_eq!(eve.len(), 0);
 }
+
+#[test]
+fn replay_dash_reads_the_capture_from_standard_input() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let out = tempfile::tempdir().expect("tempdir");
+    let bytes = std::fs::read(sample("vlan-shadow.pcap")).expect("sample");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moni-node"))
+        .args(["replay", "--json", "--out", p(out.path()), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+    let o = child.wait_with_output().expect("wait");
+    writer.join().expect("writer").expect("write stdin");
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    // The same packets as from the file.
+    assert_eq!(j["packets"], 2892);
+    assert_eq!(j["flows"]["exported"], 108);
+}
+
+/// Every argument of every subcommand has a help line: `NAME --help`
+/// lists each option or positional with text after it.
+fn undocumented_arguments(bin: &str, subcommands: &[&str]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for sub in subcommands {
+        let o = Command::new(bin)
+            .args([sub, "--help"])
+            .output()
+            .expect("help");
+        assert!(o.status.success(), "{sub} --help");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let mut in_list = false;
+        for line in text.lines() {
+            if line.starts_with("Arguments:") || line.starts_with("Options:") {
+                in_list = true;
+                continue;
+            }
+            if !line.starts_with(' ') {
+                in_list = false;
+                continue;
+            }
+            let item = line.trim_start();
+            if in_list && (item.starts_with('-') || item.starts_with('<')) {
+                // "--name <VALUE>  Help text": the help follows two spaces.
+                if !item.contains("  ") {
+                    missing.push(format!("{sub}: {item}"));
+                }
+            }
+        }
+    }
+    missing
+}
+
+#[test]
+fn every_argument_has_help() {
+    let missing = undocumented_arguments(
+        env!("CARGO_BIN_EXE_moni-node"),
+        &["replay", "run", "check-config", "check-rules"],
+    );
+    assert!(missing.is_empty(), "{missing:#?}");
+}
+
+#[test]
+fn check_config_counts_in_words() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = moni(&[
+        "check-config",
+        p(&root.join("samples/config/demo-file.example.toml")),
+    ]);
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("4 VNets, 1 source, 2 workers"), "{text}");
+    let o = moni(&[
+        "check-config",
+        p(&root.join("samples/config/minimal.example.toml")),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("1 VNet, 0 sources, 1 worker,"), "{text}");
+}

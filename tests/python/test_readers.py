@@ -159,6 +159,16 @@ class EveryReaderOpensTheCollectedStore(unittest.TestCase):
                 f"hive_partitioning = true) GROUP BY 1").fetchall())
             self.check("duckdb", ds, rel.columns, Counter(counts))
 
+    def test_compare_reads_the_vnet_from_the_path(self):
+        def compare(data):
+            run = subprocess.run([str(COLLECTOR), "compare", "--production", "A", "--shadow", "B",
+                                  "--format", "json", "--data", str(data)],
+                                 capture_output=True, text=True, check=True)
+            return json.loads(run.stdout)["windows"]
+        stored = compare(self.data)
+        self.assertGreater(len(stored), 0)
+        self.assertEqual(stored, compare(self.node_files["rtp_windows"][0].parents[1]))
+
     def test_polars_scan_parquet(self):
         for ds in DATASETS:
             df = pl.scan_parquet(f"{self.data / ds}/**/*.parquet", hive_partitioning=True).collect()

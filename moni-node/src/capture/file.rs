@@ -56,9 +56,16 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    /// Opens `path`, applying the BPF `filter` if given.
+    /// Opens `path`, applying the BPF `filter` if given. `-` is standard
+    /// input (`tcpdump -w - | moni-node replay -`), read through libpcap
+    /// like any pipe.
     pub fn open(path: &Path, filter: Option<&str>) -> Result<FileSource, CaptureError> {
         let name = path.display().to_string();
+        let path = if path == Path::new("-") {
+            Path::new("/dev/stdin")
+        } else {
+            path
+        };
         let meta = std::fs::metadata(path).map_err(|e| CaptureError::Open {
             source_name: name.clone(),
             message: e.to_string(),
