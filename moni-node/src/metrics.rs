@@ -284,17 +284,62 @@ impl Metrics {
         })
     }
 
-    /// Creates, at zero, the labelled series that only count rare events
-    /// (decode errors by reason, flow evictions per VNet, IDS alerts by
-    /// kind), so that a rate over them is 0 rather than no data, and
-    /// dashboards and alert rules see them before the first event.
-    pub fn init_zero_series(&self, vnets: &analyzers::vnet::VnetMap, ids: bool) {
+    /// Creates, at zero, every labelled series whose labels are known at
+    /// start (per source, VNet, worker, reason, verdict and reload result;
+    /// a file source's kernel and interface drops too, which stay 0), so
+    /// that the first scrape already has every series of the README's
+    /// table, a rate over them is 0 rather than no data, and dashboards
+    /// and alert rules see them before the first event.
+    pub fn init_zero_series(
+        &self,
+        vnets: &analyzers::vnet::VnetMap,
+        ids: bool,
+        sources: &[&str],
+        workers: usize,
+    ) {
         for e in analyzers::DecodeError::ALL {
             self.decode_errors.with_label_values(&[e.as_str()]);
         }
+        for s in sources {
+            let l = [*s];
+            self.source_packets.with_label_values(&l);
+            self.source_bytes.with_label_values(&l);
+            self.source_kernel_drops.with_label_values(&l);
+            self.source_interface_drops.with_label_values(&l);
+            self.source_queue_drops.with_label_values(&l);
+        }
         for (_, v) in vnets.iter() {
-            self.vnet_flow_evictions
-                .with_label_values(&[v.name.as_str(), v.role.as_str()]);
+            let l = [v.name.as_str(), v.role.as_str()];
+            self.vnet_flow_evictions.with_label_values(&l);
+            self.vnet_packets.with_label_values(&l);
+            self.vnet_bytes.with_label_values(&l);
+            self.vnet_flows.with_label_values(&l);
+            self.vnet_active_flows.with_label_values(&l);
+            self.voip_streams.with_label_values(&l);
+            self.voip_active_streams.with_label_values(&l);
+            self.voip_active_calls.with_label_values(&l);
+            self.voip_window_mos.with_label_values(&l);
+        }
+        for w in 0..workers {
+            let w = w.to_string();
+            self.worker_packets.with_label_values(&[w.as_str()]);
+            self.worker_busy.with_label_values(&[w.as_str()]);
+            if ids {
+                self.ids_suppressed.with_label_values(&[w.as_str()]);
+            }
+        }
+        for d in analyzers::schema::DATASETS {
+            self.parquet_files.with_label_values(&[d]);
+            self.parquet_rows.with_label_values(&[d]);
+        }
+        for v in ["shadow_better", "production_better", "equal"] {
+            self.voip_compare_windows.with_label_values(&[v]);
+        }
+        for r in ["stream_cap", "candidate_cap", "announced_cap", "call_cap"] {
+            self.voip_evictions.with_label_values(&[r]);
+        }
+        for r in ["ok", "error", "timeout"] {
+            self.reloads.with_label_values(&[r]);
         }
         for reason in ["writer_queue_full", "per_packet", "per_second"] {
             self.ids_dropped_alerts.with_label_values(&[reason]);

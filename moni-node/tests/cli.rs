@@ -888,3 +888,90 @@ fn check_config_counts_in_words() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("1 VNet, 0 sources, 1 worker,"), "{text}");
 }
+
+/// `GET path` on 127.0.0.1:`port`: the body of a 200, or None.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    head.contains(" 200 ").then(|| body.to_string())
+}
+
+#[test]
+fn the_first_scrape_has_every_series_of_the_readme_table() {
+    // The metric names of README's table (the last-window gauges appear
+    // with the first finished window: a MOS of 0 before it would be a lie).
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let table = readme
+        .split("### Prometheus metrics")
+        .nth(1)
+        .and_then(|t| t.split("\n\n`promtool").next())
+        .expect("metrics table");
+    let mut names: Vec<String> = Vec::new();
+    for row in table.lines().filter(|l| l.starts_with("| `moni_")) {
+        let first = row.split('|').nth(1).unwrap_or("");
+        for part in first.split('`').skip(1).step_by(2) {
+            if part.starts_with("moni_") && !part.starts_with("moni_voip_last_window_") {
+                names.push(part.to_string());
+            }
+        }
+    }
+    assert!(names.len() >= 24, "{names:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nworkers = 2\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[[sources]]\nfile = \"{}\"\nspeed = 0.01\n\
+             [vnets]\nmap = [\"100=A:production\", \"200=B:shadow\"]\n[output]\ndir = \"{}\"\n",
+            sample("paper-miniature.pcap").display(),
+            dir.path().join("out").display()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moni-node"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run");
+    let t0 = std::time::Instant::now();
+    let text = loop {
+        if let Some(t) = http_get(port, "/metrics") {
+            break Some(t);
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = text.expect("/metrics answered within 20 s");
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            !text.lines().any(|l| {
+                l.strip_prefix(n.as_str()).is_some_and(|rest| {
+                    rest.starts_with('{') || rest.starts_with(' ') || rest.starts_with("_bucket")
+                })
+            })
+        })
+        .collect();
+    assert!(missing.is_empty(), "not in the first scrape: {missing:?}");
+    // A file source's kernel and interface drops are there, at 0.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("moni_source_kernel_drops_total{") && l.ends_with(" 0")),
+        "{text}"
+    );
+}

@@ -261,7 +261,8 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         let mut current_vnets = config.vnets.clone();
         let mut current_rules = Arc::clone(&config.rules);
         metrics.set_rules(&current_rules);
-        metrics.init_zero_series(&config.vnets, config.ids.enabled);
+        let source_names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+        metrics.init_zero_series(&config.vnets, config.ids.enabled, &source_names, workers);
         for (file, s) in &current_rules.skipped {
             tracing::debug!(file, line = s.line, sid = ?s.sid, reason = %s.reason, "Rule skipped.");
         }
