@@ -4,8 +4,8 @@
 //! same stream's windows across them with the `analyzers` comparison (the
 //! logic the node uses too), and reports per window and stream the MOS,
 //! loss and jitter of each VNet, the difference and a verdict, per window
-//! the mean over streams, and a summary; optionally an SVG plot of MOS over
-//! time with the windows shaded by verdict (the paper's Fig. 7/8).
+//! the mean over streams, per VNet its mean MOS and loss per window, and a
+//! summary; [`crate::figure`] draws it as the paper's Fig. 7/8.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,8 @@ pub struct CompareQuery {
     pub node: Option<String>,
     pub format: Option<String>,
     pub tolerance: Option<f64>,
+    /// A third VNet drawn beside the pair (the receiver, `monitor` role).
+    pub monitor: Option<String>,
 }
 
 /// The answer.
@@ -44,12 +46,29 @@ pub struct Report {
     pub tolerance: f64,
     pub windows: Vec<WindowRow>,
     pub streams: Vec<StreamRow>,
+    /// Mean MOS-CQ and loss per window of every VNet asked for, paired or
+    /// not (a window only one VNet has is here too): the figure's lines.
+    pub series: Vec<SeriesRow>,
     pub summary: Summary,
+}
+
+/// One VNet's window: the mean over its streams.
+#[derive(Debug, Serialize)]
+pub struct SeriesRow {
+    pub vnet: String,
+    pub role: String,
+    pub window_start: String,
+    pub window_start_unix: i64,
+    pub window_secs: u32,
+    pub streams: u64,
+    pub mos: f64,
+    pub loss: f64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct WindowRow {
     pub window_start: String,
+    pub window_start_unix: i64,
     pub streams: u64,
     pub mos_production: f64,
     pub mos_shadow: f64,
@@ -195,6 +214,13 @@ pub fn load_windows_limited(
         .intern(&q.production, Role::Production)
         .map_err(vnet_err)?;
     let id_s = map.intern(&q.shadow, Role::Shadow).map_err(vnet_err)?;
+    let id_m = match q.monitor.as_deref().filter(|m| !m.is_empty()) {
+        Some(m) if m == q.production || m == q.shadow => {
+            bail!("--monitor {m:?} is already the production or shadow VNet")
+        }
+        Some(m) => Some((m, map.intern(m, Role::Monitor).map_err(vnet_err)?)),
+        None => None,
+    };
     let from = q.from.as_deref().map(parse_time).transpose()?;
     let to = q.to.as_deref().map(parse_time).transpose()?;
     let root = data.join("rtp_windows");
@@ -254,6 +280,8 @@ pub fn load_windows_limited(
                     id_p
                 } else if vnet == q.shadow {
                     id_s
+                } else if let Some((_, m)) = id_m.filter(|(name, _)| *name == vnet) {
+                    m
                 } else {
                     continue;
                 };
@@ -294,6 +322,7 @@ pub fn load_windows_limited(
     }
     let missing: Vec<&str> = [q.production.as_str(), q.shadow.as_str()]
         .into_iter()
+        .chain(id_m.map(|(m, _)| m))
         .filter(|v| !present.contains(*v))
         .collect();
     if !missing.is_empty() {
@@ -329,7 +358,49 @@ pub fn report_limited(data: &Path, q: &CompareQuery, max_rows: usize) -> anyhow:
     let (windows, map) = load_windows_limited(data, q, max_rows)?;
     let pairs = compare_windows(&windows, &map, tolerance);
     let per = per_window(&pairs, tolerance);
-    Ok(build_report(q, tolerance, &pairs, &per))
+    let mut r = build_report(q, tolerance, &pairs, &per);
+    r.series = series(&windows, &map);
+    Ok(r)
+}
+
+/// Mean MOS-CQ and loss per (VNet, window) over the VNet's streams.
+fn series(windows: &[RtpWindowRecord], map: &VnetMap) -> Vec<SeriesRow> {
+    use std::collections::BTreeMap;
+    // (role order, VNet, window) -> (streams, MOS sum, loss sum, width)
+    let mut acc: BTreeMap<(u8, String, i64), (u64, f64, f64, u32)> = BTreeMap::new();
+    for w in windows {
+        let v = map.get(w.id.vnet);
+        let order = match v.role {
+            Role::Production => 0,
+            Role::Shadow => 1,
+            _ => 2,
+        };
+        let e = acc
+            .entry((order, v.name.to_string(), w.window_start.micros()))
+            .or_insert((0, 0.0, 0.0, w.window_secs));
+        e.0 += 1;
+        e.1 += w.quality.mos_cq;
+        e.2 += w.quality.loss_ratio;
+    }
+    acc.into_iter()
+        .map(|((_, vnet, t), (n, mos, loss, secs))| {
+            let t = Timestamp(t);
+            SeriesRow {
+                role: map
+                    .iter()
+                    .find(|(_, v)| v.name.as_str() == vnet)
+                    .map_or("monitor", |(_, v)| v.role.as_str())
+                    .to_string(),
+                vnet,
+                window_start: fmt_time(t),
+                window_start_unix: t.secs_floor(),
+                window_secs: secs,
+                streams: n,
+                mos: mos / n as f64,
+                loss: loss / n as f64,
+            }
+        })
+        .collect()
 }
 
 fn build_report(
@@ -359,6 +430,7 @@ fn build_report(
             .iter()
             .map(|w| WindowRow {
                 window_start: fmt_time(w.window_start),
+                window_start_unix: w.window_start.secs_floor(),
                 streams: w.streams,
                 mos_production: w.mos_production,
                 mos_shadow: w.mos_shadow,
@@ -385,6 +457,7 @@ fn build_report(
                 verdict: r.verdict.as_str().to_string(),
             })
             .collect(),
+        series: Vec::new(),
         summary: Summary {
             windows: n,
             shadow_better: share(Verdict::ShadowBetter),
@@ -467,116 +540,10 @@ impl Report {
         s
     }
 
-    /// MOS over time for both VNets, windows shaded by verdict.
+    /// The figure (loss and MOS-CQ panels, verdict shading) as SVG.
     pub fn svg(&self) -> String {
-        let (w, h, left, right, top, bottom) = (900.0, 420.0, 60.0, 20.0, 40.0, 60.0);
-        let n = self.windows.len().max(1) as f64;
-        let pw = (w - left - right) / n;
-        let y = |mos: f64| top + (4.5 - mos.clamp(1.0, 4.5)) / 3.5 * (h - top - bottom);
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-        );
-        let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="22" font-size="15" text-anchor="middle">MOS-CQ per 10 s window: production {} vs shadow {}</text>"#,
-            w / 2.0,
-            esc(&self.production),
-            esc(&self.shadow)
-        );
-        for (i, win) in self.windows.iter().enumerate() {
-            let fill = match win.verdict.as_str() {
-                "shadow_better" => "#d8f0d8",
-                "production_better" => "#f6d6d6",
-                _ => "#eeeeee",
-            };
-            let _ = writeln!(
-                s,
-                r#"<rect x="{:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="{fill}"><title>{} {}</title></rect>"#,
-                left + i as f64 * pw,
-                pw,
-                h - top - bottom,
-                esc(&win.window_start),
-                win.verdict
-            );
-        }
-        for mos in [1.0, 2.0, 3.0, 3.6, 4.0, 4.5] {
-            let _ = writeln!(
-                s,
-                r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#bbb" stroke-dasharray="3,3"/><text x="{}" y="{:.1}" text-anchor="end">{mos:.1}</text>"##,
-                w - right,
-                y(mos),
-                y(mos),
-                left - 6.0,
-                y(mos) + 4.0
-            );
-        }
-        for (name, color, f) in [
-            (
-                &self.production,
-                "#c0392b",
-                (|r: &WindowRow| r.mos_production) as fn(&WindowRow) -> f64,
-            ),
-            (&self.shadow, "#2471a3", |r: &WindowRow| r.mos_shadow),
-        ] {
-            let pts: Vec<String> = self
-                .windows
-                .iter()
-                .enumerate()
-                .map(|(i, r)| format!("{:.1},{:.1}", left + (i as f64 + 0.5) * pw, y(f(r))))
-                .collect();
-            let _ = writeln!(
-                s,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="2.5" points="{}"><title>{}</title></polyline>"#,
-                pts.join(" "),
-                esc(name)
-            );
-        }
-        if let (Some(first), Some(last)) = (self.windows.first(), self.windows.last()) {
-            let _ = writeln!(
-                s,
-                r#"<text x="{left}" y="{}">{}</text><text x="{}" y="{}" text-anchor="end">{}</text>"#,
-                h - bottom + 18.0,
-                esc(&first.window_start),
-                w - right,
-                h - bottom + 18.0,
-                esc(&last.window_start)
-            );
-        }
-        let ly = h - 18.0;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{left}" x2="{}" y1="{ly}" y2="{ly}" stroke="#c0392b" stroke-width="2.5"/><text x="{}" y="{}">production {}</text><line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="#2471a3" stroke-width="2.5"/><text x="{}" y="{}">shadow {}</text><rect x="{}" y="{}" width="14" height="10" fill="#d8f0d8"/><text x="{}" y="{}">shadow better</text><rect x="{}" y="{}" width="14" height="10" fill="#f6d6d6"/><text x="{}" y="{}">production better</text>"##,
-            left + 25.0,
-            left + 30.0,
-            ly + 4.0,
-            esc(&self.production),
-            left + 200.0,
-            left + 225.0,
-            left + 230.0,
-            ly + 4.0,
-            esc(&self.shadow),
-            left + 400.0,
-            ly - 6.0,
-            left + 418.0,
-            ly + 4.0,
-            left + 540.0,
-            ly - 6.0,
-            left + 558.0,
-            ly + 4.0
-        );
-        s.push_str("</svg>\n");
-        s
+        crate::figure::svg(self, &[])
     }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The HTTP endpoint's answer: (content type, body).

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod compare;
 pub mod config;
+pub mod figure;
 pub mod http;
 pub mod limits;
 pub mod metrics;

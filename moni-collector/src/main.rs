@@ -57,9 +57,18 @@ enum Cmd {
         /// Windows whose MOS differ by at most this are `equal`.
         #[arg(long, default_value_t = 0.1)]
         tolerance: f64,
-        /// Also write MOS over time, shaded by verdict, as SVG.
+        /// Also draw the receiver's (monitor) VNet in the figure.
+        #[arg(long)]
+        monitor: Option<String>,
+        /// Also write the figure (loss and MOS-CQ per window, shaded by verdict) as SVG.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Also write the operator's report (figure, summary, per-window table) as HTML.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// A labelled moment in the figure, TIME=LABEL (Unix seconds or YYYY-MM-DDTHH:MM:SSZ; repeatable).
+        #[arg(long = "mark", value_name = "TIME=LABEL")]
+        marks: Vec<moni_collector::figure::Mark>,
     },
 }
 
@@ -140,7 +149,10 @@ fn main() -> ExitCode {
             node,
             format,
             tolerance,
+            monitor,
             plot,
+            report,
+            marks,
         } => {
             let q = CompareQuery {
                 production,
@@ -150,6 +162,7 @@ fn main() -> ExitCode {
                 node,
                 format: Some(format.clone()),
                 tolerance: Some(tolerance),
+                monitor,
             };
             let r = match compare::report(&data, &q) {
                 Ok(r) => r,
@@ -169,8 +182,14 @@ fn main() -> ExitCode {
             };
             print!("{text}");
             if let Some(p) = plot {
-                if let Err(e) = std::fs::write(&p, r.svg()) {
+                if let Err(e) = std::fs::write(&p, moni_collector::figure::svg(&r, &marks)) {
                     eprintln!("error: --plot {}: {e}", p.display());
+                    return ExitCode::from(3);
+                }
+            }
+            if let Some(p) = report {
+                if let Err(e) = std::fs::write(&p, moni_collector::figure::html(&r, &marks)) {
+                    eprintln!("error: --report {}: {e}", p.display());
                     return ExitCode::from(3);
                 }
             }

@@ -68,7 +68,11 @@ fn compare_prints_the_per_phase_picture_and_a_readable_plot() {
     let text = std::fs::read_to_string(&svg).expect("svg written");
     assert!(text.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
     assert!(text.trim_end().ends_with("</svg>"));
-    assert_eq!(text.matches("<polyline").count(), 2, "one line per VNet");
+    assert_eq!(
+        text.matches("<polyline").count(),
+        4,
+        "one line per VNet in each panel (loss, MOS)"
+    );
     assert_eq!(
         text.matches("#d8f0d8\"><title>").count(),
         3,
@@ -104,4 +108,98 @@ fn compare_prints_the_per_phase_picture_and_a_readable_plot() {
         .expect("compare");
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
+}
+
+#[test]
+fn the_operators_report_draws_loss_and_mos_with_marks_and_the_receiver() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    replay_miniature(&out);
+    let (html, svg) = (tmp.path().join("report.html"), tmp.path().join("fig.svg"));
+    let o = Command::new(env!("CARGO_BIN_EXE_moni-collector"))
+        .args([
+            "compare",
+            "--production",
+            "A",
+            "--shadow",
+            "B",
+            "--monitor",
+            "rx",
+            "--format",
+            "json",
+            "--mark",
+            "2023-11-14T22:13:50Z=congestion",
+            "--mark",
+            "2023-11-14T22:14:20Z=switch to B",
+            "--data",
+        ])
+        .arg(&out)
+        .arg("--report")
+        .arg(&html)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .expect("compare");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    // Per VNet series: A loses packets in the congested phases, B does not,
+    // and the receiver's windows are there although they pair with nothing.
+    let series = r["series"].as_array().expect("series");
+    let loss = |vnet: &str| -> Vec<f64> {
+        series
+            .iter()
+            .filter(|x| x["vnet"] == vnet)
+            .map(|x| x["loss"].as_f64().unwrap_or(-1.0))
+            .collect()
+    };
+    let (a, b, rx) = (loss("A"), loss("B"), loss("rx"));
+    assert_eq!((a.len(), b.len()), (6, 6), "{series:?}");
+    assert!(!rx.is_empty(), "the receiver's windows are drawn");
+    assert!(a[2..5].iter().all(|l| *l > 0.01), "{a:?}");
+    assert!(b.iter().all(|l| *l < 0.01), "{b:?}");
+    assert!(series.iter().all(|x| x["window_secs"] == 10));
+
+    let fig = std::fs::read_to_string(&svg).expect("svg");
+    assert!(
+        fig.contains("loss and MOS-CQ per 10 s window"),
+        "window width from the data"
+    );
+    assert!(
+        fig.contains(">loss %</text>") && fig.contains(">MOS-CQ</text>"),
+        "y-axis labels"
+    );
+    assert_eq!(fig.matches("<polyline").count(), 6, "3 VNets x 2 panels");
+    assert_eq!(fig.matches("time (UTC").count(), 1, "one x label");
+    for label in [
+        "congestion",
+        "switch to B",
+        "shadow better",
+        "production better",
+        "equal",
+        "one VNet only",
+        "monitor rx",
+    ] {
+        assert!(fig.contains(label), "{label} missing");
+    }
+    // Readable ticks: 10 s apart over the 60 s of the miniature.
+    assert!(fig.contains(">22:13:40</text>") && fig.contains(">22:13:50</text>"));
+    let opens = ["<rect", "<polyline", "<text", "<line", "<circle"]
+        .iter()
+        .map(|t| fig.matches(t).count())
+        .sum::<usize>();
+    let closes = ["/>", "</rect>", "</polyline>", "</text>", "</circle>"]
+        .iter()
+        .map(|t| fig.matches(t).count())
+        .sum::<usize>();
+    assert!(closes >= opens, "{opens} opened, {closes} closed");
+
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains("<svg"), "the figure is in the page");
+    assert_eq!(
+        page.matches("<tr class=\"shadow_better\">").count(),
+        3,
+        "the per-window table"
+    );
+    assert!(page.trim_end().ends_with("</html>"));
 }
