@@ -8,7 +8,8 @@
 # probe, `moni-node run`, takes the same miniature as if it were a live
 # mirror port (at 10x its pace) and the demo reads its Prometheus /metrics
 # while it runs; moni-collector's comparison answers whether B is ready and
-# draws MOS over time as SVG. Pass capture files to replay those instead.
+# writes the paper's Fig. 7/8 (loss and MOS per window) as SVG and an HTML
+# report. Pass capture files to replay those instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --build-only
@@ -47,10 +48,12 @@ PY
   echo "-- run summary: $(cat moni-out-live.summary.json)"
   rm -f moni-out-live.summary.json
   echo
-  echo "== moni-collector compare: the operator's question, with the paper's Fig. 7/8 as SVG"
+  echo "== moni-collector compare: the operator's question, with the paper's Fig. 7/8 as a report"
   "$CARGO_TARGET_DIR/release/moni-collector" compare --data "$out-table1" \
-    --production A --shadow B --plot "$out-table1/compare.svg"
-  echo "plot: $out-table1/compare.svg"
+    --production A --shadow B --monitor rx \
+    --plot "$out-table1/compare.svg" --report "$out-table1/report.html"
+  echo "figure: $out-table1/compare.svg"
+  echo "operator's report (figure, verdicts, per-window table): $out-table1/report.html"
 fi
 echo
 echo "Parquet written:"

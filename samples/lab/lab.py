@@ -509,13 +509,23 @@ def shadow(args):
     results = summarise(rows, starts, P)
     print_table(results)
     plot = args.plot or str(work / "compare.svg")
+    html = str(Path(plot).with_suffix(".html"))
+    # The operator's report: Fig. 7/8 with the receiver, each phase start
+    # marked, and the moment production moved to B.
+    marks = []
+    for i, (t, p) in enumerate(zip(starts, PHASES)):
+        label = f"phase {i + 1}"
+        if i > 0 and p["prod"] != PHASES[i - 1]["prod"]:
+            label += f": production -> {p['prod']}"
+        marks += ["--mark", f"{int(t)}={label}"]
     cmp_out = subprocess.run([str(coll_bin), "compare", "--data", str(work / "warehouse"),
-                              "--production", "A", "--shadow", "B", "--plot", plot],
+                              "--production", "A", "--shadow", "B", "--monitor", "rx",
+                              "--plot", plot, "--report", html, *marks],
                              capture_output=True, text=True)
     print(cmp_out.stdout.strip().splitlines()[-1] if cmp_out.stdout.strip() else cmp_out.stderr)
-    print(f"comparison plot: {plot}")
+    print(f"comparison plot: {plot}; report: {html}")
     report = {"phase_secs": P, "window_secs": window, "phases": results,
-              "node": summary, "dashboards": dashboards, "plot": plot,
+              "node": summary, "dashboards": dashboards, "plot": plot, "report": html,
               "namespaces": created[:]}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))

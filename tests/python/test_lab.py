@@ -100,6 +100,10 @@ class Lab(unittest.TestCase):
         self.assertEqual({d[0] for d in dash},
                          {"moni-fleet", "moni-capture-health", "moni-voip", "moni-ids"})
         self.assertTrue(Path(report["plot"]).read_text().startswith("<svg"))
+        page = Path(report["report"]).read_text()
+        self.assertTrue(page.startswith("<!DOCTYPE html>"))
+        self.assertIn("production -&gt; B", page)
+        self.assertIn("monitor rx", page)
 
     def test_probe_effect_is_below_two_percent(self):
         report_path = self.dir / "probe.json"
