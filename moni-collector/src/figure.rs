@@ -40,7 +40,7 @@ impl std::str::FromStr for Mark {
 
 const W: f64 = 960.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 40.0;
 const LOSS_TOP: f64 = 70.0;
 const LOSS_H: f64 = 140.0;
 const MOS_TOP: f64 = 240.0;
@@ -278,7 +278,7 @@ pub fn svg(r: &Report, marks: &[Mark]) -> String {
             esc(role),
             esc(name)
         );
-        lx += 150.0;
+        lx += 130.0;
     }
     for (fill, label) in [
         ("#d8f0d8", "shadow better"),
@@ -293,7 +293,7 @@ pub fn svg(r: &Report, marks: &[Mark]) -> String {
             lx + 18.0,
             ly + 4.0
         );
-        lx += 40.0 + 7.0 * label.len() as f64;
+        lx += 30.0 + 6.5 * label.len() as f64;
     }
     s.push('\n');
     s.push_str("</svg>\n");
