@@ -366,8 +366,11 @@ pub fn report_limited(data: &Path, q: &CompareQuery, max_rows: usize) -> anyhow:
 /// Mean MOS-CQ and loss per (VNet, window) over the VNet's streams.
 fn series(windows: &[RtpWindowRecord], map: &VnetMap) -> Vec<SeriesRow> {
     use std::collections::BTreeMap;
-    // (role order, VNet, window) -> (streams, MOS sum, loss sum, width)
-    let mut acc: BTreeMap<(u8, String, i64), (u64, f64, f64, u32)> = BTreeMap::new();
+    /// (role order, VNet, window start in µs)
+    type Key = (u8, String, i64);
+    /// (streams, MOS sum, loss sum, window width)
+    type Sums = (u64, f64, f64, u32);
+    let mut acc: BTreeMap<Key, Sums> = BTreeMap::new();
     for w in windows {
         let v = map.get(w.id.vnet);
         let order = match v.role {
