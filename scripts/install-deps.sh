@@ -3,7 +3,8 @@
 # with Rust: libpcap (the capture library moni links), tshark and tcpdump
 # (the independent judges in tests and benchmarks), Prometheus and promtool
 # and iproute2 (the live tests: a real scrape, network namespaces), nmap,
-# hping3 and iperf3 (real attacks and load in those namespaces), and the
+# hping3 and iperf3 (real attacks and load in those namespaces),
+# systemd-analyze (verifies the units in packaging/systemd/), and the
 # Python packages
 # the analyst-side tests use (duckdb, pyarrow, pandas and polars: the
 # readers that must open the collected store; jsonschema to validate EVE
@@ -22,6 +23,7 @@ if [ "${1:-}" != "--build-only" ]; then
   command -v nmap >/dev/null || need_apt+=(nmap)
   command -v hping3 >/dev/null || need_apt+=(hping3)
   command -v iperf3 >/dev/null || need_apt+=(iperf3)
+  command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
