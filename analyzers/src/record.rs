@@ -317,4 +317,19 @@ pub struct AlertRecord {
     /// A signature alert's packet went from the flow's initiator
     /// (`to_server`) or back; EVE's `direction`. Not in Parquet.
     pub to_server: Option<bool>,
+    /// A signature alert's flow as its packet left it: EVE's `flow {}`.
+    /// Not in Parquet (the `flows` row, joined on `flow_id`, has the
+    /// flow's final counts).
+    pub flow: Option<FlowCounters>,
+}
+
+/// A flow's counters so far, the current packet included: from its
+/// initiator (Suricata's `toserver`) and back, and its first packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCounters {
+    pub pkts_toserver: u64,
+    pub pkts_toclient: u64,
+    pub bytes_toserver: u64,
+    pub bytes_toclient: u64,
+    pub start: Timestamp,
 }

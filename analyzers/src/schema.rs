@@ -903,6 +903,18 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
         if let Some(x) = a.flow_id {
             obj.insert("flow_id".into(), x.into());
         }
+        if let Some(f) = a.flow {
+            obj.insert(
+                "flow".into(),
+                json!({
+                    "pkts_toserver": f.pkts_toserver,
+                    "pkts_toclient": f.pkts_toclient,
+                    "bytes_toserver": f.bytes_toserver,
+                    "bytes_toclient": f.bytes_toclient,
+                    "start": ts(f.start),
+                }),
+            );
+        }
         if let Some(up) = a.to_server {
             obj.insert(
                 "direction".into(),

@@ -5,7 +5,8 @@ Every line moni writes must validate against Suricata's own EVE schema
 ends (`src_ip`, `dest_ip`), keep `flow_id` exact in a double (below 2^53)
 and equal to the `flow_id` of a row in the `flows` dataset, carry the
 rule's `metadata` as Suricata writes it (an object of string arrays), and
-`eve.json` must exist even when nothing alerts. A port scan and a rule
+carry Suricata's `flow {}` (the flow's counts so far) on signature
+alerts, and `eve.json` must exist even when nothing alerts. A port scan and a rule
 with metadata written here always run; with the corpus (required when
 MONI_REQUIRE_CORPUS=1) the real attack captures and the ET scan rules run
 too.
@@ -70,9 +71,10 @@ class EveIsADropIn(unittest.TestCase):
 
     def check_lines(self, name, out, lines, pcap):
         """The checks every EVE line must pass; returns how many lines."""
-        flow_ids = set()
+        flows = {}
         if list((out / "flows").glob("*.parquet")):
-            flow_ids = set(pq.read_table(out / "flows").column("flow_id").to_pylist())
+            flows = {r["flow_id"]: r for r in pq.read_table(out / "flows").to_pylist()}
+        flow_ids = set(flows)
         for e in lines:
             if self.validator is not None:
                 errors = [f"{list(x.absolute_path)}: {x.message}"
@@ -93,6 +95,13 @@ class EveIsADropIn(unittest.TestCase):
             if md["moni_kind"] == ["signature"]:
                 self.assertIn("flow_id", e)
                 self.assertIn(e["direction"], ("to_server", "to_client"))
+                # flow {}: the counts so far, at most the flow's final ones.
+                f = e["flow"]
+                final = flows[e["flow_id"]]
+                self.assertGreaterEqual(f["pkts_toserver"] + f["pkts_toclient"], 1)
+                self.assertLessEqual(f["pkts_toserver"], final["packets_fwd"])
+                self.assertLessEqual(f["pkts_toclient"], final["packets_rev"])
+                self.assertLessEqual(f["start"], e["timestamp"])
         return len(lines)
 
     def test_scan_and_rule_alerts_are_suricata_shaped(self):
@@ -111,6 +120,10 @@ class EveIsADropIn(unittest.TestCase):
         self.assertEqual(md["signature_severity"], ["Minor"])
         self.assertEqual((sig["src_ip"], sig["dest_ip"], sig["dest_port"]), ("10.0.0.1", "10.0.0.2", 5))
         self.assertEqual(sig["direction"], "to_server")
+        # The flow as the alerting SYN left it: its first packet, 54 bytes.
+        self.assertEqual(sig["flow"], {"pkts_toserver": 1, "pkts_toclient": 0,
+                                       "bytes_toserver": 54, "bytes_toclient": 0,
+                                       "start": sig["timestamp"]})
         self.assertEqual(sig["alert"]["rev"], 2)
         scan = next(e for e in lines if e["alert"]["signature_id"] != 1000001)
         self.assertEqual(scan["alert"]["source"], {"ip": "10.0.0.1"})

@@ -112,6 +112,8 @@ pub struct PacketFlow {
     /// TCP: the three-way handshake was seen (this packet may be its final
     /// ACK). Other protocols: both directions have carried packets.
     pub established: bool,
+    /// The flow's packets and bytes so far, this packet included.
+    pub counters: crate::record::FlowCounters,
 }
 
 /// A flow's id: a hash of its key and first-packet time, so the same
@@ -374,6 +376,13 @@ impl FlowTable {
             id: st.id,
             to_server: forward,
             established: st.handshake & ESTABLISHED != 0,
+            counters: crate::record::FlowCounters {
+                pkts_toserver: st.fwd.packets,
+                pkts_toclient: st.rev.packets,
+                bytes_toserver: st.fwd.bytes,
+                bytes_toclient: st.rev.bytes,
+                start: st.start,
+            },
         };
         if ip.protocol == 6 && !st.closed {
             if flags & tcp_flags::FIN != 0 {

@@ -134,6 +134,7 @@ impl Detector for DnsAnomalies {
                     kind: DNS_TUNNEL.name,
                     trigger: None,
                     to_server: None,
+                    flow: None,
                     signature_id: 9_000_008,
                     signature: format!(
                         "moni DNS query name {} from {}",
@@ -190,6 +191,7 @@ impl Detector for DnsAnomalies {
                 kind: DNS_NXDOMAIN_STORM.name,
                 trigger: None,
                 to_server: None,
+                flow: None,
                 signature_id: 9_000_007,
                 signature: format!("moni NXDOMAIN storm at {}", ip.dst),
                 category: "Misc activity".into(),

@@ -177,6 +177,7 @@ fn alert(
         details: details(d),
         trigger: Some(trigger),
         to_server: None,
+        flow: None,
     }
 }
 

@@ -230,6 +230,7 @@ impl Detector for PortScan {
             kind: PORT_SCAN.name,
             trigger: None,
             to_server: None,
+            flow: None,
             signature_id: 9_000_001,
             signature: format!(
                 "moni port scan ({}) of {dst} from {src}",
@@ -374,6 +375,7 @@ impl Detector for Sweep {
             kind: HOST_SWEEP.name,
             trigger: Some((ip.src, ip.dst)),
             to_server: None,
+            flow: None,
             signature_id: 9_000_002,
             signature: format!("moni host sweep ({what}) from {}", ip.src),
             category: "Attempted Information Leak".into(),

@@ -453,6 +453,7 @@ impl Signatures {
             kind: "signature",
             trigger: None,
             to_server: flow.map(|f| f.to_server),
+            flow: flow.map(|f| f.counters),
             signature_id: rule.sid,
             rev: rule.rev,
             signature: rule.msg.clone(),
