@@ -143,6 +143,9 @@ fn leftover_temp_files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for d in std::fs::read_dir(dir).expect("out dir") {
         let d = d.expect("entry").path();
+        if !d.is_dir() {
+            continue; // eve.json
+        }
         for f in std::fs::read_dir(&d).expect("dataset dir") {
             let name = f.expect("entry").file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
