@@ -566,7 +566,8 @@ pub fn run_query_limited(
         "csv" => ("text/csv", r.csv()),
         "table" => ("text/plain", r.table()),
         "svg" => ("image/svg+xml", r.svg()),
-        other => bail!("format {other:?}: use json, csv, table or svg"),
+        "html" => ("text/html; charset=utf-8", crate::figure::html(&r, &[])),
+        other => bail!("format {other:?}: use json, csv, table, svg or html"),
     })
 }
 

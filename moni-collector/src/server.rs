@@ -8,7 +8,7 @@
 //!   column, too many partitions or VNets; 507 storage full and 503 other
 //!   storage failures (both with `Retry-After`: the node retries them).
 //!   Every refusal is one JSON `error` line.
-//! - `GET /v1/compare?production=A&shadow=B[&from=&to=&node=&format=json|csv|table|svg]`
+//! - `GET /v1/compare?production=A&shadow=B[&monitor=&from=&to=&node=&format=json|csv|table|svg|html]`
 //!   with `Authorization: Bearer <token>` of a `[[readers]]` entry or any
 //!   node: 401 without; at most `compare_max_concurrent` at once (503 with
 //!   `Retry-After` beyond); 413 when the query would load more than

@@ -251,6 +251,19 @@ fn compare_needs_a_token_and_bounds_the_rows_and_the_queries_it_runs() {
     let (status, body2) = get(Some(TOKEN_2), "&format=json");
     assert_eq!(status, 200);
     assert_eq!(body, body2);
+    // The operator's report, with the receiver, straight from the service.
+    let (status, page) = get(Some(READER), "&monitor=rx&format=html");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("monitor rx"));
+    // A VNet that is not there is named with those that are.
+    let (status, err) = raw_request(
+        port,
+        &format!("GET /v1/compare?production=A&shadow=Z HTTP/1.0\r\nAuthorization: Bearer {READER}\r\n\r\n"),
+        Duration::from_secs(20),
+    )
+    .expect("answer");
+    assert_eq!(status, 400, "{err}");
+    assert!(err.contains("VNets present: A, B, rx"), "{err}");
     // Parallel queries: at most one runs, the others are told to retry.
     let answers: Vec<(u16, String)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..12)
