@@ -139,7 +139,7 @@ fn prepare_out_dir(dir: &std::path::Path, append: bool, overwrite: bool) -> Resu
         }
         return Ok(());
     }
-    let mut shown: Vec<String> = entries.into_iter().collect();
+    let mut shown = entries;
     shown.sort();
     let more = shown.len().saturating_sub(3);
     shown.truncate(3);
