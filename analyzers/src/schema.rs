@@ -18,10 +18,11 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 use crate::record::{
-    AlertRecord, BinRecord, CallRecord, FlowRecord, RtpQuality, RtpStreamId, RtpStreamRecord,
-    RtpWindowRecord,
+    AlertRecord, BinRecord, CallRecord, FlowRecord, JbQuality, RtpQuality, RtpStreamId,
+    RtpStreamRecord, RtpWindowRecord,
 };
 use crate::vnet::VnetMap;
+use crate::voip::jitter_buffer::Model;
 
 /// Version of the record schemas, stored in every file's metadata.
 pub const SCHEMA_VERSION: &str = "2";
@@ -237,7 +238,7 @@ fn rtp_id_fields() -> Vec<Field> {
 /// Quality columns shared by the RTP datasets.
 fn rtp_quality_fields() -> Vec<Field> {
     use DataType::*;
-    vec![
+    let mut f = vec![
         field("packets_received", UInt64, false, None),
         field("packets_expected", Int64, false, None),
         field("packets_lost", Int64, false, None),
@@ -253,7 +254,19 @@ fn rtp_quality_fields() -> Vec<Field> {
         field("mos_lq", Float64, false, None),
         field("mos_cq", Float64, false, None),
         field("one_way_delay_ms", Float64, false, None),
-    ]
+    ];
+    f.push(field("jitter_buffer", Utf8, false, None));
+    // Every known model has its columns; a model not configured in
+    // `rtp.jitter_buffers` leaves them null, so the schema does not depend
+    // on the configuration.
+    for m in Model::ALL {
+        let n = m.name();
+        f.push(field(&format!("jb_discards_{n}"), UInt64, true, None));
+        f.push(field(&format!("jb_delay_ms_{n}"), Float64, true, None));
+        f.push(field(&format!("mos_lq_{n}"), Float64, true, None));
+        f.push(field(&format!("mos_cq_{n}"), Float64, true, None));
+    }
+    f
 }
 
 /// Schema of `rtp_streams`: one row per RTP stream (SSRC and direction).
@@ -331,7 +344,7 @@ fn rtp_quality_columns<'a>(q: impl Iterator<Item = &'a RtpQuality> + Clone) -> V
     let f = |g: fn(&RtpQuality) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(q.clone().map(g)))
     };
-    vec![
+    let mut c: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from_iter_values(
             q.clone().map(|x| x.packets_received),
         )),
@@ -359,7 +372,29 @@ fn rtp_quality_columns<'a>(q: impl Iterator<Item = &'a RtpQuality> + Clone) -> V
         f(|x| x.mos_lq),
         f(|x| x.mos_cq),
         f(|x| x.one_way_delay_ms),
-    ]
+    ];
+    c.push(Arc::new(StringArray::from_iter_values(
+        q.clone().map(|x| x.jitter_buffer),
+    )));
+    for m in Model::ALL {
+        let i = m.index();
+        let jb = |g: fn(&JbQuality) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from(
+                q.clone()
+                    .map(|x| x.jb[i].as_ref().map(g).filter(|v| !v.is_nan()))
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        c.push(Arc::new(UInt64Array::from(
+            q.clone()
+                .map(|x| x.jb[i].map(|j| j.discards))
+                .collect::<Vec<_>>(),
+        )));
+        c.push(jb(|j| j.delay_ms));
+        c.push(jb(|j| j.mos_lq));
+        c.push(jb(|j| j.mos_cq));
+    }
+    c
 }
 
 fn nan_to_null(v: impl Iterator<Item = f64>) -> ArrayRef {

@@ -67,7 +67,8 @@
 //! max_candidates = 65536
 //! max_announced = 65536
 //! max_calls = 50000
-//! jitter_buffer_ms = 60.0
+//! jitter_buffers = ["fixed50", "fixed200", "adaptive"]   # emulated receivers, each scored
+//! default_jitter_buffer = "adaptive"   # mos_lq, mos_cq, r_factor, jb_discards, comparison
 //! network_delay_ms = 20.0
 //! g711_plc = true
 //! unknown_codec_ie = 10.0
@@ -118,6 +119,7 @@ use analyzers::flow::FlowConfig;
 use analyzers::ids::IdsConfig;
 use analyzers::vnet::{parse_vnet_map_spec, Role, VlanMapping, VnetMap};
 use analyzers::voip::codec::Impairment;
+use analyzers::voip::jitter_buffer::Model as JbModel;
 use analyzers::voip::RtpConfig;
 use serde::Deserialize;
 
@@ -492,8 +494,12 @@ pub struct RtpSection {
     pub max_candidates: usize,
     pub max_announced: usize,
     pub max_calls: usize,
-    /// Emulated fixed jitter buffer, ms. Default 60.
-    pub jitter_buffer_ms: f64,
+    /// Emulated jitter-buffer models (`fixed50`, `fixed200`, `adaptive`),
+    /// each with its own discards, delay and MOS columns. Default all three.
+    pub jitter_buffers: Vec<String>,
+    /// The model the unsuffixed MOS columns and the comparison use; one of
+    /// `jitter_buffers`. Default `adaptive`.
+    pub default_jitter_buffer: String,
     /// One-way network delay assumed for MOS-CQ, ms. Default 20.
     pub network_delay_ms: f64,
     /// Whether G.711 receivers conceal loss (Bpl 25.1, else 4.3). Default true.
@@ -518,7 +524,12 @@ impl Default for RtpSection {
             max_candidates: d.max_candidates,
             max_announced: d.max_announced,
             max_calls: d.max_calls,
-            jitter_buffer_ms: d.jitter_buffer_ms,
+            jitter_buffers: d
+                .jitter_buffers
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+            default_jitter_buffer: d.default_jitter_buffer.name().to_string(),
             network_delay_ms: d.network_delay_ms,
             g711_plc: d.g711_plc,
             unknown_codec_ie: d.unknown_codec.ie,
@@ -768,14 +779,42 @@ impl NodeConfig {
                 return Err(invalid(key, "must be between 1 and 10000000"));
             }
         }
-        for (key, v) in [
-            ("rtp.jitter_buffer_ms", r.jitter_buffer_ms),
-            ("rtp.network_delay_ms", r.network_delay_ms),
-        ] {
-            if !(0.0..=10_000.0).contains(&v) {
-                return Err(invalid(key, "must be between 0 and 10000"));
-            }
+        if !(0.0..=10_000.0).contains(&r.network_delay_ms) {
+            return Err(invalid(
+                "rtp.network_delay_ms",
+                "must be between 0 and 10000",
+            ));
         }
+        let mut jitter_buffers = Vec::new();
+        for name in &r.jitter_buffers {
+            let Some(m) = JbModel::from_name(name) else {
+                return Err(invalid(
+                    "rtp.jitter_buffers",
+                    format!("unknown model {name:?} (known: fixed50, fixed200, adaptive)"),
+                ));
+            };
+            if jitter_buffers.contains(&m) {
+                return Err(invalid(
+                    "rtp.jitter_buffers",
+                    format!("{name:?} listed twice"),
+                ));
+            }
+            jitter_buffers.push(m);
+        }
+        if jitter_buffers.is_empty() {
+            return Err(invalid(
+                "rtp.jitter_buffers",
+                "must name at least one model",
+            ));
+        }
+        let default_jitter_buffer = JbModel::from_name(&r.default_jitter_buffer)
+            .filter(|m| jitter_buffers.contains(m))
+            .ok_or_else(|| {
+                invalid(
+                    "rtp.default_jitter_buffer",
+                    "must be one of rtp.jitter_buffers",
+                )
+            })?;
         if !(0.0..=95.0).contains(&r.unknown_codec_ie) {
             return Err(invalid("rtp.unknown_codec_ie", "must be between 0 and 95"));
         }
@@ -829,7 +868,8 @@ impl NodeConfig {
                 max_candidates: r.max_candidates,
                 max_announced: r.max_announced,
                 max_calls: r.max_calls,
-                jitter_buffer_ms: r.jitter_buffer_ms,
+                jitter_buffers,
+                default_jitter_buffer,
                 network_delay_ms: r.network_delay_ms,
                 g711_plc: r.g711_plc,
                 unknown_codec: Impairment {

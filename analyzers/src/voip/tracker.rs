@@ -23,12 +23,14 @@ use hashbrown::HashMap;
 use crate::decode::{Decoded, Transport};
 use crate::flow::key::Endpoint;
 use crate::record::{
-    CallRecord, EndReason, RtcpView, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord,
+    CallRecord, EndReason, JbQuality, RtcpView, RtpQuality, RtpStreamId, RtpStreamRecord,
+    RtpWindowRecord,
 };
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
 use crate::voip::codec::{self, Impairment};
 use crate::voip::emodel::{self, Params};
+use crate::voip::jitter_buffer::{JbCounters, JbPacket, JitterBuffer, Model, MODEL_COUNT};
 use crate::voip::rtcp;
 use crate::voip::rtp::{self, RtpHeader};
 use crate::voip::sdp;
@@ -52,9 +54,13 @@ pub struct RtpConfig {
     pub max_calls: usize,
     pub max_candidates: usize,
     pub max_announced: usize,
-    /// Emulated fixed jitter buffer: a packet later than this behind the
-    /// fastest one counts as lost for quality. Default 60 ms.
-    pub jitter_buffer_ms: f64,
+    /// Emulated jitter buffers every stream feeds (see
+    /// [`crate::voip::jitter_buffer`]). Default fixed50, fixed200, adaptive.
+    pub jitter_buffers: Vec<Model>,
+    /// The model `mos_lq`, `mos_cq`, `r_factor`, `jb_discards` and the
+    /// comparison come from; always one of `jitter_buffers`. Default
+    /// adaptive.
+    pub default_jitter_buffer: Model,
     /// One-way network delay assumed for MOS-CQ when RTCP gives none.
     /// Default 20 ms.
     pub network_delay_ms: f64,
@@ -76,7 +82,8 @@ impl Default for RtpConfig {
             max_calls: 50_000,
             max_candidates: 65_536,
             max_announced: 65_536,
-            jitter_buffer_ms: 60.0,
+            jitter_buffers: Model::ALL.to_vec(),
+            default_jitter_buffer: Model::Adaptive,
             network_delay_ms: 20.0,
             g711_plc: true,
             unknown_codec: Impairment {
@@ -123,7 +130,7 @@ struct WindowStart {
     expected: i64,
     duplicates: u64,
     reordered: u64,
-    discards: u64,
+    jb: [JbCounters; MODEL_COUNT],
     runs: u64,
     run_packets: u64,
     max_jitter_ms: f64,
@@ -137,8 +144,10 @@ struct Entry {
     stats: StreamStats,
     impairment: Impairment,
     window: WindowStart,
-    min_transit_ms: f64,
-    jb_discards: u64,
+    /// The configured jitter-buffer models, by [`Model::index`].
+    jbs: [Option<JitterBuffer>; MODEL_COUNT],
+    /// The default model (falls back to the first configured one).
+    default_jb: Model,
     mos_min: f64,
     mos_weighted: f64,
     mos_weight: f64,
@@ -668,8 +677,25 @@ impl RtpTracker {
                 index: window_index(ts, self.config.window_secs),
                 ..WindowStart::default()
             },
-            min_transit_ms: transit_ms(ts, h, clock),
-            jb_discards: 0,
+            jbs: Model::ALL.map(|m| {
+                self.config
+                    .jitter_buffers
+                    .contains(&m)
+                    .then(|| JitterBuffer::new(m))
+            }),
+            default_jb: if self
+                .config
+                .jitter_buffers
+                .contains(&self.config.default_jitter_buffer)
+            {
+                self.config.default_jitter_buffer
+            } else {
+                self.config
+                    .jitter_buffers
+                    .first()
+                    .copied()
+                    .unwrap_or(self.config.default_jitter_buffer)
+            },
             impairment,
             stats,
             mos_min: f64::INFINITY,
@@ -688,6 +714,9 @@ impl RtpTracker {
                 (self.slab.len() - 1) as u32
             }
         };
+        if let Some(Some(e)) = self.slab.get_mut(idx as usize) {
+            feed_jitter_buffers(e, ts, h);
+        }
         self.streams.insert(key, idx);
         self.queue.push_back((ts, key));
         self.stats.streams_started += 1;
@@ -813,11 +842,23 @@ fn update_entry(
             e.window.max_jitter_ms = e.window.max_jitter_ms.max(e.stats.jitter_ms);
         }
     }
-    let transit = transit_ms(ts, h, e.stats.clock_rate);
-    if transit < e.min_transit_ms {
-        e.min_transit_ms = transit;
-    } else if transit - e.min_transit_ms > config.jitter_buffer_ms {
-        e.jb_discards += 1;
+    feed_jitter_buffers(e, ts, h);
+}
+
+/// Gives one packet to every configured jitter-buffer model.
+/// Telephone-event and comfort noise are never late.
+fn feed_jitter_buffers(e: &mut Entry, ts: Timestamp, h: &RtpHeader) {
+    let clock = packet_clock(e, h.payload_type);
+    let p = JbPacket {
+        arrival_ns: ts.micros().saturating_mul(1000),
+        timestamp: h.timestamp,
+        sequence: h.sequence,
+        marker: h.marker,
+        clock_rate: clock,
+        never_late: clock.is_none() || rtp::is_comfort_noise(h.payload_type),
+    };
+    for jb in e.jbs.iter_mut().flatten() {
+        jb.push(&p);
     }
 }
 
@@ -835,10 +876,15 @@ fn packet_clock(e: &Entry, pt: u8) -> Option<u32> {
     }
 }
 
-/// Transit time (arrival minus media time) in ms, for the jitter buffer.
-fn transit_ms(ts: Timestamp, h: &RtpHeader, clock: Option<u32>) -> f64 {
-    let rate = f64::from(clock.unwrap_or(8000).max(1));
-    ts.micros() as f64 / 1000.0 - f64::from(h.timestamp) * 1000.0 / rate
+/// Cumulative counters of every model (zero for models not configured).
+fn jb_counters(e: &Entry) -> [JbCounters; MODEL_COUNT] {
+    let mut c = [JbCounters::default(); MODEL_COUNT];
+    for (i, jb) in e.jbs.iter().enumerate() {
+        if let Some(jb) = jb {
+            c[i] = *jb.counters();
+        }
+    }
+    c
 }
 
 fn snapshot(e: &Entry, index: i64) -> WindowStart {
@@ -848,7 +894,7 @@ fn snapshot(e: &Entry, index: i64) -> WindowStart {
         expected: e.stats.expected(),
         duplicates: e.stats.duplicates,
         reordered: e.stats.reordered,
-        discards: e.jb_discards,
+        jb: jb_counters(e),
         runs: e.stats.loss_runs,
         run_packets: e.stats.loss_run_packets,
         max_jitter_ms: 0.0,
@@ -862,31 +908,61 @@ fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQuality {
     let received = s.packets - from.packets;
     let expected = s.expected() - from.expected;
     let lost = expected - received as i64;
-    let discards = e.jb_discards - from.discards;
-    let loss_ratio = if expected > 0 {
-        ((lost.max(0) as f64 + discards as f64) / expected as f64).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
     let runs = s.loss_runs - from.runs;
     let run_packets = s.loss_run_packets - from.run_packets;
-    let burst_r = if runs > 0 {
-        (run_packets as f64 / runs as f64 * (1.0 - loss_ratio)).max(1.0)
-    } else {
-        1.0
-    };
-    let base = Params {
-        ie: e.impairment.ie,
-        bpl: e.impairment.bpl,
-        ppl_percent: loss_ratio * 100.0,
-        burst_r,
-        ..Params::default()
-    };
-    let lq = emodel::rate(&base);
     // One-way network delay: half the RTCP round trip when known.
     let network = e.rtt_ms.map_or(config.network_delay_ms, |rtt| rtt / 2.0);
-    let delay = network + config.jitter_buffer_ms + 20.0;
-    let cq = emodel::rate(&base.with_one_way_delay(delay));
+    let ratio = |discards: u64| {
+        if expected > 0 {
+            ((lost.max(0) as f64 + discards as f64) / expected as f64).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
+    let burst = |loss_ratio: f64| {
+        if runs > 0 {
+            (run_packets as f64 / runs as f64 * (1.0 - loss_ratio)).max(1.0)
+        } else {
+            1.0
+        }
+    };
+    let score = |discards: u64, jb_delay_ms: f64| {
+        let loss_ratio = ratio(discards);
+        let burst_r = burst(loss_ratio);
+        let base = Params {
+            ie: e.impairment.ie,
+            bpl: e.impairment.bpl,
+            ppl_percent: loss_ratio * 100.0,
+            burst_r,
+            ..Params::default()
+        };
+        let lq = emodel::rate(&base);
+        let delay = network + jb_delay_ms + 20.0;
+        let cq = emodel::rate(&base.with_one_way_delay(delay));
+        (loss_ratio, burst_r, lq, cq, delay)
+    };
+    let mut jb = [None; MODEL_COUNT];
+    let now = jb_counters(e);
+    for (i, b) in e.jbs.iter().enumerate() {
+        let Some(b) = b else { continue };
+        let discards = now[i].discards - from.jb[i].discards;
+        let delay_ms = now[i]
+            .mean_delay_since(&from.jb[i])
+            .unwrap_or(b.model().nominal_ms());
+        let (_, _, lq, cq, _) = score(discards, delay_ms);
+        jb[i] = Some(JbQuality {
+            discards,
+            delay_ms,
+            r_factor: cq.r,
+            mos_lq: lq.mos,
+            mos_cq: cq.mos,
+        });
+    }
+    let d = e.default_jb;
+    let default = jb[d.index()];
+    let discards = default.map_or(0, |q| q.discards);
+    let (loss_ratio, burst_r, lq, cq, delay) =
+        score(discards, default.map_or(d.nominal_ms(), |q| q.delay_ms));
     RtpQuality {
         packets_received: received,
         packets_expected: expected,
@@ -903,6 +979,8 @@ fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQuality {
         mos_lq: lq.mos,
         mos_cq: cq.mos,
         one_way_delay_ms: delay,
+        jitter_buffer: d.name(),
+        jb,
     }
 }
 
@@ -912,7 +990,11 @@ fn close_window(e: &mut Entry, config: &RtpConfig, out: &mut Vec<RtpWindowRecord
     }
     let q = quality(e, &e.window, config);
     let weight = f64::from(config.window_secs.max(1));
-    e.mos_min = e.mos_min.min(q.mos_cq);
+    // The minimum over models and windows.
+    e.mos_min =
+        q.jb.iter()
+            .flatten()
+            .fold(e.mos_min.min(q.mos_cq), |m, j| m.min(j.mos_cq));
     e.mos_weighted += q.mos_cq * weight;
     e.mos_weight += weight;
     e.mos_last = q.mos_cq;

@@ -1,0 +1,131 @@
+//! MOS that survives real calls (issue 12): jitter-buffer models on the
+//! corpus's real captures, judged against what tshark sees in them.
+
+mod common;
+
+use arrow::array::{Array, Float64Array, StringArray, UInt32Array, UInt64Array};
+use arrow::record_batch::RecordBatch;
+use common::*;
+
+/// One row of `rtp_streams`, the columns these tests need.
+#[derive(Debug)]
+struct Row {
+    ssrc: u32,
+    codec: String,
+    packets: u64,
+    mos_lq: f64,
+    discards: [Option<u64>; 3],
+    delay: [Option<f64>; 3],
+    mos_lq_by: [Option<f64>; 3],
+}
+
+const MODELS: [&str; 3] = ["fixed50", "fixed200", "adaptive"];
+
+fn rows(batches: &[RecordBatch]) -> Vec<Row> {
+    let mut out = Vec::new();
+    for b in batches {
+        let opt_u = |name: &str, i: usize| {
+            let c = col::<UInt64Array>(b, name);
+            (!c.is_null(i)).then(|| c.value(i))
+        };
+        let opt_f = |name: &str, i: usize| {
+            let c = col::<Float64Array>(b, name);
+            (!c.is_null(i)).then(|| c.value(i))
+        };
+        for i in 0..b.num_rows() {
+            out.push(Row {
+                ssrc: col::<UInt32Array>(b, "ssrc").value(i),
+                codec: col::<StringArray>(b, "codec").value(i).to_string(),
+                packets: col::<UInt64Array>(b, "packets_received").value(i),
+                mos_lq: col::<Float64Array>(b, "mos_lq").value(i),
+                discards: MODELS.map(|m| opt_u(&format!("jb_discards_{m}"), i)),
+                delay: MODELS.map(|m| opt_f(&format!("jb_delay_ms_{m}"), i)),
+                mos_lq_by: MODELS.map(|m| opt_f(&format!("mos_lq_{m}"), i)),
+            });
+        }
+    }
+    out
+}
+
+fn replay_corpus(name: &str, config: &str) -> Option<Vec<Row>> {
+    let c = corpus()?;
+    let out = tempfile::tempdir().expect("tempdir");
+    replay_files(&[c.join("voip").join(name)], None, out.path(), config);
+    Some(rows(&read_dataset(&out.path().join("rtp_streams"))))
+}
+
+/// Packets tshark dissects in `file` matching a display filter.
+fn tshark_count(file: &std::path::Path, filter: &str) -> usize {
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-Y", filter])
+        .output()
+        .expect("tshark is installed");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn dtmf_is_never_late_and_the_speex_call_scores_well() {
+    let Some(rows) = replay_corpus("sipp_uac_Media_DTMF_Speex.pcap", "") else {
+        return;
+    };
+    let Some(c) = corpus() else { return };
+    // The stream carries 340 RFC 2833 packets (tshark), every one of which
+    // the old all-time-minimum buffer counted late.
+    let events = tshark_count(
+        &c.join("voip/sipp_uac_Media_DTMF_Speex.pcap"),
+        "rtp.ssrc == 0x421970fe && rtpevent",
+    );
+    assert_eq!(events, 340);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for r in &rows {
+        assert!(r.mos_lq >= 4.0, "{r:#?}");
+        for (m, d) in MODELS.iter().zip(r.discards) {
+            assert_eq!(d, Some(0), "{m}: {r:#?}");
+        }
+    }
+    assert!(rows
+        .iter()
+        .any(|r| r.ssrc == 0x421970FE && r.packets == 1144));
+}
+
+#[test]
+fn adaptive_discards_less_than_fixed50_on_choppy_speech() {
+    let Some(rows) = replay_corpus("mario_choppy_speech.pcap", "") else {
+        return;
+    };
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let r = &rows[0];
+    assert_eq!(r.codec, "PCMA");
+    let [Some(f50), Some(f200), Some(ad)] = r.discards else {
+        panic!("every model configured by default: {r:#?}");
+    };
+    let [Some(d50), Some(d200), Some(dad)] = r.delay else {
+        panic!("{r:#?}");
+    };
+    // Measured: fixed50 595 discards, fixed200 0, adaptive 63; delays
+    // 32.5, 176.2, 53.6 ms.
+    assert!(ad < f50, "{r:#?}");
+    assert!(f200 <= ad, "{r:#?}");
+    assert!(dad > d50 && d200 > dad, "{r:#?}");
+    // The default model is the adaptive one.
+    assert_eq!(r.mos_lq_by[2], Some(r.mos_lq));
+    assert!(r.mos_lq_by[0] < r.mos_lq_by[2], "{r:#?}");
+}
+
+#[test]
+fn the_default_model_and_the_model_list_are_configurable() {
+    let Some(rows) = replay_corpus(
+        "mario_choppy_speech.pcap",
+        "[rtp]\njitter_buffers = [\"fixed50\"]\ndefault_jitter_buffer = \"fixed50\"\n",
+    ) else {
+        return;
+    };
+    let r = &rows[0];
+    assert_eq!(r.discards[1], None);
+    assert_eq!(r.discards[2], None);
+    assert_eq!(r.mos_lq_by[0], Some(r.mos_lq));
+    assert!(r.discards[0].is_some_and(|d| d > 500), "{r:#?}");
+}
