@@ -491,6 +491,7 @@ pub fn rtp_compare_schema() -> SchemaRef {
             field("loss_shadow", Float64, false, None),
             field("jitter_production_ms", Float64, false, None),
             field("jitter_shadow_ms", Float64, false, None),
+            field("jitter_buffer", Utf8, false, None),
             field("verdict", Utf8, false, None),
         ],
     )
@@ -534,6 +535,9 @@ pub fn rtp_compare_batch(
         f(|x| x.loss_shadow),
         f(|x| x.jitter_production_ms),
         f(|x| x.jitter_shadow_ms),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.jitter_buffer),
+        )),
         Arc::new(StringArray::from_iter_values(
             r.iter().map(|x| x.verdict.as_str()),
         )),

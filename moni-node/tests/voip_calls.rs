@@ -129,3 +129,55 @@ fn the_default_model_and_the_model_list_are_configurable() {
     assert_eq!(r.mos_lq_by[0], Some(r.mos_lq));
     assert!(r.discards[0].is_some_and(|d| d > 500), "{r:#?}");
 }
+
+#[test]
+fn dns_that_starts_like_rtcp_is_not_rtcp() {
+    use moni_samples::frame::{self, L4};
+    use moni_samples::pcap::{PcapWriter, LINKTYPE_ETHERNET};
+    use std::net::{IpAddr, Ipv4Addr};
+    // 500 DNS responses whose id is 0x80C8..: version 2 and "SR" to a
+    // first-byte test, on port 53 and with lengths that do not add up.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("dns.pcap");
+    let file = std::io::BufWriter::new(std::fs::File::create(&pcap).expect("create"));
+    let mut w = PcapWriter::new(file, 65535, LINKTYPE_ETHERNET).expect("pcap");
+    let (c, s) = (
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 53)),
+    );
+    let mut t: i64 = 1_700_000_000_000_000;
+    for i in 0..500u16 {
+        let mut dns = vec![
+            0x80,
+            0xc8 + (i % 8) as u8,
+            0x81,
+            0x80,
+            0,
+            1,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+        ];
+        dns.extend_from_slice(&[
+            7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm',
+        ]);
+        dns.extend_from_slice(&[
+            0, 0, 1, 0, 1, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 1, 2, 3, 4,
+        ]);
+        let l4 = L4::Udp {
+            sport: 53,
+            dport: 40_000 + i,
+            payload: &dns,
+        };
+        let f = frame::packet(&[], s, c, 1, &l4);
+        w.write(t, &f, f.len() as u32).expect("write");
+        t += 1000;
+    }
+    w.finish().expect("finish");
+    let s = replay_files(&[pcap], None, &dir.path().join("out"), "");
+    assert_eq!(s.voip.rtcp_packets, 0);
+    assert_eq!(s.voip.streams, 0);
+}

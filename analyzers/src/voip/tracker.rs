@@ -258,9 +258,14 @@ impl RtpTracker {
             return;
         };
         let payload = d.payload;
+        // RTCP only where it can be: never on a well-known port (DNS), and
+        // only as a whole compound packet.
         if rtp::looks_like_rtcp(payload) {
-            self.stats.rtcp_packets += 1;
-            self.rtcp_report(ts, vnet, &rtcp::parse_compound(payload));
+            if src_port >= 1024 && dst_port >= 1024 && rtp::is_rtcp_compound(payload) {
+                self.stats.rtcp_packets += 1;
+                self.rtcp_report(ts, vnet, &rtcp::parse_compound(payload));
+            }
+            // Neither RTCP nor RTP (payload types 72-79 with the marker).
             return;
         }
         let Some(h) = RtpHeader::parse(payload) else {
