@@ -230,6 +230,14 @@ pub struct RtpStreamRecord {
     pub quality: RtpQuality,
     pub jitter_mean_ms: f64,
     pub seq_resets: u64,
+    /// Timestamp jumps with a continuous sequence (re-INVITE, codec or fax
+    /// switch): each starts a new jitter segment.
+    pub ts_jumps: u64,
+    /// Changes of payload type from one packet to the next.
+    pub payload_type_changes: u64,
+    /// The timestamps run at another clock than the announced one (then the
+    /// jitter buffers use the inferred clock).
+    pub clock_mismatch: bool,
     pub loss_runs: u64,
     /// Loss-run length histogram: 1, 2, 3, 4, 5-8, 9-16, 17+.
     pub loss_run_hist: [u64; 7],

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    UInt16Array, UInt32Array, UInt64Array, UInt8Array,
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
@@ -279,6 +279,9 @@ pub fn rtp_streams_schema() -> SchemaRef {
     f.extend([
         field("jitter_mean_ms", Float64, false, None),
         field("seq_resets", UInt64, false, None),
+        field("ts_jumps", UInt64, false, None),
+        field("payload_type_changes", UInt64, false, None),
+        field("clock_mismatch", Boolean, false, None),
         field("loss_runs", UInt64, false, None),
         field("loss_run_hist", Utf8, false, None),
         field("bursts", UInt64, false, None),
@@ -416,6 +419,11 @@ pub fn rtp_streams_batch(
         r.iter().map(|x| x.jitter_mean_ms),
     )));
     c.push(u64_col(r, |i| r[i].seq_resets));
+    c.push(u64_col(r, |i| r[i].ts_jumps));
+    c.push(u64_col(r, |i| r[i].payload_type_changes));
+    c.push(Arc::new(BooleanArray::from(
+        r.iter().map(|x| x.clock_mismatch).collect::<Vec<_>>(),
+    )));
     c.push(u64_col(r, |i| r[i].loss_runs));
     c.push(Arc::new(StringArray::from_iter_values(r.iter().map(|x| {
         x.loss_run_hist

@@ -803,6 +803,9 @@ impl RtpTracker {
             quality: whole,
             jitter_mean_ms: e.stats.mean_jitter_ms,
             seq_resets: e.stats.seq_resets,
+            ts_jumps: e.stats.ts_jumps,
+            payload_type_changes: e.stats.payload_type_changes,
+            clock_mismatch: e.stats.clock_mismatch(),
             loss_runs: e.stats.loss_runs,
             loss_run_hist: e.stats.loss_run_hist,
             bursts: e.stats.bursts,
@@ -853,7 +856,12 @@ fn update_entry(
 /// Gives one packet to every configured jitter-buffer model.
 /// Telephone-event and comfort noise are never late.
 fn feed_jitter_buffers(e: &mut Entry, ts: Timestamp, h: &RtpHeader) {
-    let clock = packet_clock(e, h.payload_type);
+    let mut clock = packet_clock(e, h.payload_type);
+    // Timestamps that run at another clock than announced would make every
+    // packet late or early: the buffers follow the inferred clock.
+    if h.payload_type == e.id.payload_type && e.stats.clock_mismatch() {
+        clock = e.stats.inferred_clock();
+    }
     let p = JbPacket {
         arrival_ns: ts.micros().saturating_mul(1000),
         timestamp: h.timestamp,
