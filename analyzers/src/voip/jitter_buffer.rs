@@ -50,8 +50,13 @@
 //!   algorithm 4 (exponential average with spike mode), in ms: the
 //!   paper's constants 800 and 63 timestamp units at 8 kHz become 100 ms
 //!   and 7.875 ms. Estimates `d̂` (transit) and `v̂` (variation) give the
-//!   target `d̂ + clamp(4·v̂, 20, 500)`, never more than 500 ms above the
-//!   fastest transit of the segment. The playout point jumps to the
+//!   target `d̂ + clamp(max(4·v̂, hi + 10 − d̂), 20, 500)`, never more
+//!   than 500 ms above the fastest transit of the segment. `hi` is the
+//!   highest transit seen outside spikes, decaying by 0.1 ms per packet
+//!   (5 ms/s), plus a 10 ms margin, as Asterisk's `jitterbuf.c` sizes its
+//!   buffer from the high end of its delay history plus an extra: the
+//!   EWMA alone forgets a recurring 35 ms delay within a dozen packets and
+//!   would discard it every time. The playout point jumps to the
 //!   target at a talkspurt start (marker) and right after a late packet
 //!   (the buffer grows to fit it, at least 20 ms above its transit), and
 //!   otherwise moves towards it per played packet
@@ -119,6 +124,10 @@ pub const ADAPTIVE_MIN_MS: f64 = 20.0;
 pub const ADAPTIVE_MAX_MS: f64 = 500.0;
 /// Largest move of the adaptive playout point per played packet, ms.
 const ADAPTIVE_STEP_MS: f64 = 2.0;
+/// The highest recent transit decays by this per packet (5 ms/s at 20 ms
+/// packets), and the playout point keeps this margin above it, ms.
+const ADAPTIVE_HI_DECAY_MS: f64 = 0.1;
+const ADAPTIVE_HI_MARGIN_MS: f64 = 10.0;
 /// Ramjee et al. algorithm 4 spike thresholds, in ms.
 const SPIKE_START_MS: f64 = 100.0;
 const SPIKE_END_MS: f64 = 7.875;
@@ -192,6 +201,8 @@ pub struct JitterBuffer {
     v_hat: f64,
     spike: bool,
     spike_var: f64,
+    /// Highest recent transit outside spikes, decaying linearly.
+    hi: f64,
 }
 
 impl JitterBuffer {
@@ -215,6 +226,7 @@ impl JitterBuffer {
             v_hat: 0.0,
             spike: false,
             spike_var: 0.0,
+            hi: f64::NEG_INFINITY,
         }
     }
 
@@ -314,7 +326,9 @@ impl JitterBuffer {
 
     /// Adaptive target playout point.
     fn target(&self) -> f64 {
-        let headroom = (4.0 * self.v_hat).clamp(ADAPTIVE_MIN_MS, ADAPTIVE_MAX_MS);
+        let headroom = (4.0 * self.v_hat)
+            .max(self.hi + ADAPTIVE_HI_MARGIN_MS - self.d_hat)
+            .clamp(ADAPTIVE_MIN_MS, ADAPTIVE_MAX_MS);
         (self.d_hat + headroom).min(self.base + ADAPTIVE_MAX_MS)
     }
 
@@ -330,6 +344,7 @@ impl JitterBuffer {
             self.n2 = n;
             self.spike = false;
             self.spike_var = 0.0;
+            self.hi = n;
             return;
         }
         self.base = self.base.min(n);
@@ -351,6 +366,9 @@ impl JitterBuffer {
             self.d_hat = 0.125 * n + 0.875 * self.d_hat;
         }
         self.v_hat = 0.125 * (n - self.d_hat).abs() + 0.875 * self.v_hat;
+        if !self.spike {
+            self.hi = (self.hi - ADAPTIVE_HI_DECAY_MS).max(n);
+        }
     }
 
     fn anchor(&mut self, n: f64, reset: bool) {

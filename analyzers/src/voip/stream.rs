@@ -20,8 +20,8 @@
 //!   the first, updated on regular packets. Packets whose payload type has
 //!   no clock rate (telephone-event, as tshark treats it) do not touch the
 //!   jitter nor its media-time reference.
-//! - A timestamp jump with a continuous sequence (the next sequence number
-//!   but a timestamp that goes backwards or runs more than
+//! - A timestamp jump with a continuous sequence (the sequence moves on by
+//!   less than 100, a few losses allowed, but the timestamp that goes backwards or runs more than
 //!   `TS_JUMP_MS` ahead of the arrival time: a re-INVITE, a codec or fax
 //!   switch, a restarted sender) starts a new jitter segment: no jitter
 //!   sample is taken across it (`ts_jumps`).
@@ -212,7 +212,8 @@ impl StreamStats {
         let after_first = self.packets - 1;
         self.packets += 1;
         self.last_arrival = self.last_arrival.max(arrival);
-        let continuous = h.sequence == self.max_seq.wrapping_add(1);
+        // A few packets may be lost at the jump itself.
+        let continuous = (1..MAX_MISORDER).contains(&h.sequence.wrapping_sub(self.max_seq));
         self.observe_seq(h.sequence);
         if h.payload_type != self.last_pt {
             self.payload_type_changes += 1;
