@@ -300,3 +300,43 @@ fn timestamp_wrap_and_reset_score_like_their_unwrapped_twins() {
     assert_eq!((twin.3[0], twin.3[1]), (0, 0));
     assert!(twin.3[2] <= 20, "{twin:?}");
 }
+
+#[test]
+fn window_burst_ratio_comes_from_the_window_own_loss_runs() {
+    use arrow::array::{Float64Array, Int64Array, TimestampMicrosecondArray};
+    // Three 10 s windows of a clean 20 ms stream (500 packets each):
+    // window 0 loses nothing, window 1 loses a run of 16 at its very end
+    // (sequence 980..995, which settles only during window 2) and single
+    // packets at 600 and 700; window 2 loses nothing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("bursts.pcap");
+    let lost = |i: u32| (980..996).contains(&i) || i == 600 || i == 700;
+    let pkts: Vec<_> = (0..1500u32)
+        .filter(|&i| !lost(i))
+        .map(|i| (i as u16, 160 * i, i64::from(i) * 20_000))
+        .collect();
+    write_streams(&pcap, &[(7, 30_000, pkts)]);
+    replay_files(&[pcap], None, &dir.path().join("out"), "");
+    let mut windows = Vec::new();
+    for b in read_dataset(&dir.path().join("out/rtp_windows")) {
+        for i in 0..b.num_rows() {
+            windows.push((
+                col::<TimestampMicrosecondArray>(&b, "window_start").value(i),
+                col::<Int64Array>(&b, "packets_lost").value(i),
+                col::<Float64Array>(&b, "loss_ratio").value(i),
+                col::<Float64Array>(&b, "burst_r").value(i),
+            ));
+        }
+    }
+    windows.sort_by_key(|w| w.0);
+    assert_eq!(windows.len(), 3, "{windows:?}");
+    assert_eq!(windows[1].1, 18);
+    // Own runs of window 1: 3 runs, 18 packets, loss ratio 18/500.
+    let want = (18.0 / 3.0 * (1.0 - 18.0 / 500.0) as f64).max(1.0);
+    assert!((windows[1].2 - 18.0 / 500.0).abs() < 1e-12, "{windows:?}");
+    assert!(
+        (windows[1].3 - want).abs() < 1e-9,
+        "{windows:?} want {want}"
+    );
+    assert_eq!((windows[0].3, windows[2].3), (1.0, 1.0), "{windows:?}");
+}

@@ -31,10 +31,14 @@
 //!   within a factor 1.25, else unknown. A stream whose inferred clock
 //!   differs from the announced one is a clock mismatch.
 
+use std::collections::VecDeque;
+
 use crate::time::Timestamp;
 use crate::voip::rtp::{is_comfort_noise, RtpHeader};
 
 const MAX_DROPOUT: u16 = 3000;
+/// Settled loss runs remembered for windows.
+const RUN_LOG_CAP: usize = 1024;
 /// Media time running ahead of arrival time by more than this across one
 /// sequence step is a timestamp jump, ms.
 pub const TS_JUMP_MS: f64 = 1000.0;
@@ -113,6 +117,9 @@ pub struct StreamStats {
     clock_units: f64,
     clock_secs: f64,
     clock_steps: u64,
+    /// Settled loss runs (first position, length), newest last, for the
+    /// per-window burst ratio; capped.
+    run_log: VecDeque<(i64, u64)>,
 }
 
 impl StreamStats {
@@ -162,6 +169,7 @@ impl StreamStats {
             clock_units: 0.0,
             clock_secs: 0.0,
             clock_steps: 0,
+            run_log: VecDeque::new(),
         };
         s.mark_seen(s.max_ext);
         s
@@ -187,6 +195,48 @@ impl StreamStats {
         match (self.clock_rate, self.inferred_clock()) {
             (Some(announced), Some(inferred)) => announced != inferred,
             _ => false,
+        }
+    }
+
+    /// Loss runs whose positions fall at or after extended sequence
+    /// `from` (a window's first position): settled runs from the log, the
+    /// open run, and the runs not yet settled in the reorder horizon as
+    /// they stand. A run crossing `from` counts with its part after it.
+    /// Returns (runs, lost packets in them).
+    pub fn runs_since(&self, from: i64) -> (u64, u64) {
+        let (mut runs, mut packets) = (0u64, 0u64);
+        for &(start, len) in self.run_log.iter().rev() {
+            let end = start + len as i64;
+            if end <= from {
+                break;
+            }
+            runs += 1;
+            packets += (end - start.max(from)) as u64;
+        }
+        let open_start = self.finalized + 1 - self.open_run as i64;
+        let mut cur = (self.finalized + 1 - open_start.max(from)).max(0) as u64;
+        for e in self.finalized + 1..=self.max_ext {
+            if self.is_seen(e) {
+                if cur > 0 {
+                    runs += 1;
+                    packets += cur;
+                }
+                cur = 0;
+            } else if e >= from {
+                cur += 1;
+            }
+        }
+        (runs, packets)
+    }
+
+    /// Drops logged runs that end before `from` (no window needs them).
+    pub fn forget_runs_before(&mut self, from: i64) {
+        while self
+            .run_log
+            .front()
+            .is_some_and(|&(start, len)| start + len as i64 <= from)
+        {
+            self.run_log.pop_front();
         }
     }
 
@@ -337,7 +387,7 @@ impl StreamStats {
     fn finalize_to(&mut self, upto: i64) {
         for e in self.finalized + 1..=upto {
             if self.is_seen(e) {
-                self.close_run();
+                self.close_run(e);
                 self.burst_gap_received();
             } else {
                 self.open_run += 1;
@@ -347,12 +397,17 @@ impl StreamStats {
         self.finalized = self.finalized.max(upto);
     }
 
-    fn close_run(&mut self) {
+    /// Closes the open loss run, which ends just before position `after`.
+    fn close_run(&mut self, after: i64) {
         let run = self.open_run;
         if run == 0 {
             return;
         }
         self.open_run = 0;
+        if self.run_log.len() >= RUN_LOG_CAP {
+            self.run_log.pop_front();
+        }
+        self.run_log.push_back((after - run as i64, run));
         self.loss_runs += 1;
         self.loss_run_packets += run;
         let bucket = match run {
@@ -368,7 +423,7 @@ impl StreamStats {
     /// still count as received or reordered.
     pub fn settle(&mut self) {
         self.finalize_to(self.max_ext);
-        self.close_run();
+        self.close_run(self.finalized + 1);
         self.close_candidate();
         self.gap_packets += self.since_loss;
         self.since_loss = 0;

@@ -135,6 +135,9 @@ struct WindowStart {
     run_packets: u64,
     max_jitter_ms: f64,
     max_delta_ms: f64,
+    /// First extended sequence number of a window (its loss runs are those
+    /// at or after it); `None` for a stream's whole life.
+    first_ext: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -680,6 +683,7 @@ impl RtpTracker {
             },
             window: WindowStart {
                 index: window_index(ts, self.config.window_secs),
+                first_ext: Some(stats.extended_max()),
                 ..WindowStart::default()
             },
             jbs: Model::ALL.map(|m| {
@@ -900,8 +904,11 @@ fn jb_counters(e: &Entry) -> [JbCounters; MODEL_COUNT] {
     c
 }
 
-fn snapshot(e: &Entry, index: i64) -> WindowStart {
+fn snapshot(e: &mut Entry, index: i64) -> WindowStart {
+    let first_ext = e.stats.extended_max() + 1;
+    e.stats.forget_runs_before(first_ext);
     WindowStart {
+        first_ext: Some(first_ext),
         index,
         packets: e.stats.packets,
         expected: e.stats.expected(),
@@ -921,8 +928,15 @@ fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQuality {
     let received = s.packets - from.packets;
     let expected = s.expected() - from.expected;
     let lost = expected - received as i64;
-    let runs = s.loss_runs - from.runs;
-    let run_packets = s.loss_run_packets - from.run_packets;
+    // A window's runs are those whose positions fall in it; a whole
+    // life's are the settled RFC 3611 runs.
+    let (runs, run_packets) = match from.first_ext {
+        Some(first) => s.runs_since(first),
+        None => (
+            s.loss_runs - from.runs,
+            s.loss_run_packets - from.run_packets,
+        ),
+    };
     // One-way network delay: half the RTCP round trip when known.
     let network = e.rtt_ms.map_or(config.network_delay_ms, |rtt| rtt / 2.0);
     let ratio = |discards: u64| {
