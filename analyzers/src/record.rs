@@ -238,6 +238,8 @@ pub struct RtpStreamRecord {
     /// The timestamps run at another clock than the announced one (then the
     /// jitter buffers use the inferred clock).
     pub clock_mismatch: bool,
+    /// Mirror copies of this stream's packets (not RTP duplicates).
+    pub mirror_duplicates: u64,
     pub loss_runs: u64,
     /// Loss-run length histogram: 1, 2, 3, 4, 5-8, 9-16, 17+.
     pub loss_run_hist: [u64; 7],

@@ -282,6 +282,7 @@ pub fn rtp_streams_schema() -> SchemaRef {
         field("ts_jumps", UInt64, false, None),
         field("payload_type_changes", UInt64, false, None),
         field("clock_mismatch", Boolean, false, None),
+        field("mirror_duplicates", UInt64, false, None),
         field("loss_runs", UInt64, false, None),
         field("loss_run_hist", Utf8, false, None),
         field("bursts", UInt64, false, None),
@@ -424,6 +425,7 @@ pub fn rtp_streams_batch(
     c.push(Arc::new(BooleanArray::from(
         r.iter().map(|x| x.clock_mismatch).collect::<Vec<_>>(),
     )));
+    c.push(u64_col(r, |i| r[i].mirror_duplicates));
     c.push(u64_col(r, |i| r[i].loss_runs));
     c.push(Arc::new(StringArray::from_iter_values(r.iter().map(|x| {
         x.loss_run_hist

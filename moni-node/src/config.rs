@@ -74,6 +74,7 @@
 //! unknown_codec_ie = 10.0
 //! unknown_codec_bpl = 10.0
 //! compare_tolerance = 0.1
+//! mirror_dup_window_us = 500   # a packet repeated this soon is a SPAN copy, not an RTP duplicate
 //!
 //! [ids]                         # behavioural detectors (analyzers::ids)
 //! enabled = true
@@ -510,6 +511,9 @@ pub struct RtpSection {
     /// Shadow and production windows whose MOS differ by at most this are
     /// `equal`. Default 0.1.
     pub compare_tolerance: f64,
+    /// A packet repeating its stream's previous one within this many µs
+    /// is a mirror copy (`mirror_duplicates`). Default 500.
+    pub mirror_dup_window_us: u64,
 }
 
 impl Default for RtpSection {
@@ -535,6 +539,7 @@ impl Default for RtpSection {
             unknown_codec_ie: d.unknown_codec.ie,
             unknown_codec_bpl: d.unknown_codec.bpl,
             compare_tolerance: 0.1,
+            mirror_dup_window_us: d.mirror_dup_window_us,
         }
     }
 }
@@ -785,6 +790,12 @@ impl NodeConfig {
                 "must be between 0 and 10000",
             ));
         }
+        if r.mirror_dup_window_us > 1_000_000 {
+            return Err(invalid(
+                "rtp.mirror_dup_window_us",
+                "must be at most 1000000",
+            ));
+        }
         let mut jitter_buffers = Vec::new();
         for name in &r.jitter_buffers {
             let Some(m) = JbModel::from_name(name) else {
@@ -876,6 +887,7 @@ impl NodeConfig {
                     ie: r.unknown_codec_ie,
                     bpl: r.unknown_codec_bpl,
                 },
+                mirror_dup_window_us: r.mirror_dup_window_us,
             },
             compare_tolerance: r.compare_tolerance,
             ids,

@@ -34,6 +34,8 @@ pub struct VoipCounters {
     /// Sum and minimum of the streams' whole-life MOS-CQ.
     pub mos_cq_sum: f64,
     pub mos_cq_min: f64,
+    /// Mirror copies of the streams' packets (SPAN of both directions).
+    pub mirror_duplicates: u64,
 }
 
 impl Default for VoipCounters {
@@ -44,6 +46,7 @@ impl Default for VoipCounters {
             packets_lost: 0,
             mos_cq_sum: 0.0,
             mos_cq_min: f64::INFINITY,
+            mirror_duplicates: 0,
         }
     }
 }
@@ -326,6 +329,7 @@ impl Engine {
                 v.packets_lost += r.quality.packets_lost;
                 v.mos_cq_sum += r.quality.mos_cq;
                 v.mos_cq_min = v.mos_cq_min.min(r.quality.mos_cq);
+                v.mirror_duplicates += r.mirror_duplicates;
             }
         }
         (

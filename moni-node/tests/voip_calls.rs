@@ -340,3 +340,45 @@ fn window_burst_ratio_comes_from_the_window_own_loss_runs() {
     );
     assert_eq!((windows[0].3, windows[2].3), (1.0, 1.0), "{windows:?}");
 }
+
+#[test]
+fn a_mirror_copying_both_directions_hides_no_stream() {
+    use arrow::array::Int64Array;
+    let Some(c) = corpus() else { return };
+    let file = c.join("voip/skinny-sccp-g711u.pcap");
+    let out = tempfile::tempdir().expect("tempdir");
+    let s = replay_files(std::slice::from_ref(&file), None, out.path(), "");
+    // tshark lists 6 streams; two of them carry every packet twice (its
+    // "lost" −16 and −18): 33 = 17 + 16 copies, 36 = 18 + 18.
+    let mut got = std::collections::BTreeMap::new();
+    for b in read_dataset(&out.path().join("rtp_streams")) {
+        for i in 0..b.num_rows() {
+            got.insert(
+                col::<UInt32Array>(&b, "ssrc").value(i),
+                (
+                    col::<UInt64Array>(&b, "packets_received").value(i),
+                    col::<UInt64Array>(&b, "mirror_duplicates").value(i),
+                    col::<UInt64Array>(&b, "duplicates").value(i),
+                    col::<Int64Array>(&b, "packets_lost").value(i),
+                ),
+            );
+        }
+    }
+    let want = [
+        (0x7C10_71F3u32, 15u64, 0u64),
+        (0x1E06_3B22, 16, 0),
+        (0x7C10_71E2, 17, 16),
+        (0x7C10_71E8, 17, 0),
+        (0xF6BF_57DC, 18, 18),
+        (0xF6BF_57E2, 18, 0),
+    ];
+    assert_eq!(got.len(), 6, "{got:x?}");
+    for (ssrc, packets, mirrored) in want {
+        assert_eq!(
+            got.get(&ssrc),
+            Some(&(packets, mirrored, 0, 0)),
+            "{ssrc:#x}: {got:x?}"
+        );
+    }
+    assert_eq!(s.voip.mirror_duplicates, 34);
+}

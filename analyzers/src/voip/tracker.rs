@@ -69,6 +69,11 @@ pub struct RtpConfig {
     pub g711_plc: bool,
     /// Impairment of codecs G.113 does not list. Default Ie 10, Bpl 10.
     pub unknown_codec: Impairment,
+    /// A packet repeating the previous packet of its stream (same
+    /// addresses, ports, sequence, timestamp and payload hash) within this
+    /// many µs is a mirror artefact (a SPAN copying both directions), not
+    /// an RTP duplicate. Default 500.
+    pub mirror_dup_window_us: u64,
 }
 
 impl Default for RtpConfig {
@@ -90,6 +95,7 @@ impl Default for RtpConfig {
                 ie: 10.0,
                 bpl: 10.0,
             },
+            mirror_dup_window_us: 500,
         }
     }
 }
@@ -106,6 +112,8 @@ pub struct RtpStats {
     pub rtp_packets: u64,
     pub calls_started: u64,
     pub calls_evicted: u64,
+    /// Mirror copies dropped (see [`RtpConfig::mirror_dup_window_us`]).
+    pub mirror_duplicates: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -157,11 +165,51 @@ struct Entry {
     mos_last: f64,
     /// Latest RTCP round trip for this stream, used for the delay.
     rtt_ms: Option<f64>,
+    /// The last packet, to recognise its mirror copy.
+    last: LastPacket,
+    mirror_duplicates: u64,
+}
+
+/// What identifies a packet's mirror copy: sequence, timestamp, payload
+/// hash and arrival.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct LastPacket {
+    sequence: u16,
+    timestamp: u32,
+    hash: u64,
+    arrival_us: i64,
+}
+
+impl LastPacket {
+    fn of(ts: Timestamp, h: &RtpHeader, hash: u64) -> LastPacket {
+        LastPacket {
+            sequence: h.sequence,
+            timestamp: h.timestamp,
+            hash,
+            arrival_us: ts.micros(),
+        }
+    }
+
+    /// Whether `next` is this packet again within `window_us`.
+    fn is_mirrored_by(&self, next: &LastPacket, window_us: u64) -> bool {
+        self.sequence == next.sequence
+            && self.timestamp == next.timestamp
+            && self.hash == next.hash
+            && u64::try_from(next.arrival_us - self.arrival_us).is_ok_and(|d| d <= window_us)
+    }
+}
+
+fn payload_hash(payload: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6d6f6e69).hash_one(payload)
 }
 
 #[derive(Debug, Default)]
 struct Candidate {
     packets: Vec<(Timestamp, RtpHeader)>,
+    last: LastPacket,
+    /// Mirror copies seen while a candidate (passed on to the stream).
+    mirrored: u64,
 }
 
 pub struct RtpTracker {
@@ -281,8 +329,16 @@ impl RtpTracker {
             v6: ip.src.is_ipv6(),
             ssrc: h.ssrc,
         };
+        let this = LastPacket::of(ts, &h, payload_hash(payload));
+        let mirror_us = self.config.mirror_dup_window_us;
         if let Some(&i) = self.streams.get(&key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
+                if e.last.is_mirrored_by(&this, mirror_us) {
+                    e.mirror_duplicates += 1;
+                    self.stats.mirror_duplicates += 1;
+                    return;
+                }
+                e.last = this;
                 self.stats.rtp_packets += 1;
                 if !self.rtcp.is_empty()
                     && window_index(ts, self.config.window_secs) > e.window.index
@@ -305,6 +361,7 @@ impl RtpTracker {
         if let Some(a) = announced {
             self.stats.rtp_packets += 1;
             self.start(key, ts, &h, Some(a), windows, streams);
+            self.set_last(key, this);
             return;
         }
         if src_port < 1024 || dst_port < 1024 || rtp::static_clock_rate(h.payload_type).is_none() {
@@ -322,6 +379,12 @@ impl RtpTracker {
             let Some(c) = self.candidates.get_mut(&key) else {
                 return;
             };
+            if !c.packets.is_empty() && c.last.is_mirrored_by(&this, mirror_us) {
+                self.stats.mirror_duplicates += 1;
+                c.mirrored += 1;
+                return;
+            }
+            c.last = this;
             let plausible = c.packets.last().is_none_or(|(_, prev)| {
                 let ts_step = h.timestamp.wrapping_sub(prev.timestamp);
                 h.sequence == prev.sequence.wrapping_add(1) && ts_step <= 48_000
@@ -342,7 +405,23 @@ impl RtpTracker {
                         self.stats.rtp_packets += 1;
                         self.update(key, t, &h, windows);
                     }
+                    self.set_last(key, this);
+                    if let Some(Some(e)) = self
+                        .streams
+                        .get(&key)
+                        .and_then(|&i| self.slab.get_mut(i as usize))
+                    {
+                        e.mirror_duplicates += c.mirrored;
+                    }
                 }
+            }
+        }
+    }
+
+    fn set_last(&mut self, key: StreamKey, last: LastPacket) {
+        if let Some(&i) = self.streams.get(&key) {
+            if let Some(Some(e)) = self.slab.get_mut(i as usize) {
+                e.last = last;
             }
         }
     }
@@ -712,6 +791,8 @@ impl RtpTracker {
             mos_weight: 0.0,
             mos_last: f64::NAN,
             rtt_ms: None,
+            last: LastPacket::default(),
+            mirror_duplicates: 0,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -810,6 +891,7 @@ impl RtpTracker {
             ts_jumps: e.stats.ts_jumps,
             payload_type_changes: e.stats.payload_type_changes,
             clock_mismatch: e.stats.clock_mismatch(),
+            mirror_duplicates: e.mirror_duplicates,
             loss_runs: e.stats.loss_runs,
             loss_run_hist: e.stats.loss_run_hist,
             bursts: e.stats.bursts,
