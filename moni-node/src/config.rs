@@ -1151,6 +1151,42 @@ mod tests {
     }
 
     #[test]
+    fn jitter_buffer_models_are_named_and_the_default_is_one_of_them() {
+        let r = NodeConfig::parse("")
+            .expect("parse")
+            .resolve(None)
+            .expect("ok");
+        assert_eq!(r.rtp.jitter_buffers, JbModel::ALL.to_vec());
+        assert_eq!(r.rtp.default_jitter_buffer, JbModel::Adaptive);
+        assert_eq!(r.rtp.mirror_dup_window_us, 500);
+        let c = NodeConfig::parse(
+            "[rtp]\njitter_buffers = [\"fixed200\"]\ndefault_jitter_buffer = \"fixed200\"\n",
+        )
+        .expect("parse");
+        let r = c.resolve(None).expect("resolve");
+        assert_eq!(r.rtp.jitter_buffers, vec![JbModel::Fixed200]);
+        for (toml, key) in [
+            ("jitter_buffers = [\"fixed60\"]", "rtp.jitter_buffers"),
+            ("jitter_buffers = []", "rtp.jitter_buffers"),
+            (
+                "jitter_buffers = [\"adaptive\", \"adaptive\"]",
+                "rtp.jitter_buffers",
+            ),
+            (
+                "jitter_buffers = [\"fixed50\"]\ndefault_jitter_buffer = \"adaptive\"",
+                "rtp.default_jitter_buffer",
+            ),
+            ("mirror_dup_window_us = 2000000", "rtp.mirror_dup_window_us"),
+        ] {
+            let c = NodeConfig::parse(&format!("[rtp]\n{toml}\n")).expect("parse");
+            let err = c.resolve(None).expect_err(toml).to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let err = NodeConfig::parse("[rtp]\njitter_buffer_ms = 60\n").expect_err("removed key");
+        assert!(err.contains("jitter_buffer_ms"), "{err}");
+    }
+
+    #[test]
     fn ids_section_deserializes_validates_and_rejects_unknown_keys() {
         let c = NodeConfig::parse("[ids]\nscan_ports = 7\n").expect("parse");
         let r = c.resolve(None).expect("resolve");
