@@ -184,7 +184,10 @@ fn dns_that_starts_like_rtcp_is_not_rtcp() {
 
 /// Writes PCMU streams (one per entry: SSRC, source port, packets as
 /// (sequence, timestamp, arrival µs offset)) into one capture.
-fn write_streams(path: &std::path::Path, streams: &[(u32, u16, Vec<(u16, u32, i64)>)]) {
+/// Packets of one stream: (sequence, timestamp, arrival µs offset).
+type Packets = Vec<(u16, u32, i64)>;
+
+fn write_streams(path: &std::path::Path, streams: &[(u32, u16, Packets)]) {
     use moni_samples::frame::{self, L4};
     use moni_samples::pcap::{PcapWriter, LINKTYPE_ETHERNET};
     use std::net::{IpAddr, Ipv4Addr};
@@ -222,7 +225,7 @@ fn write_streams(path: &std::path::Path, streams: &[(u32, u16, Vec<(u16, u32, i6
 /// A 60 s PCMU stream with jitter (every 7th packet 15 ms late, every
 /// 13th 35 ms late) and loss (every 50th packet): `ts_of(i)` gives the
 /// timestamp of packet `i`.
-fn impaired(ts_of: impl Fn(u32) -> u32) -> Vec<(u16, u32, i64)> {
+fn impaired(ts_of: impl Fn(u32) -> u32) -> Packets {
     (0..3000u32)
         .filter(|i| i % 50 != 49)
         .map(|i| {
@@ -332,7 +335,7 @@ fn window_burst_ratio_comes_from_the_window_own_loss_runs() {
     assert_eq!(windows.len(), 3, "{windows:?}");
     assert_eq!(windows[1].1, 18);
     // Own runs of window 1: 3 runs, 18 packets, loss ratio 18/500.
-    let want = (18.0 / 3.0 * (1.0 - 18.0 / 500.0) as f64).max(1.0);
+    let want = (18.0f64 / 3.0 * (1.0 - 18.0 / 500.0)).max(1.0);
     assert!((windows[1].2 - 18.0 / 500.0).abs() < 1e-12, "{windows:?}");
     assert!(
         (windows[1].3 - want).abs() < 1e-9,
