@@ -202,6 +202,8 @@ pub struct RtpQuality {
     pub one_way_delay_ms: f64,
     /// Name of the default model the columns above come from.
     pub jitter_buffer: &'static str,
+    /// Why `r_factor` and the MOS columns are null (NaN here), if they are.
+    pub mos_reason: Option<&'static str>,
     /// Per jitter-buffer model, indexed by
     /// [`crate::voip::jitter_buffer::Model::index`]; `None` for models not
     /// configured.

@@ -250,12 +250,13 @@ fn rtp_quality_fields() -> Vec<Field> {
         field("max_delta_ms", Float64, false, None),
         field("loss_ratio", Float64, false, None),
         field("burst_r", Float64, false, None),
-        field("r_factor", Float64, false, None),
-        field("mos_lq", Float64, false, None),
-        field("mos_cq", Float64, false, None),
+        field("r_factor", Float64, true, None),
+        field("mos_lq", Float64, true, None),
+        field("mos_cq", Float64, true, None),
         field("one_way_delay_ms", Float64, false, None),
     ];
     f.push(field("jitter_buffer", Utf8, false, None));
+    f.push(field("mos_reason", Utf8, true, None));
     // Every known model has its columns; a model not configured in
     // `rtp.jitter_buffers` leaves them null, so the schema does not depend
     // on the configuration.
@@ -372,13 +373,16 @@ fn rtp_quality_columns<'a>(q: impl Iterator<Item = &'a RtpQuality> + Clone) -> V
         f(|x| x.max_delta_ms),
         f(|x| x.loss_ratio),
         f(|x| x.burst_r),
-        f(|x| x.r_factor),
-        f(|x| x.mos_lq),
-        f(|x| x.mos_cq),
+        nan_to_null(q.clone().map(|x| x.r_factor)),
+        nan_to_null(q.clone().map(|x| x.mos_lq)),
+        nan_to_null(q.clone().map(|x| x.mos_cq)),
         f(|x| x.one_way_delay_ms),
     ];
     c.push(Arc::new(StringArray::from_iter_values(
         q.clone().map(|x| x.jitter_buffer),
+    )));
+    c.push(Arc::new(StringArray::from(
+        q.clone().map(|x| x.mos_reason).collect::<Vec<_>>(),
     )));
     for m in Model::ALL {
         let i = m.index();

@@ -233,6 +233,10 @@ pub fn load_windows_limited(
                 .column_by_name("jitter_buffer")
                 .and_then(|c| c.as_any().downcast_ref::<StringArray>());
             for i in 0..b.num_rows() {
+                // No MOS for a stream of unknown codec (`mos_reason`).
+                if mos.is_null(i) {
+                    continue;
+                }
                 let id = if vnet.value(i) == q.production {
                     id_p
                 } else if vnet.value(i) == q.shadow {

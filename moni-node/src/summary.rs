@@ -110,8 +110,8 @@ pub fn voip_summary(
                 streams: c.streams,
                 packets_received: c.packets_received,
                 packets_lost: c.packets_lost,
-                mos_cq_mean: Some(c.mos_cq_sum / c.streams as f64),
-                mos_cq_min: Some(c.mos_cq_min),
+                mos_cq_mean: (c.mos_streams > 0).then(|| c.mos_cq_sum / c.mos_streams as f64),
+                mos_cq_min: (c.mos_streams > 0).then_some(c.mos_cq_min),
                 mirror_duplicates: c.mirror_duplicates,
             })
         })

@@ -385,3 +385,68 @@ fn a_mirror_copying_both_directions_hides_no_stream() {
     }
     assert_eq!(s.voip.mirror_duplicates, 34);
 }
+
+#[test]
+fn dynamic_payload_types_without_sdp_are_tracked_without_a_mos() {
+    use arrow::array::Array;
+    let Some(c) = corpus() else { return };
+    let out = tempfile::tempdir().expect("tempdir");
+    replay_files(
+        &[c.join("voip/whatsapp_login_call.pcap")],
+        None,
+        out.path(),
+        "",
+    );
+    // tshark (RTP heuristic on) lists these four streams of ≥ 20 packets,
+    // all payload type 120 with no SDP.
+    let want = [
+        (0x0A15_0E10u32, 127u64),
+        (0x2076_33FE, 43),
+        (0x4C28_9E6D, 264),
+        (0x5459_2824, 173),
+    ];
+    let mut got = std::collections::BTreeMap::new();
+    for b in read_dataset(&out.path().join("rtp_streams")) {
+        let mos = col::<Float64Array>(&b, "mos_cq");
+        let reason = col::<StringArray>(&b, "mos_reason");
+        for i in 0..b.num_rows() {
+            assert_eq!(col::<StringArray>(&b, "codec").value(i), "dynamic-PT");
+            assert!(mos.is_null(i));
+            assert!(reason.value(i).contains("dynamic payload type"));
+            got.insert(
+                (
+                    col::<UInt32Array>(&b, "ssrc").value(i),
+                    col::<StringArray>(&b, "dst_addr").value(i).to_string(),
+                ),
+                col::<UInt64Array>(&b, "packets_received").value(i),
+            );
+        }
+    }
+    for (ssrc, packets) in want {
+        let n: Vec<_> = got
+            .iter()
+            .filter(|((s, dst), _)| *s == ssrc && !dst.starts_with("31.13."))
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(n, vec![packets], "{ssrc:#x}: {got:x?}");
+    }
+}
+
+#[test]
+fn the_heuristic_finds_no_stream_in_the_general_corpus() {
+    let Some(c) = corpus() else { return };
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut files = 0;
+    for entry in std::fs::read_dir(c.join("general")).expect("general corpus") {
+        let path = entry.expect("entry").path();
+        let s = replay_files(
+            std::slice::from_ref(&path),
+            None,
+            &out.path().join(path.file_name().expect("name")),
+            "",
+        );
+        assert_eq!(s.voip.streams, 0, "{}", path.display());
+        files += 1;
+    }
+    assert!(files >= 10, "{files} files");
+}

@@ -108,6 +108,10 @@ pub fn compare_windows(
             for (k, a) in pw {
                 let Some(b) = sw.get(k) else { continue };
                 let (mp, ms) = (a.quality.mos_cq, b.quality.mos_cq);
+                // A stream without a MOS (unknown codec) has no verdict.
+                if !(mp.is_finite() && ms.is_finite()) {
+                    continue;
+                }
                 out.push(RtpCompareRecord {
                     production: *p,
                     shadow: *s,

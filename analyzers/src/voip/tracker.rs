@@ -364,10 +364,21 @@ impl RtpTracker {
             self.set_last(key, this);
             return;
         }
-        if src_port < 1024 || dst_port < 1024 || rtp::static_clock_rate(h.payload_type).is_none() {
+        // Dynamic payload types without SDP (WebRTC, SRTP, WhatsApp) are
+        // believed after twice as many packets (at least 8) of one payload
+        // type; their clock is inferred later.
+        let dynamic = is_dynamic(h.payload_type);
+        if src_port < 1024
+            || dst_port < 1024
+            || (!dynamic && rtp::static_clock_rate(h.payload_type).is_none())
+        {
             return;
         }
-        let confirm = self.config.confirm_packets.max(1);
+        let confirm = if dynamic {
+            (2 * self.config.confirm_packets).max(8)
+        } else {
+            self.config.confirm_packets.max(1)
+        };
         let confirmed = {
             if !self.candidates.contains_key(&key) {
                 if self.candidates.len() >= self.config.max_candidates {
@@ -387,7 +398,9 @@ impl RtpTracker {
             c.last = this;
             let plausible = c.packets.last().is_none_or(|(_, prev)| {
                 let ts_step = h.timestamp.wrapping_sub(prev.timestamp);
-                h.sequence == prev.sequence.wrapping_add(1) && ts_step <= 48_000
+                h.sequence == prev.sequence.wrapping_add(1)
+                    && ts_step <= 48_000
+                    && (!dynamic || h.payload_type == prev.payload_type)
             });
             if !plausible {
                 c.packets.clear();
@@ -733,6 +746,7 @@ impl RtpTracker {
             .and_then(|a| a.rtpmap.iter().find(|(pt, _, _)| *pt == h.payload_type));
         let (codec_name, clock) = match mapped {
             Some((_, name, rate)) => (name.clone(), Some(*rate)),
+            None if is_dynamic(h.payload_type) => (DYNAMIC_CODEC.to_string(), None),
             None => (
                 rtp::static_codec_name(h.payload_type)
                     .unwrap_or("unknown")
@@ -932,11 +946,21 @@ fn update_entry(
     e.stats.observe(ts, h, clock);
     if let Some(d) = e.stats.last_regular_delta_ms {
         e.window.max_delta_ms = e.window.max_delta_ms.max(d);
-        if e.stats.clock_rate.is_some() {
+        if packet_clock(e, e.id.payload_type).is_some() {
             e.window.max_jitter_ms = e.window.max_jitter_ms.max(e.stats.jitter_ms);
         }
     }
     feed_jitter_buffers(e, ts, h);
+}
+
+/// Codec name of a stream with a dynamic payload type and no SDP.
+pub const DYNAMIC_CODEC: &str = "dynamic-PT";
+
+/// Why a stream has no MOS.
+pub const MOS_REASON_DYNAMIC: &str = "dynamic payload type without SDP: codec unknown";
+
+fn is_dynamic(pt: u8) -> bool {
+    (96..=127).contains(&pt)
 }
 
 /// Gives one packet to every configured jitter-buffer model.
@@ -966,7 +990,8 @@ fn feed_jitter_buffers(e: &mut Entry, ts: Timestamp, h: &RtpHeader) {
 /// timestamps mark event starts rather than media time.
 fn packet_clock(e: &Entry, pt: u8) -> Option<u32> {
     if pt == e.id.payload_type {
-        return e.stats.clock_rate;
+        // A dynamic payload type without SDP: the clock once inferred.
+        return e.stats.clock_rate.or_else(|| e.stats.inferred_clock());
     }
     match e.rtpmap.iter().find(|(p, _, _)| *p == pt) {
         Some((_, name, _)) if name.eq_ignore_ascii_case("telephone-event") => None,
@@ -1050,6 +1075,15 @@ fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQuality {
         let cq = emodel::rate(&base.with_one_way_delay(delay));
         (loss_ratio, burst_r, lq, cq, delay)
     };
+    // No MOS without a codec: the E-model's Ie and Bpl are the codec's.
+    let mos_reason = (e.id.codec == DYNAMIC_CODEC).then_some(MOS_REASON_DYNAMIC);
+    let score = |discards: u64, jb_delay_ms: f64| {
+        let (loss_ratio, burst_r, mut lq, mut cq, delay) = score(discards, jb_delay_ms);
+        if mos_reason.is_some() {
+            (lq.mos, lq.r, cq.mos, cq.r) = (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
+        }
+        (loss_ratio, burst_r, lq, cq, delay)
+    };
     let mut jb = [None; MODEL_COUNT];
     let now = jb_counters(e);
     for (i, b) in e.jbs.iter().enumerate() {
@@ -1090,6 +1124,7 @@ fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQuality {
         one_way_delay_ms: delay,
         jitter_buffer: d.name(),
         jb,
+        mos_reason,
     }
 }
 
