@@ -20,8 +20,15 @@ CALLS="${1:-2000}"
 SECS="${2:-15}"
 bash scripts/install-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release -q -p moni-node -p moni-samples
-BIN="$CARGO_TARGET_DIR/release"
+# BENCH_PROFILE=debug measures the (optimised) dev build instead, where a
+# release build would be too costly (shared machines).
+PROFILE="${BENCH_PROFILE:-release}"
+if [ "$PROFILE" = release ]; then
+  cargo build --release -q -p moni-node -p moni-samples
+else
+  cargo build -q -p moni-node -p moni-samples
+fi
+BIN="$CARGO_TARGET_DIR/$PROFILE"
 WORK="${BENCH_DIR:-$(mktemp -d)}"
 trap '[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"' EXIT
 CAP="$WORK/calls-$CALLS-$SECS.pcap"
@@ -32,15 +39,23 @@ cat "$CAP" >/dev/null
 t() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); python3 -c "print($t1-$t0)"; }
 best3() { local a b c; a=$(t "$@"); b=$(t "$@"); c=$(t "$@"); python3 -c "print(min($a, $b, $c))"; }
 T_MONI=$(best3 "$BIN/moni-node" replay --no-progress --out "$WORK/out" "$CAP")
+# The jitter-buffer models' cost: the default three against one model.
+printf '[rtp]\njitter_buffers = ["adaptive"]\n' >"$WORK/one-model.toml"
+T_ONE=$(best3 "$BIN/moni-node" replay --no-progress --config "$WORK/one-model.toml" --out "$WORK/out1" "$CAP")
 STREAMS=$("$BIN/moni-node" replay --json --no-progress --out "$WORK/out2" "$CAP" | python3 -c "import json,sys; print(json.load(sys.stdin)['voip']['streams'])")
 T_TSHARK=$(t tshark -n -r "$CAP" -q -o rtp.heuristic_rtp:TRUE -z rtp,streams)
 
-python3 - "$PACKETS" "$CALLS" "$STREAMS" "$T_MONI" "$T_TSHARK" <<'PY'
+python3 - "$PACKETS" "$CALLS" "$STREAMS" "$T_MONI" "$T_TSHARK" "$T_ONE" <<'PY'
 import sys
 n, calls, streams = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-moni, tshark = float(sys.argv[4]), float(sys.argv[5])
+moni, tshark, one = float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 print(f"capture: {n:,} packets, {calls} concurrent calls; moni found {streams} RTP streams")
 print(f"  moni-node replay                  {moni:8.2f} s  {n / moni:12,.0f} packets/s")
 print(f"  tshark -z rtp,streams (heuristic) {tshark:8.2f} s  {n / tshark:12,.0f} packets/s")
+print(f"  moni-node replay, adaptive only   {one:8.2f} s  {n / one:12,.0f} packets/s")
 print(f"moni-node / tshark: {tshark / moni:.1f}x  (goal >= 30x)")
+# Per-model cost c from T3 - T1 = 2c; the three models' share of T3.
+c = max(moni - one, 0.0) / 2
+print(f"three jitter-buffer models: {3 * c / moni * 100:.1f}% of replay time "
+      f"(goal <= 15%; from 3 models {moni:.2f} s vs 1 model {one:.2f} s)")
 PY
