@@ -182,6 +182,8 @@ pub struct JitterBuffer {
     /// Unwrapping: last raw timestamp and clock, extended timestamp.
     last_ts: u32,
     clock: u32,
+    /// ms per timestamp unit of `clock` (a multiplication per packet).
+    ms_per_unit: f64,
     ext_ts: i64,
     /// Extended highest sequence number.
     last_seq: u16,
@@ -212,6 +214,7 @@ impl JitterBuffer {
             counters: JbCounters::default(),
             last_ts: 0,
             clock: 0,
+            ms_per_unit: 0.0,
             ext_ts: 0,
             last_seq: 0,
             ext_seq: 0,
@@ -254,6 +257,7 @@ impl JitterBuffer {
         let mut hard = !self.started || clock != self.clock;
         if hard {
             self.clock = clock;
+            self.ms_per_unit = 1000.0 / f64::from(clock);
             self.last_ts = p.timestamp;
             self.ext_ts = i64::from(p.timestamp);
             self.last_seq = p.sequence;
@@ -272,7 +276,7 @@ impl JitterBuffer {
             if ts_step > 0 && p.timestamp < self.last_ts {
                 soft = true; // wrap
             }
-            if ts_step as f64 * 1000.0 / f64::from(clock) > resync {
+            if ts_step as f64 * self.ms_per_unit > resync {
                 soft = true; // a media-time gap: silence or a loss burst
             }
             self.ext_seq += seq_step;
@@ -280,8 +284,8 @@ impl JitterBuffer {
             self.last_ts = p.timestamp;
             self.ext_ts = ext;
         }
-        let n = (p.arrival_ns - self.origin_ns) as f64 / 1e6
-            - (ext - self.origin_ts) as f64 * 1000.0 / f64::from(clock);
+        let n = (p.arrival_ns - self.origin_ns) as f64 * 1e-6
+            - (ext - self.origin_ts) as f64 * self.ms_per_unit;
         if self.started && in_order && (n - self.n1).abs() > resync {
             hard = true; // a timestamp discontinuity or a stall
         }
