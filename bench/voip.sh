@@ -14,6 +14,12 @@
 # tshark 17.9 s (168 kpps): 38.1x (goal 30x: met). With the IDS detectors
 # on as well: 0.51 s vs 17.2 s, 33.5x; another run 0.58 s, 29.4x (this VM's
 # runs vary by +-15%). Before the fast path (2026-11-25): 0.85 s, 26.1x.
+# Jitter-buffer models (issue 12), 2026-11-30, BENCH_PROFILE=debug on the
+# same capture while two other builds ran on the 2 cores (very noisy):
+# best of 5, three models 1.64-1.90 s vs adaptive only 1.27-1.45 s; medians
+# 1.95-2.13 s vs 1.63-1.90 s, i.e. the three models cost an estimated
+# 16-35% of replay time (goal <= 15%: not shown); tshark 69.5 s in the same
+# session (35-42x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS="${1:-2000}"
