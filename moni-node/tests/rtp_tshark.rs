@@ -187,6 +187,16 @@ fn rtp_streams_agree_with_tshark_on_the_corpus() {
         "ndpi-rtp-vlan.pcapng",
         "DTMFsipinfo.pcap",
         "sip-ipv6-frag-sll.pcap",
+        // Not sipp_uac_Media_DTMF_Speex.pcap: tshark gives its RFC 2833
+        // packets (rtpmap telephone-event/8000) jitter samples, whose
+        // timestamps repeat the event start (max jitter 90.9 ms vs moni's
+        // 28.9 ms, which leaves them out); packets, loss and max delta agree
+        // (1,144 / 0 / 20.197 ms).
+        "mario_choppy_speech.pcap",
+        "whatsapp_login_call.pcap",
+        "sip-rtp-g729a.pcap",
+        "sip-rtp-dvi4.pcap",
+        "rtcp_multiple_pkts_in_the_same_datagram.pcap",
     ] {
         let file = c.join("voip").join(name);
         let mut want = tshark_streams(&file);
