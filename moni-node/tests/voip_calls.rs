@@ -188,6 +188,16 @@ fn dns_that_starts_like_rtcp_is_not_rtcp() {
 type Packets = Vec<(u16, u32, i64)>;
 
 fn write_streams(path: &std::path::Path, streams: &[(u32, u16, Packets)]) {
+    write_streams_pt(path, streams, |_| 0);
+}
+
+/// As [`write_streams`], with the payload type of each packet given by its
+/// sequence number.
+fn write_streams_pt(
+    path: &std::path::Path,
+    streams: &[(u32, u16, Packets)],
+    pt_of: impl Fn(u16) -> u8,
+) {
     use moni_samples::frame::{self, L4};
     use moni_samples::pcap::{PcapWriter, LINKTYPE_ETHERNET};
     use std::net::{IpAddr, Ipv4Addr};
@@ -206,7 +216,7 @@ fn write_streams(path: &std::path::Path, streams: &[(u32, u16, Packets)]) {
     );
     let t0: i64 = 1_700_000_000_000_000;
     for (at, ssrc, port, seq, ts) in all {
-        let mut p = vec![0x80, 0];
+        let mut p = vec![0x80, pt_of(seq)];
         p.extend_from_slice(&seq.to_be_bytes());
         p.extend_from_slice(&ts.to_be_bytes());
         p.extend_from_slice(&ssrc.to_be_bytes());
@@ -449,4 +459,41 @@ fn the_heuristic_finds_no_stream_in_the_general_corpus() {
         files += 1;
     }
     assert!(files >= 10, "{files} files");
+}
+
+#[test]
+fn a_codec_change_inside_a_stream_is_counted_and_names_each_window() {
+    use arrow::array::{StringArray, TimestampMicrosecondArray};
+    // PCMU for 10 s, then PCMA for 10 s, one SSRC, continuous sequence
+    // and timestamps.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("codec-change.pcap");
+    let pkts: Packets = (0..1000u32)
+        .map(|i| (i as u16, 160 * i, i64::from(i) * 20_000))
+        .collect();
+    write_streams_pt(
+        &pcap,
+        &[(9, 31_000, pkts)],
+        |seq| if seq < 500 { 0 } else { 8 },
+    );
+    replay_files(&[pcap], None, &dir.path().join("out"), "");
+    let mut windows = Vec::new();
+    for b in read_dataset(&dir.path().join("out/rtp_windows")) {
+        for i in 0..b.num_rows() {
+            windows.push((
+                col::<TimestampMicrosecondArray>(&b, "window_start").value(i),
+                col::<StringArray>(&b, "codec").value(i).to_string(),
+            ));
+        }
+    }
+    windows.sort();
+    let codecs: Vec<_> = windows.iter().map(|w| w.1.as_str()).collect();
+    assert_eq!(codecs, ["PCMU", "PCMA"]);
+    let streams = read_dataset(&dir.path().join("out/rtp_streams"));
+    assert_eq!(
+        col::<UInt64Array>(&streams[0], "payload_type_changes").value(0),
+        1
+    );
+    assert_eq!(col::<UInt64Array>(&streams[0], "ts_jumps").value(0), 0);
+    assert_eq!(col::<UInt64Array>(&streams[0], "jb_discards").value(0), 0);
 }

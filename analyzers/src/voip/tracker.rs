@@ -146,6 +146,9 @@ struct WindowStart {
     /// First extended sequence number of a window (its loss runs are those
     /// at or after it); `None` for a stream's whole life.
     first_ext: Option<i64>,
+    /// Packets per payload type in the window (the first 4 types seen), for
+    /// the window's codec.
+    pts: [(u8, u64); 4],
 }
 
 #[derive(Debug)]
@@ -777,6 +780,7 @@ impl RtpTracker {
             window: WindowStart {
                 index: window_index(ts, self.config.window_secs),
                 first_ext: Some(stats.extended_max()),
+                pts: [(h.payload_type, 1), (0, 0), (0, 0), (0, 0)],
                 ..WindowStart::default()
             },
             jbs: Model::ALL.map(|m| {
@@ -944,6 +948,14 @@ fn update_entry(
     }
     let clock = packet_clock(e, h.payload_type);
     e.stats.observe(ts, h, clock);
+    if let Some(slot) = e
+        .window
+        .pts
+        .iter_mut()
+        .find(|(pt, n)| *n == 0 || *pt == h.payload_type)
+    {
+        *slot = (h.payload_type, slot.1 + 1);
+    }
     if let Some(d) = e.stats.last_regular_delta_ms {
         e.window.max_delta_ms = e.window.max_delta_ms.max(d);
         if packet_clock(e, e.id.payload_type).is_some() {
@@ -1000,6 +1012,19 @@ fn packet_clock(e: &Entry, pt: u8) -> Option<u32> {
     }
 }
 
+/// Encoding name of payload type `pt` within a stream: the rtpmap's, the
+/// static table's, else `dynamic-PT` or `unknown`.
+fn codec_name(e: &Entry, pt: u8) -> String {
+    if let Some((_, name, _)) = e.rtpmap.iter().find(|(p, _, _)| *p == pt) {
+        return name.clone();
+    }
+    match rtp::static_codec_name(pt) {
+        Some(n) => n.to_string(),
+        None if is_dynamic(pt) => DYNAMIC_CODEC.to_string(),
+        None => "unknown".to_string(),
+    }
+}
+
 /// Cumulative counters of every model (zero for models not configured).
 fn jb_counters(e: &Entry) -> [JbCounters; MODEL_COUNT] {
     let mut c = [JbCounters::default(); MODEL_COUNT];
@@ -1026,6 +1051,7 @@ fn snapshot(e: &mut Entry, index: i64) -> WindowStart {
         run_packets: e.stats.loss_run_packets,
         max_jitter_ms: 0.0,
         max_delta_ms: 0.0,
+        pts: [(0, 0); 4],
     }
 }
 
@@ -1142,8 +1168,16 @@ fn close_window(e: &mut Entry, config: &RtpConfig, out: &mut Vec<RtpWindowRecord
     e.mos_weighted += q.mos_cq * weight;
     e.mos_weight += weight;
     e.mos_last = q.mos_cq;
+    // The window's codec is the one that carried most of its packets.
+    let mut id = e.id.clone();
+    if let Some(&(pt, _)) = e.window.pts.iter().max_by_key(|(_, n)| *n) {
+        if e.window.pts.iter().any(|(_, n)| *n > 0) && pt != id.payload_type {
+            id.codec = codec_name(e, pt);
+            id.payload_type = pt;
+        }
+    }
     out.push(RtpWindowRecord {
-        id: e.id.clone(),
+        id,
         window_start: Timestamp::from_secs(e.window.index * i64::from(config.window_secs.max(1))),
         window_secs: config.window_secs,
         quality: q,
