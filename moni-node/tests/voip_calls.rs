@@ -497,3 +497,50 @@ fn a_codec_change_inside_a_stream_is_counted_and_names_each_window() {
     assert_eq!(col::<UInt64Array>(&streams[0], "ts_jumps").value(0), 0);
     assert_eq!(col::<UInt64Array>(&streams[0], "jb_discards").value(0), 0);
 }
+
+#[test]
+fn a_flood_of_one_packet_candidates_does_not_starve_real_streams() {
+    use arrow::array::UInt32Array;
+    // 5 real PCMU streams (200 packets, 20 ms) and, between two of their
+    // packets, 600 one-packet fake candidates from distinct sources: more
+    // than the 1,000-candidate cap between a stream's first and fourth
+    // packet, so FIFO eviction alone would never confirm them.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("flood.pcap");
+    let mut streams: Vec<(u32, u16, Packets)> = (0..5u32)
+        .map(|s| {
+            (
+                100 + s,
+                40_000 + 2 * s as u16,
+                (0..200u32)
+                    .map(|i| (i as u16, 160 * i, i64::from(i) * 20_000 + i64::from(s)))
+                    .collect(),
+            )
+        })
+        .collect();
+    // Fakes: one packet each, own SSRC and port, spread over the 4 s.
+    for k in 0..120_000u32 {
+        let at = i64::from(k) * 4_000_000 / 120_000;
+        streams.push((
+            1_000_000 + k,
+            2000 + (k % 60_000) as u16,
+            vec![(k as u16, k, at)],
+        ));
+    }
+    write_streams(&pcap, &streams);
+    let s = replay_files(
+        &[pcap],
+        None,
+        &dir.path().join("out"),
+        "[rtp]\nmax_candidates = 1000\n",
+    );
+    let mut found: Vec<u32> = Vec::new();
+    for b in read_dataset(&dir.path().join("out/rtp_streams")) {
+        for i in 0..b.num_rows() {
+            found.push(col::<UInt32Array>(&b, "ssrc").value(i));
+        }
+    }
+    found.sort();
+    assert_eq!(found, [100, 101, 102, 103, 104], "{} streams", found.len());
+    assert!(s.voip.candidates_evicted > 110_000);
+}

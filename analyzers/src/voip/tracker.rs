@@ -715,11 +715,24 @@ impl RtpTracker {
         );
     }
 
+    /// Evicts the oldest candidate, but spares (moves to the back) up to
+    /// [`SPARE_STEPPED`] candidates that already stepped by one: a flood of
+    /// one-packet candidates then cannot starve a real stream that needs a
+    /// few more packets to be confirmed.
     fn evict_candidate(&mut self) {
+        let mut spared = 0;
         while let Some(old) = self.candidate_order.pop_front() {
-            if self.candidates.remove(&old).is_some() {
-                self.stats.candidates_evicted += 1;
-                return;
+            match self.candidates.get(&old) {
+                None => continue,
+                Some(c) if c.packets.len() >= 2 && spared < SPARE_STEPPED => {
+                    spared += 1;
+                    self.candidate_order.push_back(old);
+                }
+                Some(_) => {
+                    self.candidates.remove(&old);
+                    self.stats.candidates_evicted += 1;
+                    return;
+                }
             }
         }
     }
@@ -964,6 +977,9 @@ fn update_entry(
     }
     feed_jitter_buffers(e, ts, h);
 }
+
+/// Stepped candidates an eviction may pass over before it takes one anyway.
+const SPARE_STEPPED: usize = 8;
 
 /// Codec name of a stream with a dynamic payload type and no SDP.
 pub const DYNAMIC_CODEC: &str = "dynamic-PT";
