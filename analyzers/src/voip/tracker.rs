@@ -4,9 +4,15 @@
 //!   SDP; a stream to or from an announced endpoint is tracked from its
 //!   first packet, with the rtpmap's codec and clock rate.
 //! - Other streams are found by a heuristic: both ports ≥ 1024, a valid
-//!   version-2 header with a static audio payload type, and
+//!   version-2 header with a static payload type of known clock, and
 //!   `confirm_packets` packets of one SSRC whose sequence numbers step by
-//!   one and whose timestamps advance by at most one second of audio each.
+//!   one and whose timestamps advance by at most one second of audio each;
+//!   a dynamic payload type (96-127) without SDP needs twice as many (at
+//!   least 8) of one type, gets codec `dynamic-PT`, an inferred clock and
+//!   no MOS (`mos_reason`).
+//! - A packet repeating its stream's previous one within
+//!   `mirror_dup_window_us` is a mirror copy (`mirror_duplicates`).
+//! - RTCP only as a whole compound packet with both ports ≥ 1024.
 //!   Candidate packets are kept and replayed into the stream when it is
 //!   confirmed, so no packet is lost to detection. DNS, random UDP and
 //!   encrypted noise fail this almost surely.
@@ -14,7 +20,9 @@
 //!   over its life; loss per window is that window's, never cumulative.
 //! - Memory is bounded: at most `max_streams` streams, `max_candidates`
 //!   candidates and `max_announced` announced endpoints, each evicting its
-//!   oldest with a counter. Streams idle for `stream_idle_secs` end.
+//!   oldest with a counter; candidate eviction passes over (up to 8)
+//!   candidates that already stepped by one, so a flood of one-packet
+//!   candidates cannot starve real streams. Streams idle for `stream_idle_secs` end.
 
 use std::collections::VecDeque;
 
