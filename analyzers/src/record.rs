@@ -182,22 +182,45 @@ pub struct RtpQuality {
     pub packets_lost: i64,
     pub duplicates: u64,
     pub reordered: u64,
-    /// Packets later than the emulated fixed jitter buffer allows.
+    /// Late discards of the default jitter-buffer model
+    /// (`rtp.default_jitter_buffer`).
     pub jb_discards: u64,
     /// RFC 3550 interarrival jitter at the end of the period, ms.
     pub jitter_ms: f64,
     pub jitter_max_ms: f64,
     pub max_delta_ms: f64,
-    /// (lost + jitter-buffer discards) / expected, 0..1.
+    /// (lost + default model's discards) / expected, 0..1.
     pub loss_ratio: f64,
     pub burst_r: f64,
     /// E-model R and MOS without delay (listening quality) and with the
-    /// estimated one-way delay (conversational quality).
+    /// estimated one-way delay (conversational quality), with the default
+    /// jitter-buffer model.
     pub r_factor: f64,
     pub mos_lq: f64,
     pub mos_cq: f64,
     /// One-way delay used for `mos_cq`, ms.
     pub one_way_delay_ms: f64,
+    /// Name of the default model the columns above come from.
+    pub jitter_buffer: &'static str,
+    /// Why `r_factor` and the MOS columns are null (NaN here), if they are.
+    pub mos_reason: Option<&'static str>,
+    /// Per jitter-buffer model, indexed by
+    /// [`crate::voip::jitter_buffer::Model::index`]; `None` for models not
+    /// configured.
+    pub jb: [Option<JbQuality>; crate::voip::jitter_buffer::MODEL_COUNT],
+}
+
+/// What one emulated jitter buffer made of a period.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct JbQuality {
+    /// Late discards.
+    pub discards: u64,
+    /// Mean wait of the played packets in the buffer, ms (the model's
+    /// nominal delay when nothing was played).
+    pub delay_ms: f64,
+    pub r_factor: f64,
+    pub mos_lq: f64,
+    pub mos_cq: f64,
 }
 
 /// One RTP stream over its whole life.
@@ -209,6 +232,16 @@ pub struct RtpStreamRecord {
     pub quality: RtpQuality,
     pub jitter_mean_ms: f64,
     pub seq_resets: u64,
+    /// Timestamp jumps with a continuous sequence (re-INVITE, codec or fax
+    /// switch): each starts a new jitter segment.
+    pub ts_jumps: u64,
+    /// Changes of payload type from one packet to the next.
+    pub payload_type_changes: u64,
+    /// The timestamps run at another clock than the announced one (then the
+    /// jitter buffers use the inferred clock).
+    pub clock_mismatch: bool,
+    /// Mirror copies of this stream's packets (not RTP duplicates).
+    pub mirror_duplicates: u64,
     pub loss_runs: u64,
     /// Loss-run length histogram: 1, 2, 3, 4, 5-8, 9-16, 17+.
     pub loss_run_hist: [u64; 7],

@@ -11,17 +11,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    UInt16Array, UInt32Array, UInt64Array, UInt8Array,
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 use crate::record::{
-    AlertRecord, BinRecord, CallRecord, FlowRecord, RtpQuality, RtpStreamId, RtpStreamRecord,
-    RtpWindowRecord,
+    AlertRecord, BinRecord, CallRecord, FlowRecord, JbQuality, RtpQuality, RtpStreamId,
+    RtpStreamRecord, RtpWindowRecord,
 };
 use crate::vnet::VnetMap;
+use crate::voip::jitter_buffer::Model;
 
 /// Version of the record schemas, stored in every file's metadata.
 pub const SCHEMA_VERSION: &str = "2";
@@ -237,7 +238,7 @@ fn rtp_id_fields() -> Vec<Field> {
 /// Quality columns shared by the RTP datasets.
 fn rtp_quality_fields() -> Vec<Field> {
     use DataType::*;
-    vec![
+    let mut f = vec![
         field("packets_received", UInt64, false, None),
         field("packets_expected", Int64, false, None),
         field("packets_lost", Int64, false, None),
@@ -249,11 +250,24 @@ fn rtp_quality_fields() -> Vec<Field> {
         field("max_delta_ms", Float64, false, None),
         field("loss_ratio", Float64, false, None),
         field("burst_r", Float64, false, None),
-        field("r_factor", Float64, false, None),
-        field("mos_lq", Float64, false, None),
-        field("mos_cq", Float64, false, None),
+        field("r_factor", Float64, true, None),
+        field("mos_lq", Float64, true, None),
+        field("mos_cq", Float64, true, None),
         field("one_way_delay_ms", Float64, false, None),
-    ]
+    ];
+    f.push(field("jitter_buffer", Utf8, false, None));
+    f.push(field("mos_reason", Utf8, true, None));
+    // Every known model has its columns; a model not configured in
+    // `rtp.jitter_buffers` leaves them null, so the schema does not depend
+    // on the configuration.
+    for m in Model::ALL {
+        let n = m.name();
+        f.push(field(&format!("jb_discards_{n}"), UInt64, true, None));
+        f.push(field(&format!("jb_delay_ms_{n}"), Float64, true, None));
+        f.push(field(&format!("mos_lq_{n}"), Float64, true, None));
+        f.push(field(&format!("mos_cq_{n}"), Float64, true, None));
+    }
+    f
 }
 
 /// Schema of `rtp_streams`: one row per RTP stream (SSRC and direction).
@@ -266,6 +280,10 @@ pub fn rtp_streams_schema() -> SchemaRef {
     f.extend([
         field("jitter_mean_ms", Float64, false, None),
         field("seq_resets", UInt64, false, None),
+        field("ts_jumps", UInt64, false, None),
+        field("payload_type_changes", UInt64, false, None),
+        field("clock_mismatch", Boolean, false, None),
+        field("mirror_duplicates", UInt64, false, None),
         field("loss_runs", UInt64, false, None),
         field("loss_run_hist", Utf8, false, None),
         field("bursts", UInt64, false, None),
@@ -331,7 +349,7 @@ fn rtp_quality_columns<'a>(q: impl Iterator<Item = &'a RtpQuality> + Clone) -> V
     let f = |g: fn(&RtpQuality) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(q.clone().map(g)))
     };
-    vec![
+    let mut c: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from_iter_values(
             q.clone().map(|x| x.packets_received),
         )),
@@ -355,11 +373,36 @@ fn rtp_quality_columns<'a>(q: impl Iterator<Item = &'a RtpQuality> + Clone) -> V
         f(|x| x.max_delta_ms),
         f(|x| x.loss_ratio),
         f(|x| x.burst_r),
-        f(|x| x.r_factor),
-        f(|x| x.mos_lq),
-        f(|x| x.mos_cq),
+        nan_to_null(q.clone().map(|x| x.r_factor)),
+        nan_to_null(q.clone().map(|x| x.mos_lq)),
+        nan_to_null(q.clone().map(|x| x.mos_cq)),
         f(|x| x.one_way_delay_ms),
-    ]
+    ];
+    c.push(Arc::new(StringArray::from_iter_values(
+        q.clone().map(|x| x.jitter_buffer),
+    )));
+    c.push(Arc::new(StringArray::from(
+        q.clone().map(|x| x.mos_reason).collect::<Vec<_>>(),
+    )));
+    for m in Model::ALL {
+        let i = m.index();
+        let jb = |g: fn(&JbQuality) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from(
+                q.clone()
+                    .map(|x| x.jb[i].as_ref().map(g).filter(|v| !v.is_nan()))
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        c.push(Arc::new(UInt64Array::from(
+            q.clone()
+                .map(|x| x.jb[i].map(|j| j.discards))
+                .collect::<Vec<_>>(),
+        )));
+        c.push(jb(|j| j.delay_ms));
+        c.push(jb(|j| j.mos_lq));
+        c.push(jb(|j| j.mos_cq));
+    }
+    c
 }
 
 fn nan_to_null(v: impl Iterator<Item = f64>) -> ArrayRef {
@@ -381,6 +424,12 @@ pub fn rtp_streams_batch(
         r.iter().map(|x| x.jitter_mean_ms),
     )));
     c.push(u64_col(r, |i| r[i].seq_resets));
+    c.push(u64_col(r, |i| r[i].ts_jumps));
+    c.push(u64_col(r, |i| r[i].payload_type_changes));
+    c.push(Arc::new(BooleanArray::from(
+        r.iter().map(|x| x.clock_mismatch).collect::<Vec<_>>(),
+    )));
+    c.push(u64_col(r, |i| r[i].mirror_duplicates));
     c.push(u64_col(r, |i| r[i].loss_runs));
     c.push(Arc::new(StringArray::from_iter_values(r.iter().map(|x| {
         x.loss_run_hist
@@ -456,6 +505,7 @@ pub fn rtp_compare_schema() -> SchemaRef {
             field("loss_shadow", Float64, false, None),
             field("jitter_production_ms", Float64, false, None),
             field("jitter_shadow_ms", Float64, false, None),
+            field("jitter_buffer", Utf8, false, None),
             field("verdict", Utf8, false, None),
         ],
     )
@@ -499,6 +549,9 @@ pub fn rtp_compare_batch(
         f(|x| x.loss_shadow),
         f(|x| x.jitter_production_ms),
         f(|x| x.jitter_shadow_ms),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|x| x.jitter_buffer),
+        )),
         Arc::new(StringArray::from_iter_values(
             r.iter().map(|x| x.verdict.as_str()),
         )),

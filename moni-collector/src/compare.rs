@@ -15,6 +15,7 @@ use analyzers::vnet::{Role, VnetMap};
 use analyzers::voip::compare::{
     compare_windows, per_window, RtpCompareRecord, Verdict, WindowVerdict,
 };
+use analyzers::voip::jitter_buffer::Model as JbModel;
 use analyzers::Timestamp;
 use anyhow::{bail, Context};
 use arrow::array::{
@@ -44,6 +45,10 @@ pub struct Report {
     pub production: String,
     pub shadow: String,
     pub tolerance: f64,
+    /// The jitter-buffer model whose MOS is compared (the node's
+    /// `rtp.default_jitter_buffer`); empty when no window was paired or the
+    /// files predate the models.
+    pub jitter_buffer: String,
     pub windows: Vec<WindowRow>,
     pub streams: Vec<StreamRow>,
     /// Mean MOS-CQ and loss per window of every VNet asked for, paired or
@@ -267,6 +272,10 @@ pub fn load_windows_limited(
             let mos = col::<Float64Array>(&b, "mos_cq")?;
             let loss = col::<Float64Array>(&b, "loss_ratio")?;
             let jitter = col::<Float64Array>(&b, "jitter_ms")?;
+            // Absent in files written before the jitter-buffer models.
+            let jb = b
+                .column_by_name("jitter_buffer")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>());
             for i in 0..b.num_rows() {
                 let vnet = match (vnet_col, &path_vnet) {
                     (Some(c), _) => c.value(i),
@@ -275,6 +284,10 @@ pub fn load_windows_limited(
                 };
                 if !present.contains(vnet) {
                     present.insert(vnet.to_string());
+                }
+                // No MOS for a stream of unknown codec (`mos_reason`).
+                if mos.is_null(i) {
+                    continue;
                 }
                 let id = if vnet == q.production {
                     id_p
@@ -313,6 +326,9 @@ pub fn load_windows_limited(
                         mos_cq: mos.value(i),
                         loss_ratio: loss.value(i),
                         jitter_ms: jitter.value(i),
+                        jitter_buffer: jb
+                            .and_then(|c| JbModel::from_name(c.value(i)))
+                            .map_or("", JbModel::name),
                         ..RtpQuality::default()
                     },
                     capture_drops: 0,
@@ -429,6 +445,9 @@ fn build_report(
         production: q.production.clone(),
         shadow: q.shadow.clone(),
         tolerance,
+        jitter_buffer: pairs
+            .first()
+            .map_or(String::new(), |r| r.jitter_buffer.to_string()),
         windows: per
             .iter()
             .map(|w| WindowRow {

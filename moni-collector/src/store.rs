@@ -620,6 +620,10 @@ pub fn prepare(
             let roles = column::<StringArray>(&full, "role")?;
             let mos = column::<Float64Array>(&full, "mos_cq")?;
             for i in 0..batch.num_rows() {
+                // No MOS for a stream of unknown codec (`mos_reason`).
+                if mos.is_null(i) {
+                    continue;
+                }
                 let k = (vnets.value(i).to_string(), roles.value(i).to_string());
                 let e = latest.entry(k).or_insert((i64::MIN, 0.0));
                 if times.value(i) >= e.0 {

@@ -67,12 +67,14 @@
 //! max_candidates = 65536
 //! max_announced = 65536
 //! max_calls = 50000
-//! jitter_buffer_ms = 60.0
+//! jitter_buffers = ["fixed50", "fixed200", "adaptive"]   # emulated receivers, each scored
+//! default_jitter_buffer = "adaptive"   # mos_lq, mos_cq, r_factor, jb_discards, comparison
 //! network_delay_ms = 20.0
 //! g711_plc = true
 //! unknown_codec_ie = 10.0
 //! unknown_codec_bpl = 10.0
 //! compare_tolerance = 0.1
+//! mirror_dup_window_us = 500   # a packet repeated this soon is a SPAN copy, not an RTP duplicate
 //!
 //! [ids]                         # behavioural detectors (analyzers::ids)
 //! enabled = true
@@ -118,6 +120,7 @@ use analyzers::flow::FlowConfig;
 use analyzers::ids::IdsConfig;
 use analyzers::vnet::{parse_vnet_map_spec, Role, VlanMapping, VnetMap};
 use analyzers::voip::codec::Impairment;
+use analyzers::voip::jitter_buffer::Model as JbModel;
 use analyzers::voip::RtpConfig;
 use serde::Deserialize;
 
@@ -492,8 +495,12 @@ pub struct RtpSection {
     pub max_candidates: usize,
     pub max_announced: usize,
     pub max_calls: usize,
-    /// Emulated fixed jitter buffer, ms. Default 60.
-    pub jitter_buffer_ms: f64,
+    /// Emulated jitter-buffer models (`fixed50`, `fixed200`, `adaptive`),
+    /// each with its own discards, delay and MOS columns. Default all three.
+    pub jitter_buffers: Vec<String>,
+    /// The model the unsuffixed MOS columns and the comparison use; one of
+    /// `jitter_buffers`. Default `adaptive`.
+    pub default_jitter_buffer: String,
     /// One-way network delay assumed for MOS-CQ, ms. Default 20.
     pub network_delay_ms: f64,
     /// Whether G.711 receivers conceal loss (Bpl 25.1, else 4.3). Default true.
@@ -504,6 +511,9 @@ pub struct RtpSection {
     /// Shadow and production windows whose MOS differ by at most this are
     /// `equal`. Default 0.1.
     pub compare_tolerance: f64,
+    /// A packet repeating its stream's previous one within this many µs
+    /// is a mirror copy (`mirror_duplicates`). Default 500.
+    pub mirror_dup_window_us: u64,
 }
 
 impl Default for RtpSection {
@@ -518,12 +528,18 @@ impl Default for RtpSection {
             max_candidates: d.max_candidates,
             max_announced: d.max_announced,
             max_calls: d.max_calls,
-            jitter_buffer_ms: d.jitter_buffer_ms,
+            jitter_buffers: d
+                .jitter_buffers
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+            default_jitter_buffer: d.default_jitter_buffer.name().to_string(),
             network_delay_ms: d.network_delay_ms,
             g711_plc: d.g711_plc,
             unknown_codec_ie: d.unknown_codec.ie,
             unknown_codec_bpl: d.unknown_codec.bpl,
             compare_tolerance: 0.1,
+            mirror_dup_window_us: d.mirror_dup_window_us,
         }
     }
 }
@@ -768,14 +784,48 @@ impl NodeConfig {
                 return Err(invalid(key, "must be between 1 and 10000000"));
             }
         }
-        for (key, v) in [
-            ("rtp.jitter_buffer_ms", r.jitter_buffer_ms),
-            ("rtp.network_delay_ms", r.network_delay_ms),
-        ] {
-            if !(0.0..=10_000.0).contains(&v) {
-                return Err(invalid(key, "must be between 0 and 10000"));
-            }
+        if !(0.0..=10_000.0).contains(&r.network_delay_ms) {
+            return Err(invalid(
+                "rtp.network_delay_ms",
+                "must be between 0 and 10000",
+            ));
         }
+        if r.mirror_dup_window_us > 1_000_000 {
+            return Err(invalid(
+                "rtp.mirror_dup_window_us",
+                "must be at most 1000000",
+            ));
+        }
+        let mut jitter_buffers = Vec::new();
+        for name in &r.jitter_buffers {
+            let Some(m) = JbModel::from_name(name) else {
+                return Err(invalid(
+                    "rtp.jitter_buffers",
+                    format!("unknown model {name:?} (known: fixed50, fixed200, adaptive)"),
+                ));
+            };
+            if jitter_buffers.contains(&m) {
+                return Err(invalid(
+                    "rtp.jitter_buffers",
+                    format!("{name:?} listed twice"),
+                ));
+            }
+            jitter_buffers.push(m);
+        }
+        if jitter_buffers.is_empty() {
+            return Err(invalid(
+                "rtp.jitter_buffers",
+                "must name at least one model",
+            ));
+        }
+        let default_jitter_buffer = JbModel::from_name(&r.default_jitter_buffer)
+            .filter(|m| jitter_buffers.contains(m))
+            .ok_or_else(|| {
+                invalid(
+                    "rtp.default_jitter_buffer",
+                    "must be one of rtp.jitter_buffers",
+                )
+            })?;
         if !(0.0..=95.0).contains(&r.unknown_codec_ie) {
             return Err(invalid("rtp.unknown_codec_ie", "must be between 0 and 95"));
         }
@@ -829,13 +879,15 @@ impl NodeConfig {
                 max_candidates: r.max_candidates,
                 max_announced: r.max_announced,
                 max_calls: r.max_calls,
-                jitter_buffer_ms: r.jitter_buffer_ms,
+                jitter_buffers,
+                default_jitter_buffer,
                 network_delay_ms: r.network_delay_ms,
                 g711_plc: r.g711_plc,
                 unknown_codec: Impairment {
                     ie: r.unknown_codec_ie,
                     bpl: r.unknown_codec_bpl,
                 },
+                mirror_dup_window_us: r.mirror_dup_window_us,
             },
             compare_tolerance: r.compare_tolerance,
             ids,
@@ -1096,6 +1148,42 @@ mod tests {
         let c = NodeConfig::parse("[vnets]\nmap = [\"100=A\"]\n").expect("parse");
         let err = c.resolve(None).expect_err("invalid").to_string();
         assert!(err.contains("vnets.map"), "{err}");
+    }
+
+    #[test]
+    fn jitter_buffer_models_are_named_and_the_default_is_one_of_them() {
+        let r = NodeConfig::parse("")
+            .expect("parse")
+            .resolve(None)
+            .expect("ok");
+        assert_eq!(r.rtp.jitter_buffers, JbModel::ALL.to_vec());
+        assert_eq!(r.rtp.default_jitter_buffer, JbModel::Adaptive);
+        assert_eq!(r.rtp.mirror_dup_window_us, 500);
+        let c = NodeConfig::parse(
+            "[rtp]\njitter_buffers = [\"fixed200\"]\ndefault_jitter_buffer = \"fixed200\"\n",
+        )
+        .expect("parse");
+        let r = c.resolve(None).expect("resolve");
+        assert_eq!(r.rtp.jitter_buffers, vec![JbModel::Fixed200]);
+        for (toml, key) in [
+            ("jitter_buffers = [\"fixed60\"]", "rtp.jitter_buffers"),
+            ("jitter_buffers = []", "rtp.jitter_buffers"),
+            (
+                "jitter_buffers = [\"adaptive\", \"adaptive\"]",
+                "rtp.jitter_buffers",
+            ),
+            (
+                "jitter_buffers = [\"fixed50\"]\ndefault_jitter_buffer = \"adaptive\"",
+                "rtp.default_jitter_buffer",
+            ),
+            ("mirror_dup_window_us = 2000000", "rtp.mirror_dup_window_us"),
+        ] {
+            let c = NodeConfig::parse(&format!("[rtp]\n{toml}\n")).expect("parse");
+            let err = c.resolve(None).expect_err(toml).to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let err = NodeConfig::parse("[rtp]\njitter_buffer_ms = 60\n").expect_err("removed key");
+        assert!(err.contains("jitter_buffer_ms"), "{err}");
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct VoipCounters {
     /// Sum and minimum of the streams' whole-life MOS-CQ.
     pub mos_cq_sum: f64,
     pub mos_cq_min: f64,
+    /// Streams with a MOS (the mean's divisor).
+    pub mos_streams: u64,
+    /// Mirror copies of the streams' packets (SPAN of both directions).
+    pub mirror_duplicates: u64,
 }
 
 impl Default for VoipCounters {
@@ -44,6 +48,8 @@ impl Default for VoipCounters {
             packets_lost: 0,
             mos_cq_sum: 0.0,
             mos_cq_min: f64::INFINITY,
+            mos_streams: 0,
+            mirror_duplicates: 0,
         }
     }
 }
@@ -324,8 +330,13 @@ impl Engine {
                 v.streams += 1;
                 v.packets_received += r.quality.packets_received;
                 v.packets_lost += r.quality.packets_lost;
-                v.mos_cq_sum += r.quality.mos_cq;
-                v.mos_cq_min = v.mos_cq_min.min(r.quality.mos_cq);
+                // Streams without a MOS (unknown codec) do not count here.
+                if r.quality.mos_cq.is_finite() {
+                    v.mos_cq_sum += r.quality.mos_cq;
+                    v.mos_cq_min = v.mos_cq_min.min(r.quality.mos_cq);
+                    v.mos_streams += 1;
+                }
+                v.mirror_duplicates += r.mirror_duplicates;
             }
         }
         (

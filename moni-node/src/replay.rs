@@ -45,13 +45,20 @@ pub struct ReplayOptions {
 const MAX_COMPARE_WINDOWS: usize = 2_000_000;
 
 /// Keeps the windows of production and shadow VNets for the comparison at
-/// the end, up to [`MAX_COMPARE_WINDOWS`] (the rest are counted).
+/// the end, up to [`MAX_COMPARE_WINDOWS`] (the rest are counted). Nothing
+/// is kept unless the map has both a production and a shadow VNet: there
+/// is no pair to make otherwise, and 600 k streams' windows would cost
+/// hundreds of MB for nothing.
 fn keep_for_compare(
     kept: &mut Vec<RtpWindowRecord>,
     dropped: &mut u64,
     windows: Vec<RtpWindowRecord>,
     vnets: &analyzers::vnet::VnetMap,
 ) {
+    let has = |r: Role| vnets.iter().any(|(_, v)| v.role == r);
+    if !(has(Role::Production) && has(Role::Shadow)) {
+        return;
+    }
     for w in windows {
         if !matches!(vnets.get(w.id.vnet).role, Role::Production | Role::Shadow) {
             continue;

@@ -77,6 +77,7 @@ pub struct VoipVnetSummary {
     /// Mean of the streams' whole-life MOS-CQ.
     pub mos_cq_mean: Option<f64>,
     pub mos_cq_min: Option<f64>,
+    pub mirror_duplicates: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -88,6 +89,8 @@ pub struct VoipSummary {
     pub streams: u64,
     pub streams_evicted: u64,
     pub candidates_evicted: u64,
+    /// Mirror copies dropped before detection (SPAN of both directions).
+    pub mirror_duplicates: u64,
     pub vnets: Vec<VoipVnetSummary>,
 }
 
@@ -107,8 +110,9 @@ pub fn voip_summary(
                 streams: c.streams,
                 packets_received: c.packets_received,
                 packets_lost: c.packets_lost,
-                mos_cq_mean: Some(c.mos_cq_sum / c.streams as f64),
-                mos_cq_min: Some(c.mos_cq_min),
+                mos_cq_mean: (c.mos_streams > 0).then(|| c.mos_cq_sum / c.mos_streams as f64),
+                mos_cq_min: (c.mos_streams > 0).then_some(c.mos_cq_min),
+                mirror_duplicates: c.mirror_duplicates,
             })
         })
         .collect();
@@ -120,6 +124,7 @@ pub fn voip_summary(
         streams: per_vnet.iter().map(|v| v.streams).sum(),
         streams_evicted: stats.streams_evicted,
         candidates_evicted: stats.candidates_evicted,
+        mirror_duplicates: stats.mirror_duplicates,
         vnets: per_vnet,
     }
 }

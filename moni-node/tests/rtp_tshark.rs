@@ -4,9 +4,11 @@
 //! agree per stream on packets, loss, max delta and max/mean jitter.
 //!
 //! Streams tshark finds whose payload type is dynamic and announced by no
-//! SDP are left out: moni's heuristic only believes known or rtpmap'd
-//! payload types (their clock rate is unknown, so tshark reports no jitter
-//! for them either).
+//! SDP (`RTPType-N`) are compared on packets, loss and max delta only:
+//! tshark computes no jitter without a clock rate, where moni infers the
+//! clock from the timestamps (and calls the codec `dynamic-PT`); the same
+//! for a telephone-event stream with its own SSRC (`rtpevent`). moni
+//! believes such streams after 8 packets, so shorter ones are left out.
 //!
 //! Loss: tshark computes expected packets from the *last* sequence number
 //! seen, RFC 3550 (and moni) from the *highest*; the two differ only when
@@ -117,6 +119,11 @@ fn moni_streams(file: &Path) -> BTreeMap<Key, Row> {
     rows
 }
 
+/// A stream tshark knows no clock for: a dynamic payload type without SDP.
+fn is_dynamic(r: &Row) -> bool {
+    r.payload.starts_with("RTPType-") || r.payload == "rtpevent"
+}
+
 fn close(a: f64, b: f64) -> bool {
     // tshark prints 3 decimals.
     (a - b).abs() <= 0.0015 || (a - b).abs() <= 0.01 * b.abs()
@@ -142,6 +149,11 @@ fn assert_agree(name: &str, got: &BTreeMap<Key, Row>, want: &BTreeMap<Key, Row>)
             ("max jitter", g.max_jitter_ms, w.max_jitter_ms),
             ("mean jitter", g.mean_jitter_ms, w.mean_jitter_ms),
         ] {
+            // tshark has no clock, hence no jitter, for a dynamic payload
+            // type without SDP.
+            if is_dynamic(w) && what != "max delta" {
+                continue;
+            }
             assert!(close(a, b), "{name} {k:?} {what}: {g:?} vs {w:?}");
         }
     }
@@ -175,11 +187,20 @@ fn rtp_streams_agree_with_tshark_on_the_corpus() {
         "ndpi-rtp-vlan.pcapng",
         "DTMFsipinfo.pcap",
         "sip-ipv6-frag-sll.pcap",
+        // Not sipp_uac_Media_DTMF_Speex.pcap: tshark gives its RFC 2833
+        // packets (rtpmap telephone-event/8000) jitter samples, whose
+        // timestamps repeat the event start (max jitter 90.9 ms vs moni's
+        // 28.9 ms, which leaves them out); packets, loss and max delta agree
+        // (1,144 / 0 / 20.197 ms).
+        "mario_choppy_speech.pcap",
+        "whatsapp_login_call.pcap",
+        "sip-rtp-g729a.pcap",
+        "sip-rtp-dvi4.pcap",
+        "rtcp_multiple_pkts_in_the_same_datagram.pcap",
     ] {
         let file = c.join("voip").join(name);
         let mut want = tshark_streams(&file);
-        // Dynamic payload types without SDP: unknown to moni by design.
-        want.retain(|_, r| !r.payload.starts_with("RTPType-") && r.payload != "rtpevent");
+        want.retain(|_, r| !is_dynamic(r) || r.packets >= 8);
         compared += assert_agree(name, &moni_streams(&file), &want);
     }
     assert!(compared >= 15, "compared {compared} streams");

@@ -237,10 +237,12 @@ fn generated_impairments_match_the_ground_truth() {
             );
             let j = col::<Float64Array>(b, "remote_jitter_ms").value(i);
             assert!((j - t.remote_jitter_ms).abs() < 1e-9, "{j}");
-            // MOS-CQ's delay uses RTT/2 (+ jitter buffer and packetization).
+            // MOS-CQ's delay uses RTT/2 (+ the default jitter buffer's
+            // mean playout delay and packetization).
             let delay = col::<Float64Array>(b, "one_way_delay_ms").value(i);
+            let jb = col::<Float64Array>(b, "jb_delay_ms_adaptive").value(i);
             assert!(
-                (delay - (t.rtt_ms / 2.0 + 60.0 + 20.0)).abs() < 0.01,
+                (delay - (t.rtt_ms / 2.0 + jb + 20.0)).abs() < 0.01,
                 "{delay}"
             );
             rtcp_matched += 1;
@@ -347,6 +349,7 @@ fn rtcp_reports_give_round_trip_and_far_end_view() {
         let rtt = col::<Float64Array>(&b, "rtt_ms");
         let lost = col::<Int64Array>(&b, "remote_cumulative_lost");
         let delay = col::<Float64Array>(&b, "one_way_delay_ms");
+        let jb = col::<Float64Array>(&b, "jb_delay_ms_adaptive");
         for i in 0..b.num_rows() {
             if ssrc.value(i) == 0xD2BD_4E3E {
                 // The RR echoing this sender's SR came back within a few ms.
@@ -355,7 +358,7 @@ fn rtcp_reports_give_round_trip_and_far_end_view() {
                 assert!((0.0..50.0).contains(&r), "rtt {r}");
                 assert_eq!(lost.value(i), 0, "the far end reports no loss");
                 // MOS-CQ then uses RTT/2 instead of the configured 20 ms.
-                assert!((delay.value(i) - (r / 2.0 + 60.0 + 20.0)).abs() < 1e-6);
+                assert!((delay.value(i) - (r / 2.0 + jb.value(i) + 20.0)).abs() < 1e-6);
                 with_rtt += 1;
             }
         }

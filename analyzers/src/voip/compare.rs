@@ -2,7 +2,9 @@
 //! VNet and a shadow VNet (same SSRC, same inner 5-tuple) is paired window
 //! by window, and each pair gets a verdict.
 //!
-//! MOS here is the conversational MOS-CQ of each window. Two windows are
+//! MOS here is the conversational MOS-CQ of each window with the default
+//! jitter-buffer model (`rtp.default_jitter_buffer`, named in the
+//! `jitter_buffer` column). Two windows are
 //! `equal` when their MOS differs by at most the tolerance (default 0.1,
 //! about the resolution at which listeners tell calls apart); otherwise the
 //! higher wins. Both the node and the collector use this module.
@@ -65,6 +67,8 @@ pub struct RtpCompareRecord {
     pub loss_shadow: f64,
     pub jitter_production_ms: f64,
     pub jitter_shadow_ms: f64,
+    /// The jitter-buffer model the MOS values come from.
+    pub jitter_buffer: &'static str,
     pub verdict: Verdict,
 }
 
@@ -104,6 +108,10 @@ pub fn compare_windows(
             for (k, a) in pw {
                 let Some(b) = sw.get(k) else { continue };
                 let (mp, ms) = (a.quality.mos_cq, b.quality.mos_cq);
+                // A stream without a MOS (unknown codec) has no verdict.
+                if !(mp.is_finite() && ms.is_finite()) {
+                    continue;
+                }
                 out.push(RtpCompareRecord {
                     production: *p,
                     shadow: *s,
@@ -122,6 +130,7 @@ pub fn compare_windows(
                     loss_shadow: b.quality.loss_ratio,
                     jitter_production_ms: a.quality.jitter_ms,
                     jitter_shadow_ms: b.quality.jitter_ms,
+                    jitter_buffer: a.quality.jitter_buffer,
                     verdict: Verdict::of(mp, ms, tolerance),
                 });
             }

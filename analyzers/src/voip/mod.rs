@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod compare;
 pub mod emodel;
+pub mod jitter_buffer;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

@@ -54,6 +54,30 @@ pub fn looks_like_rtcp(b: &[u8]) -> bool {
     b.len() >= 8 && b[0] >> 6 == 2 && (200..=207).contains(&b[1])
 }
 
+/// Whether the bytes are a whole RTCP compound packet: one or more
+/// version-2 packets of a known type (SR, RR, SDES, BYE, APP, RTPFB, PSFB,
+/// XR) whose length fields add up to the datagram. A DNS message or
+/// random UDP passes the first-byte test of [`looks_like_rtcp`] now and
+/// then; it almost never passes this.
+pub fn is_rtcp_compound(mut b: &[u8]) -> bool {
+    if !looks_like_rtcp(b) {
+        return false;
+    }
+    // Fewer than 4 bytes after the last packet are tolerated: some stacks
+    // pad the datagram (SIP_CALL_RTP_G711.pcap ends 4 compounds with 2).
+    while b.len() >= 4 {
+        if b[0] >> 6 != 2 || !(200..=207).contains(&b[1]) {
+            return false;
+        }
+        let len = (usize::from(u16::from_be_bytes([b[2], b[3]])) + 1) * 4;
+        let Some(rest) = b.get(len..) else {
+            return false;
+        };
+        b = rest;
+    }
+    true
+}
+
 /// RTP clock rate of a static payload type (RFC 3551 tables 4 and 5), if
 /// known. G.722 uses 8000 by RFC 3551's historical error.
 pub fn static_clock_rate(payload_type: u8) -> Option<u32> {
@@ -127,6 +151,24 @@ mod tests {
         assert!(RtpHeader::parse(&ext).is_none());
     }
 
+    #[test]
+    fn compound_rtcp_lengths_must_add_up() {
+        // RR with no block (8 bytes) + SDES of 12 bytes.
+        let mut rr = vec![0x80, 201, 0, 1, 0, 0, 0, 1];
+        rr.extend_from_slice(&[0x81, 202, 0, 2, 0, 0, 0, 1, 1, 1, b'a', 0]);
+        assert!(is_rtcp_compound(&rr));
+        assert!(!is_rtcp_compound(&rr[..rr.len() - 1]));
+        let mut longer = rr.clone();
+        longer.extend_from_slice(&[0, 0, 0, 0]);
+        assert!(!is_rtcp_compound(&longer));
+        // A DNS response whose id and flags happen to read 0x80 0xC8.
+        let dns = [
+            0x80, 0xc8, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 3, b'w', b'w', b'w', 0, 0, 1, 0, 1,
+        ];
+        assert!(looks_like_rtcp(&dns));
+        assert!(!is_rtcp_compound(&dns));
+    }
+
     proptest! {
         #[test]
         fn any_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..64)) {
@@ -134,6 +176,7 @@ mod tests {
                 prop_assert!(h.header_len <= b.len());
             }
             let _ = looks_like_rtcp(&b);
+            let _ = is_rtcp_compound(&b);
         }
     }
 }

@@ -20,11 +20,30 @@
 //!   the first, updated on regular packets. Packets whose payload type has
 //!   no clock rate (telephone-event, as tshark treats it) do not touch the
 //!   jitter nor its media-time reference.
+//! - A timestamp jump with a continuous sequence (the sequence moves on by
+//!   less than 100, a few losses allowed, but the timestamp that goes backwards or runs more than
+//!   `TS_JUMP_MS` ahead of the arrival time: a re-INVITE, a codec or fax
+//!   switch, a restarted sender) starts a new jitter segment: no jitter
+//!   sample is taken across it (`ts_jumps`).
+//! - Payload-type changes are counted, and the clock is inferred from
+//!   timestamp steps against arrival spacing over continuous steps of the
+//!   stream's own payload type: the nearest of 8, 16, 32, 48 and 90 kHz
+//!   within a factor 1.25, else unknown. A stream whose inferred clock
+//!   differs from the announced one is a clock mismatch.
+
+use std::collections::VecDeque;
 
 use crate::time::Timestamp;
 use crate::voip::rtp::{is_comfort_noise, RtpHeader};
 
 const MAX_DROPOUT: u16 = 3000;
+/// Settled loss runs remembered for windows.
+const RUN_LOG_CAP: usize = 1024;
+/// Media time running ahead of arrival time by more than this across one
+/// sequence step is a timestamp jump, ms.
+pub const TS_JUMP_MS: f64 = 1000.0;
+/// Clock rates a timestamp clock is inferred to.
+const CLOCKS: [u32; 5] = [8000, 16000, 32000, 48000, 90_000];
 const MAX_MISORDER: u16 = 100;
 const SEQ_MOD: i64 = 1 << 16;
 const WINDOW: i64 = 512;
@@ -47,6 +66,10 @@ pub struct StreamStats {
     pub duplicates: u64,
     pub reordered: u64,
     pub seq_resets: u64,
+    /// Timestamp jumps with a continuous sequence (new jitter segments).
+    pub ts_jumps: u64,
+    /// Changes of payload type from one packet to the next.
+    pub payload_type_changes: u64,
     /// Loss runs (consecutive missing sequence numbers), counted once the
     /// highest sequence is `REORDER_HORIZON` past them, so a packet that
     /// arrives late within that horizon is not counted as a loss: number of
@@ -87,6 +110,16 @@ pub struct StreamStats {
     prev_ts: u32,
     has_clocked: bool,
     prev_cn: bool,
+    last_pt: u8,
+    /// Last packet of the stream's own payload type (sequence, timestamp,
+    /// arrival µs), and the sums of continuous steps for the clock.
+    own_last: (u16, u32, i64),
+    clock_units: f64,
+    clock_secs: f64,
+    clock_steps: u64,
+    /// Settled loss runs (first position, length), newest last, for the
+    /// per-window burst ratio; capped.
+    run_log: VecDeque<(i64, u64)>,
 }
 
 impl StreamStats {
@@ -129,9 +162,82 @@ impl StreamStats {
             prev_ts: h.timestamp,
             has_clocked: clock_rate.is_some(),
             prev_cn: is_comfort_noise(h.payload_type),
+            ts_jumps: 0,
+            payload_type_changes: 0,
+            last_pt: h.payload_type,
+            own_last: (h.sequence, h.timestamp, arrival.micros()),
+            clock_units: 0.0,
+            clock_secs: 0.0,
+            clock_steps: 0,
+            run_log: VecDeque::new(),
         };
         s.mark_seen(s.max_ext);
         s
+    }
+
+    /// The clock the timestamps run at, from at least 20 continuous steps
+    /// over at least a second: the nearest of 8, 16, 32, 48 and 90 kHz
+    /// within a factor 1.25, else `None` (unknown or not yet known).
+    pub fn inferred_clock(&self) -> Option<u32> {
+        if self.clock_steps < 20 || self.clock_secs < 1.0 {
+            return None;
+        }
+        let rate = self.clock_units / self.clock_secs;
+        let (best, dist) = CLOCKS
+            .iter()
+            .map(|&c| (c, (rate / f64::from(c)).ln().abs()))
+            .min_by(|a, b| a.1.total_cmp(&b.1))?;
+        (dist < 1.25f64.ln()).then_some(best)
+    }
+
+    /// The inferred clock contradicts the announced (or static) one.
+    pub fn clock_mismatch(&self) -> bool {
+        match (self.clock_rate, self.inferred_clock()) {
+            (Some(announced), Some(inferred)) => announced != inferred,
+            _ => false,
+        }
+    }
+
+    /// Loss runs whose positions fall at or after extended sequence
+    /// `from` (a window's first position): settled runs from the log, the
+    /// open run, and the runs not yet settled in the reorder horizon as
+    /// they stand. A run crossing `from` counts with its part after it.
+    /// Returns (runs, lost packets in them).
+    pub fn runs_since(&self, from: i64) -> (u64, u64) {
+        let (mut runs, mut packets) = (0u64, 0u64);
+        for &(start, len) in self.run_log.iter().rev() {
+            let end = start + len as i64;
+            if end <= from {
+                break;
+            }
+            runs += 1;
+            packets += (end - start.max(from)) as u64;
+        }
+        let open_start = self.finalized + 1 - self.open_run as i64;
+        let mut cur = (self.finalized + 1 - open_start.max(from)).max(0) as u64;
+        for e in self.finalized + 1..=self.max_ext {
+            if self.is_seen(e) {
+                if cur > 0 {
+                    runs += 1;
+                    packets += cur;
+                }
+                cur = 0;
+            } else if e >= from {
+                cur += 1;
+            }
+        }
+        (runs, packets)
+    }
+
+    /// Drops logged runs that end before `from` (no window needs them).
+    pub fn forget_runs_before(&mut self, from: i64) {
+        while self
+            .run_log
+            .front()
+            .is_some_and(|&(start, len)| start + len as i64 <= from)
+        {
+            self.run_log.pop_front();
+        }
     }
 
     /// Packets expected from the sequence numbers (A.3).
@@ -156,7 +262,25 @@ impl StreamStats {
         let after_first = self.packets - 1;
         self.packets += 1;
         self.last_arrival = self.last_arrival.max(arrival);
+        // A few packets may be lost at the jump itself.
+        let continuous = (1..MAX_MISORDER).contains(&h.sequence.wrapping_sub(self.max_seq));
         self.observe_seq(h.sequence);
+        if h.payload_type != self.last_pt {
+            self.payload_type_changes += 1;
+            self.last_pt = h.payload_type;
+        }
+        if h.payload_type == self.payload_type {
+            let (seq, ts, at) = self.own_last;
+            let units = h.timestamp.wrapping_sub(ts) as i32;
+            let secs = (arrival.micros() - at) as f64 / 1e6;
+            // Continuous steps only, and not a jump (< 2 s of 90 kHz).
+            if h.sequence == seq.wrapping_add(1) && units > 0 && units < 180_000 && secs > 0.0 {
+                self.clock_units += f64::from(units);
+                self.clock_secs += secs;
+                self.clock_steps += 1;
+            }
+            self.own_last = (h.sequence, h.timestamp, arrival.micros());
+        }
 
         // Timing, in arrival order (see the module doc).
         let delta_ms = (arrival.micros() - self.prev_arrival_us) as f64 / 1000.0;
@@ -165,8 +289,12 @@ impl StreamStats {
             if self.has_clocked {
                 let ts_diff = h.timestamp.wrapping_sub(self.prev_ts) as i32;
                 let nominal_ms = f64::from(ts_diff) * 1000.0 / f64::from(rate);
-                let d = (delta_ms - nominal_ms).abs();
-                self.jitter_ms = (15.0 * self.jitter_ms + d) / 16.0;
+                if continuous && (ts_diff < 0 || nominal_ms - delta_ms > TS_JUMP_MS) {
+                    self.ts_jumps += 1;
+                } else {
+                    let d = (delta_ms - nominal_ms).abs();
+                    self.jitter_ms = (15.0 * self.jitter_ms + d) / 16.0;
+                }
             }
             self.has_clocked = true;
             self.prev_ts = h.timestamp;
@@ -259,7 +387,7 @@ impl StreamStats {
     fn finalize_to(&mut self, upto: i64) {
         for e in self.finalized + 1..=upto {
             if self.is_seen(e) {
-                self.close_run();
+                self.close_run(e);
                 self.burst_gap_received();
             } else {
                 self.open_run += 1;
@@ -269,12 +397,17 @@ impl StreamStats {
         self.finalized = self.finalized.max(upto);
     }
 
-    fn close_run(&mut self) {
+    /// Closes the open loss run, which ends just before position `after`.
+    fn close_run(&mut self, after: i64) {
         let run = self.open_run;
         if run == 0 {
             return;
         }
         self.open_run = 0;
+        if self.run_log.len() >= RUN_LOG_CAP {
+            self.run_log.pop_front();
+        }
+        self.run_log.push_back((after - run as i64, run));
         self.loss_runs += 1;
         self.loss_run_packets += run;
         let bucket = match run {
@@ -290,7 +423,7 @@ impl StreamStats {
     /// still count as received or reordered.
     pub fn settle(&mut self) {
         self.finalize_to(self.max_ext);
-        self.close_run();
+        self.close_run(self.finalized + 1);
         self.close_candidate();
         self.gap_packets += self.since_loss;
         self.since_loss = 0;
@@ -408,6 +541,46 @@ mod tests {
             s.observe(at(ms), &h(seq, ts(seq)), Some(8000));
         }
         s
+    }
+
+    #[test]
+    fn a_timestamp_reset_with_continuous_sequence_is_a_new_segment() {
+        // 100 packets, then the timestamp restarts at 0 (seq continuous).
+        let at = |ms: f64| Timestamp((ms * 1000.0) as i64);
+        let mut s = StreamStats::new(at(0.0), &h(0, 3_000_000_000), Some(8000));
+        for i in 1..200u16 {
+            let ts = if i < 100 {
+                3_000_000_000 + 160 * u32::from(i)
+            } else {
+                160 * u32::from(i - 100)
+            };
+            s.observe(at(f64::from(i) * 20.0), &h(i, ts), Some(8000));
+        }
+        assert_eq!(s.ts_jumps, 1);
+        assert!(
+            s.jitter_ms < 1e-9 && s.max_jitter_ms < 1e-9,
+            "{}",
+            s.max_jitter_ms
+        );
+        assert_eq!(s.inferred_clock(), Some(8000));
+        assert!(!s.clock_mismatch());
+    }
+
+    #[test]
+    fn a_16_khz_stream_announced_at_8_khz_is_a_clock_mismatch() {
+        let at = |ms: f64| Timestamp((ms * 1000.0) as i64);
+        let mut s = StreamStats::new(at(0.0), &h(0, 0), Some(8000));
+        for i in 1..100u16 {
+            s.observe(
+                at(f64::from(i) * 20.0),
+                &h(i, 320 * u32::from(i)),
+                Some(8000),
+            );
+        }
+        assert_eq!(s.inferred_clock(), Some(16000));
+        assert!(s.clock_mismatch());
+        assert_eq!(s.ts_jumps, 0);
+        assert_eq!(s.payload_type_changes, 0);
     }
 
     #[test]

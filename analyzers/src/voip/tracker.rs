@@ -4,9 +4,15 @@
 //!   SDP; a stream to or from an announced endpoint is tracked from its
 //!   first packet, with the rtpmap's codec and clock rate.
 //! - Other streams are found by a heuristic: both ports ≥ 1024, a valid
-//!   version-2 header with a static audio payload type, and
+//!   version-2 header with a static payload type of known clock, and
 //!   `confirm_packets` packets of one SSRC whose sequence numbers step by
-//!   one and whose timestamps advance by at most one second of audio each.
+//!   one and whose timestamps advance by at most one second of audio each;
+//!   a dynamic payload type (96-127) without SDP needs twice as many (at
+//!   least 8) of one type, gets codec `dynamic-PT`, an inferred clock and
+//!   no MOS (`mos_reason`).
+//! - A packet repeating its stream's previous one within
+//!   `mirror_dup_window_us` is a mirror copy (`mirror_duplicates`).
+//! - RTCP only as a whole compound packet with both ports ≥ 1024.
 //!   Candidate packets are kept and replayed into the stream when it is
 //!   confirmed, so no packet is lost to detection. DNS, random UDP and
 //!   encrypted noise fail this almost surely.
@@ -14,7 +20,9 @@
 //!   over its life; loss per window is that window's, never cumulative.
 //! - Memory is bounded: at most `max_streams` streams, `max_candidates`
 //!   candidates and `max_announced` announced endpoints, each evicting its
-//!   oldest with a counter. Streams idle for `stream_idle_secs` end.
+//!   oldest with a counter; candidate eviction passes over (up to 8)
+//!   candidates that already stepped by one, so a flood of one-packet
+//!   candidates cannot starve real streams. Streams idle for `stream_idle_secs` end.
 
 use std::collections::VecDeque;
 
@@ -23,12 +31,14 @@ use hashbrown::HashMap;
 use crate::decode::{Decoded, Transport};
 use crate::flow::key::Endpoint;
 use crate::record::{
-    CallRecord, EndReason, RtcpView, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord,
+    CallRecord, EndReason, JbQuality, RtcpView, RtpQuality, RtpStreamId, RtpStreamRecord,
+    RtpWindowRecord,
 };
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
 use crate::voip::codec::{self, Impairment};
 use crate::voip::emodel::{self, Params};
+use crate::voip::jitter_buffer::{JbCounters, JbPacket, JitterBuffer, Model, MODEL_COUNT};
 use crate::voip::rtcp;
 use crate::voip::rtp::{self, RtpHeader};
 use crate::voip::sdp;
@@ -52,9 +62,13 @@ pub struct RtpConfig {
     pub max_calls: usize,
     pub max_candidates: usize,
     pub max_announced: usize,
-    /// Emulated fixed jitter buffer: a packet later than this behind the
-    /// fastest one counts as lost for quality. Default 60 ms.
-    pub jitter_buffer_ms: f64,
+    /// Emulated jitter buffers every stream feeds (see
+    /// [`crate::voip::jitter_buffer`]). Default fixed50, fixed200, adaptive.
+    pub jitter_buffers: Vec<Model>,
+    /// The model `mos_lq`, `mos_cq`, `r_factor`, `jb_discards` and the
+    /// comparison come from; always one of `jitter_buffers`. Default
+    /// adaptive.
+    pub default_jitter_buffer: Model,
     /// One-way network delay assumed for MOS-CQ when RTCP gives none.
     /// Default 20 ms.
     pub network_delay_ms: f64,
@@ -63,6 +77,11 @@ pub struct RtpConfig {
     pub g711_plc: bool,
     /// Impairment of codecs G.113 does not list. Default Ie 10, Bpl 10.
     pub unknown_codec: Impairment,
+    /// A packet repeating the previous packet of its stream (same
+    /// addresses, ports, sequence, timestamp and payload hash) within this
+    /// many µs is a mirror artefact (a SPAN copying both directions), not
+    /// an RTP duplicate. Default 500.
+    pub mirror_dup_window_us: u64,
 }
 
 impl Default for RtpConfig {
@@ -76,13 +95,15 @@ impl Default for RtpConfig {
             max_calls: 50_000,
             max_candidates: 65_536,
             max_announced: 65_536,
-            jitter_buffer_ms: 60.0,
+            jitter_buffers: Model::ALL.to_vec(),
+            default_jitter_buffer: Model::Adaptive,
             network_delay_ms: 20.0,
             g711_plc: true,
             unknown_codec: Impairment {
                 ie: 10.0,
                 bpl: 10.0,
             },
+            mirror_dup_window_us: 500,
         }
     }
 }
@@ -99,6 +120,8 @@ pub struct RtpStats {
     pub rtp_packets: u64,
     pub calls_started: u64,
     pub calls_evicted: u64,
+    /// Mirror copies dropped (see [`RtpConfig::mirror_dup_window_us`]).
+    pub mirror_duplicates: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -123,11 +146,17 @@ struct WindowStart {
     expected: i64,
     duplicates: u64,
     reordered: u64,
-    discards: u64,
+    jb: [JbCounters; MODEL_COUNT],
     runs: u64,
     run_packets: u64,
     max_jitter_ms: f64,
     max_delta_ms: f64,
+    /// First extended sequence number of a window (its loss runs are those
+    /// at or after it); `None` for a stream's whole life.
+    first_ext: Option<i64>,
+    /// Packets per payload type in the window (the first 4 types seen), for
+    /// the window's codec.
+    pts: [(u8, u64); 4],
 }
 
 #[derive(Debug)]
@@ -137,19 +166,61 @@ struct Entry {
     stats: StreamStats,
     impairment: Impairment,
     window: WindowStart,
-    min_transit_ms: f64,
-    jb_discards: u64,
+    /// The configured jitter-buffer models, by [`Model::index`].
+    jbs: [Option<JitterBuffer>; MODEL_COUNT],
+    /// The default model (falls back to the first configured one).
+    default_jb: Model,
     mos_min: f64,
     mos_weighted: f64,
     mos_weight: f64,
     mos_last: f64,
     /// Latest RTCP round trip for this stream, used for the delay.
     rtt_ms: Option<f64>,
+    /// The last packet, to recognise its mirror copy.
+    last: LastPacket,
+    mirror_duplicates: u64,
+}
+
+/// What identifies a packet's mirror copy: sequence, timestamp, payload
+/// hash and arrival.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct LastPacket {
+    sequence: u16,
+    timestamp: u32,
+    hash: u64,
+    arrival_us: i64,
+}
+
+impl LastPacket {
+    fn of(ts: Timestamp, h: &RtpHeader, hash: u64) -> LastPacket {
+        LastPacket {
+            sequence: h.sequence,
+            timestamp: h.timestamp,
+            hash,
+            arrival_us: ts.micros(),
+        }
+    }
+
+    /// Whether `next` is this packet again within `window_us`.
+    fn is_mirrored_by(&self, next: &LastPacket, window_us: u64) -> bool {
+        self.sequence == next.sequence
+            && self.timestamp == next.timestamp
+            && self.hash == next.hash
+            && u64::try_from(next.arrival_us - self.arrival_us).is_ok_and(|d| d <= window_us)
+    }
+}
+
+fn payload_hash(payload: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6d6f6e69).hash_one(payload)
 }
 
 #[derive(Debug, Default)]
 struct Candidate {
     packets: Vec<(Timestamp, RtpHeader)>,
+    last: LastPacket,
+    /// Mirror copies seen while a candidate (passed on to the stream).
+    mirrored: u64,
 }
 
 pub struct RtpTracker {
@@ -249,9 +320,14 @@ impl RtpTracker {
             return;
         };
         let payload = d.payload;
+        // RTCP only where it can be: never on a well-known port (DNS), and
+        // only as a whole compound packet.
         if rtp::looks_like_rtcp(payload) {
-            self.stats.rtcp_packets += 1;
-            self.rtcp_report(ts, vnet, &rtcp::parse_compound(payload));
+            if src_port >= 1024 && dst_port >= 1024 && rtp::is_rtcp_compound(payload) {
+                self.stats.rtcp_packets += 1;
+                self.rtcp_report(ts, vnet, &rtcp::parse_compound(payload));
+            }
+            // Neither RTCP nor RTP (payload types 72-79 with the marker).
             return;
         }
         let Some(h) = RtpHeader::parse(payload) else {
@@ -264,8 +340,16 @@ impl RtpTracker {
             v6: ip.src.is_ipv6(),
             ssrc: h.ssrc,
         };
+        let this = LastPacket::of(ts, &h, payload_hash(payload));
+        let mirror_us = self.config.mirror_dup_window_us;
         if let Some(&i) = self.streams.get(&key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
+                if e.last.is_mirrored_by(&this, mirror_us) {
+                    e.mirror_duplicates += 1;
+                    self.stats.mirror_duplicates += 1;
+                    return;
+                }
+                e.last = this;
                 self.stats.rtp_packets += 1;
                 if !self.rtcp.is_empty()
                     && window_index(ts, self.config.window_secs) > e.window.index
@@ -288,12 +372,24 @@ impl RtpTracker {
         if let Some(a) = announced {
             self.stats.rtp_packets += 1;
             self.start(key, ts, &h, Some(a), windows, streams);
+            self.set_last(key, this);
             return;
         }
-        if src_port < 1024 || dst_port < 1024 || rtp::static_clock_rate(h.payload_type).is_none() {
+        // Dynamic payload types without SDP (WebRTC, SRTP, WhatsApp) are
+        // believed after twice as many packets (at least 8) of one payload
+        // type; their clock is inferred later.
+        let dynamic = is_dynamic(h.payload_type);
+        if src_port < 1024
+            || dst_port < 1024
+            || (!dynamic && rtp::static_clock_rate(h.payload_type).is_none())
+        {
             return;
         }
-        let confirm = self.config.confirm_packets.max(1);
+        let confirm = if dynamic {
+            (2 * self.config.confirm_packets).max(8)
+        } else {
+            self.config.confirm_packets.max(1)
+        };
         let confirmed = {
             if !self.candidates.contains_key(&key) {
                 if self.candidates.len() >= self.config.max_candidates {
@@ -305,9 +401,17 @@ impl RtpTracker {
             let Some(c) = self.candidates.get_mut(&key) else {
                 return;
             };
+            if !c.packets.is_empty() && c.last.is_mirrored_by(&this, mirror_us) {
+                self.stats.mirror_duplicates += 1;
+                c.mirrored += 1;
+                return;
+            }
+            c.last = this;
             let plausible = c.packets.last().is_none_or(|(_, prev)| {
                 let ts_step = h.timestamp.wrapping_sub(prev.timestamp);
-                h.sequence == prev.sequence.wrapping_add(1) && ts_step <= 48_000
+                h.sequence == prev.sequence.wrapping_add(1)
+                    && ts_step <= 48_000
+                    && (!dynamic || h.payload_type == prev.payload_type)
             });
             if !plausible {
                 c.packets.clear();
@@ -325,7 +429,23 @@ impl RtpTracker {
                         self.stats.rtp_packets += 1;
                         self.update(key, t, &h, windows);
                     }
+                    self.set_last(key, this);
+                    if let Some(Some(e)) = self
+                        .streams
+                        .get(&key)
+                        .and_then(|&i| self.slab.get_mut(i as usize))
+                    {
+                        e.mirror_duplicates += c.mirrored;
+                    }
                 }
+            }
+        }
+    }
+
+    fn set_last(&mut self, key: StreamKey, last: LastPacket) {
+        if let Some(&i) = self.streams.get(&key) {
+            if let Some(Some(e)) = self.slab.get_mut(i as usize) {
+                e.last = last;
             }
         }
     }
@@ -603,11 +723,24 @@ impl RtpTracker {
         );
     }
 
+    /// Evicts the oldest candidate, but spares (moves to the back) up to
+    /// [`SPARE_STEPPED`] candidates that already stepped by one: a flood of
+    /// one-packet candidates then cannot starve a real stream that needs a
+    /// few more packets to be confirmed.
     fn evict_candidate(&mut self) {
+        let mut spared = 0;
         while let Some(old) = self.candidate_order.pop_front() {
-            if self.candidates.remove(&old).is_some() {
-                self.stats.candidates_evicted += 1;
-                return;
+            match self.candidates.get(&old) {
+                None => continue,
+                Some(c) if c.packets.len() >= 2 && spared < SPARE_STEPPED => {
+                    spared += 1;
+                    self.candidate_order.push_back(old);
+                }
+                Some(_) => {
+                    self.candidates.remove(&old);
+                    self.stats.candidates_evicted += 1;
+                    return;
+                }
             }
         }
     }
@@ -637,6 +770,7 @@ impl RtpTracker {
             .and_then(|a| a.rtpmap.iter().find(|(pt, _, _)| *pt == h.payload_type));
         let (codec_name, clock) = match mapped {
             Some((_, name, rate)) => (name.clone(), Some(*rate)),
+            None if is_dynamic(h.payload_type) => (DYNAMIC_CODEC.to_string(), None),
             None => (
                 rtp::static_codec_name(h.payload_type)
                     .unwrap_or("unknown")
@@ -666,10 +800,29 @@ impl RtpTracker {
             },
             window: WindowStart {
                 index: window_index(ts, self.config.window_secs),
+                first_ext: Some(stats.extended_max()),
+                pts: [(h.payload_type, 1), (0, 0), (0, 0), (0, 0)],
                 ..WindowStart::default()
             },
-            min_transit_ms: transit_ms(ts, h, clock),
-            jb_discards: 0,
+            jbs: Model::ALL.map(|m| {
+                self.config
+                    .jitter_buffers
+                    .contains(&m)
+                    .then(|| JitterBuffer::new(m))
+            }),
+            default_jb: if self
+                .config
+                .jitter_buffers
+                .contains(&self.config.default_jitter_buffer)
+            {
+                self.config.default_jitter_buffer
+            } else {
+                self.config
+                    .jitter_buffers
+                    .first()
+                    .copied()
+                    .unwrap_or(self.config.default_jitter_buffer)
+            },
             impairment,
             stats,
             mos_min: f64::INFINITY,
@@ -677,6 +830,8 @@ impl RtpTracker {
             mos_weight: 0.0,
             mos_last: f64::NAN,
             rtt_ms: None,
+            last: LastPacket::default(),
+            mirror_duplicates: 0,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -688,6 +843,9 @@ impl RtpTracker {
                 (self.slab.len() - 1) as u32
             }
         };
+        if let Some(Some(e)) = self.slab.get_mut(idx as usize) {
+            feed_jitter_buffers(e, ts, h);
+        }
         self.streams.insert(key, idx);
         self.queue.push_back((ts, key));
         self.stats.streams_started += 1;
@@ -769,6 +927,10 @@ impl RtpTracker {
             quality: whole,
             jitter_mean_ms: e.stats.mean_jitter_ms,
             seq_resets: e.stats.seq_resets,
+            ts_jumps: e.stats.ts_jumps,
+            payload_type_changes: e.stats.payload_type_changes,
+            clock_mismatch: e.stats.clock_mismatch(),
+            mirror_duplicates: e.mirror_duplicates,
             loss_runs: e.stats.loss_runs,
             loss_run_hist: e.stats.loss_run_hist,
             bursts: e.stats.bursts,
@@ -807,17 +969,55 @@ fn update_entry(
     }
     let clock = packet_clock(e, h.payload_type);
     e.stats.observe(ts, h, clock);
+    if let Some(slot) = e
+        .window
+        .pts
+        .iter_mut()
+        .find(|(pt, n)| *n == 0 || *pt == h.payload_type)
+    {
+        *slot = (h.payload_type, slot.1 + 1);
+    }
     if let Some(d) = e.stats.last_regular_delta_ms {
         e.window.max_delta_ms = e.window.max_delta_ms.max(d);
-        if e.stats.clock_rate.is_some() {
+        if packet_clock(e, e.id.payload_type).is_some() {
             e.window.max_jitter_ms = e.window.max_jitter_ms.max(e.stats.jitter_ms);
         }
     }
-    let transit = transit_ms(ts, h, e.stats.clock_rate);
-    if transit < e.min_transit_ms {
-        e.min_transit_ms = transit;
-    } else if transit - e.min_transit_ms > config.jitter_buffer_ms {
-        e.jb_discards += 1;
+    feed_jitter_buffers(e, ts, h);
+}
+
+/// Stepped candidates an eviction may pass over before it takes one anyway.
+const SPARE_STEPPED: usize = 8;
+
+/// Codec name of a stream with a dynamic payload type and no SDP.
+pub const DYNAMIC_CODEC: &str = "dynamic-PT";
+
+/// Why a stream has no MOS.
+pub const MOS_REASON_DYNAMIC: &str = "dynamic payload type without SDP: codec unknown";
+
+fn is_dynamic(pt: u8) -> bool {
+    (96..=127).contains(&pt)
+}
+
+/// Gives one packet to every configured jitter-buffer model.
+/// Telephone-event and comfort noise are never late.
+fn feed_jitter_buffers(e: &mut Entry, ts: Timestamp, h: &RtpHeader) {
+    let mut clock = packet_clock(e, h.payload_type);
+    // Timestamps that run at another clock than announced would make every
+    // packet late or early: the buffers follow the inferred clock.
+    if h.payload_type == e.id.payload_type && e.stats.clock_mismatch() {
+        clock = e.stats.inferred_clock();
+    }
+    let p = JbPacket {
+        arrival_ns: ts.micros().saturating_mul(1000),
+        timestamp: h.timestamp,
+        sequence: h.sequence,
+        marker: h.marker,
+        clock_rate: clock,
+        never_late: clock.is_none() || rtp::is_comfort_noise(h.payload_type),
+    };
+    for jb in e.jbs.iter_mut().flatten() {
+        jb.push(&p);
     }
 }
 
@@ -826,7 +1026,8 @@ fn update_entry(
 /// timestamps mark event starts rather than media time.
 fn packet_clock(e: &Entry, pt: u8) -> Option<u32> {
     if pt == e.id.payload_type {
-        return e.stats.clock_rate;
+        // A dynamic payload type without SDP: the clock once inferred.
+        return e.stats.clock_rate.or_else(|| e.stats.inferred_clock());
     }
     match e.rtpmap.iter().find(|(p, _, _)| *p == pt) {
         Some((_, name, _)) if name.eq_ignore_ascii_case("telephone-event") => None,
@@ -835,24 +1036,46 @@ fn packet_clock(e: &Entry, pt: u8) -> Option<u32> {
     }
 }
 
-/// Transit time (arrival minus media time) in ms, for the jitter buffer.
-fn transit_ms(ts: Timestamp, h: &RtpHeader, clock: Option<u32>) -> f64 {
-    let rate = f64::from(clock.unwrap_or(8000).max(1));
-    ts.micros() as f64 / 1000.0 - f64::from(h.timestamp) * 1000.0 / rate
+/// Encoding name of payload type `pt` within a stream: the rtpmap's, the
+/// static table's, else `dynamic-PT` or `unknown`.
+fn codec_name(e: &Entry, pt: u8) -> String {
+    if let Some((_, name, _)) = e.rtpmap.iter().find(|(p, _, _)| *p == pt) {
+        return name.clone();
+    }
+    match rtp::static_codec_name(pt) {
+        Some(n) => n.to_string(),
+        None if is_dynamic(pt) => DYNAMIC_CODEC.to_string(),
+        None => "unknown".to_string(),
+    }
 }
 
-fn snapshot(e: &Entry, index: i64) -> WindowStart {
+/// Cumulative counters of every model (zero for models not configured).
+fn jb_counters(e: &Entry) -> [JbCounters; MODEL_COUNT] {
+    let mut c = [JbCounters::default(); MODEL_COUNT];
+    for (i, jb) in e.jbs.iter().enumerate() {
+        if let Some(jb) = jb {
+            c[i] = *jb.counters();
+        }
+    }
+    c
+}
+
+fn snapshot(e: &mut Entry, index: i64) -> WindowStart {
+    let first_ext = e.stats.extended_max() + 1;
+    e.stats.forget_runs_before(first_ext);
     WindowStart {
+        first_ext: Some(first_ext),
         index,
         packets: e.stats.packets,
         expected: e.stats.expected(),
         duplicates: e.stats.duplicates,
         reordered: e.stats.reordered,
-        discards: e.jb_discards,
+        jb: jb_counters(e),
         runs: e.stats.loss_runs,
         run_packets: e.stats.loss_run_packets,
         max_jitter_ms: 0.0,
         max_delta_ms: 0.0,
+        pts: [(0, 0); 4],
     }
 }
 
@@ -862,31 +1085,77 @@ fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQuality {
     let received = s.packets - from.packets;
     let expected = s.expected() - from.expected;
     let lost = expected - received as i64;
-    let discards = e.jb_discards - from.discards;
-    let loss_ratio = if expected > 0 {
-        ((lost.max(0) as f64 + discards as f64) / expected as f64).clamp(0.0, 1.0)
-    } else {
-        0.0
+    // A window's runs are those whose positions fall in it; a whole
+    // life's are the settled RFC 3611 runs.
+    let (runs, run_packets) = match from.first_ext {
+        Some(first) => s.runs_since(first),
+        None => (
+            s.loss_runs - from.runs,
+            s.loss_run_packets - from.run_packets,
+        ),
     };
-    let runs = s.loss_runs - from.runs;
-    let run_packets = s.loss_run_packets - from.run_packets;
-    let burst_r = if runs > 0 {
-        (run_packets as f64 / runs as f64 * (1.0 - loss_ratio)).max(1.0)
-    } else {
-        1.0
-    };
-    let base = Params {
-        ie: e.impairment.ie,
-        bpl: e.impairment.bpl,
-        ppl_percent: loss_ratio * 100.0,
-        burst_r,
-        ..Params::default()
-    };
-    let lq = emodel::rate(&base);
     // One-way network delay: half the RTCP round trip when known.
     let network = e.rtt_ms.map_or(config.network_delay_ms, |rtt| rtt / 2.0);
-    let delay = network + config.jitter_buffer_ms + 20.0;
-    let cq = emodel::rate(&base.with_one_way_delay(delay));
+    let ratio = |discards: u64| {
+        if expected > 0 {
+            ((lost.max(0) as f64 + discards as f64) / expected as f64).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
+    let burst = |loss_ratio: f64| {
+        if runs > 0 {
+            (run_packets as f64 / runs as f64 * (1.0 - loss_ratio)).max(1.0)
+        } else {
+            1.0
+        }
+    };
+    let score = |discards: u64, jb_delay_ms: f64| {
+        let loss_ratio = ratio(discards);
+        let burst_r = burst(loss_ratio);
+        let base = Params {
+            ie: e.impairment.ie,
+            bpl: e.impairment.bpl,
+            ppl_percent: loss_ratio * 100.0,
+            burst_r,
+            ..Params::default()
+        };
+        let lq = emodel::rate(&base);
+        let delay = network + jb_delay_ms + 20.0;
+        let cq = emodel::rate(&base.with_one_way_delay(delay));
+        (loss_ratio, burst_r, lq, cq, delay)
+    };
+    // No MOS without a codec: the E-model's Ie and Bpl are the codec's.
+    let mos_reason = (e.id.codec == DYNAMIC_CODEC).then_some(MOS_REASON_DYNAMIC);
+    let score = |discards: u64, jb_delay_ms: f64| {
+        let (loss_ratio, burst_r, mut lq, mut cq, delay) = score(discards, jb_delay_ms);
+        if mos_reason.is_some() {
+            (lq.mos, lq.r, cq.mos, cq.r) = (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
+        }
+        (loss_ratio, burst_r, lq, cq, delay)
+    };
+    let mut jb = [None; MODEL_COUNT];
+    let now = jb_counters(e);
+    for (i, b) in e.jbs.iter().enumerate() {
+        let Some(b) = b else { continue };
+        let discards = now[i].discards - from.jb[i].discards;
+        let delay_ms = now[i]
+            .mean_delay_since(&from.jb[i])
+            .unwrap_or(b.model().nominal_ms());
+        let (_, _, lq, cq, _) = score(discards, delay_ms);
+        jb[i] = Some(JbQuality {
+            discards,
+            delay_ms,
+            r_factor: cq.r,
+            mos_lq: lq.mos,
+            mos_cq: cq.mos,
+        });
+    }
+    let d = e.default_jb;
+    let default = jb[d.index()];
+    let discards = default.map_or(0, |q| q.discards);
+    let (loss_ratio, burst_r, lq, cq, delay) =
+        score(discards, default.map_or(d.nominal_ms(), |q| q.delay_ms));
     RtpQuality {
         packets_received: received,
         packets_expected: expected,
@@ -903,6 +1172,9 @@ fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQuality {
         mos_lq: lq.mos,
         mos_cq: cq.mos,
         one_way_delay_ms: delay,
+        jitter_buffer: d.name(),
+        jb,
+        mos_reason,
     }
 }
 
@@ -912,12 +1184,24 @@ fn close_window(e: &mut Entry, config: &RtpConfig, out: &mut Vec<RtpWindowRecord
     }
     let q = quality(e, &e.window, config);
     let weight = f64::from(config.window_secs.max(1));
-    e.mos_min = e.mos_min.min(q.mos_cq);
+    // The minimum over models and windows.
+    e.mos_min =
+        q.jb.iter()
+            .flatten()
+            .fold(e.mos_min.min(q.mos_cq), |m, j| m.min(j.mos_cq));
     e.mos_weighted += q.mos_cq * weight;
     e.mos_weight += weight;
     e.mos_last = q.mos_cq;
+    // The window's codec is the one that carried most of its packets.
+    let mut id = e.id.clone();
+    if let Some(&(pt, _)) = e.window.pts.iter().max_by_key(|(_, n)| *n) {
+        if e.window.pts.iter().any(|(_, n)| *n > 0) && pt != id.payload_type {
+            id.codec = codec_name(e, pt);
+            id.payload_type = pt;
+        }
+    }
     out.push(RtpWindowRecord {
-        id: e.id.clone(),
+        id,
         window_start: Timestamp::from_secs(e.window.index * i64::from(config.window_secs.max(1))),
         window_secs: config.window_secs,
         quality: q,

@@ -1,0 +1,674 @@
+//! Emulated receiver jitter buffers: each model decides, packet by packet,
+//! whether a real receiver with that buffer would have played the packet
+//! or discarded it as late, and how long played packets waited.
+//!
+//! Why several: a passive probe does not know the receiver's buffer, and
+//! the answer to "was this packet late" depends on it entirely. Like
+//! VoIPmonitor (fixed 50 ms, fixed 200 ms, adaptive up to 500 ms; see the
+//! voice-quality reference), every stream feeds every configured model and
+//! each model gets its own loss, delay and MOS.
+//!
+//! All models work on the *transit* of a packet, `n = arrival − media
+//! time` in ms (media time = unwrapped RTP timestamp / clock rate), which is
+//! the one-way delay up to an unknown constant. A buffer holds a *playout
+//! point* `P` on that scale: a packet with `n ≤ P` is played after waiting
+//! `P − n`; a packet with `n > P` arrives after its playout moment and is a
+//! late discard.
+//!
+//! Re-anchoring: the buffer restarts its playout point at the current
+//! packet (counted in `resyncs`). *Soft* re-anchors keep what the model
+//! learnt about the path; *hard* ones restart the transit scale.
+//! - soft: a talkspurt start (marker bit); a media-time gap (timestamp
+//!   step) longer than the model's resync threshold (silence without a
+//!   marker, or a loss burst); a wrap of the 32-bit timestamp (the
+//!   timestamp is unwrapped, so the transit is continuous across it, and
+//!   the anchor there changes nothing for a receiver that unwraps);
+//! - hard: the first packet; a change of the clock rate (payload type
+//!   change to another clock); a transit step between consecutive
+//!   packets larger than the resync threshold — a timestamp discontinuity
+//!   (reset, re-INVITE, codec or fax switch with a continuous sequence) or
+//!   a stall; a packet later than the playout point by more than the
+//!   resync threshold.
+//!
+//! Between anchors, a fixed buffer settles on the fastest packet of its
+//! segment (`P = min n + size`), so a burst after a stall drains into it
+//! instead of holding the delay of the stall.
+//!
+//! Packets that are never late: telephone-event (RFC 4733; its timestamp
+//! is the event start, repeated) and comfort noise (RFC 3389), and any
+//! packet whose clock is unknown. They are counted as `exempt` and leave
+//! the timing state alone.
+//!
+//! The 32-bit timestamp and the 16-bit sequence are unwrapped: packets
+//! behind the highest sequence (reordered) are judged against the playout
+//! point but do not move the transit reference.
+//!
+//! Models:
+//! - `fixed50`: `P = n_anchor + 50`, resync threshold 100 ms.
+//! - `fixed200`: `P = n_anchor + 200`, resync threshold 200 ms.
+//! - `adaptive`: Ramjee, Kurose, Towsley and Schulzrinne (1994),
+//!   algorithm 4 (exponential average with spike mode), in ms: the
+//!   paper's constants 800 and 63 timestamp units at 8 kHz become 100 ms
+//!   and 7.875 ms. Estimates `d̂` (transit) and `v̂` (variation) give the
+//!   target `d̂ + clamp(max(4·v̂, hi + 10 − d̂), 20, 500)`, never more
+//!   than 500 ms above the fastest transit of the segment. `hi` is the
+//!   highest transit seen outside spikes, decaying by 0.1 ms per packet
+//!   (5 ms/s), plus a 10 ms margin, as Asterisk's `jitterbuf.c` sizes its
+//!   buffer from the high end of its delay history plus an extra: the
+//!   EWMA alone forgets a recurring 35 ms delay within a dozen packets and
+//!   would discard it every time. The playout point jumps to the
+//!   target at a talkspurt start (marker) and right after a late packet
+//!   (the buffer grows to fit it, at least 20 ms above its transit), and
+//!   otherwise moves towards it per played packet
+//!   by at most the larger of 2 ms (time stretching, about 10% of a
+//!   20 ms frame) and 1/16 of the distance (frames dropped or inserted
+//!   when far off, as Asterisk's `jitterbuf.c` does), never below the
+//!   latest transit plus 20 ms. Resync threshold 500 ms.
+
+/// A jitter-buffer model moni knows. Every known model has its columns in
+/// `rtp_windows` and `rtp_streams`; models not configured leave them null.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Model {
+    Fixed50,
+    Fixed200,
+    Adaptive,
+}
+
+/// Number of known models (the size of per-model arrays).
+pub const MODEL_COUNT: usize = 3;
+
+impl Model {
+    /// Every model, in column order.
+    pub const ALL: [Model; MODEL_COUNT] = [Model::Fixed50, Model::Fixed200, Model::Adaptive];
+
+    /// The configuration and column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Fixed50 => "fixed50",
+            Model::Fixed200 => "fixed200",
+            Model::Adaptive => "adaptive",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Model> {
+        Model::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Position in [`Model::ALL`] and in per-model arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Media-time gap or transit step beyond which the buffer re-anchors, ms.
+    pub fn resync_ms(self) -> f64 {
+        match self {
+            Model::Fixed50 => 100.0,
+            Model::Fixed200 => 200.0,
+            Model::Adaptive => ADAPTIVE_MAX_MS,
+        }
+    }
+
+    /// Nominal buffer delay, ms: the fixed size, or the adaptive minimum
+    /// headroom (used when a period has no played packet to measure).
+    pub fn nominal_ms(self) -> f64 {
+        match self {
+            Model::Fixed50 => 50.0,
+            Model::Fixed200 => 200.0,
+            Model::Adaptive => ADAPTIVE_MIN_MS,
+        }
+    }
+}
+
+/// Adaptive bounds: headroom over the estimated transit, ms.
+pub const ADAPTIVE_MIN_MS: f64 = 20.0;
+pub const ADAPTIVE_MAX_MS: f64 = 500.0;
+/// Largest move of the adaptive playout point per played packet, ms.
+const ADAPTIVE_STEP_MS: f64 = 2.0;
+/// The highest recent transit decays by this per packet (5 ms/s at 20 ms
+/// packets), and the playout point keeps this margin above it, ms.
+const ADAPTIVE_HI_DECAY_MS: f64 = 0.1;
+const ADAPTIVE_HI_MARGIN_MS: f64 = 10.0;
+/// Ramjee et al. algorithm 4 spike thresholds, in ms.
+const SPIKE_START_MS: f64 = 100.0;
+const SPIKE_END_MS: f64 = 7.875;
+
+/// One packet as a jitter buffer sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JbPacket {
+    /// Capture time, ns (the capture's precision; µs captures give whole µs).
+    pub arrival_ns: i64,
+    pub timestamp: u32,
+    pub sequence: u16,
+    pub marker: bool,
+    /// Clock rate of this packet's payload type; `None` exempts it.
+    pub clock_rate: Option<u32>,
+    /// Telephone-event or comfort noise: never late.
+    pub never_late: bool,
+}
+
+/// What the buffer did with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Played,
+    Late,
+    /// Not judged (telephone-event, comfort noise, unknown clock).
+    Exempt,
+}
+
+/// Cumulative counters of one buffer; a period's figures are differences.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct JbCounters {
+    pub played: u64,
+    pub discards: u64,
+    pub exempt: u64,
+    pub resyncs: u64,
+    /// Sum over played packets of their wait in the buffer, ms.
+    pub delay_sum_ms: f64,
+}
+
+impl JbCounters {
+    /// Mean wait of the packets played since `from`, ms; `None` if none.
+    pub fn mean_delay_since(&self, from: &JbCounters) -> Option<f64> {
+        let n = self.played - from.played;
+        (n > 0).then(|| (self.delay_sum_ms - from.delay_sum_ms) / n as f64)
+    }
+}
+
+/// One emulated buffer.
+#[derive(Clone, Debug)]
+pub struct JitterBuffer {
+    model: Model,
+    counters: JbCounters,
+    /// Unwrapping: last raw timestamp and clock, extended timestamp.
+    last_ts: u32,
+    clock: u32,
+    /// ms per timestamp unit of `clock` (a multiplication per packet).
+    ms_per_unit: f64,
+    ext_ts: i64,
+    /// Extended highest sequence number.
+    last_seq: u16,
+    ext_seq: i64,
+    /// Origin of the transit scale (first clocked packet of the segment).
+    origin_ns: i64,
+    origin_ts: i64,
+    started: bool,
+    /// Transit of the previous in-order clocked packet, and the one before.
+    n1: f64,
+    n2: f64,
+    playout: f64,
+    /// Fastest transit of the current segment.
+    base: f64,
+    // adaptive estimates
+    d_hat: f64,
+    v_hat: f64,
+    spike: bool,
+    spike_var: f64,
+    /// Highest recent transit outside spikes, decaying linearly.
+    hi: f64,
+}
+
+impl JitterBuffer {
+    pub fn new(model: Model) -> JitterBuffer {
+        JitterBuffer {
+            model,
+            counters: JbCounters::default(),
+            last_ts: 0,
+            clock: 0,
+            ms_per_unit: 0.0,
+            ext_ts: 0,
+            last_seq: 0,
+            ext_seq: 0,
+            origin_ns: 0,
+            origin_ts: 0,
+            started: false,
+            n1: 0.0,
+            n2: 0.0,
+            playout: 0.0,
+            base: 0.0,
+            d_hat: 0.0,
+            v_hat: 0.0,
+            spike: false,
+            spike_var: 0.0,
+            hi: f64::NEG_INFINITY,
+        }
+    }
+
+    pub fn model(&self) -> Model {
+        self.model
+    }
+
+    pub fn counters(&self) -> &JbCounters {
+        &self.counters
+    }
+
+    /// Judges one packet.
+    pub fn push(&mut self, p: &JbPacket) -> Verdict {
+        let clock = match p.clock_rate {
+            Some(c) if c > 0 && !p.never_late => c,
+            _ => {
+                self.counters.exempt += 1;
+                return Verdict::Exempt;
+            }
+        };
+        let resync = self.model.resync_ms();
+        // A hard re-anchor restarts the transit scale and the estimates (a
+        // discontinuity); a soft one only moves the playout point (a new
+        // talkspurt on the same path).
+        let mut hard = !self.started || clock != self.clock;
+        if hard {
+            self.clock = clock;
+            self.ms_per_unit = 1000.0 / f64::from(clock);
+            self.last_ts = p.timestamp;
+            self.ext_ts = i64::from(p.timestamp);
+            self.last_seq = p.sequence;
+            self.ext_seq = i64::from(p.sequence);
+            self.origin_ns = p.arrival_ns;
+            self.origin_ts = self.ext_ts;
+        }
+        let mut soft = p.marker;
+        // Unwrap the sequence: behind the highest means reordered.
+        let seq_step = i64::from(p.sequence.wrapping_sub(self.last_seq) as i16);
+        let in_order = seq_step >= 0;
+        // Unwrap the timestamp relative to the last in-order packet.
+        let ts_step = i64::from(p.timestamp.wrapping_sub(self.last_ts) as i32);
+        let ext = self.ext_ts + ts_step;
+        if in_order {
+            if ts_step > 0 && p.timestamp < self.last_ts {
+                soft = true; // wrap
+            }
+            if ts_step as f64 * self.ms_per_unit > resync {
+                soft = true; // a media-time gap: silence or a loss burst
+            }
+            self.ext_seq += seq_step;
+            self.last_seq = p.sequence;
+            self.last_ts = p.timestamp;
+            self.ext_ts = ext;
+        }
+        let n = (p.arrival_ns - self.origin_ns) as f64 * 1e-6
+            - (ext - self.origin_ts) as f64 * self.ms_per_unit;
+        if self.started && in_order && (n - self.n1).abs() > resync {
+            hard = true; // a timestamp discontinuity or a stall
+        }
+        if self.started && n - self.playout > resync {
+            hard = true; // so late that the receiver resynchronises
+        }
+        if in_order || hard {
+            self.estimate(n, hard);
+        }
+        if hard || soft {
+            self.anchor(n, hard);
+        }
+        self.started = true;
+        if self.model != Model::Adaptive {
+            // A fixed buffer settles on the fastest packet of its segment.
+            self.playout = self.playout.min(n + self.model.nominal_ms());
+        }
+        let verdict = if n > self.playout {
+            self.counters.discards += 1;
+            if self.model == Model::Adaptive {
+                // The buffer grows to fit the late packet.
+                self.playout = self.target().max(n + ADAPTIVE_MIN_MS);
+            }
+            Verdict::Late
+        } else {
+            self.counters.played += 1;
+            self.counters.delay_sum_ms += self.playout - n;
+            if self.model == Model::Adaptive {
+                let goal = self.target().max(n + ADAPTIVE_MIN_MS);
+                let diff = goal - self.playout;
+                let step = ADAPTIVE_STEP_MS.max(diff.abs() / 16.0);
+                self.playout += diff.clamp(-step, step);
+            }
+            Verdict::Played
+        };
+        if in_order {
+            self.n2 = self.n1;
+            self.n1 = n;
+        }
+        verdict
+    }
+
+    /// Adaptive target playout point.
+    fn target(&self) -> f64 {
+        let headroom = (4.0 * self.v_hat)
+            .max(self.hi + ADAPTIVE_HI_MARGIN_MS - self.d_hat)
+            .clamp(ADAPTIVE_MIN_MS, ADAPTIVE_MAX_MS);
+        (self.d_hat + headroom).min(self.base + ADAPTIVE_MAX_MS)
+    }
+
+    /// Ramjee et al. algorithm 4 (only the adaptive model uses the result,
+    /// the others only need the segment minimum).
+    fn estimate(&mut self, n: f64, reset: bool) {
+        if reset {
+            // A new segment: the transit scale moved; the variation of the
+            // path did not.
+            self.d_hat = n;
+            self.base = n;
+            self.n1 = n;
+            self.n2 = n;
+            self.spike = false;
+            self.spike_var = 0.0;
+            self.hi = n;
+            return;
+        }
+        self.base = self.base.min(n);
+        if !self.spike {
+            if (n - self.n1).abs() > 2.0 * self.v_hat.abs() + SPIKE_START_MS {
+                self.spike = true;
+                self.spike_var = 0.0;
+            }
+        } else {
+            self.spike_var = self.spike_var / 2.0 + ((2.0 * n - self.n1 - self.n2) / 8.0).abs();
+            if self.spike_var <= SPIKE_END_MS {
+                self.spike = false;
+                return;
+            }
+        }
+        if self.spike {
+            self.d_hat += n - self.n1;
+        } else {
+            self.d_hat = 0.125 * n + 0.875 * self.d_hat;
+        }
+        self.v_hat = 0.125 * (n - self.d_hat).abs() + 0.875 * self.v_hat;
+        if !self.spike {
+            self.hi = (self.hi - ADAPTIVE_HI_DECAY_MS).max(n);
+        }
+    }
+
+    fn anchor(&mut self, n: f64, reset: bool) {
+        self.counters.resyncs += 1;
+        self.playout = match self.model {
+            Model::Fixed50 | Model::Fixed200 => n + self.model.nominal_ms(),
+            // A talkspurt start takes the target (Ramjee: d̂ + 4v̂); a
+            // discontinuity restarts from this packet with the minimum
+            // headroom and the variation learnt so far.
+            Model::Adaptive if reset => {
+                n + (4.0 * self.v_hat).clamp(ADAPTIVE_MIN_MS, ADAPTIVE_MAX_MS)
+            }
+            Model::Adaptive => self.target().max(n + ADAPTIVE_MIN_MS),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: i64 = 1_000_000;
+
+    /// A 20 ms PCMU stream: packet `i` sent at `i·20` ms with timestamp
+    /// `ts0 + 160·i`.
+    struct Gen {
+        pkts: Vec<JbPacket>,
+    }
+
+    impl Gen {
+        fn new() -> Gen {
+            Gen { pkts: Vec::new() }
+        }
+        fn voice(&mut self, seq: u16, ts: u32, arrival_ms: f64, marker: bool) {
+            self.pkts.push(JbPacket {
+                arrival_ns: (arrival_ms * MS as f64) as i64,
+                timestamp: ts,
+                sequence: seq,
+                marker,
+                clock_rate: Some(8000),
+                never_late: false,
+            });
+        }
+        fn event(&mut self, seq: u16, ts: u32, arrival_ms: f64) {
+            self.pkts.push(JbPacket {
+                arrival_ns: (arrival_ms * MS as f64) as i64,
+                timestamp: ts,
+                sequence: seq,
+                marker: false,
+                clock_rate: None,
+                never_late: true,
+            });
+        }
+        /// Runs every model; returns (discards, mean delay ms, resyncs).
+        fn run(&self) -> [(u64, f64, u64); MODEL_COUNT] {
+            Model::ALL.map(|m| {
+                let mut jb = JitterBuffer::new(m);
+                for p in &self.pkts {
+                    jb.push(p);
+                }
+                let c = *jb.counters();
+                let d = c
+                    .mean_delay_since(&JbCounters::default())
+                    .unwrap_or(f64::NAN);
+                (c.discards, d, c.resyncs)
+            })
+        }
+    }
+
+    fn clean(g: &mut Gen, seqs: std::ops::Range<u16>, ts0: u32, t0: f64) {
+        for i in seqs.clone() {
+            let k = u32::from(i - seqs.start);
+            g.voice(
+                i,
+                ts0.wrapping_add(160 * k),
+                t0 + 20.0 * f64::from(k),
+                false,
+            );
+        }
+    }
+
+    #[test]
+    fn clean_stream_plays_everything_with_the_nominal_delay() {
+        let mut g = Gen::new();
+        clean(&mut g, 0..500, 1000, 0.0);
+        let [f50, f200, ad] = g.run();
+        assert_eq!((f50.0, f200.0, ad.0), (0, 0, 0));
+        assert!((f50.1 - 50.0).abs() < 1e-6, "{f50:?}");
+        assert!((f200.1 - 200.0).abs() < 1e-6, "{f200:?}");
+        // Adaptive: no variation, minimum headroom.
+        assert!((ad.1 - ADAPTIVE_MIN_MS).abs() < 0.5, "{ad:?}");
+        assert_eq!((f50.2, f200.2, ad.2), (1, 1, 1));
+    }
+
+    #[test]
+    fn dtmf_run_is_never_late() {
+        // 100 voice packets, then 2 s of RFC 4733 events repeating the
+        // event start timestamp (transit grows 20 ms per packet), then
+        // voice again with its timestamp advanced by the 2 s.
+        let mut g = Gen::new();
+        clean(&mut g, 0..100, 0, 0.0);
+        for i in 0..100u16 {
+            g.event(100 + i, 160 * 100, 2000.0 + 20.0 * f64::from(i));
+        }
+        for i in 0..100u16 {
+            let k = 200 + u32::from(i);
+            g.voice(200 + i, 160 * k, 20.0 * f64::from(k), false);
+        }
+        for (m, (discards, delay, _)) in Model::ALL.iter().zip(g.run()) {
+            assert_eq!(discards, 0, "{m:?}");
+            assert!((delay - m.nominal_ms()).abs() < 0.5, "{m:?} {delay}");
+        }
+        let mut jb = JitterBuffer::new(Model::Adaptive);
+        for p in &g.pkts {
+            jb.push(p);
+        }
+        assert_eq!(jb.counters().exempt, 100);
+        assert_eq!(jb.counters().played, 200);
+    }
+
+    #[test]
+    fn a_420_ms_stall_costs_at_most_one_packet() {
+        // 200 packets, then the sender stalls 420 ms: the next 21 packets
+        // arrive together, then the stream continues on time.
+        let mut g = Gen::new();
+        clean(&mut g, 0..200, 0, 0.0);
+        for i in 200..221u16 {
+            g.voice(i, 160 * u32::from(i), 200.0 * 20.0 + 420.0, false);
+        }
+        for i in 221..1000u16 {
+            g.voice(i, 160 * u32::from(i), 20.0 * f64::from(i), false);
+        }
+        let [f50, f200, ad] = g.run();
+        // Fixed buffers re-anchor on the stall (step > resync) and again
+        // when the burst has drained (the buffer would overflow).
+        assert_eq!(f50.0, 0, "{f50:?}");
+        assert_eq!(f200.0, 0, "{f200:?}");
+        assert!(f50.2 >= 2 && f200.2 >= 2);
+        // Adaptive: the first stalled packet is late (420 < 500 resync),
+        // the spike then moves the playout point and the burst plays.
+        assert_eq!(ad.0, 1, "{ad:?}");
+        // Delays stay near nominal over the call (the burst waits longer).
+        assert!((f50.1 - 50.0).abs() < 1e-6, "{f50:?}");
+        assert!((f200.1 - 200.0).abs() < 1e-6, "{f200:?}");
+        assert!(ad.1 > ADAPTIVE_MIN_MS && ad.1 < 60.0, "{ad:?}");
+    }
+
+    #[test]
+    fn timestamp_reset_with_continuous_sequence_re_anchors() {
+        let mut g = Gen::new();
+        clean(&mut g, 0..300, 3_000_000_000, 0.0);
+        clean(&mut g, 300..600, 0, 6000.0);
+        for (m, (discards, delay, resyncs)) in Model::ALL.iter().zip(g.run()) {
+            assert_eq!(discards, 0, "{m:?}");
+            assert_eq!(resyncs, 2, "{m:?}");
+            assert!((delay - m.nominal_ms()).abs() < 0.5, "{m:?} {delay}");
+        }
+    }
+
+    #[test]
+    fn timestamp_wrap_is_unwrapped() {
+        let mut g = Gen::new();
+        // Wraps 2^32 after 50 packets; 10 ms of jitter on every third.
+        let ts0 = u32::MAX - 160 * 50 + 1;
+        for i in 0..400u16 {
+            let late = if i % 3 == 0 { 10.0 } else { 0.0 };
+            g.voice(
+                i,
+                ts0.wrapping_add(160 * u32::from(i)),
+                20.0 * f64::from(i) + late,
+                false,
+            );
+        }
+        let mut twin = Gen::new();
+        for p in &g.pkts {
+            let mut q = *p;
+            q.timestamp = p.timestamp.wrapping_sub(ts0);
+            twin.pkts.push(q);
+        }
+        let (a, b) = (g.run(), twin.run());
+        for i in 0..MODEL_COUNT {
+            assert_eq!(a[i].0, b[i].0, "{:?}", Model::ALL[i]);
+            assert_eq!(a[i].0, 0);
+            assert!((a[i].1 - b[i].1).abs() < 1.0, "{:?} {:?}", a[i], b[i]);
+            // The wrap is one extra anchor.
+            assert_eq!(a[i].2, b[i].2 + 1);
+        }
+    }
+
+    #[test]
+    fn talkspurt_marker_re_anchors() {
+        // A talkspurt, 60 ms of comfort noise (never late; the media gap
+        // stays below every resync threshold), then a marked talkspurt
+        // 70 ms slower.
+        let mut g = Gen::new();
+        clean(&mut g, 0..100, 0, 0.0);
+        for i in 0..3u16 {
+            g.pkts.push(JbPacket {
+                arrival_ns: ((20.0 * f64::from(100 + i)) * MS as f64) as i64,
+                timestamp: 160 * (100 + u32::from(i)),
+                sequence: 100 + i,
+                marker: false,
+                clock_rate: Some(8000),
+                never_late: true,
+            });
+        }
+        let mut unmarked = Gen::new();
+        unmarked.pkts = g.pkts.clone();
+        for i in 103..253u16 {
+            let t = 20.0 * f64::from(i) + 70.0;
+            g.voice(i, 160 * u32::from(i), t, i == 103);
+            unmarked.voice(i, 160 * u32::from(i), t, false);
+        }
+        let [f50, f200, ad] = g.run();
+        assert_eq!((f50.0, f200.0, ad.0), (0, 0, 0));
+        assert_eq!(f50.2, 2);
+        // Without the marker the 50 ms buffer loses the whole talkspurt
+        // (70 ms is below its 100 ms resync threshold).
+        let [u50, u200, uad] = unmarked.run();
+        assert_eq!(u50.0, 150);
+        assert_eq!(u200.0, 0, "{u200:?}");
+        // Adaptive grows after the first late packet.
+        assert_eq!(uad.0, 1, "{uad:?}");
+        assert!((f50.1 - 50.0).abs() < 1e-6);
+        assert!((f200.1 - 200.0).abs() < 1e-6, "{f200:?}");
+        assert!(ad.1 > ADAPTIVE_MIN_MS && ad.1 < 40.0, "{ad:?}");
+    }
+
+    #[test]
+    fn a_spike_costs_fixed50_more_than_adaptive() {
+        // Every 200 packets, a 90 ms spike: one packet 90 ms late, the next
+        // four arriving with it (decaying), then on time.
+        let mut g = Gen::new();
+        for i in 0..1000u16 {
+            let k = i % 200;
+            let extra = if (100..105).contains(&k) {
+                90.0 - 20.0 * f64::from(k - 100)
+            } else {
+                0.0
+            };
+            g.voice(
+                i,
+                160 * u32::from(i),
+                20.0 * f64::from(i) + extra.max(0.0),
+                false,
+            );
+        }
+        let [f50, f200, ad] = g.run();
+        // 90 and 70 ms late: over 50 ms, below the 100 ms resync.
+        assert_eq!(f50.0, 10, "{f50:?}");
+        assert_eq!(f200.0, 0);
+        // Adaptive: late once per spike, then grown.
+        assert!(ad.0 <= 5 && ad.0 < f50.0, "{ad:?}");
+        assert!(ad.1 > ADAPTIVE_MIN_MS, "{ad:?}");
+        assert_eq!(f50.2, 1);
+    }
+
+    #[test]
+    fn reordered_packets_do_not_move_the_reference() {
+        let mut g = Gen::new();
+        let order = [0u16, 1, 3, 2, 4, 5, 6];
+        for (k, &i) in order.iter().enumerate() {
+            g.voice(i, 160 * u32::from(i), 20.0 * k as f64, false);
+        }
+        let [f50, _, _] = g.run();
+        // Packet 2 arrives 20 ms after its slot: within 50 ms.
+        assert_eq!(f50.0, 0);
+        assert_eq!(f50.2, 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_sequence_is_counted_once(
+            pkts in proptest::collection::vec(
+                (proptest::prelude::any::<i64>(), proptest::prelude::any::<u32>(),
+                 proptest::prelude::any::<u16>(), proptest::prelude::any::<bool>(),
+                 proptest::option::of(proptest::prelude::any::<u32>()),
+                 proptest::prelude::any::<bool>()),
+                0..64),
+        ) {
+            for m in Model::ALL {
+                let mut jb = JitterBuffer::new(m);
+                for &(t, ts, seq, marker, clock, never_late) in &pkts {
+                    jb.push(&JbPacket {
+                        arrival_ns: t / 4,
+                        timestamp: ts,
+                        sequence: seq,
+                        marker,
+                        clock_rate: clock,
+                        never_late,
+                    });
+                }
+                let c = jb.counters();
+                proptest::prop_assert_eq!(c.played + c.discards + c.exempt, pkts.len() as u64);
+                proptest::prop_assert!(c.delay_sum_ms >= 0.0 || c.delay_sum_ms.is_nan());
+            }
+        }
+    }
+}
