@@ -378,7 +378,13 @@ pub fn known_vnets(data: &Path) -> HashMap<String, BTreeSet<String>> {
     out
 }
 
-fn check_schema(dataset: &str, got: &arrow::datatypes::Schema) -> Result<(), IngestError> {
+/// Checks an upload's columns against the dataset's schema, of which the
+/// last `missing` columns (added by a later schema version) are absent.
+fn check_schema(
+    dataset: &str,
+    got: &arrow::datatypes::Schema,
+    missing: usize,
+) -> Result<(), IngestError> {
     let Some(want) = schema::for_dataset(dataset) else {
         return Err(IngestError::UnknownDataset(dataset.to_string()));
     };
@@ -386,11 +392,11 @@ fn check_schema(dataset: &str, got: &arrow::datatypes::Schema) -> Result<(), Ing
         dataset: dataset.to_string(),
         detail,
     };
-    if got.fields().len() != want.fields().len() {
+    let expected = want.fields().len().saturating_sub(missing);
+    if got.fields().len() != expected {
         return Err(mismatch(format!(
-            "{} columns, expected {}",
+            "{} columns, expected {expected}",
             got.fields().len(),
-            want.fields().len()
         )));
     }
     for (g, w) in got.fields().iter().zip(want.fields().iter()) {
@@ -510,10 +516,18 @@ pub fn prepare(
         });
     }
     let version = meta(META_SCHEMA_VERSION).unwrap_or_default();
-    if version != SCHEMA_VERSION {
-        return Err(IngestError::SchemaVersion { found: version });
-    }
-    check_schema(dataset, builder.schema())?;
+    // Version 2 is version 3 without the tunnel columns at the end of some
+    // datasets; they are stored as nulls.
+    let missing = match version.as_str() {
+        v if v == SCHEMA_VERSION => 0,
+        "2" => want
+            .fields()
+            .iter()
+            .filter(|f| schema::TUNNEL_COLUMNS.contains(&f.name().as_str()))
+            .count(),
+        _ => return Err(IngestError::SchemaVersion { found: version }),
+    };
+    check_schema(dataset, builder.schema(), missing)?;
     // The footer's row count refuses a huge upload before decoding it.
     let declared = builder.metadata().file_metadata().num_rows();
     if u64::try_from(declared).unwrap_or(u64::MAX) > limits.max_rows {
@@ -557,11 +571,19 @@ pub fn prepare(
                 });
             }
         }
-        let batch = RecordBatch::try_new(Arc::clone(&out_schema), batch.columns().to_vec())
-            .map_err(|e| IngestError::SchemaMismatch {
+        let mut columns = batch.columns().to_vec();
+        for f in want.fields().iter().skip(columns.len()) {
+            columns.push(arrow::array::new_null_array(
+                f.data_type(),
+                batch.num_rows(),
+            ));
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&out_schema), columns).map_err(|e| {
+            IngestError::SchemaMismatch {
                 dataset: dataset.to_string(),
                 detail: e.to_string(),
-            })?;
+            }
+        })?;
         let vnets = column::<StringArray>(&batch, vnet_col)?;
         let times = column::<TimestampMicrosecondArray>(&batch, time_col)?;
         // Rows by partition (VNet, hour since the epoch).

@@ -32,8 +32,8 @@ use hashbrown::HashMap;
 
 use super::fragments::FragmentTracker;
 use super::key::{Endpoint, FlowKey};
-use crate::decode::{tcp_flags, Decoded, Fragment, Transport};
-use crate::record::{DirectionStats, EndReason, FlowRecord};
+use crate::decode::{tcp_flags, Decoded, Fragment, Transport, Tunnels};
+use crate::record::{DirectionStats, EndReason, FlowRecord, TunnelInfo};
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
 
@@ -129,7 +129,10 @@ fn flow_id(key: &FlowKey, start: Timestamp) -> u64 {
         u64::from(key.lo.port) << 16 | u64::from(key.hi.port),
         key.hi.addr_hi,
         key.hi.addr_lo,
-        u64::from(key.vnet.0) << 16 | u64::from(key.protocol) << 1 | u64::from(key.v6),
+        u64::from(key.segment) << 32
+            | u64::from(key.vnet.0) << 16
+            | u64::from(key.protocol) << 1
+            | u64::from(key.v6),
         start.micros() as u64,
     ];
     let h = words
@@ -199,6 +202,10 @@ pub struct FlowTable {
     stats: FlowStats,
     /// Live flows per VNet (indexed by [`VnetId`]), for the active-flows gauge.
     active_by_vnet: Vec<u64>,
+    /// The tunnel layers of each tunnelled flow's first packet, by slot.
+    /// Kept aside so untunnelled flows pay nothing; at most one entry per
+    /// live flow, so bounded by `max_flows`.
+    tunnels: HashMap<u32, Tunnels, foldhash::fast::RandomState>,
 }
 
 const _: () = assert!(std::mem::size_of::<FlowState>() == 128);
@@ -224,6 +231,7 @@ impl FlowTable {
             fragments: FragmentTracker::new(config.max_fragmented_datagrams),
             stats: FlowStats::default(),
             active_by_vnet: Vec::new(),
+            tunnels: HashMap::default(),
             config: FlowConfig {
                 max_flows: config.max_flows.clamp(1, MAX_SLOTS),
                 ..config
@@ -309,13 +317,14 @@ impl FlowTable {
                 .unwrap_or((0, 0)),
         };
         let flags = d.tcp_flags();
-        let (key, src_is_lo) = FlowKey::new(
+        let (mut key, src_is_lo) = FlowKey::new(
             pkt.vnet,
             ip.protocol,
             ip.src.is_ipv6(),
             Endpoint::new(ip.src, src_port),
             Endpoint::new(ip.dst, dst_port),
         );
+        key.segment = d.tunnels.segment();
 
         let idx = match self.map.get(&key) {
             Some(&idx) => {
@@ -323,19 +332,19 @@ impl FlowTable {
                 let new_syn = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
                 if st.closed && new_syn {
                     self.export(idx, EndReason::TcpEnd, out);
-                    self.insert(key, src_is_lo, pkt, out)
+                    self.insert(key, src_is_lo, pkt, &d.tunnels, out)
                 } else if pkt.ts.micros_since(st.last_seen) >= self.idle_us {
                     // Idle already, though its queue entry is not due yet.
                     self.export(idx, EndReason::Idle, out);
-                    self.insert(key, src_is_lo, pkt, out)
+                    self.insert(key, src_is_lo, pkt, &d.tunnels, out)
                 } else if pkt.ts.micros_since(st.start) >= self.active_us {
                     self.export(idx, EndReason::Active, out);
-                    self.insert(key, src_is_lo, pkt, out)
+                    self.insert(key, src_is_lo, pkt, &d.tunnels, out)
                 } else {
                     idx
                 }
             }
-            None => self.insert(key, src_is_lo, pkt, out),
+            None => self.insert(key, src_is_lo, pkt, &d.tunnels, out),
         };
 
         let slot = &mut self.slots[idx as usize];
@@ -489,6 +498,7 @@ impl FlowTable {
         key: FlowKey,
         src_is_lo: bool,
         pkt: FlowPacket,
+        tunnels: &Tunnels,
         out: &mut Vec<FlowRecord>,
     ) -> u32 {
         while self.map.len() >= self.config.max_flows && !self.map.is_empty() {
@@ -528,6 +538,9 @@ impl FlowTable {
                 (self.slots.len() - 1) as u32
             }
         };
+        if !tunnels.is_empty() {
+            self.tunnels.insert(idx, *tunnels);
+        }
         let generation = self.slots[idx as usize].generation;
         self.queue.push_back((pkt.ts, idx, generation));
         self.map.insert(key, idx);
@@ -550,6 +563,14 @@ impl FlowTable {
         }
         self.free.push(idx);
         self.stats.exported[reason.index()] += 1;
+        let tunnel = if self.tunnels.is_empty() {
+            TunnelInfo::default()
+        } else {
+            self.tunnels
+                .remove(&idx)
+                .map(|t| TunnelInfo::of(&t))
+                .unwrap_or_default()
+        };
         let (k, st) = (&slot.key, &slot.state);
         let (src, dst) = if st.initiator_is_lo {
             (k.lo, k.hi)
@@ -569,6 +590,7 @@ impl FlowTable {
             rev: st.rev,
             fragments: st.fragments,
             end_reason: reason,
+            tunnel,
         });
     }
 }

@@ -157,6 +157,7 @@ fn alert(
     d: &[(&str, serde_json::Value)],
 ) -> AlertRecord {
     AlertRecord {
+        tunnel: Default::default(),
         time: start,
         end: ts,
         vnet,

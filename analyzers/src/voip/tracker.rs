@@ -24,6 +24,7 @@ use crate::decode::{Decoded, Transport};
 use crate::flow::key::Endpoint;
 use crate::record::{
     CallRecord, EndReason, RtcpView, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord,
+    TunnelInfo,
 };
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
@@ -133,6 +134,8 @@ struct WindowStart {
 #[derive(Debug)]
 struct Entry {
     id: RtpStreamId,
+    /// The tunnel of the stream's first packet (the record's columns).
+    tunnel: TunnelInfo,
     rtpmap: Vec<(u8, String, u32)>,
     stats: StreamStats,
     impairment: Impairment,
@@ -287,7 +290,7 @@ impl RtpTracker {
             .cloned();
         if let Some(a) = announced {
             self.stats.rtp_packets += 1;
-            self.start(key, ts, &h, Some(a), windows, streams);
+            self.start(key, ts, &h, Some(a), d, windows, streams);
             return;
         }
         if src_port < 1024 || dst_port < 1024 || rtp::static_clock_rate(h.payload_type).is_none() {
@@ -320,7 +323,7 @@ impl RtpTracker {
                 let mut packets = c.packets.into_iter();
                 if let Some((t0, h0)) = packets.next() {
                     self.stats.rtp_packets += 1;
-                    self.start(key, t0, &h0, None, windows, streams);
+                    self.start(key, t0, &h0, None, d, windows, streams);
                     for (t, h) in packets {
                         self.stats.rtp_packets += 1;
                         self.update(key, t, &h, windows);
@@ -618,6 +621,7 @@ impl RtpTracker {
         ts: Timestamp,
         h: &RtpHeader,
         announced: Option<Announced>,
+        d: &Decoded<'_>,
         windows: &mut Vec<RtpWindowRecord>,
         streams: &mut Vec<RtpStreamRecord>,
     ) {
@@ -677,6 +681,11 @@ impl RtpTracker {
             mos_weight: 0.0,
             mos_last: f64::NAN,
             rtt_ms: None,
+            tunnel: if d.tunnels.is_empty() {
+                TunnelInfo::default()
+            } else {
+                TunnelInfo::of(&d.tunnels)
+            },
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -788,6 +797,7 @@ impl RtpTracker {
             end_reason: reason,
             rtcp: view,
             id: e.id,
+            tunnel: e.tunnel,
         });
     }
 }
