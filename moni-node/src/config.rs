@@ -114,6 +114,7 @@
 use std::path::{Path, PathBuf};
 
 use analyzers::bins::BinConfig;
+use analyzers::decode::DecodeConfig;
 use analyzers::flow::FlowConfig;
 use analyzers::ids::IdsConfig;
 use analyzers::vnet::{parse_vnet_map_spec, Role, VlanMapping, VnetMap};
@@ -160,6 +161,60 @@ pub struct NodeConfig {
     pub rtp: RtpSection,
     pub ids: IdsConfig,
     pub output: OutputConfig,
+    pub decode: DecodeSection,
+}
+
+/// `[decode]`: how far moni looks into tunnels.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeSection {
+    /// Tunnel layers decapsulated at most; a packet nested deeper counts
+    /// `tunnel_too_deep` and stays at that depth. Default 4, at most 8.
+    pub max_tunnel_depth: u8,
+    /// UDP destination ports read as VXLAN. Default [4789, 8472].
+    pub vxlan_ports: Vec<u16>,
+    /// UDP destination port of VXLAN-GPE. Default 4790.
+    pub vxlan_gpe_port: u16,
+    /// UDP destination port of Geneve. Default 6081.
+    pub geneve_port: u16,
+    /// UDP port of GTP-U (either direction). Default 2152.
+    pub gtpu_port: u16,
+    /// What follows the bottom MPLS label: `auto` (IPv4/IPv6 by the first
+    /// nibble, otherwise pseudowire Ethernet), `ethernet` or `ip`.
+    pub mpls_payload: analyzers::decode::MplsPayload,
+}
+
+impl Default for DecodeSection {
+    fn default() -> Self {
+        let d = DecodeConfig::DEFAULT;
+        DecodeSection {
+            max_tunnel_depth: d.max_tunnel_depth,
+            vxlan_ports: d.vxlan_ports.to_vec(),
+            vxlan_gpe_port: d.vxlan_gpe_port,
+            geneve_port: d.geneve_port,
+            gtpu_port: d.gtpu_port,
+            mpls_payload: d.mpls_payload,
+        }
+    }
+}
+
+impl DecodeSection {
+    fn resolve(&self) -> Result<DecodeConfig, ConfigError> {
+        if usize::from(self.max_tunnel_depth) > analyzers::decode::tunnel::MAX_TUNNEL_LAYERS {
+            return Err(invalid("decode.max_tunnel_depth", "must be at most 8"));
+        }
+        if self.vxlan_ports.len() > 16 {
+            return Err(invalid("decode.vxlan_ports", "at most 16 ports"));
+        }
+        Ok(DecodeConfig {
+            max_tunnel_depth: self.max_tunnel_depth,
+            vxlan_ports: self.vxlan_ports.clone().into(),
+            vxlan_gpe_port: self.vxlan_gpe_port,
+            geneve_port: self.geneve_port,
+            gtpu_port: self.gtpu_port,
+            mpls_payload: self.mpls_payload,
+        })
+    }
 }
 
 /// Validates `[ids]` (the section deserializes straight into
@@ -632,6 +687,7 @@ impl Default for OutputConfig {
 #[derive(Clone, Debug)]
 pub struct Resolved {
     pub vnets: VnetMap,
+    pub decode: DecodeConfig,
     pub flows: FlowConfig,
     pub bins: BinConfig,
     pub rtp: RtpConfig,
@@ -809,6 +865,7 @@ impl NodeConfig {
         }
         Ok(Resolved {
             vnets,
+            decode: self.decode.resolve()?,
             flows: FlowConfig {
                 idle_timeout_secs: f.idle_timeout_secs,
                 active_timeout_secs: f.active_timeout_secs,

@@ -11,7 +11,7 @@ use analyzers::ids::Ids;
 use analyzers::record::{AlertRecord, BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
 use analyzers::vnet::{VnetId, VnetMap};
 use analyzers::voip::{RtpStats, RtpTracker};
-use analyzers::{decode, DecodeError, Decoded, LinkType};
+use analyzers::{decode_with, DecodeError, Decoded, LinkType};
 
 use crate::capture::RawPacket;
 use crate::config::Resolved;
@@ -65,6 +65,8 @@ pub struct Counters {
 
 pub struct Engine {
     vnets: VnetMap,
+    /// `[decode]`: tunnel ports, depth and MPLS payload.
+    decode: analyzers::DecodeConfig,
     flows: FlowTable,
     bins: Binner,
     rtp: RtpTracker,
@@ -108,6 +110,7 @@ impl Engine {
                 ..Counters::default()
             },
             vnets: config.vnets.clone(),
+            decode: config.decode.clone(),
             flows: FlowTable::new(config.flows.clone()),
             bins: Binner::new(config.bins.clone()),
             rtp: RtpTracker::new(config.rtp.clone()),
@@ -126,6 +129,11 @@ impl Engine {
         &self.vnets
     }
 
+    /// The decoder settings (`[decode]`), for stages that decode again.
+    pub fn decode_config(&self) -> &analyzers::DecodeConfig {
+        &self.decode
+    }
+
     /// Runs one packet through the analyzers. `source_vnet` is the VNet of
     /// the capture source, used when no VLAN mapping matches.
     #[inline]
@@ -136,7 +144,7 @@ impl Engine {
         source_vnet: Option<VnetId>,
     ) {
         let d = match link {
-            Some(link) => decode(link, pkt.data),
+            Some(link) => decode_with(link, pkt.data, &self.decode),
             None => Decoded::failed(DecodeError::UnsupportedLinkType),
         };
         let c = &mut self.counters;
@@ -238,7 +246,7 @@ impl Engine {
         source_vnet: Option<VnetId>,
     ) {
         let Some(link) = link else { return };
-        let d = decode(link, pkt.data);
+        let d = decode_with(link, pkt.data, &self.decode);
         let vnet = self.vnets.resolve(d.vlans(), source_vnet);
         self.rtp.learn_media(vnet, &d);
     }

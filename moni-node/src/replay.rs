@@ -84,6 +84,7 @@ struct SigJob {
 /// the reader's free list.
 fn match_signatures(
     mut sigs: Signatures,
+    decode: &analyzers::DecodeConfig,
     jobs: &crossbeam_channel::Receiver<SigJob>,
     alerts: &crossbeam_channel::Sender<Vec<AlertRecord>>,
     free: &crossbeam_channel::Sender<PacketBatch>,
@@ -97,7 +98,7 @@ fn match_signatures(
     {
         if let Some(link) = link {
             for (pkt, tag) in batch.iter().zip(&tags) {
-                let d = analyzers::decode(link, pkt.data);
+                let d = analyzers::decode_with(link, pkt.data, decode);
                 sigs.observe(pkt.ts, tag.vnet, &d, tag.flow, &mut out);
             }
         }
@@ -147,7 +148,8 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         scope.spawn(move || read_files(opts, show_progress, &tx, &free_rx));
         let sig_thread = sigs.map(|sigs| {
             let free_tx = free_tx.clone();
-            scope.spawn(move || match_signatures(sigs, &sig_rx, &alert_tx, &free_tx))
+            let decode = engine.decode_config().clone();
+            scope.spawn(move || match_signatures(sigs, &decode, &sig_rx, &alert_tx, &free_tx))
         });
         // Owned here so that returning early (an output error) drops them,
         // which makes the reader's next send fail and the reader stop.

@@ -1,0 +1,300 @@
+//! Tunnelled captures (`../shared/corpus/tunnels`): moni's flows are the
+//! innermost conversations tshark decodes, frame by frame, with the tunnel
+//! (`tunnel_type`, `tunnel_id`, outer addresses) tshark sees on each
+//! conversation's first frame.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use arrow::array::{Array, StringArray, TimestampMicrosecondArray, UInt16Array, UInt32Array};
+use arrow::array::{UInt64Array, UInt8Array};
+use common::*;
+
+/// (protocol, lower endpoint, higher endpoint); endpoints are `addr:port`
+/// for TCP and UDP, the address alone for ICMP.
+type Key = (u8, String, String);
+
+/// What a conversation's first frame says of its tunnel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Tunnel {
+    kind: Option<String>,
+    id: Option<u32>,
+    outer: Option<(String, String)>,
+}
+
+#[derive(Debug, Default)]
+struct Conv {
+    packets: u64,
+    first: Option<Tunnel>,
+}
+
+fn key(protocol: u8, a: String, b: String) -> Key {
+    if a <= b {
+        (protocol, a, b)
+    } else {
+        (protocol, b, a)
+    }
+}
+
+/// Value `i` (0-based) of a comma-separated multi-occurrence field.
+fn nth(field: &str, i: usize) -> Option<String> {
+    field
+        .split(',')
+        .nth(i)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+fn parse_id(v: &str) -> Option<u32> {
+    match v.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// The innermost TCP, UDP and ICMP conversations of `file` per tshark,
+/// from each frame's protocol stack: the last IP layer before any ICMP
+/// (an ICMP error quotes an IP header that is not a layer of the frame)
+/// and the transport behind it. Frames whose innermost IP carries no
+/// complete transport (non-final fragments, GRE of ARP) are left out, as
+/// tshark's conversation tables leave them out.
+fn tshark_inner(file: &Path) -> BTreeMap<Key, Conv> {
+    let fields = [
+        "frame.protocols",
+        "ip.src",
+        "ip.dst",
+        "ipv6.src",
+        "ipv6.dst",
+        "tcp.srcport",
+        "tcp.dstport",
+        "udp.srcport",
+        "udp.dstport",
+        "vxlan.vni",
+        "geneve.vni",
+        "gre.key",
+        "gtp.teid",
+        "mpls.label",
+        "erspan.spanid",
+    ];
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r"]).arg(file).args([
+        "-T",
+        "fields",
+        "-E",
+        "separator=\t",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark is installed");
+    assert!(out.status.success(), "tshark failed on {}", file.display());
+    let mut map: BTreeMap<Key, Conv> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: Vec<&str> = line.split('\t').collect();
+        let get = |i: usize| v.get(i).copied().unwrap_or("");
+        let mut protos: Vec<&str> = get(0).split(':').collect();
+        if let Some(i) = protos.iter().position(|p| *p == "icmp" || *p == "icmpv6") {
+            protos.truncate(i + 1);
+        }
+        let Some(last_ip) = protos.iter().rposition(|p| *p == "ip" || *p == "ipv6") else {
+            continue;
+        };
+        let v6 = protos[last_ip] == "ipv6";
+        let nth_of =
+            |name: &str, upto: usize| protos[..upto].iter().filter(|p| **p == name).count();
+        let n = nth_of(protos[last_ip], last_ip + 1) - 1;
+        let (src_col, dst_col) = if v6 { (3, 4) } else { (1, 2) };
+        let (Some(src), Some(dst)) = (nth(get(src_col), n), nth(get(dst_col), n)) else {
+            continue;
+        };
+        let transport = protos.get(last_ip + 1).copied().unwrap_or("");
+        let k = match transport {
+            "tcp" | "udp" => {
+                let (col, proto) = if transport == "tcp" { (5, 6) } else { (7, 17) };
+                let i = nth_of(transport, last_ip + 2) - 1;
+                let (Some(sp), Some(dp)) = (nth(get(col), i), nth(get(col + 1), i)) else {
+                    continue;
+                };
+                key(proto, format!("{src}:{sp}"), format!("{dst}:{dp}"))
+            }
+            "icmp" | "icmpv6" => key(if v6 { 58 } else { 1 }, src, dst),
+            _ => continue,
+        };
+        // The tunnel layers: every IP layer but the innermost is outer.
+        let mut kinds: Vec<&str> = Vec::new();
+        let mut ips = 0;
+        for (i, p) in protos[..last_ip].iter().enumerate() {
+            let kind = match *p {
+                "vxlan" => "vxlan",
+                "geneve" => "geneve",
+                "gtp" => "gtpu",
+                "erspan" => "erspan2",
+                "gre" if protos.get(i + 1) != Some(&"erspan") => "gre",
+                "mpls" if kinds.last() != Some(&"mpls") => "mpls",
+                "ip" | "ipv6" => {
+                    ips += 1;
+                    // IP directly after IP is IP-in-IP.
+                    if i > 0 && matches!(protos[i - 1], "ip" | "ipv6") {
+                        "ipip"
+                    } else {
+                        continue;
+                    }
+                }
+                _ => continue,
+            };
+            kinds.push(kind);
+        }
+        let id = match kinds.last().copied() {
+            Some("vxlan") => nth(get(9), 0),
+            Some("geneve") => nth(get(10), 0),
+            Some("gre") => nth(get(11), 0),
+            Some("gtpu") => nth(get(12), 0),
+            Some("mpls") => nth(get(13), 0),
+            Some("erspan2") => nth(get(14), 0),
+            _ => None,
+        };
+        let outer = (ips > 0 && matches!(protos.first(), Some(&"eth")))
+            .then(|| {
+                let first_ip = protos.iter().position(|p| *p == "ip" || *p == "ipv6")?;
+                let (s, d) = if protos[first_ip] == "ipv6" {
+                    (3, 4)
+                } else {
+                    (1, 2)
+                };
+                Some((nth(get(s), 0)?, nth(get(d), 0)?))
+            })
+            .flatten();
+        let tunnel = Tunnel {
+            kind: (!kinds.is_empty()).then(|| kinds.join("/")),
+            id: id.as_deref().and_then(parse_id),
+            outer: if kinds.is_empty() { None } else { outer },
+        };
+        let c = map.entry(k).or_default();
+        c.packets += 1;
+        c.first.get_or_insert(tunnel);
+    }
+    map
+}
+
+/// moni's flows of `file`, summed by the same key, with the tunnel of the
+/// earliest flow of each key.
+fn moni_flows(file: &Path) -> BTreeMap<Key, Conv> {
+    let out = tempfile::tempdir().expect("tempdir");
+    replay_files(&[file.to_path_buf()], None, out.path(), "");
+    let mut rows: Vec<(i64, Key, u64, Tunnel)> = Vec::new();
+    for b in read_dataset(&out.path().join("flows")) {
+        let s = |n| col::<StringArray>(&b, n);
+        let port = |n| col::<UInt16Array>(&b, n);
+        let proto = col::<UInt8Array>(&b, "protocol");
+        let id = col::<UInt32Array>(&b, "tunnel_id");
+        let start = col::<TimestampMicrosecondArray>(&b, "start_time");
+        let packets = |i| {
+            col::<UInt64Array>(&b, "packets_fwd").value(i)
+                + col::<UInt64Array>(&b, "packets_rev").value(i)
+        };
+        let opt = |a: &StringArray, i| (!a.is_null(i)).then(|| a.value(i).to_string());
+        for i in 0..b.num_rows() {
+            let (src, dst) = (s("src_addr").value(i), s("dst_addr").value(i));
+            let p = proto.value(i);
+            let k = match p {
+                6 | 17 => key(
+                    p,
+                    format!("{src}:{}", port("src_port").value(i)),
+                    format!("{dst}:{}", port("dst_port").value(i)),
+                ),
+                1 | 58 => key(p, src.to_string(), dst.to_string()),
+                _ => continue,
+            };
+            let outer = opt(s("outer_src_addr"), i).zip(opt(s("outer_dst_addr"), i));
+            let tunnel = Tunnel {
+                kind: opt(s("tunnel_type"), i),
+                id: (!id.is_null(i)).then(|| id.value(i)),
+                outer,
+            };
+            rows.push((start.value(i), k, packets(i), tunnel));
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut map: BTreeMap<Key, Conv> = BTreeMap::new();
+    for (_, k, packets, tunnel) in rows {
+        let c = map.entry(k).or_default();
+        c.packets += packets;
+        c.first.get_or_insert(tunnel);
+    }
+    map
+}
+
+/// The tunnel kinds each capture must show (so that a capture whose
+/// tunnel moni missed cannot pass by both sides listing only the outer
+/// conversation).
+const EXPECTED_KINDS: &[(&str, &[&str])] = &[
+    ("arkime-gre-sample.pcap", &["gre"]),
+    ("arkime-gtp-u.pcap", &["gtpu"]),
+    ("ndpi-vxlan.pcap", &["vxlan"]),
+    ("zeek-erspan.pcap", &["gre"]),
+    ("zeek-geneve-47101.pcap", &["geneve"]),
+    ("zeek-mpls-in-vlan.pcap", &["mpls"]),
+    ("zeek-pppoe-over-qinq.pcap", &[]),
+    ("zeek-vlan-collisions.pcap", &[]),
+];
+
+fn agrees(file: &Path) -> Result<(), String> {
+    let want = tshark_inner(file);
+    let got = moni_flows(file);
+    let counts = |m: &BTreeMap<Key, Conv>| -> BTreeMap<Key, u64> {
+        m.iter().map(|(k, c)| (k.clone(), c.packets)).collect()
+    };
+    ensure!(
+        counts(&got) == counts(&want),
+        "packets per innermost conversation\nmoni   {:?}\ntshark {:?}",
+        counts(&got),
+        counts(&want)
+    );
+    for (k, w) in &want {
+        let g = got.get(k).and_then(|c| c.first.clone());
+        ensure!(g == w.first, "{k:?}: moni {g:?}, tshark {:?}", w.first);
+    }
+    let name = file.file_name().map(|n| n.to_string_lossy().to_string());
+    let kinds: std::collections::BTreeSet<String> = got
+        .values()
+        .filter_map(|c| c.first.as_ref()?.kind.clone())
+        .collect();
+    let expected = EXPECTED_KINDS
+        .iter()
+        .find(|(n, _)| Some(n.to_string()) == name)
+        .map(|(_, k)| k.iter().map(|s| s.to_string()).collect())
+        .ok_or_else(|| format!("{name:?} is not in EXPECTED_KINDS"))?;
+    ensure!(
+        kinds == expected,
+        "tunnel kinds {kinds:?}, expected {expected:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn flows_are_the_innermost_conversations_tshark_decodes() {
+    let Some(c) = corpus() else { return };
+    let dir = c.join("tunnels");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tunnels dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), EXPECTED_KINDS.len());
+    let mut failures = Vec::new();
+    for f in &files {
+        if let Err(e) = agrees(f) {
+            failures.push(format!("{}: {e}", f.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
