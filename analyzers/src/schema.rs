@@ -894,6 +894,33 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
         if !a.vlans.is_empty() {
             obj.insert("vlan".into(), a.vlans.clone().into());
         }
+        // Suricata puts an ICMP packet's type and code at the top level.
+        let details = obj.get("moni").and_then(|m| m.get("details")).cloned();
+        for key in ["icmp_type", "icmp_code"] {
+            if let Some(v) = details.as_ref().and_then(|d| d.get(key)) {
+                obj.insert(key.into(), v.clone());
+            }
+        }
+        // The tunnel: EVE's `tunnel` object has the outer addresses and
+        // the depth; its type and id go under `moni`.
+        if let Some(kind) = &a.tunnel.tunnel_type {
+            if let (Some(src), Some(dst)) = (a.tunnel.outer_src_addr, a.tunnel.outer_dst_addr) {
+                obj.insert(
+                    "tunnel".into(),
+                    serde_json::json!({
+                        "src_ip": src.to_string(),
+                        "dest_ip": dst.to_string(),
+                        "depth": kind.split('/').count(),
+                    }),
+                );
+            }
+            if let Some(m) = obj.get_mut("moni").and_then(|m| m.as_object_mut()) {
+                m.insert("tunnel_type".into(), kind.clone().into());
+                if let Some(id) = a.tunnel.tunnel_id {
+                    m.insert("tunnel_id".into(), id.into());
+                }
+            }
+        }
         if let Some(x) = a.src_addr {
             obj.insert("src_ip".into(), x.to_string().into());
         }

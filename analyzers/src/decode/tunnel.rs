@@ -239,6 +239,9 @@ pub(super) struct Step<'a> {
     layer: TunnelLayer,
     labels: [u32; 4],
     label_count: u8,
+    /// ERSPAN: the mirrored frame's original VLAN (0: none), which joins
+    /// the packet's VLAN stack as Suricata does.
+    vlan: u16,
     inner: Inner<'a>,
 }
 
@@ -252,6 +255,7 @@ impl<'a> Step<'a> {
             },
             labels: [0; 4],
             label_count: 0,
+            vlan: 0,
             inner,
         }
     }
@@ -305,7 +309,8 @@ pub(super) fn decapsulate<'a>(mut d: Decoded<'a>, cfg: &DecodeConfig) -> Decoded
         // The VLAN stack of the whole packet, outermost first.
         let mut vlans = d.vlan_ids;
         let mut n = usize::from(d.vlan_count);
-        for v in inner.vlans() {
+        let erspan_vlan = (step.vlan != 0).then_some(step.vlan);
+        for v in erspan_vlan.iter().chain(inner.vlans()) {
             if let Some(slot) = vlans.get_mut(n) {
                 *slot = *v;
                 n += 1;
@@ -528,11 +533,9 @@ fn erspan2(b: &[u8]) -> Result<Step<'_>, DecodeError> {
         return Err(DecodeError::ErspanInvalid);
     }
     let session = u32::from(be16(&h[2..4]) & 0x03ff);
-    Ok(Step::new(
-        TunnelKind::Erspan2,
-        Some(session),
-        Inner::Ethernet(rest),
-    ))
+    let mut step = Step::new(TunnelKind::Erspan2, Some(session), Inner::Ethernet(rest));
+    step.vlan = be16(&h[0..2]) & 0x0fff;
+    Ok(step)
 }
 
 /// ERSPAN type III: 12 bytes (version 2, VLAN, CoS, BSO, T, session id,
@@ -558,7 +561,9 @@ fn erspan3(b: &[u8]) -> Result<Step<'_>, DecodeError> {
         2 => Inner::Ip(rest),
         _ => return Err(DecodeError::TunnelUnknownPayload),
     };
-    Ok(Step::new(TunnelKind::Erspan3, session, inner))
+    let mut step = Step::new(TunnelKind::Erspan3, session, inner);
+    step.vlan = be16(&h[0..2]) & 0x0fff;
+    Ok(step)
 }
 
 /// PPP in GRE: optional address and control (0xff 0x03), then a protocol
@@ -794,6 +799,7 @@ mod tests {
         let g = gre(0x10, 0x88be, &[0, 0, 0, 1], &e2);
         let d = dec(over_ipv4(47, &g));
         assert_inner(&d, "erspan2", Some(42));
+        assert_eq!(d.vlans(), &[5], "the mirrored frame's VLAN");
         let mut e3 = vec![0x20, 0x05, 0x03, 0xff, 1, 2, 3, 4, 0, 0, 0, 0x01];
         e3.extend_from_slice(&[0; 8]); // platform-specific subheader (O set)
         e3.extend_from_slice(&inner_frame());
