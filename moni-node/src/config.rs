@@ -1100,7 +1100,11 @@ impl NodeConfig {
                 (None, Some(_)) => {
                     return Err(invalid("sources.role", "a role needs a vnet"));
                 }
-                (None, None) => None,
+                // An `iface:NAME` map entry names the source's VNet.
+                (None, None) => vnets.iface(&name).or(match &kind {
+                    SourceKind::Interface(i) => vnets.iface(i),
+                    SourceKind::File { .. } => None,
+                }),
             };
             if !(64..=262_144).contains(&s.snaplen) {
                 return Err(invalid("sources.snaplen", "must be between 64 and 262144"));

@@ -153,7 +153,7 @@ impl Engine {
         if let Some(e) = d.error {
             c.decode_errors.add(e);
         }
-        let vnet = self.vnets.resolve(d.vlans(), source_vnet);
+        let vnet = self.vnets.resolve_packet(&d, source_vnet);
         if let Some(v) = c.vnets.get_mut(usize::from(vnet.0)) {
             v.packets += 1;
             v.bytes += u64::from(pkt.wire_len);
@@ -247,7 +247,7 @@ impl Engine {
     ) {
         let Some(link) = link else { return };
         let d = decode_with(link, pkt.data, &self.decode);
-        let vnet = self.vnets.resolve(d.vlans(), source_vnet);
+        let vnet = self.vnets.resolve_packet(&d, source_vnet);
         self.rtp.learn_media(vnet, &d);
     }
 

@@ -118,7 +118,7 @@ impl<'a> Dispatcher<'a> {
                     let d = analyzers::decode_with(link, pkt.data, &self.ctx.decode);
                     let w = worker_for(&d, n);
                     if let Some((ids, vnets)) = &mut self.ids {
-                        let vnet = vnets.resolve(d.vlans(), self.ctx.settings.vnet);
+                        let vnet = vnets.resolve_packet(&d, self.ctx.settings.vnet);
                         ids.observe(pkt.ts, vnet, &d, &mut self.alerts);
                     }
                     if let Some((sp, dp)) = d.ports() {
