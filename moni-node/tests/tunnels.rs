@@ -298,3 +298,115 @@ fn flows_are_the_innermost_conversations_tshark_decodes() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// What a replay says of the VNets, without the bytes (a tunnel makes
+/// every frame longer) or the VLAN ids (a tunnel replaces them): flows,
+/// bin packet counts, RTP streams and the shadow comparison.
+#[derive(Debug, PartialEq)]
+struct View {
+    flows: Vec<(String, u8, String, u16, String, u16, u64, u64, String)>,
+    bins: BTreeMap<(String, i64), u64>,
+    streams: Vec<(String, u32, String, u64, i64, String, String)>,
+    verdicts: Vec<String>,
+    decode_errors: u64,
+}
+
+fn view(pcap: &Path, map: &str) -> View {
+    let out = tempfile::tempdir().expect("tempdir");
+    let s = replay_files(&[pcap.to_path_buf()], Some(map), out.path(), "");
+    let mut flows = Vec::new();
+    for b in read_dataset(&out.path().join("flows")) {
+        let st = |n| col::<StringArray>(&b, n);
+        let port = |n| col::<UInt16Array>(&b, n);
+        let u = |n| col::<UInt64Array>(&b, n);
+        for i in 0..b.num_rows() {
+            flows.push((
+                st("vnet").value(i).to_string(),
+                col::<UInt8Array>(&b, "protocol").value(i),
+                st("src_addr").value(i).to_string(),
+                port("src_port").value(i),
+                st("dst_addr").value(i).to_string(),
+                port("dst_port").value(i),
+                u("packets_fwd").value(i),
+                u("packets_rev").value(i),
+                st("end_reason").value(i).to_string(),
+            ));
+        }
+    }
+    flows.sort();
+    let mut bins = BTreeMap::new();
+    for b in read_dataset(&out.path().join("bins")) {
+        let start = col::<TimestampMicrosecondArray>(&b, "bin_start");
+        for i in 0..b.num_rows() {
+            let k = (
+                col::<StringArray>(&b, "vnet").value(i).to_string(),
+                start.value(i),
+            );
+            *bins.entry(k).or_insert(0) += col::<UInt64Array>(&b, "packets").value(i);
+        }
+    }
+    let mut streams = Vec::new();
+    for b in read_dataset(&out.path().join("rtp_streams")) {
+        let f = |n| col::<arrow::array::Float64Array>(&b, n);
+        for i in 0..b.num_rows() {
+            streams.push((
+                col::<StringArray>(&b, "vnet").value(i).to_string(),
+                col::<UInt32Array>(&b, "ssrc").value(i),
+                col::<StringArray>(&b, "src_addr").value(i).to_string(),
+                col::<UInt64Array>(&b, "packets_received").value(i),
+                col::<arrow::array::Int64Array>(&b, "packets_lost").value(i),
+                format!("{:.6}", f("jitter_mean_ms").value(i)),
+                format!("{:.4}", f("mos_mean").value(i)),
+            ));
+        }
+    }
+    streams.sort();
+    View {
+        flows,
+        bins,
+        streams,
+        verdicts: s
+            .comparison
+            .windows
+            .iter()
+            .map(|w| w.verdict.to_string())
+            .collect(),
+        decode_errors: s.decode_errors_total,
+    }
+}
+
+/// The paper miniature (VNets A, B and rx on VLANs 100, 200, 300) wrapped
+/// in each tunnel, mapped by tunnel id, gives what its VLAN version gives.
+#[test]
+fn tunnelled_shadow_scenario_equals_its_vlan_version() {
+    use moni_samples::tunnel::{wrap, Encap};
+    let (s, truth) = moni_samples::voip::paper_miniature(7);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vlan_pcap = dir.path().join("vlan.pcap");
+    moni_samples::write_pcap(&s, &vlan_pcap).expect("write");
+    let want = view(&vlan_pcap, &truth.vnet_map);
+    assert!(!want.streams.is_empty() && !want.flows.is_empty());
+    assert!(
+        want.verdicts.iter().any(|v| v == "shadow_better"),
+        "{want:?}"
+    );
+    assert!(want.bins.keys().any(|(v, _)| v == "B"));
+    for (encap, ids) in [
+        (Encap::Vxlan, [5001, 5002, 5003]),
+        (Encap::Geneve, [5001, 5002, 5003]),
+        (Encap::Gre, [5001, 5002, 5003]),
+        (Encap::Erspan2, [1, 2, 3]),
+        (Encap::Mpls, [5001, 5002, 5003]),
+    ] {
+        let wrapped = wrap(&s, encap, &[(100, ids[0]), (200, ids[1]), (300, ids[2])]);
+        let path = dir.path().join(format!("{}.pcap", encap.map_kind()));
+        moni_samples::write_pcap(&wrapped, &path).expect("write");
+        let k = encap.map_kind();
+        let map = format!(
+            "{k}:{}=A:production,{k}:{}=B:shadow,{k}:{}=rx:monitor",
+            ids[0], ids[1], ids[2]
+        );
+        let got = view(&path, &map);
+        assert_eq!(got, want, "{k}: {map}");
+    }
+}
