@@ -395,10 +395,11 @@ fn read_files(
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        let summary = match error {
+        let mut summary = match error {
             Some(e) => FileSummary::failed(path, packets, e),
             None => FileSummary::ok(path, packets),
         };
+        summary.unsupported_link_type = source.unsupported_link_name();
         if tx.send(ReaderMsg::FileDone(summary)).is_err() {
             return;
         }

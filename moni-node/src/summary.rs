@@ -14,6 +14,11 @@ pub struct FileSummary {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The file's link type (libpcap's DLT name, e.g. `IEEE802_11_RADIO`)
+    /// when moni does not decode it: every frame of the file counts
+    /// `unsupported_link_type`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsupported_link_type: Option<String>,
 }
 
 impl FileSummary {
@@ -23,6 +28,7 @@ impl FileSummary {
             packets,
             status: "ok",
             error: None,
+            unsupported_link_type: None,
         }
     }
 
@@ -32,6 +38,7 @@ impl FileSummary {
             packets,
             status: "error",
             error: Some(error),
+            unsupported_link_type: None,
         }
     }
 }
@@ -364,6 +371,15 @@ impl Summary {
         }
         if let Some(rss) = self.peak_rss_bytes {
             let _ = writeln!(s, "  peak RSS: {}", bytes(rss));
+        }
+        for file in &self.files {
+            if let Some(link) = &file.unsupported_link_type {
+                let _ = writeln!(
+                    s,
+                    "  unsupported link type {link}: {} frames of {} not decoded",
+                    file.packets, file.path
+                );
+            }
         }
         for file in self.failed_files() {
             let _ = writeln!(

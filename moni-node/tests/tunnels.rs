@@ -410,3 +410,33 @@ fn tunnelled_shadow_scenario_equals_its_vlan_version() {
         assert_eq!(got, want, "{k}: {map}");
     }
 }
+
+/// A link type moni does not decode is named in the summary with its
+/// frame count, and every frame counts `unsupported_link_type`.
+#[test]
+fn the_summary_names_an_unsupported_link_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("radiotap.pcap");
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    // 127: IEEE 802.11 with radiotap.
+    let mut w = moni_samples::pcap::PcapWriter::new(file, 65_535, 127).expect("writer");
+    for i in 0..3 {
+        w.write(
+            1_700_000_000_000_000 + i,
+            &[0, 0, 8, 0, 0, 0, 0, 0, 0x80, 0],
+            10,
+        )
+        .expect("write");
+    }
+    w.finish().expect("finish");
+    let out = tempfile::tempdir().expect("tempdir");
+    let s = replay_files(&[path], None, out.path(), "");
+    assert_eq!(
+        s.files[0].unsupported_link_type.as_deref(),
+        Some("IEEE802_11_RADIO")
+    );
+    assert_eq!(s.decode_errors.get("unsupported_link_type"), Some(&3));
+    assert!(s
+        .human()
+        .contains("unsupported link type IEEE802_11_RADIO: 3 frames"));
+}

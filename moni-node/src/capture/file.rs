@@ -50,6 +50,8 @@ pub struct FileSource {
     name: String,
     records: Records,
     link: Option<LinkType>,
+    /// libpcap's data-link type of the file.
+    dlt: i32,
     packets: u64,
     bytes_read: u64,
     file_len: u64,
@@ -90,7 +92,8 @@ impl FileSource {
                 message: e.to_string(),
             })?;
         }
-        let link = LinkType::from_dlt(cap.get_datalink().0);
+        let dlt = cap.get_datalink().0;
+        let link = LinkType::from_dlt(dlt);
         // A plain pcap file without a filter: libpcap validated it, we read
         // its records. Link types moni does not decode stay with libpcap
         // (its length limits differ for some), and so does anything but a
@@ -109,10 +112,26 @@ impl FileSource {
             name,
             records,
             link,
+            dlt,
             packets: 0,
             bytes_read: 24,
             file_len: meta.len(),
         })
+    }
+}
+
+impl FileSource {
+    /// The file's link type when moni does not decode it: libpcap's name
+    /// for it (`IEEE802_11_RADIO`, `FRELAY`, ...), or `DLT n`.
+    pub fn unsupported_link_name(&self) -> Option<String> {
+        if self.link.is_some() {
+            return None;
+        }
+        Some(
+            pcap::Linktype(self.dlt)
+                .get_name()
+                .unwrap_or_else(|_| format!("DLT {}", self.dlt)),
+        )
     }
 }
 
