@@ -222,7 +222,7 @@ fn moni_flows(file: &Path) -> BTreeMap<Key, Conv> {
             rows.push((start.value(i), k, packets(i), tunnel));
         }
     }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.sort_by_key(|a| a.0);
     let mut map: BTreeMap<Key, Conv> = BTreeMap::new();
     for (_, k, packets, tunnel) in rows {
         let c = map.entry(k).or_default();
@@ -302,16 +302,21 @@ fn flows_are_the_innermost_conversations_tshark_decodes() {
 /// What a replay says of the VNets, without the bytes (a tunnel makes
 /// every frame longer) or the VLAN ids (a tunnel replaces them): flows,
 /// bin packet counts, RTP streams and the shadow comparison.
+/// (VNet, protocol, source, source port, destination, destination port,
+/// packets forward, packets reverse, end reason).
+type FlowRow = (String, u8, String, u16, String, u16, u64, u64, String);
+
 #[derive(Debug, PartialEq)]
 struct View {
-    flows: Vec<(String, u8, String, u16, String, u16, u64, u64, String)>,
+    flows: Vec<FlowRow>,
     bins: BTreeMap<(String, i64), u64>,
     streams: Vec<(String, u32, String, u64, i64, String, String)>,
     verdicts: Vec<String>,
     decode_errors: u64,
 }
 
-fn view(pcap: &Path, map: &str) -> View {
+/// The replay's [`View`], and the `tunnel_type` values of its RTP streams.
+fn view(pcap: &Path, map: &str) -> (View, std::collections::BTreeSet<Option<String>>) {
     let out = tempfile::tempdir().expect("tempdir");
     let s = replay_files(&[pcap.to_path_buf()], Some(map), out.path(), "");
     let mut flows = Vec::new();
@@ -346,9 +351,12 @@ fn view(pcap: &Path, map: &str) -> View {
         }
     }
     let mut streams = Vec::new();
+    let mut stream_tunnels = std::collections::BTreeSet::new();
     for b in read_dataset(&out.path().join("rtp_streams")) {
         let f = |n| col::<arrow::array::Float64Array>(&b, n);
+        let kind = col::<StringArray>(&b, "tunnel_type");
         for i in 0..b.num_rows() {
+            stream_tunnels.insert((!kind.is_null(i)).then(|| kind.value(i).to_string()));
             streams.push((
                 col::<StringArray>(&b, "vnet").value(i).to_string(),
                 col::<UInt32Array>(&b, "ssrc").value(i),
@@ -361,7 +369,7 @@ fn view(pcap: &Path, map: &str) -> View {
         }
     }
     streams.sort();
-    View {
+    let v = View {
         flows,
         bins,
         streams,
@@ -372,7 +380,8 @@ fn view(pcap: &Path, map: &str) -> View {
             .map(|w| w.verdict.to_string())
             .collect(),
         decode_errors: s.decode_errors_total,
-    }
+    };
+    (v, stream_tunnels)
 }
 
 /// The paper miniature (VNets A, B and rx on VLANs 100, 200, 300) wrapped
@@ -384,7 +393,8 @@ fn tunnelled_shadow_scenario_equals_its_vlan_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vlan_pcap = dir.path().join("vlan.pcap");
     moni_samples::write_pcap(&s, &vlan_pcap).expect("write");
-    let want = view(&vlan_pcap, &truth.vnet_map);
+    let (want, kinds) = view(&vlan_pcap, &truth.vnet_map);
+    assert_eq!(kinds, [None].into_iter().collect());
     assert!(!want.streams.is_empty() && !want.flows.is_empty());
     assert!(
         want.verdicts.iter().any(|v| v == "shadow_better"),
@@ -406,8 +416,13 @@ fn tunnelled_shadow_scenario_equals_its_vlan_version() {
             "{k}:{}=A:production,{k}:{}=B:shadow,{k}:{}=rx:monitor",
             ids[0], ids[1], ids[2]
         );
-        let got = view(&path, &map);
+        let (got, kinds) = view(&path, &map);
         assert_eq!(got, want, "{k}: {map}");
+        let kind = match encap {
+            Encap::Erspan2 => "erspan2",
+            _ => k,
+        };
+        assert_eq!(kinds, [Some(kind.to_string())].into_iter().collect(), "{k}");
     }
 }
 

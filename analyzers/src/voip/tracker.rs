@@ -290,7 +290,8 @@ impl RtpTracker {
             .cloned();
         if let Some(a) = announced {
             self.stats.rtp_packets += 1;
-            self.start(key, ts, &h, Some(a), d, windows, streams);
+            self.start(key, ts, &h, Some(a), windows, streams);
+            self.set_tunnel(key, d);
             return;
         }
         if src_port < 1024 || dst_port < 1024 || rtp::static_clock_rate(h.payload_type).is_none() {
@@ -323,7 +324,8 @@ impl RtpTracker {
                 let mut packets = c.packets.into_iter();
                 if let Some((t0, h0)) = packets.next() {
                     self.stats.rtp_packets += 1;
-                    self.start(key, t0, &h0, None, d, windows, streams);
+                    self.start(key, t0, &h0, None, windows, streams);
+                    self.set_tunnel(key, d);
                     for (t, h) in packets {
                         self.stats.rtp_packets += 1;
                         self.update(key, t, &h, windows);
@@ -615,13 +617,24 @@ impl RtpTracker {
         }
     }
 
+    /// Records the tunnel of a new stream's first packet.
+    fn set_tunnel(&mut self, key: StreamKey, d: &Decoded<'_>) {
+        if d.tunnels.is_empty() {
+            return;
+        }
+        if let Some(&i) = self.streams.get(&key) {
+            if let Some(Some(e)) = self.slab.get_mut(i as usize) {
+                e.tunnel = TunnelInfo::of(&d.tunnels);
+            }
+        }
+    }
+
     fn start(
         &mut self,
         key: StreamKey,
         ts: Timestamp,
         h: &RtpHeader,
         announced: Option<Announced>,
-        d: &Decoded<'_>,
         windows: &mut Vec<RtpWindowRecord>,
         streams: &mut Vec<RtpStreamRecord>,
     ) {
@@ -681,11 +694,7 @@ impl RtpTracker {
             mos_weight: 0.0,
             mos_last: f64::NAN,
             rtt_ms: None,
-            tunnel: if d.tunnels.is_empty() {
-                TunnelInfo::default()
-            } else {
-                TunnelInfo::of(&d.tunnels)
-            },
+            tunnel: TunnelInfo::default(),
         };
         let idx = match self.free.pop() {
             Some(i) => {
