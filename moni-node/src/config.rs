@@ -1133,6 +1133,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn decode_section_and_tunnel_map_entries_resolve() {
+        let c = NodeConfig::parse(
+            "[vnets]\nmap = [\"vxlan:5001=A:production\", \"iface:eth1=B:shadow\"]\n\
+             [decode]\nmax_tunnel_depth = 2\nvxlan_ports = [4789]\nmpls_payload = \"ethernet\"\n\
+             [[sources]]\ninterface = \"eth1\"\n",
+        )
+        .expect("parse");
+        let r = c.resolve(None).expect("resolve");
+        assert_eq!(r.decode.max_tunnel_depth, 2);
+        assert_eq!(&*r.decode.vxlan_ports, &[4789]);
+        assert_eq!(
+            r.decode.mpls_payload,
+            analyzers::decode::MplsPayload::Ethernet
+        );
+        // The source named by an iface entry takes that VNet.
+        let b = r.sources[0].vnet.expect("mapped by iface");
+        assert_eq!(r.vnets.get(b).name, "B");
+        let deep = NodeConfig::parse("[decode]\nmax_tunnel_depth = 9\n").expect("parse");
+        let err = deep.resolve(None).expect_err("too deep").to_string();
+        assert!(err.contains("decode.max_tunnel_depth"), "{err}");
+        let bad = NodeConfig::parse("[decode]\nmpls_payload = \"pw\"\n");
+        assert!(bad.is_err());
+    }
+
+    #[test]
     fn empty_file_gives_documented_defaults() {
         let c = NodeConfig::parse("").expect("parse");
         let r = c.resolve(None).expect("resolve");
