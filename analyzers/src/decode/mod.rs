@@ -24,7 +24,7 @@ pub mod mpls;
 pub mod tunnel;
 
 pub use mpls::MplsPayload;
-pub use tunnel::{DecodeConfig, TunnelKind, TunnelLayer, Tunnels};
+pub use tunnel::{DecodeConfig, TunnelKind, TunnelLayer, TunnelStack, Tunnels};
 
 use std::net::IpAddr;
 
@@ -356,7 +356,7 @@ pub struct Decoded<'a> {
     /// The reason decoding stopped early, if it did.
     pub error: Option<DecodeError>,
     /// The tunnel layers crossed to reach this (innermost) packet.
-    pub tunnels: Tunnels,
+    pub tunnels: TunnelStack,
     /// The payload of a link layer moni reads no IP from (MPLS), for the
     /// tunnel decoder.
     pub(crate) net_payload: &'a [u8],
@@ -372,7 +372,7 @@ impl<'a> Decoded<'a> {
             transport: Transport::None,
             payload: &[],
             error: None,
-            tunnels: Tunnels::EMPTY,
+            tunnels: TunnelStack(None),
             net_payload: &[],
         }
     }

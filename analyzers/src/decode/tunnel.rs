@@ -222,6 +222,21 @@ impl Tunnels {
     }
 }
 
+/// The [`Tunnels`] of a decoded packet, boxed so that the untunnelled
+/// packet (the common case, on the hot path) carries one null pointer
+/// instead of the whole stack; it reads as [`Tunnels::EMPTY`] then.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TunnelStack(pub Option<Box<Tunnels>>);
+
+static NO_TUNNELS: Tunnels = Tunnels::EMPTY;
+
+impl std::ops::Deref for TunnelStack {
+    type Target = Tunnels;
+    fn deref(&self) -> &Tunnels {
+        self.0.as_deref().unwrap_or(&NO_TUNNELS)
+    }
+}
+
 /// Where the inner packet of a tunnel starts.
 #[derive(Debug)]
 pub(super) enum Inner<'a> {
@@ -300,12 +315,12 @@ pub(super) fn decapsulate<'a>(mut d: Decoded<'a>, cfg: &DecodeConfig) -> Decoded
             }
             return d;
         }
-        let mut tunnels = d.tunnels;
+        let mut tunnels = *d.tunnels;
         if tunnels.outer.is_none() {
             tunnels.outer = d.ip.map(|ip| (ip.src, ip.dst));
         }
         tunnels.push(step.layer, &step.labels[..usize::from(step.label_count)]);
-        inner.tunnels = tunnels;
+        inner.tunnels = TunnelStack(Some(Box::new(tunnels)));
         // The VLAN stack of the whole packet, outermost first.
         let mut vlans = d.vlan_ids;
         let mut n = usize::from(d.vlan_count);
