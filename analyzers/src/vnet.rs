@@ -563,6 +563,16 @@ mod tunnel_map_tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Any map text parses or is refused with a reason, never a panic.
+        #[test]
+        fn any_spec_never_panics(spec in "[a-z#:=,0-9A-Z_.-]{0,40}") {
+            if let Ok(m) = parse_vnet_map_spec(&spec) {
+                let _ = VnetMap::new(&m, "default", Role::Production);
+            }
+        }
+    }
+
     #[test]
     fn the_innermost_mapped_id_wins() {
         let m =

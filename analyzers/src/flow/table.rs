@@ -625,6 +625,59 @@ mod tests {
         t.observe(pkt, &d, out);
     }
 
+    /// `inner` in VXLAN VNI `vni` between 192.0.2.1 and 192.0.2.2.
+    fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        let total = u16::try_from(20 + 8 + 8 + inner.len()).unwrap_or(0);
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0]);
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[
+            192, 0, 2, 1, 192, 0, 2, 2, 0xc0, 0x01, 0x12, 0xb5, 0, 0, 0, 0,
+        ]);
+        f.extend_from_slice(&[0x08, 0, 0, 0]);
+        f.extend_from_slice(&(vni << 8).to_be_bytes());
+        f.extend_from_slice(inner);
+        f
+    }
+
+    #[test]
+    fn the_same_conversation_in_two_vnis_is_two_flows_with_their_tunnel() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for vni in [1, 2] {
+            feed(
+                &mut t,
+                0.0,
+                &vxlan(vni, &tcp(C, 40000, S, 80, 0x02)),
+                &mut out,
+            );
+            feed(
+                &mut t,
+                0.1,
+                &vxlan(vni, &tcp(S, 80, C, 40000, 0x12)),
+                &mut out,
+            );
+        }
+        feed(&mut t, 0.2, &tcp(C, 40000, S, 80, 0x10), &mut out);
+        t.flush(&mut out);
+        assert_eq!(out.len(), 3, "{out:?}");
+        let mut ids: Vec<_> = out.iter().map(|r| r.tunnel.tunnel_id).collect();
+        ids.sort();
+        assert_eq!(ids, [None, Some(1), Some(2)]);
+        for r in &out {
+            let expected = if r.tunnel.tunnel_id.is_some() { 2 } else { 1 };
+            assert_eq!(r.packets(), expected);
+            assert_eq!(r.src_port, 40000);
+            if r.tunnel.tunnel_id.is_some() {
+                assert_eq!(r.tunnel.tunnel_type.as_deref(), Some("vxlan"));
+                assert_eq!(
+                    r.tunnel.outer_src_addr.map(|a| a.to_string()).as_deref(),
+                    Some("192.0.2.1")
+                );
+            }
+        }
+    }
+
     #[test]
     fn tcp_session_is_one_flow_with_initiator_forward() {
         let mut t = FlowTable::new(FlowConfig::default());
