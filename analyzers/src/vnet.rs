@@ -5,7 +5,7 @@
 //! when omitted, so `100=A:production` is a VLAN), `vxlan` (VXLAN or
 //! VXLAN-GPE VNI), `geneve` (VNI), `nvgre` (VSID), `gre` (key), `erspan`
 //! (session id), `mpls` (any label of the stack), `gtpu` (TEID) or `iface`
-//! (a live source's name).
+//! (a live source's name, or a pcapng interface by name or as `#N`).
 //!
 //! Precedence, for a packet several entries match: the innermost mapped
 //! tunnel id wins over outer ones (a mirror session's VNI does not hide

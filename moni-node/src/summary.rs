@@ -19,6 +19,10 @@ pub struct FileSummary {
     /// `unsupported_link_type`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unsupported_link_type: Option<String>,
+    /// A pcapng file's interfaces, `#N` and the name when given (what
+    /// `iface:#N` and `iface:NAME` map).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<String>,
 }
 
 impl FileSummary {
@@ -29,6 +33,7 @@ impl FileSummary {
             status: "ok",
             error: None,
             unsupported_link_type: None,
+            interfaces: Vec::new(),
         }
     }
 
@@ -39,6 +44,7 @@ impl FileSummary {
             status: "error",
             error: Some(error),
             unsupported_link_type: None,
+            interfaces: Vec::new(),
         }
     }
 }
@@ -373,6 +379,14 @@ impl Summary {
             let _ = writeln!(s, "  peak RSS: {}", bytes(rss));
         }
         for file in &self.files {
+            if !file.interfaces.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  interfaces of {}: {}",
+                    file.path,
+                    file.interfaces.join(", ")
+                );
+            }
             if let Some(link) = &file.unsupported_link_type {
                 let _ = writeln!(
                     s,

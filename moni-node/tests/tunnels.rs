@@ -455,3 +455,95 @@ fn the_summary_names_an_unsupported_link_type() {
         .human()
         .contains("unsupported link type IEEE802_11_RADIO: 3 frames"));
 }
+
+/// A pcapng block: type, length, body (padded), length.
+fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+    let padded = body.len().div_ceil(4) * 4;
+    let len = u32::try_from(12 + padded).expect("small block");
+    let mut b = kind.to_le_bytes().to_vec();
+    b.extend_from_slice(&len.to_le_bytes());
+    b.extend_from_slice(body);
+    b.resize(8 + padded, 0);
+    b.extend_from_slice(&len.to_le_bytes());
+    b
+}
+
+/// The scenario as a pcapng whose frames tagged with VLAN `vlans[i]` are
+/// untagged and captured on interface `i` (named `names[i]`).
+fn pcapng_by_interface(
+    s: &moni_samples::scenario::Scenario,
+    vlans: &[u16],
+    names: &[&str],
+) -> Vec<u8> {
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    let mut out = block(0x0a0d_0d0a, &shb);
+    for name in names {
+        let mut idb = vec![1, 0, 0, 0, 0, 0, 4, 0]; // Ethernet, snaplen 262144
+        idb.extend_from_slice(&2u16.to_le_bytes());
+        idb.extend_from_slice(&u16::try_from(name.len()).expect("short").to_le_bytes());
+        idb.extend_from_slice(name.as_bytes());
+        idb.resize(idb.len().div_ceil(4) * 4, 0);
+        idb.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend(block(1, &idb));
+    }
+    for p in &s.packets {
+        let f = &p.frame;
+        let vlan = (f.len() >= 16 && f[12..14] == [0x81, 0x00])
+            .then(|| u16::from_be_bytes([f[14], f[15]]) & 0x0fff);
+        let (iface, frame, orig) = match vlan.and_then(|v| vlans.iter().position(|x| *x == v)) {
+            Some(i) => {
+                let mut g = f[..12].to_vec();
+                g.extend_from_slice(&f[16..]);
+                (i as u32, g, p.orig_len - 4)
+            }
+            None => (0, f.clone(), p.orig_len),
+        };
+        let ts = p.ts_us as u64;
+        let mut epb = iface.to_le_bytes().to_vec();
+        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(ts as u32).to_le_bytes());
+        epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&orig.to_le_bytes());
+        epb.extend_from_slice(&frame);
+        out.extend(block(6, &epb));
+    }
+    out
+}
+
+/// Production on interface 0, shadow on 1 and the receiver on 2, without
+/// VLAN tags: mapped by interface, the same as the VLAN version.
+#[test]
+fn pcapng_interfaces_map_to_vnets_like_vlans() {
+    let (s, truth) = moni_samples::voip::paper_miniature(7);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vlan_pcap = dir.path().join("vlan.pcap");
+    moni_samples::write_pcap(&s, &vlan_pcap).expect("write");
+    let (want, _) = view(&vlan_pcap, &truth.vnet_map);
+    let ng = dir.path().join("ifaces.pcapng");
+    std::fs::write(
+        &ng,
+        pcapng_by_interface(&s, &[100, 200, 300], &["prod0", "shadow0", "rx0"]),
+    )
+    .expect("write");
+    let (got, _) = view(
+        &ng,
+        "iface:#0=A:production,iface:#1=B:shadow,iface:#2=rx:monitor",
+    );
+    assert_eq!(got, want);
+    let (by_name, _) = view(
+        &ng,
+        "iface:prod0=A:production,iface:shadow0=B:shadow,iface:rx0=rx:monitor",
+    );
+    assert_eq!(by_name, want);
+    // Without a map the copies merge (the measured bug): not the VLAN view.
+    let (merged, _) = view(&ng, "");
+    assert_ne!(merged, want);
+    let out = tempfile::tempdir().expect("tempdir");
+    let summary = replay_files(&[ng], None, out.path(), "");
+    assert_eq!(
+        summary.files[0].interfaces,
+        ["#0 prod0", "#1 shadow0", "#2 rx0"]
+    );
+}
