@@ -28,5 +28,5 @@ pub mod time;
 pub mod vnet;
 pub mod voip;
 
-pub use decode::{decode, DecodeError, Decoded, LinkType};
+pub use decode::{decode, decode_with, DecodeConfig, DecodeError, Decoded, LinkType};
 pub use time::Timestamp;

@@ -97,6 +97,37 @@ pub struct FlowRecord {
     /// IP fragments counted in this flow (all directions).
     pub fragments: u64,
     pub end_reason: EndReason,
+    /// The tunnel the flow's first packet came in, if any.
+    pub tunnel: TunnelInfo,
+}
+
+/// The outer view of a tunnelled record: the `tunnel_type`, `tunnel_id`,
+/// `outer_src_addr` and `outer_dst_addr` columns (all null without a
+/// tunnel). The record's own addresses and ports are the innermost ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TunnelInfo {
+    /// The layers' kinds, outermost first, joined by `/` (`vxlan`,
+    /// `gre/gre`, `vxlan/mpls`, ...).
+    pub tunnel_type: Option<String>,
+    /// The innermost layer's id: VNI, GRE key, ERSPAN session, top MPLS
+    /// label or GTP TEID.
+    pub tunnel_id: Option<u32>,
+    /// The outermost IP header's addresses (null when the outermost layer
+    /// was not IP, as for MPLS on the link).
+    pub outer_src_addr: Option<IpAddr>,
+    pub outer_dst_addr: Option<IpAddr>,
+}
+
+impl TunnelInfo {
+    /// The columns of a decoded packet's tunnel layers.
+    pub fn of(t: &crate::decode::Tunnels) -> TunnelInfo {
+        TunnelInfo {
+            tunnel_type: t.type_name(),
+            tunnel_id: t.id(),
+            outer_src_addr: t.outer.map(|(s, _)| s),
+            outer_dst_addr: t.outer.map(|(_, d)| d),
+        }
+    }
 }
 
 impl FlowRecord {
@@ -258,6 +289,8 @@ pub struct RtpStreamRecord {
     pub end_reason: EndReason,
     /// What RTCP said about this stream, when it was seen.
     pub rtcp: RtcpView,
+    /// The tunnel of the stream's first packet, if any.
+    pub tunnel: TunnelInfo,
 }
 
 /// The far end's view of a stream from RTCP, and the round trip time
@@ -354,6 +387,9 @@ pub struct AlertRecord {
     /// Not in Parquet (the `flows` row, joined on `flow_id`, has the
     /// flow's final counts).
     pub flow: Option<FlowCounters>,
+    /// The tunnel of the packet that raised a signature alert; empty for
+    /// behavioural alerts.
+    pub tunnel: TunnelInfo,
 }
 
 /// A flow's counters so far, the current packet included: from its

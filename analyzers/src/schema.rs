@@ -19,13 +19,57 @@ use arrow::error::ArrowError;
 
 use crate::record::{
     AlertRecord, BinRecord, CallRecord, FlowRecord, JbQuality, RtpQuality, RtpStreamId,
-    RtpStreamRecord, RtpWindowRecord,
+    RtpStreamRecord, RtpWindowRecord, TunnelInfo,
 };
 use crate::vnet::VnetMap;
 use crate::voip::jitter_buffer::Model;
 
 /// Version of the record schemas, stored in every file's metadata.
-pub const SCHEMA_VERSION: &str = "2";
+/// Version 3 added the tunnel columns ([`TUNNEL_COLUMNS`]) at the end of
+/// `flows`, `rtp_streams` and `alerts`; a version-2 file is the same
+/// without them.
+pub const SCHEMA_VERSION: &str = "3";
+
+/// The columns schema version 3 appended to `flows`, `rtp_streams` and
+/// `alerts`: the outer view of a tunnelled record (all null without one).
+pub const TUNNEL_COLUMNS: [&str; 4] = [
+    "tunnel_type",
+    "tunnel_id",
+    "outer_src_addr",
+    "outer_dst_addr",
+];
+
+fn tunnel_fields() -> [Field; 4] {
+    use DataType::*;
+    [
+        field("tunnel_type", Utf8, true, None),
+        field("tunnel_id", UInt32, true, None),
+        field("outer_src_addr", Utf8, true, None),
+        field("outer_dst_addr", Utf8, true, None),
+    ]
+}
+
+fn tunnel_columns<'a>(t: impl Iterator<Item = &'a TunnelInfo> + Clone) -> [ArrayRef; 4] {
+    let addr = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string());
+    [
+        Arc::new(StringArray::from(
+            t.clone()
+                .map(|x| x.tunnel_type.as_deref())
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(UInt32Array::from(
+            t.clone().map(|x| x.tunnel_id).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            t.clone()
+                .map(|x| addr(x.outer_src_addr))
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            t.map(|x| addr(x.outer_dst_addr)).collect::<Vec<_>>(),
+        )),
+    ]
+}
 
 /// Metadata key naming the dataset of a file.
 pub const META_DATASET: &str = "moni.dataset";
@@ -175,7 +219,10 @@ pub fn flows_schema() -> SchemaRef {
             field("fragments", UInt64, false, None),
             field("end_reason", Utf8, false, Some(("flowEndReason", "136"))),
             field("flow_id", Int64, false, Some(("flowId", "148"))),
-        ],
+        ]
+        .into_iter()
+        .chain(tunnel_fields())
+        .collect(),
     )
 }
 
@@ -299,6 +346,7 @@ pub fn rtp_streams_schema() -> SchemaRef {
         field("remote_jitter_ms", Float64, true, None),
         field("remote_mos_cq", Float64, true, None),
     ]);
+    f.extend(tunnel_fields());
     schema("rtp_streams", f)
 }
 
@@ -463,6 +511,7 @@ pub fn rtp_streams_batch(
     )));
     c.push(opt(|x| x.rtcp.remote_jitter_ms));
     c.push(opt(|x| x.rtcp.remote_mos_cq));
+    c.extend(tunnel_columns(r.iter().map(|x| &x.tunnel)));
     RecordBatch::try_new(rtp_streams_schema(), c)
 }
 
@@ -652,7 +701,7 @@ pub fn flows_batch(records: &[FlowRecord], vnets: &VnetMap) -> Result<RecordBatc
                 .collect(),
         )
     };
-    let columns: Vec<ArrayRef> = vec![
+    let mut columns: Vec<ArrayRef> = vec![
         vnet_column(r.iter().map(|x| x.vnet), vnets),
         role_column(r.iter().map(|x| x.vnet), vnets),
         Arc::new(UInt16Array::from(
@@ -701,6 +750,7 @@ pub fn flows_batch(records: &[FlowRecord], vnets: &VnetMap) -> Result<RecordBatc
             r.iter().map(|x| x.flow_id as i64),
         )),
     ];
+    columns.extend(tunnel_columns(r.iter().map(|x| &x.tunnel)));
     RecordBatch::try_new(flows_schema(), columns)
 }
 
@@ -761,7 +811,10 @@ pub fn alerts_schema() -> SchemaRef {
             field("flow_id", Int64, true, Some(("flowId", "148"))),
             field("signature_rev", UInt32, false, None),
             field("details", Utf8, false, None),
-        ],
+        ]
+        .into_iter()
+        .chain(tunnel_fields())
+        .collect(),
     )
 }
 
@@ -800,7 +853,7 @@ pub fn alert_chunks(r: &[AlertRecord]) -> impl Iterator<Item = &[AlertRecord]> {
 /// Converts alerts into a batch of [`alerts_schema`]. The caller bounds
 /// the batch ([`alert_chunks`]): a string column holds at most 2 GiB.
 pub fn alerts_batch(r: &[AlertRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
-    let c: Vec<ArrayRef> = vec![
+    let mut c: Vec<ArrayRef> = vec![
         ts_col(r.iter().map(|x| x.time.micros()).collect()),
         ts_col(r.iter().map(|x| x.end.micros()).collect()),
         vnet_column(r.iter().map(|x| x.vnet), vnets),
@@ -843,6 +896,7 @@ pub fn alerts_batch(r: &[AlertRecord], vnets: &VnetMap) -> Result<RecordBatch, A
             r.iter().map(|x| x.details.as_str()),
         )),
     ];
+    c.extend(tunnel_columns(r.iter().map(|x| &x.tunnel)));
     RecordBatch::try_new(alerts_schema(), c)
 }
 
@@ -909,6 +963,12 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
     metadata.insert("moni_kind".into(), json!([a.kind]));
     metadata.insert("moni_start".into(), json!([ts(a.time)]));
     metadata.insert("moni_details".into(), json!([details.to_string()]));
+    if let Some(kind) = &a.tunnel.tunnel_type {
+        metadata.insert("moni_tunnel_type".into(), json!([kind]));
+        if let Some(id) = a.tunnel.tunnel_id {
+            metadata.insert("moni_tunnel_id".into(), json!([id.to_string()]));
+        }
+    }
     let src = a.src_addr.or(a.trigger.map(|t| t.0));
     let dst = a.dst_addr.or(a.trigger.map(|t| t.1));
     let mut alert = json!({
@@ -977,6 +1037,26 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
         if !a.vlans.is_empty() {
             obj.insert("vlan".into(), a.vlans.clone().into());
         }
+        // Suricata puts an ICMP packet's type and code at the top level.
+        for key in ["icmp_type", "icmp_code"] {
+            if let Some(v) = details.get(key) {
+                obj.insert(key.into(), v.clone());
+            }
+        }
+        // The tunnel: EVE's `tunnel` object has the outer addresses and
+        // the depth; its type and id are in `alert.metadata`.
+        if let Some(kind) = &a.tunnel.tunnel_type {
+            if let (Some(src), Some(dst)) = (a.tunnel.outer_src_addr, a.tunnel.outer_dst_addr) {
+                obj.insert(
+                    "tunnel".into(),
+                    json!({
+                        "src_ip": src.to_string(),
+                        "dest_ip": dst.to_string(),
+                        "depth": kind.split('/').count(),
+                    }),
+                );
+            }
+        }
         if let Some(x) = src {
             obj.insert("src_ip".into(), x.to_string().into());
         }
@@ -1003,6 +1083,7 @@ mod tests {
     #[test]
     fn flow_batch_matches_schema_and_nulls_empty_reverse() {
         let rec = FlowRecord {
+            tunnel: Default::default(),
             flow_id: 7,
             vnet: VnetId(0),
             vlan_id: None,

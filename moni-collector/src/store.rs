@@ -407,7 +407,13 @@ fn stored_columns(dataset: &str, want: &arrow::datatypes::Schema) -> Vec<usize> 
         .collect()
 }
 
-fn check_schema(dataset: &str, got: &arrow::datatypes::Schema) -> Result<(), IngestError> {
+/// Checks an upload's columns against the dataset's schema, of which the
+/// last `missing` columns (added by a later schema version) are absent.
+fn check_schema(
+    dataset: &str,
+    got: &arrow::datatypes::Schema,
+    missing: usize,
+) -> Result<(), IngestError> {
     let Some(want) = schema::for_dataset(dataset) else {
         return Err(IngestError::UnknownDataset(dataset.to_string()));
     };
@@ -415,11 +421,11 @@ fn check_schema(dataset: &str, got: &arrow::datatypes::Schema) -> Result<(), Ing
         dataset: dataset.to_string(),
         detail,
     };
-    if got.fields().len() != want.fields().len() {
+    let expected = want.fields().len().saturating_sub(missing);
+    if got.fields().len() != expected {
         return Err(mismatch(format!(
-            "{} columns, expected {}",
+            "{} columns, expected {expected}",
             got.fields().len(),
-            want.fields().len()
         )));
     }
     for (g, w) in got.fields().iter().zip(want.fields().iter()) {
@@ -539,10 +545,18 @@ pub fn prepare(
         });
     }
     let version = meta(META_SCHEMA_VERSION).unwrap_or_default();
-    if version != SCHEMA_VERSION {
-        return Err(IngestError::SchemaVersion { found: version });
-    }
-    check_schema(dataset, builder.schema())?;
+    // Version 2 is version 3 without the tunnel columns at the end of some
+    // datasets; they are stored as nulls.
+    let missing = match version.as_str() {
+        v if v == SCHEMA_VERSION => 0,
+        "2" => want
+            .fields()
+            .iter()
+            .filter(|f| schema::TUNNEL_COLUMNS.contains(&f.name().as_str()))
+            .count(),
+        _ => return Err(IngestError::SchemaVersion { found: version }),
+    };
+    check_schema(dataset, builder.schema(), missing)?;
     // The footer's row count refuses a huge upload before decoding it.
     let declared = builder.metadata().file_metadata().num_rows();
     if u64::try_from(declared).unwrap_or(u64::MAX) > limits.max_rows {
@@ -597,11 +611,20 @@ pub fn prepare(
                 });
             }
         }
-        let full = RecordBatch::try_new(Arc::clone(&full_schema), batch.columns().to_vec())
-            .map_err(|e| IngestError::SchemaMismatch {
+        // A version-2 upload lacks the tunnel columns: null for them.
+        let mut columns = batch.columns().to_vec();
+        for f in want.fields().iter().skip(columns.len()) {
+            columns.push(arrow::array::new_null_array(
+                f.data_type(),
+                batch.num_rows(),
+            ));
+        }
+        let full = RecordBatch::try_new(Arc::clone(&full_schema), columns).map_err(|e| {
+            IngestError::SchemaMismatch {
                 dataset: dataset.to_string(),
                 detail: e.to_string(),
-            })?;
+            }
+        })?;
         let batch = full
             .project(&keep)
             .map_err(|e| IngestError::SchemaMismatch {
@@ -871,6 +894,92 @@ pub fn commit_local(data: &Path, staged: &Staged) -> Result<PutResult, IngestErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A flows file of schema `version` holding `batch`.
+    fn flows_file(dir: &Path, version: &str, batch: &RecordBatch) -> PathBuf {
+        let path = dir.join(format!("flows-v{version}.parquet"));
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new(META_DATASET.to_string(), "flows".to_string()),
+                KeyValue::new(META_SCHEMA_VERSION.to_string(), version.to_string()),
+            ]))
+            .build();
+        let f = File::create(&path).expect("create");
+        let mut w = ArrowWriter::try_new(f, batch.schema(), Some(props)).expect("writer");
+        w.write(batch).expect("write");
+        w.close().expect("close");
+        path
+    }
+
+    fn flow_record(tunnel: analyzers::record::TunnelInfo) -> analyzers::record::FlowRecord {
+        use analyzers::record::{DirectionStats, EndReason, FlowRecord};
+        let t = analyzers::Timestamp::from_secs(1_700_000_000);
+        FlowRecord {
+            flow_id: 7,
+            vnet: analyzers::vnet::VnetId(0),
+            vlan_id: None,
+            src_addr: "10.0.0.1".parse().expect("ip"),
+            dst_addr: "10.0.0.2".parse().expect("ip"),
+            src_port: 1,
+            dst_port: 2,
+            protocol: 6,
+            fwd: DirectionStats {
+                packets: 1,
+                bytes: 60,
+                first: t,
+                last: t,
+                tcp_flags: 2,
+            },
+            rev: DirectionStats::default(),
+            fragments: 0,
+            end_reason: EndReason::Idle,
+            tunnel,
+        }
+    }
+
+    #[test]
+    fn schema_2_uploads_are_stored_with_null_tunnel_columns() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let vnets = analyzers::vnet::VnetMap::default();
+        let v3 = schema::flows_batch(&[flow_record(Default::default())], &vnets).expect("batch");
+        // Version 2: the same columns without the four tunnel columns.
+        let n = v3.num_columns() - schema::TUNNEL_COLUMNS.len();
+        let v2_schema = Arc::new(arrow::datatypes::Schema::new(
+            v3.schema().fields()[..n].to_vec(),
+        ));
+        let v2 = RecordBatch::try_new(v2_schema, v3.columns()[..n].to_vec()).expect("v2");
+        let incoming = t.path().join("incoming");
+        std::fs::create_dir_all(&incoming).expect("mkdir");
+        let hash = "a".repeat(64);
+        for (version, batch) in [("2", &v2), ("3", &v3)] {
+            let file = flows_file(t.path(), version, batch);
+            let staged = prepare("flows", "n1", &file, &hash, &incoming, &Limits::default())
+                .unwrap_or_else(|e| panic!("version {version}: {e}"));
+            assert_eq!(staged.rows, 1);
+            let part = &staged.parts[0];
+            let stored =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(&part.tmp).expect("open part"))
+                    .expect("parquet")
+                    .build()
+                    .expect("reader")
+                    .next()
+                    .expect("a batch")
+                    .expect("batch");
+            let col = stored.column_by_name("tunnel_type").expect("tunnel_type");
+            assert_eq!(col.null_count(), 1, "version {version}");
+        }
+        // Version 2 with a tunnel column too many, and version 1: refused.
+        let file = flows_file(t.path(), "2", &v3);
+        assert!(matches!(
+            prepare("flows", "n1", &file, &hash, &incoming, &Limits::default()),
+            Err(IngestError::SchemaMismatch { .. })
+        ));
+        let file = flows_file(t.path(), "1", &v2);
+        assert!(matches!(
+            prepare("flows", "n1", &file, &hash, &incoming, &Limits::default()),
+            Err(IngestError::SchemaVersion { .. })
+        ));
+    }
 
     #[test]
     fn create_dirs_reports_each_directory_it_created() {

@@ -73,7 +73,9 @@ pub struct ReplayArgs {
     /// Output directory (default: output.dir of the config, or moni-out).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// VLAN to VNet map, e.g. 100=A:production,200=B:shadow (replaces vnets.map).
+    /// VNet map, [KIND:]ID=NAME:ROLE entries, e.g. 100=A:production,200=B:shadow or
+    /// vxlan:5001=A:production,vxlan:5002=B:shadow (KIND: vlan, vxlan, geneve, nvgre,
+    /// gre, erspan, mpls, gtpu, iface; replaces vnets.map).
     #[arg(long)]
     pub vnet_map: Option<String>,
     /// BPF filter applied while reading (libpcap syntax).

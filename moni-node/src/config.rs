@@ -116,6 +116,7 @@
 use std::path::{Path, PathBuf};
 
 use analyzers::bins::BinConfig;
+use analyzers::decode::DecodeConfig;
 use analyzers::flow::FlowConfig;
 use analyzers::ids::IdsConfig;
 use analyzers::vnet::{parse_vnet_map_spec, Role, VlanMapping, VnetMap};
@@ -163,6 +164,60 @@ pub struct NodeConfig {
     pub rtp: RtpSection,
     pub ids: IdsConfig,
     pub output: OutputConfig,
+    pub decode: DecodeSection,
+}
+
+/// `[decode]`: how far moni looks into tunnels.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeSection {
+    /// Tunnel layers decapsulated at most; a packet nested deeper counts
+    /// `tunnel_too_deep` and stays at that depth. Default 4, at most 8.
+    pub max_tunnel_depth: u8,
+    /// UDP destination ports read as VXLAN. Default [4789, 8472].
+    pub vxlan_ports: Vec<u16>,
+    /// UDP destination port of VXLAN-GPE. Default 4790.
+    pub vxlan_gpe_port: u16,
+    /// UDP destination port of Geneve. Default 6081.
+    pub geneve_port: u16,
+    /// UDP port of GTP-U (either direction). Default 2152.
+    pub gtpu_port: u16,
+    /// What follows the bottom MPLS label: `auto` (IPv4/IPv6 by the first
+    /// nibble, otherwise pseudowire Ethernet), `ethernet` or `ip`.
+    pub mpls_payload: analyzers::decode::MplsPayload,
+}
+
+impl Default for DecodeSection {
+    fn default() -> Self {
+        let d = DecodeConfig::DEFAULT;
+        DecodeSection {
+            max_tunnel_depth: d.max_tunnel_depth,
+            vxlan_ports: d.vxlan_ports.to_vec(),
+            vxlan_gpe_port: d.vxlan_gpe_port,
+            geneve_port: d.geneve_port,
+            gtpu_port: d.gtpu_port,
+            mpls_payload: d.mpls_payload,
+        }
+    }
+}
+
+impl DecodeSection {
+    fn resolve(&self) -> Result<DecodeConfig, ConfigError> {
+        if usize::from(self.max_tunnel_depth) > analyzers::decode::tunnel::MAX_TUNNEL_LAYERS {
+            return Err(invalid("decode.max_tunnel_depth", "must be at most 8"));
+        }
+        if self.vxlan_ports.len() > 16 {
+            return Err(invalid("decode.vxlan_ports", "at most 16 ports"));
+        }
+        Ok(DecodeConfig {
+            max_tunnel_depth: self.max_tunnel_depth,
+            vxlan_ports: self.vxlan_ports.clone().into(),
+            vxlan_gpe_port: self.vxlan_gpe_port,
+            geneve_port: self.geneve_port,
+            gtpu_port: self.gtpu_port,
+            mpls_payload: self.mpls_payload,
+        })
+    }
 }
 
 /// Validates `[ids]` (the section deserializes straight into
@@ -648,6 +703,7 @@ impl Default for OutputConfig {
 #[derive(Clone, Debug)]
 pub struct Resolved {
     pub vnets: VnetMap,
+    pub decode: DecodeConfig,
     pub flows: FlowConfig,
     pub bins: BinConfig,
     pub rtp: RtpConfig,
@@ -859,6 +915,7 @@ impl NodeConfig {
         }
         Ok(Resolved {
             vnets,
+            decode: self.decode.resolve()?,
             flows: FlowConfig {
                 idle_timeout_secs: f.idle_timeout_secs,
                 active_timeout_secs: f.active_timeout_secs,
@@ -1095,7 +1152,11 @@ impl NodeConfig {
                 (None, Some(_)) => {
                     return Err(invalid("sources.role", "a role needs a vnet"));
                 }
-                (None, None) => None,
+                // An `iface:NAME` map entry names the source's VNet.
+                (None, None) => vnets.iface(&name).or(match &kind {
+                    SourceKind::Interface(i) => vnets.iface(i),
+                    SourceKind::File { .. } => None,
+                }),
             };
             if !(64..=262_144).contains(&s.snaplen) {
                 return Err(invalid("sources.snaplen", "must be between 64 and 262144"));
@@ -1122,6 +1183,31 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_section_and_tunnel_map_entries_resolve() {
+        let c = NodeConfig::parse(
+            "[vnets]\nmap = [\"vxlan:5001=A:production\", \"iface:eth1=B:shadow\"]\n\
+             [decode]\nmax_tunnel_depth = 2\nvxlan_ports = [4789]\nmpls_payload = \"ethernet\"\n\
+             [[sources]]\ninterface = \"eth1\"\n",
+        )
+        .expect("parse");
+        let r = c.resolve(None).expect("resolve");
+        assert_eq!(r.decode.max_tunnel_depth, 2);
+        assert_eq!(&*r.decode.vxlan_ports, &[4789]);
+        assert_eq!(
+            r.decode.mpls_payload,
+            analyzers::decode::MplsPayload::Ethernet
+        );
+        // The source named by an iface entry takes that VNet.
+        let b = r.sources[0].vnet.expect("mapped by iface");
+        assert_eq!(r.vnets.get(b).name, "B");
+        let deep = NodeConfig::parse("[decode]\nmax_tunnel_depth = 9\n").expect("parse");
+        let err = deep.resolve(None).expect_err("too deep").to_string();
+        assert!(err.contains("decode.max_tunnel_depth"), "{err}");
+        let bad = NodeConfig::parse("[decode]\nmpls_payload = \"pw\"\n");
+        assert!(bad.is_err());
+    }
 
     #[test]
     fn empty_file_gives_documented_defaults() {

@@ -11,7 +11,7 @@ use analyzers::ids::Ids;
 use analyzers::record::{AlertRecord, BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
 use analyzers::vnet::{VnetId, VnetMap};
 use analyzers::voip::{RtpStats, RtpTracker};
-use analyzers::{decode, DecodeError, Decoded, LinkType};
+use analyzers::{decode_with, DecodeError, Decoded, LinkType};
 
 use crate::capture::RawPacket;
 use crate::config::Resolved;
@@ -71,6 +71,8 @@ pub struct Counters {
 
 pub struct Engine {
     vnets: VnetMap,
+    /// `[decode]`: tunnel ports, depth and MPLS payload.
+    decode: analyzers::DecodeConfig,
     flows: FlowTable,
     bins: Binner,
     rtp: RtpTracker,
@@ -114,6 +116,7 @@ impl Engine {
                 ..Counters::default()
             },
             vnets: config.vnets.clone(),
+            decode: config.decode.clone(),
             flows: FlowTable::new(config.flows.clone()),
             bins: Binner::new(config.bins.clone()),
             rtp: RtpTracker::new(config.rtp.clone()),
@@ -132,6 +135,11 @@ impl Engine {
         &self.vnets
     }
 
+    /// The decoder settings (`[decode]`), for stages that decode again.
+    pub fn decode_config(&self) -> &analyzers::DecodeConfig {
+        &self.decode
+    }
+
     /// Runs one packet through the analyzers. `source_vnet` is the VNet of
     /// the capture source, used when no VLAN mapping matches.
     #[inline]
@@ -142,7 +150,7 @@ impl Engine {
         source_vnet: Option<VnetId>,
     ) {
         let d = match link {
-            Some(link) => decode(link, pkt.data),
+            Some(link) => decode_with(link, pkt.data, &self.decode),
             None => Decoded::failed(DecodeError::UnsupportedLinkType),
         };
         let c = &mut self.counters;
@@ -151,7 +159,7 @@ impl Engine {
         if let Some(e) = d.error {
             c.decode_errors.add(e);
         }
-        let vnet = self.vnets.resolve(d.vlans(), source_vnet);
+        let vnet = self.vnets.resolve_packet(&d, source_vnet);
         if let Some(v) = c.vnets.get_mut(usize::from(vnet.0)) {
             v.packets += 1;
             v.bytes += u64::from(pkt.wire_len);
@@ -244,8 +252,8 @@ impl Engine {
         source_vnet: Option<VnetId>,
     ) {
         let Some(link) = link else { return };
-        let d = decode(link, pkt.data);
-        let vnet = self.vnets.resolve(d.vlans(), source_vnet);
+        let d = decode_with(link, pkt.data, &self.decode);
+        let vnet = self.vnets.resolve_packet(&d, source_vnet);
         self.rtp.learn_media(vnet, &d);
     }
 

@@ -91,6 +91,7 @@ struct SigJob {
 /// the reader's free list.
 fn match_signatures(
     mut sigs: Signatures,
+    decode: &analyzers::DecodeConfig,
     jobs: &crossbeam_channel::Receiver<SigJob>,
     alerts: &crossbeam_channel::Sender<Vec<AlertRecord>>,
     free: &crossbeam_channel::Sender<PacketBatch>,
@@ -104,7 +105,7 @@ fn match_signatures(
     {
         if let Some(link) = link {
             for (pkt, tag) in batch.iter().zip(&tags) {
-                let d = analyzers::decode(link, pkt.data);
+                let d = analyzers::decode_with(link, pkt.data, decode);
                 sigs.observe(pkt.ts, tag.vnet, &d, tag.flow, &mut out);
             }
         }
@@ -121,6 +122,8 @@ fn match_signatures(
 enum ReaderMsg {
     Batch {
         link: Option<LinkType>,
+        /// The pcapng interface (index, name) of every packet of the batch.
+        iface: Option<(u32, Option<String>)>,
         batch: PacketBatch,
     },
     FileDone(FileSummary),
@@ -166,16 +169,28 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         scope.spawn(move || read_files(opts, show_progress, &tx, &free_rx));
         let sig_thread = sigs.map(|sigs| {
             let free_tx = free_tx.clone();
-            scope.spawn(move || match_signatures(sigs, &sig_rx, &alert_tx, &free_tx))
+            let decode = engine.decode_config().clone();
+            scope.spawn(move || match_signatures(sigs, &decode, &sig_rx, &alert_tx, &free_tx))
         });
         // Owned here so that returning early (an output error) drops them,
         // which makes the reader's next send fail and the reader stop.
         let (rx, sig_tx) = (rx, sig_tx);
         for msg in rx.iter() {
             match msg {
-                ReaderMsg::Batch { link, mut batch } => {
+                ReaderMsg::Batch {
+                    link,
+                    iface,
+                    mut batch,
+                } => {
+                    // `iface:#N` names the interface by index, `iface:NAME`
+                    // by name.
+                    let source_vnet = iface.and_then(|(i, name)| {
+                        let v = engine.vnets();
+                        v.iface(&format!("#{i}"))
+                            .or_else(|| name.and_then(|n| v.iface(&n)))
+                    });
                     for pkt in batch.iter() {
-                        engine.process(link, &pkt, None);
+                        engine.process(link, &pkt, source_vnet);
                     }
                     if sig_thread.is_some() {
                         let tags = engine.take_sig_tags();
@@ -386,15 +401,51 @@ fn read_files(
         let bar = show_progress.then(|| progress_bar(&source));
         let link = source.link_type();
         let mut batch = new_batch();
+        let mut batch_iface: Option<u32> = None;
+        let iface_msg = |i: Option<u32>, s: &FileSource| {
+            i.map(|i| {
+                let name = s.interfaces().get(i as usize).and_then(|x| x.name.clone());
+                (i, name)
+            })
+        };
         let mut packets: u64 = 0;
         let error = loop {
             match source.next_packet() {
                 Ok(Some(pkt)) => {
                     batch.push(&pkt);
                     packets += 1;
+                    // A batch holds the packets of one pcapng interface.
+                    let iface = source.interface().map(|(i, _)| i);
+                    if iface != batch_iface {
+                        if batch.len() > 1 {
+                            let mut next = new_batch();
+                            batch.move_last_to(&mut next);
+                            let full = std::mem::replace(&mut batch, next);
+                            let iface = iface_msg(batch_iface, &source);
+                            if tx
+                                .send(ReaderMsg::Batch {
+                                    link,
+                                    iface,
+                                    batch: full,
+                                })
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        batch_iface = iface;
+                    }
                     if batch.is_full() {
                         let full = std::mem::replace(&mut batch, new_batch());
-                        if tx.send(ReaderMsg::Batch { link, batch: full }).is_err() {
+                        let iface = iface_msg(batch_iface, &source);
+                        if tx
+                            .send(ReaderMsg::Batch {
+                                link,
+                                iface,
+                                batch: full,
+                            })
+                            .is_err()
+                        {
                             return;
                         }
                         if let Some(b) = &bar {
@@ -406,16 +457,27 @@ fn read_files(
                 Err(e) => break Some(e.to_string()),
             }
         };
-        if !batch.is_empty() && tx.send(ReaderMsg::Batch { link, batch }).is_err() {
+        let iface = iface_msg(batch_iface, &source);
+        if !batch.is_empty() && tx.send(ReaderMsg::Batch { link, iface, batch }).is_err() {
             return;
         }
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        let summary = match error {
+        let mut summary = match error {
             Some(e) => FileSummary::failed(path, packets, e),
             None => FileSummary::ok(path, packets),
         };
+        summary.unsupported_link_type = source.unsupported_link_name();
+        summary.interfaces = source
+            .interfaces()
+            .iter()
+            .enumerate()
+            .map(|(i, x)| match &x.name {
+                Some(n) => format!("#{i} {n}"),
+                None => format!("#{i}"),
+            })
+            .collect();
         if tx.send(ReaderMsg::FileDone(summary)).is_err() {
             return;
         }

@@ -14,6 +14,15 @@ pub struct FileSummary {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The file's link type (libpcap's DLT name, e.g. `IEEE802_11_RADIO`)
+    /// when moni does not decode it: every frame of the file counts
+    /// `unsupported_link_type`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsupported_link_type: Option<String>,
+    /// A pcapng file's interfaces, `#N` and the name when given (what
+    /// `iface:#N` and `iface:NAME` map).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<String>,
 }
 
 impl FileSummary {
@@ -23,6 +32,8 @@ impl FileSummary {
             packets,
             status: "ok",
             error: None,
+            unsupported_link_type: None,
+            interfaces: Vec::new(),
         }
     }
 
@@ -32,6 +43,8 @@ impl FileSummary {
             packets,
             status: "error",
             error: Some(error),
+            unsupported_link_type: None,
+            interfaces: Vec::new(),
         }
     }
 }
@@ -369,6 +382,23 @@ impl Summary {
         }
         if let Some(rss) = self.peak_rss_bytes {
             let _ = writeln!(s, "  peak RSS: {}", bytes(rss));
+        }
+        for file in &self.files {
+            if !file.interfaces.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  interfaces of {}: {}",
+                    file.path,
+                    file.interfaces.join(", ")
+                );
+            }
+            if let Some(link) = &file.unsupported_link_type {
+                let _ = writeln!(
+                    s,
+                    "  unsupported link type {link}: {} frames of {} not decoded",
+                    file.packets, file.path
+                );
+            }
         }
         for file in self.failed_files() {
             let _ = writeln!(

@@ -174,3 +174,29 @@ fn a_pipe_is_left_to_libpcap_and_loses_nothing() {
     assert!(!want.0.is_empty());
     assert_eq!(got, want);
 }
+
+/// pcapng files, which we read ourselves to know each packet's interface:
+/// the same packets as libpcap reads.
+#[test]
+fn every_pcapng_reads_as_libpcap_reads_it() {
+    let mut dirs = vec![common::root().join("samples/pcap")];
+    dirs.extend(common::corpus());
+    let mut files = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a])) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    if common::corpus().is_some() {
+        assert!(files.len() >= 5, "{files:?}");
+    }
+    for f in &files {
+        assert_eq!(ours(f), libpcap(f), "{}", f.display());
+    }
+}

@@ -68,7 +68,7 @@ class DuckDbReadsMoniParquet(unittest.TestCase):
         f = next((self.out / "flows").glob("*.parquet"))
         schema = pq.read_schema(f)
         self.assertEqual(schema.field("src_port").metadata[b"ipfix_name"], b"sourceTransportPort")
-        self.assertEqual(pq.read_metadata(f).metadata[b"moni.schema_version"], b"2")
+        self.assertEqual(pq.read_metadata(f).metadata[b"moni.schema_version"], b"3")
 
     def test_readme_example_queries_give_the_ground_truth(self):
         queries = readme_queries()

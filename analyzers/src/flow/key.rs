@@ -52,6 +52,10 @@ pub struct FlowKey {
     pub vnet: VnetId,
     pub protocol: u8,
     pub v6: bool,
+    /// The innermost virtual-network id the packet was tunnelled in (VXLAN
+    /// or Geneve VNI, ERSPAN session; [`crate::decode::Tunnels::segment`]),
+    /// 0 when none: flows of different VNIs never merge, mapped or not.
+    pub segment: u32,
 }
 
 impl FlowKey {
@@ -74,6 +78,7 @@ impl FlowKey {
                 vnet,
                 protocol,
                 v6,
+                segment: 0,
             },
             src_is_lo,
         )

@@ -32,8 +32,8 @@ use hashbrown::HashMap;
 
 use super::fragments::FragmentTracker;
 use super::key::{Endpoint, FlowKey};
-use crate::decode::{tcp_flags, Decoded, Fragment, Transport};
-use crate::record::{DirectionStats, EndReason, FlowRecord};
+use crate::decode::{tcp_flags, Decoded, Fragment, Transport, Tunnels};
+use crate::record::{DirectionStats, EndReason, FlowRecord, TunnelInfo};
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
 
@@ -133,7 +133,10 @@ fn flow_id(key: &FlowKey, start: Timestamp) -> u64 {
         u64::from(key.lo.port) << 16 | u64::from(key.hi.port),
         key.hi.addr_hi,
         key.hi.addr_lo,
-        u64::from(key.vnet.0) << 16 | u64::from(key.protocol) << 1 | u64::from(key.v6),
+        u64::from(key.segment) << 32
+            | u64::from(key.vnet.0) << 16
+            | u64::from(key.protocol) << 1
+            | u64::from(key.v6),
         start.micros() as u64,
     ];
     let h = words
@@ -206,6 +209,10 @@ pub struct FlowTable {
     stats: FlowStats,
     /// Live flows per VNet (indexed by [`VnetId`]), for the active-flows gauge.
     active_by_vnet: Vec<u64>,
+    /// The tunnel layers of each tunnelled flow's first packet, by slot.
+    /// Kept aside so untunnelled flows pay nothing; at most one entry per
+    /// live flow, so bounded by `max_flows`.
+    tunnels: HashMap<u32, Tunnels, foldhash::fast::RandomState>,
 }
 
 const _: () = assert!(std::mem::size_of::<FlowState>() == 128);
@@ -231,6 +238,7 @@ impl FlowTable {
             fragments: FragmentTracker::new(config.max_fragmented_datagrams),
             stats: FlowStats::default(),
             active_by_vnet: Vec::new(),
+            tunnels: HashMap::default(),
             config: FlowConfig {
                 max_flows: config.max_flows.clamp(1, MAX_SLOTS),
                 ..config
@@ -316,13 +324,14 @@ impl FlowTable {
                 .unwrap_or((0, 0)),
         };
         let flags = d.tcp_flags();
-        let (key, src_is_lo) = FlowKey::new(
+        let (mut key, src_is_lo) = FlowKey::new(
             pkt.vnet,
             ip.protocol,
             ip.src.is_ipv6(),
             Endpoint::new(ip.src, src_port),
             Endpoint::new(ip.dst, dst_port),
         );
+        key.segment = d.tunnels.segment();
 
         let idx = match self.map.get(&key) {
             Some(&idx) => {
@@ -330,19 +339,19 @@ impl FlowTable {
                 let new_syn = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
                 if st.closed && new_syn {
                     self.export(idx, EndReason::TcpEnd, out);
-                    self.insert(key, src_is_lo, pkt, out)
+                    self.insert(key, src_is_lo, pkt, &d.tunnels, out)
                 } else if pkt.ts.micros_since(st.last_seen) >= self.idle_us {
                     // Idle already, though its queue entry is not due yet.
                     self.export(idx, EndReason::Idle, out);
-                    self.insert(key, src_is_lo, pkt, out)
+                    self.insert(key, src_is_lo, pkt, &d.tunnels, out)
                 } else if pkt.ts.micros_since(st.start) >= self.active_us {
                     self.export(idx, EndReason::Active, out);
-                    self.insert(key, src_is_lo, pkt, out)
+                    self.insert(key, src_is_lo, pkt, &d.tunnels, out)
                 } else {
                     idx
                 }
             }
-            None => self.insert(key, src_is_lo, pkt, out),
+            None => self.insert(key, src_is_lo, pkt, &d.tunnels, out),
         };
 
         let slot = &mut self.slots[idx as usize];
@@ -503,6 +512,7 @@ impl FlowTable {
         key: FlowKey,
         src_is_lo: bool,
         pkt: FlowPacket,
+        tunnels: &Tunnels,
         out: &mut Vec<FlowRecord>,
     ) -> u32 {
         while self.map.len() >= self.config.max_flows && !self.map.is_empty() {
@@ -542,6 +552,9 @@ impl FlowTable {
                 (self.slots.len() - 1) as u32
             }
         };
+        if !tunnels.is_empty() {
+            self.tunnels.insert(idx, *tunnels);
+        }
         let generation = self.slots[idx as usize].generation;
         self.queue.push_back((pkt.ts, idx, generation));
         self.map.insert(key, idx);
@@ -564,6 +577,14 @@ impl FlowTable {
         }
         self.free.push(idx);
         self.stats.exported[reason.index()] += 1;
+        let tunnel = if self.tunnels.is_empty() {
+            TunnelInfo::default()
+        } else {
+            self.tunnels
+                .remove(&idx)
+                .map(|t| TunnelInfo::of(&t))
+                .unwrap_or_default()
+        };
         let (k, st) = (&slot.key, &slot.state);
         let (src, dst) = if st.initiator_is_lo {
             (k.lo, k.hi)
@@ -583,6 +604,7 @@ impl FlowTable {
             rev: st.rev,
             fragments: st.fragments,
             end_reason: reason,
+            tunnel,
         });
     }
 }
@@ -615,6 +637,59 @@ mod tests {
             vlan_id: None,
         };
         t.observe(pkt, &d, out);
+    }
+
+    /// `inner` in VXLAN VNI `vni` between 192.0.2.1 and 192.0.2.2.
+    fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        let total = u16::try_from(20 + 8 + 8 + inner.len()).unwrap_or(0);
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0]);
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[
+            192, 0, 2, 1, 192, 0, 2, 2, 0xc0, 0x01, 0x12, 0xb5, 0, 0, 0, 0,
+        ]);
+        f.extend_from_slice(&[0x08, 0, 0, 0]);
+        f.extend_from_slice(&(vni << 8).to_be_bytes());
+        f.extend_from_slice(inner);
+        f
+    }
+
+    #[test]
+    fn the_same_conversation_in_two_vnis_is_two_flows_with_their_tunnel() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for vni in [1, 2] {
+            feed(
+                &mut t,
+                0.0,
+                &vxlan(vni, &tcp(C, 40000, S, 80, 0x02)),
+                &mut out,
+            );
+            feed(
+                &mut t,
+                0.1,
+                &vxlan(vni, &tcp(S, 80, C, 40000, 0x12)),
+                &mut out,
+            );
+        }
+        feed(&mut t, 0.2, &tcp(C, 40000, S, 80, 0x10), &mut out);
+        t.flush(&mut out);
+        assert_eq!(out.len(), 3, "{out:?}");
+        let mut ids: Vec<_> = out.iter().map(|r| r.tunnel.tunnel_id).collect();
+        ids.sort();
+        assert_eq!(ids, [None, Some(1), Some(2)]);
+        for r in &out {
+            let expected = if r.tunnel.tunnel_id.is_some() { 2 } else { 1 };
+            assert_eq!(r.packets(), expected);
+            assert_eq!(r.src_port, 40000);
+            if r.tunnel.tunnel_id.is_some() {
+                assert_eq!(r.tunnel.tunnel_type.as_deref(), Some("vxlan"));
+                assert_eq!(
+                    r.tunnel.outer_src_addr.map(|a| a.to_string()).as_deref(),
+                    Some("192.0.2.1")
+                );
+            }
+        }
     }
 
     #[test]

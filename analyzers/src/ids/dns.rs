@@ -128,6 +128,7 @@ impl Detector for DnsAnomalies {
             let random = name.len() >= self.entropy_min_len && e > self.entropy;
             if long || random {
                 out.push(AlertRecord {
+                    tunnel: Default::default(),
                     time: ts,
                     end: ts,
                     vnet,
@@ -185,6 +186,7 @@ impl Detector for DnsAnomalies {
         }
         if s.nxdomain == self.nxdomain {
             out.push(AlertRecord {
+                tunnel: Default::default(),
                 time: s.start,
                 end: ts,
                 vnet,

@@ -158,6 +158,7 @@ fn alert(
     trigger: (IpAddr, IpAddr),
 ) -> AlertRecord {
     AlertRecord {
+        tunnel: Default::default(),
         time: start,
         end: ts,
         vnet,

@@ -224,6 +224,7 @@ impl Detector for PortScan {
         };
         s.alerted = true;
         out.push(AlertRecord {
+            tunnel: Default::default(),
             time: s.start,
             end: ts,
             vnet,
@@ -369,6 +370,7 @@ impl Detector for Sweep {
             "ICMP echo".to_string()
         };
         out.push(AlertRecord {
+            tunnel: Default::default(),
             time: s.start,
             end: ts,
             vnet,

@@ -32,7 +32,7 @@ use crate::decode::{Decoded, Transport};
 use crate::flow::key::Endpoint;
 use crate::record::{
     CallRecord, EndReason, JbQuality, RtcpView, RtpQuality, RtpStreamId, RtpStreamRecord,
-    RtpWindowRecord,
+    RtpWindowRecord, TunnelInfo,
 };
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
@@ -162,6 +162,8 @@ struct WindowStart {
 #[derive(Debug)]
 struct Entry {
     id: RtpStreamId,
+    /// The tunnel of the stream's first packet (the record's columns).
+    tunnel: TunnelInfo,
     rtpmap: Vec<(u8, String, u32)>,
     stats: StreamStats,
     impairment: Impairment,
@@ -373,6 +375,7 @@ impl RtpTracker {
             self.stats.rtp_packets += 1;
             self.start(key, ts, &h, Some(a), windows, streams);
             self.set_last(key, this);
+            self.set_tunnel(key, d);
             return;
         }
         // Dynamic payload types without SDP (WebRTC, SRTP, WhatsApp) are
@@ -425,6 +428,7 @@ impl RtpTracker {
                 if let Some((t0, h0)) = packets.next() {
                     self.stats.rtp_packets += 1;
                     self.start(key, t0, &h0, None, windows, streams);
+                    self.set_tunnel(key, d);
                     for (t, h) in packets {
                         self.stats.rtp_packets += 1;
                         self.update(key, t, &h, windows);
@@ -745,6 +749,18 @@ impl RtpTracker {
         }
     }
 
+    /// Records the tunnel of a new stream's first packet.
+    fn set_tunnel(&mut self, key: StreamKey, d: &Decoded<'_>) {
+        if d.tunnels.is_empty() {
+            return;
+        }
+        if let Some(&i) = self.streams.get(&key) {
+            if let Some(Some(e)) = self.slab.get_mut(i as usize) {
+                e.tunnel = TunnelInfo::of(&d.tunnels);
+            }
+        }
+    }
+
     fn start(
         &mut self,
         key: StreamKey,
@@ -832,6 +848,7 @@ impl RtpTracker {
             rtt_ms: None,
             last: LastPacket::default(),
             mirror_duplicates: 0,
+            tunnel: TunnelInfo::default(),
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -950,6 +967,7 @@ impl RtpTracker {
             end_reason: reason,
             rtcp: view,
             id: e.id,
+            tunnel: e.tunnel,
         });
     }
 }

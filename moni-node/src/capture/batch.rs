@@ -46,6 +46,20 @@ impl PacketBatch {
         self.meta.is_empty()
     }
 
+    /// Moves the last packet into `other` (a pcapng reader found it is of
+    /// another interface than the batch).
+    pub fn move_last_to(&mut self, other: &mut PacketBatch) {
+        let Some((ts, wire_len, offset, len)) = self.meta.pop() else {
+            return;
+        };
+        let start = offset as usize;
+        let end = (offset + len) as usize;
+        if let Some(data) = self.data.get(start..end) {
+            other.push(&RawPacket { ts, wire_len, data });
+        }
+        self.data.truncate(start);
+    }
+
     pub fn clear(&mut self) {
         self.data.clear();
         self.meta.clear();

@@ -7,12 +7,18 @@ use std::path::Path;
 use analyzers::{LinkType, Timestamp};
 
 use super::classic::{ClassicPcap, ReadError};
+use super::pcapng::{Interface, PcapngReader};
 use super::{CaptureError, PacketSource, RawPacket};
 
 /// Who reads the records.
 enum Records {
     Libpcap(pcap::Capture<pcap::Offline>),
     Classic(ClassicPcap<std::fs::File>),
+    /// pcapng read by us, for the interface of each packet.
+    Pcapng {
+        reader: Box<PcapngReader<std::fs::File>>,
+        interface: u32,
+    },
 }
 
 impl Records {
@@ -24,6 +30,14 @@ impl Records {
                 ts: Timestamp::from_secs_micros(r.secs, r.micros),
                 wire_len: r.orig_len.max(r.data.len() as u32),
                 data: r.data,
+            })),
+            Records::Pcapng { reader, interface } => Ok(reader.next_record()?.map(|r| {
+                *interface = r.interface;
+                RawPacket {
+                    ts: Timestamp(r.ts_us),
+                    wire_len: r.orig_len.max(r.data.len() as u32),
+                    data: r.data,
+                }
             })),
             Records::Libpcap(cap) => match cap.next_packet() {
                 Ok(p) => Ok(Some(RawPacket {
@@ -50,6 +64,8 @@ pub struct FileSource {
     name: String,
     records: Records,
     link: Option<LinkType>,
+    /// libpcap's data-link type of the file.
+    dlt: i32,
     packets: u64,
     bytes_read: u64,
     file_len: u64,
@@ -97,7 +113,8 @@ impl FileSource {
                 message: e.to_string(),
             })?;
         }
-        let link = LinkType::from_dlt(cap.get_datalink().0);
+        let dlt = cap.get_datalink().0;
+        let link = LinkType::from_dlt(dlt);
         // A plain pcap file without a filter: libpcap validated it, we read
         // its records. Link types moni does not decode stay with libpcap
         // (its length limits differ for some), and so does anything but a
@@ -108,18 +125,65 @@ impl FileSource {
         let classic = (filter.is_none() && ours && meta.is_file())
             .then(|| std::fs::File::open(path).ok().and_then(ClassicPcap::open))
             .flatten();
-        let records = match classic {
-            Some(c) => Records::Classic(c),
-            None => Records::Libpcap(cap),
+        // pcapng likewise, so that each packet's interface is known.
+        let pcapng = (filter.is_none() && ours && meta.is_file() && classic.is_none())
+            .then(|| std::fs::File::open(path).ok().and_then(PcapngReader::open))
+            .flatten();
+        let records = match (classic, pcapng) {
+            (Some(c), _) => Records::Classic(c),
+            (None, Some(reader)) => Records::Pcapng {
+                reader: Box::new(reader),
+                interface: 0,
+            },
+            (None, None) => Records::Libpcap(cap),
         };
         Ok(FileSource {
             name,
             records,
             link,
+            dlt,
             packets: 0,
             bytes_read: 24,
             file_len: meta.len(),
         })
+    }
+}
+
+impl FileSource {
+    /// The pcapng interface of the packet last read (index and name), when
+    /// the file is pcapng.
+    pub fn interface(&self) -> Option<(u32, Option<&str>)> {
+        match &self.records {
+            Records::Pcapng { reader, interface } => Some((
+                *interface,
+                reader
+                    .interfaces()
+                    .get(*interface as usize)
+                    .and_then(|i| i.name.as_deref()),
+            )),
+            _ => None,
+        }
+    }
+
+    /// The pcapng interfaces described so far.
+    pub fn interfaces(&self) -> &[Interface] {
+        match &self.records {
+            Records::Pcapng { reader, .. } => reader.interfaces(),
+            _ => &[],
+        }
+    }
+
+    /// The file's link type when moni does not decode it: libpcap's name
+    /// for it (`IEEE802_11_RADIO`, `FRELAY`, ...), or `DLT n`.
+    pub fn unsupported_link_name(&self) -> Option<String> {
+        if self.link.is_some() {
+            return None;
+        }
+        Some(
+            pcap::Linktype(self.dlt)
+                .get_name()
+                .unwrap_or_else(|_| format!("DLT {}", self.dlt)),
+        )
     }
 }
 

@@ -5,6 +5,7 @@ pub mod batch;
 mod classic;
 pub mod file;
 pub mod live;
+pub mod pcapng;
 
 use analyzers::{LinkType, Timestamp};
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use analyzers::ids::Ids;
 use analyzers::record::AlertRecord;
 use analyzers::vnet::{VnetId, VnetMap};
-use analyzers::{decode, LinkType, Timestamp};
+use analyzers::{LinkType, Timestamp};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::capture::batch::PacketBatch;
@@ -53,6 +53,8 @@ pub struct CaptureCtx {
     pub ids: Option<(analyzers::ids::IdsConfig, Arc<analyzers::vnet::VnetMap>)>,
     /// Where this thread's alerts go.
     pub writer: Sender<super::writer::Records>,
+    /// `[decode]`, to shard and run the IDS on the innermost packet.
+    pub decode: analyzers::DecodeConfig,
 }
 
 /// Per-worker batch being filled.
@@ -113,10 +115,10 @@ impl<'a> Dispatcher<'a> {
         let w = if n > 1 {
             match self.link {
                 Some(link) => {
-                    let d = decode(link, pkt.data);
+                    let d = analyzers::decode_with(link, pkt.data, &self.ctx.decode);
                     let w = worker_for(&d, n);
                     if let Some((ids, vnets)) = &mut self.ids {
-                        let vnet = vnets.resolve(d.vlans(), self.ctx.settings.vnet);
+                        let vnet = vnets.resolve_packet(&d, self.ctx.settings.vnet);
                         ids.observe(pkt.ts, vnet, &d, &mut self.alerts);
                     }
                     if let Some((sp, dp)) = d.ports() {

@@ -238,6 +238,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
                     .enabled
                     .then(|| (config.ids.clone(), Arc::new(config.vnets.clone()))),
                 writer: ids_writer.clone(),
+                decode: config.decode.clone(),
             };
             let cpus = node.capture_cpus.clone();
             let healthy = Arc::clone(&healthy);

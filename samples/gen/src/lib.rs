@@ -12,6 +12,7 @@ pub mod rng;
 pub mod scenario;
 pub mod stream;
 pub mod truth;
+pub mod tunnel;
 pub mod voip;
 
 use std::path::Path;

@@ -467,6 +467,11 @@ impl Signatures {
             flow_id: flow.map(|f| f.id),
             vlans: d.vlans().to_vec(),
             details: details.to_string(),
+            tunnel: if d.tunnels.is_empty() {
+                crate::record::TunnelInfo::default()
+            } else {
+                crate::record::TunnelInfo::of(&d.tunnels)
+            },
         }
     }
 }

@@ -49,6 +49,19 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// The tunnelled twin of a capture: every frame of IN wrapped in VXLAN
+    /// (or another encapsulation) with one id.
+    Wrap {
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// vxlan, geneve, gre, erspan or mpls.
+        #[arg(long, default_value = "vxlan")]
+        encap: String,
+        #[arg(long, default_value_t = 5001)]
+        id: u32,
+    },
     /// Throughput input with an IMIX size mix over churning flows.
     Bench {
         #[arg(long)]
@@ -118,6 +131,26 @@ fn main() -> anyhow::Result<()> {
         Cmd::Paper(o) => {
             let (s, t) = moni_samples::voip::paper_miniature(o.seed);
             write_voip(&s, &t, &o)
+        }
+        Cmd::Wrap {
+            input,
+            out,
+            encap,
+            id,
+        } => {
+            use moni_samples::tunnel::Encap;
+            let encap = match encap.as_str() {
+                "vxlan" => Encap::Vxlan,
+                "geneve" => Encap::Geneve,
+                "gre" => Encap::Gre,
+                "erspan" => Encap::Erspan2,
+                "mpls" => Encap::Mpls,
+                other => anyhow::bail!("unknown encapsulation {other:?}"),
+            };
+            let n = moni_samples::tunnel::wrap_pcap_file(&input, &out, encap, id)
+                .with_context(|| format!("wrapping {} into {}", input.display(), out.display()))?;
+            println!("{n} frames -> {}", out.display());
+            Ok(())
         }
         Cmd::SynFlood { out, sources, seed } => {
             let t = stream::syn_flood(&out, sources, seed)

@@ -14,6 +14,17 @@
 //! A frame cut by the snaplen (captured length below wire length) is not an
 //! error as long as the headers moni needs are complete: monitoring ports are
 //! often captured with a small snaplen on purpose.
+//!
+//! Tunnels (VXLAN, Geneve, GRE, ERSPAN, MPLS, GTP-U, IP-in-IP) are
+//! decapsulated by [`tunnel`] and [`mpls`] after the outer layers decoded:
+//! [`Decoded`] then describes the innermost packet, and
+//! [`Decoded::tunnels`] the layers crossed.
+
+pub mod mpls;
+pub mod tunnel;
+
+pub use mpls::MplsPayload;
+pub use tunnel::{DecodeConfig, TunnelKind, TunnelLayer, TunnelStack, Tunnels};
 
 use std::net::IpAddr;
 
@@ -93,12 +104,43 @@ pub enum DecodeError {
     IcmpTruncated,
     /// A link-layer error etherparse reported that fits no other reason.
     LinkInvalid,
+    /// More nested tunnels than `decode.max_tunnel_depth`.
+    TunnelTooDeep,
+    /// A GRE header was cut off.
+    GreTruncated,
+    /// A GRE header moni cannot read (routing present, unknown version).
+    GreInvalid,
+    /// A VXLAN or VXLAN-GPE header was cut off.
+    VxlanTruncated,
+    /// A VXLAN header without the valid-VNI flag.
+    VxlanInvalid,
+    /// A Geneve header or its options were cut off.
+    GeneveTruncated,
+    /// A Geneve header of an unknown version.
+    GeneveInvalid,
+    /// A GTP-U header or extension header was cut off.
+    GtpuTruncated,
+    /// A GTP-U header of another version or protocol type, or a zero-length
+    /// extension header.
+    GtpuInvalid,
+    /// An ERSPAN header was cut off.
+    ErspanTruncated,
+    /// An ERSPAN header of the wrong version for its GRE protocol type.
+    ErspanInvalid,
+    /// An MPLS label stack was cut off before its bottom or its payload.
+    MplsTruncated,
+    /// What follows the bottom MPLS label is not what
+    /// `decode.mpls_payload` allows.
+    MplsUnknownPayload,
+    /// A tunnel carries a protocol moni does not decode (GRE, Geneve or
+    /// VXLAN-GPE protocol type, PPP protocol, ERSPAN frame type).
+    TunnelUnknownPayload,
 }
 
 impl DecodeError {
     /// Every reason, in a stable order (the index of a reason in this list
     /// is what [`DecodeErrorCounts`] uses).
-    pub const ALL: [DecodeError; 15] = [
+    pub const ALL: [DecodeError; 29] = [
         DecodeError::UnsupportedLinkType,
         DecodeError::EthernetTruncated,
         DecodeError::SllTruncated,
@@ -114,6 +156,20 @@ impl DecodeError {
         DecodeError::UdpTruncated,
         DecodeError::IcmpTruncated,
         DecodeError::LinkInvalid,
+        DecodeError::TunnelTooDeep,
+        DecodeError::GreTruncated,
+        DecodeError::GreInvalid,
+        DecodeError::VxlanTruncated,
+        DecodeError::VxlanInvalid,
+        DecodeError::GeneveTruncated,
+        DecodeError::GeneveInvalid,
+        DecodeError::GtpuTruncated,
+        DecodeError::GtpuInvalid,
+        DecodeError::ErspanTruncated,
+        DecodeError::ErspanInvalid,
+        DecodeError::MplsTruncated,
+        DecodeError::MplsUnknownPayload,
+        DecodeError::TunnelUnknownPayload,
     ];
 
     /// Stable snake_case name, used in summaries, JSON and metric labels.
@@ -134,10 +190,25 @@ impl DecodeError {
             DecodeError::UdpTruncated => "udp_truncated",
             DecodeError::IcmpTruncated => "icmp_truncated",
             DecodeError::LinkInvalid => "link_invalid",
+            DecodeError::TunnelTooDeep => "tunnel_too_deep",
+            DecodeError::GreTruncated => "gre_truncated",
+            DecodeError::GreInvalid => "gre_invalid",
+            DecodeError::VxlanTruncated => "vxlan_truncated",
+            DecodeError::VxlanInvalid => "vxlan_invalid",
+            DecodeError::GeneveTruncated => "geneve_truncated",
+            DecodeError::GeneveInvalid => "geneve_invalid",
+            DecodeError::GtpuTruncated => "gtpu_truncated",
+            DecodeError::GtpuInvalid => "gtpu_invalid",
+            DecodeError::ErspanTruncated => "erspan_truncated",
+            DecodeError::ErspanInvalid => "erspan_invalid",
+            DecodeError::MplsTruncated => "mpls_truncated",
+            DecodeError::MplsUnknownPayload => "mpls_unknown_payload",
+            DecodeError::TunnelUnknownPayload => "tunnel_unknown_payload",
         }
     }
 
-    /// The layer the reason belongs to: `link`, `vlan`, `ip` or `transport`.
+    /// The layer the reason belongs to: `link`, `vlan`, `ip`, `transport`
+    /// or `tunnel`.
     pub fn layer(self) -> &'static str {
         match self {
             DecodeError::UnsupportedLinkType
@@ -154,6 +225,20 @@ impl DecodeError {
             | DecodeError::TcpInvalid
             | DecodeError::UdpTruncated
             | DecodeError::IcmpTruncated => "transport",
+            DecodeError::TunnelTooDeep
+            | DecodeError::GreTruncated
+            | DecodeError::GreInvalid
+            | DecodeError::VxlanTruncated
+            | DecodeError::VxlanInvalid
+            | DecodeError::GeneveTruncated
+            | DecodeError::GeneveInvalid
+            | DecodeError::GtpuTruncated
+            | DecodeError::GtpuInvalid
+            | DecodeError::ErspanTruncated
+            | DecodeError::ErspanInvalid
+            | DecodeError::MplsTruncated
+            | DecodeError::MplsUnknownPayload
+            | DecodeError::TunnelUnknownPayload => "tunnel",
         }
     }
 
@@ -270,6 +355,11 @@ pub struct Decoded<'a> {
     pub payload: &'a [u8],
     /// The reason decoding stopped early, if it did.
     pub error: Option<DecodeError>,
+    /// The tunnel layers crossed to reach this (innermost) packet.
+    pub tunnels: TunnelStack,
+    /// The payload of a link layer moni reads no IP from (MPLS), for the
+    /// tunnel decoder.
+    pub(crate) net_payload: &'a [u8],
 }
 
 impl<'a> Decoded<'a> {
@@ -282,6 +372,8 @@ impl<'a> Decoded<'a> {
             transport: Transport::None,
             payload: &[],
             error: None,
+            tunnels: TunnelStack(None),
+            net_payload: &[],
         }
     }
 
@@ -322,8 +414,24 @@ impl<'a> Decoded<'a> {
     }
 }
 
-/// Decodes one frame of the given link type. Never panics.
+/// Decodes one frame of the given link type with the default settings,
+/// tunnels included. Never panics.
+#[inline]
 pub fn decode(link: LinkType, frame: &[u8]) -> Decoded<'_> {
+    decode_with(link, frame, &DecodeConfig::DEFAULT)
+}
+
+/// Decodes one frame of the given link type, decapsulating tunnels as
+/// `config` says. Never panics.
+#[inline]
+pub fn decode_with<'a>(link: LinkType, frame: &'a [u8], config: &DecodeConfig) -> Decoded<'a> {
+    tunnel::decapsulate(decode_link(link, frame), config)
+}
+
+/// The outer layers of one frame (link, VLAN, IP, transport), without
+/// looking into tunnels.
+#[inline]
+pub(crate) fn decode_link(link: LinkType, frame: &[u8]) -> Decoded<'_> {
     match link {
         LinkType::Ethernet => {
             if let Some(d) = fast_ethernet_ipv4(frame) {
@@ -339,10 +447,11 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Decoded<'_> {
 /// declines. Public so that tests can hold [`decode`]'s fast path to it:
 /// both must give the same result for every frame.
 pub fn decode_general(link: LinkType, frame: &[u8]) -> Decoded<'_> {
-    match link {
+    let d = match link {
         LinkType::Ethernet => decode_ethernet(frame),
         _ => decode_non_ethernet(link, frame),
-    }
+    };
+    tunnel::decapsulate(d, &DecodeConfig::DEFAULT)
 }
 
 /// Fast path for the frame a mirror port carries most: Ethernet II with at
@@ -514,14 +623,14 @@ fn pppoe_session<'a>(p: &LaxSlicedPacket<'a>) -> Option<(u16, &'a [u8])> {
     }
 }
 
-fn from_ether_type(ether_type: u16, rest: &[u8]) -> Decoded<'_> {
+pub(crate) fn from_ether_type(ether_type: u16, rest: &[u8]) -> Decoded<'_> {
     from_sliced(LaxSlicedPacket::from_ether_type(
         EtherType(ether_type),
         rest,
     ))
 }
 
-fn be16(b: &[u8]) -> u16 {
+pub(crate) fn be16(b: &[u8]) -> u16 {
     match b {
         [a, b, ..] => u16::from_be_bytes([*a, *b]),
         _ => 0,
@@ -550,6 +659,13 @@ fn from_sliced(p: LaxSlicedPacket<'_>) -> Decoded<'_> {
     }
     let inner_type = p.ether_payload().map(|e| e.ether_type);
     d.ether_type = inner_type.map(|t| t.0);
+    if p.net.is_none() {
+        if let Some(e) = p.ether_payload() {
+            if matches!(e.ether_type.0, mpls::UNICAST | mpls::MULTICAST) {
+                d.net_payload = e.payload;
+            }
+        }
+    }
 
     if let Some((err, layer)) = &p.stop_err {
         let error = map_stop_error(err, *layer);
