@@ -185,6 +185,13 @@ pub struct DecodeSection {
     /// What follows the bottom MPLS label: `auto` (IPv4/IPv6 by the first
     /// nibble, otherwise pseudowire Ethernet), `ethernet` or `ip`.
     pub mpls_payload: analyzers::decode::MplsPayload,
+    /// Bytes held at most to reassemble fragmented outer packets of
+    /// tunnels (the oldest incomplete datagrams are evicted, counted);
+    /// 0 turns reassembly off. Default 16 MiB.
+    pub max_reassembly_bytes: u64,
+    /// Seconds of packet time a fragmented tunnel packet may take to
+    /// complete before its fragments are dropped (counted). Default 30.
+    pub reassembly_timeout_secs: u32,
 }
 
 impl Default for DecodeSection {
@@ -197,6 +204,8 @@ impl Default for DecodeSection {
             geneve_port: d.geneve_port,
             gtpu_port: d.gtpu_port,
             mpls_payload: d.mpls_payload,
+            max_reassembly_bytes: d.max_reassembly_bytes as u64,
+            reassembly_timeout_secs: d.reassembly_timeout_secs,
         }
     }
 }
@@ -216,6 +225,10 @@ impl DecodeSection {
             geneve_port: self.geneve_port,
             gtpu_port: self.gtpu_port,
             mpls_payload: self.mpls_payload,
+            max_reassembly_bytes: usize::try_from(self.max_reassembly_bytes).map_err(|_| {
+                invalid("decode.max_reassembly_bytes", "too large for this machine")
+            })?,
+            reassembly_timeout_secs: self.reassembly_timeout_secs,
         })
     }
 }

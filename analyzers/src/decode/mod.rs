@@ -21,9 +21,11 @@
 //! [`Decoded::tunnels`] the layers crossed.
 
 pub mod mpls;
+pub mod reassembly;
 pub mod tunnel;
 
 pub use mpls::MplsPayload;
+pub use reassembly::{Reassembled, Reassembler, ReassemblyStats};
 pub use tunnel::{DecodeConfig, TunnelKind, TunnelLayer, TunnelStack, Tunnels};
 
 use std::net::IpAddr;
@@ -358,7 +360,8 @@ pub struct Decoded<'a> {
     /// The tunnel layers crossed to reach this (innermost) packet.
     pub tunnels: TunnelStack,
     /// The payload of a link layer moni reads no IP from (MPLS), for the
-    /// tunnel decoder.
+    /// tunnel decoder; for an IP fragment, the IP packet as captured, for
+    /// the [`reassembly`] of tunnels.
     pub(crate) net_payload: &'a [u8],
 }
 
@@ -727,6 +730,9 @@ fn from_sliced(p: LaxSlicedPacket<'_>) -> Decoded<'_> {
         protocol: payload.ip_number.0,
         fragment,
     });
+    if fragment != Fragment::None {
+        d.net_payload = p.ether_payload().map_or(&[], |e| e.payload);
+    }
     // An error in the IP extension headers leaves the payload's start unknown.
     if d.error.is_some() || matches!(fragment, Fragment::Later { .. }) {
         return d;

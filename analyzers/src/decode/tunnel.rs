@@ -45,6 +45,12 @@ pub struct DecodeConfig {
     pub gtpu_port: u16,
     /// What follows the bottom MPLS label.
     pub mpls_payload: MplsPayload,
+    /// Bytes the reassembly of fragmented outer packets may hold
+    /// ([`super::reassembly`]); 0 turns reassembly off. Default 16 MiB.
+    pub max_reassembly_bytes: usize,
+    /// Seconds of packet time a fragmented datagram may take to complete.
+    /// Default 30 (Linux's `ipfrag_time`).
+    pub reassembly_timeout_secs: u32,
 }
 
 impl DecodeConfig {
@@ -56,6 +62,8 @@ impl DecodeConfig {
         geneve_port: 6081,
         gtpu_port: 2152,
         mpls_payload: MplsPayload::Auto,
+        max_reassembly_bytes: 16 << 20,
+        reassembly_timeout_secs: 30,
     };
 }
 
