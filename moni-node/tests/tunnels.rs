@@ -299,6 +299,87 @@ fn flows_are_the_innermost_conversations_tshark_decodes() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// zeek-erspan's outer IPv4 packets are fragmented (ERSPAN over a small
+/// MTU). tshark reassembles them (its default); so does moni: every
+/// fragment is taken, each datagram counts once in its inner conversation
+/// (`flows_are_the_innermost_conversations_tshark_decodes` checks the
+/// counts), and no later fragment is left in a GRE flow between the tunnel
+/// endpoints, as it was before reassembly.
+#[test]
+fn outer_fragments_are_reassembled_as_tshark_reassembles_them() {
+    let Some(c) = corpus() else { return };
+    let file = c.join("tunnels/zeek-erspan.pcap");
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&file)
+        .args(["-T", "fields", "-E", "occurrence=f"])
+        .args(["-e", "ip.flags.mf", "-e", "ip.frag_offset"])
+        .args(["-e", "ip.reassembled.length", "-e", "frame.protocols"])
+        .output()
+        .expect("tshark is installed");
+    assert!(out.status.success());
+    // ARP mirrored in ERSPAN has no inner IP: it stays between the
+    // endpoints, fragmented or not.
+    let (mut fragments, mut datagrams, mut frames, mut arp) = (0u64, 0u64, 0u64, 0u64);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let get = |i: usize| f.get(i).copied().unwrap_or("");
+        frames += 1;
+        if get(0) == "1" || !matches!(get(1), "" | "0") {
+            fragments += 1;
+        }
+        if !get(2).is_empty() {
+            datagrams += 1;
+        }
+        if get(3).ends_with(":arp") {
+            arp += 1;
+        }
+    }
+    assert!(fragments > 0 && datagrams > 0, "the capture has fragments");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = replay_files(&[file], None, dir.path(), "");
+    let r = &s.reassembly;
+    assert_eq!((r.fragments, r.datagrams), (fragments, datagrams));
+    assert_eq!((r.timeouts, r.evictions, r.invalid), (0, 0, 0));
+    // Every frame counts; a datagram once in its VNet.
+    assert_eq!(s.packets, frames);
+    let vnet_packets: u64 = s.vnets.iter().map(|v| v.packets).sum();
+    assert_eq!(vnet_packets, frames - fragments + datagrams);
+    // (all flows' packets, those of GRE flows between the endpoints)
+    let flow_packets = |dir: &Path| {
+        let (mut all, mut gre) = (0, 0);
+        for b in read_dataset(&dir.join("flows")) {
+            let proto = col::<UInt8Array>(&b, "protocol");
+            for i in 0..b.num_rows() {
+                let n = col::<UInt64Array>(&b, "packets_fwd").value(i)
+                    + col::<UInt64Array>(&b, "packets_rev").value(i);
+                all += n;
+                if proto.value(i) == 47 {
+                    gre += n;
+                }
+            }
+        }
+        (all, gre)
+    };
+    assert_eq!(flow_packets(dir.path()), (vnet_packets, arp));
+
+    // With reassembly off, the later fragments are left between the
+    // endpoints, as before.
+    let off = tempfile::tempdir().expect("tempdir");
+    let s = replay_files(
+        &[c.join("tunnels/zeek-erspan.pcap")],
+        None,
+        off.path(),
+        "[decode]\nmax_reassembly_bytes = 0\n",
+    );
+    assert_eq!(s.reassembly.fragments, 0);
+    assert_eq!(
+        flow_packets(off.path()),
+        (frames, arp + fragments - datagrams)
+    );
+}
+
 /// What a replay says of the VNets, without the bytes (a tunnel makes
 /// every frame longer) or the VLAN ids (a tunnel replaces them): flows,
 /// bin packet counts, RTP streams and the shadow comparison.
