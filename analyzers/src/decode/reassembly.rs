@@ -514,3 +514,421 @@ fn read_piece(ip: &[u8]) -> Option<Piece<'_>> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode_with, Transport, TunnelKind};
+    use proptest::prelude::*;
+
+    const MAC: [u8; 12] = [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+
+    /// An Ethernet frame of an IPv4 UDP packet 10.0.0.1:1000 →
+    /// 10.0.0.2:2000 with `payload` bytes of payload.
+    fn inner_frame(payload: usize) -> Vec<u8> {
+        let mut f = MAC.to_vec();
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = (20 + 8 + payload) as u16;
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(&1000u16.to_be_bytes());
+        f.extend_from_slice(&2000u16.to_be_bytes());
+        f.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend((0..payload).map(|i| i as u8));
+        f
+    }
+
+    /// The IP payload of a VXLAN packet (UDP to 4789, VNI 5000) carrying
+    /// `inner`.
+    fn vxlan(inner: &[u8]) -> Vec<u8> {
+        let mut p = 5555u16.to_be_bytes().to_vec();
+        p.extend_from_slice(&4789u16.to_be_bytes());
+        p.extend_from_slice(&((8 + 8 + inner.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0x08, 0, 0, 0, 0x00, 0x13, 0x88, 0]);
+        p.extend_from_slice(inner);
+        p
+    }
+
+    /// The IP payload of a GRE packet (transparent Ethernet) carrying
+    /// `inner`.
+    fn gre(inner: &[u8]) -> Vec<u8> {
+        let mut p = vec![0, 0, 0x65, 0x58];
+        p.extend_from_slice(inner);
+        p
+    }
+
+    /// An Ethernet frame holding bytes `[offset, offset + len)` of
+    /// `datagram` as an IPv4 fragment 192.0.2.1 → 192.0.2.2.
+    fn frag4(datagram: &[u8], protocol: u8, id: u16, offset: usize, len: usize) -> Vec<u8> {
+        let end = (offset + len).min(datagram.len());
+        let more = end < datagram.len();
+        let data = &datagram[offset..end];
+        let mut f = MAC.to_vec();
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        f.extend_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        let flags = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+        f.extend_from_slice(&flags.to_be_bytes());
+        f.extend_from_slice(&[64, protocol, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2]);
+        f.extend_from_slice(data);
+        f
+    }
+
+    /// The same as an IPv6 fragment 2001:db8::1 → 2001:db8::2.
+    fn frag6(datagram: &[u8], protocol: u8, id: u32, offset: usize, len: usize) -> Vec<u8> {
+        let end = (offset + len).min(datagram.len());
+        let more = end < datagram.len();
+        let data = &datagram[offset..end];
+        let mut f = MAC.to_vec();
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[44, 64]);
+        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        let flags = offset as u16 | u16::from(more);
+        f.extend_from_slice(&[protocol, 0]);
+        f.extend_from_slice(&flags.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(data);
+        f
+    }
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp::from_secs(secs)
+    }
+
+    /// What the reassembler made of a frame, in owned form.
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Packet,
+        Held,
+        /// (inner ports, tunnel kind and id, wire bytes, fragments)
+        Datagram(
+            Option<(u16, u16)>,
+            Option<(TunnelKind, Option<u32>)>,
+            u64,
+            u32,
+        ),
+    }
+
+    fn feed(r: &mut Reassembler, cfg: &DecodeConfig, t: Timestamp, frame: &[u8]) -> Got {
+        match r.decode(LinkType::Ethernet, t, frame, frame.len() as u32, cfg) {
+            Reassembled::Packet(_) => Got::Packet,
+            Reassembled::Held => Got::Held,
+            Reassembled::Datagram {
+                decoded,
+                wire_len,
+                fragments,
+            } => {
+                assert_eq!(decoded.error, None);
+                let inner = decoded.ip.expect("inner IP");
+                assert_eq!(inner.src, IpAddr::from([10, 0, 0, 1]));
+                let layer = decoded.tunnels.layers().first().map(|l| (l.kind, l.id));
+                Got::Datagram(decoded.ports(), layer, wire_len, fragments)
+            }
+        }
+    }
+
+    fn split(d: &[u8], f: impl Fn(usize, usize) -> Vec<u8>) -> Vec<Vec<u8>> {
+        (0..d.len()).step_by(200).map(|o| f(o, 200)).collect()
+    }
+
+    #[test]
+    fn reassembles_vxlan_fragments_in_order() {
+        let cfg = DecodeConfig::DEFAULT;
+        let mut r = Reassembler::new(&cfg);
+        let datagram = vxlan(&inner_frame(500));
+        let frames = split(&datagram, |o, l| frag4(&datagram, 17, 7, o, l));
+        assert_eq!(frames.len(), 3);
+        assert_eq!(feed(&mut r, &cfg, ts(1), &frames[0]), Got::Held);
+        assert_eq!(feed(&mut r, &cfg, ts(1), &frames[1]), Got::Held);
+        let wire: usize = frames.iter().map(Vec::len).sum();
+        assert_eq!(
+            feed(&mut r, &cfg, ts(2), &frames[2]),
+            Got::Datagram(
+                Some((1000, 2000)),
+                Some((TunnelKind::Vxlan, Some(5000))),
+                wire as u64,
+                3
+            )
+        );
+        assert_eq!(r.stats().fragments, 3);
+        assert_eq!(r.stats().datagrams, 1);
+        assert_eq!((r.pending(), r.held_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn reassembles_gre_fragments_out_of_order_in_ipv4_and_ipv6() {
+        let cfg = DecodeConfig::DEFAULT;
+        let datagram = gre(&inner_frame(700));
+        for v6 in [false, true] {
+            let mut r = Reassembler::new(&cfg);
+            let frames = split(&datagram, |o, l| {
+                if v6 {
+                    frag6(&datagram, 47, 99, o, l)
+                } else {
+                    frag4(&datagram, 47, 99, o, l)
+                }
+            });
+            assert_eq!(frames.len(), 4);
+            for i in [3, 1, 2] {
+                assert_eq!(feed(&mut r, &cfg, ts(1), &frames[i]), Got::Held);
+            }
+            let got = feed(&mut r, &cfg, ts(1), &frames[0]);
+            let wire: usize = frames.iter().map(Vec::len).sum();
+            assert_eq!(
+                got,
+                Got::Datagram(
+                    Some((1000, 2000)),
+                    Some((TunnelKind::Gre, None)),
+                    wire as u64,
+                    4
+                ),
+                "v6 {v6}"
+            );
+        }
+    }
+
+    #[test]
+    fn overlapping_bytes_keep_the_first_copy() {
+        let cfg = DecodeConfig::DEFAULT;
+        let mut r = Reassembler::new(&cfg);
+        let datagram = gre(&inner_frame(300));
+        // The attacker's copy of bytes 96..200 changes the inner ports
+        // (bytes 4 + 14 + 20 = 38.. of the datagram) if it wins.
+        let mut forged = datagram.clone();
+        for b in &mut forged[32..200] {
+            *b = 0xee;
+        }
+        assert_eq!(
+            feed(&mut r, &cfg, ts(1), &frag4(&datagram, 47, 1, 0, 96)),
+            Got::Held
+        );
+        assert_eq!(
+            feed(&mut r, &cfg, ts(1), &frag4(&forged, 47, 1, 32, 168)),
+            Got::Held
+        );
+        let got = feed(&mut r, &cfg, ts(1), &frag4(&datagram, 47, 1, 200, 400));
+        assert!(
+            matches!(got, Got::Datagram(Some((1000, 2000)), ..)),
+            "{got:?}"
+        );
+        assert_eq!(r.stats().overlaps, 1);
+        // The forged bytes beyond the first copy (96..200) were taken:
+        // first wins only where bytes were already there.
+        let mut r = Reassembler::new(&cfg);
+        feed(&mut r, &cfg, ts(1), &frag4(&forged, 47, 1, 32, 168));
+        let got = feed(&mut r, &cfg, ts(1), &frag4(&datagram, 47, 1, 0, 96));
+        assert_eq!(got, Got::Held);
+        let last = frag4(&datagram, 47, 1, 200, 400);
+        match r.decode(LinkType::Ethernet, ts(1), &last, 0, &cfg) {
+            Reassembled::Datagram { decoded, .. } => {
+                // The forged copy came first and kept bytes 96..200.
+                assert_ne!(decoded.ports(), Some((1000, 2000)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_datagram_incomplete_after_the_timeout_is_dropped_and_counted() {
+        let cfg = DecodeConfig::DEFAULT;
+        let mut r = Reassembler::new(&cfg);
+        let datagram = gre(&inner_frame(500));
+        let frames = split(&datagram, |o, l| frag4(&datagram, 47, 3, o, l));
+        assert_eq!(feed(&mut r, &cfg, ts(100), &frames[0]), Got::Held);
+        assert_eq!(feed(&mut r, &cfg, ts(130), &frames[1]), Got::Held);
+        assert_eq!(r.stats().timeouts, 0);
+        // 31 s of packet time after the first fragment: gone, and the
+        // last fragment starts a datagram of its own that never completes.
+        assert_eq!(feed(&mut r, &cfg, ts(131), &frames[2]), Got::Held);
+        assert_eq!(r.stats().timeouts, 1);
+        assert_eq!(r.stats().datagrams, 0);
+        r.advance(ts(200));
+        assert_eq!(r.stats().timeouts, 2);
+        assert_eq!((r.pending(), r.held_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn the_byte_cap_evicts_the_oldest_datagram_and_counts_it() {
+        let cfg = DecodeConfig {
+            max_reassembly_bytes: 3000,
+            ..DecodeConfig::DEFAULT
+        };
+        let mut r = Reassembler::new(&cfg);
+        let a = vxlan(&inner_frame(2000));
+        let b = vxlan(&inner_frame(2000));
+        assert_eq!(
+            feed(&mut r, &cfg, ts(1), &frag4(&a, 17, 1, 0, 1400)),
+            Got::Held
+        );
+        assert!(r.held_bytes() <= 3000);
+        assert_eq!(
+            feed(&mut r, &cfg, ts(2), &frag4(&b, 17, 2, 0, 1400)),
+            Got::Held
+        );
+        assert_eq!(r.stats().evictions, 1);
+        assert_eq!(r.pending(), 1);
+        assert!(r.held_bytes() <= 3000);
+        // A's rest no longer has a datagram: a UDP later fragment is
+        // decoded on its own.
+        assert_eq!(
+            feed(&mut r, &cfg, ts(3), &frag4(&a, 17, 1, 1400, 1400)),
+            Got::Packet
+        );
+        // B completes.
+        let got = feed(&mut r, &cfg, ts(3), &frag4(&b, 17, 2, 1400, 1400));
+        assert!(
+            matches!(got, Got::Datagram(Some((1000, 2000)), ..)),
+            "{got:?}"
+        );
+        // A datagram larger than the cap never fits: evicted, counted.
+        let big = gre(&inner_frame(6000));
+        for o in (0..big.len()).step_by(1400) {
+            feed(&mut r, &cfg, ts(4), &frag4(&big, 47, 9, o, 1400));
+            assert!(r.held_bytes() <= 3000);
+        }
+        assert!(r.stats().evictions >= 2);
+        assert_eq!(r.stats().datagrams, 1);
+    }
+
+    #[test]
+    fn untunnelled_and_unfragmented_frames_decode_as_decode_with() {
+        let cfg = DecodeConfig::DEFAULT;
+        let mut r = Reassembler::new(&cfg);
+        let whole = inner_frame(100);
+        // A fragmented DNS answer: inner fragments keep today's path.
+        let mut dns = inner_frame(600)[14..].to_vec();
+        dns[22..24].copy_from_slice(&53u16.to_be_bytes());
+        let udp = dns[20..].to_vec();
+        let frames = [
+            whole.clone(),
+            frag4(&udp, 17, 5, 0, 200),
+            frag4(&udp, 17, 5, 200, 200),
+            frag4(&udp, 17, 5, 400, 400),
+        ];
+        for f in &frames {
+            let want = decode_with(LinkType::Ethernet, f, &cfg);
+            match r.decode(LinkType::Ethernet, ts(1), f, 0, &cfg) {
+                Reassembled::Packet(d) => assert_eq!(d, want),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(r.stats(), &ReassemblyStats::default());
+        // Reassembly off: a tunnel fragment too.
+        let off = DecodeConfig {
+            max_reassembly_bytes: 0,
+            ..DecodeConfig::DEFAULT
+        };
+        let mut r = Reassembler::new(&off);
+        let datagram = vxlan(&inner_frame(500));
+        let f = frag4(&datagram, 17, 7, 0, 200);
+        let Reassembled::Packet(d) = r.decode(LinkType::Ethernet, ts(1), &f, 0, &off) else {
+            panic!("held with reassembly off");
+        };
+        assert!(matches!(d.transport, Transport::Udp { .. }));
+    }
+
+    /// One fragment for the fuzz tests: (IPv6, protocol, id, offset in
+    /// 8-byte units, length, bytes seed).
+    fn fragment() -> impl Strategy<Value = (bool, u8, u8, u16, u16, u8)> {
+        (
+            any::<bool>(),
+            prop_oneof![Just(47u8), Just(17), Just(4), Just(41), any::<u8>()],
+            0u8..4,
+            0u16..200,
+            0u16..1600,
+            any::<u8>(),
+        )
+    }
+
+    fn build(f: (bool, u8, u8, u16, u16, u8)) -> Vec<u8> {
+        let (v6, protocol, id, offset, len, seed) = f;
+        let offset = usize::from(offset) * 8;
+        let mut d = vec![0u8; offset + usize::from(len)];
+        for (i, b) in d.iter_mut().enumerate() {
+            *b = seed.wrapping_add(i as u8);
+        }
+        if protocol == 17 && d.len() >= offset + 4 {
+            d[offset + 2..offset + 4].copy_from_slice(&4789u16.to_be_bytes());
+        }
+        if v6 {
+            frag6(&d, protocol, u32::from(id), offset, usize::from(len) + 1)
+        } else {
+            frag4(&d, protocol, u16::from(id), offset, usize::from(len) + 1)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 1024,
+            ..ProptestConfig::default()
+        })]
+
+        /// Arbitrary fragments (and arbitrary bytes) in any order: no
+        /// panic, and never more held than the cap.
+        #[test]
+        fn arbitrary_fragments_never_panic_and_stay_under_the_cap(
+            frags in proptest::collection::vec((fragment(), 0i64..50), 1..40),
+            noise in proptest::collection::vec(any::<u8>(), 0..200),
+            cap in 0usize..20_000,
+        ) {
+            let cfg = DecodeConfig { max_reassembly_bytes: cap, ..DecodeConfig::DEFAULT };
+            let mut r = Reassembler::new(&cfg);
+            let mut t = 0;
+            for (f, dt) in frags {
+                t += dt;
+                let frame = build(f);
+                let _ = r.decode(LinkType::Ethernet, ts(t), &frame, 0, &cfg);
+                prop_assert!(r.held_bytes() <= cap);
+                let _ = r.decode(LinkType::RawIp, ts(t), &noise, 0, &cfg);
+                let _ = r.decode(LinkType::RawIp, ts(t), &frame[14..], 0, &cfg);
+            }
+            r.advance(ts(t + 31));
+            prop_assert_eq!((r.pending(), r.held_bytes()), (0, 0));
+        }
+
+        /// The fragments of real tunnel datagrams, mutated and shuffled:
+        /// no panic, and never more held than the cap.
+        #[test]
+        fn mutated_fragments_never_panic_and_stay_under_the_cap(
+            payload in 0usize..3000,
+            size in 8usize..1500,
+            v6 in any::<bool>(),
+            use_gre in any::<bool>(),
+            order in proptest::collection::vec(any::<u16>(), 0..10),
+            mutations in proptest::collection::vec((any::<u16>(), any::<u16>(), any::<u8>()), 0..8),
+            cap in 1000usize..10_000,
+        ) {
+            let cfg = DecodeConfig { max_reassembly_bytes: cap, ..DecodeConfig::DEFAULT };
+            let mut r = Reassembler::new(&cfg);
+            let inner = inner_frame(payload);
+            let (datagram, protocol) = if use_gre { (gre(&inner), 47) } else { (vxlan(&inner), 17) };
+            let size = size / 8 * 8;
+            let mut frames: Vec<Vec<u8>> = (0..datagram.len())
+                .step_by(size.max(8))
+                .map(|o| if v6 {
+                    frag6(&datagram, protocol, 1, o, size.max(8))
+                } else {
+                    frag4(&datagram, protocol, 1, o, size.max(8))
+                })
+                .collect();
+            for (i, o) in order.iter().enumerate() {
+                let n = frames.len();
+                frames.swap(i % n, usize::from(*o) % n);
+            }
+            for (which, at, v) in mutations {
+                let n = frames.len();
+                let f = &mut frames[usize::from(which) % n];
+                let at = usize::from(at) % (f.len() + 1);
+                if at == f.len() { f.truncate(at / 2) } else { f[at] = v }
+            }
+            for f in &frames {
+                let _ = r.decode(LinkType::Ethernet, ts(1), f, 0, &cfg);
+                prop_assert!(r.held_bytes() <= cap);
+            }
+        }
+    }
+}
