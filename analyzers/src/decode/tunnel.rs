@@ -156,6 +156,11 @@ pub struct Tunnels {
     /// Source and destination of the outermost IP header, when the
     /// outermost layer was IP.
     pub outer: Option<(IpAddr, IpAddr)>,
+    /// The outermost IP packet was a fragment (its first): the rest of its
+    /// datagram is elsewhere, so a sharded probe must send this frame
+    /// where the other fragments go (by [`Tunnels::outer`]) for the
+    /// [`super::reassembly`] to see them all.
+    pub outer_fragment: bool,
 }
 
 impl Tunnels {
@@ -170,6 +175,7 @@ impl Tunnels {
         mpls_labels: [0; 4],
         mpls_count: 0,
         outer: None,
+        outer_fragment: false,
     };
 
     /// The layers crossed, outermost first.
@@ -326,6 +332,7 @@ pub(super) fn decapsulate<'a>(mut d: Decoded<'a>, cfg: &DecodeConfig) -> Decoded
         let mut tunnels = *d.tunnels;
         if tunnels.outer.is_none() {
             tunnels.outer = d.ip.map(|ip| (ip.src, ip.dst));
+            tunnels.outer_fragment = d.ip.is_some_and(|ip| ip.fragment != super::Fragment::None);
         }
         tunnels.push(step.layer, &step.labels[..usize::from(step.label_count)]);
         inner.tunnels = TunnelStack(Some(Box::new(tunnels)));

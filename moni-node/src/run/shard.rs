@@ -34,7 +34,14 @@ pub fn worker_for(d: &Decoded<'_>, workers: usize) -> usize {
         return 0;
     }
     let Some(ip) = d.ip else { return 0 };
-    let h = mix(fold(ip.src)).wrapping_add(mix(fold(ip.dst)));
+    // The first fragment of a tunnel packet goes where its later fragments
+    // go (they carry only the outer addresses), so that one worker can
+    // reassemble the datagram.
+    let (src, dst) = match d.tunnels.outer {
+        Some(outer) if d.tunnels.outer_fragment => outer,
+        _ => (ip.src, ip.dst),
+    };
+    let h = mix(fold(src)).wrapping_add(mix(fold(dst)));
     ((u128::from(h) * workers as u128) >> 64) as usize
 }
 
