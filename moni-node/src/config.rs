@@ -1220,6 +1220,17 @@ mod tests {
         assert!(err.contains("decode.max_tunnel_depth"), "{err}");
         let bad = NodeConfig::parse("[decode]\nmpls_payload = \"pw\"\n");
         assert!(bad.is_err());
+        // Reassembly of tunnel fragments: 16 MiB and 30 s unless set.
+        assert_eq!(r.decode.max_reassembly_bytes, 16 << 20);
+        assert_eq!(r.decode.reassembly_timeout_secs, 30);
+        let small = NodeConfig::parse(
+            "[decode]\nmax_reassembly_bytes = 65536\nreassembly_timeout_secs = 5\n",
+        )
+        .expect("parse")
+        .resolve(None)
+        .expect("resolve");
+        assert_eq!(small.decode.max_reassembly_bytes, 65536);
+        assert_eq!(small.decode.reassembly_timeout_secs, 5);
     }
 
     #[test]
