@@ -542,7 +542,7 @@ fn committed_tunnel_samples_equal_their_untunnelled_source() {
         // Every flow was seen inside the tunnel, but for the frames
         // without IP (ARP), which stay between the tunnel endpoints.
         let out = tempfile::tempdir().expect("tempdir");
-        replay_files(&[committed.clone()], None, out.path(), "");
+        replay_files(std::slice::from_ref(&committed), None, out.path(), "");
         let mut endpoints = std::collections::BTreeSet::new();
         for b in read_dataset(&out.path().join("flows")) {
             let kind = col::<StringArray>(&b, "tunnel_type");
