@@ -18,7 +18,9 @@
 //! Tunnels (VXLAN, Geneve, GRE, ERSPAN, MPLS, GTP-U, IP-in-IP) are
 //! decapsulated by [`tunnel`] and [`mpls`] after the outer layers decoded:
 //! [`Decoded`] then describes the innermost packet, and
-//! [`Decoded::tunnels`] the layers crossed.
+//! [`Decoded::tunnels`] the layers crossed. Fragmented outer packets of
+//! tunnels need state to be put back together: [`reassembly::Reassembler`],
+//! owned by whoever drives decoding, wraps [`decode_with`] for that.
 
 pub mod mpls;
 pub mod reassembly;

@@ -85,6 +85,33 @@ mod tests {
         }
     }
 
+    /// The first fragment of a tunnel packet is decapsulated (inner
+    /// addresses), its later fragments are not (outer addresses): both go
+    /// to the worker of the outer addresses, which reassembles them.
+    #[test]
+    fn a_tunnel_packets_fragments_meet() {
+        let outer = (
+            "192.0.2.1".parse().expect("addr"),
+            "192.0.2.2".parse().expect("addr"),
+        );
+        let mut found_apart = false;
+        for i in 0..64u32 {
+            let inner = format!("10.1.0.{i}");
+            let mut first = packet(&inner, "10.2.0.1", 0);
+            let mut t = analyzers::decode::Tunnels::EMPTY;
+            t.outer = Some(outer);
+            t.outer_fragment = true;
+            first.tunnels = analyzers::decode::TunnelStack(Some(Box::new(t)));
+            let later = packet("192.0.2.1", "192.0.2.2", 0);
+            assert_eq!(worker_for(&first, 8), worker_for(&later, 8));
+            // Unfragmented, the same packet goes by its inner addresses.
+            t.outer_fragment = false;
+            first.tunnels = analyzers::decode::TunnelStack(Some(Box::new(t)));
+            found_apart |= worker_for(&first, 8) != worker_for(&later, 8);
+        }
+        assert!(found_apart);
+    }
+
     #[test]
     fn load_spreads_over_workers() {
         let mut counts = [0usize; 4];
