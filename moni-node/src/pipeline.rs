@@ -436,6 +436,12 @@ impl Engine {
         self.flows.stats()
     }
 
+    /// Fragmented tunnel packets still incomplete (at the end of a
+    /// replay: never completed).
+    pub fn reassembly_pending(&self) -> u64 {
+        self.reassembly.pending() as u64
+    }
+
     /// Bin rows emitted for bins already emitted (packets reordered by more
     /// than a bin).
     pub fn late_bin_rows(&self) -> u64 {

@@ -221,6 +221,8 @@ pub struct ReassemblySummary {
     pub overlaps: u64,
     /// Fragments refused as impossible.
     pub invalid: u64,
+    /// Datagrams still incomplete at the end of the input.
+    pub incomplete_at_end: u64,
 }
 
 impl From<&analyzers::decode::ReassemblyStats> for ReassemblySummary {
@@ -232,6 +234,7 @@ impl From<&analyzers::decode::ReassemblyStats> for ReassemblySummary {
             evictions: r.evictions,
             overlaps: r.overlaps,
             invalid: r.invalid,
+            incomplete_at_end: 0,
         }
     }
 }
@@ -301,8 +304,8 @@ impl Summary {
         if r.fragments > 0 {
             let _ = writeln!(
                 s,
-                "  reassembly: {} tunnel fragments into {} datagrams; {} timeouts, {} evictions, {} overlaps, {} invalid",
-                r.fragments, r.datagrams, r.timeouts, r.evictions, r.overlaps, r.invalid
+                "  reassembly: {} tunnel fragments into {} datagrams; {} timeouts, {} evictions, {} overlaps, {} invalid, {} incomplete at the end",
+                r.fragments, r.datagrams, r.timeouts, r.evictions, r.overlaps, r.invalid, r.incomplete_at_end
             );
         }
         let f = &self.flows;

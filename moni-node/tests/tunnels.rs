@@ -341,7 +341,10 @@ fn outer_fragments_are_reassembled_as_tshark_reassembles_them() {
     let s = replay_files(&[file], None, dir.path(), "");
     let r = &s.reassembly;
     assert_eq!((r.fragments, r.datagrams), (fragments, datagrams));
-    assert_eq!((r.timeouts, r.evictions, r.invalid), (0, 0, 0));
+    assert_eq!(
+        (r.timeouts, r.evictions, r.invalid, r.incomplete_at_end),
+        (0, 0, 0, 0)
+    );
     // Every frame counts; a datagram once in its VNet.
     assert_eq!(s.packets, frames);
     let vnet_packets: u64 = s.vnets.iter().map(|v| v.packets).sum();
