@@ -185,6 +185,13 @@ pub struct DecodeSection {
     /// What follows the bottom MPLS label: `auto` (IPv4/IPv6 by the first
     /// nibble, otherwise pseudowire Ethernet), `ethernet` or `ip`.
     pub mpls_payload: analyzers::decode::MplsPayload,
+    /// Bytes held at most to reassemble fragmented outer packets of
+    /// tunnels (the oldest incomplete datagrams are evicted, counted);
+    /// 0 turns reassembly off. Default 16 MiB.
+    pub max_reassembly_bytes: u64,
+    /// Seconds of packet time a fragmented tunnel packet may take to
+    /// complete before its fragments are dropped (counted). Default 30.
+    pub reassembly_timeout_secs: u32,
 }
 
 impl Default for DecodeSection {
@@ -197,6 +204,8 @@ impl Default for DecodeSection {
             geneve_port: d.geneve_port,
             gtpu_port: d.gtpu_port,
             mpls_payload: d.mpls_payload,
+            max_reassembly_bytes: d.max_reassembly_bytes as u64,
+            reassembly_timeout_secs: d.reassembly_timeout_secs,
         }
     }
 }
@@ -216,6 +225,10 @@ impl DecodeSection {
             geneve_port: self.geneve_port,
             gtpu_port: self.gtpu_port,
             mpls_payload: self.mpls_payload,
+            max_reassembly_bytes: usize::try_from(self.max_reassembly_bytes).map_err(|_| {
+                invalid("decode.max_reassembly_bytes", "too large for this machine")
+            })?,
+            reassembly_timeout_secs: self.reassembly_timeout_secs,
         })
     }
 }
@@ -1207,6 +1220,17 @@ mod tests {
         assert!(err.contains("decode.max_tunnel_depth"), "{err}");
         let bad = NodeConfig::parse("[decode]\nmpls_payload = \"pw\"\n");
         assert!(bad.is_err());
+        // Reassembly of tunnel fragments: 16 MiB and 30 s unless set.
+        assert_eq!(r.decode.max_reassembly_bytes, 16 << 20);
+        assert_eq!(r.decode.reassembly_timeout_secs, 30);
+        let small = NodeConfig::parse(
+            "[decode]\nmax_reassembly_bytes = 65536\nreassembly_timeout_secs = 5\n",
+        )
+        .expect("parse")
+        .resolve(None)
+        .expect("resolve");
+        assert_eq!(small.decode.max_reassembly_bytes, 65536);
+        assert_eq!(small.decode.reassembly_timeout_secs, 5);
     }
 
     #[test]

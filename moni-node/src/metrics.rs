@@ -27,6 +27,7 @@ pub struct Metrics {
     pub vnet_flows: IntCounterVec,
     pub vnet_flow_evictions: IntCounterVec,
     pub decode_errors: IntCounterVec,
+    pub reassembly: IntCounterVec,
     pub worker_busy: GaugeVec,
     pub worker_packets: IntCounterVec,
     pub parquet_files: IntCounterVec,
@@ -181,6 +182,12 @@ impl Metrics {
                 "Frames whose decoding stopped early, by reason.",
                 &["reason"],
             )?,
+            reassembly: counter(
+                &r,
+                "moni_decode_reassembly_total",
+                "Reassembly of fragmented tunnel packets, by event (fragments, datagrams, timeouts, evictions, overlaps, invalid).",
+                &["event"],
+            )?,
             worker_busy: fgauge(
                 &r,
                 "moni_worker_busy_ratio",
@@ -300,6 +307,9 @@ impl Metrics {
         for e in analyzers::DecodeError::ALL {
             self.decode_errors.with_label_values(&[e.as_str()]);
         }
+        for e in REASSEMBLY_EVENTS {
+            self.reassembly.with_label_values(&[e]);
+        }
         for s in sources {
             let l = [*s];
             self.source_packets.with_label_values(&l);
@@ -376,4 +386,27 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The `event` labels of `moni_decode_reassembly_total`, in the order of
+/// [`reassembly_counts`].
+pub const REASSEMBLY_EVENTS: [&str; 6] = [
+    "fragments",
+    "datagrams",
+    "timeouts",
+    "evictions",
+    "overlaps",
+    "invalid",
+];
+
+/// The reassembly counters in the order of [`REASSEMBLY_EVENTS`].
+pub fn reassembly_counts(r: &analyzers::decode::ReassemblyStats) -> [u64; 6] {
+    [
+        r.fragments,
+        r.datagrams,
+        r.timeouts,
+        r.evictions,
+        r.overlaps,
+        r.invalid,
+    ]
 }

@@ -6,6 +6,7 @@ use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
 
+use analyzers::decode::{Reassembled, Reassembler, ReassemblyStats};
 use analyzers::ids::rules::{RuleSet, Signatures};
 use analyzers::ids::Ids;
 use analyzers::record::{AlertRecord, BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
@@ -67,12 +68,16 @@ pub struct Counters {
     pub voip: Vec<VoipCounters>,
     /// IDS alerts taken, by kind.
     pub alerts: std::collections::BTreeMap<&'static str, u64>,
+    /// Reassembly of fragmented tunnel packets.
+    pub reassembly: ReassemblyStats,
 }
 
 pub struct Engine {
     vnets: VnetMap,
     /// `[decode]`: tunnel ports, depth and MPLS payload.
     decode: analyzers::DecodeConfig,
+    /// Fragmented outer packets of tunnels being put back together.
+    reassembly: Reassembler,
     flows: FlowTable,
     bins: Binner,
     rtp: RtpTracker,
@@ -117,6 +122,7 @@ impl Engine {
             },
             vnets: config.vnets.clone(),
             decode: config.decode.clone(),
+            reassembly: Reassembler::new(&config.decode),
             flows: FlowTable::new(config.flows.clone()),
             bins: Binner::new(config.bins.clone()),
             rtp: RtpTracker::new(config.rtp.clone()),
@@ -149,27 +155,55 @@ impl Engine {
         pkt: &RawPacket<'_>,
         source_vnet: Option<VnetId>,
     ) {
-        let d = match link {
-            Some(link) => decode_with(link, pkt.data, &self.decode),
-            None => Decoded::failed(DecodeError::UnsupportedLinkType),
-        };
         let c = &mut self.counters;
         c.packets += 1;
         c.bytes += u64::from(pkt.wire_len);
+        // A fragment of a tunnel packet waits for the rest of its datagram,
+        // which then counts once, with the wire bytes of all its fragments.
+        let (d, wire_len, whole) = match link {
+            Some(link) => {
+                match self
+                    .reassembly
+                    .decode(link, pkt.ts, pkt.data, pkt.wire_len, &self.decode)
+                {
+                    Reassembled::Packet(d) => (d, pkt.wire_len, true),
+                    Reassembled::Held => {
+                        c.reassembly = self.reassembly.stats().clone();
+                        if let Some(tags) = &mut self.sig_tags {
+                            // The detached signatures see every frame.
+                            let vnet = source_vnet.unwrap_or(self.vnets.default_vnet());
+                            tags.push(SigTag { vnet, flow: None });
+                        }
+                        return;
+                    }
+                    Reassembled::Datagram {
+                        decoded, wire_len, ..
+                    } => {
+                        let wire_len = u32::try_from(wire_len).unwrap_or(u32::MAX);
+                        (decoded, wire_len, false)
+                    }
+                }
+            }
+            None => (
+                Decoded::failed(DecodeError::UnsupportedLinkType),
+                pkt.wire_len,
+                true,
+            ),
+        };
         if let Some(e) = d.error {
             c.decode_errors.add(e);
         }
         let vnet = self.vnets.resolve_packet(&d, source_vnet);
         if let Some(v) = c.vnets.get_mut(usize::from(vnet.0)) {
             v.packets += 1;
-            v.bytes += u64::from(pkt.wire_len);
+            v.bytes += u64::from(wire_len);
         }
         self.bins
-            .observe(pkt.ts, pkt.wire_len, vnet, &d, &mut self.bin_out);
+            .observe(pkt.ts, wire_len, vnet, &d, &mut self.bin_out);
         let flow = self.flows.observe(
             FlowPacket {
                 ts: pkt.ts,
-                wire_len: pkt.wire_len,
+                wire_len,
                 vnet,
                 vlan_id: d.outer_vlan(),
             },
@@ -187,9 +221,16 @@ impl Engine {
             ids.observe(pkt.ts, vnet, &d, &mut self.alert_out);
         }
         if let Some(tags) = &mut self.sig_tags {
+            // The detached signatures decode the frame again, so the flow
+            // of a reassembled datagram is not the frame's.
+            let flow = if whole { flow } else { None };
             tags.push(SigTag { vnet, flow });
         } else if let Some(sigs) = &mut self.sigs {
             sigs.observe(pkt.ts, vnet, &d, flow, &mut self.alert_out);
+        }
+        drop(d);
+        if !whole {
+            self.counters.reassembly = self.reassembly.stats().clone();
         }
     }
 
@@ -260,6 +301,8 @@ impl Engine {
     /// Lets time pass without packets (live capture, on a clock tick):
     /// flows idle at `now`, bins that ended and idle streams become records.
     pub fn advance(&mut self, now: analyzers::Timestamp) {
+        self.reassembly.advance(now);
+        self.counters.reassembly = self.reassembly.stats().clone();
         self.flows.advance(now, &mut self.flow_out);
         self.bins.advance(now, &mut self.bin_out);
         self.rtp
@@ -391,6 +434,12 @@ impl Engine {
 
     pub fn flow_stats(&self) -> FlowStats {
         self.flows.stats()
+    }
+
+    /// Fragmented tunnel packets still incomplete (at the end of a
+    /// replay: never completed).
+    pub fn reassembly_pending(&self) -> u64 {
+        self.reassembly.pending() as u64
     }
 
     /// Bin rows emitted for bins already emitted (packets reordered by more

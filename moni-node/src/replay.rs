@@ -294,6 +294,10 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
             .map(|(e, n)| (e.as_str().to_string(), n))
             .collect(),
         decode_errors_total: c.decode_errors.total(),
+        reassembly: crate::summary::ReassemblySummary {
+            incomplete_at_end: engine.reassembly_pending(),
+            ..(&c.reassembly).into()
+        },
         flows: FlowSummary {
             exported: stats.exported_total(),
             by_end_reason: EndReason::ALL

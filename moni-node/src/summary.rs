@@ -206,6 +206,39 @@ pub struct DatasetSummary {
     pub rows: u64,
 }
 
+/// Reassembly of fragmented tunnel packets (`decode.max_reassembly_bytes`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ReassemblySummary {
+    /// Fragments held for reassembly.
+    pub fragments: u64,
+    /// Datagrams completed (each counts as one packet in flows and bins).
+    pub datagrams: u64,
+    /// Incomplete datagrams dropped when their time ran out.
+    pub timeouts: u64,
+    /// Incomplete datagrams dropped to stay within the byte cap.
+    pub evictions: u64,
+    /// Fragments that overlapped bytes already received (first wins).
+    pub overlaps: u64,
+    /// Fragments refused as impossible.
+    pub invalid: u64,
+    /// Datagrams still incomplete at the end of the input.
+    pub incomplete_at_end: u64,
+}
+
+impl From<&analyzers::decode::ReassemblyStats> for ReassemblySummary {
+    fn from(r: &analyzers::decode::ReassemblyStats) -> Self {
+        ReassemblySummary {
+            fragments: r.fragments,
+            datagrams: r.datagrams,
+            timeouts: r.timeouts,
+            evictions: r.evictions,
+            overlaps: r.overlaps,
+            invalid: r.invalid,
+            incomplete_at_end: 0,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub files: Vec<FileSummary>,
@@ -214,6 +247,8 @@ pub struct Summary {
     pub bytes: u64,
     pub decode_errors_total: u64,
     pub decode_errors: BTreeMap<String, u64>,
+    /// Reassembly of fragmented outer packets of tunnels.
+    pub reassembly: ReassemblySummary,
     pub flows: FlowSummary,
     pub vnets: Vec<VnetSummary>,
     pub late_bin_rows: u64,
@@ -265,6 +300,14 @@ impl Summary {
                 reasons(&self.decode_errors)
             )
         };
+        let r = &self.reassembly;
+        if r.fragments > 0 {
+            let _ = writeln!(
+                s,
+                "  reassembly: {} tunnel fragments into {} datagrams; {} timeouts, {} evictions, {} overlaps, {} invalid, {} incomplete at the end",
+                r.fragments, r.datagrams, r.timeouts, r.evictions, r.overlaps, r.invalid, r.incomplete_at_end
+            );
+        }
         let f = &self.flows;
         let _ = writeln!(
             s,

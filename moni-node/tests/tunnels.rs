@@ -299,6 +299,90 @@ fn flows_are_the_innermost_conversations_tshark_decodes() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// zeek-erspan's outer IPv4 packets are fragmented (ERSPAN over a small
+/// MTU). tshark reassembles them (its default); so does moni: every
+/// fragment is taken, each datagram counts once in its inner conversation
+/// (`flows_are_the_innermost_conversations_tshark_decodes` checks the
+/// counts), and no later fragment is left in a GRE flow between the tunnel
+/// endpoints, as it was before reassembly.
+#[test]
+fn outer_fragments_are_reassembled_as_tshark_reassembles_them() {
+    let Some(c) = corpus() else { return };
+    let file = c.join("tunnels/zeek-erspan.pcap");
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&file)
+        .args(["-T", "fields", "-E", "occurrence=f"])
+        .args(["-e", "ip.flags.mf", "-e", "ip.frag_offset"])
+        .args(["-e", "ip.reassembled.length", "-e", "frame.protocols"])
+        .output()
+        .expect("tshark is installed");
+    assert!(out.status.success());
+    // ARP mirrored in ERSPAN has no inner IP: it stays between the
+    // endpoints, fragmented or not.
+    let (mut fragments, mut datagrams, mut frames, mut arp) = (0u64, 0u64, 0u64, 0u64);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let get = |i: usize| f.get(i).copied().unwrap_or("");
+        frames += 1;
+        if get(0) == "1" || !matches!(get(1), "" | "0") {
+            fragments += 1;
+        }
+        if !get(2).is_empty() {
+            datagrams += 1;
+        }
+        if get(3).ends_with(":arp") {
+            arp += 1;
+        }
+    }
+    assert!(fragments > 0 && datagrams > 0, "the capture has fragments");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = replay_files(&[file], None, dir.path(), "");
+    let r = &s.reassembly;
+    assert_eq!((r.fragments, r.datagrams), (fragments, datagrams));
+    assert_eq!(
+        (r.timeouts, r.evictions, r.invalid, r.incomplete_at_end),
+        (0, 0, 0, 0)
+    );
+    // Every frame counts; a datagram once in its VNet.
+    assert_eq!(s.packets, frames);
+    let vnet_packets: u64 = s.vnets.iter().map(|v| v.packets).sum();
+    assert_eq!(vnet_packets, frames - fragments + datagrams);
+    // (all flows' packets, those of GRE flows between the endpoints)
+    let flow_packets = |dir: &Path| {
+        let (mut all, mut gre) = (0, 0);
+        for b in read_dataset(&dir.join("flows")) {
+            let proto = col::<UInt8Array>(&b, "protocol");
+            for i in 0..b.num_rows() {
+                let n = col::<UInt64Array>(&b, "packets_fwd").value(i)
+                    + col::<UInt64Array>(&b, "packets_rev").value(i);
+                all += n;
+                if proto.value(i) == 47 {
+                    gre += n;
+                }
+            }
+        }
+        (all, gre)
+    };
+    assert_eq!(flow_packets(dir.path()), (vnet_packets, arp));
+
+    // With reassembly off, the later fragments are left between the
+    // endpoints, as before.
+    let off = tempfile::tempdir().expect("tempdir");
+    let s = replay_files(
+        &[c.join("tunnels/zeek-erspan.pcap")],
+        None,
+        off.path(),
+        "[decode]\nmax_reassembly_bytes = 0\n",
+    );
+    assert_eq!(s.reassembly.fragments, 0);
+    assert_eq!(
+        flow_packets(off.path()),
+        (frames, arp + fragments - datagrams)
+    );
+}
+
 /// What a replay says of the VNets, without the bytes (a tunnel makes
 /// every frame longer) or the VLAN ids (a tunnel replaces them): flows,
 /// bin packet counts, RTP streams and the shadow comparison.
@@ -318,7 +402,9 @@ struct View {
 /// The replay's [`View`], and the `tunnel_type` values of its RTP streams.
 fn view(pcap: &Path, map: &str) -> (View, std::collections::BTreeSet<Option<String>>) {
     let out = tempfile::tempdir().expect("tempdir");
-    let s = replay_files(&[pcap.to_path_buf()], Some(map), out.path(), "");
+    // An empty map: every packet in VNet `default`.
+    let map = (!map.is_empty()).then_some(map);
+    let s = replay_files(&[pcap.to_path_buf()], map, out.path(), "");
     let mut flows = Vec::new();
     for b in read_dataset(&out.path().join("flows")) {
         let st = |n| col::<StringArray>(&b, n);
@@ -423,6 +509,79 @@ fn tunnelled_shadow_scenario_equals_its_vlan_version() {
             _ => k,
         };
         assert_eq!(kinds, [Some(kind.to_string())].into_iter().collect(), "{k}");
+    }
+}
+
+/// The committed tunnel samples (`samples/pcap/background-ENCAP.pcap`,
+/// `moni-gen wrap --frames 500` of `background.pcap`) are what the
+/// generator makes, and replay to the flows, bins and decode errors of
+/// their untunnelled source, with the tunnel on every flow.
+#[test]
+fn committed_tunnel_samples_equal_their_untunnelled_source() {
+    use moni_samples::tunnel::{head_pcap_file, wrap_pcap_file, Encap};
+    const FRAMES: u64 = 500;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("source.pcap");
+    let n = head_pcap_file(&sample("background.pcap"), &source, FRAMES).expect("head");
+    assert_eq!(n, FRAMES);
+    let (want, _) = view(&source, "");
+    assert!(want.flows.len() > 20 && want.decode_errors == 0, "{want:?}");
+    for (encap, name, id) in [
+        (Encap::Vxlan, "vxlan", 5001),
+        (Encap::Geneve, "geneve", 5001),
+        (Encap::Gre, "gre", 5001),
+        (Encap::Erspan2, "erspan", 1),
+        (Encap::Mpls, "mpls", 5001),
+    ] {
+        let committed = sample(&format!("background-{name}.pcap"));
+        let bytes = std::fs::read(&committed).expect("committed sample");
+        assert!(bytes.len() < 200_000, "{name}: {} bytes", bytes.len());
+        let fresh = dir.path().join(format!("{name}.pcap"));
+        wrap_pcap_file(&sample("background.pcap"), &fresh, encap, id, Some(FRAMES)).expect("wrap");
+        assert!(
+            std::fs::read(&fresh).expect("fresh") == bytes,
+            "background-{name}.pcap differs from the generator's output"
+        );
+        // Every flow was seen inside the tunnel, but for the frames
+        // without IP (ARP), which stay between the tunnel endpoints.
+        let out = tempfile::tempdir().expect("tempdir");
+        replay_files(std::slice::from_ref(&committed), None, out.path(), "");
+        let mut endpoints = std::collections::BTreeSet::new();
+        for b in read_dataset(&out.path().join("flows")) {
+            let kind = col::<StringArray>(&b, "tunnel_type");
+            let tid = col::<UInt32Array>(&b, "tunnel_id");
+            let st = |n| col::<StringArray>(&b, n);
+            for i in 0..b.num_rows() {
+                if kind.is_null(i) {
+                    endpoints.insert((
+                        st("src_addr").value(i).to_string(),
+                        st("dst_addr").value(i).to_string(),
+                    ));
+                    continue;
+                }
+                let k = match encap {
+                    Encap::Erspan2 => "erspan2",
+                    _ => name,
+                };
+                assert_eq!(kind.value(i), k, "{name}");
+                assert_eq!(tid.value(i), id, "{name}");
+            }
+        }
+        let (mut got, _) = view(&committed, "");
+        let in_flows = |v: &View| v.flows.iter().map(|f| f.6 + f.7).sum::<u64>();
+        let before = in_flows(&got);
+        got.flows
+            .retain(|f| !endpoints.contains(&(f.2.clone(), f.4.clone())));
+        assert_eq!(got, want, "{name}");
+        let non_ip = FRAMES - in_flows(&want);
+        assert!(non_ip > 0);
+        // MPLS has no outer IP: those frames make no flow at all.
+        let outer = if matches!(encap, Encap::Mpls) {
+            0
+        } else {
+            non_ip
+        };
+        assert_eq!(before - in_flows(&got), outer, "{name}: non-IP frames");
     }
 }
 

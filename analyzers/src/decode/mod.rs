@@ -18,12 +18,16 @@
 //! Tunnels (VXLAN, Geneve, GRE, ERSPAN, MPLS, GTP-U, IP-in-IP) are
 //! decapsulated by [`tunnel`] and [`mpls`] after the outer layers decoded:
 //! [`Decoded`] then describes the innermost packet, and
-//! [`Decoded::tunnels`] the layers crossed.
+//! [`Decoded::tunnels`] the layers crossed. Fragmented outer packets of
+//! tunnels need state to be put back together: [`reassembly::Reassembler`],
+//! owned by whoever drives decoding, wraps [`decode_with`] for that.
 
 pub mod mpls;
+pub mod reassembly;
 pub mod tunnel;
 
 pub use mpls::MplsPayload;
+pub use reassembly::{Reassembled, Reassembler, ReassemblyStats};
 pub use tunnel::{DecodeConfig, TunnelKind, TunnelLayer, TunnelStack, Tunnels};
 
 use std::net::IpAddr;
@@ -358,7 +362,8 @@ pub struct Decoded<'a> {
     /// The tunnel layers crossed to reach this (innermost) packet.
     pub tunnels: TunnelStack,
     /// The payload of a link layer moni reads no IP from (MPLS), for the
-    /// tunnel decoder.
+    /// tunnel decoder; for an IP fragment, the IP packet as captured, for
+    /// the [`reassembly`] of tunnels.
     pub(crate) net_payload: &'a [u8],
 }
 
@@ -727,6 +732,9 @@ fn from_sliced(p: LaxSlicedPacket<'_>) -> Decoded<'_> {
         protocol: payload.ip_number.0,
         fragment,
     });
+    if fragment != Fragment::None {
+        d.net_payload = p.ether_payload().map_or(&[], |e| e.payload);
+    }
     // An error in the IP extension headers leaves the payload's start unknown.
     if d.error.is_some() || matches!(fragment, Fragment::Later { .. }) {
         return d;

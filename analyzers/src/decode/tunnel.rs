@@ -45,6 +45,12 @@ pub struct DecodeConfig {
     pub gtpu_port: u16,
     /// What follows the bottom MPLS label.
     pub mpls_payload: MplsPayload,
+    /// Bytes the reassembly of fragmented outer packets may hold
+    /// ([`super::reassembly`]); 0 turns reassembly off. Default 16 MiB.
+    pub max_reassembly_bytes: usize,
+    /// Seconds of packet time a fragmented datagram may take to complete.
+    /// Default 30 (Linux's `ipfrag_time`).
+    pub reassembly_timeout_secs: u32,
 }
 
 impl DecodeConfig {
@@ -56,6 +62,8 @@ impl DecodeConfig {
         geneve_port: 6081,
         gtpu_port: 2152,
         mpls_payload: MplsPayload::Auto,
+        max_reassembly_bytes: 16 << 20,
+        reassembly_timeout_secs: 30,
     };
 }
 
@@ -148,6 +156,11 @@ pub struct Tunnels {
     /// Source and destination of the outermost IP header, when the
     /// outermost layer was IP.
     pub outer: Option<(IpAddr, IpAddr)>,
+    /// The outermost IP packet was a fragment (its first): the rest of its
+    /// datagram is elsewhere, so a sharded probe must send this frame
+    /// where the other fragments go (by [`Tunnels::outer`]) for the
+    /// [`super::reassembly`] to see them all.
+    pub outer_fragment: bool,
 }
 
 impl Tunnels {
@@ -162,6 +175,7 @@ impl Tunnels {
         mpls_labels: [0; 4],
         mpls_count: 0,
         outer: None,
+        outer_fragment: false,
     };
 
     /// The layers crossed, outermost first.
@@ -318,6 +332,7 @@ pub(super) fn decapsulate<'a>(mut d: Decoded<'a>, cfg: &DecodeConfig) -> Decoded
         let mut tunnels = *d.tunnels;
         if tunnels.outer.is_none() {
             tunnels.outer = d.ip.map(|ip| (ip.src, ip.dst));
+            tunnels.outer_fragment = d.ip.is_some_and(|ip| ip.fragment != super::Fragment::None);
         }
         tunnels.push(step.layer, &step.labels[..usize::from(step.label_count)]);
         inner.tunnels = TunnelStack(Some(Box::new(tunnels)));

@@ -34,7 +34,14 @@ pub fn worker_for(d: &Decoded<'_>, workers: usize) -> usize {
         return 0;
     }
     let Some(ip) = d.ip else { return 0 };
-    let h = mix(fold(ip.src)).wrapping_add(mix(fold(ip.dst)));
+    // The first fragment of a tunnel packet goes where its later fragments
+    // go (they carry only the outer addresses), so that one worker can
+    // reassemble the datagram.
+    let (src, dst) = match d.tunnels.outer {
+        Some(outer) if d.tunnels.outer_fragment => outer,
+        _ => (ip.src, ip.dst),
+    };
+    let h = mix(fold(src)).wrapping_add(mix(fold(dst)));
     ((u128::from(h) * workers as u128) >> 64) as usize
 }
 
@@ -76,6 +83,33 @@ mod tests {
                 assert_eq!(y, worker_for(&packet("2001:db8::1", &b, 300), w));
             }
         }
+    }
+
+    /// The first fragment of a tunnel packet is decapsulated (inner
+    /// addresses), its later fragments are not (outer addresses): both go
+    /// to the worker of the outer addresses, which reassembles them.
+    #[test]
+    fn a_tunnel_packets_fragments_meet() {
+        let outer = (
+            "192.0.2.1".parse().expect("addr"),
+            "192.0.2.2".parse().expect("addr"),
+        );
+        let mut found_apart = false;
+        for i in 0..64u32 {
+            let inner = format!("10.1.0.{i}");
+            let mut first = packet(&inner, "10.2.0.1", 0);
+            let mut t = analyzers::decode::Tunnels::EMPTY;
+            t.outer = Some(outer);
+            t.outer_fragment = true;
+            first.tunnels = analyzers::decode::TunnelStack(Some(Box::new(t)));
+            let later = packet("192.0.2.1", "192.0.2.2", 0);
+            assert_eq!(worker_for(&first, 8), worker_for(&later, 8));
+            // Unfragmented, the same packet goes by its inner addresses.
+            t.outer_fragment = false;
+            first.tunnels = analyzers::decode::TunnelStack(Some(Box::new(t)));
+            found_apart |= worker_for(&first, 8) != worker_for(&later, 8);
+        }
+        assert!(found_apart);
     }
 
     #[test]

@@ -62,6 +62,8 @@ struct Published {
     active_calls: Vec<i64>,
     decode_errors: Vec<u64>,
     evictions: [u64; 4],
+    /// `moni_decode_reassembly_total`, as last published.
+    reassembly: [u64; 6],
     /// Signature alerts dropped per packet and per second (reset with
     /// new rules).
     sig_dropped: [u64; 2],
@@ -334,6 +336,15 @@ fn send_records(
                     .inc_by(n - *prev);
                 *prev = n;
             }
+        }
+    }
+    let counts = crate::metrics::reassembly_counts(&c.reassembly);
+    for (i, n) in counts.iter().enumerate() {
+        if *n > p.reassembly[i] {
+            m.reassembly
+                .with_label_values(&[crate::metrics::REASSEMBLY_EVENTS[i]])
+                .inc_by(n - p.reassembly[i]);
+            p.reassembly[i] = *n;
         }
     }
     let st = engine.rtp_stats();

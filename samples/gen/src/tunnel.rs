@@ -147,13 +147,40 @@ pub fn wrap(s: &Scenario, encap: Encap, ids: &[(u16, u32)]) -> Scenario {
 
 /// Copies the classic little-endian pcap at `input` (as [`crate::pcap`]
 /// writes it) to `output` with every frame wrapped in `encap` with `id`:
-/// the tunnelled twin of a capture, for the benchmark. Returns the frames
-/// copied.
+/// the tunnelled twin of a capture, for the benchmark and the committed
+/// tunnel samples. `max_frames` stops after that many frames. Returns the
+/// frames copied.
 pub fn wrap_pcap_file(
     input: &std::path::Path,
     output: &std::path::Path,
     encap: Encap,
     id: u32,
+    max_frames: Option<u64>,
+) -> std::io::Result<u64> {
+    map_pcap_file(input, output, max_frames, |frame, n| {
+        wrap_frame(encap, id, frame, n)
+    })
+}
+
+/// The first `frames` frames of the pcap at `input`, unchanged, in
+/// `output`: the untunnelled source of a sample made with
+/// `wrap_pcap_file(…, Some(frames))`.
+pub fn head_pcap_file(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    frames: u64,
+) -> std::io::Result<u64> {
+    map_pcap_file(input, output, Some(frames), |frame, _| frame.to_vec())
+}
+
+/// Copies up to `max_frames` frames of a little-endian microsecond pcap,
+/// each through `f(frame, index)`; the wire length grows by what `f`
+/// added.
+fn map_pcap_file(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    max_frames: Option<u64>,
+    mut f: impl FnMut(&[u8], u32) -> Vec<u8>,
 ) -> std::io::Result<u64> {
     use std::io::{Error, ErrorKind, Read};
     let mut r = std::io::BufReader::new(std::fs::File::open(input)?);
@@ -169,7 +196,7 @@ pub fn wrap_pcap_file(
     let mut n = 0u64;
     let mut rec = [0u8; 16];
     let mut frame = Vec::new();
-    loop {
+    while max_frames.is_none_or(|m| n < m) {
         match r.read_exact(&mut rec) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
@@ -182,8 +209,8 @@ pub fn wrap_pcap_file(
         }
         frame.resize(caplen as usize, 0);
         r.read_exact(&mut frame)?;
-        let wrapped = wrap_frame(encap, id, &frame, n as u32);
-        let grown = (wrapped.len() - frame.len()) as u32;
+        let wrapped = f(&frame, n as u32);
+        let grown = (wrapped.len() - frame.len().min(wrapped.len())) as u32;
         let ts = i64::from(secs) * 1_000_000 + i64::from(micros);
         w.write(ts, &wrapped, orig.saturating_add(grown))?;
         n += 1;

@@ -61,6 +61,9 @@ enum Cmd {
         encap: String,
         #[arg(long, default_value_t = 5001)]
         id: u32,
+        /// Wrap only the first N frames (the committed tunnel samples).
+        #[arg(long)]
+        frames: Option<u64>,
     },
     /// Throughput input with an IMIX size mix over churning flows.
     Bench {
@@ -137,6 +140,7 @@ fn main() -> anyhow::Result<()> {
             out,
             encap,
             id,
+            frames,
         } => {
             use moni_samples::tunnel::Encap;
             let encap = match encap.as_str() {
@@ -147,7 +151,7 @@ fn main() -> anyhow::Result<()> {
                 "mpls" => Encap::Mpls,
                 other => anyhow::bail!("unknown encapsulation {other:?}"),
             };
-            let n = moni_samples::tunnel::wrap_pcap_file(&input, &out, encap, id)
+            let n = moni_samples::tunnel::wrap_pcap_file(&input, &out, encap, id, frames)
                 .with_context(|| format!("wrapping {} into {}", input.display(), out.display()))?;
             println!("{n} frames -> {}", out.display());
             Ok(())
