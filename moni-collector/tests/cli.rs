@@ -7,7 +7,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
+#[path = "../../moni-node/tests/common/help.rs"]
+mod help;
 use common::{free_port, replay_miniature};
+use help::undocumented_arguments;
 
 const BIN: &str = env!("CARGO_BIN_EXE_moni-collector");
 
@@ -18,39 +21,6 @@ fn one_node(port: u16, data: &std::path::Path) -> String {
          [[nodes]]\nid = \"node-1\"\ntoken = \"token-node-1-0123456789\"\n",
         data.display()
     )
-}
-
-/// Every argument of every subcommand has a help line: `NAME --help`
-/// lists each option or positional with text after it.
-fn undocumented_arguments(bin: &str, subcommands: &[&str]) -> Vec<String> {
-    let mut missing = Vec::new();
-    for sub in subcommands {
-        let o = Command::new(bin)
-            .args([sub, "--help"])
-            .output()
-            .expect("help");
-        assert!(o.status.success(), "{sub} --help");
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        let mut in_list = false;
-        for line in text.lines() {
-            if line.starts_with("Arguments:") || line.starts_with("Options:") {
-                in_list = true;
-                continue;
-            }
-            if !line.starts_with(' ') {
-                in_list = false;
-                continue;
-            }
-            let item = line.trim_start();
-            if in_list && (item.starts_with('-') || item.starts_with('<')) {
-                // "--name <VALUE>  Help text": the help follows two spaces.
-                if !item.contains("  ") {
-                    missing.push(format!("{sub}: {item}"));
-                }
-            }
-        }
-    }
-    missing
 }
 
 #[test]

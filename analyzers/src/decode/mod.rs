@@ -909,8 +909,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Ethernet + IPv4 + TCP SYN from 10.0.0.1:1234 to 10.0.0.2:80.
-    fn eth_ipv4_tcp_syn() -> Vec<u8> {
+    /// Ethernet + IPv4 + TCP SYN from 10.0.0.1:1234 to 10.0.0.2:80 (also
+    /// the inner frame of the tunnel and reassembly tests).
+    pub(super) fn eth_ipv4_tcp_syn() -> Vec<u8> {
         let mut f = vec![
             0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00, // ethernet
             0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // ipv4

@@ -675,21 +675,10 @@ pub(super) fn mpls_step<'a>(labels: &[u32], inner: Inner<'a>) -> Step<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::eth_ipv4_tcp_syn as inner_frame;
     use super::super::{decode, decode_with, LinkType, MplsPayload};
     use super::*;
     use proptest::prelude::*;
-
-    /// Ethernet + IPv4 + TCP SYN from 10.0.0.1:1234 to 10.0.0.2:80.
-    fn inner_frame() -> Vec<u8> {
-        let mut f = vec![
-            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00, // ethernet
-            0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // ipv4
-        ];
-        f.extend_from_slice(&[
-            0x04, 0xd2, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
-        ]);
-        f
-    }
 
     /// An IPv4 packet 192.0.2.1 -> 192.0.2.2 of `protocol` around `payload`.
     fn ipv4(protocol: u8, payload: &[u8]) -> Vec<u8> {
