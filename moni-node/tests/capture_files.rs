@@ -82,6 +82,11 @@ fn rewrite(bytes: &[u8], big_endian: bool, nanos: bool) -> Vec<u8> {
 }
 
 fn captures() -> Vec<PathBuf> {
+    captures_starting_with(&[0xd4, 0xc3, 0xb2, 0xa1])
+}
+
+/// Every sample and corpus file whose first bytes are `magic`, sorted.
+fn captures_starting_with(magic: &[u8]) -> Vec<PathBuf> {
     let mut dirs = vec![common::root().join("samples/pcap")];
     dirs.extend(common::corpus());
     let mut files = Vec::new();
@@ -90,7 +95,7 @@ fn captures() -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 dirs.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| b.starts_with(&[0xd4, 0xc3, 0xb2, 0xa1])) {
+            } else if std::fs::read(&p).is_ok_and(|b| b.starts_with(magic)) {
                 files.push(p);
             }
         }
@@ -179,20 +184,7 @@ fn a_pipe_is_left_to_libpcap_and_loses_nothing() {
 /// the same packets as libpcap reads.
 #[test]
 fn every_pcapng_reads_as_libpcap_reads_it() {
-    let mut dirs = vec![common::root().join("samples/pcap")];
-    dirs.extend(common::corpus());
-    let mut files = Vec::new();
-    while let Some(dir) = dirs.pop() {
-        for e in std::fs::read_dir(&dir).expect("read dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| b.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a])) {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+    let files = captures_starting_with(&[0x0a, 0x0d, 0x0d, 0x0a]);
     if common::corpus().is_some() {
         assert!(files.len() >= 5, "{files:?}");
     }
