@@ -326,7 +326,7 @@ async fn ingest(
             "missing or unknown bearer token".into(),
         );
     };
-    if analyzers::schema::for_dataset(&dataset).is_none() {
+    if analyzers::schema::dataset(&dataset).is_none() {
         let e = IngestError::UnknownDataset(dataset.chars().take(64).collect());
         return reject(StatusCode::BAD_REQUEST, e.reason(), e.to_string());
     }

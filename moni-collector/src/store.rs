@@ -377,8 +377,8 @@ pub fn known_vnets(data: &Path) -> HashMap<String, BTreeSet<String>> {
             })
             .collect()
     };
-    for dataset in schema::DATASETS {
-        for (node_dir, node) in list(&data.join(dataset), "node=") {
+    for dataset in &schema::TABLE {
+        for (node_dir, node) in list(&data.join(dataset.name), "node=") {
             for (_, vnet) in list(&node_dir, "vnet=") {
                 out.entry(node.clone()).or_default().insert(vnet);
             }
@@ -398,10 +398,9 @@ pub fn stored_schema(dataset: &str) -> Option<SchemaRef> {
 
 /// Indices of the dataset's columns that part files keep.
 fn stored_columns(dataset: &str, want: &arrow::datatypes::Schema) -> Vec<usize> {
-    let in_path = match schema::partition_columns(dataset) {
-        Some(("vnet", _)) => Some("vnet"),
-        _ => None,
-    };
+    let in_path = schema::dataset(dataset)
+        .map(|d| d.vnet_column)
+        .filter(|&c| c == "vnet");
     (0..want.fields().len())
         .filter(|&i| Some(want.field(i).name().as_str()) != in_path)
         .collect()
@@ -512,12 +511,11 @@ pub fn prepare(
     incoming: &Path,
     limits: &Limits,
 ) -> Result<Staged, IngestError> {
-    let Some((vnet_col, time_col)) = schema::partition_columns(dataset) else {
+    let Some(entry) = schema::dataset(dataset) else {
         return Err(IngestError::UnknownDataset(dataset.to_string()));
     };
-    let Some(want) = schema::for_dataset(dataset) else {
-        return Err(IngestError::UnknownDataset(dataset.to_string()));
-    };
+    let (vnet_col, time_col) = (entry.vnet_column, entry.time_column);
+    let want = (entry.schema)();
     if !safe_component(node) {
         return Err(IngestError::BadName(node.to_string()));
     }

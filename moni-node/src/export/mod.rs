@@ -1,12 +1,20 @@
-//! Where records go: the Parquet datasets (`flows`, `bins`, ...) and
-//! `eve.json`.
+//! Where records go: one Parquet dataset per entry of
+//! [`analyzers::schema::TABLE`] (`flows`, `bins`, `rtp_streams`,
+//! `rtp_windows`, `rtp_compare`, `calls`, `alerts`), written by
+//! [`parquet::DatasetWriter`], and the alerts again as Suricata EVE JSON
+//! in `eve.json` ([`eve`]).
+//!
+//! [`Datasets`] holds one writer per table entry, in the table's order,
+//! and writes any record type through its [`DatasetRecord`] impl
+//! ([`Datasets::write`]): a new dataset needs no code here.
 
+pub mod eve;
 pub mod parquet;
 
 use std::path::Path;
 
 use analyzers::record::{BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
-use analyzers::schema;
+use analyzers::schema::{self, DatasetRecord};
 use analyzers::vnet::VnetMap;
 
 use crate::config::OutputConfig;
@@ -17,13 +25,8 @@ pub const EVE_FILE: &str = "eve.json";
 
 /// The node's datasets.
 pub struct Datasets {
-    pub flows: DatasetWriter,
-    pub bins: DatasetWriter,
-    pub rtp_streams: DatasetWriter,
-    pub rtp_windows: DatasetWriter,
-    pub rtp_compare: DatasetWriter,
-    pub calls: DatasetWriter,
-    pub alerts: DatasetWriter,
+    /// One writer per entry of [`schema::TABLE`], in its order.
+    writers: Vec<DatasetWriter>,
     /// `OUT/eve.json`: alerts as Suricata EVE-JSON lines. Created at start
     /// (empty when nothing alerts), so a tool tailing it, like Suricata's
     /// own, finds the file from the first moment.
@@ -49,29 +52,12 @@ impl Datasets {
                 path: eve_path.clone(),
                 source,
             })?;
+        let writers = schema::TABLE
+            .iter()
+            .map(|d| DatasetWriter::for_dataset(out_dir, d, config))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Datasets {
-            flows: DatasetWriter::new(out_dir, "flows", schema::flows_schema(), config)?,
-            bins: DatasetWriter::new(out_dir, "bins", schema::bins_schema(), config)?,
-            rtp_streams: DatasetWriter::new(
-                out_dir,
-                "rtp_streams",
-                schema::rtp_streams_schema(),
-                config,
-            )?,
-            rtp_windows: DatasetWriter::new(
-                out_dir,
-                "rtp_windows",
-                schema::rtp_windows_schema(),
-                config,
-            )?,
-            rtp_compare: DatasetWriter::new(
-                out_dir,
-                "rtp_compare",
-                schema::rtp_compare_schema(),
-                config,
-            )?,
-            calls: DatasetWriter::new(out_dir, "calls", schema::calls_schema(), config)?,
-            alerts: DatasetWriter::new(out_dir, "alerts", schema::alerts_schema(), config)?,
+            writers,
             eve: Some(std::io::BufWriter::new(eve_file)),
             eve_path,
             eve_host: "moni".into(),
@@ -79,17 +65,37 @@ impl Datasets {
         })
     }
 
-    /// Every dataset, in a stable order.
-    pub fn all(&self) -> [&DatasetWriter; 7] {
-        [
-            &self.flows,
-            &self.bins,
-            &self.rtp_streams,
-            &self.rtp_windows,
-            &self.rtp_compare,
-            &self.calls,
-            &self.alerts,
-        ]
+    /// Every dataset, in the order of [`schema::TABLE`].
+    pub fn all(&self) -> &[DatasetWriter] {
+        &self.writers
+    }
+
+    /// The writer of dataset `name`.
+    pub fn get(&self, name: &str) -> Option<&DatasetWriter> {
+        self.writers.iter().find(|w| w.dataset() == name)
+    }
+
+    /// Writes records to their dataset (nothing for no records).
+    pub fn write<R: DatasetRecord>(
+        &mut self,
+        records: &[R],
+        vnets: &VnetMap,
+    ) -> Result<(), ExportError> {
+        let name = R::DATASET.name;
+        let batches = schema::batches(records, vnets).map_err(|e| arrow_error(name, e))?;
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let Some(w) = self.writers.iter_mut().find(|w| w.dataset() == name) else {
+            return Err(ExportError::Settings {
+                dataset: name.to_string(),
+                message: "not in analyzers::schema::TABLE".into(),
+            });
+        };
+        for b in &batches {
+            w.write(b)?;
+        }
+        Ok(())
     }
 
     /// Writes alerts to the `alerts` dataset (in batches bounded in rows
@@ -102,10 +108,7 @@ impl Datasets {
         if r.is_empty() {
             return Ok(());
         }
-        for chunk in schema::alert_chunks(r) {
-            let b = schema::alerts_batch(chunk, vnets).map_err(|e| arrow_error("alerts", e))?;
-            self.alerts.write(&b)?;
-        }
+        self.write(r, vnets)?;
         use std::io::Write;
         let io = |path: &std::path::Path, source| ExportError::Io {
             path: path.to_path_buf(),
@@ -121,7 +124,7 @@ impl Datasets {
         }
         if let Some(w) = self.eve.as_mut() {
             for a in r {
-                let line = schema::alert_eve_json(a, vnets, &self.eve_host, &self.eve_iface);
+                let line = eve::alert_eve_json(a, vnets, &self.eve_host, &self.eve_iface);
                 writeln!(w, "{line}").map_err(|e| io(&self.eve_path, e))?;
             }
             w.flush().map_err(|e| io(&self.eve_path, e))?;
@@ -134,11 +137,7 @@ impl Datasets {
         r: &[analyzers::record::CallRecord],
         vnets: &VnetMap,
     ) -> Result<(), ExportError> {
-        if r.is_empty() {
-            return Ok(());
-        }
-        let b = schema::calls_batch(r, vnets).map_err(|e| arrow_error("calls", e))?;
-        self.calls.write(&b)
+        self.write(r, vnets)
     }
 
     pub fn write_compare(
@@ -146,11 +145,7 @@ impl Datasets {
         r: &[analyzers::voip::compare::RtpCompareRecord],
         vnets: &VnetMap,
     ) -> Result<(), ExportError> {
-        if r.is_empty() {
-            return Ok(());
-        }
-        let b = schema::rtp_compare_batch(r, vnets).map_err(|e| arrow_error("rtp_compare", e))?;
-        self.rtp_compare.write(&b)
+        self.write(r, vnets)
     }
 
     pub fn write_rtp(
@@ -159,54 +154,29 @@ impl Datasets {
         streams: &[RtpStreamRecord],
         vnets: &VnetMap,
     ) -> Result<(), ExportError> {
-        if !windows.is_empty() {
-            let b = schema::rtp_windows_batch(windows, vnets)
-                .map_err(|e| arrow_error("rtp_windows", e))?;
-            self.rtp_windows.write(&b)?;
-        }
-        if !streams.is_empty() {
-            let b = schema::rtp_streams_batch(streams, vnets)
-                .map_err(|e| arrow_error("rtp_streams", e))?;
-            self.rtp_streams.write(&b)?;
-        }
-        Ok(())
+        self.write(windows, vnets)?;
+        self.write(streams, vnets)
     }
 
     pub fn write_flows(&mut self, r: &[FlowRecord], vnets: &VnetMap) -> Result<(), ExportError> {
-        if r.is_empty() {
-            return Ok(());
-        }
-        let batch = schema::flows_batch(r, vnets).map_err(|e| arrow_error("flows", e))?;
-        self.flows.write(&batch)
+        self.write(r, vnets)
     }
 
     pub fn write_bins(&mut self, r: &[BinRecord], vnets: &VnetMap) -> Result<(), ExportError> {
-        if r.is_empty() {
-            return Ok(());
-        }
-        let batch = schema::bins_batch(r, vnets).map_err(|e| arrow_error("bins", e))?;
-        self.bins.write(&batch)
+        self.write(r, vnets)
     }
 
     pub fn rotate_if_due(&mut self) -> Result<(), ExportError> {
-        self.flows.rotate_if_due()?;
-        self.bins.rotate_if_due()?;
-        self.rtp_streams.rotate_if_due()?;
-        self.rtp_windows.rotate_if_due()?;
-        self.rtp_compare.rotate_if_due()?;
-        self.calls.rotate_if_due()?;
-        self.alerts.rotate_if_due()
+        self.writers
+            .iter_mut()
+            .try_for_each(DatasetWriter::rotate_if_due)
     }
 
     /// Completes every open file.
     pub fn close(&mut self) -> Result<(), ExportError> {
-        self.flows.close_current()?;
-        self.bins.close_current()?;
-        self.rtp_streams.close_current()?;
-        self.rtp_windows.close_current()?;
-        self.rtp_compare.close_current()?;
-        self.calls.close_current()?;
-        self.alerts.close_current()?;
+        self.writers
+            .iter_mut()
+            .try_for_each(DatasetWriter::close_current)?;
         if let Some(w) = self.eve.as_mut() {
             use std::io::Write;
             w.flush().map_err(|source| ExportError::Io {
@@ -222,5 +192,52 @@ fn arrow_error(dataset: &str, e: arrow::error::ArrowError) -> ExportError {
     ExportError::Settings {
         dataset: dataset.to_string(),
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// README's "Parquet datasets" section names the folder of every
+    /// dataset of the table, and no other.
+    #[test]
+    fn readme_lists_every_dataset_of_the_table() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("## Parquet datasets").expect("section");
+        let section = &readme[start..];
+        let end = section[3..].find("\n## ").map_or(section.len(), |e| e + 3);
+        let section = &section[..end];
+        for d in &schema::TABLE {
+            let folder = format!("`OUT/{}/`", d.name);
+            assert!(section.contains(&folder), "README lacks {folder}");
+        }
+        let listed = section.matches("`OUT/").count();
+        assert!(
+            listed >= schema::TABLE.len(),
+            "{listed} folders listed, {} datasets",
+            schema::TABLE.len()
+        );
+    }
+
+    /// The writer has one dataset per table entry, in the table's order,
+    /// and writes a record type to its own dataset.
+    #[test]
+    fn one_writer_per_table_entry() {
+        let t = std::env::temp_dir().join(format!("moni-export-{}", std::process::id()));
+        let mut out = Datasets::create(&t, &OutputConfig::default()).expect("create");
+        let names: Vec<&str> = out.all().iter().map(DatasetWriter::dataset).collect();
+        assert_eq!(names, schema::DATASETS);
+        let bins = vec![BinRecord::default(); 3];
+        out.write(&bins, &VnetMap::default()).expect("write");
+        out.write::<FlowRecord>(&[], &VnetMap::default())
+            .expect("nothing");
+        out.close().expect("close");
+        for w in out.all() {
+            let want = if w.dataset() == "bins" { 3 } else { 0 };
+            assert_eq!(w.rows_written, want, "{}", w.dataset());
+        }
+        assert_eq!(out.get("bins").map(|w| w.files.len()), Some(1));
+        let _ = std::fs::remove_dir_all(&t);
     }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use analyzers::schema::{META_DATASET, META_SCHEMA_VERSION, SCHEMA_VERSION};
+use analyzers::schema::{Dataset, META_DATASET, META_SCHEMA_VERSION, SCHEMA_VERSION};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::ArrowWriter;
@@ -114,6 +114,15 @@ impl DatasetWriter {
             files: Vec::new(),
             rows_written: 0,
         })
+    }
+
+    /// [`DatasetWriter::new`] for an entry of [`analyzers::schema::TABLE`].
+    pub fn for_dataset(
+        out_dir: &Path,
+        dataset: &Dataset,
+        config: &OutputConfig,
+    ) -> Result<DatasetWriter, ExportError> {
+        DatasetWriter::new(out_dir, dataset.name, (dataset.schema)(), config)
     }
 
     pub fn dataset(&self) -> &'static str {

@@ -1,0 +1,180 @@
+//! Alerts as Suricata EVE JSON (`OUT/eve.json`): an output format of the
+//! node beside the `alerts` Parquet dataset, for tools that read Suricata
+//! (Filebeat's Suricata module, EveBox, Kibana). The line is built from the
+//! same [`AlertRecord`] the dataset row is.
+
+use analyzers::record::AlertRecord;
+use analyzers::vnet::VnetMap;
+
+/// One alert as an EVE-JSON line (Suricata's `eve.json` alert event), valid
+/// against Suricata's own EVE schema (no field it does not know): Filebeat's
+/// Suricata module, EveBox and Kibana ingest it unchanged.
+///
+/// - `flow_id` is the Parquet `flows.flow_id` of the alerting packet's flow
+///   (below 2^51, as Suricata's, so JavaScript tools and `jq` keep it exact
+///   and alerts join their flow).
+/// - `src_ip`/`dest_ip` are always there: the alert's own addresses, or for
+///   an alert without a single source or target (a flood's spoofed
+///   sources, a sweep's many hosts) the alerting packet's; `alert.source`
+///   and `alert.target` say who attacks whom, as Suricata 7 does for rules
+///   with `target:`.
+/// - `alert.metadata` holds the rule's `metadata` as Suricata writes it (an
+///   object of string arrays), plus moni's own keys: `moni_vnet`,
+///   `moni_kind`, `moni_start` (first packet of the episode) and
+///   `moni_details` (the `alerts.details` JSON).
+pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str) -> String {
+    use serde_json::{json, Map, Value};
+    let ts = |t: analyzers::Timestamp| {
+        let u = t.utc();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000",
+            u.year, u.month, u.day, u.hour, u.minute, u.second, u.micros
+        )
+    };
+    let proto = match a.protocol {
+        6 => "TCP".to_string(),
+        17 => "UDP".to_string(),
+        1 => "ICMP".to_string(),
+        58 => "IPv6-ICMP".to_string(),
+        p => p.to_string(),
+    };
+    let mut details = serde_json::from_str::<Value>(&a.details).unwrap_or(Value::Null);
+    // Rule metadata "key value" strings become {"key": ["value", ...]}.
+    let mut metadata: Map<String, Value> = Map::new();
+    if let Some(list) = details
+        .as_object_mut()
+        .and_then(|d| d.remove("metadata"))
+        .and_then(|m| m.as_array().cloned())
+    {
+        // One string per `metadata:` keyword, its pairs comma-separated.
+        for item in list
+            .iter()
+            .filter_map(Value::as_str)
+            .flat_map(|m| m.split(','))
+        {
+            let item = item.trim();
+            let (k, v) = item.split_once(char::is_whitespace).unwrap_or((item, ""));
+            if k.is_empty() {
+                continue;
+            }
+            if let Value::Array(vals) = metadata
+                .entry(k.to_string())
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                vals.push(v.trim().into());
+            }
+        }
+    }
+    metadata.insert("moni_vnet".into(), json!([vnets.get(a.vnet).name]));
+    metadata.insert("moni_kind".into(), json!([a.kind]));
+    metadata.insert("moni_start".into(), json!([ts(a.time)]));
+    metadata.insert("moni_details".into(), json!([details.to_string()]));
+    if let Some(kind) = &a.tunnel.tunnel_type {
+        metadata.insert("moni_tunnel_type".into(), json!([kind]));
+        if let Some(id) = a.tunnel.tunnel_id {
+            metadata.insert("moni_tunnel_id".into(), json!([id.to_string()]));
+        }
+    }
+    let src = a.src_addr.or(a.trigger.map(|t| t.0));
+    let dst = a.dst_addr.or(a.trigger.map(|t| t.1));
+    let mut alert = json!({
+        "action": "allowed",
+        "gid": 1,
+        "signature_id": a.signature_id,
+        "rev": a.rev,
+        "signature": a.signature,
+        "category": a.category,
+        "severity": a.severity,
+        "metadata": metadata,
+    });
+    let endpoint = |ip: Option<std::net::IpAddr>, port: Option<u16>| {
+        let mut e = Map::new();
+        if let Some(ip) = ip {
+            e.insert("ip".into(), ip.to_string().into());
+        }
+        if let Some(p) = port {
+            e.insert("port".into(), p.into());
+        }
+        Value::Object(e)
+    };
+    if a.kind != "signature" {
+        // Behavioural alerts: the attacker (when known) and the target
+        // (the victim of a flood, the scanned host).
+        if let Some(obj) = alert.as_object_mut() {
+            if a.src_addr.is_some() {
+                obj.insert("source".into(), endpoint(a.src_addr, a.src_port));
+            }
+            if a.dst_addr.is_some() {
+                obj.insert("target".into(), endpoint(a.dst_addr, a.dst_port));
+            }
+        }
+    }
+    let mut v = json!({
+        "timestamp": ts(a.end),
+        "event_type": "alert",
+        "in_iface": iface,
+        "pkt_src": "wire/pcap",
+        "host": host,
+        "proto": proto,
+        "alert": alert,
+    });
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(x) = a.flow_id {
+            obj.insert("flow_id".into(), x.into());
+        }
+        if let Some(f) = a.flow {
+            obj.insert(
+                "flow".into(),
+                json!({
+                    "pkts_toserver": f.pkts_toserver,
+                    "pkts_toclient": f.pkts_toclient,
+                    "bytes_toserver": f.bytes_toserver,
+                    "bytes_toclient": f.bytes_toclient,
+                    "start": ts(f.start),
+                }),
+            );
+        }
+        if let Some(up) = a.to_server {
+            obj.insert(
+                "direction".into(),
+                if up { "to_server" } else { "to_client" }.into(),
+            );
+        }
+        if !a.vlans.is_empty() {
+            obj.insert("vlan".into(), a.vlans.clone().into());
+        }
+        // Suricata puts an ICMP packet's type and code at the top level.
+        for key in ["icmp_type", "icmp_code"] {
+            if let Some(v) = details.get(key) {
+                obj.insert(key.into(), v.clone());
+            }
+        }
+        // The tunnel: EVE's `tunnel` object has the outer addresses and
+        // the depth; its type and id are in `alert.metadata`.
+        if let Some(kind) = &a.tunnel.tunnel_type {
+            if let (Some(src), Some(dst)) = (a.tunnel.outer_src_addr, a.tunnel.outer_dst_addr) {
+                obj.insert(
+                    "tunnel".into(),
+                    json!({
+                        "src_ip": src.to_string(),
+                        "dest_ip": dst.to_string(),
+                        "depth": kind.split('/').count(),
+                    }),
+                );
+            }
+        }
+        if let Some(x) = src {
+            obj.insert("src_ip".into(), x.to_string().into());
+        }
+        if let Some(x) = a.src_port {
+            obj.insert("src_port".into(), x.into());
+        }
+        if let Some(x) = dst {
+            obj.insert("dest_ip".into(), x.to_string().into());
+        }
+        if let Some(x) = a.dst_port {
+            obj.insert("dest_port".into(), x.into());
+        }
+    }
+    v.to_string()
+}
