@@ -29,7 +29,8 @@ pub enum Command {
     /// Run the probe: capture the configured sources live, analyse, serve
     /// /metrics, write Parquet; SIGTERM/SIGINT drain and stop, SIGHUP reloads.
     Run(RunArgs),
-    /// Validate a node configuration file without starting anything.
+    /// Validate a node configuration file without starting anything (every
+    /// key, its default and meaning: samples/config/reference.toml).
     CheckConfig {
         /// The TOML file to check.
         file: PathBuf,

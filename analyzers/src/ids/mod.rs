@@ -36,9 +36,10 @@ use state::Bounded;
 /// Thresholds and windows of the behavioural detectors; also the `[ids]`
 /// section of a node's config file (every key optional, unknown keys
 /// rejected).
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdsConfig {
+    /// Whether the behavioural detectors run. Default true.
     pub enabled: bool,
     /// Port scan: distinct ports of one host from one source within the
     /// window. Default 20 in 60 s.

@@ -1,0 +1,147 @@
+//! `[node]`: the long-running probe (`moni-node run`): threads, queues,
+//! clock and CPU pinning, validated with `[metrics]` into
+//! [`NodeSettings`].
+
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, ConfigError, NodeConfig};
+
+/// The CPUs this process may be pinned to: its affinity mask, or, where
+/// that cannot be read, 0 up to the available parallelism.
+pub(super) fn usable_cpus() -> Vec<usize> {
+    match core_affinity::get_core_ids() {
+        Some(ids) if !ids.is_empty() => ids.into_iter().map(|c| c.id).collect(),
+        _ => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
+}
+
+/// `[node]`: the long-running probe (`moni-node run` only).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Value of the `node` label. Default `moni`.
+    pub name: String,
+    /// Analyzer worker threads. Default 1.
+    pub workers: usize,
+    /// Batches queued per worker before the capture thread drops. Default 64.
+    pub queue_batches: usize,
+    /// A partly filled batch is sent after this many ms. Default 50.
+    pub batch_flush_ms: u64,
+    /// Clock tick in ms (idle expiry, metrics, rotation). Default 1000.
+    pub tick_ms: u64,
+    /// Niceness of the process. Default 0 (unchanged).
+    pub nice: i32,
+    /// CPUs to pin capture threads to (round robin) and worker threads to;
+    /// each must be in the process's affinity mask. Default none (no
+    /// pinning).
+    pub capture_cpus: Vec<usize>,
+    pub worker_cpus: Vec<usize>,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            name: "moni".into(),
+            workers: 1,
+            queue_batches: 64,
+            batch_flush_ms: 50,
+            tick_ms: 1000,
+            nice: 0,
+            capture_cpus: Vec::new(),
+            worker_cpus: Vec::new(),
+        }
+    }
+}
+
+/// Validated `[node]` and `[metrics]` settings.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub name: String,
+    pub workers: usize,
+    pub queue_batches: usize,
+    pub batch_flush: std::time::Duration,
+    pub tick: std::time::Duration,
+    pub nice: i32,
+    pub capture_cpus: Vec<usize>,
+    pub worker_cpus: Vec<usize>,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl NodeConfig {
+    pub(super) fn node_settings(&self) -> Result<NodeSettings, ConfigError> {
+        let n = &self.node;
+        if n.name.is_empty()
+            || n.name.len() > 64
+            || !n
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(invalid(
+                "node.name",
+                "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if n.workers == 0 || n.workers > 256 {
+            return Err(invalid("node.workers", "must be between 1 and 256"));
+        }
+        if n.queue_batches == 0 || n.queue_batches > 65_536 {
+            return Err(invalid("node.queue_batches", "must be between 1 and 65536"));
+        }
+        if n.batch_flush_ms == 0 || n.batch_flush_ms > 10_000 {
+            return Err(invalid(
+                "node.batch_flush_ms",
+                "must be between 1 and 10000",
+            ));
+        }
+        if n.tick_ms < 10 || n.tick_ms > 60_000 {
+            return Err(invalid("node.tick_ms", "must be between 10 and 60000"));
+        }
+        if !(-20..=19).contains(&n.nice) {
+            return Err(invalid("node.nice", "must be between -20 and 19"));
+        }
+        if !n.capture_cpus.is_empty() || !n.worker_cpus.is_empty() {
+            let usable = usable_cpus();
+            for (key, list) in [
+                ("node.capture_cpus", &n.capture_cpus),
+                ("node.worker_cpus", &n.worker_cpus),
+            ] {
+                if let Some(c) = list.iter().find(|c| !usable.contains(c)) {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "CPU {c} is not one this process may run on (usable: {})",
+                            usable
+                                .iter()
+                                .map(usize::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let listen = self.metrics.listen.trim();
+        let metrics_listen = if listen.is_empty() {
+            None
+        } else {
+            Some(listen.parse().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    format!("{listen:?} is not an address:port like 127.0.0.1:9464"),
+                )
+            })?)
+        };
+        Ok(NodeSettings {
+            name: n.name.clone(),
+            workers: n.workers,
+            queue_batches: n.queue_batches,
+            batch_flush: std::time::Duration::from_millis(n.batch_flush_ms),
+            tick: std::time::Duration::from_millis(n.tick_ms),
+            nice: n.nice,
+            capture_cpus: n.capture_cpus.clone(),
+            worker_cpus: n.worker_cpus.clone(),
+            metrics_listen,
+        })
+    }
+}

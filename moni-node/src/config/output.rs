@@ -1,0 +1,62 @@
+//! `[output]`: the Parquet datasets' directory, rotation and compression.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, ConfigError};
+
+/// `[output]`: the Parquet datasets.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Directory holding one folder per dataset. Default `moni-out`.
+    pub dir: PathBuf,
+    /// Close a file and start the next after this many seconds of wall
+    /// time. Default 60.
+    pub rotate_secs: u64,
+    /// Close a file once it holds about this many bytes. Default 128 MiB.
+    pub rotate_max_bytes: u64,
+    /// zstd compression level (1-22). Default 3.
+    pub zstd_level: i32,
+    /// Rows per Parquet row group (bounds writer memory). Default 65,536.
+    pub row_group_rows: usize,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            dir: PathBuf::from("moni-out"),
+            rotate_secs: 60,
+            rotate_max_bytes: 128 * 1024 * 1024,
+            zstd_level: 3,
+            row_group_rows: 65_536,
+        }
+    }
+}
+
+impl OutputConfig {
+    /// Checks the values (the section is used as it is).
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let o = self;
+        if o.dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "output.dir",
+                "must not be empty (\".\" names the current directory)",
+            ));
+        }
+        if o.rotate_secs == 0 {
+            return Err(invalid("output.rotate_secs", "must be at least 1"));
+        }
+        if o.rotate_max_bytes < 1024 {
+            return Err(invalid("output.rotate_max_bytes", "must be at least 1024"));
+        }
+        if !(1..=22).contains(&o.zstd_level) {
+            return Err(invalid("output.zstd_level", "must be between 1 and 22"));
+        }
+        if o.row_group_rows == 0 {
+            return Err(invalid("output.row_group_rows", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
