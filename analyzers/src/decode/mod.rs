@@ -5,11 +5,24 @@
 //! layer that stopped it, so callers count malformed traffic by reason
 //! instead of dropping it.
 //!
-//! Link, VLAN and IP layers (IPv4 options, IPv6 extension headers) are sliced
-//! by `etherparse`'s lax parser. Transport headers are read here from the IP
-//! payload, because that parser skips the transport layer of *every* fragment
-//! while a flow meter needs the ports of the *first* fragment, and because a
-//! snaplen-truncated TCP header still carries usable ports and flags.
+//! One file per job:
+//! - [`link`]: the capture's link types and the non-Ethernet ones;
+//! - [`vlan`]: Ethernet, VLAN tags and PPPoE;
+//! - [`ip`]: the general path's network layer (`etherparse`'s lax slice of
+//!   IPv4 options and IPv6 extension headers), fragments included;
+//! - [`transport`]: TCP, UDP, ICMP, read from the IP payload by both paths;
+//! - [`fast`]: the fast path for the most common frame (Ethernet, up to
+//!   two VLAN tags, plain IPv4), which declines everything else;
+//! - [`error`]: why decoding stopped, and the counters;
+//! - [`tunnel`], [`mpls`], [`reassembly`]: decapsulation, after the outer
+//!   layers decoded.
+//!
+//! A new outer layer is a file here, called by the general path where its
+//! type is found (an EtherType in [`ip`] or [`vlan`], a link type in
+//! [`link`]); the fast path declines any frame it does not know, so it
+//! never needs to follow. A new encapsulation is a file beside [`tunnel`]
+//! and [`mpls`], called from [`tunnel::decapsulate`], which runs after
+//! either path.
 //!
 //! A frame cut by the snaplen (captured length below wire length) is not an
 //! error as long as the headers moni needs are complete: monitoring ports are
@@ -22,273 +35,25 @@
 //! tunnels need state to be put back together: [`reassembly::Reassembler`],
 //! owned by whoever drives decoding, wraps [`decode_with`] for that.
 
+pub mod error;
+mod fast;
+mod ip;
+pub mod link;
 pub mod mpls;
 pub mod reassembly;
+pub mod transport;
 pub mod tunnel;
+mod vlan;
 
+pub use error::{DecodeError, DecodeErrorCounts};
+pub(crate) use ip::from_ether_type;
+pub use link::LinkType;
 pub use mpls::MplsPayload;
 pub use reassembly::{Reassembled, Reassembler, ReassemblyStats};
+pub use transport::{tcp_flags, Transport};
 pub use tunnel::{DecodeConfig, TunnelKind, TunnelLayer, TunnelStack, Tunnels};
 
 use std::net::IpAddr;
-
-use etherparse::err::{packet::SliceError, Layer};
-use etherparse::{ether_type, EtherType, LaxNetSlice, LaxSlicedPacket};
-
-/// The link-layer framing of a capture (libpcap's DLT / LINKTYPE values).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkType {
-    /// Ethernet II, optionally with up to three 802.1Q/802.1ad tags.
-    Ethernet,
-    /// Linux cooked capture v1 (`any` device), 16-byte header.
-    LinuxSll,
-    /// Linux cooked capture v2, 20-byte header.
-    LinuxSll2,
-    /// Raw IP: the frame starts with an IPv4 or IPv6 header.
-    RawIp,
-    /// BSD loopback: a 4-byte address family in host byte order, then IP.
-    Null,
-    /// OpenBSD loopback: a 4-byte address family in network byte order.
-    Loop,
-    /// Linux netfilter log (NFLOG): a 4-byte header, then TLVs, one of
-    /// which (type 9) holds the IP packet.
-    Nflog,
-}
-
-impl LinkType {
-    /// Maps a libpcap data-link type to a link type moni decodes, or `None`
-    /// for one it does not.
-    pub fn from_dlt(dlt: i32) -> Option<LinkType> {
-        match dlt {
-            1 => Some(LinkType::Ethernet),
-            113 => Some(LinkType::LinuxSll),
-            276 => Some(LinkType::LinuxSll2),
-            // DLT_RAW is 12 on most systems and 14 on OpenBSD; LINKTYPE_RAW
-            // is 101; 228/229 are IPv4-only/IPv6-only raw.
-            12 | 14 | 101 | 228 | 229 => Some(LinkType::RawIp),
-            0 => Some(LinkType::Null),
-            108 => Some(LinkType::Loop),
-            239 => Some(LinkType::Nflog),
-            _ => None,
-        }
-    }
-}
-
-/// Why decoding stopped early, by layer. Counted per reason by the caller.
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DecodeError {
-    /// The capture's link type is not one moni decodes.
-    UnsupportedLinkType,
-    /// Shorter than an Ethernet II header.
-    EthernetTruncated,
-    /// Shorter than a Linux cooked (SLL/SLL2) header.
-    SllTruncated,
-    /// Shorter than the 4-byte loopback header, or an unknown address family.
-    LoopbackInvalid,
-    /// A VLAN tag was cut off.
-    VlanTruncated,
-    /// More than three stacked VLAN tags.
-    TooManyVlanTags,
-    /// The IP header was cut off.
-    IpTruncated,
-    /// The IP header is malformed (bad version, IHL below 5, ...).
-    IpInvalid,
-    /// An IPv6 extension header or IP authentication header was cut off.
-    IpExtTruncated,
-    /// An IPv6 extension header or IP authentication header is malformed.
-    IpExtInvalid,
-    /// The TCP header was cut off before its end.
-    TcpTruncated,
-    /// The TCP data offset is below 5 words or beyond the segment.
-    TcpInvalid,
-    /// The UDP header was cut off.
-    UdpTruncated,
-    /// The ICMP or ICMPv6 header was cut off.
-    IcmpTruncated,
-    /// A link-layer error etherparse reported that fits no other reason.
-    LinkInvalid,
-    /// More nested tunnels than `decode.max_tunnel_depth`.
-    TunnelTooDeep,
-    /// A GRE header was cut off.
-    GreTruncated,
-    /// A GRE header moni cannot read (routing present, unknown version).
-    GreInvalid,
-    /// A VXLAN or VXLAN-GPE header was cut off.
-    VxlanTruncated,
-    /// A VXLAN header without the valid-VNI flag.
-    VxlanInvalid,
-    /// A Geneve header or its options were cut off.
-    GeneveTruncated,
-    /// A Geneve header of an unknown version.
-    GeneveInvalid,
-    /// A GTP-U header or extension header was cut off.
-    GtpuTruncated,
-    /// A GTP-U header of another version or protocol type, or a zero-length
-    /// extension header.
-    GtpuInvalid,
-    /// An ERSPAN header was cut off.
-    ErspanTruncated,
-    /// An ERSPAN header of the wrong version for its GRE protocol type.
-    ErspanInvalid,
-    /// An MPLS label stack was cut off before its bottom or its payload.
-    MplsTruncated,
-    /// What follows the bottom MPLS label is not what
-    /// `decode.mpls_payload` allows.
-    MplsUnknownPayload,
-    /// A tunnel carries a protocol moni does not decode (GRE, Geneve or
-    /// VXLAN-GPE protocol type, PPP protocol, ERSPAN frame type).
-    TunnelUnknownPayload,
-}
-
-impl DecodeError {
-    /// Every reason, in a stable order (the index of a reason in this list
-    /// is what [`DecodeErrorCounts`] uses).
-    pub const ALL: [DecodeError; 29] = [
-        DecodeError::UnsupportedLinkType,
-        DecodeError::EthernetTruncated,
-        DecodeError::SllTruncated,
-        DecodeError::LoopbackInvalid,
-        DecodeError::VlanTruncated,
-        DecodeError::TooManyVlanTags,
-        DecodeError::IpTruncated,
-        DecodeError::IpInvalid,
-        DecodeError::IpExtTruncated,
-        DecodeError::IpExtInvalid,
-        DecodeError::TcpTruncated,
-        DecodeError::TcpInvalid,
-        DecodeError::UdpTruncated,
-        DecodeError::IcmpTruncated,
-        DecodeError::LinkInvalid,
-        DecodeError::TunnelTooDeep,
-        DecodeError::GreTruncated,
-        DecodeError::GreInvalid,
-        DecodeError::VxlanTruncated,
-        DecodeError::VxlanInvalid,
-        DecodeError::GeneveTruncated,
-        DecodeError::GeneveInvalid,
-        DecodeError::GtpuTruncated,
-        DecodeError::GtpuInvalid,
-        DecodeError::ErspanTruncated,
-        DecodeError::ErspanInvalid,
-        DecodeError::MplsTruncated,
-        DecodeError::MplsUnknownPayload,
-        DecodeError::TunnelUnknownPayload,
-    ];
-
-    /// Stable snake_case name, used in summaries, JSON and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DecodeError::UnsupportedLinkType => "unsupported_link_type",
-            DecodeError::EthernetTruncated => "ethernet_truncated",
-            DecodeError::SllTruncated => "sll_truncated",
-            DecodeError::LoopbackInvalid => "loopback_invalid",
-            DecodeError::VlanTruncated => "vlan_truncated",
-            DecodeError::TooManyVlanTags => "too_many_vlan_tags",
-            DecodeError::IpTruncated => "ip_truncated",
-            DecodeError::IpInvalid => "ip_invalid",
-            DecodeError::IpExtTruncated => "ip_ext_truncated",
-            DecodeError::IpExtInvalid => "ip_ext_invalid",
-            DecodeError::TcpTruncated => "tcp_truncated",
-            DecodeError::TcpInvalid => "tcp_invalid",
-            DecodeError::UdpTruncated => "udp_truncated",
-            DecodeError::IcmpTruncated => "icmp_truncated",
-            DecodeError::LinkInvalid => "link_invalid",
-            DecodeError::TunnelTooDeep => "tunnel_too_deep",
-            DecodeError::GreTruncated => "gre_truncated",
-            DecodeError::GreInvalid => "gre_invalid",
-            DecodeError::VxlanTruncated => "vxlan_truncated",
-            DecodeError::VxlanInvalid => "vxlan_invalid",
-            DecodeError::GeneveTruncated => "geneve_truncated",
-            DecodeError::GeneveInvalid => "geneve_invalid",
-            DecodeError::GtpuTruncated => "gtpu_truncated",
-            DecodeError::GtpuInvalid => "gtpu_invalid",
-            DecodeError::ErspanTruncated => "erspan_truncated",
-            DecodeError::ErspanInvalid => "erspan_invalid",
-            DecodeError::MplsTruncated => "mpls_truncated",
-            DecodeError::MplsUnknownPayload => "mpls_unknown_payload",
-            DecodeError::TunnelUnknownPayload => "tunnel_unknown_payload",
-        }
-    }
-
-    /// The layer the reason belongs to: `link`, `vlan`, `ip`, `transport`
-    /// or `tunnel`.
-    pub fn layer(self) -> &'static str {
-        match self {
-            DecodeError::UnsupportedLinkType
-            | DecodeError::EthernetTruncated
-            | DecodeError::SllTruncated
-            | DecodeError::LoopbackInvalid
-            | DecodeError::LinkInvalid => "link",
-            DecodeError::VlanTruncated | DecodeError::TooManyVlanTags => "vlan",
-            DecodeError::IpTruncated
-            | DecodeError::IpInvalid
-            | DecodeError::IpExtTruncated
-            | DecodeError::IpExtInvalid => "ip",
-            DecodeError::TcpTruncated
-            | DecodeError::TcpInvalid
-            | DecodeError::UdpTruncated
-            | DecodeError::IcmpTruncated => "transport",
-            DecodeError::TunnelTooDeep
-            | DecodeError::GreTruncated
-            | DecodeError::GreInvalid
-            | DecodeError::VxlanTruncated
-            | DecodeError::VxlanInvalid
-            | DecodeError::GeneveTruncated
-            | DecodeError::GeneveInvalid
-            | DecodeError::GtpuTruncated
-            | DecodeError::GtpuInvalid
-            | DecodeError::ErspanTruncated
-            | DecodeError::ErspanInvalid
-            | DecodeError::MplsTruncated
-            | DecodeError::MplsUnknownPayload
-            | DecodeError::TunnelUnknownPayload => "tunnel",
-        }
-    }
-
-    fn index(self) -> usize {
-        Self::ALL.iter().position(|e| *e == self).unwrap_or(0)
-    }
-}
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Decode errors counted by reason.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DecodeErrorCounts([u64; DecodeError::ALL.len()]);
-
-impl DecodeErrorCounts {
-    pub fn add(&mut self, error: DecodeError) {
-        self.0[error.index()] += 1;
-    }
-
-    pub fn get(&self, error: DecodeError) -> u64 {
-        self.0[error.index()]
-    }
-
-    pub fn total(&self) -> u64 {
-        self.0.iter().sum()
-    }
-
-    pub fn merge(&mut self, other: &DecodeErrorCounts) {
-        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
-            *a += b;
-        }
-    }
-
-    /// Non-zero counts with their reason, in [`DecodeError::ALL`] order.
-    pub fn iter(&self) -> impl Iterator<Item = (DecodeError, u64)> + '_ {
-        DecodeError::ALL
-            .iter()
-            .zip(self.0.iter())
-            .filter(|(_, n)| **n > 0)
-            .map(|(e, n)| (*e, *n))
-    }
-}
 
 /// Where an IP packet sits in a fragmented datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,40 +74,6 @@ pub struct IpLayer {
     /// IANA protocol number of the payload (after IPv6 extension headers).
     pub protocol: u8,
     pub fragment: Fragment,
-}
-
-/// The decoded transport layer (possibly partial, see [`Decoded::error`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    None,
-    Tcp {
-        src_port: u16,
-        dst_port: u16,
-        /// The eight classic flag bits (CWR ECE URG ACK PSH RST SYN FIN).
-        flags: u8,
-    },
-    Udp {
-        src_port: u16,
-        dst_port: u16,
-    },
-    Icmp {
-        icmp_type: u8,
-        code: u8,
-        /// Identifier of an echo request or reply, which pairs the two.
-        echo_id: Option<u16>,
-    },
-}
-
-/// TCP flag bits as they appear in byte 13 of the TCP header.
-pub mod tcp_flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-    pub const ECE: u8 = 0x40;
-    pub const CWR: u8 = 0x80;
 }
 
 /// Everything decoded from one frame.
@@ -439,12 +170,12 @@ pub fn decode_with<'a>(link: LinkType, frame: &'a [u8], config: &DecodeConfig) -
 pub(crate) fn decode_link(link: LinkType, frame: &[u8]) -> Decoded<'_> {
     match link {
         LinkType::Ethernet => {
-            if let Some(d) = fast_ethernet_ipv4(frame) {
+            if let Some(d) = fast::fast_ethernet_ipv4(frame) {
                 return d;
             }
-            decode_ethernet(frame)
+            vlan::decode_ethernet(frame)
         }
-        _ => decode_non_ethernet(link, frame),
+        _ => link::decode_non_ethernet(link, frame),
     }
 }
 
@@ -453,454 +184,17 @@ pub(crate) fn decode_link(link: LinkType, frame: &[u8]) -> Decoded<'_> {
 /// both must give the same result for every frame.
 pub fn decode_general(link: LinkType, frame: &[u8]) -> Decoded<'_> {
     let d = match link {
-        LinkType::Ethernet => decode_ethernet(frame),
-        _ => decode_non_ethernet(link, frame),
+        LinkType::Ethernet => vlan::decode_ethernet(frame),
+        _ => link::decode_non_ethernet(link, frame),
     };
     tunnel::decapsulate(d, &DecodeConfig::DEFAULT)
 }
 
-/// Fast path for the frame a mirror port carries most: Ethernet II with at
-/// most two VLAN tags, then an unfragmented IPv4 packet without options
-/// (possibly cut by the snaplen). It reads the few fixed offsets
-/// directly instead of building `etherparse`'s full slice (whose large
-/// structs cost a quarter of the analysis time in profiles). Anything else
-/// returns `None` and takes the general path; a differential test holds
-/// both paths to the same result on the corpus and on mutated frames.
-#[inline]
-fn fast_ethernet_ipv4(frame: &[u8]) -> Option<Decoded<'_>> {
-    let mut d = Decoded::empty();
-    let mut at = 12;
-    loop {
-        let t = be16(frame.get(at..at + 2)?);
-        match t {
-            0x0800 => break,
-            0x8100 | 0x88a8 | 0x9100 if d.vlan_count < 2 => {
-                let tci = be16(frame.get(at + 2..at + 4)?);
-                d.vlan_ids[usize::from(d.vlan_count)] = tci & 0x0fff;
-                d.vlan_count += 1;
-                at += 4;
-            }
-            _ => return None,
-        }
-    }
-    let ip = frame.get(at + 2..)?;
-    let header = ip.get(..20)?;
-    if header[0] != 0x45 {
-        return None;
-    }
-    let total_len = usize::from(be16(&header[2..4]));
-    // More-fragments flag or a fragment offset: the general path.
-    if total_len < 20 || header[6] & 0x3f != 0 || header[7] != 0 {
-        return None;
-    }
-    // Cut by the snaplen (the usual small-snaplen mirror): what was captured.
-    let end = total_len.min(ip.len());
-    // TCP, UDP and ICMP only: etherparse treats some other numbers (AH)
-    // as IPv4 extension headers, which is the general path's business.
-    let protocol = header[9];
-    if !matches!(protocol, TCP | UDP | ICMP) {
-        return None;
-    }
-    let src = std::net::Ipv4Addr::new(header[12], header[13], header[14], header[15]);
-    let dst = std::net::Ipv4Addr::new(header[16], header[17], header[18], header[19]);
-    d.ether_type = Some(0x0800);
-    d.ip = Some(IpLayer {
-        src: IpAddr::V4(src),
-        dst: IpAddr::V4(dst),
-        protocol,
-        fragment: Fragment::None,
-    });
-    let (transport, payload, error) = decode_transport(protocol, &ip[20..end]);
-    d.transport = transport;
-    d.payload = payload;
-    d.error = error;
-    Some(d)
-}
-
-fn decode_ethernet(frame: &[u8]) -> Decoded<'_> {
-    match LaxSlicedPacket::from_ethernet(frame) {
-        Ok(p) => match pppoe_session(&p) {
-            // PPPoE: decode the PPP payload, keeping the VLAN tags.
-            Some((ether_type, inner)) => {
-                let mut d = from_ether_type(ether_type, inner);
-                let outer = from_sliced(p);
-                d.vlan_ids = outer.vlan_ids;
-                d.vlan_count = outer.vlan_count;
-                d
-            }
-            None => from_sliced(p),
-        },
-        Err(_) => Decoded::failed(DecodeError::EthernetTruncated),
-    }
-}
-
-fn decode_non_ethernet(link: LinkType, frame: &[u8]) -> Decoded<'_> {
-    match link {
-        LinkType::Ethernet => decode_ethernet(frame),
-        LinkType::LinuxSll => match (frame.get(14..16), frame.get(16..)) {
-            (Some(proto), Some(rest)) => from_ether_type(be16(proto), rest),
-            _ => Decoded::failed(DecodeError::SllTruncated),
-        },
-        LinkType::LinuxSll2 => match (frame.get(0..2), frame.get(20..)) {
-            (Some(proto), Some(rest)) => from_ether_type(be16(proto), rest),
-            _ => Decoded::failed(DecodeError::SllTruncated),
-        },
-        LinkType::RawIp => match frame.first().map(|b| b >> 4) {
-            Some(4) => from_ether_type(ether_type::IPV4.0, frame),
-            Some(6) => from_ether_type(ether_type::IPV6.0, frame),
-            Some(_) => Decoded::failed(DecodeError::IpInvalid),
-            None => Decoded::failed(DecodeError::IpTruncated),
-        },
-        LinkType::Nflog => match nflog_payload(frame) {
-            Some((2, packet)) => from_ether_type(ether_type::IPV4.0, packet),
-            Some((10, packet)) => from_ether_type(ether_type::IPV6.0, packet),
-            _ => Decoded::failed(DecodeError::LinkInvalid),
-        },
-        LinkType::Null | LinkType::Loop => {
-            let Some(family) = frame.get(0..4) else {
-                return Decoded::failed(DecodeError::LoopbackInvalid);
-            };
-            let bytes = [family[0], family[1], family[2], family[3]];
-            let family = if link == LinkType::Null {
-                // Host byte order of the capturing machine: accept either.
-                let le = u32::from_le_bytes(bytes);
-                if le < 256 {
-                    le
-                } else {
-                    u32::from_be_bytes(bytes)
-                }
-            } else {
-                u32::from_be_bytes(bytes)
-            };
-            let rest = &frame[4..];
-            match family {
-                2 => from_ether_type(ether_type::IPV4.0, rest),
-                // AF_INET6 differs per BSD: 10, 24, 28, 30.
-                10 | 24 | 28 | 30 => from_ether_type(ether_type::IPV6.0, rest),
-                _ => Decoded::failed(DecodeError::LoopbackInvalid),
-            }
-        }
-    }
-}
-
-/// The address family and packet of an NFLOG frame: after the 4-byte
-/// header (family, version, resource id) come TLVs of a 2-byte length
-/// (header included) and a 2-byte type, each padded to 4 bytes, in the
-/// capturing host's byte order (little-endian on every host seen; a length
-/// that does not fit is read big-endian). The payload TLV has type 9.
-fn nflog_payload(frame: &[u8]) -> Option<(u8, &[u8])> {
-    let family = *frame.first()?;
-    let mut at = 4;
-    while let Some(tlv) = frame.get(at..at + 4) {
-        let rest = frame.len() - at;
-        let le = usize::from(u16::from_le_bytes([tlv[0], tlv[1]]));
-        let (len, kind) = if (4..=rest).contains(&le) {
-            (le, u16::from_le_bytes([tlv[2], tlv[3]]))
-        } else {
-            (usize::from(be16(&tlv[0..2])), be16(&tlv[2..4]))
-        };
-        if len < 4 || len > rest {
-            return None;
-        }
-        if kind == 9 {
-            return Some((family, &frame[at + 4..at + len]));
-        }
-        at += (len + 3) & !3;
-    }
-    None
-}
-
-/// The IP payload of a PPPoE session frame (EtherType 0x8864): a 6-byte
-/// PPPoE header, then the PPP protocol (0x0021 IPv4, 0x0057 IPv6).
-fn pppoe_session<'a>(p: &LaxSlicedPacket<'a>) -> Option<(u16, &'a [u8])> {
-    if p.net.is_some() {
-        return None;
-    }
-    let e = p.ether_payload()?;
-    if e.ether_type.0 != 0x8864 {
-        return None;
-    }
-    let inner = e.payload.get(8..)?;
-    match be16(e.payload.get(6..8)?) {
-        0x0021 => Some((ether_type::IPV4.0, inner)),
-        0x0057 => Some((ether_type::IPV6.0, inner)),
-        _ => None,
-    }
-}
-
-pub(crate) fn from_ether_type(ether_type: u16, rest: &[u8]) -> Decoded<'_> {
-    from_sliced(LaxSlicedPacket::from_ether_type(
-        EtherType(ether_type),
-        rest,
-    ))
-}
-
+/// A big-endian u16 from the first two bytes (0 when fewer).
 pub(crate) fn be16(b: &[u8]) -> u16 {
     match b {
         [a, b, ..] => u16::from_be_bytes([*a, *b]),
         _ => 0,
-    }
-}
-
-fn is_vlan_ether_type(t: EtherType) -> bool {
-    matches!(
-        t,
-        ether_type::VLAN_TAGGED_FRAME
-            | ether_type::PROVIDER_BRIDGING
-            | ether_type::VLAN_DOUBLE_TAGGED_FRAME
-    )
-}
-
-fn from_sliced(p: LaxSlicedPacket<'_>) -> Decoded<'_> {
-    let mut d = Decoded::empty();
-
-    for ext in p.link_exts.iter() {
-        if let etherparse::LaxLinkExtSlice::Vlan(v) = ext {
-            if let Some(slot) = d.vlan_ids.get_mut(usize::from(d.vlan_count)) {
-                *slot = v.vlan_identifier().value();
-                d.vlan_count += 1;
-            }
-        }
-    }
-    let inner_type = p.ether_payload().map(|e| e.ether_type);
-    d.ether_type = inner_type.map(|t| t.0);
-    if p.net.is_none() {
-        if let Some(e) = p.ether_payload() {
-            if matches!(e.ether_type.0, mpls::UNICAST | mpls::MULTICAST) {
-                d.net_payload = e.payload;
-            }
-        }
-    }
-
-    if let Some((err, layer)) = &p.stop_err {
-        let error = map_stop_error(err, *layer);
-        // Transport errors are re-derived below from the IP payload.
-        if error.layer() != "transport" {
-            d.error = Some(error);
-        }
-    } else if p.link_exts.len() == LaxSlicedPacket::LINK_EXTS_CAP
-        && p.net.is_none()
-        && inner_type.is_some_and(is_vlan_ether_type)
-    {
-        d.error = Some(DecodeError::TooManyVlanTags);
-    }
-
-    let (src, dst, payload, fragment) = match &p.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            let fragment = if v4.payload().fragmented {
-                let id = u32::from(h.identification());
-                if h.fragments_offset().value() == 0 {
-                    Fragment::First { id }
-                } else {
-                    Fragment::Later { id }
-                }
-            } else {
-                Fragment::None
-            };
-            (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-                v4.payload(),
-                fragment,
-            )
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            let exts = v6.extensions();
-            let fragment = if v6.payload().fragmented {
-                exts.first_header()
-                    .and_then(|first| ipv6_fragment(first.0, exts.slice()))
-                    // Marked fragmented but the header was not found:
-                    // treat as a later fragment so no ports are invented.
-                    .unwrap_or(Fragment::Later { id: 0 })
-            } else {
-                Fragment::None
-            };
-            (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-                v6.payload(),
-                fragment,
-            )
-        }
-        _ => return d,
-    };
-    d.ip = Some(IpLayer {
-        src,
-        dst,
-        protocol: payload.ip_number.0,
-        fragment,
-    });
-    if fragment != Fragment::None {
-        d.net_payload = p.ether_payload().map_or(&[], |e| e.payload);
-    }
-    // An error in the IP extension headers leaves the payload's start unknown.
-    if d.error.is_some() || matches!(fragment, Fragment::Later { .. }) {
-        return d;
-    }
-    let (transport, l4_payload, error) = decode_transport(payload.ip_number.0, payload.payload);
-    d.transport = transport;
-    d.payload = l4_payload;
-    d.error = error;
-    d
-}
-
-/// The first fragment header among the IPv6 extension headers `exts`, whose
-/// first header has protocol number `first`.
-///
-/// This walks the bytes itself, bounds-checked, instead of using
-/// `etherparse`'s extension iterator: after a lax parse that stopped at a
-/// broken header, that iterator goes on past the validated bytes into the
-/// broken one (an out-of-bounds `get_unchecked`, found by the fuzz test).
-fn ipv6_fragment(first: u8, exts: &[u8]) -> Option<Fragment> {
-    const HOP_BY_HOP: u8 = 0;
-    const ROUTE: u8 = 43;
-    const FRAG: u8 = 44;
-    const AUTH: u8 = 51;
-    const DEST_OPTIONS: u8 = 60;
-    let mut next = first;
-    let mut rest = exts;
-    loop {
-        let len = match next {
-            HOP_BY_HOP | ROUTE | DEST_OPTIONS => (usize::from(*rest.get(1)?) + 1) * 8,
-            FRAG => 8,
-            AUTH => (usize::from(*rest.get(1)?) + 2) * 4,
-            _ => return None,
-        };
-        let header = rest.get(..len)?;
-        if next == FRAG {
-            let offset_flags = u16::from_be_bytes([header[2], header[3]]);
-            let offset = offset_flags >> 3;
-            let more = offset_flags & 1 == 1;
-            let id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-            // An atomic fragment (offset 0, no more fragments) fragments
-            // nothing; a later header may.
-            if offset != 0 {
-                return Some(Fragment::Later { id });
-            }
-            if more {
-                return Some(Fragment::First { id });
-            }
-        }
-        next = header[0];
-        rest = &rest[len..];
-    }
-}
-
-fn map_stop_error(err: &SliceError, layer: Layer) -> DecodeError {
-    let truncated = matches!(err, SliceError::Len(_));
-    match layer {
-        Layer::VlanHeader => DecodeError::VlanTruncated,
-        Layer::LinuxSllHeader => DecodeError::SllTruncated,
-        Layer::Ethernet2Header | Layer::EtherPayload => DecodeError::EthernetTruncated,
-        Layer::IpHeader
-        | Layer::Ipv4Header
-        | Layer::Ipv4Packet
-        | Layer::Ipv6Header
-        | Layer::Ipv6Packet => {
-            if truncated {
-                DecodeError::IpTruncated
-            } else {
-                DecodeError::IpInvalid
-            }
-        }
-        Layer::IpAuthHeader
-        | Layer::Ipv6ExtHeader
-        | Layer::Ipv6HopByHopHeader
-        | Layer::Ipv6DestOptionsHeader
-        | Layer::Ipv6RouteHeader
-        | Layer::Ipv6FragHeader => {
-            if truncated {
-                DecodeError::IpExtTruncated
-            } else {
-                DecodeError::IpExtInvalid
-            }
-        }
-        Layer::TcpHeader => {
-            if truncated {
-                DecodeError::TcpTruncated
-            } else {
-                DecodeError::TcpInvalid
-            }
-        }
-        Layer::UdpHeader | Layer::UdpPayload => DecodeError::UdpTruncated,
-        Layer::Icmpv4 | Layer::Icmpv6 => DecodeError::IcmpTruncated,
-        _ => DecodeError::LinkInvalid,
-    }
-}
-
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMP: u8 = 1;
-const ICMPV6: u8 = 58;
-
-/// Reads the transport header from an IP payload, keeping whatever fields
-/// were captured when the header is cut short.
-fn decode_transport(protocol: u8, b: &[u8]) -> (Transport, &[u8], Option<DecodeError>) {
-    let port = |at: usize| b.get(at..at + 2).map(be16);
-    match protocol {
-        TCP => {
-            let (Some(src_port), Some(dst_port)) = (port(0), port(2)) else {
-                return (Transport::None, &[], Some(DecodeError::TcpTruncated));
-            };
-            let flags = b.get(13).copied().unwrap_or(0);
-            let t = Transport::Tcp {
-                src_port,
-                dst_port,
-                flags,
-            };
-            if b.len() < 20 {
-                return (t, &[], Some(DecodeError::TcpTruncated));
-            }
-            let header_len = usize::from(b[12] >> 4) * 4;
-            if header_len < 20 {
-                return (t, &[], Some(DecodeError::TcpInvalid));
-            }
-            match b.get(header_len..) {
-                Some(payload) => (t, payload, None),
-                // Options cut by the snaplen: ports and flags are known.
-                None => (t, &[], Some(DecodeError::TcpTruncated)),
-            }
-        }
-        UDP => {
-            let (Some(src_port), Some(dst_port)) = (port(0), port(2)) else {
-                return (Transport::None, &[], Some(DecodeError::UdpTruncated));
-            };
-            let t = Transport::Udp { src_port, dst_port };
-            if b.len() < 8 {
-                return (t, &[], Some(DecodeError::UdpTruncated));
-            }
-            // Trust the UDP length only when it is consistent.
-            let udp_len = usize::from(be16(&b[4..6]));
-            let end = if udp_len >= 8 {
-                udp_len.min(b.len())
-            } else {
-                b.len()
-            };
-            (t, &b[8..end], None)
-        }
-        ICMP | ICMPV6 => {
-            let (Some(&icmp_type), Some(&code)) = (b.first(), b.get(1)) else {
-                return (Transport::None, &[], Some(DecodeError::IcmpTruncated));
-            };
-            let is_echo = if protocol == ICMP {
-                icmp_type == 8 || icmp_type == 0
-            } else {
-                icmp_type == 128 || icmp_type == 129
-            };
-            let echo_id = if is_echo { port(4) } else { None };
-            let t = Transport::Icmp {
-                icmp_type,
-                code,
-                echo_id,
-            };
-            match b.get(8..) {
-                Some(payload) => (t, payload, None),
-                None => (t, &[], Some(DecodeError::IcmpTruncated)),
-            }
-        }
-        _ => (Transport::None, b, None),
     }
 }
 

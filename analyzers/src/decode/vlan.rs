@@ -1,0 +1,69 @@
+//! Ethernet II and what rides on it before IP: up to three 802.1Q/802.1ad
+//! VLAN tags (read from `etherparse`'s slice, the outermost first) and
+//! PPPoE sessions (EtherType 0x8864, PPP carrying IPv4 or IPv6). The fast
+//! path ([`super::fast`]) reads the common one- and two-tag case itself.
+
+use etherparse::{ether_type, EtherType, LaxSlicedPacket};
+
+use super::ip::{from_ether_type, from_sliced};
+use super::{be16, DecodeError, Decoded};
+
+/// An Ethernet frame through `etherparse` (the general path).
+pub(super) fn decode_ethernet(frame: &[u8]) -> Decoded<'_> {
+    match LaxSlicedPacket::from_ethernet(frame) {
+        Ok(p) => match pppoe_session(&p) {
+            // PPPoE: decode the PPP payload, keeping the VLAN tags.
+            Some((ether_type, inner)) => {
+                let mut d = from_ether_type(ether_type, inner);
+                let outer = from_sliced(p);
+                d.vlan_ids = outer.vlan_ids;
+                d.vlan_count = outer.vlan_count;
+                d
+            }
+            None => from_sliced(p),
+        },
+        Err(_) => Decoded::failed(DecodeError::EthernetTruncated),
+    }
+}
+
+/// The IP payload of a PPPoE session frame (EtherType 0x8864): a 6-byte
+/// PPPoE header, then the PPP protocol (0x0021 IPv4, 0x0057 IPv6).
+fn pppoe_session<'a>(p: &LaxSlicedPacket<'a>) -> Option<(u16, &'a [u8])> {
+    if p.net.is_some() {
+        return None;
+    }
+    let e = p.ether_payload()?;
+    if e.ether_type.0 != 0x8864 {
+        return None;
+    }
+    let inner = e.payload.get(8..)?;
+    match be16(e.payload.get(6..8)?) {
+        0x0021 => Some((ether_type::IPV4.0, inner)),
+        0x0057 => Some((ether_type::IPV6.0, inner)),
+        _ => None,
+    }
+}
+
+/// Whether `t` is a VLAN tag's EtherType (802.1Q, 802.1ad, the old
+/// double-tag 0x9100).
+pub(super) fn is_vlan_ether_type(t: EtherType) -> bool {
+    matches!(
+        t,
+        ether_type::VLAN_TAGGED_FRAME
+            | ether_type::PROVIDER_BRIDGING
+            | ether_type::VLAN_DOUBLE_TAGGED_FRAME
+    )
+}
+
+/// The VLAN ids of a sliced frame into `d`, outermost first, as many as
+/// [`Decoded`] holds.
+pub(super) fn read_tags(p: &LaxSlicedPacket<'_>, d: &mut Decoded<'_>) {
+    for ext in p.link_exts.iter() {
+        if let etherparse::LaxLinkExtSlice::Vlan(v) = ext {
+            if let Some(slot) = d.vlan_ids.get_mut(usize::from(d.vlan_count)) {
+                *slot = v.vlan_identifier().value();
+                d.vlan_count += 1;
+            }
+        }
+    }
+}
