@@ -1,4 +1,7 @@
-//! The records analyzers emit. Each has an Arrow schema in [`crate::schema`].
+//! The records analyzers emit. Each record type is the row of one dataset
+//! of [`crate::schema::TABLE`] (its schema and conversion in
+//! [`crate::schema`]); the shared parts (identity, quality, tunnel) are
+//! their columns in several datasets.
 
 use std::net::IpAddr;
 

@@ -10,13 +10,15 @@
 //! partitioned by `production_vnet` under the same `vnet=` level and keeps
 //! its columns (no name clashes there).
 //!
-//! An upload is validated (a Parquet file of a known dataset, with that
-//! dataset's schema and schema version, no nulls in NOT NULL columns) and
-//! split by VNet and hour **as it is read**: batch by batch, each batch's
-//! rows go to an open Parquet writer per partition under `DATA/.incoming/`,
-//! which flushes its row group once it holds a few MiB. Memory therefore
-//! grows with the upload's row groups, not with its decoded rows. Rows,
-//! decoded bytes and partitions per upload are capped ([`Limits`]).
+//! An upload is validated (a Parquet file of a dataset of
+//! `analyzers::schema::TABLE`, with that dataset's schema and schema
+//! version, no nulls in NOT NULL columns) and split by VNet and hour (the
+//! table entry's partition columns) **as it is read**: batch by batch,
+//! each batch's rows go to an open Parquet writer per partition under
+//! `DATA/.incoming/`, which flushes its row group once it holds a few MiB.
+//! Memory therefore grows with the upload's row groups, not with its
+//! decoded rows. Rows, decoded bytes and partitions per upload are capped
+//! ([`Limits`]).
 //!
 //! Commit ([`commit_local`]) makes the parts visible all or none: every
 //! part is already written and fsynced under `.incoming`; the partition

@@ -143,7 +143,7 @@ pub fn reference() -> String {
         let c = if array { "# " } else { "" };
         out.push('\n');
         for d in &doc {
-            out.push_str(&format!("# {d}").trim_end().to_string());
+            out.push_str(format!("# {d}").trim_end());
             out.push('\n');
         }
         if array {
