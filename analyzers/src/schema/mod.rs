@@ -148,11 +148,40 @@ pub fn batches<R: DatasetRecord>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{BinRecord, CallRecord, Counts, DirectionStats, EndReason, FlowRecord};
+    use crate::record::{
+        AlertRecord, BinRecord, CallRecord, Counts, DirectionStats, EndReason, FlowRecord,
+        RtcpView, RtpQuality, RtpStreamId, RtpStreamRecord, RtpWindowRecord,
+    };
     use crate::time::Timestamp;
     use crate::vnet::VnetId;
+    use crate::voip::compare::{RtpCompareRecord, Verdict};
     use arrow::array::UInt64Array;
     use arrow::datatypes::DataType;
+    use std::net::IpAddr;
+
+    fn flow_record() -> FlowRecord {
+        FlowRecord {
+            tunnel: Default::default(),
+            flow_id: 7,
+            vnet: VnetId(0),
+            vlan_id: None,
+            src_addr: "10.0.0.1".parse().expect("addr"),
+            dst_addr: "::1".parse().expect("addr"),
+            src_port: 1,
+            dst_port: 2,
+            protocol: 17,
+            fwd: DirectionStats {
+                packets: 1,
+                bytes: 60,
+                first: Timestamp(5),
+                last: Timestamp(5),
+                tcp_flags: 0,
+            },
+            rev: DirectionStats::default(),
+            fragments: 0,
+            end_reason: EndReason::Idle,
+        }
+    }
 
     #[test]
     fn table_names_are_unique_and_partition_columns_exist() {
@@ -182,56 +211,145 @@ mod tests {
         assert!(dataset("nope").is_none());
     }
 
-    /// Each record type names the entry whose schema its batches have.
+    /// Each record type names the entry whose schema its batches have, and
+    /// every entry of the table has its record type here: a dataset added
+    /// to the table without a converter fails this test.
     #[test]
     fn record_types_convert_to_their_entry_schema() {
-        fn check<R: DatasetRecord>(r: R) {
+        fn check<R: DatasetRecord>(r: R, seen: &mut Vec<&'static str>) {
             let b = batches(&[r], &VnetMap::default()).expect("batch");
             assert_eq!(b.len(), 1);
+            assert_eq!(b[0].num_rows(), 1);
             assert_eq!(b[0].schema(), (R::DATASET.schema)(), "{}", R::DATASET.name);
             assert!(batches::<R>(&[], &VnetMap::default())
                 .expect("empty")
                 .is_empty());
+            seen.push(R::DATASET.name);
         }
-        check(BinRecord::default());
-        check(CallRecord {
+        let a: IpAddr = "10.0.0.1".parse().expect("addr");
+        let b: IpAddr = "2001:db8::2".parse().expect("addr");
+        let id = RtpStreamId {
             vnet: VnetId(0),
-            call_id: "c".into(),
-            caller: "a".into(),
-            callee: "b".into(),
-            invite_time: Timestamp(1),
-            answer_time: None,
-            end_time: None,
-            end_reason: "bye".into(),
-            post_dial_delay_ms: None,
-            media: String::new(),
-            sip_messages: 2,
-        });
+            ssrc: 7,
+            src_addr: a,
+            src_port: 4000,
+            dst_addr: b,
+            dst_port: 4002,
+            payload_type: 0,
+            codec: "PCMU".into(),
+            call_id: None,
+        };
+        let mut seen = Vec::new();
+        check(flow_record(), &mut seen);
+        check(BinRecord::default(), &mut seen);
+        check(
+            RtpStreamRecord {
+                id: id.clone(),
+                start: Timestamp(1),
+                end: Timestamp(2),
+                quality: RtpQuality::default(),
+                jitter_mean_ms: 0.5,
+                seq_resets: 0,
+                ts_jumps: 0,
+                payload_type_changes: 0,
+                clock_mismatch: false,
+                mirror_duplicates: 0,
+                loss_runs: 0,
+                loss_run_hist: [0; 7],
+                bursts: 0,
+                burst_density: 0.0,
+                gap_density: 0.0,
+                mos_min: f64::NAN,
+                mos_mean: f64::NAN,
+                mos_last: f64::NAN,
+                end_reason: EndReason::Idle,
+                rtcp: RtcpView::default(),
+                tunnel: Default::default(),
+            },
+            &mut seen,
+        );
+        check(
+            RtpWindowRecord {
+                id,
+                window_start: Timestamp(1),
+                window_secs: 10,
+                quality: RtpQuality::default(),
+                capture_drops: 0,
+            },
+            &mut seen,
+        );
+        check(
+            RtpCompareRecord {
+                production: VnetId(0),
+                shadow: VnetId(0),
+                ssrc: 7,
+                src_addr: a,
+                src_port: 4000,
+                dst_addr: b,
+                dst_port: 4002,
+                call_id: Some("c".into()),
+                window_start: Timestamp(1),
+                window_secs: 10,
+                mos_production: 4.1,
+                mos_shadow: 4.2,
+                mos_diff: 0.1,
+                loss_production: 0.0,
+                loss_shadow: 0.0,
+                jitter_production_ms: 1.0,
+                jitter_shadow_ms: 1.0,
+                jitter_buffer: "adaptive",
+                verdict: Verdict::Equal,
+            },
+            &mut seen,
+        );
+        check(
+            CallRecord {
+                vnet: VnetId(0),
+                call_id: "c".into(),
+                caller: "a".into(),
+                callee: "b".into(),
+                invite_time: Timestamp(1),
+                answer_time: None,
+                end_time: None,
+                end_reason: "bye".into(),
+                post_dial_delay_ms: None,
+                media: String::new(),
+                sip_messages: 2,
+            },
+            &mut seen,
+        );
+        check(
+            AlertRecord {
+                time: Timestamp(1),
+                end: Timestamp(2),
+                vnet: VnetId(0),
+                kind: "port_scan",
+                signature_id: 9_000_001,
+                rev: 1,
+                signature: "scan".into(),
+                category: "Attempted Information Leak".into(),
+                severity: 2,
+                src_addr: Some(a),
+                src_port: None,
+                dst_addr: None,
+                dst_port: None,
+                protocol: 6,
+                flow_id: None,
+                vlans: Vec::new(),
+                details: "{}".into(),
+                trigger: None,
+                to_server: None,
+                flow: None,
+                tunnel: Default::default(),
+            },
+            &mut seen,
+        );
+        assert_eq!(seen, DATASETS, "a dataset of TABLE has no record type here");
     }
 
     #[test]
     fn flow_batch_matches_schema_and_nulls_empty_reverse() {
-        let rec = FlowRecord {
-            tunnel: Default::default(),
-            flow_id: 7,
-            vnet: VnetId(0),
-            vlan_id: None,
-            src_addr: "10.0.0.1".parse().expect("addr"),
-            dst_addr: "::1".parse().expect("addr"),
-            src_port: 1,
-            dst_port: 2,
-            protocol: 17,
-            fwd: DirectionStats {
-                packets: 1,
-                bytes: 60,
-                first: Timestamp(5),
-                last: Timestamp(5),
-                tcp_flags: 0,
-            },
-            rev: DirectionStats::default(),
-            fragments: 0,
-            end_reason: EndReason::Idle,
-        };
+        let rec = flow_record();
         let b = flows_batch(&[rec], &VnetMap::default()).expect("batch");
         assert_eq!(b.num_rows(), 1);
         let rev = b.column_by_name("start_time_rev").expect("column");
