@@ -2,7 +2,7 @@
 //!
 //! The data path reads top to bottom:
 //!
-//! 1. [`decode`] turns one captured frame (any byte sequence) into a
+//! 1. [`decode`](mod@decode) turns one captured frame (any byte sequence) into a
 //!    [`decode::Decoded`] view: VLAN tags, IP addresses, transport ports and
 //!    flags, the tunnels crossed (VXLAN, Geneve, GRE, ERSPAN, MPLS, GTP-U,
 //!    IP-in-IP: the view is the innermost packet), plus at most one counted

@@ -1,8 +1,8 @@
 //! Link layers: the capture's framing ([`LinkType`], from libpcap's DLT)
 //! and the non-Ethernet ones read here (Linux cooked v1/v2, raw IP, BSD
 //! and OpenBSD loopback, NFLOG), each handing its network-layer payload to
-//! [`super::ip`]. Ethernet, with its VLAN tags and PPPoE, is
-//! [`super::vlan`].
+//! `ip`. Ethernet, with its VLAN tags and PPPoE, is
+//! `vlan`.
 
 use etherparse::ether_type;
 

@@ -7,21 +7,21 @@
 //!
 //! One file per job:
 //! - [`link`]: the capture's link types and the non-Ethernet ones;
-//! - [`vlan`]: Ethernet, VLAN tags and PPPoE;
-//! - [`ip`]: the general path's network layer (`etherparse`'s lax slice of
+//! - `vlan`: Ethernet, VLAN tags and PPPoE;
+//! - `ip`: the general path's network layer (`etherparse`'s lax slice of
 //!   IPv4 options and IPv6 extension headers), fragments included;
 //! - [`transport`]: TCP, UDP, ICMP, read from the IP payload by both paths;
-//! - [`fast`]: the fast path for the most common frame (Ethernet, up to
+//! - `fast`: the fast path for the most common frame (Ethernet, up to
 //!   two VLAN tags, plain IPv4), which declines everything else;
 //! - [`error`]: why decoding stopped, and the counters;
 //! - [`tunnel`], [`mpls`], [`reassembly`]: decapsulation, after the outer
 //!   layers decoded.
 //!
 //! A new outer layer is a file here, called by the general path where its
-//! type is found (an EtherType in [`ip`] or [`vlan`], a link type in
+//! type is found (an EtherType in `ip` or `vlan`, a link type in
 //! [`link`]); the fast path declines any frame it does not know, so it
 //! never needs to follow. A new encapsulation is a file beside [`tunnel`]
-//! and [`mpls`], called from [`tunnel::decapsulate`], which runs after
+//! and [`mpls`], called from `tunnel::decapsulate`, which runs after
 //! either path.
 //!
 //! A frame cut by the snaplen (captured length below wire length) is not an

@@ -8,7 +8,7 @@
 
 use super::{be16, DecodeError};
 
-/// The decoded transport layer (possibly partial, see [`Decoded::error`]).
+/// The decoded transport layer (possibly partial, see [`super::Decoded::error`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     None,

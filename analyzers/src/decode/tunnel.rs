@@ -2,10 +2,10 @@
 //! (with NVGRE, PPP and ERSPAN type II/III payloads), MPLS label stacks,
 //! GTP-U and IP-in-IP.
 //!
-//! Contract, the same as the rest of [`crate::decode`]: any byte sequence,
+//! Contract, the same as the rest of [`crate::decode`](mod@crate::decode): any byte sequence,
 //! no panic. Decapsulation is a loop, not a recursion: after the outer
-//! layers decoded, [`decapsulate`] asks whether the packet is a tunnel
-//! ([`next_layer`]), decodes the inner packet and repeats, at most
+//! layers decoded, `decapsulate` asks whether the packet is a tunnel
+//! (`next_layer`), decodes the inner packet and repeats, at most
 //! [`DecodeConfig::max_tunnel_depth`] times; one layer more counts
 //! [`DecodeError::TunnelTooDeep`] and keeps what decoded so far.
 //!

@@ -12,7 +12,7 @@
 //!   query names (tunnelling).
 //! - [`state`]: the capped keyed tables and HyperLogLog they keep.
 //! - [`rules`]: the signature engine (a Suricata rule subset), run beside
-//!   the detectors; its alerts are [`AlertRecord`](crate::record::AlertRecord)s too.
+//!   the detectors; its alerts are [`AlertRecord`]s too.
 //!
 //! Every detector implements [`Detector`]. Alerts name the attacker (or the
 //! victim for floods), the target, the time span, the counts and the

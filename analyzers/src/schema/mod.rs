@@ -10,7 +10,7 @@
 //! it.
 //!
 //! One file per family: [`flows`], [`bins`], [`rtp`] (streams, windows and
-//! the production/shadow comparison), [`calls`], [`alerts`]; [`columns`]
+//! the production/shadow comparison), [`calls`], [`alerts`]; `columns`
 //! holds the field and column builders they share.
 //!
 //! Column names are snake_case and stable; changing one is a schema version

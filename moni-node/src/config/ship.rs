@@ -70,7 +70,7 @@ impl Default for ShipSection {
     }
 }
 
-/// Validated `[ship]`; `None` in [`Resolved`] when no collector is set.
+/// Validated `[ship]`; `None` in [`super::Resolved`] when no collector is set.
 #[derive(Clone, Debug)]
 pub struct ShipSettings {
     pub collectors: Vec<String>,
