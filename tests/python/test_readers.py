@@ -124,7 +124,10 @@ class EveryReaderOpensTheCollectedStore(unittest.TestCase):
         """The one local SparkSession of this class, started on first use."""
         if cls.spark is None:
             from pyspark.sql import SparkSession
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             cls.spark = (SparkSession.builder.master("local[1]").appName("moni-readers")
+                         .config("spark.driver.bindAddress", "127.0.0.1")
+                         .config("spark.ui.showConsoleProgress", "false")
                          .config("spark.sql.session.timeZone", "UTC")
                          .config("spark.ui.enabled", "false")
                          .config("spark.sql.shuffle.partitions", "2")
@@ -221,9 +224,9 @@ class EveryReaderOpensTheCollectedStore(unittest.TestCase):
         got = spark.sql(f"SELECT CAST(sum(bytes_fwd + bytes_rev) AS BIGINT) AS b "
                         f"FROM parquet.`{self.data / 'flows'}`").collect()[0]["b"]
         self.assertIsInstance(got, int)
-        want = duckdb.sql(f"SELECT sum(bytes_fwd + bytes_rev) FROM "
-                          f"read_parquet('{self.data / 'flows'}/**/*.parquet', "
-                          "hive_partitioning = true)").fetchone()[0]
+        want = duckdb.connect().execute(
+            f"SELECT sum(bytes_fwd + bytes_rev) FROM read_parquet("
+            f"'{self.data / 'flows'}/**/*.parquet', hive_partitioning = true)").fetchone()[0]
         self.assertEqual(got, int(want))
 
     def test_readme_queries_run_in_duckdb_and_in_spark_sql(self):
