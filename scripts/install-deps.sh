@@ -7,7 +7,9 @@
 # systemd-analyze (verifies the units in packaging/systemd/), Suricata 7
 # (the reference moni's EVE alerts are compared with, field by field; from
 # bookworm-backports on Debian 12, whose main archive has none), a
-# headless Java 17 runtime (Spark's), and the Python packages the
+# headless Java 17 runtime (Spark's), cargo-deb (builds the Debian package
+# the packaging test installs; pinned, built once into ~/.cargo/bin), and
+# the Python packages the
 # analyst-side tests use (duckdb, pyarrow, pandas, polars and pyspark: the
 # readers that must open the collected store; jsonschema to validate EVE
 # lines against Suricata's schema; boto3 and moto for the collector's S3
@@ -27,6 +29,7 @@ if [ "${1:-}" != "--build-only" ]; then
   command -v iperf3 >/dev/null || need_apt+=(iperf3)
   command -v systemd-analyze >/dev/null || need_apt+=(systemd)
   command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+  command -v dpkg-shlibdeps >/dev/null || need_apt+=(dpkg-dev)
   command -v suricata >/dev/null || need_suricata=1
 fi
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -48,6 +51,11 @@ if [ ${#need_apt[@]} -gt 0 ] || [ "${need_suricata:-0}" = 1 ]; then
   fi
 fi
 if [ "${1:-}" != "--build-only" ]; then
+  if ! command -v cargo-deb >/dev/null; then
+    deb_build=$(mktemp -d)
+    CARGO_TARGET_DIR="$deb_build" cargo install -q cargo-deb --version 3.8.0 --locked
+    rm -rf "$deb_build"
+  fi
   python3 -c "import duckdb, pyarrow, pandas, polars, pyspark, jsonschema, boto3, cryptography" 2>/dev/null &&
     command -v moto_server >/dev/null ||
     python3 -m pip install -q duckdb pyarrow pandas polars pyspark jsonschema boto3 "moto[server]" cryptography
