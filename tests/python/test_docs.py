@@ -1,0 +1,78 @@
+"""README as a front door, docs/ as the reference.
+
+README keeps to what a first-time user needs (quick start, deploying on a
+mirror port, analysing the data, the paper's result) and links into docs/
+for the reference and to ARCHITECTURE.md/CONTRIBUTING.md for developers.
+Every relative link in README, docs/ and the developer pages must name a
+file that exists and, with a `#fragment`, a heading in it (GitHub's
+anchors); every page of docs/ must be linked from README; the figure README
+shows must be there and be SVG.
+"""
+
+import re
+import unittest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", ROOT / "CONTRIBUTING.md",
+         *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors(page):
+    """GitHub's heading anchors of a Markdown page."""
+    out, fence = set(), False
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        if fence or not line.startswith("#"):
+            continue
+        text = line.lstrip("#").strip().lower()
+        text = re.sub(r"[^\w\- ]", "", text)
+        out.add(text.replace(" ", "-"))
+    return out
+
+
+class Docs(unittest.TestCase):
+    def test_every_relative_link_resolves(self):
+        broken = []
+        for page in PAGES:
+            text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+            for target in LINK.findall(text):
+                if re.match(r"[a-z]+:", target):
+                    continue
+                path, _, frag = target.partition("#")
+                dest = (page.parent / path).resolve() if path else page
+                if not dest.exists():
+                    broken.append(f"{page.relative_to(ROOT)}: {target} (no file)")
+                elif frag and dest.suffix == ".md" and frag not in anchors(dest):
+                    broken.append(f"{page.relative_to(ROOT)}: {target} (no heading)")
+        self.assertEqual(broken, [])
+
+    def test_readme_is_a_front_door_linking_every_reference_page(self):
+        readme = (ROOT / "README.md").read_text()
+        headings = [l for l in readme.splitlines() if l.startswith("## ")]
+        self.assertEqual(headings, [
+            "## Quick start", "## Deploy on a mirror port", "## Analyse the data",
+            "## The paper's result: shadow VNet B before the switch", "## Reference",
+            "## For developers"])
+        for page in sorted((ROOT / "docs").glob("*.md")):
+            self.assertIn(f"](docs/{page.name})", readme, page.name)
+        for page in ("ARCHITECTURE.md", "CONTRIBUTING.md"):
+            self.assertIn(f"]({page})", readme)
+        self.assertLess(len(readme.splitlines()), 350)
+
+    def test_the_lab_figure_is_beside_the_papers_numbers(self):
+        readme = (ROOT / "README.md").read_text()
+        m = re.search(r"!\[[^\]]*\]\((docs/img/[^)]+\.svg)\)", readme)
+        self.assertTrue(m, "README shows no lab figure")
+        svg = (ROOT / m.group(1)).read_text()
+        self.assertIn("<svg", svg)
+        self.assertIn("MOS", svg)
+        # The paper's numbers in the table beside it.
+        for mos in ("4.34", "4.16", "1.45", "4.38"):
+            self.assertIn(f"({mos})", readme)
+
+
+if __name__ == "__main__":
+    unittest.main()
