@@ -73,6 +73,21 @@ class Docs(unittest.TestCase):
         for mos in ("4.34", "4.16", "1.45", "4.38"):
             self.assertIn(f"({mos})", readme)
 
+    def test_the_deployment_guide_matches_the_package_and_provisioning(self):
+        readme = (ROOT / "README.md").read_text()
+        guide = readme.split("## Deploy on a mirror port", 1)[1].split("\n## ", 1)[0]
+        # Grafana: the dashboards go where the shipped provider looks.
+        provider = (ROOT / "grafana" / "provisioning" / "dashboards" / "moni.yml").read_text()
+        path = re.search(r"^\s*path: (\S+)", provider, re.M).group(1)
+        self.assertIn(f"sudo cp /usr/share/moni/grafana/dashboards/*.json {path}/", guide)
+        # Every installed path the guide names is one the package installs.
+        cargo = (ROOT / "moni-node" / "Cargo.toml").read_text()
+        for installed in ("/etc/moni/collector.example.toml", "/etc/moni/node.example.toml",
+                          "/usr/share/moni/prometheus/moni.rules.yml"):
+            self.assertIn(installed, guide)
+            self.assertIn(installed.lstrip("/").rsplit("/", 1)[0], cargo)
+        self.assertIn("cargo deb -p moni-node --no-build", guide)
+
 
 if __name__ == "__main__":
     unittest.main()

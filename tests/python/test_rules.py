@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -36,6 +37,23 @@ class PrometheusRules(unittest.TestCase):
                            capture_output=True, text=True, cwd=RULES)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("SUCCESS", r.stdout)
+
+    def test_readmes_prometheus_configuration_is_valid(self):
+        """The scrape and rule configuration of README's deployment guide,
+        with the rules' installed path pointed at this checkout's file."""
+        readme = (ROOT / "README.md").read_text()
+        blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+        conf = [b for b in blocks if "scrape_configs:" in b]
+        self.assertEqual(len(conf), 1, "README's Prometheus configuration")
+        self.assertIn("/usr/share/moni/prometheus/moni.rules.yml", conf[0])
+        with tempfile.TemporaryDirectory() as tmp:
+            f = Path(tmp) / "prometheus.yml"
+            f.write_text(conf[0].replace("/usr/share/moni/prometheus/moni.rules.yml",
+                                         str(RULES / "moni.rules.yml")))
+            r = subprocess.run(["promtool", "check", "config", str(f)],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("SUCCESS: 5 rules found", r.stdout)
 
 
 def dashboard_queries():
