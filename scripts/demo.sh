@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# moni's main job end to end on the bundled samples: installs libpcap if
-# missing, builds moni-node and moni-collector, replays the Shadow-VNet
-# sample (VNet A on VLAN 100 as production, VNet B on VLAN 200 as its
-# shadow) into moni-out/, then the paper's Table 1 in miniature (a call
+# moni's main job end to end on the bundled samples: installs libpcap,
+# pandas and pyarrow if missing, builds moni-node and moni-collector,
+# replays the Shadow-VNet sample (VNet A on VLAN 100 as production, VNet B
+# on VLAN 200 as its shadow) into moni-out/, then the paper's Table 1 in miniature (a call
 # through A and B under rising load) into moni-out-table1/, and shows the
 # summaries, the shadow vs production verdicts and where the Parquet went.
 # Then the long-running probe, `moni-node run`, takes the same miniature as
@@ -21,7 +21,11 @@
 # store; MONI_METRICS_PORT (9464) and MONI_COLLECTOR_PORT (9470) the ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "${MONI_SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-deps.sh --build-only
+if [ "${MONI_SKIP_INSTALL:-0}" != 1 ]; then
+  bash scripts/install-deps.sh --build-only
+  # The demo reads the collected store with pandas (and pyarrow under it).
+  python3 -c "import pandas, pyarrow" 2>/dev/null || python3 -m pip install -q pandas pyarrow
+fi
 if [ -n "${MONI_BIN_DIR:-}" ]; then
   bin="$MONI_BIN_DIR"
 else
