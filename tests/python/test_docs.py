@@ -9,11 +9,17 @@ anchors); every page of docs/ must be linked from README; the figure README
 shows must be there and be SVG.
 """
 
+import os
 import re
+import subprocess
 import unittest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+NODE = Path(os.environ.get("MONI_NODE_BIN", ROOT / "target" / "debug" / "moni-node"))
+COLLECTOR = Path(os.environ.get("MONI_COLLECTOR_BIN", NODE.with_name("moni-collector")))
+COMMAND = re.compile(r"(moni-node|moni-collector) "
+                     r"(replay|run|check-config|check-rules|serve|compare)\b(.*)")
 PAGES = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", ROOT / "CONTRIBUTING.md",
          *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -30,6 +36,29 @@ def anchors(page):
         text = line.lstrip("#").strip().lower()
         text = re.sub(r"[^\w\- ]", "", text)
         out.add(text.replace(" ", "-"))
+    return out
+
+
+def documented_commands():
+    """(page, binary, subcommand, flags) of every moni command written in a
+    code block (continuation lines joined) or an inline code span."""
+    out = []
+    for page in PAGES:
+        text = page.read_text()
+        spans = []
+        for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+            for line in block.splitlines():
+                if spans and (line.startswith((" ", "\t")) or spans[-1].rstrip().endswith("\\")):
+                    spans[-1] = spans[-1].rstrip().rstrip("\\") + " " + line.strip()
+                else:
+                    spans.append(line)
+        spans += [s.replace("\n", " ") for s in
+                  re.findall(r"`([^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S))]
+        for span in spans:
+            for m in COMMAND.finditer(span):
+                rest = re.split(r"\s\|\s|;|&&|#", m.group(3))[0]
+                out.append((page.name, m.group(1), m.group(2),
+                            set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", rest))))
     return out
 
 
@@ -87,6 +116,22 @@ class Docs(unittest.TestCase):
             self.assertIn(installed, guide)
             self.assertIn(installed.lstrip("/").rsplit("/", 1)[0], cargo)
         self.assertIn("cargo deb -p moni-node --no-build", guide)
+
+    def test_every_flag_the_docs_give_a_command_exists(self):
+        """A documented flag the binary does not know fails here, so the
+        usage lines in README and docs/ cannot rot."""
+        helps, unknown, flags = {}, [], 0
+        for page, binary, sub, used in documented_commands():
+            if (binary, sub) not in helps:
+                exe = NODE if binary == "moni-node" else COLLECTOR
+                run = subprocess.run([str(exe), sub, "--help"], capture_output=True, text=True)
+                self.assertEqual(run.returncode, 0, f"{binary} {sub}: {run.stderr}")
+                helps[binary, sub] = set(re.findall(r"--[a-z][a-z-]*", run.stdout))
+            flags += len(used)
+            unknown += [f"{page}: {binary} {sub} {f}" for f in sorted(used - helps[binary, sub])]
+        self.assertEqual(unknown, [])
+        self.assertGreater(flags, 25)
+        self.assertGreaterEqual(len(helps), 6)
 
 
 if __name__ == "__main__":
