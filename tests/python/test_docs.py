@@ -6,7 +6,9 @@ for the reference and to ARCHITECTURE.md/CONTRIBUTING.md for developers.
 Every relative link in README, docs/ and the developer pages must name a
 file that exists and, with a `#fragment`, a heading in it (GitHub's
 anchors); every page of docs/ must be linked from README; the figure README
-shows must be there and be SVG.
+shows must be there and be SVG; the deployment guide's paths must be the
+package's; and every flag the pages give a `moni-node`/`moni-collector`
+command must be one that command's `--help` lists.
 """
 
 import os
