@@ -214,20 +214,30 @@ class EveryReaderOpensTheCollectedStore(unittest.TestCase):
             counts = {r[0]: r[1] for r in df.groupBy(key).count().collect()}
             self.check("spark", ds, df.columns, Counter(counts))
 
-    def test_spark_reads_uint64_counters_as_exact_decimals(self):
-        """Spark has no unsigned types: a uint64 column arrives as
-        decimal(20,0), exact, and CAST(… AS BIGINT) (README) gives a long."""
+    def test_counters_are_longs_in_the_store_for_spark(self):
+        """Spark has no unsigned types: the node's uint64 counters would
+        arrive as decimal(20,0) (Python Decimal through Spark). The store
+        keeps them as int64, so Spark sees bigint and the values are the
+        node's; a node's own files stay uint64 (exact decimals in Spark)."""
         spark = self.session()
-        df = spark.read.parquet(str(self.data / "flows"))
-        types = dict(df.dtypes)
-        self.assertEqual(types["packets_fwd"], "decimal(20,0)")
-        got = spark.sql(f"SELECT CAST(sum(bytes_fwd + bytes_rev) AS BIGINT) AS b "
+        stored = dict(spark.read.parquet(str(self.data / "flows")).dtypes)
+        self.assertEqual(stored["packets_fwd"], "bigint")
+        self.assertEqual(stored["bytes_rev"], "bigint")
+        self.assertEqual(pq.read_schema(next((self.data / "flows").rglob("*.parquet")))
+                         .field("packets_fwd").type, "int64")
+        node = dict(spark.read.parquet(str(self.node_out / "flows")).dtypes)
+        self.assertEqual(node["packets_fwd"], "decimal(20,0)")
+        got = spark.sql(f"SELECT sum(bytes_fwd + bytes_rev) AS b "
                         f"FROM parquet.`{self.data / 'flows'}`").collect()[0]["b"]
         self.assertIsInstance(got, int)
-        want = duckdb.connect().execute(
-            f"SELECT sum(bytes_fwd + bytes_rev) FROM read_parquet("
-            f"'{self.data / 'flows'}/**/*.parquet', hive_partitioning = true)").fetchone()[0]
-        self.assertEqual(got, int(want))
+        want = sum(r["bytes_fwd"] + r["bytes_rev"] for f in self.node_files["flows"]
+                   for r in pq.read_table(f).to_pylist())
+        self.assertEqual(got, want)
+        # No uint64 column is left in any stored dataset.
+        for ds in DATASETS:
+            for f in (self.data / ds).rglob("*.parquet"):
+                schema = pq.read_schema(f)
+                self.assertNotIn("uint64", {str(t) for t in schema.types}, f)
 
     def test_readme_queries_run_in_duckdb_and_in_spark_sql(self):
         text = README.read_text()
@@ -250,8 +260,9 @@ class EveryReaderOpensTheCollectedStore(unittest.TestCase):
 
 
 def normal(row):
-    """A row as comparable values: Spark's decimals (uint64 columns) and
-    DuckDB's integers as numbers, dates and times as UTC ISO text."""
+    """A row as comparable values: Spark's decimals (uint64 columns of a
+    node's files) and DuckDB's integers as numbers, dates and times as UTC
+    ISO text."""
     out = []
     for v in row:
         if isinstance(v, (decimal.Decimal, int, float)) and not isinstance(v, bool):
