@@ -135,6 +135,23 @@ class Docs(unittest.TestCase):
         self.assertGreater(flags, 25)
         self.assertGreaterEqual(len(helps), 6)
 
+    def test_every_repository_path_the_pages_name_exists(self):
+        """Scripts, samples, configs, dashboards, tests named in the text
+        (source files under */src/ are left out while the code is being
+        reorganised into modules)."""
+        missing, named = [], 0
+        pattern = re.compile(r"(?<![\w/.-])((?:samples|scripts|bench|grafana|packaging|tests|"
+                             r"moni-node|moni-collector|analyzers|docs)/[\w./-]*[\w/])")
+        for page in PAGES:
+            for path in pattern.findall(page.read_text()):
+                if "*" in path or "/src/" in path:
+                    continue
+                named += 1
+                if not (ROOT / path.rstrip("/")).exists():
+                    missing.append(f"{page.relative_to(ROOT)}: {path}")
+        self.assertEqual(missing, [])
+        self.assertGreater(named, 50)
+
 
 if __name__ == "__main__":
     unittest.main()
