@@ -4,9 +4,13 @@
 # (the independent judges in tests and benchmarks), Prometheus and promtool
 # and iproute2 (the live tests: a real scrape, network namespaces), nmap,
 # hping3 and iperf3 (real attacks and load in those namespaces),
-# systemd-analyze (verifies the units in packaging/systemd/), and the
-# Python packages
-# the analyst-side tests use (duckdb, pyarrow, pandas and polars: the
+# systemd-analyze (verifies the units in packaging/systemd/), Suricata 7
+# (the reference moni's EVE alerts are compared with, field by field; from
+# bookworm-backports on Debian 12, whose main archive has none), a
+# headless Java 17 runtime (Spark's), cargo-deb (builds the Debian package
+# the packaging test installs; pinned, built once into ~/.cargo/bin), and
+# the Python packages the
+# analyst-side tests use (duckdb, pyarrow, pandas, polars and pyspark: the
 # readers that must open the collected store; jsonschema to validate EVE
 # lines against Suricata's schema; boto3 and moto for the collector's S3
 # test; cryptography for the TLS test's throwaway CA).
@@ -24,14 +28,35 @@ if [ "${1:-}" != "--build-only" ]; then
   command -v hping3 >/dev/null || need_apt+=(hping3)
   command -v iperf3 >/dev/null || need_apt+=(iperf3)
   command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+  command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+  command -v dpkg-shlibdeps >/dev/null || need_apt+=(dpkg-dev)
+  command -v suricata >/dev/null || need_suricata=1
 fi
-if [ ${#need_apt[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ ${#need_apt[@]} -gt 0 ] || [ "${need_suricata:-0}" = 1 ]; then
+  backports=""
+  if [ "${need_suricata:-0}" = 1 ] && grep -q '^VERSION_CODENAME=bookworm' /etc/os-release; then
+    # Debian 12 ships Suricata only in bookworm-backports (7.0.x).
+    backports=bookworm-backports
+    grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/ ||
+      echo "deb http://deb.debian.org/debian bookworm-backports main" |
+      $SUDO tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+  fi
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
+  fi
+  if [ "${need_suricata:-0}" = 1 ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q ${backports:+-t "$backports"} suricata
+  fi
 fi
 if [ "${1:-}" != "--build-only" ]; then
-  python3 -c "import duckdb, pyarrow, pandas, polars, jsonschema, boto3, cryptography" 2>/dev/null &&
+  if ! command -v cargo-deb >/dev/null; then
+    deb_build=$(mktemp -d)
+    CARGO_TARGET_DIR="$deb_build" cargo install -q cargo-deb --version 3.8.0 --locked
+    rm -rf "$deb_build"
+  fi
+  python3 -c "import duckdb, pyarrow, pandas, polars, pyspark, jsonschema, boto3, cryptography" 2>/dev/null &&
     command -v moto_server >/dev/null ||
-    python3 -m pip install -q duckdb pyarrow pandas polars jsonschema boto3 "moto[server]" cryptography
+    python3 -m pip install -q duckdb pyarrow pandas polars pyspark jsonschema boto3 "moto[server]" cryptography
 fi

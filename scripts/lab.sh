@@ -6,11 +6,17 @@
 #   sudo scripts/lab.sh cleanup
 #
 # Installs what it needs (iproute2, iperf3, prometheus, pyarrow), builds
-# moni-node and moni-collector (release) and hands over to
-# samples/lab/lab.py; see its header for the topology.
+# moni-node and moni-collector (release; MONI_BIN_DIR=DIR uses the binaries
+# there instead, e.g. /usr/bin after installing the package) and hands over
+# to samples/lab/lab.py; see its header for the topology.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${MONI_SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release -q -p moni-node -p moni-collector
-exec python3 samples/lab/lab.py "$@" --bin-dir "$CARGO_TARGET_DIR/release"
+if [ -n "${MONI_BIN_DIR:-}" ]; then
+  bin="$MONI_BIN_DIR"
+else
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+  cargo build --release -q -p moni-node -p moni-collector
+  bin="$CARGO_TARGET_DIR/release"
+fi
+exec python3 samples/lab/lab.py "$@" --bin-dir "$bin"

@@ -10,6 +10,13 @@
 //! partitioned by `production_vnet` under the same `vnet=` level and keeps
 //! its columns (no name clashes there).
 //!
+//! Spark and Hive have no unsigned integers (Spark reads a Parquet
+//! `uint64` as `decimal(20,0)`, and pandas through Spark gets `Decimal`
+//! objects), so the store keeps the node's `uint64` counters as `int64`
+//! ([`stored_type`]): every reader takes them as a plain long. A node's
+//! counters stay far below 2^63; an upload holding a larger value is
+//! refused as a schema mismatch rather than stored wrapped.
+//!
 //! An upload is validated (a Parquet file of a dataset of
 //! `analyzers::schema::TABLE`, with that dataset's schema and schema
 //! version, no nulls in NOT NULL columns) and split by VNet and hour (the
@@ -44,8 +51,9 @@ use analyzers::schema::{self, META_DATASET, META_SCHEMA_VERSION, SCHEMA_VERSION}
 use analyzers::Timestamp;
 use arrow::array::UInt32Array;
 use arrow::array::{Array, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::compute::kernels::cast::{cast_with_options, CastOptions};
 use arrow::compute::take;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -395,7 +403,54 @@ pub fn known_vnets(data: &Path) -> HashMap<String, BTreeSet<String>> {
 pub fn stored_schema(dataset: &str) -> Option<SchemaRef> {
     let want = schema::for_dataset(dataset)?;
     let keep = stored_columns(dataset, &want);
-    want.project(&keep).ok().map(Arc::new)
+    want.project(&keep).ok().map(|s| stored_types(&s))
+}
+
+/// The type a column of the node's schema is stored as: `int64` for
+/// `uint64` (see the module doc), every other type as it is.
+pub fn stored_type(t: &DataType) -> DataType {
+    match t {
+        DataType::UInt64 => DataType::Int64,
+        other => other.clone(),
+    }
+}
+
+/// `schema` with every field's type mapped by [`stored_type`] (names,
+/// nullability and field metadata such as `ipfix_name` kept).
+fn stored_types(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_data_type(stored_type(f.data_type()))
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` cast to the stored `schema`; a `uint64` above `i64::MAX` is an
+/// error, never a wrapped value.
+fn to_stored(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let checked = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                cast_with_options(c, f.data_type(), &checked)
+                    .map_err(|e| format!("column {}: {e}", f.name()))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), cols).map_err(|e| e.to_string())
 }
 
 /// Indices of the dataset's columns that part files keep.
@@ -573,8 +628,8 @@ pub fn prepare(
     let full_schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(want.fields().clone()));
     let keep = stored_columns(dataset, &want);
     let out_schema: SchemaRef =
-        Arc::new(
-            full_schema
+        stored_types(
+            &full_schema
                 .project(&keep)
                 .map_err(|e| IngestError::SchemaMismatch {
                     dataset: dataset.to_string(),
@@ -627,9 +682,11 @@ pub fn prepare(
         })?;
         let batch = full
             .project(&keep)
-            .map_err(|e| IngestError::SchemaMismatch {
+            .map_err(|e| e.to_string())
+            .and_then(|b| to_stored(&b, &out_schema))
+            .map_err(|detail| IngestError::SchemaMismatch {
                 dataset: dataset.to_string(),
-                detail: e.to_string(),
+                detail,
             })?;
         let vnets = column::<StringArray>(&full, vnet_col)?;
         let times = column::<TimestampMicrosecondArray>(&full, time_col)?;

@@ -218,9 +218,12 @@ fn every_dataset_round_trips_through_node_writer_and_collector_ingest() {
             .expect("reader");
             for b in reader {
                 let b = b.expect("batch");
+                // The store's types (uint64 counters kept as int64).
+                let stored = store::stored_schema(d.name).expect("stored schema");
                 for f in b.schema().fields() {
-                    let w = batch.schema();
-                    let w = w.field_with_name(f.name()).expect("a column of the table");
+                    let w = stored
+                        .field_with_name(f.name())
+                        .expect("a column of the table");
                     assert_eq!(f.data_type(), w.data_type(), "{}.{}", d.name, f.name());
                 }
                 let extra = [(d.vnet_column, vnet.clone())];

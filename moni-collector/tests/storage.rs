@@ -2,8 +2,8 @@
 //! the node retries (never a rejected file), an upload's parts become
 //! visible all or none, memory follows upload bytes rather than decoded
 //! rows, uploads are capped in rows, decoded bytes, partitions and VNets,
-//! NOT NULL columns hold no nulls, and one data directory has one
-//! collector.
+//! NOT NULL columns hold no nulls, counters are stored as int64, and one
+//! data directory has one collector.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -573,6 +573,51 @@ fn nulls_in_a_not_null_column_are_refused() {
     assert!(text.contains("column packets is NOT NULL"), "{text}");
     assert!(c.stored_files().is_empty());
     assert_eq!(c.rejected("null_in_required"), 1);
+}
+
+/// The store keeps the node's uint64 counters as int64 (Spark and Hive have
+/// no unsigned integers); a value above i64::MAX is refused, never stored
+/// wrapped.
+#[test]
+fn counters_are_stored_as_int64_and_a_value_above_i64_max_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let c = Collector::start(tmp.path(), &tmp.path().join("data"), "");
+    let (status, _, text) = c.upload("bins", parquet("bins", [bins_batch(&[T0], "A")]));
+    assert_eq!(status, 201, "{text}");
+    let stored = c.stored_files();
+    assert_eq!(stored.len(), 1);
+    let f = std::fs::File::open(&stored[0]).expect("part");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f).expect("parquet");
+    let schema = reader.schema().clone();
+    let packets = schema.field_with_name("packets").expect("packets");
+    assert_eq!(packets.data_type(), &DataType::Int64);
+    assert!(
+        !schema
+            .fields()
+            .iter()
+            .any(|f| f.data_type() == &DataType::UInt64),
+        "{schema:?}"
+    );
+    let batch = reader
+        .build()
+        .expect("reader")
+        .next()
+        .expect("a batch")
+        .expect("batch");
+    let col = batch.column_by_name("packets").expect("packets");
+    let values = col.as_any().downcast_ref::<Int64Array>().expect("int64");
+    assert_eq!(values.value(0), 1, "the node's value, unchanged");
+
+    let b = bins_batch(&[T0 + 1], "A");
+    let idx = b.schema().index_of("bytes").expect("bytes");
+    let mut cols = b.columns().to_vec();
+    cols[idx] = Arc::new(UInt64Array::from(vec![u64::MAX]));
+    let b = RecordBatch::try_new(b.schema(), cols).expect("batch");
+    let (status, _, text) = c.upload("bins", parquet("bins", [b]));
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("column bytes"), "{text}");
+    assert_eq!(c.stored_files().len(), 1);
+    assert_eq!(c.rejected("schema_mismatch"), 1);
 }
 
 /// A second `serve` on the same data directory refuses to start with one

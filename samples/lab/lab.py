@@ -415,7 +415,8 @@ def check_dashboards(prom):
         d = json.loads(f.read_text())
         for panel in d["panels"]:
             for t in panel.get("targets", []):
-                q = (t["expr"].replace("$__rate_interval", "1m").replace("$node", ".*")
+                q = (t["expr"].replace("$__rate_interval", "1m").replace("$__range", "5m")
+                     .replace("$node", ".*")
                      .replace("$vnet", ".*"))
                 url = f"{prom}/api/v1/query?query={urllib.parse.quote(q)}"
                 body = json.load(urllib.request.urlopen(url, timeout=5))

@@ -1,5 +1,14 @@
 """What an operator installs: systemd units that systemd accepts, licence
-files that match Cargo.toml, a changelog.
+files that match Cargo.toml, a changelog, and the Debian package `moni`.
+
+The package is built with cargo-deb from the test build's binaries
+(`--profile dev --no-build --strip`: a release build from scratch takes
+15-20 minutes on CI's machine, packaging the binaries `cargo test` already
+built takes seconds; the package's contents and scripts are the same), then
+installed with `dpkg -i` (as root; CI runs as root), where the installed
+`moni-node --version` must run, the installed units must pass
+`systemd-analyze verify` as they are, and the example configurations under
+/etc/moni must pass `check-config`; `dpkg --purge` removes it again.
 
 `systemd-analyze verify` checks each unit in packaging/systemd/ (with
 ExecStart pointing at the built binaries, as a package installs them under
@@ -8,6 +17,7 @@ directives on stderr and still exits 0.
 """
 
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -19,6 +29,22 @@ ROOT = Path(__file__).resolve().parents[2]
 NODE = Path(os.environ.get("MONI_NODE_BIN", ROOT / "target" / "debug" / "moni-node"))
 COLLECTOR = Path(os.environ.get("MONI_COLLECTOR_BIN", NODE.with_name("moni-collector")))
 UNITS = ROOT / "packaging" / "systemd"
+# What the package must install (path: mode).
+PACKAGE_FILES = {
+    "usr/bin/moni-node": "-rwxr-xr-x",
+    "usr/bin/moni-collector": "-rwxr-xr-x",
+    "lib/systemd/system/moni-node.service": "-rw-r--r--",
+    "lib/systemd/system/moni-collector.service": "-rw-r--r--",
+    "etc/moni/node.example.toml": "-rw-r-----",
+    "etc/moni/collector.example.toml": "-rw-r-----",
+    "usr/share/moni/grafana/dashboards/moni-voip.json": "-rw-r--r--",
+    "usr/share/moni/grafana/dashboards/moni-fleet.json": "-rw-r--r--",
+    "usr/share/moni/grafana/dashboards/moni-ids.json": "-rw-r--r--",
+    "usr/share/moni/grafana/dashboards/moni-capture-health.json": "-rw-r--r--",
+    "usr/share/moni/prometheus/moni.rules.yml": "-rw-r--r--",
+    "usr/share/doc/moni/copyright": "-rw-r--r--",
+    "usr/share/doc/moni/CHANGELOG.md": "-rw-r--r--",
+}
 
 
 def directives(text):
@@ -73,6 +99,73 @@ class Packaging(unittest.TestCase):
                       (ROOT / "LICENSE-APACHE").read_text())
         changelog = (ROOT / "CHANGELOG.md").read_text()
         self.assertIn("## Unreleased", changelog)
+
+
+class DebianPackage(unittest.TestCase):
+    def test_package_builds_installs_and_runs(self):
+        if shutil.which("cargo-deb") is None:
+            if os.environ.get("CI"):
+                self.fail("cargo-deb missing (scripts/install-deps.sh installs it)")
+            self.skipTest("cargo-deb not installed")
+        with tempfile.TemporaryDirectory() as tmp:
+            env = dict(os.environ, CARGO_TARGET_DIR=str(NODE.parent.parent))
+            build = subprocess.run(
+                ["cargo", "deb", "-p", "moni-node", "--profile", "dev", "--no-build", "--strip",
+                 "--fast", "-o", tmp], cwd=ROOT, env=env, capture_output=True, text=True)
+            self.assertEqual(build.returncode, 0, build.stderr)
+            debs = list(Path(tmp).glob("moni_*.deb"))
+            self.assertEqual(len(debs), 1, debs)
+            deb = str(debs[0])
+            listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True,
+                                     check=True).stdout
+            modes = {}
+            for line in listing.splitlines():
+                f = line.split()
+                modes[f[-1].removeprefix("./")] = f[0]
+            for path, mode in PACKAGE_FILES.items():
+                self.assertEqual(modes.get(path), mode, path)
+            fields = subprocess.run(["dpkg-deb", "-f", deb, "Package", "Depends", "Version"],
+                                    capture_output=True, text=True, check=True).stdout
+            self.assertIn("Package: moni\n", fields)
+            self.assertIn("libpcap0.8", fields)
+            version = re.search(r'^version = "(.*)"', (ROOT / "Cargo.toml").read_text(), re.M)[1]
+            self.assertIn(f"Version: {version}-1", fields)
+            if os.geteuid() != 0:
+                if os.environ.get("CI"):
+                    self.fail("CI runs as root: the package must be installed")
+                self.skipTest("dpkg -i needs root")
+            if subprocess.run(["dpkg", "-s", "moni"], capture_output=True).returncode == 0:
+                self.skipTest("a package named moni is already installed here")
+            install = subprocess.run(["dpkg", "-i", deb], capture_output=True, text=True)
+            try:
+                self.assertEqual(install.returncode, 0, install.stdout + install.stderr)
+                run = subprocess.run(["/usr/bin/moni-node", "--version"], capture_output=True,
+                                     text=True)
+                self.assertEqual(run.stdout.strip(), f"moni-node {version}", run.stderr)
+                run = subprocess.run(["/usr/bin/moni-collector", "--version"],
+                                     capture_output=True, text=True)
+                self.assertEqual(run.stdout.strip(), f"moni-collector {version}", run.stderr)
+                for unit in ("moni-node", "moni-collector"):
+                    v = subprocess.run(["systemd-analyze", "verify",
+                                        f"/lib/systemd/system/{unit}.service"],
+                                       capture_output=True, text=True)
+                    self.assertEqual((v.returncode, v.stderr.strip()), (0, ""), unit)
+                for binary, conf in [("moni-node", "node"), ("moni-collector", "collector")]:
+                    c = subprocess.run([f"/usr/bin/{binary}", "check-config",
+                                        f"/etc/moni/{conf}.example.toml"],
+                                       capture_output=True, text=True)
+                    self.assertEqual(c.returncode, 0, c.stderr)
+                # The services' user and its state directory.
+                user = subprocess.run(["id", "-un", "moni"], capture_output=True, text=True)
+                self.assertEqual(user.stdout.strip(), "moni")
+                st = os.stat("/var/lib/moni")
+                self.assertEqual(pwd.getpwuid(st.st_uid).pw_name, "moni")
+            finally:
+                purge = subprocess.run(["dpkg", "--purge", "moni"], capture_output=True,
+                                       text=True)
+            self.assertEqual(purge.returncode, 0, purge.stderr)
+            self.assertFalse(Path("/usr/bin/moni-node").exists())
+            self.assertFalse(Path("/var/lib/moni").exists())
 
 
 if __name__ == "__main__":

@@ -5,15 +5,25 @@ its VNet map, which fills every VoIP dataset, and a SYN port scan written
 here, which fills `alerts`), uploads every file to a real moni-collector
 over HTTP, and then opens each dataset directory of the collector's
 Hive-partitioned store with pandas, pyarrow (dataset and `read_table`),
-DuckDB and Polars. Each must return the node's rows, with the node's
-columns plus the partition levels `node`, `date` and `hour`, and the same
-rows per VNet as the node wrote. This is what failed when part files
-repeated `vnet` (a column and a directory level of two types).
+DuckDB, Polars and Spark (pyspark in local mode, on a headless Java
+runtime). Each must return the node's rows, with the node's columns plus
+the partition levels `node`, `date` and `hour`, and the same rows per VNet
+as the node wrote. This is what failed when part files repeated `vnet` (a
+column and a directory level of two types).
+
+README's example queries (over the collected store and over a node's
+output directory) run in DuckDB as written and in Spark SQL with only the
+table reference changed (`parquet.`dir`` for `read_parquet('dir/…')`, as
+README says), and return the same rows in both. One SparkSession serves
+every Spark check.
 """
 
+import datetime
+import decimal
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -38,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NODE = Path(os.environ.get("MONI_NODE_BIN", ROOT / "target" / "debug" / "moni-node"))
 COLLECTOR = Path(os.environ.get("MONI_COLLECTOR_BIN", NODE.with_name("moni-collector")))
 MINIATURE = ROOT / "samples" / "pcap" / "paper-miniature.pcap"
+README = ROOT / "README.md"
 TOKEN = "token-readers-0123456789"
 DATASETS = ["flows", "bins", "rtp_streams", "rtp_windows", "rtp_compare", "calls", "alerts"]
 PARTITIONS = {"node", "vnet", "date", "hour"}
@@ -64,7 +75,9 @@ class EveryReaderOpensTheCollectedStore(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
+        cls.spark = None
         d = Path(cls.tmp.name)
+        cls.node_out = d / "mini"
         cls.data = d / "data"
         scan = d / "scan.pcap"
         write_syn_scan(scan)
@@ -102,7 +115,25 @@ class EveryReaderOpensTheCollectedStore(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        if cls.spark is not None:
+            cls.spark.stop()
         cls.tmp.cleanup()
+
+    @classmethod
+    def session(cls):
+        """The one local SparkSession of this class, started on first use."""
+        if cls.spark is None:
+            from pyspark.sql import SparkSession
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            cls.spark = (SparkSession.builder.master("local[1]").appName("moni-readers")
+                         .config("spark.driver.bindAddress", "127.0.0.1")
+                         .config("spark.ui.showConsoleProgress", "false")
+                         .config("spark.sql.session.timeZone", "UTC")
+                         .config("spark.ui.enabled", "false")
+                         .config("spark.sql.shuffle.partitions", "2")
+                         .getOrCreate())
+            cls.spark.sparkContext.setLogLevel("ERROR")
+        return cls.spark
 
     def expected(self, ds):
         """(node columns, rows per VNet) from the files the node wrote."""
@@ -174,6 +205,77 @@ class EveryReaderOpensTheCollectedStore(unittest.TestCase):
             df = pl.scan_parquet(f"{self.data / ds}/**/*.parquet", hive_partitioning=True).collect()
             key = "production_vnet" if ds == "rtp_compare" else "vnet"
             self.check("polars", ds, df.columns, Counter(str(v) for v in df[key].to_list()))
+
+    def test_spark_read_parquet(self):
+        spark = self.session()
+        for ds in DATASETS:
+            df = spark.read.parquet(str(self.data / ds))
+            key = "production_vnet" if ds == "rtp_compare" else "vnet"
+            counts = {r[0]: r[1] for r in df.groupBy(key).count().collect()}
+            self.check("spark", ds, df.columns, Counter(counts))
+
+    def test_counters_are_longs_in_the_store_for_spark(self):
+        """Spark has no unsigned types: the node's uint64 counters would
+        arrive as decimal(20,0) (Python Decimal through Spark). The store
+        keeps them as int64, so Spark sees bigint and the values are the
+        node's; a node's own files stay uint64 (exact decimals in Spark)."""
+        spark = self.session()
+        stored = dict(spark.read.parquet(str(self.data / "flows")).dtypes)
+        self.assertEqual(stored["packets_fwd"], "bigint")
+        self.assertEqual(stored["bytes_rev"], "bigint")
+        self.assertEqual(pq.read_schema(next((self.data / "flows").rglob("*.parquet")))
+                         .field("packets_fwd").type, "int64")
+        node = dict(spark.read.parquet(str(self.node_out / "flows")).dtypes)
+        self.assertEqual(node["packets_fwd"], "decimal(20,0)")
+        got = spark.sql(f"SELECT sum(bytes_fwd + bytes_rev) AS b "
+                        f"FROM parquet.`{self.data / 'flows'}`").collect()[0]["b"]
+        self.assertIsInstance(got, int)
+        want = sum(r["bytes_fwd"] + r["bytes_rev"] for f in self.node_files["flows"]
+                   for r in pq.read_table(f).to_pylist())
+        self.assertEqual(got, want)
+        # No uint64 column is left in any stored dataset.
+        for ds in DATASETS:
+            for f in (self.data / ds).rglob("*.parquet"):
+                schema = pq.read_schema(f)
+                self.assertNotIn("uint64", {str(t) for t in schema.types}, f)
+
+    def test_readme_queries_run_in_duckdb_and_in_spark_sql(self):
+        text = README.read_text()
+        runs = [(q, "moni-data", self.data) for q in re.findall(
+            r"<!-- duckdb-collector-example -->\s*```sql\n(.*?)```", text, re.S)]
+        runs += [(q, "moni-out", self.node_out) for q in re.findall(
+            r"<!-- duckdb-example -->\s*```sql\n(.*?)```", text, re.S)]
+        self.assertGreaterEqual(len(runs), 4, "README lost its example queries")
+        spark = self.session()
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        for q, name, path in runs:
+            duck = con.execute(q.replace(name, str(path))).fetchall()
+            sparkq = re.sub(r"read_parquet\('" + re.escape(name) + r"/(\w+)/[^']*'[^)]*\)",
+                            lambda m: f"parquet.`{path / m.group(1)}`", q).rstrip().rstrip(";")
+            self.assertNotIn("read_parquet", sparkq)
+            got = [tuple(r) for r in spark.sql(sparkq).collect()]
+            self.assertTrue(duck, q)
+            self.assertEqual([normal(r) for r in got], [normal(r) for r in duck], q)
+
+
+def normal(row):
+    """A row as comparable values: Spark's decimals (uint64 columns of a
+    node's files) and DuckDB's integers as numbers, dates and times as UTC
+    ISO text."""
+    out = []
+    for v in row:
+        if isinstance(v, (decimal.Decimal, int, float)) and not isinstance(v, bool):
+            out.append(round(float(v), 6))
+        elif isinstance(v, datetime.datetime):
+            if v.tzinfo is not None:
+                v = v.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+            out.append(v.isoformat())
+        elif isinstance(v, datetime.date):
+            out.append(v.isoformat())
+        else:
+            out.append(v)
+    return tuple(out)
 
 
 if __name__ == "__main__":
