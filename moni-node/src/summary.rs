@@ -1,4 +1,6 @@
 //! The replay summary: printed for people, or as JSON (`--json`) for tools.
+//! The totals of the analysis workers are added up (see
+//! [`crate::worker::WorkerTotals::merge`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -242,6 +244,8 @@ impl From<&analyzers::decode::ReassemblyStats> for ReassemblySummary {
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub files: Vec<FileSummary>,
+    /// Analysis workers (`--workers`).
+    pub workers: u64,
     pub packets: u64,
     /// Wire bytes.
     pub bytes: u64,
@@ -252,6 +256,9 @@ pub struct Summary {
     pub flows: FlowSummary,
     pub vnets: Vec<VnetSummary>,
     pub late_bin_rows: u64,
+    /// Bins written before every worker was done with them (more than
+    /// 65,536 bins waiting): such a bin may have a second row.
+    pub bins_written_early: u64,
     pub voip: VoipSummary,
     pub comparison: ComparisonSummary,
     /// IDS alerts by kind (also in `alerts` and `eve.json`).

@@ -1,13 +1,17 @@
 //! `moni-node run`: the long-running probe.
 //!
-//! Data path, one thread per box:
+//! The same pipeline as `replay` (see `ARCHITECTURE.md`), one thread per
+//! box:
 //!
 //! ```text
-//! source 1 ─ capture thread ─┐  per-worker bounded queues   ┌─ worker 1 ─┐
-//! source 2 ─ capture thread ─┼─ (symmetric address hash) ───┼─ worker N ─┼─ writer ─ Parquet
-//!                            └─ full queue: drop + count     └────────────┘
+//! source 1 ─ capture loop ─┐  per-worker bounded queues   ┌─ worker 1 ─┐
+//! source 2 ─ capture loop ─┼─ (symmetric address hash) ───┼─ worker N ─┼─ sinks ─ Parquet, eve.json
+//!   (IDS detectors)        └─ full queue: drop + count     └────────────┘
 //! HTTP thread: /metrics, /healthz          main thread: signals, reload
 //! ```
+//!
+//! Each capture loop ([`crate::capture::driver`]) runs with the `drop`
+//! overload policy; a file source is paced as recorded (`speed`).
 //!
 //! SIGINT/SIGTERM stop the capture threads; each sends what it holds, the
 //! workers drain their queues and flush every open record, the writer
@@ -20,12 +24,8 @@
 //! When every source is a file and all have ended, the node stops the same
 //! way.
 
-pub mod capture;
-pub mod shard;
 pub mod ship;
 pub mod ship_tls;
-pub mod worker;
-pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,13 +36,23 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::capture::batch::PacketBatch;
-use crate::config::{NodeConfig, Resolved};
+use crate::capture::driver::{Dispatcher, DriverIo, DriverSettings, Overload, Pacing};
+use crate::capture::file::FileSource;
+use crate::capture::live::LiveSource;
+use crate::config::{NodeConfig, Resolved, SourceKind, SourceSettings};
 use crate::export::Datasets;
 use crate::metrics::Metrics;
+use crate::sink::{ParquetSink, Records, Sinks, Tally};
+use crate::worker::Control;
 
-use capture::{CaptureCtx, WorkItem};
-use worker::{Control, WorkerCtx};
-use writer::{Records, WriterSummary};
+/// What the writer did, for the exit summary.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct WriterSummary {
+    pub datasets: Vec<(String, u64, usize)>,
+    pub error: Option<String>,
+    /// Records not written because the spool was full (`stop_writing`).
+    pub rows_dropped_spool_full: u64,
+}
 
 /// Why `run` could not start (exit 2) or failed (exit 1/3).
 #[derive(Debug, thiserror::Error)]
@@ -153,34 +163,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
     let pool = workers * (node.queue_batches + 2) * config.sources.len().max(1);
     let (free_tx, free_rx) = crossbeam_channel::bounded::<PacketBatch>(pool.min(4096));
     let (writer_tx, writer_rx) = crossbeam_channel::bounded::<Records>(256);
-    let mut work_tx = Vec::new();
-    let mut control_tx = Vec::new();
-    let mut worker_ctx = Vec::new();
     let capture_drops = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    for index in 0..workers {
-        let (tx, rx) = crossbeam_channel::bounded::<WorkItem>(node.queue_batches);
-        let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Control>();
-        work_tx.push(tx);
-        control_tx.push(ctl_tx);
-        worker_ctx.push(WorkerCtx {
-            index,
-            capture_drops: Arc::clone(&capture_drops),
-            // With several workers the IDS runs in the capture threads.
-            config: {
-                let mut c = config.clone();
-                c.ids.enabled = c.ids.enabled && workers == 1;
-                c
-            },
-            input: rx,
-            control: ctl_rx,
-            free: free_tx.clone(),
-            writer: writer_tx.clone(),
-            metrics: Arc::clone(&metrics),
-            tick: node.tick,
-        });
-    }
-    let ids_writer = writer_tx.clone();
-    drop(writer_tx);
 
     let mut reloads = 0u64;
     let (summary_writer, source_errors, ship_summary) = std::thread::scope(|scope| {
@@ -195,13 +178,32 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         let writers_done = Arc::new(AtomicBool::new(false));
         let spool_full = Arc::new(AtomicBool::new(false));
         let writer = {
-            let (m, h, f) = (
-                Arc::clone(&metrics),
-                Arc::clone(&healthy),
-                Arc::clone(&spool_full),
+            let mut sinks = Sinks::new(
+                workers,
+                config.compare_tolerance,
+                ParquetSink::new(
+                    out,
+                    Arc::clone(&metrics),
+                    Some(Arc::clone(&spool_full)),
+                    Some(Arc::clone(&healthy)),
+                ),
+                Tally::new(Arc::clone(&metrics), false),
             );
             let tick = node.tick;
-            scope.spawn(move || writer::run_writer(out, writer_rx, m, h, f, tick))
+            scope.spawn(move || {
+                crate::sink::consume(&writer_rx, &mut sinks, tick);
+                let p = &sinks.parquet;
+                WriterSummary {
+                    datasets: p
+                        .out
+                        .all()
+                        .iter()
+                        .map(|w| (w.dataset().to_string(), w.rows_written, w.files.len()))
+                        .collect(),
+                    error: p.error.as_ref().map(|e| e.to_string()),
+                    rows_dropped_spool_full: p.rows_dropped_spool_full,
+                }
+            })
         };
         let shipper = config.ship.clone().map(|settings| {
             let ctx = ship::ShipCtx {
@@ -213,40 +215,67 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             };
             scope.spawn(move || ship::run_shipper(ctx))
         });
-        let mut worker_handles = Vec::new();
-        for ctx in worker_ctx {
-            let cpus = node.worker_cpus.clone();
-            worker_handles.push(scope.spawn(move || {
-                crate::sys::pin_current_thread(&cpus, ctx.index, "worker");
-                worker::run_worker(ctx)
-            }));
-        }
+        let pool_workers = crate::worker::spawn(
+            scope,
+            crate::worker::WorkerSetup {
+                config: &config,
+                workers,
+                queue_batches: node.queue_batches,
+                free: free_tx.clone(),
+                records: writer_tx.clone(),
+                metrics: Arc::clone(&metrics),
+                capture_drops: Arc::clone(&capture_drops),
+                tick: node.tick,
+                wall_clock: true,
+                cpus: node.worker_cpus.clone(),
+            },
+        );
+        let crate::worker::Workers {
+            inputs: work_tx,
+            control: control_tx,
+            handles: worker_handles,
+        } = pool_workers;
+        let vnets = Arc::new(config.vnets.clone());
         let mut captures = Vec::new();
         for (i, s) in config.sources.iter().enumerate() {
-            let ctx = CaptureCtx {
-                settings: s.clone(),
+            let settings = DriverSettings {
+                name: s.name.clone(),
+                pacing: match &s.kind {
+                    SourceKind::Interface(_) => Pacing::AsFastAsPossible,
+                    SourceKind::File { speed, .. } => Pacing::Recorded { speed: *speed },
+                },
+                overload: Overload::Drop,
+                batch_flush: Some(node.batch_flush),
+                tick: node.tick.min(Duration::from_millis(250)),
+                share_clock: false,
+                drain_on_stop: matches!(s.kind, SourceKind::Interface(_))
+                    .then_some(Duration::from_millis(300)),
+                source_vnet: s.vnet,
+                sip_ports: config.rtp.sip_ports.clone(),
+                decode: config.decode.clone(),
+                ids: config.ids.enabled.then(|| config.ids.clone()),
+                vnets: Arc::clone(&vnets),
+            };
+            let io = DriverIo {
                 workers: work_tx.clone(),
                 free: free_rx.clone(),
-                stop: Arc::clone(&stop),
+                records: writer_tx.clone(),
                 metrics: Arc::clone(&metrics),
-                batch_flush: node.batch_flush,
-                tick: node.tick,
-                sip_ports: config.rtp.sip_ports.clone(),
                 capture_drops: Arc::clone(&capture_drops),
-                ids: config
-                    .ids
-                    .enabled
-                    .then(|| (config.ids.clone(), Arc::new(config.vnets.clone()))),
-                writer: ids_writer.clone(),
-                decode: config.decode.clone(),
+                stop: Arc::clone(&stop),
             };
+            let source = s.clone();
             let cpus = node.capture_cpus.clone();
             let healthy = Arc::clone(&healthy);
+            let metrics = Arc::clone(&metrics);
             captures.push((
                 s.name.clone(),
                 scope.spawn(move || {
                     crate::sys::pin_current_thread(&cpus, i, "capture");
-                    let err = capture::run_source(ctx);
+                    let name = [source.name.as_str()];
+                    metrics.source_up.with_label_values(&name).set(1);
+                    let err = run_source(&source, Dispatcher::new(settings, io));
+                    metrics.source_up.with_label_values(&name).set(0);
                     if let Some(e) = &err {
                         eprintln!("error: {e}");
                         healthy.store(false, Ordering::Relaxed);
@@ -256,7 +285,8 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             ));
         }
         drop(work_tx);
-        drop(ids_writer);
+        drop(writer_tx);
+        drop(free_tx);
         tracing::info!(node = %node.name, sources = captures.len(), workers, "moni-node running.");
 
         let mut current_vnets = config.vnets.clone();
@@ -410,6 +440,23 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         ship: ship_summary,
         peak_rss_bytes: crate::telemetry::peak_rss_bytes(),
     })
+}
+
+/// Opens a source and runs the capture loop on it until it ends, fails or
+/// the node stops. Returns the error that ended it, if any.
+fn run_source(s: &SourceSettings, mut d: Dispatcher) -> Option<String> {
+    let result = match &s.kind {
+        SourceKind::Interface(iface) => {
+            LiveSource::open(s, iface).map(|mut src| d.drive(&mut src, &mut |_| {}).1)
+        }
+        SourceKind::File { path, .. } => FileSource::open(path, s.filter.as_deref())
+            .map(|mut src| d.drive(&mut src, &mut |_| {}).1),
+    };
+    d.finish();
+    match result {
+        Ok(None) => None,
+        Ok(Some(e)) | Err(e) => Some(e.to_string()),
+    }
 }
 
 /// Reads the config file again; the VNet map and the flow, RTP and IDS
