@@ -641,6 +641,10 @@ pub fn spawn<'scope>(
 ) -> Workers<'scope> {
     let mut config = s.config.clone();
     config.ids.enabled = false;
+    // `flows.max_flows` bounds the node, not each worker: the workers share
+    // it (the shard hash spreads flows evenly).
+    let n = s.workers.max(1);
+    config.flows.max_flows = config.flows.max_flows.div_ceil(n).max(1);
     let mut w = Workers {
         inputs: Vec::new(),
         control: Vec::new(),
