@@ -149,16 +149,15 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
             tracing::error!("The capture thread failed; the output is incomplete.");
             (Vec::new(), Default::default())
         });
-        let totals = crate::worker::Workers {
+        let (totals, ok) = crate::worker::Workers {
             inputs: Vec::new(),
             control: Vec::new(),
             handles,
         }
-        .join()
-        .unwrap_or_else(|t| {
+        .join();
+        if !ok {
             tracing::error!("An analysis worker failed; the output is incomplete.");
-            t
-        });
+        }
         (files, capture, totals)
     });
     if let Some(e) = sinks.parquet.error.take() {

@@ -598,8 +598,9 @@ pub struct Workers<'scope> {
 
 impl Workers<'_> {
     /// Waits for every worker (after the capture loops hung up) and adds
-    /// up their totals; a worker that panicked is reported in `Err`.
-    pub fn join(self) -> Result<WorkerTotals, WorkerTotals> {
+    /// up their totals; `false` when a worker panicked (its totals are
+    /// missing).
+    pub fn join(self) -> (WorkerTotals, bool) {
         let mut total = WorkerTotals::default();
         let mut ok = true;
         for h in self.handles {
@@ -608,11 +609,7 @@ impl Workers<'_> {
                 Err(_) => ok = false,
             }
         }
-        if ok {
-            Ok(total)
-        } else {
-            Err(total)
-        }
+        (total, ok)
     }
 }
 
