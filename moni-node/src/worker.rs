@@ -145,7 +145,9 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
                 if let Some(clock) = item.clock {
                     // The input's clock (replay): time passes as it would
                     // with one worker seeing every packet.
-                    if clock > state.newest_packet {
+                    // `>=`: the last packet may have had no IP layer, and
+                    // the flow table heard only of packets with one.
+                    if clock >= state.newest_packet {
                         engine.advance(clock);
                         state.newest_packet = clock;
                     }

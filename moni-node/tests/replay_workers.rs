@@ -107,15 +107,6 @@ fn captures() -> Vec<PathBuf> {
 
 /// Captures whose results still depend on the number of workers.
 const GAPS: &[(&str, &str)] = &[
-    ("linktype-sll2-zeek.pcap", LAZY),
-    ("whatsapp_login_call.pcap", LAZY),
-    ("background-erspan.pcap", LAZY),
-    ("background-geneve.pcap", LAZY),
-    ("background-gre.pcap", LAZY),
-    ("background-mpls.pcap", LAZY),
-    ("background-vxlan.pcap", LAZY),
-    ("background.pcap", LAZY),
-    ("vlan-shadow.pcap", LAZY),
     (
         "zeek-erspan.pcap",
         "issue 15: outer IP fragments of a tunnel are reassembled in the worker of the outer \
@@ -128,8 +119,6 @@ const GAPS: &[(&str, &str)] = &[
          the Call-ID where the worker that tracks the call does not",
     ),
 ];
-
-const LAZY: &str = "issue 16: the flow table's lazy idle queue exports a flow up to one idle timeout late, so end_reason (idle, end_of_input, tcp_end) depends on which other flows share the table";
 
 /// What differs between 1 and `n` workers on `f`, if anything.
 fn compare_one(
