@@ -276,7 +276,7 @@ fn run_node(args: RunArgs) -> ExitCode {
                 Ok(j) => println!("{j}"),
                 Err(e) => eprintln!("error: cannot encode summary: {e}"),
             }
-            if let Some(e) = &summary.writer.error {
+            if let Some(e) = &summary.output_error {
                 eprintln!("error: writing the Parquet output: {e}");
                 return ExitCode::from(3);
             }

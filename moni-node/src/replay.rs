@@ -20,8 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use analyzers::record::EndReason;
-use analyzers::voip::compare;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::capture::batch::PacketBatch;
@@ -32,10 +30,7 @@ use crate::config::Resolved;
 use crate::export::{Datasets, ExportError};
 use crate::metrics::Metrics;
 use crate::sink::{consume, ParquetSink, Records, Sinks, Tally};
-use crate::summary::{
-    DatasetSummary, FileSummary, FlowSummary, SignatureSummary, Summary, VnetSummary,
-};
-use crate::telemetry;
+use crate::summary::{FileSummary, Summary};
 
 /// What to replay and where to.
 #[derive(Clone, Debug)]
@@ -163,97 +158,17 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     if let Some(e) = sinks.parquet.error.take() {
         return Err(e);
     }
-    let vnets = &config.vnets;
-    let tolerance = sinks.compare.comparer.tolerance();
-    let pairs = sinks.tally.pairs.take().unwrap_or_default();
-    let comparison = crate::summary::comparison_summary(
-        &compare::per_window(&pairs, tolerance),
-        vnets,
-        tolerance,
-        sinks.compare.comparer.stats().dropped_at_cap,
-    );
-    let voip = crate::summary::voip_summary(&totals.counters, vnets, &totals.rtp);
-    let elapsed = started.elapsed().as_secs_f64();
-    let c = &totals.counters;
-    let stats = &totals.flows;
-    Ok(Summary {
-        files,
-        workers: workers as u64,
-        packets: c.packets,
-        bytes: c.bytes,
-        decode_errors: c
-            .decode_errors
-            .iter()
-            .map(|(e, n)| (e.as_str().to_string(), n))
-            .collect(),
-        decode_errors_total: c.decode_errors.total(),
-        reassembly: crate::summary::ReassemblySummary {
-            incomplete_at_end: totals.reassembly_pending,
-            ..(&c.reassembly).into()
-        },
-        flows: FlowSummary {
-            exported: stats.exported_total(),
-            by_end_reason: EndReason::ALL
-                .iter()
-                .map(|r| (r.as_str().to_string(), stats.exported[r.index()]))
-                .filter(|(_, n)| *n > 0)
-                .collect(),
-            evicted: stats.evicted(),
-            peak_active: stats.peak_active,
-            max_flows: config.flows.max_flows as u64,
-            fragments_unmatched: stats.fragments_unmatched,
-        },
-        vnets: vnets
-            .iter()
-            .map(|(id, v)| {
-                let vc = c.vnets.get(usize::from(id.0)).cloned().unwrap_or_default();
-                VnetSummary {
-                    vnet: v.name.clone(),
-                    role: v.role.as_str().to_string(),
-                    packets: vc.packets,
-                    bytes: vc.bytes,
-                    flows: vc.flows,
-                }
-            })
-            .filter(|v| v.packets > 0)
-            .collect(),
-        late_bin_rows: totals.late_bin_rows,
-        bins_written_early: sinks.bins.released_at_cap,
-        alerts: sinks
-            .tally
-            .alerts
-            .iter()
-            .map(|(k, n)| ((*k).to_string(), *n))
-            .collect(),
-        alerts_suppressed: capture.ids.as_ref().map_or(0, |i| i.suppressed),
-        signatures: (!config.rules.rules.is_empty()).then(|| SignatureSummary {
-            rules_loaded: config.rules.rules.len() as u64,
-            rules_skipped: config.rules.skipped.len() as u64,
-            engine: totals.signatures.clone().unwrap_or_default(),
-        }),
+    let mut summary = Summary::build(crate::summary::Parts {
+        config,
+        workers,
+        totals: &totals,
+        ids: capture.ids.clone(),
+        sinks: &mut sinks,
         output_dir: opts.out_dir.display().to_string(),
-        voip,
-        comparison,
-        datasets: sinks
-            .parquet
-            .out
-            .all()
-            .iter()
-            .map(|w| DatasetSummary {
-                dataset: w.dataset().to_string(),
-                dir: w.dir().display().to_string(),
-                files: w.files.iter().map(|p| p.display().to_string()).collect(),
-                rows: w.rows_written,
-            })
-            .collect(),
-        elapsed_secs: elapsed,
-        packets_per_sec: if elapsed > 0.0 {
-            c.packets as f64 / elapsed
-        } else {
-            0.0
-        },
-        peak_rss_bytes: telemetry::peak_rss_bytes(),
-    })
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    });
+    summary.files = files;
+    Ok(summary)
 }
 
 fn progress_bar(source: &FileSource) -> ProgressBar {

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Serialize;
 
 use crate::capture::batch::PacketBatch;
 use crate::capture::driver::{Dispatcher, DriverIo, DriverSettings, Overload, Pacing};
@@ -43,16 +42,8 @@ use crate::config::{NodeConfig, Resolved, SourceKind, SourceSettings};
 use crate::export::Datasets;
 use crate::metrics::Metrics;
 use crate::sink::{ParquetSink, Records, Sinks, Tally};
+use crate::summary::{SourceSummary, Summary};
 use crate::worker::Control;
-
-/// What the writer did, for the exit summary.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct WriterSummary {
-    pub datasets: Vec<(String, u64, usize)>,
-    pub error: Option<String>,
-    /// Records not written because the spool was full (`stop_writing`).
-    pub rows_dropped_spool_full: u64,
-}
 
 /// Why `run` could not start (exit 2) or failed (exit 1/3).
 #[derive(Debug, thiserror::Error)]
@@ -65,32 +56,6 @@ pub enum RunError {
     Output(anyhow::Error),
 }
 
-/// Per-source totals at exit.
-#[derive(Debug, Serialize)]
-pub struct SourceTotals {
-    pub source: String,
-    pub packets: u64,
-    pub bytes: u64,
-    pub kernel_drops: u64,
-    pub interface_drops: u64,
-    pub queue_drops: u64,
-    pub error: Option<String>,
-}
-
-/// What `moni-node run` prints as JSON when it stops.
-#[derive(Debug, Serialize)]
-pub struct RunSummary {
-    pub node: String,
-    pub sources: Vec<SourceTotals>,
-    /// Packets the workers analysed (delivered minus queue drops).
-    pub packets_analysed: u64,
-    pub reloads: u64,
-    pub writer: WriterSummary,
-    /// Present when shipping to a collector is configured.
-    pub ship: Option<ship::ShipSummary>,
-    pub peak_rss_bytes: Option<u64>,
-}
-
 fn load(path: &Path) -> Result<(NodeConfig, Resolved), RunError> {
     let c = NodeConfig::load(path).map_err(|e| RunError::Config(e.to_string()))?;
     let r = c
@@ -100,7 +65,10 @@ fn load(path: &Path) -> Result<(NodeConfig, Resolved), RunError> {
 }
 
 /// Runs the probe until a signal (or the end of every file source).
-pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSummary, RunError> {
+/// Returns the exit summary: the same [`Summary`] as `replay --json`, with
+/// `node`, `sources`, `reloads` and `ship` set.
+pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary, RunError> {
+    let started = std::time::Instant::now();
     let (_, mut config) = load(config_path)?;
     if let Some(o) = out_override {
         if o.as_os_str().is_empty() {
@@ -166,7 +134,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
     let capture_drops = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
     let mut reloads = 0u64;
-    let (summary_writer, source_errors, ship_summary) = std::thread::scope(|scope| {
+    let (sinks, sources, totals, ship_summary) = std::thread::scope(|scope| {
         let http = listener.map(|l| {
             let (m, s, h) = (
                 Arc::clone(&metrics),
@@ -192,17 +160,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             let tick = node.tick;
             scope.spawn(move || {
                 crate::sink::consume(&writer_rx, &mut sinks, tick);
-                let p = &sinks.parquet;
-                WriterSummary {
-                    datasets: p
-                        .out
-                        .all()
-                        .iter()
-                        .map(|w| (w.dataset().to_string(), w.rows_written, w.files.len()))
-                        .collect(),
-                    error: p.error.as_ref().map(|e| e.to_string()),
-                    rows_dropped_spool_full: p.rows_dropped_spool_full,
-                }
+                sinks
             })
         };
         let shipper = config.ship.clone().map(|settings| {
@@ -274,13 +232,13 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
                     crate::sys::pin_current_thread(&cpus, i, "capture");
                     let name = [source.name.as_str()];
                     metrics.source_up.with_label_values(&name).set(1);
-                    let err = run_source(&source, Dispatcher::new(settings, io));
+                    let (err, totals) = run_source(&source, Dispatcher::new(settings, io));
                     metrics.source_up.with_label_values(&name).set(0);
                     if let Some(e) = &err {
                         eprintln!("error: {e}");
                         healthy.store(false, Ordering::Relaxed);
                     }
-                    err
+                    (err, totals)
                 }),
             ));
         }
@@ -384,67 +342,73 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             }
         }
         stop.store(true, Ordering::Relaxed);
-        let errors: Vec<(String, Option<String>)> = captures
+        let sources: Vec<(SourceSummary, Option<analyzers::ids::IdsStats>)> = captures
             .into_iter()
-            .map(|(n, h)| {
-                (
-                    n,
-                    h.join().unwrap_or(Some("capture thread panicked".into())),
-                )
+            .map(|(source, h)| {
+                let (error, t) = h.join().unwrap_or_else(|_| {
+                    (Some("capture thread panicked".into()), Default::default())
+                });
+                let s = SourceSummary {
+                    source,
+                    packets: t.packets,
+                    bytes: t.bytes,
+                    kernel_drops: t.kernel_drops,
+                    interface_drops: t.interface_drops,
+                    queue_drops: t.queue_drops,
+                    error,
+                };
+                (s, t.ids)
             })
             .collect();
-        for h in worker_handles {
-            let _ = h.join();
+        let (totals, _) = crate::worker::Workers {
+            inputs: Vec::new(),
+            control: Vec::new(),
+            handles: worker_handles,
         }
-        let w = writer.join().unwrap_or_else(|_| WriterSummary {
-            error: Some("writer thread panicked".into()),
-            ..WriterSummary::default()
-        });
+        .join();
+        let sinks = writer.join().ok();
         writers_done.store(true, Ordering::Relaxed);
         let shipped = shipper.map(|h| h.join().unwrap_or_default());
         if let Some(h) = http {
             let _ = h.join();
         }
-        (w, errors, shipped)
+        (sinks, sources, totals, shipped)
     });
 
-    let sources = source_errors
-        .into_iter()
-        .map(|(name, error)| {
-            let l = [name.as_str()];
-            SourceTotals {
-                packets: metrics.source_packets.with_label_values(&l).get(),
-                bytes: metrics.source_bytes.with_label_values(&l).get(),
-                kernel_drops: metrics.source_kernel_drops.with_label_values(&l).get(),
-                interface_drops: metrics.source_interface_drops.with_label_values(&l).get(),
-                queue_drops: metrics.source_queue_drops.with_label_values(&l).get(),
-                source: name,
-                error,
-            }
-        })
-        .collect();
-    let packets_analysed = (0..workers)
-        .map(|w| {
-            metrics
-                .worker_packets
-                .with_label_values(&[w.to_string()])
-                .get()
-        })
-        .sum();
-    Ok(RunSummary {
-        node: node.name,
-        sources,
-        packets_analysed,
-        reloads,
-        writer: summary_writer,
-        ship: ship_summary,
-        peak_rss_bytes: crate::telemetry::peak_rss_bytes(),
-    })
+    let Some(mut sinks) = sinks else {
+        return Err(RunError::Output(anyhow::anyhow!(
+            "the writer thread panicked"
+        )));
+    };
+    let ids = sources
+        .iter()
+        .filter_map(|(_, i)| i.clone())
+        .reduce(|a, b| analyzers::ids::IdsStats {
+            alerts: a.alerts + b.alerts,
+            suppressed: a.suppressed + b.suppressed,
+        });
+    let mut summary = Summary::build(crate::summary::Parts {
+        config: &config,
+        workers,
+        totals: &totals,
+        ids,
+        sinks: &mut sinks,
+        output_dir: config.output.dir.display().to_string(),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    });
+    summary.node = Some(node.name);
+    summary.sources = sources.into_iter().map(|(s, _)| s).collect();
+    summary.reloads = Some(reloads);
+    summary.ship = ship_summary;
+    Ok(summary)
 }
 
 /// Opens a source and runs the capture loop on it until it ends, fails or
 /// the node stops. Returns the error that ended it, if any.
-fn run_source(s: &SourceSettings, mut d: Dispatcher) -> Option<String> {
+fn run_source(
+    s: &SourceSettings,
+    mut d: Dispatcher,
+) -> (Option<String>, crate::capture::driver::DriverTotals) {
     let result = match &s.kind {
         SourceKind::Interface(iface) => {
             LiveSource::open(s, iface).map(|mut src| d.drive(&mut src, &mut |_| {}).1)
@@ -452,11 +416,12 @@ fn run_source(s: &SourceSettings, mut d: Dispatcher) -> Option<String> {
         SourceKind::File { path, .. } => FileSource::open(path, s.filter.as_deref())
             .map(|mut src| d.drive(&mut src, &mut |_| {}).1),
     };
-    d.finish();
-    match result {
+    let totals = d.finish();
+    let error = match result {
         Ok(None) => None,
         Ok(Some(e)) | Err(e) => Some(e.to_string()),
-    }
+    };
+    (error, totals)
 }
 
 /// Reads the config file again; the VNet map and the flow, RTP and IDS
