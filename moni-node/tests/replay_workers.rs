@@ -179,3 +179,43 @@ fn n_workers_give_the_same_datasets_as_one() {
     assert!(compared_rows > 10_000, "{compared_rows} rows compared");
     assert!(compare_pairs > 0, "no shadow/production pair compared");
 }
+
+/// The flow-heavy bench capture (`moni-gen bench --mix flow-heavy`, issue
+/// 16) has the mix it promises, every flow is live at once (none idles out
+/// in its 0.5 s), and 2 workers give the datasets of 1 on it too.
+#[test]
+fn the_flow_heavy_mix_holds_and_does_not_depend_on_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("heavy.pcap");
+    let t = moni_samples::stream::flow_heavy(&pcap, 100_000, 3).expect("generate");
+    let one_dir = dir.path().join("one");
+    let one = common::replay_files_with(&[pcap.clone()], None, &one_dir, "", 1);
+    assert_eq!(one.packets, 100_000);
+    assert_eq!(one.flows.exported, t.flows, "every generated flow, once");
+    assert_eq!(one.flows.peak_active, t.flows, "all flows live at once");
+    assert_eq!(one.voip.streams, 400);
+    let mix = |proto: &str| -> f64 {
+        let b = common::read_dataset(&one_dir.join("bins"));
+        let (mut n, mut all) = (0u64, 0u64);
+        for batch in &b {
+            let total = common::col::<arrow::array::UInt64Array>(batch, "packets");
+            let part = common::col::<arrow::array::UInt64Array>(batch, &format!("{proto}_packets"));
+            for i in 0..batch.num_rows() {
+                all += total.value(i);
+                n += part.value(i);
+            }
+        }
+        n as f64 / all as f64
+    };
+    let (tcp, udp, icmp) = (mix("tcp"), mix("udp"), mix("icmp"));
+    assert!((0.68..0.72).contains(&tcp), "TCP share {tcp}");
+    assert!(
+        (0.25..0.29).contains(&udp),
+        "UDP share {udp} (RTP, DNS and other UDP)"
+    );
+    assert!((0.02..0.04).contains(&icmp), "ICMP share {icmp}");
+    let two_dir = dir.path().join("two");
+    let two = common::replay_files_with(&[pcap], None, &two_dir, "", 2);
+    assert_eq!(two.flows.exported, one.flows.exported);
+    assert_eq!(rows(&two_dir), rows(&one_dir));
+}

@@ -246,6 +246,7 @@ pub fn flow_heavy(path: &Path, packets: u64, seed: u64) -> io::Result<StreamTrut
     };
     let mut conns: Vec<Conn> = (0..4096).map(|_| new_conn(&mut rng)).collect();
     let mut rtp_seq = vec![0u16; 400];
+    let mut udp_seen = vec![false; 1000];
     let payload = vec![0x61u8; 1500];
     let (mut flows, mut bytes, mut singles) = (0u64, 0u64, 0u64);
     for i in 0..packets {
@@ -346,6 +347,9 @@ pub fn flow_heavy(path: &Path, packets: u64, seed: u64) -> io::Result<StreamTrut
             }
             _ => {
                 let n = rng.range(0, 1000);
+                if !std::mem::replace(&mut udp_seen[n as usize], true) {
+                    flows += 1;
+                }
                 let l4 = L4::Udp {
                     sport: 3000 + n as u16,
                     dport: 9000,
@@ -362,7 +366,8 @@ pub fn flow_heavy(path: &Path, packets: u64, seed: u64) -> io::Result<StreamTrut
         scenario: "flow-heavy".into(),
         packets,
         bytes,
-        // TCP connections begun, one-packet DNS and ICMP, RTP and UDP flows.
-        flows: flows + singles + 400 + 1000,
+        // TCP connections begun and UDP flows seen, one-packet DNS and
+        // ICMP, RTP streams.
+        flows: flows + singles + rtp_seq.iter().filter(|&&s| s > 0).count() as u64,
     })
 }
