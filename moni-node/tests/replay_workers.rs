@@ -189,7 +189,7 @@ fn the_flow_heavy_mix_holds_and_does_not_depend_on_workers() {
     let pcap = dir.path().join("heavy.pcap");
     let t = moni_samples::stream::flow_heavy(&pcap, 100_000, 3).expect("generate");
     let one_dir = dir.path().join("one");
-    let one = common::replay_files_with(&[pcap.clone()], None, &one_dir, "", 1);
+    let one = common::replay_files_with(std::slice::from_ref(&pcap), None, &one_dir, "", 1);
     assert_eq!(one.packets, 100_000);
     assert_eq!(one.flows.exported, t.flows, "every generated flow, once");
     assert_eq!(one.flows.peak_active, t.flows, "all flows live at once");
