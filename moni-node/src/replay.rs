@@ -88,7 +88,11 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         ParquetSink::new(out, Arc::clone(&metrics), None, None),
         Tally::new(Arc::clone(&metrics), true),
     );
-    let (records_tx, records_rx) = crossbeam_channel::bounded::<Records>(256);
+    // Records in flight to the sinks: a few per worker. Each holds up to
+    // 4,096 flows, so a deep queue behind a slower Parquet writer (an
+    // eviction storm) would hold hundreds of MB; a full queue makes the
+    // workers wait, as replay never drops.
+    let (records_tx, records_rx) = crossbeam_channel::bounded::<Records>(4 * workers);
     let (free_tx, free_rx) = crossbeam_channel::bounded::<PacketBatch>(workers * (QUEUE_DEPTH + 2));
     let capture_drops = Arc::new(AtomicU64::new(0));
     let settings = DriverSettings {
