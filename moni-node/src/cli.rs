@@ -85,6 +85,10 @@ pub struct ReplayArgs {
     /// Hard cap on live flows (overrides flows.max_flows).
     #[arg(long)]
     pub max_flows: Option<usize>,
+    /// Analysis workers (threads); results do not depend on it. Default:
+    /// the number of cores.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -273,7 +277,7 @@ fn run_node(args: RunArgs) -> ExitCode {
                 Ok(j) => println!("{j}"),
                 Err(e) => eprintln!("error: cannot encode summary: {e}"),
             }
-            if let Some(e) = &summary.writer.error {
+            if let Some(e) = &summary.output_error {
                 eprintln!("error: writing the Parquet output: {e}");
                 return ExitCode::from(3);
             }
@@ -345,6 +349,9 @@ fn run_replay(args: ReplayArgs) -> ExitCode {
         filter: args.filter,
         out_dir: config.output.dir.clone(),
         progress: !args.no_progress && !args.json,
+        workers: args
+            .workers
+            .map_or_else(crate::replay::default_workers, usize::from),
     };
     let summary = match replay(&config, &opts).context("writing the Parquet output") {
         Ok(s) => s,

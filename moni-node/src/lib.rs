@@ -1,12 +1,16 @@
 //! moni-node: the probe that runs in each Moni VNode.
 //!
-//! Data path: frames from capture files or live mirrored interfaces
-//! ([`capture`]) go to the [`pipeline::Engine`], which runs the `analyzers`
-//! (decode, VNet tagging, time bins, flows, VoIP, IDS) on packet time; the
-//! finished records go to the Parquet datasets and `eve.json` in
-//! [`export`]. [`replay`] wires these for `moni-node replay`, [`run`] for
-//! the live probe; [`config`] is the node's configuration (reference:
-//! `samples/config/reference.toml`); [`cli`] is the command line.
+//! One pipeline for `replay` and `run` (`ARCHITECTURE.md` walks a packet
+//! through it): a [`capture::PacketSource`] (capture file or mirrored
+//! interface) is read by the one capture loop ([`capture::driver`]), which
+//! runs the cross-flow IDS detectors and shards packets to the analysis
+//! [`worker`]s; each runs a [`pipeline::Engine`] (the `analyzers` on packet
+//! time); finished records leave as one [`sink::Records`] value through
+//! the [`sink`] stages into the Parquet datasets and `eve.json` of
+//! [`export`]. [`replay`] and [`run`] only choose the sources, the pacing
+//! and the overload policy; [`config`] is the node's
+//! configuration (reference: `samples/config/reference.toml`); [`cli`] is the
+//! command line.
 
 pub mod capture;
 pub mod cli;
@@ -17,6 +21,9 @@ pub mod metrics;
 pub mod pipeline;
 pub mod replay;
 pub mod run;
+pub mod shard;
+pub mod sink;
 pub mod summary;
 pub mod sys;
 pub mod telemetry;
+pub mod worker;

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub rss: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub voip_compare_windows: IntCounterVec,
+    pub voip_compare_dropped: IntCounterVec,
     pub ship_files: IntCounterVec,
     pub ship_bytes: IntCounterVec,
     pub ship_failures: IntCounterVec,
@@ -273,6 +274,12 @@ impl Metrics {
                 "Shadow vs production window comparisons, by verdict.",
                 &["verdict"],
             )?,
+            voip_compare_dropped: counter(
+                &r,
+                "moni_voip_compare_windows_dropped_total",
+                "Production or shadow windows never compared, by reason (cap: more than 200,000 windows waited for their twin; unpaired: no twin within three window lengths).",
+                &["reason"],
+            )?,
             ship_files: counter(&r, "moni_ship_files_total", "Parquet files the collector acknowledged, by dataset.", &["dataset"])?,
             ship_bytes: counter(&r, "moni_ship_bytes_total", "Bytes of Parquet the collector acknowledged, by dataset.", &["dataset"])?,
             ship_failures: counter(&r, "moni_ship_failures_total", "Failed uploads, by reason (unavailable: retried; rejected: moved to OUT/rejected).", &["reason"])?,
@@ -344,6 +351,15 @@ impl Metrics {
         }
         for v in ["shadow_better", "production_better", "equal"] {
             self.voip_compare_windows.with_label_values(&[v]);
+        }
+        for r in ["cap", "unpaired"] {
+            self.voip_compare_dropped.with_label_values(&[r]);
+        }
+        if ids {
+            for s in sources {
+                self.ids_suppressed
+                    .with_label_values(&[format!("capture:{s}").as_str()]);
+            }
         }
         for r in ["stream_cap", "candidate_cap", "announced_cap", "call_cap"] {
             self.voip_evictions.with_label_values(&[r]);

@@ -1,6 +1,10 @@
-//! The analysis engine every packet goes through, whatever its source:
-//! decode, VNet tagging, counters, time bins, flows. Finished records are
-//! buffered here until the caller hands them to the Parquet writers.
+//! The analysis engine of one worker ([`crate::worker`]), whatever the
+//! source: decode (with tunnel reassembly), VNet tagging, counters, time
+//! bins, flows, RTP and SIP, signatures (the cross-flow IDS detectors run
+//! in the capture loop instead, which sees every packet; an `Engine` built
+//! with `[ids] enabled` runs them too, for a caller that is the only
+//! worker). Finished records are buffered here until the worker hands
+//! them to the sinks as one [`crate::sink::Records`].
 
 use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
@@ -90,18 +94,6 @@ pub struct Engine {
     /// The signature engine, when rules are loaded.
     sigs: Option<Signatures>,
     alert_out: Vec<AlertRecord>,
-    /// Set once the signatures were handed to their own thread
-    /// ([`Engine::detach_signatures`]): per packet, what they need from
-    /// this engine, in packet order.
-    sig_tags: Option<Vec<SigTag>>,
-}
-
-/// What the signature stage needs of one packet besides its bytes: the
-/// packet's VNet and what the flow table knows of its flow.
-#[derive(Clone, Copy, Debug)]
-pub struct SigTag {
-    pub vnet: VnetId,
-    pub flow: Option<analyzers::flow::PacketFlow>,
 }
 
 /// Compiles the rules of `rules` with the caps of `ids` (`None` without
@@ -133,7 +125,6 @@ impl Engine {
             ids: config.ids.enabled.then(|| Ids::new(&config.ids)),
             sigs: compile(&config.rules, &config.ids),
             alert_out: Vec::new(),
-            sig_tags: None,
         }
     }
 
@@ -169,11 +160,6 @@ impl Engine {
                     Reassembled::Packet(d) => (d, pkt.wire_len, true),
                     Reassembled::Held => {
                         c.reassembly = self.reassembly.stats().clone();
-                        if let Some(tags) = &mut self.sig_tags {
-                            // The detached signatures see every frame.
-                            let vnet = source_vnet.unwrap_or(self.vnets.default_vnet());
-                            tags.push(SigTag { vnet, flow: None });
-                        }
                         return;
                     }
                     Reassembled::Datagram {
@@ -220,45 +206,13 @@ impl Engine {
         if let Some(ids) = &mut self.ids {
             ids.observe(pkt.ts, vnet, &d, &mut self.alert_out);
         }
-        if let Some(tags) = &mut self.sig_tags {
-            // The detached signatures decode the frame again, so the flow
-            // of a reassembled datagram is not the frame's.
-            let flow = if whole { flow } else { None };
-            tags.push(SigTag { vnet, flow });
-        } else if let Some(sigs) = &mut self.sigs {
+        if let Some(sigs) = &mut self.sigs {
             sigs.observe(pkt.ts, vnet, &d, flow, &mut self.alert_out);
         }
         drop(d);
         if !whole {
             self.counters.reassembly = self.reassembly.stats().clone();
         }
-    }
-
-    /// Takes the signatures out of the engine so another thread can run
-    /// them (payload matching is the costliest analyzer and needs nothing
-    /// of this thread's state but each packet's VNet and flow). From now on
-    /// [`Engine::take_sig_tags`] gives, per packet processed, that
-    /// [`SigTag`]; the other thread hands its alerts back through
-    /// [`Engine::add_alerts`]. `None` (and nothing changes) without rules.
-    pub fn detach_signatures(&mut self) -> Option<Signatures> {
-        let sigs = self.sigs.take()?;
-        self.sig_tags = Some(Vec::new());
-        Some(sigs)
-    }
-
-    /// The tags of the packets processed since the last call, in order.
-    pub fn take_sig_tags(&mut self) -> Vec<SigTag> {
-        let Some(tags) = &mut self.sig_tags else {
-            return Vec::new();
-        };
-        let next = Vec::with_capacity(tags.len());
-        std::mem::replace(tags, next)
-    }
-
-    /// Alerts raised elsewhere (the detached signatures), to be taken and
-    /// counted with this engine's own.
-    pub fn add_alerts(&mut self, alerts: Vec<AlertRecord>) {
-        self.alert_out.extend(alerts);
     }
 
     /// The signature engine, if rules are loaded.

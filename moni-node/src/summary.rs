@@ -1,4 +1,6 @@
 //! The replay summary: printed for people, or as JSON (`--json`) for tools.
+//! The totals of the analysis workers are added up (see
+//! [`crate::worker::WorkerTotals::merge`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -239,9 +241,47 @@ impl From<&analyzers::decode::ReassemblyStats> for ReassemblySummary {
     }
 }
 
+/// Totals of one `run` source (a live interface or a paced file).
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceSummary {
+    pub source: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub kernel_drops: u64,
+    pub interface_drops: u64,
+    pub queue_drops: u64,
+    pub error: Option<String>,
+}
+
+/// What `moni-node replay --json` prints and what `moni-node run` prints
+/// when it stops: one type, so that both modes report the same fields
+/// (README, "The summary JSON"). `files` is replay's, `node`, `sources`,
+/// `reloads` and `ship` are run's.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// The node name (`run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The capture files (`replay`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileSummary>,
+    /// The capture sources (`run`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceSummary>,
+    /// SIGHUP reloads applied (`run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reloads: Option<u64>,
+    /// Present when shipping to a collector is configured (`run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ship: Option<crate::run::ship::ShipSummary>,
+    /// Why the Parquet output stopped, if it did.
+    pub output_error: Option<String>,
+    /// Records not written because the spool was full (`stop_writing`).
+    pub rows_dropped_spool_full: u64,
+    /// Analysis workers (`--workers`, `node.workers`).
+    pub workers: u64,
+    /// Packets the workers analysed (with `run`, the packets captured
+    /// minus queue drops).
     pub packets: u64,
     /// Wire bytes.
     pub bytes: u64,
@@ -252,6 +292,9 @@ pub struct Summary {
     pub flows: FlowSummary,
     pub vnets: Vec<VnetSummary>,
     pub late_bin_rows: u64,
+    /// Bins written before every worker was done with them (more than
+    /// 65,536 bins waiting): such a bin may have a second row.
+    pub bins_written_early: u64,
     pub voip: VoipSummary,
     pub comparison: ComparisonSummary,
     /// IDS alerts by kind (also in `alerts` and `eve.json`).
@@ -467,5 +510,129 @@ pub fn bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// What both modes add up into a [`Summary`] at the end.
+pub struct Parts<'a> {
+    pub config: &'a crate::config::Resolved,
+    pub workers: usize,
+    pub totals: &'a crate::worker::WorkerTotals,
+    /// The IDS counters of the capture loop(s).
+    pub ids: Option<analyzers::ids::IdsStats>,
+    pub sinks: &'a mut crate::sink::Sinks,
+    pub output_dir: String,
+    pub elapsed_secs: f64,
+}
+
+impl Summary {
+    /// The summary of a finished pipeline, without the mode's own fields
+    /// (`files`, or `node`, `sources`, `reloads` and `ship`).
+    pub fn build(p: Parts<'_>) -> Summary {
+        use analyzers::record::EndReason;
+        let Parts {
+            config,
+            workers,
+            totals,
+            ids,
+            sinks,
+            output_dir,
+            elapsed_secs,
+        } = p;
+        let vnets = &config.vnets;
+        let tolerance = sinks.compare.comparer.tolerance();
+        let pairs = sinks.tally.pairs.take().unwrap_or_default();
+        let comparison = comparison_summary(
+            &analyzers::voip::compare::per_window(&pairs, tolerance),
+            vnets,
+            tolerance,
+            sinks.compare.comparer.stats().dropped_at_cap,
+        );
+        let c = &totals.counters;
+        let stats = &totals.flows;
+        Summary {
+            node: None,
+            files: Vec::new(),
+            sources: Vec::new(),
+            reloads: None,
+            ship: None,
+            output_error: sinks.parquet.error.as_ref().map(|e| e.to_string()),
+            rows_dropped_spool_full: sinks.parquet.rows_dropped_spool_full,
+            workers: workers as u64,
+            packets: c.packets,
+            bytes: c.bytes,
+            decode_errors: c
+                .decode_errors
+                .iter()
+                .map(|(e, n)| (e.as_str().to_string(), n))
+                .collect(),
+            decode_errors_total: c.decode_errors.total(),
+            reassembly: ReassemblySummary {
+                incomplete_at_end: totals.reassembly_pending,
+                ..(&c.reassembly).into()
+            },
+            flows: FlowSummary {
+                exported: stats.exported_total(),
+                by_end_reason: EndReason::ALL
+                    .iter()
+                    .map(|r| (r.as_str().to_string(), stats.exported[r.index()]))
+                    .filter(|(_, n)| *n > 0)
+                    .collect(),
+                evicted: stats.evicted(),
+                peak_active: stats.peak_active,
+                max_flows: config.flows.max_flows as u64,
+                fragments_unmatched: stats.fragments_unmatched,
+            },
+            vnets: vnets
+                .iter()
+                .map(|(id, v)| {
+                    let vc = c.vnets.get(usize::from(id.0)).cloned().unwrap_or_default();
+                    VnetSummary {
+                        vnet: v.name.clone(),
+                        role: v.role.as_str().to_string(),
+                        packets: vc.packets,
+                        bytes: vc.bytes,
+                        flows: vc.flows,
+                    }
+                })
+                .filter(|v| v.packets > 0)
+                .collect(),
+            late_bin_rows: totals.late_bin_rows,
+            bins_written_early: sinks.bins.released_at_cap,
+            voip: voip_summary(c, vnets, &totals.rtp),
+            comparison,
+            alerts: sinks
+                .tally
+                .alerts
+                .iter()
+                .map(|(k, n)| ((*k).to_string(), *n))
+                .collect(),
+            alerts_suppressed: ids.map_or(0, |i| i.suppressed),
+            signatures: (!config.rules.rules.is_empty()).then(|| SignatureSummary {
+                rules_loaded: config.rules.rules.len() as u64,
+                rules_skipped: config.rules.skipped.len() as u64,
+                engine: totals.signatures.clone().unwrap_or_default(),
+            }),
+            output_dir,
+            datasets: sinks
+                .parquet
+                .out
+                .all()
+                .iter()
+                .map(|w| DatasetSummary {
+                    dataset: w.dataset().to_string(),
+                    dir: w.dir().display().to_string(),
+                    files: w.files.iter().map(|p| p.display().to_string()).collect(),
+                    rows: w.rows_written,
+                })
+                .collect(),
+            elapsed_secs,
+            packets_per_sec: if elapsed_secs > 0.0 {
+                c.packets as f64 / elapsed_secs
+            } else {
+                0.0
+            },
+            peak_rss_bytes: crate::telemetry::peak_rss_bytes(),
+        }
     }
 }

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use moni_node::capture::file::FileSource;
-use moni_node::capture::{CaptureError, PacketSource};
+use moni_node::capture::CaptureError;
 
 /// (microsecond timestamp, wire length, bytes) of every packet, and how
 /// the file ended: `None` cleanly, else whether libpcap called it

@@ -326,7 +326,7 @@ fn run_with_a_file_source_analyses_every_packet_and_stops_at_its_end() {
     let capture = sample("voip-impairments.pcap");
     let summary = run_file_source(&capture, "", tmp.path(), &tmp.path().join("run"));
     let replayed = replay_files(&[capture], None, &tmp.path().join("replay"), "");
-    assert_eq!(summary["packets_analysed"], replayed.packets);
+    assert_eq!(summary["packets"], replayed.packets);
     assert_eq!(summary["sources"][0]["packets"], replayed.packets);
     assert_eq!(summary["sources"][0]["queue_drops"], 0);
     let flows = flows_as_truth(&read_dataset(&tmp.path().join("run/flows")));
@@ -469,7 +469,7 @@ fn a_full_spool_drops_by_its_policy_and_counts_what_it_dropped() {
         .map(|e| e.metadata().map_or(0, |m| m.len()))
         .sum();
     assert!(left > 0);
-    assert_eq!(s["writer"]["rows_dropped_spool_full"], 0);
+    assert_eq!(s["rows_dropped_spool_full"], 0);
 
     let out = tmp.path().join("stop");
     prefill_spool(&out, 8);
@@ -477,8 +477,8 @@ fn a_full_spool_drops_by_its_policy_and_counts_what_it_dropped() {
     assert_eq!(s["ship"]["files_dropped"], 0);
     assert!(out.join("flows/flows-old-000.parquet").exists(), "kept");
     assert!(!out.join("flows/.flows-crashed.parquet.tmp").exists());
-    let rows = s["writer"]["rows_dropped_spool_full"].as_u64().unwrap_or(0);
-    assert!(rows > 0, "{}", s["writer"]);
+    let rows = s["rows_dropped_spool_full"].as_u64().unwrap_or(0);
+    assert!(rows > 0, "{s}");
 }
 
 /// With several workers the IDS runs in the capture thread, so an attack
@@ -524,9 +524,13 @@ fn a_3_mb_msg_rule_is_skipped_and_replay_writes_every_output() {
     )
     .expect("write");
     let out = dir.path().join("out");
+    // One worker: `threshold` state is per analysis worker (issue 15
+    // known gap), and this test counts the alerts of one.
     let o = moni(&[
         "replay",
         "--json",
+        "--workers",
+        "1",
         "--rules",
         p(&rules),
         "--out",

@@ -235,7 +235,7 @@ fn mirrored_traffic_is_counted_exactly_in_parquet_and_metrics() {
     assert!(text.contains("node=\"lab\""));
 
     let summary = stop_node(node);
-    assert_eq!(summary["packets_analysed"], sent);
+    assert_eq!(summary["packets"], sent);
     let out = tmp.path().join("out");
     assert!(leftover_temp_files(&out).is_empty());
 
@@ -627,7 +627,7 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
     let n = |k: &str| s[k].as_u64().expect(k);
     let delivered = n("packets");
     let (kernel, interface, queue) = (n("kernel_drops"), n("interface_drops"), n("queue_drops"));
-    let analysed = summary["packets_analysed"].as_u64().expect("analysed");
+    let analysed = summary["packets"].as_u64().expect("analysed");
     eprintln!(
         "sent {sent}: delivered {delivered}, kernel {kernel}, interface {interface}, \
          queue {queue}, mirror link {mirror_link_drops}, analysed {analysed}"
@@ -686,7 +686,7 @@ fn sigterm_mid_capture_leaves_complete_parquet_with_every_flow() {
     let summary = stop_node(node);
     let _ = sender.kill();
     let _ = sender.wait();
-    let analysed = summary["packets_analysed"].as_u64().expect("analysed");
+    let analysed = summary["packets"].as_u64().expect("analysed");
     assert!(analysed > 1000, "only {analysed} packets before the stop");
     assert_eq!(summary["sources"][0]["queue_drops"], 0);
     assert_eq!(summary["sources"][0]["packets"], analysed);

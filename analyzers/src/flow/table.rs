@@ -213,6 +213,8 @@ pub struct FlowTable {
     /// Kept aside so untunnelled flows pay nothing; at most one entry per
     /// live flow, so bounded by `max_flows`.
     tunnels: HashMap<u32, Tunnels, foldhash::fast::RandomState>,
+    /// The newest time [`FlowTable::advance`] was given.
+    newest: Timestamp,
 }
 
 const _: () = assert!(std::mem::size_of::<FlowState>() == 128);
@@ -239,6 +241,7 @@ impl FlowTable {
             stats: FlowStats::default(),
             active_by_vnet: Vec::new(),
             tunnels: HashMap::default(),
+            newest: Timestamp(i64::MIN),
             config: FlowConfig {
                 max_flows: config.max_flows.clamp(1, MAX_SLOTS),
                 ..config
@@ -414,16 +417,29 @@ impl FlowTable {
     /// linger). Called on every packet; call it on a timer too when live
     /// traffic may stop.
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
+        self.newest = self.newest.max(now);
         while let Some(&(queued, idx, generation)) = self.queue.front() {
             if now.micros_since(queued) < self.idle_us {
                 break;
             }
             self.queue.pop_front();
-            let Some(last) = self.live(idx, generation).map(|st| st.last_seen) else {
+            let Some((last, closed)) = self
+                .live(idx, generation)
+                .map(|st| (st.last_seen, st.closed))
+            else {
                 continue;
             };
             if now.micros_since(last) >= self.idle_us {
-                self.export(idx, EndReason::Idle, out);
+                // A closed TCP flow idle this long is past its linger too:
+                // it ends as `tcp_end` whichever queue reaches it first (a
+                // table whose time jumps, as in a worker that sees a share
+                // of the packets, must end it as one that sees them all).
+                let reason = if closed {
+                    EndReason::TcpEnd
+                } else {
+                    EndReason::Idle
+                };
+                self.export(idx, reason, out);
             } else {
                 self.queue.push_back((last, idx, generation));
             }
@@ -449,8 +465,10 @@ impl FlowTable {
     }
 
     /// Exports every live flow, oldest first: with end reason `tcp_end` if
-    /// it was a closed TCP flow waiting out its linger, `end_of_input`
-    /// otherwise.
+    /// it was a closed TCP flow waiting out its linger, `idle` if it was
+    /// idle by the newest time seen already (the lazy queue had not reached
+    /// it: the end reason must not depend on which other flows share the
+    /// table), `end_of_input` otherwise.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
         while let Some((_, idx, generation)) = self.queue.pop_front() {
             let Some(st) = self.live(idx, generation) else {
@@ -458,6 +476,8 @@ impl FlowTable {
             };
             let reason = if st.closed {
                 EndReason::TcpEnd
+            } else if self.newest.micros_since(st.last_seen) >= self.idle_us {
+                EndReason::Idle
             } else {
                 EndReason::EndOfInput
             };
@@ -742,6 +762,46 @@ mod tests {
         t.flush(&mut out);
         assert_eq!(out[2].end_reason, EndReason::EndOfInput);
         assert_eq!(t.stats().exported_total(), 3);
+    }
+
+    /// Issue 15: the end reason does not depend on which other flows share
+    /// the table. A flow idle by the table's newest time ends as `idle` at
+    /// the end of the input even when the lazy queue had not reached it,
+    /// and a closed TCP flow reached by the idle queue (time jumped past
+    /// its linger and its idle timeout at once) ends as `tcp_end`.
+    #[test]
+    fn end_reasons_do_not_depend_on_the_other_flows() {
+        let cfg = FlowConfig {
+            idle_timeout_secs: 10,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg.clone());
+        let mut out = Vec::new();
+        feed(&mut t, 0.0, &tcp(C, 1000, S, 80, 0x10), &mut out);
+        feed(&mut t, 5.0, &tcp(C, 1000, S, 80, 0x10), &mut out);
+        feed(&mut t, 6.0, &tcp(C, 2000, S, 80, 0x10), &mut out);
+        // The first flow's entry (queued at 0) is re-queued behind the
+        // second's (queued at 6) ...
+        t.advance(Timestamp::from_secs(10), &mut out);
+        // ... so at 15.2 s, idle 10.2 s, it is not reached.
+        t.advance(Timestamp(15_200_000), &mut out);
+        assert!(out.is_empty());
+        t.flush(&mut out);
+        let mut reasons: Vec<(u16, EndReason)> =
+            out.iter().map(|r| (r.src_port, r.end_reason)).collect();
+        reasons.sort_by_key(|r| r.0);
+        assert_eq!(
+            reasons,
+            vec![(1000, EndReason::Idle), (2000, EndReason::EndOfInput)]
+        );
+
+        let mut t = FlowTable::new(cfg);
+        let mut out = Vec::new();
+        feed(&mut t, 0.0, &tcp(C, 5, S, 80, 0x02), &mut out);
+        feed(&mut t, 0.1, &tcp(S, 80, C, 5, 0x14), &mut out);
+        t.advance(Timestamp::from_secs(100), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end_reason, EndReason::TcpEnd);
     }
 
     #[test]

@@ -100,39 +100,16 @@ pub fn compare_windows(
         }
     }
     let mut out = Vec::new();
-    for (p, pw) in by_vnet
+    for (_, pw) in by_vnet
         .iter()
         .filter(|(v, _)| role(**v) == Role::Production)
     {
-        for (s, sw) in by_vnet.iter().filter(|(v, _)| role(**v) == Role::Shadow) {
+        for (_, sw) in by_vnet.iter().filter(|(v, _)| role(**v) == Role::Shadow) {
             for (k, a) in pw {
                 let Some(b) = sw.get(k) else { continue };
-                let (mp, ms) = (a.quality.mos_cq, b.quality.mos_cq);
-                // A stream without a MOS (unknown codec) has no verdict.
-                if !(mp.is_finite() && ms.is_finite()) {
-                    continue;
+                if let Some(r) = judge(a, b, tolerance) {
+                    out.push(r);
                 }
-                out.push(RtpCompareRecord {
-                    production: *p,
-                    shadow: *s,
-                    ssrc: a.id.ssrc,
-                    src_addr: a.id.src_addr,
-                    src_port: a.id.src_port,
-                    dst_addr: a.id.dst_addr,
-                    dst_port: a.id.dst_port,
-                    call_id: a.id.call_id.clone().or_else(|| b.id.call_id.clone()),
-                    window_start: a.window_start,
-                    window_secs: a.window_secs,
-                    mos_production: mp,
-                    mos_shadow: ms,
-                    mos_diff: ms - mp,
-                    loss_production: a.quality.loss_ratio,
-                    loss_shadow: b.quality.loss_ratio,
-                    jitter_production_ms: a.quality.jitter_ms,
-                    jitter_shadow_ms: b.quality.jitter_ms,
-                    jitter_buffer: a.quality.jitter_buffer,
-                    verdict: Verdict::of(mp, ms, tolerance),
-                });
             }
         }
     }
@@ -199,101 +176,213 @@ pub fn per_window(records: &[RtpCompareRecord], tolerance: f64) -> Vec<WindowVer
 /// Identity of a window for pairing: stream (without the VNet) and start.
 type PairId = (u32, IpAddr, u16, IpAddr, u16, i64);
 
-/// Pairs production and shadow windows as they finish, for a probe that
-/// runs for ever and cannot wait for the end of its input.
-///
-/// The two copies of a window finish at about the same time (at the first
-/// packet after the window in each VNet), but not always in the same batch,
-/// so a window waits here until its twin arrives, for at most three window
-/// lengths behind the newest window. Windows that never find a twin are
-/// counted in `unpaired_expired`; at most `cap` windows wait at once.
-#[derive(Debug)]
-pub struct LiveComparer {
-    pending: Vec<RtpWindowRecord>,
-    cap: usize,
-    newest: i64,
-    pub unpaired_expired: u64,
+fn pair_id(w: &RtpWindowRecord) -> PairId {
+    (
+        w.id.ssrc,
+        w.id.src_addr,
+        w.id.src_port,
+        w.id.dst_addr,
+        w.id.dst_port,
+        w.window_start.0,
+    )
 }
 
-impl LiveComparer {
-    pub fn new(cap: usize) -> Self {
-        LiveComparer {
-            pending: Vec::new(),
+/// What the [`Comparer`] did with the windows it was given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompareStats {
+    /// Windows of a production or shadow VNet taken in.
+    pub windows: u64,
+    /// Production/shadow pairs judged.
+    pub pairs: u64,
+    /// Windows whose twin did not come within three window lengths.
+    pub unpaired_expired: u64,
+    /// Windows not kept because [`Comparer::cap`] windows were waiting
+    /// already (they cannot be paired).
+    pub dropped_at_cap: u64,
+}
+
+/// Pairs production and shadow windows as they finish, for `replay` and
+/// `run` alike: a probe that runs for ever cannot wait for the end of its
+/// input.
+///
+/// The two copies of a window finish at about the same time (at the first
+/// packet after the window in each VNet) and in the same analysis worker
+/// (the shard hash ignores VLANs and VNIs), but not always in the same
+/// batch, so a window waits here until its twin arrives, for at most three
+/// window lengths behind the newest window *of its own worker* (`source`
+/// of [`Comparer::push`]): workers run ahead of each other, and expiring
+/// by another worker's time would make the result depend on the number of
+/// workers. Every pair is judged once, when its second window arrives.
+///
+/// Nothing is kept when the VNet map lacks a production or a shadow VNet
+/// (there is no pair to make; issue 12: 600 k streams' windows cost
+/// hundreds of MB for nothing), nor windows of monitor VNets; at most
+/// `cap` windows wait at once, the rest are counted in
+/// [`CompareStats::dropped_at_cap`].
+#[derive(Debug)]
+pub struct Comparer {
+    cap: usize,
+    tolerance: f64,
+    /// Waiting windows by stream and window start (several VNets each),
+    /// each with whether it was paired already.
+    pending: std::collections::HashMap<PairId, Vec<(RtpWindowRecord, bool)>>,
+    /// Arrival order per source, for expiry: (window end, id).
+    order: BTreeMap<usize, std::collections::VecDeque<(i64, PairId)>>,
+    /// Newest window start per source.
+    newest: BTreeMap<usize, i64>,
+    waiting: usize,
+    stats: CompareStats,
+}
+
+impl Comparer {
+    /// Windows waiting for a twin by default (about 300 bytes each).
+    pub const DEFAULT_CAP: usize = 200_000;
+
+    pub fn new(cap: usize, tolerance: f64) -> Self {
+        Comparer {
             cap: cap.max(2),
-            newest: i64::MIN,
-            unpaired_expired: 0,
+            tolerance,
+            pending: std::collections::HashMap::new(),
+            order: BTreeMap::new(),
+            newest: BTreeMap::new(),
+            waiting: 0,
+            stats: CompareStats::default(),
         }
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    pub fn tolerance(&self) -> f64 {
+        self.tolerance
     }
 
     /// Windows waiting for their twin.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.waiting
     }
 
-    /// Adds finished windows; returns the comparisons now complete.
+    pub fn stats(&self) -> &CompareStats {
+        &self.stats
+    }
+
+    /// Adds finished windows of `source` (an analysis worker); returns the
+    /// comparisons now complete.
     pub fn push(
         &mut self,
+        source: usize,
         windows: &[RtpWindowRecord],
         vnets: &VnetMap,
-        tolerance: f64,
     ) -> Vec<RtpCompareRecord> {
-        let before = self.pending.len();
-        self.pending.extend(
-            windows
-                .iter()
-                .filter(|w| matches!(vnets.get(w.id.vnet).role, Role::Production | Role::Shadow))
-                .cloned(),
-        );
-        if self.pending.len() == before {
-            return Vec::new();
+        let mut out = Vec::new();
+        let has = |r: Role| vnets.iter().any(|(_, v)| v.role == r);
+        if !(has(Role::Production) && has(Role::Shadow)) {
+            return out;
         }
-        if let Some(n) = self.pending[before..]
-            .iter()
-            .map(|w| w.window_start.0)
-            .max()
-        {
-            self.newest = self.newest.max(n);
+        for w in windows {
+            let role = vnets.get(w.id.vnet).role;
+            if !matches!(role, Role::Production | Role::Shadow) {
+                continue;
+            }
+            self.stats.windows += 1;
+            let id = pair_id(w);
+            let newest = self.newest.entry(source).or_insert(i64::MIN);
+            *newest = (*newest).max(w.window_start.0);
+            let mut paired = false;
+            if let Some(twins) = self.pending.get_mut(&id) {
+                for (t, t_paired) in twins {
+                    let (p, s) = match (vnets.get(t.id.vnet).role, role) {
+                        (Role::Production, Role::Shadow) => (&*t, w),
+                        (Role::Shadow, Role::Production) => (w, &*t),
+                        _ => continue,
+                    };
+                    if let Some(r) = judge(p, s, self.tolerance) {
+                        out.push(r);
+                    }
+                    *t_paired = true;
+                    paired = true;
+                }
+            }
+            if self.waiting >= self.cap {
+                self.stats.dropped_at_cap += 1;
+                continue;
+            }
+            self.pending
+                .entry(id)
+                .or_default()
+                .push((w.clone(), paired));
+            self.waiting += 1;
+            self.order.entry(source).or_default().push_back((
+                w.window_start.0 + 3 * i64::from(w.window_secs.max(1)) * 1_000_000,
+                id,
+            ));
         }
-        let out = compare_windows(&self.pending, vnets, tolerance);
-        let id = |w: &RtpWindowRecord| -> PairId {
-            (
-                w.id.ssrc,
-                w.id.src_addr,
-                w.id.src_port,
-                w.id.dst_addr,
-                w.id.dst_port,
-                w.window_start.0,
-            )
-        };
-        let paired: std::collections::HashSet<PairId> = out
-            .iter()
-            .map(|r| {
-                (
-                    r.ssrc,
-                    r.src_addr,
-                    r.src_port,
-                    r.dst_addr,
-                    r.dst_port,
-                    r.window_start.0,
-                )
-            })
-            .collect();
-        self.pending.retain(|w| !paired.contains(&id(w)));
-        {
-            let (newest, n) = (self.newest, self.pending.len());
-            self.pending.retain(|w| {
-                newest - w.window_start.0 <= 3 * i64::from(w.window_secs.max(1)) * 1_000_000
-            });
-            self.unpaired_expired += (n - self.pending.len()) as u64;
-        }
-        if self.pending.len() > self.cap {
-            self.pending.sort_by_key(|w| w.window_start);
-            let excess = self.pending.len() - self.cap;
-            self.pending.drain(..excess);
-            self.unpaired_expired += excess as u64;
-        }
+        self.expire(source);
+        self.stats.pairs += out.len() as u64;
         out
     }
+
+    /// Forgets the windows of `source` more than three window lengths
+    /// behind its newest window.
+    fn expire(&mut self, source: usize) {
+        let Some(&newest) = self.newest.get(&source) else {
+            return;
+        };
+        let Some(order) = self.order.get_mut(&source) else {
+            return;
+        };
+        while let Some(&(limit, id)) = order.front() {
+            if newest <= limit {
+                break;
+            }
+            order.pop_front();
+            if let Some(v) = self.pending.get_mut(&id) {
+                // The oldest window of this id from this source: windows of
+                // one id arrive in order.
+                if !v.is_empty() {
+                    let (_, paired) = v.remove(0);
+                    self.waiting -= 1;
+                    if !paired {
+                        self.stats.unpaired_expired += 1;
+                    }
+                }
+                if v.is_empty() {
+                    self.pending.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+/// The comparison of production window `a` with shadow window `b`; `None`
+/// when either has no MOS (unknown codec).
+fn judge(a: &RtpWindowRecord, b: &RtpWindowRecord, tolerance: f64) -> Option<RtpCompareRecord> {
+    let (mp, ms) = (a.quality.mos_cq, b.quality.mos_cq);
+    if !(mp.is_finite() && ms.is_finite()) {
+        return None;
+    }
+    Some(RtpCompareRecord {
+        production: a.id.vnet,
+        shadow: b.id.vnet,
+        ssrc: a.id.ssrc,
+        src_addr: a.id.src_addr,
+        src_port: a.id.src_port,
+        dst_addr: a.id.dst_addr,
+        dst_port: a.id.dst_port,
+        call_id: a.id.call_id.clone().or_else(|| b.id.call_id.clone()),
+        window_start: a.window_start,
+        window_secs: a.window_secs,
+        mos_production: mp,
+        mos_shadow: ms,
+        mos_diff: ms - mp,
+        loss_production: a.quality.loss_ratio,
+        loss_shadow: b.quality.loss_ratio,
+        jitter_production_ms: a.quality.jitter_ms,
+        jitter_shadow_ms: b.quality.jitter_ms,
+        jitter_buffer: a.quality.jitter_buffer,
+        verdict: Verdict::of(mp, ms, tolerance),
+    })
 }
 
 #[cfg(test)]
@@ -326,23 +415,58 @@ mod tests {
     }
 
     #[test]
-    fn live_comparer_pairs_twins_across_pushes_and_expires_orphans() {
+    fn comparer_pairs_twins_across_pushes_and_expires_orphans() {
         let m = parse_vnet_map_spec("100=A:production,200=B:shadow").expect("spec");
         let vnets = VnetMap::new(&m, "default", Role::Monitor).expect("map");
-        let mut c = LiveComparer::new(1000);
+        let mut c = Comparer::new(1000, 0.1);
         // Production's window 0 finishes first, the shadow's in a later batch.
-        assert!(c.push(&[window(1, 0, 3.0)], &vnets, 0.1).is_empty());
-        let r = c.push(&[window(2, 0, 4.2), window(1, 10, 4.0)], &vnets, 0.1);
+        assert!(c.push(0, &[window(1, 0, 3.0)], &vnets).is_empty());
+        let r = c.push(0, &[window(2, 0, 4.2), window(1, 10, 4.0)], &vnets);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].verdict, Verdict::ShadowBetter);
-        assert_eq!(c.pending(), 1, "window 10 waits for its twin");
         // Not paired twice, and a monitor-role window is ignored.
-        assert!(c.push(&[window(0, 10, 1.0)], &vnets, 0.1).is_empty());
-        // Window 10 never gets a twin: it expires three windows later.
-        let r = c.push(&[window(1, 50, 4.0), window(2, 50, 4.0)], &vnets, 0.1);
+        assert!(c.push(0, &[window(0, 10, 1.0)], &vnets).is_empty());
+        // Another worker's time does not expire this worker's windows.
+        assert!(c.push(1, &[window(1, 500, 4.0)], &vnets).is_empty());
+        assert_eq!(c.stats().unpaired_expired, 0);
+        // Window 10 never gets a twin: it expires three windows later (the
+        // paired windows of 0 leave too, uncounted).
+        let r = c.push(0, &[window(1, 50, 4.0), window(2, 50, 4.0)], &vnets);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].verdict, Verdict::Equal);
-        assert_eq!((c.pending(), c.unpaired_expired), (0, 1));
+        // Left: the two windows of 50 and the other worker's.
+        assert_eq!((c.stats().unpaired_expired, c.pending()), (1, 3));
+        assert_eq!(c.stats().pairs, 2);
+    }
+
+    /// Issue 12 point 9: without a shadow VNet nothing is kept; at the cap,
+    /// windows are counted, not kept.
+    #[test]
+    fn comparer_keeps_nothing_without_a_pair_and_counts_the_cap() {
+        let m = parse_vnet_map_spec("100=A:production,300=C:monitor").expect("spec");
+        let vnets = VnetMap::new(&m, "default", Role::Monitor).expect("map");
+        let mut c = Comparer::new(1000, 0.1);
+        let many: Vec<_> = (0..100).map(|i| window(1, i * 10, 4.0)).collect();
+        assert!(c.push(0, &many, &vnets).is_empty());
+        assert_eq!((c.pending(), c.stats().windows), (0, 0));
+
+        let m = parse_vnet_map_spec("100=A:production,200=B:shadow").expect("spec");
+        let vnets = VnetMap::new(&m, "default", Role::Monitor).expect("map");
+        let mut c = Comparer::new(3, 0.1);
+        let mut ws: Vec<_> = (0..5)
+            .map(|i| {
+                let mut w = window(1, 0, 4.0);
+                w.id.ssrc = i;
+                w
+            })
+            .collect();
+        assert!(c.push(0, &ws, &vnets).is_empty());
+        assert_eq!((c.pending(), c.stats().dropped_at_cap), (3, 2));
+        // The kept ones still pair.
+        for w in &mut ws {
+            w.id.vnet = VnetId(2);
+        }
+        assert_eq!(c.push(0, &ws, &vnets).len(), 3);
     }
 
     #[test]

@@ -1,17 +1,32 @@
-//! Packets in batches, for handing them from a capture thread to the
-//! analysis thread: one allocation per batch instead of per packet, and
+//! Packets in batches, for handing them from the capture loop to the
+//! analysis workers: one allocation per batch instead of per packet, and
 //! batches are recycled so steady state allocates nothing.
 
+use analyzers::vnet::VnetId;
 use analyzers::Timestamp;
 
 use super::RawPacket;
+
+/// What the capture loop says about one packet of a batch besides its
+/// bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tag {
+    /// The VNet of the packet's source (a `[[sources]]` entry's `vnet`, or
+    /// a pcapng interface mapped by `iface:`), used when no other mapping
+    /// matches.
+    pub source_vnet: Option<VnetId>,
+    /// A copy of a SIP message another worker owns: the receiving worker
+    /// only learns the media it announces, in packet order, and does not
+    /// count it.
+    pub learn_only: bool,
+}
 
 /// Up to [`PacketBatch::CAPACITY`] packets copied out of the capture buffer.
 #[derive(Debug, Default)]
 pub struct PacketBatch {
     data: Vec<u8>,
-    /// (timestamp, wire length, offset into `data`, captured length).
-    meta: Vec<(Timestamp, u32, u32, u32)>,
+    /// (timestamp, wire length, offset into `data`, captured length, tag).
+    meta: Vec<(Timestamp, u32, u32, u32, Tag)>,
 }
 
 impl PacketBatch {
@@ -27,11 +42,16 @@ impl PacketBatch {
         }
     }
 
+    /// Adds a packet with the default tag (no source VNet, analysed).
     pub fn push(&mut self, p: &RawPacket<'_>) {
+        self.push_tagged(p, Tag::default());
+    }
+
+    pub fn push_tagged(&mut self, p: &RawPacket<'_>, tag: Tag) {
         let offset = self.data.len() as u32;
         self.data.extend_from_slice(p.data);
         self.meta
-            .push((p.ts, p.wire_len, offset, p.data.len() as u32));
+            .push((p.ts, p.wire_len, offset, p.data.len() as u32, tag));
     }
 
     pub fn is_full(&self) -> bool {
@@ -46,18 +66,9 @@ impl PacketBatch {
         self.meta.is_empty()
     }
 
-    /// Moves the last packet into `other` (a pcapng reader found it is of
-    /// another interface than the batch).
-    pub fn move_last_to(&mut self, other: &mut PacketBatch) {
-        let Some((ts, wire_len, offset, len)) = self.meta.pop() else {
-            return;
-        };
-        let start = offset as usize;
-        let end = (offset + len) as usize;
-        if let Some(data) = self.data.get(start..end) {
-            other.push(&RawPacket { ts, wire_len, data });
-        }
-        self.data.truncate(start);
+    /// Packets that are analysed (not learn-only copies).
+    pub fn analysed(&self) -> usize {
+        self.meta.iter().filter(|m| !m.4.learn_only).count()
     }
 
     pub fn clear(&mut self) {
@@ -66,16 +77,22 @@ impl PacketBatch {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = RawPacket<'_>> {
-        self.meta
-            .iter()
-            .map(|&(ts, wire_len, offset, len)| RawPacket {
+        self.iter_tagged().map(|(p, _)| p)
+    }
+
+    /// The packets in order, each with its [`Tag`].
+    pub fn iter_tagged(&self) -> impl Iterator<Item = (RawPacket<'_>, Tag)> {
+        self.meta.iter().map(|&(ts, wire_len, offset, len, tag)| {
+            let p = RawPacket {
                 ts,
                 wire_len,
                 data: self
                     .data
                     .get(offset as usize..(offset + len) as usize)
                     .unwrap_or(&[]),
-            })
+            };
+            (p, tag)
+        })
     }
 }
 
@@ -100,5 +117,24 @@ mod tests {
         assert_eq!(got, vec![(0, 0, 5), (1, 1, 5), (2, 2, 5)]);
         b.clear();
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn tags_stay_with_their_packets() {
+        let mut b = PacketBatch::with_capacity();
+        let p = RawPacket {
+            ts: Timestamp(1),
+            wire_len: 60,
+            data: &[1, 2, 3],
+        };
+        b.push(&p);
+        let learn = Tag {
+            source_vnet: Some(VnetId(2)),
+            learn_only: true,
+        };
+        b.push_tagged(&p, learn);
+        let tags: Vec<Tag> = b.iter_tagged().map(|(_, t)| t).collect();
+        assert_eq!(tags, vec![Tag::default(), learn]);
+        assert_eq!((b.len(), b.analysed()), (2, 1));
     }
 }

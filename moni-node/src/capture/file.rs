@@ -8,7 +8,7 @@ use analyzers::{LinkType, Timestamp};
 
 use super::classic::{ClassicPcap, ReadError};
 use super::pcapng::{Interface, PcapngReader};
-use super::{CaptureError, PacketSource, RawPacket};
+use super::{CaptureError, Next, PacketSource, RawPacket};
 
 /// Who reads the records.
 enum Records {
@@ -24,27 +24,35 @@ enum Records {
 impl Records {
     /// The next packet, `Ok(None)` at the end; libpcap's errors are typed
     /// by their wording, ours by construction.
-    fn next(&mut self) -> Result<Option<RawPacket<'_>>, ReadError> {
+    /// With the pcapng interface of the packet, when the file is pcapng.
+    fn next(&mut self) -> Result<Option<(RawPacket<'_>, Option<u32>)>, ReadError> {
         match self {
-            Records::Classic(c) => Ok(c.next_record()?.map(|r| RawPacket {
-                ts: Timestamp::from_secs_micros(r.secs, r.micros),
-                wire_len: r.orig_len.max(r.data.len() as u32),
-                data: r.data,
+            Records::Classic(c) => Ok(c.next_record()?.map(|r| {
+                let p = RawPacket {
+                    ts: Timestamp::from_secs_micros(r.secs, r.micros),
+                    wire_len: r.orig_len.max(r.data.len() as u32),
+                    data: r.data,
+                };
+                (p, None)
             })),
             Records::Pcapng { reader, interface } => Ok(reader.next_record()?.map(|r| {
                 *interface = r.interface;
-                RawPacket {
+                let p = RawPacket {
                     ts: Timestamp(r.ts_us),
                     wire_len: r.orig_len.max(r.data.len() as u32),
                     data: r.data,
-                }
+                };
+                (p, Some(r.interface))
             })),
             Records::Libpcap(cap) => match cap.next_packet() {
-                Ok(p) => Ok(Some(RawPacket {
-                    ts: Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec),
-                    wire_len: p.header.len.max(p.header.caplen),
-                    data: p.data,
-                })),
+                Ok(p) => Ok(Some((
+                    RawPacket {
+                        ts: Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec),
+                        wire_len: p.header.len.max(p.header.caplen),
+                        data: p.data,
+                    },
+                    None,
+                ))),
                 Err(pcap::Error::NoMorePackets) => Ok(None),
                 Err(e) => {
                     let m = e.to_string();
@@ -187,20 +195,17 @@ impl FileSource {
     }
 }
 
-impl PacketSource for FileSource {
-    fn name(&self) -> &str {
-        &self.name
+impl FileSource {
+    /// The next packet, `Ok(None)` at the end of the file.
+    pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
+        Ok(self.next_record()?.map(|(p, _)| p))
     }
 
-    fn link_type(&self) -> Option<LinkType> {
-        self.link
-    }
-
-    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
+    fn next_record(&mut self) -> Result<Option<(RawPacket<'_>, Option<u32>)>, CaptureError> {
         match self.records.next() {
             Ok(Some(p)) => {
                 self.packets += 1;
-                self.bytes_read += 16 + p.data.len() as u64;
+                self.bytes_read += 16 + p.0.data.len() as u64;
                 Ok(Some(p))
             }
             Ok(None) => Ok(None),
@@ -215,6 +220,34 @@ impl PacketSource for FileSource {
                 message,
             }),
         }
+    }
+
+    /// Packets read so far.
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+}
+
+impl PacketSource for FileSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn link_type(&self) -> Option<LinkType> {
+        self.link
+    }
+
+    fn next(&mut self) -> Result<Next<'_>, CaptureError> {
+        Ok(match self.next_record()? {
+            Some((pkt, iface)) => Next::Packet { pkt, iface },
+            None => Next::End,
+        })
+    }
+
+    fn interface_name(&self, index: u32) -> Option<String> {
+        self.interfaces()
+            .get(index as usize)
+            .and_then(|i| i.name.clone())
     }
 
     fn progress(&self) -> (u64, u64) {

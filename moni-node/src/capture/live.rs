@@ -5,7 +5,7 @@
 
 use analyzers::{LinkType, Timestamp};
 
-use super::{CaptureError, RawPacket};
+use super::{CaptureError, Next, PacketSource, RawPacket};
 use crate::config::{Precision, SourceSettings};
 
 /// Drop counters of a live source, accumulated into 64 bits.
@@ -91,14 +91,6 @@ impl LiveSource {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn link_type(&self) -> Option<LinkType> {
-        self.link
-    }
-
     /// The next packet, or `Idle` after about 100 ms without one.
     pub fn read(&mut self) -> Result<LiveRead<'_>, CaptureError> {
         // Only after the ring came up empty do we wait on the descriptor:
@@ -151,6 +143,27 @@ fn read_error(name: &str, packets: u64, e: &pcap::Error) -> CaptureError {
         source_name: name.to_string(),
         packets,
         message: e.to_string(),
+    }
+}
+
+impl PacketSource for LiveSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn link_type(&self) -> Option<LinkType> {
+        self.link
+    }
+
+    fn next(&mut self) -> Result<Next<'_>, CaptureError> {
+        Ok(match self.read()? {
+            LiveRead::Packet(pkt) => Next::Packet { pkt, iface: None },
+            LiveRead::Idle => Next::Idle,
+        })
+    }
+
+    fn drops(&mut self) -> Option<DropTotals> {
+        Some(LiveSource::drops(self))
     }
 }
 

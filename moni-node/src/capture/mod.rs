@@ -1,8 +1,15 @@
-//! Packet sources. Live capture and file replay share one pipeline behind
-//! [`PacketSource`]: the engine does not know where packets come from.
+//! Packet sources and the one capture loop.
+//!
+//! A [`PacketSource`] (a capture file in [`file`], a live interface in
+//! [`live`]) hands over packets one at a time, says when it is idle and
+//! when it ends. [`driver`] is the only loop that reads a source: it
+//! paces, runs what must see every packet, shards packets into
+//! [`batch::PacketBatch`]es and hands them to the analysis workers, for
+//! `replay` and `run` alike. Nothing here knows about analyzers' state.
 
 pub mod batch;
 mod classic;
+pub mod driver;
 pub mod file;
 pub mod live;
 pub mod pcapng;
@@ -52,15 +59,44 @@ pub enum CaptureError {
     },
 }
 
-/// Where packets come from: a capture file or, later, a live interface.
+/// What reading a source gave.
+pub enum Next<'a> {
+    /// A packet; `iface` is the pcapng interface it was captured on (see
+    /// [`PacketSource::interface_name`]).
+    Packet {
+        pkt: RawPacket<'a>,
+        iface: Option<u32>,
+    },
+    /// Nothing arrived for a while (a quiet live port): the loop uses the
+    /// pause to flush old batches and publish counters.
+    Idle,
+    /// The input ended (end of file; a live source never ends).
+    End,
+}
+
+/// Drop counters of a live source (kernel and interface), as 64-bit
+/// totals since it opened.
+pub use live::DropTotals;
+
+/// Where packets come from: a capture file or a live interface. The one
+/// capture loop ([`driver`]) reads every kind the same way.
 pub trait PacketSource {
     /// Name for messages and labels (file path or interface).
     fn name(&self) -> &str;
     /// The link type to decode frames with; `None` if moni cannot decode it
     /// (frames are then counted as `unsupported_link_type`).
     fn link_type(&self) -> Option<LinkType>;
-    /// The next packet, `Ok(None)` at the end of the input.
-    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError>;
+    /// The next packet, an idle pause, or the end of the input.
+    fn next(&mut self) -> Result<Next<'_>, CaptureError>;
+    /// The name of pcapng interface `index`, if the file gives one.
+    fn interface_name(&self, _index: u32) -> Option<String> {
+        None
+    }
+    /// Kernel and interface drops so far (`None`: the source cannot drop,
+    /// as a file).
+    fn drops(&mut self) -> Option<DropTotals> {
+        None
+    }
     /// Approximate bytes consumed so far and total, for progress display.
     fn progress(&self) -> (u64, u64) {
         (0, 0)

@@ -1,13 +1,17 @@
 //! `moni-node run`: the long-running probe.
 //!
-//! Data path, one thread per box:
+//! The same pipeline as `replay` (see `ARCHITECTURE.md`), one thread per
+//! box:
 //!
 //! ```text
-//! source 1 ─ capture thread ─┐  per-worker bounded queues   ┌─ worker 1 ─┐
-//! source 2 ─ capture thread ─┼─ (symmetric address hash) ───┼─ worker N ─┼─ writer ─ Parquet
-//!                            └─ full queue: drop + count     └────────────┘
+//! source 1 ─ capture loop ─┐  per-worker bounded queues   ┌─ worker 1 ─┐
+//! source 2 ─ capture loop ─┼─ (symmetric address hash) ───┼─ worker N ─┼─ sinks ─ Parquet, eve.json
+//!   (IDS detectors)        └─ full queue: drop + count     └────────────┘
 //! HTTP thread: /metrics, /healthz          main thread: signals, reload
 //! ```
+//!
+//! Each capture loop ([`crate::capture::driver`]) runs with the `drop`
+//! overload policy; a file source is paced as recorded (`speed`).
 //!
 //! SIGINT/SIGTERM stop the capture threads; each sends what it holds, the
 //! workers drain their queues and flush every open record, the writer
@@ -20,12 +24,8 @@
 //! When every source is a file and all have ended, the node stops the same
 //! way.
 
-pub mod capture;
-pub mod shard;
 pub mod ship;
 pub mod ship_tls;
-pub mod worker;
-pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,16 +33,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Serialize;
 
 use crate::capture::batch::PacketBatch;
-use crate::config::{NodeConfig, Resolved};
+use crate::capture::driver::{Dispatcher, DriverIo, DriverSettings, Overload, Pacing};
+use crate::capture::file::FileSource;
+use crate::capture::live::LiveSource;
+use crate::config::{NodeConfig, Resolved, SourceKind, SourceSettings};
 use crate::export::Datasets;
 use crate::metrics::Metrics;
-
-use capture::{CaptureCtx, WorkItem};
-use worker::{Control, WorkerCtx};
-use writer::{Records, WriterSummary};
+use crate::sink::{ParquetSink, Records, Sinks, Tally};
+use crate::summary::{SourceSummary, Summary};
+use crate::worker::Control;
 
 /// Why `run` could not start (exit 2) or failed (exit 1/3).
 #[derive(Debug, thiserror::Error)]
@@ -55,32 +56,6 @@ pub enum RunError {
     Output(anyhow::Error),
 }
 
-/// Per-source totals at exit.
-#[derive(Debug, Serialize)]
-pub struct SourceTotals {
-    pub source: String,
-    pub packets: u64,
-    pub bytes: u64,
-    pub kernel_drops: u64,
-    pub interface_drops: u64,
-    pub queue_drops: u64,
-    pub error: Option<String>,
-}
-
-/// What `moni-node run` prints as JSON when it stops.
-#[derive(Debug, Serialize)]
-pub struct RunSummary {
-    pub node: String,
-    pub sources: Vec<SourceTotals>,
-    /// Packets the workers analysed (delivered minus queue drops).
-    pub packets_analysed: u64,
-    pub reloads: u64,
-    pub writer: WriterSummary,
-    /// Present when shipping to a collector is configured.
-    pub ship: Option<ship::ShipSummary>,
-    pub peak_rss_bytes: Option<u64>,
-}
-
 fn load(path: &Path) -> Result<(NodeConfig, Resolved), RunError> {
     let c = NodeConfig::load(path).map_err(|e| RunError::Config(e.to_string()))?;
     let r = c
@@ -90,7 +65,10 @@ fn load(path: &Path) -> Result<(NodeConfig, Resolved), RunError> {
 }
 
 /// Runs the probe until a signal (or the end of every file source).
-pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSummary, RunError> {
+/// Returns the exit summary: the same [`Summary`] as `replay --json`, with
+/// `node`, `sources`, `reloads` and `ship` set.
+pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary, RunError> {
+    let started = std::time::Instant::now();
     let (_, mut config) = load(config_path)?;
     if let Some(o) = out_override {
         if o.as_os_str().is_empty() {
@@ -153,37 +131,10 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
     let pool = workers * (node.queue_batches + 2) * config.sources.len().max(1);
     let (free_tx, free_rx) = crossbeam_channel::bounded::<PacketBatch>(pool.min(4096));
     let (writer_tx, writer_rx) = crossbeam_channel::bounded::<Records>(256);
-    let mut work_tx = Vec::new();
-    let mut control_tx = Vec::new();
-    let mut worker_ctx = Vec::new();
     let capture_drops = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    for index in 0..workers {
-        let (tx, rx) = crossbeam_channel::bounded::<WorkItem>(node.queue_batches);
-        let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Control>();
-        work_tx.push(tx);
-        control_tx.push(ctl_tx);
-        worker_ctx.push(WorkerCtx {
-            index,
-            capture_drops: Arc::clone(&capture_drops),
-            // With several workers the IDS runs in the capture threads.
-            config: {
-                let mut c = config.clone();
-                c.ids.enabled = c.ids.enabled && workers == 1;
-                c
-            },
-            input: rx,
-            control: ctl_rx,
-            free: free_tx.clone(),
-            writer: writer_tx.clone(),
-            metrics: Arc::clone(&metrics),
-            tick: node.tick,
-        });
-    }
-    let ids_writer = writer_tx.clone();
-    drop(writer_tx);
 
     let mut reloads = 0u64;
-    let (summary_writer, source_errors, ship_summary) = std::thread::scope(|scope| {
+    let (sinks, sources, totals, ship_summary) = std::thread::scope(|scope| {
         let http = listener.map(|l| {
             let (m, s, h) = (
                 Arc::clone(&metrics),
@@ -195,13 +146,22 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
         let writers_done = Arc::new(AtomicBool::new(false));
         let spool_full = Arc::new(AtomicBool::new(false));
         let writer = {
-            let (m, h, f) = (
-                Arc::clone(&metrics),
-                Arc::clone(&healthy),
-                Arc::clone(&spool_full),
+            let mut sinks = Sinks::new(
+                workers,
+                config.compare_tolerance,
+                ParquetSink::new(
+                    out,
+                    Arc::clone(&metrics),
+                    Some(Arc::clone(&spool_full)),
+                    Some(Arc::clone(&healthy)),
+                ),
+                Tally::new(Arc::clone(&metrics), false),
             );
             let tick = node.tick;
-            scope.spawn(move || writer::run_writer(out, writer_rx, m, h, f, tick))
+            scope.spawn(move || {
+                crate::sink::consume(&writer_rx, &mut sinks, tick);
+                sinks
+            })
         };
         let shipper = config.ship.clone().map(|settings| {
             let ctx = ship::ShipCtx {
@@ -213,50 +173,78 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             };
             scope.spawn(move || ship::run_shipper(ctx))
         });
-        let mut worker_handles = Vec::new();
-        for ctx in worker_ctx {
-            let cpus = node.worker_cpus.clone();
-            worker_handles.push(scope.spawn(move || {
-                crate::sys::pin_current_thread(&cpus, ctx.index, "worker");
-                worker::run_worker(ctx)
-            }));
-        }
+        let pool_workers = crate::worker::spawn(
+            scope,
+            crate::worker::WorkerSetup {
+                config: &config,
+                workers,
+                queue_batches: node.queue_batches,
+                free: free_tx.clone(),
+                records: writer_tx.clone(),
+                metrics: Arc::clone(&metrics),
+                capture_drops: Arc::clone(&capture_drops),
+                tick: node.tick,
+                wall_clock: true,
+                cpus: node.worker_cpus.clone(),
+            },
+        );
+        let crate::worker::Workers {
+            inputs: work_tx,
+            control: control_tx,
+            handles: worker_handles,
+        } = pool_workers;
+        let vnets = Arc::new(config.vnets.clone());
         let mut captures = Vec::new();
         for (i, s) in config.sources.iter().enumerate() {
-            let ctx = CaptureCtx {
-                settings: s.clone(),
+            let settings = DriverSettings {
+                name: s.name.clone(),
+                pacing: match &s.kind {
+                    SourceKind::Interface(_) => Pacing::AsFastAsPossible,
+                    SourceKind::File { speed, .. } => Pacing::Recorded { speed: *speed },
+                },
+                overload: Overload::Drop,
+                batch_flush: Some(node.batch_flush),
+                tick: node.tick.min(Duration::from_millis(250)),
+                share_clock: false,
+                drain_on_stop: matches!(s.kind, SourceKind::Interface(_))
+                    .then_some(Duration::from_millis(300)),
+                source_vnet: s.vnet,
+                sip_ports: config.rtp.sip_ports.clone(),
+                decode: config.decode.clone(),
+                ids: config.ids.enabled.then(|| config.ids.clone()),
+                vnets: Arc::clone(&vnets),
+            };
+            let io = DriverIo {
                 workers: work_tx.clone(),
                 free: free_rx.clone(),
-                stop: Arc::clone(&stop),
+                records: writer_tx.clone(),
                 metrics: Arc::clone(&metrics),
-                batch_flush: node.batch_flush,
-                tick: node.tick,
-                sip_ports: config.rtp.sip_ports.clone(),
                 capture_drops: Arc::clone(&capture_drops),
-                ids: config
-                    .ids
-                    .enabled
-                    .then(|| (config.ids.clone(), Arc::new(config.vnets.clone()))),
-                writer: ids_writer.clone(),
-                decode: config.decode.clone(),
+                stop: Arc::clone(&stop),
             };
+            let source = s.clone();
             let cpus = node.capture_cpus.clone();
             let healthy = Arc::clone(&healthy);
+            let metrics = Arc::clone(&metrics);
             captures.push((
                 s.name.clone(),
                 scope.spawn(move || {
                     crate::sys::pin_current_thread(&cpus, i, "capture");
-                    let err = capture::run_source(ctx);
+                    let name = [source.name.as_str()];
+                    metrics.source_up.with_label_values(&name).set(1);
+                    let (err, totals) = run_source(&source, Dispatcher::new(settings, io));
+                    metrics.source_up.with_label_values(&name).set(0);
                     if let Some(e) = &err {
                         eprintln!("error: {e}");
                         healthy.store(false, Ordering::Relaxed);
                     }
-                    err
+                    (err, totals)
                 }),
             ));
         }
         drop(work_tx);
-        drop(ids_writer);
+        drop(writer_tx);
+        drop(free_tx);
         tracing::info!(node = %node.name, sources = captures.len(), workers, "moni-node running.");
 
         let mut current_vnets = config.vnets.clone();
@@ -354,62 +342,86 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<RunSumma
             }
         }
         stop.store(true, Ordering::Relaxed);
-        let errors: Vec<(String, Option<String>)> = captures
+        let sources: Vec<(SourceSummary, Option<analyzers::ids::IdsStats>)> = captures
             .into_iter()
-            .map(|(n, h)| {
-                (
-                    n,
-                    h.join().unwrap_or(Some("capture thread panicked".into())),
-                )
+            .map(|(source, h)| {
+                let (error, t) = h.join().unwrap_or_else(|_| {
+                    (Some("capture thread panicked".into()), Default::default())
+                });
+                let s = SourceSummary {
+                    source,
+                    packets: t.packets,
+                    bytes: t.bytes,
+                    kernel_drops: t.kernel_drops,
+                    interface_drops: t.interface_drops,
+                    queue_drops: t.queue_drops,
+                    error,
+                };
+                (s, t.ids)
             })
             .collect();
-        for h in worker_handles {
-            let _ = h.join();
+        let (totals, _) = crate::worker::Workers {
+            inputs: Vec::new(),
+            control: Vec::new(),
+            handles: worker_handles,
         }
-        let w = writer.join().unwrap_or_else(|_| WriterSummary {
-            error: Some("writer thread panicked".into()),
-            ..WriterSummary::default()
-        });
+        .join();
+        let sinks = writer.join().ok();
         writers_done.store(true, Ordering::Relaxed);
         let shipped = shipper.map(|h| h.join().unwrap_or_default());
         if let Some(h) = http {
             let _ = h.join();
         }
-        (w, errors, shipped)
+        (sinks, sources, totals, shipped)
     });
 
-    let sources = source_errors
-        .into_iter()
-        .map(|(name, error)| {
-            let l = [name.as_str()];
-            SourceTotals {
-                packets: metrics.source_packets.with_label_values(&l).get(),
-                bytes: metrics.source_bytes.with_label_values(&l).get(),
-                kernel_drops: metrics.source_kernel_drops.with_label_values(&l).get(),
-                interface_drops: metrics.source_interface_drops.with_label_values(&l).get(),
-                queue_drops: metrics.source_queue_drops.with_label_values(&l).get(),
-                source: name,
-                error,
-            }
-        })
-        .collect();
-    let packets_analysed = (0..workers)
-        .map(|w| {
-            metrics
-                .worker_packets
-                .with_label_values(&[w.to_string()])
-                .get()
-        })
-        .sum();
-    Ok(RunSummary {
-        node: node.name,
-        sources,
-        packets_analysed,
-        reloads,
-        writer: summary_writer,
-        ship: ship_summary,
-        peak_rss_bytes: crate::telemetry::peak_rss_bytes(),
-    })
+    let Some(mut sinks) = sinks else {
+        return Err(RunError::Output(anyhow::anyhow!(
+            "the writer thread panicked"
+        )));
+    };
+    let ids = sources
+        .iter()
+        .filter_map(|(_, i)| i.clone())
+        .reduce(|a, b| analyzers::ids::IdsStats {
+            alerts: a.alerts + b.alerts,
+            suppressed: a.suppressed + b.suppressed,
+        });
+    let mut summary = Summary::build(crate::summary::Parts {
+        config: &config,
+        workers,
+        totals: &totals,
+        ids,
+        sinks: &mut sinks,
+        output_dir: config.output.dir.display().to_string(),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    });
+    summary.node = Some(node.name);
+    summary.sources = sources.into_iter().map(|(s, _)| s).collect();
+    summary.reloads = Some(reloads);
+    summary.ship = ship_summary;
+    Ok(summary)
+}
+
+/// Opens a source and runs the capture loop on it until it ends, fails or
+/// the node stops. Returns the error that ended it, if any.
+fn run_source(
+    s: &SourceSettings,
+    mut d: Dispatcher,
+) -> (Option<String>, crate::capture::driver::DriverTotals) {
+    let result = match &s.kind {
+        SourceKind::Interface(iface) => {
+            LiveSource::open(s, iface).map(|mut src| d.drive(&mut src, &mut |_| {}).1)
+        }
+        SourceKind::File { path, .. } => FileSource::open(path, s.filter.as_deref())
+            .map(|mut src| d.drive(&mut src, &mut |_| {}).1),
+    };
+    let totals = d.finish();
+    let error = match result {
+        Ok(None) => None,
+        Ok(Some(e)) | Err(e) => Some(e.to_string()),
+    };
+    (error, totals)
 }
 
 /// Reads the config file again; the VNet map and the flow, RTP and IDS

@@ -42,7 +42,7 @@ pub struct ShipCtx {
 }
 
 /// What the shipper did, for the exit summary.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ShipSummary {
     pub files_shipped: u64,
     pub bytes_shipped: u64,

@@ -51,6 +51,17 @@ pub fn replay_files(
     out: &Path,
     config: &str,
 ) -> Summary {
+    replay_files_with(files, vnet_map, out, config, 1)
+}
+
+/// [`replay_files`] with `workers` analysis workers.
+pub fn replay_files_with(
+    files: &[PathBuf],
+    vnet_map: Option<&str>,
+    out: &Path,
+    config: &str,
+    workers: usize,
+) -> Summary {
     let cfg = NodeConfig::parse(config)
         .expect("config parses")
         .resolve(vnet_map)
@@ -62,6 +73,7 @@ pub fn replay_files(
             filter: None,
             out_dir: out.to_path_buf(),
             progress: false,
+            workers,
         },
     )
     .expect("replay writes its output")

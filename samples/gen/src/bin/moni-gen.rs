@@ -65,10 +65,14 @@ enum Cmd {
         #[arg(long)]
         frames: Option<u64>,
     },
-    /// Throughput input with an IMIX size mix over churning flows.
+    /// Throughput input: `imix`, an IMIX size mix over churning flows, or
+    /// `flow-heavy`, 400,000+ concurrent flows (70% TCP in short
+    /// connections, 20% RTP, 5% one-packet DNS, 3% one-packet ICMP).
     Bench {
         #[arg(long)]
         out: PathBuf,
+        #[arg(long, default_value = "imix", value_parser = ["imix", "flow-heavy"])]
+        mix: String,
         #[arg(long, default_value_t = 5_000_000)]
         packets: u64,
         #[arg(long, default_value_t = 20_000)]
@@ -175,12 +179,17 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Bench {
             out,
+            mix,
             packets,
             concurrent,
             seed,
         } => {
-            let t = stream::bench(&out, packets, concurrent, seed)
-                .with_context(|| format!("writing {}", out.display()))?;
+            let t = if mix == "flow-heavy" {
+                stream::flow_heavy(&out, packets, seed)
+            } else {
+                stream::bench(&out, packets, concurrent, seed)
+            }
+            .with_context(|| format!("writing {}", out.display()))?;
             println!("{}", serde_json::to_string(&t)?);
             Ok(())
         }

@@ -1,6 +1,13 @@
-//! An analyzer worker: runs its share of the packets through an [`Engine`],
-//! lets time pass on a clock tick when the port is quiet, publishes its
-//! counters as metric deltas and hands finished records to the writer.
+//! An analysis worker, for `replay` and `run` alike: runs its share of the
+//! packets (the capture loop shards them by address pair, so a flow, its
+//! RTP and RTCP, and its copies in a production and a shadow VNet all
+//! meet here) through an [`Engine`] with the flow table, the RTP tracker
+//! and the signatures; publishes its counters as metric deltas and hands
+//! finished records to the sinks as one [`Records`] value.
+//!
+//! On packet time only, except in live mode (`wall_clock`): there, on a
+//! clock tick when the port is quiet, time passes so that idle flows, bins
+//! and streams still end.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime};
 use analyzers::flow::FlowConfig;
 use analyzers::record::{EndReason, FlowRecord, RtpWindowRecord};
 use analyzers::vnet::VnetMap;
-use analyzers::voip::compare::LiveComparer;
 use analyzers::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -18,8 +24,8 @@ use crate::config::Resolved;
 use crate::metrics::Metrics;
 use crate::pipeline::Engine;
 
-use super::capture::WorkItem;
-use super::writer::Records;
+use crate::capture::driver::WorkItem;
+use crate::sink::Records;
 
 /// Configuration changes a worker applies without dropping state.
 pub enum Control {
@@ -47,9 +53,24 @@ pub struct WorkerCtx {
     pub input: Receiver<WorkItem>,
     pub control: Receiver<Control>,
     pub free: Sender<PacketBatch>,
-    pub writer: Sender<Records>,
+    pub records: Sender<Records>,
     pub metrics: Arc<Metrics>,
     pub tick: Duration,
+    /// Let time pass on the wall clock when no packet comes (live); a
+    /// replay runs on packet time only.
+    pub wall_clock: bool,
+}
+
+/// What a worker saw, for the summary at the end.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerTotals {
+    pub counters: crate::pipeline::Counters,
+    pub flows: analyzers::flow::FlowStats,
+    pub rtp: analyzers::voip::RtpStats,
+    pub signatures: Option<analyzers::ids::rules::SignatureStats>,
+    pub late_bin_rows: u64,
+    pub reassembly_pending: u64,
+    pub busy: Duration,
 }
 
 /// Metric values already published, so that each tick adds the difference.
@@ -81,7 +102,13 @@ fn now_ts() -> Timestamp {
 /// batches and queues must not find their flow or bin already closed.
 const TICK_SLACK_US: i64 = 3_000_000;
 
-pub fn run_worker(ctx: WorkerCtx) {
+/// Records leave a worker when this many of a kind are pending (besides
+/// every tick), so that memory stays bounded between ticks.
+const FLOW_BATCH: usize = 4096;
+const RTP_BATCH: usize = 1024;
+const BIN_BATCH: usize = 1024;
+
+pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
     let mut engine = Engine::new(&ctx.config);
     let mut vnets = Arc::new(ctx.config.vnets.clone());
     let worker = ctx.index.to_string();
@@ -90,12 +117,14 @@ pub fn run_worker(ctx: WorkerCtx) {
         .worker_busy
         .with_label_values(&[worker.as_str()]);
     let mut busy = Duration::ZERO;
+    let mut busy_total = Duration::ZERO;
     let mut tick_start = Instant::now();
-    let mut newest_packet = Timestamp(i64::MIN);
     let mut state = State {
-        comparer: LiveComparer::new(200_000),
         drops: DropHistory::default(),
         published: Published::default(),
+        newest_packet: Timestamp(i64::MIN),
+        watermark: None,
+        sent_watermark: None,
     };
     state
         .drops
@@ -105,21 +134,31 @@ pub fn run_worker(ctx: WorkerCtx) {
         match ctx.input.recv_timeout(wait) {
             Ok(item) => {
                 let t = Instant::now();
-                if let Some(sig) = &item.signalling {
-                    for pkt in sig.iter() {
-                        engine.learn_signalling(item.link, &pkt, item.source_vnet);
+                for (pkt, tag) in item.packets.iter_tagged() {
+                    if tag.learn_only {
+                        engine.learn_signalling(item.link, &pkt, tag.source_vnet);
+                    } else {
+                        state.newest_packet = state.newest_packet.max(pkt.ts);
+                        engine.process(item.link, &pkt, tag.source_vnet);
                     }
                 }
-                for pkt in item.packets.iter() {
-                    newest_packet = newest_packet.max(pkt.ts);
-                    engine.process(item.link, &pkt, item.source_vnet);
+                if let Some(clock) = item.clock {
+                    // The input's clock (replay): time passes as it would
+                    // with one worker seeing every packet.
+                    // `>=`: the last packet may have had no IP layer, and
+                    // the flow table heard only of packets with one.
+                    if clock >= state.newest_packet {
+                        engine.advance(clock);
+                        state.newest_packet = clock;
+                    }
                 }
                 let mut batch = item.packets;
                 batch.clear();
                 let _ = ctx.free.try_send(batch);
                 busy += t.elapsed();
-                if engine.pending_flows() >= 4096
-                    || engine.pending_rtp() >= 1024
+                if engine.pending_flows() >= FLOW_BATCH
+                    || engine.pending_rtp() >= RTP_BATCH
+                    || engine.pending_bins() >= BIN_BATCH
                     || engine.pending_alerts() >= ALERT_BATCH
                 {
                     send_records(&mut engine, &vnets, &ctx, &mut state, false);
@@ -142,16 +181,24 @@ pub fn run_worker(ctx: WorkerCtx) {
         if tick_start.elapsed() >= ctx.tick {
             let elapsed = tick_start.elapsed();
             busy_gauge.set(busy.as_secs_f64() / elapsed.as_secs_f64().max(1e-9));
+            busy_total += busy;
             busy = Duration::ZERO;
             tick_start = Instant::now();
-            // Never move time backwards past packets already seen (a file
-            // source's clock, or a capture clock ahead of ours).
             state
                 .drops
                 .sample(now_ts(), ctx.capture_drops.load(Ordering::Relaxed));
-            let now = Timestamp(now_ts().0 - TICK_SLACK_US);
-            if now > newest_packet && newest_packet.0 != i64::MIN {
-                engine.advance(now);
+            if ctx.wall_clock {
+                // Never move time backwards past packets already seen (a
+                // capture clock ahead of ours).
+                let now = Timestamp(now_ts().0 - TICK_SLACK_US);
+                if now > state.newest_packet {
+                    if state.newest_packet.0 != i64::MIN {
+                        engine.advance(now);
+                    }
+                    // Even a worker that saw nothing is done with the time
+                    // before `now`: the bin merger may write those bins.
+                    state.watermark = Some(now);
+                }
             }
             send_records(&mut engine, &vnets, &ctx, &mut state, true);
         }
@@ -162,13 +209,25 @@ pub fn run_worker(ctx: WorkerCtx) {
         .sample(now_ts(), ctx.capture_drops.load(Ordering::Relaxed));
     send_records(&mut engine, &vnets, &ctx, &mut state, true);
     busy_gauge.set(0.0);
+    WorkerTotals {
+        counters: engine.counters().clone(),
+        flows: engine.flow_stats(),
+        rtp: engine.rtp_stats().clone(),
+        signatures: engine.signatures().map(|s| s.stats().clone()),
+        late_bin_rows: engine.late_bin_rows(),
+        reassembly_pending: engine.reassembly_pending(),
+        busy: busy_total + busy,
+    }
 }
 
 /// The worker's own bookkeeping beside the engine.
 struct State {
-    comparer: LiveComparer,
     drops: DropHistory,
     published: Published,
+    newest_packet: Timestamp,
+    /// Packet time this worker is done with (see [`Records::watermark`]).
+    watermark: Option<Timestamp>,
+    sent_watermark: Option<Timestamp>,
 }
 
 /// Samples of the node's capture-drop total over time, so that a finished
@@ -250,14 +309,6 @@ fn send_records(
         w.capture_drops = state.drops.between(w.window_start, end);
     }
     observe_windows(m, &rtp_windows, &lv);
-    let rtp_compare = state
-        .comparer
-        .push(&rtp_windows, vnets, ctx.config.compare_tolerance);
-    for r in &rtp_compare {
-        m.voip_compare_windows
-            .with_label_values(&[r.verdict.as_str()])
-            .inc();
-    }
     let mut streams_done = vec![0u64; labels.len()];
     for s in &rtp_streams {
         if let Some(n) = streams_done.get_mut(usize::from(s.id.vnet.0)) {
@@ -363,11 +414,6 @@ fn send_records(
         }
     }
     let alerts = engine.take_alerts();
-    for a in &alerts {
-        m.ids_alerts
-            .with_label_values(&[a.kind, &a.severity.to_string()])
-            .inc();
-    }
     if let Some(ids) = engine.ids() {
         for (det, keys, evicted) in ids.state() {
             m.ids_state_keys
@@ -415,20 +461,36 @@ fn send_records(
             }
         }
     }
+    if state.newest_packet.0 != i64::MIN {
+        state.watermark = Some(
+            state
+                .watermark
+                .map_or(state.newest_packet, |w| w.max(state.newest_packet)),
+        );
+    }
     let records = Records {
         vnets: vnets.clone(),
+        worker: Some(ctx.index),
+        watermark: state.watermark,
         flows,
         bins: engine.take_bins(),
         rtp_windows,
         rtp_streams,
-        rtp_compare,
+        rtp_compare: Vec::new(),
         calls: engine.take_calls(),
         alerts,
     };
-    if !records.is_empty() && ctx.writer.send(records).is_err() {
+    // Sent even when empty while the watermark moves: the bin merger waits
+    // for every worker's.
+    let moved = records.watermark != state.sent_watermark;
+    if records.is_empty() && !moved {
+        return;
+    }
+    state.sent_watermark = records.watermark;
+    if ctx.records.send(records).is_err() {
         tracing::warn!(
             worker = ctx.index,
-            "The Parquet writer is gone; records dropped."
+            "The record sinks are gone; records dropped."
         );
     }
 }
@@ -452,4 +514,163 @@ fn observe_windows<'a>(
             .with_label_values(&l)
             .set(q.jitter_ms / 1000.0);
     }
+}
+
+impl WorkerTotals {
+    /// Adds another worker's totals. `peak_active` becomes the sum of the
+    /// workers' peaks (an upper bound of the node's peak).
+    pub fn merge(&mut self, o: &WorkerTotals) {
+        let c = &mut self.counters;
+        c.packets += o.counters.packets;
+        c.bytes += o.counters.bytes;
+        c.decode_errors.merge(&o.counters.decode_errors);
+        if c.vnets.len() < o.counters.vnets.len() {
+            c.vnets.resize(
+                o.counters.vnets.len(),
+                crate::pipeline::VnetCounters::default(),
+            );
+        }
+        for (a, b) in c.vnets.iter_mut().zip(&o.counters.vnets) {
+            a.packets += b.packets;
+            a.bytes += b.bytes;
+            a.flows += b.flows;
+        }
+        if c.voip.len() < o.counters.voip.len() {
+            c.voip.resize(
+                o.counters.voip.len(),
+                crate::pipeline::VoipCounters::default(),
+            );
+        }
+        for (a, b) in c.voip.iter_mut().zip(&o.counters.voip) {
+            a.streams += b.streams;
+            a.packets_received += b.packets_received;
+            a.packets_lost += b.packets_lost;
+            a.mos_cq_sum += b.mos_cq_sum;
+            a.mos_cq_min = a.mos_cq_min.min(b.mos_cq_min);
+            a.mos_streams += b.mos_streams;
+            a.mirror_duplicates += b.mirror_duplicates;
+        }
+        for (k, n) in &o.counters.alerts {
+            *c.alerts.entry(k).or_default() += n;
+        }
+        c.reassembly.merge(&o.counters.reassembly);
+        let f = &mut self.flows;
+        f.created += o.flows.created;
+        for (a, b) in f.exported.iter_mut().zip(o.flows.exported) {
+            *a += b;
+        }
+        f.peak_active += o.flows.peak_active;
+        f.fragments_unmatched += o.flows.fragments_unmatched;
+        f.fragments_evicted += o.flows.fragments_evicted;
+        let r = &mut self.rtp;
+        r.sip_messages += o.rtp.sip_messages;
+        r.streams_started += o.rtp.streams_started;
+        r.streams_evicted += o.rtp.streams_evicted;
+        r.candidates_evicted += o.rtp.candidates_evicted;
+        r.announced_evicted += o.rtp.announced_evicted;
+        r.rtcp_packets += o.rtp.rtcp_packets;
+        r.rtp_packets += o.rtp.rtp_packets;
+        r.calls_started += o.rtp.calls_started;
+        r.calls_evicted += o.rtp.calls_evicted;
+        r.mirror_duplicates += o.rtp.mirror_duplicates;
+        if let Some(b) = &o.signatures {
+            let a = self.signatures.get_or_insert_with(Default::default);
+            a.packets += b.packets;
+            a.candidates += b.candidates;
+            a.matches += b.matches;
+            a.alerts += b.alerts;
+            a.thresholded += b.thresholded;
+            a.dropped_per_packet += b.dropped_per_packet;
+            a.dropped_per_second += b.dropped_per_second;
+        }
+        self.late_bin_rows += o.late_bin_rows;
+        self.reassembly_pending += o.reassembly_pending;
+        self.busy += o.busy;
+    }
+}
+
+/// The workers of one pipeline, started.
+pub struct Workers<'scope> {
+    /// Where the capture loop sends each worker's batches.
+    pub inputs: Vec<Sender<crate::capture::driver::WorkItem>>,
+    /// Reloads (SIGHUP), one channel per worker.
+    pub control: Vec<Sender<Control>>,
+    pub handles: Vec<std::thread::ScopedJoinHandle<'scope, WorkerTotals>>,
+}
+
+impl Workers<'_> {
+    /// Waits for every worker (after the capture loops hung up) and adds
+    /// up their totals; `false` when a worker panicked (its totals are
+    /// missing).
+    pub fn join(self) -> (WorkerTotals, bool) {
+        let mut total = WorkerTotals::default();
+        let mut ok = true;
+        for h in self.handles {
+            match h.join() {
+                Ok(t) => total.merge(&t),
+                Err(_) => ok = false,
+            }
+        }
+        (total, ok)
+    }
+}
+
+/// What every worker of a pipeline shares.
+pub struct WorkerSetup<'a> {
+    pub config: &'a Resolved,
+    pub workers: usize,
+    /// Batches queued per worker.
+    pub queue_batches: usize,
+    pub free: Sender<PacketBatch>,
+    pub records: Sender<Records>,
+    pub metrics: Arc<Metrics>,
+    pub capture_drops: Arc<std::sync::atomic::AtomicU64>,
+    pub tick: Duration,
+    pub wall_clock: bool,
+    /// CPUs to pin workers to (`node.worker_cpus`; empty: no pinning).
+    pub cpus: Vec<usize>,
+}
+
+/// Starts the workers in `scope`. The IDS detectors are left to the
+/// capture loop (they must see every packet); signatures, which need the
+/// flow state, run here.
+pub fn spawn<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    s: WorkerSetup<'_>,
+) -> Workers<'scope> {
+    let mut config = s.config.clone();
+    config.ids.enabled = false;
+    // `flows.max_flows` bounds the node, not each worker: the workers share
+    // it (the shard hash spreads flows evenly).
+    let n = s.workers.max(1);
+    config.flows.max_flows = config.flows.max_flows.div_ceil(n).max(1);
+    let mut w = Workers {
+        inputs: Vec::new(),
+        control: Vec::new(),
+        handles: Vec::new(),
+    };
+    for index in 0..s.workers.max(1) {
+        let (tx, rx) = crossbeam_channel::bounded(s.queue_batches.max(1));
+        let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Control>();
+        w.inputs.push(tx);
+        w.control.push(ctl_tx);
+        let ctx = WorkerCtx {
+            index,
+            capture_drops: Arc::clone(&s.capture_drops),
+            config: config.clone(),
+            input: rx,
+            control: ctl_rx,
+            free: s.free.clone(),
+            records: s.records.clone(),
+            metrics: Arc::clone(&s.metrics),
+            tick: s.tick,
+            wall_clock: s.wall_clock,
+        };
+        let cpus = s.cpus.clone();
+        w.handles.push(scope.spawn(move || {
+            crate::sys::pin_current_thread(&cpus, index, "worker");
+            run_worker(ctx)
+        }));
+    }
+    w
 }

@@ -1,0 +1,585 @@
+//! The one capture loop, for `replay` and `run` alike.
+//!
+//! [`Dispatcher::drive`] reads a [`PacketSource`] to its end (or until the
+//! stop flag): it paces packets ([`Pacing`]), decodes each just enough to
+//! pick its worker ([`shard::worker_for`]), runs what must see every packet
+//! (the cross-flow IDS detectors: a sweep's or a flood's packets spread
+//! over workers by the address hash), and hands per-worker batches to the
+//! workers. What happens when a worker's queue is full is the
+//! [`Overload`] policy: `block` (replay: nothing is ever lost) or `drop`
+//! (live: the batch is dropped and counted in
+//! `moni_source_queue_drops_total`, so a slow analysis shows up as counted
+//! loss instead of kernel drops that would hide where the time went).
+//!
+//! One dispatcher can drive several sources one after the other (replay's
+//! files, one continuous input): its IDS state and batches carry over.
+//!
+//! SIP messages also go, as learn-only copies in packet order, to every
+//! worker that does not own them, so that the worker owning the media
+//! learns what the SDP announced before the first RTP packet.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use analyzers::ids::{Ids, IdsConfig, IdsStats};
+use analyzers::record::AlertRecord;
+use analyzers::vnet::{VnetId, VnetMap};
+use analyzers::{DecodeConfig, LinkType, Timestamp};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use super::batch::{PacketBatch, Tag};
+use super::{CaptureError, Next, PacketSource, RawPacket};
+use crate::metrics::Metrics;
+use crate::shard::worker_for;
+use crate::sink::Records;
+
+/// How fast packets leave the loop.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pacing {
+    /// As fast as the workers take them (replay).
+    AsFastAsPossible,
+    /// At `speed` times the recorded pace, with timestamps moved by whole
+    /// minutes to now, so that a file behaves like a live port (a `run`
+    /// source of kind file). Windows and bins, which divide a minute, fall
+    /// on the same boundaries as in `replay` of the same file.
+    Recorded { speed: f64 },
+}
+
+/// What a full worker queue does to the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overload {
+    /// Wait for room: nothing is lost (replay).
+    Block,
+    /// Drop the batch and count its packets (live capture: waiting would
+    /// turn into kernel drops nobody can attribute).
+    Drop,
+}
+
+/// What a worker receives.
+pub struct WorkItem {
+    pub link: Option<LinkType>,
+    pub packets: PacketBatch,
+    /// With [`DriverSettings::share_clock`]: the newest packet time the
+    /// loop has read, of any worker's packets. The worker lets its time
+    /// pass to it after the batch, so that a flow idle by the input's
+    /// clock ends as `idle` whichever worker holds it, exactly as with one
+    /// worker (whose flow table sees every packet's time).
+    pub clock: Option<Timestamp>,
+}
+
+/// The loop's settings.
+#[derive(Clone, Debug)]
+pub struct DriverSettings {
+    /// For metric labels and messages (the `[[sources]]` name, or the
+    /// capture file).
+    pub name: String,
+    pub pacing: Pacing,
+    pub overload: Overload,
+    /// A partly filled batch leaves after this long (`None`: only full
+    /// batches and the end of a source send; replay, where time is the
+    /// packets').
+    pub batch_flush: Option<Duration>,
+    /// How often counters are published.
+    pub tick: Duration,
+    /// Hand the loop's packet clock to the workers with each batch, and
+    /// to every worker at the end (replay: one input, one clock). Live
+    /// sources leave it off: several sources' clocks differ, and the
+    /// workers let time pass on the wall clock instead.
+    pub share_clock: bool,
+    /// On a stop, keep reading what the source still holds for up to this
+    /// long (until it is idle): a live capture then loses nothing that had
+    /// reached the probe.
+    pub drain_on_stop: Option<Duration>,
+    /// The VNet of the source (`[[sources]] vnet`).
+    pub source_vnet: Option<VnetId>,
+    pub sip_ports: Vec<u16>,
+    pub decode: DecodeConfig,
+    /// `[ids]` when enabled: the cross-flow detectors run here.
+    pub ids: Option<IdsConfig>,
+    /// For `iface:` mappings and the IDS's VNet of a packet.
+    pub vnets: Arc<VnetMap>,
+}
+
+/// The channels of the loop.
+pub struct DriverIo {
+    pub workers: Vec<Sender<WorkItem>>,
+    /// Batches the workers are done with.
+    pub free: Receiver<PacketBatch>,
+    /// Where the IDS alerts go (the sinks).
+    pub records: Sender<Records>,
+    pub metrics: Arc<Metrics>,
+    /// The node's running total of lost packets (all sources), which the
+    /// workers put on each RTP window.
+    pub capture_drops: Arc<AtomicU64>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Totals of a dispatcher.
+#[derive(Clone, Debug, Default)]
+pub struct DriverTotals {
+    pub packets: u64,
+    pub bytes: u64,
+    pub queue_drops: u64,
+    pub kernel_drops: u64,
+    pub interface_drops: u64,
+    /// The IDS detectors' counters, if IDS is on.
+    pub ids: Option<IdsStats>,
+    /// Alerts the IDS could not queue (a full sink queue, live only).
+    pub alerts_dropped: u64,
+}
+
+/// Per-worker batch being filled.
+struct Pending {
+    batch: PacketBatch,
+    since: Option<Instant>,
+}
+
+/// One capture loop's state: batches being filled, the IDS, counters.
+pub struct Dispatcher {
+    settings: DriverSettings,
+    io: DriverIo,
+    link: Option<LinkType>,
+    pending: Vec<Pending>,
+    totals: DriverTotals,
+    /// Counters as last published: packets, bytes, queue, kernel and
+    /// interface drops.
+    published: [u64; 5],
+    /// The drop totals of the current source as last read.
+    source_drops: (u64, u64),
+    ids: Option<Ids>,
+    alerts: Vec<AlertRecord>,
+    /// pcapng interface index -> its source VNet, as resolved once.
+    ifaces: Vec<Option<Option<VnetId>>>,
+    /// The newest packet time read.
+    newest: Option<Timestamp>,
+}
+
+/// Checks for a flush, a tick or a stop every this many packets.
+const CHECK_EVERY: u32 = 256;
+
+impl Dispatcher {
+    pub fn new(settings: DriverSettings, io: DriverIo) -> Dispatcher {
+        let pending = (0..io.workers.len().max(1))
+            .map(|_| Pending {
+                batch: PacketBatch::with_capacity(),
+                since: None,
+            })
+            .collect();
+        Dispatcher {
+            ids: settings.ids.as_ref().map(Ids::new),
+            settings,
+            io,
+            link: None,
+            pending,
+            totals: DriverTotals::default(),
+            published: [0; 5],
+            source_drops: (0, 0),
+            alerts: Vec::new(),
+            ifaces: Vec::new(),
+            newest: None,
+        }
+    }
+
+    /// Reads `src` to its end, a read error or the stop flag. Returns the
+    /// packets read from it, and the error that ended it. `progress` is
+    /// called now and then (a progress bar).
+    pub fn drive(
+        &mut self,
+        src: &mut dyn PacketSource,
+        progress: &mut dyn FnMut(&dyn PacketSource),
+    ) -> (u64, Option<CaptureError>) {
+        let link = src.link_type();
+        if link != self.link {
+            // A batch holds packets of one link type.
+            self.flush_all();
+            self.link = link;
+        }
+        self.ifaces.clear();
+        self.source_drops = (0, 0);
+        let wall0 = Instant::now();
+        let epoch0 = wall_clock_now();
+        let mut first: Option<Timestamp> = None;
+        let mut shift = 0i64;
+        let mut next_tick = Instant::now() + self.settings.tick;
+        let mut since_check = 0u32;
+        let mut packets = 0u64;
+        let mut error = None;
+        let mut scratch = Vec::new();
+        loop {
+            since_check += 1;
+            let idle = match src.next() {
+                Ok(Next::Packet { pkt, iface }) => {
+                    packets += 1;
+                    // pcapng: the interface's VNet, resolved once per index
+                    // (a name lookup needs the source, so the packet is
+                    // copied out the first time).
+                    let (pkt, vnet) = match iface {
+                        None => (pkt, self.settings.source_vnet),
+                        Some(i) => match self.ifaces.get(i as usize) {
+                            Some(Some(v)) => (pkt, *v),
+                            _ => {
+                                scratch.clear();
+                                scratch.extend_from_slice(pkt.data);
+                                let (ts, wire_len) = (pkt.ts, pkt.wire_len);
+                                let v = self.iface_vnet(i, src.interface_name(i));
+                                let p = RawPacket {
+                                    ts,
+                                    wire_len,
+                                    data: &scratch,
+                                };
+                                (p, v)
+                            }
+                        },
+                    };
+                    let pkt = match self.settings.pacing {
+                        Pacing::AsFastAsPossible => pkt,
+                        Pacing::Recorded { speed } => {
+                            let t0 = *first.get_or_insert_with(|| {
+                                let gap = epoch0.0 - pkt.ts.0;
+                                shift = (gap + MINUTE_US - 1).div_euclid(MINUTE_US) * MINUTE_US;
+                                pkt.ts
+                            });
+                            self.wait_until(wall0, pkt.ts.micros_since(t0).max(0), speed);
+                            RawPacket {
+                                ts: Timestamp(pkt.ts.0 + shift),
+                                ..pkt
+                            }
+                        }
+                    };
+                    self.push(&pkt, vnet);
+                    false
+                }
+                Ok(Next::Idle) => true,
+                Ok(Next::End) => break,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            };
+            if idle || since_check >= CHECK_EVERY {
+                since_check = 0;
+                if self.io.stop.load(Ordering::Relaxed) {
+                    if let Some(limit) = self.settings.drain_on_stop {
+                        packets += self.drain(src, Instant::now() + limit);
+                    }
+                    break;
+                }
+                self.flush_old();
+                let now = Instant::now();
+                if now >= next_tick {
+                    next_tick = now + self.settings.tick;
+                    self.publish(src);
+                    progress(src);
+                }
+            }
+        }
+        self.publish(src);
+        progress(src);
+        (packets, error)
+    }
+
+    /// Reads what the source still holds until it is idle or `deadline`.
+    fn drain(&mut self, src: &mut dyn PacketSource, deadline: Instant) -> u64 {
+        let mut n = 0;
+        while Instant::now() < deadline {
+            match src.next() {
+                Ok(Next::Packet { pkt, .. }) => {
+                    self.push(&pkt, self.settings.source_vnet);
+                    n += 1;
+                }
+                _ => break,
+            }
+        }
+        n
+    }
+
+    /// Sends what every worker's batch holds (the end of a source, or of
+    /// the input) and publishes the counters. Call once all sources ended.
+    pub fn finish(mut self) -> DriverTotals {
+        // Nothing new arrives any more: wait (bounded, when dropping) for
+        // queue space instead of dropping.
+        let clock = self.clock();
+        for w in 0..self.pending.len() {
+            let p = &mut self.pending[w];
+            p.since = None;
+            // With a shared clock every worker hears the input's last time.
+            if p.batch.is_empty() && clock.is_none() {
+                continue;
+            }
+            let item = WorkItem {
+                link: self.link,
+                packets: std::mem::take(&mut p.batch),
+                clock,
+            };
+            let Some(tx) = self.io.workers.get(w) else {
+                continue;
+            };
+            let sent = match self.settings.overload {
+                Overload::Block => tx.send(item).map_err(|e| e.into_inner()),
+                Overload::Drop => tx
+                    .send_timeout(item, Duration::from_secs(5))
+                    .map_err(|e| e.into_inner()),
+            };
+            if let Err(item) = sent {
+                self.totals.queue_drops += item.packets.analysed() as u64;
+            }
+        }
+        self.send_alerts(true);
+        self.publish_counters();
+        self.totals.ids = self.ids.as_ref().map(|i| i.stats().clone());
+        self.totals
+    }
+
+    fn clock(&self) -> Option<Timestamp> {
+        self.newest.filter(|_| self.settings.share_clock)
+    }
+
+    fn iface_vnet(&mut self, index: u32, name: Option<String>) -> Option<VnetId> {
+        // `iface:#N` names the interface by index, `iface:NAME` by name.
+        let v = &self.settings.vnets;
+        let vnet = v
+            .iface(&format!("#{index}"))
+            .or_else(|| name.and_then(|n| v.iface(&n)))
+            .or(self.settings.source_vnet);
+        let i = index as usize;
+        if i < 4096 {
+            if self.ifaces.len() <= i {
+                self.ifaces.resize(i + 1, None);
+            }
+            self.ifaces[i] = Some(vnet);
+        }
+        vnet
+    }
+
+    /// Sleeps until `offset_us` of recorded time (scaled by `speed`) has
+    /// passed since `wall0`, in short slices so that a stop and batch
+    /// flushing stay prompt.
+    fn wait_until(&mut self, wall0: Instant, offset_us: i64, speed: f64) {
+        let scaled = (offset_us as f64 / speed.max(1e-6)) as u64;
+        let due = wall0 + Duration::from_micros(scaled);
+        loop {
+            let now = Instant::now();
+            if now >= due || self.io.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            self.flush_old();
+            std::thread::sleep((due - now).min(Duration::from_millis(20)));
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, pkt: &RawPacket<'_>, source_vnet: Option<VnetId>) {
+        self.totals.packets += 1;
+        self.totals.bytes += u64::from(pkt.wire_len);
+        self.newest = Some(self.newest.map_or(pkt.ts, |t| t.max(pkt.ts)));
+        let n = self.pending.len();
+        let mut sip = false;
+        let w = match self.link {
+            Some(link) if n > 1 || self.ids.is_some() => {
+                let d = analyzers::decode_with(link, pkt.data, &self.settings.decode);
+                if let Some(ids) = &mut self.ids {
+                    let vnet = self.settings.vnets.resolve_packet(&d, source_vnet);
+                    ids.observe(pkt.ts, vnet, &d, &mut self.alerts);
+                }
+                if n > 1 {
+                    if let Some((sp, dp)) = d.ports() {
+                        let ports = &self.settings.sip_ports;
+                        sip = ports.contains(&sp) || ports.contains(&dp);
+                    }
+                }
+                worker_for(&d, n)
+            }
+            _ => 0,
+        };
+        if sip {
+            let tag = Tag {
+                source_vnet,
+                learn_only: true,
+            };
+            for i in (0..n).filter(|&i| i != w) {
+                self.pending[i].batch.push_tagged(pkt, tag);
+                if self.pending[i].since.is_none() {
+                    self.pending[i].since = Some(Instant::now());
+                }
+                if self.pending[i].batch.is_full() {
+                    self.send(i);
+                }
+            }
+        }
+        let p = &mut self.pending[w];
+        if p.since.is_none() && self.settings.batch_flush.is_some() {
+            p.since = Some(Instant::now());
+        }
+        p.batch.push_tagged(
+            pkt,
+            Tag {
+                source_vnet,
+                learn_only: false,
+            },
+        );
+        if p.batch.is_full() {
+            self.send(w);
+        }
+        if self.alerts.len() >= ALERT_BATCH {
+            self.send_alerts(false);
+        }
+    }
+
+    /// Sends worker `w`'s batch according to the overload policy.
+    fn send(&mut self, w: usize) {
+        let fresh = self
+            .io
+            .free
+            .try_recv()
+            .unwrap_or_else(|_| PacketBatch::with_capacity());
+        let clock = self.clock();
+        let p = &mut self.pending[w];
+        p.since = None;
+        let item = WorkItem {
+            link: self.link,
+            packets: std::mem::replace(&mut p.batch, fresh),
+            clock,
+        };
+        let Some(tx) = self.io.workers.get(w) else {
+            return;
+        };
+        let lost = match self.settings.overload {
+            Overload::Block => tx.send(item).err().map(|e| e.into_inner()),
+            Overload::Drop => match tx.try_send(item) {
+                Ok(()) => None,
+                Err(TrySendError::Full(item)) | Err(TrySendError::Disconnected(item)) => Some(item),
+            },
+        };
+        if let Some(item) = lost {
+            self.totals.queue_drops += item.packets.analysed() as u64;
+        }
+    }
+
+    /// Sends batches that waited longer than the flush interval.
+    fn flush_old(&mut self) {
+        let Some(limit) = self.settings.batch_flush else {
+            return;
+        };
+        let now = Instant::now();
+        for w in 0..self.pending.len() {
+            let old = self.pending[w]
+                .since
+                .is_some_and(|t| now.duration_since(t) >= limit);
+            if old && !self.pending[w].batch.is_empty() {
+                self.send(w);
+            }
+        }
+    }
+
+    /// Sends every non-empty batch.
+    fn flush_all(&mut self) {
+        for w in 0..self.pending.len() {
+            if !self.pending[w].batch.is_empty() {
+                self.send(w);
+            }
+        }
+    }
+
+    /// Hands the IDS alerts to the sinks: blocking when the policy is
+    /// `block`, else never (a full sink queue drops them, counted).
+    fn send_alerts(&mut self, last: bool) {
+        if self.alerts.is_empty() {
+            return;
+        }
+        let alerts = std::mem::take(&mut self.alerts);
+        let n = alerts.len() as u64;
+        let records = Records {
+            alerts,
+            ..Records::new(Arc::clone(&self.settings.vnets))
+        };
+        let sent = match self.settings.overload {
+            Overload::Block => self.io.records.send(records).is_ok(),
+            Overload::Drop if last => self
+                .io
+                .records
+                .send_timeout(records, Duration::from_secs(5))
+                .is_ok(),
+            Overload::Drop => self.io.records.try_send(records).is_ok(),
+        };
+        if !sent {
+            self.totals.alerts_dropped += n;
+            self.io
+                .metrics
+                .ids_dropped_alerts
+                .with_label_values(&["writer_queue_full"])
+                .inc_by(n);
+        }
+    }
+
+    fn publish(&mut self, src: &mut dyn PacketSource) {
+        self.send_alerts(false);
+        if let Some(d) = src.drops() {
+            let (k, i) = self.source_drops;
+            self.totals.kernel_drops += d.kernel.saturating_sub(k);
+            self.totals.interface_drops += d.interface.saturating_sub(i);
+            self.source_drops = (d.kernel, d.interface);
+        }
+        self.publish_counters();
+    }
+
+    fn publish_counters(&mut self) {
+        let m = &self.io.metrics;
+        if let Some(ids) = &self.ids {
+            let label = format!("capture:{}", self.settings.name);
+            for (det, keys, evicted) in ids.state() {
+                m.ids_state_keys
+                    .with_label_values(&[det, label.as_str()])
+                    .set(keys as i64);
+                let c = m.ids_evictions.with_label_values(&[det, label.as_str()]);
+                if evicted > c.get() {
+                    c.inc_by(evicted - c.get());
+                }
+            }
+            let c = m.ids_suppressed.with_label_values(&[label.as_str()]);
+            let n = ids.stats().suppressed;
+            if n > c.get() {
+                c.inc_by(n - c.get());
+            }
+        }
+        let t = &self.totals;
+        let now = [
+            t.packets,
+            t.bytes,
+            t.queue_drops,
+            t.kernel_drops,
+            t.interface_drops,
+        ];
+        let d: Vec<u64> = now
+            .iter()
+            .zip(self.published)
+            .map(|(n, p)| n.saturating_sub(p))
+            .collect();
+        let name = [self.settings.name.as_str()];
+        m.source_packets.with_label_values(&name).inc_by(d[0]);
+        m.source_bytes.with_label_values(&name).inc_by(d[1]);
+        m.source_queue_drops.with_label_values(&name).inc_by(d[2]);
+        m.source_kernel_drops.with_label_values(&name).inc_by(d[3]);
+        m.source_interface_drops
+            .with_label_values(&name)
+            .inc_by(d[4]);
+        self.io
+            .capture_drops
+            .fetch_add(d[2] + d[3] + d[4], Ordering::Relaxed);
+        self.published = now;
+    }
+}
+
+/// IDS alerts leave the loop in batches of at most this many (besides
+/// every tick).
+const ALERT_BATCH: usize = 1024;
+
+const MINUTE_US: i64 = 60_000_000;
+
+fn wall_clock_now() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+    )
+}

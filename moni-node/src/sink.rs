@@ -1,0 +1,539 @@
+//! The records seam: what the analysis workers (and the capture loop's IDS)
+//! finish leaves them as one [`Records`] value, and goes through the
+//! [`Sinks`] in one fixed order, for `replay` and `run` alike:
+//!
+//! ```text
+//! Records ─ BinMerger ─ CompareSink ─ Tally ─ ParquetSink (Parquet + eve.json)
+//!           (one row per  (shadow vs    (summary and
+//!            VNet and bin) production)   Prometheus counts)
+//! ```
+//!
+//! Each stage implements [`Sink`]: it sees the records (and may change
+//! them: the merger holds bins back, the comparer adds its pairs) before
+//! the stages after it. [`consume`] is the one loop that feeds them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use analyzers::record::{
+    AlertRecord, BinRecord, CallRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord,
+};
+use analyzers::vnet::{VnetId, VnetMap};
+use analyzers::voip::compare::{CompareStats, Comparer, RtpCompareRecord};
+use analyzers::Timestamp;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::export::{Datasets, ExportError};
+use crate::metrics::Metrics;
+
+/// Finished records of one worker (or of the capture loop's IDS), with the
+/// VNet map that names them.
+pub struct Records {
+    pub vnets: Arc<VnetMap>,
+    /// The analysis worker that sent them (`None`: the capture loop).
+    pub worker: Option<usize>,
+    /// The worker's packet time when it took these records: every bin it
+    /// will still emit starts at most two bins before it (late packets
+    /// aside). A worker sends its watermark even without records.
+    pub watermark: Option<Timestamp>,
+    pub flows: Vec<FlowRecord>,
+    pub bins: Vec<BinRecord>,
+    pub rtp_windows: Vec<RtpWindowRecord>,
+    pub rtp_streams: Vec<RtpStreamRecord>,
+    pub rtp_compare: Vec<RtpCompareRecord>,
+    pub calls: Vec<CallRecord>,
+    pub alerts: Vec<AlertRecord>,
+}
+
+impl Records {
+    pub fn new(vnets: Arc<VnetMap>) -> Records {
+        Records {
+            vnets,
+            worker: None,
+            watermark: None,
+            flows: Vec::new(),
+            bins: Vec::new(),
+            rtp_windows: Vec::new(),
+            rtp_streams: Vec::new(),
+            rtp_compare: Vec::new(),
+            calls: Vec::new(),
+            alerts: Vec::new(),
+        }
+    }
+
+    pub fn rows(&self) -> u64 {
+        (self.flows.len()
+            + self.bins.len()
+            + self.rtp_windows.len()
+            + self.rtp_streams.len()
+            + self.rtp_compare.len()
+            + self.calls.len()
+            + self.alerts.len()) as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows() == 0
+    }
+}
+
+/// One stage of the records seam.
+pub trait Sink {
+    /// Sees (and may change) records before the stages after it.
+    fn accept(&mut self, r: &mut Records) -> Result<(), ExportError>;
+    /// A clock tick (a quiet moment: rotate files, publish counters).
+    fn tick(&mut self) -> Result<(), ExportError> {
+        Ok(())
+    }
+    /// The input ended: whatever was held back goes into `held`, for the
+    /// stages after this one.
+    fn finish(&mut self, _held: &mut Records) -> Result<(), ExportError> {
+        Ok(())
+    }
+}
+
+/// Sums the bin rows of all workers per (VNet, bin), so that sharding
+/// never splits a bin across rows: a bin is written once every worker's
+/// watermark has passed it by two bins (when each worker's binner has
+/// emitted it). At most `cap` bins wait; beyond, the oldest are written
+/// early and counted in `released_at_cap`.
+pub struct BinMerger {
+    held: BTreeMap<(i64, VnetId), BinRecord>,
+    /// Per worker, its newest watermark (µs).
+    watermarks: Vec<Option<i64>>,
+    cap: usize,
+    pub released_at_cap: u64,
+}
+
+impl BinMerger {
+    /// Bins waiting at most (VNets × bins, e.g. 64 VNets for 17 minutes of
+    /// 1 s bins).
+    pub const DEFAULT_CAP: usize = 65_536;
+
+    pub fn new(workers: usize, cap: usize) -> BinMerger {
+        BinMerger {
+            held: BTreeMap::new(),
+            watermarks: vec![None; workers.max(1)],
+            cap: cap.max(1),
+            released_at_cap: 0,
+        }
+    }
+
+    /// Bins held now.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+}
+
+fn add_bin(into: &mut BinRecord, b: &BinRecord) {
+    let add = |a: &mut analyzers::record::Counts, b: &analyzers::record::Counts| {
+        a.packets += b.packets;
+        a.bytes += b.bytes;
+    };
+    add(&mut into.total, &b.total);
+    add(&mut into.tcp, &b.tcp);
+    add(&mut into.udp, &b.udp);
+    add(&mut into.icmp, &b.icmp);
+    add(&mut into.other, &b.other);
+    into.decode_errors += b.decode_errors;
+}
+
+impl Sink for BinMerger {
+    fn accept(&mut self, r: &mut Records) -> Result<(), ExportError> {
+        if let (Some(w), Some(t)) = (r.worker, r.watermark) {
+            if let Some(slot) = self.watermarks.get_mut(w) {
+                *slot = Some(slot.map_or(t.0, |s| s.max(t.0)));
+            }
+        }
+        for b in r.bins.drain(..) {
+            match self.held.entry((b.bin_start.0, b.vnet)) {
+                std::collections::btree_map::Entry::Occupied(mut e) => add_bin(e.get_mut(), &b),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(b);
+                }
+            }
+        }
+        let done_below = self
+            .watermarks
+            .iter()
+            .try_fold(i64::MAX, |m, w| w.map(|w| m.min(w)));
+        loop {
+            let over = self.held.len() > self.cap;
+            let Some(entry) = self.held.first_entry() else {
+                break;
+            };
+            let b = entry.get();
+            let width = i64::from(b.bin_secs.max(1)) * 1_000_000;
+            let passed = done_below.is_some_and(|t| {
+                // The worker's binner emitted every bin two bins before the
+                // bin of its newest packet.
+                let newest_bin = Timestamp(t).secs_floor() * 1_000_000 / width;
+                b.bin_start.0 / width + 2 <= newest_bin
+            });
+            if !(passed || over) {
+                break;
+            }
+            if !passed {
+                self.released_at_cap += 1;
+            }
+            r.bins.push(entry.remove());
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, held: &mut Records) -> Result<(), ExportError> {
+        held.bins
+            .extend(std::mem::take(&mut self.held).into_values());
+        Ok(())
+    }
+}
+
+/// The shadow/production [`Comparer`] as a stage: adds the pairs judged to
+/// the records (`rtp_compare`).
+pub struct CompareSink {
+    pub comparer: Comparer,
+}
+
+impl Sink for CompareSink {
+    fn accept(&mut self, r: &mut Records) -> Result<(), ExportError> {
+        if let Some(w) = r.worker {
+            let pairs = self.comparer.push(w, &r.rtp_windows, &r.vnets);
+            r.rtp_compare.extend(pairs);
+        }
+        Ok(())
+    }
+}
+
+/// Counts what passes for the summary and for Prometheus: alerts by kind
+/// and severity, comparison verdicts; keeps the pairs for the summary's
+/// per-window table when asked (replay).
+pub struct Tally {
+    metrics: Arc<Metrics>,
+    pub alerts: BTreeMap<&'static str, u64>,
+    /// `Some` when the pairs are kept (replay's summary).
+    pub pairs: Option<Vec<RtpCompareRecord>>,
+    published_compare: CompareStats,
+}
+
+impl Tally {
+    pub fn new(metrics: Arc<Metrics>, keep_pairs: bool) -> Tally {
+        Tally {
+            metrics,
+            alerts: BTreeMap::new(),
+            pairs: keep_pairs.then(Vec::new),
+            published_compare: CompareStats::default(),
+        }
+    }
+
+    /// Publishes the comparer's counters (dropped at the cap).
+    pub fn publish_compare(&mut self, s: &CompareStats) {
+        let m = &self.metrics;
+        let p = &mut self.published_compare;
+        if s.dropped_at_cap > p.dropped_at_cap {
+            m.voip_compare_dropped
+                .with_label_values(&["cap"])
+                .inc_by(s.dropped_at_cap - p.dropped_at_cap);
+        }
+        if s.unpaired_expired > p.unpaired_expired {
+            m.voip_compare_dropped
+                .with_label_values(&["unpaired"])
+                .inc_by(s.unpaired_expired - p.unpaired_expired);
+        }
+        *p = s.clone();
+    }
+}
+
+impl Sink for Tally {
+    fn accept(&mut self, r: &mut Records) -> Result<(), ExportError> {
+        let m = &self.metrics;
+        for a in &r.alerts {
+            *self.alerts.entry(a.kind).or_default() += 1;
+            m.ids_alerts
+                .with_label_values(&[a.kind, &a.severity.to_string()])
+                .inc();
+        }
+        for c in &r.rtp_compare {
+            m.voip_compare_windows
+                .with_label_values(&[c.verdict.as_str()])
+                .inc();
+        }
+        if let Some(p) = &mut self.pairs {
+            p.extend(r.rtp_compare.iter().cloned());
+        }
+        Ok(())
+    }
+}
+
+/// The Parquet datasets and `eve.json`. After an output error it keeps
+/// draining (workers never block on a dead writer) and reports the error
+/// at the end; with `stop_writing` and a full spool it counts what it does
+/// not write.
+pub struct ParquetSink {
+    pub out: Datasets,
+    metrics: Arc<Metrics>,
+    /// Set by the shipper when the spool is over its cap (`stop_writing`).
+    spool_full: Option<Arc<AtomicBool>>,
+    /// Cleared on an output error (`/healthz`).
+    healthy: Option<Arc<AtomicBool>>,
+    pub error: Option<ExportError>,
+    pub rows_dropped_spool_full: u64,
+    published: Vec<(u64, usize)>,
+}
+
+impl ParquetSink {
+    pub fn new(
+        out: Datasets,
+        metrics: Arc<Metrics>,
+        spool_full: Option<Arc<AtomicBool>>,
+        healthy: Option<Arc<AtomicBool>>,
+    ) -> ParquetSink {
+        let published = vec![(0, 0); out.all().len()];
+        ParquetSink {
+            out,
+            metrics,
+            spool_full,
+            healthy,
+            error: None,
+            rows_dropped_spool_full: 0,
+            published,
+        }
+    }
+
+    fn failed(&mut self, e: ExportError) {
+        if self.error.is_none() {
+            tracing::error!(error = %e, "Writing Parquet failed; records are dropped from now on.");
+            if let Some(h) = &self.healthy {
+                h.store(false, Ordering::Relaxed);
+            }
+            self.error = Some(e);
+        }
+    }
+
+    fn publish(&mut self) {
+        for (w, p) in self.out.all().iter().zip(self.published.iter_mut()) {
+            let l = [w.dataset()];
+            if w.rows_written > p.0 {
+                self.metrics
+                    .parquet_rows
+                    .with_label_values(&l)
+                    .inc_by(w.rows_written - p.0);
+            }
+            if w.files.len() > p.1 {
+                self.metrics
+                    .parquet_files
+                    .with_label_values(&l)
+                    .inc_by((w.files.len() - p.1) as u64);
+            }
+            *p = (w.rows_written, w.files.len());
+        }
+    }
+}
+
+fn write(out: &mut Datasets, r: &Records) -> Result<(), ExportError> {
+    out.write_flows(&r.flows, &r.vnets)?;
+    out.write_bins(&r.bins, &r.vnets)?;
+    out.write_rtp(&r.rtp_windows, &r.rtp_streams, &r.vnets)?;
+    out.write_compare(&r.rtp_compare, &r.vnets)?;
+    out.write_alerts(&r.alerts, &r.vnets)?;
+    out.write_calls(&r.calls, &r.vnets)
+}
+
+impl Sink for ParquetSink {
+    fn accept(&mut self, r: &mut Records) -> Result<(), ExportError> {
+        if r.is_empty() {
+            return Ok(());
+        }
+        if self
+            .spool_full
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
+            self.metrics
+                .spool_dropped_rows
+                .with_label_values(&[] as &[&str])
+                .inc_by(r.rows());
+            self.rows_dropped_spool_full += r.rows();
+        } else if self.error.is_none() {
+            if let Err(e) = write(&mut self.out, r) {
+                self.failed(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), ExportError> {
+        if self.error.is_none() {
+            if let Err(e) = self.out.rotate_if_due() {
+                self.failed(e);
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    fn finish(&mut self, held: &mut Records) -> Result<(), ExportError> {
+        self.accept(held)?;
+        if self.error.is_none() {
+            if let Err(e) = self.out.close() {
+                self.failed(e);
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+}
+
+/// Every stage, wired in the one order both modes use.
+pub struct Sinks {
+    pub bins: BinMerger,
+    pub compare: CompareSink,
+    pub tally: Tally,
+    pub parquet: ParquetSink,
+    /// The newest VNet map seen, for what is flushed at the end.
+    vnets: Option<Arc<VnetMap>>,
+}
+
+impl Sinks {
+    pub fn new(
+        workers: usize,
+        compare_tolerance: f64,
+        parquet: ParquetSink,
+        tally: Tally,
+    ) -> Sinks {
+        Sinks {
+            bins: BinMerger::new(workers, BinMerger::DEFAULT_CAP),
+            compare: CompareSink {
+                comparer: Comparer::new(Comparer::DEFAULT_CAP, compare_tolerance),
+            },
+            tally,
+            parquet,
+            vnets: None,
+        }
+    }
+
+    fn stages(&mut self) -> [&mut dyn Sink; 4] {
+        [
+            &mut self.bins,
+            &mut self.compare,
+            &mut self.tally,
+            &mut self.parquet,
+        ]
+    }
+
+    pub fn accept(&mut self, mut r: Records) {
+        self.vnets = Some(Arc::clone(&r.vnets));
+        for s in self.stages() {
+            // Stages keep their own errors (the Parquet writer reports its
+            // first at the end); none stops the others.
+            let _ = s.accept(&mut r);
+        }
+    }
+
+    pub fn tick(&mut self) {
+        for s in self.stages() {
+            let _ = s.tick();
+        }
+        let stats = self.compare.comparer.stats().clone();
+        self.tally.publish_compare(&stats);
+    }
+
+    /// Ends the input: each stage's held records go through the stages
+    /// after it; the files are completed.
+    pub fn finish(&mut self) {
+        let vnets = self
+            .vnets
+            .clone()
+            .unwrap_or_else(|| Arc::new(VnetMap::default()));
+        for i in 0..4 {
+            let mut held = Records::new(Arc::clone(&vnets));
+            let mut stages = self.stages();
+            let _ = stages[i].finish(&mut held);
+            for s in stages.iter_mut().skip(i + 1) {
+                let _ = s.accept(&mut held);
+            }
+        }
+        let stats = self.compare.comparer.stats().clone();
+        self.tally.publish_compare(&stats);
+    }
+}
+
+/// Feeds every record batch to the sinks until all senders hung up, with a
+/// tick when `tick` passes without one; then ends the input.
+pub fn consume(input: &Receiver<Records>, sinks: &mut Sinks, tick: Duration) {
+    let mut last_tick = std::time::Instant::now();
+    loop {
+        match input.recv_timeout(tick) {
+            Ok(r) => sinks.accept(r),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() >= tick {
+            last_tick = std::time::Instant::now();
+            sinks.tick();
+        }
+    }
+    sinks.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bin(vnet: u16, secs: i64, packets: u64) -> BinRecord {
+        BinRecord {
+            vnet: VnetId(vnet),
+            bin_start: Timestamp::from_secs(secs),
+            bin_secs: 1,
+            total: analyzers::record::Counts {
+                packets,
+                bytes: packets * 100,
+            },
+            ..BinRecord::default()
+        }
+    }
+
+    fn from(worker: usize, at: i64, bins: Vec<BinRecord>) -> Records {
+        Records {
+            worker: Some(worker),
+            watermark: Some(Timestamp::from_secs(at)),
+            bins,
+            ..Records::new(Arc::new(VnetMap::default()))
+        }
+    }
+
+    /// Two workers' rows of one bin leave as one row, once both workers
+    /// are two bins past it.
+    #[test]
+    fn merges_a_bin_of_two_workers_into_one_row() {
+        let mut m = BinMerger::new(2, 100);
+        let mut r = from(0, 12, vec![bin(0, 10, 3), bin(1, 10, 1)]);
+        m.accept(&mut r).expect("accept");
+        assert!(r.bins.is_empty(), "worker 1 has not passed bin 10 yet");
+        let mut r = from(1, 11, vec![bin(0, 10, 4)]);
+        m.accept(&mut r).expect("accept");
+        assert!(r.bins.is_empty(), "worker 1 is only one bin past");
+        let mut r = from(1, 12, vec![]);
+        m.accept(&mut r).expect("accept");
+        let got: Vec<(u16, i64, u64)> = r
+            .bins
+            .iter()
+            .map(|b| (b.vnet.0, b.bin_start.0 / 1_000_000, b.total.packets))
+            .collect();
+        assert_eq!(got, vec![(0, 10, 7), (1, 10, 1)]);
+        assert_eq!((m.held(), m.released_at_cap), (0, 0));
+    }
+
+    #[test]
+    fn the_cap_writes_the_oldest_bins_early_and_counts_them() {
+        let mut m = BinMerger::new(2, 2);
+        let mut r = from(0, 100, (0..5).map(|i| bin(0, i, 1)).collect());
+        m.accept(&mut r).expect("accept");
+        assert_eq!(r.bins.len(), 3);
+        assert_eq!(r.bins[0].bin_start, Timestamp::from_secs(0));
+        assert_eq!((m.held(), m.released_at_cap), (2, 3));
+        let mut held = Records::new(Arc::new(VnetMap::default()));
+        m.finish(&mut held).expect("finish");
+        assert_eq!(held.bins.len(), 2);
+    }
+}

@@ -1,0 +1,221 @@
+//! Issue 15: replay's results do not depend on `--workers`. Every sample
+//! and corpus capture is replayed with 1 worker and with 2 and 4; every
+//! dataset (flows, bins, RTP windows and streams, calls, comparisons,
+//! alerts) is read back from Parquet and compared as a sorted list of
+//! rows, so a bin split across rows by the sharding, a flow cut in two or
+//! an alert raised twice all fail it. The shadow/production map is on so
+//! that the comparison is exercised.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+const MAP: &str = "100=A:production,200=B:shadow";
+
+/// Every row of every dataset under `out`, as text, sorted per dataset.
+fn rows(out: &Path) -> Vec<(String, Vec<String>)> {
+    let mut all = Vec::new();
+    for name in analyzers::schema::DATASETS {
+        let mut files = Vec::new();
+        collect(&out.join(name), &mut files);
+        files.sort();
+        let mut rows = Vec::new();
+        for f in files {
+            for b in common::read_dataset(&f) {
+                rows.extend(batch_rows(&b));
+            }
+        }
+        rows.sort();
+        all.push((name.to_string(), rows));
+    }
+    all
+}
+
+/// The directories under `dir` that hold Parquet files (datasets may be
+/// partitioned into subdirectories).
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut has_parquet = false;
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else if p.extension().is_some_and(|e| e == "parquet") {
+            has_parquet = true;
+        }
+    }
+    if has_parquet {
+        out.push(dir.to_path_buf());
+    }
+}
+
+fn batch_rows(b: &RecordBatch) -> Vec<String> {
+    let opts = FormatOptions::default().with_null("null");
+    // Timestamps without their zone (formatting one needs chrono-tz).
+    let plain: Vec<arrow::array::ArrayRef> = b
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Timestamp(unit, Some(_)) => {
+                arrow::compute::cast(c, &DataType::Timestamp(*unit, None)).expect("cast")
+            }
+            _ => c.clone(),
+        })
+        .collect();
+    let cols: Vec<ArrayFormatter<'_>> = plain
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).expect("formatter"))
+        .collect();
+    (0..b.num_rows())
+        .map(|i| {
+            cols.iter()
+                .map(|c| c.value(i).to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
+fn captures() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut walk = vec![common::root().join("samples/pcap")];
+    if let Some(c) = common::corpus() {
+        walk.push(c);
+    }
+    while let Some(d) = walk.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk.push(p);
+            } else if p.extension().is_some_and(|e| e == "pcap" || e == "pcapng") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Captures whose results still depend on the number of workers.
+const GAPS: &[(&str, &str)] = &[
+    (
+        "zeek-erspan.pcap",
+        "issue 15: outer IP fragments of a tunnel are reassembled in the worker of the outer \
+         addresses, while the inner flow's other packets go to the worker of the inner ones; \
+         reassembly belongs in the capture loop",
+    ),
+    (
+        "SIP_CALL_RTP_G711.pcap",
+        "issue 15: a worker that only learns a call's SDP (learn-only copy) tags a stream with \
+         the Call-ID where the worker that tracks the call does not",
+    ),
+];
+
+/// What differs between 1 and `n` workers on `f`, if anything.
+fn compare_one(
+    f: &Path,
+    n: usize,
+    one: &moni_node::summary::Summary,
+    want: &[(String, Vec<String>)],
+) -> Result<(), String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = common::replay_files_with(&[f.to_path_buf()], Some(MAP), dir.path(), "", n);
+    assert_eq!(s.workers, n as u64);
+    let totals =
+        |s: &moni_node::summary::Summary| (s.packets, s.bytes, s.flows.exported, s.alerts.clone());
+    if totals(&s) != totals(one) {
+        return Err(format!(
+            "totals with {n} workers: {:?}, with 1: {:?}",
+            totals(&s),
+            totals(one)
+        ));
+    }
+    let got = rows(dir.path());
+    for ((name, w), (_, g)) in want.iter().zip(&got) {
+        if w != g {
+            let missing: Vec<_> = w.iter().filter(|r| !g.contains(r)).take(2).collect();
+            let extra: Vec<_> = g.iter().filter(|r| !w.contains(r)).take(2).collect();
+            return Err(format!(
+                "dataset {name} differs with {n} workers ({} rows vs {}); \
+                 only with 1: {missing:?}; only with {n}: {extra:?}",
+                w.len(),
+                g.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn n_workers_give_the_same_datasets_as_one() {
+    let files = captures();
+    assert!(files.len() >= 9, "samples missing: {files:?}");
+    let mut compared_rows = 0usize;
+    let mut compare_pairs = 0u64;
+    let mut gaps = common::GapCheck::new(GAPS);
+    for f in &files {
+        let base = tempfile::tempdir().expect("tempdir");
+        let one = common::replay_files_with(std::slice::from_ref(f), Some(MAP), base.path(), "", 1);
+        let want = rows(base.path());
+        compared_rows += want.iter().map(|(_, r)| r.len()).sum::<usize>();
+        compare_pairs +=
+            one.comparison.shadow_better + one.comparison.production_better + one.comparison.equal;
+        let result = [2, 4]
+            .into_iter()
+            .try_for_each(|n| compare_one(f, n, &one, &want));
+        gaps.record(&f.display().to_string(), result);
+    }
+    gaps.finish();
+    // The comparison must have had something to compare (vlan-shadow).
+    assert!(compared_rows > 10_000, "{compared_rows} rows compared");
+    assert!(compare_pairs > 0, "no shadow/production pair compared");
+}
+
+/// The flow-heavy bench capture (`moni-gen bench --mix flow-heavy`, issue
+/// 16) has the mix it promises, every flow is live at once (none idles out
+/// in its 0.5 s), and 2 workers give the datasets of 1 on it too.
+#[test]
+fn the_flow_heavy_mix_holds_and_does_not_depend_on_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("heavy.pcap");
+    let t = moni_samples::stream::flow_heavy(&pcap, 100_000, 3).expect("generate");
+    let one_dir = dir.path().join("one");
+    let one = common::replay_files_with(std::slice::from_ref(&pcap), None, &one_dir, "", 1);
+    assert_eq!(one.packets, 100_000);
+    assert_eq!(one.flows.exported, t.flows, "every generated flow, once");
+    assert_eq!(one.flows.peak_active, t.flows, "all flows live at once");
+    assert_eq!(one.voip.streams, 400);
+    let mix = |proto: &str| -> f64 {
+        let b = common::read_dataset(&one_dir.join("bins"));
+        let (mut n, mut all) = (0u64, 0u64);
+        for batch in &b {
+            let total = common::col::<arrow::array::UInt64Array>(batch, "packets");
+            let part = common::col::<arrow::array::UInt64Array>(batch, &format!("{proto}_packets"));
+            for i in 0..batch.num_rows() {
+                all += total.value(i);
+                n += part.value(i);
+            }
+        }
+        n as f64 / all as f64
+    };
+    let (tcp, udp, icmp) = (mix("tcp"), mix("udp"), mix("icmp"));
+    assert!((0.68..0.72).contains(&tcp), "TCP share {tcp}");
+    assert!(
+        (0.25..0.29).contains(&udp),
+        "UDP share {udp} (RTP, DNS and other UDP)"
+    );
+    assert!((0.02..0.04).contains(&icmp), "ICMP share {icmp}");
+    let two_dir = dir.path().join("two");
+    let two = common::replay_files_with(&[pcap], None, &two_dir, "", 2);
+    assert_eq!(two.flows.exported, one.flows.exported);
+    assert_eq!(rows(&two_dir), rows(&one_dir));
+}
