@@ -75,8 +75,18 @@ pub struct RtpConfig {
     /// Whether G.711 receivers conceal loss (Bpl 25.1) or not (4.3).
     /// Default true.
     pub g711_plc: bool,
-    /// Impairment of codecs G.113 does not list. Default Ie 10, Bpl 10.
+    /// Impairment of codecs the table ([`crate::voip::codec`]) does not
+    /// know, and the Bpl of its Ie-only rows. Default Ie 10, Bpl 10.
     pub unknown_codec: Impairment,
+    /// Operator's Ie/Bpl per encoding name (case-insensitive), before the
+    /// table: codecs without an ITU value (iLBC, Speex) or a measured
+    /// value for one. Default none.
+    pub codec_impairments: Vec<(String, Impairment)>,
+    /// What a dynamic payload type carries on streams without SDP:
+    /// (payload type 96-127, encoding name, clock rate), used like an
+    /// rtpmap, so such a stream gets its codec, clock and a MOS. Default
+    /// none (codec `dynamic-PT`, MOS null with `mos_reason`).
+    pub dynamic_codecs: Vec<(u8, String, u32)>,
     /// A packet repeating the previous packet of its stream (same
     /// addresses, ports, sequence, timestamp and payload hash) within this
     /// many µs is a mirror artefact (a SPAN copying both directions), not
@@ -99,10 +109,9 @@ impl Default for RtpConfig {
             default_jitter_buffer: Model::Adaptive,
             network_delay_ms: 20.0,
             g711_plc: true,
-            unknown_codec: Impairment {
-                ie: 10.0,
-                bpl: 10.0,
-            },
+            unknown_codec: Impairment::narrow(10.0, 10.0),
+            codec_impairments: Vec::new(),
+            dynamic_codecs: Vec::new(),
             mirror_dup_window_us: 500,
         }
     }
@@ -781,6 +790,20 @@ impl RtpTracker {
                 None => break,
             }
         }
+        // Without SDP, a dynamic payload type the operator named
+        // (`dynamic_codecs`) is mapped like an rtpmap.
+        let announced = announced.or_else(|| {
+            (is_dynamic(h.payload_type)
+                && self
+                    .config
+                    .dynamic_codecs
+                    .iter()
+                    .any(|(pt, _, _)| *pt == h.payload_type))
+            .then(|| Announced {
+                rtpmap: self.config.dynamic_codecs.clone(),
+                call_id: None,
+            })
+        });
         let mapped = announced
             .as_ref()
             .and_then(|a| a.rtpmap.iter().find(|(pt, _, _)| *pt == h.payload_type));
@@ -794,8 +817,12 @@ impl RtpTracker {
                 rtp::static_clock_rate(h.payload_type),
             ),
         };
-        let impairment = codec::impairment(&codec_name, self.config.g711_plc)
-            .unwrap_or(self.config.unknown_codec);
+        let impairment = codec::impairment(
+            &codec_name,
+            self.config.g711_plc,
+            &self.config.codec_impairments,
+            self.config.unknown_codec,
+        );
         let stats = StreamStats::new(ts, h, clock);
         let rtpmap = announced
             .as_ref()
@@ -1138,9 +1165,15 @@ fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQuality {
             burst_r,
             ..Params::default()
         };
-        let lq = emodel::rate(&base);
+        // Wideband codecs are rated on the G.107.1 scale.
+        let rate = if e.impairment.wideband {
+            emodel::rate_wideband
+        } else {
+            emodel::rate
+        };
+        let lq = rate(&base);
         let delay = network + jb_delay_ms + 20.0;
-        let cq = emodel::rate(&base.with_one_way_delay(delay));
+        let cq = rate(&base.with_one_way_delay(delay));
         (loss_ratio, burst_r, lq, cq, delay)
     };
     // No MOS without a codec: the E-model's Ie and Bpl are the codec's.
@@ -1225,4 +1258,146 @@ fn close_window(e: &mut Entry, config: &RtpConfig, out: &mut Vec<RtpWindowRecord
         quality: q,
         capture_drops: 0,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{DecodeError, IpLayer};
+    use crate::voip::emodel::Params;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xd5; 160]);
+        p
+    }
+
+    fn udp(payload: &[u8], port: u16) -> Decoded<'_> {
+        let mut d = Decoded::failed(DecodeError::UnsupportedLinkType);
+        d.error = None;
+        d.ip = Some(IpLayer {
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            protocol: 17,
+            fragment: crate::decode::Fragment::None,
+        });
+        d.transport = Transport::Udp {
+            src_port: port,
+            dst_port: port,
+        };
+        d.payload = payload;
+        d
+    }
+
+    /// One 20 ms stream of `n` packets of payload type `pt` (timestamp step
+    /// `step`), every `lose_every`th packet lost; the finished stream.
+    fn one_stream(config: RtpConfig, pt: u8, step: u32, lose_every: u32) -> RtpStreamRecord {
+        let mut t = RtpTracker::new(config);
+        let (mut w, mut s) = (Vec::new(), Vec::new());
+        for i in 0..1500u32 {
+            if i % lose_every == lose_every - 1 {
+                continue;
+            }
+            let p = rtp(pt, i as u16, step * i, 7);
+            let ts = Timestamp(1_700_000_000_000_000 + i64::from(i) * 20_000);
+            t.observe(ts, VnetId(0), &udp(&p, 40_000), &mut w, &mut s);
+        }
+        t.flush(&mut w, &mut s);
+        assert_eq!(s.len(), 1, "{s:#?}");
+        s.remove(0)
+    }
+
+    /// The rating the stream's own loss, burst and delay give with `imp`.
+    fn expected(q: &RtpQuality, imp: Impairment) -> (f64, f64) {
+        let p = Params {
+            ie: imp.ie,
+            bpl: imp.bpl,
+            ppl_percent: q.loss_ratio * 100.0,
+            burst_r: q.burst_r,
+            ..Params::default()
+        };
+        let rate = if imp.wideband {
+            emodel::rate_wideband
+        } else {
+            emodel::rate
+        };
+        (
+            rate(&p).mos,
+            rate(&p.with_one_way_delay(q.one_way_delay_ms)).r,
+        )
+    }
+
+    #[test]
+    fn the_codec_table_drives_r() {
+        let cases = [
+            (0u8, 160u32, codec::G711_PLC),
+            (18, 160, codec::G729A),
+            (4, 240, codec::G723_1_6K3),
+            // G.722 is wideband and rated on the G.107.1 scale.
+            (9, 160, codec::G722),
+            // GSM-FR: Ie 20 from G.113, Bpl the configured default.
+            (3, 160, Impairment::narrow(20.0, 10.0)),
+        ];
+        let mut rs = Vec::new();
+        for (pt, step, imp) in cases {
+            let q = one_stream(RtpConfig::default(), pt, step, 25).quality;
+            assert!((q.loss_ratio - 0.04).abs() < 1e-3, "{pt}: {q:#?}");
+            let (lq, r) = expected(&q, imp);
+            assert!((q.mos_lq - lq).abs() < 1e-9, "{pt}: {} vs {lq}", q.mos_lq);
+            assert!((q.r_factor - r).abs() < 1e-9, "{pt}: {} vs {r}", q.r_factor);
+            rs.push(q.mos_lq);
+        }
+        // Same loss, the codec alone ranks them: G.711 with PLC above
+        // G.729A above G.723.1.
+        assert!(rs[0] > rs[1] && rs[1] > rs[2], "{rs:?}");
+        // G.711 without PLC (Bpl 4.3) suffers more from the same loss.
+        let no_plc = RtpConfig {
+            g711_plc: false,
+            ..RtpConfig::default()
+        };
+        let q = one_stream(no_plc, 0, 160, 25).quality;
+        assert!((q.mos_lq - expected(&q, codec::G711_NO_PLC).0).abs() < 1e-9);
+        assert!(q.mos_lq < rs[0] - 0.5, "{} vs {}", q.mos_lq, rs[0]);
+    }
+
+    #[test]
+    fn an_operator_override_replaces_the_table() {
+        let measured = Impairment::narrow(8.0, 30.0);
+        let config = RtpConfig {
+            codec_impairments: vec![("g729".into(), measured)],
+            ..RtpConfig::default()
+        };
+        let q = one_stream(config, 18, 160, 25).quality;
+        let (lq, r) = expected(&q, measured);
+        assert!((q.mos_lq - lq).abs() < 1e-9 && (q.r_factor - r).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_dynamic_payload_type_is_scored_once_configured() {
+        let unnamed = one_stream(RtpConfig::default(), 111, 960, 25);
+        assert_eq!(unnamed.id.codec, DYNAMIC_CODEC);
+        assert!(unnamed.quality.mos_lq.is_nan() && unnamed.quality.r_factor.is_nan());
+        assert_eq!(unnamed.quality.mos_reason, Some(MOS_REASON_DYNAMIC));
+
+        let config = RtpConfig {
+            dynamic_codecs: vec![(111, "opus".into(), 48_000)],
+            ..RtpConfig::default()
+        };
+        let named = one_stream(config, 111, 960, 25);
+        assert_eq!(named.id.codec, "opus");
+        let q = &named.quality;
+        assert_eq!(q.mos_reason, None);
+        assert_eq!(q.packets_received, unnamed.quality.packets_received);
+        let (lq, r) = expected(q, codec::OPUS_DEFAULT);
+        assert!((q.mos_lq - lq).abs() < 1e-9, "{} vs {lq}", q.mos_lq);
+        assert!((q.r_factor - r).abs() < 1e-9);
+        // The clock is the configured one: 20 ms of 48 kHz per packet, so
+        // the jitter of an evenly spaced stream is 0.
+        assert!(q.jitter_max_ms.abs() < 1e-9, "{q:#?}");
+        assert!(!named.clock_mismatch);
+    }
 }
