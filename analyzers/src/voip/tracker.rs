@@ -42,7 +42,7 @@ use crate::voip::jitter_buffer::{JbCounters, JbPacket, JitterBuffer, Model, MODE
 use crate::voip::rtcp;
 use crate::voip::rtp::{self, RtpHeader};
 use crate::voip::sdp;
-use crate::voip::stream::StreamStats;
+use crate::voip::stream::{ArrivalNs, StreamStats};
 
 /// RTP analysis settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -199,16 +199,16 @@ struct LastPacket {
     sequence: u16,
     timestamp: u32,
     hash: u64,
-    arrival_us: i64,
+    arrival_ns: i64,
 }
 
 impl LastPacket {
-    fn of(ts: Timestamp, h: &RtpHeader, hash: u64) -> LastPacket {
+    fn of(at: ArrivalNs, h: &RtpHeader, hash: u64) -> LastPacket {
         LastPacket {
             sequence: h.sequence,
             timestamp: h.timestamp,
             hash,
-            arrival_us: ts.micros(),
+            arrival_ns: at.0,
         }
     }
 
@@ -217,7 +217,8 @@ impl LastPacket {
         self.sequence == next.sequence
             && self.timestamp == next.timestamp
             && self.hash == next.hash
-            && u64::try_from(next.arrival_us - self.arrival_us).is_ok_and(|d| d <= window_us)
+            && u64::try_from(next.arrival_ns - self.arrival_ns)
+                .is_ok_and(|d| d <= window_us.saturating_mul(1000))
     }
 }
 
@@ -228,7 +229,7 @@ fn payload_hash(payload: &[u8]) -> u64 {
 
 #[derive(Debug, Default)]
 struct Candidate {
-    packets: Vec<(Timestamp, RtpHeader)>,
+    packets: Vec<(ArrivalNs, RtpHeader)>,
     last: LastPacket,
     /// Mirror copies seen while a candidate (passed on to the stream).
     mirrored: u64,
@@ -319,6 +320,22 @@ impl RtpTracker {
         windows: &mut Vec<RtpWindowRecord>,
         streams: &mut Vec<RtpStreamRecord>,
     ) {
+        self.observe_ns(ts, 0, vnet, d, windows, streams);
+    }
+
+    /// As [`RtpTracker::observe`], with the `nanos` (0-999) past `ts` of a
+    /// nanosecond capture, which the delta, jitter and jitter-buffer
+    /// arithmetic keep.
+    pub fn observe_ns(
+        &mut self,
+        ts: Timestamp,
+        nanos: u16,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        windows: &mut Vec<RtpWindowRecord>,
+        streams: &mut Vec<RtpStreamRecord>,
+    ) {
+        let at = ArrivalNs::new(ts, nanos);
         self.expire(ts, windows, streams);
         // SIP over TCP: one message per segment (no stream reassembly).
         if self.is_sip(d) {
@@ -351,7 +368,7 @@ impl RtpTracker {
             v6: ip.src.is_ipv6(),
             ssrc: h.ssrc,
         };
-        let this = LastPacket::of(ts, &h, payload_hash(payload));
+        let this = LastPacket::of(at, &h, payload_hash(payload));
         let mirror_us = self.config.mirror_dup_window_us;
         if let Some(&i) = self.streams.get(&key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
@@ -371,7 +388,7 @@ impl RtpTracker {
                         .and_then(|st| st.view.rtt_ms)
                         .or(e.rtt_ms);
                 }
-                update_entry(e, &self.config, ts, &h, windows);
+                update_entry(e, &self.config, at, &h, windows);
                 return;
             }
         }
@@ -382,7 +399,7 @@ impl RtpTracker {
             .cloned();
         if let Some(a) = announced {
             self.stats.rtp_packets += 1;
-            self.start(key, ts, &h, Some(a), windows, streams);
+            self.start(key, at, &h, Some(a), windows, streams);
             self.set_last(key, this);
             self.set_tunnel(key, d);
             return;
@@ -428,7 +445,7 @@ impl RtpTracker {
             if !plausible {
                 c.packets.clear();
             }
-            c.packets.push((ts, h));
+            c.packets.push((at, h));
             c.packets.len() >= confirm
         };
         if confirmed {
@@ -773,7 +790,7 @@ impl RtpTracker {
     fn start(
         &mut self,
         key: StreamKey,
-        ts: Timestamp,
+        at: ArrivalNs,
         h: &RtpHeader,
         announced: Option<Announced>,
         windows: &mut Vec<RtpWindowRecord>,
@@ -823,7 +840,8 @@ impl RtpTracker {
             &self.config.codec_impairments,
             self.config.unknown_codec,
         );
-        let stats = StreamStats::new(ts, h, clock);
+        let ts = at.timestamp();
+        let stats = StreamStats::new(at, h, clock);
         let rtpmap = announced
             .as_ref()
             .map(|a| a.rtpmap.clone())
@@ -888,7 +906,7 @@ impl RtpTracker {
             }
         };
         if let Some(Some(e)) = self.slab.get_mut(idx as usize) {
-            feed_jitter_buffers(e, ts, h);
+            feed_jitter_buffers(e, at, h);
         }
         self.streams.insert(key, idx);
         self.queue.push_back((ts, key));
@@ -898,13 +916,13 @@ impl RtpTracker {
     fn update(
         &mut self,
         key: StreamKey,
-        ts: Timestamp,
+        at: ArrivalNs,
         h: &RtpHeader,
         windows: &mut Vec<RtpWindowRecord>,
     ) {
         if let Some(&i) = self.streams.get(&key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
-                update_entry(e, &self.config, ts, h, windows);
+                update_entry(e, &self.config, at, h, windows);
             }
         }
     }
@@ -1003,17 +1021,17 @@ impl RtpTracker {
 fn update_entry(
     e: &mut Entry,
     config: &RtpConfig,
-    ts: Timestamp,
+    at: ArrivalNs,
     h: &RtpHeader,
     windows: &mut Vec<RtpWindowRecord>,
 ) {
-    let index = window_index(ts, config.window_secs);
+    let index = window_index(at.timestamp(), config.window_secs);
     if index > e.window.index {
         close_window(e, config, windows);
         e.window = snapshot(e, index);
     }
     let clock = packet_clock(e, h.payload_type);
-    e.stats.observe(ts, h, clock);
+    e.stats.observe(at, h, clock);
     if let Some(slot) = e
         .window
         .pts
@@ -1028,7 +1046,7 @@ fn update_entry(
             e.window.max_jitter_ms = e.window.max_jitter_ms.max(e.stats.jitter_ms);
         }
     }
-    feed_jitter_buffers(e, ts, h);
+    feed_jitter_buffers(e, at, h);
 }
 
 /// Stepped candidates an eviction may pass over before it takes one anyway.
@@ -1046,7 +1064,7 @@ fn is_dynamic(pt: u8) -> bool {
 
 /// Gives one packet to every configured jitter-buffer model.
 /// Telephone-event and comfort noise are never late.
-fn feed_jitter_buffers(e: &mut Entry, ts: Timestamp, h: &RtpHeader) {
+fn feed_jitter_buffers(e: &mut Entry, at: ArrivalNs, h: &RtpHeader) {
     let mut clock = packet_clock(e, h.payload_type);
     // Timestamps that run at another clock than announced would make every
     // packet late or early: the buffers follow the inferred clock.
@@ -1054,7 +1072,7 @@ fn feed_jitter_buffers(e: &mut Entry, ts: Timestamp, h: &RtpHeader) {
         clock = e.stats.inferred_clock();
     }
     let p = JbPacket {
-        arrival_ns: ts.micros().saturating_mul(1000),
+        arrival_ns: at.0,
         timestamp: h.timestamp,
         sequence: h.sequence,
         marker: h.marker,

@@ -11,7 +11,7 @@ use super::RawPacket;
 pub struct PacketBatch {
     data: Vec<u8>,
     /// (timestamp, wire length, offset into `data`, captured length).
-    meta: Vec<(Timestamp, u32, u32, u32)>,
+    meta: Vec<(Timestamp, u16, u32, u32, u32)>,
 }
 
 impl PacketBatch {
@@ -31,7 +31,7 @@ impl PacketBatch {
         let offset = self.data.len() as u32;
         self.data.extend_from_slice(p.data);
         self.meta
-            .push((p.ts, p.wire_len, offset, p.data.len() as u32));
+            .push((p.ts, p.nanos, p.wire_len, offset, p.data.len() as u32));
     }
 
     pub fn is_full(&self) -> bool {
@@ -49,13 +49,18 @@ impl PacketBatch {
     /// Moves the last packet into `other` (a pcapng reader found it is of
     /// another interface than the batch).
     pub fn move_last_to(&mut self, other: &mut PacketBatch) {
-        let Some((ts, wire_len, offset, len)) = self.meta.pop() else {
+        let Some((ts, nanos, wire_len, offset, len)) = self.meta.pop() else {
             return;
         };
         let start = offset as usize;
         let end = (offset + len) as usize;
         if let Some(data) = self.data.get(start..end) {
-            other.push(&RawPacket { ts, wire_len, data });
+            other.push(&RawPacket {
+                ts,
+                nanos,
+                wire_len,
+                data,
+            });
         }
         self.data.truncate(start);
     }
@@ -68,8 +73,9 @@ impl PacketBatch {
     pub fn iter(&self) -> impl Iterator<Item = RawPacket<'_>> {
         self.meta
             .iter()
-            .map(|&(ts, wire_len, offset, len)| RawPacket {
+            .map(|&(ts, nanos, wire_len, offset, len)| RawPacket {
                 ts,
+                nanos,
                 wire_len,
                 data: self
                     .data
@@ -89,6 +95,7 @@ mod tests {
         for i in 0..3u8 {
             b.push(&RawPacket {
                 ts: Timestamp(i64::from(i)),
+                nanos: 0,
                 wire_len: 100,
                 data: &[i; 5],
             });

@@ -28,6 +28,7 @@ impl Records {
         match self {
             Records::Classic(c) => Ok(c.next_record()?.map(|r| RawPacket {
                 ts: Timestamp::from_secs_micros(r.secs, r.micros),
+                nanos: r.nanos,
                 wire_len: r.orig_len.max(r.data.len() as u32),
                 data: r.data,
             })),
@@ -35,6 +36,7 @@ impl Records {
                 *interface = r.interface;
                 RawPacket {
                     ts: Timestamp(r.ts_us),
+                    nanos: r.nanos,
                     wire_len: r.orig_len.max(r.data.len() as u32),
                     data: r.data,
                 }
@@ -42,6 +44,7 @@ impl Records {
             Records::Libpcap(cap) => match cap.next_packet() {
                 Ok(p) => Ok(Some(RawPacket {
                     ts: Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec),
+                    nanos: 0,
                     wire_len: p.header.len.max(p.header.caplen),
                     data: p.data,
                 })),
