@@ -146,6 +146,9 @@ pub struct StreamStats {
     clock_units: f64,
     clock_secs: f64,
     clock_steps: u64,
+    /// [`StreamStats::inferred_clock`], updated on each continuous step
+    /// (read per packet by the jitter buffers).
+    inferred: Option<u32>,
     /// Settled loss runs (first position, length), newest last, for the
     /// per-window burst ratio; capped.
     run_log: VecDeque<(i64, u64)>,
@@ -204,6 +207,7 @@ impl StreamStats {
             clock_units: 0.0,
             clock_secs: 0.0,
             clock_steps: 0,
+            inferred: None,
             run_log: VecDeque::new(),
         };
         s.mark_seen(s.max_ext);
@@ -214,15 +218,25 @@ impl StreamStats {
     /// over at least a second: the nearest of 8, 16, 32, 48 and 90 kHz
     /// within a factor 1.25, else `None` (unknown or not yet known).
     pub fn inferred_clock(&self) -> Option<u32> {
+        self.inferred
+    }
+
+    /// Computes [`StreamStats::inferred_clock`]: the nearest clock by
+    /// ratio (max(r/c, c/r), which orders as |ln(r/c)| does, without a
+    /// logarithm per packet).
+    fn infer_clock(&self) -> Option<u32> {
         if self.clock_steps < 20 || self.clock_secs < 1.0 {
             return None;
         }
         let rate = self.clock_units / self.clock_secs;
-        let (best, dist) = CLOCKS
+        let (best, ratio) = CLOCKS
             .iter()
-            .map(|&c| (c, (rate / f64::from(c)).ln().abs()))
+            .map(|&c| {
+                let c_f = f64::from(c);
+                (c, if rate > c_f { rate / c_f } else { c_f / rate })
+            })
             .min_by(|a, b| a.1.total_cmp(&b.1))?;
-        (dist < 1.25f64.ln()).then_some(best)
+        (ratio < 1.25).then_some(best)
     }
 
     /// The inferred clock contradicts the announced (or static) one.
@@ -315,6 +329,7 @@ impl StreamStats {
                 self.clock_units += f64::from(units);
                 self.clock_secs += secs;
                 self.clock_steps += 1;
+                self.inferred = self.infer_clock();
             }
             self.own_last = (h.sequence, h.timestamp, ns);
         }

@@ -38,7 +38,7 @@ use crate::time::Timestamp;
 use crate::vnet::VnetId;
 use crate::voip::codec::{self, Impairment};
 use crate::voip::emodel::{self, Params};
-use crate::voip::jitter_buffer::{JbCounters, JbPacket, JitterBuffer, Model, MODEL_COUNT};
+use crate::voip::jitter_buffer::{JbCounters, JbPacket, JitterBuffers, Model, MODEL_COUNT};
 use crate::voip::rtcp;
 use crate::voip::rtp::{self, RtpHeader};
 use crate::voip::sdp;
@@ -178,7 +178,7 @@ struct Entry {
     impairment: Impairment,
     window: WindowStart,
     /// The configured jitter-buffer models, by [`Model::index`].
-    jbs: [Option<JitterBuffer>; MODEL_COUNT],
+    jbs: JitterBuffers,
     /// The default model (falls back to the first configured one).
     default_jb: Model,
     mos_min: f64,
@@ -865,12 +865,7 @@ impl RtpTracker {
                 pts: [(h.payload_type, 1), (0, 0), (0, 0), (0, 0)],
                 ..WindowStart::default()
             },
-            jbs: Model::ALL.map(|m| {
-                self.config
-                    .jitter_buffers
-                    .contains(&m)
-                    .then(|| JitterBuffer::new(m))
-            }),
+            jbs: JitterBuffers::new(&self.config.jitter_buffers),
             default_jb: if self
                 .config
                 .jitter_buffers
@@ -1079,9 +1074,7 @@ fn feed_jitter_buffers(e: &mut Entry, at: ArrivalNs, h: &RtpHeader) {
         clock_rate: clock,
         never_late: clock.is_none() || rtp::is_comfort_noise(h.payload_type),
     };
-    for jb in e.jbs.iter_mut().flatten() {
-        jb.push(&p);
-    }
+    e.jbs.push(&p);
 }
 
 /// Clock rate of a packet's payload type within its stream: the rtpmap's,
@@ -1115,9 +1108,9 @@ fn codec_name(e: &Entry, pt: u8) -> String {
 /// Cumulative counters of every model (zero for models not configured).
 fn jb_counters(e: &Entry) -> [JbCounters; MODEL_COUNT] {
     let mut c = [JbCounters::default(); MODEL_COUNT];
-    for (i, jb) in e.jbs.iter().enumerate() {
-        if let Some(jb) = jb {
-            c[i] = *jb.counters();
+    for m in Model::ALL {
+        if let Some(jb) = e.jbs.counters(m) {
+            c[m.index()] = *jb;
         }
     }
     c
@@ -1205,12 +1198,15 @@ fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQuality {
     };
     let mut jb = [None; MODEL_COUNT];
     let now = jb_counters(e);
-    for (i, b) in e.jbs.iter().enumerate() {
-        let Some(b) = b else { continue };
+    for m in Model::ALL {
+        if !e.jbs.has(m) {
+            continue;
+        }
+        let i = m.index();
         let discards = now[i].discards - from.jb[i].discards;
         let delay_ms = now[i]
             .mean_delay_since(&from.jb[i])
-            .unwrap_or(b.model().nominal_ms());
+            .unwrap_or(m.nominal_ms());
         let (_, _, lq, cq, _) = score(discards, delay_ms);
         jb[i] = Some(JbQuality {
             discards,
