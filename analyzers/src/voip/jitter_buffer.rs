@@ -395,7 +395,14 @@ impl Judge {
             hard = true; // so late that the receiver resynchronises
         }
         if t.in_order || hard {
-            self.estimate(n, hard);
+            if self.model == Model::Adaptive {
+                self.estimate(n, hard);
+            } else if hard {
+                // A fixed buffer needs none of the estimates, only the
+                // reference transit of the new segment.
+                self.n1 = n;
+                self.n2 = n;
+            }
         }
         if hard || soft {
             self.anchor(n, hard);

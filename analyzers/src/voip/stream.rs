@@ -229,6 +229,16 @@ impl StreamStats {
             return None;
         }
         let rate = self.clock_units / self.clock_secs;
+        // Within a factor 1.12 of the clock already inferred, that clock is
+        // still the nearest (neighbouring clocks are a factor 1.5 or more
+        // apart, so the nearest changes only beyond a factor 1.22) and
+        // within 1.25: no search.
+        if let Some(c) = self.inferred {
+            let c = f64::from(c);
+            if rate < c * 1.12 && rate * 1.12 > c {
+                return self.inferred;
+            }
+        }
         let (best, ratio) = CLOCKS
             .iter()
             .map(|&c| {
