@@ -65,7 +65,7 @@ use window::{close_window, quality, window_index, WindowStart};
 /// RTP analysis settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RtpConfig {
-    /// UDP ports carrying SIP. Default [5060].
+    /// UDP ports carrying SIP. Default `[5060]`.
     pub sip_ports: Vec<u16>,
     /// Scoring window, seconds of packet time. Default 10.
     pub window_secs: u32,
