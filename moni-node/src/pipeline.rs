@@ -196,8 +196,9 @@ impl Engine {
             &d,
             &mut self.flow_out,
         );
-        self.rtp.observe(
+        self.rtp.observe_ns(
             pkt.ts,
+            pkt.nanos,
             vnet,
             &d,
             &mut self.rtp_window_out,

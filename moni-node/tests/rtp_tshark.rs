@@ -206,6 +206,95 @@ fn rtp_streams_agree_with_tshark_on_the_corpus() {
     assert!(compared >= 15, "compared {compared} streams");
 }
 
+/// Writes a nanosecond pcap (magic 0xa1b23c4d) of one PCMU stream whose
+/// packets arrive at `arrivals_ns` (ns after a whole second).
+fn write_ns_pcap(path: &Path, arrivals_ns: &[i64]) {
+    use moni_samples::frame::{self, L4};
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut f = Vec::new();
+    for v in [0xa1b2_3c4du32, 0x0004_0002, 0, 0, 65_535, 1] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    let t0: i64 = 1_700_000_000 * 1_000_000_000;
+    for (i, &at) in arrivals_ns.iter().enumerate() {
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&(1000 + i as u16).to_be_bytes());
+        p.extend_from_slice(&(160 * i as u32).to_be_bytes());
+        p.extend_from_slice(&0x0BAD_CAFEu32.to_be_bytes());
+        p.extend_from_slice(&[0xff; 160]);
+        let l4 = L4::Udp {
+            sport: 40_000,
+            dport: 40_002,
+            payload: &p,
+        };
+        let frame = frame::packet(
+            &[],
+            IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2)),
+            i as u16,
+            &l4,
+        );
+        let t = t0 + at;
+        for v in [
+            (t / 1_000_000_000) as u32,
+            (t % 1_000_000_000) as u32,
+            frame.len() as u32,
+            frame.len() as u32,
+        ] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f.extend_from_slice(&frame);
+    }
+    std::fs::write(path, f).expect("write pcap");
+}
+
+#[test]
+fn a_nanosecond_capture_keeps_its_nanoseconds() {
+    // 100 packets 20 ms apart, each off by a few hundred µs with ns digits,
+    // and one stall of exactly 277.944503 ms between packets 49 and 50.
+    let arrivals: Vec<i64> = (0..100i64)
+        .map(|i| {
+            let stall = if i >= 50 { 257_944_503 } else { 0 };
+            let off = if i == 49 || i == 50 {
+                0
+            } else {
+                (i * 104_729) % 900_001
+            };
+            i * 20_000_000 + stall + off
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ns.pcap");
+    write_ns_pcap(&file, &arrivals);
+    let got = moni_streams(&file);
+    // tshark (3 decimals) agrees on packets, loss, max delta and jitter.
+    assert_eq!(assert_agree("ns", &got, &tshark_streams(&file)), 1);
+    let row = got.values().next().expect("one stream");
+    // The ns digits survive: 277.944503, not 277.944.
+    assert!(
+        (row.max_delta_ms - 277.944_503).abs() < 1e-9,
+        "{}",
+        row.max_delta_ms
+    );
+    // The jitter is RFC 3550's on the ns arrivals (20 ms nominal steps),
+    // with tshark's running mean over the packets after the first.
+    let (mut j, mut max_j, mut mean) = (0.0f64, 0.0f64, 0.0f64);
+    for (n, w) in arrivals.windows(2).enumerate() {
+        let d = ((w[1] - w[0]) as f64 / 1e6 - 20.0).abs();
+        j += (d - j) / 16.0;
+        max_j = max_j.max(j);
+        mean = (mean * n as f64 + j) / (n as f64 + 1.0);
+    }
+    assert!(
+        (row.max_jitter_ms - max_j).abs() < 1e-9,
+        "{row:?} vs {max_j}"
+    );
+    assert!(
+        (row.mean_jitter_ms - mean).abs() < 1e-9,
+        "{row:?} vs {mean}"
+    );
+}
+
 /// Distinct Call-IDs of INVITEs, as tshark dissects them.
 fn tshark_invite_call_ids(file: &Path, sip_ports: &[u16]) -> std::collections::BTreeSet<String> {
     let mut cmd = Command::new("tshark");

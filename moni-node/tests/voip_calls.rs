@@ -443,6 +443,55 @@ fn dynamic_payload_types_without_sdp_are_tracked_without_a_mos() {
 }
 
 #[test]
+fn a_configured_dynamic_payload_type_gets_its_codec_and_a_mos() {
+    use arrow::array::Array;
+    let Some(c) = corpus() else { return };
+    let out = tempfile::tempdir().expect("tempdir");
+    // WhatsApp's payload type 120 is Opus; its timestamps step 2,560 per
+    // 160 ms (tshark), a 16 kHz clock.
+    replay_files(
+        &[c.join("voip/whatsapp_login_call.pcap")],
+        None,
+        out.path(),
+        "[rtp]\ndynamic_codecs = { 120 = \"opus/16000\" }\n",
+    );
+    let mut got = std::collections::BTreeMap::new();
+    for b in read_dataset(&out.path().join("rtp_streams")) {
+        let mos = col::<Float64Array>(&b, "mos_cq");
+        let reason = col::<StringArray>(&b, "mos_reason");
+        let mismatch = col::<arrow::array::BooleanArray>(&b, "clock_mismatch");
+        for i in 0..b.num_rows() {
+            assert_eq!(col::<StringArray>(&b, "codec").value(i), "opus");
+            assert!(reason.is_null(i), "{:?}", reason.value(i));
+            assert!(!mismatch.value(i));
+            let m = mos.value(i);
+            assert!(!mos.is_null(i) && (1.0..=4.5).contains(&m), "{m}");
+            got.insert(
+                (
+                    col::<UInt32Array>(&b, "ssrc").value(i),
+                    col::<StringArray>(&b, "dst_addr").value(i).to_string(),
+                ),
+                (col::<UInt64Array>(&b, "packets_received").value(i), m),
+            );
+        }
+    }
+    // The same streams and packet counts as without the setting.
+    for (ssrc, packets) in [
+        (0x0A15_0E10u32, 127u64),
+        (0x2076_33FE, 43),
+        (0x4C28_9E6D, 264),
+        (0x5459_2824, 173),
+    ] {
+        let n: Vec<_> = got
+            .iter()
+            .filter(|((s, dst), _)| *s == ssrc && !dst.starts_with("31.13."))
+            .map(|(_, (n, _))| *n)
+            .collect();
+        assert_eq!(n, vec![packets], "{ssrc:#x}: {got:x?}");
+    }
+}
+
+#[test]
 fn the_heuristic_finds_no_stream_in_the_general_corpus() {
     let Some(c) = corpus() else { return };
     let out = tempfile::tempdir().expect("tempdir");

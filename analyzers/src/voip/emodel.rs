@@ -1,4 +1,5 @@
-//! ITU-T G.107 E-model (narrowband), pure and deterministic.
+//! ITU-T G.107 E-model (narrowband; wideband per G.107.1 in
+//! [`rate_wideband`]), pure and deterministic.
 //!
 //! `R = Ro − Is − Id − Ie,eff + A` with the full equations of G.107 §7
 //! (7-1 … 7-29) and the R → MOS mapping of Annex B (B-4), so moni can state
@@ -180,6 +181,38 @@ pub fn rate(p: &Params) -> Rating {
     }
 }
 
+/// Ro of the wideband E-model (ITU-T G.107.1): the rating of a clean
+/// wideband connection.
+pub const RO_WB: f64 = 129.0;
+
+/// The wideband E-model (ITU-T G.107.1) for wideband codecs (G.722,
+/// AMR-WB, Opus): `R_WB = 129 − Is,WB − Id,WB − Ie,eff,WB + A` with
+/// `Is,WB = 0`, `Id,WB = 1.29 · Id` (the narrowband delay impairment on
+/// the 129 scale, as loom's wideband implementation does), and
+/// `Ie,eff,WB = Ie,WB + (129 − Ie,WB) · Ppl / (Ppl/BurstR + Bpl)`; `p.ie`
+/// is Ie,WB. MOS comes from `R_WB / 1.29` through Annex B (B-4), so one
+/// MOS scale serves both bands; `r` is on the 0-129 scale.
+pub fn rate_wideband(p: &Params) -> Rating {
+    let nb = rate(&Params {
+        ie: 0.0,
+        ppl_percent: 0.0,
+        ..*p
+    });
+    let id = 1.29 * nb.id;
+    let ppl = p.ppl_percent.clamp(0.0, 100.0);
+    let burst_r = p.burst_r.max(1.0);
+    let ie_eff = p.ie + (RO_WB - p.ie) * ppl / (ppl / burst_r + p.bpl.max(f64::MIN_POSITIVE));
+    let r = RO_WB - id - ie_eff + p.a;
+    Rating {
+        ro: RO_WB,
+        is: 0.0,
+        id,
+        ie_eff,
+        r,
+        mos: mos_from_r(r / 1.29),
+    }
+}
+
 /// G.107 Annex B (B-4), with the cubic's dip below 1 for R < 6.5 clamped.
 pub fn mos_from_r(r: f64) -> f64 {
     if r.is_nan() || r < 0.0 {
@@ -264,6 +297,28 @@ mod tests {
         let far = rate(&Params::default().with_one_way_delay(400.0));
         assert!(far.id > near.id + 10.0, "{} vs {}", far.id, near.id);
         assert!(far.mos < near.mos);
+    }
+
+    #[test]
+    fn wideband_rating_is_on_the_g107_1_scale() {
+        let clean = rate_wideband(&Params::default());
+        // Id at defaults is Idle = 0.149046, scaled by 1.29.
+        assert!(
+            close(clean.r, 129.0 - 1.29 * 0.149046, 1e-5),
+            "R {}",
+            clean.r
+        );
+        assert!(close(clean.mos, mos_from_r(clean.r / 1.29), 1e-12));
+        // G.722 (Ie,WB 13, Bpl 10) at 2 % random loss:
+        // Ie,eff = 13 + 116 * 2 / (2 + 10) = 32.333.
+        let lossy = rate_wideband(&Params {
+            ie: 13.0,
+            bpl: 10.0,
+            ppl_percent: 2.0,
+            ..Params::default()
+        });
+        assert!(close(lossy.ie_eff, 13.0 + 116.0 * 2.0 / 12.0, 1e-9));
+        assert!(lossy.mos < clean.mos);
     }
 
     proptest! {

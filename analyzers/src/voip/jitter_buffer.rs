@@ -41,7 +41,10 @@
 //!
 //! The 32-bit timestamp and the 16-bit sequence are unwrapped: packets
 //! behind the highest sequence (reordered) are judged against the playout
-//! point but do not move the transit reference.
+//! point but do not move the transit reference. A stream's models share
+//! that work: [`JitterBuffers`] unwraps a packet and computes its transit
+//! once, and each model only judges it (the fixed models keep no
+//! estimates), so three models cost little more than one.
 //!
 //! Models:
 //! - `fixed50`: `P = n_anchor + 50`, resync threshold 100 ms.
@@ -174,24 +177,94 @@ impl JbCounters {
     }
 }
 
-/// One emulated buffer.
-#[derive(Clone, Debug)]
-pub struct JitterBuffer {
-    model: Model,
-    counters: JbCounters,
-    /// Unwrapping: last raw timestamp and clock, extended timestamp.
+/// The unwrapping of the timestamp and sequence and the transit of a
+/// packet, the same for every model of a stream: computed once per packet
+/// ([`JitterBuffers`]) and handed to each model's [`Judge`].
+#[derive(Clone, Debug, Default)]
+struct Unwrap {
+    /// Last raw timestamp of an in-order packet and the clock.
     last_ts: u32,
     clock: u32,
     /// ms per timestamp unit of `clock` (a multiplication per packet).
     ms_per_unit: f64,
+    /// Extended timestamp of the last in-order packet.
     ext_ts: i64,
-    /// Extended highest sequence number.
+    /// Highest sequence number (raw).
     last_seq: u16,
-    ext_seq: i64,
-    /// Origin of the transit scale (first clocked packet of the segment).
+    /// Origin of the transit scale (first clocked packet, or the first
+    /// after a clock change).
     origin_ns: i64,
     origin_ts: i64,
     started: bool,
+}
+
+/// One clocked packet as every model sees it.
+#[derive(Clone, Copy, Debug)]
+struct Transit {
+    /// Transit, ms: arrival − media time, up to a constant.
+    n: f64,
+    /// A model was fed before this packet.
+    started: bool,
+    /// The first packet or a clock change: the transit scale restarts.
+    restart: bool,
+    /// Marker bit or a 32-bit timestamp wrap: a soft re-anchor for every
+    /// model.
+    soft: bool,
+    /// Not behind the highest sequence number.
+    in_order: bool,
+    /// Media-time step from the previous in-order packet, ms (0 when
+    /// reordered): a soft re-anchor beyond a model's resync threshold.
+    step_ms: f64,
+}
+
+impl Unwrap {
+    /// Unwraps one packet of clock `clock`.
+    fn transit(&mut self, p: &JbPacket, clock: u32) -> Transit {
+        let started = self.started;
+        let restart = !started || clock != self.clock;
+        if restart {
+            self.clock = clock;
+            self.ms_per_unit = 1000.0 / f64::from(clock);
+            self.last_ts = p.timestamp;
+            self.ext_ts = i64::from(p.timestamp);
+            self.last_seq = p.sequence;
+            self.origin_ns = p.arrival_ns;
+            self.origin_ts = self.ext_ts;
+        }
+        let mut soft = p.marker;
+        // Unwrap the sequence: behind the highest means reordered.
+        let in_order = p.sequence.wrapping_sub(self.last_seq) as i16 >= 0;
+        // Unwrap the timestamp relative to the last in-order packet.
+        let ts_step = i64::from(p.timestamp.wrapping_sub(self.last_ts) as i32);
+        let ext = self.ext_ts + ts_step;
+        let mut step_ms = 0.0;
+        if in_order {
+            if ts_step > 0 && p.timestamp < self.last_ts {
+                soft = true; // wrap
+            }
+            step_ms = ts_step as f64 * self.ms_per_unit;
+            self.last_seq = p.sequence;
+            self.last_ts = p.timestamp;
+            self.ext_ts = ext;
+        }
+        self.started = true;
+        Transit {
+            n: (p.arrival_ns - self.origin_ns) as f64 * 1e-6
+                - (ext - self.origin_ts) as f64 * self.ms_per_unit,
+            started,
+            restart,
+            soft,
+            in_order,
+            step_ms,
+        }
+    }
+}
+
+/// One model's decisions on the transits of a stream.
+#[derive(Clone, Debug)]
+struct Judge {
+    model: Model,
+    counters: JbCounters,
     /// Transit of the previous in-order clocked packet, and the one before.
     n1: f64,
     n2: f64,
@@ -207,20 +280,95 @@ pub struct JitterBuffer {
     hi: f64,
 }
 
+/// One emulated buffer.
+#[derive(Clone, Debug)]
+pub struct JitterBuffer {
+    unwrap: Unwrap,
+    judge: Judge,
+}
+
 impl JitterBuffer {
     pub fn new(model: Model) -> JitterBuffer {
         JitterBuffer {
+            unwrap: Unwrap::default(),
+            judge: Judge::new(model),
+        }
+    }
+
+    pub fn model(&self) -> Model {
+        self.judge.model
+    }
+
+    pub fn counters(&self) -> &JbCounters {
+        &self.judge.counters
+    }
+
+    /// Judges one packet.
+    pub fn push(&mut self, p: &JbPacket) -> Verdict {
+        match p.clock_rate {
+            Some(c) if c > 0 && !p.never_late => {
+                let t = self.unwrap.transit(p, c);
+                self.judge.judge(&t)
+            }
+            _ => {
+                self.judge.counters.exempt += 1;
+                Verdict::Exempt
+            }
+        }
+    }
+}
+
+/// The configured models of one stream: the packet is unwrapped once and
+/// judged by each model (the same verdicts as separate [`JitterBuffer`]s,
+/// at a fraction of the cost).
+#[derive(Clone, Debug)]
+pub struct JitterBuffers {
+    unwrap: Unwrap,
+    judges: [Option<Judge>; MODEL_COUNT],
+}
+
+impl JitterBuffers {
+    /// Buffers for the models in `models` (in any order).
+    pub fn new(models: &[Model]) -> JitterBuffers {
+        JitterBuffers {
+            unwrap: Unwrap::default(),
+            judges: Model::ALL.map(|m| models.contains(&m).then(|| Judge::new(m))),
+        }
+    }
+
+    /// Whether `model` is fed.
+    pub fn has(&self, model: Model) -> bool {
+        self.judges[model.index()].is_some()
+    }
+
+    /// Counters by [`Model::index`], `None` for models not fed.
+    pub fn counters(&self, model: Model) -> Option<&JbCounters> {
+        self.judges[model.index()].as_ref().map(|j| &j.counters)
+    }
+
+    /// Judges one packet with every model.
+    pub fn push(&mut self, p: &JbPacket) {
+        match p.clock_rate {
+            Some(c) if c > 0 && !p.never_late => {
+                let t = self.unwrap.transit(p, c);
+                for j in self.judges.iter_mut().flatten() {
+                    j.judge(&t);
+                }
+            }
+            _ => {
+                for j in self.judges.iter_mut().flatten() {
+                    j.counters.exempt += 1;
+                }
+            }
+        }
+    }
+}
+
+impl Judge {
+    fn new(model: Model) -> Judge {
+        Judge {
             model,
             counters: JbCounters::default(),
-            last_ts: 0,
-            clock: 0,
-            ms_per_unit: 0.0,
-            ext_ts: 0,
-            last_seq: 0,
-            ext_seq: 0,
-            origin_ns: 0,
-            origin_ts: 0,
-            started: false,
             n1: 0.0,
             n2: 0.0,
             playout: 0.0,
@@ -233,72 +381,35 @@ impl JitterBuffer {
         }
     }
 
-    pub fn model(&self) -> Model {
-        self.model
-    }
-
-    pub fn counters(&self) -> &JbCounters {
-        &self.counters
-    }
-
-    /// Judges one packet.
-    pub fn push(&mut self, p: &JbPacket) -> Verdict {
-        let clock = match p.clock_rate {
-            Some(c) if c > 0 && !p.never_late => c,
-            _ => {
-                self.counters.exempt += 1;
-                return Verdict::Exempt;
-            }
-        };
+    /// Judges one clocked packet.
+    fn judge(&mut self, t: &Transit) -> Verdict {
         let resync = self.model.resync_ms();
+        let n = t.n;
         // A hard re-anchor restarts the transit scale and the estimates (a
         // discontinuity); a soft one only moves the playout point (a new
         // talkspurt on the same path).
-        let mut hard = !self.started || clock != self.clock;
-        if hard {
-            self.clock = clock;
-            self.ms_per_unit = 1000.0 / f64::from(clock);
-            self.last_ts = p.timestamp;
-            self.ext_ts = i64::from(p.timestamp);
-            self.last_seq = p.sequence;
-            self.ext_seq = i64::from(p.sequence);
-            self.origin_ns = p.arrival_ns;
-            self.origin_ts = self.ext_ts;
-        }
-        let mut soft = p.marker;
-        // Unwrap the sequence: behind the highest means reordered.
-        let seq_step = i64::from(p.sequence.wrapping_sub(self.last_seq) as i16);
-        let in_order = seq_step >= 0;
-        // Unwrap the timestamp relative to the last in-order packet.
-        let ts_step = i64::from(p.timestamp.wrapping_sub(self.last_ts) as i32);
-        let ext = self.ext_ts + ts_step;
-        if in_order {
-            if ts_step > 0 && p.timestamp < self.last_ts {
-                soft = true; // wrap
-            }
-            if ts_step as f64 * self.ms_per_unit > resync {
-                soft = true; // a media-time gap: silence or a loss burst
-            }
-            self.ext_seq += seq_step;
-            self.last_seq = p.sequence;
-            self.last_ts = p.timestamp;
-            self.ext_ts = ext;
-        }
-        let n = (p.arrival_ns - self.origin_ns) as f64 * 1e-6
-            - (ext - self.origin_ts) as f64 * self.ms_per_unit;
-        if self.started && in_order && (n - self.n1).abs() > resync {
+        let mut hard = t.restart;
+        // A media-time gap: silence or a loss burst.
+        let soft = t.soft || t.step_ms > resync;
+        if t.started && t.in_order && (n - self.n1).abs() > resync {
             hard = true; // a timestamp discontinuity or a stall
         }
-        if self.started && n - self.playout > resync {
+        if t.started && n - self.playout > resync {
             hard = true; // so late that the receiver resynchronises
         }
-        if in_order || hard {
-            self.estimate(n, hard);
+        if t.in_order || hard {
+            if self.model == Model::Adaptive {
+                self.estimate(n, hard);
+            } else if hard {
+                // A fixed buffer needs none of the estimates, only the
+                // reference transit of the new segment.
+                self.n1 = n;
+                self.n2 = n;
+            }
         }
         if hard || soft {
             self.anchor(n, hard);
         }
-        self.started = true;
         if self.model != Model::Adaptive {
             // A fixed buffer settles on the fastest packet of its segment.
             self.playout = self.playout.min(n + self.model.nominal_ms());
@@ -321,7 +432,7 @@ impl JitterBuffer {
             }
             Verdict::Played
         };
-        if in_order {
+        if t.in_order {
             self.n2 = self.n1;
             self.n1 = n;
         }
@@ -668,6 +779,42 @@ mod tests {
                 let c = jb.counters();
                 proptest::prop_assert_eq!(c.played + c.discards + c.exempt, pkts.len() as u64);
                 proptest::prop_assert!(c.delay_sum_ms >= 0.0 || c.delay_sum_ms.is_nan());
+            }
+        }
+
+        /// The bank (one unwrap, several judges) decides exactly as
+        /// separate buffers do.
+        #[test]
+        fn the_bank_judges_like_separate_buffers(
+            pkts in proptest::collection::vec(
+                (0i64..40_000_000, 0u32..400, 0u16..3, proptest::prelude::any::<bool>(),
+                 proptest::prelude::any::<bool>()),
+                0..200),
+            ts0 in proptest::prelude::any::<u32>(),
+            seq0 in proptest::prelude::any::<u16>(),
+        ) {
+            let mut bank = JitterBuffers::new(&Model::ALL);
+            let mut alone = Model::ALL.map(JitterBuffer::new);
+            let (mut at, mut ts, mut seq) = (0i64, ts0, seq0);
+            for &(gap_ns, ts_step, seq_step, marker, event) in &pkts {
+                at += gap_ns;
+                ts = ts.wrapping_add(ts_step);
+                seq = seq.wrapping_add(seq_step).wrapping_sub(u16::from(seq_step == 2) * 3);
+                let p = JbPacket {
+                    arrival_ns: at,
+                    timestamp: ts,
+                    sequence: seq,
+                    marker,
+                    clock_rate: (!event).then_some(8000),
+                    never_late: event,
+                };
+                bank.push(&p);
+                for jb in &mut alone {
+                    jb.push(&p);
+                }
+            }
+            for jb in &alone {
+                proptest::prop_assert_eq!(bank.counters(jb.model()), Some(jb.counters()));
             }
         }
     }

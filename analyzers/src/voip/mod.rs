@@ -1,7 +1,16 @@
-//! Voice quality (work in progress towards the VoIP issue): SIP/SDP media
-//! announcements, RTP/RTCP wire views, RFC 3550 receiver statistics per
-//! stream, windowed E-model scoring, and the ITU-T G.107 E-model itself.
-//! Call records and the shadow/production comparison will join them here.
+//! Voice quality: SIP/SDP media announcements and call records, RTP/RTCP
+//! wire views, RFC 3550 receiver statistics per stream (at the capture's
+//! time precision), emulated receiver jitter buffers, windowed E-model
+//! scoring (G.107, wideband G.107.1) with the G.113 codec table, and the
+//! shadow/production comparison.
+//!
+//! - `sdp`, `rtp`, `rtcp`: wire parsing, no state.
+//! - `stream`: one stream's RFC 3550 counters, jitter and loss runs.
+//! - `jitter_buffer`: the fixed and adaptive playout models.
+//! - `codec`, `emodel`: Ie/Bpl per codec and the E-model itself.
+//! - `tracker`: routes packets to streams and calls, bounded (calls,
+//!   detection, per-stream statistics, RTCP state, windows).
+//! - `compare`: production vs shadow windows.
 
 pub mod codec;
 pub mod compare;

@@ -102,6 +102,7 @@ pub fn static_codec_name(payload_type: u8) -> Option<&'static str> {
         8 => "PCMA",
         9 => "G722",
         13 => "CN",
+        15 => "G728",
         18 => "G729",
         31 => "H261",
         34 => "H263",

@@ -39,6 +39,35 @@ use crate::voip::rtp::{is_comfort_noise, RtpHeader};
 const MAX_DROPOUT: u16 = 3000;
 /// Settled loss runs remembered for windows.
 const RUN_LOG_CAP: usize = 1024;
+/// A packet's arrival at the capture's precision, ns since the epoch:
+/// [`Timestamp`] is µs, but nanosecond captures (pcap nanosecond magic,
+/// pcapng with `if_tsresol` 9, a live source in nanosecond mode) keep
+/// their digits through the delta, jitter and jitter-buffer arithmetic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ArrivalNs(pub i64);
+
+impl ArrivalNs {
+    /// A µs timestamp and the ns past it (0-999; more is clamped).
+    pub fn new(ts: Timestamp, nanos: u16) -> ArrivalNs {
+        ArrivalNs(
+            ts.micros()
+                .saturating_mul(1000)
+                .saturating_add(i64::from(nanos.min(999))),
+        )
+    }
+
+    /// The µs timestamp (rounded down).
+    pub fn timestamp(self) -> Timestamp {
+        Timestamp(self.0.div_euclid(1000))
+    }
+}
+
+impl From<Timestamp> for ArrivalNs {
+    fn from(ts: Timestamp) -> ArrivalNs {
+        ArrivalNs::new(ts, 0)
+    }
+}
+
 /// Media time running ahead of arrival time by more than this across one
 /// sequence step is a timestamp jump, ms.
 pub const TS_JUMP_MS: f64 = 1000.0;
@@ -105,18 +134,21 @@ pub struct StreamStats {
     since_loss: u64,
     candidate: Option<(u64, u64)>,
     // timing state
-    prev_arrival_us: i64,
+    prev_arrival_ns: i64,
     /// Media time of the last packet with a known clock (jitter reference).
     prev_ts: u32,
     has_clocked: bool,
     prev_cn: bool,
     last_pt: u8,
     /// Last packet of the stream's own payload type (sequence, timestamp,
-    /// arrival µs), and the sums of continuous steps for the clock.
+    /// arrival ns), and the sums of continuous steps for the clock.
     own_last: (u16, u32, i64),
     clock_units: f64,
     clock_secs: f64,
     clock_steps: u64,
+    /// [`StreamStats::inferred_clock`], updated on each continuous step
+    /// (read per packet by the jitter buffers).
+    inferred: Option<u32>,
     /// Settled loss runs (first position, length), newest last, for the
     /// per-window burst ratio; capped.
     run_log: VecDeque<(i64, u64)>,
@@ -124,7 +156,13 @@ pub struct StreamStats {
 
 impl StreamStats {
     /// Starts a stream with its first packet.
-    pub fn new(arrival: Timestamp, h: &RtpHeader, clock_rate: Option<u32>) -> StreamStats {
+    pub fn new(
+        arrival: impl Into<ArrivalNs>,
+        h: &RtpHeader,
+        clock_rate: Option<u32>,
+    ) -> StreamStats {
+        let ns = arrival.into();
+        let arrival = ns.timestamp();
         let mut s = StreamStats {
             payload_type: h.payload_type,
             clock_rate,
@@ -158,17 +196,18 @@ impl StreamStats {
             open_run: 0,
             since_loss: 0,
             candidate: None,
-            prev_arrival_us: arrival.micros(),
+            prev_arrival_ns: ns.0,
             prev_ts: h.timestamp,
             has_clocked: clock_rate.is_some(),
             prev_cn: is_comfort_noise(h.payload_type),
             ts_jumps: 0,
             payload_type_changes: 0,
             last_pt: h.payload_type,
-            own_last: (h.sequence, h.timestamp, arrival.micros()),
+            own_last: (h.sequence, h.timestamp, ns.0),
             clock_units: 0.0,
             clock_secs: 0.0,
             clock_steps: 0,
+            inferred: None,
             run_log: VecDeque::new(),
         };
         s.mark_seen(s.max_ext);
@@ -179,15 +218,35 @@ impl StreamStats {
     /// over at least a second: the nearest of 8, 16, 32, 48 and 90 kHz
     /// within a factor 1.25, else `None` (unknown or not yet known).
     pub fn inferred_clock(&self) -> Option<u32> {
+        self.inferred
+    }
+
+    /// Computes [`StreamStats::inferred_clock`]: the nearest clock by
+    /// ratio (max(r/c, c/r), which orders as |ln(r/c)| does, without a
+    /// logarithm per packet).
+    fn infer_clock(&self) -> Option<u32> {
         if self.clock_steps < 20 || self.clock_secs < 1.0 {
             return None;
         }
         let rate = self.clock_units / self.clock_secs;
-        let (best, dist) = CLOCKS
+        // Within a factor 1.12 of the clock already inferred, that clock is
+        // still the nearest (neighbouring clocks are a factor 1.5 or more
+        // apart, so the nearest changes only beyond a factor 1.22) and
+        // within 1.25: no search.
+        if let Some(c) = self.inferred {
+            let c = f64::from(c);
+            if rate < c * 1.12 && rate * 1.12 > c {
+                return self.inferred;
+            }
+        }
+        let (best, ratio) = CLOCKS
             .iter()
-            .map(|&c| (c, (rate / f64::from(c)).ln().abs()))
+            .map(|&c| {
+                let c_f = f64::from(c);
+                (c, if rate > c_f { rate / c_f } else { c_f / rate })
+            })
             .min_by(|a, b| a.1.total_cmp(&b.1))?;
-        (dist < 1.25f64.ln()).then_some(best)
+        (ratio < 1.25).then_some(best)
     }
 
     /// The inferred clock contradicts the announced (or static) one.
@@ -258,7 +317,9 @@ impl StreamStats {
     /// Counts one more packet of the stream. `clock` is the clock rate of
     /// this packet's payload type: `None` (e.g. telephone-event, as tshark
     /// treats it) leaves the jitter and its media-time reference alone.
-    pub fn observe(&mut self, arrival: Timestamp, h: &RtpHeader, clock: Option<u32>) {
+    pub fn observe(&mut self, arrival: impl Into<ArrivalNs>, h: &RtpHeader, clock: Option<u32>) {
+        let ns = arrival.into().0;
+        let arrival = ArrivalNs(ns).timestamp();
         let after_first = self.packets - 1;
         self.packets += 1;
         self.last_arrival = self.last_arrival.max(arrival);
@@ -272,18 +333,19 @@ impl StreamStats {
         if h.payload_type == self.payload_type {
             let (seq, ts, at) = self.own_last;
             let units = h.timestamp.wrapping_sub(ts) as i32;
-            let secs = (arrival.micros() - at) as f64 / 1e6;
+            let secs = (ns - at) as f64 / 1e9;
             // Continuous steps only, and not a jump (< 2 s of 90 kHz).
             if h.sequence == seq.wrapping_add(1) && units > 0 && units < 180_000 && secs > 0.0 {
                 self.clock_units += f64::from(units);
                 self.clock_secs += secs;
                 self.clock_steps += 1;
+                self.inferred = self.infer_clock();
             }
-            self.own_last = (h.sequence, h.timestamp, arrival.micros());
+            self.own_last = (h.sequence, h.timestamp, ns);
         }
 
         // Timing, in arrival order (see the module doc).
-        let delta_ms = (arrival.micros() - self.prev_arrival_us) as f64 / 1000.0;
+        let delta_ms = (ns - self.prev_arrival_ns) as f64 / 1e6;
         let clock = clock.filter(|r| *r > 0);
         if let Some(rate) = clock {
             if self.has_clocked {
@@ -315,7 +377,7 @@ impl StreamStats {
             }
         }
         self.prev_cn = cn;
-        self.prev_arrival_us = arrival.micros();
+        self.prev_arrival_ns = ns;
     }
 
     fn observe_seq(&mut self, seq: u16) {
@@ -530,6 +592,25 @@ mod tests {
             ssrc: 1,
             header_len: 12,
         }
+    }
+
+    #[test]
+    fn nanosecond_arrivals_keep_their_digits() {
+        let t0 = Timestamp(1_700_000_000_000_000);
+        let mut s = StreamStats::new(ArrivalNs::new(t0, 0), &h(0, 0), Some(8000));
+        s.observe(
+            ArrivalNs::new(Timestamp(t0.0 + 20_000), 503),
+            &h(1, 160),
+            Some(8000),
+        );
+        assert!(
+            (s.max_delta_ms - 20.000_503).abs() < 1e-12,
+            "{}",
+            s.max_delta_ms
+        );
+        assert!((s.jitter_ms - 0.000_503 / 16.0).abs() < 1e-12);
+        assert_eq!(s.last_arrival, Timestamp(t0.0 + 20_000));
+        assert_eq!(ArrivalNs::new(t0, 5000).0 % 1000, 999);
     }
 
     /// Feeds packets (seq, arrival ms), timestamps 160 per sequence number.

@@ -25,8 +25,9 @@ pub struct Tag {
 #[derive(Debug, Default)]
 pub struct PacketBatch {
     data: Vec<u8>,
-    /// (timestamp, wire length, offset into `data`, captured length, tag).
-    meta: Vec<(Timestamp, u32, u32, u32, Tag)>,
+    /// (timestamp, nanoseconds below it, wire length, offset into `data`,
+    /// captured length, tag).
+    meta: Vec<(Timestamp, u16, u32, u32, u32, Tag)>,
 }
 
 impl PacketBatch {
@@ -51,7 +52,7 @@ impl PacketBatch {
         let offset = self.data.len() as u32;
         self.data.extend_from_slice(p.data);
         self.meta
-            .push((p.ts, p.wire_len, offset, p.data.len() as u32, tag));
+            .push((p.ts, p.nanos, p.wire_len, offset, p.data.len() as u32, tag));
     }
 
     pub fn is_full(&self) -> bool {
@@ -68,7 +69,7 @@ impl PacketBatch {
 
     /// Packets that are analysed (not learn-only copies).
     pub fn analysed(&self) -> usize {
-        self.meta.iter().filter(|m| !m.4.learn_only).count()
+        self.meta.iter().filter(|m| !m.5.learn_only).count()
     }
 
     pub fn clear(&mut self) {
@@ -82,17 +83,20 @@ impl PacketBatch {
 
     /// The packets in order, each with its [`Tag`].
     pub fn iter_tagged(&self) -> impl Iterator<Item = (RawPacket<'_>, Tag)> {
-        self.meta.iter().map(|&(ts, wire_len, offset, len, tag)| {
-            let p = RawPacket {
-                ts,
-                wire_len,
-                data: self
-                    .data
-                    .get(offset as usize..(offset + len) as usize)
-                    .unwrap_or(&[]),
-            };
-            (p, tag)
-        })
+        self.meta
+            .iter()
+            .map(|&(ts, nanos, wire_len, offset, len, tag)| {
+                let p = RawPacket {
+                    ts,
+                    nanos,
+                    wire_len,
+                    data: self
+                        .data
+                        .get(offset as usize..(offset + len) as usize)
+                        .unwrap_or(&[]),
+                };
+                (p, tag)
+            })
     }
 }
 
@@ -106,6 +110,7 @@ mod tests {
         for i in 0..3u8 {
             b.push(&RawPacket {
                 ts: Timestamp(i64::from(i)),
+                nanos: 0,
                 wire_len: 100,
                 data: &[i; 5],
             });
@@ -124,6 +129,7 @@ mod tests {
         let mut b = PacketBatch::with_capacity();
         let p = RawPacket {
             ts: Timestamp(1),
+            nanos: 0,
             wire_len: 60,
             data: &[1, 2, 3],
         };

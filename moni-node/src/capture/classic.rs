@@ -29,6 +29,8 @@ pub const MAX_CAPLEN: u32 = 262_144;
 pub struct Record<'a> {
     pub secs: i64,
     pub micros: i64,
+    /// Nanoseconds past `micros` in a nanosecond file, else 0.
+    pub nanos: u16,
     pub orig_len: u32,
     pub data: &'a [u8],
 }
@@ -174,6 +176,7 @@ impl<R: Read> ClassicPcap<R> {
             // time_t, as do we.
             secs: i64::from(secs),
             micros: i64::from(if self.nanos { frac / 1000 } else { frac }),
+            nanos: if self.nanos { (frac % 1000) as u16 } else { 0 },
             orig_len,
             data: &self.buf[start..start + caplen],
         }))
@@ -254,6 +257,10 @@ mod tests {
                         (1_700_000_001, 0, 0, Vec::new())
                     ]
                 );
+                // The nanoseconds past the µs are kept beside them.
+                let mut r = ClassicPcap::open(&f[..]).expect("classic pcap");
+                let p = r.next_record().expect("ok").expect("record");
+                assert_eq!(p.nanos, if i64::from(frac) == micros { 0 } else { 789 });
             }
         }
     }

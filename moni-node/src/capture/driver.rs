@@ -221,10 +221,11 @@ impl Dispatcher {
                             _ => {
                                 scratch.clear();
                                 scratch.extend_from_slice(pkt.data);
-                                let (ts, wire_len) = (pkt.ts, pkt.wire_len);
+                                let (ts, nanos, wire_len) = (pkt.ts, pkt.nanos, pkt.wire_len);
                                 let v = self.iface_vnet(i, src.interface_name(i));
                                 let p = RawPacket {
                                     ts,
+                                    nanos,
                                     wire_len,
                                     data: &scratch,
                                 };

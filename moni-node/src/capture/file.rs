@@ -30,6 +30,7 @@ impl Records {
             Records::Classic(c) => Ok(c.next_record()?.map(|r| {
                 let p = RawPacket {
                     ts: Timestamp::from_secs_micros(r.secs, r.micros),
+                    nanos: r.nanos,
                     wire_len: r.orig_len.max(r.data.len() as u32),
                     data: r.data,
                 };
@@ -39,6 +40,7 @@ impl Records {
                 *interface = r.interface;
                 let p = RawPacket {
                     ts: Timestamp(r.ts_us),
+                    nanos: r.nanos,
                     wire_len: r.orig_len.max(r.data.len() as u32),
                     data: r.data,
                 };
@@ -48,6 +50,7 @@ impl Records {
                 Ok(p) => Ok(Some((
                     RawPacket {
                         ts: Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec),
+                        nanos: 0,
                         wire_len: p.header.len.max(p.header.caplen),
                         data: p.data,
                     },

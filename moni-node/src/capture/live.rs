@@ -108,6 +108,7 @@ impl LiveSource {
                 let micros = if self.nanos { sub / 1000 } else { sub };
                 Ok(LiveRead::Packet(RawPacket {
                     ts: Timestamp::from_secs_micros(p.header.ts.tv_sec, micros),
+                    nanos: if self.nanos { (sub % 1000) as u16 } else { 0 },
                     wire_len: p.header.len.max(p.header.caplen),
                     data: p.data,
                 }))

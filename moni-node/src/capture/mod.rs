@@ -20,6 +20,10 @@ use analyzers::{LinkType, Timestamp};
 #[derive(Clone, Copy, Debug)]
 pub struct RawPacket<'a> {
     pub ts: Timestamp,
+    /// Nanoseconds past `ts` (0-999) where the source has them (nanosecond
+    /// pcap, pcapng, live nanosecond mode), else 0: the RTP arithmetic
+    /// keeps them ([`analyzers::voip::stream::ArrivalNs`]).
+    pub nanos: u16,
     /// Length on the wire (the pcap original length).
     pub wire_len: u32,
     /// The captured bytes (at most the snaplen).

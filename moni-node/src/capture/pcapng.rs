@@ -29,6 +29,8 @@ pub struct Interface {
 pub struct Record<'a> {
     pub interface: u32,
     pub ts_us: i64,
+    /// Nanoseconds past `ts_us` where `if_tsresol` is finer than µs.
+    pub nanos: u16,
     pub orig_len: u32,
     pub data: &'a [u8],
 }
@@ -184,10 +186,11 @@ impl<R: Read> PcapngReader<R> {
                         )));
                     };
                     let ts = u128::from(u64::from(hi) << 32 | u64::from(lo));
-                    let ts_us = (ts * 1_000_000 / u128::from(i.units_per_sec.max(1))) as i64;
+                    let ts_ns = ts * 1_000_000_000 / u128::from(i.units_per_sec.max(1));
                     return Ok(Some(Record {
                         interface: iface,
-                        ts_us,
+                        ts_us: (ts_ns / 1000) as i64,
+                        nanos: (ts_ns % 1000) as u16,
                         orig_len: orig,
                         data,
                     }));
@@ -202,6 +205,7 @@ impl<R: Read> PcapngReader<R> {
                     return Ok(Some(Record {
                         interface: 0,
                         ts_us: 0,
+                        nanos: 0,
                         orig_len: orig,
                         data,
                     }));
@@ -240,7 +244,7 @@ mod tests {
         ];
         f.extend(block(1, &idb));
         for i in 0..2u32 {
-            let ts: u64 = 1_700_000_000_000_000_000 + u64::from(i) * 1000;
+            let ts: u64 = 1_700_000_000_000_000_000 + u64::from(i) * 1503;
             let mut epb = 0u32.to_le_bytes().to_vec();
             epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
             epb.extend_from_slice(&(ts as u32).to_le_bytes());
@@ -264,7 +268,7 @@ mod tests {
         assert_eq!(p.data, &[1, 2, 3]);
         assert_eq!(r.interfaces()[0].name.as_deref(), Some("eth1"));
         let p = r.next_record().expect("ok").expect("packet");
-        assert_eq!(p.ts_us, 1_700_000_000_000_001);
+        assert_eq!((p.ts_us, p.nanos), (1_700_000_000_000_001, 503));
         assert!(r.next_record().expect("end").is_none());
         assert!(PcapngReader::open(&[0xd4, 0xc3, 0xb2, 0xa1][..]).is_none());
     }

@@ -172,6 +172,55 @@ impl NodeConfig {
 mod tests {
     use super::node::usable_cpus;
     use super::*;
+    use analyzers::voip::codec::Impairment;
+
+    #[test]
+    fn dynamic_codecs_and_codec_impairments_resolve() {
+        let c = NodeConfig::parse(
+            "[rtp]\ndynamic_codecs = { 96 = \"opus\", 120 = \"opus/16000\", 97 = \"iLBC\" }\n\
+             [rtp.codec_impairments]\niLBC = { ie = 11.0, bpl = 32.0 }\n\
+             opus = { ie = 5.0, bpl = 15.0, wideband = true }\n",
+        )
+        .expect("parse");
+        let r = c.resolve(None).expect("resolve").rtp;
+        assert_eq!(
+            r.dynamic_codecs,
+            vec![
+                (120, "opus".to_string(), 16_000),
+                (96, "opus".to_string(), 48_000),
+                (97, "iLBC".to_string(), 8000),
+            ]
+        );
+        assert_eq!(
+            r.codec_impairments,
+            vec![
+                ("iLBC".to_string(), Impairment::narrow(11.0, 32.0)),
+                ("opus".to_string(), Impairment::wide(5.0, 15.0)),
+            ]
+        );
+        for toml in [
+            "dynamic_codecs = { 95 = \"opus\" }",
+            "dynamic_codecs = { x = \"opus\" }",
+            "dynamic_codecs = { 96 = \"mystery\" }",
+            "dynamic_codecs = { 96 = \"opus/0\" }",
+            "dynamic_codecs = { 96 = \"/8000\" }",
+        ] {
+            let c = NodeConfig::parse(&format!("[rtp]\n{toml}\n")).expect("parse");
+            let err = c.resolve(None).expect_err(toml).to_string();
+            assert!(err.contains("rtp.dynamic_codecs"), "{toml}: {err}");
+        }
+        for toml in [
+            "x = { ie = 96.0, bpl = 1.0 }",
+            "x = { ie = 1.0, bpl = 0.0 }",
+        ] {
+            let c =
+                NodeConfig::parse(&format!("[rtp.codec_impairments]\n{toml}\n")).expect("parse");
+            let err = c.resolve(None).expect_err(toml).to_string();
+            assert!(err.contains("rtp.codec_impairments"), "{toml}: {err}");
+        }
+        assert!(NodeConfig::parse("[rtp.codec_impairments]\nx = { ie = 1.0 }\n").is_err());
+    }
+
     use analyzers::voip::jitter_buffer::Model as JbModel;
 
     #[test]

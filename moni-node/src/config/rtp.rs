@@ -38,6 +38,15 @@ pub struct RtpSection {
     /// E-model Ie and Bpl of codecs G.113 does not list. Default 10 and 10.
     pub unknown_codec_ie: f64,
     pub unknown_codec_bpl: f64,
+    /// What a dynamic payload type (96-127) carries on streams without
+    /// SDP, `PT = "name"` or `PT = "name/clock"` (the clock defaults to the
+    /// codec's usual one: opus 48000, AMR-WB 16000, iLBC/Speex/AMR 8000).
+    /// Such streams then get that codec, clock and a MOS. Default none.
+    pub dynamic_codecs: std::collections::BTreeMap<String, String>,
+    /// Ie and Bpl per encoding name (case-insensitive), used before the
+    /// G.113 table: for codecs without an ITU value (iLBC, Speex) or to
+    /// replace a table row. `{ ie, bpl, wideband = false }`. Default none.
+    pub codec_impairments: std::collections::BTreeMap<String, CodecImpairment>,
     /// Shadow and production windows whose MOS differ by at most this are
     /// `equal`. Default 0.1.
     pub compare_tolerance: f64,
@@ -68,6 +77,8 @@ impl Default for RtpSection {
             g711_plc: d.g711_plc,
             unknown_codec_ie: d.unknown_codec.ie,
             unknown_codec_bpl: d.unknown_codec.bpl,
+            dynamic_codecs: Default::default(),
+            codec_impairments: Default::default(),
             compare_tolerance: 0.1,
             mirror_dup_window_us: d.mirror_dup_window_us,
         }
@@ -164,11 +175,96 @@ impl RtpSection {
             default_jitter_buffer,
             network_delay_ms: r.network_delay_ms,
             g711_plc: r.g711_plc,
-            unknown_codec: Impairment {
-                ie: r.unknown_codec_ie,
-                bpl: r.unknown_codec_bpl,
-            },
+            unknown_codec: Impairment::narrow(r.unknown_codec_ie, r.unknown_codec_bpl),
+            codec_impairments: resolve_codec_impairments(&r.codec_impairments)?,
+            dynamic_codecs: resolve_dynamic_codecs(&r.dynamic_codecs)?,
             mirror_dup_window_us: r.mirror_dup_window_us,
         })
     }
+}
+
+/// One `[rtp.codec_impairments]` entry.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodecImpairment {
+    /// Equipment impairment factor (Ie,WB for a wideband codec).
+    pub ie: f64,
+    /// Packet-loss robustness factor.
+    pub bpl: f64,
+    /// Rated on the wideband (G.107.1) scale. Default false.
+    #[serde(default)]
+    pub wideband: bool,
+}
+
+/// Dynamic payload types per `rtp.dynamic_codecs`, as rtpmap entries.
+fn resolve_dynamic_codecs(
+    map: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(u8, String, u32)>, ConfigError> {
+    let key = "rtp.dynamic_codecs";
+    let mut out = Vec::new();
+    for (pt, codec) in map {
+        let pt = pt
+            .parse::<u8>()
+            .ok()
+            .filter(|p| (96..=127).contains(p))
+            .ok_or_else(|| {
+                invalid(
+                    key,
+                    format!("{pt:?} is not a dynamic payload type (96-127)"),
+                )
+            })?;
+        let (name, rate) = match codec.split_once('/') {
+            Some((name, rate)) => (
+                name.trim(),
+                Some(
+                    rate.trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|r| (1..=1_000_000).contains(r))
+                        .ok_or_else(|| invalid(key, format!("{codec:?}: bad clock rate")))?,
+                ),
+            ),
+            None => (codec.trim(), None),
+        };
+        if name.is_empty() {
+            return Err(invalid(key, format!("{pt}: empty codec name")));
+        }
+        let rate = rate
+            .or_else(|| analyzers::voip::codec::default_clock_rate(name))
+            .ok_or_else(|| invalid(key, format!("{codec:?}: give the clock as \"name/rate\"")))?;
+        out.push((pt, name.to_string(), rate));
+    }
+    Ok(out)
+}
+
+/// Operator impairments per `rtp.codec_impairments`.
+fn resolve_codec_impairments(
+    map: &std::collections::BTreeMap<String, CodecImpairment>,
+) -> Result<Vec<(String, Impairment)>, ConfigError> {
+    let key = "rtp.codec_impairments";
+    let mut out = Vec::new();
+    for (name, c) in map {
+        let max_ie = if c.wideband { 129.0 } else { 95.0 };
+        if !(0.0..=max_ie).contains(&c.ie) {
+            return Err(invalid(
+                key,
+                format!("{name}: ie must be between 0 and {max_ie}"),
+            ));
+        }
+        if !(c.bpl > 0.0 && c.bpl <= 100.0) {
+            return Err(invalid(
+                key,
+                format!("{name}: bpl must be above 0 and at most 100"),
+            ));
+        }
+        out.push((
+            name.clone(),
+            Impairment {
+                ie: c.ie,
+                bpl: c.bpl,
+                wideband: c.wideband,
+            },
+        ));
+    }
+    Ok(out)
 }
