@@ -441,6 +441,8 @@ fn check_dashboards(lab: &Lab, exposition: &str) -> (usize, usize) {
                 let expr = t["expr"].as_str().expect("expr");
                 let q = expr
                     .replace("$__rate_interval", "1m")
+                    .replace("$__range", "5m")
+                    .replace("$__interval", "15s")
                     .replace("$node", ".*")
                     .replace("$vnet", ".*");
                 let names: Vec<&str> = q

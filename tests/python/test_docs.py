@@ -17,6 +17,8 @@ import subprocess
 import unittest
 from pathlib import Path
 
+import doc_commands
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE = Path(os.environ.get("MONI_NODE_BIN", ROOT / "target" / "debug" / "moni-node"))
 COLLECTOR = Path(os.environ.get("MONI_COLLECTOR_BIN", NODE.with_name("moni-collector")))
@@ -151,6 +153,32 @@ class Docs(unittest.TestCase):
                     missing.append(f"{page.relative_to(ROOT)}: {path}")
         self.assertEqual(missing, [])
         self.assertGreater(named, 50)
+
+
+    def test_every_shell_command_the_pages_give_is_run_somewhere(self):
+        """A command in a sh block is run after the package is installed
+        (test_packaging, the deploy steps), or listed in
+        doc_commands.RUN_ELSEWHERE with where it runs; a new command fails
+        here until a test runs it."""
+        after = set(doc_commands.after_install_commands())
+        missing = []
+        for page in doc_commands.PAGES:
+            for _, command in doc_commands.shell_commands(page):
+                if command not in after and command not in doc_commands.RUN_ELSEWHERE:
+                    missing.append(f"{page.name}: {command}")
+        self.assertEqual(missing, [])
+        self.assertGreaterEqual(len(after), 14)
+        # What RUN_ELSEWHERE says is true.
+        demo = (ROOT / "scripts" / "demo.sh").read_text()
+        self.assertIn('--vnet-map "$map" samples/pcap/paper-miniature.pcap', demo)
+        self.assertIn("100=A:production,200=B:shadow,300=rx:monitor", demo)
+        self.assertIn("scripts/test.sh", (ROOT / ".ci" / "run").read_text())
+        test_sh = (ROOT / "scripts" / "test.sh").read_text()
+        self.assertIn("python3 -m unittest discover -v -s tests/python", test_sh)
+        for command in doc_commands.RUN_ELSEWHERE:
+            self.assertTrue(any(command == c for p in doc_commands.PAGES
+                                for _, c in doc_commands.shell_commands(p)),
+                            f"RUN_ELSEWHERE lists a command no page gives: {command}")
 
 
 if __name__ == "__main__":

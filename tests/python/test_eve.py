@@ -120,10 +120,13 @@ class EveIsADropIn(unittest.TestCase):
         self.assertEqual(md["signature_severity"], ["Minor"])
         self.assertEqual((sig["src_ip"], sig["dest_ip"], sig["dest_port"]), ("10.0.0.1", "10.0.0.2", 5))
         self.assertEqual(sig["direction"], "to_server")
-        # The flow as the alerting SYN left it: its first packet, 54 bytes.
+        # The flow as the alerting SYN left it: its first packet, 54 bytes,
+        # and its 5-tuple in the initiator's direction (Suricata 7).
         self.assertEqual(sig["flow"], {"pkts_toserver": 1, "pkts_toclient": 0,
                                        "bytes_toserver": 54, "bytes_toclient": 0,
-                                       "start": sig["timestamp"]})
+                                       "start": sig["timestamp"],
+                                       "src_ip": "10.0.0.1", "dest_ip": "10.0.0.2",
+                                       "src_port": sig["src_port"], "dest_port": 5})
         self.assertEqual(sig["alert"]["rev"], 2)
         scan = next(e for e in lines if e["alert"]["signature_id"] != 1000001)
         self.assertEqual(scan["alert"]["source"], {"ip": "10.0.0.1"})

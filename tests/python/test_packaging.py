@@ -25,6 +25,8 @@ import tempfile
 import unittest
 from pathlib import Path
 
+from doc_commands import adapt, after_install_commands
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE = Path(os.environ.get("MONI_NODE_BIN", ROOT / "target" / "debug" / "moni-node"))
 COLLECTOR = Path(os.environ.get("MONI_COLLECTOR_BIN", NODE.with_name("moni-collector")))
@@ -101,7 +103,44 @@ class Packaging(unittest.TestCase):
         self.assertIn("## Unreleased", changelog)
 
 
+# What README's deploy steps and docs/configuration.md's production set-up
+# create beside the package's own files (removed before the purge).
+CREATED_BY_THE_STEPS = ["/etc/moni/collector.toml", "/etc/moni/node.toml",
+                        "/etc/moni/node-1.token", "/etc/moni/collector.crt",
+                        "/etc/moni/collector.key", "/var/lib/moni/data",
+                        "/var/lib/grafana/dashboards/moni"]
+
+
 class DebianPackage(unittest.TestCase):
+    def run_the_pages_deploy_steps(self, deb, tmp):
+        """README's "Deploy on a mirror port" and docs/configuration.md's
+        "A production set-up", command by command as the pages give them
+        (doc_commands.adapt: no sudo, no editor, verify for enable), in a
+        directory holding the certificate and key the set-up installs."""
+        (tmp / "collector.crt").write_text("certificate from the operator's CA\n")
+        (tmp / "collector.key").write_text("its key\n")
+        ran = 0
+        for command in after_install_commands():
+            cmd = adapt(command, deb)
+            if cmd is None:
+                continue
+            run = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], cwd=tmp,
+                                 capture_output=True, text=True)
+            self.assertEqual((run.returncode, run.stderr.strip()), (0, ""), command)
+            ran += 1
+        self.assertGreaterEqual(ran, 12)
+        # What they did: both configurations pass check-config, the
+        # dashboards are where Grafana's provider reads them, the secrets
+        # are the collector's alone.
+        for binary, conf in [("moni-node", "node"), ("moni-collector", "collector")]:
+            self.assertTrue(Path(f"/etc/moni/{conf}.toml").is_file(), conf)
+        self.assertEqual(len(list(Path("/var/lib/grafana/dashboards/moni").glob("*.json"))), 4)
+        for secret in ("/etc/moni/node-1.token", "/etc/moni/collector.key"):
+            st = os.stat(secret)
+            self.assertEqual((pwd.getpwuid(st.st_uid).pw_name, st.st_mode & 0o777),
+                             ("moni", 0o600), secret)
+        self.assertEqual(len(Path("/etc/moni/node-1.token").read_text().strip()), 44)
+
     def test_package_builds_installs_and_runs(self):
         if shutil.which("cargo-deb") is None:
             if os.environ.get("CI"):
@@ -160,7 +199,10 @@ class DebianPackage(unittest.TestCase):
                 self.assertEqual(user.stdout.strip(), "moni")
                 st = os.stat("/var/lib/moni")
                 self.assertEqual(pwd.getpwuid(st.st_uid).pw_name, "moni")
+                self.run_the_pages_deploy_steps(deb, Path(tmp))
             finally:
+                for f in CREATED_BY_THE_STEPS:
+                    subprocess.run(["rm", "-rf", f])
                 purge = subprocess.run(["dpkg", "--purge", "moni"], capture_output=True,
                                        text=True)
             self.assertEqual(purge.returncode, 0, purge.stderr)

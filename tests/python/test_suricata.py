@@ -35,11 +35,6 @@ VARS = {"HOME_NET": "[64.13.134.52/32]", "EXTERNAL_NET": "any"}
 ONLY_SURICATA = {
     "pcap_cnt": "the packet's number in the capture file: moni reads files and "
                 "live ports alike and does not count packets per file",
-    "flow.src_ip": "Suricata 7 repeats the flow's 5-tuple inside flow {}; moni "
-                   "writes it once, at the top level (equal for to_server alerts)",
-    "flow.dest_ip": "as flow.src_ip",
-    "flow.src_port": "as flow.src_ip",
-    "flow.dest_port": "as flow.src_ip",
 }
 # moni's fields Suricata does not write for a pcap file (path: why). All of
 # them are fields of Suricata's EVE schema (test_eve.py validates them).

@@ -123,16 +123,32 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
             obj.insert("flow_id".into(), x.into());
         }
         if let Some(f) = a.flow {
-            obj.insert(
-                "flow".into(),
-                json!({
-                    "pkts_toserver": f.pkts_toserver,
-                    "pkts_toclient": f.pkts_toclient,
-                    "bytes_toserver": f.bytes_toserver,
-                    "bytes_toclient": f.bytes_toclient,
-                    "start": ts(f.start),
-                }),
-            );
+            let mut flow = json!({
+                "pkts_toserver": f.pkts_toserver,
+                "pkts_toclient": f.pkts_toclient,
+                "bytes_toserver": f.bytes_toserver,
+                "bytes_toclient": f.bytes_toclient,
+                "start": ts(f.start),
+            });
+            // Suricata 7 repeats the flow's 5-tuple in its initiator's
+            // direction: the alerting packet's for a to_server packet,
+            // swapped for a to_client one.
+            let packet = (a.src_addr, a.src_port, a.dst_addr, a.dst_port);
+            let initiator = match a.to_server {
+                Some(true) => Some(packet),
+                Some(false) => Some((packet.2, packet.3, packet.0, packet.1)),
+                None => None,
+            };
+            if let (Some((Some(sa), sp, Some(da), dp)), Some(o)) = (initiator, flow.as_object_mut())
+            {
+                o.insert("src_ip".into(), sa.to_string().into());
+                o.insert("dest_ip".into(), da.to_string().into());
+                if let (Some(sp), Some(dp)) = (sp, dp) {
+                    o.insert("src_port".into(), sp.into());
+                    o.insert("dest_port".into(), dp.into());
+                }
+            }
+            obj.insert("flow".into(), flow);
         }
         if let Some(up) = a.to_server {
             obj.insert(
