@@ -31,7 +31,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use super::batch::{PacketBatch, Tag};
 use super::{CaptureError, Next, PacketSource, RawPacket};
 use crate::metrics::Metrics;
-use crate::shard::worker_for;
+use crate::shard::FragmentPins;
 use crate::sink::Records;
 
 /// How fast packets leave the loop.
@@ -153,6 +153,8 @@ pub struct Dispatcher {
     ifaces: Vec<Option<Option<VnetId>>>,
     /// The newest packet time read.
     newest: Option<Timestamp>,
+    /// Where the later fragments of tunnels' outer datagrams go.
+    pins: FragmentPins,
 }
 
 /// Checks for a flush, a tick or a stop every this many packets.
@@ -168,6 +170,7 @@ impl Dispatcher {
             .collect();
         Dispatcher {
             ids: settings.ids.as_ref().map(Ids::new),
+            pins: FragmentPins::new(settings.decode.reassembly_timeout_secs),
             settings,
             io,
             link: None,
@@ -389,7 +392,7 @@ impl Dispatcher {
                         sip = ports.contains(&sp) || ports.contains(&dp);
                     }
                 }
-                worker_for(&d, n)
+                self.pins.worker_for(pkt.ts, &d, n)
             }
             _ => 0,
         };
