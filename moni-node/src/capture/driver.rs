@@ -127,6 +127,9 @@ pub struct DriverTotals {
     pub ids: Option<IdsStats>,
     /// Alerts the IDS could not queue (a full sink queue, live only).
     pub alerts_dropped: u64,
+    /// Tunnel datagrams whose fragment pin was forgotten at the cap
+    /// ([`crate::shard::MAX_PINS`]) before its timeout.
+    pub fragment_pins_evicted: u64,
 }
 
 /// Per-worker batch being filled.
@@ -332,6 +335,7 @@ impl Dispatcher {
         self.send_alerts(true);
         self.publish_counters();
         self.totals.ids = self.ids.as_ref().map(|i| i.stats().clone());
+        self.totals.fragment_pins_evicted = self.pins.evicted;
         self.totals
     }
 
