@@ -6,10 +6,19 @@
 //! a production and a shadow VNet (same inner addresses, other VLAN) all
 //! meet in one worker, which is what flows, fragments and the
 //! shadow/production comparison need.
+//!
+//! One exception: the later fragments of a tunnel's *outer* datagram carry
+//! only the outer addresses, while its first fragment is decapsulated and
+//! goes by the inner ones, with the rest of its inner flow. The capture
+//! loop remembers where each such first fragment went ([`FragmentPins`])
+//! and sends the later fragments there, so that the worker of the inner
+//! flow reassembles the datagram, as the only worker does when N = 1.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
-use analyzers::Decoded;
+use analyzers::decode::Fragment;
+use analyzers::{Decoded, Timestamp};
 
 fn fold(addr: IpAddr) -> u64 {
     match addr {
@@ -34,15 +43,85 @@ pub fn worker_for(d: &Decoded<'_>, workers: usize) -> usize {
         return 0;
     }
     let Some(ip) = d.ip else { return 0 };
-    // The first fragment of a tunnel packet goes where its later fragments
-    // go (they carry only the outer addresses), so that one worker can
-    // reassemble the datagram.
-    let (src, dst) = match d.tunnels.outer {
-        Some(outer) if d.tunnels.outer_fragment => outer,
-        _ => (ip.src, ip.dst),
-    };
-    let h = mix(fold(src)).wrapping_add(mix(fold(dst)));
+    let h = mix(fold(ip.src)).wrapping_add(mix(fold(ip.dst)));
     ((u128::from(h) * workers as u128) >> 64) as usize
+}
+
+/// A tunnel's outer datagram: outer source, destination, IP id, VLAN.
+type PinKey = (IpAddr, IpAddr, u32, u16);
+
+/// Where the fragments of tunnels' outer datagrams go: the worker of the
+/// first fragment (its inner addresses). Bounded: at most `MAX_PINS`
+/// datagrams, the oldest forgotten first (a forgotten or reordered
+/// datagram's later fragments go by the outer addresses, as without
+/// pins), and a pin is dropped after the reassembly timeout.
+#[derive(Debug)]
+pub struct FragmentPins {
+    pins: HashMap<PinKey, usize>,
+    order: VecDeque<(Timestamp, PinKey)>,
+    timeout_micros: i64,
+    /// Pins forgotten at the cap before their timeout.
+    pub evicted: u64,
+}
+
+/// The most outer datagrams pinned at once (about 120 bytes each, so
+/// about 2 MB): enough for the datagrams in flight between a first
+/// fragment and its last.
+pub const MAX_PINS: usize = 16_384;
+
+impl FragmentPins {
+    pub fn new(timeout_secs: u32) -> FragmentPins {
+        FragmentPins {
+            pins: HashMap::new(),
+            order: VecDeque::new(),
+            timeout_micros: i64::from(timeout_secs).saturating_mul(1_000_000),
+            evicted: 0,
+        }
+    }
+
+    /// The worker (0..workers) for `d`, pinning the first fragment of a
+    /// tunnel's outer datagram and sending its later fragments after it.
+    pub fn worker_for(&mut self, ts: Timestamp, d: &Decoded<'_>, workers: usize) -> usize {
+        let w = worker_for(d, workers);
+        if workers <= 1 {
+            return w;
+        }
+        while let Some(&(t, k)) = self.order.front() {
+            if ts.micros_since(t) <= self.timeout_micros {
+                break;
+            }
+            self.order.pop_front();
+            self.pins.remove(&k);
+        }
+        let vlan = d.outer_vlan().unwrap_or(0);
+        match (d.tunnels.outer, d.ip) {
+            (Some((src, dst)), Some(_)) if d.tunnels.outer_fragment => {
+                let key = (src, dst, d.tunnels.outer_fragment_id, vlan);
+                if let Some(&pinned) = self.pins.get(&key) {
+                    return pinned;
+                }
+                if self.pins.len() >= MAX_PINS {
+                    if let Some((_, old)) = self.order.pop_front() {
+                        if self.pins.remove(&old).is_some() {
+                            self.evicted += 1;
+                        }
+                    }
+                }
+                self.pins.insert(key, w);
+                self.order.push_back((ts, key));
+                w
+            }
+            (_, Some(ip)) => match ip.fragment {
+                Fragment::Later { id } => self
+                    .pins
+                    .get(&(ip.src, ip.dst, id, vlan))
+                    .copied()
+                    .unwrap_or(w),
+                _ => w,
+            },
+            _ => w,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -86,14 +165,16 @@ mod tests {
     }
 
     /// The first fragment of a tunnel packet is decapsulated (inner
-    /// addresses), its later fragments are not (outer addresses): both go
-    /// to the worker of the outer addresses, which reassembles them.
+    /// addresses), its later fragments are not (outer addresses): the first
+    /// goes with its inner flow and pins the later ones to its worker.
     #[test]
-    fn a_tunnel_packets_fragments_meet() {
+    fn a_tunnel_packets_fragments_follow_the_inner_flow() {
         let outer = (
             "192.0.2.1".parse().expect("addr"),
             "192.0.2.2".parse().expect("addr"),
         );
+        let mut pins = FragmentPins::new(15);
+        let t0 = Timestamp(1_000_000);
         let mut found_apart = false;
         for i in 0..64u32 {
             let inner = format!("10.1.0.{i}");
@@ -101,15 +182,48 @@ mod tests {
             let mut t = analyzers::decode::Tunnels::EMPTY;
             t.outer = Some(outer);
             t.outer_fragment = true;
+            t.outer_fragment_id = i;
             first.tunnels = analyzers::decode::TunnelStack(Some(Box::new(t)));
-            let later = packet("192.0.2.1", "192.0.2.2", 0);
-            assert_eq!(worker_for(&first, 8), worker_for(&later, 8));
-            // Unfragmented, the same packet goes by its inner addresses.
-            t.outer_fragment = false;
-            first.tunnels = analyzers::decode::TunnelStack(Some(Box::new(t)));
-            found_apart |= worker_for(&first, 8) != worker_for(&later, 8);
+            let mut later = packet("192.0.2.1", "192.0.2.2", 0);
+            if let Some(ip) = later.ip.as_mut() {
+                ip.fragment = Fragment::Later { id: i };
+            }
+            later.transport = analyzers::decode::Transport::None;
+            let unfragmented = packet(&inner, "10.2.0.1", 0);
+            let w = pins.worker_for(t0, &first, 8);
+            assert_eq!(w, worker_for(&unfragmented, 8), "with its inner flow");
+            assert_eq!(pins.worker_for(t0, &later, 8), w, "later fragment pinned");
+            found_apart |= w != worker_for(&later, 8);
         }
-        assert!(found_apart);
+        assert!(found_apart, "the outer addresses alone would part them");
+        // After the reassembly timeout a pin is gone.
+        let mut later = packet("192.0.2.1", "192.0.2.2", 0);
+        if let Some(ip) = later.ip.as_mut() {
+            ip.fragment = Fragment::Later { id: 3 };
+        }
+        let t1 = Timestamp(t0.0 + 16_000_000);
+        assert_eq!(pins.worker_for(t1, &later, 8), worker_for(&later, 8));
+        assert!(pins.pins.is_empty());
+    }
+
+    #[test]
+    fn the_pins_are_capped() {
+        let mut pins = FragmentPins::new(15);
+        let outer = (
+            "192.0.2.1".parse().expect("a"),
+            "192.0.2.2".parse().expect("a"),
+        );
+        for i in 0..(MAX_PINS as u32 + 10) {
+            let mut first = packet("10.1.0.1", "10.2.0.1", 0);
+            let mut t = analyzers::decode::Tunnels::EMPTY;
+            t.outer = Some(outer);
+            t.outer_fragment = true;
+            t.outer_fragment_id = i;
+            first.tunnels = analyzers::decode::TunnelStack(Some(Box::new(t)));
+            pins.worker_for(Timestamp(1), &first, 4);
+        }
+        assert_eq!(pins.pins.len(), MAX_PINS);
+        assert_eq!(pins.evicted, 10);
     }
 
     #[test]

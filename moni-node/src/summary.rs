@@ -225,6 +225,11 @@ pub struct ReassemblySummary {
     pub invalid: u64,
     /// Datagrams still incomplete at the end of the input.
     pub incomplete_at_end: u64,
+    /// With several workers: datagrams whose later fragments could no
+    /// longer be sent after their first fragment (the capture loop's
+    /// 16,384 pins were full), so their results may depend on `--workers`
+    /// (replay; 0 in `run`).
+    pub fragment_pins_evicted: u64,
 }
 
 impl From<&analyzers::decode::ReassemblyStats> for ReassemblySummary {
@@ -237,6 +242,7 @@ impl From<&analyzers::decode::ReassemblyStats> for ReassemblySummary {
             overlaps: r.overlaps,
             invalid: r.invalid,
             incomplete_at_end: 0,
+            fragment_pins_evicted: 0,
         }
     }
 }
@@ -350,6 +356,13 @@ impl Summary {
                 "  reassembly: {} tunnel fragments into {} datagrams; {} timeouts, {} evictions, {} overlaps, {} invalid, {} incomplete at the end",
                 r.fragments, r.datagrams, r.timeouts, r.evictions, r.overlaps, r.invalid, r.incomplete_at_end
             );
+            if r.fragment_pins_evicted > 0 {
+                let _ = writeln!(
+                    s,
+                    "  reassembly: {} datagrams' fragments split over workers (fragment pins full)",
+                    r.fragment_pins_evicted
+                );
+            }
         }
         let f = &self.flows;
         let _ = writeln!(

@@ -106,19 +106,7 @@ fn captures() -> Vec<PathBuf> {
 }
 
 /// Captures whose results still depend on the number of workers.
-const GAPS: &[(&str, &str)] = &[
-    (
-        "zeek-erspan.pcap",
-        "issue 15: outer IP fragments of a tunnel are reassembled in the worker of the outer \
-         addresses, while the inner flow's other packets go to the worker of the inner ones; \
-         reassembly belongs in the capture loop",
-    ),
-    (
-        "SIP_CALL_RTP_G711.pcap",
-        "issue 15: a worker that only learns a call's SDP (learn-only copy) tags a stream with \
-         the Call-ID where the worker that tracks the call does not",
-    ),
-];
+const GAPS: &[(&str, &str)] = &[];
 
 /// What differs between 1 and `n` workers on `f`, if anything.
 fn compare_one(

@@ -161,6 +161,10 @@ pub struct Tunnels {
     /// where the other fragments go (by [`Tunnels::outer`]) for the
     /// [`super::reassembly`] to see them all.
     pub outer_fragment: bool,
+    /// The IP identification of that outer fragment (with
+    /// `outer_fragment`), by which a sharded probe sends the datagram's
+    /// later fragments after it.
+    pub outer_fragment_id: u32,
 }
 
 impl Tunnels {
@@ -176,6 +180,7 @@ impl Tunnels {
         mpls_count: 0,
         outer: None,
         outer_fragment: false,
+        outer_fragment_id: 0,
     };
 
     /// The layers crossed, outermost first.
@@ -333,6 +338,10 @@ pub(super) fn decapsulate<'a>(mut d: Decoded<'a>, cfg: &DecodeConfig) -> Decoded
         if tunnels.outer.is_none() {
             tunnels.outer = d.ip.map(|ip| (ip.src, ip.dst));
             tunnels.outer_fragment = d.ip.is_some_and(|ip| ip.fragment != super::Fragment::None);
+            tunnels.outer_fragment_id = match d.ip.map(|ip| ip.fragment) {
+                Some(super::Fragment::First { id } | super::Fragment::Later { id }) => id,
+                _ => 0,
+            };
         }
         tunnels.push(step.layer, &step.labels[..usize::from(step.label_count)]);
         inner.tunnels = TunnelStack(Some(Box::new(tunnels)));

@@ -31,7 +31,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use super::batch::{PacketBatch, Tag};
 use super::{CaptureError, Next, PacketSource, RawPacket};
 use crate::metrics::Metrics;
-use crate::shard::worker_for;
+use crate::shard::FragmentPins;
 use crate::sink::Records;
 
 /// How fast packets leave the loop.
@@ -127,6 +127,9 @@ pub struct DriverTotals {
     pub ids: Option<IdsStats>,
     /// Alerts the IDS could not queue (a full sink queue, live only).
     pub alerts_dropped: u64,
+    /// Tunnel datagrams whose fragment pin was forgotten at the cap
+    /// ([`crate::shard::MAX_PINS`]) before its timeout.
+    pub fragment_pins_evicted: u64,
 }
 
 /// Per-worker batch being filled.
@@ -153,6 +156,8 @@ pub struct Dispatcher {
     ifaces: Vec<Option<Option<VnetId>>>,
     /// The newest packet time read.
     newest: Option<Timestamp>,
+    /// Where the later fragments of tunnels' outer datagrams go.
+    pins: FragmentPins,
 }
 
 /// Checks for a flush, a tick or a stop every this many packets.
@@ -168,6 +173,7 @@ impl Dispatcher {
             .collect();
         Dispatcher {
             ids: settings.ids.as_ref().map(Ids::new),
+            pins: FragmentPins::new(settings.decode.reassembly_timeout_secs),
             settings,
             io,
             link: None,
@@ -329,6 +335,7 @@ impl Dispatcher {
         self.send_alerts(true);
         self.publish_counters();
         self.totals.ids = self.ids.as_ref().map(|i| i.stats().clone());
+        self.totals.fragment_pins_evicted = self.pins.evicted;
         self.totals
     }
 
@@ -389,7 +396,7 @@ impl Dispatcher {
                         sip = ports.contains(&sp) || ports.contains(&dp);
                     }
                 }
-                worker_for(&d, n)
+                self.pins.worker_for(pkt.ts, &d, n)
             }
             _ => 0,
         };

@@ -59,7 +59,7 @@ use calls::{Announced, Calls};
 use detect::Candidates;
 use entry::{feed_jitter_buffers, is_dynamic, payload_hash, update_entry, Entry, LastPacket};
 pub use entry::{DYNAMIC_CODEC, MOS_REASON_DYNAMIC};
-use rtcp_table::RtcpTable;
+use rtcp_table::{Leg, RtcpTable};
 use window::{close_window, quality, window_index, WindowStart};
 
 /// RTP analysis settings.
@@ -170,7 +170,7 @@ pub struct RtpTracker {
     queue: VecDeque<(Timestamp, StreamKey)>,
     candidates: Candidates,
     calls: Calls,
-    /// RTCP state per (VNet, media SSRC): capture times of its recent
+    /// RTCP state per (VNet, leg, media SSRC): capture times of its recent
     /// sender reports (by NTP middle 32 bits) and the latest view.
     rtcp: RtcpTable,
     stats: RtpStats,
@@ -256,7 +256,9 @@ impl RtpTracker {
         if rtp::looks_like_rtcp(payload) {
             if src_port >= 1024 && dst_port >= 1024 && rtp::is_rtcp_compound(payload) {
                 self.stats.rtcp_packets += 1;
-                self.rtcp.report(ts, vnet, &rtcp::parse_compound(payload));
+                let leg = Leg::of(ip.src, ip.dst);
+                self.rtcp
+                    .report(ts, vnet, leg, &rtcp::parse_compound(payload));
             }
             // Neither RTCP nor RTP (payload types 72-79 with the marker).
             return;
@@ -285,7 +287,8 @@ impl RtpTracker {
                 if !self.rtcp.is_empty()
                     && window_index(ts, self.config.window_secs) > e.window.index
                 {
-                    e.rtt_ms = self.rtcp.rtt_ms(vnet, h.ssrc).or(e.rtt_ms);
+                    let leg = Leg::new(key.src, key.dst);
+                    e.rtt_ms = self.rtcp.rtt_ms(vnet, leg, h.ssrc).or(e.rtt_ms);
                 }
                 update_entry(e, &self.config, at, &h, windows);
                 return;
@@ -590,7 +593,10 @@ impl RtpTracker {
             return;
         };
         self.free.push(i);
-        let view = self.rtcp.view(e.id.vnet, e.id.ssrc, e.stats.clock_rate);
+        let leg = Leg::of(e.id.src_addr, e.id.dst_addr);
+        let view = self
+            .rtcp
+            .view(e.id.vnet, leg, e.id.ssrc, e.stats.clock_rate);
         e.rtt_ms = view.rtt_ms;
         e.stats.settle();
         close_window(&mut e, &self.config, windows);
