@@ -5,6 +5,12 @@
 #   bench/replay.sh [PACKETS]        (default 5,000,000)
 #   BENCH_PROFILE=debug bench/replay.sh 20000   (check the script's logic
 #                                                 quickly; figures meaningless)
+#   BENCH_BASELINE=/path/to/old/moni-node bench/replay.sh
+#       also times an older build on the IMIX capture in the same run (its
+#       default workers; a fresh output directory per run, as old builds
+#       refuse a used one) and prints this build's 1-worker throughput
+#       against it: "untunnelled throughput drops by at most 5%" (issue 13)
+#       and "1 worker not lower than before" (issue 15).
 #
 # Two captures, each replayed by moni-node with 1 worker and with one
 # worker per core (`--workers`), against `tcpdump -w /dev/null` on the same
@@ -80,13 +86,21 @@ TWIN="$WORK/bench-$PACKETS-vxlan.pcap"
 [ -f "$TWIN" ] || "$BIN/moni-gen" wrap --in "$CAP" --out "$TWIN" --encap vxlan --id 5001 >/dev/null
 cat "$TWIN" >/dev/null
 T_TWIN=$(secs 3 "$BIN/moni-node" replay --no-progress --overwrite --workers 1 --out "$WORK/out-vxlan" "$TWIN")
+T_BASE=0
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  fresh() { local d; d=$(mktemp -d -p "$WORK"); "$@" --out "$d/out"; local rc=$?; rm -rf "$d"; return $rc; }
+  export -f fresh
+  bash -c 'fresh "$0" replay --no-progress "$1"' "$BENCH_BASELINE" "$CAP" >/dev/null
+  T_BASE=$(secs 3 bash -c 'fresh "$0" replay --no-progress "$1"' "$BENCH_BASELINE" "$CAP")
+fi
 
 python3 - "$PACKETS" "$CORES" "$PROFILE" "$T_TCPDUMP" "$T_TSHARK" "$T_MONI1" "$T_MONIN" "$T_TWIN" \
-  "$T_HTCPDUMP" "$T_HMONI1" "$T_HMONIN" "$(du -h "$CAP" | cut -f1)" "$(du -h "$HEAVY" | cut -f1)" <<'PY'
+  "$T_HTCPDUMP" "$T_HMONI1" "$T_HMONIN" "$(du -h "$CAP" | cut -f1)" "$(du -h "$HEAVY" | cut -f1)" \
+  "$T_BASE" <<'PY'
 import sys
 n, cores, profile = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 tcpdump, tshark, moni1, monin, twin, htcpdump, hmoni1, hmonin = map(float, sys.argv[4:12])
-size, hsize = sys.argv[12], sys.argv[13]
+size, hsize, base = sys.argv[12], sys.argv[13], float(sys.argv[14])
 pps = lambda t: n / t
 if profile != "release":
     print(f"profile {profile}: figures are not measurements")
@@ -100,6 +114,9 @@ print(f"  {cores} workers / tcpdump floor:  {tcpdump / monin:.2f}x")
 print(f"  {cores} workers / 1 worker:       {moni1 / monin:.2f}x  (goal >= 1.7x on 2 cores)")
 print(f"  1 worker / tshark:          {tshark / moni1:.1f}x  (goal >= 20x)")
 print(f"  VXLAN twin / untunnelled:   {moni1 / twin:.2f}x  (goal >= 0.8x)")
+if base > 0:
+    print(f"  baseline build (BENCH_BASELINE) {base:8.2f} s  {pps(base):14,.0f} packets/s")
+    print(f"  1 worker / baseline:        {base / moni1:.2f}x  (goal >= 0.95x, issue 13; >= 1.0x, issue 15)")
 print(f"flow-heavy capture: {n:,} packets ({hsize})")
 for name, t in (("tcpdump -w /dev/null", htcpdump), ("moni-node 1 worker", hmoni1),
                 (f"moni-node {cores} workers", hmonin)):
