@@ -112,8 +112,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let known_vnets = store::known_vnets(&settings.data_dir);
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
+    let listener = listen(settings.listen)
         .map_err(|e| anyhow::anyhow!("server.listen {}: cannot listen: {e}", settings.listen))?;
     let backend = Backend::from_settings(settings.data_dir.clone(), &settings.storage)?;
     tracing::info!(
@@ -552,4 +551,19 @@ async fn receive(body: Body, tmp: &std::path::Path, max: u64) -> Result<String, 
         Some(e) => Err(Receive::Storage(e)),
         None => Ok(hex::encode(hasher.finalize())),
     }
+}
+
+/// Binds the listening socket with a deep accept queue (the kernel caps
+/// it at `net.core.somaxconn`): tokio's default of 1,024 overflows when a
+/// thousand clients reconnect at once, and a health check whose SYN is
+/// dropped then waits a whole second for its retransmission.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
 }
