@@ -10,7 +10,7 @@ use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
 
-use analyzers::decode::{Reassembled, Reassembler, ReassemblyStats};
+use analyzers::decode::{Detached, Reassembled, Reassembler, ReassemblyStats};
 use analyzers::ids::rules::{RuleSet, Signatures};
 use analyzers::ids::Ids;
 use analyzers::record::{AlertRecord, BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
@@ -138,21 +138,29 @@ impl Engine {
     }
 
     /// Runs one packet through the analyzers. `source_vnet` is the VNet of
-    /// the capture source, used when no VLAN mapping matches.
+    /// the capture source, used when no VLAN mapping matches. `decoded` is
+    /// the capture loop's decode of this packet with the same `[decode]`
+    /// settings, when it made one: it stands in for decoding again unless
+    /// the packet is a fragment, which the reassembler must see.
     #[inline]
     pub fn process(
         &mut self,
         link: Option<LinkType>,
         pkt: &RawPacket<'_>,
         source_vnet: Option<VnetId>,
+        decoded: Option<Detached>,
     ) {
         let c = &mut self.counters;
         c.packets += 1;
         c.bytes += u64::from(pkt.wire_len);
         // A fragment of a tunnel packet waits for the rest of its datagram,
         // which then counts once, with the wire bytes of all its fragments.
-        let (d, wire_len, whole) = match link {
-            Some(link) => {
+        let decoded = decoded
+            .and_then(|d| d.attach(pkt.data))
+            .filter(|d| !d.is_fragment());
+        let (d, wire_len, whole) = match (link, decoded) {
+            (Some(_), Some(d)) => (d, pkt.wire_len, true),
+            (Some(link), None) => {
                 match self
                     .reassembly
                     .decode(link, pkt.ts, pkt.data, pkt.wire_len, &self.decode)
@@ -170,7 +178,7 @@ impl Engine {
                     }
                 }
             }
-            None => (
+            (None, _) => (
                 Decoded::failed(DecodeError::UnsupportedLinkType),
                 pkt.wire_len,
                 true,

@@ -134,12 +134,13 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
         match ctx.input.recv_timeout(wait) {
             Ok(item) => {
                 let t = Instant::now();
-                for (pkt, tag) in item.packets.iter_tagged() {
+                let mut batch = item.packets;
+                for (pkt, tag, decoded) in batch.take_decoded() {
                     if tag.learn_only {
                         engine.learn_signalling(item.link, &pkt, tag.source_vnet);
                     } else {
                         state.newest_packet = state.newest_packet.max(pkt.ts);
-                        engine.process(item.link, &pkt, tag.source_vnet);
+                        engine.process(item.link, &pkt, tag.source_vnet, decoded);
                     }
                 }
                 if let Some(clock) = item.clock {
@@ -152,7 +153,6 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
                         state.newest_packet = clock;
                     }
                 }
-                let mut batch = item.packets;
                 batch.clear();
                 let _ = ctx.free.try_send(batch);
                 busy += t.elapsed();

@@ -14,6 +14,7 @@
 //! - `fast`: the fast path for the most common frame (Ethernet, up to
 //!   two VLAN tags, plain IPv4), which declines everything else;
 //! - [`error`]: why decoding stopped, and the counters;
+//! - `detached`: a decode handed from the thread that made it to another;
 //! - [`tunnel`], [`mpls`], [`reassembly`]: decapsulation, after the outer
 //!   layers decoded.
 //!
@@ -35,6 +36,7 @@
 //! tunnels need state to be put back together: [`reassembly::Reassembler`],
 //! owned by whoever drives decoding, wraps [`decode_with`] for that.
 
+mod detached;
 pub mod error;
 mod fast;
 mod ip;
@@ -45,6 +47,7 @@ pub mod transport;
 pub mod tunnel;
 mod vlan;
 
+pub use detached::Detached;
 pub use error::{DecodeError, DecodeErrorCounts};
 pub(crate) use ip::from_ether_type;
 pub use link::LinkType;

@@ -1,7 +1,10 @@
 //! Packets in batches, for handing them from the capture loop to the
 //! analysis workers: one allocation per batch instead of per packet, and
-//! batches are recycled so steady state allocates nothing.
+//! batches are recycled so steady state allocates nothing. A packet the
+//! capture loop already decoded travels with its [`Detached`] decode, so
+//! that the worker does not decode it again.
 
+use analyzers::decode::Detached;
 use analyzers::vnet::VnetId;
 use analyzers::Timestamp;
 
@@ -28,6 +31,9 @@ pub struct PacketBatch {
     /// (timestamp, nanoseconds below it, wire length, offset into `data`,
     /// captured length, tag).
     meta: Vec<(Timestamp, u16, u32, u32, u32, Tag)>,
+    /// The capture loop's decode of each packet, when it made one (one
+    /// entry per `meta` entry).
+    decoded: Vec<Option<Detached>>,
 }
 
 impl PacketBatch {
@@ -40,6 +46,7 @@ impl PacketBatch {
         PacketBatch {
             data: Vec::with_capacity(Self::CAPACITY * 256),
             meta: Vec::with_capacity(Self::CAPACITY),
+            decoded: Vec::with_capacity(Self::CAPACITY),
         }
     }
 
@@ -49,10 +56,16 @@ impl PacketBatch {
     }
 
     pub fn push_tagged(&mut self, p: &RawPacket<'_>, tag: Tag) {
+        self.push_decoded(p, tag, None);
+    }
+
+    /// Adds a packet with the capture loop's decode of it, if any.
+    pub fn push_decoded(&mut self, p: &RawPacket<'_>, tag: Tag, decoded: Option<Detached>) {
         let offset = self.data.len() as u32;
         self.data.extend_from_slice(p.data);
         self.meta
             .push((p.ts, p.nanos, p.wire_len, offset, p.data.len() as u32, tag));
+        self.decoded.push(decoded);
     }
 
     pub fn is_full(&self) -> bool {
@@ -75,6 +88,7 @@ impl PacketBatch {
     pub fn clear(&mut self) {
         self.data.clear();
         self.meta.clear();
+        self.decoded.clear();
     }
 
     pub fn iter(&self) -> impl Iterator<Item = RawPacket<'_>> {
@@ -83,20 +97,32 @@ impl PacketBatch {
 
     /// The packets in order, each with its [`Tag`].
     pub fn iter_tagged(&self) -> impl Iterator<Item = (RawPacket<'_>, Tag)> {
+        let data = &self.data;
+        self.meta.iter().map(move |m| (packet(data, m), m.5))
+    }
+
+    /// The packets in order, each with its [`Tag`] and the capture loop's
+    /// decode, which this takes out of the batch.
+    pub fn take_decoded(&mut self) -> impl Iterator<Item = (RawPacket<'_>, Tag, Option<Detached>)> {
+        let data = &self.data;
         self.meta
             .iter()
-            .map(|&(ts, nanos, wire_len, offset, len, tag)| {
-                let p = RawPacket {
-                    ts,
-                    nanos,
-                    wire_len,
-                    data: self
-                        .data
-                        .get(offset as usize..(offset + len) as usize)
-                        .unwrap_or(&[]),
-                };
-                (p, tag)
-            })
+            .zip(self.decoded.iter_mut())
+            .map(move |(m, d)| (packet(data, m), m.5, d.take()))
+    }
+}
+
+fn packet<'a>(
+    data: &'a [u8],
+    &(ts, nanos, wire_len, offset, len, _): &(Timestamp, u16, u32, u32, u32, Tag),
+) -> RawPacket<'a> {
+    RawPacket {
+        ts,
+        nanos,
+        wire_len,
+        data: data
+            .get(offset as usize..(offset + len) as usize)
+            .unwrap_or(&[]),
     }
 }
 

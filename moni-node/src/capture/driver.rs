@@ -383,6 +383,7 @@ impl Dispatcher {
         self.newest = Some(self.newest.map_or(pkt.ts, |t| t.max(pkt.ts)));
         let n = self.pending.len();
         let mut sip = false;
+        let mut detached = None;
         let w = match self.link {
             Some(link) if n > 1 || self.ids.is_some() => {
                 let d = analyzers::decode_with(link, pkt.data, &self.settings.decode);
@@ -396,7 +397,10 @@ impl Dispatcher {
                         sip = ports.contains(&sp) || ports.contains(&dp);
                     }
                 }
-                self.pins.worker_for(pkt.ts, &d, n)
+                let w = self.pins.worker_for(pkt.ts, &d, n);
+                // The worker analyses this decode instead of decoding again.
+                detached = d.detach(pkt.data);
+                w
             }
             _ => 0,
         };
@@ -419,12 +423,13 @@ impl Dispatcher {
         if p.since.is_none() && self.settings.batch_flush.is_some() {
             p.since = Some(Instant::now());
         }
-        p.batch.push_tagged(
+        p.batch.push_decoded(
             pkt,
             Tag {
                 source_vnet,
                 learn_only: false,
             },
+            detached,
         );
         if p.batch.is_full() {
             self.send(w);
