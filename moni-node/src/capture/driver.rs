@@ -5,7 +5,8 @@
 //! pick its worker ([`shard::worker_for`]), runs what must see every packet
 //! (the cross-flow IDS detectors: a sweep's or a flood's packets spread
 //! over workers by the address hash), and hands per-worker batches to the
-//! workers. What happens when a worker's queue is full is the
+//! workers, each packet with that decode ([`analyzers::decode::Detached`])
+//! so that no packet is decoded twice. What happens when a worker's queue is full is the
 //! [`Overload`] policy: `block` (replay: nothing is ever lost) or `drop`
 //! (live: the batch is dropped and counted in
 //! `moni_source_queue_drops_total`, so a slow analysis shows up as counted
