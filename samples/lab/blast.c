@@ -5,7 +5,9 @@
  * socket with PACKET_QDISC_BYPASS, the same UDP/IPv4 frame sent in
  * batches of 256 with sendmmsg(2) as fast as the path takes them, for a
  * given number of seconds. A full transmit path (ENOBUFS, EAGAIN) is
- * counted and retried, never fatal.
+ * counted and retried, never fatal. Frames pass the device's egress tc
+ * hook (no PACKET_QDISC_BYPASS): the lab's monitoring port is a tc
+ * mirred there.
  *
  *   blast IFACE DST_MAC SRC_IP DST_IP SECS [FRAME_BYTES]
  *
@@ -59,9 +61,6 @@ int main(int argc, char **argv) {
     double secs = atof(argv[5]);
     int fd = socket(AF_PACKET, SOCK_RAW, 0);
     if (fd < 0) { perror("blast: socket"); return 1; }
-    int one = 1;
-    /* Best effort: without it frames pass the (noqueue) qdisc layer. */
-    setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
     strncpy(ifr.ifr_name, argv[1], IFNAMSIZ - 1);
