@@ -141,12 +141,16 @@ class Lab(unittest.TestCase):
             else:
                 self.assertIsNone(p["moni"], p["name"])
         # The forward phase is at the path's limit: the senders offer
-        # more than the forwarding core forwards, and its input queue
-        # drops the rest.
+        # more than the forwarding core forwards (its input queue drops
+        # the rest), or forwarding takes at least 90 % of that core.
         lim = rep["limit"]
-        self.assertEqual(lim["kind"], "sender offers more than is forwarded")
-        self.assertGreater(lim["offered_pps"], 1.02 * lim["forwarded_pps"], lim)
-        self.assertGreater(lim["input_drops_pps"], 0, lim)
+        self.assertIn(lim["kind"], ("sender offers more than is forwarded",
+                                    "forwarding core saturated"), lim)
+        if lim["kind"] == "sender offers more than is forwarded":
+            self.assertGreater(lim["offered_pps"], lim["forwarded_pps"], lim)
+            self.assertGreater(lim["input_drops_pps"], 0, lim)
+        else:
+            self.assertGreaterEqual(lim["path_cpu"], 0.9, lim)
         # Isolation on (the service defaults): the overloaded monitor costs
         # production at most 5 %, and TCP at full speed at most 5 %.
         self.assertGreaterEqual(rep["ratio_overloaded"], 0.95, rep)
