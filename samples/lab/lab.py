@@ -864,6 +864,11 @@ def probe_effect(args):
                 tc(src, "filter", "add", "dev", "eth0", hook, "protocol", "all", "u32", "match",
                    "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev", "m")
 
+    def port_packets():
+        """Frames the monitoring port sent to the Moni VNode so far."""
+        j = json.loads(sh(["ip", "-s", "-j", "link", "show", "dev", "m"], ns=src, capture=True))
+        return j[0]["stats64"]["tx"]["packets"]
+
     def start_node(isolated, tag):
         # The shipped service settings are the [node] defaults; the
         # unisolated run turns them off.
@@ -878,6 +883,7 @@ def probe_effect(args):
         # so the node sees the host's /sys/fs/cgroup (ip netns exec mounts
         # a /sys of the namespace's own, without cgroups) and isolates
         # itself as it would on the host.
+        port_at_start[0] = port_packets()
         node = subprocess.Popen(["nsenter", f"--net=/run/netns/{mo}", str(node_bin), "run",
                                  "--config", str(cfg)], stdout=subprocess.PIPE, stderr=log,
                                 text=True)
@@ -890,8 +896,12 @@ def probe_effect(args):
         out = node.communicate(timeout=90)[0] or "{}"
         s = json.loads(out.strip() or "{}")
         src_s = (s.get("sources") or [{}])[0]
+        # What the port sent while the node ran: an independent count to
+        # hold the node's captured + dropped against.
+        port = port_packets() - port_at_start[0]
         return {k: src_s.get(k, 0) for k in ("packets", "kernel_drops", "interface_drops",
-                                            "queue_drops")} | {"isolation": s.get("isolation")}
+                                            "queue_drops")} | {"isolation": s.get("isolation"),
+                                                               "port_packets": port}
 
     def overload(node, isolated):
         """CPU burners on every CPU and disk writers, in the monitor's
@@ -928,7 +938,8 @@ def probe_effect(args):
         for x in senders:
             shield.add(x.pid)
         runs = [json.loads(x.communicate(timeout=n + 30)[0]) for x in senders]
-        sent = {"sent": sum(r["sent"] for r in runs), "secs": max(r["secs"] for r in runs)}
+        secs = max(r["secs"] for r in runs)
+        sent, refused = sum(r["sent"] for r in runs), sum(r["refused"] for r in runs)
         b1, d1, t1 = cpu_times(core), backlog_drops(core), thread_ticks(forwarders)
         binned = json.loads(counter.communicate(timeout=30)[0])[1:]
         if counter.returncode != 0 or len(binned) != n - 1:
@@ -938,7 +949,10 @@ def probe_effect(args):
         # The forwarding's share of its core: the NAPI threads' time, or
         # softirq time there (RPS: in interrupt exit or ksoftirqd).
         path = ((t1 - t0) if forwarders else (b1[1] - b0[1])) / total
-        return binned, sent["sent"] / sent["secs"], busy, path, (d1 - d0) / sent["secs"]
+        # Offered: what the senders sent plus what the forwarding node's
+        # full input refused (its NAPI ring, or with RPS its backlog).
+        drops = refused + (d1 - d0)
+        return binned, (sent + refused) / secs, busy, path, drops / secs
 
     phases = {name: {"name": name, "bins": [], "offered": [], "core_busy": [], "path_cpu": [],
                      "input_drops": [], "moni": None}
@@ -947,6 +961,7 @@ def probe_effect(args):
     server = spawn(dst, ["iperf3", "-s", "-p", "5201"], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     stress = node = None
+    port_at_start = [0]
     node_cgroups = []  # removed at the end, also when a node was killed
     shield = LabCgroup()
     shields.append(shield)
@@ -969,8 +984,9 @@ def probe_effect(args):
                     counters = stop_node(node)
                     node = None
                     m = p["moni"] or {"packets": 0, "kernel_drops": 0, "interface_drops": 0,
-                                      "queue_drops": 0}
-                    for k in ("packets", "kernel_drops", "interface_drops", "queue_drops"):
+                                      "queue_drops": 0, "port_packets": 0}
+                    for k in ("packets", "kernel_drops", "interface_drops", "queue_drops",
+                              "port_packets"):
                         m[k] += counters[k]
                     m["isolation"] = counters["isolation"]
                     p["moni"] = m
@@ -983,7 +999,8 @@ def probe_effect(args):
                       f"(offered {offered:,.0f}/s, input drops {dropped:,.0f}/s, core {core} busy {busy:.0%}, "
                       f"forwarding {path:.0%} of it)"
                       + (f"; moni captured {counters['packets']:,}, dropped "
-                         f"{counters['kernel_drops'] + counters['queue_drops']:,}"
+                         f"{counters['kernel_drops'] + counters['queue_drops']:,} "
+                         f"of the port's {counters['port_packets']:,}"
                          if name.startswith("monitor") else ""), flush=True)
             # TCP at full speed: production alone, then with the mirror and
             # moni-node at its service defaults.
