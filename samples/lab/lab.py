@@ -606,12 +606,14 @@ def backlog_drops(cpu):
 
 
 class LabCgroup:
-    """The traffic source (the paper's Node 1, a machine of its own) in a
-    cgroup weighted high against the rest of the host, so that a build
-    running beside the lab does not lower the offered load in some phases
-    and not others. Production's forwarding (softirq on the forwarding
-    core) and the monitor compete as they would on the node itself.
-    Best effort: without a writable cpu controller it is skipped."""
+    """The experiment as a machine of its own: the lab and everything it
+    starts (the senders, production's forwarding threads, moni-node, the
+    overload) in a cgroup weighted far above the rest of the host, so that
+    a build running beside the lab does not take the forwarding core in
+    some phases and not others. Inside it production and the monitor
+    compete as on the node itself: moni-node's own cgroup nests in it
+    (cgroup v1) or sits beside it (v2, where it is even weaker). Best
+    effort: without a writable cpu controller it is skipped."""
 
     def __init__(self):
         self.dirs = []
@@ -647,14 +649,26 @@ class LabCgroup:
             try:
                 (d / "cgroup.procs").write_text(str(pid))
             except OSError:
-                pass
+                pass  # e.g. a kernel thread the kernel keeps where it is
 
     def close(self):
+        left = []
         for d in self.dirs:
             try:
-                d.rmdir()  # empty once the sender exited
+                (d.parent / "cgroup.procs").write_text(str(os.getpid()))
             except OSError:
                 pass
+            # Empty once everything the lab started is gone; the NAPI
+            # threads leave when their namespace's devices are deleted.
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                left.append(d)
+        self.dirs = left
 
 
 def cgroup_dirs(pid):
@@ -935,8 +949,6 @@ def probe_effect(args):
         senders = [spawn(src, ["taskset", "-c", str(c), blast, "eth0", fw_mac, "10.91.1.1",
                                "10.91.2.2", n + 0.5, FRAME_BYTES], stdout=subprocess.PIPE,
                          text=True) for c in send_cores]
-        for x in senders:
-            shield.add(x.pid)
         runs = [json.loads(x.communicate(timeout=n + 30)[0]) for x in senders]
         secs = max(r["secs"] for r in runs)
         sent, refused = sum(r["sent"] for r in runs), sum(r["refused"] for r in runs)
@@ -958,13 +970,16 @@ def probe_effect(args):
                      "input_drops": [], "moni": None}
               for name in PE_PHASES}
     tcp = {"without": [], "with": []}
+    shield = LabCgroup()
+    shields.append(shield)
+    shield.add(os.getpid())
+    for t in forwarders:
+        shield.add(int(t))
     server = spawn(dst, ["iperf3", "-s", "-p", "5201"], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     stress = node = None
     port_at_start = [0]
     node_cgroups = []  # removed at the end, also when a node was killed
-    shield = LabCgroup()
-    shields.append(shield)
     try:
         for rnd in range(args.rounds):
             for name in PE_PHASES:
