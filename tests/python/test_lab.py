@@ -154,8 +154,8 @@ class Lab(unittest.TestCase):
         # Isolation on (the service defaults): the overloaded monitor costs
         # production at most 5 %, and TCP at full speed at most 5 %.
         self.assertGreaterEqual(rep["ratio_overloaded"], 0.95, rep)
-        self.assertGreaterEqual(rep["tcp"]["ratio"], 0.95, rep["tcp"])
         self.assertEqual(set(rep["tcp"]), {"without_gbps", "with_gbps", "ratio"})
+        self.assertGreater(rep["tcp_mirror_gbps"], 0)
         for k in ("ratio_monitor", "ratio_unisolated"):
             self.assertGreater(rep[k], 0, k)
         self.assertTrue((self.dir / "fig5.svg").read_text().startswith("<svg"))
@@ -163,6 +163,8 @@ class Lab(unittest.TestCase):
         # why nice had to do.
         iso = next(p for p in rep["phases"] if p["name"] == "monitor")["moni"]["isolation"]
         self.assertRegex(iso, r"^nice 10; cgroup|^nice 10 only \(cgroups not writable")
+        self.assertGreaterEqual(rep["tcp"]["ratio"], 0.95,
+                                {**rep["tcp"], "mirror_alone_gbps": rep["tcp_mirror_gbps"]})
 
     def test_a_killed_lab_leaves_nothing_behind(self):
         p = subprocess.Popen([sys.executable, str(LAB), "shadow", "--phase-secs", "30",
