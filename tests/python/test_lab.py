@@ -162,7 +162,12 @@ class Lab(unittest.TestCase):
         # The monitor ran isolated: its summary names the cgroup or says
         # why nice had to do.
         iso = next(p for p in rep["phases"] if p["name"] == "monitor")["moni"]["isolation"]
-        self.assertRegex(iso, r"^nice 10; cgroup|^nice 10 only \(cgroups not writable")
+        self.assertRegex(iso, r"^nice 10; cgroup v[12] |^nice 10 only \(cgroups not writable")
+        if "; cgroup" in iso:
+            # The service default: the lowest weight (v1: its cpu.shares).
+            self.assertRegex(iso, r"cgroup v2 \S+: cpu.weight 1,|cgroup v1 \S+: cpu.shares 10,")
+        off = next(p for p in rep["phases"] if p["name"] == "monitor_unisolated")["moni"]
+        self.assertEqual(off["isolation"], "nice 0; cgroups left alone (node.cpu_weight = 0)")
         self.assertGreaterEqual(rep["tcp"]["ratio"], 0.95,
                                 {**rep["tcp"], "mirror_alone_gbps": rep["tcp_mirror_gbps"]})
 
