@@ -208,14 +208,24 @@ pub fn apply(node: &NodeSettings) -> Isolation {
     }
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let h = hierarchies(&read("/proc/self/mountinfo"), &read("/proc/self/cgroup"));
+    place(iso, node, &h, notes)
+}
+
+/// Puts the process in a cgroup of `h` (see the module doc).
+fn place(
+    mut iso: Isolation,
+    node: &NodeSettings,
+    h: &Hierarchies,
+    notes: Vec<String>,
+) -> Isolation {
     let weight = node.cpu_weight.max(1);
     let cpu_max = (node.cpu_max > 0.0).then(|| format!("{} {PERIOD_US}", quota_us(node.cpu_max)));
     let mut why = Vec::new();
-    match try_v2(&mut iso, &h, weight, cpu_max.as_deref()) {
+    match try_v2(&mut iso, h, weight, cpu_max.as_deref()) {
         Ok(d) => iso.description = d,
         Err(e) => {
             why.push(e);
-            match try_v1(&mut iso, &h, weight, node.cpu_max) {
+            match try_v1(&mut iso, h, weight, node.cpu_max) {
                 Ok(d) => iso.description = d,
                 Err(e) => why.push(e),
             }
@@ -416,6 +426,51 @@ mod tests {
         // Garbage never panics and finds nothing.
         let h = hierarchies("- - -\n1 2\n\u{0}", "::\nx\n1:cpu\n");
         assert_eq!(h, Hierarchies::default());
+    }
+
+    #[test]
+    fn without_writable_cgroups_it_says_why_and_keeps_nice() {
+        let node = crate::config::NodeConfig::default()
+            .resolve(None)
+            .expect("defaults resolve")
+            .node;
+        assert_eq!(
+            (node.nice, node.cpu_weight),
+            (10, 1),
+            "the service defaults"
+        );
+        let gone = tempfile::tempdir().expect("tempdir");
+        let missing = gone.path().join("no-such-cgroup-fs");
+        let h = Hierarchies {
+            v2: Some(Hierarchy {
+                mount: missing.clone(),
+                own: "/".into(),
+            }),
+            v1_cpu: Some(Hierarchy {
+                mount: missing,
+                own: "/".into(),
+            }),
+            v1_blkio: None,
+        };
+        let iso = place(Isolation::default(), &node, &h, Vec::new());
+        assert!(
+            iso.description
+                .starts_with("nice 10 only (cgroups not writable: the cgroup v2 hierarchy at "),
+            "{}",
+            iso.description
+        );
+        assert!(iso.description.contains("has no cpu controller"));
+        assert!(iso.cgroups.is_empty());
+        let none = place(
+            Isolation::default(),
+            &node,
+            &Hierarchies::default(),
+            Vec::new(),
+        );
+        assert_eq!(
+            none.description,
+            "nice 10 only (cgroups not writable: no cgroup v2 hierarchy; no cgroup v1 cpu hierarchy)"
+        );
     }
 
     #[test]
