@@ -27,6 +27,12 @@ if [ "${1:-}" != "--build-only" ]; then
   command -v nmap >/dev/null || need_apt+=(nmap)
   command -v hping3 >/dev/null || need_apt+=(hping3)
   command -v iperf3 >/dev/null || need_apt+=(iperf3)
+  # The lab's probe-effect overload: CPU burners and disk writers in the
+  # monitor's cgroup; gcc builds its 64-byte frame sender; ethtool puts
+  # its forwarding node's veths in NAPI mode (and the lab's offloads off).
+  command -v stress-ng >/dev/null || need_apt+=(stress-ng)
+  command -v gcc >/dev/null || need_apt+=(gcc)
+  command -v ethtool >/dev/null || need_apt+=(ethtool)
   command -v systemd-analyze >/dev/null || need_apt+=(systemd)
   command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
   command -v dpkg-shlibdeps >/dev/null || need_apt+=(dpkg-dev)

@@ -2,10 +2,11 @@
 # Runs the paper's experiments in network namespaces (root):
 #
 #   sudo scripts/lab.sh shadow [--phase-secs 20] [--prometheus] [--plot FILE]
-#   sudo scripts/lab.sh probe-effect [--secs 10] [--rate 300M]
+#   sudo scripts/lab.sh probe-effect [--secs 10] [--rounds 1] [--json FILE] [--plot FILE.svg]
 #   sudo scripts/lab.sh cleanup
 #
-# Installs what it needs (iproute2, iperf3, prometheus, pyarrow), builds
+# Installs what it needs (iproute2, iperf3, prometheus, pyarrow, stress-ng,
+# gcc), builds
 # moni-node and moni-collector (release; MONI_BIN_DIR=DIR uses the binaries
 # there instead, e.g. /usr/bin after installing the package) and hands over
 # to samples/lab/lab.py; see its header for the topology.

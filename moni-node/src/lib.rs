@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod export;
 pub mod http;
+pub mod isolation;
 pub mod metrics;
 pub mod pipeline;
 pub mod replay;

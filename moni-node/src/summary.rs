@@ -277,6 +277,10 @@ pub struct Summary {
     /// SIGHUP reloads applied (`run`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reloads: Option<u64>,
+    /// How the probe was kept out of production's way: niceness and
+    /// cgroup (`run`; see `isolation.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
     /// Present when shipping to a collector is configured (`run`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ship: Option<crate::run::ship::ShipSummary>,
@@ -565,6 +569,7 @@ impl Summary {
         let stats = &totals.flows;
         Summary {
             node: None,
+            isolation: None,
             files: Vec::new(),
             sources: Vec::new(),
             reloads: None,

@@ -106,6 +106,18 @@ class Docs(unittest.TestCase):
         for mos in ("4.34", "4.16", "1.45", "4.38"):
             self.assertIn(f"({mos})", readme)
 
+    def test_the_probe_effect_box_plot_is_beside_the_papers_fig5(self):
+        readme = (ROOT / "README.md").read_text()
+        svg = (ROOT / "docs" / "img" / "lab-probe-effect.svg").read_text()
+        self.assertIn("](docs/img/lab-probe-effect.svg)", readme)
+        self.assertTrue(svg.startswith("<svg"))
+        for phase in ("forward", "mirror", "monitor_overloaded", "monitor_unisolated"):
+            self.assertIn(phase, svg)
+            self.assertIn(f"`{phase}`", readme)
+        # The paper's Fig. 5 numbers in the table beside it.
+        for kpps in ("961.6", "953", "896", "180"):
+            self.assertIn(kpps, readme)
+
     def test_the_deployment_guide_matches_the_package_and_provisioning(self):
         readme = (ROOT / "README.md").read_text()
         guide = readme.split("## Deploy on a mirror port", 1)[1].split("\n## ", 1)[0]

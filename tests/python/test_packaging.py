@@ -91,6 +91,10 @@ class Packaging(unittest.TestCase):
         # The config each unit names is the example's install path.
         self.assertIn("--config /etc/moni/node.toml", node["ExecStart"][0])
         self.assertIn("--config /etc/moni/collector.toml", coll["ExecStart"][0])
+        # No probe effect (issue 19): the node's unit yields CPU and disk to
+        # production, the weight node.cpu_weight defaults to.
+        self.assertEqual(node["CPUWeight"], ["1"])
+        self.assertEqual(node["IOWeight"], ["1"])
 
     def test_licence_files_match_cargo_toml_and_a_changelog_exists(self):
         cargo = (ROOT / "Cargo.toml").read_text()

@@ -29,8 +29,24 @@ pub struct NodeSection {
     pub batch_flush_ms: u64,
     /// Clock tick in ms (idle expiry, metrics, rotation). Default 1000.
     pub tick_ms: u64,
-    /// Niceness of the process. Default 0 (unchanged).
+    /// Niceness of the process (-20 to 19): the probe yields the CPU to
+    /// production, and where cgroups cannot be used this is all the
+    /// isolation there is. 0 leaves it unchanged. Default 10.
     pub nice: i32,
+    /// `cpu.weight` (1-10000; every other cgroup's default is 100) of the
+    /// cgroup `moni-node run` puts itself in, and its `io.weight`: on a
+    /// contended CPU the probe gets cpu_weight / (cpu_weight + 100) of it
+    /// and drops its own packets (counted) rather than slow production;
+    /// on an idle host it may use everything. Under systemd the unit's
+    /// `CPUWeight=`/`IOWeight=` set it instead; on a cgroup v1 host it
+    /// becomes `cpu.shares` (weight x 10.24). 0 leaves cgroups alone.
+    /// Default 1, the lowest: the lab's Fig. 5 (docs/lab.md) kept 100 %
+    /// of production's forwarding with it, 84 % with 10.
+    pub cpu_weight: u32,
+    /// `cpu.max` of that cgroup in CPUs (0.5 = half of one CPU, 1.5 = one
+    /// and a half): a hard cap that holds even on an idle host. 0: no
+    /// cap. Default 0.
+    pub cpu_max: f64,
     /// CPUs to pin capture threads to (round robin) and worker threads to;
     /// each must be in the process's affinity mask. Default none (no
     /// pinning).
@@ -46,7 +62,9 @@ impl Default for NodeSection {
             queue_batches: 64,
             batch_flush_ms: 50,
             tick_ms: 1000,
-            nice: 0,
+            nice: 10,
+            cpu_weight: 1,
+            cpu_max: 0.0,
             capture_cpus: Vec::new(),
             worker_cpus: Vec::new(),
         }
@@ -62,6 +80,10 @@ pub struct NodeSettings {
     pub batch_flush: std::time::Duration,
     pub tick: std::time::Duration,
     pub nice: i32,
+    /// `node.cpu_weight`; 0: cgroups left alone.
+    pub cpu_weight: u32,
+    /// `node.cpu_max` in CPUs; 0: no cap.
+    pub cpu_max: f64,
     pub capture_cpus: Vec<usize>,
     pub worker_cpus: Vec<usize>,
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -99,6 +121,18 @@ impl NodeConfig {
         }
         if !(-20..=19).contains(&n.nice) {
             return Err(invalid("node.nice", "must be between -20 and 19"));
+        }
+        if n.cpu_weight > 10_000 {
+            return Err(invalid(
+                "node.cpu_weight",
+                "must be between 1 and 10000 (0: leave cgroups alone)",
+            ));
+        }
+        if !n.cpu_max.is_finite() || n.cpu_max < 0.0 || (n.cpu_max > 0.0 && n.cpu_max < 0.01) {
+            return Err(invalid(
+                "node.cpu_max",
+                "must be 0 (no cap) or a number of CPUs of at least 0.01",
+            ));
         }
         if !n.capture_cpus.is_empty() || !n.worker_cpus.is_empty() {
             let usable = usable_cpus();
@@ -139,6 +173,8 @@ impl NodeConfig {
             batch_flush: std::time::Duration::from_millis(n.batch_flush_ms),
             tick: std::time::Duration::from_millis(n.tick_ms),
             nice: n.nice,
+            cpu_weight: n.cpu_weight,
+            cpu_max: n.cpu_max,
             capture_cpus: n.capture_cpus.clone(),
             worker_cpus: n.worker_cpus.clone(),
             metrics_listen,

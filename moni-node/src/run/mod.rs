@@ -82,7 +82,8 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
         ));
     }
     let node = config.node.clone();
-    crate::sys::set_nice(node.nice).map_err(|e| RunError::Config(e.to_string()))?;
+    // Before any thread starts: every thread inherits niceness and cgroup.
+    let isolation = crate::isolation::apply(&node);
     let metrics = Arc::new(Metrics::new(&node.name).map_err(|e| RunError::Config(e.to_string()))?);
     let stop = Arc::new(AtomicBool::new(false));
     let healthy = Arc::new(AtomicBool::new(true));
@@ -399,6 +400,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
     summary.node = Some(node.name);
     summary.sources = sources.into_iter().map(|(s, _)| s).collect();
     summary.reloads = Some(reloads);
+    summary.isolation = Some(isolation.description.clone());
     summary.ship = ship_summary;
     Ok(summary)
 }
