@@ -41,6 +41,7 @@ impl RuleSet {
                     Skipped {
                         line,
                         sid: Some(r.sid),
+                        keyword: "duplicate sid".into(),
                         reason: format!("duplicate sid {} (the first one is kept)", r.sid),
                     },
                 )),

@@ -13,16 +13,25 @@
 //! - [`engine`]: [`Signatures`], the compiled rule set: the prefilter picks
 //!   the candidate rules of a packet, so its cost grows with the patterns
 //!   that occur in it rather than with the number of rules.
+//! - [`header`]: IP, TCP and ICMP header keywords (`ttl`, `ipopts`,
+//!   `tcp.mss`, ...), read from the header bytes the decoder kept.
+//! - [`app`]: the HTTP request and DNS query buffers one packet carries.
 //!
-//! Supported: `alert` rules on `ip`, `tcp`, `udp`, `icmp`; address and port
-//! lists with negation, ranges and variables (`$HOME_NET`, ...); `->` and
-//! `<>`; options `msg`, `sid`, `rev`, `gid`, `classtype`, `priority`,
-//! `reference`, `metadata`, `target`, `content` (also negated, with
-//! `|hex|`) and its modifiers `nocase`, `offset`, `depth`, `distance`,
-//! `within`, `fast_pattern`, `rawbytes`; `dsize`, `itype`, `icode`,
-//! `flags`, `vlan.id`, `flow` (`to_server`, `to_client`, `established`,
-//! `not_established`, `stateless`), `threshold` and `detection_filter`
-//! (with `unique_on`).
+//! Supported: `alert` rules on `ip`, `tcp`, `udp`, `icmp`, `icmpv6`,
+//! `http`, `dns`; address and port lists with negation, ranges and
+//! variables (`$HOME_NET`, ...); `->` and `<>`; options `msg`, `sid`,
+//! `rev`, `gid`, `classtype`, `priority`, `reference`, `metadata`,
+//! `target`, `content` (also negated, with `|hex|`) and its modifiers
+//! `nocase`, `offset`, `depth`, `distance`, `within`, `startswith`,
+//! `endswith`, `fast_pattern`, `rawbytes`; sticky buffers of HTTP requests
+//! and `dns.query`, `bsize`, `urilen`; `dsize`, `itype`, `icode`,
+//! `icmp_id`, `icmp_seq`, `ttl`, `id`, `ip_proto`, `ipopts`, `fragbits`,
+//! `fragoffset`, `flags`/`tcp.flags`, `seq`, `ack`, `window`, `tcp.mss`,
+//! `vlan.id`, `flow` (`to_server`, `to_client`, `established`,
+//! `not_established`, `stateless`), `flowbits`, `threshold` (also
+//! `by_flow`) and `detection_filter` (with `unique_on`). Each behaves as
+//! in Suricata on packet payloads; what needs more (response or body
+//! buffers, `pcre`, `byte_test`, ...) is skipped with the keyword named.
 //!
 //! Payloads are matched one packet at a time: there is no TCP stream
 //! reassembly yet, so a pattern split across two segments is missed.

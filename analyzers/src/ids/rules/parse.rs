@@ -35,6 +35,11 @@ pub struct Skipped {
     /// 1-based line of the rule's start in its file.
     pub line: usize,
     pub sid: Option<u32>,
+    /// What the rule was skipped for: the option keyword (`pcre`,
+    /// `http.stat_code`, ...), or `action`, `protocol`, `header`,
+    /// `syntax`, `sid`, `buffers` for the rest; `check-rules` groups
+    /// the skips by it.
+    pub keyword: String,
     pub reason: String,
 }
 
@@ -151,20 +156,25 @@ pub fn rule_lines(text: &str) -> Vec<(usize, String)> {
 
 /// Parses one rule.
 pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped> {
-    let fail = |sid: Option<u32>, reason: String| Skipped { line, sid, reason };
     let sid_hint = find_sid(text);
+    let fail = |keyword: &str, reason: String| Skipped {
+        line,
+        sid: sid_hint,
+        keyword: clip(keyword),
+        reason: clip(&reason),
+    };
     let open = text
         .find('(')
-        .ok_or_else(|| fail(sid_hint, "no option list '(...)'".into()))?;
+        .ok_or_else(|| fail("syntax", "no option list '(...)'".into()))?;
     let close = text
         .rfind(')')
         .filter(|&c| c > open)
-        .ok_or_else(|| fail(sid_hint, "option list not closed with ')'".into()))?;
+        .ok_or_else(|| fail("syntax", "option list not closed with ')'".into()))?;
     if !text[close + 1..].trim().is_empty() {
-        return Err(fail(sid_hint, "text after the closing ')'".into()));
+        return Err(fail("syntax", "text after the closing ')'".into()));
     }
     let header: Vec<&str> = text[..open].split_whitespace().collect();
-    let r = |reason: String| fail(sid_hint, reason);
+    let r = |reason: String| fail("header", reason);
     let [action, proto, src, sport, dir, dst, dport] = header[..] else {
         return Err(r(format!(
             "header has {} fields, want 7 (action proto src sport -> dst dport)",
@@ -172,7 +182,10 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
         )));
     };
     if action != "alert" {
-        return Err(r(format!("action '{action}' (only alert is supported)")));
+        return Err(fail(
+            &format!("action {action}"),
+            format!("action '{action}' (only alert is supported)"),
+        ));
     }
     let proto = match proto.to_ascii_lowercase().as_str() {
         "ip" | "pkthdr" => Proto::Ip,
@@ -182,7 +195,7 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
         "http" | "http1" => Proto::Http,
         "dns" => Proto::Dns,
         other => {
-            return Err(r(format!(
+            return Err(fail(&format!("protocol {other}"), format!(
             "protocol '{other}' needs an application-layer parser (supported: ip, tcp, udp, icmp, icmpv6, http, dns)"
         )))
         }
@@ -224,21 +237,24 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
         fast_pattern: None,
     };
     let mut buffer = Buffer::Payload;
-    for opt in split_options(&text[open + 1..close]).map_err(r)? {
+    for opt in split_options(&text[open + 1..close]).map_err(|e| fail("syntax", e))? {
         let (key, value) = match opt.split_once(':') {
             Some((k, v)) => (k.trim(), Some(v.trim())),
             None => (opt.trim(), None),
         };
         if let Some(b) = Buffer::sticky(key) {
+            if value.is_some() {
+                return Err(fail(key, format!("{key} takes no value")));
+            }
             buffer = b;
             continue;
         }
-        apply_option(&mut rule, key, value, buffer).map_err(|e| fail(sid_hint, e))?;
+        apply_option(&mut rule, key, value, buffer).map_err(|e| fail(key, e))?;
     }
     if rule.sid == 0 {
-        return Err(r("no sid".into()));
+        return Err(fail("sid", "no sid".into()));
     }
-    finish(&mut rule).map_err(r)?;
+    finish(&mut rule).map_err(|e| fail("buffers", e))?;
     if rule.msg.is_empty() {
         rule.msg = format!("sid {}", rule.sid);
     }
@@ -309,6 +325,25 @@ fn finish(rule: &mut Rule) -> Result<(), String> {
         rule.contents.sort_by_key(|c| c.buffer);
     }
     Ok(())
+}
+
+/// Longest skip reason kept (it may quote rule text).
+const MAX_REASON_BYTES: usize = 300;
+
+/// `s` cut to [`MAX_REASON_BYTES`] at a character boundary, on one line.
+fn clip(s: &str) -> String {
+    let mut end = s.len().min(MAX_REASON_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out: String = s[..end]
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if end < s.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// The sid of a rule, read loosely (for the skip report of rules that fail
@@ -487,13 +522,13 @@ fn cmp_max(key: &str, v: &str, max: u32) -> Result<NumCmp, String> {
 }
 
 fn flowbit_names(key: &str, v: Option<&str>, sep: char) -> Result<Vec<String>, String> {
-    let v = v.ok_or_else(|| format!("{key} needs a flowbit name"))?;
+    let v = v.ok_or_else(|| format!("flowbits:{key} needs a flowbit name"))?;
     let names: Vec<String> = v.split(sep).map(|n| n.trim().to_string()).collect();
     if names
         .iter()
         .any(|n| n.is_empty() || n.contains(|c: char| c.is_whitespace() || c == '&'))
     {
-        return Err(format!("{key}: bad flowbit name list '{v}'"));
+        return Err(format!("flowbits:{key}: bad flowbit name list '{v}'"));
     }
     Ok(names)
 }
@@ -753,7 +788,7 @@ fn apply_option(
         "dsize" => rule.dsize = Some(parse_cmp(key, need(key, value)?)?),
         "itype" => rule.itype = Some(parse_cmp(key, need(key, value)?)?),
         "icode" => rule.icode = Some(parse_cmp(key, need(key, value)?)?),
-        "flags" | "tcp.flags" => rule.flags = Some(parse_flags(need(key, value)?)?),
+        "flags" | "tcp.flags" => rule.flags = Some(parse_flags(key, need(key, value)?)?),
         "vlan.id" => {
             let v = need(key, value)?;
             let (cmp, layer) = match v.split_once(',') {
@@ -891,7 +926,7 @@ fn flag_bit(c: char) -> Option<u8> {
 }
 
 /// `flags:[!|*|+]FSRPAUCE0[,mask]`.
-fn parse_flags(v: &str) -> Result<FlagsSpec, String> {
+fn parse_flags(key: &str, v: &str) -> Result<FlagsSpec, String> {
     let (spec, mask) = match v.split_once(',') {
         Some((s, m)) => (s.trim(), Some(m.trim())),
         None => (v.trim(), None),
@@ -905,11 +940,11 @@ fn parse_flags(v: &str) -> Result<FlagsSpec, String> {
         match c {
             '!' | '*' | '+' => f.modifier = c as u8,
             '0' => {}
-            _ => f.bits |= flag_bit(c).ok_or_else(|| format!("flags: unknown flag '{c}'"))?,
+            _ => f.bits |= flag_bit(c).ok_or_else(|| format!("{key}: unknown flag '{c}'"))?,
         }
     }
     for c in mask.unwrap_or("").chars() {
-        f.ignore |= flag_bit(c).ok_or_else(|| format!("flags: unknown mask flag '{c}'"))?;
+        f.ignore |= flag_bit(c).ok_or_else(|| format!("{key}: unknown mask flag '{c}'"))?;
     }
     Ok(f)
 }
