@@ -183,6 +183,11 @@ struct Compiled {
     pattern_rules: Vec<Vec<u32>>,
     /// Per protocol class: rules checked on every packet.
     always: [Vec<u32>; 4],
+    /// `http` and `dns` rules without a prefilter pattern: checked only on
+    /// packets that may carry their protocol (a payload starting with an
+    /// upper-case letter; port 53), not on every TCP or UDP packet.
+    always_http: Vec<u32>,
+    always_dns: Vec<u32>,
     /// Per rule: its place among the candidates of a packet (flowbits
     /// rank, then file order).
     order: Vec<u32>,
@@ -228,6 +233,7 @@ impl Signatures {
         let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
         let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
         let mut always: [Vec<u32>; 4] = Default::default();
+        let (mut always_http, mut always_dns) = (Vec::new(), Vec::new());
         for (i, r) in rules.iter().enumerate() {
             match r.fast_pattern.and_then(|f| r.contents.get(f)) {
                 Some(c) if !c.negated => {
@@ -239,6 +245,8 @@ impl Signatures {
                     });
                     pattern_rules[id].push(i as u32);
                 }
+                _ if r.proto == Proto::Http => always_http.push(i as u32),
+                _ if r.proto == Proto::Dns => always_dns.push(i as u32),
                 _ => {
                     for (class, list) in always.iter_mut().enumerate() {
                         if applies(r.proto, class) {
@@ -275,6 +283,8 @@ impl Signatures {
             prefilter,
             pattern_rules,
             always,
+            always_http,
+            always_dns,
             order,
             bits,
         };
@@ -353,6 +363,12 @@ impl Signatures {
         self.candidates.clear();
         let c = &*self.c;
         self.candidates.extend_from_slice(&c.always[class]);
+        if class == TCP && d.payload.first().is_some_and(u8::is_ascii_uppercase) {
+            self.candidates.extend_from_slice(&c.always_http);
+        }
+        if (class == TCP || class == UDP) && d.ports().is_some_and(|(s, t)| s == 53 || t == 53) {
+            self.candidates.extend_from_slice(&c.always_dns);
+        }
         if let (Some(pf), false) = (&c.prefilter, d.payload.is_empty()) {
             let (rules, seen, stamp) = (&c.rules, &mut self.seen, self.stamp);
             let (pattern_rules, candidates) = (&c.pattern_rules, &mut self.candidates);
