@@ -257,11 +257,30 @@ fn check_rules(args: CheckRulesArgs) -> ExitCode {
             .map_or_else(|| "sid ?".to_string(), |n| format!("sid {n}"));
         println!("{file}:{}: {sid} skipped: {}", s.line, s.reason);
     }
+    // What keeps most rules out, first.
+    let mut by_keyword: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (_, s) in &set.skipped {
+        *by_keyword.entry(s.keyword.as_str()).or_default() += 1;
+    }
+    let mut by_keyword: Vec<(&str, usize)> = by_keyword.into_iter().collect();
+    by_keyword.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    if !by_keyword.is_empty() {
+        println!("skipped by keyword:");
+        for (k, n) in &by_keyword {
+            println!("  {k}: {n}");
+        }
+    }
+    let total = set.rules.len() + set.skipped.len();
     println!(
-        "{} rules loaded, {} skipped, from {} files",
+        "{} rules loaded, {} skipped, from {} files ({:.1}% loaded)",
         set.rules.len(),
         set.skipped.len(),
-        args.files.len()
+        args.files.len(),
+        if total == 0 {
+            100.0
+        } else {
+            100.0 * set.rules.len() as f64 / total as f64
+        }
     );
     if args.strict && !set.skipped.is_empty() {
         return ExitCode::from(1);

@@ -173,22 +173,23 @@ fn suricata_verify_cases_raise_exactly_the_alerts_suricata_does() {
             let reasons: Vec<String> = set
                 .skipped
                 .iter()
-                .map(|(_, s)| format!("line {}: {}", s.line, s.reason))
+                .map(|(_, s)| format!("{} (line {}: {})", s.keyword, s.line, s.reason))
                 .collect();
             outside.insert(name, reasons);
             continue;
         }
         let result = case_holds(&name, case, &rules_path);
-        if result.is_ok() {
-            passed.insert(name.clone());
+        match &result {
+            Ok(()) => {
+                println!("{name}: pass");
+                passed.insert(name.clone());
+            }
+            Err(e) => println!("{name}: FAIL: {e}"),
         }
         check.record(&name, result);
     }
     for (name, reasons) in &outside {
-        println!(
-            "{name}: outside the supported subset: {}",
-            reasons.join("; ")
-        );
+        println!("{name}: outside the subset: {}", reasons.join("; "));
     }
     check.finish();
     let want: BTreeSet<String> = SURICATA_VERIFY_PASS.iter().map(|s| s.to_string()).collect();
@@ -203,43 +204,42 @@ fn suricata_verify_cases_raise_exactly_the_alerts_suricata_does() {
 /// The suricata-verify cases whose rules load and whose alerts hold.
 const SURICATA_VERIFY_PASS: &[&str] = &[
     "alert-testmyids",
+    "bug-docs-5030-01",
     "decode-erspan-typeII-01",
+    "detect-flowbits",
+    "detect-icmp-id-01",
     "detect-itype",
+    "detect-ttl",
     "detect-vlan-id",
     "detection_filter-distinct-dstport",
     "detection_filter-distinct-srcport",
     "detection_filter-rule-hostsrc",
+    "tcp-mss-keyword",
     "test-dsize-values",
+    "threshold__threshold-rule-flow",
 ];
 
 /// The cases with a rule outside the supported subset (skipped with a
 /// reason), and what brings each one in. The set is asserted exactly: a
 /// case that starts to load moves to the pass list or to the gaps.
 const SURICATA_VERIFY_OUTSIDE: &[(&str, &str)] = &[
-    ("bug-4376", "http sticky buffers: application-layer parsers"),
-    (
-        "sip-method",
-        "sip sticky buffers: application-layer parsers",
-    ),
-    ("bug-5633-gre-01", "issue 17 (pass action) and 13 (GRE)"),
-    ("bug-docs-5030-01", "issue 17: endswith"),
-    (
-        "defrag__bug-6887-defrag-eth-vlan-ipv4-tcp-syn",
-        "issue 17: tcp.flags and defragmentation",
-    ),
-    ("detect-flowbits", "issue 17: flowbits"),
-    ("detect-icmp-id-01", "issue 17: icmp_id"),
-    ("detect-ipopts", "issue 17: ipopts"),
-    ("detect-ttl", "issue 17: ttl"),
-    ("tcp-mss-keyword", "issue 17: tcp.mss"),
-    (
-        "threshold__threshold-rule-flow",
-        "issue 17: threshold track by_flow",
-    ),
+    ("bug-4376", "http.stat_code: HTTP responses are not parsed"),
+    ("sip-method", "sip: application-layer parser"),
+    ("bug-5633-gre-01", "action pass (only alert rules load)"),
 ];
 
 /// Cases whose rules load but whose alerts need what an open issue builds.
-const SURICATA_VERIFY_GAPS: &[(&str, &str)] = &[];
+const SURICATA_VERIFY_GAPS: &[(&str, &str)] = &[
+    (
+        "defrag__bug-6887-defrag-eth-vlan-ipv4-tcp-syn",
+        "issue 17: IP defragmentation before matching (the SYN is split over two fragments)",
+    ),
+    (
+        "detect-ipopts",
+        "issue 17: EVE lines carry no pcap_cnt, which its filters select on (the 13 alerts \
+         themselves are Suricata's: sid 3 six times, each other sid once)",
+    ),
+];
 
 /// Replays one case and checks every alert filter of its `test.yaml`.
 fn case_holds(name: &str, case: &Path, rules_path: &Path) -> Result<(), String> {
@@ -304,11 +304,28 @@ fn emerging_threats_rules_load_or_are_skipped_with_a_reason() {
         for r in &set.rules {
             assert!(lines[r.line - 1].contains(&format!("sid:{};", r.sid)));
         }
+        let mut by_keyword: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, s) in &set.skipped {
+            *by_keyword.entry(s.keyword.as_str()).or_default() += 1;
+        }
+        println!(
+            "{name}: {} of {enabled} enabled rules load ({:.1}%); skipped by keyword: {by_keyword:?}",
+            set.rules.len(),
+            100.0 * set.rules.len() as f64 / enabled as f64
+        );
         total.0 += set.rules.len();
         total.1 += set.skipped.len();
     }
-    println!("ET Open: {} rules loaded, {} skipped", total.0, total.1);
-    assert!(total.0 >= 100, "{total:?}");
+    let share = total.0 as f64 / (total.0 + total.1) as f64;
+    println!(
+        "ET Open: {} rules loaded, {} skipped ({:.1}%)",
+        total.0,
+        total.1,
+        100.0 * share
+    );
+    // Issue 17: at least 60% (31% before the header keywords, the HTTP
+    // request and DNS query buffers, startswith/endswith and flowbits).
+    assert!(share >= 0.60, "{total:?}");
 }
 
 #[test]
@@ -333,7 +350,7 @@ fn et_scan_rules_fire_on_a_real_nmap_scan_and_not_on_clean_captures() {
     );
     // The summary accounts for every rule and every match.
     let s = summary.signatures.clone().expect("signature summary");
-    assert_eq!((s.rules_loaded, s.rules_skipped), (102, 227), "{s:?}");
+    assert_eq!((s.rules_loaded, s.rules_skipped), (293, 36), "{s:?}");
     let g = s.engine;
     assert_eq!(g.alerts, events.len() as u64, "{g:?}");
     assert_eq!(g.matches, g.alerts + g.thresholded, "{g:?}");

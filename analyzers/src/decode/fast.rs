@@ -62,6 +62,8 @@ pub(super) fn fast_ethernet_ipv4(frame: &[u8]) -> Option<Decoded<'_>> {
         protocol,
         fragment: Fragment::None,
     });
+    d.ip_header = header;
+    d.l4 = &ip[20..end];
     let (transport, payload, error) = decode_transport(protocol, &ip[20..end]);
     d.transport = transport;
     d.payload = payload;

@@ -99,6 +99,17 @@ pub(super) fn from_sliced(p: LaxSlicedPacket<'_>) -> Decoded<'_> {
         protocol: payload.ip_number.0,
         fragment,
     });
+    // The IP header's bytes: the start of the network layer, up to the
+    // header length (etherparse lends its header view only as long as the
+    // sliced packet lives).
+    let header_len = match &p.net {
+        Some(LaxNetSlice::Ipv4(v4)) => usize::from(v4.header().ihl()) * 4,
+        _ => 40,
+    };
+    d.ip_header = p
+        .ether_payload()
+        .and_then(|e| e.payload.get(..header_len))
+        .unwrap_or(&[]);
     if fragment != Fragment::None {
         d.net_payload = p.ether_payload().map_or(&[], |e| e.payload);
     }
@@ -106,6 +117,7 @@ pub(super) fn from_sliced(p: LaxSlicedPacket<'_>) -> Decoded<'_> {
     if d.error.is_some() || matches!(fragment, Fragment::Later { .. }) {
         return d;
     }
+    d.l4 = payload.payload;
     let (transport, l4_payload, error) = decode_transport(payload.ip_number.0, payload.payload);
     d.transport = transport;
     d.payload = l4_payload;

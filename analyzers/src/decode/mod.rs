@@ -99,6 +99,14 @@ pub struct Decoded<'a> {
     /// tunnel decoder; for an IP fragment, the IP packet as captured, for
     /// the [`reassembly`] of tunnels.
     pub(crate) net_payload: &'a [u8],
+    /// The IP header as captured (IPv4 with its options; the fixed IPv6
+    /// header), for the signature keywords that read header fields
+    /// (`ttl`, `id`, `ipopts`, `fragbits`, ...). Empty without an IP layer.
+    pub ip_header: &'a [u8],
+    /// The IP payload as captured: the transport header and its payload
+    /// (`seq`, `ack`, `window`, `tcp.mss`, `icmp_id`, `icmp_seq`). Empty
+    /// for a later fragment.
+    pub l4: &'a [u8],
 }
 
 impl<'a> Decoded<'a> {
@@ -113,6 +121,8 @@ impl<'a> Decoded<'a> {
             error: None,
             tunnels: TunnelStack(None),
             net_payload: &[],
+            ip_header: &[],
+            l4: &[],
         }
     }
 

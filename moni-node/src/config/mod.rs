@@ -341,7 +341,7 @@ mod tests {
         std::fs::write(
             dir.path().join("local.rules"),
             "alert tcp $EXTERNAL_NET any -> $HOME_NET 22 (msg:\"ssh\"; flags:S; sid:1;)\n\
-             alert http any any -> any any (msg:\"app\"; sid:2;)\n",
+             alert tls any any -> any any (msg:\"app\"; sid:2;)\n",
         )
         .expect("write");
         let cfg = dir.path().join("node.toml");

@@ -27,15 +27,21 @@ fn window(c: &Content, prev_end: usize, len: usize) -> Option<(usize, usize)> {
             Some(w) => prev_end as i64 + i64::from(c.distance.unwrap_or(0)) + i64::from(w),
             None => len as i64,
         };
-        (start.max(0), end.min(len as i64))
+        (start.max(0), end)
     } else {
         let start = i64::from(c.offset.unwrap_or(0));
         let end = match c.depth {
             Some(d) => start + i64::from(d),
             None => len as i64,
         };
-        (start, end.min(len as i64))
+        (start, end)
     };
+    // `endswith` can only match where the window reaches the end (as
+    // Suricata: "depth < buffer_len ... can't possibly match").
+    if c.endswith && end < len as i64 {
+        return None;
+    }
+    let end = end.min(len as i64);
     (end - start >= c.pattern.len() as i64).then_some((start as usize, end as usize))
 }
 
@@ -56,7 +62,9 @@ fn positions<'a>(
 ) -> impl Iterator<Item = usize> + 'a {
     let n = c.pattern.len();
     let last = end.saturating_sub(n);
-    (start..=last).filter(move |&i| i + n <= end && eq(c, &payload[i..i + n]))
+    (start..=last).filter(move |&i| {
+        i + n <= end && (!c.endswith || i + n == payload.len()) && eq(c, &payload[i..i + n])
+    })
 }
 
 fn chain(contents: &[Content], payload: &[u8], prev_end: usize, budget: &mut u32) -> bool {

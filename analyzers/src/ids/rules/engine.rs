@@ -10,10 +10,11 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::app::{dns_queries, is_http_response, HttpRequest};
 use super::parse::{parse_rule, rule_lines, Skipped, Vars};
 use super::prefilter::Prefilter;
 use super::threshold::{self, TrackKey, Window};
-use super::{classtype, content, NumCmp, Proto, Rule};
+use super::{classtype, content, Buffer, Content, FlowbitsOp, NumCmp, Proto, Rule};
 use crate::decode::{Decoded, Transport};
 use crate::flow::PacketFlow;
 use crate::ids::state::Bounded;
@@ -40,6 +41,7 @@ impl RuleSet {
                     Skipped {
                         line,
                         sid: Some(r.sid),
+                        keyword: "duplicate sid".into(),
                         reason: format!("duplicate sid {} (the first one is kept)", r.sid),
                     },
                 )),
@@ -115,8 +117,59 @@ fn applies(proto: Proto, class: usize) -> bool {
         Proto::Tcp => class == TCP,
         Proto::Udp => class == UDP,
         Proto::Icmp => class == ICMP,
+        Proto::Http => class == TCP,
+        Proto::Dns => class == TCP || class == UDP,
     }
 }
+
+/// The application-layer view of one packet, parsed the first time a
+/// candidate rule asks for it.
+#[derive(Default)]
+struct App<'a> {
+    http: Option<Option<HttpRequest<'a>>>,
+    dns: Option<Option<Vec<Vec<u8>>>>,
+}
+
+impl<'a> App<'a> {
+    fn http(&mut self, payload: &'a [u8]) -> Option<&HttpRequest<'a>> {
+        self.http
+            .get_or_insert_with(|| HttpRequest::parse(payload))
+            .as_ref()
+    }
+
+    fn dns(&mut self, d: &Decoded<'a>) -> Option<&[Vec<u8>]> {
+        self.dns
+            .get_or_insert_with(|| {
+                let tcp = matches!(d.transport, Transport::Tcp { .. });
+                dns_queries(d.payload, tcp)
+            })
+            .as_deref()
+    }
+}
+
+/// Suricata's flowbits order (detect-engine-sigorder.c): rules that only
+/// set or unset bits first, then those that set and read, then readers,
+/// then the rest, so a bit set by one rule is seen by another on the
+/// same packet.
+fn flowbits_rank(r: &Rule) -> u8 {
+    let read = r
+        .flowbits
+        .iter()
+        .any(|o| matches!(o, FlowbitsOp::IsSet(_) | FlowbitsOp::IsNotSet(_)));
+    let write = r
+        .flowbits
+        .iter()
+        .any(|o| matches!(o, FlowbitsOp::Set(_) | FlowbitsOp::Unset(_)));
+    match (write, read) {
+        (true, false) => 0,
+        (true, true) => 1,
+        (false, true) => 2,
+        (false, false) => 3,
+    }
+}
+
+/// Most flowbits one flow holds.
+const MAX_BITS_PER_FLOW: usize = 256;
 
 /// The compiled, read-only part of a rule set (shared by the copies a
 /// reload hands to each worker).
@@ -130,6 +183,16 @@ struct Compiled {
     pattern_rules: Vec<Vec<u32>>,
     /// Per protocol class: rules checked on every packet.
     always: [Vec<u32>; 4],
+    /// `http` and `dns` rules without a prefilter pattern: checked only on
+    /// packets that may carry their protocol (a payload starting with an
+    /// upper-case letter; port 53), not on every TCP or UDP packet.
+    always_http: Vec<u32>,
+    always_dns: Vec<u32>,
+    /// Per rule: its place among the candidates of a packet (flowbits
+    /// rank, then file order).
+    order: Vec<u32>,
+    /// Flowbit names, numbered.
+    bits: std::collections::HashMap<String, u16>,
 }
 
 /// The compiled rules, with their matching state.
@@ -141,6 +204,8 @@ pub struct Signatures {
     candidates: Vec<u32>,
     max_tracked: usize,
     thresholds: Bounded<TrackKey, Window>,
+    /// Per flow id: the flowbits set (sorted bit numbers).
+    flowbits: Bounded<u64, Vec<u16>>,
     stats: SignatureStats,
     limits: AlertLimits,
     /// The second of packet time being counted, and its alerts so far.
@@ -168,6 +233,7 @@ impl Signatures {
         let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
         let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
         let mut always: [Vec<u32>; 4] = Default::default();
+        let (mut always_http, mut always_dns) = (Vec::new(), Vec::new());
         for (i, r) in rules.iter().enumerate() {
             match r.fast_pattern.and_then(|f| r.contents.get(f)) {
                 Some(c) if !c.negated => {
@@ -179,6 +245,8 @@ impl Signatures {
                     });
                     pattern_rules[id].push(i as u32);
                 }
+                _ if r.proto == Proto::Http => always_http.push(i as u32),
+                _ if r.proto == Proto::Dns => always_dns.push(i as u32),
                 _ => {
                     for (class, list) in always.iter_mut().enumerate() {
                         if applies(r.proto, class) {
@@ -189,12 +257,36 @@ impl Signatures {
             }
         }
         let prefilter = Prefilter::new(&patterns);
+        let order = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (u32::from(flowbits_rank(r)) << 28) | i as u32)
+            .collect();
+        let mut bits = std::collections::HashMap::new();
+        for r in &rules {
+            for op in &r.flowbits {
+                let names = match op {
+                    FlowbitsOp::Set(n) | FlowbitsOp::Unset(n) | FlowbitsOp::Toggle(n) => {
+                        std::slice::from_ref(n)
+                    }
+                    FlowbitsOp::IsSet(ns) | FlowbitsOp::IsNotSet(ns) => ns.as_slice(),
+                };
+                for n in names {
+                    let next = bits.len() as u16;
+                    bits.entry(n.clone()).or_insert(next);
+                }
+            }
+        }
         let compiled = Compiled {
             rules,
             meta,
             prefilter,
             pattern_rules,
             always,
+            always_http,
+            always_dns,
+            order,
+            bits,
         };
         Signatures::fresh_from(Arc::new(compiled), max_tracked, AlertLimits::default())
     }
@@ -207,6 +299,7 @@ impl Signatures {
             candidates: Vec::new(),
             max_tracked,
             thresholds: Bounded::new(max_tracked),
+            flowbits: Bounded::new(max_tracked),
             stats: SignatureStats::default(),
             limits,
             second: i64::MIN,
@@ -270,6 +363,12 @@ impl Signatures {
         self.candidates.clear();
         let c = &*self.c;
         self.candidates.extend_from_slice(&c.always[class]);
+        if class == TCP && d.payload.first().is_some_and(u8::is_ascii_uppercase) {
+            self.candidates.extend_from_slice(&c.always_http);
+        }
+        if (class == TCP || class == UDP) && d.ports().is_some_and(|(s, t)| s == 53 || t == 53) {
+            self.candidates.extend_from_slice(&c.always_dns);
+        }
         if let (Some(pf), false) = (&c.prefilter, d.payload.is_empty()) {
             let (rules, seen, stamp) = (&c.rules, &mut self.seen, self.stamp);
             let (pattern_rules, candidates) = (&c.pattern_rules, &mut self.candidates);
@@ -286,9 +385,11 @@ impl Signatures {
         if self.candidates.is_empty() {
             return;
         }
-        // Rule order, so alerts come out in file order whatever the
-        // pattern order was.
-        self.candidates.sort_unstable();
+        // Rule order (flowbits setters first), so alerts come out in file
+        // order whatever the pattern order was.
+        let order = &c.order;
+        self.candidates.sort_unstable_by_key(|&r| order[r as usize]);
+        let mut app = App::default();
         let ports = d.ports();
         let second = ts.0.div_euclid(1_000_000);
         if second != self.second {
@@ -299,11 +400,17 @@ impl Signatures {
         for i in 0..self.candidates.len() {
             let r = self.candidates[i];
             self.stats.candidates += 1;
-            if !self.check(r as usize, d, flow) {
+            if !self.check(r as usize, d, flow, &mut app) {
+                continue;
+            }
+            if !self.flowbits(r as usize, flow) {
+                continue;
+            }
+            if self.c.rules[r as usize].noalert {
                 continue;
             }
             self.stats.matches += 1;
-            if !self.pass_thresholds(r, ts, ip.src, ip.dst, ports) {
+            if !self.pass_thresholds(r, ts, ip.src, ip.dst, ports, flow.map(|f| f.id)) {
                 self.stats.thresholded += 1;
                 continue;
             }
@@ -324,8 +431,65 @@ impl Signatures {
         }
     }
 
-    /// Everything but thresholds.
-    fn check(&self, r: usize, d: &Decoded<'_>, flow: Option<PacketFlow>) -> bool {
+    /// The rule's flowbits: the tests (all must hold), then, if they do,
+    /// the actions. A packet without a flow has no bits.
+    fn flowbits(&mut self, r: usize, flow: Option<PacketFlow>) -> bool {
+        let c = &*self.c;
+        let ops = &c.rules[r].flowbits;
+        if ops.is_empty() {
+            return true;
+        }
+        let Some(id) = flow.map(|f| f.id) else {
+            return false;
+        };
+        let bit = |n: &String| c.bits.get(n).copied().unwrap_or(u16::MAX);
+        let held: &[u16] = self.flowbits.get_mut(&id).map_or(&[], |v| v.as_slice());
+        let has = |n: &String| held.binary_search(&bit(n)).is_ok();
+        for op in ops {
+            let ok = match op {
+                FlowbitsOp::IsSet(ns) => ns.iter().any(has),
+                FlowbitsOp::IsNotSet(ns) => ns.iter().any(|n| !has(n)),
+                _ => true,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if ops.iter().any(|o| {
+            matches!(
+                o,
+                FlowbitsOp::Set(_) | FlowbitsOp::Unset(_) | FlowbitsOp::Toggle(_)
+            )
+        }) {
+            let v = self.flowbits.entry(&id, Vec::new);
+            for op in ops {
+                let (n, set) = match op {
+                    FlowbitsOp::Set(n) => (n, Some(true)),
+                    FlowbitsOp::Unset(n) => (n, Some(false)),
+                    FlowbitsOp::Toggle(n) => (n, None),
+                    _ => continue,
+                };
+                let b = bit(n);
+                match (v.binary_search(&b), set) {
+                    (Ok(at), Some(false) | None) => {
+                        v.remove(at);
+                    }
+                    (Err(at), Some(true) | None) if v.len() < MAX_BITS_PER_FLOW => v.insert(at, b),
+                    _ => {}
+                }
+            }
+        }
+        true
+    }
+
+    /// Everything but flowbits and thresholds.
+    fn check<'a>(
+        &self,
+        r: usize,
+        d: &Decoded<'a>,
+        flow: Option<PacketFlow>,
+        app: &mut App<'a>,
+    ) -> bool {
         let rule = &self.c.rules[r];
         let Some(ip) = d.ip else { return false };
         let (sport, dport) = d.ports().map_or((None, None), |(a, b)| (Some(a), Some(b)));
@@ -374,15 +538,77 @@ impl Signatures {
         if !rule.vlan.iter().all(|t| t.test(d.vlans())) {
             return false;
         }
+        if !rule.header.iter().all(|t| t.test(d)) {
+            return false;
+        }
         if let Some(c) = rule.dsize {
-            // Suricata's `dsize:!N` never matches a packet without payload
-            // (suricata-verify `test-dsize-values`); `<N` and `0` do.
+            // Suricata's signature mask (SignatureCreateMask): `dsize` with
+            // `!N`, `>N`, `>=N`, `N-M`, `N<>M` or `N` > 0 requires a
+            // payload; `<N`, `<=N` and `0` do not.
             let len = d.payload.len() as u32;
-            if !c.test(len) || (len == 0 && matches!(c, NumCmp::Ne(_))) {
+            let needs_payload = match c {
+                NumCmp::Lt(_) | NumCmp::Le(_) => false,
+                NumCmp::Eq(n) => n > 0,
+                _ => true,
+            };
+            if !c.test(len) || (len == 0 && needs_payload) {
                 return false;
             }
         }
-        rule.contents.is_empty() || content::matches(&rule.contents, d.payload)
+        // The application layer the rule's protocol or buffers ask for.
+        match rule.proto {
+            Proto::Http => {
+                let needs_request = rule.contents.iter().any(|c| c.buffer.is_http())
+                    || rule.lens.iter().any(|(b, _)| b.is_http());
+                if app.http(d.payload).is_none() && (needs_request || !is_http_response(d.payload))
+                {
+                    return false;
+                }
+            }
+            Proto::Dns => {
+                let on_53 = d.ports().is_some_and(|(s, t)| s == 53 || t == 53);
+                if !on_53 || d.payload.len() < 12 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        for &(b, cmp) in &rule.lens {
+            let ok = match b {
+                Buffer::DnsQuery => app
+                    .dns(d)
+                    .is_some_and(|qs| qs.iter().any(|q| cmp.test(q.len() as u32))),
+                _ => app
+                    .http(d.payload)
+                    .and_then(|h| h.buffer(b))
+                    .is_some_and(|x| cmp.test(x.len() as u32)),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        let mut rest: &[Content] = &rule.contents;
+        while let Some(first) = rest.first() {
+            let n = rest.iter().take_while(|c| c.buffer == first.buffer).count();
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            let ok = match first.buffer {
+                // Payload keywords need a payload (SIG_MASK_REQUIRE_PAYLOAD),
+                // even a rule of negated contents only.
+                Buffer::Payload => !d.payload.is_empty() && content::matches(group, d.payload),
+                Buffer::DnsQuery => app
+                    .dns(d)
+                    .is_some_and(|qs| qs.iter().any(|q| content::matches(group, q))),
+                b => app
+                    .http(d.payload)
+                    .and_then(|h| h.buffer(b))
+                    .is_some_and(|x| content::matches(group, x)),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
     }
 
     fn pass_thresholds(
@@ -392,6 +618,7 @@ impl Signatures {
         src: IpAddr,
         dst: IpAddr,
         ports: Option<(u16, u16)>,
+        flow: Option<u64>,
     ) -> bool {
         let rule = &self.c.rules[r as usize];
         for t in [rule.detection_filter, rule.threshold]
@@ -404,7 +631,7 @@ impl Signatures {
                 Some(false) => ports.map(|p| p.0),
                 _ => ports.map(|p| p.1),
             };
-            let key = threshold::key(r, &t, src, dst);
+            let key = threshold::key(r, &t, src, dst, flow);
             if !threshold::check(&mut self.thresholds, &key, &t, ts, port) {
                 return false;
             }

@@ -13,22 +13,33 @@
 //! - [`engine`]: [`Signatures`], the compiled rule set: the prefilter picks
 //!   the candidate rules of a packet, so its cost grows with the patterns
 //!   that occur in it rather than with the number of rules.
+//! - [`header`]: IP, TCP and ICMP header keywords (`ttl`, `ipopts`,
+//!   `tcp.mss`, ...), read from the header bytes the decoder kept.
+//! - [`app`]: the HTTP request and DNS query buffers one packet carries.
 //!
-//! Supported: `alert` rules on `ip`, `tcp`, `udp`, `icmp`; address and port
-//! lists with negation, ranges and variables (`$HOME_NET`, ...); `->` and
-//! `<>`; options `msg`, `sid`, `rev`, `gid`, `classtype`, `priority`,
-//! `reference`, `metadata`, `target`, `content` (also negated, with
-//! `|hex|`) and its modifiers `nocase`, `offset`, `depth`, `distance`,
-//! `within`, `fast_pattern`, `rawbytes`; `dsize`, `itype`, `icode`,
-//! `flags`, `vlan.id`, `flow` (`to_server`, `to_client`, `established`,
-//! `not_established`, `stateless`), `threshold` and `detection_filter`
-//! (with `unique_on`).
+//! Supported: `alert` rules on `ip`, `tcp`, `udp`, `icmp`, `icmpv6`,
+//! `http`, `dns`; address and port lists with negation, ranges and
+//! variables (`$HOME_NET`, ...); `->` and `<>`; options `msg`, `sid`,
+//! `rev`, `gid`, `classtype`, `priority`, `reference`, `metadata`,
+//! `target`, `content` (also negated, with `|hex|`) and its modifiers
+//! `nocase`, `offset`, `depth`, `distance`, `within`, `startswith`,
+//! `endswith`, `fast_pattern`, `rawbytes`; sticky buffers of HTTP requests
+//! and `dns.query`, `bsize`, `urilen`; `dsize`, `itype`, `icode`,
+//! `icmp_id`, `icmp_seq`, `ttl`, `id`, `ip_proto`, `ipopts`, `fragbits`,
+//! `fragoffset`, `flags`/`tcp.flags`, `seq`, `ack`, `window`, `tcp.mss`,
+//! `vlan.id`, `flow` (`to_server`, `to_client`, `established`,
+//! `not_established`, `stateless`), `flowbits`, `threshold` (also
+//! `by_flow`) and `detection_filter` (with `unique_on`). Each behaves as
+//! in Suricata on packet payloads; what needs more (response or body
+//! buffers, `pcre`, `byte_test`, ...) is skipped with the keyword named.
 //!
 //! Payloads are matched one packet at a time: there is no TCP stream
 //! reassembly yet, so a pattern split across two segments is missed.
 
+pub mod app;
 pub mod content;
 pub mod engine;
+pub mod header;
 pub mod parse;
 pub mod prefilter;
 pub mod threshold;
@@ -36,6 +47,7 @@ pub mod threshold;
 use std::net::IpAddr;
 
 pub use engine::{AlertLimits, RuleSet, SignatureStats, Signatures};
+pub use header::HeaderTest;
 pub use parse::{Skipped, Vars};
 
 /// The protocol a rule applies to.
@@ -45,6 +57,98 @@ pub enum Proto {
     Tcp,
     Udp,
     Icmp,
+    /// `http`/`http1`: TCP packets that start an HTTP/1.x request or
+    /// response (Suricata detects HTTP on any port by its first bytes).
+    Http,
+    /// `dns`: DNS queries to port 53, over UDP or TCP.
+    Dns,
+}
+
+/// The buffer a `content` inspects: the packet payload, or a sticky
+/// buffer filled from the one packet by [`app`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Buffer {
+    Payload,
+    HttpMethod,
+    HttpUri,
+    HttpUriRaw,
+    HttpProtocol,
+    HttpRequestLine,
+    HttpHeader,
+    HttpHeaderNames,
+    HttpUserAgent,
+    HttpHost,
+    HttpCookie,
+    HttpAcceptEnc,
+    HttpContentType,
+    DnsQuery,
+}
+
+impl Buffer {
+    /// The sticky buffer a keyword selects (Suricata 5+ names).
+    pub fn sticky(keyword: &str) -> Option<Buffer> {
+        Some(match keyword {
+            "pkt_data" => Buffer::Payload,
+            "http.method" => Buffer::HttpMethod,
+            "http.uri" => Buffer::HttpUri,
+            "http.uri.raw" => Buffer::HttpUriRaw,
+            "http.protocol" => Buffer::HttpProtocol,
+            "http.request_line" => Buffer::HttpRequestLine,
+            "http.header" => Buffer::HttpHeader,
+            "http.header_names" => Buffer::HttpHeaderNames,
+            "http.user_agent" => Buffer::HttpUserAgent,
+            "http.host" => Buffer::HttpHost,
+            "http.cookie" => Buffer::HttpCookie,
+            "http.accept_enc" => Buffer::HttpAcceptEnc,
+            "http.content_type" => Buffer::HttpContentType,
+            "dns.query" | "dns_query" => Buffer::DnsQuery,
+            _ => return None,
+        })
+    }
+
+    /// The buffer a legacy content modifier (`content:"x"; http_uri;`)
+    /// moves its content to.
+    pub fn modifier(keyword: &str) -> Option<Buffer> {
+        Some(match keyword {
+            "http_method" => Buffer::HttpMethod,
+            "http_uri" => Buffer::HttpUri,
+            "http_raw_uri" => Buffer::HttpUriRaw,
+            "http_header" => Buffer::HttpHeader,
+            "http_user_agent" => Buffer::HttpUserAgent,
+            "http_host" => Buffer::HttpHost,
+            "http_cookie" => Buffer::HttpCookie,
+            _ => return None,
+        })
+    }
+
+    pub fn is_http(self) -> bool {
+        !matches!(self, Buffer::Payload | Buffer::DnsQuery)
+    }
+
+    /// Whether every byte string this buffer holds also occurs in the
+    /// packet payload (ASCII case aside), so a content in it can serve as
+    /// the rule's prefilter pattern. Rebuilt buffers (`http.header` joins
+    /// names and values with `: `; `dns.query` has dots where the wire
+    /// has label lengths) cannot.
+    pub fn verbatim(self) -> bool {
+        !matches!(
+            self,
+            Buffer::HttpHeader | Buffer::HttpHeaderNames | Buffer::DnsQuery
+        )
+    }
+
+    /// Buffers Suricata fills from responses too: without `flow:to_server`
+    /// a rule on them would inspect responses, which we do not parse.
+    pub fn both_directions(self) -> bool {
+        matches!(
+            self,
+            Buffer::HttpHeader
+                | Buffer::HttpHeaderNames
+                | Buffer::HttpCookie
+                | Buffer::HttpProtocol
+                | Buffer::HttpContentType
+        )
+    }
 }
 
 /// An address prefix; IPv4 is held IPv4-mapped, with its version.
@@ -137,6 +241,11 @@ pub struct Content {
     pub depth: Option<u32>,
     pub distance: Option<i32>,
     pub within: Option<u32>,
+    /// `startswith`: the match starts the buffer.
+    pub startswith: bool,
+    /// `endswith`: the match ends the buffer.
+    pub endswith: bool,
+    pub buffer: Buffer,
 }
 
 impl Content {
@@ -257,6 +366,8 @@ pub enum Track {
     Dst,
     Rule,
     Both,
+    /// `by_flow`: per flow (a packet without a flow is not counted).
+    Flow,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,6 +405,15 @@ pub struct Rule {
     pub itype: Option<NumCmp>,
     pub icode: Option<NumCmp>,
     pub vlan: Vec<VlanTest>,
+    /// `ttl`, `id`, `ipopts`, `tcp.mss`, ... : all must hold.
+    pub header: Vec<HeaderTest>,
+    /// `bsize` (per sticky buffer) and `urilen` (on `http.uri`, or
+    /// `http.uri.raw` with `,raw`).
+    pub lens: Vec<(Buffer, NumCmp)>,
+    /// `flowbits` tests and actions, in rule order.
+    pub flowbits: Vec<FlowbitsOp>,
+    /// `flowbits:noalert`: the rule sets bits but raises nothing.
+    pub noalert: bool,
     pub threshold: Option<Threshold>,
     pub detection_filter: Option<Threshold>,
     pub references: Vec<String>,
@@ -301,6 +421,18 @@ pub struct Rule {
     /// Index into `contents` of the prefilter pattern (none: the rule is
     /// checked on every packet of its protocol).
     pub fast_pattern: Option<usize>,
+}
+
+/// One `flowbits` option; a bit is an index into the rule set's names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlowbitsOp {
+    Set(String),
+    Unset(String),
+    Toggle(String),
+    /// Any of the names (`a|b`) is set.
+    IsSet(Vec<String>),
+    /// None of the names is set.
+    IsNotSet(Vec<String>),
 }
 
 /// Suricata's `classification.config`: classtype to (description,

@@ -8,9 +8,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use super::header::{HeaderTest, FRAG_DF, FRAG_MF, FRAG_RESERVED, IP_OPTIONS};
 use super::{
-    AddrSpec, Cidr, Content, FlagsSpec, FlowSpec, NumCmp, PortSpec, Proto, Rule, Threshold,
-    ThresholdKind, Track, VlanLayer, VlanTest,
+    AddrSpec, Buffer, Cidr, Content, FlagsSpec, FlowSpec, FlowbitsOp, NumCmp, PortSpec, Proto,
+    Rule, Threshold, ThresholdKind, Track, VlanLayer, VlanTest,
 };
 
 /// Longest `content` in bytes (after `|hex|` and escapes are decoded).
@@ -34,6 +35,11 @@ pub struct Skipped {
     /// 1-based line of the rule's start in its file.
     pub line: usize,
     pub sid: Option<u32>,
+    /// What the rule was skipped for: the option keyword (`pcre`,
+    /// `http.stat_code`, ...), or `action`, `protocol`, `header`,
+    /// `syntax`, `sid`, `buffers` for the rest; `check-rules` groups
+    /// the skips by it.
+    pub keyword: String,
     pub reason: String,
 }
 
@@ -150,20 +156,25 @@ pub fn rule_lines(text: &str) -> Vec<(usize, String)> {
 
 /// Parses one rule.
 pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped> {
-    let fail = |sid: Option<u32>, reason: String| Skipped { line, sid, reason };
     let sid_hint = find_sid(text);
+    let fail = |keyword: &str, reason: String| Skipped {
+        line,
+        sid: sid_hint,
+        keyword: clip(keyword),
+        reason: clip(&reason),
+    };
     let open = text
         .find('(')
-        .ok_or_else(|| fail(sid_hint, "no option list '(...)'".into()))?;
+        .ok_or_else(|| fail("syntax", "no option list '(...)'".into()))?;
     let close = text
         .rfind(')')
         .filter(|&c| c > open)
-        .ok_or_else(|| fail(sid_hint, "option list not closed with ')'".into()))?;
+        .ok_or_else(|| fail("syntax", "option list not closed with ')'".into()))?;
     if !text[close + 1..].trim().is_empty() {
-        return Err(fail(sid_hint, "text after the closing ')'".into()));
+        return Err(fail("syntax", "text after the closing ')'".into()));
     }
     let header: Vec<&str> = text[..open].split_whitespace().collect();
-    let r = |reason: String| fail(sid_hint, reason);
+    let r = |reason: String| fail("header", reason);
     let [action, proto, src, sport, dir, dst, dport] = header[..] else {
         return Err(r(format!(
             "header has {} fields, want 7 (action proto src sport -> dst dport)",
@@ -171,16 +182,21 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
         )));
     };
     if action != "alert" {
-        return Err(r(format!("action '{action}' (only alert is supported)")));
+        return Err(fail(
+            &format!("action {action}"),
+            format!("action '{action}' (only alert is supported)"),
+        ));
     }
     let proto = match proto.to_ascii_lowercase().as_str() {
         "ip" | "pkthdr" => Proto::Ip,
         "tcp" | "tcp-pkt" => Proto::Tcp,
         "udp" => Proto::Udp,
-        "icmp" => Proto::Icmp,
+        "icmp" | "icmpv6" | "icmp6" => Proto::Icmp,
+        "http" | "http1" => Proto::Http,
+        "dns" => Proto::Dns,
         other => {
-            return Err(r(format!(
-            "protocol '{other}' needs an application-layer parser (supported: ip, tcp, udp, icmp)"
+            return Err(fail(&format!("protocol {other}"), format!(
+            "protocol '{other}' needs an application-layer parser (supported: ip, tcp, udp, icmp, icmpv6, http, dns)"
         )))
         }
     };
@@ -210,36 +226,124 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
         itype: None,
         icode: None,
         vlan: Vec::new(),
+        header: Vec::new(),
+        lens: Vec::new(),
+        flowbits: Vec::new(),
+        noalert: false,
         threshold: None,
         detection_filter: None,
         references: Vec::new(),
         metadata: Vec::new(),
         fast_pattern: None,
     };
-    for opt in split_options(&text[open + 1..close]).map_err(r)? {
+    let mut buffer = Buffer::Payload;
+    for opt in split_options(&text[open + 1..close]).map_err(|e| fail("syntax", e))? {
         let (key, value) = match opt.split_once(':') {
             Some((k, v)) => (k.trim(), Some(v.trim())),
             None => (opt.trim(), None),
         };
-        apply_option(&mut rule, key, value).map_err(|e| fail(sid_hint, e))?;
+        if let Some(b) = Buffer::sticky(key) {
+            if value.is_some() {
+                return Err(fail(key, format!("{key} takes no value")));
+            }
+            buffer = b;
+            continue;
+        }
+        apply_option(&mut rule, key, value, buffer).map_err(|e| fail(key, e))?;
     }
     if rule.sid == 0 {
-        return Err(r("no sid".into()));
+        return Err(fail("sid", "no sid".into()));
     }
+    finish(&mut rule).map_err(|e| fail("buffers", e))?;
     if rule.msg.is_empty() {
         rule.msg = format!("sid {}", rule.sid);
     }
-    if rule.fast_pattern.is_none() {
+    // A prefilter pattern must occur in the payload as it is: a content
+    // of a rebuilt buffer (`http.header`, `dns.query`) cannot be one.
+    let usable = |c: &Content| !c.negated && c.buffer.verbatim();
+    if !rule
+        .fast_pattern
+        .and_then(|f| rule.contents.get(f))
+        .is_some_and(usable)
+    {
         // The longest positive content is the most selective prefilter.
         rule.fast_pattern = rule
             .contents
             .iter()
             .enumerate()
-            .filter(|(_, c)| !c.negated)
+            .filter(|(_, c)| usable(c))
             .max_by_key(|(_, c)| c.pattern.len())
             .map(|(i, _)| i);
     }
     Ok(rule)
+}
+
+/// Checks that hold for the whole rule, once its options are read; puts
+/// each buffer's contents together (in rule order within a buffer, which
+/// is what relative modifiers refer to).
+fn finish(rule: &mut Rule) -> Result<(), String> {
+    let http = rule.contents.iter().any(|c| c.buffer.is_http())
+        || rule.lens.iter().any(|(b, _)| b.is_http());
+    let dns = rule.contents.iter().any(|c| c.buffer == Buffer::DnsQuery);
+    match rule.proto {
+        _ if http && dns => return Err("http and dns buffers in one rule".into()),
+        Proto::Http | Proto::Tcp if !dns => {}
+        Proto::Dns | Proto::Udp | Proto::Tcp if !http => {}
+        Proto::Ip if !http && !dns => {}
+        Proto::Icmp if !http && !dns => {}
+        other => {
+            return Err(format!(
+                "{} buffer on a {other:?} rule",
+                if http { "http" } else { "dns" }
+            ))
+        }
+    }
+    if http && rule.proto == Proto::Tcp {
+        rule.proto = Proto::Http;
+    }
+    if dns && matches!(rule.proto, Proto::Tcp | Proto::Udp) {
+        rule.proto = Proto::Dns;
+    }
+    if rule.flow.to_server != Some(true) {
+        let both = rule
+            .contents
+            .iter()
+            .map(|c| c.buffer)
+            .chain(rule.lens.iter().map(|(b, _)| *b))
+            .find(|b| b.both_directions());
+        if let Some(b) = both {
+            return Err(format!(
+                "{b:?} without flow:to_server also inspects HTTP responses (no response parser)"
+            ));
+        }
+    }
+    if let Some(f) = rule.fast_pattern {
+        let fp = rule.contents[f].clone();
+        rule.contents.sort_by_key(|c| c.buffer);
+        rule.fast_pattern = rule.contents.iter().position(|c| *c == fp);
+    } else {
+        rule.contents.sort_by_key(|c| c.buffer);
+    }
+    Ok(())
+}
+
+/// Longest skip reason kept (it may quote rule text).
+const MAX_REASON_BYTES: usize = 300;
+
+/// `s` cut to [`MAX_REASON_BYTES`] at a character boundary, on one line.
+fn clip(s: &str) -> String {
+    let mut end = s.len().min(MAX_REASON_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out: String = s[..end]
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if end < s.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// The sid of a rule, read loosely (for the skip report of rules that fail
@@ -398,7 +502,96 @@ fn last_content<'a>(rule: &'a mut Rule, key: &str) -> Result<&'a mut Content, St
         .ok_or_else(|| format!("{key} without a preceding content"))
 }
 
-fn apply_option(rule: &mut Rule, key: &str, value: Option<&str>) -> Result<(), String> {
+/// A `NumCmp` whose numbers fit in `max` (a `u8` field takes `ttl:<256`
+/// but not `ttl:300`).
+fn cmp_max(key: &str, v: &str, max: u32) -> Result<NumCmp, String> {
+    let c = parse_cmp(key, v)?;
+    let (a, b) = match c {
+        NumCmp::Between(a, b) | NumCmp::Range(a, b) => (a, b),
+        NumCmp::Eq(n)
+        | NumCmp::Ne(n)
+        | NumCmp::Lt(n)
+        | NumCmp::Gt(n)
+        | NumCmp::Le(n)
+        | NumCmp::Ge(n) => (n, n),
+    };
+    if a.max(b) > max {
+        return Err(format!("{key}: {} is above {max}", a.max(b)));
+    }
+    Ok(c)
+}
+
+fn flowbit_names(key: &str, v: Option<&str>, sep: char) -> Result<Vec<String>, String> {
+    let v = v.ok_or_else(|| format!("flowbits:{key} needs a flowbit name"))?;
+    let names: Vec<String> = v.split(sep).map(|n| n.trim().to_string()).collect();
+    if names
+        .iter()
+        .any(|n| n.is_empty() || n.contains(|c: char| c.is_whitespace() || c == '&'))
+    {
+        return Err(format!("flowbits:{key}: bad flowbit name list '{v}'"));
+    }
+    Ok(names)
+}
+
+fn parse_flowbits(rule: &mut Rule, v: &str) -> Result<(), String> {
+    let (cmd, names) = match v.split_once(',') {
+        Some((c, n)) => (c.trim(), Some(n.trim())),
+        None => (v.trim(), None),
+    };
+    let one = |names: Option<&str>| -> Result<String, String> {
+        let n = flowbit_names(cmd, names, '|')?;
+        match <[String; 1]>::try_from(n) {
+            Ok([name]) => Ok(name),
+            Err(_) => Err(format!("flowbits:{cmd} takes one name")),
+        }
+    };
+    let op = match cmd {
+        "noalert" if names.is_none() => {
+            rule.noalert = true;
+            return Ok(());
+        }
+        "set" => FlowbitsOp::Set(one(names)?),
+        "unset" => FlowbitsOp::Unset(one(names)?),
+        "toggle" => FlowbitsOp::Toggle(one(names)?),
+        "isset" | "isnotset" => {
+            if names.is_some_and(|n| n.contains('&')) {
+                // `a&b`: every one; the same as one test per name.
+                for n in flowbit_names(cmd, names, '&')? {
+                    rule.flowbits.push(if cmd == "isset" {
+                        FlowbitsOp::IsSet(vec![n])
+                    } else {
+                        FlowbitsOp::IsNotSet(vec![n])
+                    });
+                }
+                return Ok(());
+            }
+            let n = flowbit_names(cmd, names, '|')?;
+            if cmd == "isset" {
+                FlowbitsOp::IsSet(n)
+            } else {
+                FlowbitsOp::IsNotSet(n)
+            }
+        }
+        other => return Err(format!("flowbits: unknown command '{other}'")),
+    };
+    rule.flowbits.push(op);
+    Ok(())
+}
+
+fn apply_option(
+    rule: &mut Rule,
+    key: &str,
+    value: Option<&str>,
+    buffer: Buffer,
+) -> Result<(), String> {
+    if let Some(b) = Buffer::modifier(key) {
+        let c = last_content(rule, key)?;
+        if c.buffer != Buffer::Payload {
+            return Err(format!("{key} on a content already in {:?}", c.buffer));
+        }
+        c.buffer = b;
+        return Ok(());
+    }
     match key {
         "msg" => rule.msg = bounded(key, unquote(need(key, value)?)?, MAX_MSG_BYTES)?,
         "sid" => rule.sid = int(key, need(key, value)?)?,
@@ -451,8 +644,129 @@ fn apply_option(rule: &mut Rule, key: &str, value: Option<&str>) -> Result<(), S
                 depth: None,
                 distance: None,
                 within: None,
+                startswith: false,
+                endswith: false,
+                buffer,
             });
         }
+        "startswith" => {
+            let c = last_content(rule, key)?;
+            if c.negated || c.relative() || c.offset.is_some() || c.depth.is_some() {
+                return Err(
+                    "startswith with a negated content or offset/depth/distance/within".into(),
+                );
+            }
+            c.startswith = true;
+            c.depth = Some(c.pattern.len() as u32);
+            c.offset = Some(0);
+        }
+        "endswith" => {
+            let c = last_content(rule, key)?;
+            if c.negated {
+                return Err("endswith on a negated content".into());
+            }
+            c.endswith = true;
+        }
+        "bsize" => {
+            if buffer == Buffer::Payload {
+                return Err("bsize without a sticky buffer".into());
+            }
+            rule.lens
+                .push((buffer, cmp_max(key, need(key, value)?, u32::MAX)?));
+        }
+        "urilen" => {
+            let v = need(key, value)?;
+            let (cmp, b) = match v.split_once(',') {
+                Some((c, "raw")) => (c, Buffer::HttpUriRaw),
+                Some((c, "norm")) => (c, Buffer::HttpUri),
+                Some((_, other)) => return Err(format!("urilen: unknown option '{other}'")),
+                None => (v, Buffer::HttpUri),
+            };
+            rule.lens.push((b, cmp_max(key, cmp.trim(), 65535)?));
+        }
+        "ttl" => rule
+            .header
+            .push(HeaderTest::Ttl(cmp_max(key, need(key, value)?, 255)?)),
+        "id" => rule
+            .header
+            .push(HeaderTest::Id(cmp_max(key, need(key, value)?, 65535)?)),
+        "ip_proto" => {
+            let v = need(key, value)?;
+            let named = |n: &str| match n.trim() {
+                "tcp" => Some("6"),
+                "udp" => Some("17"),
+                "icmp" => Some("1"),
+                "ipv6-icmp" | "icmpv6" => Some("58"),
+                "gre" => Some("47"),
+                "esp" => Some("50"),
+                "ah" => Some("51"),
+                "sctp" => Some("132"),
+                _ => None,
+            };
+            let (pre, name) =
+                v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+            let v = match named(name) {
+                Some(num) => format!("{pre}{num}"),
+                None => v.to_string(),
+            };
+            rule.header
+                .push(HeaderTest::IpProto(cmp_max(key, &v, 255)?))
+        }
+        "ipopts" => {
+            let v = need(key, value)?.trim();
+            let bit = IP_OPTIONS
+                .iter()
+                .find(|(n, _, _)| *n == v)
+                .map(|(_, _, b)| *b)
+                .ok_or_else(|| format!("ipopts: unknown option '{v}'"))?;
+            if bit == 0 {
+                return Err("ipopts:any is not supported".into());
+            }
+            rule.header.push(HeaderTest::IpOpts(bit));
+        }
+        "fragbits" => {
+            let v = need(key, value)?.trim();
+            let mut f = FlagsSpec {
+                bits: 0,
+                ignore: 0,
+                modifier: b'=',
+            };
+            for c in v.chars() {
+                match c {
+                    '!' | '*' | '+' => f.modifier = c as u8,
+                    'M' | 'm' => f.bits |= FRAG_MF,
+                    'D' | 'd' => f.bits |= FRAG_DF,
+                    'R' | 'r' => f.bits |= FRAG_RESERVED,
+                    _ => return Err(format!("fragbits: unknown flag '{c}'")),
+                }
+            }
+            rule.header.push(HeaderTest::FragBits(f));
+        }
+        "fragoffset" => rule.header.push(HeaderTest::FragOffset(cmp_max(
+            key,
+            need(key, value)?,
+            8191,
+        )?)),
+        "icmp_id" => rule
+            .header
+            .push(HeaderTest::IcmpId(cmp_max(key, need(key, value)?, 65535)?)),
+        "icmp_seq" => {
+            rule.header
+                .push(HeaderTest::IcmpSeq(cmp_max(key, need(key, value)?, 65535)?))
+        }
+        "seq" => rule
+            .header
+            .push(HeaderTest::Seq(cmp_max(key, need(key, value)?, u32::MAX)?)),
+        "ack" => rule
+            .header
+            .push(HeaderTest::Ack(cmp_max(key, need(key, value)?, u32::MAX)?)),
+        "window" => rule
+            .header
+            .push(HeaderTest::Window(cmp_max(key, need(key, value)?, 65535)?)),
+        "tcp.mss" => rule
+            .header
+            .push(HeaderTest::TcpMss(cmp_max(key, need(key, value)?, 65535)?)),
+        "flowbits" => parse_flowbits(rule, need(key, value)?)?,
         "nocase" => last_content(rule, key)?.nocase = true,
         "rawbytes" => {
             last_content(rule, key)?;
@@ -474,7 +788,7 @@ fn apply_option(rule: &mut Rule, key: &str, value: Option<&str>) -> Result<(), S
         "dsize" => rule.dsize = Some(parse_cmp(key, need(key, value)?)?),
         "itype" => rule.itype = Some(parse_cmp(key, need(key, value)?)?),
         "icode" => rule.icode = Some(parse_cmp(key, need(key, value)?)?),
-        "flags" => rule.flags = Some(parse_flags(need(key, value)?)?),
+        "flags" | "tcp.flags" => rule.flags = Some(parse_flags(key, need(key, value)?)?),
         "vlan.id" => {
             let v = need(key, value)?;
             let (cmp, layer) = match v.split_once(',') {
@@ -508,17 +822,26 @@ fn apply_option(rule: &mut Rule, key: &str, value: Option<&str>) -> Result<(), S
         }
         other => {
             return Err(match other {
-                "pcre" => "pcre is not supported (no regex engine)".into(),
-                "flowbits" | "xbits" | "flowint" => {
-                    format!("{other} needs cross-packet flow variables (not supported)")
+                "pcre" => "pcre: regular expressions are not supported".into(),
+                "xbits" | "flowint" => {
+                    format!("{other}: cross-flow variables are not supported")
                 }
-                _ if other.contains('.')
-                    || other.starts_with("http_")
-                    || other.starts_with("dns_") =>
+                "file_data" | "http.request_body" | "http_client_body" | "http.response_body"
+                | "http_server_body" => {
+                    format!("{other}: HTTP bodies need TCP stream reassembly (not supported)")
+                }
+                _ if other.starts_with("http")
+                    || other.starts_with("dns")
+                    || other.starts_with("tls")
+                    || other.starts_with("ssh")
+                    || other.starts_with("smb")
+                    || other.starts_with("ftp")
+                    || other.starts_with("sip")
+                    || other.starts_with("ja3") =>
                 {
-                    format!("sticky buffer or app-layer keyword '{other}' (no app-layer parsers)")
+                    format!("{other}: application-layer buffer not parsed (supported: http request buffers, dns.query)")
                 }
-                _ => format!("unsupported keyword '{other}'"),
+                _ => format!("{other}: keyword not supported"),
             })
         }
     }
@@ -603,7 +926,7 @@ fn flag_bit(c: char) -> Option<u8> {
 }
 
 /// `flags:[!|*|+]FSRPAUCE0[,mask]`.
-fn parse_flags(v: &str) -> Result<FlagsSpec, String> {
+fn parse_flags(key: &str, v: &str) -> Result<FlagsSpec, String> {
     let (spec, mask) = match v.split_once(',') {
         Some((s, m)) => (s.trim(), Some(m.trim())),
         None => (v.trim(), None),
@@ -617,11 +940,11 @@ fn parse_flags(v: &str) -> Result<FlagsSpec, String> {
         match c {
             '!' | '*' | '+' => f.modifier = c as u8,
             '0' => {}
-            _ => f.bits |= flag_bit(c).ok_or_else(|| format!("flags: unknown flag '{c}'"))?,
+            _ => f.bits |= flag_bit(c).ok_or_else(|| format!("{key}: unknown flag '{c}'"))?,
         }
     }
     for c in mask.unwrap_or("").chars() {
-        f.ignore |= flag_bit(c).ok_or_else(|| format!("flags: unknown mask flag '{c}'"))?;
+        f.ignore |= flag_bit(c).ok_or_else(|| format!("{key}: unknown mask flag '{c}'"))?;
     }
     Ok(f)
 }
@@ -669,6 +992,7 @@ fn parse_threshold(key: &str, v: &str) -> Result<Threshold, String> {
                     "by_dst" => Track::Dst,
                     "by_rule" => Track::Rule,
                     "by_both" => Track::Both,
+                    "by_flow" => Track::Flow,
                     _ => return Err(format!("{key}: unknown track '{val}'")),
                 })
             }

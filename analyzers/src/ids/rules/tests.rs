@@ -199,6 +199,124 @@ alert tcp any any -> any any (msg:"eq0"; dsize:0; sid:3;)
     assert_eq!(r.sids(), vec![1]);
 }
 
+/// Suricata's signature mask: `dsize` `>`, `>=`, ranges and `N > 0`, and
+/// any payload keyword (even a lone negated content), need a payload.
+#[test]
+fn dsize_ranges_and_negated_contents_need_a_payload() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (dsize:>=0; sid:1;)
+alert tcp any any -> any any (dsize:0<>5; sid:2;)
+alert tcp any any -> any any (dsize:0-5; sid:3;)
+alert tcp any any -> any any (content:!"x"; sid:4;)
+alert tcp any any -> any any (dsize:<=0; sid:5;)
+"#,
+    );
+    r.feed(0.0, &frame(C, S, 6, &tcp(999, 80, 0x02, b""), &[]));
+    assert_eq!(r.sids(), vec![5]);
+    r.feed(0.1, &frame(C, S, 6, &tcp(999, 80, 0x18, b"abc"), &[]));
+    assert_eq!(r.sids(), vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn header_keywords_read_the_ip_and_tcp_headers() {
+    let mut r = Run::new(
+        r#"alert ip any any -> any any (ttl:64; sid:1;)
+alert ip any any -> any any (ttl:<64; sid:2;)
+alert ip any any -> any any (id:1; sid:3;)
+alert ip any any -> any any (ip_proto:tcp; sid:4;)
+alert tcp any any -> any any (seq:1; ack:0; window:65535; sid:5;)
+alert tcp any any -> any any (tcp.flags:PA; sid:6;)
+alert tcp any any -> any any (tcp.mss:<536; sid:7;)
+alert ip any any -> any any (fragbits:!M; fragoffset:0; sid:8;)
+alert ip any any -> any any (ipopts:rr; sid:9;)
+alert icmp any any -> any any (icmp_id:1; icmp_seq:1; sid:10;)
+"#,
+    );
+    r.feed(0.0, &payload_tcp(b"x"));
+    assert_eq!(r.sids(), vec![1, 3, 4, 5, 6, 8]);
+    r.feed(0.1, &frame(C, S, 1, &icmp(8, 0), &[]));
+    assert_eq!(r.sids(), vec![1, 3, 8, 10]);
+    // A SYN with MSS 500 (option kind 2, length 4).
+    let mut syn = tcp(999, 80, 0x02, b"");
+    syn[12] = 0x60;
+    syn.extend_from_slice(&[2, 4, 0x01, 0xf4]);
+    r.feed(0.2, &frame(C, S, 6, &syn, &[]));
+    assert_eq!(r.sids(), vec![1, 3, 4, 5, 7, 8]);
+}
+
+#[test]
+fn http_request_buffers_startswith_endswith_bsize() {
+    let mut r = Run::new(
+        r#"alert http any any -> any any (flow:to_server; http.user_agent; content:"sqlmap"; startswith; sid:1;)
+alert http any any -> any any (flow:to_server; http.method; content:"POST"; sid:2;)
+alert http any any -> any any (flow:to_server; http.uri; content:".php"; endswith; urilen:<20; sid:3;)
+alert http any any -> any any (flow:to_server; http.header; content:"Accept|3a 20|*/*|0d 0a|"; sid:4;)
+alert http any any -> any any (flow:to_server; http.host; content:"example.com"; bsize:11; sid:5;)
+alert tcp any any -> any any (content:"GET"; http_method; content:"/x"; http_uri; sid:6;)
+alert http any any -> any any (content:"sqlmap"; sid:7;)
+"#,
+    );
+    r.feed(
+        0.0,
+        &payload_tcp(
+            b"GET /x/index.php HTTP/1.1\r\nHost: EXAMPLE.com:80\r\nUser-Agent: sqlmap/1.4\r\nAccept: */*\r\n\r\n",
+        ),
+    );
+    assert_eq!(r.sids(), vec![1, 3, 4, 5, 6, 7]);
+    // Not a request: no http rule applies, even where the bytes are there.
+    r.feed(0.1, &payload_tcp(b"xx sqlmap /x/index.php"));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+}
+
+#[test]
+fn dns_query_buffer_matches_the_dotted_name() {
+    let mut r = Run::new(
+        r#"alert dns any any -> any any (dns.query; content:".su"; nocase; endswith; sid:1;)
+alert udp any any -> any any (dns.query; content:"evil"; startswith; sid:2;)
+"#,
+    );
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.extend_from_slice(b"\x04evil\x07example\x02SU\x00\x00\x01\x00\x01");
+    r.feed(0.0, &frame(C, S, 17, &udp(5353, 53, &q), &[]));
+    assert_eq!(r.sids(), vec![1, 2]);
+    // The same bytes off port 53 are not DNS.
+    r.feed(0.1, &frame(C, S, 17, &udp(5353, 54, &q), &[]));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+}
+
+#[test]
+fn flowbits_set_before_isset_on_the_same_packet_and_noalert() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (flowbits:isset,seen; content:"b"; sid:1;)
+alert tcp any any -> any any (flowbits:set,seen; flowbits:noalert; content:"a"; sid:2;)
+alert tcp any any -> any any (flowbits:isnotset,seen; sid:3;)
+alert tcp any any -> any any (flowbits:isset,seen; flowbits:unset,seen; content:"c"; sid:4;)
+"#,
+    );
+    r.feed(0.0, &payload_tcp(b"x"));
+    assert_eq!(r.sids(), vec![3]);
+    // sid 2 sets the bit (silently) before sid 1 reads it.
+    r.feed(0.1, &payload_tcp(b"ab"));
+    assert_eq!(r.sids(), vec![1]);
+    // sid 4 (reads and unsets) runs before sid 3 (reads only), which then
+    // sees the bit gone.
+    r.feed(0.2, &payload_tcp(b"c"));
+    assert_eq!(r.sids(), vec![4, 3]);
+    r.feed(0.3, &payload_tcp(b"b"));
+    assert_eq!(r.sids(), vec![3]);
+}
+
+#[test]
+fn threshold_by_flow_counts_per_flow() {
+    let mut r = Run::new(
+        "alert tcp any any -> any any (content:\"x\"; threshold:type limit, track by_flow, count 1, seconds 60; sid:1;)\n",
+    );
+    r.feed(0.0, &payload_tcp(b"x"));
+    r.feed(0.1, &payload_tcp(b"x"));
+    r.feed(0.2, &frame(C, S, 6, &tcp(40001, 80, 0x18, b"x"), &[]));
+    assert_eq!(r.sids(), vec![1, 1]);
+}
+
 #[test]
 fn detection_filter_unique_on_src_port_counts_source_ports() {
     let mut r = Run::new(
@@ -408,7 +526,7 @@ fn unsupported_rules_are_reported_with_line_and_reason() {
     let text = "# comment\n\
 alert tcp any any -> any any (msg:\"ok\"; content:\"a\"; sid:1;)\n\
 \n\
-alert http any any -> any any (msg:\"app\"; sid:2;)\n\
+alert tls any any -> any any (msg:\"app\"; sid:2;)\n\
 alert tcp any any -> any any (msg:\"pcre\"; pcre:\"/x/\"; sid:3;)\n\
 drop tcp any any -> any any (msg:\"drop\"; sid:4;)\n\
 alert tcp any any -> any any (msg:\"dup\"; sid:1;)\n\
@@ -417,7 +535,7 @@ alert tcp $NOPE any -> any any (sid:6;)\n\
 alert tcp any any -> any any (msg:\"no sid\";)\n\
 alert tcp any any -> any any (content:\"|4|\"; sid:7;)\n\
 alert tcp any any -> any any (content:\"abc\"; depth:2; sid:8;)\n\
-alert tcp any any -> any any (dns.query; content:\"x\"; sid:9;)\n\
+alert tcp any any -> any any (tls.sni; content:\"x\"; sid:9;)\n\
 alert tcp any any -> any any (msg:\"unterminated; sid:10;)\n\
 garbage\n\
 alert tcp any any -> any any (content:\"ab\"; offset:1; distance:2; sid:11;)\n\
@@ -434,7 +552,7 @@ alert tcp any any -> any any (content:\"a\"; content:\"bcd\"; within:2; sid:12;)
     let lines: Vec<usize> = report.iter().map(|r| r.0).collect();
     assert_eq!(lines, vec![4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
     let reason = |line: usize| report.iter().find(|r| r.0 == line).map_or("", |r| r.2);
-    assert!(reason(4).contains("'http'"), "{}", reason(4));
+    assert!(reason(4).contains("'tls'"), "{}", reason(4));
     assert!(reason(5).contains("pcre"));
     assert!(reason(6).contains("action 'drop'"));
     assert!(reason(7).contains("duplicate sid 1"));
@@ -442,7 +560,7 @@ alert tcp any any -> any any (content:\"a\"; content:\"bcd\"; within:2; sid:12;)
     assert!(reason(11).contains("no sid"));
     assert!(reason(12).contains("hex"));
     assert!(reason(13).contains("depth 2"));
-    assert!(reason(14).contains("dns.query"));
+    assert!(reason(14).contains("tls.sni"), "{}", reason(14));
     assert!(reason(15).contains("unterminated"));
     assert!(reason(16).contains("option list"));
     assert!(reason(17).contains("distance mixed with offset/depth"));
@@ -468,12 +586,99 @@ fn prefilter_finds_every_rule_sharing_or_overlapping_patterns() {
     assert_eq!(r.sids(), vec![3]);
 }
 
+/// Keywords the option fuzzer draws from: supported ones, and some
+/// outside the subset.
+const FUZZ_KEYWORDS: &[&str] = &[
+    "msg",
+    "sid",
+    "rev",
+    "gid",
+    "priority",
+    "classtype",
+    "content",
+    "nocase",
+    "offset",
+    "depth",
+    "distance",
+    "within",
+    "fast_pattern",
+    "startswith",
+    "endswith",
+    "bsize",
+    "urilen",
+    "dsize",
+    "itype",
+    "icode",
+    "flags",
+    "tcp.flags",
+    "flow",
+    "threshold",
+    "detection_filter",
+    "ttl",
+    "id",
+    "ip_proto",
+    "ipopts",
+    "fragbits",
+    "fragoffset",
+    "icmp_id",
+    "icmp_seq",
+    "seq",
+    "ack",
+    "window",
+    "tcp.mss",
+    "flowbits",
+    "vlan.id",
+    "pcre",
+    "byte_test",
+    "isdataat",
+    "xbits",
+    "http.stat_code",
+    "tls.sni",
+    "file_data",
+    "lua",
+];
+
+/// Every skip reason is one non-empty line.
+fn one_line(reason: &str) -> bool {
+    !reason.is_empty() && !reason.contains('\n') && reason.len() < 400
+}
+
 proptest::proptest! {
     #[test]
     fn arbitrary_rule_text_never_panics(s in "\\PC{0,200}") {
-        let _ = RuleSet::parse("fuzz", &s, &Vars::default());
-        let _ = RuleSet::parse("fuzz", &format!("alert tcp any any -> any any ({s})"), &Vars::default());
-        let _ = RuleSet::parse("fuzz", &format!("alert tcp any any -> any any (content:\"{s}\"; sid:1;)"), &Vars::default());
+        for text in [
+            s.clone(),
+            format!("alert tcp any any -> any any ({s})"),
+            format!("alert tcp any any -> any any (content:\"{s}\"; sid:1;)"),
+        ] {
+            let set = RuleSet::parse("fuzz", &text, &Vars::default());
+            for (_, skip) in &set.skipped {
+                proptest::prop_assert!(one_line(&skip.reason), "{:?}", skip.reason);
+            }
+        }
+    }
+
+    /// A rule with one arbitrary `keyword:value` option either loads or is
+    /// skipped with one line that names the keyword.
+    #[test]
+    fn a_bad_option_is_named_in_one_line(
+        k in proptest::sample::select(FUZZ_KEYWORDS),
+        v in proptest::option::of("[^;\"\\\\()\n]{0,24}"),
+        content_first in proptest::bool::ANY,
+    ) {
+        let opt = match &v {
+            Some(v) => format!("{k}:{v};"),
+            None => format!("{k};"),
+        };
+        let pre = if content_first { "content:\"abc\"; " } else { "" };
+        let text = format!("alert tcp any any -> any any (msg:\"m\"; {pre}{opt} sid:7;)");
+        if let Err(skip) = parse::parse_rule(&text, 1, &Vars::default()) {
+            proptest::prop_assert!(one_line(&skip.reason), "{:?}", skip.reason);
+            proptest::prop_assert!(
+                skip.reason.contains(k) || (k == "sid" && skip.reason.contains("sid")),
+                "{text}: {:?} does not name {k}", skip.reason
+            );
+        }
     }
 
     #[test]

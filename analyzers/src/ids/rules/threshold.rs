@@ -8,8 +8,9 @@ use super::{Threshold, ThresholdKind, Track};
 use crate::ids::state::Bounded;
 use crate::time::Timestamp;
 
-/// What a threshold counts for: the rule, and the tracked address(es).
-pub type TrackKey = (u32, Option<IpAddr>, Option<IpAddr>);
+/// What a threshold counts for: the rule, and the tracked address(es) or
+/// flow id (`by_flow`).
+pub type TrackKey = (u32, Option<IpAddr>, Option<IpAddr>, u64);
 
 /// Largest `unique_on` set kept per key (all 65,536 ports, as Suricata's
 /// 8 KiB bitmap; most counts stop far earlier).
@@ -24,12 +25,14 @@ pub struct Window {
 }
 
 /// The key a threshold tracks a packet by.
-pub fn key(rule: u32, t: &Threshold, src: IpAddr, dst: IpAddr) -> TrackKey {
+/// A packet without a flow counts under flow id 0.
+pub fn key(rule: u32, t: &Threshold, src: IpAddr, dst: IpAddr, flow: Option<u64>) -> TrackKey {
     match t.track {
-        Track::Src => (rule, Some(src), None),
-        Track::Dst => (rule, None, Some(dst)),
-        Track::Rule => (rule, None, None),
-        Track::Both => (rule, Some(src), Some(dst)),
+        Track::Src => (rule, Some(src), None, 0),
+        Track::Dst => (rule, None, Some(dst), 0),
+        Track::Rule => (rule, None, None, 0),
+        Track::Both => (rule, Some(src), Some(dst), 0),
+        Track::Flow => (rule, None, None, flow.unwrap_or(0)),
     }
 }
 
