@@ -19,6 +19,8 @@ pub struct Detached {
     tunnels: TunnelStack,
     payload: (u32, u32),
     net_payload: (u32, u32),
+    ip_header: (u32, u32),
+    l4: (u32, u32),
 }
 
 /// Where `part` lies in `frame`: `None` when it is not a slice of it (a
@@ -47,6 +49,8 @@ impl<'a> Decoded<'a> {
         Some(Detached {
             payload: span(frame, self.payload)?,
             net_payload: span(frame, self.net_payload)?,
+            ip_header: span(frame, self.ip_header)?,
+            l4: span(frame, self.l4)?,
             vlan_ids: self.vlan_ids,
             vlan_count: self.vlan_count,
             ether_type: self.ether_type,
@@ -73,6 +77,8 @@ impl Detached {
         Some(Decoded {
             payload: slice(frame, self.payload)?,
             net_payload: slice(frame, self.net_payload)?,
+            ip_header: slice(frame, self.ip_header)?,
+            l4: slice(frame, self.l4)?,
             vlan_ids: self.vlan_ids,
             vlan_count: self.vlan_count,
             ether_type: self.ether_type,
