@@ -35,6 +35,7 @@
 //! tunnels need state to be put back together: [`reassembly::Reassembler`],
 //! owned by whoever drives decoding, wraps [`decode_with`] for that.
 
+pub mod arp;
 pub mod error;
 mod fast;
 mod ip;
