@@ -411,6 +411,14 @@ impl Ids {
 
     fn emit(&mut self, out: &mut Vec<AlertRecord>) {
         for a in self.pending.drain(..) {
+            // The RSTs a reflection victim gets back (backscatter) look
+            // like answers to ACK pings it never sent: no sweep by it.
+            if a.kind == HOST_SWEEP.name && a.details.contains("\"probe\":\"ack\"") {
+                let key = (SYN_ACK_REFLECTION.name, a.vnet, None, a.src_addr, 0);
+                if self.suppressor.last.get_mut(&key).is_some() {
+                    continue;
+                }
+            }
             // A flood is one episode whatever port the crossing packet had.
             let port = if a.kind.ends_with("_flood") {
                 0
