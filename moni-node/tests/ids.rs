@@ -131,7 +131,7 @@ fn clean_traffic_raises_no_alert() {
     .map(|f| sample(f))
     .collect();
     if let Some(c) = corpus() {
-        for dir in ["general", "voip"] {
+        for dir in ["general", "voip", "tunnels"] {
             for e in std::fs::read_dir(c.join(dir))
                 .expect("corpus dir")
                 .flatten()

@@ -14,6 +14,7 @@
 //! - `fast`: the fast path for the most common frame (Ethernet, up to
 //!   two VLAN tags, plain IPv4), which declines everything else;
 //! - [`error`]: why decoding stopped, and the counters;
+//! - [`arp`]: ARP read on demand ([`Decoded::arp`]) for the IDS;
 //! - [`tunnel`], [`mpls`], [`reassembly`]: decapsulation, after the outer
 //!   layers decoded.
 //!
