@@ -329,7 +329,7 @@ mod tests {
     #[test]
     fn addr_keys_round_trip() {
         for a in ["10.0.0.1", "::1", "64:ff9b::9765:798c", "0.0.0.0"] {
-            let ip: std::net::IpAddr = a.parse().unwrap();
+            let ip: std::net::IpAddr = a.parse().expect("an address");
             assert_eq!(key_addr(addr_key(ip)), ip);
         }
     }
