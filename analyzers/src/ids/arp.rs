@@ -117,7 +117,7 @@ impl Detector for ArpSweep {
             end: ts,
             vnet,
             kind: ARP_SWEEP.name,
-            trigger: None,
+            trigger: Some((IpAddr::V4(a.sender_ip), IpAddr::V4(a.target_ip))),
             to_server: None,
             flow: None,
             signature_id: 9_000_012,

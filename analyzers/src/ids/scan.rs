@@ -577,7 +577,8 @@ impl Sweep {
             end: ts.max(s.last),
             vnet,
             kind: kind.name,
-            trigger: None,
+            // EVE's dest_ip: the host probed last.
+            trigger: s.hosts.last().map(|h| (src, key_addr(h))),
             to_server: None,
             flow: None,
             signature_id: sid,

@@ -227,6 +227,11 @@ impl ProbeSet {
         (a, r)
     }
 
+    /// The target probed last.
+    pub fn last(&self) -> Option<u128> {
+        self.probes.last().map(|p| p.0)
+    }
+
     /// The first `n` targets, in probe order.
     pub fn first(&self, n: usize) -> impl Iterator<Item = u128> + '_ {
         self.probes.iter().take(n).map(|p| p.0)
