@@ -85,6 +85,10 @@ T_TSHARK=$(secs 1 tshark -n -r "$CAP" -q -z conv,ip)
 T_HTCPDUMP=$(secs 3 tcpdump -nr "$HEAVY" -w /dev/null)
 T_HMONI1=$(secs 3 "$BIN/moni-node" replay --no-progress --overwrite --workers 1 --out "$WORK/out-heavy" "$HEAVY")
 T_HMONIN=$(secs 3 "$BIN/moni-node" replay --no-progress --overwrite --workers "$CORES" --out "$WORK/out-heavy" "$HEAVY")
+# IDS on vs off on the flow-heavy capture, 1 worker (issue 17: no detector
+# above 2% of throughput; issue 16: the IDS at most 10%).
+printf '[ids]\nenabled = false\n' > "$WORK/ids-off.toml"
+T_HNOIDS=$(secs 3 "$BIN/moni-node" replay --no-progress --overwrite --workers 1 --config "$WORK/ids-off.toml" --out "$WORK/out-heavy" "$HEAVY")
 # The same capture with every frame inside VXLAN (VNI 5001), replayed in
 # the same run on one worker: the cost of decapsulation (goal: >= 0.8x
 # untunnelled).
@@ -102,11 +106,12 @@ fi
 
 python3 - "$PACKETS" "$CORES" "$PROFILE" "$T_TCPDUMP" "$T_TSHARK" "$T_MONI1" "$T_MONIN" "$T_TWIN" \
   "$T_HTCPDUMP" "$T_HMONI1" "$T_HMONIN" "$(du -h "$CAP" | cut -f1)" "$(du -h "$HEAVY" | cut -f1)" \
-  "$T_BASE" <<'PY'
+  "$T_BASE" "$T_HNOIDS" <<'PY'
 import sys
 n, cores, profile = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 tcpdump, tshark, moni1, monin, twin, htcpdump, hmoni1, hmonin = map(float, sys.argv[4:12])
 size, hsize, base = sys.argv[12], sys.argv[13], float(sys.argv[14])
+hnoids = float(sys.argv[15])
 pps = lambda t: n / t
 if profile != "release":
     print(f"profile {profile}: figures are not measurements")
@@ -130,4 +135,6 @@ for name, t in (("tcpdump -w /dev/null", htcpdump), ("moni-node 1 worker", hmoni
 print(f"  1 worker / tcpdump floor:   {htcpdump / hmoni1:.2f}x  (goal >= 0.5x)")
 print(f"  {cores} workers / tcpdump floor:  {htcpdump / hmonin:.2f}x  (goal >= 0.9x)")
 print(f"  {cores} workers / 1 worker:       {hmoni1 / hmonin:.2f}x  (goal >= 1.7x on 2 cores)")
+print(f"  moni-node 1 worker, IDS off  {hnoids:8.2f} s  {pps(hnoids):14,.0f} packets/s")
+print(f"  IDS on / IDS off throughput: {hnoids / hmoni1:.2f}x  (goal >= 0.90x, issue 16)")
 PY

@@ -354,7 +354,8 @@ pub struct AlertRecord {
     pub end: Timestamp,
     pub vnet: VnetId,
     /// `port_scan`, `host_sweep`, `syn_flood`, `udp_flood`, `icmp_flood`,
-    /// `dns_nxdomain_storm`, `dns_tunnel`.
+    /// `dns_nxdomain_storm`, `dns_tunnel`, `udp_sweep`, `syn_ack_reflection`,
+    /// `amplification`, `arp_sweep` ([`crate::ids::ALERT_KINDS`]); `signature`.
     pub kind: &'static str,
     pub signature_id: u32,
     /// The signature's revision (1 for the behavioural detectors).

@@ -131,7 +131,7 @@ fn clean_traffic_raises_no_alert() {
     .map(|f| sample(f))
     .collect();
     if let Some(c) = corpus() {
-        for dir in ["general", "voip"] {
+        for dir in ["general", "voip", "tunnels"] {
             for e in std::fs::read_dir(c.join(dir))
                 .expect("corpus dir")
                 .flatten()
@@ -152,4 +152,108 @@ fn clean_traffic_raises_no_alert() {
         let eve = std::fs::metadata(out.path().join("eve.json")).expect("eve.json");
         assert_eq!(eve.len(), 0, "{}", f.display());
     }
+}
+
+/// Packet time (µs since the epoch) of a UTC date-time, for the spans
+/// tshark prints for the corpus captures.
+fn us(s: &str) -> i64 {
+    chrono_like(s)
+}
+
+/// "2009-01-04T05:15:57.858956" as µs since the epoch (UTC).
+fn chrono_like(s: &str) -> i64 {
+    let (date, time) = s.split_once('T').expect("T");
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().expect("date")).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|x| x.parse().expect("time")).collect();
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let frac_us: i64 = format!("{frac:0<6}")[..6].parse().expect("fraction");
+    ((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000) + frac_us
+}
+
+/// Issue 17: the attacks the detectors missed are reported with the right
+/// attacker or victim and time span (first packet per tshark), and the
+/// false alarms are gone.
+#[test]
+fn issue_17_missed_attacks_and_false_alarms() {
+    let Some(c) = corpus() else { return };
+    let one = |f: &str| {
+        let (out, _) = replay_one(&c.join(f));
+        alerts(out.path())
+    };
+    // nmap -sA: 192.168.1.10 → 192.168.1.25, the first RST at
+    // 05:15:57.858956 (the first probe 57.858354); every probe refused.
+    let a = one("attack/evilfingers-nmap-ACK_SCAN.pcap");
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (a[0].0.as_str(), a[0].1.as_deref(), a[0].2.as_deref()),
+        ("port_scan", Some("192.168.1.10"), Some("192.168.1.25"))
+    );
+    let first_probe = us("2009-01-04T05:15:57.858354");
+    assert!(
+        a[0].3 >= first_probe && a[0].3 - first_probe < 1_000,
+        "{a:?}"
+    );
+    assert!(a[0].4 < us("2009-01-04T05:15:57.928564"), "{a:?}");
+    // nmap -sU: port scan of 192.168.1.25 (its unreachables refuse).
+    let a = one("attack/evilfingers-nmap-UDP_SCAN.pcap");
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (a[0].0.as_str(), a[0].1.as_deref(), a[0].2.as_deref()),
+        ("port_scan", Some("192.168.1.10"), Some("192.168.1.25"))
+    );
+    // UDP ping sweep, no replies: udp_sweep from 246.237.45.150, from its
+    // first datagram (03:05:03.258780).
+    let a = one("attack/sgr-hs-udpScan.pcap");
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (a[0].0.as_str(), a[0].1.as_deref(), a[0].2.as_deref()),
+        ("udp_sweep", Some("246.237.45.150"), None)
+    );
+    assert_eq!(a[0].3, us("2022-07-07T03:05:03.258780"));
+    // SYN-ACK reflection: victim 10.10.10.10, from the first SYN-ACK
+    // (03:58:45.551136); no sweep by the victim from its backscatter.
+    let a = one("attack/stopddos-amp.TCP.reflection.SYNACK.pcap");
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (a[0].0.as_str(), a[0].1.as_deref(), a[0].2.as_deref()),
+        ("syn_ack_reflection", None, Some("10.10.10.10"))
+    );
+    assert_eq!(a[0].3, us("2021-06-05T03:58:45.551136"));
+    assert!(a[0].4 <= us("2021-06-05T03:58:45.697945"));
+    // One source's SYN-ping sweep: host_sweep only, no syn_flood.
+    let a = one("attack/sgr-hs-tcp_synPingSweepRand.pcapng");
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (a[0].0.as_str(), a[0].1.as_deref(), a[0].2.as_deref()),
+        ("host_sweep", Some("10.0.0.128"), None)
+    );
+    // ICMP flood: one alert, naming the victim, not the flooder.
+    let a = one("attack/cce15-icmp_flood.pcap");
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (a[0].0.as_str(), a[0].1.as_deref(), a[0].2.as_deref()),
+        ("icmp_flood", None, Some("10.2.1.212"))
+    );
+    // iodine still a tunnel from 10.0.2.30 to its server.
+    let a = one("attack/ndpi-dns-tunnel-iodine.pcap");
+    assert!(!a.is_empty());
+    assert!(
+        a.iter()
+            .all(|x| (x.0.as_str(), x.1.as_deref(), x.2.as_deref())
+                == ("dns_tunnel", Some("10.0.2.30"), Some("10.0.2.20"))),
+        "{a:?}"
+    );
+    // A browser's 60 answered connections to 29 hosts: no sweep.
+    assert!(one("general/ndpi-reddit-ipv6.pcap").is_empty());
 }

@@ -31,11 +31,11 @@ pub(super) fn from_sliced(p: LaxSlicedPacket<'_>) -> Decoded<'_> {
 
     let inner_type = p.ether_payload().map(|e| e.ether_type);
     d.ether_type = inner_type.map(|t| t.0);
-    if p.net.is_none() {
-        if let Some(e) = p.ether_payload() {
-            if matches!(e.ether_type.0, mpls::UNICAST | mpls::MULTICAST) {
-                d.net_payload = e.payload;
-            }
+    if let Some(e) = p.ether_payload() {
+        // MPLS for the tunnel decoder, ARP for the IDS (`Decoded::arp`).
+        let mpls = p.net.is_none() && matches!(e.ether_type.0, mpls::UNICAST | mpls::MULTICAST);
+        if mpls || e.ether_type.0 == super::arp::ETHER_TYPE {
+            d.net_payload = e.payload;
         }
     }
 

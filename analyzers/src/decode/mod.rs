@@ -15,6 +15,7 @@
 //!   two VLAN tags, plain IPv4), which declines everything else;
 //! - [`error`]: why decoding stopped, and the counters;
 //! - `detached`: a decode handed from the thread that made it to another;
+//! - [`arp`]: ARP read on demand ([`Decoded::arp`]) for the IDS;
 //! - [`tunnel`], [`mpls`], [`reassembly`]: decapsulation, after the outer
 //!   layers decoded.
 //!
@@ -37,6 +38,7 @@
 //! owned by whoever drives decoding, wraps [`decode_with`] for that.
 
 mod detached;
+pub mod arp;
 pub mod error;
 mod fast;
 mod ip;

@@ -1,11 +1,24 @@
-//! DNS anomalies: NXDOMAIN storms per client, and query names too long or
-//! too random to be names (data tunnelled through DNS).
+//! DNS anomalies: NXDOMAIN storms per client, and data tunnelled through
+//! DNS.
+//!
+//! A tunnel is judged on the labels *below the registered domain* (the
+//! part a tunnel fills with data: `<data>.t.example.com`), not on the whole
+//! name: a name longer than `dns_name_max`; labels below the domain at
+//! least `dns_entropy_min_len` long, random (entropy above `dns_entropy`)
+//! *and* shaped like an encoding (letters mixed with digits and no word
+//! separators, or bytes no host name has); or one client asking for many
+//! distinct long names of one domain (`dns_unique_subdomains` per window,
+//! HyperLogLog-counted). A real name such as
+//! `txtpadding_323.n1.netalyzr.icsi.berkeley.edu` (4.24 bits/char over the
+//! whole name) has 17 characters below its domain: no tunnel. Entropy is
+//! only computed for the rare long subdomains.
 
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::Bounded;
+use super::state::{Bounded, Hll};
 use super::{details, Detector, IdsConfig, DNS_NXDOMAIN_STORM, DNS_TUNNEL};
 use crate::decode::{Decoded, Transport};
 use crate::record::AlertRecord;
@@ -62,6 +75,60 @@ pub fn entropy(name: &str) -> f64 {
         .sum()
 }
 
+/// The registered domain of a lower-case name and the labels below it
+/// (without the joining dot). No public-suffix list: the last two labels,
+/// or three under a two-letter country code with a generic second level
+/// (`example.co.uk`, `example.com.au`).
+pub fn split_registered(name: &str) -> (&str, &str) {
+    let dots: Vec<usize> = name.rmatch_indices('.').map(|(i, _)| i).take(3).collect();
+    let labels_from = |n: usize| -> usize { dots.get(n).map_or(0, |&i| i + 1) };
+    let mut keep = 2;
+    if dots.len() >= 2 {
+        let tld = &name[labels_from(0)..];
+        let second = &name[labels_from(1)..dots[0]];
+        if tld.len() == 2
+            && matches!(
+                second,
+                "co" | "com" | "net" | "org" | "gov" | "edu" | "ac" | "ne" | "or" | "go"
+            )
+        {
+            keep = 3;
+        }
+    }
+    match dots.get(keep - 1) {
+        Some(&i) => (&name[i + 1..], &name[..i]),
+        None => (name, ""),
+    }
+}
+
+/// Whether labels look like encoded data rather than words: letters mixed
+/// with digits and no `-`/`_` separators, or any byte a host name never
+/// has.
+pub fn encoded(sub: &str) -> bool {
+    let (mut letters, mut digits, mut seps) = (0, 0, 0);
+    for b in sub.bytes() {
+        match b {
+            b'a'..=b'z' => letters += 1,
+            b'0'..=b'9' => digits += 1,
+            b'-' | b'_' => seps += 1,
+            b'.' => {}
+            _ => return true,
+        }
+    }
+    letters > 0 && digits > 0 && seps == 0
+}
+
+/// One client's queries for one registered domain in the window.
+#[derive(Debug, Default)]
+struct Subdomains {
+    start: Timestamp,
+    queries: u64,
+    names: Hll,
+    sub_bytes: u64,
+    example: String,
+    alerted: bool,
+}
+
 #[derive(Debug)]
 struct Storm {
     start: Timestamp,
@@ -71,6 +138,10 @@ struct Storm {
 
 pub struct DnsAnomalies {
     storms: Bounded<(VnetId, IpAddr), Storm>,
+    /// Keyed by the registered domain's hash.
+    subdomains: Bounded<(VnetId, IpAddr, u64), Subdomains>,
+    hasher: foldhash::fast::FixedState,
+    unique: f64,
     window_us: i64,
     nxdomain: u64,
     name_max: usize,
@@ -82,6 +153,9 @@ impl DnsAnomalies {
     pub fn new(c: &IdsConfig) -> Self {
         DnsAnomalies {
             storms: Bounded::new(c.max_tracked),
+            subdomains: Bounded::new(c.max_tracked),
+            hasher: foldhash::fast::FixedState::with_seed(0x646e73),
+            unique: f64::from(c.dns_unique_subdomains),
             window_us: i64::from(c.dns_window_secs) * 1_000_000,
             nxdomain: u64::from(c.nxdomain_per_client),
             name_max: c.dns_name_max,
@@ -95,8 +169,114 @@ impl DnsAnomalies {
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
         let storms = std::mem::replace(&mut self.storms, Bounded::new(1));
+        let subdomains = std::mem::replace(&mut self.subdomains, Bounded::new(1));
         *self = DnsAnomalies::new(c);
         self.storms = storms;
+        self.subdomains = subdomains;
+    }
+}
+
+impl DnsAnomalies {
+    /// One query from `client` to `server`.
+    #[allow(clippy::too_many_arguments)] // the packet's facts
+    fn query(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        client: IpAddr,
+        server: IpAddr,
+        src_port: u16,
+        name: &str,
+        out: &mut Vec<AlertRecord>,
+    ) {
+        let (domain, sub) = split_registered(name);
+        if sub.is_empty() {
+            return;
+        }
+        let long = name.len() > self.name_max;
+        let mut e = None;
+        let random = sub.len() >= self.entropy_min_len && {
+            let v = entropy(sub);
+            e = Some(v);
+            v > self.entropy && encoded(sub)
+        };
+        // Many distinct names of one domain from one client.
+        let w = self.window_us;
+        let h = self.hasher.hash_one(domain);
+        let st = self
+            .subdomains
+            .entry(&(vnet, client, h), Subdomains::default);
+        if ts.micros_since(st.start) > w || st.start.0 == 0 {
+            *st = Subdomains {
+                start: ts,
+                ..Subdomains::default()
+            };
+        }
+        st.queries += 1;
+        st.names.add(&sub);
+        st.sub_bytes += sub.len() as u64;
+        if st.example.is_empty() {
+            st.example = name.chars().take(255).collect();
+        }
+        let mean_sub = st.sub_bytes as f64 / st.queries as f64;
+        let volume = !st.alerted && mean_sub >= 16.0 && st.names.estimate() >= self.unique;
+        let (start, unique_est, queries) = (st.start, st.names.estimate(), st.queries);
+        if volume {
+            st.alerted = true;
+        }
+        if !(long || random || volume) {
+            return;
+        }
+        let why = if long {
+            "too long"
+        } else if random {
+            "of encoded data"
+        } else {
+            "unique subdomains"
+        };
+        out.push(AlertRecord {
+            tunnel: Default::default(),
+            time: if volume && !long && !random {
+                start
+            } else {
+                ts
+            },
+            end: ts,
+            vnet,
+            kind: DNS_TUNNEL.name,
+            trigger: None,
+            to_server: None,
+            flow: None,
+            signature_id: 9_000_008,
+            signature: format!("moni DNS tunnel ({why}) from {client} via {domain}"),
+            category: "Potentially Bad Traffic".into(),
+            rev: 1,
+            flow_id: None,
+            vlans: Vec::new(),
+            severity: DNS_TUNNEL.severity,
+            src_addr: Some(client),
+            src_port: Some(src_port),
+            dst_addr: Some(server),
+            dst_port: Some(53),
+            protocol: 17,
+            details: details(&[
+                ("reason", json!(why)),
+                ("query", json!(name.chars().take(255).collect::<String>())),
+                ("domain", json!(domain)),
+                ("length", json!(name.len())),
+                ("subdomain_length", json!(sub.len())),
+                (
+                    "subdomain_entropy_bits",
+                    json!(e.map(|e| (e * 100.0).round() / 100.0)),
+                ),
+                ("unique_subdomains_est", json!(unique_est.round())),
+                ("queries", json!(queries)),
+                ("mean_subdomain_length", json!(mean_sub.round())),
+                ("threshold_length", json!(self.name_max)),
+                ("threshold_entropy", json!(self.entropy)),
+                ("threshold_unique_subdomains", json!(self.unique)),
+            ]),
+        });
     }
 }
 
@@ -123,44 +303,7 @@ impl Detector for DnsAnomalies {
             return;
         };
         if !response && dst_port == 53 {
-            let e = entropy(&name);
-            let long = name.len() > self.name_max;
-            let random = name.len() >= self.entropy_min_len && e > self.entropy;
-            if long || random {
-                out.push(AlertRecord {
-                    tunnel: Default::default(),
-                    time: ts,
-                    end: ts,
-                    vnet,
-                    kind: DNS_TUNNEL.name,
-                    trigger: None,
-                    to_server: None,
-                    flow: None,
-                    signature_id: 9_000_008,
-                    signature: format!(
-                        "moni DNS query name {} from {}",
-                        if long { "too long" } else { "of high entropy" },
-                        ip.src
-                    ),
-                    category: "Potentially Bad Traffic".into(),
-                    rev: 1,
-                    flow_id: None,
-                    vlans: Vec::new(),
-                    severity: DNS_TUNNEL.severity,
-                    src_addr: Some(ip.src),
-                    src_port: Some(src_port),
-                    dst_addr: Some(ip.dst),
-                    dst_port: Some(dst_port),
-                    protocol: 17,
-                    details: details(&[
-                        ("query", json!(name.chars().take(255).collect::<String>())),
-                        ("length", json!(name.len())),
-                        ("entropy_bits", json!((e * 100.0).round() / 100.0)),
-                        ("threshold_length", json!(self.name_max)),
-                        ("threshold_entropy", json!(self.entropy)),
-                    ]),
-                });
-            }
+            self.query(ts, vnet, ip.src, ip.dst, src_port, &name, out);
             return;
         }
         if !response || rcode != 3 {
@@ -219,16 +362,38 @@ impl Detector for DnsAnomalies {
     fn advance(&mut self, now: Timestamp) {
         let w = self.window_us;
         self.storms.retain(|_, s| now.micros_since(s.start) <= w);
+        self.subdomains
+            .retain(|_, s| now.micros_since(s.start) <= w);
     }
 
     fn state(&self) -> (usize, u64) {
-        (self.storms.len(), self.storms.evicted)
+        (
+            self.storms.len() + self.subdomains.len(),
+            self.storms.evicted + self.subdomains.evicted,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registered_domain_and_the_labels_below() {
+        assert_eq!(
+            split_registered("txtpadding_323.n1.netalyzr.icsi.berkeley.edu"),
+            ("berkeley.edu", "txtpadding_323.n1.netalyzr.icsi")
+        );
+        assert_eq!(split_registered("www.bbc.co.uk"), ("bbc.co.uk", "www"));
+        assert_eq!(split_registered("example.com"), ("example.com", ""));
+        assert_eq!(split_registered("localhost"), ("localhost", ""));
+        assert_eq!(split_registered("a.pirate.sea"), ("pirate.sea", "a"));
+        assert!(encoded(
+            "mzxw6ytboi4dqnrqgq3tmnzygqztcmjrgiydonjtg4ydmmbsgqyq.t"
+        ));
+        assert!(!encoded("txtpadding_323.n1.netalyzr.icsi"));
+        assert!(!encoded("www.images"));
+    }
 
     #[test]
     fn entropy_separates_names_from_data() {

@@ -14,13 +14,30 @@
 //! from the sketch are upper bounds (a destination can only be over-counted,
 //! by at most the window's traffic / 4,096 with high probability). Only
 //! SYNs, rare in normal traffic, keep exact per-destination state.
+//!
+//! Echo replies to a host that itself sends echo requests are its answers,
+//! not a flood against it (a flooder's victim replying names no second
+//! victim). A VNet-wide SYN flood needs many sources: one source to many
+//! hosts is a sweep.
+//!
+//! Reflection: SYN-ACKs (`syn_ack_reflection`) and UDP responses of the
+//! amplifying services (`amplification`: DNS, NTP, SNMP, SSDP, CLDAP,
+//! memcached, by source port) arriving at one victim from many reflectors
+//! while the victim sent few SYNs or requests itself. Their rates are
+//! estimated over sub-second slices (`flood_slice_ms`) as well as the
+//! window, so a 23 ms burst of 4,373 packets (186 kpps) counts at its
+//! own rate, not diluted over a second. Only SYN-ACKs and those services'
+//! responses to hosts that sent no request this window create state.
 
 use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::{Bounded, Hll};
-use super::{details, AlertKind, Detector, IdsConfig, ICMP_FLOOD, SYN_FLOOD, UDP_FLOOD};
+use super::state::{addr_key, Bounded, Hll};
+use super::{
+    details, AlertKind, Detector, IdsConfig, AMPLIFICATION, ICMP_FLOOD, SYN_ACK_REFLECTION,
+    SYN_FLOOD, UDP_FLOOD,
+};
 use crate::decode::{tcp_flags as f, Decoded, Transport};
 use crate::record::AlertRecord;
 use crate::time::Timestamp;
@@ -64,6 +81,12 @@ impl Cms {
         self.rows[0][a].min(self.rows[1][b])
     }
 
+    fn add_n(&mut self, h: u64, n: u32) {
+        let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
+        self.rows[0][a] = self.rows[0][a].saturating_add(n);
+        self.rows[1][b] = self.rows[1][b].saturating_add(n);
+    }
+
     fn get(&self, h: u64) -> u32 {
         let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
         self.rows[0][a].min(self.rows[1][b])
@@ -84,6 +107,13 @@ struct VnetWindow {
     acks: Cms,
     udp: Cms,
     icmp: Cms,
+    /// ICMP echo requests and SYNs by *source*: a host's own pings and
+    /// connections, whose answers are no attack on it.
+    echo_requests: Cms,
+    syns_by_src: Cms,
+    /// Requests to the amplifying services by source: packets and bytes.
+    amp_requests: Cms,
+    amp_request_bytes: Cms,
     syns: u64,
     completions: u64,
     sources: Hll,
@@ -91,8 +121,66 @@ struct VnetWindow {
     alerted: bool,
 }
 
+/// Rate over the window and over sub-second slices of it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Rate {
+    slice_start: i64,
+    slice: u64,
+    peak_slice: u64,
+}
+
+impl Rate {
+    fn add(&mut self, ts: Timestamp, slice_us: i64) {
+        if ts.0.saturating_sub(self.slice_start) >= slice_us || ts.0 < self.slice_start {
+            self.slice_start = ts.0;
+            self.slice = 0;
+        }
+        self.slice += 1;
+        self.peak_slice = self.peak_slice.max(self.slice);
+    }
+
+    /// Packets per second: the busiest slice's, or the window's so far.
+    fn per_sec(&self, total: u64, window_us: i64, slice_us: i64) -> f64 {
+        let slice = self.peak_slice as f64 * 1e6 / slice_us.max(1) as f64;
+        let whole = total as f64 * 1e6 / window_us.max(1) as f64;
+        slice.max(whole)
+    }
+}
+
+/// Reflected traffic arriving at one victim in the current window.
+#[derive(Debug, Default)]
+struct Reflected {
+    start: Timestamp,
+    packets: u64,
+    bytes: u64,
+    rate: Rate,
+    reflectors: Hll,
+    ports: Hll,
+    /// Packets per service (index in [`AMP_SERVICES`]).
+    per_service: [u64; AMP_SERVICES.len()],
+    alerted: bool,
+}
+
+/// The amplifying UDP services: (source port, name, typical request
+/// payload in bytes when no request was seen: DNS ANY, NTP monlist, SNMP
+/// GetBulk, SSDP M-SEARCH, CLDAP rootDSE, memcached `stats`).
+pub const AMP_SERVICES: [(u16, &str, u32); 6] = [
+    (53, "dns", 40),
+    (123, "ntp", 8),
+    (161, "snmp", 60),
+    (1900, "ssdp", 90),
+    (389, "cldap", 52),
+    (11211, "memcached", 15),
+];
+
+fn amp_service(port: u16) -> Option<usize> {
+    AMP_SERVICES.iter().position(|s| s.0 == port)
+}
+
 pub struct Floods {
     by_dst: Bounded<(VnetId, IpAddr), SynWindow>,
+    /// SYN-ACKs (`.0`) and amplified responses (`.1`) per victim.
+    reflected: Bounded<(VnetId, IpAddr, bool), Reflected>,
     /// Few VNets: a short list with the last hit first tried.
     by_vnet: Vec<(VnetId, VnetWindow)>,
     last_vnet: usize,
@@ -106,6 +194,11 @@ pub struct Floods {
     vnet_dsts: f64,
     udp: u32,
     icmp: u32,
+    vnet_sources: f64,
+    slice_us: i64,
+    syn_ack_rate: f64,
+    amp_rate: f64,
+    reflectors: f64,
 }
 
 impl Floods {
@@ -113,6 +206,7 @@ impl Floods {
         let secs = u64::from(c.flood_window_secs.max(1));
         Floods {
             by_dst: Bounded::new(c.max_tracked),
+            reflected: Bounded::new(c.max_tracked),
             by_vnet: Vec::new(),
             last_vnet: 0,
             vnets_evicted: 0,
@@ -125,6 +219,11 @@ impl Floods {
             vnet_dsts: f64::from(c.vnet_syn_destinations),
             udp: u32::try_from(u64::from(c.udp_rate) * secs).unwrap_or(u32::MAX),
             icmp: u32::try_from(u64::from(c.icmp_rate) * secs).unwrap_or(u32::MAX),
+            vnet_sources: f64::from(c.vnet_syn_sources),
+            slice_us: i64::from(c.flood_slice_ms.max(1)) * 1_000,
+            syn_ack_rate: f64::from(c.syn_ack_rate),
+            amp_rate: f64::from(c.amp_rate),
+            reflectors: f64::from(c.reflectors),
         }
     }
 }
@@ -133,10 +232,12 @@ impl Floods {
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
         let by_dst = std::mem::replace(&mut self.by_dst, Bounded::new(1));
+        let reflected = std::mem::replace(&mut self.reflected, Bounded::new(1));
         let by_vnet = std::mem::take(&mut self.by_vnet);
         let (last, evicted) = (self.last_vnet, self.vnets_evicted);
         *self = Floods::new(c);
         self.by_dst = by_dst;
+        self.reflected = reflected;
         self.by_vnet = by_vnet;
         self.last_vnet = last;
         self.vnets_evicted = evicted;
@@ -182,6 +283,145 @@ fn alert(
     }
 }
 
+impl Floods {
+    /// One reflected packet (a SYN-ACK when `service` is `None`, else an
+    /// amplifying service's response) from `reflector` to `victim`, who
+    /// sent `requests` SYNs or requests (`request_bytes` bytes) this window.
+    #[allow(clippy::too_many_arguments)] // the packet's facts
+    fn reflect(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        reflector: IpAddr,
+        victim: IpAddr,
+        service: Option<usize>,
+        requests: u64,
+        request_bytes: u64,
+        out: &mut Vec<AlertRecord>,
+    ) {
+        let amp = service.is_some();
+        if amp && requests > 0 && self.reflected.get_mut(&(vnet, victim, amp)).is_none() {
+            // Answers to this host's own questions: no state.
+            return;
+        }
+        let wu = self.window_us;
+        let s = self
+            .reflected
+            .entry(&(vnet, victim, amp), Reflected::default);
+        if ts.micros_since(s.start) > wu || s.start.0 == 0 {
+            *s = Reflected {
+                start: ts,
+                ..Reflected::default()
+            };
+        }
+        s.packets += 1;
+        s.bytes += d.payload.len() as u64;
+        s.rate.add(ts, self.slice_us);
+        s.reflectors.add(&reflector);
+        if let Some((_, dp)) = d.ports() {
+            s.ports.add(&dp);
+        }
+        if let Some(i) = service {
+            if let Some(n) = s.per_service.get_mut(i) {
+                *n += 1;
+            }
+        }
+        if s.alerted {
+            return;
+        }
+        let rate = s.rate.per_sec(s.packets, wu, self.slice_us);
+        let threshold = if amp {
+            self.amp_rate
+        } else {
+            self.syn_ack_rate
+        };
+        if rate < threshold || s.packets < 10 {
+            return;
+        }
+        let reflectors = s.reflectors.estimate();
+        // The victim asked for at most a tenth of what it got.
+        if reflectors < self.reflectors || requests.saturating_mul(10) > s.packets {
+            return;
+        }
+        s.alerted = true;
+        let secs = self.secs;
+        let span_ms = ts.micros_since(s.start) as f64 / 1000.0;
+        let common = [
+            ("packets", json!(s.packets)),
+            ("bytes", json!(s.bytes)),
+            ("rate_pps_est", json!(rate.round())),
+            ("peak_slice_packets", json!(s.rate.peak_slice)),
+            ("slice_ms", json!(self.slice_us / 1000)),
+            ("span_ms", json!((span_ms * 10.0).round() / 10.0)),
+            ("distinct_reflectors_est", json!(reflectors.round())),
+            ("victim_ports_est", json!(s.ports.estimate().round())),
+            ("victim_requests", json!(requests)),
+            ("threshold_pps", json!(threshold)),
+            ("threshold_reflectors", json!(self.reflectors)),
+            ("window_secs", json!(secs)),
+        ];
+        let a = match service {
+            None => alert(
+                SYN_ACK_REFLECTION,
+                9_000_010,
+                vnet,
+                s.start,
+                ts,
+                Some(victim),
+                None,
+                6,
+                format!("moni SYN-ACK reflection against {victim}"),
+                &common,
+                (reflector, victim),
+            ),
+            Some(_) => {
+                let top = s
+                    .per_service
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, n)| **n)
+                    .map_or(0, |(i, _)| i);
+                let (port, name, nominal) = AMP_SERVICES[top.min(AMP_SERVICES.len() - 1)];
+                let mean = s.bytes as f64 / s.packets.max(1) as f64;
+                let (factor, basis) = if requests > 0 && request_bytes > 0 {
+                    (s.bytes as f64 / request_bytes as f64, "observed")
+                } else {
+                    (mean / f64::from(nominal), "nominal_request")
+                };
+                let mut pairs = common.to_vec();
+                pairs.extend([
+                    ("service", json!(name)),
+                    ("service_port", json!(port)),
+                    (
+                        "amplification_factor",
+                        json!((factor * 10.0).round() / 10.0),
+                    ),
+                    ("factor_basis", json!(basis)),
+                    ("mean_response_bytes", json!(mean.round())),
+                ]);
+                alert(
+                    AMPLIFICATION,
+                    9_000_011,
+                    vnet,
+                    s.start,
+                    ts,
+                    Some(victim),
+                    None,
+                    17,
+                    format!(
+                        "moni {} amplification against {victim}",
+                        name.to_uppercase()
+                    ),
+                    &pairs,
+                    (reflector, victim),
+                )
+            }
+        };
+        out.push(a);
+    }
+}
+
 impl Detector for Floods {
     fn name(&self) -> &'static str {
         "flood"
@@ -197,26 +437,23 @@ impl Detector for Floods {
         let Some(ip) = d.ip else { return };
         let wu = self.window_us;
         let secs = self.secs;
-        let (syn, ack) = match d.transport {
+        let (syn, ack, syn_ack) = match d.transport {
             Transport::Tcp { flags, .. } => (
                 flags & (f::SYN | f::ACK | f::RST) == f::SYN,
                 // The client's ACK that completes a handshake, or any later
                 // segment: the connection is not half-open.
                 flags & (f::SYN | f::ACK | f::RST) == f::ACK,
+                flags & (f::SYN | f::ACK | f::RST) == f::SYN | f::ACK,
             ),
-            _ => (false, false),
+            _ => (false, false, false),
         };
         let udp = matches!(d.transport, Transport::Udp { .. });
         let icmp = matches!(d.transport, Transport::Icmp { .. });
-        if !(syn || ack || udp || icmp) {
+        if !(syn || ack || syn_ack || udp || icmp) {
             return;
         }
         // One u128 write hashes faster than the IpAddr enum.
-        let key: u128 = match ip.dst {
-            IpAddr::V4(a) => u128::from(u32::from(a)),
-            IpAddr::V6(a) => u128::from(a) ^ (1 << 127),
-        };
-        let h = self.hasher.hash_one(key);
+        let h = self.hasher.hash_one(addr_key(ip.dst));
         let i = match self.by_vnet.get(self.last_vnet) {
             Some((id, _)) if *id == vnet => self.last_vnet,
             _ => match self.by_vnet.iter().position(|(id, _)| *id == vnet) {
@@ -240,6 +477,10 @@ impl Detector for Floods {
             v.acks.clear();
             v.udp.clear();
             v.icmp.clear();
+            v.echo_requests.clear();
+            v.syns_by_src.clear();
+            v.amp_requests.clear();
+            v.amp_request_bytes.clear();
             v.syns = 0;
             v.completions = 0;
             v.sources = Hll::default();
@@ -252,7 +493,39 @@ impl Detector for Floods {
             v.completions += 1;
             return;
         }
+        if syn_ack {
+            // SYN-ACKs to a host that sent few SYNs: reflected.
+            let own_syns = u64::from(v.syns_by_src.get(h));
+            self.reflect(ts, vnet, d, ip.src, ip.dst, None, own_syns, 0, out);
+            return;
+        }
         if udp {
+            let (sp, dp) = d.ports().unwrap_or((0, 0));
+            if let Some(svc) = amp_service(dp) {
+                // A request to an amplifying service, by its sender.
+                let hs = self.hasher.hash_one(addr_key(ip.src));
+                v.amp_requests.add(hs);
+                let len = u32::try_from(d.payload.len()).unwrap_or(u32::MAX);
+                v.amp_request_bytes.add_n(hs, len.max(1));
+                let _ = svc;
+            } else if let Some(svc) = amp_service(sp) {
+                // A response: amplification is judged apart from UDP
+                // floods (it is one, with a service and a factor).
+                let requests = u64::from(v.amp_requests.get(h));
+                let req_bytes = u64::from(v.amp_request_bytes.get(h));
+                self.reflect(
+                    ts,
+                    vnet,
+                    d,
+                    ip.src,
+                    ip.dst,
+                    Some(svc),
+                    requests,
+                    req_bytes,
+                    out,
+                );
+                return;
+            }
             if v.udp.add(h) == self.udp {
                 out.push(alert(
                     UDP_FLOOD,
@@ -275,6 +548,16 @@ impl Detector for Floods {
             return;
         }
         if icmp {
+            match d.transport {
+                Transport::Icmp {
+                    icmp_type: 8 | 128, ..
+                } => v.echo_requests.add(self.hasher.hash_one(addr_key(ip.src))),
+                // The answers to this host's own pings.
+                Transport::Icmp {
+                    icmp_type: 0 | 129, ..
+                } if v.echo_requests.get(h) > 0 => return,
+                _ => 0,
+            };
             if v.icmp.add(h) == self.icmp {
                 out.push(alert(
                     ICMP_FLOOD,
@@ -298,13 +581,15 @@ impl Detector for Floods {
         }
         // A SYN: VNet-wide counts (spoofed sources *and* destinations) ...
         v.syns += 1;
+        v.syns_by_src.add(self.hasher.hash_one(addr_key(ip.src)));
         v.sources.add(&ip.src);
         v.destinations.add(&ip.dst);
         let acks_to_dst = u64::from(v.acks.get(h));
         if !v.alerted && v.syns >= self.vnet_syn {
             let half_open = 1.0 - (v.completions.min(v.syns) as f64 / v.syns as f64);
             let dsts = v.destinations.estimate();
-            if half_open >= self.half_open && dsts >= self.vnet_dsts {
+            let srcs = v.sources.estimate();
+            if half_open >= self.half_open && dsts >= self.vnet_dsts && srcs >= self.vnet_sources {
                 v.alerted = true;
                 out.push(alert(
                     SYN_FLOOD,
@@ -320,7 +605,7 @@ impl Detector for Floods {
                         ("syns", json!(v.syns)),
                         ("completions", json!(v.completions)),
                         ("half_open_ratio", json!(half_open)),
-                        ("distinct_sources_est", json!(v.sources.estimate().round())),
+                        ("distinct_sources_est", json!(srcs.round())),
                         ("distinct_destinations_est", json!(dsts.round())),
                         ("threshold_syns", json!(self.vnet_syn)),
                         ("window_secs", json!(secs)),
@@ -379,12 +664,13 @@ impl Detector for Floods {
     fn advance(&mut self, now: Timestamp) {
         let w = self.window_us;
         self.by_dst.retain(|_, s| now.micros_since(s.start) <= w);
+        self.reflected.retain(|_, s| now.micros_since(s.start) <= w);
     }
 
     fn state(&self) -> (usize, u64) {
         (
-            self.by_dst.len() + self.by_vnet.len(),
-            self.by_dst.evicted + self.vnets_evicted,
+            self.by_dst.len() + self.reflected.len() + self.by_vnet.len(),
+            self.by_dst.evicted + self.reflected.evicted + self.vnets_evicted,
         )
     }
 }

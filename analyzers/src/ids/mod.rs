@@ -2,14 +2,17 @@
 //! in bounded memory.
 //!
 //! - [`scan`]: vertical port scans (one source, many ports of one host, by
-//!   SYN, FIN, NULL, Xmas or UDP probes; answers by RST or ICMP unreachable
-//!   counted) and horizontal sweeps (one source, one port or ICMP echo,
-//!   many hosts).
+//!   SYN, FIN, NULL, Xmas, bare-ACK or UDP probes; answers by RST or ICMP
+//!   unreachable counted) and horizontal sweeps (one source, one port or
+//!   ICMP echo, many hosts that do not answer: `host_sweep`, `udp_sweep`).
 //! - [`flood`]: SYN floods judged at the victim (half-open ratio and rate,
 //!   not by source, since sources are spoofed) and per VNet (random spoofed
-//!   destinations too), UDP and ICMP floods by rate per destination.
-//! - [`dns`]: NXDOMAIN storms per client and very long or high-entropy
-//!   query names (tunnelling).
+//!   sources and destinations), UDP and ICMP floods by rate per
+//!   destination, SYN-ACK reflection and UDP amplification at the victim.
+//! - [`arp`]: ARP sweeps (one MAC asking for many addresses that do not
+//!   answer).
+//! - [`dns`]: NXDOMAIN storms per client and tunnelling (long or random
+//!   labels below the registered domain, many unique subdomains).
 //! - [`state`]: the capped keyed tables and HyperLogLog they keep.
 //! - [`rules`]: the signature engine (a Suricata rule subset), run beside
 //!   the detectors; its alerts are [`AlertRecord`]s too.
@@ -21,12 +24,14 @@
 //! counted. Every keyed table is capped (`max_tracked`), evicting its
 //! oldest key with a counter; distinct sources are HyperLogLog-counted.
 
+pub mod arp;
 pub mod dns;
 pub mod flood;
 pub mod rules;
 pub mod scan;
 pub mod state;
 
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use crate::decode::{Decoded, Transport};
@@ -51,10 +56,15 @@ pub struct IdsConfig {
     /// Stealth probes (FIN, NULL, Xmas: never seen in legitimate traffic)
     /// to this many distinct ports already make a scan. Default 3.
     pub stealth_ports: u32,
-    /// Sweep: distinct hosts on one port (or ICMP echo) from one source.
-    /// Default 20 in 60 s.
+    /// Sweep: distinct hosts on one port (or ICMP echo) from one source
+    /// that did not answer or refused; also UDP sweeps and ARP sweeps (one
+    /// MAC asking for this many addresses). Default 20 in 60 s.
     pub sweep_window_secs: u32,
     pub sweep_hosts: u32,
+    /// A sweep's or UDP scan's probe counts as unanswered once this long
+    /// passed without an answer (SYN-ACK, echo reply, UDP reply, ARP
+    /// reply). Default 1,000 ms.
+    pub answer_grace_ms: u32,
     /// Floods: window and rates per second. Defaults 1 s; SYN 100/s to one
     /// destination with at least 80% half-open, or 100/s across a VNet to
     /// at least 50 destinations (random spoofed destinations); UDP 20,000/s
@@ -64,17 +74,39 @@ pub struct IdsConfig {
     pub syn_half_open: f64,
     pub vnet_syn_rate: u32,
     pub vnet_syn_destinations: u32,
+    /// A VNet-wide SYN flood also needs this many distinct sources (one
+    /// source to many hosts is a sweep). Default 50.
+    pub vnet_syn_sources: u32,
     pub udp_rate: u32,
     pub icmp_rate: u32,
+    /// Reflection and amplification rates are also estimated over slices
+    /// this long, so short bursts count at their own rate. Default 100 ms.
+    pub flood_slice_ms: u32,
+    /// SYN-ACK reflection: SYN-ACKs per second to one victim that sent at
+    /// most a tenth as many SYNs, from at least `reflectors` sources.
+    /// Default 1,000/s.
+    pub syn_ack_rate: u32,
+    /// Amplification: responses per second of DNS, NTP, SNMP, SSDP, CLDAP
+    /// or memcached (by source port) to one victim that sent at most a
+    /// tenth as many requests, from at least `reflectors` sources. Default
+    /// 5,000/s.
+    pub amp_rate: u32,
+    /// Distinct reflectors for both. Default 10.
+    pub reflectors: u32,
     /// DNS: NXDOMAIN answers to one client within the window; query names
-    /// longer than `dns_name_max` or with entropy above `dns_entropy`
-    /// bits/char once longer than `dns_entropy_min_len`. Defaults 50 in
-    /// 60 s, 100, 4.0, 40.
+    /// longer than `dns_name_max`; labels below the registered domain at
+    /// least `dns_entropy_min_len` long, with more than `dns_entropy`
+    /// bits/char and the character mix of an encoding (digits among
+    /// letters, no word separators); or one client asking for at least
+    /// `dns_unique_subdomains` distinct names of one registered domain
+    /// within the window, at least 16 characters below it on average.
+    /// Defaults 50 in 60 s, 100, 4.0, 40, 100.
     pub dns_window_secs: u32,
     pub nxdomain_per_client: u32,
     pub dns_name_max: usize,
     pub dns_entropy: f64,
     pub dns_entropy_min_len: usize,
+    pub dns_unique_subdomains: u32,
     /// Cap on keys in every detector table. Default 50,000.
     pub max_tracked: usize,
     /// An episode alerts once per this long. Default 60 s.
@@ -115,18 +147,25 @@ impl Default for IdsConfig {
             stealth_ports: 3,
             sweep_window_secs: 60,
             sweep_hosts: 20,
+            answer_grace_ms: 1_000,
             flood_window_secs: 1,
             syn_rate: 100,
             syn_half_open: 0.8,
             vnet_syn_rate: 100,
             vnet_syn_destinations: 50,
+            vnet_syn_sources: 50,
             udp_rate: 20_000,
             icmp_rate: 2_000,
+            flood_slice_ms: 100,
+            syn_ack_rate: 1_000,
+            amp_rate: 5_000,
+            reflectors: 10,
             dns_window_secs: 60,
             nxdomain_per_client: 50,
             dns_name_max: 100,
             dns_entropy: 4.0,
             dns_entropy_min_len: 40,
+            dns_unique_subdomains: 100,
             max_tracked: 50_000,
             cooldown_secs: 60,
             rules: Vec::new(),
@@ -161,6 +200,10 @@ pub const UDP_FLOOD: AlertKind = AlertKind::new("udp_flood", 2);
 pub const ICMP_FLOOD: AlertKind = AlertKind::new("icmp_flood", 2);
 pub const DNS_NXDOMAIN_STORM: AlertKind = AlertKind::new("dns_nxdomain_storm", 3);
 pub const DNS_TUNNEL: AlertKind = AlertKind::new("dns_tunnel", 2);
+pub const UDP_SWEEP: AlertKind = AlertKind::new("udp_sweep", 2);
+pub const SYN_ACK_REFLECTION: AlertKind = AlertKind::new("syn_ack_reflection", 1);
+pub const AMPLIFICATION: AlertKind = AlertKind::new("amplification", 1);
+pub const ARP_SWEEP: AlertKind = AlertKind::new("arp_sweep", 3);
 
 /// Every behavioural alert kind.
 pub const ALERT_KINDS: &[AlertKind] = &[
@@ -171,7 +214,20 @@ pub const ALERT_KINDS: &[AlertKind] = &[
     ICMP_FLOOD,
     DNS_NXDOMAIN_STORM,
     DNS_TUNNEL,
+    UDP_SWEEP,
+    SYN_ACK_REFLECTION,
+    AMPLIFICATION,
+    ARP_SWEEP,
 ];
+
+/// How often (packet time) sweeps and UDP scans waiting for their answer
+/// grace are judged again.
+const TICK_US: i64 = 100_000;
+
+/// UDP datagrams with more payload than this are not counted as probes:
+/// scanners send empty or short protocol probes, media and bulk data are
+/// larger (their first datagram still counts as an answer).
+const MAX_UDP_PROBE: usize = 64;
 
 /// One behavioural detector.
 pub trait Detector {
@@ -242,6 +298,13 @@ pub struct Ids {
     sweep: scan::Sweep,
     floods: flood::Floods,
     dns: dns::DnsAnomalies,
+    arp: arp::ArpSweep,
+    /// UDP exchanges seen lately (directional): only the first datagram of
+    /// each reaches the scan and sweep detectors.
+    udp_recent: state::Recent,
+    udp_hasher: foldhash::fast::FixedState,
+    /// Packet time of the next late judgement of sweeps and UDP scans.
+    next_tick: i64,
     suppressor: Suppressor,
     pending: Vec<AlertRecord>,
     stats: IdsStats,
@@ -254,6 +317,10 @@ impl Ids {
             sweep: scan::Sweep::new(config),
             floods: flood::Floods::new(config),
             dns: dns::DnsAnomalies::new(config),
+            arp: arp::ArpSweep::new(config),
+            udp_recent: state::Recent::new(16),
+            udp_hasher: foldhash::fast::FixedState::with_seed(0x7564_7073),
+            next_tick: i64::MIN,
             suppressor: Suppressor::new(config.cooldown_secs, config.max_tracked),
             pending: Vec::new(),
             stats: IdsStats::default(),
@@ -267,17 +334,57 @@ impl Ids {
         d: &Decoded<'_>,
         out: &mut Vec<AlertRecord>,
     ) {
-        if d.ip.is_none() {
-            return;
+        if ts.0 >= self.next_tick {
+            // Sweeps and UDP scans whose probes went unanswered are
+            // judged as packet time passes, not only at their next probe.
+            self.next_tick = ts.0.saturating_add(TICK_US);
+            self.scan.tick(ts, &mut self.pending);
+            self.sweep.tick(ts, &mut self.pending);
         }
-        self.floods.observe(ts, vnet, d, &mut self.pending);
-        if !matches!(d.transport, Transport::Udp { .. }) {
-            // Scans and sweeps are TCP and ICMP (UDP scans show through
-            // ICMP unreachables).
-            self.scan.observe(ts, vnet, d, &mut self.pending);
-            self.sweep.observe(ts, vnet, d, &mut self.pending);
-        } else if d.ports().is_some_and(|(a, b)| a == 53 || b == 53) {
-            self.dns.observe(ts, vnet, d, &mut self.pending);
+        match (d.ip, d.transport) {
+            (None, _) => {
+                if d.ether_type == Some(crate::decode::arp::ETHER_TYPE) {
+                    self.arp.observe(ts, vnet, d, &mut self.pending);
+                }
+            }
+            (Some(ip), Transport::Udp { src_port, dst_port }) => {
+                self.floods.observe(ts, vnet, d, &mut self.pending);
+                if src_port == 53 || dst_port == 53 {
+                    self.dns.observe(ts, vnet, d, &mut self.pending);
+                }
+                // The first datagram of an exchange is a probe, or the
+                // first answer to one; the rest of a stream costs one
+                // hash and one array access.
+                let fwd = self.udp_hasher.hash_one((
+                    state::addr_key(ip.src),
+                    state::addr_key(ip.dst),
+                    src_port,
+                    dst_port,
+                ));
+                if !self.udp_recent.seen(fwd) {
+                    let back = self.udp_hasher.hash_one((
+                        state::addr_key(ip.dst),
+                        state::addr_key(ip.src),
+                        dst_port,
+                        src_port,
+                    ));
+                    // Seen the other way first: this is the answer.
+                    let role = if self.udp_recent.peek(back) {
+                        scan::UdpRole::Answer
+                    } else {
+                        scan::UdpRole::Probe
+                    };
+                    if role == scan::UdpRole::Answer || d.payload.len() <= MAX_UDP_PROBE {
+                        self.scan.observe_udp(ts, vnet, d, role, &mut self.pending);
+                        self.sweep.observe_udp(ts, vnet, d, role, &mut self.pending);
+                    }
+                }
+            }
+            (Some(_), _) => {
+                self.floods.observe(ts, vnet, d, &mut self.pending);
+                self.scan.observe(ts, vnet, d, &mut self.pending);
+                self.sweep.observe(ts, vnet, d, &mut self.pending);
+            }
         }
         if !self.pending.is_empty() {
             self.emit(out);
@@ -291,6 +398,7 @@ impl Ids {
         self.sweep.reconfigure(config);
         self.floods.reconfigure(config);
         self.dns.reconfigure(config);
+        self.arp.reconfigure(config);
     }
 
     pub fn advance(&mut self, now: Timestamp) {
@@ -298,10 +406,19 @@ impl Ids {
         self.sweep.advance(now);
         self.floods.advance(now);
         self.dns.advance(now);
+        self.arp.advance(now);
     }
 
     fn emit(&mut self, out: &mut Vec<AlertRecord>) {
         for a in self.pending.drain(..) {
+            // The RSTs a reflection victim gets back (backscatter) look
+            // like answers to ACK pings it never sent: no sweep by it.
+            if a.kind == HOST_SWEEP.name && a.details.contains("\"probe\":\"ack\"") {
+                let key = (SYN_ACK_REFLECTION.name, a.vnet, None, a.src_addr, 0);
+                if self.suppressor.last.get_mut(&key).is_some() {
+                    continue;
+                }
+            }
             // A flood is one episode whatever port the crossing packet had.
             let port = if a.kind.ends_with("_flood") {
                 0
@@ -325,7 +442,8 @@ impl Ids {
 
     /// (detector, keys held, keys evicted) of every detector.
     pub fn state(&self) -> Vec<(&'static str, usize, u64)> {
-        let dets: [&dyn Detector; 4] = [&self.scan, &self.sweep, &self.floods, &self.dns];
+        let dets: [&dyn Detector; 5] =
+            [&self.scan, &self.sweep, &self.floods, &self.dns, &self.arp];
         dets.iter()
             .map(|d| {
                 let (n, e) = d.state();

@@ -1,11 +1,30 @@
 //! Vertical port scans and horizontal host sweeps.
+//!
+//! A port scan is one source probing many ports of one host: by SYN, FIN,
+//! NULL or Xmas segments (counted as sent), by bare ACKs (nmap `-sA` and
+//! `-sW` send the same probes; only the host's RSTs without ACK show them,
+//! since a bare ACK is also every TCP stream's most common segment), or by
+//! UDP datagrams that nobody answers (a closed port's ICMP unreachable
+//! counts at once, an unanswered probe once `answer_grace_ms` passed).
+//!
+//! A sweep is one source probing one port, or ICMP echo, on many hosts:
+//! only **unanswered or refused** probes count (`state::ProbeSet`), so a
+//! browser whose 60 SYNs to 29 CDN hosts are all answered is no sweep.
+//! TCP sweeps are SYN pings and ACK pings (seen through the RSTs live
+//! hosts return), ICMP echo sweeps are `host_sweep` too; UDP ones are
+//! `udp_sweep`.
+//!
+//! Sweeps and UDP scans are judged late (a probe is unanswered only after
+//! the grace), so candidates wait on a short watch list that [`Sweep::tick`]
+//! and [`PortScan::tick`] re-judge as packet time passes: a sweep that
+//! stops after its last probe is still reported.
 
 use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::Bounded;
-use super::{details, Detector, IdsConfig, HOST_SWEEP, PORT_SCAN};
+use super::state::{addr_key, key_addr, Answer, Bounded, ProbeSet};
+use super::{details, Detector, IdsConfig, HOST_SWEEP, PORT_SCAN, UDP_SWEEP};
 use crate::decode::{tcp_flags as f, Decoded, Fragment, Transport};
 use crate::record::AlertRecord;
 use crate::time::Timestamp;
@@ -27,24 +46,29 @@ fn tcp_probe(flags: u8) -> Option<&'static str> {
     }
 }
 
+/// A bare RST (no ACK flag): by RFC 793 the answer to a segment that
+/// carried an ACK for no connection, which is what an ACK (or Window)
+/// probe is. A refused SYN, FIN, NULL or Xmas probe gets RST+ACK instead.
+fn bare_rst(flags: u8) -> bool {
+    flags & (f::RST | f::ACK | f::SYN) == f::RST
+}
+
 fn push_capped<T: PartialEq>(v: &mut Vec<T>, x: T, cap: usize) {
     if v.len() < cap && !v.contains(&x) {
         v.push(x);
     }
 }
 
-/// The ports (and protocol) an ICMP destination-unreachable quotes: the
-/// prober, the probed host and its port. IPv4 and IPv6.
-fn quoted_probe(d: &Decoded<'_>) -> Option<(IpAddr, IpAddr, u8, u16)> {
-    let Transport::Icmp {
-        icmp_type, code, ..
-    } = d.transport
-    else {
+/// The probe an ICMP destination-unreachable quotes: the prober, the
+/// probed host, the protocol and the probed port. IPv4 and IPv6, any
+/// unreachable code (port, host, administratively prohibited).
+pub(crate) fn quoted_probe(d: &Decoded<'_>) -> Option<(IpAddr, IpAddr, u8, u16)> {
+    let Transport::Icmp { icmp_type, .. } = d.transport else {
         return None;
     };
     let p = d.payload;
     let v4 = matches!(d.ip.map(|i| i.src), Some(IpAddr::V4(_)));
-    if v4 && icmp_type == 3 && code == 3 {
+    if v4 && icmp_type == 3 {
         let ihl = usize::from(*p.first()? & 0x0f) * 4;
         let proto = *p.get(9)?;
         let src = IpAddr::from(<[u8; 4]>::try_from(p.get(12..16)?).ok()?);
@@ -52,7 +76,7 @@ fn quoted_probe(d: &Decoded<'_>) -> Option<(IpAddr, IpAddr, u8, u16)> {
         let port = u16::from_be_bytes([*p.get(ihl + 2)?, *p.get(ihl + 3)?]);
         return Some((src, dst, proto, port));
     }
-    if !v4 && icmp_type == 1 && code == 4 {
+    if !v4 && icmp_type == 1 {
         let proto = *p.get(6)?;
         let src = IpAddr::from(<[u8; 16]>::try_from(p.get(8..24)?).ok()?);
         let dst = IpAddr::from(<[u8; 16]>::try_from(p.get(24..40)?).ok()?);
@@ -62,21 +86,15 @@ fn quoted_probe(d: &Decoded<'_>) -> Option<(IpAddr, IpAddr, u8, u16)> {
     None
 }
 
-#[derive(Debug)]
-struct ScanState {
-    start: Timestamp,
-    ports: Vec<u16>,
-    stealth: Vec<u16>,
-    udp_closed: Vec<u16>,
-    probes: u64,
-    open: u64,
-    closed: u64,
-    /// Probe kinds seen, as bits of [`KINDS`].
-    kinds: u8,
-    alerted: bool,
-}
+/// Probe kinds, as bits.
+const KINDS: [&str; 6] = ["syn", "fin", "null", "xmas", "udp", "ack"];
 
-const KINDS: [&str; 5] = ["syn", "fin", "null", "xmas", "udp"];
+fn kind_bit(kind: &str) -> u8 {
+    KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .map_or(0, |i| 1u8 << i)
+}
 
 fn kind_names(bits: u8) -> Vec<&'static str> {
     KINDS
@@ -87,26 +105,64 @@ fn kind_names(bits: u8) -> Vec<&'static str> {
         .collect()
 }
 
+/// Keys waiting for their late judgement, at most this many per detector
+/// (a candidate past it is judged only at its own next probe).
+const MAX_WATCHED: usize = 1024;
+
+/// What one UDP datagram is to the scan and sweep detectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpRole {
+    /// The first datagram of an exchange: a possible probe.
+    Probe,
+    /// The first datagram of the way back: an answer.
+    Answer,
+}
+
+#[derive(Debug)]
+struct ScanState {
+    start: Timestamp,
+    last: Timestamp,
+    ports: Vec<u16>,
+    stealth: Vec<u16>,
+    /// Ports that refused a bare ACK with a bare RST.
+    ack: Vec<u16>,
+    /// UDP ports probed, with their answers.
+    udp: ProbeSet,
+    probes: u64,
+    open: u64,
+    closed: u64,
+    kinds: u8,
+    watched: bool,
+    alerted: bool,
+}
+
 impl ScanState {
-    fn new(ts: Timestamp) -> Self {
+    fn new(ts: Timestamp, cap: usize) -> Self {
         ScanState {
             start: ts,
+            last: ts,
             ports: Vec::new(),
             stealth: Vec::new(),
-            udp_closed: Vec::new(),
+            ack: Vec::new(),
+            udp: ProbeSet::new(cap),
             probes: 0,
             open: 0,
             closed: 0,
             kinds: 0,
+            watched: false,
             alerted: false,
         }
     }
 }
 
+type ScanKey = (VnetId, IpAddr, IpAddr);
+
 /// One source probing many ports of one host.
 pub struct PortScan {
-    t: Bounded<(VnetId, IpAddr, IpAddr), ScanState>,
+    t: Bounded<ScanKey, ScanState>,
+    watch: Vec<ScanKey>,
     window_us: i64,
+    grace_us: i64,
     ports: usize,
     stealth: usize,
 }
@@ -115,7 +171,9 @@ impl PortScan {
     pub fn new(c: &IdsConfig) -> Self {
         PortScan {
             t: Bounded::new(c.max_tracked),
+            watch: Vec::new(),
             window_us: i64::from(c.scan_window_secs) * 1_000_000,
+            grace_us: i64::from(c.answer_grace_ms) * 1_000,
             ports: c.scan_ports as usize,
             stealth: c.stealth_ports as usize,
         }
@@ -124,17 +182,153 @@ impl PortScan {
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
         let t = std::mem::replace(&mut self.t, Bounded::new(1));
+        let watch = std::mem::take(&mut self.watch);
         *self = PortScan::new(c);
         self.t = t;
+        self.watch = watch;
     }
 
-    fn state(&mut self, vnet: VnetId, src: IpAddr, dst: IpAddr, ts: Timestamp) -> &mut ScanState {
+    /// The state of `key` at `ts`, a fresh one once its window ended.
+    fn state(&mut self, key: &ScanKey, ts: Timestamp) -> &mut ScanState {
         let w = self.window_us;
-        let s = self.t.entry(&(vnet, src, dst), || ScanState::new(ts));
+        let cap = 2 * self.ports + 32;
+        let s = self.t.entry(key, || ScanState::new(ts, cap));
         if ts.micros_since(s.start) > w {
-            *s = ScanState::new(ts);
+            *s = ScanState::new(ts, cap);
         }
+        s.last = ts;
         s
+    }
+
+    /// A UDP datagram the caller found to be the first of its exchange.
+    pub fn observe_udp(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        role: UdpRole,
+        out: &mut Vec<AlertRecord>,
+    ) {
+        let (Some(ip), Some((sp, dp))) = (d.ip, d.ports()) else {
+            return;
+        };
+        match role {
+            UdpRole::Answer => {
+                if let Some(s) = self.t.get_mut(&(vnet, ip.dst, ip.src)) {
+                    s.udp.answer(u128::from(sp), Answer::Answered);
+                    s.open += 1;
+                }
+            }
+            UdpRole::Probe => {
+                let key = (vnet, ip.src, ip.dst);
+                let s = self.state(&key, ts);
+                s.probes += 1;
+                s.kinds |= kind_bit("udp");
+                s.udp.probe(u128::from(dp), ts.0);
+                self.judge(&key, ts, out);
+            }
+        }
+    }
+
+    /// Judges `key` at `ts`: alerts once a count crossed its threshold,
+    /// and watches a UDP scan still waiting for its grace to pass.
+    fn judge(&mut self, key: &ScanKey, ts: Timestamp, out: &mut Vec<AlertRecord>) {
+        let (ports_t, stealth_t, grace) = (self.ports, self.stealth, self.grace_us);
+        let window_secs = self.window_us / 1_000_000;
+        let Some(s) = self.t.get_mut(key) else { return };
+        if s.alerted {
+            return;
+        }
+        let udp_unanswered = s.udp.unanswered(ts.0, grace);
+        let crossed = if s.ports.len() >= ports_t {
+            let tcp = s.kinds & !(kind_bit("udp") | kind_bit("ack"));
+            Some(("ports", s.ports.len(), ports_t, tcp))
+        } else if s.ack.len() >= ports_t {
+            Some(("ack_refused_ports", s.ack.len(), ports_t, kind_bit("ack")))
+        } else if udp_unanswered >= ports_t {
+            Some((
+                "unanswered_udp_ports",
+                udp_unanswered,
+                ports_t,
+                kind_bit("udp"),
+            ))
+        } else if s.stealth.len() >= stealth_t {
+            let stealth = s.kinds & (kind_bit("fin") | kind_bit("null") | kind_bit("xmas"));
+            Some(("stealth_ports", s.stealth.len(), stealth_t, stealth))
+        } else {
+            None
+        };
+        let Some((what, n, threshold, probe)) = crossed else {
+            if !s.watched && s.udp.len() >= ports_t && self.watch.len() < MAX_WATCHED {
+                s.watched = true;
+                self.watch.push(*key);
+            }
+            return;
+        };
+        s.alerted = true;
+        let (vnet, src, dst) = *key;
+        let proto = if probe == kind_bit("udp") { 17 } else { 6 };
+        let (udp_answered, udp_refused) = s.udp.answers();
+        let probe = kind_names(probe).join("/");
+        out.push(AlertRecord {
+            tunnel: Default::default(),
+            time: s.start,
+            end: ts.max(s.last),
+            vnet,
+            kind: PORT_SCAN.name,
+            trigger: None,
+            to_server: None,
+            flow: None,
+            signature_id: 9_000_001,
+            signature: format!("moni port scan ({probe}) of {dst} from {src}"),
+            category: "Attempted Information Leak".into(),
+            rev: 1,
+            flow_id: None,
+            vlans: Vec::new(),
+            severity: PORT_SCAN.severity,
+            src_addr: Some(src),
+            src_port: None,
+            dst_addr: Some(dst),
+            dst_port: None,
+            protocol: proto,
+            details: details(&[
+                ("probe", json!(probe)),
+                ("probes", json!(s.probes)),
+                ("distinct", json!(n)),
+                ("counted", json!(what)),
+                ("threshold", json!(threshold)),
+                ("window_secs", json!(window_secs)),
+                ("answered_open", json!(s.open)),
+                ("answered_closed", json!(s.closed)),
+                ("udp_answered", json!(udp_answered)),
+                ("udp_refused", json!(udp_refused)),
+                ("probe_kinds", json!(kind_names(s.kinds))),
+            ]),
+        });
+    }
+
+    /// Re-judges the watched UDP scans at `now` (their grace may have
+    /// passed without an answer).
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<AlertRecord>) {
+        if self.watch.is_empty() {
+            return;
+        }
+        let keys = std::mem::take(&mut self.watch);
+        let w = self.window_us;
+        for k in keys {
+            let live = self
+                .t
+                .get_mut(&k)
+                .is_some_and(|s| !s.alerted && now.micros_since(s.start) <= w);
+            if !live {
+                continue;
+            }
+            self.judge(&k, now, out);
+            match self.t.get_mut(&k) {
+                Some(s) if !s.alerted => self.watch.push(k),
+                _ => {}
+            }
+        }
     }
 }
 
@@ -143,6 +337,8 @@ impl Detector for PortScan {
         "port_scan"
     }
 
+    /// TCP probes and answers, and ICMP unreachables (UDP: see
+    /// [`PortScan::observe_udp`]).
     fn observe(
         &mut self,
         ts: Timestamp,
@@ -155,109 +351,62 @@ impl Detector for PortScan {
             return;
         }
         let (cap, stealth_cap) = (self.ports + 1, self.stealth + 1);
-        let (src, dst, proto, port, kind) = match d.transport {
+        let key = match d.transport {
             Transport::Tcp {
-                src_port,
-                dst_port,
-                flags,
+                src_port, flags, ..
             } => {
-                // Answers to a prober: SYN-ACK (open) or RST (closed).
-                if flags & f::RST != 0 || flags & (f::SYN | f::ACK) == f::SYN | f::ACK {
+                if bare_rst(flags) {
+                    // An ACK (or Window) probe refused: the prober is the
+                    // RST's destination.
+                    let key = (vnet, ip.dst, ip.src);
+                    let s = self.state(&key, ts);
+                    s.probes += 1;
+                    s.closed += 1;
+                    s.kinds |= kind_bit("ack");
+                    push_capped(&mut s.ack, src_port, cap);
+                    key
+                } else if flags & f::RST != 0 || flags & (f::SYN | f::ACK) == f::SYN | f::ACK {
+                    // Answers to a prober: SYN-ACK (open) or RST (closed).
                     if let Some(s) = self.t.get_mut(&(vnet, ip.dst, ip.src)) {
                         if flags & f::RST != 0 {
                             s.closed += 1;
                         } else {
                             s.open += 1;
                         }
-                        let _ = src_port;
                     }
                     return;
+                } else {
+                    let Transport::Tcp { dst_port, .. } = d.transport else {
+                        return;
+                    };
+                    let Some(kind) = tcp_probe(flags) else { return };
+                    let key = (vnet, ip.src, ip.dst);
+                    let s = self.state(&key, ts);
+                    s.probes += 1;
+                    s.kinds |= kind_bit(kind);
+                    push_capped(&mut s.ports, dst_port, cap);
+                    if kind != "syn" {
+                        push_capped(&mut s.stealth, dst_port, stealth_cap);
+                    }
+                    key
                 }
-                let Some(kind) = tcp_probe(flags) else { return };
-                (ip.src, ip.dst, 6u8, dst_port, kind)
             }
             Transport::Icmp { .. } => {
                 // A closed UDP port answers with ICMP port unreachable,
-                // quoting the probe: that is how UDP scans show.
-                let Some((prober, host, proto, port)) = quoted_probe(d) else {
+                // quoting the probe.
+                let Some((prober, host, 17, port)) = quoted_probe(d) else {
                     return;
                 };
-                if proto != 17 {
-                    return;
-                }
-                (prober, host, 17u8, port, "udp")
+                let key = (vnet, prober, host);
+                let s = self.state(&key, ts);
+                s.closed += 1;
+                s.kinds |= kind_bit("udp");
+                s.udp.refused(u128::from(port), ts.0);
+                key
             }
             _ => return,
         };
-        let (ports_t, stealth_t, window_secs) =
-            (self.ports, self.stealth, self.window_us / 1_000_000);
-        let s = self.state(vnet, src, dst, ts);
-        s.probes += 1;
-        if let Some(i) = KINDS.iter().position(|k| *k == kind) {
-            s.kinds |= 1 << i;
-        }
-        match kind {
-            "udp" => {
-                s.closed += 1;
-                push_capped(&mut s.udp_closed, port, cap);
-            }
-            "syn" => push_capped(&mut s.ports, port, cap),
-            _ => {
-                push_capped(&mut s.ports, port, cap);
-                push_capped(&mut s.stealth, port, stealth_cap);
-            }
-        }
-        if s.alerted {
-            return;
-        }
-        let crossed = if s.ports.len() >= ports_t {
-            Some(("ports", s.ports.len(), ports_t))
-        } else if s.udp_closed.len() >= ports_t {
-            Some(("closed_udp_ports", s.udp_closed.len(), ports_t))
-        } else if s.stealth.len() >= stealth_t {
-            Some(("stealth_ports", s.stealth.len(), stealth_t))
-        } else {
-            None
-        };
-        let Some((what, n, threshold)) = crossed else {
-            return;
-        };
-        s.alerted = true;
-        out.push(AlertRecord {
-            tunnel: Default::default(),
-            time: s.start,
-            end: ts,
-            vnet,
-            kind: PORT_SCAN.name,
-            trigger: None,
-            to_server: None,
-            flow: None,
-            signature_id: 9_000_001,
-            signature: format!(
-                "moni port scan ({}) of {dst} from {src}",
-                kind_names(s.kinds).join("/")
-            ),
-            category: "Attempted Information Leak".into(),
-            rev: 1,
-            flow_id: None,
-            vlans: Vec::new(),
-            severity: PORT_SCAN.severity,
-            src_addr: Some(src),
-            src_port: None,
-            dst_addr: Some(dst),
-            dst_port: None,
-            protocol: proto,
-            details: details(&[
-                ("probes", json!(s.probes)),
-                ("distinct", json!(n)),
-                ("counted", json!(what)),
-                ("threshold", json!(threshold)),
-                ("window_secs", json!(window_secs)),
-                ("answered_open", json!(s.open)),
-                ("answered_closed", json!(s.closed)),
-                ("probe_kinds", json!(kind_names(s.kinds))),
-            ]),
-        });
+        self.judge(&key, ts, out);
     }
 
     fn advance(&mut self, now: Timestamp) {
@@ -270,20 +419,37 @@ impl Detector for PortScan {
     }
 }
 
+/// Probe kinds of a sweep, as bits.
+const SWEEP_KINDS: [&str; 4] = ["syn", "ack", "echo", "udp"];
+
+fn sweep_bit(kind: &str) -> u8 {
+    SWEEP_KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .map_or(0, |i| 1u8 << i)
+}
+
 #[derive(Debug)]
 struct SweepState {
     start: Timestamp,
-    hosts: Vec<IpAddr>,
+    last: Timestamp,
+    hosts: ProbeSet,
     probes: u64,
+    kinds: u8,
+    watched: bool,
     alerted: bool,
 }
 
-/// One source probing one port (or ICMP echo) on many hosts. A TCP host
-/// that answers with SYN-ACK leaves the count: only unanswered or refused
-/// SYNs make a sweep.
+/// (VNet, prober, protocol, port; 0 for ICMP echo).
+type SweepKey = (VnetId, IpAddr, u8, u16);
+
+/// One source probing one port (or ICMP echo) on many hosts that do not
+/// answer, or refuse.
 pub struct Sweep {
-    t: Bounded<(VnetId, IpAddr, u8, u16), SweepState>,
+    t: Bounded<SweepKey, SweepState>,
+    watch: Vec<SweepKey>,
     window_us: i64,
+    grace_us: i64,
     hosts: usize,
 }
 
@@ -291,18 +457,178 @@ impl Sweep {
     pub fn new(c: &IdsConfig) -> Self {
         Sweep {
             t: Bounded::new(c.max_tracked),
+            watch: Vec::new(),
             window_us: i64::from(c.sweep_window_secs) * 1_000_000,
+            grace_us: i64::from(c.answer_grace_ms) * 1_000,
             hosts: c.sweep_hosts as usize,
         }
     }
-}
 
-impl Sweep {
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
         let t = std::mem::replace(&mut self.t, Bounded::new(1));
+        let watch = std::mem::take(&mut self.watch);
         *self = Sweep::new(c);
         self.t = t;
+        self.watch = watch;
+    }
+
+    fn state(&mut self, key: &SweepKey, ts: Timestamp) -> &mut SweepState {
+        let w = self.window_us;
+        let cap = 2 * self.hosts + 32;
+        let fresh = || SweepState {
+            start: ts,
+            last: ts,
+            hosts: ProbeSet::new(cap),
+            probes: 0,
+            kinds: 0,
+            watched: false,
+            alerted: false,
+        };
+        let s = self.t.entry(key, fresh);
+        if ts.micros_since(s.start) > w {
+            *s = fresh();
+        }
+        s.last = ts;
+        s
+    }
+
+    fn probe(&mut self, key: SweepKey, host: IpAddr, kind: &str, ts: Timestamp) {
+        let s = self.state(&key, ts);
+        s.probes += 1;
+        s.kinds |= sweep_bit(kind);
+        s.hosts.probe(addr_key(host), ts.0);
+    }
+
+    fn answer(&mut self, key: &SweepKey, host: IpAddr, how: Answer) {
+        if let Some(s) = self.t.get_mut(key) {
+            s.hosts.answer(addr_key(host), how);
+        }
+    }
+
+    /// A UDP datagram the caller found to be the first of its exchange.
+    pub fn observe_udp(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        role: UdpRole,
+        out: &mut Vec<AlertRecord>,
+    ) {
+        let (Some(ip), Some((sp, dp))) = (d.ip, d.ports()) else {
+            return;
+        };
+        match role {
+            UdpRole::Answer => self.answer(&(vnet, ip.dst, 17, sp), ip.src, Answer::Answered),
+            UdpRole::Probe => {
+                // Multicast and broadcast are announcements (SSDP, mDNS),
+                // not probes of hosts.
+                let group = match ip.dst {
+                    IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.octets()[3] == 255,
+                    IpAddr::V6(a) => a.is_multicast(),
+                };
+                if group {
+                    return;
+                }
+                let key = (vnet, ip.src, 17, dp);
+                self.probe(key, ip.dst, "udp", ts);
+                self.judge(&key, ts, out);
+            }
+        }
+    }
+
+    fn judge(&mut self, key: &SweepKey, ts: Timestamp, out: &mut Vec<AlertRecord>) {
+        let (threshold, grace) = (self.hosts, self.grace_us);
+        let w = self.window_us;
+        let Some(s) = self.t.get_mut(key) else { return };
+        if s.alerted {
+            return;
+        }
+        let n = s.hosts.unanswered(ts.0, grace);
+        if n < threshold {
+            if !s.watched && s.hosts.len() >= threshold && self.watch.len() < MAX_WATCHED {
+                s.watched = true;
+                self.watch.push(*key);
+            }
+            return;
+        }
+        s.alerted = true;
+        let (vnet, src, proto, port) = *key;
+        let kinds: Vec<&str> = SWEEP_KINDS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| s.kinds & (1 << i) != 0)
+            .map(|(_, k)| *k)
+            .collect();
+        let (kind, sid, what) = match proto {
+            6 => (
+                HOST_SWEEP,
+                9_000_002,
+                format!("TCP {} port {port}", kinds.join("/").to_uppercase()),
+            ),
+            17 => (UDP_SWEEP, 9_000_009, format!("UDP port {port}")),
+            _ => (HOST_SWEEP, 9_000_002, "ICMP echo".to_string()),
+        };
+        let (answered, refused) = s.hosts.answers();
+        let first: Vec<String> = s.hosts.first(5).map(|k| key_addr(k).to_string()).collect();
+        out.push(AlertRecord {
+            tunnel: Default::default(),
+            time: s.start,
+            end: ts.max(s.last),
+            vnet,
+            kind: kind.name,
+            // EVE's dest_ip: the host probed last.
+            trigger: s.hosts.last().map(|h| (src, key_addr(h))),
+            to_server: None,
+            flow: None,
+            signature_id: sid,
+            signature: format!("moni host sweep ({what}) from {src}"),
+            category: "Attempted Information Leak".into(),
+            rev: 1,
+            flow_id: None,
+            vlans: Vec::new(),
+            severity: kind.severity,
+            src_addr: Some(src),
+            src_port: None,
+            dst_addr: None,
+            dst_port: (proto != 1 && proto != 58).then_some(port),
+            protocol: proto,
+            details: details(&[
+                ("probe", json!(kinds.join("/"))),
+                ("probes", json!(s.probes)),
+                ("hosts", json!(n)),
+                ("answered", json!(answered)),
+                ("refused", json!(refused)),
+                ("threshold", json!(threshold)),
+                ("window_secs", json!(w / 1_000_000)),
+                ("answer_grace_ms", json!(grace / 1_000)),
+                ("what", json!(what)),
+                ("first_hosts", json!(first)),
+            ]),
+        });
+    }
+
+    /// Re-judges the watched sweeps at `now`.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<AlertRecord>) {
+        if self.watch.is_empty() {
+            return;
+        }
+        let keys = std::mem::take(&mut self.watch);
+        let w = self.window_us;
+        for k in keys {
+            let live = self
+                .t
+                .get_mut(&k)
+                .is_some_and(|s| !s.alerted && now.micros_since(s.start) <= w);
+            if !live {
+                continue;
+            }
+            self.judge(&k, now, out);
+            match self.t.get_mut(&k) {
+                Some(s) if !s.alerted => self.watch.push(k),
+                _ => {}
+            }
+        }
     }
 }
 
@@ -311,6 +637,8 @@ impl Detector for Sweep {
         "host_sweep"
     }
 
+    /// TCP SYN and ACK pings, ICMP echo, and their answers (UDP: see
+    /// [`Sweep::observe_udp`]).
     fn observe(
         &mut self,
         ts: Timestamp,
@@ -319,94 +647,63 @@ impl Detector for Sweep {
         out: &mut Vec<AlertRecord>,
     ) {
         let Some(ip) = d.ip else { return };
-        let (proto, port) = match d.transport {
+        if matches!(ip.fragment, Fragment::Later { .. }) {
+            return;
+        }
+        let key = match d.transport {
             Transport::Tcp {
-                src_port, flags, ..
-            } if flags & (f::SYN | f::ACK | f::RST) == f::SYN | f::ACK => {
-                // The host accepted the connection: an answered SYN is a
-                // client at work (a browser opening 60 connections to 29
-                // CDN hosts), not a probe. Refused (RST) and unanswered
-                // SYNs keep counting.
-                if let Some(s) = self.t.get_mut(&(vnet, ip.dst, 6, src_port)) {
-                    if !s.alerted {
-                        s.hosts.retain(|h| *h != ip.src);
-                    }
+                src_port,
+                dst_port,
+                flags,
+            } => {
+                if flags & (f::SYN | f::ACK | f::RST) == f::SYN | f::ACK {
+                    // The host accepted: a client at work, not a probe.
+                    self.answer(&(vnet, ip.dst, 6, src_port), ip.src, Answer::Answered);
+                    return;
+                }
+                if bare_rst(flags) {
+                    // A live host refusing an ACK ping (nmap -PA): the ping
+                    // itself is a bare ACK, like every stream's.
+                    let key = (vnet, ip.dst, 6, src_port);
+                    let s = self.state(&key, ts);
+                    s.probes += 1;
+                    s.kinds |= sweep_bit("ack");
+                    s.hosts.refused(addr_key(ip.src), ts.0);
+                    key
+                } else if flags & f::RST != 0 {
+                    self.answer(&(vnet, ip.dst, 6, src_port), ip.src, Answer::Refused);
+                    return;
+                } else if flags & (f::SYN | f::ACK) == f::SYN {
+                    let key = (vnet, ip.src, 6, dst_port);
+                    self.probe(key, ip.dst, "syn", ts);
+                    key
+                } else {
+                    return;
+                }
+            }
+            Transport::Icmp {
+                icmp_type: 8 | 128, ..
+            } => {
+                let key = (vnet, ip.src, ip.protocol, 0);
+                self.probe(key, ip.dst, "echo", ts);
+                key
+            }
+            Transport::Icmp {
+                icmp_type: 0 | 129, ..
+            } => {
+                self.answer(&(vnet, ip.dst, ip.protocol, 0), ip.src, Answer::Answered);
+                return;
+            }
+            Transport::Icmp { .. } => {
+                // An unreachable quoting a UDP probe refuses it.
+                if let Some((prober, host, 17, port)) = quoted_probe(d) {
+                    self.answer(&(vnet, prober, 17, port), host, Answer::Refused);
                 }
                 return;
             }
-            Transport::Tcp {
-                dst_port, flags, ..
-            } if flags & (f::SYN | f::ACK | f::RST) == f::SYN => (6u8, dst_port),
-            Transport::Icmp {
-                icmp_type: 8 | 128, ..
-            } => (ip.protocol, 0),
             _ => return,
         };
-        let w = self.window_us;
-        let cap = self.hosts + 1;
-        let s = self.t.entry(&(vnet, ip.src, proto, port), || SweepState {
-            start: ts,
-            hosts: Vec::new(),
-            probes: 0,
-            alerted: false,
-        });
-        if ts.micros_since(s.start) > w {
-            *s = SweepState {
-                start: ts,
-                hosts: Vec::new(),
-                probes: 0,
-                alerted: false,
-            };
-        }
-        s.probes += 1;
-        push_capped(&mut s.hosts, ip.dst, cap);
-        if s.alerted || s.hosts.len() < self.hosts {
-            return;
-        }
-        s.alerted = true;
-        let what = if proto == 6 {
-            format!("TCP port {port}")
-        } else {
-            "ICMP echo".to_string()
-        };
-        out.push(AlertRecord {
-            tunnel: Default::default(),
-            time: s.start,
-            end: ts,
-            vnet,
-            kind: HOST_SWEEP.name,
-            trigger: Some((ip.src, ip.dst)),
-            to_server: None,
-            flow: None,
-            signature_id: 9_000_002,
-            signature: format!("moni host sweep ({what}) from {}", ip.src),
-            category: "Attempted Information Leak".into(),
-            rev: 1,
-            flow_id: None,
-            vlans: Vec::new(),
-            severity: HOST_SWEEP.severity,
-            src_addr: Some(ip.src),
-            src_port: None,
-            dst_addr: None,
-            dst_port: (proto == 6).then_some(port),
-            protocol: proto,
-            details: details(&[
-                ("probes", json!(s.probes)),
-                ("hosts", json!(s.hosts.len())),
-                ("threshold", json!(self.hosts)),
-                ("window_secs", json!(w / 1_000_000)),
-                ("probe", json!(what)),
-                (
-                    "first_hosts",
-                    json!(s
-                        .hosts
-                        .iter()
-                        .take(5)
-                        .map(|h| h.to_string())
-                        .collect::<Vec<_>>()),
-                ),
-            ]),
-        });
+        self.judge(&key, ts, out);
     }
 
     fn advance(&mut self, now: Timestamp) {

@@ -124,6 +124,179 @@ impl Hll {
     }
 }
 
+/// What became of one probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// No answer yet.
+    Pending,
+    /// The target answered as a live service would (SYN-ACK, a UDP reply,
+    /// an echo reply, an ARP reply): a client at work, not a probe.
+    Answered,
+    /// The target refused (RST, ICMP unreachable): a probe that found
+    /// nothing, which counts at once.
+    Refused,
+}
+
+/// The targets one source probed, each with its first time and what became
+/// of it, so that only **unanswered or refused** probes make a sweep or a
+/// scan: a browser opening connections to 29 CDN hosts gets every SYN
+/// answered, a sweep of a /24 mostly does not. A probe counts as
+/// unanswered once `grace` passed without an answer.
+///
+/// Holds at most `cap` targets (answered ones are dropped first when
+/// full), so a source costs a fixed amount of memory.
+#[derive(Clone, Debug)]
+pub struct ProbeSet {
+    probes: Vec<(u128, i64, Answer)>,
+    cap: usize,
+}
+
+impl ProbeSet {
+    pub fn new(cap: usize) -> Self {
+        ProbeSet {
+            probes: Vec::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.probes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.probes.is_empty()
+    }
+
+    /// A probe of `target` at `at_us` (a repeat keeps its first time).
+    pub fn probe(&mut self, target: u128, at_us: i64) {
+        if self.probes.iter().any(|p| p.0 == target) {
+            return;
+        }
+        if self.probes.len() >= self.cap {
+            match self.probes.iter().position(|p| p.2 == Answer::Answered) {
+                Some(i) => {
+                    self.probes.swap_remove(i);
+                }
+                None => return,
+            }
+        }
+        self.probes.push((target, at_us, Answer::Pending));
+    }
+
+    /// The target answered (or refused); a target not probed is ignored,
+    /// and a refusal is never turned back into an answer.
+    pub fn answer(&mut self, target: u128, how: Answer) {
+        if let Some(p) = self.probes.iter_mut().find(|p| p.0 == target) {
+            if p.2 != Answer::Refused {
+                p.2 = how;
+            }
+        }
+    }
+
+    /// A refusal of a target never seen probed (the probe was not seen, or
+    /// the refusal is the only sign of it: an RST to a bare ACK).
+    pub fn refused(&mut self, target: u128, at_us: i64) {
+        self.probe(target, at_us);
+        self.answer(target, Answer::Refused);
+    }
+
+    /// Probes refused, or unanswered for at least `grace_us` at `now_us`.
+    pub fn unanswered(&self, now_us: i64, grace_us: i64) -> usize {
+        self.probes
+            .iter()
+            .filter(|p| match p.2 {
+                Answer::Refused => true,
+                Answer::Pending => now_us.saturating_sub(p.1) >= grace_us,
+                Answer::Answered => false,
+            })
+            .count()
+    }
+
+    /// (answered, refused) counts.
+    pub fn answers(&self) -> (usize, usize) {
+        let a = self
+            .probes
+            .iter()
+            .filter(|p| p.2 == Answer::Answered)
+            .count();
+        let r = self
+            .probes
+            .iter()
+            .filter(|p| p.2 == Answer::Refused)
+            .count();
+        (a, r)
+    }
+
+    /// The target probed last.
+    pub fn last(&self) -> Option<u128> {
+        self.probes.last().map(|p| p.0)
+    }
+
+    /// The first `n` targets, in probe order.
+    pub fn first(&self, n: usize) -> impl Iterator<Item = u128> + '_ {
+        self.probes.iter().take(n).map(|p| p.0)
+    }
+}
+
+/// An IP address as one `u128` key (IPv4 in the low bits, IPv6 with the
+/// top bit flipped so the two never collide).
+pub fn addr_key(a: std::net::IpAddr) -> u128 {
+    match a {
+        std::net::IpAddr::V4(v) => u128::from(u32::from(v)),
+        std::net::IpAddr::V6(v) => u128::from(v) ^ (1 << 127),
+    }
+}
+
+/// The address of an [`addr_key`].
+pub fn key_addr(k: u128) -> std::net::IpAddr {
+    if k >> 32 == 0 {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::from(k as u32))
+    } else {
+        std::net::IpAddr::V6(std::net::Ipv6Addr::from(k ^ (1 << 127)))
+    }
+}
+
+/// Recently seen packet keys, direct-mapped: the detectors that care only
+/// about the first packet of a UDP exchange (a probe, or the first answer)
+/// skip the rest of a stream with one array access. A collision only
+/// makes a packet look new again (one more table lookup), never hides a
+/// new exchange for long: the slot is overwritten by the next key.
+#[derive(Debug)]
+pub struct Recent {
+    slots: Box<[u64]>,
+}
+
+impl Recent {
+    pub fn new(slots_log2: u32) -> Self {
+        Recent {
+            slots: vec![0; 1 << slots_log2].into_boxed_slice(),
+        }
+    }
+
+    /// Whether `h` is the last key in its slot (records nothing).
+    #[inline]
+    pub fn peek(&self, h: u64) -> bool {
+        let h = h | 1;
+        let i = (h >> 7) as usize & (self.slots.len() - 1);
+        self.slots.get(i) == Some(&h)
+    }
+
+    /// Whether `h` was the last key in its slot; records it either way.
+    #[inline]
+    pub fn seen(&mut self, h: u64) -> bool {
+        let h = h | 1; // 0 marks an empty slot
+        let i = (h >> 7) as usize & (self.slots.len() - 1);
+        match self.slots.get_mut(i) {
+            Some(s) if *s == h => true,
+            Some(s) => {
+                *s = h;
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +310,33 @@ mod tests {
         assert!(b.len() <= 4);
         assert_eq!(b.evicted, 10 - b.len() as u64);
         assert!(b.iter().all(|(k, _)| *k >= 6));
+    }
+
+    #[test]
+    fn probe_set_counts_refused_and_late_probes_only() {
+        let mut p = ProbeSet::new(4);
+        p.probe(1, 0);
+        p.probe(2, 0);
+        p.probe(3, 500);
+        p.answer(1, Answer::Answered);
+        p.answer(2, Answer::Refused);
+        assert_eq!(p.unanswered(600, 1000), 1, "refused counts at once");
+        assert_eq!(p.unanswered(1000, 1000), 1, "2 refused, 3 still in grace");
+        assert_eq!(p.unanswered(1500, 1000), 2);
+        p.probe(4, 0);
+        p.probe(5, 0); // full: the answered probe makes room
+        assert_eq!(p.len(), 4);
+        p.probe(6, 0); // full of unanswered probes: not kept
+        assert_eq!(p.len(), 4);
+        assert_eq!(p.answers(), (0, 1));
+    }
+
+    #[test]
+    fn addr_keys_round_trip() {
+        for a in ["10.0.0.1", "::1", "64:ff9b::9765:798c", "0.0.0.0"] {
+            let ip: std::net::IpAddr = a.parse().expect("an address");
+            assert_eq!(key_addr(addr_key(ip)), ip);
+        }
     }
 
     #[test]

@@ -161,12 +161,344 @@ fn ping_and_syn_sweeps_name_the_source() {
             &frame(ip(ATTACKER), ip(0x0a02_0000 + h), 6, &tcp(40001, 443, 0x02)),
         );
     }
+    // Unanswered only once the answer grace (1 s) passed: any later packet
+    // lets the detectors judge.
+    assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+    r.feed(
+        1_300_000,
+        &frame(ip(VICTIM), ip(0x0a09_0001), 6, &tcp(80, 999, 0x10)),
+    );
     assert_eq!(r.kinds(), vec!["host_sweep", "host_sweep"]);
+    assert_eq!(r.out[0].time, Timestamp(0));
     assert!(r
         .out
         .iter()
         .all(|a| a.src_addr == Some(ip(ATTACKER).into())));
     assert_eq!(r.out[1].dst_port, Some(443));
+}
+
+/// nmap -sA (and -sW, the same probes): bare ACKs to many ports, each
+/// refused by a bare RST.
+#[test]
+fn ack_scan_shows_through_bare_rsts() {
+    let mut r = Run::new(&IdsConfig::default());
+    for p in 0..30u16 {
+        let t = i64::from(p) * 70;
+        r.feed(
+            t,
+            &frame(ip(ATTACKER), ip(VICTIM), 6, &tcp(53073, 1 + p, 0x10)),
+        );
+        r.feed(
+            t + 20,
+            &frame(ip(VICTIM), ip(ATTACKER), 6, &tcp(1 + p, 53073, 0x04)),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["port_scan"]);
+    let a = &r.out[0];
+    assert_eq!(a.src_addr, Some(ip(ATTACKER).into()));
+    assert_eq!(a.dst_addr, Some(ip(VICTIM).into()));
+    assert_eq!((a.time, a.end), (Timestamp(20), Timestamp(19 * 70 + 20)));
+    let d: serde_json::Value = serde_json::from_str(&a.details).expect("json");
+    assert_eq!(d["probe"], "ack");
+    // Ordinary streams' ACKs and their RST+ACK closes are no scan.
+    let mut r = Run::new(&IdsConfig::default());
+    for p in 0..30u16 {
+        let t = i64::from(p) * 70;
+        r.feed(
+            t,
+            &frame(ip(ATTACKER), ip(VICTIM), 6, &tcp(40000 + p, 443, 0x10)),
+        );
+        r.feed(
+            t + 9,
+            &frame(ip(VICTIM), ip(ATTACKER), 6, &tcp(443, 40000 + p, 0x14)),
+        );
+    }
+    assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+}
+
+/// masscan-style UDP to many ports that never answer, and a UDP host
+/// sweep: both judged once the answer grace passed.
+#[test]
+fn unanswered_udp_scan_and_sweep() {
+    let mut r = Run::new(&IdsConfig::default());
+    for p in 0..40u16 {
+        r.feed(
+            i64::from(p) * 1_000,
+            &frame(ip(ATTACKER), ip(VICTIM), 17, &udp(61000, 1000 + p, b"")),
+        );
+        r.feed(
+            500_000 + i64::from(p) * 1_000,
+            &frame(
+                ip(ATTACKER),
+                ip(0x0a05_0000 + u32::from(p)),
+                17,
+                &udp(61001, 40125, b""),
+            ),
+        );
+    }
+    assert!(r.kinds().is_empty());
+    r.feed(
+        1_600_000,
+        &frame(ip(VICTIM), ip(0x0a09_0001), 6, &tcp(80, 999, 0x10)),
+    );
+    assert_eq!(r.kinds(), vec!["port_scan", "udp_sweep"]);
+    let scan = &r.out[0];
+    assert_eq!(
+        (scan.src_addr, scan.dst_addr),
+        (Some(ip(ATTACKER).into()), Some(ip(VICTIM).into()))
+    );
+    assert_eq!(scan.protocol, 17);
+    assert_eq!(scan.time, Timestamp(0));
+    let sweep = &r.out[1];
+    assert_eq!(
+        (sweep.src_addr, sweep.dst_port),
+        (Some(ip(ATTACKER).into()), Some(40125))
+    );
+    assert_eq!(sweep.time, Timestamp(500_000));
+}
+
+/// Two media gateways with 40 RTP streams on distinct ports, answered
+/// both ways, and a client whose DNS queries to 30 resolvers are all
+/// answered: no scan, no sweep.
+#[test]
+fn answered_udp_is_no_scan_or_sweep() {
+    let mut r = Run::new(&IdsConfig::default());
+    let (a, b) = (ip(0x0a00_0010), ip(0x0a00_0020));
+    for p in 0..40u16 {
+        for k in 0..5i64 {
+            let t = i64::from(p) * 50_000 + k * 20_000;
+            r.feed(
+                t,
+                &frame(a, b, 17, &udp(20000 + 2 * p, 30000 + 2 * p, &[0x80; 32])),
+            );
+            r.feed(
+                t + 5_000,
+                &frame(b, a, 17, &udp(30000 + 2 * p, 20000 + 2 * p, &[0x80; 32])),
+            );
+        }
+        let resolver = ip(0x0b00_0000 + u32::from(p));
+        let q = dns(p, false, 0, "www.example.com");
+        r.feed(
+            i64::from(p) * 50_000,
+            &frame(a, resolver, 17, &udp(33000 + p, 53, &q)),
+        );
+        let ans = dns(p, true, 0, "www.example.com");
+        r.feed(
+            i64::from(p) * 50_000 + 30_000,
+            &frame(resolver, a, 17, &udp(53, 33000 + p, &ans)),
+        );
+    }
+    r.feed(5_000_000, &frame(b, a, 6, &tcp(80, 999, 0x10)));
+    assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+}
+
+/// One source's SYN-ping sweep of a /24 is a sweep, not a VNet-wide SYN
+/// flood (which needs many sources).
+#[test]
+fn one_source_syn_sweep_is_no_flood() {
+    let mut r = Run::new(&IdsConfig::default());
+    for h in 0..256u32 {
+        r.feed(
+            i64::from(h) * 7_200,
+            &frame(ip(ATTACKER), ip(0x0a0a_0000 + h), 6, &tcp(40000, 80, 0x02)),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["host_sweep"]);
+}
+
+/// SYN-ACKs from many reflectors to one victim that sent no SYNs.
+#[test]
+fn syn_ack_reflection_names_the_victim() {
+    let mut r = Run::new(&IdsConfig::default());
+    for i in 0..2_000u32 {
+        let reflector = ip(0x2000_0000 + i * 7);
+        r.feed(
+            1_000_000 + i64::from(i) * 20,
+            &frame(reflector, ip(VICTIM), 6, &tcp(80, 1024 + i as u16, 0x12)),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["syn_ack_reflection"]);
+    let a = &r.out[0];
+    assert_eq!((a.src_addr, a.dst_addr), (None, Some(ip(VICTIM).into())));
+    assert_eq!(a.time, Timestamp(1_000_000));
+    // A busy client's own connections are answered SYN-ACKs: no alert.
+    let mut r = Run::new(&IdsConfig::default());
+    for i in 0..2_000u32 {
+        let server = ip(0x2000_0000 + i * 7);
+        r.feed(
+            i64::from(i) * 20,
+            &frame(ip(VICTIM), server, 6, &tcp(1024 + i as u16, 443, 0x02)),
+        );
+        r.feed(
+            i64::from(i) * 20 + 10,
+            &frame(server, ip(VICTIM), 6, &tcp(443, 1024 + i as u16, 0x12)),
+        );
+    }
+    assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+}
+
+/// The SNMP burst: 4,373 responses in 23 ms (186 kpps) from many
+/// reflectors to one victim; far below 20,000 packets in a second, caught
+/// by the sub-second rate. A client's own DNS answers are no attack.
+#[test]
+fn short_amplification_burst_is_caught_with_service_and_factor() {
+    let mut r = Run::new(&IdsConfig::default());
+    let body = vec![0x30u8; 1_200];
+    for i in 0..4_373u32 {
+        let reflector = ip(0x3000_0000 + (i % 700) * 13);
+        r.feed(
+            1_000_000 + i64::from(i) * 23_000 / 4_373,
+            &frame(reflector, ip(VICTIM), 17, &udp(161, 40000, &body)),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["amplification"]);
+    let a = &r.out[0];
+    assert_eq!(a.dst_addr, Some(ip(VICTIM).into()));
+    assert_eq!(a.time, Timestamp(1_000_000));
+    assert!(a.end.micros_since(a.time) < 23_000);
+    let d: serde_json::Value = serde_json::from_str(&a.details).expect("json");
+    assert_eq!(d["service"], "snmp");
+    assert_eq!(d["factor_basis"], "nominal_request");
+    assert_eq!(
+        d["amplification_factor"], 20.0,
+        "1,200 bytes per 60-byte GetBulk"
+    );
+    assert!(d["rate_pps_est"].as_f64().expect("rate") >= 5_000.0);
+    // The same responses to a host that asked for them.
+    let mut r = Run::new(&IdsConfig::default());
+    for i in 0..4_373u32 {
+        let resolver = ip(0x3000_0000 + (i % 700) * 13);
+        let t = 1_000_000 + i64::from(i) * 23_000 / 4_373;
+        r.feed(
+            t,
+            &frame(
+                ip(VICTIM),
+                resolver,
+                17,
+                &udp(40000 + (i % 1000) as u16, 53, b"query"),
+            ),
+        );
+        r.feed(
+            t + 1,
+            &frame(
+                resolver,
+                ip(VICTIM),
+                17,
+                &udp(53, 40000 + (i % 1000) as u16, &body),
+            ),
+        );
+    }
+    assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+}
+
+fn arp(op: u16, mac: [u8; 6], from: u32, to_mac: [u8; 6], to: u32) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
+    f.extend_from_slice(&op.to_be_bytes());
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&from.to_be_bytes());
+    f.extend_from_slice(&to_mac);
+    f.extend_from_slice(&to.to_be_bytes());
+    f
+}
+
+/// One MAC asking for a /24, nobody answering; a router whose questions
+/// are answered is no sweep.
+#[test]
+fn arp_sweep_names_the_asker() {
+    let mut r = Run::new(&IdsConfig::default());
+    let scanner = [2, 0, 0, 0, 0, 0x99];
+    for h in 1..=254u32 {
+        r.feed(
+            i64::from(h) * 10_000,
+            &arp(1, scanner, ATTACKER, [0; 6], 0x0a00_0000 + h),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["arp_sweep"]);
+    let a = &r.out[0];
+    assert_eq!(a.src_addr, Some(ip(ATTACKER).into()));
+    assert_eq!(a.time, Timestamp(10_000));
+    let d: serde_json::Value = serde_json::from_str(&a.details).expect("json");
+    assert_eq!(d["mac"], "02:00:00:00:00:99");
+    let mut r = Run::new(&IdsConfig::default());
+    let router = [2, 0, 0, 0, 0, 1];
+    for h in 1..=254u32 {
+        let host_mac = [2, 1, 0, 0, 0, h as u8];
+        r.feed(
+            i64::from(h) * 10_000,
+            &arp(1, router, 0x0a00_0001, [0; 6], 0x0a00_0000 + h),
+        );
+        r.feed(
+            i64::from(h) * 10_000 + 300,
+            &arp(2, host_mac, 0x0a00_0000 + h, router, 0x0a00_0001),
+        );
+    }
+    assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+}
+
+/// A flooder's victim replying to the flood is no second victim.
+#[test]
+fn echo_replies_to_the_flooder_name_no_victim() {
+    let mut r = Run::new(&IdsConfig::default());
+    for i in 0..6_000u32 {
+        let t = i64::from(i) * 100;
+        r.feed(
+            t,
+            &frame(ip(ATTACKER), ip(VICTIM), 1, &[8, 0, 0, 0, 0, 1, 0, 1]),
+        );
+        r.feed(
+            t + 50,
+            &frame(ip(VICTIM), ip(ATTACKER), 1, &[0, 0, 0, 0, 0, 1, 0, 1]),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["icmp_flood"]);
+    assert_eq!(r.out[0].dst_addr, Some(ip(VICTIM).into()));
+}
+
+/// Real long names are no tunnel; many distinct encoded names of one
+/// domain from one client are, even when each is short.
+#[test]
+fn dns_tunnels_judged_below_the_registered_domain() {
+    let mut r = Run::new(&IdsConfig::default());
+    let resolver = ip(0x0a00_0035);
+    let q = dns(1, false, 0, "txtpadding_323.n1.netalyzr.icsi.berkeley.edu");
+    r.feed(0, &frame(ip(VICTIM), resolver, 17, &udp(33000, 53, &q)));
+    for i in 0..50u16 {
+        let name = format!("r{i}.sn-4g5e6nez.googlevideo.com");
+        r.feed(
+            10 + i64::from(i),
+            &frame(
+                ip(VICTIM),
+                resolver,
+                17,
+                &udp(33001 + i, 53, &dns(i, false, 0, &name)),
+            ),
+        );
+    }
+    assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+    for i in 0..150u32 {
+        let name = format!(
+            "{:08x}{:08x}.t.example.org",
+            i.wrapping_mul(2_654_435_761),
+            i
+        );
+        r.feed(
+            1_000 + i64::from(i) * 100,
+            &frame(
+                ip(ATTACKER),
+                resolver,
+                17,
+                &udp(40000 + i as u16, 53, &dns(i as u16, false, 0, &name)),
+            ),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["dns_tunnel"]);
+    let a = &r.out[0];
+    assert_eq!(a.src_addr, Some(ip(ATTACKER).into()));
+    let d: serde_json::Value = serde_json::from_str(&a.details).expect("json");
+    assert_eq!(d["reason"], "unique subdomains");
+    assert_eq!(d["domain"], "example.org");
 }
 
 #[test]
@@ -388,6 +720,65 @@ fn ten_million_spoofed_sources_stay_within_the_caps() {
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
+
+    /// One packet of arbitrary traffic: addresses from a small space (so
+    /// that keys repeat and answers meet probes) or a large one (so that
+    /// tables fill), any protocol, flags, ports, ICMP type and size.
+    fn packet() -> impl Strategy<Value = (u32, u32, u8, u8, u16, u16, usize, i64)> {
+        (
+            prop_oneof![0u32..64, any::<u32>()],
+            prop_oneof![0u32..64, any::<u32>()],
+            prop_oneof![Just(1u8), Just(6u8), Just(17u8), Just(0u8)],
+            any::<u8>(),
+            prop_oneof![Just(53u16), Just(161u16), Just(123u16), any::<u16>()],
+            prop_oneof![Just(53u16), Just(80u16), any::<u16>()],
+            0usize..200,
+            0i64..3_000_000,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary traffic (TCP with any flags, UDP to and from the
+        /// amplifying ports and DNS, ICMP of any type, ARP) keeps every
+        /// detector table at its cap.
+        #[test]
+        fn arbitrary_traffic_keeps_every_table_at_its_cap(
+            pkts in proptest::collection::vec(packet(), 1..600),
+        ) {
+            let cap = 16usize;
+            let mut r = Run::new(&IdsConfig { max_tracked: cap, ..IdsConfig::default() });
+            let mut t = 0i64;
+            for (src, dst, proto, x, sp, dp, len, dt) in pkts {
+                t += dt / 100;
+                let body = vec![x; len];
+                let f = match proto {
+                    6 => frame(ip(src), ip(dst), 6, &tcp(sp, dp, x)),
+                    17 => {
+                        let payload = if sp == 53 || dp == 53 {
+                            dns(sp, x & 1 == 1, x & 0x0f, &format!("{:x}{len}.t{}.example.com", src ^ dst, x % 4))
+                        } else {
+                            body
+                        };
+                        frame(ip(src), ip(dst), 17, &udp(sp, dp, &payload))
+                    }
+                    1 => {
+                        let mut m = vec![x % 16, 3, 0, 0, 0, 1, 0, 1];
+                        m.extend_from_slice(&frame(ip(dst), ip(src), 17, &udp(dp, sp, b""))[14..]);
+                        frame(ip(src), ip(dst), 1, &m)
+                    }
+                    _ => arp(u16::from(x % 3), [2, 0, 0, 0, (src >> 8) as u8, src as u8], src, [0; 6], dst),
+                };
+                r.feed(t, &f);
+            }
+            for (det, keys, _) in r.ids.state() {
+                // Flood and DNS hold two tables each (+ one entry per VNet):
+                // each table holds its cap plus the key being inserted.
+                prop_assert!(keys <= 2 * (cap + 1) + 1, "{}: {}", det, keys);
+            }
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2048))]

@@ -24,6 +24,10 @@ pub(super) fn validate_ids(c: &IdsConfig) -> Result<IdsConfig, ConfigError> {
         ("ids.icmp_rate", c.icmp_rate),
         ("ids.dns_window_secs", c.dns_window_secs),
         ("ids.nxdomain_per_client", c.nxdomain_per_client),
+        ("ids.flood_slice_ms", c.flood_slice_ms),
+        ("ids.syn_ack_rate", c.syn_ack_rate),
+        ("ids.amp_rate", c.amp_rate),
+        ("ids.dns_unique_subdomains", c.dns_unique_subdomains),
     ] {
         if v == 0 {
             return Err(invalid(key, "must be at least 1"));
