@@ -95,7 +95,7 @@ for _ in range(n):
 print(statistics.median(walls))
 PY
 }
-peak_rss_mb() { # peak resident memory of one run of a command, in MB
+peak_rss_mb() { # peak resident memory of one run of a command, in MiB
   python3 - "$@" <<'PY'
 import resource, subprocess, sys
 subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
@@ -192,5 +192,5 @@ for name, t in (("tcpdump -w /dev/null", vtcpdump), ("tshark -z rtp,streams", vt
     print(f"  {name:26s} {t:8.2f} s  {vn / t:14,.0f} packets/s")
 print(f"  1 worker / tcpdump floor:   {vtcpdump / vmoni1:.2f}x  (goal >= 0.8x)")
 print(f"  1 worker / tshark:          {vtshark / vmoni1:.1f}x  (goal >= 40x)")
-print(f"1,000,000 spoofed SYN sources, default cap, 1 worker: peak RSS {rss_syn:.0f} MB (goal <= 200 MB)")
+print(f"1,000,000 spoofed SYN sources, default cap, 1 worker: peak RSS {rss_syn:.0f} MiB (goal <= 200 MB)")
 PY
