@@ -324,6 +324,13 @@ impl Engine {
         self.flows.reconfigure(flows);
     }
 
+    /// Ends the input for up to `max` open flows (they become records);
+    /// tells whether none is left. Taking the records between calls keeps
+    /// a full table's records from all waiting in memory at once.
+    pub fn finish_flows_part(&mut self, max: usize) -> bool {
+        self.flows.flush_some(&mut self.flow_out, max)
+    }
+
     /// Ends the input: every open flow and bin becomes a record.
     pub fn finish(&mut self) {
         self.flows.flush(&mut self.flow_out);

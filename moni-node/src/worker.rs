@@ -203,6 +203,11 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
             send_records(&mut engine, &vnets, &ctx, &mut state, true);
         }
     }
+    // A full flow table leaves in batches: a million records built at once
+    // would double the probe's peak memory.
+    while !engine.finish_flows_part(FLOW_BATCH) {
+        send_records(&mut engine, &vnets, &ctx, &mut state, false);
+    }
     engine.finish();
     state
         .drops

@@ -1,34 +1,45 @@
 //! The flow table: capped, expired on packet time.
 //!
-//! Flows live in a slab of slots with a hash map from [`FlowKey`] to slot.
+//! Flows live in a slab of 128-byte, line-aligned slots (key, flags and
+//! id in the first cache line; counters and times in the second) with an
+//! index of 8-byte entries (32 bits of the key's hash, then the slot) in a
+//! swiss table: a lookup reads the index's control bytes, one entry, and
+//! the slot it then updates, and the index grows without reading slots.
+//! Slots, index and expiry queue are reserved for `max_flows` up front, so
+//! nothing rehashes or reallocates mid-run; a live flow costs about 150
+//! bytes (slot, index entry at half load, queue entry).
+//!
 //! Expiry order comes from a lazy second-chance queue rather than a linked
 //! LRU list, because relinking on every packet costs two cache misses on
 //! random neighbours: each live flow has one queue entry holding the time it
-//! was queued; a packet only updates its flow's `last_seen`. When an entry
+//! was queued; a packet only updates its flow's counters. When an entry
 //! reaches the front and its flow was seen since it was queued, it is
-//! queued again with its `last_seen`. So:
+//! queued again with its last time. So:
 //!
 //! - idle expiry pops from the front while the front was queued at least
 //!   the idle timeout ago (amortised O(1) per packet), exporting the flows
 //!   really idle. Re-queued entries make the queue only roughly ordered, so
 //!   a flow may be exported up to one idle timeout late; a packet arriving
 //!   for a flow idle that long still opens a new record;
-//! - a full table evicts the first flow at the front not seen since it was
-//!   queued: the least recently seen flow, up to the re-queueing order
-//!   (counted, and exported with end reason `evicted`, so nothing is lost),
-//!   which bounds memory under a SYN flood of spoofed sources;
+//! - a full table evicts in O(1) with a clock over the slots (see
+//!   `evict_one`): a flow not seen since the hand last passed, so one-packet
+//!   flows (a SYN flood of spoofed sources) go first. Evictions are counted
+//!   and exported with end reason `evicted`, so nothing is lost, and memory
+//!   stays bounded under the flood;
 //! - the active timeout is checked when a flow's packet arrives: the old
 //!   record is exported and the packet opens a new one;
 //! - a TCP flow that saw FIN in both directions or a RST is exported after
 //!   a short linger (to keep the last ACK in it), or at once when a new SYN
 //!   reuses its ports.
 //!
-//! The hash map uses a randomly seeded hasher: flow keys are chosen by
+//! The index uses a randomly seeded hasher: flow keys are chosen by
 //! whoever sends packets.
 
 use std::collections::VecDeque;
 
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{HashMap, HashTable};
 
 use super::fragments::FragmentTracker;
 use super::key::{Endpoint, FlowKey};
@@ -48,7 +59,8 @@ pub struct FlowConfig {
     /// Time kept after a TCP close (FIN both ways, or RST) so the final ACK
     /// lands in the same record. Default 2 s.
     pub tcp_end_linger_secs: u64,
-    /// Hard cap on live flows; the least recently seen is evicted beyond it.
+    /// Hard cap on live flows; beyond it a flow not seen recently is
+    /// evicted (a clock: see the module doc).
     /// Default 1,000,000.
     pub max_flows: usize,
     /// How many fragmented datagrams' ports are remembered. Default 65,536.
@@ -80,6 +92,9 @@ pub struct FlowStats {
     pub fragments_unmatched: u64,
     /// Fragmented datagrams forgotten because the fragment tracker was full.
     pub fragments_evicted: u64,
+    /// Slots the eviction clock looked at, over all evictions: at most
+    /// [`CLOCK_SECOND_CHANCES`] + 1 per eviction at the cap.
+    pub eviction_slots_inspected: u64,
 }
 
 impl FlowStats {
@@ -148,49 +163,193 @@ fn flow_id(key: &FlowKey, start: Timestamp) -> u64 {
 /// 51 bits, as Suricata's `FlowGetId`.
 const FLOW_ID_MASK: u64 = (1 << 51) - 1;
 
-/// TCP handshake progress bits of [`FlowState::handshake`].
+/// TCP handshake progress bits of [`Slot::handshake`].
 const SYN_SEEN: u8 = 1;
 const SYN_ACK_SEEN: u8 = 2;
 const ESTABLISHED: u8 = 4;
 
+/// Bits of [`Slot::bits`].
+const OCCUPIED: u8 = 1;
+const INITIATOR_IS_LO: u8 = 2;
+const FIN_FWD: u8 = 4;
+const FIN_REV: u8 = 8;
+const CLOSED: u8 = 16;
+/// Set by every packet after a flow's first, cleared when the eviction
+/// clock passes: the clock's second chance.
+const REFERENCED: u8 = 32;
+const HAS_VLAN: u8 = 64;
+
 /// Largest slot index; the flow cap is clamped below it.
 const MAX_SLOTS: usize = u32::MAX as usize - 1;
 
-/// Laid out in order (128 bytes, two cache lines): what every packet of
-/// the flow reads or writes first, the rarely used fields last.
-#[derive(Debug)]
+/// The table reserves room for this many flows up front at most (virtual
+/// memory: pages are touched only as flows arrive). A larger cap grows past
+/// it the usual way.
+const PRESIZE_MAX: usize = 1 << 22;
+
+/// How many recently seen flows the eviction clock passes over (clearing
+/// their mark) before it evicts the flow under its hand regardless: the
+/// bound on the slots one eviction inspects.
+pub const CLOCK_SECOND_CHANCES: u32 = 8;
+
+/// The flow key as the table stores it: 44 bytes with 4-byte alignment,
+/// so a slot's first cache line holds the key and the fields every packet
+/// reads (a [`FlowKey`] is 56 bytes with its padding).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
-struct FlowState {
-    id: u64,
-    start: Timestamp,
-    last_seen: Timestamp,
-    fwd: DirectionStats,
-    rev: DirectionStats,
-    fragments: u64,
-    vlan_id: Option<u16>,
-    initiator_is_lo: bool,
-    handshake: u8,
-    fin_fwd: bool,
-    fin_rev: bool,
-    closed: bool,
+struct PackedKey {
+    /// `lo` then `hi` address, each as four big-endian-ordered words.
+    addrs: [u32; 8],
+    /// `lo` port in the high half, `hi` port in the low half.
+    ports: u32,
+    segment: u32,
+    vnet: u16,
+    protocol: u8,
+    v6: u8,
 }
 
-/// A table with tens of thousands of flows lives in L3 or memory, so the
-/// cache lines a packet touches are its cost: the state comes first and
-/// the slot is line-aligned, so a packet's update touches the state's two
-/// lines and never the key (the map has its own copy).
+impl PackedKey {
+    #[inline]
+    fn new(k: &FlowKey) -> PackedKey {
+        let w = |x: u64| [(x >> 32) as u32, x as u32];
+        let [a0, a1] = w(k.lo.addr_hi);
+        let [a2, a3] = w(k.lo.addr_lo);
+        let [a4, a5] = w(k.hi.addr_hi);
+        let [a6, a7] = w(k.hi.addr_lo);
+        PackedKey {
+            addrs: [a0, a1, a2, a3, a4, a5, a6, a7],
+            ports: u32::from(k.lo.port) << 16 | u32::from(k.hi.port),
+            segment: k.segment,
+            vnet: k.vnet.0,
+            protocol: k.protocol,
+            v6: u8::from(k.v6),
+        }
+    }
+
+    fn word(&self, i: usize) -> u64 {
+        u64::from(self.addrs[2 * i]) << 32 | u64::from(self.addrs[2 * i + 1])
+    }
+
+    fn lo(&self) -> Endpoint {
+        Endpoint {
+            addr_hi: self.word(0),
+            addr_lo: self.word(1),
+            port: (self.ports >> 16) as u16,
+        }
+    }
+
+    fn hi(&self) -> Endpoint {
+        Endpoint {
+            addr_hi: self.word(2),
+            addr_lo: self.word(3),
+            port: self.ports as u16,
+        }
+    }
+}
+
+impl std::hash::Hash for PackedKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        for i in 0..4 {
+            h.write_u64(self.word(i));
+        }
+        h.write_u64(u64::from(self.ports) << 32 | u64::from(self.segment));
+        h.write_u64(
+            u64::from(self.vnet) << 16 | u64::from(self.protocol) << 8 | u64::from(self.v6),
+        );
+    }
+}
+
+/// One direction's counters and times (µs since the epoch).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct Dir {
+    packets: u64,
+    bytes: u64,
+    first: i64,
+    last: i64,
+}
+
+impl Dir {
+    #[inline]
+    fn add(&mut self, ts: i64, wire_len: u32) {
+        if self.packets == 0 {
+            self.first = ts;
+            self.last = ts;
+        } else {
+            self.first = self.first.min(ts);
+            self.last = self.last.max(ts);
+        }
+        self.packets += 1;
+        self.bytes += u64::from(wire_len);
+    }
+}
+
+/// One flow in two cache lines (the slot is line-aligned): the first holds
+/// the key a lookup compares and the flags, id and handshake every packet
+/// reads; the second the counters and times every packet updates. A packet
+/// of a known flow touches the index's control bytes, its 8-byte index
+/// entry and these two lines (adjacent, which the hardware fetches
+/// together). What few flows have (tunnel layers, fragment counts) lives
+/// in side maps so the others pay nothing.
+///
+/// The flow's start is its forward direction's first time: the first
+/// packet is forward by definition.
 #[derive(Debug)]
 #[repr(C, align(64))]
 struct Slot {
-    state: FlowState,
-    key: FlowKey,
+    key: PackedKey,
     generation: u32,
-    occupied: bool,
+    bits: u8,
+    handshake: u8,
+    tcp_flags_fwd: u8,
+    tcp_flags_rev: u8,
+    vlan_id: u16,
+    id: u64,
+    fwd: Dir,
+    rev: Dir,
 }
+
+impl Slot {
+    #[inline]
+    fn last_seen(&self) -> Timestamp {
+        Timestamp(if self.rev.packets == 0 {
+            self.fwd.last
+        } else {
+            self.fwd.last.max(self.rev.last)
+        })
+    }
+
+    #[inline]
+    fn start(&self) -> Timestamp {
+        Timestamp(self.fwd.first)
+    }
+
+    #[inline]
+    fn live(&self) -> bool {
+        self.bits & OCCUPIED != 0
+    }
+
+    #[inline]
+    fn closed(&self) -> bool {
+        self.bits & CLOSED != 0
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<PackedKey>() == 44);
+const _: () = assert!(std::mem::size_of::<Slot>() == 128);
 
 /// A queue entry: when it was queued, the slot, and the slot's generation
 /// (an entry whose generation no longer matches is stale and skipped).
 type Entry = (Timestamp, u32, u32);
+
+/// The hashbrown hash of an index entry's 32 stored hash bits: the top 7
+/// bits (hashbrown's tag) and the low bits (its bucket) both come from
+/// them, so the index rehashes without reading a slot.
+#[inline]
+fn spread(h: u32) -> u64 {
+    u64::from(h) << 32 | u64::from(h)
+}
 
 /// The flow table. Feed it packets in capture order with [`FlowTable::observe`];
 /// finished flows are appended to the caller's output vector.
@@ -200,9 +359,13 @@ pub struct FlowTable {
     idle_us: i64,
     active_us: i64,
     linger_us: i64,
-    map: HashMap<FlowKey, u32, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
+    /// Live flows: the high 32 bits of the key's hash, then the slot index.
+    index: HashTable<u64>,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// The eviction clock's hand: the next slot it inspects.
+    hand: usize,
     queue: VecDeque<Entry>,
     closing: VecDeque<Entry>,
     fragments: FragmentTracker,
@@ -213,12 +376,11 @@ pub struct FlowTable {
     /// Kept aside so untunnelled flows pay nothing; at most one entry per
     /// live flow, so bounded by `max_flows`.
     tunnels: HashMap<u32, Tunnels, foldhash::fast::RandomState>,
+    /// IP fragments counted per flow, by slot (fragmented flows are few).
+    fragment_counts: HashMap<u32, u64, foldhash::fast::RandomState>,
     /// The newest time [`FlowTable::advance`] was given.
     newest: Timestamp,
 }
-
-const _: () = assert!(std::mem::size_of::<FlowState>() == 128);
-const _: () = assert!(std::mem::size_of::<Slot>() == 192);
 
 fn secs_to_us(secs: u64) -> i64 {
     i64::try_from(secs)
@@ -227,23 +389,30 @@ fn secs_to_us(secs: u64) -> i64 {
 }
 
 impl FlowTable {
+    /// A table with room reserved for `max_flows` flows (up to 4 M), so
+    /// nothing reallocates or rehashes while it fills.
     pub fn new(config: FlowConfig) -> Self {
+        let max_flows = config.max_flows.clamp(1, MAX_SLOTS);
+        let presize = max_flows.min(PRESIZE_MAX);
         FlowTable {
             idle_us: secs_to_us(config.idle_timeout_secs),
             active_us: secs_to_us(config.active_timeout_secs),
             linger_us: secs_to_us(config.tcp_end_linger_secs),
-            map: HashMap::default(),
-            slots: Vec::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            index: HashTable::with_capacity(presize),
+            slots: Vec::with_capacity(presize),
             free: Vec::new(),
-            queue: VecDeque::new(),
+            hand: 0,
+            queue: VecDeque::with_capacity(presize),
             closing: VecDeque::new(),
             fragments: FragmentTracker::new(config.max_fragmented_datagrams),
             stats: FlowStats::default(),
             active_by_vnet: Vec::new(),
             tunnels: HashMap::default(),
+            fragment_counts: HashMap::default(),
             newest: Timestamp(i64::MIN),
             config: FlowConfig {
-                max_flows: config.max_flows.clamp(1, MAX_SLOTS),
+                max_flows,
                 ..config
             },
         }
@@ -274,17 +443,33 @@ impl FlowTable {
 
     /// Number of live flows.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.index.is_empty()
     }
 
     /// Live flows per VNet, indexed by [`VnetId`] (shorter than the VNet
     /// map when the last VNets have never had a flow).
     pub fn active_by_vnet(&self) -> &[u64] {
         &self.active_by_vnet
+    }
+
+    #[inline]
+    fn hash(&self, k: &PackedKey) -> u32 {
+        (self.hasher.hash_one(k) >> 32) as u32
+    }
+
+    /// The slot of the live flow with key `k` (hash `h`).
+    #[inline]
+    fn find(&self, h: u32, k: &PackedKey) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(spread(h), |&e| {
+                (e >> 32) as u32 == h && slots.get(e as u32 as usize).is_some_and(|s| s.key == *k)
+            })
+            .map(|&e| e as u32)
     }
 
     /// Counts one decoded packet and tells its flow. Packets without an IP
@@ -335,77 +520,76 @@ impl FlowTable {
             Endpoint::new(ip.dst, dst_port),
         );
         key.segment = d.tunnels.segment();
+        let packed = PackedKey::new(&key);
+        let h = self.hash(&packed);
 
-        let idx = match self.map.get(&key) {
-            Some(&idx) => {
-                let st = &self.slots[idx as usize].state;
+        let idx = match self.find(h, &packed) {
+            Some(idx) => {
+                let st = &self.slots[idx as usize];
                 let new_syn = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-                if st.closed && new_syn {
+                if st.closed() && new_syn {
                     self.export(idx, EndReason::TcpEnd, out);
-                    self.insert(key, src_is_lo, pkt, &d.tunnels, out)
-                } else if pkt.ts.micros_since(st.last_seen) >= self.idle_us {
+                    self.insert(&key, packed, h, src_is_lo, pkt, &d.tunnels, out)
+                } else if pkt.ts.micros_since(st.last_seen()) >= self.idle_us {
                     // Idle already, though its queue entry is not due yet.
                     self.export(idx, EndReason::Idle, out);
-                    self.insert(key, src_is_lo, pkt, &d.tunnels, out)
-                } else if pkt.ts.micros_since(st.start) >= self.active_us {
+                    self.insert(&key, packed, h, src_is_lo, pkt, &d.tunnels, out)
+                } else if pkt.ts.micros_since(st.start()) >= self.active_us {
                     self.export(idx, EndReason::Active, out);
-                    self.insert(key, src_is_lo, pkt, &d.tunnels, out)
+                    self.insert(&key, packed, h, src_is_lo, pkt, &d.tunnels, out)
                 } else {
+                    self.slots[idx as usize].bits |= REFERENCED;
                     idx
                 }
             }
-            None => self.insert(key, src_is_lo, pkt, &d.tunnels, out),
+            None => self.insert(&key, packed, h, src_is_lo, pkt, &d.tunnels, out),
         };
 
-        let slot = &mut self.slots[idx as usize];
-        let st = &mut slot.state;
-        let forward = src_is_lo == st.initiator_is_lo;
-        if forward {
-            st.fwd.add(pkt.ts, pkt.wire_len, flags);
-        } else {
-            st.rev.add(pkt.ts, pkt.wire_len, flags);
-        }
-        st.last_seen = st.last_seen.max(pkt.ts);
         if is_fragment {
-            st.fragments += 1;
+            *self.fragment_counts.entry(idx).or_default() += 1;
+        }
+        let slot = &mut self.slots[idx as usize];
+        let forward = src_is_lo == (slot.bits & INITIATOR_IS_LO != 0);
+        if forward {
+            slot.fwd.add(pkt.ts.0, pkt.wire_len);
+            slot.tcp_flags_fwd |= flags;
+        } else {
+            slot.rev.add(pkt.ts.0, pkt.wire_len);
+            slot.tcp_flags_rev |= flags;
         }
         if ip.protocol == 6 {
             let syn_ack = flags & (tcp_flags::SYN | tcp_flags::ACK);
-            st.handshake |= match (forward, syn_ack) {
+            slot.handshake |= match (forward, syn_ack) {
                 (true, tcp_flags::SYN) => SYN_SEEN,
                 (false, s)
-                    if s == tcp_flags::SYN | tcp_flags::ACK && st.handshake & SYN_SEEN != 0 =>
+                    if s == tcp_flags::SYN | tcp_flags::ACK && slot.handshake & SYN_SEEN != 0 =>
                 {
                     SYN_ACK_SEEN
                 }
-                (true, tcp_flags::ACK) if st.handshake & SYN_ACK_SEEN != 0 => ESTABLISHED,
+                (true, tcp_flags::ACK) if slot.handshake & SYN_ACK_SEEN != 0 => ESTABLISHED,
                 _ => 0,
             };
-        } else if st.rev.packets > 0 {
-            st.handshake |= ESTABLISHED;
+        } else if slot.rev.packets > 0 {
+            slot.handshake |= ESTABLISHED;
         }
         let seen = PacketFlow {
-            id: st.id,
+            id: slot.id,
             to_server: forward,
-            established: st.handshake & ESTABLISHED != 0,
+            established: slot.handshake & ESTABLISHED != 0,
             counters: crate::record::FlowCounters {
-                pkts_toserver: st.fwd.packets,
-                pkts_toclient: st.rev.packets,
-                bytes_toserver: st.fwd.bytes,
-                bytes_toclient: st.rev.bytes,
-                start: st.start,
+                pkts_toserver: slot.fwd.packets,
+                pkts_toclient: slot.rev.packets,
+                bytes_toserver: slot.fwd.bytes,
+                bytes_toclient: slot.rev.bytes,
+                start: slot.start(),
             },
         };
-        if ip.protocol == 6 && !st.closed {
+        if ip.protocol == 6 && !slot.closed() {
             if flags & tcp_flags::FIN != 0 {
-                if forward {
-                    st.fin_fwd = true;
-                } else {
-                    st.fin_rev = true;
-                }
+                slot.bits |= if forward { FIN_FWD } else { FIN_REV };
             }
-            if flags & tcp_flags::RST != 0 || (st.fin_fwd && st.fin_rev) {
-                st.closed = true;
+            if flags & tcp_flags::RST != 0 || slot.bits & (FIN_FWD | FIN_REV) == FIN_FWD | FIN_REV {
+                slot.bits |= CLOSED;
                 let generation = slot.generation;
                 self.closing.push_back((pkt.ts, idx, generation));
             }
@@ -425,7 +609,7 @@ impl FlowTable {
             self.queue.pop_front();
             let Some((last, closed)) = self
                 .live(idx, generation)
-                .map(|st| (st.last_seen, st.closed))
+                .map(|st| (st.last_seen(), st.closed()))
             else {
                 continue;
             };
@@ -452,10 +636,10 @@ impl FlowTable {
             let Some(st) = self.live(idx, generation) else {
                 continue;
             };
-            if !st.closed {
+            if !st.closed() {
                 continue;
             }
-            let last = st.last_seen;
+            let last = st.last_seen();
             if now.micros_since(last) >= self.linger_us {
                 self.export(idx, EndReason::TcpEnd, out);
             } else {
@@ -470,54 +654,88 @@ impl FlowTable {
     /// it: the end reason must not depend on which other flows share the
     /// table), `end_of_input` otherwise.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
-        while let Some((_, idx, generation)) = self.queue.pop_front() {
+        while !self.flush_some(out, usize::MAX) {}
+    }
+
+    /// [`FlowTable::flush`] in parts: exports up to `max` flows and tells
+    /// whether the table is now empty. The caller writes each part before
+    /// asking for the next, so the records of a full table never all wait
+    /// in memory at once.
+    pub fn flush_some(&mut self, out: &mut Vec<FlowRecord>, max: usize) -> bool {
+        let mut n = 0;
+        while n < max {
+            let Some((_, idx, generation)) = self.queue.pop_front() else {
+                break;
+            };
             let Some(st) = self.live(idx, generation) else {
                 continue;
             };
-            let reason = if st.closed {
+            let reason = if st.closed() {
                 EndReason::TcpEnd
-            } else if self.newest.micros_since(st.last_seen) >= self.idle_us {
+            } else if self.newest.micros_since(st.last_seen()) >= self.idle_us {
                 EndReason::Idle
             } else {
                 EndReason::EndOfInput
             };
             self.export(idx, reason, out);
+            n += 1;
         }
-        self.closing.clear();
+        let done = self.queue.is_empty();
+        if done {
+            self.closing.clear();
+        }
+        done
     }
 
-    /// The state of the flow in `idx` if the slot still holds the flow of
-    /// `generation`.
-    fn live(&self, idx: u32, generation: u32) -> Option<&FlowState> {
+    /// The flow in `idx` if the slot still holds the flow of `generation`.
+    #[inline]
+    fn live(&self, idx: u32, generation: u32) -> Option<&Slot> {
         let slot = self.slots.get(idx as usize)?;
-        (slot.occupied && slot.generation == generation).then_some(&slot.state)
+        (slot.live() && slot.generation == generation).then_some(slot)
     }
 
-    /// Exports the least recently seen flow (see the module doc).
+    /// Exports one flow to make room, in O(1): a clock over the slots. The
+    /// hand passes over up to [`CLOCK_SECOND_CHANCES`] flows seen since it
+    /// last passed (clearing their mark) and evicts the first flow not seen
+    /// since, or the one under it after that many. A flow with one packet
+    /// (a spoofed SYN) is never marked, so a flood evicts its own flows
+    /// first. Every slot looked at is counted in
+    /// [`FlowStats::eviction_slots_inspected`].
     fn evict_one(&mut self, out: &mut Vec<FlowRecord>) {
-        while let Some((queued, idx, generation)) = self.queue.pop_front() {
-            let Some(last) = self.live(idx, generation).map(|st| st.last_seen) else {
+        let n = self.slots.len();
+        let mut passed = 0;
+        // Free slots exist at the cap only after the cap was lowered; the
+        // occupied ones number at least the cap, so the loop ends.
+        for _ in 0..2 * n + CLOCK_SECOND_CHANCES as usize + 1 {
+            let idx = self.hand;
+            self.hand = if idx + 1 >= n { 0 } else { idx + 1 };
+            self.stats.eviction_slots_inspected += 1;
+            let s = &mut self.slots[idx];
+            if !s.live() {
                 continue;
-            };
-            if last > queued {
-                self.queue.push_back((last, idx, generation));
-            } else {
-                self.export(idx, EndReason::Evicted, out);
-                return;
             }
+            if s.bits & REFERENCED != 0 && passed < CLOCK_SECOND_CHANCES {
+                s.bits &= !REFERENCED;
+                passed += 1;
+                continue;
+            }
+            self.export(idx as u32, EndReason::Evicted, out);
+            return;
         }
     }
 
     /// Drops stale entries once they outnumber live flows, so queues stay
-    /// proportional to the table even when flows end by TCP close or the
-    /// active timeout (which leave their entry behind).
+    /// proportional to the table even when flows end by TCP close, the
+    /// active timeout or eviction (which leave their entry behind).
+    /// Amortised O(1) per insert: it runs once per (live + 1024) stale
+    /// entries.
     fn compact_queues(&mut self) {
-        let limit = 2 * self.map.len() + 1024;
+        let limit = 2 * self.index.len() + 1024;
         let slots = &self.slots;
         let live = |&(_, idx, generation): &Entry| {
             slots
                 .get(idx as usize)
-                .is_some_and(|s| s.occupied && s.generation == generation)
+                .is_some_and(|s| s.live() && s.generation == generation)
         };
         if self.queue.len() > limit {
             self.queue.retain(live);
@@ -527,48 +745,54 @@ impl FlowTable {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // the parts of one packet's key, all at hand
     fn insert(
         &mut self,
-        key: FlowKey,
+        key: &FlowKey,
+        packed: PackedKey,
+        h: u32,
         src_is_lo: bool,
         pkt: FlowPacket,
         tunnels: &Tunnels,
         out: &mut Vec<FlowRecord>,
     ) -> u32 {
-        while self.map.len() >= self.config.max_flows && !self.map.is_empty() {
+        while self.index.len() >= self.config.max_flows && !self.index.is_empty() {
             self.evict_one(out);
         }
         self.compact_queues();
-        let state = FlowState {
-            id: flow_id(&key, pkt.ts),
-            initiator_is_lo: src_is_lo,
+        let mut bits = OCCUPIED;
+        if src_is_lo {
+            bits |= INITIATOR_IS_LO;
+        }
+        if pkt.vlan_id.is_some() {
+            bits |= HAS_VLAN;
+        }
+        let new_dir = Dir {
+            packets: 0,
+            bytes: 0,
+            first: pkt.ts.0,
+            last: pkt.ts.0,
+        };
+        let fresh = |generation| Slot {
+            key: packed,
+            generation,
+            bits,
             handshake: 0,
-            vlan_id: pkt.vlan_id,
-            start: pkt.ts,
-            last_seen: pkt.ts,
-            fwd: DirectionStats::default(),
-            rev: DirectionStats::default(),
-            fragments: 0,
-            fin_fwd: false,
-            fin_rev: false,
-            closed: false,
+            tcp_flags_fwd: 0,
+            tcp_flags_rev: 0,
+            vlan_id: pkt.vlan_id.unwrap_or(0),
+            id: flow_id(key, pkt.ts),
+            fwd: new_dir,
+            rev: Dir::default(),
         };
         let idx = match self.free.pop() {
             Some(idx) => {
                 let slot = &mut self.slots[idx as usize];
-                slot.key = key;
-                slot.state = state;
-                slot.generation = slot.generation.wrapping_add(1);
-                slot.occupied = true;
+                *slot = fresh(slot.generation.wrapping_add(1));
                 idx
             }
             None => {
-                self.slots.push(Slot {
-                    key,
-                    state,
-                    generation: 0,
-                    occupied: true,
-                });
+                self.slots.push(fresh(0));
                 (self.slots.len() - 1) as u32
             }
         };
@@ -577,22 +801,28 @@ impl FlowTable {
         }
         let generation = self.slots[idx as usize].generation;
         self.queue.push_back((pkt.ts, idx, generation));
-        self.map.insert(key, idx);
+        self.index
+            .insert_unique(spread(h), u64::from(h) << 32 | u64::from(idx), |&e| {
+                spread((e >> 32) as u32)
+            });
         let v = usize::from(key.vnet.0);
         if self.active_by_vnet.len() <= v {
             self.active_by_vnet.resize(v + 1, 0);
         }
         self.active_by_vnet[v] += 1;
         self.stats.created += 1;
-        self.stats.peak_active = self.stats.peak_active.max(self.map.len() as u64);
+        self.stats.peak_active = self.stats.peak_active.max(self.index.len() as u64);
         idx
     }
 
     fn export(&mut self, idx: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
+        let h = self.hash(&self.slots[idx as usize].key);
+        if let Ok(e) = self.index.find_entry(spread(h), |&e| e as u32 == idx) {
+            e.remove();
+        }
         let slot = &mut self.slots[idx as usize];
-        slot.occupied = false;
-        self.map.remove(&slot.key);
-        if let Some(n) = self.active_by_vnet.get_mut(usize::from(slot.key.vnet.0)) {
+        slot.bits &= !OCCUPIED;
+        if let Some(n) = self.active_by_vnet.get_mut(usize::from(slot.key.vnet)) {
             *n = n.saturating_sub(1);
         }
         self.free.push(idx);
@@ -605,24 +835,38 @@ impl FlowTable {
                 .map(|t| TunnelInfo::of(&t))
                 .unwrap_or_default()
         };
-        let (k, st) = (&slot.key, &slot.state);
-        let (src, dst) = if st.initiator_is_lo {
-            (k.lo, k.hi)
+        let fragments = if self.fragment_counts.is_empty() {
+            0
         } else {
-            (k.hi, k.lo)
+            self.fragment_counts.remove(&idx).unwrap_or(0)
         };
+        let (k, st) = (&slot.key, &*slot);
+        let (lo, hi) = (k.lo(), k.hi());
+        let (src, dst) = if st.bits & INITIATOR_IS_LO != 0 {
+            (lo, hi)
+        } else {
+            (hi, lo)
+        };
+        let dir = |d: &Dir, tcp_flags: u8| DirectionStats {
+            packets: d.packets,
+            bytes: d.bytes,
+            first: Timestamp(d.first),
+            last: Timestamp(d.last),
+            tcp_flags,
+        };
+        let v6 = k.v6 != 0;
         out.push(FlowRecord {
             flow_id: st.id,
-            vnet: k.vnet,
-            vlan_id: st.vlan_id,
-            src_addr: src.ip(k.v6),
-            dst_addr: dst.ip(k.v6),
+            vnet: VnetId(k.vnet),
+            vlan_id: (st.bits & HAS_VLAN != 0).then_some(st.vlan_id),
+            src_addr: src.ip(v6),
+            dst_addr: dst.ip(v6),
             src_port: src.port,
             dst_port: dst.port,
             protocol: k.protocol,
-            fwd: st.fwd,
-            rev: st.rev,
-            fragments: st.fragments,
+            fwd: dir(&st.fwd, st.tcp_flags_fwd),
+            rev: dir(&st.rev, st.tcp_flags_rev),
+            fragments,
             end_reason: reason,
             tunnel,
         });
@@ -830,6 +1074,121 @@ mod tests {
         t.flush(&mut out);
         let total: u64 = out.iter().map(|r| r.packets()).sum();
         assert_eq!(total, 10_000, "eviction loses no packet");
+    }
+
+    /// Issue 16: a table at its cap evicts without scanning. Every flow is
+    /// seen again before the flood (so each is marked recently seen, the
+    /// clock's worst case), then new flows arrive one per packet: each
+    /// insert evicts one flow and inspects at most
+    /// `CLOCK_SECOND_CHANCES + 1` slots, however large the table.
+    #[test]
+    fn eviction_at_the_cap_inspects_a_bounded_number_of_slots() {
+        for cap in [1_000u32, 20_000] {
+            let mut t = FlowTable::new(FlowConfig {
+                max_flows: cap as usize,
+                ..FlowConfig::default()
+            });
+            let mut out = Vec::new();
+            let src = |i: u32| [172, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+            for round in 0..2 {
+                for i in 0..cap {
+                    let ts = f64::from(round * cap + i) * 1e-5;
+                    feed(&mut t, ts, &tcp(src(i), 1234, S, 80, 0x10), &mut out);
+                }
+            }
+            assert_eq!(t.len(), cap as usize);
+            assert!(out.is_empty());
+            let mut worst = 0;
+            for i in 0..3 * cap {
+                let before = t.stats().eviction_slots_inspected;
+                let ts = 1.0 + f64::from(i) * 1e-5;
+                feed(&mut t, ts, &tcp(src(cap + i), 4321, S, 80, 0x02), &mut out);
+                worst = worst.max(t.stats().eviction_slots_inspected - before);
+            }
+            assert_eq!(t.len(), cap as usize);
+            assert_eq!(t.stats().evicted(), u64::from(3 * cap));
+            assert!(
+                worst <= u64::from(CLOCK_SECOND_CHANCES) + 1,
+                "cap {cap}: {worst} slots inspected by one insert"
+            );
+            // The flood's own one-packet flows go before the flows seen
+            // twice once the clock has cleared their marks: the old flows
+            // keep most of the table.
+            let old = out.iter().filter(|r| r.src_port == 1234).count();
+            let flood = out.len() - old;
+            assert!(flood > old, "flood {flood} evicted, old {old}");
+        }
+    }
+
+    /// A flow's packets, bytes, flags, times, VLAN and fragment count
+    /// survive the compact slot layout exactly.
+    #[test]
+    fn records_carry_every_field() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        let mut feed_vlan = |secs: f64, frame: &[u8], vlan: Option<u16>| {
+            let d = decode(LinkType::Ethernet, frame);
+            let pkt = FlowPacket {
+                ts: Timestamp((secs * 1e6) as i64),
+                wire_len: frame.len() as u32 + 100,
+                vnet: VnetId(3),
+                vlan_id: vlan,
+            };
+            t.observe(pkt, &d, &mut out)
+        };
+        let f1 = feed_vlan(1.0, &tcp(C, 40000, S, 80, 0x02), Some(42)).expect("flow");
+        let f2 = feed_vlan(1.5, &tcp(S, 80, C, 40000, 0x12), None).expect("flow");
+        assert_eq!(f1.id, f2.id);
+        assert!(f1.to_server && !f2.to_server);
+        assert_eq!(f2.counters.pkts_toclient, 1);
+        assert_eq!(f2.counters.start, Timestamp(1_000_000));
+        let f3 = feed_vlan(2.0, &tcp(C, 40000, S, 80, 0x10), None).expect("flow");
+        assert!(f3.established);
+        t.flush(&mut out);
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!(r.flow_id, f1.id);
+        assert_eq!(r.vnet, VnetId(3));
+        assert_eq!(r.vlan_id, Some(42));
+        assert_eq!(r.src_addr.to_string(), "10.0.0.9");
+        assert_eq!(r.dst_addr.to_string(), "10.0.0.1");
+        assert_eq!((r.src_port, r.dst_port, r.protocol), (40000, 80, 6));
+        assert_eq!((r.fwd.packets, r.fwd.bytes), (2, 2 * 154));
+        assert_eq!((r.rev.packets, r.rev.bytes), (1, 154));
+        assert_eq!((r.fwd.tcp_flags, r.rev.tcp_flags), (0x12, 0x12));
+        assert_eq!(r.start_time(), Timestamp(1_000_000));
+        assert_eq!(r.end_time(), Timestamp(2_000_000));
+        assert_eq!(r.rev.first, Timestamp(1_500_000));
+        assert_eq!(r.fragments, 0);
+        assert_eq!(r.end_reason, EndReason::EndOfInput);
+    }
+
+    #[test]
+    fn flush_in_parts_gives_the_same_records() {
+        let run = |part: usize| {
+            let mut t = FlowTable::new(FlowConfig::default());
+            let mut out = Vec::new();
+            for i in 0..1000u32 {
+                let src = [172, 16, (i >> 8) as u8, i as u8];
+                feed(
+                    &mut t,
+                    f64::from(i) * 1e-3,
+                    &tcp(src, 1, S, 80, 0x02),
+                    &mut out,
+                );
+            }
+            let mut parts = 0;
+            while !t.flush_some(&mut out, part) {
+                parts += 1;
+            }
+            assert!(t.is_empty());
+            (out, parts)
+        };
+        let (whole, _) = run(usize::MAX);
+        let (parted, parts) = run(64);
+        assert_eq!(whole.len(), 1000);
+        assert_eq!(parted, whole);
+        assert!(parts >= 15, "{parts}");
     }
 
     #[test]

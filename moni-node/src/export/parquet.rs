@@ -23,6 +23,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::config::OutputConfig;
 
@@ -86,8 +87,16 @@ impl DatasetWriter {
             dataset: dataset.to_string(),
             message: e.to_string(),
         })?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
+            .set_dictionary_enabled(false);
+        for f in schema.fields() {
+            if repeats(f) {
+                props =
+                    props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
+            }
+        }
+        let props = props
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(META_DATASET.to_string(), dataset.to_string()),
@@ -233,6 +242,22 @@ impl DatasetWriter {
         });
         Ok(())
     }
+}
+
+/// Whether a column's values repeat enough to pay for a dictionary: the
+/// strings that name one of a few things (`vnet`, `role`, `end_reason`,
+/// codecs, alert kinds, tunnel types). Addresses, ids, free text and every
+/// number (counters, times, ports, which zstd packs as well without the
+/// dictionary's hashing) are written plain: a dictionary over a million
+/// distinct addresses costs a hash per value and then falls back anyway.
+fn repeats(f: &arrow::datatypes::Field) -> bool {
+    let name = f.name();
+    matches!(f.data_type(), arrow::datatypes::DataType::Utf8)
+        && !name.ends_with("_addr")
+        && !matches!(
+            name.as_str(),
+            "call_id" | "details" | "loss_run_hist" | "caller" | "callee"
+        )
 }
 
 /// This process's run: pid and start time (ns since the epoch).
