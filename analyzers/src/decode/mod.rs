@@ -37,8 +37,8 @@
 //! tunnels need state to be put back together: [`reassembly::Reassembler`],
 //! owned by whoever drives decoding, wraps [`decode_with`] for that.
 
-mod detached;
 pub mod arp;
+mod detached;
 pub mod error;
 mod fast;
 mod ip;
