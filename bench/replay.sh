@@ -72,6 +72,7 @@ fi
 BIN="$CARGO_TARGET_DIR/$PROFILE"
 CORES=$(nproc)
 WORK="${BENCH_DIR:-$(mktemp -d)}"
+mkdir -p "$WORK"
 trap '[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"' EXIT
 CAP="$WORK/bench-$PACKETS.pcap"
 [ -f "$CAP" ] || "$BIN/moni-gen" bench --packets "$PACKETS" --out "$CAP" >/dev/null
