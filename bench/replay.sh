@@ -58,6 +58,14 @@
 # and the worker both decode), 2 workers 0.92 s (best 0.51 s against 0.71 s:
 # 1.39x); VXLAN twin / untunnelled 0.66-0.71x (goal 0.8x: each tunnelled
 # packet is decapsulated twice and boxes its tunnel stack).
+# 2026-11-30 later (release, `bench/replay.sh 2000000`, quiet machine, one
+# run): IMIX tcpdump 0.60 s, 1 worker 0.96 s (0.63x), 2 workers 0.97 s
+# (0.99x of 1 worker: one worker already runs capture, worker and writer
+# threads on both cores), tshark 38.7x, VXLAN twin 0.72x (each packet now
+# decoded once). Flow-heavy: 1 worker 0.31x tcpdump, 1.19x softflowd,
+# capped 0.53x, IDS on / off 0.96x (wall; the detectors run on the capture
+# thread). VoIP (2,000 calls, 2 M packets): 0.33x tcpdump, 17.6x tshark.
+# 1 M spoofed SYN sources: peak RSS 241 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
