@@ -5,9 +5,11 @@
 //! index of 8-byte entries (32 bits of the key's hash, then the slot) in a
 //! swiss table: a lookup reads the index's control bytes, one entry, and
 //! the slot it then updates, and the index grows without reading slots.
-//! Slots, index and expiry queue are reserved for `max_flows` up front, so
-//! nothing rehashes or reallocates mid-run; a live flow costs about 150
-//! bytes (slot, index entry at half load, queue entry).
+//! Slots and expiry queue are reserved for `max_flows` up front, so they
+//! never reallocate mid-run; the index starts at 65,536 entries and grows
+//! (sized for the cap, a small table's lookups missed the cache). A live
+//! flow costs about 150 bytes (slot, index entry at half load, queue
+//! entry).
 //!
 //! Expiry order comes from a lazy second-chance queue rather than a linked
 //! LRU list, because relinking on every packet costs two cache misses on
