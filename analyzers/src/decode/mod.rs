@@ -56,7 +56,7 @@ pub use link::LinkType;
 pub use mpls::MplsPayload;
 pub use reassembly::{Reassembled, Reassembler, ReassemblyStats};
 pub use transport::{tcp_flags, Transport};
-pub use tunnel::{DecodeConfig, TunnelKind, TunnelLayer, TunnelStack, Tunnels};
+pub use tunnel::{recycle_tunnels, DecodeConfig, TunnelKind, TunnelLayer, TunnelStack, Tunnels};
 
 use std::net::IpAddr;
 

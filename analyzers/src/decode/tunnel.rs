@@ -145,7 +145,7 @@ impl TunnelLayer {
 
 /// The tunnel layers of a packet, outermost first, and the outermost IP
 /// addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Tunnels {
     layers: [TunnelLayer; MAX_TUNNEL_LAYERS],
     count: u8,
@@ -166,6 +166,23 @@ pub struct Tunnels {
     /// later fragments after it.
     pub outer_fragment_id: u32,
 }
+
+/// Equal when the stacks read the same: the slots past `count` and
+/// `mpls_count` are always empty, so they need no comparing (a packet
+/// batch compares each packet's stack with the one before it).
+impl PartialEq for Tunnels {
+    fn eq(&self, other: &Self) -> bool {
+        self.count == other.count
+            && self.mpls_count == other.mpls_count
+            && self.outer == other.outer
+            && self.outer_fragment == other.outer_fragment
+            && self.outer_fragment_id == other.outer_fragment_id
+            && self.layers() == other.layers()
+            && self.mpls_labels() == other.mpls_labels()
+    }
+}
+
+impl Eq for Tunnels {}
 
 impl Tunnels {
     /// No tunnel.
@@ -258,10 +275,28 @@ pub enum TunnelStack<'a> {
     Shared(&'a Tunnels),
 }
 
+thread_local! {
+    /// One box given back by [`recycle_tunnels`], for the next tunnelled
+    /// packet this thread decodes: a capture loop that copies each stack
+    /// into its batch then allocates nothing per packet.
+    static SPARE: std::cell::Cell<Option<Box<Tunnels>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Gives a stack's box back for the next decode on this thread to reuse.
+pub fn recycle_tunnels(b: Box<Tunnels>) {
+    SPARE.with(|s| s.set(Some(b)));
+}
+
 impl TunnelStack<'_> {
     /// A stack of its own.
     pub fn owned(tunnels: Tunnels) -> Self {
-        TunnelStack::Owned(Box::new(tunnels))
+        match SPARE.with(std::cell::Cell::take) {
+            Some(mut b) => {
+                *b = tunnels;
+                TunnelStack::Owned(b)
+            }
+            None => TunnelStack::Owned(Box::new(tunnels)),
+        }
     }
 
     /// The stack in a box, or `None` without tunnels.

@@ -84,6 +84,7 @@ impl PacketBatch {
             } else {
                 tunnels = (n - 1) as u32;
             }
+            analyzers::decode::recycle_tunnels(t);
         }
         self.decoded.push((decoded, tunnels));
     }
