@@ -10,7 +10,7 @@ use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
 
-use analyzers::decode::{Detached, Reassembled, Reassembler, ReassemblyStats};
+use analyzers::decode::{Reassembled, Reassembler, ReassemblyStats};
 use analyzers::ids::rules::{RuleSet, Signatures};
 use analyzers::ids::Ids;
 use analyzers::record::{AlertRecord, BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
@@ -148,16 +148,14 @@ impl Engine {
         link: Option<LinkType>,
         pkt: &RawPacket<'_>,
         source_vnet: Option<VnetId>,
-        decoded: Option<Detached>,
+        decoded: Option<Decoded<'_>>,
     ) {
         let c = &mut self.counters;
         c.packets += 1;
         c.bytes += u64::from(pkt.wire_len);
         // A fragment of a tunnel packet waits for the rest of its datagram,
         // which then counts once, with the wire bytes of all its fragments.
-        let decoded = decoded
-            .and_then(|d| d.attach(pkt.data))
-            .filter(|d| !d.is_fragment());
+        let decoded = decoded.filter(|d| !d.is_fragment());
         let (d, wire_len, whole) = match (link, decoded) {
             (Some(_), Some(d)) => (d, pkt.wire_len, true),
             (Some(link), None) => {

@@ -183,7 +183,7 @@ mod tests {
             t.outer = Some(outer);
             t.outer_fragment = true;
             t.outer_fragment_id = i;
-            first.tunnels = analyzers::decode::TunnelStack(Some(Box::new(t)));
+            first.tunnels = analyzers::decode::TunnelStack::owned(t);
             let mut later = packet("192.0.2.1", "192.0.2.2", 0);
             if let Some(ip) = later.ip.as_mut() {
                 ip.fragment = Fragment::Later { id: i };
@@ -219,7 +219,7 @@ mod tests {
             t.outer = Some(outer);
             t.outer_fragment = true;
             t.outer_fragment_id = i;
-            first.tunnels = analyzers::decode::TunnelStack(Some(Box::new(t)));
+            first.tunnels = analyzers::decode::TunnelStack::owned(t);
             pins.worker_for(Timestamp(1), &first, 4);
         }
         assert_eq!(pins.pins.len(), MAX_PINS);

@@ -880,6 +880,18 @@ def probe_effect(args):
                 tc(src, "filter", "add", "dev", "eth0", hook, "protocol", "all", "u32", "match",
                    "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev", "m")
 
+    def offloads(on):
+        # TCP runs as a host runs it, with segmentation and receive
+        # offloads (TSO, GSO, GRO) on every link of its path and on the
+        # monitoring port; the 64-byte phases turn them off so that every
+        # frame is one packet, as on a real wire.
+        state = "on" if on else "off"
+        for ns, dev in ((src, "eth0"), (fw, "s"), (fw, "d"), (dst, "eth0"), (src, "m"),
+                        (mo, "m")):
+            gro = "on" if ns == fw else state  # the forwarding's NAPI needs GRO
+            sh(["ethtool", "-K", dev, "tso", state, "gso", state, "gro", gro], ns=ns,
+               check=False)
+
     def port_packets():
         """Frames the monitoring port sent to the Moni VNode so far."""
         j = json.loads(sh(["ip", "-s", "-j", "link", "show", "dev", "m"], ns=src, capture=True))
@@ -1022,6 +1034,7 @@ def probe_effect(args):
             # TCP at full speed: production alone, with the mirror alone
             # (what the software switch costs), and with the mirror and
             # moni-node at its service defaults.
+            offloads(True)
             for label in ("without", "mirror", "with"):
                 wire(label != "without")
                 if label == "with":
@@ -1036,6 +1049,7 @@ def probe_effect(args):
                 what = {"without": "without mirror and moni-node", "mirror": "with the mirror alone",
                         "with": "with mirror and moni-node"}[label]
                 print(f"round {rnd + 1} tcp {what}: {gbps:.2f} Gbit/s", flush=True)
+            offloads(False)
     finally:
         if stress:
             kill_group(stress)

@@ -16,7 +16,7 @@ pub struct Detached {
     ip: Option<IpLayer>,
     transport: Transport,
     error: Option<DecodeError>,
-    tunnels: TunnelStack,
+    tunnels: Option<Box<Tunnels>>,
     payload: (u32, u32),
     net_payload: (u32, u32),
     ip_header: (u32, u32),
@@ -57,7 +57,7 @@ impl<'a> Decoded<'a> {
             ip: self.ip,
             transport: self.transport,
             error: self.error,
-            tunnels: self.tunnels,
+            tunnels: self.tunnels.into_box(),
         })
     }
 
@@ -74,20 +74,30 @@ impl Detached {
     /// Takes the tunnel stack out (its box is freed by the caller's
     /// thread): a box allocated by one thread and freed by another costs
     /// the allocator far more than the copy, so a batch carries the stack
-    /// by value beside the packet and gives it back with
-    /// [`Detached::put_tunnels`] on the receiving thread.
-    pub fn take_tunnels(&mut self) -> Option<Tunnels> {
-        self.tunnels.0.take().map(|b| *b)
-    }
-
-    /// Puts back a stack taken by [`Detached::take_tunnels`].
-    pub fn put_tunnels(&mut self, tunnels: Tunnels) {
-        self.tunnels = TunnelStack(Some(Box::new(tunnels)));
+    /// by value beside the packet and lends it to the receiving thread's
+    /// decode with [`Detached::attach_with`].
+    pub fn take_tunnels(&mut self) -> Option<Box<Tunnels>> {
+        self.tunnels.take()
     }
 
     /// The decode again, borrowing `frame`, which must hold the bytes it
     /// was decoded from; `None` if the offsets do not fit in `frame`.
     pub fn attach(self, frame: &[u8]) -> Option<Decoded<'_>> {
+        self.attach_with(frame, None)
+    }
+
+    /// [`Detached::attach`], with the tunnel stack taken out by
+    /// [`Detached::take_tunnels`] borrowed from where the caller keeps it.
+    pub fn attach_with<'a>(
+        self,
+        frame: &'a [u8],
+        tunnels: Option<&'a Tunnels>,
+    ) -> Option<Decoded<'a>> {
+        let tunnels = match (tunnels, self.tunnels) {
+            (Some(t), _) => TunnelStack::Shared(t),
+            (None, Some(b)) => TunnelStack::Owned(b),
+            (None, None) => TunnelStack::None,
+        };
         Some(Decoded {
             payload: slice(frame, self.payload)?,
             net_payload: slice(frame, self.net_payload)?,
@@ -99,7 +109,7 @@ impl Detached {
             ip: self.ip,
             transport: self.transport,
             error: self.error,
-            tunnels: self.tunnels,
+            tunnels,
         })
     }
 }
@@ -117,18 +127,18 @@ mod tests {
         fn detach_then_attach_to_a_copy_is_the_same_decode(
             bytes in proptest::collection::vec(any::<u8>(), 0..200),
         ) {
-            for frame in [bytes.clone(), super::super::tests::eth_ipv4_tcp_syn()] {
+            let mut frames = vec![bytes.clone(), super::super::tests::eth_ipv4_tcp_syn()];
+            frames.extend(super::super::tunnel::tests::valid_tunnel_frames());
+            for frame in frames {
                 let d = decode(LinkType::Ethernet, &frame);
                 let copy = frame.clone();
                 let back = d.clone().detach(&frame).and_then(|x| x.attach(&copy));
                 prop_assert_eq!(back, Some(d.clone()));
-                // The tunnel stack taken out and put back (as a batch does).
-                let back = d.clone().detach(&frame).and_then(|mut x| {
-                    if let Some(t) = x.take_tunnels() {
-                        x.put_tunnels(t);
-                    }
-                    x.attach(&copy)
-                });
+                // The tunnel stack taken out and lent back (as a batch does).
+                let mut x = d.clone().detach(&frame);
+                let kept = x.as_mut().and_then(super::Detached::take_tunnels);
+                let back = x.and_then(|x| x.attach_with(&copy, kept.as_deref()));
+                prop_assert_eq!(back.as_ref().map(|b| *b.tunnels), Some(*d.tunnels));
                 prop_assert_eq!(back, Some(d));
             }
         }

@@ -56,7 +56,7 @@ pub use link::LinkType;
 pub use mpls::MplsPayload;
 pub use reassembly::{Reassembled, Reassembler, ReassemblyStats};
 pub use transport::{tcp_flags, Transport};
-pub use tunnel::{DecodeConfig, TunnelKind, TunnelLayer, TunnelStack, Tunnels};
+pub use tunnel::{recycle_tunnels, DecodeConfig, TunnelKind, TunnelLayer, TunnelStack, Tunnels};
 
 use std::net::IpAddr;
 
@@ -96,7 +96,7 @@ pub struct Decoded<'a> {
     /// The reason decoding stopped early, if it did.
     pub error: Option<DecodeError>,
     /// The tunnel layers crossed to reach this (innermost) packet.
-    pub tunnels: TunnelStack,
+    pub tunnels: TunnelStack<'a>,
     /// The payload of a link layer moni reads no IP from (MPLS), for the
     /// tunnel decoder; for an IP fragment, the IP packet as captured, for
     /// the [`reassembly`] of tunnels.
@@ -121,7 +121,7 @@ impl<'a> Decoded<'a> {
             transport: Transport::None,
             payload: &[],
             error: None,
-            tunnels: TunnelStack(None),
+            tunnels: TunnelStack::None,
             net_payload: &[],
             ip_header: &[],
             l4: &[],

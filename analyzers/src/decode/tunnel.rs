@@ -145,7 +145,7 @@ impl TunnelLayer {
 
 /// The tunnel layers of a packet, outermost first, and the outermost IP
 /// addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Tunnels {
     layers: [TunnelLayer; MAX_TUNNEL_LAYERS],
     count: u8,
@@ -166,6 +166,23 @@ pub struct Tunnels {
     /// later fragments after it.
     pub outer_fragment_id: u32,
 }
+
+/// Equal when the stacks read the same: the slots past `count` and
+/// `mpls_count` are always empty, so they need no comparing (a packet
+/// batch compares each packet's stack with the one before it).
+impl PartialEq for Tunnels {
+    fn eq(&self, other: &Self) -> bool {
+        self.count == other.count
+            && self.mpls_count == other.mpls_count
+            && self.outer == other.outer
+            && self.outer_fragment == other.outer_fragment
+            && self.outer_fragment_id == other.outer_fragment_id
+            && self.layers() == other.layers()
+            && self.mpls_labels() == other.mpls_labels()
+    }
+}
+
+impl Eq for Tunnels {}
 
 impl Tunnels {
     /// No tunnel.
@@ -241,18 +258,76 @@ impl Tunnels {
     }
 }
 
-/// The [`Tunnels`] of a decoded packet, boxed so that the untunnelled
-/// packet (the common case, on the hot path) carries one null pointer
-/// instead of the whole stack; it reads as [`Tunnels::EMPTY`] then.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TunnelStack(pub Option<Box<Tunnels>>);
+/// The [`Tunnels`] of a decoded packet. An untunnelled packet (the common
+/// case, on the hot path) carries no stack and reads as
+/// [`Tunnels::EMPTY`]; the decoder boxes the stack it builds, so that
+/// `Decoded` stays small; a receiver that holds the stack elsewhere (a
+/// packet batch, which carries it by value beside the frame) borrows it
+/// instead of allocating a box per packet.
+#[derive(Clone, Debug, Default)]
+pub enum TunnelStack<'a> {
+    /// No tunnel.
+    #[default]
+    None,
+    /// The decoder's own stack.
+    Owned(Box<Tunnels>),
+    /// A stack kept by the caller.
+    Shared(&'a Tunnels),
+}
+
+thread_local! {
+    /// One box given back by [`recycle_tunnels`], for the next tunnelled
+    /// packet this thread decodes: a capture loop that copies each stack
+    /// into its batch then allocates nothing per packet.
+    static SPARE: std::cell::Cell<Option<Box<Tunnels>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Gives a stack's box back for the next decode on this thread to reuse.
+pub fn recycle_tunnels(b: Box<Tunnels>) {
+    SPARE.with(|s| s.set(Some(b)));
+}
+
+impl TunnelStack<'_> {
+    /// A stack of its own.
+    pub fn owned(tunnels: Tunnels) -> Self {
+        match SPARE.with(std::cell::Cell::take) {
+            Some(mut b) => {
+                *b = tunnels;
+                TunnelStack::Owned(b)
+            }
+            None => TunnelStack::Owned(Box::new(tunnels)),
+        }
+    }
+
+    /// The stack in a box, or `None` without tunnels.
+    pub fn into_box(self) -> Option<Box<Tunnels>> {
+        match self {
+            TunnelStack::None => None,
+            TunnelStack::Owned(b) => Some(b),
+            TunnelStack::Shared(t) => Some(Box::new(*t)),
+        }
+    }
+}
+
+/// Equal when the stacks read the same, wherever they are kept.
+impl PartialEq for TunnelStack<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for TunnelStack<'_> {}
 
 static NO_TUNNELS: Tunnels = Tunnels::EMPTY;
 
-impl std::ops::Deref for TunnelStack {
+impl std::ops::Deref for TunnelStack<'_> {
     type Target = Tunnels;
     fn deref(&self) -> &Tunnels {
-        self.0.as_deref().unwrap_or(&NO_TUNNELS)
+        match self {
+            TunnelStack::None => &NO_TUNNELS,
+            TunnelStack::Owned(b) => b,
+            TunnelStack::Shared(t) => t,
+        }
     }
 }
 
@@ -344,7 +419,7 @@ pub(super) fn decapsulate<'a>(mut d: Decoded<'a>, cfg: &DecodeConfig) -> Decoded
             };
         }
         tunnels.push(step.layer, &step.labels[..usize::from(step.label_count)]);
-        inner.tunnels = TunnelStack(Some(Box::new(tunnels)));
+        inner.tunnels = TunnelStack::owned(tunnels);
         // The VLAN stack of the whole packet, outermost first.
         let mut vlans = d.vlan_ids;
         let mut n = usize::from(d.vlan_count);
@@ -683,7 +758,7 @@ pub(super) fn mpls_step<'a>(labels: &[u32], inner: Inner<'a>) -> Step<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::tests::eth_ipv4_tcp_syn as inner_frame;
     use super::super::{decode, decode_with, LinkType, MplsPayload};
     use super::*;
@@ -964,7 +1039,8 @@ mod tests {
         assert_eq!(d.ports(), Some((49152, 4789)));
     }
 
-    fn valid_tunnel_frames() -> Vec<Vec<u8>> {
+    /// One valid frame of each kind of tunnel this decoder reads.
+    pub(in crate::decode) fn valid_tunnel_frames() -> Vec<Vec<u8>> {
         let inner = inner_frame();
         let mut geneve = vec![0x01, 0, 0x65, 0x58, 0, 0, 1, 0, 0, 0, 0, 0];
         geneve.extend_from_slice(&inner);

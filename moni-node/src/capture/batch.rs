@@ -4,7 +4,7 @@
 //! capture loop already decoded travels with its [`Detached`] decode, so
 //! that the worker does not decode it again.
 
-use analyzers::decode::{Detached, Tunnels};
+use analyzers::decode::{Decoded, Detached, Tunnels};
 use analyzers::vnet::VnetId;
 use analyzers::Timestamp;
 
@@ -74,8 +74,17 @@ impl PacketBatch {
             .push((p.ts, p.nanos, p.wire_len, offset, p.data.len() as u32, tag));
         let mut tunnels = u32::MAX;
         if let Some(t) = decoded.as_mut().and_then(Detached::take_tunnels) {
-            tunnels = self.tunnels.len() as u32;
-            self.tunnels.push(t);
+            // Consecutive packets of a tunnel (a mirror session, a VNI)
+            // usually carry the same stack: keep it once (compared in
+            // place: moving the stack out of its box costs more).
+            let n = self.tunnels.len();
+            if n == 0 || self.tunnels[n - 1] != *t {
+                self.tunnels.push(*t);
+                tunnels = n as u32;
+            } else {
+                tunnels = (n - 1) as u32;
+            }
+            analyzers::decode::recycle_tunnels(t);
         }
         self.decoded.push((decoded, tunnels));
     }
@@ -115,18 +124,21 @@ impl PacketBatch {
     }
 
     /// The packets in order, each with its [`Tag`] and the capture loop's
-    /// decode, which this takes out of the batch.
-    pub fn take_decoded(&mut self) -> impl Iterator<Item = (RawPacket<'_>, Tag, Option<Detached>)> {
+    /// decode, which this takes out of the batch; the decode borrows its
+    /// tunnel stack from the batch.
+    pub fn take_decoded(
+        &mut self,
+    ) -> impl Iterator<Item = (RawPacket<'_>, Tag, Option<Decoded<'_>>)> {
         let (data, tunnels) = (&self.data, &self.tunnels);
         self.meta
             .iter()
             .zip(self.decoded.iter_mut())
             .map(move |(m, (d, t))| {
-                let mut d = d.take();
-                if let (Some(d), Some(t)) = (d.as_mut(), tunnels.get(*t as usize)) {
-                    d.put_tunnels(*t);
-                }
-                (packet(data, m), m.5, d)
+                let pkt = packet(data, m);
+                let d = d
+                    .take()
+                    .and_then(|d| d.attach_with(pkt.data, tunnels.get(*t as usize)));
+                (pkt, m.5, d)
             })
     }
 }
