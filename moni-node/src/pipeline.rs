@@ -11,7 +11,7 @@ use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
 
 use analyzers::decode::{Detached, Reassembled, Reassembler, ReassemblyStats};
-use analyzers::ids::rules::{RuleSet, Signatures};
+use analyzers::ids::rules::{PacketInfo, RuleSet, Signatures};
 use analyzers::ids::Ids;
 use analyzers::record::{AlertRecord, BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
 use analyzers::vnet::{VnetId, VnetMap};
@@ -93,6 +93,8 @@ pub struct Engine {
     ids: Option<Ids>,
     /// The signature engine, when rules are loaded.
     sigs: Option<Signatures>,
+    /// `[ids] alert_packet`: signature alerts carry their packet.
+    alert_packet: bool,
     alert_out: Vec<AlertRecord>,
 }
 
@@ -124,6 +126,7 @@ impl Engine {
             rtp_stream_out: Vec::new(),
             ids: config.ids.enabled.then(|| Ids::new(&config.ids)),
             sigs: compile(&config.rules, &config.ids),
+            alert_packet: config.ids.alert_packet,
             alert_out: Vec::new(),
         }
     }
@@ -141,13 +144,16 @@ impl Engine {
     /// the capture source, used when no VLAN mapping matches. `decoded` is
     /// the capture loop's decode of this packet with the same `[decode]`
     /// settings, when it made one: it stands in for decoding again unless
-    /// the packet is a fragment, which the reassembler must see.
+    /// the packet is a fragment, which the reassembler must see. `number`
+    /// is the packet's 1-based number in its source (0: unknown), which
+    /// signature alerts carry as `pcap_cnt`.
     #[inline]
     pub fn process(
         &mut self,
         link: Option<LinkType>,
         pkt: &RawPacket<'_>,
         source_vnet: Option<VnetId>,
+        number: u64,
         decoded: Option<Detached>,
     ) {
         let c = &mut self.counters;
@@ -216,7 +222,13 @@ impl Engine {
             ids.observe(pkt.ts, vnet, &d, &mut self.alert_out);
         }
         if let Some(sigs) = &mut self.sigs {
-            sigs.observe(pkt.ts, vnet, &d, flow, &mut self.alert_out);
+            // A datagram put together from tunnel fragments has no one
+            // frame to show.
+            let frame = link
+                .filter(|_| self.alert_packet && whole)
+                .map(|l| (pkt.data, l.linktype()));
+            let info = PacketInfo { number, frame };
+            sigs.observe_packet(pkt.ts, vnet, &d, flow, info, &mut self.alert_out);
         }
         drop(d);
         if !whole {
@@ -311,6 +323,7 @@ impl Engine {
                 }
             }
         }
+        self.alert_packet = ids.alert_packet;
         self.rtp.reconfigure(rtp);
         if let Some(d) = &mut self.ids {
             d.reconfigure(ids);

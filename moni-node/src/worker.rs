@@ -140,7 +140,7 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
                         engine.learn_signalling(item.link, &pkt, tag.source_vnet);
                     } else {
                         state.newest_packet = state.newest_packet.max(pkt.ts);
-                        engine.process(item.link, &pkt, tag.source_vnet, decoded);
+                        engine.process(item.link, &pkt, tag.source_vnet, tag.number, decoded);
                     }
                 }
                 if let Some(clock) = item.clock {

@@ -96,6 +96,20 @@ impl Default for AlertLimits {
     }
 }
 
+/// What a packet's alerts tell of the packet itself, beyond its decode.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PacketInfo<'a> {
+    /// The packet's 1-based number in its capture source: EVE's
+    /// `pcap_cnt` (in `details` as `pcap_cnt`). 0: unknown, left out.
+    pub number: u64,
+    /// The frame as matched and its libpcap link type, for alerts that
+    /// carry their packet (`[ids] alert_packet`: EVE's `packet` and
+    /// `packet_info.linktype`, in `details` as `packet` base64 and
+    /// `linktype`). For a reassembled datagram, the datagram behind the
+    /// first fragment's link header, as Suricata rebuilds it.
+    pub frame: Option<(&'a [u8], u16)>,
+}
+
 /// Protocol classes a packet falls in, for the per-protocol rule lists.
 const TCP: usize = 0;
 const UDP: usize = 1;
@@ -352,6 +366,19 @@ impl Signatures {
         flow: Option<PacketFlow>,
         out: &mut Vec<AlertRecord>,
     ) {
+        self.observe_packet(ts, vnet, d, flow, PacketInfo::default(), out);
+    }
+
+    /// [`Signatures::observe`], with what the alerts tell of the packet.
+    pub fn observe_packet(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        flow: Option<PacketFlow>,
+        info: PacketInfo<'_>,
+        out: &mut Vec<AlertRecord>,
+    ) {
         let Some(ip) = d.ip else { return };
         self.stats.packets += 1;
         let class = class_of(ip.protocol);
@@ -427,7 +454,7 @@ impl Signatures {
             }
             self.in_second += 1;
             self.stats.alerts += 1;
-            out.push(self.alert(r as usize, ts, vnet, d, flow));
+            out.push(self.alert(r as usize, ts, vnet, d, flow, info));
         }
     }
 
@@ -646,6 +673,7 @@ impl Signatures {
         vnet: VnetId,
         d: &Decoded<'_>,
         flow: Option<PacketFlow>,
+        info: PacketInfo<'_>,
     ) -> AlertRecord {
         let rule = &self.c.rules[r];
         let (category, severity) = &self.c.meta[r];
@@ -671,6 +699,15 @@ impl Signatures {
             {
                 obj.insert("icmp_type".into(), icmp_type.into());
                 obj.insert("icmp_code".into(), code.into());
+            }
+            if info.number > 0 {
+                obj.insert("pcap_cnt".into(), info.number.into());
+            }
+            if let Some((frame, linktype)) = info.frame {
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(frame);
+                obj.insert("packet".into(), b64.into());
+                obj.insert("linktype".into(), linktype.into());
             }
         }
         AlertRecord {

@@ -46,7 +46,7 @@ pub mod threshold;
 
 use std::net::IpAddr;
 
-pub use engine::{AlertLimits, RuleSet, SignatureStats, Signatures};
+pub use engine::{AlertLimits, PacketInfo, RuleSet, SignatureStats, Signatures};
 pub use header::HeaderTest;
 pub use parse::{Skipped, Vars};
 
