@@ -10,6 +10,7 @@ use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
 
+use analyzers::decode::Fragment;
 use analyzers::decode::{Detached, Reassembled, Reassembler, ReassemblyStats};
 use analyzers::ids::rules::{PacketInfo, RuleSet, Signatures};
 use analyzers::ids::Ids;
@@ -95,6 +96,10 @@ pub struct Engine {
     sigs: Option<Signatures>,
     /// `[ids] alert_packet`: signature alerts carry their packet.
     alert_packet: bool,
+    /// IP fragments put back together for the signatures (which match
+    /// whole datagrams, as Suricata's do), when rules are loaded; flows,
+    /// bins and the detectors count the fragments themselves.
+    sig_defrag: Option<Reassembler>,
     alert_out: Vec<AlertRecord>,
 }
 
@@ -127,6 +132,8 @@ impl Engine {
             ids: config.ids.enabled.then(|| Ids::new(&config.ids)),
             sigs: compile(&config.rules, &config.ids),
             alert_packet: config.ids.alert_packet,
+            sig_defrag: (!config.rules.rules.is_empty())
+                .then(|| Reassembler::for_signatures(&config.decode)),
             alert_out: Vec::new(),
         }
     }
@@ -229,6 +236,23 @@ impl Engine {
                 .map(|l| (pkt.data, l.linktype()));
             let info = PacketInfo { number, frame };
             sigs.observe_packet(pkt.ts, vnet, &d, flow, info, &mut self.alert_out);
+            // An untunnelled fragment: the signatures also see its datagram
+            // once whole, in the flow the fragments were counted in.
+            let fragment = d.ip.is_some_and(|ip| ip.fragment != Fragment::None);
+            if let (Some(link), Some(defrag), true, true) = (
+                link,
+                &mut self.sig_defrag,
+                fragment,
+                whole && d.tunnels.is_empty(),
+            ) {
+                if let Reassembled::Datagram { decoded, frame, .. } =
+                    defrag.decode(link, pkt.ts, pkt.data, pkt.wire_len, &self.decode)
+                {
+                    let frame = self.alert_packet.then_some((frame, link.linktype()));
+                    let info = PacketInfo { number, frame };
+                    sigs.observe_packet(pkt.ts, vnet, &decoded, flow, info, &mut self.alert_out);
+                }
+            }
         }
         drop(d);
         if !whole {
@@ -277,6 +301,9 @@ impl Engine {
     /// flows idle at `now`, bins that ended and idle streams become records.
     pub fn advance(&mut self, now: analyzers::Timestamp) {
         self.reassembly.advance(now);
+        if let Some(d) = &mut self.sig_defrag {
+            d.advance(now);
+        }
         self.counters.reassembly = self.reassembly.stats().clone();
         self.flows.advance(now, &mut self.flow_out);
         self.bins.advance(now, &mut self.bin_out);
@@ -316,7 +343,14 @@ impl Engine {
         new_sigs: Option<Option<Signatures>>,
     ) {
         match new_sigs {
-            Some(s) => self.sigs = s,
+            Some(s) => {
+                if s.is_none() {
+                    self.sig_defrag = None;
+                } else if self.sig_defrag.is_none() {
+                    self.sig_defrag = Some(Reassembler::for_signatures(&self.decode));
+                }
+                self.sigs = s;
+            }
             None => {
                 if let Some(s) = &mut self.sigs {
                     s.set_limits(ids.alert_limits());

@@ -15,7 +15,7 @@ use super::parse::{parse_rule, rule_lines, Skipped, Vars};
 use super::prefilter::Prefilter;
 use super::threshold::{self, TrackKey, Window};
 use super::{classtype, content, Buffer, Content, FlowbitsOp, NumCmp, Proto, Rule};
-use crate::decode::{Decoded, Transport};
+use crate::decode::{Decoded, Fragment, Transport};
 use crate::flow::PacketFlow;
 use crate::ids::state::Bounded;
 use crate::record::AlertRecord;
@@ -380,6 +380,21 @@ impl Signatures {
         out: &mut Vec<AlertRecord>,
     ) {
         let Some(ip) = d.ip else { return };
+        // A fragment is matched on its IP header only, as in Suricata: its
+        // transport header and payload belong to the reassembled datagram,
+        // which the caller matches when it is whole.
+        let header_only;
+        let d = if ip.fragment != Fragment::None {
+            header_only = Decoded {
+                transport: Transport::None,
+                payload: &[],
+                l4: &[],
+                ..d.clone()
+            };
+            &header_only
+        } else {
+            d
+        };
         self.stats.packets += 1;
         let class = class_of(ip.protocol);
         self.stamp = self.stamp.wrapping_add(1);

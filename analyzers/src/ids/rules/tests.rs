@@ -898,3 +898,29 @@ fn alerts_are_capped_per_packet_and_per_second_and_the_drops_counted() {
     let first: Vec<u32> = alerts[..15].iter().map(|a| a.signature_id).collect();
     assert_eq!(first, (1..=15).collect::<Vec<_>>());
 }
+
+/// A fragment is matched on its IP header only (Suricata decodes no
+/// transport layer for a fragment: its datagram is matched once whole), so
+/// a first fragment that carries a whole TCP header and payload raises the
+/// `ip` header rule but neither the flags nor the content rule.
+#[test]
+fn a_fragment_sees_only_ip_header_rules() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (msg:"syn"; flags:S; sid:1;)
+alert tcp any any -> any any (msg:"content"; content:"attack"; sid:2;)
+alert ip any any -> any any (msg:"more fragments"; fragbits:M; sid:3;)
+alert ip any any -> any any (msg:"ttl"; ttl:64; sid:4;)
+"#,
+    );
+    let mut f = frame(C, S, 6, &tcp(40000, 80, 0x02, b"attack payload"), &[]);
+    // MF set, offset 0: a first fragment.
+    f[14 + 6] = 0x20;
+    r.feed(0.0, &f);
+    assert_eq!(r.sids(), vec![3, 4]);
+    // The same packet unfragmented: everything but fragbits.
+    r.feed(
+        0.1,
+        &frame(C, S, 6, &tcp(40001, 80, 0x02, b"attack payload"), &[]),
+    );
+    assert_eq!(r.sids(), vec![1, 2, 4]);
+}
