@@ -527,7 +527,7 @@ fn unsupported_rules_are_reported_with_line_and_reason() {
 alert tcp any any -> any any (msg:\"ok\"; content:\"a\"; sid:1;)\n\
 \n\
 alert tls any any -> any any (msg:\"app\"; sid:2;)\n\
-alert tcp any any -> any any (msg:\"pcre\"; pcre:\"/x/\"; sid:3;)\n\
+alert tcp any any -> any any (msg:\"pcre\"; pcre:\"/(a)\\1/\"; sid:3;)\n\
 drop tcp any any -> any any (msg:\"drop\"; sid:4;)\n\
 alert tcp any any -> any any (msg:\"dup\"; sid:1;)\n\
 alert tcp any any -> any any (msg:\"multi\"; \\\n  content:\"b\"; sid:5;)\n\
