@@ -286,23 +286,24 @@ fn chain(
             relative,
             anchored,
         } => {
+            // Suricata hands PCRE the buffer from the cursor on, so `^`
+            // and `A` anchor there.
             let from = if *relative { prev_end.min(len) } else { 0 };
+            let hay = &payload[from..];
             if *negated {
-                let found =
-                    re.0.find_at(payload, from)
-                        .is_some_and(|m| !*anchored || m.start() == from);
+                let found = re.0.find(hay).is_some_and(|m| !*anchored || m.start() == 0);
                 return !found && chain(rest, payload, prev_end, budget, vars);
             }
             let backtrack = rest.first().is_some_and(Content::relative);
-            let mut at = from;
-            while at <= len {
-                let Some(m) = re.0.find_at(payload, at) else {
+            let mut at = 0;
+            while at <= hay.len() {
+                let Some(m) = re.0.find_at(hay, at) else {
                     return false;
                 };
-                if *anchored && m.start() != from {
+                if *anchored && m.start() != 0 {
                     return false;
                 }
-                if chain(rest, payload, m.end(), budget, vars) {
+                if chain(rest, payload, from + m.end(), budget, vars) {
                     return true;
                 }
                 if !backtrack || *anchored || *budget == 0 {
