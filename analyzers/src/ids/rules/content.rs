@@ -148,9 +148,7 @@ fn parse_ascii(bytes: &[u8], radix: u32) -> Option<(u64, usize)> {
     if radix == 16
         && bytes.get(i) == Some(&b'0')
         && matches!(bytes.get(i + 1), Some(b'x' | b'X'))
-        && bytes
-            .get(i + 2)
-            .is_some_and(|b| char::from(*b).is_digit(16))
+        && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
     {
         i += 2;
     }

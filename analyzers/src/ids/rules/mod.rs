@@ -29,12 +29,17 @@
 //! `fragoffset`, `flags`/`tcp.flags`, `seq`, `ack`, `window`, `tcp.mss`,
 //! `vlan.id`, `flow` (`to_server`, `to_client`, `established`,
 //! `not_established`, `stateless`), `flowbits`, `threshold` (also
-//! `by_flow`) and `detection_filter` (with `unique_on`). Each behaves as
-//! in Suricata on packet payloads; what needs more (response or body
-//! buffers, `pcre`, `byte_test`, ...) is skipped with the keyword named.
+//! `by_flow` and `backoff`) and `detection_filter` (with `unique_on`);
+//! `isdataat`, `byte_test`, `byte_jump`, `byte_extract` and `pcre` (the
+//! `regex` crate's subset) in a buffer's chain ([`content`]). Each
+//! behaves as in Suricata on packet payloads; what needs more (response
+//! or body buffers, backreferences in `pcre`, ...) is skipped with the
+//! keyword named.
 //!
-//! Payloads are matched one packet at a time: there is no TCP stream
-//! reassembly yet, so a pattern split across two segments is missed.
+//! Payloads are matched one packet at a time (the caller puts IP
+//! fragments back together and hands the datagram over; a fragment is
+//! matched on its IP header only): there is no TCP stream reassembly yet,
+//! so a pattern split across two segments is missed.
 
 pub mod app;
 pub mod content;

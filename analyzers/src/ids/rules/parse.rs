@@ -551,13 +551,16 @@ fn num_or_var(key: &str, v: &str, names: &[String]) -> Result<Num, String> {
     Ok(Num::Lit(int::<i64>(key, v)?))
 }
 
+/// A keyword's own handler of the options [`byte_options`] does not know.
+type OtherOption<'a> = dyn FnMut(&str, Option<&str>) -> Result<(), String> + 'a;
+
 /// The options `byte_test`, `byte_jump` and `byte_extract` share, read
 /// from `opts` into `read`; the others are handed to `other(name, value)`.
 fn byte_options(
     key: &str,
     opts: &[&str],
     read: &mut ByteRead,
-    other: &mut dyn FnMut(&str, Option<&str>) -> Result<(), String>,
+    other: &mut OtherOption<'_>,
 ) -> Result<(), String> {
     let mut string = false;
     let mut endian = false;
