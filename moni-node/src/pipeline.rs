@@ -265,6 +265,18 @@ impl Engine {
         self.sigs.as_ref()
     }
 
+    /// The signature engine's counters with those of its reassembly
+    /// table, if rules are loaded.
+    pub fn signature_stats(&self) -> Option<analyzers::ids::rules::SignatureStats> {
+        let mut s = self.sigs.as_ref()?.stats().clone();
+        if let Some(d) = &self.sig_defrag {
+            let r = d.stats();
+            s.defrag_datagrams = r.datagrams;
+            s.defrag_dropped = r.timeouts + r.evictions + r.invalid;
+        }
+        Some(s)
+    }
+
     /// Alerts raised but not yet taken.
     pub fn pending_alerts(&self) -> usize {
         self.alert_out.len()

@@ -440,3 +440,42 @@ fn alerts_join_their_flows_on_flow_id() {
     assert_eq!(events[0]["in_iface"], "input.pcap");
     assert_eq!(events[0]["alert"]["category"], "Potentially Bad Traffic");
 }
+
+/// The fragmented SYN of suricata-verify's defrag case: its three
+/// fragments raise nothing themselves (no TCP header for the rule), the
+/// datagram put back together raises the one alert, the summary counts
+/// it, and the flows still count the three fragments.
+#[test]
+fn a_fragmented_syn_is_matched_once_whole() {
+    let Some(corpus) = corpus() else { return };
+    let case = corpus.join("suricata-verify/defrag__bug-6887-defrag-eth-vlan-ipv4-tcp-syn");
+    let (out, events, summary) = replay_rules_summary(
+        &case.join("frag-eth-vlan-ip-tcp-syn.pcap"),
+        &case.join("test.rules"),
+        "",
+    );
+    let g = summary.signatures.expect("signature summary").engine;
+    assert_eq!(
+        (g.alerts, g.defrag_datagrams, g.defrag_dropped),
+        (1, 1, 0),
+        "{g:?}"
+    );
+    assert_eq!(events.len(), 1);
+    // The last fragment completes the datagram: Suricata's pcap_cnt 3.
+    assert_eq!(events[0]["pcap_cnt"], 3);
+    assert_eq!(events[0]["dest_port"], 8080);
+    let flows = read_dataset(&out.path().join("flows"));
+    let packets: u64 = flows
+        .iter()
+        .map(|b| {
+            let fwd = b
+                .column_by_name("packets_fwd")
+                .expect("packets_fwd")
+                .as_any()
+                .downcast_ref::<arrow::array::UInt64Array>()
+                .expect("u64");
+            fwd.iter().flatten().sum::<u64>()
+        })
+        .sum();
+    assert_eq!(packets, 3);
+}

@@ -74,6 +74,12 @@ pub struct SignatureStats {
     pub dropped_per_packet: u64,
     /// Alerts dropped at [`AlertLimits::per_second`].
     pub dropped_per_second: u64,
+    /// Fragmented IP datagrams put back together and matched whole (the
+    /// caller's reassembly table, see `Reassembler::for_signatures`).
+    pub defrag_datagrams: u64,
+    /// Incomplete datagrams that table dropped: their time ran out, the
+    /// `decode.max_reassembly_bytes` cap, impossible fragments.
+    pub defrag_dropped: u64,
 }
 
 /// Caps on the alerts the signatures raise, so that a rule matching
