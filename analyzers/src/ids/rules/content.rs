@@ -283,11 +283,18 @@ fn chain(
             negated,
             relative,
             anchored,
+            dollar_before_newline,
         } => {
             // Suricata hands PCRE the buffer from the cursor on, so `^`
             // and `A` anchor there.
             let from = if *relative { prev_end.min(len) } else { 0 };
-            let hay = &payload[from..];
+            let mut hay = &payload[from..];
+            if *dollar_before_newline && !re.0.is_match(hay) {
+                // PCRE's `$` also matches before a final newline.
+                if let Some(cut) = hay.strip_suffix(b"\n") {
+                    hay = cut;
+                }
+            }
             if *negated {
                 let found = re.0.find(hay).is_some_and(|m| !*anchored || m.start() == 0);
                 return !found && chain(rest, payload, prev_end, budget, vars);

@@ -371,6 +371,11 @@ pub enum Op {
         relative: bool,
         /// `A`: the match must start where the search does.
         anchored: bool,
+        /// PCRE's `$` without `E` or `m` also matches before a final
+        /// newline; the regex crate's only at the end: the expression
+        /// has such a `$`, so a buffer ending in `\n` is also searched
+        /// without it.
+        dollar_before_newline: bool,
     },
 }
 

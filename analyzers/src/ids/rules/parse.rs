@@ -820,6 +820,7 @@ fn parse_pcre(v: &str) -> Result<(Op, Option<Buffer>), String> {
         .dfa_size_limit(1 << 20)
         .nest_limit(100);
     let (mut relative, mut anchored, mut buffer) = (false, false, None);
+    let dollar = flags.chars().all(|f| f != 'E' && f != 'm') && has_end_anchor(expr);
     for f in flags.chars() {
         let sticky = match f {
             'i' => {
@@ -912,9 +913,26 @@ fn parse_pcre(v: &str) -> Result<(Op, Option<Buffer>), String> {
             negated,
             relative,
             anchored,
+            dollar_before_newline: dollar,
         },
         buffer,
     ))
+}
+
+/// Whether `expr` has a `$` outside a character class and not escaped.
+fn has_end_anchor(expr: &str) -> bool {
+    let (mut escaped, mut class) = (false, false);
+    for c in expr.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '[' => class = true,
+            ']' => class = false,
+            '$' if !class => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A `NumCmp` whose numbers fit in `max` (a `u8` field takes `ttl:<256`

@@ -1076,6 +1076,14 @@ fn pcre_matches_with_its_flags_and_skips_what_the_regex_crate_lacks() {
     );
     // ... but not where "admin" never follows a "/" directly (`A`).
     assert_eq!(fire(&rules, b"POST /passwd/xadmin"), vec![6]);
+    // PCRE's `$` (without `E` or `m`) also matches before a final newline.
+    let dollar = [
+        r#"pcre:"/admin$/";"#,
+        r#"pcre:"/admin$/E";"#,
+        r#"pcre:"/admin\n$/";"#,
+    ];
+    assert_eq!(fire(&dollar, b"GET /admin\n"), vec![1, 3]);
+    assert_eq!(fire(&dollar, b"GET /admin"), vec![1, 2]);
     let mut r = Run::new(
         "alert http any any -> any any (pcre:\"/\\.php$/U\"; sid:1;)\n\
          alert http any any -> any any (pcre:\"/\\.asp$/U\"; sid:2;)\n",
