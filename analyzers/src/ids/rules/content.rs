@@ -251,9 +251,10 @@ fn chain(
             } else {
                 after as i64
             };
-            // Before the buffer: its start; at or past its end: no match.
+            // Before the buffer: its start; past its end: no match (its
+            // very end is a place to jump to, as in Suricata 7).
             let to = from.saturating_add(v).max(0);
-            if to >= len as i64 {
+            if to > len as i64 {
                 return false;
             }
             return chain(rest, payload, to as usize, budget, vars);

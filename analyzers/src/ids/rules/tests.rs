@@ -998,8 +998,8 @@ fn byte_test_reads_numbers_as_suricata() {
 /// `byte_jump` (Suricata docs, "byte_jump"): the cursor moves past the
 /// bytes read plus their value (times `multiplier`, rounded up to 4 with
 /// `align`, plus `post_offset`), or from the buffer's start
-/// (`from_beginning`) or end (`from_end`); a jump to or past the end
-/// fails. The docs' example: `content:"Alice"; byte_jump:2,0,relative;
+/// (`from_beginning`) or end (`from_end`); a jump past the end fails,
+/// one to the very end does not (detect-bytejump.c, Suricata 7). The docs' example: `content:"Alice"; byte_jump:2,0,relative;
 /// content:"Bob"; distance:0; within:3;`.
 #[test]
 fn byte_jump_moves_the_cursor_as_suricata() {
@@ -1020,6 +1020,9 @@ fn byte_jump_moves_the_cursor_as_suricata() {
     // at 3; post_offset: 1 + 3 - 1 = 3 ('Q'); from_end: 11 + 3 - 4 = the
     // last byte ('Z'); rule 5 reads byte 1 (0x51 = 81) and jumps out of the buffer.
     assert_eq!(fire(&rules, b"\x03QQQ.....Z"), vec![1, 2, 3, 4]);
+    let end = ["byte_jump:1,0; isdataat:!1,relative;", "byte_jump:1,0;"];
+    assert_eq!(fire(&end, b"\x02xy"), vec![1, 2]);
+    assert_eq!(fire(&end, b"\x03xy"), Vec::<u32>::new());
     // A string number jumps from the end of its digits (strtoull).
     let len =
         [r#"content:"L:"; byte_jump:4,0,relative,string,dec; content:"!"; distance:0; within:1;"#];
