@@ -10,8 +10,9 @@ use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
 
+use analyzers::decode::Fragment;
 use analyzers::decode::{Reassembled, Reassembler, ReassemblyStats};
-use analyzers::ids::rules::{RuleSet, Signatures};
+use analyzers::ids::rules::{PacketInfo, RuleSet, Signatures};
 use analyzers::ids::Ids;
 use analyzers::record::{AlertRecord, BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
 use analyzers::vnet::{VnetId, VnetMap};
@@ -93,6 +94,12 @@ pub struct Engine {
     ids: Option<Ids>,
     /// The signature engine, when rules are loaded.
     sigs: Option<Signatures>,
+    /// `[ids] alert_packet`: signature alerts carry their packet.
+    alert_packet: bool,
+    /// IP fragments put back together for the signatures (which match
+    /// whole datagrams, as Suricata's do), when rules are loaded; flows,
+    /// bins and the detectors count the fragments themselves.
+    sig_defrag: Option<Reassembler>,
     alert_out: Vec<AlertRecord>,
 }
 
@@ -124,6 +131,9 @@ impl Engine {
             rtp_stream_out: Vec::new(),
             ids: config.ids.enabled.then(|| Ids::new(&config.ids)),
             sigs: compile(&config.rules, &config.ids),
+            alert_packet: config.ids.alert_packet,
+            sig_defrag: (!config.rules.rules.is_empty())
+                .then(|| Reassembler::for_signatures(&config.decode)),
             alert_out: Vec::new(),
         }
     }
@@ -141,13 +151,16 @@ impl Engine {
     /// the capture source, used when no VLAN mapping matches. `decoded` is
     /// the capture loop's decode of this packet with the same `[decode]`
     /// settings, when it made one: it stands in for decoding again unless
-    /// the packet is a fragment, which the reassembler must see.
+    /// the packet is a fragment, which the reassembler must see. `number`
+    /// is the packet's 1-based number in its source (0: unknown), which
+    /// signature alerts carry as `pcap_cnt`.
     #[inline]
     pub fn process(
         &mut self,
         link: Option<LinkType>,
         pkt: &RawPacket<'_>,
         source_vnet: Option<VnetId>,
+        number: u64,
         decoded: Option<Decoded<'_>>,
     ) {
         let c = &mut self.counters;
@@ -214,7 +227,30 @@ impl Engine {
             ids.observe(pkt.ts, vnet, &d, &mut self.alert_out);
         }
         if let Some(sigs) = &mut self.sigs {
-            sigs.observe(pkt.ts, vnet, &d, flow, &mut self.alert_out);
+            // A datagram put together from tunnel fragments has no one
+            // frame to show.
+            let frame = link
+                .filter(|_| self.alert_packet && whole)
+                .map(|l| (pkt.data, l.linktype()));
+            let info = PacketInfo { number, frame };
+            sigs.observe_packet(pkt.ts, vnet, &d, flow, info, &mut self.alert_out);
+            // An untunnelled fragment: the signatures also see its datagram
+            // once whole, in the flow the fragments were counted in.
+            let fragment = d.ip.is_some_and(|ip| ip.fragment != Fragment::None);
+            if let (Some(link), Some(defrag), true, true) = (
+                link,
+                &mut self.sig_defrag,
+                fragment,
+                whole && d.tunnels.is_empty(),
+            ) {
+                if let Reassembled::Datagram { decoded, frame, .. } =
+                    defrag.decode(link, pkt.ts, pkt.data, pkt.wire_len, &self.decode)
+                {
+                    let frame = self.alert_packet.then_some((frame, link.linktype()));
+                    let info = PacketInfo { number, frame };
+                    sigs.observe_packet(pkt.ts, vnet, &decoded, flow, info, &mut self.alert_out);
+                }
+            }
         }
         drop(d);
         if !whole {
@@ -225,6 +261,18 @@ impl Engine {
     /// The signature engine, if rules are loaded.
     pub fn signatures(&self) -> Option<&Signatures> {
         self.sigs.as_ref()
+    }
+
+    /// The signature engine's counters with those of its reassembly
+    /// table, if rules are loaded.
+    pub fn signature_stats(&self) -> Option<analyzers::ids::rules::SignatureStats> {
+        let mut s = self.sigs.as_ref()?.stats().clone();
+        if let Some(d) = &self.sig_defrag {
+            let r = d.stats();
+            s.defrag_datagrams = r.datagrams;
+            s.defrag_dropped = r.timeouts + r.evictions + r.invalid;
+        }
+        Some(s)
     }
 
     /// Alerts raised but not yet taken.
@@ -263,6 +311,9 @@ impl Engine {
     /// flows idle at `now`, bins that ended and idle streams become records.
     pub fn advance(&mut self, now: analyzers::Timestamp) {
         self.reassembly.advance(now);
+        if let Some(d) = &mut self.sig_defrag {
+            d.advance(now);
+        }
         self.counters.reassembly = self.reassembly.stats().clone();
         self.flows.advance(now, &mut self.flow_out);
         self.bins.advance(now, &mut self.bin_out);
@@ -302,13 +353,21 @@ impl Engine {
         new_sigs: Option<Option<Signatures>>,
     ) {
         match new_sigs {
-            Some(s) => self.sigs = s,
+            Some(s) => {
+                if s.is_none() {
+                    self.sig_defrag = None;
+                } else if self.sig_defrag.is_none() {
+                    self.sig_defrag = Some(Reassembler::for_signatures(&self.decode));
+                }
+                self.sigs = s;
+            }
             None => {
                 if let Some(s) = &mut self.sigs {
                     s.set_limits(ids.alert_limits());
                 }
             }
         }
+        self.alert_packet = ids.alert_packet;
         self.rtp.reconfigure(rtp);
         if let Some(d) = &mut self.ids {
             d.reconfigure(ids);

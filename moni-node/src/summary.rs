@@ -472,6 +472,13 @@ impl Summary {
                 g.engine.dropped_per_packet,
                 g.engine.dropped_per_second
             );
+            if g.engine.defrag_datagrams + g.engine.defrag_dropped > 0 {
+                let _ = writeln!(
+                    s,
+                    "  signatures: {} fragmented IP datagrams matched whole, {} dropped incomplete",
+                    g.engine.defrag_datagrams, g.engine.defrag_dropped
+                );
+            }
         }
         for d in &self.datasets {
             let _ = writeln!(

@@ -140,7 +140,7 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
                         engine.learn_signalling(item.link, &pkt, tag.source_vnet);
                     } else {
                         state.newest_packet = state.newest_packet.max(pkt.ts);
-                        engine.process(item.link, &pkt, tag.source_vnet, decoded);
+                        engine.process(item.link, &pkt, tag.source_vnet, tag.number, decoded);
                     }
                 }
                 if let Some(clock) = item.clock {
@@ -218,7 +218,7 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
         counters: engine.counters().clone(),
         flows: engine.flow_stats(),
         rtp: engine.rtp_stats().clone(),
-        signatures: engine.signatures().map(|s| s.stats().clone()),
+        signatures: engine.signature_stats(),
         late_bin_rows: engine.late_bin_rows(),
         reassembly_pending: engine.reassembly_pending(),
         busy: busy_total + busy,
@@ -587,6 +587,8 @@ impl WorkerTotals {
             a.thresholded += b.thresholded;
             a.dropped_per_packet += b.dropped_per_packet;
             a.dropped_per_second += b.dropped_per_second;
+            a.defrag_datagrams += b.defrag_datagrams;
+            a.defrag_dropped += b.defrag_dropped;
         }
         self.late_bin_rows += o.late_bin_rows;
         self.reassembly_pending += o.reassembly_pending;

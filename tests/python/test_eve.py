@@ -128,9 +128,40 @@ class EveIsADropIn(unittest.TestCase):
                                        "src_ip": "10.0.0.1", "dest_ip": "10.0.0.2",
                                        "src_port": sig["src_port"], "dest_port": 5})
         self.assertEqual(sig["alert"]["rev"], 2)
+        # Suricata's pcap_cnt: the SYN to port 5 is the capture's 5th packet.
+        self.assertEqual(sig["pcap_cnt"], 5)
+        self.assertNotIn("packet", sig)
         scan = next(e for e in lines if e["alert"]["signature_id"] != 1000001)
         self.assertEqual(scan["alert"]["source"], {"ip": "10.0.0.1"})
         self.assertEqual(scan["alert"]["target"], {"ip": "10.0.0.2"})
+        if self.validator is None:
+            need_corpus(self)
+
+    def test_alert_packet_carries_the_frame_as_suricata_does(self):
+        """`[ids] alert_packet`: Suricata's `packet` (the frame, base64)
+        and `packet_info.linktype`, valid against its schema."""
+        import base64
+        import struct
+        pcap = self.dir / "scan-packet.pcap"
+        write_syn_scan(pcap)
+        rules = self.dir / "packet.rules"
+        rules.write_text(RULE)
+        config = self.dir / "packet.toml"
+        config.write_text("[ids]\nalert_packet = true\n")
+        out, lines = self.replay("packet", pcap, "--config", config, "--rules", rules)
+        self.check_lines("packet", out, lines, pcap)
+        sig = next(e for e in lines if e["alert"]["signature_id"] == 1000001)
+        # The 5th record of the pcap, read independently of moni.
+        data, at, frames = pcap.read_bytes(), 24, []
+        while at < len(data):
+            incl = struct.unpack_from("<I", data, at + 8)[0]
+            frames.append(data[at + 16:at + 16 + incl])
+            at += 16 + incl
+        self.assertEqual(sig["pcap_cnt"], 5)
+        self.assertEqual(base64.b64decode(sig["packet"]), frames[4])
+        self.assertEqual(sig["packet_info"], {"linktype": 1})
+        # Not repeated in moni's own details.
+        self.assertNotIn("packet", json.loads(sig["alert"]["metadata"]["moni_details"][0]))
         if self.validator is None:
             need_corpus(self)
 

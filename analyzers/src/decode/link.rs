@@ -47,6 +47,20 @@ impl LinkType {
             _ => None,
         }
     }
+
+    /// The LINKTYPE value a capture file of this link type has (raw IP
+    /// as LINKTYPE_RAW, 101): EVE's `packet_info.linktype`.
+    pub fn linktype(self) -> u16 {
+        match self {
+            LinkType::Ethernet => 1,
+            LinkType::LinuxSll => 113,
+            LinkType::LinuxSll2 => 276,
+            LinkType::RawIp => 101,
+            LinkType::Null => 0,
+            LinkType::Loop => 108,
+            LinkType::Nflog => 239,
+        }
+    }
 }
 
 /// The layers of a frame whose link type is not Ethernet (Ethernet is

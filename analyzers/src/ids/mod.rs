@@ -122,6 +122,12 @@ pub struct IdsConfig {
     /// 10,000 ([`rules::AlertLimits`]).
     pub max_alerts_per_packet: u32,
     pub max_alerts_per_second: u32,
+    /// Signature alerts carry the packet that raised them: EVE `packet`
+    /// (base64) and `packet_info.linktype`, as Suricata's eve-log
+    /// `packet: yes`; `details.packet` and `details.linktype` in the
+    /// `alerts` dataset. Default false: an alert then weighs as much as
+    /// its packet.
+    pub alert_packet: bool,
     /// `moni-node run`: a SIGHUP reload whose rules take longer than this
     /// to load and compile is abandoned (the running rules stay).
     /// Default 10.
@@ -172,6 +178,7 @@ impl Default for IdsConfig {
             vars: Default::default(),
             max_alerts_per_packet: rules::AlertLimits::default().per_packet,
             max_alerts_per_second: rules::AlertLimits::default().per_second,
+            alert_packet: false,
             reload_timeout_secs: 10,
         }
     }

@@ -22,6 +22,10 @@ pub struct Tag {
     /// only learns the media it announces, in packet order, and does not
     /// count it.
     pub learn_only: bool,
+    /// The packet's 1-based number in its capture source (a file, or a
+    /// live interface since it opened): Suricata's EVE `pcap_cnt`. 0 when
+    /// unknown.
+    pub number: u64,
 }
 
 /// Up to [`PacketBatch::CAPACITY`] packets copied out of the capture buffer.
@@ -194,6 +198,7 @@ mod tests {
         let learn = Tag {
             source_vnet: Some(VnetId(2)),
             learn_only: true,
+            number: 0,
         };
         b.push_tagged(&p, learn);
         let tags: Vec<Tag> = b.iter_tagged().map(|(_, t)| t).collect();

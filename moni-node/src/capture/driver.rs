@@ -255,7 +255,7 @@ impl Dispatcher {
                             }
                         }
                     };
-                    self.push(&pkt, vnet);
+                    self.push(&pkt, vnet, packets);
                     false
                 }
                 Ok(Next::Idle) => true,
@@ -269,7 +269,7 @@ impl Dispatcher {
                 since_check = 0;
                 if self.io.stop.load(Ordering::Relaxed) {
                     if let Some(limit) = self.settings.drain_on_stop {
-                        packets += self.drain(src, Instant::now() + limit);
+                        packets += self.drain(src, Instant::now() + limit, packets);
                     }
                     break;
                 }
@@ -287,14 +287,15 @@ impl Dispatcher {
         (packets, error)
     }
 
-    /// Reads what the source still holds until it is idle or `deadline`.
-    fn drain(&mut self, src: &mut dyn PacketSource, deadline: Instant) -> u64 {
+    /// Reads what the source still holds until it is idle or `deadline`;
+    /// `read` packets of it were read before.
+    fn drain(&mut self, src: &mut dyn PacketSource, deadline: Instant, read: u64) -> u64 {
         let mut n = 0;
         while Instant::now() < deadline {
             match src.next() {
                 Ok(Next::Packet { pkt, .. }) => {
-                    self.push(&pkt, self.settings.source_vnet);
                     n += 1;
+                    self.push(&pkt, self.settings.source_vnet, read + n);
                 }
                 _ => break,
             }
@@ -377,8 +378,9 @@ impl Dispatcher {
         }
     }
 
+    /// Hands one packet on; `number` is its 1-based number in its source.
     #[inline]
-    fn push(&mut self, pkt: &RawPacket<'_>, source_vnet: Option<VnetId>) {
+    fn push(&mut self, pkt: &RawPacket<'_>, source_vnet: Option<VnetId>, number: u64) {
         self.totals.packets += 1;
         self.totals.bytes += u64::from(pkt.wire_len);
         self.newest = Some(self.newest.map_or(pkt.ts, |t| t.max(pkt.ts)));
@@ -409,6 +411,7 @@ impl Dispatcher {
             let tag = Tag {
                 source_vnet,
                 learn_only: true,
+                number,
             };
             for i in (0..n).filter(|&i| i != w) {
                 self.pending[i].batch.push_tagged(pkt, tag);
@@ -429,6 +432,7 @@ impl Dispatcher {
             Tag {
                 source_vnet,
                 learn_only: false,
+                number,
             },
             detached,
         );

@@ -39,6 +39,16 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
         p => p.to_string(),
     };
     let mut details = serde_json::from_str::<Value>(&a.details).unwrap_or(Value::Null);
+    // Top-level EVE fields of a signature alert, not repeated in
+    // `moni_details`: the packet's number in its capture and the packet.
+    let mut top = Map::new();
+    if let Some(d) = details.as_object_mut() {
+        for key in ["pcap_cnt", "packet", "linktype"] {
+            if let Some(v) = d.remove(key) {
+                top.insert(key.into(), v);
+            }
+        }
+    }
     // Rule metadata "key value" strings become {"key": ["value", ...]}.
     let mut metadata: Map<String, Value> = Map::new();
     if let Some(list) = details
@@ -158,6 +168,13 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
         }
         if !a.vlans.is_empty() {
             obj.insert("vlan".into(), a.vlans.clone().into());
+        }
+        if let Some(n) = top.remove("pcap_cnt") {
+            obj.insert("pcap_cnt".into(), n);
+        }
+        if let (Some(p), Some(l)) = (top.remove("packet"), top.remove("linktype")) {
+            obj.insert("packet".into(), p);
+            obj.insert("packet_info".into(), json!({ "linktype": l }));
         }
         // Suricata puts an ICMP packet's type and code at the top level.
         for key in ["icmp_type", "icmp_code"] {

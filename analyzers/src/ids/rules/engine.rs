@@ -15,7 +15,7 @@ use super::parse::{parse_rule, rule_lines, Skipped, Vars};
 use super::prefilter::Prefilter;
 use super::threshold::{self, TrackKey, Window};
 use super::{classtype, content, Buffer, Content, FlowbitsOp, NumCmp, Proto, Rule};
-use crate::decode::{Decoded, Transport};
+use crate::decode::{Decoded, Fragment, Transport};
 use crate::flow::PacketFlow;
 use crate::ids::state::Bounded;
 use crate::record::AlertRecord;
@@ -74,6 +74,12 @@ pub struct SignatureStats {
     pub dropped_per_packet: u64,
     /// Alerts dropped at [`AlertLimits::per_second`].
     pub dropped_per_second: u64,
+    /// Fragmented IP datagrams put back together and matched whole (the
+    /// caller's reassembly table, see `Reassembler::for_signatures`).
+    pub defrag_datagrams: u64,
+    /// Incomplete datagrams that table dropped: their time ran out, the
+    /// `decode.max_reassembly_bytes` cap, impossible fragments.
+    pub defrag_dropped: u64,
 }
 
 /// Caps on the alerts the signatures raise, so that a rule matching
@@ -94,6 +100,20 @@ impl Default for AlertLimits {
             per_second: 10_000,
         }
     }
+}
+
+/// What a packet's alerts tell of the packet itself, beyond its decode.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PacketInfo<'a> {
+    /// The packet's 1-based number in its capture source: EVE's
+    /// `pcap_cnt` (in `details` as `pcap_cnt`). 0: unknown, left out.
+    pub number: u64,
+    /// The frame as matched and its libpcap link type, for alerts that
+    /// carry their packet (`[ids] alert_packet`: EVE's `packet` and
+    /// `packet_info.linktype`, in `details` as `packet` base64 and
+    /// `linktype`). For a reassembled datagram, the datagram behind the
+    /// first fragment's link header, as Suricata rebuilds it.
+    pub frame: Option<(&'a [u8], u16)>,
 }
 
 /// Protocol classes a packet falls in, for the per-protocol rule lists.
@@ -352,7 +372,35 @@ impl Signatures {
         flow: Option<PacketFlow>,
         out: &mut Vec<AlertRecord>,
     ) {
+        self.observe_packet(ts, vnet, d, flow, PacketInfo::default(), out);
+    }
+
+    /// [`Signatures::observe`], with what the alerts tell of the packet.
+    pub fn observe_packet(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        flow: Option<PacketFlow>,
+        info: PacketInfo<'_>,
+        out: &mut Vec<AlertRecord>,
+    ) {
         let Some(ip) = d.ip else { return };
+        // A fragment is matched on its IP header only, as in Suricata: its
+        // transport header and payload belong to the reassembled datagram,
+        // which the caller matches when it is whole.
+        let header_only;
+        let d = if ip.fragment != Fragment::None {
+            header_only = Decoded {
+                transport: Transport::None,
+                payload: &[],
+                l4: &[],
+                ..d.clone()
+            };
+            &header_only
+        } else {
+            d
+        };
         self.stats.packets += 1;
         let class = class_of(ip.protocol);
         self.stamp = self.stamp.wrapping_add(1);
@@ -427,7 +475,7 @@ impl Signatures {
             }
             self.in_second += 1;
             self.stats.alerts += 1;
-            out.push(self.alert(r as usize, ts, vnet, d, flow));
+            out.push(self.alert(r as usize, ts, vnet, d, flow, info));
         }
     }
 
@@ -646,6 +694,7 @@ impl Signatures {
         vnet: VnetId,
         d: &Decoded<'_>,
         flow: Option<PacketFlow>,
+        info: PacketInfo<'_>,
     ) -> AlertRecord {
         let rule = &self.c.rules[r];
         let (category, severity) = &self.c.meta[r];
@@ -671,6 +720,15 @@ impl Signatures {
             {
                 obj.insert("icmp_type".into(), icmp_type.into());
                 obj.insert("icmp_code".into(), code.into());
+            }
+            if info.number > 0 {
+                obj.insert("pcap_cnt".into(), info.number.into());
+            }
+            if let Some((frame, linktype)) = info.frame {
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(frame);
+                obj.insert("packet".into(), b64.into());
+                obj.insert("linktype".into(), linktype.into());
             }
         }
         AlertRecord {

@@ -29,12 +29,17 @@
 //! `fragoffset`, `flags`/`tcp.flags`, `seq`, `ack`, `window`, `tcp.mss`,
 //! `vlan.id`, `flow` (`to_server`, `to_client`, `established`,
 //! `not_established`, `stateless`), `flowbits`, `threshold` (also
-//! `by_flow`) and `detection_filter` (with `unique_on`). Each behaves as
-//! in Suricata on packet payloads; what needs more (response or body
-//! buffers, `pcre`, `byte_test`, ...) is skipped with the keyword named.
+//! `by_flow` and `backoff`) and `detection_filter` (with `unique_on`);
+//! `isdataat`, `byte_test`, `byte_jump`, `byte_extract` and `pcre` (the
+//! `regex` crate's subset) in a buffer's chain ([`content`]). Each
+//! behaves as in Suricata on packet payloads; what needs more (response
+//! or body buffers, backreferences in `pcre`, ...) is skipped with the
+//! keyword named.
 //!
-//! Payloads are matched one packet at a time: there is no TCP stream
-//! reassembly yet, so a pattern split across two segments is missed.
+//! Payloads are matched one packet at a time (the caller puts IP
+//! fragments back together and hands the datagram over; a fragment is
+//! matched on its IP header only): there is no TCP stream reassembly yet,
+//! so a pattern split across two segments is missed.
 
 pub mod app;
 pub mod content;
@@ -46,7 +51,7 @@ pub mod threshold;
 
 use std::net::IpAddr;
 
-pub use engine::{AlertLimits, RuleSet, SignatureStats, Signatures};
+pub use engine::{AlertLimits, PacketInfo, RuleSet, SignatureStats, Signatures};
 pub use header::HeaderTest;
 pub use parse::{Skipped, Vars};
 
@@ -246,13 +251,132 @@ pub struct Content {
     /// `endswith`: the match ends the buffer.
     pub endswith: bool,
     pub buffer: Buffer,
+    /// What this step of the buffer's chain is: a `content` (the fields
+    /// above), or a keyword that reads the buffer at the cursor the steps
+    /// before it left (`isdataat`, `byte_test`, `byte_jump`,
+    /// `byte_extract`, `pcre`; its `pattern` is then empty).
+    pub op: Op,
+    /// `byte_extract` variables standing for `offset`, `depth`,
+    /// `distance` and `within` (in that order; the field itself then holds
+    /// a placeholder).
+    pub vars: [Option<u8>; 4],
 }
 
 impl Content {
-    /// Positioned after the previous content's match.
+    /// Positioned after the previous step's match.
     pub fn relative(&self) -> bool {
-        self.distance.is_some() || self.within.is_some()
+        match &self.op {
+            Op::Content => self.distance.is_some() || self.within.is_some(),
+            Op::IsDataAt { relative, .. } => *relative,
+            Op::ByteTest { read, .. }
+            | Op::ByteJump { read, .. }
+            | Op::ByteExtract { read, .. } => read.relative,
+            Op::Pcre { relative, .. } => *relative,
+        }
     }
+
+    /// A `content` (not one of the other chain keywords).
+    pub fn is_content(&self) -> bool {
+        self.op == Op::Content
+    }
+}
+
+/// Most `byte_extract` variables in one rule.
+pub const MAX_VARS: usize = 8;
+
+/// A number in a chain keyword: literal, or a `byte_extract` variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Num {
+    Lit(i64),
+    Var(u8),
+}
+
+/// How `byte_test`, `byte_jump` and `byte_extract` read a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRead {
+    /// Bytes read: 1-8 as binary, 1-20 as a `string`.
+    pub nbytes: u8,
+    pub offset: Num,
+    /// From the cursor instead of the buffer's start.
+    pub relative: bool,
+    /// `little` (binary only; big endian by default).
+    pub little: bool,
+    /// `string`: the radix of the ASCII number (16, 10, 8); none: binary.
+    pub base: Option<u32>,
+    /// `bitmask`: ANDed, then shifted right by its trailing zeros.
+    pub bitmask: Option<u64>,
+}
+
+/// `byte_test` operators (`!` negates any of them; `!` alone is `!=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteOp {
+    Lt,
+    Gt,
+    Eq,
+    Le,
+    Ge,
+    /// `&`: any bit in common.
+    And,
+    /// `^`: any bit different.
+    Xor,
+}
+
+/// One regular expression of `pcre`, compared by its text.
+#[derive(Clone, Debug)]
+pub struct Re(pub regex::bytes::Regex);
+
+impl PartialEq for Re {
+    fn eq(&self, o: &Re) -> bool {
+        self.0.as_str() == o.0.as_str()
+    }
+}
+
+impl Eq for Re {}
+
+/// What one step of a buffer's chain does; see [`content`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Content,
+    /// `isdataat:[!]N[,relative]`.
+    IsDataAt {
+        at: Num,
+        relative: bool,
+        negated: bool,
+    },
+    ByteTest {
+        read: ByteRead,
+        op: ByteOp,
+        negated: bool,
+        value: Num,
+    },
+    ByteJump {
+        read: ByteRead,
+        multiplier: u64,
+        align: bool,
+        from_beginning: bool,
+        from_end: bool,
+        post_offset: i64,
+    },
+    /// `byte_extract`: the value (times `multiplier`, rounded up to
+    /// `align`) goes into variable `var`.
+    ByteExtract {
+        read: ByteRead,
+        multiplier: u64,
+        align: u8,
+        var: u8,
+    },
+    Pcre {
+        re: Re,
+        negated: bool,
+        relative: bool,
+        /// `A`: the match must start where the search does.
+        anchored: bool,
+        /// PCRE's `$` without `E` or `m` also matches before a final
+        /// newline; the regex crate's only at the end: the expression
+        /// has such a `$`, so a buffer ending in `\n` is also searched
+        /// without it.
+        dollar_before_newline: bool,
+    },
 }
 
 /// A numeric test (`dsize`, `itype`, `icode`).
@@ -358,6 +482,9 @@ pub enum ThresholdKind {
     Both,
     /// Alert on every match after the first `count` of a window.
     DetectionFilter,
+    /// `backoff` (by_flow only): alert at the `count`-th match, then each
+    /// time the count has grown `multiplier` times.
+    Backoff,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -379,6 +506,8 @@ pub struct Threshold {
     /// `unique_on`: count distinct destination (true) or source (false)
     /// ports instead of matches.
     pub unique_on_dst_port: Option<bool>,
+    /// `backoff`'s multiplier (0 otherwise).
+    pub multiplier: u32,
 }
 
 /// One parsed rule.

@@ -10,8 +10,9 @@ use std::net::IpAddr;
 
 use super::header::{HeaderTest, FRAG_DF, FRAG_MF, FRAG_RESERVED, IP_OPTIONS};
 use super::{
-    AddrSpec, Buffer, Cidr, Content, FlagsSpec, FlowSpec, FlowbitsOp, NumCmp, PortSpec, Proto,
-    Rule, Threshold, ThresholdKind, Track, VlanLayer, VlanTest,
+    AddrSpec, Buffer, ByteOp, ByteRead, Cidr, Content, FlagsSpec, FlowSpec, FlowbitsOp, Num,
+    NumCmp, Op, PortSpec, Proto, Re, Rule, Threshold, ThresholdKind, Track, VlanLayer, VlanTest,
+    MAX_VARS,
 };
 
 /// Longest `content` in bytes (after `|hex|` and escapes are decoded).
@@ -237,6 +238,7 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
         fast_pattern: None,
     };
     let mut buffer = Buffer::Payload;
+    let mut names: Vec<String> = Vec::new();
     for opt in split_options(&text[open + 1..close]).map_err(|e| fail("syntax", e))? {
         let (key, value) = match opt.split_once(':') {
             Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -249,7 +251,7 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
             buffer = b;
             continue;
         }
-        apply_option(&mut rule, key, value, buffer).map_err(|e| fail(key, e))?;
+        apply_option(&mut rule, key, value, buffer, &mut names).map_err(|e| fail(key, e))?;
     }
     if rule.sid == 0 {
         return Err(fail("sid", "no sid".into()));
@@ -260,7 +262,7 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
     }
     // A prefilter pattern must occur in the payload as it is: a content
     // of a rebuilt buffer (`http.header`, `dns.query`) cannot be one.
-    let usable = |c: &Content| !c.negated && c.buffer.verbatim();
+    let usable = |c: &Content| c.is_content() && !c.negated && c.buffer.verbatim();
     if !rule
         .fast_pattern
         .and_then(|f| rule.contents.get(f))
@@ -495,11 +497,442 @@ fn need<'a>(key: &str, v: Option<&'a str>) -> Result<&'a str, String> {
     v.ok_or_else(|| format!("{key} needs a value"))
 }
 
-/// The content the position modifiers apply to.
+/// The content the position modifiers apply to: the last step, which
+/// must be a `content`.
 fn last_content<'a>(rule: &'a mut Rule, key: &str) -> Result<&'a mut Content, String> {
-    rule.contents
+    let c = rule
+        .contents
         .last_mut()
-        .ok_or_else(|| format!("{key} without a preceding content"))
+        .ok_or_else(|| format!("{key} without a preceding content"))?;
+    if !c.is_content() {
+        return Err(format!("{key} after a keyword that is not content"));
+    }
+    Ok(c)
+}
+
+/// A chain step that is not a content, in the buffer it inspects: a
+/// relative one in its predecessor's (as Suricata attaches it to the
+/// previous match's list), else the sticky buffer or `fixed`.
+fn push_step(rule: &mut Rule, op: Op, buffer: Buffer, fixed: Option<Buffer>) {
+    let relative = Content {
+        pattern: Vec::new(),
+        negated: false,
+        nocase: false,
+        offset: None,
+        depth: None,
+        distance: None,
+        within: None,
+        startswith: false,
+        endswith: false,
+        buffer,
+        op,
+        vars: [None; 4],
+    };
+    let buffer = match fixed {
+        Some(b) => b,
+        None if relative.relative() => rule.contents.last().map_or(buffer, |c| c.buffer),
+        None => buffer,
+    };
+    rule.contents.push(Content { buffer, ..relative });
+}
+
+/// A number or a `byte_extract` variable defined earlier in the rule.
+fn num_or_var(key: &str, v: &str, names: &[String]) -> Result<Num, String> {
+    let v = v.trim();
+    if v.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && !v.starts_with("0x") {
+        return names
+            .iter()
+            .position(|n| n == v)
+            .map(|i| Num::Var(i as u8))
+            .ok_or_else(|| {
+                format!("{key}: '{v}' is neither a number nor a byte_extract variable")
+            });
+    }
+    Ok(Num::Lit(int::<i64>(key, v)?))
+}
+
+/// A keyword's own handler of the options [`byte_options`] does not know.
+type OtherOption<'a> = dyn FnMut(&str, Option<&str>) -> Result<(), String> + 'a;
+
+/// The options `byte_test`, `byte_jump` and `byte_extract` share, read
+/// from `opts` into `read`; the others are handed to `other(name, value)`.
+fn byte_options(
+    key: &str,
+    opts: &[&str],
+    read: &mut ByteRead,
+    other: &mut OtherOption<'_>,
+) -> Result<(), String> {
+    let mut string = false;
+    let mut endian = false;
+    for o in opts {
+        let (name, value) = match o.trim().split_once(char::is_whitespace) {
+            Some((n, v)) => (n, Some(v.trim())),
+            None => (o.trim(), None),
+        };
+        match (name, value) {
+            ("relative", None) => read.relative = true,
+            ("big", None) | ("little", None) => {
+                if endian {
+                    return Err(format!("{key}: endianness given twice"));
+                }
+                endian = true;
+                read.little = name == "little";
+            }
+            ("string", None) => string = true,
+            ("hex", None) => read.base = Some(16),
+            ("dec", None) => read.base = Some(10),
+            ("oct", None) => read.base = Some(8),
+            ("dce", None) => {
+                return Err(format!(
+                    "{key}: dce takes its byte order from the DCE/RPC parser (not supported)"
+                ))
+            }
+            ("bitmask", Some(v)) => {
+                let m: u64 = int(key, v)?;
+                if m == 0 {
+                    return Err(format!("{key}: bitmask 0"));
+                }
+                read.bitmask = Some(m);
+            }
+            _ => other(name, value)?,
+        }
+    }
+    match (string, read.base) {
+        (true, None) => read.base = Some(10),
+        (false, Some(_)) => return Err(format!("{key}: hex/dec/oct without string")),
+        _ => {}
+    }
+    if string && endian {
+        return Err(format!("{key}: big/little with string"));
+    }
+    let max = if string { 20 } else { 8 };
+    if read.nbytes == 0 || read.nbytes > max {
+        return Err(format!(
+            "{key}: {} bytes to convert (1 to {max}{})",
+            read.nbytes,
+            if string { " as a string" } else { " as binary" }
+        ));
+    }
+    Ok(())
+}
+
+fn comma_list(v: &str) -> Vec<&str> {
+    v.split(',').map(str::trim).collect()
+}
+
+fn new_read(key: &str, nbytes: &str, offset: &str, names: &[String]) -> Result<ByteRead, String> {
+    Ok(ByteRead {
+        nbytes: int(key, nbytes)?,
+        offset: num_or_var(key, offset, names)?,
+        relative: false,
+        little: false,
+        base: None,
+        bitmask: None,
+    })
+}
+
+/// `byte_test:N, [!]op, value, offset[, options]`.
+fn parse_byte_test(v: &str, names: &[String]) -> Result<Op, String> {
+    let key = "byte_test";
+    let parts = comma_list(v);
+    let [nbytes, op, value, offset, rest @ ..] = parts.as_slice() else {
+        return Err(format!("{key}: want bytes, operator, value, offset"));
+    };
+    let mut read = new_read(key, nbytes, offset, names)?;
+    let (negated, op) = match op.strip_prefix('!') {
+        Some(o) => (true, o.trim()),
+        None => (false, *op),
+    };
+    let op = match op {
+        "" | "=" => ByteOp::Eq,
+        "<" => ByteOp::Lt,
+        ">" => ByteOp::Gt,
+        "<=" => ByteOp::Le,
+        ">=" => ByteOp::Ge,
+        "&" => ByteOp::And,
+        "^" => ByteOp::Xor,
+        o => return Err(format!("{key}: unknown operator '{o}'")),
+    };
+    let value = num_or_var(key, value, names)?;
+    byte_options(key, rest, &mut read, &mut |n, _| {
+        Err(format!("{key}: unknown option '{n}'"))
+    })?;
+    Ok(Op::ByteTest {
+        read,
+        op,
+        negated,
+        value,
+    })
+}
+
+/// `byte_jump:N, offset[, options]`.
+fn parse_byte_jump(v: &str, names: &[String]) -> Result<Op, String> {
+    let key = "byte_jump";
+    let parts = comma_list(v);
+    let [nbytes, offset, rest @ ..] = parts.as_slice() else {
+        return Err(format!("{key}: want bytes, offset"));
+    };
+    let mut read = new_read(key, nbytes, offset, names)?;
+    let (mut multiplier, mut align, mut begin, mut end, mut post) =
+        (1u64, false, false, false, 0i64);
+    byte_options(key, rest, &mut read, &mut |n, val| {
+        match (n, val) {
+            ("multiplier", Some(m)) => {
+                multiplier = int(key, m)?;
+                if multiplier == 0 || multiplier > 65535 {
+                    return Err(format!("{key}: multiplier {multiplier} out of 1..65535"));
+                }
+            }
+            ("align", None) => align = true,
+            ("from_beginning", None) => begin = true,
+            ("from_end", None) => end = true,
+            ("post_offset", Some(p)) => post = int(key, p)?,
+            _ => return Err(format!("{key}: unknown option '{n}'")),
+        }
+        Ok(())
+    })?;
+    if begin && end {
+        return Err(format!("{key}: from_beginning with from_end"));
+    }
+    Ok(Op::ByteJump {
+        read,
+        multiplier,
+        align,
+        from_beginning: begin,
+        from_end: end,
+        post_offset: post,
+    })
+}
+
+/// `byte_extract:N, offset, name[, options]`: defines variable `name`.
+fn parse_byte_extract(v: &str, names: &mut Vec<String>) -> Result<Op, String> {
+    let key = "byte_extract";
+    let parts = comma_list(v);
+    let [nbytes, offset, name, rest @ ..] = parts.as_slice() else {
+        return Err(format!("{key}: want bytes, offset, name"));
+    };
+    let mut read = new_read(key, nbytes, offset, names)?;
+    let (mut multiplier, mut align) = (1u64, 0u8);
+    byte_options(key, rest, &mut read, &mut |n, val| {
+        match (n, val) {
+            ("multiplier", Some(m)) => {
+                multiplier = int(key, m)?;
+                if multiplier == 0 || multiplier > 65535 {
+                    return Err(format!("{key}: multiplier {multiplier} out of 1..65535"));
+                }
+            }
+            ("align", Some(a)) => {
+                align = int(key, a)?;
+                if align != 2 && align != 4 {
+                    return Err(format!("{key}: align {align} (2 or 4)"));
+                }
+            }
+            _ => return Err(format!("{key}: unknown option '{n}'")),
+        }
+        Ok(())
+    })?;
+    if read.bitmask.is_some() {
+        return Err(format!("{key}: bitmask is for byte_test and byte_jump"));
+    }
+    if name.is_empty()
+        || !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(format!("{key}: bad variable name '{name}'"));
+    }
+    if names.iter().any(|n| n == name) {
+        return Err(format!("{key}: variable '{name}' defined twice"));
+    }
+    if names.len() >= MAX_VARS {
+        return Err(format!("{key}: more than {MAX_VARS} variables in one rule"));
+    }
+    names.push(name.to_string());
+    Ok(Op::ByteExtract {
+        read,
+        multiplier,
+        align,
+        var: (names.len() - 1) as u8,
+    })
+}
+
+/// `isdataat:[!]N[,relative][,rawbytes]`.
+fn parse_isdataat(v: &str, names: &[String]) -> Result<Op, String> {
+    let key = "isdataat";
+    let parts = comma_list(v);
+    let (first, rest) = parts.split_first().ok_or("isdataat needs a value")?;
+    let (negated, n) = match first.strip_prefix('!') {
+        Some(n) => (true, n.trim()),
+        None => (false, *first),
+    };
+    let at = num_or_var(key, n, names)?;
+    if matches!(at, Num::Lit(x) if !(0..=65535).contains(&x)) {
+        return Err(format!("{key}: {n} out of 0..65535"));
+    }
+    let mut relative = false;
+    for o in rest {
+        match *o {
+            "relative" => relative = true,
+            "rawbytes" => {}
+            other => return Err(format!("{key}: unknown option '{other}'")),
+        }
+    }
+    Ok(Op::IsDataAt {
+        at,
+        relative,
+        negated,
+    })
+}
+
+/// Longest `pcre` expression in bytes (as written).
+const MAX_PCRE_BYTES: usize = 4096;
+
+/// `pcre:[!]"/expr/flags"`: the step and the buffer its flags name.
+/// Compiled with the `regex` crate on bytes (PCRE's default: ASCII `\w`,
+/// `\d`, `.` without newline); what it lacks (backreferences,
+/// lookaround, atomic groups, possessive quantifiers, ...) skips the rule
+/// with the construct named.
+fn parse_pcre(v: &str) -> Result<(Op, Option<Buffer>), String> {
+    let v = v.trim();
+    let (negated, v) = match v.strip_prefix('!') {
+        Some(r) => (true, r.trim()),
+        None => (false, v),
+    };
+    let inner = v
+        .strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .ok_or("pcre: the expression must be quoted")?;
+    if inner.len() > MAX_PCRE_BYTES {
+        return Err(format!(
+            "pcre: expression of {} bytes is longer than the limit of {MAX_PCRE_BYTES}",
+            inner.len()
+        ));
+    }
+    // The rule language escapes `"` and `;`; every other `\` is PCRE's.
+    let inner = inner.replace("\\\"", "\"").replace("\\;", ";");
+    let body = inner
+        .strip_prefix('/')
+        .ok_or("pcre: the expression must start with '/'")?;
+    let slash = body.rfind('/').ok_or("pcre: no closing '/'")?;
+    let (expr, flags) = (&body[..slash], &body[slash + 1..]);
+    let mut b = regex::bytes::RegexBuilder::new(expr);
+    b.unicode(false)
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .nest_limit(100);
+    let (mut relative, mut anchored, mut buffer) = (false, false, None);
+    let dollar = flags.chars().all(|f| f != 'E' && f != 'm') && has_end_anchor(expr);
+    for f in flags.chars() {
+        let sticky = match f {
+            'i' => {
+                b.case_insensitive(true);
+                None
+            }
+            's' => {
+                b.dot_matches_new_line(true);
+                None
+            }
+            'm' => {
+                b.multi_line(true);
+                None
+            }
+            'x' => {
+                b.ignore_whitespace(true);
+                None
+            }
+            'G' => {
+                b.swap_greed(true);
+                None
+            }
+            'A' => {
+                anchored = true;
+                None
+            }
+            'R' => {
+                relative = true;
+                None
+            }
+            // `$` only at the very end (the regex crate's `$` already is);
+            // raw bytes; the match-limit override.
+            'E' | 'B' | 'O' => None,
+            'U' => Some(Buffer::HttpUri),
+            'I' => Some(Buffer::HttpUriRaw),
+            'M' => Some(Buffer::HttpMethod),
+            'C' => Some(Buffer::HttpCookie),
+            'H' => Some(Buffer::HttpHeader),
+            'V' => Some(Buffer::HttpUserAgent),
+            'W' => Some(Buffer::HttpHost),
+            'D' | 'P' | 'Q' | 'S' | 'Y' | 'Z' | 'K' | 'J' | 'L' | 'T' => {
+                return Err(format!(
+                    "pcre: flag '{f}' names a buffer moni does not build (raw headers, bodies, responses, ...)"
+                ))
+            }
+            other => return Err(format!("pcre: unknown flag '{other}'")),
+        };
+        if let Some(s) = sticky {
+            if buffer.is_some_and(|b| b != s) {
+                return Err("pcre: two buffer flags".into());
+            }
+            buffer = Some(s);
+        }
+    }
+    for (construct, what) in [
+        ("(?=", "lookahead"),
+        ("(?!", "negative lookahead"),
+        ("(?<=", "lookbehind"),
+        ("(?<!", "negative lookbehind"),
+        ("(?>", "atomic groups"),
+    ] {
+        if expr.contains(construct) {
+            return Err(format!(
+                "pcre: {what} '{construct}' is not supported by the regex crate"
+            ));
+        }
+    }
+    let re = b.build().map_err(|e| {
+        let text = e.to_string();
+        let why = text
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with("error:"))
+            .unwrap_or("does not compile")
+            .trim()
+            .to_string();
+        if expr
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b'\\' && w[1].is_ascii_digit() && w[1] != b'0')
+        {
+            "pcre: backreferences are not supported by the regex crate".to_string()
+        } else {
+            format!("pcre: the regex crate rejects the expression ({why})")
+        }
+    })?;
+    Ok((
+        Op::Pcre {
+            re: Re(re),
+            negated,
+            relative,
+            anchored,
+            dollar_before_newline: dollar,
+        },
+        buffer,
+    ))
+}
+
+/// Whether `expr` has a `$` outside a character class and not escaped.
+fn has_end_anchor(expr: &str) -> bool {
+    let (mut escaped, mut class) = (false, false);
+    for c in expr.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '[' => class = true,
+            ']' => class = false,
+            '$' if !class => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A `NumCmp` whose numbers fit in `max` (a `u8` field takes `ttl:<256`
@@ -583,6 +1016,7 @@ fn apply_option(
     key: &str,
     value: Option<&str>,
     buffer: Buffer,
+    names: &mut Vec<String>,
 ) -> Result<(), String> {
     if let Some(b) = Buffer::modifier(key) {
         let c = last_content(rule, key)?;
@@ -647,7 +1081,38 @@ fn apply_option(
                 startswith: false,
                 endswith: false,
                 buffer,
+                op: Op::Content,
+                vars: [None; 4],
             });
+        }
+        "isdataat" => push_step(
+            rule,
+            parse_isdataat(need(key, value)?, names)?,
+            buffer,
+            None,
+        ),
+        "byte_test" => push_step(
+            rule,
+            parse_byte_test(need(key, value)?, names)?,
+            buffer,
+            None,
+        ),
+        "byte_jump" => push_step(
+            rule,
+            parse_byte_jump(need(key, value)?, names)?,
+            buffer,
+            None,
+        ),
+        "byte_extract" => {
+            let op = parse_byte_extract(need(key, value)?, names)?;
+            push_step(rule, op, buffer, None)
+        }
+        "pcre" => {
+            let (op, fixed) = parse_pcre(need(key, value)?)?;
+            if fixed.is_some() && buffer != Buffer::Payload {
+                return Err("pcre: a buffer flag inside a sticky buffer".into());
+            }
+            push_step(rule, op, buffer, fixed)
         }
         "startswith" => {
             let c = last_content(rule, key)?;
@@ -783,7 +1248,27 @@ fn apply_option(
             rule.fast_pattern = Some(rule.contents.len() - 1);
         }
         "offset" | "depth" | "distance" | "within" => {
-            position_modifier(last_content(rule, key)?, key, need(key, value)?)?
+            let v = need(key, value)?;
+            let c = last_content(rule, key)?;
+            match num_or_var(key, v, names) {
+                // A byte_extract variable: the field holds a placeholder
+                // (so the kind of window is known), the value comes at
+                // match time.
+                Ok(Num::Var(i)) => {
+                    let placeholder = if matches!(key, "depth" | "within") {
+                        "4294967295"
+                    } else {
+                        "0"
+                    };
+                    position_modifier(c, key, placeholder)?;
+                    let slot = ["offset", "depth", "distance", "within"]
+                        .iter()
+                        .position(|k| *k == key)
+                        .unwrap_or(0);
+                    c.vars[slot] = Some(i);
+                }
+                _ => position_modifier(c, key, v)?,
+            }
         }
         "dsize" => rule.dsize = Some(parse_cmp(key, need(key, value)?)?),
         "itype" => rule.itype = Some(parse_cmp(key, need(key, value)?)?),
@@ -822,7 +1307,6 @@ fn apply_option(
         }
         other => {
             return Err(match other {
-                "pcre" => "pcre: regular expressions are not supported".into(),
                 "xbits" | "flowint" => {
                     format!("{other}: cross-flow variables are not supported")
                 }
@@ -972,6 +1456,7 @@ fn parse_threshold(key: &str, v: &str) -> Result<Threshold, String> {
     let mut count = None;
     let mut seconds = None;
     let mut unique_on = None;
+    let mut multiplier = None;
     for part in v.split(',') {
         let mut it = part.split_whitespace();
         let (Some(k), Some(val), None) = (it.next(), it.next(), it.next()) else {
@@ -983,6 +1468,7 @@ fn parse_threshold(key: &str, v: &str) -> Result<Threshold, String> {
                     "limit" => ThresholdKind::Limit,
                     "threshold" => ThresholdKind::Threshold,
                     "both" => ThresholdKind::Both,
+                    "backoff" => ThresholdKind::Backoff,
                     _ => return Err(format!("{key}: unknown type '{val}'")),
                 })
             }
@@ -998,6 +1484,7 @@ fn parse_threshold(key: &str, v: &str) -> Result<Threshold, String> {
             }
             "count" => count = Some(int::<u32>(key, val)?),
             "seconds" => seconds = Some(int::<u32>(key, val)?),
+            "multiplier" => multiplier = Some(int::<u32>(key, val)?),
             "unique_on" => {
                 unique_on = Some(match val {
                     "dst_port" => true,
@@ -1014,12 +1501,36 @@ fn parse_threshold(key: &str, v: &str) -> Result<Threshold, String> {
         (_, Some(k)) => k,
         (_, None) => return Err(format!("{key}: missing type")),
     };
+    let track = track.ok_or_else(|| format!("{key}: missing track"))?;
+    let count = count.ok_or_else(|| format!("{key}: missing count"))?;
+    if kind == ThresholdKind::Backoff {
+        // Suricata: by_flow only, count and multiplier at least 1, no
+        // seconds.
+        let m = multiplier.ok_or_else(|| format!("{key}: backoff needs a multiplier"))?;
+        if track != Track::Flow || count == 0 || m == 0 || seconds.is_some() {
+            return Err(format!(
+                "{key}: backoff takes track by_flow, count and multiplier of at least 1, no seconds"
+            ));
+        }
+        return Ok(Threshold {
+            kind,
+            track,
+            count,
+            seconds: 0,
+            unique_on_dst_port: None,
+            multiplier: m,
+        });
+    }
+    if multiplier.is_some() {
+        return Err(format!("{key}: multiplier is for type backoff"));
+    }
     Ok(Threshold {
         kind,
-        track: track.ok_or_else(|| format!("{key}: missing track"))?,
-        count: count.ok_or_else(|| format!("{key}: missing count"))?,
+        track,
+        count,
         seconds: seconds.ok_or_else(|| format!("{key}: missing seconds"))?,
         unique_on_dst_port: unique_on,
+        multiplier: 0,
     })
 }
 

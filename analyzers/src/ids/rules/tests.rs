@@ -1,3 +1,4 @@
+use proptest::strategy::Strategy as _;
 use std::net::Ipv4Addr;
 
 use super::*;
@@ -527,7 +528,7 @@ fn unsupported_rules_are_reported_with_line_and_reason() {
 alert tcp any any -> any any (msg:\"ok\"; content:\"a\"; sid:1;)\n\
 \n\
 alert tls any any -> any any (msg:\"app\"; sid:2;)\n\
-alert tcp any any -> any any (msg:\"pcre\"; pcre:\"/x/\"; sid:3;)\n\
+alert tcp any any -> any any (msg:\"pcre\"; pcre:\"/(a)\\1/\"; sid:3;)\n\
 drop tcp any any -> any any (msg:\"drop\"; sid:4;)\n\
 alert tcp any any -> any any (msg:\"dup\"; sid:1;)\n\
 alert tcp any any -> any any (msg:\"multi\"; \\\n  content:\"b\"; sid:5;)\n\
@@ -630,6 +631,8 @@ const FUZZ_KEYWORDS: &[&str] = &[
     "vlan.id",
     "pcre",
     "byte_test",
+    "byte_jump",
+    "byte_extract",
     "isdataat",
     "xbits",
     "http.stat_code",
@@ -897,4 +900,289 @@ fn alerts_are_capped_per_packet_and_per_second_and_the_drops_counted() {
     // Rule order: the first 15 matching rules of the packet.
     let first: Vec<u32> = alerts[..15].iter().map(|a| a.signature_id).collect();
     assert_eq!(first, (1..=15).collect::<Vec<_>>());
+}
+
+/// A fragment is matched on its IP header only (Suricata decodes no
+/// transport layer for a fragment: its datagram is matched once whole), so
+/// a first fragment that carries a whole TCP header and payload raises the
+/// `ip` header rule but neither the flags nor the content rule.
+#[test]
+fn a_fragment_sees_only_ip_header_rules() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (msg:"syn"; flags:S; sid:1;)
+alert tcp any any -> any any (msg:"content"; content:"attack"; sid:2;)
+alert ip any any -> any any (msg:"more fragments"; fragbits:M; sid:3;)
+alert ip any any -> any any (msg:"ttl"; ttl:64; sid:4;)
+"#,
+    );
+    let mut f = frame(C, S, 6, &tcp(40000, 80, 0x02, b"attack payload"), &[]);
+    // MF set, offset 0: a first fragment.
+    f[14 + 6] = 0x20;
+    r.feed(0.0, &f);
+    assert_eq!(r.sids(), vec![3, 4]);
+    // The same packet unfragmented: everything but fragbits.
+    r.feed(
+        0.1,
+        &frame(C, S, 6, &tcp(40001, 80, 0x02, b"attack payload"), &[]),
+    );
+    assert_eq!(r.sids(), vec![1, 2, 4]);
+}
+
+/// A rule set of one rule per line, each with sid = its line number; the
+/// sids that fire on `payload` (a TCP segment to port 80).
+fn fire(rules: &[&str], payload: &[u8]) -> Vec<u32> {
+    let text: String = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("alert tcp any any -> any any ({r} sid:{};)\n", i + 1))
+        .collect();
+    let mut r = Run::new(&text);
+    r.feed(0.0, &payload_tcp(payload));
+    r.sids()
+}
+
+/// `isdataat` (Suricata docs, "isdataat"; detect-engine-content-inspection.c):
+/// absolute `N` holds when the buffer has a byte at N; `relative` when N
+/// more bytes follow the cursor; `!` inverts. `content:"x";
+/// isdataat:!1,relative;` is the "x ends the buffer" idiom of ET rules.
+#[test]
+fn isdataat_absolute_relative_and_negated() {
+    let rules = [
+        "isdataat:5;",
+        "isdataat:!5;",
+        r#"content:"PASS"; isdataat:4,relative;"#,
+        r#"content:"PASS"; isdataat:!1,relative;"#,
+        r#"content:"PASS"; isdataat:5,relative;"#,
+    ];
+    // 8 bytes: "PASS" then 4 more.
+    assert_eq!(fire(&rules, b"PASSword"), vec![1, 3]);
+    // 5 bytes: a byte at 4 but not at 5; nothing after "PASS" but one.
+    assert_eq!(fire(&rules, b"xPASS"), vec![2, 4]);
+    // "PASS" ends the buffer.
+    assert_eq!(fire(&rules, b"PASS"), vec![2, 4]);
+}
+
+/// `byte_test` (Suricata docs, "byte_test"): binary big or little endian,
+/// ASCII numbers (`string`, `dec`/`hex`/`oct`), `relative` to the cursor,
+/// `bitmask` (ANDed, then shifted right by its trailing zeros), every
+/// operator and `!`; bytes past the buffer never match.
+#[test]
+fn byte_test_reads_numbers_as_suricata() {
+    let rules = [
+        "byte_test:2,=,258,0;",
+        "byte_test:2,=,513,0,little;",
+        "byte_test:2,=,0x0a,2,bitmask 0x0ff0;",
+        "byte_test:1,!,1,0;",
+        "byte_test:1,&,0x80,2;",
+        "byte_test:1,>=,1,0;",
+        "byte_test:1,<,1,0;",
+        "byte_test:8,=,0,10;",
+        "byte_test:1,^,1,0;",
+    ];
+    // 0x01 0x02 0x00 0xa5: 0x0102 = 258 big, 0x0201 = 513 little;
+    // 0x00a5 & 0x0ff0 = 0x00a0, >> 4 = 0x0a.
+    assert_eq!(fire(&rules, &[1, 2, 0, 0xa5]), vec![1, 2, 3, 6]);
+    assert_eq!(fire(&rules, &[0, 2, 0x80, 0]), vec![4, 5, 7, 9]);
+    let ascii = [
+        r#"content:"len="; byte_test:3,=,123,0,relative,string,dec;"#,
+        r#"content:"len="; byte_test:3,>,1000,0,relative,string,dec;"#,
+        "byte_test:2,=,255,4,string,hex;",
+        "byte_test:3,=,8,8,string,oct;",
+        r#"content:"len="; byte_test:1,=,2,-2,relative;"#,
+    ];
+    // 0x3d ('=') two bytes back from the cursor is not 2: rule 5 misses.
+    assert_eq!(fire(&ascii, b"len=123;ff010"), vec![1]);
+    assert_eq!(fire(&ascii, b"len=ff\x00\x02010"), vec![3, 4]);
+}
+
+/// `byte_jump` (Suricata docs, "byte_jump"): the cursor moves past the
+/// bytes read plus their value (times `multiplier`, rounded up to 4 with
+/// `align`, plus `post_offset`), or from the buffer's start
+/// (`from_beginning`) or end (`from_end`); a jump past the end fails,
+/// one to the very end does not (detect-bytejump.c, Suricata 7). The docs' example: `content:"Alice"; byte_jump:2,0,relative;
+/// content:"Bob"; distance:0; within:3;`.
+#[test]
+fn byte_jump_moves_the_cursor_as_suricata() {
+    let alice =
+        [r#"content:"Alice"; byte_jump:2,0,relative; content:"Bob"; distance:0; within:3;"#];
+    assert_eq!(fire(&alice, b"Alice\x00\x03xyzBob"), vec![1]);
+    assert_eq!(fire(&alice, b"Alice\x00\x04xyzBob"), Vec::<u32>::new());
+    assert_eq!(fire(&alice, b"Alice\x00\x02xyzBob"), Vec::<u32>::new());
+    let rules = [
+        // 3 * 2 = 6, aligned to 8, from after the byte read (1): 9.
+        r#"byte_jump:1,0,multiplier 2,align; content:"Z"; distance:0; within:1;"#,
+        r#"byte_jump:1,0,from_beginning; content:"Q"; distance:0; within:1;"#,
+        r#"byte_jump:1,0,post_offset -1; content:"Q"; distance:0; within:1;"#,
+        r#"byte_jump:1,0,from_end,post_offset -4; content:"Z"; distance:0; within:1;"#,
+        "byte_jump:1,1;",
+    ];
+    // byte 0 = 3: rule 1 lands on 9 ('Z'); from_beginning 3 lands on 'Q'
+    // at 3; post_offset: 1 + 3 - 1 = 3 ('Q'); from_end: 11 + 3 - 4 = the
+    // last byte ('Z'); rule 5 reads byte 1 (0x51 = 81) and jumps out of the buffer.
+    assert_eq!(fire(&rules, b"\x03QQQ.....Z"), vec![1, 2, 3, 4]);
+    let end = ["byte_jump:1,0; isdataat:!1,relative;", "byte_jump:1,0;"];
+    assert_eq!(fire(&end, b"\x02xy"), vec![1, 2]);
+    assert_eq!(fire(&end, b"\x03xy"), Vec::<u32>::new());
+    // A string number jumps from the end of its digits (strtoull).
+    let len =
+        [r#"content:"L:"; byte_jump:4,0,relative,string,dec; content:"!"; distance:0; within:1;"#];
+    assert_eq!(fire(&len, b"L:2 abc!"), Vec::<u32>::new());
+    assert_eq!(fire(&len, b"L:2  ab!"), Vec::<u32>::new());
+    assert_eq!(fire(&len, b"L:2ab!xyz"), vec![1]);
+}
+
+/// `byte_extract` (Suricata docs, "byte_extract"): the value (times
+/// `multiplier`, rounded up to `align`) is a variable that later
+/// `depth`, `offset`, `distance`, `within`, `byte_test` and `isdataat`
+/// use; the cursor moves past the bytes read.
+#[test]
+fn byte_extract_variables_feed_later_keywords() {
+    let rules = [
+        r#"byte_extract:1,0,len; content:"X"; offset:1; depth:len;"#,
+        r#"byte_extract:1,0,skip; content:"X"; distance:skip; within:1;"#,
+        "byte_extract:1,0,n; byte_test:1,=,n,1;",
+        "byte_extract:1,0,n,multiplier 2; isdataat:n;",
+        "byte_extract:2,0,n,string,dec,align 4; byte_test:1,=,n,3;",
+    ];
+    // len 3: "X" within bytes 1..4; skip 3: "X" right at 1 + 3 = 4; 3 * 2
+    // = 6 is past the 5 bytes.
+    assert_eq!(fire(&rules, b"\x03abXX"), vec![1, 2]);
+    assert_eq!(fire(&rules, b"\x02abXX"), vec![2, 4]);
+    assert_eq!(fire(&rules, b"\x07\x07"), vec![3]);
+    // "10" aligned to 4 is 12.
+    assert_eq!(fire(&rules, b"10\x00\x0c"), vec![5]);
+}
+
+/// `pcre` through the `regex` crate: flags i, s, m, x, A, R (relative to
+/// the cursor), negation; HTTP buffer flags (U) select our buffers; what
+/// the crate cannot do is skipped with a reason naming `pcre`.
+#[test]
+fn pcre_matches_with_its_flags_and_skips_what_the_regex_crate_lacks() {
+    let rules = [
+        r#"pcre:"/^get\s+\/admin/i";"#,
+        r#"content:"user="; pcre:"/^[a-z]+&/R";"#,
+        r#"content:"GET"; pcre:!"/passwd/";"#,
+        r#"pcre:"/admin.x/s";"#,
+        r#"pcre:"/^Host: a$/m";"#,
+        r#"pcre:"/ a d m i n /x";"#,
+        r#"content:"/"; pcre:"/admin/AR";"#,
+    ];
+    assert_eq!(
+        fire(&rules, b"GET  /admin\nx user=bob& \r\nHost: a\nz"),
+        vec![1, 2, 3, 4, 5, 6, 7]
+    );
+    // Rule 7: "admin" is not right after the first "/", but the content
+    // is retried at the next "/" (backtracking), after which it is.
+    assert_eq!(
+        fire(&rules, b"POST /passwd/admin user=BOB& Host: b"),
+        vec![6, 7]
+    );
+    // ... but not where "admin" never follows a "/" directly (`A`).
+    assert_eq!(fire(&rules, b"POST /passwd/xadmin"), vec![6]);
+    // PCRE's `$` (without `E` or `m`) also matches before a final newline.
+    let dollar = [
+        r#"pcre:"/admin$/";"#,
+        r#"pcre:"/admin$/E";"#,
+        r#"pcre:"/admin\n$/";"#,
+    ];
+    assert_eq!(fire(&dollar, b"GET /admin\n"), vec![1, 3]);
+    assert_eq!(fire(&dollar, b"GET /admin"), vec![1, 2]);
+    let mut r = Run::new(
+        "alert http any any -> any any (pcre:\"/\\.php$/U\"; sid:1;)\n\
+         alert http any any -> any any (pcre:\"/\\.asp$/U\"; sid:2;)\n",
+    );
+    r.feed(
+        0.0,
+        &payload_tcp(b"GET /x/index.php HTTP/1.1\r\nHost: a\r\n\r\n"),
+    );
+    assert_eq!(r.sids(), vec![1]);
+    for (rule, says) in [
+        (r#"pcre:"/(a)\1/";"#, "backreferences"),
+        (r#"pcre:"/a(?=b)/";"#, "lookahead"),
+        (r#"pcre:"/a(?<!b)/";"#, "lookbehind"),
+        (r#"pcre:"/a/P";"#, "flag 'P'"),
+        (r#"pcre:"/a{/";"#, "regex crate"),
+        (r#"pcre:"a";"#, "'/'"),
+    ] {
+        let text = format!("alert tcp any any -> any any ({rule} sid:9;)");
+        let skip = parse::parse_rule(&text, 1, &Vars::default()).expect_err(rule);
+        assert_eq!(skip.keyword, "pcre", "{rule}");
+        assert!(
+            skip.reason.starts_with("pcre") && skip.reason.contains(says),
+            "{rule}: {}",
+            skip.reason
+        );
+        assert!(one_line(&skip.reason));
+    }
+}
+
+/// `threshold: type backoff` (Suricata docs, "type backoff"): per flow,
+/// alerts at match `count`, then `count * multiplier`, ...: count 1 and
+/// multiplier 10 alert at 1, 10, 100; count 5 and multiplier 5 at 5, 25.
+#[test]
+fn threshold_backoff_alerts_at_count_times_powers_of_the_multiplier() {
+    let mut r = Run::new(
+        "alert tcp any any -> any any (content:\"a\"; threshold: type backoff, track by_flow, count 1, multiplier 10; sid:1;)\n\
+         alert tcp any any -> any any (content:\"a\"; threshold: type backoff, track by_flow, count 5, multiplier 5; sid:2;)\n",
+    );
+    let mut at: Vec<(u32, usize)> = Vec::new();
+    for i in 1..=150 {
+        r.feed(i as f64 * 0.01, &payload_tcp(b"a"));
+        at.extend(r.sids().into_iter().map(|s| (s, i)));
+    }
+    assert_eq!(
+        at,
+        vec![(1, 1), (2, 5), (1, 10), (2, 25), (1, 100), (2, 125)]
+    );
+    for bad in [
+        "type backoff, track by_src, count 1, multiplier 10",
+        "type backoff, track by_flow, count 1",
+        "type backoff, track by_flow, count 1, multiplier 0",
+        "type limit, track by_flow, count 1, multiplier 2",
+    ] {
+        let text = format!("alert tcp any any -> any any (threshold: {bad}; sid:9;)");
+        let skip = parse::parse_rule(&text, 1, &Vars::default()).expect_err(bad);
+        assert_eq!(skip.keyword, "threshold", "{bad}");
+    }
+}
+
+proptest::proptest! {
+    /// Arbitrary option text for the chain keywords never panics: the rule
+    /// loads (and then matches arbitrary payloads without panicking) or
+    /// is skipped with one line naming the keyword.
+    #[test]
+    fn chain_keywords_with_arbitrary_options_never_panic(
+        k in proptest::sample::select(&["isdataat", "byte_test", "byte_jump", "byte_extract", "pcre"][..]),
+        parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                "-?[0-9]{1,3}",
+                proptest::sample::select(&[
+                    "relative", "little", "big", "string", "hex", "dec", "oct", "dce",
+                    "align", "align 4", "multiplier 3", "post_offset -2", "from_beginning",
+                    "from_end", "bitmask 0xf0", "=", "!", "<=", "&", "^", "!>", "v", "w",
+                    "\"/a+b/i\"", "\"/(a)\\\\1/\"", "!\"/[0-9]{2}/R\"", "\"/x/U\"", "0x10",
+                ][..]).prop_map(|s: &str| s.to_string()),
+                "[a-z!<>=&^ 0-9/|.*+?]{0,8}",
+            ],
+            0..7,
+        ),
+        payload in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+    ) {
+        let text = format!(
+            "alert tcp any any -> any any (content:\"a\"; byte_extract:1,0,v,relative; {k}:{}; sid:7;)",
+            parts.join(",")
+        );
+        match parse::parse_rule(&text, 1, &Vars::default()) {
+            Err(skip) => {
+                proptest::prop_assert!(one_line(&skip.reason), "{:?}", skip.reason);
+                proptest::prop_assert!(skip.reason.contains(k), "{text}: {:?}", skip.reason);
+            }
+            Ok(_) => {
+                let mut r = Run::new(&text);
+                let mut p = b"a".to_vec();
+                p.extend_from_slice(&payload);
+                r.feed(0.0, &payload_tcp(&p));
+            }
+        }
+    }
 }

@@ -22,6 +22,8 @@ pub struct Window {
     count: u32,
     /// Distinct ports seen (sorted), for `unique_on`.
     ports: Vec<u16>,
+    /// `backoff`: the match count that alerts next.
+    next: u64,
 }
 
 /// The key a threshold tracks a packet by.
@@ -49,7 +51,21 @@ pub fn check(
         first: Timestamp(i64::MIN),
         count: 0,
         ports: Vec::new(),
+        next: 0,
     });
+    if t.kind == ThresholdKind::Backoff {
+        // No window: alerts at match count, count * multiplier, count *
+        // multiplier^2, ... of the flow (detect-engine-threshold.c).
+        w.count = w.count.saturating_add(1);
+        if w.next == 0 {
+            w.next = u64::from(t.count);
+        }
+        if u64::from(w.count) != w.next {
+            return false;
+        }
+        w.next = (w.next.saturating_mul(u64::from(t.multiplier))).min(u64::from(u32::MAX));
+        return true;
+    }
     let fresh = w.first.0 == i64::MIN || ts.micros_since(w.first) >= seconds_us;
     if fresh {
         w.first = ts;
@@ -79,5 +95,6 @@ pub fn check(
         }
         ThresholdKind::Both => w.count == t.count,
         ThresholdKind::DetectionFilter => w.count > t.count,
+        ThresholdKind::Backoff => false,
     }
 }
