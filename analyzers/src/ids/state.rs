@@ -27,6 +27,19 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
         }
     }
 
+    /// A table sized for its cap up front (hashbrown's own growth is
+    /// capped at 65,536 buckets' worth here), so that the tables the
+    /// detectors fill on every new source never rehash mid-run. Only the
+    /// control bytes are written at allocation: slots nobody fills are
+    /// never touched, so a quiet run's RSS does not grow.
+    pub fn with_capacity(cap: usize) -> Self {
+        let mut b = Self::new(cap);
+        let n = (b.cap + 1).min(57_344);
+        b.map.reserve(n);
+        b.order.reserve(n);
+        b
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -81,41 +94,88 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
 
 /// HyperLogLog with 64 registers (about 13% standard error: enough for
 /// thresholds like "at least 10 sources", in 64 bytes per key).
-#[derive(Clone, Debug)]
+///
+/// Most keys (a client that got one SYN-ACK, a server a handful of
+/// sources) set only a few registers, so the first [`HLL_SPARSE`] set
+/// registers are kept inline as (index, rank) pairs and the 64-byte
+/// register array is allocated only past them. The estimate is computed
+/// on the same 64 registers either way, so it is exactly the dense one.
+#[derive(Clone, Debug, Default)]
 pub struct Hll {
-    reg: [u8; 64],
+    sparse: [(u8, u8); HLL_SPARSE],
+    sparse_len: u8,
+    dense: Option<Box<[u8; 64]>>,
 }
 
-impl Default for Hll {
-    fn default() -> Self {
-        Hll { reg: [0; 64] }
-    }
-}
+/// Registers kept inline before a [`Hll`] allocates its array.
+const HLL_SPARSE: usize = 6;
 
 impl Hll {
+    /// The hash [`Hll::add`] uses for `x`: callers adding one value to
+    /// several sketches hash it once ([`Hll::add_hash`]).
+    #[inline]
+    pub fn hash<T: Hash>(x: &T) -> u64 {
+        foldhash::fast::FixedState::with_seed(0x6d6f6e69).hash_one(x)
+    }
+
     pub fn add<T: Hash>(&mut self, x: &T) {
+        self.add_hash(Self::hash(x));
+    }
+
+    /// Adds a value by its [`Hll::hash`].
+    pub fn add_hash(&mut self, mut h: u64) {
         // foldhash is fast but not uniform enough in every bit for HLL:
         // finish with splitmix64's mixer.
-        let mut h = foldhash::fast::FixedState::with_seed(0x6d6f6e69).hash_one(x);
         h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         h ^= h >> 31;
         let idx = (h >> 58) as usize;
         let rank = ((h << 6) | 0x20).leading_zeros() as u8 + 1;
-        if rank > self.reg[idx] {
-            self.reg[idx] = rank;
+        if let Some(reg) = &mut self.dense {
+            if let Some(r) = reg.get_mut(idx) {
+                *r = (*r).max(rank);
+            }
+            return;
         }
+        let n = usize::from(self.sparse_len);
+        if let Some(p) = self.sparse[..n]
+            .iter_mut()
+            .find(|p| usize::from(p.0) == idx)
+        {
+            p.1 = p.1.max(rank);
+            return;
+        }
+        if n < HLL_SPARSE {
+            self.sparse[n] = (idx as u8, rank);
+            self.sparse_len += 1;
+            return;
+        }
+        let mut reg = Box::new(self.registers());
+        if let Some(r) = reg.get_mut(idx) {
+            *r = (*r).max(rank);
+        }
+        self.dense = Some(reg);
+    }
+
+    fn registers(&self) -> [u8; 64] {
+        if let Some(reg) = &self.dense {
+            return **reg;
+        }
+        let mut reg = [0u8; 64];
+        for &(i, r) in &self.sparse[..usize::from(self.sparse_len)] {
+            if let Some(x) = reg.get_mut(usize::from(i)) {
+                *x = r;
+            }
+        }
+        reg
     }
 
     pub fn estimate(&self) -> f64 {
+        let reg = self.registers();
         let m = 64.0;
-        let sum: f64 = self
-            .reg
-            .iter()
-            .map(|&r| 1.0 / (1u64 << r.min(63)) as f64)
-            .sum();
+        let sum: f64 = reg.iter().map(|&r| 1.0 / (1u64 << r.min(63)) as f64).sum();
         let raw = 0.709 * m * m / sum;
-        let zeros = self.reg.iter().filter(|&&r| r == 0).count();
+        let zeros = reg.iter().filter(|&&r| r == 0).count();
         if raw <= 2.5 * m && zeros > 0 {
             m * (m / zeros as f64).ln()
         } else {
@@ -124,10 +184,86 @@ impl Hll {
     }
 }
 
+/// A short list kept inline up to `N` items, on the heap past them: the
+/// per-key lists of the detectors (ports a source probed, hosts of a
+/// sweep) hold one or two items for nearly every key, and a heap
+/// allocation per new source (and its free at eviction) cost more than
+/// the detector's own work.
+#[derive(Clone, Debug)]
+pub enum InlineVec<T, const N: usize> {
+    Inline(u8, [T; N]),
+    Heap(Vec<T>),
+}
+
+impl<T: Copy + Default, const N: usize> Default for InlineVec<T, N> {
+    fn default() -> Self {
+        InlineVec::Inline(0, [T::default(); N])
+    }
+}
+
+impl<T: Copy + Default, const N: usize> InlineVec<T, N> {
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            InlineVec::Inline(n, a) => &a[..usize::from(*n)],
+            InlineVec::Heap(v) => v,
+        }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        match self {
+            InlineVec::Inline(n, a) => &mut a[..usize::from(*n)],
+            InlineVec::Heap(v) => v,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn push(&mut self, x: T) {
+        match self {
+            InlineVec::Inline(n, a) if usize::from(*n) < N => {
+                a[usize::from(*n)] = x;
+                *n += 1;
+            }
+            InlineVec::Inline(n, a) => {
+                let mut v = Vec::with_capacity(2 * N.max(2));
+                v.extend_from_slice(&a[..usize::from(*n)]);
+                v.push(x);
+                *self = InlineVec::Heap(v);
+            }
+            InlineVec::Heap(v) => v.push(x),
+        }
+    }
+
+    /// Removes item `i`, the last item taking its place (`Vec::swap_remove`).
+    pub fn swap_remove(&mut self, i: usize) {
+        match self {
+            InlineVec::Inline(n, a) => {
+                let last = usize::from(*n).saturating_sub(1);
+                if i <= last && *n > 0 {
+                    a.swap(i, last);
+                    *n -= 1;
+                }
+            }
+            InlineVec::Heap(v) => {
+                if i < v.len() {
+                    v.swap_remove(i);
+                }
+            }
+        }
+    }
+}
+
 /// What became of one probe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Answer {
     /// No answer yet.
+    #[default]
     Pending,
     /// The target answered as a live service would (SYN-ACK, a UDP reply,
     /// an echo reply, an ARP reply): a client at work, not a probe.
@@ -147,14 +283,15 @@ pub enum Answer {
 /// full), so a source costs a fixed amount of memory.
 #[derive(Clone, Debug)]
 pub struct ProbeSet {
-    probes: Vec<(u128, i64, Answer)>,
+    /// Nearly every source probes one target: kept inline.
+    probes: InlineVec<(u128, i64, Answer), 1>,
     cap: usize,
 }
 
 impl ProbeSet {
     pub fn new(cap: usize) -> Self {
         ProbeSet {
-            probes: Vec::new(),
+            probes: InlineVec::default(),
             cap: cap.max(1),
         }
     }
@@ -169,11 +306,16 @@ impl ProbeSet {
 
     /// A probe of `target` at `at_us` (a repeat keeps its first time).
     pub fn probe(&mut self, target: u128, at_us: i64) {
-        if self.probes.iter().any(|p| p.0 == target) {
+        if self.probes.as_slice().iter().any(|p| p.0 == target) {
             return;
         }
         if self.probes.len() >= self.cap {
-            match self.probes.iter().position(|p| p.2 == Answer::Answered) {
+            match self
+                .probes
+                .as_slice()
+                .iter()
+                .position(|p| p.2 == Answer::Answered)
+            {
                 Some(i) => {
                     self.probes.swap_remove(i);
                 }
@@ -186,7 +328,12 @@ impl ProbeSet {
     /// The target answered (or refused); a target not probed is ignored,
     /// and a refusal is never turned back into an answer.
     pub fn answer(&mut self, target: u128, how: Answer) {
-        if let Some(p) = self.probes.iter_mut().find(|p| p.0 == target) {
+        if let Some(p) = self
+            .probes
+            .as_mut_slice()
+            .iter_mut()
+            .find(|p| p.0 == target)
+        {
             if p.2 != Answer::Refused {
                 p.2 = how;
             }
@@ -203,6 +350,7 @@ impl ProbeSet {
     /// Probes refused, or unanswered for at least `grace_us` at `now_us`.
     pub fn unanswered(&self, now_us: i64, grace_us: i64) -> usize {
         self.probes
+            .as_slice()
             .iter()
             .filter(|p| match p.2 {
                 Answer::Refused => true,
@@ -216,11 +364,13 @@ impl ProbeSet {
     pub fn answers(&self) -> (usize, usize) {
         let a = self
             .probes
+            .as_slice()
             .iter()
             .filter(|p| p.2 == Answer::Answered)
             .count();
         let r = self
             .probes
+            .as_slice()
             .iter()
             .filter(|p| p.2 == Answer::Refused)
             .count();
@@ -229,12 +379,12 @@ impl ProbeSet {
 
     /// The target probed last.
     pub fn last(&self) -> Option<u128> {
-        self.probes.last().map(|p| p.0)
+        self.probes.as_slice().last().map(|p| p.0)
     }
 
     /// The first `n` targets, in probe order.
     pub fn first(&self, n: usize) -> impl Iterator<Item = u128> + '_ {
-        self.probes.iter().take(n).map(|p| p.0)
+        self.probes.as_slice().iter().take(n).map(|p| p.0)
     }
 }
 
