@@ -502,4 +502,70 @@ mod tests {
             assert!(err < 0.35, "{n}: {e}");
         }
     }
+
+    /// The dense HyperLogLog moni had before the sparse form: the sparse
+    /// one must give bit-for-bit the same estimates.
+    fn dense_estimate<T: Hash>(xs: impl Iterator<Item = T>) -> f64 {
+        let mut reg = [0u8; 64];
+        for x in xs {
+            let mut h = foldhash::fast::FixedState::with_seed(0x6d6f6e69).hash_one(&x);
+            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            h ^= h >> 31;
+            let idx = (h >> 58) as usize;
+            let rank = ((h << 6) | 0x20).leading_zeros() as u8 + 1;
+            reg[idx] = reg[idx].max(rank);
+        }
+        let m = 64.0;
+        let sum: f64 = reg.iter().map(|&r| 1.0 / (1u64 << r.min(63)) as f64).sum();
+        let raw = 0.709 * m * m / sum;
+        let zeros = reg.iter().filter(|&&r| r == 0).count();
+        if raw <= 2.5 * m && zeros > 0 {
+            m * (m / zeros as f64).ln()
+        } else {
+            raw
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn sparse_hll_estimates_exactly_as_the_dense_registers(
+            xs in proptest::collection::vec(any::<u32>(), 0..200),
+        ) {
+            let mut h = Hll::default();
+            for (i, x) in xs.iter().enumerate() {
+                if i % 2 == 0 {
+                    h.add(x);
+                } else {
+                    h.add_hash(Hll::hash(x));
+                }
+                let want = dense_estimate(xs[..=i].iter());
+                prop_assert_eq!(h.estimate().to_bits(), want.to_bits());
+            }
+            prop_assert_eq!(Hll::default().estimate().to_bits(), dense_estimate(std::iter::empty::<u32>()).to_bits());
+        }
+
+        #[test]
+        fn inline_vec_behaves_as_a_vec(
+            ops in proptest::collection::vec((any::<bool>(), any::<u16>(), 0usize..12), 0..60),
+        ) {
+            let mut v: InlineVec<u16, 3> = InlineVec::default();
+            let mut want: Vec<u16> = Vec::new();
+            for (push, x, i) in ops {
+                if push {
+                    v.push(x);
+                    want.push(x);
+                } else if i < want.len() {
+                    v.swap_remove(i);
+                    want.swap_remove(i);
+                } else {
+                    v.swap_remove(i); // out of range: nothing
+                }
+                prop_assert_eq!(v.as_slice(), &want[..]);
+                prop_assert_eq!(v.len(), want.len());
+            }
+        }
+    }
 }
