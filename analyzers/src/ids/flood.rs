@@ -33,7 +33,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::{addr_key, Bounded, Hll};
+use super::state::{addr_key, FifoTable, Hll};
 use super::{
     details, AlertKind, Detector, IdsConfig, AMPLIFICATION, ICMP_FLOOD, SYN_ACK_REFLECTION,
     SYN_FLOOD, UDP_FLOOD,
@@ -190,9 +190,9 @@ fn amp_service(port: u16) -> Option<usize> {
 }
 
 pub struct Floods {
-    by_dst: Bounded<(VnetId, IpAddr), SynWindow>,
+    by_dst: FifoTable<(VnetId, IpAddr), SynWindow>,
     /// SYN-ACKs (`.0`) and amplified responses (`.1`) per victim.
-    reflected: Bounded<(VnetId, IpAddr, bool), Reflected>,
+    reflected: FifoTable<(VnetId, IpAddr, bool), Reflected>,
     /// Few VNets: a short list with the last hit first tried.
     by_vnet: Vec<(VnetId, VnetWindow)>,
     last_vnet: usize,
@@ -216,8 +216,8 @@ impl Floods {
     pub fn new(c: &IdsConfig) -> Self {
         let secs = u64::from(c.flood_window_secs.max(1));
         Floods {
-            by_dst: Bounded::with_capacity(c.max_tracked),
-            reflected: Bounded::with_capacity(c.max_tracked),
+            by_dst: FifoTable::new(c.max_tracked),
+            reflected: FifoTable::new(c.max_tracked),
             by_vnet: Vec::new(),
             last_vnet: 0,
             vnets_evicted: 0,
@@ -241,8 +241,8 @@ impl Floods {
 impl Floods {
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
-        let by_dst = std::mem::replace(&mut self.by_dst, Bounded::new(1));
-        let reflected = std::mem::replace(&mut self.reflected, Bounded::new(1));
+        let by_dst = std::mem::replace(&mut self.by_dst, FifoTable::new(1));
+        let reflected = std::mem::replace(&mut self.reflected, FifoTable::new(1));
         let by_vnet = std::mem::take(&mut self.by_vnet);
         let (last, evicted) = (self.last_vnet, self.vnets_evicted);
         *self = Floods::new(c);

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::{addr_key, key_addr, Answer, Bounded, InlineVec, ProbeSet};
+use super::state::{addr_key, key_addr, Answer, FifoTable, InlineVec, ProbeSet};
 use super::{details, Detector, IdsConfig, HOST_SWEEP, PORT_SCAN, UDP_SWEEP};
 use crate::decode::{tcp_flags as f, Decoded, Fragment, Transport};
 use crate::record::AlertRecord;
@@ -175,7 +175,7 @@ type ScanKey = (VnetId, IpAddr, IpAddr);
 
 /// One source probing many ports of one host.
 pub struct PortScan {
-    t: Bounded<ScanKey, ScanState>,
+    t: FifoTable<ScanKey, ScanState>,
     watch: Vec<ScanKey>,
     window_us: i64,
     grace_us: i64,
@@ -186,7 +186,7 @@ pub struct PortScan {
 impl PortScan {
     pub fn new(c: &IdsConfig) -> Self {
         PortScan {
-            t: Bounded::with_capacity(c.max_tracked),
+            t: FifoTable::new(c.max_tracked),
             watch: Vec::new(),
             window_us: i64::from(c.scan_window_secs) * 1_000_000,
             grace_us: i64::from(c.answer_grace_ms) * 1_000,
@@ -197,7 +197,7 @@ impl PortScan {
 
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
-        let t = std::mem::replace(&mut self.t, Bounded::new(1));
+        let t = std::mem::replace(&mut self.t, FifoTable::new(1));
         let watch = std::mem::take(&mut self.watch);
         *self = PortScan::new(c);
         self.t = t;
@@ -477,7 +477,7 @@ type SweepKey = (VnetId, IpAddr, u8, u16);
 /// One source probing one port (or ICMP echo) on many hosts that do not
 /// answer, or refuse.
 pub struct Sweep {
-    t: Bounded<SweepKey, SweepState>,
+    t: FifoTable<SweepKey, SweepState>,
     watch: Vec<SweepKey>,
     window_us: i64,
     grace_us: i64,
@@ -487,7 +487,7 @@ pub struct Sweep {
 impl Sweep {
     pub fn new(c: &IdsConfig) -> Self {
         Sweep {
-            t: Bounded::with_capacity(c.max_tracked),
+            t: FifoTable::new(c.max_tracked),
             watch: Vec::new(),
             window_us: i64::from(c.sweep_window_secs) * 1_000_000,
             grace_us: i64::from(c.answer_grace_ms) * 1_000,
@@ -497,7 +497,7 @@ impl Sweep {
 
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
-        let t = std::mem::replace(&mut self.t, Bounded::new(1));
+        let t = std::mem::replace(&mut self.t, FifoTable::new(1));
         let watch = std::mem::take(&mut self.watch);
         *self = Sweep::new(c);
         self.t = t;

@@ -27,19 +27,6 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
         }
     }
 
-    /// A table sized for its cap up front (hashbrown's own growth is
-    /// capped at 65,536 buckets' worth here), so that the tables the
-    /// detectors fill on every new source never rehash mid-run. Only the
-    /// control bytes are written at allocation: slots nobody fills are
-    /// never touched, so a quiet run's RSS does not grow.
-    pub fn with_capacity(cap: usize) -> Self {
-        let mut b = Self::new(cap);
-        let n = (b.cap + 1).min(57_344);
-        b.map.reserve(n);
-        b.order.reserve(n);
-        b
-    }
-
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -89,6 +76,176 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.map.iter()
+    }
+}
+
+/// A [`Bounded`] for the tables every new source writes (scans, sweeps,
+/// floods): the same keys, cap and oldest-first eviction, laid out for
+/// that traffic. Entries live in a ring in insertion order, so a new key
+/// is written at the ring's tail and the evicted one read at its head,
+/// both sequential; the hash index holds only 8-byte positions (about
+/// 0.5 MiB at the default cap: it stays in cache where the entries of
+/// 50,000 keys would not). The answer that follows a probe (a SYN-ACK
+/// after its SYN) finds its entry near the tail, still in cache.
+///
+/// Eviction takes the oldest *live* key; an entry removed (or dropped by
+/// [`FifoTable::retain`]) leaves a hole that eviction skips.
+#[derive(Debug)]
+pub struct FifoTable<K, V> {
+    /// Positions (`seq`) of live entries, by their key's hash.
+    index: hashbrown::HashTable<u64>,
+    /// Entries from `base` on: (hash, key, value; `None` for a hole).
+    ring: VecDeque<(u64, K, Option<V>)>,
+    /// The `seq` of `ring[0]`.
+    base: u64,
+    live: usize,
+    cap: usize,
+    hasher: foldhash::fast::FixedState,
+    pub evicted: u64,
+}
+
+impl<K: Hash + Eq, V> FifoTable<K, V> {
+    /// A table for at most `cap` keys, its index and ring sized for it
+    /// up front (no rehash mid-run; untouched slots cost no memory).
+    pub fn new(cap: usize) -> Self {
+        let cap = cap.max(1);
+        let n = (cap + 1).min(57_344);
+        FifoTable {
+            index: hashbrown::HashTable::with_capacity(n),
+            ring: VecDeque::with_capacity(n),
+            base: 0,
+            live: 0,
+            cap,
+            hasher: foldhash::fast::FixedState::with_seed(0x6669_666f),
+            evicted: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn find(&self, h: u64, k: &K) -> Option<usize> {
+        let (ring, base) = (&self.ring, self.base);
+        self.index
+            .find(h, |&seq| {
+                ring.get((seq - base) as usize)
+                    .is_some_and(|e| e.2.is_some() && e.1 == *k)
+            })
+            .map(|&seq| (seq - base) as usize)
+    }
+
+    /// Drops the index entry of `ring[i]`.
+    fn unindex(&mut self, i: usize) {
+        let Some(h) = self.ring.get(i).map(|e| e.0) else {
+            return;
+        };
+        let seq = self.base + i as u64;
+        if let Ok(e) = self.index.find_entry(h, |&s| s == seq) {
+            e.remove();
+        }
+    }
+
+    /// The entry for `k`, made with `make` if absent. A full table evicts
+    /// its oldest live key at the next insertion, so it holds at most
+    /// `cap + 1` keys (as [`Bounded::entry`]).
+    pub fn entry(&mut self, k: &K, make: impl FnOnce() -> V) -> &mut V
+    where
+        K: Clone,
+    {
+        if self.live > self.cap {
+            while !self.ring.is_empty() {
+                let live = self.ring.front().is_some_and(|e| e.2.is_some());
+                if live {
+                    self.unindex(0);
+                }
+                self.ring.pop_front();
+                self.base += 1;
+                if live {
+                    self.live -= 1;
+                    self.evicted += 1;
+                    break;
+                }
+            }
+        }
+        if self.ring.len() > 2 * self.cap + 16 {
+            self.compact();
+        }
+        let h = self.hasher.hash_one(k);
+        let i = match self.find(h, k) {
+            Some(i) => i,
+            None => {
+                let seq = self.base + self.ring.len() as u64;
+                self.ring.push_back((h, k.clone(), None));
+                let (ring, base) = (&self.ring, self.base);
+                self.index.insert_unique(h, seq, |&s| {
+                    ring.get((s - base) as usize).map_or(0, |e| e.0)
+                });
+                self.live += 1;
+                self.ring.len() - 1
+            }
+        };
+        // `i` is a live entry found above or the one just pushed.
+        self.ring[i].2.get_or_insert_with(make)
+    }
+
+    /// Rebuilds the ring without its holes (they pile up only when many
+    /// keys are removed between evictions).
+    fn compact(&mut self) {
+        let old = std::mem::take(&mut self.ring);
+        self.index.clear();
+        self.base = 0;
+        for e in old.into_iter().filter(|e| e.2.is_some()) {
+            let seq = self.ring.len() as u64;
+            let h = e.0;
+            self.ring.push_back(e);
+            let (ring, base) = (&self.ring, self.base);
+            self.index.insert_unique(h, seq, |&s| {
+                ring.get((s - base) as usize).map_or(0, |e| e.0)
+            });
+        }
+    }
+
+    /// The entry for `k` if present (never inserts).
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        let h = self.hasher.hash_one(k);
+        let i = self.find(h, k)?;
+        self.ring.get_mut(i).and_then(|e| e.2.as_mut())
+    }
+
+    pub fn remove(&mut self, k: &K) -> Option<V> {
+        let h = self.hasher.hash_one(k);
+        let i = self.find(h, k)?;
+        self.unindex(i);
+        self.live -= 1;
+        self.ring.get_mut(i).and_then(|e| e.2.take())
+    }
+
+    /// Removes every entry for which `keep` is false.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        for i in 0..self.ring.len() {
+            let drop = match self.ring.get_mut(i) {
+                Some((_, k, Some(v))) => !keep(k, v),
+                _ => false,
+            };
+            if drop {
+                self.unindex(i);
+                self.live -= 1;
+                if let Some(e) = self.ring.get_mut(i) {
+                    e.2 = None;
+                }
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.ring
+            .iter()
+            .filter_map(|(_, k, v)| v.as_ref().map(|v| (k, v)))
     }
 }
 
@@ -545,6 +702,76 @@ mod tests {
                 prop_assert_eq!(h.estimate().to_bits(), want.to_bits());
             }
             prop_assert_eq!(Hll::default().estimate().to_bits(), dense_estimate(std::iter::empty::<u32>()).to_bits());
+        }
+
+        #[test]
+        fn fifo_table_evicts_as_bounded_and_the_oldest_live_key(
+            ops in proptest::collection::vec((0u8..3, 0u16..40), 0..400),
+            cap in 1usize..12,
+        ) {
+            let mut f: FifoTable<u16, u32> = FifoTable::new(cap);
+            let mut b: Bounded<u16, u32> = Bounded::new(cap);
+            // The model: live keys, oldest first.
+            let mut model: Vec<(u16, u32)> = Vec::new();
+            let mut evicted = 0u64;
+            let mut removed_any = false;
+            for (op, k) in ops {
+                match op {
+                    0 => {
+                        if model.len() > cap {
+                            model.remove(0);
+                            evicted += 1;
+                        }
+                        if !model.iter().any(|e| e.0 == k) {
+                            model.push((k, 0));
+                        }
+                        if let Some(e) = model.iter_mut().find(|e| e.0 == k) {
+                            e.1 += 1;
+                        }
+                        *f.entry(&k, || 0) += 1;
+                        *b.entry(&k, || 0) += 1;
+                    }
+                    1 => {
+                        let want = model.iter_mut().find(|e| e.0 == k).map(|e| {
+                            e.1 += 10;
+                            e.1
+                        });
+                        let got = f.get_mut(&k).map(|v| {
+                            *v += 10;
+                            *v
+                        });
+                        prop_assert_eq!(got, want);
+                        if let Some(v) = b.get_mut(&k) {
+                            *v += 10;
+                        }
+                    }
+                    _ => {
+                        // Removals (and retain) leave holes that eviction
+                        // skips; Bounded's stale order entries differ
+                        // from here on, the model does not.
+                        removed_any = true;
+                        let want = model.iter().position(|e| e.0 == k).map(|i| model.remove(i).1);
+                        prop_assert_eq!(f.remove(&k), want);
+                        if k % 7 == 0 {
+                            f.retain(|k, _| k % 5 != 0);
+                            model.retain(|e| e.0 % 5 != 0);
+                        }
+                    }
+                }
+                prop_assert_eq!(f.len(), model.len());
+                prop_assert_eq!(f.evicted, evicted);
+                let mut live: Vec<(u16, u32)> = f.iter().map(|(k, v)| (*k, *v)).collect();
+                let mut want = model.clone();
+                live.sort_unstable();
+                want.sort_unstable();
+                prop_assert_eq!(&live, &want);
+                if !removed_any {
+                    let mut bl: Vec<(u16, u32)> = b.iter().map(|(k, v)| (*k, *v)).collect();
+                    bl.sort_unstable();
+                    prop_assert_eq!(&bl, &want);
+                    prop_assert_eq!(b.evicted, evicted);
+                }
+            }
         }
 
         #[test]
