@@ -157,7 +157,7 @@ struct Reflected {
     reflectors: Hll,
     ports: Hll,
     /// Packets per service (index in [`AMP_SERVICES`]).
-    per_service: [u64; AMP_SERVICES.len()],
+    per_service: [u32; AMP_SERVICES.len()],
     alerted: bool,
 }
 
@@ -335,7 +335,7 @@ impl Floods {
         }
         if let Some(i) = service {
             if let Some(n) = s.per_service.get_mut(i) {
-                *n += 1;
+                *n = n.saturating_add(1);
             }
         }
         if s.alerted {

@@ -131,7 +131,7 @@ struct ScanState {
     /// Ports that refused a bare ACK with a bare RST.
     ack: Ports,
     /// UDP ports probed, with their answers.
-    udp: ProbeSet,
+    udp: ProbeSet<u16>,
     probes: u64,
     open: u64,
     closed: u64,
@@ -231,7 +231,7 @@ impl PortScan {
         match role {
             UdpRole::Answer => {
                 if let Some(s) = self.t.get_mut(&(vnet, ip.dst, ip.src)) {
-                    s.udp.answer(u128::from(sp), Answer::Answered);
+                    s.udp.answer(sp, Answer::Answered);
                     s.open += 1;
                 }
             }
@@ -241,7 +241,7 @@ impl PortScan {
                 let s = self.state(&key, ts);
                 s.probes += 1;
                 s.kinds |= kind_bit("udp");
-                s.udp.probe(u128::from(dp), ts.0);
+                s.udp.probe(dp, ts.0);
                 if s.judgeable(pt, st) {
                     self.judge(&key, ts, out);
                 }
@@ -421,7 +421,7 @@ impl Detector for PortScan {
                 let s = self.state(&key, ts);
                 s.closed += 1;
                 s.kinds |= kind_bit("udp");
-                s.udp.refused(u128::from(port), ts.0);
+                s.udp.refused(port, ts.0);
                 (key, s.judgeable(pt, st))
             }
             _ => return,

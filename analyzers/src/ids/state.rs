@@ -439,13 +439,15 @@ pub enum Answer {
 /// Holds at most `cap` targets (answered ones are dropped first when
 /// full), so a source costs a fixed amount of memory.
 #[derive(Clone, Debug)]
-pub struct ProbeSet {
-    /// Nearly every source probes one target: kept inline.
-    probes: InlineVec<(u128, i64, Answer), 1>,
+pub struct ProbeSet<T = u128> {
+    /// Nearly every source probes one target: kept inline. Targets are
+    /// hosts ([`addr_key`]) or, for a port scan, ports (`u16`: a smaller
+    /// entry for the table every new source writes).
+    probes: InlineVec<(T, i64, Answer), 1>,
     cap: usize,
 }
 
-impl ProbeSet {
+impl<T: Copy + Default + PartialEq> ProbeSet<T> {
     pub fn new(cap: usize) -> Self {
         ProbeSet {
             probes: InlineVec::default(),
@@ -462,7 +464,7 @@ impl ProbeSet {
     }
 
     /// A probe of `target` at `at_us` (a repeat keeps its first time).
-    pub fn probe(&mut self, target: u128, at_us: i64) {
+    pub fn probe(&mut self, target: T, at_us: i64) {
         if self.probes.as_slice().iter().any(|p| p.0 == target) {
             return;
         }
@@ -484,7 +486,7 @@ impl ProbeSet {
 
     /// The target answered (or refused); a target not probed is ignored,
     /// and a refusal is never turned back into an answer.
-    pub fn answer(&mut self, target: u128, how: Answer) {
+    pub fn answer(&mut self, target: T, how: Answer) {
         if let Some(p) = self
             .probes
             .as_mut_slice()
@@ -499,7 +501,7 @@ impl ProbeSet {
 
     /// A refusal of a target never seen probed (the probe was not seen, or
     /// the refusal is the only sign of it: an RST to a bare ACK).
-    pub fn refused(&mut self, target: u128, at_us: i64) {
+    pub fn refused(&mut self, target: T, at_us: i64) {
         self.probe(target, at_us);
         self.answer(target, Answer::Refused);
     }
@@ -535,12 +537,12 @@ impl ProbeSet {
     }
 
     /// The target probed last.
-    pub fn last(&self) -> Option<u128> {
+    pub fn last(&self) -> Option<T> {
         self.probes.as_slice().last().map(|p| p.0)
     }
 
     /// The first `n` targets, in probe order.
-    pub fn first(&self, n: usize) -> impl Iterator<Item = u128> + '_ {
+    pub fn first(&self, n: usize) -> impl Iterator<Item = T> + '_ {
         self.probes.as_slice().iter().take(n).map(|p| p.0)
     }
 }
