@@ -219,3 +219,7 @@ print(f"  1 worker / tcpdump floor:   {vtcpdump / vmoni1:.2f}x  (goal >= 0.8x)")
 print(f"  1 worker / tshark:          {vtshark / vmoni1:.1f}x  (goal >= 40x)")
 print(f"1,000,000 spoofed SYN sources, default cap, 1 worker: peak RSS {rss_syn:.0f} MiB (goal <= 200 MB)")
 PY
+# The detectors' cost in CPU time and each detector's share of cycles
+# (issue 17), from bench/ids-cost.sh.
+echo "IDS cost on the flow-heavy capture (1 worker):"
+bash bench/ids-cost.sh "$BIN/moni-node" "$HEAVY" 3

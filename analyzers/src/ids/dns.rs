@@ -27,14 +27,27 @@ use crate::vnet::VnetId;
 
 /// A DNS message's flags, rcode and first question name (lower case).
 pub fn parse(payload: &[u8]) -> Option<(bool, u8, String)> {
+    let (response, rcode) = parse_header(payload)?;
+    let mut name = String::new();
+    parse_name(payload, &mut name)?;
+    Some((response, rcode, name))
+}
+
+/// A DNS message's response flag and rcode.
+fn parse_header(payload: &[u8]) -> Option<(bool, u8)> {
     let flags = payload.get(2..4)?;
-    let response = flags[0] & 0x80 != 0;
-    let rcode = flags[1] & 0x0f;
+    Some((flags[0] & 0x80 != 0, flags[1] & 0x0f))
+}
+
+/// The first question name (lower case) into `name`, which is cleared
+/// first: the detector reuses one buffer instead of a new `String` per
+/// packet. Empty when the message has no question.
+fn parse_name(payload: &[u8], name: &mut String) -> Option<()> {
+    name.clear();
     let qdcount = u16::from_be_bytes([*payload.get(4)?, *payload.get(5)?]);
     if qdcount == 0 {
-        return Some((response, rcode, String::new()));
+        return Some(());
     }
-    let mut name = String::new();
     let mut at = 12;
     loop {
         let len = usize::from(*payload.get(at)?);
@@ -51,7 +64,7 @@ pub fn parse(payload: &[u8]) -> Option<(bool, u8, String)> {
         name.extend(label.iter().map(|&b| char::from(b.to_ascii_lowercase())));
         at += 1 + len;
     }
-    Some((response, rcode, name))
+    Some(())
 }
 
 /// Shannon entropy of the name's characters, dots left out, in bits.
@@ -80,7 +93,14 @@ pub fn entropy(name: &str) -> f64 {
 /// or three under a two-letter country code with a generic second level
 /// (`example.co.uk`, `example.com.au`).
 pub fn split_registered(name: &str) -> (&str, &str) {
-    let dots: Vec<usize> = name.rmatch_indices('.').map(|(i, _)| i).take(3).collect();
+    // The last three dots, right to left (no allocation).
+    let mut last3 = [0usize; 3];
+    let mut n = 0;
+    for (i, _) in name.rmatch_indices('.').take(3) {
+        last3[n] = i;
+        n += 1;
+    }
+    let dots = &last3[..n];
     let labels_from = |n: usize| -> usize { dots.get(n).map_or(0, |&i| i + 1) };
     let mut keep = 2;
     if dots.len() >= 2 {
@@ -141,6 +161,8 @@ pub struct DnsAnomalies {
     /// Keyed by the registered domain's hash.
     subdomains: Bounded<(VnetId, IpAddr, u64), Subdomains>,
     hasher: foldhash::fast::FixedState,
+    /// The name being looked at (reused: no allocation per packet).
+    name: String,
     unique: f64,
     window_us: i64,
     nxdomain: u64,
@@ -155,6 +177,7 @@ impl DnsAnomalies {
             storms: Bounded::new(c.max_tracked),
             subdomains: Bounded::new(c.max_tracked),
             hasher: foldhash::fast::FixedState::with_seed(0x646e73),
+            name: String::with_capacity(256),
             unique: f64::from(c.dns_unique_subdomains),
             window_us: i64::from(c.dns_window_secs) * 1_000_000,
             nxdomain: u64::from(c.nxdomain_per_client),
@@ -299,16 +322,51 @@ impl Detector for DnsAnomalies {
         if src_port != 53 && dst_port != 53 {
             return;
         }
-        let Some((response, rcode, name)) = parse(d.payload) else {
+        let Some((response, rcode)) = parse_header(d.payload) else {
             return;
         };
-        if !response && dst_port == 53 {
-            self.query(ts, vnet, ip.src, ip.dst, src_port, &name, out);
+        let query = !response && dst_port == 53;
+        // Only queries and NXDOMAIN answers are read further: the name of
+        // any other message is not built at all.
+        if !query && (!response || rcode != 3) {
             return;
         }
-        if !response || rcode != 3 {
-            return;
+        let mut name = std::mem::take(&mut self.name);
+        if parse_name(d.payload, &mut name).is_some() {
+            if query {
+                self.query(ts, vnet, ip.src, ip.dst, src_port, &name, out);
+            } else {
+                self.nxdomain(ts, vnet, ip, &name, out);
+            }
         }
+        self.name = name;
+    }
+
+    fn advance(&mut self, now: Timestamp) {
+        let w = self.window_us;
+        self.storms.retain(|_, s| now.micros_since(s.start) <= w);
+        self.subdomains
+            .retain(|_, s| now.micros_since(s.start) <= w);
+    }
+
+    fn state(&self) -> (usize, u64) {
+        (
+            self.storms.len() + self.subdomains.len(),
+            self.storms.evicted + self.subdomains.evicted,
+        )
+    }
+}
+
+impl DnsAnomalies {
+    /// An NXDOMAIN answer for `name`, to the client (its destination).
+    fn nxdomain(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        ip: crate::decode::IpLayer,
+        name: &str,
+        out: &mut Vec<AlertRecord>,
+    ) {
         // NXDOMAIN to the client (the response's destination).
         let w = self.window_us;
         let s = self.storms.entry(&(vnet, ip.dst), || Storm {
@@ -325,7 +383,7 @@ impl Detector for DnsAnomalies {
         }
         s.nxdomain += 1;
         if s.names.len() < 5 {
-            s.names.push(name);
+            s.names.push(name.to_string());
         }
         if s.nxdomain == self.nxdomain {
             out.push(AlertRecord {
@@ -357,20 +415,6 @@ impl Detector for DnsAnomalies {
                 ]),
             });
         }
-    }
-
-    fn advance(&mut self, now: Timestamp) {
-        let w = self.window_us;
-        self.storms.retain(|_, s| now.micros_since(s.start) <= w);
-        self.subdomains
-            .retain(|_, s| now.micros_since(s.start) <= w);
-    }
-
-    fn state(&self) -> (usize, u64) {
-        (
-            self.storms.len() + self.subdomains.len(),
-            self.storms.evicted + self.subdomains.evicted,
-        )
     }
 }
 

@@ -33,7 +33,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::{addr_key, Bounded, Hll};
+use super::state::{addr_key, FifoTable, Hll};
 use super::{
     details, AlertKind, Detector, IdsConfig, AMPLIFICATION, ICMP_FLOOD, SYN_ACK_REFLECTION,
     SYN_FLOOD, UDP_FLOOD,
@@ -157,7 +157,7 @@ struct Reflected {
     reflectors: Hll,
     ports: Hll,
     /// Packets per service (index in [`AMP_SERVICES`]).
-    per_service: [u64; AMP_SERVICES.len()],
+    per_service: [u32; AMP_SERVICES.len()],
     alerted: bool,
 }
 
@@ -173,19 +173,30 @@ pub const AMP_SERVICES: [(u16, &str, u32); 6] = [
     (11211, "memcached", 15),
 ];
 
+/// The hash of an address ([`addr_key`]) that the flood sketches index
+/// by; [`super::Ids`] computes it once per packet for the source and the
+/// destination and shares it with the other detectors.
+pub(crate) const FLOOD_HASHER: foldhash::fast::FixedState =
+    foldhash::fast::FixedState::with_seed(0x666c6f6f64);
+
+/// The [`FLOOD_HASHER`] hash of an address.
+#[inline]
+pub(crate) fn addr_hash(a: IpAddr) -> u64 {
+    FLOOD_HASHER.hash_one(addr_key(a))
+}
+
 fn amp_service(port: u16) -> Option<usize> {
     AMP_SERVICES.iter().position(|s| s.0 == port)
 }
 
 pub struct Floods {
-    by_dst: Bounded<(VnetId, IpAddr), SynWindow>,
+    by_dst: FifoTable<(VnetId, IpAddr), SynWindow>,
     /// SYN-ACKs (`.0`) and amplified responses (`.1`) per victim.
-    reflected: Bounded<(VnetId, IpAddr, bool), Reflected>,
+    reflected: FifoTable<(VnetId, IpAddr, bool), Reflected>,
     /// Few VNets: a short list with the last hit first tried.
     by_vnet: Vec<(VnetId, VnetWindow)>,
     last_vnet: usize,
     vnets_evicted: u64,
-    hasher: foldhash::fast::FixedState,
     window_us: i64,
     secs: u64,
     syn: u64,
@@ -205,12 +216,11 @@ impl Floods {
     pub fn new(c: &IdsConfig) -> Self {
         let secs = u64::from(c.flood_window_secs.max(1));
         Floods {
-            by_dst: Bounded::new(c.max_tracked),
-            reflected: Bounded::new(c.max_tracked),
+            by_dst: FifoTable::new(c.max_tracked),
+            reflected: FifoTable::new(c.max_tracked),
             by_vnet: Vec::new(),
             last_vnet: 0,
             vnets_evicted: 0,
-            hasher: foldhash::fast::FixedState::with_seed(0x666c6f6f64),
             window_us: secs as i64 * 1_000_000,
             secs,
             syn: u64::from(c.syn_rate) * secs,
@@ -231,8 +241,8 @@ impl Floods {
 impl Floods {
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
-        let by_dst = std::mem::replace(&mut self.by_dst, Bounded::new(1));
-        let reflected = std::mem::replace(&mut self.reflected, Bounded::new(1));
+        let by_dst = std::mem::replace(&mut self.by_dst, FifoTable::new(1));
+        let reflected = std::mem::replace(&mut self.reflected, FifoTable::new(1));
         let by_vnet = std::mem::take(&mut self.by_vnet);
         let (last, evicted) = (self.last_vnet, self.vnets_evicted);
         *self = Floods::new(c);
@@ -309,6 +319,7 @@ impl Floods {
         let s = self
             .reflected
             .entry(&(vnet, victim, amp), Reflected::default);
+
         if ts.micros_since(s.start) > wu || s.start.0 == 0 {
             *s = Reflected {
                 start: ts,
@@ -324,7 +335,7 @@ impl Floods {
         }
         if let Some(i) = service {
             if let Some(n) = s.per_service.get_mut(i) {
-                *n += 1;
+                *n = n.saturating_add(1);
             }
         }
         if s.alerted {
@@ -435,6 +446,38 @@ impl Detector for Floods {
         out: &mut Vec<AlertRecord>,
     ) {
         let Some(ip) = d.ip else { return };
+        let (hs, hd) = (addr_hash(ip.src), addr_hash(ip.dst));
+        self.observe_hashed(ts, vnet, d, hs, hd, out);
+    }
+
+    fn advance(&mut self, now: Timestamp) {
+        let w = self.window_us;
+        self.by_dst.retain(|_, s| now.micros_since(s.start) <= w);
+        self.reflected.retain(|_, s| now.micros_since(s.start) <= w);
+    }
+
+    fn state(&self) -> (usize, u64) {
+        (
+            self.by_dst.len() + self.reflected.len() + self.by_vnet.len(),
+            self.by_dst.evicted + self.reflected.evicted + self.vnets_evicted,
+        )
+    }
+}
+
+impl Floods {
+    /// [`Detector::observe`] with the packet's source and destination
+    /// already hashed ([`addr_hash`], computed once per packet by
+    /// [`super::Ids`]).
+    pub(crate) fn observe_hashed(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        hs: u64,
+        hd: u64,
+        out: &mut Vec<AlertRecord>,
+    ) {
+        let Some(ip) = d.ip else { return };
         let wu = self.window_us;
         let secs = self.secs;
         let (syn, ack, syn_ack) = match d.transport {
@@ -452,8 +495,7 @@ impl Detector for Floods {
         if !(syn || ack || syn_ack || udp || icmp) {
             return;
         }
-        // One u128 write hashes faster than the IpAddr enum.
-        let h = self.hasher.hash_one(addr_key(ip.dst));
+        let h = hd;
         let i = match self.by_vnet.get(self.last_vnet) {
             Some((id, _)) if *id == vnet => self.last_vnet,
             _ => match self.by_vnet.iter().position(|(id, _)| *id == vnet) {
@@ -503,7 +545,6 @@ impl Detector for Floods {
             let (sp, dp) = d.ports().unwrap_or((0, 0));
             if let Some(svc) = amp_service(dp) {
                 // A request to an amplifying service, by its sender.
-                let hs = self.hasher.hash_one(addr_key(ip.src));
                 v.amp_requests.add(hs);
                 let len = u32::try_from(d.payload.len()).unwrap_or(u32::MAX);
                 v.amp_request_bytes.add_n(hs, len.max(1));
@@ -551,7 +592,7 @@ impl Detector for Floods {
             match d.transport {
                 Transport::Icmp {
                     icmp_type: 8 | 128, ..
-                } => v.echo_requests.add(self.hasher.hash_one(addr_key(ip.src))),
+                } => v.echo_requests.add(hs),
                 // The answers to this host's own pings.
                 Transport::Icmp {
                     icmp_type: 0 | 129, ..
@@ -581,14 +622,21 @@ impl Detector for Floods {
         }
         // A SYN: VNet-wide counts (spoofed sources *and* destinations) ...
         v.syns += 1;
-        v.syns_by_src.add(self.hasher.hash_one(addr_key(ip.src)));
-        v.sources.add(&ip.src);
+        v.syns_by_src.add(hs);
+        // Each value hashed once for the sketches it goes into.
+        let src_hll = Hll::hash(&ip.src);
+        v.sources.add_hash(src_hll);
         v.destinations.add(&ip.dst);
         let acks_to_dst = u64::from(v.acks.get(h));
         if !v.alerted && v.syns >= self.vnet_syn {
             let half_open = 1.0 - (v.completions.min(v.syns) as f64 / v.syns as f64);
-            let dsts = v.destinations.estimate();
-            let srcs = v.sources.estimate();
+            // The estimates only once the cheap test passed (busy normal
+            // traffic crosses the SYN count in every window).
+            let (dsts, srcs) = if half_open >= self.half_open {
+                (v.destinations.estimate(), v.sources.estimate())
+            } else {
+                (0.0, 0.0)
+            };
             if half_open >= self.half_open && dsts >= self.vnet_dsts && srcs >= self.vnet_sources {
                 v.alerted = true;
                 out.push(alert(
@@ -624,12 +672,15 @@ impl Detector for Floods {
             };
         }
         w.syns += 1;
-        w.sources.add(&ip.src);
+        w.sources.add_hash(src_hll);
         w.ports.add(&port);
         if w.alerted || w.syns < self.syn {
             return;
         }
         let half_open = 1.0 - (acks_to_dst.min(w.syns) as f64 / w.syns as f64);
+        if half_open < self.half_open {
+            return;
+        }
         // One source walking many ports is a scan (the port-scan detector's
         // business), not a flood: a flood hits few ports, or comes from
         // many (spoofed) sources.
@@ -659,18 +710,5 @@ impl Detector for Floods {
                 (ip.src, ip.dst),
             ));
         }
-    }
-
-    fn advance(&mut self, now: Timestamp) {
-        let w = self.window_us;
-        self.by_dst.retain(|_, s| now.micros_since(s.start) <= w);
-        self.reflected.retain(|_, s| now.micros_since(s.start) <= w);
-    }
-
-    fn state(&self) -> (usize, u64) {
-        (
-            self.by_dst.len() + self.reflected.len() + self.by_vnet.len(),
-            self.by_dst.evicted + self.reflected.evicted + self.vnets_evicted,
-        )
     }
 }

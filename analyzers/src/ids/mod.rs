@@ -31,7 +31,6 @@ pub mod rules;
 pub mod scan;
 pub mod state;
 
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use crate::decode::{Decoded, Transport};
@@ -309,7 +308,6 @@ pub struct Ids {
     /// UDP exchanges seen lately (directional): only the first datagram of
     /// each reaches the scan and sweep detectors.
     udp_recent: state::Recent,
-    udp_hasher: foldhash::fast::FixedState,
     /// Packet time of the next late judgement of sweeps and UDP scans.
     next_tick: i64,
     suppressor: Suppressor,
@@ -326,7 +324,6 @@ impl Ids {
             dns: dns::DnsAnomalies::new(config),
             arp: arp::ArpSweep::new(config),
             udp_recent: state::Recent::new(16),
-            udp_hasher: foldhash::fast::FixedState::with_seed(0x7564_7073),
             next_tick: i64::MIN,
             suppressor: Suppressor::new(config.cooldown_secs, config.max_tracked),
             pending: Vec::new(),
@@ -355,26 +352,21 @@ impl Ids {
                 }
             }
             (Some(ip), Transport::Udp { src_port, dst_port }) => {
-                self.floods.observe(ts, vnet, d, &mut self.pending);
+                // One hash per address per packet, shared by the
+                // detectors (the flood sketches index by it, the UDP
+                // exchanges below combine it).
+                let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
+                self.floods
+                    .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
                 if src_port == 53 || dst_port == 53 {
                     self.dns.observe(ts, vnet, d, &mut self.pending);
                 }
                 // The first datagram of an exchange is a probe, or the
-                // first answer to one; the rest of a stream costs one
-                // hash and one array access.
-                let fwd = self.udp_hasher.hash_one((
-                    state::addr_key(ip.src),
-                    state::addr_key(ip.dst),
-                    src_port,
-                    dst_port,
-                ));
+                // first answer to one; the rest of a stream costs a few
+                // multiplications and one array access.
+                let fwd = exchange_hash(hs, hd, src_port, dst_port);
                 if !self.udp_recent.seen(fwd) {
-                    let back = self.udp_hasher.hash_one((
-                        state::addr_key(ip.dst),
-                        state::addr_key(ip.src),
-                        dst_port,
-                        src_port,
-                    ));
+                    let back = exchange_hash(hd, hs, dst_port, src_port);
                     // Seen the other way first: this is the answer.
                     let role = if self.udp_recent.peek(back) {
                         scan::UdpRole::Answer
@@ -387,12 +379,29 @@ impl Ids {
                     }
                 }
             }
-            (Some(_), _) => {
-                self.floods.observe(ts, vnet, d, &mut self.pending);
+            (Some(ip), transport) => {
+                let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
+                self.floods
+                    .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
+                // Of TCP, the scan and sweep detectors read only SYNs,
+                // RSTs and segments without ACK (probes and their
+                // answers); an ACK-bearing segment without SYN or RST (the
+                // bulk of every stream) is neither, so it stops here.
+                if let Transport::Tcp { flags, .. } = transport {
+                    use crate::decode::tcp_flags as f;
+                    if flags & (f::SYN | f::RST | f::ACK) == f::ACK {
+                        return self.finish(out);
+                    }
+                }
                 self.scan.observe(ts, vnet, d, &mut self.pending);
                 self.sweep.observe(ts, vnet, d, &mut self.pending);
             }
         }
+        self.finish(out);
+    }
+
+    #[inline]
+    fn finish(&mut self, out: &mut Vec<AlertRecord>) {
         if !self.pending.is_empty() {
             self.emit(out);
         }
@@ -458,6 +467,17 @@ impl Ids {
             })
             .collect()
     }
+}
+
+/// The key of a directional UDP exchange (source, destination, ports) for
+/// [`state::Recent`], from the addresses' per-packet hashes: the two
+/// directions differ (the first address is rotated).
+#[inline]
+fn exchange_hash(a: u64, b: u64, pa: u16, pb: u16) -> u64 {
+    let ports = (u64::from(pa) << 16 | u64::from(pb)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let x = a.rotate_left(23) ^ b ^ ports;
+    let x = (x ^ (x >> 32)).wrapping_mul(0xd6e8_feb8_6659_fd93);
+    x ^ (x >> 29)
 }
 
 /// Builds an alert's JSON `details` from key/value pairs.

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::{addr_key, key_addr, Answer, Bounded, ProbeSet};
+use super::state::{addr_key, key_addr, Answer, FifoTable, InlineVec, ProbeSet};
 use super::{details, Detector, IdsConfig, HOST_SWEEP, PORT_SCAN, UDP_SWEEP};
 use crate::decode::{tcp_flags as f, Decoded, Fragment, Transport};
 use crate::record::AlertRecord;
@@ -53,8 +53,12 @@ fn bare_rst(flags: u8) -> bool {
     flags & (f::RST | f::ACK | f::SYN) == f::RST
 }
 
-fn push_capped<T: PartialEq>(v: &mut Vec<T>, x: T, cap: usize) {
-    if v.len() < cap && !v.contains(&x) {
+/// The ports of one (source, host) pair: nearly always one or two, kept
+/// inline (no allocation per new pair).
+type Ports = InlineVec<u16, 4>;
+
+fn push_capped(v: &mut Ports, x: u16, cap: usize) {
+    if v.len() < cap && !v.as_slice().contains(&x) {
         v.push(x);
     }
 }
@@ -122,12 +126,12 @@ pub enum UdpRole {
 struct ScanState {
     start: Timestamp,
     last: Timestamp,
-    ports: Vec<u16>,
-    stealth: Vec<u16>,
+    ports: Ports,
+    stealth: Ports,
     /// Ports that refused a bare ACK with a bare RST.
-    ack: Vec<u16>,
+    ack: Ports,
     /// UDP ports probed, with their answers.
-    udp: ProbeSet,
+    udp: ProbeSet<u16>,
     probes: u64,
     open: u64,
     closed: u64,
@@ -141,9 +145,9 @@ impl ScanState {
         ScanState {
             start: ts,
             last: ts,
-            ports: Vec::new(),
-            stealth: Vec::new(),
-            ack: Vec::new(),
+            ports: Ports::default(),
+            stealth: Ports::default(),
+            ack: Ports::default(),
             udp: ProbeSet::new(cap),
             probes: 0,
             open: 0,
@@ -153,13 +157,25 @@ impl ScanState {
             alerted: false,
         }
     }
+
+    /// Whether [`PortScan::judge`] can do anything: alert (a count at its
+    /// threshold; unanswered UDP ports are at most the UDP ports probed)
+    /// or watch (UDP ports at the threshold). Most keys are one client's
+    /// first connection to a server: this spares them a second lookup.
+    fn judgeable(&self, ports: usize, stealth: usize) -> bool {
+        !self.alerted
+            && (self.ports.len() >= ports
+                || self.ack.len() >= ports
+                || self.udp.len() >= ports
+                || self.stealth.len() >= stealth)
+    }
 }
 
 type ScanKey = (VnetId, IpAddr, IpAddr);
 
 /// One source probing many ports of one host.
 pub struct PortScan {
-    t: Bounded<ScanKey, ScanState>,
+    t: FifoTable<ScanKey, ScanState>,
     watch: Vec<ScanKey>,
     window_us: i64,
     grace_us: i64,
@@ -170,7 +186,7 @@ pub struct PortScan {
 impl PortScan {
     pub fn new(c: &IdsConfig) -> Self {
         PortScan {
-            t: Bounded::new(c.max_tracked),
+            t: FifoTable::new(c.max_tracked),
             watch: Vec::new(),
             window_us: i64::from(c.scan_window_secs) * 1_000_000,
             grace_us: i64::from(c.answer_grace_ms) * 1_000,
@@ -181,7 +197,7 @@ impl PortScan {
 
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
-        let t = std::mem::replace(&mut self.t, Bounded::new(1));
+        let t = std::mem::replace(&mut self.t, FifoTable::new(1));
         let watch = std::mem::take(&mut self.watch);
         *self = PortScan::new(c);
         self.t = t;
@@ -215,17 +231,20 @@ impl PortScan {
         match role {
             UdpRole::Answer => {
                 if let Some(s) = self.t.get_mut(&(vnet, ip.dst, ip.src)) {
-                    s.udp.answer(u128::from(sp), Answer::Answered);
+                    s.udp.answer(sp, Answer::Answered);
                     s.open += 1;
                 }
             }
             UdpRole::Probe => {
                 let key = (vnet, ip.src, ip.dst);
+                let (pt, st) = (self.ports, self.stealth);
                 let s = self.state(&key, ts);
                 s.probes += 1;
                 s.kinds |= kind_bit("udp");
-                s.udp.probe(u128::from(dp), ts.0);
-                self.judge(&key, ts, out);
+                s.udp.probe(dp, ts.0);
+                if s.judgeable(pt, st) {
+                    self.judge(&key, ts, out);
+                }
             }
         }
     }
@@ -351,7 +370,8 @@ impl Detector for PortScan {
             return;
         }
         let (cap, stealth_cap) = (self.ports + 1, self.stealth + 1);
-        let key = match d.transport {
+        let (pt, st) = (self.ports, self.stealth);
+        let (key, judgeable) = match d.transport {
             Transport::Tcp {
                 src_port, flags, ..
             } => {
@@ -364,7 +384,7 @@ impl Detector for PortScan {
                     s.closed += 1;
                     s.kinds |= kind_bit("ack");
                     push_capped(&mut s.ack, src_port, cap);
-                    key
+                    (key, s.judgeable(pt, st))
                 } else if flags & f::RST != 0 || flags & (f::SYN | f::ACK) == f::SYN | f::ACK {
                     // Answers to a prober: SYN-ACK (open) or RST (closed).
                     if let Some(s) = self.t.get_mut(&(vnet, ip.dst, ip.src)) {
@@ -388,7 +408,7 @@ impl Detector for PortScan {
                     if kind != "syn" {
                         push_capped(&mut s.stealth, dst_port, stealth_cap);
                     }
-                    key
+                    (key, s.judgeable(pt, st))
                 }
             }
             Transport::Icmp { .. } => {
@@ -401,12 +421,14 @@ impl Detector for PortScan {
                 let s = self.state(&key, ts);
                 s.closed += 1;
                 s.kinds |= kind_bit("udp");
-                s.udp.refused(u128::from(port), ts.0);
-                key
+                s.udp.refused(port, ts.0);
+                (key, s.judgeable(pt, st))
             }
             _ => return,
         };
-        self.judge(&key, ts, out);
+        if judgeable {
+            self.judge(&key, ts, out);
+        }
     }
 
     fn advance(&mut self, now: Timestamp) {
@@ -440,13 +462,22 @@ struct SweepState {
     alerted: bool,
 }
 
+impl SweepState {
+    /// Whether [`Sweep::judge`] can alert or watch: both need at least
+    /// `threshold` hosts probed (unanswered ones are among them). A
+    /// client's first connections never get that far: no second lookup.
+    fn judgeable(&self, threshold: usize) -> bool {
+        !self.alerted && self.hosts.len() >= threshold
+    }
+}
+
 /// (VNet, prober, protocol, port; 0 for ICMP echo).
 type SweepKey = (VnetId, IpAddr, u8, u16);
 
 /// One source probing one port (or ICMP echo) on many hosts that do not
 /// answer, or refuse.
 pub struct Sweep {
-    t: Bounded<SweepKey, SweepState>,
+    t: FifoTable<SweepKey, SweepState>,
     watch: Vec<SweepKey>,
     window_us: i64,
     grace_us: i64,
@@ -456,7 +487,7 @@ pub struct Sweep {
 impl Sweep {
     pub fn new(c: &IdsConfig) -> Self {
         Sweep {
-            t: Bounded::new(c.max_tracked),
+            t: FifoTable::new(c.max_tracked),
             watch: Vec::new(),
             window_us: i64::from(c.sweep_window_secs) * 1_000_000,
             grace_us: i64::from(c.answer_grace_ms) * 1_000,
@@ -466,7 +497,7 @@ impl Sweep {
 
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
-        let t = std::mem::replace(&mut self.t, Bounded::new(1));
+        let t = std::mem::replace(&mut self.t, FifoTable::new(1));
         let watch = std::mem::take(&mut self.watch);
         *self = Sweep::new(c);
         self.t = t;
@@ -493,11 +524,15 @@ impl Sweep {
         s
     }
 
-    fn probe(&mut self, key: SweepKey, host: IpAddr, kind: &str, ts: Timestamp) {
+    /// Records a probe; whether [`Sweep::judge`] can do anything for the
+    /// key now (see [`SweepState::judgeable`]).
+    fn probe(&mut self, key: SweepKey, host: IpAddr, kind: &str, ts: Timestamp) -> bool {
+        let threshold = self.hosts;
         let s = self.state(&key, ts);
         s.probes += 1;
         s.kinds |= sweep_bit(kind);
         s.hosts.probe(addr_key(host), ts.0);
+        s.judgeable(threshold)
     }
 
     fn answer(&mut self, key: &SweepKey, host: IpAddr, how: Answer) {
@@ -531,8 +566,9 @@ impl Sweep {
                     return;
                 }
                 let key = (vnet, ip.src, 17, dp);
-                self.probe(key, ip.dst, "udp", ts);
-                self.judge(&key, ts, out);
+                if self.probe(key, ip.dst, "udp", ts) {
+                    self.judge(&key, ts, out);
+                }
             }
         }
     }
@@ -665,17 +701,23 @@ impl Detector for Sweep {
                     // A live host refusing an ACK ping (nmap -PA): the ping
                     // itself is a bare ACK, like every stream's.
                     let key = (vnet, ip.dst, 6, src_port);
+                    let threshold = self.hosts;
                     let s = self.state(&key, ts);
                     s.probes += 1;
                     s.kinds |= sweep_bit("ack");
                     s.hosts.refused(addr_key(ip.src), ts.0);
+                    if !s.judgeable(threshold) {
+                        return;
+                    }
                     key
                 } else if flags & f::RST != 0 {
                     self.answer(&(vnet, ip.dst, 6, src_port), ip.src, Answer::Refused);
                     return;
                 } else if flags & (f::SYN | f::ACK) == f::SYN {
                     let key = (vnet, ip.src, 6, dst_port);
-                    self.probe(key, ip.dst, "syn", ts);
+                    if !self.probe(key, ip.dst, "syn", ts) {
+                        return;
+                    }
                     key
                 } else {
                     return;
@@ -685,7 +727,9 @@ impl Detector for Sweep {
                 icmp_type: 8 | 128, ..
             } => {
                 let key = (vnet, ip.src, ip.protocol, 0);
-                self.probe(key, ip.dst, "echo", ts);
+                if !self.probe(key, ip.dst, "echo", ts) {
+                    return;
+                }
                 key
             }
             Transport::Icmp {

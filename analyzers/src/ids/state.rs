@@ -79,43 +79,260 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
     }
 }
 
-/// HyperLogLog with 64 registers (about 13% standard error: enough for
-/// thresholds like "at least 10 sources", in 64 bytes per key).
-#[derive(Clone, Debug)]
-pub struct Hll {
-    reg: [u8; 64],
+/// A [`Bounded`] for the tables every new source writes (scans, sweeps,
+/// floods): the same keys, cap and oldest-first eviction, laid out for
+/// that traffic. Entries live in a ring in insertion order, so a new key
+/// is written at the ring's tail and the evicted one read at its head,
+/// both sequential; the hash index holds only 8-byte positions (about
+/// 0.5 MiB at the default cap: it stays in cache where the entries of
+/// 50,000 keys would not). The answer that follows a probe (a SYN-ACK
+/// after its SYN) finds its entry near the tail, still in cache.
+///
+/// Eviction takes the oldest *live* key; an entry removed (or dropped by
+/// [`FifoTable::retain`]) leaves a hole that eviction skips.
+#[derive(Debug)]
+pub struct FifoTable<K, V> {
+    /// Positions (`seq`) of live entries, by their key's hash.
+    index: hashbrown::HashTable<u64>,
+    /// Entries from `base` on: (hash, key, value; `None` for a hole).
+    ring: VecDeque<(u64, K, Option<V>)>,
+    /// The `seq` of `ring[0]`.
+    base: u64,
+    live: usize,
+    cap: usize,
+    hasher: foldhash::fast::FixedState,
+    pub evicted: u64,
 }
 
-impl Default for Hll {
-    fn default() -> Self {
-        Hll { reg: [0; 64] }
+impl<K: Hash + Eq, V> FifoTable<K, V> {
+    /// A table for at most `cap` keys, its index and ring sized for it
+    /// up front (no rehash mid-run; untouched slots cost no memory).
+    pub fn new(cap: usize) -> Self {
+        let cap = cap.max(1);
+        let n = (cap + 1).min(57_344);
+        FifoTable {
+            index: hashbrown::HashTable::with_capacity(n),
+            ring: VecDeque::with_capacity(n),
+            base: 0,
+            live: 0,
+            cap,
+            hasher: foldhash::fast::FixedState::with_seed(0x6669_666f),
+            evicted: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn find(&self, h: u64, k: &K) -> Option<usize> {
+        let (ring, base) = (&self.ring, self.base);
+        self.index
+            .find(h, |&seq| {
+                ring.get((seq - base) as usize)
+                    .is_some_and(|e| e.2.is_some() && e.1 == *k)
+            })
+            .map(|&seq| (seq - base) as usize)
+    }
+
+    /// Drops the index entry of `ring[i]`.
+    fn unindex(&mut self, i: usize) {
+        let Some(h) = self.ring.get(i).map(|e| e.0) else {
+            return;
+        };
+        let seq = self.base + i as u64;
+        if let Ok(e) = self.index.find_entry(h, |&s| s == seq) {
+            e.remove();
+        }
+    }
+
+    /// The entry for `k`, made with `make` if absent. A full table evicts
+    /// its oldest live key at the next insertion, so it holds at most
+    /// `cap + 1` keys (as [`Bounded::entry`]).
+    pub fn entry(&mut self, k: &K, make: impl FnOnce() -> V) -> &mut V
+    where
+        K: Clone,
+    {
+        if self.live > self.cap {
+            while !self.ring.is_empty() {
+                let live = self.ring.front().is_some_and(|e| e.2.is_some());
+                if live {
+                    self.unindex(0);
+                }
+                self.ring.pop_front();
+                self.base += 1;
+                if live {
+                    self.live -= 1;
+                    self.evicted += 1;
+                    break;
+                }
+            }
+        }
+        if self.ring.len() > 2 * self.cap + 16 {
+            self.compact();
+        }
+        let h = self.hasher.hash_one(k);
+        let i = match self.find(h, k) {
+            Some(i) => i,
+            None => {
+                let seq = self.base + self.ring.len() as u64;
+                self.ring.push_back((h, k.clone(), None));
+                let (ring, base) = (&self.ring, self.base);
+                self.index.insert_unique(h, seq, |&s| {
+                    ring.get((s - base) as usize).map_or(0, |e| e.0)
+                });
+                self.live += 1;
+                self.ring.len() - 1
+            }
+        };
+        // `i` is a live entry found above or the one just pushed.
+        self.ring[i].2.get_or_insert_with(make)
+    }
+
+    /// Rebuilds the ring without its holes (they pile up only when many
+    /// keys are removed between evictions).
+    fn compact(&mut self) {
+        let old = std::mem::take(&mut self.ring);
+        self.index.clear();
+        self.base = 0;
+        for e in old.into_iter().filter(|e| e.2.is_some()) {
+            let seq = self.ring.len() as u64;
+            let h = e.0;
+            self.ring.push_back(e);
+            let (ring, base) = (&self.ring, self.base);
+            self.index.insert_unique(h, seq, |&s| {
+                ring.get((s - base) as usize).map_or(0, |e| e.0)
+            });
+        }
+    }
+
+    /// The entry for `k` if present (never inserts).
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        let h = self.hasher.hash_one(k);
+        let i = self.find(h, k)?;
+        self.ring.get_mut(i).and_then(|e| e.2.as_mut())
+    }
+
+    pub fn remove(&mut self, k: &K) -> Option<V> {
+        let h = self.hasher.hash_one(k);
+        let i = self.find(h, k)?;
+        self.unindex(i);
+        self.live -= 1;
+        self.ring.get_mut(i).and_then(|e| e.2.take())
+    }
+
+    /// Removes every entry for which `keep` is false.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        for i in 0..self.ring.len() {
+            let drop = match self.ring.get_mut(i) {
+                Some((_, k, Some(v))) => !keep(k, v),
+                _ => false,
+            };
+            if drop {
+                self.unindex(i);
+                self.live -= 1;
+                if let Some(e) = self.ring.get_mut(i) {
+                    e.2 = None;
+                }
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.ring
+            .iter()
+            .filter_map(|(_, k, v)| v.as_ref().map(|v| (k, v)))
     }
 }
 
+/// HyperLogLog with 64 registers (about 13% standard error: enough for
+/// thresholds like "at least 10 sources", in 64 bytes per key).
+///
+/// Most keys (a client that got one SYN-ACK, a server a handful of
+/// sources) set only a few registers, so the first [`HLL_SPARSE`] set
+/// registers are kept inline as (index, rank) pairs and the 64-byte
+/// register array is allocated only past them. The estimate is computed
+/// on the same 64 registers either way, so it is exactly the dense one.
+#[derive(Clone, Debug, Default)]
+pub struct Hll {
+    sparse: [(u8, u8); HLL_SPARSE],
+    sparse_len: u8,
+    dense: Option<Box<[u8; 64]>>,
+}
+
+/// Registers kept inline before a [`Hll`] allocates its array.
+const HLL_SPARSE: usize = 6;
+
 impl Hll {
+    /// The hash [`Hll::add`] uses for `x`: callers adding one value to
+    /// several sketches hash it once ([`Hll::add_hash`]).
+    #[inline]
+    pub fn hash<T: Hash>(x: &T) -> u64 {
+        foldhash::fast::FixedState::with_seed(0x6d6f6e69).hash_one(x)
+    }
+
     pub fn add<T: Hash>(&mut self, x: &T) {
+        self.add_hash(Self::hash(x));
+    }
+
+    /// Adds a value by its [`Hll::hash`].
+    pub fn add_hash(&mut self, mut h: u64) {
         // foldhash is fast but not uniform enough in every bit for HLL:
         // finish with splitmix64's mixer.
-        let mut h = foldhash::fast::FixedState::with_seed(0x6d6f6e69).hash_one(x);
         h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         h ^= h >> 31;
         let idx = (h >> 58) as usize;
         let rank = ((h << 6) | 0x20).leading_zeros() as u8 + 1;
-        if rank > self.reg[idx] {
-            self.reg[idx] = rank;
+        if let Some(reg) = &mut self.dense {
+            if let Some(r) = reg.get_mut(idx) {
+                *r = (*r).max(rank);
+            }
+            return;
         }
+        let n = usize::from(self.sparse_len);
+        if let Some(p) = self.sparse[..n]
+            .iter_mut()
+            .find(|p| usize::from(p.0) == idx)
+        {
+            p.1 = p.1.max(rank);
+            return;
+        }
+        if n < HLL_SPARSE {
+            self.sparse[n] = (idx as u8, rank);
+            self.sparse_len += 1;
+            return;
+        }
+        let mut reg = Box::new(self.registers());
+        if let Some(r) = reg.get_mut(idx) {
+            *r = (*r).max(rank);
+        }
+        self.dense = Some(reg);
+    }
+
+    fn registers(&self) -> [u8; 64] {
+        if let Some(reg) = &self.dense {
+            return **reg;
+        }
+        let mut reg = [0u8; 64];
+        for &(i, r) in &self.sparse[..usize::from(self.sparse_len)] {
+            if let Some(x) = reg.get_mut(usize::from(i)) {
+                *x = r;
+            }
+        }
+        reg
     }
 
     pub fn estimate(&self) -> f64 {
+        let reg = self.registers();
         let m = 64.0;
-        let sum: f64 = self
-            .reg
-            .iter()
-            .map(|&r| 1.0 / (1u64 << r.min(63)) as f64)
-            .sum();
+        let sum: f64 = reg.iter().map(|&r| 1.0 / (1u64 << r.min(63)) as f64).sum();
         let raw = 0.709 * m * m / sum;
-        let zeros = self.reg.iter().filter(|&&r| r == 0).count();
+        let zeros = reg.iter().filter(|&&r| r == 0).count();
         if raw <= 2.5 * m && zeros > 0 {
             m * (m / zeros as f64).ln()
         } else {
@@ -124,10 +341,86 @@ impl Hll {
     }
 }
 
+/// A short list kept inline up to `N` items, on the heap past them: the
+/// per-key lists of the detectors (ports a source probed, hosts of a
+/// sweep) hold one or two items for nearly every key, and a heap
+/// allocation per new source (and its free at eviction) cost more than
+/// the detector's own work.
+#[derive(Clone, Debug)]
+pub enum InlineVec<T, const N: usize> {
+    Inline(u8, [T; N]),
+    Heap(Vec<T>),
+}
+
+impl<T: Copy + Default, const N: usize> Default for InlineVec<T, N> {
+    fn default() -> Self {
+        InlineVec::Inline(0, [T::default(); N])
+    }
+}
+
+impl<T: Copy + Default, const N: usize> InlineVec<T, N> {
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            InlineVec::Inline(n, a) => &a[..usize::from(*n)],
+            InlineVec::Heap(v) => v,
+        }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        match self {
+            InlineVec::Inline(n, a) => &mut a[..usize::from(*n)],
+            InlineVec::Heap(v) => v,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn push(&mut self, x: T) {
+        match self {
+            InlineVec::Inline(n, a) if usize::from(*n) < N => {
+                a[usize::from(*n)] = x;
+                *n += 1;
+            }
+            InlineVec::Inline(n, a) => {
+                let mut v = Vec::with_capacity(2 * N.max(2));
+                v.extend_from_slice(&a[..usize::from(*n)]);
+                v.push(x);
+                *self = InlineVec::Heap(v);
+            }
+            InlineVec::Heap(v) => v.push(x),
+        }
+    }
+
+    /// Removes item `i`, the last item taking its place (`Vec::swap_remove`).
+    pub fn swap_remove(&mut self, i: usize) {
+        match self {
+            InlineVec::Inline(n, a) => {
+                let last = usize::from(*n).saturating_sub(1);
+                if i <= last && *n > 0 {
+                    a.swap(i, last);
+                    *n -= 1;
+                }
+            }
+            InlineVec::Heap(v) => {
+                if i < v.len() {
+                    v.swap_remove(i);
+                }
+            }
+        }
+    }
+}
+
 /// What became of one probe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Answer {
     /// No answer yet.
+    #[default]
     Pending,
     /// The target answered as a live service would (SYN-ACK, a UDP reply,
     /// an echo reply, an ARP reply): a client at work, not a probe.
@@ -146,15 +439,18 @@ pub enum Answer {
 /// Holds at most `cap` targets (answered ones are dropped first when
 /// full), so a source costs a fixed amount of memory.
 #[derive(Clone, Debug)]
-pub struct ProbeSet {
-    probes: Vec<(u128, i64, Answer)>,
+pub struct ProbeSet<T = u128> {
+    /// Nearly every source probes one target: kept inline. Targets are
+    /// hosts ([`addr_key`]) or, for a port scan, ports (`u16`: a smaller
+    /// entry for the table every new source writes).
+    probes: InlineVec<(T, i64, Answer), 1>,
     cap: usize,
 }
 
-impl ProbeSet {
+impl<T: Copy + Default + PartialEq> ProbeSet<T> {
     pub fn new(cap: usize) -> Self {
         ProbeSet {
-            probes: Vec::new(),
+            probes: InlineVec::default(),
             cap: cap.max(1),
         }
     }
@@ -168,12 +464,17 @@ impl ProbeSet {
     }
 
     /// A probe of `target` at `at_us` (a repeat keeps its first time).
-    pub fn probe(&mut self, target: u128, at_us: i64) {
-        if self.probes.iter().any(|p| p.0 == target) {
+    pub fn probe(&mut self, target: T, at_us: i64) {
+        if self.probes.as_slice().iter().any(|p| p.0 == target) {
             return;
         }
         if self.probes.len() >= self.cap {
-            match self.probes.iter().position(|p| p.2 == Answer::Answered) {
+            match self
+                .probes
+                .as_slice()
+                .iter()
+                .position(|p| p.2 == Answer::Answered)
+            {
                 Some(i) => {
                     self.probes.swap_remove(i);
                 }
@@ -185,8 +486,13 @@ impl ProbeSet {
 
     /// The target answered (or refused); a target not probed is ignored,
     /// and a refusal is never turned back into an answer.
-    pub fn answer(&mut self, target: u128, how: Answer) {
-        if let Some(p) = self.probes.iter_mut().find(|p| p.0 == target) {
+    pub fn answer(&mut self, target: T, how: Answer) {
+        if let Some(p) = self
+            .probes
+            .as_mut_slice()
+            .iter_mut()
+            .find(|p| p.0 == target)
+        {
             if p.2 != Answer::Refused {
                 p.2 = how;
             }
@@ -195,7 +501,7 @@ impl ProbeSet {
 
     /// A refusal of a target never seen probed (the probe was not seen, or
     /// the refusal is the only sign of it: an RST to a bare ACK).
-    pub fn refused(&mut self, target: u128, at_us: i64) {
+    pub fn refused(&mut self, target: T, at_us: i64) {
         self.probe(target, at_us);
         self.answer(target, Answer::Refused);
     }
@@ -203,6 +509,7 @@ impl ProbeSet {
     /// Probes refused, or unanswered for at least `grace_us` at `now_us`.
     pub fn unanswered(&self, now_us: i64, grace_us: i64) -> usize {
         self.probes
+            .as_slice()
             .iter()
             .filter(|p| match p.2 {
                 Answer::Refused => true,
@@ -216,11 +523,13 @@ impl ProbeSet {
     pub fn answers(&self) -> (usize, usize) {
         let a = self
             .probes
+            .as_slice()
             .iter()
             .filter(|p| p.2 == Answer::Answered)
             .count();
         let r = self
             .probes
+            .as_slice()
             .iter()
             .filter(|p| p.2 == Answer::Refused)
             .count();
@@ -228,13 +537,13 @@ impl ProbeSet {
     }
 
     /// The target probed last.
-    pub fn last(&self) -> Option<u128> {
-        self.probes.last().map(|p| p.0)
+    pub fn last(&self) -> Option<T> {
+        self.probes.as_slice().last().map(|p| p.0)
     }
 
     /// The first `n` targets, in probe order.
-    pub fn first(&self, n: usize) -> impl Iterator<Item = u128> + '_ {
-        self.probes.iter().take(n).map(|p| p.0)
+    pub fn first(&self, n: usize) -> impl Iterator<Item = T> + '_ {
+        self.probes.as_slice().iter().take(n).map(|p| p.0)
     }
 }
 
@@ -350,6 +659,142 @@ mod tests {
             let e = h.estimate();
             let err = (e - f64::from(n)).abs() / f64::from(n);
             assert!(err < 0.35, "{n}: {e}");
+        }
+    }
+
+    /// The dense HyperLogLog moni had before the sparse form: the sparse
+    /// one must give bit-for-bit the same estimates.
+    fn dense_estimate<T: Hash>(xs: impl Iterator<Item = T>) -> f64 {
+        let mut reg = [0u8; 64];
+        for x in xs {
+            let mut h = foldhash::fast::FixedState::with_seed(0x6d6f6e69).hash_one(&x);
+            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            h ^= h >> 31;
+            let idx = (h >> 58) as usize;
+            let rank = ((h << 6) | 0x20).leading_zeros() as u8 + 1;
+            reg[idx] = reg[idx].max(rank);
+        }
+        let m = 64.0;
+        let sum: f64 = reg.iter().map(|&r| 1.0 / (1u64 << r.min(63)) as f64).sum();
+        let raw = 0.709 * m * m / sum;
+        let zeros = reg.iter().filter(|&&r| r == 0).count();
+        if raw <= 2.5 * m && zeros > 0 {
+            m * (m / zeros as f64).ln()
+        } else {
+            raw
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn sparse_hll_estimates_exactly_as_the_dense_registers(
+            xs in proptest::collection::vec(any::<u32>(), 0..200),
+        ) {
+            let mut h = Hll::default();
+            for (i, x) in xs.iter().enumerate() {
+                if i % 2 == 0 {
+                    h.add(x);
+                } else {
+                    h.add_hash(Hll::hash(x));
+                }
+                let want = dense_estimate(xs[..=i].iter());
+                prop_assert_eq!(h.estimate().to_bits(), want.to_bits());
+            }
+            prop_assert_eq!(Hll::default().estimate().to_bits(), dense_estimate(std::iter::empty::<u32>()).to_bits());
+        }
+
+        #[test]
+        fn fifo_table_evicts_as_bounded_and_the_oldest_live_key(
+            ops in proptest::collection::vec((0u8..3, 0u16..40), 0..400),
+            cap in 1usize..12,
+        ) {
+            let mut f: FifoTable<u16, u32> = FifoTable::new(cap);
+            let mut b: Bounded<u16, u32> = Bounded::new(cap);
+            // The model: live keys, oldest first.
+            let mut model: Vec<(u16, u32)> = Vec::new();
+            let mut evicted = 0u64;
+            let mut removed_any = false;
+            for (op, k) in ops {
+                match op {
+                    0 => {
+                        if model.len() > cap {
+                            model.remove(0);
+                            evicted += 1;
+                        }
+                        if !model.iter().any(|e| e.0 == k) {
+                            model.push((k, 0));
+                        }
+                        if let Some(e) = model.iter_mut().find(|e| e.0 == k) {
+                            e.1 += 1;
+                        }
+                        *f.entry(&k, || 0) += 1;
+                        *b.entry(&k, || 0) += 1;
+                    }
+                    1 => {
+                        let want = model.iter_mut().find(|e| e.0 == k).map(|e| {
+                            e.1 += 10;
+                            e.1
+                        });
+                        let got = f.get_mut(&k).map(|v| {
+                            *v += 10;
+                            *v
+                        });
+                        prop_assert_eq!(got, want);
+                        if let Some(v) = b.get_mut(&k) {
+                            *v += 10;
+                        }
+                    }
+                    _ => {
+                        // Removals (and retain) leave holes that eviction
+                        // skips; Bounded's stale order entries differ
+                        // from here on, the model does not.
+                        removed_any = true;
+                        let want = model.iter().position(|e| e.0 == k).map(|i| model.remove(i).1);
+                        prop_assert_eq!(f.remove(&k), want);
+                        if k % 7 == 0 {
+                            f.retain(|k, _| k % 5 != 0);
+                            model.retain(|e| e.0 % 5 != 0);
+                        }
+                    }
+                }
+                prop_assert_eq!(f.len(), model.len());
+                prop_assert_eq!(f.evicted, evicted);
+                let mut live: Vec<(u16, u32)> = f.iter().map(|(k, v)| (*k, *v)).collect();
+                let mut want = model.clone();
+                live.sort_unstable();
+                want.sort_unstable();
+                prop_assert_eq!(&live, &want);
+                if !removed_any {
+                    let mut bl: Vec<(u16, u32)> = b.iter().map(|(k, v)| (*k, *v)).collect();
+                    bl.sort_unstable();
+                    prop_assert_eq!(&bl, &want);
+                    prop_assert_eq!(b.evicted, evicted);
+                }
+            }
+        }
+
+        #[test]
+        fn inline_vec_behaves_as_a_vec(
+            ops in proptest::collection::vec((any::<bool>(), any::<u16>(), 0usize..12), 0..60),
+        ) {
+            let mut v: InlineVec<u16, 3> = InlineVec::default();
+            let mut want: Vec<u16> = Vec::new();
+            for (push, x, i) in ops {
+                if push {
+                    v.push(x);
+                    want.push(x);
+                } else if i < want.len() {
+                    v.swap_remove(i);
+                    want.swap_remove(i);
+                } else {
+                    v.swap_remove(i); // out of range: nothing
+                }
+                prop_assert_eq!(v.as_slice(), &want[..]);
+                prop_assert_eq!(v.len(), want.len());
+            }
         }
     }
 }

@@ -814,3 +814,16 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn udp_exchange_keys_differ_by_direction_and_port() {
+    let (a, b) = (
+        flood::addr_hash(ip(0x0a00_0001).into()),
+        flood::addr_hash(ip(0x0a00_0002).into()),
+    );
+    let fwd = exchange_hash(a, b, 5000, 53);
+    assert_ne!(fwd, exchange_hash(b, a, 53, 5000));
+    assert_ne!(fwd, exchange_hash(a, b, 5001, 53));
+    assert_ne!(fwd, exchange_hash(a, b, 53, 5000));
+    assert_eq!(fwd, exchange_hash(a, b, 5000, 53));
+}

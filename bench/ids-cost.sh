@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The cost of the behavioural IDS detectors (issue 17: no detector above 2%
+# of replay throughput on the flow-heavy capture; issue 16: IDS on >= 0.9x
+# IDS off). Called by bench/replay.sh; also on its own:
+#
+#   bench/ids-cost.sh MONI_NODE CAPTURE [ROUNDS]      (default 3 rounds)
+#
+# 1. CPU time (user + sys, /usr/bin/time) of a 1-worker replay with the
+#    IDS on and with `[ids] enabled = false`, interleaved, medians of
+#    ROUNDS: CPU time is what the detectors add, and other processes on
+#    the machine disturb it far less than wall time.
+# 2. With perf installed, each detector's share of the process's CPU
+#    samples, callees included (the tables each detector writes count to
+#    it), from one IDS-on replay:
+#      perf record --call-graph dwarf,16384 -F 400 -o ids.perf -- \
+#        MONI_NODE replay --workers 1 --no-progress --out OUT CAPTURE
+#      perf report -i ids.perf --children --sort symbol -g none
+#    summed over each detector's entry points (Floods::observe_hashed;
+#    PortScan's and Sweep's observe, observe_udp and tick; the DNS and ARP
+#    observe); "all detectors" is Ids::observe, which adds the dispatch and
+#    the shared per-packet hashes. perf samples CPU time here (no hardware
+#    counters on this VM): a share is of the process's CPU time.
+set -euo pipefail
+BIN="$1"; CAP="$2"; ROUNDS="${3:-3}"
+W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
+printf '[ids]\nenabled = false\n' > "$W/ids-off.toml"
+for _ in $(seq "$ROUNDS"); do
+  for mode in on off; do
+    cfg=(); [ "$mode" = off ] && cfg=(--config "$W/ids-off.toml")
+    /usr/bin/time -o "$W/t" -f '%U %S' "$BIN" replay --no-progress --overwrite --workers 1 \
+      "${cfg[@]}" --out "$W/out" "$CAP" >/dev/null 2>&1
+    echo "$mode $(tail -1 "$W/t")" >> "$W/cpu"
+  done
+done
+python3 - "$W/cpu" <<'PY'
+import statistics, sys
+cpu = {"on": [], "off": []}
+for line in open(sys.argv[1]):
+    mode, user, sys_ = line.split()
+    cpu[mode].append(float(user) + float(sys_))
+on, off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
+print(f"  IDS CPU (user+sys, 1 worker, median of {len(cpu['on'])}): on {on:.2f} s, off {off:.2f} s")
+print(f"  IDS on / IDS off, CPU:       {off / on:.2f}x  (goal >= 0.90x, issue 16)")
+PY
+command -v perf >/dev/null || { echo "  (perf not installed: no per-detector shares)"; exit 0; }
+perf record -q --call-graph dwarf,16384 -F 400 -o "$W/ids.perf" -- "$BIN" replay --no-progress \
+  --overwrite --workers 1 --out "$W/out" "$CAP" >/dev/null 2>&1 \
+  || { echo "  (perf record failed: no per-detector shares)"; exit 0; }
+perf report -i "$W/ids.perf" --children --sort symbol --stdio -g none 2>/dev/null \
+  | python3 -c '
+import re, sys
+groups = [
+    ("floods", [r"ids::flood::Floods::observe_hashed$", r"<analyzers::ids::flood::Floods as analyzers::ids::Detector>::observe$"]),
+    ("port_scan", [r"<analyzers::ids::scan::PortScan as analyzers::ids::Detector>::observe$",
+                   r"ids::scan::PortScan::observe_udp$", r"ids::scan::PortScan::tick$"]),
+    ("host_sweep / udp_sweep", [r"<analyzers::ids::scan::Sweep as analyzers::ids::Detector>::observe$",
+                                r"ids::scan::Sweep::observe_udp$", r"ids::scan::Sweep::tick$"]),
+    ("dns", [r"<analyzers::ids::dns::DnsAnomalies as analyzers::ids::Detector>::observe$"]),
+    ("arp_sweep", [r"<analyzers::ids::arp::ArpSweep as analyzers::ids::Detector>::observe$"]),
+    ("all detectors (Ids::observe)", [r"analyzers::ids::Ids::observe$"]),
+]
+share = {g: 0.0 for g, _ in groups}
+for line in sys.stdin:
+    m = re.match(r"\s*([\d.]+)%\s+[\d.]+%\s+\[.\]\s+(.*?)(\s+\(inlined\))?\s+-\s+-\s*$", line)
+    if not m:
+        continue
+    for g, rxs in groups:
+        if any(re.search(rx, m.group(2)) for rx in rxs):
+            share[g] += float(m.group(1))
+print("  share of CPU samples, callees included (perf, IDS on; goal < 2% each):")
+for g, _ in groups:
+    print(f"    {g:30s} {share[g]:5.1f}%")
+'
