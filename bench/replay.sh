@@ -66,6 +66,15 @@
 # capped 0.53x, IDS on / off 0.96x (wall; the detectors run on the capture
 # thread). VoIP (2,000 calls, 2 M packets): 0.33x tcpdump, 17.6x tshark.
 # 1 M spoofed SYN sources: peak RSS 241 MiB.
+# 2026-11-30, session 5 (release, `BENCH_BASELINE=<d7e6940 build>
+# bench/replay.sh 5000000`, quiet machine): IMIX tcpdump 1.39 s, 1 worker
+# 1.94 s (0.71x), 1 worker on 1 core 4.15 s, 2 workers 2.00 s (2.08x of
+# one core, 0.97x of one unpinned worker), tshark 44.2x, the build before
+# the tunnels 2.26 s (1 worker / baseline 1.16x), VXLAN twin 0.51x in this
+# run (0.69-0.70x and 0.75x with 2 workers in 5 reruns right after).
+# Flow-heavy: 1 worker 0.33x tcpdump, 2 workers 0.37x (1.53x of one core),
+# 1.03x softflowd, capped 0.62x, IDS on / off 0.78x (wall), 0.80x (CPU).
+# VoIP: 0.41x tcpdump, 20.3x tshark. 1 M SYN sources: 206 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
