@@ -329,25 +329,7 @@ impl PortScan {
     /// Re-judges the watched UDP scans at `now` (their grace may have
     /// passed without an answer).
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<AlertRecord>) {
-        if self.watch.is_empty() {
-            return;
-        }
-        let keys = std::mem::take(&mut self.watch);
-        let w = self.window_us;
-        for k in keys {
-            let live = self
-                .t
-                .get_mut(&k)
-                .is_some_and(|s| !s.alerted && now.micros_since(s.start) <= w);
-            if !live {
-                continue;
-            }
-            self.judge(&k, now, out);
-            match self.t.get_mut(&k) {
-                Some(s) if !s.alerted => self.watch.push(k),
-                _ => {}
-            }
-        }
+        late_tick(self, now, out);
     }
 }
 
@@ -646,25 +628,7 @@ impl Sweep {
 
     /// Re-judges the watched sweeps at `now`.
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<AlertRecord>) {
-        if self.watch.is_empty() {
-            return;
-        }
-        let keys = std::mem::take(&mut self.watch);
-        let w = self.window_us;
-        for k in keys {
-            let live = self
-                .t
-                .get_mut(&k)
-                .is_some_and(|s| !s.alerted && now.micros_since(s.start) <= w);
-            if !live {
-                continue;
-            }
-            self.judge(&k, now, out);
-            match self.t.get_mut(&k) {
-                Some(s) if !s.alerted => self.watch.push(k),
-                _ => {}
-            }
-        }
+        late_tick(self, now, out);
     }
 }
 
@@ -757,5 +721,71 @@ impl Detector for Sweep {
 
     fn state(&self) -> (usize, u64) {
         (self.t.len(), self.t.evicted)
+    }
+}
+
+/// A detector whose keys wait on a watch list for a late judgement: a
+/// probe counts once its answer's grace has passed, which a later packet
+/// or the clock tick finds out.
+trait LateJudged {
+    type Key;
+    fn watch(&mut self) -> &mut Vec<Self::Key>;
+    /// The key's start and whether it alerted, while it is in the table.
+    fn status(&mut self, k: &Self::Key) -> Option<(Timestamp, bool)>;
+    fn window_us(&self) -> i64;
+    fn judge(&mut self, k: &Self::Key, now: Timestamp, out: &mut Vec<AlertRecord>);
+}
+
+/// Judges every watched key still inside its window; the ones that have
+/// not alerted stay watched.
+fn late_tick<D: LateJudged>(d: &mut D, now: Timestamp, out: &mut Vec<AlertRecord>) {
+    if d.watch().is_empty() {
+        return;
+    }
+    let keys = std::mem::take(d.watch());
+    let w = d.window_us();
+    for k in keys {
+        let live = d
+            .status(&k)
+            .is_some_and(|(start, alerted)| !alerted && now.micros_since(start) <= w);
+        if !live {
+            continue;
+        }
+        d.judge(&k, now, out);
+        if d.status(&k).is_some_and(|(_, alerted)| !alerted) {
+            d.watch().push(k);
+        }
+    }
+}
+
+impl LateJudged for PortScan {
+    type Key = ScanKey;
+    fn watch(&mut self) -> &mut Vec<ScanKey> {
+        &mut self.watch
+    }
+    fn status(&mut self, k: &ScanKey) -> Option<(Timestamp, bool)> {
+        self.t.get_mut(k).map(|s| (s.start, s.alerted))
+    }
+    fn window_us(&self) -> i64 {
+        self.window_us
+    }
+    fn judge(&mut self, k: &ScanKey, now: Timestamp, out: &mut Vec<AlertRecord>) {
+        PortScan::judge(self, k, now, out);
+    }
+}
+
+impl LateJudged for Sweep {
+    type Key = SweepKey;
+    fn watch(&mut self) -> &mut Vec<SweepKey> {
+        &mut self.watch
+    }
+    fn status(&mut self, k: &SweepKey) -> Option<(Timestamp, bool)> {
+        self.t.get_mut(k).map(|s| (s.start, s.alerted))
+    }
+    fn window_us(&self) -> i64 {
+        self.window_us
+    }
+    fn judge(&mut self, k: &SweepKey, now: Timestamp, out: &mut Vec<AlertRecord>) {
+        Sweep::judge(self, k, now, out);
     }
 }
