@@ -328,16 +328,7 @@ impl Hll {
     }
 
     pub fn estimate(&self) -> f64 {
-        let reg = self.registers();
-        let m = 64.0;
-        let sum: f64 = reg.iter().map(|&r| 1.0 / (1u64 << r.min(63)) as f64).sum();
-        let raw = 0.709 * m * m / sum;
-        let zeros = reg.iter().filter(|&&r| r == 0).count();
-        if raw <= 2.5 * m && zeros > 0 {
-            m * (m / zeros as f64).ln()
-        } else {
-            raw
-        }
+        estimate(&self.registers())
     }
 }
 
@@ -606,6 +597,20 @@ impl Recent {
     }
 }
 
+/// HyperLogLog's estimate from its 64 registers, with the small-range
+/// (linear counting) correction.
+fn estimate(reg: &[u8]) -> f64 {
+    let m = 64.0;
+    let sum: f64 = reg.iter().map(|&r| 1.0 / (1u64 << r.min(63)) as f64).sum();
+    let raw = 0.709 * m * m / sum;
+    let zeros = reg.iter().filter(|&&r| r == 0).count();
+    if raw <= 2.5 * m && zeros > 0 {
+        m * (m / zeros as f64).ln()
+    } else {
+        raw
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,15 +680,7 @@ mod tests {
             let rank = ((h << 6) | 0x20).leading_zeros() as u8 + 1;
             reg[idx] = reg[idx].max(rank);
         }
-        let m = 64.0;
-        let sum: f64 = reg.iter().map(|&r| 1.0 / (1u64 << r.min(63)) as f64).sum();
-        let raw = 0.709 * m * m / sum;
-        let zeros = reg.iter().filter(|&&r| r == 0).count();
-        if raw <= 2.5 * m && zeros > 0 {
-            m * (m / zeros as f64).ln()
-        } else {
-            raw
-        }
+        super::estimate(&reg)
     }
 
     use proptest::prelude::*;

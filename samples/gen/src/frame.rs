@@ -32,7 +32,8 @@ pub enum L4<'a> {
     },
 }
 
-fn ipv4_checksum(h: &[u8]) -> u16 {
+/// The Internet checksum (RFC 1071) of an IPv4 header.
+pub(crate) fn ipv4_checksum(h: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     for c in h.chunks(2) {
         let w = u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]);

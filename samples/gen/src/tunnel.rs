@@ -47,22 +47,11 @@ fn outer_ipv4(protocol: u8, payload: &[u8], ip_id: u16) -> Vec<u8> {
     ip[2..4].copy_from_slice(&total.to_be_bytes());
     ip[4..6].copy_from_slice(&ip_id.to_be_bytes());
     ip.extend_from_slice(&[172, 16, 0, 1, 172, 16, 0, 2]);
-    let sum = checksum(&ip);
+    let sum = crate::frame::ipv4_checksum(&ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(payload);
     f
-}
-
-fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {

@@ -263,6 +263,24 @@ pub struct Content {
 }
 
 impl Content {
+    /// A step of `buffer`'s chain with no position modifiers.
+    pub fn new(pattern: Vec<u8>, negated: bool, buffer: Buffer, op: Op) -> Content {
+        Content {
+            pattern,
+            negated,
+            nocase: false,
+            offset: None,
+            depth: None,
+            distance: None,
+            within: None,
+            startswith: false,
+            endswith: false,
+            buffer,
+            op,
+            vars: [None; 4],
+        }
+    }
+
     /// Positioned after the previous step's match.
     pub fn relative(&self) -> bool {
         match &self.op {

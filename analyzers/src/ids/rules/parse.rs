@@ -514,20 +514,7 @@ fn last_content<'a>(rule: &'a mut Rule, key: &str) -> Result<&'a mut Content, St
 /// relative one in its predecessor's (as Suricata attaches it to the
 /// previous match's list), else the sticky buffer or `fixed`.
 fn push_step(rule: &mut Rule, op: Op, buffer: Buffer, fixed: Option<Buffer>) {
-    let relative = Content {
-        pattern: Vec::new(),
-        negated: false,
-        nocase: false,
-        offset: None,
-        depth: None,
-        distance: None,
-        within: None,
-        startswith: false,
-        endswith: false,
-        buffer,
-        op,
-        vars: [None; 4],
-    };
+    let relative = Content::new(Vec::new(), false, buffer, op);
     let buffer = match fixed {
         Some(b) => b,
         None if relative.relative() => rule.contents.last().map_or(buffer, |c| c.buffer),
@@ -1070,20 +1057,8 @@ fn apply_option(
                     pattern.len()
                 ));
             }
-            rule.contents.push(Content {
-                pattern,
-                negated,
-                nocase: false,
-                offset: None,
-                depth: None,
-                distance: None,
-                within: None,
-                startswith: false,
-                endswith: false,
-                buffer,
-                op: Op::Content,
-                vars: [None; 4],
-            });
+            rule.contents
+                .push(Content::new(pattern, negated, buffer, Op::Content));
         }
         "isdataat" => push_step(
             rule,
