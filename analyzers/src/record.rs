@@ -60,22 +60,6 @@ pub struct DirectionStats {
     pub tcp_flags: u8,
 }
 
-impl DirectionStats {
-    #[inline]
-    pub fn add(&mut self, ts: Timestamp, wire_len: u32, tcp_flags: u8) {
-        if self.packets == 0 {
-            self.first = ts;
-            self.last = ts;
-        } else {
-            self.first = self.first.min(ts);
-            self.last = self.last.max(ts);
-        }
-        self.packets += 1;
-        self.bytes += u64::from(wire_len);
-        self.tcp_flags |= tcp_flags;
-    }
-}
-
 /// One bidirectional flow. The forward direction is the initiator's, i.e.
 /// the source of the first packet seen.
 #[derive(Clone, Debug, PartialEq, Eq)]

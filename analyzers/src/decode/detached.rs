@@ -71,11 +71,12 @@ impl<'a> Decoded<'a> {
 }
 
 impl Detached {
-    /// Takes the tunnel stack out (its box is freed by the caller's
-    /// thread): a box allocated by one thread and freed by another costs
-    /// the allocator far more than the copy, so a batch carries the stack
-    /// by value beside the packet and lends it to the receiving thread's
-    /// decode with [`Detached::attach_with`].
+    /// Takes the tunnel stack out, so that it never crosses threads in its
+    /// box (a box allocated by one thread and freed by another costs the
+    /// allocator far more than a copy): a batch keeps the stack by value
+    /// beside the packet, gives the box back with
+    /// [`super::recycle_tunnels`], and lends the stack to the receiving
+    /// thread's decode with [`Detached::attach_with`].
     pub fn take_tunnels(&mut self) -> Option<Box<Tunnels>> {
         self.tunnels.take()
     }

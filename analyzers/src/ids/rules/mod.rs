@@ -436,6 +436,14 @@ pub struct FlagsSpec {
 }
 
 impl FlagsSpec {
+    /// No bits, none ignored, modifier `=`: what `flags` and `fragbits`
+    /// parse their letters into.
+    pub const EXACT_NONE: FlagsSpec = FlagsSpec {
+        bits: 0,
+        ignore: 0,
+        modifier: b'=',
+    };
+
     pub fn test(self, flags: u8) -> bool {
         let f = flags & !self.ignore;
         match self.modifier {

@@ -1166,11 +1166,7 @@ fn apply_option(
         }
         "fragbits" => {
             let v = need(key, value)?.trim();
-            let mut f = FlagsSpec {
-                bits: 0,
-                ignore: 0,
-                modifier: b'=',
-            };
+            let mut f = FlagsSpec::EXACT_NONE;
             for c in v.chars() {
                 match c {
                     '!' | '*' | '+' => f.modifier = c as u8,
@@ -1390,11 +1386,7 @@ fn parse_flags(key: &str, v: &str) -> Result<FlagsSpec, String> {
         Some((s, m)) => (s.trim(), Some(m.trim())),
         None => (v.trim(), None),
     };
-    let mut f = FlagsSpec {
-        bits: 0,
-        ignore: 0,
-        modifier: b'=',
-    };
+    let mut f = FlagsSpec::EXACT_NONE;
     for c in spec.chars() {
         match c {
             '!' | '*' | '+' => f.modifier = c as u8,
