@@ -176,7 +176,9 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Decoded<'_> {
 /// `config` says. Never panics.
 #[inline]
 pub fn decode_with<'a>(link: LinkType, frame: &'a [u8], config: &DecodeConfig) -> Decoded<'a> {
-    tunnel::decapsulate(decode_link(link, frame), config)
+    let mut d = decode_link(link, frame);
+    tunnel::decapsulate(&mut d, config);
+    d
 }
 
 /// The outer layers of one frame (link, VLAN, IP, transport), without
@@ -185,10 +187,11 @@ pub fn decode_with<'a>(link: LinkType, frame: &'a [u8], config: &DecodeConfig) -
 pub(crate) fn decode_link(link: LinkType, frame: &[u8]) -> Decoded<'_> {
     match link {
         LinkType::Ethernet => {
-            if let Some(d) = fast::fast_ethernet_ipv4(frame) {
-                return d;
+            let mut d = Decoded::empty();
+            if !fast::fast_ethernet_ipv4(frame, &mut d) {
+                d = vlan::decode_ethernet(frame);
             }
-            vlan::decode_ethernet(frame)
+            d
         }
         _ => link::decode_non_ethernet(link, frame),
     }
@@ -198,11 +201,12 @@ pub(crate) fn decode_link(link: LinkType, frame: &[u8]) -> Decoded<'_> {
 /// declines. Public so that tests can hold [`decode`]'s fast path to it:
 /// both must give the same result for every frame.
 pub fn decode_general(link: LinkType, frame: &[u8]) -> Decoded<'_> {
-    let d = match link {
+    let mut d = match link {
         LinkType::Ethernet => vlan::decode_ethernet(frame),
         _ => link::decode_non_ethernet(link, frame),
     };
-    tunnel::decapsulate(d, &DecodeConfig::DEFAULT)
+    tunnel::decapsulate(&mut d, &DecodeConfig::DEFAULT);
+    d
 }
 
 /// A big-endian u16 from the first two bytes (0 when fewer).

@@ -284,7 +284,7 @@ impl Reassembler {
         wire_len: u32,
         config: &DecodeConfig,
     ) -> Reassembled<'a> {
-        let outer = decode_link(link, frame);
+        let mut outer = decode_link(link, frame);
         let fragmented = outer
             .ip
             .is_some_and(|ip| !matches!(ip.fragment, Fragment::None));
@@ -295,11 +295,17 @@ impl Reassembler {
             .error
             .is_some_and(|e| !self.all || e.layer() != "transport");
         if !fragmented || broken || self.max_bytes == 0 {
-            return Reassembled::Packet(tunnel::decapsulate(outer, config));
+            {
+                tunnel::decapsulate(&mut outer, config);
+                return Reassembled::Packet(outer);
+            }
         }
         self.advance(ts);
         let Some(piece) = read_piece(outer.net_payload) else {
-            return Reassembled::Packet(tunnel::decapsulate(outer, config));
+            {
+                tunnel::decapsulate(&mut outer, config);
+                return Reassembled::Packet(outer);
+            }
         };
         let key = Key {
             src: piece.src,
@@ -309,7 +315,10 @@ impl Reassembler {
             vlan: outer.outer_vlan().unwrap_or(0),
         };
         if !self.all && !self.table.contains_key(&key) && !is_tunnel(&piece, config) {
-            return Reassembled::Packet(tunnel::decapsulate(outer, config));
+            {
+                tunnel::decapsulate(&mut outer, config);
+                return Reassembled::Packet(outer);
+            }
         }
         // Where the IP packet starts in the frame (the decoder's slices
         // point into `frame`).
@@ -342,7 +351,10 @@ impl Reassembler {
                 let mut inner = from_ether_type(ether_type, &this.buf);
                 (inner.vlan_ids, inner.vlan_count) = vlans;
                 Reassembled::Datagram {
-                    decoded: tunnel::decapsulate(inner, config),
+                    decoded: {
+                        tunnel::decapsulate(&mut inner, config);
+                        inner
+                    },
                     wire_len,
                     fragments,
                     frame: &this.buf,
