@@ -174,7 +174,11 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Decoded<'_> {
 
 /// Decodes one frame of the given link type, decapsulating tunnels as
 /// `config` says. Never panics.
-#[inline]
+///
+/// Inlined into its caller so that the decode is built where the caller
+/// keeps it (returned through a call, the ~170-byte `Decoded` was copied
+/// once more per packet).
+#[inline(always)]
 pub fn decode_with<'a>(link: LinkType, frame: &'a [u8], config: &DecodeConfig) -> Decoded<'a> {
     let mut d = decode_link(link, frame);
     tunnel::decapsulate(&mut d, config);
@@ -183,7 +187,7 @@ pub fn decode_with<'a>(link: LinkType, frame: &'a [u8], config: &DecodeConfig) -
 
 /// The outer layers of one frame (link, VLAN, IP, transport), without
 /// looking into tunnels.
-#[inline]
+#[inline(always)]
 pub(crate) fn decode_link(link: LinkType, frame: &[u8]) -> Decoded<'_> {
     match link {
         LinkType::Ethernet => {

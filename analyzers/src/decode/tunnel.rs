@@ -170,15 +170,37 @@ pub struct Tunnels {
 /// Equal when the stacks read the same: the slots past `count` and
 /// `mpls_count` are always empty, so they need no comparing (a packet
 /// batch compares each packet's stack with the one before it).
+/// (Written out: the derived comparisons of the addresses and slices
+/// cost a batch more than a packet's tunnel decode.)
 impl PartialEq for Tunnels {
     fn eq(&self, other: &Self) -> bool {
+        fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+            match (a, b) {
+                (IpAddr::V4(a), IpAddr::V4(b)) => a.to_bits() == b.to_bits(),
+                (IpAddr::V6(a), IpAddr::V6(b)) => a.to_bits() == b.to_bits(),
+                _ => false,
+            }
+        }
+        let same_outer = match (self.outer, other.outer) {
+            (None, None) => true,
+            (Some((a, b)), Some((c, d))) => same_ip(a, c) && same_ip(b, d),
+            _ => false,
+        };
         self.count == other.count
             && self.mpls_count == other.mpls_count
-            && self.outer == other.outer
             && self.outer_fragment == other.outer_fragment
             && self.outer_fragment_id == other.outer_fragment_id
-            && self.layers() == other.layers()
-            && self.mpls_labels() == other.mpls_labels()
+            && same_outer
+            && self
+                .layers()
+                .iter()
+                .zip(other.layers())
+                .all(|(a, b)| a.kind == b.kind && a.id == b.id && a.ethernet == b.ethernet)
+            && self
+                .mpls_labels()
+                .iter()
+                .zip(other.mpls_labels())
+                .all(|(a, b)| a == b)
     }
 }
 
@@ -426,9 +448,96 @@ impl<'a> Step<'a> {
 /// by the fast path, which writes nothing until it has accepted the frame;
 /// a copy of the ~170-byte `Decoded` per layer was a tenth of a tunnelled
 /// packet's cost).
+#[inline(always)]
 pub(super) fn decapsulate<'a>(d: &mut Decoded<'a>, cfg: &DecodeConfig) {
+    // Most packets are no tunnel: told so without a call.
+    if may_be_tunnel(d, cfg) {
+        decapsulate_layers(d, cfg);
+    }
+}
+
+/// Whether `d` may carry a tunnel layer: `false` only when
+/// [`next_layer`] would find none.
+#[inline(always)]
+fn may_be_tunnel(d: &Decoded<'_>, cfg: &DecodeConfig) -> bool {
+    if d.error.is_some() {
+        return false;
+    }
+    match d.ip {
+        None => matches!(d.ether_type, Some(mpls::UNICAST | mpls::MULTICAST)),
+        Some(ip) => match (ip.protocol, d.transport) {
+            (GRE | IPV4_IN_IP | IPV6_IN_IP, _) => true,
+            (_, Transport::Udp { src_port, dst_port }) => {
+                cfg.vxlan_ports.contains(&dst_port)
+                    || dst_port == cfg.vxlan_gpe_port
+                    || dst_port == cfg.geneve_port
+                    || dst_port == cfg.gtpu_port
+                    || src_port == cfg.gtpu_port
+            }
+            _ => false,
+        },
+    }
+}
+
+/// The overlay moni sees most (a VXLAN mirror session or fabric: VXLAN
+/// carrying Ethernet with IPv4) decapsulated without the general loop's
+/// steps, as [`decapsulate_layers`] would: `true` when `d` was such a
+/// packet and is its inner packet now, `false` (and `d` untouched) when
+/// the general loop must look.
+#[inline(always)]
+fn vxlan_ethernet_ipv4(d: &mut Decoded<'_>, cfg: &DecodeConfig) -> bool {
+    let (Some(ip), Transport::Udp { dst_port, .. }) = (d.ip, d.transport) else {
+        return false;
+    };
+    if ip.fragment != super::Fragment::None
+        || cfg.max_tunnel_depth == 0
+        || !matches!(d.tunnels, TunnelStack::None)
+        || !cfg.vxlan_ports.contains(&dst_port)
+    {
+        return false;
+    }
+    let (Some(h), Some(rest)) = (d.payload.get(..8), d.payload.get(8..)) else {
+        return false;
+    };
+    if h[0] & 0x08 == 0 {
+        return false;
+    }
+    let layer = TunnelLayer {
+        kind: TunnelKind::Vxlan,
+        id: Some(be24(&h[4..7])),
+        ethernet: false,
+    };
+    let (outer_vlans, outer_vlan_count) = (d.vlan_ids, d.vlan_count);
+    if !super::fast::fast_ethernet_ipv4(rest, d) {
+        return false;
+    }
+    d.tunnels = TunnelStack::owned_grown(TunnelStack::None, Some(ip), layer, &[]);
+    let mut vlans = outer_vlans;
+    let mut n = usize::from(outer_vlan_count);
+    for v in d.vlans() {
+        if let Some(slot) = vlans.get_mut(n) {
+            *slot = *v;
+            n += 1;
+        }
+    }
+    d.vlan_ids = vlans;
+    d.vlan_count = n as u8;
+    true
+}
+
+#[inline(never)]
+fn decapsulate_layers<'a>(d: &mut Decoded<'a>, cfg: &DecodeConfig) {
+    if !vxlan_ethernet_ipv4(d, cfg) {
+        general_layers(d, cfg, 0);
+    } else if may_be_tunnel(d, cfg) {
+        general_layers(d, cfg, 1);
+    }
+}
+
+/// The general loop: decapsulates `d`, which `depth` layers were taken
+/// off already, layer by layer.
+fn general_layers<'a>(d: &mut Decoded<'a>, cfg: &DecodeConfig, mut depth: u8) {
     let max_depth = cfg.max_tunnel_depth.min(MAX_TUNNEL_LAYERS as u8);
-    let mut depth = 0u8;
     loop {
         let step = match next_layer(d, cfg) {
             None => return,
@@ -504,6 +613,7 @@ const IPV6_IN_IP: u8 = 41;
 
 /// The tunnel layer `d` carries, if any: `None` for a packet that is not a
 /// tunnel, an error for a tunnel header that is broken.
+#[inline]
 pub(super) fn next_layer<'a>(
     d: &Decoded<'a>,
     cfg: &DecodeConfig,
@@ -570,6 +680,7 @@ fn be32(b: &[u8]) -> u32 {
 
 /// VXLAN (RFC 7348): flags (I = 0x08 says the VNI is valid), 3 reserved
 /// bytes, the 24-bit VNI, 1 reserved byte, then Ethernet.
+#[inline]
 fn vxlan(b: &[u8]) -> Result<Step<'_>, DecodeError> {
     let (Some(h), Some(rest)) = (b.get(..8), b.get(8..)) else {
         return Err(DecodeError::VxlanTruncated);
@@ -586,6 +697,7 @@ fn vxlan(b: &[u8]) -> Result<Step<'_>, DecodeError> {
 
 /// VXLAN-GPE (draft-ietf-nvo3-vxlan-gpe): like VXLAN, with a next-protocol
 /// byte (1 IPv4, 2 IPv6, 3 Ethernet, 5 MPLS) valid when the P flag is set.
+#[inline]
 fn vxlan_gpe(b: &[u8]) -> Result<Step<'_>, DecodeError> {
     let (Some(h), Some(rest)) = (b.get(..8), b.get(8..)) else {
         return Err(DecodeError::VxlanTruncated);
@@ -611,6 +723,7 @@ fn vxlan_gpe(b: &[u8]) -> Result<Step<'_>, DecodeError> {
 /// Geneve (RFC 8926): version (2 bits, 0) and option length in 4-byte
 /// words, flags, a protocol type (EtherType; 0x6558 is Ethernet), the
 /// 24-bit VNI, then the options, skipped by their length.
+#[inline]
 fn geneve(b: &[u8]) -> Result<Step<'_>, DecodeError> {
     let Some(h) = b.get(..8) else {
         return Err(DecodeError::GeneveTruncated);
@@ -1180,6 +1293,44 @@ pub(super) mod tests {
             let d = dec(f.to_vec());
             prop_assert!(d.tunnels.layers().len() <= 4);
             prop_assert_eq!(d.clone(), super::super::decode_general(LinkType::Ethernet, &f));
+        }
+
+        /// The VXLAN shortcut (`vxlan_ethernet_ipv4`) decodes as the general
+        /// loop does, on VXLAN frames (inner VLAN tags, nested VXLAN,
+        /// broken and cut ones included).
+        #[test]
+        fn the_vxlan_shortcut_agrees_with_the_general_loop(
+            vni in 0u32..(1 << 24),
+            inner_vlans in 0usize..3,
+            nested in any::<bool>(),
+            mutations in proptest::collection::vec((0usize..140, any::<u8>()), 0..4),
+            cut in 40usize..200,
+        ) {
+            let mut inner = inner_frame();
+            for _ in 0..inner_vlans {
+                let mut tagged = inner[..12].to_vec();
+                tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a]);
+                tagged.extend_from_slice(&inner[12..]);
+                inner = tagged;
+            }
+            let mut f = vxlan_frame(vni, &inner);
+            if nested {
+                f = vxlan_frame(vni ^ 1, &f);
+            }
+            for (pos, byte) in mutations {
+                if let Some(b) = f.get_mut(pos) {
+                    *b = byte;
+                }
+            }
+            f.truncate(cut);
+            let frame: &'static [u8] = Box::leak(f.into_boxed_slice());
+            let cfg = DecodeConfig::DEFAULT;
+            let shortcut = decode_with(LinkType::Ethernet, frame, &cfg);
+            let mut general = super::super::decode_link(LinkType::Ethernet, frame);
+            if may_be_tunnel(&general, &cfg) {
+                general_layers(&mut general, &cfg, 0);
+            }
+            prop_assert_eq!(shortcut, general);
         }
     }
 }

@@ -59,6 +59,7 @@ pub struct ClassicPcap<R> {
 }
 
 /// The `u32` at `at` of `b`, byte-swapped or not.
+#[inline(always)]
 fn u32_at(b: &[u8], at: usize, swapped: bool) -> u32 {
     let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
     if swapped {
@@ -150,11 +151,17 @@ impl<R: Read> ClassicPcap<R> {
                 )))
             }
         }
-        let (at, swapped) = (self.pos, self.swapped);
-        let secs = u32_at(&self.buf, at, swapped);
-        let frac = u32_at(&self.buf, at + 4, swapped);
-        let caplen = u32_at(&self.buf, at + 8, swapped);
-        let orig_len = u32_at(&self.buf, at + 12, swapped);
+        // The 16 header bytes as one array: its four words are then read
+        // without a bounds check each.
+        let header: [u8; 16] = match self.buf.get(self.pos..self.pos + 16) {
+            Some(h) => h.try_into().unwrap_or([0; 16]),
+            None => [0; 16],
+        };
+        let swapped = self.swapped;
+        let secs = u32_at(&header, 0, swapped);
+        let frac = u32_at(&header, 4, swapped);
+        let caplen = u32_at(&header, 8, swapped);
+        let orig_len = u32_at(&header, 12, swapped);
         if caplen > MAX_CAPLEN {
             return Err(ReadError::Invalid(format!(
                 "invalid packet capture length {caplen}, bigger than maximum of {MAX_CAPLEN}"
