@@ -174,33 +174,35 @@ pub struct Tunnels {
 /// cost a batch more than a packet's tunnel decode.)
 impl PartialEq for Tunnels {
     fn eq(&self, other: &Self) -> bool {
-        fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+        fn same_ip(a: &IpAddr, b: &IpAddr) -> bool {
             match (a, b) {
                 (IpAddr::V4(a), IpAddr::V4(b)) => a.to_bits() == b.to_bits(),
                 (IpAddr::V6(a), IpAddr::V6(b)) => a.to_bits() == b.to_bits(),
                 _ => false,
             }
         }
-        let same_outer = match (self.outer, other.outer) {
+        fn same_layer(a: &TunnelLayer, b: &TunnelLayer) -> bool {
+            a.kind == b.kind
+                && a.ethernet == b.ethernet
+                && a.id.unwrap_or(u32::MAX) == b.id.unwrap_or(u32::MAX)
+                && a.id.is_some() == b.id.is_some()
+        }
+        if self.count != other.count
+            || self.mpls_count != other.mpls_count
+            || self.outer_fragment_id != other.outer_fragment_id
+            || self.outer_fragment != other.outer_fragment
+        {
+            return false;
+        }
+        let same_outer = match (&self.outer, &other.outer) {
             (None, None) => true,
             (Some((a, b)), Some((c, d))) => same_ip(a, c) && same_ip(b, d),
             _ => false,
         };
-        self.count == other.count
-            && self.mpls_count == other.mpls_count
-            && self.outer_fragment == other.outer_fragment
-            && self.outer_fragment_id == other.outer_fragment_id
-            && same_outer
-            && self
-                .layers()
-                .iter()
-                .zip(other.layers())
-                .all(|(a, b)| a.kind == b.kind && a.id == b.id && a.ethernet == b.ethernet)
-            && self
-                .mpls_labels()
-                .iter()
-                .zip(other.mpls_labels())
-                .all(|(a, b)| a == b)
+        let n = usize::from(self.count).min(MAX_TUNNEL_LAYERS);
+        same_outer
+            && (0..n).all(|i| same_layer(&self.layers[i], &other.layers[i]))
+            && self.mpls_labels == other.mpls_labels
     }
 }
 
@@ -335,6 +337,34 @@ impl TunnelStack<'_> {
         }
     }
 
+    /// A stack of the one `layer` found in the IP packet `outer`, in a
+    /// recycled box, written whole (no clearing of the old stack first).
+    #[inline(always)]
+    pub(super) fn one_layer(layer: TunnelLayer, outer: super::IpLayer) -> Self {
+        let mut layers = Tunnels::EMPTY.layers;
+        layers[0] = layer;
+        let (outer_fragment, outer_fragment_id) = match outer.fragment {
+            super::Fragment::None => (false, 0),
+            super::Fragment::First { id } | super::Fragment::Later { id } => (true, id),
+        };
+        let t = Tunnels {
+            layers,
+            count: 1,
+            mpls_labels: [0; 4],
+            mpls_count: 0,
+            outer: Some((outer.src, outer.dst)),
+            outer_fragment,
+            outer_fragment_id,
+        };
+        match SPARE.with(std::cell::Cell::take) {
+            Some(mut b) => {
+                *b = t;
+                TunnelStack::Owned(b)
+            }
+            None => TunnelStack::Owned(Box::new(t)),
+        }
+    }
+
     /// `stack` (the outer packet's) with one more layer, in a box: the
     /// outer packet's own box when it had one, else a recycled one, so
     /// that the ~160-byte stack is written in place rather than copied.
@@ -456,6 +486,16 @@ pub(super) fn decapsulate<'a>(d: &mut Decoded<'a>, cfg: &DecodeConfig) {
     }
 }
 
+/// Whether `port` is a VXLAN port (the default pair compared without a
+/// loop: every UDP packet asks).
+#[inline(always)]
+fn is_vxlan_port(cfg: &DecodeConfig, port: u16) -> bool {
+    match *cfg.vxlan_ports {
+        [a, b] => port == a || port == b,
+        ref ports => ports.contains(&port),
+    }
+}
+
 /// Whether `d` may carry a tunnel layer: `false` only when
 /// [`next_layer`] would find none.
 #[inline(always)]
@@ -468,7 +508,7 @@ fn may_be_tunnel(d: &Decoded<'_>, cfg: &DecodeConfig) -> bool {
         Some(ip) => match (ip.protocol, d.transport) {
             (GRE | IPV4_IN_IP | IPV6_IN_IP, _) => true,
             (_, Transport::Udp { src_port, dst_port }) => {
-                cfg.vxlan_ports.contains(&dst_port)
+                is_vxlan_port(cfg, dst_port)
                     || dst_port == cfg.vxlan_gpe_port
                     || dst_port == cfg.geneve_port
                     || dst_port == cfg.gtpu_port
@@ -492,7 +532,7 @@ fn vxlan_ethernet_ipv4(d: &mut Decoded<'_>, cfg: &DecodeConfig) -> bool {
     if ip.fragment != super::Fragment::None
         || cfg.max_tunnel_depth == 0
         || !matches!(d.tunnels, TunnelStack::None)
-        || !cfg.vxlan_ports.contains(&dst_port)
+        || !is_vxlan_port(cfg, dst_port)
     {
         return false;
     }
@@ -511,7 +551,7 @@ fn vxlan_ethernet_ipv4(d: &mut Decoded<'_>, cfg: &DecodeConfig) -> bool {
     if !super::fast::fast_ethernet_ipv4(rest, d) {
         return false;
     }
-    d.tunnels = TunnelStack::owned_grown(TunnelStack::None, Some(ip), layer, &[]);
+    d.tunnels = TunnelStack::one_layer(layer, ip);
     let mut vlans = outer_vlans;
     let mut n = usize::from(outer_vlan_count);
     for v in d.vlans() {
@@ -648,7 +688,7 @@ pub(super) fn next_layer<'a>(
             Inner::EtherType(0x86dd, d.payload),
         ))),
         (_, Transport::Udp { src_port, dst_port }) => {
-            if cfg.vxlan_ports.contains(&dst_port) {
+            if is_vxlan_port(cfg, dst_port) {
                 Some(vxlan(d.payload))
             } else if dst_port == cfg.vxlan_gpe_port {
                 Some(vxlan_gpe(d.payload))
