@@ -25,16 +25,19 @@ pub struct Detached {
 
 /// Where `part` lies in `frame`: `None` when it is not a slice of it (a
 /// reassembled datagram lives in the reassembler's buffer).
+/// (`frame` is at most `u32::MAX` bytes long, which [`Decoded::detach`]
+/// checks once: then the offsets fit without a check each.)
+#[inline(always)]
 fn span(frame: &[u8], part: &[u8]) -> Option<(u32, u32)> {
     if part.is_empty() {
         return Some((0, 0));
     }
-    let start = (part.as_ptr() as usize).checked_sub(frame.as_ptr() as usize)?;
-    let end = start.checked_add(part.len())?;
-    if end > frame.len() {
+    // Before the frame, `start` wraps to more than its length.
+    let start = (part.as_ptr() as usize).wrapping_sub(frame.as_ptr() as usize);
+    if start > frame.len() || part.len() > frame.len() - start {
         return None;
     }
-    Some((u32::try_from(start).ok()?, u32::try_from(part.len()).ok()?))
+    Some((start as u32, part.len() as u32))
 }
 
 fn slice(frame: &[u8], (start, len): (u32, u32)) -> Option<&[u8]> {
@@ -46,6 +49,9 @@ impl<'a> Decoded<'a> {
     /// The decode of `frame` without its borrow; `None` if a slice of it
     /// is not in `frame` (then the receiver decodes again).
     pub fn detach(self, frame: &[u8]) -> Option<Detached> {
+        if u32::try_from(frame.len()).is_err() {
+            return None;
+        }
         Some(Detached {
             payload: span(frame, self.payload)?,
             net_payload: span(frame, self.net_payload)?,

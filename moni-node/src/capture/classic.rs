@@ -116,6 +116,7 @@ impl<R: Read> ClassicPcap<R> {
 
     /// Makes `want` bytes available at `pos`, short only at the end of the
     /// input. Returns how many are available.
+    #[inline(never)]
     fn fill(&mut self, want: usize) -> Result<usize, ReadError> {
         if self.end - self.pos >= want || self.eof {
             return Ok((self.end - self.pos).min(want));
@@ -142,13 +143,16 @@ impl<R: Read> ClassicPcap<R> {
 
     /// The next record, `Ok(None)` at a clean end of the file.
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
-        match self.fill(16)? {
-            0 => return Ok(None),
-            16 => {}
-            got => {
-                return Err(ReadError::Truncated(format!(
-                    "truncated dump file; tried to read 16 header bytes, only got {got}"
-                )))
+        // Nearly always the buffer holds the header already: no call.
+        if self.end - self.pos < 16 {
+            match self.fill(16)? {
+                0 => return Ok(None),
+                16 => {}
+                got => {
+                    return Err(ReadError::Truncated(format!(
+                        "truncated dump file; tried to read 16 header bytes, only got {got}"
+                    )))
+                }
             }
         }
         // The 16 header bytes as one array: its four words are then read
@@ -168,7 +172,11 @@ impl<R: Read> ClassicPcap<R> {
             )));
         }
         let caplen = caplen as usize;
-        let got = self.fill(16 + caplen)?;
+        let got = if self.end - self.pos >= 16 + caplen {
+            16 + caplen
+        } else {
+            self.fill(16 + caplen)?
+        };
         if got < 16 + caplen {
             return Err(ReadError::Truncated(format!(
                 "truncated dump file; tried to read {caplen} captured bytes, only got {}",
