@@ -48,6 +48,7 @@ fn slice(frame: &[u8], (start, len): (u32, u32)) -> Option<&[u8]> {
 impl<'a> Decoded<'a> {
     /// The decode of `frame` without its borrow; `None` if a slice of it
     /// is not in `frame` (then the receiver decodes again).
+    #[inline(always)] // one call site per capture loop: no move of `self`
     pub fn detach(self, frame: &[u8]) -> Option<Detached> {
         if u32::try_from(frame.len()).is_err() {
             return None;
