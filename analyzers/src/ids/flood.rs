@@ -81,12 +81,6 @@ impl Cms {
         self.rows[0][a].min(self.rows[1][b])
     }
 
-    fn add_n(&mut self, h: u64, n: u32) {
-        let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
-        self.rows[0][a] = self.rows[0][a].saturating_add(n);
-        self.rows[1][b] = self.rows[1][b].saturating_add(n);
-    }
-
     fn get(&self, h: u64) -> u32 {
         let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
         self.rows[0][a].min(self.rows[1][b])
@@ -99,12 +93,96 @@ impl Cms {
     }
 }
 
+/// Two count-min sketches that index alike (packets and bytes of one
+/// key), laid out side by side: one cache line per row for both.
+#[derive(Debug)]
+struct PairCms {
+    rows: Box<[[[u32; 2]; CMS_WIDTH]; 2]>,
+}
+
+impl Default for PairCms {
+    fn default() -> Self {
+        PairCms {
+            rows: Box::new([[[0; 2]; CMS_WIDTH]; 2]),
+        }
+    }
+}
+
+impl PairCms {
+    /// Adds one to the first count and `n` to the second.
+    fn add(&mut self, h: u64, n: u32) {
+        let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
+        for (row, i) in self.rows.iter_mut().zip([a, b]) {
+            let c = &mut row[i];
+            c[0] = c[0].saturating_add(1);
+            c[1] = c[1].saturating_add(n);
+        }
+    }
+
+    /// Both estimates (each the smaller of its two rows, as [`Cms`]).
+    fn get(&self, h: u64) -> (u32, u32) {
+        let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
+        let (x, y) = (self.rows[0][a], self.rows[1][b]);
+        (x[0].min(y[0]), x[1].min(y[1]))
+    }
+
+    fn clear(&mut self) {
+        for r in self.rows.iter_mut() {
+            r.fill([0; 2]);
+        }
+    }
+}
+
+/// Bits of a [`DstBits`] (4 KiB).
+const DST_BITS: usize = 1 << 15;
+
+/// The destinations that got a SYN this window, one bit per hash slot:
+/// only ACKs to them are counted (the completions a SYN flood's
+/// half-open ratio reads), so the rest of every stream skips the sketch.
+#[derive(Debug)]
+struct DstBits(Box<[u64; DST_BITS / 64]>);
+
+impl Default for DstBits {
+    fn default() -> Self {
+        DstBits(Box::new([0; DST_BITS / 64]))
+    }
+}
+
+impl DstBits {
+    /// Bits 12.. of the hash: the sketches index by 0..12 and 32..44.
+    #[inline]
+    fn pos(h: u64) -> (usize, u64) {
+        let i = (h >> 12) as usize % DST_BITS;
+        (i / 64, 1 << (i % 64))
+    }
+
+    fn set(&mut self, h: u64) {
+        let (w, bit) = Self::pos(h);
+        if let Some(x) = self.0.get_mut(w) {
+            *x |= bit;
+        }
+    }
+
+    fn get(&self, h: u64) -> bool {
+        let (w, bit) = Self::pos(h);
+        self.0.get(w).is_some_and(|x| x & bit != 0)
+    }
+
+    fn clear(&mut self) {
+        self.0.fill(0);
+    }
+}
+
 /// Per VNet and window: sketches of ACKs, UDP and ICMP by destination, and
 /// the VNet-wide SYN counts.
 #[derive(Debug, Default)]
 struct VnetWindow {
     start: Timestamp,
+    /// ACKs by destination, counted only to destinations in `syn_dsts`.
     acks: Cms,
+    syn_dsts: DstBits,
+    /// SYN-ACKs by destination.
+    syn_acks: Cms,
     udp: Cms,
     icmp: Cms,
     /// ICMP echo requests and SYNs by *source*: a host's own pings and
@@ -112,8 +190,7 @@ struct VnetWindow {
     echo_requests: Cms,
     syns_by_src: Cms,
     /// Requests to the amplifying services by source: packets and bytes.
-    amp_requests: Cms,
-    amp_request_bytes: Cms,
+    amp_requests: PairCms,
     syns: u64,
     completions: u64,
     sources: Hll,
@@ -296,7 +373,9 @@ fn alert(
 impl Floods {
     /// One reflected packet (a SYN-ACK when `service` is `None`, else an
     /// amplifying service's response) from `reflector` to `victim`, who
-    /// sent `requests` SYNs or requests (`request_bytes` bytes) this window.
+    /// sent `requests` SYNs or requests (`request_bytes` bytes) this window
+    /// and got `earlier` such packets before this one that made no state
+    /// (they seed a new entry's count).
     #[allow(clippy::too_many_arguments)] // the packet's facts
     fn reflect(
         &mut self,
@@ -308,6 +387,7 @@ impl Floods {
         service: Option<usize>,
         requests: u64,
         request_bytes: u64,
+        earlier: u64,
         out: &mut Vec<AlertRecord>,
     ) {
         let amp = service.is_some();
@@ -320,7 +400,13 @@ impl Floods {
             .reflected
             .entry(&(vnet, victim, amp), Reflected::default);
 
-        if ts.micros_since(s.start) > wu || s.start.0 == 0 {
+        if s.start.0 == 0 {
+            *s = Reflected {
+                start: ts,
+                packets: earlier,
+                ..Reflected::default()
+            };
+        } else if ts.micros_since(s.start) > wu {
             *s = Reflected {
                 start: ts,
                 ..Reflected::default()
@@ -517,12 +603,13 @@ impl Floods {
         if ts.micros_since(v.start) > wu || v.start.0 == 0 {
             v.start = ts;
             v.acks.clear();
+            v.syn_dsts.clear();
+            v.syn_acks.clear();
             v.udp.clear();
             v.icmp.clear();
             v.echo_requests.clear();
             v.syns_by_src.clear();
             v.amp_requests.clear();
-            v.amp_request_bytes.clear();
             v.syns = 0;
             v.completions = 0;
             v.sources = Hll::default();
@@ -531,29 +618,47 @@ impl Floods {
         }
         let start = v.start;
         if ack {
-            v.acks.add(h);
+            // Read only for destinations that get SYNs: the rest (the
+            // clients' side of every stream) need no count.
+            if v.syn_dsts.get(h) {
+                v.acks.add(h);
+            }
             v.completions += 1;
             return;
         }
         if syn_ack {
-            // SYN-ACKs to a host that sent few SYNs: reflected.
+            // SYN-ACKs to a host that sent few SYNs: reflected. A host's
+            // SYN-ACKs count (and make state) only once they outnumber
+            // its own SYNs, so a client's answered connections make none.
             let own_syns = u64::from(v.syns_by_src.get(h));
-            self.reflect(ts, vnet, d, ip.src, ip.dst, None, own_syns, 0, out);
+            let n = u64::from(v.syn_acks.add(h));
+            if own_syns > 0 && n <= own_syns {
+                return;
+            }
+            self.reflect(
+                ts,
+                vnet,
+                d,
+                ip.src,
+                ip.dst,
+                None,
+                own_syns,
+                0,
+                n.saturating_sub(1),
+                out,
+            );
             return;
         }
         if udp {
             let (sp, dp) = d.ports().unwrap_or((0, 0));
-            if let Some(svc) = amp_service(dp) {
+            if amp_service(dp).is_some() {
                 // A request to an amplifying service, by its sender.
-                v.amp_requests.add(hs);
                 let len = u32::try_from(d.payload.len()).unwrap_or(u32::MAX);
-                v.amp_request_bytes.add_n(hs, len.max(1));
-                let _ = svc;
+                v.amp_requests.add(hs, len.max(1));
             } else if let Some(svc) = amp_service(sp) {
                 // A response: amplification is judged apart from UDP
                 // floods (it is one, with a service and a factor).
-                let requests = u64::from(v.amp_requests.get(h));
-                let req_bytes = u64::from(v.amp_request_bytes.get(h));
+                let (requests, req_bytes) = v.amp_requests.get(h);
                 self.reflect(
                     ts,
                     vnet,
@@ -561,8 +666,9 @@ impl Floods {
                     ip.src,
                     ip.dst,
                     Some(svc),
-                    requests,
-                    req_bytes,
+                    u64::from(requests),
+                    u64::from(req_bytes),
+                    0,
                     out,
                 );
                 return;
@@ -623,6 +729,7 @@ impl Floods {
         // A SYN: VNet-wide counts (spoofed sources *and* destinations) ...
         v.syns += 1;
         v.syns_by_src.add(hs);
+        v.syn_dsts.set(h);
         // Each value hashed once for the sketches it goes into.
         let src_hll = Hll::hash(&ip.src);
         v.sources.add_hash(src_hll);
