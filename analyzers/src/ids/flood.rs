@@ -13,7 +13,11 @@
 //! packet, and fixed memory whatever the number of destinations. Counts
 //! from the sketch are upper bounds (a destination can only be over-counted,
 //! by at most the window's traffic / 4,096 with high probability). Only
-//! SYNs, rare in normal traffic, keep exact per-destination state.
+//! SYNs, rare in normal traffic, keep exact per-destination state. ACKs
+//! (the completions the half-open ratio reads) are counted only to
+//! destinations that got a SYN this window (a 4 KiB bitmap), so the
+//! clients' side of every stream skips the sketch: a destination's
+//! completions count from its first SYN of the window.
 //!
 //! Echo replies to a host that itself sends echo requests are its answers,
 //! not a flood against it (a flooder's victim replying names no second
@@ -26,8 +30,11 @@
 //! while the victim sent few SYNs or requests itself. Their rates are
 //! estimated over sub-second slices (`flood_slice_ms`) as well as the
 //! window, so a 23 ms burst of 4,373 packets (186 kpps) counts at its
-//! own rate, not diluted over a second. Only SYN-ACKs and those services'
-//! responses to hosts that sent no request this window create state.
+//! own rate, not diluted over a second. Only those services' responses to
+//! hosts that sent no request this window, and SYN-ACKs to a host once
+//! they outnumber the SYNs it sent this window (a client's answered
+//! connections never do), create state; the SYN-ACKs counted before that
+//! (a count-min sketch) seed the entry's packet count.
 
 use std::net::IpAddr;
 
@@ -109,13 +116,13 @@ impl Default for PairCms {
 }
 
 impl PairCms {
-    /// Adds one to the first count and `n` to the second.
-    fn add(&mut self, h: u64, n: u32) {
+    /// Adds `x` to the first count and `y` to the second.
+    fn add(&mut self, h: u64, x: u32, y: u32) {
         let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
         for (row, i) in self.rows.iter_mut().zip([a, b]) {
             let c = &mut row[i];
-            c[0] = c[0].saturating_add(1);
-            c[1] = c[1].saturating_add(n);
+            c[0] = c[0].saturating_add(x);
+            c[1] = c[1].saturating_add(y);
         }
     }
 
@@ -133,43 +140,58 @@ impl PairCms {
     }
 }
 
-/// Bits of a [`DstBits`] (4 KiB).
-const DST_BITS: usize = 1 << 15;
+/// Slots of a [`SynDsts`].
+const SYN_DST_SLOTS: usize = 1 << 13;
 
-/// The destinations that got a SYN this window, one bit per hash slot:
-/// only ACKs to them are counted (the completions a SYN flood's
-/// half-open ratio reads), so the rest of every stream skips the sketch.
+/// SYNs to each destination this window, one saturating `u8` per hash
+/// slot (8 KiB, in cache), with the time of each slot's first SYN: a
+/// destination gets exact state ([`SynWindow`]) only once its count
+/// reaches a quarter of the SYN threshold (seeded with the count and the
+/// first SYN's time), and only ACKs to destinations that got a SYN are
+/// counted (the completions a SYN flood's half-open ratio reads), so the
+/// clients' side of every stream skips the sketch. A count can only be
+/// too high (slots shared), which admits a destination early, never late.
 #[derive(Debug)]
-struct DstBits(Box<[u64; DST_BITS / 64]>);
+struct SynDsts {
+    counts: Box<[u8; SYN_DST_SLOTS]>,
+    first: Box<[i64; SYN_DST_SLOTS]>,
+}
 
-impl Default for DstBits {
+impl Default for SynDsts {
     fn default() -> Self {
-        DstBits(Box::new([0; DST_BITS / 64]))
+        SynDsts {
+            counts: Box::new([0; SYN_DST_SLOTS]),
+            first: Box::new([0; SYN_DST_SLOTS]),
+        }
     }
 }
 
-impl DstBits {
+impl SynDsts {
     /// Bits 12.. of the hash: the sketches index by 0..12 and 32..44.
     #[inline]
-    fn pos(h: u64) -> (usize, u64) {
-        let i = (h >> 12) as usize % DST_BITS;
-        (i / 64, 1 << (i % 64))
+    fn slot(h: u64) -> usize {
+        (h >> 12) as usize % SYN_DST_SLOTS
     }
 
-    fn set(&mut self, h: u64) {
-        let (w, bit) = Self::pos(h);
-        if let Some(x) = self.0.get_mut(w) {
-            *x |= bit;
+    /// One more SYN to `h` at `ts`: the slot's count and first SYN time.
+    fn add(&mut self, h: u64, ts: i64) -> (u8, i64) {
+        let i = Self::slot(h);
+        let (Some(c), Some(f)) = (self.counts.get_mut(i), self.first.get_mut(i)) else {
+            return (u8::MAX, ts);
+        };
+        if *c == 0 {
+            *f = ts;
         }
+        *c = c.saturating_add(1);
+        (*c, *f)
     }
 
-    fn get(&self, h: u64) -> bool {
-        let (w, bit) = Self::pos(h);
-        self.0.get(w).is_some_and(|x| x & bit != 0)
+    fn any(&self, h: u64) -> bool {
+        self.counts.get(Self::slot(h)).is_some_and(|c| *c > 0)
     }
 
     fn clear(&mut self) {
-        self.0.fill(0);
+        self.counts.fill(0);
     }
 }
 
@@ -180,15 +202,14 @@ struct VnetWindow {
     start: Timestamp,
     /// ACKs by destination, counted only to destinations in `syn_dsts`.
     acks: Cms,
-    syn_dsts: DstBits,
-    /// SYN-ACKs by destination.
-    syn_acks: Cms,
+    syn_dsts: SynDsts,
     udp: Cms,
     icmp: Cms,
     /// ICMP echo requests and SYNs by *source*: a host's own pings and
     /// connections, whose answers are no attack on it.
     echo_requests: Cms,
-    syns_by_src: Cms,
+    /// By host: SYNs it sent, SYN-ACKs it got.
+    host_syns: PairCms,
     /// Requests to the amplifying services by source: packets and bytes.
     amp_requests: PairCms,
     syns: u64,
@@ -277,6 +298,8 @@ pub struct Floods {
     window_us: i64,
     secs: u64,
     syn: u64,
+    /// SYNs to a destination in a window before it gets exact state.
+    promote_at: u64,
     half_open: f64,
     vnet_syn: u64,
     vnet_dsts: f64,
@@ -301,6 +324,7 @@ impl Floods {
             window_us: secs as i64 * 1_000_000,
             secs,
             syn: u64::from(c.syn_rate) * secs,
+            promote_at: (u64::from(c.syn_rate) * secs / 4).clamp(1, u64::from(u8::MAX)),
             half_open: c.syn_half_open,
             vnet_syn: u64::from(c.vnet_syn_rate) * secs,
             vnet_dsts: f64::from(c.vnet_syn_destinations),
@@ -604,11 +628,10 @@ impl Floods {
             v.start = ts;
             v.acks.clear();
             v.syn_dsts.clear();
-            v.syn_acks.clear();
             v.udp.clear();
             v.icmp.clear();
             v.echo_requests.clear();
-            v.syns_by_src.clear();
+            v.host_syns.clear();
             v.amp_requests.clear();
             v.syns = 0;
             v.completions = 0;
@@ -620,7 +643,7 @@ impl Floods {
         if ack {
             // Read only for destinations that get SYNs: the rest (the
             // clients' side of every stream) need no count.
-            if v.syn_dsts.get(h) {
+            if v.syn_dsts.any(h) {
                 v.acks.add(h);
             }
             v.completions += 1;
@@ -630,8 +653,9 @@ impl Floods {
             // SYN-ACKs to a host that sent few SYNs: reflected. A host's
             // SYN-ACKs count (and make state) only once they outnumber
             // its own SYNs, so a client's answered connections make none.
-            let own_syns = u64::from(v.syns_by_src.get(h));
-            let n = u64::from(v.syn_acks.add(h));
+            v.host_syns.add(h, 0, 1);
+            let (own_syns, n) = v.host_syns.get(h);
+            let (own_syns, n) = (u64::from(own_syns), u64::from(n));
             if own_syns > 0 && n <= own_syns {
                 return;
             }
@@ -654,7 +678,7 @@ impl Floods {
             if amp_service(dp).is_some() {
                 // A request to an amplifying service, by its sender.
                 let len = u32::try_from(d.payload.len()).unwrap_or(u32::MAX);
-                v.amp_requests.add(hs, len.max(1));
+                v.amp_requests.add(hs, 1, len.max(1));
             } else if let Some(svc) = amp_service(sp) {
                 // A response: amplification is judged apart from UDP
                 // floods (it is one, with a service and a factor).
@@ -728,13 +752,12 @@ impl Floods {
         }
         // A SYN: VNet-wide counts (spoofed sources *and* destinations) ...
         v.syns += 1;
-        v.syns_by_src.add(hs);
-        v.syn_dsts.set(h);
+        v.host_syns.add(hs, 1, 0);
+        let (to_dst, first_syn) = v.syn_dsts.add(h, ts.0);
         // Each value hashed once for the sketches it goes into.
         let src_hll = Hll::hash(&ip.src);
         v.sources.add_hash(src_hll);
         v.destinations.add(&ip.dst);
-        let acks_to_dst = u64::from(v.acks.get(h));
         if !v.alerted && v.syns >= self.vnet_syn {
             let half_open = 1.0 - (v.completions.min(v.syns) as f64 / v.syns as f64);
             // The estimates only once the cheap test passed (busy normal
@@ -769,12 +792,21 @@ impl Floods {
                 ));
             }
         }
-        // ... and exact state at the destination.
+        // ... and exact state at the destination, once it got a quarter of
+        // the threshold this window (most destinations never do).
+        if u64::from(to_dst) < self.promote_at {
+            return;
+        }
+        let acks_to_dst = u64::from(v.acks.get(h));
+        let v_start = v.start;
         let port = d.ports().map(|p| p.1);
         let w = self.by_dst.entry(&(vnet, ip.dst), SynWindow::default);
-        if ts.micros_since(w.start) > wu || w.start.0 == 0 {
+        if ts.micros_since(w.start) > wu || w.start.0 == 0 || w.start < v_start {
+            // Seeded with this window's SYNs so far (sources and ports
+            // count from here).
             *w = SynWindow {
-                start: ts,
+                start: Timestamp(first_syn.max(v_start.0)),
+                syns: u64::from(to_dst) - 1,
                 ..SynWindow::default()
             };
         }

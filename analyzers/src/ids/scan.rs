@@ -18,6 +18,13 @@
 //! the grace), so candidates wait on a short watch list that [`Sweep::tick`]
 //! and [`PortScan::tick`] re-judge as packet time passes: a sweep that
 //! stops after its last probe is still reported.
+//!
+//! Cost: a key (a source and host for scans, a source and port for
+//! sweeps) enters its table only at its second probe; its first waits in
+//! a fixed array of slots ([`FirstProbes`]) with the answers it gets, and
+//! seeds the entry, so every count still includes it. Most sources on a
+//! busy network probe once (a DNS query, a ping, a client's connection to
+//! a server) and make no table entry.
 
 use std::net::IpAddr;
 

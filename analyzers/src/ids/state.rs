@@ -305,17 +305,22 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
 /// most of a busy network's sources) cost one slot write and no table
 /// entry. A key whose first probe was overwritten by another key's before
 /// its second arrived starts again from its second, as a key evicted from
-/// a full table does; the overwrites of first probes still inside their
-/// window are counted (`dropped`), as evictions are.
+/// a full table does; overwrites are counted (`dropped`), as evictions
+/// are.
 ///
 /// The slots are as many as the table's cap (rounded up to a power of
 /// two): a first probe survives about as long as a key would in the full
-/// table.
+/// table. Each probe reads only a 4-byte tag (the tags of the default
+/// 65,536 slots, 256 KiB, stay in cache); the first probe itself is
+/// written beside, and read back only for a key's second probe or an
+/// answer to its first.
 #[derive(Debug)]
 pub struct FirstProbes<T> {
-    /// (key hash with the low bit set, `0` for an empty slot; time of the
-    /// first probe; what it was).
-    slots: Box<[(u64, i64, T)]>,
+    /// Bits 32.. of the key hash with the low bit set; `0` for an empty
+    /// slot.
+    tags: Box<[u32]>,
+    /// The time and content of each slot's first probe.
+    first: Box<[(i64, T)]>,
     pub dropped: u64,
 }
 
@@ -325,16 +330,16 @@ impl<T: Copy + Default> FirstProbes<T> {
     pub fn new(cap: usize) -> Self {
         let n = cap.clamp(64, 1 << 18).next_power_of_two();
         FirstProbes {
-            slots: vec![(0, 0, T::default()); n].into_boxed_slice(),
+            tags: vec![0; n].into_boxed_slice(),
+            first: vec![(0, T::default()); n].into_boxed_slice(),
             dropped: 0,
         }
     }
 
+    /// The slot of hash `h` and its tag.
     #[inline]
-    fn slot(&self, h: u64) -> usize {
-        // Bits the table's index does not start from (hashbrown takes the
-        // low bits for the position, the top 7 for its tag).
-        (h >> 24) as usize & (self.slots.len() - 1)
+    fn slot(&self, h: u64) -> (usize, u32) {
+        (h as usize & (self.tags.len() - 1), (h >> 32) as u32 | 1)
     }
 
     /// A probe of key `h` at `now_us`: the key's first probe (its time and
@@ -343,18 +348,20 @@ impl<T: Copy + Default> FirstProbes<T> {
     /// kept as the key's first probe and `None` returned.
     #[inline]
     pub fn second(&mut self, h: u64, now_us: i64, window_us: i64, first: T) -> Option<(i64, T)> {
-        let tag = h | 1;
-        let i = self.slot(h);
-        let slot = self.slots.get_mut(i)?;
-        let live = slot.0 != 0 && now_us.saturating_sub(slot.1) <= window_us;
-        if live && slot.0 == tag {
-            let (_, at, t) = std::mem::replace(slot, (0, 0, T::default()));
-            return Some((at, t));
-        }
-        if live {
+        let (i, tag) = self.slot(h);
+        let (Some(t), Some(f)) = (self.tags.get_mut(i), self.first.get_mut(i)) else {
+            return None;
+        };
+        if *t == tag {
+            *t = 0;
+            if now_us.saturating_sub(f.0) <= window_us {
+                return Some(*f);
+            }
+        } else if *t != 0 {
             self.dropped += 1;
         }
-        *slot = (tag, now_us, first);
+        *t = tag;
+        *f = (now_us, first);
         None
     }
 
@@ -362,10 +369,12 @@ impl<T: Copy + Default> FirstProbes<T> {
     /// `now_us` (for an answer to it).
     #[inline]
     pub fn pending(&mut self, h: u64, now_us: i64, window_us: i64) -> Option<&mut T> {
-        let tag = h | 1;
-        let i = self.slot(h);
-        let slot = self.slots.get_mut(i)?;
-        (slot.0 == tag && now_us.saturating_sub(slot.1) <= window_us).then_some(&mut slot.2)
+        let (i, tag) = self.slot(h);
+        if self.tags.get(i) != Some(&tag) {
+            return None;
+        }
+        let f = self.first.get_mut(i)?;
+        (now_us.saturating_sub(f.0) <= window_us).then_some(&mut f.1)
     }
 }
 
