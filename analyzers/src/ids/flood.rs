@@ -13,11 +13,13 @@
 //! packet, and fixed memory whatever the number of destinations. Counts
 //! from the sketch are upper bounds (a destination can only be over-counted,
 //! by at most the window's traffic / 4,096 with high probability). Only
-//! SYNs, rare in normal traffic, keep exact per-destination state. ACKs
-//! (the completions the half-open ratio reads) are counted only to
-//! destinations that got a SYN this window (a 4 KiB bitmap), so the
-//! clients' side of every stream skips the sketch: a destination's
-//! completions count from its first SYN of the window.
+//! SYNs, rare in normal traffic, keep exact per-destination state, and
+//! only for a destination that got a quarter of `syn_rate` SYNs this
+//! window (counted in an 8 KiB array; the state is seeded with that count
+//! and the first SYN's time). ACKs (the completions the half-open ratio
+//! reads) are counted only to those destinations, from then on, so the
+//! rest of every stream skips the sketch: the half-open ratio is that of
+//! the SYNs since the destination got exact state.
 //!
 //! Echo replies to a host that itself sends echo requests are its answers,
 //! not a flood against it (a flooder's victim replying names no second
@@ -57,6 +59,10 @@ use std::hash::BuildHasher;
 struct SynWindow {
     start: Timestamp,
     syns: u64,
+    /// SYNs counted before the exact state began (seeded from
+    /// [`SynDsts`]): the half-open ratio is over the SYNs after them,
+    /// against the ACKs counted from then on.
+    seeded: u64,
     sources: Hll,
     ports: Hll,
     alerted: bool,
@@ -147,10 +153,10 @@ const SYN_DST_SLOTS: usize = 1 << 13;
 /// slot (8 KiB, in cache), with the time of each slot's first SYN: a
 /// destination gets exact state ([`SynWindow`]) only once its count
 /// reaches a quarter of the SYN threshold (seeded with the count and the
-/// first SYN's time), and only ACKs to destinations that got a SYN are
-/// counted (the completions a SYN flood's half-open ratio reads), so the
-/// clients' side of every stream skips the sketch. A count can only be
-/// too high (slots shared), which admits a destination early, never late.
+/// first SYN's time), and only ACKs to such destinations are counted (the
+/// completions a SYN flood's half-open ratio reads, from then on), so the
+/// rest of every stream skips the sketch. A count can only be too high
+/// (slots shared), which admits a destination early, never late.
 #[derive(Debug)]
 struct SynDsts {
     counts: Box<[u8; SYN_DST_SLOTS]>,
@@ -186,8 +192,11 @@ impl SynDsts {
         (*c, *f)
     }
 
-    fn any(&self, h: u64) -> bool {
-        self.counts.get(Self::slot(h)).is_some_and(|c| *c > 0)
+    /// Whether `h` got at least `n` SYNs this window.
+    fn at_least(&self, h: u64, n: u64) -> bool {
+        self.counts
+            .get(Self::slot(h))
+            .is_some_and(|c| u64::from(*c) >= n)
     }
 
     fn clear(&mut self) {
@@ -641,9 +650,10 @@ impl Floods {
         }
         let start = v.start;
         if ack {
-            // Read only for destinations that get SYNs: the rest (the
-            // clients' side of every stream) need no count.
-            if v.syn_dsts.any(h) {
+            // Read only for destinations with exact SYN state: the rest
+            // (the clients' side of every stream, servers with a few new
+            // connections) need no count.
+            if v.syn_dsts.at_least(h, self.promote_at) {
                 v.acks.add(h);
             }
             v.completions += 1;
@@ -807,6 +817,7 @@ impl Floods {
             *w = SynWindow {
                 start: Timestamp(first_syn.max(v_start.0)),
                 syns: u64::from(to_dst) - 1,
+                seeded: u64::from(to_dst) - 1,
                 ..SynWindow::default()
             };
         }
@@ -816,7 +827,8 @@ impl Floods {
         if w.alerted || w.syns < self.syn {
             return;
         }
-        let half_open = 1.0 - (acks_to_dst.min(w.syns) as f64 / w.syns as f64);
+        let judged = w.syns - w.seeded.min(w.syns - 1);
+        let half_open = 1.0 - (acks_to_dst.min(judged) as f64 / judged as f64);
         if half_open < self.half_open {
             return;
         }
