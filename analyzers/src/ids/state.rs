@@ -775,6 +775,29 @@ mod tests {
     }
 
     #[test]
+    fn first_probes_give_back_the_first_at_the_second_and_count_overwrites() {
+        let mut f: FirstProbes<u16> = FirstProbes::new(64);
+        assert_eq!(f.second(7, 100, 1_000, 1), None, "a first probe is kept");
+        *f.pending(7, 150, 1_000).expect("pending") += 10;
+        assert_eq!(f.pending(8, 150, 1_000), None, "another key");
+        assert_eq!(
+            f.second(7, 200, 1_000, 2),
+            Some((100, 11)),
+            "taken at the second"
+        );
+        assert_eq!(f.pending(7, 250, 1_000), None, "taken out");
+        // Past its window a first probe is no longer paired.
+        assert_eq!(f.second(9, 0, 1_000, 1), None);
+        assert_eq!(f.second(9, 5_000, 1_000, 2), None);
+        assert_eq!(f.second(9, 5_100, 1_000, 3), Some((5_000, 2)));
+        // Another key in the same slot overwrites it, counted.
+        assert_eq!(f.second(3, 0, 1_000, 1), None);
+        assert_eq!(f.second(3 + (5 << 32), 10, 1_000, 1), None);
+        assert_eq!(f.dropped, 1);
+        assert_eq!(f.second(3, 20, 1_000, 1), None, "the first was lost");
+    }
+
+    #[test]
     fn addr_keys_round_trip() {
         for a in ["10.0.0.1", "::1", "64:ff9b::9765:798c", "0.0.0.0"] {
             let ip: std::net::IpAddr = a.parse().expect("an address");
