@@ -13,7 +13,13 @@
 //! packet, and fixed memory whatever the number of destinations. Counts
 //! from the sketch are upper bounds (a destination can only be over-counted,
 //! by at most the window's traffic / 4,096 with high probability). Only
-//! SYNs, rare in normal traffic, keep exact per-destination state.
+//! SYNs, rare in normal traffic, keep exact per-destination state, and
+//! only for a destination that got a quarter of `syn_rate` SYNs this
+//! window (counted in an 8 KiB array; the state is seeded with that count
+//! and the first SYN's time). ACKs (the completions the half-open ratio
+//! reads) are counted only to those destinations, from then on, so the
+//! rest of every stream skips the sketch: the half-open ratio is that of
+//! the SYNs since the destination got exact state.
 //!
 //! Echo replies to a host that itself sends echo requests are its answers,
 //! not a flood against it (a flooder's victim replying names no second
@@ -26,8 +32,11 @@
 //! while the victim sent few SYNs or requests itself. Their rates are
 //! estimated over sub-second slices (`flood_slice_ms`) as well as the
 //! window, so a 23 ms burst of 4,373 packets (186 kpps) counts at its
-//! own rate, not diluted over a second. Only SYN-ACKs and those services'
-//! responses to hosts that sent no request this window create state.
+//! own rate, not diluted over a second. Only those services' responses to
+//! hosts that sent no request this window, and SYN-ACKs to a host once
+//! they outnumber the SYNs it sent this window (a client's answered
+//! connections never do), create state; the SYN-ACKs counted before that
+//! (a count-min sketch) seed the entry's packet count.
 
 use std::net::IpAddr;
 
@@ -50,6 +59,10 @@ use std::hash::BuildHasher;
 struct SynWindow {
     start: Timestamp,
     syns: u64,
+    /// SYNs counted before the exact state began (seeded from
+    /// [`SynDsts`]): the half-open ratio is over the SYNs after them,
+    /// against the ACKs counted from then on.
+    seeded: u64,
     sources: Hll,
     ports: Hll,
     alerted: bool,
@@ -81,12 +94,6 @@ impl Cms {
         self.rows[0][a].min(self.rows[1][b])
     }
 
-    fn add_n(&mut self, h: u64, n: u32) {
-        let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
-        self.rows[0][a] = self.rows[0][a].saturating_add(n);
-        self.rows[1][b] = self.rows[1][b].saturating_add(n);
-    }
-
     fn get(&self, h: u64) -> u32 {
         let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
         self.rows[0][a].min(self.rows[1][b])
@@ -99,21 +106,121 @@ impl Cms {
     }
 }
 
+/// Two count-min sketches that index alike (packets and bytes of one
+/// key), laid out side by side: one cache line per row for both.
+#[derive(Debug)]
+struct PairCms {
+    rows: Box<[[[u32; 2]; CMS_WIDTH]; 2]>,
+}
+
+impl Default for PairCms {
+    fn default() -> Self {
+        PairCms {
+            rows: Box::new([[[0; 2]; CMS_WIDTH]; 2]),
+        }
+    }
+}
+
+impl PairCms {
+    /// Adds `x` to the first count and `y` to the second.
+    fn add(&mut self, h: u64, x: u32, y: u32) {
+        let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
+        for (row, i) in self.rows.iter_mut().zip([a, b]) {
+            let c = &mut row[i];
+            c[0] = c[0].saturating_add(x);
+            c[1] = c[1].saturating_add(y);
+        }
+    }
+
+    /// Both estimates (each the smaller of its two rows, as [`Cms`]).
+    fn get(&self, h: u64) -> (u32, u32) {
+        let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
+        let (x, y) = (self.rows[0][a], self.rows[1][b]);
+        (x[0].min(y[0]), x[1].min(y[1]))
+    }
+
+    fn clear(&mut self) {
+        for r in self.rows.iter_mut() {
+            r.fill([0; 2]);
+        }
+    }
+}
+
+/// Slots of a [`SynDsts`].
+const SYN_DST_SLOTS: usize = 1 << 13;
+
+/// SYNs to each destination this window, one saturating `u8` per hash
+/// slot (8 KiB, in cache), with the time of each slot's first SYN: a
+/// destination gets exact state ([`SynWindow`]) only once its count
+/// reaches a quarter of the SYN threshold (seeded with the count and the
+/// first SYN's time), and only ACKs to such destinations are counted (the
+/// completions a SYN flood's half-open ratio reads, from then on), so the
+/// rest of every stream skips the sketch. A count can only be too high
+/// (slots shared), which admits a destination early, never late.
+#[derive(Debug)]
+struct SynDsts {
+    counts: Box<[u8; SYN_DST_SLOTS]>,
+    first: Box<[i64; SYN_DST_SLOTS]>,
+}
+
+impl Default for SynDsts {
+    fn default() -> Self {
+        SynDsts {
+            counts: Box::new([0; SYN_DST_SLOTS]),
+            first: Box::new([0; SYN_DST_SLOTS]),
+        }
+    }
+}
+
+impl SynDsts {
+    /// Bits 12.. of the hash: the sketches index by 0..12 and 32..44.
+    #[inline]
+    fn slot(h: u64) -> usize {
+        (h >> 12) as usize % SYN_DST_SLOTS
+    }
+
+    /// One more SYN to `h` at `ts`: the slot's count and first SYN time.
+    fn add(&mut self, h: u64, ts: i64) -> (u8, i64) {
+        let i = Self::slot(h);
+        let (Some(c), Some(f)) = (self.counts.get_mut(i), self.first.get_mut(i)) else {
+            return (u8::MAX, ts);
+        };
+        if *c == 0 {
+            *f = ts;
+        }
+        *c = c.saturating_add(1);
+        (*c, *f)
+    }
+
+    /// Whether `h` got at least `n` SYNs this window.
+    fn at_least(&self, h: u64, n: u64) -> bool {
+        self.counts
+            .get(Self::slot(h))
+            .is_some_and(|c| u64::from(*c) >= n)
+    }
+
+    fn clear(&mut self) {
+        self.counts.fill(0);
+    }
+}
+
 /// Per VNet and window: sketches of ACKs, UDP and ICMP by destination, and
 /// the VNet-wide SYN counts.
 #[derive(Debug, Default)]
 struct VnetWindow {
     start: Timestamp,
+    /// ACKs by destination, counted only to destinations in `syn_dsts`.
     acks: Cms,
+    syn_dsts: SynDsts,
     udp: Cms,
     icmp: Cms,
     /// ICMP echo requests and SYNs by *source*: a host's own pings and
     /// connections, whose answers are no attack on it.
     echo_requests: Cms,
-    syns_by_src: Cms,
+    /// By host: SYNs it sent, SYN-ACKs it got.
+    host_syns: PairCms,
     /// Requests to the amplifying services by source: packets and bytes.
-    amp_requests: Cms,
-    amp_request_bytes: Cms,
+    amp_requests: PairCms,
     syns: u64,
     completions: u64,
     sources: Hll,
@@ -200,6 +307,8 @@ pub struct Floods {
     window_us: i64,
     secs: u64,
     syn: u64,
+    /// SYNs to a destination in a window before it gets exact state.
+    promote_at: u64,
     half_open: f64,
     vnet_syn: u64,
     vnet_dsts: f64,
@@ -224,6 +333,7 @@ impl Floods {
             window_us: secs as i64 * 1_000_000,
             secs,
             syn: u64::from(c.syn_rate) * secs,
+            promote_at: (u64::from(c.syn_rate) * secs / 4).clamp(1, u64::from(u8::MAX)),
             half_open: c.syn_half_open,
             vnet_syn: u64::from(c.vnet_syn_rate) * secs,
             vnet_dsts: f64::from(c.vnet_syn_destinations),
@@ -296,7 +406,9 @@ fn alert(
 impl Floods {
     /// One reflected packet (a SYN-ACK when `service` is `None`, else an
     /// amplifying service's response) from `reflector` to `victim`, who
-    /// sent `requests` SYNs or requests (`request_bytes` bytes) this window.
+    /// sent `requests` SYNs or requests (`request_bytes` bytes) this window
+    /// and got `earlier` such packets before this one that made no state
+    /// (they seed a new entry's count).
     #[allow(clippy::too_many_arguments)] // the packet's facts
     fn reflect(
         &mut self,
@@ -308,6 +420,7 @@ impl Floods {
         service: Option<usize>,
         requests: u64,
         request_bytes: u64,
+        earlier: u64,
         out: &mut Vec<AlertRecord>,
     ) {
         let amp = service.is_some();
@@ -320,7 +433,13 @@ impl Floods {
             .reflected
             .entry(&(vnet, victim, amp), Reflected::default);
 
-        if ts.micros_since(s.start) > wu || s.start.0 == 0 {
+        if s.start.0 == 0 {
+            *s = Reflected {
+                start: ts,
+                packets: earlier,
+                ..Reflected::default()
+            };
+        } else if ts.micros_since(s.start) > wu {
             *s = Reflected {
                 start: ts,
                 ..Reflected::default()
@@ -517,12 +636,12 @@ impl Floods {
         if ts.micros_since(v.start) > wu || v.start.0 == 0 {
             v.start = ts;
             v.acks.clear();
+            v.syn_dsts.clear();
             v.udp.clear();
             v.icmp.clear();
             v.echo_requests.clear();
-            v.syns_by_src.clear();
+            v.host_syns.clear();
             v.amp_requests.clear();
-            v.amp_request_bytes.clear();
             v.syns = 0;
             v.completions = 0;
             v.sources = Hll::default();
@@ -531,29 +650,49 @@ impl Floods {
         }
         let start = v.start;
         if ack {
-            v.acks.add(h);
+            // Read only for destinations with exact SYN state: the rest
+            // (the clients' side of every stream, servers with a few new
+            // connections) need no count.
+            if v.syn_dsts.at_least(h, self.promote_at) {
+                v.acks.add(h);
+            }
             v.completions += 1;
             return;
         }
         if syn_ack {
-            // SYN-ACKs to a host that sent few SYNs: reflected.
-            let own_syns = u64::from(v.syns_by_src.get(h));
-            self.reflect(ts, vnet, d, ip.src, ip.dst, None, own_syns, 0, out);
+            // SYN-ACKs to a host that sent few SYNs: reflected. A host's
+            // SYN-ACKs count (and make state) only once they outnumber
+            // its own SYNs, so a client's answered connections make none.
+            v.host_syns.add(h, 0, 1);
+            let (own_syns, n) = v.host_syns.get(h);
+            let (own_syns, n) = (u64::from(own_syns), u64::from(n));
+            if own_syns > 0 && n <= own_syns {
+                return;
+            }
+            self.reflect(
+                ts,
+                vnet,
+                d,
+                ip.src,
+                ip.dst,
+                None,
+                own_syns,
+                0,
+                n.saturating_sub(1),
+                out,
+            );
             return;
         }
         if udp {
             let (sp, dp) = d.ports().unwrap_or((0, 0));
-            if let Some(svc) = amp_service(dp) {
+            if amp_service(dp).is_some() {
                 // A request to an amplifying service, by its sender.
-                v.amp_requests.add(hs);
                 let len = u32::try_from(d.payload.len()).unwrap_or(u32::MAX);
-                v.amp_request_bytes.add_n(hs, len.max(1));
-                let _ = svc;
+                v.amp_requests.add(hs, 1, len.max(1));
             } else if let Some(svc) = amp_service(sp) {
                 // A response: amplification is judged apart from UDP
                 // floods (it is one, with a service and a factor).
-                let requests = u64::from(v.amp_requests.get(h));
-                let req_bytes = u64::from(v.amp_request_bytes.get(h));
+                let (requests, req_bytes) = v.amp_requests.get(h);
                 self.reflect(
                     ts,
                     vnet,
@@ -561,8 +700,9 @@ impl Floods {
                     ip.src,
                     ip.dst,
                     Some(svc),
-                    requests,
-                    req_bytes,
+                    u64::from(requests),
+                    u64::from(req_bytes),
+                    0,
                     out,
                 );
                 return;
@@ -622,12 +762,12 @@ impl Floods {
         }
         // A SYN: VNet-wide counts (spoofed sources *and* destinations) ...
         v.syns += 1;
-        v.syns_by_src.add(hs);
+        v.host_syns.add(hs, 1, 0);
+        let (to_dst, first_syn) = v.syn_dsts.add(h, ts.0);
         // Each value hashed once for the sketches it goes into.
         let src_hll = Hll::hash(&ip.src);
         v.sources.add_hash(src_hll);
         v.destinations.add(&ip.dst);
-        let acks_to_dst = u64::from(v.acks.get(h));
         if !v.alerted && v.syns >= self.vnet_syn {
             let half_open = 1.0 - (v.completions.min(v.syns) as f64 / v.syns as f64);
             // The estimates only once the cheap test passed (busy normal
@@ -662,12 +802,22 @@ impl Floods {
                 ));
             }
         }
-        // ... and exact state at the destination.
+        // ... and exact state at the destination, once it got a quarter of
+        // the threshold this window (most destinations never do).
+        if u64::from(to_dst) < self.promote_at {
+            return;
+        }
+        let acks_to_dst = u64::from(v.acks.get(h));
+        let v_start = v.start;
         let port = d.ports().map(|p| p.1);
         let w = self.by_dst.entry(&(vnet, ip.dst), SynWindow::default);
-        if ts.micros_since(w.start) > wu || w.start.0 == 0 {
+        if ts.micros_since(w.start) > wu || w.start.0 == 0 || w.start < v_start {
+            // Seeded with this window's SYNs so far (sources and ports
+            // count from here).
             *w = SynWindow {
-                start: ts,
+                start: Timestamp(first_syn.max(v_start.0)),
+                syns: u64::from(to_dst) - 1,
+                seeded: u64::from(to_dst) - 1,
                 ..SynWindow::default()
             };
         }
@@ -677,7 +827,8 @@ impl Floods {
         if w.alerted || w.syns < self.syn {
             return;
         }
-        let half_open = 1.0 - (acks_to_dst.min(w.syns) as f64 / w.syns as f64);
+        let judged = w.syns - w.seeded.min(w.syns - 1);
+        let half_open = 1.0 - (acks_to_dst.min(judged) as f64 / judged as f64);
         if half_open < self.half_open {
             return;
         }

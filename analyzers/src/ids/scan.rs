@@ -18,12 +18,19 @@
 //! the grace), so candidates wait on a short watch list that [`Sweep::tick`]
 //! and [`PortScan::tick`] re-judge as packet time passes: a sweep that
 //! stops after its last probe is still reported.
+//!
+//! Cost: a key (a source and host for scans, a source and port for
+//! sweeps) enters its table only at its second probe; its first waits in
+//! a fixed array of slots ([`FirstProbes`]) with the answers it gets, and
+//! seeds the entry, so every count still includes it. Most sources on a
+//! busy network probe once (a DNS query, a ping, a client's connection to
+//! a server) and make no table entry.
 
 use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::{addr_key, key_addr, Answer, FifoTable, InlineVec, ProbeSet};
+use super::state::{addr_key, key_addr, Answer, FifoTable, FirstProbes, InlineVec, ProbeSet};
 use super::{details, Detector, IdsConfig, HOST_SWEEP, PORT_SCAN, UDP_SWEEP};
 use crate::decode::{tcp_flags as f, Decoded, Fragment, Transport};
 use crate::record::AlertRecord;
@@ -158,6 +165,38 @@ impl ScanState {
         }
     }
 
+    /// Records one event at `at_us` (`cap`: ports kept per list,
+    /// `stealth_cap` for the stealth list).
+    fn record(&mut self, ev: ScanEvent, at_us: i64, cap: usize, stealth_cap: usize) {
+        match ev {
+            ScanEvent::None => {}
+            ScanEvent::Tcp(bit, port) => {
+                self.probes += 1;
+                self.kinds |= bit;
+                push_capped(&mut self.ports, port, cap);
+                if bit != kind_bit("syn") {
+                    push_capped(&mut self.stealth, port, stealth_cap);
+                }
+            }
+            ScanEvent::AckRefused(port) => {
+                self.probes += 1;
+                self.closed += 1;
+                self.kinds |= kind_bit("ack");
+                push_capped(&mut self.ack, port, cap);
+            }
+            ScanEvent::Udp(port) => {
+                self.probes += 1;
+                self.kinds |= kind_bit("udp");
+                self.udp.probe(port, at_us);
+            }
+            ScanEvent::Unreachable(port) => {
+                self.closed += 1;
+                self.kinds |= kind_bit("udp");
+                self.udp.refused(port, at_us);
+            }
+        }
+    }
+
     /// Whether [`PortScan::judge`] can do anything: alert (a count at its
     /// threshold; unanswered UDP ports are at most the UDP ports probed)
     /// or watch (UDP ports at the threshold). Most keys are one client's
@@ -171,11 +210,38 @@ impl ScanState {
     }
 }
 
+/// One event that makes or feeds a port-scan key.
+#[derive(Clone, Copy, Debug, Default)]
+enum ScanEvent {
+    #[default]
+    None,
+    /// A TCP probe (its kind's bit) to a port.
+    Tcp(u8, u16),
+    /// A bare RST from a port: an ACK probe refused.
+    AckRefused(u16),
+    /// A UDP probe to a port.
+    Udp(u16),
+    /// An ICMP unreachable quoting a UDP probe to a port.
+    Unreachable(u16),
+}
+
+/// A key's first event while it waits for its second
+/// ([`FirstProbes`]), with the answers seen meanwhile.
+#[derive(Clone, Copy, Debug, Default)]
+struct ScanFirst {
+    ev: ScanEvent,
+    open: u8,
+    closed: u8,
+    udp_answered: bool,
+}
+
 type ScanKey = (VnetId, IpAddr, IpAddr);
 
 /// One source probing many ports of one host.
 pub struct PortScan {
     t: FifoTable<ScanKey, ScanState>,
+    /// First events of keys not in `t` (a pair enters `t` at its second).
+    first: FirstProbes<ScanFirst>,
     watch: Vec<ScanKey>,
     window_us: i64,
     grace_us: i64,
@@ -187,6 +253,7 @@ impl PortScan {
     pub fn new(c: &IdsConfig) -> Self {
         PortScan {
             t: FifoTable::new(c.max_tracked),
+            first: FirstProbes::new(c.max_tracked),
             watch: Vec::new(),
             window_us: i64::from(c.scan_window_secs) * 1_000_000,
             grace_us: i64::from(c.answer_grace_ms) * 1_000,
@@ -198,22 +265,64 @@ impl PortScan {
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
         let t = std::mem::replace(&mut self.t, FifoTable::new(1));
+        let first = std::mem::replace(&mut self.first, FirstProbes::new(1));
         let watch = std::mem::take(&mut self.watch);
         *self = PortScan::new(c);
         self.t = t;
+        self.first = first;
         self.watch = watch;
     }
 
-    /// The state of `key` at `ts`, a fresh one once its window ended.
-    fn state(&mut self, key: &ScanKey, ts: Timestamp) -> &mut ScanState {
-        let w = self.window_us;
-        let cap = 2 * self.ports + 32;
-        let s = self.t.entry(key, || ScanState::new(ts, cap));
+    /// Records `ev` for `key` at `ts`: in the table when the key is there
+    /// or this is its second event (it enters seeded with its first, and a
+    /// window that ended starts afresh), else as the key's first event.
+    /// Whether [`PortScan::judge`] can do anything for the key now.
+    fn event(&mut self, key: &ScanKey, ts: Timestamp, ev: ScanEvent) -> bool {
+        let (w, pt, st) = (self.window_us, self.ports, self.stealth);
+        let (cap, stealth_cap, udp_cap) = (pt + 1, st + 1, 2 * pt + 32);
+        let h = self.t.hash(key);
+        let first = &mut self.first;
+        let admit = || {
+            let f = ScanFirst {
+                ev,
+                ..ScanFirst::default()
+            };
+            let (at, f) = first.second(h, ts.0, w, f)?;
+            let mut s = ScanState::new(Timestamp(at), udp_cap);
+            s.record(f.ev, at, cap, stealth_cap);
+            s.open += u64::from(f.open);
+            s.closed += u64::from(f.closed);
+            if let (true, ScanEvent::Udp(port)) = (f.udp_answered, f.ev) {
+                s.udp.answer(port, Answer::Answered);
+            }
+            Some(s)
+        };
+        let Some(s) = self.t.entry_hashed(h, key, admit) else {
+            return false;
+        };
         if ts.micros_since(s.start) > w {
-            *s = ScanState::new(ts, cap);
+            *s = ScanState::new(ts, udp_cap);
         }
         s.last = ts;
-        s
+        s.record(ev, ts.0, cap, stealth_cap);
+        s.judgeable(pt, st)
+    }
+
+    /// An answer to `key`'s prober: to its state, or to its pending first
+    /// event.
+    fn answer(
+        &mut self,
+        key: &ScanKey,
+        ts: Timestamp,
+        tracked: impl FnOnce(&mut ScanState),
+        pending: impl FnOnce(&mut ScanFirst),
+    ) {
+        let h = self.t.hash(key);
+        if let Some(s) = self.t.get_mut_hashed(h, key) {
+            tracked(s);
+        } else if let Some(f) = self.first.pending(h, ts.0, self.window_us) {
+            pending(f);
+        }
     }
 
     /// A UDP datagram the caller found to be the first of its exchange.
@@ -229,20 +338,23 @@ impl PortScan {
             return;
         };
         match role {
-            UdpRole::Answer => {
-                if let Some(s) = self.t.get_mut(&(vnet, ip.dst, ip.src)) {
+            UdpRole::Answer => self.answer(
+                &(vnet, ip.dst, ip.src),
+                ts,
+                |s| {
                     s.udp.answer(sp, Answer::Answered);
                     s.open += 1;
-                }
-            }
+                },
+                |f| {
+                    if let ScanEvent::Udp(port) = f.ev {
+                        f.udp_answered |= port == sp;
+                    }
+                    f.open = f.open.saturating_add(1);
+                },
+            ),
             UdpRole::Probe => {
                 let key = (vnet, ip.src, ip.dst);
-                let (pt, st) = (self.ports, self.stealth);
-                let s = self.state(&key, ts);
-                s.probes += 1;
-                s.kinds |= kind_bit("udp");
-                s.udp.probe(dp, ts.0);
-                if s.judgeable(pt, st) {
+                if self.event(&key, ts, ScanEvent::Udp(dp)) {
                     self.judge(&key, ts, out);
                 }
             }
@@ -351,46 +463,44 @@ impl Detector for PortScan {
         if matches!(ip.fragment, Fragment::Later { .. }) {
             return;
         }
-        let (cap, stealth_cap) = (self.ports + 1, self.stealth + 1);
-        let (pt, st) = (self.ports, self.stealth);
-        let (key, judgeable) = match d.transport {
+        let (key, ev) = match d.transport {
             Transport::Tcp {
-                src_port, flags, ..
+                src_port,
+                dst_port,
+                flags,
             } => {
                 if bare_rst(flags) {
                     // An ACK (or Window) probe refused: the prober is the
                     // RST's destination.
-                    let key = (vnet, ip.dst, ip.src);
-                    let s = self.state(&key, ts);
-                    s.probes += 1;
-                    s.closed += 1;
-                    s.kinds |= kind_bit("ack");
-                    push_capped(&mut s.ack, src_port, cap);
-                    (key, s.judgeable(pt, st))
+                    ((vnet, ip.dst, ip.src), ScanEvent::AckRefused(src_port))
                 } else if flags & f::RST != 0 || flags & (f::SYN | f::ACK) == f::SYN | f::ACK {
                     // Answers to a prober: SYN-ACK (open) or RST (closed).
-                    if let Some(s) = self.t.get_mut(&(vnet, ip.dst, ip.src)) {
-                        if flags & f::RST != 0 {
-                            s.closed += 1;
-                        } else {
-                            s.open += 1;
-                        }
-                    }
+                    let rst = flags & f::RST != 0;
+                    self.answer(
+                        &(vnet, ip.dst, ip.src),
+                        ts,
+                        |s| {
+                            if rst {
+                                s.closed += 1;
+                            } else {
+                                s.open += 1;
+                            }
+                        },
+                        |f| {
+                            if rst {
+                                f.closed = f.closed.saturating_add(1);
+                            } else {
+                                f.open = f.open.saturating_add(1);
+                            }
+                        },
+                    );
                     return;
                 } else {
-                    let Transport::Tcp { dst_port, .. } = d.transport else {
-                        return;
-                    };
                     let Some(kind) = tcp_probe(flags) else { return };
-                    let key = (vnet, ip.src, ip.dst);
-                    let s = self.state(&key, ts);
-                    s.probes += 1;
-                    s.kinds |= kind_bit(kind);
-                    push_capped(&mut s.ports, dst_port, cap);
-                    if kind != "syn" {
-                        push_capped(&mut s.stealth, dst_port, stealth_cap);
-                    }
-                    (key, s.judgeable(pt, st))
+                    (
+                        (vnet, ip.src, ip.dst),
+                        ScanEvent::Tcp(kind_bit(kind), dst_port),
+                    )
                 }
             }
             Transport::Icmp { .. } => {
@@ -399,16 +509,11 @@ impl Detector for PortScan {
                 let Some((prober, host, 17, port)) = quoted_probe(d) else {
                     return;
                 };
-                let key = (vnet, prober, host);
-                let s = self.state(&key, ts);
-                s.closed += 1;
-                s.kinds |= kind_bit("udp");
-                s.udp.refused(port, ts.0);
-                (key, s.judgeable(pt, st))
+                ((vnet, prober, host), ScanEvent::Unreachable(port))
             }
             _ => return,
         };
-        if judgeable {
+        if self.event(&key, ts, ev) {
             self.judge(&key, ts, out);
         }
     }
@@ -419,7 +524,7 @@ impl Detector for PortScan {
     }
 
     fn state(&self) -> (usize, u64) {
-        (self.t.len(), self.t.evicted)
+        (self.t.len(), self.t.evicted + self.first.dropped)
     }
 }
 
@@ -456,10 +561,36 @@ impl SweepState {
 /// (VNet, prober, protocol, port; 0 for ICMP echo).
 type SweepKey = (VnetId, IpAddr, u8, u16);
 
+/// A sweep key's first probe while it waits for its second
+/// ([`FirstProbes`]): the host ([`addr_key`]), the probe kind's bit and
+/// what became of it.
+#[derive(Clone, Copy, Debug, Default)]
+struct SweepFirst {
+    host: u128,
+    kind: u8,
+    answer: Answer,
+}
+
+impl SweepState {
+    /// Records a probe of `host` at `at_us` (refused already: the bare RST
+    /// of an ACK ping).
+    fn record(&mut self, host: u128, kind: u8, refused: bool, at_us: i64) {
+        self.probes += 1;
+        self.kinds |= kind;
+        if refused {
+            self.hosts.refused(host, at_us);
+        } else {
+            self.hosts.probe(host, at_us);
+        }
+    }
+}
+
 /// One source probing one port (or ICMP echo) on many hosts that do not
 /// answer, or refuse.
 pub struct Sweep {
     t: FifoTable<SweepKey, SweepState>,
+    /// First probes of keys not in `t` (a key enters `t` at its second).
+    first: FirstProbes<SweepFirst>,
     watch: Vec<SweepKey>,
     window_us: i64,
     grace_us: i64,
@@ -470,6 +601,7 @@ impl Sweep {
     pub fn new(c: &IdsConfig) -> Self {
         Sweep {
             t: FifoTable::new(c.max_tracked),
+            first: FirstProbes::new(c.max_tracked),
             watch: Vec::new(),
             window_us: i64::from(c.sweep_window_secs) * 1_000_000,
             grace_us: i64::from(c.answer_grace_ms) * 1_000,
@@ -480,46 +612,77 @@ impl Sweep {
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
         let t = std::mem::replace(&mut self.t, FifoTable::new(1));
+        let first = std::mem::replace(&mut self.first, FirstProbes::new(1));
         let watch = std::mem::take(&mut self.watch);
         *self = Sweep::new(c);
         self.t = t;
+        self.first = first;
         self.watch = watch;
     }
 
-    fn state(&mut self, key: &SweepKey, ts: Timestamp) -> &mut SweepState {
-        let w = self.window_us;
-        let cap = 2 * self.hosts + 32;
-        let fresh = || SweepState {
-            start: ts,
-            last: ts,
+    /// Records a probe of `host` by `key` (refused already: the bare RST
+    /// of an ACK ping): in the table when the key is there or this is its
+    /// second probe (it enters seeded with its first, and a window that
+    /// ended starts afresh), else as the key's first probe. Whether
+    /// [`Sweep::judge`] can do anything for the key now (see
+    /// [`SweepState::judgeable`]).
+    fn probe(
+        &mut self,
+        key: SweepKey,
+        host: IpAddr,
+        kind: &str,
+        refused: bool,
+        ts: Timestamp,
+    ) -> bool {
+        let (w, threshold) = (self.window_us, self.hosts);
+        let cap = 2 * threshold + 32;
+        let fresh = |at: i64| SweepState {
+            start: Timestamp(at),
+            last: Timestamp(at),
             hosts: ProbeSet::new(cap),
             probes: 0,
             kinds: 0,
             watched: false,
             alerted: false,
         };
-        let s = self.t.entry(key, fresh);
+        let (host, kind) = (addr_key(host), sweep_bit(kind));
+        let h = self.t.hash(&key);
+        let first = &mut self.first;
+        let admit = || {
+            let answer = if refused {
+                Answer::Refused
+            } else {
+                Answer::Pending
+            };
+            let f = SweepFirst { host, kind, answer };
+            let (at, f) = first.second(h, ts.0, w, f)?;
+            let mut s = fresh(at);
+            s.record(f.host, f.kind, false, at);
+            s.hosts.answer(f.host, f.answer);
+            Some(s)
+        };
+        let Some(s) = self.t.entry_hashed(h, &key, admit) else {
+            return false;
+        };
         if ts.micros_since(s.start) > w {
-            *s = fresh();
+            *s = fresh(ts.0);
         }
         s.last = ts;
-        s
-    }
-
-    /// Records a probe; whether [`Sweep::judge`] can do anything for the
-    /// key now (see [`SweepState::judgeable`]).
-    fn probe(&mut self, key: SweepKey, host: IpAddr, kind: &str, ts: Timestamp) -> bool {
-        let threshold = self.hosts;
-        let s = self.state(&key, ts);
-        s.probes += 1;
-        s.kinds |= sweep_bit(kind);
-        s.hosts.probe(addr_key(host), ts.0);
+        s.record(host, kind, refused, ts.0);
         s.judgeable(threshold)
     }
 
-    fn answer(&mut self, key: &SweepKey, host: IpAddr, how: Answer) {
-        if let Some(s) = self.t.get_mut(key) {
-            s.hosts.answer(addr_key(host), how);
+    /// `host` answered (or refused) `key`'s probe: in its state, or its
+    /// pending first probe.
+    fn answer(&mut self, key: &SweepKey, host: IpAddr, how: Answer, ts: Timestamp) {
+        let host = addr_key(host);
+        let h = self.t.hash(key);
+        if let Some(s) = self.t.get_mut_hashed(h, key) {
+            s.hosts.answer(host, how);
+        } else if let Some(f) = self.first.pending(h, ts.0, self.window_us) {
+            if f.host == host && f.answer != Answer::Refused {
+                f.answer = how;
+            }
         }
     }
 
@@ -536,7 +699,7 @@ impl Sweep {
             return;
         };
         match role {
-            UdpRole::Answer => self.answer(&(vnet, ip.dst, 17, sp), ip.src, Answer::Answered),
+            UdpRole::Answer => self.answer(&(vnet, ip.dst, 17, sp), ip.src, Answer::Answered, ts),
             UdpRole::Probe => {
                 // Multicast and broadcast are announcements (SSDP, mDNS),
                 // not probes of hosts.
@@ -548,7 +711,7 @@ impl Sweep {
                     return;
                 }
                 let key = (vnet, ip.src, 17, dp);
-                if self.probe(key, ip.dst, "udp", ts) {
+                if self.probe(key, ip.dst, "udp", false, ts) {
                     self.judge(&key, ts, out);
                 }
             }
@@ -658,28 +821,23 @@ impl Detector for Sweep {
             } => {
                 if flags & (f::SYN | f::ACK | f::RST) == f::SYN | f::ACK {
                     // The host accepted: a client at work, not a probe.
-                    self.answer(&(vnet, ip.dst, 6, src_port), ip.src, Answer::Answered);
+                    self.answer(&(vnet, ip.dst, 6, src_port), ip.src, Answer::Answered, ts);
                     return;
                 }
                 if bare_rst(flags) {
                     // A live host refusing an ACK ping (nmap -PA): the ping
                     // itself is a bare ACK, like every stream's.
                     let key = (vnet, ip.dst, 6, src_port);
-                    let threshold = self.hosts;
-                    let s = self.state(&key, ts);
-                    s.probes += 1;
-                    s.kinds |= sweep_bit("ack");
-                    s.hosts.refused(addr_key(ip.src), ts.0);
-                    if !s.judgeable(threshold) {
+                    if !self.probe(key, ip.src, "ack", true, ts) {
                         return;
                     }
                     key
                 } else if flags & f::RST != 0 {
-                    self.answer(&(vnet, ip.dst, 6, src_port), ip.src, Answer::Refused);
+                    self.answer(&(vnet, ip.dst, 6, src_port), ip.src, Answer::Refused, ts);
                     return;
                 } else if flags & (f::SYN | f::ACK) == f::SYN {
                     let key = (vnet, ip.src, 6, dst_port);
-                    if !self.probe(key, ip.dst, "syn", ts) {
+                    if !self.probe(key, ip.dst, "syn", false, ts) {
                         return;
                     }
                     key
@@ -691,7 +849,7 @@ impl Detector for Sweep {
                 icmp_type: 8 | 128, ..
             } => {
                 let key = (vnet, ip.src, ip.protocol, 0);
-                if !self.probe(key, ip.dst, "echo", ts) {
+                if !self.probe(key, ip.dst, "echo", false, ts) {
                     return;
                 }
                 key
@@ -699,13 +857,18 @@ impl Detector for Sweep {
             Transport::Icmp {
                 icmp_type: 0 | 129, ..
             } => {
-                self.answer(&(vnet, ip.dst, ip.protocol, 0), ip.src, Answer::Answered);
+                self.answer(
+                    &(vnet, ip.dst, ip.protocol, 0),
+                    ip.src,
+                    Answer::Answered,
+                    ts,
+                );
                 return;
             }
             Transport::Icmp { .. } => {
                 // An unreachable quoting a UDP probe refuses it.
                 if let Some((prober, host, 17, port)) = quoted_probe(d) {
-                    self.answer(&(vnet, prober, 17, port), host, Answer::Refused);
+                    self.answer(&(vnet, prober, 17, port), host, Answer::Refused, ts);
                 }
                 return;
             }
@@ -720,7 +883,7 @@ impl Detector for Sweep {
     }
 
     fn state(&self) -> (usize, u64) {
-        (self.t.len(), self.t.evicted)
+        (self.t.len(), self.t.evicted + self.first.dropped)
     }
 }
 

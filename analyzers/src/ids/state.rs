@@ -105,11 +105,13 @@ pub struct FifoTable<K, V> {
 }
 
 impl<K: Hash + Eq, V> FifoTable<K, V> {
-    /// A table for at most `cap` keys, its index and ring sized for it
-    /// up front (no rehash mid-run; untouched slots cost no memory).
+    /// A table for at most `cap` keys.
     pub fn new(cap: usize) -> Self {
         let cap = cap.max(1);
-        let n = (cap + 1).min(57_344);
+        // Sized for the keys that usually get this far (the detectors
+        // admit a key at its second probe, so normal traffic keeps their
+        // tables small and in cache); a table that fills grows to its cap.
+        let n = (cap + 1).min(1024);
         FifoTable {
             index: hashbrown::HashTable::with_capacity(n),
             ring: VecDeque::with_capacity(n),
@@ -150,6 +152,13 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
         }
     }
 
+    /// The hash this table files `k` under: a caller that also keeps the
+    /// key elsewhere ([`FirstProbes`]) hashes it once.
+    #[inline]
+    pub fn hash(&self, k: &K) -> u64 {
+        self.hasher.hash_one(k)
+    }
+
     /// The entry for `k`, made with `make` if absent. A full table evicts
     /// its oldest live key at the next insertion, so it holds at most
     /// `cap + 1` keys (as [`Bounded::entry`]).
@@ -157,6 +166,40 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
     where
         K: Clone,
     {
+        let h = self.hash(k);
+        self.make_room();
+        let i = match self.find(h, k) {
+            Some(i) => i,
+            None => self.push(h, k),
+        };
+        // `i` is a live entry found above or the one just pushed.
+        self.ring[i].2.get_or_insert_with(make)
+    }
+
+    /// The entry for `k` (hashed by [`FifoTable::hash`]), or the one
+    /// `admit` makes if it is absent; `None` when absent and `admit`
+    /// declines (nothing inserted).
+    pub fn entry_hashed(
+        &mut self,
+        h: u64,
+        k: &K,
+        admit: impl FnOnce() -> Option<V>,
+    ) -> Option<&mut V>
+    where
+        K: Clone,
+    {
+        if let Some(i) = self.find(h, k) {
+            return self.ring.get_mut(i).and_then(|e| e.2.as_mut());
+        }
+        let v = admit()?;
+        self.make_room();
+        let i = self.push(h, k);
+        Some(self.ring[i].2.insert(v))
+    }
+
+    /// Evicts the oldest live key of a full table; compacts a ring of
+    /// holes.
+    fn make_room(&mut self) {
         if self.live > self.cap {
             while !self.ring.is_empty() {
                 let live = self.ring.front().is_some_and(|e| e.2.is_some());
@@ -175,22 +218,28 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
         if self.ring.len() > 2 * self.cap + 16 {
             self.compact();
         }
-        let h = self.hasher.hash_one(k);
-        let i = match self.find(h, k) {
-            Some(i) => i,
-            None => {
-                let seq = self.base + self.ring.len() as u64;
-                self.ring.push_back((h, k.clone(), None));
-                let (ring, base) = (&self.ring, self.base);
-                self.index.insert_unique(h, seq, |&s| {
-                    ring.get((s - base) as usize).map_or(0, |e| e.0)
-                });
-                self.live += 1;
-                self.ring.len() - 1
-            }
-        };
-        // `i` is a live entry found above or the one just pushed.
-        self.ring[i].2.get_or_insert_with(make)
+    }
+
+    /// Appends `k` (hash `h`, not present) without a value yet: its ring
+    /// position.
+    fn push(&mut self, h: u64, k: &K) -> usize
+    where
+        K: Clone,
+    {
+        let seq = self.base + self.ring.len() as u64;
+        self.ring.push_back((h, k.clone(), None));
+        let (ring, base) = (&self.ring, self.base);
+        self.index.insert_unique(h, seq, |&s| {
+            ring.get((s - base) as usize).map_or(0, |e| e.0)
+        });
+        self.live += 1;
+        self.ring.len() - 1
+    }
+
+    /// The entry for `k` (hashed by [`FifoTable::hash`]) if present.
+    pub fn get_mut_hashed(&mut self, h: u64, k: &K) -> Option<&mut V> {
+        let i = self.find(h, k)?;
+        self.ring.get_mut(i).and_then(|e| e.2.as_mut())
     }
 
     /// Rebuilds the ring without its holes (they pile up only when many
@@ -246,6 +295,86 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
         self.ring
             .iter()
             .filter_map(|(_, k, v)| v.as_ref().map(|v| (k, v)))
+    }
+}
+
+/// The first probe of each key not yet in a detector's table, in a fixed
+/// array of slots indexed by the key's hash: a key enters the table only
+/// at its second probe, seeded with its first, so the sources that probe
+/// once (one DNS query, one ping, one client's connection to a server:
+/// most of a busy network's sources) cost one slot write and no table
+/// entry. A key whose first probe was overwritten by another key's before
+/// its second arrived starts again from its second, as a key evicted from
+/// a full table does; overwrites are counted (`dropped`), as evictions
+/// are.
+///
+/// The slots are as many as the table's cap (rounded up to a power of
+/// two): a first probe survives about as long as a key would in the full
+/// table. Each probe reads only a 4-byte tag (the tags of the default
+/// 65,536 slots, 256 KiB, stay in cache); the first probe itself is
+/// written beside, and read back only for a key's second probe or an
+/// answer to its first.
+#[derive(Debug)]
+pub struct FirstProbes<T> {
+    /// Bits 32.. of the key hash with the low bit set; `0` for an empty
+    /// slot.
+    tags: Box<[u32]>,
+    /// The time and content of each slot's first probe.
+    first: Box<[(i64, T)]>,
+    pub dropped: u64,
+}
+
+impl<T: Copy + Default> FirstProbes<T> {
+    /// Slots for a table of `cap` keys: `cap` rounded up to a power of
+    /// two, at least 64 and at most 2^18.
+    pub fn new(cap: usize) -> Self {
+        let n = cap.clamp(64, 1 << 18).next_power_of_two();
+        FirstProbes {
+            tags: vec![0; n].into_boxed_slice(),
+            first: vec![(0, T::default()); n].into_boxed_slice(),
+            dropped: 0,
+        }
+    }
+
+    /// The slot of hash `h` and its tag.
+    #[inline]
+    fn slot(&self, h: u64) -> (usize, u32) {
+        (h as usize & (self.tags.len() - 1), (h >> 32) as u32 | 1)
+    }
+
+    /// A probe of key `h` at `now_us`: the key's first probe (its time and
+    /// what it was) if one is pending within `window_us`, taken out of its
+    /// slot so the caller admits the key with it; otherwise `first` is
+    /// kept as the key's first probe and `None` returned.
+    #[inline]
+    pub fn second(&mut self, h: u64, now_us: i64, window_us: i64, first: T) -> Option<(i64, T)> {
+        let (i, tag) = self.slot(h);
+        let (Some(t), Some(f)) = (self.tags.get_mut(i), self.first.get_mut(i)) else {
+            return None;
+        };
+        if *t == tag {
+            *t = 0;
+            if now_us.saturating_sub(f.0) <= window_us {
+                return Some(*f);
+            }
+        } else if *t != 0 {
+            self.dropped += 1;
+        }
+        *t = tag;
+        *f = (now_us, first);
+        None
+    }
+
+    /// The pending first probe of key `h`, if any within `window_us` of
+    /// `now_us` (for an answer to it).
+    #[inline]
+    pub fn pending(&mut self, h: u64, now_us: i64, window_us: i64) -> Option<&mut T> {
+        let (i, tag) = self.slot(h);
+        if self.tags.get(i) != Some(&tag) {
+            return None;
+        }
+        let f = self.first.get_mut(i)?;
+        (now_us.saturating_sub(f.0) <= window_us).then_some(&mut f.1)
     }
 }
 
@@ -643,6 +772,29 @@ mod tests {
         p.probe(6, 0); // full of unanswered probes: not kept
         assert_eq!(p.len(), 4);
         assert_eq!(p.answers(), (0, 1));
+    }
+
+    #[test]
+    fn first_probes_give_back_the_first_at_the_second_and_count_overwrites() {
+        let mut f: FirstProbes<u16> = FirstProbes::new(64);
+        assert_eq!(f.second(7, 100, 1_000, 1), None, "a first probe is kept");
+        *f.pending(7, 150, 1_000).expect("pending") += 10;
+        assert_eq!(f.pending(8, 150, 1_000), None, "another key");
+        assert_eq!(
+            f.second(7, 200, 1_000, 2),
+            Some((100, 11)),
+            "taken at the second"
+        );
+        assert_eq!(f.pending(7, 250, 1_000), None, "taken out");
+        // Past its window a first probe is no longer paired.
+        assert_eq!(f.second(9, 0, 1_000, 1), None);
+        assert_eq!(f.second(9, 5_000, 1_000, 2), None);
+        assert_eq!(f.second(9, 5_100, 1_000, 3), Some((5_000, 2)));
+        // Another key in the same slot overwrites it, counted.
+        assert_eq!(f.second(3, 0, 1_000, 1), None);
+        assert_eq!(f.second(3 + (5 << 32), 10, 1_000, 1), None);
+        assert_eq!(f.dropped, 1);
+        assert_eq!(f.second(3, 20, 1_000, 1), None, "the first was lost");
     }
 
     #[test]

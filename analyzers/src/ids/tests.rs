@@ -827,3 +827,58 @@ fn udp_exchange_keys_differ_by_direction_and_port() {
     assert_ne!(fwd, exchange_hash(a, b, 53, 5000));
     assert_eq!(fwd, exchange_hash(a, b, 5000, 53));
 }
+
+/// A busy network's one-packet sources (a client's one connection to a
+/// server, answered; one DNS query; one ping) make no scan, sweep,
+/// per-destination SYN or reflection state: only a second probe does,
+/// and it counts the first.
+#[test]
+fn one_probe_sources_make_no_state_and_a_second_probe_counts_the_first() {
+    let mut r = Run::new(&IdsConfig::default());
+    for i in 0..5_000u32 {
+        let t = 1_000_000 + i64::from(i) * 50;
+        let (client, server) = (ip(0x0b00_0000 + i), ip(0x0a01_0000 + i % 1000));
+        r.feed(t, &frame(client, server, 6, &tcp(40000, 443, 0x02)));
+        r.feed(t + 10, &frame(server, client, 6, &tcp(443, 40000, 0x12)));
+        r.feed(t + 20, &frame(client, server, 6, &tcp(40000, 443, 0x10)));
+        let q = dns(i as u16, false, 0, "www.example.com");
+        r.feed(
+            t + 30,
+            &frame(
+                ip(0x0c00_0000 + i),
+                ip(0x0a00_0035),
+                17,
+                &udp(33000, 53, &q),
+            ),
+        );
+        let mut echo = vec![8, 0, 0, 0, 0, 7, 0, 1];
+        echo.extend_from_slice(b"ping");
+        r.feed(
+            t + 40,
+            &frame(ip(0x0d00_0000 + i), ip(0x0e00_0000 + i), 1, &echo),
+        );
+    }
+    assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+    for (det, keys, _) in r.ids.state() {
+        if det != "dns" {
+            // The flood detector holds its one VNet's window.
+            assert_eq!(keys, usize::from(det == "flood"), "{det}");
+        }
+    }
+    // A source's second probe enters it, with its first: 20 ports
+    // (the threshold) make a scan whose span starts at the first probe.
+    let mut r = Run::new(&IdsConfig::default());
+    for p in 0..20u16 {
+        r.feed(
+            5_000 + i64::from(p) * 1_000,
+            &frame(ip(ATTACKER), ip(VICTIM), 6, &tcp(40000, 2000 + p, 0x02)),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["port_scan"]);
+    assert_eq!(r.out[0].time, Timestamp(5_000));
+    let d: serde_json::Value = serde_json::from_str(&r.out[0].details).expect("json");
+    assert_eq!(
+        (d["distinct"].clone(), d["probes"].clone()),
+        (20.into(), 20.into())
+    );
+}
