@@ -3,15 +3,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, StringBuilder, UInt16Array, UInt8Array,
-};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt16Array, UInt8Array};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 
 use super::columns::{
-    field, role_column, schema, ts_col, ts_opt_col, ts_type, tunnel_columns, tunnel_fields,
-    u64_col, vnet_column,
+    addr_column, field, role_column, schema, ts_col, ts_opt_col, ts_type, tunnel_columns,
+    tunnel_fields, u64_col, vnet_column,
 };
 use super::{Dataset, DatasetRecord};
 use crate::record::FlowRecord;
@@ -120,20 +118,6 @@ pub fn flows_schema() -> SchemaRef {
     )
 }
 
-/// An address column, formatted straight into the column's buffer (no
-/// `String` per value: a capped table under a flood exports a record per
-/// packet).
-fn addr_column(addrs: impl ExactSizeIterator<Item = std::net::IpAddr>) -> ArrayRef {
-    use std::fmt::Write;
-    let mut b = StringBuilder::with_capacity(addrs.len(), addrs.len() * 15);
-    for a in addrs {
-        // Writing into the builder cannot fail.
-        let _ = write!(b, "{a}");
-        b.append_value("");
-    }
-    Arc::new(b.finish())
-}
-
 /// Converts flow records into a batch of [`flows_schema`].
 pub fn flows_batch(records: &[FlowRecord], vnets: &VnetMap) -> Result<RecordBatch, ArrowError> {
     let r = records;
@@ -157,8 +141,8 @@ pub fn flows_batch(records: &[FlowRecord], vnets: &VnetMap) -> Result<RecordBatc
                 6
             }
         }))),
-        addr_column(r.iter().map(|x| x.src_addr)),
-        addr_column(r.iter().map(|x| x.dst_addr)),
+        addr_column(r.iter().map(|x| Some(x.src_addr))),
+        addr_column(r.iter().map(|x| Some(x.dst_addr))),
         Arc::new(UInt16Array::from_iter_values(r.iter().map(|x| x.src_port))),
         Arc::new(UInt16Array::from_iter_values(r.iter().map(|x| x.dst_port))),
         Arc::new(UInt8Array::from_iter_values(r.iter().map(|x| x.protocol))),
