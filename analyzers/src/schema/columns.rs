@@ -107,29 +107,6 @@ impl<I: Iterator> Iterator for ExactLen<I> {
 
 impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
 
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The address text is `Display`'s, for every IPv4 and IPv6 address.
-        #[test]
-        fn address_text_is_displays(v4 in any::<u32>(), v6 in any::<u128>()) {
-            use arrow::array::{Array, StringArray};
-            let addrs = [
-                Some(std::net::IpAddr::from(std::net::Ipv4Addr::from(v4))),
-                Some(std::net::IpAddr::from(std::net::Ipv6Addr::from(v6))),
-                None,
-            ];
-            let col = super::addr_column(addrs.into_iter());
-            let col = col.as_any().downcast_ref::<StringArray>().map(|c| {
-                (0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i).to_string())).collect::<Vec<_>>()
-            });
-            prop_assert_eq!(col, Some(addrs.iter().map(|a| a.map(|a| a.to_string())).collect::<Vec<_>>()));
-        }
-    }
-}
-
 /// The Arrow type of every time column: microseconds, UTC.
 pub(super) fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -192,4 +169,27 @@ pub(super) fn nan_to_null(v: impl Iterator<Item = f64>) -> ArrayRef {
     Arc::new(Float64Array::from(
         v.map(|x| (!x.is_nan()).then_some(x)).collect::<Vec<_>>(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The address text is `Display`'s, for every IPv4 and IPv6 address.
+        #[test]
+        fn address_text_is_displays(v4 in any::<u32>(), v6 in any::<u128>()) {
+            use arrow::array::{Array, StringArray};
+            let addrs = [
+                Some(std::net::IpAddr::from(std::net::Ipv4Addr::from(v4))),
+                Some(std::net::IpAddr::from(std::net::Ipv6Addr::from(v6))),
+                None,
+            ];
+            let col = super::addr_column(addrs.into_iter());
+            let col = col.as_any().downcast_ref::<StringArray>().map(|c| {
+                (0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i).to_string())).collect::<Vec<_>>()
+            });
+            prop_assert_eq!(col, Some(addrs.iter().map(|a| a.map(|a| a.to_string())).collect::<Vec<_>>()));
+        }
+    }
 }
