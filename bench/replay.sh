@@ -75,6 +75,16 @@
 # Flow-heavy: 1 worker 0.33x tcpdump, 2 workers 0.37x (1.53x of one core),
 # 1.03x softflowd, capped 0.62x, IDS on / off 0.78x (wall), 0.80x (CPU).
 # VoIP: 0.41x tcpdump, 20.3x tshark. 1 M SYN sources: 206 MiB.
+# 2026-11-30, session 6 (same command, quiet; this VM's speed drifts by a
+# third within minutes, hence the interleaved twin): IMIX tcpdump 1.10 s,
+# 1 worker 1.33 s (0.82x), 1 worker on 1 core 3.37 s, 2 workers 1.64 s
+# (2.05x of one core), tshark 54.3x, the build before the tunnels 2.12 s
+# (1 worker / baseline 1.59x), VXLAN twin / untunnelled 0.88x
+# (interleaved; 0.52x in an earlier run that timed the twin 4 minutes
+# after the untunnelled capture). Flow-heavy: 1 worker 0.36x tcpdump,
+# 2 workers 0.33x (1.94x of one core), 2.41x softflowd, capped 0.41x, IDS
+# on / off 0.76x (CPU). VoIP: 0.40x tcpdump, 20.1x tshark. 1 M SYN
+# sources: 206 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
