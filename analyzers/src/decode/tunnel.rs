@@ -313,6 +313,14 @@ pub enum TunnelStack<'a> {
     Shared(&'a Tunnels),
 }
 
+/// Whether an outer IP packet is a fragment, and its identification.
+fn fragment_of(f: super::Fragment) -> (bool, u32) {
+    match f {
+        super::Fragment::None => (false, 0),
+        super::Fragment::First { id } | super::Fragment::Later { id } => (true, id),
+    }
+}
+
 thread_local! {
     /// One box given back by [`recycle_tunnels`], for the next tunnelled
     /// packet this thread decodes: a capture loop that copies each stack
@@ -343,10 +351,7 @@ impl TunnelStack<'_> {
     pub(super) fn one_layer(layer: TunnelLayer, outer: super::IpLayer) -> Self {
         let mut layers = Tunnels::EMPTY.layers;
         layers[0] = layer;
-        let (outer_fragment, outer_fragment_id) = match outer.fragment {
-            super::Fragment::None => (false, 0),
-            super::Fragment::First { id } | super::Fragment::Later { id } => (true, id),
-        };
+        let (outer_fragment, outer_fragment_id) = fragment_of(outer.fragment);
         let t = Tunnels {
             layers,
             count: 1,
@@ -391,11 +396,8 @@ impl TunnelStack<'_> {
         // MPLS stack straight on the link has none).
         if b.outer.is_none() {
             b.outer = outer_ip.map(|ip| (ip.src, ip.dst));
-            b.outer_fragment = outer_ip.is_some_and(|ip| ip.fragment != super::Fragment::None);
-            b.outer_fragment_id = match outer_ip.map(|ip| ip.fragment) {
-                Some(super::Fragment::First { id } | super::Fragment::Later { id }) => id,
-                _ => 0,
-            };
+            (b.outer_fragment, b.outer_fragment_id) =
+                outer_ip.map_or((false, 0), |ip| fragment_of(ip.fragment));
         }
         b.push(layer, labels);
         TunnelStack::Owned(b)
@@ -552,9 +554,18 @@ fn vxlan_ethernet_ipv4(d: &mut Decoded<'_>, cfg: &DecodeConfig) -> bool {
         return false;
     }
     d.tunnels = TunnelStack::one_layer(layer, ip);
-    let mut vlans = outer_vlans;
-    let mut n = usize::from(outer_vlan_count);
-    for v in d.vlans() {
+    join_vlans(d, outer_vlans, outer_vlan_count, None);
+    true
+}
+
+/// Puts the VLAN stack of the whole packet in `d` (the inner packet),
+/// outermost first: the outer packet's tags, an ERSPAN frame's original
+/// VLAN, then the inner packet's own (three at most).
+#[inline(always)]
+fn join_vlans(d: &mut Decoded<'_>, outer: [u16; 3], outer_count: u8, erspan: Option<u16>) {
+    let mut vlans = outer;
+    let mut n = usize::from(outer_count);
+    for v in erspan.iter().chain(d.vlans()) {
         if let Some(slot) = vlans.get_mut(n) {
             *slot = *v;
             n += 1;
@@ -562,7 +573,6 @@ fn vxlan_ethernet_ipv4(d: &mut Decoded<'_>, cfg: &DecodeConfig) -> bool {
     }
     d.vlan_ids = vlans;
     d.vlan_count = n as u8;
-    true
 }
 
 #[inline(never)]
@@ -632,18 +642,8 @@ fn general_layers<'a>(d: &mut Decoded<'a>, cfg: &DecodeConfig, mut depth: u8) {
             step.layer,
             &step.labels[..usize::from(step.label_count)],
         );
-        // The VLAN stack of the whole packet, outermost first.
-        let mut vlans = outer_vlans;
-        let mut n = usize::from(outer_vlan_count);
         let erspan_vlan = (step.vlan != 0).then_some(step.vlan);
-        for v in erspan_vlan.iter().chain(d.vlans()) {
-            if let Some(slot) = vlans.get_mut(n) {
-                *slot = *v;
-                n += 1;
-            }
-        }
-        d.vlan_ids = vlans;
-        d.vlan_count = n as u8;
+        join_vlans(d, outer_vlans, outer_vlan_count, erspan_vlan);
     }
 }
 
