@@ -21,7 +21,8 @@
 //!
 //! Cost: a key (a source and host for scans, a source and port for
 //! sweeps) enters its table only at its second probe; its first waits in
-//! a fixed array of slots ([`FirstProbes`]) with the answers it gets, and
+//! a fixed array of slots ([`super::state::FirstProbes`], in a
+//! [`SecondProbeTable`]) with the answers it gets, and
 //! seeds the entry, so every count still includes it. Most sources on a
 //! busy network probe once (a DNS query, a ping, a client's connection to
 //! a server) and make no table entry.
@@ -30,7 +31,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::{addr_key, key_addr, Answer, FifoTable, FirstProbes, InlineVec, ProbeSet};
+use super::state::{addr_key, key_addr, Answer, InlineVec, ProbeSet, SecondProbeTable};
 use super::{details, Detector, IdsConfig, HOST_SWEEP, PORT_SCAN, UDP_SWEEP};
 use crate::decode::{tcp_flags as f, Decoded, Fragment, Transport};
 use crate::record::AlertRecord;
@@ -226,7 +227,7 @@ enum ScanEvent {
 }
 
 /// A key's first event while it waits for its second
-/// ([`FirstProbes`]), with the answers seen meanwhile.
+/// ([`SecondProbeTable`]), with the answers seen meanwhile.
 #[derive(Clone, Copy, Debug, Default)]
 struct ScanFirst {
     ev: ScanEvent,
@@ -239,9 +240,8 @@ type ScanKey = (VnetId, IpAddr, IpAddr);
 
 /// One source probing many ports of one host.
 pub struct PortScan {
-    t: FifoTable<ScanKey, ScanState>,
-    /// First events of keys not in `t` (a pair enters `t` at its second).
-    first: FirstProbes<ScanFirst>,
+    /// (source, host) pairs, entering at their second event.
+    t: SecondProbeTable<ScanKey, ScanState, ScanFirst>,
     watch: Vec<ScanKey>,
     window_us: i64,
     grace_us: i64,
@@ -252,8 +252,7 @@ pub struct PortScan {
 impl PortScan {
     pub fn new(c: &IdsConfig) -> Self {
         PortScan {
-            t: FifoTable::new(c.max_tracked),
-            first: FirstProbes::new(c.max_tracked),
+            t: SecondProbeTable::new(c.max_tracked),
             watch: Vec::new(),
             window_us: i64::from(c.scan_window_secs) * 1_000_000,
             grace_us: i64::from(c.answer_grace_ms) * 1_000,
@@ -264,12 +263,10 @@ impl PortScan {
 
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
-        let t = std::mem::replace(&mut self.t, FifoTable::new(1));
-        let first = std::mem::replace(&mut self.first, FirstProbes::new(1));
+        let t = std::mem::replace(&mut self.t, SecondProbeTable::new(1));
         let watch = std::mem::take(&mut self.watch);
         *self = PortScan::new(c);
         self.t = t;
-        self.first = first;
         self.watch = watch;
     }
 
@@ -280,14 +277,11 @@ impl PortScan {
     fn event(&mut self, key: &ScanKey, ts: Timestamp, ev: ScanEvent) -> bool {
         let (w, pt, st) = (self.window_us, self.ports, self.stealth);
         let (cap, stealth_cap, udp_cap) = (pt + 1, st + 1, 2 * pt + 32);
-        let h = self.t.hash(key);
-        let first = &mut self.first;
-        let admit = || {
-            let f = ScanFirst {
-                ev,
-                ..ScanFirst::default()
-            };
-            let (at, f) = first.second(h, ts.0, w, f)?;
+        let first = ScanFirst {
+            ev,
+            ..ScanFirst::default()
+        };
+        let seed = |at: i64, f: ScanFirst| {
             let mut s = ScanState::new(Timestamp(at), udp_cap);
             s.record(f.ev, at, cap, stealth_cap);
             s.open += u64::from(f.open);
@@ -295,9 +289,9 @@ impl PortScan {
             if let (true, ScanEvent::Udp(port)) = (f.udp_answered, f.ev) {
                 s.udp.answer(port, Answer::Answered);
             }
-            Some(s)
+            s
         };
-        let Some(s) = self.t.entry_hashed(h, key, admit) else {
+        let Some(s) = self.t.probe(key, ts.0, w, first, seed) else {
             return false;
         };
         if ts.micros_since(s.start) > w {
@@ -317,12 +311,7 @@ impl PortScan {
         tracked: impl FnOnce(&mut ScanState),
         pending: impl FnOnce(&mut ScanFirst),
     ) {
-        let h = self.t.hash(key);
-        if let Some(s) = self.t.get_mut_hashed(h, key) {
-            tracked(s);
-        } else if let Some(f) = self.first.pending(h, ts.0, self.window_us) {
-            pending(f);
-        }
+        self.t.answer(key, ts.0, self.window_us, tracked, pending);
     }
 
     /// A UDP datagram the caller found to be the first of its exchange.
@@ -366,7 +355,9 @@ impl PortScan {
     fn judge(&mut self, key: &ScanKey, ts: Timestamp, out: &mut Vec<AlertRecord>) {
         let (ports_t, stealth_t, grace) = (self.ports, self.stealth, self.grace_us);
         let window_secs = self.window_us / 1_000_000;
-        let Some(s) = self.t.get_mut(key) else { return };
+        let Some(s) = self.t.table.get_mut(key) else {
+            return;
+        };
         if s.alerted {
             return;
         }
@@ -520,11 +511,11 @@ impl Detector for PortScan {
 
     fn advance(&mut self, now: Timestamp) {
         let w = self.window_us;
-        self.t.retain(|_, s| now.micros_since(s.start) <= w);
+        self.t.table.retain(|_, s| now.micros_since(s.start) <= w);
     }
 
     fn state(&self) -> (usize, u64) {
-        (self.t.len(), self.t.evicted + self.first.dropped)
+        (self.t.table.len(), self.t.evicted())
     }
 }
 
@@ -562,7 +553,7 @@ impl SweepState {
 type SweepKey = (VnetId, IpAddr, u8, u16);
 
 /// A sweep key's first probe while it waits for its second
-/// ([`FirstProbes`]): the host ([`addr_key`]), the probe kind's bit and
+/// ([`SecondProbeTable`]): the host ([`addr_key`]), the probe kind's bit and
 /// what became of it.
 #[derive(Clone, Copy, Debug, Default)]
 struct SweepFirst {
@@ -588,9 +579,8 @@ impl SweepState {
 /// One source probing one port (or ICMP echo) on many hosts that do not
 /// answer, or refuse.
 pub struct Sweep {
-    t: FifoTable<SweepKey, SweepState>,
-    /// First probes of keys not in `t` (a key enters `t` at its second).
-    first: FirstProbes<SweepFirst>,
+    /// (source, protocol, port) keys, entering at their second probe.
+    t: SecondProbeTable<SweepKey, SweepState, SweepFirst>,
     watch: Vec<SweepKey>,
     window_us: i64,
     grace_us: i64,
@@ -600,8 +590,7 @@ pub struct Sweep {
 impl Sweep {
     pub fn new(c: &IdsConfig) -> Self {
         Sweep {
-            t: FifoTable::new(c.max_tracked),
-            first: FirstProbes::new(c.max_tracked),
+            t: SecondProbeTable::new(c.max_tracked),
             watch: Vec::new(),
             window_us: i64::from(c.sweep_window_secs) * 1_000_000,
             grace_us: i64::from(c.answer_grace_ms) * 1_000,
@@ -611,12 +600,10 @@ impl Sweep {
 
     /// New thresholds, same state (SIGHUP).
     pub fn reconfigure(&mut self, c: &IdsConfig) {
-        let t = std::mem::replace(&mut self.t, FifoTable::new(1));
-        let first = std::mem::replace(&mut self.first, FirstProbes::new(1));
+        let t = std::mem::replace(&mut self.t, SecondProbeTable::new(1));
         let watch = std::mem::take(&mut self.watch);
         *self = Sweep::new(c);
         self.t = t;
-        self.first = first;
         self.watch = watch;
     }
 
@@ -646,22 +633,19 @@ impl Sweep {
             alerted: false,
         };
         let (host, kind) = (addr_key(host), sweep_bit(kind));
-        let h = self.t.hash(&key);
-        let first = &mut self.first;
-        let admit = || {
-            let answer = if refused {
-                Answer::Refused
-            } else {
-                Answer::Pending
-            };
-            let f = SweepFirst { host, kind, answer };
-            let (at, f) = first.second(h, ts.0, w, f)?;
+        let answer = if refused {
+            Answer::Refused
+        } else {
+            Answer::Pending
+        };
+        let first = SweepFirst { host, kind, answer };
+        let seed = |at: i64, f: SweepFirst| {
             let mut s = fresh(at);
             s.record(f.host, f.kind, false, at);
             s.hosts.answer(f.host, f.answer);
-            Some(s)
+            s
         };
-        let Some(s) = self.t.entry_hashed(h, &key, admit) else {
+        let Some(s) = self.t.probe(&key, ts.0, w, first, seed) else {
             return false;
         };
         if ts.micros_since(s.start) > w {
@@ -676,14 +660,17 @@ impl Sweep {
     /// pending first probe.
     fn answer(&mut self, key: &SweepKey, host: IpAddr, how: Answer, ts: Timestamp) {
         let host = addr_key(host);
-        let h = self.t.hash(key);
-        if let Some(s) = self.t.get_mut_hashed(h, key) {
-            s.hosts.answer(host, how);
-        } else if let Some(f) = self.first.pending(h, ts.0, self.window_us) {
-            if f.host == host && f.answer != Answer::Refused {
-                f.answer = how;
-            }
-        }
+        self.t.answer(
+            key,
+            ts.0,
+            self.window_us,
+            |s| s.hosts.answer(host, how),
+            |f| {
+                if f.host == host && f.answer != Answer::Refused {
+                    f.answer = how;
+                }
+            },
+        );
     }
 
     /// A UDP datagram the caller found to be the first of its exchange.
@@ -721,7 +708,9 @@ impl Sweep {
     fn judge(&mut self, key: &SweepKey, ts: Timestamp, out: &mut Vec<AlertRecord>) {
         let (threshold, grace) = (self.hosts, self.grace_us);
         let w = self.window_us;
-        let Some(s) = self.t.get_mut(key) else { return };
+        let Some(s) = self.t.table.get_mut(key) else {
+            return;
+        };
         if s.alerted {
             return;
         }
@@ -879,11 +868,11 @@ impl Detector for Sweep {
 
     fn advance(&mut self, now: Timestamp) {
         let w = self.window_us;
-        self.t.retain(|_, s| now.micros_since(s.start) <= w);
+        self.t.table.retain(|_, s| now.micros_since(s.start) <= w);
     }
 
     fn state(&self) -> (usize, u64) {
-        (self.t.len(), self.t.evicted + self.first.dropped)
+        (self.t.table.len(), self.t.evicted())
     }
 }
 
@@ -927,7 +916,7 @@ impl LateJudged for PortScan {
         &mut self.watch
     }
     fn status(&mut self, k: &ScanKey) -> Option<(Timestamp, bool)> {
-        self.t.get_mut(k).map(|s| (s.start, s.alerted))
+        self.t.table.get_mut(k).map(|s| (s.start, s.alerted))
     }
     fn window_us(&self) -> i64 {
         self.window_us
@@ -943,7 +932,7 @@ impl LateJudged for Sweep {
         &mut self.watch
     }
     fn status(&mut self, k: &SweepKey) -> Option<(Timestamp, bool)> {
-        self.t.get_mut(k).map(|s| (s.start, s.alerted))
+        self.t.table.get_mut(k).map(|s| (s.start, s.alerted))
     }
     fn window_us(&self) -> i64 {
         self.window_us

@@ -378,11 +378,74 @@ impl<T: Copy + Default> FirstProbes<T> {
     }
 }
 
+/// A detector's table whose keys enter at their second probe: a
+/// [`FifoTable`] with the [`FirstProbes`] that hold each key's first
+/// until then (the port-scan and sweep detectors' shared mechanism).
+#[derive(Debug)]
+pub struct SecondProbeTable<K, V, F> {
+    /// The admitted keys.
+    pub table: FifoTable<K, V>,
+    first: FirstProbes<F>,
+}
+
+impl<K: Hash + Eq + Clone, V, F: Copy + Default> SecondProbeTable<K, V, F> {
+    /// A table of at most `cap` keys, with as many first-probe slots.
+    pub fn new(cap: usize) -> Self {
+        SecondProbeTable {
+            table: FifoTable::new(cap),
+            first: FirstProbes::new(cap),
+        }
+    }
+
+    /// A probe of `key` at `now_us`: the key's entry when it is in the
+    /// table, or when this is its second probe within `window_us` (made by
+    /// `seed` from the first probe's time and content); `None` when this
+    /// is the key's first probe, which is kept as `first`.
+    pub fn probe(
+        &mut self,
+        key: &K,
+        now_us: i64,
+        window_us: i64,
+        first: F,
+        seed: impl FnOnce(i64, F) -> V,
+    ) -> Option<&mut V> {
+        let h = self.table.hash(key);
+        let firsts = &mut self.first;
+        self.table.entry_hashed(h, key, || {
+            let (at, f) = firsts.second(h, now_us, window_us, first)?;
+            Some(seed(at, f))
+        })
+    }
+
+    /// An answer to `key`'s prober at `now_us`: given to its entry
+    /// (`tracked`), or to its pending first probe (`pending`).
+    pub fn answer(
+        &mut self,
+        key: &K,
+        now_us: i64,
+        window_us: i64,
+        tracked: impl FnOnce(&mut V),
+        pending: impl FnOnce(&mut F),
+    ) {
+        let h = self.table.hash(key);
+        if let Some(v) = self.table.get_mut_hashed(h, key) {
+            tracked(v);
+        } else if let Some(f) = self.first.pending(h, now_us, window_us) {
+            pending(f);
+        }
+    }
+
+    /// Keys evicted from the table and first probes overwritten.
+    pub fn evicted(&self) -> u64 {
+        self.table.evicted + self.first.dropped
+    }
+}
+
 /// HyperLogLog with 64 registers (about 13% standard error: enough for
 /// thresholds like "at least 10 sources", in 64 bytes per key).
 ///
 /// Most keys (a client that got one SYN-ACK, a server a handful of
-/// sources) set only a few registers, so the first [`HLL_SPARSE`] set
+/// sources) set only a few registers, so the first `HLL_SPARSE` set
 /// registers are kept inline as (index, rank) pairs and the 64-byte
 /// register array is allocated only past them. The estimate is computed
 /// on the same 64 registers either way, so it is exactly the dense one.
