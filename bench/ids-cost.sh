@@ -15,11 +15,18 @@
 #      perf record --call-graph dwarf,16384 -F 400 -o ids.perf -- \
 #        MONI_NODE replay --workers 1 --no-progress --out OUT CAPTURE
 #      perf report -i ids.perf --children --sort symbol -g none
-#    summed over each detector's entry points (Floods::observe_hashed;
+#    summed over each detector's entry points (Floods::observe_hashed and
+#    its fast paths observe_ack and observe_udp;
 #    PortScan's and Sweep's observe, observe_udp and tick; the DNS and ARP
 #    observe); "all detectors" is Ids::observe, which adds the dispatch and
 #    the shared per-packet hashes. perf samples CPU time here (no hardware
 #    counters on this VM): a share is of the process's CPU time.
+# 3. With valgrind installed, the same shares from callgrind on the
+#    capture's first 500,000 packets: of instructions, and of estimated
+#    cycles (its cache simulation, last level 2 MiB as this VM's L2:
+#    Ir + 10 x L1 misses + 100 x LL misses). Unlike perf's, which sample
+#    the CPU clock on a VM whose speed drifts, these do not depend on the
+#    machine's load: run twice, they agree to the digit.
 set -euo pipefail
 BIN="$1"; CAP="$2"; ROUNDS="${3:-3}"
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
@@ -50,7 +57,8 @@ perf report -i "$W/ids.perf" --children --sort symbol --stdio -g none 2>/dev/nul
   | python3 -c '
 import re, sys
 groups = [
-    ("floods", [r"ids::flood::Floods::observe_hashed$", r"<analyzers::ids::flood::Floods as analyzers::ids::Detector>::observe$"]),
+    ("floods", [r"ids::flood::Floods::observe_hashed$", r"ids::flood::Floods::observe_ack$",
+                r"ids::flood::Floods::observe_udp$", r"<analyzers::ids::flood::Floods as analyzers::ids::Detector>::observe$"]),
     ("port_scan", [r"<analyzers::ids::scan::PortScan as analyzers::ids::Detector>::observe$",
                    r"ids::scan::PortScan::observe_udp$", r"ids::scan::PortScan::tick$"]),
     ("host_sweep / udp_sweep", [r"<analyzers::ids::scan::Sweep as analyzers::ids::Detector>::observe$",
@@ -71,3 +79,54 @@ print("  share of CPU samples, callees included (perf, IDS on; goal < 2% each):"
 for g, _ in groups:
     print(f"    {g:30s} {share[g]:5.1f}%")
 '
+
+command -v valgrind >/dev/null || { echo "  (valgrind not installed: no callgrind shares)"; exit 0; }
+command -v tcpdump >/dev/null || { echo "  (tcpdump not installed: no callgrind shares)"; exit 0; }
+tcpdump -r "$CAP" -c 500000 -w "$W/prefix.pcap" 2>/dev/null
+valgrind -q --tool=callgrind --cache-sim=yes --LL=2097152,16,64 --separate-threads=yes \
+  --callgrind-out-file="$W/cg.out" "$BIN" replay --no-progress --overwrite --workers 1 \
+  --out "$W/out" "$W/prefix.pcap" >/dev/null 2>&1 \
+  || { echo "  (callgrind failed: no callgrind shares)"; exit 0; }
+python3 - "$W" <<'PY'
+import glob, re, subprocess, sys
+groups = [
+    ("floods", [r"ids::flood::Floods::observe_hashed$", r"ids::flood::Floods::observe_ack$", r"ids::flood::Floods::observe_udp$"]),
+    ("port_scan", [r"<analyzers::ids::scan::PortScan as analyzers::ids::Detector>::observe$",
+                   r"ids::scan::PortScan::observe_udp$", r"ids::scan::PortScan::tick$"]),
+    ("host_sweep / udp_sweep", [r"<analyzers::ids::scan::Sweep as analyzers::ids::Detector>::observe$",
+                                r"ids::scan::Sweep::observe_udp$", r"ids::scan::Sweep::tick$"]),
+    ("dns", [r"<analyzers::ids::dns::DnsAnomalies as analyzers::ids::Detector>::observe$"]),
+    ("arp_sweep", [r"<analyzers::ids::arp::ArpSweep as analyzers::ids::Detector>::observe$"]),
+    ("all detectors (Ids::observe)", [r"analyzers::ids::Ids::observe$"]),
+]
+def cycles(ev):
+    g = lambda k: ev.get(k, 0)
+    return g("Ir") + 10 * (g("I1mr") + g("D1mr") + g("D1mw")) + 100 * (g("ILmr") + g("DLmr") + g("DLmw"))
+total = [0, 0]
+share = {g: [0, 0] for g, _ in groups}
+for f in sorted(glob.glob(sys.argv[1] + "/cg.out-*")):
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--show-percs=no", "--threshold=100", f],
+                         capture_output=True, text=True).stdout
+    events, seen = None, set()
+    for line in out.splitlines():
+        if line.startswith("Events shown:"):
+            events = line.split(":", 1)[1].split()
+            continue
+        m = events and re.match(r"^\s*((?:[\d,.]+\s+){%d})(.*)$" % len(events), line)
+        if not m:
+            continue
+        ev = dict(zip(events, (0 if v == "." else int(v.replace(",", "")) for v in m.group(1).split())))
+        rest = m.group(2)
+        if "PROGRAM TOTALS" in rest:
+            total[0] += ev["Ir"]; total[1] += cycles(ev)
+            continue
+        name = rest.split(" [")[0].split(":", 1)[-1].strip()
+        for g, rxs in groups:
+            if name not in seen and any(re.search(rx, name) for rx in rxs):
+                seen.add(name)
+                share[g][0] += ev["Ir"]; share[g][1] += cycles(ev)
+print("  share of the process's work, callees included (callgrind, first 500,000 packets; goal < 2% each):")
+print(f"    {'':30s} {'instructions':>12s} {'est. cycles':>12s}")
+for g, _ in groups:
+    print(f"    {g:30s} {100 * share[g][0] / max(total[0], 1):11.1f}% {100 * share[g][1] / max(total[1], 1):11.1f}%")
+PY

@@ -19,7 +19,12 @@
 //! and the first SYN's time). ACKs (the completions the half-open ratio
 //! reads) are counted only to those destinations, from then on, so the
 //! rest of every stream skips the sketch: the half-open ratio is that of
-//! the SYNs since the destination got exact state.
+//! the SYNs since the destination got exact state. The two packet kinds
+//! that make most traffic take fast paths with the same effect as the
+//! full one ([`Floods::observe_ack`]: ACK segments read one bit;
+//! [`Floods::observe_udp`]: datagrams of other services than the
+//! amplifying ones bump one sketch), which [`super::Ids`] calls before
+//! the full path and without hashing the source.
 //!
 //! Echo replies to a host that itself sends echo requests are its answers,
 //! not a flood against it (a flooder's victim replying names no second
@@ -157,10 +162,15 @@ const SYN_DST_SLOTS: usize = 1 << 13;
 /// completions a SYN flood's half-open ratio reads, from then on), so the
 /// rest of every stream skips the sketch. A count can only be too high
 /// (slots shared), which admits a destination early, never late.
+///
+/// Which slots reached the promotion count is also kept as one bit per
+/// slot (1 KiB, which stays in the L1 cache where the counts would not
+/// under a stream of packet data): every ACK of every stream reads it.
 #[derive(Debug)]
 struct SynDsts {
     counts: Box<[u8; SYN_DST_SLOTS]>,
     first: Box<[i64; SYN_DST_SLOTS]>,
+    promoted: Box<[u64; SYN_DST_SLOTS / 64]>,
 }
 
 impl Default for SynDsts {
@@ -168,6 +178,7 @@ impl Default for SynDsts {
         SynDsts {
             counts: Box::new([0; SYN_DST_SLOTS]),
             first: Box::new([0; SYN_DST_SLOTS]),
+            promoted: Box::new([0; SYN_DST_SLOTS / 64]),
         }
     }
 }
@@ -180,7 +191,8 @@ impl SynDsts {
     }
 
     /// One more SYN to `h` at `ts`: the slot's count and first SYN time.
-    fn add(&mut self, h: u64, ts: i64) -> (u8, i64) {
+    /// The slot is marked promoted once its count reaches `promote_at`.
+    fn add(&mut self, h: u64, ts: i64, promote_at: u64) -> (u8, i64) {
         let i = Self::slot(h);
         let (Some(c), Some(f)) = (self.counts.get_mut(i), self.first.get_mut(i)) else {
             return (u8::MAX, ts);
@@ -189,18 +201,26 @@ impl SynDsts {
             *f = ts;
         }
         *c = c.saturating_add(1);
+        if u64::from(*c) >= promote_at {
+            if let Some(w) = self.promoted.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
         (*c, *f)
     }
 
-    /// Whether `h` got at least `n` SYNs this window.
-    fn at_least(&self, h: u64, n: u64) -> bool {
-        self.counts
-            .get(Self::slot(h))
-            .is_some_and(|c| u64::from(*c) >= n)
+    /// Whether `h` got the promotion count of SYNs this window.
+    #[inline]
+    fn promoted(&self, h: u64) -> bool {
+        let i = Self::slot(h);
+        self.promoted
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     fn clear(&mut self) {
         self.counts.fill(0);
+        self.promoted.fill(0);
     }
 }
 
@@ -292,8 +312,25 @@ pub(crate) fn addr_hash(a: IpAddr) -> u64 {
     FLOOD_HASHER.hash_one(addr_key(a))
 }
 
+/// Whether `port` is an amplifying service's ([`AMP_SERVICES`]).
+#[inline]
+pub(crate) fn is_amp_port(port: u16) -> bool {
+    amp_service(port).is_some()
+}
+
+/// The index in [`AMP_SERVICES`] of the service on `port` (a `match`, not
+/// a search of the list: every UDP packet asks twice).
+#[inline]
 fn amp_service(port: u16) -> Option<usize> {
-    AMP_SERVICES.iter().position(|s| s.0 == port)
+    match port {
+        53 => Some(0),
+        123 => Some(1),
+        161 => Some(2),
+        1900 => Some(3),
+        389 => Some(4),
+        11211 => Some(5),
+        _ => None,
+    }
 }
 
 pub struct Floods {
@@ -584,6 +621,55 @@ impl Detector for Floods {
 }
 
 impl Floods {
+    /// A TCP segment with ACK and neither SYN nor RST (the bulk of every
+    /// stream) to the destination hashed `hd`: counted as a completion,
+    /// and as an ACK to that destination when it has exact SYN state. The
+    /// fast path of [`Floods::observe_hashed`], with the same effect: it
+    /// touches only the VNet window last hit (`false` when the packet is
+    /// of another VNet, or its window has ended: then the caller takes the
+    /// full path), so that most packets cost a few instructions and no
+    /// address hash of their source.
+    ///
+    /// Not inlined: the detector's cost stays attributable in a profile
+    /// (`bench/ids-cost.sh`), for the price of a call.
+    #[inline(never)]
+    pub(crate) fn observe_ack(&mut self, ts: Timestamp, vnet: VnetId, hd: u64) -> bool {
+        let wu = self.window_us;
+        let Some((id, v)) = self.by_vnet.get_mut(self.last_vnet) else {
+            return false;
+        };
+        if *id != vnet || v.start.0 == 0 || ts.micros_since(v.start) > wu {
+            return false;
+        }
+        if v.syn_dsts.promoted(hd) {
+            v.acks.add(hd);
+        }
+        v.completions += 1;
+        true
+    }
+
+    /// A UDP datagram to the destination hashed `hd`, neither to nor from
+    /// an amplifying service's port ([`is_amp_port`]): counted in the UDP
+    /// flood sketch. The fast path of [`Floods::observe_hashed`], with the
+    /// same effect; `false` (nothing counted) when the packet is of
+    /// another VNet than the last, its window has ended, or it would
+    /// reach the threshold: the full path then counts it and alerts.
+    #[inline(never)]
+    pub(crate) fn observe_udp(&mut self, ts: Timestamp, vnet: VnetId, hd: u64) -> bool {
+        let (wu, threshold) = (self.window_us, self.udp);
+        let Some((id, v)) = self.by_vnet.get_mut(self.last_vnet) else {
+            return false;
+        };
+        if *id != vnet || v.start.0 == 0 || ts.micros_since(v.start) > wu {
+            return false;
+        }
+        if v.udp.get(hd).saturating_add(1) >= threshold {
+            return false;
+        }
+        v.udp.add(hd);
+        true
+    }
+
     /// [`Detector::observe`] with the packet's source and destination
     /// already hashed ([`addr_hash`], computed once per packet by
     /// [`super::Ids`]).
@@ -653,7 +739,7 @@ impl Floods {
             // Read only for destinations with exact SYN state: the rest
             // (the clients' side of every stream, servers with a few new
             // connections) need no count.
-            if v.syn_dsts.at_least(h, self.promote_at) {
+            if v.syn_dsts.promoted(h) {
                 v.acks.add(h);
             }
             v.completions += 1;
@@ -763,7 +849,7 @@ impl Floods {
         // A SYN: VNet-wide counts (spoofed sources *and* destinations) ...
         v.syns += 1;
         v.host_syns.add(hs, 1, 0);
-        let (to_dst, first_syn) = v.syn_dsts.add(h, ts.0);
+        let (to_dst, first_syn) = v.syn_dsts.add(h, ts.0, self.promote_at);
         // Each value hashed once for the sketches it goes into.
         let src_hll = Hll::hash(&ip.src);
         v.sources.add_hash(src_hll);
@@ -860,6 +946,23 @@ impl Floods {
                 ],
                 (ip.src, ip.dst),
             ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{amp_service, AMP_SERVICES};
+
+    /// The `match` names the same service as the list, for every port.
+    #[test]
+    fn amp_service_agrees_with_the_list() {
+        for port in 0..=u16::MAX {
+            assert_eq!(
+                amp_service(port),
+                AMP_SERVICES.iter().position(|s| s.0 == port),
+                "port {port}"
+            );
         }
     }
 }

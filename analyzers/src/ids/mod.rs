@@ -356,8 +356,11 @@ impl Ids {
                 // detectors (the flood sketches index by it, the UDP
                 // exchanges below combine it).
                 let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
-                self.floods
-                    .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
+                let amp = flood::is_amp_port(src_port) || flood::is_amp_port(dst_port);
+                if amp || !self.floods.observe_udp(ts, vnet, hd) {
+                    self.floods
+                        .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
+                }
                 if src_port == 53 || dst_port == 53 {
                     self.dns.observe(ts, vnet, d, &mut self.pending);
                 }
@@ -380,18 +383,28 @@ impl Ids {
                 }
             }
             (Some(ip), transport) => {
-                let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
-                self.floods
-                    .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
                 // Of TCP, the scan and sweep detectors read only SYNs,
                 // RSTs and segments without ACK (probes and their
                 // answers); an ACK-bearing segment without SYN or RST (the
-                // bulk of every stream) is neither, so it stops here.
-                if let Transport::Tcp { flags, .. } = transport {
-                    use crate::decode::tcp_flags as f;
-                    if flags & (f::SYN | f::RST | f::ACK) == f::ACK {
-                        return self.finish(out);
+                // bulk of every stream) is neither, and the floods only
+                // count it as a completion: it stops here, on the floods'
+                // fast path when it can.
+                let ack = match transport {
+                    Transport::Tcp { flags, .. } => {
+                        use crate::decode::tcp_flags as f;
+                        flags & (f::SYN | f::RST | f::ACK) == f::ACK
                     }
+                    _ => false,
+                };
+                let hd = flood::addr_hash(ip.dst);
+                if ack && self.floods.observe_ack(ts, vnet, hd) {
+                    return self.finish(out);
+                }
+                let hs = flood::addr_hash(ip.src);
+                self.floods
+                    .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
+                if ack {
+                    return self.finish(out);
                 }
                 self.scan.observe(ts, vnet, d, &mut self.pending);
                 self.sweep.observe(ts, vnet, d, &mut self.pending);

@@ -388,7 +388,7 @@ impl Dispatcher {
         let mut sip = false;
         let mut detached = None;
         let w = match self.link {
-            Some(link) if n > 1 || self.ids.is_some() => {
+            Some(link) => {
                 let d = analyzers::decode_with(link, pkt.data, &self.settings.decode);
                 if let Some(ids) = &mut self.ids {
                     let vnet = self.settings.vnets.resolve_packet(&d, source_vnet);

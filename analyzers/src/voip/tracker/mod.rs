@@ -383,8 +383,12 @@ impl RtpTracker {
                 }
                 | Transport::Udp { src_port, dst_port },
             ) => {
-                self.config.sip_ports.contains(&src_port)
-                    || self.config.sip_ports.contains(&dst_port)
+                // One inlined pass (the list is short; `contains` twice
+                // was an out-of-line call per port on every packet).
+                self.config
+                    .sip_ports
+                    .iter()
+                    .any(|&p| p == src_port || p == dst_port)
             }
             _ => false,
         }
