@@ -21,8 +21,8 @@
 //! rest of every stream skips the sketch: the half-open ratio is that of
 //! the SYNs since the destination got exact state. The two packet kinds
 //! that make most traffic take fast paths with the same effect as the
-//! full one ([`Floods::observe_ack`]: ACK segments read one bit;
-//! [`Floods::observe_udp`]: datagrams of other services than the
+//! full one (`Floods::observe_ack`: ACK segments read one bit;
+//! `Floods::observe_udp`: datagrams of other services than the
 //! amplifying ones bump one sketch), which [`super::Ids`] calls before
 //! the full path and without hashing the source.
 //!
