@@ -1,3 +1,5 @@
 fn main() -> std::process::ExitCode {
+    // Before anything else runs: the process may start over.
+    moni_node::sys::reexec_with_huge_pages();
     moni_node::cli::main()
 }

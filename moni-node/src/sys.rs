@@ -1,6 +1,6 @@
 //! Operating-system calls the crates do not wrap: niceness and CPU pinning
-//! (keeping the probe out of production's way) and waiting on a capture
-//! descriptor.
+//! (keeping the probe out of production's way), waiting on a capture
+//! descriptor, and huge pages for the process's heaps.
 //!
 //! The only unsafe code of the node: libc calls whose arguments are plain
 //! integers or a pointer to a local that outlives the call.
@@ -45,4 +45,49 @@ pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
     // call, and nfds is 1.
     let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
     rc > 0
+}
+
+/// glibc's tunable that backs malloc's heaps and large blocks with
+/// transparent huge pages (`madvise(MADV_HUGEPAGE)`, which the common THP
+/// mode `madvise` honours; `always` does it anyway, `never` ignores it).
+const HUGE_PAGES_TUNABLE: &str = "glibc.malloc.hugetlb=1";
+
+/// Starts the node again with [`HUGE_PAGES_TUNABLE`] added to
+/// `GLIBC_TUNABLES`, unless it is set already (then this returns: one
+/// re-execution at most, same process id, arguments and descriptors) or
+/// `MONI_HUGE_PAGES=0`. glibc reads tunables only at start-up, hence the
+/// `exec`; when it fails (the binary was replaced), the node runs on as
+/// it is.
+///
+/// Why: the flow table, the IDS tables and sketches and the RTP tables
+/// are read at random, once per packet, and every 4 KiB page costs a TLB
+/// miss. Measured on the benchmark captures (1 worker, interleaved): 8-10%
+/// less wall and CPU time on the flow-heavy and the IMIX capture; peak RSS
+/// of 1 M SYN sources 200 -> 203 MiB.
+pub fn reexec_with_huge_pages() {
+    use std::os::unix::process::CommandExt;
+    if cfg!(not(all(target_os = "linux", target_env = "gnu")))
+        || std::env::var_os("MONI_HUGE_PAGES").is_some_and(|v| v == "0")
+    {
+        return;
+    }
+    let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    if current.contains("glibc.malloc.hugetlb") {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let tunables = if current.is_empty() {
+        HUGE_PAGES_TUNABLE.to_string()
+    } else {
+        format!("{current}:{HUGE_PAGES_TUNABLE}")
+    };
+    let mut args = std::env::args_os();
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        cmd.arg0(arg0);
+    }
+    // Returns only on failure.
+    let _ = cmd.args(args).env("GLIBC_TUNABLES", tunables).exec();
 }
