@@ -168,6 +168,10 @@ fn prepare_out_dir(dir: &std::path::Path, append: bool, overwrite: bool) -> Resu
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    tracing::debug!(
+        glibc_tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default(),
+        "Allocator settings (huge pages: docs/cli.md)."
+    );
     match cli.cmd {
         Command::CheckConfig { file } => {
             match NodeConfig::load(&file).and_then(|c| c.resolve(None).map(|r| (c, r))) {

@@ -954,3 +954,43 @@ fn the_first_scrape_has_every_series_of_the_readme_table() {
         "{text}"
     );
 }
+
+/// The node starts itself over once with glibc's huge-page tunable added
+/// to what the caller set (docs/cli.md), and not at all with
+/// `MONI_HUGE_PAGES=0`; its debug log shows the settings it runs with.
+#[test]
+fn the_node_runs_with_huge_pages_unless_told_not_to() {
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/config/reference.toml");
+    let run = |env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_moni-node"));
+        c.args(["check-config", p(&reference)])
+            .env("MONI_LOG", "moni_node=debug")
+            .env_remove("GLIBC_TUNABLES")
+            .env_remove("MONI_HUGE_PAGES");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().expect("run moni-node");
+        let line = stderr_lines(&o)
+            .into_iter()
+            .find(|l| l.contains("Allocator settings"))
+            .unwrap_or_else(|| panic!("no allocator line in {:?}", stderr_lines(&o)));
+        (o.status.code(), line)
+    };
+    let (code, line) = run(&[]);
+    assert_eq!(code, Some(0));
+    assert!(line.contains("glibc.malloc.hugetlb=1"), "{line}");
+    let (_, line) = run(&[("GLIBC_TUNABLES", "glibc.malloc.check=0")]);
+    assert!(
+        line.contains("glibc.malloc.check=0:glibc.malloc.hugetlb=1"),
+        "{line}"
+    );
+    let (_, line) = run(&[("MONI_HUGE_PAGES", "0")]);
+    assert!(!line.contains("hugetlb"), "{line}");
+    // Set by the caller: kept as it is.
+    let (_, line) = run(&[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")]);
+    assert!(
+        line.contains("glibc.malloc.hugetlb=0") && !line.contains("hugetlb=1"),
+        "{line}"
+    );
+}
