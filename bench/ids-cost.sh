@@ -27,6 +27,10 @@
 #    Ir + 10 x L1 misses + 100 x LL misses). Unlike perf's, which sample
 #    the CPU clock on a VM whose speed drifts, these do not depend on the
 #    machine's load: run twice, they agree to the digit.
+# perf and valgrind run the node with glibc's huge-page tunable set
+# already, so that it does not start over (moni-node's
+# sys::reexec_with_huge_pages): valgrind would not follow it, and perf's
+# call graphs of a process that exec'd lose their callers.
 set -euo pipefail
 BIN="$1"; CAP="$2"; ROUNDS="${3:-3}"
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
@@ -50,7 +54,7 @@ print(f"  IDS CPU (user+sys, 1 worker, median of {len(cpu['on'])}): on {on:.2f} 
 print(f"  IDS on / IDS off, CPU:       {off / on:.2f}x  (goal >= 0.90x, issue 16)")
 PY
 command -v perf >/dev/null || { echo "  (perf not installed: no per-detector shares)"; exit 0; }
-perf record -q --call-graph dwarf,16384 -F 400 -o "$W/ids.perf" -- "$BIN" replay --no-progress \
+GLIBC_TUNABLES=glibc.malloc.hugetlb=1 perf record -q --call-graph dwarf,16384 -F 400 -o "$W/ids.perf" -- "$BIN" replay --no-progress \
   --overwrite --workers 1 --out "$W/out" "$CAP" >/dev/null 2>&1 \
   || { echo "  (perf record failed: no per-detector shares)"; exit 0; }
 perf report -i "$W/ids.perf" --children --sort symbol --stdio -g none 2>/dev/null \
@@ -83,8 +87,6 @@ for g, _ in groups:
 command -v valgrind >/dev/null || { echo "  (valgrind not installed: no callgrind shares)"; exit 0; }
 command -v tcpdump >/dev/null || { echo "  (tcpdump not installed: no callgrind shares)"; exit 0; }
 tcpdump -r "$CAP" -c 500000 -w "$W/prefix.pcap" 2>/dev/null
-# The tunable set already: the node does not start over (valgrind would
-# not follow it; see moni-node's sys::reexec_with_huge_pages).
 GLIBC_TUNABLES=glibc.malloc.hugetlb=1 valgrind -q --tool=callgrind --cache-sim=yes --LL=2097152,16,64 --separate-threads=yes \
   --callgrind-out-file="$W/cg.out" "$BIN" replay --no-progress --overwrite --workers 1 \
   --out "$W/out" "$W/prefix.pcap" >/dev/null 2>&1 \
