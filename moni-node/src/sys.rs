@@ -52,12 +52,16 @@ pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
 /// mode `madvise` honours; `always` does it anyway, `never` ignores it).
 const HUGE_PAGES_TUNABLE: &str = "glibc.malloc.hugetlb=1";
 
+/// Set in the environment of the started-over node (and so of the
+/// processes it starts): never start over twice.
+const REEXEC_MARK: &str = "MONI_REEXECUTED";
+
 /// Starts the node again with [`HUGE_PAGES_TUNABLE`] added to
 /// `GLIBC_TUNABLES`, unless it is set already (then this returns: one
-/// re-execution at most, same process id, arguments and descriptors) or
-/// `MONI_HUGE_PAGES=0`. glibc reads tunables only at start-up, hence the
-/// `exec`; when it fails (the binary was replaced), the node runs on as
-/// it is.
+/// re-execution at most, marked by `MONI_REEXECUTED=1`; same process
+/// id, arguments and descriptors) or `MONI_HUGE_PAGES=0`. glibc reads
+/// tunables only at start-up, hence the `exec`; when it fails (the binary
+/// was replaced), the node runs on as it is.
 ///
 /// Why: the flow table, the IDS tables and sketches and the RTP tables
 /// are read at random, once per packet, and every 4 KiB page costs a TLB
@@ -69,6 +73,13 @@ pub fn reexec_with_huge_pages() {
     if cfg!(not(all(target_os = "linux", target_env = "gnu")))
         || std::env::var_os("MONI_HUGE_PAGES").is_some_and(|v| v == "0")
     {
+        return;
+    }
+    // Once at most, whatever glibc did to the environment: a binary with
+    // file capabilities (`setcap cap_net_raw`) runs in secure mode, where
+    // glibc may drop `GLIBC_TUNABLES`, and the check below would then ask
+    // for another start.
+    if std::env::var_os(REEXEC_MARK).is_some() {
         return;
     }
     let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
@@ -89,5 +100,9 @@ pub fn reexec_with_huge_pages() {
         cmd.arg0(arg0);
     }
     // Returns only on failure.
-    let _ = cmd.args(args).env("GLIBC_TUNABLES", tunables).exec();
+    let _ = cmd
+        .args(args)
+        .env("GLIBC_TUNABLES", tunables)
+        .env(REEXEC_MARK, "1")
+        .exec();
 }
