@@ -85,6 +85,15 @@
 # 2 workers 0.33x (1.94x of one core), 2.41x softflowd, capped 0.41x, IDS
 # on / off 0.76x (CPU). VoIP: 0.40x tcpdump, 20.1x tshark. 1 M SYN
 # sources: 206 MiB.
+# 2026-11-30, session 7 (same command; huge pages, the floods' fast
+# paths, zstd level 1), a slow phase of the VM: IMIX tcpdump 1.03 s,
+# 1 worker 1.65 s (0.62x), 1 worker on 1 core 3.09 s, 2 workers 1.82 s
+# (1.70x of one core), tshark 40.9x, the build before the tunnels 1.85 s
+# (1.12x), VXLAN twin 0.81x. Flow-heavy: 1 worker 0.32x tcpdump, 2
+# workers 0.34x (1.61x of one core), 2.10x softflowd, capped 0.51x, IDS
+# on / off 0.85x (CPU). VoIP 0.27x tcpdump, 18.0x tshark. 1 M SYN
+# sources: 200 MiB. Session 6's build against this one, interleaved right
+# after (4 rounds, 1 worker, IMIX): 1.38 s against 1.25 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
