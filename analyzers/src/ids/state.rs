@@ -310,18 +310,25 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
 ///
 /// The slots are as many as the table's cap (rounded up to a power of
 /// two): a first probe survives about as long as a key would in the full
-/// table. Each probe reads only a 4-byte tag (the tags of the default
-/// 65,536 slots, 256 KiB, stay in cache); the first probe itself is
-/// written beside, and read back only for a key's second probe or an
-/// answer to its first.
+/// table. A slot holds the key's tag beside the first probe's time and
+/// content, so that a probe, its answer or a key's second probe touches
+/// one cache line (a busy network's first probes are random writes over
+/// the whole array; with tags apart from the probes each took two).
 #[derive(Debug)]
 pub struct FirstProbes<T> {
+    slots: Box<[FirstSlot<T>]>,
+    pub dropped: u64,
+}
+
+/// One slot of [`FirstProbes`].
+#[derive(Clone, Copy, Debug, Default)]
+struct FirstSlot<T> {
     /// Bits 32.. of the key hash with the low bit set; `0` for an empty
     /// slot.
-    tags: Box<[u32]>,
-    /// The time and content of each slot's first probe.
-    first: Box<[(i64, T)]>,
-    pub dropped: u64,
+    tag: u32,
+    /// When the first probe was seen.
+    at: i64,
+    first: T,
 }
 
 impl<T: Copy + Default> FirstProbes<T> {
@@ -330,8 +337,7 @@ impl<T: Copy + Default> FirstProbes<T> {
     pub fn new(cap: usize) -> Self {
         let n = cap.clamp(64, 1 << 18).next_power_of_two();
         FirstProbes {
-            tags: vec![0; n].into_boxed_slice(),
-            first: vec![(0, T::default()); n].into_boxed_slice(),
+            slots: vec![FirstSlot::default(); n].into_boxed_slice(),
             dropped: 0,
         }
     }
@@ -339,7 +345,7 @@ impl<T: Copy + Default> FirstProbes<T> {
     /// The slot of hash `h` and its tag.
     #[inline]
     fn slot(&self, h: u64) -> (usize, u32) {
-        (h as usize & (self.tags.len() - 1), (h >> 32) as u32 | 1)
+        (h as usize & (self.slots.len() - 1), (h >> 32) as u32 | 1)
     }
 
     /// A probe of key `h` at `now_us`: the key's first probe (its time and
@@ -349,19 +355,20 @@ impl<T: Copy + Default> FirstProbes<T> {
     #[inline]
     pub fn second(&mut self, h: u64, now_us: i64, window_us: i64, first: T) -> Option<(i64, T)> {
         let (i, tag) = self.slot(h);
-        let (Some(t), Some(f)) = (self.tags.get_mut(i), self.first.get_mut(i)) else {
-            return None;
-        };
-        if *t == tag {
-            *t = 0;
-            if now_us.saturating_sub(f.0) <= window_us {
-                return Some(*f);
+        let s = self.slots.get_mut(i)?;
+        if s.tag == tag {
+            s.tag = 0;
+            if now_us.saturating_sub(s.at) <= window_us {
+                return Some((s.at, s.first));
             }
-        } else if *t != 0 {
+        } else if s.tag != 0 {
             self.dropped += 1;
         }
-        *t = tag;
-        *f = (now_us, first);
+        *s = FirstSlot {
+            tag,
+            at: now_us,
+            first,
+        };
         None
     }
 
@@ -370,11 +377,8 @@ impl<T: Copy + Default> FirstProbes<T> {
     #[inline]
     pub fn pending(&mut self, h: u64, now_us: i64, window_us: i64) -> Option<&mut T> {
         let (i, tag) = self.slot(h);
-        if self.tags.get(i) != Some(&tag) {
-            return None;
-        }
-        let f = self.first.get_mut(i)?;
-        (now_us.saturating_sub(f.0) <= window_us).then_some(&mut f.1)
+        let s = self.slots.get_mut(i)?;
+        (s.tag == tag && now_us.saturating_sub(s.at) <= window_us).then_some(&mut s.first)
     }
 }
 
