@@ -169,7 +169,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     tracing::debug!(
-        glibc_tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default(),
+        glibc_tunables = %std::env::var_os("GLIBC_TUNABLES")
+            .unwrap_or_default()
+            .to_string_lossy(),
         "Allocator settings (huge pages: docs/cli.md)."
     );
     match cli.cmd {

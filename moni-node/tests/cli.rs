@@ -959,6 +959,7 @@ fn the_first_scrape_has_every_series_of_the_readme_table() {
 /// to what the caller set (docs/cli.md), and not at all with
 /// `MONI_HUGE_PAGES=0`; its debug log shows the settings it runs with.
 #[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn the_node_runs_with_huge_pages_unless_told_not_to() {
     let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/config/reference.toml");
     let run = |env: &[(&str, &str)]| {

@@ -24,7 +24,7 @@
 //! full one (`Floods::observe_ack`: ACK segments read one bit;
 //! `Floods::observe_udp`: datagrams of other services than the
 //! amplifying ones bump one sketch), which [`super::Ids`] calls before
-//! the full path and without hashing the source.
+//! the full path (an ACK's source is not even hashed).
 //!
 //! Echo replies to a host that itself sends echo requests are its answers,
 //! not a flood against it (a flooder's victim replying names no second
@@ -222,6 +222,19 @@ impl SynDsts {
         self.counts.fill(0);
         self.promoted.fill(0);
     }
+
+    /// Marks again every slot with at least `promote_at` SYNs, and only
+    /// those (a new threshold).
+    fn mark_promoted(&mut self, promote_at: u64) {
+        self.promoted.fill(0);
+        for (i, c) in self.counts.iter().enumerate() {
+            if u64::from(*c) >= promote_at {
+                if let Some(w) = self.promoted.get_mut(i / 64) {
+                    *w |= 1 << (i % 64);
+                }
+            }
+        }
+    }
 }
 
 /// Per VNet and window: sketches of ACKs, UDP and ICMP by destination, and
@@ -396,6 +409,10 @@ impl Floods {
         self.by_dst = by_dst;
         self.reflected = reflected;
         self.by_vnet = by_vnet;
+        // The promotion marks follow the new threshold at once.
+        for (_, v) in &mut self.by_vnet {
+            v.syn_dsts.mark_promoted(self.promote_at);
+        }
         self.last_vnet = last;
         self.vnets_evicted = evicted;
     }
@@ -952,7 +969,40 @@ impl Floods {
 
 #[cfg(test)]
 mod tests {
-    use super::{amp_service, AMP_SERVICES};
+    use super::{amp_service, Floods, VnetWindow, AMP_SERVICES};
+    use crate::ids::IdsConfig;
+    use crate::time::Timestamp;
+    use crate::vnet::VnetId;
+
+    /// A reload with a new SYN threshold marks promotions by it at once,
+    /// both ways: the ACK fast path reads only the marks.
+    #[test]
+    fn a_new_threshold_marks_promotions_again() {
+        let c = |syn_rate| IdsConfig {
+            syn_rate,
+            ..IdsConfig::default()
+        };
+        let mut f = Floods::new(&c(400));
+        let mut v = VnetWindow {
+            start: Timestamp(1),
+            ..VnetWindow::default()
+        };
+        let h = 0x1234_5678_9abc_def0u64;
+        for _ in 0..50 {
+            v.syn_dsts.add(h, 1, f.promote_at);
+        }
+        f.by_vnet.push((VnetId(0), v));
+        let promoted = |f: &Floods| f.by_vnet[0].1.syn_dsts.promoted(h);
+        assert!(!promoted(&f), "50 SYNs, promotion at 100");
+        f.reconfigure(&c(100));
+        assert!(promoted(&f), "50 SYNs, promotion at 25");
+        f.reconfigure(&c(400));
+        assert!(!promoted(&f), "back to 100");
+        // The fast path counts the ACK only once promoted.
+        f.reconfigure(&c(100));
+        assert!(f.observe_ack(Timestamp(2), VnetId(0), h));
+        assert_eq!(f.by_vnet[0].1.acks.get(h), 1);
+    }
 
     /// The `match` names the same service as the list, for every port.
     #[test]
