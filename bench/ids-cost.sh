@@ -35,6 +35,20 @@ set -euo pipefail
 BIN="$1"; CAP="$2"; ROUNDS="${3:-3}"
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 printf '[ids]\nenabled = false\n' > "$W/ids-off.toml"
+# Each detector's entry points, for both profiles (perf and callgrind).
+cat > "$W/groups.py" <<'PY'
+GROUPS = [
+    ("floods", [r"ids::flood::Floods::observe_hashed$", r"ids::flood::Floods::observe_ack$",
+                r"ids::flood::Floods::observe_udp$", r"<analyzers::ids::flood::Floods as analyzers::ids::Detector>::observe$"]),
+    ("port_scan", [r"<analyzers::ids::scan::PortScan as analyzers::ids::Detector>::observe$",
+                   r"ids::scan::PortScan::observe_udp$", r"ids::scan::PortScan::tick$"]),
+    ("host_sweep / udp_sweep", [r"<analyzers::ids::scan::Sweep as analyzers::ids::Detector>::observe$",
+                                r"ids::scan::Sweep::observe_udp$", r"ids::scan::Sweep::tick$"]),
+    ("dns", [r"<analyzers::ids::dns::DnsAnomalies as analyzers::ids::Detector>::observe$"]),
+    ("arp_sweep", [r"<analyzers::ids::arp::ArpSweep as analyzers::ids::Detector>::observe$"]),
+    ("all detectors (Ids::observe)", [r"analyzers::ids::Ids::observe$"]),
+]
+PY
 for _ in $(seq "$ROUNDS"); do
   for mode in on off; do
     cfg=(); [ "$mode" = off ] && cfg=(--config "$W/ids-off.toml")
@@ -60,17 +74,8 @@ GLIBC_TUNABLES=glibc.malloc.hugetlb=1 perf record -q --call-graph dwarf,16384 -F
 perf report -i "$W/ids.perf" --children --sort symbol --stdio -g none 2>/dev/null \
   | python3 -c '
 import re, sys
-groups = [
-    ("floods", [r"ids::flood::Floods::observe_hashed$", r"ids::flood::Floods::observe_ack$",
-                r"ids::flood::Floods::observe_udp$", r"<analyzers::ids::flood::Floods as analyzers::ids::Detector>::observe$"]),
-    ("port_scan", [r"<analyzers::ids::scan::PortScan as analyzers::ids::Detector>::observe$",
-                   r"ids::scan::PortScan::observe_udp$", r"ids::scan::PortScan::tick$"]),
-    ("host_sweep / udp_sweep", [r"<analyzers::ids::scan::Sweep as analyzers::ids::Detector>::observe$",
-                                r"ids::scan::Sweep::observe_udp$", r"ids::scan::Sweep::tick$"]),
-    ("dns", [r"<analyzers::ids::dns::DnsAnomalies as analyzers::ids::Detector>::observe$"]),
-    ("arp_sweep", [r"<analyzers::ids::arp::ArpSweep as analyzers::ids::Detector>::observe$"]),
-    ("all detectors (Ids::observe)", [r"analyzers::ids::Ids::observe$"]),
-]
+sys.path.insert(0, sys.argv[1])
+from groups import GROUPS as groups
 share = {g: 0.0 for g, _ in groups}
 for line in sys.stdin:
     m = re.match(r"\s*([\d.]+)%\s+[\d.]+%\s+\[.\]\s+(.*?)(\s+\(inlined\))?\s+-\s+-\s*$", line)
@@ -82,7 +87,7 @@ for line in sys.stdin:
 print("  share of CPU samples, callees included (perf, IDS on; goal < 2% each):")
 for g, _ in groups:
     print(f"    {g:30s} {share[g]:5.1f}%")
-'
+' "$W"
 
 command -v valgrind >/dev/null || { echo "  (valgrind not installed: no callgrind shares)"; exit 0; }
 command -v tcpdump >/dev/null || { echo "  (tcpdump not installed: no callgrind shares)"; exit 0; }
@@ -94,16 +99,8 @@ GLIBC_TUNABLES=glibc.malloc.hugetlb=1 valgrind -q --tool=callgrind --cache-sim=y
   || { echo "  (callgrind failed: no callgrind shares)"; exit 0; }
 python3 - "$W" <<'PY'
 import glob, re, subprocess, sys
-groups = [
-    ("floods", [r"ids::flood::Floods::observe_hashed$", r"ids::flood::Floods::observe_ack$", r"ids::flood::Floods::observe_udp$"]),
-    ("port_scan", [r"<analyzers::ids::scan::PortScan as analyzers::ids::Detector>::observe$",
-                   r"ids::scan::PortScan::observe_udp$", r"ids::scan::PortScan::tick$"]),
-    ("host_sweep / udp_sweep", [r"<analyzers::ids::scan::Sweep as analyzers::ids::Detector>::observe$",
-                                r"ids::scan::Sweep::observe_udp$", r"ids::scan::Sweep::tick$"]),
-    ("dns", [r"<analyzers::ids::dns::DnsAnomalies as analyzers::ids::Detector>::observe$"]),
-    ("arp_sweep", [r"<analyzers::ids::arp::ArpSweep as analyzers::ids::Detector>::observe$"]),
-    ("all detectors (Ids::observe)", [r"analyzers::ids::Ids::observe$"]),
-]
+sys.path.insert(0, sys.argv[1])
+from groups import GROUPS as groups
 def cycles(ev):
     g = lambda k: ev.get(k, 0)
     return g("Ir") + 10 * (g("I1mr") + g("D1mr") + g("D1mw")) + 100 * (g("ILmr") + g("DLmr") + g("DLmw"))
