@@ -20,11 +20,11 @@
 //! reads) are counted only to those destinations, from then on, so the
 //! rest of every stream skips the sketch: the half-open ratio is that of
 //! the SYNs since the destination got exact state. The two packet kinds
-//! that make most traffic take fast paths with the same effect as the
-//! full one (`Floods::observe_ack`: ACK segments read one bit;
-//! `Floods::observe_udp`: datagrams of other services than the
-//! amplifying ones bump one sketch), which [`super::Ids`] calls before
-//! the full path (an ACK's source is not even hashed).
+//! that make most traffic take a fast path with the same effect as the
+//! full one (`Floods::fast_path`: an ACK segment reads one bit, a
+//! datagram of another service than the amplifying ones bumps one
+//! sketch), which [`super::Ids`] tries before the full path (an ACK's
+//! source is not even hashed).
 //!
 //! Echo replies to a host that itself sends echo requests are its answers,
 //! not a flood against it (a flooder's victim replying names no second
@@ -201,12 +201,18 @@ impl SynDsts {
             *f = ts;
         }
         *c = c.saturating_add(1);
-        if u64::from(*c) >= promote_at {
-            if let Some(w) = self.promoted.get_mut(i / 64) {
-                *w |= 1 << (i % 64);
-            }
+        let (c, f) = (*c, *f);
+        if u64::from(c) >= promote_at {
+            self.mark(i);
         }
-        (*c, *f)
+        (c, f)
+    }
+
+    /// Marks slot `i` promoted.
+    fn mark(&mut self, i: usize) {
+        if let Some(w) = self.promoted.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
     }
 
     /// Whether `h` got the promotion count of SYNs this window.
@@ -227,11 +233,13 @@ impl SynDsts {
     /// those (a new threshold).
     fn mark_promoted(&mut self, promote_at: u64) {
         self.promoted.fill(0);
-        for (i, c) in self.counts.iter().enumerate() {
-            if u64::from(*c) >= promote_at {
-                if let Some(w) = self.promoted.get_mut(i / 64) {
-                    *w |= 1 << (i % 64);
-                }
+        for i in 0..SYN_DST_SLOTS {
+            if self
+                .counts
+                .get(i)
+                .is_some_and(|c| u64::from(*c) >= promote_at)
+            {
+                self.mark(i);
             }
         }
     }
@@ -323,12 +331,6 @@ pub(crate) const FLOOD_HASHER: foldhash::fast::FixedState =
 #[inline]
 pub(crate) fn addr_hash(a: IpAddr) -> u64 {
     FLOOD_HASHER.hash_one(addr_key(a))
-}
-
-/// Whether `port` is an amplifying service's ([`AMP_SERVICES`]).
-#[inline]
-pub(crate) fn is_amp_port(port: u16) -> bool {
-    amp_service(port).is_some()
 }
 
 /// The index in [`AMP_SERVICES`] of the service on `port` (a `match`, not
@@ -638,41 +640,38 @@ impl Detector for Floods {
 }
 
 impl Floods {
-    /// A TCP segment with ACK and neither SYN nor RST (the bulk of every
-    /// stream) to the destination hashed `hd`: counted as a completion,
-    /// and as an ACK to that destination when it has exact SYN state. The
-    /// fast path of [`Floods::observe_hashed`], with the same effect: it
-    /// touches only the VNet window last hit (`false` when the packet is
-    /// of another VNet, or its window has ended: then the caller takes the
-    /// full path), so that most packets cost a few instructions and no
-    /// address hash of their source.
+    /// The fast path of [`Floods::observe_hashed`] for the two packet kinds
+    /// that make most traffic, with the same effect; `false` (nothing
+    /// counted) for any other packet, or when the packet is of another
+    /// VNet than the last one, or its window has ended: the caller then
+    /// takes the full path, which needs the source's hash too (an ACK's
+    /// source is never hashed when this takes it).
+    /// - An ACK segment (ACK, neither SYN nor RST: the bulk of every
+    ///   stream) counts as a completion, and as an ACK to its destination
+    ///   when that has exact SYN state: one bit read.
+    /// - A UDP datagram neither to nor from an amplifying service's port
+    ///   bumps the UDP flood sketch, unless it would reach the threshold
+    ///   (the full path then counts it and alerts).
     ///
     /// Not inlined: the detector's cost stays attributable in a profile
     /// (`bench/ids-cost.sh`), for the price of a call.
     #[inline(never)]
-    pub(crate) fn observe_ack(&mut self, ts: Timestamp, vnet: VnetId, hd: u64) -> bool {
-        let wu = self.window_us;
-        let Some((id, v)) = self.by_vnet.get_mut(self.last_vnet) else {
-            return false;
+    pub(crate) fn fast_path(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        hd: u64,
+    ) -> bool {
+        let udp = match d.transport {
+            Transport::Tcp { flags, .. } if flags & (f::SYN | f::ACK | f::RST) == f::ACK => false,
+            Transport::Udp { src_port, dst_port }
+                if amp_service(src_port).is_none() && amp_service(dst_port).is_none() =>
+            {
+                true
+            }
+            _ => return false,
         };
-        if *id != vnet || v.start.0 == 0 || ts.micros_since(v.start) > wu {
-            return false;
-        }
-        if v.syn_dsts.promoted(hd) {
-            v.acks.add(hd);
-        }
-        v.completions += 1;
-        true
-    }
-
-    /// A UDP datagram to the destination hashed `hd`, neither to nor from
-    /// an amplifying service's port ([`is_amp_port`]): counted in the UDP
-    /// flood sketch. The fast path of [`Floods::observe_hashed`], with the
-    /// same effect; `false` (nothing counted) when the packet is of
-    /// another VNet than the last, its window has ended, or it would
-    /// reach the threshold: the full path then counts it and alerts.
-    #[inline(never)]
-    pub(crate) fn observe_udp(&mut self, ts: Timestamp, vnet: VnetId, hd: u64) -> bool {
         let (wu, threshold) = (self.window_us, self.udp);
         let Some((id, v)) = self.by_vnet.get_mut(self.last_vnet) else {
             return false;
@@ -680,10 +679,17 @@ impl Floods {
         if *id != vnet || v.start.0 == 0 || ts.micros_since(v.start) > wu {
             return false;
         }
-        if v.udp.get(hd).saturating_add(1) >= threshold {
-            return false;
+        if udp {
+            if v.udp.get(hd).saturating_add(1) >= threshold {
+                return false;
+            }
+            v.udp.add(hd);
+        } else {
+            if v.syn_dsts.promoted(hd) {
+                v.acks.add(hd);
+            }
+            v.completions += 1;
         }
-        v.udp.add(hd);
         true
     }
 
@@ -987,7 +993,15 @@ mod tests {
             start: Timestamp(1),
             ..VnetWindow::default()
         };
-        let h = 0x1234_5678_9abc_def0u64;
+        // An ACK from 10.0.0.2 to 10.0.0.1 (Ethernet, IPv4, TCP).
+        let mut ack = vec![0u8; 12];
+        ack.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+        ack.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
+        ack.extend_from_slice(&[
+            0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0x20, 0, 0, 0, 0, 0,
+        ]);
+        let d = crate::decode::decode(crate::decode::LinkType::Ethernet, &ack);
+        let h = super::addr_hash(d.ip.expect("an IPv4 packet").dst);
         for _ in 0..50 {
             v.syn_dsts.add(h, 1, f.promote_at);
         }
@@ -1000,7 +1014,7 @@ mod tests {
         assert!(!promoted(&f), "back to 100");
         // The fast path counts the ACK only once promoted.
         f.reconfigure(&c(100));
-        assert!(f.observe_ack(Timestamp(2), VnetId(0), h));
+        assert!(f.fast_path(Timestamp(2), VnetId(0), &d, h));
         assert_eq!(f.by_vnet[0].1.acks.get(h), 1);
     }
 

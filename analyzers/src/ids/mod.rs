@@ -356,8 +356,7 @@ impl Ids {
                 // detectors (the flood sketches index by it, the UDP
                 // exchanges below combine it).
                 let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
-                let amp = flood::is_amp_port(src_port) || flood::is_amp_port(dst_port);
-                if amp || !self.floods.observe_udp(ts, vnet, hd) {
+                if !self.floods.fast_path(ts, vnet, d, hd) {
                     self.floods
                         .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
                 }
@@ -397,12 +396,11 @@ impl Ids {
                     _ => false,
                 };
                 let hd = flood::addr_hash(ip.dst);
-                if ack && self.floods.observe_ack(ts, vnet, hd) {
-                    return self.finish(out);
+                if !self.floods.fast_path(ts, vnet, d, hd) {
+                    let hs = flood::addr_hash(ip.src);
+                    self.floods
+                        .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
                 }
-                let hs = flood::addr_hash(ip.src);
-                self.floods
-                    .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
                 if ack {
                     return self.finish(out);
                 }

@@ -780,13 +780,49 @@ mod fuzz {
         }
     }
 
+    /// Feeds `frames` (time, frame, VNet) to two flood detectors, one as
+    /// [`Ids::observe`] does (the fast path first), one through the full
+    /// path only; their alerts.
+    fn fast_and_full(c: &IdsConfig, frames: &[(i64, Vec<u8>, u16)]) -> [Vec<AlertRecord>; 2] {
+        let (mut fast, mut full) = (flood::Floods::new(c), flood::Floods::new(c));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for (t, f, vnet) in frames {
+            let d = decode(LinkType::Ethernet, f);
+            let (ts, vnet) = (Timestamp(*t), VnetId(*vnet));
+            let Some(i) = d.ip else { continue };
+            let (hs, hd) = (flood::addr_hash(i.src), flood::addr_hash(i.dst));
+            if !fast.fast_path(ts, vnet, &d, hd) {
+                fast.observe_hashed(ts, vnet, &d, hs, hd, &mut a);
+            }
+            full.observe_hashed(ts, vnet, &d, hs, hd, &mut b);
+        }
+        [a, b]
+    }
+
+    /// What the two runs of [`fast_and_full`] must agree on: kind, VNet,
+    /// span, victim and details.
+    type AlertKey = (
+        &'static str,
+        VnetId,
+        Timestamp,
+        Timestamp,
+        Option<IpAddr>,
+        String,
+    );
+
+    fn alert_keys(v: &[AlertRecord]) -> Vec<AlertKey> {
+        v.iter()
+            .map(|x| (x.kind, x.vnet, x.time, x.end, x.dst_addr, x.details.clone()))
+            .collect()
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
-        /// The floods' fast path for ACK segments ([`flood::Floods::observe_ack`],
-        /// taken by [`Ids::observe`]) has the effect of the full path: SYN,
-        /// ACK and SYN-ACK traffic to a few destinations in two VNets,
-        /// across window boundaries, raises the same flood alerts either way.
+        /// The floods' fast path ([`flood::Floods::fast_path`]) has the
+        /// effect of the full path on ACK segments: SYN, ACK and SYN-ACK
+        /// traffic to a few destinations in two VNets, across window
+        /// boundaries, raises the same flood alerts either way.
         #[test]
         fn the_floods_ack_fast_path_is_the_full_path(
             pkts in proptest::collection::vec((0u32..6, 0u32..4, 0u8..16, 0u16..2, 0i64..5_000), 1..1500),
@@ -795,55 +831,34 @@ mod fuzz {
             acks in 0u8..16,
         ) {
             let c = IdsConfig { syn_rate: 20, vnet_syn_rate: 40, vnet_syn_destinations: 2, vnet_syn_sources: 2, syn_ack_rate: 20, reflectors: 2, ..IdsConfig::default() };
-            let (mut fast, mut full) = (flood::Floods::new(&c), flood::Floods::new(&c));
-            let (mut a, mut b) = (Vec::new(), Vec::new());
             let mut t = 0i64;
-            for (src, dst, k, vnet, dt) in pkts {
+            let frames: Vec<_> = pkts.into_iter().map(|(src, dst, k, vnet, dt)| {
                 t += dt;
                 let flags = if k < acks { [0x10, 0x18][usize::from(k & 1)] } else { [0x02, 0x02, 0x12][usize::from(k % 3)] };
-                let f = frame(ip(0x0a00_0100 + src), ip(0x0a00_0001 + dst), 6, &tcp(1000 + src as u16, 80, flags));
-                let d = decode(LinkType::Ethernet, &f);
-                let (ts, vnet) = (Timestamp(t), VnetId(vnet));
-                let Some(i) = d.ip else { continue };
-                let (hs, hd) = (flood::addr_hash(i.src), flood::addr_hash(i.dst));
-                if flags & 0x16 != 0x10 || !fast.observe_ack(ts, vnet, hd) {
-                    fast.observe_hashed(ts, vnet, &d, hs, hd, &mut a);
-                }
-                full.observe_hashed(ts, vnet, &d, hs, hd, &mut b);
-            }
-            let key = |v: &Vec<AlertRecord>| v.iter().map(|x| (x.kind, x.vnet, x.time, x.end, x.dst_addr, x.details.clone())).collect::<Vec<_>>();
-            prop_assert_eq!(key(&a), key(&b));
+                (t, frame(ip(0x0a00_0100 + src), ip(0x0a00_0001 + dst), 6, &tcp(1000 + src as u16, 80, flags)), vnet)
+            }).collect();
+            let [a, b] = fast_and_full(&c, &frames);
+            prop_assert_eq!(alert_keys(&a), alert_keys(&b));
         }
 
-        /// The same for UDP datagrams ([`flood::Floods::observe_udp`]),
-        /// with amplifying services' ports among them (which always take
-        /// the full path), around a low UDP flood threshold.
+        /// The same for UDP datagrams, with amplifying services' ports
+        /// among them (which always take the full path), around a low UDP
+        /// flood threshold.
         #[test]
         fn the_floods_udp_fast_path_is_the_full_path(
             pkts in proptest::collection::vec((0u32..6, 0u32..3, prop_oneof![Just(53u16), Just(161u16), Just(5004u16), Just(40000u16)], 0u16..2, 0i64..5_000), 1..1500),
             udp_rate in 1u32..60,
         ) {
             let c = IdsConfig { udp_rate, amp_rate: 20, reflectors: 2, ..IdsConfig::default() };
-            let (mut fast, mut full) = (flood::Floods::new(&c), flood::Floods::new(&c));
-            let (mut a, mut b) = (Vec::new(), Vec::new());
             let mut t = 0i64;
-            for (src, dst, port, vnet, dt) in pkts {
+            let frames: Vec<_> = pkts.into_iter().map(|(src, dst, port, vnet, dt)| {
                 t += dt;
                 // Half the datagrams from the port, half to it.
                 let (sp, dp) = if src % 2 == 0 { (port, 40001) } else { (40001, port) };
-                let f = frame(ip(0x0a00_0100 + src), ip(0x0a00_0001 + dst), 17, &udp(sp, dp, &[0; 40]));
-                let d = decode(LinkType::Ethernet, &f);
-                let (ts, vnet) = (Timestamp(t), VnetId(vnet));
-                let Some(i) = d.ip else { continue };
-                let (hs, hd) = (flood::addr_hash(i.src), flood::addr_hash(i.dst));
-                let amp = flood::is_amp_port(sp) || flood::is_amp_port(dp);
-                if amp || !fast.observe_udp(ts, vnet, hd) {
-                    fast.observe_hashed(ts, vnet, &d, hs, hd, &mut a);
-                }
-                full.observe_hashed(ts, vnet, &d, hs, hd, &mut b);
-            }
-            let key = |v: &Vec<AlertRecord>| v.iter().map(|x| (x.kind, x.vnet, x.time, x.end, x.dst_addr, x.details.clone())).collect::<Vec<_>>();
-            prop_assert_eq!(key(&a), key(&b));
+                (t, frame(ip(0x0a00_0100 + src), ip(0x0a00_0001 + dst), 17, &udp(sp, dp, &[0; 40])), vnet)
+            }).collect();
+            let [a, b] = fast_and_full(&c, &frames);
+            prop_assert_eq!(alert_keys(&a), alert_keys(&b));
         }
     }
 
