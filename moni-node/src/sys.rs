@@ -50,13 +50,13 @@ pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
 /// glibc's tunable that backs malloc's heaps and large blocks with
 /// transparent huge pages (`madvise(MADV_HUGEPAGE)`, which the common THP
 /// mode `madvise` honours; `always` does it anyway, `never` ignores it).
-const HUGE_PAGES_TUNABLE: &str = "glibc.malloc.hugetlb=1";
+const HUGE_PAGES_TUNABLE: &str = "glibc.malloc.hugetlb";
 
 /// Set in the environment of the started-over node (and so of the
 /// processes it starts): never start over twice.
 const REEXEC_MARK: &str = "MONI_REEXECUTED";
 
-/// Starts the node again with [`HUGE_PAGES_TUNABLE`] added to
+/// Starts the node again with [`HUGE_PAGES_TUNABLE`]`=1` added to
 /// `GLIBC_TUNABLES` (glibc reads tunables only at start-up, hence the
 /// `exec`: same process id, arguments and descriptors), at most once
 /// (the new process has `MONI_REEXECUTED=1`). It does not when
@@ -99,8 +99,8 @@ pub fn reexec_with_huge_pages() {
     let current = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
     if current
         .as_bytes()
-        .windows(b"glibc.malloc.hugetlb".len())
-        .any(|w| w == b"glibc.malloc.hugetlb")
+        .windows(HUGE_PAGES_TUNABLE.len())
+        .any(|w| w == HUGE_PAGES_TUNABLE.as_bytes())
     {
         return;
     }
@@ -115,6 +115,7 @@ pub fn reexec_with_huge_pages() {
         tunables.push(":");
     }
     tunables.push(HUGE_PAGES_TUNABLE);
+    tunables.push("=1");
     let mut args = std::env::args_os();
     let mut cmd = std::process::Command::new(exe);
     if let Some(arg0) = args.next() {
