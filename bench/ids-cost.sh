@@ -16,7 +16,7 @@
 #        MONI_NODE replay --workers 1 --no-progress --out OUT CAPTURE
 #      perf report -i ids.perf --children --sort symbol -g none
 #    summed over each detector's entry points (Floods::observe_hashed and
-#    its fast_path;
+#    its fast paths fast_ack and fast_udp;
 #    PortScan's and Sweep's observe, observe_udp and tick; the DNS and ARP
 #    observe); "all detectors" is Ids::observe, which adds the dispatch and
 #    the shared per-packet hashes. perf samples CPU time here (no hardware
@@ -38,7 +38,8 @@ printf '[ids]\nenabled = false\n' > "$W/ids-off.toml"
 # Each detector's entry points, for both profiles (perf and callgrind).
 cat > "$W/groups.py" <<'PY'
 GROUPS = [
-    ("floods", [r"ids::flood::Floods::observe_hashed$", r"ids::flood::Floods::fast_path$",
+    ("floods", [r"ids::flood::Floods::observe_hashed$", r"ids::flood::Floods::fast_ack$",
+                r"ids::flood::Floods::fast_udp$",
                 r"<analyzers::ids::flood::Floods as analyzers::ids::Detector>::observe$"]),
     ("port_scan", [r"<analyzers::ids::scan::PortScan as analyzers::ids::Detector>::observe$",
                    r"ids::scan::PortScan::observe_udp$", r"ids::scan::PortScan::tick$"]),

@@ -652,10 +652,7 @@ impl Floods {
     /// - A UDP datagram neither to nor from an amplifying service's port
     ///   bumps the UDP flood sketch, unless it would reach the threshold
     ///   (the full path then counts it and alerts).
-    ///
-    /// Not inlined: the detector's cost stays attributable in a profile
-    /// (`bench/ids-cost.sh`), for the price of a call.
-    #[inline(never)]
+    #[inline]
     pub(crate) fn fast_path(
         &mut self,
         ts: Timestamp,
@@ -663,33 +660,53 @@ impl Floods {
         d: &Decoded<'_>,
         hd: u64,
     ) -> bool {
-        let udp = match d.transport {
-            Transport::Tcp { flags, .. } if flags & (f::SYN | f::ACK | f::RST) == f::ACK => false,
+        match d.transport {
+            Transport::Tcp { flags, .. } if flags & (f::SYN | f::ACK | f::RST) == f::ACK => {
+                self.fast_ack(ts, vnet, hd)
+            }
             Transport::Udp { src_port, dst_port }
                 if amp_service(src_port).is_none() && amp_service(dst_port).is_none() =>
             {
-                true
+                self.fast_udp(ts, vnet, hd)
             }
-            _ => return false,
-        };
-        let (wu, threshold) = (self.window_us, self.udp);
-        let Some((id, v)) = self.by_vnet.get_mut(self.last_vnet) else {
+            _ => false,
+        }
+    }
+
+    /// The VNet window last hit, if it is `vnet`'s and still open at `ts`.
+    #[inline]
+    fn open_window(&mut self, ts: Timestamp, vnet: VnetId) -> Option<&mut VnetWindow> {
+        let wu = self.window_us;
+        let (id, v) = self.by_vnet.get_mut(self.last_vnet)?;
+        (*id == vnet && v.start.0 != 0 && ts.micros_since(v.start) <= wu).then_some(v)
+    }
+
+    /// [`Floods::fast_path`] for an ACK segment. Not inlined (nor is
+    /// [`Floods::fast_udp`]): the detector's cost stays attributable in a
+    /// profile (`bench/ids-cost.sh`), for the price of a call.
+    #[inline(never)]
+    fn fast_ack(&mut self, ts: Timestamp, vnet: VnetId, hd: u64) -> bool {
+        let Some(v) = self.open_window(ts, vnet) else {
             return false;
         };
-        if *id != vnet || v.start.0 == 0 || ts.micros_since(v.start) > wu {
+        if v.syn_dsts.promoted(hd) {
+            v.acks.add(hd);
+        }
+        v.completions += 1;
+        true
+    }
+
+    /// [`Floods::fast_path`] for a UDP datagram.
+    #[inline(never)]
+    fn fast_udp(&mut self, ts: Timestamp, vnet: VnetId, hd: u64) -> bool {
+        let threshold = self.udp;
+        let Some(v) = self.open_window(ts, vnet) else {
+            return false;
+        };
+        if v.udp.get(hd).saturating_add(1) >= threshold {
             return false;
         }
-        if udp {
-            if v.udp.get(hd).saturating_add(1) >= threshold {
-                return false;
-            }
-            v.udp.add(hd);
-        } else {
-            if v.syn_dsts.promoted(hd) {
-                v.acks.add(hd);
-            }
-            v.completions += 1;
-        }
+        v.udp.add(hd);
         true
     }
 
