@@ -5,10 +5,15 @@
 #
 #   bench/ids-cost.sh MONI_NODE CAPTURE [ROUNDS]      (default 3 rounds)
 #
-# 1. CPU time (user + sys, /usr/bin/time) of a 1-worker replay with the
-#    IDS on and with `[ids] enabled = false`, interleaved, medians of
-#    ROUNDS: CPU time is what the detectors add, and other processes on
-#    the machine disturb it far less than wall time.
+# 1. Wall and CPU time (user + sys, /usr/bin/time) of a 1-worker replay
+#    with the IDS on, with `[ids] enabled = false`, and with each detector
+#    turned off in turn (`[ids] detectors` without it), interleaved (one
+#    run of each per round), ROUNDS rounds. A detector's cost is what
+#    turning it off saves: 1 - (time without it / time with all on),
+#    per round, median over the rounds (pairs within a round see the same
+#    machine speed; this VM's drifts by up to a third within minutes).
+#    This is the acceptance figure: "no detector costs more than 2% of
+#    replay throughput".
 # 2. With perf installed, each detector's share of the process's CPU
 #    samples, callees included (the tables each detector writes count to
 #    it), from one IDS-on replay:
@@ -21,12 +26,17 @@
 #    observe); "all detectors" is Ids::observe, which adds the dispatch and
 #    the shared per-packet hashes. perf samples CPU time here (no hardware
 #    counters on this VM): a share is of the process's CPU time.
-# 3. With valgrind installed, the same shares from callgrind on the
-#    capture's first 500,000 packets: of instructions, and of estimated
-#    cycles (its cache simulation, last level 2 MiB as this VM's L2:
-#    Ir + 10 x L1 misses + 100 x LL misses). Unlike perf's, which sample
-#    the CPU clock on a VM whose speed drifts, these do not depend on the
-#    machine's load: run twice, they agree to the digit.
+# 3. With valgrind installed, on the capture's first 500,000 packets:
+#    callgrind's count of instructions and its estimate of cycles (cache
+#    simulation, last level 2 MiB as this VM's L2: Ir + 10 x L1 misses +
+#    100 x LL misses), (a) each detector's share, callees included, and
+#    (b) unless IDS_COST_QUICK=1, what turning each detector off saves,
+#    as in 1 (its own work, plus the hashes and dispatch it alone needs,
+#    plus the cache misses its tables cause elsewhere). Unlike perf and
+#    the clock, these do not depend on the machine's load. The simulated
+#    cache is one for all threads, as if on one core: it overstates the
+#    misses one thread's tables cause in another's (on 2 cores they have
+#    an L2 each).
 # perf and valgrind run the node with glibc's huge-page tunable set
 # already, so that it does not start over (moni-node's
 # sys::reexec_with_huge_pages): valgrind would not follow it, and perf's
@@ -50,23 +60,41 @@ GROUPS = [
     ("all detectors (Ids::observe)", [r"analyzers::ids::Ids::observe$"]),
 ]
 PY
+# The configurations: all on, IDS off, and each detector off in turn.
+DETECTORS="port_scan host_sweep flood dns arp_sweep"
+: > "$W/all.toml"
+for d in $DETECTORS; do
+  others=$(for o in $DETECTORS; do [ "$o" = "$d" ] || printf '"%s", ' "$o"; done)
+  printf '[ids]\ndetectors = [%s]\n' "${others%, }" > "$W/no-$d.toml"
+done
+CONFIGS="all ids-off $(for d in $DETECTORS; do printf 'no-%s ' "$d"; done)"
 for _ in $(seq "$ROUNDS"); do
-  for mode in on off; do
-    cfg=(); [ "$mode" = off ] && cfg=(--config "$W/ids-off.toml")
-    /usr/bin/time -o "$W/t" -f '%U %S' "$BIN" replay --no-progress --overwrite --workers 1 \
-      "${cfg[@]}" --out "$W/out" "$CAP" >/dev/null 2>&1
-    echo "$mode $(tail -1 "$W/t")" >> "$W/cpu"
+  for c in $CONFIGS; do
+    /usr/bin/time -o "$W/t" -f '%e %U %S' "$BIN" replay --no-progress --overwrite --workers 1 \
+      --config "$W/$c.toml" --out "$W/out" "$CAP" >/dev/null 2>&1
+    echo "$c $(tail -1 "$W/t")" >> "$W/cpu"
   done
 done
 python3 - "$W/cpu" <<'PY'
 import statistics, sys
-cpu = {"on": [], "off": []}
+runs = {}
 for line in open(sys.argv[1]):
-    mode, user, sys_ = line.split()
-    cpu[mode].append(float(user) + float(sys_))
-on, off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
-print(f"  IDS CPU (user+sys, 1 worker, median of {len(cpu['on'])}): on {on:.2f} s, off {off:.2f} s")
-print(f"  IDS on / IDS off, CPU:       {off / on:.2f}x  (goal >= 0.90x, issue 16)")
+    c, wall, user, sys_ = line.split()
+    runs.setdefault(c, []).append((float(wall), float(user) + float(sys_)))
+med = lambda xs: statistics.median(xs)
+on_wall, on_cpu = med([r[0] for r in runs["all"]]), med([r[1] for r in runs["all"]])
+off_wall, off_cpu = med([r[0] for r in runs["ids-off"]]), med([r[1] for r in runs["ids-off"]])
+n = len(runs["all"])
+print(f"  IDS on:  wall {on_wall:.2f} s, CPU (user+sys) {on_cpu:.2f} s; IDS off: wall {off_wall:.2f} s, CPU {off_cpu:.2f} s (medians of {n}, 1 worker)")
+print(f"  IDS on / IDS off, CPU:       {off_cpu / on_cpu:.2f}x  (goal >= 0.90x, issue 16)")
+print(f"  IDS on / IDS off, wall:      {off_wall / on_wall:.2f}x")
+print("  each detector's cost, what turning it off saves (median over rounds; goal < 2% each, issue 17):")
+print(f"    {'':14s} {'wall':>7s} {'CPU':>7s}")
+for c in [c for c in runs if c.startswith("no-")]:
+    pairs = list(zip(runs["all"], runs[c]))
+    wall = med([1 - w / a[0] for a, (w, _) in pairs])
+    cpu = med([1 - u / a[1] for a, (_, u) in pairs])
+    print(f"    {c[3:]:14s} {100 * wall:6.1f}% {100 * cpu:6.1f}%")
 PY
 command -v perf >/dev/null || { echo "  (perf not installed: no per-detector shares)"; exit 0; }
 GLIBC_TUNABLES=glibc.malloc.hugetlb=1 perf record -q --call-graph dwarf,16384 -F 400 -o "$W/ids.perf" -- "$BIN" replay --no-progress \
@@ -94,10 +122,12 @@ command -v valgrind >/dev/null || { echo "  (valgrind not installed: no callgrin
 command -v tcpdump >/dev/null || { echo "  (tcpdump not installed: no callgrind shares)"; exit 0; }
 tcpdump -r "$CAP" -c 500000 -w "$W/prefix.pcap" 2>/dev/null \
   || { echo "  (tcpdump could not cut the capture: no callgrind shares)"; exit 0; }
-GLIBC_TUNABLES=glibc.malloc.hugetlb=1 valgrind -q --tool=callgrind --cache-sim=yes --LL=2097152,16,64 --separate-threads=yes \
-  --callgrind-out-file="$W/cg.out" "$BIN" replay --no-progress --overwrite --workers 1 \
-  --out "$W/out" "$W/prefix.pcap" >/dev/null 2>&1 \
-  || { echo "  (callgrind failed: no callgrind shares)"; exit 0; }
+cg() {  # cg NAME CONFIG: one callgrind run of the prefix, threads apart
+  GLIBC_TUNABLES=glibc.malloc.hugetlb=1 valgrind -q --tool=callgrind --cache-sim=yes --LL=2097152,16,64 \
+    --separate-threads=yes --callgrind-out-file="$W/cg-$1.out" "$BIN" replay --no-progress --overwrite \
+    --workers 1 --config "$W/$2.toml" --out "$W/out" "$W/prefix.pcap" >/dev/null 2>&1
+}
+cg all all || { echo "  (callgrind failed: no callgrind shares)"; exit 0; }
 python3 - "$W" <<'PY'
 import glob, re, subprocess, sys
 sys.path.insert(0, sys.argv[1])
@@ -107,7 +137,7 @@ def cycles(ev):
     return g("Ir") + 10 * (g("I1mr") + g("D1mr") + g("D1mw")) + 100 * (g("ILmr") + g("DLmr") + g("DLmw"))
 total = [0, 0]
 share = {g: [0, 0] for g, _ in groups}
-for f in sorted(glob.glob(sys.argv[1] + "/cg.out-*")):
+for f in sorted(glob.glob(sys.argv[1] + "/cg-all.out-*")):
     out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--show-percs=no", "--threshold=100", f],
                          capture_output=True, text=True).stdout
     events, seen = None, set()
@@ -132,4 +162,31 @@ print("  share of the process's work, callees included (callgrind, first 500,000
 print(f"    {'':30s} {'instructions':>12s} {'est. cycles':>12s}")
 for g, _ in groups:
     print(f"    {g:30s} {100 * share[g][0] / max(total[0], 1):11.1f}% {100 * share[g][1] / max(total[1], 1):11.1f}%")
+PY
+[ "${IDS_COST_QUICK:-0}" = 1 ] && exit 0
+for d in $DETECTORS; do cg "no-$d" "no-$d" || { echo "  (callgrind failed)"; exit 0; }; done
+python3 - "$W" $DETECTORS <<'PY'
+import glob, sys
+def totals(name):
+    """Ir and estimated cycles of every thread of one callgrind run."""
+    ir = cyc = 0
+    for f in glob.glob(f"{sys.argv[1]}/cg-{name}.out-*"):
+        events = None
+        for line in open(f):
+            if line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith(("summary:", "totals:")) and events:
+                ev = dict(zip(events, map(int, line.split()[1:])))
+                g = lambda k: ev.get(k, 0)
+                ir += g("Ir")
+                cyc += g("Ir") + 10 * (g("I1mr") + g("D1mr") + g("D1mw")) \
+                    + 100 * (g("ILmr") + g("DLmr") + g("DLmw"))
+                break
+    return ir, cyc
+all_ir, all_cyc = totals("all")
+print("  what turning each detector off saves (callgrind, same prefix; goal < 2% each):")
+print(f"    {'':14s} {'instructions':>12s} {'est. cycles':>12s}")
+for d in sys.argv[2:]:
+    ir, cyc = totals("no-" + d)
+    print(f"    {d:14s} {100 * (1 - ir / all_ir):11.1f}% {100 * (1 - cyc / all_cyc):11.1f}%")
 PY

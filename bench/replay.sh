@@ -269,4 +269,4 @@ PY
 # The detectors' cost in CPU time and each detector's share of cycles
 # (issue 17), from bench/ids-cost.sh.
 echo "IDS cost on the flow-heavy capture (1 worker):"
-bash bench/ids-cost.sh "$BIN/moni-node" "$HEAVY" 3
+bash bench/ids-cost.sh "$BIN/moni-node" "$HEAVY" 7

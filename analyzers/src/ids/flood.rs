@@ -21,10 +21,11 @@
 //! rest of every stream skips the sketch: the half-open ratio is that of
 //! the SYNs since the destination got exact state. The two packet kinds
 //! that make most traffic take a fast path with the same effect as the
-//! full one (`Floods::fast_path`: an ACK segment reads one bit, a
+//! full one (`Floods::fast_path`: an ACK segment reads one bit, or
+//! nothing while no destination has exact SYN state, the common case; a
 //! datagram of another service than the amplifying ones bumps one
 //! sketch), which [`super::Ids`] tries before the full path (an ACK's
-//! source is not even hashed).
+//! addresses are hashed only when the bit must be read).
 //!
 //! Echo replies to a host that itself sends echo requests are its answers,
 //! not a flood against it (a flooder's victim replying names no second
@@ -111,43 +112,172 @@ impl Cms {
     }
 }
 
+/// Slots of a [`GatedCms`]'s coarse stage.
+const COARSE_SLOTS: usize = 1024;
+
+/// Counts by key in two stages, for the rates of the floods (UDP, ICMP by
+/// destination) that every such packet bumps: a coarse array of 1,024
+/// counters (4 KiB, hot in cache) counts every packet; a key's slot is
+/// the sum over the keys that share it, so while it stays under `hot_at`
+/// (an eighth of the threshold) no key in it can reach the threshold and
+/// the count-min sketch (32 KiB, cold: a cache miss or two per packet) is
+/// not touched. From the packet that brings a slot to `hot_at` on, its
+/// keys count in the sketch too, on top of the slot's count before that
+/// packet (its seed: at least what any of its keys had). An estimate is
+/// an upper bound, as the sketch's own: it over-counts a key by at most
+/// its slot's seed, under an eighth of the threshold plus one packet. In
+/// normal traffic no slot gets near: a slot reaches an eighth of 20,000
+/// UDP packets a second only at 2.5 M UDP packets a second in all.
+#[derive(Debug)]
+struct GatedCms {
+    coarse: Box<[u32; COARSE_SLOTS]>,
+    /// The seed of each hot slot; [`NOT_HOT`] until it gets hot.
+    seed: Box<[u32; COARSE_SLOTS]>,
+    fine: Cms,
+    /// Whether any slot is hot (else `fine` is all zeros: clearing skips it).
+    any_hot: bool,
+}
+
+/// A [`GatedCms`] slot that did not reach `hot_at`.
+const NOT_HOT: u32 = u32::MAX;
+
+impl Default for GatedCms {
+    fn default() -> Self {
+        GatedCms {
+            coarse: Box::new([0; COARSE_SLOTS]),
+            seed: Box::new([NOT_HOT; COARSE_SLOTS]),
+            fine: Cms::default(),
+            any_hot: false,
+        }
+    }
+}
+
+impl GatedCms {
+    /// Bits 48.. of the hash (the sketch indexes by 0..12 and 32..44).
+    #[inline]
+    fn slot(h: u64) -> usize {
+        (h >> 48) as usize % COARSE_SLOTS
+    }
+
+    /// Counts one packet of `h`; its estimate, this packet included.
+    #[inline]
+    fn add(&mut self, h: u64, hot_at: u32) -> u32 {
+        let i = Self::slot(h);
+        let (Some(c), Some(seed)) = (self.coarse.get_mut(i), self.seed.get_mut(i)) else {
+            return u32::MAX;
+        };
+        let before = *c;
+        *c = c.saturating_add(1);
+        if *seed == NOT_HOT {
+            if *c < hot_at {
+                return *c;
+            }
+            *seed = before;
+            self.any_hot = true;
+        }
+        seed.saturating_add(self.fine.add(h))
+    }
+
+    /// Counts one packet of `h` if its estimate stays under `limit` (the
+    /// threshold: the caller's full path counts the packet that reaches
+    /// it, and alerts); whether it did. A slot far from hot takes one
+    /// load and one store.
+    #[inline]
+    fn add_below(&mut self, h: u64, hot_at: u32, limit: u32) -> bool {
+        let i = Self::slot(h);
+        if let (Some(c), Some(&NOT_HOT)) = (self.coarse.get_mut(i), self.seed.get(i)) {
+            if c.saturating_add(1) < hot_at.min(limit) {
+                *c += 1;
+                return true;
+            }
+        }
+        if self.get(h).saturating_add(1) >= limit {
+            return false;
+        }
+        self.add(h, hot_at);
+        true
+    }
+
+    /// The estimate of `h`.
+    #[inline]
+    fn get(&self, h: u64) -> u32 {
+        let i = Self::slot(h);
+        match (self.coarse.get(i), self.seed.get(i)) {
+            (Some(&c), Some(&NOT_HOT)) => c,
+            (Some(_), Some(&seed)) => seed.saturating_add(self.fine.get(h)),
+            _ => u32::MAX,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.coarse.fill(0);
+        self.seed.fill(NOT_HOT);
+        if self.any_hot {
+            self.fine.clear();
+            self.any_hot = false;
+        }
+    }
+}
+
+/// Blocks of a [`PairCms`]: one cache line each.
+const PAIR_BLOCKS: usize = 1024;
+/// Cells of a [`PairCms`] block.
+const PAIR_CELLS: usize = 8;
+
 /// Two count-min sketches that index alike (packets and bytes of one
-/// key), laid out side by side: one cache line per row for both.
+/// key), laid out so that one key's cells share a cache line: a key
+/// hashes to one block of 8 cells (64 bytes) and to two distinct cells in
+/// it, and its estimates are the smaller of the two, per count. As many
+/// counters as two rows of 4,096, each shared by as many keys on average,
+/// for one cache miss per packet instead of two: the hosts these sketches
+/// count (every DNS client, every SYN's source) are mostly new ones.
 #[derive(Debug)]
 struct PairCms {
-    rows: Box<[[[u32; 2]; CMS_WIDTH]; 2]>,
+    blocks: Box<[[[u32; 2]; PAIR_CELLS]; PAIR_BLOCKS]>,
 }
 
 impl Default for PairCms {
     fn default() -> Self {
         PairCms {
-            rows: Box::new([[[0; 2]; CMS_WIDTH]; 2]),
+            blocks: Box::new([[[0; 2]; PAIR_CELLS]; PAIR_BLOCKS]),
         }
     }
 }
 
 impl PairCms {
+    /// The block of `h` (bits 0..10, as [`Cms`]'s first row) and its two
+    /// cells in it (bits 32..38).
+    #[inline]
+    fn cells(h: u64) -> (usize, usize, usize) {
+        let i = (h >> 32) as usize % PAIR_CELLS;
+        let j = (i + 1 + (h >> 35) as usize % (PAIR_CELLS - 1)) % PAIR_CELLS;
+        (h as usize % PAIR_BLOCKS, i, j)
+    }
+
     /// Adds `x` to the first count and `y` to the second.
     fn add(&mut self, h: u64, x: u32, y: u32) {
-        let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
-        for (row, i) in self.rows.iter_mut().zip([a, b]) {
-            let c = &mut row[i];
-            c[0] = c[0].saturating_add(x);
-            c[1] = c[1].saturating_add(y);
+        let (b, i, j) = Self::cells(h);
+        if let Some(block) = self.blocks.get_mut(b) {
+            for k in [i, j] {
+                if let Some(c) = block.get_mut(k) {
+                    c[0] = c[0].saturating_add(x);
+                    c[1] = c[1].saturating_add(y);
+                }
+            }
         }
     }
 
-    /// Both estimates (each the smaller of its two rows, as [`Cms`]).
+    /// Both estimates (each the smaller of its two cells).
     fn get(&self, h: u64) -> (u32, u32) {
-        let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
-        let (x, y) = (self.rows[0][a], self.rows[1][b]);
-        (x[0].min(y[0]), x[1].min(y[1]))
+        let (b, i, j) = Self::cells(h);
+        match self.blocks.get(b).map(|block| (block.get(i), block.get(j))) {
+            Some((Some(x), Some(y))) => (x[0].min(y[0]), x[1].min(y[1])),
+            _ => (u32::MAX, u32::MAX),
+        }
     }
 
     fn clear(&mut self) {
-        for r in self.rows.iter_mut() {
-            r.fill([0; 2]);
-        }
+        self.blocks.fill([[0; 2]; PAIR_CELLS]);
     }
 }
 
@@ -171,6 +301,9 @@ struct SynDsts {
     counts: Box<[u8; SYN_DST_SLOTS]>,
     first: Box<[i64; SYN_DST_SLOTS]>,
     promoted: Box<[u64; SYN_DST_SLOTS / 64]>,
+    /// Whether any slot is marked: until one is, an ACK needs neither
+    /// its destination's hash nor the bit.
+    any_promoted: bool,
 }
 
 impl Default for SynDsts {
@@ -179,6 +312,7 @@ impl Default for SynDsts {
             counts: Box::new([0; SYN_DST_SLOTS]),
             first: Box::new([0; SYN_DST_SLOTS]),
             promoted: Box::new([0; SYN_DST_SLOTS / 64]),
+            any_promoted: false,
         }
     }
 }
@@ -212,6 +346,7 @@ impl SynDsts {
     fn mark(&mut self, i: usize) {
         if let Some(w) = self.promoted.get_mut(i / 64) {
             *w |= 1 << (i % 64);
+            self.any_promoted = true;
         }
     }
 
@@ -227,12 +362,14 @@ impl SynDsts {
     fn clear(&mut self) {
         self.counts.fill(0);
         self.promoted.fill(0);
+        self.any_promoted = false;
     }
 
     /// Marks again every slot with at least `promote_at` SYNs, and only
     /// those (a new threshold).
     fn mark_promoted(&mut self, promote_at: u64) {
         self.promoted.fill(0);
+        self.any_promoted = false;
         for i in 0..SYN_DST_SLOTS {
             if self
                 .counts
@@ -245,16 +382,29 @@ impl SynDsts {
     }
 }
 
+/// The last instant of a window (its start + its length), in
+/// microseconds; [`i64::MIN`] (every packet is after it) before it starts.
+#[derive(Debug, Clone, Copy)]
+struct WindowEnd(i64);
+
+impl Default for WindowEnd {
+    fn default() -> Self {
+        WindowEnd(i64::MIN)
+    }
+}
+
 /// Per VNet and window: sketches of ACKs, UDP and ICMP by destination, and
 /// the VNet-wide SYN counts.
 #[derive(Debug, Default)]
 struct VnetWindow {
     start: Timestamp,
+    /// The window's last instant: the fast path's one comparison.
+    end: WindowEnd,
     /// ACKs by destination, counted only to destinations in `syn_dsts`.
     acks: Cms,
     syn_dsts: SynDsts,
-    udp: Cms,
-    icmp: Cms,
+    udp: GatedCms,
+    icmp: GatedCms,
     /// ICMP echo requests and SYNs by *source*: a host's own pings and
     /// connections, whose answers are no attack on it.
     echo_requests: Cms,
@@ -366,11 +516,20 @@ pub struct Floods {
     vnet_dsts: f64,
     udp: u32,
     icmp: u32,
+    /// [`GatedCms`]'s `hot_at` for `udp` and `icmp`: an eighth of them.
+    udp_hot: u32,
+    icmp_hot: u32,
     vnet_sources: f64,
     slice_us: i64,
     syn_ack_rate: f64,
     amp_rate: f64,
     reflectors: f64,
+}
+
+/// The count at which a [`GatedCms`] slot gets hot, for `threshold`: an
+/// eighth of it, at least 1.
+fn hot_at(threshold: u64) -> u32 {
+    u32::try_from(threshold / 8).unwrap_or(u32::MAX).max(1)
 }
 
 impl Floods {
@@ -391,6 +550,8 @@ impl Floods {
             vnet_dsts: f64::from(c.vnet_syn_destinations),
             udp: u32::try_from(u64::from(c.udp_rate) * secs).unwrap_or(u32::MAX),
             icmp: u32::try_from(u64::from(c.icmp_rate) * secs).unwrap_or(u32::MAX),
+            udp_hot: hot_at(u64::from(c.udp_rate) * secs),
+            icmp_hot: hot_at(u64::from(c.icmp_rate) * secs),
             vnet_sources: f64::from(c.vnet_syn_sources),
             slice_us: i64::from(c.flood_slice_ms.max(1)) * 1_000,
             syn_ack_rate: f64::from(c.syn_ack_rate),
@@ -411,9 +572,13 @@ impl Floods {
         self.by_dst = by_dst;
         self.reflected = reflected;
         self.by_vnet = by_vnet;
-        // The promotion marks follow the new threshold at once.
+        // The promotion marks and the windows' ends follow the new
+        // settings at once.
         for (_, v) in &mut self.by_vnet {
             v.syn_dsts.mark_promoted(self.promote_at);
+            if v.start.0 != 0 {
+                v.end = WindowEnd(v.start.0.saturating_add(self.window_us));
+            }
         }
         self.last_vnet = last;
         self.vnets_evicted = evicted;
@@ -480,7 +645,10 @@ impl Floods {
         out: &mut Vec<AlertRecord>,
     ) {
         let amp = service.is_some();
-        if amp && requests > 0 && self.reflected.get_mut(&(vnet, victim, amp)).is_none() {
+        if amp
+            && requests > 0
+            && (self.reflected.is_empty() || self.reflected.get_mut(&(vnet, victim, amp)).is_none())
+        {
             // Answers to this host's own questions: no state.
             return;
         }
@@ -648,17 +816,22 @@ impl Floods {
     /// source is never hashed when this takes it).
     /// - An ACK segment (ACK, neither SYN nor RST: the bulk of every
     ///   stream) counts as a completion, and as an ACK to its destination
-    ///   when that has exact SYN state: one bit read.
+    ///   when that has exact SYN state: one bit read (and its hash
+    ///   computed), once any destination has it this window.
     /// - A UDP datagram neither to nor from an amplifying service's port
     ///   bumps the UDP flood sketch, unless it would reach the threshold
     ///   (the full path then counts it and alerts).
+    ///
+    /// `hd` gives the destination's hash ([`addr_hash`]), asked only
+    /// when needed: an ACK needs it only once some destination got exact
+    /// SYN state this window.
     #[inline]
     pub(crate) fn fast_path(
         &mut self,
         ts: Timestamp,
         vnet: VnetId,
         d: &Decoded<'_>,
-        hd: u64,
+        hd: impl FnOnce() -> u64,
     ) -> bool {
         match d.transport {
             Transport::Tcp { flags, .. } if flags & (f::SYN | f::ACK | f::RST) == f::ACK => {
@@ -667,7 +840,7 @@ impl Floods {
             Transport::Udp { src_port, dst_port }
                 if amp_service(src_port).is_none() && amp_service(dst_port).is_none() =>
             {
-                self.fast_udp(ts, vnet, hd)
+                self.fast_udp(ts, vnet, hd())
             }
             _ => false,
         }
@@ -676,21 +849,24 @@ impl Floods {
     /// The VNet window last hit, if it is `vnet`'s and still open at `ts`.
     #[inline]
     fn open_window(&mut self, ts: Timestamp, vnet: VnetId) -> Option<&mut VnetWindow> {
-        let wu = self.window_us;
         let (id, v) = self.by_vnet.get_mut(self.last_vnet)?;
-        (*id == vnet && v.start.0 != 0 && ts.micros_since(v.start) <= wu).then_some(v)
+        // The full path's test.
+        (*id == vnet && ts.0 <= v.end.0).then_some(v)
     }
 
     /// [`Floods::fast_path`] for an ACK segment. Not inlined (nor is
     /// [`Floods::fast_udp`]): the detector's cost stays attributable in a
     /// profile (`bench/ids-cost.sh`), for the price of a call.
     #[inline(never)]
-    fn fast_ack(&mut self, ts: Timestamp, vnet: VnetId, hd: u64) -> bool {
+    fn fast_ack(&mut self, ts: Timestamp, vnet: VnetId, hd: impl FnOnce() -> u64) -> bool {
         let Some(v) = self.open_window(ts, vnet) else {
             return false;
         };
-        if v.syn_dsts.promoted(hd) {
-            v.acks.add(hd);
+        if v.syn_dsts.any_promoted {
+            let hd = hd();
+            if v.syn_dsts.promoted(hd) {
+                v.acks.add(hd);
+            }
         }
         v.completions += 1;
         true
@@ -699,15 +875,11 @@ impl Floods {
     /// [`Floods::fast_path`] for a UDP datagram.
     #[inline(never)]
     fn fast_udp(&mut self, ts: Timestamp, vnet: VnetId, hd: u64) -> bool {
-        let threshold = self.udp;
+        let (threshold, hot) = (self.udp, self.udp_hot);
         let Some(v) = self.open_window(ts, vnet) else {
             return false;
         };
-        if v.udp.get(hd).saturating_add(1) >= threshold {
-            return false;
-        }
-        v.udp.add(hd);
-        true
+        v.udp.add_below(hd, hot, threshold)
     }
 
     /// [`Detector::observe`] with the packet's source and destination
@@ -759,8 +931,15 @@ impl Floods {
         let Some((_, v)) = self.by_vnet.get_mut(i) else {
             return;
         };
-        if ts.micros_since(v.start) > wu || v.start.0 == 0 {
+        if ts.0 > v.end.0 {
+            // Past the window's end, or before the first window. A start
+            // at time 0 means none here, as in every table of the
+            // detectors: such a window begins again at the next packet.
             v.start = ts;
+            v.end = match ts.0 {
+                0 => WindowEnd::default(),
+                t => WindowEnd(t.saturating_add(wu)),
+            };
             v.acks.clear();
             v.syn_dsts.clear();
             v.udp.clear();
@@ -833,7 +1012,7 @@ impl Floods {
                 );
                 return;
             }
-            if v.udp.add(h) == self.udp {
+            if v.udp.add(h, self.udp_hot) == self.udp {
                 out.push(alert(
                     UDP_FLOOD,
                     9_000_004,
@@ -865,7 +1044,7 @@ impl Floods {
                 } if v.echo_requests.get(h) > 0 => return,
                 _ => 0,
             };
-            if v.icmp.add(h) == self.icmp {
+            if v.icmp.add(h, self.icmp_hot) == self.icmp {
                 out.push(alert(
                     ICMP_FLOOD,
                     9_000_005,
@@ -992,7 +1171,7 @@ impl Floods {
 
 #[cfg(test)]
 mod tests {
-    use super::{amp_service, Floods, VnetWindow, AMP_SERVICES};
+    use super::{amp_service, Floods, GatedCms, VnetWindow, AMP_SERVICES, NOT_HOT};
     use crate::ids::IdsConfig;
     use crate::time::Timestamp;
     use crate::vnet::VnetId;
@@ -1008,6 +1187,7 @@ mod tests {
         let mut f = Floods::new(&c(400));
         let mut v = VnetWindow {
             start: Timestamp(1),
+            end: super::WindowEnd(1_000_001),
             ..VnetWindow::default()
         };
         // An ACK from 10.0.0.2 to 10.0.0.1 (Ethernet, IPv4, TCP).
@@ -1031,8 +1211,69 @@ mod tests {
         assert!(!promoted(&f), "back to 100");
         // The fast path counts the ACK only once promoted.
         f.reconfigure(&c(100));
-        assert!(f.fast_path(Timestamp(2), VnetId(0), &d, h));
+        assert!(f.fast_path(Timestamp(2), VnetId(0), &d, || h));
         assert_eq!(f.by_vnet[0].1.acks.get(h), 1);
+    }
+
+    proptest::proptest! {
+        /// A gated count is an upper bound of the true count, and over it
+        /// by at most the seed of the key's slot (under `hot_at`) plus
+        /// what the sketch itself over-counts; a slot that never got hot
+        /// never touches the sketch.
+        #[test]
+        fn gated_counts_bound_the_true_counts(
+            keys in proptest::collection::vec((0u64..40, 0u64..3), 1..3000),
+            hot_at in 1u32..300,
+        ) {
+            let mut g = GatedCms::default();
+            let mut plain = super::Cms::default();
+            let mut truth = std::collections::HashMap::new();
+            // Hashes: a few keys share slots (bits 48..) on purpose.
+            let hash = |k: u64, s: u64| {
+                (s << 48) | (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) & 0x0000_ffff_ffff_ffff)
+            };
+            for (k, s) in keys {
+                let h = hash(k, s);
+                let n = truth.entry(h).or_insert(0u32);
+                *n += 1;
+                let est = g.add(h, hot_at);
+                let bound = plain.add(h);
+                proptest::prop_assert!(est >= *n, "{est} < {n}");
+                proptest::prop_assert_eq!(g.get(h), est);
+                let slot = GatedCms::slot(h);
+                let seed = g.seed[slot];
+                if seed == NOT_HOT {
+                    proptest::prop_assert_eq!(est, g.coarse[slot]);
+                } else {
+                    proptest::prop_assert!(seed < hot_at);
+                    proptest::prop_assert!(est <= seed + bound, "{est} > {seed} + {bound}");
+                }
+            }
+            proptest::prop_assert_eq!(g.any_hot, g.seed.iter().any(|s| *s != NOT_HOT));
+            g.clear();
+            proptest::prop_assert!(!g.any_hot && g.fine.rows.iter().all(|r| r.iter().all(|c| *c == 0)));
+        }
+    }
+
+    proptest::proptest! {
+        /// A key's two cells are distinct cells of one block, and its
+        /// estimates bound its true sums from above.
+        #[test]
+        fn pair_counts_bound_the_true_sums(
+            adds in proptest::collection::vec((proptest::prelude::any::<u64>(), 0u32..5, 0u32..1500), 1..2000),
+        ) {
+            let mut p = super::PairCms::default();
+            let mut truth = std::collections::HashMap::new();
+            for (h, x, y) in adds {
+                let (b, i, j) = super::PairCms::cells(h);
+                proptest::prop_assert!(b < super::PAIR_BLOCKS && i < super::PAIR_CELLS && j < super::PAIR_CELLS && i != j);
+                p.add(h, x, y);
+                let t = truth.entry(h).or_insert((0u32, 0u32));
+                *t = (t.0 + x, t.1 + y);
+                let (ex, ey) = p.get(h);
+                proptest::prop_assert!(ex >= t.0 && ey >= t.1);
+            }
+        }
     }
 
     /// The `match` names the same service as the list, for every port.

@@ -48,6 +48,13 @@ use state::Bounded;
 pub struct IdsConfig {
     /// Whether the behavioural detectors run. Default true.
     pub enabled: bool,
+    /// Which of them run, by the name their metrics carry: `port_scan`;
+    /// `host_sweep`, which also raises `udp_sweep`; `flood`, which raises
+    /// every flood, reflection and amplification alert; `dns`;
+    /// `arp_sweep`. Default all: an operator turns off one that a
+    /// network's normal traffic keeps setting off, and `bench/ids-cost.sh`
+    /// measures each one's cost by turning it off.
+    pub detectors: Vec<String>,
     /// Port scan: distinct ports of one host from one source within the
     /// window. Default 20 in 60 s.
     pub scan_window_secs: u32,
@@ -133,7 +140,16 @@ pub struct IdsConfig {
     pub reload_timeout_secs: u64,
 }
 
+/// The behavioural detectors, by the name of [`IdsConfig::detectors`] and
+/// of their metrics ([`Ids::state`]).
+pub const DETECTORS: [&str; 5] = ["port_scan", "host_sweep", "flood", "dns", "arp_sweep"];
+
 impl IdsConfig {
+    /// Whether detector `name` (one of [`DETECTORS`]) runs.
+    pub fn runs(&self, name: &str) -> bool {
+        self.detectors.iter().any(|d| d == name)
+    }
+
     /// The signature alert caps of this configuration.
     pub fn alert_limits(&self) -> rules::AlertLimits {
         rules::AlertLimits {
@@ -147,6 +163,7 @@ impl Default for IdsConfig {
     fn default() -> Self {
         IdsConfig {
             enabled: true,
+            detectors: DETECTORS.iter().map(|d| (*d).to_string()).collect(),
             scan_window_secs: 60,
             scan_ports: 20,
             stealth_ports: 3,
@@ -297,6 +314,28 @@ impl Suppressor {
     }
 }
 
+/// Which detectors run, one flag each (read per packet).
+#[derive(Clone, Copy, Debug)]
+struct Running {
+    scan: bool,
+    sweep: bool,
+    floods: bool,
+    dns: bool,
+    arp: bool,
+}
+
+impl Running {
+    fn of(c: &IdsConfig) -> Running {
+        Running {
+            scan: c.runs("port_scan"),
+            sweep: c.runs("host_sweep"),
+            floods: c.runs("flood"),
+            dns: c.runs("dns"),
+            arp: c.runs("arp_sweep"),
+        }
+    }
+}
+
 /// All behavioural detectors behind one entry point (held by type, not
 /// boxed: the per-packet calls inline).
 pub struct Ids {
@@ -305,6 +344,8 @@ pub struct Ids {
     floods: flood::Floods,
     dns: dns::DnsAnomalies,
     arp: arp::ArpSweep,
+    /// Which detectors run (`[ids] detectors`).
+    on: Running,
     /// UDP exchanges seen lately (directional): only the first datagram of
     /// each reaches the scan and sweep detectors.
     udp_recent: state::Recent,
@@ -323,6 +364,7 @@ impl Ids {
             floods: flood::Floods::new(config),
             dns: dns::DnsAnomalies::new(config),
             arp: arp::ArpSweep::new(config),
+            on: Running::of(config),
             udp_recent: state::Recent::new(16),
             next_tick: i64::MIN,
             suppressor: Suppressor::new(config.cooldown_secs, config.max_tracked),
@@ -342,12 +384,17 @@ impl Ids {
             // Sweeps and UDP scans whose probes went unanswered are
             // judged as packet time passes, not only at their next probe.
             self.next_tick = ts.0.saturating_add(TICK_US);
-            self.scan.tick(ts, &mut self.pending);
-            self.sweep.tick(ts, &mut self.pending);
+            if self.on.scan {
+                self.scan.tick(ts, &mut self.pending);
+            }
+            if self.on.sweep {
+                self.sweep.tick(ts, &mut self.pending);
+            }
         }
+        let on = self.on;
         match (d.ip, d.transport) {
             (None, _) => {
-                if d.ether_type == Some(crate::decode::arp::ETHER_TYPE) {
+                if on.arp && d.ether_type == Some(crate::decode::arp::ETHER_TYPE) {
                     self.arp.observe(ts, vnet, d, &mut self.pending);
                 }
             }
@@ -356,18 +403,18 @@ impl Ids {
                 // detectors (the flood sketches index by it, the UDP
                 // exchanges below combine it).
                 let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
-                if !self.floods.fast_path(ts, vnet, d, hd) {
+                if on.floods && !self.floods.fast_path(ts, vnet, d, || hd) {
                     self.floods
                         .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
                 }
-                if src_port == 53 || dst_port == 53 {
+                if on.dns && (src_port == 53 || dst_port == 53) {
                     self.dns.observe(ts, vnet, d, &mut self.pending);
                 }
                 // The first datagram of an exchange is a probe, or the
                 // first answer to one; the rest of a stream costs a few
                 // multiplications and one array access.
                 let fwd = exchange_hash(hs, hd, src_port, dst_port);
-                if !self.udp_recent.seen(fwd) {
+                if (on.scan || on.sweep) && !self.udp_recent.seen(fwd) {
                     let back = exchange_hash(hd, hs, dst_port, src_port);
                     // Seen the other way first: this is the answer.
                     let role = if self.udp_recent.peek(back) {
@@ -376,8 +423,12 @@ impl Ids {
                         scan::UdpRole::Probe
                     };
                     if role == scan::UdpRole::Answer || d.payload.len() <= MAX_UDP_PROBE {
-                        self.scan.observe_udp(ts, vnet, d, role, &mut self.pending);
-                        self.sweep.observe_udp(ts, vnet, d, role, &mut self.pending);
+                        if on.scan {
+                            self.scan.observe_udp(ts, vnet, d, role, &mut self.pending);
+                        }
+                        if on.sweep {
+                            self.sweep.observe_udp(ts, vnet, d, role, &mut self.pending);
+                        }
                     }
                 }
             }
@@ -395,32 +446,41 @@ impl Ids {
                     }
                     _ => false,
                 };
-                let hd = flood::addr_hash(ip.dst);
-                if !self.floods.fast_path(ts, vnet, d, hd) {
-                    let hs = flood::addr_hash(ip.src);
+                if on.floods
+                    && !self
+                        .floods
+                        .fast_path(ts, vnet, d, || flood::addr_hash(ip.dst))
+                {
+                    let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
                     self.floods
                         .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
                 }
                 if ack {
                     return self.finish(out);
                 }
-                self.scan.observe(ts, vnet, d, &mut self.pending);
-                self.sweep.observe(ts, vnet, d, &mut self.pending);
+                if on.scan {
+                    self.scan.observe(ts, vnet, d, &mut self.pending);
+                }
+                if on.sweep {
+                    self.sweep.observe(ts, vnet, d, &mut self.pending);
+                }
             }
         }
         self.finish(out);
     }
 
-    #[inline]
+    #[inline(always)] // once per packet: outlined, it cost 18 instructions each
     fn finish(&mut self, out: &mut Vec<AlertRecord>) {
         if !self.pending.is_empty() {
             self.emit(out);
         }
     }
 
-    /// New thresholds and windows without dropping state (SIGHUP). Table
-    /// caps and the cooldown keep their start-up values.
+    /// New thresholds, windows and running detectors without dropping
+    /// state (SIGHUP). Table caps and the cooldown keep their start-up
+    /// values.
     pub fn reconfigure(&mut self, config: &IdsConfig) {
+        self.on = Running::of(config);
         self.scan.reconfigure(config);
         self.sweep.reconfigure(config);
         self.floods.reconfigure(config);

@@ -127,6 +127,54 @@ fn reconfigure_applies_new_thresholds_to_kept_state() {
     assert_eq!(r.kinds(), vec!["port_scan"]);
 }
 
+/// A port scan, then a UDP flood, fed to `r` from packet time `t0`.
+fn scan_then_flood(r: &mut Run, t0: i64) {
+    for p in 0..30u16 {
+        let t = t0 + i64::from(p) * 1_000;
+        r.feed(
+            t,
+            &frame(ip(ATTACKER), ip(VICTIM), 6, &tcp(40000, 1000 + p, 0x02)),
+        );
+    }
+    for i in 0..25_000u32 {
+        r.feed(
+            t0 + 100_000 + i64::from(i) * 30,
+            &frame(
+                ip(0x0c00_0000 + (i % 5000)),
+                ip(VICTIM),
+                17,
+                &udp(1234, 9999, b"x"),
+            ),
+        );
+    }
+}
+
+#[test]
+fn only_the_listed_detectors_run() {
+    let without = |name: &str| IdsConfig {
+        detectors: crate::ids::DETECTORS
+            .iter()
+            .filter(|d| **d != name)
+            .map(|d| (*d).to_string())
+            .collect(),
+        ..IdsConfig::default()
+    };
+    let mut all = Run::new(&IdsConfig::default());
+    scan_then_flood(&mut all, 0);
+    assert_eq!(all.kinds(), vec!["port_scan", "udp_flood"]);
+    let mut no_flood = Run::new(&without("flood"));
+    scan_then_flood(&mut no_flood, 0);
+    assert_eq!(no_flood.kinds(), vec!["port_scan"]);
+    let mut no_scan = Run::new(&without("port_scan"));
+    scan_then_flood(&mut no_scan, 0);
+    assert_eq!(no_scan.kinds(), vec!["udp_flood"]);
+    // A reload turns a detector back on (its state starts from then).
+    no_scan.ids.reconfigure(&IdsConfig::default());
+    no_scan.out.clear();
+    scan_then_flood(&mut no_scan, 120_000_000);
+    assert_eq!(no_scan.kinds(), vec!["port_scan", "udp_flood"]);
+}
+
 #[test]
 fn udp_scan_shows_through_port_unreachables() {
     let mut r = Run::new(&IdsConfig::default());
@@ -791,7 +839,7 @@ mod fuzz {
             let (ts, vnet) = (Timestamp(*t), VnetId(*vnet));
             let Some(i) = d.ip else { continue };
             let (hs, hd) = (flood::addr_hash(i.src), flood::addr_hash(i.dst));
-            if !fast.fast_path(ts, vnet, &d, hd) {
+            if !fast.fast_path(ts, vnet, &d, || hd) {
                 fast.observe_hashed(ts, vnet, &d, hs, hd, &mut a);
             }
             full.observe_hashed(ts, vnet, &d, hs, hd, &mut b);

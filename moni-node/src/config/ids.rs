@@ -60,6 +60,17 @@ pub(super) fn validate_ids(c: &IdsConfig) -> Result<IdsConfig, ConfigError> {
             "must be between 1 and 3600",
         ));
     }
+    for d in &c.detectors {
+        if !analyzers::ids::DETECTORS.contains(&d.as_str()) {
+            return Err(invalid(
+                "ids.detectors",
+                format!(
+                    "no detector is named {d:?} (the detectors: {})",
+                    analyzers::ids::DETECTORS.join(", ")
+                ),
+            ));
+        }
+    }
     if c.max_tracked == 0 || c.max_tracked > 10_000_000 {
         return Err(invalid("ids.max_tracked", "must be between 1 and 10000000"));
     }

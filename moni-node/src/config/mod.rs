@@ -442,11 +442,31 @@ mod tests {
             ("max_alerts_per_packet = 0", "ids.max_alerts_per_packet"),
             ("max_alerts_per_second = 0", "ids.max_alerts_per_second"),
             ("reload_timeout_secs = 0", "ids.reload_timeout_secs"),
+            ("detectors = [\"flood\", \"floods\"]", "ids.detectors"),
         ] {
             let c = NodeConfig::parse(&format!("[ids]\n{text}\n")).expect("parse");
             let e = c.resolve(None).expect_err(text).to_string();
             assert!(e.starts_with(&format!("config key {key}: ")), "{e}");
         }
+    }
+
+    #[test]
+    fn ids_detectors_default_to_all_and_name_the_unknown_one() {
+        let r = NodeConfig::parse("")
+            .expect("parse")
+            .resolve(None)
+            .expect("resolve");
+        assert_eq!(r.ids.detectors, analyzers::ids::DETECTORS.to_vec());
+        let c = NodeConfig::parse("[ids]\ndetectors = [\"dns\", \"flood\"]\n").expect("parse");
+        let r = c.resolve(None).expect("resolve");
+        assert!(r.ids.runs("flood") && r.ids.runs("dns") && !r.ids.runs("port_scan"));
+        let c = NodeConfig::parse("[ids]\ndetectors = [\"sweep\"]\n").expect("parse");
+        let e = c.resolve(None).expect_err("unknown detector").to_string();
+        assert_eq!(
+            e,
+            "config key ids.detectors: no detector is named \"sweep\" \
+             (the detectors: port_scan, host_sweep, flood, dns, arp_sweep)"
+        );
     }
 
     #[test]
