@@ -20,8 +20,8 @@
 #      perf record --call-graph dwarf,16384 -F 400 -o ids.perf -- \
 #        MONI_NODE replay --workers 1 --no-progress --out OUT CAPTURE
 #      perf report -i ids.perf --children --sort symbol -g none
-#    summed over each detector's entry points (Floods::observe_hashed and
-#    its fast paths fast_ack and fast_udp;
+#    summed over each detector's entry points (Floods::observe_hashed:
+#    its fast paths are inlined into Ids::observe;
 #    PortScan's and Sweep's observe, observe_udp and tick; the DNS and ARP
 #    observe); "all detectors" is Ids::observe, which adds the dispatch and
 #    the shared per-packet hashes. perf samples CPU time here (no hardware

@@ -324,22 +324,30 @@ impl SynDsts {
         (h >> 12) as usize % SYN_DST_SLOTS
     }
 
-    /// One more SYN to `h` at `ts`: the slot's count and first SYN time.
-    /// The slot is marked promoted once its count reaches `promote_at`.
-    fn add(&mut self, h: u64, ts: i64, promote_at: u64) -> (u8, i64) {
+    /// One more SYN to `h` at `ts`: the slot's count. The slot is marked
+    /// promoted once its count reaches `promote_at`.
+    fn add(&mut self, h: u64, ts: i64, promote_at: u64) -> u8 {
         let i = Self::slot(h);
-        let (Some(c), Some(f)) = (self.counts.get_mut(i), self.first.get_mut(i)) else {
-            return (u8::MAX, ts);
+        let Some(c) = self.counts.get_mut(i) else {
+            return u8::MAX;
         };
         if *c == 0 {
-            *f = ts;
+            if let Some(f) = self.first.get_mut(i) {
+                *f = ts;
+            }
         }
         *c = c.saturating_add(1);
-        let (c, f) = (*c, *f);
+        let c = *c;
         if u64::from(c) >= promote_at {
             self.mark(i);
         }
-        (c, f)
+        c
+    }
+
+    /// The time of the first SYN to `h`'s slot this window (read only at
+    /// promotion: the times are a cold 64 KiB).
+    fn first(&self, h: u64, or: i64) -> i64 {
+        self.first.get(Self::slot(h)).copied().unwrap_or(or)
     }
 
     /// Marks slot `i` promoted.
@@ -402,6 +410,8 @@ struct VnetWindow {
     end: WindowEnd,
     /// ACKs by destination, counted only to destinations in `syn_dsts`.
     acks: Cms,
+    /// Whether `acks` counted any this window (else clearing skips it).
+    acks_counted: bool,
     syn_dsts: SynDsts,
     udp: GatedCms,
     icmp: GatedCms,
@@ -854,10 +864,11 @@ impl Floods {
         (*id == vnet && ts.0 <= v.end.0).then_some(v)
     }
 
-    /// [`Floods::fast_path`] for an ACK segment. Not inlined (nor is
-    /// [`Floods::fast_udp`]): the detector's cost stays attributable in a
-    /// profile (`bench/ids-cost.sh`), for the price of a call.
-    #[inline(never)]
+    /// [`Floods::fast_path`] for an ACK segment. Inlined, as is
+    /// [`Floods::fast_udp`]: a call and its arguments cost as much as the
+    /// work (`bench/ids-cost.sh` measures the detector by turning it off,
+    /// not by the profile of these functions).
+    #[inline(always)]
     fn fast_ack(&mut self, ts: Timestamp, vnet: VnetId, hd: impl FnOnce() -> u64) -> bool {
         let Some(v) = self.open_window(ts, vnet) else {
             return false;
@@ -866,6 +877,7 @@ impl Floods {
             let hd = hd();
             if v.syn_dsts.promoted(hd) {
                 v.acks.add(hd);
+                v.acks_counted = true;
             }
         }
         v.completions += 1;
@@ -873,7 +885,7 @@ impl Floods {
     }
 
     /// [`Floods::fast_path`] for a UDP datagram.
-    #[inline(never)]
+    #[inline(always)]
     fn fast_udp(&mut self, ts: Timestamp, vnet: VnetId, hd: u64) -> bool {
         let (threshold, hot) = (self.udp, self.udp_hot);
         let Some(v) = self.open_window(ts, vnet) else {
@@ -940,7 +952,10 @@ impl Floods {
                 0 => WindowEnd::default(),
                 t => WindowEnd(t.saturating_add(wu)),
             };
-            v.acks.clear();
+            if v.acks_counted {
+                v.acks.clear();
+                v.acks_counted = false;
+            }
             v.syn_dsts.clear();
             v.udp.clear();
             v.icmp.clear();
@@ -960,6 +975,7 @@ impl Floods {
             // connections) need no count.
             if v.syn_dsts.promoted(h) {
                 v.acks.add(h);
+                v.acks_counted = true;
             }
             v.completions += 1;
             return;
@@ -1068,7 +1084,7 @@ impl Floods {
         // A SYN: VNet-wide counts (spoofed sources *and* destinations) ...
         v.syns += 1;
         v.host_syns.add(hs, 1, 0);
-        let (to_dst, first_syn) = v.syn_dsts.add(h, ts.0, self.promote_at);
+        let to_dst = v.syn_dsts.add(h, ts.0, self.promote_at);
         // Each value hashed once for the sketches it goes into.
         let src_hll = Hll::hash(&ip.src);
         v.sources.add_hash(src_hll);
@@ -1113,6 +1129,7 @@ impl Floods {
             return;
         }
         let acks_to_dst = u64::from(v.acks.get(h));
+        let first_syn = v.syn_dsts.first(h, ts.0);
         let v_start = v.start;
         let port = d.ports().map(|p| p.1);
         let w = self.by_dst.entry(&(vnet, ip.dst), SynWindow::default);
