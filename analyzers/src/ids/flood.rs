@@ -219,65 +219,71 @@ impl GatedCms {
     }
 }
 
-/// Blocks of a [`PairCms`]: one cache line each.
-const PAIR_BLOCKS: usize = 1024;
-/// Cells of a [`PairCms`] block.
-const PAIR_CELLS: usize = 8;
-
-/// Two count-min sketches that index alike (packets and bytes of one
-/// key), laid out so that one key's cells share a cache line: a key
-/// hashes to one block of 8 cells (64 bytes) and to two distinct cells in
-/// it, and its estimates are the smaller of the two, per count. As many
-/// counters as two rows of 4,096, each shared by as many keys on average,
-/// for one cache miss per packet instead of two: the hosts these sketches
-/// count (every DNS client, every SYN's source) are mostly new ones.
+/// Count-min sketches of `N` counts per key (packets and bytes, say),
+/// laid out so that one key's cells share a cache line: a key hashes to
+/// one block of `CELLS` cells (64 bytes) and to two distinct cells in it,
+/// and its estimates are the smaller of the two, per count. As many
+/// counters as two rows of `CELLS * BLOCKS / 2`, each shared by as many
+/// keys on average, for one cache miss per packet instead of two: the
+/// hosts these sketches count (every DNS client, every SYN's and echo
+/// request's source) are mostly new ones.
 #[derive(Debug)]
-struct PairCms {
-    blocks: Box<[[[u32; 2]; PAIR_CELLS]; PAIR_BLOCKS]>,
+struct BlockCms<const N: usize, const CELLS: usize, const BLOCKS: usize> {
+    blocks: Box<[[[u32; N]; CELLS]; BLOCKS]>,
 }
 
-impl Default for PairCms {
+/// Packets and bytes (or SYNs sent and SYN-ACKs got) by host: 64 KiB.
+type PairCms = BlockCms<2, 8, 1024>;
+/// One count by host: 32 KiB.
+type LineCms = BlockCms<1, 16, 512>;
+
+impl<const N: usize, const CELLS: usize, const BLOCKS: usize> Default
+    for BlockCms<N, CELLS, BLOCKS>
+{
     fn default() -> Self {
-        PairCms {
-            blocks: Box::new([[[0; 2]; PAIR_CELLS]; PAIR_BLOCKS]),
+        BlockCms {
+            blocks: Box::new([[[0; N]; CELLS]; BLOCKS]),
         }
     }
 }
 
-impl PairCms {
-    /// The block of `h` (bits 0..10, as [`Cms`]'s first row) and its two
-    /// cells in it (bits 32..38).
+impl<const N: usize, const CELLS: usize, const BLOCKS: usize> BlockCms<N, CELLS, BLOCKS> {
+    /// The block of `h` (its low bits, as [`Cms`]'s first row) and its
+    /// two cells in it (bits 32..).
     #[inline]
     fn cells(h: u64) -> (usize, usize, usize) {
-        let i = (h >> 32) as usize % PAIR_CELLS;
-        let j = (i + 1 + (h >> 35) as usize % (PAIR_CELLS - 1)) % PAIR_CELLS;
-        (h as usize % PAIR_BLOCKS, i, j)
+        let i = (h >> 32) as usize % CELLS;
+        let j = (i + 1 + (h >> 36) as usize % (CELLS - 1)) % CELLS;
+        (h as usize % BLOCKS, i, j)
     }
 
-    /// Adds `x` to the first count and `y` to the second.
-    fn add(&mut self, h: u64, x: u32, y: u32) {
+    /// Adds `x` to the counts of `h`.
+    #[inline]
+    fn add(&mut self, h: u64, x: [u32; N]) {
         let (b, i, j) = Self::cells(h);
         if let Some(block) = self.blocks.get_mut(b) {
             for k in [i, j] {
                 if let Some(c) = block.get_mut(k) {
-                    c[0] = c[0].saturating_add(x);
-                    c[1] = c[1].saturating_add(y);
+                    for (c, x) in c.iter_mut().zip(x) {
+                        *c = c.saturating_add(x);
+                    }
                 }
             }
         }
     }
 
-    /// Both estimates (each the smaller of its two cells).
-    fn get(&self, h: u64) -> (u32, u32) {
+    /// The estimates of `h` (each the smaller of its two cells).
+    #[inline]
+    fn get(&self, h: u64) -> [u32; N] {
         let (b, i, j) = Self::cells(h);
         match self.blocks.get(b).map(|block| (block.get(i), block.get(j))) {
-            Some((Some(x), Some(y))) => (x[0].min(y[0]), x[1].min(y[1])),
-            _ => (u32::MAX, u32::MAX),
+            Some((Some(x), Some(y))) => std::array::from_fn(|k| x[k].min(y[k])),
+            _ => [u32::MAX; N],
         }
     }
 
     fn clear(&mut self) {
-        self.blocks.fill([[0; 2]; PAIR_CELLS]);
+        self.blocks.fill([[0; N]; CELLS]);
     }
 }
 
@@ -417,7 +423,7 @@ struct VnetWindow {
     icmp: GatedCms,
     /// ICMP echo requests and SYNs by *source*: a host's own pings and
     /// connections, whose answers are no attack on it.
-    echo_requests: Cms,
+    echo_requests: LineCms,
     /// By host: SYNs it sent, SYN-ACKs it got.
     host_syns: PairCms,
     /// Requests to the amplifying services by source: packets and bytes.
@@ -984,8 +990,8 @@ impl Floods {
             // SYN-ACKs to a host that sent few SYNs: reflected. A host's
             // SYN-ACKs count (and make state) only once they outnumber
             // its own SYNs, so a client's answered connections make none.
-            v.host_syns.add(h, 0, 1);
-            let (own_syns, n) = v.host_syns.get(h);
+            v.host_syns.add(h, [0, 1]);
+            let [own_syns, n] = v.host_syns.get(h);
             let (own_syns, n) = (u64::from(own_syns), u64::from(n));
             if own_syns > 0 && n <= own_syns {
                 return;
@@ -1009,11 +1015,11 @@ impl Floods {
             if amp_service(dp).is_some() {
                 // A request to an amplifying service, by its sender.
                 let len = u32::try_from(d.payload.len()).unwrap_or(u32::MAX);
-                v.amp_requests.add(hs, 1, len.max(1));
+                v.amp_requests.add(hs, [1, len.max(1)]);
             } else if let Some(svc) = amp_service(sp) {
                 // A response: amplification is judged apart from UDP
                 // floods (it is one, with a service and a factor).
-                let (requests, req_bytes) = v.amp_requests.get(h);
+                let [requests, req_bytes] = v.amp_requests.get(h);
                 self.reflect(
                     ts,
                     vnet,
@@ -1053,13 +1059,13 @@ impl Floods {
             match d.transport {
                 Transport::Icmp {
                     icmp_type: 8 | 128, ..
-                } => v.echo_requests.add(hs),
+                } => v.echo_requests.add(hs, [1]),
                 // The answers to this host's own pings.
                 Transport::Icmp {
                     icmp_type: 0 | 129, ..
-                } if v.echo_requests.get(h) > 0 => return,
-                _ => 0,
-            };
+                } if v.echo_requests.get(h)[0] > 0 => return,
+                _ => {}
+            }
             if v.icmp.add(h, self.icmp_hot) == self.icmp {
                 out.push(alert(
                     ICMP_FLOOD,
@@ -1083,7 +1089,7 @@ impl Floods {
         }
         // A SYN: VNet-wide counts (spoofed sources *and* destinations) ...
         v.syns += 1;
-        v.host_syns.add(hs, 1, 0);
+        v.host_syns.add(hs, [1, 0]);
         let to_dst = v.syn_dsts.add(h, ts.0, self.promote_at);
         // Each value hashed once for the sketches it goes into.
         let src_hll = Hll::hash(&ip.src);
@@ -1280,15 +1286,20 @@ mod tests {
             adds in proptest::collection::vec((proptest::prelude::any::<u64>(), 0u32..5, 0u32..1500), 1..2000),
         ) {
             let mut p = super::PairCms::default();
+            let mut l = super::LineCms::default();
             let mut truth = std::collections::HashMap::new();
             for (h, x, y) in adds {
                 let (b, i, j) = super::PairCms::cells(h);
-                proptest::prop_assert!(b < super::PAIR_BLOCKS && i < super::PAIR_CELLS && j < super::PAIR_CELLS && i != j);
-                p.add(h, x, y);
+                proptest::prop_assert!(b < 1024 && i < 8 && j < 8 && i != j);
+                let (b, i, j) = super::LineCms::cells(h);
+                proptest::prop_assert!(b < 512 && i < 16 && j < 16 && i != j);
+                p.add(h, [x, y]);
+                l.add(h, [x]);
                 let t = truth.entry(h).or_insert((0u32, 0u32));
                 *t = (t.0 + x, t.1 + y);
-                let (ex, ey) = p.get(h);
+                let [ex, ey] = p.get(h);
                 proptest::prop_assert!(ex >= t.0 && ey >= t.1);
+                proptest::prop_assert!(l.get(h)[0] >= t.0);
             }
         }
     }
