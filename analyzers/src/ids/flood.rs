@@ -39,10 +39,11 @@
 //! estimated over sub-second slices (`flood_slice_ms`) as well as the
 //! window, so a 23 ms burst of 4,373 packets (186 kpps) counts at its
 //! own rate, not diluted over a second. Only those services' responses to
-//! hosts that sent no request this window, and SYN-ACKs to a host once
-//! they outnumber the SYNs it sent this window (a client's answered
-//! connections never do), create state; the SYN-ACKs counted before that
-//! (a count-min sketch) seed the entry's packet count.
+//! a host once they outnumber ten to one the requests it sent this window,
+//! and SYN-ACKs to a host once they outnumber the SYNs it sent this window
+//! (a client's answers and answered connections never do), create state;
+//! the ones counted before that (count-min sketches) seed the entry's
+//! packet count.
 
 use std::net::IpAddr;
 
@@ -236,6 +237,9 @@ struct BlockCms<const N: usize, const CELLS: usize, const BLOCKS: usize> {
 type PairCms = BlockCms<2, 8, 1024>;
 /// One count by host: 32 KiB.
 type LineCms = BlockCms<1, 16, 512>;
+/// Requests sent, their bytes, and responses got by host (and a spare
+/// count that pads a cell to 16 bytes): 128 KiB.
+type AmpCms = BlockCms<4, 4, 2048>;
 
 impl<const N: usize, const CELLS: usize, const BLOCKS: usize> Default
     for BlockCms<N, CELLS, BLOCKS>
@@ -426,8 +430,9 @@ struct VnetWindow {
     echo_requests: LineCms,
     /// By host: SYNs it sent, SYN-ACKs it got.
     host_syns: PairCms,
-    /// Requests to the amplifying services by source: packets and bytes.
-    amp_requests: PairCms,
+    /// By host: requests it sent to the amplifying services (packets and
+    /// bytes), and their responses it got.
+    amp_requests: AmpCms,
     syns: u64,
     completions: u64,
     sources: Hll,
@@ -661,13 +666,6 @@ impl Floods {
         out: &mut Vec<AlertRecord>,
     ) {
         let amp = service.is_some();
-        if amp
-            && requests > 0
-            && (self.reflected.is_empty() || self.reflected.get_mut(&(vnet, victim, amp)).is_none())
-        {
-            // Answers to this host's own questions: no state.
-            return;
-        }
         let wu = self.window_us;
         let s = self
             .reflected
@@ -1015,11 +1013,20 @@ impl Floods {
             if amp_service(dp).is_some() {
                 // A request to an amplifying service, by its sender.
                 let len = u32::try_from(d.payload.len()).unwrap_or(u32::MAX);
-                v.amp_requests.add(hs, [1, len.max(1)]);
+                v.amp_requests.add(hs, [1, len.max(1), 0, 0]);
             } else if let Some(svc) = amp_service(sp) {
                 // A response: amplification is judged apart from UDP
                 // floods (it is one, with a service and a factor).
-                let [requests, req_bytes] = v.amp_requests.get(h);
+                v.amp_requests.add(h, [0, 0, 1, 0]);
+                let [requests, req_bytes, responses, _] = v.amp_requests.get(h);
+                if requests > 0
+                    && responses <= requests.saturating_mul(10)
+                    && (self.reflected.is_empty()
+                        || self.reflected.get_mut(&(vnet, ip.dst, true)).is_none())
+                {
+                    // Answers to this host's own questions: no state.
+                    return;
+                }
                 self.reflect(
                     ts,
                     vnet,
@@ -1029,7 +1036,7 @@ impl Floods {
                     Some(svc),
                     u64::from(requests),
                     u64::from(req_bytes),
-                    0,
+                    u64::from(responses.saturating_sub(1)),
                     out,
                 );
                 return;
@@ -1293,6 +1300,8 @@ mod tests {
                 proptest::prop_assert!(b < 1024 && i < 8 && j < 8 && i != j);
                 let (b, i, j) = super::LineCms::cells(h);
                 proptest::prop_assert!(b < 512 && i < 16 && j < 16 && i != j);
+                let (b, i, j) = super::AmpCms::cells(h);
+                proptest::prop_assert!(b < 2048 && i < 4 && j < 4 && i != j);
                 p.add(h, [x, y]);
                 l.add(h, [x]);
                 let t = truth.entry(h).or_insert((0u32, 0u32));

@@ -439,6 +439,36 @@ fn short_amplification_burst_is_caught_with_service_and_factor() {
     assert!(r.kinds().is_empty(), "{:?}", r.kinds());
 }
 
+/// A victim that itself asked a resolver a few questions is still a
+/// victim when responses it never asked for pour in: the requests a host
+/// sent make its answers no attack only while they are not outnumbered
+/// ten to one. (Before, any request at all hid the victim: on a busy
+/// network, where thousands of DNS clients fill the request sketch, that
+/// hid almost every host.)
+#[test]
+fn amplification_against_a_host_that_asked_a_little() {
+    let mut r = Run::new(&IdsConfig::default());
+    let body = vec![0x30u8; 1_200];
+    for i in 0..3u32 {
+        r.feed(
+            1_000_000 + i64::from(i) * 1_000,
+            &frame(ip(VICTIM), ip(0x0808_0808), 17, &udp(40000, 53, b"query")),
+        );
+    }
+    for i in 0..8_000u32 {
+        let reflector = ip(0x3000_0000 + (i % 700) * 13);
+        r.feed(
+            1_010_000 + i64::from(i) * 100,
+            &frame(reflector, ip(VICTIM), 17, &udp(53, 40000, &body)),
+        );
+    }
+    assert_eq!(r.kinds(), vec!["amplification"]);
+    let d: serde_json::Value = serde_json::from_str(&r.out[0].details).expect("json");
+    assert_eq!(d["service"], "dns");
+    assert_eq!(d["victim_requests"], 3);
+    assert_eq!(d["factor_basis"], "observed");
+}
+
 fn arp(op: u16, mac: [u8; 6], from: u32, to_mac: [u8; 6], to: u32) -> Vec<u8> {
     let mut f = vec![0xff; 6];
     f.extend_from_slice(&mac);
