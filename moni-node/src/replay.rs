@@ -133,8 +133,9 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
             capture_drops: Arc::clone(&capture_drops),
             stop: Arc::new(AtomicBool::new(false)),
         };
-        let reader =
-            scope.spawn(move || read_files(opts, show_progress, Dispatcher::new(settings, io)));
+        let reader = crate::sys::spawn_named(scope, "moni-capture".into(), move || {
+            read_files(opts, show_progress, Dispatcher::new(settings, io))
+        });
         let crate::worker::Workers {
             inputs,
             control,

@@ -674,10 +674,14 @@ pub fn spawn<'scope>(
             wall_clock: s.wall_clock,
         };
         let cpus = s.cpus.clone();
-        w.handles.push(scope.spawn(move || {
-            crate::sys::pin_current_thread(&cpus, index, "worker");
-            run_worker(ctx)
-        }));
+        w.handles.push(crate::sys::spawn_named(
+            scope,
+            format!("moni-worker-{index}"),
+            move || {
+                crate::sys::pin_current_thread(&cpus, index, "worker");
+                run_worker(ctx)
+            },
+        ));
     }
     w
 }

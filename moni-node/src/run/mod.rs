@@ -142,7 +142,9 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                 Arc::clone(&stop),
                 Arc::clone(&healthy),
             );
-            scope.spawn(move || crate::http::serve(l, m, s, h))
+            crate::sys::spawn_named(scope, "moni-http".into(), move || {
+                crate::http::serve(l, m, s, h)
+            })
         });
         let writers_done = Arc::new(AtomicBool::new(false));
         let spool_full = Arc::new(AtomicBool::new(false));
@@ -159,7 +161,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                 Tally::new(Arc::clone(&metrics), false),
             );
             let tick = node.tick;
-            scope.spawn(move || {
+            crate::sys::spawn_named(scope, "moni-writer".into(), move || {
                 crate::sink::consume(&writer_rx, &mut sinks, tick);
                 sinks
             })
@@ -172,7 +174,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                 spool_full: Arc::clone(&spool_full),
                 metrics: Arc::clone(&metrics),
             };
-            scope.spawn(move || ship::run_shipper(ctx))
+            crate::sys::spawn_named(scope, "moni-shipper".into(), move || ship::run_shipper(ctx))
         });
         let pool_workers = crate::worker::spawn(
             scope,
@@ -229,7 +231,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
             let metrics = Arc::clone(&metrics);
             captures.push((
                 s.name.clone(),
-                scope.spawn(move || {
+                crate::sys::spawn_named(scope, format!("moni-capture-{i}"), move || {
                     crate::sys::pin_current_thread(&cpus, i, "capture");
                     let name = [source.name.as_str()];
                     metrics.source_up.with_label_values(&name).set(1);
@@ -467,7 +469,7 @@ fn start_reload(
         Arc::clone(current_rules),
     );
     let spawned = std::thread::Builder::new()
-        .name("reload".into())
+        .name("moni-reload".into())
         .spawn(move || {
             let _ = tx.send(reload(&path, &current, &rules));
         });
