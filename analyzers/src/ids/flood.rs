@@ -83,12 +83,17 @@ const MAX_VNETS: usize = 64;
 #[derive(Debug)]
 struct Cms {
     rows: Box<[[u32; CMS_WIDTH]; 2]>,
+    /// Whether anything was added since the last clear (else clearing
+    /// skips the 32 KiB: the ACK sketch and the gated sketches' second
+    /// stage stay empty in most windows).
+    used: bool,
 }
 
 impl Default for Cms {
     fn default() -> Self {
         Cms {
             rows: Box::new([[0; CMS_WIDTH]; 2]),
+            used: false,
         }
     }
 }
@@ -96,6 +101,7 @@ impl Default for Cms {
 impl Cms {
     fn add(&mut self, h: u64) -> u32 {
         let (a, b) = ((h as usize) % CMS_WIDTH, ((h >> 32) as usize) % CMS_WIDTH);
+        self.used = true;
         self.rows[0][a] = self.rows[0][a].saturating_add(1);
         self.rows[1][b] = self.rows[1][b].saturating_add(1);
         self.rows[0][a].min(self.rows[1][b])
@@ -107,8 +113,11 @@ impl Cms {
     }
 
     fn clear(&mut self) {
-        for r in self.rows.iter_mut() {
-            r.fill(0);
+        if self.used {
+            for r in self.rows.iter_mut() {
+                r.fill(0);
+            }
+            self.used = false;
         }
     }
 }
@@ -135,8 +144,6 @@ struct GatedCms {
     /// The seed of each hot slot; [`NOT_HOT`] until it gets hot.
     seed: Box<[u32; COARSE_SLOTS]>,
     fine: Cms,
-    /// Whether any slot is hot (else `fine` is all zeros: clearing skips it).
-    any_hot: bool,
 }
 
 /// A [`GatedCms`] slot that did not reach `hot_at`.
@@ -148,7 +155,6 @@ impl Default for GatedCms {
             coarse: Box::new([0; COARSE_SLOTS]),
             seed: Box::new([NOT_HOT; COARSE_SLOTS]),
             fine: Cms::default(),
-            any_hot: false,
         }
     }
 }
@@ -174,7 +180,6 @@ impl GatedCms {
                 return *c;
             }
             *seed = before;
-            self.any_hot = true;
         }
         seed.saturating_add(self.fine.add(h))
     }
@@ -213,10 +218,7 @@ impl GatedCms {
     fn clear(&mut self) {
         self.coarse.fill(0);
         self.seed.fill(NOT_HOT);
-        if self.any_hot {
-            self.fine.clear();
-            self.any_hot = false;
-        }
+        self.fine.clear();
     }
 }
 
@@ -261,18 +263,24 @@ impl<const N: usize, const CELLS: usize, const BLOCKS: usize> BlockCms<N, CELLS,
         (h as usize % BLOCKS, i, j)
     }
 
-    /// Adds `x` to the counts of `h`.
+    /// Adds `x` to the counts of `h`; its estimates after (as
+    /// [`BlockCms::get`], without finding the cells again).
     #[inline]
-    fn add(&mut self, h: u64, x: [u32; N]) {
+    fn add(&mut self, h: u64, x: [u32; N]) -> [u32; N] {
         let (b, i, j) = Self::cells(h);
-        if let Some(block) = self.blocks.get_mut(b) {
-            for k in [i, j] {
-                if let Some(c) = block.get_mut(k) {
-                    for (c, x) in c.iter_mut().zip(x) {
-                        *c = c.saturating_add(x);
-                    }
+        let Some(block) = self.blocks.get_mut(b) else {
+            return [u32::MAX; N];
+        };
+        for k in [i, j] {
+            if let Some(c) = block.get_mut(k) {
+                for (c, x) in c.iter_mut().zip(x) {
+                    *c = c.saturating_add(x);
                 }
             }
+        }
+        match (block.get(i), block.get(j)) {
+            (Some(x), Some(y)) => std::array::from_fn(|k| x[k].min(y[k])),
+            _ => [u32::MAX; N],
         }
     }
 
@@ -420,8 +428,6 @@ struct VnetWindow {
     end: WindowEnd,
     /// ACKs by destination, counted only to destinations in `syn_dsts`.
     acks: Cms,
-    /// Whether `acks` counted any this window (else clearing skips it).
-    acks_counted: bool,
     syn_dsts: SynDsts,
     udp: GatedCms,
     icmp: GatedCms,
@@ -881,7 +887,6 @@ impl Floods {
             let hd = hd();
             if v.syn_dsts.promoted(hd) {
                 v.acks.add(hd);
-                v.acks_counted = true;
             }
         }
         v.completions += 1;
@@ -956,10 +961,7 @@ impl Floods {
                 0 => WindowEnd::default(),
                 t => WindowEnd(t.saturating_add(wu)),
             };
-            if v.acks_counted {
-                v.acks.clear();
-                v.acks_counted = false;
-            }
+            v.acks.clear();
             v.syn_dsts.clear();
             v.udp.clear();
             v.icmp.clear();
@@ -979,7 +981,6 @@ impl Floods {
             // connections) need no count.
             if v.syn_dsts.promoted(h) {
                 v.acks.add(h);
-                v.acks_counted = true;
             }
             v.completions += 1;
             return;
@@ -988,8 +989,7 @@ impl Floods {
             // SYN-ACKs to a host that sent few SYNs: reflected. A host's
             // SYN-ACKs count (and make state) only once they outnumber
             // its own SYNs, so a client's answered connections make none.
-            v.host_syns.add(h, [0, 1]);
-            let [own_syns, n] = v.host_syns.get(h);
+            let [own_syns, n] = v.host_syns.add(h, [0, 1]);
             let (own_syns, n) = (u64::from(own_syns), u64::from(n));
             if own_syns > 0 && n <= own_syns {
                 return;
@@ -1017,8 +1017,7 @@ impl Floods {
             } else if let Some(svc) = amp_service(sp) {
                 // A response: amplification is judged apart from UDP
                 // floods (it is one, with a service and a factor).
-                v.amp_requests.add(h, [0, 0, 1, 0]);
-                let [requests, req_bytes, responses, _] = v.amp_requests.get(h);
+                let [requests, req_bytes, responses, _] = v.amp_requests.add(h, [0, 0, 1, 0]);
                 if requests > 0
                     && responses <= requests.saturating_mul(10)
                     && (self.reflected.is_empty()
@@ -1066,7 +1065,9 @@ impl Floods {
             match d.transport {
                 Transport::Icmp {
                     icmp_type: 8 | 128, ..
-                } => v.echo_requests.add(hs, [1]),
+                } => {
+                    v.echo_requests.add(hs, [1]);
+                }
                 // The answers to this host's own pings.
                 Transport::Icmp {
                     icmp_type: 0 | 129, ..
@@ -1279,9 +1280,9 @@ mod tests {
                     proptest::prop_assert!(est <= seed + bound, "{est} > {seed} + {bound}");
                 }
             }
-            proptest::prop_assert_eq!(g.any_hot, g.seed.iter().any(|s| *s != NOT_HOT));
+            proptest::prop_assert_eq!(g.fine.used, g.seed.iter().any(|s| *s != NOT_HOT));
             g.clear();
-            proptest::prop_assert!(!g.any_hot && g.fine.rows.iter().all(|r| r.iter().all(|c| *c == 0)));
+            proptest::prop_assert!(!g.fine.used && g.fine.rows.iter().all(|r| r.iter().all(|c| *c == 0)));
         }
     }
 
@@ -1302,7 +1303,8 @@ mod tests {
                 proptest::prop_assert!(b < 512 && i < 16 && j < 16 && i != j);
                 let (b, i, j) = super::AmpCms::cells(h);
                 proptest::prop_assert!(b < 2048 && i < 4 && j < 4 && i != j);
-                p.add(h, [x, y]);
+                let after = p.add(h, [x, y]);
+                proptest::prop_assert_eq!(after, p.get(h));
                 l.add(h, [x]);
                 let t = truth.entry(h).or_insert((0u32, 0u32));
                 *t = (t.0 + x, t.1 + y);
