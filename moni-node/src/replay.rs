@@ -64,7 +64,7 @@ const TICK: Duration = Duration::from_secs(1);
 pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, ExportError> {
     let started = Instant::now();
     let workers = opts.workers.max(1);
-    let mut out = Datasets::create(&opts.out_dir, &config.output)?;
+    let mut out = Datasets::create(&opts.out_dir, &config.output, workers)?;
     // EVE's `in_iface`: the capture file(s), as the packets' source.
     out.eve_iface = opts
         .files

@@ -24,6 +24,11 @@ pub struct OutputConfig {
     pub zstd_level: i32,
     /// Rows per Parquet row group (bounds writer memory). Default 65,536.
     pub row_group_rows: usize,
+    /// Threads that encode and compress the columns of a large batch at
+    /// once (the flows still open at the end of a replay arrive together).
+    /// Default 0: one per analysis worker, so the writer keeps pace with
+    /// the workers that feed it.
+    pub encode_threads: usize,
 }
 
 impl Default for OutputConfig {
@@ -34,6 +39,7 @@ impl Default for OutputConfig {
             rotate_max_bytes: 128 * 1024 * 1024,
             zstd_level: 1,
             row_group_rows: 65_536,
+            encode_threads: 0,
         }
     }
 }
@@ -56,6 +62,9 @@ impl OutputConfig {
         }
         if !(1..=22).contains(&o.zstd_level) {
             return Err(invalid("output.zstd_level", "must be between 1 and 22"));
+        }
+        if o.encode_threads > 256 {
+            return Err(invalid("output.encode_threads", "must be at most 256"));
         }
         if o.row_group_rows == 0 {
             return Err(invalid("output.row_group_rows", "must be at least 1"));

@@ -38,7 +38,18 @@ pub struct Datasets {
 }
 
 impl Datasets {
-    pub fn create(out_dir: &Path, config: &OutputConfig) -> Result<Datasets, ExportError> {
+    /// The datasets under `out_dir`; `workers` analysis workers feed them
+    /// (the encoding threads when `encode_threads` is 0).
+    pub fn create(
+        out_dir: &Path,
+        config: &OutputConfig,
+        workers: usize,
+    ) -> Result<Datasets, ExportError> {
+        let mut config = config.clone();
+        if config.encode_threads == 0 {
+            config.encode_threads = workers.max(1);
+        }
+        let config = &config;
         let eve_path = out_dir.join(EVE_FILE);
         std::fs::create_dir_all(out_dir).map_err(|source| ExportError::Io {
             path: out_dir.to_path_buf(),
@@ -215,7 +226,7 @@ mod tests {
     #[test]
     fn one_writer_per_table_entry() {
         let t = std::env::temp_dir().join(format!("moni-export-{}", std::process::id()));
-        let mut out = Datasets::create(&t, &OutputConfig::default()).expect("create");
+        let mut out = Datasets::create(&t, &OutputConfig::default(), 1).expect("create");
         let names: Vec<&str> = out.all().iter().map(DatasetWriter::dataset).collect();
         assert_eq!(names, schema::DATASETS);
         let bins = vec![BinRecord::default(); 3];

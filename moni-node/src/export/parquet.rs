@@ -8,6 +8,12 @@
 //! `rotate_max_bytes`, whichever comes first. Row groups hold at most
 //! `row_group_rows` rows or about 64 MiB, which bounds the writer's memory.
 //!
+//! The columns of a large batch are encoded and compressed on
+//! `encode_threads` threads at once (parquet's [`ArrowColumnWriter`], one
+//! per leaf column, spread over scoped threads): at the end of a replay the
+//! workers flush every flow still open, hundreds of thousands of rows at
+//! once, and a one-thread writer would then be the only thread working.
+//!
 //! File names are `DATASET-YYYYmmddTHHMMSSZ-PID-SEQ.parquet`: unique per
 //! process and sortable by creation time.
 
@@ -19,10 +25,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use analyzers::schema::{Dataset, META_DATASET, META_SCHEMA_VERSION, SCHEMA_VERSION};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::config::OutputConfig;
@@ -48,11 +58,140 @@ pub enum ExportError {
 /// before `row_group_rows` rows.
 const ROW_GROUP_MAX_BYTES: usize = 64 << 20;
 
+/// A batch is encoded on several threads only from this many rows: below,
+/// starting the threads costs more than they save.
+const PARALLEL_MIN_ROWS: usize = 2048;
+
 struct OpenFile {
-    writer: ArrowWriter<File>,
+    file: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    /// The row group being encoded: one writer per leaf column (empty
+    /// between row groups).
+    columns: Vec<ArrowColumnWriter>,
+    /// Rows in `columns`.
+    rows: usize,
     tmp_path: PathBuf,
     final_path: PathBuf,
     opened: Instant,
+}
+
+impl OpenFile {
+    /// What the open row group holds, encoded or not (bytes).
+    fn in_progress_size(&self) -> usize {
+        self.columns
+            .iter()
+            .map(ArrowColumnWriter::get_estimated_total_bytes)
+            .sum()
+    }
+
+    /// Encodes `batch` into the open row group (opening one if needed).
+    fn encode(
+        &mut self,
+        schema: &SchemaRef,
+        batch: &RecordBatch,
+        threads: usize,
+    ) -> Result<(), parquet::errors::ParquetError> {
+        if self.columns.is_empty() {
+            self.columns = self
+                .factory
+                .create_column_writers(self.file.flushed_row_groups().len())?;
+        }
+        let mut leaves = Vec::with_capacity(self.columns.len());
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            leaves.extend(compute_leaves(field, column)?);
+        }
+        if leaves.len() != self.columns.len() {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "{} leaf columns for {} column writers",
+                leaves.len(),
+                self.columns.len()
+            )));
+        }
+        let threads = if batch.num_rows() >= PARALLEL_MIN_ROWS {
+            threads
+        } else {
+            1
+        };
+        let work: Vec<(&mut ArrowColumnWriter, ArrowLeafColumn)> =
+            self.columns.iter_mut().zip(leaves).collect();
+        on_threads(work, threads, |(w, leaf)| w.write(&leaf))?;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Closes the open row group (compressing the columns' last pages on
+    /// `threads` threads) and appends it to the file.
+    fn flush(&mut self, threads: usize) -> Result<(), parquet::errors::ParquetError> {
+        if self.columns.is_empty() {
+            return Ok(());
+        }
+        let columns = std::mem::take(&mut self.columns);
+        let threads = if self.rows >= PARALLEL_MIN_ROWS {
+            threads
+        } else {
+            1
+        };
+        self.rows = 0;
+        let chunks = on_threads(columns, threads, ArrowColumnWriter::close)?;
+        let mut rg = self.file.next_row_group()?;
+        for c in chunks {
+            c.append_to_row_group(&mut rg)?;
+        }
+        rg.close()?;
+        Ok(())
+    }
+}
+
+/// Applies `f` to every item, on up to `threads` threads (item `i` on
+/// thread `i % threads`, so wide and narrow columns mix), and returns the
+/// results in the items' order, or the first error. A thread that cannot
+/// start leaves its items to the calling thread: nothing is lost to it.
+fn on_threads<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(T) -> Result<R, parquet::errors::ParquetError> + Sync,
+) -> Result<Vec<R>, parquet::errors::ParquetError> {
+    use std::sync::{Mutex, PoisonError};
+    let n = items.len();
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let mut shares: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        shares[i % threads].push((i, item));
+    }
+    let shares: Vec<Mutex<Vec<(usize, T)>>> = shares.into_iter().map(Mutex::new).collect();
+    let done = Mutex::new(Vec::with_capacity(n));
+    let work = |share: &Mutex<Vec<(usize, T)>>| {
+        let items = std::mem::take(&mut *share.lock().unwrap_or_else(PoisonError::into_inner));
+        let results: Vec<_> = items.into_iter().map(|(i, t)| (i, f(t))).collect();
+        done.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(results);
+    };
+    std::thread::scope(|s| {
+        let started: Vec<_> = shares[1..]
+            .iter()
+            .filter_map(|share| {
+                std::thread::Builder::new()
+                    .name("moni-encode".into())
+                    .spawn_scoped(s, || work(share))
+                    .ok()
+            })
+            .collect();
+        work(&shares[0]);
+        for h in started {
+            if let Err(p) = h.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+        // The shares of threads that did not start.
+        shares.iter().for_each(&work);
+    });
+    let mut done = done.into_inner().unwrap_or_else(PoisonError::into_inner);
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// A rotating writer for one dataset.
@@ -63,6 +202,9 @@ pub struct DatasetWriter {
     props: WriterProperties,
     rotate_secs: u64,
     rotate_max_bytes: u64,
+    row_group_rows: usize,
+    /// Threads that encode a large batch's columns.
+    threads: usize,
     current: Option<OpenFile>,
     seq: u64,
     /// Completed files, in order.
@@ -118,6 +260,8 @@ impl DatasetWriter {
             props,
             rotate_secs: config.rotate_secs,
             rotate_max_bytes: config.rotate_max_bytes,
+            row_group_rows: config.row_group_rows.max(1),
+            threads: config.encode_threads.max(1),
             current: None,
             seq: 0,
             files: Vec::new(),
@@ -144,33 +288,36 @@ impl DatasetWriter {
 
     /// Appends a batch, opening or rotating files as needed.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ExportError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        if self.current.is_none() {
-            self.open()?;
-        }
-        let Some(f) = self.current.as_mut() else {
-            return Ok(());
-        };
-        f.writer
-            .write(batch)
-            .map_err(|source| ExportError::Parquet {
-                path: f.tmp_path.clone(),
+        let mut rest = batch.clone();
+        while rest.num_rows() > 0 {
+            if self.current.is_none() {
+                self.open()?;
+            }
+            let Some(f) = self.current.as_mut() else {
+                return Ok(());
+            };
+            // The rows that fit in the open row group.
+            let take = rest.num_rows().min(self.row_group_rows - f.rows);
+            let part = rest.slice(0, take);
+            rest = rest.slice(take, rest.num_rows() - take);
+            let tmp = f.tmp_path.clone();
+            let failed = |source| ExportError::Parquet {
+                path: tmp.clone(),
                 source,
-            })?;
-        self.rows_written += batch.num_rows() as u64;
-        if f.writer.in_progress_size() >= ROW_GROUP_MAX_BYTES {
+            };
+            f.encode(&self.schema, &part, self.threads)
+                .map_err(&failed)?;
+            self.rows_written += take as u64;
             // A row group of long rows (alerts with long messages) ends
             // early: what the writer buffers stays bounded in bytes too.
-            f.writer.flush().map_err(|source| ExportError::Parquet {
-                path: f.tmp_path.clone(),
-                source,
-            })?;
-        }
-        let size = (f.writer.bytes_written() + f.writer.in_progress_size()) as u64;
-        if size >= self.rotate_max_bytes || f.opened.elapsed().as_secs() >= self.rotate_secs {
-            self.close_current()?;
+            let buffered = f.in_progress_size();
+            if f.rows >= self.row_group_rows || buffered >= ROW_GROUP_MAX_BYTES {
+                f.flush(self.threads).map_err(&failed)?;
+            }
+            let size = (f.file.bytes_written() + f.in_progress_size()) as u64;
+            if size >= self.rotate_max_bytes || f.opened.elapsed().as_secs() >= self.rotate_secs {
+                self.close_current()?;
+            }
         }
         Ok(())
     }
@@ -193,14 +340,14 @@ impl DatasetWriter {
         let Some(f) = self.current.take() else {
             return Ok(());
         };
+        let mut f = f;
         let tmp = f.tmp_path.clone();
-        let file = f
-            .writer
-            .into_inner()
-            .map_err(|source| ExportError::Parquet {
-                path: tmp.clone(),
-                source,
-            })?;
+        let failed = |source| ExportError::Parquet {
+            path: tmp.clone(),
+            source,
+        };
+        f.flush(self.threads).map_err(failed)?;
+        let file = f.file.into_inner().map_err(failed)?;
         file.sync_all().map_err(|source| ExportError::Io {
             path: tmp.clone(),
             source,
@@ -229,13 +376,20 @@ impl DatasetWriter {
             path: tmp_path.clone(),
             source,
         })?;
-        let writer = ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(self.props.clone()))
-            .map_err(|source| ExportError::Parquet {
-                path: tmp_path.clone(),
-                source,
-            })?;
+        // The Arrow writer's own setup (the Arrow schema in the footer's
+        // metadata), then its parts, to encode columns in parallel.
+        let (file, factory) =
+            ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(self.props.clone()))
+                .and_then(ArrowWriter::into_serialized_writer)
+                .map_err(|source| ExportError::Parquet {
+                    path: tmp_path.clone(),
+                    source,
+                })?;
         self.current = Some(OpenFile {
-            writer,
+            file,
+            factory,
+            columns: Vec::new(),
+            rows: 0,
             tmp_path,
             final_path,
             opened: Instant::now(),
@@ -289,6 +443,94 @@ mod tests {
     use super::*;
     use analyzers::time::civil_from_days;
     use std::time::Duration;
+
+    /// Columns encoded on several threads, across row groups, read back
+    /// as written, in order.
+    #[test]
+    fn parallel_encoding_reads_back_as_written() {
+        use arrow::array::{ArrayRef, Int64Array, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("src_addr", DataType::Utf8, true),
+            Field::new("role", DataType::Utf8, false),
+        ]));
+        let batch = |from: i64, rows: i64| {
+            let n: Vec<i64> = (from..from + rows).collect();
+            let addr: Vec<Option<String>> = n
+                .iter()
+                .map(|i| {
+                    (i % 7 != 0).then(|| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+                })
+                .collect();
+            let role: Vec<&str> = n
+                .iter()
+                .map(|i| if i % 3 == 0 { "shadow" } else { "production" })
+                .collect();
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int64Array::from(n)) as ArrayRef,
+                    Arc::new(StringArray::from(addr)) as ArrayRef,
+                    Arc::new(StringArray::from(role)) as ArrayRef,
+                ],
+            )
+            .expect("batch")
+        };
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = OutputConfig {
+            row_group_rows: 5_000,
+            encode_threads: 3,
+            ..OutputConfig::default()
+        };
+        let mut w =
+            DatasetWriter::new(dir.path(), "flows", Arc::clone(&schema), &config).expect("writer");
+        // Large batches (parallel), small ones (one thread), and a row
+        // group boundary inside a batch.
+        let mut at = 0;
+        for rows in [12_000, 10, 3_000, 1, 7_777] {
+            w.write(&batch(at, rows)).expect("write");
+            at += rows;
+        }
+        w.close_current().expect("close");
+        assert_eq!(w.rows_written, at as u64);
+        assert_eq!(w.files.len(), 1);
+        let file = File::open(&w.files[0]).expect("open");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("reader");
+        let groups: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(groups, vec![5_000, 5_000, 5_000, 5_000, 2_788]);
+        let got: Vec<RecordBatch> = reader
+            .build()
+            .expect("build")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        let got = arrow::compute::concat_batches(&schema, &got).expect("concat");
+        assert_eq!(got, batch(0, at));
+    }
+
+    /// Results come back in the items' order whatever the thread count.
+    #[test]
+    fn on_threads_keeps_the_order() {
+        for threads in [1, 2, 3, 8, 100] {
+            let got = on_threads((0..37).collect(), threads, |i: i32| Ok(i * i)).expect("run");
+            assert_eq!(got, (0..37).map(|i| i * i).collect::<Vec<_>>(), "{threads}");
+        }
+        let err = on_threads((0..5).collect(), 2, |i: i32| {
+            if i == 3 {
+                Err(parquet::errors::ParquetError::General("three".into()))
+            } else {
+                Ok(i)
+            }
+        });
+        assert!(err.is_err());
+    }
 
     #[test]
     fn civil_dates() {

@@ -104,7 +104,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                 .inc_by(n as u64);
         }
     }
-    let mut out = Datasets::create(&config.output.dir, &config.output)
+    let mut out = Datasets::create(&config.output.dir, &config.output, config.node.workers)
         .context("creating the output datasets")
         .map_err(RunError::Output)?;
     // EVE's `host` and `in_iface`: the node and its capture source(s).
