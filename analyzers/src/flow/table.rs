@@ -2,9 +2,9 @@
 //!
 //! Flows live in a slab of 128-byte, line-aligned slots (key, flags and
 //! id in the first cache line; counters and times in the second) with an
-//! index of 8-byte entries (32 bits of the key's hash, then the slot) in a
-//! swiss table: a lookup reads the index's control bytes, one entry, and
-//! the slot it then updates, and the index grows without reading slots.
+//! index of 8-byte entries (32 bits of the key's hash, then the slot;
+//! [`super::index`]): a lookup reads one entry and the slot it then
+//! updates, and the index grows without reading slots.
 //! Slots and expiry queue are reserved for `max_flows` up front, so they
 //! never reallocate mid-run; the index starts at 65,536 entries and grows
 //! (sized for the cap, a small table's lookups missed the cache). A live
@@ -41,7 +41,9 @@ use std::collections::VecDeque;
 
 use std::hash::BuildHasher;
 
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashMap;
+
+use super::index::FlowIndex;
 
 use super::fragments::FragmentTracker;
 use super::key::{Endpoint, FlowKey};
@@ -297,8 +299,7 @@ impl Dir {
 /// One flow in two cache lines (the slot is line-aligned): the first holds
 /// the key a lookup compares and the flags, id and handshake every packet
 /// reads; the second the counters and times every packet updates. A packet
-/// of a known flow touches the index's control bytes, its 8-byte index
-/// entry and these two lines (adjacent, which the hardware fetches
+/// of a known flow touches its 8-byte index entry and these two lines (adjacent, which the hardware fetches
 /// together). What few flows have (tunnel layers, fragment counts) lives
 /// in side maps so the others pay nothing.
 ///
@@ -352,14 +353,6 @@ const _: () = assert!(std::mem::size_of::<Slot>() == 128);
 /// (an entry whose generation no longer matches is stale and skipped).
 type Entry = (Timestamp, u32, u32);
 
-/// The hashbrown hash of an index entry's 32 stored hash bits: the top 7
-/// bits (hashbrown's tag) and the low bits (its bucket) both come from
-/// them, so the index rehashes without reading a slot.
-#[inline]
-fn spread(h: u32) -> u64 {
-    u64::from(h) << 32 | u64::from(h)
-}
-
 /// The flow table. Feed it packets in capture order with [`FlowTable::observe`];
 /// finished flows are appended to the caller's output vector.
 #[derive(Debug)]
@@ -370,7 +363,7 @@ pub struct FlowTable {
     linger_us: i64,
     hasher: foldhash::fast::RandomState,
     /// Live flows: the high 32 bits of the key's hash, then the slot index.
-    index: HashTable<u64>,
+    index: FlowIndex,
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// The eviction clock's hand: the next slot it inspects.
@@ -409,7 +402,7 @@ impl FlowTable {
             active_us: secs_to_us(config.active_timeout_secs),
             linger_us: secs_to_us(config.tcp_end_linger_secs),
             hasher: foldhash::fast::RandomState::default(),
-            index: HashTable::with_capacity(presize.min(INDEX_PRESIZE_MAX)),
+            index: FlowIndex::with_capacity(presize.min(INDEX_PRESIZE_MAX)),
             slots: Vec::with_capacity(presize),
             free: Vec::new(),
             hand: 0,
@@ -475,11 +468,9 @@ impl FlowTable {
     #[inline]
     fn find(&self, h: u32, k: &PackedKey) -> Option<u32> {
         let slots = &self.slots;
-        self.index
-            .find(spread(h), |&e| {
-                (e >> 32) as u32 == h && slots.get(e as u32 as usize).is_some_and(|s| s.key == *k)
-            })
-            .map(|&e| e as u32)
+        self.index.find(h, |slot| {
+            slots.get(slot as usize).is_some_and(|s| s.key == *k)
+        })
     }
 
     /// Counts one decoded packet and tells its flow. Packets without an IP
@@ -811,10 +802,7 @@ impl FlowTable {
         }
         let generation = self.slots[idx as usize].generation;
         self.queue.push_back((pkt.ts, idx, generation));
-        self.index
-            .insert_unique(spread(h), u64::from(h) << 32 | u64::from(idx), |&e| {
-                spread((e >> 32) as u32)
-            });
+        self.index.insert(h, idx);
         let v = usize::from(key.vnet.0);
         if self.active_by_vnet.len() <= v {
             self.active_by_vnet.resize(v + 1, 0);
@@ -827,9 +815,7 @@ impl FlowTable {
 
     fn export(&mut self, idx: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
         let h = self.hash(&self.slots[idx as usize].key);
-        if let Ok(e) = self.index.find_entry(spread(h), |&e| e as u32 == idx) {
-            e.remove();
-        }
+        self.index.remove(h, idx);
         let slot = &mut self.slots[idx as usize];
         slot.bits &= !OCCUPIED;
         if let Some(n) = self.active_by_vnet.get_mut(usize::from(slot.key.vnet)) {
