@@ -147,6 +147,17 @@ impl Engine {
         &self.decode
     }
 
+    /// Prefetches what [`Engine::process`] of this packet will read first
+    /// and miss in the cache (its flow's index entry), a few packets before
+    /// it is processed.
+    #[inline]
+    pub fn prefetch(&self, d: &Decoded<'_>, source_vnet: Option<VnetId>) {
+        let vnet = self.vnets.resolve_packet(d, source_vnet);
+        if let Some(p) = self.flows.lookahead(vnet, d) {
+            crate::sys::prefetch_ptr(p);
+        }
+    }
+
     /// Runs one packet through the analyzers. `source_vnet` is the VNet of
     /// the capture source, used when no VLAN mapping matches. `decoded` is
     /// the capture loop's decode of this packet with the same `[decode]`

@@ -74,8 +74,10 @@ pub fn prefetch_value<T>(value: &T) {
     prefetch_ptr(std::ptr::from_ref(value).cast::<u8>());
 }
 
+/// [`prefetch`] for an address an analyzer says it will read (the flow
+/// table's [`lookahead`](analyzers::flow::FlowTable::lookahead)).
 #[inline(always)]
-fn prefetch_ptr(p: *const u8) {
+pub fn prefetch_ptr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

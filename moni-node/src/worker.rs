@@ -135,7 +135,11 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
             Ok(item) => {
                 let t = Instant::now();
                 let mut batch = item.packets;
-                for (pkt, tag, decoded) in batch.take_decoded() {
+                for taken in batch.take_decoded() {
+                    let (pkt, tag, decoded) = (taken.packet, taken.tag, taken.decoded);
+                    if let Some((d, source_vnet)) = &taken.ahead {
+                        engine.prefetch(d, *source_vnet);
+                    }
                     if tag.learn_only {
                         engine.learn_signalling(item.link, &pkt, tag.source_vnet);
                     } else {

@@ -53,6 +53,13 @@ impl FlowIndex {
         h as usize & self.mask
     }
 
+    /// The entry a lookup of hash `h` reads first, for a caller that
+    /// prefetches it before the lookup.
+    #[inline]
+    pub fn home_entry(&self, h: u32) -> Option<&u64> {
+        self.entries.get(self.home(h))
+    }
+
     /// The slot of an entry with hash `h` for which `is_it` holds.
     #[inline]
     pub fn find(&self, h: u32, mut is_it: impl FnMut(u32) -> bool) -> Option<u32> {

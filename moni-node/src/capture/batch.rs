@@ -132,10 +132,11 @@ impl PacketBatch {
     /// tunnel stack from the batch.
     ///
     /// While a packet is handed out, the one [`PREFETCH_AHEAD`] places
-    /// later is prefetched (its decode and its first bytes).
-    pub fn take_decoded(
-        &mut self,
-    ) -> impl Iterator<Item = (RawPacket<'_>, Tag, Option<Decoded<'_>>)> {
+    /// later is prefetched (its decode and its first bytes), and the one
+    /// [`LOOKAHEAD`] places later comes with it (its decode, attached to a
+    /// copy, with its source VNet), for the caller to prefetch what its
+    /// analysis will read.
+    pub fn take_decoded(&mut self) -> impl Iterator<Item = Taken<'_>> {
         let (data, tunnels, meta) = (&self.data, &self.tunnels, &self.meta);
         let decoded = &mut self.decoded;
         meta.iter().enumerate().map(move |(i, m)| {
@@ -145,21 +146,48 @@ impl PacketBatch {
             if let Some(next) = decoded.get(i + PREFETCH_AHEAD) {
                 crate::sys::prefetch_value(next);
             }
+            let ahead = match (meta.get(i + LOOKAHEAD), decoded.get(i + LOOKAHEAD)) {
+                (Some(m), Some((Some(d), t))) if !m.5.learn_only && !d.has_tunnels() => d
+                    .clone()
+                    .attach_with(packet(data, m).data, tunnels.get(*t as usize))
+                    .map(|d| (d, m.5.source_vnet)),
+                _ => None,
+            };
             let pkt = packet(data, m);
             let (d, t) = decoded
                 .get_mut(i)
                 .map_or((None, u32::MAX), |(d, t)| (d.take(), *t));
             let d = d.and_then(|d| d.attach_with(pkt.data, tunnels.get(t as usize)));
-            (pkt, m.5, d)
+            Taken {
+                packet: pkt,
+                tag: m.5,
+                decoded: d,
+                ahead,
+            }
         })
     }
 }
+
+/// One packet of [`PacketBatch::take_decoded`].
+pub struct Taken<'a> {
+    pub packet: RawPacket<'a>,
+    pub tag: Tag,
+    /// The capture loop's decode, if it made one.
+    pub decoded: Option<Decoded<'a>>,
+    /// A later packet's decode and source VNet, to prefetch for.
+    pub ahead: Option<(Decoded<'a>, Option<VnetId>)>,
+}
+
+/// How many packets ahead of the one handed out [`PacketBatch::take_decoded`]
+/// hands out a decode to prefetch for: its own prefetch of that packet's
+/// decode ([`PREFETCH_AHEAD`] earlier) has arrived by then.
+const LOOKAHEAD: usize = 2;
 
 /// How many packets ahead [`PacketBatch::take_decoded`] prefetches: a
 /// worker spends about a microsecond per packet, several times a cross-core
 /// transfer, so a few packets ahead is early enough, and late enough that
 /// the lines are still in the cache when their turn comes.
-const PREFETCH_AHEAD: usize = 4;
+const PREFETCH_AHEAD: usize = 6;
 
 fn packet<'a>(
     data: &'a [u8],
