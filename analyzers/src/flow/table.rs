@@ -1001,7 +1001,10 @@ mod tests {
             .map(|e| std::ptr::from_ref(e) as usize);
         let base = range.expect("entries");
         let offset = (p as usize).wrapping_sub(base);
-        assert!(offset < t.index.bytes() && offset.is_multiple_of(8), "{offset}");
+        assert!(
+            offset < t.index.bytes() && offset.is_multiple_of(8),
+            "{offset}"
+        );
         let mut later = fwd.clone();
         later[20] = 0x00;
         later[21] = 0x10; // fragment offset 16 x 8 bytes
