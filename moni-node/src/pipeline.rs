@@ -149,12 +149,22 @@ impl Engine {
 
     /// Prefetches what [`Engine::process`] of this packet will read first
     /// and miss in the cache (its flow's index entry), a few packets before
-    /// it is processed.
+    /// it is processed; returns the flow's hash for
+    /// [`Engine::prefetch_slot`] a packet later.
     #[inline]
-    pub fn prefetch(&self, d: &Decoded<'_>, source_vnet: Option<VnetId>) {
+    pub fn prefetch(&self, d: &Decoded<'_>, source_vnet: Option<VnetId>) -> Option<u32> {
         let vnet = self.vnets.resolve_packet(d, source_vnet);
-        if let Some(p) = self.flows.lookahead(vnet, d) {
-            crate::sys::prefetch_ptr(p);
+        let (entry, hash) = self.flows.lookahead(vnet, d)?;
+        crate::sys::prefetch_ptr(entry);
+        Some(hash)
+    }
+
+    /// Prefetches the flow slot of a hash from [`Engine::prefetch`], whose
+    /// index entry has arrived since.
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u32) {
+        if let Some(slot) = self.flows.slot_ahead(hash) {
+            crate::sys::prefetch_ptr(slot);
         }
     }
 

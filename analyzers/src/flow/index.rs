@@ -60,6 +60,14 @@ impl FlowIndex {
         self.entries.get(self.home(h))
     }
 
+    /// The slot of the first entry with hash `h`, without asking whether
+    /// it is the one wanted (a lookup would read the slot to know): the
+    /// slot a prefetch should bring in. Reads only entries.
+    #[inline]
+    pub fn peek(&self, h: u32) -> Option<u32> {
+        self.find(h, |_| true)
+    }
+
     /// The slot of an entry with hash `h` for which `is_it` holds.
     #[inline]
     pub fn find(&self, h: u32, mut is_it: impl FnMut(u32) -> bool) -> Option<u32> {

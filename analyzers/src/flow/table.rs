@@ -497,10 +497,12 @@ impl FlowTable {
     /// Where the lookup of this packet's flow will first read (its index
     /// entry), for a caller that prefetches it a few packets ahead: on a
     /// table of hundreds of thousands of flows that read misses the cache.
-    /// `None` for a packet without an IP layer and for a fragment (whose
-    /// ports the lookup takes from its datagram's first fragment).
+    /// With it comes the key's hash, for [`FlowTable::slot_ahead`] once the
+    /// entry has arrived. `None` for a packet without an IP layer and for a
+    /// fragment (whose ports the lookup takes from its datagram's first
+    /// fragment).
     #[inline]
-    pub fn lookahead(&self, vnet: VnetId, d: &Decoded<'_>) -> Option<*const u8> {
+    pub fn lookahead(&self, vnet: VnetId, d: &Decoded<'_>) -> Option<(*const u8, u32)> {
         let ip = d.ip?;
         if ip.fragment != Fragment::None {
             return None;
@@ -517,7 +519,18 @@ impl FlowTable {
         let h = self.hash(&PackedKey::new(&key));
         self.index
             .home_entry(h)
-            .map(|e| std::ptr::from_ref(e).cast::<u8>())
+            .map(|e| (std::ptr::from_ref(e).cast::<u8>(), h))
+    }
+
+    /// The slot the lookup of hash `h` (from [`FlowTable::lookahead`]) will
+    /// compare and update, to prefetch once the index entry is in the
+    /// cache; `None` for a flow the table does not hold.
+    #[inline]
+    pub fn slot_ahead(&self, h: u32) -> Option<*const u8> {
+        let slot = self.index.peek(h)?;
+        self.slots
+            .get(slot as usize)
+            .map(|s| std::ptr::from_ref(s).cast::<u8>())
     }
 
     /// Counts one decoded packet and tells its flow. Packets without an IP
@@ -993,8 +1006,9 @@ mod tests {
         let fwd = tcp(C, 40000, S, 80, 0x02);
         let rev = tcp(S, 80, C, 40000, 0x12);
         let at = |f: &[u8]| t.lookahead(VnetId(0), &decode(LinkType::Ethernet, f));
-        let p = at(&fwd).expect("an IP packet");
-        assert_eq!(at(&rev), Some(p));
+        let (p, h) = at(&fwd).expect("an IP packet");
+        assert_eq!(at(&rev), Some((p, h)));
+        assert_eq!(t.slot_ahead(h), None, "no flow yet");
         let range = t
             .index
             .home_entry(0)

@@ -134,6 +134,12 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
     let (writer_tx, writer_rx) = crossbeam_channel::bounded::<Records>(256);
     let capture_drops = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
+    // Every series exists before the HTTP server answers: the first
+    // scrape shows them all (at 0), not whatever the threads touched so far.
+    metrics.set_rules(&config.rules);
+    let source_names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+    metrics.init_zero_series(&config.vnets, config.ids.enabled, &source_names, workers);
+
     let mut reloads = 0u64;
     let (sinks, sources, totals, ship_summary) = std::thread::scope(|scope| {
         let http = listener.map(|l| {
@@ -252,9 +258,6 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
 
         let mut current_vnets = config.vnets.clone();
         let mut current_rules = Arc::clone(&config.rules);
-        metrics.set_rules(&current_rules);
-        let source_names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
-        metrics.init_zero_series(&config.vnets, config.ids.enabled, &source_names, workers);
         for (file, s) in &current_rules.skipped {
             tracing::debug!(file, line = s.line, sid = ?s.sid, reason = %s.reason, "Rule skipped.");
         }
