@@ -299,9 +299,10 @@ impl Dir {
 /// One flow in two cache lines (the slot is line-aligned): the first holds
 /// the key a lookup compares and the flags, id and handshake every packet
 /// reads; the second the counters and times every packet updates. A packet
-/// of a known flow touches its 8-byte index entry and these two lines (adjacent, which the hardware fetches
-/// together). What few flows have (tunnel layers, fragment counts) lives
-/// in side maps so the others pay nothing.
+/// of a known flow touches its 8-byte index entry and these two lines
+/// (adjacent, which the hardware fetches together). What few flows have
+/// (tunnel layers, fragment counts) lives in side maps so the others pay
+/// nothing.
 ///
 /// The flow's start is its forward direction's first time: the first
 /// packet is forward by definition.

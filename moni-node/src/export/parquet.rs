@@ -238,8 +238,9 @@ impl DatasetWriter {
                     props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
             }
         }
+        // Row groups are cut by `write` itself (`row_group_rows`, or 64 MiB):
+        // the column writers it drives know no row limit.
         let props = props
-            .set_max_row_group_row_count(Some(config.row_group_rows))
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(META_DATASET.to_string(), dataset.to_string()),
                 KeyValue::new(META_SCHEMA_VERSION.to_string(), SCHEMA_VERSION.to_string()),
