@@ -25,6 +25,9 @@
 //!    batches, so the node writes Parquet and every reader agrees on
 //!    columns.
 //!
+//! [`slot_index`] is the hash index both hot tables (flows, RTP streams)
+//! look their entries up in, built so that a lookup can be prefetched.
+//!
 //! Time always comes from the packets ([`time::Timestamp`]), so replaying a
 //! capture twice gives the same records. Every table that packets create
 //! state in is capped, and what a cap drops is counted.
@@ -35,6 +38,7 @@ pub mod flow;
 pub mod ids;
 pub mod record;
 pub mod schema;
+pub mod slot_index;
 pub mod time;
 pub mod vnet;
 pub mod voip;

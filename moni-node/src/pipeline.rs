@@ -111,6 +111,14 @@ pub fn compile(rules: &RuleSet, ids: &analyzers::ids::IdsConfig) -> Option<Signa
         .then(|| Signatures::new(rules, ids.max_tracked).with_limits(ids.alert_limits()))
 }
 
+/// The hashes of a packet's flow and RTP stream, from [`Engine::prefetch`]
+/// for [`Engine::prefetch_slot`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ahead {
+    flow: Option<u32>,
+    stream: Option<u32>,
+}
+
 impl Engine {
     pub fn new(config: &Resolved) -> Engine {
         Engine {
@@ -148,23 +156,32 @@ impl Engine {
     }
 
     /// Prefetches what [`Engine::process`] of this packet will read first
-    /// and miss in the cache (its flow's index entry), a few packets before
-    /// it is processed; returns the flow's hash for
-    /// [`Engine::prefetch_slot`] a packet later.
+    /// and miss in the cache (the index entries of its flow and of its RTP
+    /// stream), a few packets before it is processed; returns their hashes
+    /// for [`Engine::prefetch_slot`] a packet later.
     #[inline]
-    pub fn prefetch(&self, d: &Decoded<'_>, source_vnet: Option<VnetId>) -> Option<u32> {
+    pub fn prefetch(&self, d: &Decoded<'_>, source_vnet: Option<VnetId>) -> Ahead {
         let vnet = self.vnets.resolve_packet(d, source_vnet);
-        let (entry, hash) = self.flows.lookahead(vnet, d)?;
-        crate::sys::prefetch_ptr(entry);
-        Some(hash)
+        let flow = self.flows.lookahead(vnet, d).map(|(entry, hash)| {
+            crate::sys::prefetch_ptr(entry);
+            hash
+        });
+        let stream = self.rtp.lookahead(vnet, d).map(|(entry, hash)| {
+            crate::sys::prefetch_ptr(entry);
+            hash
+        });
+        Ahead { flow, stream }
     }
 
-    /// Prefetches the flow slot of a hash from [`Engine::prefetch`], whose
-    /// index entry has arrived since.
+    /// Prefetches the flow slot and the stream entry of the hashes from
+    /// [`Engine::prefetch`], whose index entries have arrived since.
     #[inline]
-    pub fn prefetch_slot(&self, hash: u32) {
-        if let Some(slot) = self.flows.slot_ahead(hash) {
+    pub fn prefetch_slot(&self, ahead: Ahead) {
+        if let Some(slot) = ahead.flow.and_then(|h| self.flows.slot_ahead(h)) {
             crate::sys::prefetch_ptr(slot);
+        }
+        if let Some((entry, len)) = ahead.stream.and_then(|h| self.rtp.entry_ahead(h)) {
+            crate::sys::prefetch_lines(entry, len);
         }
     }
 

@@ -74,6 +74,16 @@ pub fn prefetch_value<T>(value: &T) {
     prefetch_ptr(std::ptr::from_ref(value).cast::<u8>());
 }
 
+/// [`prefetch`] for every cache line of `len` bytes from `p`.
+#[inline(always)]
+pub fn prefetch_lines(p: *const u8, len: usize) {
+    let mut off = 0;
+    while off < len {
+        prefetch_ptr(p.wrapping_add(off));
+        off += 128;
+    }
+}
+
 /// [`prefetch`] for an address an analyzer says it will read (the flow
 /// table's [`lookahead`](analyzers::flow::FlowTable::lookahead)).
 #[inline(always)]

@@ -135,16 +135,17 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
             Ok(item) => {
                 let t = Instant::now();
                 let mut batch = item.packets;
-                // The flow hash of the next packet, whose index entry was
-                // prefetched while the one before was analysed.
-                let mut next_flow = None;
+                // The flow and stream hashes of the next packet, whose
+                // index entries were prefetched while the one before was
+                // analysed.
+                let mut next = None;
                 for taken in batch.take_decoded() {
                     let (pkt, tag, decoded) = (taken.packet, taken.tag, taken.decoded);
-                    if let Some(h) = next_flow.take() {
-                        engine.prefetch_slot(h);
+                    if let Some(ahead) = next.take() {
+                        engine.prefetch_slot(ahead);
                     }
                     if let Some((d, source_vnet)) = &taken.ahead {
-                        next_flow = engine.prefetch(d, *source_vnet);
+                        next = Some(engine.prefetch(d, *source_vnet));
                     }
                     if tag.learn_only {
                         engine.learn_signalling(item.link, &pkt, tag.source_vnet);

@@ -3,13 +3,10 @@
 //! - [`key`]: the canonical (VNet, protocol, endpoints) key, equal for both
 //!   directions of a conversation.
 //! - [`fragments`]: gives later IP fragments the ports of their first one.
-//! - [`index`]: from a key's hash to the slot of its flow (open
-//!   addressing over 8-byte entries).
-//! - [`table`]: the capped flow table with LRU order, expiry (idle, active,
+//! - [`table`]: the capped flow table (indexed by [`crate::slot_index`]) with LRU order, expiry (idle, active,
 //!   TCP end) and eviction, all on packet time.
 
 pub mod fragments;
-pub mod index;
 pub mod key;
 pub mod table;
 

@@ -43,7 +43,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashMap;
 
-use super::index::FlowIndex;
+use crate::slot_index::SlotIndex;
 
 use super::fragments::FragmentTracker;
 use super::key::{Endpoint, FlowKey};
@@ -364,7 +364,7 @@ pub struct FlowTable {
     linger_us: i64,
     hasher: foldhash::fast::RandomState,
     /// Live flows: the high 32 bits of the key's hash, then the slot index.
-    index: FlowIndex,
+    index: SlotIndex,
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// The eviction clock's hand: the next slot it inspects.
@@ -424,7 +424,7 @@ impl FlowTable {
             active_us: secs_to_us(config.active_timeout_secs),
             linger_us: secs_to_us(config.tcp_end_linger_secs),
             hasher: foldhash::fast::RandomState::default(),
-            index: FlowIndex::with_capacity(presize.min(INDEX_PRESIZE_MAX)),
+            index: SlotIndex::with_capacity(presize.min(INDEX_PRESIZE_MAX)),
             slots: Vec::with_capacity(presize),
             free: Vec::new(),
             hand: 0,

@@ -10,10 +10,12 @@ use crate::voip::rtp::{self, RtpHeader};
 use crate::voip::stream::{ArrivalNs, StreamStats};
 
 use super::window::{close_window, snapshot, window_index, WindowStart};
-use super::RtpConfig;
+use super::{RtpConfig, StreamKey};
 
 #[derive(Debug)]
 pub(super) struct Entry {
+    /// The stream's key, which a lookup in the index compares.
+    pub(super) key: StreamKey,
     pub(super) id: RtpStreamId,
     /// The tunnel of the stream's first packet (the record's columns).
     pub(super) tunnel: TunnelInfo,
@@ -38,7 +40,9 @@ pub(super) struct Entry {
 
 impl Entry {
     /// A stream starting with packet `h` at `at`, of clock `clock`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
+        key: StreamKey,
         id: RtpStreamId,
         rtpmap: Vec<(u8, String, u32)>,
         at: ArrivalNs,
@@ -62,6 +66,7 @@ impl Entry {
                 .unwrap_or(config.default_jitter_buffer)
         };
         Entry {
+            key,
             rtpmap,
             window: WindowStart {
                 index: window_index(at.timestamp(), config.window_secs),
@@ -243,6 +248,7 @@ pub(super) fn jb_counters(e: &Entry) -> [JbCounters; MODEL_COUNT] {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::flow::key::Endpoint;
     use crate::record::RtpWindowRecord;
     use crate::time::Timestamp;
     use crate::vnet::VnetId;
@@ -279,7 +285,15 @@ pub(super) mod tests {
             (101, "telephone-event".into(), 8000),
         ];
         let at = ArrivalNs::new(Timestamp(T0), 0);
+        let key = StreamKey {
+            vnet: id.vnet,
+            src: Endpoint::new(id.src_addr, id.src_port),
+            dst: Endpoint::new(id.dst_addr, id.dst_port),
+            v6: false,
+            ssrc: id.ssrc,
+        };
         Entry::new(
+            key,
             id,
             map,
             at,

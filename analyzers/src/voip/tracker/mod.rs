@@ -38,14 +38,14 @@ mod rtcp_table;
 mod window;
 
 use std::collections::VecDeque;
-
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
 
 use crate::decode::{Decoded, Transport};
 use crate::flow::key::Endpoint;
 use crate::record::{
     CallRecord, EndReason, RtpStreamId, RtpStreamRecord, RtpWindowRecord, TunnelInfo,
 };
+use crate::slot_index::SlotIndex;
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
 use crate::voip::codec::{self, Impairment};
@@ -151,7 +151,7 @@ pub struct RtpStats {
     pub mirror_duplicates: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct StreamKey {
     vnet: VnetId,
     src: Endpoint,
@@ -160,11 +160,28 @@ struct StreamKey {
     ssrc: u32,
 }
 
+/// Six words, where the derived `Hash` wrote nine fields one by one: the
+/// key is hashed twice per RTP packet (the lookahead, then the lookup).
+impl std::hash::Hash for StreamKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(self.src.addr_hi);
+        h.write_u64(self.src.addr_lo);
+        h.write_u64(self.dst.addr_hi);
+        h.write_u64(self.dst.addr_lo);
+        h.write_u64(
+            u64::from(self.src.port) << 48 | u64::from(self.dst.port) << 32 | u64::from(self.ssrc),
+        );
+        h.write_u64(u64::from(self.vnet.0) << 8 | u64::from(self.v6));
+    }
+}
+
 pub struct RtpTracker {
     config: RtpConfig,
-    /// Stream key to slot in `slab`: a compact index keeps the hash table
-    /// small and cache-friendly; entries live in the slab.
-    streams: HashMap<StreamKey, u32, foldhash::fast::RandomState>,
+    /// Stream key's hash to slot in `slab`: 8 bytes per stream, so a
+    /// lookup can be prefetched in two steps ([`RtpTracker::lookahead`],
+    /// then [`RtpTracker::entry_ahead`]); entries live in the slab.
+    streams: SlotIndex,
+    hasher: foldhash::fast::RandomState,
     slab: Vec<Option<Entry>>,
     free: Vec<u32>,
     queue: VecDeque<(Timestamp, StreamKey)>,
@@ -181,7 +198,8 @@ impl RtpTracker {
         RtpTracker {
             rtcp: RtcpTable::new(config.max_streams),
             config,
-            streams: HashMap::default(),
+            streams: SlotIndex::with_capacity(0),
+            hasher: foldhash::fast::RandomState::default(),
             slab: Vec::new(),
             free: Vec::new(),
             queue: VecDeque::new(),
@@ -275,7 +293,7 @@ impl RtpTracker {
         };
         let this = LastPacket::of(at, &h, payload_hash(payload));
         let mirror_us = self.config.mirror_dup_window_us;
-        if let Some(&i) = self.streams.get(&key) {
+        if let Some(i) = self.slot(&key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
                 if e.last.is_mirrored_by(&this, mirror_us) {
                     e.mirror_duplicates += 1;
@@ -320,10 +338,8 @@ impl RtpTracker {
                         self.update(key, t, &h, windows);
                     }
                     self.set_last(key, this);
-                    if let Some(Some(e)) = self
-                        .streams
-                        .get(&key)
-                        .and_then(|&i| self.slab.get_mut(i as usize))
+                    if let Some(Some(e)) =
+                        self.slot(&key).and_then(|i| self.slab.get_mut(i as usize))
                     {
                         e.mirror_duplicates += c.mirrored;
                     }
@@ -333,7 +349,7 @@ impl RtpTracker {
     }
 
     fn set_last(&mut self, key: StreamKey, last: LastPacket) {
-        if let Some(&i) = self.streams.get(&key) {
+        if let Some(i) = self.slot(&key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
                 e.last = last;
             }
@@ -374,6 +390,63 @@ impl RtpTracker {
     }
 
     /// Whether a decoded packet is SIP on the configured ports.
+    fn hash(&self, key: &StreamKey) -> u32 {
+        (self.hasher.hash_one(key) >> 32) as u32
+    }
+
+    /// The slab slot of the stream with `key` (hash `h`).
+    #[inline]
+    fn find(&self, h: u32, key: &StreamKey) -> Option<u32> {
+        let slab = &self.slab;
+        self.streams.find(
+            h,
+            |i| matches!(slab.get(i as usize), Some(Some(e)) if e.key == *key),
+        )
+    }
+
+    /// The slab slot of the stream with `key`.
+    fn slot(&self, key: &StreamKey) -> Option<u32> {
+        self.find(self.hash(key), key)
+    }
+
+    /// The index entry that [`RtpTracker::observe_ns`] of this packet
+    /// will read first, for a caller to prefetch a few packets ahead,
+    /// with the key's hash for [`RtpTracker::entry_ahead`]. `None` for a
+    /// packet that cannot be RTP over UDP.
+    #[inline]
+    pub fn lookahead(&self, vnet: VnetId, d: &Decoded<'_>) -> Option<(*const u8, u32)> {
+        let (Some(ip), Transport::Udp { src_port, dst_port }) = (d.ip, d.transport) else {
+            return None;
+        };
+        let h = RtpHeader::parse(d.payload)?;
+        let key = StreamKey {
+            vnet,
+            src: Endpoint::new(ip.src, src_port),
+            dst: Endpoint::new(ip.dst, dst_port),
+            v6: ip.src.is_ipv6(),
+            ssrc: h.ssrc,
+        };
+        let h = self.hash(&key);
+        self.streams
+            .home_entry(h)
+            .map(|e| (std::ptr::from_ref(e).cast::<u8>(), h))
+    }
+
+    /// The stream entry (address and size) a lookup of hash `h` (from
+    /// [`RtpTracker::lookahead`]) will compare and update, to prefetch
+    /// once the index entry is in the cache; `None` for a stream the
+    /// tracker does not hold.
+    #[inline]
+    pub fn entry_ahead(&self, h: u32) -> Option<(*const u8, usize)> {
+        let slot = self.streams.peek(h)?;
+        self.slab.get(slot as usize).map(|e| {
+            (
+                std::ptr::from_ref(e).cast::<u8>(),
+                std::mem::size_of::<Option<Entry>>(),
+            )
+        })
+    }
+
     pub fn is_sip(&self, d: &Decoded<'_>) -> bool {
         match (d.ip, d.transport) {
             (
@@ -404,8 +477,8 @@ impl RtpTracker {
     pub fn active_by_vnet(&self, vnets: usize) -> (Vec<u64>, Vec<u64>) {
         let mut streams = vec![0u64; vnets];
         let mut calls = vec![0u64; vnets];
-        for k in self.streams.keys() {
-            if let Some(n) = streams.get_mut(usize::from(k.vnet.0)) {
+        for e in self.slab.iter().flatten() {
+            if let Some(n) = streams.get_mut(usize::from(e.key.vnet.0)) {
                 *n += 1;
             }
         }
@@ -434,7 +507,7 @@ impl RtpTracker {
             self.finish(k, EndReason::EndOfInput, windows, streams);
         }
         // Streams not in the queue cannot exist, but be sure nothing is lost.
-        let rest: Vec<StreamKey> = self.streams.keys().copied().collect();
+        let rest: Vec<StreamKey> = self.slab.iter().flatten().map(|e| e.key).collect();
         for k in rest {
             self.finish(k, EndReason::EndOfInput, windows, streams);
         }
@@ -445,7 +518,7 @@ impl RtpTracker {
         if d.tunnels.is_empty() {
             return;
         }
-        if let Some(&i) = self.streams.get(&key) {
+        if let Some(i) = self.slot(&key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
                 e.tunnel = TunnelInfo::of(&d.tunnels);
             }
@@ -464,7 +537,7 @@ impl RtpTracker {
         while self.streams.len() >= self.config.max_streams.max(1) {
             match self.queue.pop_front() {
                 Some((_, old)) => {
-                    if self.streams.contains_key(&old) {
+                    if self.slot(&old).is_some() {
                         self.stats.streams_evicted += 1;
                         self.finish(old, EndReason::Evicted, windows, streams);
                     }
@@ -521,7 +594,7 @@ impl RtpTracker {
             codec: codec_name,
             call_id: announced.and_then(|a| a.call_id),
         };
-        let entry = Entry::new(id, rtpmap, at, h, clock, impairment, &self.config);
+        let entry = Entry::new(key, id, rtpmap, at, h, clock, impairment, &self.config);
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slab[i as usize] = Some(entry);
@@ -535,7 +608,8 @@ impl RtpTracker {
         if let Some(Some(e)) = self.slab.get_mut(idx as usize) {
             feed_jitter_buffers(e, at, h);
         }
-        self.streams.insert(key, idx);
+        let h = self.hash(&key);
+        self.streams.insert(h, idx);
         self.queue.push_back((ts, key));
         self.stats.streams_started += 1;
     }
@@ -547,7 +621,7 @@ impl RtpTracker {
         h: &RtpHeader,
         windows: &mut Vec<RtpWindowRecord>,
     ) {
-        if let Some(&i) = self.streams.get(&key) {
+        if let Some(i) = self.slot(&key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
                 update_entry(e, &self.config, at, h, windows);
             }
@@ -568,10 +642,7 @@ impl RtpTracker {
                 break;
             }
             self.queue.pop_front();
-            let entry = self
-                .streams
-                .get(&key)
-                .and_then(|&i| self.slab.get(i as usize));
+            let entry = self.slot(&key).and_then(|i| self.slab.get(i as usize));
             let Some(Some(last)) = entry.map(|e| e.as_ref().map(|e| e.stats.last_arrival)) else {
                 continue;
             };
@@ -590,9 +661,11 @@ impl RtpTracker {
         windows: &mut Vec<RtpWindowRecord>,
         streams: &mut Vec<RtpStreamRecord>,
     ) {
-        let Some(i) = self.streams.remove(&key) else {
+        let h = self.hash(&key);
+        let Some(i) = self.find(h, &key) else {
             return;
         };
+        self.streams.remove(h, i);
         let Some(mut e) = self.slab.get_mut(i as usize).and_then(Option::take) else {
             return;
         };
@@ -717,6 +790,41 @@ mod tests {
             rate(&p).mos,
             rate(&p.with_one_way_delay(q.one_way_delay_ms)).r,
         )
+    }
+
+    #[test]
+    fn lookahead_names_the_streams_index_entry_and_then_its_entry() {
+        let mut t = RtpTracker::new(RtpConfig::default());
+        let (mut w, mut s) = (Vec::new(), Vec::new());
+        let p = rtp(0, 1, 160, 7);
+        let other = rtp(0, 1, 160, 8);
+        let (at, h) = t.lookahead(VnetId(0), &udp(&p, 40_000)).expect("RTP");
+        assert_eq!(t.entry_ahead(h), None, "no stream yet");
+        let (at_other, h_other) = t.lookahead(VnetId(0), &udp(&other, 40_000)).expect("RTP");
+        assert_ne!((at, h), (at_other, h_other), "the SSRC is part of the key");
+        // Not RTP: no version 2 header, or not UDP.
+        assert_eq!(t.lookahead(VnetId(0), &udp(&[0u8; 20], 40_000)), None);
+        let mut tcp = udp(&p, 40_000);
+        tcp.transport = Transport::Tcp {
+            src_port: 40_000,
+            dst_port: 40_000,
+            flags: 0x18,
+        };
+        assert_eq!(t.lookahead(VnetId(0), &tcp), None);
+        for i in 0..200u32 {
+            let p = rtp(0, i as u16, 160 * i, 7);
+            let ts = Timestamp(1_700_000_000_000_000 + i64::from(i) * 20_000);
+            t.observe(ts, VnetId(0), &udp(&p, 40_000), &mut w, &mut s);
+        }
+        assert_eq!(t.active_streams(), 1);
+        let (entry, len) = t.entry_ahead(h).expect("the stream is held");
+        let i = t.slot(&t.slab.iter().flatten().next().expect("entry").key);
+        let want = t.slab.get(i.expect("slot") as usize).expect("slab");
+        assert_eq!(entry, std::ptr::from_ref(want).cast::<u8>());
+        assert_eq!(len, std::mem::size_of::<Option<Entry>>());
+        t.flush(&mut w, &mut s);
+        assert_eq!((t.active_streams(), s.len()), (0, 1));
+        assert_eq!(t.entry_ahead(h), None, "gone with its stream");
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub(super) fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQ
         (loss_ratio, burst_r, lq, cq, delay)
     };
     let mut jb = [None; MODEL_COUNT];
+    // Each model's score, which the default model's figures reuse (the
+    // E-model is the costliest part of closing a window).
+    let mut scored = [None; MODEL_COUNT];
     let now = jb_counters(e);
     for m in Model::ALL {
         if !e.jbs.has(m) {
@@ -125,7 +128,9 @@ pub(super) fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQ
         let delay_ms = now[i]
             .mean_delay_since(&from.jb[i])
             .unwrap_or(m.nominal_ms());
-        let (_, _, lq, cq, _) = score(discards, delay_ms);
+        let scores = score(discards, delay_ms);
+        let (_, _, lq, cq, _) = scores;
+        scored[i] = Some(scores);
         jb[i] = Some(JbQuality {
             discards,
             delay_ms,
@@ -137,8 +142,8 @@ pub(super) fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQ
     let d = e.default_jb;
     let default = jb[d.index()];
     let discards = default.map_or(0, |q| q.discards);
-    let (loss_ratio, burst_r, lq, cq, delay) =
-        score(discards, default.map_or(d.nominal_ms(), |q| q.delay_ms));
+    let (loss_ratio, burst_r, lq, cq, delay) = scored[d.index()]
+        .unwrap_or_else(|| score(discards, default.map_or(d.nominal_ms(), |q| q.delay_ms)));
     RtpQuality {
         packets_received: received,
         packets_expected: expected,

@@ -1,8 +1,9 @@
-//! The flow table's index: from a key's hash to the slot holding the flow.
+//! The index of the hot tables (flows, RTP streams): from a key's hash to
+//! the slot of the table's entry array that holds the key.
 //!
 //! Open addressing with linear probing over 8-byte entries (32 bits of the
 //! key's hash, then the slot plus one; 0 marks an empty entry), kept at
-//! most half full. A lookup of a known flow reads one entry, nearly always
+//! most half full. A lookup of a known key reads one entry, nearly always
 //! in the cache line of its home position, then the slot it names: on a
 //! table of 400,000 flows, where nothing is in the cache, that is one miss
 //! before the slot where a swiss table took two (its control bytes, then
@@ -13,7 +14,7 @@
 
 /// The index. Slots are `u32` below `u32::MAX - 1`.
 #[derive(Debug, Clone)]
-pub struct FlowIndex {
+pub struct SlotIndex {
     entries: Vec<u64>,
     mask: usize,
     len: usize,
@@ -24,11 +25,11 @@ fn entry(h: u32, slot: u32) -> u64 {
     u64::from(h) << 32 | u64::from(slot + 1)
 }
 
-impl FlowIndex {
-    /// An index with room for `flows` entries before it first grows.
-    pub fn with_capacity(flows: usize) -> FlowIndex {
-        let size = flows.saturating_mul(2).next_power_of_two().max(16);
-        FlowIndex {
+impl SlotIndex {
+    /// An index with room for `keys` entries before it first grows.
+    pub fn with_capacity(keys: usize) -> SlotIndex {
+        let size = keys.saturating_mul(2).next_power_of_two().max(16);
+        SlotIndex {
             entries: vec![0; size],
             mask: size - 1,
             len: 0,
@@ -177,7 +178,7 @@ mod tests {
         /// collisions and removals in the middle of runs.
         #[test]
         fn agrees_with_a_map(ops in ops(), spread in any::<bool>()) {
-            let mut index = FlowIndex::with_capacity(4);
+            let mut index = SlotIndex::with_capacity(4);
             let mut model: HashMap<u32, u32> = HashMap::new();
             let mut next = 0u32;
             for op in ops {
@@ -215,7 +216,7 @@ mod tests {
 
     #[test]
     fn wraps_around_the_end() {
-        let mut index = FlowIndex::with_capacity(8);
+        let mut index = SlotIndex::with_capacity(8);
         let last = index.mask as u32;
         for slot in 0..5 {
             index.insert(last, slot);
