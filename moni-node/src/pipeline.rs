@@ -163,11 +163,11 @@ impl Engine {
     pub fn prefetch(&self, d: &Decoded<'_>, source_vnet: Option<VnetId>) -> Ahead {
         let vnet = self.vnets.resolve_packet(d, source_vnet);
         let flow = self.flows.lookahead(vnet, d).map(|(entry, hash)| {
-            crate::sys::prefetch_ptr(entry);
+            crate::sys::prefetch_line(entry);
             hash
         });
         let stream = self.rtp.lookahead(vnet, d).map(|(entry, hash)| {
-            crate::sys::prefetch_ptr(entry);
+            crate::sys::prefetch_line(entry);
             hash
         });
         Ahead { flow, stream }

@@ -79,25 +79,34 @@ pub fn prefetch_value<T>(value: &T) {
 pub fn prefetch_lines(p: *const u8, len: usize) {
     let mut off = 0;
     while off < len {
-        prefetch_ptr(p.wrapping_add(off));
-        off += 128;
+        prefetch_line(p.wrapping_add(off));
+        off += 64;
     }
 }
 
 /// [`prefetch`] for an address an analyzer says it will read (the flow
-/// table's [`lookahead`](analyzers::flow::FlowTable::lookahead)).
+/// slot from [`slot_ahead`](analyzers::flow::FlowTable::slot_ahead)): the
+/// line at `p` and the next.
 #[inline(always)]
 pub fn prefetch_ptr(p: *const u8) {
+    prefetch_line(p);
+    prefetch_line(p.wrapping_add(64));
+}
+
+/// The one cache line at `p`: for an 8-byte index entry (the flow table's
+/// [`lookahead`](analyzers::flow::FlowTable::lookahead)), where a second
+/// line would only take one of the few loads the core keeps in flight.
+#[inline(always)]
+pub fn prefetch_line(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         // SAFETY: a prefetch is a hint: it never faults and reads nothing
-        // into the program, whatever the address (the second line may lie
-        // past the value; `wrapping_add` forms that address without
+        // into the program, whatever the address (callers may name a line
+        // past a value; `wrapping_add` forms that address without
         // claiming it is in bounds). SSE is part of x86_64's baseline.
         unsafe {
             _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast::<i8>());
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -4,7 +4,11 @@
 //! block (4 KiB): two `fread`s per packet and a `read` system call every
 //! 4 KiB. On this project's 2-core machine that was the reader thread's
 //! whole cost, about 0.4 s of CPU per 680 MB. Here the file is read in
-//! 256 KiB chunks and each packet is handed out as a slice of the chunk.
+//! 64 KiB chunks and each packet is handed out as a slice of the chunk.
+//! The chunk stays in the core's L2 cache between the kernel's copy into
+//! it and the parse: with 256 KiB chunks the copy (`_copy_to_iter`) was
+//! 17.7% of a flow-heavy replay's CPU samples, with 64 KiB 3.2%, and the
+//! capture thread fell from 47% to 39% of all samples.
 //!
 //! libpcap still opens every file (it validates the header, knows every
 //! format and maps LINKTYPE to DLT); this reader then takes over the
@@ -18,7 +22,7 @@
 use std::io::Read;
 
 /// What a chunk read asks the kernel for.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 64 * 1024;
 
 /// libpcap's `max_snaplen_for_dlt` for the link types moni decodes: a
 /// larger captured length is a corrupt file.
