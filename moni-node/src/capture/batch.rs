@@ -181,7 +181,7 @@ pub struct Taken<'a> {
 /// How many packets ahead of the one handed out [`PacketBatch::take_decoded`]
 /// hands out a decode to prefetch for: its own prefetch of that packet's
 /// decode ([`PREFETCH_AHEAD`] earlier) has arrived by then.
-const LOOKAHEAD: usize = 2;
+const LOOKAHEAD: usize = 3;
 
 /// How many packets ahead [`PacketBatch::take_decoded`] prefetches: a
 /// worker spends about a microsecond per packet, several times a cross-core
