@@ -94,6 +94,15 @@
 # on / off 0.85x (CPU). VoIP 0.27x tcpdump, 18.0x tshark. 1 M SYN
 # sources: 200 MiB. Session 6's build against this one, interleaved right
 # after (4 rounds, 1 worker, IMIX): 1.38 s against 1.25 s.
+# 2026-12-01, session 10 (the RTP stream table prefetched like the flow
+# table; 64 KiB reads; interleaved runs of the session-9 build against this
+# one, medians; this VM's speed swung by 3x within minutes, so CPU time is
+# the steadier figure): VoIP 1 worker 1.66 -> 1.14 s (CPU 2.37 -> 1.77 s),
+# 2 workers 1.56 -> 1.07 s (CPU 2.73 -> 1.82 s); 0.36x tcpdump at best,
+# tshark 24.3 s (about 24x). Flow-heavy unchanged within the noise
+# (2.37-2.58 s for every build of the session), capped 0.48x, softflowd
+# 1.9-2.1x. IMIX 1 worker 1.04x tcpdump in one quiet run. 1 M SYN
+# sources: 202 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
