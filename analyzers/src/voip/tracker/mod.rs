@@ -39,6 +39,7 @@ mod window;
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 
 use crate::decode::{Decoded, Transport};
 use crate::flow::key::Endpoint;
@@ -158,6 +159,20 @@ struct StreamKey {
     dst: Endpoint,
     v6: bool,
     ssrc: u32,
+}
+
+impl StreamKey {
+    /// The key of an RTP packet from `src:src_port` to `dst:dst_port`.
+    #[inline]
+    fn of(vnet: VnetId, src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16, ssrc: u32) -> Self {
+        StreamKey {
+            vnet,
+            src: Endpoint::new(src, src_port),
+            dst: Endpoint::new(dst, dst_port),
+            v6: src.is_ipv6(),
+            ssrc,
+        }
+    }
 }
 
 /// Six words, where the derived `Hash` wrote nine fields one by one: the
@@ -284,13 +299,7 @@ impl RtpTracker {
         let Some(h) = RtpHeader::parse(payload) else {
             return;
         };
-        let key = StreamKey {
-            vnet,
-            src: Endpoint::new(ip.src, src_port),
-            dst: Endpoint::new(ip.dst, dst_port),
-            v6: ip.src.is_ipv6(),
-            ssrc: h.ssrc,
-        };
+        let key = StreamKey::of(vnet, ip.src, src_port, ip.dst, dst_port, h.ssrc);
         let this = LastPacket::of(at, &h, payload_hash(payload));
         let mirror_us = self.config.mirror_dup_window_us;
         if let Some(i) = self.slot(&key) {
@@ -419,13 +428,7 @@ impl RtpTracker {
             return None;
         };
         let h = RtpHeader::parse(d.payload)?;
-        let key = StreamKey {
-            vnet,
-            src: Endpoint::new(ip.src, src_port),
-            dst: Endpoint::new(ip.dst, dst_port),
-            v6: ip.src.is_ipv6(),
-            ssrc: h.ssrc,
-        };
+        let key = StreamKey::of(vnet, ip.src, src_port, ip.dst, dst_port, h.ssrc);
         let h = self.hash(&key);
         self.streams
             .home_entry(h)
@@ -726,7 +729,7 @@ mod tests {
     use crate::decode::{DecodeError, IpLayer};
     use crate::record::RtpQuality;
     use crate::voip::emodel::{self, Params};
-    use std::net::{IpAddr, Ipv4Addr};
+    use std::net::Ipv4Addr;
 
     fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
         let mut p = vec![0x80, pt];
