@@ -135,9 +135,9 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
             Ok(item) => {
                 let t = Instant::now();
                 let mut batch = item.packets;
-                // The flow and stream hashes of the next packet, whose
-                // index entries were prefetched while the one before was
-                // analysed.
+                // The flow and stream hashes of the packet the previous
+                // step looked ahead to, whose index entries it prefetched:
+                // now the slot and entry they name are prefetched.
                 let mut next = None;
                 for taken in batch.take_decoded() {
                     let (pkt, tag, decoded) = (taken.packet, taken.tag, taken.decoded);

@@ -180,7 +180,11 @@ pub struct Taken<'a> {
 
 /// How many packets ahead of the one handed out [`PacketBatch::take_decoded`]
 /// hands out a decode to prefetch for: its own prefetch of that packet's
-/// decode ([`PREFETCH_AHEAD`] earlier) has arrived by then.
+/// decode ([`PREFETCH_AHEAD`] earlier) has arrived by then. The worker
+/// prefetches index entries for it at once and the flow slot and stream
+/// entry they name one packet later, two packets before its turn (with 2,
+/// one packet before: the VoIP capture's 1,440-byte stream entries did
+/// not always arrive in time).
 const LOOKAHEAD: usize = 3;
 
 /// How many packets ahead [`PacketBatch::take_decoded`] prefetches: a
