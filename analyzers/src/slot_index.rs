@@ -9,7 +9,7 @@
 //! before the slot where a swiss table took two (its control bytes, then
 //! the entry). Removal shifts the entries after it back into the hole
 //! instead of leaving a tombstone, so probe lengths stay those of a table
-//! that never saw a removal, however many flows come and go. Growing moves
+//! that never saw a removal, however many keys come and go. Growing moves
 //! the entries by their stored hash bits and never reads a slot.
 
 /// The index. Slots are `u32` below `u32::MAX - 1`.

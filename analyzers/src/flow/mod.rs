@@ -3,8 +3,9 @@
 //! - [`key`]: the canonical (VNet, protocol, endpoints) key, equal for both
 //!   directions of a conversation.
 //! - [`fragments`]: gives later IP fragments the ports of their first one.
-//! - [`table`]: the capped flow table (indexed by [`crate::slot_index`]) with LRU order, expiry (idle, active,
-//!   TCP end) and eviction, all on packet time.
+//! - [`table`]: the capped flow table (indexed by [`crate::slot_index`])
+//!   with LRU order, expiry (idle, active, TCP end) and eviction, all on
+//!   packet time.
 
 pub mod fragments;
 pub mod key;

@@ -131,8 +131,11 @@ impl<R: Read> ClassicPcap<R> {
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }
+        // One chunk at a time even after a record longer than a chunk grew
+        // the buffer: the chunk is meant to stay in the cache.
+        let limit = CHUNK.max(want).min(self.buf.len());
         while self.end < want {
-            match self.input.read(&mut self.buf[self.end..]) {
+            match self.input.read(&mut self.buf[self.end..limit]) {
                 Ok(0) => {
                     self.eof = true;
                     break;

@@ -398,7 +398,7 @@ impl RtpTracker {
         }
     }
 
-    /// Whether a decoded packet is SIP on the configured ports.
+    /// The high 32 bits of the key's hash, as the index stores them.
     fn hash(&self, key: &StreamKey) -> u32 {
         (self.hasher.hash_one(key) >> 32) as u32
     }
@@ -421,12 +421,15 @@ impl RtpTracker {
     /// The index entry that [`RtpTracker::observe_ns`] of this packet
     /// will read first, for a caller to prefetch a few packets ahead,
     /// with the key's hash for [`RtpTracker::entry_ahead`]. `None` for a
-    /// packet that cannot be RTP over UDP.
+    /// packet that cannot be RTP over UDP, and for RTCP.
     #[inline]
     pub fn lookahead(&self, vnet: VnetId, d: &Decoded<'_>) -> Option<(*const u8, u32)> {
         let (Some(ip), Transport::Udp { src_port, dst_port }) = (d.ip, d.transport) else {
             return None;
         };
+        if rtp::looks_like_rtcp(d.payload) {
+            return None;
+        }
         let h = RtpHeader::parse(d.payload)?;
         let key = StreamKey::of(vnet, ip.src, src_port, ip.dst, dst_port, h.ssrc);
         let h = self.hash(&key);
@@ -450,6 +453,7 @@ impl RtpTracker {
         })
     }
 
+    /// Whether a decoded packet is SIP on the configured ports.
     pub fn is_sip(&self, d: &Decoded<'_>) -> bool {
         match (d.ip, d.transport) {
             (
