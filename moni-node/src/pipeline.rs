@@ -177,8 +177,8 @@ impl Engine {
     /// [`Engine::prefetch`], whose index entries have arrived since.
     #[inline]
     pub fn prefetch_slot(&self, ahead: Ahead) {
-        if let Some(slot) = ahead.flow.and_then(|h| self.flows.slot_ahead(h)) {
-            crate::sys::prefetch_ptr(slot);
+        if let Some((slot, len)) = ahead.flow.and_then(|h| self.flows.slot_ahead(h)) {
+            crate::sys::prefetch_lines(slot, len);
         }
         if let Some((entry, len)) = ahead.stream.and_then(|h| self.rtp.entry_ahead(h)) {
             crate::sys::prefetch_lines(entry, len);

@@ -74,9 +74,10 @@ pub fn prefetch_value<T>(value: &T) {
     prefetch_ptr(std::ptr::from_ref(value).cast::<u8>());
 }
 
-/// [`prefetch`] for every cache line that `len` bytes from `p` touch
-/// (an RTP stream's entry: 1,440 bytes, 23 or 24 lines, all of which a
-/// packet of the stream reads or writes).
+/// [`prefetch`] for every cache line that `len` bytes from `p` touch: what
+/// an analyzer says a packet will update (a flow's 128-byte slot; an RTP
+/// stream's 1,440-byte entry, all of whose 23 or 24 lines a packet of the
+/// stream reads or writes).
 #[inline(always)]
 pub fn prefetch_lines(p: *const u8, len: usize) {
     let skew = p as usize % 64;
@@ -88,11 +89,9 @@ pub fn prefetch_lines(p: *const u8, len: usize) {
     }
 }
 
-/// [`prefetch`] for an address an analyzer says it will read (the flow
-/// slot from [`slot_ahead`](analyzers::flow::FlowTable::slot_ahead)): the
-/// line at `p` and the next.
+/// The line at `p` and the next.
 #[inline(always)]
-pub fn prefetch_ptr(p: *const u8) {
+fn prefetch_ptr(p: *const u8) {
     prefetch_line(p);
     prefetch_line(p.wrapping_add(64));
 }

@@ -3,7 +3,7 @@
 //! Flows live in a slab of 128-byte, line-aligned slots (key, flags and
 //! id in the first cache line; counters and times in the second) with an
 //! index of 8-byte entries (32 bits of the key's hash, then the slot;
-//! [`super::index`]): a lookup reads one entry and the slot it then
+//! [`crate::slot_index`]): a lookup reads one entry and the slot it then
 //! updates, and the index grows without reading slots.
 //! Slots and expiry queue are reserved for `max_flows` up front, so they
 //! never reallocate mid-run; the index starts at 65,536 entries and grows
@@ -523,15 +523,19 @@ impl FlowTable {
             .map(|e| (std::ptr::from_ref(e).cast::<u8>(), h))
     }
 
-    /// The slot the lookup of hash `h` (from [`FlowTable::lookahead`]) will
-    /// compare and update, to prefetch once the index entry is in the
-    /// cache; `None` for a flow the table does not hold.
+    /// The slot (address and size) the lookup of hash `h` (from
+    /// [`FlowTable::lookahead`]) will compare and update, to prefetch once
+    /// the index entry is in the cache; `None` for a flow the table does
+    /// not hold.
     #[inline]
-    pub fn slot_ahead(&self, h: u32) -> Option<*const u8> {
+    pub fn slot_ahead(&self, h: u32) -> Option<(*const u8, usize)> {
         let slot = self.index.peek(h)?;
-        self.slots
-            .get(slot as usize)
-            .map(|s| std::ptr::from_ref(s).cast::<u8>())
+        self.slots.get(slot as usize).map(|s| {
+            (
+                std::ptr::from_ref(s).cast::<u8>(),
+                std::mem::size_of::<Slot>(),
+            )
+        })
     }
 
     /// Counts one decoded packet and tells its flow. Packets without an IP

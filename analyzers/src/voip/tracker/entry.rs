@@ -248,7 +248,6 @@ pub(super) fn jb_counters(e: &Entry) -> [JbCounters; MODEL_COUNT] {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::flow::key::Endpoint;
     use crate::record::RtpWindowRecord;
     use crate::time::Timestamp;
     use crate::vnet::VnetId;
@@ -285,13 +284,14 @@ pub(super) mod tests {
             (101, "telephone-event".into(), 8000),
         ];
         let at = ArrivalNs::new(Timestamp(T0), 0);
-        let key = StreamKey {
-            vnet: id.vnet,
-            src: Endpoint::new(id.src_addr, id.src_port),
-            dst: Endpoint::new(id.dst_addr, id.dst_port),
-            v6: false,
-            ssrc: id.ssrc,
-        };
+        let key = StreamKey::of(
+            id.vnet,
+            id.src_addr,
+            id.src_port,
+            id.dst_addr,
+            id.dst_port,
+            id.ssrc,
+        );
         Entry::new(
             key,
             id,
