@@ -1,5 +1,6 @@
 //! Keeping the probe out of production's way (the paper's "no probe
-//! effect"): `moni-node run` lowers its niceness (`node.nice`) and puts
+//! effect"): `moni-node run` enters the `SCHED_IDLE` scheduling class
+//! (`node.sched_idle`), lowers its niceness (`node.nice`) and puts
 //! itself in a cgroup of its own with a low `cpu.weight` and `io.weight`
 //! (`node.cpu_weight`) and, if asked, a hard `cpu.max` (`node.cpu_max`),
 //! before it starts a thread, so every thread inherits both.
@@ -195,20 +196,35 @@ fn enter(iso: &mut Isolation, dir: &Path, from: &Hierarchy) -> Result<(), String
 pub fn apply(node: &NodeSettings) -> Isolation {
     let mut iso = Isolation::default();
     let mut notes = Vec::new();
+    let mut class = "";
+    if node.sched_idle {
+        match crate::sys::set_sched_idle() {
+            Ok(()) => class = "SCHED_IDLE, ",
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not enter the idle scheduling class.");
+                notes.push(e.to_string());
+            }
+        }
+    }
     if let Err(e) = crate::sys::set_nice(node.nice) {
         tracing::warn!(error = %e, "Could not lower the probe's priority.");
         notes.push(format!("nice not set: {e}"));
     }
     if node.cpu_weight == 0 && node.cpu_max == 0.0 {
         iso.description = format!(
-            "nice {}; cgroups left alone (node.cpu_weight = 0)",
+            "{class}nice {}; cgroups left alone (node.cpu_weight = 0)",
             node.nice
         );
+        if !notes.is_empty() {
+            iso.description = format!("{} ({})", iso.description, notes.join("; "));
+        }
         return iso;
     }
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let h = hierarchies(&read("/proc/self/mountinfo"), &read("/proc/self/cgroup"));
-    place(iso, node, &h, notes)
+    let mut iso = place(iso, node, &h, notes);
+    iso.description = format!("{class}{}", iso.description);
+    iso
 }
 
 /// Puts the process in a cgroup of `h` (see the module doc).

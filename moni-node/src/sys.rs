@@ -1,5 +1,6 @@
-//! Operating-system calls the crates do not wrap: niceness and CPU pinning
-//! (keeping the probe out of production's way), waiting on a capture
+//! Operating-system calls the crates do not wrap: niceness, the idle
+//! scheduling class and CPU pinning (keeping the probe out of
+//! production's way), an interface's MTU, waiting on a capture
 //! descriptor, huge pages for the process's heaps, and cache prefetch.
 //!
 //! The only unsafe code of the node: libc calls whose arguments are plain
@@ -22,6 +23,58 @@ pub fn set_nice(nice: i32) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Puts the calling thread, and every thread it starts afterwards, in the
+/// `SCHED_IDLE` class: it runs only on a CPU nothing else wants, and a
+/// production thread that wakes takes its CPU at once, without waiting
+/// out the probe's time slice. A low cgroup weight alone bounds the
+/// probe's share but lets it keep the CPU for a slice, and a TCP stream's
+/// sender and receiver wait on each other at a finer grain than that.
+pub fn set_sched_idle() -> anyhow::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 means the calling thread; `param` is a local that
+    // outlives the call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc != 0 {
+        anyhow::bail!(
+            "node.sched_idle: cannot enter SCHED_IDLE: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// The MTU of `interface` in this process's network namespace (an
+/// ioctl, not `/sys/class/net`, which shows the namespace `/sys` was
+/// mounted in), or `None` where there is no such interface.
+pub fn interface_mtu(interface: &str) -> Option<u32> {
+    let name = interface.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(&0) {
+        return None;
+    }
+    // SAFETY: a datagram socket; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads ifr_name (NUL-terminated: the name is
+    // shorter than IFNAMSIZ and the rest is zero) and writes ifru_mtu of
+    // `req`, a local that outlives the call.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
+    // SAFETY: fd is the socket opened above, closed once.
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: the ioctl succeeded, so it wrote the MTU member.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).ok().filter(|m| *m > 0)
 }
 
 /// Starts `f` on a scoped thread named `name` (what `top -H`, `ps -L`,

@@ -187,6 +187,14 @@ fn mirrored_traffic_is_counted_exactly_in_parquet_and_metrics() {
         .and_then(|x| x.parse().ok())
         .expect("nice field");
     assert_eq!(nice, 5);
+    // node.sched_idle (default true): the idle scheduling class, so a
+    // production thread that wakes takes the probe's CPU at once.
+    let policy: i64 = after_comm
+        .split_whitespace()
+        .nth(38)
+        .and_then(|x| x.parse().ok())
+        .expect("policy field");
+    assert_eq!(policy, i64::from(libc::SCHED_IDLE), "scheduling policy");
     let mut allowed = Vec::new();
     for t in std::fs::read_dir(format!("/proc/{}/task", node.id()))
         .expect("tasks")

@@ -49,10 +49,13 @@ impl LiveSource {
             source_name: s.name.clone(),
             message: format!("interface {interface}: {e}"),
         };
+        let snaplen = s
+            .snaplen
+            .unwrap_or_else(|| auto_snaplen(crate::sys::interface_mtu(interface)));
         let cap = pcap::Capture::from_device(interface)
             .map_err(open_err)?
             .promisc(s.promiscuous)
-            .snaplen(s.snaplen)
+            .snaplen(snaplen)
             .buffer_size(s.buffer_bytes)
             // Bounds how long a stop request waits for a quiet port.
             .timeout(100)
@@ -69,13 +72,19 @@ impl LiveSource {
             .map_err(open_err)?
             .setnonblock()
             .map_err(open_err)?;
-        if let Some(f) = &s.filter {
-            cap.filter(f, true).map_err(|e| CaptureError::Filter {
-                source_name: s.name.clone(),
-                filter: f.clone(),
-                message: e.to_string(),
-            })?;
-        }
+        // Always a kernel filter, the empty one ("accept all") when none is
+        // configured: its return value is the snaplen, and that is what
+        // makes the kernel cut each packet before copying it into the
+        // ring. Without a filter the kernel copies every packet whole and
+        // libpcap cuts it afterwards: a 64 KiB GSO frame on a veth cost
+        // production's TCP sender a 64 KiB copy per frame (docs/lab.md).
+        let expr = s.filter.as_deref().unwrap_or("");
+        cap.filter(expr, true).map_err(|e| CaptureError::Filter {
+            source_name: s.name.clone(),
+            filter: expr.to_string(),
+            message: e.to_string(),
+        })?;
+        tracing::info!(source = %s.name, interface, snaplen, "Capture opened.");
         let link = LinkType::from_dlt(cap.get_datalink().0);
         let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
         Ok(LiveSource {
@@ -138,6 +147,15 @@ impl LiveSource {
     }
 }
 
+/// The snaplen when none is configured: the interface's MTU plus an
+/// Ethernet header and two VLAN tags; the largest where the MTU is
+/// unknown (e.g. the `any` device).
+pub fn auto_snaplen(mtu: Option<u32>) -> i32 {
+    mtu.map_or(262_144, |m| {
+        i32::try_from(m.saturating_add(22)).map_or(262_144, |n| n.clamp(64, 262_144))
+    })
+}
+
 /// A failed read of `name` after `packets` packets.
 fn read_error(name: &str, packets: u64, e: &pcap::Error) -> CaptureError {
     CaptureError::Read {
@@ -190,6 +208,25 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "eth1: read error after 377 packets: libpcap error: The interface went down"
+        );
+    }
+
+    #[test]
+    fn the_default_snaplen_is_the_mtu_plus_link_headers() {
+        assert_eq!(auto_snaplen(Some(1500)), 1522);
+        assert_eq!(auto_snaplen(Some(9000)), 9022);
+        assert_eq!(auto_snaplen(Some(65536)), 65558);
+        assert_eq!(auto_snaplen(Some(1_000_000)), 262_144);
+        assert_eq!(auto_snaplen(Some(u32::MAX)), 262_144);
+        assert_eq!(auto_snaplen(Some(10)), 64);
+        assert_eq!(auto_snaplen(None), 262_144);
+        // The loopback of every network namespace has one.
+        assert_eq!(crate::sys::interface_mtu("lo"), Some(65536));
+        assert_eq!(crate::sys::interface_mtu("no-such-if0"), None);
+        assert_eq!(crate::sys::interface_mtu(""), None);
+        assert_eq!(
+            crate::sys::interface_mtu("a-name-far-too-long-for-linux"),
+            None
         );
     }
 

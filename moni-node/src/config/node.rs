@@ -43,6 +43,13 @@ pub struct NodeSection {
     /// Default 1, the lowest: the lab's Fig. 5 (docs/lab.md) kept 100 %
     /// of production's forwarding with it, 84 % with 10.
     pub cpu_weight: u32,
+    /// Run every thread of the probe in the `SCHED_IDLE` scheduling class:
+    /// a production thread that wakes takes the probe's CPU at once, where
+    /// a low `cpu_weight` alone lets the probe finish its time slice first.
+    /// The lab's TCP at full speed (docs/lab.md) lost 4-15 % to the probe
+    /// without it. Under systemd `CPUSchedulingPolicy=idle` does the same.
+    /// Default true.
+    pub sched_idle: bool,
     /// `cpu.max` of that cgroup in CPUs (0.5 = half of one CPU, 1.5 = one
     /// and a half): a hard cap that holds even on an idle host. 0: no
     /// cap. Default 0.
@@ -64,6 +71,7 @@ impl Default for NodeSection {
             tick_ms: 1000,
             nice: 10,
             cpu_weight: 1,
+            sched_idle: true,
             cpu_max: 0.0,
             capture_cpus: Vec::new(),
             worker_cpus: Vec::new(),
@@ -82,6 +90,8 @@ pub struct NodeSettings {
     pub nice: i32,
     /// `node.cpu_weight`; 0: cgroups left alone.
     pub cpu_weight: u32,
+    /// `node.sched_idle`.
+    pub sched_idle: bool,
     /// `node.cpu_max` in CPUs; 0: no cap.
     pub cpu_max: f64,
     pub capture_cpus: Vec<usize>,
@@ -174,6 +184,7 @@ impl NodeConfig {
             tick: std::time::Duration::from_millis(n.tick_ms),
             nice: n.nice,
             cpu_weight: n.cpu_weight,
+            sched_idle: n.sched_idle,
             cpu_max: n.cpu_max,
             capture_cpus: n.capture_cpus.clone(),
             worker_cpus: n.worker_cpus.clone(),

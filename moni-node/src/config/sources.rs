@@ -34,8 +34,15 @@ pub struct SourceSection {
     pub role: Option<Role>,
     /// Put the interface in promiscuous mode. Default true.
     pub promiscuous: bool,
-    /// Bytes captured per packet (64-262144). Default 262144.
-    pub snaplen: i32,
+    /// Bytes captured per packet (64-262144), cut by the kernel before
+    /// the copy into the capture ring. Default: the interface's MTU plus
+    /// 22 (an Ethernet header and two VLAN tags), as Suricata sizes its
+    /// packets: no frame on a mirror port is longer. Only offloads on the
+    /// capture interface (GRO, or GSO on a veth) make longer ones, up to
+    /// 64 KiB, and copying those whole is most of what a probe costs the
+    /// host (docs/lab.md); flows count wire lengths, so their bytes stay
+    /// right. 262144 where the MTU cannot be read.
+    pub snaplen: Option<i32>,
     /// Kernel capture buffer, bytes (at least 65536). Default 16 MiB.
     pub buffer_bytes: i32,
     /// BPF filter. Default none.
@@ -57,7 +64,7 @@ impl Default for SourceSection {
             vnet: None,
             role: None,
             promiscuous: true,
-            snaplen: 262_144,
+            snaplen: None,
             buffer_bytes: 16 * 1024 * 1024,
             filter: None,
             timestamp_precision: Precision::Micro,
@@ -85,7 +92,8 @@ pub struct SourceSettings {
     pub kind: SourceKind,
     pub vnet: Option<analyzers::vnet::VnetId>,
     pub promiscuous: bool,
-    pub snaplen: i32,
+    /// `sources.snaplen`; `None`: from the interface's MTU when it opens.
+    pub snaplen: Option<i32>,
     pub buffer_bytes: i32,
     pub filter: Option<String>,
     pub precision: Precision,
@@ -151,7 +159,7 @@ impl NodeConfig {
                     SourceKind::File { .. } => None,
                 }),
             };
-            if !(64..=262_144).contains(&s.snaplen) {
+            if s.snaplen.is_some_and(|n| !(64..=262_144).contains(&n)) {
                 return Err(invalid("sources.snaplen", "must be between 64 and 262144"));
             }
             if s.buffer_bytes < 65_536 {
