@@ -1051,7 +1051,9 @@ def probe_effect(args):
     node_cgroups = []  # removed at the end, also when a node was killed
     try:
         for rnd in range(args.rounds):
-            for name in PE_PHASES:
+            # Every other round in reverse order: a drift of the host over
+            # the run then falls on the first and the last phase alike.
+            for name in PE_PHASES if rnd % 2 == 0 else PE_PHASES[::-1]:
                 wire("m" if name != "forward" else None)
                 isolated = name != "monitor_unisolated"
                 if name.startswith("monitor"):

@@ -95,6 +95,7 @@ class Packaging(unittest.TestCase):
         # production, the weight node.cpu_weight defaults to.
         self.assertEqual(node["CPUWeight"], ["1"])
         self.assertEqual(node["IOWeight"], ["1"])
+        self.assertEqual(node["CPUSchedulingPolicy"], ["idle"])
 
     def test_licence_files_match_cargo_toml_and_a_changelog_exists(self):
         cargo = (ROOT / "Cargo.toml").read_text()
