@@ -958,6 +958,7 @@ def probe_effect(args):
         wait_http(mo, "http://127.0.0.1:9464/healthz")
         mine = [d for d in cgroup_dirs(node.pid) if d.name.startswith("moni-node-")]
         node_cgroups.extend(mine)
+        napi_homes[:] = mine if isolated else list(shield.dirs)
         # The monitor's receive path is the monitor's: its port's NAPI
         # thread runs in the node's cgroup and scheduling class.
         for pid in monitor_napi:
@@ -969,7 +970,19 @@ def probe_effect(args):
             sh(["chrt", "-i" if isolated else "-o", "-p", "0", pid], check=False)
         return node
 
+    def release_napi():
+        """The monitor's NAPI thread back to its hierarchies' roots, so
+        that the node's cgroup (and the lab's) can be removed."""
+        for d in napi_homes:
+            for pid in monitor_napi:
+                try:
+                    (d.parent / "cgroup.procs").write_text(pid)
+                except OSError:
+                    pass
+        napi_homes.clear()
+
     def stop_node(node):
+        release_napi()
         node.send_signal(signal.SIGTERM)
         out = node.communicate(timeout=90)[0] or "{}"
         s = json.loads(out.strip() or "{}")
@@ -1049,11 +1062,10 @@ def probe_effect(args):
     stress = node = None
     port_at_start = [(0, 0)]
     node_cgroups = []  # removed at the end, also when a node was killed
+    napi_homes = []  # the cgroups the monitor's NAPI thread was moved into
     try:
         for rnd in range(args.rounds):
-            # Every other round in reverse order: a drift of the host over
-            # the run then falls on the first and the last phase alike.
-            for name in PE_PHASES if rnd % 2 == 0 else PE_PHASES[::-1]:
+            for name in PE_PHASES:
                 wire("m" if name != "forward" else None)
                 isolated = name != "monitor_unisolated"
                 if name.startswith("monitor"):
@@ -1065,6 +1077,10 @@ def probe_effect(args):
                 if stress:
                     kill_group(stress)
                     stress = None
+                    # What the disk writers left dirty is written back by
+                    # the kernel's own threads, outside any cgroup: done
+                    # here, not in the next phase.
+                    sh(["sync"])
                 p = phases[name]
                 if node:
                     counters = stop_node(node)
@@ -1128,6 +1144,7 @@ def probe_effect(args):
             if p and p.poll() is None:
                 p.kill()
                 p.wait(timeout=10)
+        release_napi()
         for d in node_cgroups:
             try:
                 d.rmdir()
