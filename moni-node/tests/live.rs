@@ -589,7 +589,7 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
     lab.start_sink();
     let tmp = tempfile::tempdir().expect("tempdir");
     // One worker, one batch of queue, a small kernel ring. Not isolated
-    // (`cpu_weight = 0`, `nice = 0`): this test is about counting every
+    // (`cpu_weight = 0`, `nice = 0`, `sched_idle = false`): this test is about counting every
     // drop, and the flood's senders run on this same host, where the
     // service default (the lowest CPU weight) would let them starve the
     // node of the call's few packets; isolation is the lab's test.
@@ -597,7 +597,9 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
         &lab,
         tmp.path(),
         NodeOpts {
-            node: Some("workers = 1\nqueue_batches = 1\ncpu_weight = 0\nnice = 0"),
+            node: Some(
+                "workers = 1\nqueue_batches = 1\ncpu_weight = 0\nnice = 0\nsched_idle = false",
+            ),
             source: "buffer_bytes = 65536\nsnaplen = 128",
             extra: "[flows]\nmax_flows = 2000",
         },
