@@ -40,8 +40,13 @@ Phases: forward (no mirror), mirror (nothing captures), monitor (moni-node
 at the [node] defaults, i.e. the shipped service settings),
 monitor_overloaded (plus stress-ng CPU burners on every CPU and disk
 writers, in moni-node's cgroup and at its niceness), monitor_unisolated
-(the same with cpu_weight = 0, nice = 0 and stress-ng beside it); then
-TCP at full speed (iperf3) without and with the mirror and moni-node.
+(the same with cpu_weight = 0, nice = 0, sched_idle = false and stress-ng
+beside it); then TCP at full speed (iperf3, one stream) in alternating
+windows: production alone, the mirror alone (to n, which nobody
+captures) and the mirror with moni-node. The Moni VNode's port m
+receives in a threaded-NAPI kernel thread that the lab gives moni-node's
+cgroup and scheduling class (the paper's monitor domain with a NIC of
+its own).
 Production's rate is counted in 1 s bins on fw's egress d.
 """
 
