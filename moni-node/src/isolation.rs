@@ -20,7 +20,8 @@
 //!    `nice` alone.
 //!
 //! The cgroups it created are left and removed when the node exits (what
-//! a `kill -9` leaves is an empty directory named after the dead pid).
+//! a `kill -9` leaves is an empty directory named after the dead pid, which
+//! the next node to start in that place removes).
 //!
 //! With a low weight the probe only loses CPU when production wants it;
 //! its capture path then falls behind, and what it cannot read is dropped
@@ -172,14 +173,44 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
     std::fs::write(dir.join(file), value).map_err(|e| format!("{}: {e}", dir.join(file).display()))
 }
 
-/// A new `moni-node-<pid>` cgroup under `parent`, or why not.
+/// A new `moni-node-<pid>` cgroup under `parent`, or why not. The empty
+/// ones that nodes killed with SIGKILL left beside it go first.
 fn create(parent: &Path) -> Result<PathBuf, String> {
+    let swept = sweep_stale(parent, |pid| Path::new(&format!("/proc/{pid}")).exists());
+    if swept > 0 {
+        tracing::info!(parent = %parent.display(), swept, "Removed cgroups of nodes that are gone.");
+    }
     let dir = parent.join(format!("moni-node-{}", std::process::id()));
     match std::fs::create_dir(&dir) {
         Ok(()) => Ok(dir),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(dir),
         Err(e) => Err(format!("{}: {e}", dir.display())),
     }
+}
+
+/// Removes the `moni-node-<pid>` directories under `parent` whose process
+/// is gone (`alive` says), as a node that was killed with SIGKILL could
+/// not; returns how many. `rmdir` removes only an empty cgroup, so one
+/// that still holds a process, whatever its name says, stays.
+fn sweep_stale(parent: &Path, alive: impl Fn(u32) -> bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return 0;
+    };
+    let mut swept = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("moni-node-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !alive(pid) && std::fs::remove_dir(e.path()).is_ok() {
+            swept += 1;
+        }
+    }
+    swept
 }
 
 /// Moves this process into `dir`, remembering how to undo it.
@@ -487,6 +518,44 @@ mod tests {
             none.description,
             "nice 10 only (cgroups not writable: no cgroup v2 hierarchy; no cgroup v1 cpu hierarchy)"
         );
+    }
+
+    #[test]
+    fn cgroups_of_nodes_that_are_gone_are_swept_and_no_others() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let p = root.path();
+        let own = format!("moni-node-{}", std::process::id());
+        for d in [
+            "moni-node-41",
+            "moni-node-42",
+            "moni-node-43",
+            own.as_str(),
+            "moni-node-x",
+            "moni-lab-41",
+        ] {
+            std::fs::create_dir(p.join(d)).expect("mkdir");
+        }
+        // 43 is gone but not empty: a cgroup with a process in it.
+        std::fs::write(p.join("moni-node-43/cgroup.procs"), "1").expect("write");
+        let swept = sweep_stale(p, |pid| pid == 42);
+        assert_eq!(swept, 1);
+        let mut left: Vec<String> = std::fs::read_dir(p)
+            .expect("read")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            "moni-lab-41".to_string(),
+            "moni-node-42".into(),
+            "moni-node-43".into(),
+            own,
+            "moni-node-x".into(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        // A missing parent sweeps nothing.
+        assert_eq!(sweep_stale(&p.join("none"), |_| false), 0);
     }
 
     #[test]
