@@ -222,7 +222,7 @@ fn enter(iso: &mut Isolation, dir: &Path, from: &Hierarchy) -> Result<(), String
     Ok(())
 }
 
-/// Sets `node.nice` and the cgroup; never fails: what could not be done
+/// Sets `node.sched_idle`, `node.nice` and the cgroup; never fails: what could not be done
 /// is logged once (a warning) and described in the result.
 pub fn apply(node: &NodeSettings) -> Isolation {
     let mut iso = Isolation::default();
@@ -243,28 +243,23 @@ pub fn apply(node: &NodeSettings) -> Isolation {
     }
     if node.cpu_weight == 0 && node.cpu_max == 0.0 {
         iso.description = format!(
-            "{class}nice {}; cgroups left alone (node.cpu_weight = 0)",
+            "nice {}; cgroups left alone (node.cpu_weight = 0)",
             node.nice
         );
-        if !notes.is_empty() {
-            iso.description = format!("{} ({})", iso.description, notes.join("; "));
-        }
-        return iso;
+    } else {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let h = hierarchies(&read("/proc/self/mountinfo"), &read("/proc/self/cgroup"));
+        iso = place(iso, node, &h);
     }
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let h = hierarchies(&read("/proc/self/mountinfo"), &read("/proc/self/cgroup"));
-    let mut iso = place(iso, node, &h, notes);
     iso.description = format!("{class}{}", iso.description);
+    if !notes.is_empty() {
+        iso.description = format!("{} ({})", iso.description, notes.join("; "));
+    }
     iso
 }
 
 /// Puts the process in a cgroup of `h` (see the module doc).
-fn place(
-    mut iso: Isolation,
-    node: &NodeSettings,
-    h: &Hierarchies,
-    notes: Vec<String>,
-) -> Isolation {
+fn place(mut iso: Isolation, node: &NodeSettings, h: &Hierarchies) -> Isolation {
     let weight = node.cpu_weight.max(1);
     let cpu_max = (node.cpu_max > 0.0).then(|| format!("{} {PERIOD_US}", quota_us(node.cpu_max)));
     let mut why = Vec::new();
@@ -289,9 +284,6 @@ fn place(
     } else {
         iso.description = format!("nice {}; {}", node.nice, iso.description);
         tracing::info!(isolation = %iso.description, "Probe isolated from production.");
-    }
-    if !notes.is_empty() {
-        iso.description = format!("{} ({})", iso.description, notes.join("; "));
     }
     iso
 }
@@ -499,7 +491,7 @@ mod tests {
             }),
             v1_blkio: None,
         };
-        let iso = place(Isolation::default(), &node, &h, Vec::new());
+        let iso = place(Isolation::default(), &node, &h);
         assert!(
             iso.description
                 .starts_with("nice 10 only (cgroups not writable: the cgroup v2 hierarchy at "),
@@ -508,12 +500,7 @@ mod tests {
         );
         assert!(iso.description.contains("has no cpu controller"));
         assert!(iso.cgroups.is_empty());
-        let none = place(
-            Isolation::default(),
-            &node,
-            &Hierarchies::default(),
-            Vec::new(),
-        );
+        let none = place(Isolation::default(), &node, &Hierarchies::default());
         assert_eq!(
             none.description,
             "nice 10 only (cgroups not writable: no cgroup v2 hierarchy; no cgroup v1 cpu hierarchy)"

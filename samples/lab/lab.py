@@ -967,7 +967,7 @@ def probe_effect(args):
         # The monitor's receive path is the monitor's: its port's NAPI
         # thread runs in the node's cgroup and scheduling class.
         for pid in monitor_napi:
-            for d in mine if isolated else shield.dirs:
+            for d in napi_homes:
                 try:
                     (d / "cgroup.procs").write_text(pid)
                 except OSError:
