@@ -1119,8 +1119,11 @@ def probe_effect(args):
             # mirror to the node's port m.
             offloads(True)
             node = start_node(True, f"tcp-{rnd}")
+            # Longer than the windows take (each mirror change is a few tc
+            # calls); stopped after the last window, so that no window
+            # catches the stream's end.
             client = spawn(src, ["iperf3", "-c", "10.91.2.2", "-p", "5201", "-t",
-                                 str(int(args.tcp_cycles * 3 * (TCP_WINDOW + TCP_SETTLE) + 3))],
+                                 str(int(args.tcp_cycles * 3 * (TCP_WINDOW + TCP_SETTLE + 1) + 10))],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # past the slow start
             for k in range(args.tcp_cycles):
@@ -1133,7 +1136,8 @@ def probe_effect(args):
                     b1, t1 = rx_bytes(server.pid, "eth0"), time.monotonic()
                     tcp[label].append((b1 - b0) * 8 / (t1 - t0) / 1e9)
             wire(None)
-            client.wait(timeout=60)
+            client.terminate()
+            client.wait(timeout=30)
             tcp_moni.append(stop_node(node))
             node = None
             for label, what in (("without", "production alone"), ("mirror", "with the mirror alone"),
