@@ -2,9 +2,8 @@
  *
  * Kernel pktgen is the usual tool, but its module is not on every kernel
  * (nor on the CI's), so this is the smallest stand-in: one AF_PACKET raw
- * socket with PACKET_QDISC_BYPASS, the same UDP/IPv4 frame sent in
- * batches of 256 with sendmmsg(2) as fast as the path takes them, for a
- * given number of seconds. A frame the path refuses (its next hop's
+ * socket, the same UDP/IPv4 frame sent in batches of 256 with sendmmsg(2)
+ * as fast as the path takes them, for a given number of seconds. A frame the path refuses (its next hop's
  * input is full) is counted and the sender goes on, never fatal. Frames pass the device's egress tc
  * hook (no PACKET_QDISC_BYPASS): the lab's monitoring port is a tc
  * mirred there.

@@ -584,6 +584,16 @@ PAPER_FIG5 = [
 PAPER_PHASE = {"forward": 961.6, "mirror": 953.0, "monitor": 953.0, "monitor_overloaded": 896.0,
                "monitor_unisolated": 180.0}
 PE_PHASES = ["forward", "mirror", "monitor", "monitor_overloaded", "monitor_unisolated"]
+# Where each phase mirrors Node 1's link: nowhere, to a port nobody
+# captures (n), to the isolated node's (m), to the unisolated node's (u).
+PE_PORT = {"forward": None, "mirror": "n", "monitor": "m", "monitor_overloaded": "m",
+           "monitor_unisolated": "u"}
+# The nodes' metrics ports (in the monitor's namespace), by capture port.
+METRICS = {"m": 9464, "u": 9465}
+# The 64-byte leg's windows: each is one 1 s bin, measured PE_SETTLE
+# seconds after its phase was switched on (the mirror moved, the overload
+# continued or stopped).
+PE_WINDOW, PE_SETTLE = 1.0, 0.5
 FRAME_BYTES = 64
 # The TCP leg's windows: each state is measured for TCP_WINDOW seconds,
 # after TCP_SETTLE seconds for the mirror change to take hold.
@@ -591,13 +601,15 @@ TCP_WINDOW, TCP_SETTLE = 1.5, 0.3
 
 
 def cpu_times(cpu):
-    """(busy, softirq, total) jiffies of one CPU from /proc/stat."""
+    """(busy, softirq, total, steal) jiffies of one CPU from /proc/stat.
+    Steal is the time the hypervisor ran something else while this
+    virtual CPU had work (part of busy)."""
     for line in Path("/proc/stat").read_text().splitlines():
         f = line.split()
         if f[0] == f"cpu{cpu}":
             v = [int(x) for x in f[1:]]
-            return sum(v) - v[3] - v[4], v[6], sum(v)
-    return 0, 0, 0
+            return sum(v) - v[3] - v[4], v[6], sum(v), v[7]
+    return 0, 0, 0, 0
 
 
 def backlog_drops(cpu):
@@ -703,31 +715,50 @@ def cgroup_dirs(pid):
     return dirs
 
 
-def rx_bytes(pid, dev):
-    """Bytes `dev` received so far, in the network namespace of process
-    `pid` (its /proc/PID/net/dev)."""
+def net_dev(pid, dev):
+    """Counters of `dev` in the network namespace of process `pid` (its
+    /proc/PID/net/dev): rx_bytes, tx_packets, tx_dropped. Read directly,
+    not through `ip`: the 64-byte leg reads them at every window edge."""
     for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines():
         name, _, rest = line.partition(":")
         if name.strip() == dev:
-            return int(rest.split()[0])
+            f = [int(x) for x in rest.split()]
+            return {"rx_bytes": f[0], "tx_packets": f[9], "tx_dropped": f[11]}
     raise RuntimeError(f"no {dev} in the namespace of process {pid}")
 
 
-def count_bins(dev, secs):
-    """Runs inside the forwarding namespace: packets sent on `dev` per 1 s."""
-    stat = Path(f"/sys/class/net/{dev}/statistics/tx_packets")
-    last = int(stat.read_text())
-    # The caller starts the sender on this line: a slow start (a loaded
-    # host) must not eat into the bins.
-    print("ready", flush=True)
-    t0 = time.monotonic()
-    out = []
-    for i in range(1, secs + 1):
-        time.sleep(max(0.0, t0 + i - time.monotonic()))
-        now = int(stat.read_text())
-        out.append(now - last)
-        last = now
-    print(json.dumps(out))
+def rx_bytes(pid, dev):
+    """Bytes `dev` received so far, in the network namespace of process
+    `pid`."""
+    return net_dev(pid, dev)["rx_bytes"]
+
+
+NODE_COUNTERS = {"moni_source_packets_total": "packets",
+                 "moni_source_kernel_drops_total": "kernel_drops",
+                 "moni_source_interface_drops_total": "interface_drops",
+                 "moni_source_queue_drops_total": "queue_drops"}
+
+
+def scrape_loop(ports):
+    """Runs inside the monitor's namespace: for every line on stdin, one
+    JSON line with the capture counters of the nodes listening on these
+    metrics ports (null for a node that does not answer)."""
+    for _ in sys.stdin:
+        out = {}
+        for port in ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                out[port] = None
+                continue
+            c = dict.fromkeys(NODE_COUNTERS.values(), 0)
+            for line in text.splitlines():
+                key = NODE_COUNTERS.get(line.split("{", 1)[0].split(" ", 1)[0])
+                if key:
+                    c[key] += int(float(line.rsplit(" ", 1)[1]))
+            out[port] = c
+        print(json.dumps(out), flush=True)
 
 
 def svg_boxplot(phases, path, title):
@@ -887,9 +918,12 @@ def probe_effect(args):
     veth(src, "eth0", fw, "s")
     veth(fw, "d", dst, "eth0")
     veth(src, "m", mo, "m")
-    # A second port of the switch that nobody captures: the TCP leg's
-    # mirror-alone state (what the software switch's copy costs).
+    # A second port of the switch that nobody captures: the mirror-alone
+    # state (what the software switch's copy costs).
     veth(src, "n", mo, "n")
+    # The unisolated monitor's port: a second node, without the isolation
+    # settings, runs beside the isolated one through the 64-byte leg.
+    veth(src, "u", mo, "u")
     sh(["ip", "addr", "add", "10.91.1.1/24", "dev", "eth0"], ns=src)
     sh(["ip", "addr", "add", "10.91.1.254/24", "dev", "s"], ns=fw)
     sh(["ip", "addr", "add", "10.91.2.254/24", "dev", "d"], ns=fw)
@@ -905,7 +939,14 @@ def probe_effect(args):
     sh(["ip", "neigh", "replace", "10.91.2.254", "lladdr", mac(fw, "d"), "dev", "eth0", "nud",
         "permanent"], ns=dst)
     forwarders = pin_forwarding(fw, ("s", "d"), core) if ncpu > 1 else []
-    monitor_napi = receive_thread(mo, "m")
+    monitor_napi = {port: receive_thread(mo, port) for port in ("m", "u")}
+    # The port nobody captures is the monitor domain's too: its frames are
+    # received (and dropped: no address there) in an idle-class thread, so
+    # that the mirror-alone phase costs the sender what the monitor's port
+    # does (a copy into a ring that is full or not), not a receive path in
+    # the sender's own softirq.
+    for pid in receive_thread(mo, "n"):
+        sh(["chrt", "-i", "-p", "0", pid], check=False)
     tc(src, "qdisc", "add", "dev", "eth0", "clsact")
     fw_mac = mac(fw, "s")
     me = Path(__file__).resolve()
@@ -928,46 +969,46 @@ def probe_effect(args):
         # frame is one packet, as on a real wire.
         state = "on" if on else "off"
         for ns, dev in ((src, "eth0"), (fw, "s"), (fw, "d"), (dst, "eth0"), (src, "m"),
-                        (mo, "m"), (src, "n"), (mo, "n")):
-            # The forwarding's and the monitor's NAPI need GRO.
-            gro = "on" if ns == fw or (ns, dev) == (mo, "m") else state
+                        (mo, "m"), (src, "n"), (mo, "n"), (src, "u"), (mo, "u")):
+            # The forwarding's and the monitors' NAPI need GRO.
+            gro = "on" if ns == fw or (ns == mo and dev in ("m", "n", "u")) else state
             sh(["ethtool", "-K", dev, "tso", state, "gso", state, "gro", gro], ns=ns,
                check=False)
 
-    def port_packets():
-        """Frames the monitoring port delivered to the Moni VNode so far,
+    def port_packets(port):
+        """Frames the monitoring port delivered to a Moni VNode so far,
         and those it dropped because the VNode's receive ring was full
         (the monitor's own drops, before its capture sees them)."""
-        j = json.loads(sh(["ip", "-s", "-j", "link", "show", "dev", "m"], ns=src, capture=True))
-        tx = j[0]["stats64"]["tx"]
-        return tx["packets"], tx["dropped"]
+        c = net_dev(anchor[src].pid, port)
+        return c["tx_packets"], c["tx_dropped"]
 
-    def start_node(isolated, tag):
+    def start_node(isolated, tag, port):
         # The shipped service settings are the [node] defaults; the
-        # unisolated run turns them off.
+        # unisolated node turns them off.
         keys = "" if isolated else "cpu_weight = 0\nnice = 0\nsched_idle = false\n"
         cfg = work / f"{tag}.toml"
         cfg.write_text(
-            f'[node]\nname = "lab-probe"\n{keys}[metrics]\nlisten = "127.0.0.1:9464"\n'
-            f'[[sources]]\ninterface = "m"\nvnet = "A"\nrole = "production"\n'
+            f'[node]\nname = "lab-probe"\n{keys}[metrics]\nlisten = "127.0.0.1:{METRICS[port]}"\n'
+            f'[[sources]]\ninterface = "{port}"\nvnet = "A"\nrole = "production"\n'
             f'[output]\ndir = "{work / (tag + "-out")}"\n')
         log = open(work / f"{tag}.log", "w")
         # nsenter, not ip netns exec: only the network namespace changes,
         # so the node sees the host's /sys/fs/cgroup (ip netns exec mounts
         # a /sys of the namespace's own, without cgroups) and isolates
         # itself as it would on the host.
-        port_at_start[0] = port_packets()
+        port_at_start[port] = port_packets(port)
         node = subprocess.Popen(["nsenter", f"--net=/run/netns/{mo}", str(node_bin), "run",
                                  "--config", str(cfg)], stdout=subprocess.PIPE, stderr=log,
                                 text=True)
-        wait_http(mo, "http://127.0.0.1:9464/healthz")
+        node.port = port
+        wait_http(mo, f"http://127.0.0.1:{METRICS[port]}/healthz")
         mine = [d for d in cgroup_dirs(node.pid) if d.name.startswith("moni-node-")]
         node_cgroups.extend(mine)
-        napi_homes[:] = mine if isolated else list(shield.dirs)
+        napi_homes[port] = mine if isolated else list(shield.dirs)
         # The monitor's receive path is the monitor's: its port's NAPI
         # thread runs in the node's cgroup and scheduling class.
-        for pid in monitor_napi:
-            for d in napi_homes:
+        for pid in monitor_napi[port]:
+            for d in napi_homes[port]:
                 try:
                     (d / "cgroup.procs").write_text(pid)
                 except OSError:
@@ -975,84 +1016,210 @@ def probe_effect(args):
             sh(["chrt", "-i" if isolated else "-o", "-p", "0", pid], check=False)
         return node
 
-    def release_napi():
-        """The monitor's NAPI thread back to its hierarchies' roots, so
-        that the node's cgroup (and the lab's) can be removed."""
-        for d in napi_homes:
-            for pid in monitor_napi:
+    def release_napi(port):
+        """A monitor's NAPI thread back to its hierarchies' roots, so that
+        the node's cgroup (and the lab's) can be removed."""
+        for d in napi_homes.pop(port, []):
+            for pid in monitor_napi[port]:
                 try:
                     (d.parent / "cgroup.procs").write_text(pid)
                 except OSError:
                     pass
-        napi_homes.clear()
 
     def stop_node(node):
-        release_napi()
+        release_napi(node.port)
         node.send_signal(signal.SIGTERM)
         out = node.communicate(timeout=90)[0] or "{}"
         s = json.loads(out.strip() or "{}")
         src_s = (s.get("sources") or [{}])[0]
         # What the port sent while the node ran: an independent count to
         # hold the node's captured + dropped against.
-        now = port_packets()
-        port, port_drops = now[0] - port_at_start[0][0], now[1] - port_at_start[0][1]
+        now, then = port_packets(node.port), port_at_start[node.port]
         return {k: src_s.get(k, 0) for k in ("packets", "kernel_drops", "interface_drops",
                                             "queue_drops")} | {"isolation": s.get("isolation"),
-                                                               "port_packets": port,
-                                                               "port_drops": port_drops}
+                                                               "port_packets": now[0] - then[0],
+                                                               "port_drops": now[1] - then[1]}
 
-    def overload(node, isolated):
+    def overload(node, isolated, secs):
         """CPU burners on every CPU and disk writers, in the monitor's
-        cgroup and at its niceness (isolated), or beside it (not)."""
+        cgroup and at its scheduling class and niceness (isolated), or
+        beside it (not). The writers write with O_DIRECT where the file
+        system takes it: their I/O is then their own, done in their
+        context and charged to their cgroup, and nothing is left dirty
+        for the kernel's flusher threads to write back (outside any
+        cgroup, on cgroup v1) after the writers are stopped."""
         join = ""
         if isolated:
             for d in cgroup_dirs(node.pid):
                 join += f"echo $$ > {d}/cgroup.procs && "
-        # The monitor's own load shares its isolation: its cgroup, its
-        # scheduling class (node.sched_idle) and its niceness.
         prio = "chrt -i 0 nice -n 10" if isolated else "nice -n 0"
+        direct = "--hdd-opts direct " if direct_io else ""
         cmd = (f"{join}exec {prio} stress-ng --cpu {ncpu} --cpu-load 100 "
-               f"--hdd 2 --hdd-bytes 64M --temp-path {work} --timeout {args.secs * 3 + 30}s")
+               f"--hdd 2 --hdd-bytes 64M {direct}--temp-path {work} --timeout {int(secs)}s")
         # A session of its own: the whole group (stress-ng forks its
-        # workers) is killed at the end of the phase, also on failure.
+        # workers) is stopped, continued and killed at once, also on
+        # failure.
         return subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.DEVNULL,
                                 stderr=open(work / "stress-ng.log", "a"), start_new_session=True)
 
-    def kill_group(p):
+    def signal_group(p, sig):
         try:
-            os.killpg(p.pid, signal.SIGKILL)
+            os.killpg(p.pid, sig)
         except ProcessLookupError:
             pass
+
+    def kill_group(p):
+        signal_group(p, signal.SIGKILL)
         p.wait(timeout=30)
 
-    def measure():
-        n = args.secs + 1  # the first bin holds the ramp up; left out
-        counter = spawn(fw, [sys.executable, me, "_count", "--dev", "d", "--secs", n],
-                        stdout=subprocess.PIPE, text=True)
-        if counter.stdout.readline().strip() != "ready":
-            raise RuntimeError("the packet counter did not start")
-        b0, d0, t0 = cpu_times(core), backlog_drops(core), thread_ticks(forwarders)
-        senders = [spawn(src, ["taskset", "-c", str(c), blast, "eth0", fw_mac, "10.91.1.1",
-                               "10.91.2.2", n + 0.5, FRAME_BYTES], stdout=subprocess.PIPE,
-                         text=True) for c in send_cores]
-        runs = [json.loads(x.communicate(timeout=n + 30)[0]) for x in senders]
-        secs = max(r["secs"] for r in runs)
-        sent, refused = sum(r["sent"] for r in runs), sum(r["refused"] for r in runs)
-        b1, d1, t1 = cpu_times(core), backlog_drops(core), thread_ticks(forwarders)
-        binned = json.loads(counter.communicate(timeout=30)[0])[1:]
-        if counter.returncode != 0 or len(binned) != n - 1:
-            raise RuntimeError(f"the packet counter failed: {binned}")
-        total = max(1, b1[2] - b0[2])
-        busy = (b1[0] - b0[0]) / total
-        # The forwarding's share of its core: the NAPI threads' time, or
-        # softirq time there (RPS: in interrupt exit or ksoftirqd).
-        path = ((t1 - t0) if forwarders else (b1[1] - b0[1])) / total
-        # Offered: what the senders sent plus what the forwarding node's
-        # full input refused (its NAPI ring, or with RPS its backlog).
-        drops = refused + (d1 - d0)
-        return binned, (sent + refused) / secs, busy, path, drops / secs
+    def edge():
+        """The counters read at a window's edges."""
+        fwd = net_dev(anchor[fw].pid, "d")["tx_packets"]
+        out = net_dev(anchor[src].pid, "eth0")
+        return {"t": time.monotonic(), "forwarded": fwd,
+                # Offered: what the senders handed to Node 1's port, whether
+                # the forwarding node's full input took it (tx_packets) or
+                # refused it (tx_dropped: its NAPI ring was full).
+                "offered": out["tx_packets"] + out["tx_dropped"],
+                "drops": out["tx_dropped"] + backlog_drops(core),
+                "cpu": cpu_times(core), "path": thread_ticks(forwarders)}
 
-    phases = {name: {"name": name, "bins": [], "offered": [], "core_busy": [], "path_cpu": [],
+    def scrape():
+        scraper.stdin.write("x\n")
+        scraper.stdin.flush()
+        got = json.loads(scraper.stdout.readline())
+        counts = {}
+        for port in ("m", "u"):
+            c = got.get(str(METRICS[port]))
+            if c is None:
+                raise RuntimeError(f"the node on port {port} stopped answering")
+            counts[port] = c | dict(zip(("port_packets", "port_drops"), port_packets(port)))
+        return counts
+
+    def blast_leg(rnd):
+        """The 64-byte phases of one round: one sender at the path's limit
+        throughout, the two nodes running throughout, and the phases in
+        windows of PE_WINDOW seconds that alternate (forward, mirror,
+        monitor, overloaded, unisolated, then back), so that the host's
+        slow drifts fall on every phase alike instead of on whichever
+        phase ran when they came. Each phase's window is one bin."""
+        nodes = {"m": start_node(True, f"blast-{rnd}", "m"),
+                 "u": start_node(False, f"blast-unisolated-{rnd}", "u")}
+        running[:] = nodes.values()
+        leg_secs = args.secs * len(PE_PHASES) * (PE_WINDOW + PE_SETTLE + 0.5) + 30
+        stress = {"monitor_overloaded": overload(nodes["m"], True, leg_secs + 30),
+                  "monitor_unisolated": overload(nodes["u"], False, leg_secs + 30)}
+        stressing[:] = stress.values()
+        time.sleep(1.0)  # the burners and writers are up
+        for g in stress.values():
+            signal_group(g, signal.SIGSTOP)
+        # The forwarding core kept from halting in every phase alike: an
+        # idle-class spinner there (it runs only when nothing else would,
+        # so it takes nothing from the forwarding). In a virtual machine a
+        # halted CPU is woken through the hypervisor: without it the
+        # forwarding core halted between its polls in `forward`, and ran
+        # 5-10 % faster in the phases where the monitor's idle-class
+        # threads happened to keep it awake. A forwarding node is tuned
+        # the same way (idle=poll, or a PM QoS request, on its cores).
+        spinner = subprocess.Popen(["chrt", "-i", "0", "taskset", "-c", str(core), "sh", "-c",
+                                    "while :; do :; done"])
+        senders = [spawn(src, ["taskset", "-c", str(c), blast, "eth0", fw_mac, "10.91.1.1",
+                               "10.91.2.2", leg_secs, FRAME_BYTES], stdout=subprocess.PIPE,
+                         text=True) for c in send_cores]
+        blasting[:] = [spinner, *senders]
+        time.sleep(1.0)  # past the ramp up
+        last, before = None, scrape()
+        for k in range(args.secs):
+            for name in PE_PHASES if k % 2 == 0 else PE_PHASES[::-1]:
+                if name != last:
+                    if last in stress:
+                        signal_group(stress[last], signal.SIGSTOP)
+                    wire(PE_PORT[name])
+                    if name in stress:
+                        signal_group(stress[name], signal.SIGCONT)
+                # A node's counters, and its port's, go to the phase that
+                # ran since the last switch (the mirror goes to one port
+                # at a time; what a node captures after its phase, from
+                # its buffer, is counted there too).
+                if last is not None and name != last:
+                    now = scrape()
+                    if last == "monitor_unisolated":
+                        now = drained("u", now)
+                    moni_counts(last, before, now)
+                    before = now
+                last = name
+                time.sleep(PE_SETTLE)
+                e0 = edge()
+                time.sleep(PE_WINDOW)
+                e1 = edge()
+                dt = e1["t"] - e0["t"]
+                cpu = [e1["cpu"][i] - e0["cpu"][i] for i in range(4)]
+                total = max(1, cpu[2])
+                p = phases[name]
+                p["bins"].append(round((e1["forwarded"] - e0["forwarded"]) / dt))
+                p["offered"].append((e1["offered"] - e0["offered"]) / dt)
+                p["input_drops"].append((e1["drops"] - e0["drops"]) / dt)
+                p["core_busy"].append(cpu[0] / total)
+                p["steal"].append(cpu[3] / total)
+                # The forwarding's share of its core: the NAPI threads'
+                # time, or softirq time there (RPS).
+                p["path_cpu"].append(((e1["path"] - e0["path"]) if forwarders else cpu[1]) / total)
+        if last in stress:
+            signal_group(stress[last], signal.SIGSTOP)
+        wire(None)
+        moni_counts(last, before, scrape())
+        for g in stress.values():
+            kill_group(g)
+        stressing.clear()
+        for x in blasting:
+            x.kill()
+            x.wait(timeout=30)
+        blasting.clear()
+        for port, node in nodes.items():
+            counters = stop_node(node)
+            for name in PE_PHASES:
+                if PE_PORT[name] == port:
+                    phases[name]["moni"]["isolation"] = counters["isolation"]
+        running.clear()
+        for name in PE_PHASES:
+            p, w = phases[name], args.secs
+            m = p["moni"]
+            print(f"round {rnd + 1} {name:20s} median {statistics.median(p['bins'][-w:]):>9,.0f} pps "
+                  f"(offered {statistics.median(p['offered'][-w:]):,.0f}/s, input drops "
+                  f"{statistics.median(p['input_drops'][-w:]):,.0f}/s, core {core} busy "
+                  f"{statistics.median(p['core_busy'][-w:]):.0%}, forwarding "
+                  f"{statistics.median(p['path_cpu'][-w:]):.0%} of it)"
+                  + (f"; so far moni captured {m['packets']:,}, dropped "
+                     f"{m['kernel_drops'] + m['queue_drops']:,} of the port's "
+                     f"{m['port_packets']:,}; the port dropped {m['port_drops']:,} at its full "
+                     f"receive ring" if m else ""), flush=True)
+
+    def drained(port, now):
+        """Waits (up to 5 s, unmeasured) until the node on `port` has
+        captured what its buffer held when its phase ended: the
+        unisolated node keeps taking production's CPU until then, which
+        would fall on the next phase's window. (The isolated node drains
+        in idle time only, so it is not waited for.)"""
+        for _ in range(25):
+            time.sleep(0.2)
+            later = scrape()
+            if later[port]["packets"] == now[port]["packets"]:
+                return later
+            now = later
+        return now
+
+    def moni_counts(name, before, now):
+        port = PE_PORT[name]
+        if port not in ("m", "u"):
+            return
+        p = phases[name]
+        p["moni"] = p["moni"] or {k: 0 for k in ("packets", "kernel_drops", "interface_drops",
+                                                  "queue_drops", "port_packets", "port_drops")}
+        for k in list(p["moni"]):
+            if k != "isolation":
+                p["moni"][k] += now[port][k] - before[port][k]
+
+    phases = {name: {"name": name, "bins": [], "offered": [], "core_busy": [], "path_cpu": [], "steal": [],
                      "input_drops": [], "moni": None}
               for name in PE_PHASES}
     tcp = {"without": [], "mirror": [], "with": []}
@@ -1064,52 +1231,31 @@ def probe_effect(args):
         shield.add(int(t))
     server = spawn(dst, ["iperf3", "-s", "-p", "5201"], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    stress = node = None
-    port_at_start = [(0, 0)]
-    node_cgroups = []  # removed at the end, also when a node was killed
-    napi_homes = []  # the cgroups the monitor's NAPI thread was moved into
+    # Processes that only hold a namespace, so that its devices' counters
+    # can be read through /proc/PID/net/dev without starting a process per
+    # reading; and the reader of the nodes' metrics in the monitor's.
+    anchor = {ns: spawn(ns, ["sleep", "infinity"]) for ns in (src, fw)}
+    scraper = spawn(mo, [sys.executable, me, "_scrape", "--ports",
+                         ",".join(str(METRICS[p]) for p in ("m", "u"))],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # Can the disk writers bypass the page cache in the work directory?
     try:
+        fd = os.open(work / "o_direct", os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
+        os.close(fd)
+        direct_io = True
+    except OSError:
+        direct_io = False
+        print(f"note: {work} does not take O_DIRECT; the disk writers write through the "
+              "page cache", file=sys.stderr)
+    running, stressing, blasting = [], [], []  # stopped in `finally` when left
+    node = None
+    port_at_start = {}
+    node_cgroups = []  # removed at the end, also when a node was killed
+    napi_homes = {}  # port: the cgroups its monitor's NAPI thread was moved into
+    try:
+        offloads(False)
         for rnd in range(args.rounds):
-            for name in PE_PHASES:
-                wire("m" if name != "forward" else None)
-                isolated = name != "monitor_unisolated"
-                if name.startswith("monitor"):
-                    node = start_node(isolated, f"{name}-{rnd}")
-                if name in ("monitor_overloaded", "monitor_unisolated"):
-                    stress = overload(node, isolated)
-                    time.sleep(1.0)  # the burners are up
-                binned, offered, busy, path, dropped = measure()
-                if stress:
-                    kill_group(stress)
-                    stress = None
-                    # What the disk writers left dirty is written back by
-                    # the kernel's own threads, outside any cgroup: done
-                    # here, not in the next phase.
-                    sh(["sync"])
-                p = phases[name]
-                if node:
-                    counters = stop_node(node)
-                    node = None
-                    m = p["moni"] or {"packets": 0, "kernel_drops": 0, "interface_drops": 0,
-                                      "queue_drops": 0, "port_packets": 0, "port_drops": 0}
-                    for k in ("packets", "kernel_drops", "interface_drops", "queue_drops",
-                              "port_packets", "port_drops"):
-                        m[k] += counters[k]
-                    m["isolation"] = counters["isolation"]
-                    p["moni"] = m
-                p["bins"] += binned
-                p["offered"].append(offered)
-                p["core_busy"].append(busy)
-                p["path_cpu"].append(path)
-                p["input_drops"].append(dropped)
-                print(f"round {rnd + 1} {name:20s} median {statistics.median(binned):>9,.0f} pps "
-                      f"(offered {offered:,.0f}/s, input drops {dropped:,.0f}/s, core {core} busy {busy:.0%}, "
-                      f"forwarding {path:.0%} of it)"
-                      + (f"; moni captured {counters['packets']:,}, dropped "
-                         f"{counters['kernel_drops'] + counters['queue_drops']:,} "
-                         f"of the port's {counters['port_packets']:,}; the port dropped "
-                         f"{counters['port_drops']:,} at its full receive ring"
-                         if name.startswith("monitor") else ""), flush=True)
+            blast_leg(rnd)
             # TCP at full speed, one iperf3 stream with moni-node running at
             # its service defaults throughout, in windows that alternate
             # (none, mirror, monitor, then back) so that the host's drifts
@@ -1118,7 +1264,7 @@ def probe_effect(args):
             # nobody captures: what the software switch costs) and the
             # mirror to the node's port m.
             offloads(True)
-            node = start_node(True, f"tcp-{rnd}")
+            node = start_node(True, f"tcp-{rnd}", "m")
             # Longer than the windows take (each mirror change is a few tc
             # calls); stopped after the last window, so that no window
             # catches the stream's end.
@@ -1147,13 +1293,14 @@ def probe_effect(args):
                       f"over {len(w)} windows of {TCP_WINDOW} s", flush=True)
             offloads(False)
     finally:
-        if stress:
-            kill_group(stress)
-        for p in (node, server):
+        for g in stressing:
+            kill_group(g)
+        for p in [node, server, scraper, *running, *blasting, *anchor.values()]:
             if p and p.poll() is None:
                 p.kill()
                 p.wait(timeout=10)
-        release_napi()
+        for port in list(napi_homes):
+            release_napi(port)
         for d in node_cgroups:
             try:
                 d.rmdir()
@@ -1165,7 +1312,8 @@ def probe_effect(args):
         p = phases[name]
         out.append({"name": name, "median_pps": statistics.median(p["bins"]), "bins": p["bins"],
                     "offered_pps": statistics.median(p["offered"]),
-                    "core_busy": min(p["core_busy"]),
+                    "core_busy": statistics.median(p["core_busy"]),
+                    "steal": p["steal"], "offered_bins": [round(x) for x in p["offered"]],
                     "path_cpu": statistics.median(p["path_cpu"]),
                     "input_drops_pps": statistics.median(p["input_drops"]), "moni": p["moni"]})
     base = out[0]["median_pps"] or 1
@@ -1240,9 +1388,8 @@ def main():
     b.add_argument("--dst")
     b.add_argument("--seed", type=int, default=2009)
     b.add_argument("--dst-mac")
-    k = sub.add_parser("_count")
-    k.add_argument("--dev")
-    k.add_argument("--secs", type=int)
+    k = sub.add_parser("_scrape")
+    k.add_argument("--ports", type=lambda v: [int(x) for x in v.split(",")])
     d = sub.add_parser("_dashboards")
     d.add_argument("--prom")
     a = ap.parse_args()
@@ -1250,8 +1397,8 @@ def main():
         return voice(a.secs, a.dst)
     if a.cmd == "_bg":
         return background(a.secs, a.phase_secs, a.dst, a.seed, a.dst_mac)
-    if a.cmd == "_count":
-        return count_bins(a.dev, a.secs)
+    if a.cmd == "_scrape":
+        return scrape_loop(a.ports)
     if a.cmd == "_dashboards":
         print(json.dumps(check_dashboards(a.prom)))
         return
