@@ -1353,7 +1353,7 @@ def probe_effect(args):
         Path(args.json).write_text(json.dumps(report, indent=1))
     if args.plot:
         svg_boxplot(out, args.plot, f"Forwarding of {FRAME_BYTES}-byte frames, 1 s bins "
-                    f"({args.secs} s x {args.rounds} per phase)")
+                    f"({args.secs} x {args.rounds} alternating windows per phase)")
         print(f"box plot: {args.plot}")
     return report
 
@@ -1367,9 +1367,10 @@ def main():
                    help="run Prometheus on the node and collector and evaluate every dashboard query")
     s.add_argument("--plot")
     p = sub.add_parser("probe-effect", help="Fig. 5: forwarding rate with and without monitoring")
-    p.add_argument("--secs", type=int, default=10, help="seconds per phase and round")
+    p.add_argument("--secs", type=int, default=10,
+                   help="1 s windows (bins) per phase and round, the phases alternating")
     p.add_argument("--rounds", type=int, default=1,
-                   help="repeat the phase sequence (bins pooled): spreads slow drifts of a shared host")
+                   help="repeat the 64-byte leg and the TCP leg (bins and windows pooled)")
     p.add_argument("--plot", help="write the box plot of the 1 s bins per phase (SVG)")
     p.add_argument("--tcp-cycles", type=int, default=8,
                    help="TCP leg: cycles of the three states per round (1.8 s each)")
