@@ -1178,7 +1178,7 @@ def probe_effect(args):
         for port, node in nodes.items():
             counters = stop_node(node)
             for name in PE_PHASES:
-                if PE_PORT[name] == port:
+                if moni_node(name) == port:
                     phases[name]["moni"]["isolation"] = counters["isolation"]
         running.clear()
         for name in PE_PHASES:
@@ -1208,10 +1208,14 @@ def probe_effect(args):
             now = later
         return now
 
+    def moni_node(name):
+        """The node whose counters a phase reports: the unisolated one in
+        its phase, the isolated one otherwise (in `forward` and `mirror`
+        it runs too, its port receiving nothing)."""
+        return "u" if PE_PORT[name] == "u" else "m"
+
     def moni_counts(name, before, now):
-        port = PE_PORT[name]
-        if port not in ("m", "u"):
-            return
+        port = moni_node(name)
         p = phases[name]
         p["moni"] = p["moni"] or {k: 0 for k in ("packets", "kernel_drops", "interface_drops",
                                                   "queue_drops", "port_packets", "port_drops")}
