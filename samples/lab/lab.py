@@ -29,25 +29,29 @@ production is one tc change at n3.
 Probe effect (Fig. 5 of the paper), 64-byte frames at the forwarding limit:
 
     src (Node 1: blast senders  ── eth0 ══ s ── fw (Node 2: kernel IPv4 ── d ══ eth0 ── dst (Node 3)
-         on CPUs 0..n-2, and the    │          forwarding, RPS on the
-         switch: tc mirred on eth0, │          last CPU: the forwarding
-         both directions, to m)     m          core)
-                                    ║
-                                    m ── mo (Moni VNode: moni-node run, and in the overloaded
-                                             phases stress-ng in its cgroup)
+         on CPUs 0..n-2, and the    │          forwarding, threaded NAPI
+         switch: tc mirred on eth0, │          on the last CPU: the
+         both directions, to one    │          forwarding core)
+         of m, n, u)                m   n   u
+                                    ║   ║   ║
+                                    m   n   u ── mo (Moni VNode: moni-node run on m, isolated,
+                                                 stress-ng in its cgroup; nothing on n; a
+                                                 second moni-node on u, unisolated)
 
-Phases: forward (no mirror), mirror (nothing captures), monitor (moni-node
-at the [node] defaults, i.e. the shipped service settings),
-monitor_overloaded (plus stress-ng CPU burners on every CPU and disk
-writers, in moni-node's cgroup and at its niceness), monitor_unisolated
-(the same with cpu_weight = 0, nice = 0, sched_idle = false and stress-ng
-beside it); then TCP at full speed (iperf3, one stream) in alternating
-windows: production alone, the mirror alone (to n, which nobody
-captures) and the mirror with moni-node. The Moni VNode's port m
-receives in a threaded-NAPI kernel thread that the lab gives moni-node's
-cgroup and scheduling class (the paper's monitor domain with a NIC of
-its own).
-Production's rate is counted in 1 s bins on fw's egress d.
+Phases: forward (no mirror), mirror (to n: nothing captures), monitor
+(to m: moni-node at the [node] defaults, i.e. the shipped service
+settings), monitor_overloaded (plus stress-ng CPU burners on every CPU
+and direct-I/O disk writers, in that node's cgroup and scheduling class),
+monitor_unisolated (to u: the node with cpu_weight = 0, nice = 0,
+sched_idle = false and its stress-ng beside it). One sender run per
+round; the phases alternate in 1 s windows (the mirror moved, the
+overloads stopped and continued), so that the host's drifts fall on all
+of them alike. Then TCP at full speed (iperf3, one stream) in alternating
+windows: production alone, the mirror alone (to n) and the mirror to m.
+The monitor's ports receive in threaded-NAPI kernel threads that the lab
+gives the node's cgroup and scheduling class (the paper's monitor domain
+with a NIC of its own; n's in the idle class). Production's rate is
+counted per window on fw's egress d.
 """
 
 import argparse
