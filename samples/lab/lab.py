@@ -1136,21 +1136,23 @@ def probe_effect(args):
         for k in range(args.secs):
             for name in PE_PHASES if k % 2 == 0 else PE_PHASES[::-1]:
                 if name != last:
+                    # The mirror off and the overload stopped before the
+                    # counters are read, so that a port's frames all go to
+                    # the phase that sent them there (what a node captures
+                    # later from its buffer goes to the phases after).
+                    wire(None)
                     if last in stress:
                         signal_group(stress[last], signal.SIGSTOP)
+                    time.sleep(0.05)  # frames the old filter was mirroring
+                    if last is not None:
+                        now = scrape()
+                        if last == "monitor_unisolated":
+                            now = drained("u", now)
+                        moni_counts(last, before, now)
+                        before = now
                     wire(PE_PORT[name])
                     if name in stress:
                         signal_group(stress[name], signal.SIGCONT)
-                # A node's counters, and its port's, go to the phase that
-                # ran since the last switch (the mirror goes to one port
-                # at a time; what a node captures after its phase, from
-                # its buffer, is counted there too).
-                if last is not None and name != last:
-                    now = scrape()
-                    if last == "monitor_unisolated":
-                        now = drained("u", now)
-                    moni_counts(last, before, now)
-                    before = now
                 last = name
                 time.sleep(PE_SETTLE)
                 e0 = edge()
@@ -1168,9 +1170,10 @@ def probe_effect(args):
                 # The forwarding's share of its core: the NAPI threads'
                 # time, or softirq time there (RPS).
                 p["path_cpu"].append(((e1["path"] - e0["path"]) if forwarders else cpu[1]) / total)
+        wire(None)
         if last in stress:
             signal_group(stress[last], signal.SIGSTOP)
-        wire(None)
+        time.sleep(0.05)
         moni_counts(last, before, scrape())
         for g in stress.values():
             kill_group(g)
