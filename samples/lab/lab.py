@@ -903,6 +903,8 @@ def print_fig5(report):
 def probe_effect(args):
     """The paper's Fig. 5: production's forwarding rate of 64-byte frames
     in 1 s bins, at the path's limit, for each phase (see docs/lab.md)."""
+    if args.secs < 1 or args.rounds < 1 or args.tcp_cycles < 1:
+        sys.exit("error: probe-effect needs --secs, --rounds and --tcp-cycles of at least 1")
     node_bin, _ = bins(args)
     work = Path(args.work or f"/tmp/moni-lab-{os.getpid()}")
     work.mkdir(parents=True, exist_ok=True)
@@ -1014,6 +1016,7 @@ def probe_effect(args):
         node = subprocess.Popen(["nsenter", f"--net=/run/netns/{mo}", str(node_bin), "run",
                                  "--config", str(cfg)], stdout=subprocess.PIPE, stderr=log,
                                 text=True)
+        running.append(node)
         node.port = port
         wait_http(mo, f"http://127.0.0.1:{METRICS[port]}/healthz")
         mine = [d for d in cgroup_dirs(node.pid) if d.name.startswith("moni-node-")]
@@ -1044,6 +1047,7 @@ def probe_effect(args):
         release_napi(node.port)
         node.send_signal(signal.SIGTERM)
         out = node.communicate(timeout=90)[0] or "{}"
+        running.remove(node)
         s = json.loads(out.strip() or "{}")
         src_s = (s.get("sources") or [{}])[0]
         # What the port sent while the node ran: an independent count to
@@ -1073,8 +1077,14 @@ def probe_effect(args):
         # A session of its own: the whole group (stress-ng forks its
         # workers) is stopped, continued and killed at once, also on
         # failure.
-        return subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.DEVNULL,
-                                stderr=open(work / "stress-ng.log", "a"), start_new_session=True)
+        # In the monitor's network namespace (nsenter keeps the host's
+        # /sys/fs/cgroup), where the lab's cleanup finds it even after the
+        # lab itself was killed: a stopped group would never time out.
+        g = subprocess.Popen(["nsenter", f"--net=/run/netns/{mo}", "sh", "-c", cmd],
+                             stdout=subprocess.DEVNULL, stderr=open(work / "stress-ng.log", "a"),
+                             start_new_session=True)
+        stressing.append(g)
+        return g
 
     def signal_group(p, sig):
         try:
@@ -1090,7 +1100,7 @@ def probe_effect(args):
         """The counters read at a window's edges."""
         fwd = net_dev(anchor[fw].pid, "d")["tx_packets"]
         out = net_dev(anchor[src].pid, "eth0")
-        return {"t": time.monotonic(), "forwarded": fwd,
+        return {"t": time.monotonic(), "forwarded": fwd, "spin": spin_ticks(),
                 # Offered: what the senders handed to Node 1's port, whether
                 # the forwarding node's full input took it (tx_packets) or
                 # refused it (tx_dropped: its NAPI ring was full).
@@ -1098,10 +1108,18 @@ def probe_effect(args):
                 "drops": out["tx_dropped"] + backlog_drops(core),
                 "cpu": cpu_times(core), "path": thread_ticks(forwarders)}
 
+    def spin_ticks():
+        """Clock ticks the spinner took (the unit of /proc/stat): left out
+        of the forwarding core's busy time."""
+        return thread_ticks(spinning)
+
     def scrape():
         scraper.stdin.write("x\n")
         scraper.stdin.flush()
-        got = json.loads(scraper.stdout.readline())
+        line = scraper.stdout.readline()
+        if not line:
+            raise RuntimeError("the metrics reader in the monitor's namespace (_scrape) ended")
+        got = json.loads(line)
         counts = {}
         for port in ("m", "u"):
             c = got.get(str(METRICS[port]))
@@ -1119,11 +1137,11 @@ def probe_effect(args):
         phase ran when they came. Each phase's window is one bin."""
         nodes = {"m": start_node(True, f"blast-{rnd}", "m"),
                  "u": start_node(False, f"blast-unisolated-{rnd}", "u")}
-        running[:] = nodes.values()
-        leg_secs = args.secs * len(PE_PHASES) * (PE_WINDOW + PE_SETTLE + 0.5) + 30
-        stress = {"monitor_overloaded": overload(nodes["m"], True, leg_secs + 30),
-                  "monitor_unisolated": overload(nodes["u"], False, leg_secs + 30)}
-        stressing[:] = stress.values()
+        # Longer than the leg can take (each is killed at its end); a
+        # window checks that the senders still run.
+        leg_secs = args.secs * len(PE_PHASES) * (PE_WINDOW + PE_SETTLE + 6) + 120
+        stress = {"monitor_overloaded": overload(nodes["m"], True, leg_secs),
+                  "monitor_unisolated": overload(nodes["u"], False, leg_secs)}
         time.sleep(1.0)  # the burners and writers are up
         for g in stress.values():
             signal_group(g, signal.SIGSTOP)
@@ -1135,12 +1153,26 @@ def probe_effect(args):
         # 5-10 % faster in the phases where the monitor's idle-class
         # threads happened to keep it awake. A forwarding node is tuned
         # the same way (idle=poll, or a PM QoS request, on its cores).
-        spinner = subprocess.Popen(["chrt", "-i", "0", "taskset", "-c", str(core), "sh", "-c",
-                                    "while :; do :; done"])
-        senders = [spawn(src, ["taskset", "-c", str(c), blast, "eth0", fw_mac, "10.91.1.1",
-                               "10.91.2.2", leg_secs, FRAME_BYTES], stdout=subprocess.PIPE,
-                         text=True) for c in send_cores]
-        blasting[:] = [spinner, *senders]
+        # It runs in Node 2's namespace (where cleanup finds it) and in
+        # the cgroup hierarchies' roots, not in the lab's heavily weighted
+        # cgroup, where it would compete with the monitor's cgroup.
+        # It ends by itself after the leg's longest time (bash's own
+        # clock: no process per turn), also when the lab was killed.
+        spinner = spawn(fw, ["chrt", "-i", "0", "taskset", "-c", core, "bash", "-c",
+                             f"while [ $SECONDS -lt {int(leg_secs)} ]; do :; done"])
+        blasting.append(spinner)
+        spinning[:] = [spinner.pid]
+        for d in shield.dirs:
+            try:
+                (d.parent / "cgroup.procs").write_text(str(spinner.pid))
+            except OSError:
+                pass
+        senders = []
+        for c in send_cores:
+            senders.append(spawn(src, ["taskset", "-c", str(c), blast, "eth0", fw_mac,
+                                       "10.91.1.1", "10.91.2.2", leg_secs, FRAME_BYTES],
+                                 stdout=subprocess.PIPE, text=True))
+            blasting.append(senders[-1])
         time.sleep(1.0)  # past the ramp up
         last, before = None, scrape()
         for k in range(args.secs):
@@ -1168,6 +1200,8 @@ def probe_effect(args):
                 e0 = edge()
                 time.sleep(PE_WINDOW)
                 e1 = edge()
+                if any(x.poll() is not None for x in senders):
+                    raise RuntimeError("a sender ended before the leg did (see its output)")
                 dt = e1["t"] - e0["t"]
                 cpu = [e1["cpu"][i] - e0["cpu"][i] for i in range(4)]
                 total = max(1, cpu[2])
@@ -1175,7 +1209,10 @@ def probe_effect(args):
                 p["bins"].append(round((e1["forwarded"] - e0["forwarded"]) / dt))
                 p["offered"].append((e1["offered"] - e0["offered"]) / dt)
                 p["input_drops"].append((e1["drops"] - e0["drops"]) / dt)
-                p["core_busy"].append(cpu[0] / total)
+                # Busy without the spinner: what the forwarding and the
+                # rest took of that core.
+                spun = e1["spin"] - e0["spin"]
+                p["core_busy"].append(max(0, cpu[0] - spun) / total)
                 p["steal"].append(cpu[3] / total)
                 # The forwarding's share of its core: the NAPI threads'
                 # time, or softirq time there (RPS).
@@ -1192,12 +1229,12 @@ def probe_effect(args):
             x.kill()
             x.wait(timeout=30)
         blasting.clear()
+        spinning.clear()
         for port, node in nodes.items():
             counters = stop_node(node)
             for name in PE_PHASES:
                 if moni_node(name) == port:
                     phases[name]["moni"]["isolation"] = counters["isolation"]
-        running.clear()
         for name in PE_PHASES:
             p, w = phases[name], args.secs
             m = p["moni"]
@@ -1217,12 +1254,17 @@ def probe_effect(args):
         unisolated node keeps taking production's CPU until then, which
         would fall on the next phase's window. (The isolated node drains
         in idle time only, so it is not waited for.)"""
-        for _ in range(25):
-            time.sleep(0.2)
+        still = 0
+        for _ in range(16):
+            # Longer than the node's publishing interval (250 ms), and
+            # twice unchanged: one unchanged reading may fall between two
+            # of its updates.
+            time.sleep(0.3)
             later = scrape()
-            if later[port]["packets"] == now[port]["packets"]:
-                return later
+            still = still + 1 if later[port]["packets"] == now[port]["packets"] else 0
             now = later
+            if still == 2:
+                break
         return now
 
     def moni_node(name):
@@ -1269,6 +1311,7 @@ def probe_effect(args):
         print(f"note: {work} does not take O_DIRECT; the disk writers write through the "
               "page cache", file=sys.stderr)
     running, stressing, blasting = [], [], []  # stopped in `finally` when left
+    spinning = []  # the forwarding core's spinner, whose time core_busy leaves out
     node = None
     port_at_start = {}
     node_cgroups = []  # removed at the end, also when a node was killed
@@ -1286,8 +1329,8 @@ def probe_effect(args):
             # mirror to the node's port m.
             offloads(True)
             node = start_node(True, f"tcp-{rnd}", "m")
-            # Longer than the windows take (each mirror change is a few tc
-            # calls); stopped after the last window, so that no window
+            # Longer than the windows take (each mirror change is a tc
+            # call); stopped after the last window, so that no window
             # catches the stream's end.
             client = spawn(src, ["iperf3", "-c", "10.91.2.2", "-p", "5201", "-t",
                                  str(int(args.tcp_cycles * 3 * (TCP_WINDOW + TCP_SETTLE + 1) + 10))],
@@ -1314,20 +1357,24 @@ def probe_effect(args):
                       f"over {len(w)} windows of {TCP_WINDOW} s", flush=True)
             offloads(False)
     finally:
-        for g in stressing:
-            kill_group(g)
-        for p in [node, server, scraper, *running, *blasting, *anchor.values()]:
-            if p and p.poll() is None:
-                p.kill()
-                p.wait(timeout=10)
-        for port in list(napi_homes):
-            release_napi(port)
-        for d in node_cgroups:
+        # Everything below runs to its end: a second SIGINT or SIGTERM
+        # waits, and one step failing does not skip the rest.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        steps = [lambda g=g: kill_group(g) for g in stressing]
+        steps += [lambda p=p: (p.kill(), p.wait(timeout=10))
+                  for p in [node, server, scraper, *running, *blasting, *anchor.values()]
+                  if p and p.poll() is None]
+        steps += [lambda port=port: release_napi(port) for port in list(napi_homes)]
+        steps += [lambda d=d: d.rmdir() for d in node_cgroups]
+        steps.append(shield.close)
+        for step in steps:
             try:
-                d.rmdir()
-            except OSError:
-                pass  # the node removed it itself
-        shield.close()
+                step()
+            except (OSError, subprocess.SubprocessError) as e:
+                # A node's cgroup it removed itself, a group already gone.
+                if not isinstance(e, (FileNotFoundError, ProcessLookupError)):
+                    print(f"note: cleaning up: {e}", file=sys.stderr)
     out = []
     for name in PE_PHASES:
         p = phases[name]

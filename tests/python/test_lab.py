@@ -132,7 +132,9 @@ class Lab(unittest.TestCase):
         self.assertEqual([p["name"] for p in rep["phases"]], names)
         for p in rep["phases"]:
             self.assertEqual(len(p["bins"]), secs * rounds, p["name"])
-            self.assertGreater(p["median_pps"], 10_000, p["name"])
+            # Every window forwarded (a sender that ended early would
+            # leave empty windows in every phase).
+            self.assertGreater(min(p["bins"]), 10_000, (p["name"], p["bins"]))
             # moni-node's own drops, and its port's, in every phase
             # (dropping its own packets is allowed; slowing production is
             # not): the nodes run throughout.
