@@ -737,10 +737,14 @@ def rx_bytes(pid, dev):
     return net_dev(pid, dev)["rx_bytes"]
 
 
+# A node's capture counters: its metric names and the report's keys (as
+# in its exit summary), and its port's, which the lab counts itself.
 NODE_COUNTERS = {"moni_source_packets_total": "packets",
                  "moni_source_kernel_drops_total": "kernel_drops",
                  "moni_source_interface_drops_total": "interface_drops",
                  "moni_source_queue_drops_total": "queue_drops"}
+NODE_KEYS = tuple(NODE_COUNTERS.values())
+PORT_KEYS = ("port_packets", "port_drops")
 
 
 def scrape_loop(ports):
@@ -756,7 +760,7 @@ def scrape_loop(ports):
             except OSError:
                 out[port] = None
                 continue
-            c = dict.fromkeys(NODE_COUNTERS.values(), 0)
+            c = dict.fromkeys(NODE_KEYS, 0)
             for line in text.splitlines():
                 key = NODE_COUNTERS.get(line.split("{", 1)[0].split(" ", 1)[0])
                 if key:
@@ -884,8 +888,8 @@ def print_fig5(report):
           f"paper (Fig. 5, kpps)    paper ratio")
     for p in report["phases"]:
         m = p["moni"]
-        drops = "-" if m is None else str(m["kernel_drops"] + m["interface_drops"]
-                                          + m["queue_drops"] + m["port_drops"])
+        drops = str(m["kernel_drops"] + m["interface_drops"] + m["queue_drops"]
+                    + m["port_drops"])
         pp = PAPER_PHASE[p["name"]]
         pbase = 215.0 if p["name"] == "monitor_unisolated" else 961.6
         print(f"{p['name']:20s} {p['median_pps'] / 1000:11.1f} {p['median_pps'] / base:6.3f}  "
@@ -1053,10 +1057,9 @@ def probe_effect(args):
         # What the port sent while the node ran: an independent count to
         # hold the node's captured + dropped against.
         now, then = port_packets(node.port), port_at_start[node.port]
-        return {k: src_s.get(k, 0) for k in ("packets", "kernel_drops", "interface_drops",
-                                            "queue_drops")} | {"isolation": s.get("isolation"),
-                                                               "port_packets": now[0] - then[0],
-                                                               "port_drops": now[1] - then[1]}
+        return ({k: src_s.get(k, 0) for k in NODE_KEYS}
+                | dict(zip(PORT_KEYS, (now[0] - then[0], now[1] - then[1])))
+                | {"isolation": s.get("isolation")})
 
     def overload(node, isolated, secs):
         """CPU burners on every CPU and disk writers, in the monitor's
@@ -1125,7 +1128,7 @@ def probe_effect(args):
             c = got.get(str(METRICS[port]))
             if c is None:
                 raise RuntimeError(f"the node on port {port} stopped answering")
-            counts[port] = c | dict(zip(("port_packets", "port_drops"), port_packets(port)))
+            counts[port] = c | dict(zip(PORT_KEYS, port_packets(port)))
         return counts
 
     def blast_leg(rnd):
@@ -1243,10 +1246,10 @@ def probe_effect(args):
                   f"{statistics.median(p['input_drops'][-w:]):,.0f}/s, core {core} busy "
                   f"{statistics.median(p['core_busy'][-w:]):.0%}, forwarding "
                   f"{statistics.median(p['path_cpu'][-w:]):.0%} of it)"
-                  + (f"; so far moni captured {m['packets']:,}, dropped "
-                     f"{m['kernel_drops'] + m['queue_drops']:,} of the port's "
-                     f"{m['port_packets']:,}; the port dropped {m['port_drops']:,} at its full "
-                     f"receive ring" if m else ""), flush=True)
+                  f"; so far moni captured {m['packets']:,}, dropped "
+                  f"{m['kernel_drops'] + m['queue_drops']:,} of the port's "
+                  f"{m['port_packets']:,}; the port dropped {m['port_drops']:,} at its full "
+                  f"receive ring", flush=True)
 
     def drained(port, now):
         """Waits (up to 5 s, unmeasured) until the node on `port` has
@@ -1276,11 +1279,9 @@ def probe_effect(args):
     def moni_counts(name, before, now):
         port = moni_node(name)
         p = phases[name]
-        p["moni"] = p["moni"] or {k: 0 for k in ("packets", "kernel_drops", "interface_drops",
-                                                  "queue_drops", "port_packets", "port_drops")}
-        for k in list(p["moni"]):
-            if k != "isolation":
-                p["moni"][k] += now[port][k] - before[port][k]
+        p["moni"] = p["moni"] or dict.fromkeys(NODE_KEYS + PORT_KEYS, 0)
+        for k in NODE_KEYS + PORT_KEYS:
+            p["moni"][k] += now[port][k] - before[port][k]
 
     phases = {name: {"name": name, "bins": [], "offered": [], "core_busy": [], "path_cpu": [], "steal": [],
                      "input_drops": [], "moni": None}
@@ -1303,8 +1304,8 @@ def probe_effect(args):
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     # Can the disk writers bypass the page cache in the work directory?
     try:
-        fd = os.open(work / "o_direct", os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
-        os.close(fd)
+        os.close(os.open(work / "o_direct", os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
+        os.unlink(work / "o_direct")
         direct_io = True
     except OSError:
         direct_io = False
@@ -1391,8 +1392,7 @@ def probe_effect(args):
     # stream's; the medians are in the report too.
     tw, tm = statistics.fmean(tcp["without"]), statistics.fmean(tcp["with"])
     mw, mm = statistics.median(tcp["without"]), statistics.median(tcp["with"])
-    moni_tcp = {k: sum(c[k] for c in tcp_moni) for k in ("packets", "kernel_drops",
-                                                        "interface_drops", "queue_drops")}
+    moni_tcp = {k: sum(c[k] for c in tcp_moni) for k in NODE_KEYS}
     report = {
         "packet_bytes": FRAME_BYTES,
         "phases": out,
