@@ -5,11 +5,12 @@
 //! index of 8-byte entries (32 bits of the key's hash, then the slot;
 //! [`crate::slot_index`]): a lookup reads one entry and the slot it then
 //! updates, and the index grows without reading slots.
-//! Slots and expiry queue are reserved for `max_flows` up front, so they
-//! never reallocate mid-run; the index starts at 65,536 entries and grows
+//! Slots and expiry queue are reserved for `max_flows` up front (the
+//! queue with room for the stale entries it may hold), so they never
+//! reallocate mid-run; the index starts at 65,536 entries and grows
 //! (sized for the cap, a small table's lookups missed the cache). A live
-//! flow costs about 150 bytes (slot, index entry at half load, queue
-//! entry).
+//! flow costs about 165 bytes (slot 128, index entry at half load 16,
+//! queue entry with its share of stale room 20).
 //!
 //! Expiry order comes from a lazy second-chance queue rather than a linked
 //! LRU list, because relinking on every packet costs two cache misses on
@@ -190,6 +191,13 @@ const MAX_SLOTS: usize = u32::MAX as usize - 1;
 /// memory: pages are touched only as flows arrive). A larger cap grows past
 /// it the usual way.
 const PRESIZE_MAX: usize = 1 << 22;
+
+/// The room an expiry queue needs for `live` flows: one entry each, and
+/// the stale entries [`FlowTable::compact_queues`] lets pile up before it
+/// drops them.
+fn queue_room(live: usize) -> usize {
+    live + live / 4 + 1024
+}
 
 /// The hash index starts with room for this many flows at most and grows
 /// (a rehash moves 8-byte entries and never reads a slot). Sized for the
@@ -428,7 +436,7 @@ impl FlowTable {
             slots: Vec::with_capacity(presize),
             free: Vec::new(),
             hand: 0,
-            queue: VecDeque::with_capacity(presize),
+            queue: VecDeque::with_capacity(queue_room(presize)),
             closing: VecDeque::new(),
             fragments: FragmentTracker::new(config.max_fragmented_datagrams),
             stats: FlowStats::default(),
@@ -776,13 +784,16 @@ impl FlowTable {
         }
     }
 
-    /// Drops stale entries once they outnumber live flows, so queues stay
-    /// proportional to the table even when flows end by TCP close, the
-    /// active timeout or eviction (which leave their entry behind).
-    /// Amortised O(1) per insert: it runs once per (live + 1024) stale
-    /// entries.
+    /// Drops stale entries once they number a quarter of the live flows,
+    /// so queues stay proportional to the table even when flows end by TCP
+    /// close, the active timeout or eviction (which leave their entry
+    /// behind), and the expiry queue never outgrows the room reserved for
+    /// it ([`queue_room`]): growing would copy it into one twice its size
+    /// while both are held, at the moment the table is full. Amortised
+    /// O(1) per insert: it reads at most 1.25 x live + 1024 entries once
+    /// per live / 4 + 1024 stale ones (at most five per stale entry).
     fn compact_queues(&mut self) {
-        let limit = 2 * self.index.len() + 1024;
+        let limit = queue_room(self.index.len());
         let slots = &self.slots;
         let live = |&(_, idx, generation): &Entry| {
             slots
@@ -1177,12 +1188,18 @@ mod tests {
             assert_eq!(t.len(), cap as usize);
             assert!(out.is_empty());
             let mut worst = 0;
+            let room = t.queue.capacity();
             for i in 0..3 * cap {
                 let before = t.stats().eviction_slots_inspected;
                 let ts = 1.0 + f64::from(i) * 1e-5;
                 feed(&mut t, ts, &tcp(src(cap + i), 4321, S, 80, 0x02), &mut out);
                 worst = worst.max(t.stats().eviction_slots_inspected - before);
+                // Each eviction leaves a stale queue entry: they are
+                // dropped before the queue outgrows its reserved room (a
+                // reallocation would hold old and new queue at once).
+                assert!(t.queue.len() <= queue_room(cap as usize));
             }
+            assert_eq!(t.queue.capacity(), room, "cap {cap}: the queue grew");
             assert_eq!(t.len(), cap as usize);
             assert_eq!(t.stats().evicted(), u64::from(3 * cap));
             assert!(
