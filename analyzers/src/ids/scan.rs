@@ -31,7 +31,9 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::{addr_key, key_addr, Answer, InlineVec, ProbeSet, SecondProbeTable};
+use super::state::{
+    addr_key, key_addr, Answer, FirstProbes, InlineVec, ProbeSet, SecondProbeTable,
+};
 use super::{details, Detector, IdsConfig, HOST_SWEEP, PORT_SCAN, UDP_SWEEP};
 use crate::decode::{tcp_flags as f, Decoded, Fragment, Transport};
 use crate::record::AlertRecord;
@@ -557,9 +559,32 @@ type SweepKey = (VnetId, IpAddr, u8, u16);
 /// what became of it.
 #[derive(Clone, Copy, Debug, Default)]
 struct SweepFirst {
-    host: u128,
+    /// The host's [`addr_key`] as four words: 4-byte aligned, so a
+    /// [`FirstProbes`] slot takes 32 bytes instead of the 48 a `u128`'s
+    /// alignment would pad it to (a third less of the array every first
+    /// probe writes at random).
+    host: [u32; 4],
     kind: u8,
     answer: Answer,
+}
+
+impl SweepFirst {
+    fn host(&self) -> u128 {
+        let [a, b, c, d] = self.host.map(u128::from);
+        a << 96 | b << 64 | c << 32 | d
+    }
+}
+
+const _: () = assert!(FirstProbes::<SweepFirst>::SLOT_BYTES == 32);
+
+/// `host` as [`SweepFirst::host`] keeps it.
+fn host_words(host: u128) -> [u32; 4] {
+    [
+        (host >> 96) as u32,
+        (host >> 64) as u32,
+        (host >> 32) as u32,
+        host as u32,
+    ]
 }
 
 impl SweepState {
@@ -638,11 +663,15 @@ impl Sweep {
         } else {
             Answer::Pending
         };
-        let first = SweepFirst { host, kind, answer };
+        let first = SweepFirst {
+            host: host_words(host),
+            kind,
+            answer,
+        };
         let seed = |at: i64, f: SweepFirst| {
             let mut s = fresh(at);
-            s.record(f.host, f.kind, false, at);
-            s.hosts.answer(f.host, f.answer);
+            s.record(f.host(), f.kind, false, at);
+            s.hosts.answer(f.host(), f.answer);
             s
         };
         let Some(s) = self.t.probe(&key, ts.0, w, first, seed) else {
@@ -666,7 +695,7 @@ impl Sweep {
             self.window_us,
             |s| s.hosts.answer(host, how),
             |f| {
-                if f.host == host && f.answer != Answer::Refused {
+                if f.host() == host && f.answer != Answer::Refused {
                     f.answer = how;
                 }
             },
@@ -939,5 +968,32 @@ impl LateJudged for Sweep {
     }
     fn judge(&mut self, k: &SweepKey, now: Timestamp, out: &mut Vec<AlertRecord>) {
         Sweep::judge(self, k, now, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A first probe's host comes back from its four words as it went in,
+    /// IPv4 and IPv6 alike (the seed and the answer match on it).
+    #[test]
+    fn a_first_probes_host_survives_its_packing() {
+        for a in [
+            "192.0.2.7",
+            "0.0.0.0",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::",
+            "ffff::ffff",
+        ] {
+            let host = addr_key(a.parse().expect("address"));
+            let f = SweepFirst {
+                host: host_words(host),
+                ..SweepFirst::default()
+            };
+            assert_eq!(f.host(), host, "{a}");
+            assert_eq!(key_addr(f.host()).to_string(), a);
+        }
     }
 }

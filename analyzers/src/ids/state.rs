@@ -331,6 +331,11 @@ struct FirstSlot<T> {
     first: T,
 }
 
+impl<T> FirstProbes<T> {
+    /// The bytes one slot takes (the array has one per key of the cap).
+    pub const SLOT_BYTES: usize = std::mem::size_of::<FirstSlot<T>>();
+}
+
 impl<T: Copy + Default> FirstProbes<T> {
     /// Slots for a table of `cap` keys: `cap` rounded up to a power of
     /// two, at least 64 and at most 2^18.
