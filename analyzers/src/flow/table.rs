@@ -391,6 +391,11 @@ pub struct FlowTable {
     fragment_counts: HashMap<u32, u64, foldhash::fast::RandomState>,
     /// The newest time [`FlowTable::advance`] was given.
     newest: Timestamp,
+    /// [`FlowTable::flush_some`] is emptying the table: the index and the
+    /// free list are gone (nothing looks a flow up until the input ends,
+    /// so the final flush neither needs them nor grows the free list to
+    /// one entry per flow while the records are written).
+    draining: bool,
 }
 
 /// The two port fields of a flow key: TCP and UDP ports; an ICMP echo's
@@ -444,6 +449,7 @@ impl FlowTable {
             tunnels: HashMap::default(),
             fragment_counts: HashMap::default(),
             newest: Timestamp(i64::MIN),
+            draining: false,
             config: FlowConfig {
                 max_flows,
                 ..config
@@ -476,11 +482,15 @@ impl FlowTable {
 
     /// Number of live flows.
     pub fn len(&self) -> usize {
-        self.index.len()
+        if self.draining {
+            self.active_by_vnet.iter().sum::<u64>() as usize
+        } else {
+            self.index.len()
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len() == 0
     }
 
     /// Live flows per VNet, indexed by [`VnetId`] (shorter than the VNet
@@ -661,6 +671,9 @@ impl FlowTable {
     /// linger). Called on every packet; call it on a timer too when live
     /// traffic may stop.
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
+        if self.draining {
+            self.undrain();
+        }
         self.newest = self.newest.max(now);
         while let Some(&(queued, idx, generation)) = self.queue.front() {
             if now.micros_since(queued) < self.idle_us {
@@ -722,6 +735,12 @@ impl FlowTable {
     /// asking for the next, so the records of a full table never all wait
     /// in memory at once.
     pub fn flush_some(&mut self, out: &mut Vec<FlowRecord>, max: usize) -> bool {
+        if !self.draining {
+            // Its memory goes back before the records are made.
+            self.draining = true;
+            self.index = SlotIndex::with_capacity(0);
+            self.free = Vec::new();
+        }
         let mut n = 0;
         while n < max {
             let Some((_, idx, generation)) = self.queue.pop_front() else {
@@ -742,9 +761,31 @@ impl FlowTable {
         }
         let done = self.queue.is_empty();
         if done {
+            // Empty: a table that starts over, with its slots' room kept.
             self.closing.clear();
+            self.slots.clear();
+            self.hand = 0;
+            self.index = SlotIndex::with_capacity(self.config.max_flows.min(INDEX_PRESIZE_MAX));
+            self.draining = false;
         }
         done
+    }
+
+    /// Packets again before [`FlowTable::flush_some`] emptied the table:
+    /// the index and free list come back from the slots (once; nothing in
+    /// moni does this, the input ends with the flush).
+    #[cold]
+    fn undrain(&mut self) {
+        self.draining = false;
+        self.index = SlotIndex::with_capacity(self.config.max_flows.min(INDEX_PRESIZE_MAX));
+        for idx in 0..self.slots.len() {
+            if self.slots[idx].live() {
+                let h = self.hash(&self.slots[idx].key);
+                self.index.insert(h, idx as u32);
+            } else {
+                self.free.push(idx as u32);
+            }
+        }
     }
 
     /// The flow in `idx` if the slot still holds the flow of `generation`.
@@ -876,14 +917,16 @@ impl FlowTable {
     }
 
     fn export(&mut self, idx: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
-        let h = self.hash(&self.slots[idx as usize].key);
-        self.index.remove(h, idx);
+        if !self.draining {
+            let h = self.hash(&self.slots[idx as usize].key);
+            self.index.remove(h, idx);
+            self.free.push(idx);
+        }
         let slot = &mut self.slots[idx as usize];
         slot.bits &= !OCCUPIED;
         if let Some(n) = self.active_by_vnet.get_mut(usize::from(slot.key.vnet)) {
             *n = n.saturating_sub(1);
         }
-        self.free.push(idx);
         self.stats.exported[reason.index()] += 1;
         let tunnel = if self.tunnels.is_empty() {
             TunnelInfo::default()
@@ -1284,6 +1327,40 @@ mod tests {
         assert_eq!(whole.len(), 1000);
         assert_eq!(parted, whole);
         assert!(parts >= 15, "{parts}");
+    }
+
+    /// The final flush gives up the index and the free list; a packet that
+    /// still comes (mid-drain, or after) finds its flow as before: the
+    /// rest of a drained flow's packets make no duplicate, and a new table
+    /// starts after the drain.
+    #[test]
+    fn packets_during_and_after_a_flush_in_parts_find_their_flows() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        let src = |i: u32| [172, 16, (i >> 8) as u8, i as u8];
+        for i in 0..100u32 {
+            feed(&mut t, 0.0, &tcp(src(i), 1, S, 80, 0x02), &mut out);
+        }
+        assert!(!t.flush_some(&mut out, 10));
+        assert_eq!((out.len(), t.len()), (10, 90));
+        // Flow 50 is still in the table: its second packet joins it.
+        feed(&mut t, 0.5, &tcp(src(50), 1, S, 80, 0x10), &mut out);
+        assert_eq!(t.len(), 90);
+        t.flush(&mut out);
+        assert_eq!(out.len(), 100);
+        let f50 = out
+            .iter()
+            .filter(|r| r.src_port == 1 && r.src_addr.to_string() == "172.16.0.50");
+        assert_eq!(f50.map(|r| r.packets()).collect::<Vec<_>>(), vec![2]);
+        assert!(t.is_empty());
+        // After the flush: a fresh table.
+        out.clear();
+        feed(&mut t, 1.0, &tcp(src(7), 2, S, 80, 0x02), &mut out);
+        feed(&mut t, 1.1, &tcp(S, 80, src(7), 2, 0x12), &mut out);
+        assert_eq!(t.len(), 1);
+        t.flush(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].packets(), 2);
     }
 
     #[test]
