@@ -103,6 +103,14 @@
 # (2.37-2.58 s for every build of the session), capped 0.48x, softflowd
 # 1.9-2.1x. IMIX 1 worker 1.04x tcpdump in one quiet run. 1 M SYN
 # sources: 202 MiB.
+# 2026-12-01, session 13 (another 2-vCPU VM, AMD EPYC; `BENCH_DIR=... bench/
+# replay.sh 5000000`, one run, the VM busy in spells: tcpdump read the
+# flow-heavy file in 0.60 s before the run and 0.94 s in it): IMIX 1 worker
+# 1.07x tcpdump, 2 workers 1.68x of one core, tshark 69.8x, VXLAN twin
+# 0.66x. Flow-heavy: 1 worker 0.50x tcpdump, 2 workers 0.48x (1.47x of one
+# core), 1.81x softflowd, capped 0.55x, IDS on / off 0.93x (CPU). VoIP
+# 0.25x tcpdump (0.17 s), 18.6x tshark. 1 M SYN sources: 182 MiB, since the
+# final flush gives up the flow index (about 195 MiB before).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
