@@ -110,7 +110,7 @@
 # 0.66x. Flow-heavy: 1 worker 0.50x tcpdump, 2 workers 0.48x (1.47x of one
 # core), 1.81x softflowd, capped 0.55x, IDS on / off 0.93x (CPU). VoIP
 # 0.25x tcpdump (0.17 s), 18.6x tshark. 1 M SYN sources: 182 MiB, since the
-# final flush gives up the flow index (about 195 MiB before).
+# final flush gives up the flow index (199-201 MiB before, same VM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
