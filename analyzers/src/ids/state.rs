@@ -476,12 +476,14 @@ impl Hll {
         foldhash::fast::FixedState::with_seed(0x6d6f6e69).hash_one(x)
     }
 
-    pub fn add<T: Hash>(&mut self, x: &T) {
-        self.add_hash(Self::hash(x));
+    /// Adds a value; whether a register rose (only then can the
+    /// estimate change).
+    pub fn add<T: Hash>(&mut self, x: &T) -> bool {
+        self.add_hash(Self::hash(x))
     }
 
     /// Adds a value by its [`Hll::hash`].
-    pub fn add_hash(&mut self, mut h: u64) {
+    pub fn add_hash(&mut self, mut h: u64) -> bool {
         // foldhash is fast but not uniform enough in every bit for HLL:
         // finish with splitmix64's mixer.
         h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -490,29 +492,26 @@ impl Hll {
         let idx = (h >> 58) as usize;
         let rank = ((h << 6) | 0x20).leading_zeros() as u8 + 1;
         if let Some(reg) = &mut self.dense {
-            if let Some(r) = reg.get_mut(idx) {
-                *r = (*r).max(rank);
-            }
-            return;
+            return reg.get_mut(idx).is_some_and(|r| raise(r, rank));
         }
         let n = usize::from(self.sparse_len);
         if let Some(p) = self.sparse[..n]
             .iter_mut()
             .find(|p| usize::from(p.0) == idx)
         {
-            p.1 = p.1.max(rank);
-            return;
+            return raise(&mut p.1, rank);
         }
         if n < HLL_SPARSE {
             self.sparse[n] = (idx as u8, rank);
             self.sparse_len += 1;
-            return;
+            return true;
         }
         let mut reg = Box::new(self.registers());
         if let Some(r) = reg.get_mut(idx) {
-            *r = (*r).max(rank);
+            raise(r, rank);
         }
         self.dense = Some(reg);
+        true
     }
 
     fn registers(&self) -> [u8; 64] {
@@ -798,6 +797,14 @@ impl Recent {
     }
 }
 
+/// Sets register `r` to `rank` if that is higher; whether it was.
+#[inline]
+fn raise(r: &mut u8, rank: u8) -> bool {
+    let grew = rank > *r;
+    *r = (*r).max(rank);
+    grew
+}
+
 /// HyperLogLog's estimate from its 64 registers, with the small-range
 /// (linear counting) correction.
 fn estimate(reg: &[u8]) -> f64 {
@@ -916,11 +923,15 @@ mod tests {
         ) {
             let mut h = Hll::default();
             for (i, x) in xs.iter().enumerate() {
-                if i % 2 == 0 {
-                    h.add(x);
+                let before = h.registers();
+                let rose = if i % 2 == 0 {
+                    h.add(x)
                 } else {
-                    h.add_hash(Hll::hash(x));
-                }
+                    h.add_hash(Hll::hash(x))
+                };
+                // `add` tells when a register rose, which callers that
+                // keep an estimate rely on to know it is still right.
+                prop_assert_eq!(rose, h.registers() != before);
                 let want = dense_estimate(xs[..=i].iter());
                 prop_assert_eq!(h.estimate().to_bits(), want.to_bits());
             }
