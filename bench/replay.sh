@@ -27,6 +27,9 @@
 #     packets) against `tcpdump -w /dev/null` and tshark `-z rtp,streams`;
 #   - peak RSS of a 1-worker replay of 1,000,000 spoofed SYN sources
 #     (`moni-gen syn-flood`) at the default flow cap (goal <= 200 MB).
+#   - IDS on against IDS off under attack: spoofed UDP and ICMP floods,
+#     a DNS random-subdomain flood and a full-speed SYN scan
+#     (`bench/attacks.py`, a fifth of PACKETS each).
 # Issue 16's goals: flow-heavy >= 0.5x tcpdump on 1 worker, >= 0.9x on all
 # cores, >= 3x softflowd; capped >= 0.8x uncapped; VoIP >= 0.8x tcpdump and
 # >= 40x tshark.
@@ -287,3 +290,18 @@ PY
 # (issue 17), from bench/ids-cost.sh.
 echo "IDS cost on the flow-heavy capture (1 worker):"
 bash bench/ids-cost.sh "$BIN/moni-node" "$HEAVY" 7
+# The detectors under attack (issue 16: a probe that slows down exactly
+# when it is attacked drops the packets that matter): IDS on against IDS
+# off, 1 worker, interleaved, medians of 3, on the captures of
+# bench/attacks.py (a fifth of PACKETS each): spoofed UDP and ICMP
+# floods, a DNS random-subdomain flood, a full-speed SYN scan of a /16.
+ATK="$WORK/attacks-$((PACKETS / 5))"
+[ -f "$ATK/syn-scan.pcap" ] || python3 bench/attacks.py "$ATK" $((PACKETS / 5))
+echo "IDS under attack ($((PACKETS / 5)) packets each, 1 worker; goal IDS on >= 0.9x IDS off, issue 16):"
+for a in udp-flood icmp-flood dns-torture syn-scan; do
+  cat "$ATK/$a.pcap" >/dev/null
+  read -r T_ON T_OFF < <(pair_med 3 \
+    "$BIN/moni-node replay --no-progress --overwrite --workers 1 --out $WORK/out-atk $ATK/$a.pcap" \
+    "$BIN/moni-node replay --no-progress --overwrite --workers 1 --config $WORK/ids-off.toml --out $WORK/out-atk $ATK/$a.pcap")
+  python3 -c 'import sys; a, on, off = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]); print(f"  {a:12s} IDS on {on:6.2f} s, off {off:6.2f} s: {off / on:.2f}x")' "$a" "$T_ON" "$T_OFF"
+done
