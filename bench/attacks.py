@@ -4,7 +4,7 @@ the probe must not slow down sharply exactly when it is attacked).
 
     python3 bench/attacks.py OUT_DIR [PACKETS]     (default 1,000,000 each)
 
-Writes four classic pcap files (Ethernet, 2 µs apart), each from a fixed
+Writes five classic pcap files (Ethernet, 2 µs apart), each from a fixed
 seed so every run times the same bytes:
   udp-flood.pcap    UDP to one victim's port 80 from spoofed random sources
                     and ports (every datagram a new exchange and source);
@@ -12,7 +12,9 @@ seed so every run times the same bytes:
   dns-torture.pcap  "water torture": 200 clients asking one resolver for
                     random 12-character names under example.com;
   syn-scan.pcap     one source sending SYNs to random ports of random hosts
-                    of a /16 (nmap -sS of a network at full speed).
+                    of a /16 (nmap -sS of a network at full speed);
+  port-scan.pcap    one source sending SYNs to every port of one host, over
+                    and over (nmap -sS of one host at full speed).
 """
 import os
 import random
@@ -82,8 +84,15 @@ def main() -> None:
             tcp = struct.pack("!HHIIBBHHH", 40000, rng.randint(1, 65535), i, 0, 0x50, 0x02, 1024, 0, 0)
             yield frame(ipv4(scanner, host, 6, tcp))
 
+    def port_scan():
+        scanner, host = bytes([203, 0, 113, 6]), bytes([10, 30, 0, 9])
+        for i in range(n):
+            tcp = struct.pack("!HHIIBBHHH", 40001, 1 + i % 65535, i, 0, 0x50, 0x02, 1024, 0, 0)
+            yield frame(ipv4(scanner, host, 6, tcp))
+
     for name, gen in (("udp-flood", udp_flood), ("icmp-flood", icmp_flood),
-                      ("dns-torture", dns_torture), ("syn-scan", syn_scan)):
+                      ("dns-torture", dns_torture), ("syn-scan", syn_scan),
+                      ("port-scan", port_scan)):
         write(os.path.join(out, f"{name}.pcap"), gen())
 
 

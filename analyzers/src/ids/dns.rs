@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::{Bounded, Hll};
+use super::state::{Bounded, KeptHll};
 use super::{details, Detector, IdsConfig, DNS_NXDOMAIN_STORM, DNS_TUNNEL};
 use crate::decode::{Decoded, Transport};
 use crate::record::AlertRecord;
@@ -143,7 +143,7 @@ pub fn encoded(sub: &str) -> bool {
 struct Subdomains {
     start: Timestamp,
     queries: u64,
-    names: Hll,
+    names: KeptHll,
     sub_bytes: u64,
     example: String,
     alerted: bool,

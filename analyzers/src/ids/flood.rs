@@ -49,7 +49,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::state::{addr_key, FifoTable, Hll};
+use super::state::{addr_key, FifoTable, Hll, KeptHll};
 use super::{
     details, AlertKind, Detector, IdsConfig, AMPLIFICATION, ICMP_FLOOD, SYN_ACK_REFLECTION,
     SYN_FLOOD, UDP_FLOOD,
@@ -70,8 +70,8 @@ struct SynWindow {
     /// [`SynDsts`]): the half-open ratio is over the SYNs after them,
     /// against the ACKs counted from then on.
     seeded: u64,
-    sources: Hll,
-    ports: Hll,
+    sources: KeptHll,
+    ports: KeptHll,
     alerted: bool,
 }
 
@@ -441,13 +441,8 @@ struct VnetWindow {
     amp_requests: AmpCms,
     syns: u64,
     completions: u64,
-    sources: Hll,
-    destinations: Hll,
-    /// `destinations` and `sources` estimated, until a register of either
-    /// rises: a flood on one victim keeps the VNet-wide test failing on
-    /// every SYN, and two 64-register estimates per SYN took a tenth of a
-    /// 3 M-source flood's CPU time.
-    estimates: Option<(f64, f64)>,
+    sources: KeptHll,
+    destinations: KeptHll,
     alerted: bool,
 }
 
@@ -484,8 +479,8 @@ struct Reflected {
     packets: u64,
     bytes: u64,
     rate: Rate,
-    reflectors: Hll,
-    ports: Hll,
+    reflectors: KeptHll,
+    ports: KeptHll,
     /// Packets per service (index in [`AMP_SERVICES`]).
     per_service: [u32; AMP_SERVICES.len()],
     alerted: bool,
@@ -975,9 +970,8 @@ impl Floods {
             v.amp_requests.clear();
             v.syns = 0;
             v.completions = 0;
-            v.sources = Hll::default();
-            v.destinations = Hll::default();
-            v.estimates = None;
+            v.sources = KeptHll::default();
+            v.destinations = KeptHll::default();
             v.alerted = false;
         }
         let start = v.start;
@@ -1107,16 +1101,14 @@ impl Floods {
         let to_dst = v.syn_dsts.add(h, ts.0, self.promote_at);
         // Each value hashed once for the sketches it goes into.
         let src_hll = Hll::hash(&ip.src);
-        if v.sources.add_hash(src_hll) | v.destinations.add(&ip.dst) {
-            v.estimates = None;
-        }
+        v.sources.add_hash(src_hll);
+        v.destinations.add(&ip.dst);
         if !v.alerted && v.syns >= self.vnet_syn {
             let half_open = 1.0 - (v.completions.min(v.syns) as f64 / v.syns as f64);
             // The estimates only once the cheap test passed (busy normal
             // traffic crosses the SYN count in every window).
             let (dsts, srcs) = if half_open >= self.half_open {
-                *v.estimates
-                    .get_or_insert_with(|| (v.destinations.estimate(), v.sources.estimate()))
+                (v.destinations.estimate(), v.sources.estimate())
             } else {
                 (0.0, 0.0)
             };
