@@ -968,6 +968,24 @@ mod tests {
             prop_assert_eq!(Hll::default().estimate().to_bits(), dense_estimate(std::iter::empty::<u32>()).to_bits());
         }
 
+        /// A kept estimate is always the one a fresh estimate would give
+        /// (its cache is dropped whenever a register rises).
+        #[test]
+        fn a_kept_estimate_is_always_the_fresh_one(
+            xs in proptest::collection::vec(any::<u16>(), 0..300),
+        ) {
+            let (mut kept, mut hll) = (KeptHll::default(), Hll::default());
+            for (i, x) in xs.iter().enumerate() {
+                if i % 3 == 0 {
+                    kept.add_hash(Hll::hash(x));
+                } else {
+                    kept.add(x);
+                }
+                hll.add(x);
+                prop_assert_eq!(kept.estimate().to_bits(), hll.estimate().to_bits());
+            }
+        }
+
         #[test]
         fn fifo_table_evicts_as_bounded_and_the_oldest_live_key(
             ops in proptest::collection::vec((0u8..3, 0u16..40), 0..400),
