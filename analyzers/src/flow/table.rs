@@ -192,6 +192,12 @@ const MAX_SLOTS: usize = u32::MAX as usize - 1;
 /// it the usual way.
 const PRESIZE_MAX: usize = 1 << 22;
 
+/// The index a table of at most `max_flows` flows starts with (see
+/// [`INDEX_PRESIZE_MAX`]).
+fn starting_index(max_flows: usize) -> SlotIndex {
+    SlotIndex::with_capacity(max_flows.min(INDEX_PRESIZE_MAX))
+}
+
 /// The room an expiry queue needs for `live` flows: one entry each, and
 /// the stale entries [`FlowTable::compact_queues`] lets pile up before it
 /// drops them.
@@ -437,7 +443,7 @@ impl FlowTable {
             active_us: secs_to_us(config.active_timeout_secs),
             linger_us: secs_to_us(config.tcp_end_linger_secs),
             hasher: foldhash::fast::RandomState::default(),
-            index: SlotIndex::with_capacity(presize.min(INDEX_PRESIZE_MAX)),
+            index: starting_index(max_flows),
             slots: Vec::with_capacity(presize),
             free: Vec::new(),
             hand: 0,
@@ -770,7 +776,7 @@ impl FlowTable {
             self.closing.clear();
             self.slots.clear();
             self.hand = 0;
-            self.index = SlotIndex::with_capacity(self.config.max_flows.min(INDEX_PRESIZE_MAX));
+            self.index = starting_index(self.config.max_flows);
             self.draining = false;
         }
         done
@@ -784,8 +790,9 @@ impl FlowTable {
     fn undrain(&mut self) {
         let live = self.len();
         self.draining = false;
+        // Room for the flows still live, if more than a new table's.
         self.index =
-            SlotIndex::with_capacity(live.max(INDEX_PRESIZE_MAX.min(self.config.max_flows)));
+            SlotIndex::with_capacity(live.max(self.config.max_flows.min(INDEX_PRESIZE_MAX)));
         for idx in 0..self.slots.len() {
             if self.slots[idx].live() {
                 let h = self.hash(&self.slots[idx].key);

@@ -242,19 +242,16 @@ impl DnsAnomalies {
             st.example = name.chars().take(255).collect();
         }
         let mean_sub = st.sub_bytes as f64 / st.queries as f64;
-        // At most one estimate (64 registers) per query, and none for a
-        // query that raises nothing: a random-subdomain flood sends every
-        // query through here, and two estimates each took 4% of its CPU.
-        let est = (!st.alerted && mean_sub >= 16.0).then(|| st.names.estimate());
-        let volume = est.is_some_and(|e| e >= self.unique);
-        let (start, queries) = (st.start, st.queries);
+        // A kept estimate: recomputed only when a register rose (a
+        // random-subdomain flood sends every query through here).
+        let volume = !st.alerted && mean_sub >= 16.0 && st.names.estimate() >= self.unique;
+        let (start, unique_est, queries) = (st.start, st.names.estimate(), st.queries);
         if volume {
             st.alerted = true;
         }
         if !(long || random || volume) {
             return;
         }
-        let unique_est = est.unwrap_or_else(|| st.names.estimate());
         let why = if long {
             "too long"
         } else if random {
