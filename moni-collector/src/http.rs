@@ -8,8 +8,9 @@
 //!   `/metrics` (everything else 503 + `Retry-After`), with a
 //!   [`PROBE_HEADER_TIMEOUT`]; when the pool is full, the oldest of them
 //!   still waiting for its request is closed for the newest, taking first
-//!   those whose request head had not arrived whole when they were
-//!   accepted (a check sends it at once, a slowloris trickles it), and a
+//!   those whose request head has still not arrived whole (peeked at
+//!   accept and again before eviction: a check sends it at once, a
+//!   slowloris trickles it), and a
 //!   new connection without a whole head is closed (`probe_too_slow`)
 //!   rather than push out one with it. So a flood of slow or idle connections cannot starve
 //!   health checks and scrapes, and the accept loop never waits on a
@@ -42,6 +43,9 @@ use crate::tls::{PeerNames, Reloadable};
 
 /// Connections served beyond the cap, for `/healthz` and `/metrics` only.
 pub const PROBE_SLOTS: usize = 32;
+/// Descriptors those connections can hold: each slot whose head had not
+/// arrived keeps a duplicate of its socket to peek at.
+pub const PROBE_FDS: usize = 2 * PROBE_SLOTS;
 /// Header timeout of those connections: a probe sends its request at once.
 pub const PROBE_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a stop waits for requests in flight.
@@ -92,8 +96,13 @@ struct ProbeSlot {
     id: u64,
     evict: Arc<Notify>,
     answering: Arc<AtomicBool>,
-    /// Its whole request head was waiting when it was accepted.
+    /// Its whole request head has been seen waiting (at accept, or when
+    /// a victim was sought later).
     complete: bool,
+    /// A duplicate of its socket, to peek again before evicting it: a
+    /// check accepted a moment before its bytes arrived must not lose its
+    /// slot to the slow connections that follow it.
+    sock: Option<std::os::fd::OwnedFd>,
 }
 
 /// Connections served beyond the cap. When all [`PROBE_SLOTS`] are taken,
@@ -101,6 +110,22 @@ struct ProbeSlot {
 /// newest (a health check sends its request at once; a slow client holding
 /// a slot is the one to go); when every slot is answering, the newest is
 /// closed instead.
+impl ProbeSlot {
+    /// Whether its request head has arrived, peeking again (once it has,
+    /// the duplicate descriptor is given back).
+    fn arrived(&mut self, tls: bool) -> bool {
+        if !self.complete {
+            if let Some(fd) = &self.sock {
+                self.complete = head_waiting(fd, tls);
+            }
+            if self.complete {
+                self.sock = None;
+            }
+        }
+        self.complete
+    }
+}
+
 #[derive(Default)]
 struct ProbePool {
     next_id: u64,
@@ -169,16 +194,22 @@ pub async fn serve(
         // A slot is taken from a connection without a whole head first,
         // so a flood of new slow connections cannot push checks out.
         let complete = head_waiting(&stream, tls.is_some());
+        let sock = if complete {
+            None
+        } else {
+            std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned().ok()
+        };
         let evict = Arc::new(Notify::new());
         let answering = Arc::new(AtomicBool::new(false));
         let id = {
             let mut pool = lock(&probes);
             if pool.live.len() >= PROBE_SLOTS {
                 let idle = |p: &ProbeSlot| !p.answering.load(Ordering::Relaxed);
+                let tls_on = tls.is_some();
                 let victim = pool
                     .live
-                    .iter()
-                    .position(|p| idle(p) && !p.complete)
+                    .iter_mut()
+                    .position(|p| idle(p) && !p.arrived(tls_on))
                     .or_else(|| complete.then(|| pool.live.iter().position(idle)).flatten());
                 match victim.and_then(|i| pool.live.remove(i)) {
                     Some(oldest) => oldest.evict.notify_one(),
@@ -196,6 +227,7 @@ pub async fn serve(
                 evict: evict.clone(),
                 answering: answering.clone(),
                 complete,
+                sock,
             });
             id
         };
@@ -229,7 +261,7 @@ pub async fn serve(
 /// Whether a whole request head (plain HTTP: up to the blank line) or a
 /// whole first TLS record is already waiting in the socket. Peeks without
 /// waiting: the bytes stay for hyper or rustls.
-fn head_waiting(stream: &tokio::net::TcpStream, tls: bool) -> bool {
+fn head_waiting(stream: impl std::os::fd::AsFd, tls: bool) -> bool {
     use rustix::net::{recv, RecvFlags};
     let mut buf = [0u8; 4096];
     let Ok((n, _)) = recv(stream, &mut buf[..], RecvFlags::PEEK | RecvFlags::DONTWAIT) else {
@@ -380,4 +412,47 @@ pub async fn body_idle_timeout(
         return r;
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A check accepted before its bytes arrived is seen as arrived when
+    /// a victim is sought later, and gives back its duplicate descriptor.
+    #[test]
+    fn a_slot_peeks_again_for_a_head_that_came_after_the_accept() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        assert!(!head_waiting(&server, false));
+        let mut slot = ProbeSlot {
+            id: 1,
+            evict: Arc::new(Notify::new()),
+            answering: Arc::new(AtomicBool::new(false)),
+            complete: false,
+            sock: Some(
+                std::os::fd::AsFd::as_fd(&server)
+                    .try_clone_to_owned()
+                    .expect("dup"),
+            ),
+        };
+        assert!(!slot.arrived(false));
+        client
+            .write_all(b"GET /healthz HTTP/1.0\r\n")
+            .expect("write");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!slot.arrived(false), "half a head is not a head");
+        assert!(slot.sock.is_some());
+        client.write_all(b"\r\n").expect("write");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(slot.arrived(false));
+        assert!(slot.sock.is_none());
+        // The peek left the bytes for the server's own read.
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(&mut &server, &mut buf).expect("read");
+        assert_eq!(&buf[..n], b"GET /healthz HTTP/1.0\r\n\r\n");
+    }
 }

@@ -74,7 +74,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("server.data_dir {}: {e}", settings.data_dir.display()))?;
     let fd_limit = limits::raise_fd_limit();
     let max_connections =
-        limits::connection_cap(settings.limits.max_connections, http::PROBE_SLOTS, fd_limit);
+        limits::connection_cap(settings.limits.max_connections, http::PROBE_FDS, fd_limit);
     if max_connections < 8 {
         anyhow::bail!(
             "server.max_connections: the file-descriptor limit ({}) leaves room for {max_connections} connections; raise it (ulimit -n, LimitNOFILE=)",
