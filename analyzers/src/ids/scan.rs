@@ -35,7 +35,7 @@ use super::state::{
     addr_key, key_addr, Answer, FirstProbes, InlineVec, ProbeSet, SecondProbeTable,
 };
 use super::{details, Detector, IdsConfig, HOST_SWEEP, PORT_SCAN, UDP_SWEEP};
-use crate::decode::{tcp_flags as f, Decoded, Fragment, Transport};
+use crate::decode::{tcp_flags as f, Decoded, Fragment, IpLayer, Transport};
 use crate::record::AlertRecord;
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
@@ -59,6 +59,13 @@ fn tcp_probe(flags: u8) -> Option<&'static str> {
 /// A bare RST (no ACK flag): by RFC 793 the answer to a segment that
 /// carried an ACK for no connection, which is what an ACK (or Window)
 /// probe is. A refused SYN, FIN, NULL or Xmas probe gets RST+ACK instead.
+/// A segment whose prober is its destination (an answer: SYN-ACK or
+/// RST), so both detectors key it the other way round.
+#[inline]
+fn answer_like(flags: u8) -> bool {
+    flags & f::RST != 0 || flags & (f::SYN | f::ACK) == f::SYN | f::ACK
+}
+
 fn bare_rst(flags: u8) -> bool {
     flags & (f::RST | f::ACK | f::SYN) == f::RST
 }
@@ -306,6 +313,24 @@ impl PortScan {
 
     /// An answer to `key`'s prober: to its state, or to its pending first
     /// event.
+    /// The first step of [`Detector::observe`]'s lookup of a TCP segment
+    /// (see [`SecondProbeTable::touch`]): its key's hash and what was read.
+    #[inline]
+    pub fn touch_tcp(&self, vnet: VnetId, ip: &IpLayer, flags: u8) -> (u64, u64) {
+        let key = if answer_like(flags) {
+            (vnet, ip.dst, ip.src)
+        } else {
+            (vnet, ip.src, ip.dst)
+        };
+        self.t.touch(&key)
+    }
+
+    /// The second step (see [`SecondProbeTable::touch_entry`]).
+    #[inline]
+    pub fn touch_entry(&self, h: u64) -> u64 {
+        self.t.touch_entry(h)
+    }
+
     fn answer(
         &mut self,
         key: &ScanKey,
@@ -687,6 +712,30 @@ impl Sweep {
 
     /// `host` answered (or refused) `key`'s probe: in its state, or its
     /// pending first probe.
+    /// The first step of [`Detector::observe`]'s lookup of a TCP segment
+    /// (see [`SecondProbeTable::touch`]): its key's hash and what was read.
+    #[inline]
+    pub fn touch_tcp(
+        &self,
+        vnet: VnetId,
+        ip: &IpLayer,
+        ports: (u16, u16),
+        flags: u8,
+    ) -> (u64, u64) {
+        let key = if answer_like(flags) {
+            (vnet, ip.dst, 6, ports.0)
+        } else {
+            (vnet, ip.src, 6, ports.1)
+        };
+        self.t.touch(&key)
+    }
+
+    /// The second step (see [`SecondProbeTable::touch_entry`]).
+    #[inline]
+    pub fn touch_entry(&self, h: u64) -> u64 {
+        self.t.touch_entry(h)
+    }
+
     fn answer(&mut self, key: &SweepKey, host: IpAddr, how: Answer, ts: Timestamp) {
         let host = addr_key(host);
         self.t.answer(

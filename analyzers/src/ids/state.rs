@@ -7,6 +7,8 @@ use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashMap;
 
+use crate::slot_index::SlotIndex;
+
 /// A map with at most `cap` keys; inserting into a full map evicts the
 /// oldest inserted key.
 #[derive(Debug)]
@@ -83,17 +85,21 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
 /// floods): the same keys, cap and oldest-first eviction, laid out for
 /// that traffic. Entries live in a ring in insertion order, so a new key
 /// is written at the ring's tail and the evicted one read at its head,
-/// both sequential; the hash index holds only 8-byte positions (about
-/// 0.5 MiB at the default cap: it stays in cache where the entries of
-/// 50,000 keys would not). The answer that follows a probe (a SYN-ACK
-/// after its SYN) finds its entry near the tail, still in cache.
+/// both sequential. The index is a [`SlotIndex`]: 8-byte entries of 32
+/// hash bits and a ring position, so a lookup reads one index entry and
+/// then the ring entry it names (a swiss table read its control bytes,
+/// then its bucket, then the entry: on a scan that fills the table, one
+/// miss more per lookup). 1 MiB at the default cap. The answer that
+/// follows a probe (a SYN-ACK after its SYN) finds its entry near the
+/// tail, still in cache.
 ///
 /// Eviction takes the oldest *live* key; an entry removed (or dropped by
 /// [`FifoTable::retain`]) leaves a hole that eviction skips.
 #[derive(Debug)]
 pub struct FifoTable<K, V> {
-    /// Positions (`seq`) of live entries, by their key's hash.
-    index: hashbrown::HashTable<u64>,
+    /// Positions of live entries (their `seq`'s low 31 bits, see
+    /// [`seq_slot`]), by their key's hash.
+    index: SlotIndex,
     /// Entries from `base` on: (hash, key, value; `None` for a hole).
     ring: VecDeque<(u64, K, Option<V>)>,
     /// The `seq` of `ring[0]`.
@@ -104,16 +110,32 @@ pub struct FifoTable<K, V> {
     pub evicted: u64,
 }
 
+/// A ring position's `seq` as the index keeps it: its low 31 bits. The
+/// ring never holds 2^31 entries (caps are below 2^28, the ring at most
+/// about twice its cap), so they name one position.
+#[inline]
+fn seq_slot(seq: u64) -> u32 {
+    (seq & SEQ_BITS) as u32
+}
+
+const SEQ_BITS: u64 = (1 << 31) - 1;
+
+/// The ring position of index slot `slot` when `ring[0]` has `seq` `base`.
+#[inline]
+fn slot_pos(slot: u32, base: u64) -> usize {
+    (u64::from(slot).wrapping_sub(base) & SEQ_BITS) as usize
+}
+
 impl<K: Hash + Eq, V> FifoTable<K, V> {
-    /// A table for at most `cap` keys.
+    /// A table for at most `cap` keys (at most 2^28).
     pub fn new(cap: usize) -> Self {
-        let cap = cap.max(1);
+        let cap = cap.clamp(1, 1 << 28);
         // Sized for the keys that usually get this far (the detectors
         // admit a key at its second probe, so normal traffic keeps their
         // tables small and in cache); a table that fills grows to its cap.
         let n = (cap + 1).min(1024);
         FifoTable {
-            index: hashbrown::HashTable::with_capacity(n),
+            index: SlotIndex::with_capacity(n),
             ring: VecDeque::with_capacity(n),
             base: 0,
             live: 0,
@@ -131,14 +153,15 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
         self.live == 0
     }
 
+    #[inline]
     fn find(&self, h: u64, k: &K) -> Option<usize> {
         let (ring, base) = (&self.ring, self.base);
         self.index
-            .find(h, |&seq| {
-                ring.get((seq - base) as usize)
+            .find(h as u32, |slot| {
+                ring.get(slot_pos(slot, base))
                     .is_some_and(|e| e.2.is_some() && e.1 == *k)
             })
-            .map(|&seq| (seq - base) as usize)
+            .map(|slot| slot_pos(slot, base))
     }
 
     /// Drops the index entry of `ring[i]`.
@@ -146,10 +169,7 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
         let Some(h) = self.ring.get(i).map(|e| e.0) else {
             return;
         };
-        let seq = self.base + i as u64;
-        if let Ok(e) = self.index.find_entry(h, |&s| s == seq) {
-            e.remove();
-        }
+        self.index.remove(h as u32, seq_slot(self.base + i as u64));
     }
 
     /// The hash this table files `k` under: a caller that also keeps the
@@ -228,12 +248,29 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
     {
         let seq = self.base + self.ring.len() as u64;
         self.ring.push_back((h, k.clone(), None));
-        let (ring, base) = (&self.ring, self.base);
-        self.index.insert_unique(h, seq, |&s| {
-            ring.get((s - base) as usize).map_or(0, |e| e.0)
-        });
+        self.index.insert(h as u32, seq_slot(seq));
         self.live += 1;
         self.ring.len() - 1
+    }
+
+    /// Reads the index entry a lookup of hash `h` starts at, so that its
+    /// cache miss overlaps other work: the first of a lookup's two steps
+    /// ([`FifoTable::touch_entry`] is the second), for a caller with
+    /// several tables to look a packet up in. What was read, for the
+    /// caller to hand to [`std::hint::black_box`].
+    #[inline]
+    pub fn touch_index(&self, h: u64) -> u64 {
+        self.index.home_entry(h as u32).copied().unwrap_or(0)
+    }
+
+    /// Reads the ring entry that a lookup of hash `h` will compare first
+    /// (once [`FifoTable::touch_index`]'s line has arrived).
+    #[inline]
+    pub fn touch_entry(&self, h: u64) -> u64 {
+        self.index
+            .peek(h as u32)
+            .and_then(|slot| self.ring.get(slot_pos(slot, self.base)))
+            .map_or(0, |e| e.0)
     }
 
     /// The entry for `k` (hashed by [`FifoTable::hash`]) if present.
@@ -246,16 +283,13 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
     /// keys are removed between evictions).
     fn compact(&mut self) {
         let old = std::mem::take(&mut self.ring);
-        self.index.clear();
+        self.index = SlotIndex::with_capacity(self.live);
+        self.ring.reserve(self.live);
         self.base = 0;
         for e in old.into_iter().filter(|e| e.2.is_some()) {
-            let seq = self.ring.len() as u64;
-            let h = e.0;
+            self.index
+                .insert(e.0 as u32, seq_slot(self.ring.len() as u64));
             self.ring.push_back(e);
-            let (ring, base) = (&self.ring, self.base);
-            self.index.insert_unique(h, seq, |&s| {
-                ring.get((s - base) as usize).map_or(0, |e| e.0)
-            });
         }
     }
 
@@ -377,6 +411,14 @@ impl<T: Copy + Default> FirstProbes<T> {
         None
     }
 
+    /// Reads the slot of key `h` ahead of its lookup (see
+    /// [`FifoTable::touch_index`]).
+    #[inline]
+    pub fn touch(&self, h: u64) -> u64 {
+        let (i, _) = self.slot(h);
+        self.slots.get(i).map_or(0, |s| u64::from(s.tag))
+    }
+
     /// The pending first probe of key `h`, if any within `window_us` of
     /// `now_us` (for an answer to it).
     #[inline]
@@ -442,6 +484,22 @@ impl<K: Hash + Eq + Clone, V, F: Copy + Default> SecondProbeTable<K, V, F> {
         } else if let Some(f) = self.first.pending(h, now_us, window_us) {
             pending(f);
         }
+    }
+
+    /// The first step of a lookup of `key` ahead of it: its hash, and
+    /// what was read of its index entry and its first-probe slot (see
+    /// [`FifoTable::touch_index`]).
+    #[inline]
+    pub fn touch(&self, key: &K) -> (u64, u64) {
+        let h = self.table.hash(key);
+        (h, self.table.touch_index(h) ^ self.first.touch(h))
+    }
+
+    /// The second step: the entry the index names (see
+    /// [`FifoTable::touch_entry`]).
+    #[inline]
+    pub fn touch_entry(&self, h: u64) -> u64 {
+        self.table.touch_entry(h)
     }
 
     /// Keys evicted from the table and first probes overwritten.
@@ -990,8 +1048,13 @@ mod tests {
         fn fifo_table_evicts_as_bounded_and_the_oldest_live_key(
             ops in proptest::collection::vec((0u8..3, 0u16..40), 0..400),
             cap in 1usize..12,
+            late in any::<bool>(),
         ) {
             let mut f: FifoTable<u16, u32> = FifoTable::new(cap);
+            if late {
+                // Positions wrap in the index's 31 bits within the run.
+                f.base = SEQ_BITS - 4;
+            }
             let mut b: Bounded<u16, u32> = Bounded::new(cap);
             // The model: live keys, oldest first.
             let mut model: Vec<(u16, u32)> = Vec::new();
