@@ -62,7 +62,7 @@ fn tcp_probe(flags: u8) -> Option<&'static str> {
 /// A segment whose prober is its destination (an answer: SYN-ACK or
 /// RST), so both detectors key it the other way round.
 #[inline]
-fn answer_like(flags: u8) -> bool {
+pub(crate) fn answer_like(flags: u8) -> bool {
     flags & f::RST != 0 || flags & (f::SYN | f::ACK) == f::SYN | f::ACK
 }
 
@@ -311,13 +311,13 @@ impl PortScan {
         s.judgeable(pt, st)
     }
 
-    /// An answer to `key`'s prober: to its state, or to its pending first
-    /// event.
-    /// The first step of [`Detector::observe`]'s lookup of a TCP segment
-    /// (see [`SecondProbeTable::touch`]): its key's hash and what was read.
+    /// The first step of the lookup a TCP segment or a UDP exchange's
+    /// first datagram will make (see [`SecondProbeTable::touch`]): its
+    /// key's hash and what was read. `answer`: the packet answers a probe
+    /// (its destination is the prober).
     #[inline]
-    pub fn touch_tcp(&self, vnet: VnetId, ip: &IpLayer, flags: u8) -> (u64, u64) {
-        let key = if answer_like(flags) {
+    pub fn touch(&self, vnet: VnetId, ip: &IpLayer, answer: bool) -> (u64, u64) {
+        let key = if answer {
             (vnet, ip.dst, ip.src)
         } else {
             (vnet, ip.src, ip.dst)
@@ -331,6 +331,8 @@ impl PortScan {
         self.t.touch_entry(h)
     }
 
+    /// An answer to `key`'s prober: to its state, or to its pending first
+    /// event.
     fn answer(
         &mut self,
         key: &ScanKey,
@@ -710,22 +712,16 @@ impl Sweep {
         s.judgeable(threshold)
     }
 
-    /// `host` answered (or refused) `key`'s probe: in its state, or its
-    /// pending first probe.
-    /// The first step of [`Detector::observe`]'s lookup of a TCP segment
-    /// (see [`SecondProbeTable::touch`]): its key's hash and what was read.
+    /// The first step of the lookup a TCP segment or a UDP exchange's
+    /// first datagram will make (see [`SecondProbeTable::touch`]): its
+    /// key's hash and what was read. `answer`: the packet answers a probe
+    /// (its destination is the prober).
     #[inline]
-    pub fn touch_tcp(
-        &self,
-        vnet: VnetId,
-        ip: &IpLayer,
-        ports: (u16, u16),
-        flags: u8,
-    ) -> (u64, u64) {
-        let key = if answer_like(flags) {
-            (vnet, ip.dst, 6, ports.0)
+    pub fn touch(&self, vnet: VnetId, ip: &IpLayer, ports: (u16, u16), answer: bool) -> (u64, u64) {
+        let key = if answer {
+            (vnet, ip.dst, ip.protocol, ports.0)
         } else {
-            (vnet, ip.src, 6, ports.1)
+            (vnet, ip.src, ip.protocol, ports.1)
         };
         self.t.touch(&key)
     }
@@ -736,6 +732,8 @@ impl Sweep {
         self.t.touch_entry(h)
     }
 
+    /// `host` answered (or refused) `key`'s probe: in its state, or its
+    /// pending first probe.
     fn answer(&mut self, key: &SweepKey, host: IpAddr, how: Answer, ts: Timestamp) {
         let host = addr_key(host);
         self.t.answer(
