@@ -55,6 +55,12 @@ GROUPS = [
                    r"ids::scan::PortScan::observe_udp$", r"ids::scan::PortScan::tick$"]),
     ("host_sweep / udp_sweep", [r"<analyzers::ids::scan::Sweep as analyzers::ids::Detector>::observe$",
                                 r"ids::scan::Sweep::observe_udp$", r"ids::scan::Sweep::tick$"]),
+    # The reads ahead of both detectors' lookups (Ids::touch reads their
+    # index lines and first-probe slots, Ids::touch_entries their entries):
+    # the cache misses of port_scan and host_sweep together, which cannot
+    # be told apart.
+    ("scan+sweep reads ahead", [r"analyzers::ids::Ids::touch$",
+                                r"analyzers::ids::Ids::touch_entries$"]),
     ("dns", [r"<analyzers::ids::dns::DnsAnomalies as analyzers::ids::Detector>::observe$"]),
     ("arp_sweep", [r"<analyzers::ids::arp::ArpSweep as analyzers::ids::Detector>::observe$"]),
     ("all detectors (Ids::observe)", [r"analyzers::ids::Ids::observe$"]),
