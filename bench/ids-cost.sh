@@ -23,8 +23,11 @@
 #    summed over each detector's entry points (Floods::observe_hashed:
 #    its fast paths are inlined into Ids::observe;
 #    PortScan's and Sweep's observe, observe_udp and tick; the DNS and ARP
-#    observe); "all detectors" is Ids::observe, which adds the dispatch and
-#    the shared per-packet hashes. perf samples CPU time here (no hardware
+#    observe); "scan+sweep reads ahead" is Ids::touch and touch_entries,
+#    the reads of port_scan's and host_sweep's table lines before their
+#    lookups, where their cache misses now land (one line for both: the
+#    misses overlap and cannot be told apart); "all detectors" is
+#    Ids::observe, which adds the dispatch and the shared per-packet hashes. perf samples CPU time here (no hardware
 #    counters on this VM): a share is of the process's CPU time.
 # 3. With valgrind installed, on the capture's first 500,000 packets:
 #    callgrind's count of instructions and its estimate of cycles (cache

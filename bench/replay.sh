@@ -114,6 +114,14 @@
 # core), 1.81x softflowd, capped 0.55x, IDS on / off 0.93x (CPU). VoIP
 # 0.25x tcpdump (0.17 s), 18.6x tshark. 1 M SYN sources: 182 MiB, since the
 # final flush gives up the flow index (199-201 MiB before, same VM).
+# 2026-12-01, session 14 (same VM, one run, in a slow spell: tcpdump read
+# the flow-heavy file in 0.84 s): IMIX 1 worker 0.90x tcpdump, 2 workers
+# 1.58x of one core, tshark 71.3x, VXLAN twin 0.78x. Flow-heavy: 1 worker
+# 0.39x tcpdump, 2 workers 0.42x (1.59x of one core), 2.00x softflowd,
+# capped 0.53x, IDS on / off 0.91x (CPU). VoIP 0.28x tcpdump, 21.1x
+# tshark. 1 M SYN sources: 181 MiB. Under attack (IDS on / off): UDP
+# flood 0.78x, ICMP flood 1.19x, DNS random-subdomain 0.78x, SYN scan of
+# a /16 0.43x (0.37x in session 13), of one host 0.52x.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"

@@ -25,8 +25,9 @@
 //!    batches, so the node writes Parquet and every reader agrees on
 //!    columns.
 //!
-//! [`slot_index`] is the hash index both hot tables (flows, RTP streams)
-//! look their entries up in, built so that a lookup can be prefetched.
+//! [`slot_index`] is the hash index the hot tables (flows, RTP streams,
+//! the IDS tables of `ids::state`) look their entries up in, built so
+//! that a lookup can be prefetched.
 //!
 //! Time always comes from the packets ([`time::Timestamp`]), so replaying a
 //! capture twice gives the same records. Every table that packets create

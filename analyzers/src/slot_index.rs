@@ -1,5 +1,6 @@
-//! The index of the hot tables (flows, RTP streams): from a key's hash to
-//! the slot of the table's entry array that holds the key.
+//! The index of the hot tables (flows, RTP streams, and the IDS tables
+//! every new source writes, `ids::state::FifoTable`): from a key's hash
+//! to the slot of the table's entry array that holds the key.
 //!
 //! Open addressing with linear probing over 8-byte entries (32 bits of the
 //! key's hash, then the slot plus one; 0 marks an empty entry), kept at

@@ -8,11 +8,13 @@
 //!   `/metrics` (everything else 503 + `Retry-After`), with a
 //!   [`PROBE_HEADER_TIMEOUT`]; when the pool is full, the oldest of them
 //!   still waiting for its request is closed for the newest, taking first
-//!   those whose request head has still not arrived whole (peeked at
-//!   accept and again before eviction: a check sends it at once, a
-//!   slowloris trickles it), and a
-//!   new connection without a whole head is closed (`probe_too_slow`)
-//!   rather than push out one with it. So a flood of slow or idle connections cannot starve
+//!   those whose request head has still not arrived whole (a check sends
+//!   it at once, a slowloris trickles it; looked at when accepted and
+//!   again before one is closed: peeked, or over TLS the handshake done),
+//!   those with part of one before those with none yet (a check between
+//!   its connect and its write), and a new connection without a whole
+//!   head is closed (`probe_too_slow`) rather than push out one with it.
+//!   So a flood of slow or idle connections cannot starve
 //!   health checks and scrapes, and the accept loop never waits on a
 //!   connection.
 //! - The request line and headers (and the TLS handshake, and the pause
@@ -43,8 +45,9 @@ use crate::tls::{PeerNames, Reloadable};
 
 /// Connections served beyond the cap, for `/healthz` and `/metrics` only.
 pub const PROBE_SLOTS: usize = 32;
-/// Descriptors those connections can hold: each slot whose head had not
-/// arrived keeps a duplicate of its socket to peek at.
+/// Descriptors those connections can hold: each plain-HTTP slot whose
+/// head had not arrived when accepted keeps a duplicate of its socket to
+/// peek at.
 pub const PROBE_FDS: usize = 2 * PROBE_SLOTS;
 /// Header timeout of those connections: a probe sends its request at once.
 pub const PROBE_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -96,13 +99,55 @@ struct ProbeSlot {
     id: u64,
     evict: Arc<Notify>,
     answering: Arc<AtomicBool>,
-    /// Its whole request head has been seen waiting (at accept, or when
-    /// a victim was sought later).
+    /// Its whole request head (TLS: its ClientHello) has been seen
+    /// waiting (at accept, or when a victim was sought later).
     complete: bool,
-    /// A duplicate of its socket, to peek again before evicting it: a
-    /// check accepted a moment before its bytes arrived must not lose its
-    /// slot to the slow connections that follow it.
+    /// Plain HTTP: a duplicate of its socket, to peek again before
+    /// evicting it, so that a check accepted a moment before its bytes
+    /// arrived does not lose its slot to the slow connections after it.
     sock: Option<std::os::fd::OwnedFd>,
+    /// TLS: set when its handshake completed (rustls has read the
+    /// ClientHello off the socket by then, so a peek would see nothing).
+    handshaken: Arc<AtomicBool>,
+}
+
+impl ProbeSlot {
+    /// How much of its request head has arrived: peeked again (plain
+    /// HTTP; once all of it has, the duplicate descriptor is given back),
+    /// or over TLS whether its handshake is done (rustls reads what
+    /// arrives, so a peek says nothing there: until then it is `Nothing`).
+    fn look(&mut self, tls: bool) -> Head {
+        if self.complete {
+            return Head::Whole;
+        }
+        let head = if tls {
+            if self.handshaken.load(Ordering::Relaxed) {
+                Head::Whole
+            } else {
+                Head::Nothing
+            }
+        } else {
+            self.sock
+                .as_ref()
+                .map_or(Head::Nothing, |fd| head_state(fd, false))
+        };
+        if head == Head::Whole {
+            self.complete = true;
+            self.sock = None;
+        }
+        head
+    }
+}
+
+/// What has arrived of a connection's request head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Head {
+    /// No byte yet: a client between its connect and its write, or an
+    /// idle connection.
+    Nothing,
+    /// Part of it: a slowloris trickling it (a check writes it at once).
+    Partial,
+    Whole,
 }
 
 /// Connections served beyond the cap. When all [`PROBE_SLOTS`] are taken,
@@ -110,22 +155,6 @@ struct ProbeSlot {
 /// newest (a health check sends its request at once; a slow client holding
 /// a slot is the one to go); when every slot is answering, the newest is
 /// closed instead.
-impl ProbeSlot {
-    /// Whether its request head has arrived, peeking again (once it has,
-    /// the duplicate descriptor is given back).
-    fn arrived(&mut self, tls: bool) -> bool {
-        if !self.complete {
-            if let Some(fd) = &self.sock {
-                self.complete = head_waiting(fd, tls);
-            }
-            if self.complete {
-                self.sock = None;
-            }
-        }
-        self.complete
-    }
-}
-
 #[derive(Default)]
 struct ProbePool {
     next_id: u64,
@@ -178,6 +207,7 @@ pub async fn serve(
                 keep_alive: true,
                 stop: stop_rx.clone(),
                 answering: None,
+                handshaken: None,
             };
             tokio::spawn(async move {
                 let _permit = permit;
@@ -194,23 +224,37 @@ pub async fn serve(
         // A slot is taken from a connection without a whole head first,
         // so a flood of new slow connections cannot push checks out.
         let complete = head_waiting(&stream, tls.is_some());
-        let sock = if complete {
+        let sock = if complete || tls.is_some() {
             None
         } else {
             std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned().ok()
         };
+        let handshaken = Arc::new(AtomicBool::new(false));
         let evict = Arc::new(Notify::new());
         let answering = Arc::new(AtomicBool::new(false));
         let id = {
             let mut pool = lock(&probes);
             if pool.live.len() >= PROBE_SLOTS {
-                let idle = |p: &ProbeSlot| !p.answering.load(Ordering::Relaxed);
+                // The oldest idle slot with part of a head goes first (a
+                // slowloris), then the oldest with none yet (a check may
+                // be between its connect and its write: the trickling
+                // ones go before it), then, for a new connection with its
+                // whole head, the oldest idle one.
                 let tls_on = tls.is_some();
-                let victim = pool
-                    .live
-                    .iter_mut()
-                    .position(|p| idle(p) && !p.arrived(tls_on))
-                    .or_else(|| complete.then(|| pool.live.iter().position(idle)).flatten());
+                let mut looks = [None; PROBE_SLOTS];
+                for (l, p) in looks.iter_mut().zip(pool.live.iter_mut()) {
+                    if !p.answering.load(Ordering::Relaxed) {
+                        *l = Some(p.look(tls_on));
+                    }
+                }
+                let oldest = |h: Head| looks.iter().position(|l| *l == Some(h));
+                let victim = oldest(Head::Partial)
+                    .or_else(|| oldest(Head::Nothing))
+                    .or_else(|| {
+                        complete
+                            .then(|| looks.iter().position(Option::is_some))
+                            .flatten()
+                    });
                 match victim.and_then(|i| pool.live.remove(i)) {
                     Some(oldest) => oldest.evict.notify_one(),
                     None => {
@@ -228,6 +272,7 @@ pub async fn serve(
                 answering: answering.clone(),
                 complete,
                 sock,
+                handshaken: handshaken.clone(),
             });
             id
         };
@@ -237,6 +282,7 @@ pub async fn serve(
             keep_alive: false,
             stop: stop_rx.clone(),
             answering: Some(answering),
+            handshaken: Some(handshaken),
         };
         let pool = probes.clone();
         tokio::spawn(async move {
@@ -259,20 +305,32 @@ pub async fn serve(
 }
 
 /// Whether a whole request head (plain HTTP: up to the blank line) or a
-/// whole first TLS record is already waiting in the socket. Peeks without
-/// waiting: the bytes stay for hyper or rustls.
+/// whole first TLS record is already waiting in the socket.
 fn head_waiting(stream: impl std::os::fd::AsFd, tls: bool) -> bool {
+    head_state(stream, tls) == Head::Whole
+}
+
+/// How much of a request head (plain HTTP: up to the blank line) or of a
+/// first TLS record is waiting in the socket. Peeks without waiting: the
+/// bytes stay for hyper or rustls.
+fn head_state(stream: impl std::os::fd::AsFd, tls: bool) -> Head {
     use rustix::net::{recv, RecvFlags};
     let mut buf = [0u8; 4096];
-    let Ok((n, _)) = recv(stream, &mut buf[..], RecvFlags::PEEK | RecvFlags::DONTWAIT) else {
-        return false;
+    let n = match recv(stream, &mut buf[..], RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+        Ok((n, _)) => n,
+        Err(_) => 0,
     };
     let b = &buf[..n];
-    if tls {
+    let whole = if tls {
         b.len() >= 5
             && b.len() >= (5 + usize::from(u16::from_be_bytes([b[3], b[4]]))).min(buf.len())
     } else {
         b.windows(4).any(|w| w == b"\r\n\r\n")
+    };
+    match (whole, n) {
+        (true, _) => Head::Whole,
+        (false, 0) => Head::Nothing,
+        (false, _) => Head::Partial,
     }
 }
 
@@ -283,6 +341,8 @@ struct Conn {
     stop: watch::Receiver<bool>,
     /// Set when a request head has arrived (probe pool only).
     answering: Option<Arc<AtomicBool>>,
+    /// Set when the TLS handshake completed (probe pool only).
+    handshaken: Option<Arc<AtomicBool>>,
 }
 
 impl Conn {
@@ -298,6 +358,9 @@ impl Conn {
         let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
         match tokio::time::timeout(self.header_timeout, acceptor.accept(stream)).await {
             Ok(Ok(s)) => {
+                if let Some(h) = &self.handshaken {
+                    h.store(true, Ordering::Relaxed);
+                }
                 let peer = s
                     .get_ref()
                     .1
@@ -419,8 +482,9 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    /// A check accepted before its bytes arrived is seen as arrived when
-    /// a victim is sought later, and gives back its duplicate descriptor.
+    /// A check accepted before its bytes arrived is seen with its whole
+    /// head when a victim is sought later (and gives back its duplicate
+    /// descriptor); part of a head is told from none.
     #[test]
     fn a_slot_peeks_again_for_a_head_that_came_after_the_accept() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -433,26 +497,45 @@ mod tests {
             evict: Arc::new(Notify::new()),
             answering: Arc::new(AtomicBool::new(false)),
             complete: false,
+            handshaken: Arc::new(AtomicBool::new(false)),
             sock: Some(
                 std::os::fd::AsFd::as_fd(&server)
                     .try_clone_to_owned()
                     .expect("dup"),
             ),
         };
-        assert!(!slot.arrived(false));
+        assert_eq!(slot.look(false), Head::Nothing);
         client
             .write_all(b"GET /healthz HTTP/1.0\r\n")
             .expect("write");
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!slot.arrived(false), "half a head is not a head");
+        assert_eq!(slot.look(false), Head::Partial, "half a head is not a head");
         assert!(slot.sock.is_some());
         client.write_all(b"\r\n").expect("write");
         std::thread::sleep(Duration::from_millis(50));
-        assert!(slot.arrived(false));
+        assert_eq!(slot.look(false), Head::Whole);
         assert!(slot.sock.is_none());
         // The peek left the bytes for the server's own read.
         let mut buf = [0u8; 64];
         let n = std::io::Read::read(&mut &server, &mut buf).expect("read");
         assert_eq!(&buf[..n], b"GET /healthz HTTP/1.0\r\n\r\n");
+    }
+
+    /// Over TLS rustls reads the ClientHello off the socket, so the second
+    /// look asks whether the handshake is done instead of peeking.
+    #[test]
+    fn a_tls_slot_has_arrived_once_its_handshake_is_done() {
+        let handshaken = Arc::new(AtomicBool::new(false));
+        let mut slot = ProbeSlot {
+            id: 1,
+            evict: Arc::new(Notify::new()),
+            answering: Arc::new(AtomicBool::new(false)),
+            complete: false,
+            handshaken: handshaken.clone(),
+            sock: None,
+        };
+        assert_eq!(slot.look(true), Head::Nothing);
+        handshaken.store(true, Ordering::Relaxed);
+        assert_eq!(slot.look(true), Head::Whole);
     }
 }

@@ -40,12 +40,14 @@ pub fn raise_fd_limit() -> Option<u64> {
 }
 
 /// The connection cap: the configured one, lowered so that connections
-/// plus the probe slots plus [`FD_RESERVE`] fit under the fd limit.
-pub fn connection_cap(configured: usize, probe_slots: usize, fd_limit: Option<u64>) -> usize {
+/// plus the probe slots' descriptors (`probe_fds`: their sockets and
+/// the duplicates they may keep) plus [`FD_RESERVE`] fit under the fd
+/// limit.
+pub fn connection_cap(configured: usize, probe_fds: usize, fd_limit: Option<u64>) -> usize {
     let Some(limit) = fd_limit else {
         return configured;
     };
-    let room = limit.saturating_sub(FD_RESERVE + probe_slots as u64);
+    let room = limit.saturating_sub(FD_RESERVE + probe_fds as u64);
     configured.min(usize::try_from(room).unwrap_or(usize::MAX))
 }
 

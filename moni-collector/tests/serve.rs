@@ -133,8 +133,9 @@ fn a_slowloris_of_1000_connections_leaves_healthz_answering_within_a_second() {
     let closed = closed.load(Ordering::Relaxed);
     assert!(closed >= FLOOD as u64, "{closed} closed");
     assert_eq!(refused.load(Ordering::Relaxed), 0);
-    // The collector is at its cap (512 fds - 128 reserve - 32 probe slots)
-    // and counted the connections beyond it.
+    // The collector is at its cap (512 fds - 128 reserve - 64 for the 32
+    // probe slots and their peeking duplicates) and counted the
+    // connections beyond it.
     let (status, m) = raw_request(
         port,
         "GET /metrics HTTP/1.0\r\n\r\n",
@@ -150,7 +151,7 @@ fn a_slowloris_of_1000_connections_leaves_healthz_answering_within_a_second() {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .expect("over_capacity counter");
-    assert!(over >= (FLOOD - 352) as f64, "{over}");
+    assert!(over >= (FLOOD - 320) as f64, "{over}");
     // And serves a normal request again: an unauthenticated upload is 401.
     let (status, body) = raw_request(
         port,

@@ -501,8 +501,9 @@ impl Ids {
     /// slots of both before the floods run, and [`Ids::touch_entries`]
     /// the entries of both together after, so the misses overlap.
     /// `answer`: the packet answers a probe. The two keys' hashes (0 for
-    /// a detector that is off).
-    #[inline]
+    /// a detector that is off). Not inlined, so that a profile shows
+    /// these reads apart (`bench/ids-cost.sh`).
+    #[inline(never)]
     fn touch(
         &self,
         vnet: VnetId,
@@ -523,8 +524,8 @@ impl Ids {
     }
 
     /// The second step of [`Ids::touch`]: the entries its index lines name
-    /// (which have arrived meanwhile).
-    #[inline]
+    /// (which have arrived meanwhile). Not inlined, as [`Ids::touch`].
+    #[inline(never)]
     fn touch_entries(&self, (hs, hw): (u64, u64)) {
         let mut read = 0;
         if self.on.scan {

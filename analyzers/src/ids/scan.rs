@@ -56,9 +56,6 @@ fn tcp_probe(flags: u8) -> Option<&'static str> {
     }
 }
 
-/// A bare RST (no ACK flag): by RFC 793 the answer to a segment that
-/// carried an ACK for no connection, which is what an ACK (or Window)
-/// probe is. A refused SYN, FIN, NULL or Xmas probe gets RST+ACK instead.
 /// A segment whose prober is its destination (an answer: SYN-ACK or
 /// RST), so both detectors key it the other way round.
 #[inline]
@@ -66,6 +63,9 @@ pub(crate) fn answer_like(flags: u8) -> bool {
     flags & f::RST != 0 || flags & (f::SYN | f::ACK) == f::SYN | f::ACK
 }
 
+/// A bare RST (no ACK flag): by RFC 793 the answer to a segment that
+/// carried an ACK for no connection, which is what an ACK (or Window)
+/// probe is. A refused SYN, FIN, NULL or Xmas probe gets RST+ACK instead.
 fn bare_rst(flags: u8) -> bool {
     flags & (f::RST | f::ACK | f::SYN) == f::RST
 }
