@@ -23,10 +23,13 @@
 #    summed over each detector's entry points (Floods::observe_hashed:
 #    its fast paths are inlined into Ids::observe;
 #    PortScan's and Sweep's observe, observe_udp and tick; the DNS and ARP
-#    observe); "scan+sweep reads ahead" is Ids::touch and touch_entries,
-#    the reads of port_scan's and host_sweep's table lines before their
-#    lookups, where their cache misses now land (one line for both: the
-#    misses overlap and cannot be told apart); "all detectors" is
+#    observe); "scan+sweep reads ahead" is Ids::touch and touch_entries
+#    (the reads of port_scan's and host_sweep's table lines before their
+#    lookups, where their cache misses land when the prefetch came too
+#    late) and Ids::lookahead and entry_lines (the capture loop's
+#    prefetch of those lines, a few packets earlier), one line for both
+#    detectors: the misses overlap and cannot be told apart; "all
+#    detectors" is
 #    Ids::observe, which adds the dispatch and the shared per-packet hashes. perf samples CPU time here (no hardware
 #    counters on this VM): a share is of the process's CPU time.
 # 3. With valgrind installed, on the capture's first 500,000 packets:
@@ -63,7 +66,9 @@ GROUPS = [
     # the cache misses of port_scan and host_sweep together, which cannot
     # be told apart.
     ("scan+sweep reads ahead", [r"analyzers::ids::Ids::touch$",
-                                r"analyzers::ids::Ids::touch_entries$"]),
+                                r"analyzers::ids::Ids::touch_entries$",
+                                r"analyzers::ids::Ids::lookahead$",
+                                r"analyzers::ids::Ids::entry_lines$"]),
     ("dns", [r"<analyzers::ids::dns::DnsAnomalies as analyzers::ids::Detector>::observe$"]),
     ("arp_sweep", [r"<analyzers::ids::arp::ArpSweep as analyzers::ids::Detector>::observe$"]),
     ("all detectors (Ids::observe)", [r"analyzers::ids::Ids::observe$"]),

@@ -336,6 +336,16 @@ impl Running {
     }
 }
 
+/// A packet's keys in the scan and sweep detectors' tables, from
+/// [`Ids::lookahead`] for [`Ids::entry_lines`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ahead {
+    scan: u64,
+    sweep: u64,
+    /// The packet reaches those detectors.
+    some: bool,
+}
+
 /// All behavioural detectors behind one entry point (held by type, not
 /// boxed: the per-packet calls inline).
 pub struct Ids {
@@ -490,6 +500,83 @@ impl Ids {
             }
         }
         self.finish(out);
+    }
+
+    /// The hashes of the scan and sweep detectors' keys for this packet,
+    /// and where their lookups will read first (each detector's index
+    /// entry and first-probe slot), for a caller that prefetches those
+    /// lines a few packets before it calls [`Ids::observe`] for the
+    /// packet, and the entries they name ([`Ids::entry_lines`]) a packet
+    /// or two later. The same packets as [`Ids::touch`]; for UDP, whether
+    /// a datagram is the first of its exchange, and a probe or an answer,
+    /// as far as the packets observed so far tell (a guess: it only
+    /// chooses what to prefetch).
+    #[inline]
+    pub fn lookahead(&self, vnet: VnetId, d: &Decoded<'_>) -> (Ahead, [Option<*const u8>; 4]) {
+        let none = (Ahead::default(), [None; 4]);
+        let Some(ip) = d.ip else { return none };
+        if !(self.on.scan || self.on.sweep) {
+            return none;
+        }
+        let (ports, answer) = match d.transport {
+            Transport::Tcp {
+                src_port,
+                dst_port,
+                flags,
+            } => {
+                use crate::decode::tcp_flags as f;
+                let ack = flags & (f::SYN | f::RST | f::ACK) == f::ACK;
+                if ack || matches!(ip.fragment, Fragment::Later { .. }) {
+                    return none;
+                }
+                ((src_port, dst_port), scan::answer_like(flags))
+            }
+            Transport::Udp { src_port, dst_port } => {
+                let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
+                if self
+                    .udp_recent
+                    .peek(exchange_hash(hs, hd, src_port, dst_port))
+                {
+                    return none;
+                }
+                let back = exchange_hash(hd, hs, dst_port, src_port);
+                ((src_port, dst_port), self.udp_recent.peek(back))
+            }
+            _ => return none,
+        };
+        let mut ahead = Ahead {
+            some: true,
+            ..Ahead::default()
+        };
+        let mut lines = [None; 4];
+        if self.on.scan {
+            let (h, [a, b]) = self.scan.lines(vnet, &ip, answer);
+            (ahead.scan, lines[0], lines[1]) = (h, a, b);
+        }
+        if self.on.sweep {
+            let (h, [a, b]) = self.sweep.lines(vnet, &ip, ports, answer);
+            (ahead.sweep, lines[2], lines[3]) = (h, a, b);
+        }
+        (ahead, lines)
+    }
+
+    /// The entries of [`Ids::lookahead`]'s keys that the index lines it
+    /// gave name, once those have arrived.
+    #[inline]
+    pub fn entry_lines(&self, ahead: &Ahead) -> [Option<*const u8>; 2] {
+        if !ahead.some {
+            return [None; 2];
+        }
+        [
+            self.on
+                .scan
+                .then(|| self.scan.entry_line(ahead.scan))
+                .flatten(),
+            self.on
+                .sweep
+                .then(|| self.sweep.entry_line(ahead.sweep))
+                .flatten(),
+        ]
     }
 
     /// The scan and sweep detectors look a TCP probe or answer, or a UDP

@@ -317,18 +317,35 @@ impl PortScan {
     /// (its destination is the prober).
     #[inline]
     pub fn touch(&self, vnet: VnetId, ip: &IpLayer, answer: bool) -> (u64, u64) {
-        let key = if answer {
+        self.t.touch(&Self::key(vnet, ip, answer))
+    }
+
+    /// Where [`PortScan::touch`] reads, and the key's hash, for a caller
+    /// that prefetches it a few packets ahead.
+    #[inline]
+    pub fn lines(&self, vnet: VnetId, ip: &IpLayer, answer: bool) -> (u64, [Option<*const u8>; 2]) {
+        self.t.lines(&Self::key(vnet, ip, answer))
+    }
+
+    #[inline]
+    fn key(vnet: VnetId, ip: &IpLayer, answer: bool) -> ScanKey {
+        if answer {
             (vnet, ip.dst, ip.src)
         } else {
             (vnet, ip.src, ip.dst)
-        };
-        self.t.touch(&key)
+        }
     }
 
     /// The second step (see [`SecondProbeTable::touch_entry`]).
     #[inline]
     pub fn touch_entry(&self, h: u64) -> u64 {
         self.t.touch_entry(h)
+    }
+
+    /// Where the second step reads, for a caller that prefetches it.
+    #[inline]
+    pub fn entry_line(&self, h: u64) -> Option<*const u8> {
+        self.t.entry_line(h)
     }
 
     /// An answer to `key`'s prober: to its state, or to its pending first
@@ -718,18 +735,41 @@ impl Sweep {
     /// (its destination is the prober).
     #[inline]
     pub fn touch(&self, vnet: VnetId, ip: &IpLayer, ports: (u16, u16), answer: bool) -> (u64, u64) {
-        let key = if answer {
+        self.t.touch(&Self::key(vnet, ip, ports, answer))
+    }
+
+    /// Where [`Sweep::touch`] reads, and the key's hash, for a caller that
+    /// prefetches it a few packets ahead.
+    #[inline]
+    pub fn lines(
+        &self,
+        vnet: VnetId,
+        ip: &IpLayer,
+        ports: (u16, u16),
+        answer: bool,
+    ) -> (u64, [Option<*const u8>; 2]) {
+        self.t.lines(&Self::key(vnet, ip, ports, answer))
+    }
+
+    #[inline]
+    fn key(vnet: VnetId, ip: &IpLayer, ports: (u16, u16), answer: bool) -> SweepKey {
+        if answer {
             (vnet, ip.dst, ip.protocol, ports.0)
         } else {
             (vnet, ip.src, ip.protocol, ports.1)
-        };
-        self.t.touch(&key)
+        }
     }
 
     /// The second step (see [`SecondProbeTable::touch_entry`]).
     #[inline]
     pub fn touch_entry(&self, h: u64) -> u64 {
         self.t.touch_entry(h)
+    }
+
+    /// Where the second step reads, for a caller that prefetches it.
+    #[inline]
+    pub fn entry_line(&self, h: u64) -> Option<*const u8> {
+        self.t.entry_line(h)
     }
 
     /// `host` answered (or refused) `key`'s probe: in its state, or its

@@ -263,6 +263,25 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
         self.index.home_entry(h as u32).copied().unwrap_or(0)
     }
 
+    /// Where [`FifoTable::touch_index`] reads, for a caller that
+    /// prefetches it a few packets ahead.
+    #[inline]
+    pub fn index_line(&self, h: u64) -> Option<*const u8> {
+        self.index
+            .home_entry(h as u32)
+            .map(|e| std::ptr::from_ref(e).cast::<u8>())
+    }
+
+    /// Where [`FifoTable::touch_entry`] reads (once the index line has
+    /// arrived), for a caller that prefetches it.
+    #[inline]
+    pub fn entry_line(&self, h: u64) -> Option<*const u8> {
+        let slot = self.index.peek(h as u32)?;
+        self.ring
+            .get(slot_pos(slot, self.base))
+            .map(|e| std::ptr::from_ref(e).cast::<u8>())
+    }
+
     /// Reads the ring entry that a lookup of hash `h` will compare first
     /// (once [`FifoTable::touch_index`]'s line has arrived).
     #[inline]
@@ -411,6 +430,15 @@ impl<T: Copy + Default> FirstProbes<T> {
         None
     }
 
+    /// Where [`FirstProbes::touch`] reads.
+    #[inline]
+    pub fn line(&self, h: u64) -> Option<*const u8> {
+        let (i, _) = self.slot(h);
+        self.slots
+            .get(i)
+            .map(|s| std::ptr::from_ref(s).cast::<u8>())
+    }
+
     /// Reads the slot of key `h` ahead of its lookup (see
     /// [`FifoTable::touch_index`]).
     #[inline]
@@ -500,6 +528,21 @@ impl<K: Hash + Eq + Clone, V, F: Copy + Default> SecondProbeTable<K, V, F> {
     #[inline]
     pub fn touch_entry(&self, h: u64) -> u64 {
         self.table.touch_entry(h)
+    }
+
+    /// `key`'s hash, and where [`SecondProbeTable::touch`] reads (its
+    /// index entry and its first-probe slot), for a caller that
+    /// prefetches them a few packets ahead.
+    #[inline]
+    pub fn lines(&self, key: &K) -> (u64, [Option<*const u8>; 2]) {
+        let h = self.table.hash(key);
+        (h, [self.table.index_line(h), self.first.line(h)])
+    }
+
+    /// Where [`SecondProbeTable::touch_entry`] reads.
+    #[inline]
+    pub fn entry_line(&self, h: u64) -> Option<*const u8> {
+        self.table.entry_line(h)
     }
 
     /// Keys evicted from the table and first probes overwritten.

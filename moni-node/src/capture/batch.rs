@@ -105,6 +105,20 @@ impl PacketBatch {
         self.meta.is_empty()
     }
 
+    /// Packet `i`'s decode as the capture loop kept it (`None` if it kept
+    /// none), attached to the packet's bytes here.
+    pub fn decoded_at(&self, i: usize) -> Option<Decoded<'_>> {
+        let m = self.meta.get(i)?;
+        let (d, t) = self.decoded.get(i)?;
+        d.clone()?
+            .attach_with(packet(&self.data, m).data, self.tunnels.get(*t as usize))
+    }
+
+    /// Packet `i`'s bytes.
+    pub fn data_at(&self, i: usize) -> Option<&[u8]> {
+        self.meta.get(i).map(|m| packet(&self.data, m).data)
+    }
+
     /// Packets that are analysed (not learn-only copies).
     pub fn analysed(&self) -> usize {
         self.meta.iter().filter(|m| !m.5.learn_only).count()

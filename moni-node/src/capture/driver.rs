@@ -19,11 +19,12 @@
 //! worker that does not own them, so that the worker owning the media
 //! learns what the SDP announced before the first RTP packet.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use analyzers::ids::{Ids, IdsConfig, IdsStats};
+use analyzers::ids::{Ahead, Ids, IdsConfig, IdsStats};
 use analyzers::record::AlertRecord;
 use analyzers::vnet::{VnetId, VnetMap};
 use analyzers::{DecodeConfig, LinkType, Timestamp};
@@ -152,6 +153,11 @@ pub struct Dispatcher {
     /// The drop totals of the current source as last read.
     source_drops: (u64, u64),
     ids: Option<Ids>,
+    /// Packets whose IDS observation waits [`IDS_DELAY`] packets, in
+    /// order, so that what the detectors' lookups will read is prefetched
+    /// first (each is in its worker's batch until that is sent, which
+    /// observes them all first).
+    ids_queue: VecDeque<Deferred>,
     alerts: Vec<AlertRecord>,
     /// pcapng interface index -> its source VNet, as resolved once.
     ifaces: Vec<Option<Option<VnetId>>>,
@@ -164,6 +170,24 @@ pub struct Dispatcher {
 /// Checks for a flush, a tick or a stop every this many packets.
 const CHECK_EVERY: u32 = 256;
 
+/// How many packets the IDS runs behind the capture loop. On a scan or a
+/// spoofed flood nearly every packet is a new key of the scan and sweep
+/// detectors, whose tables then miss the cache (index entry, first-probe
+/// slot, then the entry): their lines are prefetched when the packet is
+/// read ([`Ids::lookahead`]) and the entries one packet before it is
+/// observed ([`Ids::entry_lines`]), as a worker does for flows.
+const IDS_DELAY: usize = 4;
+
+/// A packet waiting for the IDS: where it is (worker, place in the batch),
+/// its time and VNet, and its keys for the second prefetch.
+struct Deferred {
+    w: usize,
+    i: usize,
+    ts: Timestamp,
+    vnet: VnetId,
+    ahead: Ahead,
+}
+
 impl Dispatcher {
     pub fn new(settings: DriverSettings, io: DriverIo) -> Dispatcher {
         let pending = (0..io.workers.len().max(1))
@@ -174,6 +198,7 @@ impl Dispatcher {
             .collect();
         Dispatcher {
             ids: settings.ids.as_ref().map(Ids::new),
+            ids_queue: VecDeque::with_capacity(IDS_DELAY + 1),
             pins: FragmentPins::new(settings.decode.reassembly_timeout_secs),
             settings,
             io,
@@ -306,6 +331,7 @@ impl Dispatcher {
     /// Sends what every worker's batch holds (the end of a source, or of
     /// the input) and publishes the counters. Call once all sources ended.
     pub fn finish(mut self) -> DriverTotals {
+        self.observe_deferred();
         // Nothing new arrives any more: wait (bounded, when dropping) for
         // queue space instead of dropping.
         let clock = self.clock();
@@ -387,12 +413,17 @@ impl Dispatcher {
         let n = self.pending.len();
         let mut sip = false;
         let mut detached = None;
+        let mut deferred = None;
         let w = match self.link {
             Some(link) => {
                 let d = analyzers::decode_with(link, pkt.data, &self.settings.decode);
-                if let Some(ids) = &mut self.ids {
+                if let Some(ids) = &self.ids {
                     let vnet = self.settings.vnets.resolve_packet(&d, source_vnet);
-                    ids.observe(pkt.ts, vnet, &d, &mut self.alerts);
+                    let (ahead, lines) = ids.lookahead(vnet, &d);
+                    for l in lines.into_iter().flatten() {
+                        crate::sys::prefetch_line(l);
+                    }
+                    deferred = Some((vnet, ahead));
                 }
                 if n > 1 {
                     if let Some((sp, dp)) = d.ports() {
@@ -427,6 +458,15 @@ impl Dispatcher {
         if p.since.is_none() && self.settings.batch_flush.is_some() {
             p.since = Some(Instant::now());
         }
+        if let Some((vnet, ahead)) = deferred {
+            self.ids_queue.push_back(Deferred {
+                w,
+                i: p.batch.len(),
+                ts: pkt.ts,
+                vnet,
+                ahead,
+            });
+        }
         p.batch.push_decoded(
             pkt,
             Tag {
@@ -436,7 +476,10 @@ impl Dispatcher {
             },
             detached,
         );
-        if p.batch.is_full() {
+        if self.ids_queue.len() > IDS_DELAY {
+            self.observe_next();
+        }
+        if self.pending[w].batch.is_full() {
             self.send(w);
         }
         if self.alerts.len() >= ALERT_BATCH {
@@ -444,8 +487,48 @@ impl Dispatcher {
         }
     }
 
+    /// Runs the IDS on the oldest packet waiting for it, first prefetching
+    /// the table entries the next one will read.
+    #[inline]
+    fn observe_next(&mut self) {
+        let (Some(ids), Some(link)) = (self.ids.as_mut(), self.link) else {
+            self.ids_queue.clear();
+            return;
+        };
+        let Some(x) = self.ids_queue.pop_front() else {
+            return;
+        };
+        if let Some(next) = self.ids_queue.front() {
+            for l in ids.entry_lines(&next.ahead).into_iter().flatten() {
+                crate::sys::prefetch_line(l);
+            }
+        }
+        let Some(batch) = self.pending.get(x.w).map(|p| &p.batch) else {
+            return;
+        };
+        // The decode the capture loop kept with the packet, or (when it
+        // kept none) the same decode again.
+        let d = batch.decoded_at(x.i).or_else(|| {
+            batch
+                .data_at(x.i)
+                .map(|data| analyzers::decode_with(link, data, &self.settings.decode))
+        });
+        if let Some(d) = d {
+            ids.observe(x.ts, x.vnet, &d, &mut self.alerts);
+        }
+    }
+
+    /// Runs the IDS on every packet waiting for it (before a batch leaves,
+    /// and at the end).
+    fn observe_deferred(&mut self) {
+        while !self.ids_queue.is_empty() {
+            self.observe_next();
+        }
+    }
+
     /// Sends worker `w`'s batch according to the overload policy.
     fn send(&mut self, w: usize) {
+        self.observe_deferred();
         let fresh = self
             .io
             .free
