@@ -614,6 +614,10 @@ impl Dispatcher {
     }
 
     fn publish(&mut self, src: &mut dyn PacketSource) {
+        // A quiet link (or a paced replay) may leave packets waiting for
+        // the IDS until their batch leaves: their alerts go out with this
+        // tick's instead.
+        self.observe_deferred();
         self.send_alerts(false);
         if let Some(d) = src.drops() {
             let (k, i) = self.source_drops;
