@@ -27,7 +27,8 @@
 #    (the reads of port_scan's and host_sweep's table lines before their
 #    lookups, where their cache misses land when the prefetch came too
 #    late) and Ids::lookahead and entry_lines (the capture loop's
-#    prefetch of those lines, a few packets earlier), one line for both
+#    prefetch of those lines, a few packets earlier; when they are inlined
+#    into the loop, their hashing counts there instead), one line for both
 #    detectors: the misses overlap and cannot be told apart; "all
 #    detectors" is
 #    Ids::observe, which adds the dispatch and the shared per-packet hashes. perf samples CPU time here (no hardware

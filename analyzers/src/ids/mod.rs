@@ -540,7 +540,11 @@ impl Ids {
                     return none;
                 }
                 let back = exchange_hash(hd, hs, dst_port, src_port);
-                ((src_port, dst_port), self.udp_recent.peek(back))
+                let answer = self.udp_recent.peek(back);
+                if !answer && d.payload.len() > MAX_UDP_PROBE {
+                    return none;
+                }
+                ((src_port, dst_port), answer)
             }
             _ => return none,
         };

@@ -224,6 +224,76 @@ fn packet<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use analyzers::{DecodeConfig, LinkType};
+
+    fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+        let len = (20 + payload.len()) as u16;
+        let mut p = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, proto, 0, 0];
+        p[2..4].copy_from_slice(&len.to_be_bytes());
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn ethernet(ip: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        f.extend_from_slice(ip);
+        f
+    }
+
+    fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = 0x02;
+        t
+    }
+
+    /// A VXLAN packet (VNI 5000) carrying `inner`.
+    fn vxlan(inner: &[u8]) -> Vec<u8> {
+        let mut udp = vec![0u8; 8];
+        udp[0..2].copy_from_slice(&5555u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&4789u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&((16 + inner.len()) as u16).to_be_bytes());
+        udp.extend_from_slice(&[0x08, 0, 0, 0, 0x00, 0x13, 0x88, 0]);
+        udp.extend_from_slice(inner);
+        ethernet(&ipv4(17, [192, 0, 2, 1], [192, 0, 2, 2], &udp))
+    }
+
+    /// What the capture loop's IDS reads back from a batch is the decode
+    /// it made of the packet: plain, and tunnelled with the stack shared
+    /// by consecutive packets.
+    #[test]
+    fn a_kept_decode_reads_back_as_made() {
+        let syn = |s: u8| ethernet(&ipv4(6, [10, 0, 0, s], [10, 0, 0, 9], &tcp_syn(1000, 80)));
+        let frames = [syn(1), vxlan(&syn(2)), vxlan(&syn(3)), syn(4)];
+        let cfg = DecodeConfig::default();
+        let mut b = PacketBatch::with_capacity();
+        let mut made = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let p = RawPacket {
+                ts: Timestamp(i as i64),
+                nanos: 0,
+                wire_len: f.len() as u32,
+                data: f,
+            };
+            let d = analyzers::decode_with(LinkType::Ethernet, f, &cfg);
+            assert!(d.ip.is_some(), "frame {i} decodes");
+            made.push(d.clone());
+            let detached = d.detach(f);
+            assert!(detached.is_some(), "frame {i} detaches");
+            b.push_decoded(&p, Tag::default(), detached);
+        }
+        assert!(made[1].tunnels.segment() != made[0].tunnels.segment());
+        for (i, d) in made.iter().enumerate() {
+            assert_eq!(b.decoded_at(i).as_ref(), Some(d), "frame {i}");
+            assert_eq!(b.data_at(i), Some(&frames[i][..]));
+        }
+        assert!(b.decoded_at(frames.len()).is_none());
+        assert_eq!(b.tunnels.len(), 1, "the two VXLAN packets share one stack");
+    }
 
     #[test]
     fn round_trips_packets() {

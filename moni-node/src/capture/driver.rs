@@ -156,7 +156,7 @@ pub struct Dispatcher {
     /// Packets whose IDS observation waits [`IDS_DELAY`] packets, in
     /// order, so that what the detectors' lookups will read is prefetched
     /// first (each is in its worker's batch until that is sent, which
-    /// observes them all first).
+    /// observes them all first, as does every tick).
     ids_queue: VecDeque<Deferred>,
     alerts: Vec<AlertRecord>,
     /// pcapng interface index -> its source VNet, as resolved once.
@@ -504,6 +504,7 @@ impl Dispatcher {
             }
         }
         let Some(batch) = self.pending.get(x.w).map(|p| &p.batch) else {
+            debug_assert!(false, "a packet waiting for the IDS names no batch");
             return;
         };
         // The decode the capture loop kept with the packet, or (when it
@@ -513,13 +514,14 @@ impl Dispatcher {
                 .data_at(x.i)
                 .map(|data| analyzers::decode_with(link, data, &self.settings.decode))
         });
+        debug_assert!(d.is_some(), "a packet waiting for the IDS is in its batch");
         if let Some(d) = d {
             ids.observe(x.ts, x.vnet, &d, &mut self.alerts);
         }
     }
 
     /// Runs the IDS on every packet waiting for it (before a batch leaves,
-    /// and at the end).
+    /// at every tick, and at the end).
     fn observe_deferred(&mut self) {
         while !self.ids_queue.is_empty() {
             self.observe_next();
