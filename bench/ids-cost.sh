@@ -23,13 +23,11 @@
 #    summed over each detector's entry points (Floods::observe_hashed:
 #    its fast paths are inlined into Ids::observe;
 #    PortScan's and Sweep's observe, observe_udp and tick; the DNS and ARP
-#    observe); "scan+sweep reads ahead" is Ids::touch and touch_entries
-#    (the reads of port_scan's and host_sweep's table lines before their
-#    lookups, where their cache misses land when the prefetch came too
-#    late) and Ids::lookahead and entry_lines (the capture loop's
-#    prefetch of those lines, a few packets earlier; when they are inlined
-#    into the loop, their hashing counts there instead), one line for both
-#    detectors: the misses overlap and cannot be told apart; "all
+#    observe); "scan+sweep reads ahead" is Ids::lookahead and entry_lines
+#    (the capture loop's prefetch of port_scan's and host_sweep's table
+#    lines a few packets before their lookups; when they are inlined into
+#    the loop, their hashing counts there instead), one line for both
+#    detectors; "all
 #    detectors" is
 #    Ids::observe, which adds the dispatch and the shared per-packet hashes. perf samples CPU time here (no hardware
 #    counters on this VM): a share is of the process's CPU time.
@@ -62,13 +60,8 @@ GROUPS = [
                    r"ids::scan::PortScan::observe_udp$", r"ids::scan::PortScan::tick$"]),
     ("host_sweep / udp_sweep", [r"<analyzers::ids::scan::Sweep as analyzers::ids::Detector>::observe$",
                                 r"ids::scan::Sweep::observe_udp$", r"ids::scan::Sweep::tick$"]),
-    # The reads ahead of both detectors' lookups (Ids::touch reads their
-    # index lines and first-probe slots, Ids::touch_entries their entries):
-    # the cache misses of port_scan and host_sweep together, which cannot
-    # be told apart.
-    ("scan+sweep reads ahead", [r"analyzers::ids::Ids::touch$",
-                                r"analyzers::ids::Ids::touch_entries$",
-                                r"analyzers::ids::Ids::lookahead$",
+    # The prefetch of both detectors' lines ahead of their lookups.
+    ("scan+sweep reads ahead", [r"analyzers::ids::Ids::lookahead$",
                                 r"analyzers::ids::Ids::entry_lines$"]),
     ("dns", [r"<analyzers::ids::dns::DnsAnomalies as analyzers::ids::Detector>::observe$"]),
     ("arp_sweep", [r"<analyzers::ids::arp::ArpSweep as analyzers::ids::Detector>::observe$"]),

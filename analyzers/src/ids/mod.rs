@@ -413,30 +413,6 @@ impl Ids {
                 // detectors (the flood sketches index by it, the UDP
                 // exchanges below combine it).
                 let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
-                // The first datagram of an exchange is a probe, or the
-                // first answer to one; the rest of a stream costs a few
-                // multiplications and one array access.
-                // (Decided before the floods and DNS run, so that the scan
-                // and sweep lookups it leads to start early: see
-                // [`Ids::touch`].)
-                let fwd = exchange_hash(hs, hd, src_port, dst_port);
-                let mut role = None;
-                if (on.scan || on.sweep) && !self.udp_recent.seen(fwd) {
-                    let back = exchange_hash(hd, hs, dst_port, src_port);
-                    // Seen the other way first: this is the answer.
-                    let r = if self.udp_recent.peek(back) {
-                        scan::UdpRole::Answer
-                    } else {
-                        scan::UdpRole::Probe
-                    };
-                    if r == scan::UdpRole::Answer || d.payload.len() <= MAX_UDP_PROBE {
-                        role = Some(r);
-                    }
-                }
-                let ahead = role.map(|r| {
-                    let answer = r == scan::UdpRole::Answer;
-                    self.touch(vnet, &ip, (src_port, dst_port), answer)
-                });
                 if on.floods && !self.floods.fast_path(ts, vnet, d, || hd) {
                     self.floods
                         .observe_hashed(ts, vnet, d, hs, hd, &mut self.pending);
@@ -444,13 +420,25 @@ impl Ids {
                 if on.dns && (src_port == 53 || dst_port == 53) {
                     self.dns.observe(ts, vnet, d, &mut self.pending);
                 }
-                if let (Some(role), Some(ahead)) = (role, ahead) {
-                    self.touch_entries(ahead);
-                    if on.scan {
-                        self.scan.observe_udp(ts, vnet, d, role, &mut self.pending);
-                    }
-                    if on.sweep {
-                        self.sweep.observe_udp(ts, vnet, d, role, &mut self.pending);
+                // The first datagram of an exchange is a probe, or the
+                // first answer to one; the rest of a stream costs a few
+                // multiplications and one array access.
+                let fwd = exchange_hash(hs, hd, src_port, dst_port);
+                if (on.scan || on.sweep) && !self.udp_recent.seen(fwd) {
+                    let back = exchange_hash(hd, hs, dst_port, src_port);
+                    // Seen the other way first: this is the answer.
+                    let role = if self.udp_recent.peek(back) {
+                        scan::UdpRole::Answer
+                    } else {
+                        scan::UdpRole::Probe
+                    };
+                    if role == scan::UdpRole::Answer || d.payload.len() <= MAX_UDP_PROBE {
+                        if on.scan {
+                            self.scan.observe_udp(ts, vnet, d, role, &mut self.pending);
+                        }
+                        if on.sweep {
+                            self.sweep.observe_udp(ts, vnet, d, role, &mut self.pending);
+                        }
                     }
                 }
             }
@@ -461,20 +449,12 @@ impl Ids {
                 // bulk of every stream) is neither, and the floods only
                 // count it as a completion: it stops here, on the floods'
                 // fast path when it can.
-                let (ack, ahead) = match transport {
-                    Transport::Tcp {
-                        flags,
-                        src_port,
-                        dst_port,
-                    } => {
+                let ack = match transport {
+                    Transport::Tcp { flags, .. } => {
                         use crate::decode::tcp_flags as f;
-                        let ack = flags & (f::SYN | f::RST | f::ACK) == f::ACK;
-                        let answer = scan::answer_like(flags);
-                        let ahead = (!ack && !matches!(ip.fragment, Fragment::Later { .. }))
-                            .then(|| self.touch(vnet, &ip, (src_port, dst_port), answer));
-                        (ack, ahead)
+                        flags & (f::SYN | f::RST | f::ACK) == f::ACK
                     }
-                    _ => (false, None),
+                    _ => false,
                 };
                 if on.floods
                     && !self
@@ -487,9 +467,6 @@ impl Ids {
                 }
                 if ack {
                     return self.finish(out);
-                }
-                if let Some(ahead) = ahead {
-                    self.touch_entries(ahead);
                 }
                 if on.scan {
                     self.scan.observe(ts, vnet, d, &mut self.pending);
@@ -507,10 +484,13 @@ impl Ids {
     /// entry and first-probe slot), for a caller that prefetches those
     /// lines a few packets before it calls [`Ids::observe`] for the
     /// packet, and the entries they name ([`Ids::entry_lines`]) a packet
-    /// or two later. The same packets as [`Ids::touch`]; for UDP, whether
-    /// a datagram is the first of its exchange, and a probe or an answer,
-    /// as far as the packets observed so far tell (a guess: it only
-    /// chooses what to prefetch).
+    /// or two later: on a scan or a spoofed flood, which fills those
+    /// tables with keys out of cache, each lookup would otherwise miss
+    /// twice (index entry or slot, then entry). The packets that reach
+    /// those detectors: TCP segments other than a bare ACK, and for UDP
+    /// the first datagram of an exchange that is an answer or a probe, as
+    /// far as the packets observed so far tell (a guess: it only chooses
+    /// what to prefetch).
     #[inline]
     pub fn lookahead(&self, vnet: VnetId, d: &Decoded<'_>) -> (Ahead, [Option<*const u8>; 4]) {
         let none = (Ahead::default(), [None; 4]);
@@ -581,51 +561,6 @@ impl Ids {
                 .then(|| self.sweep.entry_line(ahead.sweep))
                 .flatten(),
         ]
-    }
-
-    /// The scan and sweep detectors look a TCP probe or answer, or a UDP
-    /// exchange's first datagram, up in two tables of up to `max_tracked`
-    /// keys each (and their first-probe slots), which a scan or a spoofed
-    /// flood fills: each lookup misses the cache twice, the index and
-    /// then the entry (or the slot), and one after the other those misses
-    /// were most of a SYN scan's cost. This reads the index lines and
-    /// slots of both before the floods run, and [`Ids::touch_entries`]
-    /// the entries of both together after, so the misses overlap.
-    /// `answer`: the packet answers a probe. The two keys' hashes (0 for
-    /// a detector that is off). Not inlined, so that a profile shows
-    /// these reads apart (`bench/ids-cost.sh`).
-    #[inline(never)]
-    fn touch(
-        &self,
-        vnet: VnetId,
-        ip: &crate::decode::IpLayer,
-        ports: (u16, u16),
-        answer: bool,
-    ) -> (u64, u64) {
-        let (mut hs, mut hw, mut read) = (0, 0, 0);
-        if self.on.scan {
-            (hs, read) = self.scan.touch(vnet, ip, answer);
-        }
-        if self.on.sweep {
-            let (h, r) = self.sweep.touch(vnet, ip, ports, answer);
-            (hw, read) = (h, read ^ r);
-        }
-        std::hint::black_box(read);
-        (hs, hw)
-    }
-
-    /// The second step of [`Ids::touch`]: the entries its index lines name
-    /// (which have arrived meanwhile). Not inlined, as [`Ids::touch`].
-    #[inline(never)]
-    fn touch_entries(&self, (hs, hw): (u64, u64)) {
-        let mut read = 0;
-        if self.on.scan {
-            read = self.scan.touch_entry(hs);
-        }
-        if self.on.sweep {
-            read ^= self.sweep.touch_entry(hw);
-        }
-        std::hint::black_box(read);
     }
 
     #[inline(always)] // once per packet: outlined, it cost 18 instructions each

@@ -311,17 +311,11 @@ impl PortScan {
         s.judgeable(pt, st)
     }
 
-    /// The first step of the lookup a TCP segment or a UDP exchange's
-    /// first datagram will make (see [`SecondProbeTable::touch`]): its
-    /// key's hash and what was read. `answer`: the packet answers a probe
-    /// (its destination is the prober).
-    #[inline]
-    pub fn touch(&self, vnet: VnetId, ip: &IpLayer, answer: bool) -> (u64, u64) {
-        self.t.touch(&Self::key(vnet, ip, answer))
-    }
-
-    /// Where [`PortScan::touch`] reads, and the key's hash, for a caller
-    /// that prefetches it a few packets ahead.
+    /// The hash of the key a TCP segment or a UDP exchange's first
+    /// datagram is looked up under, and where that lookup reads first
+    /// (see [`SecondProbeTable::lines`]), for a caller that prefetches it
+    /// a few packets ahead. `answer`: the packet answers a probe (its
+    /// destination is the prober).
     #[inline]
     pub fn lines(&self, vnet: VnetId, ip: &IpLayer, answer: bool) -> (u64, [Option<*const u8>; 2]) {
         self.t.lines(&Self::key(vnet, ip, answer))
@@ -336,13 +330,7 @@ impl PortScan {
         }
     }
 
-    /// The second step (see [`SecondProbeTable::touch_entry`]).
-    #[inline]
-    pub fn touch_entry(&self, h: u64) -> u64 {
-        self.t.touch_entry(h)
-    }
-
-    /// Where the second step reads, for a caller that prefetches it.
+    /// Where that lookup reads next, once the index line has arrived.
     #[inline]
     pub fn entry_line(&self, h: u64) -> Option<*const u8> {
         self.t.entry_line(h)
@@ -729,17 +717,7 @@ impl Sweep {
         s.judgeable(threshold)
     }
 
-    /// The first step of the lookup a TCP segment or a UDP exchange's
-    /// first datagram will make (see [`SecondProbeTable::touch`]): its
-    /// key's hash and what was read. `answer`: the packet answers a probe
-    /// (its destination is the prober).
-    #[inline]
-    pub fn touch(&self, vnet: VnetId, ip: &IpLayer, ports: (u16, u16), answer: bool) -> (u64, u64) {
-        self.t.touch(&Self::key(vnet, ip, ports, answer))
-    }
-
-    /// Where [`Sweep::touch`] reads, and the key's hash, for a caller that
-    /// prefetches it a few packets ahead.
+    /// As [`PortScan::lines`], for this detector's key.
     #[inline]
     pub fn lines(
         &self,
@@ -760,13 +738,7 @@ impl Sweep {
         }
     }
 
-    /// The second step (see [`SecondProbeTable::touch_entry`]).
-    #[inline]
-    pub fn touch_entry(&self, h: u64) -> u64 {
-        self.t.touch_entry(h)
-    }
-
-    /// Where the second step reads, for a caller that prefetches it.
+    /// Where that lookup reads next, once the index line has arrived.
     #[inline]
     pub fn entry_line(&self, h: u64) -> Option<*const u8> {
         self.t.entry_line(h)

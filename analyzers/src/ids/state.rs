@@ -253,18 +253,9 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
         self.ring.len() - 1
     }
 
-    /// Reads the index entry a lookup of hash `h` starts at, so that its
-    /// cache miss overlaps other work: the first of a lookup's two steps
-    /// ([`FifoTable::touch_entry`] is the second), for a caller with
-    /// several tables to look a packet up in. What was read, for the
-    /// caller to hand to [`std::hint::black_box`].
-    #[inline]
-    pub fn touch_index(&self, h: u64) -> u64 {
-        self.index.home_entry(h as u32).copied().unwrap_or(0)
-    }
-
-    /// Where [`FifoTable::touch_index`] reads, for a caller that
-    /// prefetches it a few packets ahead.
+    /// The index entry a lookup of hash `h` reads first, for a caller
+    /// that prefetches it a few packets ahead (with several tables to
+    /// look a packet up in, whose misses then overlap).
     #[inline]
     pub fn index_line(&self, h: u64) -> Option<*const u8> {
         self.index
@@ -272,24 +263,15 @@ impl<K: Hash + Eq, V> FifoTable<K, V> {
             .map(|e| std::ptr::from_ref(e).cast::<u8>())
     }
 
-    /// Where [`FifoTable::touch_entry`] reads (once the index line has
-    /// arrived), for a caller that prefetches it.
+    /// The ring entry a lookup of hash `h` compares first, once
+    /// [`FifoTable::index_line`]'s line has arrived, for a caller that
+    /// prefetches it.
     #[inline]
     pub fn entry_line(&self, h: u64) -> Option<*const u8> {
         let slot = self.index.peek(h as u32)?;
         self.ring
             .get(slot_pos(slot, self.base))
             .map(|e| std::ptr::from_ref(e).cast::<u8>())
-    }
-
-    /// Reads the ring entry that a lookup of hash `h` will compare first
-    /// (once [`FifoTable::touch_index`]'s line has arrived).
-    #[inline]
-    pub fn touch_entry(&self, h: u64) -> u64 {
-        self.index
-            .peek(h as u32)
-            .and_then(|slot| self.ring.get(slot_pos(slot, self.base)))
-            .map_or(0, |e| e.0)
     }
 
     /// The entry for `k` (hashed by [`FifoTable::hash`]) if present.
@@ -430,21 +412,13 @@ impl<T: Copy + Default> FirstProbes<T> {
         None
     }
 
-    /// Where [`FirstProbes::touch`] reads.
+    /// The slot of key `h`, for a caller that prefetches it.
     #[inline]
     pub fn line(&self, h: u64) -> Option<*const u8> {
         let (i, _) = self.slot(h);
         self.slots
             .get(i)
             .map(|s| std::ptr::from_ref(s).cast::<u8>())
-    }
-
-    /// Reads the slot of key `h` ahead of its lookup (see
-    /// [`FifoTable::touch_index`]).
-    #[inline]
-    pub fn touch(&self, h: u64) -> u64 {
-        let (i, _) = self.slot(h);
-        self.slots.get(i).map_or(0, |s| u64::from(s.tag))
     }
 
     /// The pending first probe of key `h`, if any within `window_us` of
@@ -514,32 +488,16 @@ impl<K: Hash + Eq + Clone, V, F: Copy + Default> SecondProbeTable<K, V, F> {
         }
     }
 
-    /// The first step of a lookup of `key` ahead of it: its hash, and
-    /// what was read of its index entry and its first-probe slot (see
-    /// [`FifoTable::touch_index`]).
-    #[inline]
-    pub fn touch(&self, key: &K) -> (u64, u64) {
-        let h = self.table.hash(key);
-        (h, self.table.touch_index(h) ^ self.first.touch(h))
-    }
-
-    /// The second step: the entry the index names (see
-    /// [`FifoTable::touch_entry`]).
-    #[inline]
-    pub fn touch_entry(&self, h: u64) -> u64 {
-        self.table.touch_entry(h)
-    }
-
-    /// `key`'s hash, and where [`SecondProbeTable::touch`] reads (its
-    /// index entry and its first-probe slot), for a caller that
-    /// prefetches them a few packets ahead.
+    /// `key`'s hash, and where its lookup reads first (its index entry
+    /// and its first-probe slot), for a caller that prefetches them a few
+    /// packets ahead.
     #[inline]
     pub fn lines(&self, key: &K) -> (u64, [Option<*const u8>; 2]) {
         let h = self.table.hash(key);
         (h, [self.table.index_line(h), self.first.line(h)])
     }
 
-    /// Where [`SecondProbeTable::touch_entry`] reads.
+    /// Where that lookup reads next (see [`FifoTable::entry_line`]).
     #[inline]
     pub fn entry_line(&self, h: u64) -> Option<*const u8> {
         self.table.entry_line(h)
