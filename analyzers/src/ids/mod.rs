@@ -346,6 +346,15 @@ pub struct Ahead {
     some: bool,
 }
 
+impl Ahead {
+    /// Whether [`Ids::lookahead`] found lines worth reading ahead: when it
+    /// found none, observing the packet at once costs no cache miss the
+    /// wait would hide.
+    pub fn reads_ahead(&self) -> bool {
+        self.some
+    }
+}
+
 /// All behavioural detectors behind one entry point (held by type, not
 /// boxed: the per-packet calls inline).
 pub struct Ids {

@@ -153,9 +153,9 @@ pub struct Dispatcher {
     /// The drop totals of the current source as last read.
     source_drops: (u64, u64),
     ids: Option<Ids>,
-    /// Packets whose IDS observation waits [`IDS_DELAY`] packets, in
-    /// order, so that what the detectors' lookups will read is prefetched
-    /// first (each is in its worker's batch until that is sent, which
+    /// Packets whose IDS observation waits, in order: those with lines to
+    /// read ahead [`IDS_DELAY`] packets, so that what the detectors'
+    /// lookups will read is prefetched first, and those behind them (each is in its worker's batch until that is sent, which
     /// observes them all first, as does every tick).
     ids_queue: VecDeque<Deferred>,
     alerts: Vec<AlertRecord>,
@@ -175,14 +175,19 @@ const CHECK_EVERY: u32 = 256;
 /// detectors, whose tables then miss the cache (index entry, first-probe
 /// slot, then the entry): their lines are prefetched when the packet is
 /// read ([`Ids::lookahead`]) and the entries one packet before it is
-/// observed ([`Ids::entry_lines`]), as a worker does for flows.
-const IDS_DELAY: usize = 4;
+/// observed ([`Ids::entry_lines`]), as a worker does for flows. A packet
+/// with nothing to read ahead (most packets: those of established flows,
+/// RTP) waits only for the packets before it, and is observed at once from
+/// the decode at hand when none waits, instead of from the batch's copy.
+const IDS_DELAY: u64 = 4;
 
 /// A packet waiting for the IDS: where it is (worker, place in the batch),
-/// its time and VNet, and its keys for the second prefetch.
+/// its number among the packets read, its time and VNet, and its keys for
+/// the second prefetch.
 struct Deferred {
     w: usize,
     i: usize,
+    at: u64,
     ts: Timestamp,
     vnet: VnetId,
     ahead: Ahead,
@@ -198,7 +203,7 @@ impl Dispatcher {
             .collect();
         Dispatcher {
             ids: settings.ids.as_ref().map(Ids::new),
-            ids_queue: VecDeque::with_capacity(IDS_DELAY + 1),
+            ids_queue: VecDeque::with_capacity(IDS_DELAY as usize + 1),
             pins: FragmentPins::new(settings.decode.reassembly_timeout_secs),
             settings,
             io,
@@ -417,13 +422,20 @@ impl Dispatcher {
         let w = match self.link {
             Some(link) => {
                 let d = analyzers::decode_with(link, pkt.data, &self.settings.decode);
-                if let Some(ids) = &self.ids {
+                if let Some(ids) = self.ids.as_mut() {
                     let vnet = self.settings.vnets.resolve_packet(&d, source_vnet);
                     let (ahead, lines) = ids.lookahead(vnet, &d);
-                    for l in lines.into_iter().flatten() {
-                        crate::sys::prefetch_line(l);
+                    if ahead.reads_ahead() || !self.ids_queue.is_empty() {
+                        for l in lines.into_iter().flatten() {
+                            crate::sys::prefetch_line(l);
+                        }
+                        deferred = Some((vnet, ahead));
+                    } else {
+                        // Nothing to read ahead and nothing waiting: the
+                        // packet is observed now, in order, from the decode
+                        // at hand (an established flow's packet, RTP).
+                        ids.observe(pkt.ts, vnet, &d, &mut self.alerts);
                     }
-                    deferred = Some((vnet, ahead));
                 }
                 if n > 1 {
                     if let Some((sp, dp)) = d.ports() {
@@ -462,6 +474,7 @@ impl Dispatcher {
             self.ids_queue.push_back(Deferred {
                 w,
                 i: p.batch.len(),
+                at: self.totals.packets,
                 ts: pkt.ts,
                 vnet,
                 ahead,
@@ -476,7 +489,12 @@ impl Dispatcher {
             },
             detached,
         );
-        if self.ids_queue.len() > IDS_DELAY {
+        // The packets read ahead for leave the queue IDS_DELAY packets
+        // later; those behind them that need no read ahead, right after.
+        while let Some(x) = self.ids_queue.front() {
+            if x.ahead.reads_ahead() && self.totals.packets - x.at < IDS_DELAY {
+                break;
+            }
             self.observe_next();
         }
         if self.pending[w].batch.is_full() {
