@@ -155,8 +155,9 @@ pub struct Dispatcher {
     ids: Option<Ids>,
     /// Packets whose IDS observation waits, in order: those with lines to
     /// read ahead [`IDS_DELAY`] packets, so that what the detectors'
-    /// lookups will read is prefetched first, and those behind them (each is in its worker's batch until that is sent, which
-    /// observes them all first, as does every tick).
+    /// lookups will read is prefetched first, and those behind them (each
+    /// is in its worker's batch until that is sent, which observes them
+    /// all first, as does every tick).
     ids_queue: VecDeque<Deferred>,
     alerts: Vec<AlertRecord>,
     /// pcapng interface index -> its source VNet, as resolved once.
