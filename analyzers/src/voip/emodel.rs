@@ -115,8 +115,6 @@ fn lg(x: f64) -> f64 {
 /// quantizing terms (eqs 7-2..7-9, 7-15..7-17, and Roe of 7-21).
 #[derive(Clone, Copy, Debug)]
 struct Quiet {
-    olr: f64,
-    no: f64,
     ro: f64,
     iolr: f64,
     iq: f64,
@@ -145,14 +143,7 @@ fn quiet(p: &Params) -> Quiet {
     let z = 46.0 / 30.0 - g / 40.0;
     let iq = 15.0 * lg(1.0 + 10f64.powf(y) + 10f64.powf(z));
     let roe = -1.5 * (no - p.rlr);
-    Quiet {
-        olr,
-        no,
-        ro,
-        iolr,
-        iq,
-        roe,
-    }
+    Quiet { ro, iolr, iq, roe }
 }
 
 /// Ro, Is and Id: all of R but the codec's and the loss's Ie,eff and A.
@@ -164,14 +155,7 @@ struct Path {
 }
 
 fn path(p: &Params, q: &Quiet) -> Path {
-    let Quiet {
-        olr: _,
-        no: _,
-        ro,
-        iolr,
-        iq,
-        roe,
-    } = *q;
+    let Quiet { ro, iolr, iq, roe } = *q;
     // Is, eqs 7-10..7-14 (sidetone, through the echo path's delay).
     let stmro =
         -10.0 * lg(10f64.powf(-p.stmr / 10.0) + (-p.t_ms / 4.0).exp() * 10f64.powf(-p.telr / 10.0));
