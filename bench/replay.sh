@@ -243,7 +243,7 @@ if [ -n "${BENCH_BASELINE:-}" ]; then
 fi
 
 python3 - "$PACKETS" "$CORES" "$PROFILE" "$T_TCPDUMP" "$T_TSHARK" "$T_MONI1" "$T_MONIN" "$T_TWIN" \
-  "$T_HTCPDUMP" "$T_HMONI1" "$T_HMONIN" "$(du -h "$CAP" | cut -f1)" "$(du -h "$HEAVY" | cut -f1)" \
+  "$T_HTCPDUMP" "$T_HMONI1" "$T_HMONIN" "$(du -hL "$CAP" | cut -f1)" "$(du -hL "$HEAVY" | cut -f1)" \
   "$T_BASE" "$T_HNOIDS" "$T_SOFTFLOWD" "$T_HCAPPED" "$VPACKETS" "$T_VTCPDUMP" "$T_VMONI1" "$T_VTSHARK" \
   "$RSS_SYN" "$T_MONI1C" "$T_HMONI1C" "$T_TWIN_UN" <<'PY'
 import sys

@@ -139,7 +139,7 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
                 // step looked ahead to, whose index entries it prefetched:
                 // now the slot and entry they name are prefetched.
                 let mut next = None;
-                for taken in batch.take_decoded() {
+                for taken in batch.iter_decoded() {
                     let (pkt, tag, decoded) = (taken.packet, taken.tag, taken.decoded);
                     if let Some(ahead) = next.take() {
                         engine.prefetch_slot(ahead);

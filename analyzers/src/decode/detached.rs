@@ -126,6 +126,36 @@ impl Detached {
             tunnels,
         })
     }
+
+    /// [`Detached::attach_with`] without giving the decode up: the fields
+    /// are copied once, straight into the [`Decoded`], where cloning then
+    /// attaching copied them twice (a worker attaches every packet's decode
+    /// and, to prefetch for it, a later packet's). A stack still in its
+    /// box is lent, not copied.
+    #[inline]
+    pub fn attach_ref<'a>(
+        &'a self,
+        frame: &'a [u8],
+        tunnels: Option<&'a Tunnels>,
+    ) -> Option<Decoded<'a>> {
+        let tunnels = match (tunnels, self.tunnels.as_deref()) {
+            (Some(t), _) | (None, Some(t)) => TunnelStack::Shared(t),
+            (None, None) => TunnelStack::None,
+        };
+        Some(Decoded {
+            payload: slice(frame, self.payload)?,
+            net_payload: slice(frame, self.net_payload)?,
+            ip_header: slice(frame, self.ip_header)?,
+            l4: slice(frame, self.l4)?,
+            vlan_ids: self.vlan_ids,
+            vlan_count: self.vlan_count,
+            ether_type: self.ether_type,
+            ip: self.ip,
+            transport: self.transport,
+            error: self.error,
+            tunnels,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +178,15 @@ mod tests {
                 let copy = frame.clone();
                 let back = d.clone().detach(&frame).and_then(|x| x.attach(&copy));
                 prop_assert_eq!(back, Some(d.clone()));
+                // Attached by reference: the same decode, the stack lent
+                // from the box or from where the caller keeps it.
+                let x = d.clone().detach(&frame);
+                let lent = x.as_ref().and_then(|x| x.attach_ref(&copy, None));
+                prop_assert_eq!(lent, Some(d.clone()));
+                let mut y = d.clone().detach(&frame);
+                let kept = y.as_mut().and_then(super::Detached::take_tunnels);
+                let lent = y.as_ref().and_then(|y| y.attach_ref(&copy, kept.as_deref()));
+                prop_assert_eq!(lent, Some(d.clone()));
                 // The tunnel stack taken out and lent back (as a batch does).
                 let mut x = d.clone().detach(&frame);
                 let kept = x.as_mut().and_then(super::Detached::take_tunnels);

@@ -110,8 +110,8 @@ impl PacketBatch {
     pub fn decoded_at(&self, i: usize) -> Option<Decoded<'_>> {
         let m = self.meta.get(i)?;
         let (d, t) = self.decoded.get(i)?;
-        d.clone()?
-            .attach_with(packet(&self.data, m).data, self.tunnels.get(*t as usize))
+        d.as_ref()?
+            .attach_ref(packet(&self.data, m).data, self.tunnels.get(*t as usize))
     }
 
     /// Packet `i`'s bytes.
@@ -142,17 +142,17 @@ impl PacketBatch {
     }
 
     /// The packets in order, each with its [`Tag`] and the capture loop's
-    /// decode, which this takes out of the batch; the decode borrows its
+    /// decode, attached to the packet's bytes here; the decode borrows its
     /// tunnel stack from the batch.
     ///
     /// While a packet is handed out, the one [`PREFETCH_AHEAD`] places
     /// later is prefetched (its decode and its first bytes), and the one
-    /// [`LOOKAHEAD`] places later comes with it (its decode, attached to a
-    /// copy, with its source VNet), for the caller to prefetch what its
-    /// analysis will read.
-    pub fn take_decoded(&mut self) -> impl Iterator<Item = Taken<'_>> {
+    /// [`LOOKAHEAD`] places later comes with it (its decode, with its
+    /// source VNet), for the caller to prefetch what its analysis will
+    /// read.
+    pub fn iter_decoded(&self) -> impl Iterator<Item = Taken<'_>> {
         let (data, tunnels, meta) = (&self.data, &self.tunnels, &self.meta);
-        let decoded = &mut self.decoded;
+        let decoded = &self.decoded;
         meta.iter().enumerate().map(move |(i, m)| {
             if let Some(next) = meta.get(i + PREFETCH_AHEAD) {
                 crate::sys::prefetch(packet(data, next).data);
@@ -161,17 +161,15 @@ impl PacketBatch {
                 crate::sys::prefetch_value(next);
             }
             let ahead = match (meta.get(i + LOOKAHEAD), decoded.get(i + LOOKAHEAD)) {
-                (Some(m), Some((Some(d), t))) if !m.5.learn_only && !d.has_tunnels() => d
-                    .clone()
-                    .attach_with(packet(data, m).data, tunnels.get(*t as usize))
+                (Some(m), Some((Some(d), t))) if !m.5.learn_only => d
+                    .attach_ref(packet(data, m).data, tunnels.get(*t as usize))
                     .map(|d| (d, m.5.source_vnet)),
                 _ => None,
             };
             let pkt = packet(data, m);
-            let (d, t) = decoded
-                .get_mut(i)
-                .map_or((None, u32::MAX), |(d, t)| (d.take(), *t));
-            let d = d.and_then(|d| d.attach_with(pkt.data, tunnels.get(t as usize)));
+            let d = decoded
+                .get(i)
+                .and_then(|(d, t)| d.as_ref()?.attach_ref(pkt.data, tunnels.get(*t as usize)));
             Taken {
                 packet: pkt,
                 tag: m.5,
@@ -182,7 +180,7 @@ impl PacketBatch {
     }
 }
 
-/// One packet of [`PacketBatch::take_decoded`].
+/// One packet of [`PacketBatch::iter_decoded`].
 pub struct Taken<'a> {
     pub packet: RawPacket<'a>,
     pub tag: Tag,
@@ -192,7 +190,7 @@ pub struct Taken<'a> {
     pub ahead: Option<(Decoded<'a>, Option<VnetId>)>,
 }
 
-/// How many packets ahead of the one handed out [`PacketBatch::take_decoded`]
+/// How many packets ahead of the one handed out [`PacketBatch::iter_decoded`]
 /// hands out a decode to prefetch for: its own prefetch of that packet's
 /// decode ([`PREFETCH_AHEAD`] earlier) has arrived by then. The worker
 /// prefetches index entries for it at once and the flow slot and stream
@@ -201,7 +199,7 @@ pub struct Taken<'a> {
 /// and 5 interleaved rounds, about this VM's noise).
 const LOOKAHEAD: usize = 3;
 
-/// How many packets ahead [`PacketBatch::take_decoded`] prefetches: a
+/// How many packets ahead [`PacketBatch::iter_decoded`] prefetches: a
 /// worker spends about a microsecond per packet, several times a cross-core
 /// transfer, so a few packets ahead is early enough, and late enough that
 /// the lines are still in the cache when their turn comes.
