@@ -78,12 +78,6 @@ impl<'a> Decoded<'a> {
 }
 
 impl Detached {
-    /// Whether the decode still holds its own tunnel stack (a copy of it
-    /// would allocate).
-    pub fn has_tunnels(&self) -> bool {
-        self.tunnels.is_some()
-    }
-
     /// Takes the tunnel stack out, so that it never crosses threads in its
     /// box (a box allocated by one thread and freed by another costs the
     /// allocator far more than a copy): a batch keeps the stack by value
