@@ -112,7 +112,8 @@ pub fn compile(rules: &RuleSet, ids: &analyzers::ids::IdsConfig) -> Option<Signa
 }
 
 /// The hashes of a packet's flow and RTP stream, from [`Engine::prefetch`]
-/// for [`Engine::prefetch_slot`].
+/// for [`Engine::prefetch_slot`], and then for [`Engine::process`] of the
+/// same packet, whose lookups need not hash the keys again.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Ahead {
     flow: Option<u32>,
@@ -191,7 +192,9 @@ impl Engine {
     /// settings, when it made one: it stands in for decoding again unless
     /// the packet is a fragment, which the reassembler must see. `number`
     /// is the packet's 1-based number in its source (0: unknown), which
-    /// signature alerts carry as `pcap_cnt`.
+    /// signature alerts carry as `pcap_cnt`. `ahead` is what
+    /// [`Engine::prefetch`] gave for this packet and this decode, if the
+    /// caller looked ahead to it.
     #[inline]
     pub fn process(
         &mut self,
@@ -200,6 +203,7 @@ impl Engine {
         source_vnet: Option<VnetId>,
         number: u64,
         decoded: Option<Decoded<'_>>,
+        ahead: Option<Ahead>,
     ) {
         let c = &mut self.counters;
         c.packets += 1;
@@ -207,6 +211,8 @@ impl Engine {
         // A fragment of a tunnel packet waits for the rest of its datagram,
         // which then counts once, with the wire bytes of all its fragments.
         let decoded = decoded.filter(|d| !d.is_fragment());
+        // The hashes hold for the capture loop's decode only.
+        let ahead = ahead.filter(|_| decoded.is_some()).unwrap_or_default();
         let (d, wire_len, whole) = match (link, decoded) {
             (Some(_), Some(d)) => (d, pkt.wire_len, true),
             (Some(link), None) => {
@@ -249,15 +255,17 @@ impl Engine {
                 wire_len,
                 vnet,
                 vlan_id: d.outer_vlan(),
+                hash: ahead.flow,
             },
             &d,
             &mut self.flow_out,
         );
-        self.rtp.observe_ns(
+        self.rtp.observe_hashed(
             pkt.ts,
             pkt.nanos,
             vnet,
             &d,
+            ahead.stream,
             &mut self.rtp_window_out,
             &mut self.rtp_stream_out,
         );

@@ -19,7 +19,7 @@ use analyzers::vnet::VnetMap;
 use analyzers::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::capture::batch::PacketBatch;
+use crate::capture::batch::{PacketBatch, LOOKAHEAD};
 use crate::config::Resolved;
 use crate::metrics::Metrics;
 use crate::pipeline::Engine;
@@ -139,19 +139,32 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
                 // step looked ahead to, whose index entries it prefetched:
                 // now the slot and entry they name are prefetched.
                 let mut next = None;
-                for taken in batch.iter_decoded() {
+                // Those hashes again, kept until their packet's turn, when
+                // its lookups use them instead of hashing the keys again.
+                let mut kept = [None; LOOKAHEAD + 1];
+                for (i, taken) in batch.iter_decoded().enumerate() {
                     let (pkt, tag, decoded) = (taken.packet, taken.tag, taken.decoded);
                     if let Some(ahead) = next.take() {
                         engine.prefetch_slot(ahead);
                     }
                     if let Some((d, source_vnet)) = &taken.ahead {
-                        next = Some(engine.prefetch(d, *source_vnet));
+                        let ahead = engine.prefetch(d, *source_vnet);
+                        next = Some(ahead);
+                        kept[(i + LOOKAHEAD) % kept.len()] = Some(ahead);
                     }
+                    let hashes = kept[i % kept.len()].take();
                     if tag.learn_only {
                         engine.learn_signalling(item.link, &pkt, tag.source_vnet);
                     } else {
                         state.newest_packet = state.newest_packet.max(pkt.ts);
-                        engine.process(item.link, &pkt, tag.source_vnet, tag.number, decoded);
+                        engine.process(
+                            item.link,
+                            &pkt,
+                            tag.source_vnet,
+                            tag.number,
+                            decoded,
+                            hashes,
+                        );
                     }
                 }
                 if let Some(clock) = item.clock {

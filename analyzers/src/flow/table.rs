@@ -119,6 +119,10 @@ pub struct FlowPacket {
     pub wire_len: u32,
     pub vnet: VnetId,
     pub vlan_id: Option<u16>,
+    /// The hash [`FlowTable::lookahead`] gave for this very packet (same
+    /// VNet, same decode), when the caller kept it: the lookup then does
+    /// not hash the key a second time. `None`: hashed here.
+    pub hash: Option<u32>,
 }
 
 /// What the flow table knows of one packet's flow, for the signature
@@ -597,7 +601,15 @@ impl FlowTable {
         );
         key.segment = d.tunnels.segment();
         let packed = PackedKey::new(&key);
-        let h = self.hash(&packed);
+        // A fragment's ports come from its datagram's first fragment: the
+        // hash of its own decode (lookahead gives none) would not do.
+        let h = match pkt.hash {
+            Some(h) if !is_fragment => {
+                debug_assert_eq!(h, self.hash(&packed), "a hash for another packet");
+                h
+            }
+            _ => self.hash(&packed),
+        };
 
         let idx = match self.find(h, &packed) {
             Some(idx) => {
@@ -1020,6 +1032,9 @@ mod tests {
             wire_len: frame.len() as u32,
             vnet: VnetId(0),
             vlan_id: None,
+            // As a worker does: the hash its lookahead gave (observe
+            // checks it against its own in debug builds).
+            hash: t.lookahead(VnetId(0), &d).map(|(_, h)| h),
         };
         t.observe(pkt, &d, out);
     }
@@ -1291,6 +1306,7 @@ mod tests {
                 wire_len: frame.len() as u32 + 100,
                 vnet: VnetId(3),
                 vlan_id: vlan,
+                hash: None,
             };
             t.observe(pkt, &d, &mut out)
         };

@@ -197,7 +197,7 @@ pub struct Taken<'a> {
 /// entry they name one packet later, two packets before its turn (3
 /// rather than 2: 3-4% less CPU on the VoIP and flow-heavy captures, 7
 /// and 5 interleaved rounds, about this VM's noise).
-const LOOKAHEAD: usize = 3;
+pub const LOOKAHEAD: usize = 3;
 
 /// How many packets ahead [`PacketBatch::iter_decoded`] prefetches: a
 /// worker spends about a microsecond per packet, several times a cross-core

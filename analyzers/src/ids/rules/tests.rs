@@ -84,6 +84,7 @@ impl Run {
                 wire_len: f.len() as u32,
                 vnet: VnetId(0),
                 vlan_id: d.outer_vlan(),
+                hash: None,
             },
             &d,
             &mut self.done,

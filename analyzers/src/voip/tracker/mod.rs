@@ -270,6 +270,24 @@ impl RtpTracker {
         windows: &mut Vec<RtpWindowRecord>,
         streams: &mut Vec<RtpStreamRecord>,
     ) {
+        self.observe_hashed(ts, nanos, vnet, d, None, windows, streams);
+    }
+
+    /// As [`RtpTracker::observe_ns`], with the hash that
+    /// [`RtpTracker::lookahead`] gave for this very packet (same VNet, same
+    /// decode), when the caller kept it: the stream is then looked up
+    /// without hashing its key a second time.
+    #[expect(clippy::too_many_arguments, reason = "observe_ns plus the hash")]
+    pub fn observe_hashed(
+        &mut self,
+        ts: Timestamp,
+        nanos: u16,
+        vnet: VnetId,
+        d: &Decoded<'_>,
+        hash: Option<u32>,
+        windows: &mut Vec<RtpWindowRecord>,
+        streams: &mut Vec<RtpStreamRecord>,
+    ) {
         let at = ArrivalNs::new(ts, nanos);
         self.expire(ts, windows, streams);
         // SIP over TCP: one message per segment (no stream reassembly).
@@ -302,7 +320,14 @@ impl RtpTracker {
         let key = StreamKey::of(vnet, ip.src, src_port, ip.dst, dst_port, h.ssrc);
         let this = LastPacket::of(at, &h, payload_hash(payload));
         let mirror_us = self.config.mirror_dup_window_us;
-        if let Some(i) = self.slot(&key) {
+        let hash = match hash {
+            Some(h) => {
+                debug_assert_eq!(h, self.hash(&key), "a hash for another packet");
+                h
+            }
+            None => self.hash(&key),
+        };
+        if let Some(i) = self.find(hash, &key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
                 if e.last.is_mirrored_by(&this, mirror_us) {
                     e.mirror_duplicates += 1;
