@@ -139,18 +139,23 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
                 // step looked ahead to, whose index entries it prefetched:
                 // now the slot and entry they name are prefetched.
                 let mut next = None;
-                // Those hashes again, kept until their packet's turn, when
-                // its lookups use them instead of hashing the keys again.
+                // Those hashes again, kept by place in the batch until
+                // their packet's turn, when its lookups use them instead of
+                // hashing the keys again. A packet's hashes are kept at most
+                // LOOKAHEAD packets before its turn, and the packet being
+                // handed out takes its own after the later one's are kept:
+                // LOOKAHEAD + 1 places.
                 let mut kept = [None; LOOKAHEAD + 1];
                 for (i, taken) in batch.iter_decoded().enumerate() {
                     let (pkt, tag, decoded) = (taken.packet, taken.tag, taken.decoded);
                     if let Some(ahead) = next.take() {
                         engine.prefetch_slot(ahead);
                     }
-                    if let Some((d, source_vnet)) = &taken.ahead {
-                        let ahead = engine.prefetch(d, *source_vnet);
+                    if let Some(a) = &taken.ahead {
+                        let ahead = engine.prefetch(&a.decoded, a.source_vnet);
                         next = Some(ahead);
-                        kept[(i + LOOKAHEAD) % kept.len()] = Some(ahead);
+                        debug_assert!(a.at > i && a.at - i <= LOOKAHEAD);
+                        kept[a.at % kept.len()] = Some(ahead);
                     }
                     let hashes = kept[i % kept.len()].take();
                     if tag.learn_only {

@@ -83,7 +83,8 @@ impl Detached {
     /// allocator far more than a copy): a batch keeps the stack by value
     /// beside the packet, gives the box back with
     /// [`super::recycle_tunnels`], and lends the stack to the receiving
-    /// thread's decode with [`Detached::attach_with`].
+    /// thread's decode with [`Detached::attach_ref`] (or
+    /// [`Detached::attach_with`]).
     pub fn take_tunnels(&mut self) -> Option<Box<Tunnels>> {
         self.tunnels.take()
     }

@@ -603,15 +603,22 @@ impl FlowTable {
         let packed = PackedKey::new(&key);
         // A fragment's ports come from its datagram's first fragment: the
         // hash of its own decode (lookahead gives none) would not do.
-        let h = match pkt.hash {
-            Some(h) if !is_fragment => {
-                debug_assert_eq!(h, self.hash(&packed), "a hash for another packet");
-                h
+        let hinted = pkt.hash.filter(|_| !is_fragment);
+        let mut h = hinted.unwrap_or_else(|| self.hash(&packed));
+        let mut found = self.find(h, &packed);
+        if found.is_none() && hinted.is_some() {
+            // A hint spares the hash of a flow the table holds (a hit
+            // checks the key); a new flow is filed under its own hash,
+            // so that no hint, right or wrong, can file it elsewhere.
+            let own = self.hash(&packed);
+            debug_assert_eq!(own, h, "a hash for another packet");
+            if own != h {
+                h = own;
+                found = self.find(h, &packed);
             }
-            _ => self.hash(&packed),
-        };
+        }
 
-        let idx = match self.find(h, &packed) {
+        let idx = match found {
             Some(idx) => {
                 let st = &self.slots[idx as usize];
                 let new_syn = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;

@@ -431,7 +431,8 @@ impl Ids {
                 }
                 // The first datagram of an exchange is a probe, or the
                 // first answer to one; the rest of a stream costs a few
-                // multiplications and one array access.
+                // multiplications and a look at one bucket of recent
+                // exchanges.
                 let fwd = exchange_hash(hs, hd, src_port, dst_port);
                 if (on.scan || on.sweep) && !self.udp_recent.seen(fwd) {
                     let back = exchange_hash(hd, hs, dst_port, src_port);

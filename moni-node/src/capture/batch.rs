@@ -160,10 +160,15 @@ impl PacketBatch {
             if let Some(next) = decoded.get(i + PREFETCH_AHEAD) {
                 crate::sys::prefetch_value(next);
             }
-            let ahead = match (meta.get(i + LOOKAHEAD), decoded.get(i + LOOKAHEAD)) {
+            let at = i + LOOKAHEAD;
+            let ahead = match (meta.get(at), decoded.get(at)) {
                 (Some(m), Some((Some(d), t))) if !m.5.learn_only => d
                     .attach_ref(packet(data, m).data, tunnels.get(*t as usize))
-                    .map(|d| (d, m.5.source_vnet)),
+                    .map(|d| Ahead {
+                        at,
+                        decoded: d,
+                        source_vnet: m.5.source_vnet,
+                    }),
                 _ => None,
             };
             let pkt = packet(data, m);
@@ -187,7 +192,15 @@ pub struct Taken<'a> {
     /// The capture loop's decode, if it made one.
     pub decoded: Option<Decoded<'a>>,
     /// A later packet's decode and source VNet, to prefetch for.
-    pub ahead: Option<(Decoded<'a>, Option<VnetId>)>,
+    pub ahead: Option<Ahead<'a>>,
+}
+
+/// The later packet of a [`Taken`]: where it is in the batch (its place in
+/// [`PacketBatch::iter_decoded`]'s order), its decode and its source VNet.
+pub struct Ahead<'a> {
+    pub at: usize,
+    pub decoded: Decoded<'a>,
+    pub source_vnet: Option<VnetId>,
 }
 
 /// How many packets ahead of the one handed out [`PacketBatch::iter_decoded`]

@@ -171,7 +171,8 @@ pub struct Dispatcher {
 /// Checks for a flush, a tick or a stop every this many packets.
 const CHECK_EVERY: u32 = 256;
 
-/// How many packets the IDS runs behind the capture loop. On a scan or a
+/// How many packets the IDS runs behind the capture loop for a packet with
+/// lines to read ahead. On a scan or a
 /// spoofed flood nearly every packet is a new key of the scan and sweep
 /// detectors, whose tables then miss the cache (index entry, first-probe
 /// slot, then the entry): their lines are prefetched when the packet is
@@ -494,6 +495,15 @@ impl Dispatcher {
         // later; those behind them that need no read ahead, right after.
         while let Some(x) = self.ids_queue.front() {
             if x.ahead.reads_ahead() && self.totals.packets - x.at < IDS_DELAY {
+                // One packet before its turn, the entries its index lines
+                // (read IDS_DELAY - 1 packets ago) name.
+                if self.totals.packets - x.at == IDS_DELAY - 1 {
+                    if let Some(ids) = &self.ids {
+                        for l in ids.entry_lines(&x.ahead).into_iter().flatten() {
+                            crate::sys::prefetch_line(l);
+                        }
+                    }
+                }
                 break;
             }
             self.observe_next();
@@ -506,8 +516,7 @@ impl Dispatcher {
         }
     }
 
-    /// Runs the IDS on the oldest packet waiting for it, first prefetching
-    /// the table entries the next one will read.
+    /// Runs the IDS on the oldest packet waiting for it.
     #[inline]
     fn observe_next(&mut self) {
         let (Some(ids), Some(link)) = (self.ids.as_mut(), self.link) else {
@@ -517,11 +526,6 @@ impl Dispatcher {
         let Some(x) = self.ids_queue.pop_front() else {
             return;
         };
-        if let Some(next) = self.ids_queue.front() {
-            for l in ids.entry_lines(&next.ahead).into_iter().flatten() {
-                crate::sys::prefetch_line(l);
-            }
-        }
         let Some(batch) = self.pending.get(x.w).map(|p| &p.batch) else {
             debug_assert!(false, "a packet waiting for the IDS names no batch");
             return;
