@@ -122,6 +122,20 @@
 # tshark. 1 M SYN sources: 181 MiB. Under attack (IDS on / off): UDP
 # flood 0.78x, ICMP flood 1.19x, DNS random-subdomain 0.78x, SYN scan of
 # a /16 0.43x (0.37x in session 13), of one host 0.52x.
+# 2026-12-01, session 15 (same VM, two runs, both in slow spells: tcpdump
+# read the flow-heavy file in 1.01 s and 0.67 s, the VoIP one in 0.22 and
+# 0.28 s; single runs on this VM move by a third, so the session's changes
+# were judged by callgrind's instruction counts and by paired CPU time).
+# First run (before the worker's by-reference decodes and kept hashes):
+# IMIX 1 worker 0.74x tcpdump, 2 workers 1.47x of one core; flow-heavy
+# 1 worker 0.49x, 2 workers 1.43x of one core, 1.81x softflowd, capped
+# 0.58x; VoIP 0.29x tcpdump, 20.4x tshark; 1 M SYN sources 182 MiB.
+# Second run (the session's last build): IMIX 0.85x tcpdump, 2 workers
+# 1.48x of one core, tshark 57.2x; flow-heavy 1 worker 0.45x, 2 workers
+# 1.65x of one core, 2.70x softflowd, capped 0.40x; VoIP 0.33x tcpdump,
+# 19.0x tshark; 183 MiB. Paired against the session's first build (1
+# worker, interleaved): VoIP 0.76x wall (0.79x CPU, 7 rounds), flow-heavy
+# 0.79x (0.81x CPU, 5 rounds), SYN scan of a /16 0.84x (3 rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
