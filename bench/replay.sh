@@ -130,7 +130,7 @@
 # IMIX 1 worker 0.74x tcpdump, 2 workers 1.47x of one core; flow-heavy
 # 1 worker 0.49x, 2 workers 1.43x of one core, 1.81x softflowd, capped
 # 0.58x; VoIP 0.29x tcpdump, 20.4x tshark; 1 M SYN sources 182 MiB.
-# Second run (the session's last build): IMIX 0.85x tcpdump, 2 workers
+# Second run (at the kept hashes, before the review fixes): IMIX 0.85x tcpdump, 2 workers
 # 1.48x of one core, tshark 57.2x; flow-heavy 1 worker 0.45x, 2 workers
 # 1.65x of one core, 2.70x softflowd, capped 0.40x; VoIP 0.33x tcpdump,
 # 19.0x tshark; 183 MiB. Paired against the session's first build (1
