@@ -51,24 +51,41 @@ pub(super) fn addr_column(
     Arc::new(b.finish())
 }
 
-/// `a` in dotted-quad form, as `Display` writes it.
+/// Each octet's decimal digits, left-aligned, and how many there are.
+const OCTET_TEXT: [([u8; 3], u8); 256] = {
+    let mut t = [([0u8; 3], 0u8); 256];
+    let mut o = 0;
+    while o < 256 {
+        let (h, d, u) = ((o / 100) as u8, (o / 10 % 10) as u8, (o % 10) as u8);
+        t[o] = if o >= 100 {
+            ([b'0' + h, b'0' + d, b'0' + u], 3)
+        } else if o >= 10 {
+            ([b'0' + d, b'0' + u, 0], 2)
+        } else {
+            ([b'0' + u, 0, 0], 1)
+        };
+        o += 1;
+    }
+    t
+};
+
+/// `a` in dotted-quad form, as `Display` writes it: each octet's digits
+/// from a table (a flood's capped flow table exports a record, two
+/// addresses, per packet; the digits by division cost three times as
+/// much).
 fn ipv4_text(a: std::net::Ipv4Addr, buf: &mut [u8; 15]) -> &str {
+    // Each octet's three bytes are copied whole (the unused ones are
+    // overwritten next): before the last octet at most 12 bytes are
+    // written, so the copies stay within the 15.
     let mut n = 0;
     for (i, o) in a.octets().into_iter().enumerate() {
-        if i > 0 {
+        let (digits, len) = OCTET_TEXT[usize::from(o)];
+        buf[n..n + 3].copy_from_slice(&digits);
+        n += usize::from(len);
+        if i < 3 {
             buf[n] = b'.';
             n += 1;
         }
-        if o >= 100 {
-            buf[n] = b'0' + o / 100;
-            n += 1;
-        }
-        if o >= 10 {
-            buf[n] = b'0' + (o / 10) % 10;
-            n += 1;
-        }
-        buf[n] = b'0' + o % 10;
-        n += 1;
     }
     std::str::from_utf8(&buf[..n]).unwrap_or_default()
 }
@@ -174,6 +191,22 @@ pub(super) fn nan_to_null(v: impl Iterator<Item = f64>) -> ArrayRef {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    #[test]
+    fn every_octet_width_in_every_place_is_displays() {
+        let widths = [0u8, 7, 10, 99, 100, 255];
+        let mut buf = [0u8; 15];
+        for a in widths {
+            for b in widths {
+                for c in widths {
+                    for d in widths {
+                        let ip = std::net::Ipv4Addr::new(a, b, c, d);
+                        assert_eq!(super::ipv4_text(ip, &mut buf), ip.to_string());
+                    }
+                }
+            }
+        }
+    }
 
     proptest! {
         /// The address text is `Display`'s, for every IPv4 and IPv6 address.
