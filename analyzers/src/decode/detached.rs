@@ -98,28 +98,16 @@ impl Detached {
     /// [`Detached::attach`], with the tunnel stack taken out by
     /// [`Detached::take_tunnels`] borrowed from where the caller keeps it.
     pub fn attach_with<'a>(
-        self,
+        mut self,
         frame: &'a [u8],
         tunnels: Option<&'a Tunnels>,
     ) -> Option<Decoded<'a>> {
-        let tunnels = match (tunnels, self.tunnels) {
+        let stack = match (tunnels, self.tunnels.take()) {
             (Some(t), _) => TunnelStack::Shared(t),
             (None, Some(b)) => TunnelStack::Owned(b),
             (None, None) => TunnelStack::None,
         };
-        Some(Decoded {
-            payload: slice(frame, self.payload)?,
-            net_payload: slice(frame, self.net_payload)?,
-            ip_header: slice(frame, self.ip_header)?,
-            l4: slice(frame, self.l4)?,
-            vlan_ids: self.vlan_ids,
-            vlan_count: self.vlan_count,
-            ether_type: self.ether_type,
-            ip: self.ip,
-            transport: self.transport,
-            error: self.error,
-            tunnels,
-        })
+        self.with_stack(frame, stack)
     }
 
     /// [`Detached::attach_with`] without giving the decode up: the fields
@@ -133,10 +121,16 @@ impl Detached {
         frame: &'a [u8],
         tunnels: Option<&'a Tunnels>,
     ) -> Option<Decoded<'a>> {
-        let tunnels = match (tunnels, self.tunnels.as_deref()) {
+        let stack = match (tunnels, self.tunnels.as_deref()) {
             (Some(t), _) | (None, Some(t)) => TunnelStack::Shared(t),
             (None, None) => TunnelStack::None,
         };
+        self.with_stack(frame, stack)
+    }
+
+    /// The decode with its slices in `frame` and the tunnel stack given.
+    #[inline(always)]
+    fn with_stack<'a>(&self, frame: &'a [u8], tunnels: TunnelStack<'a>) -> Option<Decoded<'a>> {
         Some(Decoded {
             payload: slice(frame, self.payload)?,
             net_payload: slice(frame, self.net_payload)?,

@@ -404,7 +404,8 @@ mod tests {
     }
 
     /// `rate` as G.107 writes it, every term each time: the reference
-    /// the cached terms are held to.
+    /// the cached terms are held to (a copy on purpose: `duplicates`
+    /// finds it beside `quiet` and `path`).
     fn rate_reference(p: &Params) -> Rating {
         let olr = p.slr + p.rlr;
         // Ro, eqs 7-2..7-7.
