@@ -603,22 +603,15 @@ impl FlowTable {
         let packed = PackedKey::new(&key);
         // A fragment's ports come from its datagram's first fragment: the
         // hash of its own decode (lookahead gives none) would not do.
-        let hinted = pkt.hash.filter(|_| !is_fragment);
-        let mut h = hinted.unwrap_or_else(|| self.hash(&packed));
-        let mut found = self.find(h, &packed);
-        if found.is_none() && hinted.is_some() {
-            // A hint spares the hash of a flow the table holds (a hit
-            // checks the key); a new flow is filed under its own hash,
-            // so that no hint, right or wrong, can file it elsewhere.
-            let own = self.hash(&packed);
-            debug_assert_eq!(own, h, "a hash for another packet");
-            if own != h {
-                h = own;
-                found = self.find(h, &packed);
+        let h = match pkt.hash {
+            Some(h) if !is_fragment => {
+                debug_assert_eq!(h, self.hash(&packed), "a hash for another packet");
+                h
             }
-        }
+            _ => self.hash(&packed),
+        };
 
-        let idx = match found {
+        let idx = match self.find(h, &packed) {
             Some(idx) => {
                 let st = &self.slots[idx as usize];
                 let new_syn = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
@@ -637,7 +630,19 @@ impl FlowTable {
                     idx
                 }
             }
-            None => self.insert(&key, packed, h, src_is_lo, pkt, &d.tunnels, out),
+            // A hit checks the key, and a new flow is filed under the
+            // key's own hash (new flows pay the hash the hint spares the
+            // others): a wrong hint could at worst start a second record
+            // of a flow, never file one where its export would not find
+            // it to remove.
+            None => {
+                let own = if pkt.hash.is_some() {
+                    self.hash(&packed)
+                } else {
+                    h
+                };
+                self.insert(&key, packed, own, src_is_lo, pkt, &d.tunnels, out)
+            }
         };
 
         if is_fragment {

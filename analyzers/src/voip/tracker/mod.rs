@@ -320,18 +320,13 @@ impl RtpTracker {
         let key = StreamKey::of(vnet, ip.src, src_port, ip.dst, dst_port, h.ssrc);
         let this = LastPacket::of(at, &h, payload_hash(payload));
         let mirror_us = self.config.mirror_dup_window_us;
-        // A hint spares the hash of a stream the tracker holds (a hit
-        // checks the key); a miss is confirmed with the key's own hash, so
-        // that no hint, right or wrong, can start a second entry for it.
-        let found = match hash {
-            Some(h) => self.find(h, &key).or_else(|| {
-                let own = self.hash(&key);
-                debug_assert_eq!(own, h, "a hash for another packet");
-                (own != h).then(|| self.find(own, &key)).flatten()
-            }),
-            None => self.find(self.hash(&key), &key),
-        };
-        if let Some(i) = found {
+        // A hit checks the key, and a new stream is filed under the key's
+        // own hash (`start` hashes it): a wrong hint could at worst start
+        // a second entry for a stream, which expires as any other, never
+        // file one where its removal would not find it.
+        let hash = hash.unwrap_or_else(|| self.hash(&key));
+        debug_assert_eq!(hash, self.hash(&key), "a hash for another packet");
+        if let Some(i) = self.find(hash, &key) {
             if let Some(Some(e)) = self.slab.get_mut(i as usize) {
                 if e.last.is_mirrored_by(&this, mirror_us) {
                     e.mirror_duplicates += 1;
