@@ -135,27 +135,23 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
             Ok(item) => {
                 let t = Instant::now();
                 let mut batch = item.packets;
-                // The flow and stream hashes of the packet the previous
-                // step looked ahead to, whose index entries it prefetched:
-                // now the slot and entry they name are prefetched.
-                let mut next = None;
-                // Those hashes again, kept by place in the batch until
-                // their packet's turn, when its lookups use them instead of
-                // hashing the keys again. A packet's hashes are kept at most
-                // LOOKAHEAD packets before its turn, and the packet being
-                // handed out takes its own after the later one's are kept:
-                // LOOKAHEAD + 1 places.
+                // The flow and stream hashes of each packet looked ahead to,
+                // kept by place in the batch: one step after they are made
+                // (its index entries have arrived) the slot and entry they
+                // name are prefetched, and at the packet's turn its lookups
+                // use them instead of hashing the keys again. A packet's
+                // hashes are kept LOOKAHEAD packets before its turn, and the
+                // packet being handed out takes its own after the later
+                // one's are kept: LOOKAHEAD + 1 places.
                 let mut kept = [None; LOOKAHEAD + 1];
                 for (i, taken) in batch.iter_decoded().enumerate() {
                     let (pkt, tag, decoded) = (taken.packet, taken.tag, taken.decoded);
-                    if let Some(ahead) = next.take() {
+                    if let Some(ahead) = kept[(i + LOOKAHEAD - 1) % kept.len()] {
                         engine.prefetch_slot(ahead);
                     }
-                    if let Some(a) = &taken.ahead {
-                        let ahead = engine.prefetch(&a.decoded, a.source_vnet);
-                        next = Some(ahead);
+                    if let Some(a) = &taken.later {
                         debug_assert!(a.at > i && a.at - i <= LOOKAHEAD);
-                        kept[a.at % kept.len()] = Some(ahead);
+                        kept[a.at % kept.len()] = Some(engine.prefetch(&a.decoded, a.source_vnet));
                     }
                     let hashes = kept[i % kept.len()].take();
                     if tag.learn_only {

@@ -161,10 +161,10 @@ impl PacketBatch {
                 crate::sys::prefetch_value(next);
             }
             let at = i + LOOKAHEAD;
-            let ahead = match (meta.get(at), decoded.get(at)) {
+            let later = match (meta.get(at), decoded.get(at)) {
                 (Some(m), Some((Some(d), t))) if !m.5.learn_only => d
                     .attach_ref(packet(data, m).data, tunnels.get(*t as usize))
-                    .map(|d| Ahead {
+                    .map(|d| LaterPacket {
                         at,
                         decoded: d,
                         source_vnet: m.5.source_vnet,
@@ -179,7 +179,7 @@ impl PacketBatch {
                 packet: pkt,
                 tag: m.5,
                 decoded: d,
-                ahead,
+                later,
             }
         })
     }
@@ -192,12 +192,12 @@ pub struct Taken<'a> {
     /// The capture loop's decode, if it made one.
     pub decoded: Option<Decoded<'a>>,
     /// A later packet's decode and source VNet, to prefetch for.
-    pub ahead: Option<Ahead<'a>>,
+    pub later: Option<LaterPacket<'a>>,
 }
 
 /// The later packet of a [`Taken`]: where it is in the batch (its place in
 /// [`PacketBatch::iter_decoded`]'s order), its decode and its source VNet.
-pub struct Ahead<'a> {
+pub struct LaterPacket<'a> {
     pub at: usize,
     pub decoded: Decoded<'a>,
     pub source_vnet: Option<VnetId>,
