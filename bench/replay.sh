@@ -308,6 +308,17 @@ print(f"  1 worker / tcpdump floor:   {vtcpdump / vmoni1:.2f}x  (goal >= 0.8x)")
 print(f"  1 worker / tshark:          {vtshark / vmoni1:.1f}x  (goal >= 40x)")
 print(f"1,000,000 spoofed SYN sources, default cap, 1 worker: peak RSS {rss_syn:.0f} MiB (goal <= 200 MB)")
 PY
+# Which thread limits the all-core replay (issue 15): the summary's
+# per-thread CPU time (`cpu_seconds`) against the run's wall time. When
+# the capture thread (which reads, decodes for the shard, runs the IDS
+# and copies each packet into its worker's batch) is busy nearly the
+# whole run, the all-core figure is bounded by it, not by the workers.
+echo "Threads of one all-core replay ($CORES workers): CPU seconds and share of wall time"
+for f in "$CAP" "$HEAVY" "$VOIP"; do
+  "$BIN/moni-node" replay --no-progress --overwrite --json --workers "$CORES" --out "$WORK/out-cpu" "$f" \
+    | python3 -c 'import json, sys; j = json.load(sys.stdin); w = j["elapsed_secs"]; c = j["cpu_seconds"]
+print(f"  {sys.argv[1]:28s} wall {w:5.2f} s: " + ", ".join(f"{k} {v:.2f} s ({v / w:.0%})" for k, v in c.items()))' "$(basename "$f")"
+done
 # The detectors' cost in CPU time and each detector's share of cycles
 # (issue 17), from bench/ids-cost.sh.
 echo "IDS cost on the flow-heavy capture (1 worker):"

@@ -173,6 +173,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         elapsed_secs: started.elapsed().as_secs_f64(),
     });
     summary.files = files;
+    summary.cpu_seconds.capture = capture.cpu_seconds;
     summary.reassembly.fragment_pins_evicted = capture.fragment_pins_evicted;
     Ok(summary)
 }

@@ -392,6 +392,8 @@ pub struct Sinks {
     pub parquet: ParquetSink,
     /// The newest VNet map seen, for what is flushed at the end.
     vnets: Option<Arc<VnetMap>>,
+    /// CPU time of the thread that ran [`consume`], when it returned.
+    pub cpu_seconds: f64,
 }
 
 impl Sinks {
@@ -409,6 +411,7 @@ impl Sinks {
             tally,
             parquet,
             vnets: None,
+            cpu_seconds: 0.0,
         }
     }
 
@@ -474,6 +477,7 @@ pub fn consume(input: &Receiver<Records>, sinks: &mut Sinks, tick: Duration) {
         }
     }
     sinks.finish();
+    sinks.cpu_seconds = crate::sys::thread_cpu_seconds();
 }
 
 #[cfg(test)]

@@ -257,6 +257,21 @@ pub struct SourceSummary {
     pub interface_drops: u64,
     pub queue_drops: u64,
     pub error: Option<String>,
+    /// CPU time of the source's capture thread, in seconds.
+    pub capture_cpu_seconds: f64,
+}
+
+/// CPU time of the pipeline's threads, in seconds (user and system): the
+/// capture thread (summed over sources), the analysis workers (summed),
+/// and the thread that writes the output (replay's main thread, run's
+/// writer). A thread whose CPU time is close to `elapsed_secs` is the one
+/// that limits throughput: with the capture thread there, more workers
+/// do not help.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CpuSummary {
+    pub capture: f64,
+    pub workers: f64,
+    pub output: f64,
 }
 
 /// What `moni-node replay --json` prints and what `moni-node run` prints
@@ -317,6 +332,7 @@ pub struct Summary {
     pub elapsed_secs: f64,
     pub packets_per_sec: f64,
     pub peak_rss_bytes: Option<u64>,
+    pub cpu_seconds: CpuSummary,
 }
 
 impl Summary {
@@ -493,6 +509,12 @@ impl Summary {
         if let Some(rss) = self.peak_rss_bytes {
             let _ = writeln!(s, "  peak RSS: {}", bytes(rss));
         }
+        let cpu = &self.cpu_seconds;
+        let _ = writeln!(
+            s,
+            "  CPU: capture {:.2} s, workers {:.2} s, output {:.2} s",
+            cpu.capture, cpu.workers, cpu.output
+        );
         for file in &self.files {
             if !file.interfaces.is_empty() {
                 let _ = writeln!(
@@ -658,6 +680,11 @@ impl Summary {
                 0.0
             },
             peak_rss_bytes: crate::telemetry::peak_rss_bytes(),
+            cpu_seconds: CpuSummary {
+                capture: 0.0,
+                workers: totals.cpu_seconds,
+                output: sinks.cpu_seconds,
+            },
         }
     }
 }

@@ -169,6 +169,23 @@ pub fn prefetch_line(p: *const u8) {
     let _ = p;
 }
 
+/// The calling thread's CPU time so far (user and system), in seconds; 0
+/// if the clock cannot be read. What tells which thread limits a
+/// pipeline: the busiest one's CPU time is close to the run's wall time.
+pub fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec on this stack frame for the whole
+    // call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 /// Waits until `fd` is readable or `timeout_ms` passed; true if readable.
 pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
     let mut pfd = libc::pollfd {

@@ -71,6 +71,8 @@ pub struct WorkerTotals {
     pub late_bin_rows: u64,
     pub reassembly_pending: u64,
     pub busy: Duration,
+    /// The workers' CPU time (summed over workers, like the rest).
+    pub cpu_seconds: f64,
 }
 
 /// Metric values already published, so that each tick adds the difference.
@@ -247,6 +249,7 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
         late_bin_rows: engine.late_bin_rows(),
         reassembly_pending: engine.reassembly_pending(),
         busy: busy_total + busy,
+        cpu_seconds: crate::sys::thread_cpu_seconds(),
     }
 }
 
@@ -618,6 +621,7 @@ impl WorkerTotals {
         self.late_bin_rows += o.late_bin_rows;
         self.reassembly_pending += o.reassembly_pending;
         self.busy += o.busy;
+        self.cpu_seconds += o.cpu_seconds;
     }
 }
 

@@ -1,7 +1,8 @@
 //! Memory stays bounded under a SYN flood of spoofed sources: 1,000,000
 //! distinct sources against a flow cap of 100,000 stay under 200 MB peak
 //! RSS, and every evicted flow is counted and still written out (across
-//! files rotated by size, with no temporary file left behind).
+//! files rotated by size, with no temporary file left behind). The summary
+//! reports each thread's CPU time.
 
 use std::process::Command;
 
@@ -51,6 +52,19 @@ fn million_spoofed_sources_stay_under_200_mb_with_evictions_reported() {
         on_disk += 1;
     }
     assert_eq!(on_disk, files.len());
+    // Each thread's own CPU time: none is zero, and none is more than the
+    // run's wall time allows (a process-wide clock would be: it counts
+    // every thread).
+    let elapsed = j["elapsed_secs"].as_f64().expect("elapsed");
+    let workers = j["workers"].as_f64().expect("workers");
+    let cpu = |k: &str| j["cpu_seconds"][k].as_f64().expect("cpu_seconds");
+    for (k, threads) in [("capture", 1.0), ("workers", workers), ("output", 1.0)] {
+        assert!(
+            cpu(k) > 0.0 && cpu(k) <= elapsed * threads + 0.05,
+            "{k} CPU {} s in {elapsed} s",
+            cpu(k)
+        );
+    }
     let rss = j["peak_rss_bytes"].as_u64().expect("peak RSS measured");
     eprintln!("peak RSS {:.1} MiB", rss as f64 / 1048576.0);
     assert!(rss < 200 * 1000 * 1000, "peak RSS {rss} bytes");

@@ -132,6 +132,8 @@ pub struct DriverTotals {
     /// Tunnel datagrams whose fragment pin was forgotten at the cap
     /// ([`crate::shard::MAX_PINS`]) before its timeout.
     pub fragment_pins_evicted: u64,
+    /// CPU time of the thread that drove the dispatcher, when it finished.
+    pub cpu_seconds: f64,
 }
 
 /// Per-worker batch being filled.
@@ -371,6 +373,7 @@ impl Dispatcher {
         self.publish_counters();
         self.totals.ids = self.ids.as_ref().map(|i| i.stats().clone());
         self.totals.fragment_pins_evicted = self.pins.evicted;
+        self.totals.cpu_seconds = crate::sys::thread_cpu_seconds();
         self.totals
     }
 

@@ -362,6 +362,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                     interface_drops: t.interface_drops,
                     queue_drops: t.queue_drops,
                     error,
+                    capture_cpu_seconds: t.cpu_seconds,
                 };
                 (s, t.ids)
             })
@@ -403,6 +404,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
         elapsed_secs: started.elapsed().as_secs_f64(),
     });
     summary.node = Some(node.name);
+    summary.cpu_seconds.capture = sources.iter().map(|(s, _)| s.capture_cpu_seconds).sum();
     summary.sources = sources.into_iter().map(|(s, _)| s).collect();
     summary.reloads = Some(reloads);
     summary.isolation = Some(isolation.description.clone());
