@@ -21,6 +21,7 @@ pub struct Metrics {
     pub source_interface_drops: IntCounterVec,
     pub source_queue_drops: IntCounterVec,
     pub source_up: IntGaugeVec,
+    pub source_capture_busy: GaugeVec,
     pub vnet_packets: IntCounterVec,
     pub vnet_bytes: IntCounterVec,
     pub vnet_active_flows: IntGaugeVec,
@@ -145,6 +146,12 @@ impl Metrics {
                 &r,
                 "moni_source_up",
                 "1 while the source is capturing, 0 after it ended or failed.",
+                SRC,
+            )?,
+            source_capture_busy: fgauge(
+                &r,
+                "moni_source_capture_busy_ratio",
+                "Share of the last tick the source's capture thread was on a CPU (reading, decoding for the shard, IDS, batching); near 1 it limits the probe, and more workers do not help.",
                 SRC,
             )?,
             vnet_packets: counter(
@@ -324,6 +331,7 @@ impl Metrics {
             self.source_kernel_drops.with_label_values(&l);
             self.source_interface_drops.with_label_values(&l);
             self.source_queue_drops.with_label_values(&l);
+            self.source_capture_busy.with_label_values(&l);
         }
         for (_, v) in vnets.iter() {
             let l = [v.name.as_str(), v.role.as_str()];

@@ -241,9 +241,25 @@ fn mirrored_traffic_is_counted_exactly_in_parquet_and_metrics() {
     assert_eq!(m("moni_build_info"), 1);
     assert!(m("process_resident_memory_bytes") > 1_000_000);
     assert!(text.contains("node=\"lab\""));
+    // The capture thread's busy share of a tick: a ratio, from the
+    // thread's own CPU clock (a process-wide clock would pass 1 with the
+    // workers busy).
+    let busy = metric(&text, "moni_source_capture_busy_ratio", &[]).expect("capture busy");
+    assert!((0.0..=1.0).contains(&busy), "capture busy {busy}");
 
     let summary = stop_node(node);
     assert_eq!(summary["packets"], sent);
+    // The capture thread read every packet: it had CPU time, and no more
+    // than the run's wall time.
+    let cpu = summary["sources"][0]["capture_cpu_seconds"]
+        .as_f64()
+        .expect("capture CPU");
+    let elapsed = summary["elapsed_secs"].as_f64().expect("elapsed");
+    assert!(
+        cpu > 0.0 && cpu <= elapsed + 0.05,
+        "capture CPU {cpu} s in {elapsed} s"
+    );
+    assert_eq!(summary["cpu_seconds"]["capture"].as_f64(), Some(cpu));
     let out = tmp.path().join("out");
     assert!(leftover_temp_files(&out).is_empty());
 

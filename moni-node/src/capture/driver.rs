@@ -168,6 +168,9 @@ pub struct Dispatcher {
     newest: Option<Timestamp>,
     /// Where the later fragments of tunnels' outer datagrams go.
     pins: FragmentPins,
+    /// The capture thread's CPU time and the wall time when counters were
+    /// last published (`moni_source_capture_busy_ratio`).
+    cpu_mark: Option<(f64, Instant)>,
 }
 
 /// Checks for a flush, a tick or a stop every this many packets.
@@ -209,6 +212,7 @@ impl Dispatcher {
             ids: settings.ids.as_ref().map(Ids::new),
             ids_queue: VecDeque::with_capacity(IDS_DELAY as usize + 1),
             pins: FragmentPins::new(settings.decode.reassembly_timeout_secs),
+            cpu_mark: None,
             settings,
             io,
             link: None,
@@ -371,6 +375,12 @@ impl Dispatcher {
         }
         self.send_alerts(true);
         self.publish_counters();
+        // The source has ended: its capture thread is idle from here.
+        self.io
+            .metrics
+            .source_capture_busy
+            .with_label_values(&[self.settings.name.as_str()])
+            .set(0.0);
         self.totals.ids = self.ids.as_ref().map(|i| i.stats().clone());
         self.totals.fragment_pins_evicted = self.pins.evicted;
         self.totals.cpu_seconds = crate::sys::thread_cpu_seconds();
@@ -689,6 +699,18 @@ impl Dispatcher {
             .map(|(n, p)| n.saturating_sub(p))
             .collect();
         let name = [self.settings.name.as_str()];
+        // Published from the thread that drives the dispatcher: its own
+        // CPU clock.
+        let mark = (crate::sys::thread_cpu_seconds(), Instant::now());
+        if let Some((cpu, at)) = self.cpu_mark {
+            let wall = mark.1.duration_since(at).as_secs_f64();
+            if wall > 0.0 {
+                m.source_capture_busy
+                    .with_label_values(&name)
+                    .set(((mark.0 - cpu) / wall).clamp(0.0, 1.0));
+            }
+        }
+        self.cpu_mark = Some(mark);
         m.source_packets.with_label_values(&name).inc_by(d[0]);
         m.source_bytes.with_label_values(&name).inc_by(d[1]);
         m.source_queue_drops.with_label_values(&name).inc_by(d[2]);
