@@ -14,7 +14,9 @@ seed so every run times the same bytes:
   syn-scan.pcap     one source sending SYNs to random ports of random hosts
                     of a /16 (nmap -sS of a network at full speed);
   port-scan.pcap    one source sending SYNs to every port of one host, over
-                    and over (nmap -sS of one host at full speed).
+                    and over (nmap -sS of one host at full speed);
+  host-sweep.pcap   one source sending SYNs to port 80 of random hosts of a
+                    /16 (masscan of one port across a network).
 """
 import os
 import random
@@ -90,9 +92,16 @@ def main() -> None:
             tcp = struct.pack("!HHIIBBHHH", 40001, 1 + i % 65535, i, 0, 0x50, 0x02, 1024, 0, 0)
             yield frame(ipv4(scanner, host, 6, tcp))
 
+    def host_sweep():
+        scanner = bytes([203, 0, 113, 9])
+        for i in range(n):
+            host = bytes([10, 40, rng.getrandbits(8), rng.getrandbits(8)])
+            tcp = struct.pack("!HHIIBBHHH", 40000 + i % 7, 80, i, 0, 0x50, 0x02, 1024, 0, 0)
+            yield frame(ipv4(scanner, host, 6, tcp))
+
     for name, gen in (("udp-flood", udp_flood), ("icmp-flood", icmp_flood),
                       ("dns-torture", dns_torture), ("syn-scan", syn_scan),
-                      ("port-scan", port_scan)):
+                      ("port-scan", port_scan), ("host-sweep", host_sweep)):
         write(os.path.join(out, f"{name}.pcap"), gen())
 
 

@@ -28,8 +28,9 @@
 #   - peak RSS of a 1-worker replay of 1,000,000 spoofed SYN sources
 #     (`moni-gen syn-flood`) at the default flow cap (goal <= 200 MB).
 #   - IDS on against IDS off under attack: spoofed UDP and ICMP floods,
-#     a DNS random-subdomain flood and full-speed SYN scans of a network
-#     and of one host (`bench/attacks.py`, a fifth of PACKETS each).
+#     a DNS random-subdomain flood, full-speed SYN scans of a network
+#     and of one host, and a sweep of one port across a network
+#     (`bench/attacks.py`, a fifth of PACKETS each).
 # Issue 16's goals: flow-heavy >= 0.5x tcpdump on 1 worker, >= 0.9x on all
 # cores, >= 3x softflowd; capped >= 0.8x uncapped; VoIP >= 0.8x tcpdump and
 # >= 40x tshark.
@@ -332,11 +333,11 @@ bash bench/ids-cost.sh "$BIN/moni-node" "$HEAVY" 7
 # off, 1 worker, interleaved, medians of 3, on the captures of
 # bench/attacks.py (a fifth of PACKETS each): spoofed UDP and ICMP
 # floods, a DNS random-subdomain flood, full-speed SYN scans of a /16 and
-# of one host.
+# of one host, and a sweep of one port across a /16.
 ATK="$WORK/attacks-$((PACKETS / 5))"
-[ -f "$ATK/port-scan.pcap" ] || python3 bench/attacks.py "$ATK" $((PACKETS / 5))
+[ -f "$ATK/host-sweep.pcap" ] || python3 bench/attacks.py "$ATK" $((PACKETS / 5))
 echo "IDS under attack ($((PACKETS / 5)) packets each, 1 worker; goal IDS on >= 0.9x IDS off, issue 16):"
-for a in udp-flood icmp-flood dns-torture syn-scan port-scan; do
+for a in udp-flood icmp-flood dns-torture syn-scan port-scan host-sweep; do
   cat "$ATK/$a.pcap" >/dev/null
   read -r T_ON T_OFF < <(pair_med 3 \
     "$BIN/moni-node replay --no-progress --overwrite --workers 1 --out $WORK/out-atk $ATK/$a.pcap" \
