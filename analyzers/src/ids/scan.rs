@@ -572,6 +572,14 @@ struct SweepState {
     kinds: u8,
     watched: bool,
     alerted: bool,
+    /// No alert can come before `next_aging` plus the answer grace (as
+    /// [`ProbeSet::next_aging`] at the last judgement that found too few
+    /// unanswered hosts, lowered by every pending probe since; `i64::MIN`
+    /// after a refusal, which may be the one missing): a sweep whose set
+    /// is full of probes still in their grace is not judged again at each
+    /// probe. A one-port sweep of a /16 at full speed was judged (every
+    /// probe counted) at each of its packets for a whole grace.
+    next_aging: i64,
 }
 
 impl SweepState {
@@ -627,8 +635,17 @@ impl SweepState {
         self.kinds |= kind;
         if refused {
             self.hosts.refused(host, at_us);
-        } else {
-            self.hosts.probe(host, at_us);
+            self.next_aging = i64::MIN;
+        } else if self.hosts.probe(host, at_us) {
+            self.next_aging = self.next_aging.min(at_us);
+        }
+    }
+
+    /// `host` answered or refused.
+    fn answer(&mut self, host: u128, how: Answer) {
+        self.hosts.answer(host, how);
+        if how == Answer::Refused {
+            self.next_aging = i64::MIN;
         }
     }
 }
@@ -688,6 +705,7 @@ impl Sweep {
             kinds: 0,
             watched: false,
             alerted: false,
+            next_aging: i64::MIN,
         };
         let (host, kind) = (addr_key(host), sweep_bit(kind));
         let answer = if refused {
@@ -703,7 +721,7 @@ impl Sweep {
         let seed = |at: i64, f: SweepFirst| {
             let mut s = fresh(at);
             s.record(f.host(), f.kind, false, at);
-            s.hosts.answer(f.host(), f.answer);
+            s.answer(f.host(), f.answer);
             s
         };
         let Some(s) = self.t.probe(&key, ts.0, w, first, seed) else {
@@ -752,7 +770,7 @@ impl Sweep {
             key,
             ts.0,
             self.window_us,
-            |s| s.hosts.answer(host, how),
+            |s| s.answer(host, how),
             |f| {
                 if f.host() == host && f.answer != Answer::Refused {
                     f.answer = how;
@@ -802,8 +820,16 @@ impl Sweep {
         if s.alerted {
             return;
         }
-        let n = s.hosts.unanswered(ts.0, grace);
+        let quiet = ts.0.saturating_sub(grace) < s.next_aging;
+        let n = if quiet {
+            0
+        } else {
+            s.hosts.unanswered(ts.0, grace)
+        };
         if n < threshold {
+            if !quiet {
+                s.next_aging = s.hosts.next_aging(ts.0, grace);
+            }
             if !s.watched && s.hosts.len() >= threshold && self.watch.len() < MAX_WATCHED {
                 s.watched = true;
                 self.watch.push(*key);

@@ -721,15 +721,16 @@ impl<T: Copy + Default + PartialEq> ProbeSet<T> {
         self.probes.is_empty()
     }
 
-    /// A probe of `target` at `at_us` (a repeat keeps its first time).
-    pub fn probe(&mut self, target: T, at_us: i64) {
+    /// A probe of `target` at `at_us` (a repeat keeps its first time);
+    /// whether it was kept as a new pending probe.
+    pub fn probe(&mut self, target: T, at_us: i64) -> bool {
         let full = self.probes.len() >= self.cap as usize;
         if full && self.answered == 0 {
             // Kept or not, the target changes nothing.
-            return;
+            return false;
         }
         if self.probes.as_slice().iter().any(|p| p.0 == target) {
-            return;
+            return false;
         }
         if full {
             match self
@@ -742,10 +743,25 @@ impl<T: Copy + Default + PartialEq> ProbeSet<T> {
                     self.probes.swap_remove(i);
                     self.answered -= 1;
                 }
-                None => return,
+                None => return false,
             }
         }
         self.probes.push((target, at_us, Answer::Pending));
+        true
+    }
+
+    /// The earliest time among the pending probes still in their grace at
+    /// `now_us` (`i64::MAX` if none): until `grace_us` after it, no probe
+    /// turns unanswered by time alone, so [`ProbeSet::unanswered`] can
+    /// grow only through a new probe or a refusal.
+    pub fn next_aging(&self, now_us: i64, grace_us: i64) -> i64 {
+        self.probes
+            .as_slice()
+            .iter()
+            .filter(|p| p.2 == Answer::Pending && now_us.saturating_sub(p.1) < grace_us)
+            .map(|p| p.1)
+            .min()
+            .unwrap_or(i64::MAX)
     }
 
     /// The target answered (or refused); a target not probed is ignored,
@@ -771,7 +787,7 @@ impl<T: Copy + Default + PartialEq> ProbeSet<T> {
     /// A refusal of a target never seen probed (the probe was not seen, or
     /// the refusal is the only sign of it: an RST to a bare ACK).
     pub fn refused(&mut self, target: T, at_us: i64) {
-        self.probe(target, at_us);
+        let _ = self.probe(target, at_us);
         self.answer(target, Answer::Refused);
     }
 

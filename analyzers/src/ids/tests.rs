@@ -610,6 +610,57 @@ fn answered_connections_to_many_hosts_are_no_sweep() {
     assert_eq!(r.kinds(), vec!["host_sweep"]);
 }
 
+/// masscan of one port: SYNs every 200 µs to new hosts, none answered.
+/// The source's set of probed hosts is full (72) after 14 ms, and the
+/// sweep is judged again only when a probe leaves its grace: the alert
+/// comes at the first packet 1 s after the 20th probe, as when every
+/// packet was judged, and a refusal is counted at once.
+#[test]
+fn a_full_sweep_alerts_when_its_probes_leave_their_grace() {
+    let syn = |r: &mut Run, i: u32| {
+        r.feed(
+            i64::from(i) * 200,
+            &frame(ip(ATTACKER), ip(0x0a10_0000 + i), 6, &tcp(40000, 80, 0x02)),
+        );
+    };
+    let mut r = Run::new(&IdsConfig::default());
+    // Probe i at 200 * i µs; the 20th (i = 19) leaves its grace at
+    // 1,003,800 µs, which packet 5,019 is the first to reach.
+    for i in 0..5_019 {
+        syn(&mut r, i);
+    }
+    assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+    syn(&mut r, 5_019);
+    assert_eq!(r.kinds(), vec!["host_sweep"]);
+    assert_eq!(r.out[0].time, Timestamp(0));
+    assert_eq!(r.out[0].end, Timestamp(5_019 * 200));
+
+    // Refusals count at once, also in a full set still in its grace.
+    let mut r = Run::new(&IdsConfig::default());
+    for i in 0..100 {
+        syn(&mut r, i);
+    }
+    for i in 0..19 {
+        r.feed(
+            20_000 + i64::from(i),
+            &frame(ip(0x0a10_0000 + i), ip(ATTACKER), 6, &tcp(80, 40000, 0x14)),
+        );
+    }
+    syn(&mut r, 101);
+    assert!(r.kinds().is_empty(), "19 refused: {:?}", r.kinds());
+    r.feed(
+        20_300,
+        &frame(ip(0x0a10_0000 + 19), ip(ATTACKER), 6, &tcp(80, 40000, 0x14)),
+    );
+    syn(&mut r, 102);
+    assert_eq!(r.kinds(), vec!["host_sweep"]);
+    assert!(
+        (20_300..=20_400).contains(&r.out[0].end.0),
+        "alerted at {:?}",
+        r.out[0].end
+    );
+}
+
 #[test]
 fn spoofed_syn_flood_is_judged_at_the_victim() {
     let mut r = Run::new(&IdsConfig::default());
