@@ -580,6 +580,10 @@ struct SweepState {
     /// probe. A one-port sweep of a /16 at full speed was judged (every
     /// probe counted) at each of its packets for a whole grace.
     next_aging: i64,
+    /// The unanswered probes that judgement counted: the count can only
+    /// have fallen since, which is below the threshold unless a reload
+    /// lowered it (then the sweep is judged again at once).
+    unanswered: u32,
 }
 
 impl SweepState {
@@ -706,6 +710,7 @@ impl Sweep {
             watched: false,
             alerted: false,
             next_aging: i64::MIN,
+            unanswered: 0,
         };
         let (host, kind) = (addr_key(host), sweep_bit(kind));
         let answer = if refused {
@@ -820,7 +825,8 @@ impl Sweep {
         if s.alerted {
             return;
         }
-        let quiet = ts.0.saturating_sub(grace) < s.next_aging;
+        let quiet =
+            (s.unanswered as usize) < threshold && ts.0.saturating_sub(grace) < s.next_aging;
         let n = if quiet {
             0
         } else {
@@ -829,6 +835,7 @@ impl Sweep {
         if n < threshold {
             if !quiet {
                 s.next_aging = s.hosts.next_aging(ts.0, grace);
+                s.unanswered = u32::try_from(n).unwrap_or(u32::MAX);
             }
             if !s.watched && s.hosts.len() >= threshold && self.watch.len() < MAX_WATCHED {
                 s.watched = true;

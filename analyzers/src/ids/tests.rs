@@ -659,6 +659,28 @@ fn a_full_sweep_alerts_when_its_probes_leave_their_grace() {
         "alerted at {:?}",
         r.out[0].end
     );
+
+    // A reload that lowers the threshold under the count already judged
+    // is heeded at the next judgement, not at the next probe's aging.
+    let mut r = Run::new(&IdsConfig::default());
+    for i in 0..100 {
+        syn(&mut r, i);
+    }
+    for i in 0..10 {
+        r.feed(
+            20_000 + i64::from(i),
+            &frame(ip(0x0a10_0000 + i), ip(ATTACKER), 6, &tcp(80, 40000, 0x14)),
+        );
+    }
+    syn(&mut r, 101);
+    assert!(r.kinds().is_empty(), "10 refused: {:?}", r.kinds());
+    r.ids.reconfigure(&IdsConfig {
+        sweep_hosts: 10,
+        ..IdsConfig::default()
+    });
+    syn(&mut r, 102);
+    assert_eq!(r.kinds(), vec!["host_sweep"]);
+    assert_eq!(r.out[0].end, Timestamp(102 * 200));
 }
 
 #[test]
