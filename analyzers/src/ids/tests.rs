@@ -635,23 +635,31 @@ fn a_full_sweep_alerts_when_its_probes_leave_their_grace() {
     assert_eq!(r.out[0].time, Timestamp(0));
     assert_eq!(r.out[0].end, Timestamp(5_019 * 200));
 
-    // Refusals count at once, also in a full set still in its grace.
-    let mut r = Run::new(&IdsConfig::default());
-    for i in 0..100 {
-        syn(&mut r, i);
-    }
-    for i in 0..19 {
+    // Host i refuses (RST+ACK) at `at`.
+    let refuse = |r: &mut Run, i: u32, at: i64| {
         r.feed(
-            20_000 + i64::from(i),
+            at,
             &frame(ip(0x0a10_0000 + i), ip(ATTACKER), 6, &tcp(80, 40000, 0x14)),
         );
-    }
-    syn(&mut r, 101);
-    assert!(r.kinds().is_empty(), "19 refused: {:?}", r.kinds());
-    r.feed(
-        20_300,
-        &frame(ip(0x0a10_0000 + 19), ip(ATTACKER), 6, &tcp(80, 40000, 0x14)),
-    );
+    };
+    // 100 probes (the set full at 72), the first `refused` hosts refusing
+    // from 20 ms, then probe 101: judged, too few unanswered.
+    let full_then_refused = |refused: u32| {
+        let mut r = Run::new(&IdsConfig::default());
+        for i in 0..100 {
+            syn(&mut r, i);
+        }
+        for i in 0..refused {
+            refuse(&mut r, i, 20_000 + i64::from(i));
+        }
+        syn(&mut r, 101);
+        assert!(r.kinds().is_empty(), "{refused} refused: {:?}", r.kinds());
+        r
+    };
+
+    // Refusals count at once, also in a full set still in its grace.
+    let mut r = full_then_refused(19);
+    refuse(&mut r, 19, 20_300);
     syn(&mut r, 102);
     assert_eq!(r.kinds(), vec!["host_sweep"]);
     assert!(
@@ -662,18 +670,7 @@ fn a_full_sweep_alerts_when_its_probes_leave_their_grace() {
 
     // A reload that lowers the threshold under the count already judged
     // is heeded at the next judgement, not at the next probe's aging.
-    let mut r = Run::new(&IdsConfig::default());
-    for i in 0..100 {
-        syn(&mut r, i);
-    }
-    for i in 0..10 {
-        r.feed(
-            20_000 + i64::from(i),
-            &frame(ip(0x0a10_0000 + i), ip(ATTACKER), 6, &tcp(80, 40000, 0x14)),
-        );
-    }
-    syn(&mut r, 101);
-    assert!(r.kinds().is_empty(), "10 refused: {:?}", r.kinds());
+    let mut r = full_then_refused(10);
     r.ids.reconfigure(&IdsConfig {
         sweep_hosts: 10,
         ..IdsConfig::default()
