@@ -132,6 +132,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
             metrics: Arc::clone(&metrics),
             capture_drops: Arc::clone(&capture_drops),
             stop: Arc::new(AtomicBool::new(false)),
+            control: crossbeam_channel::never(),
         };
         let reader = crate::sys::spawn_named(scope, "moni-capture".into(), move || {
             read_files(opts, show_progress, Dispatcher::new(settings, io))

@@ -874,3 +874,98 @@ fn nmap_and_hping3_attacks_are_detected_on_the_mirror_port() {
         "hping3 flood not reported: {seen:?}"
     );
 }
+
+/// SIGHUP's new `[ids]` thresholds reach the detectors, which run in the
+/// capture thread: a SYN scan of 100 ports under `scan_ports = 500` raises
+/// nothing; after a reload to `scan_ports = 20` the scan of the next 100
+/// ports is reported, by the same source against the same host.
+#[test]
+fn sighup_reaches_the_capture_threads_detectors() {
+    let _g = serial();
+    let tools = std::process::Command::new("sh")
+        .args(["-c", "command -v nmap"])
+        .output()
+        .expect("sh");
+    if !tools.status.success() {
+        assert!(
+            !std::env::var("MONI_REQUIRE_NETNS").is_ok_and(|v| v == "1"),
+            "MONI_REQUIRE_NETNS=1 but nmap is missing"
+        );
+        eprintln!("skipping: nmap is needed");
+        return;
+    }
+    let Some(lab) = Lab::create("hids") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_node(
+        &lab,
+        dir.path(),
+        NodeOpts {
+            extra: "[ids]\nscan_ports = 500\n",
+            ..NodeOpts::default()
+        },
+    );
+    let scan = |ports: &str| {
+        let out = lab
+            .cmd(&lab.src, "timeout")
+            .args(["-s", "INT", "60", "nmap", "-sS", "-n", "-Pn", "--send-ip"])
+            .args(["-T5", "--max-retries", "0", "-p", ports, "10.77.0.2"])
+            .output()
+            .expect("nmap");
+        assert!(out.status.success(), "nmap: {out:?}");
+    };
+    let port_scans =
+        |text: &str| metric(text, "moni_ids_alerts_total", &[("kind", "port_scan")]).unwrap_or(0.0);
+    // 100 SYNs and their 100 RSTs, all analysed, under the old threshold.
+    scan("1-100");
+    let text = wait_analysed(&lab, 200);
+    assert_eq!(port_scans(&text), 0.0, "{text}");
+    let config = dir.path().join("node.toml");
+    let original = std::fs::read_to_string(&config).expect("config");
+    assert!(original.contains("scan_ports = 500"));
+    std::fs::write(
+        &config,
+        original.replace("scan_ports = 500", "scan_ports = 20"),
+    )
+    .expect("write");
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &node.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    wait_reload(&lab, "ok");
+    // The capture loop takes the reload at its next check (every tick).
+    std::thread::sleep(Duration::from_millis(500));
+    scan("101-200");
+    let t0 = Instant::now();
+    let mut text = scrape(&lab);
+    while port_scans(&text) < 1.0 && t0.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(300));
+        text = scrape(&lab);
+    }
+    let summary = stop_node(node);
+    assert_eq!(summary["reloads"], 1, "{summary}");
+    assert!(
+        port_scans(&text) >= 1.0,
+        "no port_scan after the reload: {text}"
+    );
+    let mut seen = Vec::new();
+    for b in read_dataset(&dir.path().join("out/alerts")) {
+        let kind = col::<StringArray>(&b, "kind");
+        let src = col::<StringArray>(&b, "src_addr");
+        let dst = col::<StringArray>(&b, "dst_addr");
+        for i in 0..b.num_rows() {
+            seen.push((
+                kind.value(i).to_string(),
+                src.value(i).to_string(),
+                dst.value(i).to_string(),
+            ));
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|(k, s, d)| k == "port_scan" && s == "10.77.0.1" && d == "10.77.0.2"),
+        "{seen:?}"
+    );
+}

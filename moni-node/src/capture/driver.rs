@@ -103,6 +103,16 @@ pub struct DriverSettings {
     pub vnets: Arc<VnetMap>,
 }
 
+/// What `run` changes in a running capture loop (SIGHUP).
+pub enum SourceControl {
+    /// A new VNet map (every existing VNet at its id) and new `[ids]`
+    /// thresholds, windows and running detectors; the detectors keep
+    /// their state. Table caps keep their start-up values, and detectors
+    /// that were off at start (`[ids] enabled = false`) stay off until a
+    /// restart.
+    Reload { vnets: Arc<VnetMap>, ids: IdsConfig },
+}
+
 /// The channels of the loop.
 pub struct DriverIo {
     pub workers: Vec<Sender<WorkItem>>,
@@ -115,6 +125,8 @@ pub struct DriverIo {
     /// workers put on each RTP window.
     pub capture_drops: Arc<AtomicU64>,
     pub stop: Arc<AtomicBool>,
+    /// Reloads (`run`; replay passes `crossbeam_channel::never()`).
+    pub control: Receiver<SourceControl>,
 }
 
 /// Totals of a dispatcher.
@@ -312,6 +324,7 @@ impl Dispatcher {
                     break;
                 }
                 self.flush_old();
+                self.apply_controls();
                 let now = Instant::now();
                 if now >= next_tick {
                     next_tick = now + self.settings.tick;
@@ -408,6 +421,23 @@ impl Dispatcher {
         vnet
     }
 
+    /// Applies the reloads that arrived: the packets read from here on see
+    /// the new VNet map and thresholds.
+    fn apply_controls(&mut self) {
+        while let Ok(SourceControl::Reload { vnets, ids }) = self.io.control.try_recv() {
+            // Packets waiting for the detectors were read under the old
+            // configuration: they are judged under it.
+            self.observe_deferred();
+            self.settings.vnets = vnets;
+            // pcapng interfaces' VNets are resolved again (`iface:`).
+            self.ifaces.clear();
+            if let Some(d) = &mut self.ids {
+                d.reconfigure(&ids);
+                self.settings.ids = Some(ids);
+            }
+        }
+    }
+
     /// Sleeps until `offset_us` of recorded time (scaled by `speed`) has
     /// passed since `wall0`, in short slices so that a stop and batch
     /// flushing stay prompt.
@@ -420,6 +450,7 @@ impl Dispatcher {
                 return;
             }
             self.flush_old();
+            self.apply_controls();
             std::thread::sleep((due - now).min(Duration::from_millis(20)));
         }
     }

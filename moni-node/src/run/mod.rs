@@ -16,11 +16,12 @@
 //! SIGINT/SIGTERM stop the capture threads; each sends what it holds, the
 //! workers drain their queues and flush every open record, the writer
 //! completes its files, and the process exits 0. SIGHUP reloads the VNet
-//! map, the flow timeouts and the rules from the config file without
-//! dropping state: the file is read and the rules compiled on a thread of
-//! their own, and the workers swap in the result; a reload that takes
-//! longer than `ids.reload_timeout_secs` is abandoned (the running
-//! configuration stays) and a stop never waits for one.
+//! map, the flow timeouts, the IDS thresholds and the rules from the
+//! config file without dropping state: the file is read and the rules
+//! compiled on a thread of their own, the workers swap in the result and
+//! the capture loops their detectors' new thresholds and the new map; a
+//! reload that takes longer than `ids.reload_timeout_secs` is abandoned
+//! (the running configuration stays) and a stop never waits for one.
 //! When every source is a file and all have ended, the node stops the same
 //! way.
 
@@ -35,7 +36,9 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::capture::batch::PacketBatch;
-use crate::capture::driver::{Dispatcher, DriverIo, DriverSettings, Overload, Pacing};
+use crate::capture::driver::{
+    Dispatcher, DriverIo, DriverSettings, Overload, Pacing, SourceControl,
+};
 use crate::capture::file::FileSource;
 use crate::capture::live::LiveSource;
 use crate::config::{NodeConfig, Resolved, SourceKind, SourceSettings};
@@ -204,7 +207,11 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
         } = pool_workers;
         let vnets = Arc::new(config.vnets.clone());
         let mut captures = Vec::new();
+        // Each capture loop's reloads (its IDS detectors and VNet map).
+        let mut source_controls = Vec::new();
         for (i, s) in config.sources.iter().enumerate() {
+            let (source_control, control) = crossbeam_channel::unbounded();
+            source_controls.push(source_control);
             let settings = DriverSettings {
                 name: s.name.clone(),
                 pacing: match &s.kind {
@@ -230,6 +237,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                 metrics: Arc::clone(&metrics),
                 capture_drops: Arc::clone(&capture_drops),
                 stop: Arc::clone(&stop),
+                control,
             };
             let source = s.clone();
             let cpus = node.capture_cpus.clone();
@@ -336,6 +344,12 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                             rtp: new.rtp.clone(),
                             ids: new.ids.clone(),
                             sigs: sigs.as_ref().map(|s| s.as_ref().map(|s| s.fresh())),
+                        });
+                    }
+                    for c in &source_controls {
+                        let _ = c.send(SourceControl::Reload {
+                            vnets: Arc::clone(&vnets),
+                            ids: new.ids.clone(),
                         });
                     }
                     metrics.reloads.with_label_values(&["ok"]).inc();
