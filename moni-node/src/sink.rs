@@ -392,7 +392,8 @@ pub struct Sinks {
     pub parquet: ParquetSink,
     /// The newest VNet map seen, for what is flushed at the end.
     vnets: Option<Arc<VnetMap>>,
-    /// CPU time of the thread that ran [`consume`], when it returned.
+    /// CPU time the thread that ran [`consume`] spent in it (not what it
+    /// did before: replay's main thread loads the config and the rules).
     pub cpu_seconds: f64,
 }
 
@@ -464,6 +465,7 @@ impl Sinks {
 /// Feeds every record batch to the sinks until all senders hung up, with a
 /// tick when `tick` passes without one; then ends the input.
 pub fn consume(input: &Receiver<Records>, sinks: &mut Sinks, tick: Duration) {
+    let cpu0 = crate::sys::thread_cpu_seconds();
     let mut last_tick = std::time::Instant::now();
     loop {
         match input.recv_timeout(tick) {
@@ -477,7 +479,7 @@ pub fn consume(input: &Receiver<Records>, sinks: &mut Sinks, tick: Duration) {
         }
     }
     sinks.finish();
-    sinks.cpu_seconds = crate::sys::thread_cpu_seconds();
+    sinks.cpu_seconds = crate::sys::thread_cpu_seconds() - cpu0;
 }
 
 #[cfg(test)]

@@ -935,7 +935,8 @@ fn sighup_reaches_the_capture_threads_detectors() {
         .expect("kill");
     assert!(ok.success());
     wait_reload(&lab, "ok");
-    // The capture loop takes the reload at its next check (every tick).
+    // The capture loop takes the reload at its next check (every 256
+    // packets, and whenever the port is idle).
     std::thread::sleep(Duration::from_millis(500));
     scan("101-200");
     let t0 = Instant::now();

@@ -94,6 +94,7 @@ impl Detector for ArpSweep {
         if ts.micros_since(s.start) > w {
             *s = fresh();
         }
+        s.targets.raise_cap(cap);
         s.requests += 1;
         s.ip = a.sender_ip;
         s.targets.probe(u128::from(u32::from(a.target_ip)), ts.0);

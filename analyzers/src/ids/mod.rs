@@ -580,11 +580,11 @@ impl Ids {
         }
     }
 
-    /// New thresholds, windows and running detectors without dropping
-    /// state (SIGHUP). Table caps and the cooldown keep their start-up
-    /// values.
+    /// New thresholds, windows, cooldown and running detectors without
+    /// dropping state (SIGHUP). Table caps keep their start-up values.
     pub fn reconfigure(&mut self, config: &IdsConfig) {
         self.on = Running::of(config);
+        self.suppressor.cooldown_us = i64::from(config.cooldown_secs) * 1_000_000;
         self.scan.reconfigure(config);
         self.sweep.reconfigure(config);
         self.floods.reconfigure(config);

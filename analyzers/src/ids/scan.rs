@@ -306,6 +306,7 @@ impl PortScan {
         if ts.micros_since(s.start) > w {
             *s = ScanState::new(ts, udp_cap);
         }
+        s.udp.raise_cap(udp_cap);
         s.last = ts;
         s.record(ev, ts.0, cap, stealth_cap);
         s.judgeable(pt, st)
@@ -735,6 +736,7 @@ impl Sweep {
         if ts.micros_since(s.start) > w {
             *s = fresh(ts.0);
         }
+        s.hosts.raise_cap(cap);
         s.last = ts;
         s.record(host, kind, refused, ts.0);
         s.judgeable(threshold)

@@ -721,6 +721,14 @@ impl<T: Copy + Default + PartialEq> ProbeSet<T> {
         self.probes.is_empty()
     }
 
+    /// Lets the set hold up to `cap` targets if it held fewer: a reload
+    /// that raised a detector's threshold also raises the room of the
+    /// sets made under the old one, which could otherwise never reach it.
+    #[inline]
+    pub fn raise_cap(&mut self, cap: usize) {
+        self.cap = self.cap.max(u32::try_from(cap).unwrap_or(u32::MAX));
+    }
+
     /// A probe of `target` at `at_us` (a repeat keeps its first time);
     /// whether it was kept as a new pending probe.
     pub fn probe(&mut self, target: T, at_us: i64) -> bool {

@@ -1112,3 +1112,62 @@ fn one_probe_sources_make_no_state_and_a_second_probe_counts_the_first() {
         (20.into(), 20.into())
     );
 }
+
+/// A reload that raises `sweep_hosts` over what the sets made under the
+/// old threshold hold (2 x 20 + 32 = 72 hosts) still lets a sweep under
+/// way reach it: the reloaded detector alerts as one started with the new
+/// threshold does. (The sets kept their old room, so the sweep could not
+/// be reported until its window started over.)
+#[test]
+fn a_raised_sweep_threshold_is_reached_by_a_sweep_under_way() {
+    let syn = |r: &mut Run, t: i64, i: u32| {
+        r.feed(
+            t,
+            &frame(ip(ATTACKER), ip(0x0a10_0000 + i), 6, &tcp(40000, 80, 0x02)),
+        );
+    };
+    let raised = IdsConfig {
+        sweep_hosts: 100,
+        ..IdsConfig::default()
+    };
+    let mut started = Run::new(&raised);
+    let mut reloaded = Run::new(&IdsConfig::default());
+    // 300 unanswered SYNs at 100/s; the reload comes after the 50th,
+    // while every probe so far is still in its answer grace.
+    for i in 0..300u32 {
+        let t = i64::from(i) * 10_000;
+        if i == 50 {
+            reloaded.ids.reconfigure(&raised);
+        }
+        syn(&mut started, t, i);
+        syn(&mut reloaded, t, i);
+    }
+    syn(&mut started, 5_000_000, 1000);
+    syn(&mut reloaded, 5_000_000, 1000);
+    assert_eq!(started.kinds(), vec!["host_sweep"]);
+    assert_eq!(reloaded.kinds(), vec!["host_sweep"]);
+}
+
+/// SIGHUP's `cooldown_secs` applies to the episodes already alerted: a
+/// second crossing 10 s after the first is suppressed under the default
+/// 60 s and raised once a reload set 5 s.
+#[test]
+fn a_reloaded_cooldown_applies_at_once() {
+    let a = Some(std::net::IpAddr::V4(ip(ATTACKER)));
+    let at = |s: i64| Timestamp(s * 1_000_000);
+    for (cooldown, second) in [(60, false), (5, true)] {
+        let mut ids = Ids::new(&IdsConfig::default());
+        let s = &mut ids.suppressor;
+        assert!(s.allow("port_scan", VnetId(0), a, None, 0, at(100)));
+        ids.reconfigure(&IdsConfig {
+            cooldown_secs: cooldown,
+            ..IdsConfig::default()
+        });
+        let s = &mut ids.suppressor;
+        assert_eq!(
+            s.allow("port_scan", VnetId(0), a, None, 0, at(110)),
+            second,
+            "cooldown {cooldown} s"
+        );
+    }
+}

@@ -268,6 +268,24 @@ impl Dispatcher {
             let idle = match src.next() {
                 Ok(Next::Packet { pkt, iface }) => {
                     packets += 1;
+                    // Paced: the packet waits for its time first (a reload
+                    // that arrives meanwhile applies to it, VNet map
+                    // included).
+                    let pkt = match self.settings.pacing {
+                        Pacing::AsFastAsPossible => pkt,
+                        Pacing::Recorded { speed } => {
+                            let t0 = *first.get_or_insert_with(|| {
+                                let gap = epoch0.0 - pkt.ts.0;
+                                shift = (gap + MINUTE_US - 1).div_euclid(MINUTE_US) * MINUTE_US;
+                                pkt.ts
+                            });
+                            self.wait_until(wall0, pkt.ts.micros_since(t0).max(0), speed);
+                            RawPacket {
+                                ts: Timestamp(pkt.ts.0 + shift),
+                                ..pkt
+                            }
+                        }
+                    };
                     // pcapng: the interface's VNet, resolved once per index
                     // (a name lookup needs the source, so the packet is
                     // copied out the first time).
@@ -289,21 +307,6 @@ impl Dispatcher {
                                 (p, v)
                             }
                         },
-                    };
-                    let pkt = match self.settings.pacing {
-                        Pacing::AsFastAsPossible => pkt,
-                        Pacing::Recorded { speed } => {
-                            let t0 = *first.get_or_insert_with(|| {
-                                let gap = epoch0.0 - pkt.ts.0;
-                                shift = (gap + MINUTE_US - 1).div_euclid(MINUTE_US) * MINUTE_US;
-                                pkt.ts
-                            });
-                            self.wait_until(wall0, pkt.ts.micros_since(t0).max(0), speed);
-                            RawPacket {
-                                ts: Timestamp(pkt.ts.0 + shift),
-                                ..pkt
-                            }
-                        }
                     };
                     self.push(&pkt, vnet, packets);
                     false
