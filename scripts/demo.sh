@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 if [ "${MONI_SKIP_INSTALL:-0}" != 1 ]; then
   bash scripts/install-deps.sh --build-only
   # The demo reads the collected store with pandas (and pyarrow under it).
-  python3 -c "import pandas, pyarrow" 2>/dev/null || python3 -m pip install -q pandas pyarrow
+  python3 -c "import pandas, pyarrow" 2>/dev/null || bash scripts/install-deps.sh --python pandas pyarrow
 fi
 if [ -n "${MONI_BIN_DIR:-}" ]; then
   bin="$MONI_BIN_DIR"

@@ -15,7 +15,32 @@
 # lines against Suricata's schema; boto3 and moto for the collector's S3
 # test; cryptography for the TLS test's throwaway CA).
 # Skips what is already there.
+#
+#   scripts/install-deps.sh [--build-only]   system packages (and, without
+#                                            --build-only, the test tools)
+#   scripts/install-deps.sh --python PKG...  only these Python packages
+#
+# Python packages go in with pip for the `python3` on PATH. A Debian
+# system Python has no pip until python3-pip is installed, and refuses
+# pip installs outside a virtual environment (PEP 668,
+# "externally-managed-environment"); both are handled: pip is installed
+# from apt when missing, and PIP_BREAK_SYSTEM_PACKAGES=1 lets it install
+# next to Debian's packages (which it does not replace: pip installs to
+# /usr/local). A pyenv or virtualenv Python is used as it is.
 set -euo pipefail
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+pip_install() {
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q python3-pip
+  fi
+  PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q "$@"
+}
+if [ "${1:-}" = "--python" ]; then
+  shift
+  pip_install "$@"
+  exit 0
+fi
 need_apt=()
 dpkg -s libpcap-dev >/dev/null 2>&1 || need_apt+=(libpcap-dev)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
@@ -38,7 +63,6 @@ if [ "${1:-}" != "--build-only" ]; then
   command -v dpkg-shlibdeps >/dev/null || need_apt+=(dpkg-dev)
   command -v suricata >/dev/null || need_suricata=1
 fi
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#need_apt[@]} -gt 0 ] || [ "${need_suricata:-0}" = 1 ]; then
   backports=""
   if [ "${need_suricata:-0}" = 1 ] && grep -q '^VERSION_CODENAME=bookworm' /etc/os-release; then
@@ -64,5 +88,5 @@ if [ "${1:-}" != "--build-only" ]; then
   fi
   python3 -c "import duckdb, pyarrow, pandas, polars, pyspark, jsonschema, boto3, cryptography" 2>/dev/null &&
     command -v moto_server >/dev/null ||
-    python3 -m pip install -q duckdb pyarrow pandas polars pyspark jsonschema boto3 "moto[server]" cryptography
+    pip_install duckdb pyarrow pandas polars pyspark jsonschema boto3 "moto[server]" cryptography
 fi

@@ -108,6 +108,49 @@ pub struct Summary {
     /// (window start, MOS) of the worst window of each VNet.
     pub worst_production: Option<(String, f64)>,
     pub worst_shadow: Option<(String, f64)>,
+    /// The question the comparison is for, "is the shadow ready to
+    /// replace production?": yes when at least one window was paired and
+    /// in none was production better by more than the tolerance (the
+    /// paper's criterion: voice quality in the shadow at least as good).
+    pub ready: bool,
+    /// Why, in one line.
+    pub ready_reason: String,
+}
+
+/// The readiness answer and its reason, from the windows' verdicts.
+fn readiness(q: &CompareQuery, tolerance: f64, per: &[WindowVerdict]) -> (bool, String) {
+    let (p, s) = (&q.production, &q.shadow);
+    if per.is_empty() {
+        return (
+            false,
+            format!("no window of {p} and {s} could be paired: nothing to judge"),
+        );
+    }
+    let n = per.len();
+    let count = |v: Verdict| per.iter().filter(|w| w.verdict == v).count();
+    let worse = count(Verdict::ProductionBetter);
+    if worse == 0 {
+        return (
+            true,
+            format!(
+                "shadow {s} was never worse than production {p} by more than {tolerance} MOS \
+                 in {n} paired windows (better in {})",
+                count(Verdict::ShadowBetter)
+            ),
+        );
+    }
+    let (when, by) = per
+        .iter()
+        .map(|w| (w.window_start, w.mos_production - w.mos_shadow))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or((String::new(), 0.0), |(t, d)| (fmt_time(t), d));
+    (
+        false,
+        format!(
+            "production {p} was better than shadow {s} in {worse} of {n} paired windows \
+             (most at {when}: by {by:.2} MOS)"
+        ),
+    )
 }
 
 /// `YYYY-MM-DD HH:MM:SS` UTC.
@@ -436,6 +479,7 @@ fn build_report(
             per.iter().filter(|w| w.verdict == v).count() as f64 / n as f64
         }
     };
+    let (ready, ready_reason) = readiness(q, tolerance, per);
     let worst = |f: fn(&WindowVerdict) -> f64| {
         per.iter()
             .min_by(|a, b| f(a).total_cmp(&f(b)))
@@ -487,6 +531,8 @@ fn build_report(
             equal: share(Verdict::Equal),
             worst_production: worst(|w| w.mos_production),
             worst_shadow: worst(|w| w.mos_shadow),
+            ready,
+            ready_reason,
         },
     }
 }
@@ -534,6 +580,12 @@ impl Report {
                 p.0, p.1, sh.0, sh.1
             );
         }
+        let _ = writeln!(
+            s,
+            "ready: {} ({})",
+            if m.ready { "yes" } else { "no" },
+            m.ready_reason
+        );
         s
     }
 

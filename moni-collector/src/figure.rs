@@ -324,6 +324,12 @@ pub fn html(r: &Report, marks: &[Mark]) -> String {
         m.equal * 100.0,
         r.tolerance
     );
+    let _ = writeln!(
+        s,
+        "<p class=\"ready\"><strong>Ready: {}.</strong> {}.</p>",
+        if m.ready { "yes" } else { "no" },
+        esc(&m.ready_reason)
+    );
     if !marks.is_empty() {
         let list: Vec<String> = marks
             .iter()

@@ -62,6 +62,32 @@ fn compare_prints_the_per_phase_picture_and_a_readable_plot() {
         }
     }
     assert!((r["summary"]["shadow_better"].as_f64().unwrap_or(0.0) - 0.5).abs() < 1e-9);
+    // The answer the comparison is for: B was never worse, so it is ready;
+    // with the roles swapped, A (now the shadow) is not, and the reason
+    // names the three congested windows.
+    assert_eq!(r["summary"]["ready"], true, "{}", r["summary"]);
+    let why = r["summary"]["ready_reason"].as_str().unwrap_or("");
+    assert!(
+        why.contains("never worse") && why.contains("6 paired windows (better in 3)"),
+        "{why}"
+    );
+    let swapped = Command::new(env!("CARGO_BIN_EXE_moni-collector"))
+        .args(["compare", "--production", "B", "--shadow", "A", "--data"])
+        .arg(&out)
+        .output()
+        .expect("compare");
+    assert!(swapped.status.success());
+    let table = String::from_utf8_lossy(&swapped.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("ready: "))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with(
+            "ready: no (production B was better than shadow A in 3 of 6 paired windows"
+        ),
+        "{table}"
+    );
     // Per stream rows carry jitter too.
     assert!(r["streams"].as_array().is_some_and(|s| s.len() == 12));
 
@@ -200,6 +226,10 @@ fn the_operators_report_draws_loss_and_mos_with_marks_and_the_receiver() {
         page.matches("<tr class=\"shadow_better\">").count(),
         3,
         "the per-window table"
+    );
+    assert!(
+        page.contains("<p class=\"ready\"><strong>Ready: yes.</strong> shadow B was never worse"),
+        "the answer at the top"
     );
     assert!(page.trim_end().ends_with("</html>"));
 }
