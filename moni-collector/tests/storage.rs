@@ -446,6 +446,21 @@ fn a_node_retries_a_full_collector_and_every_row_is_stored_once() {
     );
     assert_eq!(rows_by_dataset(&data), shipped, "every row stored once");
     assert!(c.incoming().is_empty());
+    // The summary names each file where it is: under shipped/.
+    let named: Vec<&str> = s["datasets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|d| d["files"].as_array().into_iter().flatten())
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(!named.is_empty(), "{}", s["datasets"]);
+    for f in named {
+        assert!(
+            f.contains("/shipped/") && std::path::Path::new(f).exists(),
+            "{f}"
+        );
+    }
 }
 
 /// A 10 M-row upload (1 MB of Parquet) is split in bounded memory; above

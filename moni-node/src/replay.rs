@@ -86,7 +86,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         workers,
         config.compare_tolerance,
         ParquetSink::new(out, Arc::clone(&metrics), None, None),
-        Tally::new(Arc::clone(&metrics), true),
+        Tally::new(Arc::clone(&metrics), config.compare_tolerance),
     );
     // Records in flight to the sinks: a few per worker. Each holds up to
     // 4,096 flows, so a deep queue behind a slower Parquet writer (an

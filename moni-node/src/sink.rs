@@ -21,7 +21,7 @@ use analyzers::record::{
     AlertRecord, BinRecord, CallRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord,
 };
 use analyzers::vnet::{VnetId, VnetMap};
-use analyzers::voip::compare::{CompareStats, Comparer, RtpCompareRecord};
+use analyzers::voip::compare::{CompareStats, Comparer, RtpCompareRecord, WindowTally};
 use analyzers::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
@@ -206,22 +206,27 @@ impl Sink for CompareSink {
 }
 
 /// Counts what passes for the summary and for Prometheus: alerts by kind
-/// and severity, comparison verdicts; keeps the pairs for the summary's
-/// per-window table when asked (replay).
+/// and severity, comparison verdicts, and the comparison's windows for
+/// the summary's per-window table (replay's and run's alike, bounded).
 pub struct Tally {
     metrics: Arc<Metrics>,
     pub alerts: BTreeMap<&'static str, u64>,
-    /// `Some` when the pairs are kept (replay's summary).
-    pub pairs: Option<Vec<RtpCompareRecord>>,
+    pub windows: WindowTally,
     published_compare: CompareStats,
 }
 
+/// The most windows the summary lists (about 100 bytes each); older ones
+/// are still counted by verdict (`comparison.windows_not_listed`).
+pub const SUMMARY_WINDOWS: usize = 100_000;
+
 impl Tally {
-    pub fn new(metrics: Arc<Metrics>, keep_pairs: bool) -> Tally {
+    /// `tolerance`: the comparison's (`compare_tolerance`), for the
+    /// windows' verdicts.
+    pub fn new(metrics: Arc<Metrics>, tolerance: f64) -> Tally {
         Tally {
             metrics,
             alerts: BTreeMap::new(),
-            pairs: keep_pairs.then(Vec::new),
+            windows: WindowTally::new(tolerance, SUMMARY_WINDOWS),
             published_compare: CompareStats::default(),
         }
     }
@@ -258,8 +263,8 @@ impl Sink for Tally {
                 .with_label_values(&[c.verdict.as_str()])
                 .inc();
         }
-        if let Some(p) = &mut self.pairs {
-            p.extend(r.rtp_compare.iter().cloned());
+        for c in &r.rtp_compare {
+            self.windows.add(c);
         }
         Ok(())
     }

@@ -144,6 +144,9 @@ pub fn voip_summary(
     }
 }
 
+/// The most comparison windows the human summary prints (the last ones).
+const HUMAN_WINDOWS: usize = 50;
+
 /// One window of the shadow/production comparison (mean over streams).
 #[derive(Clone, Debug, Serialize)]
 pub struct ComparisonWindow {
@@ -167,22 +170,27 @@ pub struct ComparisonSummary {
     pub equal: u64,
     /// Window records beyond the in-memory cap, not compared.
     pub windows_not_compared: u64,
+    /// Windows counted by verdict above but not listed in `windows` (the
+    /// oldest, past [`crate::sink::SUMMARY_WINDOWS`]: a node that ran for
+    /// weeks).
+    pub windows_not_listed: u64,
 }
 
 pub fn comparison_summary(
-    per_window: &[analyzers::voip::compare::WindowVerdict],
+    tally: &analyzers::voip::compare::WindowTally,
     vnets: &analyzers::vnet::VnetMap,
     tolerance: f64,
     dropped: u64,
 ) -> ComparisonSummary {
-    use analyzers::voip::compare::Verdict;
-    let count = |v: Verdict| per_window.iter().filter(|w| w.verdict == v).count() as u64;
+    let per_window = tally.windows();
+    let [shadow_better, production_better, equal] = tally.counts();
     ComparisonSummary {
         tolerance,
-        shadow_better: count(Verdict::ShadowBetter),
-        production_better: count(Verdict::ProductionBetter),
-        equal: count(Verdict::Equal),
+        shadow_better,
+        production_better,
+        equal,
         windows_not_compared: dropped,
+        windows_not_listed: tally.settled(),
         windows: per_window
             .iter()
             .map(|w| ComparisonWindow {
@@ -438,7 +446,16 @@ impl Summary {
                 "    {:<20} {:>12} {:>8} {:>8} {:>7} {:>7}  verdict",
                 "window (UTC s)", "vnets", "MOS prod", "MOS shad", "loss P", "loss S"
             );
-            for w in &c.windows {
+            // A day-long capture has thousands of windows: the last ones
+            // here, all of them in --json and in rtp_compare.
+            let hidden = c.windows.len().saturating_sub(HUMAN_WINDOWS);
+            if hidden > 0 {
+                let _ = writeln!(
+                    s,
+                    "    ({hidden} earlier windows not shown: see --json or the rtp_compare dataset)"
+                );
+            }
+            for w in &c.windows[hidden..] {
                 let _ = writeln!(
                     s,
                     "    {:<20} {:>12} {:>8.2} {:>8.2} {:>6.1}% {:>6.1}%  {}",
@@ -456,6 +473,14 @@ impl Summary {
                 "    windows: {} shadow better, {} production better, {} equal",
                 c.shadow_better, c.production_better, c.equal
             );
+            if c.windows_not_listed > 0 {
+                let _ = writeln!(
+                    s,
+                    "    ({} of them counted but no longer listed: the oldest, past {} windows)",
+                    c.windows_not_listed,
+                    crate::sink::SUMMARY_WINDOWS
+                );
+            }
         }
         if self.alerts.is_empty() {
             let _ = writeln!(s, "  IDS alerts: none");
@@ -587,9 +612,8 @@ impl Summary {
         } = p;
         let vnets = &config.vnets;
         let tolerance = sinks.compare.comparer.tolerance();
-        let pairs = sinks.tally.pairs.take().unwrap_or_default();
         let comparison = comparison_summary(
-            &analyzers::voip::compare::per_window(&pairs, tolerance),
+            &sinks.tally.windows,
             vnets,
             tolerance,
             sinks.compare.comparer.stats().dropped_at_cap,

@@ -361,13 +361,38 @@ fn run_compares_shadow_and_production_windows_as_they_finish() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let capture = sample("paper-miniature.pcap");
     let map = "[vnets]\nmap = [\"100=A:production\", \"200=B:shadow\", \"300=rx:monitor\"]\n";
-    run_file_source(&capture, map, tmp.path(), &tmp.path().join("run"));
-    replay_files(
+    let summary = run_file_source(&capture, map, tmp.path(), &tmp.path().join("run"));
+    let replayed = replay_files(
         &[capture],
         Some("100=A:production,200=B:shadow,300=rx:monitor"),
         &tmp.path().join("replay"),
         "",
     );
+    // The exit summary's comparison is replay's: the same verdict counts
+    // and, window by window (offsets: run moves packet time to now), the
+    // same verdicts. (Run's summary listed no window before.)
+    let c = &summary["comparison"];
+    let r = &replayed.comparison;
+    assert_eq!(c["shadow_better"], r.shadow_better, "{c}");
+    assert_eq!(c["production_better"], r.production_better, "{c}");
+    assert_eq!(c["equal"], r.equal, "{c}");
+    assert!(r.shadow_better >= 3, "{r:?}");
+    assert_eq!(c["windows_not_listed"], 0);
+    let rows = c["windows"].as_array().expect("windows");
+    assert_eq!(rows.len(), r.windows.len());
+    let (t_run, t_replay) = (
+        rows.first()
+            .and_then(|w| w["window_start_us"].as_i64())
+            .unwrap_or(0),
+        r.windows.first().map_or(0, |w| w.window_start_us),
+    );
+    for (a, b) in rows.iter().zip(&r.windows) {
+        assert_eq!(a["verdict"].as_str(), Some(b.verdict));
+        assert_eq!(
+            a["window_start_us"].as_i64().map(|t| t - t_run),
+            Some(b.window_start_us - t_replay)
+        );
+    }
     let verdicts = |d: &str| -> Vec<(u32, i64, String)> {
         let mut v = Vec::new();
         let mut t0 = i64::MAX;

@@ -141,36 +141,120 @@ pub struct WindowVerdict {
 
 /// Aggregates paired records per window (mean over streams).
 pub fn per_window(records: &[RtpCompareRecord], tolerance: f64) -> Vec<WindowVerdict> {
-    // (window, production, shadow) -> (streams, sums of MOS P, MOS S, loss P, loss S)
-    type Sums = (u64, f64, f64, f64, f64);
-    let mut acc: BTreeMap<(i64, VnetId, VnetId), Sums> = BTreeMap::new();
+    let mut t = WindowTally::new(tolerance, usize::MAX);
     for r in records {
-        let e = acc
-            .entry((r.window_start.micros(), r.production, r.shadow))
-            .or_default();
+        t.add(r);
+    }
+    t.windows()
+}
+
+/// (window start, production, shadow).
+type WindowKey = (i64, VnetId, VnetId);
+
+/// Streams, then the sums of MOS production, MOS shadow, loss production,
+/// loss shadow.
+type Sums = (u64, f64, f64, f64, f64);
+
+/// [`per_window`] kept as the pairs arrive, in bounded memory: the
+/// comparison of a replay's summary and of a node that runs for weeks.
+/// At most `cap` windows are kept (about 100 bytes each); past that the
+/// oldest is settled: its verdict is counted and its row forgotten, and a
+/// late pair of a settled window is counted in `late` instead of opening
+/// it again.
+#[derive(Debug)]
+pub struct WindowTally {
+    acc: BTreeMap<WindowKey, Sums>,
+    cap: usize,
+    tolerance: f64,
+    /// Verdicts of the settled windows: shadow better, production better,
+    /// equal.
+    settled: [u64; 3],
+    /// The newest window start settled.
+    settled_upto: Option<i64>,
+    /// Pairs of windows already settled.
+    pub late: u64,
+}
+
+impl WindowTally {
+    pub fn new(tolerance: f64, cap: usize) -> WindowTally {
+        WindowTally {
+            acc: BTreeMap::new(),
+            cap: cap.max(1),
+            tolerance,
+            settled: [0; 3],
+            settled_upto: None,
+            late: 0,
+        }
+    }
+
+    pub fn add(&mut self, r: &RtpCompareRecord) {
+        let t = r.window_start.micros();
+        if self.settled_upto.is_some_and(|s| t <= s) {
+            self.late += 1;
+            return;
+        }
+        let e = self.acc.entry((t, r.production, r.shadow)).or_default();
         e.0 += 1;
         e.1 += r.mos_production;
         e.2 += r.mos_shadow;
         e.3 += r.loss_production;
         e.4 += r.loss_shadow;
+        while self.acc.len() > self.cap {
+            let Some((k, sums)) = self.acc.pop_first() else {
+                break;
+            };
+            let v = verdict_of(k, sums, self.tolerance);
+            self.settled[slot(v.verdict)] += 1;
+            self.settled_upto = Some(self.settled_upto.map_or(k.0, |s| s.max(k.0)));
+        }
     }
-    acc.into_iter()
-        .map(|((t, p, s), (n, mp, ms, lp, ls))| {
-            let n_f = n as f64;
-            let (mp, ms) = (mp / n_f, ms / n_f);
-            WindowVerdict {
-                production: p,
-                shadow: s,
-                window_start: Timestamp(t),
-                streams: n,
-                mos_production: mp,
-                mos_shadow: ms,
-                loss_production: lp / n_f,
-                loss_shadow: ls / n_f,
-                verdict: Verdict::of(mp, ms, tolerance),
-            }
-        })
-        .collect()
+
+    /// The windows kept, oldest first.
+    pub fn windows(&self) -> Vec<WindowVerdict> {
+        self.acc
+            .iter()
+            .map(|(&k, &sums)| verdict_of(k, sums, self.tolerance))
+            .collect()
+    }
+
+    /// Windows by verdict, settled ones included: shadow better,
+    /// production better, equal.
+    pub fn counts(&self) -> [u64; 3] {
+        let mut c = self.settled;
+        for (&k, &sums) in &self.acc {
+            c[slot(verdict_of(k, sums, self.tolerance).verdict)] += 1;
+        }
+        c
+    }
+
+    /// Windows settled at the cap (counted, not listed).
+    pub fn settled(&self) -> u64 {
+        self.settled.iter().sum()
+    }
+}
+
+fn slot(v: Verdict) -> usize {
+    match v {
+        Verdict::ShadowBetter => 0,
+        Verdict::ProductionBetter => 1,
+        Verdict::Equal => 2,
+    }
+}
+
+fn verdict_of((t, p, s): WindowKey, (n, mp, ms, lp, ls): Sums, tolerance: f64) -> WindowVerdict {
+    let n_f = n as f64;
+    let (mp, ms) = (mp / n_f, ms / n_f);
+    WindowVerdict {
+        production: p,
+        shadow: s,
+        window_start: Timestamp(t),
+        streams: n,
+        mos_production: mp,
+        mos_shadow: ms,
+        loss_production: lp / n_f,
+        loss_shadow: ls / n_f,
+        verdict: Verdict::of(mp, ms, tolerance),
+    }
 }
 
 /// Identity of a window for pairing: stream (without the VNet) and start.
@@ -412,6 +496,63 @@ mod tests {
             },
             capture_drops: 0,
         }
+    }
+
+    fn pair(t: i64, ssrc: u32, mos_p: f64, mos_s: f64) -> RtpCompareRecord {
+        RtpCompareRecord {
+            production: VnetId(1),
+            shadow: VnetId(2),
+            ssrc,
+            src_addr: "10.0.0.1".parse().expect("addr"),
+            src_port: 4000,
+            dst_addr: "10.0.0.2".parse().expect("addr"),
+            dst_port: 5000,
+            call_id: None,
+            window_start: Timestamp::from_secs(t),
+            window_secs: 10,
+            mos_production: mos_p,
+            mos_shadow: mos_s,
+            mos_diff: mos_s - mos_p,
+            loss_production: 0.0,
+            loss_shadow: 0.0,
+            jitter_production_ms: 0.0,
+            jitter_shadow_ms: 0.0,
+            jitter_buffer: "none",
+            verdict: Verdict::of(mos_p, mos_s, 0.1),
+        }
+    }
+
+    /// The tally kept as pairs arrive is `per_window` of all of them;
+    /// at its cap it lists the newest windows and still counts every one,
+    /// and a late pair of a settled window does not open it again.
+    #[test]
+    fn window_tally_lists_the_newest_windows_and_counts_all() {
+        // Window 0: two streams, mean 3.0 vs 3.6 (shadow better); 10:
+        // equal; 20: production better; 30: shadow better.
+        let pairs = [
+            pair(0, 1, 2.8, 3.7),
+            pair(0, 2, 3.2, 3.5),
+            pair(10, 1, 4.0, 4.05),
+            pair(20, 1, 4.2, 3.0),
+            pair(30, 1, 3.0, 4.0),
+        ];
+        let mut all = WindowTally::new(0.1, usize::MAX);
+        let mut capped = WindowTally::new(0.1, 2);
+        for p in &pairs {
+            all.add(p);
+            capped.add(p);
+        }
+        let every = per_window(&pairs, 0.1);
+        assert_eq!(all.windows(), every);
+        assert_eq!(every.len(), 4);
+        assert_eq!(every[0].streams, 2);
+        assert!((every[0].mos_shadow - 3.6).abs() < 1e-9);
+        assert_eq!(all.counts(), [2, 1, 1]);
+        assert_eq!(capped.counts(), [2, 1, 1]);
+        assert_eq!(capped.settled(), 2);
+        assert_eq!(capped.windows(), every[2..].to_vec());
+        capped.add(&pair(10, 3, 1.0, 4.0));
+        assert_eq!((capped.late, capped.counts()), (1, [2, 1, 1]));
     }
 
     #[test]

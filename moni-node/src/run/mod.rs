@@ -167,7 +167,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                     Some(Arc::clone(&spool_full)),
                     Some(Arc::clone(&healthy)),
                 ),
-                Tally::new(Arc::clone(&metrics), false),
+                Tally::new(Arc::clone(&metrics), config.compare_tolerance),
             );
             let tick = node.tick;
             crate::sys::spawn_named(scope, "moni-writer".into(), move || {
@@ -423,6 +423,20 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
     summary.reloads = Some(reloads);
     summary.isolation = Some(isolation.description.clone());
     summary.ship = ship_summary;
+    // Shipped files kept (`ship.keep_shipped`) moved to
+    // shipped/DATASET/: the summary names them where they are.
+    let shipped = config.output.dir.join("shipped");
+    for d in &mut summary.datasets {
+        for f in &mut d.files {
+            let written = Path::new(f.as_str());
+            let moved = written
+                .file_name()
+                .map(|n| shipped.join(&d.dataset).join(n));
+            if let Some(m) = moved.filter(|m| !written.exists() && m.exists()) {
+                *f = m.display().to_string();
+            }
+        }
+    }
     Ok(summary)
 }
 
