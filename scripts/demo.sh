@@ -108,7 +108,9 @@ trap - EXIT
 rm -f "$out-live.summary.json" "$out-live.collector.toml" "$out-live.node.toml" "$out-live.collector.log"
 
 echo
-echo "== The collected store ($data/), opened with pandas: worst and mean MOS-CQ per VNet"
+echo "== The collected store ($data/), opened with pandas: MOS-CQ per VNet over its RTP windows"
+echo "   (count of windows, their mean, the worst window; the replay summaries above give each"
+echo "   stream's MOS over the whole stream, so their min is higher)"
 MONI_DATA="$data" python3 - <<'PY'
 import os
 import pandas as pd
@@ -116,6 +118,7 @@ data = os.environ["MONI_DATA"]
 df = pd.read_parquet(f"{data}/rtp_windows")
 print(f"  {len(df)} RTP windows from node(s) {', '.join(sorted(df['node'].astype(str).unique()))}")
 per = df.groupby(["vnet", "role"], observed=True)["mos_cq"].agg(["count", "mean", "min"])
+per.columns = ["windows", "mean", "worst window"]
 print(per.round(2).to_string())
 flows = pd.read_parquet(f"{data}/flows")
 print(f"  flows: {len(flows)} rows, VNets {', '.join(sorted(flows['vnet'].astype(str).unique()))}")

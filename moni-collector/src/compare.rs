@@ -134,7 +134,7 @@ fn readiness(q: &CompareQuery, tolerance: f64, per: &[WindowVerdict]) -> (bool, 
             true,
             format!(
                 "shadow {s} was never worse than production {p} by more than {tolerance} MOS \
-                 in {n} paired windows (better in {})",
+                 in {n} paired windows; better in {}",
                 count(Verdict::ShadowBetter)
             ),
         );
@@ -147,8 +147,8 @@ fn readiness(q: &CompareQuery, tolerance: f64, per: &[WindowVerdict]) -> (bool, 
     (
         false,
         format!(
-            "production {p} was better than shadow {s} in {worse} of {n} paired windows \
-             (most at {when}: by {by:.2} MOS)"
+            "production {p} was better than shadow {s} in {worse} of {n} paired \
+             windows; the widest gap {by:.2} MOS at {when}"
         ),
     )
 }

@@ -68,7 +68,7 @@ fn compare_prints_the_per_phase_picture_and_a_readable_plot() {
     assert_eq!(r["summary"]["ready"], true, "{}", r["summary"]);
     let why = r["summary"]["ready_reason"].as_str().unwrap_or("");
     assert!(
-        why.contains("never worse") && why.contains("6 paired windows (better in 3)"),
+        why.contains("never worse") && why.contains("6 paired windows; better in 3"),
         "{why}"
     );
     let swapped = Command::new(env!("CARGO_BIN_EXE_moni-collector"))

@@ -423,7 +423,7 @@ impl Summary {
             for x in &v.vnets {
                 let _ = writeln!(
                     s,
-                    "    vnet {} ({}): {} streams, {} packets, {} lost, MOS-CQ mean {:.2} min {:.2}",
+                    "    vnet {} ({}): {} streams, {} packets, {} lost, MOS-CQ per stream mean {:.2} min {:.2}",
                     x.vnet,
                     x.role,
                     x.streams,
