@@ -25,14 +25,24 @@
 # pip installs outside a virtual environment (PEP 668,
 # "externally-managed-environment"); both are handled: pip is installed
 # from apt when missing, and PIP_BREAK_SYSTEM_PACKAGES=1 lets it install
-# next to Debian's packages (which it does not replace: pip installs to
-# /usr/local). A pyenv or virtualenv Python is used as it is.
+# next to Debian's packages (as root into /usr/local, else into
+# ~/.local, whose bin/ must then be on PATH for moto_server). A pyenv or
+# virtualenv Python is used as it is (a virtualenv made without pip gets
+# it from ensurepip).
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pip_install() {
   if ! python3 -m pip --version >/dev/null 2>&1; then
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q python3-pip
+    if python3 -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then
+      python3 -m ensurepip -q   # a virtualenv made without pip
+    else
+      if [ -n "$SUDO" ] && ! command -v sudo >/dev/null; then
+        echo "error: python3 has no pip; install python3-pip as root (no sudo here)" >&2
+        exit 1
+      fi
+      $SUDO apt-get update -q
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q python3-pip
+    fi
   fi
   PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q "$@"
 }

@@ -123,7 +123,7 @@ fn readiness(q: &CompareQuery, tolerance: f64, per: &[WindowVerdict]) -> (bool, 
     if per.is_empty() {
         return (
             false,
-            format!("no window of {p} and {s} could be paired: nothing to judge"),
+            format!("no window of {p} and {s} was paired with a MOS: nothing to judge"),
         );
     }
     let n = per.len();

@@ -403,6 +403,12 @@ pub struct Sinks {
 }
 
 impl Sinks {
+    /// The newest VNet map the records carried (a `run` reload's, with
+    /// the VNets it added), if any arrived.
+    pub fn newest_vnets(&self) -> Option<Arc<VnetMap>> {
+        self.vnets.clone()
+    }
+
     pub fn new(
         workers: usize,
         compare_tolerance: f64,

@@ -174,6 +174,9 @@ pub struct ComparisonSummary {
     /// oldest, past [`crate::sink::SUMMARY_WINDOWS`]: a node that ran for
     /// weeks).
     pub windows_not_listed: u64,
+    /// Pairs of a window already settled at that cap when they came (in
+    /// `rtp_compare`, not in these counts).
+    pub pairs_late: u64,
 }
 
 pub fn comparison_summary(
@@ -191,6 +194,7 @@ pub fn comparison_summary(
         equal,
         windows_not_compared: dropped,
         windows_not_listed: tally.settled(),
+        pairs_late: tally.late,
         windows: per_window
             .iter()
             .map(|w| ComparisonWindow {
@@ -610,7 +614,10 @@ impl Summary {
             output_dir,
             elapsed_secs,
         } = p;
-        let vnets = &config.vnets;
+        // The newest map: a SIGHUP may have added VNets (the old ones keep
+        // their ids), which the start-up map would name as the default.
+        let newest = sinks.newest_vnets();
+        let vnets = newest.as_deref().unwrap_or(&config.vnets);
         let tolerance = sinks.compare.comparer.tolerance();
         let comparison = comparison_summary(
             &sinks.tally.windows,

@@ -580,6 +580,17 @@ fn sighup_reloads_the_vnet_map_and_refuses_a_bad_config() {
     );
     let summary = stop_node(node);
     assert_eq!(summary["reloads"], 1);
+    // The summary names the VNet the reload added by the new map (the
+    // start-up map would call it the default VNet).
+    let b = summary["vnets"]
+        .as_array()
+        .and_then(|v| v.iter().find(|x| x["vnet"] == "B"));
+    assert_eq!(
+        b.map(|x| (x["role"].clone(), x["packets"].clone())),
+        Some(("shadow".into(), 60.into())),
+        "{}",
+        summary["vnets"]
+    );
     let flows = flows_as_truth(&read_dataset(&tmp.path().join("out/flows")));
     let by_vnet = |v: &str| -> u64 {
         flows

@@ -169,8 +169,9 @@ pub struct WindowTally {
     /// Verdicts of the settled windows: shadow better, production better,
     /// equal.
     settled: [u64; 3],
-    /// The newest window start settled.
-    settled_upto: Option<i64>,
+    /// The last window settled: windows settle in key order, so a pair of
+    /// a key at or below it belongs to a window settled already.
+    settled_upto: Option<WindowKey>,
     /// Pairs of windows already settled.
     pub late: u64,
 }
@@ -188,12 +189,12 @@ impl WindowTally {
     }
 
     pub fn add(&mut self, r: &RtpCompareRecord) {
-        let t = r.window_start.micros();
-        if self.settled_upto.is_some_and(|s| t <= s) {
+        let key = (r.window_start.micros(), r.production, r.shadow);
+        if self.settled_upto.is_some_and(|s| key <= s) {
             self.late += 1;
             return;
         }
-        let e = self.acc.entry((t, r.production, r.shadow)).or_default();
+        let e = self.acc.entry(key).or_default();
         e.0 += 1;
         e.1 += r.mos_production;
         e.2 += r.mos_shadow;
@@ -205,7 +206,7 @@ impl WindowTally {
             };
             let v = verdict_of(k, sums, self.tolerance);
             self.settled[slot(v.verdict)] += 1;
-            self.settled_upto = Some(self.settled_upto.map_or(k.0, |s| s.max(k.0)));
+            self.settled_upto = Some(k);
         }
     }
 
@@ -553,6 +554,13 @@ mod tests {
         assert_eq!(capped.windows(), every[2..].to_vec());
         capped.add(&pair(10, 3, 1.0, 4.0));
         assert_eq!((capped.late, capped.counts()), (1, [2, 1, 1]));
+        // Another shadow's pair of the last window settled (10) is not
+        // late: that window was never settled.
+        let mut other = pair(10, 4, 4.0, 4.0);
+        other.shadow = VnetId(3);
+        capped.add(&other);
+        assert_eq!(capped.late, 1);
+        assert_eq!(capped.counts(), [2, 1, 2]);
     }
 
     #[test]

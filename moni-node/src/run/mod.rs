@@ -423,16 +423,21 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
     summary.reloads = Some(reloads);
     summary.isolation = Some(isolation.description.clone());
     summary.ship = ship_summary;
-    // Shipped files kept (`ship.keep_shipped`) moved to
-    // shipped/DATASET/: the summary names them where they are.
-    let shipped = config.output.dir.join("shipped");
+    // Shipped files kept (`ship.keep_shipped`) moved to shipped/DATASET/,
+    // refused ones to rejected/DATASET/: the summary names them where
+    // they are.
+    let moved_to = ["shipped", "rejected"].map(|d| config.output.dir.join(d));
     for d in &mut summary.datasets {
         for f in &mut d.files {
             let written = Path::new(f.as_str());
-            let moved = written
-                .file_name()
-                .map(|n| shipped.join(&d.dataset).join(n));
-            if let Some(m) = moved.filter(|m| !written.exists() && m.exists()) {
+            let (Some(name), false) = (written.file_name(), written.exists()) else {
+                continue;
+            };
+            if let Some(m) = moved_to
+                .iter()
+                .map(|dir| dir.join(&d.dataset).join(name))
+                .find(|m| m.exists())
+            {
                 *f = m.display().to_string();
             }
         }
