@@ -70,6 +70,11 @@ enum Cmd {
         /// A labelled moment in the figure, TIME=LABEL (Unix seconds or YYYY-MM-DDTHH:MM:SSZ; repeatable).
         #[arg(long = "mark", value_name = "TIME=LABEL")]
         marks: Vec<moni_collector::figure::Mark>,
+        /// Exit 1 when the answer is `ready: no` (after printing and
+        /// writing everything), for a script that gates the switch to
+        /// the shadow on it.
+        #[arg(long)]
+        require_ready: bool,
     },
 }
 
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
             plot,
             report,
             marks,
+            require_ready,
         } => {
             let q = CompareQuery {
                 production,
@@ -193,6 +199,9 @@ fn main() -> ExitCode {
                     eprintln!("error: --report {}: {e}", p.display());
                     return ExitCode::from(3);
                 }
+            }
+            if require_ready && !r.summary.ready {
+                return ExitCode::from(1);
             }
             ExitCode::SUCCESS
         }

@@ -71,12 +71,36 @@ fn compare_prints_the_per_phase_picture_and_a_readable_plot() {
         why.contains("never worse") && why.contains("6 paired windows; better in 3"),
         "{why}"
     );
+    // `--require-ready` gates on the answer: exit 1 for "no", with the
+    // table printed all the same; 0 for "yes".
     let swapped = Command::new(env!("CARGO_BIN_EXE_moni-collector"))
-        .args(["compare", "--production", "B", "--shadow", "A", "--data"])
+        .args([
+            "compare",
+            "--production",
+            "B",
+            "--shadow",
+            "A",
+            "--require-ready",
+        ])
+        .arg("--data")
         .arg(&out)
         .output()
         .expect("compare");
-    assert!(swapped.status.success());
+    assert_eq!(swapped.status.code(), Some(1));
+    let ready = Command::new(env!("CARGO_BIN_EXE_moni-collector"))
+        .args([
+            "compare",
+            "--production",
+            "A",
+            "--shadow",
+            "B",
+            "--require-ready",
+        ])
+        .arg("--data")
+        .arg(&out)
+        .output()
+        .expect("compare");
+    assert!(ready.status.success());
     let table = String::from_utf8_lossy(&swapped.stdout);
     let line = table
         .lines()
