@@ -121,9 +121,24 @@ pub struct ReplayArgs {
 /// removes only what a replay writes (the dataset directories and
 /// `eve.json`), never the user's other files.
 fn prepare_out_dir(dir: &std::path::Path, append: bool, overwrite: bool) -> Result<(), String> {
+    // What a replay that failed before writing anything leaves (its empty
+    // dataset folders and an empty eve.json) does not count: the
+    // corrected retry must not need --overwrite.
+    let leftover = |e: &std::fs::DirEntry| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let path = e.path();
+        if analyzers::schema::DATASETS.contains(&name.as_ref()) {
+            std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none())
+        } else {
+            name == crate::export::EVE_FILE
+                && std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0)
+        }
+    };
     let entries: Vec<String> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .flatten()
+            .filter(|e| !leftover(e))
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -288,6 +303,15 @@ fn check_rules(args: CheckRulesArgs) -> ExitCode {
             100.0 * set.rules.len() as f64 / total as f64
         }
     );
+    if set.rules.is_empty() && !set.skipped.is_empty() {
+        // A file of rules none of which loads (the wrong file, or a rule
+        // set outside the subset) is not a rule set a node can use.
+        eprintln!(
+            "error: no rule loaded ({} skipped: the reasons are above)",
+            set.skipped.len()
+        );
+        return ExitCode::from(1);
+    }
     if args.strict && !set.skipped.is_empty() {
         return ExitCode::from(1);
     }

@@ -1025,3 +1025,58 @@ fn the_node_runs_with_huge_pages_unless_told_not_to() {
         "{line}"
     );
 }
+
+/// A replay that failed before writing anything (a missing file) leaves
+/// only empty dataset folders and an empty `eve.json`: the corrected
+/// retry into the same directory needs no `--overwrite`. A directory with
+/// real output still does.
+#[test]
+fn a_retry_after_a_failed_replay_needs_no_overwrite() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    let missing = tmp.path().join("nope.pcap");
+    let o = moni(&["replay", "--out", p(&out), p(&missing)]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", stderr_lines(&o));
+    let good = sample("voip-impairments.pcap");
+    let o = moni(&["replay", "--out", p(&out), p(&good)]);
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    assert!(!read_dataset(&out.join("flows")).is_empty());
+    let o = moni(&["replay", "--out", p(&out), p(&good)]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr_lines(&o).join("\n");
+    assert!(
+        err.contains("is not empty (") && err.contains("flows"),
+        "{err}"
+    );
+}
+
+/// `check-rules` on a file none of whose rules load (here a text file,
+/// the wrong file for a deploy check) exits 1 with one `error:` line; a
+/// file with some rules loaded exits 0 (only `--strict` fails on skips).
+#[test]
+fn check_rules_fails_when_no_rule_loads() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = tmp.path().join("notes.rules");
+    std::fs::write(&text, "these are notes\nnot rules\n").expect("write");
+    let o = moni(&["check-rules", p(&text)]);
+    assert_eq!(o.status.code(), Some(1));
+    let errors: Vec<String> = stderr_lines(&o)
+        .into_iter()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(
+        errors,
+        ["error: no rule loaded (2 skipped: the reasons are above)"]
+    );
+    let mixed = tmp.path().join("mixed.rules");
+    std::fs::write(
+        &mixed,
+        "not a rule\nalert udp any any -> any any (msg:\"udp\"; sid:1;)\n",
+    )
+    .expect("write");
+    assert!(moni(&["check-rules", p(&mixed)]).status.success());
+    assert_eq!(
+        moni(&["check-rules", "--strict", p(&mixed)]).status.code(),
+        Some(1)
+    );
+}
