@@ -728,8 +728,16 @@ impl Floods {
             ("peak_slice_packets", json!(s.rate.peak_slice)),
             ("slice_ms", json!(self.slice_us / 1000)),
             ("span_ms", json!((span_ms * 10.0).round() / 10.0)),
-            ("distinct_reflectors_est", json!(reflectors.round())),
-            ("victim_ports_est", json!(s.ports.estimate().round())),
+            // The estimates never claim more distinct values than
+            // packets (HyperLogLog is off by a few percent either way).
+            (
+                "distinct_reflectors_est",
+                json!(reflectors.min(s.packets as f64).round()),
+            ),
+            (
+                "victim_ports_est",
+                json!(s.ports.estimate().min(s.packets as f64).round()),
+            ),
             ("victim_requests", json!(requests)),
             ("threshold_pps", json!(threshold)),
             ("threshold_reflectors", json!(self.reflectors)),

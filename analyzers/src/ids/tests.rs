@@ -412,6 +412,12 @@ fn short_amplification_burst_is_caught_with_service_and_factor() {
         "1,200 bytes per 60-byte GetBulk"
     );
     assert!(d["rate_pps_est"].as_f64().expect("rate") >= 5_000.0);
+    // Estimates of distinct values never exceed the packets counted.
+    let packets = d["packets"].as_f64().expect("packets");
+    for k in ["distinct_reflectors_est", "victim_ports_est"] {
+        let v = d[k].as_f64().expect(k);
+        assert!(v >= 1.0 && v <= packets, "{k} {v} of {packets} packets");
+    }
     // The same responses to a host that asked for them.
     let mut r = Run::new(&IdsConfig::default());
     for i in 0..4_373u32 {
