@@ -144,6 +144,15 @@ pub fn voip_summary(
     }
 }
 
+/// "1 file", "2 files".
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The most comparison windows the human summary prints (the last ones).
 const HUMAN_WINDOWS: usize = 50;
 
@@ -356,10 +365,16 @@ impl Summary {
     /// The summary for people.
     pub fn human(&self) -> String {
         let mut s = String::new();
+        let failed = self.failed_files().count();
         let _ = writeln!(
             s,
-            "replayed {} file(s): {} packets, {} on the wire, in {:.2} s ({:.0} packets/s)",
-            self.files.len(),
+            "replayed {}{}: {} packets, {} on the wire, in {:.2} s ({:.0} packets/s)",
+            plural(self.files.len(), "file"),
+            if failed > 0 {
+                format!(" ({failed} failed)")
+            } else {
+                String::new()
+            },
             self.packets,
             bytes(self.bytes),
             self.elapsed_secs,
@@ -528,10 +543,10 @@ impl Summary {
         for d in &self.datasets {
             let _ = writeln!(
                 s,
-                "  {}: {} rows in {} file(s) under {}",
+                "  {}: {} rows in {} under {}",
                 d.dataset,
                 d.rows,
-                d.files.len(),
+                plural(d.files.len(), "file"),
                 d.dir
             );
         }
