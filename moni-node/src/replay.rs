@@ -29,7 +29,7 @@ use crate::capture::PacketSource;
 use crate::config::Resolved;
 use crate::export::{Datasets, ExportError};
 use crate::metrics::Metrics;
-use crate::sink::{consume, ParquetSink, Records, Sinks, Tally};
+use crate::sink::{consume, ParquetSink, Records, Sinks};
 use crate::summary::{FileSummary, Summary};
 
 /// What to replay and where to.
@@ -86,7 +86,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         workers,
         config.compare_tolerance,
         ParquetSink::new(out, Arc::clone(&metrics), None, None),
-        Tally::new(Arc::clone(&metrics), config.compare_tolerance),
+        Arc::clone(&metrics),
     );
     // Records in flight to the sinks: a few per worker. Each holds up to
     // 4,096 flows, so a deep queue behind a slower Parquet writer (an

@@ -220,9 +220,8 @@ pub struct Tally {
 pub const SUMMARY_WINDOWS: usize = 100_000;
 
 impl Tally {
-    /// `tolerance`: the comparison's (`compare_tolerance`), for the
-    /// windows' verdicts.
-    pub fn new(metrics: Arc<Metrics>, tolerance: f64) -> Tally {
+    /// `tolerance`: the comparison's, for the windows' verdicts.
+    fn new(metrics: Arc<Metrics>, tolerance: f64) -> Tally {
         Tally {
             metrics,
             alerts: BTreeMap::new(),
@@ -409,18 +408,19 @@ impl Sinks {
         self.vnets.clone()
     }
 
+    /// `metrics`: where the tally counts alerts and verdicts.
     pub fn new(
         workers: usize,
         compare_tolerance: f64,
         parquet: ParquetSink,
-        tally: Tally,
+        metrics: Arc<Metrics>,
     ) -> Sinks {
         Sinks {
             bins: BinMerger::new(workers, BinMerger::DEFAULT_CAP),
             compare: CompareSink {
                 comparer: Comparer::new(Comparer::DEFAULT_CAP, compare_tolerance),
             },
-            tally,
+            tally: Tally::new(metrics, compare_tolerance),
             parquet,
             vnets: None,
             cpu_seconds: 0.0,

@@ -44,7 +44,7 @@ use crate::capture::live::LiveSource;
 use crate::config::{NodeConfig, Resolved, SourceKind, SourceSettings};
 use crate::export::Datasets;
 use crate::metrics::Metrics;
-use crate::sink::{ParquetSink, Records, Sinks, Tally};
+use crate::sink::{ParquetSink, Records, Sinks};
 use crate::summary::{SourceSummary, Summary};
 use crate::worker::Control;
 
@@ -167,7 +167,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                     Some(Arc::clone(&spool_full)),
                     Some(Arc::clone(&healthy)),
                 ),
-                Tally::new(Arc::clone(&metrics), config.compare_tolerance),
+                Arc::clone(&metrics),
             );
             let tick = node.tick;
             crate::sys::spawn_named(scope, "moni-writer".into(), move || {
