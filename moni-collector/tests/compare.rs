@@ -73,34 +73,17 @@ fn compare_prints_the_per_phase_picture_and_a_readable_plot() {
     );
     // `--require-ready` gates on the answer: exit 1 for "no", with the
     // table printed all the same; 0 for "yes".
-    let swapped = Command::new(env!("CARGO_BIN_EXE_moni-collector"))
-        .args([
-            "compare",
-            "--production",
-            "B",
-            "--shadow",
-            "A",
-            "--require-ready",
-        ])
-        .arg("--data")
-        .arg(&out)
-        .output()
-        .expect("compare");
+    let gate = |production: &str, shadow: &str| {
+        Command::new(env!("CARGO_BIN_EXE_moni-collector"))
+            .args(["compare", "--production", production, "--shadow", shadow])
+            .args(["--require-ready", "--data"])
+            .arg(&out)
+            .output()
+            .expect("compare")
+    };
+    let swapped = gate("B", "A");
     assert_eq!(swapped.status.code(), Some(1));
-    let ready = Command::new(env!("CARGO_BIN_EXE_moni-collector"))
-        .args([
-            "compare",
-            "--production",
-            "A",
-            "--shadow",
-            "B",
-            "--require-ready",
-        ])
-        .arg("--data")
-        .arg(&out)
-        .output()
-        .expect("compare");
-    assert!(ready.status.success());
+    assert!(gate("A", "B").status.success());
     let table = String::from_utf8_lossy(&swapped.stdout);
     let line = table
         .lines()

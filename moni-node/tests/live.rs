@@ -750,6 +750,52 @@ fn sigterm_mid_capture_leaves_complete_parquet_with_every_flow() {
     assert_eq!(bins.iter().map(|b| b.packets).sum::<u64>(), analysed);
 }
 
+/// Whether the attack tools a test runs are installed; when one is not,
+/// the test is skipped (a failure with `MONI_REQUIRE_NETNS=1`).
+fn have_tools(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| {
+            !std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        !std::env::var("MONI_REQUIRE_NETNS").is_ok_and(|v| v == "1"),
+        "MONI_REQUIRE_NETNS=1 but {} missing",
+        missing.join(" and ")
+    );
+    eprintln!("skipping: {} needed", tools.join(" and "));
+    false
+}
+
+/// The alerts dataset as (kind, source, destination), `-` for none.
+fn alerts_seen(dir: &Path) -> Vec<(String, String, String)> {
+    let mut seen = Vec::new();
+    for b in read_dataset(dir) {
+        let kind = col::<StringArray>(&b, "kind");
+        let src = col::<StringArray>(&b, "src_addr");
+        let dst = col::<StringArray>(&b, "dst_addr");
+        for i in 0..b.num_rows() {
+            let s = |a: &StringArray| {
+                if a.is_null(i) {
+                    "-".to_string()
+                } else {
+                    a.value(i).to_string()
+                }
+            };
+            seen.push((kind.value(i).to_string(), s(src), s(dst)));
+        }
+    }
+    seen
+}
+
 /// Real attack tools against the lab's own namespaces: `nmap -sS` (a SYN
 /// port scan), `nmap -sn` (a ping sweep of a routed /26) and `hping3
 /// --flood -S --rand-source` (a spoofed SYN flood), each bounded in ports,
@@ -757,16 +803,7 @@ fn sigterm_mid_capture_leaves_complete_parquet_with_every_flow() {
 #[test]
 fn nmap_and_hping3_attacks_are_detected_on_the_mirror_port() {
     let _g = serial();
-    let tools = std::process::Command::new("sh")
-        .args(["-c", "command -v nmap && command -v hping3"])
-        .output()
-        .expect("sh");
-    if !tools.status.success() {
-        assert!(
-            !std::env::var("MONI_REQUIRE_NETNS").is_ok_and(|v| v == "1"),
-            "MONI_REQUIRE_NETNS=1 but nmap or hping3 is missing"
-        );
-        eprintln!("skipping: nmap and hping3 are needed");
+    if !have_tools(&["nmap", "hping3"]) {
         return;
     }
     let Some(lab) = Lab::create("atk") else {
@@ -851,22 +888,7 @@ fn nmap_and_hping3_attacks_are_detected_on_the_mirror_port() {
     }
     let summary = stop_node(node);
     eprintln!("node summary: {summary}");
-    let mut seen: Vec<(String, String, String)> = Vec::new();
-    for b in read_dataset(&dir.path().join("out/alerts")) {
-        let kind = col::<StringArray>(&b, "kind");
-        let src = col::<StringArray>(&b, "src_addr");
-        let dst = col::<StringArray>(&b, "dst_addr");
-        for i in 0..b.num_rows() {
-            let s = |a: &StringArray| {
-                if a.is_null(i) {
-                    "-".to_string()
-                } else {
-                    a.value(i).to_string()
-                }
-            };
-            seen.push((kind.value(i).to_string(), s(src), s(dst)));
-        }
-    }
+    let seen = alerts_seen(&dir.path().join("out/alerts"));
     eprintln!("alerts: {seen:?}");
     let has = |kind: &str, src: Option<&str>, dst: Option<&str>| {
         seen.iter()
@@ -893,16 +915,7 @@ fn nmap_and_hping3_attacks_are_detected_on_the_mirror_port() {
 #[test]
 fn sighup_reaches_the_capture_threads_detectors() {
     let _g = serial();
-    let tools = std::process::Command::new("sh")
-        .args(["-c", "command -v nmap"])
-        .output()
-        .expect("sh");
-    if !tools.status.success() {
-        assert!(
-            !std::env::var("MONI_REQUIRE_NETNS").is_ok_and(|v| v == "1"),
-            "MONI_REQUIRE_NETNS=1 but nmap is missing"
-        );
-        eprintln!("skipping: nmap is needed");
+    if !have_tools(&["nmap"]) {
         return;
     }
     let Some(lab) = Lab::create("hids") else {
@@ -962,19 +975,7 @@ fn sighup_reaches_the_capture_threads_detectors() {
         port_scans(&text) >= 1.0,
         "no port_scan after the reload: {text}"
     );
-    let mut seen = Vec::new();
-    for b in read_dataset(&dir.path().join("out/alerts")) {
-        let kind = col::<StringArray>(&b, "kind");
-        let src = col::<StringArray>(&b, "src_addr");
-        let dst = col::<StringArray>(&b, "dst_addr");
-        for i in 0..b.num_rows() {
-            seen.push((
-                kind.value(i).to_string(),
-                src.value(i).to_string(),
-                dst.value(i).to_string(),
-            ));
-        }
-    }
+    let seen = alerts_seen(&dir.path().join("out/alerts"));
     assert!(
         seen.iter()
             .any(|(k, s, d)| k == "port_scan" && s == "10.77.0.1" && d == "10.77.0.2"),
