@@ -217,7 +217,15 @@ impl FromStr for VlanMapping {
             "erspan" => tunnel(TunnelMapKind::Erspan)?,
             "mpls" => tunnel(TunnelMapKind::Mpls)?,
             "gtpu" => tunnel(TunnelMapKind::Gtpu)?,
-            "iface" if !id.is_empty() => MapKey::Iface(id.to_string()),
+            // A name, or `#N` for a pcapng interface's index.
+            "iface"
+                if !id.is_empty()
+                    && id
+                        .strip_prefix('#')
+                        .is_none_or(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                MapKey::Iface(id.to_string())
+            }
             _ => return Err(bad()),
         };
         Ok(VlanMapping {
@@ -556,6 +564,19 @@ mod tunnel_map_tests {
             parse_vnet_map_spec("ospf:1=A:production"),
             Err(VnetMapError::BadEntry(_))
         ));
+        // A pcapng interface by index is `#` and digits.
+        let m = parse_vnet_map_spec("iface:#0=A:production,iface:#12=B:shadow").expect("spec");
+        assert_eq!(m[1].key, MapKey::Iface("#12".into()));
+        for bad in [
+            "iface:#x=A:production",
+            "iface:#=A:production",
+            "iface:#1a=A:production",
+        ] {
+            assert!(
+                matches!(parse_vnet_map_spec(bad), Err(VnetMapError::BadEntry(_))),
+                "{bad}"
+            );
+        }
         let dup = parse_vnet_map_spec("vxlan:1=A:shadow,vxlan:1=B:shadow").expect("parses");
         assert!(matches!(
             VnetMap::new(&dup, "default", Role::Production),

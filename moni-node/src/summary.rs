@@ -145,7 +145,7 @@ pub fn voip_summary(
 }
 
 /// "1 file", "2 files".
-fn plural(n: usize, noun: &str) -> String {
+pub(crate) fn plural(n: u64, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
     } else {
@@ -369,7 +369,7 @@ impl Summary {
         let _ = writeln!(
             s,
             "replayed {}{}: {} packets, {} on the wire, in {:.2} s ({:.0} packets/s)",
-            plural(self.files.len(), "file"),
+            plural(self.files.len() as u64, "file"),
             if failed > 0 {
                 format!(" ({failed} failed)")
             } else {
@@ -436,8 +436,12 @@ impl Summary {
         if v.streams > 0 || v.sip_messages > 0 {
             let _ = writeln!(
                 s,
-                "  voip: {} SIP messages, {} calls, {} RTP streams ({} evicted), {} RTCP packets",
-                v.sip_messages, v.calls, v.streams, v.streams_evicted, v.rtcp_packets
+                "  voip: {}, {}, {} ({} evicted), {}",
+                plural(v.sip_messages, "SIP message"),
+                plural(v.calls, "call"),
+                plural(v.streams, "RTP stream"),
+                v.streams_evicted,
+                plural(v.rtcp_packets, "RTCP packet")
             );
             for x in &v.vnets {
                 let _ = writeln!(
@@ -546,7 +550,7 @@ impl Summary {
                 "  {}: {} rows in {} under {}",
                 d.dataset,
                 d.rows,
-                plural(d.files.len(), "file"),
+                plural(d.files.len() as u64, "file"),
                 d.dir
             );
         }

@@ -150,6 +150,24 @@ fn bad_vnet_map_and_config_are_one_line_naming_the_problem() {
         lines[0].contains("--vnet-map") && lines[0].contains("100=A"),
         "{lines:?}"
     );
+    // A map that parses but cannot be built names where it came from too;
+    // an interface index is digits.
+    for (map, says) in [
+        (
+            "100=A:production,100=B:shadow",
+            "VLAN id 100 is mapped twice",
+        ),
+        ("iface:#x=A:production", "iface:#x"),
+    ] {
+        let o = moni(&["replay", "--vnet-map", map, p(&sample("background.pcap"))]);
+        assert_eq!(o.status.code(), Some(2), "{map}");
+        let lines = stderr_lines(&o);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("--vnet-map") && lines[0].contains(says),
+            "{lines:?}"
+        );
+    }
 
     let cfg = dir.path().join("node.toml");
     std::fs::write(&cfg, "[flows]\nidle_timeout_secs = \"soon\"\n").expect("write");

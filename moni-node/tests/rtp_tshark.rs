@@ -18,7 +18,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -295,22 +295,16 @@ fn a_nanosecond_capture_keeps_its_nanoseconds() {
     );
 }
 
-/// Distinct Call-IDs of INVITEs, as tshark dissects them.
-fn tshark_invite_call_ids(file: &Path, sip_ports: &[u16]) -> std::collections::BTreeSet<String> {
+/// The Call-IDs of the SIP messages tshark dissects in `file` (one entry
+/// per message) that match `filter`.
+fn tshark_call_ids(file: &Path, sip_ports: &[u16], filter: &str) -> Vec<String> {
     let mut cmd = Command::new("tshark");
     cmd.args(["-n", "-r"]).arg(file);
     for p in sip_ports {
         cmd.args(["-d", &format!("udp.port=={p},sip")]);
     }
     let out = cmd
-        .args([
-            "-Y",
-            "sip.Method == \"INVITE\"",
-            "-T",
-            "fields",
-            "-e",
-            "sip.Call-ID",
-        ])
+        .args(["-Y", filter, "-T", "fields", "-e", "sip.Call-ID"])
         .output()
         .expect("tshark");
     String::from_utf8_lossy(&out.stdout)
@@ -321,7 +315,7 @@ fn tshark_invite_call_ids(file: &Path, sip_ports: &[u16]) -> std::collections::B
 }
 
 #[test]
-fn every_call_in_the_sip_captures_is_found() {
+fn every_call_in_the_sip_captures_is_found_with_all_its_messages() {
     let Some(c) = corpus() else { return };
     for (name, ports) in [
         ("SIP_CALL_RTP_G711.pcap", vec![5060u16]),
@@ -339,8 +333,17 @@ fn every_call_in_the_sip_captures_is_found() {
         } else {
             c.join("voip").join(name)
         };
-        let want = tshark_invite_call_ids(&file, &ports);
+        let want: BTreeSet<String> = tshark_call_ids(&file, &ports, "sip.Method == \"INVITE\"")
+            .into_iter()
+            .collect();
         assert!(!want.is_empty(), "{name}: tshark found no INVITE");
+        // Every message of a call counts in it: tshark's messages per
+        // Call-ID, the 200 OK of a BYE, the ACK of a rejection and a
+        // CANCEL's retransmissions included.
+        let mut messages = BTreeMap::<String, u64>::new();
+        for id in tshark_call_ids(&file, &ports, "sip") {
+            *messages.entry(id).or_default() += 1;
+        }
         let out = tempfile::tempdir().expect("tempdir");
         let ports_list = ports
             .iter()
@@ -353,13 +356,22 @@ fn every_call_in_the_sip_captures_is_found() {
             out.path(),
             &format!("[rtp]\nsip_ports = [{ports_list}]\n"),
         );
-        let mut got = std::collections::BTreeSet::new();
+        // One row per Call-ID (no call split by a CANCEL that crossed
+        // its answer), with tshark's count of its messages.
+        let mut got = BTreeMap::new();
         for b in read_dataset(&out.path().join("calls")) {
             let ids = col::<StringArray>(&b, "call_id");
+            let n = col::<UInt64Array>(&b, "sip_messages");
             for i in 0..b.num_rows() {
-                got.insert(ids.value(i).to_string());
+                let before = got.insert(ids.value(i).to_string(), n.value(i));
+                assert_eq!(before, None, "{name}: {} in two rows", ids.value(i));
             }
         }
-        assert_eq!(got, want, "{name}");
+        assert_eq!(got.keys().cloned().collect::<BTreeSet<_>>(), want, "{name}");
+        let want_messages: BTreeMap<String, u64> = messages
+            .into_iter()
+            .filter(|(id, _)| want.contains(id))
+            .collect();
+        assert_eq!(got, want_messages, "{name}: SIP messages per call");
     }
 }

@@ -49,13 +49,13 @@ pub enum CaptureError {
         filter: String,
         message: String,
     },
-    #[error("{source_name}: truncated capture after {packets} packets ({message}); the packets before it were kept")]
+    #[error("{source_name}: truncated capture after {} ({message}); the packets before it were kept", crate::summary::plural(*packets, "packet"))]
     Truncated {
         source_name: String,
         packets: u64,
         message: String,
     },
-    #[error("{source_name}: read error after {packets} packets: {message}")]
+    #[error("{source_name}: read error after {}: {message}", crate::summary::plural(*packets, "packet"))]
     Read {
         source_name: String,
         packets: u64,

@@ -48,8 +48,15 @@ impl NodeConfig {
                 }
             }
         }
+        // Named by where the entries came from (a VLAN mapped twice on the
+        // command line is the command line's fault).
+        let key = if vnet_map_override.is_some() {
+            "--vnet-map"
+        } else {
+            "vnets.map"
+        };
         VnetMap::new(&mappings, &self.vnets.default_vnet, self.vnets.default_role)
-            .map_err(|e| invalid("vnets", e.to_string()))
+            .map_err(|e| invalid(key, e.to_string()))
     }
 
     /// The VLAN map alone, rebuilt on top of `current` so that every VNet
@@ -63,7 +70,7 @@ impl NodeConfig {
         }
         let mut map = current
             .remap(&mappings, &self.vnets.default_vnet, self.vnets.default_role)
-            .map_err(|e| invalid("vnets", e.to_string()))?;
+            .map_err(|e| invalid("vnets.map", e.to_string()))?;
         self.source_settings(&mut map)?;
         Ok(map)
     }

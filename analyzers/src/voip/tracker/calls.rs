@@ -3,6 +3,11 @@
 //! endpoints SDP announces, by which a stream is tracked from its first
 //! packet with the rtpmap's codec and clock. Both tables are capped
 //! (`max_calls`, `max_announced`), the oldest evicted and counted.
+//!
+//! A call that ended keeps counting its messages until none has come for
+//! [`CLOSING_SECS`]: the 200 OK to a BYE, the ACK of a rejection and the
+//! retransmissions of a CANCEL come after the message that ended it, and
+//! belong to it (tshark counts them by Call-ID too).
 
 use std::collections::VecDeque;
 
@@ -23,11 +28,33 @@ pub(super) struct Announced {
     pub(super) call_id: Option<String>,
 }
 
+/// How long an ended call still takes its messages after the last one, in
+/// packet time: twice SIP's T2 (4 s), the longest interval between the
+/// retransmissions of a request or of a final response (RFC 3261 17.1.2.2,
+/// 17.2.1).
+pub const CLOSING_SECS: i64 = 8;
+
+type CallKey = (VnetId, String);
+
+/// A call that ended, waiting for its last messages.
+#[derive(Debug)]
+struct Closing {
+    record: CallRecord,
+    /// The CSeq number of the INVITE that opened the call: that INVITE
+    /// again is a retransmission; another opens a new call.
+    invite_cseq: Option<u32>,
+    last: Timestamp,
+}
+
 /// Open calls, finished call records and announced endpoints.
 #[derive(Debug, Default)]
 pub(super) struct Calls {
-    calls: HashMap<(VnetId, String), CallRecord, foldhash::fast::RandomState>,
-    call_order: VecDeque<(VnetId, String)>,
+    calls: HashMap<CallKey, (CallRecord, Option<u32>), foldhash::fast::RandomState>,
+    call_order: VecDeque<CallKey>,
+    closing: HashMap<CallKey, Closing, foldhash::fast::RandomState>,
+    /// Closing calls by the time of their last message when queued (a
+    /// later message re-queues the call when it reaches the front).
+    closing_order: VecDeque<(Timestamp, CallKey)>,
     finished: Vec<CallRecord>,
     announced: HashMap<(VnetId, Endpoint), Announced, foldhash::fast::RandomState>,
     announced_order: VecDeque<(VnetId, Endpoint)>,
@@ -47,7 +74,8 @@ impl Calls {
             .cloned()
     }
 
-    /// Calls open now.
+    /// Calls open now (not those that ended and only wait for their last
+    /// messages).
     pub(super) fn active(&self) -> usize {
         self.calls.len()
     }
@@ -62,14 +90,53 @@ impl Calls {
         std::mem::take(&mut self.finished)
     }
 
-    /// Ends every open call (end of input).
+    /// Ends every open call (end of input) and finishes the closing ones.
     pub(super) fn flush(&mut self) {
+        self.expire(Timestamp(i64::MAX));
         for key in std::mem::take(&mut self.call_order) {
-            if let Some(mut c) = self.calls.remove(&key) {
+            if let Some((mut c, _)) = self.calls.remove(&key) {
                 c.end_reason = "end_of_input".into();
                 self.finished.push(c);
             }
         }
+    }
+
+    /// Finishes the ended calls whose last message is [`CLOSING_SECS`]
+    /// old at `now`. Cheap per packet: it looks at the queue's front.
+    pub(super) fn expire(&mut self, now: Timestamp) {
+        while let Some((queued, _)) = self.closing_order.front() {
+            if now.micros_since(*queued) < CLOSING_SECS * 1_000_000 {
+                break;
+            }
+            let Some((queued, key)) = self.closing_order.pop_front() else {
+                break;
+            };
+            match self.closing.get(&key).map(|c| c.last) {
+                Some(last) if last > queued => self.closing_order.push_back((last, key)),
+                Some(_) => self.finish_closing(&key),
+                None => {}
+            }
+        }
+    }
+
+    fn finish_closing(&mut self, key: &CallKey) {
+        if let Some(c) = self.closing.remove(key) {
+            self.finished.push(c.record);
+        }
+    }
+
+    /// Moves an ended call to the closing table, which holds at most
+    /// `cap` (`max_calls`) calls: a full one finishes its oldest first (a
+    /// record complete but for late messages).
+    fn close(&mut self, key: CallKey, c: Closing, cap: usize) {
+        while self.closing.len() >= cap.max(1) {
+            let Some((_, old)) = self.closing_order.pop_front() else {
+                break;
+            };
+            self.finish_closing(&old);
+        }
+        self.closing_order.push_back((c.last, key.clone()));
+        self.closing.insert(key, c);
     }
 
     /// Follows a call's signalling: INVITE opens it, 18x gives the
@@ -92,6 +159,17 @@ impl Calls {
         let key = (vnet, call_id);
         let method = msg.method.as_deref();
         let cseq_method = msg.cseq.as_ref().map(|(_, m)| m.as_str());
+        let cseq = msg.cseq.as_ref().map(|(n, _)| *n);
+        if let Some(c) = self.closing.get_mut(&key) {
+            if method == Some("INVITE") && cseq != c.invite_cseq {
+                // The Call-ID again for a new call.
+                self.finish_closing(&key);
+            } else {
+                c.record.sip_messages += 1;
+                c.last = c.last.max(ts);
+                return;
+            }
+        }
         if method == Some("INVITE") && !self.calls.contains_key(&key) {
             if self.calls.len() >= config.max_calls.max(1) {
                 self.evict_call(stats);
@@ -102,24 +180,22 @@ impl Calls {
                 self.call_order.retain(|k| calls.contains_key(k));
             }
             self.call_order.push_back(key.clone());
-            self.calls.insert(
-                key.clone(),
-                CallRecord {
-                    vnet,
-                    call_id: key.1.clone(),
-                    caller: msg.from.clone().unwrap_or_default(),
-                    callee: msg.to.clone().unwrap_or_default(),
-                    invite_time: ts,
-                    answer_time: None,
-                    end_time: None,
-                    end_reason: String::new(),
-                    post_dial_delay_ms: None,
-                    media: String::new(),
-                    sip_messages: 0,
-                },
-            );
+            let record = CallRecord {
+                vnet,
+                call_id: key.1.clone(),
+                caller: msg.from.clone().unwrap_or_default(),
+                callee: msg.to.clone().unwrap_or_default(),
+                invite_time: ts,
+                answer_time: None,
+                end_time: None,
+                end_reason: String::new(),
+                post_dial_delay_ms: None,
+                media: String::new(),
+                sip_messages: 0,
+            };
+            self.calls.insert(key.clone(), (record, cseq));
         }
-        let Some(call) = self.calls.get_mut(&key) else {
+        let Some((call, _)) = self.calls.get_mut(&key) else {
             return;
         };
         call.sip_messages += 1;
@@ -153,21 +229,28 @@ impl Calls {
                 })
             }
             (Some("BYE"), _, _) => Some("bye".to_string()),
-            (Some("CANCEL"), _, _) => Some("cancel".to_string()),
+            // A CANCEL ends only a call not yet answered (RFC 3261 9.2:
+            // one that crosses the 2xx changes nothing).
+            (Some("CANCEL"), _, _) if call.answer_time.is_none() => Some("cancel".to_string()),
             _ => None,
         };
         if let Some(reason) = end {
-            if let Some(mut c) = self.calls.remove(&key) {
-                c.end_time = Some(ts);
-                c.end_reason = reason;
-                self.finished.push(c);
+            if let Some((mut record, invite_cseq)) = self.calls.remove(&key) {
+                record.end_time = Some(ts);
+                record.end_reason = reason;
+                let c = Closing {
+                    record,
+                    invite_cseq,
+                    last: ts,
+                };
+                self.close(key, c, config.max_calls);
             }
         }
     }
 
     fn evict_call(&mut self, stats: &mut RtpStats) {
         while let Some(old) = self.call_order.pop_front() {
-            if let Some(mut c) = self.calls.remove(&old) {
+            if let Some((mut c, _)) = self.calls.remove(&old) {
                 c.end_reason = "evicted".into();
                 self.finished.push(c);
                 stats.calls_evicted += 1;
@@ -240,6 +323,12 @@ mod tests {
         assert_eq!(c.active(), 1);
         c.signalling(at(9000), v, request("BYE", "c1", "2 BYE"), &cfg, &mut st);
         assert_eq!(c.active(), 0);
+        // The BYE's 200 OK still belongs to the call, which is finished
+        // CLOSING_SECS after its last message.
+        c.signalling(at(9040), v, response(200, "c1", "2 BYE"), &cfg, &mut st);
+        c.expire(at(9040 + CLOSING_SECS * 1000 - 1));
+        assert!(c.take().is_empty());
+        c.expire(at(9040 + CLOSING_SECS * 1000));
         let done = c.take();
         assert_eq!(done.len(), 1);
         let r = &done[0];
@@ -247,8 +336,126 @@ mod tests {
         assert_eq!(r.answer_time, Some(at(2000)));
         assert_eq!(r.end_time, Some(at(9000)));
         assert_eq!(r.end_reason, "bye");
-        assert_eq!(r.sip_messages, 4);
-        assert_eq!((st.sip_messages, st.calls_started), (4, 1));
+        assert_eq!(r.sip_messages, 5);
+        assert_eq!((st.sip_messages, st.calls_started), (5, 1));
+        // Later messages of the Call-ID belong to no call.
+        c.signalling(at(30_000), v, response(200, "c1", "2 BYE"), &cfg, &mut st);
+        c.flush();
+        assert!(c.take().is_empty());
+    }
+
+    #[test]
+    fn a_closing_call_takes_retransmissions_until_it_is_quiet() {
+        let (mut c, cfg, mut st) = (Calls::default(), RtpConfig::default(), RtpStats::default());
+        let v = VnetId(0);
+        // aaa.pcap's shape: a CANCEL retransmitted every 4 s for 32 s.
+        c.signalling(at(0), v, request("INVITE", "k", "1 INVITE"), &cfg, &mut st);
+        for i in 0..8 {
+            c.signalling(
+                at(1000 + i * 4000),
+                v,
+                request("CANCEL", "k", "1 CANCEL"),
+                &cfg,
+                &mut st,
+            );
+            c.expire(at(1000 + i * 4000 + 3999));
+        }
+        assert!(
+            c.take().is_empty(),
+            "4 s apart, each keeps the call closing"
+        );
+        c.expire(at(29_000 + CLOSING_SECS * 1000));
+        let done = c.take();
+        assert_eq!(done.len(), 1);
+        assert_eq!(
+            (done[0].end_reason.as_str(), done[0].end_time),
+            ("cancel", Some(at(1000)))
+        );
+        assert_eq!(done[0].sip_messages, 9);
+        // The opening INVITE again is a retransmission; another INVITE with
+        // the same Call-ID opens a new call (and finishes the old one).
+        c.signalling(
+            at(40_000),
+            v,
+            request("INVITE", "r", "1 INVITE"),
+            &cfg,
+            &mut st,
+        );
+        c.signalling(at(40_010), v, response(486, "r", "1 INVITE"), &cfg, &mut st);
+        c.signalling(
+            at(40_020),
+            v,
+            request("INVITE", "r", "1 INVITE"),
+            &cfg,
+            &mut st,
+        );
+        assert_eq!(c.active(), 0);
+        c.signalling(
+            at(40_030),
+            v,
+            request("INVITE", "r", "2 INVITE"),
+            &cfg,
+            &mut st,
+        );
+        assert_eq!(c.active(), 1);
+        let done = c.take();
+        assert_eq!(done.len(), 1);
+        assert_eq!(
+            (done[0].end_reason.as_str(), done[0].sip_messages),
+            ("rejected_486", 3)
+        );
+        assert_eq!(st.calls_started, 3);
+    }
+
+    #[test]
+    fn a_cancel_that_crosses_the_answer_leaves_the_call_up() {
+        let (mut c, cfg, mut st) = (Calls::default(), RtpConfig::default(), RtpStats::default());
+        let v = VnetId(0);
+        c.signalling(at(0), v, request("INVITE", "x", "1 INVITE"), &cfg, &mut st);
+        c.signalling(at(90), v, response(200, "x", "1 INVITE"), &cfg, &mut st);
+        c.signalling(
+            at(130),
+            v,
+            request("CANCEL", "x", "1 CANCEL"),
+            &cfg,
+            &mut st,
+        );
+        c.signalling(at(140), v, response(200, "x", "1 CANCEL"), &cfg, &mut st);
+        assert_eq!(c.active(), 1);
+        c.signalling(at(60_000), v, request("BYE", "x", "2 BYE"), &cfg, &mut st);
+        c.flush();
+        let done = c.take();
+        assert_eq!(done.len(), 1);
+        assert_eq!(
+            (done[0].end_reason.as_str(), done[0].sip_messages),
+            ("bye", 5)
+        );
+    }
+
+    #[test]
+    fn the_closing_table_is_capped_and_finishes_its_oldest() {
+        let cfg = RtpConfig {
+            max_calls: 2,
+            ..RtpConfig::default()
+        };
+        let (mut c, mut st) = (Calls::default(), RtpStats::default());
+        let v = VnetId(0);
+        for i in 0..3 {
+            let call = format!("c{i}");
+            c.signalling(
+                at(i),
+                v,
+                request("INVITE", &call, "1 INVITE"),
+                &cfg,
+                &mut st,
+            );
+            c.signalling(at(i), v, response(603, &call, "1 INVITE"), &cfg, &mut st);
+        }
+        let early: Vec<_> = c.take().into_iter().map(|r| r.call_id).collect();
+        assert_eq!(early, ["c0"]);
+        assert_eq!(st.calls_evicted, 0, "finished, not lost");
+        c.flush();
+        assert_eq!(c.take().len(), 2);
     }
 
     #[test]
@@ -262,6 +469,7 @@ mod tests {
         c.signalling(at(20), v, response(486, "a", "2 INVITE"), &cfg, &mut st);
         c.signalling(at(30), v, request("INVITE", "b", "1 INVITE"), &cfg, &mut st);
         c.signalling(at(40), v, response(487, "b", "1 INVITE"), &cfg, &mut st);
+        c.flush();
         let reasons: Vec<_> = c.take().into_iter().map(|r| r.end_reason).collect();
         assert_eq!(reasons, ["rejected_486", "cancel"]);
     }

@@ -665,6 +665,7 @@ impl RtpTracker {
         windows: &mut Vec<RtpWindowRecord>,
         streams: &mut Vec<RtpStreamRecord>,
     ) {
+        self.calls.expire(now);
         let idle_us = i64::try_from(self.config.stream_idle_secs)
             .unwrap_or(i64::MAX / 1_000_000)
             .saturating_mul(1_000_000);
