@@ -17,9 +17,12 @@
 //!   "regular" packets: not the first, not marked, not comfort noise, and
 //!   not right after comfort noise (a reordered packet is regular).
 //!   The mean is tshark's: a running mean weighted by all packets after
-//!   the first, updated on regular packets. Packets whose payload type has
-//!   no clock rate (telephone-event, as tshark treats it) do not touch the
-//!   jitter nor its media-time reference.
+//!   the first, updated on regular packets. The jitter is the voice's:
+//!   packets whose payload type has no clock rate (RFC 4733
+//!   telephone-event, whose timestamps repeat the event's start) move
+//!   neither its media-time nor its arrival reference, so it is what
+//!   tshark computes on the capture without them (`-Y '!rtpevent'`);
+//!   the max delta takes every packet.
 //! - A timestamp jump with a continuous sequence (the sequence moves on by
 //!   less than 100, a few losses allowed, but the timestamp that goes backwards or runs more than
 //!   `TS_JUMP_MS` ahead of the arrival time: a re-INVITE, a codec or fax
@@ -135,8 +138,15 @@ pub struct StreamStats {
     candidate: Option<(u64, u64)>,
     // timing state
     prev_arrival_ns: i64,
-    /// Media time of the last packet with a known clock (jitter reference).
+    /// Media time and arrival of the last packet with a known clock (the
+    /// jitter's references), the clocked packets so far and whether the
+    /// last of them was comfort noise: the jitter is the voice's, as
+    /// tshark computes it on the capture without the telephone-event
+    /// packets.
     prev_ts: u32,
+    prev_clocked_ns: i64,
+    clocked_packets: u64,
+    prev_clocked_cn: bool,
     has_clocked: bool,
     prev_cn: bool,
     last_pt: u8,
@@ -198,6 +208,9 @@ impl StreamStats {
             candidate: None,
             prev_arrival_ns: ns.0,
             prev_ts: h.timestamp,
+            prev_clocked_ns: ns.0,
+            clocked_packets: u64::from(clock_rate.is_some()),
+            prev_clocked_cn: is_comfort_noise(h.payload_type),
             has_clocked: clock_rate.is_some(),
             prev_cn: is_comfort_noise(h.payload_type),
             ts_jumps: 0,
@@ -320,7 +333,6 @@ impl StreamStats {
     pub fn observe(&mut self, arrival: impl Into<ArrivalNs>, h: &RtpHeader, clock: Option<u32>) {
         let ns = arrival.into().0;
         let arrival = ArrivalNs(ns).timestamp();
-        let after_first = self.packets - 1;
         self.packets += 1;
         self.last_arrival = self.last_arrival.max(arrival);
         // A few packets may be lost at the jump itself.
@@ -346,35 +358,43 @@ impl StreamStats {
 
         // Timing, in arrival order (see the module doc).
         let delta_ms = (ns - self.prev_arrival_ns) as f64 / 1e6;
-        let clock = clock.filter(|r| *r > 0);
-        if let Some(rate) = clock {
+        let cn = is_comfort_noise(h.payload_type);
+        if let Some(rate) = clock.filter(|r| *r > 0) {
+            // The jitter: clocked packets only, each against the previous
+            // clocked one (a telephone-event packet in between moves
+            // neither reference).
+            let clocked_delta_ms = (ns - self.prev_clocked_ns) as f64 / 1e6;
             if self.has_clocked {
                 let ts_diff = h.timestamp.wrapping_sub(self.prev_ts) as i32;
                 let nominal_ms = f64::from(ts_diff) * 1000.0 / f64::from(rate);
-                if continuous && (ts_diff < 0 || nominal_ms - delta_ms > TS_JUMP_MS) {
+                if continuous && (ts_diff < 0 || nominal_ms - clocked_delta_ms > TS_JUMP_MS) {
                     self.ts_jumps += 1;
                 } else {
-                    let d = (delta_ms - nominal_ms).abs();
+                    let d = (clocked_delta_ms - nominal_ms).abs();
                     self.jitter_ms = (15.0 * self.jitter_ms + d) / 16.0;
+                }
+                // tshark flags a backwards timestamp only on marked
+                // packets, which are irregular anyway; a reordered packet
+                // stays regular.
+                if !h.marker && !cn && !self.prev_clocked_cn {
+                    self.max_jitter_ms = self.max_jitter_ms.max(self.jitter_ms);
+                    // tshark's running mean: weighted by all (clocked)
+                    // packets after the first, updated on regular ones.
+                    let n = (self.clocked_packets - 1) as f64;
+                    self.mean_jitter_ms = (self.mean_jitter_ms * n + self.jitter_ms) / (n + 1.0);
                 }
             }
             self.has_clocked = true;
             self.prev_ts = h.timestamp;
+            self.prev_clocked_ns = ns;
+            self.clocked_packets += 1;
+            self.prev_clocked_cn = cn;
         }
-        let cn = is_comfort_noise(h.payload_type);
-        // tshark flags a backwards timestamp only on marked packets, which
-        // are irregular anyway; a reordered packet stays regular.
+        // The arrival delta: every packet.
         let regular = !h.marker && !cn && !self.prev_cn;
         self.last_regular_delta_ms = regular.then_some(delta_ms);
         if regular {
             self.max_delta_ms = self.max_delta_ms.max(delta_ms);
-            if clock.is_some() {
-                self.max_jitter_ms = self.max_jitter_ms.max(self.jitter_ms);
-                // tshark's running mean: weighted by all packets after the
-                // first, updated on regular clocked ones.
-                let n = after_first as f64;
-                self.mean_jitter_ms = (self.mean_jitter_ms * n + self.jitter_ms) / (n + 1.0);
-            }
         }
         self.prev_cn = cn;
         self.prev_arrival_ns = ns;
@@ -622,6 +642,32 @@ mod tests {
             s.observe(at(ms), &h(seq, ts(seq)), Some(8000));
         }
         s
+    }
+
+    #[test]
+    fn telephone_events_between_voice_packets_leave_the_jitter_alone() {
+        // Voice every 20 ms on time; after packet 50 a digit of 8 event
+        // packets (no clock: their timestamps repeat the event's start)
+        // takes sequence numbers 51-58, arriving at odd moments; voice
+        // resumes at 59 with its timestamps moved on by the digit.
+        let at = |ms: f64| Timestamp((ms * 1000.0) as i64);
+        let mut s = StreamStats::new(at(0.0), &h(0, 0), Some(8000));
+        for i in 1..100u16 {
+            let ms = f64::from(i) * 20.0;
+            if (51..59).contains(&i) {
+                let event = RtpHeader {
+                    payload_type: 101,
+                    ..h(i, 160 * 51)
+                };
+                s.observe(at(ms + 7.0), &event, None);
+            } else {
+                s.observe(at(ms), &h(i, 160 * u32::from(i)), Some(8000));
+            }
+        }
+        assert_eq!(s.max_jitter_ms, 0.0, "{s:?}");
+        assert_eq!((s.mean_jitter_ms, s.ts_jumps), (0.0, 0));
+        // The arrival deltas take every packet: 20 + 7 ms into the digit.
+        assert!((s.max_delta_ms - 27.0).abs() < 1e-9, "{}", s.max_delta_ms);
     }
 
     #[test]
