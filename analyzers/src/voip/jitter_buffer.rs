@@ -55,11 +55,19 @@
 //!   and 7.875 ms. Estimates `d̂` (transit) and `v̂` (variation) give the
 //!   target `d̂ + clamp(max(4·v̂, hi + 10 − d̂), 20, 500)`, never more
 //!   than 500 ms above the fastest transit of the segment. `hi` is the
-//!   highest transit seen outside spikes, decaying by 0.1 ms per packet
-//!   (5 ms/s), plus a 10 ms margin, as Asterisk's `jitterbuf.c` sizes its
-//!   buffer from the high end of its delay history plus an extra: the
-//!   EWMA alone forgets a recurring 35 ms delay within a dozen packets and
-//!   would discard it every time. The playout point jumps to the
+//!   highest excess of a transit over `d̂` (as it stood before the
+//!   packet) seen outside spikes over the last 10 s of media time (one
+//!   maximum per second), plus a 10 ms margin, as Asterisk's
+//!   `jitterbuf.c` sizes its buffer from the high end of its delay
+//!   history (500 packets) plus an extra: the EWMA alone forgets a
+//!   recurring 35 ms delay within a dozen packets and would discard it
+//!   every time. Excess, not transit: a sender whose clock runs ahead
+//!   (the transit drifting down 30 ms a second in `SIP_CALL_RTP_G711`)
+//!   would otherwise keep the old, higher transits as the high end and
+//!   grow the buffer all call long (254 ms on a clean call). A talkspurt
+//!   start (marker, or a media gap beyond the resync threshold) sets
+//!   `d̂` to its first packet's transit: a level the path moved to in the
+//!   silence is not a delay. The playout point jumps to the
 //!   target at a talkspurt start (marker) and right after a late packet
 //!   (the buffer grows to fit it, at least 20 ms above its transit), and
 //!   otherwise moves towards it per played packet
@@ -127,10 +135,13 @@ pub const ADAPTIVE_MIN_MS: f64 = 20.0;
 pub const ADAPTIVE_MAX_MS: f64 = 500.0;
 /// Largest move of the adaptive playout point per played packet, ms.
 const ADAPTIVE_STEP_MS: f64 = 2.0;
-/// The highest recent transit decays by this per packet (5 ms/s at 20 ms
-/// packets), and the playout point keeps this margin above it, ms.
-const ADAPTIVE_HI_DECAY_MS: f64 = 0.1;
+/// The playout point keeps this margin above the highest recent transit,
+/// ms.
 const ADAPTIVE_HI_MARGIN_MS: f64 = 10.0;
+/// The highest recent transit is the highest of the last this many seconds
+/// of media time (Asterisk's `jitterbuf.c` sizes from a history of 500
+/// packets, 10 s at 20 ms), kept per second.
+const HI_SECONDS: usize = 10;
 /// Ramjee et al. algorithm 4 spike thresholds, in ms.
 const SPIKE_START_MS: f64 = 100.0;
 const SPIKE_END_MS: f64 = 7.875;
@@ -215,6 +226,8 @@ struct Transit {
     /// Media-time step from the previous in-order packet, ms (0 when
     /// reordered): a soft re-anchor beyond a model's resync threshold.
     step_ms: f64,
+    /// Media time since the segment's origin, ms.
+    media_ms: f64,
 }
 
 impl Unwrap {
@@ -256,6 +269,7 @@ impl Unwrap {
             soft,
             in_order,
             step_ms,
+            media_ms: (ext - self.origin_ts) as f64 * self.ms_per_unit,
         }
     }
 }
@@ -276,8 +290,68 @@ struct Judge {
     v_hat: f64,
     spike: bool,
     spike_var: f64,
-    /// Highest recent transit outside spikes, decaying linearly.
-    hi: f64,
+    /// Highest recent excess of a transit over `d_hat` (before the
+    /// packet updated it), outside spikes.
+    hi: HiWindow,
+}
+
+/// The highest value over the last [`HI_SECONDS`] seconds of media time,
+/// from one maximum per second.
+#[derive(Clone, Debug)]
+struct HiWindow {
+    /// Maximum per media second, by second modulo the window.
+    per_second: [f64; HI_SECONDS],
+    /// The newest second fed.
+    second: i64,
+    /// The maximum of the other seconds of the window (recomputed when the
+    /// second moves on, so a packet costs one comparison).
+    others: f64,
+}
+
+impl HiWindow {
+    fn new() -> HiWindow {
+        HiWindow {
+            per_second: [f64::NEG_INFINITY; HI_SECONDS],
+            second: 0,
+            others: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Starts over with one transit at media time `media_ms`.
+    fn reset(&mut self, n: f64, media_ms: f64) {
+        *self = HiWindow::new();
+        self.second = (media_ms / 1000.0).floor() as i64;
+        self.feed(n, media_ms);
+    }
+
+    fn feed(&mut self, n: f64, media_ms: f64) {
+        let second = (media_ms / 1000.0).floor() as i64;
+        let slot = |s: i64| s.rem_euclid(HI_SECONDS as i64) as usize;
+        if second > self.second {
+            // Seconds without packets (silence) hold nothing.
+            let gap = (second - self.second).min(HI_SECONDS as i64);
+            for s in second - gap + 1..=second {
+                self.per_second[slot(s)] = f64::NEG_INFINITY;
+            }
+            self.second = second;
+            let current = slot(second);
+            self.others = self
+                .per_second
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != current)
+                .map(|(_, v)| *v)
+                .fold(f64::NEG_INFINITY, f64::max);
+        }
+        // A packet behind the newest second (reordered) counts in it.
+        let i = slot(self.second);
+        self.per_second[i] = self.per_second[i].max(n);
+    }
+
+    fn get(&self) -> f64 {
+        self.others
+            .max(self.per_second[self.second.rem_euclid(HI_SECONDS as i64) as usize])
+    }
 }
 
 /// One emulated buffer.
@@ -377,7 +451,7 @@ impl Judge {
             v_hat: 0.0,
             spike: false,
             spike_var: 0.0,
-            hi: f64::NEG_INFINITY,
+            hi: HiWindow::new(),
         }
     }
 
@@ -399,7 +473,7 @@ impl Judge {
         }
         if t.in_order || hard {
             if self.model == Model::Adaptive {
-                self.estimate(n, hard);
+                self.estimate(n, t.media_ms, hard, soft);
             } else if hard {
                 // A fixed buffer needs none of the estimates, only the
                 // reference transit of the new segment.
@@ -442,14 +516,14 @@ impl Judge {
     /// Adaptive target playout point.
     fn target(&self) -> f64 {
         let headroom = (4.0 * self.v_hat)
-            .max(self.hi + ADAPTIVE_HI_MARGIN_MS - self.d_hat)
+            .max(self.hi.get() + ADAPTIVE_HI_MARGIN_MS)
             .clamp(ADAPTIVE_MIN_MS, ADAPTIVE_MAX_MS);
         (self.d_hat + headroom).min(self.base + ADAPTIVE_MAX_MS)
     }
 
     /// Ramjee et al. algorithm 4 (only the adaptive model uses the result,
     /// the others only need the segment minimum).
-    fn estimate(&mut self, n: f64, reset: bool) {
+    fn estimate(&mut self, n: f64, media_ms: f64, reset: bool, talkspurt: bool) {
         if reset {
             // A new segment: the transit scale moved; the variation of the
             // path did not.
@@ -459,10 +533,22 @@ impl Judge {
             self.n2 = n;
             self.spike = false;
             self.spike_var = 0.0;
-            self.hi = n;
+            self.hi.reset(0.0, media_ms);
             return;
         }
         self.base = self.base.min(n);
+        if talkspurt {
+            // A talkspurt starts at its first packet's transit: a level
+            // the path moved to during the silence is not a delay of this
+            // packet (the estimate would take a dozen packets to follow,
+            // each of them counted as that far above).
+            self.d_hat = n;
+            self.spike = false;
+            self.hi.feed(0.0, media_ms);
+            return;
+        }
+        // How far above the expected transit this packet came.
+        let above = n - self.d_hat;
         if !self.spike {
             if (n - self.n1).abs() > 2.0 * self.v_hat.abs() + SPIKE_START_MS {
                 self.spike = true;
@@ -482,7 +568,7 @@ impl Judge {
         }
         self.v_hat = 0.125 * (n - self.d_hat).abs() + 0.875 * self.v_hat;
         if !self.spike {
-            self.hi = (self.hi - ADAPTIVE_HI_DECAY_MS).max(n);
+            self.hi.feed(above, media_ms);
         }
     }
 
@@ -709,7 +795,33 @@ mod tests {
         assert_eq!(uad.0, 1, "{uad:?}");
         assert!((f50.1 - 50.0).abs() < 1e-6);
         assert!((f200.1 - 200.0).abs() < 1e-6, "{f200:?}");
-        assert!(ad.1 > ADAPTIVE_MIN_MS && ad.1 < 40.0, "{ad:?}");
+        // Re-anchored at the new talkspurt's level: the least wait
+        // throughout.
+        assert!((ad.1 - ADAPTIVE_MIN_MS).abs() < 1e-6, "{ad:?}");
+    }
+
+    #[test]
+    fn a_sender_whose_clock_runs_ahead_does_not_grow_the_adaptive_buffer() {
+        // SIP_CALL_RTP_G711.pcap's shape: the packets come 2.5% faster
+        // than their media time (the transit drifts down 25 ms a second),
+        // in unmarked talkspurts of 100 packets with 2 s silences between.
+        // A maximum that decayed per packet held still in the silences
+        // and grew the buffer to 250 ms in 40 s of a clean call.
+        let mut g = Gen::new();
+        let (mut seq, mut ts, mut at) = (0u16, 0u32, 0.0);
+        for _ in 0..20 {
+            for _ in 0..100 {
+                g.voice(seq, ts, at, false);
+                seq = seq.wrapping_add(1);
+                ts = ts.wrapping_add(160);
+                at += 19.5;
+            }
+            ts = ts.wrapping_add(16_000);
+            at += 1950.0;
+        }
+        let [f50, _, ad] = g.run();
+        assert_eq!((f50.0, ad.0), (0, 0), "{f50:?} {ad:?}");
+        assert!(ad.1 < 40.0, "{ad:?}");
     }
 
     #[test]
