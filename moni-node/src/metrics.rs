@@ -326,6 +326,8 @@ impl Metrics {
         }
         for s in sources {
             let l = [*s];
+            // 0 until its capture thread has the source open.
+            self.source_up.with_label_values(&l);
             self.source_packets.with_label_values(&l);
             self.source_bytes.with_label_values(&l);
             self.source_kernel_drops.with_label_values(&l);
