@@ -109,8 +109,9 @@ pub struct ReplayArgs {
     /// first (other files in it are left alone).
     #[arg(long)]
     pub overwrite: bool,
-    /// Capture files (pcap or pcapng), replayed in order as one input; `-`
-    /// reads one from standard input (`tcpdump -w - | moni-node replay -`).
+    /// Capture files (pcap or pcapng), replayed as one input in time order
+    /// (by first packet; a list with `-` keeps its order); `-` reads one
+    /// from standard input (`tcpdump -w - | moni-node replay -`).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }

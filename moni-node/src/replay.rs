@@ -15,7 +15,7 @@
 //! other files are still replayed.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +63,10 @@ const TICK: Duration = Duration::from_secs(1);
 /// output could not be written.
 pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, ExportError> {
     let started = Instant::now();
+    let opts = &ReplayOptions {
+        files: in_time_order(&opts.files),
+        ..opts.clone()
+    };
     let workers = opts.workers.max(1);
     let mut out = Datasets::create(&opts.out_dir, &config.output, workers)?;
     // EVE's `in_iface`: the capture file(s), as the packets' source.
@@ -193,6 +197,43 @@ fn progress_bar(source: &FileSource) -> ProgressBar {
 
 /// The capture thread: drives each file in turn through the one capture
 /// loop, and reports each file.
+/// The files ordered by their first packet's time (a stable sort: files
+/// whose first packet cannot be read keep their place among the others).
+/// One input's time must run forwards: a file older than the one before
+/// it would have its flows and streams judged idle by the newer file's
+/// clock in whichever worker held them, so results would depend on
+/// `--workers`, and a shell's `capture-10.pcap capture-9.pcap` is not
+/// time order. Standard input cannot be looked at first: a list with `-`
+/// keeps its order.
+fn in_time_order(files: &[PathBuf]) -> Vec<PathBuf> {
+    if files.len() < 2 || files.iter().any(|f| f == Path::new("-")) {
+        return files.to_vec();
+    }
+    let first_time = |path: &PathBuf| -> Option<i64> {
+        let mut source = FileSource::open(path, None).ok()?;
+        let ts = source.next_packet().ok()??.ts;
+        Some(ts.0)
+    };
+    let mut keyed: Vec<(Option<i64>, PathBuf)> =
+        files.iter().map(|f| (first_time(f), f.clone())).collect();
+    // Unreadable files sort with the time of the file before them.
+    let mut last = i64::MIN;
+    for (t, _) in &mut keyed {
+        last = t.unwrap_or(last);
+        *t = Some(last);
+    }
+    keyed.sort_by_key(|(t, _)| *t);
+    let ordered: Vec<PathBuf> = keyed.into_iter().map(|(_, f)| f).collect();
+    if ordered != files {
+        let names: Vec<String> = ordered.iter().map(|f| f.display().to_string()).collect();
+        eprintln!(
+            "note: replaying the files in time order (by first packet): {}",
+            names.join(", ")
+        );
+    }
+    ordered
+}
+
 fn read_files(
     opts: &ReplayOptions,
     show_progress: bool,
