@@ -213,6 +213,8 @@ struct Compiled {
     order: Vec<u32>,
     /// Flowbit names, numbered.
     bits: std::collections::HashMap<String, u16>,
+    /// Per rule: [`Rule::header_only`].
+    header_only: Vec<bool>,
 }
 
 /// The compiled rules, with their matching state.
@@ -297,7 +299,9 @@ impl Signatures {
                 }
             }
         }
+        let header_only = rules.iter().map(Rule::header_only).collect();
         let compiled = Compiled {
+            header_only,
             rules,
             meta,
             prefilter,
@@ -388,9 +392,15 @@ impl Signatures {
         let Some(ip) = d.ip else { return };
         // A fragment is matched on its IP header only, as in Suricata: its
         // transport header and payload belong to the reassembled datagram,
-        // which the caller matches when it is whole.
+        // which the caller matches when it is whole. It belongs to no flow
+        // (`flow:`, `flowbits` fail on it, as Suricata keeps no flow for a
+        // packet without ports), and an IPv6 fragment's protocol is its
+        // Fragment header's, so only `ip` rules see it (Suricata gives 0
+        // alerts where `udp ... dsize:<20` matched every IPv6 fragment).
+        let fragment = ip.fragment != Fragment::None;
+        let flow = flow.filter(|_| !fragment);
         let header_only;
-        let d = if ip.fragment != Fragment::None {
+        let d = if fragment {
             header_only = Decoded {
                 transport: Transport::None,
                 payload: &[],
@@ -402,7 +412,11 @@ impl Signatures {
             d
         };
         self.stats.packets += 1;
-        let class = class_of(ip.protocol);
+        let class = if fragment && ip.src.is_ipv6() {
+            OTHER
+        } else {
+            class_of(ip.protocol)
+        };
         self.stamp = self.stamp.wrapping_add(1);
         if self.stamp == 0 {
             self.seen.fill(0);
@@ -445,9 +459,24 @@ impl Signatures {
             self.in_second = 0;
         }
         let mut in_packet = 0u32;
+        // Rules of addresses and ports alone are judged on the first
+        // packet of each direction of a flow, as Suricata judges its
+        // IP-only rules (one alert per flow direction, not per packet); a
+        // packet without a flow (a fragment) on its own.
+        let first_of_direction = flow.is_none_or(|f| {
+            let c = f.counters;
+            if f.to_server {
+                c.pkts_toserver == 1
+            } else {
+                c.pkts_toclient == 1
+            }
+        });
         for i in 0..self.candidates.len() {
             let r = self.candidates[i];
             self.stats.candidates += 1;
+            if !first_of_direction && self.c.header_only[r as usize] {
+                continue;
+            }
             if !self.check(r as usize, d, flow, &mut app) {
                 continue;
             }

@@ -578,6 +578,27 @@ pub struct Rule {
     pub fast_pattern: Option<usize>,
 }
 
+impl Rule {
+    /// A rule of protocol, addresses and ports alone (thresholds aside):
+    /// what Suricata calls IP-only (and, in 7, the same with ports),
+    /// judged on the first packet of each flow direction only.
+    pub fn header_only(&self) -> bool {
+        matches!(
+            self.proto,
+            Proto::Ip | Proto::Tcp | Proto::Udp | Proto::Icmp
+        ) && self.contents.is_empty()
+            && self.dsize.is_none()
+            && self.flags.is_none()
+            && self.flow == FlowSpec::default()
+            && self.itype.is_none()
+            && self.icode.is_none()
+            && self.vlan.is_empty()
+            && self.header.is_empty()
+            && self.lens.is_empty()
+            && self.flowbits.is_empty()
+    }
+}
+
 /// One `flowbits` option; a bit is an index into the rule set's names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FlowbitsOp {
