@@ -368,7 +368,11 @@ pub fn load_windows_limited(
                     quality: RtpQuality {
                         mos_cq: mos.value(i),
                         loss_ratio: loss.value(i),
-                        jitter_ms: jitter.value(i),
+                        jitter_ms: if jitter.is_null(i) {
+                            f64::NAN
+                        } else {
+                            jitter.value(i)
+                        },
                         jitter_buffer: jb
                             .and_then(|c| JbModel::from_name(c.value(i)))
                             .map_or("", JbModel::name),

@@ -433,27 +433,40 @@ impl Summary {
             );
         }
         let v = &self.voip;
-        if v.streams > 0 || v.sip_messages > 0 {
+        if v.streams > 0 || v.sip_messages > 0 || v.rtcp_packets > 0 || v.mirror_duplicates > 0 {
             let _ = writeln!(
                 s,
-                "  voip: {}, {}, {} ({} evicted), {}",
+                "  voip: {}, {}, {} ({} evicted), {}{}",
                 plural(v.sip_messages, "SIP message"),
                 plural(v.calls, "call"),
                 plural(v.streams, "RTP stream"),
                 v.streams_evicted,
-                plural(v.rtcp_packets, "RTCP packet")
+                plural(v.rtcp_packets, "RTCP packet"),
+                if v.mirror_duplicates > 0 {
+                    format!(
+                        ", {} (a SPAN copying both directions)",
+                        plural(v.mirror_duplicates, "mirror duplicate")
+                    )
+                } else {
+                    String::new()
+                }
             );
             for x in &v.vnets {
+                let mos = match (x.mos_cq_mean, x.mos_cq_min) {
+                    (Some(mean), Some(min)) => {
+                        format!("MOS-CQ per stream mean {mean:.2} min {min:.2}")
+                    }
+                    // Video and codecs without SDP have no MOS.
+                    _ => "no MOS (no voice codec known)".to_string(),
+                };
                 let _ = writeln!(
                     s,
-                    "    vnet {} ({}): {} streams, {} packets, {} lost, MOS-CQ per stream mean {:.2} min {:.2}",
+                    "    vnet {} ({}): {}, {} packets, {} lost, {mos}",
                     x.vnet,
                     x.role,
-                    x.streams,
+                    plural(x.streams, "stream"),
                     x.packets_received,
                     x.packets_lost,
-                    x.mos_cq_mean.unwrap_or(f64::NAN),
-                    x.mos_cq_min.unwrap_or(f64::NAN)
                 );
             }
         }
@@ -547,9 +560,9 @@ impl Summary {
         for d in &self.datasets {
             let _ = writeln!(
                 s,
-                "  {}: {} rows in {} under {}",
+                "  {}: {} in {} under {}",
                 d.dataset,
-                d.rows,
+                plural(d.rows, "row"),
                 plural(d.files.len() as u64, "file"),
                 d.dir
             );

@@ -543,9 +543,11 @@ fn observe_windows<'a>(
         m.voip_last_window_loss
             .with_label_values(&l)
             .set(q.loss_ratio);
-        m.voip_last_window_jitter
-            .with_label_values(&l)
-            .set(q.jitter_ms / 1000.0);
+        if q.jitter_ms.is_finite() {
+            m.voip_last_window_jitter
+                .with_label_values(&l)
+                .set(q.jitter_ms / 1000.0);
+        }
     }
 }
 

@@ -24,7 +24,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use arrow::array::{Float64Array, Int64Array, StringArray, UInt16Array, UInt32Array, UInt64Array};
+use arrow::array::{
+    Array, Float64Array, Int64Array, StringArray, UInt16Array, UInt32Array, UInt64Array,
+};
 use common::*;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +98,11 @@ fn moni_streams(file: &Path) -> BTreeMap<Key, Row> {
     for b in read_dataset(&out.path().join("rtp_streams")) {
         let s = |n| col::<StringArray>(&b, n);
         let p = |n| col::<UInt16Array>(&b, n);
-        let f = |n| col::<Float64Array>(&b, n);
+        // Null where moni computed nothing; tshark prints 0.000 there.
+        let f = |n| {
+            let a = col::<Float64Array>(&b, n);
+            move |i: usize| if a.is_null(i) { 0.0 } else { a.value(i) }
+        };
         for i in 0..b.num_rows() {
             let key = (
                 s("src_addr").value(i).to_string(),
@@ -111,9 +117,9 @@ fn moni_streams(file: &Path) -> BTreeMap<Key, Row> {
                     payload: s("codec").value(i).to_string(),
                     packets: col::<UInt64Array>(&b, "packets_received").value(i),
                     lost: col::<Int64Array>(&b, "packets_lost").value(i),
-                    max_delta_ms: f("max_delta_ms").value(i),
-                    mean_jitter_ms: f("jitter_mean_ms").value(i),
-                    max_jitter_ms: f("jitter_max_ms").value(i),
+                    max_delta_ms: f("max_delta_ms")(i),
+                    mean_jitter_ms: f("jitter_mean_ms")(i),
+                    max_jitter_ms: f("jitter_max_ms")(i),
                 },
             );
         }

@@ -116,9 +116,10 @@ fn rtp_quality_fields() -> Vec<Field> {
         field("duplicates", UInt64, false, None),
         field("reordered", UInt64, false, None),
         field("jb_discards", UInt64, false, None),
-        field("jitter_ms", Float64, false, None),
-        field("jitter_max_ms", Float64, false, None),
-        field("max_delta_ms", Float64, false, None),
+        // Null when not computed (no clock rate, or no regular packet).
+        field("jitter_ms", Float64, true, None),
+        field("jitter_max_ms", Float64, true, None),
+        field("max_delta_ms", Float64, true, None),
         field("loss_ratio", Float64, false, None),
         field("burst_r", Float64, false, None),
         field("r_factor", Float64, true, None),
@@ -149,7 +150,7 @@ pub fn rtp_streams_schema() -> SchemaRef {
     f.push(field("end_time", ts_type(), false, None));
     f.extend(rtp_quality_fields());
     f.extend([
-        field("jitter_mean_ms", Float64, false, None),
+        field("jitter_mean_ms", Float64, true, None),
         field("seq_resets", UInt64, false, None),
         field("ts_jumps", UInt64, false, None),
         field("payload_type_changes", UInt64, false, None),
@@ -240,9 +241,9 @@ fn rtp_quality_columns<'a>(q: impl Iterator<Item = &'a RtpQuality> + Clone) -> V
         Arc::new(UInt64Array::from_iter_values(
             q.clone().map(|x| x.jb_discards),
         )),
-        f(|x| x.jitter_ms),
-        f(|x| x.jitter_max_ms),
-        f(|x| x.max_delta_ms),
+        nan_to_null(q.clone().map(|x| x.jitter_ms)),
+        nan_to_null(q.clone().map(|x| x.jitter_max_ms)),
+        nan_to_null(q.clone().map(|x| x.max_delta_ms)),
         f(|x| x.loss_ratio),
         f(|x| x.burst_r),
         nan_to_null(q.clone().map(|x| x.r_factor)),
@@ -286,9 +287,7 @@ pub fn rtp_streams_batch(
     c.push(ts_col(r.iter().map(|x| x.start.micros()).collect()));
     c.push(ts_col(r.iter().map(|x| x.end.micros()).collect()));
     c.extend(rtp_quality_columns(r.iter().map(|x| &x.quality)));
-    c.push(Arc::new(Float64Array::from_iter_values(
-        r.iter().map(|x| x.jitter_mean_ms),
-    )));
+    c.push(nan_to_null(r.iter().map(|x| x.jitter_mean_ms)));
     c.push(u64_col(r, |i| r[i].seq_resets));
     c.push(u64_col(r, |i| r[i].ts_jumps));
     c.push(u64_col(r, |i| r[i].payload_type_changes));
@@ -370,8 +369,8 @@ pub fn rtp_compare_schema() -> SchemaRef {
             field("mos_diff", Float64, false, None),
             field("loss_production", Float64, false, None),
             field("loss_shadow", Float64, false, None),
-            field("jitter_production_ms", Float64, false, None),
-            field("jitter_shadow_ms", Float64, false, None),
+            field("jitter_production_ms", Float64, true, None),
+            field("jitter_shadow_ms", Float64, true, None),
             field("jitter_buffer", Utf8, false, None),
             field("verdict", Utf8, false, None),
         ],
@@ -414,8 +413,8 @@ pub fn rtp_compare_batch(
         f(|x| x.mos_diff),
         f(|x| x.loss_production),
         f(|x| x.loss_shadow),
-        f(|x| x.jitter_production_ms),
-        f(|x| x.jitter_shadow_ms),
+        nan_to_null(r.iter().map(|x| x.jitter_production_ms)),
+        nan_to_null(r.iter().map(|x| x.jitter_shadow_ms)),
         Arc::new(StringArray::from_iter_values(
             r.iter().map(|x| x.jitter_buffer),
         )),

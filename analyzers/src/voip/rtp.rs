@@ -110,6 +110,32 @@ pub fn static_codec_name(payload_type: u8) -> Option<&'static str> {
     })
 }
 
+/// A video stream: a static video payload type of RFC 3551 (CelB, JPEG,
+/// nv, H261, MPV, MP2T, H263) or a video encoding an SDP named. The
+/// E-model rates voice only.
+pub fn is_video(payload_type: u8, codec: &str) -> bool {
+    const VIDEO: &[&str] = &[
+        "H261",
+        "H263",
+        "H263-1998",
+        "H263-2000",
+        "H264",
+        "H264-SVC",
+        "H265",
+        "VP8",
+        "VP9",
+        "AV1",
+        "JPEG",
+        "MPV",
+        "MP2T",
+        "CELB",
+        "NV",
+        "THEORA",
+    ];
+    matches!(payload_type, 25 | 26 | 28 | 31..=34)
+        || VIDEO.iter().any(|v| v.eq_ignore_ascii_case(codec))
+}
+
 /// Comfort noise (RFC 3389, PT 13) or the old CN payload type 19.
 pub fn is_comfort_noise(payload_type: u8) -> bool {
     payload_type == 13 || payload_type == 19

@@ -169,6 +169,14 @@ pub fn parse_sdp(lines: &[&str]) -> Vec<Media> {
                     if let (Some(name), Some(rate)) =
                         (enc.first(), enc.get(1).and_then(|r| r.parse::<u32>().ok()))
                     {
+                        // Encoding names are case-insensitive (RFC 4566):
+                        // a static codec's is written as RFC 3551 does, so
+                        // one call's two directions do not read `PCMA` and
+                        // `pcma`.
+                        let name = (0..=34)
+                            .filter_map(crate::voip::rtp::static_codec_name)
+                            .find(|n| n.eq_ignore_ascii_case(name))
+                            .unwrap_or(name);
                         m.rtpmap.push((pt, name.to_string(), rate));
                     }
                 }
@@ -204,7 +212,7 @@ v=0\r\n\
 o=- 1 1 IN IP4 10.0.0.1\r\n\
 c=IN IP4 10.0.0.1\r\n\
 m=audio 40000 RTP/AVP 0 8 101\r\n\
-a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:0 pcmu/8000\r\n\
 a=rtpmap:101 telephone-event/8000\r\n\
 a=ptime:20\r\n\
 m=video 40002 RTP/AVP 96\r\n";
@@ -222,6 +230,8 @@ m=video 40002 RTP/AVP 96\r\n";
         assert_eq!((a.port, a.ptime_ms), (40000, Some(20)));
         assert_eq!(a.payload_types, vec![0, 8, 101]);
         assert_eq!(a.rtpmap_of(101), Some(("telephone-event", 8000)));
+        // A static codec's name as RFC 3551 writes it, whatever the case.
+        assert_eq!(a.rtpmap_of(0), Some(("PCMU", 8000)));
     }
 
     #[test]

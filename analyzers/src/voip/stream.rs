@@ -144,6 +144,10 @@ pub struct StreamStats {
     /// tshark computes it on the capture without the telephone-event
     /// packets.
     prev_ts: u32,
+    /// Jitter updates, and regular ones (the mean's), so far: none means
+    /// no jitter was computed (no clock, or every packet irregular).
+    jitter_samples: u64,
+    mean_jitter_samples: u64,
     prev_clocked_ns: i64,
     clocked_packets: u64,
     prev_clocked_cn: bool,
@@ -191,9 +195,13 @@ impl StreamStats {
             gap_packets: 0,
             gap_lost: 0,
             jitter_ms: 0.0,
-            max_jitter_ms: 0.0,
+            // NaN until a regular packet gives a sample (`max` skips NaN):
+            // the datasets write null, as tshark prints no figure.
+            max_jitter_ms: f64::NAN,
             mean_jitter_ms: 0.0,
-            max_delta_ms: 0.0,
+            max_delta_ms: f64::NAN,
+            jitter_samples: 0,
+            mean_jitter_samples: 0,
             last_regular_delta_ms: None,
             max_seq: h.sequence,
             cycles: 0,
@@ -372,6 +380,7 @@ impl StreamStats {
                 } else {
                     let d = (clocked_delta_ms - nominal_ms).abs();
                     self.jitter_ms = (15.0 * self.jitter_ms + d) / 16.0;
+                    self.jitter_samples += 1;
                 }
                 // tshark flags a backwards timestamp only on marked
                 // packets, which are irregular anyway; a reordered packet
@@ -382,6 +391,7 @@ impl StreamStats {
                     // packets after the first, updated on regular ones.
                     let n = (self.clocked_packets - 1) as f64;
                     self.mean_jitter_ms = (self.mean_jitter_ms * n + self.jitter_ms) / (n + 1.0);
+                    self.mean_jitter_samples += 1;
                 }
             }
             self.has_clocked = true;
@@ -398,6 +408,24 @@ impl StreamStats {
         }
         self.prev_cn = cn;
         self.prev_arrival_ns = ns;
+    }
+
+    /// The jitter, NaN when none was computed.
+    pub fn jitter_or_nan(&self) -> f64 {
+        if self.jitter_samples == 0 {
+            f64::NAN
+        } else {
+            self.jitter_ms
+        }
+    }
+
+    /// tshark's mean jitter, NaN when no regular packet gave a sample.
+    pub fn mean_jitter_or_nan(&self) -> f64 {
+        if self.mean_jitter_samples == 0 {
+            f64::NAN
+        } else {
+            self.mean_jitter_ms
+        }
     }
 
     fn observe_seq(&mut self, seq: u16) {

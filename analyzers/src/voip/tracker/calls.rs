@@ -36,6 +36,17 @@ pub const CLOSING_SECS: i64 = 8;
 
 type CallKey = (VnetId, String);
 
+/// An open call.
+#[derive(Debug)]
+struct Open {
+    record: CallRecord,
+    /// The CSeq number of the INVITE that opened it.
+    invite_cseq: Option<u32>,
+    /// The latest INVITE with a new CSeq (the one with credentials after a
+    /// 401/407): a 180/183 answering it times the post-dial delay.
+    last_invite: (Option<u32>, Timestamp),
+}
+
 /// A call that ended, waiting for its last messages.
 #[derive(Debug)]
 struct Closing {
@@ -49,7 +60,7 @@ struct Closing {
 /// Open calls, finished call records and announced endpoints.
 #[derive(Debug, Default)]
 pub(super) struct Calls {
-    calls: HashMap<CallKey, (CallRecord, Option<u32>), foldhash::fast::RandomState>,
+    calls: HashMap<CallKey, Open, foldhash::fast::RandomState>,
     call_order: VecDeque<CallKey>,
     closing: HashMap<CallKey, Closing, foldhash::fast::RandomState>,
     /// Closing calls by the time of their last message when queued (a
@@ -94,9 +105,9 @@ impl Calls {
     pub(super) fn flush(&mut self) {
         self.expire(Timestamp(i64::MAX));
         for key in std::mem::take(&mut self.call_order) {
-            if let Some((mut c, _)) = self.calls.remove(&key) {
-                c.end_reason = "end_of_input".into();
-                self.finished.push(c);
+            if let Some(mut c) = self.calls.remove(&key) {
+                c.record.end_reason = "end_of_input".into();
+                self.finished.push(c.record);
             }
         }
     }
@@ -183,8 +194,8 @@ impl Calls {
             let record = CallRecord {
                 vnet,
                 call_id: key.1.clone(),
-                caller: msg.from.clone().unwrap_or_default(),
-                callee: msg.to.clone().unwrap_or_default(),
+                caller: party(msg.from.as_deref()),
+                callee: party(msg.to.as_deref()),
                 invite_time: ts,
                 answer_time: None,
                 end_time: None,
@@ -193,14 +204,25 @@ impl Calls {
                 media: String::new(),
                 sip_messages: 0,
             };
-            self.calls.insert(key.clone(), (record, cseq));
+            let open = Open {
+                record,
+                invite_cseq: cseq,
+                last_invite: (cseq, ts),
+            };
+            self.calls.insert(key.clone(), open);
         }
-        let Some((call, _)) = self.calls.get_mut(&key) else {
+        let Some(open) = self.calls.get_mut(&key) else {
             return;
         };
+        if method == Some("INVITE") && cseq != open.last_invite.0 {
+            open.last_invite = (cseq, ts);
+        }
+        let last_invite = open.last_invite;
+        let call = &mut open.record;
         call.sip_messages += 1;
         for m in &msg.media {
-            let ep = format!("{}:{}", m.addr, m.port);
+            // `[v6]:port` for IPv6, as a socket address is written.
+            let ep = std::net::SocketAddr::new(m.addr, m.port).to_string();
             if !call.media.split(',').any(|e| e == ep) {
                 if !call.media.is_empty() {
                     call.media.push(',');
@@ -208,10 +230,17 @@ impl Calls {
                 call.media.push_str(&ep);
             }
         }
-        let since_invite = ts.micros_since(call.invite_time) as f64 / 1000.0;
         let end = match (method, msg.status, cseq_method) {
             (_, Some(180 | 183), Some("INVITE")) => {
-                call.post_dial_delay_ms.get_or_insert(since_invite);
+                // From the INVITE it answers (after a 401/407 challenge,
+                // the one with credentials: the network's delay, not the
+                // time the caller took to authenticate), else the first.
+                let from = match last_invite {
+                    (Some(n), at) if cseq == Some(n) => at,
+                    _ => call.invite_time,
+                };
+                let pdd = ts.micros_since(from) as f64 / 1000.0;
+                call.post_dial_delay_ms.get_or_insert(pdd);
                 None
             }
             (_, Some(200..=299), Some("INVITE")) => {
@@ -235,7 +264,12 @@ impl Calls {
             _ => None,
         };
         if let Some(reason) = end {
-            if let Some((mut record, invite_cseq)) = self.calls.remove(&key) {
+            if let Some(Open {
+                mut record,
+                invite_cseq,
+                ..
+            }) = self.calls.remove(&key)
+            {
                 record.end_time = Some(ts);
                 record.end_reason = reason;
                 let c = Closing {
@@ -250,9 +284,9 @@ impl Calls {
 
     fn evict_call(&mut self, stats: &mut RtpStats) {
         while let Some(old) = self.call_order.pop_front() {
-            if let Some((mut c, _)) = self.calls.remove(&old) {
-                c.end_reason = "evicted".into();
-                self.finished.push(c);
+            if let Some(mut c) = self.calls.remove(&old) {
+                c.record.end_reason = "evicted".into();
+                self.finished.push(c.record);
                 stats.calls_evicted += 1;
                 return;
             }
@@ -285,6 +319,18 @@ impl Calls {
             },
         );
     }
+}
+
+/// A From or To header without its parameters (the tag differs per
+/// dialog, so one caller would read as many): the name-addr up to its
+/// `>`, or an addr-spec up to its first `;`.
+fn party(header: Option<&str>) -> String {
+    let h = header.unwrap_or_default();
+    let kept = match h.find('>') {
+        Some(i) => &h[..=i],
+        None => h.split(';').next().unwrap_or_default(),
+    };
+    kept.trim().to_string()
 }
 
 #[cfg(test)]
@@ -405,6 +451,45 @@ mod tests {
             ("rejected_486", 3)
         );
         assert_eq!(st.calls_started, 3);
+    }
+
+    #[test]
+    fn post_dial_delay_runs_from_the_invite_the_ringing_answers() {
+        let (mut c, cfg, mut st) = (Calls::default(), RtpConfig::default(), RtpStats::default());
+        let v = VnetId(0);
+        // aaa.pcap's shape: challenged, the caller takes 17 s to send its
+        // credentials, the network rings 426 ms after them.
+        c.signalling(at(0), v, request("INVITE", "p", "1 INVITE"), &cfg, &mut st);
+        c.signalling(at(20), v, response(407, "p", "1 INVITE"), &cfg, &mut st);
+        c.signalling(
+            at(17_420),
+            v,
+            request("INVITE", "p", "2 INVITE"),
+            &cfg,
+            &mut st,
+        );
+        c.signalling(at(17_846), v, response(183, "p", "2 INVITE"), &cfg, &mut st);
+        c.flush();
+        let r = c.take();
+        assert_eq!(r[0].post_dial_delay_ms, Some(426.0));
+        assert_eq!(r[0].invite_time, at(0));
+    }
+
+    #[test]
+    fn caller_and_callee_are_read_without_their_tags() {
+        assert_eq!(
+            party(Some("\"arik\" <sip:35104723@sip.cybercity.dk>;tag=175a1dd")),
+            "\"arik\" <sip:35104723@sip.cybercity.dk>"
+        );
+        assert_eq!(
+            party(Some("sip:bob@example.com;tag=9 ")),
+            "sip:bob@example.com"
+        );
+        assert_eq!(
+            party(Some("<sip:a@b;transport=udp>")),
+            "<sip:a@b;transport=udp>"
+        );
+        assert_eq!(party(None), "");
     }
 
     #[test]

@@ -72,6 +72,8 @@ impl Entry {
                 index: window_index(at.timestamp(), config.window_secs),
                 first_ext: Some(stats.extended_max()),
                 pts: [(h.payload_type, 1), (0, 0), (0, 0), (0, 0)],
+                max_jitter_ms: f64::NAN,
+                max_delta_ms: f64::NAN,
                 ..WindowStart::default()
             },
             id,
@@ -181,6 +183,7 @@ pub const DYNAMIC_CODEC: &str = "dynamic-PT";
 
 /// Why a stream has no MOS.
 pub const MOS_REASON_DYNAMIC: &str = "dynamic payload type without SDP: codec unknown";
+pub const MOS_REASON_VIDEO: &str = "video: the E-model rates voice only";
 
 pub(super) fn is_dynamic(pt: u8) -> bool {
     (96..=127).contains(&pt)

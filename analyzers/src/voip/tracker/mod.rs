@@ -59,7 +59,7 @@ use crate::voip::stream::ArrivalNs;
 use calls::{Announced, Calls};
 use detect::Candidates;
 use entry::{feed_jitter_buffers, is_dynamic, payload_hash, update_entry, Entry, LastPacket};
-pub use entry::{DYNAMIC_CODEC, MOS_REASON_DYNAMIC};
+pub use entry::{DYNAMIC_CODEC, MOS_REASON_DYNAMIC, MOS_REASON_VIDEO};
 use rtcp_table::{Leg, RtcpTable};
 use window::{close_window, quality, window_index, WindowStart};
 
@@ -722,7 +722,7 @@ impl RtpTracker {
             start: e.stats.first_arrival,
             end: e.stats.last_arrival,
             quality: whole,
-            jitter_mean_ms: e.stats.mean_jitter_ms,
+            jitter_mean_ms: e.stats.mean_jitter_or_nan(),
             seq_resets: e.stats.seq_resets,
             ts_jumps: e.stats.ts_jumps,
             payload_type_changes: e.stats.payload_type_changes,

@@ -7,8 +7,11 @@ use crate::time::Timestamp;
 use crate::voip::emodel::{self, Params};
 use crate::voip::jitter_buffer::{JbCounters, Model, MODEL_COUNT};
 
-use super::entry::{codec_name, jb_counters, Entry, DYNAMIC_CODEC, MOS_REASON_DYNAMIC};
+use super::entry::{
+    codec_name, jb_counters, Entry, DYNAMIC_CODEC, MOS_REASON_DYNAMIC, MOS_REASON_VIDEO,
+};
 use super::RtpConfig;
+use crate::voip::rtp::is_video;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct WindowStart {
@@ -47,8 +50,8 @@ pub(super) fn snapshot(e: &mut Entry, index: i64) -> WindowStart {
         jb: jb_counters(e),
         runs: e.stats.loss_runs,
         run_packets: e.stats.loss_run_packets,
-        max_jitter_ms: 0.0,
-        max_delta_ms: 0.0,
+        max_jitter_ms: f64::NAN,
+        max_delta_ms: f64::NAN,
         pts: [(0, 0); 4],
     }
 }
@@ -106,7 +109,13 @@ pub(super) fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQ
         (loss_ratio, burst_r, lq, cq, delay)
     };
     // No MOS without a codec: the E-model's Ie and Bpl are the codec's.
-    let mos_reason = (e.id.codec == DYNAMIC_CODEC).then_some(MOS_REASON_DYNAMIC);
+    let mos_reason = if e.id.codec == DYNAMIC_CODEC {
+        Some(MOS_REASON_DYNAMIC)
+    } else if is_video(e.stats.payload_type, &e.id.codec) {
+        Some(MOS_REASON_VIDEO)
+    } else {
+        None
+    };
     let score = |discards: u64, jb_delay_ms: f64| {
         let (loss_ratio, burst_r, mut lq, mut cq, delay) = score(discards, jb_delay_ms);
         if mos_reason.is_some() {
@@ -151,7 +160,7 @@ pub(super) fn quality(e: &Entry, from: &WindowStart, config: &RtpConfig) -> RtpQ
         duplicates: s.duplicates - from.duplicates,
         reordered: s.reordered - from.reordered,
         jb_discards: discards,
-        jitter_ms: s.jitter_ms,
+        jitter_ms: s.jitter_or_nan(),
         jitter_max_ms: from.max_jitter_ms,
         max_delta_ms: from.max_delta_ms,
         loss_ratio,
