@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::NodeConfig;
 use crate::replay::{replay, ReplayOptions};
+use crate::summary::plural;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -194,15 +195,16 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { file } => {
             match NodeConfig::load(&file).and_then(|c| c.resolve(None).map(|r| (c, r))) {
                 Ok((_, r)) => {
+                    crate::config::ids::warn_unknown_vars(&r.rules, &r.ids);
                     println!(
                         "{}: ok ({}, {}, {}, flow cap {}, {} s bins, {} ({} skipped: see check-rules), output {})",
                         file.display(),
-                        count(r.vnets.len(), "VNet"),
-                        count(r.sources.len(), "source"),
-                        count(r.node.workers, "worker"),
+                        plural(r.vnets.len() as u64, "VNet"),
+                        plural(r.sources.len() as u64, "source"),
+                        plural(r.node.workers as u64, "worker"),
                         r.flows.max_flows,
                         r.bins.bin_secs,
-                        count(r.rules.rules.len(), "signature rule"),
+                        plural(r.rules.rules.len() as u64, "signature rule"),
                         r.rules.skipped.len(),
                         r.output.dir.display()
                     );
@@ -217,15 +219,6 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => run_replay(args),
         Command::Run(args) => run_node(args),
         Command::CheckRules(args) => check_rules(args),
-    }
-}
-
-/// "1 source", "2 sources": a count with its noun, for one-line reports.
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
     }
 }
 
@@ -273,6 +266,7 @@ fn check_rules(args: CheckRulesArgs) -> ExitCode {
             }
         }
     }
+    crate::config::ids::warn_unknown_vars(&set, &config.ids);
     for (file, s) in &set.skipped {
         let sid = s
             .sid
@@ -380,6 +374,7 @@ fn run_replay(args: ReplayArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    crate::config::ids::warn_unknown_vars(&config.rules, &config.ids);
     if let Some(filter) = &args.filter {
         // A filter libpcap cannot compile is bad usage: refuse it before
         // opening anything (not one failed file and an empty summary).

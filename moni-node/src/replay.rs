@@ -180,6 +180,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     summary.files = files;
     summary.cpu_seconds.capture = capture.cpu_seconds;
     summary.reassembly.fragment_pins_evicted = capture.fragment_pins_evicted;
+    summary.voip.sip_conversations_evicted = capture.sip_conversations_evicted;
     Ok(summary)
 }
 

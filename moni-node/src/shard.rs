@@ -124,6 +124,95 @@ impl FragmentPins {
     }
 }
 
+impl FragmentPins {
+    /// Sends the later fragments of `d`'s datagram, when `d` is a first
+    /// fragment, to `worker` (which took `d` by something other than its
+    /// addresses).
+    pub fn pin_first_fragment(&mut self, ts: Timestamp, d: &Decoded<'_>, worker: usize) {
+        let Some(ip) = d.ip else { return };
+        let Fragment::First { id } = ip.fragment else {
+            return;
+        };
+        let key = (ip.src, ip.dst, id, d.outer_vlan().unwrap_or(0));
+        if !self.pins.contains_key(&key) {
+            if self.pins.len() >= MAX_PINS {
+                if let Some((_, old)) = self.order.pop_front() {
+                    if self.pins.remove(&old).is_some() {
+                        self.evicted += 1;
+                    }
+                }
+            }
+            self.order.push_back((ts, key));
+        }
+        self.pins.insert(key, worker);
+    }
+}
+
+/// A UDP conversation (both directions alike).
+type Conversation = (IpAddr, u16, IpAddr, u16);
+
+/// SIP signalling: UDP or TCP on the `rtp.sip_ports`, and UDP whose
+/// payload starts like SIP on any other port; such a UDP conversation is
+/// remembered (bounded, the oldest forgotten and counted), so that its
+/// other datagrams (CRLF keep-alives) stay with it. TCP on other ports is
+/// not guessed: its handshake would have gone elsewhere before the first
+/// message.
+#[derive(Debug, Default)]
+pub struct SipFlows {
+    seen: std::collections::HashSet<Conversation>,
+    order: VecDeque<Conversation>,
+    /// Conversations forgotten at the cap.
+    pub evicted: u64,
+}
+
+/// The most SIP conversations on other ports remembered.
+pub const MAX_SIP_FLOWS: usize = 16_384;
+
+impl SipFlows {
+    fn conversation(d: &Decoded<'_>) -> Option<Conversation> {
+        let ip = d.ip?;
+        let analyzers::decode::Transport::Udp { src_port, dst_port } = d.transport else {
+            return None;
+        };
+        let (a, b) = ((ip.src, src_port), (ip.dst, dst_port));
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        Some((lo.0, lo.1, hi.0, hi.1))
+    }
+
+    /// Whether `d` is SIP: on one of `ports`, or UDP starting like SIP
+    /// (then its conversation is remembered).
+    pub fn is_sip(&mut self, d: &Decoded<'_>, ports: &[u16]) -> bool {
+        let Some((sp, dp)) = d.ports() else {
+            return false;
+        };
+        if ports.iter().any(|&p| p == sp || p == dp) {
+            return true;
+        }
+        if !analyzers::voip::sdp::looks_like_sip(d.payload) {
+            return false;
+        }
+        let Some(c) = Self::conversation(d) else {
+            return false;
+        };
+        if self.seen.insert(c) {
+            if self.seen.len() > MAX_SIP_FLOWS {
+                if let Some(old) = self.order.pop_front() {
+                    self.seen.remove(&old);
+                    self.evicted += 1;
+                }
+            }
+            self.order.push_back(c);
+        }
+        true
+    }
+
+    /// Whether `d` belongs to a UDP conversation that carried SIP on other
+    /// ports (free while there is none).
+    pub fn is_sip_flow(&self, d: &Decoded<'_>) -> bool {
+        !self.seen.is_empty() && Self::conversation(d).is_some_and(|c| self.seen.contains(&c))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +313,55 @@ mod tests {
         }
         assert_eq!(pins.pins.len(), MAX_PINS);
         assert_eq!(pins.evicted, 10);
+    }
+
+    #[test]
+    fn sip_on_other_ports_is_remembered_with_its_conversation() {
+        let mut sip = SipFlows::default();
+        let mut invite = packet("10.0.0.1", "10.0.0.2", 0);
+        invite.payload = b"INVITE sip:b@10.0.0.2:5000 SIP/2.0\r\n";
+        assert!(!sip.is_sip_flow(&invite), "nothing seen yet");
+        assert!(sip.is_sip(&invite, &[5060]));
+        // The same conversation's keep-alive (either direction) follows.
+        let mut keepalive = packet("10.0.0.2", "10.0.0.1", 0);
+        keepalive.transport = Transport::Udp {
+            src_port: 5000,
+            dst_port: 4000,
+        };
+        keepalive.payload = b"\r\n\r\n";
+        assert!(!sip.is_sip(&keepalive, &[5060]));
+        assert!(sip.is_sip_flow(&keepalive));
+        // Another conversation between the same hosts does not.
+        let mut rtp = packet("10.0.0.1", "10.0.0.2", 0);
+        rtp.transport = Transport::Udp {
+            src_port: 40000,
+            dst_port: 40002,
+        };
+        rtp.payload = b"\x80\x00\x00\x01";
+        assert!(!sip.is_sip(&rtp, &[5060]) && !sip.is_sip_flow(&rtp));
+        // A configured port needs no look at the payload.
+        let mut on_port = rtp.clone();
+        on_port.transport = Transport::Udp {
+            src_port: 5060,
+            dst_port: 5060,
+        };
+        assert!(sip.is_sip(&on_port, &[5060]));
+    }
+
+    #[test]
+    fn a_pinned_first_fragment_takes_its_later_fragments_along() {
+        let mut pins = FragmentPins::new(15);
+        let mut first = packet("10.0.0.1", "10.0.0.2", 0);
+        let mut later = packet("10.0.0.1", "10.0.0.2", 0);
+        if let (Some(f), Some(l)) = (first.ip.as_mut(), later.ip.as_mut()) {
+            f.fragment = Fragment::First { id: 7 };
+            l.fragment = Fragment::Later { id: 7 };
+        }
+        later.transport = Transport::None;
+        let by_address = pins.worker_for(Timestamp(1), &later, 4);
+        let elsewhere = (by_address + 1) % 4;
+        pins.pin_first_fragment(Timestamp(1), &first, elsewhere);
+        assert_eq!(pins.worker_for(Timestamp(2), &later, 4), elsewhere);
     }
 
     #[test]

@@ -106,6 +106,10 @@ pub struct VoipSummary {
     pub candidates_evicted: u64,
     /// Mirror copies dropped before detection (SPAN of both directions).
     pub mirror_duplicates: u64,
+    /// SIP conversations on ports outside `rtp.sip_ports` forgotten at the
+    /// cap of 16,384 (replay; their later datagrams may reach another
+    /// worker than their calls).
+    pub sip_conversations_evicted: u64,
     pub vnets: Vec<VoipVnetSummary>,
 }
 
@@ -140,6 +144,7 @@ pub fn voip_summary(
         streams_evicted: stats.streams_evicted,
         candidates_evicted: stats.candidates_evicted,
         mirror_duplicates: stats.mirror_duplicates,
+        sip_conversations_evicted: 0,
         vnets: per_vnet,
     }
 }

@@ -1098,3 +1098,40 @@ fn check_rules_fails_when_no_rule_loads() {
         Some(1)
     );
 }
+
+/// A rule variable set with the wrong case (`home_net`) is named by no
+/// rule: check-rules and replay say so on stderr instead of running on
+/// the defaults without a word; the right name draws nothing.
+#[test]
+fn a_misspelt_rule_variable_is_warned_about() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rules = tmp.path().join("home.rules");
+    std::fs::write(
+        &rules,
+        "alert tcp $EXTERNAL_NET any -> $HOME_NET 22 (msg:\"ssh\"; sid:1;)\n",
+    )
+    .expect("write");
+    let warned = |o: &std::process::Output| {
+        stderr_lines(o)
+            .iter()
+            .any(|l| l.starts_with("warning: rule variable home_net is named by no rule"))
+    };
+    let o = moni(&["check-rules", "--var", "home_net=[10.0.0.0/8]", p(&rules)]);
+    assert!(o.status.success());
+    assert!(warned(&o), "{:?}", stderr_lines(&o));
+    let out = tmp.path().join("out");
+    let o = moni(&[
+        "replay",
+        "--out",
+        p(&out),
+        "--rules",
+        p(&rules),
+        "--var",
+        "home_net=[10.0.0.0/8]",
+        p(&sample("background.pcap")),
+    ]);
+    assert!(o.status.success());
+    assert!(warned(&o), "{:?}", stderr_lines(&o));
+    let o = moni(&["check-rules", "--var", "HOME_NET=[10.0.0.0/8]", p(&rules)]);
+    assert!(!stderr_lines(&o).iter().any(|l| l.starts_with("warning:")));
+}

@@ -261,11 +261,10 @@ impl DnsAnomalies {
         };
         out.push(AlertRecord {
             tunnel: Default::default(),
-            time: if volume && !long && !random {
-                start
-            } else {
-                ts
-            },
+            // The episode's first query (the client's queries to the
+            // domain this window, which `queries` counts), whichever
+            // reason crossed.
+            time: start,
             end: ts,
             vnet,
             kind: DNS_TUNNEL.name,
@@ -294,7 +293,10 @@ impl DnsAnomalies {
                     "subdomain_entropy_bits",
                     json!(e.map(|e| (e * 100.0).round() / 100.0)),
                 ),
-                ("unique_subdomains_est", json!(unique_est.round())),
+                (
+                    "unique_subdomains_est",
+                    json!(unique_est.min(queries as f64).round()),
+                ),
                 ("queries", json!(queries)),
                 ("mean_subdomain_length", json!(mean_sub.round())),
                 ("threshold_length", json!(self.name_max)),

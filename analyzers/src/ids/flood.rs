@@ -1136,8 +1136,16 @@ impl Floods {
                         ("syns", json!(v.syns)),
                         ("completions", json!(v.completions)),
                         ("half_open_ratio", json!(half_open)),
-                        ("distinct_sources_est", json!(srcs.round())),
-                        ("distinct_destinations_est", json!(dsts.round())),
+                        // Never more distinct values than SYNs (the
+                        // estimates are off by a few percent either way).
+                        (
+                            "distinct_sources_est",
+                            json!(srcs.min(v.syns as f64).round()),
+                        ),
+                        (
+                            "distinct_destinations_est",
+                            json!(dsts.min(v.syns as f64).round()),
+                        ),
                         ("threshold_syns", json!(self.vnet_syn)),
                         ("window_secs", json!(secs)),
                     ],
@@ -1197,8 +1205,14 @@ impl Floods {
                     ("syns", json!(w.syns)),
                     ("completions_est", json!(acks_to_dst)),
                     ("half_open_ratio", json!(half_open)),
-                    ("distinct_sources_est", json!(sources.round())),
-                    ("distinct_ports_est", json!(w.ports.estimate().round())),
+                    (
+                        "distinct_sources_est",
+                        json!(sources.min(w.syns as f64).round()),
+                    ),
+                    (
+                        "distinct_ports_est",
+                        json!(w.ports.estimate().min(w.syns as f64).round()),
+                    ),
                     ("threshold_syns", json!(self.syn)),
                     ("window_secs", json!(secs)),
                 ],

@@ -62,6 +62,33 @@ const METHODS: [&str; 14] = [
     "PUBLISH",
 ];
 
+/// Whether a payload starts like a SIP message: a status line
+/// (`SIP/2.0 NNN`) or a request line (a known method, a space, and the
+/// line ending in `SIP/2.0`). SIP on ports no one configured (a B2BUA on
+/// 5062 and 15060, a phone called on 10270) is found by this, as
+/// Wireshark's heuristic finds it. Cheap on media: an RTP packet's first
+/// byte (0x80 and up) is no letter.
+pub fn looks_like_sip(b: &[u8]) -> bool {
+    if !b.first().is_some_and(u8::is_ascii_uppercase) {
+        return false;
+    }
+    if let Some(code) = b.strip_prefix(b"SIP/2.0 ") {
+        return code.len() >= 3 && code[..3].iter().all(u8::is_ascii_digit);
+    }
+    let Some(space) = b.iter().take(10).position(|&c| c == b' ') else {
+        return false;
+    };
+    if !METHODS.iter().any(|m| m.as_bytes() == &b[..space]) {
+        return false;
+    }
+    let head = &b[..b.len().min(1024)];
+    let line_end = head.iter().position(|&c| c == b'\n').unwrap_or(head.len());
+    let line = head[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&head[..line_end]);
+    line.trim_ascii_end().ends_with(b"SIP/2.0")
+}
+
 /// Parses a SIP message from a UDP payload or TCP segment; `None` if it
 /// does not start like one.
 pub fn parse_sip(b: &[u8]) -> Option<SipMessage> {
@@ -216,6 +243,25 @@ a=rtpmap:0 pcmu/8000\r\n\
 a=rtpmap:101 telephone-event/8000\r\n\
 a=ptime:20\r\n\
 m=video 40002 RTP/AVP 96\r\n";
+
+    #[test]
+    fn sip_is_told_from_other_payloads_by_its_first_line() {
+        assert!(looks_like_sip(
+            b"INVITE sip:bob@example.com SIP/2.0\r\nVia: x\r\n"
+        ));
+        assert!(looks_like_sip(b"SIP/2.0 180 Ringing\r\n"));
+        assert!(looks_like_sip(b"BYE sip:a@[fd17::1]:5062 SIP/2.0\n"));
+        for not in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n"[..],
+            b"INVITE someone to lunch\r\n",
+            b"SIP/2.0 abc",
+            b"\x80\x00\x01\x02rtp",
+            b"",
+            b"INVITEsip:x SIP/2.0",
+        ] {
+            assert!(!looks_like_sip(not), "{not:?}");
+        }
+    }
 
     #[test]
     fn reads_compact_and_folded_headers_and_the_audio_media() {

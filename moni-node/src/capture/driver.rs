@@ -144,6 +144,10 @@ pub struct DriverTotals {
     /// Tunnel datagrams whose fragment pin was forgotten at the cap
     /// ([`crate::shard::MAX_PINS`]) before its timeout.
     pub fragment_pins_evicted: u64,
+    /// SIP conversations on other ports forgotten at the cap
+    /// ([`crate::shard::MAX_SIP_FLOWS`]): their later datagrams may go
+    /// to another worker than their calls.
+    pub sip_conversations_evicted: u64,
     /// CPU time of the thread that drove the dispatcher, when it finished.
     pub cpu_seconds: f64,
 }
@@ -180,6 +184,8 @@ pub struct Dispatcher {
     newest: Option<Timestamp>,
     /// Where the later fragments of tunnels' outer datagrams go.
     pins: FragmentPins,
+    /// Which packets are SIP signalling (they all go to worker 0).
+    sip: crate::shard::SipFlows,
     /// The capture thread's CPU time and the wall time when counters were
     /// last published (`moni_source_capture_busy_ratio`).
     cpu_mark: Option<(f64, Instant)>,
@@ -224,6 +230,7 @@ impl Dispatcher {
             ids: settings.ids.as_ref().map(Ids::new),
             ids_queue: VecDeque::with_capacity(IDS_DELAY as usize + 1),
             pins: FragmentPins::new(settings.decode.reassembly_timeout_secs),
+            sip: crate::shard::SipFlows::default(),
             cpu_mark: None,
             settings,
             io,
@@ -399,6 +406,7 @@ impl Dispatcher {
             .set(0.0);
         self.totals.ids = self.ids.as_ref().map(|i| i.stats().clone());
         self.totals.fragment_pins_evicted = self.pins.evicted;
+        self.totals.sip_conversations_evicted = self.sip.evicted;
         self.totals.cpu_seconds = crate::sys::thread_cpu_seconds();
         self.totals
     }
@@ -486,13 +494,19 @@ impl Dispatcher {
                         ids.observe(pkt.ts, vnet, &d, &mut self.alerts);
                     }
                 }
+                let mut w = self.pins.worker_for(pkt.ts, &d, n);
                 if n > 1 {
-                    if let Some((sp, dp)) = d.ports() {
-                        let ports = &self.settings.sip_ports;
-                        sip = ports.contains(&sp) || ports.contains(&dp);
+                    sip = self.sip.is_sip(&d, &self.settings.sip_ports);
+                    if sip || self.sip.is_sip_flow(&d) {
+                        // One worker holds every call: the legs of a call
+                        // (a B2BUA's, a proxy's hops) are flows between
+                        // other hosts, which the sharding spreads, and a
+                        // call must not depend on `--workers`. Its
+                        // fragments follow it.
+                        w = 0;
+                        self.pins.pin_first_fragment(pkt.ts, &d, w);
                     }
                 }
-                let w = self.pins.worker_for(pkt.ts, &d, n);
                 // The worker analyses this decode instead of decoding again.
                 detached = d.detach(pkt.data);
                 w

@@ -77,6 +77,18 @@ pub(super) fn validate_ids(c: &IdsConfig) -> Result<IdsConfig, ConfigError> {
     Ok(c.clone())
 }
 
+/// Says on stderr which rule variables the operator set that no rule
+/// names and Suricata does not know: a typo there (`home_net` for
+/// `HOME_NET`) would leave the rules on the defaults without a word.
+pub fn warn_unknown_vars(rules: &analyzers::ids::rules::RuleSet, ids: &IdsConfig) {
+    for v in rules.unknown_vars(&ids.vars) {
+        eprintln!(
+            "warning: rule variable {v} is named by no rule and is not one of Suricata's \
+             (names are case-sensitive)"
+        );
+    }
+}
+
 impl NodeConfig {
     /// Reads and parses the signature files of `[ids] rules`.
     pub(super) fn load_rules(

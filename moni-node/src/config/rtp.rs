@@ -12,7 +12,8 @@ use super::{invalid, ConfigError};
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RtpSection {
-    /// UDP ports carrying SIP. Default [5060].
+    /// Ports carrying SIP, UDP or TCP. Default [5060]. SIP on other ports
+    /// is found by its first line too.
     pub sip_ports: Vec<u16>,
     /// Scoring window in seconds of packet time. Default 10.
     pub window_secs: u32,

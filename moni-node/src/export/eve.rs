@@ -6,6 +6,21 @@
 use analyzers::record::AlertRecord;
 use analyzers::vnet::VnetMap;
 
+/// An address as Suricata writes it in EVE: IPv4 dotted, IPv6 with every
+/// group in four hex digits and no `::` (`2001:0db8:0000:...`), so that a
+/// join on address strings between moni's and Suricata's EVE holds.
+fn eve_ip(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => v6
+            .segments()
+            .iter()
+            .map(|g| format!("{g:04x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    }
+}
+
 /// One alert as an EVE-JSON line (Suricata's `eve.json` alert event), valid
 /// against Suricata's own EVE schema (no field it does not know): Filebeat's
 /// Suricata module, EveBox and Kibana ingest it unchanged.
@@ -22,6 +37,7 @@ use analyzers::vnet::VnetMap;
 ///   object of string arrays), plus moni's own keys: `moni_vnet`,
 ///   `moni_kind`, `moni_start` (first packet of the episode) and
 ///   `moni_details` (the `alerts.details` JSON).
+/// - Addresses are written as Suricata writes them (IPv6 in full).
 pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str) -> String {
     use serde_json::{json, Map, Value};
     let ts = |t: analyzers::Timestamp| {
@@ -100,7 +116,7 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
     let endpoint = |ip: Option<std::net::IpAddr>, port: Option<u16>| {
         let mut e = Map::new();
         if let Some(ip) = ip {
-            e.insert("ip".into(), ip.to_string().into());
+            e.insert("ip".into(), eve_ip(ip).into());
         }
         if let Some(p) = port {
             e.insert("port".into(), p.into());
@@ -151,8 +167,8 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
             };
             if let (Some((Some(sa), sp, Some(da), dp)), Some(o)) = (initiator, flow.as_object_mut())
             {
-                o.insert("src_ip".into(), sa.to_string().into());
-                o.insert("dest_ip".into(), da.to_string().into());
+                o.insert("src_ip".into(), eve_ip(sa).into());
+                o.insert("dest_ip".into(), eve_ip(da).into());
                 if let (Some(sp), Some(dp)) = (sp, dp) {
                     o.insert("src_port".into(), sp.into());
                     o.insert("dest_port".into(), dp.into());
@@ -189,25 +205,37 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
                 obj.insert(
                     "tunnel".into(),
                     json!({
-                        "src_ip": src.to_string(),
-                        "dest_ip": dst.to_string(),
+                        "src_ip": eve_ip(src),
+                        "dest_ip": eve_ip(dst),
                         "depth": kind.split('/').count(),
                     }),
                 );
             }
         }
         if let Some(x) = src {
-            obj.insert("src_ip".into(), x.to_string().into());
+            obj.insert("src_ip".into(), eve_ip(x).into());
         }
         if let Some(x) = a.src_port {
             obj.insert("src_port".into(), x.into());
         }
         if let Some(x) = dst {
-            obj.insert("dest_ip".into(), x.to_string().into());
+            obj.insert("dest_ip".into(), eve_ip(x).into());
         }
         if let Some(x) = a.dst_port {
             obj.insert("dest_port".into(), x.into());
         }
     }
     v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addresses_are_written_as_suricata_writes_them() {
+        // As Suricata 7.0.10's eve.json has them (sip-ipv6-frag-sll.pcap).
+        let v6: std::net::IpAddr = "fd17:625c:f037:2:a00:27ff:feb9:1521".parse().expect("v6");
+        assert_eq!(super::eve_ip(v6), "fd17:625c:f037:0002:0a00:27ff:feb9:1521");
+        let v4: std::net::IpAddr = "10.0.0.1".parse().expect("v4");
+        assert_eq!(super::eve_ip(v4), "10.0.0.1");
+    }
 }

@@ -64,6 +64,7 @@ fn load(path: &Path) -> Result<(NodeConfig, Resolved), RunError> {
     let r = c
         .resolve(None)
         .map_err(|e| RunError::Config(e.to_string()))?;
+    crate::config::ids::warn_unknown_vars(&r.rules, &r.ids);
     Ok((c, r))
 }
 

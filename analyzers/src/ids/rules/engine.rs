@@ -28,6 +28,8 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// (file name, skipped rule).
     pub skipped: Vec<(String, Skipped)>,
+    /// The variables the rule lines name (`$HOME_NET` ...), loaded or not.
+    pub vars_used: std::collections::BTreeSet<String>,
 }
 
 impl RuleSet {
@@ -35,6 +37,15 @@ impl RuleSet {
     pub fn add(&mut self, name: &str, text: &str, vars: &Vars) {
         let mut sids: HashSet<(u32, u32)> = self.rules.iter().map(|r| (r.gid, r.sid)).collect();
         for (line, rule) in rule_lines(text) {
+            for (i, _) in rule.match_indices('$') {
+                let var: String = rule[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !var.is_empty() && !self.vars_used.contains(&var) {
+                    self.vars_used.insert(var);
+                }
+            }
             match parse_rule(&rule, line, vars) {
                 Ok(r) if !sids.insert((r.gid, r.sid)) => self.skipped.push((
                     name.to_string(),
@@ -49,6 +60,25 @@ impl RuleSet {
                 Err(s) => self.skipped.push((name.to_string(), s)),
             }
         }
+    }
+
+    /// The operator's variables (`set`: `--var`, `[ids.vars]`) that no
+    /// rule line names and that are not Suricata's: most likely a typo
+    /// (names are case-sensitive: `home_net` is not `HOME_NET`), which
+    /// would leave the rules on the defaults without a word. None when no
+    /// rule was read.
+    pub fn unknown_vars<'a>(
+        &self,
+        set: &'a std::collections::BTreeMap<String, String>,
+    ) -> Vec<&'a str> {
+        if self.rules.is_empty() && self.skipped.is_empty() {
+            return Vec::new();
+        }
+        let known = Vars::default();
+        set.keys()
+            .map(|k| k.trim_start_matches('$'))
+            .filter(|k| !self.vars_used.contains(*k) && !known.0.contains_key(*k))
+            .collect()
     }
 
     pub fn parse(name: &str, text: &str, vars: &Vars) -> RuleSet {

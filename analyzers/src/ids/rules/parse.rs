@@ -1664,5 +1664,20 @@ fn parse_port_range(item: &str) -> Result<(u16, u16), String> {
 
 pub(crate) fn parse_ports(s: &str, vars: &Vars) -> Result<PortSpec, String> {
     let (any, pos, neg) = parse_list(s, vars, parse_port_range)?;
+    if !neg.is_empty() {
+        // A list whose negations take every port it names can never match:
+        // refused, as Suricata refuses it ("no ports left after merging
+        // ports with negated ports").
+        let mut left = vec![any; 1 << 16];
+        for &(lo, hi) in &pos {
+            left[usize::from(lo)..=usize::from(hi)].fill(true);
+        }
+        for &(lo, hi) in &neg {
+            left[usize::from(lo)..=usize::from(hi)].fill(false);
+        }
+        if !left.contains(&true) {
+            return Err(format!("no ports left after the negations in '{s}'"));
+        }
+    }
     Ok(PortSpec { any, pos, neg })
 }

@@ -1187,3 +1187,18 @@ proptest::proptest! {
         }
     }
 }
+
+/// A port list whose negations take every port it names can never match:
+/// refused as Suricata refuses it; a negation that leaves some is kept.
+#[test]
+fn a_port_list_negated_away_is_refused() {
+    for bad in ["[80,!80]", "[80:90,!80:90]", "[!0:65535]"] {
+        let text = format!("alert tcp any any -> any {bad} (sid:9;)");
+        let skip = parse::parse_rule(&text, 1, &Vars::default()).expect_err(bad);
+        assert!(skip.reason.contains("no ports left"), "{bad}: {skip:?}");
+    }
+    for good in ["[80:90,!85]", "!80", "any"] {
+        let text = format!("alert tcp any any -> any {good} (sid:9;)");
+        parse::parse_rule(&text, 1, &Vars::default()).expect(good);
+    }
+}

@@ -66,7 +66,8 @@ use window::{close_window, quality, window_index, WindowStart};
 /// RTP analysis settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RtpConfig {
-    /// UDP ports carrying SIP. Default `[5060]`.
+    /// Ports carrying SIP. Default `[5060]`; SIP on other ports is found by
+    /// its first line ([`crate::voip::sdp::looks_like_sip`]).
     pub sip_ports: Vec<u16>,
     /// Scoring window, seconds of packet time. Default 10.
     pub window_secs: u32,
@@ -488,11 +489,14 @@ impl RtpTracker {
                 | Transport::Udp { src_port, dst_port },
             ) => {
                 // One inlined pass (the list is short; `contains` twice
-                // was an out-of-line call per port on every packet).
+                // was an out-of-line call per port on every packet), then
+                // the first line on other ports.
                 self.config
                     .sip_ports
                     .iter()
                     .any(|&p| p == src_port || p == dst_port)
+                    || (matches!(d.transport, Transport::Udp { .. })
+                        && sdp::looks_like_sip(d.payload))
             }
             _ => false,
         }
