@@ -54,7 +54,7 @@ fn parse_name(payload: &[u8], name: &mut String) -> Option<()> {
         if len == 0 {
             break;
         }
-        if len & 0xc0 != 0 || name.len() > 255 {
+        if len & 0xc0 != 0 || name.chars().count() > 255 {
             return None; // compression in a question, or not DNS
         }
         let label = payload.get(at + 1..at + 1 + len)?;
@@ -67,12 +67,16 @@ fn parse_name(payload: &[u8], name: &mut String) -> Option<()> {
     Some(())
 }
 
-/// Shannon entropy of the name's characters, dots left out, in bits.
+/// Shannon entropy of the name's characters, dots left out, in bits. A
+/// name holds one character per wire byte (bytes past ASCII as the
+/// Latin-1 character of that value), so the entropy and the lengths are
+/// the wire's, lower-cased: not those of its UTF-8 encoding, which takes
+/// two bytes for each such character.
 pub fn entropy(name: &str) -> f64 {
     let mut counts = [0u32; 256];
     let mut n = 0u32;
-    for b in name.bytes().filter(|&b| b != b'.') {
-        counts[usize::from(b)] += 1;
+    for c in name.chars().filter(|&c| c != '.') {
+        counts[(u32::from(c) & 0xff) as usize] += 1;
         n += 1;
     }
     if n == 0 {
@@ -86,6 +90,20 @@ pub fn entropy(name: &str) -> f64 {
             -p * p.log2()
         })
         .sum()
+}
+
+/// A name as text: printable ASCII as it is, other bytes as `\xNN` (as
+/// tshark shows them), at most 255 of them.
+fn printable(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().take(255) {
+        if c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\x{:02x}", u32::from(c) & 0xff));
+        }
+    }
+    out
 }
 
 /// The registered domain of a lower-case name and the labels below it
@@ -216,9 +234,11 @@ impl DnsAnomalies {
         if sub.is_empty() {
             return;
         }
-        let long = name.len() > self.name_max;
+        // Wire bytes, one character each (see [`entropy`]).
+        let (name_len, sub_len) = (name.chars().count(), sub.chars().count());
+        let long = name_len > self.name_max;
         let mut e = None;
-        let random = sub.len() >= self.entropy_min_len && {
+        let random = sub_len >= self.entropy_min_len && {
             let v = entropy(sub);
             e = Some(v);
             v > self.entropy && encoded(sub)
@@ -237,9 +257,9 @@ impl DnsAnomalies {
         }
         st.queries += 1;
         st.names.add(&sub);
-        st.sub_bytes += sub.len() as u64;
+        st.sub_bytes += sub_len as u64;
         if st.example.is_empty() {
-            st.example = name.chars().take(255).collect();
+            st.example = printable(name);
         }
         let mean_sub = st.sub_bytes as f64 / st.queries as f64;
         // A kept estimate: recomputed only when a register rose (a
@@ -285,10 +305,10 @@ impl DnsAnomalies {
             protocol: 17,
             details: details(&[
                 ("reason", json!(why)),
-                ("query", json!(name.chars().take(255).collect::<String>())),
-                ("domain", json!(domain)),
-                ("length", json!(name.len())),
-                ("subdomain_length", json!(sub.len())),
+                ("query", json!(printable(name))),
+                ("domain", json!(printable(domain))),
+                ("length", json!(name_len)),
+                ("subdomain_length", json!(sub_len)),
                 (
                     "subdomain_entropy_bits",
                     json!(e.map(|e| (e * 100.0).round() / 100.0)),
@@ -449,6 +469,19 @@ mod tests {
         assert!(
             entropy("mzxw6ytboi4dqnrqgq3tmnzygqztcmjrgiydonjtg4ydmmbsgqyq.t.example.com") > 4.0
         );
+    }
+
+    #[test]
+    fn bytes_past_ascii_count_once_as_on_the_wire() {
+        // iodine's probe `zi04aA-La-fl\xfbte...`: one character per byte,
+        // so its length is the wire's and its entropy that of its bytes.
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x07fl\xfbte-A\x06pirate\x03sea\x00\x00\x01\x00\x01");
+        let (_, _, name) = parse(&q).expect("query");
+        assert_eq!(name.chars().count(), 18);
+        assert_eq!(printable(&name), "fl\\xfbte-a.pirate.sea");
+        // 0xfb is one value among seven, as an `x` in its place would be.
+        assert!((entropy("fl\u{fb}te-a") - entropy("flxte-a")).abs() < 1e-12);
     }
 
     #[test]
