@@ -597,10 +597,18 @@ impl Report {
         let mut s = String::from(
             "window_start,ssrc,src,dst,mos_production,mos_shadow,mos_diff,loss_production,loss_shadow,jitter_production_ms,jitter_shadow_ms,verdict\n",
         );
+        // A jitter never computed is an empty field, not `NaN`.
+        let ms = |v: f64| {
+            if v.is_finite() {
+                format!("{v:.3}")
+            } else {
+                String::new()
+            }
+        };
         for r in &self.streams {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{:.4},{:.4},{:.4},{:.6},{:.6},{:.3},{:.3},{}",
+                "{},{},{},{},{:.4},{:.4},{:.4},{:.6},{:.6},{},{},{}",
                 r.window_start,
                 r.ssrc,
                 r.src,
@@ -610,8 +618,8 @@ impl Report {
                 r.mos_diff,
                 r.loss_production,
                 r.loss_shadow,
-                r.jitter_production_ms,
-                r.jitter_shadow_ms,
+                ms(r.jitter_production_ms),
+                ms(r.jitter_shadow_ms),
                 r.verdict
             );
         }

@@ -204,10 +204,13 @@ fn progress_bar(source: &FileSource) -> ProgressBar {
 /// it would have its flows and streams judged idle by the newer file's
 /// clock in whichever worker held them, so results would depend on
 /// `--workers`, and a shell's `capture-10.pcap capture-9.pcap` is not
-/// time order. Standard input cannot be looked at first: a list with `-`
-/// keeps its order.
+/// time order. Only regular files can be looked at first (a pipe, `-`
+/// or `<(...)`, would lose what was read): a list with another keeps its
+/// order.
 fn in_time_order(files: &[PathBuf]) -> Vec<PathBuf> {
-    if files.len() < 2 || files.iter().any(|f| f == Path::new("-")) {
+    let regular =
+        |f: &PathBuf| f != Path::new("-") && std::fs::metadata(f).is_ok_and(|m| m.is_file());
+    if files.len() < 2 || !files.iter().all(regular) {
         return files.to_vec();
     }
     let first_time = |path: &PathBuf| -> Option<i64> {

@@ -129,11 +129,19 @@ impl FragmentPins {
     /// fragment, to `worker` (which took `d` by something other than its
     /// addresses).
     pub fn pin_first_fragment(&mut self, ts: Timestamp, d: &Decoded<'_>, worker: usize) {
-        let Some(ip) = d.ip else { return };
-        let Fragment::First { id } = ip.fragment else {
-            return;
+        let vlan = d.outer_vlan().unwrap_or(0);
+        // A tunnel's outer datagram (its later fragments carry only the
+        // outer addresses), else the packet's own.
+        let key = match (d.tunnels.outer, d.ip) {
+            (Some((src, dst)), _) if d.tunnels.outer_fragment => {
+                (src, dst, d.tunnels.outer_fragment_id, vlan)
+            }
+            (_, Some(ip)) => match ip.fragment {
+                Fragment::First { id } => (ip.src, ip.dst, id, vlan),
+                _ => return,
+            },
+            _ => return,
         };
-        let key = (ip.src, ip.dst, id, d.outer_vlan().unwrap_or(0));
         if !self.pins.contains_key(&key) {
             if self.pins.len() >= MAX_PINS {
                 if let Some((_, old)) = self.order.pop_front() {
@@ -159,7 +167,7 @@ type Conversation = (IpAddr, u16, IpAddr, u16);
 /// message.
 #[derive(Debug, Default)]
 pub struct SipFlows {
-    seen: std::collections::HashSet<Conversation>,
+    seen: std::collections::HashSet<Conversation, foldhash::fast::RandomState>,
     order: VecDeque<Conversation>,
     /// Conversations forgotten at the cap.
     pub evicted: u64,
@@ -360,6 +368,32 @@ mod tests {
         later.transport = Transport::None;
         let by_address = pins.worker_for(Timestamp(1), &later, 4);
         let elsewhere = (by_address + 1) % 4;
+        pins.pin_first_fragment(Timestamp(1), &first, elsewhere);
+        assert_eq!(pins.worker_for(Timestamp(2), &later, 4), elsewhere);
+    }
+
+    #[test]
+    fn a_pinned_tunnel_datagram_takes_its_outer_fragments_along() {
+        // SIP inside VXLAN whose outer datagram is fragmented: the first
+        // fragment goes to worker 0, and so must the rest, which carry
+        // only the outer addresses.
+        let mut pins = FragmentPins::new(15);
+        let mut first = packet("10.1.0.1", "10.2.0.1", 0);
+        let mut t = analyzers::decode::Tunnels::EMPTY;
+        t.outer = Some((
+            "192.0.2.1".parse().expect("a"),
+            "192.0.2.2".parse().expect("a"),
+        ));
+        t.outer_fragment = true;
+        t.outer_fragment_id = 9;
+        first.tunnels = analyzers::decode::TunnelStack::owned(t);
+        let mut later = packet("192.0.2.1", "192.0.2.2", 0);
+        if let Some(l) = later.ip.as_mut() {
+            l.fragment = Fragment::Later { id: 9 };
+        }
+        later.transport = Transport::None;
+        let inner = pins.worker_for(Timestamp(1), &first, 4);
+        let elsewhere = (inner + 1) % 4;
         pins.pin_first_fragment(Timestamp(1), &first, elsewhere);
         assert_eq!(pins.worker_for(Timestamp(2), &later, 4), elsewhere);
     }

@@ -1135,3 +1135,39 @@ fn a_misspelt_rule_variable_is_warned_about() {
     let o = moni(&["check-rules", "--var", "HOME_NET=[10.0.0.0/8]", p(&rules)]);
     assert!(!stderr_lines(&o).iter().any(|l| l.starts_with("warning:")));
 }
+
+/// Files are put in time order only when all are regular files: reading
+/// a pipe's first packet to sort it would lose it (`replay <(cat a.pcap)
+/// b.pcap` failed with "not a pcap or pcapng capture").
+#[test]
+fn a_pipe_among_the_files_is_replayed_in_the_order_given() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fifo = tmp.path().join("in.pcap");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no mkfifo");
+        return;
+    }
+    let data = std::fs::read(sample("background.pcap")).expect("sample");
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(&fifo, &data))
+    };
+    let o = moni(&[
+        "replay",
+        "--json",
+        "--out",
+        p(&tmp.path().join("out")),
+        p(&fifo),
+        p(&sample("vlan-shadow.pcap")),
+    ]);
+    let _ = writer.join();
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).expect("summary");
+    let files = s["files"].as_array().expect("files");
+    assert!(files[0]["path"]
+        .as_str()
+        .is_some_and(|p| p.ends_with("in.pcap")));
+    assert!(files.iter().all(|f| f["error"].is_null()), "{files:?}");
+    assert!(files[0]["packets"].as_u64().is_some_and(|n| n > 0));
+}

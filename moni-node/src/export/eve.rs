@@ -52,6 +52,10 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
         17 => "UDP".to_string(),
         1 => "ICMP".to_string(),
         58 => "IPv6-ICMP".to_string(),
+        // As Suricata names them.
+        47 => "GRE".to_string(),
+        50 => "ESP".to_string(),
+        132 => "SCTP".to_string(),
         p => p.to_string(),
     };
     let mut details = serde_json::from_str::<Value>(&a.details).unwrap_or(Value::Null);

@@ -493,14 +493,19 @@ impl Signatures {
         // packet of each direction of a flow, as Suricata judges its
         // IP-only rules (one alert per flow direction, not per packet); a
         // packet without a flow (a fragment) on its own.
-        let first_of_direction = flow.is_none_or(|f| {
-            let c = f.counters;
-            if f.to_server {
-                c.pkts_toserver == 1
-            } else {
-                c.pkts_toclient == 1
-            }
-        });
+        // Suricata keeps flows for TCP, UDP, ICMP, SCTP and ESP only;
+        // packets of other protocols (GRE, ...) are each judged (Suricata
+        // 7.0.10 on 4 GRE and 3 protocol-253 packets: an alert each).
+        let flow_protocol = matches!(ip.protocol, 1 | 6 | 17 | 50 | 58 | 132);
+        let first_of_direction = !flow_protocol
+            || flow.is_none_or(|f| {
+                let c = f.counters;
+                if f.to_server {
+                    c.pkts_toserver == 1
+                } else {
+                    c.pkts_toclient == 1
+                }
+            });
         for i in 0..self.candidates.len() {
             let r = self.candidates[i];
             self.stats.candidates += 1;

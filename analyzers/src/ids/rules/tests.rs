@@ -1202,3 +1202,28 @@ fn a_port_list_negated_away_is_refused() {
         parse::parse_rule(&text, 1, &Vars::default()).expect(good);
     }
 }
+
+/// A rule of addresses alone is judged once per flow direction for the
+/// protocols Suricata keeps flows for (UDP: one alert each way), and on
+/// every packet of the others (protocol 253, GRE), as Suricata 7.0.10
+/// does on such packets.
+#[test]
+fn header_only_rules_are_once_per_direction_only_where_suricata_keeps_flows() {
+    let mut r = Run::new("alert ip any any -> any any (sid:2;)\n");
+    let mut alerts = Vec::new();
+    let packets = [
+        frame(C, S, 17, &udp(4000, 5000, b"a"), &[]),
+        frame(C, S, 17, &udp(4000, 5000, b"b"), &[]),
+        frame(S, C, 17, &udp(5000, 4000, b"c"), &[]),
+        frame(C, S, 253, b"raw", &[]),
+        frame(C, S, 253, b"raw", &[]),
+        frame(C, S, 253, b"raw", &[]),
+        frame(C, S, 47, &[0, 0, 0x08, 0x00], &[]),
+        frame(C, S, 47, &[0, 0, 0x08, 0x00], &[]),
+    ];
+    for (i, f) in packets.iter().enumerate() {
+        r.feed(i as f64, f);
+        alerts.push(r.sids().len());
+    }
+    assert_eq!(alerts, [1, 0, 1, 1, 1, 1, 1, 1]);
+}

@@ -51,9 +51,11 @@ struct Open {
 #[derive(Debug)]
 struct Closing {
     record: CallRecord,
-    /// The CSeq number of the INVITE that opened the call: that INVITE
-    /// again is a retransmission; another opens a new call.
-    invite_cseq: Option<u32>,
+    /// The CSeq numbers of the INVITE that opened the call and of its
+    /// latest one (with credentials after a challenge): either again is a
+    /// retransmission; another INVITE opens a new call.
+    invite_cseqs: [Option<u32>; 2],
+    last_invite_at: Timestamp,
     last: Timestamp,
 }
 
@@ -172,7 +174,29 @@ impl Calls {
         let cseq_method = msg.cseq.as_ref().map(|(_, m)| m.as_str());
         let cseq = msg.cseq.as_ref().map(|(n, _)| *n);
         if let Some(c) = self.closing.get_mut(&key) {
-            if method == Some("INVITE") && cseq != c.invite_cseq {
+            let answered_after_cancel = c.record.end_reason == "cancel"
+                && matches!(msg.status, Some(200..=299))
+                && cseq_method == Some("INVITE");
+            if answered_after_cancel {
+                // The CANCEL crossed the answer: the call goes on (RFC
+                // 3261 9.1: the caller must now end it with a BYE).
+                if let Some(c) = self.closing.remove(&key) {
+                    let mut record = c.record;
+                    record.sip_messages += 1;
+                    record.end_time = None;
+                    record.end_reason.clear();
+                    record.answer_time.get_or_insert(ts);
+                    self.call_order.push_back(key.clone());
+                    let open = Open {
+                        record,
+                        invite_cseq: c.invite_cseqs[0],
+                        last_invite: (c.invite_cseqs[1], c.last_invite_at),
+                    };
+                    self.calls.insert(key, open);
+                }
+                return;
+            }
+            if method == Some("INVITE") && !c.invite_cseqs.contains(&cseq) {
                 // The Call-ID again for a new call.
                 self.finish_closing(&key);
             } else {
@@ -267,14 +291,15 @@ impl Calls {
             if let Some(Open {
                 mut record,
                 invite_cseq,
-                ..
+                last_invite,
             }) = self.calls.remove(&key)
             {
                 record.end_time = Some(ts);
                 record.end_reason = reason;
                 let c = Closing {
                     record,
-                    invite_cseq,
+                    invite_cseqs: [invite_cseq, last_invite.0],
+                    last_invite_at: last_invite.1,
                     last: ts,
                 };
                 self.close(key, c, config.max_calls);
@@ -490,6 +515,63 @@ mod tests {
             "<sip:a@b;transport=udp>"
         );
         assert_eq!(party(None), "");
+    }
+
+    #[test]
+    fn a_challenged_invite_retransmitted_after_its_rejection_stays_in_its_call() {
+        let (mut c, cfg, mut st) = (Calls::default(), RtpConfig::default(), RtpStats::default());
+        let v = VnetId(0);
+        c.signalling(at(0), v, request("INVITE", "a", "1 INVITE"), &cfg, &mut st);
+        c.signalling(at(10), v, response(407, "a", "1 INVITE"), &cfg, &mut st);
+        c.signalling(at(20), v, request("ACK", "a", "1 ACK"), &cfg, &mut st);
+        c.signalling(at(30), v, request("INVITE", "a", "2 INVITE"), &cfg, &mut st);
+        c.signalling(at(40), v, response(486, "a", "2 INVITE"), &cfg, &mut st);
+        c.signalling(
+            at(530),
+            v,
+            request("INVITE", "a", "2 INVITE"),
+            &cfg,
+            &mut st,
+        );
+        c.signalling(at(540), v, response(486, "a", "2 INVITE"), &cfg, &mut st);
+        c.signalling(at(550), v, request("ACK", "a", "2 ACK"), &cfg, &mut st);
+        c.flush();
+        let done = c.take();
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert_eq!(
+            (done[0].end_reason.as_str(), done[0].sip_messages),
+            ("rejected_486", 8)
+        );
+        assert_eq!(st.calls_started, 1);
+    }
+
+    #[test]
+    fn a_cancel_seen_before_the_answer_it_crossed_leaves_the_call_up() {
+        let (mut c, cfg, mut st) = (Calls::default(), RtpConfig::default(), RtpStats::default());
+        let v = VnetId(0);
+        c.signalling(at(0), v, request("INVITE", "y", "1 INVITE"), &cfg, &mut st);
+        c.signalling(
+            at(100),
+            v,
+            request("CANCEL", "y", "1 CANCEL"),
+            &cfg,
+            &mut st,
+        );
+        c.signalling(at(105), v, response(200, "y", "1 INVITE"), &cfg, &mut st);
+        c.signalling(at(110), v, response(200, "y", "1 CANCEL"), &cfg, &mut st);
+        c.signalling(at(120), v, request("ACK", "y", "1 ACK"), &cfg, &mut st);
+        assert_eq!(c.active(), 1);
+        c.signalling(at(30_000), v, request("BYE", "y", "2 BYE"), &cfg, &mut st);
+        c.signalling(at(30_010), v, response(200, "y", "2 BYE"), &cfg, &mut st);
+        c.flush();
+        let done = c.take();
+        assert_eq!(done.len(), 1, "{done:?}");
+        let r = &done[0];
+        assert_eq!((r.end_reason.as_str(), r.sip_messages), ("bye", 7));
+        assert_eq!(
+            (r.answer_time, r.end_time),
+            (Some(at(105)), Some(at(30_000)))
+        );
     }
 
     #[test]

@@ -172,7 +172,8 @@ pub(super) fn update_entry(
     if let Some(d) = e.stats.last_regular_delta_ms {
         e.window.max_delta_ms = e.window.max_delta_ms.max(d);
         if packet_clock(e, e.id.payload_type).is_some() {
-            e.window.max_jitter_ms = e.window.max_jitter_ms.max(e.stats.jitter_ms);
+            // NaN (skipped by `max`) until the stream has a jitter sample.
+            e.window.max_jitter_ms = e.window.max_jitter_ms.max(e.stats.jitter_or_nan());
         }
     }
     feed_jitter_buffers(e, at, h);
