@@ -59,6 +59,14 @@ struct Closing {
     last: Timestamp,
 }
 
+impl Closing {
+    /// Whether a queue entry of time `queued` is this call's: one queued
+    /// before it ended belongs to an earlier call of the same Call-ID.
+    fn queued_by(&self, queued: Timestamp) -> bool {
+        self.record.end_time.is_none_or(|end| queued >= end)
+    }
+}
+
 /// Open calls, finished call records and announced endpoints.
 #[derive(Debug, Default)]
 pub(super) struct Calls {
@@ -124,9 +132,15 @@ impl Calls {
             let Some((queued, key)) = self.closing_order.pop_front() else {
                 break;
             };
-            match self.closing.get(&key).map(|c| c.last) {
+            match self
+                .closing
+                .get(&key)
+                .filter(|c| c.queued_by(queued))
+                .map(|c| c.last)
+            {
                 Some(last) if last > queued => self.closing_order.push_back((last, key)),
                 Some(_) => self.finish_closing(&key),
+                // Finished, or the Call-ID's earlier call (a stale entry).
                 None => {}
             }
         }
@@ -143,10 +157,12 @@ impl Calls {
     /// record complete but for late messages).
     fn close(&mut self, key: CallKey, c: Closing, cap: usize) {
         while self.closing.len() >= cap.max(1) {
-            let Some((_, old)) = self.closing_order.pop_front() else {
+            let Some((queued, old)) = self.closing_order.pop_front() else {
                 break;
             };
-            self.finish_closing(&old);
+            if self.closing.get(&old).is_some_and(|c| c.queued_by(queued)) {
+                self.finish_closing(&old);
+            }
         }
         self.closing_order.push_back((c.last, key.clone()));
         self.closing.insert(key, c);
@@ -596,6 +612,39 @@ mod tests {
         assert_eq!(
             (done[0].end_reason.as_str(), done[0].sip_messages),
             ("bye", 5)
+        );
+    }
+
+    #[test]
+    fn an_earlier_call_of_the_call_id_does_not_end_the_next_one_early() {
+        let cfg = RtpConfig {
+            max_calls: 2,
+            ..RtpConfig::default()
+        };
+        let (mut c, mut st) = (Calls::default(), RtpStats::default());
+        let v = VnetId(0);
+        // Call-ID "r" ends, "t" ends, a new call reuses "r" and ends: the
+        // first r's queue entry is stale, before t's.
+        c.signalling(at(0), v, request("INVITE", "r", "1 INVITE"), &cfg, &mut st);
+        c.signalling(at(10), v, response(486, "r", "1 INVITE"), &cfg, &mut st);
+        c.signalling(at(12), v, request("INVITE", "t", "1 INVITE"), &cfg, &mut st);
+        c.signalling(at(15), v, response(486, "t", "1 INVITE"), &cfg, &mut st);
+        c.signalling(at(20), v, request("INVITE", "r", "2 INVITE"), &cfg, &mut st);
+        c.signalling(at(30), v, response(603, "r", "2 INVITE"), &cfg, &mut st);
+        assert_eq!(c.take().len(), 1, "the first r, finished by the second");
+        // A third ended call fills the closing table (cap 2): its oldest,
+        // t, is finished early, not the second r.
+        c.signalling(at(40), v, request("INVITE", "s", "1 INVITE"), &cfg, &mut st);
+        c.signalling(at(50), v, response(486, "s", "1 INVITE"), &cfg, &mut st);
+        let early: Vec<_> = c.take().into_iter().map(|r| r.call_id).collect();
+        assert_eq!(early, ["t"]);
+        // The second r's late ACK still counts in it.
+        c.signalling(at(60), v, request("ACK", "r", "2 ACK"), &cfg, &mut st);
+        c.flush();
+        let r2 = c.take().into_iter().find(|r| r.call_id == "r").expect("r");
+        assert_eq!(
+            (r2.end_reason.as_str(), r2.sip_messages),
+            ("rejected_603", 3)
         );
     }
 
