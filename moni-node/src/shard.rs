@@ -100,15 +100,7 @@ impl FragmentPins {
                 if let Some(&pinned) = self.pins.get(&key) {
                     return pinned;
                 }
-                if self.pins.len() >= MAX_PINS {
-                    if let Some((_, old)) = self.order.pop_front() {
-                        if self.pins.remove(&old).is_some() {
-                            self.evicted += 1;
-                        }
-                    }
-                }
-                self.pins.insert(key, w);
-                self.order.push_back((ts, key));
+                self.pin(ts, key, w);
                 w
             }
             (_, Some(ip)) => match ip.fragment {
@@ -122,9 +114,7 @@ impl FragmentPins {
             _ => w,
         }
     }
-}
 
-impl FragmentPins {
     /// Sends the later fragments of `d`'s datagram, when `d` is a first
     /// fragment, to `worker` (which took `d` by something other than its
     /// addresses).
@@ -142,6 +132,12 @@ impl FragmentPins {
             },
             _ => return,
         };
+        self.pin(ts, key, worker);
+    }
+
+    /// Sends the datagram `key`'s later fragments to `worker`; a full
+    /// table forgets its oldest pin first (counted).
+    fn pin(&mut self, ts: Timestamp, key: PinKey, worker: usize) {
         if !self.pins.contains_key(&key) {
             if self.pins.len() >= MAX_PINS {
                 if let Some((_, old)) = self.order.pop_front() {
@@ -190,17 +186,14 @@ impl SipFlows {
     /// Whether `d` is SIP: on one of `ports`, or UDP starting like SIP
     /// (then its conversation is remembered).
     pub fn is_sip(&mut self, d: &Decoded<'_>, ports: &[u16]) -> bool {
-        let Some((sp, dp)) = d.ports() else {
+        if !analyzers::voip::tracker::is_sip(d, ports) {
             return false;
-        };
-        if ports.iter().any(|&p| p == sp || p == dp) {
+        }
+        let on_port = d
+            .ports()
+            .is_some_and(|(sp, dp)| ports.iter().any(|&p| p == sp || p == dp));
+        let Some(c) = Self::conversation(d).filter(|_| !on_port) else {
             return true;
-        }
-        if !analyzers::voip::sdp::looks_like_sip(d.payload) {
-            return false;
-        }
-        let Some(c) = Self::conversation(d) else {
-            return false;
         };
         if self.seen.insert(c) {
             if self.seen.len() > MAX_SIP_FLOWS {

@@ -478,28 +478,9 @@ impl RtpTracker {
         })
     }
 
-    /// Whether a decoded packet is SIP on the configured ports.
+    /// Whether a decoded packet is SIP ([`is_sip`] on the configured ports).
     pub fn is_sip(&self, d: &Decoded<'_>) -> bool {
-        match (d.ip, d.transport) {
-            (
-                Some(_),
-                Transport::Tcp {
-                    src_port, dst_port, ..
-                }
-                | Transport::Udp { src_port, dst_port },
-            ) => {
-                // One inlined pass (the list is short; `contains` twice
-                // was an out-of-line call per port on every packet), then
-                // the first line on other ports.
-                self.config
-                    .sip_ports
-                    .iter()
-                    .any(|&p| p == src_port || p == dst_port)
-                    || (matches!(d.transport, Transport::Udp { .. })
-                        && sdp::looks_like_sip(d.payload))
-            }
-            _ => false,
-        }
+        is_sip(d, &self.config.sip_ports)
     }
 
     /// Calls open now.
@@ -753,6 +734,29 @@ impl RtpTracker {
             id: e.id,
             tunnel: e.tunnel,
         });
+    }
+}
+
+/// Whether a packet is SIP: TCP or UDP on one of `ports`, or UDP whose
+/// payload starts like SIP on any other port ([`sdp::looks_like_sip`]).
+/// One test for the tracker and for the probe that routes SIP to one
+/// worker, which must agree.
+pub fn is_sip(d: &Decoded<'_>, ports: &[u16]) -> bool {
+    match (d.ip, d.transport) {
+        (
+            Some(_),
+            Transport::Tcp {
+                src_port, dst_port, ..
+            }
+            | Transport::Udp { src_port, dst_port },
+        ) => {
+            // One inlined pass (the list is short; `contains` twice was an
+            // out-of-line call per port on every packet), then the first
+            // line on other ports.
+            ports.iter().any(|&p| p == src_port || p == dst_port)
+                || (matches!(d.transport, Transport::Udp { .. }) && sdp::looks_like_sip(d.payload))
+        }
+        _ => false,
     }
 }
 
