@@ -4,8 +4,12 @@
 //! A candidate is a stream key (VNet, addresses, ports, SSRC) whose packets
 //! are kept until `confirm_packets` of them (a dynamic payload type: twice
 //! as many, at least 8, of one payload type) step by one in sequence with
-//! timestamps at most one second of 48 kHz apart; a step that breaks this
-//! restarts the count. Only static payload types of known clock or dynamic
+//! timestamps at most one second of 48 kHz apart, either way (video
+//! timestamps step back where frames are sent out of display order); a
+//! step that breaks this restarts the count. A dynamic payload type between
+//! endpoints that already carry a stream (either direction: WebRTC bundles
+//! audio, video and retransmissions on one port pair) needs only
+//! `confirm_packets`. Only static payload types of known clock or dynamic
 //! ones (96-127) qualify. The kept packets are replayed into the stream
 //! when it is confirmed, so detection loses none. A repeat of the previous
 //! packet within `mirror_dup_window_us` is a mirror copy, counted apart.
@@ -44,13 +48,17 @@ pub(super) struct Candidates {
 
 impl Candidates {
     /// Offers one packet of an unknown stream (ports already checked);
-    /// returns the candidate, removed, once it is confirmed.
+    /// returns the candidate, removed, once it is confirmed. `paired`
+    /// tells whether the key's endpoints already carry a stream (asked
+    /// only of a dynamic payload type with `confirm_packets` in sequence).
+    #[expect(clippy::too_many_arguments, reason = "one packet and its context")]
     pub(super) fn offer(
         &mut self,
         key: StreamKey,
         at: ArrivalNs,
         h: RtpHeader,
         this: LastPacket,
+        paired: impl FnOnce() -> bool,
         config: &RtpConfig,
         stats: &mut RtpStats,
     ) -> Option<Candidate> {
@@ -61,10 +69,11 @@ impl Candidates {
         if !dynamic && rtp::static_clock_rate(h.payload_type).is_none() {
             return None;
         }
+        let confirm_static = config.confirm_packets.max(1);
         let confirm = if dynamic {
             (2 * config.confirm_packets).max(8)
         } else {
-            config.confirm_packets.max(1)
+            confirm_static
         };
         if !self.map.contains_key(&key) {
             if self.map.len() >= config.max_candidates {
@@ -81,7 +90,7 @@ impl Candidates {
         }
         c.last = this;
         let plausible = c.packets.last().is_none_or(|(_, prev)| {
-            let ts_step = h.timestamp.wrapping_sub(prev.timestamp);
+            let ts_step = (h.timestamp.wrapping_sub(prev.timestamp) as i32).unsigned_abs();
             h.sequence == prev.sequence.wrapping_add(1)
                 && ts_step <= 48_000
                 && (!dynamic || h.payload_type == prev.payload_type)
@@ -90,7 +99,8 @@ impl Candidates {
             c.packets.clear();
         }
         c.packets.push((at, h));
-        if c.packets.len() >= confirm {
+        let n = c.packets.len();
+        if n >= confirm || (n >= confirm_static && paired()) {
             self.map.remove(&key)
         } else {
             None
@@ -164,6 +174,7 @@ mod tests {
             at,
             h,
             LastPacket::of(at, &h, u64::from(seq)),
+            || false,
             config,
             stats,
         )
@@ -205,6 +216,68 @@ mod tests {
             offer(&mut c, &cfg, &mut st, 1, 111, 17).map(|c| c.packets.len()),
             Some(8)
         );
+    }
+
+    /// Offers packet `seq` of stream `n` with timestamp `ts`; `paired`
+    /// answers whether its endpoints carry a stream.
+    fn offer_ts(c: &mut Candidates, n: u16, pt: u8, seq: u16, ts: u32, paired: bool) -> usize {
+        let h = header(pt, seq, ts);
+        let at = ArrivalNs::new(Timestamp(1_000_000 + i64::from(seq) * 20_000), 0);
+        let this = LastPacket::of(at, &h, u64::from(seq));
+        let (cfg, mut st) = (RtpConfig::default(), RtpStats::default());
+        match c.offer(key(n), at, h, this, || paired, &cfg, &mut st) {
+            Some(got) => got.packets.len(),
+            None => 0,
+        }
+    }
+
+    #[test]
+    fn video_timestamps_that_step_back_keep_the_count() {
+        // Frames sent out of display order: timestamps 1.2 s, 1.17 s,
+        // 1.15 s, 1.23 s... of a 90 kHz clock (`stopddos-amp` PT 102).
+        let mut c = Candidates::default();
+        let ts = [
+            108_000, 105_120, 103_500, 101_970, 110_970, 110_970, 110_970, 112_140,
+        ];
+        for (i, t) in ts.iter().enumerate() {
+            let got = offer_ts(&mut c, 1, 102, 57_153 + i as u16, *t, false);
+            assert_eq!(got, if i == 7 { 8 } else { 0 }, "packet {i}");
+        }
+        // More than a second of 48 kHz back is a break.
+        for (i, t) in [500_000u32, 400_000].iter().enumerate() {
+            offer_ts(&mut c, 2, 0, i as u16, *t, false);
+        }
+        assert_eq!(c.map[&key(2)].packets.len(), 1);
+    }
+
+    #[test]
+    fn a_dynamic_payload_type_beside_a_stream_needs_only_confirm_packets() {
+        // WebRTC's bundle: a retransmission stream (PT 120, 6 packets)
+        // on the port pair of a confirmed video stream.
+        let mut c = Candidates::default();
+        for seq in 0..3 {
+            assert_eq!(offer_ts(&mut c, 1, 120, seq, 960 * u32::from(seq), true), 0);
+        }
+        assert_eq!(offer_ts(&mut c, 1, 120, 3, 2880, true), 4);
+        // Alone, the same packets wait for 8.
+        for seq in 0..7 {
+            assert_eq!(
+                offer_ts(&mut c, 2, 120, seq, 960 * u32::from(seq), false),
+                0
+            );
+        }
+        assert_eq!(offer_ts(&mut c, 2, 120, 7, 6720, false), 8);
+        // A static payload type never asks.
+        for seq in 0..3 {
+            let h = header(0, seq, 160 * u32::from(seq));
+            let at = ArrivalNs::new(Timestamp(1_000_000), 0);
+            let this = LastPacket::of(at, &h, u64::from(seq));
+            let (cfg, mut st) = (RtpConfig::default(), RtpStats::default());
+            let asked = |_: ()| -> bool { panic!("asked for a static payload type") };
+            assert!(c
+                .offer(key(3), at, h, this, || asked(()), &cfg, &mut st)
+                .is_none());
+        }
     }
 
     #[test]

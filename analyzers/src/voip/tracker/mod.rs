@@ -6,10 +6,11 @@
 //! - Other streams are found by a heuristic: both ports ≥ 1024, a valid
 //!   version-2 header with a static payload type of known clock, and
 //!   `confirm_packets` packets of one SSRC whose sequence numbers step by
-//!   one and whose timestamps advance by at most one second of audio each;
-//!   a dynamic payload type (96-127) without SDP needs twice as many (at
-//!   least 8) of one type, gets codec `dynamic-PT`, an inferred clock and
-//!   no MOS (`mos_reason`), unless `dynamic_codecs` names its codec.
+//!   one and whose timestamps step by at most one second of audio each,
+//!   either way; a dynamic payload type (96-127) without SDP needs twice
+//!   as many (at least 8) of one type unless its endpoints already carry a
+//!   stream (WebRTC's bundle), gets codec `dynamic-PT`, an inferred clock
+//!   and no MOS (`mos_reason`), unless `dynamic_codecs` names its codec.
 //! - A packet repeating its stream's previous one within
 //!   `mirror_dup_window_us` is a mirror copy (`mirror_duplicates`).
 //! - RTCP only as a whole compound packet with both ports ≥ 1024.
@@ -40,6 +41,8 @@ mod window;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+
+use hashbrown::HashMap;
 
 use crate::decode::{Decoded, Transport};
 use crate::flow::key::Endpoint;
@@ -174,7 +177,21 @@ impl StreamKey {
             ssrc,
         }
     }
+
+    /// The key's address pair, the same for both directions and every
+    /// SSRC ([`RtpTracker::pairs`]).
+    fn pair(&self) -> PairKey {
+        let (a, b) = if self.src <= self.dst {
+            (self.src, self.dst)
+        } else {
+            (self.dst, self.src)
+        };
+        (self.vnet, a, b)
+    }
 }
+
+/// An address pair (VNet, lower endpoint, higher endpoint) that carries RTP.
+type PairKey = (VnetId, Endpoint, Endpoint);
 
 /// Six words, where the derived `Hash` wrote nine fields one by one: the
 /// key is hashed twice per RTP packet (the lookahead, then the lookup).
@@ -202,6 +219,12 @@ pub struct RtpTracker {
     free: Vec<u32>,
     queue: VecDeque<(Timestamp, StreamKey)>,
     candidates: Candidates,
+    /// Streams per address pair, either direction: a new SSRC between
+    /// endpoints that already carry RTP (WebRTC's bundled audio, video and
+    /// retransmission streams; the reverse leg of a call) is believed after
+    /// `confirm_packets` whatever its payload type. At most one entry per
+    /// stream.
+    pairs: HashMap<PairKey, u32, foldhash::fast::RandomState>,
     calls: Calls,
     /// RTCP state per (VNet, leg, media SSRC): capture times of its recent
     /// sender reports (by NTP middle 32 bits) and the latest view.
@@ -220,6 +243,7 @@ impl RtpTracker {
             free: Vec::new(),
             queue: VecDeque::new(),
             candidates: Candidates::default(),
+            pairs: HashMap::default(),
             calls: Calls::default(),
             stats: RtpStats::default(),
         }
@@ -357,9 +381,16 @@ impl RtpTracker {
         if src_port < 1024 || dst_port < 1024 {
             return;
         }
-        let confirmed = self
-            .candidates
-            .offer(key, at, h, this, &self.config, &mut self.stats);
+        let pairs = &self.pairs;
+        let confirmed = self.candidates.offer(
+            key,
+            at,
+            h,
+            this,
+            || pairs.contains_key(&key.pair()),
+            &self.config,
+            &mut self.stats,
+        );
         if let Some(c) = confirmed {
             {
                 let mut packets = c.packets.into_iter();
@@ -626,6 +657,7 @@ impl RtpTracker {
         }
         let h = self.hash(&key);
         self.streams.insert(h, idx);
+        *self.pairs.entry(key.pair()).or_insert(0) += 1;
         self.queue.push_back((ts, key));
         self.stats.streams_started += 1;
     }
@@ -683,6 +715,12 @@ impl RtpTracker {
             return;
         };
         self.streams.remove(h, i);
+        if let hashbrown::hash_map::Entry::Occupied(mut o) = self.pairs.entry(key.pair()) {
+            *o.get_mut() -= 1;
+            if *o.get() == 0 {
+                o.remove();
+            }
+        }
         let Some(mut e) = self.slab.get_mut(i as usize).and_then(Option::take) else {
             return;
         };
