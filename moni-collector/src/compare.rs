@@ -19,8 +19,8 @@ use analyzers::voip::jitter_buffer::Model as JbModel;
 use analyzers::Timestamp;
 use anyhow::{bail, Context};
 use arrow::array::{
-    Array, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt16Array,
-    UInt32Array, UInt8Array,
+    Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -315,6 +315,11 @@ pub fn load_windows_limited(
             let mos = col::<Float64Array>(&b, "mos_cq")?;
             let loss = col::<Float64Array>(&b, "loss_ratio")?;
             let jitter = col::<Float64Array>(&b, "jitter_ms")?;
+            // The probe's own loss in the window: a node's files hold it as
+            // uint64, the collector's parts as int64.
+            let drops = b.column_by_name("capture_drops");
+            let drops_u = drops.and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
+            let drops_i = drops.and_then(|c| c.as_any().downcast_ref::<Int64Array>());
             // Absent in files written before the jitter-buffer models.
             let jb = b
                 .column_by_name("jitter_buffer")
@@ -378,7 +383,10 @@ pub fn load_windows_limited(
                             .map_or("", JbModel::name),
                         ..RtpQuality::default()
                     },
-                    capture_drops: 0,
+                    capture_drops: drops_u.map_or_else(
+                        || drops_i.map_or(0, |c| u64::try_from(c.value(i)).unwrap_or(0)),
+                        |c| c.value(i),
+                    ),
                 });
             }
         }

@@ -284,7 +284,7 @@ impl Metrics {
             voip_compare_dropped: counter(
                 &r,
                 "moni_voip_compare_windows_dropped_total",
-                "Production or shadow windows never compared, by reason (cap: more than 200,000 windows waited for their twin; unpaired: no twin within three window lengths).",
+                "Production or shadow windows never compared, by reason (cap: more than 200,000 windows waited for their twin; unpaired: no twin within three window lengths; capture_drops: pairs not judged because the probe dropped packets during either window).",
                 &["reason"],
             )?,
             ship_files: counter(&r, "moni_ship_files_total", "Parquet files the collector acknowledged, by dataset.", &["dataset"])?,
@@ -362,7 +362,7 @@ impl Metrics {
         for v in ["shadow_better", "production_better", "equal"] {
             self.voip_compare_windows.with_label_values(&[v]);
         }
-        for r in ["cap", "unpaired"] {
+        for r in ["cap", "unpaired", "capture_drops"] {
             self.voip_compare_dropped.with_label_values(&[r]);
         }
         if ids {

@@ -244,6 +244,11 @@ impl Tally {
                 .with_label_values(&["unpaired"])
                 .inc_by(s.unpaired_expired - p.unpaired_expired);
         }
+        if s.capture_drops > p.capture_drops {
+            m.voip_compare_dropped
+                .with_label_values(&["capture_drops"])
+                .inc_by(s.capture_drops - p.capture_drops);
+        }
         *p = s.clone();
     }
 }
@@ -396,6 +401,9 @@ pub struct Sinks {
     pub parquet: ParquetSink,
     /// The newest VNet map seen, for what is flushed at the end.
     vnets: Option<Arc<VnetMap>>,
+    /// The comparison's tolerance as `f64` bits, which a SIGHUP of `run`
+    /// changes ([`Sinks::tolerance`]); taken at each batch and tick.
+    tolerance: Arc<std::sync::atomic::AtomicU64>,
     /// CPU time the thread that ran [`consume`] spent in it (not what it
     /// did before: replay's main thread loads the config and the rules).
     pub cpu_seconds: f64,
@@ -423,6 +431,9 @@ impl Sinks {
             tally: Tally::new(metrics, compare_tolerance),
             parquet,
             vnets: None,
+            tolerance: Arc::new(std::sync::atomic::AtomicU64::new(
+                compare_tolerance.to_bits(),
+            )),
             cpu_seconds: 0.0,
         }
     }
@@ -436,7 +447,22 @@ impl Sinks {
         ]
     }
 
+    /// Where a reload sets a new comparison tolerance (`f64` bits): pairs
+    /// judged after it, and windows not settled yet, take it.
+    pub fn tolerance(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.tolerance)
+    }
+
+    fn take_tolerance(&mut self) {
+        let t = f64::from_bits(self.tolerance.load(std::sync::atomic::Ordering::Relaxed));
+        if t != self.compare.comparer.tolerance() {
+            self.compare.comparer.set_tolerance(t);
+            self.tally.windows.set_tolerance(t);
+        }
+    }
+
     pub fn accept(&mut self, mut r: Records) {
+        self.take_tolerance();
         self.vnets = Some(Arc::clone(&r.vnets));
         for s in self.stages() {
             // Stages keep their own errors (the Parquet writer reports its
@@ -446,6 +472,7 @@ impl Sinks {
     }
 
     pub fn tick(&mut self) {
+        self.take_tolerance();
         for s in self.stages() {
             let _ = s.tick();
         }
@@ -456,6 +483,7 @@ impl Sinks {
     /// Ends the input: each stage's held records go through the stages
     /// after it; the files are completed.
     pub fn finish(&mut self) {
+        self.take_tolerance();
         let vnets = self
             .vnets
             .clone()

@@ -537,6 +537,11 @@ fn observe_windows<'a>(
         let Some(l) = lv(usize::from(w.id.vnet.0)) else {
             continue;
         };
+        if w.capture_drops > 0 {
+            // The probe dropped packets in this window: its loss and MOS
+            // would be the probe's (counted in the sources' drops).
+            continue;
+        }
         let q = &w.quality;
         m.voip_window_mos.with_label_values(&l).observe(q.mos_cq);
         m.voip_last_window_mos.with_label_values(&l).set(q.mos_cq);

@@ -434,6 +434,86 @@ fn run_compares_shadow_and_production_windows_as_they_finish() {
     assert_eq!(live, verdicts("replay/rtp_compare"));
 }
 
+/// A SIGHUP applies `rtp.compare_tolerance` to the windows judged after
+/// it (the writer thread's comparer kept its start-up value, while the
+/// reload was reported as ok). The miniature at 10x its pace: production
+/// is worse in windows 30-50 (shadow better by 1.1-1.6 MOS, replay above),
+/// judged 4-6 s in; the reload to 4.0 comes 1.5 s in.
+#[test]
+fn a_reload_applies_the_comparison_tolerance() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("node.toml");
+    let write_config = |tolerance: f64| {
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nworkers = 2\ntick_ms = 100\n[metrics]\nlisten = \"\"\n[[sources]]\n\
+                 file = \"{}\"\nspeed = 10.0\n[vnets]\nmap = [\"100=A:production\", \
+                 \"200=B:shadow\", \"300=rx:monitor\"]\n[rtp]\ncompare_tolerance = {tolerance}\n\
+                 [output]\ndir = \"{}\"\n",
+                sample("paper-miniature.pcap").display(),
+                tmp.path().join("out").display()
+            ),
+        )
+        .expect("write config");
+    };
+    write_config(0.1);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moni-node"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start moni-node run");
+    std::thread::sleep(Duration::from_millis(1500));
+    write_config(4.0);
+    let ok = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("moni-node run did not finish its file within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    let _ = child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out);
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err);
+    assert!(status.success(), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).expect("JSON summary");
+    assert_eq!(summary["reloads"], 1, "{err}");
+    let c = &summary["comparison"];
+    assert_eq!(c["tolerance"], 4.0, "{c}");
+    assert_eq!(c["shadow_better"], 0, "{c}");
+    assert_eq!(c["equal"], 6, "{c}");
+    // The written verdicts too (12 pairs: 2 streams a window).
+    let mut verdicts = std::collections::BTreeMap::<String, usize>::new();
+    for b in read_dataset(&tmp.path().join("out/rtp_compare")) {
+        let v = col::<arrow::array::StringArray>(&b, "verdict");
+        for i in 0..b.num_rows() {
+            *verdicts.entry(v.value(i).to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(verdicts, [("equal".to_string(), 12)].into(), "{verdicts:?}");
+}
+
 /// Fills a spool with `n` copies of a real flows file (oldest first), plus
 /// the temporary file of a write a crash interrupted.
 fn prefill_spool(out: &Path, n: usize) -> u64 {

@@ -107,6 +107,9 @@ pub fn compare_windows(
         for (_, sw) in by_vnet.iter().filter(|(v, _)| role(**v) == Role::Shadow) {
             for (k, a) in pw {
                 let Some(b) = sw.get(k) else { continue };
+                if a.capture_drops > 0 || b.capture_drops > 0 {
+                    continue; // the probe's loss, not the network's
+                }
                 if let Some(r) = judge(a, b, tolerance) {
                     out.push(r);
                 }
@@ -186,6 +189,12 @@ impl WindowTally {
             settled_upto: None,
             late: 0,
         }
+    }
+
+    /// A new tolerance (SIGHUP): the verdicts of windows not settled yet
+    /// are given with it.
+    pub fn set_tolerance(&mut self, tolerance: f64) {
+        self.tolerance = tolerance;
     }
 
     pub fn add(&mut self, r: &RtpCompareRecord) {
@@ -284,6 +293,10 @@ pub struct CompareStats {
     /// Windows not kept because [`Comparer::cap`] windows were waiting
     /// already (they cannot be paired).
     pub dropped_at_cap: u64,
+    /// Pairs not judged because the probe dropped packets during either
+    /// window ([`RtpWindowRecord::capture_drops`]): their loss and MOS
+    /// would be the probe's, not the network's.
+    pub capture_drops: u64,
 }
 
 /// Pairs production and shadow windows as they finish, for `replay` and
@@ -343,6 +356,11 @@ impl Comparer {
         self.tolerance
     }
 
+    /// A new tolerance (SIGHUP) for the pairs judged from now on.
+    pub fn set_tolerance(&mut self, tolerance: f64) {
+        self.tolerance = tolerance;
+    }
+
     /// Windows waiting for their twin.
     pub fn pending(&self) -> usize {
         self.waiting
@@ -382,7 +400,9 @@ impl Comparer {
                         (Role::Shadow, Role::Production) => (w, &*t),
                         _ => continue,
                     };
-                    if let Some(r) = judge(p, s, self.tolerance) {
+                    if p.capture_drops > 0 || s.capture_drops > 0 {
+                        self.stats.capture_drops += 1;
+                    } else if let Some(r) = judge(p, s, self.tolerance) {
                         out.push(r);
                     }
                     *t_paired = true;
@@ -586,6 +606,52 @@ mod tests {
         // Left: the two windows of 50 and the other worker's.
         assert_eq!((c.stats().unpaired_expired, c.pending()), (1, 3));
         assert_eq!(c.stats().pairs, 2);
+    }
+
+    #[test]
+    fn windows_the_probe_lost_packets_in_are_not_judged() {
+        // Production's window 0 lost 40% to the probe's own drops (an
+        // overloaded capture): MOS 1.0 against the shadow's 4.4. Judged,
+        // it would say the shadow is better; it is counted instead.
+        let m = parse_vnet_map_spec("100=A:production,200=B:shadow").expect("spec");
+        let vnets = VnetMap::new(&m, "default", Role::Monitor).expect("map");
+        let mut c = Comparer::new(1000, 0.1);
+        let mut lossy = window(1, 0, 1.0);
+        lossy.capture_drops = 405_414;
+        assert!(c
+            .push(0, &[lossy.clone(), window(2, 0, 4.4)], &vnets)
+            .is_empty());
+        assert_eq!((c.stats().capture_drops, c.stats().pairs), (1, 0));
+        // Either side: the shadow's drops count too.
+        let mut lossy_shadow = window(2, 10, 1.0);
+        lossy_shadow.capture_drops = 1;
+        assert!(c
+            .push(0, &[window(1, 10, 4.4), lossy_shadow], &vnets)
+            .is_empty());
+        assert_eq!(c.stats().capture_drops, 2);
+        // The batch comparison (the collector's) leaves them out as well.
+        let all = [
+            lossy,
+            window(2, 0, 4.4),
+            window(1, 20, 4.0),
+            window(2, 20, 4.0),
+        ];
+        let r = compare_windows(&all, &vnets, 0.1);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].window_start, Timestamp::from_secs(20));
+    }
+
+    #[test]
+    fn a_new_tolerance_judges_the_pairs_after_it() {
+        let m = parse_vnet_map_spec("100=A:production,200=B:shadow").expect("spec");
+        let vnets = VnetMap::new(&m, "default", Role::Monitor).expect("map");
+        let mut c = Comparer::new(1000, 0.1);
+        let r = c.push(0, &[window(1, 0, 3.8), window(2, 0, 4.3)], &vnets);
+        assert_eq!(r[0].verdict, Verdict::ShadowBetter);
+        c.set_tolerance(2.0);
+        let r = c.push(0, &[window(1, 10, 3.8), window(2, 10, 4.3)], &vnets);
+        assert_eq!(r[0].verdict, Verdict::Equal);
+        assert_eq!(c.tolerance(), 2.0);
     }
 
     /// Issue 12 point 9: without a shadow VNet nothing is kept; at the cap,

@@ -145,6 +145,8 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
     metrics.init_zero_series(&config.vnets, config.ids.enabled, &source_names, workers);
 
     let mut reloads = 0u64;
+    // Set when the writer's sinks exist; a reload stores its tolerance here.
+    let mut compare_tolerance = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (sinks, sources, totals, ship_summary) = std::thread::scope(|scope| {
         let http = listener.map(|l| {
             let (m, s, h) = (
@@ -171,6 +173,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                 Arc::clone(&metrics),
             );
             let tick = node.tick;
+            compare_tolerance = sinks.tolerance();
             crate::sys::spawn_named(scope, "moni-writer".into(), move || {
                 crate::sink::consume(&writer_rx, &mut sinks, tick);
                 sinks
@@ -337,6 +340,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                         metrics.set_rules(&current_rules);
                         sigs
                     });
+                    compare_tolerance.store(new.compare_tolerance.to_bits(), Ordering::Relaxed);
                     let vnets = Arc::new(new.vnets);
                     for c in &control_tx {
                         let _ = c.send(Control::Reload {
@@ -486,6 +490,7 @@ fn reload(
     });
     Ok(Reloaded {
         vnets,
+        compare_tolerance: r.compare_tolerance,
         flows: r.flows,
         rtp: r.rtp,
         ids: r.ids,
@@ -525,6 +530,8 @@ type ReloadResult = Result<Reloaded, RunError>;
 /// What a SIGHUP applies.
 struct Reloaded {
     vnets: analyzers::vnet::VnetMap,
+    /// `rtp.compare_tolerance`, for the writer thread's comparer.
+    compare_tolerance: f64,
     flows: analyzers::flow::FlowConfig,
     rtp: analyzers::voip::RtpConfig,
     ids: analyzers::ids::IdsConfig,
