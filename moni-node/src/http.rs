@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::health::Health;
 use crate::metrics::Metrics;
 
 /// Binds the listener (errors name the address).
@@ -20,17 +21,17 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     Ok(l)
 }
 
-/// Serves until `stop` is set. `healthy` answers `/healthz`.
+/// Serves until `stop` is set. `health` answers `/healthz`.
 pub fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-    healthy: Arc<AtomicBool>,
+    health: Arc<Health>,
 ) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Err(e) = answer(stream, &metrics, &healthy) {
+                if let Err(e) = answer(stream, &metrics, &health) {
                     tracing::debug!(error = %e, "Metrics request failed.");
                 }
             }
@@ -45,7 +46,7 @@ pub fn serve(
     }
 }
 
-fn answer(mut s: TcpStream, metrics: &Metrics, healthy: &AtomicBool) -> std::io::Result<()> {
+fn answer(mut s: TcpStream, metrics: &Metrics, health: &Health) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
@@ -72,10 +73,9 @@ fn answer(mut s: TcpStream, metrics: &Metrics, healthy: &AtomicBool) -> std::io:
             metrics.render(),
         ),
         ("GET" | "HEAD", "/healthz") => {
-            if healthy.load(Ordering::Relaxed) {
-                ("200 OK", "text/plain", b"ok\n".to_vec())
-            } else {
-                ("503 Service Unavailable", "text/plain", b"a capture source failed\n".to_vec())
+            match health.report() {
+                None => ("200 OK", "text/plain", b"ok\n".to_vec()),
+                Some(problems) => ("503 Service Unavailable", "text/plain", problems.into_bytes()),
             }
         }
         ("GET" | "HEAD", "/") => (

@@ -16,6 +16,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod export;
+pub mod health;
 pub mod http;
 pub mod isolation;
 pub mod metrics;

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub worker_packets: IntCounterVec,
     pub parquet_files: IntCounterVec,
     pub parquet_rows: IntCounterVec,
+    pub parquet_rows_lost: IntCounterVec,
+    pub parquet_write_failing: IntGaugeVec,
     pub voip_active_streams: IntGaugeVec,
     pub voip_active_calls: IntGaugeVec,
     pub voip_streams: IntCounterVec,
@@ -217,7 +219,19 @@ impl Metrics {
             parquet_rows: counter(
                 &r,
                 "moni_parquet_rows_total",
-                "Rows written per dataset.",
+                "Rows written per dataset, counted when their file is complete.",
+                &["dataset"],
+            )?,
+            parquet_rows_lost: counter(
+                &r,
+                "moni_parquet_rows_lost_total",
+                "Rows lost to failed writes per dataset (the file a failed write broke, and what waited beyond the backlog's cap or at exit).",
+                &["dataset"],
+            )?,
+            parquet_write_failing: gauge(
+                &r,
+                "moni_parquet_write_failing",
+                "1 while a dataset's writes fail (a full disk): its records wait in memory, up to 32 MiB, and are written when a retry succeeds.",
                 &["dataset"],
             )?,
             voip_active_streams: gauge(
@@ -358,6 +372,8 @@ impl Metrics {
         for d in analyzers::schema::DATASETS {
             self.parquet_files.with_label_values(&[d]);
             self.parquet_rows.with_label_values(&[d]);
+            self.parquet_rows_lost.with_label_values(&[d]);
+            self.parquet_write_failing.with_label_values(&[d]);
         }
         for v in ["shadow_better", "production_better", "equal"] {
             self.voip_compare_windows.with_label_values(&[v]);

@@ -26,6 +26,7 @@ use analyzers::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::export::{Datasets, ExportError};
+use crate::health::Health;
 use crate::metrics::Metrics;
 
 /// Finished records of one worker (or of the capture loop's IDS), with the
@@ -283,11 +284,16 @@ pub struct ParquetSink {
     metrics: Arc<Metrics>,
     /// Set by the shipper when the spool is over its cap (`stop_writing`).
     spool_full: Option<Arc<AtomicBool>>,
-    /// Cleared on an output error (`/healthz`).
-    healthy: Option<Arc<AtomicBool>>,
+    /// Told of failing and mended writes (`/healthz`).
+    health: Option<Arc<Health>>,
+    /// The first write error, kept for the summary once rows were lost to
+    /// it or writes still fail at the end.
     pub error: Option<ExportError>,
+    /// Writes are failing (logged once, until they work again).
+    failing: bool,
     pub rows_dropped_spool_full: u64,
-    published: Vec<(u64, usize)>,
+    /// Per writer: rows, files, rows lost, as last published.
+    published: Vec<(u64, usize, u64)>,
 }
 
 impl ParquetSink {
@@ -295,38 +301,79 @@ impl ParquetSink {
         out: Datasets,
         metrics: Arc<Metrics>,
         spool_full: Option<Arc<AtomicBool>>,
-        healthy: Option<Arc<AtomicBool>>,
+        health: Option<Arc<Health>>,
     ) -> ParquetSink {
-        let published = vec![(0, 0); out.all().len()];
+        let published = vec![(0, 0, 0); out.all().len()];
         ParquetSink {
             out,
             metrics,
             spool_full,
-            healthy,
+            health,
             error: None,
+            failing: false,
             rows_dropped_spool_full: 0,
             published,
         }
     }
 
+    /// A write failed: a storage failure (a full disk), retried by the
+    /// writers, never a reason to stop writing.
     fn failed(&mut self, e: ExportError) {
-        if self.error.is_none() {
-            tracing::error!(error = %e, "Writing Parquet failed; records are dropped from now on.");
-            if let Some(h) = &self.healthy {
-                h.store(false, Ordering::Relaxed);
+        if !self.failing {
+            tracing::error!(
+                error = %e,
+                "Writing Parquet failed; records wait in memory (up to 32 MiB a dataset) and are written when a retry succeeds."
+            );
+            if let Some(h) = &self.health {
+                h.set("output", Some(e.to_string()));
             }
+            self.failing = true;
+        } else {
+            tracing::debug!(error = %e, "Writing Parquet still fails.");
+        }
+        if self.error.is_none() {
             self.error = Some(e);
         }
+    }
+
+    /// Tries the failing writers again when their time has come.
+    fn retry(&mut self, force: bool) {
+        match self.out.retry_if_due(force) {
+            Err(e) => self.failed(e),
+            Ok(_) if self.failing && !self.out.is_failing() => {
+                tracing::info!("Writing Parquet works again; the records that waited are written.");
+                if let Some(h) = &self.health {
+                    h.set("output", None);
+                }
+                self.failing = false;
+            }
+            Ok(_) => {}
+        }
+    }
+
+    /// Rows lost to failed writes, all datasets.
+    pub fn rows_lost(&self) -> u64 {
+        self.out.all().iter().map(|w| w.rows_lost).sum()
     }
 
     fn publish(&mut self) {
         for (w, p) in self.out.all().iter().zip(self.published.iter_mut()) {
             let l = [w.dataset()];
-            if w.rows_written > p.0 {
+            if w.rows_lost > p.2 {
+                self.metrics
+                    .parquet_rows_lost
+                    .with_label_values(&l)
+                    .inc_by(w.rows_lost - p.2);
+            }
+            self.metrics
+                .parquet_write_failing
+                .with_label_values(&l)
+                .set(i64::from(w.is_failing()));
+            if w.rows_in_files > p.0 {
                 self.metrics
                     .parquet_rows
                     .with_label_values(&l)
-                    .inc_by(w.rows_written - p.0);
+                    .inc_by(w.rows_in_files - p.0);
             }
             if w.files.len() > p.1 {
                 self.metrics
@@ -334,18 +381,24 @@ impl ParquetSink {
                     .with_label_values(&l)
                     .inc_by((w.files.len() - p.1) as u64);
             }
-            *p = (w.rows_written, w.files.len());
+            *p = (w.rows_in_files, w.files.len(), w.rows_lost);
         }
     }
 }
 
+/// Writes every dataset of `r`, also after one failed (a failing writer
+/// holds its batches for the retry); the first error.
 fn write(out: &mut Datasets, r: &Records) -> Result<(), ExportError> {
-    out.write_flows(&r.flows, &r.vnets)?;
-    out.write_bins(&r.bins, &r.vnets)?;
-    out.write_rtp(&r.rtp_windows, &r.rtp_streams, &r.vnets)?;
-    out.write_compare(&r.rtp_compare, &r.vnets)?;
-    out.write_alerts(&r.alerts, &r.vnets)?;
-    out.write_calls(&r.calls, &r.vnets)
+    [
+        out.write_flows(&r.flows, &r.vnets),
+        out.write_bins(&r.bins, &r.vnets),
+        out.write_rtp(&r.rtp_windows, &r.rtp_streams, &r.vnets),
+        out.write_compare(&r.rtp_compare, &r.vnets),
+        out.write_alerts(&r.alerts, &r.vnets),
+        out.write_calls(&r.calls, &r.vnets),
+    ]
+    .into_iter()
+    .collect()
 }
 
 impl Sink for ParquetSink {
@@ -363,19 +416,16 @@ impl Sink for ParquetSink {
                 .with_label_values(&[] as &[&str])
                 .inc_by(r.rows());
             self.rows_dropped_spool_full += r.rows();
-        } else if self.error.is_none() {
-            if let Err(e) = write(&mut self.out, r) {
-                self.failed(e);
-            }
+        } else if let Err(e) = write(&mut self.out, r) {
+            self.failed(e);
         }
         Ok(())
     }
 
     fn tick(&mut self) -> Result<(), ExportError> {
-        if self.error.is_none() {
-            if let Err(e) = self.out.rotate_if_due() {
-                self.failed(e);
-            }
+        self.retry(false);
+        if let Err(e) = self.out.rotate_if_due() {
+            self.failed(e);
         }
         self.publish();
         Ok(())
@@ -383,10 +433,12 @@ impl Sink for ParquetSink {
 
     fn finish(&mut self, held: &mut Records) -> Result<(), ExportError> {
         self.accept(held)?;
-        if self.error.is_none() {
-            if let Err(e) = self.out.close() {
-                self.failed(e);
-            }
+        if let Err(e) = self.out.close() {
+            self.failed(e);
+        }
+        // A failure mended without a row lost leaves no error behind.
+        if self.rows_lost() == 0 && !self.out.is_failing() {
+            self.error = None;
         }
         self.publish();
         Ok(())

@@ -231,7 +231,11 @@ pub struct DatasetSummary {
     pub dataset: String,
     pub dir: String,
     pub files: Vec<String>,
+    /// Rows in the files.
     pub rows: u64,
+    /// Rows lost to failed writes (a full disk): the file a failed write
+    /// broke, and what waited beyond the writer's backlog or at the end.
+    pub rows_lost: u64,
 }
 
 /// Reassembly of fragmented tunnel packets (`decode.max_reassembly_bytes`).
@@ -563,9 +567,14 @@ impl Summary {
             }
         }
         for d in &self.datasets {
+            let lost = if d.rows_lost > 0 {
+                format!(" ({} lost to failed writes)", plural(d.rows_lost, "row"))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "  {}: {} in {} under {}",
+                "  {}: {} in {} under {}{lost}",
                 d.dataset,
                 plural(d.rows, "row"),
                 plural(d.files.len() as u64, "file"),
@@ -738,7 +747,8 @@ impl Summary {
                     dataset: w.dataset().to_string(),
                     dir: w.dir().display().to_string(),
                     files: w.files.iter().map(|p| p.display().to_string()).collect(),
-                    rows: w.rows_written,
+                    rows: w.rows_in_files,
+                    rows_lost: w.rows_lost,
                 })
                 .collect(),
             elapsed_secs,

@@ -982,3 +982,260 @@ fn sighup_reaches_the_capture_threads_detectors() {
         "{seen:?}"
     );
 }
+
+/// `/healthz`'s status code and body, also when it is not 200.
+fn healthz(lab: &Lab) -> (u16, String) {
+    let out = lab
+        .cmd(&lab.moni, "python3")
+        .args([
+            "-c",
+            "import sys,urllib.request,urllib.error\n\
+             try:\n r=urllib.request.urlopen(sys.argv[1],timeout=3); print(r.status); sys.stdout.write(r.read().decode())\n\
+             except urllib.error.HTTPError as e:\n print(e.code); sys.stdout.write(e.read().decode())",
+            "http://127.0.0.1:19464/healthz",
+        ])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, body) = text.split_once('\n').unwrap_or(("0", ""));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Polls until `pred` holds on (healthz, metrics), up to 20 s.
+fn wait_for(lab: &Lab, what: &str, pred: impl Fn(&(u16, String), &str) -> bool) {
+    let t0 = Instant::now();
+    loop {
+        let (h, m) = (healthz(lab), scrape(lab));
+        if pred(&h, &m) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{what}: healthz {h:?}, source_up {:?}",
+            metric(&m, "moni_source_up", &[])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A mirror port that disappears (its veth deleted, as when a driver
+/// resets or a VM's interface is re-plugged) is reopened when it comes
+/// back: `/healthz` names the source while it is gone, `moni_source_up`
+/// follows, and the traffic after its return is analysed. It used to stay
+/// closed until a restart, with the node running on.
+#[test]
+fn a_mirror_port_that_disappears_is_reopened_when_it_returns() {
+    let _turn = serial();
+    let Some(mut lab) = Lab::create("reopen") else {
+        return;
+    };
+    lab.start_sink();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node = start_node(&lab, tmp.path(), NodeOpts::default());
+    let before = lab.production_packets();
+    lab.traffic(&["send", "--udp", "300", "--size", "100", "--pps", "5000"]);
+    let first = lab.production_packets() - before;
+    wait_analysed(&lab, first);
+    assert_eq!(healthz(&lab).0, 200);
+
+    let (s, m) = (lab.src.clone(), lab.moni.clone());
+    let run = |script: &str| {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("sh");
+        assert!(
+            o.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&format!("ip -n {s} link del m0"));
+    wait_for(&lab, "the source reported down", |(code, body), metrics| {
+        *code == 503
+            && body.contains("source m1")
+            && metric(metrics, "moni_source_up", &[]) == Some(0.0)
+    });
+    run(&format!(
+        "set -e\nip link add m0 netns {s} type veth peer name m1 netns {m}\n\
+         ip -n {s} link set m0 up; ip -n {m} link set m1 up\n\
+         ip netns exec {s} tc filter del dev p0 egress\n\
+         ip netns exec {s} tc filter del dev p0 ingress\n\
+         ip netns exec {s} tc filter add dev p0 egress protocol all u32 match u32 0 0 action mirred egress mirror dev m0\n\
+         ip netns exec {s} tc filter add dev p0 ingress protocol all u32 match u32 0 0 action mirred egress mirror dev m0"
+    ));
+    wait_for(&lab, "the source reopened", |(code, _), metrics| {
+        *code == 200 && metric(metrics, "moni_source_up", &[]) == Some(1.0)
+    });
+    let before = lab.production_packets();
+    lab.traffic(&["send", "--udp", "400", "--size", "100", "--pps", "5000"]);
+    let second = lab.production_packets() - before;
+    assert!(second >= 400, "{second}");
+    wait_analysed(&lab, first + second);
+    let summary = stop_node(node);
+    assert_eq!(summary["packets"], first + second, "{summary}");
+    assert!(summary["sources"][0]["error"].is_null(), "{summary}");
+    let flows = flows_as_truth(&read_dataset(&tmp.path().join("out/flows")));
+    let total: u64 = flows.iter().map(|f| f.packets_fwd + f.packets_rev).sum();
+    assert_eq!(total, first + second);
+}
+
+/// Unmounts the tmpfs of [`a_full_output_disk_is_retried_and_nothing_is_lost`]
+/// also when the test fails.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A full output disk is a storage failure, retried: the records wait in
+/// memory, `/healthz` names the output and `moni_parquet_write_failing`
+/// is 1 while the disk is full, and once there is room again every row is
+/// written (the same rows as a replay). The writer used to stop for good
+/// at the first failure ("records are dropped from now on") with no
+/// metric, while the node ran on.
+#[test]
+fn a_full_output_disk_is_retried_and_nothing_is_lost() {
+    let _turn = serial();
+    if Lab::create("disk").is_none() {
+        return; // root only (the lab's own check), for the tmpfs
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let disk = tmp.path().join("disk");
+    std::fs::create_dir_all(&disk).expect("mkdir");
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "moni-test-disk"])
+        .arg(&disk)
+        .status()
+        .expect("mount");
+    assert!(ok.success(), "mount tmpfs");
+    let _mounted = Mounted(disk.clone());
+    let out = disk.join("out");
+    for d in [
+        "flows",
+        "bins",
+        "rtp_windows",
+        "rtp_streams",
+        "rtp_compare",
+        "calls",
+        "alerts",
+    ] {
+        std::fs::create_dir_all(out.join(d)).expect("mkdir");
+    }
+    // Nothing left: the first file cannot even be created.
+    let filler = disk.join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    let capture = sample("paper-miniature.pcap");
+    let map = "[\"100=A:production\", \"200=B:shadow\", \"300=rx:monitor\"]";
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nworkers = 2\ntick_ms = 100\n[metrics]\nlisten = \"127.0.0.1:19471\"\n\
+             [[sources]]\nfile = \"{}\"\nspeed = 8.0\n[vnets]\nmap = {map}\n\
+             [output]\ndir = \"{}\"\nrotate_secs = 1\n",
+            capture.display(),
+            out.display()
+        ),
+    )
+    .expect("config");
+    let mut child = std::process::Command::new(node_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start moni-node run");
+    let get = |path: &str| -> (u16, String) {
+        let o = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys,urllib.request,urllib.error\n\
+                 try:\n r=urllib.request.urlopen(sys.argv[1],timeout=3); print(r.status); sys.stdout.write(r.read().decode())\n\
+                 except urllib.error.HTTPError as e:\n print(e.code); sys.stdout.write(e.read().decode())\n\
+                 except Exception:\n print(0)",
+                &format!("http://127.0.0.1:19471{path}"),
+            ])
+            .output()
+            .expect("python3");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let (code, body) = text.split_once('\n').unwrap_or(("0", ""));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    };
+    // The disk is full: healthz names the output, the gauge says so.
+    let t0 = Instant::now();
+    loop {
+        let (code, body) = get("/healthz");
+        let m = get("/metrics").1;
+        let failing = m
+            .lines()
+            .any(|l| l.starts_with("moni_parquet_write_failing{") && l.ends_with(" 1"));
+        if code == 503 && body.contains("output:") && failing {
+            assert!(body.contains("No space left"), "{body}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20) && child.try_wait().expect("wait").is_none(),
+            "no output failure seen: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::remove_file(&filler).expect("room again");
+    // Writes work again: healthy, the gauge back at 0.
+    loop {
+        let (code, body) = get("/healthz");
+        if code == 200 {
+            let m = get("/metrics").1;
+            let failing: Vec<&str> = m
+                .lines()
+                .filter(|l| l.starts_with("moni_parquet_write_failing{") && !l.ends_with(" 0"))
+                .collect();
+            assert!(failing.is_empty(), "{failing:?}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(40) && child.try_wait().expect("wait").is_none(),
+            "not mended: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("summary");
+    assert!(summary["output_error"].is_null(), "{summary}");
+    // Every row the replay writes, none lost.
+    let replayed = tmp.path().join("replay");
+    replay_files(
+        &[capture],
+        Some("100=A:production,200=B:shadow,300=rx:monitor"),
+        &replayed,
+        "",
+    );
+    for d in summary["datasets"].as_array().expect("datasets") {
+        let name = d["dataset"].as_str().expect("name");
+        assert_eq!(d["rows_lost"], 0, "{name}");
+        let rows = |dir: &Path| -> usize {
+            read_dataset(&dir.join(name))
+                .iter()
+                .map(|b| b.num_rows())
+                .sum()
+        };
+        let (run_rows, replay_rows) = (rows(&out), rows(&replayed));
+        assert_eq!(d["rows"], run_rows as u64, "{name}");
+        if name != "bins" {
+            // Bins differ by the run's wall-clock bin edges only.
+            assert_eq!(run_rows, replay_rows, "{name}");
+        }
+    }
+    assert!(leftover_temp_files(&out).is_empty());
+}

@@ -103,10 +103,15 @@ impl Datasets {
                 message: "not in analyzers::schema::TABLE".into(),
             });
         };
+        // Every batch, also after a failure (the writer then holds them
+        // for its retry); the first error is returned.
+        let mut first = Ok(());
         for b in &batches {
-            w.write(b)?;
+            if let Err(e) = w.write(b) {
+                first = first.and(Err(e));
+            }
         }
-        Ok(())
+        first
     }
 
     /// Writes alerts to the `alerts` dataset (in batches bounded in rows
@@ -177,17 +182,53 @@ impl Datasets {
         self.write(r, vnets)
     }
 
+    /// Rotates every writer whose file is due; the first error.
     pub fn rotate_if_due(&mut self) -> Result<(), ExportError> {
-        self.writers
-            .iter_mut()
-            .try_for_each(DatasetWriter::rotate_if_due)
+        let mut first = Ok(());
+        for w in &mut self.writers {
+            if let Err(e) = w.rotate_if_due() {
+                first = first.and(Err(e));
+            }
+        }
+        first
     }
 
-    /// Completes every open file.
+    /// Whether any writer's writes are failing.
+    pub fn is_failing(&self) -> bool {
+        self.writers.iter().any(DatasetWriter::is_failing)
+    }
+
+    /// Tries the failing writers' backlogs whose time has come (every one
+    /// with `force`); `Ok(true)` when one recovered.
+    pub fn retry_if_due(&mut self, force: bool) -> Result<bool, ExportError> {
+        let mut first = Ok(false);
+        for w in &mut self.writers {
+            match w.retry_if_due(force) {
+                Ok(true) => first = first.map(|_| true),
+                Ok(false) => {}
+                Err(e) => first = first.and(Err(e)),
+            }
+        }
+        first
+    }
+
+    /// Completes every open file: a failing writer's backlog is tried once
+    /// more, and given up (counted lost) if it fails again.
     pub fn close(&mut self) -> Result<(), ExportError> {
-        self.writers
-            .iter_mut()
-            .try_for_each(DatasetWriter::close_current)?;
+        let mut first = Ok(());
+        for w in &mut self.writers {
+            let done = if w.is_failing() {
+                w.retry_if_due(true).map(|_| ())
+            } else {
+                Ok(())
+            }
+            .and_then(|()| w.close_current());
+            if let Err(e) = done {
+                w.give_up();
+                first = first.and(Err(e));
+            }
+        }
+        first?;
         if let Some(w) = self.eve.as_mut() {
             use std::io::Write;
             w.flush().map_err(|source| ExportError::Io {

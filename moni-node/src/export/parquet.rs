@@ -16,6 +16,16 @@
 //!
 //! File names are `DATASET-YYYYmmddTHHMMSSZ-PID-SEQ.parquet`: unique per
 //! process and sortable by creation time.
+//!
+//! A failed write (a full disk, a directory removed) is a storage failure,
+//! not bad data: the file it broke is removed, and its rows are written
+//! again with the next file, since the writer keeps the batches of its open
+//! file until the file is complete (up to [`BACKLOG_MAX_BYTES`]; a file
+//! with more loses its rows, counted in `rows_lost`). The writer keeps the
+//! batches that arrive meanwhile in a backlog of at most
+//! [`BACKLOG_MAX_BYTES`] too (the oldest beyond it counted lost) and tries
+//! them again after 1 s, then after twice as long each time up to 30 s
+//! ([`DatasetWriter::retry_if_due`]), until a write succeeds.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -58,6 +68,14 @@ pub enum ExportError {
 /// before `row_group_rows` rows.
 const ROW_GROUP_MAX_BYTES: usize = 64 << 20;
 
+/// The most a dataset's writer holds while its writes fail, in Arrow bytes
+/// (the oldest batches beyond it are counted lost).
+pub const BACKLOG_MAX_BYTES: usize = 32 << 20;
+
+/// Waits between tries of a failing writer: the first, and the longest.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A batch is encoded on several threads only from this many rows: below,
 /// starting the threads costs more than they save.
 const PARALLEL_MIN_ROWS: usize = 2048;
@@ -70,6 +88,12 @@ struct OpenFile {
     columns: Vec<ArrowColumnWriter>,
     /// Rows in `columns`.
     rows: usize,
+    /// Rows in the whole file (lost with it if a write breaks it).
+    file_rows: u64,
+    /// The file's batches, kept until it is complete so that a failed
+    /// write loses none (`None` once they passed [`BACKLOG_MAX_BYTES`]).
+    kept: Option<Vec<RecordBatch>>,
+    kept_bytes: usize,
     tmp_path: PathBuf,
     final_path: PathBuf,
     opened: Instant,
@@ -209,7 +233,19 @@ pub struct DatasetWriter {
     seq: u64,
     /// Completed files, in order.
     pub files: Vec<PathBuf>,
+    /// Rows encoded into files (a batch written again after a failure
+    /// counts again; `rows_in_files` is what the files hold).
     pub rows_written: u64,
+    /// Rows in completed files.
+    pub rows_in_files: u64,
+    /// Rows lost to failed writes: a broken file's, and the backlog's
+    /// beyond its cap or left when the writer is closed still failing.
+    pub rows_lost: u64,
+    /// Set while writes fail: the next try's time and the wait after it.
+    failing: Option<(Instant, std::time::Duration)>,
+    /// Batches waiting for the writes to work again, oldest first.
+    backlog: std::collections::VecDeque<RecordBatch>,
+    backlog_bytes: usize,
 }
 
 impl DatasetWriter {
@@ -267,6 +303,11 @@ impl DatasetWriter {
             seq: 0,
             files: Vec::new(),
             rows_written: 0,
+            rows_in_files: 0,
+            rows_lost: 0,
+            failing: None,
+            backlog: std::collections::VecDeque::new(),
+            backlog_bytes: 0,
         })
     }
 
@@ -287,12 +328,46 @@ impl DatasetWriter {
         &self.dir
     }
 
-    /// Appends a batch, opening or rotating files as needed.
+    /// Whether writes are failing (the backlog waits for a retry).
+    pub fn is_failing(&self) -> bool {
+        self.failing.is_some()
+    }
+
+    /// Appends a batch, opening or rotating files as needed. While writes
+    /// fail, the batch joins the backlog; a write that fails now removes
+    /// the file it broke, keeps the batch's unwritten rows and returns the
+    /// error (once per failure: later batches wait quietly).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ExportError> {
-        let mut rest = batch.clone();
+        if self.failing.is_some() {
+            self.hold(batch.clone());
+            return Ok(());
+        }
+        self.write_or_hold(batch.clone())
+    }
+
+    /// Writes `batch`; on failure holds what was not written, starts the
+    /// retry clock and returns the error.
+    fn write_or_hold(&mut self, batch: RecordBatch) -> Result<(), ExportError> {
+        match self.write_now(batch) {
+            Ok(()) => Ok(()),
+            Err((e, rest)) => {
+                let mut again = self.abandon_current();
+                again.push(rest);
+                self.requeue(again);
+                self.start_failing();
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `batch`; on an error, the rows not in the (now broken) file.
+    fn write_now(&mut self, batch: RecordBatch) -> Result<(), (ExportError, RecordBatch)> {
+        let mut rest = batch;
         while rest.num_rows() > 0 {
             if self.current.is_none() {
-                self.open()?;
+                if let Err(e) = self.open() {
+                    return Err((e, rest));
+                }
             }
             let Some(f) = self.current.as_mut() else {
                 return Ok(());
@@ -300,27 +375,122 @@ impl DatasetWriter {
             // The rows that fit in the open row group.
             let take = rest.num_rows().min(self.row_group_rows - f.rows);
             let part = rest.slice(0, take);
-            rest = rest.slice(take, rest.num_rows() - take);
             let tmp = f.tmp_path.clone();
             let failed = |source| ExportError::Parquet {
                 path: tmp.clone(),
                 source,
             };
-            f.encode(&self.schema, &part, self.threads)
-                .map_err(&failed)?;
+            if let Err(e) = f.encode(&self.schema, &part, self.threads) {
+                return Err((failed(e), rest));
+            }
+            rest = rest.slice(take, rest.num_rows() - take);
+            f.file_rows += take as u64;
+            f.kept_bytes += part.get_array_memory_size();
+            if f.kept_bytes > BACKLOG_MAX_BYTES {
+                f.kept = None;
+            } else if let Some(k) = f.kept.as_mut() {
+                k.push(part);
+            }
             self.rows_written += take as u64;
             // A row group of long rows (alerts with long messages) ends
             // early: what the writer buffers stays bounded in bytes too.
             let buffered = f.in_progress_size();
             if f.rows >= self.row_group_rows || buffered >= ROW_GROUP_MAX_BYTES {
-                f.flush(self.threads).map_err(&failed)?;
+                if let Err(e) = f.flush(self.threads) {
+                    return Err((failed(e), rest));
+                }
             }
             let size = (f.file.bytes_written() + f.in_progress_size()) as u64;
             if size >= self.rotate_max_bytes || f.opened.elapsed().as_secs() >= self.rotate_secs {
-                self.close_current()?;
+                if let Err(e) = self.close_current() {
+                    return Err((e, rest));
+                }
             }
         }
         Ok(())
+    }
+
+    /// Puts batches back at the front of the backlog, in their order.
+    fn requeue(&mut self, batches: Vec<RecordBatch>) {
+        for b in batches.into_iter().rev() {
+            self.backlog_bytes += b.get_array_memory_size();
+            self.backlog.push_front(b);
+        }
+        self.trim_backlog();
+    }
+
+    /// Keeps a batch for the next try, within [`BACKLOG_MAX_BYTES`].
+    fn hold(&mut self, batch: RecordBatch) {
+        self.backlog_bytes += batch.get_array_memory_size();
+        self.backlog.push_back(batch);
+        self.trim_backlog();
+    }
+
+    fn trim_backlog(&mut self) {
+        while self.backlog_bytes > BACKLOG_MAX_BYTES && self.backlog.len() > 1 {
+            if let Some(old) = self.backlog.pop_front() {
+                self.backlog_bytes -= old.get_array_memory_size();
+                self.rows_lost += old.num_rows() as u64;
+            }
+        }
+    }
+
+    /// Starts (or doubles) the wait before the next try.
+    fn start_failing(&mut self) {
+        let wait = self
+            .failing
+            .map_or(RETRY_FIRST, |(_, w)| (w * 2).min(RETRY_MAX));
+        self.failing = Some((Instant::now() + wait, wait));
+    }
+
+    /// Removes the open file after a failed write; returns its batches to
+    /// write again (its rows are lost if it kept none).
+    fn abandon_current(&mut self) -> Vec<RecordBatch> {
+        let Some(f) = self.current.take() else {
+            return Vec::new();
+        };
+        let _ = fs::remove_file(&f.tmp_path);
+        self.forget(f.file_rows, f.kept)
+    }
+
+    /// The batches of a broken file, or its rows counted lost.
+    fn forget(&mut self, rows: u64, kept: Option<Vec<RecordBatch>>) -> Vec<RecordBatch> {
+        kept.unwrap_or_else(|| {
+            self.rows_lost += rows;
+            Vec::new()
+        })
+    }
+
+    /// While writes fail, tries the backlog again once its time has come
+    /// (or now, with `force`): `Ok(true)` when everything held is written
+    /// and writes work again, `Ok(false)` when still waiting, `Err` when
+    /// this try failed too (the wait doubles).
+    pub fn retry_if_due(&mut self, force: bool) -> Result<bool, ExportError> {
+        let Some((at, _)) = self.failing else {
+            return Ok(false);
+        };
+        if !force && (Instant::now() < at || self.backlog.is_empty()) {
+            // Nothing to try yet: writes work again only once one has.
+            return Ok(false);
+        }
+        while let Some(b) = self.backlog.pop_front() {
+            self.backlog_bytes -= b.get_array_memory_size();
+            self.write_or_hold(b)?;
+        }
+        self.failing = None;
+        Ok(true)
+    }
+
+    /// Gives up what the backlog holds (counted lost): the end of a run
+    /// whose writes still fail.
+    pub fn give_up(&mut self) {
+        for b in self.backlog.drain(..) {
+            self.rows_lost += b.num_rows() as u64;
+        }
+        self.backlog_bytes = 0;
+        for b in self.abandon_current() {
+            self.rows_lost += b.num_rows() as u64;
+        }
     }
 
     /// Closes the current file if it is older than the rotation interval
@@ -336,11 +506,26 @@ impl DatasetWriter {
         Ok(())
     }
 
-    /// Completes the open file, if any: footer, fsync, rename.
+    /// Completes the open file, if any: footer, fsync, rename. A failure
+    /// removes the file (its rows are lost) and starts the retry clock.
     pub fn close_current(&mut self) -> Result<(), ExportError> {
         let Some(f) = self.current.take() else {
             return Ok(());
         };
+        let (rows, tmp) = (f.file_rows, f.tmp_path.clone());
+        let mut f = f;
+        let kept = f.kept.take();
+        let done = self.complete(f);
+        if done.is_err() {
+            let _ = fs::remove_file(&tmp);
+            let again = self.forget(rows, kept);
+            self.requeue(again);
+            self.start_failing();
+        }
+        done
+    }
+
+    fn complete(&mut self, f: OpenFile) -> Result<(), ExportError> {
         let mut f = f;
         let tmp = f.tmp_path.clone();
         let failed = |source| ExportError::Parquet {
@@ -358,6 +543,7 @@ impl DatasetWriter {
             source,
         })?;
         tracing::debug!(file = %f.final_path.display(), dataset = self.dataset, "Parquet file complete.");
+        self.rows_in_files += f.file_rows;
         self.files.push(f.final_path);
         Ok(())
     }
@@ -391,6 +577,9 @@ impl DatasetWriter {
             factory,
             columns: Vec::new(),
             rows: 0,
+            file_rows: 0,
+            kept: Some(Vec::new()),
+            kept_bytes: 0,
             tmp_path,
             final_path,
             opened: Instant::now(),

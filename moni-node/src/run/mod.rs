@@ -90,7 +90,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
     let isolation = crate::isolation::apply(&node);
     let metrics = Arc::new(Metrics::new(&node.name).map_err(|e| RunError::Config(e.to_string()))?);
     let stop = Arc::new(AtomicBool::new(false));
-    let healthy = Arc::new(AtomicBool::new(true));
+    let health = Arc::new(crate::health::Health::default());
     let listener = match node.metrics_listen {
         Some(a) => Some(crate::http::bind(a).map_err(|e| RunError::Config(format!("{e:#}")))?),
         None => None,
@@ -149,11 +149,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
     let mut compare_tolerance = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (sinks, sources, totals, ship_summary) = std::thread::scope(|scope| {
         let http = listener.map(|l| {
-            let (m, s, h) = (
-                Arc::clone(&metrics),
-                Arc::clone(&stop),
-                Arc::clone(&healthy),
-            );
+            let (m, s, h) = (Arc::clone(&metrics), Arc::clone(&stop), Arc::clone(&health));
             crate::sys::spawn_named(scope, "moni-http".into(), move || {
                 crate::http::serve(l, m, s, h)
             })
@@ -168,7 +164,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                     out,
                     Arc::clone(&metrics),
                     Some(Arc::clone(&spool_full)),
-                    Some(Arc::clone(&healthy)),
+                    Some(Arc::clone(&health)),
                 ),
                 Arc::clone(&metrics),
             );
@@ -245,20 +241,30 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
             };
             let source = s.clone();
             let cpus = node.capture_cpus.clone();
-            let healthy = Arc::clone(&healthy);
+            let health = Arc::clone(&health);
             let metrics = Arc::clone(&metrics);
+            let stop = Arc::clone(&stop);
             captures.push((
                 s.name.clone(),
                 crate::sys::spawn_named(scope, format!("moni-capture-{i}"), move || {
                     crate::sys::pin_current_thread(&cpus, i, "capture");
                     let name = [source.name.as_str()];
-                    metrics.source_up.with_label_values(&name).set(1);
-                    let (err, totals) = run_source(&source, Dispatcher::new(settings, io));
+                    let what = format!("source {}", source.name);
+                    // Up or down with the reason, as the source opens,
+                    // fails and is reopened.
+                    let status = |problem: Option<&str>| {
+                        metrics
+                            .source_up
+                            .with_label_values(&name)
+                            .set(i64::from(problem.is_none()));
+                        if let Some(e) = problem {
+                            eprintln!("error: {e}");
+                        }
+                        health.set(&what, problem.map(str::to_string));
+                    };
+                    let (err, totals) =
+                        run_source(&source, Dispatcher::new(settings, io), &stop, &status);
                     metrics.source_up.with_label_values(&name).set(0);
-                    if let Some(e) = &err {
-                        eprintln!("error: {e}");
-                        healthy.store(false, Ordering::Relaxed);
-                    }
                     (err, totals)
                 }),
             ));
@@ -452,23 +458,83 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
 
 /// Opens a source and runs the capture loop on it until it ends, fails or
 /// the node stops. Returns the error that ended it, if any.
+/// Waits between tries to reopen an interface that failed: the first,
+/// and the longest.
+const REOPEN_FIRST: Duration = Duration::from_secs(1);
+const REOPEN_MAX: Duration = Duration::from_secs(30);
+
+/// Captures from one source until its end (a file) or `stop`. An
+/// interface that fails once open (deleted, its driver reset) is reopened
+/// after 1 s, then after twice as long each time up to 30 s, until it
+/// comes back or the node stops; `status` hears each change (`None`: up).
+/// An interface that cannot be opened at the start is an error at once
+/// (a misspelt name should not wait for ever). The error returned is the
+/// one still standing at the end.
 fn run_source(
     s: &SourceSettings,
     mut d: Dispatcher,
+    stop: &AtomicBool,
+    status: &dyn Fn(Option<&str>),
 ) -> (Option<String>, crate::capture::driver::DriverTotals) {
-    let result = match &s.kind {
+    let error = match &s.kind {
         SourceKind::Interface(iface) => {
-            LiveSource::open(s, iface).map(|mut src| d.drive(&mut src, &mut |_| {}).1)
+            let mut opened = false;
+            let mut wait = REOPEN_FIRST;
+            loop {
+                let failure = match LiveSource::open(s, iface) {
+                    Ok(mut src) => {
+                        if opened {
+                            tracing::info!(source = %s.name, "Capture source reopened.");
+                        }
+                        opened = true;
+                        wait = REOPEN_FIRST;
+                        status(None);
+                        d.drive(&mut src, &mut |_| {}).1.map(|e| e.to_string())
+                    }
+                    Err(e) if !opened => {
+                        let e = e.to_string();
+                        status(Some(&e));
+                        break Some(e);
+                    }
+                    Err(e) => Some(e.to_string()),
+                };
+                let Some(e) = failure else { break None };
+                if stop.load(Ordering::Relaxed) {
+                    break Some(e);
+                }
+                status(Some(&format!(
+                    "{e} (trying to reopen it in {} s)",
+                    wait.as_secs()
+                )));
+                if !sleep_unless(stop, wait) {
+                    break Some(e);
+                }
+                wait = (wait * 2).min(REOPEN_MAX);
+            }
         }
-        SourceKind::File { path, .. } => FileSource::open(path, s.filter.as_deref())
-            .map(|mut src| d.drive(&mut src, &mut |_| {}).1),
+        SourceKind::File { path, .. } => match FileSource::open(path, s.filter.as_deref()) {
+            Ok(mut src) => {
+                status(None);
+                d.drive(&mut src, &mut |_| {}).1.map(|e| e.to_string())
+            }
+            Err(e) => Some(e.to_string()),
+        }
+        .inspect(|e| status(Some(e))),
     };
     let totals = d.finish();
-    let error = match result {
-        Ok(None) => None,
-        Ok(Some(e)) | Err(e) => Some(e.to_string()),
-    };
     (error, totals)
+}
+
+/// Sleeps `d` unless `stop` is set meanwhile: whether it slept it all.
+fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
+    let until = std::time::Instant::now() + d;
+    while std::time::Instant::now() < until {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
 }
 
 /// Reads the config file again; the VNet map and the flow, RTP and IDS
