@@ -362,7 +362,7 @@ impl VnetMap {
     /// The innermost tunnel layer a tunnel entry maps.
     fn resolve_tunnels(&self, t: &Tunnels) -> Option<VnetId> {
         let get = |k: TunnelMapKind, id: u32| self.by_tunnel.get(&(k, id)).copied();
-        for layer in t.layers().iter().rev() {
+        for (index, layer) in t.layers().iter().enumerate().rev() {
             let Some(id) = layer.id else { continue };
             let found = match layer.kind {
                 TunnelKind::Vxlan => get(TunnelMapKind::Vxlan, id),
@@ -373,12 +373,13 @@ impl VnetMap {
                     .or_else(|| get(TunnelMapKind::Gre, id)),
                 TunnelKind::Erspan2 | TunnelKind::Erspan3 => get(TunnelMapKind::Erspan, id),
                 TunnelKind::Gtpu => get(TunnelMapKind::Gtpu, id),
-                // Any label of the stack (the first four), innermost first.
+                // Any label of this stack, innermost first (an outer
+                // stack's labels are matched at its own layer, after the
+                // layers inside it).
                 TunnelKind::Mpls => t
-                    .mpls_labels()
-                    .iter()
+                    .mpls_labels_of(index)
                     .rev()
-                    .find_map(|l| get(TunnelMapKind::Mpls, *l))
+                    .find_map(|l| get(TunnelMapKind::Mpls, l))
                     .or_else(|| get(TunnelMapKind::Mpls, id)),
                 TunnelKind::Ipip => None,
             };

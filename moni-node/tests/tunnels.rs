@@ -706,3 +706,31 @@ fn pcapng_interfaces_map_to_vnets_like_vlans() {
         ["#0 prod0", "#1 shadow0", "#2 rx0"]
     );
 }
+
+/// Two tenants in VNIs 100 and 200 send a fragmented UDP datagram each,
+/// with the same inner addresses and IP id (overlapping address spaces are
+/// the normal overlay case), their fragments interleaved. Each later
+/// fragment belongs to its own VNI's first fragment: VNI 100 used to take
+/// VNI 200's ports, a flow that does not exist. (`tests/data/
+/// vxlan-inner-fragments.pcap`, made with scapy: `fragment(IP(src=
+/// "172.30.0.1", dst="172.30.0.2", id=0x4242)/UDP(sport=7000 or 7001,
+/// dport=8000)/Raw(b"I"*1200), fragsize=600)` in VXLAN between 10.9.0.1
+/// and 10.9.0.2.)
+#[test]
+fn inner_fragments_of_two_vnis_keep_their_own_ports() {
+    let file = root().join("moni-node/tests/data/vxlan-inner-fragments.pcap");
+    let dir = tempfile::tempdir().expect("tempdir");
+    replay_files(&[file], None, dir.path(), "");
+    let mut got = Vec::new();
+    for b in read_dataset(&dir.path().join("flows")) {
+        let sport = col::<UInt16Array>(&b, "src_port");
+        let id = col::<UInt32Array>(&b, "tunnel_id");
+        let pkts = col::<UInt64Array>(&b, "packets_fwd");
+        let bytes = col::<UInt64Array>(&b, "bytes_fwd");
+        for i in 0..b.num_rows() {
+            got.push((id.value(i), sport.value(i), pkts.value(i), bytes.value(i)));
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, [(100, 7000, 3, 1460), (200, 7001, 3, 1460)]);
+}

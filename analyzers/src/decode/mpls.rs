@@ -18,7 +18,7 @@ pub const MULTICAST: u16 = 0x8848;
 
 /// Label entries read at most; a longer stack is counted as truncated
 /// rather than walked without end.
-const MAX_LABELS: usize = 16;
+const MAX_LABELS: usize = super::tunnel::MAX_MPLS_LABELS;
 
 /// What follows the bottom MPLS label (`decode.mpls_payload`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

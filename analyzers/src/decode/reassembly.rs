@@ -581,15 +581,14 @@ fn is_tunnel(piece: &Piece<'_>, config: &DecodeConfig) -> bool {
     match piece.protocol {
         GRE | IPV4_IN_IP | IPV6_IN_IP => true,
         UDP if piece.offset == 0 => {
-            let (Some(src), Some(dst)) = (piece.data.get(0..2), piece.data.get(2..4)) else {
+            let Some(dst) = piece.data.get(2..4) else {
                 return false;
             };
-            let (src, dst) = (be16(src), be16(dst));
+            let dst = be16(dst);
             config.vxlan_ports.contains(&dst)
                 || dst == config.vxlan_gpe_port
                 || dst == config.geneve_port
                 || dst == config.gtpu_port
-                || src == config.gtpu_port
         }
         _ => false,
     }

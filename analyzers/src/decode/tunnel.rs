@@ -149,9 +149,11 @@ impl TunnelLayer {
 pub struct Tunnels {
     layers: [TunnelLayer; MAX_TUNNEL_LAYERS],
     count: u8,
-    /// Every label of every MPLS stack crossed (the first four), which the
-    /// VNet map matches.
-    mpls_labels: [u32; 4],
+    /// Every label of every MPLS stack crossed (the first
+    /// [`MAX_MPLS_LABELS`], as many as one stack may have), which the VNet
+    /// map matches, with the index of the layer each belongs to.
+    mpls_labels: [u32; MAX_MPLS_LABELS],
+    mpls_layer: [u8; MAX_MPLS_LABELS],
     mpls_count: u8,
     /// Source and destination of the outermost IP header, when the
     /// outermost layer was IP.
@@ -203,6 +205,7 @@ impl PartialEq for Tunnels {
         same_outer
             && (0..n).all(|i| same_layer(&self.layers[i], &other.layers[i]))
             && self.mpls_labels == other.mpls_labels
+            && self.mpls_layer == other.mpls_layer
     }
 }
 
@@ -217,7 +220,8 @@ impl Tunnels {
             ethernet: false,
         }; MAX_TUNNEL_LAYERS],
         count: 0,
-        mpls_labels: [0; 4],
+        mpls_labels: [0; MAX_MPLS_LABELS],
+        mpls_layer: [0; MAX_MPLS_LABELS],
         mpls_count: 0,
         outer: None,
         outer_fragment: false,
@@ -233,9 +237,21 @@ impl Tunnels {
         self.count == 0
     }
 
-    /// The MPLS labels crossed (outermost first, at most four).
+    /// The MPLS labels crossed (outermost first, at most
+    /// [`MAX_MPLS_LABELS`]).
     pub fn mpls_labels(&self) -> &[u32] {
-        &self.mpls_labels[..usize::from(self.mpls_count).min(4)]
+        &self.mpls_labels[..usize::from(self.mpls_count).min(MAX_MPLS_LABELS)]
+    }
+
+    /// The labels of the MPLS stack that is layer `layer` of
+    /// [`Tunnels::layers`], outermost first.
+    pub fn mpls_labels_of(&self, layer: usize) -> impl DoubleEndedIterator<Item = u32> + '_ {
+        let n = usize::from(self.mpls_count).min(MAX_MPLS_LABELS);
+        self.mpls_labels[..n]
+            .iter()
+            .zip(&self.mpls_layer[..n])
+            .filter(move |(_, l)| usize::from(**l) == layer)
+            .map(|(label, _)| *label)
     }
 
     /// `tunnel_type`: the kinds, outermost first, joined by `/`; `None`
@@ -251,31 +267,44 @@ impl Tunnels {
         Some(s)
     }
 
-    /// `tunnel_id`: the id of the innermost layer that has one.
+    /// `tunnel_id`: the id of the innermost layer that has one (for GRE
+    /// the whole key, as tshark shows it; NVGRE's VSID is its upper 24
+    /// bits).
     pub fn id(&self) -> Option<u32> {
         self.layers().iter().rev().find_map(|l| l.id)
     }
 
     /// The discriminator that keeps flows of different virtual networks
-    /// apart in the flow key: the innermost VNI or ERSPAN session with its
-    /// kind in the top byte, 0 when there is none.
+    /// apart in the flow key: the innermost VNI, NVGRE VSID or ERSPAN
+    /// session with its kind in the top byte, 0 when there is none.
     pub fn segment(&self) -> u32 {
         self.layers()
             .iter()
             .rev()
-            .find(|l| l.kind.is_segment())
-            .map(|l| (l.kind as u32 + 1) << 24 | (l.id.unwrap_or(0) & 0x00ff_ffff))
+            .find_map(|l| {
+                let id = if l.kind.is_segment() {
+                    l.id.unwrap_or(0)
+                } else {
+                    l.nvgre_vsid()?
+                };
+                Some((l.kind as u32 + 1) << 24 | (id & 0x00ff_ffff))
+            })
             .unwrap_or(0)
     }
 
     fn push(&mut self, layer: TunnelLayer, labels: &[u32]) {
+        let index = self.count;
         if let Some(slot) = self.layers.get_mut(usize::from(self.count)) {
             *slot = layer;
             self.count += 1;
         }
         for l in labels {
-            if let Some(slot) = self.mpls_labels.get_mut(usize::from(self.mpls_count)) {
+            let i = usize::from(self.mpls_count);
+            if let (Some(slot), Some(at)) =
+                (self.mpls_labels.get_mut(i), self.mpls_layer.get_mut(i))
+            {
                 *slot = *l;
+                *at = index;
                 self.mpls_count += 1;
             }
         }
@@ -348,7 +377,8 @@ impl TunnelStack<'_> {
         let t = Tunnels {
             layers,
             count: 1,
-            mpls_labels: [0; 4],
+            mpls_labels: [0; MAX_MPLS_LABELS],
+            mpls_layer: [0; MAX_MPLS_LABELS],
             mpls_count: 0,
             outer: Some((outer.src, outer.dst)),
             outer_fragment,
@@ -427,11 +457,16 @@ pub(super) enum Inner<'a> {
     Ip(&'a [u8]),
 }
 
+/// MPLS labels a packet's tunnel stack keeps for the VNet map (segment
+/// routing stacks run to a dozen labels; the decoder reads at most this
+/// many of one stack).
+pub const MAX_MPLS_LABELS: usize = 16;
+
 /// One tunnel layer found in a decoded packet.
 #[derive(Debug)]
 pub(super) struct Step<'a> {
     layer: TunnelLayer,
-    labels: [u32; 4],
+    labels: [u32; MAX_MPLS_LABELS],
     label_count: u8,
     /// ERSPAN: the mirrored frame's original VLAN (0: none), which joins
     /// the packet's VLAN stack as Suricata does.
@@ -447,7 +482,7 @@ impl<'a> Step<'a> {
                 id,
                 ethernet: false,
             },
-            labels: [0; 4],
+            labels: [0; MAX_MPLS_LABELS],
             label_count: 0,
             vlan: 0,
             inner,
@@ -490,12 +525,14 @@ fn may_be_tunnel(d: &Decoded<'_>, cfg: &DecodeConfig) -> bool {
         None => matches!(d.ether_type, Some(mpls::UNICAST | mpls::MULTICAST)),
         Some(ip) => match (ip.protocol, d.transport) {
             (GRE | IPV4_IN_IP | IPV6_IN_IP, _) => true,
-            (_, Transport::Udp { src_port, dst_port }) => {
+            // GTP-U goes to its port in both directions (TS 29.281; the
+            // source port may be any): a client's source port 2152 is not
+            // GTP-U.
+            (_, Transport::Udp { dst_port, .. }) => {
                 is_vxlan_port(cfg, dst_port)
                     || dst_port == cfg.vxlan_gpe_port
                     || dst_port == cfg.geneve_port
                     || dst_port == cfg.gtpu_port
-                    || src_port == cfg.gtpu_port
             }
             _ => false,
         },
@@ -668,14 +705,14 @@ pub(super) fn next_layer<'a>(
             None,
             Inner::EtherType(0x86dd, d.payload),
         ))),
-        (_, Transport::Udp { src_port, dst_port }) => {
+        (_, Transport::Udp { dst_port, .. }) => {
             if is_vxlan_port(cfg, dst_port) {
                 Some(vxlan(d.payload))
             } else if dst_port == cfg.vxlan_gpe_port {
                 Some(vxlan_gpe(d.payload))
             } else if dst_port == cfg.geneve_port {
                 Some(geneve(d.payload))
-            } else if dst_port == cfg.gtpu_port || src_port == cfg.gtpu_port {
+            } else if dst_port == cfg.gtpu_port {
                 gtpu(d.payload)
             } else {
                 None
@@ -768,7 +805,11 @@ fn geneve(b: &[u8]) -> Result<Step<'_>, DecodeError> {
 fn ether_payload(protocol: u16, rest: &[u8]) -> Result<Inner<'_>, DecodeError> {
     match protocol {
         0x6558 => Ok(Inner::Ethernet(rest)),
-        0x0800 | 0x86dd | mpls::UNICAST | mpls::MULTICAST => Ok(Inner::EtherType(protocol, rest)),
+        // ARP and RARP carried straight in the tunnel stay outside without
+        // an error, as inside Ethernet.
+        0x0800 | 0x86dd | mpls::UNICAST | mpls::MULTICAST | 0x0806 | 0x8035 => {
+            Ok(Inner::EtherType(protocol, rest))
+        }
         _ => Err(DecodeError::TunnelUnknownPayload),
     }
 }
@@ -1076,6 +1117,16 @@ pub(super) mod tests {
         let d = dec(over_ipv4(47, &g));
         assert_inner(&d, "gre", Some(0x1301));
         assert_eq!(d.tunnels.layers()[0].nvgre_vsid(), Some(0x13));
+        // The VSID keeps tenants apart in the flow key, whatever the
+        // key's low byte (NVGRE's flow id).
+        let g2 = gre(0x20, 0x6558, &[0, 0, 0x14, 0x01], &inner_frame());
+        let g3 = gre(0x20, 0x6558, &[0, 0, 0x13, 0x77], &inner_frame());
+        let (s1, s2, s3) = (
+            d.tunnels.segment(),
+            dec(over_ipv4(47, &g2)).tunnels.segment(),
+            dec(over_ipv4(47, &g3)).tunnels.segment(),
+        );
+        assert!(s1 != 0 && s1 != s2 && s1 == s3, "{s1:x} {s2:x} {s3:x}");
         // Cut inside the key.
         let d = dec(over_ipv4(47, &g[..6]));
         assert_eq!(d.error, Some(DecodeError::GreTruncated));
@@ -1142,6 +1193,53 @@ pub(super) mod tests {
         let inner_gre = ethernet(0x0800, &ipv4(47, &g));
         let d = dec(vxlan_frame(7, &inner_gre));
         assert_inner(&d, "vxlan/gre/mpls", Some(1000));
+    }
+
+    /// An MPLS stack as bytes, bottom of stack set on the last label.
+    fn mpls(labels: &[u32], payload: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        for (i, l) in labels.iter().enumerate() {
+            let bottom = u32::from(i + 1 == labels.len());
+            m.extend_from_slice(&(l << 12 | bottom << 8 | 64).to_be_bytes());
+        }
+        m.extend_from_slice(payload);
+        m
+    }
+
+    /// The VNet map's MPLS entries match each stack at its own layer: the
+    /// innermost mapped layer wins across nested stacks (an outer stack's
+    /// label used to win over a VNI inside it), and a label deep in a
+    /// segment-routing stack is matched (only the first four were).
+    #[test]
+    fn mpls_labels_are_matched_at_their_own_layer_and_to_any_depth() {
+        use crate::vnet::{parse_vnet_map_spec, Role, VnetMap};
+        let m = parse_vnet_map_spec(
+            "mpls:100=Outer:monitor,vxlan:5001=A:production,mpls:2005=SR:shadow",
+        )
+        .expect("spec");
+        let map = VnetMap::new(&m, "default", Role::Monitor).expect("map");
+        let name = |d: &Decoded<'_>| map.get(map.resolve_packet(d, None)).name.clone();
+        // MPLS 100 / IP / VXLAN 5001 / Ethernet / MPLS 200 / IP.
+        let inner_mpls = ethernet(0x8847, &mpls(&[200], &inner_frame()[14..]));
+        let mut v = vec![0x08, 0, 0, 0];
+        v.extend_from_slice(&(5001u32 << 8).to_be_bytes());
+        v.extend_from_slice(&inner_mpls);
+        let f = ethernet(0x8847, &mpls(&[100], &ipv4(17, &udp(49152, 4789, &v))));
+        let d = dec(f);
+        assert_eq!(d.tunnels.type_name().as_deref(), Some("mpls/vxlan/mpls"));
+        assert_eq!(d.tunnels.mpls_labels_of(0).collect::<Vec<_>>(), [100]);
+        assert_eq!(d.tunnels.mpls_labels_of(2).collect::<Vec<_>>(), [200]);
+        assert_eq!(name(&d), "A");
+        // A five-label stack with only the last label mapped.
+        let d = dec(ethernet(
+            0x8847,
+            &mpls(&[2001, 2002, 2003, 2004, 2005], &inner_frame()[14..]),
+        ));
+        assert_eq!(d.tunnels.mpls_labels(), &[2001, 2002, 2003, 2004, 2005]);
+        assert_eq!(name(&d), "SR");
+        // Only the outer stack mapped: it names the VNet.
+        let d = dec(ethernet(0x8847, &mpls(&[100, 7], &inner_frame()[14..])));
+        assert_eq!(name(&d), "Outer");
     }
 
     #[test]
@@ -1233,6 +1331,18 @@ pub(super) mod tests {
         let d = dec(vxlan_frame(9, &arp));
         assert_eq!(d.error, None);
         assert_eq!(d.ports(), Some((49152, 4789)));
+        // ARP straight in GRE and in Geneve (protocol 0x0806): the same.
+        let d = dec(over_ipv4(47, &gre(0, 0x0806, &[], &[0; 28])));
+        assert_eq!((d.error, d.ip.map(|i| i.protocol)), (None, Some(47)));
+        let mut g = vec![0, 0, 0x08, 0x06, 0, 0, 1, 0];
+        g.extend_from_slice(&[0; 28]);
+        let d = dec(over_ipv4(17, &udp(49152, 6081, &g)));
+        assert_eq!((d.error, d.ports()), (None, Some((49152, 6081))));
+        // A DNS query from source port 2152 is not GTP-U (nor an error).
+        let dns = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+        let d = dec(over_ipv4(17, &udp(2152, 53, &dns)));
+        assert_eq!((d.error, d.ports()), (None, Some((2152, 53))));
+        assert!(d.tunnels.is_empty());
     }
 
     /// One valid frame of each kind of tunnel this decoder reads.

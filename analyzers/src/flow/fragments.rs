@@ -1,8 +1,10 @@
 //! Ports for later IP fragments.
 //!
 //! Only the first fragment of a datagram carries the transport header. The
-//! tracker remembers its ports by (VNet, addresses, protocol, IP id) so later
-//! fragments are counted in the same flow. Bounded: at most `capacity`
+//! tracker remembers its ports by (VNet, overlay segment, addresses,
+//! protocol, IP id) so later fragments are counted in the same flow: two
+//! tenants of different VNIs may send datagrams with the same addresses and
+//! IP id, and must not take each other's ports. Bounded: at most `capacity`
 //! datagrams are remembered, the oldest forgotten first; a later fragment
 //! whose first fragment is unknown (lost, reordered or forgotten) is counted
 //! in a port-less flow and in [`FragmentTracker::unmatched`].
@@ -14,7 +16,9 @@ use hashbrown::HashMap;
 
 use crate::vnet::VnetId;
 
-type FragKey = (VnetId, IpAddr, IpAddr, u8, u32);
+/// (VNet, overlay segment as in the flow key, source, destination,
+/// protocol, IP id).
+type FragKey = (VnetId, u32, IpAddr, IpAddr, u8, u32);
 
 #[derive(Debug)]
 pub struct FragmentTracker {
@@ -78,12 +82,12 @@ mod tests {
         let mut t = FragmentTracker::new(10);
         let a: IpAddr = "10.0.0.1".parse().expect("addr");
         for id in 0..100 {
-            t.first((VnetId(0), a, a, 17, id), (1, 2));
+            t.first((VnetId(0), 0, a, a, 17, id), (1, 2));
         }
         assert_eq!(t.len(), 10);
         assert_eq!(t.evicted, 90);
-        assert_eq!(t.later((VnetId(0), a, a, 17, 99)), Some((1, 2)));
-        assert_eq!(t.later((VnetId(0), a, a, 17, 0)), None);
+        assert_eq!(t.later((VnetId(0), 0, a, a, 17, 99)), Some((1, 2)));
+        assert_eq!(t.later((VnetId(0), 0, a, a, 17, 0)), None);
         assert_eq!(t.unmatched, 1);
     }
 }

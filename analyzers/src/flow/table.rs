@@ -579,16 +579,17 @@ impl FlowTable {
 
         let is_fragment = ip.fragment != Fragment::None;
         let transport_ports = transport_ports(&d.transport);
+        let segment = d.tunnels.segment();
         let (src_port, dst_port) = match ip.fragment {
             Fragment::None => transport_ports,
             Fragment::First { id } => {
-                let key = (pkt.vnet, ip.src, ip.dst, ip.protocol, id);
+                let key = (pkt.vnet, segment, ip.src, ip.dst, ip.protocol, id);
                 self.fragments.first(key, transport_ports);
                 transport_ports
             }
             Fragment::Later { id } => self
                 .fragments
-                .later((pkt.vnet, ip.src, ip.dst, ip.protocol, id))
+                .later((pkt.vnet, segment, ip.src, ip.dst, ip.protocol, id))
                 .unwrap_or((0, 0)),
         };
         let flags = d.tcp_flags();
@@ -599,7 +600,7 @@ impl FlowTable {
             Endpoint::new(ip.src, src_port),
             Endpoint::new(ip.dst, dst_port),
         );
-        key.segment = d.tunnels.segment();
+        key.segment = segment;
         let packed = PackedKey::new(&key);
         // A fragment's ports come from its datagram's first fragment: the
         // hash of its own decode (lookahead gives none) would not do.
