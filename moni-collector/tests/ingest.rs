@@ -153,6 +153,53 @@ fn with_vnet(file: &[u8], name: &str) -> Vec<u8> {
     out
 }
 
+/// The same Parquet file written again with `codec` (as pyarrow, DuckDB
+/// or Spark would write it when a store is compacted or migrated).
+fn recompressed(file: &[u8], codec: parquet::basic::Compression) -> Vec<u8> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(file.to_vec()))
+        .expect("parquet");
+    let meta = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned();
+    let reader = builder.build().expect("reader");
+    let batches: Vec<RecordBatch> = reader.map(|b| b.expect("batch")).collect();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(codec)
+        .set_key_value_metadata(meta)
+        .build();
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, batches[0].schema(), Some(props)).expect("writer");
+    for b in &batches {
+        w.write(b).expect("write");
+    }
+    w.close().expect("close");
+    out
+}
+
+/// Files compressed with any of Parquet's codecs are stored (they are
+/// valid Parquet; the collector used to read only zstd and uncompressed,
+/// and refused a snappy file as "not a readable Parquet file").
+#[test]
+fn files_in_every_parquet_codec_are_stored() {
+    use parquet::basic::{BrotliLevel, Compression, GzipLevel};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = node_files(tmp.path());
+    let c = Collector::start(tmp.path(), free_port(), 64 * 1024 * 1024);
+    let flows = one_file(&out, "flows");
+    for codec in [
+        Compression::SNAPPY,
+        Compression::LZ4_RAW,
+        Compression::LZ4,
+        Compression::GZIP(GzipLevel::default()),
+        Compression::BROTLI(BrotliLevel::default()),
+    ] {
+        let (status, body) = c.upload("flows", recompressed(&flows, codec), Some(TOKEN));
+        assert_eq!(status, 201, "{codec:?}: {body}");
+    }
+}
+
 /// (what, dataset, body, token, expected status, text in the error)
 type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
 

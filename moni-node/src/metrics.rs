@@ -369,7 +369,25 @@ impl Metrics {
                 self.ids_suppressed.with_label_values(&[w.as_str()]);
             }
         }
+        // Shipping and the spool, also without `[ship]` (all 0 then): a
+        // panel or alert on them starts on 0, not on no data, and a
+        // collector down from the start shows at once.
+        for r in ["rejected", "unavailable"] {
+            self.ship_failures.with_label_values(&[r]);
+        }
+        for m in [&self.spool_bytes, &self.spool_files] {
+            m.with_label_values(&[] as &[&str]);
+        }
+        for m in [
+            &self.spool_dropped_bytes,
+            &self.spool_dropped_rows,
+            &self.spool_discarded_temp_files,
+        ] {
+            m.with_label_values(&[] as &[&str]);
+        }
         for d in analyzers::schema::DATASETS {
+            self.ship_files.with_label_values(&[d]);
+            self.ship_bytes.with_label_values(&[d]);
             self.parquet_files.with_label_values(&[d]);
             self.parquet_rows.with_label_values(&[d]);
             self.parquet_rows_lost.with_label_values(&[d]);
