@@ -88,7 +88,7 @@ pub enum VnetMapError {
         first: Role,
         second: Role,
     },
-    #[error("bad VNet name {0:?} (use letters, digits, '-', '_' or '.', at most 64)")]
+    #[error("bad VNet name {0:?} (use letters, digits, '-', '_' or '.', at most 64; not NULL or __HIVE_DEFAULT_PARTITION__, which readers of the store read as NULL)")]
     BadName(String),
 }
 
@@ -249,9 +249,18 @@ pub fn parse_vnet_map_spec(spec: &str) -> Result<Vec<VlanMapping>, VnetMapError>
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
+        && !reads_as_null(name)
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Whether readers of a Hive-partitioned store (DuckDB, Spark, pyarrow)
+/// read this partition value (`vnet=NAME`, `node=NAME`) as NULL rather
+/// than as the name: `NULL` and Hive's `__HIVE_DEFAULT_PARTITION__`, in
+/// any case. Such names are refused for VNets and nodes.
+pub fn reads_as_null(name: &str) -> bool {
+    name.eq_ignore_ascii_case("null") || name.eq_ignore_ascii_case("__HIVE_DEFAULT_PARTITION__")
 }
 
 /// The resolved mapping from VLAN ids to VNets.
@@ -494,6 +503,20 @@ mod tests {
             VnetMap::new(&conflict, "default", Role::Production),
             Err(VnetMapError::ConflictingRole { .. })
         ));
+        // Names a Hive-partitioned store's readers would read as NULL.
+        for name in ["NULL", "null", "__HIVE_DEFAULT_PARTITION__"] {
+            let m = parse_vnet_map_spec(&format!("1={name}:shadow")).expect("parses");
+            assert!(
+                matches!(
+                    VnetMap::new(&m, "default", Role::Production),
+                    Err(VnetMapError::BadName(_))
+                ),
+                "{name}"
+            );
+        }
+        // A number is a name (read back as text by the documented readers).
+        let m = parse_vnet_map_spec("1=0100:shadow").expect("parses");
+        assert!(VnetMap::new(&m, "default", Role::Production).is_ok());
     }
 
     #[test]

@@ -391,6 +391,7 @@ pub fn load_windows_limited(
             }
         }
     }
+    let out = merge_nodes(out);
     let missing: Vec<&str> = [q.production.as_str(), q.shadow.as_str()]
         .into_iter()
         .chain(id_m.map(|(m, _)| m))
@@ -404,6 +405,48 @@ pub fn load_windows_limited(
         .into());
     }
     Ok((out, map))
+}
+
+/// A stream's window seen by several nodes (two probes on the same
+/// traffic) counts once, with the mean of the nodes' values (MOS, loss,
+/// jitter; the most capture drops): pairing keeps one window per stream
+/// and VNet, and used to keep whichever node's file came last, where a
+/// reader of the store takes the mean over the rows.
+fn merge_nodes(rows: Vec<RtpWindowRecord>) -> Vec<RtpWindowRecord> {
+    type Key = (u16, i64, u32, std::net::IpAddr, u16, std::net::IpAddr, u16);
+    let mut at: std::collections::HashMap<Key, (usize, u32)> = std::collections::HashMap::new();
+    let mut out: Vec<RtpWindowRecord> = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id = &r.id;
+        let key = (
+            id.vnet.0,
+            r.window_start.0,
+            id.ssrc,
+            id.src_addr,
+            id.src_port,
+            id.dst_addr,
+            id.dst_port,
+        );
+        let Some((i, n)) = at.get_mut(&key) else {
+            at.insert(key, (out.len(), 1));
+            out.push(r);
+            continue;
+        };
+        let Some(m) = out.get_mut(*i) else { continue };
+        let k = f64::from(*n);
+        let mean = |a: f64, b: f64| (a * k + b) / (k + 1.0);
+        let (q, o) = (&mut m.quality, &r.quality);
+        q.mos_cq = mean(q.mos_cq, o.mos_cq);
+        q.loss_ratio = mean(q.loss_ratio, o.loss_ratio);
+        q.jitter_ms = match (q.jitter_ms.is_finite(), o.jitter_ms.is_finite()) {
+            (true, true) => mean(q.jitter_ms, o.jitter_ms),
+            (false, true) => o.jitter_ms,
+            _ => q.jitter_ms,
+        };
+        m.capture_drops = m.capture_drops.max(r.capture_drops);
+        *n += 1;
+    }
+    out
 }
 
 /// A VNet asked for has no RTP windows in the data at all (a typo, or the
@@ -665,6 +708,46 @@ pub fn run_query_limited(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_two_nodes_saw_counts_once_with_their_mean() {
+        let w = |vnet: u16, node_mos: f64, ssrc: u32| RtpWindowRecord {
+            id: RtpStreamId {
+                vnet: analyzers::vnet::VnetId(vnet),
+                ssrc,
+                src_addr: "10.0.0.1".parse().expect("addr"),
+                src_port: 4000,
+                dst_addr: "10.0.0.2".parse().expect("addr"),
+                dst_port: 5000,
+                payload_type: 0,
+                codec: "PCMU".into(),
+                call_id: None,
+            },
+            window_start: Timestamp::from_secs(1_700_000_000),
+            window_secs: 10,
+            quality: RtpQuality {
+                mos_cq: node_mos,
+                loss_ratio: 0.1 * node_mos,
+                ..RtpQuality::default()
+            },
+            capture_drops: 0,
+        };
+        // Nodes n1 and n2 both hold production's window (MOS 2.0 and 1.0)
+        // and the shadow's; another stream is seen once.
+        let rows = vec![
+            w(1, 2.0, 7),
+            w(2, 4.4, 7),
+            w(1, 1.0, 7),
+            w(2, 4.4, 7),
+            w(1, 3.0, 8),
+        ];
+        let out = merge_nodes(rows);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].quality.mos_cq, 1.5);
+        assert!((out[0].quality.loss_ratio - 0.15).abs() < 1e-12);
+        assert_eq!(out[1].quality.mos_cq, 4.4);
+        assert_eq!(out[2].quality.mos_cq, 3.0);
+    }
 
     #[test]
     fn times_parse_both_ways() {

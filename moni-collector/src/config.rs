@@ -333,10 +333,12 @@ impl TlsSection {
     }
 }
 
-/// A node id or VNet name safe to use as one path component.
+/// A node id or VNet name safe to use as one path component, and read
+/// back as itself (not as NULL: [`analyzers::vnet::reads_as_null`]).
 pub fn safe_component(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
+        && !analyzers::vnet::reads_as_null(s)
         && s != "."
         && s != ".."
         && s.chars()

@@ -72,13 +72,13 @@ pub enum IngestError {
     NotParquet(String),
     #[error("file says dataset {found:?}, uploaded as {expected:?}")]
     WrongDataset { expected: String, found: String },
-    #[error("schema version {found:?} not supported (this collector reads {SCHEMA_VERSION})")]
+    #[error("schema version {found:?} not supported (this collector reads 2 and {SCHEMA_VERSION}; upgrade the collector before the nodes)")]
     SchemaVersion { found: String },
     #[error("schema does not match dataset {dataset}: {detail}")]
     SchemaMismatch { dataset: String, detail: String },
     #[error("column {column} is NOT NULL in dataset {dataset} but holds nulls")]
     NullInRequired { dataset: String, column: String },
-    #[error("name {0:?} is not allowed in a path")]
+    #[error("name {0:?} is not allowed in a path (letters, digits, '-', '_' or '.', at most 64; not NULL or __HIVE_DEFAULT_PARTITION__, which readers take for NULL)")]
     BadName(String),
     #[error("content hash mismatch: header {header}, body {body}")]
     HashMismatch { header: String, body: String },

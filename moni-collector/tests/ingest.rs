@@ -269,6 +269,14 @@ fn every_refusal_is_clear_stores_nothing_and_the_collector_keeps_serving() {
             400,
             "not allowed in a path",
         ),
+        (
+            "a VNet name readers take for NULL",
+            "flows",
+            with_vnet(&flows, "__HIVE_DEFAULT_PARTITION__"),
+            Some(TOKEN),
+            400,
+            "__HIVE_DEFAULT_PARTITION__",
+        ),
         ("too large", "bins", big, Some(TOKEN), 413, "bytes"),
     ];
     for (what, dataset, body, token, status, needle) in cases {

@@ -195,6 +195,24 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { file } => {
             match NodeConfig::load(&file).and_then(|c| c.resolve(None).map(|r| (c, r))) {
                 Ok((_, r)) => {
+                    // What `run` would refuse only once started: a filter
+                    // libpcap cannot compile.
+                    for s in &r.sources {
+                        if let Some(e) = s.filter.as_deref().and_then(bpf_error) {
+                            eprintln!(
+                                "error: sources {:?}: bad BPF filter {:?}: {e}",
+                                s.name,
+                                s.filter.as_deref().unwrap_or("")
+                            );
+                            return ExitCode::from(2);
+                        }
+                    }
+                    if r.sources.is_empty() {
+                        eprintln!(
+                            "warning: no [[sources]]: `moni-node run` needs at least one \
+                             (this file serves `replay --config` only)"
+                        );
+                    }
                     crate::config::ids::warn_unknown_vars(&r.rules, &r.ids);
                     println!(
                         "{}: ok ({}, {}, {}, flow cap {}, {} s bins, {} ({} skipped: see check-rules), output {})",
@@ -220,6 +238,14 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run_node(args),
         Command::CheckRules(args) => check_rules(args),
     }
+}
+
+/// Why libpcap cannot compile `filter` (for Ethernet), if it cannot.
+fn bpf_error(filter: &str) -> Option<String> {
+    pcap::Capture::dead(pcap::Linktype::ETHERNET)
+        .and_then(|c| c.compile(filter, true).map(|_| ()))
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// Applies `NAME=VALUE` rule variables to a config.
@@ -378,9 +404,7 @@ fn run_replay(args: ReplayArgs) -> ExitCode {
     if let Some(filter) = &args.filter {
         // A filter libpcap cannot compile is bad usage: refuse it before
         // opening anything (not one failed file and an empty summary).
-        let compiled = pcap::Capture::dead(pcap::Linktype::ETHERNET)
-            .and_then(|c| c.compile(filter, true).map(|_| ()));
-        if let Err(e) = compiled {
+        if let Some(e) = bpf_error(filter) {
             eprintln!("error: --filter: bad BPF filter {filter:?}: {e}");
             return ExitCode::from(2);
         }

@@ -278,7 +278,7 @@ fn place(mut iso: Isolation, node: &NodeSettings, h: &Hierarchies) -> Isolation 
         tracing::warn!(
             reason = %reason,
             nice = node.nice,
-            "cgroups are not writable here; the probe carries on with nice alone."
+            "cgroups are not writable here; the probe carries on with its niceness and scheduling class alone."
         );
         iso.description = format!("nice {} only (cgroups not writable: {reason})", node.nice);
     } else {

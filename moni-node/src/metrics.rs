@@ -101,9 +101,7 @@ impl Metrics {
         )?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         #[cfg(target_os = "linux")]
-        r.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        r.register(Box::new(crate::telemetry::ProcessMetrics::for_self()))?;
         let h = HistogramOpts::new(
             "moni_voip_window_mos",
             "MOS-CQ (ITU-T G.107) of finished RTP scoring windows.",

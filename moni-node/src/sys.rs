@@ -173,13 +173,24 @@ pub fn prefetch_line(p: *const u8) {
 /// if the clock cannot be read. What tells which thread limits a
 /// pipeline: the busiest one's CPU time is close to the run's wall time.
 pub fn thread_cpu_seconds() -> f64 {
+    cpu_clock_seconds(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU time of the whole process (every thread, user and system), to the
+/// nanosecond (`CLOCK_PROCESS_CPUTIME_ID`).
+pub fn process_cpu_seconds() -> f64 {
+    cpu_clock_seconds(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// A CPU-time clock in seconds (0 if the clock cannot be read).
+fn cpu_clock_seconds(clock: libc::clockid_t) -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid timespec on this stack frame for the whole
     // call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     if rc != 0 {
         return 0.0;
     }

@@ -181,6 +181,47 @@ fn bad_vnet_map_and_config_are_one_line_naming_the_problem() {
     let o = moni(&["check-config", p(&cfg)]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr_lines(&o)[0].contains("output.zstd_level"));
+
+    // What `run` refuses, check-config refuses (the systemd unit's
+    // ExecStartPre): a filter libpcap cannot compile, and rules files of
+    // which no rule loads; a file without sources is `replay`'s only.
+    std::fs::write(
+        &cfg,
+        "[[sources]]\ninterface = \"eth9\"\nfilter = \"tcp and and\"\n",
+    )
+    .expect("write");
+    let o = moni(&["check-config", p(&cfg)]);
+    assert_eq!(o.status.code(), Some(2));
+    let lines = stderr_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("bad BPF filter") && lines[0].contains("eth9"),
+        "{lines:?}"
+    );
+    let rules = dir.path().join("other.rules");
+    std::fs::write(
+        &rules,
+        "drop http any any -> any any (msg:\"x\"; http.uri; content:\"a\"; sid:1;)\n",
+    )
+    .expect("write");
+    std::fs::write(&cfg, format!("[ids]\nrules = [\"{}\"]\n", rules.display())).expect("write");
+    let o = moni(&["check-config", p(&cfg)]);
+    assert_eq!(o.status.code(), Some(2));
+    let lines = stderr_lines(&o);
+    assert!(
+        lines[0].contains("ids.rules") && lines[0].contains("no rule of"),
+        "{lines:?}"
+    );
+    std::fs::write(&cfg, "[flows]\nmax_flows = 1000\n").expect("write");
+    let o = moni(&["check-config", p(&cfg)]);
+    assert!(o.status.success());
+    let lines = stderr_lines(&o);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("warning: no [[sources]]")),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -1076,6 +1117,16 @@ fn the_first_scrape_has_every_series_of_the_readme_table() {
             .any(|l| l.starts_with("moni_source_kernel_drops_total{") && l.ends_with(" 0")),
         "{text}"
     );
+    // The process's CPU time to the microsecond: the node has used a
+    // fraction of a second, which the prometheus crate's whole-second
+    // counter showed as 0.
+    let cpu: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("process_cpu_seconds_total"))
+        .and_then(|rest| rest.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("process_cpu_seconds_total");
+    assert!(cpu > 0.0 && cpu < 60.0, "process_cpu_seconds_total {cpu}");
 }
 
 /// The node starts itself over once with glibc's huge-page tunable added

@@ -108,6 +108,18 @@ impl NodeConfig {
             })?;
             set.add(&path.display().to_string(), &text, &vars);
         }
+        // Rules configured of which none loads are a mistake (a file of
+        // another engine's rules, a text file), not an IDS without rules.
+        if set.rules.is_empty() && !set.skipped.is_empty() {
+            return Err(invalid(
+                "ids.rules",
+                format!(
+                    "no rule of {} loaded ({} skipped: `moni-node check-rules` says why)",
+                    ids.rules.join(", "),
+                    set.skipped.len()
+                ),
+            ));
+        }
         Ok(set)
     }
 }

@@ -272,7 +272,15 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
         drop(work_tx);
         drop(writer_tx);
         drop(free_tx);
-        tracing::info!(node = %node.name, sources = captures.len(), workers, "moni-node running.");
+        tracing::info!(
+            node = %node.name,
+            version = env!("CARGO_PKG_VERSION"),
+            sources = captures.len(),
+            workers,
+            metrics = %node.metrics_listen.map_or_else(|| "off".to_string(), |a| a.to_string()),
+            output = %config.output.dir.display(),
+            "moni-node running."
+        );
 
         let mut current_vnets = config.vnets.clone();
         let mut current_rules = Arc::clone(&config.rules);

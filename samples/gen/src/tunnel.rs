@@ -25,6 +25,17 @@ pub enum Encap {
 }
 
 impl Encap {
+    /// The largest id this encapsulation carries: 24-bit VNIs, 10-bit
+    /// ERSPAN sessions, 20-bit MPLS labels, 32-bit GRE keys.
+    pub fn max_id(self) -> u32 {
+        match self {
+            Encap::Vxlan | Encap::Geneve => (1 << 24) - 1,
+            Encap::Gre => u32::MAX,
+            Encap::Erspan2 => (1 << 10) - 1,
+            Encap::Mpls => (1 << 20) - 1,
+        }
+    }
+
     /// The VNet map kind that names this encapsulation's id.
     pub fn map_kind(self) -> &'static str {
         match self {

@@ -155,6 +155,15 @@ fn main() -> anyhow::Result<()> {
                 "mpls" => Encap::Mpls,
                 other => anyhow::bail!("unknown encapsulation {other:?}"),
             };
+            // An id the header cannot hold would be cut to its low bits,
+            // and the twin would not match the map entry of the id given.
+            if id > encap.max_id() {
+                anyhow::bail!(
+                    "--id {id}: a {} id is at most {}",
+                    encap.map_kind(),
+                    encap.max_id()
+                );
+            }
             let n = moni_samples::tunnel::wrap_pcap_file(&input, &out, encap, id, frames)
                 .with_context(|| format!("wrapping {} into {}", input.display(), out.display()))?;
             println!("{n} frames -> {}", out.display());
