@@ -74,6 +74,21 @@ impl Binner {
         d: &Decoded<'_>,
         out: &mut Vec<BinRecord>,
     ) {
+        let protocol = d.ip.map(|ip| ip.protocol);
+        self.count(ts, wire_len, vnet, protocol, d.error.is_some(), out);
+    }
+
+    /// One frame of `wire_len` bytes carrying IP `protocol` (if IP).
+    #[inline]
+    fn count(
+        &mut self,
+        ts: Timestamp,
+        wire_len: u32,
+        vnet: VnetId,
+        protocol: Option<u8>,
+        error: bool,
+        out: &mut Vec<BinRecord>,
+    ) {
         let bin = ts.secs_floor().div_euclid(i64::from(self.config.bin_secs));
         if bin > self.newest_bin {
             self.newest_bin = bin;
@@ -114,14 +129,35 @@ impl Binner {
             return;
         };
         rec.total.add(wire_len);
-        if d.error.is_some() {
+        if error {
             rec.decode_errors += 1;
         }
-        match d.ip.map(|ip| ip.protocol) {
+        match protocol {
             Some(6) => rec.tcp.add(wire_len),
             Some(17) => rec.udp.add(wire_len),
             Some(1) | Some(58) => rec.icmp.add(wire_len),
             _ => rec.other.add(wire_len),
+        }
+    }
+
+    /// Counts `frames` frames of `bytes` wire bytes carrying IP `protocol`
+    /// at `ts` that reached no decode of their own: the fragments of a
+    /// tunnel datagram that never completed.
+    pub fn observe_frames(
+        &mut self,
+        ts: Timestamp,
+        vnet: VnetId,
+        protocol: u8,
+        frames: u32,
+        bytes: u64,
+        out: &mut Vec<BinRecord>,
+    ) {
+        let frames = frames.max(1);
+        let (each, rest) = (bytes / u64::from(frames), bytes % u64::from(frames));
+        for i in 0..frames {
+            let len = each + u64::from(u64::from(i) < rest);
+            let len = u32::try_from(len).unwrap_or(u32::MAX);
+            self.count(ts, len, vnet, Some(protocol), false, out);
         }
     }
 

@@ -22,6 +22,9 @@ use analyzers::{decode_with, DecodeError, Decoded, LinkType};
 use crate::capture::RawPacket;
 use crate::config::Resolved;
 
+/// The reassembly tag of a frame whose source has no VNet of its own.
+const NO_SOURCE_VNET: u16 = u16::MAX;
+
 /// Traffic counters of one VNet.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VnetCounters {
@@ -83,6 +86,8 @@ pub struct Engine {
     decode: analyzers::DecodeConfig,
     /// Fragmented outer packets of tunnels being put back together.
     reassembly: Reassembler,
+    /// The newest packet time seen (for what the end of the input gives up).
+    last_ts: analyzers::Timestamp,
     flows: FlowTable,
     bins: Binner,
     rtp: RtpTracker,
@@ -131,6 +136,7 @@ impl Engine {
             vnets: config.vnets.clone(),
             decode: config.decode.clone(),
             reassembly: Reassembler::new(&config.decode),
+            last_ts: analyzers::Timestamp(0),
             flows: FlowTable::new(config.flows.clone()),
             bins: Binner::new(config.bins.clone()),
             rtp: RtpTracker::new(config.rtp.clone()),
@@ -205,6 +211,7 @@ impl Engine {
         decoded: Option<Decoded<'_>>,
         ahead: Option<Ahead>,
     ) {
+        self.last_ts = self.last_ts.max(pkt.ts);
         let c = &mut self.counters;
         c.packets += 1;
         c.bytes += u64::from(pkt.wire_len);
@@ -216,13 +223,16 @@ impl Engine {
         let (d, wire_len, whole) = match (link, decoded) {
             (Some(_), Some(d)) => (d, pkt.wire_len, true),
             (Some(link), None) => {
+                self.reassembly
+                    .set_tag(source_vnet.map_or(NO_SOURCE_VNET, |v| v.0));
                 match self
                     .reassembly
                     .decode(link, pkt.ts, pkt.data, pkt.wire_len, &self.decode)
                 {
                     Reassembled::Packet(d) => (d, pkt.wire_len, true),
                     Reassembled::Held => {
-                        c.reassembly = self.reassembly.stats().clone();
+                        self.counters.reassembly = self.reassembly.stats().clone();
+                        self.count_given_up(pkt.ts);
                         return;
                     }
                     Reassembled::Datagram {
@@ -301,6 +311,31 @@ impl Engine {
         drop(d);
         if !whole {
             self.counters.reassembly = self.reassembly.stats().clone();
+            self.count_given_up(pkt.ts);
+        }
+    }
+
+    /// Counts the frames of tunnel datagrams the reassembly gave up (their
+    /// time ran out, they were evicted, the input ended) in their VNet's
+    /// volume and bins at `ts`: they crossed the wire, though they reach
+    /// no flow.
+    fn count_given_up(&mut self, ts: analyzers::Timestamp) {
+        for g in self.reassembly.take_dropped() {
+            let source = (g.tag != NO_SOURCE_VNET).then_some(VnetId(g.tag));
+            let vlans = &g.vlan_ids[..usize::from(g.vlan_count).min(g.vlan_ids.len())];
+            let vnet = self.vnets.resolve(vlans, source);
+            if let Some(v) = self.counters.vnets.get_mut(usize::from(vnet.0)) {
+                v.packets += u64::from(g.fragments);
+                v.bytes += g.wire_len;
+            }
+            self.bins.observe_frames(
+                ts,
+                vnet,
+                g.protocol,
+                g.fragments,
+                g.wire_len,
+                &mut self.bin_out,
+            );
         }
     }
 
@@ -357,6 +392,7 @@ impl Engine {
     /// flows idle at `now`, bins that ended and idle streams become records.
     pub fn advance(&mut self, now: analyzers::Timestamp) {
         self.reassembly.advance(now);
+        self.count_given_up(now);
         if let Some(d) = &mut self.sig_defrag {
             d.advance(now);
         }
@@ -436,6 +472,8 @@ impl Engine {
 
     /// Ends the input: every open flow and bin becomes a record.
     pub fn finish(&mut self) {
+        self.reassembly.give_up_all();
+        self.count_given_up(self.last_ts);
         self.flows.flush(&mut self.flow_out);
         self.bins.flush(&mut self.bin_out);
         self.rtp

@@ -111,6 +111,24 @@ pub enum Reassembled<'a> {
     },
 }
 
+/// The frames of a datagram that never completed (its time ran out, it was
+/// evicted, or the input ended): counted in the VNet's volume all the
+/// same, since they crossed the wire ([`Reassembler::take_dropped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// What the caller tagged the datagram's first frame with
+    /// ([`Reassembler::set_tag`]: the capture source's VNet).
+    pub tag: u16,
+    /// The outer VLAN stack of its first frame.
+    pub vlan_ids: [u16; 3],
+    pub vlan_count: u8,
+    /// The IP protocol the fragments carry (GRE, UDP, IP-in-IP).
+    pub protocol: u8,
+    /// Its frames and their wire bytes.
+    pub fragments: u32,
+    pub wire_len: u64,
+}
+
 /// A datagram's identity: RFC 791 (source, destination, protocol, id) and
 /// RFC 8200 (source, destination, id), with the outer VLAN so that two
 /// VNets' copies of a datagram stay apart.
@@ -153,6 +171,9 @@ struct Datagram {
     /// The outer VLAN stack of the first frame seen.
     vlan_ids: [u16; 3],
     vlan_count: u8,
+    /// The caller's tag of the first frame seen ([`Reassembler::set_tag`]).
+    tag: u16,
+    protocol: u8,
     wire_len: u64,
     fragments: u32,
     /// Generation, to tell this datagram from an older one of the same
@@ -167,6 +188,17 @@ struct Datagram {
 }
 
 impl Datagram {
+    fn dropped(&self) -> Dropped {
+        Dropped {
+            tag: self.tag,
+            vlan_ids: self.vlan_ids,
+            vlan_count: self.vlan_count,
+            protocol: self.protocol,
+            fragments: self.fragments,
+            wire_len: self.wire_len,
+        }
+    }
+
     fn cost(&self) -> usize {
         ENTRY_COST + self.data.len() + self.head.len() + RANGE_COST * self.ranges.len()
     }
@@ -232,6 +264,12 @@ pub struct Reassembler {
     /// Takes every fragment and rebuilds whole frames
     /// ([`Reassembler::for_signatures`]).
     all: bool,
+    /// The tag new datagrams get.
+    tag: u16,
+    /// Datagrams given up since the last [`Reassembler::take_dropped`]
+    /// (the tunnel table only: the signature table's frames were counted
+    /// as they came).
+    dropped: Vec<Dropped>,
 }
 
 impl Reassembler {
@@ -247,6 +285,36 @@ impl Reassembler {
             stats: ReassemblyStats::default(),
             buf: Vec::new(),
             all: false,
+            tag: 0,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// The tag of the datagrams the next frames start (the caller's
+    /// capture-source VNet), which [`Dropped`] gives back.
+    pub fn set_tag(&mut self, tag: u16) {
+        self.tag = tag;
+    }
+
+    /// The datagrams given up since the last call (drain it after every
+    /// [`Reassembler::decode`] and [`Reassembler::advance`]; at the end of
+    /// the input, after [`Reassembler::give_up_all`]).
+    pub fn take_dropped(&mut self) -> Vec<Dropped> {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// The end of the input: every datagram still incomplete is reported
+    /// in [`Reassembler::take_dropped`] (and stays counted in
+    /// [`Reassembler::pending`]). Call once.
+    pub fn give_up_all(&mut self) {
+        if !self.all {
+            let mut all: Vec<(u64, Dropped)> = self
+                .table
+                .values()
+                .map(|d| (d.generation, d.dropped()))
+                .collect();
+            all.sort_unstable_by_key(|(g, _)| *g);
+            self.dropped.extend(all.into_iter().map(|(_, d)| d));
         }
     }
 
@@ -383,10 +451,28 @@ impl Reassembler {
         match self.table.get(key) {
             Some(d) if d.generation == generation => {
                 self.held_bytes -= d.cost();
+                if !self.all && d.fragments > 0 {
+                    self.dropped.push(d.dropped());
+                }
                 self.table.remove(key);
                 true
             }
             _ => false,
+        }
+    }
+
+    /// A fragment that joins no datagram (invalid, or too large to hold):
+    /// its frame is reported as given up.
+    fn lost_frame(&mut self, outer: &Decoded<'_>, wire_len: u32) {
+        if !self.all {
+            self.dropped.push(Dropped {
+                tag: self.tag,
+                vlan_ids: outer.vlan_ids,
+                vlan_count: outer.vlan_count,
+                protocol: outer.ip.map_or(0, |ip| ip.protocol),
+                fragments: 1,
+                wire_len: u64::from(wire_len),
+            });
         }
     }
 
@@ -404,11 +490,13 @@ impl Reassembler {
         let end = piece.offset + piece.data.len();
         if end > MAX_DATAGRAM - 60 {
             self.stats.invalid += 1;
+            self.lost_frame(outer, wire_len);
             return None;
         }
         if let Some(known) = self.table.get(&key).and_then(|d| d.end) {
             if end > known || (!piece.more && end != known) {
                 self.stats.invalid += 1;
+                self.lost_frame(outer, wire_len);
                 return None;
             }
         }
@@ -426,6 +514,7 @@ impl Reassembler {
                 let generation = d.generation;
                 self.remove(&key, generation);
             }
+            self.lost_frame(outer, wire_len);
             return None;
         }
         while self.held_bytes + grow > self.max_bytes {
@@ -450,6 +539,8 @@ impl Reassembler {
                 end: None,
                 vlan_ids: outer.vlan_ids,
                 vlan_count: outer.vlan_count,
+                tag: self.tag,
+                protocol: key.protocol,
                 wire_len: 0,
                 fragments: 0,
                 generation,
