@@ -414,7 +414,10 @@ pub fn load_windows_limited(
 /// reader of the store takes the mean over the rows.
 fn merge_nodes(rows: Vec<RtpWindowRecord>) -> Vec<RtpWindowRecord> {
     type Key = (u16, i64, u32, std::net::IpAddr, u16, std::net::IpAddr, u16);
-    let mut at: std::collections::HashMap<Key, (usize, u32)> = std::collections::HashMap::new();
+    // Per key: the row kept, the rows merged into it, and those of them
+    // with a jitter (a null jitter takes no part in its mean).
+    let mut at: std::collections::HashMap<Key, (usize, u32, u32)> =
+        std::collections::HashMap::new();
     let mut out: Vec<RtpWindowRecord> = Vec::with_capacity(rows.len());
     for r in rows {
         let id = &r.id;
@@ -427,8 +430,9 @@ fn merge_nodes(rows: Vec<RtpWindowRecord>) -> Vec<RtpWindowRecord> {
             id.dst_addr,
             id.dst_port,
         );
-        let Some((i, n)) = at.get_mut(&key) else {
-            at.insert(key, (out.len(), 1));
+        let Some((i, n, nj)) = at.get_mut(&key) else {
+            let nj = u32::from(r.quality.jitter_ms.is_finite());
+            at.insert(key, (out.len(), 1, nj));
             out.push(r);
             continue;
         };
@@ -438,11 +442,15 @@ fn merge_nodes(rows: Vec<RtpWindowRecord>) -> Vec<RtpWindowRecord> {
         let (q, o) = (&mut m.quality, &r.quality);
         q.mos_cq = mean(q.mos_cq, o.mos_cq);
         q.loss_ratio = mean(q.loss_ratio, o.loss_ratio);
-        q.jitter_ms = match (q.jitter_ms.is_finite(), o.jitter_ms.is_finite()) {
-            (true, true) => mean(q.jitter_ms, o.jitter_ms),
-            (false, true) => o.jitter_ms,
-            _ => q.jitter_ms,
-        };
+        if o.jitter_ms.is_finite() {
+            let kj = f64::from(*nj);
+            q.jitter_ms = if *nj == 0 {
+                o.jitter_ms
+            } else {
+                (q.jitter_ms * kj + o.jitter_ms) / (kj + 1.0)
+            };
+            *nj += 1;
+        }
         m.capture_drops = m.capture_drops.max(r.capture_drops);
         *n += 1;
     }
@@ -742,6 +750,12 @@ mod tests {
             w(1, 3.0, 8),
         ];
         let out = merge_nodes(rows);
+        // Jitter: a null one takes no part in the mean.
+        let mut j = vec![w(1, 2.0, 9), w(1, 2.0, 9), w(1, 2.0, 9)];
+        j[0].quality.jitter_ms = f64::NAN;
+        j[1].quality.jitter_ms = 4.0;
+        j[2].quality.jitter_ms = 8.0;
+        assert_eq!(merge_nodes(j)[0].quality.jitter_ms, 6.0);
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].quality.mos_cq, 1.5);
         assert!((out[0].quality.loss_ratio - 0.15).abs() < 1e-12);

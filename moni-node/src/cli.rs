@@ -440,6 +440,10 @@ fn run_replay(args: ReplayArgs) -> ExitCode {
     } else {
         print!("{}", summary.human());
     }
+    if let Some(e) = &summary.output_error {
+        eprintln!("error: writing the Parquet output: {e}");
+        return ExitCode::from(3);
+    }
     if summary.failed_files().next().is_some() {
         ExitCode::from(1)
     } else {

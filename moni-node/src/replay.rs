@@ -165,9 +165,9 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         }
         (files, capture, totals)
     });
-    if let Some(e) = sinks.parquet.error.take() {
-        return Err(e);
-    }
+    // A write that failed for good (a full disk at the end) is in the
+    // summary's `output_error`, with each dataset's rows lost: the caller
+    // prints the summary and fails.
     let mut summary = Summary::build(crate::summary::Parts {
         config,
         workers,

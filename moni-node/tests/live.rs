@@ -1142,7 +1142,7 @@ fn a_full_output_disk_is_retried_and_nothing_is_lost() {
         &config,
         format!(
             "[node]\nworkers = 2\ntick_ms = 100\n[metrics]\nlisten = \"127.0.0.1:19471\"\n\
-             [[sources]]\nfile = \"{}\"\nspeed = 8.0\n[vnets]\nmap = {map}\n\
+             [[sources]]\nfile = \"{}\"\nspeed = 4.0\n[vnets]\nmap = {map}\n\
              [output]\ndir = \"{}\"\nrotate_secs = 1\n",
             capture.display(),
             out.display()
@@ -1189,6 +1189,13 @@ fn a_full_output_disk_is_retried_and_nothing_is_lost() {
             "no output failure seen: {code} {body}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // While the disk stays full, the node says so all along: a retry
+    // that only encodes into a new file (memory) is not a recovery.
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(300));
+        let (code, body) = get("/healthz");
+        assert_eq!(code, 503, "the disk is still full: {body}");
     }
     std::fs::remove_file(&filler).expect("room again");
     // Writes work again: healthy, the gauge back at 0.

@@ -80,6 +80,31 @@ const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 /// starting the threads costs more than they save.
 const PARALLEL_MIN_ROWS: usize = 2048;
 
+/// A batch (or a slice of one) held in memory, with the Arrow bytes it
+/// stands for: a slice shares its parent's buffers, which
+/// `get_array_memory_size` would count whole for every slice, so a slice
+/// is charged its share of the parent by rows.
+#[derive(Clone)]
+struct Held {
+    batch: RecordBatch,
+    bytes: usize,
+}
+
+impl Held {
+    fn whole(batch: RecordBatch) -> Held {
+        let bytes = batch.get_array_memory_size();
+        Held { batch, bytes }
+    }
+
+    fn slice(&self, offset: usize, len: usize) -> Held {
+        let rows = self.batch.num_rows().max(1);
+        Held {
+            batch: self.batch.slice(offset, len),
+            bytes: self.bytes.saturating_mul(len) / rows,
+        }
+    }
+}
+
 struct OpenFile {
     file: SerializedFileWriter<File>,
     factory: ArrowRowGroupWriterFactory,
@@ -92,7 +117,7 @@ struct OpenFile {
     file_rows: u64,
     /// The file's batches, kept until it is complete so that a failed
     /// write loses none (`None` once they passed [`BACKLOG_MAX_BYTES`]).
-    kept: Option<Vec<RecordBatch>>,
+    kept: Option<Vec<Held>>,
     kept_bytes: usize,
     tmp_path: PathBuf,
     final_path: PathBuf,
@@ -244,7 +269,7 @@ pub struct DatasetWriter {
     /// Set while writes fail: the next try's time and the wait after it.
     failing: Option<(Instant, std::time::Duration)>,
     /// Batches waiting for the writes to work again, oldest first.
-    backlog: std::collections::VecDeque<RecordBatch>,
+    backlog: std::collections::VecDeque<Held>,
     backlog_bytes: usize,
 }
 
@@ -338,21 +363,23 @@ impl DatasetWriter {
     /// the file it broke, keeps the batch's unwritten rows and returns the
     /// error (once per failure: later batches wait quietly).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ExportError> {
+        let held = Held::whole(batch.clone());
         if self.failing.is_some() {
-            self.hold(batch.clone());
+            self.hold(held);
             return Ok(());
         }
-        self.write_or_hold(batch.clone())
+        self.write_or_hold(held)
     }
 
-    /// Writes `batch`; on failure holds what was not written, starts the
-    /// retry clock and returns the error.
-    fn write_or_hold(&mut self, batch: RecordBatch) -> Result<(), ExportError> {
-        match self.write_now(batch) {
+    /// Writes `h`; on failure holds what is not on disk (the broken
+    /// file's batches, then the rest, in their order), starts or doubles
+    /// the retry clock and returns the error.
+    fn write_or_hold(&mut self, h: Held) -> Result<(), ExportError> {
+        match self.write_now(h) {
             Ok(()) => Ok(()),
             Err((e, rest)) => {
                 let mut again = self.abandon_current();
-                again.push(rest);
+                again.extend(rest);
                 self.requeue(again);
                 self.start_failing();
                 Err(e)
@@ -360,50 +387,52 @@ impl DatasetWriter {
         }
     }
 
-    /// Writes `batch`; on an error, the rows not in the (now broken) file.
-    fn write_now(&mut self, batch: RecordBatch) -> Result<(), (ExportError, RecordBatch)> {
-        let mut rest = batch;
-        while rest.num_rows() > 0 {
+    /// Writes `h`; on an error, the batches not on disk that the open file
+    /// (if it broke) does not hold.
+    fn write_now(&mut self, h: Held) -> Result<(), (ExportError, Vec<Held>)> {
+        let mut rest = h;
+        while rest.batch.num_rows() > 0 {
             if self.current.is_none() {
                 if let Err(e) = self.open() {
-                    return Err((e, rest));
+                    return Err((e, vec![rest]));
                 }
             }
             let Some(f) = self.current.as_mut() else {
                 return Ok(());
             };
             // The rows that fit in the open row group.
-            let take = rest.num_rows().min(self.row_group_rows - f.rows);
+            let take = rest.batch.num_rows().min(self.row_group_rows - f.rows);
             let part = rest.slice(0, take);
             let tmp = f.tmp_path.clone();
             let failed = |source| ExportError::Parquet {
                 path: tmp.clone(),
                 source,
             };
-            if let Err(e) = f.encode(&self.schema, &part, self.threads) {
-                return Err((failed(e), rest));
+            if let Err(e) = f.encode(&self.schema, &part.batch, self.threads) {
+                return Err((failed(e), vec![rest]));
             }
-            rest = rest.slice(take, rest.num_rows() - take);
+            rest = rest.slice(take, rest.batch.num_rows() - take);
             f.file_rows += take as u64;
-            f.kept_bytes += part.get_array_memory_size();
+            self.rows_written += take as u64;
+            f.kept_bytes += part.bytes;
             if f.kept_bytes > BACKLOG_MAX_BYTES {
                 f.kept = None;
             } else if let Some(k) = f.kept.as_mut() {
                 k.push(part);
             }
-            self.rows_written += take as u64;
             // A row group of long rows (alerts with long messages) ends
             // early: what the writer buffers stays bounded in bytes too.
             let buffered = f.in_progress_size();
             if f.rows >= self.row_group_rows || buffered >= ROW_GROUP_MAX_BYTES {
                 if let Err(e) = f.flush(self.threads) {
-                    return Err((failed(e), rest));
+                    return Err((failed(e), vec![rest]));
                 }
             }
             let size = (f.file.bytes_written() + f.in_progress_size()) as u64;
             if size >= self.rotate_max_bytes || f.opened.elapsed().as_secs() >= self.rotate_secs {
-                if let Err(e) = self.close_current() {
-                    return Err((e, rest));
+                if let Err((e, mut kept)) = self.close_keeping() {
+                    kept.push(rest);
+                    return Err((e, kept));
                 }
             }
         }
@@ -411,26 +440,26 @@ impl DatasetWriter {
     }
 
     /// Puts batches back at the front of the backlog, in their order.
-    fn requeue(&mut self, batches: Vec<RecordBatch>) {
+    fn requeue(&mut self, batches: Vec<Held>) {
         for b in batches.into_iter().rev() {
-            self.backlog_bytes += b.get_array_memory_size();
+            self.backlog_bytes += b.bytes;
             self.backlog.push_front(b);
         }
         self.trim_backlog();
     }
 
     /// Keeps a batch for the next try, within [`BACKLOG_MAX_BYTES`].
-    fn hold(&mut self, batch: RecordBatch) {
-        self.backlog_bytes += batch.get_array_memory_size();
-        self.backlog.push_back(batch);
+    fn hold(&mut self, h: Held) {
+        self.backlog_bytes += h.bytes;
+        self.backlog.push_back(h);
         self.trim_backlog();
     }
 
     fn trim_backlog(&mut self) {
         while self.backlog_bytes > BACKLOG_MAX_BYTES && self.backlog.len() > 1 {
             if let Some(old) = self.backlog.pop_front() {
-                self.backlog_bytes -= old.get_array_memory_size();
-                self.rows_lost += old.num_rows() as u64;
+                self.backlog_bytes -= old.bytes;
+                self.rows_lost += old.batch.num_rows() as u64;
             }
         }
     }
@@ -445,7 +474,7 @@ impl DatasetWriter {
 
     /// Removes the open file after a failed write; returns its batches to
     /// write again (its rows are lost if it kept none).
-    fn abandon_current(&mut self) -> Vec<RecordBatch> {
+    fn abandon_current(&mut self) -> Vec<Held> {
         let Some(f) = self.current.take() else {
             return Vec::new();
         };
@@ -454,7 +483,7 @@ impl DatasetWriter {
     }
 
     /// The batches of a broken file, or its rows counted lost.
-    fn forget(&mut self, rows: u64, kept: Option<Vec<RecordBatch>>) -> Vec<RecordBatch> {
+    fn forget(&mut self, rows: u64, kept: Option<Vec<Held>>) -> Vec<Held> {
         kept.unwrap_or_else(|| {
             self.rows_lost += rows;
             Vec::new()
@@ -462,9 +491,10 @@ impl DatasetWriter {
     }
 
     /// While writes fail, tries the backlog again once its time has come
-    /// (or now, with `force`): `Ok(true)` when everything held is written
-    /// and writes work again, `Ok(false)` when still waiting, `Err` when
-    /// this try failed too (the wait doubles).
+    /// (or now, with `force`), and completes a file with it: writes work
+    /// again only once a file is on disk (encoding into a new file only
+    /// fills memory). `Ok(true)` when everything held is written, `Ok(false)`
+    /// when still waiting, `Err` when this try failed too (the wait doubles).
     pub fn retry_if_due(&mut self, force: bool) -> Result<bool, ExportError> {
         let Some((at, _)) = self.failing else {
             return Ok(false);
@@ -474,9 +504,10 @@ impl DatasetWriter {
             return Ok(false);
         }
         while let Some(b) = self.backlog.pop_front() {
-            self.backlog_bytes -= b.get_array_memory_size();
+            self.backlog_bytes -= b.bytes;
             self.write_or_hold(b)?;
         }
+        self.close_current()?;
         self.failing = None;
         Ok(true)
     }
@@ -485,11 +516,11 @@ impl DatasetWriter {
     /// whose writes still fail.
     pub fn give_up(&mut self) {
         for b in self.backlog.drain(..) {
-            self.rows_lost += b.num_rows() as u64;
+            self.rows_lost += b.batch.num_rows() as u64;
         }
         self.backlog_bytes = 0;
         for b in self.abandon_current() {
-            self.rows_lost += b.num_rows() as u64;
+            self.rows_lost += b.batch.num_rows() as u64;
         }
     }
 
@@ -507,22 +538,28 @@ impl DatasetWriter {
     }
 
     /// Completes the open file, if any: footer, fsync, rename. A failure
-    /// removes the file (its rows are lost) and starts the retry clock.
+    /// removes the file, puts its batches back in the backlog (or counts
+    /// its rows lost) and starts the retry clock.
     pub fn close_current(&mut self) -> Result<(), ExportError> {
-        let Some(f) = self.current.take() else {
+        self.close_keeping().map_err(|(e, again)| {
+            self.requeue(again);
+            self.start_failing();
+            e
+        })
+    }
+
+    /// [`DatasetWriter::close_current`] that hands a failed file's
+    /// batches back instead of queueing them.
+    fn close_keeping(&mut self) -> Result<(), (ExportError, Vec<Held>)> {
+        let Some(mut f) = self.current.take() else {
             return Ok(());
         };
         let (rows, tmp) = (f.file_rows, f.tmp_path.clone());
-        let mut f = f;
         let kept = f.kept.take();
-        let done = self.complete(f);
-        if done.is_err() {
+        self.complete(f).map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            let again = self.forget(rows, kept);
-            self.requeue(again);
-            self.start_failing();
-        }
-        done
+            (e, self.forget(rows, kept))
+        })
     }
 
     fn complete(&mut self, f: OpenFile) -> Result<(), ExportError> {
@@ -559,6 +596,12 @@ impl DatasetWriter {
         );
         let final_path = self.dir.join(&name);
         let tmp_path = self.dir.join(format!(".{name}.tmp"));
+        // The dataset's directory again, if it was removed (by hand, by a
+        // cleanup job): a storage failure that mends itself.
+        fs::create_dir_all(&self.dir).map_err(|source| ExportError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
         let file = File::create(&tmp_path).map_err(|source| ExportError::Io {
             path: tmp_path.clone(),
             source,
@@ -703,6 +746,60 @@ mod tests {
             .expect("read");
         let got = arrow::compute::concat_batches(&schema, &got).expect("concat");
         assert_eq!(got, batch(0, at));
+    }
+
+    /// A storage failure is retried without losing or reordering a row: the
+    /// dataset's directory removed under an open file (its rename fails
+    /// at a rotation inside a batch) is made again at the retry, and the
+    /// open file's rows are written again before the batch's rest.
+    #[test]
+    fn a_removed_directory_is_made_again_and_no_row_is_lost_or_reordered() {
+        use arrow::array::{ArrayRef, Int64Array};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = |from: i64, rows: i64| {
+            let n: Vec<i64> = (from..from + rows).collect();
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(n)) as ArrayRef],
+            )
+            .expect("batch")
+        };
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = OutputConfig {
+            row_group_rows: 50,
+            ..OutputConfig::default()
+        };
+        let mut w =
+            DatasetWriter::new(dir.path(), "flows", Arc::clone(&schema), &config).expect("writer");
+        w.write(&batch(0, 120)).expect("write");
+        fs::remove_dir_all(dir.path().join("flows")).expect("rm");
+        // Rotate at every row group from now on: the first rotation (inside
+        // the next batch) fails to rename into the missing directory.
+        w.rotate_max_bytes = 1;
+        assert!(w.write(&batch(120, 200)).is_err());
+        assert!(w.is_failing());
+        // Held meanwhile, in order.
+        w.write(&batch(320, 30)).expect("held");
+        assert!(w.retry_if_due(true).expect("the retry writes"));
+        assert!(!w.is_failing());
+        w.close_current().expect("close");
+        assert_eq!((w.rows_lost, w.rows_in_files), (0, 350));
+        let mut got = Vec::new();
+        for f in &w.files {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).expect("open"))
+                .expect("reader")
+                .build()
+                .expect("build");
+            for b in reader {
+                got.push(b.expect("read"));
+            }
+        }
+        let got = arrow::compute::concat_batches(&schema, &got).expect("concat");
+        assert_eq!(got, batch(0, 350));
     }
 
     /// Results come back in the items' order whatever the thread count.
