@@ -28,6 +28,23 @@ fn stderr_lines(o: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Waits for `child` to exit, at most `secs` seconds (then kills it and
+/// fails: moni-node run did not `what`).
+fn wait_within(child: &mut std::process::Child, secs: u64, what: &str) -> std::process::ExitStatus {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if t0.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("moni-node run did not {what} within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
@@ -514,18 +531,7 @@ fn a_reload_applies_the_comparison_tolerance() {
         .status()
         .expect("kill");
     assert!(ok.success());
-    let t0 = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("moni-node run did not finish its file within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_within(&mut child, 60, "finish its file");
     let (mut out, mut err) = (String::new(), String::new());
     let _ = child
         .stdout
@@ -870,18 +876,7 @@ fn a_reload_that_hangs_is_abandoned_and_sigterm_still_stops_the_node() {
     signal("-HUP");
     std::thread::sleep(Duration::from_millis(1500));
     signal("-TERM");
-    let t0 = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("moni-node run did not stop within 10 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_within(&mut child, 10, "stop after SIGTERM");
     let (mut out, mut err) = (String::new(), String::new());
     child
         .stdout

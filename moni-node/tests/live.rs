@@ -983,22 +983,31 @@ fn sighup_reaches_the_capture_threads_detectors() {
     );
 }
 
-/// `/healthz`'s status code and body, also when it is not 200.
-fn healthz(lab: &Lab) -> (u16, String) {
-    let out = lab
-        .cmd(&lab.moni, "python3")
+/// GET `url` with python3 run by `cmd` (in a namespace, or not): the
+/// status code and the body, also when it is not 200 (0: no answer).
+fn http_status(mut cmd: std::process::Command, url: &str) -> (u16, String) {
+    let out = cmd
         .args([
             "-c",
             "import sys,urllib.request,urllib.error\n\
              try:\n r=urllib.request.urlopen(sys.argv[1],timeout=3); print(r.status); sys.stdout.write(r.read().decode())\n\
-             except urllib.error.HTTPError as e:\n print(e.code); sys.stdout.write(e.read().decode())",
-            "http://127.0.0.1:19464/healthz",
+             except urllib.error.HTTPError as e:\n print(e.code); sys.stdout.write(e.read().decode())\n\
+             except Exception:\n print(0)",
+            url,
         ])
         .output()
         .expect("python3");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (code, body) = text.split_once('\n').unwrap_or(("0", ""));
     (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The lab node's `/healthz`: status code and body.
+fn healthz(lab: &Lab) -> (u16, String) {
+    http_status(
+        lab.cmd(&lab.moni, "python3"),
+        "http://127.0.0.1:19464/healthz",
+    )
 }
 
 /// Polls until `pred` holds on (healthz, metrics), up to 20 s.
@@ -1156,21 +1165,11 @@ fn a_full_output_disk_is_retried_and_nothing_is_lost() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start moni-node run");
-    let get = |path: &str| -> (u16, String) {
-        let o = std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import sys,urllib.request,urllib.error\n\
-                 try:\n r=urllib.request.urlopen(sys.argv[1],timeout=3); print(r.status); sys.stdout.write(r.read().decode())\n\
-                 except urllib.error.HTTPError as e:\n print(e.code); sys.stdout.write(e.read().decode())\n\
-                 except Exception:\n print(0)",
-                &format!("http://127.0.0.1:19471{path}"),
-            ])
-            .output()
-            .expect("python3");
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        let (code, body) = text.split_once('\n').unwrap_or(("0", ""));
-        (code.trim().parse().unwrap_or(0), body.to_string())
+    let get = |path: &str| {
+        http_status(
+            std::process::Command::new("python3"),
+            &format!("http://127.0.0.1:19471{path}"),
+        )
     };
     // The disk is full: healthz names the output, the gauge says so.
     let t0 = Instant::now();
