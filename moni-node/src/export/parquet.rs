@@ -20,10 +20,10 @@
 //! A failed write (a full disk, a directory removed) is a storage failure,
 //! not bad data: the file it broke is removed, and its rows are written
 //! again with the next file, since the writer keeps the batches of its open
-//! file until the file is complete (up to [`BACKLOG_MAX_BYTES`]; a file
+//! file until the file is complete (up to [`KEPT_MAX_BYTES`]; a file
 //! with more loses its rows, counted in `rows_lost`). The writer keeps the
 //! batches that arrive meanwhile in a backlog of at most
-//! [`BACKLOG_MAX_BYTES`] too (the oldest beyond it counted lost) and tries
+//! [`BACKLOG_MAX_BYTES`] (the oldest beyond it counted lost) and tries
 //! them again after 1 s, then after twice as long each time up to 30 s
 //! ([`DatasetWriter::retry_if_due`]), until a write succeeds.
 
@@ -72,6 +72,13 @@ const ROW_GROUP_MAX_BYTES: usize = 64 << 20;
 /// (the oldest batches beyond it are counted lost).
 pub const BACKLOG_MAX_BYTES: usize = 32 << 20;
 
+/// The most of an open file's batches a writer keeps to write again if a
+/// failure breaks the file, in Arrow bytes. Small, since every writer
+/// holds it all the time (a busy flows file is past it within seconds,
+/// and its rows are then at risk until it completes, counted if lost):
+/// the 1 M-source SYN flood's peak memory stays under 200 MB.
+pub const KEPT_MAX_BYTES: usize = 4 << 20;
+
 /// Waits between tries of a failing writer: the first, and the longest.
 const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
@@ -116,7 +123,7 @@ struct OpenFile {
     /// Rows in the whole file (lost with it if a write breaks it).
     file_rows: u64,
     /// The file's batches, kept until it is complete so that a failed
-    /// write loses none (`None` once they passed [`BACKLOG_MAX_BYTES`]).
+    /// write loses none (`None` once they passed [`KEPT_MAX_BYTES`]).
     kept: Option<Vec<Held>>,
     kept_bytes: usize,
     tmp_path: PathBuf,
@@ -415,7 +422,7 @@ impl DatasetWriter {
             f.file_rows += take as u64;
             self.rows_written += take as u64;
             f.kept_bytes += part.bytes;
-            if f.kept_bytes > BACKLOG_MAX_BYTES {
+            if f.kept_bytes > KEPT_MAX_BYTES {
                 f.kept = None;
             } else if let Some(k) = f.kept.as_mut() {
                 k.push(part);
