@@ -121,6 +121,20 @@ fn one_file(out: &Path, dataset: &str) -> Vec<u8> {
     std::fs::read(f).expect("read")
 }
 
+/// `batches` as one Parquet file written with `props`.
+fn parquet_bytes(
+    batches: &[RecordBatch],
+    props: parquet::file::properties::WriterProperties,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, batches[0].schema(), Some(props)).expect("writer");
+    for b in batches {
+        w.write(b).expect("write");
+    }
+    w.close().expect("close");
+    out
+}
+
 /// The same flows file with every VNet renamed to `name`.
 fn with_vnet(file: &[u8], name: &str) -> Vec<u8> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(file.to_vec()))
@@ -144,13 +158,7 @@ fn with_vnet(file: &[u8], name: &str) -> Vec<u8> {
             ),
         ]))
         .build();
-    let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, batches[0].schema(), Some(props)).expect("writer");
-    for b in &batches {
-        w.write(b).expect("write");
-    }
-    w.close().expect("close");
-    out
+    parquet_bytes(&batches, props)
 }
 
 /// The same Parquet file written again with `codec` (as pyarrow, DuckDB
@@ -169,13 +177,7 @@ fn recompressed(file: &[u8], codec: parquet::basic::Compression) -> Vec<u8> {
         .set_compression(codec)
         .set_key_value_metadata(meta)
         .build();
-    let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, batches[0].schema(), Some(props)).expect("writer");
-    for b in &batches {
-        w.write(b).expect("write");
-    }
-    w.close().expect("close");
-    out
+    parquet_bytes(&batches, props)
 }
 
 /// Files compressed with any of Parquet's codecs are stored (they are

@@ -28,6 +28,17 @@ fn stderr_lines(o: &Output) -> Vec<String> {
         .collect()
 }
 
+/// `moni-node run --config CONFIG` in the background, its output piped.
+fn spawn_run(config: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_moni-node"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start moni-node run")
+}
+
 /// Waits for `child` to exit, at most `secs` seconds (then kills it and
 /// fails: moni-node run did not `what`).
 fn wait_within(child: &mut std::process::Child, secs: u64, what: &str) -> std::process::ExitStatus {
@@ -517,13 +528,7 @@ fn a_reload_applies_the_comparison_tolerance() {
         .expect("write config");
     };
     write_config(0.1);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_moni-node"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start moni-node run");
+    let mut child = spawn_run(&config);
     std::thread::sleep(Duration::from_millis(1500));
     write_config(4.0);
     let ok = Command::new("kill")
@@ -854,13 +859,7 @@ fn a_reload_that_hangs_is_abandoned_and_sigterm_still_stops_the_node() {
         .expect("write config");
     };
     write_config("a.rules");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_moni-node"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start moni-node run");
+    let mut child = spawn_run(&config);
     let signal = |sig: &str| {
         let ok = Command::new("kill")
             .args([sig, &child.id().to_string()])
