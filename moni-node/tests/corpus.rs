@@ -117,8 +117,20 @@ fn replay_one(
     moni_node::summary::Summary,
     Vec<moni_samples::truth::TruthFlow>,
 ) {
+    replay_one_with(corpus, rel, "")
+}
+
+/// [`replay_one`] with a node config (TOML).
+fn replay_one_with(
+    corpus: &Path,
+    rel: &str,
+    config: &str,
+) -> (
+    moni_node::summary::Summary,
+    Vec<moni_samples::truth::TruthFlow>,
+) {
     let out = tempfile::tempdir().expect("tempdir");
-    let s = replay_files(&[corpus.join(rel)], None, out.path(), "");
+    let s = replay_files(&[corpus.join(rel)], None, out.path(), config);
     let flows = flows_as_truth(&read_dataset(&out.path().join("flows")));
     (s, flows)
 }
@@ -127,9 +139,43 @@ fn replay_one(
 fn special_link_and_network_cases_decode() {
     let Some(c) = corpus() else { return };
 
-    // 802.1Q VLAN 3136 on part of the frames: tagged flows carry the id.
+    // The same connection untagged, on VLAN 42 and on QinQ 10/20 (Zeek's
+    // VLAN-aware flow tuple): three flows of 7 + 7 packets, as Zeek and
+    // Suricata count them (tshark keys no conversation on VLANs: one of
+    // 42); one of 21 + 21 with `vlan_tracking` off.
+    let vlans = |f: &moni_samples::truth::TruthFlow| f.vlan_id;
+    let (_, flows) = replay_one(&c, "tunnels/zeek-vlan-collisions.pcap");
+    let mut got: Vec<_> = flows
+        .iter()
+        .map(|f| (vlans(f), f.packets_fwd, f.packets_rev))
+        .collect();
+    got.sort();
+    assert_eq!(got, [(None, 7, 7), (Some(10), 7, 7), (Some(42), 7, 7)]);
+    let untracked = "[flows]\nvlan_tracking = false\n";
+    let (_, flows) = replay_one_with(&c, "tunnels/zeek-vlan-collisions.pcap", untracked);
+    let got: Vec<_> = flows
+        .iter()
+        .map(|f| (f.packets_fwd, f.packets_rev))
+        .collect();
+    assert_eq!(got, [(21, 21)]);
+
+    // 802.1Q VLAN 3136 on the client's 106 frames only, the server's 148
+    // untagged (Suricata's bug 4376, which it replays with
+    // `vlan.use-for-tracking=false`): with VLAN tracking, two one-way
+    // flows, the tagged one carrying the id; without, one flow.
     let (_, flows) = replay_one(&c, "general/vlan3136-http-syn-retransmit.pcap");
-    assert!(flows.iter().any(|f| f.vlan_id == Some(3136)));
+    let mut got: Vec<_> = flows
+        .iter()
+        .map(|f| (vlans(f), f.packets_fwd + f.packets_rev))
+        .collect();
+    got.sort();
+    assert_eq!(got, [(None, 148), (Some(3136), 106)]);
+    let (_, flows) = replay_one_with(&c, "general/vlan3136-http-syn-retransmit.pcap", untracked);
+    let got: Vec<_> = flows
+        .iter()
+        .map(|f| (vlans(f), f.packets_fwd, f.packets_rev))
+        .collect();
+    assert_eq!(got, [(Some(3136), 106, 148)]);
 
     // Linux cooked capture with IPv6 fragment headers (SIP over UDP).
     let (s, flows) = replay_one(&c, "voip/sip-ipv6-frag-sll.pcap");

@@ -47,7 +47,7 @@ pub mod mpls;
 pub mod reassembly;
 pub mod transport;
 pub mod tunnel;
-mod vlan;
+pub(crate) mod vlan;
 
 pub use detached::Detached;
 pub use error::{DecodeError, DecodeErrorCounts};
@@ -143,6 +143,21 @@ impl<'a> Decoded<'a> {
     /// The outermost VLAN id, if the frame was tagged.
     pub fn outer_vlan(&self) -> Option<u16> {
         self.vlans().first().copied()
+    }
+
+    /// The discriminator of this packet's flow key
+    /// ([`crate::flow::FlowKey::segment`]): the innermost tunnel segment
+    /// ([`Tunnels::segment`]); for a packet in none, with `vlans`, its
+    /// VLAN stack (`vlan::segment`), so that the same addresses and ports
+    /// on two VLANs are two flows, as Suricata (`vlan.use-for-tracking`)
+    /// and Zeek key them. 0 when neither.
+    #[inline]
+    pub fn flow_segment(&self, vlans: bool) -> u32 {
+        let s = self.tunnels.segment();
+        if s != 0 || !vlans || self.vlan_count == 0 {
+            return s;
+        }
+        vlan::segment(self.vlans())
     }
 
     /// Source and destination ports for TCP and UDP; `None` otherwise.

@@ -8,6 +8,18 @@ use etherparse::{ether_type, EtherType, LaxSlicedPacket};
 use super::ip::{from_ether_type, from_sliced};
 use super::{be16, DecodeError, Decoded};
 
+/// The flow-key discriminator of a VLAN stack (outermost first, 1 to 3
+/// tags): the top bit set (a tunnel segment never has it), the number of
+/// tags in bits 29-30, the outer two ids in bits 0-23 and the low 5 bits
+/// of a third in bits 24-28. Distinct for every stack of one or two tags;
+/// two triple-tagged stacks that differ only in the third id's upper 7
+/// bits share it.
+pub(crate) fn segment(vlans: &[u16]) -> u32 {
+    let id = |i: usize| u32::from(vlans.get(i).copied().unwrap_or(0) & 0x0fff);
+    let count = (vlans.len().min(3) as u32) << 29;
+    1 << 31 | count | (id(2) & 0x1f) << 24 | id(0) << 12 | id(1)
+}
+
 /// An Ethernet frame through `etherparse` (the general path).
 pub(super) fn decode_ethernet(frame: &[u8]) -> Decoded<'_> {
     match LaxSlicedPacket::from_ethernet(frame) {

@@ -70,6 +70,13 @@ pub struct FlowConfig {
     pub max_flows: usize,
     /// How many fragmented datagrams' ports are remembered. Default 65,536.
     pub max_fragmented_datagrams: usize,
+    /// Whether the VLAN stack of a packet outside any tunnel segment is
+    /// part of its flow key ([`Decoded::flow_segment`]): the same 5-tuple
+    /// on two VLANs is then two flows, as in Suricata and Zeek. Off for a
+    /// trunk whose two directions arrive on different VLANs (or one tagged
+    /// and one not), which would otherwise split each flow in two halves.
+    /// Default on.
+    pub vlan_tracking: bool,
 }
 
 impl Default for FlowConfig {
@@ -80,6 +87,7 @@ impl Default for FlowConfig {
             tcp_end_linger_secs: 2,
             max_flows: 1_000_000,
             max_fragmented_datagrams: 65_536,
+            vlan_tracking: true,
         }
     }
 }
@@ -544,7 +552,7 @@ impl FlowTable {
             Endpoint::new(ip.src, src_port),
             Endpoint::new(ip.dst, dst_port),
         );
-        key.segment = d.tunnels.segment();
+        key.segment = d.flow_segment(self.config.vlan_tracking);
         let h = self.hash(&PackedKey::new(&key));
         self.index
             .home_entry(h)
@@ -579,7 +587,7 @@ impl FlowTable {
 
         let is_fragment = ip.fragment != Fragment::None;
         let transport_ports = transport_ports(&d.transport);
-        let segment = d.tunnels.segment();
+        let segment = d.flow_segment(self.config.vlan_tracking);
         let (src_port, dst_port) = match ip.fragment {
             Fragment::None => transport_ports,
             Fragment::First { id } => {
@@ -1304,6 +1312,69 @@ mod tests {
             let flood = out.len() - old;
             assert!(flood > old, "flood {flood} evicted, old {old}");
         }
+    }
+
+    /// `frame` with 802.1Q tags (outermost first) after its MAC addresses.
+    fn tagged(frame: &[u8], vlans: &[u16]) -> Vec<u8> {
+        let mut f = frame[..12].to_vec();
+        for v in vlans {
+            f.extend_from_slice(&[0x81, 0x00]);
+            f.extend_from_slice(&v.to_be_bytes());
+        }
+        f.extend_from_slice(&frame[12..]);
+        f
+    }
+
+    /// One connection's packets untagged, on VLAN 42 and on QinQ 10/20
+    /// (Zeek's `vlan-collisions.pcap`): three flows with VLAN tracking,
+    /// whose ids differ; one without it (an asymmetric trunk).
+    #[test]
+    fn the_same_five_tuple_on_other_vlans_is_another_flow() {
+        for (tracking, flows) in [(true, 3), (false, 1)] {
+            let mut t = FlowTable::new(FlowConfig {
+                vlan_tracking: tracking,
+                ..FlowConfig::default()
+            });
+            let mut out = Vec::new();
+            for (i, stack) in [&[][..], &[42], &[10, 20]].into_iter().enumerate() {
+                let at = 1.0 + i as f64 * 0.05;
+                feed(
+                    &mut t,
+                    at,
+                    &tagged(&tcp(C, 40000, S, 80, 0x02), stack),
+                    &mut out,
+                );
+                feed(
+                    &mut t,
+                    at + 0.01,
+                    &tagged(&tcp(S, 80, C, 40000, 0x12), stack),
+                    &mut out,
+                );
+            }
+            t.flush(&mut out);
+            assert_eq!(out.len(), flows, "tracking {tracking}: {out:?}");
+            assert!(out.iter().all(|r| r.fwd.packets * flows as u64 == 3));
+            let ids: std::collections::HashSet<_> = out.iter().map(|r| r.flow_id).collect();
+            assert_eq!(ids.len(), flows);
+        }
+        // Every stack of one or two tags has its own discriminator, and
+        // none is a tunnel's (whose top bit is clear) or 0.
+        let stacks: Vec<Vec<u16>> = vec![
+            vec![0],
+            vec![42],
+            vec![10, 20],
+            vec![10, 21],
+            vec![10],
+            vec![20, 10],
+            vec![10, 20, 30],
+            vec![4095, 4095],
+        ];
+        let segs: std::collections::HashSet<u32> = stacks
+            .iter()
+            .map(|s| crate::decode::vlan::segment(s))
+            .collect();
+        assert_eq!(segs.len(), stacks.len());
+        assert!(segs.iter().all(|s| s >> 31 == 1));
     }
 
     /// A flow's packets, bytes, flags, times, VLAN and fragment count

@@ -20,6 +20,9 @@ pub struct FlowsConfig {
     pub max_flows: usize,
     /// Fragmented datagrams whose ports are remembered. Default 65,536.
     pub max_fragmented_datagrams: usize,
+    /// The VLAN stack is part of the flow key (as Suricata's
+    /// `vlan.use-for-tracking`). Default true.
+    pub vlan_tracking: bool,
 }
 
 impl Default for FlowsConfig {
@@ -31,6 +34,7 @@ impl Default for FlowsConfig {
             tcp_end_linger_secs: d.tcp_end_linger_secs,
             max_flows: d.max_flows,
             max_fragmented_datagrams: d.max_fragmented_datagrams,
+            vlan_tracking: d.vlan_tracking,
         }
     }
 }
@@ -69,6 +73,7 @@ impl FlowsConfig {
             tcp_end_linger_secs: f.tcp_end_linger_secs,
             max_flows: f.max_flows,
             max_fragmented_datagrams: f.max_fragmented_datagrams,
+            vlan_tracking: f.vlan_tracking,
         })
     }
 }
