@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use analyzers::record::{RtpQuality, RtpStreamId, RtpWindowRecord};
 use analyzers::vnet::{Role, VnetMap};
 use analyzers::voip::compare::{
-    compare_windows, per_window, RtpCompareRecord, Verdict, WindowVerdict,
+    compare_windows, per_window, unpaired_windows, RtpCompareRecord, UnpairedWindow, Verdict,
+    WindowVerdict,
 };
 use analyzers::voip::jitter_buffer::Model as JbModel;
 use analyzers::Timestamp;
@@ -51,6 +52,11 @@ pub struct Report {
     pub jitter_buffer: String,
     pub windows: Vec<WindowRow>,
     pub streams: Vec<StreamRow>,
+    /// Stream windows one VNet carried and the other did not (a call the
+    /// shadow lost, a window it went dark in): never paired, so in no
+    /// verdict above, but a production window the shadow lacks is the
+    /// shadow's failure.
+    pub unpaired: Vec<UnpairedRow>,
     /// Mean MOS-CQ and loss per window of every VNet asked for, paired or
     /// not (a window only one VNet has is here too): the figure's lines.
     pub series: Vec<SeriesRow>,
@@ -89,6 +95,8 @@ pub struct StreamRow {
     pub ssrc: u32,
     pub src: String,
     pub dst: String,
+    /// The SIP Call-ID that announced the stream, if the probe saw it.
+    pub call_id: Option<String>,
     pub mos_production: f64,
     pub mos_shadow: f64,
     pub mos_diff: f64,
@@ -99,9 +107,35 @@ pub struct StreamRow {
     pub verdict: String,
 }
 
+/// A stream's window that only one VNet of the pair carried.
+#[derive(Debug, Serialize)]
+pub struct UnpairedRow {
+    pub window_start: String,
+    /// The VNet that carried it and its role; the other VNet lacks it.
+    pub vnet: String,
+    pub role: String,
+    pub ssrc: u32,
+    pub src: String,
+    pub dst: String,
+    pub call_id: Option<String>,
+    /// Packets the VNet that has the window received in it.
+    pub packets: u64,
+    pub mos: f64,
+    pub loss: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub windows: usize,
+    /// Stream windows paired, and those of them in which production was
+    /// better by more than the tolerance: one bad call among many decides
+    /// here, where the window means above average it away.
+    pub stream_windows: usize,
+    pub stream_windows_production_better: usize,
+    /// Production stream windows the shadow lacks, and shadow stream
+    /// windows production lacks.
+    pub missing_in_shadow: usize,
+    pub missing_in_production: usize,
     pub shadow_better: f64,
     pub production_better: f64,
     pub equal: f64,
@@ -109,46 +143,119 @@ pub struct Summary {
     pub worst_production: Option<(String, f64)>,
     pub worst_shadow: Option<(String, f64)>,
     /// The question the comparison is for, "is the shadow ready to
-    /// replace production?": yes when at least one window was paired and
-    /// in none was production better by more than the tolerance (the
-    /// paper's criterion: voice quality in the shadow at least as good).
+    /// replace production?": yes when at least one window was paired, in
+    /// none was production better by more than the tolerance, neither on
+    /// the mean over streams nor for any one stream, and the shadow
+    /// carried every stream window production did (the paper's
+    /// criterion: voice quality in the shadow at least as good, for every
+    /// call).
     pub ready: bool,
     /// Why, in one line.
     pub ready_reason: String,
 }
 
-/// The readiness answer and its reason, from the windows' verdicts.
-fn readiness(q: &CompareQuery, tolerance: f64, per: &[WindowVerdict]) -> (bool, String) {
+/// The readiness answer and its reason, from the verdicts of the windows
+/// and of the stream windows, and the stream windows the shadow lacks.
+fn readiness(
+    q: &CompareQuery,
+    tolerance: f64,
+    per: &[WindowVerdict],
+    pairs: &[RtpCompareRecord],
+    unpaired: &[UnpairedWindow],
+) -> (bool, String) {
     let (p, s) = (&q.production, &q.shadow);
+    let missing = |r: Role| unpaired.iter().filter(|u| u.role == r).count();
     if per.is_empty() {
+        let (mp, ms) = (missing(Role::Production), missing(Role::Shadow));
+        // Both carried streams, none the other's: the shadow's copy is not
+        // the same traffic as far as pairing can tell.
+        let hint = if mp > 0 && ms > 0 {
+            format!(
+                " ({p} has {mp} stream windows and {s} {ms}, none with the same SSRC, \
+                 addresses, ports and window: does {s} carry a copy of {p}'s calls?)"
+            )
+        } else {
+            String::new()
+        };
         return (
             false,
-            format!("no window of {p} and {s} was paired with a MOS: nothing to judge"),
+            format!("no window of {p} and {s} was paired with a MOS: nothing to judge{hint}"),
         );
     }
     let n = per.len();
     let count = |v: Verdict| per.iter().filter(|w| w.verdict == v).count();
-    let worse = count(Verdict::ProductionBetter);
-    if worse == 0 {
-        return (
-            true,
-            format!(
-                "shadow {s} was never worse than production {p} by more than {tolerance} MOS \
-                 in {n} paired windows; better in {}",
-                count(Verdict::ShadowBetter)
-            ),
-        );
-    }
-    let (when, by) = per
-        .iter()
-        .map(|w| (w.window_start, w.mos_production - w.mos_shadow))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or((String::new(), 0.0), |(t, d)| (fmt_time(t), d));
-    (
-        false,
+    let stream = |r: &RtpCompareRecord| {
+        let call = r
+            .call_id
+            .as_deref()
+            .map_or(String::new(), |c| format!(" (call {c})"));
         format!(
+            "SSRC {:#010x} {}:{} -> {}:{}{call}",
+            r.ssrc, r.src_addr, r.src_port, r.dst_addr, r.dst_port
+        )
+    };
+    let mut why = Vec::new();
+    let lacked: Vec<&UnpairedWindow> = unpaired
+        .iter()
+        .filter(|u| u.role == Role::Production)
+        .collect();
+    if let Some(first) = lacked.first() {
+        let w = &first.window;
+        let call =
+            w.id.call_id
+                .as_deref()
+                .map_or(String::new(), |c| format!(" (call {c})"));
+        why.push(format!(
+            "shadow {s} lacked {} stream windows that production {p} carried, the first \
+             SSRC {:#010x} {}:{} -> {}:{}{call} at {}",
+            lacked.len(),
+            w.id.ssrc,
+            w.id.src_addr,
+            w.id.src_port,
+            w.id.dst_addr,
+            w.id.dst_port,
+            fmt_time(w.window_start)
+        ));
+    }
+    let worse = count(Verdict::ProductionBetter);
+    if worse > 0 {
+        let (when, by) = per
+            .iter()
+            .map(|w| (w.window_start, w.mos_production - w.mos_shadow))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or((String::new(), 0.0), |(t, d)| (fmt_time(t), d));
+        why.push(format!(
             "production {p} was better than shadow {s} in {worse} of {n} paired \
              windows; the widest gap {by:.2} MOS at {when}"
+        ));
+    }
+    let worse_streams: Vec<&RtpCompareRecord> = pairs
+        .iter()
+        .filter(|r| r.verdict == Verdict::ProductionBetter)
+        .collect();
+    if let Some(w) = worse_streams
+        .iter()
+        .max_by(|a, b| (-a.mos_diff).total_cmp(&-b.mos_diff))
+    {
+        why.push(format!(
+            "production was better for {} of {} stream windows; the widest gap {:.2} MOS \
+             for {} at {}",
+            worse_streams.len(),
+            pairs.len(),
+            -w.mos_diff,
+            stream(w),
+            fmt_time(w.window_start)
+        ));
+    }
+    if !why.is_empty() {
+        return (false, why.join("; "));
+    }
+    (
+        true,
+        format!(
+            "shadow {s} was never worse than production {p} by more than {tolerance} MOS \
+             in {n} paired windows; better in {}",
+            count(Verdict::ShadowBetter)
         ),
     )
 }
@@ -320,6 +427,9 @@ pub fn load_windows_limited(
             let drops = b.column_by_name("capture_drops");
             let drops_u = drops.and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
             let drops_i = drops.and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+            let received = b.column_by_name("packets_received");
+            let received_u = received.and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
+            let received_i = received.and_then(|c| c.as_any().downcast_ref::<Int64Array>());
             // Absent in files written before the jitter-buffer models.
             let jb = b
                 .column_by_name("jitter_buffer")
@@ -371,6 +481,10 @@ pub fn load_windows_limited(
                     window_start: t,
                     window_secs: secs.value(i),
                     quality: RtpQuality {
+                        packets_received: received_u.map_or_else(
+                            || received_i.map_or(0, |c| u64::try_from(c.value(i)).unwrap_or(0)),
+                            |c| c.value(i),
+                        ),
                         mos_cq: mos.value(i),
                         loss_ratio: loss.value(i),
                         jitter_ms: if jitter.is_null(i) {
@@ -480,7 +594,8 @@ pub fn report_limited(data: &Path, q: &CompareQuery, max_rows: usize) -> anyhow:
     let (windows, map) = load_windows_limited(data, q, max_rows)?;
     let pairs = compare_windows(&windows, &map, tolerance);
     let per = per_window(&pairs, tolerance);
-    let mut r = build_report(q, tolerance, &pairs, &per);
+    let unpaired = unpaired_windows(&windows, &map);
+    let mut r = build_report(q, tolerance, &pairs, &per, &unpaired, &map);
     r.series = series(&windows, &map);
     Ok(r)
 }
@@ -533,6 +648,8 @@ fn build_report(
     tolerance: f64,
     pairs: &[RtpCompareRecord],
     per: &[WindowVerdict],
+    unpaired: &[UnpairedWindow],
+    map: &VnetMap,
 ) -> Report {
     let n = per.len();
     let share = |v: Verdict| {
@@ -542,7 +659,8 @@ fn build_report(
             per.iter().filter(|w| w.verdict == v).count() as f64 / n as f64
         }
     };
-    let (ready, ready_reason) = readiness(q, tolerance, per);
+    let (ready, ready_reason) = readiness(q, tolerance, per, pairs, unpaired);
+    let missing = |r: Role| unpaired.iter().filter(|u| u.role == r).count();
     let worst = |f: fn(&WindowVerdict) -> f64| {
         per.iter()
             .min_by(|a, b| f(a).total_cmp(&f(b)))
@@ -576,6 +694,7 @@ fn build_report(
                 ssrc: r.ssrc,
                 src: format!("{}:{}", r.src_addr, r.src_port),
                 dst: format!("{}:{}", r.dst_addr, r.dst_port),
+                call_id: r.call_id.clone(),
                 mos_production: r.mos_production,
                 mos_shadow: r.mos_shadow,
                 mos_diff: r.mos_diff,
@@ -586,9 +705,34 @@ fn build_report(
                 verdict: r.verdict.as_str().to_string(),
             })
             .collect(),
+        unpaired: unpaired
+            .iter()
+            .map(|u| {
+                let w = &u.window;
+                UnpairedRow {
+                    window_start: fmt_time(w.window_start),
+                    vnet: map.get(u.vnet).name.to_string(),
+                    role: u.role.as_str().to_string(),
+                    ssrc: w.id.ssrc,
+                    src: format!("{}:{}", w.id.src_addr, w.id.src_port),
+                    dst: format!("{}:{}", w.id.dst_addr, w.id.dst_port),
+                    call_id: w.id.call_id.clone(),
+                    packets: w.quality.packets_received,
+                    mos: w.quality.mos_cq,
+                    loss: w.quality.loss_ratio,
+                }
+            })
+            .collect(),
         series: Vec::new(),
         summary: Summary {
             windows: n,
+            stream_windows: pairs.len(),
+            stream_windows_production_better: pairs
+                .iter()
+                .filter(|r| r.verdict == Verdict::ProductionBetter)
+                .count(),
+            missing_in_shadow: missing(Role::Production),
+            missing_in_production: missing(Role::Shadow),
             shadow_better: share(Verdict::ShadowBetter),
             production_better: share(Verdict::ProductionBetter),
             equal: share(Verdict::Equal),
@@ -636,6 +780,15 @@ impl Report {
             m.production_better * 100.0,
             m.equal * 100.0
         );
+        let _ = writeln!(
+            s,
+            "{} stream windows: production better in {}; shadow lacked {} of production's, \
+             production lacked {} of the shadow's",
+            m.stream_windows,
+            m.stream_windows_production_better,
+            m.missing_in_shadow,
+            m.missing_in_production
+        );
         if let (Some(p), Some(sh)) = (&m.worst_production, &m.worst_shadow) {
             let _ = writeln!(
                 s,
@@ -654,7 +807,7 @@ impl Report {
 
     pub fn csv(&self) -> String {
         let mut s = String::from(
-            "window_start,ssrc,src,dst,mos_production,mos_shadow,mos_diff,loss_production,loss_shadow,jitter_production_ms,jitter_shadow_ms,verdict\n",
+            "window_start,ssrc,src,dst,mos_production,mos_shadow,mos_diff,loss_production,loss_shadow,jitter_production_ms,jitter_shadow_ms,verdict,call_id\n",
         );
         // A jitter never computed is an empty field, not `NaN`.
         let ms = |v: f64| {
@@ -664,10 +817,15 @@ impl Report {
                 String::new()
             }
         };
+        // A Call-ID is the caller's text: quoted, as RFC 4180 does.
+        let call = |c: &Option<String>| {
+            c.as_deref()
+                .map_or(String::new(), |c| format!("\"{}\"", c.replace('"', "\"\"")))
+        };
         for r in &self.streams {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{:.4},{:.4},{:.4},{:.6},{:.6},{},{},{}",
+                "{},{},{},{},{:.4},{:.4},{:.4},{:.6},{:.6},{},{},{},{}",
                 r.window_start,
                 r.ssrc,
                 r.src,
@@ -679,7 +837,33 @@ impl Report {
                 r.loss_shadow,
                 ms(r.jitter_production_ms),
                 ms(r.jitter_shadow_ms),
-                r.verdict
+                r.verdict,
+                call(&r.call_id)
+            );
+        }
+        // A window one VNet lacks: its values on the side that has it, the
+        // other side empty, and the verdict says which side is missing.
+        for u in &self.unpaired {
+            let (mos, loss) = (format!("{:.4}", u.mos), format!("{:.6}", u.loss));
+            let (mp, ms_, lp, ls, verdict) = if u.role == "production" {
+                (mos, String::new(), loss, String::new(), "missing_in_shadow")
+            } else {
+                (
+                    String::new(),
+                    mos,
+                    String::new(),
+                    loss,
+                    "missing_in_production",
+                )
+            };
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{mp},{ms_},,{lp},{ls},,,{verdict},{}",
+                u.window_start,
+                u.ssrc,
+                u.src,
+                u.dst,
+                call(&u.call_id)
             );
         }
         s

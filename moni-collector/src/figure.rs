@@ -364,7 +364,9 @@ pub fn html(r: &Report, marks: &[Mark]) -> String {
             v = esc(&w.verdict)
         );
     }
-    s.push_str("</table>\n<h2>Per VNet</h2>\n<table>\n<tr><th>window (UTC)</th><th>VNet</th><th>role</th><th>streams</th><th>MOS-CQ</th><th>loss</th></tr>\n");
+    s.push_str("</table>\n");
+    stream_table(&mut s, r);
+    s.push_str("<h2>Per VNet</h2>\n<table>\n<tr><th>window (UTC)</th><th>VNet</th><th>role</th><th>streams</th><th>MOS-CQ</th><th>loss</th></tr>\n");
     for row in &r.series {
         let _ = writeln!(
             s,
@@ -379,6 +381,83 @@ pub fn html(r: &Report, marks: &[Mark]) -> String {
     }
     s.push_str("</table>\n</body>\n</html>\n");
     s
+}
+
+/// Rows shown in the HTML report's table of the stream windows that
+/// decide (the JSON and CSV formats have them all).
+const HTML_STREAM_ROWS: usize = 200;
+
+/// The stream windows that say "no": those production carried and the
+/// shadow lacks, and those in which production was better, with their
+/// call; the window means above can hide one bad call among many.
+fn stream_table(s: &mut String, r: &Report) {
+    let lacked: Vec<_> = r
+        .unpaired
+        .iter()
+        .filter(|u| u.role == "production")
+        .collect();
+    let worse: Vec<_> = r
+        .streams
+        .iter()
+        .filter(|x| x.verdict == "production_better")
+        .collect();
+    let total = lacked.len() + worse.len();
+    let _ = writeln!(
+        s,
+        "<h2>Stream windows that decide</h2>\n<p>{} stream windows paired; production better in {}; \
+         shadow {} lacked {} that production carried; production lacked {} of the shadow's.</p>",
+        r.summary.stream_windows,
+        r.summary.stream_windows_production_better,
+        esc(&r.shadow),
+        r.summary.missing_in_shadow,
+        r.summary.missing_in_production
+    );
+    if total == 0 {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "<table>\n<tr><th>window (UTC)</th><th>SSRC</th><th>from</th><th>to</th><th>call</th><th>MOS {p}</th><th>MOS {sh}</th><th>packets {p}</th><th>verdict</th></tr>",
+        p = esc(&r.production),
+        sh = esc(&r.shadow)
+    );
+    for u in lacked.iter().take(HTML_STREAM_ROWS) {
+        let _ = writeln!(
+            s,
+            "<tr class=\"production_better\"><td>{}</td><td>{:#010x}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td></td><td>{}</td><td>missing_in_shadow</td></tr>",
+            esc(&u.window_start),
+            u.ssrc,
+            esc(&u.src),
+            esc(&u.dst),
+            esc(u.call_id.as_deref().unwrap_or("")),
+            u.mos,
+            u.packets
+        );
+    }
+    for w in worse
+        .iter()
+        .take(HTML_STREAM_ROWS.saturating_sub(lacked.len()))
+    {
+        let _ = writeln!(
+            s,
+            "<tr class=\"production_better\"><td>{}</td><td>{:#010x}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td></td><td>production_better</td></tr>",
+            esc(&w.window_start),
+            w.ssrc,
+            esc(&w.src),
+            esc(&w.dst),
+            esc(w.call_id.as_deref().unwrap_or("")),
+            w.mos_production,
+            w.mos_shadow
+        );
+    }
+    s.push_str("</table>\n");
+    if total > HTML_STREAM_ROWS {
+        let _ = writeln!(
+            s,
+            "<p>and {} more (all of them: <code>--format csv</code>).</p>",
+            total - HTML_STREAM_ROWS
+        );
+    }
 }
 
 fn trim_num(v: f64) -> String {

@@ -3,6 +3,7 @@
 //! equal once production moved to B), the same answer over HTTP, and a
 //! well-formed SVG plot with one shaded band per window.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 mod common;
@@ -239,4 +240,191 @@ fn the_operators_report_draws_loss_and_mos_with_marks_and_the_receiver() {
         "the answer at the top"
     );
     assert!(page.trim_end().ends_with("</html>"));
+}
+
+/// A pcap record: its 16-byte header and its data.
+type Frame = ([u8; 16], Vec<u8>);
+
+/// The file header and the frames of a classic little-endian pcap.
+fn pcap_frames(bytes: &[u8]) -> (Vec<u8>, Vec<Frame>) {
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&bytes[at..at + 16]);
+        let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+        let data = bytes[at + 16..at + 16 + len].to_vec();
+        frames.push((h, data));
+        at += 16 + len;
+    }
+    (bytes[..24].to_vec(), frames)
+}
+
+/// The SSRC of an untagged Ethernet/IPv4/UDP frame carrying RTP (not SIP).
+fn rtp_ssrc(d: &[u8]) -> Option<u32> {
+    if d.len() < 42 || d[12..14] != [8, 0] || d[23] != 17 {
+        return None;
+    }
+    let udp = 14 + usize::from(d[14] & 15) * 4;
+    let ports = [
+        u16::from_be_bytes([d[udp], d[udp + 1]]),
+        u16::from_be_bytes([d[udp + 2], d[udp + 3]]),
+    ];
+    let rtp = udp + 8;
+    if ports.contains(&5060) || d.len() < rtp + 12 || d[rtp] >> 6 != 2 {
+        return None;
+    }
+    Some(u32::from_be_bytes([
+        d[rtp + 8],
+        d[rtp + 9],
+        d[rtp + 10],
+        d[rtp + 11],
+    ]))
+}
+
+/// `base` duplicated into VLAN 100 (A) and VLAN 200 (B), as a mirror of a
+/// production VNet and its shadow shows the same calls; B drops the RTP
+/// packets `drop_b(ssrc, n)` names (`n`: the packet's number in its
+/// stream, from 0).
+fn shadow_capture(base: &[u8], drop_b: impl Fn(u32, u64) -> bool) -> Vec<u8> {
+    let (header, frames) = pcap_frames(base);
+    let mut out = header;
+    let mut seen = std::collections::HashMap::new();
+    for (h, d) in frames {
+        let drop = rtp_ssrc(&d).is_some_and(|ssrc| {
+            let n = seen.entry(ssrc).or_insert(0u64);
+            *n += 1;
+            drop_b(ssrc, *n - 1)
+        });
+        for vlan in [100u16, 200] {
+            if vlan == 200 && drop {
+                continue;
+            }
+            let mut tagged = d[..12].to_vec();
+            tagged.extend_from_slice(&[0x81, 0x00]);
+            tagged.extend_from_slice(&vlan.to_be_bytes());
+            tagged.extend_from_slice(&d[12..]);
+            let mut h = h;
+            let grow = |b: &mut [u8]| {
+                let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) + 4;
+                b.copy_from_slice(&v.to_le_bytes());
+            };
+            grow(&mut h[8..12]);
+            grow(&mut h[12..16]);
+            out.extend_from_slice(&h);
+            out.extend_from_slice(&tagged);
+        }
+    }
+    out
+}
+
+/// Replays `capture` with A as production and B as shadow and answers
+/// `compare` as JSON, and as CSV.
+fn compare_shadow(dir: &std::path::Path, capture: &[u8]) -> (serde_json::Value, String) {
+    let pcap = dir.join("shadow.pcap");
+    std::fs::write(&pcap, capture).expect("write capture");
+    let out = dir.join("out");
+    let ok = Command::new(common::node_bin())
+        .args(["replay", "--no-progress", "--overwrite"])
+        .args(["--vnet-map", "100=A:production,200=B:shadow", "--out"])
+        .arg(&out)
+        .arg(&pcap)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("moni-node replay");
+    assert!(ok.success());
+    let ask = |format: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_moni-collector"))
+            .args(["compare", "--production", "A", "--shadow", "B"])
+            .args(["--format", format, "--data"])
+            .arg(&out)
+            .output()
+            .expect("compare");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let json = serde_json::from_str(&ask("json")).expect("json");
+    (json, ask("csv"))
+}
+
+/// What an engineer deciding the switch must be told, on 4 calls (8 G.711
+/// streams, 45 s, 10 s windows) that reach both VNets: a shadow that
+/// loses a whole call, or that loses 5 % of one stream, is not ready,
+/// although every window's mean over streams is equal (before: "ready:
+/// yes" for both; a shadow reviewer's tour found it), and the report
+/// names the call; a faithful shadow is ready.
+#[test]
+fn a_shadow_that_loses_a_call_or_one_streams_quality_is_not_ready() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base_path = tmp.path().join("base.pcap");
+    let gen = PathBuf::from(env!("CARGO_BIN_EXE_moni-collector")).with_file_name("moni-gen");
+    let ok = Command::new(&gen)
+        .args([
+            "calls", "--calls", "4", "--secs", "45", "--seed", "7", "--out",
+        ])
+        .arg(&base_path)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{}: {e} (build moni-gen first)", gen.display()));
+    assert!(ok.success());
+    let base = std::fs::read(&base_path).expect("base");
+    let summary = |r: &serde_json::Value, k: &str| r["summary"][k].as_u64().unwrap_or(u64::MAX);
+
+    // The faithful shadow.
+    let (r, _) = compare_shadow(tmp.path(), &shadow_capture(&base, |_, _| false));
+    assert_eq!(r["summary"]["ready"], true, "{}", r["summary"]);
+    assert_eq!(summary(&r, "stream_windows"), 40);
+    assert_eq!(summary(&r, "missing_in_shadow"), 0);
+    assert_eq!(summary(&r, "stream_windows_production_better"), 0);
+
+    // Call bench-0 (SSRCs 0 and 1) never reaches B: its 2 streams' 5
+    // windows each are missing in the shadow.
+    let (r, csv) = compare_shadow(tmp.path(), &shadow_capture(&base, |ssrc, _| ssrc <= 1));
+    assert_eq!(r["summary"]["ready"], false, "{}", r["summary"]);
+    assert_eq!(summary(&r, "missing_in_shadow"), 10, "{}", r["summary"]);
+    assert_eq!(summary(&r, "missing_in_production"), 0);
+    let why = r["summary"]["ready_reason"].as_str().unwrap_or("");
+    assert!(
+        why.starts_with("shadow B lacked 10 stream windows that production A carried")
+            && why.contains("(call bench-0)"),
+        "{why}"
+    );
+    let unpaired = r["unpaired"].as_array().expect("unpaired");
+    assert_eq!(unpaired.len(), 10);
+    assert!(unpaired
+        .iter()
+        .all(|u| u["vnet"] == "A" && u["call_id"] == "bench-0" && u["packets"].as_u64() > Some(0)));
+    assert_eq!(
+        csv.matches(",missing_in_shadow,\"bench-0\"").count(),
+        10,
+        "{csv}"
+    );
+
+    // B loses every 20th packet of one stream: that stream's windows are
+    // worse by far more than the tolerance, the windows' means are not.
+    let (r, csv) = compare_shadow(
+        tmp.path(),
+        &shadow_capture(&base, |ssrc, n| ssrc == 0 && n % 20 == 19),
+    );
+    let verdicts: Vec<&str> = r["windows"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .map(|w| w["verdict"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(verdicts, ["equal"; 5], "the mean hides it");
+    assert_eq!(r["summary"]["ready"], false, "{}", r["summary"]);
+    assert_eq!(summary(&r, "stream_windows_production_better"), 5);
+    let why = r["summary"]["ready_reason"].as_str().unwrap_or("");
+    assert!(
+        why.starts_with("production was better for 5 of 40 stream windows")
+            && why.contains("SSRC 0x00000000")
+            && why.contains("(call bench-0)"),
+        "{why}"
+    );
+    assert_eq!(
+        csv.matches(",production_better,\"bench-0\"").count(),
+        5,
+        "{csv}"
+    );
 }

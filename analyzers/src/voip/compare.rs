@@ -85,6 +85,31 @@ fn key(w: &RtpWindowRecord) -> PairKey {
     )
 }
 
+/// The windows of production and shadow VNets, by VNet and pairing key.
+type ByVnet<'a> = BTreeMap<VnetId, BTreeMap<PairKey, &'a RtpWindowRecord>>;
+
+fn by_vnet<'a>(windows: &'a [RtpWindowRecord], vnets: &VnetMap) -> ByVnet<'a> {
+    let mut by: ByVnet<'a> = BTreeMap::new();
+    for w in windows {
+        if matches!(vnets.get(w.id.vnet).role, Role::Production | Role::Shadow) {
+            by.entry(w.id.vnet).or_default().insert(key(w), w);
+        }
+    }
+    by
+}
+
+/// Every (production, shadow) pair of VNets in the map, with or without
+/// windows.
+fn vnet_pairs(vnets: &VnetMap) -> impl Iterator<Item = (VnetId, VnetId)> + '_ {
+    let of = move |r: Role| {
+        vnets
+            .iter()
+            .filter(move |(_, v)| v.role == r)
+            .map(|(id, _)| id)
+    };
+    of(Role::Production).flat_map(move |p| of(Role::Shadow).map(move |s| (p, s)))
+}
+
 /// Pairs the windows of every production VNet with those of every shadow
 /// VNet. Output is ordered by window, then stream.
 pub fn compare_windows(
@@ -92,19 +117,10 @@ pub fn compare_windows(
     vnets: &VnetMap,
     tolerance: f64,
 ) -> Vec<RtpCompareRecord> {
-    let role = |v: VnetId| vnets.get(v).role;
-    let mut by_vnet: BTreeMap<VnetId, BTreeMap<PairKey, &RtpWindowRecord>> = BTreeMap::new();
-    for w in windows {
-        if matches!(role(w.id.vnet), Role::Production | Role::Shadow) {
-            by_vnet.entry(w.id.vnet).or_default().insert(key(w), w);
-        }
-    }
+    let by = by_vnet(windows, vnets);
     let mut out = Vec::new();
-    for (_, pw) in by_vnet
-        .iter()
-        .filter(|(v, _)| role(**v) == Role::Production)
-    {
-        for (_, sw) in by_vnet.iter().filter(|(v, _)| role(**v) == Role::Shadow) {
+    for (p, s) in vnet_pairs(vnets) {
+        if let (Some(pw), Some(sw)) = (by.get(&p), by.get(&s)) {
             for (k, a) in pw {
                 let Some(b) = sw.get(k) else { continue };
                 if a.capture_drops > 0 || b.capture_drops > 0 {
@@ -124,6 +140,52 @@ pub fn compare_windows(
             b.ssrc,
             b.src_port,
         ))
+    });
+    out
+}
+
+/// A stream's window that one VNet of a production/shadow pair carried and
+/// the other did not: a call the shadow lost, or a window in which it
+/// carried none of a stream's packets, shows here and not as a pair (a
+/// comparison of pairs alone would call such a shadow ready).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnpairedWindow {
+    /// The VNet that carried the window.
+    pub vnet: VnetId,
+    /// The VNet of the other role that lacks it.
+    pub lacking: VnetId,
+    /// The role of `vnet`: a production window the shadow lacks is the
+    /// shadow's failure.
+    pub role: Role,
+    pub window: RtpWindowRecord,
+}
+
+/// The windows of each production/shadow pair of VNets that the other VNet
+/// of the pair lacks, ordered by window, then stream. Windows in which the
+/// probe dropped packets are left out (it may have missed the twin).
+pub fn unpaired_windows(windows: &[RtpWindowRecord], vnets: &VnetMap) -> Vec<UnpairedWindow> {
+    let by = by_vnet(windows, vnets);
+    let mut out = Vec::new();
+    let none = BTreeMap::new();
+    for (p, s) in vnet_pairs(vnets) {
+        for (has, lacking) in [(p, s), (s, p)] {
+            let Some(hw) = by.get(&has) else { continue };
+            let lw = by.get(&lacking).unwrap_or(&none);
+            for (k, w) in hw {
+                if w.capture_drops == 0 && !lw.contains_key(k) {
+                    out.push(UnpairedWindow {
+                        vnet: has,
+                        lacking,
+                        role: vnets.get(has).role,
+                        window: (*w).clone(),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        let k = |u: &UnpairedWindow| (key(&u.window), u.vnet, u.lacking);
+        k(a).cmp(&k(b))
     });
     out
 }
@@ -639,6 +701,44 @@ mod tests {
         let r = compare_windows(&all, &vnets, 0.1);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].window_start, Timestamp::from_secs(20));
+    }
+
+    /// A window one VNet of the pair lacks is listed with the VNet that
+    /// has it; a shadow that carried nothing at all lacks every window.
+    #[test]
+    fn windows_without_a_twin_are_listed_not_dropped() {
+        let m = parse_vnet_map_spec("100=A:production,200=B:shadow").expect("spec");
+        let vnets = VnetMap::new(&m, "default", Role::Monitor).expect("map");
+        let mut all = vec![
+            window(1, 0, 4.4),
+            window(2, 0, 4.4),
+            window(1, 10, 4.4), // the shadow went dark
+            window(1, 20, 4.4),
+            window(2, 20, 4.4),
+            window(2, 30, 4.4), // the shadow only
+        ];
+        let mut lossy = window(1, 40, 1.0);
+        lossy.capture_drops = 3; // the probe may have missed its twin
+        all.push(lossy);
+        let u = unpaired_windows(&all, &vnets);
+        let got: Vec<_> = u
+            .iter()
+            .map(|u| {
+                (
+                    u.window.window_start.secs_floor(),
+                    u.vnet.0,
+                    u.lacking.0,
+                    u.role,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [(10, 1, 2, Role::Production), (30, 2, 1, Role::Shadow)]
+        );
+        assert_eq!(compare_windows(&all, &vnets, 0.1).len(), 2);
+        let only_production: Vec<_> = all.iter().filter(|w| w.id.vnet.0 == 1).cloned().collect();
+        assert_eq!(unpaired_windows(&only_production, &vnets).len(), 3);
     }
 
     #[test]
