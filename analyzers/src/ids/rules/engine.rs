@@ -604,6 +604,12 @@ impl Signatures {
     ) -> bool {
         let rule = &self.c.rules[r];
         let Some(ip) = d.ip else { return false };
+        if rule
+            .ip_version
+            .is_some_and(|v| v != if ip.src.is_ipv6() { 6 } else { 4 })
+        {
+            return false;
+        }
         let (sport, dport) = d.ports().map_or((None, None), |(a, b)| (Some(a), Some(b)));
         let forward = rule.src.matches(ip.src)
             && rule.dst.matches(ip.dst)

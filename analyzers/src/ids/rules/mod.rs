@@ -17,7 +17,8 @@
 //!   `tcp.mss`, ...), read from the header bytes the decoder kept.
 //! - [`app`]: the HTTP request and DNS query buffers one packet carries.
 //!
-//! Supported: `alert` rules on `ip`, `tcp`, `udp`, `icmp`, `icmpv6`,
+//! Supported: `alert` rules on `ip` (`ipv4`, `ipv6`: one version), `tcp`,
+//! `udp`, `icmp` (ICMP and ICMPv6, as in Suricata), `icmpv4`, `icmpv6`,
 //! `http`, `dns`; address and port lists with negation, ranges and
 //! variables (`$HOME_NET`, ...); `->` and `<>`; options `msg`, `sid`,
 //! `rev`, `gid`, `classtype`, `priority`, `reference`, `metadata`,
@@ -548,6 +549,9 @@ pub struct Rule {
     pub classtype: Option<String>,
     pub priority: Option<u8>,
     pub proto: Proto,
+    /// The IP version the protocol keyword names (`ipv4`, `icmpv6`, ...),
+    /// `None` for either.
+    pub ip_version: Option<u8>,
     pub src: AddrSpec,
     pub src_ports: PortSpec,
     pub dst: AddrSpec,

@@ -188,16 +188,36 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
             format!("action '{action}' (only alert is supported)"),
         ));
     }
-    let proto = match proto.to_ascii_lowercase().as_str() {
-        "ip" | "pkthdr" => Proto::Ip,
-        "tcp" | "tcp-pkt" => Proto::Tcp,
-        "udp" => Proto::Udp,
-        "icmp" | "icmpv6" | "icmp6" => Proto::Icmp,
-        "http" | "http1" => Proto::Http,
-        "dns" => Proto::Dns,
+    // Suricata's protocol keywords (`detect-engine-proto.c`): `icmp` is
+    // ICMP and ICMPv6, `icmpv4`/`icmpv6` one of them, `ipv4`/`ipv6` any
+    // protocol over one IP version.
+    let (proto, ip_version) = match proto.to_ascii_lowercase().as_str() {
+        "ip" | "pkthdr" => (Proto::Ip, None),
+        "ipv4" | "ip4" => (Proto::Ip, Some(4)),
+        "ipv6" | "ip6" => (Proto::Ip, Some(6)),
+        "tcp" | "tcp-pkt" => (Proto::Tcp, None),
+        "udp" => (Proto::Udp, None),
+        "icmp" => (Proto::Icmp, None),
+        "icmpv4" => (Proto::Icmp, Some(4)),
+        "icmpv6" | "icmp6" => (Proto::Icmp, Some(6)),
+        "http" | "http1" => (Proto::Http, None),
+        "dns" => (Proto::Dns, None),
+        "tcp-stream" => {
+            return Err(fail(
+                "protocol tcp-stream",
+                "protocol 'tcp-stream' matches reassembled TCP streams (moni inspects packets)"
+                    .into(),
+            ))
+        }
+        "sctp" => {
+            return Err(fail(
+                "protocol sctp",
+                "protocol 'sctp': moni decodes no SCTP".into(),
+            ))
+        }
         other => {
             return Err(fail(&format!("protocol {other}"), format!(
-            "protocol '{other}' needs an application-layer parser (supported: ip, tcp, udp, icmp, icmpv6, http, dns)"
+            "protocol '{other}' needs an application-layer parser (supported: ip, ipv4, ipv6, tcp, udp, icmp, icmpv4, icmpv6, http, dns)"
         )))
         }
     };
@@ -215,6 +235,7 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
         classtype: None,
         priority: None,
         proto,
+        ip_version,
         src: parse_addrs(src, vars).map_err(|e| r(format!("source address: {e}")))?,
         src_ports: parse_ports(sport, vars).map_err(|e| r(format!("source port: {e}")))?,
         dst: parse_addrs(dst, vars).map_err(|e| r(format!("destination address: {e}")))?,
