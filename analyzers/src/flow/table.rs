@@ -141,8 +141,10 @@ pub struct PacketFlow {
     pub id: u64,
     /// Sent by the flow's initiator (Suricata's `to_server`).
     pub to_server: bool,
-    /// TCP: the three-way handshake was seen (this packet may be its final
-    /// ACK). Other protocols: both directions have carried packets.
+    /// TCP: the three-way handshake was completed by an earlier packet
+    /// (its final ACK is not established yet, as in Suricata). Other
+    /// protocols: both directions have carried packets, this one
+    /// included.
     pub established: bool,
     /// The flow's packets and bytes so far, this packet included.
     pub counters: crate::record::FlowCounters,
@@ -666,6 +668,10 @@ impl FlowTable {
             slot.rev.add(pkt.ts.0, pkt.wire_len);
             slot.tcp_flags_rev |= flags;
         }
+        // TCP: the ACK that completes the handshake is not established
+        // yet (Suricata's `flow:not_established` matches it); the packets
+        // after it are.
+        let established_before = slot.handshake & ESTABLISHED != 0;
         if ip.protocol == 6 {
             let syn_ack = flags & (tcp_flags::SYN | tcp_flags::ACK);
             slot.handshake |= match (forward, syn_ack) {
@@ -684,7 +690,11 @@ impl FlowTable {
         let seen = PacketFlow {
             id: slot.id,
             to_server: forward,
-            established: slot.handshake & ESTABLISHED != 0,
+            established: if ip.protocol == 6 {
+                established_before
+            } else {
+                slot.handshake & ESTABLISHED != 0
+            },
             counters: crate::record::FlowCounters {
                 pkts_toserver: slot.fwd.packets,
                 pkts_toclient: slot.rev.packets,
@@ -1401,7 +1411,9 @@ mod tests {
         assert_eq!(f2.counters.pkts_toclient, 1);
         assert_eq!(f2.counters.start, Timestamp(1_000_000));
         let f3 = feed_vlan(2.0, &tcp(C, 40000, S, 80, 0x10), None).expect("flow");
-        assert!(f3.established);
+        assert!(!f3.established, "the handshake's own ACK");
+        let f4 = feed_vlan(2.1, &tcp(C, 40000, S, 80, 0x10), None).expect("flow");
+        assert!(f4.established);
         t.flush(&mut out);
         assert_eq!(out.len(), 1);
         let r = &out[0];
@@ -1411,11 +1423,11 @@ mod tests {
         assert_eq!(r.src_addr.to_string(), "10.0.0.9");
         assert_eq!(r.dst_addr.to_string(), "10.0.0.1");
         assert_eq!((r.src_port, r.dst_port, r.protocol), (40000, 80, 6));
-        assert_eq!((r.fwd.packets, r.fwd.bytes), (2, 2 * 154));
+        assert_eq!((r.fwd.packets, r.fwd.bytes), (3, 3 * 154));
         assert_eq!((r.rev.packets, r.rev.bytes), (1, 154));
         assert_eq!((r.fwd.tcp_flags, r.rev.tcp_flags), (0x12, 0x12));
         assert_eq!(r.start_time(), Timestamp(1_000_000));
-        assert_eq!(r.end_time(), Timestamp(2_000_000));
+        assert_eq!(r.end_time(), Timestamp(2_100_000));
         assert_eq!(r.rev.first, Timestamp(1_500_000));
         assert_eq!(r.fragments, 0);
         assert_eq!(r.end_reason, EndReason::EndOfInput);

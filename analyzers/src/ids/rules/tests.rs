@@ -407,6 +407,8 @@ fn flow_direction_and_established() {
 alert tcp any any -> any any (msg:"resp"; flow:established,to_client; content:"200"; sid:2;)
 alert tcp any any -> any any (msg:"early"; flow:not_established; content:"GET"; sid:3;)
 alert udp any any -> any any (msg:"udp est"; flow:established; sid:4;)
+alert tcp any any -> any any (msg:"bare ack"; flow:not_established,to_server; flags:A; dsize:0; sid:5;)
+alert tcp any any -> any any (msg:"bare ack est"; flow:established,to_server; flags:A; dsize:0; sid:6;)
 "#,
     );
     let c2s = |flags, p: &[u8]| frame(C, S, 6, &tcp(40000, 80, flags, p), &[]);
@@ -416,7 +418,13 @@ alert udp any any -> any any (msg:"udp est"; flow:established; sid:4;)
     r.feed(0.01, &c2s(0x18, b"GET /early"));
     assert_eq!(r.sids(), vec![3]);
     r.feed(0.02, &s2c(0x12, b""));
+    // The ACK that completes the handshake is not established yet (as in
+    // Suricata 7, which a SOC analyst's tour compared: moni called it
+    // established); a later bare ACK is.
     r.feed(0.03, &c2s(0x10, b""));
+    assert_eq!(r.sids(), vec![5]);
+    r.feed(0.035, &c2s(0x10, b""));
+    assert_eq!(r.sids(), vec![6]);
     r.feed(0.04, &c2s(0x18, b"GET / HTTP/1.1"));
     r.feed(0.05, &s2c(0x18, b"HTTP/1.1 200 OK"));
     // "GET" from the server and "200" from the client: wrong direction.
