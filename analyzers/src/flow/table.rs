@@ -634,8 +634,15 @@ impl FlowTable {
                     self.export(idx, EndReason::Idle, out);
                     self.insert(&key, packed, h, src_is_lo, pkt, &d.tunnels, out)
                 } else if pkt.ts.micros_since(st.start()) >= self.active_us {
+                    // The flow goes on in a new record, and its initiator
+                    // and handshake with it: a server's packet after the
+                    // split is still to the client, and established.
+                    let (initiator_is_lo, handshake) =
+                        (st.bits & INITIATOR_IS_LO != 0, st.handshake);
                     self.export(idx, EndReason::Active, out);
-                    self.insert(&key, packed, h, src_is_lo, pkt, &d.tunnels, out)
+                    let new = self.insert(&key, packed, h, initiator_is_lo, pkt, &d.tunnels, out);
+                    self.slots[new as usize].handshake = handshake;
+                    new
                 } else {
                     self.slots[idx as usize].bits |= REFERENCED;
                     idx
@@ -1204,6 +1211,52 @@ mod tests {
         t.flush(&mut out);
         assert_eq!(out[2].end_reason, EndReason::EndOfInput);
         assert_eq!(t.stats().exported_total(), 3);
+    }
+
+    /// A record split by the active timeout continues its flow: the
+    /// server's first packet after the split is to the client, and the
+    /// handshake holds (a server packet was called `to_server` and
+    /// `not_established` after 300 s, which silenced Suricata rules on
+    /// long connections).
+    #[test]
+    fn the_record_after_an_active_timeout_keeps_direction_and_handshake() {
+        let mut t = FlowTable::new(FlowConfig {
+            active_timeout_secs: 30,
+            idle_timeout_secs: 30,
+            ..FlowConfig::default()
+        });
+        let mut out = Vec::new();
+        let mut at = |t: &mut FlowTable, secs: f64, frame: &[u8], out: &mut Vec<FlowRecord>| {
+            let d = decode(LinkType::Ethernet, frame);
+            let pkt = FlowPacket {
+                ts: Timestamp((secs * 1e6) as i64),
+                wire_len: frame.len() as u32,
+                vnet: VnetId(0),
+                vlan_id: None,
+                hash: None,
+            };
+            t.observe(pkt, &d, out).expect("flow")
+        };
+        at(&mut t, 0.0, &tcp(C, 1000, S, 80, 0x02), &mut out);
+        at(&mut t, 0.1, &tcp(S, 80, C, 1000, 0x12), &mut out);
+        at(&mut t, 0.2, &tcp(C, 1000, S, 80, 0x10), &mut out);
+        for i in 1..=5 {
+            at(
+                &mut t,
+                f64::from(i) * 5.0,
+                &tcp(C, 1000, S, 80, 0x18),
+                &mut out,
+            );
+        }
+        // The server's packet at 31 s splits the record.
+        let after = at(&mut t, 31.0, &tcp(S, 80, C, 1000, 0x18), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end_reason, EndReason::Active);
+        assert!(!after.to_server && after.established, "{after:?}");
+        t.flush(&mut out);
+        let r = &out[1];
+        assert_eq!(r.src_addr.to_string(), "10.0.0.9", "the client still");
+        assert_eq!((r.fwd.packets, r.rev.packets), (0, 1));
     }
 
     /// Issue 15: the end reason does not depend on which other flows share

@@ -1268,7 +1268,10 @@ fn protocol_keywords_name_the_ip_version_as_suricata_does() {
     let mut v4 = r.sids();
     v4.sort();
     assert_eq!(v4, [1, 2, 5]);
-    r.feed(0.1, &frame6("2001:db8::1", "2001:db8::2", 58, &icmp(128, 0)));
+    r.feed(
+        0.1,
+        &frame6("2001:db8::1", "2001:db8::2", 58, &icmp(128, 0)),
+    );
     let mut v6 = r.sids();
     v6.sort();
     assert_eq!(v6, [1, 3, 4, 6]);
@@ -1278,6 +1281,9 @@ fn protocol_keywords_name_the_ip_version_as_suricata_does() {
         &Vars::default(),
     );
     let reasons: Vec<&str> = set.skipped.iter().map(|(_, s)| s.reason.as_str()).collect();
-    assert!(reasons[0].contains("reassembled TCP streams"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("reassembled TCP streams"),
+        "{reasons:?}"
+    );
     assert!(reasons[1].contains("no SCTP"), "{reasons:?}");
 }
