@@ -1226,7 +1226,7 @@ mod tests {
             ..FlowConfig::default()
         });
         let mut out = Vec::new();
-        let mut at = |t: &mut FlowTable, secs: f64, frame: &[u8], out: &mut Vec<FlowRecord>| {
+        let at = |t: &mut FlowTable, secs: f64, frame: &[u8], out: &mut Vec<FlowRecord>| {
             let d = decode(LinkType::Ethernet, frame);
             let pkt = FlowPacket {
                 ts: Timestamp((secs * 1e6) as i64),
