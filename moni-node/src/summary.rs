@@ -489,7 +489,7 @@ impl Summary {
             let _ = writeln!(
                 s,
                 "    {:<20} {:>12} {:>8} {:>8} {:>7} {:>7}  verdict",
-                "window (UTC s)", "vnets", "MOS prod", "MOS shad", "loss P", "loss S"
+                "window (UTC)", "vnets", "MOS prod", "MOS shad", "loss P", "loss S"
             );
             // A day-long capture has thousands of windows: the last ones
             // here, all of them in --json and in rtp_compare.
@@ -501,10 +501,16 @@ impl Summary {
                 );
             }
             for w in &c.windows[hidden..] {
+                // As `moni-collector compare` prints it, so the two tables
+                // can be read side by side.
+                let u = analyzers::Timestamp(w.window_start_us).utc();
                 let _ = writeln!(
                     s,
                     "    {:<20} {:>12} {:>8.2} {:>8.2} {:>6.1}% {:>6.1}%  {}",
-                    w.window_start_us / 1_000_000,
+                    format!(
+                        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                        u.year, u.month, u.day, u.hour, u.minute, u.second
+                    ),
                     format!("{}/{}", w.production, w.shadow),
                     w.mos_production,
                     w.mos_shadow,
