@@ -288,7 +288,11 @@ impl Engine {
             let frame = link
                 .filter(|_| self.alert_packet && whole)
                 .map(|l| (pkt.data, l.linktype()));
-            let info = PacketInfo { number, frame };
+            let info = PacketInfo {
+                number,
+                frame,
+                fragments: 0,
+            };
             sigs.observe_packet(pkt.ts, vnet, &d, flow, info, &mut self.alert_out);
             // An untunnelled fragment: the signatures also see its datagram
             // once whole, in the flow the fragments were counted in.
@@ -299,11 +303,19 @@ impl Engine {
                 fragment,
                 whole && d.tunnels.is_empty(),
             ) {
-                if let Reassembled::Datagram { decoded, frame, .. } =
-                    defrag.decode(link, pkt.ts, pkt.data, pkt.wire_len, &self.decode)
+                if let Reassembled::Datagram {
+                    decoded,
+                    frame,
+                    fragments,
+                    ..
+                } = defrag.decode(link, pkt.ts, pkt.data, pkt.wire_len, &self.decode)
                 {
                     let frame = self.alert_packet.then_some((frame, link.linktype()));
-                    let info = PacketInfo { number, frame };
+                    let info = PacketInfo {
+                        number,
+                        frame,
+                        fragments,
+                    };
                     sigs.observe_packet(pkt.ts, vnet, &decoded, flow, info, &mut self.alert_out);
                 }
             }

@@ -55,6 +55,8 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
         // As Suricata names them.
         47 => "GRE".to_string(),
         50 => "ESP".to_string(),
+        // An IPv6 fragment's protocol is its Fragment header's.
+        44 => "IPv6-Frag".to_string(),
         132 => "SCTP".to_string(),
         p => p.to_string(),
     };

@@ -144,6 +144,11 @@ pub struct PacketInfo<'a> {
     /// `linktype`). For a reassembled datagram, the datagram behind the
     /// first fragment's link header, as Suricata rebuilds it.
     pub frame: Option<(&'a [u8], u16)>,
+    /// For a reassembled datagram, the fragments it was put together
+    /// from (0 for a packet): a flow whose first datagram came in
+    /// fragments has counted them all, and the datagram is still its
+    /// first packet for the rules of addresses and ports alone.
+    pub fragments: u32,
 }
 
 /// Protocol classes a packet falls in, for the per-protocol rule lists.
@@ -500,11 +505,12 @@ impl Signatures {
         let first_of_direction = !flow_protocol
             || flow.is_none_or(|f| {
                 let c = f.counters;
-                if f.to_server {
-                    c.pkts_toserver == 1
+                let seen = if f.to_server {
+                    c.pkts_toserver
                 } else {
-                    c.pkts_toclient == 1
-                }
+                    c.pkts_toclient
+                };
+                seen <= u64::from(info.fragments.max(1))
             });
         for i in 0..self.candidates.len() {
             let r = self.candidates[i];
@@ -769,7 +775,22 @@ impl Signatures {
         let rule = &self.c.rules[r];
         let (category, severity) = &self.c.meta[r];
         let ip = d.ip;
-        let ports = d.ports();
+        // A fragment (matched on its IP header alone), as Suricata shows
+        // it: over IPv6 its protocol is the Fragment header's (44) and it
+        // has no ports; over IPv4 it keeps TCP's or UDP's number, with
+        // ports 0.
+        let fragment = ip.is_some_and(|i| i.fragment != Fragment::None);
+        let v6_fragment = fragment && ip.is_some_and(|i| i.src.is_ipv6());
+        let protocol = match ip {
+            Some(_) if v6_fragment => 44,
+            Some(i) => i.protocol,
+            None => 0,
+        };
+        let ports = if fragment {
+            matches!(protocol, 6 | 17 | 132).then_some((0, 0))
+        } else {
+            d.ports()
+        };
         let mut details = serde_json::json!({
             "gid": rule.gid,
             "payload_len": d.payload.len(),
@@ -818,7 +839,7 @@ impl Signatures {
             src_port: ports.map(|p| p.0),
             dst_addr: ip.map(|i| i.dst),
             dst_port: ports.map(|p| p.1),
-            protocol: ip.map_or(0, |i| i.protocol),
+            protocol,
             flow_id: flow.map(|f| f.id),
             vlans: d.vlans().to_vec(),
             details: details.to_string(),
