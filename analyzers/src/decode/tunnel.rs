@@ -167,6 +167,11 @@ pub struct Tunnels {
     /// `outer_fragment`), by which a sharded probe sends the datagram's
     /// later fragments after it.
     pub outer_fragment_id: u32,
+    /// How many of the inner packet's VLAN ids (the first) are the outer
+    /// packets' tags: the rest (an ERSPAN frame's original VLAN, the
+    /// inner frame's own tags) are the inner packet's, which Suricata's
+    /// EVE shows for an alert on it.
+    pub outer_vlans: u8,
 }
 
 /// Equal when the stacks read the same: the slots past `count` and
@@ -190,6 +195,7 @@ impl PartialEq for Tunnels {
                 && a.id.is_some() == b.id.is_some()
         }
         if self.count != other.count
+            || self.outer_vlans != other.outer_vlans
             || self.mpls_count != other.mpls_count
             || self.outer_fragment_id != other.outer_fragment_id
             || self.outer_fragment != other.outer_fragment
@@ -226,6 +232,7 @@ impl Tunnels {
         outer: None,
         outer_fragment: false,
         outer_fragment_id: 0,
+        outer_vlans: 0,
     };
 
     /// The layers crossed, outermost first.
@@ -383,6 +390,7 @@ impl TunnelStack<'_> {
             outer: Some((outer.src, outer.dst)),
             outer_fragment,
             outer_fragment_id,
+            outer_vlans: 0,
         };
         TunnelStack::owned(t)
     }
@@ -591,6 +599,9 @@ fn join_vlans(d: &mut Decoded<'_>, outer: [u16; 3], outer_count: u8, erspan: Opt
     }
     d.vlan_ids = vlans;
     d.vlan_count = n as u8;
+    if let TunnelStack::Owned(t) = &mut d.tunnels {
+        t.outer_vlans = outer_count;
+    }
 }
 
 #[inline(never)]

@@ -204,18 +204,49 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
                 obj.insert(key.into(), v.clone());
             }
         }
-        // The tunnel: EVE's `tunnel` object has the outer addresses and
-        // the depth; its type and id are in `alert.metadata`.
+        // The tunnel: EVE's `tunnel` object has the outer packet's
+        // addresses, protocol, depth and number, and `pkt_src` names the
+        // decoder the inner packet came from, as Suricata writes them; the
+        // tunnel's type and id are in `alert.metadata`.
         if let Some(kind) = &a.tunnel.tunnel_type {
             if let (Some(src), Some(dst)) = (a.tunnel.outer_src_addr, a.tunnel.outer_dst_addr) {
-                obj.insert(
-                    "tunnel".into(),
-                    json!({
-                        "src_ip": eve_ip(src),
-                        "dest_ip": eve_ip(dst),
-                        "depth": kind.split('/').count(),
-                    }),
-                );
+                let pcap_cnt = obj.get("pcap_cnt").cloned();
+                let mut tunnel = json!({
+                    "src_ip": eve_ip(src),
+                    "dest_ip": eve_ip(dst),
+                    "depth": kind.split('/').count(),
+                    "pkt_src": "wire/pcap",
+                });
+                if let Some(t) = tunnel.as_object_mut() {
+                    match kind.split('/').next().unwrap_or_default() {
+                        // GRE has no ports: Suricata writes 0.
+                        "gre" | "erspan2" | "erspan3" => {
+                            t.insert("proto".into(), "GRE".into());
+                            t.insert("src_port".into(), 0.into());
+                            t.insert("dest_port".into(), 0.into());
+                        }
+                        // The outer UDP ports are not kept.
+                        "vxlan" | "geneve" | "gtpu" => {
+                            t.insert("proto".into(), "UDP".into());
+                        }
+                        _ => {}
+                    }
+                    if let Some(n) = pcap_cnt {
+                        t.insert("pcap_cnt".into(), n);
+                    }
+                }
+                obj.insert("tunnel".into(), tunnel);
+                let inner_src = match kind.rsplit('/').next().unwrap_or_default() {
+                    "gre" | "erspan2" | "erspan3" => Some("gre tunnel"),
+                    "vxlan" => Some("vxlan encapsulation"),
+                    "geneve" => Some("geneve encapsulation"),
+                    "ipip" if src.is_ipv6() => Some("ipv6 tunnel"),
+                    "ipip" => Some("ipv4 tunnel"),
+                    _ => None,
+                };
+                if let Some(p) = inner_src {
+                    obj.insert("pkt_src".into(), p.into());
+                }
             }
         }
         if let Some(x) = src {

@@ -859,7 +859,14 @@ impl Signatures {
             dst_port: ports.map(|p| p.1),
             protocol,
             flow_id: flow.map(|f| f.id),
-            vlans: d.vlans().to_vec(),
+            // A tunnelled packet's own tags, without the outer packets'
+            // (Suricata 7's EVE on GRE and VXLAN: none where the outer
+            // frame was on VLAN 6).
+            vlans: d
+                .vlans()
+                .get(usize::from(d.tunnels.outer_vlans)..)
+                .unwrap_or_default()
+                .to_vec(),
             details: details.to_string(),
             tunnel: if d.tunnels.is_empty() {
                 crate::record::TunnelInfo::default()
