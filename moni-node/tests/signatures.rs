@@ -566,7 +566,17 @@ alert icmp any any -> any any (msg:\"both by_src\"; threshold: type both, track 
 alert icmp any any -> any any (msg:\"threshold by_dst\"; threshold: type threshold, track by_dst, count 100, seconds 10; sid:129;)
 alert icmp any any -> any any (msg:\"filter by_dst\"; detection_filter: track by_dst, count 100, seconds 10; sid:131;)
 ";
+    // Time-exceeded answers to a traceroute (each judged in Suricata) and
+    // IPv6 port unreachables (one ICMPv6 flow in Suricata too), crafted
+    // by the review of the change (`tests/data/icmp-errors.pcap`).
+    let crafted = root().join("moni-node/tests/data/icmp-errors.pcap");
+    let crafted = crafted.to_str().expect("path");
+    let icmp_rules = "\
+alert icmp any any -> any any (msg:\"icmp\"; sid:1;)
+alert icmp any any -> any any (msg:\"icmp thr\"; threshold: type threshold, track by_dst, count 3, seconds 60; sid:2;)
+";
     for (pcap, rules) in [
+        (crafted, icmp_rules),
         ("attack/evilfingers-nmap-UDP_SCAN.pcap", icmp_error_rules),
         ("general/zeek-ipv4-fragmented-3.pcap", frag_rules),
         ("voip/sip-ipv6-frag-sll.pcap", frag_rules),

@@ -8,16 +8,22 @@ use etherparse::{ether_type, EtherType, LaxSlicedPacket};
 use super::ip::{from_ether_type, from_sliced};
 use super::{be16, DecodeError, Decoded};
 
-/// The flow-key discriminator of a VLAN stack (outermost first, 1 to 3
-/// tags): the top bit set (a tunnel segment never has it), the number of
-/// tags in bits 29-30, the outer two ids in bits 0-23 and the low 5 bits
-/// of a third in bits 24-28. Distinct for every stack of one or two tags;
-/// two triple-tagged stacks that differ only in the third id's upper 7
-/// bits share it.
+/// The flow-key discriminator of a VLAN stack (outermost first): the top
+/// bit set (a tunnel segment never has it), the outer two ids in bits
+/// 0-23 and the low 7 bits of a third in bits 24-30; 0 when every id is 0.
+/// An id of 0 (a priority tag, as IP phones send) counts as no tag, as in
+/// Suricata, which keys flows on the ids with 0 for none: `[0]` is
+/// untagged and `[10, 0]` is `[10]`. Distinct for every stack of one or
+/// two ids; two triple-tagged stacks that differ only in the third id's
+/// upper 5 bits share it.
 pub(crate) fn segment(vlans: &[u16]) -> u32 {
     let id = |i: usize| u32::from(vlans.get(i).copied().unwrap_or(0) & 0x0fff);
-    let count = (vlans.len().min(3) as u32) << 29;
-    1 << 31 | count | (id(2) & 0x1f) << 24 | id(0) << 12 | id(1)
+    let s = (id(2) & 0x7f) << 24 | id(0) << 12 | id(1);
+    if s == 0 {
+        0
+    } else {
+        1 << 31 | s
+    }
 }
 
 /// An Ethernet frame through `etherparse` (the general path).

@@ -310,9 +310,14 @@ struct Dir {
 }
 
 impl Dir {
+    /// Counts one packet. A direction with no packet yet takes its
+    /// times from it, unless they were set when the record opened (the
+    /// initiator's side of a record that the active timeout opened on a
+    /// responder's packet keeps the record's start: `start()` must not
+    /// move later, or the next active timeout would come late).
     #[inline]
     fn add(&mut self, ts: i64, wire_len: u32) {
-        if self.packets == 0 {
+        if self.packets == 0 && self.first == 0 {
             self.first = ts;
             self.last = ts;
         } else {
@@ -482,13 +487,16 @@ impl FlowTable {
     }
 
     /// Changes timeouts and caps without dropping state (a smaller cap takes
-    /// effect as new flows arrive).
+    /// effect as new flows arrive). `vlan_tracking` stays as it is: it
+    /// changes every VLAN flow's key, which would give each live flow a
+    /// second record (a restart applies it).
     pub fn reconfigure(&mut self, config: FlowConfig) {
         self.idle_us = secs_to_us(config.idle_timeout_secs);
         self.active_us = secs_to_us(config.active_timeout_secs);
         self.linger_us = secs_to_us(config.tcp_end_linger_secs);
         self.config = FlowConfig {
             max_flows: config.max_flows.clamp(1, MAX_SLOTS),
+            vlan_tracking: self.config.vlan_tracking,
             ..config
         };
     }
@@ -1253,10 +1261,17 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].end_reason, EndReason::Active);
         assert!(!after.to_server && after.established, "{after:?}");
-        t.flush(&mut out);
+        // The client speaks again later: the record still starts at the
+        // server's packet, and the next split comes 30 s after it (it came
+        // 30 s after the client's packet, which moved the start).
+        at(&mut t, 40.0, &tcp(C, 1000, S, 80, 0x18), &mut out);
+        at(&mut t, 61.5, &tcp(C, 1000, S, 80, 0x18), &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[1].start_time(), Timestamp(31_000_000));
+        assert_eq!(out[1].end_reason, EndReason::Active);
+        assert_eq!((out[1].fwd.packets, out[1].rev.packets), (1, 1));
         let r = &out[1];
         assert_eq!(r.src_addr.to_string(), "10.0.0.9", "the client still");
-        assert_eq!((r.fwd.packets, r.rev.packets), (0, 1));
     }
 
     /// Issue 15: the end reason does not depend on which other flows share
@@ -1423,7 +1438,7 @@ mod tests {
         // Every stack of one or two tags has its own discriminator, and
         // none is a tunnel's (whose top bit is clear) or 0.
         let stacks: Vec<Vec<u16>> = vec![
-            vec![0],
+            vec![0, 100],
             vec![42],
             vec![10, 20],
             vec![10, 21],
@@ -1438,6 +1453,32 @@ mod tests {
             .collect();
         assert_eq!(segs.len(), stacks.len());
         assert!(segs.iter().all(|s| s >> 31 == 1));
+        // A priority tag (VLAN id 0, as IP phones send) is no VLAN: the
+        // same flow as untagged, as Suricata keys it; a trailing 0 adds
+        // nothing either.
+        assert_eq!(crate::decode::vlan::segment(&[0]), 0);
+        assert_eq!(
+            crate::decode::vlan::segment(&[10, 0]),
+            crate::decode::vlan::segment(&[10])
+        );
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        feed(
+            &mut t,
+            1.0,
+            &tagged(&tcp(C, 40000, S, 80, 0x02), &[0]),
+            &mut out,
+        );
+        feed(&mut t, 1.1, &tcp(S, 80, C, 40000, 0x12), &mut out);
+        t.flush(&mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        // A reload keeps the running choice (it would split every live
+        // VLAN flow): a restart applies it.
+        t.reconfigure(FlowConfig {
+            vlan_tracking: false,
+            ..FlowConfig::default()
+        });
+        assert!(t.config().vlan_tracking);
     }
 
     /// A flow's packets, bytes, flags, times, VLAN and fragment count

@@ -160,9 +160,16 @@ pub struct UnpairedWindow {
     pub window: RtpWindowRecord,
 }
 
+/// Packets a window must hold to count as lacking its twin: a call's first
+/// or last packets a few ms across a window boundary from the other VNet's
+/// copy (its path a little slower) make a window of a handful of packets
+/// that the other does not have, which is no loss.
+pub const MIN_UNPAIRED_PACKETS: u64 = 10;
+
 /// The windows of each production/shadow pair of VNets that the other VNet
 /// of the pair lacks, ordered by window, then stream. Windows in which the
-/// probe dropped packets are left out (it may have missed the twin).
+/// probe dropped packets are left out (it may have missed the twin), and
+/// windows of fewer than [`MIN_UNPAIRED_PACKETS`] packets.
 pub fn unpaired_windows(windows: &[RtpWindowRecord], vnets: &VnetMap) -> Vec<UnpairedWindow> {
     let by = by_vnet(windows, vnets);
     let mut out = Vec::new();
@@ -172,7 +179,10 @@ pub fn unpaired_windows(windows: &[RtpWindowRecord], vnets: &VnetMap) -> Vec<Unp
             let Some(hw) = by.get(&has) else { continue };
             let lw = by.get(&lacking).unwrap_or(&none);
             for (k, w) in hw {
-                if w.capture_drops == 0 && !lw.contains_key(k) {
+                if w.capture_drops == 0
+                    && w.quality.packets_received >= MIN_UNPAIRED_PACKETS
+                    && !lw.contains_key(k)
+                {
                     out.push(UnpairedWindow {
                         vnet: has,
                         lacking,
@@ -709,17 +719,27 @@ mod tests {
     fn windows_without_a_twin_are_listed_not_dropped() {
         let m = parse_vnet_map_spec("100=A:production,200=B:shadow").expect("spec");
         let vnets = VnetMap::new(&m, "default", Role::Monitor).expect("map");
+        let full = |vnet, t| {
+            let mut w = window(vnet, t, 4.4);
+            w.quality.packets_received = 500;
+            w
+        };
         let mut all = vec![
-            window(1, 0, 4.4),
-            window(2, 0, 4.4),
-            window(1, 10, 4.4), // the shadow went dark
-            window(1, 20, 4.4),
-            window(2, 20, 4.4),
-            window(2, 30, 4.4), // the shadow only
+            full(1, 0),
+            full(2, 0),
+            full(1, 10), // the shadow went dark
+            full(1, 20),
+            full(2, 20),
+            full(2, 30), // the shadow only
         ];
-        let mut lossy = window(1, 40, 1.0);
+        let mut lossy = full(1, 40);
         lossy.capture_drops = 3; // the probe may have missed its twin
         all.push(lossy);
+        // A call's last packets just past a boundary in production only
+        // (its copy a few ms faster in the shadow): no loss.
+        let mut edge = full(1, 50);
+        edge.quality.packets_received = MIN_UNPAIRED_PACKETS - 1;
+        all.push(edge);
         let u = unpaired_windows(&all, &vnets);
         let got: Vec<_> = u
             .iter()

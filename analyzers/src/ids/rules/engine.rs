@@ -502,23 +502,25 @@ impl Signatures {
         // packets of other protocols (GRE, ...) are each judged (Suricata
         // 7.0.10 on 4 GRE and 3 protocol-253 packets: an alert each).
         let flow_protocol = matches!(ip.protocol, 1 | 6 | 17 | 50 | 58 | 132);
-        // An ICMP error belongs, in Suricata, to the flow of the packet it
-        // quotes (a port unreachable to the probe's UDP flow), where it is
-        // nearly always that flow's first packet back: each is judged
-        // (moni's flow table keeps one ICMP flow for all of a host's
-        // unreachables, which judged the first alone: 0 alerts where
-        // Suricata gave 891 on an nmap UDP scan). Suricata skips the rarer
-        // error that travels a direction its quoted flow used already (a
-        // scanner's unreachable for the victim's reply); moni judges it.
-        let icmp_error = match d.transport {
-            Transport::Icmp { icmp_type, .. } if ip.protocol == 1 => {
-                matches!(icmp_type, 3 | 4 | 5 | 11 | 12)
-            }
-            Transport::Icmp { icmp_type, .. } if ip.protocol == 58 => {
-                matches!(icmp_type, 1..=4)
-            }
-            _ => false,
-        };
+        // An ICMPv4 error (unreachable, source quench, redirect, time
+        // exceeded, parameter problem) is judged on its own, as Suricata 7
+        // judges it (an unreachable in the flow of the TCP or UDP packet it
+        // quotes, where it is nearly always that flow's first packet back;
+        // the others outside any flow): moni's flow table keeps one ICMP
+        // flow for all of a host's unreachables, which judged the first
+        // alone (0 alerts where Suricata gave 891 on an nmap UDP scan; 1
+        // of 10 time-exceeded). ICMPv6 errors share an ICMPv6 flow in
+        // Suricata too. Suricata skips the rarer unreachable that travels
+        // a direction its quoted flow used already (a scanner's
+        // unreachable for the victim's reply); moni judges it.
+        let icmp_error = ip.protocol == 1
+            && matches!(
+                d.transport,
+                Transport::Icmp {
+                    icmp_type: 3 | 4 | 5 | 11 | 12,
+                    ..
+                }
+            );
         let first_of_direction = !flow_protocol
             || icmp_error
             || flow.is_none_or(|f| {
