@@ -481,6 +481,28 @@ fn a_fragmented_syn_is_matched_once_whole() {
     assert_eq!(packets, 3);
 }
 
+/// Suricata's EVE lines for `pcap` with `rules` (its log under `dir`).
+fn suricata_eve(pcap: &Path, rules: &Path, dir: &Path) -> Vec<serde_json::Value> {
+    let log = dir.join("suricata");
+    std::fs::create_dir_all(&log).expect("log dir");
+    let o = Command::new("suricata")
+        .args(["-k", "none", "--runmode", "single", "-r"])
+        .arg(pcap)
+        .arg("-S")
+        .arg(rules)
+        .arg("-l")
+        .arg(&log)
+        .output()
+        .expect("suricata (.ci/run installs it)");
+    assert!(
+        o.status.success(),
+        "suricata on {}: {}",
+        pcap.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eve(&log)
+}
+
 /// Each alert of an EVE file's lines as (sid, timestamp, source, source
 /// port, destination, destination port, protocol), sorted.
 fn alert_keys(events: &[serde_json::Value]) -> Vec<String> {
@@ -589,23 +611,7 @@ alert icmp any any -> any any (msg:\"icmp thr\"; threshold: type threshold, trac
         let dir = tempfile::tempdir().expect("tempdir");
         let rules_path = dir.path().join("case.rules");
         std::fs::write(&rules_path, rules).expect("rules");
-        let log = dir.path().join("suricata");
-        std::fs::create_dir_all(&log).expect("log dir");
-        let o = Command::new("suricata")
-            .args(["-k", "none", "--runmode", "single", "-r"])
-            .arg(c.join(pcap))
-            .arg("-S")
-            .arg(&rules_path)
-            .arg("-l")
-            .arg(&log)
-            .output()
-            .expect("suricata");
-        assert!(
-            o.status.success(),
-            "suricata on {pcap}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let suricata = eve(&log);
+        let suricata = suricata_eve(&c.join(pcap), &rules_path, dir.path());
         let (_out, events) = replay_rules(&c.join(pcap), &rules_path, "");
         assert_eq!(
             per_sid(&events),
@@ -639,18 +645,7 @@ fn tunnelled_alerts_show_the_tunnel_as_suricata_does() {
     )
     .expect("rules");
     let pcap = c.join("suricata-verify/bug-5633-gre-01/gre-udp.pcap");
-    let log = dir.path().join("suricata");
-    std::fs::create_dir_all(&log).expect("log dir");
-    let o = Command::new("suricata")
-        .args(["-k", "none", "--runmode", "single", "-r"])
-        .arg(&pcap)
-        .arg("-S")
-        .arg(&rules_path)
-        .arg("-l")
-        .arg(&log)
-        .output()
-        .expect("suricata (.ci/run installs it)");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let suricata = suricata_eve(&pcap, &rules_path, dir.path());
     let view = |events: &[serde_json::Value]| -> Vec<String> {
         events
             .iter()
@@ -667,7 +662,7 @@ fn tunnelled_alerts_show_the_tunnel_as_suricata_does() {
             })
             .collect()
     };
-    let want = view(&eve(&log));
+    let want = view(&suricata);
     let (_out, events) = replay_rules(&pcap, &rules_path, "");
     assert_eq!(want.len(), 2, "{want:?}");
     assert_eq!(view(&events), want);

@@ -1071,7 +1071,12 @@ mod tests {
     const C: [u8; 4] = [10, 0, 0, 9];
     const S: [u8; 4] = [10, 0, 0, 1];
 
-    fn feed(t: &mut FlowTable, secs: f64, frame: &[u8], out: &mut Vec<FlowRecord>) {
+    fn feed(
+        t: &mut FlowTable,
+        secs: f64,
+        frame: &[u8],
+        out: &mut Vec<FlowRecord>,
+    ) -> Option<PacketFlow> {
         let d = decode(LinkType::Ethernet, frame);
         let pkt = FlowPacket {
             ts: Timestamp((secs * 1e6) as i64),
@@ -1082,7 +1087,7 @@ mod tests {
             // checks it against its own in debug builds).
             hash: t.lookahead(VnetId(0), &d).map(|(_, h)| h),
         };
-        t.observe(pkt, &d, out);
+        t.observe(pkt, &d, out)
     }
 
     /// `inner` in VXLAN VNI `vni` between 192.0.2.1 and 192.0.2.2.
@@ -1235,15 +1240,7 @@ mod tests {
         });
         let mut out = Vec::new();
         let at = |t: &mut FlowTable, secs: f64, frame: &[u8], out: &mut Vec<FlowRecord>| {
-            let d = decode(LinkType::Ethernet, frame);
-            let pkt = FlowPacket {
-                ts: Timestamp((secs * 1e6) as i64),
-                wire_len: frame.len() as u32,
-                vnet: VnetId(0),
-                vlan_id: None,
-                hash: None,
-            };
-            t.observe(pkt, &d, out).expect("flow")
+            feed(t, secs, frame, out).expect("flow")
         };
         at(&mut t, 0.0, &tcp(C, 1000, S, 80, 0x02), &mut out);
         at(&mut t, 0.1, &tcp(S, 80, C, 1000, 0x12), &mut out);
