@@ -72,6 +72,9 @@ pub struct SeriesRow {
     pub window_start_unix: i64,
     pub window_secs: u32,
     pub streams: u64,
+    /// Packets the VNet's streams received in the window: how much the
+    /// window's MOS and loss rest on.
+    pub packets: u64,
     pub mos: f64,
     pub loss: f64,
 }
@@ -605,8 +608,8 @@ fn series(windows: &[RtpWindowRecord], map: &VnetMap) -> Vec<SeriesRow> {
     use std::collections::BTreeMap;
     /// (role order, VNet, window start in µs)
     type Key = (u8, String, i64);
-    /// (streams, MOS sum, loss sum, window width)
-    type Sums = (u64, f64, f64, u32);
+    /// (streams, MOS sum, loss sum, window width, packets)
+    type Sums = (u64, f64, f64, u32, u64);
     let mut acc: BTreeMap<Key, Sums> = BTreeMap::new();
     for w in windows {
         let v = map.get(w.id.vnet);
@@ -617,13 +620,14 @@ fn series(windows: &[RtpWindowRecord], map: &VnetMap) -> Vec<SeriesRow> {
         };
         let e = acc
             .entry((order, v.name.to_string(), w.window_start.micros()))
-            .or_insert((0, 0.0, 0.0, w.window_secs));
+            .or_insert((0, 0.0, 0.0, w.window_secs, 0));
         e.0 += 1;
         e.1 += w.quality.mos_cq;
         e.2 += w.quality.loss_ratio;
+        e.4 += w.quality.packets_received;
     }
     acc.into_iter()
-        .map(|((_, vnet, t), (n, mos, loss, secs))| {
+        .map(|((_, vnet, t), (n, mos, loss, secs, packets))| {
             let t = Timestamp(t);
             SeriesRow {
                 role: map
@@ -636,6 +640,7 @@ fn series(windows: &[RtpWindowRecord], map: &VnetMap) -> Vec<SeriesRow> {
                 window_start_unix: t.secs_floor(),
                 window_secs: secs,
                 streams: n,
+                packets,
                 mos: mos / n as f64,
                 loss: loss / n as f64,
             }

@@ -366,15 +366,16 @@ pub fn html(r: &Report, marks: &[Mark]) -> String {
     }
     s.push_str("</table>\n");
     stream_table(&mut s, r);
-    s.push_str("<h2>Per VNet</h2>\n<table>\n<tr><th>window (UTC)</th><th>VNet</th><th>role</th><th>streams</th><th>MOS-CQ</th><th>loss</th></tr>\n");
+    s.push_str("<h2>Per VNet</h2>\n<table>\n<tr><th>window (UTC)</th><th>VNet</th><th>role</th><th>streams</th><th>packets</th><th>MOS-CQ</th><th>loss</th></tr>\n");
     for row in &r.series {
         let _ = writeln!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.1}%</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.1}%</td></tr>",
             esc(&row.window_start),
             esc(&row.vnet),
             esc(&row.role),
             row.streams,
+            row.packets,
             row.mos,
             row.loss * 100.0
         );

@@ -376,6 +376,17 @@ fn a_shadow_that_loses_a_call_or_one_streams_quality_is_not_ready() {
     assert_eq!(summary(&r, "stream_windows"), 40);
     assert_eq!(summary(&r, "missing_in_shadow"), 0);
     assert_eq!(summary(&r, "stream_windows_production_better"), 0);
+    // Each VNet's packets per window: 8 streams of 50 packets a second
+    // for 45 s (the calls start 1 s into the first 10 s window).
+    let packets: Vec<u64> = r["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter(|x| x["vnet"] == "B")
+        .map(|x| x["packets"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(packets, [3600, 4000, 4000, 4000, 2400]);
+    assert_eq!(packets.iter().sum::<u64>(), 8 * 45 * 50);
 
     // Call bench-0 (SSRCs 0 and 1) never reaches B: its 2 streams' 5
     // windows each are missing in the shadow.
