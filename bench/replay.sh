@@ -137,6 +137,12 @@
 # 19.0x tshark; 183 MiB. Paired against the session's first build (1
 # worker, interleaved): VoIP 0.76x wall (0.79x CPU, 7 rounds), flow-heavy
 # 0.79x (0.81x CPU, 5 rounds), SYN scan of a /16 0.84x (3 rounds).
+# 2026-12-02, session 20 (same VM, one run, quiet; after the VLAN flow
+# key and the jitter buffers' recent minimum): IMIX 1 worker 1.19x
+# tcpdump (0.88 s), 2 workers 1.34x of one core, tshark 79.6x, VXLAN twin
+# 0.92x; flow-heavy 1 worker 0.40x, 2 workers 0.45x (1.57x of one core),
+# 1.46x softflowd, capped 0.77x, IDS on / off 0.82x (CPU, medians of 7);
+# VoIP 0.34x tcpdump, 19.8x tshark; 1 M SYN sources 183 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
