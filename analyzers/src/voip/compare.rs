@@ -168,10 +168,17 @@ pub const MIN_UNPAIRED_PACKETS: u64 = 10;
 
 /// The windows of each production/shadow pair of VNets that the other VNet
 /// of the pair lacks, ordered by window, then stream. Windows in which the
-/// probe dropped packets are left out (it may have missed the twin), and
+/// probe dropped packets are left out (it may have missed the twin): the
+/// window's own, or any window of the lacking VNet at that time (the
+/// probe that watched it, on another node maybe, was losing packets); and
 /// windows of fewer than [`MIN_UNPAIRED_PACKETS`] packets.
 pub fn unpaired_windows(windows: &[RtpWindowRecord], vnets: &VnetMap) -> Vec<UnpairedWindow> {
     let by = by_vnet(windows, vnets);
+    let lossy: std::collections::HashSet<(VnetId, i64)> = windows
+        .iter()
+        .filter(|w| w.capture_drops > 0)
+        .map(|w| (w.id.vnet, w.window_start.micros()))
+        .collect();
     let mut out = Vec::new();
     let none = BTreeMap::new();
     for (p, s) in vnet_pairs(vnets) {
@@ -182,6 +189,7 @@ pub fn unpaired_windows(windows: &[RtpWindowRecord], vnets: &VnetMap) -> Vec<Unp
                 if w.capture_drops == 0
                     && w.quality.packets_received >= MIN_UNPAIRED_PACKETS
                     && !lw.contains_key(k)
+                    && !lossy.contains(&(lacking, w.window_start.micros()))
                 {
                     out.push(UnpairedWindow {
                         vnet: has,
@@ -740,6 +748,14 @@ mod tests {
         let mut edge = full(1, 50);
         edge.quality.packets_received = MIN_UNPAIRED_PACKETS - 1;
         all.push(edge);
+        // Production's window at 60 s lacks its twin while the probe
+        // watching the shadow dropped packets (another stream's window
+        // says so): not the shadow's failure.
+        all.push(full(1, 60));
+        let mut other = full(2, 60);
+        other.id.ssrc = 8;
+        other.capture_drops = 12;
+        all.push(other);
         let u = unpaired_windows(&all, &vnets);
         let got: Vec<_> = u
             .iter()
@@ -758,7 +774,9 @@ mod tests {
         );
         assert_eq!(compare_windows(&all, &vnets, 0.1).len(), 2);
         let only_production: Vec<_> = all.iter().filter(|w| w.id.vnet.0 == 1).cloned().collect();
-        assert_eq!(unpaired_windows(&only_production, &vnets).len(), 3);
+        // A shadow that carried nothing lacks every full window the probe
+        // saw whole: 0, 10, 20 and 60.
+        assert_eq!(unpaired_windows(&only_production, &vnets).len(), 4);
     }
 
     #[test]
