@@ -569,6 +569,11 @@ fn merge_nodes(rows: Vec<RtpWindowRecord>) -> Vec<RtpWindowRecord> {
             *nj += 1;
         }
         m.capture_drops = m.capture_drops.max(r.capture_drops);
+        // The packets one probe saw: the mean of the nodes' counts, as the
+        // other values (two probes on the same traffic see the same).
+        q.packets_received = ((q.packets_received as f64 * k + o.packets_received as f64)
+            / (k + 1.0))
+            .round() as u64;
         *n += 1;
     }
     out
@@ -945,6 +950,11 @@ mod tests {
         j[1].quality.jitter_ms = 4.0;
         j[2].quality.jitter_ms = 8.0;
         assert_eq!(merge_nodes(j)[0].quality.jitter_ms, 6.0);
+        // Packets: the mean of the nodes' counts, not the first node's.
+        let mut p = vec![w(1, 2.0, 10), w(1, 2.0, 10)];
+        p[0].quality.packets_received = 500;
+        p[1].quality.packets_received = 490;
+        assert_eq!(merge_nodes(p)[0].quality.packets_received, 495);
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].quality.mos_cq, 1.5);
         assert!((out[0].quality.loss_ratio - 0.15).abs() < 1e-12);
