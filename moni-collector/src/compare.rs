@@ -89,6 +89,10 @@ pub struct WindowRow {
     pub mos_diff: f64,
     pub loss_production: f64,
     pub loss_shadow: f64,
+    /// Packets each VNet's streams received in the window (all its
+    /// streams, paired or not): what the window's figures rest on.
+    pub packets_production: u64,
+    pub packets_shadow: u64,
     pub verdict: String,
 }
 
@@ -605,6 +609,15 @@ pub fn report_limited(data: &Path, q: &CompareQuery, max_rows: usize) -> anyhow:
     let unpaired = unpaired_windows(&windows, &map);
     let mut r = build_report(q, tolerance, &pairs, &per, &unpaired, &map);
     r.series = series(&windows, &map);
+    for w in &mut r.windows {
+        let packets = |vnet: &str| {
+            r.series
+                .iter()
+                .find(|s| s.vnet == vnet && s.window_start_unix == w.window_start_unix)
+                .map_or(0, |s| s.packets)
+        };
+        (w.packets_production, w.packets_shadow) = (packets(&q.production), packets(&q.shadow));
+    }
     Ok(r)
 }
 
@@ -694,6 +707,8 @@ fn build_report(
                 mos_diff: w.mos_shadow - w.mos_production,
                 loss_production: w.loss_production,
                 loss_shadow: w.loss_shadow,
+                packets_production: 0,
+                packets_shadow: 0,
                 verdict: w.verdict.as_str().to_string(),
             })
             .collect(),
@@ -764,13 +779,21 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:<19}  {:>7}  {:>6}  {:>6}  {:>6}  {:>7}  {:>7}  verdict",
-            "window (UTC)", "streams", "MOS P", "MOS S", "diff", "loss P", "loss S"
+            "{:<19}  {:>7}  {:>6}  {:>6}  {:>6}  {:>7}  {:>7}  {:>7}  {:>7}  verdict",
+            "window (UTC)",
+            "streams",
+            "MOS P",
+            "MOS S",
+            "diff",
+            "loss P",
+            "loss S",
+            "pkts P",
+            "pkts S"
         );
         for w in &self.windows {
             let _ = writeln!(
                 s,
-                "{:<19}  {:>7}  {:>6.2}  {:>6.2}  {:>+6.2}  {:>6.1}%  {:>6.1}%  {}",
+                "{:<19}  {:>7}  {:>6.2}  {:>6.2}  {:>+6.2}  {:>6.1}%  {:>6.1}%  {:>7}  {:>7}  {}",
                 w.window_start,
                 w.streams,
                 w.mos_production,
@@ -778,6 +801,8 @@ impl Report {
                 w.mos_diff,
                 w.loss_production * 100.0,
                 w.loss_shadow * 100.0,
+                w.packets_production,
+                w.packets_shadow,
                 w.verdict
             );
         }

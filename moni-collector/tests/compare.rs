@@ -387,6 +387,18 @@ fn a_shadow_that_loses_a_call_or_one_streams_quality_is_not_ready() {
         .collect();
     assert_eq!(packets, [3600, 4000, 4000, 4000, 2400]);
     assert_eq!(packets.iter().sum::<u64>(), 8 * 45 * 50);
+    // And per window beside its verdict, for both VNets.
+    let per_window: Vec<(u64, u64)> = r["windows"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .map(|w| {
+            let n = |k: &str| w[k].as_u64().unwrap_or(0);
+            (n("packets_production"), n("packets_shadow"))
+        })
+        .collect();
+    assert_eq!(per_window[0], (3600, 3600));
+    assert_eq!(per_window[4], (2400, 2400));
 
     // Call bench-0 (SSRCs 0 and 1) never reaches B: its 2 streams' 5
     // windows each are missing in the shadow.
