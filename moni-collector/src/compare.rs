@@ -192,13 +192,11 @@ fn readiness(
     let n = per.len();
     let count = |v: Verdict| per.iter().filter(|w| w.verdict == v).count();
     let stream = |r: &RtpCompareRecord| {
-        let call = r
-            .call_id
-            .as_deref()
-            .map_or(String::new(), |c| format!(" (call {c})"));
-        format!(
-            "SSRC {:#010x} {}:{} -> {}:{}{call}",
-            r.ssrc, r.src_addr, r.src_port, r.dst_addr, r.dst_port
+        describe_stream(
+            r.ssrc,
+            (r.src_addr, r.src_port),
+            (r.dst_addr, r.dst_port),
+            r.call_id.as_deref(),
         )
     };
     let mut why = Vec::new();
@@ -207,20 +205,17 @@ fn readiness(
         .filter(|u| u.role == Role::Production)
         .collect();
     if let Some(first) = lacked.first() {
-        let w = &first.window;
-        let call =
-            w.id.call_id
-                .as_deref()
-                .map_or(String::new(), |c| format!(" (call {c})"));
+        let (w, id) = (&first.window, &first.window.id);
         why.push(format!(
             "shadow {s} lacked {} stream windows that production {p} carried, the first \
-             SSRC {:#010x} {}:{} -> {}:{}{call} at {}",
+             {} at {}",
             lacked.len(),
-            w.id.ssrc,
-            w.id.src_addr,
-            w.id.src_port,
-            w.id.dst_addr,
-            w.id.dst_port,
+            describe_stream(
+                id.ssrc,
+                (id.src_addr, id.src_port),
+                (id.dst_addr, id.dst_port),
+                id.call_id.as_deref()
+            ),
             fmt_time(w.window_start)
         ));
     }
@@ -265,6 +260,17 @@ fn readiness(
             count(Verdict::ShadowBetter)
         ),
     )
+}
+
+/// A stream as a reason names it: `SSRC 0x... SRC:PORT -> DST:PORT (call ID)`.
+fn describe_stream(
+    ssrc: u32,
+    (src, sport): (std::net::IpAddr, u16),
+    (dst, dport): (std::net::IpAddr, u16),
+    call_id: Option<&str>,
+) -> String {
+    let call = call_id.map_or(String::new(), |c| format!(" (call {c})"));
+    format!("SSRC {ssrc:#010x} {src}:{sport} -> {dst}:{dport}{call}")
 }
 
 /// `YYYY-MM-DD HH:MM:SS` UTC.
@@ -609,14 +615,17 @@ pub fn report_limited(data: &Path, q: &CompareQuery, max_rows: usize) -> anyhow:
     let unpaired = unpaired_windows(&windows, &map);
     let mut r = build_report(q, tolerance, &pairs, &per, &unpaired, &map);
     r.series = series(&windows, &map);
+    // Each window's packets per VNet, from the series (a lookup each: a
+    // day's store has thousands of windows).
+    let packets: std::collections::HashMap<(&str, i64), u64> = r
+        .series
+        .iter()
+        .map(|s| ((s.vnet.as_str(), s.window_start_unix), s.packets))
+        .collect();
+    let of = |vnet: &str, t: i64| packets.get(&(vnet, t)).copied().unwrap_or(0);
     for w in &mut r.windows {
-        let packets = |vnet: &str| {
-            r.series
-                .iter()
-                .find(|s| s.vnet == vnet && s.window_start_unix == w.window_start_unix)
-                .map_or(0, |s| s.packets)
-        };
-        (w.packets_production, w.packets_shadow) = (packets(&q.production), packets(&q.shadow));
+        let t = w.window_start_unix;
+        (w.packets_production, w.packets_shadow) = (of(&q.production, t), of(&q.shadow, t));
     }
     Ok(r)
 }
