@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use analyzers::record::{RtpQuality, RtpStreamId, RtpWindowRecord};
 use analyzers::vnet::{Role, VnetMap};
 use analyzers::voip::compare::{
-    compare_windows, per_window, unpaired_windows, RtpCompareRecord, UnpairedWindow, Verdict,
-    WindowVerdict,
+    compare_windows, mos_difference, per_window, unpaired_windows, MosDifference, RtpCompareRecord,
+    UnpairedWindow, Verdict, WindowVerdict,
 };
 use analyzers::voip::jitter_buffer::Model as JbModel;
 use analyzers::Timestamp;
@@ -159,6 +159,41 @@ pub struct Summary {
     pub ready: bool,
     /// Why, in one line.
     pub ready_reason: String,
+    /// How much the evidence says: the streams paired and their calls,
+    /// and the mean over the streams of the shadow's MOS minus
+    /// production's with its 95% interval (none with fewer than two
+    /// streams), as `MosDifference` computes them.
+    pub streams: usize,
+    pub calls: usize,
+    pub mos_diff_mean: Option<f64>,
+    pub mos_diff_ci95_low: Option<f64>,
+    pub mos_diff_ci95_high: Option<f64>,
+    /// `high` when that interval lies above minus the tolerance (the shadow
+    /// is not worse by more than it, at 95% confidence), `low` otherwise.
+    pub confidence: &'static str,
+    /// Why the confidence is low (empty when high).
+    pub confidence_reason: String,
+}
+
+/// The confidence line of the table and the HTML report.
+pub(crate) fn evidence_line(m: &Summary) -> String {
+    let Some(mean) = m.mos_diff_mean else {
+        return "evidence: no stream paired; confidence: low".into();
+    };
+    let ci = match (m.mos_diff_ci95_low, m.mos_diff_ci95_high) {
+        (Some(lo), Some(hi)) => format!(", 95% interval {lo:+.3} .. {hi:+.3}"),
+        _ => String::new(),
+    };
+    let why = if m.confidence_reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", m.confidence_reason)
+    };
+    format!(
+        "evidence: {} streams in {} calls, {} stream windows; mean MOS difference \
+         (shadow - production) {mean:+.3}{ci}; confidence: {}{why}",
+        m.streams, m.calls, m.stream_windows, m.confidence
+    )
 }
 
 /// The readiness answer and its reason, from the verdicts of the windows
@@ -391,6 +426,16 @@ pub fn load_windows_limited(
     };
     let from = q.from.as_deref().map(parse_time).transpose()?;
     let to = q.to.as_deref().map(parse_time).transpose()?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f >= t {
+            bail!("--from must be before --to (the range is empty)");
+        }
+    }
+    if let Some(n) = q.node.as_deref() {
+        if !crate::config::safe_component(n) {
+            bail!("--node {n:?} is not a node name (letters, digits, '-', '_' or '.')");
+        }
+    }
     let root = data.join("rtp_windows");
     if !root.is_dir() {
         bail!("no rtp_windows dataset under {}", data.display());
@@ -691,7 +736,12 @@ fn build_report(
             per.iter().filter(|w| w.verdict == v).count() as f64 / n as f64
         }
     };
-    let (ready, ready_reason) = readiness(q, tolerance, per, pairs, unpaired);
+    let (ready, mut ready_reason) = readiness(q, tolerance, per, pairs, unpaired);
+    let diff: Option<MosDifference> = mos_difference(pairs, tolerance);
+    if let Some(d) = diff.as_ref().filter(|d| ready && !d.confident) {
+        // A yes on thin evidence says so where it is read.
+        ready_reason.push_str(&format!("; but confidence is low: {}", d.why_low));
+    }
     let missing = |r: Role| unpaired.iter().filter(|u| u.role == r).count();
     let worst = |f: fn(&WindowVerdict) -> f64| {
         per.iter()
@@ -774,6 +824,19 @@ fn build_report(
             worst_shadow: worst(|w| w.mos_shadow),
             ready,
             ready_reason,
+            streams: diff.as_ref().map_or(0, |d| d.streams),
+            calls: diff.as_ref().map_or(0, |d| d.calls),
+            mos_diff_mean: diff.as_ref().map(|d| d.mean),
+            mos_diff_ci95_low: diff.as_ref().and_then(|d| d.ci95).map(|c| c.0),
+            mos_diff_ci95_high: diff.as_ref().and_then(|d| d.ci95).map(|c| c.1),
+            confidence: if diff.as_ref().is_some_and(|d| d.confident) {
+                "high"
+            } else {
+                "low"
+            },
+            confidence_reason: diff
+                .as_ref()
+                .map_or_else(|| "no stream paired".to_string(), |d| d.why_low.clone()),
         },
     }
 }
@@ -840,6 +903,7 @@ impl Report {
                 p.0, p.1, sh.0, sh.1
             );
         }
+        let _ = writeln!(s, "{}", evidence_line(m));
         let _ = writeln!(
             s,
             "ready: {} ({})",

@@ -248,6 +248,15 @@ fn read_token(
     if token.len() < 16 {
         return Err(invalid(key, format!("{who}: at least 16 characters")));
     }
+    // A header carries no space or control character inside a token (RFC
+    // 6750's token68): such a token passed the check and could never
+    // authenticate.
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            key,
+            format!("{who}: only printable ASCII without spaces (it is sent in a header)"),
+        ));
+    }
     Ok(token)
 }
 
@@ -473,6 +482,15 @@ impl CollectorConfig {
                 ))
             }
         };
+        // The data directory is made at start when missing; a file in its
+        // place passed `check-config` and then failed `serve`.
+        let d = &self.server.data_dir;
+        if d.exists() && !d.is_dir() {
+            return Err(invalid(
+                "server.data_dir",
+                format!("{} exists and is not a directory", d.display()),
+            ));
+        }
         Ok(Settings {
             listen,
             data_dir: self.server.data_dir.clone(),
@@ -526,6 +544,32 @@ mod tests {
         assert_eq!(
             e,
             "config key nodes.id: \"n1\" is given to two [[nodes]] entries"
+        );
+    }
+
+    /// From a hostile-input tour: both passed `check-config` and then
+    /// failed (a token that can never authenticate; `serve` on a file).
+    #[test]
+    fn a_token_with_spaces_and_a_data_dir_that_is_a_file_are_refused() {
+        let e = resolve("[[nodes]]\nid = \"n1\"\ntoken = \"aaaaaaaa bbbbbbbbbbbb\"\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("config key nodes.token: node n1: only printable ASCII"),
+            "{e}"
+        );
+        let f = tempfile::NamedTempFile::new().expect("file");
+        let e = resolve(&format!(
+            "[server]\ndata_dir = \"{}\"\n[[nodes]]\nid = \"n1\"\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\n",
+            f.path().display()
+        ))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            e.contains("server.data_dir") && e.contains("is not a directory"),
+            "{e}"
         );
     }
 

@@ -330,6 +330,7 @@ pub fn html(r: &Report, marks: &[Mark]) -> String {
         if m.ready { "yes" } else { "no" },
         esc(&m.ready_reason)
     );
+    let _ = writeln!(s, "<p>{}.</p>", esc(&crate::compare::evidence_line(m)));
     if !marks.is_empty() {
         let list: Vec<String> = marks
             .iter()

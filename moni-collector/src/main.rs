@@ -121,6 +121,21 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Serve { config } => {
+            // A panic in a request's task (a decoder on a corrupt upload)
+            // is answered as a refusal; the log gets one line, not a
+            // backtrace per upload.
+            std::panic::set_hook(Box::new(|info| {
+                let at = info
+                    .location()
+                    .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+                let msg = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!("A task panicked{at}: {msg}");
+            }));
             let settings = match CollectorConfig::load(&config).and_then(|c| c.resolve()) {
                 Ok(s) => s,
                 Err(e) => {

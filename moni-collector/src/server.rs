@@ -220,12 +220,13 @@ async fn reload_on_sighup(tls: Arc<tls::Reloadable>) {
     }
 }
 
-/// The bearer token of a request.
+/// The bearer token of a request (the scheme's name in any case, as RFC
+/// 9110 has it: `bearer` from a client that writes it so is no other
+/// scheme).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// With mutual TLS: the upload's token must name a node that the client
@@ -314,10 +315,7 @@ async fn ingest(
         st.metrics.rejected.with_label_values(&[reason]).inc();
         json_error(status, message)
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let token = bearer(&headers);
     let Some(node) = token.and_then(|t| st.settings.tokens.get(t)).cloned() else {
         return reject(
             StatusCode::UNAUTHORIZED,
@@ -415,6 +413,15 @@ async fn ingest(
             }
         },
         Ok(Err(e)) => Err(e),
+        // Reading the upload panicked: the Parquet and Arrow decoders
+        // trust some of a file's offsets, and a corrupt file can break
+        // them. It is the file, not the storage: refused (422), so that
+        // the node sets it aside instead of retrying it forever ahead of
+        // every later file.
+        Err(e) if e.is_panic() => Err(IngestError::NotParquet(format!(
+            "the Parquet decoder failed on it: {}",
+            panic_message(e.into_panic())
+        ))),
         Err(e) => Err(IngestError::Io(e.to_string())),
     };
     let stored = match res {
@@ -518,7 +525,18 @@ enum Receive {
 /// the client gets the 5xx answer instead of a broken connection.
 async fn receive(body: Body, tmp: &std::path::Path, max: u64) -> Result<String, Receive> {
     let mut failed: Option<std::io::Error> = None;
-    let mut f = match tokio::fs::File::create(tmp).await {
+    let mut created = tokio::fs::File::create(tmp).await;
+    if let (Err(e), Some(dir)) = (&created, tmp.parent()) {
+        // `.incoming` removed under the running service (a clean-up of the
+        // data directory): made again, instead of refusing every upload
+        // until a restart.
+        if e.kind() == std::io::ErrorKind::NotFound && tokio::fs::create_dir_all(dir).await.is_ok()
+        {
+            tracing::warn!(dir = %dir.display(), "The uploads' staging directory was gone; made it again.");
+            created = tokio::fs::File::create(tmp).await;
+        }
+    }
+    let mut f = match created {
         Ok(f) => Some(f),
         Err(e) => {
             failed = Some(e);
@@ -566,4 +584,12 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(8192)
+}
+
+/// The message of a caught panic (`panic!` with a string or a format).
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

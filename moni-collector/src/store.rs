@@ -78,6 +78,16 @@ pub enum IngestError {
     SchemaMismatch { dataset: String, detail: String },
     #[error("column {column} is NOT NULL in dataset {dataset} but holds nulls")]
     NullInRequired { dataset: String, column: String },
+    /// A value no node writes: a MOS outside 1..5, a ratio outside 0..1,
+    /// an infinite or NaN measurement, a time outside the years 1970 to
+    /// 9999. Stored, it would skew every comparison and partition.
+    #[error("column {column} of dataset {dataset} holds {value}, {why}")]
+    BadValue {
+        dataset: String,
+        column: String,
+        value: String,
+        why: &'static str,
+    },
     #[error("name {0:?} is not allowed in a path (letters, digits, '-', '_' or '.', at most 64; not NULL or __HIVE_DEFAULT_PARTITION__, which readers take for NULL)")]
     BadName(String),
     #[error("content hash mismatch: header {header}, body {body}")]
@@ -122,6 +132,7 @@ impl IngestError {
             | IngestError::SchemaVersion { .. }
             | IngestError::SchemaMismatch { .. }
             | IngestError::NullInRequired { .. }
+            | IngestError::BadValue { .. }
             | IngestError::TooManyPartitions { .. }
             | IngestError::TooManyVnets { .. } => 422,
         }
@@ -136,6 +147,7 @@ impl IngestError {
             IngestError::SchemaVersion { .. } => "schema_version",
             IngestError::SchemaMismatch { .. } => "schema_mismatch",
             IngestError::NullInRequired { .. } => "null_in_required",
+            IngestError::BadValue { .. } => "bad_value",
             IngestError::BadName(_) => "bad_name",
             IngestError::HashMismatch { .. } => "hash_mismatch",
             IngestError::TooManyRows { .. } => "too_many_rows",
@@ -555,7 +567,64 @@ const FLUSH_ONE: usize = 4 << 20;
 const FLUSH_ALL: usize = 64 << 20;
 const HOUR_US: i64 = 3_600_000_000;
 /// Rows decoded at a time (16 Ki rows of 1 kB strings: 16 MB).
-const BATCH_ROWS: usize = 16_384;
+const BATCH_ROWS: usize = 2_048;
+
+/// Refuses values no node writes ([`IngestError::BadValue`]): in a
+/// floating-point column, infinities anywhere, and by the column's name, a
+/// MOS (`mos*`, `remote_mos*`) outside 1 to 5 or NaN, a ratio (`loss*`,
+/// `*_ratio`, `*_density`, `remote_fraction_lost`) outside 0 to 1 or NaN;
+/// in a timestamp column, a time outside the years 1970 to 9999 (stored,
+/// it would open a partition named after the year -290308).
+fn check_values(dataset: &str, want: &Schema, batch: &RecordBatch) -> Result<(), IngestError> {
+    /// 1970-01-01 and 10000-01-01 in microseconds since the epoch.
+    const TIME_US: std::ops::Range<i64> = 0..253_402_300_800_000_000;
+    let bad = |column: &str, value: String, why| IngestError::BadValue {
+        dataset: dataset.to_string(),
+        column: column.to_string(),
+        value,
+        why,
+    };
+    for (f, c) in want.fields().iter().zip(batch.columns()) {
+        let name = f.name().as_str();
+        match c.data_type() {
+            DataType::Float64 => {
+                let Some(a) = c.as_any().downcast_ref::<Float64Array>() else {
+                    continue;
+                };
+                let mos = name.starts_with("mos") || name.starts_with("remote_mos");
+                let ratio = name.starts_with("loss")
+                    || name.ends_with("_ratio")
+                    || name.ends_with("_density")
+                    || name == "remote_fraction_lost";
+                for v in a.iter().flatten() {
+                    if v.is_infinite() {
+                        return Err(bad(name, v.to_string(), "not a finite number"));
+                    }
+                    if mos && !(1.0..=5.0).contains(&v) {
+                        return Err(bad(name, v.to_string(), "not a MOS (1 to 5)"));
+                    }
+                    if ratio && !(0.0..=1.0).contains(&v) {
+                        return Err(bad(name, v.to_string(), "not a ratio (0 to 1)"));
+                    }
+                }
+            }
+            DataType::Timestamp(_, _) => {
+                let Some(a) = c.as_any().downcast_ref::<TimestampMicrosecondArray>() else {
+                    continue;
+                };
+                if let Some(v) = a.iter().flatten().find(|v| !TIME_US.contains(v)) {
+                    return Err(bad(
+                        name,
+                        format!("{v} us since 1970"),
+                        "not a time between the years 1970 and 9999",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// Validates the uploaded file at `upload` (SHA-256 `hash`) and splits it
 /// by VNet and hour into Parquet parts named by the hash, written under
@@ -666,6 +735,7 @@ pub fn prepare(
                 });
             }
         }
+        check_values(dataset, &want, &batch)?;
         // A version-2 upload lacks the tunnel columns: null for them.
         let mut columns = batch.columns().to_vec();
         for f in want.fields().iter().skip(columns.len()) {

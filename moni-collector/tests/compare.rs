@@ -376,6 +376,11 @@ fn a_shadow_that_loses_a_call_or_one_streams_quality_is_not_ready() {
     assert_eq!(summary(&r, "stream_windows"), 40);
     assert_eq!(summary(&r, "missing_in_shadow"), 0);
     assert_eq!(summary(&r, "stream_windows_production_better"), 0);
+    // The evidence: 8 streams in 4 calls, identical in both VNets.
+    assert_eq!((summary(&r, "streams"), summary(&r, "calls")), (8, 4));
+    assert_eq!(r["summary"]["mos_diff_mean"], 0.0);
+    assert_eq!(r["summary"]["mos_diff_ci95_low"], 0.0);
+    assert_eq!(r["summary"]["confidence"], "high", "{}", r["summary"]);
     // Each VNet's packets per window: 8 streams of 50 packets a second
     // for 45 s (the calls start 1 s into the first 10 s window).
     let packets: Vec<u64> = r["series"]
@@ -438,6 +443,12 @@ fn a_shadow_that_loses_a_call_or_one_streams_quality_is_not_ready() {
     assert_eq!(verdicts, ["equal"; 5], "the mean hides it");
     assert_eq!(r["summary"]["ready"], false, "{}", r["summary"]);
     assert_eq!(summary(&r, "stream_windows_production_better"), 5);
+    // One stream of eight far worse: the mean over streams is below zero
+    // and its interval reaches past the tolerance.
+    let mean = r["summary"]["mos_diff_mean"].as_f64().unwrap_or(0.0);
+    let low = r["summary"]["mos_diff_ci95_low"].as_f64().unwrap_or(0.0);
+    assert!(mean < -0.02 && low < -0.1, "{}", r["summary"]);
+    assert_eq!(r["summary"]["confidence"], "low", "{}", r["summary"]);
     let why = r["summary"]["ready_reason"].as_str().unwrap_or("");
     assert!(
         why.starts_with("production was better for 5 of 40 stream windows")

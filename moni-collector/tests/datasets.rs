@@ -82,10 +82,16 @@ fn column(d: &Dataset, f: &Field) -> ArrayRef {
             rows.map(|i| (!null(i)).then_some(-(seed as i64) * 1000 + i as i64))
                 .collect::<Vec<_>>(),
         )),
-        DataType::Float64 => Arc::new(Float64Array::from(
-            rows.map(|i| (!null(i)).then_some(seed as f64 + i as f64 / 8.0))
-                .collect::<Vec<_>>(),
-        )),
+        DataType::Float64 => {
+            // Values a node writes (the collector refuses a MOS outside 1
+            // to 5 and a ratio outside 0 to 1), distinct per column.
+            let frac = |i: usize| (seed % 61) as f64 / 64.0 + i as f64 / 1024.0;
+            let mos = name.starts_with("mos") || name.starts_with("remote_mos");
+            Arc::new(Float64Array::from(
+                rows.map(|i| (!null(i)).then(|| if mos { 1.0 + 4.0 * frac(i) } else { frac(i) }))
+                    .collect::<Vec<_>>(),
+            ))
+        }
         DataType::Boolean => Arc::new(BooleanArray::from(
             rows.map(|i| (!null(i)).then_some(i % 2 == 0))
                 .collect::<Vec<_>>(),

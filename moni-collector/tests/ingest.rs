@@ -280,6 +280,33 @@ fn every_refusal_is_clear_stores_nothing_and_the_collector_keeps_serving() {
             "__HIVE_DEFAULT_PARTITION__",
         ),
         ("too large", "bins", big, Some(TOKEN), 413, "bytes"),
+        // From a hostile-input tour: a mutated flows file on which the
+        // Parquet decoder panics ("offset + len out of bounds") was
+        // answered 503, which the node retries forever.
+        (
+            "a file the decoder panics on",
+            "flows",
+            test_data("corrupt-flows.parquet"),
+            Some(TOKEN),
+            422,
+            "the Parquet decoder failed on it",
+        ),
+        (
+            "MOS NaN and infinite, loss above 1",
+            "rtp_windows",
+            test_data("rtp-windows-nan-mos.parquet"),
+            Some(TOKEN),
+            422,
+            "of dataset rtp_windows holds",
+        ),
+        (
+            "times in the year -290308",
+            "flows",
+            test_data("flows-year-minus-290308.parquet"),
+            Some(TOKEN),
+            422,
+            "not a time between the years 1970 and 9999",
+        ),
     ];
     for (what, dataset, body, token, status, needle) in cases {
         let (got, text) = c.upload(dataset, body, token);
@@ -315,6 +342,7 @@ fn every_refusal_is_clear_stores_nothing_and_the_collector_keeps_serving() {
         "bad_name",
         "too_large",
         "hash_mismatch",
+        "bad_value",
     ] {
         assert!(
             metrics.contains(&format!(
@@ -336,6 +364,19 @@ fn every_refusal_is_clear_stores_nothing_and_the_collector_keeps_serving() {
     let v: serde_json::Value = serde_json::from_str(&b2).expect("json");
     assert_eq!(v["already_stored"], v["parts"]);
     assert_eq!(c.stored_files(), stored, "stored once");
+    // The staging directory removed under the running collector (a
+    // clean-up of the data directory) is made again, not a 503 for every
+    // upload until a restart.
+    std::fs::remove_dir_all(c.data.join(".incoming")).expect("remove .incoming");
+    let (s3, b3) = c.upload("bins", bins, Some(TOKEN));
+    assert_eq!(s3, 201, "{b3}");
+}
+
+fn test_data(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 #[test]

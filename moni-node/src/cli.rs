@@ -261,6 +261,17 @@ fn set_vars(c: &mut NodeConfig, vars: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// The first file of `files` that names the same file as one before it
+/// (by its canonical path: `a.pcap` and `./a.pcap` are one; `-` is stdin,
+/// which cannot be read twice either).
+fn given_twice(files: &[PathBuf]) -> Option<&PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    files.iter().find(|f| {
+        let key = std::fs::canonicalize(f).unwrap_or_else(|_| f.to_path_buf());
+        !seen.insert(key)
+    })
+}
+
 fn check_rules(args: CheckRulesArgs) -> ExitCode {
     use analyzers::ids::rules::{RuleSet, Vars};
     let mut config = match &args.config {
@@ -331,6 +342,11 @@ fn check_rules(args: CheckRulesArgs) -> ExitCode {
             "error: no rule loaded ({} skipped: the reasons are above)",
             set.skipped.len()
         );
+        return ExitCode::from(1);
+    }
+    if set.rules.is_empty() {
+        // Nor is a file without any rule line (empty, or comments only).
+        eprintln!("error: no rule loaded: the files hold no rule line");
         return ExitCode::from(1);
     }
     if args.strict && !set.skipped.is_empty() {
@@ -408,6 +424,12 @@ fn run_replay(args: ReplayArgs) -> ExitCode {
             eprintln!("error: --filter: bad BPF filter {filter:?}: {e}");
             return ExitCode::from(2);
         }
+    }
+    if let Some(twice) = given_twice(&args.files) {
+        // One input read twice counts every packet twice, and its flows and
+        // calls as if they had happened twice.
+        eprintln!("error: {} is given twice", twice.display());
+        return ExitCode::from(2);
     }
     if let Err(e) = prepare_out_dir(&config.output.dir, args.append, args.overwrite) {
         eprintln!("error: {e}");

@@ -124,6 +124,25 @@ fn missing_file_is_one_error_line_and_others_still_replay() {
     assert_eq!(j["packets"], 1446);
 }
 
+/// The same file twice (also under two spellings) would count each of
+/// its packets twice: refused before anything is written.
+#[test]
+fn a_file_given_twice_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = sample("background.pcap");
+    let again = f.parent().expect("dir").join(".").join("background.pcap");
+    let out = dir.path().join("out");
+    let o = moni(&["replay", "--out", p(&out), p(&f), p(&again)]);
+    assert_eq!(o.status.code(), Some(2));
+    let lines = stderr_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].ends_with("background.pcap is given twice"),
+        "{lines:?}"
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
 #[test]
 fn a_file_that_is_not_a_capture_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1213,6 +1232,22 @@ fn check_rules_fails_when_no_rule_loads() {
         errors,
         ["error: no rule loaded (2 skipped: the reasons are above)"]
     );
+    // Nor does an empty file (or comments only) pass as a rule set.
+    let empty = tmp.path().join("empty.rules");
+    std::fs::write(&empty, "# nothing yet\n").expect("write");
+    let o = moni(&["check-rules", p(&empty)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr_lines(&o)
+        .iter()
+        .any(|l| l == "error: no rule loaded: the files hold no rule line"));
+    // A byte-order mark before the first rule is no part of its action.
+    let bom = tmp.path().join("bom.rules");
+    std::fs::write(
+        &bom,
+        "\u{feff}alert udp any any -> any any (msg:\"udp\"; sid:1;)\n",
+    )
+    .expect("write");
+    assert!(moni(&["check-rules", "--strict", p(&bom)]).status.success());
     let mixed = tmp.path().join("mixed.rules");
     std::fs::write(
         &mixed,

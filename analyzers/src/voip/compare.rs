@@ -231,6 +231,114 @@ pub fn per_window(records: &[RtpCompareRecord], tolerance: f64) -> Vec<WindowVer
     t.windows()
 }
 
+/// How much the paired streams say: the mean of the shadow's MOS minus
+/// production's over the streams paired, with its 95% confidence interval,
+/// and whether that interval rules out a shadow worse by more than the
+/// tolerance.
+///
+/// The unit of evidence is the stream (SSRC and addresses), each the mean
+/// of its windows' differences, not the window: the windows of one call
+/// share its path, codec and talkers, so counting each as independent would
+/// make one long call look like proof. With fewer than two streams there is
+/// no interval, and the confidence is low whatever the verdicts were.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MosDifference {
+    pub streams: usize,
+    /// Calls of the streams (by Call-ID; a stream without one counts as a
+    /// call of its own).
+    pub calls: usize,
+    pub stream_windows: usize,
+    /// Shadow minus production, mean over the streams.
+    pub mean: f64,
+    /// The 95% interval of that mean (Student's t over the streams), when
+    /// two or more streams were paired.
+    pub ci95: Option<(f64, f64)>,
+    /// The interval lies above minus the tolerance: the shadow is not worse
+    /// by more than the tolerance, at 95% confidence.
+    pub confident: bool,
+    /// Why the confidence is low, in one phrase (empty when it is high).
+    pub why_low: String,
+}
+
+/// Two-sided 97.5% quantiles of Student's t for 1 to 30 degrees of
+/// freedom.
+const T975: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+    2.052, 2.048, 2.045, 2.042,
+];
+
+/// The 97.5% quantile of Student's t with `dof` degrees of freedom (at
+/// least 1); past 30, the next tabulated values (40: 2.021, 60: 2.000,
+/// 120: 1.980) read off as steps, never below the normal's 1.960.
+fn t975(dof: usize) -> f64 {
+    match dof {
+        0 => f64::INFINITY,
+        1..=30 => T975[dof - 1],
+        31..=40 => 2.021,
+        41..=60 => 2.000,
+        61..=120 => 1.980,
+        _ => 1.960,
+    }
+}
+
+/// [`MosDifference`] of the stream windows paired; `None` when none were.
+pub fn mos_difference(pairs: &[RtpCompareRecord], tolerance: f64) -> Option<MosDifference> {
+    type StreamKey<'a> = (VnetId, VnetId, u32, IpAddr, u16, IpAddr, u16);
+    let mut streams: BTreeMap<StreamKey<'_>, (f64, u32, Option<&str>)> = BTreeMap::new();
+    for r in pairs.iter().filter(|r| r.mos_diff.is_finite()) {
+        let k = (
+            r.production,
+            r.shadow,
+            r.ssrc,
+            r.src_addr,
+            r.src_port,
+            r.dst_addr,
+            r.dst_port,
+        );
+        let e = streams.entry(k).or_insert((0.0, 0, None));
+        e.0 += r.mos_diff;
+        e.1 += 1;
+        e.2 = e.2.or(r.call_id.as_deref());
+    }
+    if streams.is_empty() {
+        return None;
+    }
+    let means: Vec<f64> = streams
+        .values()
+        .map(|(sum, n, _)| sum / f64::from(*n))
+        .collect();
+    let mut calls: Vec<Option<&str>> = streams.values().map(|v| v.2).collect();
+    let anonymous = calls.iter().filter(|c| c.is_none()).count();
+    calls.retain(Option::is_some);
+    calls.sort_unstable();
+    calls.dedup();
+    let n = means.len();
+    let mean = means.iter().sum::<f64>() / n as f64;
+    let ci95 = (n >= 2).then(|| {
+        let var = means.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let half = t975(n - 1) * (var / n as f64).sqrt();
+        (mean - half, mean + half)
+    });
+    let why_low = match ci95 {
+        None => "one stream paired: no interval to judge by".to_string(),
+        Some((low, _)) if low < -tolerance => format!(
+            "the 95% interval reaches {low:+.2} MOS, below -{tolerance}: {n} streams do not \
+             rule out a shadow worse by more than the tolerance"
+        ),
+        Some(_) => String::new(),
+    };
+    Some(MosDifference {
+        streams: n,
+        calls: calls.len() + anonymous,
+        stream_windows: streams.values().map(|v| v.1 as usize).sum(),
+        mean,
+        ci95,
+        confident: why_low.is_empty(),
+        why_low,
+    })
+}
+
 /// (window start, production, shadow).
 type WindowKey = (i64, VnetId, VnetId);
 
@@ -849,5 +957,50 @@ mod tests {
         );
         assert!((r[1].mos_diff - 1.1).abs() < 1e-9);
         assert_eq!(per_window(&r, 0.1).len(), 3);
+    }
+
+    /// The interval is over streams, each the mean of its windows: one
+    /// long call is one piece of evidence however many windows it has.
+    #[test]
+    fn mos_difference_counts_streams_not_windows() {
+        assert_eq!(mos_difference(&[], 0.1), None);
+        // One stream of 30 windows, the shadow 0.05 worse in each: no
+        // interval, low confidence.
+        let one: Vec<_> = (0..30).map(|i| pair(i * 10, 1, 4.0, 3.95)).collect();
+        let d = mos_difference(&one, 0.1).expect("pairs");
+        assert_eq!((d.streams, d.calls, d.stream_windows), (1, 1, 30));
+        assert!((d.mean + 0.05).abs() < 1e-9);
+        assert_eq!(d.ci95, None);
+        assert!(!d.confident && d.why_low.contains("one stream"), "{d:?}");
+        // Four streams in two calls: diffs -0.02, 0.0, +0.02, 0.0 (mean 0,
+        // sample sd 0.01633, t(3) 3.182: half-width 0.02598).
+        let mut four = Vec::new();
+        for (ssrc, diff, call) in [
+            (1, -0.02, "a"),
+            (2, 0.0, "a"),
+            (3, 0.02, "b"),
+            (4, 0.0, "b"),
+        ] {
+            for w in 0..3 {
+                let mut p = pair(w * 10, ssrc, 4.0, 4.0 + diff);
+                p.call_id = Some(call.to_string());
+                four.push(p);
+            }
+        }
+        let d = mos_difference(&four, 0.1).expect("pairs");
+        assert_eq!((d.streams, d.calls, d.stream_windows), (4, 2, 12));
+        let (lo, hi) = d.ci95.expect("interval");
+        assert!(
+            (hi - 0.025_98).abs() < 1e-4 && (lo + 0.025_98).abs() < 1e-4,
+            "{d:?}"
+        );
+        assert!(d.confident && d.why_low.is_empty());
+        // Two streams far apart: an interval too wide to rule out a worse
+        // shadow although neither stream's mean is beyond the tolerance.
+        let wide = [pair(0, 1, 4.0, 3.91), pair(0, 2, 4.0, 4.09)];
+        let d = mos_difference(&wide, 0.1).expect("pairs");
+        let (lo, _) = d.ci95.expect("interval");
+        assert!(lo < -1.0, "t(1) is 12.7: {d:?}");
+        assert!(!d.confident && d.why_low.contains("2 streams"), "{d:?}");
     }
 }

@@ -2,10 +2,15 @@
 //! captured on (libpcap reads pcapng but does not tell the interface),
 //! so that replay can map interfaces to VNets (`iface:#N`, `iface:NAME`).
 //!
-//! Reads section header, interface description, enhanced and simple packet
-//! blocks in either byte order and skips every other block. A block longer
-//! than [`MAX_BLOCK`] or shorter than its header is an error, not an
-//! allocation: the file is outside input.
+//! Reads section header, interface description, enhanced, simple and
+//! (obsolete) packet blocks in either byte order and skips every other
+//! block. A block longer than [`MAX_BLOCK`] or shorter than its header is
+//! an error, not an allocation: the file is outside input. So are a block
+//! cut short (also within its first four bytes), a trailing length that
+//! differs from the leading one, a packet of an interface whose link type
+//! is not the file's first (one link type per file, as libpcap reads
+//! them: decoding it as the first's would make its packets silently
+//! wrong), and a time beyond what 64-bit microseconds hold.
 
 use std::io::{self, BufReader, Read};
 
@@ -40,6 +45,9 @@ pub struct PcapngReader<R: Read> {
     big_endian: bool,
     interfaces: Vec<Interface>,
     block: Vec<u8>,
+    /// The link type of the file's first interface, which every packet
+    /// is decoded with.
+    linktype: Option<u16>,
 }
 
 impl<R: Read> PcapngReader<R> {
@@ -50,6 +58,7 @@ impl<R: Read> PcapngReader<R> {
             big_endian: false,
             interfaces: Vec::new(),
             block: Vec::new(),
+            linktype: None,
         };
         match p.read_block() {
             Ok(Some(0x0a0d_0d0a)) => Some(p),
@@ -83,10 +92,21 @@ impl<R: Read> PcapngReader<R> {
     /// type; `None` at a clean end of file.
     fn read_block(&mut self) -> Result<Option<u32>, ReadError> {
         let mut head = [0u8; 8];
-        match self.r.read_exact(&mut head[..4]) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(ReadError::Invalid(e.to_string())),
+        // The end of the file only between blocks: within a block's first
+        // four bytes it is a file cut short.
+        let mut got = 0;
+        while got < 4 {
+            match self.r.read(&mut head[got..4]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => {
+                    return Err(ReadError::Truncated(format!(
+                        "pcapng block cut short after {got} bytes"
+                    )))
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ReadError::Invalid(e.to_string())),
+            }
         }
         let truncated = |e: io::Error| ReadError::Truncated(format!("pcapng block cut short: {e}"));
         self.r.read_exact(&mut head[4..]).map_err(truncated)?;
@@ -107,6 +127,7 @@ impl<R: Read> PcapngReader<R> {
             }
             self.block.resize(len - 12, 0);
             self.r.read_exact(&mut self.block).map_err(truncated)?;
+            self.check_trailer(len)?;
             return Ok(Some(0x0a0d_0d0a));
         }
         let kind = self.u32_at(&head, 0).unwrap_or(0);
@@ -117,8 +138,42 @@ impl<R: Read> PcapngReader<R> {
         // Body, then the trailing length.
         self.block.resize(len - 8, 0);
         self.r.read_exact(&mut self.block).map_err(truncated)?;
+        self.check_trailer(len)?;
         self.block.truncate(len - 12);
         Ok(Some(kind))
+    }
+
+    /// The block just read ends with its length again (the last four bytes
+    /// of `self.block`): a mismatch means the lengths, and so the blocks
+    /// after it, cannot be trusted.
+    fn check_trailer(&self, len: usize) -> Result<(), ReadError> {
+        let at = self.block.len().saturating_sub(4);
+        match self.u32_at(&self.block, at) {
+            Some(t) if t as usize == len => Ok(()),
+            t => Err(ReadError::Invalid(format!(
+                "pcapng block length {len} but trailing length {}",
+                t.unwrap_or(0)
+            ))),
+        }
+    }
+
+    /// A packet block's interface, which must exist and carry the file's
+    /// link type.
+    fn interface_of(&self, iface: u32) -> Result<&Interface, ReadError> {
+        let Some(i) = self.interfaces.get(iface as usize) else {
+            return Err(ReadError::Invalid(format!(
+                "packet of unknown interface {iface}"
+            )));
+        };
+        match self.linktype {
+            Some(first) if first != i.linktype => Err(ReadError::Invalid(format!(
+                "a packet of interface {iface} has link type {}, the file's first interface \
+                 {first}: moni reads one link type per file (split it, e.g. with \
+                 `tshark -r FILE -Y frame.interface_id=={iface} -w PART`)",
+                i.linktype
+            ))),
+            _ => Ok(i),
+        }
     }
 
     fn add_interface(&mut self) {
@@ -158,6 +213,7 @@ impl<R: Read> PcapngReader<R> {
             }
             at += 4 + len.div_ceil(4) * 4;
         }
+        self.linktype.get_or_insert(iface.linktype);
         self.interfaces.push(iface);
     }
 
@@ -169,33 +225,46 @@ impl<R: Read> PcapngReader<R> {
             };
             match kind {
                 1 => self.add_interface(),
-                6 => {
+                // Enhanced packet block, and the obsolete packet block
+                // (2), which has the same layout but for a 16-bit
+                // interface id followed by a 16-bit drop count.
+                2 | 6 => {
                     let b = &self.block;
                     let field = |i: usize| self.u32_at(b, i * 4);
+                    let iface = if kind == 2 {
+                        self.u16_at(b, 0).map(u32::from)
+                    } else {
+                        field(0)
+                    };
                     let (Some(iface), Some(hi), Some(lo), Some(caplen), Some(orig)) =
-                        (field(0), field(1), field(2), field(3), field(4))
+                        (iface, field(1), field(2), field(3), field(4))
                     else {
-                        return Err(ReadError::Invalid("short enhanced packet block".into()));
+                        return Err(ReadError::Invalid("short packet block".into()));
                     };
                     let Some(data) = b.get(20..20 + caplen as usize) else {
                         return Err(ReadError::Invalid("packet longer than its block".into()));
                     };
-                    let Some(i) = self.interfaces.get(iface as usize) else {
-                        return Err(ReadError::Invalid(format!(
-                            "packet of unknown interface {iface}"
-                        )));
-                    };
+                    let i = self.interface_of(iface)?;
                     let ts = u128::from(u64::from(hi) << 32 | u64::from(lo));
                     let ts_ns = ts * 1_000_000_000 / u128::from(i.units_per_sec.max(1));
+                    let Ok(ts_us) = i64::try_from(ts_ns / 1000) else {
+                        return Err(ReadError::Invalid(format!(
+                            "a packet's time ({ts} units of 1/{} s) is beyond the year 294247",
+                            i.units_per_sec
+                        )));
+                    };
                     return Ok(Some(Record {
                         interface: iface,
-                        ts_us: (ts_ns / 1000) as i64,
+                        ts_us,
                         nanos: (ts_ns % 1000) as u16,
                         orig_len: orig,
                         data,
                     }));
                 }
                 3 => {
+                    if !self.interfaces.is_empty() {
+                        self.interface_of(0)?;
+                    }
                     let b = &self.block;
                     let Some(orig) = self.u32_at(b, 0) else {
                         return Err(ReadError::Invalid("short simple packet block".into()));
@@ -271,6 +340,106 @@ mod tests {
         assert_eq!((p.ts_us, p.nanos), (1_700_000_000_000_001, 503));
         assert!(r.next_record().expect("end").is_none());
         assert!(PcapngReader::open(&[0xd4, 0xc3, 0xb2, 0xa1][..]).is_none());
+    }
+
+    /// A packet block of interface `iface` with `ts` in the interface's
+    /// units: enhanced (6) or obsolete (2).
+    fn packet(kind: u32, iface: u16, ts: u64) -> Vec<u8> {
+        let mut b = if kind == 2 {
+            let mut b = iface.to_le_bytes().to_vec();
+            b.extend_from_slice(&7u16.to_le_bytes()); // drops
+            b
+        } else {
+            u32::from(iface).to_le_bytes().to_vec()
+        };
+        b.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        b.extend_from_slice(&(ts as u32).to_le_bytes());
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&60u32.to_le_bytes());
+        b.extend_from_slice(&[1, 2, 3]);
+        block(kind, &b)
+    }
+
+    /// Every record until the end or the first error.
+    fn read_all(bytes: &[u8]) -> (Vec<(u32, i64)>, Option<ReadError>) {
+        let mut r = PcapngReader::open(bytes).expect("pcapng");
+        let mut out = Vec::new();
+        loop {
+            match r.next_record() {
+                Ok(Some(p)) => out.push((p.interface, p.ts_us)),
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    /// What the hostile-input tour found read wrong or silently: obsolete
+    /// packet blocks dropped, a second interface's link type ignored, a
+    /// file cut within a block's first bytes or with a wrong trailing
+    /// length taken for a clean end, a time past 64-bit microseconds
+    /// wrapped to 1969.
+    #[test]
+    fn reads_obsolete_blocks_and_refuses_what_it_cannot_read_right() {
+        let base = file();
+        let t0 = 1_700_000_000_000_000_000;
+        let mut f = base.clone();
+        f.extend(packet(2, 0, t0));
+        let (recs, err) = read_all(&f);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[2], (0, 1_700_000_000_000_000));
+
+        // A second interface of another link type (raw IP, 101).
+        let mut f = base.clone();
+        f.extend(block(1, &[101, 0, 0, 0, 0, 0, 1, 0]));
+        f.extend(packet(6, 1, 5));
+        let (recs, err) = read_all(&f);
+        assert_eq!(recs.len(), 2, "the packets before it are kept");
+        assert!(
+            matches!(&err, Some(ReadError::Invalid(m)) if m.contains("interface 1 has link type 101")),
+            "{err:?}"
+        );
+        // Of the same link type it is read.
+        let mut f = base.clone();
+        f.extend(block(1, &[1, 0, 0, 0, 0, 0, 1, 0]));
+        f.extend(packet(6, 1, 5));
+        assert_eq!(read_all(&f).0.len(), 3);
+
+        for cut in 1..4 {
+            let mut f = base.clone();
+            f.extend_from_slice(&packet(6, 0, t0)[..cut]);
+            let (recs, err) = read_all(&f);
+            assert_eq!(recs.len(), 2);
+            assert!(
+                matches!(err, Some(ReadError::Truncated(_))),
+                "cut {cut}: {err:?}"
+            );
+        }
+
+        let mut f = base.clone();
+        let mut bad = packet(6, 0, t0);
+        let n = bad.len();
+        bad[n - 4] ^= 4;
+        f.extend(bad);
+        f.extend(packet(6, 0, t0));
+        let (recs, err) = read_all(&f);
+        assert_eq!(recs.len(), 2);
+        assert!(
+            matches!(&err, Some(ReadError::Invalid(m)) if m.contains("trailing length")),
+            "{err:?}"
+        );
+
+        // In microseconds (the default resolution), 2^64 - 1 units are
+        // past what 64-bit microseconds hold after the conversion to ns.
+        let mut f = base;
+        f.extend(block(1, &[1, 0, 0, 0, 0, 0, 1, 0]));
+        f.extend(packet(6, 1, u64::MAX));
+        let (recs, err) = read_all(&f);
+        assert_eq!(recs.len(), 2);
+        assert!(
+            matches!(&err, Some(ReadError::Invalid(m)) if m.contains("year 294247")),
+            "{err:?}"
+        );
     }
 
     proptest! {

@@ -74,6 +74,8 @@ fn load(path: &Path) -> Result<(NodeConfig, Resolved), RunError> {
 pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary, RunError> {
     let started = std::time::Instant::now();
     let (_, mut config) = load(config_path)?;
+    // As the file has them (before `--out`), to compare a reload's with.
+    let restart_settings = restart_only(&config);
     if let Some(o) = out_override {
         if o.as_os_str().is_empty() {
             return Err(RunError::Config("--out: must not be empty".into()));
@@ -373,6 +375,18 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                     }
                     metrics.reloads.with_label_values(&["ok"]).inc();
                     tracing::info!(vnets = current_vnets.len(), "Configuration reloaded.");
+                    let changed: Vec<&str> = restart_settings
+                        .iter()
+                        .zip(&new.restart_only)
+                        .filter(|(a, b)| a.1 != b.1)
+                        .map(|(a, _)| a.0)
+                        .collect();
+                    if !changed.is_empty() {
+                        tracing::warn!(
+                            settings = %changed.join(", "),
+                            "The reload changed settings that only a restart applies; they keep their running values."
+                        );
+                    }
                 }
                 Err(e) => {
                     metrics.reloads.with_label_values(&["error"]).inc();
@@ -558,11 +572,13 @@ fn reload(
     let vnets = c
         .remap_vnets(current)
         .map_err(|e| RunError::Config(e.to_string()))?;
+    let restart = restart_only(&r);
     let rules = (r.rules.rules != current_rules.rules).then(|| {
         let sigs = crate::pipeline::compile(&r.rules, &r.ids);
         (Arc::unwrap_or_clone(r.rules), sigs)
     });
     Ok(Reloaded {
+        restart_only: restart,
         vnets,
         compare_tolerance: r.compare_tolerance,
         flows: r.flows,
@@ -570,6 +586,26 @@ fn reload(
         ids: r.ids,
         rules,
     })
+}
+
+/// The settings a reload cannot change (they open sources and files,
+/// start threads or size tables), each by name with its value as text to
+/// compare: a reload that changes one says so, where it said "reloaded"
+/// alone before and the operator took the new value for applied.
+fn restart_only(r: &Resolved) -> Vec<(&'static str, String)> {
+    vec![
+        ("sources", format!("{:?}", r.sources)),
+        ("node", format!("{:?}", r.node)),
+        ("output", format!("{:?}", r.output)),
+        ("ship", format!("{:?}", r.ship)),
+        ("decode", format!("{:?}", r.decode)),
+        ("bins", format!("{:?}", r.bins)),
+        ("flows.max_flows", r.flows.max_flows.to_string()),
+        ("flows.vlan_tracking", r.flows.vlan_tracking.to_string()),
+        ("rtp.window_secs", r.rtp.window_secs.to_string()),
+        ("rtp.max_streams", r.rtp.max_streams.to_string()),
+        ("rtp.max_calls", r.rtp.max_calls.to_string()),
+    ]
 }
 
 /// Runs [`reload`] on a thread of its own, outside the scope of the
@@ -603,6 +639,8 @@ type ReloadResult = Result<Reloaded, RunError>;
 
 /// What a SIGHUP applies.
 struct Reloaded {
+    /// The reloaded file's [`restart_only`] settings.
+    restart_only: Vec<(&'static str, String)>,
     vnets: analyzers::vnet::VnetMap,
     /// `rtp.compare_tolerance`, for the writer thread's comparer.
     compare_tolerance: f64,

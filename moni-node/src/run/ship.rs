@@ -178,16 +178,22 @@ fn upload(
     Err(classify(status.as_u16(), after, msg))
 }
 
-/// Sleeps up to `d`, returning early once the writer is done (so a stop
-/// does not wait out a long backoff).
+/// Sleeps up to `d`, returning early when the writer finishes meanwhile
+/// (so a stop does not wait out a long backoff before the drain starts).
+/// Once the writer is done it sleeps the whole `d`: the caller bounds it by
+/// the time left to drain. (Returning at once then made a drain against a
+/// collector that was down retry every 50 ms, ignoring the backoff and
+/// `Retry-After`.)
 fn pause(d: Duration, done: &AtomicBool) {
     let end = Instant::now() + d;
+    let was_done = done.load(Ordering::Relaxed);
     while Instant::now() < end {
-        if done.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50).min(d));
+        if !was_done && done.load(Ordering::Relaxed) {
             return;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(
+            Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())),
+        );
     }
 }
 
@@ -289,7 +295,13 @@ pub fn run_shipper(ctx: ShipCtx) -> ShipSummary {
                     sum.failures += 1;
                     m.ship_failures.with_label_values(&["unavailable"]).inc();
                     collector += 1;
-                    let wait = backoff.max(after.unwrap_or_default().min(s.retry_max));
+                    let mut wait = backoff.max(after.unwrap_or_default().min(s.retry_max));
+                    if let Some(t) = done_at {
+                        // Draining: wait no longer than the drain has left
+                        // (the loop's check then ends it).
+                        wait = wait
+                            .min(s.drain.saturating_sub(t.elapsed()) + Duration::from_millis(10));
+                    }
                     pause(wait, &ctx.writers_done);
                     backoff = (backoff * 2).min(s.retry_max);
                     break;

@@ -35,6 +35,9 @@ pub struct RuleSet {
 impl RuleSet {
     /// Adds the rules of one file's text; `name` labels its skip entries.
     pub fn add(&mut self, name: &str, text: &str, vars: &Vars) {
+        // A byte-order mark (a file saved by a Windows editor) is not part
+        // of the first rule's action.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut sids: HashSet<(u32, u32)> = self.rules.iter().map(|r| (r.gid, r.sid)).collect();
         for (line, rule) in rule_lines(text) {
             for (i, _) in rule.match_indices('$') {
