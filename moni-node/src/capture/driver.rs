@@ -179,7 +179,7 @@ pub struct Dispatcher {
     ids_queue: VecDeque<Deferred>,
     alerts: Vec<AlertRecord>,
     /// pcapng interface index -> its source VNet, as resolved once.
-    ifaces: Vec<Option<Option<VnetId>>>,
+    ifaces: Vec<Option<(Option<VnetId>, Option<LinkType>)>>,
     /// The newest packet time read.
     newest: Option<Timestamp>,
     /// Where the later fragments of tunnels' outer datagrams go.
@@ -296,25 +296,33 @@ impl Dispatcher {
                     // pcapng: the interface's VNet, resolved once per index
                     // (a name lookup needs the source, so the packet is
                     // copied out the first time).
-                    let (pkt, vnet) = match iface {
-                        None => (pkt, self.settings.source_vnet),
+                    // pcapng: also the interface's link type, which may
+                    // differ from the first interface's (a capture of
+                    // `eth0` and `any`): a batch holds one link type.
+                    let (pkt, vnet, link) = match iface {
+                        None => (pkt, self.settings.source_vnet, self.link),
                         Some(i) => match self.ifaces.get(i as usize) {
-                            Some(Some(v)) => (pkt, *v),
+                            Some(Some((v, l))) => (pkt, *v, *l),
                             _ => {
                                 scratch.clear();
                                 scratch.extend_from_slice(pkt.data);
                                 let (ts, nanos, wire_len) = (pkt.ts, pkt.nanos, pkt.wire_len);
-                                let v = self.iface_vnet(i, src.interface_name(i));
+                                let l = src.interface_link(i);
+                                let v = self.iface_vnet(i, src.interface_name(i), l);
                                 let p = RawPacket {
                                     ts,
                                     nanos,
                                     wire_len,
                                     data: &scratch,
                                 };
-                                (p, v)
+                                (p, v, l)
                             }
                         },
                     };
+                    if link != self.link {
+                        self.flush_all();
+                        self.link = link;
+                    }
                     self.push(&pkt, vnet, packets);
                     false
                 }
@@ -415,7 +423,12 @@ impl Dispatcher {
         self.newest.filter(|_| self.settings.share_clock)
     }
 
-    fn iface_vnet(&mut self, index: u32, name: Option<String>) -> Option<VnetId> {
+    fn iface_vnet(
+        &mut self,
+        index: u32,
+        name: Option<String>,
+        link: Option<LinkType>,
+    ) -> Option<VnetId> {
         // `iface:#N` names the interface by index, `iface:NAME` by name.
         let v = &self.settings.vnets;
         let vnet = v
@@ -427,7 +440,7 @@ impl Dispatcher {
             if self.ifaces.len() <= i {
                 self.ifaces.resize(i + 1, None);
             }
-            self.ifaces[i] = Some(vnet);
+            self.ifaces[i] = Some((vnet, link));
         }
         vnet
     }

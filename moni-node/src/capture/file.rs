@@ -253,6 +253,13 @@ impl PacketSource for FileSource {
             .and_then(|i| i.name.clone())
     }
 
+    fn interface_link(&self, index: u32) -> Option<LinkType> {
+        match self.interfaces().get(index as usize) {
+            Some(i) => LinkType::from_dlt(i32::from(i.linktype)),
+            None => self.link,
+        }
+    }
+
     fn progress(&self) -> (u64, u64) {
         (self.bytes_read.min(self.file_len), self.file_len)
     }

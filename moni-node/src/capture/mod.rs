@@ -96,6 +96,11 @@ pub trait PacketSource {
     fn interface_name(&self, _index: u32) -> Option<String> {
         None
     }
+    /// The link type of pcapng interface `index` (the source's, unless the
+    /// file gives the interface another).
+    fn interface_link(&self, _index: u32) -> Option<LinkType> {
+        self.link_type()
+    }
     /// Kernel and interface drops so far (`None`: the source cannot drop,
     /// as a file).
     fn drops(&mut self) -> Option<DropTotals> {

@@ -7,10 +7,10 @@
 //! block. A block longer than [`MAX_BLOCK`] or shorter than its header is
 //! an error, not an allocation: the file is outside input. So are a block
 //! cut short (also within its first four bytes), a trailing length that
-//! differs from the leading one, a packet of an interface whose link type
-//! is not the file's first (one link type per file, as libpcap reads
-//! them: decoding it as the first's would make its packets silently
-//! wrong), and a time beyond what 64-bit microseconds hold.
+//! differs from the leading one, and a time beyond what 64-bit
+//! microseconds hold. Each interface keeps its own link type (libpcap
+//! refuses a file whose interfaces differ; moni decodes each packet with
+//! its interface's).
 
 use std::io::{self, BufReader, Read};
 
@@ -45,9 +45,6 @@ pub struct PcapngReader<R: Read> {
     big_endian: bool,
     interfaces: Vec<Interface>,
     block: Vec<u8>,
-    /// The link type of the file's first interface, which every packet
-    /// is decoded with.
-    linktype: Option<u16>,
 }
 
 impl<R: Read> PcapngReader<R> {
@@ -58,7 +55,6 @@ impl<R: Read> PcapngReader<R> {
             big_endian: false,
             interfaces: Vec::new(),
             block: Vec::new(),
-            linktype: None,
         };
         match p.read_block() {
             Ok(Some(0x0a0d_0d0a)) => Some(p),
@@ -157,23 +153,11 @@ impl<R: Read> PcapngReader<R> {
         }
     }
 
-    /// A packet block's interface, which must exist and carry the file's
-    /// link type.
+    /// A packet block's interface, which must exist.
     fn interface_of(&self, iface: u32) -> Result<&Interface, ReadError> {
-        let Some(i) = self.interfaces.get(iface as usize) else {
-            return Err(ReadError::Invalid(format!(
-                "packet of unknown interface {iface}"
-            )));
-        };
-        match self.linktype {
-            Some(first) if first != i.linktype => Err(ReadError::Invalid(format!(
-                "a packet of interface {iface} has link type {}, the file's first interface \
-                 {first}: moni reads one link type per file (split it, e.g. with \
-                 `tshark -r FILE -Y frame.interface_id=={iface} -w PART`)",
-                i.linktype
-            ))),
-            _ => Ok(i),
-        }
+        self.interfaces
+            .get(iface as usize)
+            .ok_or_else(|| ReadError::Invalid(format!("packet of unknown interface {iface}")))
     }
 
     fn add_interface(&mut self) {
@@ -213,7 +197,6 @@ impl<R: Read> PcapngReader<R> {
             }
             at += 4 + len.div_ceil(4) * 4;
         }
-        self.linktype.get_or_insert(iface.linktype);
         self.interfaces.push(iface);
     }
 
@@ -262,9 +245,6 @@ impl<R: Read> PcapngReader<R> {
                     }));
                 }
                 3 => {
-                    if !self.interfaces.is_empty() {
-                        self.interface_of(0)?;
-                    }
                     let b = &self.block;
                     let Some(orig) = self.u32_at(b, 0) else {
                         return Err(ReadError::Invalid("short simple packet block".into()));
@@ -374,12 +354,12 @@ mod tests {
     }
 
     /// What the hostile-input tour found read wrong or silently: obsolete
-    /// packet blocks dropped, a second interface's link type ignored, a
-    /// file cut within a block's first bytes or with a wrong trailing
-    /// length taken for a clean end, a time past 64-bit microseconds
-    /// wrapped to 1969.
+    /// packet blocks dropped, a second interface's link type ignored (the
+    /// capture loop decodes each packet with its interface's), a file cut
+    /// within a block's first bytes or with a wrong trailing length taken
+    /// for a clean end, a time past 64-bit microseconds wrapped to 1969.
     #[test]
-    fn reads_obsolete_blocks_and_refuses_what_it_cannot_read_right() {
+    fn reads_obsolete_blocks_and_each_interfaces_link_and_refuses_cut_blocks() {
         let base = file();
         let t0 = 1_700_000_000_000_000_000;
         let mut f = base.clone();
@@ -389,21 +369,19 @@ mod tests {
         assert_eq!(recs.len(), 3);
         assert_eq!(recs[2], (0, 1_700_000_000_000_000));
 
-        // A second interface of another link type (raw IP, 101).
+        // A second interface of another link type (raw IP, 101): its
+        // packet is read with its interface, whose link type is its own.
         let mut f = base.clone();
         f.extend(block(1, &[101, 0, 0, 0, 0, 0, 1, 0]));
         f.extend(packet(6, 1, 5));
-        let (recs, err) = read_all(&f);
-        assert_eq!(recs.len(), 2, "the packets before it are kept");
-        assert!(
-            matches!(&err, Some(ReadError::Invalid(m)) if m.contains("interface 1 has link type 101")),
-            "{err:?}"
-        );
-        // Of the same link type it is read.
-        let mut f = base.clone();
-        f.extend(block(1, &[1, 0, 0, 0, 0, 0, 1, 0]));
-        f.extend(packet(6, 1, 5));
-        assert_eq!(read_all(&f).0.len(), 3);
+        let mut r = PcapngReader::open(&f[..]).expect("pcapng");
+        let mut ifaces = Vec::new();
+        while let Ok(Some(p)) = r.next_record() {
+            ifaces.push(p.interface);
+        }
+        assert_eq!(ifaces, [0, 0, 1]);
+        let links: Vec<u16> = r.interfaces().iter().map(|i| i.linktype).collect();
+        assert_eq!(links, [1, 101]);
 
         for cut in 1..4 {
             let mut f = base.clone();
