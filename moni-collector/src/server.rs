@@ -292,15 +292,19 @@ async fn compare_http(
         return r;
     };
     let data = st.settings.data_dir.clone();
+    // A reader learns what its query lacked, not where the collector keeps
+    // its data.
+    let dir = data.display().to_string();
+    let hide = move |e: anyhow::Error| format!("{e:#}").replace(&dir, "the data directory");
     let max_rows = st.settings.limits.max_compare_rows;
     let res =
         tokio::task::spawn_blocking(move || compare::run_query_limited(&data, &q, max_rows)).await;
     match res {
         Ok(Ok((ctype, body))) => ([(header::CONTENT_TYPE, ctype)], body).into_response(),
         Ok(Err(e)) if e.downcast_ref::<compare::TooManyRows>().is_some() => {
-            json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("{e:#}"))
+            json_error(StatusCode::PAYLOAD_TOO_LARGE, hide(e))
         }
-        Ok(Err(e)) => json_error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+        Ok(Err(e)) => json_error(StatusCode::BAD_REQUEST, hide(e)),
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

@@ -265,6 +265,20 @@ fn compare_needs_a_token_and_bounds_the_rows_and_the_queries_it_runs() {
     .expect("answer");
     assert_eq!(status, 400, "{err}");
     assert!(err.contains("VNets present: A, B, rx"), "{err}");
+    // A bad node name, a range that ends before it starts: told so, and
+    // no error tells a reader where the collector keeps its data.
+    let (status, err) = get(Some(READER), "&node=..%2Fx");
+    assert_eq!(status, 400, "{err}");
+    assert!(err.contains("is not a node name"), "{err}");
+    let (status, err) = get(
+        Some(READER),
+        "&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+    );
+    assert_eq!(status, 400, "{err}");
+    assert!(err.contains("--from must be before --to"), "{err}");
+    let dir = data.display().to_string();
+    let (_, err) = get(Some(READER), "&node=nobody");
+    assert!(!err.contains(&dir), "{err}");
     // Parallel queries: at most one runs, the others are told to retry.
     let answers: Vec<(u16, String)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..12)
