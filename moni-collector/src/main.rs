@@ -124,7 +124,12 @@ fn main() -> ExitCode {
             // A panic in a request's task (a decoder on a corrupt upload)
             // is answered as a refusal; the log gets one line, not a
             // backtrace per upload.
-            std::panic::set_hook(Box::new(|info| {
+            let default_hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+                    // Asked for: the backtrace, as Rust prints it.
+                    return default_hook(info);
+                }
                 let at = info
                     .location()
                     .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));

@@ -226,7 +226,9 @@ async fn reload_on_sighup(tls: Arc<tls::Reloadable>) {
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim_start_matches(' '))
 }
 
 /// With mutual TLS: the upload's token must name a node that the client
@@ -417,15 +419,8 @@ async fn ingest(
             }
         },
         Ok(Err(e)) => Err(e),
-        // Reading the upload panicked: the Parquet and Arrow decoders
-        // trust some of a file's offsets, and a corrupt file can break
-        // them. It is the file, not the storage: refused (422), so that
-        // the node sets it aside instead of retrying it forever ahead of
-        // every later file.
-        Err(e) if e.is_panic() => Err(IngestError::NotParquet(format!(
-            "the Parquet decoder failed on it: {}",
-            panic_message(e.into_panic())
-        ))),
+        // A panic of the decoder is the file's (`store::prepare` refuses
+        // it); one elsewhere is the collector's, and the node retries.
         Err(e) => Err(IngestError::Io(e.to_string())),
     };
     let stored = match res {
@@ -588,12 +583,4 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(8192)
-}
-
-/// The message of a caught panic (`panic!` with a string or a format).
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -566,15 +566,57 @@ impl Drop for Writers {
 const FLUSH_ONE: usize = 4 << 20;
 const FLUSH_ALL: usize = 64 << 20;
 const HOUR_US: i64 = 3_600_000_000;
-/// Rows decoded at a time (16 Ki rows of 1 kB strings: 16 MB).
+/// Rows decoded at a time (2 Ki rows of 1 kB strings: 2 MB; a file of one
+/// long string repeated through a dictionary expands to this many copies
+/// before `max_decoded_bytes` can be checked).
 const BATCH_ROWS: usize = 2_048;
 
+/// Columns holding an E-model MOS the node computed (the `mos_lq` and
+/// `mos_cq` of each jitter-buffer model too): 1 to 5. Not `mos_diff` (a
+/// difference), not `remote_mos_cq` (the receiver's report, from the
+/// wire).
+const MOS_COLUMNS: [&str; 7] = [
+    "mos_lq",
+    "mos_cq",
+    "mos_min",
+    "mos_mean",
+    "mos_last",
+    "mos_production",
+    "mos_shadow",
+];
+
+/// Ratio columns the node computes: 0 to 1.
+const RATIO_COLUMNS: [&str; 5] = [
+    "loss_ratio",
+    "loss_production",
+    "loss_shadow",
+    "burst_density",
+    "gap_density",
+];
+
+/// Runs a step of decoding the upload, whose panic is the file's fault:
+/// the Parquet and Arrow decoders trust some of a file's offsets, and a
+/// corrupt file can break them ("offset + len out of bounds"). Answered
+/// 503 as a storage error, it made the node retry the file forever ahead
+/// of every later one; it is a refusal of the file (422).
+fn decoding<T>(step: impl FnOnce() -> T) -> Result<T, IngestError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).map_err(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        IngestError::NotParquet(format!("the Parquet decoder failed on it: {msg}"))
+    })
+}
+
 /// Refuses values no node writes ([`IngestError::BadValue`]): in a
-/// floating-point column, infinities anywhere, and by the column's name, a
-/// MOS (`mos*`, `remote_mos*`) outside 1 to 5 or NaN, a ratio (`loss*`,
-/// `*_ratio`, `*_density`, `remote_fraction_lost`) outside 0 to 1 or NaN;
-/// in a timestamp column, a time outside the years 1970 to 9999 (stored,
-/// it would open a partition named after the year -290308).
+/// floating-point column, infinities anywhere; in the columns a node
+/// computes itself (not those it copies from the wire, as `remote_*` from
+/// RTCP XR), a MOS outside 1 to 5 or NaN ([`MOS_COLUMNS`]) and a ratio
+/// outside 0 to 1 or NaN ([`RATIO_COLUMNS`]); in a timestamp column, a
+/// time outside the years 1970 to 9999 (stored, it would open a partition
+/// named after the year -290308).
 fn check_values(dataset: &str, want: &Schema, batch: &RecordBatch) -> Result<(), IngestError> {
     /// 1970-01-01 and 10000-01-01 in microseconds since the epoch.
     const TIME_US: std::ops::Range<i64> = 0..253_402_300_800_000_000;
@@ -591,11 +633,13 @@ fn check_values(dataset: &str, want: &Schema, batch: &RecordBatch) -> Result<(),
                 let Some(a) = c.as_any().downcast_ref::<Float64Array>() else {
                     continue;
                 };
-                let mos = name.starts_with("mos") || name.starts_with("remote_mos");
-                let ratio = name.starts_with("loss")
-                    || name.ends_with("_ratio")
-                    || name.ends_with("_density")
-                    || name == "remote_fraction_lost";
+                // `mos_lq_fixed50` and the like: a model's MOS.
+                let base = analyzers::voip::jitter_buffer::Model::ALL
+                    .iter()
+                    .find_map(|m| name.strip_suffix(m.name())?.strip_suffix('_'))
+                    .unwrap_or(name);
+                let mos = MOS_COLUMNS.contains(&base);
+                let ratio = RATIO_COLUMNS.contains(&name);
                 for v in a.iter().flatten() {
                     if v.is_infinite() {
                         return Err(bad(name, v.to_string(), "not a finite number"));
@@ -649,7 +693,7 @@ pub fn prepare(
         return Err(IngestError::BadName(hash.to_string()));
     }
     let file = File::open(upload).map_err(io)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+    let builder = decoding(|| ParquetRecordBatchReaderBuilder::try_new(file))?
         .map_err(|e| IngestError::NotParquet(e.to_string()))?;
     let meta = |key: &str| -> Option<String> {
         builder
@@ -713,7 +757,8 @@ pub fn prepare(
     let mut rows_total = 0u64;
     let mut decoded = 0u64;
     let mut latest: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
-    for batch in reader {
+    let mut reader = reader;
+    while let Some(batch) = decoding(|| reader.next())? {
         let batch = batch.map_err(|e| IngestError::NotParquet(e.to_string()))?;
         rows_total += batch.num_rows() as u64;
         if rows_total > limits.max_rows {

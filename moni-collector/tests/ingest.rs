@@ -372,6 +372,50 @@ fn every_refusal_is_clear_stores_nothing_and_the_collector_keeps_serving() {
     assert_eq!(s3, 201, "{b3}");
 }
 
+/// Every file of every dataset a node writes is stored: the checks of
+/// impossible values must not refuse what a node computes (a review found
+/// `mos_diff`, a difference, judged as a MOS and every `rtp_compare` file
+/// refused).
+#[test]
+fn every_dataset_a_node_writes_is_stored() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = node_files(tmp.path());
+    let c = Collector::start(tmp.path(), free_port(), 64 << 20);
+    let mut datasets = Vec::new();
+    for entry in std::fs::read_dir(&out).expect("node output").flatten() {
+        let dataset = entry.file_name().to_string_lossy().into_owned();
+        let files: Vec<PathBuf> = std::fs::read_dir(entry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect();
+        if files.is_empty() {
+            continue;
+        }
+        for f in files {
+            let (status, body) = c.upload(&dataset, std::fs::read(&f).expect("read"), Some(TOKEN));
+            assert_eq!(status, 201, "{}: {body}", f.display());
+        }
+        datasets.push(dataset);
+    }
+    datasets.sort();
+    for d in [
+        "bins",
+        "calls",
+        "flows",
+        "rtp_compare",
+        "rtp_streams",
+        "rtp_windows",
+    ] {
+        assert!(
+            datasets.iter().any(|x| x == d),
+            "{d} not written: {datasets:?}"
+        );
+    }
+}
+
 fn test_data(name: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")

@@ -232,26 +232,27 @@ pub fn per_window(records: &[RtpCompareRecord], tolerance: f64) -> Vec<WindowVer
 }
 
 /// How much the paired streams say: the mean of the shadow's MOS minus
-/// production's over the streams paired, with its 95% confidence interval,
+/// production's over the calls paired, with its 95% confidence interval,
 /// and whether that interval rules out a shadow worse by more than the
 /// tolerance.
 ///
-/// The unit of evidence is the stream (SSRC and addresses), each the mean
-/// of its windows' differences, not the window: the windows of one call
-/// share its path, codec and talkers, so counting each as independent would
-/// make one long call look like proof. With fewer than two streams there is
-/// no interval, and the confidence is low whatever the verdicts were.
+/// The unit of evidence is the call (by Call-ID; a stream without one is a
+/// call of its own), each the mean of its streams, each of those the mean
+/// of its windows: the windows of one stream, and the two streams of one
+/// call, share its path, codec and talkers, so counting each as
+/// independent would make one long call look like proof. With fewer than
+/// two calls there is no interval, and the confidence is low whatever the
+/// verdicts were. The spread is taken as at least [`MIN_SD`]: two calls
+/// that happen to agree to the last digit are not a certainty.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MosDifference {
     pub streams: usize,
-    /// Calls of the streams (by Call-ID; a stream without one counts as a
-    /// call of its own).
     pub calls: usize,
     pub stream_windows: usize,
-    /// Shadow minus production, mean over the streams.
+    /// Shadow minus production, mean over the calls.
     pub mean: f64,
-    /// The 95% interval of that mean (Student's t over the streams), when
-    /// two or more streams were paired.
+    /// The 95% interval of that mean (Student's t over the calls), when
+    /// two or more calls were paired.
     pub ci95: Option<(f64, f64)>,
     /// The interval lies above minus the tolerance: the shadow is not worse
     /// by more than the tolerance, at 95% confidence.
@@ -259,6 +260,10 @@ pub struct MosDifference {
     /// Why the confidence is low, in one phrase (empty when it is high).
     pub why_low: String,
 }
+
+/// The least standard deviation of the calls' differences assumed, in
+/// MOS: the resolution at which the node's MOS values are compared.
+pub const MIN_SD: f64 = 0.01;
 
 /// Two-sided 97.5% quantiles of Student's t for 1 to 30 degrees of
 /// freedom.
@@ -268,24 +273,24 @@ const T975: [f64; 30] = [
     2.052, 2.048, 2.045, 2.042,
 ];
 
-/// The 97.5% quantile of Student's t with `dof` degrees of freedom (at
-/// least 1); past 30, the next tabulated values (40: 2.021, 60: 2.000,
-/// 120: 1.980) read off as steps, never below the normal's 1.960.
+/// The 97.5% quantile of Student's t with `dof` degrees of freedom; past
+/// 30, the value at the start of each step (31: 2.040, 41: 2.020, 61:
+/// 2.000, 121: 1.980), which errs towards a wider interval.
 fn t975(dof: usize) -> f64 {
     match dof {
         0 => f64::INFINITY,
         1..=30 => T975[dof - 1],
-        31..=40 => 2.021,
-        41..=60 => 2.000,
-        61..=120 => 1.980,
-        _ => 1.960,
+        31..=40 => 2.040,
+        41..=60 => 2.020,
+        61..=120 => 2.000,
+        _ => 1.980,
     }
 }
 
 /// [`MosDifference`] of the stream windows paired; `None` when none were.
 pub fn mos_difference(pairs: &[RtpCompareRecord], tolerance: f64) -> Option<MosDifference> {
-    type StreamKey<'a> = (VnetId, VnetId, u32, IpAddr, u16, IpAddr, u16);
-    let mut streams: BTreeMap<StreamKey<'_>, (f64, u32, Option<&str>)> = BTreeMap::new();
+    type StreamKey = (VnetId, VnetId, u32, IpAddr, u16, IpAddr, u16);
+    let mut streams: BTreeMap<StreamKey, (f64, u32, Option<&str>)> = BTreeMap::new();
     for r in pairs.iter().filter(|r| r.mos_diff.is_finite()) {
         let k = (
             r.production,
@@ -304,33 +309,35 @@ pub fn mos_difference(pairs: &[RtpCompareRecord], tolerance: f64) -> Option<MosD
     if streams.is_empty() {
         return None;
     }
-    let means: Vec<f64> = streams
-        .values()
-        .map(|(sum, n, _)| sum / f64::from(*n))
-        .collect();
-    let mut calls: Vec<Option<&str>> = streams.values().map(|v| v.2).collect();
-    let anonymous = calls.iter().filter(|c| c.is_none()).count();
-    calls.retain(Option::is_some);
-    calls.sort_unstable();
-    calls.dedup();
+    // Each call's mean over its streams; a stream without a Call-ID is a
+    // call of its own.
+    type CallKey<'a> = (Option<&'a str>, Option<&'a StreamKey>);
+    let mut calls: BTreeMap<CallKey<'_>, (f64, u32)> = BTreeMap::new();
+    for (k, (sum, n, call)) in &streams {
+        let key = (*call, call.is_none().then_some(k));
+        let e = calls.entry(key).or_insert((0.0, 0));
+        e.0 += sum / f64::from(*n);
+        e.1 += 1;
+    }
+    let means: Vec<f64> = calls.values().map(|(s, n)| s / f64::from(*n)).collect();
     let n = means.len();
     let mean = means.iter().sum::<f64>() / n as f64;
     let ci95 = (n >= 2).then(|| {
         let var = means.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-        let half = t975(n - 1) * (var / n as f64).sqrt();
+        let half = t975(n - 1) * var.sqrt().max(MIN_SD) / (n as f64).sqrt();
         (mean - half, mean + half)
     });
     let why_low = match ci95 {
-        None => "one stream paired: no interval to judge by".to_string(),
+        None => "one call paired: no interval to judge by".to_string(),
         Some((low, _)) if low < -tolerance => format!(
-            "the 95% interval reaches {low:+.2} MOS, below -{tolerance}: {n} streams do not \
+            "the 95% interval reaches {low:+.2} MOS, below -{tolerance}: {n} calls do not \
              rule out a shadow worse by more than the tolerance"
         ),
         Some(_) => String::new(),
     };
     Some(MosDifference {
-        streams: n,
-        calls: calls.len() + anonymous,
+        streams: streams.len(),
+        calls: n,
         stream_windows: streams.values().map(|v| v.1 as usize).sum(),
         mean,
         ci95,
@@ -959,48 +966,58 @@ mod tests {
         assert_eq!(per_window(&r, 0.1).len(), 3);
     }
 
-    /// The interval is over streams, each the mean of its windows: one
-    /// long call is one piece of evidence however many windows it has.
+    /// The interval is over calls, each the mean of its streams, each the
+    /// mean of its windows: one long call is one piece of evidence however
+    /// many windows or streams it has.
     #[test]
-    fn mos_difference_counts_streams_not_windows() {
+    fn mos_difference_counts_calls_not_windows_or_streams() {
         assert_eq!(mos_difference(&[], 0.1), None);
-        // One stream of 30 windows, the shadow 0.05 worse in each: no
-        // interval, low confidence.
-        let one: Vec<_> = (0..30).map(|i| pair(i * 10, 1, 4.0, 3.95)).collect();
+        // One call of two streams, 30 windows each, identical in both
+        // VNets: no interval, low confidence.
+        let mut one = Vec::new();
+        for ssrc in [1, 2] {
+            for i in 0..30 {
+                let mut p = pair(i * 10, ssrc, 4.0, 4.0);
+                p.call_id = Some("a".into());
+                one.push(p);
+            }
+        }
         let d = mos_difference(&one, 0.1).expect("pairs");
-        assert_eq!((d.streams, d.calls, d.stream_windows), (1, 1, 30));
-        assert!((d.mean + 0.05).abs() < 1e-9);
+        assert_eq!((d.streams, d.calls, d.stream_windows), (2, 1, 60));
+        assert_eq!(d.mean, 0.0);
         assert_eq!(d.ci95, None);
-        assert!(!d.confident && d.why_low.contains("one stream"), "{d:?}");
-        // Four streams in two calls: diffs -0.02, 0.0, +0.02, 0.0 (mean 0,
-        // sample sd 0.01633, t(3) 3.182: half-width 0.02598).
+        assert!(!d.confident && d.why_low.contains("one call"), "{d:?}");
+        // Four calls (streams without a Call-ID each one): diffs -0.02,
+        // 0.0, +0.02, 0.0 (mean 0, sample sd 0.01633, t(3) 3.182:
+        // half-width 0.02598).
         let mut four = Vec::new();
-        for (ssrc, diff, call) in [
-            (1, -0.02, "a"),
-            (2, 0.0, "a"),
-            (3, 0.02, "b"),
-            (4, 0.0, "b"),
-        ] {
+        for (ssrc, diff) in [(1, -0.02), (2, 0.0), (3, 0.02), (4, 0.0)] {
             for w in 0..3 {
-                let mut p = pair(w * 10, ssrc, 4.0, 4.0 + diff);
-                p.call_id = Some(call.to_string());
-                four.push(p);
+                four.push(pair(w * 10, ssrc, 4.0, 4.0 + diff));
             }
         }
         let d = mos_difference(&four, 0.1).expect("pairs");
-        assert_eq!((d.streams, d.calls, d.stream_windows), (4, 2, 12));
+        assert_eq!((d.streams, d.calls, d.stream_windows), (4, 4, 12));
         let (lo, hi) = d.ci95.expect("interval");
         assert!(
             (hi - 0.025_98).abs() < 1e-4 && (lo + 0.025_98).abs() < 1e-4,
             "{d:?}"
         );
         assert!(d.confident && d.why_low.is_empty());
-        // Two streams far apart: an interval too wide to rule out a worse
-        // shadow although neither stream's mean is beyond the tolerance.
+        // Two calls that agree exactly: the spread is taken as MIN_SD
+        // (t(1) 12.706 x 0.01 / sqrt 2 = 0.0898), still inside 0.1.
+        let two = [pair(0, 1, 4.0, 4.0), pair(0, 2, 4.0, 4.0)];
+        let d = mos_difference(&two, 0.1).expect("pairs");
+        let (lo, _) = d.ci95.expect("interval");
+        assert!((lo + 0.089_85).abs() < 1e-4, "{d:?}");
+        // Two calls far apart: an interval too wide to rule out a worse
+        // shadow although neither call's mean is beyond the tolerance.
         let wide = [pair(0, 1, 4.0, 3.91), pair(0, 2, 4.0, 4.09)];
         let d = mos_difference(&wide, 0.1).expect("pairs");
         let (lo, _) = d.ci95.expect("interval");
         assert!(lo < -1.0, "t(1) is 12.7: {d:?}");
-        assert!(!d.confident && d.why_low.contains("2 streams"), "{d:?}");
+        assert!(!d.confident && d.why_low.contains("2 calls"), "{d:?}");
+        // Past 30 degrees of freedom the quantile errs wide.
+        assert!(t975(31) > t975(30) - 0.01 && t975(121) > 1.96);
     }
 }

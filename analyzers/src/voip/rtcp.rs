@@ -100,7 +100,10 @@ pub fn parse_compound(mut b: &[u8]) -> Rtcp {
                     if bt == 7 && blen >= 36 {
                         if let Some(blk) = pkt.get(at..at + 36) {
                             let opt = |v: u8| (v != 127).then_some(v);
-                            let mos = |v: u8| (v != 127).then_some(f64::from(v) / 10.0);
+                            // RFC 3611 4.7.5: MOS in tenths, 10 to 50; 127 is
+                            // "unavailable", and anything else from the wire
+                            // is no MOS either.
+                            let mos = |v: u8| (10..=50).contains(&v).then_some(f64::from(v) / 10.0);
                             out.voip_metrics.push((
                                 ssrc,
                                 be32(blk, 4).unwrap_or(0),

@@ -73,9 +73,10 @@ fn load(path: &Path) -> Result<(NodeConfig, Resolved), RunError> {
 /// `node`, `sources`, `reloads` and `ship` set.
 pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary, RunError> {
     let started = std::time::Instant::now();
-    let (_, mut config) = load(config_path)?;
+    let (file, mut config) = load(config_path)?;
     // As the file has them (before `--out`), to compare a reload's with.
-    let restart_settings = restart_only(&config);
+    let restart_settings = restart_only(&file, &config);
+    drop(file);
     if let Some(o) = out_override {
         if o.as_os_str().is_empty() {
             return Err(RunError::Config("--out: must not be empty".into()));
@@ -572,7 +573,7 @@ fn reload(
     let vnets = c
         .remap_vnets(current)
         .map_err(|e| RunError::Config(e.to_string()))?;
-    let restart = restart_only(&r);
+    let restart = restart_only(&c, &r);
     let rules = (r.rules.rules != current_rules.rules).then(|| {
         let sigs = crate::pipeline::compile(&r.rules, &r.ids);
         (Arc::unwrap_or_clone(r.rules), sigs)
@@ -589,22 +590,32 @@ fn reload(
 }
 
 /// The settings a reload cannot change (they open sources and files,
-/// start threads or size tables), each by name with its value as text to
-/// compare: a reload that changes one says so, where it said "reloaded"
-/// alone before and the operator took the new value for applied.
-fn restart_only(r: &Resolved) -> Vec<(&'static str, String)> {
+/// start threads or size tables), each by name with a hash of its value:
+/// a reload that changes one says so, where it said "reloaded" alone
+/// before and the operator took the new value for applied. The sections
+/// are compared as the file gives them (a source's VNet by name: ids
+/// shift when the map grows), and hashed, so that no copy of a token or a
+/// key stays in memory for this.
+fn restart_only(c: &NodeConfig, r: &Resolved) -> Vec<(&'static str, u64)> {
+    use std::hash::{Hash, Hasher};
+    let h = |text: String| {
+        let mut s = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut s);
+        s.finish()
+    };
     vec![
-        ("sources", format!("{:?}", r.sources)),
-        ("node", format!("{:?}", r.node)),
-        ("output", format!("{:?}", r.output)),
-        ("ship", format!("{:?}", r.ship)),
-        ("decode", format!("{:?}", r.decode)),
-        ("bins", format!("{:?}", r.bins)),
-        ("flows.max_flows", r.flows.max_flows.to_string()),
-        ("flows.vlan_tracking", r.flows.vlan_tracking.to_string()),
-        ("rtp.window_secs", r.rtp.window_secs.to_string()),
-        ("rtp.max_streams", r.rtp.max_streams.to_string()),
-        ("rtp.max_calls", r.rtp.max_calls.to_string()),
+        ("sources", h(format!("{:?}", c.sources))),
+        ("node", h(format!("{:?}", c.node))),
+        ("metrics", h(format!("{:?}", c.metrics))),
+        ("output", h(format!("{:?}", c.output))),
+        ("ship", h(format!("{:?}", c.ship))),
+        ("decode", h(format!("{:?}", c.decode))),
+        ("bins", h(format!("{:?}", c.bins))),
+        ("flows.max_flows", h(r.flows.max_flows.to_string())),
+        ("flows.vlan_tracking", h(r.flows.vlan_tracking.to_string())),
+        ("rtp.window_secs", h(r.rtp.window_secs.to_string())),
+        ("rtp.max_streams", h(r.rtp.max_streams.to_string())),
+        ("rtp.max_calls", h(r.rtp.max_calls.to_string())),
     ]
 }
 
@@ -640,7 +651,7 @@ type ReloadResult = Result<Reloaded, RunError>;
 /// What a SIGHUP applies.
 struct Reloaded {
     /// The reloaded file's [`restart_only`] settings.
-    restart_only: Vec<(&'static str, String)>,
+    restart_only: Vec<(&'static str, u64)>,
     vnets: analyzers::vnet::VnetMap,
     /// `rtp.compare_tolerance`, for the writer thread's comparer.
     compare_tolerance: f64,

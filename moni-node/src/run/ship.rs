@@ -296,6 +296,11 @@ pub fn run_shipper(ctx: ShipCtx) -> ShipSummary {
                     m.ship_failures.with_label_values(&["unavailable"]).inc();
                     collector += 1;
                     let mut wait = backoff.max(after.unwrap_or_default().min(s.retry_max));
+                    // The writer may have finished during this upload (a
+                    // connection that timed out): the drain starts now.
+                    if done_at.is_none() && ctx.writers_done.load(Ordering::Relaxed) {
+                        done_at = Some(Instant::now());
+                    }
                     if let Some(t) = done_at {
                         // Draining: wait no longer than the drain has left
                         // (the loop's check then ends it).
