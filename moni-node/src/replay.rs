@@ -274,15 +274,24 @@ fn read_files(
             }
         };
         summary.unsupported_link_type = source.unsupported_link_name();
-        summary.interfaces = source
-            .interfaces()
+        // The first MAX_LISTED (a file can declare a million interfaces
+        // in 20 MB, which made a 19 MB summary), then how many more.
+        const MAX_LISTED: usize = 64;
+        let all = source.interfaces();
+        summary.interfaces = all
             .iter()
+            .take(MAX_LISTED)
             .enumerate()
             .map(|(i, x)| match &x.name {
                 Some(n) => format!("#{i} {n}"),
                 None => format!("#{i}"),
             })
             .collect();
+        if all.len() > MAX_LISTED {
+            summary
+                .interfaces
+                .push(format!("and {} more", all.len() - MAX_LISTED));
+        }
         files.push(summary);
     }
     (files, dispatcher.finish())

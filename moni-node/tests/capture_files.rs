@@ -254,3 +254,34 @@ fn a_pcapng_of_two_link_types_decodes_each_packet_with_its_interfaces() {
     assert_eq!(s.decode_errors_total, 0, "{:?}", s.decode_errors);
     assert_eq!(s.flows.exported, 2, "10.0.0.1 and 10.0.0.2 to 10.0.0.9");
 }
+
+/// A file may declare any number of interfaces (a million in 20 MB made a
+/// 19 MB summary): the summary lists the first 64 and counts the rest.
+#[test]
+fn a_pcapng_of_many_interfaces_lists_the_first_64() {
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&u64::MAX.to_le_bytes());
+    let mut f = ng_block(0x0a0d_0d0a, &shb);
+    for _ in 0..70 {
+        f.extend(ng_block(1, &[101, 0, 0, 0, 0, 0, 1, 0]));
+    }
+    let frame = ipv4_udp(1);
+    let mut epb = 69u32.to_le_bytes().to_vec();
+    epb.extend_from_slice(&[0; 8]);
+    epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    epb.extend_from_slice(&frame);
+    f.extend(ng_block(6, &epb));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = dir.path().join("many.pcapng");
+    std::fs::write(&cap, &f).expect("write");
+    let s = common::replay_files(&[cap], None, &dir.path().join("out"), "");
+    assert_eq!(s.packets, 1);
+    let listed = &s.files[0].interfaces;
+    assert_eq!(listed.len(), 65, "{listed:?}");
+    assert_eq!(
+        (listed[0].as_str(), listed[64].as_str()),
+        ("#0", "and 6 more")
+    );
+}
