@@ -11,7 +11,7 @@ use super::{invalid, ConfigError};
 pub struct BinsConfig {
     /// Width of a bin in seconds. Default 1.
     pub bin_secs: u32,
-    /// Cap on bins open at once. Default 4096.
+    /// Cap on bins open at once. Default 4096 (at most 10,000,000).
     pub max_open_bins: usize,
 }
 
@@ -31,8 +31,12 @@ impl BinsConfig {
         if self.bin_secs == 0 || self.bin_secs > 86_400 {
             return Err(invalid("bins.bin_secs", "must be between 1 and 86400"));
         }
-        if self.max_open_bins == 0 {
-            return Err(invalid("bins.max_open_bins", "must be at least 1"));
+        // A cap that cannot be reached is no bound on memory.
+        if self.max_open_bins == 0 || self.max_open_bins > 10_000_000 {
+            return Err(invalid(
+                "bins.max_open_bins",
+                "must be between 1 and 10000000",
+            ));
         }
         Ok(BinConfig {
             bin_secs: self.bin_secs,

@@ -26,7 +26,7 @@ pub struct DecodeSection {
     pub mpls_payload: analyzers::decode::MplsPayload,
     /// Bytes held at most to reassemble fragmented outer packets of
     /// tunnels (the oldest incomplete datagrams are evicted, counted);
-    /// 0 turns reassembly off. Default 16 MiB.
+    /// 0 turns reassembly off. Default 16 MiB (at most 1 TiB).
     pub max_reassembly_bytes: u64,
     /// Seconds of packet time a fragmented tunnel packet may take to
     /// complete before its fragments are dropped (counted). Default 30.
@@ -64,9 +64,15 @@ impl DecodeSection {
             geneve_port: self.geneve_port,
             gtpu_port: self.gtpu_port,
             mpls_payload: self.mpls_payload,
-            max_reassembly_bytes: usize::try_from(self.max_reassembly_bytes).map_err(|_| {
-                invalid("decode.max_reassembly_bytes", "too large for this machine")
-            })?,
+            max_reassembly_bytes: usize::try_from(self.max_reassembly_bytes)
+                .ok()
+                .filter(|&n| n <= 1 << 40)
+                .ok_or_else(|| {
+                    invalid(
+                        "decode.max_reassembly_bytes",
+                        "must be at most 1 TiB (1099511627776)",
+                    )
+                })?,
             reassembly_timeout_secs: self.reassembly_timeout_secs,
         })
     }

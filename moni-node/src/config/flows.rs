@@ -16,9 +16,9 @@ pub struct FlowsConfig {
     pub active_timeout_secs: u64,
     /// Seconds kept after a TCP close for the last ACK. Default 2.
     pub tcp_end_linger_secs: u64,
-    /// Hard cap on live flows; the least recently seen is evicted. Default 1,000,000.
+    /// Hard cap on live flows; the least recently seen is evicted. Default 1,000,000 (1 to 100,000,000).
     pub max_flows: usize,
-    /// Fragmented datagrams whose ports are remembered. Default 65,536.
+    /// Fragmented datagrams whose ports are remembered. Default 65,536 (at most 10,000,000).
     pub max_fragmented_datagrams: usize,
     /// The VLAN stack is part of the flow key (as Suricata's
     /// `vlan.use-for-tracking`). Default true.
@@ -61,10 +61,10 @@ impl FlowsConfig {
                 "must be between 1 and 100000000",
             ));
         }
-        if f.max_fragmented_datagrams == 0 {
+        if f.max_fragmented_datagrams == 0 || f.max_fragmented_datagrams > 10_000_000 {
             return Err(invalid(
                 "flows.max_fragmented_datagrams",
-                "must be at least 1",
+                "must be between 1 and 10000000",
             ));
         }
         Ok(FlowConfig {

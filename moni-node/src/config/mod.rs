@@ -259,6 +259,35 @@ mod tests {
         assert_eq!(small.decode.reassembly_timeout_secs, 5);
     }
 
+    /// A cap too high to be reached bounds no memory (a hostile-input
+    /// tour set 2^64 - 1): refused, naming the key and the range.
+    #[test]
+    fn caps_beyond_their_range_are_refused() {
+        for (text, key) in [
+            ("[bins]\nmax_open_bins = 10000001\n", "bins.max_open_bins"),
+            (
+                "[flows]\nmax_fragmented_datagrams = 18446744073709551615\n",
+                "flows.max_fragmented_datagrams",
+            ),
+            (
+                "[decode]\nmax_reassembly_bytes = 1099511627777\n",
+                "decode.max_reassembly_bytes",
+            ),
+        ] {
+            let e = NodeConfig::parse(text)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.resolve(None).map(|_| ()).map_err(|e| e.to_string()))
+                .err()
+                .unwrap_or_default();
+            assert!(
+                e.contains(key) && (e.contains("at most") || e.contains("between")),
+                "{e}"
+            );
+        }
+        let ok = NodeConfig::parse("[bins]\nmax_open_bins = 10000000\n").expect("parse");
+        assert!(ok.resolve(None).is_ok());
+    }
+
     #[test]
     fn empty_file_gives_documented_defaults() {
         let c = NodeConfig::parse("").expect("parse");
