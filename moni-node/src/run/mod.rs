@@ -665,3 +665,49 @@ struct Reloaded {
         Option<analyzers::ids::rules::Signatures>,
     )>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of the restart-only settings that differ between two
+    /// config texts.
+    fn changed(a: &str, b: &str) -> Vec<&'static str> {
+        let side = |t: &str| {
+            let c = NodeConfig::parse(t).expect("parse");
+            let r = c.resolve(None).expect("resolve");
+            restart_only(&c, &r)
+        };
+        side(a)
+            .into_iter()
+            .zip(side(b))
+            .filter(|(x, y)| x.1 != y.1)
+            .map(|(x, _)| x.0)
+            .collect()
+    }
+
+    /// A reload names what only a restart applies, and stays quiet about
+    /// what it applies: a new VNet in the map (which shifts VNet ids)
+    /// and a new threshold.
+    #[test]
+    fn a_reload_names_the_settings_only_a_restart_applies() {
+        let base = "[vnets]\nmap = [\"100=A:production\"]\n\
+                    [[sources]]\ninterface = \"eth1\"\nvnet = \"A\"\n";
+        assert!(changed(base, base).is_empty());
+        let more_vnets = base.replace(
+            "[\"100=A:production\"]",
+            "[\"50=Z:monitor\", \"100=A:production\"]",
+        );
+        assert!(changed(base, &more_vnets).is_empty());
+        assert!(changed(base, &format!("{base}[ids]\nscan_ports = 50\n")).is_empty());
+        assert_eq!(
+            changed(base, &format!("{base}[flows]\nmax_flows = 1000\n")),
+            ["flows.max_flows"]
+        );
+        assert_eq!(changed(base, &base.replace("eth1", "eth2")), ["sources"]);
+        assert_eq!(
+            changed(base, &format!("{base}[rtp]\nwindow_secs = 5\n")),
+            ["rtp.window_secs"]
+        );
+    }
+}
