@@ -341,6 +341,28 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    /// Draining (the writer done), a pause waits its whole backoff: it
+    /// returned within 50 ms, and a stop against a collector that was down
+    /// retried 101 times in 5 s. Before the writer is done, its finishing
+    /// cuts the pause short, so the drain starts at once.
+    #[test]
+    fn a_pause_waits_out_its_backoff_while_draining_and_ends_when_the_writer_finishes() {
+        let done = AtomicBool::new(true);
+        let t = Instant::now();
+        pause(Duration::from_millis(300), &done);
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&done);
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            flag.store(true, Ordering::Relaxed);
+        });
+        let t = Instant::now();
+        pause(Duration::from_secs(30), &done);
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let _ = setter.join();
+    }
+
     #[test]
     fn only_content_refusals_reject_a_file() {
         for status in [400, 413, 422] {
