@@ -12,7 +12,7 @@
 //! max_vnets_per_node = 1024       # more distinct VNet names stored for one node: 422
 //! header_timeout_secs = 10        # request line + headers must arrive within this (also the
 //!                                 # TLS handshake and the idle time between keep-alive requests)
-//! body_idle_timeout_secs = 30     # an upload body silent this long is cut (408)
+//! body_idle_timeout_secs = 30     # an upload body under 1 KiB this long is cut (408)
 //! max_connections = 1024          # connections served at once; lowered to fd limit - 192
 //! compare_max_concurrent = 2      # /v1/compare queries at once; more get 503 + Retry-After
 //! max_compare_rows = 1000000      # RTP windows one /v1/compare may load; more get 413

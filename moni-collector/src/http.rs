@@ -19,7 +19,7 @@
 //!   connection.
 //! - The request line and headers (and the TLS handshake, and the pause
 //!   between keep-alive requests) must arrive within `header_timeout`;
-//!   a request body silent for `body_idle_timeout` is cut ([`idle_body`],
+//!   a request body silent (under 1 KiB) for `body_idle_timeout` is cut ([`idle_body`],
 //!   answered 408). Handlers check the token before reading a body, so an
 //!   unauthenticated request costs at most its headers.
 
@@ -425,21 +425,35 @@ impl Conn {
 
 /// Error of a request body silent for longer than its idle timeout.
 #[derive(Debug, thiserror::Error)]
-#[error("request body idle for more than {0:?}")]
+#[error("request body idle (under 1 KiB) for more than {0:?}")]
 pub struct BodyIdle(pub Duration);
 
-/// `body` with an idle timeout between its chunks; the flag is set when it
-/// fired (the handler then sees a body error, the answer becomes 408).
+/// Bytes a body must bring within each idle timeout to count as moving:
+/// a client that sends one byte every few seconds never went silent, and
+/// held an ingest slot and a connection for as long as it liked.
+pub const BODY_PROGRESS_BYTES: usize = 1024;
+
+/// `body` with an idle timeout: cut when fewer than
+/// [`BODY_PROGRESS_BYTES`] arrived within `idle` (the body's end aside);
+/// the flag is set when it fired (the handler then sees a body error, the
+/// answer becomes 408).
 pub fn idle_body(body: Body, idle: Duration) -> (Body, Arc<AtomicBool>) {
     let fired = Arc::new(AtomicBool::new(false));
     let flag = fired.clone();
     let stream = body.into_data_stream();
-    let s = futures_util::stream::unfold(Some(stream), move |state| {
+    let start = (stream, tokio::time::Instant::now() + idle, 0usize);
+    let s = futures_util::stream::unfold(Some(start), move |state| {
         let flag = flag.clone();
         async move {
-            let mut stream = state?;
-            match tokio::time::timeout(idle, stream.next()).await {
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
+            let (mut stream, mut deadline, mut moved) = state?;
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    moved += chunk.len();
+                    if moved >= BODY_PROGRESS_BYTES {
+                        (deadline, moved) = (tokio::time::Instant::now() + idle, 0);
+                    }
+                    Some((Ok(chunk), Some((stream, deadline, moved))))
+                }
                 Ok(Some(Err(e))) => Some((Err(axum::Error::new(e)), None)),
                 Ok(None) => None,
                 Err(_) => {

@@ -199,6 +199,38 @@ fn an_upload_body_that_stalls_is_cut_with_408_and_a_silent_connection_is_closed(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
         "{waited:?}"
     );
+    // One that trickles a byte every 200 ms never goes silent, but brings
+    // under 1 KiB a second: cut the same way.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let t0 = Instant::now();
+    write!(
+        s,
+        "POST /v1/ingest/flows HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100000\r\n\r\nPAR1"
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    while t0.elapsed() < Duration::from_secs(8) {
+        let _ = s.write_all(b"x");
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if !raw.is_empty() && raw.ends_with(b"}") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("under 1 KiB"), "{text}");
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
     // A connection that sends nothing is closed after the header timeout.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(8)))
