@@ -133,12 +133,7 @@ fn main() -> ExitCode {
                 let at = info
                     .location()
                     .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
-                let msg = info
-                    .payload()
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let msg = moni_collector::store::panic_message(info.payload());
                 tracing::error!("A task panicked{at}: {msg}");
             }));
             let settings = match CollectorConfig::load(&config).and_then(|c| c.resolve()) {

@@ -601,13 +601,20 @@ const RATIO_COLUMNS: [&str; 5] = [
 /// of every later one; it is a refusal of the file (422).
 fn decoding<T>(step: impl FnOnce() -> T) -> Result<T, IngestError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        IngestError::NotParquet(format!("the Parquet decoder failed on it: {msg}"))
+        IngestError::NotParquet(format!(
+            "the Parquet decoder failed on it: {}",
+            panic_message(p.as_ref())
+        ))
     })
+}
+
+/// The text of a panic's payload (`panic!` with a string or a format).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// Refuses values no node writes ([`IngestError::BadValue`]): in a

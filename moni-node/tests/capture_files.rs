@@ -205,6 +205,14 @@ fn ng_block(kind: u32, body: &[u8]) -> Vec<u8> {
     b
 }
 
+/// A pcapng section header block (version 1.0, length unknown).
+fn ng_section() -> Vec<u8> {
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&u64::MAX.to_le_bytes());
+    ng_block(0x0a0d_0d0a, &shb)
+}
+
 /// An IPv4/UDP packet from 10.0.0.`src` to 10.0.0.9, port 5000 to 6000,
 /// with 8 bytes of payload (checksums zero: moni does not check them).
 fn ipv4_udp(src: u8) -> Vec<u8> {
@@ -223,10 +231,7 @@ fn ipv4_udp(src: u8) -> Vec<u8> {
 /// decoded with its interface's link type.
 #[test]
 fn a_pcapng_of_two_link_types_decodes_each_packet_with_its_interfaces() {
-    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
-    shb.extend_from_slice(&[1, 0, 0, 0]);
-    shb.extend_from_slice(&u64::MAX.to_le_bytes());
-    let mut f = ng_block(0x0a0d_0d0a, &shb);
+    let mut f = ng_section();
     f.extend(ng_block(1, &[1, 0, 0, 0, 0, 0, 1, 0])); // Ethernet
     f.extend(ng_block(1, &[101, 0, 0, 0, 0, 0, 1, 0])); // raw IP
     let epb = |iface: u32, ts_us: u64, frame: &[u8]| {
@@ -259,10 +264,7 @@ fn a_pcapng_of_two_link_types_decodes_each_packet_with_its_interfaces() {
 /// 19 MB summary): the summary lists the first 64 and counts the rest.
 #[test]
 fn a_pcapng_of_many_interfaces_lists_the_first_64() {
-    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
-    shb.extend_from_slice(&[1, 0, 0, 0]);
-    shb.extend_from_slice(&u64::MAX.to_le_bytes());
-    let mut f = ng_block(0x0a0d_0d0a, &shb);
+    let mut f = ng_section();
     for _ in 0..70 {
         f.extend(ng_block(1, &[101, 0, 0, 0, 0, 0, 1, 0]));
     }

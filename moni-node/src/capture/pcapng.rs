@@ -292,15 +292,8 @@ mod tests {
             0, 0, 0,
         ];
         f.extend(block(1, &idb));
-        for i in 0..2u32 {
-            let ts: u64 = 1_700_000_000_000_000_000 + u64::from(i) * 1503;
-            let mut epb = 0u32.to_le_bytes().to_vec();
-            epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
-            epb.extend_from_slice(&(ts as u32).to_le_bytes());
-            epb.extend_from_slice(&3u32.to_le_bytes());
-            epb.extend_from_slice(&60u32.to_le_bytes());
-            epb.extend_from_slice(&[1, 2, 3]);
-            f.extend(block(6, &epb));
+        for i in 0..2u64 {
+            f.extend(packet(6, 0, 1_700_000_000_000_000_000 + i * 1503));
         }
         f
     }
