@@ -499,6 +499,7 @@ impl CollectorConfig {
                 max_rows: self.server.max_rows_per_upload,
                 max_decoded_bytes: self.server.max_decoded_bytes,
                 max_partitions: self.server.max_partitions_per_upload,
+                ..Limits::default()
             },
             max_vnets_per_node: self.server.max_vnets_per_node,
             tokens,

@@ -212,6 +212,16 @@ pub struct Limits {
     pub max_rows: u64,
     pub max_decoded_bytes: u64,
     pub max_partitions: usize,
+    /// Partition files one upload writes at once. An open Parquet writer
+    /// holds about 0.8 MB whatever it is given (a dictionary and a zstd
+    /// context per column): a 19 KB upload of 255 one-row partitions took
+    /// 218 MB when each partition had its own writer from its first row.
+    pub max_open_writers: usize,
+    /// Decoded rows one upload holds for partitions without a writer
+    /// (bytes of Arrow arrays); beyond it the largest such partition gets
+    /// a writer, the least recently written one giving up its own if
+    /// `max_open_writers` are open.
+    pub max_held_bytes: usize,
 }
 
 impl Default for Limits {
@@ -220,6 +230,8 @@ impl Default for Limits {
             max_rows: 16 * 1024 * 1024,
             max_decoded_bytes: 4 * 1024 * 1024 * 1024,
             max_partitions: 256,
+            max_open_writers: 8,
+            max_held_bytes: 16 << 20,
         }
     }
 }
@@ -319,7 +331,14 @@ fn safe_key(key: &str) -> bool {
     let [dirs @ .., file] = parts.as_slice() else {
         return false;
     };
-    let hash = file.strip_suffix(".parquet").unwrap_or_default();
+    let name = file.strip_suffix(".parquet").unwrap_or_default();
+    // `<hash>` or `<hash>-<n>`: the n-th further file of one partition of
+    // one upload (see `Partitions`).
+    let hash = match name.split_once('-') {
+        Some((h, n)) if !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()) => h,
+        Some(_) => "",
+        None => name,
+    };
     dirs.len() == 5
         && hash.len() == 64
         && hash.bytes().all(|b| b.is_ascii_hexdigit())
@@ -530,6 +549,9 @@ pub struct Staged {
     pub vnets: BTreeSet<String>,
     /// For `rtp_windows`: the MOS-CQ of the latest window per (VNet, role).
     pub latest_mos: Vec<(String, String, f64)>,
+    /// The most partition files written at once (at most
+    /// `max_open_writers`).
+    pub peak_writers: usize,
 }
 
 impl Drop for Staged {
@@ -540,24 +562,225 @@ impl Drop for Staged {
     }
 }
 
-/// A partition being written.
-struct PartWriter {
+/// The partitions of one upload being written under `.incoming`: a file
+/// per partition, written as its rows come when it has a writer, else
+/// held until the end and written then, one partition at a time. Memory
+/// stays within `max_open_writers` writers and `max_held_bytes` of held
+/// rows whatever the upload's shape; a partition whose writer had to be
+/// given up continues in a further file (`<hash>-1.parquet`, ...). The
+/// choices depend on the upload's rows alone, so a retried upload makes
+/// the same files. Every temporary file is removed on any failure.
+struct Partitions<'a> {
+    dataset: &'a str,
+    node: &'a str,
+    hash: &'a str,
+    incoming: &'a Path,
+    schema: SchemaRef,
+    props: WriterProperties,
+    limits: Limits,
+    open: BTreeMap<(String, i64), OpenPart>,
+    held: BTreeMap<(String, i64), Vec<RecordBatch>>,
+    held_bytes: usize,
+    /// Files begun per partition (the next one's suffix).
+    files: BTreeMap<(String, i64), u32>,
+    /// Files finished, removed on drop unless taken by `finish`.
+    done: Vec<StagedPart>,
+    /// Upload batches seen, for "least recently written".
+    clock: u64,
+    /// The most writers open at once (for tests and the log).
+    peak_open: usize,
+}
+
+struct OpenPart {
     key: String,
     tmp: PathBuf,
     writer: Option<ArrowWriter<File>>,
+    last: u64,
 }
 
-/// Temporary files of an upload being split, removed on any failure.
-struct Writers {
-    open: HashMap<(String, i64), PartWriter>,
-}
-
-impl Drop for Writers {
+impl Drop for Partitions<'_> {
     fn drop(&mut self) {
         for w in self.open.values_mut() {
             drop(w.writer.take());
             let _ = std::fs::remove_file(&w.tmp);
         }
+        for p in &self.done {
+            let _ = std::fs::remove_file(&p.tmp);
+        }
+    }
+}
+
+impl Partitions<'_> {
+    /// Partitions seen so far (open, held or finished).
+    fn count(&self) -> usize {
+        self.files.len()
+            + self
+                .held
+                .keys()
+                .filter(|k| !self.files.contains_key(*k))
+                .count()
+    }
+
+    /// Adds rows of partition `part`, refusing a partition beyond
+    /// `max_partitions` or with an unsafe VNet name.
+    fn add(&mut self, part: (&str, i64), rows: RecordBatch) -> Result<(), IngestError> {
+        let key = (part.0.to_string(), part.1);
+        if let Some(o) = self.open.get_mut(&key) {
+            o.last = self.clock;
+            let Some(writer) = o.writer.as_mut() else {
+                return Ok(());
+            };
+            writer.write(&rows).map_err(|e| storage_err(&e))?;
+            if writer.in_progress_size() > FLUSH_ONE {
+                writer.flush().map_err(|e| storage_err(&e))?;
+            }
+            return Ok(());
+        }
+        if !self.files.contains_key(&key) && !self.held.contains_key(&key) {
+            if !safe_component(part.0) {
+                return Err(IngestError::BadName(part.0.to_string()));
+            }
+            if self.count() >= self.limits.max_partitions {
+                return Err(IngestError::TooManyPartitions {
+                    limit: self.limits.max_partitions,
+                });
+            }
+        }
+        self.held_bytes += rows.get_array_memory_size();
+        self.held.entry(key).or_default().push(rows);
+        Ok(())
+    }
+
+    /// After each upload batch: bounds the writers' buffered row groups
+    /// and the held rows.
+    fn settle(&mut self) -> Result<(), IngestError> {
+        self.clock += 1;
+        let buffered: usize = self
+            .open
+            .values()
+            .filter_map(|p| p.writer.as_ref())
+            .map(|x| x.in_progress_size())
+            .sum();
+        if buffered > FLUSH_ALL {
+            for x in self.open.values_mut().filter_map(|p| p.writer.as_mut()) {
+                x.flush().map_err(|e| storage_err(&e))?;
+            }
+        }
+        while self.held_bytes > self.limits.max_held_bytes {
+            // The largest held partition (the first by key among equals).
+            let Some(key) = self
+                .held
+                .iter()
+                .map(|(k, b)| {
+                    (
+                        b.iter()
+                            .map(RecordBatch::get_array_memory_size)
+                            .sum::<usize>(),
+                        k,
+                    )
+                })
+                .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+                .map(|(_, k)| k.clone())
+            else {
+                break;
+            };
+            if self.open.len() >= self.limits.max_open_writers.max(1) {
+                let lru = self
+                    .open
+                    .iter()
+                    .min_by_key(|(k, o)| (o.last, (*k).clone()))
+                    .map(|(k, _)| k.clone());
+                if let Some(lru) = lru {
+                    self.close(&lru)?;
+                }
+            }
+            self.begin(&key)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the next file of partition `key` and writes its held rows.
+    fn begin(&mut self, key: &(String, i64)) -> Result<(), IngestError> {
+        let n = self.files.entry(key.clone()).or_insert(0);
+        let suffix = match *n {
+            0 => String::new(),
+            n => format!("-{n}"),
+        };
+        *n += 1;
+        let (date, hh) = Timestamp(key.1.saturating_mul(HOUR_US)).utc_date_hour();
+        let (dataset, node, vnet, hash) = (self.dataset, self.node, &key.0, self.hash);
+        let tmp = self.incoming.join(incoming_name(".part.tmp"));
+        // Registered before the file exists, so a failure removes it.
+        self.open.insert(
+            key.clone(),
+            OpenPart {
+                key: format!(
+                    "{dataset}/node={node}/vnet={vnet}/date={date}/hour={hh}/{hash}{suffix}.parquet"
+                ),
+                tmp,
+                writer: None,
+                last: self.clock,
+            },
+        );
+        self.peak_open = self.peak_open.max(self.open.len());
+        let Some(o) = self.open.get_mut(key) else {
+            return Ok(());
+        };
+        let f = File::create(&o.tmp).map_err(io)?;
+        let mut writer =
+            ArrowWriter::try_new(f, Arc::clone(&self.schema), Some(self.props.clone()))
+                .map_err(|e| storage_err(&e))?;
+        for rows in self.held.remove(key).unwrap_or_default() {
+            self.held_bytes = self.held_bytes.saturating_sub(rows.get_array_memory_size());
+            writer.write(&rows).map_err(|e| storage_err(&e))?;
+            if writer.in_progress_size() > FLUSH_ONE {
+                writer.flush().map_err(|e| storage_err(&e))?;
+            }
+        }
+        o.writer = Some(writer);
+        Ok(())
+    }
+
+    /// Finishes the open file of partition `key`: footer, fsync.
+    fn close(&mut self, key: &(String, i64)) -> Result<(), IngestError> {
+        let Some(mut o) = self.open.remove(key) else {
+            return Ok(());
+        };
+        let Some(writer) = o.writer.take() else {
+            let _ = std::fs::remove_file(&o.tmp);
+            return Ok(());
+        };
+        // Owned by `done` from here, so a failure below removes it too.
+        self.done.push(StagedPart {
+            key: o.key.clone(),
+            tmp: o.tmp.clone(),
+            bytes: 0,
+        });
+        let f = writer.into_inner().map_err(|e| storage_err(&e))?;
+        f.sync_all().map_err(io)?;
+        let bytes = f.metadata().map_err(io)?.len();
+        if let Some(p) = self.done.last_mut() {
+            p.bytes = bytes;
+        }
+        Ok(())
+    }
+
+    /// Finishes every file: the open ones, then each held partition's
+    /// (one writer at a time). The files in key order.
+    fn finish(mut self) -> Result<(Vec<StagedPart>, BTreeSet<String>, usize), IngestError> {
+        let keys: Vec<(String, i64)> = self.open.keys().cloned().collect();
+        for k in keys {
+            self.close(&k)?;
+        }
+        let keys: Vec<(String, i64)> = self.held.keys().cloned().collect();
+        for k in keys {
+            self.begin(&k)?;
+            self.close(&k)?;
+        }
+        let vnets = self.files.keys().map(|(v, _)| v.clone()).collect();
+        let mut parts = std::mem::take(&mut self.done);
+        parts.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok((parts, vnets, self.peak_open))
     }
 }
 
@@ -758,8 +981,21 @@ pub fn prepare(
         );
     let props = writer_props(dataset)?;
 
-    let mut w = Writers {
-        open: HashMap::new(),
+    let mut w = Partitions {
+        dataset,
+        node,
+        hash,
+        incoming,
+        schema: Arc::clone(&out_schema),
+        props,
+        limits: *limits,
+        open: BTreeMap::new(),
+        held: BTreeMap::new(),
+        held_bytes: 0,
+        files: BTreeMap::new(),
+        done: Vec::new(),
+        clock: 0,
+        peak_open: 0,
     };
     let mut rows_total = 0u64;
     let mut decoded = 0u64;
@@ -813,7 +1049,7 @@ pub fn prepare(
         let vnets = column::<StringArray>(&full, vnet_col)?;
         let times = column::<TimestampMicrosecondArray>(&full, time_col)?;
         // Rows by partition (VNet, hour since the epoch).
-        let mut groups: HashMap<(&str, i64), Vec<u32>> = HashMap::new();
+        let mut groups: BTreeMap<(&str, i64), Vec<u32>> = BTreeMap::new();
         for i in 0..batch.num_rows() {
             let k = (vnets.value(i), times.value(i).div_euclid(HOUR_US));
             groups.entry(k).or_default().push(i as u32);
@@ -834,42 +1070,9 @@ pub fn prepare(
             }
         }
         let whole = groups.len() == 1;
-        for ((vnet, hour), idx) in groups {
-            let key = (vnet.to_string(), hour);
-            if !w.open.contains_key(&key) {
-                if !safe_component(vnet) {
-                    return Err(IngestError::BadName(vnet.to_string()));
-                }
-                if w.open.len() >= limits.max_partitions {
-                    return Err(IngestError::TooManyPartitions {
-                        limit: limits.max_partitions,
-                    });
-                }
-                let (date, hh) = Timestamp(hour.saturating_mul(HOUR_US)).utc_date_hour();
-                let tmp = incoming.join(incoming_name(".part.tmp"));
-                let pw = PartWriter {
-                    key: format!(
-                        "{dataset}/node={node}/vnet={vnet}/date={date}/hour={hh}/{hash}.parquet"
-                    ),
-                    writer: None,
-                    tmp,
-                };
-                // Registered before the file exists, so a failure removes it.
-                w.open.insert(key.clone(), pw);
-                let Some(pw) = w.open.get_mut(&key) else {
-                    continue;
-                };
-                let f = File::create(&pw.tmp).map_err(io)?;
-                pw.writer = Some(
-                    ArrowWriter::try_new(f, Arc::clone(&out_schema), Some(props.clone()))
-                        .map_err(|e| storage_err(&e))?,
-                );
-            }
-            let Some(writer) = w.open.get_mut(&key).and_then(|p| p.writer.as_mut()) else {
-                continue;
-            };
+        for (part, idx) in groups {
             if whole {
-                writer.write(&batch).map_err(|e| storage_err(&e))?;
+                w.add(part, batch.clone())?;
             } else {
                 let idx = UInt32Array::from(idx);
                 let cols = batch
@@ -878,54 +1081,20 @@ pub fn prepare(
                     .map(|c| take(c, &idx, None))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| storage_err(&e))?;
-                let part = RecordBatch::try_new(Arc::clone(&out_schema), cols)
+                let rows = RecordBatch::try_new(Arc::clone(&out_schema), cols)
                     .map_err(|e| storage_err(&e))?;
-                writer.write(&part).map_err(|e| storage_err(&e))?;
-            }
-            if writer.in_progress_size() > FLUSH_ONE {
-                writer.flush().map_err(|e| storage_err(&e))?;
+                w.add(part, rows)?;
             }
         }
-        let held: usize = w
-            .open
-            .values()
-            .filter_map(|p| p.writer.as_ref())
-            .map(|x| x.in_progress_size())
-            .sum();
-        if held > FLUSH_ALL {
-            for x in w.open.values_mut().filter_map(|p| p.writer.as_mut()) {
-                x.flush().map_err(|e| storage_err(&e))?;
-            }
-        }
+        w.settle()?;
     }
     // Finish every part: footer, fsync.
-    let mut parts = Vec::with_capacity(w.open.len());
-    let mut vnets = BTreeSet::new();
-    let mut keys: Vec<(String, i64)> = w.open.keys().cloned().collect();
-    keys.sort();
-    for k in keys {
-        let Some(pw) = w.open.get_mut(&k) else {
-            continue;
-        };
-        let Some(writer) = pw.writer.take() else {
-            continue;
-        };
-        let f = writer.into_inner().map_err(|e| storage_err(&e))?;
-        f.sync_all().map_err(io)?;
-        let bytes = f.metadata().map_err(io)?.len();
-        parts.push(StagedPart {
-            key: pw.key.clone(),
-            tmp: pw.tmp.clone(),
-            bytes,
-        });
-        vnets.insert(k.0);
-    }
-    // The parts now belong to `Staged` (whose drop removes them).
-    w.open.clear();
+    let (parts, vnets, peak_writers) = w.finish()?;
     Ok(Staged {
         parts,
         rows: rows_total,
         vnets,
+        peak_writers,
         latest_mos: latest
             .into_iter()
             .map(|((v, r), (_, m))| (v, r, m))
@@ -1158,6 +1327,135 @@ mod tests {
             prepare("flows", "n1", &file, &hash, &incoming, &Limits::default()),
             Err(IngestError::SchemaVersion { .. })
         ));
+    }
+
+    /// Rows of 12 hours interleaved (row i in hour i % 12), `n` rows, in
+    /// one flows upload whose reader hands them out 2,048 at a time: every
+    /// batch holds rows of every partition.
+    fn interleaved_upload(dir: &Path, n: u32) -> PathBuf {
+        let records: Vec<_> = (0..n)
+            .map(|i| {
+                let mut r = flow_record(Default::default());
+                r.flow_id = u64::from(i);
+                let t = r.fwd.first.0 + i64::from(i % 12) * HOUR_US;
+                r.fwd.first = analyzers::Timestamp(t);
+                r.fwd.last = analyzers::Timestamp(t);
+                r
+            })
+            .collect();
+        let vnets = analyzers::vnet::VnetMap::default();
+        let batch = schema::flows_batch(&records, &vnets).expect("batch");
+        flows_file(dir, SCHEMA_VERSION, &batch)
+    }
+
+    /// flow_id of every row of the staged files, by partition directory.
+    fn staged_rows(staged: &Staged) -> BTreeMap<String, Vec<u64>> {
+        let mut by_dir: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for p in &staged.parts {
+            let dir = p.key.rsplit_once('/').expect("dir").0.to_string();
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(&p.tmp).expect("part"))
+                    .expect("parquet")
+                    .build()
+                    .expect("reader");
+            for b in reader {
+                let b = b.expect("batch");
+                let ids = b
+                    .column_by_name("flow_id")
+                    .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int64Array>())
+                    .expect("flow_id");
+                by_dir
+                    .entry(dir.clone())
+                    .or_default()
+                    .extend(ids.values().iter().map(|&i| i as u64));
+            }
+        }
+        by_dir
+    }
+
+    #[test]
+    fn an_upload_of_many_partitions_keeps_few_writers_open_and_loses_no_row() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let incoming = t.path().join("incoming");
+        std::fs::create_dir_all(&incoming).expect("mkdir");
+        let hash = "b".repeat(64);
+        let file = interleaved_upload(t.path(), 6_000);
+        let expect: BTreeMap<usize, Vec<u64>> = (0..6_000u64).fold(BTreeMap::new(), |mut m, i| {
+            m.entry((i % 12) as usize).or_default().push(i);
+            m
+        });
+        // Default bounds: the small partitions are held and written at the
+        // end, one at a time: one file each.
+        let one =
+            prepare("flows", "n1", &file, &hash, &incoming, &Limits::default()).expect("prepare");
+        assert_eq!(one.rows, 6_000);
+        assert_eq!(one.peak_writers, 1);
+        assert_eq!(one.parts.len(), 12);
+        assert!(one
+            .parts
+            .iter()
+            .all(|p| p.key.ends_with(&format!("/{hash}.parquet"))));
+        let rows = staged_rows(&one);
+        assert_eq!(
+            rows.values().cloned().collect::<Vec<_>>(),
+            expect.values().cloned().collect::<Vec<_>>()
+        );
+        // Tight bounds: at most 2 writers, nothing held past a batch; a
+        // partition whose writer was given up continues in further files.
+        let tight = Limits {
+            max_open_writers: 2,
+            max_held_bytes: 1,
+            ..Limits::default()
+        };
+        let staged = prepare("flows", "n1", &file, &hash, &incoming, &tight).expect("prepare");
+        assert_eq!(staged.peak_writers, 2);
+        assert!(staged.parts.len() > 12, "{} files", staged.parts.len());
+        assert!(staged
+            .parts
+            .iter()
+            .any(|p| p.key.ends_with(&format!("/{hash}-1.parquet"))));
+        assert!(
+            staged.parts.iter().all(|p| safe_key(&p.key)),
+            "{:?}",
+            staged.parts.iter().map(|p| &p.key).collect::<Vec<_>>()
+        );
+        let mut got = staged_rows(&staged);
+        for ids in got.values_mut() {
+            ids.sort_unstable();
+        }
+        assert_eq!(got.len(), 12);
+        assert_eq!(
+            got.values().cloned().collect::<Vec<_>>(),
+            expect.values().cloned().collect::<Vec<_>>()
+        );
+        // The same upload again makes the same files (a retry finds them
+        // stored).
+        let again = prepare("flows", "n1", &file, &hash, &incoming, &tight).expect("prepare");
+        let keys = |s: &Staged| s.parts.iter().map(|p| p.key.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(&again), keys(&staged));
+        // Beyond max_partitions: refused, and no temporary file is left.
+        drop((one, staged, again));
+        let few = Limits {
+            max_partitions: 11,
+            ..tight
+        };
+        assert!(matches!(
+            prepare("flows", "n1", &file, &hash, &incoming, &few),
+            Err(IngestError::TooManyPartitions { limit: 11 })
+        ));
+        assert_eq!(std::fs::read_dir(&incoming).expect("incoming").count(), 0);
+    }
+
+    #[test]
+    fn keys_of_further_files_are_safe_and_nothing_else_is() {
+        let dir = "flows/node=n/vnet=A/date=2026-01-01/hour=00";
+        let h = "c".repeat(64);
+        assert!(safe_key(&format!("{dir}/{h}.parquet")));
+        assert!(safe_key(&format!("{dir}/{h}-1.parquet")));
+        assert!(safe_key(&format!("{dir}/{h}-123456789.parquet")));
+        for bad in ["-", "-x", "-1-2", "-1234567890", "-+1", "- 1"] {
+            assert!(!safe_key(&format!("{dir}/{h}{bad}.parquet")), "{bad}");
+        }
     }
 
     #[test]
