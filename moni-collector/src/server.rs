@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware;
@@ -271,7 +272,7 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
 async fn compare_http(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<CompareQuery>,
+    query: Result<Query<CompareQuery>, QueryRejection>,
 ) -> Response {
     let authorized = bearer(&headers)
         .is_some_and(|t| st.settings.readers.contains_key(t) || st.settings.tokens.contains_key(t));
@@ -281,6 +282,12 @@ async fn compare_http(
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     }
+    // A query the extractor refuses (a parameter missing, given twice or
+    // not a number) is a JSON error like every other, not axum's text.
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let Ok(_slot) = st.compare_slots.try_acquire() else {
         let mut r = json_error(
             StatusCode::SERVICE_UNAVAILABLE,

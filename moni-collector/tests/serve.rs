@@ -308,6 +308,19 @@ fn compare_needs_a_token_and_bounds_the_rows_and_the_queries_it_runs() {
     );
     assert_eq!(status, 400, "{err}");
     assert!(err.contains("--from must be before --to"), "{err}");
+    // A parameter given twice or not a number: a JSON error too.
+    for (query, says) in [
+        ("&shadow=C", "duplicate field `shadow`"),
+        ("&tolerance=x", "tolerance"),
+    ] {
+        let (status, err) = get(Some(READER), query);
+        assert_eq!(status, 400, "{err}");
+        let e: serde_json::Value = serde_json::from_str(&err).expect("a JSON error");
+        assert!(
+            e["error"].as_str().is_some_and(|m| m.contains(says)),
+            "{err}"
+        );
+    }
     let dir = data.display().to_string();
     let (_, err) = get(Some(READER), "&node=nobody");
     assert!(!err.contains(&dir), "{err}");

@@ -527,6 +527,14 @@ fn an_upload_over_the_partition_cap_is_refused_and_stores_nothing() {
     let (status, _, text) = c.upload("bins", parquet("bins", [bins_batch(&starts[..256], "A")]));
     assert_eq!(status, 201, "{text}");
     assert_eq!(c.stored_files().len(), 256);
+    // Neither upload opened a Parquet writer per partition (about 0.8 MB
+    // each: 256 took the collector past 200 MB).
+    let peak = c.peak_rss();
+    eprintln!(
+        "collector peak RSS after 256 one-row partitions: {} MB",
+        peak >> 20
+    );
+    assert!(peak < 80 << 20, "peak RSS {} MB", peak >> 20);
 }
 
 /// `max_vnets_per_node` counts the VNet names a node has stored, also
