@@ -185,7 +185,13 @@ fn map_pcap_file(
     use std::io::{Error, ErrorKind, Read};
     let mut r = std::io::BufReader::new(std::fs::File::open(input)?);
     let mut header = [0u8; 24];
-    r.read_exact(&mut header)?;
+    r.read_exact(&mut header).map_err(|e| match e.kind() {
+        ErrorKind::UnexpectedEof => Error::new(
+            ErrorKind::InvalidData,
+            "shorter than a pcap file header (24 bytes)",
+        ),
+        _ => e,
+    })?;
     if header[..4] != 0xa1b2_c3d4u32.to_le_bytes() {
         return Err(Error::new(
             ErrorKind::InvalidData,
@@ -217,4 +223,22 @@ fn map_pcap_file(
     }
     w.finish()?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_or_short_input_is_named_as_such() {
+        let dir = std::env::temp_dir().join(format!("moni-wrap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (input, output) = (dir.join("in.pcap"), dir.join("out.pcap"));
+        for bytes in [&b""[..], &[0xd4, 0xc3, 0xb2, 0xa1, 2, 0][..]] {
+            std::fs::write(&input, bytes).expect("write");
+            let e = wrap_pcap_file(&input, &output, Encap::Vxlan, 1, None).expect_err("refused");
+            assert_eq!(e.to_string(), "shorter than a pcap file header (24 bytes)");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
