@@ -15,6 +15,7 @@ pub struct CollectorMetrics {
     pub last_seen: GaugeVec,
     pub window_mos: GaugeVec,
     pub upload_seconds: HistogramVec,
+    pub spills: IntCounterVec,
 }
 
 impl CollectorMetrics {
@@ -49,6 +50,11 @@ impl CollectorMetrics {
             "moni_collector_rejected_uploads_total",
             "Uploads refused, by reason.",
             &["reason"],
+        )?;
+        let spills = c(
+            "moni_collector_spills_total",
+            "Times an upload's rows of a partition went to a spill file: uploads spread over more partitions than the collector keeps Parquet writers for.",
+            &["dataset"],
         )?;
         let last_seen = GaugeVec::new(
             Opts::new(
@@ -91,6 +97,7 @@ impl CollectorMetrics {
             last_seen,
             window_mos,
             upload_seconds,
+            spills,
         })
     }
 

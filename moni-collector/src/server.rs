@@ -413,6 +413,10 @@ async fn ingest(
             Err(e) => Err(e),
             Ok(()) => {
                 let (rows, latest_mos) = (p.rows, p.latest_mos.clone());
+                st.metrics
+                    .spills
+                    .with_label_values(&[dataset.as_str()])
+                    .inc_by(p.spills as u64);
                 st.backend
                     .put(p)
                     .await

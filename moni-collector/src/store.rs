@@ -726,10 +726,20 @@ impl Partitions<'_> {
             .append(true)
             .open(&path)
             .map_err(io)?;
-        let arrow_err = |e: arrow::error::ArrowError| IngestError::Io(format!("spill file: {e}"));
-        let mut w =
-            arrow_ipc::writer::StreamWriter::try_new(std::io::BufWriter::new(f), &self.schema)
-                .map_err(arrow_err)?;
+        // A full disk is 507 like any other write's (`storage_err` finds
+        // the I/O error inside).
+        let arrow_err = |e: arrow::error::ArrowError| storage_err(&e);
+        // Compressed: a spilled partition's rows are decoded Arrow, many
+        // times the upload's Parquet bytes.
+        let options = arrow_ipc::writer::IpcWriteOptions::default()
+            .try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))
+            .map_err(arrow_err)?;
+        let mut w = arrow_ipc::writer::StreamWriter::try_new_with_options(
+            std::io::BufWriter::new(f),
+            &self.schema,
+            options,
+        )
+        .map_err(arrow_err)?;
         for b in &rows {
             w.write(b).map_err(arrow_err)?;
         }
@@ -775,8 +785,7 @@ impl Partitions<'_> {
             let result = (|| {
                 let mut f = File::open(&path).map_err(io)?;
                 let len = f.metadata().map_err(io)?.len();
-                let arrow_err =
-                    |e: arrow::error::ArrowError| IngestError::Io(format!("spill file: {e}"));
+                let arrow_err = |e: arrow::error::ArrowError| storage_err(&e);
                 // One stream per spill, read in turn.
                 while std::io::Seek::stream_position(&mut f).map_err(io)? < len {
                     let r = arrow_ipc::reader::StreamReader::try_new(&mut f, None)
@@ -1502,6 +1511,121 @@ mod tests {
             Err(IngestError::TooManyPartitions { limit: 11 })
         ));
         assert_eq!(std::fs::read_dir(&incoming).expect("incoming").count(), 0);
+    }
+
+    /// Partitions held, spilled, held again and given a writer, step by
+    /// step: each file holds its partition's rows in the order added.
+    #[test]
+    fn held_and_spilled_rows_keep_their_order() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let rows = |first: i64| {
+            let ids: Vec<i64> = (first..first + 10).collect();
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(arrow::array::Int64Array::from(ids))],
+            )
+            .expect("batch")
+        };
+        let s = rows(0).get_array_memory_size();
+        let partitions = |max_partitions| Partitions {
+            dataset: "bins",
+            node: "n",
+            hash: "d",
+            incoming: t.path(),
+            schema: Arc::clone(&schema),
+            props: WriterProperties::default(),
+            limits: Limits {
+                max_open_writers: 1,
+                max_held_bytes: 2 * s,
+                max_partitions,
+                ..Limits::default()
+            },
+            open: BTreeMap::new(),
+            held: BTreeMap::new(),
+            held_bytes: 0,
+            spilled: BTreeMap::new(),
+            done: Vec::new(),
+            peak_open: 0,
+            spills: 0,
+        };
+        let mut p = partitions(4);
+        // Batch 1: three partitions, one gets the writer.
+        for (h, first) in [(0, 0), (1, 100), (2, 200)] {
+            p.add(("A", h), rows(first)).expect("add");
+        }
+        p.settle().expect("settle");
+        assert_eq!((p.open.len(), p.held.len(), p.spills), (1, 2, 0));
+        // Batch 2: hour 1 (now the largest) spills, the writer being taken.
+        for (h, first) in [(0, 10), (1, 110), (2, 210)] {
+            p.add(("A", h), rows(first)).expect("add");
+        }
+        p.settle().expect("settle");
+        assert_eq!((p.spills, p.spilled.len()), (1, 1));
+        // Batch 3: hour 1 is held again after its spill, hour 2 spills.
+        for (h, first) in [(1, 120), (3, 300)] {
+            p.add(("A", h), rows(first)).expect("add");
+        }
+        p.settle().expect("settle");
+        assert_eq!((p.spills, p.spilled.len()), (2, 2));
+        assert!(p.held.contains_key(&("A".to_string(), 1)));
+        let (parts, vnets, peak, spills) = p.finish().expect("finish");
+        assert_eq!((peak, spills), (1, 2));
+        assert_eq!(vnets.into_iter().collect::<Vec<_>>(), ["A"]);
+        let ids = |i: usize| -> Vec<i64> {
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&parts[i].tmp).expect("part"))
+                .expect("parquet")
+                .build()
+                .expect("reader")
+                .flat_map(|b| {
+                    let b = b.expect("batch");
+                    let c = b
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .expect("ids")
+                        .clone();
+                    c.values().to_vec()
+                })
+                .collect()
+        };
+        let want =
+            |firsts: &[i64]| -> Vec<i64> { firsts.iter().flat_map(|&f| f..f + 10).collect() };
+        assert_eq!(parts.len(), 4);
+        assert_eq!(ids(0), want(&[0, 10]));
+        assert_eq!(ids(1), want(&[100, 110, 120]));
+        assert_eq!(ids(2), want(&[200, 210]));
+        assert_eq!(ids(3), want(&[300]));
+        for p in &parts {
+            let _ = std::fs::remove_file(&p.tmp);
+        }
+        // No spill file is left.
+        assert_eq!(std::fs::read_dir(t.path()).expect("dir").count(), 0);
+        // A fifth partition after spills is one too many for 4, counted
+        // once whether open, held or spilled.
+        let mut p = partitions(4);
+        for (h, first) in [
+            (0, 0),
+            (1, 100),
+            (2, 200),
+            (0, 10),
+            (1, 110),
+            (2, 210),
+            (1, 120),
+            (3, 300),
+        ] {
+            p.add(("A", h), rows(first)).expect("add");
+            p.settle().expect("settle");
+        }
+        assert!(!p.spilled.is_empty());
+        assert_eq!(p.count(), 4);
+        assert!(matches!(
+            p.add(("A", 4), rows(400)),
+            Err(IngestError::TooManyPartitions { limit: 4 })
+        ));
+        drop(p);
+        assert_eq!(std::fs::read_dir(t.path()).expect("dir").count(), 0);
     }
 
     #[test]

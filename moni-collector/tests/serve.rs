@@ -308,6 +308,8 @@ fn compare_needs_a_token_and_bounds_the_rows_and_the_queries_it_runs() {
     );
     assert_eq!(status, 400, "{err}");
     assert!(err.contains("--from must be before --to"), "{err}");
+    // Without a token, a malformed query is still 401.
+    assert_eq!(get(None, "&shadow=C").0, 401);
     // A parameter given twice or not a number: a JSON error too.
     for (query, says) in [
         ("&shadow=C", "duplicate field `shadow`"),

@@ -537,6 +537,47 @@ fn an_upload_over_the_partition_cap_is_refused_and_stores_nothing() {
     assert!(peak < 80 << 20, "peak RSS {} MB", peak >> 20);
 }
 
+/// Rows of 12 hours interleaved, more than an upload holds in memory:
+/// 8 partitions are written as they come, the other 4 through their spill
+/// files; every row is stored, one file per partition, and nothing is
+/// left under `.incoming`.
+#[test]
+fn an_upload_of_more_partitions_than_writers_spills_and_stores_every_row() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 8 partitions get writers once 16 MiB are held; the other 4 hold a
+    // third of the rest, 24 MiB: they spill.
+    let starts: Vec<i64> = (0..1_200_000).map(|i| T0 + (i % 12) * HOUR_US).collect();
+    let batch = bins_batch(&starts, "A");
+    assert!(
+        batch.get_array_memory_size() > 64 << 20,
+        "{}",
+        batch.get_array_memory_size()
+    );
+    let c = Collector::start(tmp.path(), &tmp.path().join("data"), "");
+    let (status, _, text) = c.upload("bins", parquet("bins", [batch]));
+    assert_eq!(status, 201, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["rows"], 1_200_000);
+    assert_eq!(v["parts"], 12);
+    let files = c.stored_files();
+    assert_eq!(files.len(), 12);
+    assert_eq!(rows_in(&files), 1_200_000);
+    let spills = c.get("/metrics").unwrap_or_default().lines().find_map(|l| {
+        l.strip_prefix("moni_collector_spills_total{dataset=\"bins\"} ")?
+            .trim()
+            .parse::<u64>()
+            .ok()
+    });
+    assert!(spills.is_some_and(|n| n > 0), "{spills:?}");
+    assert!(c.incoming().is_empty(), "{:?}", c.incoming());
+    let peak = c.peak_rss();
+    eprintln!(
+        "collector peak RSS after 1,200,000 rows in 12 partitions: {} MB",
+        peak >> 20
+    );
+    assert!(peak < 300 << 20, "peak RSS {} MB", peak >> 20);
+}
+
 /// `max_vnets_per_node` counts the VNet names a node has stored, also
 /// across a restart.
 #[test]
