@@ -571,10 +571,7 @@ impl Drop for Staged {
 /// the upload's order however they were held: a retried upload makes the
 /// same files. Every temporary file is removed on any failure.
 struct Partitions<'a> {
-    dataset: &'a str,
-    node: &'a str,
-    hash: &'a str,
-    incoming: &'a Path,
+    names: PartNames<'a>,
     schema: SchemaRef,
     props: WriterProperties,
     limits: Limits,
@@ -589,6 +586,16 @@ struct Partitions<'a> {
     peak_open: usize,
     /// Spills written (for tests).
     spills: usize,
+}
+
+/// What names an upload's files: its dataset, node and hash, and the
+/// directory of its temporary files.
+#[derive(Clone, Copy)]
+struct PartNames<'a> {
+    dataset: &'a str,
+    node: &'a str,
+    hash: &'a str,
+    incoming: &'a Path,
 }
 
 struct OpenPart {
@@ -612,7 +619,28 @@ impl Drop for Partitions<'_> {
     }
 }
 
-impl Partitions<'_> {
+impl<'a> Partitions<'a> {
+    fn new(
+        names: PartNames<'a>,
+        schema: SchemaRef,
+        props: WriterProperties,
+        limits: Limits,
+    ) -> Partitions<'a> {
+        Partitions {
+            names,
+            schema,
+            props,
+            limits,
+            open: BTreeMap::new(),
+            held: BTreeMap::new(),
+            held_bytes: 0,
+            spilled: BTreeMap::new(),
+            done: Vec::new(),
+            peak_open: 0,
+            spills: 0,
+        }
+    }
+
     fn known(&self, key: &(String, i64)) -> bool {
         self.open.contains_key(key) || self.held.contains_key(key) || self.spilled.contains_key(key)
     }
@@ -715,7 +743,7 @@ impl Partitions<'_> {
         let path = match self.spilled.get(key) {
             Some(p) => p.clone(),
             None => {
-                let p = self.incoming.join(incoming_name(".spill.tmp"));
+                let p = self.names.incoming.join(incoming_name(".spill.tmp"));
                 // Registered before the file exists, so a failure removes it.
                 self.spilled.insert(key.clone(), p.clone());
                 p
@@ -756,8 +784,14 @@ impl Partitions<'_> {
     /// spilled rows, then its held ones.
     fn begin(&mut self, key: &(String, i64)) -> Result<(), IngestError> {
         let (date, hh) = Timestamp(key.1.saturating_mul(HOUR_US)).utc_date_hour();
-        let (dataset, node, vnet, hash) = (self.dataset, self.node, &key.0, self.hash);
-        let tmp = self.incoming.join(incoming_name(".part.tmp"));
+        let PartNames {
+            dataset,
+            node,
+            hash,
+            incoming,
+        } = self.names;
+        let vnet = &key.0;
+        let tmp = incoming.join(incoming_name(".part.tmp"));
         // Registered before the file exists, so a failure removes it.
         self.open.insert(
             key.clone(),
@@ -1051,22 +1085,13 @@ pub fn prepare(
         );
     let props = writer_props(dataset)?;
 
-    let mut w = Partitions {
+    let names = PartNames {
         dataset,
         node,
         hash,
         incoming,
-        schema: Arc::clone(&out_schema),
-        props,
-        limits: *limits,
-        open: BTreeMap::new(),
-        held: BTreeMap::new(),
-        held_bytes: 0,
-        spilled: BTreeMap::new(),
-        done: Vec::new(),
-        peak_open: 0,
-        spills: 0,
     };
+    let mut w = Partitions::new(names, Arc::clone(&out_schema), props, *limits);
     let mut rows_total = 0u64;
     let mut decoded = 0u64;
     let mut latest: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
@@ -1529,26 +1554,25 @@ mod tests {
             .expect("batch")
         };
         let s = rows(0).get_array_memory_size();
-        let partitions = |max_partitions| Partitions {
-            dataset: "bins",
-            node: "n",
-            hash: "d",
-            incoming: t.path(),
-            schema: Arc::clone(&schema),
-            props: WriterProperties::default(),
-            limits: Limits {
+        let partitions = |max_partitions| {
+            let names = PartNames {
+                dataset: "bins",
+                node: "n",
+                hash: "d",
+                incoming: t.path(),
+            };
+            let limits = Limits {
                 max_open_writers: 1,
                 max_held_bytes: 2 * s,
                 max_partitions,
                 ..Limits::default()
-            },
-            open: BTreeMap::new(),
-            held: BTreeMap::new(),
-            held_bytes: 0,
-            spilled: BTreeMap::new(),
-            done: Vec::new(),
-            peak_open: 0,
-            spills: 0,
+            };
+            Partitions::new(
+                names,
+                Arc::clone(&schema),
+                WriterProperties::default(),
+                limits,
+            )
         };
         let mut p = partitions(4);
         // Batch 1: three partitions, one gets the writer.
