@@ -2,8 +2,9 @@
 checks the rules and runs their unit tests (the shadow-better-than-
 production alert fires after 5 minutes of lead, not before, and names its
 node, production_vnet and shadow_vnet; capture loss, a saturated
-capture thread, Parquet writes failing for 5 minutes and a source down
-for 2 minutes alert), and every
+capture thread, Parquet writes failing for 5 minutes, a source down
+for 2 minutes, a node the collector has heard nothing from for 15 minutes
+and refused uploads alert), and every
 dashboard query reads counters through rate() or increase() only (a raw
 counter resets with the node and says nothing per time)."""
 
@@ -32,7 +33,7 @@ class PrometheusRules(unittest.TestCase):
         r = subprocess.run(["promtool", "check", "rules", str(RULES / "moni.rules.yml")],
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("SUCCESS: 8 rules found", r.stdout)
+        self.assertIn("SUCCESS: 10 rules found", r.stdout)
 
     def test_rules_unit_tests(self):
         r = subprocess.run(["promtool", "test", "rules", "moni.rules.test.yml"],
@@ -55,7 +56,7 @@ class PrometheusRules(unittest.TestCase):
             r = subprocess.run(["promtool", "check", "config", str(f)],
                                capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            self.assertIn("SUCCESS: 8 rules found", r.stdout)
+            self.assertIn("SUCCESS: 10 rules found", r.stdout)
 
 
 def dashboard_queries():
