@@ -14,6 +14,8 @@
 //!                                 # TLS handshake and the idle time between keep-alive requests)
 //! body_idle_timeout_secs = 30     # an upload body under 1 KiB this long is cut (408)
 //! max_connections = 1024          # connections served at once; lowered to fd limit - 192
+//! max_concurrent_uploads = 64     # upload bodies received at once; more get 503 + Retry-After
+//!                                 # (bounds .incoming to this many times max_body_bytes)
 //! compare_max_concurrent = 2      # /v1/compare queries at once; more get 503 + Retry-After
 //! max_compare_rows = 1000000      # RTP windows one /v1/compare may load; more get 413
 //!
@@ -136,6 +138,7 @@ pub struct ServerSection {
     pub header_timeout_secs: u64,
     pub body_idle_timeout_secs: u64,
     pub max_connections: usize,
+    pub max_concurrent_uploads: usize,
     pub compare_max_concurrent: usize,
     pub max_compare_rows: usize,
 }
@@ -154,6 +157,7 @@ impl Default for ServerSection {
             header_timeout_secs: 10,
             body_idle_timeout_secs: 30,
             max_connections: 1024,
+            max_concurrent_uploads: 64,
             compare_max_concurrent: 2,
             max_compare_rows: 1_000_000,
         }
@@ -195,6 +199,12 @@ pub struct ServeLimits {
     pub body_idle_timeout: std::time::Duration,
     /// As configured; [`crate::limits`] lowers it below the fd limit.
     pub max_connections: usize,
+    /// Upload bodies received at once: a fleet reconnecting after an
+    /// outage, each node with a backlog, would otherwise fill the disk
+    /// under `.incoming` with up to `max_connections` bodies of
+    /// `max_body_bytes` each. The rest are told to come back (503,
+    /// `Retry-After`), which the node's shipper honours.
+    pub max_concurrent_uploads: usize,
     pub compare_max_concurrent: usize,
     pub max_compare_rows: usize,
 }
@@ -295,6 +305,12 @@ impl ServerSection {
                 "must be between 8 and 1000000",
             ));
         }
+        if !(1..=65_536).contains(&self.max_concurrent_uploads) {
+            return Err(invalid(
+                "server.max_concurrent_uploads",
+                "must be between 1 and 65536",
+            ));
+        }
         if !(1..=256).contains(&self.compare_max_concurrent) {
             return Err(invalid(
                 "server.compare_max_concurrent",
@@ -308,6 +324,7 @@ impl ServerSection {
             header_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
             body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout_secs),
             max_connections: self.max_connections,
+            max_concurrent_uploads: self.max_concurrent_uploads,
             compare_max_concurrent: self.compare_max_concurrent,
             max_compare_rows: self.max_compare_rows,
         })

@@ -60,6 +60,8 @@ struct AppState {
     vnets: std::sync::Mutex<HashMap<String, BTreeSet<String>>>,
     /// Bounds the `/v1/compare` queries running at once (each loads windows).
     compare_slots: tokio::sync::Semaphore,
+    /// Upload bodies being received or stored (`max_concurrent_uploads`).
+    upload_slots: tokio::sync::Semaphore,
     /// `[tls] client_ca_file` is set: uploads need a matching certificate.
     mutual_tls: bool,
 }
@@ -134,6 +136,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         backend,
         compare_slots: tokio::sync::Semaphore::new(settings.limits.compare_max_concurrent),
+        upload_slots: tokio::sync::Semaphore::new(settings.limits.max_concurrent_uploads),
         settings,
         metrics: collector_metrics,
         seq: AtomicU64::new(0),
@@ -352,6 +355,22 @@ async fn ingest(
             format!("body over {max} bytes"),
         );
     }
+    // Held until the answer: the body on disk and its storing count.
+    let Ok(_upload_slot) = st.upload_slots.try_acquire() else {
+        st.metrics.rejected.with_label_values(&["busy"]).inc();
+        let mut r = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} uploads already being received; retry later",
+                st.settings.limits.max_concurrent_uploads
+            ),
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+        return r;
+    };
     let seq = st.seq.fetch_add(1, Ordering::Relaxed);
     let incoming = store::incoming_dir(&st.settings.data_dir);
     let tmp: PathBuf = incoming.join(format!("upload-{}-{seq}.tmp", std::process::id()));

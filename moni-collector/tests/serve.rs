@@ -367,6 +367,104 @@ fn compare_needs_a_token_and_bounds_the_rows_and_the_queries_it_runs() {
     assert!(body.contains("more than 10 RTP windows"), "{body}");
 }
 
+/// Beyond `max_concurrent_uploads` bodies at once, an upload is told to
+/// come back (503, `Retry-After`, counted as `busy`) before its body is
+/// read; once the slot is free, it is stored.
+#[test]
+fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    replay_miniature(&out);
+    let file = parquet_files(&out.join("flows"))
+        .into_iter()
+        .next()
+        .expect("a flows file");
+    let body = std::fs::read(&file).expect("read");
+    let port = free_port();
+    let _c = Collector::start(
+        tmp.path(),
+        port,
+        &config(
+            port,
+            &tmp.path().join("data"),
+            "max_concurrent_uploads = 1\n",
+            "",
+        ),
+        None,
+    );
+    let upload = |body: &[u8]| -> (u16, String) {
+        let mut req = format!(
+            "POST /v1/ingest/flows HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        s.write_all(&req).expect("send");
+        let mut raw = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    };
+    // One upload holds the slot: its body is announced, half sent.
+    let mut held = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        held,
+        "POST /v1/ingest/flows HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("send");
+    held.write_all(&body[..body.len() / 2]).expect("send");
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, text) = upload(&body);
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("retry-after: 5"),
+        "{text}"
+    );
+    assert!(text.contains("1 uploads already being received"), "{text}");
+    let (_, metrics) = raw_request(
+        port,
+        "GET /metrics HTTP/1.0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .expect("metrics");
+    assert!(
+        metrics.contains("moni_collector_rejected_uploads_total{reason=\"busy\"} 1"),
+        "{metrics}"
+    );
+    // The held upload finishes and is stored; then the slot is free.
+    held.write_all(&body[body.len() / 2..]).expect("send");
+    let mut raw = Vec::new();
+    held.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&raw).contains("}") {
+        match std::io::Read::read(&mut held, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 201"), "{text}");
+    drop(held);
+    let (status, text) = upload(&body);
+    assert_eq!(status, 201, "{text}");
+    // The same file: every part already stored by the held upload.
+    let v: serde_json::Value =
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or_default()).expect("json");
+    assert!(v["parts"].as_u64().is_some_and(|n| n > 0), "{text}");
+    assert_eq!(v["already_stored"], v["parts"], "{text}");
+}
+
 #[test]
 fn check_config_names_the_key_of_a_bad_serving_limit() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -383,6 +481,11 @@ fn check_config_names_the_key_of_a_bad_serving_limit() {
             "server.body_idle_timeout_secs",
         ),
         ("max_connections = 2\n", "", "server.max_connections"),
+        (
+            "max_concurrent_uploads = 0\n",
+            "",
+            "server.max_concurrent_uploads",
+        ),
         (
             "compare_max_concurrent = 0\n",
             "",
