@@ -2,8 +2,36 @@
 //! labels: node, dataset, reason, vnet, role).
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+
+/// Every reason an upload is refused for (`moni_collector_rejected_uploads_total`),
+/// exported at 0 from the start: a counter that appears at 1 has no
+/// increase to alert on.
+pub const REJECT_REASONS: &[&str] = &[
+    "bad_name",
+    "bad_value",
+    "body",
+    "busy",
+    "client_certificate",
+    "hash_mismatch",
+    "no_space",
+    "not_parquet",
+    "null_in_required",
+    "schema_mismatch",
+    "schema_version",
+    "shutting_down",
+    "storage",
+    "too_large",
+    "too_many_decoded_bytes",
+    "too_many_partitions",
+    "too_many_rows",
+    "too_many_vnets",
+    "unauthorized",
+    "unknown_dataset",
+    "wrong_dataset",
+];
 
 pub struct CollectorMetrics {
     registry: Registry,
@@ -16,6 +44,7 @@ pub struct CollectorMetrics {
     pub window_mos: GaugeVec,
     pub upload_seconds: HistogramVec,
     pub spills: IntCounterVec,
+    pub uploads_in_progress: IntGauge,
 }
 
 impl CollectorMetrics {
@@ -56,6 +85,17 @@ impl CollectorMetrics {
             "Times an upload's rows of a partition went to a spill file: uploads spread over more partitions than the collector keeps Parquet writers for.",
             &["dataset"],
         )?;
+        for reason in REJECT_REASONS {
+            rejected.with_label_values(&[reason]);
+        }
+        for d in analyzers::schema::TABLE {
+            spills.with_label_values(&[d.name]);
+        }
+        let uploads_in_progress = IntGauge::new(
+            "moni_collector_uploads_in_progress",
+            "Uploads being received or stored now (at most server.max_concurrent_uploads).",
+        )?;
+        r.register(Box::new(uploads_in_progress.clone()))?;
         let last_seen = GaugeVec::new(
             Opts::new(
                 "moni_collector_node_last_seen_timestamp_seconds",
@@ -98,6 +138,7 @@ impl CollectorMetrics {
             window_mos,
             upload_seconds,
             spills,
+            uploads_in_progress,
         })
     }
 

@@ -55,13 +55,13 @@ struct AppState {
     /// one decoded batch and its partitions' unflushed row groups, so this
     /// bounds the collector's memory (bodies still stream to disk
     /// concurrently).
-    ingest_slots: tokio::sync::Semaphore,
+    ingest_slots: Arc<tokio::sync::Semaphore>,
     /// VNet names stored per node, for `max_vnets_per_node`.
     vnets: std::sync::Mutex<HashMap<String, BTreeSet<String>>>,
     /// Bounds the `/v1/compare` queries running at once (each loads windows).
     compare_slots: tokio::sync::Semaphore,
     /// Upload bodies being received or stored (`max_concurrent_uploads`).
-    upload_slots: tokio::sync::Semaphore,
+    upload_slots: Arc<tokio::sync::Semaphore>,
     /// `[tls] client_ca_file` is set: uploads need a matching certificate.
     mutual_tls: bool,
 }
@@ -136,14 +136,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         backend,
         compare_slots: tokio::sync::Semaphore::new(settings.limits.compare_max_concurrent),
-        upload_slots: tokio::sync::Semaphore::new(settings.limits.max_concurrent_uploads),
+        upload_slots: Arc::new(tokio::sync::Semaphore::new(
+            settings.limits.max_concurrent_uploads,
+        )),
         settings,
         metrics: collector_metrics,
         seq: AtomicU64::new(0),
         vnets: std::sync::Mutex::new(known_vnets),
-        ingest_slots: tokio::sync::Semaphore::new(
+        ingest_slots: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
-        ),
+        )),
         mutual_tls: tls.as_ref().is_some_and(|t| t.mutual()),
     });
     let app = router(state.clone(), body_idle);
@@ -356,7 +358,7 @@ async fn ingest(
         );
     }
     // Held until the answer: the body on disk and its storing count.
-    let Ok(_upload_slot) = st.upload_slots.try_acquire() else {
+    let Ok(_upload_slot) = st.upload_slots.clone().try_acquire_owned() else {
         st.metrics.rejected.with_label_values(&["busy"]).inc();
         let mut r = json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -374,6 +376,10 @@ async fn ingest(
     let seq = st.seq.fetch_add(1, Ordering::Relaxed);
     let incoming = store::incoming_dir(&st.settings.data_dir);
     let tmp: PathBuf = incoming.join(format!("upload-{}-{seq}.tmp", std::process::id()));
+    // Removed however the handler ends, also when the node hangs up and
+    // the handler is dropped mid-way.
+    let _body_file = RemoveOnDrop(tmp.clone());
+    let _in_progress = InProgress::new(&st.metrics.uploads_in_progress);
     let received = receive(body, &tmp, max).await;
     let hash = match received {
         Ok(h) => h,
@@ -415,7 +421,7 @@ async fn ingest(
     }
     let (ds, nd, tp, hs) = (dataset.clone(), node.clone(), tmp.clone(), hash.clone());
     let limits = st.settings.upload_limits;
-    let Ok(_slot) = st.ingest_slots.acquire().await else {
+    let Ok(slot) = st.ingest_slots.clone().acquire_owned().await else {
         let _ = tokio::fs::remove_file(&tmp).await;
         return reject(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -423,9 +429,13 @@ async fn ingest(
             "shutting down".into(),
         );
     };
-    let prepared =
-        tokio::task::spawn_blocking(move || store::prepare(&ds, &nd, &tp, &hs, &incoming, &limits))
-            .await;
+    let prepared = tokio::task::spawn_blocking(move || {
+        // The slot goes with the work: a node that hangs up drops this
+        // handler, not the decoding it started.
+        let _slot = slot;
+        store::prepare(&ds, &nd, &tp, &hs, &incoming, &limits)
+    })
+    .await;
     let _ = tokio::fs::remove_file(&tmp).await;
     let res = match prepared {
         Ok(Ok(p)) => match admit_vnets(&st, &node, &p.vnets) {
@@ -509,6 +519,31 @@ fn refusal(st: &AppState, e: &IngestError) -> Response {
         );
     }
     r
+}
+
+/// A file removed when the value is dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `moni_collector_uploads_in_progress` up while the value lives.
+struct InProgress(prometheus::IntGauge);
+
+impl InProgress {
+    fn new(g: &prometheus::IntGauge) -> InProgress {
+        g.inc();
+        InProgress(g.clone())
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn storage_refusal(st: &AppState, e: &std::io::Error) -> Response {

@@ -423,7 +423,23 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
     )
     .expect("send");
     held.write_all(&body[..body.len() / 2]).expect("send");
-    std::thread::sleep(Duration::from_millis(300));
+    let metric = || {
+        raw_request(
+            port,
+            "GET /metrics HTTP/1.0\r\n\r\n",
+            Duration::from_secs(5),
+        )
+        .map(|(_, m)| m)
+        .unwrap_or_default()
+    };
+    let t0 = Instant::now();
+    while !metric().contains("moni_collector_uploads_in_progress 1") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the held upload never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (status, text) = upload(&body);
     assert_eq!(status, 503, "{text}");
     assert!(
@@ -431,12 +447,15 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
         "{text}"
     );
     assert!(text.contains("1 uploads already being received"), "{text}");
-    let (_, metrics) = raw_request(
-        port,
-        "GET /metrics HTTP/1.0\r\n\r\n",
-        Duration::from_secs(5),
-    )
-    .expect("metrics");
+    let metrics = metric();
+    // Every reason and dataset is exported from the start, at 0, so that
+    // the first refusal is an increase an alert sees.
+    for zero in [
+        "moni_collector_rejected_uploads_total{reason=\"bad_value\"} 0",
+        "moni_collector_spills_total{dataset=\"flows\"} 0",
+    ] {
+        assert!(metrics.contains(zero), "{zero}: {metrics}");
+    }
     assert!(
         metrics.contains("moni_collector_rejected_uploads_total{reason=\"busy\"} 1"),
         "{metrics}"
@@ -456,6 +475,14 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.1 201"), "{text}");
     drop(held);
+    let t0 = Instant::now();
+    while !metric().contains("moni_collector_uploads_in_progress 0") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the held upload never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (status, text) = upload(&body);
     assert_eq!(status, 201, "{text}");
     // The same file: every part already stored by the held upload.
