@@ -384,7 +384,6 @@ async fn ingest(
     let hash = match received {
         Ok(h) => h,
         Err(Receive::TooLarge) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
             return reject(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
@@ -392,7 +391,6 @@ async fn ingest(
             );
         }
         Err(Receive::Client(e)) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
             return reject(
                 StatusCode::BAD_REQUEST,
                 "body",
@@ -400,7 +398,6 @@ async fn ingest(
             );
         }
         Err(Receive::Storage(e)) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
             tracing::warn!(node = %node, dataset = %dataset, error = %e, "Storing an upload's body failed.");
             return storage_refusal(&st, &e);
         }
@@ -411,7 +408,6 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
     {
         if !h.eq_ignore_ascii_case(&hash) {
-            let _ = tokio::fs::remove_file(&tmp).await;
             let e = IngestError::HashMismatch {
                 header: h.chars().take(64).collect(),
                 body: hash,
@@ -422,7 +418,6 @@ async fn ingest(
     let (ds, nd, tp, hs) = (dataset.clone(), node.clone(), tmp.clone(), hash.clone());
     let limits = st.settings.upload_limits;
     let Ok(slot) = st.ingest_slots.clone().acquire_owned().await else {
-        let _ = tokio::fs::remove_file(&tmp).await;
         return reject(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
@@ -436,6 +431,8 @@ async fn ingest(
         store::prepare(&ds, &nd, &tp, &hs, &incoming, &limits)
     })
     .await;
+    // The body is no longer needed: freed now, not after the commit (the
+    // guard removes it on every other way out).
     let _ = tokio::fs::remove_file(&tmp).await;
     let res = match prepared {
         Ok(Ok(p)) => match admit_vnets(&st, &node, &p.vnets) {

@@ -432,14 +432,17 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
         .map(|(_, m)| m)
         .unwrap_or_default()
     };
-    let t0 = Instant::now();
-    while !metric().contains("moni_collector_uploads_in_progress 1") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the held upload never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let in_progress = |n: u32, what: &str| {
+        let t0 = Instant::now();
+        while !metric().contains(&format!("moni_collector_uploads_in_progress {n}")) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the held upload never {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    in_progress(1, "started");
     let (status, text) = upload(&body);
     assert_eq!(status, 503, "{text}");
     assert!(
@@ -475,14 +478,7 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.1 201"), "{text}");
     drop(held);
-    let t0 = Instant::now();
-    while !metric().contains("moni_collector_uploads_in_progress 0") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the held upload never ended"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    in_progress(0, "ended");
     let (status, text) = upload(&body);
     assert_eq!(status, 201, "{text}");
     // The same file: every part already stored by the held upload.
