@@ -1652,6 +1652,115 @@ mod tests {
         assert_eq!(std::fs::read_dir(t.path()).expect("dir").count(), 0);
     }
 
+    /// A tmpfs mounted for a test, unmounted when dropped (also when the
+    /// test fails).
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        /// `None` (the test skips) when mounting is not permitted, unless
+        /// `MONI_REQUIRE_NETNS` says root tests must run (CI).
+        fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+            std::fs::create_dir_all(dir).expect("mkdir");
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                assert!(
+                    std::env::var_os("MONI_REQUIRE_NETNS").is_none(),
+                    "cannot mount a tmpfs and MONI_REQUIRE_NETNS is set"
+                );
+                eprintln!("skipped: cannot mount a tmpfs (needs root)");
+                return None;
+            }
+            Some(Tmpfs(dir.to_path_buf()))
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let umount = |lazy: bool| {
+                let mut c = std::process::Command::new("umount");
+                if lazy {
+                    c.arg("-l");
+                }
+                c.arg(&self.0).status().is_ok_and(|s| s.success())
+            };
+            if !umount(false) {
+                umount(true);
+            }
+        }
+    }
+
+    /// A disk that fills while a partition spills is "storage full" (507,
+    /// retried by the node), not a server error or bad data, and the
+    /// upload's files (the open writer's and the spill file) are removed.
+    /// The writer of the first partition exists before the disk fills and
+    /// holds its rows in memory, so the one write that fails is the
+    /// spill's.
+    #[test]
+    fn a_full_disk_while_spilling_is_storage_full_and_leaves_nothing() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = t.path().join("incoming");
+        let Some(_fs) = Tmpfs::mount(&dir, "1m") else {
+            return;
+        };
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let rows = |first: i64| {
+            // Values that do not compress to nothing.
+            let ids: Vec<i64> = (first..first + 20_000)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as i64))
+                .collect();
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(arrow::array::Int64Array::from(ids))],
+            )
+            .expect("batch")
+        };
+        let names = PartNames {
+            dataset: "bins",
+            node: "n",
+            hash: "d",
+            incoming: &dir,
+        };
+        let limits = Limits {
+            max_open_writers: 1,
+            max_held_bytes: 0,
+            ..Limits::default()
+        };
+        let mut p = Partitions::new(
+            names,
+            Arc::clone(&schema),
+            WriterProperties::default(),
+            limits,
+        );
+        p.add(("A", 0), rows(0)).expect("add");
+        p.settle().expect("settle");
+        assert_eq!((p.open.len(), p.held.len(), p.spills), (1, 0, 0));
+        // The disk fills.
+        let filler = dir.join("filler");
+        {
+            let mut f = File::create(&filler).expect("filler");
+            let chunk = vec![0xa5u8; 64 * 1024];
+            while matches!(f.write(&chunk), Ok(n) if n > 0) {}
+        }
+        p.add(("A", 1), rows(1_000_000)).expect("add");
+        let err = p.settle().expect_err("the spill cannot be written");
+        assert!(matches!(err, IngestError::NoSpace(_)), "{err:?}");
+        assert_eq!(err.status(), 507);
+        assert_eq!(p.spills, 0);
+        drop(p);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .filter(|n| n != "filler")
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
     #[test]
     fn create_dirs_reports_each_directory_it_created() {
         let t = tempfile::tempdir().expect("tempdir");
