@@ -333,19 +333,21 @@ async fn ingest(
         st.metrics.rejected.with_label_values(&[reason]).inc();
         json_error(status, message)
     };
+    let max = st.settings.max_body_bytes;
     let token = bearer(&headers);
     let Some(node) = token.and_then(|t| st.settings.tokens.get(t)).cloned() else {
-        return reject(
+        let r = reject(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or unknown bearer token".into(),
         );
+        return answer_before_body(body, max, r);
     };
     if analyzers::schema::dataset(&dataset).is_none() {
         let e = IngestError::UnknownDataset(dataset.chars().take(64).collect());
-        return reject(StatusCode::BAD_REQUEST, e.reason(), e.to_string());
+        let r = reject(StatusCode::BAD_REQUEST, e.reason(), e.to_string());
+        return answer_before_body(body, max, r);
     }
-    let max = st.settings.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -371,7 +373,7 @@ async fn ingest(
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECS),
         );
-        return r;
+        return answer_before_body(body, max, r);
     };
     let seq = st.seq.fetch_add(1, Ordering::Relaxed);
     let incoming = store::incoming_dir(&st.settings.data_dir);
@@ -502,6 +504,34 @@ async fn ingest(
 
 /// Seconds a node is asked to wait after a storage failure.
 const RETRY_AFTER_SECS: &str = "5";
+
+/// How long a body refused before it was read is still read, to be
+/// dropped ([`answer_before_body`]).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `answer`, given before the upload's body was read: the body is read in
+/// the background (at most `max` bytes, for at most [`LINGER`]) and
+/// dropped, as a web server's lingering close does. Closing with the body
+/// unread would reset the connection while the node is still sending, and
+/// the node would see a network failure instead of the answer: a 503's
+/// `Retry-After` lost, a 401 (which a node does not retry) retried for
+/// ever. Nothing is stored or held: each read chunk is dropped.
+fn answer_before_body(body: Body, max: u64, answer: Response) -> Response {
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        let mut read = 0u64;
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(chunk)) = stream.next().await {
+                read += chunk.len() as u64;
+                if read > max {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+    answer
+}
 
 /// The answer to a refused upload: counted by reason; a storage failure
 /// (5xx) carries `Retry-After` so the node retries it later.

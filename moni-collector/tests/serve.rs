@@ -393,9 +393,9 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
         ),
         None,
     );
-    let upload = |body: &[u8]| -> (u16, String) {
+    let upload_as = |token: &str, body: &[u8]| -> (u16, String) {
         let mut req = format!(
-            "POST /v1/ingest/flows HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+            "POST /v1/ingest/flows HTTP/1.0\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .into_bytes();
@@ -403,7 +403,11 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
-        s.write_all(&req).expect("send");
+        s.set_write_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        if let Err(e) = s.write_all(&req) {
+            return (0, format!("sending the body: {e}"));
+        }
         let mut raw = Vec::new();
         let _ = std::io::Read::read_to_end(&mut s, &mut raw);
         let text = String::from_utf8_lossy(&raw).into_owned();
@@ -414,6 +418,7 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
             .unwrap_or(0);
         (status, text)
     };
+    let upload = |body: &[u8]| upload_as(TOKEN, body);
     // One upload holds the slot: its body is announced, half sent.
     let mut held = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     write!(
@@ -450,6 +455,20 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
         "{text}"
     );
     assert!(text.contains("1 uploads already being received"), "{text}");
+    // A body larger than the sockets' buffers is read to its end and
+    // dropped, so that the node gets the 503 and its Retry-After instead
+    // of a connection reset mid-body (which it can only take for a network
+    // failure); a wrong token likewise gets its 401, which a node does not
+    // retry, instead of a reset it would retry for ever.
+    let large = vec![0u8; 32 << 20];
+    let (status, text) = upload(&large);
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("retry-after: 5"),
+        "{text}"
+    );
+    let (status, text) = upload_as("not-a-token", &large);
+    assert_eq!(status, 401, "{text}");
     let metrics = metric();
     // Every reason and dataset is exported from the start, at 0, so that
     // the first refusal is an increase an alert sees.
@@ -460,7 +479,7 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
         assert!(metrics.contains(zero), "{zero}: {metrics}");
     }
     assert!(
-        metrics.contains("moni_collector_rejected_uploads_total{reason=\"busy\"} 1"),
+        metrics.contains("moni_collector_rejected_uploads_total{reason=\"busy\"} 2"),
         "{metrics}"
     );
     // The held upload finishes and is stored; then the slot is free.
