@@ -514,8 +514,10 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 /// dropped, as a web server's lingering close does. Closing with the body
 /// unread would reset the connection while the node is still sending, and
 /// the node would see a network failure instead of the answer: a 503's
-/// `Retry-After` lost, a 401 (which a node does not retry) retried for
-/// ever. Nothing is stored or held: each read chunk is dropped.
+/// `Retry-After` lost, a wrong token logged as a connection error instead
+/// of a 401, and a 400 (an unknown dataset, whose file the node moves to
+/// `rejected/`) retried for ever. Nothing is stored or held: each read
+/// chunk is dropped.
 fn answer_before_body(body: Body, max: u64, answer: Response) -> Response {
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();

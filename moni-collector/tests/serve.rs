@@ -458,8 +458,8 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
     // A body larger than the sockets' buffers is read to its end and
     // dropped, so that the node gets the 503 and its Retry-After instead
     // of a connection reset mid-body (which it can only take for a network
-    // failure); a wrong token likewise gets its 401, which a node does not
-    // retry, instead of a reset it would retry for ever.
+    // failure); a wrong token likewise gets its 401, which the node logs
+    // as such, instead of a reset.
     let large = vec![0u8; 32 << 20];
     let (status, text) = upload(&large);
     assert_eq!(status, 503, "{text}");
