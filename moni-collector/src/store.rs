@@ -1335,6 +1335,11 @@ pub fn commit_local(data: &Path, staged: &Staged) -> Result<PutResult, IngestErr
     Ok((staged.parts.len(), already, bytes))
 }
 
+/// The storage tests' tmpfs, for filling a disk in a unit test.
+#[cfg(test)]
+#[path = "../tests/common/tmpfs.rs"]
+mod test_tmpfs;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1652,47 +1657,7 @@ mod tests {
         assert_eq!(std::fs::read_dir(t.path()).expect("dir").count(), 0);
     }
 
-    /// A tmpfs mounted for a test, unmounted when dropped (also when the
-    /// test fails).
-    struct Tmpfs(PathBuf);
-
-    impl Tmpfs {
-        /// `None` (the test skips) when mounting is not permitted, unless
-        /// `MONI_REQUIRE_NETNS` says root tests must run (CI).
-        fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-            std::fs::create_dir_all(dir).expect("mkdir");
-            let ok = std::process::Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-                .arg(dir)
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                assert!(
-                    std::env::var_os("MONI_REQUIRE_NETNS").is_none(),
-                    "cannot mount a tmpfs and MONI_REQUIRE_NETNS is set"
-                );
-                eprintln!("skipped: cannot mount a tmpfs (needs root)");
-                return None;
-            }
-            Some(Tmpfs(dir.to_path_buf()))
-        }
-    }
-
-    impl Drop for Tmpfs {
-        fn drop(&mut self) {
-            let umount = |lazy: bool| {
-                let mut c = std::process::Command::new("umount");
-                if lazy {
-                    c.arg("-l");
-                }
-                c.arg(&self.0).status().is_ok_and(|s| s.success())
-            };
-            if !umount(false) {
-                umount(true);
-            }
-        }
-    }
+    use super::test_tmpfs::{fill, Tmpfs};
 
     /// A disk that fills while a partition spills is "storage full" (507,
     /// retried by the node), not a server error or bad data, and the
@@ -1741,12 +1706,7 @@ mod tests {
         p.settle().expect("settle");
         assert_eq!((p.open.len(), p.held.len(), p.spills), (1, 0, 0));
         // The disk fills.
-        let filler = dir.join("filler");
-        {
-            let mut f = File::create(&filler).expect("filler");
-            let chunk = vec![0xa5u8; 64 * 1024];
-            while matches!(f.write(&chunk), Ok(n) if n > 0) {}
-        }
+        fill(&dir.join("filler"));
         p.add(("A", 1), rows(1_000_000)).expect("add");
         let err = p.settle().expect_err("the spill cannot be written");
         assert!(matches!(err, IngestError::NoSpace(_)), "{err:?}");

@@ -20,6 +20,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 mod common;
+use common::tmpfs::{fill, Tmpfs};
 use common::{free_port, node_bin, root, visible_files};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -152,59 +153,6 @@ fn rows_in(files: &[PathBuf]) -> u64 {
             u64::try_from(b.metadata().file_metadata().num_rows()).expect("rows")
         })
         .sum()
-}
-
-/// A tmpfs mounted for the test, unmounted when dropped (also on panic).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// `None` (the test skips) when mounting is not permitted, unless
-    /// `MONI_REQUIRE_NETNS` says root tests must run.
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).expect("mkdir");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            assert!(
-                std::env::var_os("MONI_REQUIRE_NETNS").is_none(),
-                "cannot mount a tmpfs and MONI_REQUIRE_NETNS is set"
-            );
-            eprintln!("skipped: cannot mount a tmpfs (needs root)");
-            return None;
-        }
-        Some(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
-/// Fills the filesystem of `dir` with `filler`; returns its full length.
-fn fill(filler: &Path) -> u64 {
-    let mut f = std::fs::File::create(filler).expect("filler");
-    let chunk = vec![0xa5u8; 64 * 1024];
-    let mut n = 0u64;
-    loop {
-        match f.write(&chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k as u64,
-        }
-    }
-    let _ = f.sync_all();
-    n
 }
 
 /// Leaves about `free` bytes free on a filesystem filled by [`fill`].

@@ -2,6 +2,8 @@
 //! the moni-node binary, and a throwaway PKI made with rcgen.
 #![allow(dead_code)]
 
+pub mod tmpfs;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
