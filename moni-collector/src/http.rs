@@ -20,8 +20,11 @@
 //! - The request line and headers (and the TLS handshake, and the pause
 //!   between keep-alive requests) must arrive within `header_timeout`;
 //!   a request body silent (under 1 KiB) for `body_idle_timeout` is cut ([`idle_body`],
-//!   answered 408). Handlers check the token before reading a body, so an
-//!   unauthenticated request costs at most its headers.
+//!   answered 408). Handlers check the token before storing a body. A
+//!   refused body that says it fits `max_body_bytes` is read and dropped
+//!   so that the client gets the answer, not a reset (at most 10 s, 64
+//!   bodies at once: `server::answer_before_body`); one over the limit is
+//!   not read.
 
 use std::convert::Infallible;
 use std::future::Future;

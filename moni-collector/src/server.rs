@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -253,10 +253,13 @@ async fn require_client_cert(
                     .rejected
                     .with_label_values(&["client_certificate"])
                     .inc();
-                return json_error(
+                let r = json_error(
                     StatusCode::FORBIDDEN,
                     format!("the client certificate does not name node {node}"),
                 );
+                let read =
+                    content_length(req.headers()).filter(|&n| n <= st.settings.max_body_bytes);
+                return answer_before_body(req.into_body(), read, r);
             }
         }
     }
@@ -334,6 +337,10 @@ async fn ingest(
         json_error(status, message)
     };
     let max = st.settings.max_body_bytes;
+    let declared = content_length(&headers);
+    // A refused body is read and dropped (up to `max`) only when it says it
+    // fits: a stranger's larger one is not read at all.
+    let refused_read = declared.filter(|&n| n <= max);
     let token = bearer(&headers);
     let Some(node) = token.and_then(|t| st.settings.tokens.get(t)).cloned() else {
         let r = reject(
@@ -341,23 +348,23 @@ async fn ingest(
             "unauthorized",
             "missing or unknown bearer token".into(),
         );
-        return answer_before_body(body, max, r);
+        return answer_before_body(body, refused_read, r);
     };
     if analyzers::schema::dataset(&dataset).is_none() {
         let e = IngestError::UnknownDataset(dataset.chars().take(64).collect());
         let r = reject(StatusCode::BAD_REQUEST, e.reason(), e.to_string());
-        return answer_before_body(body, max, r);
+        return answer_before_body(body, refused_read, r);
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return reject(
+        let r = reject(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!("body over {max} bytes"),
         );
+        // A known node's file over the limit: read to its declared end,
+        // so that the node gets the 413 and moves the file to `rejected/`
+        // instead of retrying it (and the files behind it) for ever.
+        return answer_before_body(body, declared, r);
     }
     // Held until the answer: the body on disk and its storing count.
     let Ok(_upload_slot) = st.upload_slots.clone().try_acquire_owned() else {
@@ -373,7 +380,7 @@ async fn ingest(
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECS),
         );
-        return answer_before_body(body, max, r);
+        return answer_before_body(body, refused_read, r);
     };
     let seq = st.seq.fetch_add(1, Ordering::Relaxed);
     let incoming = store::incoming_dir(&st.settings.data_dir);
@@ -509,28 +516,52 @@ const RETRY_AFTER_SECS: &str = "5";
 /// dropped ([`answer_before_body`]).
 const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// `answer`, given before the upload's body was read: the body is read in
-/// the background (at most `max` bytes, for at most [`LINGER`]) and
-/// dropped, as a web server's lingering close does. Closing with the body
-/// unread would reset the connection while the node is still sending, and
-/// the node would see a network failure instead of the answer: a 503's
-/// `Retry-After` lost, a wrong token logged as a connection error instead
-/// of a 401, and a 400 (an unknown dataset, whose file the node moves to
-/// `rejected/`) retried for ever. Nothing is stored or held: each read
-/// chunk is dropped.
-fn answer_before_body(body: Body, max: u64, answer: Response) -> Response {
+/// At most this many refused bodies are read at once; past it, a refused
+/// connection is closed with its body unread.
+const MAX_LINGERING: usize = 64;
+
+/// Refused bodies being read now.
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+
+/// The request's `Content-Length`, if it has a valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// `answer`, given before the upload's body was read. With `read`, the
+/// body is then read in the background (at most `read` bytes, for at most
+/// [`LINGER`], at most [`MAX_LINGERING`] bodies at once) and dropped, as a
+/// web server's lingering close does. Closing with the body unread resets
+/// the connection while the node is still sending, and the node sees a
+/// network failure instead of the answer: a 503's `Retry-After` lost, a
+/// wrong token or certificate logged as a connection error instead of
+/// 401 or 403, and a 400 or 413 (whose file the node moves to
+/// `rejected/`) retried for ever. Nothing is stored or held: each chunk
+/// read is dropped.
+fn answer_before_body(body: Body, read: Option<u64>, answer: Response) -> Response {
+    let Some(limit) = read else {
+        return answer;
+    };
+    if LINGERING.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+        return answer;
+    }
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();
-        let mut read = 0u64;
+        let mut got = 0u64;
         let _ = tokio::time::timeout(LINGER, async {
             while let Some(Ok(chunk)) = stream.next().await {
-                read += chunk.len() as u64;
-                if read > max {
+                got += chunk.len() as u64;
+                if got >= limit {
                     break;
                 }
             }
         })
         .await;
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
     });
     answer
 }

@@ -388,7 +388,7 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
         &config(
             port,
             &tmp.path().join("data"),
-            "max_concurrent_uploads = 1\n",
+            "max_concurrent_uploads = 1\nmax_body_bytes = 33554432\n",
             "",
         ),
         None,
@@ -469,6 +469,10 @@ fn uploads_beyond_max_concurrent_uploads_are_told_to_retry() {
     );
     let (status, text) = upload_as("not-a-token", &large);
     assert_eq!(status, 401, "{text}");
+    // A known node's body over `max_body_bytes` gets its 413 too: the node
+    // moves that file to rejected/ instead of retrying it for ever.
+    let (status, text) = upload(&vec![0u8; 40 << 20]);
+    assert_eq!(status, 413, "{text}");
     let metrics = metric();
     // Every reason and dataset is exported from the start, at 0, so that
     // the first refusal is an increase an alert sees.
