@@ -156,16 +156,19 @@ fn mutual_tls_refuses_an_upload_whose_certificate_names_another_node() {
         None,
     );
     let url = format!("https://127.0.0.1:{port}");
-    let upload = |client: &reqwest::blocking::Client, token: &str| {
+    let upload_body = |client: &reqwest::blocking::Client, token: &str, body: Vec<u8>| {
         client
             .post(format!("{url}/v1/ingest/flows"))
             .bearer_auth(token)
-            .body(b"PAR1 not really parquet".to_vec())
+            .body(body)
             .send()
             .map(|r| {
                 let status = r.status().as_u16();
                 (status, r.text().unwrap_or_default())
             })
+    };
+    let upload = |client: &reqwest::blocking::Client, token: &str| {
+        upload_body(client, token, b"PAR1 not really parquet".to_vec())
     };
     let node1 = ca.leaf("node-1", &[], true, false);
     let node2 = ca.leaf("other", &["node-2"], true, false);
@@ -175,6 +178,16 @@ fn mutual_tls_refuses_an_upload_whose_certificate_names_another_node() {
     assert!(body.contains("does not name node node-1"), "{body}");
     let (status, _) = upload(&https_client(&ca.pem, None), TOKEN).expect("answer");
     assert_eq!(status, 403);
+    // A body larger than the sockets' buffers: the 403 still arrives (the
+    // body is read and dropped), not a reset that the node would log as a
+    // network failure.
+    let (status, body) = upload_body(
+        &https_client(&ca.pem, Some(&node2)),
+        TOKEN,
+        vec![0u8; 32 << 20],
+    )
+    .expect("an answer, not a reset");
+    assert_eq!(status, 403, "{body}");
     // The matching certificate (CN, or SAN) gets past: to the content
     // check (422), not 403.
     assert_eq!(
