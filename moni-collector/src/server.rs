@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -62,6 +62,8 @@ struct AppState {
     compare_slots: tokio::sync::Semaphore,
     /// Upload bodies being received or stored (`max_concurrent_uploads`).
     upload_slots: Arc<tokio::sync::Semaphore>,
+    /// Refused bodies being read out ([`answer_before_body`]).
+    linger_slots: Arc<tokio::sync::Semaphore>,
     /// `[tls] client_ca_file` is set: uploads need a matching certificate.
     mutual_tls: bool,
 }
@@ -139,6 +141,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         upload_slots: Arc::new(tokio::sync::Semaphore::new(
             settings.limits.max_concurrent_uploads,
         )),
+        linger_slots: Arc::new(tokio::sync::Semaphore::new(MAX_LINGERING)),
         settings,
         metrics: collector_metrics,
         seq: AtomicU64::new(0),
@@ -257,9 +260,8 @@ async fn require_client_cert(
                     StatusCode::FORBIDDEN,
                     format!("the client certificate does not name node {node}"),
                 );
-                let read =
-                    content_length(req.headers()).filter(|&n| n <= st.settings.max_body_bytes);
-                return answer_before_body(req.into_body(), read, r);
+                let read = fits(req.headers(), st.settings.max_body_bytes);
+                return answer_before_body(&st, req.into_body(), read, r);
             }
         }
     }
@@ -338,9 +340,7 @@ async fn ingest(
     };
     let max = st.settings.max_body_bytes;
     let declared = content_length(&headers);
-    // A refused body is read and dropped (up to `max`) only when it says it
-    // fits: a stranger's larger one is not read at all.
-    let refused_read = declared.filter(|&n| n <= max);
+    let refused_read = fits(&headers, max);
     let token = bearer(&headers);
     let Some(node) = token.and_then(|t| st.settings.tokens.get(t)).cloned() else {
         let r = reject(
@@ -348,12 +348,12 @@ async fn ingest(
             "unauthorized",
             "missing or unknown bearer token".into(),
         );
-        return answer_before_body(body, refused_read, r);
+        return answer_before_body(&st, body, refused_read, r);
     };
     if analyzers::schema::dataset(&dataset).is_none() {
         let e = IngestError::UnknownDataset(dataset.chars().take(64).collect());
         let r = reject(StatusCode::BAD_REQUEST, e.reason(), e.to_string());
-        return answer_before_body(body, refused_read, r);
+        return answer_before_body(&st, body, refused_read, r);
     }
     if declared.is_some_and(|n| n > max) {
         let r = reject(
@@ -364,7 +364,7 @@ async fn ingest(
         // A known node's file over the limit: read to its declared end,
         // so that the node gets the 413 and moves the file to `rejected/`
         // instead of retrying it (and the files behind it) for ever.
-        return answer_before_body(body, declared, r);
+        return answer_before_body(&st, body, declared, r);
     }
     // Held until the answer: the body on disk and its storing count.
     let Ok(_upload_slot) = st.upload_slots.clone().try_acquire_owned() else {
@@ -380,7 +380,7 @@ async fn ingest(
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECS),
         );
-        return answer_before_body(body, refused_read, r);
+        return answer_before_body(&st, body, refused_read, r);
     };
     let seq = st.seq.fetch_add(1, Ordering::Relaxed);
     let incoming = store::incoming_dir(&st.settings.data_dir);
@@ -520,15 +520,18 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 /// connection is closed with its body unread.
 const MAX_LINGERING: usize = 64;
 
-/// Refused bodies being read now.
-static LINGERING: AtomicUsize = AtomicUsize::new(0);
-
 /// The request's `Content-Length`, if it has a valid one.
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// How much of a refused body to read out: all of it when it says it fits
+/// `max`; a larger one (a stranger's) is not read at all.
+fn fits(headers: &HeaderMap, max: u64) -> Option<u64> {
+    content_length(headers).filter(|&n| n <= max)
 }
 
 /// `answer`, given before the upload's body was read. With `read`, the
@@ -541,15 +544,15 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// 401 or 403, and a 400 or 413 (whose file the node moves to
 /// `rejected/`) retried for ever. Nothing is stored or held: each chunk
 /// read is dropped.
-fn answer_before_body(body: Body, read: Option<u64>, answer: Response) -> Response {
+fn answer_before_body(st: &AppState, body: Body, read: Option<u64>, answer: Response) -> Response {
     let Some(limit) = read else {
         return answer;
     };
-    if LINGERING.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
-        LINGERING.fetch_sub(1, Ordering::Relaxed);
+    let Ok(slot) = st.linger_slots.clone().try_acquire_owned() else {
         return answer;
-    }
+    };
     tokio::spawn(async move {
+        let _slot = slot;
         let mut stream = body.into_data_stream();
         let mut got = 0u64;
         let _ = tokio::time::timeout(LINGER, async {
@@ -561,7 +564,6 @@ fn answer_before_body(body: Body, read: Option<u64>, answer: Response) -> Respon
             }
         })
         .await;
-        LINGERING.fetch_sub(1, Ordering::Relaxed);
     });
     answer
 }

@@ -1342,6 +1342,7 @@ mod test_tmpfs;
 
 #[cfg(test)]
 mod tests {
+    use super::test_tmpfs::{fill, Tmpfs};
     use super::*;
 
     /// A flows file of schema `version` holding `batch`.
@@ -1656,8 +1657,6 @@ mod tests {
         drop(p);
         assert_eq!(std::fs::read_dir(t.path()).expect("dir").count(), 0);
     }
-
-    use super::test_tmpfs::{fill, Tmpfs};
 
     /// A disk that fills while a partition spills is "storage full" (507,
     /// retried by the node), not a server error or bad data, and the
