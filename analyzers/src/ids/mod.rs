@@ -433,11 +433,13 @@ impl Ids {
                 // first answer to one; the rest of a stream costs a few
                 // multiplications and a look at one bucket of recent
                 // exchanges.
+                // Both directions of an exchange share a bucket of
+                // `udp_recent` (one line read for both questions).
                 let fwd = exchange_hash(hs, hd, src_port, dst_port);
-                if (on.scan || on.sweep) && !self.udp_recent.seen(fwd) {
-                    let back = exchange_hash(hd, hs, dst_port, src_port);
+                let back = exchange_hash(hd, hs, dst_port, src_port);
+                if (on.scan || on.sweep) && !self.udp_recent.seen_in(fwd ^ back, fwd) {
                     // Seen the other way first: this is the answer.
-                    let role = if self.udp_recent.peek(back) {
+                    let role = if self.udp_recent.peek_in(fwd ^ back, back) {
                         scan::UdpRole::Answer
                     } else {
                         scan::UdpRole::Probe
@@ -523,14 +525,12 @@ impl Ids {
             }
             Transport::Udp { src_port, dst_port } => {
                 let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
-                if self
-                    .udp_recent
-                    .peek(exchange_hash(hs, hd, src_port, dst_port))
-                {
+                let fwd = exchange_hash(hs, hd, src_port, dst_port);
+                let back = exchange_hash(hd, hs, dst_port, src_port);
+                if self.udp_recent.peek_in(fwd ^ back, fwd) {
                     return none;
                 }
-                let back = exchange_hash(hd, hs, dst_port, src_port);
-                let answer = self.udp_recent.peek(back);
+                let answer = self.udp_recent.peek_in(fwd ^ back, back);
                 if !answer && d.payload.len() > MAX_UDP_PROBE {
                     return none;
                 }
