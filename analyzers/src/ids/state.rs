@@ -925,6 +925,16 @@ impl Recent {
         self.buckets.get(b).is_some_and(|k| k.0.contains(&h))
     }
 
+    /// Where the bucket `at` names lies, for a caller that fetches its
+    /// line before it asks ([`super::Ids::early_line`]).
+    #[inline]
+    pub fn line(&self, at: u64) -> Option<*const u8> {
+        let (_, b) = self.place(at, 0);
+        self.buckets
+            .get(b)
+            .map(|k| std::ptr::from_ref(k).cast::<u8>())
+    }
+
     /// [`Recent::seen`] in the bucket `at` names.
     #[inline]
     pub fn seen_in(&mut self, at: u64, h: u64) -> bool {
@@ -1039,6 +1049,12 @@ mod tests {
         assert!(r.peek_in(at, fwd) && !r.peek_in(at, back));
         assert!(!r.peek(fwd), "not in its own bucket");
         assert!(!r.seen_in(at, back) && r.peek_in(at, back) && r.peek_in(at, fwd));
+        assert_eq!(
+            r.line(at),
+            r.line(at ^ 0x7f),
+            "bits below 7 do not choose the bucket"
+        );
+        assert_ne!(r.line(at), r.line(at ^ 0x80));
     }
 
     proptest! {

@@ -71,11 +71,26 @@ impl PacketBatch {
     }
 
     /// Adds a packet with the capture loop's decode of it, if any.
-    pub fn push_decoded(&mut self, p: &RawPacket<'_>, tag: Tag, mut decoded: Option<Detached>) {
+    pub fn push_decoded(&mut self, p: &RawPacket<'_>, tag: Tag, decoded: Option<Detached>) {
+        self.push_bytes(p, tag);
+        self.push_decode(decoded);
+    }
+
+    /// The first half of [`PacketBatch::push_decoded`]: the packet's bytes
+    /// and tag. [`PacketBatch::push_decode`] must follow before anything
+    /// else is added (the capture loop runs the IDS in between, while the
+    /// lines it is about to read arrive).
+    pub fn push_bytes(&mut self, p: &RawPacket<'_>, tag: Tag) {
+        debug_assert_eq!(self.meta.len(), self.decoded.len(), "a decode is missing");
         let offset = self.data.len() as u32;
         self.data.extend_from_slice(p.data);
         self.meta
             .push((p.ts, p.nanos, p.wire_len, offset, p.data.len() as u32, tag));
+    }
+
+    /// The second half of [`PacketBatch::push_decoded`]: the decode of the
+    /// packet [`PacketBatch::push_bytes`] added last.
+    pub fn push_decode(&mut self, mut decoded: Option<Detached>) {
         let mut tunnels = u32::MAX;
         if let Some(t) = decoded.as_mut().and_then(Detached::take_tunnels) {
             // Consecutive packets of a tunnel (a mirror session, a VNI)

@@ -487,26 +487,20 @@ impl Dispatcher {
         self.newest = Some(self.newest.map_or(pkt.ts, |t| t.max(pkt.ts)));
         let n = self.pending.len();
         let mut sip = false;
-        let mut detached = None;
-        let mut deferred = None;
+        // The decode, kept for the IDS and the worker, with the packet's
+        // VNet when the IDS runs.
+        let mut decoded = None;
         let w = match self.link {
             Some(link) => {
                 let d = analyzers::decode_with(link, pkt.data, &self.settings.decode);
-                if let Some(ids) = self.ids.as_mut() {
-                    let vnet = self.settings.vnets.resolve_packet(&d, source_vnet);
-                    let (ahead, lines) = ids.lookahead(vnet, &d);
-                    if ahead.reads_ahead() || !self.ids_queue.is_empty() {
-                        for l in lines.into_iter().flatten() {
-                            crate::sys::prefetch_line(l);
-                        }
-                        deferred = Some((vnet, ahead));
-                    } else {
-                        // Nothing to read ahead and nothing waiting: the
-                        // packet is observed now, in order, from the decode
-                        // at hand (an established flow's packet, RTP).
-                        ids.observe(pkt.ts, vnet, &d, &mut self.alerts);
+                let vnet = self.ids.as_ref().map(|ids| {
+                    // The IDS reads its tables once the packet is in its
+                    // batch: the line it reads first arrives meanwhile.
+                    if let Some(l) = ids.early_line(&d) {
+                        crate::sys::prefetch_line(l);
                     }
-                }
+                    self.settings.vnets.resolve_packet(&d, source_vnet)
+                });
                 let mut w = self.pins.worker_for(pkt.ts, &d, n);
                 if n > 1 {
                     sip = self.sip.is_sip(&d, &self.settings.sip_ports);
@@ -520,8 +514,7 @@ impl Dispatcher {
                         self.pins.pin_first_fragment(pkt.ts, &d, w);
                     }
                 }
-                // The worker analyses this decode instead of decoding again.
-                detached = d.detach(pkt.data);
+                decoded = Some((d, vnet));
                 w
             }
             _ => 0,
@@ -546,25 +539,42 @@ impl Dispatcher {
         if p.since.is_none() && self.settings.batch_flush.is_some() {
             p.since = Some(Instant::now());
         }
-        if let Some((vnet, ahead)) = deferred {
-            self.ids_queue.push_back(Deferred {
-                w,
-                i: p.batch.len(),
-                at: self.totals.packets,
-                ts: pkt.ts,
-                vnet,
-                ahead,
-            });
-        }
-        p.batch.push_decoded(
+        let i = p.batch.len();
+        p.batch.push_bytes(
             pkt,
             Tag {
                 source_vnet,
                 learn_only: false,
                 number,
             },
-            detached,
         );
+        let mut detached = None;
+        if let Some((d, vnet)) = decoded {
+            if let (Some(ids), Some(vnet)) = (self.ids.as_mut(), vnet) {
+                let (ahead, lines) = ids.lookahead(vnet, &d);
+                if ahead.reads_ahead() || !self.ids_queue.is_empty() {
+                    for l in lines.into_iter().flatten() {
+                        crate::sys::prefetch_line(l);
+                    }
+                    self.ids_queue.push_back(Deferred {
+                        w,
+                        i,
+                        at: self.totals.packets,
+                        ts: pkt.ts,
+                        vnet,
+                        ahead,
+                    });
+                } else {
+                    // Nothing to read ahead and nothing waiting: the
+                    // packet is observed now, in order, from the decode
+                    // at hand (an established flow's packet, RTP).
+                    ids.observe(pkt.ts, vnet, &d, &mut self.alerts);
+                }
+            }
+            // The worker analyses this decode instead of decoding again.
+            detached = d.detach(pkt.data);
+        }
+        p.batch.push_decode(detached);
         // The packets read ahead for leave the queue IDS_DELAY packets
         // later; those behind them that need no read ahead, right after.
         while let Some(x) = self.ids_queue.front() {
