@@ -548,33 +548,31 @@ impl Dispatcher {
                 number,
             },
         );
-        let mut detached = None;
-        if let Some((d, vnet)) = decoded {
-            if let (Some(ids), Some(vnet)) = (self.ids.as_mut(), vnet) {
-                let (ahead, lines) = ids.lookahead(vnet, &d);
-                if ahead.reads_ahead() || !self.ids_queue.is_empty() {
-                    for l in lines.into_iter().flatten() {
-                        crate::sys::prefetch_line(l);
-                    }
-                    self.ids_queue.push_back(Deferred {
-                        w,
-                        i,
-                        at: self.totals.packets,
-                        ts: pkt.ts,
-                        vnet,
-                        ahead,
-                    });
-                } else {
-                    // Nothing to read ahead and nothing waiting: the
-                    // packet is observed now, in order, from the decode
-                    // at hand (an established flow's packet, RTP).
-                    ids.observe(pkt.ts, vnet, &d, &mut self.alerts);
+        if let (Some((d, Some(vnet))), Some(ids)) = (&decoded, self.ids.as_mut()) {
+            let vnet = *vnet;
+            let (ahead, lines) = ids.lookahead(vnet, d);
+            if ahead.reads_ahead() || !self.ids_queue.is_empty() {
+                for l in lines.into_iter().flatten() {
+                    crate::sys::prefetch_line(l);
                 }
+                self.ids_queue.push_back(Deferred {
+                    w,
+                    i,
+                    at: self.totals.packets,
+                    ts: pkt.ts,
+                    vnet,
+                    ahead,
+                });
+            } else {
+                // Nothing to read ahead and nothing waiting: the
+                // packet is observed now, in order, from the decode
+                // at hand (an established flow's packet, RTP).
+                ids.observe(pkt.ts, vnet, d, &mut self.alerts);
             }
-            // The worker analyses this decode instead of decoding again.
-            detached = d.detach(pkt.data);
         }
-        p.batch.push_decode(detached);
+        // The worker analyses this decode instead of decoding again.
+        p.batch
+            .push_decode(decoded.and_then(|(d, _)| d.detach(pkt.data)));
         // The packets read ahead for leave the queue IDS_DELAY packets
         // later; those behind them that need no read ahead, right after.
         while let Some(x) = self.ids_queue.front() {
