@@ -149,6 +149,7 @@ impl<R: Read> ClassicPcap<R> {
     }
 
     /// The next record, `Ok(None)` at a clean end of the file.
+    #[inline]
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
         // Nearly always the buffer holds the header already: no call.
         if self.end - self.pos < 16 {
