@@ -143,6 +143,25 @@
 # 0.92x; flow-heavy 1 worker 0.40x, 2 workers 0.45x (1.57x of one core),
 # 1.46x softflowd, capped 0.77x, IDS on / off 0.82x (CPU, medians of 7);
 # VoIP 0.34x tcpdump, 19.8x tshark; 1 M SYN sources 183 MiB.
+# 2026-12-03, session 24 (same VM, noisy: the same binary's runs moved by
+# up to 40%; two runs, after the shared UDP-exchange line, the second
+# also after the IDS moved behind the batch copy): IMIX 1 worker
+# 1.06x / 0.82x tcpdump, 2 workers 1.67x / 1.59x of one core (the
+# capture thread busy 88% / 91% of the wall: it limits all cores), tshark
+# 62.6x / 56.8x, VXLAN twin 0.76x / 0.71x; flow-heavy 1 worker 0.41x /
+# 0.38x, 2 workers 0.43x / 0.40x (1.50x / 1.58x of one core), 1.70x /
+# 1.68x softflowd, capped 0.51x / 0.57x (the capped run writes 3.96 M flow
+# rows against 0.56 M, and its writer thread is busy 3.4-3.7 s of its
+# 3.7-4.0 s: zstd half of it, dictionary interning of the four
+# repeating columns 5%), IDS on / off 0.95x / 0.86x (CPU); VoIP 0.24x /
+# 0.25x tcpdump, 16.1x / 15.9x tshark (the worker busy all the wall:
+# JitterBuffers::push 22% of its samples); 1 M SYN sources 183 / 185 MiB.
+# Tried and dropped (measured, not kept): mapping the file and handing
+# workers slices of the mapping instead of copies (capture thread 1.8-1.9 s
+# against 1.4-1.7 s: decoding from cold pages costs more than the two
+# copies); PREFETCHW of the batch lines ahead of the copy (no change);
+# the workers at nice 10 (no change); DELTA_BINARY_PACKED for the integer
+# columns (writer 3.4 -> 3.3 s on the capped run, files 2.5% larger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
