@@ -433,13 +433,10 @@ impl Ids {
                 // first answer to one; the rest of a stream costs a few
                 // multiplications and a look at one bucket of recent
                 // exchanges.
-                // Both directions of an exchange share a bucket of
-                // `udp_recent` (one line read for both questions).
-                let fwd = exchange_hash(hs, hd, src_port, dst_port);
-                let back = exchange_hash(hd, hs, dst_port, src_port);
-                if (on.scan || on.sweep) && !self.udp_recent.seen_in(fwd ^ back, fwd) {
+                let x = (on.scan || on.sweep).then(|| Exchange::of(hs, hd, src_port, dst_port));
+                if let Some(x) = x.filter(|x| !self.udp_recent.seen(x.at, x.fwd)) {
                     // Seen the other way first: this is the answer.
-                    let role = if self.udp_recent.peek_in(fwd ^ back, back) {
+                    let role = if self.udp_recent.peek(x.at, x.back) {
                         scan::UdpRole::Answer
                     } else {
                         scan::UdpRole::Probe
@@ -507,9 +504,8 @@ impl Ids {
             return None;
         };
         let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
-        let fwd = exchange_hash(hs, hd, src_port, dst_port);
-        let back = exchange_hash(hd, hs, dst_port, src_port);
-        self.udp_recent.line(fwd ^ back)
+        self.udp_recent
+            .line(Exchange::of(hs, hd, src_port, dst_port).at)
     }
 
     /// The hashes of the scan and sweep detectors' keys for this packet,
@@ -546,12 +542,11 @@ impl Ids {
             }
             Transport::Udp { src_port, dst_port } => {
                 let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
-                let fwd = exchange_hash(hs, hd, src_port, dst_port);
-                let back = exchange_hash(hd, hs, dst_port, src_port);
-                if self.udp_recent.peek_in(fwd ^ back, fwd) {
+                let x = Exchange::of(hs, hd, src_port, dst_port);
+                if self.udp_recent.peek(x.at, x.fwd) {
                     return none;
                 }
-                let answer = self.udp_recent.peek_in(fwd ^ back, back);
+                let answer = self.udp_recent.peek(x.at, x.back);
                 if !answer && d.payload.len() > MAX_UDP_PROBE {
                     return none;
                 }
@@ -674,6 +669,30 @@ fn exchange_hash(a: u64, b: u64, pa: u16, pb: u16) -> u64 {
     let x = a.rotate_left(23) ^ b ^ ports;
     let x = (x ^ (x >> 32)).wrapping_mul(0xd6e8_feb8_6659_fd93);
     x ^ (x >> 29)
+}
+
+/// A UDP datagram's exchange in [`state::Recent`]: each direction's key,
+/// and the bucket both share (so that whether the exchange is known and
+/// whether its answer came first are one line read).
+#[derive(Clone, Copy)]
+struct Exchange {
+    at: u64,
+    fwd: u64,
+    back: u64,
+}
+
+impl Exchange {
+    /// From the addresses' per-packet hashes and the ports.
+    #[inline]
+    fn of(hs: u64, hd: u64, src_port: u16, dst_port: u16) -> Exchange {
+        let fwd = exchange_hash(hs, hd, src_port, dst_port);
+        let back = exchange_hash(hd, hs, dst_port, src_port);
+        Exchange {
+            at: fwd ^ back,
+            fwd,
+            back,
+        }
+    }
 }
 
 /// Builds an alert's JSON `details` from key/value pairs.

@@ -869,8 +869,8 @@ pub fn key_addr(k: u128) -> std::net::IpAddr {
 /// detectors). A key pushed out only makes its next packet look new again
 /// (one more table lookup), never hides a new exchange for long.
 ///
-/// The caller chooses the bucket apart from the key ([`Recent::peek_in`],
-/// [`Recent::seen_in`]): both directions of a UDP exchange go to one
+/// The caller chooses the bucket apart from the key ([`Recent::peek`],
+/// [`Recent::seen`]): both directions of a UDP exchange go to one
 /// bucket, so that asking whether a datagram's exchange is known and
 /// whether its answer was seen first reads one line, not two (the first
 /// datagram of each of a flow-heavy capture's 250,000 one-packet DNS
@@ -905,22 +905,10 @@ impl Recent {
         (h | 1, (at >> 7) as usize & (self.buckets.len() - 1))
     }
 
-    /// Whether `h` is among the keys of its bucket (records nothing).
+    /// Whether `h` is among the keys of the bucket `at` names (records
+    /// nothing).
     #[inline]
-    pub fn peek(&self, h: u64) -> bool {
-        self.peek_in(h, h)
-    }
-
-    /// Whether `h` was among the keys of its bucket; records it either
-    /// way, as the bucket's most recent.
-    #[inline]
-    pub fn seen(&mut self, h: u64) -> bool {
-        self.seen_in(h, h)
-    }
-
-    /// [`Recent::peek`] in the bucket `at` names.
-    #[inline]
-    pub fn peek_in(&self, at: u64, h: u64) -> bool {
+    pub fn peek(&self, at: u64, h: u64) -> bool {
         let (h, b) = self.place(at, h);
         self.buckets.get(b).is_some_and(|k| k.0.contains(&h))
     }
@@ -935,9 +923,10 @@ impl Recent {
             .map(|k| std::ptr::from_ref(k).cast::<u8>())
     }
 
-    /// [`Recent::seen`] in the bucket `at` names.
+    /// Whether `h` was among the keys of the bucket `at` names; records
+    /// it either way, as the bucket's most recent.
     #[inline]
-    pub fn seen_in(&mut self, at: u64, h: u64) -> bool {
+    pub fn seen(&mut self, at: u64, h: u64) -> bool {
         let (h, b) = self.place(at, h);
         let Some(Bucket(keys)) = self.buckets.get_mut(b) else {
             return false;
@@ -1024,19 +1013,21 @@ mod tests {
         let mut r = Recent::new(8);
         let keys: Vec<u64> = same_bucket(W as u64 + 1).collect();
         for &k in &keys[..W] {
-            assert!(!r.seen(k), "new");
+            assert!(!r.seen(k, k), "new");
         }
         // Two streams alternating in one bucket both stay known.
         for _ in 0..3 {
-            assert!(r.seen(keys[0]) && r.seen(keys[1]));
+            assert!(r.seen(keys[0], keys[0]) && r.seen(keys[1], keys[1]));
         }
-        assert!(keys[..W].iter().all(|&k| r.peek(k)));
+        assert!(keys[..W].iter().all(|&k| r.peek(k, k)));
         // keys[2] is now the least recent: one more key pushes it out.
-        assert!(!r.seen(keys[W]));
-        assert!(!r.peek(keys[2]));
-        assert!((0..=W).filter(|&i| i != 2).all(|i| r.peek(keys[i])));
+        assert!(!r.seen(keys[W], keys[W]));
+        assert!(!r.peek(keys[2], keys[2]));
+        assert!((0..=W)
+            .filter(|&i| i != 2)
+            .all(|i| r.peek(keys[i], keys[i])));
         // Other buckets are untouched.
-        assert!(!r.peek(0x100));
+        assert!(!r.peek(0x100, 0x100));
     }
 
     #[test]
@@ -1045,10 +1036,10 @@ mod tests {
         let (fwd, back) = (0x1234_5600_0000_0080_u64, 0x0abc_de00_0000_0100_u64);
         // Both directions in the bucket of `fwd ^ back`, not their own.
         let at = fwd ^ back;
-        assert!(!r.seen_in(at, fwd));
-        assert!(r.peek_in(at, fwd) && !r.peek_in(at, back));
-        assert!(!r.peek(fwd), "not in its own bucket");
-        assert!(!r.seen_in(at, back) && r.peek_in(at, back) && r.peek_in(at, fwd));
+        assert!(!r.seen(at, fwd));
+        assert!(r.peek(at, fwd) && !r.peek(at, back));
+        assert!(!r.peek(fwd, fwd), "not in its own bucket");
+        assert!(!r.seen(at, back) && r.peek(at, back) && r.peek(at, fwd));
         assert_eq!(
             r.line(at),
             r.line(at ^ 0x7f),
@@ -1069,9 +1060,9 @@ mod tests {
                 let list = model.entry((h >> 7) as usize & 3).or_default();
                 let known = list.contains(&(h | 1));
                 if peek {
-                    prop_assert_eq!(r.peek(h), known);
+                    prop_assert_eq!(r.peek(h, h), known);
                 } else {
-                    prop_assert_eq!(r.seen(h), known);
+                    prop_assert_eq!(r.seen(h, h), known);
                     list.retain(|&k| k != h | 1);
                     list.insert(0, h | 1);
                     list.truncate(Recent::WAYS);
