@@ -49,10 +49,11 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Batches queued per worker. Batches close at 1 MiB, so this bounds what
-/// is in flight to a few MiB per worker, which stays out of the flow
-/// table's way in the shared cache: 16 measured the same wall time for 20%
-/// more CPU (bench/rules.sh).
+/// Batches queued per worker. Batches close at 256 packets or 256 KiB, so
+/// this bounds what is in flight to about 1 MiB per worker, which stays
+/// out of the flow table's way in the shared cache: 8 measured no faster
+/// (IMIX and flow-heavy, 6 rounds), and with batches of 1 MiB 16 measured
+/// the same wall time for 20% more CPU (bench/rules.sh).
 const QUEUE_DEPTH: usize = 4;
 
 /// How often counters are published and files rotated (wall clock; the

@@ -23,7 +23,7 @@ pub struct NodeSection {
     pub name: String,
     /// Analyzer worker threads. Default 1.
     pub workers: usize,
-    /// Batches queued per worker before the capture thread drops. Default 64.
+    /// Batches queued per worker before the capture thread drops. Default 256.
     pub queue_batches: usize,
     /// A partly filled batch is sent after this many ms. Default 50.
     pub batch_flush_ms: u64,
@@ -66,7 +66,7 @@ impl Default for NodeSection {
         NodeSection {
             name: "moni".into(),
             workers: 1,
-            queue_batches: 64,
+            queue_batches: 256,
             batch_flush_ms: 50,
             tick_ms: 1000,
             nice: 10,
