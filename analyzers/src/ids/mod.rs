@@ -488,24 +488,32 @@ impl Ids {
         self.finish(out);
     }
 
-    /// For a UDP datagram, the line of the recent-exchanges table that
-    /// [`Ids::lookahead`] and [`Ids::observe`] read first (both directions
-    /// of its exchange share it), for a caller that fetches it while it
-    /// does other work with the packet (copies it into its batch) before
-    /// it calls them: that line is where most datagrams of established
-    /// streams missed the cache (on an IMIX capture of 13,600 UDP flows,
-    /// a third of the capture loop's own time in one load).
+    /// The lines [`Ids::observe`] (and [`Ids::lookahead`]) will read first
+    /// for this packet, for a caller that fetches them while it does other
+    /// work with the packet (copies it into its batch) before it calls
+    /// them:
+    /// - for a UDP datagram, the line of the recent-exchanges table (both
+    ///   directions of its exchange share it): where most datagrams of
+    ///   established streams missed the cache (on an IMIX capture of
+    ///   13,600 UDP flows, a third of the capture loop's own time in one
+    ///   load);
+    /// - the flood detector's by-host sketch line ([`flood::Floods::early_line`]).
     #[inline]
-    pub fn early_line(&self, d: &Decoded<'_>) -> Option<*const u8> {
-        if !(self.on.scan || self.on.sweep) {
-            return None;
-        }
-        let (Some(ip), Transport::Udp { src_port, dst_port }) = (d.ip, d.transport) else {
-            return None;
-        };
+    pub fn early_lines(&self, vnet: VnetId, d: &Decoded<'_>) -> [Option<*const u8>; 2] {
+        let Some(ip) = d.ip else { return [None; 2] };
         let (hs, hd) = (flood::addr_hash(ip.src), flood::addr_hash(ip.dst));
-        self.udp_recent
-            .line(Exchange::of(hs, hd, src_port, dst_port).at)
+        let recent = match d.transport {
+            Transport::Udp { src_port, dst_port } if self.on.scan || self.on.sweep => self
+                .udp_recent
+                .line(Exchange::of(hs, hd, src_port, dst_port).at),
+            _ => None,
+        };
+        let flood = if self.on.floods {
+            self.floods.early_line(vnet, d, hs, hd)
+        } else {
+            None
+        };
+        [recent, flood]
     }
 
     /// The hashes of the scan and sweep detectors' keys for this packet,

@@ -914,7 +914,7 @@ impl Recent {
     }
 
     /// Where the bucket `at` names lies, for a caller that fetches its
-    /// line before it asks ([`super::Ids::early_line`]).
+    /// line before it asks ([`super::Ids::early_lines`]).
     #[inline]
     pub fn line(&self, at: u64) -> Option<*const u8> {
         let (_, b) = self.place(at, 0);

@@ -494,12 +494,13 @@ impl Dispatcher {
             Some(link) => {
                 let d = analyzers::decode_with(link, pkt.data, &self.settings.decode);
                 let vnet = self.ids.as_ref().map(|ids| {
+                    let vnet = self.settings.vnets.resolve_packet(&d, source_vnet);
                     // The IDS reads its tables once the packet is in its
-                    // batch: the line it reads first arrives meanwhile.
-                    if let Some(l) = ids.early_line(&d) {
+                    // batch: the lines it reads first arrive meanwhile.
+                    for l in ids.early_lines(vnet, &d).into_iter().flatten() {
                         crate::sys::prefetch_line(l);
                     }
-                    self.settings.vnets.resolve_packet(&d, source_vnet)
+                    vnet
                 });
                 let mut w = self.pins.worker_for(pkt.ts, &d, n);
                 if n > 1 {
