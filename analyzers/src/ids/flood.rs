@@ -127,7 +127,7 @@ const COARSE_SLOTS: usize = 1024;
 
 /// Counts by key in two stages, for the rates of the floods (UDP, ICMP by
 /// destination) that every such packet bumps: a coarse array of 1,024
-/// counters (4 KiB, hot in cache) counts every packet; a key's slot is
+/// counters (8 KiB with their seeds, hot in cache) counts every packet; a key's slot is
 /// the sum over the keys that share it, so while it stays under `hot_at`
 /// (an eighth of the threshold) no key in it can reach the threshold and
 /// the count-min sketch (32 KiB, cold: a cache miss or two per packet) is
@@ -140,20 +140,31 @@ const COARSE_SLOTS: usize = 1024;
 /// UDP packets a second only at 2.5 M UDP packets a second in all.
 #[derive(Debug)]
 struct GatedCms {
-    coarse: Box<[u32; COARSE_SLOTS]>,
-    /// The seed of each hot slot; [`NOT_HOT`] until it gets hot.
-    seed: Box<[u32; COARSE_SLOTS]>,
+    /// Each slot's count and its seed ([`NOT_HOT`] until it gets hot),
+    /// side by side: one cache line for both.
+    slots: Box<[Slot; COARSE_SLOTS]>,
     fine: Cms,
+}
+
+/// A [`GatedCms`] slot: its count, and its seed once hot.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    count: u32,
+    seed: u32,
 }
 
 /// A [`GatedCms`] slot that did not reach `hot_at`.
 const NOT_HOT: u32 = u32::MAX;
 
+const COLD: Slot = Slot {
+    count: 0,
+    seed: NOT_HOT,
+};
+
 impl Default for GatedCms {
     fn default() -> Self {
         GatedCms {
-            coarse: Box::new([0; COARSE_SLOTS]),
-            seed: Box::new([NOT_HOT; COARSE_SLOTS]),
+            slots: Box::new([COLD; COARSE_SLOTS]),
             fine: Cms::default(),
         }
     }
@@ -169,19 +180,18 @@ impl GatedCms {
     /// Counts one packet of `h`; its estimate, this packet included.
     #[inline]
     fn add(&mut self, h: u64, hot_at: u32) -> u32 {
-        let i = Self::slot(h);
-        let (Some(c), Some(seed)) = (self.coarse.get_mut(i), self.seed.get_mut(i)) else {
+        let Some(s) = self.slots.get_mut(Self::slot(h)) else {
             return u32::MAX;
         };
-        let before = *c;
-        *c = c.saturating_add(1);
-        if *seed == NOT_HOT {
-            if *c < hot_at {
-                return *c;
+        let before = s.count;
+        s.count = s.count.saturating_add(1);
+        if s.seed == NOT_HOT {
+            if s.count < hot_at {
+                return s.count;
             }
-            *seed = before;
+            s.seed = before;
         }
-        seed.saturating_add(self.fine.add(h))
+        s.seed.saturating_add(self.fine.add(h))
     }
 
     /// Counts one packet of `h` if its estimate stays under `limit` (the
@@ -190,10 +200,9 @@ impl GatedCms {
     /// load and one store.
     #[inline]
     fn add_below(&mut self, h: u64, hot_at: u32, limit: u32) -> bool {
-        let i = Self::slot(h);
-        if let (Some(c), Some(&NOT_HOT)) = (self.coarse.get_mut(i), self.seed.get(i)) {
-            if c.saturating_add(1) < hot_at.min(limit) {
-                *c += 1;
+        if let Some(s) = self.slots.get_mut(Self::slot(h)) {
+            if s.seed == NOT_HOT && s.count.saturating_add(1) < hot_at.min(limit) {
+                s.count += 1;
                 return true;
             }
         }
@@ -207,17 +216,18 @@ impl GatedCms {
     /// The estimate of `h`.
     #[inline]
     fn get(&self, h: u64) -> u32 {
-        let i = Self::slot(h);
-        match (self.coarse.get(i), self.seed.get(i)) {
-            (Some(&c), Some(&NOT_HOT)) => c,
-            (Some(_), Some(&seed)) => seed.saturating_add(self.fine.get(h)),
-            _ => u32::MAX,
+        match self.slots.get(Self::slot(h)) {
+            Some(&Slot {
+                count,
+                seed: NOT_HOT,
+            }) => count,
+            Some(s) => s.seed.saturating_add(self.fine.get(h)),
+            None => u32::MAX,
         }
     }
 
     fn clear(&mut self) {
-        self.coarse.fill(0);
-        self.seed.fill(NOT_HOT);
+        self.slots.fill(COLD);
         self.fine.clear();
     }
 }
@@ -1430,15 +1440,15 @@ mod tests {
                 proptest::prop_assert!(est >= *n, "{est} < {n}");
                 proptest::prop_assert_eq!(g.get(h), est);
                 let slot = GatedCms::slot(h);
-                let seed = g.seed[slot];
+                let seed = g.slots[slot].seed;
                 if seed == NOT_HOT {
-                    proptest::prop_assert_eq!(est, g.coarse[slot]);
+                    proptest::prop_assert_eq!(est, g.slots[slot].count);
                 } else {
                     proptest::prop_assert!(seed < hot_at);
                     proptest::prop_assert!(est <= seed + bound, "{est} > {seed} + {bound}");
                 }
             }
-            proptest::prop_assert_eq!(g.fine.used, g.seed.iter().any(|s| *s != NOT_HOT));
+            proptest::prop_assert_eq!(g.fine.used, g.slots.iter().any(|s| s.seed != NOT_HOT));
             g.clear();
             proptest::prop_assert!(!g.fine.used && g.fine.rows.iter().all(|r| r.iter().all(|c| *c == 0)));
         }
