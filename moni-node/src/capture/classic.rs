@@ -206,6 +206,57 @@ impl<R: Read> ClassicPcap<R> {
     }
 }
 
+/// Where one record of a burst lies in the buffer [`ClassicPcap::burst`]
+/// returns, with its header's fields as [`Record`] has them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Placed {
+    pub secs: i64,
+    pub micros: i64,
+    pub nanos: u16,
+    pub orig_len: u32,
+    /// The captured bytes: `buf[start..start + len]`.
+    pub start: u32,
+    pub len: u32,
+}
+
+impl<R: Read> ClassicPcap<R> {
+    /// Takes up to `max` more records, those that lie whole in the buffer
+    /// already (no read; possibly none: then [`ClassicPcap::next_record`]
+    /// reads on, and reports what is wrong), into `out`; returns the
+    /// buffer they lie in. The records are exactly those `next_record`
+    /// would have returned, in order: it stops before any record it would
+    /// have to read more for or refuse.
+    #[inline]
+    pub fn burst(&mut self, max: usize, out: &mut Vec<Placed>) -> &[u8] {
+        out.clear();
+        let swapped = self.swapped;
+        while out.len() < max && self.end - self.pos >= 16 {
+            let header: [u8; 16] = match self.buf.get(self.pos..self.pos + 16) {
+                Some(h) => h.try_into().unwrap_or([0; 16]),
+                None => break,
+            };
+            let caplen = u32_at(&header, 8, swapped);
+            if caplen > MAX_CAPLEN || self.end - self.pos - 16 < caplen as usize {
+                break;
+            }
+            let frac = u32_at(&header, 4, swapped);
+            let start = self.pos + 16;
+            self.pos = start + caplen as usize;
+            out.push(Placed {
+                secs: i64::from(u32_at(&header, 0, swapped)),
+                micros: i64::from(if self.nanos { frac / 1000 } else { frac }),
+                nanos: if self.nanos { (frac % 1000) as u16 } else { 0 },
+                orig_len: u32_at(&header, 12, swapped),
+                // The buffer is at most a chunk plus one record
+                // (MAX_CAPLEN): offsets fit.
+                start: start as u32,
+                len: caplen.min(self.snaplen),
+            });
+        }
+        &self.buf
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +421,49 @@ mod tests {
                 }
             }
             prop_assert!(r.buf.len() <= CHUNK.max(16 + MAX_CAPLEN as usize));
+        }
+
+        /// Bursts of any size, between single records, give exactly the
+        /// records (and then the error) `next_record` alone gives: over
+        /// chunk boundaries, in both precisions, after a cut to the
+        /// snaplen, before a truncated or oversized record.
+        #[test]
+        fn bursts_give_what_single_records_give(
+            lens in proptest::collection::vec(0usize..3000, 0..120),
+            tail in proptest::collection::vec(any::<u8>(), 0..40),
+            nanos in any::<bool>(),
+            sizes in proptest::collection::vec(0usize..20, 1..8),
+        ) {
+            let mut f = header(if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 }, false);
+            // A snaplen of 2,000: longer records are cut.
+            f[16..20].copy_from_slice(&2000u32.to_le_bytes());
+            for (i, len) in lens.iter().enumerate() {
+                let data: Vec<u8> = (0..*len).map(|k| (k + i) as u8).collect();
+                record(&mut f, false, [i as u32, 999_999_999 - i as u32, *len as u32, *len as u32 + 4], &data);
+            }
+            f.extend_from_slice(&tail);
+            let (want, want_err) = all(&f);
+            let mut r = ClassicPcap::open(&f[..]).expect("header");
+            let (mut got, mut placed, mut err) = (Vec::new(), Vec::new(), None);
+            for turn in 0.. {
+                let max = sizes[turn % sizes.len()];
+                let buf = r.burst(max, &mut placed);
+                prop_assert!(placed.len() <= max);
+                for p in &placed {
+                    let data = buf[p.start as usize..(p.start + p.len) as usize].to_vec();
+                    got.push((p.secs, p.micros, p.orig_len, data));
+                }
+                match r.next_record() {
+                    Ok(Some(p)) => got.push((p.secs, p.micros, p.orig_len, p.data.to_vec())),
+                    Ok(None) => break,
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(err, want_err);
         }
     }
 }

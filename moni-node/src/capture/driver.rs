@@ -27,10 +27,11 @@ use std::time::{Duration, Instant, SystemTime};
 use analyzers::ids::{Ahead, Ids, IdsConfig, IdsStats};
 use analyzers::record::AlertRecord;
 use analyzers::vnet::{VnetId, VnetMap};
-use analyzers::{DecodeConfig, LinkType, Timestamp};
+use analyzers::{DecodeConfig, Decoded, LinkType, Timestamp};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::batch::{PacketBatch, Tag};
+use super::classic::Placed;
 use super::{CaptureError, Next, PacketSource, RawPacket};
 use crate::metrics::Metrics;
 use crate::shard::FragmentPins;
@@ -194,6 +195,10 @@ pub struct Dispatcher {
 /// Checks for a flush, a tick or a stop every this many packets.
 const CHECK_EVERY: u32 = 256;
 
+/// Packets taken at once from a source that reads ahead (a classic pcap
+/// file: those whole in its buffer), decoded before any is handed on.
+const BURST: usize = 16;
+
 /// How many packets the IDS runs behind the capture loop for a packet with
 /// lines to read ahead. On a scan or a
 /// spoofed flood nearly every packet is a new key of the scan and sweep
@@ -270,7 +275,26 @@ impl Dispatcher {
         let mut packets = 0u64;
         let mut error = None;
         let mut scratch = Vec::new();
+        // Bursts only as fast as possible: paced packets wait one by one.
+        let bursts = matches!(self.settings.pacing, Pacing::AsFastAsPossible);
+        let mut placed = Vec::with_capacity(BURST);
         loop {
+            if bursts {
+                if let Some(buf) = src.burst(BURST, &mut placed) {
+                    if !placed.is_empty() {
+                        self.push_burst(buf, &placed, packets);
+                        packets += placed.len() as u64;
+                        since_check += placed.len() as u32;
+                        if since_check >= CHECK_EVERY {
+                            since_check = 0;
+                            if self.check(src, &mut next_tick, &mut packets, progress) {
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
             since_check += 1;
             let idle = match src.next() {
                 Ok(Next::Packet { pkt, iface }) => {
@@ -335,25 +359,42 @@ impl Dispatcher {
             };
             if idle || since_check >= CHECK_EVERY {
                 since_check = 0;
-                if self.io.stop.load(Ordering::Relaxed) {
-                    if let Some(limit) = self.settings.drain_on_stop {
-                        packets += self.drain(src, Instant::now() + limit, packets);
-                    }
+                if self.check(src, &mut next_tick, &mut packets, progress) {
                     break;
-                }
-                self.flush_old();
-                self.apply_controls();
-                let now = Instant::now();
-                if now >= next_tick {
-                    next_tick = now + self.settings.tick;
-                    self.publish(src);
-                    progress(src);
                 }
             }
         }
         self.publish(src);
         progress(src);
         (packets, error)
+    }
+
+    /// What the loop does every [`CHECK_EVERY`] packets and when idle:
+    /// stop (draining what the source holds, `packets` counting it),
+    /// flush old batches, apply controls, publish at each tick. Whether
+    /// to stop.
+    fn check(
+        &mut self,
+        src: &mut dyn PacketSource,
+        next_tick: &mut Instant,
+        packets: &mut u64,
+        progress: &mut dyn FnMut(&dyn PacketSource),
+    ) -> bool {
+        if self.io.stop.load(Ordering::Relaxed) {
+            if let Some(limit) = self.settings.drain_on_stop {
+                *packets += self.drain(src, Instant::now() + limit, *packets);
+            }
+            return true;
+        }
+        self.flush_old();
+        self.apply_controls();
+        let now = Instant::now();
+        if now >= *next_tick {
+            *next_tick = now + self.settings.tick;
+            self.publish(src);
+            progress(src);
+        }
+        false
     }
 
     /// Reads what the source still holds until it is idle or `deadline`;
@@ -482,43 +523,95 @@ impl Dispatcher {
     /// Hands one packet on; `number` is its 1-based number in its source.
     #[inline]
     fn push(&mut self, pkt: &RawPacket<'_>, source_vnet: Option<VnetId>, number: u64) {
+        let decoded = self.decode(pkt, source_vnet);
+        self.dispatch(pkt, source_vnet, number, decoded);
+    }
+
+    /// Hands on the packets of a burst the source read ahead
+    /// ([`PacketSource::burst`]): all of them are decoded first, and the
+    /// lines the IDS will read for each asked for, then each is handed on
+    /// in order as [`Dispatcher::push`] does. A packet's lines thus have
+    /// the rest of the burst's decoding to arrive in, where one packet's
+    /// copy into its batch was too short for a line from memory (the
+    /// recent-exchanges line of a new UDP exchange, a new host's sketch
+    /// line). `read` packets of the source came before the burst.
+    fn push_burst(&mut self, buf: &[u8], placed: &[Placed], read: u64) {
+        let source_vnet = self.settings.source_vnet;
+        let mut decoded = Vec::with_capacity(placed.len());
+        for p in placed {
+            let Some(data) = buf.get(p.start as usize..(p.start + p.len) as usize) else {
+                debug_assert!(false, "a burst's record lies outside its buffer");
+                continue;
+            };
+            let pkt = RawPacket {
+                ts: Timestamp::from_secs_micros(p.secs, p.micros),
+                nanos: p.nanos,
+                wire_len: p.orig_len.max(p.len),
+                data,
+            };
+            let d = self.decode(&pkt, source_vnet);
+            decoded.push((pkt, d));
+        }
+        for (k, (pkt, d)) in decoded.into_iter().enumerate() {
+            self.dispatch(&pkt, source_vnet, read + 1 + k as u64, d);
+        }
+    }
+
+    /// A packet's decode, kept for the IDS and the worker, with its VNet
+    /// when the IDS runs (whose first lines for it are asked for here);
+    /// `None` for a link type moni cannot decode.
+    #[inline]
+    fn decode<'a>(
+        &self,
+        pkt: &RawPacket<'a>,
+        source_vnet: Option<VnetId>,
+    ) -> Option<(Decoded<'a>, Option<VnetId>)> {
+        let d = analyzers::decode_with(self.link?, pkt.data, &self.settings.decode);
+        let vnet = self.ids.as_ref().map(|ids| {
+            let vnet = self.settings.vnets.resolve_packet(&d, source_vnet);
+            // The IDS reads its tables once the packet is in its batch:
+            // the lines it reads first arrive meanwhile.
+            for l in ids.early_lines(vnet, &d).into_iter().flatten() {
+                crate::sys::prefetch_line(l);
+            }
+            vnet
+        });
+        Some((d, vnet))
+    }
+
+    /// Hands one decoded packet on: shards it, copies it into its
+    /// worker's batch (SIP to every worker), runs the IDS on it.
+    #[inline]
+    fn dispatch(
+        &mut self,
+        pkt: &RawPacket<'_>,
+        source_vnet: Option<VnetId>,
+        number: u64,
+        decoded: Option<(Decoded<'_>, Option<VnetId>)>,
+    ) {
         self.totals.packets += 1;
         self.totals.bytes += u64::from(pkt.wire_len);
         self.newest = Some(self.newest.map_or(pkt.ts, |t| t.max(pkt.ts)));
         let n = self.pending.len();
         let mut sip = false;
-        // The decode, kept for the IDS and the worker, with the packet's
-        // VNet when the IDS runs.
-        let mut decoded = None;
-        let w = match self.link {
-            Some(link) => {
-                let d = analyzers::decode_with(link, pkt.data, &self.settings.decode);
-                let vnet = self.ids.as_ref().map(|ids| {
-                    let vnet = self.settings.vnets.resolve_packet(&d, source_vnet);
-                    // The IDS reads its tables once the packet is in its
-                    // batch: the lines it reads first arrive meanwhile.
-                    for l in ids.early_lines(vnet, &d).into_iter().flatten() {
-                        crate::sys::prefetch_line(l);
-                    }
-                    vnet
-                });
-                let mut w = self.pins.worker_for(pkt.ts, &d, n);
+        let w = match &decoded {
+            Some((d, _)) => {
+                let mut w = self.pins.worker_for(pkt.ts, d, n);
                 if n > 1 {
-                    sip = self.sip.is_sip(&d, &self.settings.sip_ports);
-                    if sip || self.sip.is_sip_flow(&d) {
+                    sip = self.sip.is_sip(d, &self.settings.sip_ports);
+                    if sip || self.sip.is_sip_flow(d) {
                         // One worker holds every call: the legs of a call
                         // (a B2BUA's, a proxy's hops) are flows between
                         // other hosts, which the sharding spreads, and a
                         // call must not depend on `--workers`. Its
                         // fragments follow it.
                         w = 0;
-                        self.pins.pin_first_fragment(pkt.ts, &d, w);
+                        self.pins.pin_first_fragment(pkt.ts, d, w);
                     }
                 }
-                decoded = Some((d, vnet));
                 w
             }
-            _ => 0,
+            None => 0,
         };
         if sip {
             let tag = Tag {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use analyzers::{LinkType, Timestamp};
 
-use super::classic::{ClassicPcap, ReadError};
+use super::classic::{ClassicPcap, Placed, ReadError};
 use super::pcapng::{Interface, PcapngReader};
 use super::{CaptureError, Next, PacketSource, RawPacket};
 
@@ -251,6 +251,16 @@ impl PacketSource for FileSource {
             Some((pkt, iface)) => Next::Packet { pkt, iface },
             None => Next::End,
         })
+    }
+
+    fn burst(&mut self, max: usize, out: &mut Vec<Placed>) -> Option<&[u8]> {
+        let Records::Classic(c) = &mut self.records else {
+            return None;
+        };
+        let buf = c.burst(max, out);
+        self.packets += out.len() as u64;
+        self.bytes_read += out.iter().map(|p| 16 + u64::from(p.len)).sum::<u64>();
+        Some(buf)
     }
 
     fn interface_name(&self, index: u32) -> Option<String> {

@@ -1,8 +1,9 @@
 //! Packet sources and the one capture loop.
 //!
 //! A [`PacketSource`] (a capture file in [`file`], a live interface in
-//! [`live`]) hands over packets one at a time, says when it is idle and
-//! when it ends. [`driver`] is the only loop that reads a source: it
+//! [`live`]) hands over packets one at a time (a classic pcap file also
+//! in bursts of those already in its buffer, which the loop decodes
+//! before it hands any on), says when it is idle and when it ends. [`driver`] is the only loop that reads a source: it
 //! paces, runs what must see every packet, shards packets into
 //! [`batch::PacketBatch`]es and hands them to the analysis workers, for
 //! `replay` and `run` alike. Nothing here knows about analyzers' state.
@@ -92,6 +93,17 @@ pub trait PacketSource {
     fn link_type(&self) -> Option<LinkType>;
     /// The next packet, an idle pause, or the end of the input.
     fn next(&mut self) -> Result<Next<'_>, CaptureError>;
+    /// Up to `max` next packets at once, where the source has them read
+    /// already (a classic pcap file's buffer), into `out`; the buffer
+    /// they lie in. `None` (the default) where the source reads one at a
+    /// time; an empty `out` when none is ready (then [`PacketSource::next`]
+    /// reads on). Their source is [`DriverSettings::source_vnet`]'s,
+    /// as for packets without an interface.
+    ///
+    /// [`DriverSettings::source_vnet`]: driver::DriverSettings
+    fn burst(&mut self, _max: usize, _out: &mut Vec<classic::Placed>) -> Option<&[u8]> {
+        None
+    }
     /// The name of pcapng interface `index`, if the file gives one.
     fn interface_name(&self, _index: u32) -> Option<String> {
         None
