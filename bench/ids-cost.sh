@@ -20,14 +20,16 @@
 #      perf record --call-graph dwarf,16384 -F 400 -o ids.perf -- \
 #        MONI_NODE replay --workers 1 --no-progress --out OUT CAPTURE
 #      perf report -i ids.perf --children --sort symbol -g none
-#    summed over each detector's entry points (Floods::observe_hashed:
-#    its fast paths are inlined into Ids::observe;
+#    summed over each detector's entry points (Floods::observe_hashed,
+#    its fast paths, inlined into Ids::observe, and Floods::early_line;
 #    PortScan's and Sweep's observe, observe_udp and tick; the DNS and ARP
-#    observe); "scan+sweep reads ahead" is Ids::lookahead and entry_lines
-#    (the capture loop's prefetch of port_scan's and host_sweep's table
-#    lines a few packets before their lookups; when they are inlined into
-#    the loop, their hashing counts there instead), one line for both
-#    detectors; "all
+#    observe); "scan+sweep reads ahead" is
+#    Ids::lookahead and entry_lines (the capture loop's prefetch of
+#    port_scan's and host_sweep's table lines a few packets before their
+#    lookups; when they are inlined into the loop, their hashing counts
+#    there instead) and Ids::early_lines (the recent-exchanges line asked
+#    for when the packet is decoded, with the flood line, which so counts
+#    in both groups), one line for both detectors; "all
 #    detectors" is
 #    Ids::observe, which adds the dispatch and the shared per-packet hashes. perf samples CPU time here (no hardware
 #    counters on this VM): a share is of the process's CPU time.
@@ -54,15 +56,19 @@ printf '[ids]\nenabled = false\n' > "$W/ids-off.toml"
 cat > "$W/groups.py" <<'PY'
 GROUPS = [
     ("floods", [r"ids::flood::Floods::observe_hashed$", r"ids::flood::Floods::fast_ack$",
-                r"ids::flood::Floods::fast_udp$",
+                r"ids::flood::Floods::fast_udp$", r"ids::flood::Floods::early_line$",
                 r"<analyzers::ids::flood::Floods as analyzers::ids::Detector>::observe$"]),
     ("port_scan", [r"<analyzers::ids::scan::PortScan as analyzers::ids::Detector>::observe$",
                    r"ids::scan::PortScan::observe_udp$", r"ids::scan::PortScan::tick$"]),
     ("host_sweep / udp_sweep", [r"<analyzers::ids::scan::Sweep as analyzers::ids::Detector>::observe$",
                                 r"ids::scan::Sweep::observe_udp$", r"ids::scan::Sweep::tick$"]),
-    # The prefetch of both detectors' lines ahead of their lookups.
+    # The prefetch of both detectors' lines ahead of their lookups, and
+    # of the recent-exchanges line when the packet is decoded
+    # (Ids::early_lines, which also asks for the flood detector's line:
+    # that part, Floods::early_line, counts in both groups).
     ("scan+sweep reads ahead", [r"analyzers::ids::Ids::lookahead$",
-                                r"analyzers::ids::Ids::entry_lines$"]),
+                                r"analyzers::ids::Ids::entry_lines$",
+                                r"analyzers::ids::Ids::early_lines$"]),
     ("dns", [r"<analyzers::ids::dns::DnsAnomalies as analyzers::ids::Detector>::observe$"]),
     ("arp_sweep", [r"<analyzers::ids::arp::ArpSweep as analyzers::ids::Detector>::observe$"]),
     ("all detectors (Ids::observe)", [r"analyzers::ids::Ids::observe$"]),
