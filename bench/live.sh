@@ -76,7 +76,7 @@ cat > "$WORK/node.toml" <<TOML
 [node]
 name = "bench"
 workers = 1
-queue_batches = 256
+queue_batches = 1024
 nice = ${NICE:-0}
 [metrics]
 listen = "127.0.0.1:19464"

@@ -615,7 +615,9 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
     };
     lab.start_sink();
     let tmp = tempfile::tempdir().expect("tempdir");
-    // One worker, one batch of queue, a small kernel ring. Not isolated
+    // One worker, a queue of 4 batches (1,024 packets: the one batch of
+    // queue this test had before batches shrank to 256), a small kernel
+    // ring. Not isolated
     // (`cpu_weight = 0`, `nice = 0`, `sched_idle = false`): this test is about counting every
     // drop, and the flood's senders run on this same host, where the
     // service default (the lowest CPU weight) would let them starve the
@@ -625,7 +627,7 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
         tmp.path(),
         NodeOpts {
             node: Some(
-                "workers = 1\nqueue_batches = 1\ncpu_weight = 0\nnice = 0\nsched_idle = false",
+                "workers = 1\nqueue_batches = 4\ncpu_weight = 0\nnice = 0\nsched_idle = false",
             ),
             source: "buffer_bytes = 65536\nsnaplen = 128",
             extra: "[flows]\nmax_flows = 2000",
