@@ -156,6 +156,19 @@
 # repeating columns 5%), IDS on / off 0.95x / 0.86x (CPU); VoIP 0.24x /
 # 0.25x tcpdump, 16.1x / 15.9x tshark (the worker busy all the wall:
 # JitterBuffers::push 22% of its samples); 1 M SYN sources 183 / 185 MiB.
+# 2026-12-03, session 25 (same VM, one run, captures in tmpfs; after the
+# 256-packet batches, the flood sketch lines and the decoded bursts):
+# IMIX 1 worker 0.91x tcpdump (tcpdump 1.12 s, slow this run), 2 workers
+# 1.45x of one core (capture thread 85% of the wall), tshark 65.8x, VXLAN
+# twin 0.71x; flow-heavy 1 worker 0.36x, 2 workers 0.37x (1.79x of one
+# core), 1.80x softflowd, capped 0.56x, IDS on / off 0.97x (wall) and
+# 0.88x (CPU, medians of 7); VoIP 0.27x tcpdump, 17.2x tshark; 1 M SYN
+# sources 182 MiB. perf shares on the flow-heavy capture: floods 2.2%,
+# port_scan 0.5%, host_sweep 1.4%, reads ahead 2.8% (now counting the
+# decode-time prefetch); callgrind at most 1.1% each. Tried and dropped:
+# full batches sent two at a time (no change; workers slept more),
+# workers in SCHED_IDLE (all-core unchanged, one core slower) or
+# SCHED_BATCH (no gain), replay queue depth 8 (no gain).
 # Tried and dropped (measured, not kept): mapping the file and handing
 # workers slices of the mapping instead of copies (capture thread 1.8-1.9 s
 # against 1.4-1.7 s: decoding from cold pages costs more than the two
