@@ -21,6 +21,10 @@
 
 use std::io::Read;
 
+use analyzers::Timestamp;
+
+use super::RawPacket;
+
 /// What a chunk read asks the kernel for.
 const CHUNK: usize = 64 * 1024;
 
@@ -163,17 +167,7 @@ impl<R: Read> ClassicPcap<R> {
                 }
             }
         }
-        // The 16 header bytes as one array: its four words are then read
-        // without a bounds check each.
-        let header: [u8; 16] = match self.buf.get(self.pos..self.pos + 16) {
-            Some(h) => h.try_into().unwrap_or([0; 16]),
-            None => [0; 16],
-        };
-        let swapped = self.swapped;
-        let secs = u32_at(&header, 0, swapped);
-        let frac = u32_at(&header, 4, swapped);
-        let caplen = u32_at(&header, 8, swapped);
-        let orig_len = u32_at(&header, 12, swapped);
+        let (p, caplen) = self.header();
         if caplen > MAX_CAPLEN {
             return Err(ReadError::Invalid(format!(
                 "invalid packet capture length {caplen}, bigger than maximum of {MAX_CAPLEN}"
@@ -191,18 +185,45 @@ impl<R: Read> ClassicPcap<R> {
                 got - 16
             )));
         }
+        // A fill moved the record to the buffer's start.
         let start = self.pos + 16;
         self.pos = start + caplen;
-        let caplen = caplen.min(self.snaplen as usize);
         Ok(Some(Record {
+            secs: p.secs,
+            micros: p.micros,
+            nanos: p.nanos,
+            orig_len: p.orig_len,
+            data: &self.buf[start..start + p.len as usize],
+        }))
+    }
+
+    /// The record whose header is at `pos` (16 bytes there), as it lies
+    /// now, with its bytes cut to the snaplen; and its captured length as
+    /// the header gives it.
+    #[inline(always)]
+    fn header(&self) -> (Placed, u32) {
+        // The 16 header bytes as one array: its four words are then read
+        // without a bounds check each.
+        let header: [u8; 16] = match self.buf.get(self.pos..self.pos + 16) {
+            Some(h) => h.try_into().unwrap_or([0; 16]),
+            None => [0; 16],
+        };
+        let swapped = self.swapped;
+        let frac = u32_at(&header, 4, swapped);
+        let caplen = u32_at(&header, 8, swapped);
+        let placed = Placed {
             // libpcap hands the header's unsigned seconds to a signed
             // time_t, as do we.
-            secs: i64::from(secs),
+            secs: i64::from(u32_at(&header, 0, swapped)),
             micros: i64::from(if self.nanos { frac / 1000 } else { frac }),
             nanos: if self.nanos { (frac % 1000) as u16 } else { 0 },
-            orig_len,
-            data: &self.buf[start..start + caplen],
-        }))
+            orig_len: u32_at(&header, 12, swapped),
+            // The buffer is at most a chunk plus one record (MAX_CAPLEN):
+            // offsets fit.
+            start: (self.pos + 16) as u32,
+            len: caplen.min(self.snaplen),
+        };
+        (placed, caplen)
     }
 }
 
@@ -219,6 +240,38 @@ pub struct Placed {
     pub len: u32,
 }
 
+impl<'a> Record<'a> {
+    /// The record as the capture loop takes it.
+    #[inline(always)]
+    pub fn packet(self) -> RawPacket<'a> {
+        RawPacket {
+            ts: Timestamp::from_secs_micros(self.secs, self.micros),
+            nanos: self.nanos,
+            wire_len: self.orig_len.max(self.data.len() as u32),
+            data: self.data,
+        }
+    }
+}
+
+impl Placed {
+    /// The record as the capture loop takes it, from the buffer
+    /// [`ClassicPcap::burst`] returned with it.
+    #[inline]
+    pub fn packet<'a>(&self, buf: &'a [u8]) -> Option<RawPacket<'a>> {
+        let data = buf.get(self.start as usize..(self.start + self.len) as usize)?;
+        Some(
+            Record {
+                secs: self.secs,
+                micros: self.micros,
+                nanos: self.nanos,
+                orig_len: self.orig_len,
+                data,
+            }
+            .packet(),
+        )
+    }
+}
+
 impl<R: Read> ClassicPcap<R> {
     /// Takes up to `max` more records, those that lie whole in the buffer
     /// already (no read; possibly none: then [`ClassicPcap::next_record`]
@@ -229,29 +282,13 @@ impl<R: Read> ClassicPcap<R> {
     #[inline]
     pub fn burst(&mut self, max: usize, out: &mut Vec<Placed>) -> &[u8] {
         out.clear();
-        let swapped = self.swapped;
         while out.len() < max && self.end - self.pos >= 16 {
-            let header: [u8; 16] = match self.buf.get(self.pos..self.pos + 16) {
-                Some(h) => h.try_into().unwrap_or([0; 16]),
-                None => break,
-            };
-            let caplen = u32_at(&header, 8, swapped);
+            let (p, caplen) = self.header();
             if caplen > MAX_CAPLEN || self.end - self.pos - 16 < caplen as usize {
                 break;
             }
-            let frac = u32_at(&header, 4, swapped);
-            let start = self.pos + 16;
-            self.pos = start + caplen as usize;
-            out.push(Placed {
-                secs: i64::from(u32_at(&header, 0, swapped)),
-                micros: i64::from(if self.nanos { frac / 1000 } else { frac }),
-                nanos: if self.nanos { (frac % 1000) as u16 } else { 0 },
-                orig_len: u32_at(&header, 12, swapped),
-                // The buffer is at most a chunk plus one record
-                // (MAX_CAPLEN): offsets fit.
-                start: start as u32,
-                len: caplen.min(self.snaplen),
-            });
+            self.pos += 16 + caplen as usize;
+            out.push(p);
         }
         &self.buf
     }

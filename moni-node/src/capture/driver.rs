@@ -539,15 +539,9 @@ impl Dispatcher {
         let source_vnet = self.settings.source_vnet;
         let mut decoded = Vec::with_capacity(placed.len());
         for p in placed {
-            let Some(data) = buf.get(p.start as usize..(p.start + p.len) as usize) else {
+            let Some(pkt) = p.packet(buf) else {
                 debug_assert!(false, "a burst's record lies outside its buffer");
                 continue;
-            };
-            let pkt = RawPacket {
-                ts: Timestamp::from_secs_micros(p.secs, p.micros),
-                nanos: p.nanos,
-                wire_len: p.orig_len.max(p.len),
-                data,
             };
             let d = self.decode(&pkt, source_vnet);
             decoded.push((pkt, d));

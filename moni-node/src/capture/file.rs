@@ -28,15 +28,7 @@ impl Records {
     #[inline(always)]
     fn next(&mut self) -> Result<Option<(RawPacket<'_>, Option<u32>)>, ReadError> {
         match self {
-            Records::Classic(c) => Ok(c.next_record()?.map(|r| {
-                let p = RawPacket {
-                    ts: Timestamp::from_secs_micros(r.secs, r.micros),
-                    nanos: r.nanos,
-                    wire_len: r.orig_len.max(r.data.len() as u32),
-                    data: r.data,
-                };
-                (p, None)
-            })),
+            Records::Classic(c) => Ok(c.next_record()?.map(|r| (r.packet(), None))),
             Records::Pcapng { reader, interface } => Ok(reader.next_record()?.map(|r| {
                 *interface = r.interface;
                 let p = RawPacket {
