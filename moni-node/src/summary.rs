@@ -571,6 +571,14 @@ impl Summary {
                     g.engine.defrag_datagrams, g.engine.defrag_dropped
                 );
             }
+            if g.engine.passed_packets > 0 {
+                let _ = writeln!(
+                    s,
+                    "  signatures: {} packets passed by pass rules ({} flows passed, {} of them \
+                     forgotten at the cap)",
+                    g.engine.passed_packets, g.engine.passed_flows, g.engine.passed_flows_evicted
+                );
+            }
         }
         for d in &self.datasets {
             let lost = if d.rows_lost > 0 {

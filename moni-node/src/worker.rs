@@ -624,6 +624,9 @@ impl WorkerTotals {
             a.dropped_per_second += b.dropped_per_second;
             a.defrag_datagrams += b.defrag_datagrams;
             a.defrag_dropped += b.defrag_dropped;
+            a.passed_packets += b.passed_packets;
+            a.passed_flows += b.passed_flows;
+            a.passed_flows_evicted += b.passed_flows_evicted;
         }
         self.late_bin_rows += o.late_bin_rows;
         self.reassembly_pending += o.reassembly_pending;

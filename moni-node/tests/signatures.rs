@@ -206,6 +206,7 @@ fn suricata_verify_cases_raise_exactly_the_alerts_suricata_does() {
 /// The suricata-verify cases whose rules load and whose alerts hold.
 const SURICATA_VERIFY_PASS: &[&str] = &[
     "alert-testmyids",
+    "bug-5633-gre-01",
     "bug-docs-5030-01",
     "decode-erspan-typeII-01",
     "defrag__bug-6887-defrag-eth-vlan-ipv4-tcp-syn",
@@ -229,7 +230,6 @@ const SURICATA_VERIFY_PASS: &[&str] = &[
 const SURICATA_VERIFY_OUTSIDE: &[(&str, &str)] = &[
     ("bug-4376", "http.stat_code: HTTP responses are not parsed"),
     ("sip-method", "sip: application-layer parser"),
-    ("bug-5633-gre-01", "action pass (only alert rules load)"),
 ];
 
 /// Cases whose rules load but whose alerts need what an open issue builds.
@@ -625,6 +625,48 @@ alert icmp any any -> any any (msg:\"icmp thr\"; threshold: type threshold, trac
                 "{pcap}: alert by alert, moni vs Suricata"
             );
         }
+    }
+}
+
+/// `pass` rules, judged by Suricata on real captures: checked before
+/// every alert rule; an IP-only pass (addresses and ports) passes the rest
+/// of the flow, both directions; a pass on a packet's payload passes that
+/// packet alone (a SIP REGISTER listing INVITE in its `Allow:` passes, and
+/// the reply's first packet still alerts), as Suricata 7 applies them.
+#[test]
+fn suricata_agrees_on_pass_rules() {
+    let Some(c) = corpus() else { return };
+    let rules = "\
+pass udp any any -> any 5060 (msg:\"pass sip to 5060\"; sid:10;)
+pass udp any any -> any any (msg:\"pass on INVITE\"; content:\"INVITE\"; sid:13;)
+pass tcp any any -> any 80 (msg:\"pass to port 80\"; sid:12;)
+alert udp any any -> any any (msg:\"any udp\"; sid:6;)
+alert udp any any -> any any (msg:\"small\"; dsize:<200; sid:16;)
+alert tcp any any -> any any (msg:\"any tcp\"; sid:18;)
+";
+    for pcap in [
+        "voip/sip-rtp-g711.pcap",
+        "voip/sip-rtp-g729a.pcap",
+        "voip/SIP_DTMF2.pcap",
+        "voip/Asterisk_ZFONE_XLITE.pcap",
+        "general/http_ip4and6.pcapng",
+        "general/vlan3136-http-syn-retransmit.pcap",
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules_path = dir.path().join("pass.rules");
+        std::fs::write(&rules_path, rules).expect("rules");
+        let suricata = suricata_eve(&c.join(pcap), &rules_path, dir.path());
+        let (_out, events, summary) = replay_rules_summary(&c.join(pcap), &rules_path, "");
+        let passed = summary
+            .signatures
+            .as_ref()
+            .map_or(0, |s| s.engine.passed_packets);
+        assert!(passed > 0, "{pcap}: no packet passed");
+        assert_eq!(
+            alert_keys(&events),
+            alert_keys(&suricata),
+            "{pcap}: alert by alert, moni vs Suricata"
+        );
     }
 }
 

@@ -14,7 +14,7 @@ use super::app::{dns_queries, is_http_response, HttpRequest};
 use super::parse::{parse_rule, rule_lines, Skipped, Vars};
 use super::prefilter::Prefilter;
 use super::threshold::{self, TrackKey, Window};
-use super::{classtype, content, Buffer, Content, FlowbitsOp, NumCmp, Proto, Rule};
+use super::{classtype, content, Action, Buffer, Content, FlowbitsOp, NumCmp, Proto, Rule};
 use crate::decode::{Decoded, Fragment, Transport};
 use crate::flow::PacketFlow;
 use crate::ids::state::Bounded;
@@ -113,6 +113,14 @@ pub struct SignatureStats {
     /// Incomplete datagrams that table dropped: their time ran out, the
     /// `decode.max_reassembly_bytes` cap, impossible fragments.
     pub defrag_dropped: u64,
+    /// Packets a `pass` rule matched, and packets of flows it passed
+    /// earlier: no rule was checked on them after it.
+    pub passed_packets: u64,
+    /// Flows a `pass` rule passed.
+    pub passed_flows: u64,
+    /// Passed flows forgotten at the cap (their later packets are
+    /// inspected again), oldest first.
+    pub passed_flows_evicted: u64,
 }
 
 /// Caps on the alerts the signatures raise, so that a rule matching
@@ -253,6 +261,9 @@ struct Compiled {
     bits: std::collections::HashMap<String, u16>,
     /// Per rule: [`Rule::header_only`].
     header_only: Vec<bool>,
+    /// Per rule: a `pass` rule whose pass covers the rest of the flow
+    /// ([`Rule::passes_flow`]).
+    passes_flow: Vec<bool>,
 }
 
 /// The compiled rules, with their matching state.
@@ -266,6 +277,8 @@ pub struct Signatures {
     thresholds: Bounded<TrackKey, Window>,
     /// Per flow id: the flowbits set (sorted bit numbers).
     flowbits: Bounded<u64, Vec<u16>>,
+    /// The flows a `pass` rule passed (capped like the flowbits).
+    passed: Bounded<u64, ()>,
     stats: SignatureStats,
     limits: AlertLimits,
     /// The second of packet time being counted, and its alerts so far.
@@ -320,7 +333,12 @@ impl Signatures {
         let order = rules
             .iter()
             .enumerate()
-            .map(|(i, r)| (u32::from(flowbits_rank(r)) << 28) | i as u32)
+            .map(|(i, r)| {
+                // Suricata's default action-order (pass before alert),
+                // then the flowbits order, then the file's.
+                let action = u32::from(r.action != Action::Pass);
+                (action << 30) | (u32::from(flowbits_rank(r)) << 28) | i as u32
+            })
             .collect();
         let mut bits = std::collections::HashMap::new();
         for r in &rules {
@@ -338,8 +356,13 @@ impl Signatures {
             }
         }
         let header_only = rules.iter().map(Rule::header_only).collect();
+        let passes_flow = rules
+            .iter()
+            .map(|r| r.action == Action::Pass && r.passes_flow())
+            .collect();
         let compiled = Compiled {
             header_only,
+            passes_flow,
             rules,
             meta,
             prefilter,
@@ -362,6 +385,7 @@ impl Signatures {
             max_tracked,
             thresholds: Bounded::new(max_tracked),
             flowbits: Bounded::new(max_tracked),
+            passed: Bounded::new(max_tracked),
             stats: SignatureStats::default(),
             limits,
             second: i64::MIN,
@@ -437,6 +461,12 @@ impl Signatures {
         // alerts where `udp ... dsize:<20` matched every IPv6 fragment).
         let fragment = ip.fragment != Fragment::None;
         let flow = flow.filter(|_| !fragment);
+        if let Some(f) = flow {
+            if self.passed.get_mut(&f.id).is_some() {
+                self.stats.passed_packets += 1;
+                return;
+            }
+        }
         let header_only;
         let d = if fragment {
             header_only = Decoded {
@@ -554,6 +584,16 @@ impl Signatures {
             if !self.pass_thresholds(r, ts, ip.src, ip.dst, ports, flow.map(|f| f.id)) {
                 self.stats.thresholded += 1;
                 continue;
+            }
+            if self.c.rules[r as usize].action == Action::Pass {
+                // Pass rules come first: nothing alerted on the packet yet.
+                self.stats.passed_packets += 1;
+                if let (Some(f), true) = (flow, self.c.passes_flow[r as usize]) {
+                    self.passed.entry(&f.id, || ());
+                    self.stats.passed_flows += 1;
+                    self.stats.passed_flows_evicted = self.passed.evicted;
+                }
+                return;
             }
             // The packet's cap first: what it drops never counts against
             // the second's.

@@ -537,11 +537,27 @@ pub struct Threshold {
     pub multiplier: u32,
 }
 
+/// What a matching rule does. moni only watches, so of Suricata's
+/// actions it applies the two that change no packet: `drop` and `reject`
+/// (IPS actions) are skipped with that reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Action {
+    /// Raise an alert.
+    #[default]
+    Alert,
+    /// Raise nothing, and stop inspecting the packet (and, for some
+    /// rules, the rest of its flow: [`Rule::passes_flow`]), as Suricata
+    /// does: pass rules are checked before every other rule (its default
+    /// `action-order`), so no rule alerts on what a pass rule matched.
+    Pass,
+}
+
 /// One parsed rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     /// Line of the rule in its file (1-based).
     pub line: usize,
+    pub action: Action,
     pub sid: u32,
     pub rev: u32,
     pub gid: u32,
@@ -600,6 +616,19 @@ impl Rule {
             && self.header.is_empty()
             && self.lens.is_empty()
             && self.flowbits.is_empty()
+    }
+
+    /// Whether a `pass` on this rule passes the rest of the flow too, or
+    /// only the packet. Suricata (`FlowApplySignatureActions`) passes the
+    /// flow for IP-only rules, application-layer rules and matches in the
+    /// reassembled TCP stream, and only the packet for a match on a
+    /// packet's own payload or header: a pass on `content:"INVITE"` over
+    /// UDP lets the reply's first packet alert (Suricata 7 on a SIP
+    /// capture). moni reassembles no TCP stream, so a payload match on a
+    /// TCP packet passes that packet, where Suricata passes the flow once
+    /// its stream is inspected.
+    pub fn passes_flow(&self) -> bool {
+        self.header_only() || matches!(self.proto, Proto::Http | Proto::Dns)
     }
 }
 

@@ -10,9 +10,9 @@ use std::net::IpAddr;
 
 use super::header::{HeaderTest, FRAG_DF, FRAG_MF, FRAG_RESERVED, IP_OPTIONS};
 use super::{
-    AddrSpec, Buffer, ByteOp, ByteRead, Cidr, Content, FlagsSpec, FlowSpec, FlowbitsOp, Num,
-    NumCmp, Op, PortSpec, Proto, Re, Rule, Threshold, ThresholdKind, Track, VlanLayer, VlanTest,
-    MAX_VARS,
+    Action, AddrSpec, Buffer, ByteOp, ByteRead, Cidr, Content, FlagsSpec, FlowSpec, FlowbitsOp,
+    Num, NumCmp, Op, PortSpec, Proto, Re, Rule, Threshold, ThresholdKind, Track, VlanLayer,
+    VlanTest, MAX_VARS,
 };
 
 /// Longest `content` in bytes (after `|hex|` and escapes are decoded).
@@ -182,12 +182,25 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
             header.len()
         )));
     };
-    if action != "alert" {
-        return Err(fail(
-            &format!("action {action}"),
-            format!("action '{action}' (only alert is supported)"),
-        ));
-    }
+    let action = match action {
+        "alert" => Action::Alert,
+        "pass" => Action::Pass,
+        "drop" | "reject" | "rejectsrc" | "rejectdst" | "rejectboth" => {
+            return Err(fail(
+                &format!("action {action}"),
+                format!(
+                    "action '{action}' blocks traffic (an IPS action; moni only watches: \
+                     use alert)"
+                ),
+            ))
+        }
+        other => {
+            return Err(fail(
+                &format!("action {other}"),
+                format!("action '{other}' (supported: alert, pass)"),
+            ))
+        }
+    };
     // Suricata's protocol keywords (`detect-engine-proto.c`): `icmp` is
     // ICMP and ICMPv6, `icmpv4`/`icmpv6` one of them, `ipv4`/`ipv6` any
     // protocol over one IP version.
@@ -228,6 +241,7 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
     };
     let mut rule = Rule {
         line,
+        action,
         sid: 0,
         rev: 1,
         gid: 1,

@@ -287,6 +287,71 @@ alert udp any any -> any any (dns.query; content:"evil"; startswith; sid:2;)
 }
 
 #[test]
+fn pass_rules_come_first_and_a_payload_match_passes_its_packet_only() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (content:"evil"; sid:1;)
+pass tcp any any -> any 80 (content:"trusted"; sid:2;)
+"#,
+    );
+    let on = |sport: u16, payload: &[u8]| frame(C, S, 6, &tcp(sport, 80, 0x18, payload), &[]);
+    r.feed(0.0, &on(40000, b"evil"));
+    assert_eq!(r.sids(), vec![1]);
+    // Later in the file, but a pass rule: checked first, and nothing
+    // alerts on the packet it matches.
+    r.feed(0.1, &on(40000, b"trusted evil"));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    // A match on a packet's payload passes that packet alone.
+    r.feed(0.2, &on(40000, b"evil"));
+    assert_eq!(r.sids(), vec![1]);
+    let st = r.sigs.stats();
+    assert_eq!((st.passed_packets, st.passed_flows), (1, 0), "{st:?}");
+}
+
+#[test]
+fn an_ip_only_pass_rule_passes_the_whole_flow() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (content:"evil"; sid:1;)
+pass tcp any any -> any 8080 (sid:2;)
+alert udp any any -> any any (content:"evil"; sid:3;)
+"#,
+    );
+    r.feed(0.0, &frame(C, S, 6, &tcp(40000, 8080, 0x18, b"evil"), &[]));
+    r.feed(0.1, &frame(S, C, 6, &tcp(8080, 40000, 0x18, b"evil"), &[]));
+    r.feed(0.2, &frame(C, S, 6, &tcp(40000, 8080, 0x18, b"evil"), &[]));
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    // Other flows are not passed.
+    r.feed(0.3, &frame(C, S, 6, &tcp(40001, 80, 0x18, b"evil"), &[]));
+    r.feed(0.4, &frame(C, S, 17, &udp(5000, 8080, b"evil"), &[]));
+    assert_eq!(r.sids(), vec![1, 3]);
+    let st = r.sigs.stats();
+    assert_eq!((st.passed_packets, st.passed_flows), (3, 1), "{st:?}");
+    // The passed flow's later packets were matched against no rule.
+    assert_eq!(st.packets, 3, "{st:?}");
+}
+
+#[test]
+fn passed_flows_are_capped_and_the_forgotten_ones_counted() {
+    let text = r#"pass tcp any any -> any 80 (sid:1;)
+alert tcp any any -> any any (content:"x"; sid:2;)
+"#;
+    let mut r = Run::new(text);
+    r.sigs = Signatures::new(&RuleSet::parse("t.rules", text, &Vars::default()), 2);
+    let on = |sport: u16, payload: &[u8]| frame(C, S, 6, &tcp(sport, 80, 0x18, payload), &[]);
+    for (i, sport) in (1..=10u16).enumerate() {
+        r.feed(i as f64 * 0.01, &on(sport, b"x"));
+    }
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    // The table holds at most cap + 1 flows: the oldest were forgotten
+    // and their packets are inspected again; the newest stays passed.
+    r.feed(1.0, &on(1, b"x"));
+    r.feed(1.1, &on(10, b"x"));
+    assert_eq!(r.sids(), vec![2]);
+    let st = r.sigs.stats();
+    assert_eq!(st.passed_flows, 10);
+    assert_eq!(st.passed_flows_evicted, 7, "{st:?}");
+}
+
+#[test]
 fn flowbits_set_before_isset_on_the_same_packet_and_noalert() {
     let mut r = Run::new(
         r#"alert tcp any any -> any any (flowbits:isset,seen; content:"b"; sid:1;)
@@ -565,6 +630,7 @@ alert tcp any any -> any any (content:\"a\"; content:\"bcd\"; within:2; sid:12;)
     assert!(reason(4).contains("'tls'"), "{}", reason(4));
     assert!(reason(5).contains("pcre"));
     assert!(reason(6).contains("action 'drop'"));
+    assert!(reason(6).contains("IPS action"), "{}", reason(6));
     assert!(reason(7).contains("duplicate sid 1"));
     assert!(reason(10).contains("$NOPE"));
     assert!(reason(11).contains("no sid"));
