@@ -343,17 +343,24 @@ fn fragment_of(f: super::Fragment) -> (bool, u32) {
     }
 }
 
+/// Boxes a thread keeps for reuse: the capture loop decodes a burst of up
+/// to 16 packets before it copies any stack into its batch, so as many
+/// stacks are out at once.
+const SPARES: usize = 32;
+
 thread_local! {
-    /// One box given back by [`recycle_tunnels`], for the next tunnelled
-    /// packet this thread decodes: a capture loop that copies each stack
+    /// Boxes given back by [`recycle_tunnels`], for the next tunnelled
+    /// packets this thread decodes: a capture loop that copies each stack
     /// into its batch then allocates nothing per packet.
-    static SPARE: std::cell::Cell<Option<Box<Tunnels>>> = const { std::cell::Cell::new(None) };
+    static SPARE: std::cell::RefCell<Vec<Box<Tunnels>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `t` in the box [`recycle_tunnels`] gave back, or a new one.
+/// `t` in a box [`recycle_tunnels`] gave back, or a new one.
 #[inline]
 fn boxed(t: Tunnels) -> Box<Tunnels> {
-    match SPARE.with(std::cell::Cell::take) {
+    let spare = SPARE.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()));
+    match spare {
         Some(mut b) => {
             *b = t;
             b
@@ -362,9 +369,15 @@ fn boxed(t: Tunnels) -> Box<Tunnels> {
     }
 }
 
-/// Gives a stack's box back for the next decode on this thread to reuse.
+/// Gives a stack's box back for a later decode on this thread to reuse.
 pub fn recycle_tunnels(b: Box<Tunnels>) {
-    SPARE.with(|s| s.set(Some(b)));
+    SPARE.with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if s.len() < SPARES {
+                s.push(b);
+            }
+        }
+    });
 }
 
 impl TunnelStack<'_> {

@@ -148,6 +148,7 @@ struct GatedCms {
 
 /// A [`GatedCms`] slot: its count, and its seed once hot.
 #[derive(Clone, Copy, Debug)]
+#[repr(C, align(8))]
 struct Slot {
     count: u32,
     seed: u32,

@@ -258,7 +258,8 @@ impl Placed {
     /// [`ClassicPcap::burst`] returned with it.
     #[inline]
     pub fn packet<'a>(&self, buf: &'a [u8]) -> Option<RawPacket<'a>> {
-        let data = buf.get(self.start as usize..(self.start + self.len) as usize)?;
+        let start = self.start as usize;
+        let data = buf.get(start..start + self.len as usize)?;
         Some(
             Record {
                 secs: self.secs,

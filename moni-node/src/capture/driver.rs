@@ -538,16 +538,17 @@ impl Dispatcher {
     fn push_burst(&mut self, buf: &[u8], placed: &[Placed], read: u64) {
         let source_vnet = self.settings.source_vnet;
         let mut decoded = Vec::with_capacity(placed.len());
-        for p in placed {
+        for (k, p) in placed.iter().enumerate() {
             let Some(pkt) = p.packet(buf) else {
                 debug_assert!(false, "a burst's record lies outside its buffer");
                 continue;
             };
             let d = self.decode(&pkt, source_vnet);
-            decoded.push((pkt, d));
+            // Numbered by place in the file, whatever was skipped.
+            decoded.push((read + 1 + k as u64, pkt, d));
         }
-        for (k, (pkt, d)) in decoded.into_iter().enumerate() {
-            self.dispatch(&pkt, source_vnet, read + 1 + k as u64, d);
+        for (number, pkt, d) in decoded {
+            self.dispatch(&pkt, source_vnet, number, d);
         }
     }
 
@@ -614,6 +615,9 @@ impl Dispatcher {
                 number,
             };
             for i in (0..n).filter(|&i| i != w) {
+                if !self.pending[i].batch.has_room_for(pkt.data.len()) {
+                    self.send(i);
+                }
                 self.pending[i].batch.push_tagged(pkt, tag);
                 if self.pending[i].since.is_none() {
                     self.pending[i].since = Some(Instant::now());
@@ -622,6 +626,9 @@ impl Dispatcher {
                     self.send(i);
                 }
             }
+        }
+        if !self.pending[w].batch.has_room_for(pkt.data.len()) {
+            self.send(w);
         }
         let p = &mut self.pending[w];
         if p.since.is_none() && self.settings.batch_flush.is_some() {
