@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::app::{dns_queries, is_http_response, HttpRequest};
+use super::app::{dns_queries, is_http_response, HttpRequest, HttpResponse, SipMessage};
 use super::parse::{parse_rule, rule_lines, Skipped, Vars};
 use super::prefilter::Prefilter;
 use super::threshold::{self, TrackKey, Window};
@@ -184,7 +184,7 @@ fn applies(proto: Proto, class: usize) -> bool {
         Proto::Udp => class == UDP,
         Proto::Icmp => class == ICMP,
         Proto::Http => class == TCP,
-        Proto::Dns => class == TCP || class == UDP,
+        Proto::Dns | Proto::Sip => class == TCP || class == UDP,
     }
 }
 
@@ -193,10 +193,36 @@ fn applies(proto: Proto, class: usize) -> bool {
 #[derive(Default)]
 struct App<'a> {
     http: Option<Option<HttpRequest<'a>>>,
+    response: Option<Option<HttpResponse<'a>>>,
+    sip: Option<Option<SipMessage<'a>>>,
     dns: Option<Option<Vec<Vec<u8>>>>,
 }
 
 impl<'a> App<'a> {
+    fn response(&mut self, payload: &'a [u8]) -> Option<&HttpResponse<'a>> {
+        self.response
+            .get_or_insert_with(|| HttpResponse::parse(payload))
+            .as_ref()
+    }
+
+    fn sip(&mut self, payload: &'a [u8]) -> Option<&SipMessage<'a>> {
+        self.sip
+            .get_or_insert_with(|| SipMessage::parse(payload))
+            .as_ref()
+    }
+
+    /// Buffer `b` of this packet's HTTP request or response or SIP
+    /// message (not the payload or the DNS names).
+    fn buffer(&mut self, b: Buffer, payload: &'a [u8]) -> Option<&[u8]> {
+        if b.is_sip() {
+            self.sip(payload).and_then(|s| s.buffer(b))
+        } else if b.is_http_response() {
+            self.response(payload).and_then(|r| r.buffer(b))
+        } else {
+            self.http(payload).and_then(|h| h.buffer(b))
+        }
+    }
+
     fn http(&mut self, payload: &'a [u8]) -> Option<&HttpRequest<'a>> {
         self.http
             .get_or_insert_with(|| HttpRequest::parse(payload))
@@ -745,13 +771,26 @@ impl Signatures {
         // The application layer the rule's protocol or buffers ask for.
         match rule.proto {
             Proto::Http => {
-                let needs_request = rule.contents.iter().any(|c| c.buffer.is_http())
-                    || rule.lens.iter().any(|(b, _)| b.is_http());
-                if app.http(d.payload).is_none() && (needs_request || !is_http_response(d.payload))
+                // A rule on request buffers needs a request, one on the
+                // status line a response, any other either.
+                let buffers = || {
+                    rule.contents
+                        .iter()
+                        .map(|c| c.buffer)
+                        .chain(rule.lens.iter().map(|(b, _)| *b))
+                };
+                let needs_request = buffers().any(Buffer::is_http_request);
+                let needs_response = buffers().any(Buffer::is_http_response);
+                let request = app.http(d.payload).is_some();
+                let response = is_http_response(d.payload);
+                if (needs_request && !request)
+                    || (needs_response && !response)
+                    || (!request && !response)
                 {
                     return false;
                 }
             }
+            Proto::Sip if app.sip(d.payload).is_none() => return false,
             Proto::Dns => {
                 let on_53 = d.ports().is_some_and(|(s, t)| s == 53 || t == 53);
                 if !on_53 || d.payload.len() < 12 {
@@ -766,8 +805,7 @@ impl Signatures {
                     .dns(d)
                     .is_some_and(|qs| qs.iter().any(|q| cmp.test(q.len() as u32))),
                 _ => app
-                    .http(d.payload)
-                    .and_then(|h| h.buffer(b))
+                    .buffer(b, d.payload)
                     .is_some_and(|x| cmp.test(x.len() as u32)),
             };
             if !ok {
@@ -787,8 +825,7 @@ impl Signatures {
                     .dns(d)
                     .is_some_and(|qs| qs.iter().any(|q| content::matches(group, q))),
                 b => app
-                    .http(d.payload)
-                    .and_then(|h| h.buffer(b))
+                    .buffer(b, d.payload)
                     .is_some_and(|x| content::matches(group, x)),
             };
             if !ok {

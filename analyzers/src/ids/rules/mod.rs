@@ -68,6 +68,9 @@ pub enum Proto {
     Http,
     /// `dns`: DNS queries to port 53, over UDP or TCP.
     Dns,
+    /// `sip`: UDP or TCP packets that start a SIP request or response
+    /// (any port, by the start line).
+    Sip,
 }
 
 /// The buffer a `content` inspects: the packet payload, or a sticky
@@ -87,7 +90,22 @@ pub enum Buffer {
     HttpCookie,
     HttpAcceptEnc,
     HttpContentType,
+    /// The response's status line: `http.stat_code`, `http.stat_msg`,
+    /// `http.response_line`.
+    HttpStatCode,
+    HttpStatMsg,
+    HttpResponseLine,
     DnsQuery,
+    /// A SIP message's start line: `sip.method`, `sip.uri`,
+    /// `sip.request_line` (requests), `sip.stat_code`, `sip.stat_msg`,
+    /// `sip.response_line` (responses) and `sip.protocol` (both).
+    SipMethod,
+    SipUri,
+    SipRequestLine,
+    SipStatCode,
+    SipStatMsg,
+    SipResponseLine,
+    SipProtocol,
 }
 
 impl Buffer {
@@ -107,7 +125,17 @@ impl Buffer {
             "http.cookie" => Buffer::HttpCookie,
             "http.accept_enc" => Buffer::HttpAcceptEnc,
             "http.content_type" => Buffer::HttpContentType,
+            "http.stat_code" => Buffer::HttpStatCode,
+            "http.stat_msg" => Buffer::HttpStatMsg,
+            "http.response_line" => Buffer::HttpResponseLine,
             "dns.query" | "dns_query" => Buffer::DnsQuery,
+            "sip.method" => Buffer::SipMethod,
+            "sip.uri" => Buffer::SipUri,
+            "sip.request_line" => Buffer::SipRequestLine,
+            "sip.stat_code" => Buffer::SipStatCode,
+            "sip.stat_msg" => Buffer::SipStatMsg,
+            "sip.response_line" => Buffer::SipResponseLine,
+            "sip.protocol" => Buffer::SipProtocol,
             _ => return None,
         })
     }
@@ -123,12 +151,56 @@ impl Buffer {
             "http_user_agent" => Buffer::HttpUserAgent,
             "http_host" => Buffer::HttpHost,
             "http_cookie" => Buffer::HttpCookie,
+            "http_stat_code" => Buffer::HttpStatCode,
+            "http_stat_msg" => Buffer::HttpStatMsg,
             _ => return None,
         })
     }
 
+    /// An HTTP buffer, of the request or of the response.
     pub fn is_http(self) -> bool {
-        !matches!(self, Buffer::Payload | Buffer::DnsQuery)
+        self.is_http_request() || self.is_http_response()
+    }
+
+    /// A buffer of an HTTP request.
+    pub fn is_http_request(self) -> bool {
+        matches!(
+            self,
+            Buffer::HttpMethod
+                | Buffer::HttpUri
+                | Buffer::HttpUriRaw
+                | Buffer::HttpProtocol
+                | Buffer::HttpRequestLine
+                | Buffer::HttpHeader
+                | Buffer::HttpHeaderNames
+                | Buffer::HttpUserAgent
+                | Buffer::HttpHost
+                | Buffer::HttpCookie
+                | Buffer::HttpAcceptEnc
+                | Buffer::HttpContentType
+        )
+    }
+
+    /// A buffer of an HTTP response's status line.
+    pub fn is_http_response(self) -> bool {
+        matches!(
+            self,
+            Buffer::HttpStatCode | Buffer::HttpStatMsg | Buffer::HttpResponseLine
+        )
+    }
+
+    /// A buffer of a SIP message's start line.
+    pub fn is_sip(self) -> bool {
+        matches!(
+            self,
+            Buffer::SipMethod
+                | Buffer::SipUri
+                | Buffer::SipRequestLine
+                | Buffer::SipStatCode
+                | Buffer::SipStatMsg
+                | Buffer::SipResponseLine
+                | Buffer::SipProtocol
+        )
     }
 
     /// Whether every byte string this buffer holds also occurs in the
@@ -628,7 +700,7 @@ impl Rule {
     /// TCP packet passes that packet, where Suricata passes the flow once
     /// its stream is inspected.
     pub fn passes_flow(&self) -> bool {
-        self.header_only() || matches!(self.proto, Proto::Http | Proto::Dns)
+        self.header_only() || matches!(self.proto, Proto::Http | Proto::Dns | Proto::Sip)
     }
 }
 

@@ -215,6 +215,7 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
         "icmpv6" | "icmp6" => (Proto::Icmp, Some(6)),
         "http" | "http1" => (Proto::Http, None),
         "dns" => (Proto::Dns, None),
+        "sip" => (Proto::Sip, None),
         "tcp-stream" => {
             return Err(fail(
                 "protocol tcp-stream",
@@ -319,21 +320,31 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
 /// each buffer's contents together (in rule order within a buffer, which
 /// is what relative modifiers refer to).
 fn finish(rule: &mut Rule) -> Result<(), String> {
-    let http = rule.contents.iter().any(|c| c.buffer.is_http())
-        || rule.lens.iter().any(|(b, _)| b.is_http());
-    let dns = rule.contents.iter().any(|c| c.buffer == Buffer::DnsQuery);
+    let buffers = || {
+        rule.contents
+            .iter()
+            .map(|c| c.buffer)
+            .chain(rule.lens.iter().map(|(b, _)| *b))
+    };
+    let http = buffers().any(Buffer::is_http);
+    let dns = buffers().any(|b| b == Buffer::DnsQuery);
+    let sip = buffers().any(Buffer::is_sip);
+    let layer = if http {
+        "http"
+    } else if dns {
+        "dns"
+    } else {
+        "sip"
+    };
     match rule.proto {
-        _ if http && dns => return Err("http and dns buffers in one rule".into()),
-        Proto::Http | Proto::Tcp if !dns => {}
-        Proto::Dns | Proto::Udp | Proto::Tcp if !http => {}
-        Proto::Ip if !http && !dns => {}
-        Proto::Icmp if !http && !dns => {}
-        other => {
-            return Err(format!(
-                "{} buffer on a {other:?} rule",
-                if http { "http" } else { "dns" }
-            ))
+        _ if u8::from(http) + u8::from(dns) + u8::from(sip) > 1 => {
+            return Err("buffers of two application layers (http, dns, sip) in one rule".into())
         }
+        Proto::Http | Proto::Tcp if !dns && !sip => {}
+        Proto::Dns | Proto::Udp | Proto::Tcp if !http && !sip => {}
+        Proto::Sip | Proto::Udp | Proto::Tcp if !http && !dns => {}
+        Proto::Ip | Proto::Icmp if !http && !dns && !sip => {}
+        other => return Err(format!("{layer} buffer on a {other:?} rule")),
     }
     if http && rule.proto == Proto::Tcp {
         rule.proto = Proto::Http;
@@ -341,6 +352,8 @@ fn finish(rule: &mut Rule) -> Result<(), String> {
     if dns && matches!(rule.proto, Proto::Tcp | Proto::Udp) {
         rule.proto = Proto::Dns;
     }
+    // A `udp` or `tcp` rule on SIP buffers stays on its transport: its
+    // buffers are absent from packets that start no SIP message.
     if rule.flow.to_server != Some(true) {
         let both = rule
             .contents
@@ -1329,7 +1342,7 @@ fn apply_option(
                     || other.starts_with("sip")
                     || other.starts_with("ja3") =>
                 {
-                    format!("{other}: application-layer buffer not parsed (supported: http request buffers, dns.query)")
+                    format!("{other}: application-layer buffer not parsed (supported: http request buffers and status line, dns.query, sip start line)")
                 }
                 _ => format!("{other}: keyword not supported"),
             })

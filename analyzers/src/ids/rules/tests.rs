@@ -772,6 +772,83 @@ proptest::proptest! {
         let mut r = Run::new(&rules);
         r.feed(0.0, &payload_tcp(&payload));
     }
+
+    #[test]
+    fn arbitrary_payloads_after_sip_or_http_start_lines_never_panic(
+        head in proptest::sample::select(vec![
+            &b"SIP/2.0 "[..], b"REGISTER sip:a SIP/2.0", b"HTTP/1.1 ", b"HTTP/1.0 200", b"",
+        ]),
+        tail in proptest::collection::vec(proptest::num::u8::ANY, 0..120),
+    ) {
+        let payload = [head, &tail[..]].concat();
+        let mut r = Run::new(
+            "alert sip any any -> any any (sip.method; content:\"R\"; sid:1;)\n\
+             alert sip any any -> any any (sip.stat_code; content:\"2\"; sid:2;)\n\
+             alert udp any any -> any any (sip.response_line; content:\"S\"; sid:3;)\n\
+             alert http any any -> any any (http.stat_msg; content:\"O\"; sid:4;)\n\
+             alert http any any -> any any (http.response_line; content:\"H\"; sid:5;)\n",
+        );
+        r.feed(0.0, &payload_tcp(&payload));
+        r.feed(0.1, &frame(C, S, 17, &udp(5060, 5060, &payload), &[]));
+        for a in r.alerts.drain(..) {
+            // Whatever matched started the message its buffer names.
+            match a.signature_id {
+                1 | 3 => proptest::prop_assert!(payload.starts_with(b"REGISTER") || payload.starts_with(b"SIP/2.0 ")),
+                2 => proptest::prop_assert!(payload.starts_with(b"SIP/2.0 ")),
+                _ => proptest::prop_assert!(payload.starts_with(b"HTTP/1.")),
+            }
+        }
+    }
+}
+
+#[test]
+fn sip_start_lines_and_http_status_lines_fill_their_buffers() {
+    use super::app::{HttpResponse, SipMessage};
+    let req = SipMessage::parse(b"INVITE sip:bob@example.com SIP/2.0\r\nVia: x\r\n\r\n")
+        .expect("request");
+    assert_eq!(req.buffer(Buffer::SipMethod), Some(&b"INVITE"[..]));
+    assert_eq!(
+        req.buffer(Buffer::SipUri),
+        Some(&b"sip:bob@example.com"[..])
+    );
+    assert_eq!(req.buffer(Buffer::SipProtocol), Some(&b"SIP/2.0"[..]));
+    assert_eq!(
+        req.buffer(Buffer::SipRequestLine),
+        Some(&b"INVITE sip:bob@example.com SIP/2.0"[..])
+    );
+    assert_eq!(req.buffer(Buffer::SipStatCode), None);
+    let resp = SipMessage::parse(b"SIP/2.0 401 Unauthorized\r\n\r\n").expect("response");
+    assert_eq!(resp.buffer(Buffer::SipStatCode), Some(&b"401"[..]));
+    assert_eq!(resp.buffer(Buffer::SipStatMsg), Some(&b"Unauthorized"[..]));
+    assert_eq!(
+        resp.buffer(Buffer::SipResponseLine),
+        Some(&b"SIP/2.0 401 Unauthorized"[..])
+    );
+    assert_eq!(resp.buffer(Buffer::SipMethod), None);
+    // Not SIP: another protocol's request line, a line without its end,
+    // lower-case methods, a bad code.
+    for bad in [
+        &b"GET / HTTP/1.1\r\n"[..],
+        b"INVITE sip:a SIP/2.0",
+        b"invite sip:a SIP/2.0\r\n",
+        b"SIP/2.0 4x1 Bad\r\n",
+        b"INVITE  SIP/2.0\r\n",
+    ] {
+        assert!(
+            SipMessage::parse(bad).is_none(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let ok = HttpResponse::parse(b"HTTP/1.1 200 OK\r\nServer: x\r\n").expect("response");
+    assert_eq!(ok.buffer(Buffer::HttpStatCode), Some(&b"200"[..]));
+    assert_eq!(ok.buffer(Buffer::HttpStatMsg), Some(&b"OK"[..]));
+    assert_eq!(
+        ok.buffer(Buffer::HttpResponseLine),
+        Some(&b"HTTP/1.1 200 OK"[..])
+    );
+    assert!(HttpResponse::parse(b"HTTP/1.1 20 OK\r\n").is_none());
+    assert!(HttpResponse::parse(b"GET / HTTP/1.1\r\n").is_none());
 }
 
 /// CPU time of the calling thread (Linux), to time work that other tests
