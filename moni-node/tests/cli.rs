@@ -158,6 +158,30 @@ fn a_file_that_is_not_a_capture_is_named() {
     );
 }
 
+/// An empty or too-short file says so, in the words of a person (a fuzz
+/// sweep found libpcap's byte counts, which leave out the magic).
+#[test]
+fn an_empty_or_too_short_file_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = std::fs::read(sample("background.pcap")).expect("sample");
+    for (name, bytes, want) in [
+        ("empty.pcap", &data[..0], "empty.pcap: not a pcap or pcapng capture (the file is empty)"),
+        (
+            "short.pcap",
+            &data[..23],
+            "short.pcap: not a pcap or pcapng capture (23 bytes, shorter than a capture's 24-byte file header)",
+        ),
+    ] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, bytes).expect("write");
+        let o = moni(&["replay", "--out", p(&dir.path().join("out")), p(&f)]);
+        assert_eq!(o.status.code(), Some(1));
+        let lines = stderr_lines(&o);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].ends_with(want), "{lines:?}");
+    }
+}
+
 #[test]
 fn truncated_capture_keeps_what_was_decoded() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -96,6 +96,21 @@ impl FileSource {
                 message: "is a directory".into(),
             });
         }
+        if meta.is_file() && meta.len() < 24 {
+            // Shorter than any capture's file header: libpcap would count
+            // the header bytes it got after the 4 of the magic it read.
+            return Err(CaptureError::NotACapture {
+                source_name: name,
+                message: if meta.len() == 0 {
+                    "the file is empty".into()
+                } else {
+                    format!(
+                        "{} bytes, shorter than a capture's 24-byte file header",
+                        meta.len()
+                    )
+                },
+            });
+        }
         let mut cap = pcap::Capture::from_file(path).map_err(|e| {
             let message = e.to_string();
             if message.contains("unknown file format") || message.contains("truncated dump file") {

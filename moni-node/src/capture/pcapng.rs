@@ -104,7 +104,13 @@ impl<R: Read> PcapngReader<R> {
                 Err(e) => return Err(ReadError::Invalid(e.to_string())),
             }
         }
-        let truncated = |e: io::Error| ReadError::Truncated(format!("pcapng block cut short: {e}"));
+        let truncated = |e: io::Error| {
+            ReadError::Truncated(if e.kind() == io::ErrorKind::UnexpectedEof {
+                "pcapng block cut short: the file ends inside a block".into()
+            } else {
+                format!("pcapng block cut short: {e}")
+            })
+        };
         self.r.read_exact(&mut head[4..]).map_err(truncated)?;
         let kind_le = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         if kind_le == 0x0a0d_0d0a {

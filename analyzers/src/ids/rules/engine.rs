@@ -78,9 +78,23 @@ impl RuleSet {
             return Vec::new();
         }
         let known = Vars::default();
+        // A variable another one names (`AA = "[$BB]"`) is used where
+        // that one is.
+        let named: HashSet<&str> = set
+            .values()
+            .flat_map(|v| v.split('$').skip(1))
+            .map(|after| {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                &after[..end]
+            })
+            .collect();
         set.keys()
             .map(|k| k.trim_start_matches('$'))
-            .filter(|k| !self.vars_used.contains(*k) && !known.0.contains_key(*k))
+            .filter(|k| {
+                !self.vars_used.contains(*k) && !known.0.contains_key(*k) && !named.contains(*k)
+            })
             .collect()
     }
 

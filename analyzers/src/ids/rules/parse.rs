@@ -229,9 +229,20 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
                 "protocol 'sctp': moni decodes no SCTP".into(),
             ))
         }
+        // An address, a variable or an arrow where the protocol goes: a
+        // field missing or out of order, not a protocol we lack.
+        _ if !proto
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            return Err(r(format!(
+                "'{proto}' where the protocol goes (a field missing or out of order? want: \
+                 action proto src sport -> dst dport)"
+            )))
+        }
         other => {
             return Err(fail(&format!("protocol {other}"), format!(
-            "protocol '{other}' needs an application-layer parser (supported: ip, ipv4, ipv6, tcp, udp, icmp, icmpv4, icmpv6, http, dns)"
+            "protocol '{proto}' needs an application-layer parser (supported: ip, ipv4, ipv6, tcp, udp, icmp, icmpv4, icmpv6, http, dns, sip)"
         )))
         }
     };
@@ -1552,6 +1563,16 @@ fn parse_threshold(key: &str, v: &str) -> Result<Threshold, String> {
 const MAX_VAR_DEPTH: usize = 16;
 
 /// Expands `$VAR`s in an address or port spec (recursively, bounded).
+/// Most bytes a list's variables expand to: a chain of variables that
+/// each name the next several times grows exponentially (8 of them, 10
+/// names each, took a load past 1.3 GB), where real address groups are a
+/// few hundred bytes.
+const MAX_EXPANDED: usize = 64 << 10;
+
+/// Most levels of `[...]` in a list: each is a recursion of [`walk`], and
+/// 100,000 of them overflowed the stack (a fuzzed rule file).
+const MAX_LIST_DEPTH: usize = 32;
+
 fn expand(s: &str, vars: &Vars, depth: usize) -> Result<String, String> {
     if depth > MAX_VAR_DEPTH {
         return Err("variables nest too deep (a cycle?)".into());
@@ -1575,6 +1596,12 @@ fn expand(s: &str, vars: &Vars, depth: usize) -> Result<String, String> {
         out.push('[');
         out.push_str(&expand(value, vars, depth + 1)?);
         out.push(']');
+        if out.len() > MAX_EXPANDED {
+            return Err(format!(
+                "variables expand to more than {} KiB (variables naming each other many times?)",
+                MAX_EXPANDED >> 10
+            ));
+        }
         rest = &after[end..];
     }
     out.push_str(rest);
@@ -1613,21 +1640,27 @@ fn split_list(s: &str) -> Result<Vec<&str>, String> {
 fn walk<'a>(
     s: &'a str,
     negated: bool,
+    depth: usize,
     leaf: &mut dyn FnMut(bool, &'a str) -> Result<(), String>,
 ) -> Result<(), String> {
-    let s = s.trim();
+    let mut s = s.trim();
+    let mut negated = negated;
+    while let Some(rest) = s.strip_prefix('!') {
+        s = rest.trim_start();
+        negated = !negated;
+    }
     if s.is_empty() {
         return Err("empty list item".into());
     }
-    if let Some(rest) = s.strip_prefix('!') {
-        return walk(rest, !negated, leaf);
-    }
     if let Some(inner) = s.strip_prefix('[') {
+        if depth >= MAX_LIST_DEPTH {
+            return Err(format!("lists nest deeper than {MAX_LIST_DEPTH} levels"));
+        }
         let inner = inner
             .strip_suffix(']')
-            .ok_or_else(|| format!("'{s}' is missing its ']'"))?;
+            .ok_or_else(|| format!("'{}' is missing its ']'", clip(s)))?;
         for item in split_list(inner)? {
-            walk(item, negated, leaf)?;
+            walk(item, negated, depth + 1, leaf)?;
         }
         return Ok(());
     }
@@ -1667,7 +1700,7 @@ fn parse_list<T>(
 ) -> Result<(bool, Vec<T>, Vec<T>), String> {
     let expanded = expand(s, vars, 0)?;
     let (mut any, mut pos, mut neg) = (false, Vec::new(), Vec::new());
-    walk(&expanded, false, &mut |negated, x| {
+    walk(&expanded, false, 0, &mut |negated, x| {
         if x.eq_ignore_ascii_case("any") {
             if negated {
                 return Err("'!any' matches nothing".into());

@@ -402,6 +402,82 @@ fn detection_filter_unique_on_src_port_counts_source_ports() {
     );
 }
 
+/// Found by a fuzz sweep of rule files and `--var`s: a deeply nested list
+/// overflowed the stack, variables naming each other many times grew
+/// past 1.3 GB, an address in the protocol's place was called an
+/// application-layer protocol, and a variable used only through another
+/// one was reported as unused.
+#[test]
+fn hostile_lists_and_variables_are_refused_in_one_line() {
+    let deep = format!("{}10.0.0.1{}", "[".repeat(100_000), "]".repeat(100_000));
+    for (field, rule) in [
+        (
+            "source address",
+            format!("alert ip {deep} any -> any any (sid:1;)"),
+        ),
+        (
+            "source port",
+            format!(
+                "alert tcp any {} -> any any (sid:1;)",
+                deep.replace("10.0.0.1", "80")
+            ),
+        ),
+    ] {
+        let t = std::time::Instant::now();
+        let set = RuleSet::parse("deep.rules", &rule, &Vars::default());
+        assert!(set.rules.is_empty());
+        let reason = &set.skipped[0].1.reason;
+        assert!(
+            reason.starts_with(field) && reason.contains("nest deeper than 32"),
+            "{reason}"
+        );
+        assert!(one_line(reason));
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    }
+    // 32 levels load.
+    let ok = format!(
+        "alert ip {}10.0.0.1{} any -> any any (sid:1;)",
+        "[".repeat(31),
+        "]".repeat(31)
+    );
+    assert_eq!(
+        RuleSet::parse("ok.rules", &ok, &Vars::default())
+            .rules
+            .len(),
+        1
+    );
+    let mut m = std::collections::BTreeMap::new();
+    for i in 0..8 {
+        let next = format!("$V{}", i + 1);
+        m.insert(format!("V{i}"), format!("[{}]", vec![next; 10].join(",")));
+    }
+    m.insert("V8".to_string(), "10.0.0.1".to_string());
+    let t = std::time::Instant::now();
+    let e = Vars::with(&m).check().expect_err("refused");
+    assert!(e.contains("more than 64 KiB"), "{e}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    let set = RuleSet::parse(
+        "p.rules",
+        "alert 10.0.0.0/8 any -> any any any (sid:1;)",
+        &Vars::default(),
+    );
+    let reason = &set.skipped[0].1.reason;
+    assert!(
+        reason.contains("'10.0.0.0/8' where the protocol goes"),
+        "{reason}"
+    );
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("AA".to_string(), "[$BB]".to_string());
+    m.insert("BB".to_string(), "10.0.0.1".to_string());
+    m.insert("UNUSED".to_string(), "10.0.0.2".to_string());
+    let set = RuleSet::parse(
+        "v.rules",
+        "alert ip $AA any -> any any (sid:1;)",
+        &Vars::with(&m),
+    );
+    assert_eq!(set.unknown_vars(&m), vec!["UNUSED"]);
+}
+
 #[test]
 fn addresses_ports_negation_variables_and_direction() {
     let mut vars = std::collections::BTreeMap::new();
