@@ -518,6 +518,24 @@ fn a_fragmented_syn_is_matched_once_whole() {
 }
 
 /// Suricata's EVE lines for `pcap` with `rules` (its log under `dir`).
+/// Suricata's EVE events and moni's (with its summary) for `rules` on
+/// `pcap`, each run on its own.
+fn moni_and_suricata(
+    pcap: &Path,
+    rules: &str,
+) -> (
+    Vec<serde_json::Value>,
+    Vec<serde_json::Value>,
+    moni_node::summary::Summary,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules_path = dir.path().join("case.rules");
+    std::fs::write(&rules_path, rules).expect("rules");
+    let suricata = suricata_eve(pcap, &rules_path, dir.path());
+    let (_out, events, summary) = replay_rules_summary(pcap, &rules_path, "");
+    (suricata, events, summary)
+}
+
 fn suricata_eve(pcap: &Path, rules: &Path, dir: &Path) -> Vec<serde_json::Value> {
     let log = dir.join("suricata");
     std::fs::create_dir_all(&log).expect("log dir");
@@ -644,11 +662,7 @@ alert icmp any any -> any any (msg:\"icmp thr\"; threshold: type threshold, trac
         ("general/ipv6_fragments.pcapng", datagram_rules),
         ("general/zeek-ipv4-fragmented-3.pcap", datagram_rules),
     ] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rules_path = dir.path().join("case.rules");
-        std::fs::write(&rules_path, rules).expect("rules");
-        let suricata = suricata_eve(&c.join(pcap), &rules_path, dir.path());
-        let (_out, events) = replay_rules(&c.join(pcap), &rules_path, "");
+        let (suricata, events, _) = moni_and_suricata(&c.join(pcap), rules);
         assert_eq!(
             per_sid(&events),
             per_sid(&suricata),
@@ -694,11 +708,7 @@ alert tcp any any -> any any (content:\"404\"; http_stat_code; sid:6;)
         ("general/http_ip4and6.pcapng", http, false),
         ("general/TLPW1-http-caplen-lt-len.pcap", http, false),
     ] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rules_path = dir.path().join("app.rules");
-        std::fs::write(&rules_path, rules).expect("rules");
-        let suricata = suricata_eve(&c.join(pcap), &rules_path, dir.path());
-        let (_out, events, summary) = replay_rules_summary(&c.join(pcap), &rules_path, "");
+        let (suricata, events, summary) = moni_and_suricata(&c.join(pcap), rules);
         let skipped = summary.signatures.as_ref().map_or(1, |s| s.rules_skipped);
         assert_eq!(skipped, 0, "{pcap}: every rule loads");
         assert!(!per_sid(&suricata).is_empty(), "{pcap}: Suricata alerts");
@@ -741,11 +751,7 @@ alert tcp any any -> any any (msg:\"any tcp\"; sid:18;)
         "general/http_ip4and6.pcapng",
         "general/vlan3136-http-syn-retransmit.pcap",
     ] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rules_path = dir.path().join("pass.rules");
-        std::fs::write(&rules_path, rules).expect("rules");
-        let suricata = suricata_eve(&c.join(pcap), &rules_path, dir.path());
-        let (_out, events, summary) = replay_rules_summary(&c.join(pcap), &rules_path, "");
+        let (suricata, events, summary) = moni_and_suricata(&c.join(pcap), rules);
         let passed = summary
             .signatures
             .as_ref()

@@ -69,43 +69,80 @@ const METHODS: [&str; 14] = [
 /// Wireshark's heuristic finds it. Cheap on media: an RTP packet's first
 /// byte (0x80 and up) is no letter.
 pub fn looks_like_sip(b: &[u8]) -> bool {
+    sip_start_line(b).is_some()
+}
+
+/// The start line of a SIP message, in pieces (what the signatures'
+/// `sip.*` buffers hold).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartLine<'a> {
+    /// The whole line, without its line end.
+    pub line: &'a [u8],
+    /// `SIP/2.0`.
+    pub protocol: &'a [u8],
+    /// A request's method and URI.
+    pub request: Option<(&'a [u8], &'a [u8])>,
+    /// A response's status code (three digits) and reason phrase.
+    pub response: Option<(&'a [u8], &'a [u8])>,
+}
+
+/// The start line of the SIP message `b` starts with, if it starts like
+/// one ([`looks_like_sip`]); the line ends at the first line end or after
+/// 1,024 bytes.
+pub fn sip_start_line(b: &[u8]) -> Option<StartLine<'_>> {
     if !b.first().is_some_and(u8::is_ascii_uppercase) {
-        return false;
-    }
-    if let Some(code) = b.strip_prefix(b"SIP/2.0 ") {
-        return code.len() >= 3 && code[..3].iter().all(u8::is_ascii_digit);
-    }
-    let Some(space) = b.iter().take(10).position(|&c| c == b' ') else {
-        return false;
-    };
-    if !METHODS.iter().any(|m| m.as_bytes() == &b[..space]) {
-        return false;
+        return None;
     }
     let head = &b[..b.len().min(1024)];
     let line_end = head.iter().position(|&c| c == b'\n').unwrap_or(head.len());
     let line = head[..line_end]
         .strip_suffix(b"\r")
         .unwrap_or(&head[..line_end]);
-    line.trim_ascii_end().ends_with(b"SIP/2.0")
+    if let Some(rest) = line.strip_prefix(b"SIP/2.0 ") {
+        let code = rest.get(..3).filter(|c| c.iter().all(u8::is_ascii_digit))?;
+        let reason = rest[3..].strip_prefix(b" ").unwrap_or(&rest[3..]);
+        return Some(StartLine {
+            line,
+            protocol: &line[..7],
+            request: None,
+            response: Some((code, reason)),
+        });
+    }
+    let space = line.iter().take(10).position(|&c| c == b' ')?;
+    if !METHODS.iter().any(|m| m.as_bytes() == &line[..space]) {
+        return None;
+    }
+    let trimmed = line.trim_ascii_end();
+    let uri_end = trimmed.strip_suffix(b"SIP/2.0")?.len();
+    let uri = line
+        .get(space + 1..uri_end)
+        .unwrap_or_default()
+        .trim_ascii();
+    if uri.is_empty() {
+        return None;
+    }
+    Some(StartLine {
+        line,
+        protocol: &trimmed[uri_end..],
+        request: Some((&line[..space], uri)),
+        response: None,
+    })
 }
 
 /// Parses a SIP message from a UDP payload or TCP segment; `None` if it
 /// does not start like one.
 pub fn parse_sip(b: &[u8]) -> Option<SipMessage> {
+    let start = sip_start_line(b)?;
+    let mut msg = SipMessage::default();
+    if let Some((code, _)) = start.response {
+        msg.status = std::str::from_utf8(code).ok()?.parse().ok();
+    }
+    if let Some((method, _)) = start.request {
+        msg.method = Some(String::from_utf8_lossy(method).into_owned());
+    }
     let text = String::from_utf8_lossy(b);
     let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
-    let start = lines.next()?;
-    let mut msg = SipMessage::default();
-    if let Some(rest) = start.strip_prefix("SIP/2.0 ") {
-        msg.status = rest.get(..3)?.parse().ok();
-        msg.status?;
-    } else {
-        let (method, rest) = start.split_once(' ')?;
-        if !METHODS.contains(&method) || !rest.trim_end().ends_with("SIP/2.0") {
-            return None;
-        }
-        msg.method = Some(method.to_string());
-    }
+    lines.next();
     // Headers, with folded continuation lines joined.
     let mut headers: Vec<String> = Vec::new();
     let mut body_lines = Vec::new();

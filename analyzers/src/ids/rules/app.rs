@@ -11,6 +11,7 @@
 //! rules that inspect it stay silent rather than match differently.
 
 use super::Buffer;
+pub use crate::voip::sdp::{sip_start_line, StartLine};
 
 /// Most headers read from one request (a request with more has no header
 /// buffers).
@@ -199,26 +200,6 @@ pub fn is_http_response(payload: &[u8]) -> bool {
     payload.starts_with(b"HTTP/1.") && payload.get(8) == Some(&b' ')
 }
 
-/// The first line of `payload` without its line end, if it has one
-/// within `max` bytes.
-fn first_line(payload: &[u8], max: usize) -> Option<&[u8]> {
-    let end = payload.iter().take(max).position(|&b| b == b'\n')?;
-    let line = &payload[..end];
-    Some(line.strip_suffix(b"\r").unwrap_or(line))
-}
-
-/// A status line `PROTOCOL SP CODE SP MESSAGE`: (protocol, code,
-/// message), the code three digits, the message possibly empty.
-fn status_line(line: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
-    let sp = line.iter().position(|&b| b == b' ')?;
-    let (protocol, rest) = (&line[..sp], &line[sp + 1..]);
-    let code = rest.get(..3)?;
-    if !code.iter().all(u8::is_ascii_digit) || !matches!(rest.get(3), None | Some(b' ')) {
-        return None;
-    }
-    Some((protocol, code, rest.get(4..).unwrap_or(&[])))
-}
-
 /// The status line of an HTTP/1.x response starting this payload:
 /// `http.stat_code`, `http.stat_msg` and `http.response_line`.
 #[derive(Debug)]
@@ -233,8 +214,19 @@ impl<'a> HttpResponse<'a> {
         if !is_http_response(payload) {
             return None;
         }
-        let line = first_line(payload, 8192)?;
-        let (_, code, message) = status_line(line)?;
+        // `HTTP/1.x NNN[ message]`, the line ended within 8 KiB.
+        let end = payload.iter().take(8192).position(|&b| b == b'\n')?;
+        let line = payload[..end]
+            .strip_suffix(b"\r")
+            .unwrap_or(&payload[..end]);
+        let code = line
+            .get(9..12)
+            .filter(|c| c.iter().all(u8::is_ascii_digit))?;
+        let message = match line.get(12..) {
+            Some([]) | None => &[][..],
+            Some([b' ', rest @ ..]) => rest,
+            Some(_) => return None,
+        };
         Some(HttpResponse {
             line,
             code,
@@ -252,61 +244,20 @@ impl<'a> HttpResponse<'a> {
     }
 }
 
-/// The start line of a SIP message starting this payload (UDP datagram or
-/// TCP segment), as Suricata's SIP parser fills the `sip.*` buffers: a
-/// request `METHOD SP URI SP SIP/2.0`, or a response `SIP/2.0 SP CODE SP
-/// MESSAGE`.
-#[derive(Debug)]
-pub struct SipMessage<'a> {
-    pub line: &'a [u8],
-    pub protocol: &'a [u8],
-    /// Request: method and URI.
-    pub request: Option<(&'a [u8], &'a [u8])>,
-    /// Response: code and message.
-    pub response: Option<(&'a [u8], &'a [u8])>,
-}
-
-impl<'a> SipMessage<'a> {
-    pub fn parse(payload: &'a [u8]) -> Option<SipMessage<'a>> {
-        let line = first_line(payload, 2048)?;
-        if line.starts_with(b"SIP/2.0 ") {
-            let (protocol, code, message) = status_line(line)?;
-            return Some(SipMessage {
-                line,
-                protocol,
-                request: None,
-                response: Some((code, message)),
-            });
-        }
-        let mut parts = line.split(|&b| b == b' ');
-        let (method, uri, protocol) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some()
-            || protocol != b"SIP/2.0"
-            || method.is_empty()
-            || !method.iter().all(u8::is_ascii_uppercase)
-            || uri.is_empty()
-        {
-            return None;
-        }
-        Some(SipMessage {
-            line,
-            protocol,
-            request: Some((method, uri)),
-            response: None,
-        })
-    }
-
-    pub fn buffer(&self, b: Buffer) -> Option<&[u8]> {
-        match (b, self.request, self.response) {
-            (Buffer::SipProtocol, _, _) => Some(self.protocol),
-            (Buffer::SipMethod, Some((m, _)), _) => Some(m),
-            (Buffer::SipUri, Some((_, u)), _) => Some(u),
-            (Buffer::SipRequestLine, Some(_), _) => Some(self.line),
-            (Buffer::SipStatCode, _, Some((c, _))) => Some(c),
-            (Buffer::SipStatMsg, _, Some((_, m))) => Some(m),
-            (Buffer::SipResponseLine, _, Some(_)) => Some(self.line),
-            _ => None,
-        }
+/// Buffer `b` of a SIP message's start line (the VoIP tracker's own
+/// reading of it, [`sip_start_line`]), as Suricata's SIP parser fills the
+/// `sip.*` buffers: `None` for a buffer the message does not have (a
+/// request's `sip.stat_code`).
+pub fn sip_buffer<'a>(s: &StartLine<'a>, b: Buffer) -> Option<&'a [u8]> {
+    match (b, s.request, s.response) {
+        (Buffer::SipProtocol, _, _) => Some(s.protocol),
+        (Buffer::SipMethod, Some((m, _)), _) => Some(m),
+        (Buffer::SipUri, Some((_, u)), _) => Some(u),
+        (Buffer::SipRequestLine, Some(_), _) => Some(s.line),
+        (Buffer::SipStatCode, _, Some((c, _))) => Some(c),
+        (Buffer::SipStatMsg, _, Some((_, m))) => Some(m),
+        (Buffer::SipResponseLine, _, Some(_)) => Some(s.line),
+        _ => None,
     }
 }
 

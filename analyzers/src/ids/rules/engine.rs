@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::app::{dns_queries, is_http_response, HttpRequest, HttpResponse, SipMessage};
+use super::app::{
+    dns_queries, is_http_response, sip_buffer, sip_start_line, HttpRequest, HttpResponse, StartLine,
+};
 use super::parse::{parse_rule, rule_lines, Skipped, Vars};
 use super::prefilter::Prefilter;
 use super::threshold::{self, TrackKey, Window};
@@ -208,7 +210,7 @@ fn applies(proto: Proto, class: usize) -> bool {
 struct App<'a> {
     http: Option<Option<HttpRequest<'a>>>,
     response: Option<Option<HttpResponse<'a>>>,
-    sip: Option<Option<SipMessage<'a>>>,
+    sip: Option<Option<StartLine<'a>>>,
     dns: Option<Option<Vec<Vec<u8>>>>,
 }
 
@@ -219,9 +221,9 @@ impl<'a> App<'a> {
             .as_ref()
     }
 
-    fn sip(&mut self, payload: &'a [u8]) -> Option<&SipMessage<'a>> {
+    fn sip(&mut self, payload: &'a [u8]) -> Option<&StartLine<'a>> {
         self.sip
-            .get_or_insert_with(|| SipMessage::parse(payload))
+            .get_or_insert_with(|| sip_start_line(payload))
             .as_ref()
     }
 
@@ -229,7 +231,7 @@ impl<'a> App<'a> {
     /// message (not the payload or the DNS names).
     fn buffer(&mut self, b: Buffer, payload: &'a [u8]) -> Option<&[u8]> {
         if b.is_sip() {
-            self.sip(payload).and_then(|s| s.buffer(b))
+            self.sip(payload).and_then(|s| sip_buffer(s, b))
         } else if b.is_http_response() {
             self.response(payload).and_then(|r| r.buffer(b))
         } else {
@@ -787,14 +789,8 @@ impl Signatures {
             Proto::Http => {
                 // A rule on request buffers needs a request, one on the
                 // status line a response, any other either.
-                let buffers = || {
-                    rule.contents
-                        .iter()
-                        .map(|c| c.buffer)
-                        .chain(rule.lens.iter().map(|(b, _)| *b))
-                };
-                let needs_request = buffers().any(Buffer::is_http_request);
-                let needs_response = buffers().any(Buffer::is_http_response);
+                let needs_request = rule.buffers().any(Buffer::is_http_request);
+                let needs_response = rule.buffers().any(Buffer::is_http_response);
                 let request = app.http(d.payload).is_some();
                 let response = is_http_response(d.payload);
                 if (needs_request && !request)

@@ -690,6 +690,14 @@ impl Rule {
             && self.flowbits.is_empty()
     }
 
+    /// The buffers the rule's contents and length tests read.
+    pub fn buffers(&self) -> impl Iterator<Item = Buffer> + '_ {
+        self.contents
+            .iter()
+            .map(|c| c.buffer)
+            .chain(self.lens.iter().map(|(b, _)| *b))
+    }
+
     /// Whether a `pass` on this rule passes the rest of the flow too, or
     /// only the packet. Suricata (`FlowApplySignatureActions`) passes the
     /// flow for IP-only rules, application-layer rules and matches in the

@@ -331,15 +331,9 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
 /// each buffer's contents together (in rule order within a buffer, which
 /// is what relative modifiers refer to).
 fn finish(rule: &mut Rule) -> Result<(), String> {
-    let buffers = || {
-        rule.contents
-            .iter()
-            .map(|c| c.buffer)
-            .chain(rule.lens.iter().map(|(b, _)| *b))
-    };
-    let http = buffers().any(Buffer::is_http);
-    let dns = buffers().any(|b| b == Buffer::DnsQuery);
-    let sip = buffers().any(Buffer::is_sip);
+    let http = rule.buffers().any(Buffer::is_http);
+    let dns = rule.buffers().any(|b| b == Buffer::DnsQuery);
+    let sip = rule.buffers().any(Buffer::is_sip);
     let layer = if http {
         "http"
     } else if dns {
@@ -366,12 +360,7 @@ fn finish(rule: &mut Rule) -> Result<(), String> {
     // A `udp` or `tcp` rule on SIP buffers stays on its transport: its
     // buffers are absent from packets that start no SIP message.
     if rule.flow.to_server != Some(true) {
-        let both = rule
-            .contents
-            .iter()
-            .map(|c| c.buffer)
-            .chain(rule.lens.iter().map(|(b, _)| *b))
-            .find(|b| b.both_directions());
+        let both = rule.buffers().find(|b| b.both_directions());
         if let Some(b) = both {
             return Err(format!(
                 "{b:?} without flow:to_server also inspects HTTP responses (no response parser)"
