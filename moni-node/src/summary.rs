@@ -579,6 +579,16 @@ impl Summary {
                     g.engine.passed_packets, g.engine.passed_flows, g.engine.passed_flows_evicted
                 );
             }
+            if g.engine.dropped_flows > 0 {
+                let _ = writeln!(
+                    s,
+                    "  signatures: {} flows dropped by drop or reject rules (as Suricata in IDS \
+                     mode, {} later packets not inspected; {} flows forgotten at the cap)",
+                    g.engine.dropped_flows,
+                    g.engine.dropped_flow_packets,
+                    g.engine.dropped_flows_evicted
+                );
+            }
         }
         for d in &self.datasets {
             let lost = if d.rows_lost > 0 {

@@ -627,6 +627,9 @@ impl WorkerTotals {
             a.passed_packets += b.passed_packets;
             a.passed_flows += b.passed_flows;
             a.passed_flows_evicted += b.passed_flows_evicted;
+            a.dropped_flows += b.dropped_flows;
+            a.dropped_flow_packets += b.dropped_flow_packets;
+            a.dropped_flows_evicted += b.dropped_flows_evicted;
         }
         self.late_bin_rows += o.late_bin_rows;
         self.reassembly_pending += o.reassembly_pending;

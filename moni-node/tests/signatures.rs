@@ -765,6 +765,60 @@ alert tcp any any -> any any (msg:\"any tcp\"; sid:18;)
     }
 }
 
+/// `drop` and `reject` rules, judged by Suricata (IDS mode, as moni
+/// watches) on real captures: they alert (action "allowed"), before the
+/// alert rules, the packet's other rules alert too, and an IP-only drop
+/// leaves the rest of its flow, both directions, uninspected; a drop on a
+/// packet's payload covers that packet alone.
+#[test]
+fn suricata_agrees_on_drop_rules() {
+    let Some(c) = corpus() else { return };
+    let rules = "\
+drop udp any any -> any 5060 (msg:\"drop sip to 5060\"; sid:10;)
+reject udp any any -> any any (msg:\"drop on INVITE\"; content:\"INVITE\"; sid:13;)
+drop tcp any any -> any 80 (msg:\"drop to port 80\"; sid:12;)
+alert udp any any -> any any (msg:\"any udp\"; sid:6;)
+alert udp any any -> any any (msg:\"small\"; dsize:<200; sid:16;)
+alert tcp any any -> any any (msg:\"any tcp\"; sid:18;)
+";
+    for pcap in [
+        "voip/sip-rtp-g711.pcap",
+        "voip/sip-rtp-g729a.pcap",
+        "voip/SIP_DTMF2.pcap",
+        "voip/Asterisk_ZFONE_XLITE.pcap",
+        "general/http_ip4and6.pcapng",
+        "general/vlan3136-http-syn-retransmit.pcap",
+    ] {
+        let (suricata, events, summary) = moni_and_suricata(&c.join(pcap), rules);
+        let engine = summary.signatures.as_ref().map(|s| &s.engine);
+        assert_eq!(
+            engine.map(|e| e.dropped_flows > 0),
+            Some(true),
+            "{pcap}: no flow dropped"
+        );
+        assert_eq!(
+            alert_keys(&events),
+            alert_keys(&suricata),
+            "{pcap}: alert by alert, moni vs Suricata"
+        );
+        let actions = |ev: &[serde_json::Value]| -> Vec<String> {
+            let mut v: Vec<String> = ev
+                .iter()
+                .filter(|e| e["event_type"] == "alert")
+                .map(|e| format!("{} {}", e["alert"]["signature_id"], e["alert"]["action"]))
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        assert_eq!(
+            actions(&events),
+            actions(&suricata),
+            "{pcap}: alert actions"
+        );
+    }
+}
+
 /// An alert on a tunnelled packet, as Suricata 7 writes it: `pkt_src`
 /// names the decoder (`gre tunnel`), the `tunnel` object has the outer
 /// packet's addresses, protocol, ports (0 for GRE), depth, `pcap_cnt` and

@@ -109,8 +109,16 @@ pub fn alert_eve_json(a: &AlertRecord, vnets: &VnetMap, host: &str, iface: &str)
     }
     let src = a.src_addr.or(a.trigger.map(|t| t.0));
     let dst = a.dst_addr.or(a.trigger.map(|t| t.1));
+    // As Suricata writes it in IDS mode: a reject rule's alert is
+    // "blocked" (Suricata answers the sender even then), every other
+    // alert "allowed", a drop rule's too.
+    let action = if details.get("action").and_then(Value::as_str) == Some("reject") {
+        "blocked"
+    } else {
+        "allowed"
+    };
     let mut alert = json!({
-        "action": "allowed",
+        "action": action,
         "gid": 1,
         "signature_id": a.signature_id,
         "rev": a.rev,

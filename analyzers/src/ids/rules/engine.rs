@@ -137,6 +137,15 @@ pub struct SignatureStats {
     /// Passed flows forgotten at the cap (their later packets are
     /// inspected again), oldest first.
     pub passed_flows_evicted: u64,
+    /// Flows a `drop` or `reject` rule matched on a flow-wide match
+    /// ([`Rule::passes_flow`]): as in Suricata's IDS mode, their later
+    /// packets are not inspected.
+    pub dropped_flows: u64,
+    /// Packets of those flows after the match, not inspected.
+    pub dropped_flow_packets: u64,
+    /// Dropped flows forgotten at the cap (their later packets are
+    /// inspected again), oldest first.
+    pub dropped_flows_evicted: u64,
 }
 
 /// Caps on the alerts the signatures raise, so that a rule matching
@@ -306,6 +315,9 @@ struct Compiled {
     /// Per rule: a `pass` rule whose pass covers the rest of the flow
     /// ([`Rule::passes_flow`]).
     passes_flow: Vec<bool>,
+    /// Per rule: a `drop` or `reject` rule whose drop covers the rest of
+    /// the flow, the same way.
+    drops_flow: Vec<bool>,
 }
 
 /// The compiled rules, with their matching state.
@@ -321,6 +333,8 @@ pub struct Signatures {
     flowbits: Bounded<u64, Vec<u16>>,
     /// The flows a `pass` rule passed (capped like the flowbits).
     passed: Bounded<u64, ()>,
+    /// The flows a `drop` or `reject` rule dropped (capped the same way).
+    dropped: Bounded<u64, ()>,
     stats: SignatureStats,
     limits: AlertLimits,
     /// The second of packet time being counted, and its alerts so far.
@@ -376,10 +390,9 @@ impl Signatures {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                // Suricata's default action-order (pass before alert),
-                // then the flowbits order, then the file's.
-                let action = u32::from(r.action != Action::Pass);
-                (action << 30) | (u32::from(flowbits_rank(r)) << 28) | i as u32
+                // Suricata's default action-order (pass, drop, reject,
+                // alert), then the flowbits order, then the file's.
+                (r.action.rank() << 30) | (u32::from(flowbits_rank(r)) << 28) | i as u32
             })
             .collect();
         let mut bits = std::collections::HashMap::new();
@@ -402,9 +415,14 @@ impl Signatures {
             .iter()
             .map(|r| r.action == Action::Pass && r.passes_flow())
             .collect();
+        let drops_flow = rules
+            .iter()
+            .map(|r| r.action.blocks() && r.passes_flow())
+            .collect();
         let compiled = Compiled {
             header_only,
             passes_flow,
+            drops_flow,
             rules,
             meta,
             prefilter,
@@ -428,6 +446,7 @@ impl Signatures {
             thresholds: Bounded::new(max_tracked),
             flowbits: Bounded::new(max_tracked),
             passed: Bounded::new(max_tracked),
+            dropped: Bounded::new(max_tracked),
             stats: SignatureStats::default(),
             limits,
             second: i64::MIN,
@@ -506,6 +525,10 @@ impl Signatures {
         if let Some(f) = flow {
             if self.passed.get_mut(&f.id).is_some() {
                 self.stats.passed_packets += 1;
+                return;
+            }
+            if self.dropped.get_mut(&f.id).is_some() {
+                self.stats.dropped_flow_packets += 1;
                 return;
             }
         }
@@ -636,6 +659,15 @@ impl Signatures {
                     self.stats.passed_flows_evicted = self.passed.evicted;
                 }
                 return;
+            }
+            if let (Some(f), true) = (flow, self.c.drops_flow[r as usize]) {
+                // The flow is dropped from the next packet on; this one's
+                // other rules still alert, as in Suricata's IDS mode.
+                if self.dropped.get_mut(&f.id).is_none() {
+                    self.dropped.entry(&f.id, || ());
+                    self.stats.dropped_flows += 1;
+                    self.stats.dropped_flows_evicted = self.dropped.evicted;
+                }
             }
             // The packet's cap first: what it drops never counts against
             // the second's.
@@ -906,6 +938,16 @@ impl Signatures {
             "payload_len": d.payload.len(),
         });
         if let Some(obj) = details.as_object_mut() {
+            // The rule's IPS action, for EVE's `alert.action` ("blocked"
+            // for a reject, which Suricata answers even in IDS mode).
+            let action = match rule.action {
+                Action::Drop => Some("drop"),
+                Action::Reject => Some("reject"),
+                Action::Alert | Action::Pass => None,
+            };
+            if let Some(a) = action {
+                obj.insert("action".into(), a.into());
+            }
             if let Some(c) = &rule.classtype {
                 obj.insert("classtype".into(), c.clone().into());
             }

@@ -609,9 +609,8 @@ pub struct Threshold {
     pub multiplier: u32,
 }
 
-/// What a matching rule does. moni only watches, so of Suricata's
-/// actions it applies the two that change no packet: `drop` and `reject`
-/// (IPS actions) are skipped with that reason.
+/// What a matching rule does, as Suricata does it in IDS mode (moni
+/// watches a mirror: nothing it decides reaches the wire).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Action {
     /// Raise an alert.
@@ -622,6 +621,32 @@ pub enum Action {
     /// does: pass rules are checked before every other rule (its default
     /// `action-order`), so no rule alerts on what a pass rule matched.
     Pass,
+    /// `drop`: an IPS action. In IDS mode Suricata alerts on it (the
+    /// alert's action "allowed"), the packet's other rules still alert,
+    /// and where the match covers the flow ([`Rule::passes_flow`]) the
+    /// flow's later packets, both directions, are not inspected: what an
+    /// inline sensor would have dropped goes unseen.
+    Drop,
+    /// `reject`, `rejectsrc`, `rejectdst`, `rejectboth`: a drop that also
+    /// answers the sender; watching, the same as [`Action::Drop`].
+    Reject,
+}
+
+impl Action {
+    /// Suricata's default `action-order`: pass, drop, reject, alert.
+    pub fn rank(self) -> u32 {
+        match self {
+            Action::Pass => 0,
+            Action::Drop => 1,
+            Action::Reject => 2,
+            Action::Alert => 3,
+        }
+    }
+
+    /// Whether a match blocks the traffic on an inline sensor.
+    pub fn blocks(self) -> bool {
+        matches!(self, Action::Drop | Action::Reject)
+    }
 }
 
 /// One parsed rule.
@@ -698,8 +723,8 @@ impl Rule {
             .chain(self.lens.iter().map(|(b, _)| *b))
     }
 
-    /// Whether a `pass` on this rule passes the rest of the flow too, or
-    /// only the packet. Suricata (`FlowApplySignatureActions`) passes the
+    /// Whether a `pass` (or, the same way, a `drop`) on this rule covers
+    /// the rest of the flow too, or only the packet. Suricata (`FlowApplySignatureActions`) passes the
     /// flow for IP-only rules, application-layer rules and matches in the
     /// reassembled TCP stream, and only the packet for a match on a
     /// packet's own payload or header: a pass on `content:"INVITE"` over

@@ -185,19 +185,12 @@ pub fn parse_rule(text: &str, line: usize, vars: &Vars) -> Result<Rule, Skipped>
     let action = match action {
         "alert" => Action::Alert,
         "pass" => Action::Pass,
-        "drop" | "reject" | "rejectsrc" | "rejectdst" | "rejectboth" => {
-            return Err(fail(
-                &format!("action {action}"),
-                format!(
-                    "action '{action}' blocks traffic (an IPS action; moni only watches: \
-                     use alert)"
-                ),
-            ))
-        }
+        "drop" => Action::Drop,
+        "reject" | "rejectsrc" | "rejectdst" | "rejectboth" => Action::Reject,
         other => {
             return Err(fail(
                 &format!("action {other}"),
-                format!("action '{other}' (supported: alert, pass)"),
+                format!("action '{other}' (supported: alert, pass, drop, reject)"),
             ))
         }
     };

@@ -352,6 +352,64 @@ alert tcp any any -> any any (content:"x"; sid:2;)
 }
 
 #[test]
+fn a_drop_rule_alerts_and_an_ip_only_drop_leaves_the_rest_of_its_flow_uninspected() {
+    let mut r = Run::new(
+        r#"alert tcp any any -> any any (content:"evil"; sid:1;)
+drop tcp any any -> any 8080 (sid:2;)
+reject tcp any any -> any any (content:"bad"; sid:3;)
+"#,
+    );
+    // As Suricata in IDS mode: the drop alerts, before the alert rule
+    // (its action-order), and the packet's other rules alert too.
+    r.feed(0.0, &frame(C, S, 6, &tcp(40000, 8080, 0x18, b"evil"), &[]));
+    assert_eq!(r.sids(), vec![2, 1]);
+    // The flow's later packets, both directions, are not inspected.
+    r.feed(0.1, &frame(S, C, 6, &tcp(8080, 40000, 0x18, b"evil"), &[]));
+    r.feed(
+        0.2,
+        &frame(C, S, 6, &tcp(40000, 8080, 0x18, b"evil bad"), &[]),
+    );
+    assert_eq!(r.sids(), Vec::<u32>::new());
+    // A drop on a packet's payload covers that packet only.
+    r.feed(
+        0.3,
+        &frame(C, S, 6, &tcp(40001, 80, 0x18, b"bad evil"), &[]),
+    );
+    r.feed(0.4, &frame(C, S, 6, &tcp(40001, 80, 0x18, b"evil"), &[]));
+    assert_eq!(r.sids(), vec![3, 1, 1]);
+    let st = r.sigs.stats();
+    assert_eq!(
+        (st.dropped_flows, st.dropped_flow_packets),
+        (1, 2),
+        "{st:?}"
+    );
+    assert_eq!((st.passed_packets, st.passed_flows), (0, 0), "{st:?}");
+}
+
+#[test]
+fn dropped_flows_are_capped_and_the_forgotten_ones_counted() {
+    let text = r#"drop tcp any any -> any 80 (sid:1;)
+alert tcp any any -> any any (content:"x"; sid:2;)
+"#;
+    let mut r = Run::new(text);
+    r.sigs = Signatures::new(&RuleSet::parse("t.rules", text, &Vars::default()), 2);
+    let on = |sport: u16, payload: &[u8]| frame(C, S, 6, &tcp(sport, 80, 0x18, payload), &[]);
+    for (i, sport) in (1..=10u16).enumerate() {
+        r.feed(i as f64 * 0.01, &on(sport, b"x"));
+    }
+    assert_eq!(r.sids().len(), 20);
+    // The oldest were forgotten: the next packet of flow 1 is inspected
+    // (the drop rule is header-only, judged on a direction's first
+    // packet), flow 10's is not.
+    r.feed(1.0, &on(1, b"x"));
+    r.feed(1.1, &on(10, b"x"));
+    assert_eq!(r.sids(), vec![2]);
+    let st = r.sigs.stats();
+    assert_eq!(st.dropped_flows, 10);
+    assert_eq!(st.dropped_flows_evicted, 7, "{st:?}");
+}
+
+#[test]
 fn flowbits_set_before_isset_on_the_same_packet_and_noalert() {
     let mut r = Run::new(
         r#"alert tcp any any -> any any (flowbits:isset,seen; content:"b"; sid:1;)
@@ -679,7 +737,7 @@ alert tcp any any -> any any (msg:\"ok\"; content:\"a\"; sid:1;)\n\
 \n\
 alert tls any any -> any any (msg:\"app\"; sid:2;)\n\
 alert tcp any any -> any any (msg:\"pcre\"; pcre:\"/(a)\\1/\"; sid:3;)\n\
-drop tcp any any -> any any (msg:\"drop\"; sid:4;)\n\
+sdrop tcp any any -> any any (msg:\"snort only\"; sid:4;)\n\
 alert tcp any any -> any any (msg:\"dup\"; sid:1;)\n\
 alert tcp any any -> any any (msg:\"multi\"; \\\n  content:\"b\"; sid:5;)\n\
 alert tcp $NOPE any -> any any (sid:6;)\n\
@@ -705,8 +763,12 @@ alert tcp any any -> any any (content:\"a\"; content:\"bcd\"; within:2; sid:12;)
     let reason = |line: usize| report.iter().find(|r| r.0 == line).map_or("", |r| r.2);
     assert!(reason(4).contains("'tls'"), "{}", reason(4));
     assert!(reason(5).contains("pcre"));
-    assert!(reason(6).contains("action 'drop'"));
-    assert!(reason(6).contains("IPS action"), "{}", reason(6));
+    assert!(reason(6).contains("action 'sdrop'"));
+    assert!(
+        reason(6).contains("supported: alert, pass, drop"),
+        "{}",
+        reason(6)
+    );
     assert!(reason(7).contains("duplicate sid 1"));
     assert!(reason(10).contains("$NOPE"));
     assert!(reason(11).contains("no sid"));
