@@ -466,12 +466,13 @@ fn send_records(
         }
     }
     if let Some(sigs) = engine.signatures() {
-        let (keys, evicted) = sigs.state();
-        let l = ["signature_thresholds", &ctx.index.to_string()];
-        m.ids_state_keys.with_label_values(&l).set(keys as i64);
-        let c = m.ids_evictions.with_label_values(&l);
-        if evicted > c.get() {
-            c.inc_by(evicted - c.get());
+        for (table, keys, evicted) in sigs.state() {
+            let l = [table, &ctx.index.to_string()];
+            m.ids_state_keys.with_label_values(&l).set(keys as i64);
+            let c = m.ids_evictions.with_label_values(&l);
+            if evicted > c.get() {
+                c.inc_by(evicted - c.get());
+            }
         }
         let st = sigs.stats();
         for (i, (reason, n)) in [

@@ -483,9 +483,31 @@ impl Signatures {
         &self.stats
     }
 
-    /// Threshold keys held, and evicted at the cap so far.
-    pub fn state(&self) -> (usize, u64) {
-        (self.thresholds.len(), self.thresholds.evicted)
+    /// Each capped table by name (the metrics' `detector` label): keys
+    /// held, and evicted at the cap so far.
+    pub fn state(&self) -> [(&'static str, usize, u64); 4] {
+        [
+            (
+                "signature_thresholds",
+                self.thresholds.len(),
+                self.thresholds.evicted,
+            ),
+            (
+                "signature_flowbits",
+                self.flowbits.len(),
+                self.flowbits.evicted,
+            ),
+            (
+                "signature_passed_flows",
+                self.passed.len(),
+                self.passed.evicted,
+            ),
+            (
+                "signature_dropped_flows",
+                self.dropped.len(),
+                self.dropped.evicted,
+            ),
+        ]
     }
 
     /// Matches one packet; alerts go to `out`. `flow` is what the flow

@@ -407,6 +407,9 @@ alert tcp any any -> any any (content:"x"; sid:2;)
     let st = r.sigs.stats();
     assert_eq!(st.dropped_flows, 10);
     assert_eq!(st.dropped_flows_evicted, 7, "{st:?}");
+    // The table's size and evictions, as the metrics publish them.
+    let state = r.sigs.state();
+    assert_eq!(state[3], ("signature_dropped_flows", 3, 7), "{state:?}");
 }
 
 #[test]
@@ -704,7 +707,8 @@ alert tcp any any -> any any (msg:"ports"; flags:S; detection_filter:track by_sr
         );
     }
     assert_eq!(r.sids(), vec![5, 5], "third and fourth distinct port");
-    let (keys, _) = r.sigs.state();
+    let [(table, keys, _), ..] = r.sigs.state();
+    assert_eq!(table, "signature_thresholds");
     assert!(keys > 0);
 }
 
