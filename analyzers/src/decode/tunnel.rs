@@ -41,7 +41,7 @@ pub struct DecodeConfig {
     pub vxlan_gpe_port: u16,
     /// UDP destination port of Geneve (IANA 6081).
     pub geneve_port: u16,
-    /// UDP port of GTP-U (IANA 2152), either direction.
+    /// UDP destination port of GTP-U (IANA 2152; both directions go to it).
     pub gtpu_port: u16,
     /// What follows the bottom MPLS label.
     pub mpls_payload: MplsPayload,

@@ -19,7 +19,8 @@ pub struct DecodeSection {
     pub vxlan_gpe_port: u16,
     /// UDP destination port of Geneve. Default 6081.
     pub geneve_port: u16,
-    /// UDP port of GTP-U (either direction). Default 2152.
+    /// UDP destination port of GTP-U (a packet only from it is not
+    /// GTP-U: TS 29.281 sends both directions to it). Default 2152.
     pub gtpu_port: u16,
     /// What follows the bottom MPLS label: `auto` (IPv4/IPv6 by the first
     /// nibble, otherwise pseudowire Ethernet), `ethernet` or `ip`.

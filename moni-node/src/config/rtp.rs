@@ -21,7 +21,7 @@ pub struct RtpSection {
     pub confirm_packets: usize,
     /// A stream without packets this long ends. Default 30.
     pub stream_idle_secs: u64,
-    /// Caps on streams, detection candidates and SDP endpoints.
+    /// Caps on streams, detection candidates, SDP endpoints and open calls.
     pub max_streams: usize,
     pub max_candidates: usize,
     pub max_announced: usize,

@@ -27,7 +27,7 @@ pub struct SourceSection {
     /// replayed at its recorded pace; exactly one of the two.
     pub interface: Option<String>,
     pub file: Option<PathBuf>,
-    /// VNet of this source's traffic (a VLAN map entry wins) and its role
+    /// VNet of this source's traffic (a VLAN or tunnel map entry wins) and its role
     /// (default `production`). Default: the VLAN map, or an `iface:NAME`
     /// map entry.
     pub vnet: Option<String>,

@@ -11,11 +11,14 @@ use super::{invalid, ConfigError, NodeConfig};
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VnetsConfig {
-    /// VNet of traffic that no VLAN mapping or source matches. Default `default`.
+    /// VNet of traffic that no map entry or source matches. Default `default`.
     pub default_vnet: String,
     /// Role of the default VNet. Default `production`.
     pub default_role: Role,
-    /// VLAN mappings, each `"VLAN=NAME:ROLE"`. Default none.
+    /// Map entries, each `"[KIND:]ID=NAME:ROLE"` (several in one string
+    /// separated by commas): KIND `vlan` (the default), `vxlan`, `geneve`,
+    /// `nvgre`, `gre`, `erspan`, `mpls`, `gtpu` or `iface`
+    /// (docs/vnets.md). Default none.
     pub map: Vec<String>,
 }
 
