@@ -9,8 +9,8 @@
 //! every packet in the capture loop, and bins are merged per (VNet, bin)
 //! before they are written.
 //!
-//! Files are read in the order given, as one continuous input (flows span
-//! files). A file that cannot be opened or is cut short is reported in the
+//! Files are read in the order of their first packets, as one continuous
+//! input (flows span files). A file that cannot be opened or is cut short is reported in the
 //! summary and on stderr; what was decoded before the cut is kept, and the
 //! other files are still replayed.
 

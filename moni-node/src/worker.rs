@@ -681,6 +681,19 @@ pub struct WorkerSetup<'a> {
     pub cpus: Vec<usize>,
 }
 
+/// One worker's share of the flow settings: `flows.max_flows` bounds the
+/// node, not each worker, so the workers share it (the shard hash spreads
+/// flows evenly), at start and on every reload alike.
+pub fn per_worker(
+    flows: &analyzers::flow::FlowConfig,
+    workers: usize,
+) -> analyzers::flow::FlowConfig {
+    analyzers::flow::FlowConfig {
+        max_flows: flows.max_flows.div_ceil(workers.max(1)).max(1),
+        ..flows.clone()
+    }
+}
+
 /// Starts the workers in `scope`. The IDS detectors are left to the
 /// capture loop (they must see every packet); signatures, which need the
 /// flow state, run here.
@@ -690,10 +703,7 @@ pub fn spawn<'scope>(
 ) -> Workers<'scope> {
     let mut config = s.config.clone();
     config.ids.enabled = false;
-    // `flows.max_flows` bounds the node, not each worker: the workers share
-    // it (the shard hash spreads flows evenly).
-    let n = s.workers.max(1);
-    config.flows.max_flows = config.flows.max_flows.div_ceil(n).max(1);
+    config.flows = per_worker(&config.flows, s.workers);
     let mut w = Workers {
         inputs: Vec::new(),
         control: Vec::new(),
@@ -727,4 +737,32 @@ pub fn spawn<'scope>(
         ));
     }
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_worker;
+
+    /// The node's flow cap is shared by its workers, rounded up, never 0:
+    /// at start and on a reload (which once gave each worker the whole
+    /// cap, so a reload doubled the node's bound with two workers).
+    #[test]
+    fn the_flow_cap_is_shared_by_the_workers() {
+        let flows = analyzers::flow::FlowConfig {
+            max_flows: 1_000,
+            ..Default::default()
+        };
+        assert_eq!(per_worker(&flows, 1).max_flows, 1_000);
+        assert_eq!(per_worker(&flows, 3).max_flows, 334);
+        assert_eq!(per_worker(&flows, 0).max_flows, 1_000);
+        let one = analyzers::flow::FlowConfig {
+            max_flows: 1,
+            ..Default::default()
+        };
+        assert_eq!(per_worker(&one, 4).max_flows, 1);
+        assert_eq!(
+            per_worker(&flows, 2).idle_timeout_secs,
+            flows.idle_timeout_secs
+        );
+    }
 }

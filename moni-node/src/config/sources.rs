@@ -111,7 +111,10 @@ impl NodeConfig {
                 (Some(i), None) if !i.is_empty() => SourceKind::Interface(i.clone()),
                 (None, Some(f)) => {
                     if !(s.speed > 0.0 && s.speed <= 1_000_000.0) {
-                        return Err(invalid("sources.speed", "must be above 0"));
+                        return Err(invalid(
+                            "sources.speed",
+                            "must be above 0 and at most 1000000",
+                        ));
                     }
                     SourceKind::File {
                         path: f.clone(),

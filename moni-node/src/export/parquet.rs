@@ -650,7 +650,7 @@ fn repeats(f: &arrow::datatypes::Field) -> bool {
         && !name.ends_with("_addr")
         && !matches!(
             name.as_str(),
-            "call_id" | "details" | "loss_run_hist" | "caller" | "callee"
+            "call_id" | "details" | "loss_run_hist" | "caller" | "callee" | "media"
         )
 }
 

@@ -362,7 +362,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                     for c in &control_tx {
                         let _ = c.send(Control::Reload {
                             vnets: Arc::clone(&vnets),
-                            flows: new.flows.clone(),
+                            flows: crate::worker::per_worker(&new.flows, workers),
                             rtp: new.rtp.clone(),
                             ids: new.ids.clone(),
                             sigs: sigs.as_ref().map(|s| s.as_ref().map(|s| s.fresh())),
@@ -611,7 +611,6 @@ fn restart_only(c: &NodeConfig, r: &Resolved) -> Vec<(&'static str, u64)> {
         ("ship", h(format!("{:?}", c.ship))),
         ("decode", h(format!("{:?}", c.decode))),
         ("bins", h(format!("{:?}", c.bins))),
-        ("flows.max_flows", h(r.flows.max_flows.to_string())),
         ("flows.vlan_tracking", h(r.flows.vlan_tracking.to_string())),
         ("rtp.window_secs", h(r.rtp.window_secs.to_string())),
         ("rtp.max_streams", h(r.rtp.max_streams.to_string())),
@@ -700,9 +699,11 @@ mod tests {
         );
         assert!(changed(base, &more_vnets).is_empty());
         assert!(changed(base, &format!("{base}[ids]\nscan_ports = 50\n")).is_empty());
+        // The flow cap applies on reload (shared by the workers).
+        assert!(changed(base, &format!("{base}[flows]\nmax_flows = 1000\n")).is_empty());
         assert_eq!(
-            changed(base, &format!("{base}[flows]\nmax_flows = 1000\n")),
-            ["flows.max_flows"]
+            changed(base, &format!("{base}[flows]\nvlan_tracking = false\n")),
+            ["flows.vlan_tracking"]
         );
         assert_eq!(changed(base, &base.replace("eth1", "eth2")), ["sources"]);
         assert_eq!(
