@@ -63,6 +63,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use crate::config::safe_component;
+use crate::precheck;
 
 /// Why an upload was refused; each maps to an HTTP status and a metric
 /// reason.
@@ -928,11 +929,40 @@ const RATIO_COLUMNS: [&str; 5] = [
 /// of every later one; it is a refusal of the file (422).
 fn decoding<T>(step: impl FnOnce() -> T) -> Result<T, IngestError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).map_err(|p| {
-        IngestError::NotParquet(format!(
+        not_parquet(format_args!(
             "the Parquet decoder failed on it: {}",
             panic_message(p.as_ref())
         ))
     })
+}
+
+/// Characters of a decoder's error kept in a refusal: its first line says
+/// what is wrong; some run on for a kilobyte (a flatbuffer's error trace of
+/// a corrupt `ARROW:schema`).
+const MAX_DETAIL: usize = 300;
+
+/// [`IngestError::NotParquet`] with `detail` on one line of at most
+/// [`MAX_DETAIL`] characters.
+fn not_parquet(detail: impl std::fmt::Display) -> IngestError {
+    let detail = detail.to_string();
+    let mut line: String = detail
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_DETAIL)
+        .collect();
+    if detail.chars().nth(MAX_DETAIL).is_some() {
+        line.push_str(" [...]");
+    }
+    IngestError::NotParquet(line)
+}
+
+/// A file [`precheck`] does not give to the decoder: not Parquet it reads,
+/// unless reading our own copy of it failed.
+fn unfit(e: precheck::Unfit) -> IngestError {
+    match e {
+        precheck::Unfit::Io(e) => IngestError::storage(&e),
+        e => not_parquet(e),
+    }
 }
 
 /// The text of a panic's payload (`panic!` with a string or a format).
@@ -1027,8 +1057,12 @@ pub fn prepare(
         return Err(IngestError::BadName(hash.to_string()));
     }
     let file = File::open(upload).map_err(io)?;
-    let builder = decoding(|| ParquetRecordBatchReaderBuilder::try_new(file))?
-        .map_err(|e| IngestError::NotParquet(e.to_string()))?;
+    let len = file.metadata().map_err(io)?.len();
+    // What the decoder trusts is checked first (see `precheck`).
+    precheck::footer(&file, len).map_err(unfit)?;
+    let pages = file.try_clone().map_err(io)?;
+    let builder =
+        decoding(|| ParquetRecordBatchReaderBuilder::try_new(file))?.map_err(not_parquet)?;
     let meta = |key: &str| -> Option<String> {
         builder
             .metadata()
@@ -1066,10 +1100,8 @@ pub fn prepare(
             limit: limits.max_rows,
         });
     }
-    let reader = builder
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| IngestError::NotParquet(e.to_string()))?;
+    precheck::pages(&pages, len, builder.metadata()).map_err(unfit)?;
+    let reader = decoding(|| builder.with_batch_size(BATCH_ROWS).build())?.map_err(not_parquet)?;
     // The stored files carry the collector's schema (its nullability)
     // without the columns that are directory levels.
     let full_schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(want.fields().clone()));
@@ -1097,7 +1129,7 @@ pub fn prepare(
     let mut latest: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
     let mut reader = reader;
     while let Some(batch) = decoding(|| reader.next())? {
-        let batch = batch.map_err(|e| IngestError::NotParquet(e.to_string()))?;
+        let batch = batch.map_err(not_parquet)?;
         rows_total += batch.num_rows() as u64;
         if rows_total > limits.max_rows {
             return Err(IngestError::TooManyRows {
@@ -1182,6 +1214,12 @@ pub fn prepare(
             }
         }
         w.settle()?;
+    }
+    // Every row the footer declares was read: none is lost unnoticed.
+    if u64::try_from(declared).ok() != Some(rows_total) {
+        return Err(not_parquet(format_args!(
+            "the footer declares {declared} rows, {rows_total} were read"
+        )));
     }
     // Finish every part: footer, fsync.
     let (parts, vnets, peak_writers, spills) = w.finish()?;

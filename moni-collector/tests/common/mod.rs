@@ -2,6 +2,7 @@
 //! the moni-node binary, and a throwaway PKI made with rcgen.
 #![allow(dead_code)]
 
+pub mod batches;
 pub mod tmpfs;
 
 use std::io::{Read, Write};
