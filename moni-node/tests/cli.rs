@@ -272,7 +272,7 @@ fn bad_vnet_map_and_config_are_one_line_naming_the_problem() {
     let rules = dir.path().join("other.rules");
     std::fs::write(
         &rules,
-        "drop http any any -> any any (msg:\"x\"; http.uri; content:\"a\"; sid:1;)\n",
+        "sdrop http any any -> any any (msg:\"x\"; http.uri; content:\"a\"; sid:1;)\n",
     )
     .expect("write");
     std::fs::write(&cfg, format!("[ids]\nrules = [\"{}\"]\n", rules.display())).expect("write");
