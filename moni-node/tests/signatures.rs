@@ -727,6 +727,17 @@ alert tcp any any -> any any (content:\"404\"; http_stat_code; sid:6;)
     }
 }
 
+/// Captures on which pass and drop rules are judged by Suricata: SIP over
+/// UDP, HTTP over TCP, IPv4 and IPv6, a VLAN.
+const PASS_AND_DROP_CAPTURES: [&str; 6] = [
+    "voip/sip-rtp-g711.pcap",
+    "voip/sip-rtp-g729a.pcap",
+    "voip/SIP_DTMF2.pcap",
+    "voip/Asterisk_ZFONE_XLITE.pcap",
+    "general/http_ip4and6.pcapng",
+    "general/vlan3136-http-syn-retransmit.pcap",
+];
+
 /// `pass` rules, judged by Suricata on real captures: checked before
 /// every alert rule; an IP-only pass (addresses and ports) passes the rest
 /// of the flow, both directions; a pass on a packet's payload passes that
@@ -743,14 +754,7 @@ alert udp any any -> any any (msg:\"any udp\"; sid:6;)
 alert udp any any -> any any (msg:\"small\"; dsize:<200; sid:16;)
 alert tcp any any -> any any (msg:\"any tcp\"; sid:18;)
 ";
-    for pcap in [
-        "voip/sip-rtp-g711.pcap",
-        "voip/sip-rtp-g729a.pcap",
-        "voip/SIP_DTMF2.pcap",
-        "voip/Asterisk_ZFONE_XLITE.pcap",
-        "general/http_ip4and6.pcapng",
-        "general/vlan3136-http-syn-retransmit.pcap",
-    ] {
+    for pcap in PASS_AND_DROP_CAPTURES {
         let (suricata, events, summary) = moni_and_suricata(&c.join(pcap), rules);
         let passed = summary
             .signatures
@@ -781,14 +785,7 @@ alert udp any any -> any any (msg:\"any udp\"; sid:6;)
 alert udp any any -> any any (msg:\"small\"; dsize:<200; sid:16;)
 alert tcp any any -> any any (msg:\"any tcp\"; sid:18;)
 ";
-    for pcap in [
-        "voip/sip-rtp-g711.pcap",
-        "voip/sip-rtp-g729a.pcap",
-        "voip/SIP_DTMF2.pcap",
-        "voip/Asterisk_ZFONE_XLITE.pcap",
-        "general/http_ip4and6.pcapng",
-        "general/vlan3136-http-syn-retransmit.pcap",
-    ] {
+    for pcap in PASS_AND_DROP_CAPTURES {
         let (suricata, events, summary) = moni_and_suricata(&c.join(pcap), rules);
         let engine = summary.signatures.as_ref().map(|s| &s.engine);
         assert_eq!(

@@ -312,12 +312,9 @@ struct Compiled {
     bits: std::collections::HashMap<String, u16>,
     /// Per rule: [`Rule::header_only`].
     header_only: Vec<bool>,
-    /// Per rule: a `pass` rule whose pass covers the rest of the flow
+    /// Per rule: whether its `pass` or `drop` covers the rest of the flow
     /// ([`Rule::passes_flow`]).
-    passes_flow: Vec<bool>,
-    /// Per rule: a `drop` or `reject` rule whose drop covers the rest of
-    /// the flow, the same way.
-    drops_flow: Vec<bool>,
+    covers_flow: Vec<bool>,
 }
 
 /// The compiled rules, with their matching state.
@@ -411,18 +408,10 @@ impl Signatures {
             }
         }
         let header_only = rules.iter().map(Rule::header_only).collect();
-        let passes_flow = rules
-            .iter()
-            .map(|r| r.action == Action::Pass && r.passes_flow())
-            .collect();
-        let drops_flow = rules
-            .iter()
-            .map(|r| r.action.blocks() && r.passes_flow())
-            .collect();
+        let covers_flow = rules.iter().map(Rule::passes_flow).collect();
         let compiled = Compiled {
             header_only,
-            passes_flow,
-            drops_flow,
+            covers_flow,
             rules,
             meta,
             prefilter,
@@ -675,14 +664,15 @@ impl Signatures {
             if self.c.rules[r as usize].action == Action::Pass {
                 // Pass rules come first: nothing alerted on the packet yet.
                 self.stats.passed_packets += 1;
-                if let (Some(f), true) = (flow, self.c.passes_flow[r as usize]) {
+                if let (Some(f), true) = (flow, self.c.covers_flow[r as usize]) {
                     self.passed.entry(&f.id, || ());
                     self.stats.passed_flows += 1;
                     self.stats.passed_flows_evicted = self.passed.evicted;
                 }
                 return;
             }
-            if let (Some(f), true) = (flow, self.c.drops_flow[r as usize]) {
+            let blocks = self.c.rules[r as usize].action.blocks();
+            if let (Some(f), true) = (flow, blocks && self.c.covers_flow[r as usize]) {
                 // The flow is dropped from the next packet on; this one's
                 // other rules still alert, as in Suricata's IDS mode.
                 if self.dropped.get_mut(&f.id).is_none() {
