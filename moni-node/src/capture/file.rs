@@ -145,9 +145,22 @@ impl FileSource {
             .then(|| std::fs::File::open(path).ok().and_then(ClassicPcap::open))
             .flatten();
         // pcapng likewise, so that each packet's interface is known.
-        let pcapng = (filter.is_none() && ours && meta.is_file() && classic.is_none())
-            .then(|| std::fs::File::open(path).ok().and_then(PcapngReader::open))
-            .flatten();
+        let pcapng = match (filter.is_none() && ours && meta.is_file() && classic.is_none())
+            .then(|| std::fs::File::open(path).ok())
+            .flatten()
+            .map(PcapngReader::open_checked)
+        {
+            Some(Ok(reader)) => reader,
+            // A pcapng file whose section header is damaged: refused as
+            // tshark refuses it, not left to libpcap, which reads it.
+            Some(Err(ReadError::Invalid(m) | ReadError::Truncated(m))) => {
+                return Err(CaptureError::Open {
+                    source_name: name,
+                    message: format!("damaged pcapng section header: {m}"),
+                });
+            }
+            None => None,
+        };
         let records = match (classic, pcapng) {
             (Some(c), _) => Records::Classic(c),
             (None, Some(reader)) => Records::Pcapng {

@@ -48,17 +48,31 @@ pub struct PcapngReader<R: Read> {
 }
 
 impl<R: Read> PcapngReader<R> {
-    /// A reader at the start of a file; `None` when it is not pcapng.
+    /// A reader at the start of a file; `None` when it is not pcapng or
+    /// its section header is damaged.
     pub fn open(inner: R) -> Option<Self> {
+        Self::open_checked(inner).ok().flatten()
+    }
+
+    /// As [`PcapngReader::open`], with the reason when the file starts as
+    /// pcapng (the section header's block type) but its section header is
+    /// refused, for example a trailing length that differs from the
+    /// leading one. tshark refuses such a file as damaged; libpcap reads
+    /// it, so that a caller falling back to libpcap would take a file
+    /// whose block lengths cannot be trusted.
+    pub fn open_checked(inner: R) -> Result<Option<Self>, ReadError> {
+        use std::io::BufRead;
         let mut p = PcapngReader {
             r: BufReader::with_capacity(256 * 1024, inner),
             big_endian: false,
             interfaces: Vec::new(),
             block: Vec::new(),
         };
+        let shb = matches!(p.r.fill_buf(), Ok(b) if b.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]));
         match p.read_block() {
-            Ok(Some(0x0a0d_0d0a)) => Some(p),
-            _ => None,
+            Ok(Some(0x0a0d_0d0a)) => Ok(Some(p)),
+            Err(e) if shb => Err(e),
+            _ => Ok(None),
         }
     }
 
@@ -319,6 +333,25 @@ mod tests {
         assert_eq!((p.ts_us, p.nanos), (1_700_000_000_000_001, 503));
         assert!(r.next_record().expect("end").is_none());
         assert!(PcapngReader::open(&[0xd4, 0xc3, 0xb2, 0xa1][..]).is_none());
+        assert!(matches!(
+            PcapngReader::open_checked(&[0xd4, 0xc3, 0xb2, 0xa1][..]),
+            Ok(None)
+        ));
+    }
+
+    /// A section header whose trailing length differs from its leading
+    /// one is refused with the reason (tshark: "damaged or corrupt"), not
+    /// taken for another format.
+    #[test]
+    fn a_damaged_section_header_is_refused_with_the_reason() {
+        let mut bytes = file();
+        let len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+        bytes[len - 4..len].copy_from_slice(&(len as u32 + 4).to_le_bytes());
+        match PcapngReader::open_checked(&bytes[..]) {
+            Err(ReadError::Invalid(m)) => assert!(m.contains("trailing length"), "{m}"),
+            other => panic!("{:?}", other.map(|r| r.is_some())),
+        }
+        assert!(PcapngReader::open(&bytes[..]).is_none());
     }
 
     /// A packet block of interface `iface` with `ts` in the interface's

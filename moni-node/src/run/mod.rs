@@ -615,6 +615,10 @@ fn restart_only(c: &NodeConfig, r: &Resolved) -> Vec<(&'static str, u64)> {
         ("rtp.window_secs", h(r.rtp.window_secs.to_string())),
         ("rtp.max_streams", h(r.rtp.max_streams.to_string())),
         ("rtp.max_calls", h(r.rtp.max_calls.to_string())),
+        // The detectors are made (or not) at the start, and their tables
+        // sized for `max_tracked` then.
+        ("ids.enabled", h(r.ids.enabled.to_string())),
+        ("ids.max_tracked", h(r.ids.max_tracked.to_string())),
     ]
 }
 
@@ -710,5 +714,15 @@ mod tests {
             changed(base, &format!("{base}[rtp]\nwindow_secs = 5\n")),
             ["rtp.window_secs"]
         );
+        assert_eq!(
+            changed(base, &format!("{base}[ids]\nenabled = false\n")),
+            ["ids.enabled"]
+        );
+        assert_eq!(
+            changed(base, &format!("{base}[ids]\nmax_tracked = 1000\n")),
+            ["ids.max_tracked"]
+        );
+        // The candidate and announcement caps are read at each insert.
+        assert!(changed(base, &format!("{base}[rtp]\nmax_candidates = 10\n")).is_empty());
     }
 }
