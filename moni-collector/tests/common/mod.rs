@@ -35,11 +35,30 @@ pub fn reader() -> String {
     format!("[[readers]]\nname = \"grafana\"\ntoken = \"{READER}\"\n")
 }
 
+/// A free TCP port on 127.0.0.1, never the same twice in one test
+/// binary: the kernel may hand a port just released to the next
+/// `bind(0)`, and two tests running at once would then start collectors on
+/// one port; the second cannot bind and exits, and its test talks to the
+/// other test's collector (the likely cause of a CI run in which the
+/// stalled-upload test got no answer at all while the slowloris test's
+/// collector was over capacity).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut g = given
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The `[server]` head of a config plus two nodes; `server_extra` adds
@@ -81,7 +100,7 @@ impl Collector {
             .stderr(Stdio::null())
             .spawn()
             .expect("start collector");
-        let c = Collector { child, port };
+        let mut c = Collector { child, port };
         let t0 = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -89,6 +108,12 @@ impl Collector {
                 "collector did not start"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+        // Whatever answers must be this collector, not another process
+        // that holds the port while this one could not bind it.
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(Some(status)) = c.child.try_wait() {
+            panic!("collector on port {port} exited ({status}): the port was taken");
         }
         c
     }
