@@ -148,7 +148,7 @@ impl FileSource {
         let pcapng = match (filter.is_none() && ours && meta.is_file() && classic.is_none())
             .then(|| std::fs::File::open(path).ok())
             .flatten()
-            .map(PcapngReader::open_checked)
+            .map(PcapngReader::open)
         {
             Some(Ok(reader)) => reader,
             // A pcapng file whose section header is damaged: refused as

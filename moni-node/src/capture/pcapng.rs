@@ -48,19 +48,13 @@ pub struct PcapngReader<R: Read> {
 }
 
 impl<R: Read> PcapngReader<R> {
-    /// A reader at the start of a file; `None` when it is not pcapng or
-    /// its section header is damaged.
-    pub fn open(inner: R) -> Option<Self> {
-        Self::open_checked(inner).ok().flatten()
-    }
-
-    /// As [`PcapngReader::open`], with the reason when the file starts as
-    /// pcapng (the section header's block type) but its section header is
-    /// refused, for example a trailing length that differs from the
-    /// leading one. tshark refuses such a file as damaged; libpcap reads
-    /// it, so that a caller falling back to libpcap would take a file
-    /// whose block lengths cannot be trusted.
-    pub fn open_checked(inner: R) -> Result<Option<Self>, ReadError> {
+    /// A reader at the start of a file; `None` when it is not pcapng, the
+    /// reason when it starts as pcapng (the section header's block type)
+    /// but its section header is refused, for example a trailing length
+    /// that differs from the leading one. tshark refuses such a file as
+    /// damaged; libpcap reads it, so that a caller falling back to libpcap
+    /// would take a file whose block lengths cannot be trusted.
+    pub fn open(inner: R) -> Result<Option<Self>, ReadError> {
         use std::io::BufRead;
         let mut p = PcapngReader {
             r: BufReader::with_capacity(256 * 1024, inner),
@@ -321,7 +315,7 @@ mod tests {
     #[test]
     fn reads_interfaces_and_nanosecond_times() {
         let bytes = file();
-        let mut r = PcapngReader::open(&bytes[..]).expect("pcapng");
+        let mut r = PcapngReader::open(&bytes[..]).expect("ok").expect("pcapng");
         let p = r.next_record().expect("ok").expect("packet");
         assert_eq!(
             (p.interface, p.ts_us, p.orig_len),
@@ -332,9 +326,8 @@ mod tests {
         let p = r.next_record().expect("ok").expect("packet");
         assert_eq!((p.ts_us, p.nanos), (1_700_000_000_000_001, 503));
         assert!(r.next_record().expect("end").is_none());
-        assert!(PcapngReader::open(&[0xd4, 0xc3, 0xb2, 0xa1][..]).is_none());
         assert!(matches!(
-            PcapngReader::open_checked(&[0xd4, 0xc3, 0xb2, 0xa1][..]),
+            PcapngReader::open(&[0xd4, 0xc3, 0xb2, 0xa1][..]),
             Ok(None)
         ));
     }
@@ -347,11 +340,10 @@ mod tests {
         let mut bytes = file();
         let len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
         bytes[len - 4..len].copy_from_slice(&(len as u32 + 4).to_le_bytes());
-        match PcapngReader::open_checked(&bytes[..]) {
+        match PcapngReader::open(&bytes[..]) {
             Err(ReadError::Invalid(m)) => assert!(m.contains("trailing length"), "{m}"),
             other => panic!("{:?}", other.map(|r| r.is_some())),
         }
-        assert!(PcapngReader::open(&bytes[..]).is_none());
     }
 
     /// A packet block of interface `iface` with `ts` in the interface's
@@ -374,7 +366,7 @@ mod tests {
 
     /// Every record until the end or the first error.
     fn read_all(bytes: &[u8]) -> (Vec<(u32, i64)>, Option<ReadError>) {
-        let mut r = PcapngReader::open(bytes).expect("pcapng");
+        let mut r = PcapngReader::open(bytes).expect("ok").expect("pcapng");
         let mut out = Vec::new();
         loop {
             match r.next_record() {
@@ -406,7 +398,7 @@ mod tests {
         let mut f = base.clone();
         f.extend(block(1, &[101, 0, 0, 0, 0, 0, 1, 0]));
         f.extend(packet(6, 1, 5));
-        let mut r = PcapngReader::open(&f[..]).expect("pcapng");
+        let mut r = PcapngReader::open(&f[..]).expect("ok").expect("pcapng");
         let mut ifaces = Vec::new();
         while let Ok(Some(p)) = r.next_record() {
             ifaces.push(p.interface);
@@ -465,7 +457,7 @@ mod tests {
                 }
             }
             bytes.truncate(cut);
-            if let Some(mut r) = PcapngReader::open(&bytes[..]) {
+            if let Ok(Some(mut r)) = PcapngReader::open(&bytes[..]) {
                 for _ in 0..10 {
                     match r.next_record() {
                         Ok(Some(_)) => {}
