@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::capture::batch::PacketBatch;
+use crate::capture::batch::free_list;
 use crate::capture::driver::{Dispatcher, DriverIo, DriverSettings, Overload, Pacing};
 use crate::capture::file::FileSource;
 use crate::capture::PacketSource;
@@ -98,7 +98,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     // eviction storm) would hold hundreds of MB; a full queue makes the
     // workers wait, as replay never drops.
     let (records_tx, records_rx) = crossbeam_channel::bounded::<Records>(4 * workers);
-    let (free_tx, free_rx) = crossbeam_channel::bounded::<PacketBatch>(workers * (QUEUE_DEPTH + 2));
+    let (free_tx, free_rx) = free_list(workers * (QUEUE_DEPTH + 2));
     let capture_drops = Arc::new(AtomicU64::new(0));
     let settings = DriverSettings {
         name: "replay".into(),

@@ -502,11 +502,12 @@ fn send_records(
                 .map_or(state.newest_packet, |w| w.max(state.newest_packet)),
         );
     }
-    let records = Records {
+    let mut records = Records {
         vnets: vnets.clone(),
         worker: Some(ctx.index),
         watermark: state.watermark,
         flows,
+        flow_batches: Vec::new(),
         bins: engine.take_bins(),
         rtp_windows,
         rtp_streams,
@@ -514,6 +515,7 @@ fn send_records(
         calls: engine.take_calls(),
         alerts,
     };
+    records.convert_flows();
     // Sent even when empty while the watermark moves: the bin merger waits
     // for every worker's.
     let moved = records.watermark != state.sent_watermark;

@@ -7,6 +7,7 @@
 use analyzers::decode::{Decoded, Detached, Tunnels};
 use analyzers::vnet::VnetId;
 use analyzers::Timestamp;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::RawPacket;
 
@@ -26,6 +27,34 @@ pub struct Tag {
     /// live interface since it opened): Suricata's EVE `pcap_cnt`. 0 when
     /// unknown.
     pub number: u64,
+}
+
+/// Batches the free list starts with ([`free_list`]). The capture loop
+/// takes the batch freed longest ago, so a batch comes back to it only
+/// after this many others: by then the worker that read it (on another
+/// core) no longer holds its lines, and the capture loop's stores into it
+/// do not each wait for that core to give a line up. How much that wait
+/// costs varies on this project's 2-core VM over a day. While it was
+/// high, with only the dozen batches that circulate on their own (the
+/// queues, the batches being filled) the capture thread of a 2-worker
+/// flow-heavy replay took 2.8 s of CPU (1.5 s with everything on one
+/// core) and the replay 3.3 s; with 32 more 2.2-2.3 s of CPU and 2.7-2.8
+/// s; with 64 more 1.7 s and 2.2 s; with 128 the same as 64 (interleaved
+/// runs). While it was low, the rotation changed nothing (2.3-2.5 s
+/// either way). About 6 MiB on that capture (at most 64 times
+/// [`PacketBatch::MAX_BYTES`] plus the decodes).
+pub const ROTATION: usize = 64;
+
+/// The free list the workers return batches to and the capture loop takes
+/// them from: room for `in_flight` batches (those the queues and the
+/// loop can hold) besides the [`ROTATION`] it starts with.
+pub fn free_list(in_flight: usize) -> (Sender<PacketBatch>, Receiver<PacketBatch>) {
+    let (tx, rx) = crossbeam_channel::bounded(in_flight + ROTATION);
+    for _ in 0..ROTATION {
+        // Cannot fail: the channel has room for these and more.
+        let _ = tx.try_send(PacketBatch::with_capacity());
+    }
+    (tx, rx)
 }
 
 /// Up to [`PacketBatch::CAPACITY`] packets copied out of the capture buffer.
@@ -267,6 +296,44 @@ fn packet<'a>(
 mod tests {
     use super::*;
     use analyzers::{DecodeConfig, LinkType};
+
+    /// The free list starts with ROTATION spare batches and has room for
+    /// the in-flight ones besides; a returned batch comes back only after
+    /// every batch returned before it.
+    #[test]
+    fn the_free_list_hands_out_the_batch_freed_longest_ago() {
+        let (tx, rx) = free_list(3);
+        assert_eq!(rx.len(), ROTATION);
+        let mut marked = Vec::new();
+        for n in 1..=3u64 {
+            let mut b = rx.try_recv().expect("a spare batch");
+            b.push_tagged(
+                &RawPacket {
+                    ts: Timestamp(0),
+                    nanos: 0,
+                    wire_len: 1,
+                    data: &[0],
+                },
+                Tag {
+                    number: n,
+                    ..Tag::default()
+                },
+            );
+            marked.push(b);
+        }
+        // The in-flight batches fit beside the spares.
+        for b in marked {
+            tx.try_send(b).expect("room for an in-flight batch");
+        }
+        let mut order = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            if let Some((_, tag)) = b.iter_tagged().next() {
+                order.push((tag.number, rx.len()));
+            }
+        }
+        // After the ROTATION - 3 spares still waiting, in the order freed.
+        assert_eq!(order, vec![(1, 2), (2, 1), (3, 0)]);
+    }
 
     fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
         let len = (20 + payload.len()) as u16;

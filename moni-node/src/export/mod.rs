@@ -16,6 +16,7 @@ use std::path::Path;
 use analyzers::record::{BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
 use analyzers::schema::{self, DatasetRecord};
 use analyzers::vnet::VnetMap;
+use arrow::array::RecordBatch;
 
 use crate::config::OutputConfig;
 pub use parquet::{DatasetWriter, ExportError};
@@ -94,6 +95,16 @@ impl Datasets {
     ) -> Result<(), ExportError> {
         let name = R::DATASET.name;
         let batches = schema::batches(records, vnets).map_err(|e| arrow_error(name, e))?;
+        self.write_batches(name, &batches)
+    }
+
+    /// Writes batches of dataset `name` that a worker already converted
+    /// (see [`crate::sink::Records::flow_batches`]).
+    pub fn write_batches(
+        &mut self,
+        name: &str,
+        batches: &[RecordBatch],
+    ) -> Result<(), ExportError> {
         if batches.is_empty() {
             return Ok(());
         }
@@ -106,7 +117,7 @@ impl Datasets {
         // Every batch, also after a failure (the writer then holds them
         // for its retry); the first error is returned.
         let mut first = Ok(());
-        for b in &batches {
+        for b in batches {
             if let Err(e) = w.write(b) {
                 first = first.and(Err(e));
             }

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::capture::batch::PacketBatch;
+use crate::capture::batch::free_list;
 use crate::capture::driver::{
     Dispatcher, DriverIo, DriverSettings, Overload, Pacing, SourceControl,
 };
@@ -137,7 +137,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
 
     let workers = node.workers;
     let pool = workers * (node.queue_batches + 2) * config.sources.len().max(1);
-    let (free_tx, free_rx) = crossbeam_channel::bounded::<PacketBatch>(pool.min(4096));
+    let (free_tx, free_rx) = free_list(pool.min(4096));
     let (writer_tx, writer_rx) = crossbeam_channel::bounded::<Records>(256);
     let capture_drops = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
