@@ -175,6 +175,18 @@
 # copies); PREFETCHW of the batch lines ahead of the copy (no change);
 # the workers at nice 10 (no change); DELTA_BINARY_PACKED for the integer
 # columns (writer 3.4 -> 3.3 s on the capped run, files 2.5% larger).
+# 2026-12-04, session 30 (a new 2-vCPU VM, AMD EPYC, one run in a slow
+# spell: the flow-heavy capture took 5.17 s on one core against 3.8-4.0 s
+# an hour earlier): IMIX 1 worker 0.83x tcpdump, 2 workers 1.67x of one
+# core, tshark 75.5x, VXLAN twin 0.76x; flow-heavy 1 worker 0.43x, 2
+# workers 0.30x (1.41x of one core; 1.57-1.82x, median 1.65x, over 6
+# interleaved rounds earlier), 2.25x softflowd, capped 0.37x, IDS on /
+# off 0.92x (CPU); VoIP 0.21x tcpdump, 18.0x tshark; 1 M SYN sources 188
+# MiB. Kept: 64 spare batches in the free list, reused oldest first (in
+# the VM's spells of costly cross-core lines the capture thread took 2.8 s
+# of CPU with one worker on each core against 1.5 s on one core; with the
+# spares 1.7 s); the workers convert their flows to Arrow (2 workers
+# 2.79 -> 2.66 s, median of 6 interleaved rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
