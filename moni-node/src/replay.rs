@@ -50,11 +50,17 @@ pub fn default_workers() -> usize {
 }
 
 /// Batches queued per worker. Batches close at 256 packets or 256 KiB, so
-/// this bounds what is in flight to about 1 MiB per worker, which stays
-/// out of the flow table's way in the shared cache: 8 measured no faster
-/// (IMIX and flow-heavy, 6 rounds), and with batches of 1 MiB 16 measured
-/// the same wall time for 20% more CPU (bench/rules.sh).
-const QUEUE_DEPTH: usize = 4;
+/// this bounds what is in flight to about 4 MiB per worker. With 4 the
+/// capture thread slept on a full queue for about 15% of a 2-worker
+/// flow-heavy replay (`perf sched`: 0.49 s of 3.5 s, in short waits spread
+/// over the whole run) while the other worker's core went idle: a worker
+/// woken from idle on this VM takes long enough for its queue to fill.
+/// 2026-12-04, interleaved rounds (release, 2 cores, medians): flow-heavy
+/// 2 workers 2.73 s at 4, 2.46 s at 16, 2.48 s at 32 (5 rounds; 1 worker
+/// on 1 core 4.57 s), 1 worker 2.67 -> 2.53 s; IMIX 1.91 -> 1.90 s; VoIP
+/// 1.38 -> 1.19 s. (In session 25, before the free list held spare
+/// batches, 8 measured no faster than 4.)
+const QUEUE_DEPTH: usize = 16;
 
 /// How often counters are published and files rotated (wall clock; the
 /// analysis runs on packet time only).
