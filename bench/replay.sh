@@ -187,6 +187,19 @@
 # of CPU with one worker on each core against 1.5 s on one core; with the
 # spares 1.7 s); the workers convert their flows to Arrow (2 workers
 # 2.79 -> 2.66 s, median of 6 interleaved rounds).
+# 2026-12-04, session 32 (same VM, one run, quiet; after replay's queue
+# of 16 batches per worker instead of 4: with 4 the capture thread slept
+# on a full queue for 0.49 s of a 3.5 s 2-worker flow-heavy replay while
+# the other core idled, with 16 for 0.27 s; interleaved medians before the
+# run: flow-heavy 2 workers 2.73 -> 2.46 s, 1.67x -> 1.86x of one core):
+# IMIX 1 worker 0.77x tcpdump, 2 workers 1.53x of one core (the capture
+# thread 93% of the wall: the kernel's copy of the file and the copy into
+# the batches are 40% of its samples; 1.68x as the median of 5
+# interleaved rounds before the run), tshark 78.2x, VXLAN twin 0.85x;
+# flow-heavy 1 worker 0.40x, 2 workers 0.39x (1.72x of one core; 1.74x
+# median of 5 interleaved rounds), 2.13x softflowd, capped 0.50x, IDS on /
+# off 0.94x (wall), whole IDS 12.3% of CPU (callgrind 5.3% of cycles);
+# VoIP 0.24x tcpdump, 21.4x tshark; 1 M SYN sources 190 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
