@@ -62,6 +62,21 @@ pub fn default_workers() -> usize {
 /// batches, 8 measured no faster than 4.)
 const QUEUE_DEPTH: usize = 16;
 
+/// Nice steps the workers run below the capture thread. The capture
+/// thread is replay's serial part (it reads, decodes, shards and runs the
+/// cross-flow IDS for every packet: 93% of the wall of a 2-worker IMIX
+/// replay): when it and a worker want the same core, the worker, which
+/// has [`QUEUE_DEPTH`] batches of slack, should wait. 2026-12-04,
+/// interleaved rounds on 2 cores (workers reniced from outside): IMIX 2
+/// workers 2.00 s level, 1.81 s at 5, 1.86 s at 19; flow-heavy 2.46 ->
+/// 2.38 s; VoIP (worker-bound) 1.09 -> 1.07 s; with the workers started
+/// at 5 (4 rounds, medians) IMIX 1.90 -> 1.84 s, flow-heavy 2.65 -> 2.45
+/// s. Not with one worker: on one core the capture thread then runs its
+/// 16 batches ahead of the worker, which reads them back from memory
+/// (IMIX 3.23 -> 3.42 s); on two it has a core to itself anyway. (In
+/// session 25, with 4 batches of slack, nice 10 measured no faster.)
+const WORKER_NICE: i32 = 5;
+
 /// How often counters are published and files rotated (wall clock; the
 /// analysis runs on packet time only).
 const TICK: Duration = Duration::from_secs(1);
@@ -134,6 +149,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
                 tick: TICK,
                 wall_clock: false,
                 cpus: Vec::new(),
+                nice_below_capture: if workers > 1 { WORKER_NICE } else { 0 },
             },
         );
         let io = DriverIo {

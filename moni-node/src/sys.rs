@@ -25,6 +25,27 @@ pub fn set_nice(nice: i32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lowers the calling thread's priority by `by` nice steps (0 leaves it
+/// unchanged); the process's other threads keep theirs (Linux keeps a
+/// nice value per thread). Lowering never needs a privilege; a failure
+/// leaves the thread as it was, which costs speed, never a result.
+pub fn lower_thread_priority(by: i32) {
+    if by <= 0 {
+        return;
+    }
+    // SAFETY: getpriority and setpriority take integers only;
+    // PRIO_PROCESS with who = 0 means the calling thread on Linux.
+    unsafe {
+        // -1 is also a valid niceness: errno tells an error apart.
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+        if now == -1 && *libc::__errno_location() != 0 {
+            return;
+        }
+        let _ = libc::setpriority(libc::PRIO_PROCESS, 0, (now + by).min(19));
+    }
+}
+
 /// Puts the calling thread, and every thread it starts afterwards, in the
 /// `SCHED_IDLE` class: it runs only on a CPU nothing else wants, and a
 /// production thread that wakes takes its CPU at once, without waiting
@@ -324,5 +345,43 @@ mod tests {
                 assert_eq!(comm.trim_end(), "moni-worker-7");
             }
         });
+    }
+
+    /// A worker's lower priority is its own: the thread that started it
+    /// keeps its niceness (Linux keeps one per thread), and the value is
+    /// read back from /proc as `top -H` would show it.
+    #[test]
+    fn lowering_a_thread_priority_leaves_the_others_alone() {
+        fn nice_of(tid: i32) -> i64 {
+            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+                .expect("thread stat");
+            // Field 19 is the niceness; fields after the ")" of the name.
+            let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+            rest.split(' ').nth(16).expect("nice").parse().expect("number")
+        }
+        // SAFETY: gettid takes nothing and cannot fail.
+        let me = unsafe { libc::gettid() };
+        let before = nice_of(me);
+        let (tid, after) = std::thread::spawn(|| {
+            super::lower_thread_priority(3);
+            // SAFETY: as above.
+            let tid = unsafe { libc::gettid() };
+            (tid, nice_of(tid))
+        })
+        .join()
+        .expect("thread");
+        assert_ne!(tid, me);
+        assert_eq!(after, (before + 3).min(19));
+        assert_eq!(nice_of(me), before, "the calling thread keeps its niceness");
+        // Never above 19, and 0 changes nothing.
+        let capped = std::thread::spawn(|| {
+            super::lower_thread_priority(0);
+            super::lower_thread_priority(40);
+            // SAFETY: as above.
+            nice_of(unsafe { libc::gettid() })
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(capped, 19);
     }
 }

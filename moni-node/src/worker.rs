@@ -681,6 +681,10 @@ pub struct WorkerSetup<'a> {
     pub wall_clock: bool,
     /// CPUs to pin workers to (`node.worker_cpus`; empty: no pinning).
     pub cpus: Vec<usize>,
+    /// Nice steps the workers run below the capture thread (0: level).
+    /// Replay, where one capture thread feeds every worker, gives the
+    /// capture thread the CPU first: see `replay::WORKER_NICE`.
+    pub nice_below_capture: i32,
 }
 
 /// One worker's share of the flow settings: `flows.max_flows` bounds the
@@ -729,11 +733,13 @@ pub fn spawn<'scope>(
             wall_clock: s.wall_clock,
         };
         let cpus = s.cpus.clone();
+        let nice = s.nice_below_capture;
         w.handles.push(crate::sys::spawn_named(
             scope,
             format!("moni-worker-{index}"),
             move || {
                 crate::sys::pin_current_thread(&cpus, index, "worker");
+                crate::sys::lower_thread_priority(nice);
                 run_worker(ctx)
             },
         ));

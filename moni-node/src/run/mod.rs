@@ -201,6 +201,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                 tick: node.tick,
                 wall_clock: true,
                 cpus: node.worker_cpus.clone(),
+                nice_below_capture: 0,
             },
         );
         let crate::worker::Workers {
