@@ -357,7 +357,11 @@ mod tests {
                 .expect("thread stat");
             // Field 19 is the niceness; fields after the ")" of the name.
             let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-            rest.split(' ').nth(16).expect("nice").parse().expect("number")
+            rest.split(' ')
+                .nth(16)
+                .expect("nice")
+                .parse()
+                .expect("number")
         }
         // SAFETY: gettid takes nothing and cannot fail.
         let me = unsafe { libc::gettid() };
