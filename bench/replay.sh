@@ -200,6 +200,16 @@
 # median of 5 interleaved rounds), 2.13x softflowd, capped 0.50x, IDS on /
 # off 0.94x (wall), whole IDS 12.3% of CPU (callgrind 5.3% of cycles);
 # VoIP 0.24x tcpdump, 21.4x tshark; 1 M SYN sources 190 MiB.
+# Later the same session, with more than one worker the workers 5 nice
+# steps below the capture thread (4 interleaved rounds, quiet: IMIX 2
+# workers 1.90 -> 1.84 s, flow-heavy 2.65 -> 2.45 s; 1.76x and 1.90x of
+# one core), then one run in a slow spell (tcpdump read IMIX in 2.02 s
+# against 1.20 s before): IMIX 1 worker 0.60x, 2 workers 1.54x of one
+# core; flow-heavy 1 worker 0.26x, 2 workers 1.35x of one core, 1.42x
+# softflowd, capped 0.58x, IDS on / off 0.85x (CPU); VoIP 0.22x tcpdump,
+# 20.9x tshark; 1 M SYN sources 189 MiB. Two independent 1-core replays
+# on the two cores at once run 1-4% slower than one alone: the VM's cores
+# scale; the capture thread (55-58% of a 1-core IMIX replay) is the limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
