@@ -33,16 +33,31 @@ pub struct Tag {
 /// takes the batch freed longest ago, so a batch comes back to it only
 /// after this many others: by then the worker that read it (on another
 /// core) no longer holds its lines, and the capture loop's stores into it
-/// do not each wait for that core to give a line up. How much that wait
-/// costs varies on this project's 2-core VM over a day. While it was
-/// high, with only the dozen batches that circulate on their own (the
-/// queues, the batches being filled) the capture thread of a 2-worker
-/// flow-heavy replay took 2.8 s of CPU (1.5 s with everything on one
-/// core) and the replay 3.3 s; with 32 more 2.2-2.3 s of CPU and 2.7-2.8
-/// s; with 64 more 1.7 s and 2.2 s; with 128 the same as 64 (interleaved
-/// runs). While it was low, the rotation changed nothing (2.3-2.5 s
-/// either way). About 6 MiB on that capture (at most 64 times
-/// [`PacketBatch::MAX_BYTES`] plus the decodes). The live `run` rotates
+/// do not each wait for that core to give a line up. Too many, and the
+/// batches the capture loop cycles through no longer fit in the
+/// last-level cache, so each store waits for memory instead.
+///
+/// Measured on the 2-core VMs this project runs on (interleaved runs,
+/// release build). Session 30 (2026-12-04, a 2-vCPU AMD EPYC VM): while
+/// the wait for the other core was high, with only the dozen batches that
+/// circulate on their own (the queues, the batches being filled) the
+/// capture thread of a 2-worker flow-heavy replay took 2.8 s of CPU (1.5
+/// s with everything on one core) and the replay 3.3 s; with 32 more
+/// 2.2-2.3 s of CPU and 2.7-2.8 s; with 64 more 1.7 s and 2.2 s; with 128
+/// the same as 64. While it was low, the rotation changed nothing.
+/// Session 33 (2026-12-04, a VM of the same kind: AMD EPYC, 2 MiB L2, 32
+/// MiB L3), in a spell where the capture thread took as much CPU with one
+/// worker per core as on one core, so the other core gave lines up
+/// cheaply: a 2-worker IMIX replay took 0.89 s with 8 or 32 spares,
+/// 1.01-1.05 s with 64 and 1.2 s with 256 (capture thread 0.85 s of CPU
+/// against 0.97 s); 4 interleaved rounds of 32 against 64: IMIX 1 worker
+/// on 1 core 1.53 / 1.60 s, 2 workers 0.91 / 1.00 s, flow-heavy 2.40 /
+/// 2.50 s and 1.35 / 1.42 s. Kept at 64: 32 saves 5-9% in such spells
+/// and cost 30% in the costly ones above. About 9 MiB on the IMIX
+/// capture (at most 64 times [`PacketBatch::MAX_BYTES`] plus the
+/// decodes).
+///
+/// The live `run` rotates
 /// too: cycling through more memory did not cost production more on the
 /// lab's TCP leg (4 alternating runs each, release build: with the spares
 /// a TCP ratio of 0.913-0.952, mean 0.930; without, 0.885-0.978, mean
