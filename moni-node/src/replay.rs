@@ -134,6 +134,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         decode: config.decode.clone(),
         ids: config.ids.enabled.then(|| config.ids.clone()),
         vnets: Arc::new(config.vnets.clone()),
+        adapt_rotation: true,
     };
     let (files, capture, totals) = std::thread::scope(|scope| {
         let pool = crate::worker::spawn(

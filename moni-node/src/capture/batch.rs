@@ -9,6 +9,7 @@ use analyzers::vnet::VnetId;
 use analyzers::Timestamp;
 use crossbeam_channel::{Receiver, Sender};
 
+use super::rotation::{EXTRA, SPARES};
 use super::RawPacket;
 
 /// What the capture loop says about one packet of a batch besides its
@@ -29,47 +30,15 @@ pub struct Tag {
     pub number: u64,
 }
 
-/// Batches the free list starts with ([`free_list`]). The capture loop
-/// takes the batch freed longest ago, so a batch comes back to it only
-/// after this many others: by then the worker that read it (on another
-/// core) no longer holds its lines, and the capture loop's stores into it
-/// do not each wait for that core to give a line up. Too many, and the
-/// batches the capture loop cycles through no longer fit in the
-/// last-level cache, so each store waits for memory instead.
-///
-/// Measured on the 2-core VMs this project runs on (interleaved runs,
-/// release build). Session 30 (2026-12-04, a 2-vCPU AMD EPYC VM): while
-/// the wait for the other core was high, with only the dozen batches that
-/// circulate on their own (the queues, the batches being filled) the
-/// capture thread of a 2-worker flow-heavy replay took 2.8 s of CPU (1.5
-/// s with everything on one core) and the replay 3.3 s; with 32 more
-/// 2.2-2.3 s of CPU and 2.7-2.8 s; with 64 more 1.7 s and 2.2 s; with 128
-/// the same as 64. While it was low, the rotation changed nothing.
-/// Session 33 (2026-12-04, a VM of the same kind: AMD EPYC, 2 MiB L2, 32
-/// MiB L3), in a spell where the capture thread took as much CPU with one
-/// worker per core as on one core, so the other core gave lines up
-/// cheaply: a 2-worker IMIX replay took 0.89 s with 8 or 32 spares,
-/// 1.01-1.05 s with 64 and 1.2 s with 256 (capture thread 0.85 s of CPU
-/// against 0.97 s); 4 interleaved rounds of 32 against 64: IMIX 1 worker
-/// on 1 core 1.53 / 1.60 s, 2 workers 0.91 / 1.00 s, flow-heavy 2.40 /
-/// 2.50 s and 1.35 / 1.42 s. Kept at 64: 32 saves 5-9% in such spells
-/// and cost 30% in the costly ones above. About 9 MiB on the IMIX
-/// capture (at most 64 times [`PacketBatch::MAX_BYTES`] plus the
-/// decodes).
-///
-/// The live `run` rotates
-/// too: cycling through more memory did not cost production more on the
-/// lab's TCP leg (4 alternating runs each, release build: with the spares
-/// a TCP ratio of 0.913-0.952, mean 0.930; without, 0.885-0.978, mean
-/// 0.939).
-pub const ROTATION: usize = 64;
-
 /// The free list the workers return batches to and the capture loop takes
-/// them from: room for `in_flight` batches (those the queues and the
-/// loop can hold) besides the [`ROTATION`] it starts with.
+/// them from, oldest first: it starts with [`SPARES`] spare batches and has
+/// room for `in_flight` batches (those the queues and the loop can hold)
+/// besides those and the [`EXTRA`] the loop may hold aside
+/// ([`super::rotation`], which says why the rotation matters and how its
+/// length is chosen).
 pub fn free_list(in_flight: usize) -> (Sender<PacketBatch>, Receiver<PacketBatch>) {
-    let (tx, rx) = crossbeam_channel::bounded(in_flight + ROTATION);
-    for _ in 0..ROTATION {
+    let (tx, rx) = crossbeam_channel::bounded(in_flight + SPARES + EXTRA);
+    for _ in 0..SPARES {
         // Cannot fail: the channel has room for these and more.
         let _ = tx.try_send(PacketBatch::with_capacity());
     }
@@ -316,13 +285,13 @@ mod tests {
     use super::*;
     use analyzers::{DecodeConfig, LinkType};
 
-    /// The free list starts with ROTATION spare batches and has room for
+    /// The free list starts with SPARES spare batches and has room for
     /// the in-flight ones besides; a returned batch comes back only after
     /// every batch returned before it.
     #[test]
     fn the_free_list_hands_out_the_batch_freed_longest_ago() {
         let (tx, rx) = free_list(3);
-        assert_eq!(rx.len(), ROTATION);
+        assert_eq!(rx.len(), SPARES);
         let mut marked = Vec::new();
         for n in 1..=3u64 {
             let mut b = rx.try_recv().expect("a spare batch");
@@ -350,7 +319,7 @@ mod tests {
                 order.push((tag.number, rx.len()));
             }
         }
-        // After the ROTATION - 3 spares still waiting, in the order freed.
+        // After the SPARES - 3 spares still waiting, in the order freed.
         assert_eq!(order, vec![(1, 2), (2, 1), (3, 0)]);
     }
 

@@ -32,6 +32,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::batch::{PacketBatch, Tag};
 use super::classic::Placed;
+use super::rotation::Rotation;
 use super::{CaptureError, Next, PacketSource, RawPacket};
 use crate::metrics::Metrics;
 use crate::shard::FragmentPins;
@@ -102,6 +103,10 @@ pub struct DriverSettings {
     pub ids: Option<IdsConfig>,
     /// For `iface:` mappings and the IDS's VNet of a packet.
     pub vnets: Arc<VnetMap>,
+    /// Choose the batches' rotation by measuring the loop's CPU time
+    /// (`replay`), or keep the long one (`run`): see
+    /// [`super::rotation`].
+    pub adapt_rotation: bool,
 }
 
 /// What `run` changes in a running capture loop (SIGHUP).
@@ -190,6 +195,8 @@ pub struct Dispatcher {
     /// The capture thread's CPU time and the wall time when counters were
     /// last published (`moni_source_capture_busy_ratio`).
     cpu_mark: Option<(f64, Instant)>,
+    /// How long a batch rests before it is filled again.
+    rotation: Rotation,
 }
 
 /// Checks for a flush, a tick or a stop every this many packets.
@@ -237,6 +244,7 @@ impl Dispatcher {
             pins: FragmentPins::new(settings.decode.reassembly_timeout_secs),
             sip: crate::shard::SipFlows::default(),
             cpu_mark: None,
+            rotation: Rotation::new(settings.adapt_rotation),
             settings,
             io,
             link: None,
@@ -457,6 +465,13 @@ impl Dispatcher {
         self.totals.fragment_pins_evicted = self.pins.evicted;
         self.totals.sip_conversations_evicted = self.sip.evicted;
         self.totals.cpu_seconds = crate::sys::thread_cpu_seconds();
+        let [short, long] = self.rotation.epochs();
+        tracing::debug!(
+            source = %self.settings.name,
+            short_epochs = short,
+            long_epochs = long,
+            "Batch rotation."
+        );
         self.totals
     }
 
@@ -731,11 +746,14 @@ impl Dispatcher {
     /// Sends worker `w`'s batch according to the overload policy.
     fn send(&mut self, w: usize) {
         self.observe_deferred();
-        let fresh = self
-            .io
-            .free
-            .try_recv()
-            .unwrap_or_else(|_| PacketBatch::with_capacity());
+        let fresh = self.rotation.next(
+            self.io
+                .free
+                .try_recv()
+                .unwrap_or_else(|_| PacketBatch::with_capacity()),
+        );
+        self.rotation
+            .sent(self.totals.packets, crate::sys::thread_cpu_seconds);
         let clock = self.clock();
         let p = &mut self.pending[w];
         p.since = None;

@@ -14,6 +14,7 @@ pub mod driver;
 pub mod file;
 pub mod live;
 pub mod pcapng;
+pub mod rotation;
 
 use analyzers::{LinkType, Timestamp};
 

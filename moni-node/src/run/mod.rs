@@ -233,6 +233,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                 decode: config.decode.clone(),
                 ids: config.ids.enabled.then(|| config.ids.clone()),
                 vnets: Arc::clone(&vnets),
+                adapt_rotation: false,
             };
             let io = DriverIo {
                 workers: work_tx.clone(),
