@@ -119,7 +119,10 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     // eviction storm) would hold hundreds of MB; a full queue makes the
     // workers wait, as replay never drops.
     let (records_tx, records_rx) = crossbeam_channel::bounded::<Records>(4 * workers);
-    let (free_tx, free_rx) = free_list(workers * (QUEUE_DEPTH + 2));
+    let (free_tx, free_rx) = free_list(
+        workers * (QUEUE_DEPTH + 2),
+        crate::capture::rotation::SPARES,
+    );
     let capture_drops = Arc::new(AtomicU64::new(0));
     let settings = DriverSettings {
         name: "replay".into(),

@@ -9,7 +9,7 @@ use analyzers::vnet::VnetId;
 use analyzers::Timestamp;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::rotation::{EXTRA, SPARES};
+use super::rotation::EXTRA;
 use super::RawPacket;
 
 /// What the capture loop says about one packet of a batch besides its
@@ -31,14 +31,14 @@ pub struct Tag {
 }
 
 /// The free list the workers return batches to and the capture loop takes
-/// them from, oldest first: it starts with [`SPARES`] spare batches and has
-/// room for `in_flight` batches (those the queues and the loop can hold)
-/// besides those and the [`EXTRA`] the loop may hold aside
+/// them from, oldest first: it starts with `spares` spare batches and has
+/// room for `in_flight` batches (those the queues and the loops can hold)
+/// besides those and the [`EXTRA`] a loop may hold aside
 /// ([`super::rotation`], which says why the rotation matters and how its
 /// length is chosen).
-pub fn free_list(in_flight: usize) -> (Sender<PacketBatch>, Receiver<PacketBatch>) {
-    let (tx, rx) = crossbeam_channel::bounded(in_flight + SPARES + EXTRA);
-    for _ in 0..SPARES {
+pub fn free_list(in_flight: usize, spares: usize) -> (Sender<PacketBatch>, Receiver<PacketBatch>) {
+    let (tx, rx) = crossbeam_channel::bounded(in_flight + spares + EXTRA);
+    for _ in 0..spares {
         // Cannot fail: the channel has room for these and more.
         let _ = tx.try_send(PacketBatch::with_capacity());
     }
@@ -285,13 +285,13 @@ mod tests {
     use super::*;
     use analyzers::{DecodeConfig, LinkType};
 
-    /// The free list starts with SPARES spare batches and has room for
+    /// The free list starts with its spare batches and has room for
     /// the in-flight ones besides; a returned batch comes back only after
     /// every batch returned before it.
     #[test]
     fn the_free_list_hands_out_the_batch_freed_longest_ago() {
-        let (tx, rx) = free_list(3);
-        assert_eq!(rx.len(), SPARES);
+        let (tx, rx) = free_list(3, 16);
+        assert_eq!(rx.len(), 16);
         let mut marked = Vec::new();
         for n in 1..=3u64 {
             let mut b = rx.try_recv().expect("a spare batch");
@@ -319,7 +319,7 @@ mod tests {
                 order.push((tag.number, rx.len()));
             }
         }
-        // After the SPARES - 3 spares still waiting, in the order freed.
+        // After the 16 - 3 spares still waiting, in the order freed.
         assert_eq!(order, vec![(1, 2), (2, 1), (3, 0)]);
     }
 

@@ -104,8 +104,8 @@ pub struct DriverSettings {
     /// For `iface:` mappings and the IDS's VNet of a packet.
     pub vnets: Arc<VnetMap>,
     /// Choose the batches' rotation by measuring the loop's CPU time
-    /// (`replay`), or keep the long one (`run`): see
-    /// [`super::rotation`].
+    /// (`replay`), or leave it to the free list's spares (`run`, whose
+    /// free list holds the long rotation): see [`super::rotation`].
     pub adapt_rotation: bool,
 }
 

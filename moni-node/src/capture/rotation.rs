@@ -24,12 +24,14 @@
 //!   1.00 s; flow-heavy 2.40 / 2.50 s and 1.35 / 1.42 s.
 //!
 //! A fixed length loses 5-9% in one kind of spell or 30% in the other.
-//! So the loop measures: the free list starts with [`SPARES`], and the loop
-//! can hold [`EXTRA`] more aside in a FIFO of its own, which lengthens the
-//! rotation to `SPARES + EXTRA`. In epochs of [`EPOCH_BATCHES`] batches
+//! So `replay`'s loop measures: the free list starts with [`SPARES`], and
+//! the loop can hold [`EXTRA`] more aside in a FIFO of its own, which
+//! lengthens the rotation to [`LONG`]. In epochs of [`EPOCH_BATCHES`] batches
 //! sent it tries short, long, long, short (the middle two cancel a drift
 //! of the traffic or the machine), compares its own CPU time per packet,
-//! keeps the cheaper for [`HOLD_EPOCHS`] epochs and tries again.
+//! keeps the cheaper for [`HOLD_EPOCHS`] epochs and tries again. `run`
+//! keeps the long rotation in its free list, as before (see
+//! [`Rotation::new`]).
 
 use std::collections::VecDeque;
 
@@ -40,6 +42,11 @@ pub const SPARES: usize = 16;
 
 /// Batches the loop holds aside in the long rotation.
 pub const EXTRA: usize = 48;
+
+/// Spare batches of the long rotation: what `run`'s free list starts with
+/// (its loops hold none aside), and what the short one and the loop's
+/// held batches add up to in `replay`.
+pub const LONG: usize = SPARES + EXTRA;
 
 /// Batches sent per epoch: at 5 M packets/s about 50 ms of the capture
 /// thread's time, long enough that one epoch's CPU time is not noise.
@@ -150,9 +157,11 @@ pub struct Rotation {
     /// when it turns long again (so a change allocates nothing).
     reserve: Vec<PacketBatch>,
     length: Length,
-    /// Measure and choose (`replay`), or stay long (`run`, whose capture
-    /// thread also waits for packets, so its CPU time per packet says
-    /// little about the rotation).
+    /// Measure and choose (`replay`), or hold nothing aside (`run`, whose
+    /// free list starts with the long rotation's [`LONG`] spares, shared
+    /// by its capture loops, and whose capture threads also wait for
+    /// packets, so their CPU time per packet says little about the
+    /// rotation).
     adapt: bool,
     chooser: Chooser,
     sent: u32,
@@ -161,16 +170,17 @@ pub struct Rotation {
 }
 
 impl Rotation {
-    /// A rotation that measures and chooses (`adapt`), or stays long.
+    /// A rotation that measures and chooses (`adapt`), or one that holds
+    /// nothing aside, leaving the length to the free list's spares.
     pub fn new(adapt: bool) -> Rotation {
         let chooser = Chooser::default();
         Rotation {
-            held: VecDeque::with_capacity(EXTRA + 1),
-            reserve: Vec::with_capacity(EXTRA),
+            held: VecDeque::with_capacity(if adapt { EXTRA + 1 } else { 0 }),
+            reserve: Vec::with_capacity(if adapt { EXTRA } else { 0 }),
             length: if adapt {
                 chooser.current()
             } else {
-                Length::Long
+                Length::Short
             },
             adapt,
             chooser,
@@ -308,8 +318,9 @@ mod tests {
     /// and turning long again uses those before allocating.
     #[test]
     fn the_long_rotation_delays_each_batch_by_extra() {
-        let mut r = Rotation::new(false);
-        assert_eq!(r.length, Length::Long);
+        let mut r = Rotation::new(true);
+        assert_eq!(r.length, Length::Short, "a try starts short");
+        r.length = Length::Long;
         let mut out = Vec::new();
         for n in 0..(EXTRA + 3) as u8 {
             out.push(mark(&r.next(marked(n))));

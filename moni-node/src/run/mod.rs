@@ -137,7 +137,8 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
 
     let workers = node.workers;
     let pool = workers * (node.queue_batches + 2) * config.sources.len().max(1);
-    let (free_tx, free_rx) = free_list(pool.min(4096));
+    // The long rotation, shared by the capture loops (see `adapt_rotation`).
+    let (free_tx, free_rx) = free_list(pool.min(4096), crate::capture::rotation::LONG);
     let (writer_tx, writer_rx) = crossbeam_channel::bounded::<Records>(256);
     let capture_drops = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
