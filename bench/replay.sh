@@ -210,6 +210,22 @@
 # 20.9x tshark; 1 M SYN sources 189 MiB. Two independent 1-core replays
 # on the two cores at once run 1-4% slower than one alone: the VM's cores
 # scale; the capture thread (55-58% of a 1-core IMIX replay) is the limit.
+# 2026-12-04, session 33 (a fresh VM of the same kind, AMD EPYC, 2 MiB
+# L2; replay chooses its batch rotation by measuring, capture/rotation.rs;
+# two runs of the build before its warm-up epoch, in changing spells):
+# IMIX tcpdump 1.01 / 0.80 s, 1 worker 0.94x / 0.90x tcpdump, 2 workers
+# 1.16x / 1.43x of one core (2-worker runs of 1.40 / 1.17 s against 0.89-
+# 1.0 s between the runs), 1 worker / session 32's build 1.03x / 1.29x,
+# tshark 66.8x / 76.4x, VXLAN twin 0.73x / 0.90x; flow-heavy 1 worker
+# 0.41x / 0.46x, 2 workers 0.47x / 0.48x (1.88x / 1.77x of one core),
+# 1.91x / 2.38x softflowd, capped 0.60x / 0.46x, IDS on / off 0.95x /
+# 0.91x (CPU, medians of 7); VoIP 0.31x / 0.35x tcpdump, 21.5x / 28.8x
+# tshark; 1 M SYN sources 188 / 186 MiB. Interleaved rounds against the
+# session's start build (ab15-style, medians of 4): IMIX 1 core 1.58 ->
+# 1.46 s, 2 workers 0.98 -> 0.93 s; flow-heavy 2.33 -> 2.21 s and 1.29 ->
+# 1.23 s; later, in a slower spell, with the warm-up epoch: IMIX 1.80 ->
+# 1.58 s and 1.18 -> 0.99 s (1.59x of one core), flow-heavy 2.49 -> 2.49 s
+# and 1.81 -> 1.52 s (1.70x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
