@@ -255,8 +255,9 @@ impl Rotation {
         self.chooser.epochs
     }
 
-    /// Batches held aside now (at most [`EXTRA`]).
-    pub fn held(&self) -> usize {
+    /// Batches held aside now (at most [`EXTRA`]); the tests' view.
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.held.len() + self.reserve.len()
     }
 }
