@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Array, StringArray, StringBuilder, TimestampMicrosecondArray, UInt32Array,
-    UInt64Array,
+    new_null_array, ArrayRef, BooleanBufferBuilder, Float64Array, StringArray,
+    TimestampMicrosecondArray, UInt32Array, UInt64Array,
 };
+use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::{META_DATASET, META_SCHEMA_VERSION, SCHEMA_VERSION};
@@ -27,28 +28,45 @@ pub(super) fn tunnel_fields() -> [Field; 4] {
 }
 
 /// A column of addresses as text (`Display`'s form), written straight
-/// into the column's buffer: no `String` per value, and IPv4 without the
-/// formatter, whose padding support made address text the largest cost
-/// of exporting flows (a capped table under a flood exports a record per
-/// packet).
+/// into the column's value and offset buffers: no `String` per value, no
+/// builder call or UTF-8 check per value (the whole buffer is checked
+/// once), and IPv4 without the formatter, whose padding support made
+/// address text the largest cost of exporting flows (a capped table under
+/// a flood exports a record per packet).
 pub(super) fn addr_column(
     addrs: impl ExactSizeIterator<Item = Option<std::net::IpAddr>>,
 ) -> ArrayRef {
-    use std::fmt::Write;
-    let mut b = StringBuilder::with_capacity(addrs.len(), addrs.len() * 15);
-    let mut text = [0u8; 15];
+    let n = addrs.len();
+    let mut values = Vec::with_capacity(n * 15);
+    let mut offsets = Vec::with_capacity(n + 1);
+    let mut valid = BooleanBufferBuilder::new(n);
+    offsets.push(0i32);
     for a in addrs {
         match a {
-            Some(std::net::IpAddr::V4(v4)) => b.append_value(ipv4_text(v4, &mut text)),
+            Some(std::net::IpAddr::V4(v4)) => push_ipv4(v4, &mut values),
             Some(a) => {
-                // Writing into the builder cannot fail.
-                let _ = write!(b, "{a}");
-                b.append_value("");
+                use std::io::Write;
+                // Writing into a Vec cannot fail.
+                let _ = write!(values, "{a}");
             }
-            None => b.append_null(),
+            None => {}
         }
+        valid.append(a.is_some());
+        // At most 39 bytes a value, and at most [`super::MAX_BATCH_ROWS`] values:
+        // far below i32::MAX (`try_new` would refuse more).
+        offsets.push(i32::try_from(values.len()).unwrap_or(i32::MAX));
     }
-    Arc::new(b.finish())
+    let nulls = NullBuffer::new(valid.finish());
+    let nulls = (nulls.null_count() > 0).then_some(nulls);
+    match StringArray::try_new(
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        values.into(),
+        nulls,
+    ) {
+        Ok(a) => Arc::new(a),
+        // Unreachable within `MAX_BATCH_ROWS` (above).
+        Err(_) => new_null_array(&DataType::Utf8, n),
+    }
 }
 
 /// Each octet's decimal digits, left-aligned, and how many there are.
@@ -69,29 +87,31 @@ const OCTET_TEXT: [([u8; 3], u8); 256] = {
     t
 };
 
-/// `a` in dotted-quad form, as `Display` writes it: each octet's digits
-/// from a table (a flood's capped flow table exports a record, two
-/// addresses, per packet; the digits by division cost three times as
-/// much).
-fn ipv4_text(a: std::net::Ipv4Addr, buf: &mut [u8; 15]) -> &str {
-    // Each octet's three bytes are copied whole (the unused ones are
-    // overwritten next): before the last octet at most 12 bytes are
-    // written, so the copies stay within the 15.
-    let mut n = 0;
-    for (i, o) in a.octets().into_iter().enumerate() {
-        let (digits, len) = OCTET_TEXT[usize::from(o)];
-        buf[n..n + 3].copy_from_slice(&digits);
-        n += usize::from(len);
+/// Appends `a` in dotted-quad form, as `Display` writes it: each
+/// octet's digits from a table (the digits by division cost three times
+/// as much).
+fn push_ipv4(a: std::net::Ipv4Addr, out: &mut Vec<u8>) {
+    let o = a.octets();
+    for (i, &octet) in o.iter().enumerate() {
+        let (digits, len) = &OCTET_TEXT[usize::from(octet)];
+        out.extend_from_slice(&digits[..usize::from(*len)]);
         if i < 3 {
-            buf[n] = b'.';
-            n += 1;
+            out.push(b'.');
         }
     }
-    std::str::from_utf8(&buf[..n]).unwrap_or_default()
 }
 
 pub(super) fn tunnel_columns<'a>(t: impl Iterator<Item = &'a TunnelInfo> + Clone) -> [ArrayRef; 4] {
     let len = t.clone().count();
+    if t.clone().all(|x| *x == TunnelInfo::default()) {
+        // No tunnel in the batch, the common case: four null columns.
+        return [
+            new_null_array(&DataType::Utf8, len),
+            new_null_array(&DataType::UInt32, len),
+            new_null_array(&DataType::Utf8, len),
+            new_null_array(&DataType::Utf8, len),
+        ];
+    }
     [
         Arc::new(StringArray::from(
             t.clone()
@@ -195,13 +215,15 @@ mod tests {
     #[test]
     fn every_octet_width_in_every_place_is_displays() {
         let widths = [0u8, 7, 10, 99, 100, 255];
-        let mut buf = [0u8; 15];
+        let mut buf = Vec::new();
         for a in widths {
             for b in widths {
                 for c in widths {
                     for d in widths {
                         let ip = std::net::Ipv4Addr::new(a, b, c, d);
-                        assert_eq!(super::ipv4_text(ip, &mut buf), ip.to_string());
+                        buf.clear();
+                        super::push_ipv4(ip, &mut buf);
+                        assert_eq!(buf, ip.to_string().as_bytes());
                     }
                 }
             }

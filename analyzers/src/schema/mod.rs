@@ -139,11 +139,19 @@ pub fn batches<R: DatasetRecord>(
     records: &[R],
     vnets: &VnetMap,
 ) -> Result<Vec<RecordBatch>, ArrowError> {
-    if records.is_empty() {
-        return Ok(Vec::new());
+    let mut out = Vec::new();
+    for chunk in records.chunks(MAX_BATCH_ROWS) {
+        out.extend(R::batches(chunk, vnets)?);
     }
-    R::batches(records, vnets)
+    Ok(out)
 }
+
+/// Records converted at a time by [`batches`]: the text columns of a
+/// batch hold at most `i32::MAX` bytes (Arrow's `Utf8` offsets), and a
+/// million rows of the longest values (an IPv6 address is at most 39
+/// bytes) stay far below that, also when a replay's end exports every
+/// flow of a table of up to 100 million at once.
+pub const MAX_BATCH_ROWS: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {
