@@ -516,6 +516,9 @@ fn send_records(
         alerts,
     };
     records.convert_flows();
+    if records.flows.is_empty() {
+        engine.recycle_flows(std::mem::take(&mut records.flows), 2 * FLOW_BATCH);
+    }
     // Sent even when empty while the watermark moves: the bin merger waits
     // for every worker's.
     let moved = records.watermark != state.sent_watermark;

@@ -89,16 +89,23 @@ const OCTET_TEXT: [([u8; 3], u8); 256] = {
 
 /// Appends `a` in dotted-quad form, as `Display` writes it: each
 /// octet's digits from a table (the digits by division cost three times
-/// as much).
+/// as much), copied three bytes at a time into a local buffer (the unused
+/// ones are overwritten next; before the last octet at most 12 bytes are
+/// written, so the copies stay within its 15), then appended at once: a
+/// copy of each octet's own length costs a call to `memcpy` each.
 fn push_ipv4(a: std::net::Ipv4Addr, out: &mut Vec<u8>) {
-    let o = a.octets();
-    for (i, &octet) in o.iter().enumerate() {
-        let (digits, len) = &OCTET_TEXT[usize::from(octet)];
-        out.extend_from_slice(&digits[..usize::from(*len)]);
+    let mut buf = [0u8; 15];
+    let mut n = 0;
+    for (i, o) in a.octets().into_iter().enumerate() {
+        let (digits, len) = OCTET_TEXT[usize::from(o)];
+        buf[n..n + 3].copy_from_slice(&digits);
+        n += usize::from(len);
         if i < 3 {
-            out.push(b'.');
+            buf[n] = b'.';
+            n += 1;
         }
     }
+    out.extend_from_slice(&buf[..n]);
 }
 
 pub(super) fn tunnel_columns<'a>(t: impl Iterator<Item = &'a TunnelInfo> + Clone) -> [ArrayRef; 4] {
