@@ -311,8 +311,8 @@ fn check_rules(args: CheckRulesArgs) -> ExitCode {
     }
     let mut set = RuleSet::default();
     for f in &args.files {
-        match std::fs::read_to_string(f) {
-            Ok(text) => set.add(&f.display().to_string(), &text, &vars),
+        match std::fs::read(f) {
+            Ok(bytes) => set.add_bytes(&f.display().to_string(), &bytes, &vars),
             Err(e) => {
                 eprintln!("error: cannot read rules {}: {e}", f.display());
                 return ExitCode::from(1);

@@ -1283,6 +1283,22 @@ fn check_rules_fails_when_no_rule_loads() {
         moni(&["check-rules", "--strict", p(&mixed)]).status.code(),
         Some(1)
     );
+    // A rule saved in Latin-1 skips alone, by its line; the file loads.
+    let latin1 = tmp.path().join("latin1.rules");
+    std::fs::write(
+        &latin1,
+        b"alert udp any any -> any any (msg:\"caf\xe9\"; sid:1;)\nalert udp any any -> any any (msg:\"udp\"; sid:2;)\n",
+    )
+    .expect("write");
+    let o = moni(&["check-rules", p(&latin1)]);
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &stderr_lines(&o).join("\n");
+    assert!(
+        out.contains("latin1.rules:1:")
+            && out.contains("not UTF-8 (byte 0xe9 at column 39")
+            && out.contains("sid 1 skipped"),
+        "{out}"
+    );
 }
 
 /// A rule variable set with the wrong case (`home_net`) is named by no

@@ -488,7 +488,10 @@ mod tests {
             (a.mos, b.mos),
         ]
         .iter()
-        .all(|(x, y)| x.to_bits() == y.to_bits())
+        // Bit for bit, but a NaN is a NaN whatever its sign: with a
+        // negative `qdu` both give NaN, and a release build's code for
+        // one sets the sign bit where the other's does not.
+        .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
     }
 
     proptest! {

@@ -103,10 +103,10 @@ impl NodeConfig {
                 Some(dir) if Path::new(file).is_relative() => dir.join(file),
                 _ => PathBuf::from(file),
             };
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let bytes = std::fs::read(&path).map_err(|e| {
                 invalid("ids.rules", format!("cannot read {}: {e}", path.display()))
             })?;
-            set.add(&path.display().to_string(), &text, &vars);
+            set.add_bytes(&path.display().to_string(), &bytes, &vars);
         }
         // Rules configured of which none loads are a mistake (a file of
         // another engine's rules, a text file), not an IDS without rules.

@@ -24,6 +24,16 @@ use crate::record::AlertRecord;
 use crate::time::Timestamp;
 use crate::vnet::VnetId;
 
+/// The `sid` a rule line names, read from its bytes (for the report of a
+/// line that could not be read as text).
+fn sid_of(line: &[u8]) -> Option<u32> {
+    let at = line.windows(4).position(|w| w == b"sid:")? + 4;
+    let rest = line.get(at..)?;
+    let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 /// Rules parsed from one or more files, with the report of those skipped.
 #[derive(Clone, Debug, Default)]
 pub struct RuleSet {
@@ -35,6 +45,46 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// Adds the rules of one file as read from disk: a line that is not
+    /// UTF-8 (a `msg` saved in Latin-1, stray binary bytes) skips its rule
+    /// with a reason naming the byte, and the file's other rules load
+    /// (non-ASCII bytes of a `content` are written `|e9|` in a rule).
+    pub fn add_bytes(&mut self, name: &str, bytes: &[u8], vars: &Vars) {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => {
+                let mut text = String::with_capacity(bytes.len());
+                for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+                    match std::str::from_utf8(line) {
+                        Ok(l) => text.push_str(l),
+                        Err(e) => {
+                            // Kept as an empty line, so that the lines
+                            // after keep their numbers.
+                            let at = e.valid_up_to();
+                            self.skipped.push((
+                                name.to_string(),
+                                Skipped {
+                                    line: i + 1,
+                                    sid: sid_of(line),
+                                    keyword: "encoding".into(),
+                                    reason: format!(
+                                        "the line is not UTF-8 (byte 0x{:02x} at column {}; \
+                                         write other bytes of a content as |hex|)",
+                                        line.get(at).copied().unwrap_or(0),
+                                        at + 1
+                                    ),
+                                },
+                            ));
+                        }
+                    }
+                    text.push('\n');
+                }
+                std::borrow::Cow::Owned(text)
+            }
+        };
+        self.add(name, &text, vars);
+    }
+
     /// Adds the rules of one file's text; `name` labels its skip entries.
     pub fn add(&mut self, name: &str, text: &str, vars: &Vars) {
         // A byte-order mark (a file saved by a Windows editor) is not part

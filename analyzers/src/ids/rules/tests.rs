@@ -1575,3 +1575,35 @@ fn protocol_keywords_name_the_ip_version_as_suricata_does() {
     );
     assert!(reasons[1].contains("no SCTP"), "{reasons:?}");
 }
+
+/// A line that is not UTF-8 skips its rule with a reason naming the byte;
+/// the file's other rules load, with their own line numbers.
+#[test]
+fn a_line_not_utf8_skips_its_rule_alone() {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"alert tcp any any -> any 80 (msg:\"first\"; sid:1;)\n");
+    bytes.extend_from_slice(b"alert tcp any any -> any 80 (msg:\"caf\xe9\"; sid:2;)\n");
+    bytes.extend_from_slice(b"\n");
+    bytes.extend_from_slice(b"alert udp any any -> any 53 (msg:\"third\"; sid:3;)\n");
+    let mut set = RuleSet::default();
+    set.add_bytes("latin1.rules", &bytes, &Vars::default());
+    let sids: Vec<u32> = set.rules.iter().map(|r| r.sid).collect();
+    assert_eq!(sids, [1, 3]);
+    assert_eq!(set.skipped.len(), 1, "{:?}", set.skipped);
+    let (file, s) = &set.skipped[0];
+    assert_eq!(file, "latin1.rules");
+    assert_eq!(
+        (s.line, s.sid, s.keyword.as_str()),
+        (2, Some(2), "encoding")
+    );
+    assert!(s.reason.contains("0xe9 at column 38"), "{}", s.reason);
+    // Valid UTF-8 reads as `add` reads it.
+    let mut same = RuleSet::default();
+    same.add_bytes(
+        "x.rules",
+        "alert ip any any -> any any (msg:\"é\"; sid:9;)\n".as_bytes(),
+        &Vars::default(),
+    );
+    assert_eq!(same.rules.len(), 1);
+    assert!(same.skipped.is_empty());
+}
