@@ -226,6 +226,21 @@
 # 1.23 s; later, in a slower spell, with the warm-up epoch: IMIX 1.80 ->
 # 1.58 s and 1.18 -> 0.99 s (1.59x of one core), flow-heavy 2.49 -> 2.49 s
 # and 1.81 -> 1.52 s (1.70x).
+# 2026-12-05, session 34 (same VM; no full run: the flows' export path
+# measured alone): the address columns built into their buffers, the
+# record buffer reused, no min/max statistics on address and free-text
+# columns. Instructions (callgrind) of a 300,000-packet slice of the
+# flow-heavy capture at --max-flows 1000: 2.700 G -> 2.541 G (-5.9%);
+# interleaved medians of 3 (capab.sh-style, 1 worker): capped 2.54 ->
+# 2.42 s wall, 4.42 -> 4.17 s CPU; uncapped 1.28 -> 1.21 s (a quiet
+# spell: 1.2-1.3 s, against 1.6-1.8 s earlier the same day), so capped /
+# uncapped stays about 0.5x: the capped run writes 3.96 M flow rows
+# against 0.56 M, and without compression it takes 2.1-2.3 s (zstd is a
+# quarter of its CPU). Dictionary-encoded addresses were measured on the
+# written flows of four captures (writer alone, real rows): 8% faster
+# and 10% smaller on the capped run's, 18-28% slower and 3-16% larger on
+# the uncapped, SYN-flood and IMIX ones: plain kept. zstd at levels -1 to
+# -7: no gain within the noise (files 12-43% larger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
