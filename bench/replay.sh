@@ -240,7 +240,7 @@
 # written flows of four captures (writer alone, real rows): 8% faster
 # and 10% smaller on the capped run's, 18-28% slower and 3-16% larger on
 # the uncapped, SYN-flood and IMIX ones: plain kept. zstd at levels -1 to
-# -7: no gain within the noise (files 12-43% larger).
+# -7: no gain within the noise (files 14-43% larger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
