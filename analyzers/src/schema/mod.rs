@@ -148,9 +148,10 @@ pub fn batches<R: DatasetRecord>(
 
 /// Records converted at a time by [`batches`]: the text columns of a
 /// batch hold at most `i32::MAX` bytes (Arrow's `Utf8` offsets), and a
-/// million rows of the longest values (an IPv6 address is at most 39
-/// bytes) stay far below that, also when a replay's end exports every
-/// flow of a table of up to 100 million at once.
+/// million rows of addresses (an IPv6 address is at most 39 bytes) stay
+/// far below that, also when a replay's end exports every flow of a
+/// table of up to 100 million at once (alerts, whose text can be long,
+/// are cut by their bytes too).
 pub const MAX_BATCH_ROWS: usize = 1 << 20;
 
 #[cfg(test)]

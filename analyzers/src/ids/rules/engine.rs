@@ -55,8 +55,11 @@ impl RuleSet {
             Err(_) => {
                 let mut text = String::with_capacity(bytes.len());
                 for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+                    let comment = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'#');
                     match std::str::from_utf8(line) {
                         Ok(l) => text.push_str(l),
+                        // A comment (or a rule commented out) is no rule.
+                        Err(_) if comment => {}
                         Err(e) => {
                             // Kept as an empty line, so that the lines
                             // after keep their numbers.

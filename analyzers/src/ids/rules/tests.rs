@@ -1583,7 +1583,8 @@ fn a_line_not_utf8_skips_its_rule_alone() {
     let mut bytes = Vec::new();
     bytes.extend_from_slice(b"alert tcp any any -> any 80 (msg:\"first\"; sid:1;)\n");
     bytes.extend_from_slice(b"alert tcp any any -> any 80 (msg:\"caf\xe9\"; sid:2;)\n");
-    bytes.extend_from_slice(b"\n");
+    // A comment in Latin-1 is no rule, skipped or loaded.
+    bytes.extend_from_slice(b"  # r\xe9sum\xe9 of the rules below\n");
     bytes.extend_from_slice(b"alert udp any any -> any 53 (msg:\"third\"; sid:3;)\n");
     let mut set = RuleSet::default();
     set.add_bytes("latin1.rules", &bytes, &Vars::default());
