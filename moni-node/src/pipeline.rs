@@ -550,9 +550,9 @@ impl Engine {
     /// Gives back the buffer [`Engine::take_flows`] returned, once its
     /// records were converted, so that the next records fill it in place:
     /// a new buffer regrew from nothing every time (each record moved once
-    /// more, about 3% of a worker's samples on a capped table that exports
-    /// a flow per packet) and was freed on the writer's thread. A buffer
-    /// larger than `max` records (the flows of a replay's end) is dropped.
+    /// more, on a capped table that exports a flow per packet) and was
+    /// freed on the writer's thread. A buffer larger than `max` records
+    /// (the flows of a replay's end) is dropped.
     pub fn recycle_flows(&mut self, mut buffer: Vec<FlowRecord>, max: usize) {
         buffer.clear();
         if self.flow_out.is_empty() && buffer.capacity() <= max {
