@@ -378,6 +378,13 @@ pub struct AlertRecord {
     /// The tunnel of the packet that raised a signature alert; empty for
     /// behavioural alerts.
     pub tunnel: TunnelInfo,
+    /// A signature alert raised in one of several workers: what the
+    /// node's [`crate::ids::rules::gate::AlertGate`] still decides (its
+    /// thresholds that track more than a flow, and the alert caps), so
+    /// that alerts do not depend on how packets were sharded. `None`
+    /// once decided, and for alerts decided where they were raised. Not
+    /// in Parquet.
+    pub gate: Option<Box<crate::ids::rules::gate::GateTicket>>,
 }
 
 /// A flow's counters so far, the current packet included: from its

@@ -309,7 +309,7 @@ impl Metrics {
             spool_discarded_temp_files: counter(&r, "moni_spool_discarded_temp_files_total", "Incomplete temporary files removed at start (writes a crash interrupted).", &[])?,
             ids_alerts: counter(&r, "moni_ids_alerts_total", "IDS alerts raised, by kind and severity (1 high .. 3 low).", &["kind", "severity"])?,
             ids_suppressed: counter(&r, "moni_ids_suppressed_alerts_total", "Repeated alerts of an episode, suppressed.", &["worker"])?,
-            ids_state_keys: gauge(&r, "moni_ids_state_keys", "Keys held by each IDS detector (worker index, or capture:SOURCE when IDS runs in the capture thread).", &["detector", "worker"])?,
+            ids_state_keys: gauge(&r, "moni_ids_state_keys", "Keys held by each IDS detector (worker index, capture:SOURCE when IDS runs in the capture thread, or gate for the signature thresholds several workers share).", &["detector", "worker"])?,
             ids_evictions: counter(&r, "moni_ids_state_evictions_total", "Keys an IDS detector evicted at its cap.", &["detector", "worker"])?,
             ids_dropped_alerts: counter(&r, "moni_ids_dropped_alerts_total", "Alerts dropped, by reason (writer_queue_full: a capture thread's IDS could not queue them; per_packet, per_second: signature alerts past ids.max_alerts_per_packet or ids.max_alerts_per_second).", &["reason"])?,
             ids_rules: gauge(&r, "moni_ids_rules", "Signature rules of [ids] rules, by state (loaded, skipped: outside the supported subset, see moni-node check-rules).", &["state"])?,

@@ -106,6 +106,8 @@ pub struct Engine {
     /// bins and the detectors count the fragments themselves.
     sig_defrag: Option<Reassembler>,
     alert_out: Vec<AlertRecord>,
+    /// See [`Engine::gate_signatures`].
+    gated: bool,
 }
 
 /// Compiles the rules of `rules` with the caps of `ids` (`None` without
@@ -150,6 +152,7 @@ impl Engine {
             sig_defrag: (!config.rules.rules.is_empty())
                 .then(|| Reassembler::for_signatures(&config.decode)),
             alert_out: Vec::new(),
+            gated: false,
         }
     }
 
@@ -352,6 +355,16 @@ impl Engine {
     }
 
     /// The signature engine, if rules are loaded.
+    /// One of several workers: signature alerts leave with a ticket for
+    /// the node's alert gate ([`Signatures::set_gated`]), also after a
+    /// reload brings new rules.
+    pub fn gate_signatures(&mut self, gated: bool) {
+        self.gated = gated;
+        if let Some(s) = &mut self.sigs {
+            s.set_gated(gated);
+        }
+    }
+
     pub fn signatures(&self) -> Option<&Signatures> {
         self.sigs.as_ref()
     }
@@ -454,6 +467,9 @@ impl Engine {
                     self.sig_defrag = Some(Reassembler::for_signatures(&self.decode));
                 }
                 self.sigs = s;
+                if let Some(s) = &mut self.sigs {
+                    s.set_gated(self.gated);
+                }
             }
             None => {
                 if let Some(s) = &mut self.sigs {

@@ -111,6 +111,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
     let mut sinks = Sinks::new(
         workers,
         config.compare_tolerance,
+        config.ids.max_tracked,
         ParquetSink::new(out, Arc::clone(&metrics), None, None),
         Arc::clone(&metrics),
     );

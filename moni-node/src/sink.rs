@@ -3,20 +3,23 @@
 //! [`Sinks`] in one fixed order, for `replay` and `run` alike:
 //!
 //! ```text
-//! Records ─ BinMerger ─ CompareSink ─ Tally ─ ParquetSink (Parquet + eve.json)
-//!           (one row per  (shadow vs    (summary and
-//!            VNet and bin) production)   Prometheus counts)
+//! Records ─ GateSink ─ BinMerger ─ CompareSink ─ Tally ─ ParquetSink (Parquet + eve.json)
+//!           (signature  (one row per  (shadow vs    (summary and
+//!            alerts of   VNet and bin) production)   Prometheus counts)
+//!            all workers)
 //! ```
 //!
 //! Each stage implements [`Sink`]: it sees the records (and may change
-//! them: the merger holds bins back, the comparer adds its pairs) before
-//! the stages after it. [`consume`] is the one loop that feeds them.
+//! them: the gate and the merger hold alerts and bins back, the comparer
+//! adds its pairs) before the stages after it. [`consume`] is the one
+//! loop that feeds them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use analyzers::ids::rules::gate::{order_key, AlertGate, GateStats, OrderKey};
 use analyzers::record::{
     AlertRecord, BinRecord, CallRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord,
 };
@@ -122,6 +125,38 @@ pub trait Sink {
     }
 }
 
+/// Each worker's newest watermark (the packet time it is done with,
+/// [`Records::watermark`]), for the stages that hold records until every
+/// worker has passed them.
+pub struct Watermarks {
+    marks: Vec<Option<i64>>,
+}
+
+impl Watermarks {
+    pub fn new(workers: usize) -> Watermarks {
+        Watermarks {
+            marks: vec![None; workers.max(1)],
+        }
+    }
+
+    /// Takes the watermark `r` carries, if a worker sent it.
+    pub fn update(&mut self, r: &Records) {
+        if let (Some(w), Some(t)) = (r.worker, r.watermark) {
+            if let Some(slot) = self.marks.get_mut(w) {
+                *slot = Some(slot.map_or(t.0, |s| s.max(t.0)));
+            }
+        }
+    }
+
+    /// The packet time (µs) every worker has reached; `None` while one
+    /// has not said.
+    pub fn reached(&self) -> Option<i64> {
+        self.marks
+            .iter()
+            .try_fold(i64::MAX, |m, w| w.map(|w| m.min(w)))
+    }
+}
+
 /// Sums the bin rows of all workers per (VNet, bin), so that sharding
 /// never splits a bin across rows: a bin is written once every worker's
 /// watermark has passed it by two bins (when each worker's binner has
@@ -129,8 +164,7 @@ pub trait Sink {
 /// early and counted in `released_at_cap`.
 pub struct BinMerger {
     held: BTreeMap<(i64, VnetId), BinRecord>,
-    /// Per worker, its newest watermark (µs).
-    watermarks: Vec<Option<i64>>,
+    watermarks: Watermarks,
     cap: usize,
     pub released_at_cap: u64,
 }
@@ -143,7 +177,7 @@ impl BinMerger {
     pub fn new(workers: usize, cap: usize) -> BinMerger {
         BinMerger {
             held: BTreeMap::new(),
-            watermarks: vec![None; workers.max(1)],
+            watermarks: Watermarks::new(workers),
             cap: cap.max(1),
             released_at_cap: 0,
         }
@@ -170,11 +204,7 @@ fn add_bin(into: &mut BinRecord, b: &BinRecord) {
 
 impl Sink for BinMerger {
     fn accept(&mut self, r: &mut Records) -> Result<(), ExportError> {
-        if let (Some(w), Some(t)) = (r.worker, r.watermark) {
-            if let Some(slot) = self.watermarks.get_mut(w) {
-                *slot = Some(slot.map_or(t.0, |s| s.max(t.0)));
-            }
-        }
+        self.watermarks.update(r);
         for b in r.bins.drain(..) {
             match self.held.entry((b.bin_start.0, b.vnet)) {
                 std::collections::btree_map::Entry::Occupied(mut e) => add_bin(e.get_mut(), &b),
@@ -183,10 +213,7 @@ impl Sink for BinMerger {
                 }
             }
         }
-        let done_below = self
-            .watermarks
-            .iter()
-            .try_fold(i64::MAX, |m, w| w.map(|w| m.min(w)));
+        let done_below = self.watermarks.reached();
         loop {
             let over = self.held.len() > self.cap;
             let Some(entry) = self.held.first_entry() else {
@@ -214,6 +241,144 @@ impl Sink for BinMerger {
     fn finish(&mut self, held: &mut Records) -> Result<(), ExportError> {
         held.bins
             .extend(std::mem::take(&mut self.held).into_values());
+        Ok(())
+    }
+}
+
+/// The signature alerts of several workers, decided as one worker seeing
+/// every packet would decide them ([`analyzers::ids::rules::gate`]): the
+/// thresholds that track more than a flow, and the alert caps. An alert
+/// waits until every worker's watermark is past its packet time, then
+/// goes through the [`AlertGate`] in packet order. At most `cap` alerts
+/// wait; beyond, the oldest are decided early and counted in
+/// `decided_early` (their order may then differ from one worker's).
+/// Alerts without a ticket (one worker, the capture loop's detectors)
+/// pass untouched.
+pub struct GateSink {
+    gate: AlertGate,
+    /// By decision order, then arrival (equal keys: one packet seen twice).
+    held: BTreeMap<(OrderKey, u64), (usize, AlertRecord)>,
+    arrived: u64,
+    watermarks: Watermarks,
+    cap: usize,
+    pub decided_early: u64,
+    metrics: Arc<Metrics>,
+    published: GateStats,
+}
+
+impl GateSink {
+    /// Alerts waiting at most (a few seconds of alerts at the default
+    /// `ids.max_alerts_per_second`, with room for alerts the gate
+    /// holds back by their thresholds).
+    pub const DEFAULT_CAP: usize = 65_536;
+
+    /// `max_tracked`: the gate's threshold table's cap (`ids.max_tracked`).
+    pub fn new(workers: usize, max_tracked: usize, cap: usize, metrics: Arc<Metrics>) -> GateSink {
+        GateSink {
+            gate: AlertGate::new(max_tracked),
+            held: BTreeMap::new(),
+            arrived: 0,
+            watermarks: Watermarks::new(workers),
+            cap: cap.max(1),
+            decided_early: 0,
+            metrics,
+            published: GateStats::default(),
+        }
+    }
+
+    /// What the gate decided so far.
+    pub fn stats(&self) -> &GateStats {
+        &self.gate.stats
+    }
+
+    /// Alerts waiting now.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Decides the oldest alert waiting; its alert if it goes out.
+    fn decide_first(&mut self) -> Option<Option<AlertRecord>> {
+        let ((_, _), (w, mut a)) = self.held.pop_first()?;
+        let t = a.gate.take()?;
+        Some(self.gate.decide(&a, &t, w).then_some(a))
+    }
+
+    fn publish(&mut self) {
+        let s = self.gate.stats.clone();
+        let p = &self.published;
+        let m = &self.metrics;
+        for (reason, now, before) in [
+            ("per_packet", s.dropped_per_packet, p.dropped_per_packet),
+            ("per_second", s.dropped_per_second, p.dropped_per_second),
+        ] {
+            if now > before {
+                m.ids_dropped_alerts
+                    .with_label_values(&[reason])
+                    .inc_by(now - before);
+            }
+        }
+        let (keys, evicted) = self.gate.state();
+        let l = ["signature_thresholds", "gate"];
+        m.ids_state_keys.with_label_values(&l).set(keys as i64);
+        let c = m.ids_evictions.with_label_values(&l);
+        if evicted > c.get() {
+            c.inc_by(evicted - c.get());
+        }
+        self.published = s;
+    }
+}
+
+impl Sink for GateSink {
+    fn accept(&mut self, r: &mut Records) -> Result<(), ExportError> {
+        self.watermarks.update(r);
+        if r.alerts.iter().any(|a| a.gate.is_some()) {
+            let worker = r.worker.unwrap_or(0);
+            let (ticketed, plain): (Vec<_>, Vec<_>) =
+                r.alerts.drain(..).partition(|a| a.gate.is_some());
+            r.alerts = plain;
+            for a in ticketed {
+                let Some(t) = a.gate.as_deref() else { continue };
+                let key = order_key(&a, t, worker);
+                self.held.insert((key, self.arrived), (worker, a));
+                self.arrived += 1;
+            }
+        }
+        let reached = self.watermarks.reached();
+        while let Some(((key, _), _)) = self.held.first_key_value() {
+            let passed = reached.is_some_and(|t| key.0 < t);
+            let over = self.held.len() > self.cap;
+            if !(passed || over) {
+                break;
+            }
+            if !passed {
+                self.decided_early += 1;
+            }
+            if let Some(Some(a)) = self.decide_first() {
+                r.alerts.push(a);
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), ExportError> {
+        self.publish();
+        Ok(())
+    }
+
+    fn finish(&mut self, held: &mut Records) -> Result<(), ExportError> {
+        while !self.held.is_empty() {
+            if let Some(Some(a)) = self.decide_first() {
+                held.alerts.push(a);
+            }
+        }
+        if self.decided_early > 0 {
+            tracing::warn!(
+                alerts = self.decided_early,
+                "Signature alerts were decided before every worker had passed their packet time (more than {} waited): their thresholds and caps may differ from one worker's.",
+                self.cap
+            );
+        }
+        self.publish();
         Ok(())
     }
 }
@@ -476,6 +641,7 @@ impl Sink for ParquetSink {
 
 /// Every stage, wired in the one order both modes use.
 pub struct Sinks {
+    pub gate: GateSink,
     pub bins: BinMerger,
     pub compare: CompareSink,
     pub tally: Tally,
@@ -497,14 +663,22 @@ impl Sinks {
         self.vnets.clone()
     }
 
-    /// `metrics`: where the tally counts alerts and verdicts.
+    /// `metrics`: where the tally counts alerts and verdicts;
+    /// `max_tracked`: the alert gate's threshold table's cap.
     pub fn new(
         workers: usize,
         compare_tolerance: f64,
+        max_tracked: usize,
         parquet: ParquetSink,
         metrics: Arc<Metrics>,
     ) -> Sinks {
         Sinks {
+            gate: GateSink::new(
+                workers,
+                max_tracked,
+                GateSink::DEFAULT_CAP,
+                Arc::clone(&metrics),
+            ),
             bins: BinMerger::new(workers, BinMerger::DEFAULT_CAP),
             compare: CompareSink {
                 comparer: Comparer::new(Comparer::DEFAULT_CAP, compare_tolerance),
@@ -519,8 +693,9 @@ impl Sinks {
         }
     }
 
-    fn stages(&mut self) -> [&mut dyn Sink; 4] {
+    fn stages(&mut self) -> [&mut dyn Sink; 5] {
         [
+            &mut self.gate,
             &mut self.bins,
             &mut self.compare,
             &mut self.tally,
@@ -569,7 +744,7 @@ impl Sinks {
             .vnets
             .clone()
             .unwrap_or_else(|| Arc::new(VnetMap::default()));
-        for i in 0..4 {
+        for i in 0..5 {
             let mut held = Records::new(Arc::clone(&vnets));
             let mut stages = self.stages();
             let _ = stages[i].finish(&mut held);
@@ -704,5 +879,109 @@ mod tests {
         let mut held = Records::new(Arc::new(VnetMap::default()));
         m.finish(&mut held).expect("finish");
         assert_eq!(held.bins.len(), 2);
+    }
+
+    /// A signature alert of packet `number` at second `secs`, raised by a
+    /// rule whose `limit 1 per 60 s by_rule` the gate checks.
+    fn gated_alert(secs: i64, number: u64) -> AlertRecord {
+        use analyzers::ids::rules::gate::GateTicket;
+        use analyzers::ids::rules::{AlertLimits, Threshold, ThresholdKind, Track};
+        let t = Threshold {
+            kind: ThresholdKind::Limit,
+            track: Track::Rule,
+            count: 1,
+            seconds: 60,
+            unique_on_dst_port: None,
+            multiplier: 0,
+        };
+        AlertRecord {
+            time: Timestamp::from_secs(secs),
+            end: Timestamp::from_secs(secs),
+            vnet: VnetId(0),
+            kind: "signature",
+            signature_id: 7,
+            rev: 1,
+            signature: "limit".into(),
+            category: "".into(),
+            severity: 3,
+            src_addr: None,
+            src_port: None,
+            dst_addr: None,
+            dst_port: None,
+            protocol: 6,
+            flow_id: None,
+            vlans: Vec::new(),
+            details: "{}".into(),
+            trigger: None,
+            to_server: None,
+            flow: None,
+            tunnel: Default::default(),
+            gate: Some(Box::new(GateTicket {
+                thresholds: vec![(t, (7, None, None, 0), None)],
+                limits: AlertLimits::default(),
+                number,
+                part: 0,
+                order: 0,
+            })),
+        }
+    }
+
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new("test").expect("metrics"))
+    }
+
+    /// The gate holds a worker's alerts until every worker has passed
+    /// their packet time, then decides them in packet order: the earlier
+    /// alert, which arrived later from the other worker, is the one a
+    /// `limit 1` lets through.
+    #[test]
+    fn the_gate_decides_the_workers_alerts_in_packet_order() {
+        let mut g = GateSink::new(2, 100, 100, metrics());
+        let mut r = from(0, 20, vec![]);
+        r.alerts = vec![gated_alert(12, 5)];
+        g.accept(&mut r).expect("accept");
+        assert!(r.alerts.is_empty(), "worker 1 has said nothing yet");
+        assert_eq!(g.held(), 1);
+        let mut r = from(1, 12, vec![]);
+        r.alerts = vec![gated_alert(11, 3)];
+        g.accept(&mut r).expect("accept");
+        assert_eq!(r.alerts.len(), 1, "worker 1 is past second 11");
+        assert_eq!(r.alerts[0].time, Timestamp::from_secs(11));
+        assert!(
+            r.alerts[0].gate.is_none(),
+            "decided alerts leave without a ticket"
+        );
+        // An alert of the capture loop's detectors passes at once.
+        let mut r = Records::new(Arc::new(VnetMap::default()));
+        let mut plain = gated_alert(30, 0);
+        plain.gate = None;
+        plain.kind = "syn_flood";
+        r.alerts = vec![plain];
+        g.accept(&mut r).expect("accept");
+        assert_eq!(r.alerts.len(), 1);
+        let mut held = Records::new(Arc::new(VnetMap::default()));
+        g.finish(&mut held).expect("finish");
+        assert!(
+            held.alerts.is_empty(),
+            "the limit held the second alert back"
+        );
+        assert_eq!((g.stats().alerts, g.stats().thresholded), (1, 1));
+        assert_eq!(g.decided_early, 0);
+    }
+
+    /// At its cap the gate decides the oldest alerts early, and counts
+    /// them.
+    #[test]
+    fn the_gate_decides_early_at_its_cap() {
+        let mut g = GateSink::new(2, 100, 2, metrics());
+        let mut r = from(0, 100, vec![]);
+        r.alerts = (1..=5).map(|i| gated_alert(i, i as u64)).collect();
+        g.accept(&mut r).expect("accept");
+        assert_eq!((g.held(), g.decided_early), (2, 3));
+        assert_eq!(
+            r.alerts.len(),
+            1,
+            "the first passed the limit, two were held back"
+        );
     }
 }

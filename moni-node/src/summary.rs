@@ -759,7 +759,10 @@ impl Summary {
             signatures: (!config.rules.rules.is_empty()).then(|| SignatureSummary {
                 rules_loaded: config.rules.rules.len() as u64,
                 rules_skipped: config.rules.skipped.len() as u64,
-                engine: totals.signatures.clone().unwrap_or_default(),
+                engine: with_gate(
+                    totals.signatures.clone().unwrap_or_default(),
+                    sinks.gate.stats(),
+                ),
             }),
             output_dir,
             datasets: sinks
@@ -789,4 +792,18 @@ impl Summary {
             },
         }
     }
+}
+
+/// The workers' signature counters with what the alert gate decided (with
+/// several workers, it passes every signature alert and applies the
+/// thresholds they share).
+fn with_gate(
+    mut s: analyzers::ids::rules::SignatureStats,
+    g: &analyzers::ids::rules::gate::GateStats,
+) -> analyzers::ids::rules::SignatureStats {
+    s.alerts += g.alerts;
+    s.thresholded += g.thresholded;
+    s.dropped_per_packet += g.dropped_per_packet;
+    s.dropped_per_second += g.dropped_per_second;
+    s
 }

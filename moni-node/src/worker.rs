@@ -59,6 +59,9 @@ pub struct WorkerCtx {
     /// Let time pass on the wall clock when no packet comes (live); a
     /// replay runs on packet time only.
     pub wall_clock: bool,
+    /// One of several workers: signature alerts go to the node's alert
+    /// gate ([`crate::sink::GateSink`]).
+    pub gated: bool,
 }
 
 /// What a worker saw, for the summary at the end.
@@ -110,8 +113,16 @@ const FLOW_BATCH: usize = 4096;
 const RTP_BATCH: usize = 1024;
 const BIN_BATCH: usize = 1024;
 
+/// With the alert gate on (rules loaded, several workers), a worker's
+/// watermark leaves at least every this many batches (64 × 256 packets),
+/// also when it has no records: the gate holds every worker's signature
+/// alerts until all watermarks have passed them, so a worker the sharding
+/// gives no alerts must not hold the others' back until its next tick.
+const WATERMARK_BATCHES: u32 = 64;
+
 pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
     let mut engine = Engine::new(&ctx.config);
+    engine.gate_signatures(ctx.gated);
     let mut vnets = Arc::new(ctx.config.vnets.clone());
     let worker = ctx.index.to_string();
     let busy_gauge = ctx
@@ -131,6 +142,10 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
     state
         .drops
         .sample(now_ts(), ctx.capture_drops.load(Ordering::Relaxed));
+    // Batches since this worker's watermark last left, when the alert
+    // gate waits for it.
+    let mut since_watermark = 0;
+    let mut gate_alerts = ctx.gated && engine.signatures().is_some();
     loop {
         let wait = ctx.tick.saturating_sub(tick_start.elapsed());
         match ctx.input.recv_timeout(wait) {
@@ -183,6 +198,13 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
                 batch.clear();
                 let _ = ctx.free.try_send(batch);
                 busy += t.elapsed();
+                if gate_alerts {
+                    since_watermark += 1;
+                    if since_watermark >= WATERMARK_BATCHES {
+                        since_watermark = 0;
+                        send_watermark(&vnets, &ctx, &mut state);
+                    }
+                }
                 if engine.pending_flows() >= FLOW_BATCH
                     || engine.pending_rtp() >= RTP_BATCH
                     || engine.pending_bins() >= BIN_BATCH
@@ -204,6 +226,7 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
         {
             engine.reconfigure((*v).clone(), flows, rtp, &ids, sigs);
             vnets = v;
+            gate_alerts = ctx.gated && engine.signatures().is_some();
         }
         if tick_start.elapsed() >= ctx.tick {
             let elapsed = tick_start.elapsed();
@@ -534,6 +557,26 @@ fn send_records(
     }
 }
 
+/// Sends this worker's watermark alone (no records, no metrics), if it
+/// moved since it last left.
+fn send_watermark(vnets: &Arc<VnetMap>, ctx: &WorkerCtx, state: &mut State) {
+    if state.newest_packet.0 == i64::MIN {
+        return;
+    }
+    let w = state
+        .watermark
+        .map_or(state.newest_packet, |w| w.max(state.newest_packet));
+    state.watermark = Some(w);
+    if state.sent_watermark == Some(w) {
+        return;
+    }
+    state.sent_watermark = Some(w);
+    let mut r = Records::new(Arc::clone(vnets));
+    r.worker = Some(ctx.index);
+    r.watermark = Some(w);
+    let _ = ctx.records.send(r);
+}
+
 fn observe_windows<'a>(
     m: &Metrics,
     windows: &[RtpWindowRecord],
@@ -734,6 +777,7 @@ pub fn spawn<'scope>(
             metrics: Arc::clone(&s.metrics),
             tick: s.tick,
             wall_clock: s.wall_clock,
+            gated: s.workers > 1,
         };
         let cpus = s.cpus.clone();
         let nice = s.nice_below_capture;

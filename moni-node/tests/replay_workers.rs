@@ -232,3 +232,107 @@ fn files_out_of_time_order_are_replayed_in_it() {
         assert_eq!(rows(dir.path()), want, "{n} workers");
     }
 }
+
+/// Signature thresholds that track hosts and rules span the workers the
+/// sharding spreads a host's flows over, and the alert caps span them
+/// too: with the node's alert gate, 2 and 4 workers raise exactly the
+/// alerts of one (the `alerts` dataset, row for row, and the signature
+/// counters) with the corpus's Emerging Threats rules (110 of whose scan
+/// rules have thresholds) and rules of every threshold kind and track, at
+/// the default caps and at tight ones, on the corpus's attack and VoIP
+/// captures.
+#[test]
+fn signature_alerts_do_not_depend_on_workers() {
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let own = dir.path().join("thresholds.rules");
+    std::fs::write(
+        &own,
+        r#"alert tcp any any -> any any (msg:"syn by_src"; flags:S; threshold: type threshold, track by_src, count 20, seconds 60; sid:9000001;)
+alert tcp any any -> any any (msg:"syn limit by_rule"; flags:S; threshold: type limit, track by_rule, count 3, seconds 10; sid:9000002;)
+alert tcp any any -> any any (msg:"syn df by_dst"; flags:S; detection_filter: track by_dst, count 50, seconds 60; sid:9000003;)
+alert udp any any -> any any (msg:"udp both by_src"; threshold: type both, track by_src, count 10, seconds 60; sid:9000004;)
+alert icmp any any -> any any (msg:"icmp by_src"; threshold: type threshold, track by_src, count 10, seconds 60; sid:9000005;)
+alert tcp any any -> any any (msg:"ports by_src"; flags:S; threshold: type threshold, track by_src, count 5, seconds 30, unique_on dst_port; sid:9000006;)
+alert ip any any -> any any (msg:"pairs by_both"; threshold: type limit, track by_both, count 2, seconds 60; sid:9000007;)
+alert udp any any -> any 5060 (msg:"sip by_dst"; content:"SIP/2.0"; threshold: type limit, track by_dst, count 1, seconds 5; sid:9000008;)
+alert tcp any any -> any any (msg:"every syn"; flags:S; sid:9000009;)
+"#,
+    )
+    .expect("write rules");
+    let rules: Vec<String> = [
+        "emerging-scan.rules",
+        "emerging-dns.rules",
+        "emerging-voip.rules",
+    ]
+    .iter()
+    .map(|f| corpus.join("rules").join(f))
+    .chain([own])
+    .map(|p| format!("{:?}", p.display().to_string()))
+    .collect();
+    let mut files: Vec<PathBuf> = ["attack", "voip"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(corpus.join(d)).expect("corpus folder"))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "{files:?}");
+    let (mut alerts, mut thresholded, mut capped) = (0usize, 0u64, 0u64);
+    for caps in [
+        "",
+        "max_alerts_per_packet = 2\nmax_alerts_per_second = 40\n",
+    ] {
+        let config = format!("[ids]\nrules = [{}]\n{caps}", rules.join(", "));
+        for f in &files {
+            let out = |n: usize| {
+                let d = tempfile::tempdir().expect("tempdir");
+                let s =
+                    common::replay_files_with(std::slice::from_ref(f), None, d.path(), &config, n);
+                let sig = s.signatures.expect("rules loaded").engine;
+                let rows = rows(d.path())
+                    .into_iter()
+                    .find(|(name, _)| name == "alerts")
+                    .map(|(_, r)| r)
+                    .unwrap_or_default();
+                (rows, sig)
+            };
+            let (want, one) = out(1);
+            alerts += want.len();
+            thresholded += one.thresholded;
+            capped += one.dropped_per_packet + one.dropped_per_second;
+            for n in [2, 4] {
+                let (got, many) = out(n);
+                assert_eq!(
+                    (many.matches, many.alerts, many.thresholded),
+                    (one.matches, one.alerts, one.thresholded),
+                    "{} with {n} workers",
+                    f.display()
+                );
+                assert_eq!(
+                    (many.dropped_per_packet, many.dropped_per_second),
+                    (one.dropped_per_packet, one.dropped_per_second),
+                    "{} with {n} workers",
+                    f.display()
+                );
+                if got != want {
+                    let missing: Vec<_> =
+                        want.iter().filter(|r| !got.contains(r)).take(2).collect();
+                    let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(2).collect();
+                    panic!(
+                        "{} with {n} workers: alerts differ ({} rows vs {}); only with 1: {missing:?}; only with {n}: {extra:?}",
+                        f.display(),
+                        want.len(),
+                        got.len()
+                    );
+                }
+            }
+        }
+    }
+    // The thresholds and caps had work to do.
+    assert!(alerts > 1_000, "{alerts} alerts");
+    assert!(thresholded > 1_000, "{thresholded} matches held back");
+    assert!(capped > 100, "{capped} alerts capped");
+}

@@ -114,6 +114,7 @@ impl Detector for ArpSweep {
             .collect();
         out.push(AlertRecord {
             tunnel: Default::default(),
+            gate: None,
             time: s.start,
             end: ts,
             vnet,

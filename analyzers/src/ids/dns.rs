@@ -281,6 +281,7 @@ impl DnsAnomalies {
         };
         out.push(AlertRecord {
             tunnel: Default::default(),
+            gate: None,
             // The episode's first query (the client's queries to the
             // domain this window, which `queries` counts), whichever
             // reason crossed.
@@ -412,6 +413,7 @@ impl DnsAnomalies {
         if s.nxdomain == self.nxdomain {
             out.push(AlertRecord {
                 tunnel: Default::default(),
+                gate: None,
                 time: s.start,
                 end: ts,
                 vnet,

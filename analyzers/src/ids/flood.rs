@@ -663,6 +663,7 @@ fn alert(
 ) -> AlertRecord {
     AlertRecord {
         tunnel: Default::default(),
+        gate: None,
         time: start,
         end: ts,
         vnet,

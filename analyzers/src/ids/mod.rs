@@ -123,9 +123,10 @@ pub struct IdsConfig {
     /// Rule variables such as `HOME_NET = "[10.0.0.0/8]"` or
     /// `HTTP_PORTS = "[80,8080]"`; unset ones keep Suricata's defaults.
     pub vars: std::collections::BTreeMap<String, String>,
-    /// Signature alerts per packet and per second of packet time (per
-    /// worker); past them alerts are dropped and counted. Defaults 15 and
-    /// 10,000 ([`rules::AlertLimits`]).
+    /// Signature alerts per packet and per second of packet time, for
+    /// the node (several workers' alerts are capped together); past them
+    /// alerts are dropped and counted. Defaults 15 and 10,000
+    /// ([`rules::AlertLimits`]).
     pub max_alerts_per_packet: u32,
     pub max_alerts_per_second: u32,
     /// Signature alerts carry the packet that raised them: EVE `packet`

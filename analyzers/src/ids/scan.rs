@@ -429,6 +429,7 @@ impl PortScan {
         let probe = kind_names(probe).join("/");
         out.push(AlertRecord {
             tunnel: Default::default(),
+            gate: None,
             time: s.start,
             end: ts.max(s.last),
             vnet,
@@ -866,6 +867,7 @@ impl Sweep {
         let first: Vec<String> = s.hosts.first(5).map(|k| key_addr(k).to_string()).collect();
         out.push(AlertRecord {
             tunnel: Default::default(),
+            gate: None,
             time: s.start,
             end: ts.max(s.last),
             vnet,

@@ -350,6 +350,7 @@ mod tests {
                 to_server: None,
                 flow: None,
                 tunnel: Default::default(),
+                gate: None,
             },
             &mut seen,
         );

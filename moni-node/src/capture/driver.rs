@@ -162,6 +162,8 @@ pub struct DriverTotals {
 struct Pending {
     batch: PacketBatch,
     since: Option<Instant>,
+    /// The loop's packet count when this worker's batch was last sent.
+    sent_at: u64,
 }
 
 /// One capture loop's state: batches being filled, the IDS, counters.
@@ -202,6 +204,14 @@ pub struct Dispatcher {
 /// Checks for a flush, a tick or a stop every this many packets.
 const CHECK_EVERY: u32 = 256;
 
+/// With a shared clock, a worker that was sent nothing for this many
+/// packets is sent what its batch holds (perhaps nothing) with the clock:
+/// its watermark then moves, so that the bins and signature alerts the
+/// sinks hold until every worker has passed their time
+/// ([`crate::sink::Watermarks`]) wait for at most this many packets, not
+/// for the end of the input, when the sharding gives a worker little.
+const IDLE_SEND: u64 = 65_536;
+
 /// Packets taken at once from a source that reads ahead (a classic pcap
 /// file: those whole in its buffer), decoded before any is handed on.
 const BURST: usize = 16;
@@ -236,6 +246,7 @@ impl Dispatcher {
             .map(|_| Pending {
                 batch: PacketBatch::with_capacity(),
                 since: None,
+                sent_at: 0,
             })
             .collect();
         Dispatcher {
@@ -703,6 +714,13 @@ impl Dispatcher {
         if self.pending[w].batch.is_full() {
             self.send(w);
         }
+        if n > 1 && self.settings.share_clock && self.totals.packets.is_multiple_of(IDLE_SEND) {
+            for i in 0..n {
+                if self.totals.packets - self.pending[i].sent_at >= IDLE_SEND {
+                    self.send(i);
+                }
+            }
+        }
         if self.alerts.len() >= ALERT_BATCH {
             self.send_alerts(false);
         }
@@ -757,6 +775,7 @@ impl Dispatcher {
         let clock = self.clock();
         let p = &mut self.pending[w];
         p.since = None;
+        p.sent_at = self.totals.packets;
         let item = WorkItem {
             link: self.link,
             packets: std::mem::replace(&mut p.batch, fresh),

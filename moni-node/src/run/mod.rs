@@ -164,6 +164,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
             let mut sinks = Sinks::new(
                 workers,
                 config.compare_tolerance,
+                config.ids.max_tracked,
                 ParquetSink::new(
                     out,
                     Arc::clone(&metrics),

@@ -13,10 +13,13 @@ use std::sync::Arc;
 use super::app::{
     dns_queries, is_http_response, sip_buffer, sip_start_line, HttpRequest, HttpResponse, StartLine,
 };
+use super::gate::GateTicket;
 use super::parse::{parse_rule, rule_lines, Skipped, Vars};
 use super::prefilter::Prefilter;
 use super::threshold::{self, TrackKey, Window};
-use super::{classtype, content, Action, Buffer, Content, FlowbitsOp, NumCmp, Proto, Rule};
+use super::{
+    classtype, content, Action, Buffer, Content, FlowbitsOp, NumCmp, Proto, Rule, Threshold, Track,
+};
 use crate::decode::{Decoded, Fragment, Transport};
 use crate::flow::PacketFlow;
 use crate::ids::state::Bounded;
@@ -390,6 +393,9 @@ pub struct Signatures {
     /// The second of packet time being counted, and its alerts so far.
     second: i64,
     in_second: u32,
+    /// One of several workers: alerts leave with a [`GateTicket`] for the
+    /// node's [`super::gate::AlertGate`] (see [`Signatures::set_gated`]).
+    gated: bool,
 }
 
 impl Signatures {
@@ -493,13 +499,33 @@ impl Signatures {
             limits,
             second: i64::MIN,
             in_second: 0,
+            gated: false,
         }
     }
 
     /// The same rules with their own, empty matching state (thresholds,
     /// counters): one per worker, without compiling again.
     pub fn fresh(&self) -> Signatures {
-        Signatures::fresh_from(Arc::clone(&self.c), self.max_tracked, self.limits)
+        let mut s = Signatures::fresh_from(Arc::clone(&self.c), self.max_tracked, self.limits);
+        s.gated = self.gated;
+        s
+    }
+
+    /// Whether these signatures see only a share of the packets (one of
+    /// several workers). Then every alert leaves with a [`GateTicket`]:
+    /// the thresholds of `alert` rules that track more than a flow are
+    /// not checked here but by the node's [`super::gate::AlertGate`],
+    /// which also applies the alert caps across workers. Thresholds of
+    /// `by_flow` (a flow stays in one worker), and those of `pass`,
+    /// `drop` and `reject` rules (whose effect on the packet and its
+    /// flow cannot wait), are checked here.
+    pub fn set_gated(&mut self, gated: bool) {
+        self.gated = gated;
+    }
+
+    /// Whether [`Signatures::set_gated`] is on.
+    pub fn gated(&self) -> bool {
+        self.gated
     }
 
     /// Caps the alerts raised per packet and per second of packet time.
@@ -710,6 +736,27 @@ impl Signatures {
                 continue;
             }
             self.stats.matches += 1;
+            let rule = &self.c.rules[r as usize];
+            let deferred = self.gated
+                && rule.action == Action::Alert
+                && [rule.detection_filter, rule.threshold]
+                    .iter()
+                    .flatten()
+                    .any(|t| t.track != Track::Flow);
+            if deferred {
+                // The gate checks the thresholds and the caps; this
+                // worker's caps do not count the alert (it may not go out).
+                let mut a = self.alert(r as usize, ts, vnet, d, flow, info);
+                a.gate = Some(Box::new(GateTicket {
+                    thresholds: self.tracked(r, ip.src, ip.dst, ports, flow.map(|f| f.id)),
+                    limits: self.limits,
+                    number: info.number,
+                    part: u8::from(info.fragments > 0),
+                    order: self.c.order[r as usize],
+                }));
+                out.push(a);
+                continue;
+            }
             if !self.pass_thresholds(r, ts, ip.src, ip.dst, ports, flow.map(|f| f.id)) {
                 self.stats.thresholded += 1;
                 continue;
@@ -741,13 +788,31 @@ impl Signatures {
                 continue;
             }
             in_packet += 1;
-            if self.in_second >= self.limits.per_second {
-                self.stats.dropped_per_second += 1;
-                continue;
+            // Gated, the second's cap is the gate's alone: this worker's
+            // count of it would include alerts the gate drops at the
+            // packet's cap (for alerts it passes there), and so could drop
+            // what one worker would not.
+            if !self.gated {
+                if self.in_second >= self.limits.per_second {
+                    self.stats.dropped_per_second += 1;
+                    continue;
+                }
+                self.in_second += 1;
             }
-            self.in_second += 1;
-            self.stats.alerts += 1;
-            out.push(self.alert(r as usize, ts, vnet, d, flow, info));
+            let mut a = self.alert(r as usize, ts, vnet, d, flow, info);
+            if self.gated {
+                // Counted where the gate passes it.
+                a.gate = Some(Box::new(GateTicket {
+                    thresholds: Vec::new(),
+                    limits: self.limits,
+                    number: info.number,
+                    part: u8::from(info.fragments > 0),
+                    order: self.c.order[r as usize],
+                }));
+            } else {
+                self.stats.alerts += 1;
+            }
+            out.push(a);
         }
     }
 
@@ -942,6 +1007,31 @@ impl Signatures {
         true
     }
 
+    /// The rule's thresholds, each with the key it tracks (by the rule's
+    /// sid, which is unique in a rule set, so that the gate's keys do not
+    /// depend on rule order) and the port it counts.
+    fn tracked(
+        &self,
+        r: u32,
+        src: IpAddr,
+        dst: IpAddr,
+        ports: Option<(u16, u16)>,
+        flow: Option<u64>,
+    ) -> Vec<(Threshold, TrackKey, Option<u16>)> {
+        let rule = &self.c.rules[r as usize];
+        [rule.detection_filter, rule.threshold]
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let port = match t.unique_on_dst_port {
+                    Some(false) => ports.map(|p| p.0),
+                    _ => ports.map(|p| p.1),
+                };
+                (t, threshold::key(rule.sid, &t, src, dst, flow), port)
+            })
+            .collect()
+    }
+
     fn pass_thresholds(
         &mut self,
         r: u32,
@@ -1072,6 +1162,7 @@ impl Signatures {
             } else {
                 crate::record::TunnelInfo::of(&d.tunnels)
             },
+            gate: None,
         }
     }
 }

@@ -45,6 +45,7 @@
 pub mod app;
 pub mod content;
 pub mod engine;
+pub mod gate;
 pub mod header;
 pub mod parse;
 pub mod prefilter;

@@ -1608,3 +1608,182 @@ fn a_line_not_utf8_skips_its_rule_alone() {
     assert_eq!(same.rules.len(), 1);
     assert!(same.skipped.is_empty());
 }
+
+/// Rules whose thresholds track hosts and rules (which the sharding
+/// spreads over workers), a flow-tracked one, and several matching one
+/// packet (for the per-packet cap).
+const GATED_RULES: &str = r#"alert tcp any any -> any any (msg:"syn by_src"; flags:S; threshold: type threshold, track by_src, count 3, seconds 2; sid:1;)
+alert tcp any any -> any any (msg:"syn limit by_rule"; flags:S; threshold: type limit, track by_rule, count 2, seconds 1; sid:2;)
+alert tcp any any -> any any (msg:"syn df by_dst"; flags:S; detection_filter: track by_dst, count 2, seconds 3; sid:3;)
+alert tcp any any -> any any (msg:"syn both by_both"; flags:S; threshold: type both, track by_both, count 2, seconds 5; sid:4;)
+alert tcp any any -> any any (msg:"syn by_flow"; flags:S; threshold: type limit, track by_flow, count 1, seconds 60; sid:5;)
+alert tcp any any -> any any (msg:"any syn"; flags:S; sid:6;)
+alert tcp any any -> any any (msg:"unique ports"; flags:S; threshold: type threshold, track by_src, count 2, seconds 4, unique_on dst_port; sid:7;)
+"#;
+
+/// Feeds `packets` ((time, src, dst, dport, flags)) to `workers` sets of
+/// signatures, each packet to the worker its address pair hashes to, as
+/// the node shards them; the alerts go through one gate in its order.
+fn gated_alerts(
+    packets: &[(f64, Ipv4Addr, Ipv4Addr, u16, u8)],
+    workers: usize,
+    limits: AlertLimits,
+) -> Vec<AlertRecord> {
+    let set = RuleSet::parse("gated.rules", GATED_RULES, &Vars::default());
+    assert!(set.skipped.is_empty(), "{:?}", set.skipped);
+    let mut runs: Vec<Run> = (0..workers)
+        .map(|_| {
+            let mut sigs = Signatures::new(&set, 1000).with_limits(limits);
+            sigs.set_gated(workers > 1);
+            Run {
+                sigs,
+                flows: FlowTable::new(FlowConfig::default()),
+                alerts: Vec::new(),
+                done: Vec::new(),
+            }
+        })
+        .collect();
+    let mut raised = Vec::new();
+    for (n, &(t, src, dst, dport, flags)) in packets.iter().enumerate() {
+        let pair = u32::from(src).min(u32::from(dst)) ^ u32::from(src).max(u32::from(dst));
+        let w = (pair as usize * 31 + (pair >> 8) as usize) % workers;
+        let f = frame(
+            src,
+            dst,
+            6,
+            &tcp(40000 + (n % 7) as u16, dport, flags, b""),
+            &[],
+        );
+        let d = decode(LinkType::Ethernet, &f);
+        let ts = Timestamp((t * 1e6) as i64);
+        let r = &mut runs[w];
+        let flow = r.flows.observe(
+            FlowPacket {
+                ts,
+                wire_len: f.len() as u32,
+                vnet: VnetId(0),
+                vlan_id: None,
+                hash: None,
+            },
+            &d,
+            &mut r.done,
+        );
+        let info = PacketInfo {
+            number: n as u64 + 1,
+            ..PacketInfo::default()
+        };
+        r.sigs
+            .observe_packet(ts, VnetId(0), &d, flow, info, &mut r.alerts);
+        raised.extend(r.alerts.drain(..).map(|a| (w, a)));
+    }
+    if workers == 1 {
+        return raised.into_iter().map(|(_, a)| a).collect();
+    }
+    assert!(raised.iter().all(|(_, a)| a.gate.is_some()));
+    raised.sort_by_key(|(w, a)| gate::order_key(a, a.gate.as_deref().expect("ticket"), *w));
+    let mut g = gate::AlertGate::new(1000);
+    let mut out = Vec::new();
+    for (w, mut a) in raised {
+        let t = a.gate.take().expect("ticket");
+        if g.decide(&a, &t, w) {
+            out.push(a);
+        }
+    }
+    // What passed, with what the workers counted, adds up to the matches.
+    let worker_stats: Vec<SignatureStats> = runs.iter().map(|r| r.sigs.stats().clone()).collect();
+    let matches: u64 = worker_stats.iter().map(|s| s.matches).sum();
+    let local: u64 = worker_stats
+        .iter()
+        .map(|s| s.thresholded + s.dropped_per_packet + s.dropped_per_second + s.alerts)
+        .sum();
+    let s = &g.stats;
+    assert_eq!(
+        matches,
+        local + s.alerts + s.thresholded + s.dropped_per_packet + s.dropped_per_second
+    );
+    assert_eq!(s.alerts as usize, out.len());
+    out
+}
+
+fn scan_packets(seed: u64, n: usize) -> Vec<(f64, Ipv4Addr, Ipv4Addr, u16, u8)> {
+    // A small LCG: scanners sweeping hosts and ports, replies, repeats.
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move |m: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    };
+    let mut t = 0.0;
+    (0..n)
+        .map(|_| {
+            t += next(400) as f64 / 1000.0;
+            let src = Ipv4Addr::new(10, 0, 0, 1 + next(3) as u8);
+            let dst = Ipv4Addr::new(192, 0, 2, 1 + next(12) as u8);
+            let dport = [22, 80, 443, 8080][next(4) as usize];
+            let flags = if next(5) == 0 { 0x12 } else { 0x02 };
+            (t, src, dst, dport, flags)
+        })
+        .collect()
+}
+
+/// Several workers with the gate raise exactly the alerts of one worker:
+/// thresholds across hosts and rules, and both caps.
+#[test]
+fn gated_workers_raise_the_alerts_of_one() {
+    for limits in [
+        AlertLimits::default(),
+        AlertLimits {
+            per_packet: 2,
+            per_second: 4,
+        },
+    ] {
+        for seed in 0..20 {
+            let packets = scan_packets(seed, 300);
+            let one = gated_alerts(&packets, 1, limits);
+            assert!(!one.is_empty());
+            for workers in [2, 3, 4] {
+                let many = gated_alerts(&packets, workers, limits);
+                assert_eq!(one, many, "seed {seed}, {workers} workers, {limits:?}");
+            }
+        }
+    }
+}
+
+/// Without the gate, the thresholds counted per worker raise other alerts
+/// (what this guards against).
+#[test]
+fn thresholds_per_worker_differ_from_one() {
+    let set = RuleSet::parse("gated.rules", GATED_RULES, &Vars::default());
+    let packets = scan_packets(7, 300);
+    let one = gated_alerts(&packets, 1, AlertLimits::default());
+    let mut per_worker = 0;
+    for w in 0..4 {
+        let mut r = Run {
+            sigs: Signatures::new(&set, 1000),
+            flows: FlowTable::new(FlowConfig::default()),
+            alerts: Vec::new(),
+            done: Vec::new(),
+        };
+        for (n, &(t, src, dst, dport, flags)) in packets.iter().enumerate() {
+            let pair = u32::from(src).min(u32::from(dst)) ^ u32::from(src).max(u32::from(dst));
+            if (pair as usize * 31 + (pair >> 8) as usize) % 4 != w {
+                continue;
+            }
+            r.feed(
+                t,
+                &frame(
+                    src,
+                    dst,
+                    6,
+                    &tcp(40000 + (n % 7) as u16, dport, flags, b""),
+                    &[],
+                ),
+            );
+        }
+        per_worker += r.alerts.len();
+    }
+    assert_ne!(one.len(), per_worker);
+}
