@@ -6,12 +6,15 @@
 //! worker). Finished records are buffered here until the worker hands
 //! them to the sinks as one [`crate::sink::Records`].
 
+use std::sync::Arc;
+
 use analyzers::bins::Binner;
 use analyzers::decode::DecodeErrorCounts;
 use analyzers::flow::{FlowPacket, FlowStats, FlowTable};
 
 use analyzers::decode::Fragment;
 use analyzers::decode::{Reassembled, Reassembler, ReassemblyStats};
+use analyzers::ids::rules::gate::FullWindows;
 use analyzers::ids::rules::{PacketInfo, RuleSet, Signatures};
 use analyzers::ids::Ids;
 use analyzers::record::{AlertRecord, BinRecord, FlowRecord, RtpStreamRecord, RtpWindowRecord};
@@ -107,7 +110,7 @@ pub struct Engine {
     sig_defrag: Option<Reassembler>,
     alert_out: Vec<AlertRecord>,
     /// See [`Engine::gate_signatures`].
-    gated: bool,
+    gate: Option<Arc<FullWindows>>,
 }
 
 /// Compiles the rules of `rules` with the caps of `ids` (`None` without
@@ -152,7 +155,7 @@ impl Engine {
             sig_defrag: (!config.rules.rules.is_empty())
                 .then(|| Reassembler::for_signatures(&config.decode)),
             alert_out: Vec::new(),
-            gated: false,
+            gate: None,
         }
     }
 
@@ -355,14 +358,14 @@ impl Engine {
     }
 
     /// The signature engine, if rules are loaded.
-    /// One of several workers: signature alerts leave with a ticket for
-    /// the node's alert gate ([`Signatures::set_gated`]), also after a
-    /// reload brings new rules.
-    pub fn gate_signatures(&mut self, gated: bool) {
-        self.gated = gated;
+    /// One of several workers (`Some`: the alert gate's filled windows):
+    /// signature alerts leave with a ticket for the node's alert gate
+    /// ([`Signatures::set_gate`]), also after a reload brings new rules.
+    pub fn gate_signatures(&mut self, gate: Option<Arc<FullWindows>>) {
         if let Some(s) = &mut self.sigs {
-            s.set_gated(gated);
+            s.set_gate(gate.clone());
         }
+        self.gate = gate;
     }
 
     pub fn signatures(&self) -> Option<&Signatures> {
@@ -468,7 +471,7 @@ impl Engine {
                 }
                 self.sigs = s;
                 if let Some(s) = &mut self.sigs {
-                    s.set_gated(self.gated);
+                    s.set_gate(self.gate.clone());
                 }
             }
             None => {

@@ -155,6 +155,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
                 wall_clock: false,
                 cpus: Vec::new(),
                 nice_below_capture: if workers > 1 { WORKER_NICE } else { 0 },
+                gate: (workers > 1).then(|| sinks.gate.full_windows()),
             },
         );
         let io = DriverIo {

@@ -14,7 +14,7 @@
 //! adds its pairs) before the stages after it. [`consume`] is the one
 //! loop that feeds them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -249,16 +249,17 @@ impl Sink for BinMerger {
 /// every packet would decide them ([`analyzers::ids::rules::gate`]): the
 /// thresholds that track more than a flow, and the alert caps. An alert
 /// waits until every worker's watermark is past its packet time, then
-/// goes through the [`AlertGate`] in packet order. At most `cap` alerts
-/// wait; beyond, the oldest are decided early and counted in
+/// goes through the [`AlertGate`] in packet order (each worker raises its
+/// alerts in that order, so the gate merges the workers' queues). At most
+/// `cap` alerts wait; beyond, the oldest are decided early and counted in
 /// `decided_early` (their order may then differ from one worker's).
 /// Alerts without a ticket (one worker, the capture loop's detectors)
 /// pass untouched.
 pub struct GateSink {
     gate: AlertGate,
-    /// By decision order, then arrival (equal keys: one packet seen twice).
-    held: BTreeMap<(OrderKey, u64), (usize, AlertRecord)>,
-    arrived: u64,
+    /// Per worker, its alerts waiting, in the order it raised them.
+    queues: Vec<VecDeque<AlertRecord>>,
+    held: usize,
     watermarks: Watermarks,
     cap: usize,
     pub decided_early: u64,
@@ -276,14 +277,20 @@ impl GateSink {
     pub fn new(workers: usize, max_tracked: usize, cap: usize, metrics: Arc<Metrics>) -> GateSink {
         GateSink {
             gate: AlertGate::new(max_tracked),
-            held: BTreeMap::new(),
-            arrived: 0,
+            queues: (0..workers.max(1)).map(|_| VecDeque::new()).collect(),
+            held: 0,
             watermarks: Watermarks::new(workers),
             cap: cap.max(1),
             decided_early: 0,
             metrics,
             published: GateStats::default(),
         }
+    }
+
+    /// The windows the gate fills, for the workers
+    /// ([`WorkerSetup::gate`](crate::worker::WorkerSetup::gate)).
+    pub fn full_windows(&self) -> Arc<analyzers::ids::rules::gate::FullWindows> {
+        self.gate.full_windows()
     }
 
     /// What the gate decided so far.
@@ -293,14 +300,27 @@ impl GateSink {
 
     /// Alerts waiting now.
     pub fn held(&self) -> usize {
-        self.held.len()
+        self.held
     }
 
-    /// Decides the oldest alert waiting; its alert if it goes out.
-    fn decide_first(&mut self) -> Option<Option<AlertRecord>> {
-        let ((_, _), (w, mut a)) = self.held.pop_first()?;
+    /// The worker whose oldest waiting alert comes first, and its key.
+    fn first(&self) -> Option<(OrderKey, usize)> {
+        self.queues
+            .iter()
+            .enumerate()
+            .filter_map(|(w, q)| {
+                let a = q.front()?;
+                Some((order_key(a, a.gate.as_deref()?, w), w))
+            })
+            .min()
+    }
+
+    /// Decides worker `w`'s oldest waiting alert; it if it goes out.
+    fn decide_first_of(&mut self, w: usize) -> Option<AlertRecord> {
+        let mut a = self.queues.get_mut(w)?.pop_front()?;
+        self.held -= 1;
         let t = a.gate.take()?;
-        Some(self.gate.decide(&a, &t, w).then_some(a))
+        self.gate.decide(&a, &t, w).then_some(a)
     }
 
     fn publish(&mut self) {
@@ -332,28 +352,27 @@ impl Sink for GateSink {
     fn accept(&mut self, r: &mut Records) -> Result<(), ExportError> {
         self.watermarks.update(r);
         if r.alerts.iter().any(|a| a.gate.is_some()) {
-            let worker = r.worker.unwrap_or(0);
-            let (ticketed, plain): (Vec<_>, Vec<_>) =
-                r.alerts.drain(..).partition(|a| a.gate.is_some());
-            r.alerts = plain;
-            for a in ticketed {
-                let Some(t) = a.gate.as_deref() else { continue };
-                let key = order_key(&a, t, worker);
-                self.held.insert((key, self.arrived), (worker, a));
-                self.arrived += 1;
+            let w = r.worker.unwrap_or(0).min(self.queues.len() - 1);
+            for a in std::mem::take(&mut r.alerts) {
+                if a.gate.is_some() {
+                    self.queues[w].push_back(a);
+                    self.held += 1;
+                } else {
+                    r.alerts.push(a);
+                }
             }
         }
         let reached = self.watermarks.reached();
-        while let Some(((key, _), _)) = self.held.first_key_value() {
+        while let Some((key, w)) = self.first() {
             let passed = reached.is_some_and(|t| key.0 < t);
-            let over = self.held.len() > self.cap;
+            let over = self.held > self.cap;
             if !(passed || over) {
                 break;
             }
             if !passed {
                 self.decided_early += 1;
             }
-            if let Some(Some(a)) = self.decide_first() {
+            if let Some(a) = self.decide_first_of(w) {
                 r.alerts.push(a);
             }
         }
@@ -366,8 +385,8 @@ impl Sink for GateSink {
     }
 
     fn finish(&mut self, held: &mut Records) -> Result<(), ExportError> {
-        while !self.held.is_empty() {
-            if let Some(Some(a)) = self.decide_first() {
+        while let Some((_, w)) = self.first() {
+            if let Some(a) = self.decide_first_of(w) {
                 held.alerts.push(a);
             }
         }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use analyzers::flow::FlowConfig;
+use analyzers::ids::rules::gate::FullWindows;
 use analyzers::record::{EndReason, FlowRecord, RtpWindowRecord};
 use analyzers::vnet::VnetMap;
 use analyzers::Timestamp;
@@ -60,8 +61,8 @@ pub struct WorkerCtx {
     /// replay runs on packet time only.
     pub wall_clock: bool,
     /// One of several workers: signature alerts go to the node's alert
-    /// gate ([`crate::sink::GateSink`]).
-    pub gated: bool,
+    /// gate ([`crate::sink::GateSink`]), whose filled windows these are.
+    pub gate: Option<Arc<FullWindows>>,
 }
 
 /// What a worker saw, for the summary at the end.
@@ -122,7 +123,7 @@ const WATERMARK_BATCHES: u32 = 64;
 
 pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
     let mut engine = Engine::new(&ctx.config);
-    engine.gate_signatures(ctx.gated);
+    engine.gate_signatures(ctx.gate.clone());
     let mut vnets = Arc::new(ctx.config.vnets.clone());
     let worker = ctx.index.to_string();
     let busy_gauge = ctx
@@ -145,7 +146,7 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
     // Batches since this worker's watermark last left, when the alert
     // gate waits for it.
     let mut since_watermark = 0;
-    let mut gate_alerts = ctx.gated && engine.signatures().is_some();
+    let mut gate_alerts = ctx.gate.is_some() && engine.signatures().is_some();
     loop {
         let wait = ctx.tick.saturating_sub(tick_start.elapsed());
         match ctx.input.recv_timeout(wait) {
@@ -226,7 +227,7 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
         {
             engine.reconfigure((*v).clone(), flows, rtp, &ids, sigs);
             vnets = v;
-            gate_alerts = ctx.gated && engine.signatures().is_some();
+            gate_alerts = ctx.gate.is_some() && engine.signatures().is_some();
         }
         if tick_start.elapsed() >= ctx.tick {
             let elapsed = tick_start.elapsed();
@@ -731,6 +732,9 @@ pub struct WorkerSetup<'a> {
     /// Replay, where one capture thread feeds every worker, gives the
     /// capture thread the CPU first: see `replay::WORKER_NICE`.
     pub nice_below_capture: i32,
+    /// With several workers: the alert gate's filled windows
+    /// ([`crate::sink::GateSink::full_windows`]); `None` with one.
+    pub gate: Option<Arc<FullWindows>>,
 }
 
 /// One worker's share of the flow settings: `flows.max_flows` bounds the
@@ -777,7 +781,7 @@ pub fn spawn<'scope>(
             metrics: Arc::clone(&s.metrics),
             tick: s.tick,
             wall_clock: s.wall_clock,
-            gated: s.workers > 1,
+            gate: s.gate.clone(),
         };
         let cpus = s.cpus.clone();
         let nice = s.nice_below_capture;

@@ -160,6 +160,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
         });
         let writers_done = Arc::new(AtomicBool::new(false));
         let spool_full = Arc::new(AtomicBool::new(false));
+        let alert_gate;
         let writer = {
             let mut sinks = Sinks::new(
                 workers,
@@ -175,6 +176,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
             );
             let tick = node.tick;
             compare_tolerance = sinks.tolerance();
+            alert_gate = (workers > 1).then(|| sinks.gate.full_windows());
             crate::sys::spawn_named(scope, "moni-writer".into(), move || {
                 crate::sink::consume(&writer_rx, &mut sinks, tick);
                 sinks
@@ -204,6 +206,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                 wall_clock: true,
                 cpus: node.worker_cpus.clone(),
                 nice_below_capture: 0,
+                gate: alert_gate,
             },
         );
         let crate::worker::Workers {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::app::{
     dns_queries, is_http_response, sip_buffer, sip_start_line, HttpRequest, HttpResponse, StartLine,
 };
-use super::gate::GateTicket;
+use super::gate::{FullWindows, GateTicket};
 use super::parse::{parse_rule, rule_lines, Skipped, Vars};
 use super::prefilter::Prefilter;
 use super::threshold::{self, TrackKey, Window};
@@ -394,8 +394,10 @@ pub struct Signatures {
     second: i64,
     in_second: u32,
     /// One of several workers: alerts leave with a [`GateTicket`] for the
-    /// node's [`super::gate::AlertGate`] (see [`Signatures::set_gated`]).
+    /// node's [`super::gate::AlertGate`] (see [`Signatures::set_gate`]).
     gated: bool,
+    /// The gate's filled windows, read to drop matches that cannot alert.
+    full: Option<Arc<FullWindows>>,
 }
 
 impl Signatures {
@@ -500,6 +502,7 @@ impl Signatures {
             second: i64::MIN,
             in_second: 0,
             gated: false,
+            full: None,
         }
     }
 
@@ -508,22 +511,26 @@ impl Signatures {
     pub fn fresh(&self) -> Signatures {
         let mut s = Signatures::fresh_from(Arc::clone(&self.c), self.max_tracked, self.limits);
         s.gated = self.gated;
+        s.full.clone_from(&self.full);
         s
     }
 
     /// Whether these signatures see only a share of the packets (one of
-    /// several workers). Then every alert leaves with a [`GateTicket`]:
-    /// the thresholds of `alert` rules that track more than a flow are
-    /// not checked here but by the node's [`super::gate::AlertGate`],
-    /// which also applies the alert caps across workers. Thresholds of
-    /// `by_flow` (a flow stays in one worker), and those of `pass`,
-    /// `drop` and `reject` rules (whose effect on the packet and its
-    /// flow cannot wait), are checked here.
-    pub fn set_gated(&mut self, gated: bool) {
-        self.gated = gated;
+    /// several workers: `Some`, with the gate's filled windows). Then
+    /// every alert leaves with a [`GateTicket`]: the thresholds of
+    /// `alert` rules that track more than a flow are not checked here but
+    /// by the node's [`super::gate::AlertGate`], which also applies the
+    /// alert caps across workers; a match in a `limit` or `both` window
+    /// the gate has filled is held back here ([`FullWindows`]). Thresholds
+    /// of `by_flow` (a flow stays in one worker), and those of `pass`,
+    /// `drop` and `reject` rules (whose effect on the packet and its flow
+    /// cannot wait), are checked here.
+    pub fn set_gate(&mut self, gate: Option<Arc<FullWindows>>) {
+        self.gated = gate.is_some();
+        self.full = gate;
     }
 
-    /// Whether [`Signatures::set_gated`] is on.
+    /// Whether [`Signatures::set_gate`] is on.
     pub fn gated(&self) -> bool {
         self.gated
     }
@@ -743,6 +750,15 @@ impl Signatures {
                     .iter()
                     .flatten()
                     .any(|t| t.track != Track::Flow);
+            if let (true, Some(full)) = (deferred, &self.full) {
+                if let Some(t) = FullWindows::applies(rule.detection_filter, rule.threshold) {
+                    let key = threshold::key(rule.sid, &t, ip.src, ip.dst, flow.map(|f| f.id));
+                    if full.filled(&key, ts) {
+                        self.stats.thresholded += 1;
+                        continue;
+                    }
+                }
+            }
             if deferred {
                 // The gate checks the thresholds and the caps; this
                 // worker's caps do not count the alert (it may not go out).
@@ -788,17 +804,11 @@ impl Signatures {
                 continue;
             }
             in_packet += 1;
-            // Gated, the second's cap is the gate's alone: this worker's
-            // count of it would include alerts the gate drops at the
-            // packet's cap (for alerts it passes there), and so could drop
-            // what one worker would not.
-            if !self.gated {
-                if self.in_second >= self.limits.per_second {
-                    self.stats.dropped_per_second += 1;
-                    continue;
-                }
-                self.in_second += 1;
+            if self.in_second >= self.limits.per_second {
+                self.stats.dropped_per_second += 1;
+                continue;
             }
+            self.in_second += 1;
             let mut a = self.alert(r as usize, ts, vnet, d, flow, info);
             if self.gated {
                 // Counted where the gate passes it.

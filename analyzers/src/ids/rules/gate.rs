@@ -16,17 +16,23 @@
 //! ([`order_key`]) and passes them through one [`AlertGate`], which
 //! decides them as one worker seeing every packet would have.
 //!
-//! A worker still applies the per-packet cap to the alerts it decided
-//! itself (so a packet matching thousands of rules never leaves it with
-//! thousands of alerts): it counts no more of the packet's alerts than the
-//! gate does, so what it drops the gate would have dropped too. The
-//! per-second cap is the gate's alone: a worker's count of the second
-//! would include alerts the gate then drops at the packet's cap.
+//! A worker still applies both caps to the alerts it decided itself (so
+//! that a flood of them never leaves it): it counts no more of a packet's
+//! or a second's alerts than the gate does, so what it drops the gate
+//! would have dropped too. One case is left: where both caps bind at
+//! once, a worker's count of the second can include an alert the gate
+//! then drops at the packet's cap (for a deferred alert it passed there),
+//! and the worker may drop at the second's cap an alert one worker would
+//! have raised.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use super::threshold::{self, TrackKey, Window};
-use super::{AlertLimits, Threshold};
+use super::{AlertLimits, Threshold, ThresholdKind, Track};
 use crate::ids::state::Bounded;
 use crate::record::AlertRecord;
+use crate::time::Timestamp;
 
 /// What the gate decides for one signature alert.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,11 +75,83 @@ pub struct GateStats {
     pub dropped_per_second: u64,
 }
 
+/// The windows of `limit` and `both` thresholds the gate has filled (its
+/// `count` matches reached): a later match in one cannot alert and
+/// changes nothing the gate keeps, so a worker drops it itself
+/// ([`FullWindows::filled`]) instead of raising an alert the gate would
+/// hold back. Under a flood that a rate-limited rule matches packet by
+/// packet (`type limit, count 1, track by_src` on SYNs), this keeps the
+/// alerts the workers raise near the alerts that go out. Shared by the
+/// gate (which writes) and the workers (which read); at most `cap` windows,
+/// beyond which the ended ones are forgotten, then all (a forgotten window
+/// only means its matches go to the gate).
+#[derive(Debug)]
+pub struct FullWindows {
+    /// Key: (packet time of the match that filled it, end of the window).
+    map: RwLock<HashMap<TrackKey, (i64, i64), foldhash::fast::RandomState>>,
+    cap: usize,
+}
+
+impl FullWindows {
+    pub fn new(cap: usize) -> FullWindows {
+        FullWindows {
+            map: RwLock::new(HashMap::default()),
+            cap: cap.max(1),
+        }
+    }
+
+    /// The threshold a worker may judge by a filled window: a rule's only
+    /// one (no `detection_filter` counted before it), of type `limit` or
+    /// `both`, counting matches (not `unique_on` ports), across flows.
+    pub fn applies(detection_filter: Option<Threshold>, t: Option<Threshold>) -> Option<Threshold> {
+        let t = t?;
+        (detection_filter.is_none()
+            && matches!(t.kind, ThresholdKind::Limit | ThresholdKind::Both)
+            && t.unique_on_dst_port.is_none()
+            && t.track != Track::Flow)
+            .then_some(t)
+    }
+
+    /// Whether a match of `key` at `ts` falls in a window the gate filled
+    /// with an earlier match (strictly earlier: a match at the same time
+    /// may come before the filling one in packet order).
+    pub fn filled(&self, key: &TrackKey, ts: Timestamp) -> bool {
+        let Ok(map) = self.map.read() else {
+            return false;
+        };
+        map.get(key)
+            .is_some_and(|&(at, end)| at < ts.0 && ts.0 < end)
+    }
+
+    fn fill(&self, key: &TrackKey, at: i64, end: i64) {
+        let Ok(mut map) = self.map.write() else {
+            return;
+        };
+        if map.len() >= self.cap && !map.contains_key(key) {
+            map.retain(|_, w| w.1 > at);
+            if map.len() >= self.cap {
+                map.clear();
+            }
+        }
+        map.insert(*key, (at, end));
+    }
+
+    /// Windows held.
+    pub fn len(&self) -> usize {
+        self.map.read().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Thresholds and caps for the alerts of every worker, decided in
 /// [`order_key`] order.
 #[derive(Debug)]
 pub struct AlertGate {
     thresholds: Bounded<TrackKey, Window>,
+    full: Arc<FullWindows>,
     /// The packet whose alerts are being decided: (time, number, part,
     /// worker), and its alerts passed so far.
     packet: Option<(i64, u64, u8, usize)>,
@@ -90,12 +168,18 @@ impl AlertGate {
     pub fn new(max_tracked: usize) -> AlertGate {
         AlertGate {
             thresholds: Bounded::new(max_tracked),
+            full: Arc::new(FullWindows::new(max_tracked)),
             packet: None,
             in_packet: 0,
             second: i64::MIN,
             in_second: 0,
             stats: GateStats::default(),
         }
+    }
+
+    /// The windows this gate fills, for the workers to read.
+    pub fn full_windows(&self) -> Arc<FullWindows> {
+        Arc::clone(&self.full)
     }
 
     /// Threshold keys held, and evicted at the cap so far.
@@ -113,7 +197,19 @@ impl AlertGate {
             self.in_packet = 0;
         }
         for (th, key, port) in &t.thresholds {
-            if !threshold::check(&mut self.thresholds, key, th, ts, *port) {
+            let pass = threshold::check(&mut self.thresholds, key, th, ts, *port);
+            if let ([_], Some(th)) = (
+                t.thresholds.as_slice(),
+                FullWindows::applies(None, Some(*th)),
+            ) {
+                if let Some((first, count)) = threshold::window(&mut self.thresholds, key) {
+                    if count >= th.count {
+                        let end = first.0.saturating_add(i64::from(th.seconds) * 1_000_000);
+                        self.full.fill(key, ts.0, end);
+                    }
+                }
+            }
+            if !pass {
                 self.stats.thresholded += 1;
                 return false;
             }

@@ -1631,10 +1631,11 @@ fn gated_alerts(
 ) -> Vec<AlertRecord> {
     let set = RuleSet::parse("gated.rules", GATED_RULES, &Vars::default());
     assert!(set.skipped.is_empty(), "{:?}", set.skipped);
+    let mut g = gate::AlertGate::new(1000);
     let mut runs: Vec<Run> = (0..workers)
         .map(|_| {
             let mut sigs = Signatures::new(&set, 1000).with_limits(limits);
-            sigs.set_gated(workers > 1);
+            sigs.set_gate((workers > 1).then(|| g.full_windows()));
             Run {
                 sigs,
                 flows: FlowTable::new(FlowConfig::default()),
@@ -1643,7 +1644,36 @@ fn gated_alerts(
             }
         })
         .collect();
-    let mut raised = Vec::new();
+    // Per worker, its alerts waiting for the gate; every worker has
+    // passed the time of the packet about to be fed, so the alerts
+    // before it are decided (as the node's watermarks let them), and
+    // the workers see the windows the gate filled.
+    let mut queues: Vec<std::collections::VecDeque<AlertRecord>> =
+        (0..workers).map(|_| Default::default()).collect();
+    let mut out = Vec::new();
+    let release = |queues: &mut Vec<std::collections::VecDeque<AlertRecord>>,
+                   g: &mut gate::AlertGate,
+                   out: &mut Vec<AlertRecord>,
+                   before: i64| {
+        while let Some((key, w)) = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(w, q)| {
+                let a = q.front()?;
+                Some((gate::order_key(a, a.gate.as_deref()?, w), w))
+            })
+            .min()
+        {
+            if key.0 >= before {
+                break;
+            }
+            let mut a = queues[w].pop_front().expect("front");
+            let t = a.gate.take().expect("ticket");
+            if g.decide(&a, &t, w) {
+                out.push(a);
+            }
+        }
+    };
     for (n, &(t, src, dst, dport, flags)) in packets.iter().enumerate() {
         let pair = u32::from(src).min(u32::from(dst)) ^ u32::from(src).max(u32::from(dst));
         let w = (pair as usize * 31 + (pair >> 8) as usize) % workers;
@@ -1656,6 +1686,7 @@ fn gated_alerts(
         );
         let d = decode(LinkType::Ethernet, &f);
         let ts = Timestamp((t * 1e6) as i64);
+        release(&mut queues, &mut g, &mut out, ts.0);
         let r = &mut runs[w];
         let flow = r.flows.observe(
             FlowPacket {
@@ -1674,20 +1705,17 @@ fn gated_alerts(
         };
         r.sigs
             .observe_packet(ts, VnetId(0), &d, flow, info, &mut r.alerts);
-        raised.extend(r.alerts.drain(..).map(|a| (w, a)));
-    }
-    if workers == 1 {
-        return raised.into_iter().map(|(_, a)| a).collect();
-    }
-    assert!(raised.iter().all(|(_, a)| a.gate.is_some()));
-    raised.sort_by_key(|(w, a)| gate::order_key(a, a.gate.as_deref().expect("ticket"), *w));
-    let mut g = gate::AlertGate::new(1000);
-    let mut out = Vec::new();
-    for (w, mut a) in raised {
-        let t = a.gate.take().expect("ticket");
-        if g.decide(&a, &t, w) {
-            out.push(a);
+        if workers == 1 {
+            assert!(r.alerts.iter().all(|a| a.gate.is_none()));
+            out.append(&mut r.alerts);
+        } else {
+            assert!(r.alerts.iter().all(|a| a.gate.is_some()));
+            queues[w].extend(r.alerts.drain(..));
         }
+    }
+    release(&mut queues, &mut g, &mut out, i64::MAX);
+    if workers == 1 {
+        return out;
     }
     // What passed, with what the workers counted, adds up to the matches.
     let worker_stats: Vec<SignatureStats> = runs.iter().map(|r| r.sigs.stats().clone()).collect();
@@ -1702,6 +1730,9 @@ fn gated_alerts(
         local + s.alerts + s.thresholded + s.dropped_per_packet + s.dropped_per_second
     );
     assert_eq!(s.alerts as usize, out.len());
+    // The workers held back matches in windows the gate had filled.
+    assert!(!g.full_windows().is_empty());
+    assert!(worker_stats.iter().map(|s| s.thresholded).sum::<u64>() > 0);
     out
 }
 
@@ -1730,15 +1761,16 @@ fn scan_packets(seed: u64, n: usize) -> Vec<(f64, Ipv4Addr, Ipv4Addr, u16, u8)> 
 }
 
 /// Several workers with the gate raise exactly the alerts of one worker:
-/// thresholds across hosts and rules, and both caps.
+/// thresholds across hosts and rules, and each cap.
 #[test]
 fn gated_workers_raise_the_alerts_of_one() {
+    // Each cap tight on its own (where both bind at once a worker's count
+    // of the second can differ from the gate's: see `gate`'s module doc).
+    let d = AlertLimits::default();
     for limits in [
-        AlertLimits::default(),
-        AlertLimits {
-            per_packet: 2,
-            per_second: 4,
-        },
+        d,
+        AlertLimits { per_packet: 2, ..d },
+        AlertLimits { per_second: 4, ..d },
     ] {
         for seed in 0..20 {
             let packets = scan_packets(seed, 300);

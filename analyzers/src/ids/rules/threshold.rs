@@ -38,6 +38,11 @@ pub fn key(rule: u32, t: &Threshold, src: IpAddr, dst: IpAddr, flow: Option<u64>
     }
 }
 
+/// The start of `key`'s window and its match count, if it has one.
+pub fn window(table: &mut Bounded<TrackKey, Window>, key: &TrackKey) -> Option<(Timestamp, u32)> {
+    table.get_mut(key).map(|w| (w.first, w.count))
+}
+
 /// Whether this match alerts, updating the key's window.
 pub fn check(
     table: &mut Bounded<TrackKey, Window>,
