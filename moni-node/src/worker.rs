@@ -203,7 +203,7 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
                     since_watermark += 1;
                     if since_watermark >= WATERMARK_BATCHES {
                         since_watermark = 0;
-                        send_watermark(&vnets, &ctx, &mut state);
+                        send_watermark(&mut engine, &vnets, &ctx, &mut state);
                     }
                 }
                 if engine.pending_flows() >= FLOW_BATCH
@@ -558,9 +558,11 @@ fn send_records(
     }
 }
 
-/// Sends this worker's watermark alone (no records, no metrics), if it
-/// moved since it last left.
-fn send_watermark(vnets: &Arc<VnetMap>, ctx: &WorkerCtx, state: &mut State) {
+/// Sends this worker's watermark, if it moved since it last left, with
+/// the bins and alerts raised before it (those two sinks release what
+/// every worker's watermark has passed, so what a worker made before its
+/// watermark must travel with it), but no flows or metrics.
+fn send_watermark(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, state: &mut State) {
     if state.newest_packet.0 == i64::MIN {
         return;
     }
@@ -575,6 +577,8 @@ fn send_watermark(vnets: &Arc<VnetMap>, ctx: &WorkerCtx, state: &mut State) {
     let mut r = Records::new(Arc::clone(vnets));
     r.worker = Some(ctx.index);
     r.watermark = Some(w);
+    r.bins = engine.take_bins();
+    r.alerts = engine.take_alerts();
     let _ = ctx.records.send(r);
 }
 

@@ -339,3 +339,56 @@ alert tcp any any -> any any (msg:"every syn"; flags:S; sid:9000009;)
     assert!(thresholded > 1_000, "{thresholded} matches held back");
     assert!(capped > 100, "{capped} alerts capped");
 }
+
+/// The gate (and the bin merger) on a flood long enough for the workers'
+/// watermarks to leave on their own (every 64 batches) and for the
+/// capture loop to send an idle worker the clock (every 65,536 packets):
+/// 150,000 spoofed SYNs to one server in 1.5 s, whose `by_dst` thresholds
+/// and `by_rule` limit span both workers and whose every-SYN rule passes
+/// the second's cap.
+#[test]
+fn signature_alerts_of_a_flood_do_not_depend_on_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("flood.pcap");
+    moni_samples::stream::syn_flood(&pcap, 150_000, 5).expect("generate");
+    let rules = dir.path().join("flood.rules");
+    std::fs::write(
+        &rules,
+        r#"alert tcp any any -> any any (msg:"syn to a server"; flags:S; threshold: type threshold, track by_dst, count 1000, seconds 60; sid:1;)
+alert tcp any any -> any any (msg:"syn limit"; flags:S; threshold: type limit, track by_rule, count 5, seconds 1; sid:2;)
+alert tcp any any -> any any (msg:"syn flood"; flags:S; detection_filter: track by_dst, count 20000, seconds 10; sid:3;)
+alert tcp any any -> any any (msg:"syn both"; flags:S; threshold: type both, track by_dst, count 50000, seconds 60; sid:4;)
+alert tcp any any -> any any (msg:"every syn"; flags:S; sid:5;)
+"#,
+    )
+    .expect("write rules");
+    let config = format!("[ids]\nrules = [{:?}]\n", rules.display().to_string());
+    let out = |n: usize| {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = common::replay_files_with(std::slice::from_ref(&pcap), None, d.path(), &config, n);
+        let sig = s.signatures.expect("rules loaded").engine;
+        (rows(d.path()), sig)
+    };
+    let (want, one) = out(1);
+    let (got, two) = out(2);
+    let counts = |s: &analyzers::ids::rules::SignatureStats| {
+        (
+            s.matches,
+            s.alerts,
+            s.thresholded,
+            s.dropped_per_packet,
+            s.dropped_per_second,
+        )
+    };
+    assert_eq!(counts(&two), counts(&one));
+    // Every dataset: the bins too, which wait for the same watermarks.
+    for ((name, w), (_, g)) in want.iter().zip(&got) {
+        assert_eq!(g.len(), w.len(), "{name}");
+        assert!(g == w, "{name} of 2 workers differ from 1's");
+    }
+    // 150 threshold alerts, 10 of the limit (1.5 s), the flood's filter
+    // and the `both` once each, and the every-SYN rule up to the cap.
+    assert_eq!(one.matches, 750_000);
+    assert!(one.dropped_per_second > 100_000, "{one:?}");
+    assert!(one.thresholded > 400_000, "{one:?}");
+}

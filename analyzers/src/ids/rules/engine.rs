@@ -393,11 +393,10 @@ pub struct Signatures {
     /// The second of packet time being counted, and its alerts so far.
     second: i64,
     in_second: u32,
-    /// One of several workers: alerts leave with a [`GateTicket`] for the
-    /// node's [`super::gate::AlertGate`] (see [`Signatures::set_gate`]).
-    gated: bool,
-    /// The gate's filled windows, read to drop matches that cannot alert.
-    full: Option<Arc<FullWindows>>,
+    /// One of several workers (see [`Signatures::set_gate`]): alerts
+    /// leave with a [`GateTicket`] for the node's
+    /// [`super::gate::AlertGate`], whose filled windows these are.
+    gate: Option<Arc<FullWindows>>,
 }
 
 impl Signatures {
@@ -501,8 +500,7 @@ impl Signatures {
             limits,
             second: i64::MIN,
             in_second: 0,
-            gated: false,
-            full: None,
+            gate: None,
         }
     }
 
@@ -510,8 +508,7 @@ impl Signatures {
     /// counters): one per worker, without compiling again.
     pub fn fresh(&self) -> Signatures {
         let mut s = Signatures::fresh_from(Arc::clone(&self.c), self.max_tracked, self.limits);
-        s.gated = self.gated;
-        s.full.clone_from(&self.full);
+        s.gate.clone_from(&self.gate);
         s
     }
 
@@ -526,13 +523,7 @@ impl Signatures {
     /// `drop` and `reject` rules (whose effect on the packet and its flow
     /// cannot wait), are checked here.
     pub fn set_gate(&mut self, gate: Option<Arc<FullWindows>>) {
-        self.gated = gate.is_some();
-        self.full = gate;
-    }
-
-    /// Whether [`Signatures::set_gate`] is on.
-    pub fn gated(&self) -> bool {
-        self.gated
+        self.gate = gate;
     }
 
     /// Caps the alerts raised per packet and per second of packet time.
@@ -744,13 +735,14 @@ impl Signatures {
             }
             self.stats.matches += 1;
             let rule = &self.c.rules[r as usize];
-            let deferred = self.gated
-                && rule.action == Action::Alert
-                && [rule.detection_filter, rule.threshold]
-                    .iter()
-                    .flatten()
-                    .any(|t| t.track != Track::Flow);
-            if let (true, Some(full)) = (deferred, &self.full) {
+            let deferred = self.gate.as_ref().filter(|_| {
+                rule.action == Action::Alert
+                    && [rule.detection_filter, rule.threshold]
+                        .iter()
+                        .flatten()
+                        .any(|t| t.track != Track::Flow)
+            });
+            if let Some(full) = deferred {
                 if let Some(t) = FullWindows::applies(rule.detection_filter, rule.threshold) {
                     let key = threshold::key(rule.sid, &t, ip.src, ip.dst, flow.map(|f| f.id));
                     if full.filled(&key, ts) {
@@ -758,18 +750,11 @@ impl Signatures {
                         continue;
                     }
                 }
-            }
-            if deferred {
                 // The gate checks the thresholds and the caps; this
                 // worker's caps do not count the alert (it may not go out).
+                let tracked = self.tracked(r, ip.src, ip.dst, ports, flow.map(|f| f.id));
                 let mut a = self.alert(r as usize, ts, vnet, d, flow, info);
-                a.gate = Some(Box::new(GateTicket {
-                    thresholds: self.tracked(r, ip.src, ip.dst, ports, flow.map(|f| f.id)),
-                    limits: self.limits,
-                    number: info.number,
-                    part: u8::from(info.fragments > 0),
-                    order: self.c.order[r as usize],
-                }));
+                a.gate = Some(self.ticket(r, info, tracked));
                 out.push(a);
                 continue;
             }
@@ -810,15 +795,9 @@ impl Signatures {
             }
             self.in_second += 1;
             let mut a = self.alert(r as usize, ts, vnet, d, flow, info);
-            if self.gated {
+            if self.gate.is_some() {
                 // Counted where the gate passes it.
-                a.gate = Some(Box::new(GateTicket {
-                    thresholds: Vec::new(),
-                    limits: self.limits,
-                    number: info.number,
-                    part: u8::from(info.fragments > 0),
-                    order: self.c.order[r as usize],
-                }));
+                a.gate = Some(self.ticket(r, info, Vec::new()));
             } else {
                 self.stats.alerts += 1;
             }
@@ -1017,6 +996,23 @@ impl Signatures {
         true
     }
 
+    /// What the gate needs of rule `r`'s alert on the packet of `info`,
+    /// with the thresholds it checks.
+    fn ticket(
+        &self,
+        r: u32,
+        info: PacketInfo<'_>,
+        thresholds: Vec<(Threshold, TrackKey, Option<u16>)>,
+    ) -> Box<GateTicket> {
+        Box::new(GateTicket {
+            thresholds,
+            limits: self.limits,
+            number: info.number,
+            part: u8::from(info.fragments > 0),
+            order: self.c.order[r as usize],
+        })
+    }
+
     /// The rule's thresholds, each with the key it tracks (by the rule's
     /// sid, which is unique in a rule set, so that the gate's keys do not
     /// depend on rule order) and the port it counts.
@@ -1033,11 +1029,8 @@ impl Signatures {
             .into_iter()
             .flatten()
             .map(|t| {
-                let port = match t.unique_on_dst_port {
-                    Some(false) => ports.map(|p| p.0),
-                    _ => ports.map(|p| p.1),
-                };
-                (t, threshold::key(rule.sid, &t, src, dst, flow), port)
+                let key = threshold::key(rule.sid, &t, src, dst, flow);
+                (t, key, threshold::counted_port(&t, ports))
             })
             .collect()
     }
@@ -1056,12 +1049,7 @@ impl Signatures {
             .into_iter()
             .flatten()
         {
-            // `unique_on src_port` counts distinct source ports; every
-            // other threshold keys on the destination port.
-            let port = match t.unique_on_dst_port {
-                Some(false) => ports.map(|p| p.0),
-                _ => ports.map(|p| p.1),
-            };
+            let port = threshold::counted_port(&t, ports);
             let key = threshold::key(r, &t, src, dst, flow);
             if !threshold::check(&mut self.thresholds, &key, &t, ts, port) {
                 return false;

@@ -38,6 +38,16 @@ pub fn key(rule: u32, t: &Threshold, src: IpAddr, dst: IpAddr, flow: Option<u64>
     }
 }
 
+/// The port a match counts for `unique_on`: `unique_on src_port` counts
+/// distinct source ports; every other threshold keys on the destination
+/// port. (`ports`: the packet's (source, destination).)
+pub fn counted_port(t: &Threshold, ports: Option<(u16, u16)>) -> Option<u16> {
+    match t.unique_on_dst_port {
+        Some(false) => ports.map(|p| p.0),
+        _ => ports.map(|p| p.1),
+    }
+}
+
 /// The start of `key`'s window and its match count, if it has one.
 pub fn window(table: &mut Bounded<TrackKey, Window>, key: &TrackKey) -> Option<(Timestamp, u32)> {
     table.get_mut(key).map(|w| (w.first, w.count))
