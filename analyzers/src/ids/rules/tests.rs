@@ -1819,3 +1819,75 @@ fn thresholds_per_worker_differ_from_one() {
     }
     assert_ne!(one.len(), per_worker);
 }
+
+/// The old way of writing an alert's `details`: a serde_json map, then
+/// its text. `engine::details_json` must write the same text.
+fn details_by_serde(
+    rule: &Rule,
+    payload_len: usize,
+    icmp: Option<(u8, u8)>,
+    number: u64,
+    frame: Option<(&[u8], u16)>,
+) -> String {
+    let mut details = serde_json::json!({ "gid": rule.gid, "payload_len": payload_len });
+    let obj = details.as_object_mut().expect("object");
+    let action = match rule.action {
+        Action::Drop => Some("drop"),
+        Action::Reject => Some("reject"),
+        Action::Alert | Action::Pass => None,
+    };
+    if let Some(a) = action {
+        obj.insert("action".into(), a.into());
+    }
+    if let Some(c) = &rule.classtype {
+        obj.insert("classtype".into(), c.clone().into());
+    }
+    if !rule.references.is_empty() {
+        obj.insert("references".into(), rule.references.clone().into());
+    }
+    if !rule.metadata.is_empty() {
+        obj.insert("metadata".into(), rule.metadata.clone().into());
+    }
+    if let Some((t, c)) = icmp {
+        obj.insert("icmp_type".into(), t.into());
+        obj.insert("icmp_code".into(), c.into());
+    }
+    if number > 0 {
+        obj.insert("pcap_cnt".into(), number.into());
+    }
+    if let Some((f, linktype)) = frame {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(f);
+        obj.insert("packet".into(), b64.into());
+        obj.insert("linktype".into(), linktype.into());
+    }
+    details.to_string()
+}
+
+proptest::proptest! {
+    #[test]
+    fn details_json_is_what_serde_json_writes(
+        gid in proptest::prelude::any::<u32>(),
+        action in 0u8..4,
+        classtype in proptest::option::of(".{0,12}"),
+        references in proptest::collection::vec(".{0,10}", 0..3),
+        metadata in proptest::collection::vec("[ -~\u{0}-\u{1f}\u{7f}\u{e9}\u{2028}\"\\\\]{0,10}", 0..3),
+        payload_len in 0usize..70_000,
+        icmp in proptest::option::of((proptest::prelude::any::<u8>(), proptest::prelude::any::<u8>())),
+        number in proptest::prelude::any::<u64>(),
+        frame in proptest::option::of((proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), proptest::prelude::any::<u16>())),
+    ) {
+        let set = RuleSet::parse("t.rules", "alert ip any any -> any any (sid:1;)\n", &Vars::default());
+        let mut rule = set.rules[0].clone();
+        rule.gid = gid;
+        rule.action = [Action::Alert, Action::Pass, Action::Drop, Action::Reject][action as usize];
+        rule.classtype = classtype;
+        rule.references = references;
+        rule.metadata = metadata;
+        let frame = frame.as_ref().map(|(f, l)| (f.as_slice(), *l));
+        proptest::prop_assert_eq!(
+            engine::details_json(&rule, payload_len, icmp, number, frame),
+            details_by_serde(&rule, payload_len, icmp, number, frame)
+        );
+    }
+}
