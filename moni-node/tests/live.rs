@@ -910,6 +910,90 @@ fn nmap_and_hping3_attacks_are_detected_on_the_mirror_port() {
     );
 }
 
+/// Issue 15 on a live port: a SYN to each of 64 hosts from one source
+/// spreads over both workers (the shard hash takes the address pair), yet
+/// a `by_src` threshold counts them all, as one worker would: `limit,
+/// count 3` raises 3 alerts and `both, count 20` one, where thresholds
+/// counted per worker raised up to 3 and 1 per worker. The node's alert
+/// gate lets them out while the node runs (a quiet worker's time is the
+/// wall clock), not at its end.
+#[test]
+fn signature_thresholds_count_across_workers_on_a_live_port() {
+    let _g = serial();
+    if !have_tools(&["nmap"]) {
+        return;
+    }
+    let Some(lab) = Lab::create("gate") else {
+        return;
+    };
+    // Hosts of 10.78.0.0/24 are reached through the destination's MAC, so
+    // the SYNs cross the mirrored link (no ARP to answer).
+    let route = lab
+        .cmd(&lab.src, "ip")
+        .args(["route", "add", "10.78.0.0/24", "via", "10.77.0.2"])
+        .status()
+        .expect("ip route");
+    assert!(route.success());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("sweep.rules");
+    std::fs::write(
+        &rules,
+        "alert tcp any any -> 10.78.0.0/24 any (msg:\"sweep limit\"; flags:S; threshold: type limit, track by_src, count 3, seconds 60; sid:9100001;)\n\
+         alert tcp any any -> 10.78.0.0/24 any (msg:\"sweep both\"; flags:S; threshold: type both, track by_src, count 20, seconds 60; sid:9100002;)\n",
+    )
+    .expect("write rules");
+    let extra = format!("[ids]\nrules = [{:?}]\n", rules.display().to_string());
+    let node = start_node(
+        &lab,
+        dir.path(),
+        NodeOpts {
+            node: Some("workers = 2"),
+            extra: &extra,
+            ..NodeOpts::default()
+        },
+    );
+    let out = lab
+        .cmd(&lab.src, "timeout")
+        .args(["-s", "INT", "60", "nmap", "-sS", "-n", "-Pn", "--send-ip"])
+        .args(["-T5", "--max-retries", "0", "-p", "80", "10.78.0.0/26"])
+        .output()
+        .expect("nmap");
+    assert!(out.status.success(), "nmap: {out:?}");
+    let signatures =
+        |text: &str| metric(text, "moni_ids_alerts_total", &[("kind", "signature")]).unwrap_or(0.0);
+    let t0 = Instant::now();
+    let mut text = scrape(&lab);
+    while signatures(&text) < 4.0 && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(300));
+        text = scrape(&lab);
+    }
+    assert_eq!(signatures(&text), 4.0, "while running: {text}");
+    // The SYNs went to both workers.
+    for w in ["0", "1"] {
+        let n = metric(&text, "moni_worker_packets_total", &[("worker", w)]).unwrap_or(0.0);
+        assert!(n >= 10.0, "worker {w} analysed {n} packets: {text}");
+    }
+    let summary = stop_node(node);
+    let mut by_sid = std::collections::BTreeMap::<u32, usize>::new();
+    for b in read_dataset(&dir.path().join("out/alerts")) {
+        let sid = col::<UInt32Array>(&b, "signature_id");
+        let kind = col::<StringArray>(&b, "kind");
+        // (The detectors' host_sweep alert aside.)
+        for i in (0..b.num_rows()).filter(|&i| kind.value(i) == "signature") {
+            *by_sid.entry(sid.value(i)).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        by_sid,
+        [(9100001, 3), (9100002, 1)].into_iter().collect(),
+        "{summary}"
+    );
+    // Every SYN matched both rules; all but 4 were held back.
+    let sig = &summary["signatures"];
+    assert_eq!(sig["matches"], 128, "{summary}");
+    assert_eq!(sig["thresholded"], 124, "{summary}");
+}
+
 /// SIGHUP's new `[ids]` thresholds reach the detectors, which run in the
 /// capture thread: a SYN scan of 100 ports under `scan_ports = 500` raises
 /// nothing; after a reload to `scan_ports = 20` the scan of the next 100
