@@ -287,6 +287,16 @@ struct State {
     sent_watermark: Option<Timestamp>,
 }
 
+impl State {
+    /// The watermark moves up to the newest packet seen (never back).
+    fn advance_watermark(&mut self) {
+        if self.newest_packet.0 != i64::MIN {
+            let n = self.newest_packet;
+            self.watermark = Some(self.watermark.map_or(n, |w| w.max(n)));
+        }
+    }
+}
+
 /// Samples of the node's capture-drop total over time, so that a finished
 /// RTP window can carry the drops that happened while it was open.
 #[derive(Default)]
@@ -519,13 +529,7 @@ fn send_records(
             }
         }
     }
-    if state.newest_packet.0 != i64::MIN {
-        state.watermark = Some(
-            state
-                .watermark
-                .map_or(state.newest_packet, |w| w.max(state.newest_packet)),
-        );
-    }
+    state.advance_watermark();
     let mut records = Records {
         vnets: vnets.clone(),
         worker: Some(ctx.index),
@@ -563,16 +567,10 @@ fn send_records(
 /// every worker's watermark has passed, so what a worker made before its
 /// watermark must travel with it), but no flows or metrics.
 fn send_watermark(engine: &mut Engine, vnets: &Arc<VnetMap>, ctx: &WorkerCtx, state: &mut State) {
-    if state.newest_packet.0 == i64::MIN {
+    state.advance_watermark();
+    let Some(w) = state.watermark.filter(|&w| state.sent_watermark != Some(w)) else {
         return;
-    }
-    let w = state
-        .watermark
-        .map_or(state.newest_packet, |w| w.max(state.newest_packet));
-    state.watermark = Some(w);
-    if state.sent_watermark == Some(w) {
-        return;
-    }
+    };
     state.sent_watermark = Some(w);
     let mut r = Records::new(Arc::clone(vnets));
     r.worker = Some(ctx.index);

@@ -798,6 +798,17 @@ fn alerts_seen(dir: &Path) -> Vec<(String, String, String)> {
     seen
 }
 
+/// Routes 10.78.0.0/24 from the source through the destination's MAC,
+/// so that probes of its hosts cross the mirrored link (no ARP to answer).
+fn route_sweep_net(lab: &Lab) {
+    let route = lab
+        .cmd(&lab.src, "ip")
+        .args(["route", "add", "10.78.0.0/24", "via", "10.77.0.2"])
+        .status()
+        .expect("ip route");
+    assert!(route.success());
+}
+
 /// Real attack tools against the lab's own namespaces: `nmap -sS` (a SYN
 /// port scan), `nmap -sn` (a ping sweep of a routed /26) and `hping3
 /// --flood -S --rand-source` (a spoofed SYN flood), each bounded in ports,
@@ -811,14 +822,7 @@ fn nmap_and_hping3_attacks_are_detected_on_the_mirror_port() {
     let Some(lab) = Lab::create("atk") else {
         return;
     };
-    // Hosts of 10.78.0.0/24 are reached through the destination's MAC, so
-    // the sweep's probes cross the mirrored link (no ARP to answer).
-    let route = lab
-        .cmd(&lab.src, "ip")
-        .args(["route", "add", "10.78.0.0/24", "via", "10.77.0.2"])
-        .status()
-        .expect("ip route");
-    assert!(route.success());
+    route_sweep_net(&lab);
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start_node(
         &lab,
@@ -926,14 +930,7 @@ fn signature_thresholds_count_across_workers_on_a_live_port() {
     let Some(lab) = Lab::create("gate") else {
         return;
     };
-    // Hosts of 10.78.0.0/24 are reached through the destination's MAC, so
-    // the SYNs cross the mirrored link (no ARP to answer).
-    let route = lab
-        .cmd(&lab.src, "ip")
-        .args(["route", "add", "10.78.0.0/24", "via", "10.77.0.2"])
-        .status()
-        .expect("ip route");
-    assert!(route.success());
+    route_sweep_net(&lab);
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = dir.path().join("sweep.rules");
     std::fs::write(

@@ -130,17 +130,25 @@ fn compare_one(
     let got = rows(dir.path());
     for ((name, w), (_, g)) in want.iter().zip(&got) {
         if w != g {
-            let missing: Vec<_> = w.iter().filter(|r| !g.contains(r)).take(2).collect();
-            let extra: Vec<_> = g.iter().filter(|r| !w.contains(r)).take(2).collect();
             return Err(format!(
-                "dataset {name} differs with {n} workers ({} rows vs {}); \
-                 only with 1: {missing:?}; only with {n}: {extra:?}",
-                w.len(),
-                g.len()
+                "dataset {name} differs with {n} workers: {}",
+                differences(w, g)
             ));
         }
     }
     Ok(())
+}
+
+/// How the rows `got` (with N workers) differ from `want` (with one):
+/// the counts and two rows only on each side.
+fn differences(want: &[String], got: &[String]) -> String {
+    let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(2).collect();
+    let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(2).collect();
+    format!(
+        "{} rows vs {}; only with 1: {missing:?}; only with N: {extra:?}",
+        want.len(),
+        got.len()
+    )
 }
 
 #[test]
@@ -320,17 +328,12 @@ alert tcp any any -> any any (msg:"every syn"; flags:S; sid:9000009;)
                     "{} with {n} workers",
                     f.display()
                 );
-                if got != want {
-                    let missing: Vec<_> =
-                        want.iter().filter(|r| !got.contains(r)).take(2).collect();
-                    let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(2).collect();
-                    panic!(
-                        "{} with {n} workers: alerts differ ({} rows vs {}); only with 1: {missing:?}; only with {n}: {extra:?}",
-                        f.display(),
-                        want.len(),
-                        got.len()
-                    );
-                }
+                assert!(
+                    got == want,
+                    "{} with {n} workers: alerts differ: {}",
+                    f.display(),
+                    differences(&want, &got)
+                );
             }
         }
     }

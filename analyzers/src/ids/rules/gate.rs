@@ -196,18 +196,14 @@ impl AlertGate {
             self.packet = Some(packet);
             self.in_packet = 0;
         }
+        // A worker judges by a filled window only a rule's one threshold.
+        let alone = t.thresholds.len() == 1;
         for (th, key, port) in &t.thresholds {
-            let pass = threshold::check(&mut self.thresholds, key, th, ts, *port);
-            if let ([_], Some(th)) = (
-                t.thresholds.as_slice(),
-                FullWindows::applies(None, Some(*th)),
-            ) {
-                if let Some((first, count)) = threshold::window(&mut self.thresholds, key) {
-                    if count >= th.count {
-                        let end = first.0.saturating_add(i64::from(th.seconds) * 1_000_000);
-                        self.full.fill(key, ts.0, end);
-                    }
-                }
+            let (pass, filled) = threshold::check_filling(&mut self.thresholds, key, th, ts, *port);
+            if let Some(end) =
+                filled.filter(|_| alone && FullWindows::applies(None, Some(*th)).is_some())
+            {
+                self.full.fill(key, ts.0, end);
             }
             if !pass {
                 self.stats.thresholded += 1;

@@ -48,11 +48,6 @@ pub fn counted_port(t: &Threshold, ports: Option<(u16, u16)>) -> Option<u16> {
     }
 }
 
-/// The start of `key`'s window and its match count, if it has one.
-pub fn window(table: &mut Bounded<TrackKey, Window>, key: &TrackKey) -> Option<(Timestamp, u32)> {
-    table.get_mut(key).map(|w| (w.first, w.count))
-}
-
 /// Whether this match alerts, updating the key's window.
 pub fn check(
     table: &mut Bounded<TrackKey, Window>,
@@ -61,6 +56,19 @@ pub fn check(
     ts: Timestamp,
     port: Option<u16>,
 ) -> bool {
+    check_filling(table, key, t, ts, port).0
+}
+
+/// [`check`], and the end of the window (µs) when this match filled a
+/// `limit` or `both` window (its match count just reached `count`): no
+/// later match in that window can alert.
+pub fn check_filling(
+    table: &mut Bounded<TrackKey, Window>,
+    key: &TrackKey,
+    t: &Threshold,
+    ts: Timestamp,
+    port: Option<u16>,
+) -> (bool, Option<i64>) {
     let seconds_us = i64::from(t.seconds) * 1_000_000;
     let w = table.entry(key, || Window {
         first: Timestamp(i64::MIN),
@@ -76,10 +84,10 @@ pub fn check(
             w.next = u64::from(t.count);
         }
         if u64::from(w.count) != w.next {
-            return false;
+            return (false, None);
         }
         w.next = (w.next.saturating_mul(u64::from(t.multiplier))).min(u64::from(u32::MAX));
-        return true;
+        return (true, None);
     }
     let fresh = w.first.0 == i64::MIN || ts.micros_since(w.first) >= seconds_us;
     if fresh {
@@ -89,16 +97,21 @@ pub fn check(
     }
     if t.unique_on_dst_port.is_some() {
         // Distinct ports instead of matches.
-        let Some(p) = port else { return false };
+        let Some(p) = port else {
+            return (false, None);
+        };
         if let Err(at) = w.ports.binary_search(&p) {
             if w.ports.len() < MAX_UNIQUE.min(t.count as usize + 1) {
                 w.ports.insert(at, p);
             }
         }
-        return w.ports.len() > t.count as usize;
+        return (w.ports.len() > t.count as usize, None);
     }
     w.count = w.count.saturating_add(1);
-    match t.kind {
+    let filled = (matches!(t.kind, ThresholdKind::Limit | ThresholdKind::Both)
+        && w.count == t.count)
+        .then(|| w.first.0.saturating_add(seconds_us));
+    let pass = match t.kind {
         ThresholdKind::Limit => w.count <= t.count,
         ThresholdKind::Threshold => {
             if w.count >= t.count {
@@ -111,5 +124,6 @@ pub fn check(
         ThresholdKind::Both => w.count == t.count,
         ThresholdKind::DetectionFilter => w.count > t.count,
         ThresholdKind::Backoff => false,
-    }
+    };
+    (pass, filled)
 }
