@@ -102,6 +102,9 @@ pub struct Engine {
     ids: Option<Ids>,
     /// The signature engine, when rules are loaded.
     sigs: Option<Signatures>,
+    /// The counters of the rule sets a reload replaced, so that the
+    /// summary counts the whole run.
+    sigs_replaced: Option<analyzers::ids::rules::SignatureStats>,
     /// `[ids] alert_packet`: signature alerts carry their packet.
     alert_packet: bool,
     /// IP fragments put back together for the signatures (which match
@@ -151,6 +154,7 @@ impl Engine {
             rtp_stream_out: Vec::new(),
             ids: config.ids.enabled.then(|| Ids::new(&config.ids)),
             sigs: compile(&config.rules, &config.ids),
+            sigs_replaced: None,
             alert_packet: config.ids.alert_packet,
             sig_defrag: (!config.rules.rules.is_empty())
                 .then(|| Reassembler::for_signatures(&config.decode)),
@@ -373,9 +377,16 @@ impl Engine {
     }
 
     /// The signature engine's counters with those of its reassembly
-    /// table, if rules are loaded.
+    /// table, if rules are loaded (or were: the counters of rule sets a
+    /// reload replaced are in the sum).
     pub fn signature_stats(&self) -> Option<analyzers::ids::rules::SignatureStats> {
-        let mut s = self.sigs.as_ref()?.stats().clone();
+        if self.sigs.is_none() && self.sigs_replaced.is_none() {
+            return None;
+        }
+        let mut s = self.sigs_replaced.clone().unwrap_or_default();
+        if let Some(sigs) = &self.sigs {
+            s += sigs.stats();
+        }
         if let Some(d) = &self.sig_defrag {
             let r = d.stats();
             s.defrag_datagrams = r.datagrams;
@@ -468,6 +479,9 @@ impl Engine {
                     self.sig_defrag = None;
                 } else if self.sig_defrag.is_none() {
                     self.sig_defrag = Some(Reassembler::for_signatures(&self.decode));
+                }
+                if let Some(old) = &self.sigs {
+                    *self.sigs_replaced.get_or_insert_with(Default::default) += old.stats();
                 }
                 self.sigs = s;
                 if let Some(s) = &mut self.sigs {

@@ -666,22 +666,7 @@ impl WorkerTotals {
         r.calls_evicted += o.rtp.calls_evicted;
         r.mirror_duplicates += o.rtp.mirror_duplicates;
         if let Some(b) = &o.signatures {
-            let a = self.signatures.get_or_insert_with(Default::default);
-            a.packets += b.packets;
-            a.candidates += b.candidates;
-            a.matches += b.matches;
-            a.alerts += b.alerts;
-            a.thresholded += b.thresholded;
-            a.dropped_per_packet += b.dropped_per_packet;
-            a.dropped_per_second += b.dropped_per_second;
-            a.defrag_datagrams += b.defrag_datagrams;
-            a.defrag_dropped += b.defrag_dropped;
-            a.passed_packets += b.passed_packets;
-            a.passed_flows += b.passed_flows;
-            a.passed_flows_evicted += b.passed_flows_evicted;
-            a.dropped_flows += b.dropped_flows;
-            a.dropped_flow_packets += b.dropped_flow_packets;
-            a.dropped_flows_evicted += b.dropped_flows_evicted;
+            *self.signatures.get_or_insert_with(Default::default) += b;
         }
         self.late_bin_rows += o.late_bin_rows;
         self.reassembly_pending += o.reassembly_pending;

@@ -420,12 +420,14 @@ fn prometheus_scrapes_the_node_and_promtool_accepts_the_metrics() {
 /// Waits until the node has counted a reload with `result`.
 fn wait_reload(lab: &Lab, result: &str) {
     let t0 = Instant::now();
+    // The series exist from the start, at 0.
     while metric(
         &scrape(lab),
         "moni_config_reloads_total",
         &[("result", result)],
     )
-    .is_none()
+    .unwrap_or(0.0)
+        < 1.0
     {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
@@ -920,7 +922,8 @@ fn nmap_and_hping3_attacks_are_detected_on_the_mirror_port() {
 /// count 3` raises 3 alerts and `both, count 20` one, where thresholds
 /// counted per worker raised up to 3 and 1 per worker. The node's alert
 /// gate lets them out while the node runs (a quiet worker's time is the
-/// wall clock), not at its end.
+/// wall clock), not at its end. A reload that changes the rules starts
+/// their windows afresh in the gate as in the workers.
 #[test]
 fn signature_thresholds_count_across_workers_on_a_live_port() {
     let _g = serial();
@@ -949,46 +952,79 @@ fn signature_thresholds_count_across_workers_on_a_live_port() {
             ..NodeOpts::default()
         },
     );
-    let out = lab
-        .cmd(&lab.src, "timeout")
-        .args(["-s", "INT", "60", "nmap", "-sS", "-n", "-Pn", "--send-ip"])
-        .args(["-T5", "--max-retries", "0", "-p", "80", "10.78.0.0/26"])
-        .output()
-        .expect("nmap");
-    assert!(out.status.success(), "nmap: {out:?}");
+    let sweep = || {
+        let out = lab
+            .cmd(&lab.src, "timeout")
+            .args(["-s", "INT", "60", "nmap", "-sS", "-n", "-Pn", "--send-ip"])
+            .args(["-T5", "--max-retries", "0", "-p", "80", "10.78.0.0/26"])
+            .output()
+            .expect("nmap");
+        assert!(out.status.success(), "nmap: {out:?}");
+    };
     let signatures =
         |text: &str| metric(text, "moni_ids_alerts_total", &[("kind", "signature")]).unwrap_or(0.0);
-    let t0 = Instant::now();
-    let mut text = scrape(&lab);
-    while signatures(&text) < 4.0 && t0.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(300));
-        text = scrape(&lab);
-    }
-    assert_eq!(signatures(&text), 4.0, "while running: {text}");
+    let wait_signatures = |n: f64| {
+        let t0 = Instant::now();
+        let mut text = scrape(&lab);
+        while signatures(&text) < n && t0.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(300));
+            text = scrape(&lab);
+        }
+        assert_eq!(signatures(&text), n, "while running: {text}");
+        text
+    };
+    sweep();
+    let text = wait_signatures(4.0);
     // The SYNs went to both workers.
     for w in ["0", "1"] {
         let n = metric(&text, "moni_worker_packets_total", &[("worker", w)]).unwrap_or(0.0);
         assert!(n >= 10.0, "worker {w} analysed {n} packets: {text}");
     }
+    // A reload changes the first rule and keeps its sid, well inside the
+    // windows' 60 s: the workers start the new rules with empty windows,
+    // and so must the gate, which outlives the reload. A second sweep
+    // then alerts as the first did (a gate that kept the old windows
+    // would hold all of it back).
+    let text = std::fs::read_to_string(&rules).expect("rules");
+    std::fs::write(&rules, text.replace("sweep limit", "sweep limit again")).expect("rules");
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &node.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    wait_reload(&lab, "ok");
+    sweep();
+    wait_signatures(8.0);
     let summary = stop_node(node);
-    let mut by_sid = std::collections::BTreeMap::<u32, usize>::new();
+    let mut by_msg = std::collections::BTreeMap::<(u32, String), usize>::new();
     for b in read_dataset(&dir.path().join("out/alerts")) {
         let sid = col::<UInt32Array>(&b, "signature_id");
+        let msg = col::<StringArray>(&b, "signature");
         let kind = col::<StringArray>(&b, "kind");
         // (The detectors' host_sweep alert aside.)
         for i in (0..b.num_rows()).filter(|&i| kind.value(i) == "signature") {
-            *by_sid.entry(sid.value(i)).or_default() += 1;
+            *by_msg
+                .entry((sid.value(i), msg.value(i).to_string()))
+                .or_default() += 1;
         }
     }
+    let expected = [
+        ((9100001, "sweep limit"), 3),
+        ((9100001, "sweep limit again"), 3),
+        ((9100002, "sweep both"), 2),
+    ];
     assert_eq!(
-        by_sid,
-        [(9100001, 3), (9100002, 1)].into_iter().collect(),
+        by_msg,
+        expected
+            .into_iter()
+            .map(|((sid, m), n)| ((sid, m.to_string()), n))
+            .collect(),
         "{summary}"
     );
-    // Every SYN matched both rules; all but 4 were held back.
+    // Every SYN matched both rules; all but 8 were held back.
     let sig = &summary["signatures"];
-    assert_eq!(sig["matches"], 128, "{summary}");
-    assert_eq!(sig["thresholded"], 124, "{summary}");
+    assert_eq!(sig["matches"], 256, "{summary}");
+    assert_eq!(sig["thresholded"], 248, "{summary}");
 }
 
 /// SIGHUP's new `[ids]` thresholds reach the detectors, which run in the

@@ -149,6 +149,10 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
     metrics.init_zero_series(&config.vnets, config.ids.enabled, &source_names, workers);
 
     let mut reloads = 0u64;
+    // The generation of the rules in force (`Signatures::set_generation`):
+    // 0 for those the node started with, one more for each reload that
+    // changes them.
+    let mut rule_generation = 0u32;
     // Set when the writer's sinks exist; a reload stores its tolerance here.
     let mut compare_tolerance = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (sinks, sources, totals, ship_summary) = std::thread::scope(|scope| {
@@ -359,9 +363,15 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                     reload_timeout = Duration::from_secs(new.ids.reload_timeout_secs);
                     // Unchanged rules keep their compiled engines (and
                     // threshold state).
-                    let sigs = new.rules.map(|(set, sigs)| {
+                    let sigs = new.rules.map(|(set, mut sigs)| {
                         current_rules = Arc::new(set);
                         metrics.set_rules(&current_rules);
+                        // New rules count from empty windows in the alert
+                        // gate too, which outlives the reload.
+                        rule_generation = rule_generation.wrapping_add(1);
+                        if let Some(s) = &mut sigs {
+                            s.set_generation(rule_generation);
+                        }
                         sigs
                     });
                     compare_tolerance.store(new.compare_tolerance.to_bits(), Ordering::Relaxed);

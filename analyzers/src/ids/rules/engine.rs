@@ -204,6 +204,46 @@ pub struct SignatureStats {
     pub dropped_flows_evicted: u64,
 }
 
+/// Sums of counters: several workers', or the rule sets a node ran one
+/// after another (a `run` reload).
+impl std::ops::AddAssign<&SignatureStats> for SignatureStats {
+    fn add_assign(&mut self, b: &SignatureStats) {
+        // Destructured, so that a new counter cannot be left out of the sum.
+        let SignatureStats {
+            packets,
+            candidates,
+            matches,
+            alerts,
+            thresholded,
+            dropped_per_packet,
+            dropped_per_second,
+            defrag_datagrams,
+            defrag_dropped,
+            passed_packets,
+            passed_flows,
+            passed_flows_evicted,
+            dropped_flows,
+            dropped_flow_packets,
+            dropped_flows_evicted,
+        } = b;
+        self.packets += packets;
+        self.candidates += candidates;
+        self.matches += matches;
+        self.alerts += alerts;
+        self.thresholded += thresholded;
+        self.dropped_per_packet += dropped_per_packet;
+        self.dropped_per_second += dropped_per_second;
+        self.defrag_datagrams += defrag_datagrams;
+        self.defrag_dropped += defrag_dropped;
+        self.passed_packets += passed_packets;
+        self.passed_flows += passed_flows;
+        self.passed_flows_evicted += passed_flows_evicted;
+        self.dropped_flows += dropped_flows;
+        self.dropped_flow_packets += dropped_flow_packets;
+        self.dropped_flows_evicted += dropped_flows_evicted;
+    }
+}
+
 /// Caps on the alerts the signatures raise, so that a rule matching
 /// everything (or thousands of rules matching one packet) cannot flood the
 /// output: alerts past a cap are dropped and counted in [`SignatureStats`].
@@ -397,6 +437,9 @@ pub struct Signatures {
     /// leave with a [`GateTicket`] for the node's
     /// [`super::gate::AlertGate`], whose filled windows these are.
     gate: Option<Arc<FullWindows>>,
+    /// The rule set's generation ([`Signatures::set_generation`]), in the
+    /// keys of the thresholds the gate tracks.
+    generation: u32,
 }
 
 impl Signatures {
@@ -501,6 +544,7 @@ impl Signatures {
             second: i64::MIN,
             in_second: 0,
             gate: None,
+            generation: 0,
         }
     }
 
@@ -509,6 +553,7 @@ impl Signatures {
     pub fn fresh(&self) -> Signatures {
         let mut s = Signatures::fresh_from(Arc::clone(&self.c), self.max_tracked, self.limits);
         s.gate.clone_from(&self.gate);
+        s.generation = self.generation;
         s
     }
 
@@ -524,6 +569,16 @@ impl Signatures {
     /// cannot wait), are checked here.
     pub fn set_gate(&mut self, gate: Option<Arc<FullWindows>>) {
         self.gate = gate;
+    }
+
+    /// Numbers this rule set among those a node loads while it runs (0 at
+    /// the start; a `run` reload that changes the rules gives the next).
+    /// The node's alert gate outlives a reload, and keys the thresholds it
+    /// tracks by generation and sid ([`threshold::gate_rule`]): a rule the
+    /// reload brings starts with empty windows there, as it does in each
+    /// worker, even where it reuses an old rule's sid.
+    pub fn set_generation(&mut self, generation: u32) {
+        self.generation = generation;
     }
 
     /// Caps the alerts raised per packet and per second of packet time.
@@ -744,7 +799,13 @@ impl Signatures {
             });
             if let Some(full) = deferred {
                 if let Some(t) = FullWindows::applies(rule.detection_filter, rule.threshold) {
-                    let key = threshold::key(rule.sid, &t, ip.src, ip.dst, flow.map(|f| f.id));
+                    let key = threshold::key(
+                        threshold::gate_rule(self.generation, rule.sid),
+                        &t,
+                        ip.src,
+                        ip.dst,
+                        flow.map(|f| f.id),
+                    );
                     if full.filled(&key, ts) {
                         self.stats.thresholded += 1;
                         continue;
@@ -1013,9 +1074,8 @@ impl Signatures {
         })
     }
 
-    /// The rule's thresholds, each with the key it tracks (by the rule's
-    /// sid, which is unique in a rule set, so that the gate's keys do not
-    /// depend on rule order) and the port it counts.
+    /// The rule's thresholds, each with the key the gate tracks it by
+    /// ([`threshold::gate_rule`]) and the port it counts.
     fn tracked(
         &self,
         r: u32,
@@ -1029,7 +1089,13 @@ impl Signatures {
             .into_iter()
             .flatten()
             .map(|t| {
-                let key = threshold::key(rule.sid, &t, src, dst, flow);
+                let key = threshold::key(
+                    threshold::gate_rule(self.generation, rule.sid),
+                    &t,
+                    src,
+                    dst,
+                    flow,
+                );
                 (t, key, threshold::counted_port(&t, ports))
             })
             .collect()
@@ -1050,7 +1116,7 @@ impl Signatures {
             .flatten()
         {
             let port = threshold::counted_port(&t, ports);
-            let key = threshold::key(r, &t, src, dst, flow);
+            let key = threshold::key(u64::from(r), &t, src, dst, flow);
             if !threshold::check(&mut self.thresholds, &key, &t, ts, port) {
                 return false;
             }

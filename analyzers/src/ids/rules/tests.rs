@@ -1820,6 +1820,78 @@ fn thresholds_per_worker_differ_from_one() {
     assert_ne!(one.len(), per_worker);
 }
 
+/// A `run` reload that brings new rules gives each worker fresh
+/// threshold tables; the node's alert gate outlives it, and must not count
+/// a new rule's matches in the window of the old rule whose sid it reuses.
+#[test]
+fn rules_a_reload_brings_start_with_empty_windows_in_the_gate() {
+    let old = RuleSet::parse(
+        "old.rules",
+        "alert tcp any any -> any any (msg:\"old\"; flags:S; threshold: type limit, track by_src, count 1, seconds 60; sid:1;)\n",
+        &Vars::default(),
+    );
+    let new = RuleSet::parse(
+        "new.rules",
+        "alert tcp any any -> any any (msg:\"new\"; flags:S; threshold: type limit, track by_src, count 1, seconds 60; sid:1;)\n\
+         alert udp any any -> any any (msg:\"other\"; sid:2;)\n",
+        &Vars::default(),
+    );
+    assert!(old.skipped.is_empty() && new.skipped.is_empty());
+    let mut g = gate::AlertGate::new(1000);
+    let scanner = Ipv4Addr::new(10, 0, 0, 1);
+    // One of two workers, as `run` makes them (`fresh` copies of the
+    // compiled rules, with the generation a reload gives).
+    let worker = |set: &RuleSet, generation: u32, g: &gate::AlertGate| {
+        let mut compiled = Signatures::new(set, 1000);
+        compiled.set_generation(generation);
+        let mut sigs = compiled.fresh();
+        sigs.set_gate(Some(g.full_windows()));
+        Run {
+            sigs,
+            flows: FlowTable::new(FlowConfig::default()),
+            alerts: Vec::new(),
+            done: Vec::new(),
+        }
+    };
+    let passed = |r: &mut Run, g: &mut gate::AlertGate, secs: f64, host: u8| {
+        r.feed(
+            secs,
+            &frame(
+                scanner,
+                Ipv4Addr::new(10, 0, 1, host),
+                6,
+                &tcp(40000, 22, 0x02, b""),
+                &[],
+            ),
+        );
+        let mut out = Vec::new();
+        for mut a in r.alerts.drain(..) {
+            let t = a.gate.take().expect("a ticket");
+            if g.decide(&a, &t, 0) {
+                out.push(a.signature.clone());
+            }
+        }
+        out
+    };
+    let mut r = worker(&old, 0, &g);
+    assert_eq!(passed(&mut r, &mut g, 1.0, 1), vec!["old".to_string()]);
+    assert!(
+        passed(&mut r, &mut g, 2.0, 2).is_empty(),
+        "the window is filled"
+    );
+    // The reload, 3 s into the old rule's 60 s window.
+    let mut r = worker(&new, 1, &g);
+    assert_eq!(passed(&mut r, &mut g, 3.0, 3), vec!["new".to_string()]);
+    assert!(passed(&mut r, &mut g, 4.0, 4).is_empty());
+    assert_eq!(g.stats.alerts, 2);
+    // Without the generation, the gate carries the old window over.
+    let mut g = gate::AlertGate::new(1000);
+    let mut r = worker(&old, 0, &g);
+    assert_eq!(passed(&mut r, &mut g, 1.0, 1).len(), 1);
+    let mut r = worker(&new, 0, &g);
+    assert!(passed(&mut r, &mut g, 3.0, 3).is_empty());
+}
+
 /// The old way of writing an alert's `details`: a serde_json map, then
 /// its text. `engine::details_json` must write the same text.
 fn details_by_serde(

@@ -10,7 +10,20 @@ use crate::time::Timestamp;
 
 /// What a threshold counts for: the rule, and the tracked address(es) or
 /// flow id (`by_flow`).
-pub type TrackKey = (u32, Option<IpAddr>, Option<IpAddr>, u64);
+/// (rule, source, destination, flow). The rule is a worker's rule index,
+/// or for the node's alert gate [`gate_rule`]: the rule set's generation
+/// and the rule's sid.
+pub type TrackKey = (u64, Option<IpAddr>, Option<IpAddr>, u64);
+
+/// The rule part of a key the alert gate tracks: the sid (unique in a rule
+/// set, so that the key does not depend on rule order) under the rule
+/// set's generation, so that rules a reload brings never count in the
+/// windows of the rules before it (a worker starts them with empty
+/// tables; the gate, which outlives the reload, would otherwise carry an
+/// old rule's window over to a new rule with its sid).
+pub fn gate_rule(generation: u32, sid: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(sid)
+}
 
 /// Largest `unique_on` set kept per key (all 65,536 ports, as Suricata's
 /// 8 KiB bitmap; most counts stop far earlier).
@@ -28,7 +41,7 @@ pub struct Window {
 
 /// The key a threshold tracks a packet by.
 /// A packet without a flow counts under flow id 0.
-pub fn key(rule: u32, t: &Threshold, src: IpAddr, dst: IpAddr, flow: Option<u64>) -> TrackKey {
+pub fn key(rule: u64, t: &Threshold, src: IpAddr, dst: IpAddr, flow: Option<u64>) -> TrackKey {
     match t.track {
         Track::Src => (rule, Some(src), None, 0),
         Track::Dst => (rule, None, Some(dst), 0),
