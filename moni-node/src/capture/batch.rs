@@ -8,9 +8,10 @@ use analyzers::decode::{Decoded, Detached, Tunnels};
 use analyzers::vnet::VnetId;
 use analyzers::Timestamp;
 use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
 
 use super::rotation::EXTRA;
-use super::RawPacket;
+use super::{RawPacket, SharedChunk};
 
 /// What the capture loop says about one packet of a batch besides its
 /// bytes.
@@ -45,13 +46,18 @@ pub fn free_list(in_flight: usize, spares: usize) -> (Sender<PacketBatch>, Recei
     (tx, rx)
 }
 
-/// Up to [`PacketBatch::CAPACITY`] packets copied out of the capture buffer.
+/// Up to [`PacketBatch::CAPACITY`] packets: copied out of the capture
+/// buffer, or where a file's reader lets them lie (in a chunk the batch
+/// holds, [`PacketBatch::push_shared`]).
 #[derive(Debug, Default)]
 pub struct PacketBatch {
     data: Vec<u8>,
-    /// (timestamp, nanoseconds below it, wire length, offset into `data`,
-    /// captured length, tag).
-    meta: Vec<(Timestamp, u16, u32, u32, u32, Tag)>,
+    /// The file chunks the packets not copied lie in, each once.
+    chunks: Vec<SharedChunk>,
+    /// (timestamp, nanoseconds below it, wire length, offset, captured
+    /// length, tag, where: [`OWN`] for `data`, else the index of the
+    /// packet's chunk in `chunks`).
+    meta: Vec<Meta>,
     /// The capture loop's decode of each packet, when it made one (one
     /// entry per `meta` entry), with the index of its tunnel stack in
     /// `tunnels` (`u32::MAX`: none).
@@ -62,6 +68,12 @@ pub struct PacketBatch {
     /// tunnelled capture 2.4x slower (glibc arenas).
     tunnels: Vec<Tunnels>,
 }
+
+/// A packet of a batch: see [`PacketBatch`]'s `meta`.
+type Meta = (Timestamp, u16, u32, u32, u32, Tag, u32);
+
+/// A packet whose bytes the batch copied into its own buffer.
+const OWN: u32 = u32::MAX;
 
 impl PacketBatch {
     /// Packets per batch. A batch is written by the capture thread while
@@ -82,6 +94,7 @@ impl PacketBatch {
     pub fn with_capacity() -> Self {
         PacketBatch {
             data: Vec::with_capacity(Self::CAPACITY * 256),
+            chunks: Vec::new(),
             meta: Vec::with_capacity(Self::CAPACITY),
             decoded: Vec::with_capacity(Self::CAPACITY),
             tunnels: Vec::new(),
@@ -111,8 +124,46 @@ impl PacketBatch {
         debug_assert_eq!(self.meta.len(), self.decoded.len(), "a decode is missing");
         let offset = self.data.len() as u32;
         self.data.extend_from_slice(p.data);
-        self.meta
-            .push((p.ts, p.nanos, p.wire_len, offset, p.data.len() as u32, tag));
+        self.meta.push((
+            p.ts,
+            p.nanos,
+            p.wire_len,
+            offset,
+            p.data.len() as u32,
+            tag,
+            OWN,
+        ));
+    }
+
+    /// As [`PacketBatch::push_bytes`], for a packet lying in `chunk`: the
+    /// batch holds the chunk (once for all its packets there) instead of
+    /// copying the bytes. A packet outside the chunk is copied.
+    pub fn push_shared(&mut self, p: &RawPacket<'_>, tag: Tag, chunk: &SharedChunk) {
+        debug_assert_eq!(self.meta.len(), self.decoded.len(), "a decode is missing");
+        let offset = (p.data.as_ptr() as usize).wrapping_sub(chunk.as_ptr() as usize);
+        if offset
+            .checked_add(p.data.len())
+            .is_none_or(|end| end > chunk.len())
+        {
+            debug_assert!(false, "a shared packet lies outside its chunk");
+            return self.push_bytes(p, tag);
+        }
+        let at = match self.chunks.last() {
+            Some(c) if Arc::ptr_eq(c, chunk) => self.chunks.len() - 1,
+            _ => {
+                self.chunks.push(Arc::clone(chunk));
+                self.chunks.len() - 1
+            }
+        };
+        self.meta.push((
+            p.ts,
+            p.nanos,
+            p.wire_len,
+            offset as u32,
+            p.data.len() as u32,
+            tag,
+            at as u32,
+        ));
     }
 
     /// The second half of [`PacketBatch::push_decoded`]: the decode of the
@@ -159,12 +210,12 @@ impl PacketBatch {
         let m = self.meta.get(i)?;
         let (d, t) = self.decoded.get(i)?;
         d.as_ref()?
-            .attach_ref(packet(&self.data, m).data, self.tunnels.get(*t as usize))
+            .attach_ref(self.packet(m).data, self.tunnels.get(*t as usize))
     }
 
     /// Packet `i`'s bytes.
     pub fn data_at(&self, i: usize) -> Option<&[u8]> {
-        self.meta.get(i).map(|m| packet(&self.data, m).data)
+        self.meta.get(i).map(|m| self.packet(m).data)
     }
 
     /// Packets that are analysed (not learn-only copies).
@@ -174,6 +225,7 @@ impl PacketBatch {
 
     pub fn clear(&mut self) {
         self.data.clear();
+        self.chunks.clear();
         self.meta.clear();
         self.decoded.clear();
         self.tunnels.clear();
@@ -185,8 +237,7 @@ impl PacketBatch {
 
     /// The packets in order, each with its [`Tag`].
     pub fn iter_tagged(&self) -> impl Iterator<Item = (RawPacket<'_>, Tag)> {
-        let data = &self.data;
-        self.meta.iter().map(move |m| (packet(data, m), m.5))
+        self.meta.iter().map(move |m| (self.packet(m), m.5))
     }
 
     /// The packets in order, each with its [`Tag`] and the capture loop's
@@ -199,11 +250,11 @@ impl PacketBatch {
     /// source VNet), for the caller to prefetch what its analysis will
     /// read.
     pub fn iter_decoded(&self) -> impl Iterator<Item = Taken<'_>> {
-        let (data, tunnels, meta) = (&self.data, &self.tunnels, &self.meta);
+        let (tunnels, meta) = (&self.tunnels, &self.meta);
         let decoded = &self.decoded;
         meta.iter().enumerate().map(move |(i, m)| {
             if let Some(next) = meta.get(i + PREFETCH_AHEAD) {
-                crate::sys::prefetch(packet(data, next).data);
+                crate::sys::prefetch(self.packet(next).data);
             }
             if let Some(next) = decoded.get(i + PREFETCH_AHEAD) {
                 crate::sys::prefetch_value(next);
@@ -211,7 +262,7 @@ impl PacketBatch {
             let at = i + LOOKAHEAD;
             let later = match (meta.get(at), decoded.get(at)) {
                 (Some(m), Some((Some(d), t))) if !m.5.learn_only => d
-                    .attach_ref(packet(data, m).data, tunnels.get(*t as usize))
+                    .attach_ref(self.packet(m).data, tunnels.get(*t as usize))
                     .map(|d| LaterPacket {
                         at,
                         decoded: d,
@@ -219,7 +270,7 @@ impl PacketBatch {
                     }),
                 _ => None,
             };
-            let pkt = packet(data, m);
+            let pkt = self.packet(m);
             let d = decoded
                 .get(i)
                 .and_then(|(d, t)| d.as_ref()?.attach_ref(pkt.data, tunnels.get(*t as usize)));
@@ -266,17 +317,22 @@ pub const LOOKAHEAD: usize = 3;
 /// the lines are still in the cache when their turn comes.
 const PREFETCH_AHEAD: usize = 6;
 
-fn packet<'a>(
-    data: &'a [u8],
-    &(ts, nanos, wire_len, offset, len, _): &(Timestamp, u16, u32, u32, u32, Tag),
-) -> RawPacket<'a> {
-    RawPacket {
-        ts,
-        nanos,
-        wire_len,
-        data: data
-            .get(offset as usize..(offset + len) as usize)
-            .unwrap_or(&[]),
+impl PacketBatch {
+    #[inline(always)]
+    fn packet(&self, &(ts, nanos, wire_len, offset, len, _, at): &Meta) -> RawPacket<'_> {
+        let bytes: &[u8] = if at == OWN {
+            &self.data
+        } else {
+            self.chunks.get(at as usize).map_or(&[], |c| c.as_slice())
+        };
+        RawPacket {
+            ts,
+            nanos,
+            wire_len,
+            data: bytes
+                .get(offset as usize..(offset + len) as usize)
+                .unwrap_or(&[]),
+        }
     }
 }
 

@@ -33,7 +33,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use super::batch::{PacketBatch, Tag};
 use super::classic::Placed;
 use super::rotation::Rotation;
-use super::{CaptureError, Next, PacketSource, RawPacket};
+use super::{CaptureError, Next, PacketSource, RawPacket, SharedChunk};
 use crate::metrics::Metrics;
 use crate::shard::FragmentPins;
 use crate::sink::Records;
@@ -550,7 +550,7 @@ impl Dispatcher {
     #[inline]
     fn push(&mut self, pkt: &RawPacket<'_>, source_vnet: Option<VnetId>, number: u64) {
         let decoded = self.decode(pkt, source_vnet);
-        self.dispatch(pkt, source_vnet, number, decoded);
+        self.dispatch(pkt, source_vnet, number, decoded, None);
     }
 
     /// Hands on the packets of a burst the source read ahead
@@ -560,12 +560,13 @@ impl Dispatcher {
     /// the rest of the burst's decoding to arrive in, where one packet's
     /// copy into its batch was too short for a line from memory (the
     /// recent-exchanges line of a new UDP exchange, a new host's sketch
-    /// line). `read` packets of the source came before the burst.
-    fn push_burst(&mut self, buf: &[u8], placed: &[Placed], read: u64) {
+    /// line). `read` packets of the source came before the burst. The
+    /// packets stay in `buf`, which their batches hold.
+    fn push_burst(&mut self, buf: &SharedChunk, placed: &[Placed], read: u64) {
         let source_vnet = self.settings.source_vnet;
         let mut decoded = Vec::with_capacity(placed.len());
         for (k, p) in placed.iter().enumerate() {
-            let Some(pkt) = p.packet(buf) else {
+            let Some(pkt) = p.packet(buf.as_slice()) else {
                 debug_assert!(false, "a burst's record lies outside its buffer");
                 continue;
             };
@@ -574,7 +575,7 @@ impl Dispatcher {
             decoded.push((read + 1 + k as u64, pkt, d));
         }
         for (number, pkt, d) in decoded {
-            self.dispatch(&pkt, source_vnet, number, d);
+            self.dispatch(&pkt, source_vnet, number, d, Some(buf));
         }
     }
 
@@ -600,8 +601,10 @@ impl Dispatcher {
         Some((d, vnet))
     }
 
-    /// Hands one decoded packet on: shards it, copies it into its
-    /// worker's batch (SIP to every worker), runs the IDS on it.
+    /// Hands one decoded packet on: shards it, puts it into its worker's
+    /// batch (SIP to every worker), runs the IDS on it. A packet lying in
+    /// a file's `chunk` stays there (the batch holds the chunk); any
+    /// other is copied.
     #[inline]
     fn dispatch(
         &mut self,
@@ -609,6 +612,7 @@ impl Dispatcher {
         source_vnet: Option<VnetId>,
         number: u64,
         decoded: Option<(Decoded<'_>, Option<VnetId>)>,
+        chunk: Option<&SharedChunk>,
     ) {
         self.totals.packets += 1;
         self.totals.bytes += u64::from(pkt.wire_len);
@@ -661,14 +665,15 @@ impl Dispatcher {
             p.since = Some(Instant::now());
         }
         let i = p.batch.len();
-        p.batch.push_bytes(
-            pkt,
-            Tag {
-                source_vnet,
-                learn_only: false,
-                number,
-            },
-        );
+        let tag = Tag {
+            source_vnet,
+            learn_only: false,
+            number,
+        };
+        match chunk {
+            Some(c) => p.batch.push_shared(pkt, tag, c),
+            None => p.batch.push_bytes(pkt, tag),
+        }
         if let (Some((d, Some(vnet))), Some(ids)) = (&decoded, self.ids.as_mut()) {
             let vnet = *vnet;
             let (ahead, lines) = ids.lookahead(vnet, d);

@@ -273,7 +273,7 @@ impl PacketSource for FileSource {
         })
     }
 
-    fn burst(&mut self, max: usize, out: &mut Vec<Placed>) -> Option<&[u8]> {
+    fn burst(&mut self, max: usize, out: &mut Vec<Placed>) -> Option<&super::SharedChunk> {
         let Records::Classic(c) = &mut self.records else {
             return None;
         };

@@ -16,6 +16,8 @@ pub mod live;
 pub mod pcapng;
 pub mod rotation;
 
+pub use classic::SharedChunk;
+
 use analyzers::{LinkType, Timestamp};
 
 /// One captured frame as the source hands it over.
@@ -99,10 +101,11 @@ pub trait PacketSource {
     /// they lie in. `None` (the default) where the source reads one at a
     /// time; an empty `out` when none is ready (then [`PacketSource::next`]
     /// reads on). Their source is [`DriverSettings::source_vnet`]'s,
-    /// as for packets without an interface.
+    /// as for packets without an interface. The batches hold the buffer
+    /// instead of copying the packets out of it.
     ///
     /// [`DriverSettings::source_vnet`]: driver::DriverSettings
-    fn burst(&mut self, _max: usize, _out: &mut Vec<classic::Placed>) -> Option<&[u8]> {
+    fn burst(&mut self, _max: usize, _out: &mut Vec<classic::Placed>) -> Option<&SharedChunk> {
         None
     }
     /// The name of pcapng interface `index`, if the file gives one.
