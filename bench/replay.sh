@@ -241,6 +241,17 @@
 # and 10% smaller on the capped run's, 18-28% slower and 3-16% larger on
 # the uncapped, SYN-flood and IMIX ones: plain kept. zstd at levels -1 to
 # -7: no gain within the noise (files 14-43% larger).
+# 2026-12-05, session 36 (same VM; after a classic pcap burst's packets
+# stay in the file chunk their batches hold, `BENCH_DIR=/work/bench
+# BENCH_BASELINE=<session start> bench/replay.sh`, one run): IMIX tcpdump
+# 0.78 s, 1 worker 0.87 s (0.90x), 1 worker on 1 core 1.40 s, 2 workers
+# 1.06 s (1.32x of one core: two of the three runs in a slow spell; 6
+# interleaved rounds of 1 core against 2 workers the same hour gave
+# medians 1.39 s and 0.82 s, 1.69x, and the session's start build 1.51 s
+# and 0.97 s, 1.56x), tshark 58.7x, VXLAN twin 0.72x, 1 worker / start
+# 1.17x; flow-heavy 1 worker 0.52x tcpdump, 2 workers 0.50x (1.83x of
+# one core), 2.56x softflowd, capped 0.47x, IDS on / off 0.92x (CPU);
+# VoIP 0.24x tcpdump, 18.5x tshark; 1 M SYN sources 184 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
