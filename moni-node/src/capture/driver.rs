@@ -549,8 +549,8 @@ impl Dispatcher {
     /// Hands one packet on; `number` is its 1-based number in its source.
     #[inline]
     fn push(&mut self, pkt: &RawPacket<'_>, source_vnet: Option<VnetId>, number: u64) {
-        let decoded = self.decode(pkt, source_vnet);
-        self.dispatch(pkt, source_vnet, number, decoded, None);
+        let mut decoded = self.decode(pkt, source_vnet);
+        self.dispatch(pkt, source_vnet, number, &mut decoded, None);
     }
 
     /// Hands on the packets of a burst the source read ahead
@@ -574,8 +574,10 @@ impl Dispatcher {
             // Numbered by place in the file, whatever was skipped.
             decoded.push((read + 1 + k as u64, pkt, d));
         }
-        for (number, pkt, d) in decoded {
-            self.dispatch(&pkt, source_vnet, number, d, Some(buf));
+        // Each decode is read where the first loop put it, and moved out
+        // only at the end (into its batch).
+        for (number, pkt, d) in &mut decoded {
+            self.dispatch(pkt, source_vnet, *number, d, Some(buf));
         }
     }
 
@@ -611,7 +613,7 @@ impl Dispatcher {
         pkt: &RawPacket<'_>,
         source_vnet: Option<VnetId>,
         number: u64,
-        decoded: Option<(Decoded<'_>, Option<VnetId>)>,
+        decoded: &mut Option<(Decoded<'_>, Option<VnetId>)>,
         chunk: Option<&SharedChunk>,
     ) {
         self.totals.packets += 1;
@@ -619,7 +621,7 @@ impl Dispatcher {
         self.newest = Some(self.newest.map_or(pkt.ts, |t| t.max(pkt.ts)));
         let n = self.pending.len();
         let mut sip = false;
-        let w = match &decoded {
+        let w = match &*decoded {
             Some((d, _)) => {
                 let mut w = self.pins.worker_for(pkt.ts, d, n);
                 if n > 1 {
@@ -674,7 +676,7 @@ impl Dispatcher {
             Some(c) => p.batch.push_shared(pkt, tag, c),
             None => p.batch.push_bytes(pkt, tag),
         }
-        if let (Some((d, Some(vnet))), Some(ids)) = (&decoded, self.ids.as_mut()) {
+        if let (Some((d, Some(vnet))), Some(ids)) = (&*decoded, self.ids.as_mut()) {
             let vnet = *vnet;
             let (ahead, lines) = ids.lookahead(vnet, d);
             if ahead.reads_ahead() || !self.ids_queue.is_empty() {
@@ -698,7 +700,7 @@ impl Dispatcher {
         }
         // The worker analyses this decode instead of decoding again.
         p.batch
-            .push_decode(decoded.and_then(|(d, _)| d.detach(pkt.data)));
+            .push_decode(decoded.take().and_then(|(d, _)| d.detach(pkt.data)));
         // The packets read ahead for leave the queue IDS_DELAY packets
         // later; those behind them that need no read ahead, right after.
         while let Some(x) = self.ids_queue.front() {
