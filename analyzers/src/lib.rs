@@ -44,5 +44,5 @@ pub mod time;
 pub mod vnet;
 pub mod voip;
 
-pub use decode::{decode, decode_with, DecodeConfig, DecodeError, Decoded, LinkType};
+pub use decode::{decode, decode_into, decode_with, DecodeConfig, DecodeError, Decoded, LinkType};
 pub use time::Timestamp;

@@ -111,7 +111,19 @@ pub struct Decoded<'a> {
     pub l4: &'a [u8],
 }
 
+/// The decode of nothing: no layer read (a slot for [`decode_into`]).
+impl Default for Decoded<'_> {
+    fn default() -> Self {
+        Decoded::empty()
+    }
+}
+
 impl<'a> Decoded<'a> {
+    /// Makes this the decode of nothing ([`Decoded::empty`]) in place.
+    fn clear(&mut self) {
+        *self = Decoded::empty();
+    }
+
     fn empty() -> Self {
         Decoded {
             vlan_ids: [0; 3],
@@ -198,6 +210,29 @@ pub fn decode_with<'a>(link: LinkType, frame: &'a [u8], config: &DecodeConfig) -
     let mut d = decode_link(link, frame);
     tunnel::decapsulate(&mut d, config);
     d
+}
+
+/// [`decode_with`] into `out`, where the caller keeps its decodes (a slot
+/// of a vector): the decode is built there, not built elsewhere and then
+/// copied in (a call to `memcpy` per copy: 3% of a replay's capture
+/// thread). Whatever `out` held is replaced.
+#[inline]
+pub fn decode_into<'a>(
+    link: LinkType,
+    frame: &'a [u8],
+    config: &DecodeConfig,
+    out: &mut Decoded<'a>,
+) {
+    match link {
+        LinkType::Ethernet => {
+            out.clear();
+            if !fast::fast_ethernet_ipv4(frame, out) {
+                *out = vlan::decode_ethernet(frame);
+            }
+        }
+        _ => *out = link::decode_non_ethernet(link, frame),
+    }
+    tunnel::decapsulate(out, config);
 }
 
 /// The outer layers of one frame (link, VLAN, IP, transport), without
@@ -520,6 +555,36 @@ mod tests {
             }
             f.truncate(cut.max(1));
             prop_assert_eq!(decode(LinkType::Ethernet, &f), decode_general(LinkType::Ethernet, &f));
+        }
+
+        /// A slot that held another frame's decode (a tunnelled one, a
+        /// VLAN-tagged one, an error) decodes the next frame as
+        /// `decode_with` does: nothing of the first is left.
+        #[test]
+        fn decode_into_a_used_slot_is_decode_with(
+            first in proptest::collection::vec(any::<u8>(), 0..120),
+            vlans in 0usize..4,
+            mutations in proptest::collection::vec((0usize..80, any::<u8>()), 0..4),
+            cut in 0usize..90,
+            link in prop::sample::select(vec![LinkType::Ethernet, LinkType::RawIp, LinkType::LinuxSll]),
+        ) {
+            let cfg = DecodeConfig::DEFAULT;
+            let mut f = with_vlans(&eth_ipv4_tcp_syn(), &[7, 300, 4000][..vlans.min(3)]);
+            for (pos, byte) in mutations {
+                if let Some(b) = f.get_mut(pos) {
+                    *b = byte;
+                }
+            }
+            f.truncate(cut.max(1));
+            let vxlan = tunnel::tests::a_vxlan_frame();
+            for before in [&first[..], &vxlan[..], &f[..]] {
+                let mut slot = decode_with(LinkType::Ethernet, before, &cfg);
+                decode_into(link, &f, &cfg, &mut slot);
+                prop_assert_eq!(&slot, &decode_with(link, &f, &cfg));
+            }
+            let mut slot = Decoded::default();
+            decode_into(link, &first, &cfg, &mut slot);
+            prop_assert_eq!(slot, decode_with(link, &first, &cfg));
         }
 
         #[test]

@@ -1059,6 +1059,11 @@ pub(super) mod tests {
         ethernet(0x0800, &ipv4(protocol, payload))
     }
 
+    /// A VXLAN frame around the test SYN (for tests elsewhere in decode).
+    pub(in crate::decode) fn a_vxlan_frame() -> Vec<u8> {
+        vxlan_frame(42, &inner_frame())
+    }
+
     fn vxlan_frame(vni: u32, inner: &[u8]) -> Vec<u8> {
         let mut v = vec![0x08, 0, 0, 0];
         v.extend_from_slice(&(vni << 8).to_be_bytes());

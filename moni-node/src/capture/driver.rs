@@ -570,9 +570,12 @@ impl Dispatcher {
                 debug_assert!(false, "a burst's record lies outside its buffer");
                 continue;
             };
-            let d = self.decode(&pkt, source_vnet);
-            // Numbered by place in the file, whatever was skipped.
-            decoded.push((read + 1 + k as u64, pkt, d));
+            // Numbered by place in the file, whatever was skipped; decoded
+            // in its slot.
+            decoded.push((read + 1 + k as u64, pkt, None));
+            if let Some((_, _, d)) = decoded.last_mut() {
+                self.decode_in(&pkt, source_vnet, d);
+            }
         }
         // Each decode is read where the first loop put it, and moved out
         // only at the end (into its batch).
@@ -590,17 +593,35 @@ impl Dispatcher {
         pkt: &RawPacket<'a>,
         source_vnet: Option<VnetId>,
     ) -> Option<(Decoded<'a>, Option<VnetId>)> {
-        let d = analyzers::decode_with(self.link?, pkt.data, &self.settings.decode);
-        let vnet = self.ids.as_ref().map(|ids| {
-            let vnet = self.settings.vnets.resolve_packet(&d, source_vnet);
+        let mut out = None;
+        self.decode_in(pkt, source_vnet, &mut out);
+        out
+    }
+
+    /// [`Dispatcher::decode`] into `out`, where the caller keeps it: the
+    /// decode is built in place ([`analyzers::decode_into`]).
+    #[inline]
+    fn decode_in<'a>(
+        &self,
+        pkt: &RawPacket<'a>,
+        source_vnet: Option<VnetId>,
+        out: &mut Option<(Decoded<'a>, Option<VnetId>)>,
+    ) {
+        let Some(link) = self.link else {
+            *out = None;
+            return;
+        };
+        let (d, vnet) = out.get_or_insert_with(Default::default);
+        analyzers::decode_into(link, pkt.data, &self.settings.decode, d);
+        *vnet = self.ids.as_ref().map(|ids| {
+            let vnet = self.settings.vnets.resolve_packet(d, source_vnet);
             // The IDS reads its tables once the packet is in its batch:
             // the lines it reads first arrive meanwhile.
-            for l in ids.early_lines(vnet, &d).into_iter().flatten() {
+            for l in ids.early_lines(vnet, d).into_iter().flatten() {
                 crate::sys::prefetch_line(l);
             }
             vnet
         });
-        Some((d, vnet))
     }
 
     /// Hands one decoded packet on: shards it, puts it into its worker's
