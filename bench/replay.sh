@@ -241,17 +241,24 @@
 # and 10% smaller on the capped run's, 18-28% slower and 3-16% larger on
 # the uncapped, SYN-flood and IMIX ones: plain kept. zstd at levels -1 to
 # -7: no gain within the noise (files 14-43% larger).
-# 2026-12-05, session 36 (same VM; after a classic pcap burst's packets
-# stay in the file chunk their batches hold, `BENCH_DIR=/work/bench
-# BENCH_BASELINE=<session start> bench/replay.sh`, one run): IMIX tcpdump
-# 0.78 s, 1 worker 0.87 s (0.90x), 1 worker on 1 core 1.40 s, 2 workers
-# 1.06 s (1.32x of one core: two of the three runs in a slow spell; 6
-# interleaved rounds of 1 core against 2 workers the same hour gave
-# medians 1.39 s and 0.82 s, 1.69x, and the session's start build 1.51 s
-# and 0.97 s, 1.56x), tshark 58.7x, VXLAN twin 0.72x, 1 worker / start
-# 1.17x; flow-heavy 1 worker 0.52x tcpdump, 2 workers 0.50x (1.83x of
-# one core), 2.56x softflowd, capped 0.47x, IDS on / off 0.92x (CPU);
-# VoIP 0.24x tcpdump, 18.5x tshark; 1 M SYN sources 184 MiB.
+# 2026-12-05, session 36 (same VM; `BENCH_DIR=/work/bench
+# BENCH_BASELINE=<session start> bench/replay.sh`). After a classic pcap
+# burst's packets stay in the file chunk their batches hold: IMIX
+# tcpdump 0.78 s, 1 worker 0.87 s (0.90x), 1 worker on 1 core 1.40 s,
+# 2 workers 1.06 s (1.32x of one core: two of its three runs in a slow
+# spell, where this VM's two vCPUs give about one core's work), flow-heavy
+# 2 workers 1.83x of one core. After the burst's decodes are made in
+# their slots and read there, two runs: IMIX tcpdump 0.77 / 0.80 s,
+# 1 worker 0.70 / 0.73 s (1.10x / 1.10x), 1 worker on 1 core 1.32 /
+# 1.35 s, 2 workers 0.76 / 0.75 s (1.73x / 1.82x of one core), tshark
+# 85.9x / 74.4x, VXLAN twin 0.75x / 0.82x, 1 worker / session start 1.54x
+# / 1.37x; flow-heavy 1 worker 0.50x / 0.53x tcpdump, 2 workers 0.50x /
+# 0.50x (1.67x / 1.72x of one core), 2.44x / 2.57x softflowd, capped
+# 0.51x / 0.48x, IDS on / off 1.02x (CPU); VoIP 0.27x / 0.30x tcpdump,
+# 20.5x / 22.5x tshark; 1 M SYN sources 181 / 179 MiB. Interleaved
+# rounds of 1 worker on 1 core against 2 workers in one quiet spell
+# (ab15-style, IMIX): the session's start 1.45 s and 0.94 s (1.54x), the
+# end 1.25 s and 0.69 s (1.81x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
