@@ -178,22 +178,23 @@ impl<R: Read> ClassicPcap<R> {
     }
 
     /// Makes a chunk no batch holds the one being read, with the bytes
-    /// not yet taken (`pos..end`) at its start: the oldest free spare (the
-    /// chunk batches let go of longest ago), else a new chunk.
+    /// not yet taken (`pos..end`) at its start: of the free spares, the
+    /// one the reader left longest ago, else a new chunk ([`CHUNK`]
+    /// bytes; [`ClassicPcap::fill`] grows it for a longer record).
     #[cold]
     fn take_spare(&mut self) {
+        let left = self.end - self.pos;
         let free = self
             .spare
             .iter_mut()
             .position(|c| Arc::get_mut(c).is_some());
         let mut next = match free {
             Some(i) => self.spare.remove(i),
-            None => Arc::new(vec![0; self.buf.len().max(CHUNK)]),
+            None => Arc::new(vec![0; CHUNK.max(left)]),
         };
         if let Some(b) = Arc::get_mut(&mut next) {
-            let left = self.end - self.pos;
-            if b.len() < self.buf.len() {
-                b.resize(self.buf.len(), 0);
+            if b.len() < left {
+                b.resize(left, 0);
             }
             b[..left].copy_from_slice(&self.buf[self.pos..self.end]);
             self.end = left;
