@@ -417,8 +417,14 @@ fn prometheus_scrapes_the_node_and_promtool_accepts_the_metrics() {
     stop_node(node);
 }
 
-/// Waits until the node has counted a reload with `result`.
-fn wait_reload(lab: &Lab, result: &str) {
+/// Sends the node SIGHUP and waits until it has counted a reload with
+/// `result` (each test reloads at most once per result).
+fn reload(lab: &Lab, node: &Child, result: &str) {
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &node.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
     let t0 = Instant::now();
     // The series exist from the start, at 0.
     while metric(
@@ -536,28 +542,19 @@ fn sighup_reloads_the_vnet_map_and_refuses_a_bad_config() {
     wait_analysed(&lab, 100);
     let config = tmp.path().join("node.toml");
     let original = std::fs::read_to_string(&config).expect("config");
-    let hup = || {
-        let ok = std::process::Command::new("kill")
-            .args(["-HUP", &node.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    };
     // A broken file first: refused, counted, the node keeps running.
     std::fs::write(
         &config,
         format!("{original}\n[flows]\nidle_timeout_secs = 0\n"),
     )
     .expect("write");
-    hup();
-    wait_reload(&lab, "error");
+    reload(&lab, &node, "error");
     std::fs::write(
         &config,
         format!("{original}\n[vnets]\nmap = [\"100=B:shadow\"]\n"),
     )
     .expect("write");
-    hup();
-    wait_reload(&lab, "ok");
+    reload(&lab, &node, "ok");
     std::thread::sleep(Duration::from_millis(300));
     send("60");
     let text = wait_analysed(&lab, 160);
@@ -987,12 +984,7 @@ fn signature_thresholds_count_across_workers_on_a_live_port() {
     // would hold all of it back).
     let text = std::fs::read_to_string(&rules).expect("rules");
     std::fs::write(&rules, text.replace("sweep limit", "sweep limit again")).expect("rules");
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &node.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-    wait_reload(&lab, "ok");
+    reload(&lab, &node, "ok");
     sweep();
     wait_signatures(8.0);
     let summary = stop_node(node);
@@ -1072,12 +1064,7 @@ fn sighup_reaches_the_capture_threads_detectors() {
         original.replace("scan_ports = 500", "scan_ports = 20"),
     )
     .expect("write");
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &node.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-    wait_reload(&lab, "ok");
+    reload(&lab, &node, "ok");
     // The capture loop takes the reload at its next check (every 256
     // packets, and whenever the port is idle).
     std::thread::sleep(Duration::from_millis(500));
