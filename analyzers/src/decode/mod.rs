@@ -119,11 +119,6 @@ impl Default for Decoded<'_> {
 }
 
 impl<'a> Decoded<'a> {
-    /// Makes this the decode of nothing ([`Decoded::empty`]) in place.
-    fn clear(&mut self) {
-        *self = Decoded::empty();
-    }
-
     fn empty() -> Self {
         Decoded {
             vlan_ids: [0; 3],
@@ -223,15 +218,7 @@ pub fn decode_into<'a>(
     config: &DecodeConfig,
     out: &mut Decoded<'a>,
 ) {
-    match link {
-        LinkType::Ethernet => {
-            out.clear();
-            if !fast::fast_ethernet_ipv4(frame, out) {
-                *out = vlan::decode_ethernet(frame);
-            }
-        }
-        _ => *out = link::decode_non_ethernet(link, frame),
-    }
+    decode_link_into(link, frame, out);
     tunnel::decapsulate(out, config);
 }
 
@@ -239,15 +226,22 @@ pub fn decode_into<'a>(
 /// looking into tunnels.
 #[inline(always)]
 pub(crate) fn decode_link(link: LinkType, frame: &[u8]) -> Decoded<'_> {
+    let mut d = Decoded::empty();
+    decode_link_into(link, frame, &mut d);
+    d
+}
+
+/// [`decode_link`] into `out`, replacing whatever it held.
+#[inline(always)]
+fn decode_link_into<'a>(link: LinkType, frame: &'a [u8], out: &mut Decoded<'a>) {
     match link {
         LinkType::Ethernet => {
-            let mut d = Decoded::empty();
-            if !fast::fast_ethernet_ipv4(frame, &mut d) {
-                d = vlan::decode_ethernet(frame);
+            *out = Decoded::empty();
+            if !fast::fast_ethernet_ipv4(frame, out) {
+                *out = vlan::decode_ethernet(frame);
             }
-            d
         }
-        _ => link::decode_non_ethernet(link, frame),
+        _ => *out = link::decode_non_ethernet(link, frame),
     }
 }
 
