@@ -34,6 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "samples" / "lab" / "lab.py"
 NODE = Path(os.environ.get("MONI_NODE_BIN", ROOT / "target" / "debug" / "moni-node"))
+# The binaries the lab runs: the release build where the test command
+# built one (the probe effect is that of moni as operators run it), else
+# those beside MONI_NODE_BIN.
+BIN_DIR = Path(os.environ.get("MONI_LAB_BIN_DIR", NODE.parent))
 
 
 def lab_namespaces():
@@ -54,24 +58,20 @@ def skip_reason():
 REQUIRE = os.environ.get("MONI_REQUIRE_NETNS") == "1"
 
 # Issue 19's two 5 % bounds (ratio_overloaded and the TCP ratio >= 0.95).
-# With the phases alternating in 1 s windows, ratio_overloaded was
-# 0.927-1.026 over session 12's nine valid runs (below 0.95 once) and the
-# TCP ratio 0.889-1.002 (below it twice; in the 0.889 run the mirror alone
-# already cost 7 %: the software switch's copy runs in the TCP sender's
-# context). On session 13's VM five runs on a quiet machine gave
-# 0.950-0.983 and TCP 0.960-1.022, but CI's runs, right after the build
-# and the other tests, gave ratio_overloaded 0.917 and 0.883 (the VM's
-# speed swings more then: forward's 1 s bins ranged over 346-498 kpps).
-# Until both hold run after run, the test prints them and asserts looser
-# bounds that still tell isolation from none (monitor_unisolated keeps
-# 0.25-0.30) and the TCP defaults of before session 10 (0.72-0.78 in
-# most runs): ratio_overloaded >= 0.8, TCP >= 0.8. The TCP bound was 0.85
-# until CI failed on a TCP ratio of 0.840 (2026-12-04; the mirror alone
-# 0.976): seven runs on this VM that day and the day before gave 0.828,
-# 0.840, 0.883, 0.906, 0.927, 0.940 and 0.948 (mean 0.90, standard
-# deviation 0.045), so 0.85 failed about one run in five on noise alone.
-# Remove these flags when issue 19 lands.
-OVERLOADED_RATIO_KNOWN_GAP = True
+# ratio_overloaded holds run after run since the lab runs the release
+# build (CI's twelve runs of sessions 33-36, with the test build, gave
+# 0.975-1.019; session 37's five release runs 0.975-0.992, where two with
+# the test build gave 0.968 and 0.920), so it is asserted. The TCP ratio
+# is not yet: the mirror alone (the lab's software switch, whose copy
+# runs in the TCP sender's context) costs 0-6.5 % from run to run, and
+# with moni-node the ratio was 0.903-1.022 over CI's twelve runs and
+# 0.931-1.023 over session 37's five release runs. Until it holds run
+# after run the test prints it and asserts a bound that still tells the
+# TCP defaults of before session 10 apart (0.72-0.78 in most runs): 0.8.
+# (It was 0.85 until CI failed on 0.840, 2026-12-04; seven runs then gave
+# mean 0.90, standard deviation 0.045.) Remove the flag when issue 19
+# lands.
+OVERLOADED_RATIO_KNOWN_GAP = False
 TCP_RATIO_KNOWN_GAP = True
 
 
@@ -90,7 +90,7 @@ class Lab(unittest.TestCase):
         self.tmp.cleanup()
 
     def run_lab(self, *args, timeout=300):
-        r = subprocess.run([sys.executable, str(LAB), *args, "--bin-dir", str(NODE.parent),
+        r = subprocess.run([sys.executable, str(LAB), *args, "--bin-dir", str(BIN_DIR),
                             "--work", str(self.dir / "work")],
                            capture_output=True, text=True, timeout=timeout)
         print(r.stdout)
@@ -138,7 +138,7 @@ class Lab(unittest.TestCase):
     def test_probe_effect_reproduces_fig5_at_the_forwarding_limit(self):
         report_path = self.dir / "probe.json"
         secs, rounds, cycles = 8, 2, 10
-        env = dict(os.environ, MONI_SKIP_INSTALL="1", MONI_BIN_DIR=str(NODE.parent))
+        env = dict(os.environ, MONI_SKIP_INSTALL="1", MONI_BIN_DIR=str(BIN_DIR))
         r = subprocess.run(["bash", str(ROOT / "scripts" / "lab.sh"), "probe-effect",
                             "--secs", str(secs), "--rounds", str(rounds),
                             "--tcp-cycles", str(cycles),
@@ -221,7 +221,7 @@ class Lab(unittest.TestCase):
 
     def test_a_killed_lab_leaves_nothing_behind(self):
         p = subprocess.Popen([sys.executable, str(LAB), "shadow", "--phase-secs", "30",
-                              "--bin-dir", str(NODE.parent), "--work", str(self.dir / "k")],
+                              "--bin-dir", str(BIN_DIR), "--work", str(self.dir / "k")],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         t0 = time.monotonic()
         while time.monotonic() - t0 < 60:
