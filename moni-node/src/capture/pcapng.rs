@@ -44,11 +44,17 @@ pub struct PcapngReader<R: Read> {
     r: BufReader<R>,
     big_endian: bool,
     interfaces: Vec<Interface>,
-    /// The block being read: its body is the first `body` bytes. The
-    /// vector only grows (to the longest block), so that reading a block
-    /// writes its bytes once, not zeros first.
+    /// A block's body copied out of the reader (one that did not lie whole
+    /// in its buffer, and the section header): its first `body` bytes.
+    /// The vector only grows (to the longest block), so that a copy
+    /// writes the bytes once, not zeros first.
     block: Vec<u8>,
     body: usize,
+    /// Whether the body lies in the reader's buffer (nearly every block):
+    /// read there, not copied; `consume` bytes of the buffer are taken
+    /// when the next block is read, once the record is no longer borrowed.
+    in_place: bool,
+    consume: usize,
 }
 
 /// What the reader asks the kernel for at a time: 64 KiB stays in the
@@ -71,6 +77,8 @@ impl<R: Read> PcapngReader<R> {
             interfaces: Vec::new(),
             block: Vec::new(),
             body: 0,
+            in_place: false,
+            consume: 0,
         };
         let shb = matches!(p.r.fill_buf(), Ok(b) if b.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]));
         match p.read_block() {
@@ -102,9 +110,12 @@ impl<R: Read> PcapngReader<R> {
         })
     }
 
-    /// Reads the next block into `self.block` (its body) and returns its
-    /// type; `None` at a clean end of file.
+    /// Reads the next block (its body: [`PcapngReader::body`]) and returns
+    /// its type; `None` at a clean end of file.
     fn read_block(&mut self) -> Result<Option<u32>, ReadError> {
+        use std::io::BufRead;
+        self.r.consume(std::mem::take(&mut self.consume));
+        self.in_place = false;
         let mut head = [0u8; 8];
         // The end of the file only between blocks: within a block's first
         // four bytes it is a file cut short.
@@ -155,7 +166,13 @@ impl<R: Read> PcapngReader<R> {
             return Err(ReadError::Invalid(format!("bad pcapng block length {len}")));
         }
         // Body, then the trailing length.
-        self.fill_block(len - 8).map_err(truncated)?;
+        if self.r.buffer().len() >= len - 8 {
+            self.in_place = true;
+            self.body = len - 8;
+            self.consume = len - 8;
+        } else {
+            self.fill_block(len - 8).map_err(truncated)?;
+        }
         self.check_trailer(len)?;
         self.body = len - 12;
         Ok(Some(kind))
@@ -172,7 +189,12 @@ impl<R: Read> PcapngReader<R> {
 
     /// The body of the block just read.
     fn body(&self) -> &[u8] {
-        &self.block[..self.body]
+        let bytes = if self.in_place {
+            self.r.buffer()
+        } else {
+            &self.block
+        };
+        bytes.get(..self.body).unwrap_or(&[])
     }
 
     /// The block just read ends with its length again (the last four bytes
