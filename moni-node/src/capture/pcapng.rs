@@ -198,8 +198,8 @@ impl<R: Read> PcapngReader<R> {
     }
 
     /// The block just read ends with its length again (the last four bytes
-    /// of `self.block`): a mismatch means the lengths, and so the blocks
-    /// after it, cannot be trusted.
+    /// of its body as read): a mismatch means the lengths, and so the
+    /// blocks after it, cannot be trusted.
     fn check_trailer(&self, len: usize) -> Result<(), ReadError> {
         let at = self.body.saturating_sub(4);
         match self.u32_at(self.body(), at) {
