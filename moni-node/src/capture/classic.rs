@@ -33,8 +33,8 @@ use analyzers::Timestamp;
 
 use super::RawPacket;
 
-/// What a chunk read asks the kernel for.
-const CHUNK: usize = 64 * 1024;
+/// What a chunk read asks the kernel for (the pcapng reader's too).
+pub(super) const CHUNK: usize = 64 * 1024;
 
 /// libpcap's `max_snaplen_for_dlt` for the link types moni decodes: a
 /// larger captured length is a corrupt file.

@@ -12,9 +12,9 @@
 //! refuses a file whose interfaces differ; moni decodes each packet with
 //! its interface's).
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
-use super::classic::ReadError;
+use super::classic::{ReadError, CHUNK};
 
 /// Largest block accepted (a packet block holds one frame; 16 MiB is far
 /// above any snaplen).
@@ -57,11 +57,6 @@ pub struct PcapngReader<R: Read> {
     consume: usize,
 }
 
-/// What the reader asks the kernel for at a time: 64 KiB stays in the
-/// core's cache between the kernel's copy and the parse (256 KiB made the
-/// copy twice as costly on a replay; [`super::classic`] measured the same).
-const READ_CHUNK: usize = 64 * 1024;
-
 impl<R: Read> PcapngReader<R> {
     /// A reader at the start of a file; `None` when it is not pcapng, the
     /// reason when it starts as pcapng (the section header's block type)
@@ -70,9 +65,11 @@ impl<R: Read> PcapngReader<R> {
     /// damaged; libpcap reads it, so that a caller falling back to libpcap
     /// would take a file whose block lengths cannot be trusted.
     pub fn open(inner: R) -> Result<Option<Self>, ReadError> {
-        use std::io::BufRead;
+        // Read as the pcap reader reads: a chunk that stays in the core's
+        // cache between the kernel's copy and the parse ([`super::classic`]
+        // measured the copy against larger chunks).
         let mut p = PcapngReader {
-            r: BufReader::with_capacity(READ_CHUNK, inner),
+            r: BufReader::with_capacity(CHUNK, inner),
             big_endian: false,
             interfaces: Vec::new(),
             block: Vec::new(),
@@ -113,7 +110,6 @@ impl<R: Read> PcapngReader<R> {
     /// Reads the next block (its body: [`PcapngReader::body`]) and returns
     /// its type; `None` at a clean end of file.
     fn read_block(&mut self) -> Result<Option<u32>, ReadError> {
-        use std::io::BufRead;
         self.r.consume(std::mem::take(&mut self.consume));
         self.in_place = false;
         let mut head = [0u8; 8];
