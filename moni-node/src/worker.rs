@@ -20,7 +20,7 @@ use analyzers::vnet::VnetMap;
 use analyzers::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::capture::batch::{PacketBatch, LOOKAHEAD};
+use crate::capture::batch::{PacketBatch, LOOKAHEAD, PREFETCH_AHEAD};
 use crate::config::Resolved;
 use crate::metrics::Metrics;
 use crate::pipeline::Engine;
@@ -162,16 +162,18 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
                 // packet being handed out takes its own after the later
                 // one's are kept: LOOKAHEAD + 1 places.
                 let mut kept = [None; LOOKAHEAD + 1];
-                for (i, taken) in batch.iter_decoded().enumerate() {
-                    let (pkt, tag, decoded) = (taken.packet, taken.tag, taken.decoded);
+                for i in 0..batch.len() {
+                    batch.prefetch_at(i + PREFETCH_AHEAD);
                     if let Some(ahead) = kept[(i + LOOKAHEAD - 1) % kept.len()] {
                         engine.prefetch_slot(ahead);
                     }
-                    if let Some(a) = &taken.later {
-                        debug_assert!(a.at > i && a.at - i <= LOOKAHEAD);
+                    if let Some(a) = batch.later_at(i + LOOKAHEAD) {
                         kept[a.at % kept.len()] = Some(engine.prefetch(&a.decoded, a.source_vnet));
                     }
                     let hashes = kept[i % kept.len()].take();
+                    let Some((pkt, tag, decoded)) = batch.taken_at(i) else {
+                        break;
+                    };
                     if tag.learn_only {
                         engine.learn_signalling(item.link, &pkt, tag.source_vnet);
                     } else {
