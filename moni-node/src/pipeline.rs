@@ -218,7 +218,7 @@ impl Engine {
         pkt: &RawPacket<'_>,
         source_vnet: Option<VnetId>,
         number: u64,
-        decoded: Option<Decoded<'_>>,
+        decoded: Option<&Decoded<'_>>,
         ahead: Option<Ahead>,
     ) {
         self.last_ts = self.last_ts.max(pkt.ts);
@@ -230,7 +230,11 @@ impl Engine {
         let decoded = decoded.filter(|d| !d.is_fragment());
         // The hashes hold for the capture loop's decode only.
         let ahead = ahead.filter(|_| decoded.is_some()).unwrap_or_default();
-        let (d, wire_len, whole) = match (link, decoded) {
+        // The capture loop's decode is read where the batch holds it; one
+        // made here (a fragment's datagram, an unsupported link) lives in
+        // `made`.
+        let mut made = None;
+        let (d, wire_len, whole): (&Decoded<'_>, _, _) = match (link, decoded) {
             (Some(_), Some(d)) => (d, pkt.wire_len, true),
             (Some(link), None) => {
                 self.reassembly
@@ -239,7 +243,7 @@ impl Engine {
                     .reassembly
                     .decode(link, pkt.ts, pkt.data, pkt.wire_len, &self.decode)
                 {
-                    Reassembled::Packet(d) => (d, pkt.wire_len, true),
+                    Reassembled::Packet(d) => (&*made.insert(d), pkt.wire_len, true),
                     Reassembled::Held => {
                         self.counters.reassembly = self.reassembly.stats().clone();
                         self.count_given_up(pkt.ts);
@@ -249,12 +253,12 @@ impl Engine {
                         decoded, wire_len, ..
                     } => {
                         let wire_len = u32::try_from(wire_len).unwrap_or(u32::MAX);
-                        (decoded, wire_len, false)
+                        (&*made.insert(decoded), wire_len, false)
                     }
                 }
             }
             (None, _) => (
-                Decoded::failed(DecodeError::UnsupportedLinkType),
+                &*made.insert(Decoded::failed(DecodeError::UnsupportedLinkType)),
                 pkt.wire_len,
                 true,
             ),
@@ -262,13 +266,13 @@ impl Engine {
         if let Some(e) = d.error {
             c.decode_errors.add(e);
         }
-        let vnet = self.vnets.resolve_packet(&d, source_vnet);
+        let vnet = self.vnets.resolve_packet(d, source_vnet);
         if let Some(v) = c.vnets.get_mut(usize::from(vnet.0)) {
             v.packets += 1;
             v.bytes += u64::from(wire_len);
         }
         self.bins
-            .observe(pkt.ts, wire_len, vnet, &d, &mut self.bin_out);
+            .observe(pkt.ts, wire_len, vnet, d, &mut self.bin_out);
         let flow = self.flows.observe(
             FlowPacket {
                 ts: pkt.ts,
@@ -277,20 +281,20 @@ impl Engine {
                 vlan_id: d.outer_vlan(),
                 hash: ahead.flow,
             },
-            &d,
+            d,
             &mut self.flow_out,
         );
         self.rtp.observe_hashed(
             pkt.ts,
             pkt.nanos,
             vnet,
-            &d,
+            d,
             ahead.stream,
             &mut self.rtp_window_out,
             &mut self.rtp_stream_out,
         );
         if let Some(ids) = &mut self.ids {
-            ids.observe(pkt.ts, vnet, &d, &mut self.alert_out);
+            ids.observe(pkt.ts, vnet, d, &mut self.alert_out);
         }
         if let Some(sigs) = &mut self.sigs {
             // A datagram put together from tunnel fragments has no one
@@ -303,7 +307,7 @@ impl Engine {
                 frame,
                 fragments: 0,
             };
-            sigs.observe_packet(pkt.ts, vnet, &d, flow, info, &mut self.alert_out);
+            sigs.observe_packet(pkt.ts, vnet, d, flow, info, &mut self.alert_out);
             // An untunnelled fragment: the signatures also see its datagram
             // once whole, in the flow the fragments were counted in.
             let fragment = d.ip.is_some_and(|ip| ip.fragment != Fragment::None);
@@ -330,7 +334,7 @@ impl Engine {
                 }
             }
         }
-        drop(d);
+        drop(made);
         if !whole {
             self.counters.reassembly = self.reassembly.stats().clone();
             self.count_given_up(pkt.ts);

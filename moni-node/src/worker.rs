@@ -183,7 +183,7 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
                             &pkt,
                             tag.source_vnet,
                             tag.number,
-                            decoded,
+                            decoded.as_ref(),
                             hashes,
                         );
                     }
