@@ -49,6 +49,12 @@ const ICMPV6: u8 = 58;
 
 /// Reads the transport header from an IP payload, keeping whatever fields
 /// were captured when the header is cut short.
+///
+/// Inlined into its two callers: called, it returned its 32-byte result
+/// through memory, and the caller's first 16-byte load of it waited for
+/// the callee's narrower stores to be written (a load the core cannot
+/// forward from them): 28% of the capture thread's decode samples.
+#[inline(always)]
 pub(super) fn decode_transport(protocol: u8, b: &[u8]) -> (Transport, &[u8], Option<DecodeError>) {
     let port = |at: usize| b.get(at..at + 2).map(be16);
     match protocol {
