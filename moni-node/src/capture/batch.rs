@@ -168,22 +168,35 @@ impl PacketBatch {
 
     /// The second half of [`PacketBatch::push_decoded`]: the decode of the
     /// packet [`PacketBatch::push_bytes`] added last.
+    ///
+    /// Inlined into the capture loop, where the decode is detached: called,
+    /// the decode came through memory and its copy into the batch loaded
+    /// 16 bytes over the caller's narrower stores just made, a load the
+    /// core cannot forward (half of this function's samples).
+    #[inline(always)]
     pub fn push_decode(&mut self, mut decoded: Option<Detached>) {
-        let mut tunnels = u32::MAX;
-        if let Some(t) = decoded.as_mut().and_then(Detached::take_tunnels) {
-            // Consecutive packets of a tunnel (a mirror session, a VNI)
-            // usually carry the same stack: keep it once (compared in
-            // place: moving the stack out of its box costs more).
-            let n = self.tunnels.len();
-            if n == 0 || self.tunnels[n - 1] != *t {
-                self.tunnels.push(*t);
-                tunnels = n as u32;
-            } else {
-                tunnels = (n - 1) as u32;
-            }
-            analyzers::decode::recycle_tunnels(t);
-        }
+        let tunnels = match decoded.as_mut().and_then(Detached::take_tunnels) {
+            Some(t) => self.keep_tunnels(t),
+            None => u32::MAX,
+        };
         self.decoded.push((decoded, tunnels));
+    }
+
+    /// Keeps a tunnelled packet's stack, once for consecutive packets
+    /// with the same stack (a mirror session, a VNI), and gives its box
+    /// back; returns its index in `tunnels`.
+    #[inline(never)] // out of the inlined push: most packets have no stack
+    fn keep_tunnels(&mut self, t: Box<Tunnels>) -> u32 {
+        // Compared in place: moving the stack out of its box costs more.
+        let n = self.tunnels.len();
+        let at = if n == 0 || self.tunnels[n - 1] != *t {
+            self.tunnels.push(*t);
+            n
+        } else {
+            n - 1
+        };
+        analyzers::decode::recycle_tunnels(t);
+        at as u32
     }
 
     /// Whether a packet of `bytes` fits without taking the batch past
