@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use analyzers::decode::{Decoded, LinkType};
 use analyzers::flow::FlowConfig;
 use analyzers::ids::rules::gate::FullWindows;
 use analyzers::record::{EndReason, FlowRecord, RtpWindowRecord};
@@ -121,6 +122,62 @@ const BIN_BATCH: usize = 1024;
 /// gives no alerts must not hold the others' back until its next tick.
 const WATERMARK_BATCHES: u32 = 64;
 
+/// Runs a batch's packets through the engine, in order, each with the
+/// decode the capture loop kept (`newest`: the newest packet time seen).
+///
+/// The worker reads ahead: [`PREFETCH_AHEAD`] packets before a packet's
+/// turn it asks for its first bytes and its decode; [`LOOKAHEAD`] + 1
+/// before, it attaches the decode into a slot of `ring`, where the
+/// analysis reads it; one packet later it hashes the packet's flow and
+/// stream keys (from the slot, whose stores are written by then) and asks
+/// for their index entries, and one later for the flow slot and stream
+/// entry they name. At its turn the lookups use the hashes instead of
+/// hashing the keys again.
+#[inline(always)]
+fn analyse_batch(
+    engine: &mut Engine,
+    batch: &PacketBatch,
+    link: Option<LinkType>,
+    newest: &mut Timestamp,
+) {
+    // Slots for the packet at its turn and the LOOKAHEAD + 1 after it.
+    const RING: usize = LOOKAHEAD + 2;
+    let mut ring: [Decoded<'_>; RING] = Default::default();
+    let mut attached = [false; RING];
+    let mut kept = [None; RING];
+    let n = batch.len();
+    for a in 0..(LOOKAHEAD + 1).min(n) {
+        attached[a] = batch.decode_into(a, &mut ring[a]);
+    }
+    for i in 0..n {
+        batch.prefetch_at(i + PREFETCH_AHEAD);
+        let a = i + LOOKAHEAD + 1;
+        if a < n {
+            attached[a % RING] = batch.decode_into(a, &mut ring[a % RING]);
+        }
+        if let Some(ahead) = kept[(i + LOOKAHEAD - 1) % RING] {
+            engine.prefetch_slot(ahead);
+        }
+        let h = i + LOOKAHEAD;
+        if let Some((_, tag)) = batch.packet_at(h).filter(|_| attached[h % RING]) {
+            if !tag.learn_only {
+                kept[h % RING] = Some(engine.prefetch(&ring[h % RING], tag.source_vnet));
+            }
+        }
+        let hashes = kept[i % RING].take();
+        let Some((pkt, tag)) = batch.packet_at(i) else {
+            break;
+        };
+        if tag.learn_only {
+            engine.learn_signalling(link, &pkt, tag.source_vnet);
+        } else {
+            *newest = (*newest).max(pkt.ts);
+            let decoded = attached[i % RING].then_some(&ring[i % RING]);
+            engine.process(link, &pkt, tag.source_vnet, tag.number, decoded, hashes);
+        }
+    }
+}
+
 pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
     let mut engine = Engine::new(&ctx.config);
     engine.gate_signatures(ctx.gate.clone());
@@ -153,41 +210,7 @@ pub fn run_worker(ctx: WorkerCtx) -> WorkerTotals {
             Ok(item) => {
                 let t = Instant::now();
                 let mut batch = item.packets;
-                // The flow and stream hashes of each packet looked ahead to,
-                // kept by place in the batch: one step after they are made
-                // (its index entries have arrived) the slot and entry they
-                // name are prefetched, and at the packet's turn its lookups
-                // use them instead of hashing the keys again. A packet's
-                // hashes are kept LOOKAHEAD packets before its turn, and the
-                // packet being handed out takes its own after the later
-                // one's are kept: LOOKAHEAD + 1 places.
-                let mut kept = [None; LOOKAHEAD + 1];
-                for i in 0..batch.len() {
-                    batch.prefetch_at(i + PREFETCH_AHEAD);
-                    if let Some(ahead) = kept[(i + LOOKAHEAD - 1) % kept.len()] {
-                        engine.prefetch_slot(ahead);
-                    }
-                    if let Some(a) = batch.later_at(i + LOOKAHEAD) {
-                        kept[a.at % kept.len()] = Some(engine.prefetch(&a.decoded, a.source_vnet));
-                    }
-                    let hashes = kept[i % kept.len()].take();
-                    let Some((pkt, tag, decoded)) = batch.taken_at(i) else {
-                        break;
-                    };
-                    if tag.learn_only {
-                        engine.learn_signalling(item.link, &pkt, tag.source_vnet);
-                    } else {
-                        state.newest_packet = state.newest_packet.max(pkt.ts);
-                        engine.process(
-                            item.link,
-                            &pkt,
-                            tag.source_vnet,
-                            tag.number,
-                            decoded.as_ref(),
-                            hashes,
-                        );
-                    }
-                }
+                analyse_batch(&mut engine, &batch, item.link, &mut state.newest_packet);
                 if let Some(clock) = item.clock {
                     // The input's clock (replay): time passes as it would
                     // with one worker seeing every packet.

@@ -128,6 +128,44 @@ impl Detached {
         self.with_stack(frame, stack)
     }
 
+    /// [`Detached::attach_ref`] written field by field into `out`, where
+    /// the caller keeps it (a slot it reads a few packets later): built as
+    /// a value and moved there, the decode's copy loaded 16 bytes over
+    /// the narrower stores that had just built it, a load the core cannot
+    /// forward and waits on. `false` (and `out` as it was) if the offsets
+    /// do not fit in `frame`.
+    #[inline(always)]
+    pub fn attach_into<'a>(
+        &'a self,
+        frame: &'a [u8],
+        tunnels: Option<&'a Tunnels>,
+        out: &mut Decoded<'a>,
+    ) -> bool {
+        let (Some(payload), Some(net_payload), Some(ip_header), Some(l4)) = (
+            slice(frame, self.payload),
+            slice(frame, self.net_payload),
+            slice(frame, self.ip_header),
+            slice(frame, self.l4),
+        ) else {
+            return false;
+        };
+        out.payload = payload;
+        out.net_payload = net_payload;
+        out.ip_header = ip_header;
+        out.l4 = l4;
+        out.vlan_ids = self.vlan_ids;
+        out.vlan_count = self.vlan_count;
+        out.ether_type = self.ether_type;
+        out.ip = self.ip;
+        out.transport = self.transport;
+        out.error = self.error;
+        out.tunnels = match (tunnels, self.tunnels.as_deref()) {
+            (Some(t), _) | (None, Some(t)) => TunnelStack::Shared(t),
+            (None, None) => TunnelStack::None,
+        };
+        true
+    }
+
     /// The decode with its slices in `frame` and the tunnel stack given.
     #[inline(always)]
     fn with_stack<'a>(&self, frame: &'a [u8], tunnels: TunnelStack<'a>) -> Option<Decoded<'a>> {
@@ -172,6 +210,12 @@ mod tests {
                 let x = d.clone().detach(&frame);
                 let lent = x.as_ref().and_then(|x| x.attach_ref(&copy, None));
                 prop_assert_eq!(lent, Some(d.clone()));
+                // Written into a slot that held another packet's decode.
+                let other = super::super::tests::eth_ipv4_tcp_syn();
+                let mut slot = decode(LinkType::Ethernet, &other);
+                let written = x.as_ref().is_some_and(|x| x.attach_into(&copy, None, &mut slot));
+                prop_assert!(written);
+                prop_assert_eq!(&slot, &d);
                 let mut y = d.clone().detach(&frame);
                 let kept = y.as_mut().and_then(super::Detached::take_tunnels);
                 let lent = y.as_ref().and_then(|y| y.attach_ref(&copy, kept.as_deref()));

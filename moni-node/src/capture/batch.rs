@@ -253,26 +253,29 @@ impl PacketBatch {
         self.meta.iter().map(move |m| (self.packet(m), m.5))
     }
 
-    /// Packet `i` with its [`Tag`] and the capture loop's decode, attached
-    /// to the packet's bytes here (the decode borrows its tunnel stack
-    /// from the batch); `None` past the end.
-    ///
-    /// A worker takes the packets by place rather than through an
-    /// iterator of structs holding them: moving such a struct (two
-    /// decodes, the packet and its tag, about 400 bytes) through the
-    /// iterator's adapters made the copies load 16 bytes over two 8-byte
-    /// stores just made, a load the core cannot forward and must wait on
-    /// until every older store is written; `perf annotate` put 30% of a
-    /// VoIP worker's samples on two such loads.
+    /// Packet `i`'s bytes and [`Tag`]; `None` past the end.
     #[inline(always)]
-    pub fn taken_at(&self, i: usize) -> Option<(RawPacket<'_>, Tag, Option<Decoded<'_>>)> {
-        let m = self.meta.get(i)?;
-        let pkt = self.packet(m);
-        let d = self.decoded.get(i).and_then(|(d, t)| {
-            d.as_ref()?
-                .attach_ref(pkt.data, self.tunnels.get(*t as usize))
-        });
-        Some((pkt, m.5, d))
+    pub fn packet_at(&self, i: usize) -> Option<(RawPacket<'_>, Tag)> {
+        self.meta.get(i).map(|m| (self.packet(m), m.5))
+    }
+
+    /// Writes packet `i`'s decode as the capture loop kept it into `out`,
+    /// attached to the packet's bytes here (its tunnel stack borrowed
+    /// from the batch); `false`, and `out` as it was, when it kept none.
+    ///
+    /// A worker takes the packets by place into slots it keeps
+    /// ([`Detached::attach_into`]), not through an iterator of structs
+    /// holding them: moving such a struct (two decodes, the packet and its
+    /// tag, about 400 bytes) through the iterator's adapters made its
+    /// copies load 16 bytes over 8-byte stores just made, loads the core
+    /// cannot forward and waits on (`perf annotate`: 30% of a VoIP
+    /// worker's samples on two of them).
+    #[inline(always)]
+    pub fn decode_into<'a>(&'a self, i: usize, out: &mut Decoded<'a>) -> bool {
+        let (Some(m), Some((Some(d), t))) = (self.meta.get(i), self.decoded.get(i)) else {
+            return false;
+        };
+        d.attach_into(self.packet(m).data, self.tunnels.get(*t as usize), out)
     }
 
     /// Asks for the lines packet `i` will be read from: its first bytes
@@ -287,44 +290,16 @@ impl PacketBatch {
             crate::sys::prefetch_value(d);
         }
     }
-
-    /// Packet `at`'s decode and source VNet, for a worker to prefetch what
-    /// its analysis will read ([`LOOKAHEAD`] packets before its turn, when
-    /// [`PacketBatch::prefetch_at`] has brought the decode in); `None` for
-    /// a learn-only copy, a packet without a decode, or past the end.
-    #[inline(always)]
-    pub fn later_at(&self, at: usize) -> Option<LaterPacket<'_>> {
-        let m = self.meta.get(at)?;
-        if m.5.learn_only {
-            return None;
-        }
-        let (d, t) = self.decoded.get(at)?;
-        let decoded = d
-            .as_ref()?
-            .attach_ref(self.packet(m).data, self.tunnels.get(*t as usize))?;
-        Some(LaterPacket {
-            at,
-            decoded,
-            source_vnet: m.5.source_vnet,
-        })
-    }
 }
 
-/// A later packet of a batch ([`PacketBatch::later_at`]): where it is in
-/// the batch, its decode and its source VNet.
-pub struct LaterPacket<'a> {
-    pub at: usize,
-    pub decoded: Decoded<'a>,
-    pub source_vnet: Option<VnetId>,
-}
-
-/// How many packets ahead of its turn a worker takes a packet's decode to
-/// prefetch for ([`PacketBatch::later_at`]): its own prefetch of that packet's
-/// decode ([`PREFETCH_AHEAD`] earlier) has arrived by then. The worker
-/// prefetches index entries for it at once and the flow slot and stream
-/// entry they name one packet later, two packets before its turn (3
-/// rather than 2: 3-4% less CPU on the VoIP and flow-heavy captures, 7
-/// and 5 interleaved rounds, about this VM's noise).
+/// How many packets ahead of its turn a worker hashes a packet's flow and
+/// stream keys, to prefetch their index entries at once and the flow slot
+/// and stream entry they name one packet later, two packets before its
+/// turn (3 rather than 2: 3-4% less CPU on the VoIP and flow-heavy
+/// captures, 7 and 5 interleaved rounds, about this VM's noise). The
+/// worker attaches the packet's decode one packet before that
+/// ([`PacketBatch::decode_into`]), once its prefetch
+/// ([`PREFETCH_AHEAD`] packets ahead) has arrived.
 pub const LOOKAHEAD: usize = 3;
 
 /// How many packets ahead a worker prefetches ([`PacketBatch::prefetch_at`]): a
