@@ -259,6 +259,19 @@
 # rounds of 1 worker on 1 core against 2 workers in one quiet spell
 # (ab15-style, IMIX): the session's start 1.45 s and 0.94 s (1.54x), the
 # end 1.25 s and 0.69 s (1.81x).
+# 2026-12-05, session 38 (same VM). A worker attaches each packet's
+# decode once, into a ring of slots, instead of moving ~400-byte structs
+# through an iterator (their copies' loads over just-made stores stalled);
+# decode_transport and the batch's push of a decode inlined; fat LTO.
+# Interleaved medians against the session's start (7 rounds; 5 for
+# IMIX and capped): VoIP 1 worker 0.56 -> 0.50 s (worker CPU 0.50 ->
+# 0.43 s), 2 workers 0.51 -> 0.42 s; flow-heavy 2 workers 1.29 -> 1.14 s,
+# 1 worker 1.34 -> 1.28 s; IMIX 1 worker 0.74 -> 0.65 s, 2 workers 0.97
+# -> 0.80 s; capped (1 worker, IDS off) 2.25 -> 1.98 s. The script's own
+# run fell into a slow spell for IMIX (tcpdump 0.87 s, 1 worker 1.63 s);
+# flow-heavy 0.55x tcpdump (1 worker), 0.57x (2), 2.67x softflowd,
+# capped 0.51x, IDS on / off 0.92x (CPU); VoIP 0.29x tcpdump, 20.4x
+# tshark; 1 M SYN sources 180 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
