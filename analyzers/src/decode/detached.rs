@@ -112,28 +112,24 @@ impl Detached {
 
     /// [`Detached::attach_with`] without giving the decode up: the fields
     /// are copied once, straight into the [`Decoded`], where cloning then
-    /// attaching copied them twice (a worker attaches every packet's decode
-    /// and, to prefetch for it, a later packet's). A stack still in its
-    /// box is lent, not copied.
+    /// attaching copied them twice (the capture loop attaches a decode
+    /// this way for the IDS packets it read ahead for). A stack still in
+    /// its box is lent, not copied.
     #[inline]
     pub fn attach_ref<'a>(
         &'a self,
         frame: &'a [u8],
         tunnels: Option<&'a Tunnels>,
     ) -> Option<Decoded<'a>> {
-        let stack = match (tunnels, self.tunnels.as_deref()) {
-            (Some(t), _) | (None, Some(t)) => TunnelStack::Shared(t),
-            (None, None) => TunnelStack::None,
-        };
-        self.with_stack(frame, stack)
+        self.with_stack(frame, self.lent_stack(tunnels))
     }
 
     /// [`Detached::attach_ref`] written field by field into `out`, where
-    /// the caller keeps it (a slot it reads a few packets later): built as
-    /// a value and moved there, the decode's copy loaded 16 bytes over
-    /// the narrower stores that had just built it, a load the core cannot
-    /// forward and waits on. `false` (and `out` as it was) if the offsets
-    /// do not fit in `frame`.
+    /// the caller keeps it (a worker's slot, read a few packets later):
+    /// built as a value and moved there, the decode's copy loaded 16 bytes
+    /// over the narrower stores that had just built it, a load the core
+    /// cannot forward and waits on. `false` (and `out` as it was) if the
+    /// offsets do not fit in `frame`.
     #[inline(always)]
     pub fn attach_into<'a>(
         &'a self,
@@ -141,6 +137,37 @@ impl Detached {
         tunnels: Option<&'a Tunnels>,
         out: &mut Decoded<'a>,
     ) -> bool {
+        if !self.write_fields(frame, out) {
+            return false;
+        }
+        out.tunnels = self.lent_stack(tunnels);
+        true
+    }
+
+    /// The stack a decode attached by reference reads: the caller's, else
+    /// the one still in this decode's box.
+    #[inline(always)]
+    fn lent_stack<'a>(&'a self, tunnels: Option<&'a Tunnels>) -> TunnelStack<'a> {
+        match (tunnels, self.tunnels.as_deref()) {
+            (Some(t), _) | (None, Some(t)) => TunnelStack::Shared(t),
+            (None, None) => TunnelStack::None,
+        }
+    }
+
+    /// The decode with its slices in `frame` and the tunnel stack given.
+    #[inline(always)]
+    fn with_stack<'a>(&self, frame: &'a [u8], tunnels: TunnelStack<'a>) -> Option<Decoded<'a>> {
+        let mut d = Decoded {
+            tunnels,
+            ..Decoded::empty()
+        };
+        self.write_fields(frame, &mut d).then_some(d)
+    }
+
+    /// Writes every field but the tunnel stack into `out`, its slices in
+    /// `frame`; `false`, writing nothing, if the offsets do not fit in it.
+    #[inline(always)]
+    fn write_fields<'a>(&self, frame: &'a [u8], out: &mut Decoded<'a>) -> bool {
         let (Some(payload), Some(net_payload), Some(ip_header), Some(l4)) = (
             slice(frame, self.payload),
             slice(frame, self.net_payload),
@@ -159,29 +186,7 @@ impl Detached {
         out.ip = self.ip;
         out.transport = self.transport;
         out.error = self.error;
-        out.tunnels = match (tunnels, self.tunnels.as_deref()) {
-            (Some(t), _) | (None, Some(t)) => TunnelStack::Shared(t),
-            (None, None) => TunnelStack::None,
-        };
         true
-    }
-
-    /// The decode with its slices in `frame` and the tunnel stack given.
-    #[inline(always)]
-    fn with_stack<'a>(&self, frame: &'a [u8], tunnels: TunnelStack<'a>) -> Option<Decoded<'a>> {
-        Some(Decoded {
-            payload: slice(frame, self.payload)?,
-            net_payload: slice(frame, self.net_payload)?,
-            ip_header: slice(frame, self.ip_header)?,
-            l4: slice(frame, self.l4)?,
-            vlan_ids: self.vlan_ids,
-            vlan_count: self.vlan_count,
-            ether_type: self.ether_type,
-            ip: self.ip,
-            transport: self.transport,
-            error: self.error,
-            tunnels,
-        })
     }
 }
 

@@ -263,13 +263,11 @@ impl PacketBatch {
     /// attached to the packet's bytes here (its tunnel stack borrowed
     /// from the batch); `false`, and `out` as it was, when it kept none.
     ///
-    /// A worker takes the packets by place into slots it keeps
-    /// ([`Detached::attach_into`]), not through an iterator of structs
-    /// holding them: moving such a struct (two decodes, the packet and its
-    /// tag, about 400 bytes) through the iterator's adapters made its
-    /// copies load 16 bytes over 8-byte stores just made, loads the core
-    /// cannot forward and waits on (`perf annotate`: 30% of a VoIP
-    /// worker's samples on two of them).
+    /// A worker takes the packets by place into slots it keeps, not
+    /// through an iterator of structs holding them: moving such structs
+    /// (two decodes, the packet and its tag, about 400 bytes) stalled as
+    /// [`Detached::attach_into`] says (`perf annotate`: 30% of a VoIP
+    /// worker's samples on two such copies).
     #[inline(always)]
     pub fn decode_into<'a>(&'a self, i: usize, out: &mut Decoded<'a>) -> bool {
         let (Some(m), Some((Some(d), t))) = (self.meta.get(i), self.decoded.get(i)) else {
