@@ -941,6 +941,13 @@ def thread_ticks(pids):
     return total
 
 
+def paired(base, other):
+    """The median of each window's rate in `other` against the window of
+    the same cycle in `base` (0.0 without a pair)."""
+    pairs = [b / a for a, b in zip(base, other) if a]
+    return statistics.median(pairs) if pairs else 0.0
+
+
 def group_pids(pgid):
     """The processes of one process group."""
     out = []
@@ -982,7 +989,10 @@ def print_fig5(report):
     print(f"{'tcp (full speed)':20s} {t['without_gbps']:8.2f} -> {t['with_gbps']:.2f} Gbit/s, "
           f"ratio {t['ratio']:.3f} (moni at its service defaults; the mirror alone: "
           f"{report['tcp_mirror_gbps']:.2f} Gbit/s, "
-          f"{report['tcp_mirror_gbps'] / t['without_gbps'] if t['without_gbps'] else 0:.3f})")
+          f"{report['tcp_mirror_gbps'] / t['without_gbps'] if t['without_gbps'] else 0:.3f}; "
+          f"paired windows: mirror {report['tcp_paired']['mirror']:.3f}, with moni-node "
+          f"{report['tcp_paired']['with']:.3f}, moni-node's own "
+          f"{report['tcp_paired']['with_vs_mirror']:.3f})")
     print("paper, all groups:", ", ".join(f"{n} {v:g}" for n, v in PAPER_FIG5))
     print("(the paper: forwarding degrades by 5% with the monitor at 100% CPU and disk load; "
           "its monitor_unisolated analogue is the shared soft bridge, 215 -> 180 kpps)")
@@ -1508,8 +1518,7 @@ def probe_effect(args):
         phases' medians then flipped with the mode that held each
         phase's middle bin (0.91-1.02 with nothing else changed). The
         pairs take the spells out; the medians' ratio is reported too."""
-        bins = phases[name]["bins"]
-        return statistics.median(b / a for a, b in zip(phases["forward"]["bins"], bins) if a)
+        return paired(phases["forward"]["bins"], phases[name]["bins"])
 
     # A state's throughput is what its windows carried over their time
     # (the windows are of equal length: the mean), as iperf3 reports a
@@ -1534,6 +1543,11 @@ def probe_effect(args):
         # mirror runs in the TCP sender's context).
         "tcp_mirror_gbps": statistics.fmean(tcp["mirror"]),
         "tcp_medians": {"without_gbps": mw, "with_gbps": mm, "ratio": mm / mw if mw else 0.0},
+        # Each cycle's windows against each other, medians: the switch's
+        # share (mirror), the whole probe's (with) and moni-node's own.
+        "tcp_paired": {"mirror": paired(tcp["without"], tcp["mirror"]),
+                       "with": paired(tcp["without"], tcp["with"]),
+                       "with_vs_mirror": paired(tcp["mirror"], tcp["with"])},
         # Whether `forward` ran at the forwarding limit, and by which
         # evidence: the senders offered more than the forwarding core
         # forwarded (its input queue dropped the rest), or forwarding
