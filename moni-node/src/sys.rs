@@ -250,7 +250,7 @@ const REEXEC_MARK: &str = "MONI_REEXECUTED";
 /// zeroes: 5% of all the CPU of a flow-heavy replay at `--max-flows 1000`
 /// (`perf`: `clear_page_erms` under `sysmalloc`), 0.1% with blocks of up
 /// to 4 MiB from the heap and up to 64 MiB free at a heap's top kept.
-/// Peak RSS of 1 M SYN sources at the default cap: 183 -> 190 MB.
+/// Peak RSS of 1 M SYN sources at the default cap: 180 -> 185 MiB.
 /// Call before any thread starts.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
