@@ -1022,9 +1022,9 @@ def probe_effect(args):
     # monitor's disk was served elsewhere (Xen's Dom0), and a forwarding
     # node keeps device interrupts off its forwarding cores. (Here the
     # disk's interrupts are managed by the kernel and cannot be moved;
-    # its completions, several thousand a second under the overload's
-    # direct-I/O writers, took a tenth of the forwarding core in the 1 s
-    # bins they fell in.)
+    # while the forwarding shared their CPU, the overload's direct-I/O
+    # writers, several thousand completions a second, cost its windows
+    # up to 12 % of their forwarding; docs/lab.md.)
     disk_cpus = disk_irq_cpus(work)
     core = next((c for c in reversed(range(ncpu)) if c not in disk_cpus), ncpu - 1)
     send_cores = [c for c in range(ncpu) if c != core] or [0]
@@ -1215,7 +1215,7 @@ def probe_effect(args):
                 "drops": out["tx_dropped"] + backlog_drops(core),
                 "cpu": cpu_times(core), "path": thread_ticks(forwarders),
                 "irqs": device_irqs(core),
-                "ticks": {k: thread_ticks(v() if callable(v) else v) for k, v in watch.items()}}
+                "ticks": {k: thread_ticks(pids) for k, pids in watch.items()}}
 
     def spin_ticks():
         """Clock ticks the spinner took (the unit of /proc/stat): left out
@@ -1251,13 +1251,13 @@ def probe_effect(args):
         leg_secs = args.secs * len(PE_PHASES) * (PE_WINDOW + PE_SETTLE + 6) + 120
         stress = {"monitor_overloaded": overload(nodes["m"], True, leg_secs),
                   "monitor_unisolated": overload(nodes["u"], False, leg_secs)}
+        time.sleep(1.0)  # the burners and writers are up
         watch.clear()
         for port in ("m", "u"):
             watch[f"{port}_node"] = [nodes[port].pid]
             watch[f"{port}_napi"] = [int(x) for x in monitor_napi[port]]
-        watch["stress_m"] = lambda g=stress["monitor_overloaded"].pid: group_pids(g)
-        watch["stress_u"] = lambda g=stress["monitor_unisolated"].pid: group_pids(g)
-        time.sleep(1.0)  # the burners and writers are up
+        watch["stress_m"] = group_pids(stress["monitor_overloaded"].pid)
+        watch["stress_u"] = group_pids(stress["monitor_unisolated"].pid)
         for g in stress.values():
             signal_group(g, signal.SIGSTOP)
         # The forwarding core kept from halting in every phase alike: an
@@ -1432,7 +1432,7 @@ def probe_effect(args):
               "page cache", file=sys.stderr)
     running, stressing, blasting = [], [], []  # stopped in `finally` when left
     spinning = []  # the forwarding core's spinner, whose time core_busy leaves out
-    watch = {}  # the monitors' parts (pids, or a function giving them) whose CPU time a window records
+    watch = {}  # the monitors' parts (name -> pids) whose CPU time each window records
     node = None
     port_at_start = {}
     node_cgroups = []  # removed at the end, also when a node was killed
@@ -1502,23 +1502,21 @@ def probe_effect(args):
         out.append({"name": name, "median_pps": statistics.median(p["bins"]), "bins": p["bins"],
                     "offered_pps": statistics.median(p["offered"]),
                     "core_busy": statistics.median(p["core_busy"]),
-                    "steal": p["steal"], "device_irq_bins": p["irqs"], "monitor_cpu_bins": p["cpu_of"],
-                    "monitor_cpu": {k: statistics.median(c.get(k, 0.0) for c in p["cpu_of"])
-                                    for k in (p["cpu_of"][0] if p["cpu_of"] else {})}, "offered_bins": [round(x) for x in p["offered"]],
+                    "steal": p["steal"], "offered_bins": [round(x) for x in p["offered"]],
+                    "device_irq_bins": p["irqs"], "monitor_cpu_bins": p["cpu_of"],
+                    "monitor_cpu": {k: statistics.median(c[k] for c in p["cpu_of"]) for k in watch},
                     "path_cpu": statistics.median(p["path_cpu"]),
                     "input_drops_pps": statistics.median(p["input_drops"]), "moni": p["moni"]})
     base = out[0]["median_pps"] or 1
-
-    def ratio(name):
-        """A phase's rate against `forward`'s: the median, over the
-        alternation's cycles, of its window against forward's window of
-        the same cycle (a few seconds apart). This VM's speed changes in
-        spells of tens of seconds (sender and forwarding alike, by up to
-        10 %), which made the phases' 1 s bins bimodal: the ratio of the
-        phases' medians then flipped with the mode that held each
-        phase's middle bin (0.91-1.02 with nothing else changed). The
-        pairs take the spells out; the medians' ratio is reported too."""
-        return paired(phases["forward"]["bins"], phases[name]["bins"])
+    # A phase's rate against `forward`'s: the median, over the
+    # alternation's cycles, of its window against forward's window of the
+    # same cycle (a few seconds apart). This VM's speed changes in spells
+    # of tens of seconds (sender and forwarding alike, by up to 10 %),
+    # which made the phases' 1 s bins bimodal: the ratio of the phases'
+    # medians then flipped with the mode that held each phase's middle bin
+    # (0.91-1.02 with nothing else changed). The pairs take the spells
+    # out; the medians' ratio is reported too.
+    ratios = {name: paired(phases["forward"]["bins"], phases[name]["bins"]) for name in PE_PHASES}
 
     # A state's throughput is what its windows carried over their time
     # (the windows are of equal length: the mean), as iperf3 reports a
@@ -1529,11 +1527,11 @@ def probe_effect(args):
     report = {
         "packet_bytes": FRAME_BYTES,
         "phases": out,
-        "ratio_monitor": ratio("monitor"),
-        "ratio_overloaded": ratio("monitor_overloaded"),
-        "ratio_unisolated": ratio("monitor_unisolated"),
+        "ratio_monitor": ratios["monitor"],
+        "ratio_overloaded": ratios["monitor_overloaded"],
+        "ratio_unisolated": ratios["monitor_unisolated"],
         # Every phase's, paired (as the three above) and of the medians.
-        "ratios": {name: ratio(name) for name in PE_PHASES},
+        "ratios": ratios,
         "ratio_of_medians": {p["name"]: p["median_pps"] / base for p in out},
         "tcp": {"without_gbps": tw, "with_gbps": tm, "ratio": tm / tw if tw else 0.0},
         # Every window (Gbit/s), in the order measured, and moni-node's own
