@@ -253,6 +253,13 @@ fn bad_vnet_map_and_config_are_one_line_naming_the_problem() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr_lines(&o)[0].contains("output.zstd_level"));
 
+    std::fs::write(&cfg, "[output]\ncompression = \"gzip\"\n").expect("write");
+    let o = moni(&["check-config", p(&cfg)]);
+    assert_eq!(o.status.code(), Some(2));
+    let lines = stderr_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("compression"), "{lines:?}");
+
     // What `run` refuses, check-config refuses (the systemd unit's
     // ExecStartPre): a filter libpcap cannot compile, and rules files of
     // which no rule loads; a file without sources is `replay`'s only.

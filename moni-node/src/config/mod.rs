@@ -44,7 +44,7 @@ pub use decode::DecodeSection;
 pub use flows::FlowsConfig;
 pub use metrics::MetricsSection;
 pub use node::{NodeSection, NodeSettings};
-pub use output::OutputConfig;
+pub use output::{Codec, OutputConfig};
 pub use rtp::RtpSection;
 pub use ship::{ShipSection, ShipSettings, ShipTls, WhenFull};
 pub use sources::{Precision, SourceKind, SourceSection, SourceSettings};

@@ -17,10 +17,17 @@ pub struct OutputConfig {
     pub rotate_secs: u64,
     /// Close a file once it holds about this many bytes. Default 128 MiB.
     pub rotate_max_bytes: u64,
-    /// zstd compression level (1-22). Default 1: on the benchmark
-    /// captures its files are within 4% of level 3's size (smaller on
-    /// three of four) for 7% less of the writer's CPU (callgrind), and the
-    /// probe's CPU is what production shares.
+    /// The files' compression codec: `zstd`, `lz4` (Parquet's LZ4_RAW),
+    /// `snappy` or `none`. Default `zstd`, the smallest files; `lz4` and
+    /// `snappy` cost the writer less CPU for larger files (docs/datasets.md
+    /// has the measured table). Every reader moni documents (pyarrow,
+    /// DuckDB, Polars, Spark) and the collector read all four.
+    pub compression: Codec,
+    /// zstd compression level (1-22), when `compression = "zstd"`.
+    /// Default 1: on the benchmark captures its files are within 4% of
+    /// level 3's size (smaller on three of four) for 7% less of the
+    /// writer's CPU (callgrind), and the probe's CPU is what production
+    /// shares.
     pub zstd_level: i32,
     /// Rows per Parquet row group (bounds writer memory). Default 65,536.
     pub row_group_rows: usize,
@@ -31,12 +38,24 @@ pub struct OutputConfig {
     pub encode_threads: usize,
 }
 
+/// `output.compression`: the Parquet codec of every column.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    #[default]
+    Zstd,
+    Lz4,
+    Snappy,
+    None,
+}
+
 impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
             dir: PathBuf::from("moni-out"),
             rotate_secs: 60,
             rotate_max_bytes: 128 * 1024 * 1024,
+            compression: Codec::Zstd,
             zstd_level: 1,
             row_group_rows: 65_536,
             encode_threads: 0,

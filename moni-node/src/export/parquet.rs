@@ -46,7 +46,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
-use crate::config::OutputConfig;
+use crate::config::{Codec, OutputConfig};
 
 /// Errors writing a dataset, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -294,12 +294,21 @@ impl DatasetWriter {
             path: dir.clone(),
             source,
         })?;
-        let level = ZstdLevel::try_new(config.zstd_level).map_err(|e| ExportError::Settings {
-            dataset: dataset.to_string(),
-            message: e.to_string(),
-        })?;
+        let compression = match config.compression {
+            Codec::Zstd => {
+                Compression::ZSTD(ZstdLevel::try_new(config.zstd_level).map_err(|e| {
+                    ExportError::Settings {
+                        dataset: dataset.to_string(),
+                        message: e.to_string(),
+                    }
+                })?)
+            }
+            Codec::Lz4 => Compression::LZ4_RAW,
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::None => Compression::UNCOMPRESSED,
+        };
         let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
+            .set_compression(compression)
             .set_dictionary_enabled(false);
         for f in schema.fields() {
             let column = || ColumnPath::from(f.name().as_str());
