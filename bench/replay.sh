@@ -466,6 +466,18 @@ print(f"  1 worker / tcpdump floor:   {vtcpdump / vmoni1:.2f}x  (goal >= 0.8x)")
 print(f"  1 worker / tshark:          {vtshark / vmoni1:.1f}x  (goal >= 40x)")
 print(f"1,000,000 spoofed SYN sources, default cap, 1 worker: peak RSS {rss_syn:.0f} MiB (goal <= 200 MB)")
 PY
+# At the flow cap the writer is the busiest thread (one flow row per
+# eviction): the capped replay again with `[output] compression = "lz4"`,
+# interleaved with zstd's (medians of 3), and the two outputs' sizes
+# (docs/datasets.md has the table for every codec).
+printf '[output]\ncompression = "lz4"\n' > "$WORK/lz4.toml"
+read -r T_CZSTD T_CLZ4 < <(pair_med 3 \
+  "$BIN/moni-node replay --no-progress --overwrite --workers 1 --max-flows 1000 --out $WORK/out-capped $HEAVY" \
+  "$BIN/moni-node replay --no-progress --overwrite --workers 1 --max-flows 1000 --config $WORK/lz4.toml --out $WORK/out-capped-lz4 $HEAVY")
+python3 -c 'import sys; z, l, zb, lb, u = map(float, sys.argv[1:6])
+print(f"flow-heavy at cap 1,000, 1 worker: zstd {z:.2f} s ({zb / 1e6:.0f} MB), lz4 {l:.2f} s ({lb / 1e6:.0f} MB, {lb / zb:.2f}x the bytes); "
+      f"cap 1,000 / uncapped with lz4: {u / l:.2f}x")' \
+  "$T_CZSTD" "$T_CLZ4" "$(du -sb "$WORK/out-capped" | cut -f1)" "$(du -sb "$WORK/out-capped-lz4" | cut -f1)" "$T_HMONI1"
 # Which thread limits the all-core replay (issue 15): the summary's
 # per-thread CPU time (`cpu_seconds`) against the run's wall time. When
 # the capture thread (which reads, decodes for the shard, runs the IDS
