@@ -272,6 +272,19 @@
 # flow-heavy 0.55x tcpdump (1 worker), 0.57x (2), 2.67x softflowd,
 # capped 0.51x, IDS on / off 0.92x (CPU); VoIP 0.29x tcpdump, 20.4x
 # tshark; 1 M SYN sources 180 MiB.
+# 2026-12-05, session 40 (same VM), one run at f98f0d6: flow-heavy 1
+# worker 0.59x tcpdump, 2 workers 0.48x, 3.02x softflowd, capped 0.45x
+# (with lz4 0.49x: 2.03 -> 1.90 s, 1.32x the bytes), IDS on / off 0.93x
+# (CPU); VoIP 0.32x tcpdump, 20.2x tshark; IMIX 1.05x tcpdump, 70.8x
+# tshark; 1 M SYN sources 183 MiB. This VM reports freed memory to its
+# host (virtio-balloon free page reporting, 2 MiB blocks): touching such
+# a page again costs the host's fault, 0.17-0.3 GB/s for 2 MiB pages
+# against 11 GB/s for pages still backed (4 KiB pages: 2.4-2.7 GB/s).
+# Runs back to back reuse the memory the previous one freed; a run after
+# a pause of a few seconds does not (flow-heavy, 1 worker, 4 s apart:
+# 1.7-2.6 s against 1.0 s back to back), and a run that needs more
+# memory than the one before pays for the difference (the attack rows'
+# IDS on against off).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
