@@ -15,6 +15,7 @@ import unittest
 from pathlib import Path
 
 import duckdb
+import polars
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,8 +51,8 @@ class DuckDbReadsMoniParquet(unittest.TestCase):
 
     def test_every_codec_gives_the_same_rows(self):
         """`[output] compression`: lz4, snappy and none write the rows zstd
-        writes, in files whose column chunks carry that codec, and DuckDB
-        and pyarrow read them back."""
+        writes, in files whose column chunks carry that codec, and DuckDB,
+        pyarrow and Polars read them back."""
         # pyarrow names Parquet's LZ4_RAW codec "LZ4".
         codecs = {"lz4": "LZ4", "snappy": "SNAPPY", "none": "UNCOMPRESSED"}
         for codec, parquet_name in codecs.items():
@@ -79,6 +80,7 @@ class DuckDbReadsMoniParquet(unittest.TestCase):
                                     f"UNION ALL (SELECT * FROM {old} EXCEPT ALL SELECT * FROM {new}))")
                     self.assertEqual(diff, [(0,)], ds)
                     self.assertEqual(sum(pq.read_table(f).num_rows for f in files), n, ds)
+                    self.assertEqual(polars.scan_parquet(files).select(polars.len()).collect().item(), n, ds)
 
     def test_every_dataset_reads_with_the_row_counts_written(self):
         for ds in self.summary["datasets"]:
