@@ -240,25 +240,23 @@ fn bad_vnet_map_and_config_are_one_line_naming_the_problem() {
         );
     }
 
+    // A value of the wrong type, out of range, or not one of the names.
     let cfg = dir.path().join("node.toml");
-    std::fs::write(&cfg, "[flows]\nidle_timeout_secs = \"soon\"\n").expect("write");
-    let o = moni(&["check-config", p(&cfg)]);
-    assert_eq!(o.status.code(), Some(2));
-    let lines = stderr_lines(&o);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("idle_timeout_secs"), "{lines:?}");
-
-    std::fs::write(&cfg, "[output]\nzstd_level = 99\n").expect("write");
-    let o = moni(&["check-config", p(&cfg)]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr_lines(&o)[0].contains("output.zstd_level"));
-
-    std::fs::write(&cfg, "[output]\ncompression = \"gzip\"\n").expect("write");
-    let o = moni(&["check-config", p(&cfg)]);
-    assert_eq!(o.status.code(), Some(2));
-    let lines = stderr_lines(&o);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("compression"), "{lines:?}");
+    for (text, says) in [
+        (
+            "[flows]\nidle_timeout_secs = \"soon\"\n",
+            "idle_timeout_secs",
+        ),
+        ("[output]\nzstd_level = 99\n", "output.zstd_level"),
+        ("[output]\ncompression = \"gzip\"\n", "compression"),
+    ] {
+        std::fs::write(&cfg, text).expect("write");
+        let o = moni(&["check-config", p(&cfg)]);
+        assert_eq!(o.status.code(), Some(2), "{text}");
+        let lines = stderr_lines(&o);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains(says), "{lines:?}");
+    }
 
     // What `run` refuses, check-config refuses (the systemd unit's
     // ExecStartPre): a filter libpcap cannot compile, and rules files of

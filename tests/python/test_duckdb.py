@@ -73,8 +73,8 @@ class DuckDbReadsMoniParquet(unittest.TestCase):
                     meta = pq.ParquetFile(files[0]).metadata
                     used = {meta.row_group(0).column(c).compression for c in range(meta.num_columns)}
                     self.assertEqual(used, {parquet_name}, ds)
-                    # Row for row the zstd output's (minus the run's own
-                    # columns: none differ between two replays of a file).
+                    # Row for row the zstd output's (no column differs
+                    # between two replays of one file).
                     new, old = f"read_parquet('{out}/{ds}/*.parquet')", f"read_parquet('moni-out/{ds}/*.parquet')"
                     diff = self.sql(f"SELECT count(*) FROM ((SELECT * FROM {new} EXCEPT ALL SELECT * FROM {old}) "
                                     f"UNION ALL (SELECT * FROM {old} EXCEPT ALL SELECT * FROM {new}))")
