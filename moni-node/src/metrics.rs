@@ -17,6 +17,7 @@ pub struct Metrics {
     registry: Registry,
     pub source_packets: IntCounterVec,
     pub source_bytes: IntCounterVec,
+    pub source_captured_bytes: IntCounterVec,
     pub source_kernel_drops: IntCounterVec,
     pub source_interface_drops: IntCounterVec,
     pub source_queue_drops: IntCounterVec,
@@ -122,6 +123,12 @@ impl Metrics {
                 &r,
                 "moni_source_bytes_total",
                 "Wire bytes of the packets delivered from the source.",
+                SRC,
+            )?,
+            source_captured_bytes: counter(
+                &r,
+                "moni_source_captured_bytes_total",
+                "Bytes of the packets delivered from the source as captured: what the kernel copied after its cut (the snaplen, and TCP payload nothing reads: [[sources]] tcp_payload).",
                 SRC,
             )?,
             source_kernel_drops: counter(
@@ -342,6 +349,7 @@ impl Metrics {
             self.source_up.with_label_values(&l);
             self.source_packets.with_label_values(&l);
             self.source_bytes.with_label_values(&l);
+            self.source_captured_bytes.with_label_values(&l);
             self.source_kernel_drops.with_label_values(&l);
             self.source_interface_drops.with_label_values(&l);
             self.source_queue_drops.with_label_values(&l);

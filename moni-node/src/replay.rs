@@ -135,6 +135,7 @@ pub fn replay(config: &Resolved, opts: &ReplayOptions) -> Result<Summary, Export
         share_clock: true,
         source_vnet: None,
         sip_ports: config.rtp.sip_ports.clone(),
+        tcp_payload: true,
         decode: config.decode.clone(),
         ids: config.ids.enabled.then(|| config.ids.clone()),
         vnets: Arc::new(config.vnets.clone()),

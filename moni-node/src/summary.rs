@@ -283,6 +283,8 @@ pub struct SourceSummary {
     pub source: String,
     pub packets: u64,
     pub bytes: u64,
+    /// Bytes as captured, after the kernel's cut (`bytes` are wire bytes).
+    pub captured_bytes: u64,
     pub kernel_drops: u64,
     pub interface_drops: u64,
     pub queue_drops: u64,

@@ -1,7 +1,7 @@
 //! Operating-system calls the crates do not wrap: niceness, the idle
 //! scheduling class and CPU pinning (keeping the probe out of
 //! production's way), an interface's MTU, waiting on a capture
-//! descriptor, huge pages for the process's heaps, and cache prefetch.
+//! descriptor and attaching its kernel filter, huge pages for the process's heaps, and cache prefetch.
 //!
 //! The only unsafe code of the node: libc calls whose arguments are plain
 //! integers or a pointer to a local that outlives the call, and the
@@ -229,6 +229,75 @@ pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
     // call, and nfds is 1.
     let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
     rc > 0
+}
+
+/// Attaches a classic BPF program to socket `fd` in place of the one it
+/// has (`SO_ATTACH_FILTER`): the capture's filter and cut
+/// ([`crate::capture::cut`]).
+pub fn attach_filter(
+    fd: std::os::fd::RawFd,
+    program: &[crate::capture::cut::Insn],
+) -> std::io::Result<()> {
+    let len = u16::try_from(program.len())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `Insn` has `struct sock_filter`'s layout (`repr(C)`, the same
+    // four fields); `prog` and the instructions it points to outlive the
+    // call, and the kernel copies them.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Runs a classic BPF program over `frame` with libpcap's interpreter
+/// (`pcap_offline_filter`, as `tcpdump -r` filters): its return value,
+/// the length it keeps (0: rejected, or a load past the frame's end).
+#[cfg(test)]
+pub fn run_filter(program: &[crate::capture::cut::Insn], frame: &[u8]) -> u32 {
+    #[repr(C)]
+    struct BpfProgram {
+        len: u32,
+        insns: *const crate::capture::cut::Insn,
+    }
+    #[repr(C)]
+    struct PktHdr {
+        ts: libc::timeval,
+        caplen: u32,
+        len: u32,
+    }
+    #[link(name = "pcap")]
+    extern "C" {
+        fn pcap_offline_filter(p: *const BpfProgram, h: *const PktHdr, d: *const u8) -> i32;
+    }
+    let p = BpfProgram {
+        len: program.len() as u32,
+        insns: program.as_ptr(),
+    };
+    let h = PktHdr {
+        ts: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        caplen: frame.len() as u32,
+        len: frame.len() as u32,
+    };
+    // SAFETY: `Insn` is `struct bpf_insn`'s layout; the program, the
+    // header and the frame outlive the call, which only reads them.
+    unsafe { pcap_offline_filter(&p, &h, frame.as_ptr()) as u32 }
 }
 
 /// glibc's tunable that backs malloc's heaps and large blocks with

@@ -1351,3 +1351,96 @@ fn a_full_output_disk_is_retried_and_nothing_is_lost() {
     }
     assert!(leftover_temp_files(&out).is_empty());
 }
+
+/// `[[sources]] tcp_payload = "auto"` (the default): while no signature
+/// rule is loaded the kernel copies each TCP segment to the end of its
+/// header only (production's CPU pays for the copy on a veth mirror),
+/// while flows still count wire bytes; a reload that loads a rule
+/// reading TCP payload makes it copy them whole again, and the rule
+/// matches the payload.
+#[test]
+fn tcp_payload_is_cut_by_the_kernel_until_a_rule_reads_it() {
+    let _g = serial();
+    let Some(mut lab) = Lab::create("cut") else {
+        return;
+    };
+    lab.start_sink();
+    // One frame per segment, so that every frame fits the snaplen and
+    // "whole" is exact: TCP hands the production port segments of up to
+    // 64 KiB whatever its offloads (the mirror copies them as they are),
+    // so both the production port and the mirror's segment them.
+    for dev in ["p0", "m0"] {
+        let off = lab
+            .cmd(&lab.src, "ethtool")
+            .args(["-K", dev, "tso", "off", "gso", "off"])
+            .output()
+            .expect("ethtool");
+        assert!(off.status.success(), "ethtool: {off:?}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("payload.rules");
+    std::fs::write(&rules, "").expect("write rules");
+    let extra = format!("[ids]\nrules = [{:?}]\n", rules.display().to_string());
+    let node = start_node(
+        &lab,
+        dir.path(),
+        NodeOpts {
+            extra: &extra,
+            ..NodeOpts::default()
+        },
+    );
+    let payload = 300_000u64;
+    let counters = |text: &str| {
+        [
+            "moni_source_packets_total",
+            "moni_source_bytes_total",
+            "moni_source_captured_bytes_total",
+        ]
+        .map(|n| metric(text, n, &[]).unwrap_or(-1.0) as u64)
+    };
+    // Sends the payload over one TCP connection; the deltas of packets,
+    // wire bytes and captured bytes.
+    let send = |lab: &Lab| {
+        let before = counters(&scrape(lab));
+        let p0 = lab.production_packets();
+        lab.traffic(&["send", "--tcp", &payload.to_string()]);
+        let sent = lab.production_packets() - p0;
+        let text = wait_analysed(lab, before[0] + sent);
+        let after = counters(&text);
+        assert_eq!(after[0] - before[0], sent, "every packet captured: {text}");
+        [sent, after[1] - before[1], after[2] - before[2]]
+    };
+    let [packets, wire, captured] = send(&lab);
+    assert!(
+        wire > payload + 40 * packets,
+        "wire bytes {wire} of {packets} packets"
+    );
+    // Every byte of payload stayed in the kernel, nothing else was cut.
+    assert_eq!(wire - captured, payload, "wire {wire}, captured {captured}");
+    std::fs::write(
+        &rules,
+        "alert tcp any any -> any 8080 (msg:\"payload seen\"; content:\"tttttttttttttttt\"; sid:9300001;)\n",
+    )
+    .expect("write rules");
+    reload(&lab, &node, "ok");
+    // The capture loop sets the new cut on its next pause (100 ms).
+    std::thread::sleep(Duration::from_millis(500));
+    let [_, wire2, captured2] = send(&lab);
+    assert_eq!(captured2, wire2, "payload copied whole with a rule loaded");
+    let summary = stop_node(node);
+    let source = &summary["sources"][0];
+    assert_eq!(source["bytes"], wire + wire2, "{summary}");
+    assert_eq!(source["captured_bytes"], captured + captured2, "{summary}");
+    // Flows count wire bytes, cut or not.
+    let flows = flows_as_truth(&read_dataset(&dir.path().join("out/flows")));
+    let bytes: u64 = flows.iter().map(|f| f.bytes_fwd + f.bytes_rev).sum();
+    assert_eq!(bytes, wire + wire2, "{flows:#?}");
+    let mut matched = 0;
+    for b in read_dataset(&dir.path().join("out/alerts")) {
+        let sid = col::<UInt32Array>(&b, "signature_id");
+        matched += (0..b.num_rows())
+            .filter(|&i| !sid.is_null(i) && sid.value(i) == 9_300_001)
+            .count();
+    }
+    assert!(matched > 0, "the rule read the payload: {summary}");
+}

@@ -98,6 +98,10 @@ pub struct DriverSettings {
     /// The VNet of the source (`[[sources]] vnet`).
     pub source_vnet: Option<VnetId>,
     pub sip_ports: Vec<u16>,
+    /// Signature rules are loaded: the kernel keeps TCP payload (see
+    /// [`PacketSource::set_tcp_cut`]); without, it cuts it except on
+    /// `sip_ports`.
+    pub tcp_payload: bool,
     pub decode: DecodeConfig,
     /// `[ids]` when enabled: the cross-flow detectors run here.
     pub ids: Option<IdsConfig>,
@@ -116,7 +120,12 @@ pub enum SourceControl {
     /// their state. Table caps keep their start-up values, and detectors
     /// that were off at start (`[ids] enabled = false`) stay off until a
     /// restart.
-    Reload { vnets: Arc<VnetMap>, ids: IdsConfig },
+    Reload {
+        vnets: Arc<VnetMap>,
+        ids: IdsConfig,
+        /// Signature rules are loaded ([`DriverSettings::tcp_payload`]).
+        tcp_payload: bool,
+    },
 }
 
 /// The channels of the loop.
@@ -140,6 +149,8 @@ pub struct DriverIo {
 pub struct DriverTotals {
     pub packets: u64,
     pub bytes: u64,
+    /// Bytes as captured: what the kernel copied, after its cut.
+    pub captured_bytes: u64,
     pub queue_drops: u64,
     pub kernel_drops: u64,
     pub interface_drops: u64,
@@ -174,10 +185,13 @@ pub struct Dispatcher {
     pending: Vec<Pending>,
     totals: DriverTotals,
     /// Counters as last published: packets, bytes, queue, kernel and
-    /// interface drops.
-    published: [u64; 5],
+    /// interface drops, captured bytes.
+    published: [u64; 6],
     /// The drop totals of the current source as last read.
     source_drops: (u64, u64),
+    /// A reload changed [`DriverSettings::tcp_payload`]: the source's cut
+    /// is set again.
+    recut: bool,
     ids: Option<Ids>,
     /// Packets whose IDS observation waits, in order: those with lines to
     /// read ahead [`IDS_DELAY`] packets, so that what the detectors'
@@ -261,8 +275,9 @@ impl Dispatcher {
             link: None,
             pending,
             totals: DriverTotals::default(),
-            published: [0; 5],
+            published: [0; 6],
             source_drops: (0, 0),
+            recut: false,
             alerts: Vec::new(),
             ifaces: Vec::new(),
             newest: None,
@@ -285,6 +300,7 @@ impl Dispatcher {
         }
         self.ifaces.clear();
         self.source_drops = (0, 0);
+        self.set_tcp_cut(src);
         let wall0 = Instant::now();
         let epoch0 = wall_clock_now();
         let mut first: Option<Timestamp> = None;
@@ -407,6 +423,9 @@ impl Dispatcher {
         }
         self.flush_old();
         self.apply_controls();
+        if std::mem::take(&mut self.recut) {
+            self.set_tcp_cut(src);
+        }
         let now = Instant::now();
         if now >= *next_tick {
             *next_tick = now + self.settings.tick;
@@ -512,10 +531,22 @@ impl Dispatcher {
         vnet
     }
 
+    /// The kernel's cut of TCP payload the settings ask for.
+    fn set_tcp_cut(&self, src: &mut dyn PacketSource) {
+        src.set_tcp_cut((!self.settings.tcp_payload).then_some(&self.settings.sip_ports[..]));
+    }
+
     /// Applies the reloads that arrived: the packets read from here on see
     /// the new VNet map and thresholds.
     fn apply_controls(&mut self) {
-        while let Ok(SourceControl::Reload { vnets, ids }) = self.io.control.try_recv() {
+        while let Ok(SourceControl::Reload {
+            vnets,
+            ids,
+            tcp_payload,
+        }) = self.io.control.try_recv()
+        {
+            self.recut |= tcp_payload != self.settings.tcp_payload;
+            self.settings.tcp_payload = tcp_payload;
             // Packets waiting for the detectors were read under the old
             // configuration: they are judged under it.
             self.observe_deferred();
@@ -641,6 +672,7 @@ impl Dispatcher {
     ) {
         self.totals.packets += 1;
         self.totals.bytes += u64::from(pkt.wire_len);
+        self.totals.captured_bytes += pkt.data.len() as u64;
         self.newest = Some(self.newest.map_or(pkt.ts, |t| t.max(pkt.ts)));
         let n = self.pending.len();
         let mut sip = false;
@@ -923,6 +955,7 @@ impl Dispatcher {
             t.queue_drops,
             t.kernel_drops,
             t.interface_drops,
+            t.captured_bytes,
         ];
         let d: Vec<u64> = now
             .iter()
@@ -949,6 +982,9 @@ impl Dispatcher {
         m.source_interface_drops
             .with_label_values(&name)
             .inc_by(d[4]);
+        m.source_captured_bytes
+            .with_label_values(&name)
+            .inc_by(d[5]);
         self.io
             .capture_drops
             .fetch_add(d[2] + d[3] + d[4], Ordering::Relaxed);

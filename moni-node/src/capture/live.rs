@@ -5,6 +5,7 @@
 
 use analyzers::{LinkType, Timestamp};
 
+use super::cut::{self, Insn, TcpPayload};
 use super::{CaptureError, Next, PacketSource, RawPacket};
 use crate::config::{Precision, SourceSettings};
 
@@ -34,6 +35,14 @@ pub struct LiveSource {
     totals: DropTotals,
     /// Packets read so far (a read error says how many came before it).
     packets: u64,
+    /// libpcap's program for the filter, for the kernel's cut of TCP
+    /// payload to follow; `None` where the cut is off (`tcp_payload =
+    /// "always"`, not Ethernet, or it could not be attached).
+    filter_program: Option<Vec<Insn>>,
+    snaplen: u32,
+    /// The ports the attached cut keeps whole (`None`: no cut attached,
+    /// libpcap's program as it set it).
+    cut: Option<Vec<u16>>,
 }
 
 /// What reading a live source gave.
@@ -86,11 +95,27 @@ impl LiveSource {
         })?;
         tracing::info!(source = %s.name, interface, snaplen, "Capture opened.");
         let link = LinkType::from_dlt(cap.get_datalink().0);
+        // libpcap's program for the filter, which the kernel's cut of TCP
+        // payload follows ([`super::cut`]): Ethernet ports only, whose
+        // frames the cut knows how to read.
+        let filter_program = (s.tcp_payload == TcpPayload::Auto
+            && link == Some(LinkType::Ethernet))
+        .then(|| cap.compile(expr, true).ok())
+        .flatten()
+        .and_then(|p| {
+            p.get_instructions()
+                .iter()
+                .map(|i| cut::parse_insn(&i.to_string()))
+                .collect::<Option<Vec<_>>>()
+        });
         let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
         Ok(LiveSource {
             name: s.name.clone(),
             cap,
             fd,
+            filter_program,
+            snaplen: u32::try_from(snaplen).unwrap_or(262_144),
+            cut: None,
             drained: false,
             link,
             nanos: s.precision == Precision::Nano,
@@ -183,6 +208,48 @@ impl PacketSource for LiveSource {
 
     fn drops(&mut self) -> Option<DropTotals> {
         Some(LiveSource::drops(self))
+    }
+
+    fn set_tcp_cut(&mut self, keep_ports: Option<&[u16]>) {
+        let Some(filter) = &self.filter_program else {
+            return;
+        };
+        if self.cut.as_deref() == keep_ports {
+            return;
+        }
+        let program = match keep_ports {
+            Some(ports) => {
+                match cut::headers_only_tcp(self.snaplen, ports)
+                    .and_then(|c| cut::after_filter(filter, &c))
+                {
+                    Some(p) => p,
+                    None => {
+                        tracing::warn!(
+                            source = %self.name,
+                            "TCP payload is copied whole: more than {} SIP ports, or a filter too long for the cut",
+                            cut::MAX_KEPT_PORTS
+                        );
+                        self.filter_program = None;
+                        return;
+                    }
+                }
+            }
+            None => filter.clone(),
+        };
+        match crate::sys::attach_filter(self.fd, &program) {
+            Ok(()) => {
+                tracing::info!(
+                    source = %self.name,
+                    tcp_payload = if keep_ports.is_some() { "headers only" } else { "kept" },
+                    "Kernel cut of TCP payload set."
+                );
+                self.cut = keep_ports.map(<[u16]>::to_vec);
+            }
+            Err(e) => {
+                tracing::warn!(source = %self.name, "TCP payload is copied whole: the kernel refused the cut ({e})");
+                self.filter_program = None;
+            }
+        }
     }
 }
 

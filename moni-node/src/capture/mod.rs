@@ -10,6 +10,7 @@
 
 pub mod batch;
 mod classic;
+pub mod cut;
 pub mod driver;
 pub mod file;
 pub mod live;
@@ -126,4 +127,9 @@ pub trait PacketSource {
     fn progress(&self) -> (u64, u64) {
         (0, 0)
     }
+    /// The kernel's cut of TCP payload ([`cut`]): `Some(ports)` copies
+    /// TCP segments to the end of their header except on these ports,
+    /// `None` copies them up to the snaplen. Nothing where the source has
+    /// no kernel to cut (a file) or the cut is off for it.
+    fn set_tcp_cut(&mut self, _keep_ports: Option<&[u16]>) {}
 }

@@ -43,6 +43,15 @@ pub struct SourceSection {
     /// host (docs/lab.md); flows count wire lengths, so their bytes stay
     /// right. 262144 where the MTU cannot be read.
     pub snaplen: Option<i32>,
+    /// Interfaces on Ethernet: how much of a TCP segment the kernel
+    /// copies. `auto` (default): the headers only while no signature
+    /// rules are loaded (nothing else in moni reads TCP payload), except
+    /// on the SIP ports (`[rtp] sip_ports`); up to the snaplen while rules
+    /// are loaded (a reload that loads or drops them changes the cut).
+    /// `always`: up to the snaplen. Everything but TCP is always kept up
+    /// to the snaplen. The copy runs on the CPU that received the frame,
+    /// on a veth mirror production's (docs/lab.md).
+    pub tcp_payload: crate::capture::cut::TcpPayload,
     /// Kernel capture buffer, bytes (at least 65536). Default 16 MiB.
     pub buffer_bytes: i32,
     /// BPF filter. Default none.
@@ -65,6 +74,7 @@ impl Default for SourceSection {
             role: None,
             promiscuous: true,
             snaplen: None,
+            tcp_payload: crate::capture::cut::TcpPayload::Auto,
             buffer_bytes: 16 * 1024 * 1024,
             filter: None,
             timestamp_precision: Precision::Micro,
@@ -94,6 +104,7 @@ pub struct SourceSettings {
     pub promiscuous: bool,
     /// `sources.snaplen`; `None`: from the interface's MTU when it opens.
     pub snaplen: Option<i32>,
+    pub tcp_payload: crate::capture::cut::TcpPayload,
     pub buffer_bytes: i32,
     pub filter: Option<String>,
     pub precision: Precision,
@@ -174,6 +185,7 @@ impl NodeConfig {
                 vnet,
                 promiscuous: s.promiscuous,
                 snaplen: s.snaplen,
+                tcp_payload: s.tcp_payload,
                 buffer_bytes: s.buffer_bytes,
                 filter: s.filter.clone().filter(|f| !f.trim().is_empty()),
                 precision: s.timestamp_precision,

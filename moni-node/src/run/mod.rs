@@ -239,6 +239,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                     .then_some(Duration::from_millis(300)),
                 source_vnet: s.vnet,
                 sip_ports: config.rtp.sip_ports.clone(),
+                tcp_payload: !config.rules.rules.is_empty(),
                 decode: config.decode.clone(),
                 ids: config.ids.enabled.then(|| config.ids.clone()),
                 vnets: Arc::clone(&vnets),
@@ -389,6 +390,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                         let _ = c.send(SourceControl::Reload {
                             vnets: Arc::clone(&vnets),
                             ids: new.ids.clone(),
+                            tcp_payload: !current_rules.rules.is_empty(),
                         });
                     }
                     metrics.reloads.with_label_values(&["ok"]).inc();
@@ -423,6 +425,7 @@ pub fn run(config_path: &Path, out_override: Option<PathBuf>) -> Result<Summary,
                     source,
                     packets: t.packets,
                     bytes: t.bytes,
+                    captured_bytes: t.captured_bytes,
                     kernel_drops: t.kernel_drops,
                     interface_drops: t.interface_drops,
                     queue_drops: t.queue_drops,
