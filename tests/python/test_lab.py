@@ -21,6 +21,7 @@ these never silently skip there).
 """
 
 import json
+import statistics
 import os
 import shutil
 import signal
@@ -57,9 +58,9 @@ def skip_reason():
 
 REQUIRE = os.environ.get("MONI_REQUIRE_NETNS") == "1"
 
-# Issue 19's two 5 % bounds: ratio_overloaded >= 0.95 holds; the TCP
-# ratio >= 0.95 is a known gap (printed, a bound asserted that still
-# tells a regression apart). Remove the flag when issue 19 lands.
+# Issue 19's two 5 % bounds, ratio_overloaded >= 0.95 and the TCP ratio
+# >= 0.95, are known gaps (printed, with a bound asserted that still
+# tells a regression apart). Remove the flags when issue 19 lands.
 #
 # ratio_overloaded was a known gap until session 39 (CI's sixteen runs
 # of sessions 33-38: 0.913-1.019). Two causes, both found with the
@@ -81,6 +82,19 @@ REQUIRE = os.environ.get("MONI_REQUIRE_NETNS") == "1"
 # apart (0.72-0.78 in most runs). (It was 0.85 until CI failed on 0.840,
 # 2026-12-04; seven runs then gave mean 0.90, standard deviation 0.045.)
 TCP_RATIO_KNOWN_GAP = True
+
+# ratio_overloaded >= 0.95 is a known gap again on the VM of session 41
+# (2026-12-05: 2 Intel vCPUs, forwarding 830-940 kpps where the earlier
+# VM forwarded 480-530): there the lab's software switch alone (the
+# mirror phase, nobody capturing) kept 0.815-0.867 of forward's rate in
+# runs with the test's settings, and the overloaded monitor 0.907-0.916,
+# above the mirror alone: what production lost was the switch's copy,
+# not the monitor's work. Asserted meanwhile: 0.8 against forward, and
+# 0.9 against the mirror alone (the same cycle's window: what isolation
+# controls; 0.999 and 1.057 in those runs, whose 1 s windows ranged
+# over 0.5-1.0 M packets/s, so a 5 % bound would fail by chance; the
+# unisolated monitor keeps about 0.3).
+OVERLOADED_KNOWN_GAP = True
 
 
 class Lab(unittest.TestCase):
@@ -200,7 +214,13 @@ class Lab(unittest.TestCase):
         print(f"ratio_overloaded {rep['ratio_overloaded']:.3f} (goal >= 0.95, issue 19); "
               f"forward bins {bins['forward']}, overloaded {bins['monitor_overloaded']}")
         self.assertGreaterEqual(rep["ratio_overloaded"],
-                                0.95, overloaded)
+                                0.8 if OVERLOADED_KNOWN_GAP else 0.95, overloaded)
+        # The overloaded monitor's cost beyond the software switch's copy:
+        # its windows against the mirror alone's of the same cycle.
+        beyond = statistics.median(o / m for m, o in zip(bins["mirror"],
+                                                         bins["monitor_overloaded"]))
+        print(f"monitor_overloaded against the mirror alone {beyond:.3f}")
+        self.assertGreaterEqual(beyond, 0.9, (bins["mirror"], bins["monitor_overloaded"]))
         self.assertGreater(rep["ratio_overloaded"], rep["ratio_unisolated"], rep)
         # The ratios pair each window with forward's of the same cycle:
         # every phase's is there, and forward's own is 1.
