@@ -285,6 +285,12 @@
 # 1.7-2.6 s against 1.0 s back to back), and a run that needs more
 # memory than the one before pays for the difference (the attack rows'
 # IDS on against off).
+# 2026-12-05, session 41, another 2-vCPU VM (Intel Xeon; tcpdump reads
+# the flow-heavy file in 0.81 s, the VoIP one in 0.28 s; tshark slower),
+# one run at bb4cfc9: IMIX 1 worker 1.01x tcpdump, 56.9x tshark, VXLAN
+# twin 0.72x; flow-heavy 1 worker 0.52x tcpdump, 2 workers 0.48x, 2.40x
+# softflowd, capped 0.47x (lz4 0.49x), IDS on / off 0.87x (CPU); VoIP
+# 0.48x tcpdump, 29.4x tshark; 1 M SYN sources 182 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
