@@ -635,6 +635,21 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
 
     let before = lab.production_packets();
     let m0_before = lab.link_counters(&lab.src, "m0");
+    // A call's media, from before the flood to its end: its windows must
+    // carry the probe's own losses, so that mirror loss is not mistaken
+    // for network loss. It starts 0.6 s (30 packets) ahead of the flood,
+    // so that the stream is confirmed before the drops begin: on a host
+    // fast enough that the flood drops more than half of the mirror, a
+    // stream first seen in the flood may never show the few packets in
+    // sequence that confirm it (CI of session 41: no windows at all).
+    let mut rtp = lab
+        .cmd(&lab.src, "python3")
+        .arg(common::lab::traffic_py())
+        .args(["send", "--rtp", "150"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("rtp");
+    std::thread::sleep(Duration::from_millis(600));
     let floods: Vec<Child> = (0..3)
         .map(|_| {
             lab.cmd(&lab.src, "python3")
@@ -645,15 +660,6 @@ fn overload_drops_are_counted_and_memory_stays_bounded() {
                 .expect("flood")
         })
         .collect();
-    // A call's media during the flood: its windows must carry the probe's
-    // own losses, so that mirror loss is not mistaken for network loss.
-    let mut rtp = lab
-        .cmd(&lab.src, "python3")
-        .arg(common::lab::traffic_py())
-        .args(["send", "--rtp", "120"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("rtp");
     // The node answers /metrics while flooded.
     std::thread::sleep(Duration::from_millis(1500));
     let during = lab.http_get(&lab.moni, "http://127.0.0.1:19464/metrics");
