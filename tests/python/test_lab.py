@@ -94,6 +94,12 @@ TCP_RATIO_KNOWN_GAP = True
 # controls; 0.999 and 1.057 in those runs, whose 1 s windows ranged
 # over 0.5-1.0 M packets/s, so a 5 % bound would fail by chance; the
 # unisolated monitor keeps about 0.3).
+# Session 42 (same VM, 2026-12-05) saw the mirror alone keep 0.848-0.98
+# of forward (paired) and the overloaded monitor 0.862-0.979 over four
+# runs, one of them with the mirror alone at 0.781 by the phases'
+# medians: the bound against forward is 0.75 since (the unisolated
+# monitor still keeps 0.26-0.30), the one against the mirror alone
+# stays 0.9.
 OVERLOADED_KNOWN_GAP = True
 
 
@@ -214,7 +220,7 @@ class Lab(unittest.TestCase):
         print(f"ratio_overloaded {rep['ratio_overloaded']:.3f} (goal >= 0.95, issue 19); "
               f"forward bins {bins['forward']}, overloaded {bins['monitor_overloaded']}")
         self.assertGreaterEqual(rep["ratio_overloaded"],
-                                0.8 if OVERLOADED_KNOWN_GAP else 0.95, overloaded)
+                                0.75 if OVERLOADED_KNOWN_GAP else 0.95, overloaded)
         # The overloaded monitor's cost beyond the software switch's copy:
         # its windows against the mirror alone's of the same cycle.
         beyond = statistics.median(o / m for m, o in zip(bins["mirror"],
