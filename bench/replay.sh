@@ -291,6 +291,17 @@
 # twin 0.72x; flow-heavy 1 worker 0.52x tcpdump, 2 workers 0.48x, 2.40x
 # softflowd, capped 0.47x (lz4 0.49x), IDS on / off 0.87x (CPU); VoIP
 # 0.48x tcpdump, 29.4x tshark; 1 M SYN sources 182 MiB.
+# 2026-12-05, session 42 (same VM, one run at be57a8a, a fast spell:
+# tcpdump read the flow-heavy file in 0.65 s): IMIX 1 worker 0.93x
+# tcpdump, 53.3x tshark, VXLAN twin 0.81x; flow-heavy 1 worker 0.57x
+# tcpdump, 2 workers 0.55x, 2.66x softflowd, capped 0.51x (lz4 0.50x),
+# IDS on / off 0.90x (CPU), 0.95x (throughput); VoIP 0.47x tcpdump,
+# 22.7x tshark (10.8 s); 1 M SYN sources 183 MiB. Under attack, IDS on
+# / off: udp-flood 1.15x, icmp-flood 0.91x, dns-torture 0.66x, syn-scan
+# 0.49x, port-scan 0.54x, host-sweep 0.46x (CPU, not memory: syn-scan
+# took 1.5 s of user time with the IDS on against 0.65 s off in
+# interleaved runs; the scan and sweep tables' lookups miss the cache
+# with 65,536 keys churning through a 50,000-key table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
