@@ -1421,8 +1421,19 @@ fn tcp_payload_is_cut_by_the_kernel_until_a_rule_reads_it() {
         wire > payload + 40 * packets,
         "wire bytes {wire} of {packets} packets"
     );
-    // Every byte of payload stayed in the kernel, nothing else was cut.
-    assert_eq!(wire - captured, payload, "wire {wire}, captured {captured}");
+    // Every byte of payload stayed in the kernel, and only headers were
+    // copied: each packet's Ethernet, IPv4 and TCP header, 54 to 94
+    // bytes. (Not `wire - captured == payload`: a retransmitted segment
+    // puts its payload on the wire twice, and CI of session 42 saw
+    // 65,160 bytes of it in one run.)
+    assert!(
+        wire - captured >= payload,
+        "payload not cut: wire {wire}, captured {captured}"
+    );
+    assert!(
+        (54 * packets..=94 * packets).contains(&captured),
+        "more than headers copied: {captured} bytes of {packets} packets"
+    );
     std::fs::write(
         &rules,
         "alert tcp any any -> any 8080 (msg:\"payload seen\"; content:\"tttttttttttttttt\"; sid:9300001;)\n",
