@@ -760,7 +760,8 @@ impl<T: Copy + Default + PartialEq + Into<u128>> ProbeSet<T> {
             // Kept or not, the target changes nothing.
             return false;
         }
-        if self.may_hold(target) && self.probes.as_slice().iter().any(|p| p.0 == target) {
+        let bit = target_bit(target);
+        if self.bloom & bit != 0 && self.probes.as_slice().iter().any(|p| p.0 == target) {
             return false;
         }
         if full {
@@ -778,7 +779,7 @@ impl<T: Copy + Default + PartialEq + Into<u128>> ProbeSet<T> {
             }
         }
         self.probes.push((target, at_us, Answer::Pending));
-        self.bloom |= target_bit(target);
+        self.bloom |= bit;
         true
     }
 
@@ -1187,36 +1188,34 @@ mod tests {
         cap: usize,
         ops: Vec<(u8, u8, i64)>,
     ) -> Result<(), proptest::test_runner::TestCaseError> {
-        {
-            let mut set = ProbeSet::<u8>::new(cap);
-            let mut model = ProbeSetModel {
-                cap,
-                ..ProbeSetModel::default()
-            };
-            for (op, target, at) in ops {
-                match op {
-                    0 | 1 => {
-                        set.probe(target, at);
-                        model.probe(target, at);
-                    }
-                    2 => {
-                        set.answer(target, Answer::Answered);
-                        model.answer(target, Answer::Answered);
-                    }
-                    _ => {
-                        set.refused(target, at);
-                        model.probe(target, at);
-                        model.answer(target, Answer::Refused);
-                    }
+        let mut set = ProbeSet::<u8>::new(cap);
+        let mut model = ProbeSetModel {
+            cap,
+            ..ProbeSetModel::default()
+        };
+        for (op, target, at) in ops {
+            match op {
+                0 | 1 => {
+                    set.probe(target, at);
+                    model.probe(target, at);
                 }
-                prop_assert_eq!(set.probes.as_slice(), &model.probes[..]);
-                let answered = model
-                    .probes
-                    .iter()
-                    .filter(|p| p.2 == Answer::Answered)
-                    .count();
-                prop_assert_eq!(set.answered as usize, answered);
+                2 => {
+                    set.answer(target, Answer::Answered);
+                    model.answer(target, Answer::Answered);
+                }
+                _ => {
+                    set.refused(target, at);
+                    model.probe(target, at);
+                    model.answer(target, Answer::Refused);
+                }
             }
+            prop_assert_eq!(set.probes.as_slice(), &model.probes[..]);
+            let answered = model
+                .probes
+                .iter()
+                .filter(|p| p.2 == Answer::Answered)
+                .count();
+            prop_assert_eq!(set.answered as usize, answered);
         }
         Ok(())
     }
