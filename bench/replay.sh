@@ -21,8 +21,9 @@
 #     concurrent flows, 70% TCP in short connections, 20% RTP, 5% one-packet
 #     DNS, 3% one-packet ICMP; issue 16).
 #   plus, on the flow-heavy capture, softflowd (Debian package, installed
-#   here when missing) and moni-node at `--max-flows 1000` against
-#   uncapped (the cost of eviction at the cap);
+#   here when missing; at its default cap of 8,192 flows, and at 1,000 and
+#   1,000,000 for the peer's own cost of a cap) and moni-node at
+#   `--max-flows 1000` against uncapped (the cost of eviction at the cap);
 #   - the VoIP capture (`moni-gen calls`, 2,000 calls for 10 s, ~2 M
 #     packets) against `tcpdump -w /dev/null` and tshark `-z rtp,streams`;
 #   - peak RSS of a 1-worker replay of 1,000,000 spoofed SYN sources
@@ -476,7 +477,7 @@ if base > 0:
     print(f"  baseline build (BENCH_BASELINE) {base:8.2f} s  {pps(base):14,.0f} packets/s")
     print(f"  1 worker / baseline:        {base / moni1:.2f}x  (goal >= 0.95x, issue 13; >= 1.0x, issue 15)")
 print(f"flow-heavy capture: {n:,} packets ({hsize})")
-for name, t in (("tcpdump -w /dev/null", htcpdump), ("softflowd -r", softflowd),
+for name, t in (("tcpdump -w /dev/null", htcpdump), ("softflowd -r (-m 8,192)", softflowd),
                 ("moni-node 1 worker", hmoni1), ("moni-node 1 w on 1 core", hmoni1c),
                 (f"moni-node {cores} workers", hmonin), ("moni-node 1 w, cap 1,000", hcapped)):
     print(f"  {name:26s} {t:8.2f} s  {pps(t):14,.0f} packets/s")
@@ -508,6 +509,17 @@ python3 -c 'import sys; z, l, zb, lb, u = map(float, sys.argv[1:6])
 print(f"flow-heavy at cap 1,000, 1 worker: zstd {z:.2f} s ({zb / 1e6:.0f} MB), lz4 {l:.2f} s ({lb / 1e6:.0f} MB, {lb / zb:.2f}x the bytes); "
       f"cap 1,000 / uncapped with lz4: {u / l:.2f}x")' \
   "$T_CZSTD" "$T_CLZ4" "$(du -sb "$WORK/out-capped" | cut -f1)" "$(du -sb "$WORK/out-capped-lz4" | cut -f1)" "$T_HMONI1"
+# The peer at the cap: softflowd's default table holds 8,192 flows (the
+# row above); at moni's default cap (`-m 1000000`) and at 1,000 it shows
+# what a flow meter whose record is a 48-byte NetFlow datagram pays for
+# churning a table far below its working set (interleaved, medians of 3).
+read -r T_SFCAP T_SFBIG < <(pair_med 3 \
+  "softflowd -r $HEAVY -n 127.0.0.1:9995 -m 1000" \
+  "softflowd -r $HEAVY -n 127.0.0.1:9995 -m 1000000")
+python3 -c 'import sys; c, b, m, mc = map(float, sys.argv[1:5])
+print(f"softflowd -m 1,000 {c:.2f} s, -m 1,000,000 {b:.2f} s: cap 1,000 / 1,000,000 {b / c:.2f}x; "
+      f"moni 1 worker / softflowd at the same cap: {b / m:.2f}x uncapped, {c / mc:.2f}x at 1,000")' \
+  "$T_SFCAP" "$T_SFBIG" "$T_HMONI1" "$T_CZSTD"
 # Which thread limits the all-core replay (issue 15): the summary's
 # per-thread CPU time (`cpu_seconds`) against the run's wall time. When
 # the capture thread (which reads, decodes for the shard, runs the IDS
