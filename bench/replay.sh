@@ -303,6 +303,17 @@
 # took 1.5 s of user time with the IDS on against 0.65 s off in
 # interleaved runs; the scan and sweep tables' lookups miss the cache
 # with 65,536 keys churning through a 50,000-key table).
+# 2026-12-06, session 43 (same VM, one run at 623088f, a fast spell:
+# tcpdump read the flow-heavy file in 0.57 s): IMIX 1 worker 1.03x
+# tcpdump, 63.0x tshark, VXLAN twin 0.78x; flow-heavy 1 worker 0.61x
+# tcpdump, 2 workers 0.53x (1.81x of one core), 3.14x softflowd, capped
+# 0.42x (lz4 0.44x), IDS on / off 0.91x (CPU); VoIP 0.48x tcpdump, 25.1x
+# tshark (11.2 s); 1 M SYN sources 183 MiB. Under attack, IDS on / off:
+# udp-flood 0.89x, icmp-flood 0.98x, dns-torture 0.72x, syn-scan 0.40x,
+# port-scan 0.43x, host-sweep 0.47x. softflowd by hand, same file:
+# -m 1,000 3.69 s, -m 8,192 (its default) 2.97-3.10 s, -m 1,000,000
+# 3.51 s: the peer keeps 0.95x of its own time at the cap, with a 48-byte
+# NetFlow record per eviction where moni writes a Parquet row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
