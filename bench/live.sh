@@ -29,6 +29,16 @@
 #  - TCP at full speed (CPU-bound on the shared cores): 62.7% with the
 #    defaults, 88.7% with NICE=19 SNAPLEN=256; the mirror alone costs
 #    nothing measurable (run-to-run noise of the baseline is +-25%).
+# Measured 2026-12-06 (session 43, another 2-vCPU VM, release build of
+# 623088f, defaults, after the capture path's rework and `tcp_payload`):
+#  - one worker, zero kernel and queue drops at every step up to what
+#    tcpreplay reaches here: 629,666 packets/s (asked for 800,000; again
+#    the sender is the limit); offline replay of the capture 5.26 Mpps.
+#  - UDP offered at 1 Gbit/s: 99.9% delivered with the mirror and
+#    moni-node running.
+#  - TCP at full speed: 41.4 Gbit/s without, 43.8 with the mirror alone
+#    (105.6%), 42.6 with the mirror and moni-node (102.8%; 1.38 M packets
+#    captured, no drops). docs/lab.md has the 64-byte forwarding limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
