@@ -993,8 +993,14 @@ fn replay_refuses_a_used_output_directory_unless_told_append_or_overwrite() {
     let appended = run(&["--append"]);
     assert!(appended.status.success(), "{:?}", stderr_lines(&appended));
     assert_eq!(parquet_count(&out), 2 * once);
-    // --overwrite: one file set again; the user's own file stays.
+    // --overwrite: one file set again; the user's own file stays. What an
+    // earlier --overwrite stopped mid-removal left goes too, and the
+    // replaced files are gone when the replay returns (they are moved
+    // aside and removed while it runs).
     std::fs::write(out.join("notes.txt"), "mine").expect("write");
+    let stale = out.join(".moni-replaced-4242-0").join("flows");
+    std::fs::create_dir_all(&stale).expect("stale");
+    std::fs::write(stale.join("flows-old.parquet"), "old").expect("write");
     let replaced = run(&["--overwrite"]);
     assert!(replaced.status.success(), "{:?}", stderr_lines(&replaced));
     assert_eq!(parquet_count(&out), once);
@@ -1002,6 +1008,17 @@ fn replay_refuses_a_used_output_directory_unless_told_append_or_overwrite() {
         std::fs::read_to_string(out.join("notes.txt")).expect("kept"),
         "mine"
     );
+    let mut left: Vec<String> = std::fs::read_dir(&out)
+        .expect("out")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert!(
+        left.iter().all(|n| !n.starts_with(".moni-replaced-")),
+        "{left:?}"
+    );
+    assert!(left.contains(&"flows".to_string()) && left.contains(&"eve.json".to_string()));
     // 108 connections, each on the production and the shadow VLAN: with no
     // VNet map, each VLAN's copy is its own flow (VLAN tracking).
     let flows = flows_as_truth(&read_dataset(&out.join("flows")));
@@ -1222,8 +1239,9 @@ fn the_node_runs_with_huge_pages_unless_told_not_to() {
 
 /// A replay that failed before writing anything (a missing file) leaves
 /// only empty dataset folders and an empty `eve.json`: the corrected
-/// retry into the same directory needs no `--overwrite`. A directory with
-/// real output still does.
+/// retry into the same directory needs no `--overwrite`, nor does a folder
+/// an interrupted `--overwrite` left. A directory with real output still
+/// does.
 #[test]
 fn a_retry_after_a_failed_replay_needs_no_overwrite() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -1231,6 +1249,8 @@ fn a_retry_after_a_failed_replay_needs_no_overwrite() {
     let missing = tmp.path().join("nope.pcap");
     let o = moni(&["replay", "--out", p(&out), p(&missing)]);
     assert_eq!(o.status.code(), Some(1), "{:?}", stderr_lines(&o));
+    // Nor does what an --overwrite stopped mid-removal left.
+    std::fs::create_dir_all(out.join(".moni-replaced-4242-0").join("flows")).expect("stale");
     let good = sample("voip-impairments.pcap");
     let o = moni(&["replay", "--out", p(&out), p(&good)]);
     assert!(o.status.success(), "{:?}", stderr_lines(&o));

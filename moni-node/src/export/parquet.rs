@@ -376,6 +376,11 @@ impl DatasetWriter {
         &self.dir
     }
 
+    /// Whether a file is open (rows written since the last close).
+    pub fn has_open_file(&self) -> bool {
+        self.current.is_some()
+    }
+
     /// Whether writes are failing (the backlog waits for a retry).
     pub fn is_failing(&self) -> bool {
         self.failing.is_some()
