@@ -229,7 +229,7 @@ impl Datasets {
     /// The datasets close side by side, one thread each: a file's close
     /// ends in an fsync, which waits for the disk. One after another, the
     /// five files of a VoIP replay waited 14 ms on this project's VM with
-    /// the disk busy (a build beside it), under 3 ms with it idle.
+    /// the disk busy (a build beside it), 4-5 ms with it idle.
     pub fn close(&mut self) -> Result<(), ExportError> {
         let close = |w: &mut DatasetWriter| {
             let done = if w.is_failing() {
