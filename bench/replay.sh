@@ -313,7 +313,16 @@
 # port-scan 0.43x, host-sweep 0.47x. softflowd by hand, same file:
 # -m 1,000 3.69 s, -m 8,192 (its default) 2.97-3.10 s, -m 1,000,000
 # 3.51 s: the peer keeps 0.95x of its own time at the cap, with a 48-byte
-# NetFlow record per eviction where moni writes a Parquet row.
+# NetFlow record per eviction where moni writes a Parquet row. A second
+# run at ca8e69c (--overwrite's removal and the files' closing off the
+# critical path; the softflowd rows above in the script): IMIX 1 worker
+# 1.11x tcpdump, 62.2x tshark, VXLAN twin 0.80x; flow-heavy 1 worker
+# 0.63x, 2 workers 0.61x (1.85x of one core), 2.88x softflowd at its
+# default cap and 3.47x at moni's (-m 1,000,000), capped 0.46x (lz4
+# 0.48x; softflowd 0.95x of itself, moni 1.60x softflowd at -m 1,000),
+# IDS on / off 0.90x (CPU); VoIP 0.47x tcpdump, 24.4x tshark; 1 M SYN
+# sources 185 MiB; under attack 0.90x, 0.99x, 0.70x, 0.40x, 0.45x, 0.46x
+# (udp-flood, icmp-flood, dns-torture, syn-scan, port-scan, host-sweep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS="${1:-5000000}"
