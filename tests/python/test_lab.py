@@ -60,7 +60,11 @@ REQUIRE = os.environ.get("MONI_REQUIRE_NETNS") == "1"
 
 # Issue 19's two 5 % bounds, ratio_overloaded >= 0.95 and the TCP ratio
 # >= 0.95, are known gaps (printed, with a bound asserted that still
-# tells a regression apart). Remove the flags when issue 19 lands.
+# tells a regression apart). Remove the flags when issue 19 lands; it is
+# blocked since session 43 on this hardware: the lab's software mirror
+# runs on production's cores and costs it 2-20 % by itself (CI of
+# sessions 42-43: ratio_overloaded 0.767, 0.979, 0.982; TCP 0.936, 0.969,
+# 0.964), so a 0.95 bound would fail about one CI run in three here.
 #
 # ratio_overloaded was a known gap until session 39 (CI's sixteen runs
 # of sessions 33-38: 0.913-1.019). Two causes, both found with the
