@@ -201,7 +201,7 @@ fn replace_output(dir: &std::path::Path) -> Result<Removal, String> {
         .unwrap_or_default();
     let aside = (0..)
         .map(|n| dir.join(format!("{REPLACED_PREFIX}{}-{n}", std::process::id())))
-        .find(|p| !doomed.contains(p) && std::fs::symlink_metadata(p).is_err())
+        .find(|p| std::fs::symlink_metadata(p).is_err())
         .unwrap_or_else(|| dir.join(REPLACED_PREFIX));
     let mut moved = false;
     let names = analyzers::schema::DATASETS
